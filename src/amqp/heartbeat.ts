@@ -1,0 +1,81 @@
+/**
+ * Heartbeats (spec §4.2.7, https://www.rabbitmq.com/docs/heartbeats). With a negotiated timeout of T seconds we
+ * send a heartbeat frame every T/2 unless other frames went out, and count any received byte as liveness. The peer
+ * is declared dead after four silent ticks, i.e. within 2T of the last byte, without a graceful close (a dead peer
+ * cannot answer one).
+ *
+ * The timer is a plain interval, independent of user handlers: a slow async handler cannot delay it. A long
+ * synchronous handler can (nothing runs while it does), and then bytes may be waiting unread in the socket; so a
+ * tick that fires much later than scheduled does not count as silence, and is reported as event-loop lag.
+ */
+export interface Clock {
+  now(): number;
+  setInterval(fn: () => void, ms: number): unknown;
+  clearInterval(handle: unknown): void;
+}
+
+export const systemClock: Clock = {
+  now: () => Date.now(),
+  setInterval: (fn, ms) => {
+    const t = setInterval(fn, ms);
+    t.unref();
+    return t;
+  },
+  clearInterval: (h) => clearInterval(h as ReturnType<typeof setInterval>),
+};
+
+export interface HeartbeatHooks {
+  send(): void;
+  dead(silentMs: number): void;
+  lag(lateMs: number): void;
+}
+
+/** Ticks without received bytes before the peer is declared dead (each tick is T/2). */
+const SILENT_TICKS = 4;
+
+export class Heartbeat {
+  /** Set by the connection whenever bytes arrive / leave; cleared on each tick. */
+  received = false;
+  sent = false;
+  private silent = 0;
+  private lastTick: number;
+  private handle: unknown;
+
+  constructor(
+    readonly timeoutSec: number,
+    private readonly hooks: HeartbeatHooks,
+    private readonly clock: Clock = systemClock,
+  ) {
+    const interval = (timeoutSec * 1000) / 2;
+    this.lastTick = clock.now();
+    this.handle = clock.setInterval(() => this.tick(interval), interval);
+  }
+
+  stop(): void {
+    this.clock.clearInterval(this.handle);
+  }
+
+  private tick(interval: number): void {
+    const now = this.clock.now();
+    const late = now - this.lastTick - interval;
+    this.lastTick = now;
+    if (!this.sent) this.hooks.send();
+    this.sent = false;
+    if (late > interval / 2) {
+      // The event loop was stalled: unread bytes may be queued, so this tick proves nothing either way.
+      this.received = false;
+      this.silent = 0;
+      this.hooks.lag(late);
+      return;
+    }
+    if (this.received) {
+      this.received = false;
+      this.silent = 0;
+      return;
+    }
+    if (++this.silent >= SILENT_TICKS) {
+      this.stop();
+      this.hooks.dead(this.silent * interval);
+    }
+  }
+}

@@ -1,0 +1,166 @@
+/**
+ * Connection options and `amqp://` / `amqps://` URLs (https://www.rabbitmq.com/docs/uri-spec and uri-query-parameters):
+ *
+ *   amqps://user:pass@host:5671/vhost?heartbeat=20&frame_max=131072&channel_max=2047&connection_timeout=10000
+ *          &auth_mechanism=external&cacertfile=/etc/ca.pem&certfile=/etc/me.pem&keyfile=/etc/me.key
+ *          &server_name_indication=broker.example&verify=verify_peer
+ *
+ * An unknown query parameter or an out-of-range value is an error naming it, never silently ignored.
+ */
+import { readFileSync } from 'node:fs';
+import type { ConnectionOptions as TlsOptions } from 'node:tls';
+import { AmqpError } from './errors.js';
+import { MECHANISMS, type Mechanism } from './auth.js';
+import type { FieldTable } from './table.js';
+
+export interface ConnectOptions {
+  hostname?: string;
+  port?: number;
+  vhost?: string;
+  username?: string;
+  password?: string;
+  /** SASL mechanism; default PLAIN (EXTERNAL needs a TLS client certificate). */
+  mechanism?: Mechanism;
+  /** TLS: true for defaults, or node:tls options (ca, cert, key, servername ...). Verification stays on unless
+   *  `rejectUnauthorized: false` is given explicitly. */
+  tls?: boolean | TlsOptions;
+  /** Heartbeat timeout in seconds (default 20; 0 takes the broker's value). */
+  heartbeat?: number;
+  /** Largest frame we accept and send, in bytes (default 131072, at least 8192). */
+  frameMax?: number;
+  /** Most channels we open (default 2047). */
+  channelMax?: number;
+  /** Shown in the management UI and logs. */
+  connectionName?: string;
+  /** Extra client properties (merged over ours). */
+  clientProperties?: FieldTable;
+  /** TCP connect + TLS + AMQP handshake deadline in ms (default 20000). */
+  connectTimeout?: number;
+  /** Bytes of encoded frames waiting for the socket before publishes wait (default 1 MiB). */
+  writeBufferBytes?: number;
+  /** Largest message body accepted from the broker (default 64 MiB). A larger one closes its channel with 311. */
+  maxMessageBytes?: number;
+  /** Unconfirmed publishes per channel before further publishes wait (default 10000). */
+  maxUnconfirmed?: number;
+  /** Default publish deadline in ms (default 60000, never below the heartbeat timeout). */
+  publishTimeout?: number;
+  /** Close the connection when the broker keeps it blocked this long (ms, default 0: never). */
+  blockedTimeout?: number;
+  /** Deadline for the close handshake in ms (default 5000); then the socket is destroyed. */
+  closeTimeout?: number;
+}
+
+export interface ResolvedOptions {
+  hostname: string;
+  port: number;
+  vhost: string;
+  username: string;
+  password: string;
+  mechanism: Mechanism;
+  tls: TlsOptions | undefined;
+  heartbeat: number;
+  frameMax: number;
+  channelMax: number;
+  connectionName: string | undefined;
+  clientProperties: FieldTable;
+  connectTimeout: number;
+  writeBufferBytes: number;
+  maxMessageBytes: number;
+  maxUnconfirmed: number;
+  publishTimeout: number;
+  blockedTimeout: number;
+  closeTimeout: number;
+}
+
+function invalid(what: string, detail: string): AmqpError {
+  return new AmqpError('OPTION_INVALID', `${what}: ${detail}`);
+}
+
+function intOption(v: unknown, what: string, min: number, max: number): number {
+  const n = typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : v;
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < min || n > max) {
+    throw invalid(what, `expected an integer in [${min}, ${max}], got ${JSON.stringify(v)}`);
+  }
+  return n;
+}
+
+/** Parses a URL into options. Query parameters follow RabbitMQ's URI query parameter names. */
+export function parseUrl(url: string | URL): ConnectOptions {
+  let u: URL;
+  try {
+    u = typeof url === 'string' ? new URL(url) : url;
+  } catch {
+    throw invalid('url', `not a URL: ${JSON.stringify(String(url).replace(/\/\/[^@/]*@/, '//***@'))}`);
+  }
+  if (u.protocol !== 'amqp:' && u.protocol !== 'amqps:') throw invalid('url', `scheme must be amqp: or amqps:, got ${u.protocol}`);
+  const secure = u.protocol === 'amqps:';
+  const o: ConnectOptions = {
+    hostname: u.hostname.replace(/^\[(.*)\]$/, '$1') || '127.0.0.1',
+    port: u.port === '' ? (secure ? 5671 : 5672) : Number(u.port),
+  };
+  if (u.username !== '') o.username = decodeURIComponent(u.username);
+  if (u.password !== '') o.password = decodeURIComponent(u.password);
+  // amqp://host and amqp://host/ both mean the default vhost "/"; "/%2f" spells it explicitly.
+  if (u.pathname.length > 1) o.vhost = decodeURIComponent(u.pathname.slice(1));
+  const tls: TlsOptions = {};
+  for (const [key, value] of u.searchParams) {
+    switch (key) {
+      case 'heartbeat': o.heartbeat = intOption(value, 'heartbeat', 0, 65535); break;
+      case 'frame_max': o.frameMax = intOption(value, 'frame_max', 8192, 0xffffffff); break;
+      case 'channel_max': o.channelMax = intOption(value, 'channel_max', 1, 65535); break;
+      case 'connection_timeout': o.connectTimeout = intOption(value, 'connection_timeout', 1, 3600_000); break;
+      case 'auth_mechanism': {
+        const m = value.toUpperCase();
+        if (!(MECHANISMS as readonly string[]).includes(m)) throw invalid('auth_mechanism', `expected one of ${MECHANISMS.join(', ')}, got ${JSON.stringify(value)}`);
+        o.mechanism = m as Mechanism;
+        break;
+      }
+      case 'cacertfile': tls.ca = readFileSync(value); break;
+      case 'certfile': tls.cert = readFileSync(value); break;
+      case 'keyfile': tls.key = readFileSync(value); break;
+      case 'server_name_indication': tls.servername = value; break;
+      case 'verify':
+        if (value !== 'verify_peer' && value !== 'verify_none') throw invalid('verify', `expected verify_peer or verify_none, got ${JSON.stringify(value)}`);
+        tls.rejectUnauthorized = value === 'verify_peer';
+        break;
+      default: throw invalid('url', `unknown query parameter ${JSON.stringify(key)}`);
+    }
+  }
+  if (secure) o.tls = tls;
+  else if (Object.keys(tls).length > 0) throw invalid('url', 'TLS parameters need an amqps: URL');
+  return o;
+}
+
+/** Applies defaults and checks every option. */
+export function resolveOptions(o: ConnectOptions): ResolvedOptions {
+  const heartbeat = intOption(o.heartbeat ?? 20, 'heartbeat', 0, 65535);
+  const mechanism = o.mechanism ?? 'PLAIN';
+  if (!MECHANISMS.includes(mechanism)) throw invalid('mechanism', `expected one of ${MECHANISMS.join(', ')}, got ${JSON.stringify(mechanism)}`);
+  let tls: TlsOptions | undefined;
+  if (o.tls === true) tls = {};
+  else if (o.tls !== undefined && o.tls !== false) tls = o.tls;
+  if (mechanism === 'EXTERNAL' && tls === undefined) throw invalid('mechanism', 'EXTERNAL needs TLS with a client certificate');
+  const publishTimeout = intOption(o.publishTimeout ?? 60_000, 'publishTimeout', 1, 2 ** 31 - 1);
+  return {
+    hostname: o.hostname ?? '127.0.0.1',
+    port: intOption(o.port ?? (tls ? 5671 : 5672), 'port', 1, 65535),
+    vhost: o.vhost ?? '/',
+    username: o.username ?? 'guest',
+    password: o.password ?? 'guest',
+    mechanism,
+    tls,
+    heartbeat,
+    frameMax: intOption(o.frameMax ?? 131072, 'frameMax', 8192, 0xffffffff),
+    channelMax: intOption(o.channelMax ?? 2047, 'channelMax', 1, 65535),
+    connectionName: o.connectionName,
+    clientProperties: o.clientProperties ?? {},
+    connectTimeout: intOption(o.connectTimeout ?? 20_000, 'connectTimeout', 1, 2 ** 31 - 1),
+    writeBufferBytes: intOption(o.writeBufferBytes ?? 1 << 20, 'writeBufferBytes', 1024, 2 ** 31 - 1),
+    maxMessageBytes: intOption(o.maxMessageBytes ?? 64 << 20, 'maxMessageBytes', 0, 2 ** 31 - 1),
+    maxUnconfirmed: intOption(o.maxUnconfirmed ?? 10_000, 'maxUnconfirmed', 1, 2 ** 31 - 1),
+    // A deadline shorter than the heartbeat timeout would fail publishes that a live connection can still confirm.
+    publishTimeout: Math.max(publishTimeout, heartbeat * 1000),
+    blockedTimeout: intOption(o.blockedTimeout ?? 0, 'blockedTimeout', 0, 2 ** 31 - 1),
+    closeTimeout: intOption(o.closeTimeout ?? 5000, 'closeTimeout', 1, 2 ** 31 - 1),
+  };
+}

@@ -1,0 +1,181 @@
+/**
+ * AMQP 0-9-1 primitive types (spec §4.2.5), all big-endian.
+ *
+ * Writing follows one contract: size first, then write into a buffer the caller reserved, returning the new offset.
+ * Sizing also validates, so an invalid argument fails before a single byte is reserved and a half-written frame can
+ * never reach the socket. Reading goes through a bounds-checked cursor: every length is checked against what is
+ * left before it is used, so a hostile length can neither allocate nor read past the frame.
+ */
+import { AmqpError, FrameError } from './errors.js';
+
+/** Thrown for an argument the caller passed that cannot be encoded (a bug in the caller, not the peer's fault). */
+export class EncodeError extends AmqpError {
+  override name = 'EncodeError';
+  constructor(message: string) {
+    super('ARGUMENT_INVALID', message);
+  }
+}
+
+export function checkInt(v: unknown, min: number, max: number, what: string): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+    throw new EncodeError(`${what}: expected an integer in [${min}, ${max}], got ${describe(v)}`);
+  }
+  return v;
+}
+
+export function describe(v: unknown): string {
+  if (typeof v === 'string') return JSON.stringify(v.length > 40 ? v.slice(0, 40) + '...' : v);
+  if (typeof v === 'number' || typeof v === 'boolean' || typeof v === 'bigint' || v == null) return String(v);
+  if (Buffer.isBuffer(v)) return `a Buffer of ${v.length} bytes`;
+  if (Array.isArray(v)) return 'an array';
+  return typeof v === 'object' ? `an object (${v.constructor?.name ?? 'null prototype'})` : typeof v;
+}
+
+/** Byte length of a shortstr (validated: a string of at most 255 UTF-8 bytes). */
+export function shortstrSize(s: unknown, what: string): number {
+  if (typeof s !== 'string') throw new EncodeError(`${what}: expected a string, got ${describe(s)}`);
+  const n = s.length < 86 ? asciiOrUtf8Length(s) : Buffer.byteLength(s);
+  if (n > 255) throw new EncodeError(`${what}: a shortstr holds at most 255 bytes, got ${n}`);
+  return 1 + n;
+}
+
+/** Byte length of a longstr body (string as UTF-8, or raw bytes). */
+export function longstrSize(s: unknown, what: string): number {
+  if (typeof s === 'string') return 4 + Buffer.byteLength(s);
+  if (s instanceof Uint8Array) return 4 + s.length;
+  throw new EncodeError(`${what}: expected a string or bytes, got ${describe(s)}`);
+}
+
+/** Short strings are nearly always ASCII: count without calling into C++ when they are. */
+function asciiOrUtf8Length(s: string): number {
+  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) > 0x7f) return Buffer.byteLength(s);
+  return s.length;
+}
+
+export function writeShortstr(buf: Buffer, off: number, s: string): number {
+  const n = buf.write(s, off + 1, 'utf8');
+  buf[off] = n;
+  return off + 1 + n;
+}
+
+export function writeLongstr(buf: Buffer, off: number, s: string | Uint8Array): number {
+  const n = typeof s === 'string' ? buf.write(s, off + 4, 'utf8') : (buf.set(s, off + 4), s.length);
+  buf.writeUInt32BE(n, off);
+  return off + 4 + n;
+}
+
+/** AMQP longlong as a JS number: delivery tags and counts stay far below 2^53. */
+export function writeU64(buf: Buffer, off: number, v: number): number {
+  buf.writeUInt32BE(Math.floor(v / 0x100000000), off);
+  buf.writeUInt32BE(v >>> 0, off + 4);
+  return off + 8;
+}
+
+/** A bounds-checked read cursor over one frame payload (a view: nothing is copied unless asked). */
+export class Reader {
+  pos: number;
+  readonly end: number;
+  constructor(readonly buf: Buffer, pos = 0, end = buf.length) {
+    this.pos = pos;
+    this.end = end;
+  }
+
+  get left(): number {
+    return this.end - this.pos;
+  }
+
+  need(n: number, what: string): void {
+    if (n > this.end - this.pos) throw new FrameError(`truncated ${what}: needs ${n} bytes, ${this.end - this.pos} left`);
+  }
+
+  u8(what = 'octet'): number {
+    this.need(1, what);
+    return this.buf[this.pos++] as number;
+  }
+
+  i8(what = 'byte'): number {
+    this.need(1, what);
+    return this.buf.readInt8(this.pos++);
+  }
+
+  u16(what = 'short'): number {
+    this.need(2, what);
+    const v = this.buf.readUInt16BE(this.pos);
+    this.pos += 2;
+    return v;
+  }
+
+  i16(what = 'short-int'): number {
+    this.need(2, what);
+    const v = this.buf.readInt16BE(this.pos);
+    this.pos += 2;
+    return v;
+  }
+
+  u32(what = 'long'): number {
+    this.need(4, what);
+    const v = this.buf.readUInt32BE(this.pos);
+    this.pos += 4;
+    return v;
+  }
+
+  i32(what = 'long-int'): number {
+    this.need(4, what);
+    const v = this.buf.readInt32BE(this.pos);
+    this.pos += 4;
+    return v;
+  }
+
+  /** Unsigned 64-bit as a number; a value past 2^53 is refused rather than silently rounded. */
+  u64(what = 'longlong'): number {
+    this.need(8, what);
+    const hi = this.buf.readUInt32BE(this.pos);
+    const lo = this.buf.readUInt32BE(this.pos + 4);
+    this.pos += 8;
+    if (hi > 0x1fffff) throw new FrameError(`${what}: ${BigInt(hi) * 0x100000000n + BigInt(lo)} is beyond 2^53`, 502);
+    return hi * 0x100000000 + lo;
+  }
+
+  /** Signed 64-bit: a number when it is exact, a bigint otherwise. */
+  i64(what = 'long-long-int'): number | bigint {
+    this.need(8, what);
+    const v = this.buf.readBigInt64BE(this.pos);
+    this.pos += 8;
+    return v >= -9007199254740991n && v <= 9007199254740991n ? Number(v) : v;
+  }
+
+  f32(what = 'float'): number {
+    this.need(4, what);
+    const v = this.buf.readFloatBE(this.pos);
+    this.pos += 4;
+    return v;
+  }
+
+  f64(what = 'double'): number {
+    this.need(8, what);
+    const v = this.buf.readDoubleBE(this.pos);
+    this.pos += 8;
+    return v;
+  }
+
+  bytes(n: number, what: string): Buffer {
+    this.need(n, what);
+    const v = this.buf.subarray(this.pos, this.pos + n);
+    this.pos += n;
+    return v;
+  }
+
+  shortstr(what = 'shortstr'): string {
+    const n = this.u8(what);
+    this.need(n, what);
+    const s = this.buf.toString('utf8', this.pos, this.pos + n);
+    this.pos += n;
+    return s;
+  }
+
+  /** A longstr as a view of the frame (binary safe). */
+  longstr(what = 'longstr'): Buffer {
+    const n = this.u32(what);
+    return this.bytes(n, what);
+  }
+}
