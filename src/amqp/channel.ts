@@ -24,7 +24,7 @@ import type { Output } from './output.js';
 import { propertiesSize, readContentHeader, writeProperties, type DeliveredProperties, type MessageProperties } from './properties.js';
 import type { Method, MethodArgs, MethodName } from './spec.js';
 import type { FieldTable } from './table.js';
-import { EncodeError, shortstrSize, writeShortstr, writeU64 } from './wire.js';
+import { checkInt, EncodeError, shortstrSize, writeShortstr, writeU64 } from './wire.js';
 
 /** What a channel needs from its connection. */
 export interface ChannelHost {
@@ -40,10 +40,13 @@ export interface ChannelHost {
   handlerError(err: unknown, where: string): void;
 }
 
-/** A body written straight into the frame buffer (e.g. JSON encoded in place): at most `maxBytes`, returns the end. */
+/**
+ * A body written straight into the frame buffer (e.g. JSON encoded in place, no intermediate copy): `writeTo` writes
+ * at most `maxBytes` at `offset` and returns the offset after the last byte written.
+ */
 export interface BodyWriter {
   readonly maxBytes: number;
-  write(target: Buffer, offset: number): number;
+  writeTo(target: Buffer, offset: number): number;
 }
 
 export type Body = Buffer | Uint8Array | string | BodyWriter;
@@ -107,6 +110,7 @@ interface Job {
   properties: MessageProperties | undefined;
   propsSize: number;
   mandatory: boolean;
+  timeout: number;
   deadline: number;
 }
 
@@ -144,6 +148,7 @@ export class Channel extends EventEmitter implements Settler {
   private waitingHead = 0;
   private waitingBytes = 0;
   private timer: ReturnType<typeof setInterval> | null = null;
+  private sweepEvery = Infinity;
   private closing: Promise<void> | null = null;
   private resolveClosing: (() => void) | null = null;
   private closeError: Error | undefined;
@@ -268,7 +273,10 @@ export class Channel extends EventEmitter implements Settler {
 
   /** Redelivers every unacknowledged message of this channel (requeue true: possibly to other consumers). */
   basicRecover(requeue = true): Promise<void> {
-    return this.call('basic.recover', { requeue }, ['basic.recover-ok']).then(noop);
+    return this.call('basic.recover', { requeue }, ['basic.recover-ok'], () => {
+      // Everything outstanding is redelivered under new tags: the old ones must never be acked.
+      this.unacked.clear();
+    }).then(noop);
   }
 
   /** Puts the channel in confirm mode: from now on every publish resolves only when the broker confirms it. */
@@ -374,14 +382,14 @@ export class Channel extends EventEmitter implements Settler {
     } else if (body instanceof Uint8Array) {
       b = Buffer.isBuffer(body) ? body : Buffer.from(body.buffer, body.byteOffset, body.length);
       bodyLen = body.length;
-    } else if (body !== null && typeof body === 'object' && typeof body.write === 'function' && Number.isSafeInteger(body.maxBytes) && body.maxBytes >= 0) {
+    } else if (isBodyWriter(body)) {
       b = body;
       bodyLen = body.maxBytes;
     } else {
       throw new EncodeError('body: expected a Buffer, Uint8Array, string or BodyWriter');
     }
-    const timeout = options?.timeout ?? this.host.options.publishTimeout;
-    return { exchange, routingKey, body: b, bodyLen, properties, propsSize, mandatory: options?.mandatory ?? false, deadline: Date.now() + timeout };
+    const timeout = options?.timeout === undefined ? this.host.options.publishTimeout : checkInt(options.timeout, 1, 2 ** 31 - 1, 'timeout');
+    return { exchange, routingKey, body: b, bodyLen, properties, propsSize, mandatory: options?.mandatory ?? false, timeout, deadline: Date.now() + timeout };
   }
 
   private canPublish(): boolean {
@@ -391,9 +399,14 @@ export class Channel extends EventEmitter implements Settler {
   }
 
   private send(job: Job): Promise<void> {
-    const seq = this.confirms === null ? 0 : this.confirms.nextSeq++;
-    this.writeMessage(job);
-    if (seq === 0) return RESOLVED;
+    try {
+      this.writeMessage(job);
+    } catch (err) {
+      // Nothing was committed to the output: the broker never sees this message, and the sequence is unchanged.
+      return Promise.reject(err);
+    }
+    if (this.confirms === null) return RESOLVED;
+    const seq = this.confirms.nextSeq++;
     const p = new Promise<void>((resolve, reject) => {
       this.confirms?.add(seq, {
         resolve, reject, deadline: job.deadline, returned: undefined,
@@ -402,13 +415,13 @@ export class Channel extends EventEmitter implements Settler {
     });
     // The caller may drop the promise; a failure must never become an unhandled rejection that kills the process.
     p.catch(noop);
-    this.armTimer();
+    this.armTimer(job.timeout);
     return p;
   }
 
   private enqueue(job: Job, wait: boolean): Promise<void> {
     const cost = (typeof job.body === 'string' || Buffer.isBuffer(job.body) ? job.bodyLen : 0) + WAIT_OVERHEAD;
-    if (!wait || this.waitingBytes + cost > this.host.options.writeBufferBytes * 16) {
+    if (!wait || this.waitingBytes + cost > this.host.options.publishQueueBytes) {
       const why = this.host.blocked ? 'the broker blocked the connection' : !this.flowActive ? 'the broker paused the channel (flow)' : 'the write buffer is full';
       return Promise.reject(new PublishError('buffer-full', `cannot publish now: ${why}` + (wait ? ' and the publish queue is full' : '')));
     }
@@ -417,7 +430,7 @@ export class Channel extends EventEmitter implements Settler {
     });
     p.catch(noop);
     this.waitingBytes += cost;
-    this.armTimer();
+    this.armTimer(job.timeout);
     return p;
   }
 
@@ -503,7 +516,7 @@ export class Channel extends EventEmitter implements Settler {
   /** A BodyWriter writes the body contiguously; then it is cut into frames in place and the sizes are patched. */
   private writeBodyInPlace(buf: Buffer, o: number, headerAt: number, writer: BodyWriter, maxBody: number): number {
     const start = o + 7;
-    const end = writer.write(buf, start);
+    const end = writer.writeTo(buf, start);
     const len = end - start;
     if (!Number.isInteger(end) || len < 0 || len > writer.maxBytes) {
       throw new EncodeError(`body writer returned ${end}: expected an offset within [${start}, ${start + writer.maxBytes}]`);
@@ -525,9 +538,14 @@ export class Channel extends EventEmitter implements Settler {
     return o + len + 8 * frames;
   }
 
-  private armTimer(): void {
-    if (this.timer !== null) return;
-    const every = Math.max(50, Math.min(1000, this.host.options.publishTimeout / 4));
+  /** Deadlines are checked by one sweep per channel, at a quarter of the shortest deadline in use (50 ms - 1 s). */
+  private armTimer(timeout: number): void {
+    const every = Math.max(50, Math.min(1000, timeout / 4));
+    if (this.timer !== null) {
+      if (every >= this.sweepEvery) return;
+      clearInterval(this.timer);
+    }
+    this.sweepEvery = every;
     this.timer = setInterval(() => this.sweep(), every);
     this.timer.unref();
   }
@@ -550,6 +568,7 @@ export class Channel extends EventEmitter implements Settler {
     if ((this.confirms === null || this.confirms.size === 0) && live === 0 && this.timer !== null) {
       clearInterval(this.timer);
       this.timer = null;
+      this.sweepEvery = Infinity;
     }
     this._resume();
   }
@@ -813,6 +832,7 @@ export class Channel extends EventEmitter implements Settler {
     if (this.timer !== null) {
       clearInterval(this.timer);
       this.timer = null;
+      this.sweepEvery = Infinity;
     }
     const cause = err ?? this.closedError();
     this.failRpcs(cause);
@@ -869,6 +889,11 @@ export function encodeMethodFrame(channel: number, name: MethodName, args: Recor
   writeMethod(buf, 7, name, args as Partial<MethodArgs[typeof name]>);
   buf[7 + size] = FRAME_END;
   return buf;
+}
+
+function isBodyWriter(b: unknown): b is BodyWriter {
+  return b !== null && typeof b === 'object' && typeof (b as BodyWriter).writeTo === 'function' &&
+    Number.isSafeInteger((b as BodyWriter).maxBytes) && (b as BodyWriter).maxBytes >= 0;
 }
 
 function flags<T extends object>(o: T, names: readonly (keyof T & string)[]): Record<string, boolean> {

@@ -82,7 +82,9 @@ export class Connection extends EventEmitter implements ChannelHost {
     this.options = options;
     this.frameMax = options.frameMax;
     this.out = new Output((chunks) => this.writeChunks(chunks));
-    this.reader = new FrameReader((type, channel, payload) => this.frame(type, channel, payload), options.frameMax);
+    // Before tune the peer may only send small frames (spec: up to FRAME-MIN-SIZE); accept up to 128 KiB for
+    // brokers with large server properties, never what a huge frameMax option would allow.
+    this.reader = new FrameReader((type, channel, payload) => this.frame(type, channel, payload), Math.min(options.frameMax, 131072));
     this.closed = new Promise((resolve) => { this.resolveClosed = resolve; });
   }
 
@@ -111,6 +113,27 @@ export class Connection extends EventEmitter implements ChannelHost {
       this.fail(new ConnectionError('CONNECT_TIMEOUT', `no open connection to ${o.hostname}:${o.port} within ${o.connectTimeout} ms`));
     }, o.connectTimeout));
     let socket: Socket | TLSSocket;
+    try {
+      socket = this.openSocket();
+    } catch (err) {
+      // node:net and node:tls throw synchronously for invalid socket options (a bad key, a bad CA ...).
+      this.fail(new ConnectionError(o.tls ? 'TLS_ERROR' : 'SOCKET_ERROR', `cannot open the socket: ${(err as Error).message}`, undefined, { cause: err }));
+      return p;
+    }
+    this.socket = socket;
+    // Nagle plus delayed ACK costs ~40 ms per round trip when publisher and consumer share a connection.
+    socket.setNoDelay(true);
+    socket.setKeepAlive(true, 30_000);
+    socket.on('data', (chunk: Buffer) => this.data(chunk));
+    socket.on('error', (err) => { this.socketError ??= err; });
+    socket.on('close', () => this.socketClosed());
+    socket.on('drain', () => this.resumeChannels());
+    return p;
+  }
+
+  private openSocket(): Socket | TLSSocket {
+    const o = this.options;
+    let socket: Socket | TLSSocket;
     if (o.tls !== undefined) {
       // Verification stays on unless the caller explicitly turned it off; SNI must be a name, never an IP address.
       socket = tlsConnect({
@@ -123,15 +146,7 @@ export class Connection extends EventEmitter implements ChannelHost {
       socket = netConnect({ host: o.hostname, port: o.port });
       socket.once('connect', () => this.sendProtocolHeader());
     }
-    this.socket = socket;
-    // Nagle plus delayed ACK costs ~40 ms per round trip when publisher and consumer share a connection.
-    socket.setNoDelay(true);
-    socket.setKeepAlive(true, 30_000);
-    socket.on('data', (chunk: Buffer) => this.data(chunk));
-    socket.on('error', (err) => { this.socketError ??= err; });
-    socket.on('close', () => this.socketClosed());
-    socket.on('drain', () => this.resumeChannels());
-    return p;
+    return socket;
   }
 
   private sendProtocolHeader(): void {
@@ -414,13 +429,17 @@ export class Connection extends EventEmitter implements ChannelHost {
     if (this.state === 'closing' && this.closeError === undefined) return this.finish(undefined);
     const se = this.socketError;
     let err: Error;
-    if (this.state === 'handshake' && this.sentStartOk && !this.tuned && se === null) {
+    // A broker that promised authentication_failure_close reports refused credentials with close 403; only an older
+    // one signals them by dropping the socket right after start-ok.
+    const caps = this.serverProperties['capabilities'];
+    const closesOnAuthFailure = typeof caps === 'object' && caps !== null && (caps as FieldTable)['authentication_failure_close'] === true;
+    if (this.state === 'handshake' && this.sentStartOk && !this.tuned && se === null && !closesOnAuthFailure) {
       err = new AuthenticationError('ACCESS_REFUSED', 'the broker closed the connection after start-ok: the credentials were probably refused');
     } else if (se !== null) {
       const tlsFailure = this.options.tls !== undefined && this.state === 'connecting';
       err = new ConnectionError(tlsFailure ? 'TLS_ERROR' : 'SOCKET_ERROR', `${tlsFailure ? 'TLS' : 'socket'} error: ${se.message}`, undefined, { cause: se });
     } else {
-      err = new ConnectionError('SOCKET_CLOSED', 'the broker closed the socket without a connection.close');
+      err = new ConnectionError('SOCKET_CLOSED', 'the socket closed without a connection.close (network failure or broker crash)');
     }
     this.finish(err);
   }

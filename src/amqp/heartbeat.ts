@@ -1,7 +1,7 @@
 /**
  * Heartbeats (spec §4.2.7, https://www.rabbitmq.com/docs/heartbeats). With a negotiated timeout of T seconds we
  * send a heartbeat frame every T/2 unless other frames went out, and count any received byte as liveness. The peer
- * is declared dead after four silent ticks, i.e. within 2T of the last byte, without a graceful close (a dead peer
+ * is declared dead after three silent ticks, i.e. between 1.5T and 2T after the last byte, without a graceful close (a dead peer
  * cannot answer one).
  *
  * The timer is a plain interval, independent of user handlers: a slow async handler cannot delay it. A long
@@ -30,8 +30,8 @@ export interface HeartbeatHooks {
   lag(lateMs: number): void;
 }
 
-/** Ticks without received bytes before the peer is declared dead (each tick is T/2). */
-const SILENT_TICKS = 4;
+/** Ticks without received bytes before the peer is declared dead: each tick is T/2, so 1.5T to 2T after the last byte. */
+const SILENT_TICKS = 3;
 
 export class Heartbeat {
   /** Set by the connection whenever bytes arrive / leave; cleared on each tick. */

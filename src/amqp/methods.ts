@@ -15,7 +15,7 @@
 import { FrameError } from './errors.js';
 import { METHOD_BY_ID, METHOD_BY_NAME, type ArgSpec, type Method, type MethodArgs, type MethodName, type MethodSpec } from './spec.js';
 import { readTable, tableSize, writeTable, type FieldTable } from './table.js';
-import { checkInt, EncodeError, longstrSize, Reader, shortstrSize, writeLongstr, writeShortstr, writeU64 } from './wire.js';
+import { checkInt, describe, EncodeError, longstrSize, Reader, shortstrSize, writeLongstr, writeShortstr, writeU64 } from './wire.js';
 
 export function methodSpec(name: MethodName): MethodSpec {
   const m = METHOD_BY_NAME.get(name);
@@ -34,6 +34,7 @@ function argValue(m: MethodSpec, a: ArgSpec, args: Record<string, unknown>): unk
 /** Size of the method payload (class-id and method-id included); validates every argument. */
 export function methodSize<K extends MethodName>(name: K, args: Partial<MethodArgs[K]>): number {
   const m = methodSpec(name);
+  if (args === null || typeof args !== 'object') throw new EncodeError(`${m.name}: expected an object of arguments, got ${describe(args)}`);
   const given = args as Record<string, unknown>;
   let n = 4;
   let bits = 0;

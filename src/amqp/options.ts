@@ -26,7 +26,7 @@ export interface ConnectOptions {
   tls?: boolean | TlsOptions;
   /** Heartbeat timeout in seconds (default 20; 0 takes the broker's value). */
   heartbeat?: number;
-  /** Largest frame we accept and send, in bytes (default 131072, at least 8192). */
+  /** Largest frame we accept and send, in bytes (default 131072, 8192 to 64 MiB). */
   frameMax?: number;
   /** Most channels we open (default 2047). */
   channelMax?: number;
@@ -40,6 +40,9 @@ export interface ConnectOptions {
   writeBufferBytes?: number;
   /** Largest message body accepted from the broker (default 64 MiB). A larger one closes its channel with 311. */
   maxMessageBytes?: number;
+  /** Body bytes of publishes waiting per channel (blocked, flow, full buffer) before publishes fail with buffer-full
+   *  (default 16 MiB). */
+  publishQueueBytes?: number;
   /** Unconfirmed publishes per channel before further publishes wait (default 10000). */
   maxUnconfirmed?: number;
   /** Default publish deadline in ms (default 60000, never below the heartbeat timeout). */
@@ -66,6 +69,7 @@ export interface ResolvedOptions {
   connectTimeout: number;
   writeBufferBytes: number;
   maxMessageBytes: number;
+  publishQueueBytes: number;
   maxUnconfirmed: number;
   publishTimeout: number;
   blockedTimeout: number;
@@ -106,7 +110,7 @@ export function parseUrl(url: string | URL): ConnectOptions {
   for (const [key, value] of u.searchParams) {
     switch (key) {
       case 'heartbeat': o.heartbeat = intOption(value, 'heartbeat', 0, 65535); break;
-      case 'frame_max': o.frameMax = intOption(value, 'frame_max', 8192, 0xffffffff); break;
+      case 'frame_max': o.frameMax = intOption(value, 'frame_max', 8192, 64 << 20); break;
       case 'channel_max': o.channelMax = intOption(value, 'channel_max', 1, 65535); break;
       case 'connection_timeout': o.connectTimeout = intOption(value, 'connection_timeout', 1, 3600_000); break;
       case 'auth_mechanism': {
@@ -150,13 +154,14 @@ export function resolveOptions(o: ConnectOptions): ResolvedOptions {
     mechanism,
     tls,
     heartbeat,
-    frameMax: intOption(o.frameMax ?? 131072, 'frameMax', 8192, 0xffffffff),
+    frameMax: intOption(o.frameMax ?? 131072, 'frameMax', 8192, 64 << 20),
     channelMax: intOption(o.channelMax ?? 2047, 'channelMax', 1, 65535),
     connectionName: o.connectionName,
     clientProperties: o.clientProperties ?? {},
     connectTimeout: intOption(o.connectTimeout ?? 20_000, 'connectTimeout', 1, 2 ** 31 - 1),
     writeBufferBytes: intOption(o.writeBufferBytes ?? 1 << 20, 'writeBufferBytes', 1024, 2 ** 31 - 1),
     maxMessageBytes: intOption(o.maxMessageBytes ?? 64 << 20, 'maxMessageBytes', 0, 2 ** 31 - 1),
+    publishQueueBytes: intOption(o.publishQueueBytes ?? 16 << 20, 'publishQueueBytes', 0, 2 ** 31 - 1),
     maxUnconfirmed: intOption(o.maxUnconfirmed ?? 10_000, 'maxUnconfirmed', 1, 2 ** 31 - 1),
     // A deadline shorter than the heartbeat timeout would fail publishes that a live connection can still confirm.
     publishTimeout: Math.max(publishTimeout, heartbeat * 1000),

@@ -58,10 +58,12 @@ const F_CLUSTER_ID = 0x0004;
 export function propertiesSize(p: MessageProperties | undefined): number {
   let n = 2;
   if (p === undefined) return n;
+  if (p === null || typeof p !== 'object') throw new EncodeError(`properties: expected an object, got ${describe(p)}`);
   if (p.contentType !== undefined) n += shortstrSize(p.contentType, 'contentType');
   if (p.contentEncoding !== undefined) n += shortstrSize(p.contentEncoding, 'contentEncoding');
   if (p.headers !== undefined) n += tableSize(p.headers, 'headers');
-  if (p.deliveryMode !== undefined) n += (checkInt(p.deliveryMode, 0, 255, 'deliveryMode'), 1);
+  // RabbitMQ closes the channel (406) for any delivery mode but 1 (transient) and 2 (persistent).
+  if (p.deliveryMode !== undefined) n += (checkInt(p.deliveryMode, 1, 2, 'deliveryMode'), 1);
   if (p.priority !== undefined) n += (checkInt(p.priority, 0, 255, 'priority'), 1);
   if (p.correlationId !== undefined) n += shortstrSize(p.correlationId, 'correlationId');
   if (p.replyTo !== undefined) n += shortstrSize(p.replyTo, 'replyTo');
@@ -136,7 +138,7 @@ export function readContentHeader(payload: Buffer): ContentHeader {
     if (flags & F_REPLY_TO) p.replyTo = r.shortstr('replyTo');
     if (flags & F_EXPIRATION) p.expiration = r.shortstr('expiration');
     if (flags & F_MESSAGE_ID) p.messageId = r.shortstr('messageId');
-    if (flags & F_TIMESTAMP) p.timestamp = new Date(r.u64('timestamp') * 1000);
+    if (flags & F_TIMESTAMP) p.timestamp = new Date(r.u64Lossy('timestamp') * 1000);
     if (flags & F_TYPE) p.type = r.shortstr('type');
     if (flags & F_USER_ID) p.userId = r.shortstr('userId');
     if (flags & F_APP_ID) p.appId = r.shortstr('appId');

@@ -5,16 +5,16 @@
  *   f float  d double  D decimal S longstr x bytes    A array   T timestamp F table  V void
  *
  * Decoding yields plain JS values. Encoding infers a tag from the JS type (boolean t, integer I or l, other numbers d,
- * bigint l, string S, bytes x, Date T, Decimal D, array A, object F, null V); `field(tag, value)` forces a tag, so
- * every type can be produced. Decoding is bounded: lengths are checked against the frame, nesting against a depth
- * limit, so a hostile table can neither overflow the stack nor allocate.
+ * bigint l, string S, bytes x, Date T, Decimal D, array A, object F, null V; an integral number beyond int64 stays d);
+ * `field(tag, value)` forces a tag, so every type can be produced. Decoding is bounded: lengths are checked against
+ * the frame, nesting against a depth limit, so a hostile table can neither overflow the stack nor allocate.
  */
 import { FrameError } from './errors.js';
 import { describe, EncodeError, Reader, writeLongstr, writeShortstr, shortstrSize } from './wire.js';
 
 export type FieldTag = 't' | 'b' | 'B' | 's' | 'u' | 'I' | 'i' | 'l' | 'f' | 'd' | 'D' | 'S' | 'x' | 'A' | 'T' | 'F' | 'V';
 
-/** An AMQP decimal: `value / 10^scale`. */
+/** An AMQP decimal: `value / 10^scale`, value an unsigned 32-bit integer (0-9-1 grammar: scale long-uint). */
 export class Decimal {
   constructor(readonly scale: number, readonly value: number) {}
 }
@@ -48,7 +48,11 @@ const INT_RANGE: Partial<Record<FieldTag, readonly [number, number]>> = {
 function inferTag(v: FieldValue, path: string): FieldTag {
   switch (typeof v) {
     case 'boolean': return 't';
-    case 'number': return Number.isInteger(v) ? (v >= -0x80000000 && v <= 0x7fffffff ? 'I' : 'l') : 'd';
+    case 'number':
+      if (!Number.isInteger(v)) return 'd';
+      if (v >= -0x80000000 && v <= 0x7fffffff) return 'I';
+      // An integral double beyond int64 (1e20, Number.MAX_VALUE) fits no integer tag: it stays a double.
+      return v >= -(2 ** 63) && v < 2 ** 63 ? 'l' : 'd';
     case 'bigint': return 'l';
     case 'string': return 'S';
     case 'object':
@@ -77,10 +81,15 @@ function checkTagged(tag: FieldTag, v: FieldValue, path: string): void {
       if (typeof v === 'bigint') { if (v < -(2n ** 63n) || v >= 2n ** 63n) bad('a 64-bit integer'); return; }
       if (typeof v !== 'number' || !Number.isSafeInteger(v)) bad('a safe integer or a bigint');
       return;
-    case 'f': case 'd': if (typeof v !== 'number') bad('a number'); return;
+    case 'f': case 'd':
+      // A finite double beyond float32 (1e39) would reach the wire as an infinity too.
+      if (typeof v !== 'number' || !Number.isFinite(tag === 'f' ? Math.fround(v) : v)) {
+        bad(`a finite ${tag === 'f' ? 'float32' : 'number'} (RabbitMQ closes the connection on NaN or Infinity)`);
+      }
+      return;
     case 'D':
       if (!(v instanceof Decimal) || !Number.isInteger(v.scale) || v.scale < 0 || v.scale > 255 ||
-        !Number.isInteger(v.value) || v.value < -0x80000000 || v.value > 0x7fffffff) bad('a Decimal (scale 0-255, int32 value)');
+        !Number.isInteger(v.value) || v.value < 0 || v.value > 0xffffffff) bad('a Decimal (scale 0-255, uint32 value)');
       return;
     case 'S': if (typeof v !== 'string' && !(v instanceof Uint8Array)) bad('a string or bytes'); return;
     case 'x': if (!(v instanceof Uint8Array)) bad('bytes'); return;
@@ -89,7 +98,10 @@ function checkTagged(tag: FieldTag, v: FieldValue, path: string): void {
       if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) bad('a Date or seconds since 1970');
       return;
     case 'A': if (!Array.isArray(v)) bad('an array'); return;
-    case 'F': if (v === null || typeof v !== 'object' || Array.isArray(v) || v instanceof Uint8Array) bad('an object'); return;
+    case 'F':
+      if (v === null || typeof v !== 'object' || Array.isArray(v) || v instanceof Uint8Array || v instanceof Field ||
+        v instanceof Date || v instanceof Decimal) bad('an object');
+      return;
     case 'V': if (v !== null && v !== undefined) bad('null'); return;
     default: throw new EncodeError(`${path}: unknown field tag ${JSON.stringify(tag)}`);
   }
@@ -104,6 +116,9 @@ function valueSize(v: FieldValue, path: string, depth: number): number {
     checkTagged(tag, v, path);
   } else {
     tag = inferTag(v, path);
+    // A Date, Decimal or double may hold what its wire type cannot (an invalid Date, a scale of 300, NaN): check it
+    // like a tagged one.
+    if (tag === 'T' || tag === 'D' || tag === 'd') checkTagged(tag, v, path);
   }
   switch (tag) {
     case 't': case 'b': case 'B': return 2;
@@ -162,7 +177,7 @@ function writeValue(buf: Buffer, off: number, v: FieldValue): number {
     case 'l': return buf.writeBigInt64BE(BigInt(v as number | bigint), off);
     case 'f': return buf.writeFloatBE(v as number, off);
     case 'd': return buf.writeDoubleBE(v as number, off);
-    case 'D': buf[off] = (v as Decimal).scale; return buf.writeInt32BE((v as Decimal).value, off + 1);
+    case 'D': buf[off] = (v as Decimal).scale; return buf.writeUInt32BE((v as Decimal).value, off + 1);
     case 'S': case 'x': return writeLongstr(buf, off, v as string | Uint8Array);
     case 'T': {
       const secs = v instanceof Date ? Math.floor(v.getTime() / 1000) : (v as number);
@@ -219,13 +234,10 @@ function readValue(r: Reader, depth: number): FieldValue {
     case 0x6c /* l */: return r.i64();
     case 0x66 /* f */: return r.f32();
     case 0x64 /* d */: return r.f64();
-    case 0x44 /* D */: { const scale = r.u8('decimal scale'); return new Decimal(scale, r.i32('decimal value')); }
+    case 0x44 /* D */: { const scale = r.u8('decimal scale'); return new Decimal(scale, r.u32('decimal value')); }
     case 0x53 /* S */: { const b = r.longstr('longstr field'); return b.toString('utf8'); }
     case 0x78 /* x */: return Buffer.from(r.longstr('byte array field'));
-    case 0x54 /* T */: {
-      const secs = r.u64('timestamp');
-      return new Date(secs * 1000);
-    }
+    case 0x54 /* T */: return new Date(r.u64Lossy('timestamp') * 1000);
     case 0x41 /* A */: return readArray(r, depth + 1);
     case 0x46 /* F */: return readTable(r, depth + 1);
     case 0x56 /* V */: return null;

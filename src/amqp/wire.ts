@@ -136,6 +136,17 @@ export class Reader {
     return hi * 0x100000000 + lo;
   }
 
+  /**
+   * Unsigned 64-bit where precision beyond 2^53 does not matter (timestamps): another client's odd value must not
+   * cost us the connection, so it is rounded instead of refused.
+   */
+  u64Lossy(what = 'longlong'): number {
+    this.need(8, what);
+    const v = this.buf.readUInt32BE(this.pos) * 0x100000000 + this.buf.readUInt32BE(this.pos + 4);
+    this.pos += 8;
+    return v;
+  }
+
   /** Signed 64-bit: a number when it is exact, a bigint otherwise. */
   i64(what = 'long-long-int'): number | bigint {
     this.need(8, what);

@@ -1,0 +1,41 @@
+/** Shared bits of the AMQP integration tests: the broker URL, unique names, and a deadline per test. */
+import { withDeadline } from './deadline.js';
+import { connect, type Connection, type ConnectOptions } from '../../src/amqp/index.js';
+
+export const AMQP_URL = process.env['AMQP_URL'] ?? 'amqp://guest:guest@127.0.0.1:5672';
+
+let counter = 0;
+/** A queue or exchange name no other test (or earlier run) uses. */
+export function unique(prefix: string): string {
+  return `test-${prefix}-${process.pid}-${Date.now().toString(36)}-${counter++}`;
+}
+
+/** uvu has no timeouts: wrap each test body so a hang fails the test instead of the whole run. */
+export function timed(fn: () => Promise<void>, ms = 15_000): () => Promise<void> {
+  return () => withDeadline(fn(), ms, 'test');
+}
+
+/** Runs `fn` with a fresh connection, always closed afterwards. */
+export async function withConnection<T>(fn: (c: Connection) => Promise<T>, options: ConnectOptions = {}): Promise<T> {
+  const conn = await connect(AMQP_URL, { connectionName: 'uvu-test', ...options });
+  try {
+    return await fn(conn);
+  } finally {
+    await conn.close();
+  }
+}
+
+/** Resolves with the next value `register` hands to its callback. */
+export function next<T>(register: (cb: (v: T) => void) => void): Promise<T> {
+  return new Promise((resolve) => register(resolve));
+}
+
+/** A promise's rejection reason; fails if it resolves. */
+export async function rejection(p: Promise<unknown>): Promise<Error & { code?: string }> {
+  try {
+    await p;
+  } catch (err) {
+    return err as Error & { code?: string };
+  }
+  throw new Error('expected a rejection, but the promise resolved');
+}
