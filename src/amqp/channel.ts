@@ -546,8 +546,8 @@ export class Channel extends EventEmitter implements Settler {
       clearInterval(this.timer);
     }
     this.sweepEvery = every;
+    // Kept referenced: pending publishes are pending work, and the sweep stops when none is left.
     this.timer = setInterval(() => this.sweep(), every);
-    this.timer.unref();
   }
 
   private sweep(): void {

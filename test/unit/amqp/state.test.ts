@@ -1,0 +1,207 @@
+/**
+ * State machines without a socket: the channel fed with frames directly (channel.flow, which RabbitMQ no longer
+ * sends, confirms in any order), the confirm tracker, and the heartbeat with an injected clock.
+ */
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { Channel, encodeMethodFrame, type ChannelHost } from '../../../src/amqp/channel.js';
+import { ConfirmTracker } from '../../../src/amqp/confirms.js';
+import { PublishError } from '../../../src/amqp/errors.js';
+import { Heartbeat, type Clock } from '../../../src/amqp/heartbeat.js';
+import { decodeMethod } from '../../../src/amqp/methods.js';
+import { resolveOptions } from '../../../src/amqp/options.js';
+import { Output } from '../../../src/amqp/output.js';
+import type { MethodName } from '../../../src/amqp/spec.js';
+
+/** A channel on a host that records what the channel writes. */
+function harness(options = {}): { ch: Channel; sent: () => string[]; host: ChannelHost & { blocked: boolean } } {
+  const written: Buffer[] = [];
+  const out = new Output((chunks) => { written.push(...chunks); });
+  const host = {
+    out, frameMax: 131072, options: resolveOptions(options), blocked: false,
+    backlog: () => out.queued, channelClosed: () => undefined,
+    protocolError: (e: Error) => { throw e; }, handlerError: (e: unknown) => { throw e; },
+  };
+  const ch = new Channel(1, host);
+  const sent = (): string[] => {
+    out.flush();
+    const all = Buffer.concat(written.splice(0));
+    const names: string[] = [];
+    for (let o = 0; o < all.length;) {
+      const type = all[o] as number;
+      const size = all.readUInt32BE(o + 3);
+      names.push(type === 1 ? decodeMethod(all.subarray(o + 7, o + 7 + size)).name : type === 2 ? 'header' : 'body');
+      o += size + 8;
+    }
+    return names;
+  };
+  return { ch, sent, host };
+}
+
+function feed(ch: Channel, name: MethodName, args: Record<string, unknown> = {}): void {
+  const f = encodeMethodFrame(ch.id, name, args);
+  ch._frame(1, f.subarray(7, f.length - 1));
+}
+
+async function open(ch: Channel, confirm: boolean): Promise<void> {
+  const opening = ch._open();
+  feed(ch, 'channel.open-ok');
+  await opening;
+  if (confirm) {
+    const selecting = ch.confirmSelect();
+    feed(ch, 'confirm.select-ok');
+    await selecting;
+  }
+}
+
+const channel = suite('channel state machine');
+
+channel('channel.flow(false) from the broker: flow-ok answered, publishes held until flow(true)', async () => {
+  const { ch, sent } = harness();
+  await open(ch, false);
+  assert.equal(sent(), ['channel.open']);
+  const flows: boolean[] = [];
+  ch.on('flow', (active) => flows.push(active));
+  feed(ch, 'channel.flow', { active: false });
+  assert.equal(sent(), ['channel.flow-ok']);
+  const p = ch.basicPublish('', 'q', 'held');
+  assert.equal(sent(), [], 'nothing written while the broker paused the channel');
+  const refused = await ch.basicPublish('', 'q', 'x', {}, { wait: false }).catch((e: PublishError) => e);
+  assert.is((refused as PublishError).failure, 'buffer-full');
+  feed(ch, 'channel.flow', { active: true });
+  assert.equal(sent(), ['channel.flow-ok', 'basic.publish', 'header', 'body']);
+  await p;
+  assert.equal(flows, [false, true]);
+});
+
+channel('confirms in any order, multiple, nack: each publish settles once with its own outcome', async () => {
+  const { ch, sent } = harness();
+  await open(ch, true);
+  sent();
+  const ps = [1, 2, 3, 4, 5].map((i) => ch.basicPublish('', 'q', `m${i}`).then(() => 'ack', (e: PublishError) => e.failure));
+  feed(ch, 'basic.ack', { deliveryTag: 4, multiple: false });
+  feed(ch, 'basic.nack', { deliveryTag: 2, multiple: false, requeue: false });
+  feed(ch, 'basic.ack', { deliveryTag: 3, multiple: true }); // settles 1 and 3 (2 is already settled)
+  feed(ch, 'basic.ack', { deliveryTag: 3, multiple: true }); // a duplicate settles nothing twice
+  assert.is(ch.unconfirmed, 1);
+  feed(ch, 'basic.ack', { deliveryTag: 5, multiple: false });
+  assert.equal(await Promise.all(ps), ['ack', 'nacked', 'ack', 'ack', 'ack']);
+});
+
+channel('blocked host: publishes wait and time out; unblocking resumes the rest in order', async () => {
+  const { ch, sent, host } = harness({ publishTimeout: 100 });
+  await open(ch, false);
+  sent();
+  host.blocked = true;
+  const late = ch.basicPublish('', 'q', 'expires', {}, { timeout: 60 }).catch((e: PublishError) => e.failure);
+  const kept = ch.basicPublish('', 'q', 'kept', {}, { timeout: 5000 });
+  assert.is(await late, 'timeout');
+  assert.equal(sent(), []);
+  host.blocked = false;
+  ch._resume();
+  await kept;
+  assert.equal(sent(), ['basic.publish', 'header', 'body']);
+});
+
+channel('a method the channel did not ask for is a protocol error (505)', async () => {
+  const { ch } = harness();
+  await open(ch, false);
+  assert.throws(() => feed(ch, 'queue.declare-ok', { queue: 'q', messageCount: 0, consumerCount: 0 }), (e: Error & { code?: string }) => e.code === 'UNEXPECTED_FRAME');
+  assert.throws(() => ch._frame(2, Buffer.alloc(14)), (e: Error & { code?: string }) => e.code === 'UNEXPECTED_FRAME');
+  assert.throws(() => ch._frame(3, Buffer.alloc(1)), (e: Error & { code?: string }) => e.code === 'UNEXPECTED_FRAME');
+});
+
+channel.run();
+
+const tracker = suite('confirm tracker');
+
+tracker('expire rejects only what passed its deadline and reports the next one', async () => {
+  const t = new ConfirmTracker();
+  const outcome: string[] = [];
+  for (const [seq, deadline] of [[1, 100], [2, 300], [3, 200]] as const) {
+    t.add(seq, { deadline, mandatory: undefined, returned: undefined, resolve: () => outcome.push(`${seq} ok`), reject: (e) => outcome.push(`${seq} ${e.failure}`) });
+  }
+  assert.is(t.expire(150), 200);
+  assert.equal(outcome, ['1 timeout']);
+  t.ack(3, true);
+  assert.equal(outcome, ['1 timeout', '2 ok', '3 ok']);
+  assert.is(t.size, 0);
+});
+
+tracker('a return marks the oldest matching mandatory publish; its ack then rejects as returned', () => {
+  const t = new ConfirmTracker();
+  const outcome: string[] = [];
+  const add = (seq: number, rk: string): void => t.add(seq, {
+    deadline: Infinity, returned: undefined, mandatory: { exchange: 'x', routingKey: rk, messageId: undefined },
+    resolve: () => outcome.push(`${seq} ok`), reject: (e) => outcome.push(`${seq} ${e.failure}`),
+  });
+  add(1, 'a');
+  add(2, 'b');
+  add(3, 'b');
+  assert.ok(t.markReturned('x', 'b', undefined, 312, 'NO_ROUTE'));
+  assert.not.ok(t.markReturned('x', 'zzz', undefined, 312, 'NO_ROUTE'));
+  t.ack(3, true);
+  assert.equal(outcome, ['1 ok', '2 returned', '3 ok']);
+});
+
+tracker('failAll: every pending publish fails as closed, once', () => {
+  const t = new ConfirmTracker();
+  let rejected = 0;
+  for (let i = 1; i <= 3; i++) t.add(i, { deadline: Infinity, mandatory: undefined, returned: undefined, resolve: () => undefined, reject: () => rejected++ });
+  t.failAll(new Error('gone'));
+  t.failAll(new Error('again'));
+  t.ack(3, true);
+  assert.is(rejected, 3);
+});
+
+tracker.run();
+
+const heartbeat = suite('heartbeat');
+
+function fakeClock(): Clock & { advance(ms: number): void } {
+  let now = 0;
+  let fn: (() => void) | null = null;
+  let every = 0;
+  let next = 0;
+  return {
+    now: () => now,
+    setInterval: (f, ms) => { fn = f; every = ms; next = ms; return 1; },
+    clearInterval: () => { fn = null; },
+    advance(ms) {
+      const end = now + ms;
+      while (fn !== null && next <= end) { now = next; next += every; fn(); }
+      now = end;
+    },
+  };
+}
+
+heartbeat('sends when idle, declares the peer dead between 1.5 and 2 timeouts of silence', () => {
+  const clock = fakeClock();
+  const events: string[] = [];
+  const hb = new Heartbeat(10, { send: () => events.push('send'), dead: (ms) => events.push(`dead ${ms}`), lag: () => events.push('lag') }, clock);
+  hb.received = true;
+  clock.advance(5000); // tick 1: received -> alive; nothing sent -> heartbeat
+  assert.equal(events, ['send']);
+  hb.sent = true;
+  clock.advance(5000); // tick 2: silent 1, we sent something: no heartbeat
+  assert.equal(events, ['send']);
+  clock.advance(10_000); // ticks 3, 4: silent 2, 3 -> dead at 15 s after the last byte
+  assert.equal(events, ['send', 'send', 'send', 'dead 15000']);
+  clock.advance(20_000);
+  assert.is(events.length, 4, 'stopped after declaring the peer dead');
+});
+
+heartbeat('a tick that fires late (stalled event loop) counts as lag, not silence', () => {
+  let now = 0;
+  let fn: () => void = () => undefined;
+  const clock: Clock = { now: () => now, setInterval: (f) => { fn = f; return 1; }, clearInterval: () => undefined };
+  const events: string[] = [];
+  new Heartbeat(10, { send: () => undefined, dead: () => events.push('dead'), lag: (ms) => events.push(`lag ${ms}`) }, clock);
+  for (const t of [5000, 10_000, 30_000, 35_000, 40_000]) { now = t; fn(); }
+  assert.equal(events, ['lag 15000']);
+  now = 45_000;
+  fn();
+  assert.equal(events, ['lag 15000', 'dead']);
+});
+
+heartbeat.run();
