@@ -729,6 +729,29 @@ test('handshake: a frame header declaring 0xFFFFFFF0 bytes instead of connection
   }
 });
 
+test('handshake: a connection.tune with frame_max below 4096 is refused with a typed error', async () => {
+  const watch = watchProcess();
+  try {
+    const proxy = await startProxy();
+    // Rewrite the frame_max argument of connection.tune (method frame on channel 0, class 10 method 30:
+    // channel-max short, frame-max long, heartbeat short) to 1024 on its way to the client.
+    proxy.corruptServerToClient((chunk) => {
+      const at = chunk.indexOf(Buffer.from([1, 0, 0, 0, 0, 0, 12, 0, 10, 0, 30]));
+      if (at < 0) return undefined;
+      const copy = Buffer.from(chunk);
+      copy.writeUInt32BE(1024, at + 7 + 4 + 2);
+      return copy;
+    });
+    const r = await withDeadline(outcome(viaProxy(proxy, { connectTimeout: 3000 }).then(() => undefined)), 5000, 'connect');
+    assert.ok(!r.ok, 'connect fails');
+    assertConnectionError(r.error, ['COMMAND_INVALID'], 'tune frame_max 1024');
+    assert.match((r.error as Error).message, 'below the minimum 4096');
+  } finally {
+    await cleanup();
+    assert.equal(await watch.stop(), []);
+  }
+});
+
 test.after(async () => {
   await cleanup();
 });
