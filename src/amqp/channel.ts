@@ -14,7 +14,7 @@
  * buffer is over its limit, or too many publishes are unconfirmed; each publish has a deadline.
  */
 import { EventEmitter } from 'node:events';
-import { ConfirmTracker } from './confirms.js';
+import { ConfirmTracker, type PendingConfirm } from './confirms.js';
 import { AmqpError, ChannelError, FrameError, PublishError, type CloseReason } from './errors.js';
 import { FRAME_BODY, FRAME_END, FRAME_HEADER, FRAME_METHOD, writeFrameHeader } from './frame.js';
 import { Consumer, Message, type MessageHandler, type Settler } from './message.js';
@@ -102,22 +102,30 @@ interface Incoming {
   received: number;
 }
 
-interface Job {
-  exchange: string;
-  routingKey: string;
-  body: Buffer | string | BodyWriter;
-  bodyLen: number;
-  properties: MessageProperties | undefined;
-  propsSize: number;
-  mandatory: boolean;
-  timeout: number;
-  deadline: number;
-}
-
-interface Waiting extends Job {
-  resolve(): void;
-  reject(e: Error): void;
-  cost: number;
+/**
+ * One publish from the call to its outcome: the same object waits in the queue (when publishing must pause), and
+ * then is the pending confirm, so a publish costs one allocation besides its promise. The body is dropped once
+ * written: the tracker must not keep 20,000 bodies alive until their confirms.
+ */
+class Job implements PendingConfirm {
+  resolve: () => void = noop;
+  reject: (e: Error) => void = noop;
+  returned: PendingConfirm['returned'] = undefined;
+  messageId: string | undefined;
+  cost = 0;
+  constructor(
+    readonly exchange: string,
+    readonly routingKey: string,
+    public body: Buffer | string | BodyWriter | null,
+    readonly bodyLen: number,
+    readonly properties: MessageProperties | undefined,
+    readonly propsSize: number,
+    readonly mandatory: boolean,
+    readonly timeout: number,
+    readonly deadline: number,
+  ) {
+    this.messageId = properties?.messageId;
+  }
 }
 
 /** Bodies at least this large are queued by reference instead of copied into the frame buffer. */
@@ -144,7 +152,7 @@ export class Channel extends EventEmitter implements Settler {
   private lastDeliveryTag = 0;
   private incoming: Incoming | null = null;
   private flowActive = true;
-  private waiting: Waiting[] = [];
+  private waiting: Job[] = [];
   private waitingHead = 0;
   private waitingBytes = 0;
   private timer: ReturnType<typeof setInterval> | null = null;
@@ -365,7 +373,22 @@ export class Channel extends EventEmitter implements Settler {
       return Promise.reject(err);
     }
     if (this.waitingHead < this.waiting.length || !this.canPublish()) return this.enqueue(job, options?.wait ?? true);
-    return this.send(job);
+    if (this.confirms === null) {
+      try {
+        this.writeMessage(job);
+      } catch (err) {
+        return Promise.reject(err);
+      }
+      return RESOLVED;
+    }
+    const p = new Promise<void>((resolve, reject) => {
+      job.resolve = resolve;
+      job.reject = reject;
+    });
+    // The caller may drop the promise; a failure must never become an unhandled rejection that kills the process.
+    p.catch(noop);
+    this.send(job);
+    return p;
   }
 
   private prepare(exchange: string, routingKey: string, body: Body, properties: MessageProperties | undefined, options: PublishOptions | undefined): Job {
@@ -389,7 +412,7 @@ export class Channel extends EventEmitter implements Settler {
       throw new EncodeError('body: expected a Buffer, Uint8Array, string or BodyWriter');
     }
     const timeout = options?.timeout === undefined ? this.host.options.publishTimeout : checkInt(options.timeout, 1, 2 ** 31 - 1, 'timeout');
-    return { exchange, routingKey, body: b, bodyLen, properties, propsSize, mandatory: options?.mandatory ?? false, timeout, deadline: Date.now() + timeout };
+    return new Job(exchange, routingKey, b, bodyLen, properties, propsSize, options?.mandatory ?? false, timeout, Date.now() + timeout);
   }
 
   private canPublish(): boolean {
@@ -398,25 +421,18 @@ export class Channel extends EventEmitter implements Settler {
       (this.confirms === null || this.confirms.size < this.host.options.maxUnconfirmed);
   }
 
-  private send(job: Job): Promise<void> {
+  /** Writes a publish whose promise exists already; settles it now (no confirms) or hands it to the tracker. */
+  private send(job: Job): void {
     try {
       this.writeMessage(job);
     } catch (err) {
       // Nothing was committed to the output: the broker never sees this message, and the sequence is unchanged.
-      return Promise.reject(err);
+      return job.reject(err as Error);
     }
-    if (this.confirms === null) return RESOLVED;
-    const seq = this.confirms.nextSeq++;
-    const p = new Promise<void>((resolve, reject) => {
-      this.confirms?.add(seq, {
-        resolve, reject, deadline: job.deadline, returned: undefined,
-        mandatory: job.mandatory ? { exchange: job.exchange, routingKey: job.routingKey, messageId: job.properties?.messageId } : undefined,
-      });
-    });
-    // The caller may drop the promise; a failure must never become an unhandled rejection that kills the process.
-    p.catch(noop);
+    job.body = null;
+    if (this.confirms === null) return job.resolve();
+    this.confirms.add(this.confirms.nextSeq++, job);
     this.armTimer(job.timeout);
-    return p;
   }
 
   private enqueue(job: Job, wait: boolean): Promise<void> {
@@ -426,9 +442,12 @@ export class Channel extends EventEmitter implements Settler {
       return Promise.reject(new PublishError('buffer-full', `cannot publish now: ${why}` + (wait ? ' and the publish queue is full' : '')));
     }
     const p = new Promise<void>((resolve, reject) => {
-      this.waiting.push({ ...job, resolve, reject, cost });
+      job.resolve = resolve;
+      job.reject = reject;
     });
     p.catch(noop);
+    job.cost = cost;
+    this.waiting.push(job);
     this.waitingBytes += cost;
     this.armTimer(job.timeout);
     return p;
@@ -437,10 +456,10 @@ export class Channel extends EventEmitter implements Settler {
   /** @internal conditions changed (drain, unblocked, flow on, confirms arrived): send what waits, in order. */
   _resume(): void {
     while (this.waitingHead < this.waiting.length && this.canPublish()) {
-      const w = this.waiting[this.waitingHead] as Waiting;
-      this.waiting[this.waitingHead++] = undefined as unknown as Waiting;
+      const w = this.waiting[this.waitingHead] as Job;
+      this.waiting[this.waitingHead++] = undefined as unknown as Job;
       this.waitingBytes -= w.cost;
-      this.send(w).then(w.resolve, w.reject);
+      this.send(w);
     }
     if (this.waitingHead === this.waiting.length && this.waitingHead > 0) {
       this.waiting = [];
@@ -505,7 +524,7 @@ export class Channel extends EventEmitter implements Settler {
       for (let at = 0; frames > 0; frames--, at += maxBody) {
         const n = Math.min(maxBody, job.bodyLen - at);
         o = writeFrameHeader(buf, o, FRAME_BODY, this.id, n);
-        b.copy(buf, o, at, at + n);
+        buf.set(n === b.length ? b : b.subarray(at, at + n), o); // a plain memcpy, cheaper than Buffer#copy
         o += n;
         buf[o++] = FRAME_END;
       }
@@ -555,7 +574,7 @@ export class Channel extends EventEmitter implements Settler {
     if (this.confirms !== null) this.confirms.expire(now);
     let live = 0;
     for (let i = this.waitingHead; i < this.waiting.length; i++) {
-      const w = this.waiting[i] as Waiting;
+      const w = this.waiting[i] as Job;
       if (w.deadline > now) {
         this.waiting[this.waitingHead + live++] = w;
         continue;

@@ -13,8 +13,11 @@ export interface PendingConfirm {
   resolve(): void;
   reject(err: PublishError): void;
   deadline: number;
-  /** Set for mandatory publishes, to match a basic.return to its publish. */
-  mandatory: { exchange: string; routingKey: string; messageId: string | undefined } | undefined;
+  /** Mandatory publishes are matched to a basic.return by exchange, routing key and message id. */
+  mandatory: boolean;
+  exchange: string;
+  routingKey: string;
+  messageId: string | undefined;
   returned: { replyCode: number; replyText: string } | undefined;
 }
 
@@ -29,7 +32,7 @@ export class ConfirmTracker {
 
   add(seq: number, p: PendingConfirm): void {
     this.pending.set(seq, p);
-    if (p.mandatory !== undefined) this.mandatoryCount++;
+    if (p.mandatory) this.mandatoryCount++;
   }
 
   ack(tag: number, multiple: boolean): void {
@@ -54,7 +57,7 @@ export class ConfirmTracker {
 
   private finish(seq: number, p: PendingConfirm, ok: boolean): void {
     this.pending.delete(seq);
-    if (p.mandatory !== undefined) this.mandatoryCount--;
+    if (p.mandatory) this.mandatoryCount--;
     if (!ok) {
       p.reject(new PublishError('nacked', `the broker nacked publish ${seq}: it did not take responsibility for the message`));
     } else if (p.returned !== undefined) {
@@ -73,9 +76,8 @@ export class ConfirmTracker {
   markReturned(exchange: string, routingKey: string, messageId: string | undefined, replyCode: number, replyText: string): boolean {
     if (this.mandatoryCount === 0) return false;
     for (const p of this.pending.values()) {
-      const m = p.mandatory;
-      if (m === undefined || p.returned !== undefined) continue;
-      if (m.exchange === exchange && m.routingKey === routingKey && m.messageId === messageId) {
+      if (!p.mandatory || p.returned !== undefined) continue;
+      if (p.exchange === exchange && p.routingKey === routingKey && p.messageId === messageId) {
         p.returned = { replyCode, replyText };
         return true;
       }
@@ -89,7 +91,7 @@ export class ConfirmTracker {
     for (const [seq, p] of this.pending) {
       if (p.deadline <= now) {
         this.pending.delete(seq);
-        if (p.mandatory !== undefined) this.mandatoryCount--;
+        if (p.mandatory) this.mandatoryCount--;
         p.reject(new PublishError('timeout', `no confirm for publish ${seq} before its deadline: the outcome is unknown`));
       } else if (p.deadline < next) {
         next = p.deadline;

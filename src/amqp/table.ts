@@ -5,7 +5,7 @@
  *   f float  d double  D decimal S longstr x bytes    A array   T timestamp F table  V void
  *
  * Decoding yields plain JS values. Encoding infers a tag from the JS type (boolean t, integer I or l, other numbers d,
- * bigint l, string S, bytes x, Date T, Decimal D, array A, object F, null V; an integral number beyond int64 stays d);
+ * bigint l, string S, bytes x, Date T, Decimal D, array A, object F, null V; an integral number past 2^53 stays d);
  * `field(tag, value)` forces a tag, so every type can be produced. Decoding is bounded: lengths are checked against
  * the frame, nesting against a depth limit, so a hostile table can neither overflow the stack nor allocate.
  */
@@ -51,8 +51,9 @@ function inferTag(v: FieldValue, path: string): FieldTag {
     case 'number':
       if (!Number.isInteger(v)) return 'd';
       if (v >= -0x80000000 && v <= 0x7fffffff) return 'I';
-      // An integral double beyond int64 (1e20, Number.MAX_VALUE) fits no integer tag: it stays a double.
-      return v >= -(2 ** 63) && v < 2 ** 63 ? 'l' : 'd';
+      // Past 2^53 a number is a double that happens to be integral (1e18, 1e20, Number.MAX_VALUE): as 'l' it would
+      // come back as a bigint, or not fit at all beyond int64, so it stays a double and comes back as the same number.
+      return Number.isSafeInteger(v) ? 'l' : 'd';
     case 'bigint': return 'l';
     case 'string': return 'S';
     case 'object':

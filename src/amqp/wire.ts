@@ -53,6 +53,20 @@ function asciiOrUtf8Length(s: string): number {
 }
 
 export function writeShortstr(buf: Buffer, off: number, s: string): number {
+  // Routing keys, queue names and property strings are short ASCII: copying them by hand beats a call into C++.
+  const len = s.length;
+  if (len <= 64) {
+    let i = 0;
+    for (; i < len; i++) {
+      const c = s.charCodeAt(i);
+      if (c > 0x7f) break;
+      buf[off + 1 + i] = c;
+    }
+    if (i === len) {
+      buf[off] = len;
+      return off + 1 + len;
+    }
+  }
   const n = buf.write(s, off + 1, 'utf8');
   buf[off] = n;
   return off + 1 + n;

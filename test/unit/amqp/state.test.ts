@@ -119,7 +119,7 @@ tracker('expire rejects only what passed its deadline and reports the next one',
   const t = new ConfirmTracker();
   const outcome: string[] = [];
   for (const [seq, deadline] of [[1, 100], [2, 300], [3, 200]] as const) {
-    t.add(seq, { deadline, mandatory: undefined, returned: undefined, resolve: () => outcome.push(`${seq} ok`), reject: (e) => outcome.push(`${seq} ${e.failure}`) });
+    t.add(seq, { deadline, mandatory: false, exchange: '', routingKey: '', messageId: undefined, returned: undefined, resolve: () => outcome.push(`${seq} ok`), reject: (e) => outcome.push(`${seq} ${e.failure}`) });
   }
   assert.is(t.expire(150), 200);
   assert.equal(outcome, ['1 timeout']);
@@ -132,7 +132,7 @@ tracker('a return marks the oldest matching mandatory publish; its ack then reje
   const t = new ConfirmTracker();
   const outcome: string[] = [];
   const add = (seq: number, rk: string): void => t.add(seq, {
-    deadline: Infinity, returned: undefined, mandatory: { exchange: 'x', routingKey: rk, messageId: undefined },
+    deadline: Infinity, returned: undefined, mandatory: true, exchange: 'x', routingKey: rk, messageId: undefined,
     resolve: () => outcome.push(`${seq} ok`), reject: (e) => outcome.push(`${seq} ${e.failure}`),
   });
   add(1, 'a');
@@ -147,7 +147,7 @@ tracker('a return marks the oldest matching mandatory publish; its ack then reje
 tracker('failAll: every pending publish fails as closed, once', () => {
   const t = new ConfirmTracker();
   let rejected = 0;
-  for (let i = 1; i <= 3; i++) t.add(i, { deadline: Infinity, mandatory: undefined, returned: undefined, resolve: () => undefined, reject: () => rejected++ });
+  for (let i = 1; i <= 3; i++) t.add(i, { deadline: Infinity, mandatory: false, exchange: '', routingKey: '', messageId: undefined, returned: undefined, resolve: () => undefined, reject: () => rejected++ });
   t.failAll(new Error('gone'));
   t.failAll(new Error('again'));
   t.ack(3, true);
