@@ -70,7 +70,7 @@ export function toAmqplib(v: unknown): unknown {
     }
   }
   if (typeof v === 'number') {
-    if (!Number.isInteger(v) || Math.abs(v) >= 2 ** 63) return { '!': 'double', value: v };
+    if (!Number.isSafeInteger(v)) return { '!': 'double', value: v };
     return { '!': v >= -0x80000000 && v <= 0x7fffffff ? 'int32' : 'int64', value: v };
   }
   if (typeof v === 'bigint') return { '!': 'int64', value: v };

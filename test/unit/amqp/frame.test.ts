@@ -77,7 +77,7 @@ const basics = suite('frame: constants and headers');
 
 basics('the fixed byte strings of the protocol', () => {
   assert.is(PROTOCOL_HEADER.toString('hex'), '414d515000000901');
-  assert.is(HEARTBEAT_FRAME.toString('hex'), '0800000000000000'.slice(0, 14) + 'ce');
+  assert.is(HEARTBEAT_FRAME.toString('hex'), '08' + '0000' + '00000000' + 'ce');
   assert.equal([FRAME_METHOD, FRAME_HEADER, FRAME_BODY, FRAME_HEARTBEAT, FRAME_END, FRAME_OVERHEAD, FRAME_MIN_SIZE], [1, 2, 3, 8, 0xce, 8, 4096]);
 });
 
@@ -139,9 +139,9 @@ splits('byte by byte', () => {
   assert.ok(frames.every((f) => f.viewOf === -1), 'every frame longer than one byte is assembled');
 });
 
-splits('1,000 random partitions, up to 30 chunks each', () => {
+splits('500 random partitions, up to 30 chunks each', () => {
   const rng = new Random(0x5911);
-  for (let i = 0; i < 1000; i++) {
+  for (let i = 0; i < 500; i++) {
     const cuts = randomCuts(rng, STREAM.length, 30);
     assert.equal(frameSummary(readFrames(splitAt(STREAM, cuts))), EXPECTED, `cuts ${cuts.join(',')}`);
   }

@@ -108,10 +108,10 @@ trips('defaults: every optional argument left out comes back as its spec default
   }
 });
 
-trips('random values: 25 argument sets per method, methodSize = bytes written, writeMethod touches nothing else', () => {
+trips('random values: 15 argument sets per method, methodSize = bytes written, writeMethod touches nothing else', () => {
   const rng = new Random(0x3e7);
   for (const m of METHODS) {
-    for (let i = 0; i < 25; i++) {
+    for (let i = 0; i < 15; i++) {
       const { args, expected } = randomArgs(rng, m);
       const n = methodSize(m.name, args);
       const buf = Buffer.alloc(n + 9, 0xee);
@@ -137,9 +137,10 @@ trips('bits: every combination of every method round trips and packs LSB first i
       const expected = { ...base.expected.args };
       bits.forEach((a, i) => { args[a.name] = expected[a.name] = (combo & (1 << i)) !== 0; });
       const payload = roundTrip(m.name, args, expected, `${m.name} bits ${combo.toString(2)}`);
-      const diff = [...payload].map((b, i) => [i, b, zero[i]] as const).filter(([, b, z]) => b !== z);
-      if (combo === 0) assert.is(diff.length, 0);
-      else assert.equal(diff.map(([, b]) => b), [combo], `${m.name} ${combo.toString(2)}: one octet holding the bits`);
+      assert.is(payload.length, zero.length);
+      const diff: number[] = [];
+      for (let i = 0; i < payload.length; i++) if (payload[i] !== zero[i]) diff.push(payload[i]!);
+      assert.equal(diff, combo === 0 ? [] : [combo], `${m.name} ${combo.toString(2)}: one octet holding the bits`);
       combos++;
     }
   }
@@ -196,7 +197,7 @@ const BAD: Record<string, readonly unknown[]> = {
   timestamp: [-1, 2 ** 53, new Date(0)],
   shortstr: ['x'.repeat(256), '€'.repeat(86), 5, null, Buffer.from('x'), ['a'], true],
   longstr: [5, null, {}, [1], true, new ArrayBuffer(1)],
-  table: [5, 'x', [], null, true, { k: () => 1 }, { k: 'x'.repeat(256) ? { ['y'.repeat(256)]: 1 } : 0 }],
+  table: [5, 'x', [], null, true, { k: () => 1 }, { k: { ['y'.repeat(256)]: 1 } }],
 };
 
 valid('every argument of every method refuses the wrong types and ranges with EncodeError (ARGUMENT_INVALID)', () => {
@@ -247,7 +248,7 @@ const hostile = suite('methods: hostile payloads');
 hostile('every strict prefix of every method is a FrameError (FRAME_ERROR); one byte more is too', () => {
   const rng = new Random(0x7e1);
   for (const m of METHODS) {
-    for (let i = 0; i < 2; i++) {
+    for (let i = 0; i < 1; i++) {
       const payload = encodeMethod(m.name, randomArgs(rng, m).args);
       for (let n = 0; n < payload.length; n++) {
         throwsTyped(() => decodeMethod(payload.subarray(0, n)), FrameError, 'FRAME_ERROR', `${m.name}: ${n} of ${payload.length}`);
@@ -307,12 +308,12 @@ function amqplibFields(m: MethodSpec, args: Record<string, unknown>): Record<str
   return out;
 }
 
-oracle('every method, 25 random argument sets each: byte-identical frames, and amqplib decodes ours to the same values', () => {
+oracle('every method, 15 random argument sets each: byte-identical frames, and amqplib decodes ours to the same values', () => {
   const rng = new Random(0x0ac1e);
   let compared = 0;
   for (const m of METHODS) {
     const id = m.classId * 65536 + m.methodId;
-    for (let i = 0; i < 25; i++) {
+    for (let i = 0; i < 15; i++) {
       const { args } = randomArgs(rng, m);
       let fields: Record<string, unknown>;
       try {
@@ -329,7 +330,7 @@ oracle('every method, 25 random argument sets each: byte-identical frames, and a
       compared++;
     }
   }
-  assert.ok(compared > METHODS.length * 15, `${compared} compared`);
+  assert.ok(compared > METHODS.length * 10, `${compared} compared`);
 });
 
 table.run();

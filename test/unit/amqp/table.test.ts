@@ -15,11 +15,14 @@ import { randomTable, randomTagged, SCALAR_TAGS, taggedBack } from '../../helper
 import { amqplibCodec, asAmqplibDecoded, toAmqplib, Unexpressible } from '../../helpers/oracle.js';
 import { Random } from '../../helpers/random.js';
 
-/** The bytes of `{ k: <value> }` given the value's own bytes (tag included). */
-function tableOfK(valueHex: string): string {
-  const body = '016b' + valueHex.replace(/\s/g, '');
+/** A table's bytes (length prefix included) around entries given as hex. */
+function tableOfRaw(entriesHex: string): string {
+  const body = entriesHex.replace(/\s/g, '');
   return (body.length / 2).toString(16).padStart(8, '0') + body;
 }
+
+/** The bytes of `{ k: <value> }` given the value's own bytes (tag included). */
+const tableOfK = (valueHex: string): string => tableOfRaw('016b' + valueHex);
 
 const hexOf = (t: FieldTable): string => encodeTable(t).toString('hex');
 
@@ -134,8 +137,10 @@ const INFERRED: [FieldValue, string, unknown][] = [
   [0x80000000, 'l', 0x80000000],
   [-0x80000001, 'l', -0x80000001],
   [Number.MAX_SAFE_INTEGER, 'l', Number.MAX_SAFE_INTEGER],
-  [2 ** 60, 'l', 2n ** 60n],
-  [-(2 ** 63), 'l', -(2n ** 63n)],
+  [-Number.MAX_SAFE_INTEGER, 'l', -Number.MAX_SAFE_INTEGER],
+  [2 ** 53, 'd', 2 ** 53],
+  [1961979883022188500, 'd', 1961979883022188500],
+  [-(2 ** 63), 'd', -(2 ** 63)],
   [2 ** 63, 'd', 2 ** 63],
   [1e20, 'd', 1e20],
   [-1e19, 'd', -1e19],
@@ -162,10 +167,15 @@ infer('each JS type gets its tag and decodes back', () => {
   }
 });
 
-infer('integral numbers beyond int64 are doubles, not a RangeError (regression: 1e20 threw from writeBigInt64BE)', () => {
-  for (const v of [1e20, -1e20, 2 ** 63, -(2 ** 64), Number.MAX_VALUE, -Number.MAX_VALUE]) {
-    equalExact(decodeTable(encodeTable({ v })), { v }, String(v));
+infer('integral numbers past 2^53 are doubles: no RangeError beyond int64 (regression: 1e20 threw from writeBigInt64BE) and a number comes back as a number, not a bigint (regression found by the fuzzer)', () => {
+  for (const v of [1e20, -1e20, 2 ** 63, -(2 ** 64), Number.MAX_VALUE, -Number.MAX_VALUE, 2 ** 53, 2 ** 60, -(2 ** 63), 1961979883022188500]) {
+    const back = decodeTable(encodeTable({ v }))['v'];
+    assert.type(back, 'number', String(v));
+    equalExact(back, v, String(v));
   }
+  // Round trips stay stable: decode, encode, decode gives the same values and types.
+  const first = decodeTable(Buffer.from('0000000b' + '0176' + '64' + '43bb3a5a4f000000', 'hex'));
+  assert.equal(decodeTable(encodeTable(first)), first);
 });
 
 infer('an invalid Date, Decimal or double is an EncodeError, not a RangeError or silent corruption (regression)', () => {
@@ -221,10 +231,8 @@ keys('UTF-8 keys up to 255 bytes round trip; 256 bytes are refused', () => {
 
 keys('a __proto__ key is decoded as an own property and pollutes no prototype', () => {
   // { "__proto__": { "polluted": true }, "x": [ { "__proto__": { "polluted": true } } ] }
-  const proto = (payload: string): string => '095f5f70726f746f5f5f' + '46' + '0000000b' + '08706f6c6c75746564' + '7401' + payload;
-  const nestedTable = '0000' + (proto('').length / 2).toString(16).padStart(4, '0') + proto('');
-  const body = proto('') + '0178' + '41' + ((1 + nestedTable.length / 2).toString(16).padStart(8, '0')) + '46' + nestedTable;
-  const bytes = Buffer.from((body.length / 2).toString(16).padStart(8, '0') + body, 'hex');
+  const entry = '09 5f5f70726f746f5f5f' + '46 0000000b' + '08 706f6c6c75746564' + '74 01'; // key "__proto__", 'F' { polluted: true }
+  const bytes = Buffer.from(tableOfRaw(entry + '01 78' + '41 0000001f' + '46 0000001a' + entry), 'hex'); // entry: 26 bytes
   const t = decodeTable(bytes);
   assert.is(Object.getPrototypeOf(t), Object.prototype, 'the table keeps its prototype');
   assert.ok(Object.prototype.hasOwnProperty.call(t, '__proto__'), 'own key');
@@ -414,9 +422,9 @@ hostile('readTable leaves the cursor after the table and decodeTable refuses tra
 
 const trips = suite('table: random round trips');
 
-trips('500 random tables: tableSize = bytes written, decoded = expected', () => {
+trips('300 random tables: tableSize = bytes written, decoded = expected', () => {
   const rng = new Random(0x7ab1e);
-  for (let i = 0; i < 500; i++) {
+  for (let i = 0; i < 300; i++) {
     const { table, expected } = randomTable(rng, 3);
     const n = tableSize(table);
     const buf = Buffer.alloc(n + 10, 0xee);
@@ -429,10 +437,10 @@ trips('500 random tables: tableSize = bytes written, decoded = expected', () => 
   }
 });
 
-trips('every scalar tag, 200 random values each', () => {
+trips('every scalar tag, 100 random values each', () => {
   const rng = new Random(0x5ca1a);
   for (const tag of SCALAR_TAGS) {
-    for (let i = 0; i < 200; i++) {
+    for (let i = 0; i < 100; i++) {
       const v = randomTagged(rng, tag);
       equalExact(decodeTable(encodeTable({ v: field(tag, v) })), { v: taggedBack(tag, v) }, `${tag} ${String(v)}`);
     }
@@ -448,10 +456,10 @@ function amqplibEncode(v: unknown): string {
   return scratch.subarray(0, amqplibCodec.encodeTable(scratch, v, 0)).toString('hex');
 }
 
-oracle('every tag, explicitly typed on both sides: byte-identical on 400 random tables', () => {
+oracle('every tag, explicitly typed on both sides: byte-identical on 250 random tables', () => {
   const rng = new Random(0xa11);
   let compared = 0;
-  for (let i = 0; i < 400; i++) {
+  for (let i = 0; i < 250; i++) {
     const { table } = randomTable(rng, 2);
     let theirs: unknown;
     try {
@@ -463,7 +471,7 @@ oracle('every tag, explicitly typed on both sides: byte-identical on 400 random 
     assert.is(hexOf(table), amqplibEncode(theirs), `#${i}`);
     compared++;
   }
-  assert.ok(compared > 250, `compared ${compared}`);
+  assert.ok(compared > 200, `compared ${compared}`);
 });
 
 oracle('the inferred types both libraries agree on encode identically', () => {
@@ -474,9 +482,9 @@ oracle('the inferred types both libraries agree on encode identically', () => {
   assert.is(hexOf(t), amqplibEncode(t));
 });
 
-oracle('our decoder and amqplib decodeFields agree on 300 random tables', () => {
+oracle('our decoder and amqplib decodeFields agree on 200 random tables', () => {
   const rng = new Random(0xdec0de);
-  for (let i = 0; i < 300; i++) {
+  for (let i = 0; i < 200; i++) {
     const bytes = encodeTable(randomTable(rng, 3).table);
     const theirs = amqplibCodec.decodeFields(bytes.subarray(4));
     assert.equal(asAmqplibDecoded(decodeTable(bytes)), theirs, `#${i}`);
