@@ -13,8 +13,8 @@
  * Publishing waits (in order, bounded) while the broker blocked the connection, sent channel.flow(false), the write
  * buffer is over its limit, or too many publishes are unconfirmed; each publish has a deadline.
  */
-import { EventEmitter } from 'node:events';
 import { ConfirmTracker, type PendingConfirm } from './confirms.js';
+import { TypedEmitter } from './emitter.js';
 import { AmqpError, ChannelError, FrameError, PublishError, type CloseReason } from './errors.js';
 import { FRAME_BODY, FRAME_END, FRAME_HEADER, FRAME_METHOD, writeFrameHeader } from './frame.js';
 import { Consumer, Message, type MessageHandler, type Settler } from './message.js';
@@ -142,7 +142,7 @@ export interface ChannelEvents {
   cancel: [consumerTag: string];
 }
 
-export class Channel extends EventEmitter implements Settler {
+export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
   private state: ChannelState = 'opening';
   private rpcs: Rpc[] = [];
   private readonly consumers = new Map<string, Consumer>();
@@ -163,14 +163,6 @@ export class Channel extends EventEmitter implements Settler {
 
   constructor(readonly id: number, private readonly host: ChannelHost) {
     super();
-  }
-
-  override on<K extends keyof ChannelEvents>(event: K, listener: (...args: ChannelEvents[K]) => void): this {
-    return super.on(event, listener as (...args: unknown[]) => void);
-  }
-
-  override once<K extends keyof ChannelEvents>(event: K, listener: (...args: ChannelEvents[K]) => void): this {
-    return super.once(event, listener as (...args: unknown[]) => void);
   }
 
   /** True until the channel closed (for any reason). */
@@ -891,12 +883,8 @@ export class Channel extends EventEmitter implements Settler {
     this.host.out.write(encodeMethodFrame(this.id, name, args as Record<string, unknown>));
   }
 
-  private emitSafe<K extends keyof ChannelEvents>(event: K, ...args: ChannelEvents[K]): void {
-    try {
-      this.emit(event, ...args);
-    } catch (err) {
-      this.host.handlerError(err, `channel ${this.id} '${event}' listener`);
-    }
+  protected listenerFailed(err: unknown, event: string): void {
+    this.host.handlerError(err, `channel ${this.id} '${event}' listener`);
   }
 }
 

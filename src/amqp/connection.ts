@@ -18,11 +18,11 @@
  * consumer exactly once and emits 'close' once. Nothing here throws into the event loop: the library never causes
  * an uncaught exception or an unhandled rejection, whatever the broker or the network does.
  */
-import { EventEmitter } from 'node:events';
 import { isIP, Socket, connect as netConnect } from 'node:net';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { saslResponse } from './auth.js';
 import { Channel, encodeMethodFrame, type ChannelHost } from './channel.js';
+import { TypedEmitter } from './emitter.js';
 import { AmqpError, AuthenticationError, ConnectionError, FrameError, replyCodeName } from './errors.js';
 import { FRAME_HEARTBEAT, FRAME_METHOD, FRAME_MIN_SIZE, FrameReader, HEARTBEAT_FRAME, PROTOCOL_HEADER } from './frame.js';
 import { Heartbeat } from './heartbeat.js';
@@ -48,7 +48,7 @@ export interface ConnectionEvents {
   lag: [ms: number];
 }
 
-export class Connection extends EventEmitter implements ChannelHost {
+export class Connection extends TypedEmitter<ConnectionEvents> implements ChannelHost {
   readonly options: ResolvedOptions;
   readonly out: Output;
   /** Negotiated at tune; until then, what we offer. */
@@ -86,14 +86,6 @@ export class Connection extends EventEmitter implements ChannelHost {
     // brokers with large server properties, never what a huge frameMax option would allow.
     this.reader = new FrameReader((type, channel, payload) => this.frame(type, channel, payload), Math.min(options.frameMax, 131072));
     this.closed = new Promise((resolve) => { this.resolveClosed = resolve; });
-  }
-
-  override on<K extends keyof ConnectionEvents>(event: K, listener: (...args: ConnectionEvents[K]) => void): this {
-    return super.on(event, listener as (...args: unknown[]) => void);
-  }
-
-  override once<K extends keyof ConnectionEvents>(event: K, listener: (...args: ConnectionEvents[K]) => void): this {
-    return super.once(event, listener as (...args: unknown[]) => void);
   }
 
   /** True between open-ok and the start of closing. */
@@ -492,12 +484,8 @@ export class Connection extends EventEmitter implements ChannelHost {
     return this.closeError instanceof AmqpError ? this.closeError : new ConnectionError('CLOSED', `the connection is ${this.state}`);
   }
 
-  private emitSafe<K extends keyof ConnectionEvents>(event: K, ...args: ConnectionEvents[K]): void {
-    try {
-      this.emit(event, ...args);
-    } catch (err) {
-      this.handlerError(err, `connection '${event}' listener`);
-    }
+  protected listenerFailed(err: unknown, event: string): void {
+    this.handlerError(err, `connection '${event}' listener`);
   }
 }
 
