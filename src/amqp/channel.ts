@@ -626,7 +626,7 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
     writeU64(buf, o + 4, tag);
     buf[o + 12] = how === 'reject' ? (requeue ? 1 : 0) : (multiple ? 1 : 0) | (requeue && how === 'nack' ? 2 : 0);
     buf[o + 13] = FRAME_END;
-    out.commit(o + 14);
+    out.commitLazy(o + 14);
   }
 
   // ---- incoming frames --------------------------------------------------------------------------------------------

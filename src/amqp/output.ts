@@ -17,6 +17,7 @@ export class Output {
   private chunks: Buffer[] = [];
   private chunkBytes = 0;
   private scheduled = false;
+  private lazy: ReturnType<typeof setTimeout> | null = null;
   private closed = false;
 
   constructor(private readonly sink: Sink) {}
@@ -41,6 +42,20 @@ export class Output {
     this.schedule();
   }
 
+  /**
+   * Like commit, for frames nobody waits for (acks): they leave with the next urgent write, or within a millisecond.
+   * A consumer acking each delivery would otherwise make one syscall per message; batched, a burst of acks costs one.
+   */
+  commitLazy(end: number): void {
+    this.pos = end;
+    if (!this.scheduled && this.lazy === null && !this.closed) {
+      this.lazy = setTimeout(() => {
+        this.lazy = null;
+        this.flush();
+      }, 1);
+    }
+  }
+
   /** Copies small buffers into the scratch region. */
   write(bytes: Uint8Array): void {
     const buf = this.reserve(bytes.length);
@@ -59,6 +74,10 @@ export class Output {
   /** Hands everything queued to the sink now. */
   flush(): void {
     this.scheduled = false;
+    if (this.lazy !== null) {
+      clearTimeout(this.lazy);
+      this.lazy = null;
+    }
     if (this.closed) return;
     this.seal();
     if (this.chunks.length === 0) return;
