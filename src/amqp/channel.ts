@@ -143,94 +143,97 @@ export interface ChannelEvents {
 }
 
 export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
-  private state: ChannelState = 'opening';
-  private rpcs: Rpc[] = [];
-  private readonly consumers = new Map<string, Consumer>();
-  private confirms: ConfirmTracker | null = null;
+  #state: ChannelState = 'opening';
+  #rpcs: Rpc[] = [];
+  readonly #consumers = new Map<string, Consumer>();
+  #confirms: ConfirmTracker | null = null;
   /** Delivery tags delivered with manual ack and not yet settled, in delivery order. */
-  private readonly unacked = new Set<number>();
-  private lastDeliveryTag = 0;
-  private incoming: Incoming | null = null;
-  private flowActive = true;
-  private waiting: Job[] = [];
-  private waitingHead = 0;
-  private waitingBytes = 0;
-  private timer: ReturnType<typeof setInterval> | null = null;
-  private sweepEvery = Infinity;
-  private closing: Promise<void> | null = null;
-  private resolveClosing: (() => void) | null = null;
-  private closeError: Error | undefined;
+  readonly #unacked = new Set<number>();
+  #lastDeliveryTag = 0;
+  #incoming: Incoming | null = null;
+  #flowActive = true;
+  #waiting: Job[] = [];
+  #waitingHead = 0;
+  #waitingBytes = 0;
+  #timer: ReturnType<typeof setInterval> | null = null;
+  #sweepEvery = Infinity;
+  #closing: Promise<void> | null = null;
+  #resolveClosing: (() => void) | null = null;
+  #closeError: Error | undefined;
 
-  constructor(readonly id: number, private readonly host: ChannelHost) {
+  readonly #host: ChannelHost;
+
+  constructor(readonly id: number, host: ChannelHost) {
     super();
+    this.#host = host;
   }
 
   /** True until the channel closed (for any reason). */
   get isOpen(): boolean {
-    return this.state === 'open';
+    return this.#state === 'open';
   }
 
   /** In confirm mode: publishes not yet acked or nacked. */
   get unconfirmed(): number {
-    return this.confirms?.size ?? 0;
+    return this.#confirms?.size ?? 0;
   }
 
   // ---- synchronous calls ------------------------------------------------------------------------------------------
 
   /** @internal sends channel.open; the connection awaits it. */
   _open(): Promise<void> {
-    return this.call('channel.open', {}, ['channel.open-ok']).then(() => {
-      if (this.state === 'opening') this.state = 'open';
+    return this.#call('channel.open', {}, ['channel.open-ok']).then(() => {
+      if (this.#state === 'opening') this.#state = 'open';
     });
   }
 
   exchangeDeclare(exchange: string, type: string, options: ExchangeOptions = {}): Promise<void> {
-    return this.call('exchange.declare', { exchange, type, ...flags(options, ['passive', 'durable', 'autoDelete', 'internal']), arguments: options.arguments ?? {} }, ['exchange.declare-ok']).then(noop);
+    return this.#call('exchange.declare', { exchange, type, ...flags(options, ['passive', 'durable', 'autoDelete', 'internal']), arguments: options.arguments ?? {} }, ['exchange.declare-ok']).then(noop);
   }
 
   exchangeDelete(exchange: string, options: { ifUnused?: boolean } = {}): Promise<void> {
-    return this.call('exchange.delete', { exchange, ifUnused: options.ifUnused ?? false }, ['exchange.delete-ok']).then(noop);
+    return this.#call('exchange.delete', { exchange, ifUnused: options.ifUnused ?? false }, ['exchange.delete-ok']).then(noop);
   }
 
   /** Routes messages from `source` to `destination` (RabbitMQ's exchange-to-exchange binding). */
   exchangeBind(destination: string, source: string, routingKey = '', args: FieldTable = {}): Promise<void> {
-    return this.call('exchange.bind', { destination, source, routingKey, arguments: args }, ['exchange.bind-ok']).then(noop);
+    return this.#call('exchange.bind', { destination, source, routingKey, arguments: args }, ['exchange.bind-ok']).then(noop);
   }
 
   exchangeUnbind(destination: string, source: string, routingKey = '', args: FieldTable = {}): Promise<void> {
-    return this.call('exchange.unbind', { destination, source, routingKey, arguments: args }, ['exchange.unbind-ok']).then(noop);
+    return this.#call('exchange.unbind', { destination, source, routingKey, arguments: args }, ['exchange.unbind-ok']).then(noop);
   }
 
   /** Declares a queue; an empty name asks the broker to name it (the name is in the result). */
   async queueDeclare(queue = '', options: QueueOptions = {}): Promise<QueueDeclareOk> {
-    const m = await this.call('queue.declare', { queue, ...flags(options, ['passive', 'durable', 'exclusive', 'autoDelete']), arguments: options.arguments ?? {} }, ['queue.declare-ok']);
+    const m = await this.#call('queue.declare', { queue, ...flags(options, ['passive', 'durable', 'exclusive', 'autoDelete']), arguments: options.arguments ?? {} }, ['queue.declare-ok']);
     const a = (m as Extract<Method, { name: 'queue.declare-ok' }>).args;
     return { queue: a.queue, messageCount: a.messageCount, consumerCount: a.consumerCount };
   }
 
   queueBind(queue: string, exchange: string, routingKey = '', args: FieldTable = {}): Promise<void> {
-    return this.call('queue.bind', { queue, exchange, routingKey, arguments: args }, ['queue.bind-ok']).then(noop);
+    return this.#call('queue.bind', { queue, exchange, routingKey, arguments: args }, ['queue.bind-ok']).then(noop);
   }
 
   queueUnbind(queue: string, exchange: string, routingKey = '', args: FieldTable = {}): Promise<void> {
-    return this.call('queue.unbind', { queue, exchange, routingKey, arguments: args }, ['queue.unbind-ok']).then(noop);
+    return this.#call('queue.unbind', { queue, exchange, routingKey, arguments: args }, ['queue.unbind-ok']).then(noop);
   }
 
   /** Removes every ready message; resolves with how many. */
   async queuePurge(queue: string): Promise<number> {
-    const m = await this.call('queue.purge', { queue }, ['queue.purge-ok']);
+    const m = await this.#call('queue.purge', { queue }, ['queue.purge-ok']);
     return (m as Extract<Method, { name: 'queue.purge-ok' }>).args.messageCount;
   }
 
   /** Deletes a queue; resolves with the number of messages it held. */
   async queueDelete(queue: string, options: { ifUnused?: boolean; ifEmpty?: boolean } = {}): Promise<number> {
-    const m = await this.call('queue.delete', { queue, ifUnused: options.ifUnused ?? false, ifEmpty: options.ifEmpty ?? false }, ['queue.delete-ok']);
+    const m = await this.#call('queue.delete', { queue, ifUnused: options.ifUnused ?? false, ifEmpty: options.ifEmpty ?? false }, ['queue.delete-ok']);
     return (m as Extract<Method, { name: 'queue.delete-ok' }>).args.messageCount;
   }
 
   /** Prefetch for consumers started after it on this channel (RabbitMQ: per consumer unless `global`). */
   basicQos(prefetchCount: number, options: { global?: boolean; prefetchSize?: number } = {}): Promise<void> {
-    return this.call('basic.qos', { prefetchCount, prefetchSize: options.prefetchSize ?? 0, global: options.global ?? false }, ['basic.qos-ok']).then(noop);
+    return this.#call('basic.qos', { prefetchCount, prefetchSize: options.prefetchSize ?? 0, global: options.global ?? false }, ['basic.qos-ok']).then(noop);
   }
 
   /**
@@ -243,14 +246,14 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
     let qos: Promise<void> | undefined;
     // Queued back to back, so no other consume can slip between the qos and the consume it applies to.
     if (options.prefetch !== undefined) qos = this.basicQos(options.prefetch);
-    const consume = this.call('basic.consume', {
+    const consume = this.#call('basic.consume', {
       queue, consumerTag: options.consumerTag ?? '', noLocal: options.noLocal ?? false, noAck,
       exclusive: options.exclusive ?? false, nowait: false, arguments: options.arguments ?? {},
     }, ['basic.consume-ok'], (m) => {
       // Registered while the consume-ok frame is processed, before any delivery that follows it.
       const tag = (m as Extract<Method, { name: 'basic.consume-ok' }>).args.consumerTag;
       const c = new Consumer(tag, queue, noAck, (x) => this.basicCancel(x.tag), handler ?? null);
-      this.consumers.set(tag, c);
+      this.#consumers.set(tag, c);
       return c;
     }) as unknown as Promise<Consumer>;
     if (qos === undefined) return consume;
@@ -260,59 +263,59 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
 
   /** Cancels a consumer; deliveries sent before the broker's cancel-ok still reach it. */
   async basicCancel(consumerTag: string): Promise<void> {
-    await this.call('basic.cancel', { consumerTag, nowait: false }, ['basic.cancel-ok']);
-    const c = this.consumers.get(consumerTag);
-    this.consumers.delete(consumerTag);
+    await this.#call('basic.cancel', { consumerTag, nowait: false }, ['basic.cancel-ok']);
+    const c = this.#consumers.get(consumerTag);
+    this.#consumers.delete(consumerTag);
     c?._end(undefined, false);
   }
 
   /** Fetches one message, or null when the queue is empty. */
   basicGet(queue: string, options: { noAck?: boolean } = {}): Promise<Message | null> {
-    return this.call('basic.get', { queue, noAck: options.noAck ?? false }, ['basic.get-ok', 'basic.get-empty']) as unknown as Promise<Message | null>;
+    return this.#call('basic.get', { queue, noAck: options.noAck ?? false }, ['basic.get-ok', 'basic.get-empty']) as unknown as Promise<Message | null>;
   }
 
   /** Redelivers every unacknowledged message of this channel (requeue true: possibly to other consumers). */
   basicRecover(requeue = true): Promise<void> {
-    return this.call('basic.recover', { requeue }, ['basic.recover-ok'], () => {
+    return this.#call('basic.recover', { requeue }, ['basic.recover-ok'], () => {
       // Everything outstanding is redelivered under new tags: the old ones must never be acked.
-      this.unacked.clear();
+      this.#unacked.clear();
     }).then(noop);
   }
 
   /** Puts the channel in confirm mode: from now on every publish resolves only when the broker confirms it. */
   confirmSelect(): Promise<void> {
-    if (this.confirms !== null) return RESOLVED;
-    return this.call('confirm.select', { nowait: false }, ['confirm.select-ok'], undefined, () => {
+    if (this.#confirms !== null) return RESOLVED;
+    return this.#call('confirm.select', { nowait: false }, ['confirm.select-ok'], undefined, () => {
       // Publishes written after confirm.select are numbered by the broker from 1, even before select-ok arrives.
-      this.confirms ??= new ConfirmTracker();
+      this.#confirms ??= new ConfirmTracker();
     }).then(noop);
   }
 
   txSelect(): Promise<void> {
-    return this.call('tx.select', {}, ['tx.select-ok']).then(noop);
+    return this.#call('tx.select', {}, ['tx.select-ok']).then(noop);
   }
 
   txCommit(): Promise<void> {
-    return this.call('tx.commit', {}, ['tx.commit-ok']).then(noop);
+    return this.#call('tx.commit', {}, ['tx.commit-ok']).then(noop);
   }
 
   txRollback(): Promise<void> {
-    return this.call('tx.rollback', {}, ['tx.rollback-ok']).then(noop);
+    return this.#call('tx.rollback', {}, ['tx.rollback-ok']).then(noop);
   }
 
   /** Closes the channel; unconfirmed publishes whose confirm has not arrived by the close-ok fail as `closed`. */
   close(): Promise<void> {
-    if (this.state === 'closed') return RESOLVED;
-    if (this.closing !== null) return this.closing;
-    this.closing = new Promise((resolve) => { this.resolveClosing = resolve; });
-    this.startClose({ replyCode: 200, replyText: 'Goodbye', classId: 0, methodId: 0 }, undefined);
-    return this.closing;
+    if (this.#state === 'closed') return RESOLVED;
+    if (this.#closing !== null) return this.#closing;
+    this.#closing = new Promise((resolve) => { this.#resolveClosing = resolve; });
+    this.#startClose({ replyCode: 200, replyText: 'Goodbye', classId: 0, methodId: 0 }, undefined);
+    return this.#closing;
   }
 
-  private call(name: MethodName, args: Record<string, unknown>, expects: readonly MethodName[],
+  #call(name: MethodName, args: Record<string, unknown>, expects: readonly MethodName[],
     onReply?: (m: Method) => unknown, onSend?: () => void): Promise<Method> {
-    if (this.state === 'closing' || this.state === 'closed' || (this.state === 'opening' && name !== 'channel.open')) {
-      return Promise.reject(this.closedError());
+    if (this.#state === 'closing' || this.#state === 'closed' || (this.#state === 'opening' && name !== 'channel.open')) {
+      return Promise.reject(this.#closedError());
     }
     let frame: Buffer;
     try {
@@ -326,24 +329,24 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
         resolve: onReply === undefined ? resolve as Rpc['resolve'] : (m) => resolve(onReply(m as Method) as Method),
         reject,
       };
-      this.rpcs.push(rpc);
-      if (this.rpcs.length === 1) this.sendRpc(rpc);
+      this.#rpcs.push(rpc);
+      if (this.#rpcs.length === 1) this.#sendRpc(rpc);
     });
   }
 
-  private sendRpc(rpc: Rpc): void {
-    this.host.out.write(rpc.frame);
+  #sendRpc(rpc: Rpc): void {
+    this.#host.out.write(rpc.frame);
     rpc.onSend?.();
   }
 
-  private reply(m: Method | Message | null, name: MethodName): void {
-    const rpc = this.rpcs[0];
+  #reply(m: Method | Message | null, name: MethodName): void {
+    const rpc = this.#rpcs[0];
     if (rpc === undefined || !rpc.expects.includes(name)) {
       throw new FrameError(`channel ${this.id}: unexpected ${name}` + (rpc ? ` while waiting for ${rpc.expects.join(' or ')}` : ''), 505);
     }
-    this.rpcs.shift();
-    const next = this.rpcs[0];
-    if (next !== undefined) this.sendRpc(next);
+    this.#rpcs.shift();
+    const next = this.#rpcs[0];
+    if (next !== undefined) this.#sendRpc(next);
     rpc.resolve(m);
   }
 
@@ -357,17 +360,17 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
    * A Buffer body of 64 KiB or more is written by reference: do not modify it before the promise settles.
    */
   basicPublish(exchange: string, routingKey: string, body: Body, properties?: MessageProperties, options?: PublishOptions): Promise<void> {
-    if (this.state !== 'open') return Promise.reject(new PublishError('closed', 'cannot publish: ' + this.closedError().message, { cause: this.closedError() }));
+    if (this.#state !== 'open') return Promise.reject(new PublishError('closed', 'cannot publish: ' + this.#closedError().message, { cause: this.#closedError() }));
     let job: Job;
     try {
-      job = this.prepare(exchange, routingKey, body, properties, options);
+      job = this.#prepare(exchange, routingKey, body, properties, options);
     } catch (err) {
       return Promise.reject(err);
     }
-    if (this.waitingHead < this.waiting.length || !this.canPublish()) return this.enqueue(job, options?.wait ?? true);
-    if (this.confirms === null) {
+    if (this.#waitingHead < this.#waiting.length || !this.#canPublish()) return this.#enqueue(job, options?.wait ?? true);
+    if (this.#confirms === null) {
       try {
-        this.writeMessage(job);
+        this.#writeMessage(job);
       } catch (err) {
         return Promise.reject(err);
       }
@@ -379,21 +382,21 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
     });
     // The caller may drop the promise; a failure must never become an unhandled rejection that kills the process.
     p.catch(noop);
-    this.send(job);
+    this.#send(job);
     return p;
   }
 
-  private prepare(exchange: string, routingKey: string, body: Body, properties: MessageProperties | undefined, options: PublishOptions | undefined): Job {
+  #prepare(exchange: string, routingKey: string, body: Body, properties: MessageProperties | undefined, options: PublishOptions | undefined): Job {
     shortstrSize(exchange, 'exchange');
     shortstrSize(routingKey, 'routingKey');
     const propsSize = propertiesSize(properties);
-    if (12 + propsSize + 8 > this.host.frameMax) throw new EncodeError(`properties of ${propsSize} bytes do not fit in one frame (frame_max ${this.host.frameMax})`);
+    if (12 + propsSize + 8 > this.#host.frameMax) throw new EncodeError(`properties of ${propsSize} bytes do not fit in one frame (frame_max ${this.#host.frameMax})`);
     let b: Buffer | string | BodyWriter;
     let bodyLen: number;
     if (typeof body === 'string') {
       bodyLen = Buffer.byteLength(body);
       // A string spanning several frames is converted once, so it can be cut at byte boundaries.
-      b = bodyLen > this.host.frameMax - 8 ? Buffer.from(body) : body;
+      b = bodyLen > this.#host.frameMax - 8 ? Buffer.from(body) : body;
     } else if (body instanceof Uint8Array) {
       b = Buffer.isBuffer(body) ? body : Buffer.from(body.buffer, body.byteOffset, body.length);
       bodyLen = body.length;
@@ -403,34 +406,34 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
     } else {
       throw new EncodeError('body: expected a Buffer, Uint8Array, string or BodyWriter');
     }
-    const timeout = options?.timeout === undefined ? this.host.options.publishTimeout : checkInt(options.timeout, 1, 2 ** 31 - 1, 'timeout');
+    const timeout = options?.timeout === undefined ? this.#host.options.publishTimeout : checkInt(options.timeout, 1, 2 ** 31 - 1, 'timeout');
     return new Job(exchange, routingKey, b, bodyLen, properties, propsSize, options?.mandatory ?? false, timeout, Date.now() + timeout);
   }
 
-  private canPublish(): boolean {
-    return this.state === 'open' && this.flowActive && !this.host.blocked &&
-      this.host.backlog() < this.host.options.writeBufferBytes &&
-      (this.confirms === null || this.confirms.size < this.host.options.maxUnconfirmed);
+  #canPublish(): boolean {
+    return this.#state === 'open' && this.#flowActive && !this.#host.blocked &&
+      this.#host.backlog() < this.#host.options.writeBufferBytes &&
+      (this.#confirms === null || this.#confirms.size < this.#host.options.maxUnconfirmed);
   }
 
   /** Writes a publish whose promise exists already; settles it now (no confirms) or hands it to the tracker. */
-  private send(job: Job): void {
+  #send(job: Job): void {
     try {
-      this.writeMessage(job);
+      this.#writeMessage(job);
     } catch (err) {
       // Nothing was committed to the output: the broker never sees this message, and the sequence is unchanged.
       return job.reject(err as Error);
     }
     job.body = null;
-    if (this.confirms === null) return job.resolve();
-    this.confirms.add(this.confirms.nextSeq++, job);
-    this.armTimer(job.timeout);
+    if (this.#confirms === null) return job.resolve();
+    this.#confirms.add(this.#confirms.nextSeq++, job);
+    this.#armTimer(job.timeout);
   }
 
-  private enqueue(job: Job, wait: boolean): Promise<void> {
+  #enqueue(job: Job, wait: boolean): Promise<void> {
     const cost = (typeof job.body === 'string' || Buffer.isBuffer(job.body) ? job.bodyLen : 0) + WAIT_OVERHEAD;
-    if (!wait || this.waitingBytes + cost > this.host.options.publishQueueBytes) {
-      const why = this.host.blocked ? 'the broker blocked the connection' : !this.flowActive ? 'the broker paused the channel (flow)' : 'the write buffer is full';
+    if (!wait || this.#waitingBytes + cost > this.#host.options.publishQueueBytes) {
+      const why = this.#host.blocked ? 'the broker blocked the connection' : !this.#flowActive ? 'the broker paused the channel (flow)' : 'the write buffer is full';
       return Promise.reject(new PublishError('buffer-full', `cannot publish now: ${why}` + (wait ? ' and the publish queue is full' : '')));
     }
     const p = new Promise<void>((resolve, reject) => {
@@ -439,23 +442,23 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
     });
     p.catch(noop);
     job.cost = cost;
-    this.waiting.push(job);
-    this.waitingBytes += cost;
-    this.armTimer(job.timeout);
+    this.#waiting.push(job);
+    this.#waitingBytes += cost;
+    this.#armTimer(job.timeout);
     return p;
   }
 
   /** @internal conditions changed (drain, unblocked, flow on, confirms arrived): send what waits, in order. */
   _resume(): void {
-    while (this.waitingHead < this.waiting.length && this.canPublish()) {
-      const w = this.waiting[this.waitingHead] as Job;
-      this.waiting[this.waitingHead++] = undefined as unknown as Job;
-      this.waitingBytes -= w.cost;
-      this.send(w);
+    while (this.#waitingHead < this.#waiting.length && this.#canPublish()) {
+      const w = this.#waiting[this.#waitingHead] as Job;
+      this.#waiting[this.#waitingHead++] = undefined as unknown as Job;
+      this.#waitingBytes -= w.cost;
+      this.#send(w);
     }
-    if (this.waitingHead === this.waiting.length && this.waitingHead > 0) {
-      this.waiting = [];
-      this.waitingHead = 0;
+    if (this.#waitingHead === this.#waiting.length && this.#waitingHead > 0) {
+      this.#waiting = [];
+      this.#waitingHead = 0;
     }
   }
 
@@ -463,9 +466,9 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
    * Writes method, header and body frames of one message into the output buffer in one go: nothing else can come
    * between them, so the frames of two messages never interleave on a channel.
    */
-  private writeMessage(job: Job): void {
-    const out = this.host.out;
-    const frameMax = this.host.frameMax;
+  #writeMessage(job: Job): void {
+    const out = this.#host.out;
+    const frameMax = this.#host.frameMax;
     const maxBody = frameMax - 8;
     const exLen = Buffer.byteLength(job.exchange);
     const rkLen = Buffer.byteLength(job.routingKey);
@@ -491,7 +494,7 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
     o = writeProperties(buf, o + 12, job.properties);
     buf[o++] = FRAME_END;
     if (writer !== null) {
-      o = this.writeBodyInPlace(buf, o, headerAt, writer, maxBody);
+      o = this.#writeBodyInPlace(buf, o, headerAt, writer, maxBody);
     } else if (zeroCopy) {
       out.commit(o);
       const b = body as Buffer;
@@ -525,7 +528,7 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
   }
 
   /** A BodyWriter writes the body contiguously; then it is cut into frames in place and the sizes are patched. */
-  private writeBodyInPlace(buf: Buffer, o: number, headerAt: number, writer: BodyWriter, maxBody: number): number {
+  #writeBodyInPlace(buf: Buffer, o: number, headerAt: number, writer: BodyWriter, maxBody: number): number {
     const start = o + 7;
     const end = writer.writeTo(buf, start);
     const len = end - start;
@@ -550,36 +553,36 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
   }
 
   /** Deadlines are checked by one sweep per channel, at a quarter of the shortest deadline in use (50 ms - 1 s). */
-  private armTimer(timeout: number): void {
+  #armTimer(timeout: number): void {
     const every = Math.max(50, Math.min(1000, timeout / 4));
-    if (this.timer !== null) {
-      if (every >= this.sweepEvery) return;
-      clearInterval(this.timer);
+    if (this.#timer !== null) {
+      if (every >= this.#sweepEvery) return;
+      clearInterval(this.#timer);
     }
-    this.sweepEvery = every;
+    this.#sweepEvery = every;
     // Kept referenced: pending publishes are pending work, and the sweep stops when none is left.
-    this.timer = setInterval(() => this.sweep(), every);
+    this.#timer = setInterval(() => this.#sweep(), every);
   }
 
-  private sweep(): void {
+  #sweep(): void {
     const now = Date.now();
-    if (this.confirms !== null) this.confirms.expire(now);
+    if (this.#confirms !== null) this.#confirms.expire(now);
     let live = 0;
-    for (let i = this.waitingHead; i < this.waiting.length; i++) {
-      const w = this.waiting[i] as Job;
+    for (let i = this.#waitingHead; i < this.#waiting.length; i++) {
+      const w = this.#waiting[i] as Job;
       if (w.deadline > now) {
-        this.waiting[this.waitingHead + live++] = w;
+        this.#waiting[this.#waitingHead + live++] = w;
         continue;
       }
-      this.waitingBytes -= w.cost;
+      this.#waitingBytes -= w.cost;
       w.reject(new PublishError('timeout', 'the publish waited past its deadline without being sent' +
-        (this.host.blocked ? ' (the broker blocked the connection)' : '')));
+        (this.#host.blocked ? ' (the broker blocked the connection)' : '')));
     }
-    this.waiting.length = this.waitingHead + live;
-    if ((this.confirms === null || this.confirms.size === 0) && live === 0 && this.timer !== null) {
-      clearInterval(this.timer);
-      this.timer = null;
-      this.sweepEvery = Infinity;
+    this.#waiting.length = this.#waitingHead + live;
+    if ((this.#confirms === null || this.#confirms.size === 0) && live === 0 && this.#timer !== null) {
+      clearInterval(this.#timer);
+      this.#timer = null;
+      this.#sweepEvery = Infinity;
     }
     this._resume();
   }
@@ -604,22 +607,22 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
    * `multiple` with tag 0 settles everything outstanding.
    */
   settle(tag: number, how: 'ack' | 'nack' | 'reject', multiple: boolean, requeue: boolean): void {
-    if (this.state !== 'open') throw new AmqpError('CHANNEL_CLOSED', `cannot ${how} delivery ${tag}: ${this.closedError().message}`);
+    if (this.#state !== 'open') throw new AmqpError('CHANNEL_CLOSED', `cannot ${how} delivery ${tag}: ${this.#closedError().message}`);
     if (multiple) {
-      if (tag === 0) tag = this.lastDeliveryTag;
+      if (tag === 0) tag = this.#lastDeliveryTag;
       let any = false;
-      for (const t of this.unacked) {
+      for (const t of this.#unacked) {
         if (t > tag) break;
-        this.unacked.delete(t);
+        this.#unacked.delete(t);
         any = true;
       }
       if (!any) throw new AmqpError('ALREADY_SETTLED', `cannot ${how} up to delivery ${tag}: nothing outstanding`);
-    } else if (!this.unacked.delete(tag)) {
-      const code = tag >= 1 && tag <= this.lastDeliveryTag ? 'ALREADY_SETTLED' : 'UNKNOWN_DELIVERY_TAG';
+    } else if (!this.#unacked.delete(tag)) {
+      const code = tag >= 1 && tag <= this.#lastDeliveryTag ? 'ALREADY_SETTLED' : 'UNKNOWN_DELIVERY_TAG';
       throw new AmqpError(code, `cannot ${how} delivery ${tag} on channel ${this.id}: ` +
         (code === 'ALREADY_SETTLED' ? 'it was already settled' : 'no such delivery on this channel'));
     }
-    const out = this.host.out;
+    const out = this.#host.out;
     const buf = out.reserve(21);
     const o = writeFrameHeader(buf, out.pos, FRAME_METHOD, this.id, 13);
     buf.writeUInt32BE(how === 'ack' ? 0x003c0050 : how === 'nack' ? 0x003c0078 : 0x003c005a, o);
@@ -633,53 +636,53 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
 
   /** @internal one frame for this channel. Throws FrameError for protocol violations (the connection closes). */
   _frame(type: number, payload: Buffer): void {
-    if (this.state === 'closing') return this.framewhileClosing(type, payload);
-    if (this.state === 'closed') return;
-    const inc = this.incoming;
+    if (this.#state === 'closing') return this.#framewhileClosing(type, payload);
+    if (this.#state === 'closed') return;
+    const inc = this.#incoming;
     if (type === FRAME_METHOD) {
       if (inc !== null) throw new FrameError(`channel ${this.id}: method frame while content was expected`, 505);
       const id = payload.length >= 4 ? payload.readUInt32BE(0) : 0;
-      if (id === 0x003c003c) return this.deliverMethod(payload); // basic.deliver, the hot path
-      if (id === 0x003c0050 || id === 0x003c0078) return this.confirmMethod(payload, id === 0x003c0050);
-      return this.method(decodeMethod(payload));
+      if (id === 0x003c003c) return this.#deliverMethod(payload); // basic.deliver, the hot path
+      if (id === 0x003c0050 || id === 0x003c0078) return this.#confirmMethod(payload, id === 0x003c0050);
+      return this.#method(decodeMethod(payload));
     }
     if (type === FRAME_HEADER) {
       if (inc === null || inc.properties !== null) throw new FrameError(`channel ${this.id}: unexpected content header frame`, 505);
       const h = readContentHeader(payload);
       if (h.classId !== 60) throw new FrameError(`content header for class ${h.classId}, expected basic (60)`, 505);
-      if (h.bodySize > this.host.options.maxMessageBytes) {
-        this.incoming = null;
-        return this.startClose({ replyCode: 311, replyText: `CONTENT_TOO_LARGE - body of ${h.bodySize} bytes exceeds the client limit of ${this.host.options.maxMessageBytes}`, classId: 60, methodId: 0 },
-          new ChannelError(this.id, { replyCode: 311, replyText: `message body of ${h.bodySize} bytes exceeds maxMessageBytes ${this.host.options.maxMessageBytes}`, classId: 60, methodId: 0 }));
+      if (h.bodySize > this.#host.options.maxMessageBytes) {
+        this.#incoming = null;
+        return this.#startClose({ replyCode: 311, replyText: `CONTENT_TOO_LARGE - body of ${h.bodySize} bytes exceeds the client limit of ${this.#host.options.maxMessageBytes}`, classId: 60, methodId: 0 },
+          new ChannelError(this.id, { replyCode: 311, replyText: `message body of ${h.bodySize} bytes exceeds maxMessageBytes ${this.#host.options.maxMessageBytes}`, classId: 60, methodId: 0 }));
       }
       inc.properties = h.properties;
       inc.bodySize = h.bodySize;
-      if (h.bodySize === 0) this.complete(inc, Buffer.alloc(0));
+      if (h.bodySize === 0) this.#complete(inc, Buffer.alloc(0));
       return;
     }
     if (type === FRAME_BODY) {
       if (inc === null || inc.properties === null) throw new FrameError(`channel ${this.id}: unexpected content body frame`, 505);
       const total = inc.received + payload.length;
       if (total > inc.bodySize) throw new FrameError(`channel ${this.id}: body frames exceed the announced ${inc.bodySize} bytes`, 505);
-      if (total === inc.bodySize && inc.received === 0) return this.complete(inc, payload); // whole: a view, no copy
+      if (total === inc.bodySize && inc.received === 0) return this.#complete(inc, payload); // whole: a view, no copy
       if (inc.body === null) inc.body = Buffer.allocUnsafe(inc.bodySize);
       payload.copy(inc.body, inc.received);
       inc.received = total;
-      if (total === inc.bodySize) this.complete(inc, inc.body);
+      if (total === inc.bodySize) this.#complete(inc, inc.body);
       return;
     }
     throw new FrameError(`channel ${this.id}: frame type ${type} is not allowed on a channel`, 501);
   }
 
-  private framewhileClosing(type: number, payload: Buffer): void {
+  #framewhileClosing(type: number, payload: Buffer): void {
     // Until close-ok, only the close handshake and confirms matter; deliveries will be requeued by the broker.
     if (type !== FRAME_METHOD) return;
     const id = payload.length >= 4 ? payload.readUInt32BE(0) : 0;
-    if (id === 0x003c0050 || id === 0x003c0078) return this.confirmMethod(payload, id === 0x003c0050);
-    if (id === 0x00140028 || id === 0x00140029) this.method(decodeMethod(payload));
+    if (id === 0x003c0050 || id === 0x003c0078) return this.#confirmMethod(payload, id === 0x003c0050);
+    if (id === 0x00140028 || id === 0x00140029) this.#method(decodeMethod(payload));
   }
 
-  private deliverMethod(p: Buffer): void {
+  #deliverMethod(p: Buffer): void {
     // basic.deliver: consumer-tag shortstr, delivery-tag longlong, redelivered bit, exchange, routing-key shortstrs
     let o = 4;
     const need = (n: number): void => { if (o + n > p.length) throw new FrameError('truncated basic.deliver', 501); };
@@ -701,52 +704,52 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
     need(1 + rkLen);
     const routingKey = p.toString('utf8', o + 1, o + 1 + rkLen);
     if (o + 1 + rkLen !== p.length) throw new FrameError('basic.deliver: unexpected bytes after the arguments', 501);
-    this.incoming = {
+    this.#incoming = {
       kind: 'deliver', exchange, routingKey, deliveryTag, redelivered, consumerTag,
       replyCode: 0, replyText: '', messageCount: 0, properties: null, bodySize: 0, body: null, received: 0,
     };
   }
 
-  private confirmMethod(p: Buffer, ack: boolean): void {
+  #confirmMethod(p: Buffer, ack: boolean): void {
     if (p.length !== 13) throw new FrameError(`basic.${ack ? 'ack' : 'nack'}: expected 13 bytes of payload, got ${p.length}`, 501);
     const hi = p.readUInt32BE(4);
     if (hi > 0x1fffff) throw new FrameError('confirm delivery-tag beyond 2^53', 502);
     const tag = hi * 0x100000000 + p.readUInt32BE(8);
     const multiple = ((p[12] as number) & 1) !== 0;
-    if (this.confirms === null) throw new FrameError(`channel ${this.id}: basic.${ack ? 'ack' : 'nack'} without confirm mode`, 505);
-    if (ack) this.confirms.ack(tag, multiple);
-    else this.confirms.nack(tag, multiple);
-    if (this.waitingHead < this.waiting.length) this._resume();
+    if (this.#confirms === null) throw new FrameError(`channel ${this.id}: basic.${ack ? 'ack' : 'nack'} without confirm mode`, 505);
+    if (ack) this.#confirms.ack(tag, multiple);
+    else this.#confirms.nack(tag, multiple);
+    if (this.#waitingHead < this.#waiting.length) this._resume();
   }
 
-  private method(m: Method): void {
+  #method(m: Method): void {
     switch (m.name) {
       case 'channel.close': {
-        this.writeFrame('channel.close-ok', {});
-        this.finish(new ChannelError(this.id, m.args));
+        this.#writeFrame('channel.close-ok', {});
+        this.#finish(new ChannelError(this.id, m.args));
         return;
       }
       case 'channel.close-ok':
-        if (this.state !== 'closing') throw new FrameError(`channel ${this.id}: close-ok without close`, 505);
-        this.finish(this.closeError);
+        if (this.#state !== 'closing') throw new FrameError(`channel ${this.id}: close-ok without close`, 505);
+        this.#finish(this.#closeError);
         return;
       case 'channel.flow': {
-        this.flowActive = m.args.active;
-        this.writeFrame('channel.flow-ok', { active: m.args.active });
+        this.#flowActive = m.args.active;
+        this.#writeFrame('channel.flow-ok', { active: m.args.active });
         this.emitSafe('flow', m.args.active);
         if (m.args.active) this._resume();
         return;
       }
       case 'basic.get-ok':
-        this.incoming = {
+        this.#incoming = {
           kind: 'get', exchange: m.args.exchange, routingKey: m.args.routingKey, deliveryTag: m.args.deliveryTag,
           redelivered: m.args.redelivered, consumerTag: '', replyCode: 0, replyText: '', messageCount: m.args.messageCount,
           properties: null, bodySize: 0, body: null, received: 0,
         };
-        if (this.rpcs[0]?.expects.includes('basic.get-ok') !== true) throw new FrameError(`channel ${this.id}: unexpected basic.get-ok`, 505);
+        if (this.#rpcs[0]?.expects.includes('basic.get-ok') !== true) throw new FrameError(`channel ${this.id}: unexpected basic.get-ok`, 505);
         return;
       case 'basic.return':
-        this.incoming = {
+        this.#incoming = {
           kind: 'return', exchange: m.args.exchange, routingKey: m.args.routingKey, deliveryTag: 0, redelivered: false,
           consumerTag: '', replyCode: m.args.replyCode, replyText: m.args.replyText, messageCount: 0,
           properties: null, bodySize: 0, body: null, received: 0,
@@ -755,136 +758,136 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
       case 'basic.deliver': {
         // Reached only when the fast path was bypassed; keep the two in agreement.
         const a = m.args;
-        this.incoming = {
+        this.#incoming = {
           kind: 'deliver', exchange: a.exchange, routingKey: a.routingKey, deliveryTag: a.deliveryTag, redelivered: a.redelivered,
           consumerTag: a.consumerTag, replyCode: 0, replyText: '', messageCount: 0, properties: null, bodySize: 0, body: null, received: 0,
         };
         return;
       }
       case 'basic.get-empty':
-        return this.reply(null, m.name);
+        return this.#reply(null, m.name);
       case 'basic.cancel': {
         // The broker cancelled a consumer (queue deleted, node failure ...): https://www.rabbitmq.com/docs/consumer-cancel
-        if (!m.args.nowait) this.writeFrame('basic.cancel-ok', { consumerTag: m.args.consumerTag });
-        const c = this.consumers.get(m.args.consumerTag);
-        this.consumers.delete(m.args.consumerTag);
+        if (!m.args.nowait) this.#writeFrame('basic.cancel-ok', { consumerTag: m.args.consumerTag });
+        const c = this.#consumers.get(m.args.consumerTag);
+        this.#consumers.delete(m.args.consumerTag);
         c?._end(new AmqpError('CONSUMER_CANCELLED', `the broker cancelled consumer ${m.args.consumerTag} on queue ${c.queue}`), false);
         this.emitSafe('cancel', m.args.consumerTag);
         return;
       }
       default:
-        return this.reply(m, m.name);
+        return this.#reply(m, m.name);
     }
   }
 
-  private complete(inc: Incoming, body: Buffer): void {
-    this.incoming = null;
+  #complete(inc: Incoming, body: Buffer): void {
+    this.#incoming = null;
     const props = inc.properties as DeliveredProperties;
     if (inc.kind === 'return') {
       const msg = new Message(body, props, inc.exchange, inc.routingKey, 0, false, '', null, inc.replyCode, inc.replyText);
-      this.confirms?.markReturned(inc.exchange, inc.routingKey, props.messageId, inc.replyCode, inc.replyText);
+      this.#confirms?.markReturned(inc.exchange, inc.routingKey, props.messageId, inc.replyCode, inc.replyText);
       this.emitSafe('return', msg);
       return;
     }
-    if (inc.deliveryTag > this.lastDeliveryTag) this.lastDeliveryTag = inc.deliveryTag;
+    if (inc.deliveryTag > this.#lastDeliveryTag) this.#lastDeliveryTag = inc.deliveryTag;
     if (inc.kind === 'get') {
-      const noAck = this.rpcs[0]?.args['noAck'] === true;
-      if (!noAck) this.unacked.add(inc.deliveryTag);
+      const noAck = this.#rpcs[0]?.args['noAck'] === true;
+      if (!noAck) this.#unacked.add(inc.deliveryTag);
       const msg = new Message(body, props, inc.exchange, inc.routingKey, inc.deliveryTag, inc.redelivered, '', noAck ? null : this, 0, '', inc.messageCount);
-      this.reply(msg, 'basic.get-ok');
+      this.#reply(msg, 'basic.get-ok');
       return;
     }
-    const c = this.consumers.get(inc.consumerTag);
+    const c = this.#consumers.get(inc.consumerTag);
     if (c === undefined) {
       throw new FrameError(`channel ${this.id}: delivery for unknown consumer ${JSON.stringify(inc.consumerTag)}`, 505);
     }
-    if (!c.noAck) this.unacked.add(inc.deliveryTag);
+    if (!c.noAck) this.#unacked.add(inc.deliveryTag);
     const msg = new Message(body, props, inc.exchange, inc.routingKey, inc.deliveryTag, inc.redelivered, inc.consumerTag, c.noAck ? null : this);
     const handler = c.handler;
     if (handler === null) return c._push(msg);
     try {
       const r = handler(msg);
       if (r !== undefined && typeof (r as Promise<void>).then === 'function') {
-        (r as Promise<void>).then(undefined, (err: unknown) => this.handlerFailed(err, msg));
+        (r as Promise<void>).then(undefined, (err: unknown) => this.#handlerFailed(err, msg));
       }
     } catch (err) {
-      this.handlerFailed(err, msg);
+      this.#handlerFailed(err, msg);
     }
   }
 
-  private handlerFailed(err: unknown, msg: Message): void {
+  #handlerFailed(err: unknown, msg: Message): void {
     // Not settled by the handler: give the message back rather than leave it stuck until the channel closes.
-    if (this.state === 'open' && this.unacked.has(msg.deliveryTag)) this.settle(msg.deliveryTag, 'nack', false, true);
-    this.host.handlerError(err, `consumer ${msg.consumerTag} on channel ${this.id}`);
+    if (this.#state === 'open' && this.#unacked.has(msg.deliveryTag)) this.settle(msg.deliveryTag, 'nack', false, true);
+    this.#host.handlerError(err, `consumer ${msg.consumerTag} on channel ${this.id}`);
   }
 
   // ---- closing ----------------------------------------------------------------------------------------------------
 
   /** Sends channel.close and waits for close-ok; `err` is what pending work fails with (undefined: our clean close). */
-  private startClose(reason: CloseReason, err: Error | undefined): void {
-    if (this.state === 'closing' || this.state === 'closed') return;
-    this.state = 'closing';
-    this.closeError = err;
-    this.writeFrame('channel.close', reason);
+  #startClose(reason: CloseReason, err: Error | undefined): void {
+    if (this.#state === 'closing' || this.#state === 'closed') return;
+    this.#state = 'closing';
+    this.#closeError = err;
+    this.#writeFrame('channel.close', reason);
     // Nothing more will be answered; publishes already written can still be confirmed before close-ok.
-    this.failRpcs(err ?? this.closedError());
-    this.failWaiting(err);
+    this.#failRpcs(err ?? this.#closedError());
+    this.#failWaiting(err);
   }
 
   /** @internal the connection is gone (or failed): everything fails with `err`, nothing is sent. */
   _lost(err: Error): void {
-    this.finish(err);
+    this.#finish(err);
   }
 
-  private finish(err: Error | undefined): void {
-    if (this.state === 'closed') return;
-    this.state = 'closed';
-    this.closeError = err;
-    if (this.timer !== null) {
-      clearInterval(this.timer);
-      this.timer = null;
-      this.sweepEvery = Infinity;
+  #finish(err: Error | undefined): void {
+    if (this.#state === 'closed') return;
+    this.#state = 'closed';
+    this.#closeError = err;
+    if (this.#timer !== null) {
+      clearInterval(this.#timer);
+      this.#timer = null;
+      this.#sweepEvery = Infinity;
     }
-    const cause = err ?? this.closedError();
-    this.failRpcs(cause);
-    this.failWaiting(err);
-    this.confirms?.failAll(cause);
-    for (const c of this.consumers.values()) c._end(err, err !== undefined);
-    this.consumers.clear();
-    this.unacked.clear();
-    this.incoming = null;
-    this.host.channelClosed(this);
-    this.resolveClosing?.();
+    const cause = err ?? this.#closedError();
+    this.#failRpcs(cause);
+    this.#failWaiting(err);
+    this.#confirms?.failAll(cause);
+    for (const c of this.#consumers.values()) c._end(err, err !== undefined);
+    this.#consumers.clear();
+    this.#unacked.clear();
+    this.#incoming = null;
+    this.#host.channelClosed(this);
+    this.#resolveClosing?.();
     this.emitSafe('close', err);
   }
 
-  private failRpcs(err: Error): void {
-    const rpcs = this.rpcs;
-    this.rpcs = [];
+  #failRpcs(err: Error): void {
+    const rpcs = this.#rpcs;
+    this.#rpcs = [];
     for (const r of rpcs) r.reject(err);
   }
 
-  private failWaiting(err: Error | undefined): void {
-    const waiting = this.waiting.slice(this.waitingHead);
-    this.waiting = [];
-    this.waitingHead = 0;
-    this.waitingBytes = 0;
+  #failWaiting(err: Error | undefined): void {
+    const waiting = this.#waiting.slice(this.#waitingHead);
+    this.#waiting = [];
+    this.#waitingHead = 0;
+    this.#waitingBytes = 0;
     for (const w of waiting) {
-      w.reject(new PublishError('closed', 'the channel closed before the publish was sent', { cause: err ?? this.closedError() }));
+      w.reject(new PublishError('closed', 'the channel closed before the publish was sent', { cause: err ?? this.#closedError() }));
     }
   }
 
-  private closedError(): AmqpError {
-    if (this.closeError !== undefined && this.closeError instanceof AmqpError) return this.closeError;
-    return new AmqpError('CHANNEL_CLOSED', `channel ${this.id} is ${this.state === 'opening' ? 'not open yet' : 'closed'}`);
+  #closedError(): AmqpError {
+    if (this.#closeError !== undefined && this.#closeError instanceof AmqpError) return this.#closeError;
+    return new AmqpError('CHANNEL_CLOSED', `channel ${this.id} is ${this.#state === 'opening' ? 'not open yet' : 'closed'}`);
   }
 
-  private writeFrame<K extends MethodName>(name: K, args: Partial<MethodArgs[K]>): void {
-    this.host.out.write(encodeMethodFrame(this.id, name, args as Record<string, unknown>));
+  #writeFrame<K extends MethodName>(name: K, args: Partial<MethodArgs[K]>): void {
+    this.#host.out.write(encodeMethodFrame(this.id, name, args as Record<string, unknown>));
   }
 
   protected listenerFailed(err: unknown, event: string): void {
-    this.host.handlerError(err, `channel ${this.id} '${event}' listener`);
+    this.#host.handlerError(err, `channel ${this.id} '${event}' listener`);
   }
 }
 

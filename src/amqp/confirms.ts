@@ -23,41 +23,41 @@ export interface PendingConfirm {
 
 export class ConfirmTracker {
   nextSeq = 1;
-  private readonly pending = new Map<number, PendingConfirm>();
-  private mandatoryCount = 0;
+  readonly #pending = new Map<number, PendingConfirm>();
+  #mandatoryCount = 0;
 
   get size(): number {
-    return this.pending.size;
+    return this.#pending.size;
   }
 
   add(seq: number, p: PendingConfirm): void {
-    this.pending.set(seq, p);
-    if (p.mandatory) this.mandatoryCount++;
+    this.#pending.set(seq, p);
+    if (p.mandatory) this.#mandatoryCount++;
   }
 
   ack(tag: number, multiple: boolean): void {
-    this.settle(tag, multiple, true);
+    this.#settle(tag, multiple, true);
   }
 
   nack(tag: number, multiple: boolean): void {
-    this.settle(tag, multiple, false);
+    this.#settle(tag, multiple, false);
   }
 
-  private settle(tag: number, multiple: boolean, ok: boolean): void {
+  #settle(tag: number, multiple: boolean, ok: boolean): void {
     if (!multiple) {
-      const p = this.pending.get(tag);
-      if (p !== undefined) this.finish(tag, p, ok);
+      const p = this.#pending.get(tag);
+      if (p !== undefined) this.#finish(tag, p, ok);
       return;
     }
-    for (const [seq, p] of this.pending) {
+    for (const [seq, p] of this.#pending) {
       if (seq > tag) break;
-      this.finish(seq, p, ok);
+      this.#finish(seq, p, ok);
     }
   }
 
-  private finish(seq: number, p: PendingConfirm, ok: boolean): void {
-    this.pending.delete(seq);
-    if (p.mandatory) this.mandatoryCount--;
+  #finish(seq: number, p: PendingConfirm, ok: boolean): void {
+    this.#pending.delete(seq);
+    if (p.mandatory) this.#mandatoryCount--;
     if (!ok) {
       p.reject(new PublishError('nacked', `the broker nacked publish ${seq}: it did not take responsibility for the message`));
     } else if (p.returned !== undefined) {
@@ -74,8 +74,8 @@ export class ConfirmTracker {
    * routing key and message id. Returns false when none matches (e.g. it already timed out).
    */
   markReturned(exchange: string, routingKey: string, messageId: string | undefined, replyCode: number, replyText: string): boolean {
-    if (this.mandatoryCount === 0) return false;
-    for (const p of this.pending.values()) {
+    if (this.#mandatoryCount === 0) return false;
+    for (const p of this.#pending.values()) {
       if (!p.mandatory || p.returned !== undefined) continue;
       if (p.exchange === exchange && p.routingKey === routingKey && p.messageId === messageId) {
         p.returned = { replyCode, replyText };
@@ -88,10 +88,10 @@ export class ConfirmTracker {
   /** Rejects publishes whose deadline passed. Returns the earliest remaining deadline (or Infinity). */
   expire(now: number): number {
     let next = Infinity;
-    for (const [seq, p] of this.pending) {
+    for (const [seq, p] of this.#pending) {
       if (p.deadline <= now) {
-        this.pending.delete(seq);
-        if (p.mandatory) this.mandatoryCount--;
+        this.#pending.delete(seq);
+        if (p.mandatory) this.#mandatoryCount--;
         p.reject(new PublishError('timeout', `no confirm for publish ${seq} before its deadline: the outcome is unknown`));
       } else if (p.deadline < next) {
         next = p.deadline;
@@ -102,9 +102,9 @@ export class ConfirmTracker {
 
   /** The channel is gone: every pending publish has an unknown outcome. */
   failAll(cause: Error): void {
-    const pending = [...this.pending.values()];
-    this.pending.clear();
-    this.mandatoryCount = 0;
+    const pending = [...this.#pending.values()];
+    this.#pending.clear();
+    this.#mandatoryCount = 0;
     for (const p of pending) {
       p.reject(new PublishError('closed', `the channel closed before the broker confirmed the publish: the outcome is unknown (${cause.message})`, { cause }));
     }

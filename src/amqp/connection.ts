@@ -61,69 +61,69 @@ export class Connection extends TypedEmitter<ConnectionEvents> implements Channe
   /** Resolves (never rejects) when the connection has ended, with the reason (undefined after our clean close). */
   readonly closed: Promise<Error | undefined>;
 
-  private state: State = 'connecting';
-  private socket: Socket | TLSSocket | null = null;
-  private readonly reader: FrameReader;
-  private readonly channels = new Map<number, Channel>();
-  private lastChannelId = 0;
-  private beat: Heartbeat | null = null;
-  private sentStartOk = false;
-  private tuned = false;
-  private handshake: { resolve(): void; reject(e: Error): void } | null = null;
-  private timers: ReturnType<typeof setTimeout>[] = [];
-  private blockedTimer: ReturnType<typeof setTimeout> | null = null;
-  private socketError: Error | null = null;
-  private closeError: Error | undefined;
-  private resolveClosed!: (e: Error | undefined) => void;
-  private secretUpdate: { resolve(): void; reject(e: Error): void } | null = null;
+  #state: State = 'connecting';
+  #socket: Socket | TLSSocket | null = null;
+  readonly #reader: FrameReader;
+  readonly #channels = new Map<number, Channel>();
+  #lastChannelId = 0;
+  #beat: Heartbeat | null = null;
+  #sentStartOk = false;
+  #tuned = false;
+  #handshake: { resolve(): void; reject(e: Error): void } | null = null;
+  #timers: ReturnType<typeof setTimeout>[] = [];
+  #blockedTimer: ReturnType<typeof setTimeout> | null = null;
+  #socketError: Error | null = null;
+  #closeError: Error | undefined;
+  #resolveClosed!: (e: Error | undefined) => void;
+  #secretUpdate: { resolve(): void; reject(e: Error): void } | null = null;
 
   constructor(options: ResolvedOptions) {
     super();
     this.options = options;
     this.frameMax = options.frameMax;
-    this.out = new Output((chunks) => this.writeChunks(chunks));
+    this.out = new Output((chunks) => this.#writeChunks(chunks));
     // Before tune the peer may only send small frames (spec: up to FRAME-MIN-SIZE); accept up to 128 KiB for
     // brokers with large server properties, never what a huge frameMax option would allow.
-    this.reader = new FrameReader((type, channel, payload) => this.frame(type, channel, payload), Math.min(options.frameMax, 131072));
-    this.closed = new Promise((resolve) => { this.resolveClosed = resolve; });
+    this.#reader = new FrameReader((type, channel, payload) => this.#frame(type, channel, payload), Math.min(options.frameMax, 131072));
+    this.closed = new Promise((resolve) => { this.#resolveClosed = resolve; });
   }
 
   /** True between open-ok and the start of closing. */
   get isOpen(): boolean {
-    return this.state === 'open';
+    return this.#state === 'open';
   }
 
   get closing(): boolean {
-    return this.state !== 'open';
+    return this.#state !== 'open';
   }
 
   /** @internal opens the socket and runs the handshake. */
   _start(): Promise<void> {
     const o = this.options;
-    const p = new Promise<void>((resolve, reject) => { this.handshake = { resolve, reject }; });
-    this.timers.push(setTimeout(() => {
-      this.fail(new ConnectionError('CONNECT_TIMEOUT', `no open connection to ${o.hostname}:${o.port} within ${o.connectTimeout} ms`));
+    const p = new Promise<void>((resolve, reject) => { this.#handshake = { resolve, reject }; });
+    this.#timers.push(setTimeout(() => {
+      this.#fail(new ConnectionError('CONNECT_TIMEOUT', `no open connection to ${o.hostname}:${o.port} within ${o.connectTimeout} ms`));
     }, o.connectTimeout));
     let socket: Socket | TLSSocket;
     try {
-      socket = this.openSocket();
+      socket = this.#openSocket();
     } catch (err) {
       // node:net and node:tls throw synchronously for invalid socket options (a bad key, a bad CA ...).
-      this.fail(new ConnectionError(o.tls ? 'TLS_ERROR' : 'SOCKET_ERROR', `cannot open the socket: ${(err as Error).message}`, undefined, { cause: err }));
+      this.#fail(new ConnectionError(o.tls ? 'TLS_ERROR' : 'SOCKET_ERROR', `cannot open the socket: ${(err as Error).message}`, undefined, { cause: err }));
       return p;
     }
-    this.socket = socket;
+    this.#socket = socket;
     // Nagle plus delayed ACK costs ~40 ms per round trip when publisher and consumer share a connection.
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 30_000);
-    socket.on('data', (chunk: Buffer) => this.data(chunk));
-    socket.on('error', (err) => { this.socketError ??= err; });
-    socket.on('close', () => this.socketClosed());
-    socket.on('drain', () => this.resumeChannels());
+    socket.on('data', (chunk: Buffer) => this.#data(chunk));
+    socket.on('error', (err) => { this.#socketError ??= err; });
+    socket.on('close', () => this.#socketClosed());
+    socket.on('drain', () => this.#resumeChannels());
     return p;
   }
 
-  private openSocket(): Socket | TLSSocket {
+  #openSocket(): Socket | TLSSocket {
     const o = this.options;
     let socket: Socket | TLSSocket;
     if (o.tls !== undefined) {
@@ -133,25 +133,25 @@ export class Connection extends TypedEmitter<ConnectionEvents> implements Channe
         rejectUnauthorized: o.tls.rejectUnauthorized ?? true,
         ...(o.tls.servername === undefined && isIP(o.hostname) === 0 ? { servername: o.hostname } : {}),
       });
-      socket.once('secureConnect', () => this.sendProtocolHeader());
+      socket.once('secureConnect', () => this.#sendProtocolHeader());
     } else {
       socket = netConnect({ host: o.hostname, port: o.port });
-      socket.once('connect', () => this.sendProtocolHeader());
+      socket.once('connect', () => this.#sendProtocolHeader());
     }
     return socket;
   }
 
-  private sendProtocolHeader(): void {
-    this.state = 'handshake';
-    this.socket?.write(PROTOCOL_HEADER);
+  #sendProtocolHeader(): void {
+    this.#state = 'handshake';
+    this.#socket?.write(PROTOCOL_HEADER);
   }
 
   /** Opens a channel. */
   async createChannel(): Promise<Channel> {
-    if (this.state !== 'open') throw this.notOpen();
-    const id = this.allocateChannelId();
+    if (this.#state !== 'open') throw this.#notOpen();
+    const id = this.#allocateChannelId();
     const ch = new Channel(id, this);
-    this.channels.set(id, ch);
+    this.#channels.set(id, ch);
     await ch._open();
     return ch;
   }
@@ -165,43 +165,43 @@ export class Connection extends TypedEmitter<ConnectionEvents> implements Channe
 
   /** Replaces the credentials of a live connection (OAuth 2 token refresh): connection.update-secret. */
   updateSecret(newSecret: string, reason: string): Promise<void> {
-    if (this.state !== 'open') return Promise.reject(this.notOpen());
-    if (this.secretUpdate !== null) return Promise.reject(new AmqpError('BUSY', 'a secret update is already in flight'));
+    if (this.#state !== 'open') return Promise.reject(this.#notOpen());
+    if (this.#secretUpdate !== null) return Promise.reject(new AmqpError('BUSY', 'a secret update is already in flight'));
     try {
       this.out.write(encodeMethodFrame(0, 'connection.update-secret', { newSecret, reason }));
     } catch (err) {
       return Promise.reject(err);
     }
-    return new Promise((resolve, reject) => { this.secretUpdate = { resolve, reject }; });
+    return new Promise((resolve, reject) => { this.#secretUpdate = { resolve, reject }; });
   }
 
   /** Closes cleanly: connection.close, then close-ok (or the closeTimeout) before the socket goes. */
   close(): Promise<void> {
-    if (this.state === 'closed') return Promise.resolve();
-    if (this.state === 'closing') return this.closed.then(() => undefined);
-    if (this.state !== 'open') {
-      this.fail(new ConnectionError('CLOSED', 'the connection was closed by the application during the handshake'));
+    if (this.#state === 'closed') return Promise.resolve();
+    if (this.#state === 'closing') return this.closed.then(() => undefined);
+    if (this.#state !== 'open') {
+      this.#fail(new ConnectionError('CLOSED', 'the connection was closed by the application during the handshake'));
       return this.closed.then(() => undefined);
     }
-    this.state = 'closing';
-    this.sendMethod('connection.close', { replyCode: 200, replyText: 'Goodbye', classId: 0, methodId: 0 });
+    this.#state = 'closing';
+    this.#sendMethod('connection.close', { replyCode: 200, replyText: 'Goodbye', classId: 0, methodId: 0 });
     this.out.flush();
-    this.timers.push(setTimeout(() => this.finish(undefined), this.options.closeTimeout));
+    this.#timers.push(setTimeout(() => this.#finish(undefined), this.options.closeTimeout));
     return this.closed.then(() => undefined);
   }
 
   // ---- ChannelHost ------------------------------------------------------------------------------------------------
 
   backlog(): number {
-    return this.out.queued + (this.socket?.writableLength ?? 0);
+    return this.out.queued + (this.#socket?.writableLength ?? 0);
   }
 
   channelClosed(ch: Channel): void {
-    if (this.channels.get(ch.id) === ch) this.channels.delete(ch.id);
+    if (this.#channels.get(ch.id) === ch) this.#channels.delete(ch.id);
   }
 
   protocolError(err: FrameError): void {
-    this.fail(err);
+    this.#fail(err);
   }
 
   handlerError(err: unknown, where: string): void {
@@ -219,60 +219,60 @@ export class Connection extends TypedEmitter<ConnectionEvents> implements Channe
 
   // ---- reading ----------------------------------------------------------------------------------------------------
 
-  private data(chunk: Buffer): void {
-    if (this.state === 'closed') return;
-    if (this.beat !== null) this.beat.received = true;
-    if (this.state === 'handshake' && !this.sentStartOk && chunk[0] === 0x41 && !this.reader.pending) {
+  #data(chunk: Buffer): void {
+    if (this.#state === 'closed') return;
+    if (this.#beat !== null) this.#beat.received = true;
+    if (this.#state === 'handshake' && !this.#sentStartOk && chunk[0] === 0x41 && !this.#reader.pending) {
       // The broker answered our protocol header with its own: it does not speak 0-9-1.
       const version = chunk.length >= 8 ? [...chunk.subarray(4, 8)].join('-') : '?';
-      return this.fail(new ConnectionError('PROTOCOL_MISMATCH', `the broker does not support AMQP 0-9-1 (it offered protocol ${version})`));
+      return this.#fail(new ConnectionError('PROTOCOL_MISMATCH', `the broker does not support AMQP 0-9-1 (it offered protocol ${version})`));
     }
     try {
-      this.reader.push(chunk);
+      this.#reader.push(chunk);
     } catch (err) {
-      this.fail(err);
+      this.#fail(err);
     }
   }
 
-  private frame(type: number, channel: number, payload: Buffer): void {
-    if (this.state === 'closed') return;
+  #frame(type: number, channel: number, payload: Buffer): void {
+    if (this.#state === 'closed') return;
     if (type === FRAME_HEARTBEAT) {
       if (channel !== 0) throw new FrameError(`heartbeat frame on channel ${channel}`, 501);
       return;
     }
     if (channel === 0) {
       if (type !== FRAME_METHOD) throw new FrameError(`frame type ${type} on channel 0`, 505);
-      return this.connectionMethod(decodeMethod(payload));
+      return this.#connectionMethod(decodeMethod(payload));
     }
-    const ch = this.channels.get(channel);
+    const ch = this.#channels.get(channel);
     if (ch === undefined) throw new FrameError(`frame for channel ${channel}, which is not open`, 504);
     ch._frame(type, payload);
   }
 
-  private connectionMethod(m: Method): void {
+  #connectionMethod(m: Method): void {
     switch (m.name) {
-      case 'connection.start': return this.onStart(m.args);
+      case 'connection.start': return this.#onStart(m.args);
       case 'connection.secure':
         // PLAIN, AMQPLAIN and EXTERNAL need no challenge; answer with the same response as start-ok.
-        return this.sendMethod('connection.secure-ok', { response: this.saslResponse() });
-      case 'connection.tune': return this.onTune(m.args);
+        return this.#sendMethod('connection.secure-ok', { response: this.#saslResponse() });
+      case 'connection.tune': return this.#onTune(m.args);
       case 'connection.open-ok':
-        if (this.state !== 'handshake') throw new FrameError('connection.open-ok outside the handshake', 505);
-        this.state = 'open';
-        this.clearTimers();
-        this.handshake?.resolve();
-        this.handshake = null;
+        if (this.#state !== 'handshake') throw new FrameError('connection.open-ok outside the handshake', 505);
+        this.#state = 'open';
+        this.#clearTimers();
+        this.#handshake?.resolve();
+        this.#handshake = null;
         return;
-      case 'connection.close': return this.onClose(m.args);
+      case 'connection.close': return this.#onClose(m.args);
       case 'connection.close-ok':
-        if (this.state !== 'closing') throw new FrameError('connection.close-ok without close', 505);
-        return this.finish(this.closeError);
-      case 'connection.blocked': return this.onBlocked(m.args.reason);
-      case 'connection.unblocked': return this.onUnblocked();
+        if (this.#state !== 'closing') throw new FrameError('connection.close-ok without close', 505);
+        return this.#finish(this.#closeError);
+      case 'connection.blocked': return this.#onBlocked(m.args.reason);
+      case 'connection.unblocked': return this.#onUnblocked();
       case 'connection.update-secret-ok': {
-        const u = this.secretUpdate;
+        const u = this.#secretUpdate;
         if (u === null) throw new FrameError('connection.update-secret-ok without update-secret', 505);
-        this.secretUpdate = null;
+        this.#secretUpdate = null;
         return u.resolve();
       }
       default:
@@ -280,8 +280,8 @@ export class Connection extends TypedEmitter<ConnectionEvents> implements Channe
     }
   }
 
-  private onStart(a: MethodArgs['connection.start']): void {
-    if (this.state !== 'handshake' || this.sentStartOk) throw new FrameError('unexpected connection.start', 505);
+  #onStart(a: MethodArgs['connection.start']): void {
+    if (this.#state !== 'handshake' || this.#sentStartOk) throw new FrameError('unexpected connection.start', 505);
     if (a.versionMajor !== 0 || a.versionMinor !== 9) {
       throw new FrameError(`the broker speaks AMQP ${a.versionMajor}-${a.versionMinor}, not 0-9`, 505);
     }
@@ -289,7 +289,7 @@ export class Connection extends TypedEmitter<ConnectionEvents> implements Channe
     const offered = a.mechanisms.toString().split(' ');
     const o = this.options;
     if (!offered.includes(o.mechanism)) {
-      return this.fail(new AuthenticationError('MECHANISM_UNAVAILABLE', `the broker does not offer SASL ${o.mechanism} (it offers ${offered.join(', ')})`));
+      return this.#fail(new AuthenticationError('MECHANISM_UNAVAILABLE', `the broker does not offer SASL ${o.mechanism} (it offers ${offered.join(', ')})`));
     }
     const clientProperties: FieldTable = {
       product: 'ebadge-hub-bus',
@@ -307,17 +307,17 @@ export class Connection extends TypedEmitter<ConnectionEvents> implements Channe
       ...(o.connectionName !== undefined ? { connection_name: o.connectionName } : {}),
       ...o.clientProperties,
     };
-    this.sendMethod('connection.start-ok', { clientProperties, mechanism: o.mechanism, response: this.saslResponse(), locale: 'en_US' });
-    this.sentStartOk = true;
+    this.#sendMethod('connection.start-ok', { clientProperties, mechanism: o.mechanism, response: this.#saslResponse(), locale: 'en_US' });
+    this.#sentStartOk = true;
   }
 
-  private saslResponse(): Buffer {
+  #saslResponse(): Buffer {
     return saslResponse(this.options.mechanism, this.options.username, this.options.password);
   }
 
-  private onTune(a: MethodArgs['connection.tune']): void {
-    if (this.state !== 'handshake' || !this.sentStartOk || this.tuned) throw new FrameError('unexpected connection.tune', 505);
-    this.tuned = true;
+  #onTune(a: MethodArgs['connection.tune']): void {
+    if (this.#state !== 'handshake' || !this.#sentStartOk || this.#tuned) throw new FrameError('unexpected connection.tune', 505);
+    this.#tuned = true;
     const o = this.options;
     // frame_max and channel_max: 0 means "no limit", otherwise the smaller wins.
     const frameMax = a.frameMax === 0 ? o.frameMax : Math.min(a.frameMax, o.frameMax);
@@ -326,58 +326,58 @@ export class Connection extends TypedEmitter<ConnectionEvents> implements Channe
     this.channelMax = a.channelMax === 0 ? o.channelMax : Math.min(a.channelMax, o.channelMax);
     // Heartbeat: 0 on one side takes the other's value; otherwise the smaller (as the official clients do).
     this.heartbeat = a.heartbeat === 0 || o.heartbeat === 0 ? Math.max(a.heartbeat, o.heartbeat) : Math.min(a.heartbeat, o.heartbeat);
-    this.reader.frameMax = frameMax;
-    this.sendMethod('connection.tune-ok', { channelMax: this.channelMax, frameMax, heartbeat: this.heartbeat });
-    this.sendMethod('connection.open', { virtualHost: o.vhost, capabilities: '', insist: false });
+    this.#reader.frameMax = frameMax;
+    this.#sendMethod('connection.tune-ok', { channelMax: this.channelMax, frameMax, heartbeat: this.heartbeat });
+    this.#sendMethod('connection.open', { virtualHost: o.vhost, capabilities: '', insist: false });
     if (this.heartbeat > 0) {
-      this.beat = new Heartbeat(this.heartbeat, {
+      this.#beat = new Heartbeat(this.heartbeat, {
         send: () => this.out.write(HEARTBEAT_FRAME),
-        dead: (ms) => this.fail(new ConnectionError('HEARTBEAT_TIMEOUT', `no bytes from the broker for ${ms} ms (heartbeat ${this.heartbeat} s): the peer is gone`)),
+        dead: (ms) => this.#fail(new ConnectionError('HEARTBEAT_TIMEOUT', `no bytes from the broker for ${ms} ms (heartbeat ${this.heartbeat} s): the peer is gone`)),
         lag: (ms) => this.emitSafe('lag', ms),
       });
     }
   }
 
-  private onClose(a: MethodArgs['connection.close']): void {
-    this.sendMethod('connection.close-ok', {});
+  #onClose(a: MethodArgs['connection.close']): void {
+    this.#sendMethod('connection.close-ok', {});
     this.out.flush();
     const name = replyCodeName(a.replyCode);
     const text = `the broker closed the connection: ${a.replyCode} ${a.replyText}`;
-    const err = this.state === 'handshake' && a.replyCode === 403
+    const err = this.#state === 'handshake' && a.replyCode === 403
       ? new AuthenticationError(name, text, a)
       : new ConnectionError(name, text, a);
-    this.finish(this.state === 'closing' && this.closeError === undefined ? undefined : err);
+    this.#finish(this.#state === 'closing' && this.#closeError === undefined ? undefined : err);
   }
 
-  private onBlocked(reason: string): void {
+  #onBlocked(reason: string): void {
     this.blocked = true;
     this.emitSafe('blocked', reason);
     const t = this.options.blockedTimeout;
-    if (t > 0 && this.blockedTimer === null) {
-      this.blockedTimer = setTimeout(() => {
-        this.fail(new ConnectionError('BLOCKED_TIMEOUT', `the broker kept the connection blocked for ${t} ms (${reason})`));
+    if (t > 0 && this.#blockedTimer === null) {
+      this.#blockedTimer = setTimeout(() => {
+        this.#fail(new ConnectionError('BLOCKED_TIMEOUT', `the broker kept the connection blocked for ${t} ms (${reason})`));
       }, t);
     }
   }
 
-  private onUnblocked(): void {
+  #onUnblocked(): void {
     this.blocked = false;
-    if (this.blockedTimer !== null) clearTimeout(this.blockedTimer);
-    this.blockedTimer = null;
+    if (this.#blockedTimer !== null) clearTimeout(this.#blockedTimer);
+    this.#blockedTimer = null;
     this.emitSafe('unblocked');
-    this.resumeChannels();
+    this.#resumeChannels();
   }
 
   // ---- writing ----------------------------------------------------------------------------------------------------
 
-  private sendMethod<K extends MethodName>(name: K, args: Partial<MethodArgs[K]>): void {
+  #sendMethod<K extends MethodName>(name: K, args: Partial<MethodArgs[K]>): void {
     this.out.write(encodeMethodFrame(0, name, args as Record<string, unknown>));
   }
 
-  private writeChunks(chunks: Buffer[]): void {
-    const s = this.socket;
+  #writeChunks(chunks: Buffer[]): void {
+    const s = this.#socket;
     if (s === null || s.destroyed) return;
-    if (this.beat !== null) this.beat.sent = true;
+    if (this.#beat !== null) this.#beat.sent = true;
     let ok: boolean;
     if (chunks.length === 1) {
       ok = s.write(chunks[0] as Buffer);
@@ -388,23 +388,23 @@ export class Connection extends TypedEmitter<ConnectionEvents> implements Channe
       s.uncork();
     }
     // Publishes that waited only for our own queue can go now; otherwise 'drain' resumes them.
-    if (ok) this.resumeChannels();
+    if (ok) this.#resumeChannels();
   }
 
-  private resumeChannels(): void {
-    for (const ch of this.channels.values()) ch._resume();
+  #resumeChannels(): void {
+    for (const ch of this.#channels.values()) ch._resume();
   }
 
   // ---- ending -----------------------------------------------------------------------------------------------------
 
   /** A fatal problem: tell the broker when it is a protocol error we detected, then end everything. */
-  private fail(err: unknown): void {
-    if (this.state === 'closed') return;
+  #fail(err: unknown): void {
+    if (this.#state === 'closed') return;
     let error: Error;
     if (err instanceof FrameError) {
       // Spec §2.2.4: on a protocol violation send connection.close with the reply code, then drop the socket.
       try {
-        this.sendMethod('connection.close', { replyCode: err.replyCode, replyText: err.message.slice(0, 255), classId: 0, methodId: 0 });
+        this.#sendMethod('connection.close', { replyCode: err.replyCode, replyText: err.message.slice(0, 255), classId: 0, methodId: 0 });
         this.out.flush();
       } catch { /* the socket may be gone already */ }
       error = new ConnectionError(err.code, `protocol error from the broker: ${err.message}`, { replyCode: err.replyCode }, { cause: err });
@@ -413,39 +413,39 @@ export class Connection extends TypedEmitter<ConnectionEvents> implements Channe
     } else {
       error = new ConnectionError('INTERNAL_ERROR', `unexpected failure: ${err instanceof Error ? err.message : String(err)}`, undefined, { cause: err });
     }
-    this.finish(error);
+    this.#finish(error);
   }
 
-  private socketClosed(): void {
-    if (this.state === 'closed') return;
-    if (this.state === 'closing' && this.closeError === undefined) return this.finish(undefined);
-    const se = this.socketError;
+  #socketClosed(): void {
+    if (this.#state === 'closed') return;
+    if (this.#state === 'closing' && this.#closeError === undefined) return this.#finish(undefined);
+    const se = this.#socketError;
     let err: Error;
     // A broker that promised authentication_failure_close reports refused credentials with close 403; only an older
     // one signals them by dropping the socket right after start-ok.
     const caps = this.serverProperties['capabilities'];
     const closesOnAuthFailure = typeof caps === 'object' && caps !== null && (caps as FieldTable)['authentication_failure_close'] === true;
-    if (this.state === 'handshake' && this.sentStartOk && !this.tuned && se === null && !closesOnAuthFailure) {
+    if (this.#state === 'handshake' && this.#sentStartOk && !this.#tuned && se === null && !closesOnAuthFailure) {
       err = new AuthenticationError('ACCESS_REFUSED', 'the broker closed the connection after start-ok: the credentials were probably refused');
     } else if (se !== null) {
-      const tlsFailure = this.options.tls !== undefined && this.state === 'connecting';
+      const tlsFailure = this.options.tls !== undefined && this.#state === 'connecting';
       err = new ConnectionError(tlsFailure ? 'TLS_ERROR' : 'SOCKET_ERROR', `${tlsFailure ? 'TLS' : 'socket'} error: ${se.message}`, undefined, { cause: se });
     } else {
       err = new ConnectionError('SOCKET_CLOSED', 'the socket closed without a connection.close (network failure or broker crash)');
     }
-    this.finish(err);
+    this.#finish(err);
   }
 
-  private finish(err: Error | undefined): void {
-    if (this.state === 'closed') return;
-    this.state = 'closed';
-    this.closeError = err;
-    this.clearTimers();
-    if (this.blockedTimer !== null) clearTimeout(this.blockedTimer);
-    this.beat?.stop();
+  #finish(err: Error | undefined): void {
+    if (this.#state === 'closed') return;
+    this.#state = 'closed';
+    this.#closeError = err;
+    this.#clearTimers();
+    if (this.#blockedTimer !== null) clearTimeout(this.#blockedTimer);
+    this.#beat?.stop();
     this.out.flush();
     this.out.close();
-    const s = this.socket;
+    const s = this.#socket;
     if (s !== null) {
       // A clean close lets queued bytes (close-ok) leave; a failure drops the socket at once.
       if (err === undefined) s.end();
@@ -453,35 +453,35 @@ export class Connection extends TypedEmitter<ConnectionEvents> implements Channe
       setTimeout(() => s.destroy(), 1000).unref();
     }
     const cause = err ?? new ConnectionError('CLOSED', 'the connection was closed by the application');
-    for (const ch of [...this.channels.values()]) ch._lost(cause);
-    this.channels.clear();
-    this.handshake?.reject(cause);
-    this.handshake = null;
-    this.secretUpdate?.reject(cause);
-    this.secretUpdate = null;
-    this.resolveClosed(err);
+    for (const ch of [...this.#channels.values()]) ch._lost(cause);
+    this.#channels.clear();
+    this.#handshake?.reject(cause);
+    this.#handshake = null;
+    this.#secretUpdate?.reject(cause);
+    this.#secretUpdate = null;
+    this.#resolveClosed(err);
     this.emitSafe('close', err);
   }
 
-  private clearTimers(): void {
-    for (const t of this.timers) clearTimeout(t);
-    this.timers = [];
+  #clearTimers(): void {
+    for (const t of this.#timers) clearTimeout(t);
+    this.#timers = [];
   }
 
-  private allocateChannelId(): number {
+  #allocateChannelId(): number {
     const max = this.channelMax;
     for (let i = 0; i < max; i++) {
-      const id = ((this.lastChannelId + i) % max) + 1;
-      if (!this.channels.has(id)) {
-        this.lastChannelId = id;
+      const id = ((this.#lastChannelId + i) % max) + 1;
+      if (!this.#channels.has(id)) {
+        this.#lastChannelId = id;
         return id;
       }
     }
     throw new AmqpError('CHANNEL_MAX', `all ${max} channels are in use`);
   }
 
-  private notOpen(): AmqpError {
-    return this.closeError instanceof AmqpError ? this.closeError : new ConnectionError('CLOSED', `the connection is ${this.state}`);
+  #notOpen(): AmqpError {
+    return this.#closeError instanceof AmqpError ? this.#closeError : new ConnectionError('CLOSED', `the connection is ${this.#state}`);
   }
 
   protected listenerFailed(err: unknown, event: string): void {

@@ -31,87 +31,89 @@ export type FrameHandler = (type: number, channel: number, payload: Buffer) => v
 export class FrameReader {
   /** Largest acceptable frame, header and frame-end included (the negotiated frame_max). */
   frameMax: number;
-  private head = Buffer.alloc(7);
-  private headLen = 0;
-  private partial: Buffer | null = null;
-  private partialLen = 0;
+  #head = Buffer.alloc(7);
+  #headLen = 0;
+  #partial: Buffer | null = null;
+  #partialLen = 0;
 
-  constructor(private readonly onFrame: FrameHandler, frameMax: number) {
+  readonly #onFrame: FrameHandler;
+  constructor(onFrame: FrameHandler, frameMax: number) {
+    this.#onFrame = onFrame;
     this.frameMax = frameMax;
   }
 
   /** True while bytes of an incomplete frame are held. */
   get pending(): boolean {
-    return this.headLen > 0 || this.partial !== null;
+    return this.#headLen > 0 || this.#partial !== null;
   }
 
   /** Feeds one chunk; calls onFrame for each complete frame in order. Throws FrameError on a protocol violation. */
   push(chunk: Buffer): void {
     let off = 0;
     const len = chunk.length;
-    if (this.headLen > 0 || this.partial !== null) {
-      off = this.continuePartial(chunk);
+    if (this.#headLen > 0 || this.#partial !== null) {
+      off = this.#continuePartial(chunk);
       if (off < 0) return; // chunk consumed, frame still incomplete
     }
     while (len - off >= 7) {
       const size = chunk.readUInt32BE(off + 3);
-      this.checkSize(size);
+      this.#checkSize(size);
       const end = off + 7 + size;
       if (end >= len) break; // the frame-end octet is not here yet
       if (chunk[end] !== FRAME_END) throw badEnd(chunk[end] as number);
-      this.onFrame(chunk[off] as number, chunk.readUInt16BE(off + 1), chunk.subarray(off + 7, end));
+      this.#onFrame(chunk[off] as number, chunk.readUInt16BE(off + 1), chunk.subarray(off + 7, end));
       off = end + 1;
     }
-    if (off < len) this.stash(chunk, off);
+    if (off < len) this.#stash(chunk, off);
   }
 
-  private checkSize(size: number): void {
+  #checkSize(size: number): void {
     if (size + FRAME_OVERHEAD > this.frameMax) {
       throw new FrameError(`frame of ${size + FRAME_OVERHEAD} bytes exceeds frame_max ${this.frameMax}`, 501);
     }
   }
 
   /** Keeps the tail of a chunk: the header bytes, or the frame so far in a buffer of the frame's full size. */
-  private stash(chunk: Buffer, off: number): void {
+  #stash(chunk: Buffer, off: number): void {
     const rest = chunk.length - off;
     if (rest < 7) {
-      chunk.copy(this.head, 0, off);
-      this.headLen = rest;
+      chunk.copy(this.#head, 0, off);
+      this.#headLen = rest;
       return;
     }
     const size = chunk.readUInt32BE(off + 3);
-    this.partial = Buffer.allocUnsafe(size + FRAME_OVERHEAD);
-    chunk.copy(this.partial, 0, off);
-    this.partialLen = rest;
+    this.#partial = Buffer.allocUnsafe(size + FRAME_OVERHEAD);
+    chunk.copy(this.#partial, 0, off);
+    this.#partialLen = rest;
   }
 
   /** Continues a held frame with the start of `chunk`. Returns the offset after it, or -1 if it is still incomplete. */
-  private continuePartial(chunk: Buffer): number {
+  #continuePartial(chunk: Buffer): number {
     let off = 0;
-    if (this.partial === null) {
-      const take = Math.min(7 - this.headLen, chunk.length);
-      chunk.copy(this.head, this.headLen, 0, take);
-      this.headLen += take;
+    if (this.#partial === null) {
+      const take = Math.min(7 - this.#headLen, chunk.length);
+      chunk.copy(this.#head, this.#headLen, 0, take);
+      this.#headLen += take;
       off = take;
-      if (this.headLen < 7) return -1;
-      const size = this.head.readUInt32BE(3);
-      this.checkSize(size);
-      this.partial = Buffer.allocUnsafe(size + FRAME_OVERHEAD);
-      this.head.copy(this.partial, 0);
-      this.partialLen = 7;
-      this.headLen = 0;
+      if (this.#headLen < 7) return -1;
+      const size = this.#head.readUInt32BE(3);
+      this.#checkSize(size);
+      this.#partial = Buffer.allocUnsafe(size + FRAME_OVERHEAD);
+      this.#head.copy(this.#partial, 0);
+      this.#partialLen = 7;
+      this.#headLen = 0;
     }
-    const frame = this.partial;
-    const take = Math.min(frame.length - this.partialLen, chunk.length - off);
-    chunk.copy(frame, this.partialLen, off, off + take);
-    this.partialLen += take;
+    const frame = this.#partial;
+    const take = Math.min(frame.length - this.#partialLen, chunk.length - off);
+    chunk.copy(frame, this.#partialLen, off, off + take);
+    this.#partialLen += take;
     off += take;
-    if (this.partialLen < frame.length) return -1;
-    this.partial = null;
-    this.partialLen = 0;
+    if (this.#partialLen < frame.length) return -1;
+    this.#partial = null;
+    this.#partialLen = 0;
     const end = frame.length - 1;
     if (frame[end] !== FRAME_END) throw badEnd(frame[end] as number);
-    this.onFrame(frame[0] as number, frame.readUInt16BE(1), frame.subarray(7, end));
+    this.#onFrame(frame[0] as number, frame.readUInt16BE(1), frame.subarray(7, end));
     return off;
   }
 }

@@ -37,45 +37,49 @@ export class Heartbeat {
   /** Set by the connection whenever bytes arrive / leave; cleared on each tick. */
   received = false;
   sent = false;
-  private silent = 0;
-  private lastTick: number;
-  private handle: unknown;
+  #silent = 0;
+  #lastTick: number;
+  #handle: unknown;
 
+  readonly #hooks: HeartbeatHooks;
+  readonly #clock: Clock = systemClock;
   constructor(
     readonly timeoutSec: number,
-    private readonly hooks: HeartbeatHooks,
-    private readonly clock: Clock = systemClock,
+    hooks: HeartbeatHooks,
+    clock: Clock = systemClock,
   ) {
+    this.#hooks = hooks;
+    this.#clock = clock;
     const interval = (timeoutSec * 1000) / 2;
-    this.lastTick = clock.now();
-    this.handle = clock.setInterval(() => this.tick(interval), interval);
+    this.#lastTick = clock.now();
+    this.#handle = clock.setInterval(() => this.#tick(interval), interval);
   }
 
   stop(): void {
-    this.clock.clearInterval(this.handle);
+    this.#clock.clearInterval(this.#handle);
   }
 
-  private tick(interval: number): void {
-    const now = this.clock.now();
-    const late = now - this.lastTick - interval;
-    this.lastTick = now;
-    if (!this.sent) this.hooks.send();
+  #tick(interval: number): void {
+    const now = this.#clock.now();
+    const late = now - this.#lastTick - interval;
+    this.#lastTick = now;
+    if (!this.sent) this.#hooks.send();
     this.sent = false;
     if (late > interval / 2) {
       // The event loop was stalled: unread bytes may be queued, so this tick proves nothing either way.
       this.received = false;
-      this.silent = 0;
-      this.hooks.lag(late);
+      this.#silent = 0;
+      this.#hooks.lag(late);
       return;
     }
     if (this.received) {
       this.received = false;
-      this.silent = 0;
+      this.#silent = 0;
       return;
     }
-    if (++this.silent >= SILENT_TICKS) {
+    if (++this.#silent >= SILENT_TICKS) {
       this.stop();
-      this.hooks.dead(this.silent * interval);
+      this.#hooks.dead(this.#silent * interval);
     }
   }
 }

@@ -14,6 +14,7 @@ export interface Settler {
 }
 
 export class Message {
+  readonly #settler: Settler | null;
   constructor(
     /** The body: a view of the received frame when it arrived in one piece (do not keep it longer than needed). */
     readonly body: Buffer,
@@ -25,13 +26,14 @@ export class Message {
     readonly redelivered: boolean,
     /** The consumer tag for a delivery; '' for basic.get and returns. */
     readonly consumerTag: string,
-    private readonly settler: Settler | null,
+    settler: Settler | null,
     /** For a basic.return: why the broker returned it (312 NO_ROUTE ...). */
     readonly replyCode = 0,
     readonly replyText = '',
     /** For basic.get: messages left in the queue. */
     readonly messageCount = 0,
-  ) {}
+  ) {
+    this.#settler = settler;}
 
   get headers(): DeliveredProperties['headers'] {
     return this.properties.headers;
@@ -45,17 +47,17 @@ export class Message {
 
   /** Acknowledges: the broker may forget the message. `multiple` also settles every earlier unsettled tag. */
   ack(multiple = false): void {
-    this.settlerOrThrow().settle(this.deliveryTag, 'ack', multiple, false);
+    this.#settlerOrThrow().settle(this.deliveryTag, 'ack', multiple, false);
   }
 
   /** Negative acknowledgement: requeue (default) or drop / dead-letter it. */
   nack(requeue = true, multiple = false): void {
-    this.settlerOrThrow().settle(this.deliveryTag, 'nack', multiple, requeue);
+    this.#settlerOrThrow().settle(this.deliveryTag, 'nack', multiple, requeue);
   }
 
   /** Like nack for a single message (basic.reject). */
   reject(requeue = true): void {
-    this.settlerOrThrow().settle(this.deliveryTag, 'reject', false, requeue);
+    this.#settlerOrThrow().settle(this.deliveryTag, 'reject', false, requeue);
   }
 
   /** The body as UTF-8 text. */
@@ -63,9 +65,9 @@ export class Message {
     return this.body.toString('utf8');
   }
 
-  private settlerOrThrow(): Settler {
-    if (this.settler === null) throw new AmqpError('NOT_SETTLEABLE', 'this message was not delivered with manual acknowledgement');
-    return this.settler;
+  #settlerOrThrow(): Settler {
+    if (this.#settler === null) throw new AmqpError('NOT_SETTLEABLE', 'this message was not delivered with manual acknowledgement');
+    return this.#settler;
   }
 }
 
@@ -73,46 +75,50 @@ export type MessageHandler = (msg: Message) => void | Promise<void>;
 
 /** A consumer: either a callback, or an async iterator over deliveries (`for await (const m of consumer)`). */
 export class Consumer implements AsyncIterable<Message> {
-  private buffered: Message[] = [];
-  private waiting: { resolve(r: IteratorResult<Message>): void; reject(e: unknown): void } | null = null;
-  private ended = false;
-  private endError: Error | undefined;
-  private endFatal = false;
-  private cancelListeners: ((reason: Error | undefined) => void)[] = [];
+  #buffered: Message[] = [];
+  #waiting: { resolve(r: IteratorResult<Message>): void; reject(e: unknown): void } | null = null;
+  #ended = false;
+  #endError: Error | undefined;
+  #endFatal = false;
+  #cancelListeners: ((reason: Error | undefined) => void)[] = [];
+
+  readonly #doCancel: (c: Consumer) => Promise<void>;
 
   constructor(
     readonly tag: string,
     readonly queue: string,
     readonly noAck: boolean,
     /** Cancels on the broker (basic.cancel). */
-    private readonly doCancel: (c: Consumer) => Promise<void>,
+    doCancel: (c: Consumer) => Promise<void>,
     readonly handler: MessageHandler | null,
-  ) {}
+  ) {
+    this.#doCancel = doCancel;
+  }
 
   /** True once cancelled by us, by the broker (queue deleted ...), or by a closed channel. */
   get cancelled(): boolean {
-    return this.ended;
+    return this.#ended;
   }
 
   /** Stops the consumer. Deliveries already received stay available to the iterator and must still be settled. */
   cancel(): Promise<void> {
-    return this.ended ? Promise.resolve() : this.doCancel(this);
+    return this.#ended ? Promise.resolve() : this.#doCancel(this);
   }
 
   /** Called once when the consumer ends: `reason` is undefined for our own cancel, an AmqpError otherwise. */
   onCancel(listener: (reason: Error | undefined) => void): void {
-    if (this.ended) listener(this.endError);
-    else this.cancelListeners.push(listener);
+    if (this.#ended) listener(this.#endError);
+    else this.#cancelListeners.push(listener);
   }
 
   /** @internal a delivery for the iterator form. */
   _push(msg: Message): void {
-    if (this.waiting !== null) {
-      const w = this.waiting;
-      this.waiting = null;
+    if (this.#waiting !== null) {
+      const w = this.#waiting;
+      this.#waiting = null;
       w.resolve({ value: msg, done: false });
     } else {
-      this.buffered.push(msg);
+      this.#buffered.push(msg);
     }
   }
 
@@ -121,18 +127,18 @@ export class Consumer implements AsyncIterable<Message> {
    * connection failed) it throws `reason` instead, so a loop cannot mistake a failure for a clean end.
    */
   _end(reason: Error | undefined, fatal: boolean): void {
-    if (this.ended) return;
-    this.ended = true;
-    this.endError = reason;
-    this.endFatal = fatal;
-    if (this.waiting !== null) {
-      const w = this.waiting;
-      this.waiting = null;
+    if (this.#ended) return;
+    this.#ended = true;
+    this.#endError = reason;
+    this.#endFatal = fatal;
+    if (this.#waiting !== null) {
+      const w = this.#waiting;
+      this.#waiting = null;
       if (fatal) w.reject(reason);
       else w.resolve({ value: undefined, done: true });
     }
-    const listeners = this.cancelListeners;
-    this.cancelListeners = [];
+    const listeners = this.#cancelListeners;
+    this.#cancelListeners = [];
     for (const l of listeners) {
       try {
         l(reason);
@@ -145,14 +151,14 @@ export class Consumer implements AsyncIterable<Message> {
   [Symbol.asyncIterator](): AsyncIterator<Message> {
     return {
       next: () => {
-        const m = this.buffered.shift();
+        const m = this.#buffered.shift();
         if (m !== undefined) return Promise.resolve({ value: m, done: false });
-        if (this.ended) {
+        if (this.#ended) {
           // A server-side cancel (queue deleted) ends iteration; a channel or connection failure throws.
-          if (this.endFatal) return Promise.reject(this.endError);
+          if (this.#endFatal) return Promise.reject(this.#endError);
           return Promise.resolve({ value: undefined, done: true });
         }
-        return new Promise((resolve, reject) => { this.waiting = { resolve, reject }; });
+        return new Promise((resolve, reject) => { this.#waiting = { resolve, reject }; });
       },
       return: async () => {
         await this.cancel();

@@ -13,33 +13,35 @@ export class Output {
   /** The current scratch buffer: write at `pos`, after reserve(). */
   buf: Buffer = Buffer.allocUnsafe(SCRATCH_BYTES);
   pos = 0;
-  private start = 0;
-  private chunks: Buffer[] = [];
-  private chunkBytes = 0;
-  private scheduled = false;
-  private lazy: ReturnType<typeof setTimeout> | null = null;
-  private closed = false;
+  #start = 0;
+  #chunks: Buffer[] = [];
+  #chunkBytes = 0;
+  #scheduled = false;
+  #lazy: ReturnType<typeof setTimeout> | null = null;
+  #closed = false;
 
-  constructor(private readonly sink: Sink) {}
+  readonly #sink: Sink;
+  constructor(sink: Sink) {
+    this.#sink = sink;}
 
   /** Bytes queued here and not yet handed to the socket. */
   get queued(): number {
-    return this.chunkBytes + this.pos - this.start;
+    return this.#chunkBytes + this.pos - this.#start;
   }
 
   /** Makes room for `n` contiguous bytes at `this.pos` in `this.buf`. Write there, then commit(newPos). */
   reserve(n: number): Buffer {
     if (this.buf.length - this.pos < n) {
-      this.seal();
+      this.#seal();
       this.buf = Buffer.allocUnsafe(Math.max(n, SCRATCH_BYTES));
-      this.start = this.pos = 0;
+      this.#start = this.pos = 0;
     }
     return this.buf;
   }
 
   commit(end: number): void {
     this.pos = end;
-    this.schedule();
+    this.#schedule();
   }
 
   /**
@@ -48,9 +50,9 @@ export class Output {
    */
   commitLazy(end: number): void {
     this.pos = end;
-    if (!this.scheduled && this.lazy === null && !this.closed) {
-      this.lazy = setTimeout(() => {
-        this.lazy = null;
+    if (!this.#scheduled && this.#lazy === null && !this.#closed) {
+      this.#lazy = setTimeout(() => {
+        this.#lazy = null;
         this.flush();
       }, 1);
     }
@@ -65,47 +67,47 @@ export class Output {
 
   /** Queues a buffer by reference (the caller must not modify it before it is written). */
   writeRef(bytes: Buffer): void {
-    this.seal();
-    this.chunks.push(bytes);
-    this.chunkBytes += bytes.length;
-    this.schedule();
+    this.#seal();
+    this.#chunks.push(bytes);
+    this.#chunkBytes += bytes.length;
+    this.#schedule();
   }
 
   /** Hands everything queued to the sink now. */
   flush(): void {
-    this.scheduled = false;
-    if (this.lazy !== null) {
-      clearTimeout(this.lazy);
-      this.lazy = null;
+    this.#scheduled = false;
+    if (this.#lazy !== null) {
+      clearTimeout(this.#lazy);
+      this.#lazy = null;
     }
-    if (this.closed) return;
-    this.seal();
-    if (this.chunks.length === 0) return;
-    const chunks = this.chunks;
-    this.chunks = [];
-    this.chunkBytes = 0;
-    this.sink(chunks);
+    if (this.#closed) return;
+    this.#seal();
+    if (this.#chunks.length === 0) return;
+    const chunks = this.#chunks;
+    this.#chunks = [];
+    this.#chunkBytes = 0;
+    this.#sink(chunks);
   }
 
   /** Drops whatever is queued; later writes are ignored (the socket is gone). */
   close(): void {
-    this.closed = true;
-    this.chunks = [];
-    this.chunkBytes = 0;
-    this.start = this.pos;
+    this.#closed = true;
+    this.#chunks = [];
+    this.#chunkBytes = 0;
+    this.#start = this.pos;
   }
 
-  private seal(): void {
-    if (this.pos > this.start) {
-      this.chunks.push(this.buf.subarray(this.start, this.pos));
-      this.chunkBytes += this.pos - this.start;
-      this.start = this.pos;
+  #seal(): void {
+    if (this.pos > this.#start) {
+      this.#chunks.push(this.buf.subarray(this.#start, this.pos));
+      this.#chunkBytes += this.pos - this.#start;
+      this.#start = this.pos;
     }
   }
 
-  private schedule(): void {
-    if (!this.scheduled && !this.closed) {
-      this.scheduled = true;
+  #schedule(): void {
+    if (!this.#scheduled && !this.#closed) {
+      this.#scheduled = true;
       setImmediate(() => this.flush());
     }
   }
