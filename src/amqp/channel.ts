@@ -152,7 +152,8 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
   #lastDeliveryTag = 0;
   #incoming: Incoming | null = null;
   #flowActive = true;
-  #waiting: Job[] = [];
+  /** Publishes waiting to be written, in call order, and the synchronous calls made after them (which must not overtake them). */
+  #waiting: (Job | Rpc)[] = [];
   #waitingHead = 0;
   #waitingBytes = 0;
   #timer: ReturnType<typeof setInterval> | null = null;
@@ -335,6 +336,13 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
   }
 
   #sendRpc(rpc: Rpc): void {
+    // A call made after publishes that still wait goes out after them: a tx.commit or a passive declare must see
+    // every publish made before it, as the caller wrote them.
+    if (this.#waitingHead < this.#waiting.length) this.#waiting.push(rpc);
+    else this.#writeRpc(rpc);
+  }
+
+  #writeRpc(rpc: Rpc): void {
     this.#host.out.write(rpc.frame);
     rpc.onSend?.();
   }
@@ -450,11 +458,17 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
 
   /** @internal conditions changed (drain, unblocked, flow on, confirms arrived): send what waits, in order. */
   _resume(): void {
-    while (this.#waitingHead < this.#waiting.length && this.#canPublish()) {
-      const w = this.#waiting[this.#waitingHead] as Job;
-      this.#waiting[this.#waitingHead++] = undefined as unknown as Job;
-      this.#waitingBytes -= w.cost;
-      this.#send(w);
+    while (this.#waitingHead < this.#waiting.length) {
+      const w = this.#waiting[this.#waitingHead] as Job | Rpc;
+      if (w instanceof Job) {
+        if (!this.#canPublish()) break;
+        this.#waitingBytes -= w.cost;
+        this.#waiting[this.#waitingHead++] = undefined as unknown as Job;
+        this.#send(w);
+      } else {
+        this.#waiting[this.#waitingHead++] = undefined as unknown as Job;
+        if (this.#state === 'open' && this.#rpcs[0] === w) this.#writeRpc(w);
+      }
     }
     if (this.#waitingHead === this.#waiting.length && this.#waitingHead > 0) {
       this.#waiting = [];
@@ -569,8 +583,8 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
     if (this.#confirms !== null) this.#confirms.expire(now);
     let live = 0;
     for (let i = this.#waitingHead; i < this.#waiting.length; i++) {
-      const w = this.#waiting[i] as Job;
-      if (w.deadline > now) {
+      const w = this.#waiting[i] as Job | Rpc;
+      if (!(w instanceof Job) || w.deadline > now) {
         this.#waiting[this.#waitingHead + live++] = w;
         continue;
       }
@@ -873,7 +887,7 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
     this.#waitingHead = 0;
     this.#waitingBytes = 0;
     for (const w of waiting) {
-      w.reject(new PublishError('closed', 'the channel closed before the publish was sent', { cause: err ?? this.#closedError() }));
+      if (w instanceof Job) w.reject(new PublishError('closed', 'the channel closed before the publish was sent', { cause: err ?? this.#closedError() }));
     }
   }
 

@@ -41,7 +41,7 @@ export interface ConnectOptions {
   /** Largest message body accepted from the broker (default 64 MiB). A larger one closes its channel with 311. */
   maxMessageBytes?: number;
   /** Body bytes of publishes waiting per channel (blocked, flow, full buffer) before publishes fail with buffer-full
-   *  (default 16 MiB). */
+   *  (default 64 MiB). */
   publishQueueBytes?: number;
   /** Unconfirmed publishes per channel before further publishes wait (default 10000). */
   maxUnconfirmed?: number;
@@ -161,7 +161,7 @@ export function resolveOptions(o: ConnectOptions): ResolvedOptions {
     connectTimeout: intOption(o.connectTimeout ?? 20_000, 'connectTimeout', 1, 2 ** 31 - 1),
     writeBufferBytes: intOption(o.writeBufferBytes ?? 1 << 20, 'writeBufferBytes', 1024, 2 ** 31 - 1),
     maxMessageBytes: intOption(o.maxMessageBytes ?? 64 << 20, 'maxMessageBytes', 0, 2 ** 31 - 1),
-    publishQueueBytes: intOption(o.publishQueueBytes ?? 16 << 20, 'publishQueueBytes', 0, 2 ** 31 - 1),
+    publishQueueBytes: intOption(o.publishQueueBytes ?? 64 << 20, 'publishQueueBytes', 0, 2 ** 31 - 1),
     maxUnconfirmed: intOption(o.maxUnconfirmed ?? 10_000, 'maxUnconfirmed', 1, 2 ** 31 - 1),
     // A deadline shorter than the heartbeat timeout would fail publishes that a live connection can still confirm.
     publishTimeout: Math.max(publishTimeout, heartbeat * 1000),

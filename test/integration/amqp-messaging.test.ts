@@ -198,6 +198,27 @@ test('tx.select / commit / rollback', timed(() => withConnection(async (conn) =>
   assert.is(await ch.basicGet(queue), null);
 })));
 
+test('a synchronous call never overtakes publishes still waiting in the client (passive declare, tx.commit)', timed(() => withConnection(async (conn) => {
+  const ch = await conn.createChannel();
+  const { queue } = await ch.queueDeclare('', { exclusive: true });
+  const body = Buffer.alloc(200, 1);
+  // 2 MiB of publishes in one go: more than the 64 KiB write buffer, so most of them wait in the client.
+  const sent = Array.from({ length: 10_000 }, () => ch.basicPublish('', queue, body));
+  // The declare goes out after all 10,000. RabbitMQ counts a message once the queue process has it, which can lag
+  // the channel by a few hundred, so this bound is loose; overtaking would have shown about 300 (64 KiB / 258 B).
+  const seen = (await ch.queueDeclare(queue, { passive: true })).messageCount;
+  assert.ok(seen > 9000, `the passive declare saw ${seen} messages`);
+  await Promise.all(sent);
+  await ch.queuePurge(queue);
+  await ch.txSelect();
+  const inTx = Array.from({ length: 10_000 }, () => ch.basicPublish('', queue, body));
+  await ch.txCommit(); // before the fix, RabbitMQ closed the connection: 504 unexpected command during tx.commit
+  await Promise.all(inTx);
+  // tx.commit-ok means every publish of the transaction is enqueued: here the count is exact.
+  assert.is((await ch.queueDeclare(queue, { passive: true })).messageCount, 10_000);
+  assert.ok(conn.isOpen);
+}, { writeBufferBytes: 64 * 1024 }), 30_000));
+
 test('consumer cancelled by the broker when its queue is deleted: onCancel, channel event, iterator ends', timed(() => withConnection(async (conn) => {
   const ch = await conn.createChannel();
   const queue = unique('cancel');
