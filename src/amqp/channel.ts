@@ -128,6 +128,32 @@ class Job implements PendingConfirm {
   }
 }
 
+/** The last string decoded in each of a few slots, with its bytes: repeated shortstrs cost a compare, not an allocation. */
+class StringCache {
+  readonly #bytes: Buffer[];
+  readonly #lens: number[];
+  readonly #strs: string[];
+  constructor(slots: number) {
+    this.#bytes = Array.from({ length: slots }, () => Buffer.alloc(255));
+    this.#lens = new Array<number>(slots).fill(-1);
+    this.#strs = new Array<string>(slots).fill('');
+  }
+
+  get(src: Buffer, start: number, len: number, slot: number): string {
+    const cached = this.#bytes[slot] as Buffer;
+    if (this.#lens[slot] === len) {
+      let i = 0;
+      while (i < len && cached[i] === src[start + i]) i++;
+      if (i === len) return this.#strs[slot] as string;
+    }
+    const s = src.toString('utf8', start, start + len);
+    src.copy(cached, 0, start, start + len);
+    this.#lens[slot] = len;
+    this.#strs[slot] = s;
+    return s;
+  }
+}
+
 /** Bodies at least this large are queued by reference instead of copied into the frame buffer. */
 const ZERO_COPY_BYTES = 64 * 1024;
 /** Bookkeeping per waiting publish, counted against publishQueueBytes. */
@@ -151,6 +177,7 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
   readonly #unacked = new Set<number>();
   #lastDeliveryTag = 0;
   #incoming: Incoming | null = null;
+  readonly #strings = new StringCache(3);
   #flowActive = true;
   /** Publishes waiting to be written, in call order, and the synchronous calls made after them (which must not overtake them). */
   #waiting: (Job | Rpc)[] = [];
@@ -703,7 +730,9 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
     need(1);
     const tagLen = p[o] as number;
     need(1 + tagLen + 9 + 1);
-    const consumerTag = p.toString('utf8', o + 1, o + 1 + tagLen);
+    // Every delivery of a consumer repeats the same tag (and mostly the same exchange and routing key): reuse the
+    // last decoded strings when the bytes match instead of allocating new ones.
+    const consumerTag = this.#strings.get(p, o + 1, tagLen, 0);
     o += 1 + tagLen;
     const hi = p.readUInt32BE(o);
     if (hi > 0x1fffff) throw new FrameError('basic.deliver delivery-tag beyond 2^53', 502);
@@ -712,11 +741,11 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
     o += 9;
     const exLen = p[o] as number;
     need(1 + exLen + 1);
-    const exchange = p.toString('utf8', o + 1, o + 1 + exLen);
+    const exchange = this.#strings.get(p, o + 1, exLen, 1);
     o += 1 + exLen;
     const rkLen = p[o] as number;
     need(1 + rkLen);
-    const routingKey = p.toString('utf8', o + 1, o + 1 + rkLen);
+    const routingKey = this.#strings.get(p, o + 1, rkLen, 2);
     if (o + 1 + rkLen !== p.length) throw new FrameError('basic.deliver: unexpected bytes after the arguments', 501);
     this.#incoming = {
       kind: 'deliver', exchange, routingKey, deliveryTag, redelivered, consumerTag,
