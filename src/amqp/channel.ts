@@ -36,7 +36,6 @@ export interface ChannelHost {
   /** Encoded bytes not yet written to the network (ours and the socket's). */
   backlog(): number;
   channelClosed(ch: Channel): void;
-  protocolError(err: FrameError): void;
   handlerError(err: unknown, where: string): void;
 }
 
@@ -677,7 +676,7 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
 
   /** @internal one frame for this channel. Throws FrameError for protocol violations (the connection closes). */
   _frame(type: number, payload: Buffer): void {
-    if (this.#state === 'closing') return this.#framewhileClosing(type, payload);
+    if (this.#state === 'closing') return this.#frameWhileClosing(type, payload);
     if (this.#state === 'closed') return;
     const inc = this.#incoming;
     if (type === FRAME_METHOD) {
@@ -715,7 +714,7 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
     throw new FrameError(`channel ${this.id}: frame type ${type} is not allowed on a channel`, 501);
   }
 
-  #framewhileClosing(type: number, payload: Buffer): void {
+  #frameWhileClosing(type: number, payload: Buffer): void {
     // Until close-ok, only the close handshake and confirms matter; deliveries will be requeued by the broker.
     if (type !== FRAME_METHOD) return;
     const id = payload.length >= 4 ? payload.readUInt32BE(0) : 0;

@@ -93,10 +93,6 @@ export class Connection extends TypedEmitter<ConnectionEvents> implements Channe
     return this.#state === 'open';
   }
 
-  get closing(): boolean {
-    return this.#state !== 'open';
-  }
-
   /** @internal opens the socket and runs the handshake. */
   _start(): Promise<void> {
     const o = this.options;
@@ -198,10 +194,6 @@ export class Connection extends TypedEmitter<ConnectionEvents> implements Channe
 
   channelClosed(ch: Channel): void {
     if (this.#channels.get(ch.id) === ch) this.#channels.delete(ch.id);
-  }
-
-  protocolError(err: FrameError): void {
-    this.#fail(err);
   }
 
   handlerError(err: unknown, where: string): void {

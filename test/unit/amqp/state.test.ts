@@ -20,7 +20,7 @@ function harness(options = {}): { ch: Channel; sent: () => string[]; host: Chann
   const host = {
     out, frameMax: 131072, options: resolveOptions(options), blocked: false,
     backlog: () => out.queued, channelClosed: () => undefined,
-    protocolError: (e: Error) => { throw e; }, handlerError: (e: unknown) => { throw e; },
+    handlerError: (e: unknown) => { throw e; },
   };
   const ch = new Channel(1, host);
   const sent = (): string[] => {
