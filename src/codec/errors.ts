@@ -1,0 +1,27 @@
+/**
+ * The one error the codec throws for bad input. It carries what an eBADGE `response` needs to answer the sender:
+ * the response code of the data model (§3.6: 400 bad request, 453 not recognized, 454 invalid data, 459 version,
+ * 460 signal not supported ...), the JSON path of the offending field, and a plain sentence:
+ *
+ *   activate.from: time zone missing in "2015-06-01T10:00:00" (454)
+ */
+export type ResponseCode = 400 | 450 | 451 | 452 | 453 | 454 | 459 | 460 | 461 | 462 | 463 | 469;
+
+export class DecodeError extends Error {
+  override name = 'DecodeError';
+  constructor(
+    /** The eBADGE response code to answer with. */
+    readonly code: ResponseCode,
+    /** JSON path of the field, e.g. `report.values[3]`; the message type alone for whole-message problems. */
+    readonly path: string,
+    /** What was wrong, as a sentence without the path. */
+    readonly reason: string,
+  ) {
+    super(`${path}: ${reason} (${code})`);
+  }
+}
+
+/** A value shown inside an error message: quoted, and cut short so a 1 MB string cannot flood a log. */
+export function shown(value: string, max = 40): string {
+  return JSON.stringify(value.length > max ? `${value.slice(0, max)}...` : value);
+}
