@@ -21,6 +21,17 @@ export class DecodeError extends Error {
   }
 }
 
+/**
+ * Refused on the way out: `invalid` when a value cannot be emitted (strict emit: NaN, a naive time, a missing
+ * required field), `capacity` when the caller's buffer region is too small for the message.
+ */
+export class EncodeError extends Error {
+  override name = 'EncodeError';
+  constructor(readonly kind: 'invalid' | 'capacity', readonly path: string, readonly reason: string) {
+    super(`${path}: ${reason}`);
+  }
+}
+
 /** A value shown inside an error message: quoted, and cut short so a 1 MB string cannot flood a log. */
 export function shown(value: string, max = 40): string {
   return JSON.stringify(value.length > max ? `${value.slice(0, max)}...` : value);
