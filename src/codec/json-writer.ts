@@ -116,14 +116,54 @@ export class JsonWriter {
   number(n: number): this {
     if (!Number.isFinite(n)) throw new EncodeError('invalid', this.#where(), `${n} is not a finite number (JSON has no NaN or Infinity)`);
     this.#comma();
-    if (Number.isSafeInteger(n) && n >= 0 && n < 1e15) {
-      this.#digits(n);
-    } else {
+    const a = n < 0 ? -n : n;
+    if (a < 1e15 && Number.isInteger(a)) {
+      if (n < 0) this.#minus();
+      this.#digits(a);
+    } else if (!(a < 1e9 && a >= 0.001 && this.#decimal(n, a))) {
       const text = String(n);
       this.#ensure(text.length);
       this.pos += this.buf.write(text, this.pos, 'latin1');
     }
     return this;
+  }
+
+  /**
+   * Readings and prices have a few decimals (1.5 kW, 0.125 EUR/kWh): written without String(n), which is the slow
+   * part of number output. For 0.001 <= |n| < 1e9, the smallest k <= 3 such that n * 10^k is an integer m with
+   * m / 10^k === n gives a decimal that parses back to n (both sides are correctly rounded) and that is the
+   * shortest such one, which is exactly what String(n) prints. Otherwise returns false and String(n) is used.
+   */
+  #decimal(n: number, a: number): boolean {
+    for (let k = 1, scale = 10; k <= 3; k++, scale *= 10) {
+      const m = a * scale;
+      if (!Number.isInteger(m) || m / scale !== a) continue;
+      const ip = Math.floor(a);
+      let frac = m - ip * scale;
+      // a * 10^k can round to an integer one step late (9.13 * 100 = 913.0000000000001, 9.13 * 1000 = 9130):
+      // drop the trailing zeros that leaves, so the digits stay the shortest.
+      while (frac % 10 === 0) {
+        frac /= 10;
+        scale /= 10;
+        k--;
+      }
+      if (n < 0) this.#minus();
+      this.#digits(ip);
+      this.#ensure(1 + k);
+      this.buf[this.pos++] = 0x2e;
+      for (let d = scale / 10, f = frac; d >= 1; d /= 10) {
+        const digit = Math.floor(f / d);
+        this.buf[this.pos++] = 0x30 + digit;
+        f -= digit * d;
+      }
+      return true;
+    }
+    return false;
+  }
+
+  #minus(): void {
+    this.#ensure(1);
+    this.buf[this.pos++] = 0x2d;
   }
 
   boolean(b: boolean): this {

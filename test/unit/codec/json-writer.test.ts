@@ -21,6 +21,20 @@ json('scalars, containers and nesting match JSON.stringify', () => {
   }
 });
 
+json('numbers: 200,000 seeded decimals, integers and doubles print exactly as JSON.stringify does', () => {
+  const r = new Random(161803);
+  for (let i = 0; i < 200_000; i++) {
+    const k = r.int(6);
+    const sign = r.int(2) === 0 ? -1 : 1;
+    const n = i % 3 === 2 ? sign * r.next() * 10 ** (r.int(40) - 20) : sign * Math.floor(r.next() * 10 ** r.int(13)) / 10 ** k;
+    const got = new JsonWriter().number(n).bytes().toString('latin1');
+    if (got !== JSON.stringify(n)) assert.unreachable(`${n}: wrote ${got}, JSON.stringify gives ${JSON.stringify(n)}`);
+  }
+  for (const n of [0.001, 0.0015, 999999999.999, 1e9, 0.1, 0.2, 0.3, 1.005, 2.675, -0.5, 100.125, 1e-3, 9.995, -0]) {
+    assert.is(new JsonWriter().number(n).bytes().toString(), JSON.stringify(n), String(n));
+  }
+});
+
 json('strings: every escape, every UTF-8 length, lone and paired surrogates', () => {
   for (let c = 0; c < 0x800; c++) same(String.fromCharCode(c), `U+${c.toString(16)}`);
   for (const s of ['"', '\\', '\u007f', 'é', '€', '😀', '\ud800', '\udfff', 'a\ud800b', '\udc00\ud800', '\ud83d\ude00\ud83d',
