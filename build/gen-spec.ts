@@ -22,6 +22,9 @@ const outPath = resolve(root, 'src', 'amqp', 'spec.ts');
 const camel = (s: string): string => s.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
 const pascal = (s: string): string => camel(s).replace(/^[a-z]/, (c) => c.toUpperCase());
 const constName = (s: string): string => s.replace(/-/g, '_').toUpperCase();
+const TYPE_CHAR: Record<string, string> = {
+  octet: 'o', short: 's', long: 'l', longlong: 'L', timestamp: 't', shortstr: 'S', longstr: 'T', bit: 'b', table: 'F',
+};
 
 const TS_TYPE: Record<string, string> = {
   octet: 'number', short: 'number', long: 'number', longlong: 'number', timestamp: 'number',
@@ -86,20 +89,37 @@ export function generate(spec: JsonSpec): string {
   out.push('  readonly content: boolean;');
   out.push('  readonly args: readonly ArgSpec[];');
   out.push('}', '');
-  out.push('const a = (name: string, type: ArgType, dflt?: unknown): ArgSpec => ({ name, type, default: dflt });', '');
-  out.push('/** Every method of every class, in spec order. */');
-  out.push('export const METHODS: readonly MethodSpec[] = [');
+  // The table ships as one compact string, decoded once at load: as object literals it was a sixth of the
+  // minified client. Per method `name|classId|methodId|flags|args` (flags: s synchronous, c content), args
+  // `name:typeChar[=jsonDefault]` joined by commas, methods joined by semicolons.
+  const rows: string[] = [];
   for (const k of spec.classes) {
     for (const m of k.methods) {
       const args = m.arguments.map((x) => {
         const d = x['default-value'];
-        const dflt = d === undefined ? '' : `, ${JSON.stringify(d)}`;
-        return `a('${camel(x.name)}', '${typeOf(x)}'${dflt})`;
+        const dflt = d === undefined ? '' : `=${JSON.stringify(d)}`;
+        if (/[|;,]/.test(dflt)) throw new Error(`default of ${m.name}.${x.name} contains a separator`);
+        return `${camel(x.name)}:${TYPE_CHAR[typeOf(x)]}${dflt}`;
       });
-      out.push(`  { name: '${k.name}.${m.name}', classId: ${k.id}, methodId: ${m.id}, synchronous: ${m.synchronous === true}, content: ${m.content === true}, args: [${args.join(', ')}] },`);
+      rows.push(`${k.name}.${m.name}|${k.id}|${m.id}|${m.synchronous === true ? 's' : ''}${m.content === true ? 'c' : ''}|${args.join(',')}`);
     }
   }
-  out.push('];', '');
+  out.push(`const TYPES: Readonly<Record<string, ArgType>> = ${JSON.stringify(Object.fromEntries(Object.entries(TYPE_CHAR).map(([t, c]) => [c, t])))};`, '');
+  out.push('function decodeMethods(text: string): MethodSpec[] {');
+  out.push("  return text.split(';').map((row) => {");
+  out.push("    const [name, classId, methodId, flags, args] = row.split('|') as [MethodName, string, string, string, string];");
+  out.push('    return {');
+  out.push("      name, classId: Number(classId), methodId: Number(methodId), synchronous: flags.includes('s'), content: flags.includes('c'),");
+  out.push("      args: args === '' ? [] : args.split(',').map((arg) => {");
+  out.push("        const eq = arg.indexOf('=');");
+  out.push("        const [argName, type] = (eq < 0 ? arg : arg.slice(0, eq)).split(':') as [string, string];");
+  out.push("        return { name: argName, type: TYPES[type] as ArgType, default: eq < 0 ? undefined : JSON.parse(arg.slice(eq + 1)) as unknown };");
+  out.push('      }),');
+  out.push('    };');
+  out.push('  });');
+  out.push('}', '');
+  out.push('/** Every method of every class, in spec order. */');
+  out.push(`export const METHODS: readonly MethodSpec[] = decodeMethods(${JSON.stringify(rows.join(';'))});`, '');
   out.push('/** (classId << 16 | methodId) -> method spec. */');
   out.push('export const METHOD_BY_ID: ReadonlyMap<number, MethodSpec> = new Map(METHODS.map((m) => [(m.classId << 16) | m.methodId, m]));');
   out.push('/** Method name -> method spec. */');

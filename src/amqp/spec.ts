@@ -412,77 +412,24 @@ export interface MethodSpec {
   readonly args: readonly ArgSpec[];
 }
 
-const a = (name: string, type: ArgType, dflt?: unknown): ArgSpec => ({ name, type, default: dflt });
+const TYPES: Readonly<Record<string, ArgType>> = {"o":"octet","s":"short","l":"long","L":"longlong","t":"timestamp","S":"shortstr","T":"longstr","b":"bit","F":"table"};
+
+function decodeMethods(text: string): MethodSpec[] {
+  return text.split(';').map((row) => {
+    const [name, classId, methodId, flags, args] = row.split('|') as [MethodName, string, string, string, string];
+    return {
+      name, classId: Number(classId), methodId: Number(methodId), synchronous: flags.includes('s'), content: flags.includes('c'),
+      args: args === '' ? [] : args.split(',').map((arg) => {
+        const eq = arg.indexOf('=');
+        const [argName, type] = (eq < 0 ? arg : arg.slice(0, eq)).split(':') as [string, string];
+        return { name: argName, type: TYPES[type] as ArgType, default: eq < 0 ? undefined : JSON.parse(arg.slice(eq + 1)) as unknown };
+      }),
+    };
+  });
+}
 
 /** Every method of every class, in spec order. */
-export const METHODS: readonly MethodSpec[] = [
-  { name: 'connection.start', classId: 10, methodId: 10, synchronous: true, content: false, args: [a('versionMajor', 'octet', 0), a('versionMinor', 'octet', 9), a('serverProperties', 'table'), a('mechanisms', 'longstr', "PLAIN"), a('locales', 'longstr', "en_US")] },
-  { name: 'connection.start-ok', classId: 10, methodId: 11, synchronous: false, content: false, args: [a('clientProperties', 'table'), a('mechanism', 'shortstr', "PLAIN"), a('response', 'longstr'), a('locale', 'shortstr', "en_US")] },
-  { name: 'connection.secure', classId: 10, methodId: 20, synchronous: true, content: false, args: [a('challenge', 'longstr')] },
-  { name: 'connection.secure-ok', classId: 10, methodId: 21, synchronous: false, content: false, args: [a('response', 'longstr')] },
-  { name: 'connection.tune', classId: 10, methodId: 30, synchronous: true, content: false, args: [a('channelMax', 'short', 0), a('frameMax', 'long', 0), a('heartbeat', 'short', 0)] },
-  { name: 'connection.tune-ok', classId: 10, methodId: 31, synchronous: false, content: false, args: [a('channelMax', 'short', 0), a('frameMax', 'long', 0), a('heartbeat', 'short', 0)] },
-  { name: 'connection.open', classId: 10, methodId: 40, synchronous: true, content: false, args: [a('virtualHost', 'shortstr', "/"), a('capabilities', 'shortstr', ""), a('insist', 'bit', false)] },
-  { name: 'connection.open-ok', classId: 10, methodId: 41, synchronous: false, content: false, args: [a('knownHosts', 'shortstr', "")] },
-  { name: 'connection.close', classId: 10, methodId: 50, synchronous: true, content: false, args: [a('replyCode', 'short'), a('replyText', 'shortstr', ""), a('classId', 'short'), a('methodId', 'short')] },
-  { name: 'connection.close-ok', classId: 10, methodId: 51, synchronous: false, content: false, args: [] },
-  { name: 'connection.blocked', classId: 10, methodId: 60, synchronous: false, content: false, args: [a('reason', 'shortstr', "")] },
-  { name: 'connection.unblocked', classId: 10, methodId: 61, synchronous: false, content: false, args: [] },
-  { name: 'connection.update-secret', classId: 10, methodId: 70, synchronous: true, content: false, args: [a('newSecret', 'longstr'), a('reason', 'shortstr')] },
-  { name: 'connection.update-secret-ok', classId: 10, methodId: 71, synchronous: false, content: false, args: [] },
-  { name: 'channel.open', classId: 20, methodId: 10, synchronous: true, content: false, args: [a('outOfBand', 'shortstr', "")] },
-  { name: 'channel.open-ok', classId: 20, methodId: 11, synchronous: false, content: false, args: [a('channelId', 'longstr', "")] },
-  { name: 'channel.flow', classId: 20, methodId: 20, synchronous: true, content: false, args: [a('active', 'bit')] },
-  { name: 'channel.flow-ok', classId: 20, methodId: 21, synchronous: false, content: false, args: [a('active', 'bit')] },
-  { name: 'channel.close', classId: 20, methodId: 40, synchronous: true, content: false, args: [a('replyCode', 'short'), a('replyText', 'shortstr', ""), a('classId', 'short'), a('methodId', 'short')] },
-  { name: 'channel.close-ok', classId: 20, methodId: 41, synchronous: false, content: false, args: [] },
-  { name: 'access.request', classId: 30, methodId: 10, synchronous: true, content: false, args: [a('realm', 'shortstr', "/data"), a('exclusive', 'bit', false), a('passive', 'bit', true), a('active', 'bit', true), a('write', 'bit', true), a('read', 'bit', true)] },
-  { name: 'access.request-ok', classId: 30, methodId: 11, synchronous: false, content: false, args: [a('ticket', 'short', 1)] },
-  { name: 'exchange.declare', classId: 40, methodId: 10, synchronous: true, content: false, args: [a('ticket', 'short', 0), a('exchange', 'shortstr'), a('type', 'shortstr', "direct"), a('passive', 'bit', false), a('durable', 'bit', false), a('autoDelete', 'bit', false), a('internal', 'bit', false), a('nowait', 'bit', false), a('arguments', 'table', {})] },
-  { name: 'exchange.declare-ok', classId: 40, methodId: 11, synchronous: false, content: false, args: [] },
-  { name: 'exchange.delete', classId: 40, methodId: 20, synchronous: true, content: false, args: [a('ticket', 'short', 0), a('exchange', 'shortstr'), a('ifUnused', 'bit', false), a('nowait', 'bit', false)] },
-  { name: 'exchange.delete-ok', classId: 40, methodId: 21, synchronous: false, content: false, args: [] },
-  { name: 'exchange.bind', classId: 40, methodId: 30, synchronous: true, content: false, args: [a('ticket', 'short', 0), a('destination', 'shortstr'), a('source', 'shortstr'), a('routingKey', 'shortstr', ""), a('nowait', 'bit', false), a('arguments', 'table', {})] },
-  { name: 'exchange.bind-ok', classId: 40, methodId: 31, synchronous: false, content: false, args: [] },
-  { name: 'exchange.unbind', classId: 40, methodId: 40, synchronous: true, content: false, args: [a('ticket', 'short', 0), a('destination', 'shortstr'), a('source', 'shortstr'), a('routingKey', 'shortstr', ""), a('nowait', 'bit', false), a('arguments', 'table', {})] },
-  { name: 'exchange.unbind-ok', classId: 40, methodId: 51, synchronous: false, content: false, args: [] },
-  { name: 'queue.declare', classId: 50, methodId: 10, synchronous: true, content: false, args: [a('ticket', 'short', 0), a('queue', 'shortstr', ""), a('passive', 'bit', false), a('durable', 'bit', false), a('exclusive', 'bit', false), a('autoDelete', 'bit', false), a('nowait', 'bit', false), a('arguments', 'table', {})] },
-  { name: 'queue.declare-ok', classId: 50, methodId: 11, synchronous: false, content: false, args: [a('queue', 'shortstr'), a('messageCount', 'long'), a('consumerCount', 'long')] },
-  { name: 'queue.bind', classId: 50, methodId: 20, synchronous: true, content: false, args: [a('ticket', 'short', 0), a('queue', 'shortstr', ""), a('exchange', 'shortstr'), a('routingKey', 'shortstr', ""), a('nowait', 'bit', false), a('arguments', 'table', {})] },
-  { name: 'queue.bind-ok', classId: 50, methodId: 21, synchronous: false, content: false, args: [] },
-  { name: 'queue.purge', classId: 50, methodId: 30, synchronous: true, content: false, args: [a('ticket', 'short', 0), a('queue', 'shortstr', ""), a('nowait', 'bit', false)] },
-  { name: 'queue.purge-ok', classId: 50, methodId: 31, synchronous: false, content: false, args: [a('messageCount', 'long')] },
-  { name: 'queue.delete', classId: 50, methodId: 40, synchronous: true, content: false, args: [a('ticket', 'short', 0), a('queue', 'shortstr', ""), a('ifUnused', 'bit', false), a('ifEmpty', 'bit', false), a('nowait', 'bit', false)] },
-  { name: 'queue.delete-ok', classId: 50, methodId: 41, synchronous: false, content: false, args: [a('messageCount', 'long')] },
-  { name: 'queue.unbind', classId: 50, methodId: 50, synchronous: true, content: false, args: [a('ticket', 'short', 0), a('queue', 'shortstr', ""), a('exchange', 'shortstr'), a('routingKey', 'shortstr', ""), a('arguments', 'table', {})] },
-  { name: 'queue.unbind-ok', classId: 50, methodId: 51, synchronous: false, content: false, args: [] },
-  { name: 'basic.qos', classId: 60, methodId: 10, synchronous: true, content: false, args: [a('prefetchSize', 'long', 0), a('prefetchCount', 'short', 0), a('global', 'bit', false)] },
-  { name: 'basic.qos-ok', classId: 60, methodId: 11, synchronous: false, content: false, args: [] },
-  { name: 'basic.consume', classId: 60, methodId: 20, synchronous: true, content: false, args: [a('ticket', 'short', 0), a('queue', 'shortstr', ""), a('consumerTag', 'shortstr', ""), a('noLocal', 'bit', false), a('noAck', 'bit', false), a('exclusive', 'bit', false), a('nowait', 'bit', false), a('arguments', 'table', {})] },
-  { name: 'basic.consume-ok', classId: 60, methodId: 21, synchronous: false, content: false, args: [a('consumerTag', 'shortstr')] },
-  { name: 'basic.cancel', classId: 60, methodId: 30, synchronous: true, content: false, args: [a('consumerTag', 'shortstr'), a('nowait', 'bit', false)] },
-  { name: 'basic.cancel-ok', classId: 60, methodId: 31, synchronous: false, content: false, args: [a('consumerTag', 'shortstr')] },
-  { name: 'basic.publish', classId: 60, methodId: 40, synchronous: false, content: true, args: [a('ticket', 'short', 0), a('exchange', 'shortstr', ""), a('routingKey', 'shortstr', ""), a('mandatory', 'bit', false), a('immediate', 'bit', false)] },
-  { name: 'basic.return', classId: 60, methodId: 50, synchronous: false, content: true, args: [a('replyCode', 'short'), a('replyText', 'shortstr', ""), a('exchange', 'shortstr'), a('routingKey', 'shortstr')] },
-  { name: 'basic.deliver', classId: 60, methodId: 60, synchronous: false, content: true, args: [a('consumerTag', 'shortstr'), a('deliveryTag', 'longlong'), a('redelivered', 'bit', false), a('exchange', 'shortstr'), a('routingKey', 'shortstr')] },
-  { name: 'basic.get', classId: 60, methodId: 70, synchronous: true, content: false, args: [a('ticket', 'short', 0), a('queue', 'shortstr', ""), a('noAck', 'bit', false)] },
-  { name: 'basic.get-ok', classId: 60, methodId: 71, synchronous: false, content: true, args: [a('deliveryTag', 'longlong'), a('redelivered', 'bit', false), a('exchange', 'shortstr'), a('routingKey', 'shortstr'), a('messageCount', 'long')] },
-  { name: 'basic.get-empty', classId: 60, methodId: 72, synchronous: false, content: false, args: [a('clusterId', 'shortstr', "")] },
-  { name: 'basic.ack', classId: 60, methodId: 80, synchronous: false, content: false, args: [a('deliveryTag', 'longlong', 0), a('multiple', 'bit', false)] },
-  { name: 'basic.reject', classId: 60, methodId: 90, synchronous: false, content: false, args: [a('deliveryTag', 'longlong'), a('requeue', 'bit', true)] },
-  { name: 'basic.recover-async', classId: 60, methodId: 100, synchronous: false, content: false, args: [a('requeue', 'bit', false)] },
-  { name: 'basic.recover', classId: 60, methodId: 110, synchronous: true, content: false, args: [a('requeue', 'bit', false)] },
-  { name: 'basic.recover-ok', classId: 60, methodId: 111, synchronous: false, content: false, args: [] },
-  { name: 'basic.nack', classId: 60, methodId: 120, synchronous: false, content: false, args: [a('deliveryTag', 'longlong', 0), a('multiple', 'bit', false), a('requeue', 'bit', true)] },
-  { name: 'tx.select', classId: 90, methodId: 10, synchronous: true, content: false, args: [] },
-  { name: 'tx.select-ok', classId: 90, methodId: 11, synchronous: false, content: false, args: [] },
-  { name: 'tx.commit', classId: 90, methodId: 20, synchronous: true, content: false, args: [] },
-  { name: 'tx.commit-ok', classId: 90, methodId: 21, synchronous: false, content: false, args: [] },
-  { name: 'tx.rollback', classId: 90, methodId: 30, synchronous: true, content: false, args: [] },
-  { name: 'tx.rollback-ok', classId: 90, methodId: 31, synchronous: false, content: false, args: [] },
-  { name: 'confirm.select', classId: 85, methodId: 10, synchronous: true, content: false, args: [a('nowait', 'bit', false)] },
-  { name: 'confirm.select-ok', classId: 85, methodId: 11, synchronous: false, content: false, args: [] },
-];
+export const METHODS: readonly MethodSpec[] = decodeMethods("connection.start|10|10|s|versionMajor:o=0,versionMinor:o=9,serverProperties:F,mechanisms:T=\"PLAIN\",locales:T=\"en_US\";connection.start-ok|10|11||clientProperties:F,mechanism:S=\"PLAIN\",response:T,locale:S=\"en_US\";connection.secure|10|20|s|challenge:T;connection.secure-ok|10|21||response:T;connection.tune|10|30|s|channelMax:s=0,frameMax:l=0,heartbeat:s=0;connection.tune-ok|10|31||channelMax:s=0,frameMax:l=0,heartbeat:s=0;connection.open|10|40|s|virtualHost:S=\"/\",capabilities:S=\"\",insist:b=false;connection.open-ok|10|41||knownHosts:S=\"\";connection.close|10|50|s|replyCode:s,replyText:S=\"\",classId:s,methodId:s;connection.close-ok|10|51||;connection.blocked|10|60||reason:S=\"\";connection.unblocked|10|61||;connection.update-secret|10|70|s|newSecret:T,reason:S;connection.update-secret-ok|10|71||;channel.open|20|10|s|outOfBand:S=\"\";channel.open-ok|20|11||channelId:T=\"\";channel.flow|20|20|s|active:b;channel.flow-ok|20|21||active:b;channel.close|20|40|s|replyCode:s,replyText:S=\"\",classId:s,methodId:s;channel.close-ok|20|41||;access.request|30|10|s|realm:S=\"/data\",exclusive:b=false,passive:b=true,active:b=true,write:b=true,read:b=true;access.request-ok|30|11||ticket:s=1;exchange.declare|40|10|s|ticket:s=0,exchange:S,type:S=\"direct\",passive:b=false,durable:b=false,autoDelete:b=false,internal:b=false,nowait:b=false,arguments:F={};exchange.declare-ok|40|11||;exchange.delete|40|20|s|ticket:s=0,exchange:S,ifUnused:b=false,nowait:b=false;exchange.delete-ok|40|21||;exchange.bind|40|30|s|ticket:s=0,destination:S,source:S,routingKey:S=\"\",nowait:b=false,arguments:F={};exchange.bind-ok|40|31||;exchange.unbind|40|40|s|ticket:s=0,destination:S,source:S,routingKey:S=\"\",nowait:b=false,arguments:F={};exchange.unbind-ok|40|51||;queue.declare|50|10|s|ticket:s=0,queue:S=\"\",passive:b=false,durable:b=false,exclusive:b=false,autoDelete:b=false,nowait:b=false,arguments:F={};queue.declare-ok|50|11||queue:S,messageCount:l,consumerCount:l;queue.bind|50|20|s|ticket:s=0,queue:S=\"\",exchange:S,routingKey:S=\"\",nowait:b=false,arguments:F={};queue.bind-ok|50|21||;queue.purge|50|30|s|ticket:s=0,queue:S=\"\",nowait:b=false;queue.purge-ok|50|31||messageCount:l;queue.delete|50|40|s|ticket:s=0,queue:S=\"\",ifUnused:b=false,ifEmpty:b=false,nowait:b=false;queue.delete-ok|50|41||messageCount:l;queue.unbind|50|50|s|ticket:s=0,queue:S=\"\",exchange:S,routingKey:S=\"\",arguments:F={};queue.unbind-ok|50|51||;basic.qos|60|10|s|prefetchSize:l=0,prefetchCount:s=0,global:b=false;basic.qos-ok|60|11||;basic.consume|60|20|s|ticket:s=0,queue:S=\"\",consumerTag:S=\"\",noLocal:b=false,noAck:b=false,exclusive:b=false,nowait:b=false,arguments:F={};basic.consume-ok|60|21||consumerTag:S;basic.cancel|60|30|s|consumerTag:S,nowait:b=false;basic.cancel-ok|60|31||consumerTag:S;basic.publish|60|40|c|ticket:s=0,exchange:S=\"\",routingKey:S=\"\",mandatory:b=false,immediate:b=false;basic.return|60|50|c|replyCode:s,replyText:S=\"\",exchange:S,routingKey:S;basic.deliver|60|60|c|consumerTag:S,deliveryTag:L,redelivered:b=false,exchange:S,routingKey:S;basic.get|60|70|s|ticket:s=0,queue:S=\"\",noAck:b=false;basic.get-ok|60|71|c|deliveryTag:L,redelivered:b=false,exchange:S,routingKey:S,messageCount:l;basic.get-empty|60|72||clusterId:S=\"\";basic.ack|60|80||deliveryTag:L=0,multiple:b=false;basic.reject|60|90||deliveryTag:L,requeue:b=true;basic.recover-async|60|100||requeue:b=false;basic.recover|60|110|s|requeue:b=false;basic.recover-ok|60|111||;basic.nack|60|120||deliveryTag:L=0,multiple:b=false,requeue:b=true;tx.select|90|10|s|;tx.select-ok|90|11||;tx.commit|90|20|s|;tx.commit-ok|90|21||;tx.rollback|90|30|s|;tx.rollback-ok|90|31||;confirm.select|85|10|s|nowait:b=false;confirm.select-ok|85|11||");
 
 /** (classId << 16 | methodId) -> method spec. */
 export const METHOD_BY_ID: ReadonlyMap<number, MethodSpec> = new Map(METHODS.map((m) => [(m.classId << 16) | m.methodId, m]));
