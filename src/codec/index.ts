@@ -1,0 +1,122 @@
+/**
+ * The eBADGE data model codec: `decode(body)` turns the bytes of a message into a typed, validated Message;
+ * `encode(message)` / `encodeInto(message, buffer, offset)` write one, validated, straight into a Buffer.
+ *
+ * Decoding parses with JSON.parse on the body's text (V8's native parser; see bench/RESULTS.md "Codec: decode
+ * path") and then walks the message's schema table. Bad input of any kind ends in a DecodeError carrying the
+ * eBADGE response code, the JSON path and a sentence; nothing else is thrown.
+ */
+import * as nodeBuffer from 'node:buffer';
+import { DecodeError, EncodeError, shown } from './errors.js';
+import { JsonWriter } from './json-writer.js';
+import { SCHEMAS, type Message, type MessageSchema, type MessageType } from './messages.js';
+import { decodeFields, encodeFields, type DecodeContext } from './schema.js';
+
+export { DecodeError, EncodeError, type ResponseCode } from './errors.js';
+export { EbTime } from './time.js';
+export { JsonWriter } from './json-writer.js';
+export { SCHEMAS, type Message, type MessageType } from './messages.js';
+
+export interface DecodeLimits {
+  /** Largest body accepted (default 1 MiB). */
+  maxBytes?: number;
+  /** Longest string (default 65,536 characters). */
+  maxStringLength?: number;
+  /** Longest array (default 100,000 items). */
+  maxArrayLength?: number;
+  /** Deepest nesting inside `ext_*` values, which are kept as they are (default 16). */
+  maxDepth?: number;
+}
+
+export interface Decoded {
+  message: Message;
+  /** What was tolerated: unknown fields, documented errata (numeric strings, comma-joined signals). */
+  diagnostics: string[];
+}
+
+const MSG = /^[A-Za-z][A-Za-z0-9_]*$/;
+/** buffer.isUtf8 exists from Node 18.14 (Raspberry Pi OS ships 18.20); without it, invalid bytes decode to U+FFFD. */
+const isUtf8 = (nodeBuffer as { isUtf8?: (b: Uint8Array) => boolean }).isUtf8;
+const MSG_KEY = JsonWriter.encodeKey('msg');
+
+export function decode(body: Uint8Array | string, limits: DecodeLimits = {}): Decoded {
+  const maxBytes = limits.maxBytes ?? 1 << 20;
+  const size = typeof body === 'string' ? body.length : body.length;
+  if (size > maxBytes) throw new DecodeError(400, 'message', `a body of ${size} bytes exceeds the limit of ${maxBytes}`);
+  if (typeof body !== 'string' && isUtf8 !== undefined && !isUtf8(body)) throw new DecodeError(400, 'message', 'the body is not valid UTF-8');
+  let value: unknown;
+  try {
+    const text = typeof body === 'string' ? body : Buffer.from(body.buffer, body.byteOffset, body.length).toString('utf8');
+    value = JSON.parse(text);
+  } catch (err) {
+    throw new DecodeError(400, 'message', `not valid JSON (${(err as Error).message})`);
+  }
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new DecodeError(400, 'message', 'the body is not a JSON object');
+  const obj = value as Record<string, unknown>;
+  const msg = obj['msg'];
+  if (typeof msg !== 'string') throw new DecodeError(400, 'message.msg', 'the message type is missing');
+  if (!MSG.test(msg) || msg.length > 255) throw new DecodeError(400, 'message.msg', `${shown(msg)} is not a message type name`);
+  if (!Object.prototype.hasOwnProperty.call(SCHEMAS, msg)) throw new DecodeError(453, msg, `message type ${shown(msg)} is not recognized`);
+  const schema = SCHEMAS[msg as MessageType] as unknown as MessageSchema;
+  const ctx: DecodeContext = {
+    diagnostics: [],
+    maxStringLength: limits.maxStringLength ?? 65_536,
+    maxArrayLength: limits.maxArrayLength ?? 100_000,
+  };
+  const out: Record<string, unknown> = { msg };
+  decodeFields(schema.fields, obj, out, msg, ctx, 'msg');
+  const maxDepth = limits.maxDepth ?? 16;
+  for (const k of Object.keys(out)) {
+    if (k.startsWith('ext_') && depth(out[k]) > maxDepth) throw new DecodeError(400, `${msg}.${k}`, `nested deeper than ${maxDepth}`);
+  }
+  const violation = schema.check?.(out as never, false, (d) => ctx.diagnostics.push(d));
+  if (violation !== undefined) throw new DecodeError(violation[0], violation[1], violation[2]);
+  return { message: out as Message, diagnostics: ctx.diagnostics };
+}
+
+/** Encodes into a new Buffer (exactly the message's bytes). */
+export function encode(message: Message): Buffer {
+  const w = new JsonWriter();
+  write(w, message);
+  return Buffer.from(w.bytes());
+}
+
+/**
+ * Encodes into `target` from `offset`, up to `limit` (default: the end of target), and returns the end offset:
+ * the bus places the body right after the AMQP frame header this way. Fails with an EncodeError of kind
+ * `capacity` when the region is too small, without writing past it.
+ */
+export function encodeInto(message: Message, target: Buffer, offset: number, limit = target.length): number {
+  const w = new JsonWriter(target, offset, limit);
+  write(w, message);
+  return w.pos;
+}
+
+function write(w: JsonWriter, message: Message): void {
+  const msg = (message as { msg?: unknown }).msg;
+  if (typeof msg !== 'string' || !Object.prototype.hasOwnProperty.call(SCHEMAS, msg)) {
+    throw new EncodeError('invalid', 'message.msg', `unknown message type ${typeof msg === 'string' ? shown(msg) : String(msg)}`);
+  }
+  const schema = SCHEMAS[msg as MessageType] as unknown as MessageSchema;
+  const violation = schema.check?.(message as never, true, () => undefined);
+  if (violation !== undefined) throw new EncodeError('invalid', violation[1], `${violation[2]} (${violation[0]})`);
+  w.beginObject().rawKey(MSG_KEY).string(msg);
+  encodeFields(w, schema.fields, schema.keys, message as Record<string, unknown>, msg);
+  for (const k of Object.keys(message)) {
+    if (k.startsWith('ext_')) w.key(k).value((message as Record<string, unknown>)[k]);
+  }
+  w.endObject();
+}
+
+/** Nesting depth of a parsed JSON value, without recursion. */
+function depth(v: unknown): number {
+  let max = 0;
+  const stack: [unknown, number][] = [[v, 0]];
+  while (stack.length > 0) {
+    const [x, d] = stack.pop() as [unknown, number];
+    if (x === null || typeof x !== 'object') continue;
+    if (d + 1 > max) max = d + 1;
+    for (const y of Array.isArray(x) ? x : Object.values(x)) stack.push([y, d + 1]);
+  }
+  return max;
+}

@@ -1,0 +1,333 @@
+/**
+ * One schema table per message type drives everything (data model §3.9, decision 5): the TypeScript type (inferred
+ * from the table, never written twice), validation on both sides, encoding straight into a Buffer through
+ * JsonWriter, and decoding from the parsed JSON value.
+ *
+ * A field is a FieldType (how one JSON value is checked, converted and written) plus two flags: optional (may be
+ * absent) and nullable (may be null). Strict emit, lenient parse (§3.1): encoders refuse anything the data model
+ * forbids; decoders accept the documented errata (a numeric string, comma-joined signal names) and record a
+ * diagnostic, never silently.
+ */
+import { DecodeError, EncodeError, shown, type ResponseCode } from './errors.js';
+import { JsonWriter } from './json-writer.js';
+import { EbTime } from './time.js';
+
+/** Collected while decoding: what was tolerated (errata, unknown fields) and the limits in force. */
+export interface DecodeContext {
+  readonly diagnostics: string[];
+  readonly maxStringLength: number;
+  readonly maxArrayLength: number;
+}
+
+export interface FieldType<T> {
+  /** For messages and JSON Schema: `string`, `time`, `uuid`, `number` ... */
+  readonly name: string;
+  decode(v: unknown, path: string, ctx: DecodeContext): T;
+  encode(w: JsonWriter, v: T, path: string): void;
+}
+
+export interface Field<T, O extends boolean = boolean, N extends boolean = boolean> {
+  readonly type: FieldType<T>;
+  readonly optional: O;
+  readonly nullable: N;
+}
+
+export type Fields = Readonly<Record<string, Field<unknown>>>;
+
+type ValueOf<F> = F extends Field<infer T, boolean, infer N> ? (N extends true ? T | null : T) : never;
+type RequiredKeys<F extends Fields> = { [K in keyof F]: F[K] extends Field<unknown, false, boolean> ? K : never }[keyof F];
+type OptionalKeys<F extends Fields> = Exclude<keyof F, RequiredKeys<F>>;
+/** The object type a field table describes: required keys plain, optional ones with `?`. */
+export type Infer<F extends Fields> = { [K in RequiredKeys<F>]: ValueOf<F[K]> } & { [K in OptionalKeys<F>]?: ValueOf<F[K]> };
+
+export const required = <T>(type: FieldType<T>): Field<T, false, false> => ({ type, optional: false, nullable: false });
+export const optional = <T>(type: FieldType<T>): Field<T, true, false> => ({ type, optional: true, nullable: false });
+export const nullable = <T>(type: FieldType<T>): Field<T, false, true> => ({ type, optional: false, nullable: true });
+export const optionalNullable = <T>(type: FieldType<T>): Field<T, true, true> => ({ type, optional: true, nullable: true });
+
+function typeError(path: string, expected: string, v: unknown): DecodeError {
+  const got = v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v === 'string' ? `the string ${shown(v)}` : typeof v;
+  return new DecodeError(400, path, `expected ${expected}, got ${got}`);
+}
+
+function emitError(path: string, reason: string): EncodeError {
+  return new EncodeError('invalid', path, reason);
+}
+
+// ---- field types ------------------------------------------------------------------------------------------------
+
+const NAME = /^[A-Za-z][A-Za-z0-9_]*$/;
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+export function string(opts: { max?: number; pattern?: RegExp; what?: string } = {}): FieldType<string> {
+  const what = opts.what ?? 'a string';
+  const check = (s: string, path: string, fail: (path: string, reason: string) => Error, limit: number): void => {
+    const max = Math.min(opts.max ?? limit, limit);
+    if (s.length > max) throw fail(path, `a string of ${s.length} characters exceeds the limit of ${max}`);
+    if (opts.pattern !== undefined && !opts.pattern.test(s)) throw fail(path, `${shown(s)} is not ${what}`);
+  };
+  return {
+    name: 'string',
+    decode(v, path, ctx) {
+      if (typeof v !== 'string') throw typeError(path, what, v);
+      check(v, path, (p, r) => new DecodeError(v.length > (opts.max ?? ctx.maxStringLength) ? 400 : 454, p, r), ctx.maxStringLength);
+      return v;
+    },
+    encode(w, v, path) {
+      if (typeof v !== 'string') throw emitError(path, `expected ${what}`);
+      check(v, path, emitError, Infinity);
+      w.string(v);
+    },
+  };
+}
+
+/** A lowercase UUID (data model §3.2); upper case is accepted on input and normalised. */
+export function uuid(): FieldType<string> {
+  return {
+    name: 'uuid',
+    decode(v, path) {
+      if (typeof v !== 'string') throw typeError(path, 'a UUID string', v);
+      const s = v.length === 36 ? v.toLowerCase() : v;
+      if (!UUID.test(s)) throw new DecodeError(454, path, `${shown(v)} is not a UUID`);
+      return s;
+    },
+    encode(w, v, path) {
+      if (typeof v !== 'string' || !UUID.test(v)) throw emitError(path, `${typeof v === 'string' ? shown(v) : typeof v} is not a lowercase UUID`);
+      w.string(v);
+    },
+  };
+}
+
+/** A name per D3.1.3 §4: `[A-Za-z][A-Za-z0-9_]*`. */
+export const name = (): FieldType<string> => string({ max: 255, pattern: NAME, what: 'a name ([A-Za-z][A-Za-z0-9_]*)' });
+
+export function time(): FieldType<EbTime> {
+  return {
+    name: 'time',
+    decode(v, path) {
+      if (typeof v !== 'string') throw typeError(path, 'an ISO 8601 time with an offset', v);
+      return EbTime.parse(v, path);
+    },
+    encode(w, v, path) {
+      if (!(v instanceof EbTime)) throw emitError(path, 'expected an EbTime (a time with an offset; a naive time cannot be emitted)');
+      w.time(v);
+    },
+  };
+}
+
+interface NumberOpts { min?: number; max?: number; integer?: boolean; what?: string }
+
+/** A finite number (NaN and Infinity are refused both ways). A numeric string is accepted with a diagnostic. */
+export function number(opts: NumberOpts = {}): FieldType<number> {
+  const what = opts.what ?? (opts.integer === true ? 'an integer' : 'a number');
+  const range = (n: number, path: string, fail: (path: string, reason: string) => Error): void => {
+    if (opts.integer === true && !Number.isSafeInteger(n)) throw fail(path, `${n} is not an integer`);
+    if (opts.min !== undefined && n < opts.min) throw fail(path, `${n} is below the minimum ${opts.min}`);
+    if (opts.max !== undefined && n > opts.max) throw fail(path, `${n} is above the maximum ${opts.max}`);
+  };
+  return {
+    name: opts.integer === true ? 'integer' : 'number',
+    decode(v, path, ctx) {
+      let n: number;
+      if (typeof v === 'number') {
+        n = v;
+      } else if (typeof v === 'string' && /^-?\d+(\.\d+)?([eE][+-]?\d+)?$/.test(v)) {
+        // D3.1.3's modify_activation example sends "quantity":"3.6": read it, say so, never emit it that way.
+        n = Number(v);
+        ctx.diagnostics.push(`${path}: numeric string ${shown(v)} read as a number`);
+      } else {
+        throw typeError(path, what, v);
+      }
+      if (!Number.isFinite(n)) throw new DecodeError(454, path, `${shown(String(v))} is not a finite number`);
+      range(n, path, (p, r) => new DecodeError(454, p, r));
+      return n;
+    },
+    encode(w, v, path) {
+      if (typeof v !== 'number' || !Number.isFinite(v)) throw emitError(path, `${String(v)} is not a finite number`);
+      range(v, path, emitError);
+      w.number(v);
+    },
+  };
+}
+
+export const integer = (opts: Omit<NumberOpts, 'integer'> = {}): FieldType<number> => number({ ...opts, integer: true });
+
+export function boolean(): FieldType<boolean> {
+  return {
+    name: 'boolean',
+    decode(v, path) {
+      if (typeof v !== 'boolean') throw typeError(path, 'true or false', v);
+      return v;
+    },
+    encode(w, v, path) {
+      if (typeof v !== 'boolean') throw emitError(path, 'expected a boolean');
+      w.boolean(v);
+    },
+  };
+}
+
+export function oneOf<const E extends string>(values: readonly E[], code: ResponseCode = 454): FieldType<E> {
+  const set = new Set<string>(values);
+  return {
+    name: `enum(${values.join('|')})`,
+    decode(v, path) {
+      if (typeof v !== 'string') throw typeError(path, `one of ${values.join(', ')}`, v);
+      if (!set.has(v)) throw new DecodeError(code, path, `${shown(v)} is not one of ${values.join(', ')}`);
+      return v as E;
+    },
+    encode(w, v, path) {
+      if (!set.has(v)) throw emitError(path, `${shown(String(v))} is not one of ${values.join(', ')}`);
+      w.string(v);
+    },
+  };
+}
+
+export function arrayOf<T>(item: FieldType<T>, opts: { nullableItems?: false } = {}): FieldType<T[]> {
+  void opts;
+  return {
+    name: `${item.name}[]`,
+    decode(v, path, ctx) {
+      if (!Array.isArray(v)) throw typeError(path, `an array of ${item.name}`, v);
+      if (v.length > ctx.maxArrayLength) throw new DecodeError(400, path, `an array of ${v.length} items exceeds the limit of ${ctx.maxArrayLength}`);
+      const out = new Array<T>(v.length);
+      for (let i = 0; i < v.length; i++) out[i] = item.decode(v[i], `${path}[${i}]`, ctx);
+      return out;
+    },
+    encode(w, v, path) {
+      if (!Array.isArray(v)) throw emitError(path, 'expected an array');
+      w.beginArray();
+      for (let i = 0; i < v.length; i++) item.encode(w, v[i] as T, `${path}[${i}]`);
+      w.endArray();
+    },
+  };
+}
+
+/** An array whose items may be null (a missing sample in `report.values`, data model §3.2 "num"). */
+export function arrayOfNullable<T>(item: FieldType<T>): FieldType<(T | null)[]> {
+  return {
+    name: `(${item.name}|null)[]`,
+    decode(v, path, ctx) {
+      if (!Array.isArray(v)) throw typeError(path, `an array of ${item.name} or null`, v);
+      if (v.length > ctx.maxArrayLength) throw new DecodeError(400, path, `an array of ${v.length} items exceeds the limit of ${ctx.maxArrayLength}`);
+      const out = new Array<T | null>(v.length);
+      for (let i = 0; i < v.length; i++) out[i] = v[i] === null ? null : item.decode(v[i], `${path}[${i}]`, ctx);
+      return out;
+    },
+    encode(w, v, path) {
+      if (!Array.isArray(v)) throw emitError(path, 'expected an array');
+      w.beginArray();
+      for (let i = 0; i < v.length; i++) {
+        const x = v[i];
+        if (x === null || x === undefined) w.null();
+        else item.encode(w, x, `${path}[${i}]`);
+      }
+      w.endArray();
+    },
+  };
+}
+
+/** A JSON object used as a map (e.g. `report.values`: signal name -> samples); keys are non-empty, <= 255 chars. */
+export function mapOf<T>(value: FieldType<T>): FieldType<Record<string, T>> {
+  const badKey = (k: string): boolean => k.length === 0 || k.length > 255;
+  return {
+    name: `map<${value.name}>`,
+    decode(v, path, ctx) {
+      if (v === null || typeof v !== 'object' || Array.isArray(v)) throw typeError(path, 'an object', v);
+      const out: Record<string, T> = {};
+      for (const k of Object.keys(v)) {
+        if (badKey(k)) throw new DecodeError(454, path, `key ${shown(k)} is empty or longer than 255 characters`);
+        const x = value.decode((v as Record<string, unknown>)[k], `${path}.${k}`, ctx);
+        // A key named __proto__ must become an own property, never the object's prototype.
+        if (k === '__proto__') Object.defineProperty(out, k, { value: x, enumerable: true, writable: true, configurable: true });
+        else out[k] = x;
+      }
+      return out;
+    },
+    encode(w, v, path) {
+      if (v === null || typeof v !== 'object') throw emitError(path, 'expected an object');
+      w.beginObject();
+      for (const k of Object.keys(v)) {
+        if (badKey(k)) throw emitError(path, `key ${shown(k)} is empty or longer than 255 characters`);
+        w.key(k);
+        value.encode(w, v[k] as T, `${path}.${k}`);
+      }
+      w.endObject();
+    },
+  };
+}
+
+// ---- objects ----------------------------------------------------------------------------------------------------
+
+/** Encodes the fields of `spec` from `v` (which the caller has opened as a JSON object). */
+export function encodeFields(w: JsonWriter, spec: Fields, keys: Readonly<Record<string, Buffer>>, v: Record<string, unknown>, path: string): void {
+  for (const k in spec) {
+    const f = spec[k] as Field<unknown>;
+    const x = v[k];
+    if (x === undefined) {
+      if (!f.optional) throw emitError(`${path}.${k}`, 'required field missing');
+      continue;
+    }
+    if (x === null) {
+      if (!f.nullable) throw emitError(`${path}.${k}`, 'may not be null');
+      w.rawKey(keys[k] as Buffer).null();
+      continue;
+    }
+    w.rawKey(keys[k] as Buffer);
+    f.type.encode(w, x, `${path}.${k}`);
+  }
+}
+
+/**
+ * Decodes the fields of `spec` from the parsed object `v` into `out`. Unknown `ext_*` fields are kept (they must
+ * survive re-encoding); other unknown fields are ignored, as the 2015 peers do, and listed in the diagnostics.
+ */
+export function decodeFields(spec: Fields, v: Record<string, unknown>, out: Record<string, unknown>, path: string, ctx: DecodeContext, skip?: string): void {
+  for (const k in spec) {
+    const f = spec[k] as Field<unknown>;
+    const x = v[k];
+    if (x === undefined) {
+      if (!f.optional) throw new DecodeError(400, `${path}.${k}`, 'required field missing');
+      continue;
+    }
+    if (x === null) {
+      if (f.nullable) out[k] = null;
+      else if (!f.optional) throw new DecodeError(400, `${path}.${k}`, 'may not be null');
+      else ctx.diagnostics.push(`${path}.${k}: null read as absent`);
+      continue;
+    }
+    out[k] = f.type.decode(x, `${path}.${k}`, ctx);
+  }
+  for (const k of Object.keys(v)) {
+    if (k === skip || Object.prototype.hasOwnProperty.call(spec, k)) continue;
+    if (k.startsWith('ext_')) {
+      out[k] = v[k];
+    } else {
+      ctx.diagnostics.push(`${path}.${k}: unknown field ignored`);
+    }
+  }
+}
+
+/** Pre-encoded `"key":` bytes for every field of a table. */
+export function encodedKeys(spec: Fields): Readonly<Record<string, Buffer>> {
+  return Object.fromEntries(Object.keys(spec).map((k) => [k, JsonWriter.encodeKey(k)]));
+}
+
+/** A nested object with its own field table (e.g. a market `product`, an `energy_events` event). */
+export function object<F extends Fields>(spec: F): FieldType<Infer<F>> {
+  const keys = encodedKeys(spec);
+  return {
+    name: 'object',
+    decode(v, path, ctx) {
+      if (v === null || typeof v !== 'object' || Array.isArray(v)) throw typeError(path, 'an object', v);
+      const out: Record<string, unknown> = {};
+      decodeFields(spec, v as Record<string, unknown>, out, path, ctx);
+      return out as Infer<F>;
+    },
+    encode(w, v, path) {
+      if (v === null || typeof v !== 'object') throw emitError(path, 'expected an object');
+      w.beginObject();
+      encodeFields(w, spec, keys, v as Record<string, unknown>, path);
+      w.endObject();
+    },
+  };
+}

@@ -1,0 +1,175 @@
+/** The first message tables: D3.1.3's examples, round trips, strict emit, and bad input answered with code and path. */
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { decode, DecodeError, EbTime, encode, encodeInto, EncodeError, type Message } from '../../../src/codec/index.js';
+
+interface Example { line: number; errata: string[]; json: string }
+const examples = JSON.parse(readFileSync(fileURLToPath(new URL('../../../../test/vectors/codec/d3.1.3-examples.json', import.meta.url)), 'utf8')) as Example[];
+
+function decodeError(body: string | Buffer): DecodeError {
+  try {
+    decode(body);
+  } catch (err) {
+    if (err instanceof DecodeError) return err;
+    throw new Error(`not a DecodeError: ${String(err)}`);
+  }
+  throw new Error(`decoded: ${String(body).slice(0, 80)}`);
+}
+
+const golden = suite('D3.1.3 examples');
+
+golden('every example decodes; the documented errata are accepted with a diagnostic; re-encoding is stable', () => {
+  for (const ex of examples) {
+    const { message, diagnostics } = decode(Buffer.from(ex.json));
+    for (const e of ex.errata) assert.ok(diagnostics.some((d) => d.includes(e)), `line ${ex.line}: diagnostic for ${e}: ${diagnostics.join('; ')}`);
+    if (ex.errata.length === 0) assert.equal(diagnostics, [], `line ${ex.line}`);
+    const once = encode(message);
+    const again = decode(once);
+    assert.equal(again.diagnostics, [], `line ${ex.line}: emitted in the correct form`);
+    assert.equal(encode(again.message), once, `line ${ex.line}: stable`);
+    // Same content as the example, up to the errata and the canonical time form.
+    const original = JSON.parse(ex.json) as Record<string, unknown>;
+    const emitted = JSON.parse(once.toString()) as Record<string, unknown>;
+    for (const k of Object.keys(original)) {
+      if (k === 'signals' || k === 'quantity') continue;
+      assert.equal(emitted[k], original[k], `line ${ex.line}: ${k}`);
+    }
+  }
+});
+
+golden('the errata are corrected: one signal per element, a numeric quantity', () => {
+  const g = decode(examples[0]?.json ?? '').message as Message<'get_report'>;
+  assert.equal(g.signals, ['total.ua', 'total.ub', 'total.uc', 'WaterHeater01.p']);
+  const m = decode(examples[5]?.json ?? '').message as Message<'modify_activation'>;
+  assert.is(m.quantity, 3.6);
+  assert.match(encode(m).toString(), '"quantity":3.6');
+});
+
+golden('wire sizes stay within the sizes D3.1.3 §7 measured', () => {
+  const report: Message<'report'> = {
+    msg: 'report', from: EbTime.parse('2015-06-01T10:00:00Z'), to: EbTime.parse('2015-06-01T10:03:00Z'), resolution: 60,
+    values: { 'total.p': [1.73, 1.68, 0.43], 'HeatPump01.p': [1.33, 1.21, 0.02], 'HeatPump01.q': [0.13, 0.11, 0.01],
+      'Boiler01.p': [2.1, 2.2, null], 'Boiler01.t': [55.5, 55.25, 55], 'total.temperature_outside': [3.2, 3.2, 3.3] },
+    heh_id: null,
+  };
+  assert.ok(encode(report).length <= 343, `report 6x3: ${encode(report).length} B`);
+  assert.ok(encode(decode(examples[2]?.json ?? '').message).length <= 239, 'activate');
+  assert.ok(encode(decode(examples[3]?.json ?? '').message).length <= 96, 'accept_activation');
+});
+
+golden.run();
+
+const wire = suite('encode in place');
+
+wire('encodeInto writes at an offset of a caller buffer; a region too small is a capacity error', () => {
+  const { message } = decode(examples[2]?.json ?? '');
+  const buf = Buffer.alloc(400, 0xee);
+  const end = encodeInto(message, buf, 7);
+  assert.equal(buf.subarray(7, end), encode(message));
+  assert.is(buf[6], 0xee);
+  assert.is(buf[end], 0xee);
+  assert.throws(() => encodeInto(message, buf, 7, 60), (e: EncodeError) => e instanceof EncodeError && e.kind === 'capacity');
+});
+
+wire('ext_ fields survive decode and re-encode; unknown fields are ignored and listed', () => {
+  const body = '{"msg":"accept_activation","id":"938f2b97-314c-49e8-9860-f441df2284a1","modification_count":1,' +
+    '"ext_com_example_note":{"a":[1,"two",null]},"colour":"blue"}';
+  const { message, diagnostics } = decode(body);
+  assert.equal((message as Record<string, unknown>)['ext_com_example_note'], { a: [1, 'two', null] });
+  assert.not.ok('colour' in message);
+  assert.ok(diagnostics.some((d) => d === 'accept_activation.colour: unknown field ignored'));
+  assert.match(encode(message).toString(), '"ext_com_example_note":{"a":[1,"two",null]}');
+});
+
+wire('strict emit: invalid messages are refused before a byte is written', () => {
+  const base: Message<'activate'> = {
+    msg: 'activate', id: '938f2b97-314c-49e8-9860-f441df2284a1', modification_count: 0,
+    from: EbTime.parse('2015-06-01T10:00:00Z'), to: EbTime.parse('2015-06-01T10:15:00Z'), quantity: 1.5, device: null,
+  };
+  assert.is(decode(encode(base)).message.msg, 'activate');
+  const bad: [string, Record<string, unknown>][] = [
+    ['quantity NaN', { quantity: NaN }], ['quantity Infinity', { quantity: Infinity }],
+    ['a Date is not a time with an offset', { from: new Date() }], ['from after to', { from: EbTime.parse('2015-06-01T11:00:00Z') }],
+    ['negative modification_count', { modification_count: -1 }], ['upper-case UUID', { id: '938F2B97-314C-49E8-9860-F441DF2284A1' }],
+    ['missing device (nullable, not optional)', { device: undefined }], ['a string quantity', { quantity: '1.5' }],
+  ];
+  for (const [what, change] of bad) {
+    assert.throws(() => encode({ ...base, ...change } as Message), (e: EncodeError) => e instanceof EncodeError && e.kind === 'invalid', what);
+  }
+  const report: Message<'report'> = { msg: 'report', from: base.from, to: EbTime.parse('2015-06-01T10:10:00Z'), resolution: 180, values: {} };
+  assert.throws(() => encode(report), (e: EncodeError) => e.path === 'report.to', 'a period that is not a multiple of the resolution');
+  assert.throws(() => encode({ msg: 'get_report', from: base.from, to: base.to, resolution: 60, signals: ['a.p, b.p'] }), (e: EncodeError) => e.kind === 'invalid');
+});
+
+wire.run();
+
+const bad = suite('bad input: DecodeError with the response code and the JSON path');
+
+bad('each mutation of a valid activate gives its code and path', () => {
+  const ok = JSON.parse(examples[2]?.json ?? '') as Record<string, unknown>;
+  const cases: [string, Record<string, unknown> | string, number, string][] = [
+    ['required field dropped', { ...ok, id: undefined }, 400, 'activate.id'],
+    ['wrong type', { ...ok, modification_count: 'zero' }, 400, 'activate.modification_count'],
+    ['fraction for an integer', { ...ok, modification_count: 1.5 }, 454, 'activate.modification_count'],
+    ['naive time', { ...ok, from: '2013-07-24T11:10:20' }, 454, 'activate.from'],
+    ['malformed time', { ...ok, to: 'tomorrow' }, 454, 'activate.to'],
+    ['from >= to', { ...ok, to: ok['from'] }, 454, 'activate.to'],
+    ['not a UUID', { ...ok, id: 'x' }, 454, 'activate.id'],
+    ['null for a required field', { ...ok, quantity: null }, 400, 'activate.quantity'],
+    ['1e400', (examples[2]?.json ?? '').replace('"quantity":3.4', '"quantity":1e400'), 454, 'activate.quantity'],
+    ['unknown msg', { ...ok, msg: 'launch_rockets' }, 453, 'launch_rockets'],
+    ['msg missing', { ...ok, msg: undefined }, 400, 'message.msg'],
+    ['trailing garbage', `${examples[2]?.json ?? ''} x`, 400, 'message'],
+    ['not an object', '[1,2,3]', 400, 'message'],
+    ['empty body', '', 400, 'message'],
+  ];
+  for (const [what, body, code, path] of cases) {
+    const e = decodeError(typeof body === 'string' ? body : JSON.stringify(body));
+    assert.is(e.code, code, what);
+    assert.is(e.path, path, what);
+  }
+});
+
+bad('report values: wrong length, non-numbers and NaN-like strings are refused', () => {
+  const ok = JSON.parse(examples[1]?.json ?? '') as { values: Record<string, unknown[]> };
+  const withValues = (values: Record<string, unknown>): string => JSON.stringify({ ...ok, values });
+  assert.is(decodeError(withValues({ 'total.p': [1, 2] })).path, 'report.values.total.p');
+  assert.is(decodeError(withValues({ 'total.p': [1, 2, 3, 4, 'x'] })).code, 400);
+  assert.is(decodeError(withValues({ 'total.p': [1, 2, 3, 4, 'NaN'] })).code, 400);
+  assert.is(decode(withValues({ 'total.p': [1, null, 3, 4, 5] })).message.msg, 'report');
+});
+
+bad('limits: oversized bodies, huge strings and arrays, deep ext nesting, invalid UTF-8', () => {
+  assert.is(decodeError(Buffer.alloc(2 << 20, 0x20)).code, 400);
+  const ok = JSON.parse(examples[3]?.json ?? '') as Record<string, unknown>;
+  assert.is(decodeError(JSON.stringify({ msg: 'response', msg_id: null, response_code: 200, response_desc: 'x'.repeat(100_000) })).path, 'response.response_desc');
+  const many = JSON.stringify({ msg: 'get_report', from: '2015-06-01T10:00:00Z', to: '2015-06-01T11:00:00Z', resolution: 60, signals: Array.from({ length: 100_001 }, () => 'a.p') });
+  assert.is(decodeError(many).path, 'get_report.signals');
+  // Built as text: JSON.stringify itself would overflow the stack on 10,000 levels.
+  const deep = `${JSON.stringify(ok).slice(0, -1)},"ext_com_example_deep":${'['.repeat(10_000)}1${']'.repeat(10_000)}}`;
+  assert.is(decodeError(deep).path, 'accept_activation.ext_com_example_deep');
+  const invalid = Buffer.concat([Buffer.from('{"msg":"accept_activation","id":"938f2b97-314c-49e8-9860-f441df2284a1","modification_count":0,"x":"'), Buffer.from([0xc3, 0x28]), Buffer.from('"}')]);
+  assert.is(decodeError(invalid).code, 400);
+});
+
+bad('a fuzz loop of 10,000 mutated bodies: each decodes or fails with a DecodeError, nothing else', () => {
+  let seed = 12345;
+  const rnd = (n: number): number => { seed = (Math.imul(seed, 1103515245) + 12345) >>> 0; return seed % n; };
+  const bodies = examples.map((e) => Buffer.from(e.json));
+  for (let i = 0; i < Number(process.env['FUZZ_ITERATIONS'] ?? 10_000); i++) {
+    const src = bodies[rnd(bodies.length)] as Buffer;
+    const b = Buffer.from(src);
+    for (let k = 0, n = 1 + rnd(4); k < n; k++) b[rnd(b.length)] = rnd(4) === 0 ? rnd(256) : (b[rnd(b.length)] as number);
+    const body = rnd(5) === 0 ? b.subarray(0, rnd(b.length)) : b;
+    try {
+      const { message } = decode(body);
+      decode(encode(message)); // whatever decodes re-encodes and decodes again
+    } catch (err) {
+      if (!(err instanceof DecodeError)) throw new Error(`iteration ${i}: ${String(err)} for ${body.toString()}`);
+    }
+  }
+});
+
+bad.run();
