@@ -19,9 +19,13 @@ export interface DecodeContext {
   readonly maxArrayLength: number;
 }
 
+/** A JSON Schema (draft 2020-12) fragment: emitted for other languages, and used by the tests' generators. */
+export type JsonSchema = { readonly [key: string]: unknown };
+
 export interface FieldType<T> {
-  /** For messages and JSON Schema: `string`, `time`, `uuid`, `number` ... */
+  /** For messages: `string`, `time`, `uuid`, `number` ... */
   readonly name: string;
+  readonly jsonSchema: JsonSchema;
   decode(v: unknown, path: string, ctx: DecodeContext): T;
   encode(w: JsonWriter, v: T, path: string): void;
 }
@@ -68,6 +72,7 @@ export function string(opts: { max?: number; pattern?: RegExp; what?: string } =
   };
   return {
     name: 'string',
+    jsonSchema: { type: 'string', maxLength: opts.max ?? 65_536, ...(opts.pattern ? { pattern: opts.pattern.source } : {}) },
     decode(v, path, ctx) {
       if (typeof v !== 'string') throw typeError(path, what, v);
       check(v, path, (p, r) => new DecodeError(v.length > (opts.max ?? ctx.maxStringLength) ? 400 : 454, p, r), ctx.maxStringLength);
@@ -85,6 +90,7 @@ export function string(opts: { max?: number; pattern?: RegExp; what?: string } =
 export function uuid(): FieldType<string> {
   return {
     name: 'uuid',
+    jsonSchema: { type: 'string', format: 'uuid', pattern: UUID.source },
     decode(v, path) {
       if (typeof v !== 'string') throw typeError(path, 'a UUID string', v);
       const s = v.length === 36 ? v.toLowerCase() : v;
@@ -104,6 +110,8 @@ export const name = (): FieldType<string> => string({ max: 255, pattern: NAME, w
 export function time(): FieldType<EbTime> {
   return {
     name: 'time',
+    // date-time (RFC 3339) requires the offset, as the data model does.
+    jsonSchema: { type: 'string', format: 'date-time' },
     decode(v, path) {
       if (typeof v !== 'string') throw typeError(path, 'an ISO 8601 time with an offset', v);
       return EbTime.parse(v, path);
@@ -127,6 +135,7 @@ export function number(opts: NumberOpts = {}): FieldType<number> {
   };
   return {
     name: opts.integer === true ? 'integer' : 'number',
+    jsonSchema: { type: opts.integer === true ? 'integer' : 'number', ...(opts.min !== undefined ? { minimum: opts.min } : {}), ...(opts.max !== undefined ? { maximum: opts.max } : {}) },
     decode(v, path, ctx) {
       let n: number;
       if (typeof v === 'number') {
@@ -155,6 +164,7 @@ export const integer = (opts: Omit<NumberOpts, 'integer'> = {}): FieldType<numbe
 export function boolean(): FieldType<boolean> {
   return {
     name: 'boolean',
+    jsonSchema: { type: 'boolean' },
     decode(v, path) {
       if (typeof v !== 'boolean') throw typeError(path, 'true or false', v);
       return v;
@@ -170,6 +180,7 @@ export function oneOf<const E extends string>(values: readonly E[], code: Respon
   const set = new Set<string>(values);
   return {
     name: `enum(${values.join('|')})`,
+    jsonSchema: { type: 'string', enum: values },
     decode(v, path) {
       if (typeof v !== 'string') throw typeError(path, `one of ${values.join(', ')}`, v);
       if (!set.has(v)) throw new DecodeError(code, path, `${shown(v)} is not one of ${values.join(', ')}`);
@@ -186,6 +197,7 @@ export function arrayOf<T>(item: FieldType<T>, opts: { nullableItems?: false } =
   void opts;
   return {
     name: `${item.name}[]`,
+    jsonSchema: { type: 'array', items: item.jsonSchema },
     decode(v, path, ctx) {
       if (!Array.isArray(v)) throw typeError(path, `an array of ${item.name}`, v);
       if (v.length > ctx.maxArrayLength) throw new DecodeError(400, path, `an array of ${v.length} items exceeds the limit of ${ctx.maxArrayLength}`);
@@ -206,6 +218,7 @@ export function arrayOf<T>(item: FieldType<T>, opts: { nullableItems?: false } =
 export function arrayOfNullable<T>(item: FieldType<T>): FieldType<(T | null)[]> {
   return {
     name: `(${item.name}|null)[]`,
+    jsonSchema: { type: 'array', items: { anyOf: [item.jsonSchema, { type: 'null' }] } },
     decode(v, path, ctx) {
       if (!Array.isArray(v)) throw typeError(path, `an array of ${item.name} or null`, v);
       if (v.length > ctx.maxArrayLength) throw new DecodeError(400, path, `an array of ${v.length} items exceeds the limit of ${ctx.maxArrayLength}`);
@@ -231,6 +244,7 @@ export function mapOf<T>(value: FieldType<T>): FieldType<Record<string, T>> {
   const badKey = (k: string): boolean => k.length === 0 || k.length > 255;
   return {
     name: `map<${value.name}>`,
+    jsonSchema: { type: 'object', additionalProperties: value.jsonSchema, propertyNames: { minLength: 1, maxLength: 255 } },
     decode(v, path, ctx) {
       if (v === null || typeof v !== 'object' || Array.isArray(v)) throw typeError(path, 'an object', v);
       const out: Record<string, T> = {};
@@ -313,10 +327,22 @@ export function encodedKeys(spec: Fields): Readonly<Record<string, Buffer>> {
 }
 
 /** A nested object with its own field table (e.g. a market `product`, an `energy_events` event). */
+/** JSON Schema of an object with a field table (nullable fields accept null; ext_ fields are allowed). */
+export function objectSchema(spec: Fields, extra: Record<string, JsonSchema> = {}): JsonSchema {
+  const properties: Record<string, JsonSchema> = { ...extra };
+  const requiredKeys = Object.keys(extra);
+  for (const [k, f] of Object.entries(spec)) {
+    properties[k] = f.nullable ? { anyOf: [f.type.jsonSchema, { type: 'null' }] } : f.type.jsonSchema;
+    if (!f.optional) requiredKeys.push(k);
+  }
+  return { type: 'object', properties, required: requiredKeys, patternProperties: { '^ext_': {} } };
+}
+
 export function object<F extends Fields>(spec: F): FieldType<Infer<F>> {
   const keys = encodedKeys(spec);
   return {
     name: 'object',
+    jsonSchema: objectSchema(spec),
     decode(v, path, ctx) {
       if (v === null || typeof v !== 'object' || Array.isArray(v)) throw typeError(path, 'an object', v);
       const out: Record<string, unknown> = {};
