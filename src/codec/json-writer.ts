@@ -181,10 +181,9 @@ export class JsonWriter {
   /** A timestamp in the canonical form the data model emits: `YYYY-MM-DDTHH:mm:ss.sssZ`. */
   time(t: EbTime): this {
     this.#comma();
-    const text = t.toString();
-    this.#ensure(text.length + 2);
+    this.#ensure(26);
     this.buf[this.pos++] = QUOTE;
-    this.pos += this.buf.write(text, this.pos, 'latin1');
+    this.pos = t.writeCanonical(this.buf, this.pos);
     this.buf[this.pos++] = QUOTE;
     return this;
   }

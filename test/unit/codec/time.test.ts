@@ -61,6 +61,14 @@ parse('malformed and impossible times are refused with 454', () => {
   assert.ok(long.length < 120, 'a huge input is cut short in the message');
 });
 
+parse('the canonical fast path refuses what the general parser refuses', () => {
+  for (const text of ['2015-02-29T00:00:00.000Z', '2015-06-01T24:00:00.000Z', '2015-06-01T10:60:00.000Z', '2015-06-01T10:00:60.000Z',
+    '2015-00-01T10:00:00.000Z', '2015-06-00T10:00:00.000Z', '2015-06-01T1a:00:00.000Z', '2015-06-01T10:00:00.000z']) {
+    if (text.endsWith('z')) assert.is(EbTime.parse(text).toString(), text.toUpperCase());
+    else assert.throws(() => EbTime.parse(text), (e: DecodeError) => e.code === 454, text);
+  }
+});
+
 parse('leap years: Feb 29 of 2000 and 2016 exist, of 1900 and 2015 do not', () => {
   assert.is(EbTime.parse('2000-02-29T12:00:00Z').toString(), '2000-02-29T12:00:00.000Z');
   assert.is(EbTime.parse('2016-02-29T12:00:00Z').toString(), '2016-02-29T12:00:00.000Z');
@@ -89,6 +97,9 @@ props('20,000 random instants and offsets: format matches Date, parse(format) is
     assert.is(back.epochMs, ms);
     assert.is(back.offsetMinutes, offset);
     assert.is(EbTime.parse(t.toString()).epochMs, ms);
+    const buf = Buffer.alloc(26, 0x20);
+    assert.is(t.writeCanonical(buf, 1), 25);
+    assert.is(buf.toString('latin1', 1, 25), t.toString());
   }
 });
 
