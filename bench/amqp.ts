@@ -10,7 +10,7 @@
  * written to bench/RESULTS.md. Environment knobs: see config.ts and bench/README.md.
  */
 import { execFileSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, release, totalmem } from 'node:os';
 import { dirname, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -150,7 +150,7 @@ async function main(): Promise<void> {
       preflight: preflightProblems,
       sizes,
     }, markdownTable(rows, names), perRepMarkdown(cfg.scenarios, outcomes, names));
-    writeFileSync(path, md);
+    writeFileSync(path, md + keptSections(path));
     log(`wrote ${relative(process.cwd(), path)}`);
   }
   if (outcomes.some((o) => !o.valid) || preflightProblems.length > 0) process.exitCode = 2;
@@ -160,3 +160,16 @@ main().catch((err: unknown) => {
   console.error(err);
   process.exitCode = 1;
 });
+
+/** The sections other benchmarks own (steady state, codec): carried over when this one rewrites the file. */
+function keptSections(path: string): string {
+  let old = '';
+  try {
+    old = readFileSync(path, 'utf8');
+  } catch {
+    return '';
+  }
+  const owned = ['## Steady state', '## Codec'];
+  const parts = old.split(/\n(?=## )/).filter((part) => owned.some((h) => part.startsWith(h)));
+  return parts.length === 0 ? '' : `\n${parts.map((p) => p.trimEnd()).join('\n\n')}\n`;
+}

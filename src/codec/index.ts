@@ -46,7 +46,8 @@ export function decode(body: Uint8Array | string, limits: DecodeLimits = {}): De
   if (typeof body !== 'string' && isUtf8 !== undefined && !isUtf8(body)) throw new DecodeError(400, 'message', 'the body is not valid UTF-8');
   let value: unknown;
   try {
-    const text = typeof body === 'string' ? body : Buffer.from(body.buffer, body.byteOffset, body.length).toString('utf8');
+    const text = typeof body === 'string' ? body
+      : Buffer.isBuffer(body) ? body.toString('utf8') : Buffer.from(body.buffer, body.byteOffset, body.length).toString('utf8');
     value = JSON.parse(text);
   } catch (err) {
     throw new DecodeError(400, 'message', `not valid JSON (${(err as Error).message})`);

@@ -59,7 +59,8 @@ export class EbTime {
   }
 
   /** The time `epochMs`, to be written with `offsetMinutes` (default UTC). */
-  static fromEpochMs(epochMs: number, offsetMinutes = 0): EbTime {
+  static fromEpochMs(epochMs: number, offsetMinutes = 0, /** @internal the year is known to be in range */ checked = false): EbTime {
+    if (checked) return new EbTime(epochMs, offsetMinutes);
     if (!Number.isFinite(epochMs) || !Number.isInteger(offsetMinutes) || Math.abs(offsetMinutes) > 23 * 60 + 59) {
       throw new RangeError(`EbTime.fromEpochMs: invalid instant ${epochMs} or offset ${offsetMinutes}`);
     }
@@ -182,7 +183,7 @@ function parseCanonical(s: string): EbTime | null {
   const ms = n(20, 3);
   if (year < 0 || month < 1 || month > 12 || day < 1 || hour < 0 || hour > 23 || minute < 0 || minute > 59 ||
     second < 0 || second > 59 || ms < 0 || day > daysInMonth(year, month)) return null;
-  return EbTime.fromEpochMs(daysFromCivil(year, month, day) * 86_400_000 + ((hour * 60 + minute) * 60 + second) * 1000 + ms);
+  return EbTime.fromEpochMs(daysFromCivil(year, month, day) * 86_400_000 + ((hour * 60 + minute) * 60 + second) * 1000 + ms, 0, true);
 }
 
 function isLeap(y: number): boolean {
