@@ -26,7 +26,8 @@ export interface FieldType<T> {
   /** For messages: `string`, `time`, `uuid`, `number` ... */
   readonly name: string;
   readonly jsonSchema: JsonSchema;
-  decode(v: unknown, path: string, ctx: DecodeContext): T;
+  /** Decodes the value found at `parent` + `key`; the path string is only built for an error or a diagnostic. */
+  decode(v: unknown, parent: string, key: string | number, ctx: DecodeContext): T;
   encode(w: JsonWriter, v: T, path: string): void;
 }
 
@@ -48,6 +49,11 @@ export const required = <T>(type: FieldType<T>): Field<T, false, false> => ({ ty
 export const optional = <T>(type: FieldType<T>): Field<T, true, false> => ({ type, optional: true, nullable: false });
 export const nullable = <T>(type: FieldType<T>): Field<T, false, true> => ({ type, optional: false, nullable: true });
 export const optionalNullable = <T>(type: FieldType<T>): Field<T, true, true> => ({ type, optional: true, nullable: true });
+
+/** The JSON path of a field or an array item: `report.values.total.p`, `get_report.signals[2]`. */
+export function at(parent: string, key: string | number): string {
+  return typeof key === 'number' ? `${parent}[${key}]` : `${parent}.${key}`;
+}
 
 function typeError(path: string, expected: string, v: unknown): DecodeError {
   const got = v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v === 'string' ? `the string ${shown(v)}` : typeof v;
@@ -87,9 +93,11 @@ export function string(opts: { max?: number; pattern?: RegExp; what?: string } =
   return {
     name: 'string',
     jsonSchema: { type: 'string', maxLength: opts.max ?? 65_536, ...(opts.pattern ? { pattern: opts.pattern.source } : {}) },
-    decode(v, path, ctx) {
-      if (typeof v !== 'string') throw typeError(path, what, v);
-      check(v, path, (p, r) => new DecodeError(v.length > (opts.max ?? ctx.maxStringLength) ? 400 : 454, p, r), ctx.maxStringLength);
+    decode(v, parent, key, ctx) {
+      if (typeof v !== 'string') throw typeError(at(parent, key), what, v);
+      if (v.length > ctx.maxStringLength || (opts.max !== undefined && v.length > opts.max) || (opts.pattern !== undefined && !opts.pattern.test(v))) {
+        check(v, at(parent, key), (p, r) => new DecodeError(v.length > (opts.max ?? ctx.maxStringLength) ? 400 : 454, p, r), ctx.maxStringLength);
+      }
       return v;
     },
     encode(w, v, path) {
@@ -105,11 +113,11 @@ export function uuid(): FieldType<string> {
   return {
     name: 'uuid',
     jsonSchema: { type: 'string', format: 'uuid', pattern: UUID.source },
-    decode(v, path) {
-      if (typeof v !== 'string') throw typeError(path, 'a UUID string', v);
+    decode(v, parent, key) {
+      if (typeof v !== 'string') throw typeError(at(parent, key), 'a UUID string', v);
       if (isUuid(v)) return v;
       const s = v.length === 36 ? v.toLowerCase() : v;
-      if (!isUuid(s)) throw new DecodeError(454, path, `${shown(v)} is not a UUID`);
+      if (!isUuid(s)) throw new DecodeError(454, at(parent, key), `${shown(v)} is not a UUID`);
       return s;
     },
     encode(w, v, path) {
@@ -127,9 +135,13 @@ export function time(): FieldType<EbTime> {
     name: 'time',
     // date-time (RFC 3339) requires the offset, as the data model does.
     jsonSchema: { type: 'string', format: 'date-time' },
-    decode(v, path) {
-      if (typeof v !== 'string') throw typeError(path, 'an ISO 8601 time with an offset', v);
-      return EbTime.parse(v, path);
+    decode(v, parent, key) {
+      if (typeof v !== 'string') throw typeError(at(parent, key), 'an ISO 8601 time with an offset', v);
+      try {
+        return EbTime.parse(v);
+      } catch {
+        return EbTime.parse(v, at(parent, key)); // fails again, now naming the field
+      }
     },
     encode(w, v, path) {
       if (!(v instanceof EbTime)) throw emitError(path, 'expected an EbTime (a time with an offset; a naive time cannot be emitted)');
@@ -143,6 +155,7 @@ interface NumberOpts { min?: number; max?: number; integer?: boolean; what?: str
 /** A finite number (NaN and Infinity are refused both ways). A numeric string is accepted with a diagnostic. */
 export function number(opts: NumberOpts = {}): FieldType<number> {
   const what = opts.what ?? (opts.integer === true ? 'an integer' : 'a number');
+  const checked = opts.integer === true || opts.min !== undefined || opts.max !== undefined;
   const range = (n: number, path: string, fail: (path: string, reason: string) => Error): void => {
     if (opts.integer === true && !Number.isSafeInteger(n)) throw fail(path, `${n} is not an integer`);
     if (opts.min !== undefined && n < opts.min) throw fail(path, `${n} is below the minimum ${opts.min}`);
@@ -151,19 +164,19 @@ export function number(opts: NumberOpts = {}): FieldType<number> {
   return {
     name: opts.integer === true ? 'integer' : 'number',
     jsonSchema: { type: opts.integer === true ? 'integer' : 'number', ...(opts.min !== undefined ? { minimum: opts.min } : {}), ...(opts.max !== undefined ? { maximum: opts.max } : {}) },
-    decode(v, path, ctx) {
+    decode(v, parent, key, ctx) {
       let n: number;
       if (typeof v === 'number') {
         n = v;
       } else if (typeof v === 'string' && /^-?\d+(\.\d+)?([eE][+-]?\d+)?$/.test(v)) {
         // D3.1.3's modify_activation example sends "quantity":"3.6": read it, say so, never emit it that way.
         n = Number(v);
-        ctx.diagnostics.push(`${path}: numeric string ${shown(v)} read as a number`);
+        ctx.diagnostics.push(`${at(parent, key)}: numeric string ${shown(v)} read as a number`);
       } else {
-        throw typeError(path, what, v);
+        throw typeError(at(parent, key), what, v);
       }
-      if (!Number.isFinite(n)) throw new DecodeError(454, path, `${shown(String(v))} is not a finite number`);
-      range(n, path, (p, r) => new DecodeError(454, p, r));
+      if (!Number.isFinite(n)) throw new DecodeError(454, at(parent, key), `${shown(String(v))} is not a finite number`);
+      if (checked) range(n, at(parent, key), (p, r) => new DecodeError(454, p, r));
       return n;
     },
     encode(w, v, path) {
@@ -180,8 +193,8 @@ export function boolean(): FieldType<boolean> {
   return {
     name: 'boolean',
     jsonSchema: { type: 'boolean' },
-    decode(v, path) {
-      if (typeof v !== 'boolean') throw typeError(path, 'true or false', v);
+    decode(v, parent, key) {
+      if (typeof v !== 'boolean') throw typeError(at(parent, key), 'true or false', v);
       return v;
     },
     encode(w, v, path) {
@@ -196,9 +209,9 @@ export function oneOf<const E extends string>(values: readonly E[], code: Respon
   return {
     name: `enum(${values.join('|')})`,
     jsonSchema: { type: 'string', enum: values },
-    decode(v, path) {
-      if (typeof v !== 'string') throw typeError(path, `one of ${values.join(', ')}`, v);
-      if (!set.has(v)) throw new DecodeError(code, path, `${shown(v)} is not one of ${values.join(', ')}`);
+    decode(v, parent, key) {
+      if (typeof v !== 'string') throw typeError(at(parent, key), `one of ${values.join(', ')}`, v);
+      if (!set.has(v)) throw new DecodeError(code, at(parent, key), `${shown(v)} is not one of ${values.join(', ')}`);
       return v as E;
     },
     encode(w, v, path) {
@@ -213,11 +226,12 @@ export function arrayOf<T>(item: FieldType<T>, opts: { nullableItems?: false } =
   return {
     name: `${item.name}[]`,
     jsonSchema: { type: 'array', items: item.jsonSchema },
-    decode(v, path, ctx) {
-      if (!Array.isArray(v)) throw typeError(path, `an array of ${item.name}`, v);
+    decode(v, parent, key, ctx) {
+      if (!Array.isArray(v)) throw typeError(at(parent, key), `an array of ${item.name}`, v);
+      const path = at(parent, key);
       if (v.length > ctx.maxArrayLength) throw new DecodeError(400, path, `an array of ${v.length} items exceeds the limit of ${ctx.maxArrayLength}`);
       const out = new Array<T>(v.length);
-      for (let i = 0; i < v.length; i++) out[i] = item.decode(v[i], `${path}[${i}]`, ctx);
+      for (let i = 0; i < v.length; i++) out[i] = item.decode(v[i], path, i, ctx);
       return out;
     },
     encode(w, v, path) {
@@ -234,11 +248,12 @@ export function arrayOfNullable<T>(item: FieldType<T>): FieldType<(T | null)[]> 
   return {
     name: `(${item.name}|null)[]`,
     jsonSchema: { type: 'array', items: { anyOf: [item.jsonSchema, { type: 'null' }] } },
-    decode(v, path, ctx) {
-      if (!Array.isArray(v)) throw typeError(path, `an array of ${item.name} or null`, v);
+    decode(v, parent, key, ctx) {
+      if (!Array.isArray(v)) throw typeError(at(parent, key), `an array of ${item.name} or null`, v);
+      const path = at(parent, key);
       if (v.length > ctx.maxArrayLength) throw new DecodeError(400, path, `an array of ${v.length} items exceeds the limit of ${ctx.maxArrayLength}`);
       const out = new Array<T | null>(v.length);
-      for (let i = 0; i < v.length; i++) out[i] = v[i] === null ? null : item.decode(v[i], `${path}[${i}]`, ctx);
+      for (let i = 0; i < v.length; i++) out[i] = v[i] === null ? null : item.decode(v[i], path, i, ctx);
       return out;
     },
     encode(w, v, path) {
@@ -260,12 +275,13 @@ export function mapOf<T>(value: FieldType<T>): FieldType<Record<string, T>> {
   return {
     name: `map<${value.name}>`,
     jsonSchema: { type: 'object', additionalProperties: value.jsonSchema, propertyNames: { minLength: 1, maxLength: 255 } },
-    decode(v, path, ctx) {
+    decode(v, parent, key, ctx) {
+      const path = at(parent, key);
       if (v === null || typeof v !== 'object' || Array.isArray(v)) throw typeError(path, 'an object', v);
       const out: Record<string, T> = {};
       for (const k of Object.keys(v)) {
         if (badKey(k)) throw new DecodeError(454, path, `key ${shown(k)} is empty or longer than 255 characters`);
-        const x = value.decode((v as Record<string, unknown>)[k], `${path}.${k}`, ctx);
+        const x = value.decode((v as Record<string, unknown>)[k], path, k, ctx);
         // A key named __proto__ must become an own property, never the object's prototype.
         if (k === '__proto__') Object.defineProperty(out, k, { value: x, enumerable: true, writable: true, configurable: true });
         else out[k] = x;
@@ -326,7 +342,7 @@ export function decodeFields(spec: Fields, v: Record<string, unknown>, out: Reco
       else ctx.diagnostics.push(`${path}.${k}: null read as absent`);
       continue;
     }
-    out[k] = f.type.decode(x, `${path}.${k}`, ctx);
+    out[k] = f.type.decode(x, path, k, ctx);
   }
   const keys = Object.keys(v);
   if (keys.length === present) return; // every key is a known field: nothing unknown, no ext_
@@ -362,7 +378,8 @@ export function object<F extends Fields>(spec: F): FieldType<Infer<F>> {
   return {
     name: 'object',
     jsonSchema: objectSchema(spec),
-    decode(v, path, ctx) {
+    decode(v, parent, key, ctx) {
+      const path = at(parent, key);
       if (v === null || typeof v !== 'object' || Array.isArray(v)) throw typeError(path, 'an object', v);
       const out: Record<string, unknown> = {};
       decodeFields(spec, v as Record<string, unknown>, out, path, ctx);
