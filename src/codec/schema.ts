@@ -28,7 +28,8 @@ export interface FieldType<T> {
   readonly jsonSchema: JsonSchema;
   /** Decodes the value found at `parent` + `key`; the path string is only built for an error or a diagnostic. */
   decode(v: unknown, parent: string, key: string | number, ctx: DecodeContext): T;
-  encode(w: JsonWriter, v: T, path: string): void;
+  /** Writes `v`, the value at `parent` + `key`; the path string is only built for an error. */
+  encode(w: JsonWriter, v: T, parent: string, key: string | number): void;
 }
 
 export interface Field<T, O extends boolean = boolean, N extends boolean = boolean> {
@@ -100,9 +101,9 @@ export function string(opts: { max?: number; pattern?: RegExp; what?: string } =
       }
       return v;
     },
-    encode(w, v, path) {
-      if (typeof v !== 'string') throw emitError(path, `expected ${what}`);
-      check(v, path, emitError, Infinity);
+    encode(w, v, parent, key) {
+      if (typeof v !== 'string') throw emitError(at(parent, key), `expected ${what}`);
+      check(v, at(parent, key), emitError, Infinity);
       w.string(v);
     },
   };
@@ -120,8 +121,8 @@ export function uuid(): FieldType<string> {
       if (!isUuid(s)) throw new DecodeError(454, at(parent, key), `${shown(v)} is not a UUID`);
       return s;
     },
-    encode(w, v, path) {
-      if (typeof v !== 'string' || !isUuid(v)) throw emitError(path, `${typeof v === 'string' ? shown(v) : typeof v} is not a lowercase UUID`);
+    encode(w, v, parent, key) {
+      if (typeof v !== 'string' || !isUuid(v)) throw emitError(at(parent, key), `${typeof v === 'string' ? shown(v) : typeof v} is not a lowercase UUID`);
       w.string(v);
     },
   };
@@ -143,8 +144,8 @@ export function time(): FieldType<EbTime> {
         return EbTime.parse(v, at(parent, key)); // fails again, now naming the field
       }
     },
-    encode(w, v, path) {
-      if (!(v instanceof EbTime)) throw emitError(path, 'expected an EbTime (a time with an offset; a naive time cannot be emitted)');
+    encode(w, v, parent, key) {
+      if (!(v instanceof EbTime)) throw emitError(at(parent, key), 'expected an EbTime (a time with an offset; a naive time cannot be emitted)');
       w.time(v);
     },
   };
@@ -179,9 +180,9 @@ export function number(opts: NumberOpts = {}): FieldType<number> {
       if (checked) range(n, at(parent, key), (p, r) => new DecodeError(454, p, r));
       return n;
     },
-    encode(w, v, path) {
-      if (typeof v !== 'number' || !Number.isFinite(v)) throw emitError(path, `${String(v)} is not a finite number`);
-      range(v, path, emitError);
+    encode(w, v, parent, key) {
+      if (typeof v !== 'number' || !Number.isFinite(v)) throw emitError(at(parent, key), `${String(v)} is not a finite number`);
+      if (checked) range(v, at(parent, key), emitError);
       w.number(v);
     },
   };
@@ -197,8 +198,8 @@ export function boolean(): FieldType<boolean> {
       if (typeof v !== 'boolean') throw typeError(at(parent, key), 'true or false', v);
       return v;
     },
-    encode(w, v, path) {
-      if (typeof v !== 'boolean') throw emitError(path, 'expected a boolean');
+    encode(w, v, parent, key) {
+      if (typeof v !== 'boolean') throw emitError(at(parent, key), 'expected a boolean');
       w.boolean(v);
     },
   };
@@ -214,15 +215,14 @@ export function oneOf<const E extends string>(values: readonly E[], code: Respon
       if (!set.has(v)) throw new DecodeError(code, at(parent, key), `${shown(v)} is not one of ${values.join(', ')}`);
       return v as E;
     },
-    encode(w, v, path) {
-      if (!set.has(v)) throw emitError(path, `${shown(String(v))} is not one of ${values.join(', ')}`);
+    encode(w, v, parent, key) {
+      if (!set.has(v)) throw emitError(at(parent, key), `${shown(String(v))} is not one of ${values.join(', ')}`);
       w.string(v);
     },
   };
 }
 
-export function arrayOf<T>(item: FieldType<T>, opts: { nullableItems?: false } = {}): FieldType<T[]> {
-  void opts;
+export function arrayOf<T>(item: FieldType<T>): FieldType<T[]> {
   return {
     name: `${item.name}[]`,
     jsonSchema: { type: 'array', items: item.jsonSchema },
@@ -234,10 +234,11 @@ export function arrayOf<T>(item: FieldType<T>, opts: { nullableItems?: false } =
       for (let i = 0; i < v.length; i++) out[i] = item.decode(v[i], path, i, ctx);
       return out;
     },
-    encode(w, v, path) {
-      if (!Array.isArray(v)) throw emitError(path, 'expected an array');
+    encode(w, v, parent, key) {
+      if (!Array.isArray(v)) throw emitError(at(parent, key), 'expected an array');
+      const path = at(parent, key);
       w.beginArray();
-      for (let i = 0; i < v.length; i++) item.encode(w, v[i] as T, `${path}[${i}]`);
+      for (let i = 0; i < v.length; i++) item.encode(w, v[i] as T, path, i);
       w.endArray();
     },
   };
@@ -256,13 +257,14 @@ export function arrayOfNullable<T>(item: FieldType<T>): FieldType<(T | null)[]> 
       for (let i = 0; i < v.length; i++) out[i] = v[i] === null ? null : item.decode(v[i], path, i, ctx);
       return out;
     },
-    encode(w, v, path) {
-      if (!Array.isArray(v)) throw emitError(path, 'expected an array');
+    encode(w, v, parent, key) {
+      if (!Array.isArray(v)) throw emitError(at(parent, key), 'expected an array');
+      const path = at(parent, key);
       w.beginArray();
       for (let i = 0; i < v.length; i++) {
         const x = v[i];
         if (x === null || x === undefined) w.null();
-        else item.encode(w, x, `${path}[${i}]`);
+        else item.encode(w, x, path, i);
       }
       w.endArray();
     },
@@ -288,13 +290,14 @@ export function mapOf<T>(value: FieldType<T>): FieldType<Record<string, T>> {
       }
       return out;
     },
-    encode(w, v, path) {
-      if (v === null || typeof v !== 'object') throw emitError(path, 'expected an object');
+    encode(w, v, parent, key) {
+      if (v === null || typeof v !== 'object') throw emitError(at(parent, key), 'expected an object');
+      const path = at(parent, key);
       w.beginObject();
       for (const k of Object.keys(v)) {
-        if (badKey(k)) throw emitError(path, `key ${shown(k)} is empty or longer than 255 characters`);
+        if (badKey(k)) throw emitError(at(parent, key), `key ${shown(k)} is empty or longer than 255 characters`);
         w.key(k);
-        value.encode(w, v[k] as T, `${path}.${k}`);
+        value.encode(w, v[k] as T, path, k);
       }
       w.endObject();
     },
@@ -318,7 +321,7 @@ export function encodeFields(w: JsonWriter, spec: Fields, keys: Readonly<Record<
       continue;
     }
     w.rawKey(keys[k] as Buffer);
-    f.type.encode(w, x, `${path}.${k}`);
+    f.type.encode(w, x, path, k);
   }
 }
 
@@ -385,10 +388,10 @@ export function object<F extends Fields>(spec: F): FieldType<Infer<F>> {
       decodeFields(spec, v as Record<string, unknown>, out, path, ctx);
       return out as Infer<F>;
     },
-    encode(w, v, path) {
-      if (v === null || typeof v !== 'object') throw emitError(path, 'expected an object');
+    encode(w, v, parent, key) {
+      if (v === null || typeof v !== 'object') throw emitError(at(parent, key), 'expected an object');
       w.beginObject();
-      encodeFields(w, spec, keys, v as Record<string, unknown>, path);
+      encodeFields(w, spec, keys, v as Record<string, unknown>, at(parent, key));
       w.endObject();
     },
   };
