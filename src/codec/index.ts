@@ -10,7 +10,8 @@ import * as nodeBuffer from 'node:buffer';
 import { DecodeError, EncodeError, shown } from './errors.js';
 import { JsonWriter } from './json-writer.js';
 import { SCHEMAS, type Message, type MessageSchema, type MessageType } from './messages.js';
-import { decodeFields, encodeFields, type DecodeContext } from './schema.js';
+import { findDuplicateKey } from './duplicate-keys.js';
+import { colonsIn, decodeFields, encodeFields, isName, type DecodeContext } from './schema.js';
 
 export { DecodeError, EncodeError, type ResponseCode } from './errors.js';
 export { EbTime } from './time.js';
@@ -24,7 +25,7 @@ export interface DecodeLimits {
   maxStringLength?: number;
   /** Longest array (default 100,000 items). */
   maxArrayLength?: number;
-  /** Deepest nesting inside `ext_*` values, which are kept as they are (default 16). */
+  /** Deepest nesting inside `ext_*` and unknown values, which are kept or skipped as they are (default 16). */
   maxDepth?: number;
 }
 
@@ -34,20 +35,22 @@ export interface Decoded {
   diagnostics: string[];
 }
 
-const MSG = /^[A-Za-z][A-Za-z0-9_]*$/;
 /** buffer.isUtf8 exists from Node 18.14 (Raspberry Pi OS ships 18.20); without it, invalid bytes decode to U+FFFD. */
 const isUtf8 = (nodeBuffer as { isUtf8?: (b: Uint8Array) => boolean }).isUtf8;
 const MSG_KEY = JsonWriter.encodeKey('msg');
 
 export function decode(body: Uint8Array | string, limits: DecodeLimits = {}): Decoded {
   const maxBytes = limits.maxBytes ?? 1 << 20;
-  const size = typeof body === 'string' ? body.length : body.length;
+  const size = body.length;
   if (size > maxBytes) throw new DecodeError(400, 'message', `a body of ${size} bytes exceeds the limit of ${maxBytes}`);
-  if (typeof body !== 'string' && isUtf8 !== undefined && !isUtf8(body)) throw new DecodeError(400, 'message', 'the body is not valid UTF-8');
+  const text = typeof body === 'string' ? body
+    : Buffer.isBuffer(body) ? body.toString('utf8') : Buffer.from(body.buffer, body.byteOffset, body.length).toString('utf8');
+  // Invalid UTF-8 decodes to U+FFFD; only then are the bytes checked, so that valid bodies pay nothing more.
+  if (typeof body !== 'string' && text.indexOf('\uFFFD') !== -1 && isUtf8 !== undefined && !isUtf8(body)) {
+    throw new DecodeError(400, 'message', 'the body is not valid UTF-8');
+  }
   let value: unknown;
   try {
-    const text = typeof body === 'string' ? body
-      : Buffer.isBuffer(body) ? body.toString('utf8') : Buffer.from(body.buffer, body.byteOffset, body.length).toString('utf8');
     value = JSON.parse(text);
   } catch (err) {
     throw new DecodeError(400, 'message', `not valid JSON (${(err as Error).message})`);
@@ -56,19 +59,23 @@ export function decode(body: Uint8Array | string, limits: DecodeLimits = {}): De
   const obj = value as Record<string, unknown>;
   const msg = obj['msg'];
   if (typeof msg !== 'string') throw new DecodeError(400, 'message.msg', 'the message type is missing');
-  if (!MSG.test(msg) || msg.length > 255) throw new DecodeError(400, 'message.msg', `${shown(msg)} is not a message type name`);
-  if (!Object.prototype.hasOwnProperty.call(SCHEMAS, msg)) throw new DecodeError(453, msg, `message type ${shown(msg)} is not recognized`);
+  if (!Object.prototype.hasOwnProperty.call(SCHEMAS, msg)) {
+    if (msg.length > 255 || !isName(msg)) throw new DecodeError(400, 'message.msg', `${shown(msg)} is not a message type name`);
+    throw new DecodeError(453, msg, `message type ${shown(msg)} is not recognized`);
+  }
   const schema = SCHEMAS[msg as MessageType] as unknown as MessageSchema;
   const ctx: DecodeContext = {
     diagnostics: [],
     maxStringLength: limits.maxStringLength ?? 65_536,
     maxArrayLength: limits.maxArrayLength ?? 100_000,
+    maxDepth: limits.maxDepth ?? 16,
+    colons: 0,
   };
   const out: Record<string, unknown> = { msg };
   decodeFields(schema.fields, obj, out, msg, ctx, 'msg');
-  const maxDepth = limits.maxDepth ?? 16;
-  for (const k of Object.keys(out)) {
-    if (k.startsWith('ext_') && depth(out[k]) > maxDepth) throw new DecodeError(400, `${msg}.${k}`, `nested deeper than ${maxDepth}`);
+  if (colonsIn(text) !== ctx.colons) {
+    const path = findDuplicateKey(text, msg);
+    if (path !== null) throw new DecodeError(400, path, 'the key appears twice in one object');
   }
   const violation = schema.check?.(out as never, false, (d) => ctx.diagnostics.push(d));
   if (violation !== undefined) throw new DecodeError(violation[0], violation[1], violation[2]);
@@ -107,17 +114,4 @@ function write(w: JsonWriter, message: Message): void {
     if (k.startsWith('ext_')) w.key(k).value((message as Record<string, unknown>)[k]);
   }
   w.endObject();
-}
-
-/** Nesting depth of a parsed JSON value, without recursion. */
-function depth(v: unknown): number {
-  let max = 0;
-  const stack: [unknown, number][] = [[v, 0]];
-  while (stack.length > 0) {
-    const [x, d] = stack.pop() as [unknown, number];
-    if (x === null || typeof x !== 'object') continue;
-    if (d + 1 > max) max = d + 1;
-    for (const y of Array.isArray(x) ? x : Object.values(x)) stack.push([y, d + 1]);
-  }
-  return max;
 }

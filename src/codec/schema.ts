@@ -17,6 +17,46 @@ export interface DecodeContext {
   readonly diagnostics: string[];
   readonly maxStringLength: number;
   readonly maxArrayLength: number;
+  /** Deepest nesting allowed inside `ext_*` and unknown values, which are kept or skipped as they are. */
+  readonly maxDepth: number;
+  /**
+   * The colons the decoded values account for: one per object key, plus those inside keys and strings. JSON.parse
+   * keeps the last of duplicate keys without a word; the text holding more colons than this is how we notice.
+   */
+  colons: number;
+}
+
+/** Colons in `s` (keys and string values may hold them: a time holds two or three). */
+export function colonsIn(s: string): number {
+  let n = 0;
+  for (let i = s.indexOf(':'); i !== -1; i = s.indexOf(':', i + 1)) n++;
+  return n;
+}
+
+/**
+ * Walks a value kept as it is (`ext_*`) or ignored (unknown fields): its colons are counted, its depth is limited.
+ * Iterative, so that a hostile depth cannot overflow the stack.
+ */
+export function walkOpaque(v: unknown, path: string, ctx: DecodeContext): void {
+  const stack: unknown[] = [v, 0];
+  while (stack.length > 0) {
+    const d = stack.pop() as number;
+    const x = stack.pop();
+    if (typeof x === 'string') {
+      ctx.colons += colonsIn(x);
+      continue;
+    }
+    if (x === null || typeof x !== 'object') continue;
+    if (d >= ctx.maxDepth) throw new DecodeError(400, path, `nested deeper than ${ctx.maxDepth}`);
+    if (Array.isArray(x)) {
+      for (const y of x) stack.push(y, d + 1);
+    } else {
+      for (const k of Object.keys(x)) {
+        ctx.colons += 1 + colonsIn(k);
+        stack.push((x as Record<string, unknown>)[k], d + 1);
+      }
+    }
+  }
 }
 
 /** A JSON Schema (draft 2020-12) fragment: emitted for other languages, and used by the tests' generators. */
@@ -84,6 +124,18 @@ function isUuid(s: string): boolean {
   return true;
 }
 
+/** A name per D3.1.3 §4, `[A-Za-z][A-Za-z0-9_]*`, checked by hand: the regular expression is slower. */
+export function isName(s: string): boolean {
+  if (s.length === 0) return false;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if ((c >= 0x61 && c <= 0x7a) || (c >= 0x41 && c <= 0x5a)) continue;
+    if (i > 0 && (c === 0x5f || (c >= 0x30 && c <= 0x39))) continue;
+    return false;
+  }
+  return true;
+}
+
 export function string(opts: { max?: number; pattern?: RegExp; what?: string } = {}): FieldType<string> {
   const what = opts.what ?? 'a string';
   const check = (s: string, path: string, fail: (path: string, reason: string) => Error, limit: number): void => {
@@ -99,6 +151,7 @@ export function string(opts: { max?: number; pattern?: RegExp; what?: string } =
       if (v.length > ctx.maxStringLength || (opts.max !== undefined && v.length > opts.max) || (opts.pattern !== undefined && !opts.pattern.test(v))) {
         check(v, at(parent, key), (p, r) => new DecodeError(v.length > (opts.max ?? ctx.maxStringLength) ? 400 : 454, p, r), ctx.maxStringLength);
       }
+      if (v.indexOf(':') !== -1) ctx.colons += colonsIn(v);
       return v;
     },
     encode(w, v, parent, key) {
@@ -129,17 +182,35 @@ export function uuid(): FieldType<string> {
 }
 
 /** A name per D3.1.3 §4: `[A-Za-z][A-Za-z0-9_]*`. */
-export const name = (): FieldType<string> => string({ max: 255, pattern: NAME, what: 'a name ([A-Za-z][A-Za-z0-9_]*)' });
+export function name(): FieldType<string> {
+  const what = 'a name ([A-Za-z][A-Za-z0-9_]*)';
+  return {
+    name: 'string',
+    jsonSchema: { type: 'string', maxLength: 255, pattern: NAME.source },
+    decode(v, parent, key) {
+      if (typeof v !== 'string') throw typeError(at(parent, key), what, v);
+      if (v.length > 255) throw new DecodeError(400, at(parent, key), `a string of ${v.length} characters exceeds the limit of 255`);
+      if (!isName(v)) throw new DecodeError(454, at(parent, key), `${shown(v)} is not ${what}`);
+      return v; // a name holds no colon
+    },
+    encode(w, v, parent, key) {
+      if (typeof v !== 'string' || v.length > 255 || !isName(v)) throw emitError(at(parent, key), `${typeof v === 'string' ? shown(v) : typeof v} is not ${what}`);
+      w.string(v);
+    },
+  };
+}
 
 export function time(): FieldType<EbTime> {
   return {
     name: 'time',
     // date-time (RFC 3339) requires the offset, as the data model does.
     jsonSchema: { type: 'string', format: 'date-time' },
-    decode(v, parent, key) {
+    decode(v, parent, key, ctx) {
       if (typeof v !== 'string') throw typeError(at(parent, key), 'an ISO 8601 time with an offset', v);
       try {
-        return EbTime.parse(v);
+        const t = EbTime.parse(v);
+        ctx.colons += v.length === 24 ? 2 : colonsIn(v);
+        return t;
       } catch {
         return EbTime.parse(v, at(parent, key)); // fails again, now naming the field
       }
@@ -207,6 +278,7 @@ export function boolean(): FieldType<boolean> {
 
 export function oneOf<const E extends string>(values: readonly E[], code: ResponseCode = 454): FieldType<E> {
   const set = new Set<string>(values);
+  if (values.some((x) => x.includes(':'))) throw new Error('oneOf: a colon in an enum value would upset the duplicate-key count');
   return {
     name: `enum(${values.join('|')})`,
     jsonSchema: { type: 'string', enum: values },
@@ -281,7 +353,10 @@ export function mapOf<T>(value: FieldType<T>): FieldType<Record<string, T>> {
       const path = at(parent, key);
       if (v === null || typeof v !== 'object' || Array.isArray(v)) throw typeError(path, 'an object', v);
       const out: Record<string, T> = {};
-      for (const k of Object.keys(v)) {
+      const keys = Object.keys(v);
+      ctx.colons += keys.length;
+      for (const k of keys) {
+        if (k.indexOf(':') !== -1) ctx.colons += colonsIn(k);
         if (badKey(k)) throw new DecodeError(454, path, `key ${shown(k)} is empty or longer than 255 characters`);
         const x = value.decode((v as Record<string, unknown>)[k], path, k, ctx);
         // A key named __proto__ must become an own property, never the object's prototype.
@@ -348,9 +423,12 @@ export function decodeFields(spec: Fields, v: Record<string, unknown>, out: Reco
     out[k] = f.type.decode(x, path, k, ctx);
   }
   const keys = Object.keys(v);
+  ctx.colons += keys.length;
   if (keys.length === present) return; // every key is a known field: nothing unknown, no ext_
   for (const k of keys) {
     if (k === skip || Object.prototype.hasOwnProperty.call(spec, k)) continue;
+    ctx.colons += colonsIn(k);
+    walkOpaque(v[k], `${path}.${k}`, ctx);
     if (k.startsWith('ext_')) {
       out[k] = v[k];
     } else {

@@ -19,10 +19,13 @@ function gen(s: JsonSchema, r: Random, depth: number): unknown {
   switch (s['type']) {
     case 'string':
       if (s['format'] === 'uuid') return Array.from({ length: 32 }, () => '0123456789abcdef'[r.int(16)]).join('').replace(/^(.{8})(.{4})(.{4})(.{4})/, '$1-$2-$3-$4-');
-      if (s['format'] === 'date-time') return new Date(BASE + r.int(86_400) * 1000).toISOString();
+      if (s['format'] === 'date-time') {
+        const iso = new Date(BASE + r.int(86_400) * 1000).toISOString();
+        return r.int(3) === 0 ? iso.replace('Z', '+00:00') : iso;
+      }
       if (typeof s['pattern'] === 'string' && (s['pattern'] as string).includes('\\d+\\.\\d+')) return `${r.int(9)}.${r.int(9)}`;
       if (typeof s['pattern'] === 'string') return `n${r.int(1e6)}_x`;
-      return ['', 'a', 'boiler', 'Wärmepumpe 1', 'total.p', 'a "quoted" \\ name', '€'][r.int(7)];
+      return ['', 'a', 'boiler', 'Wärmepumpe 1', 'total.p', 'a "quoted" \\ name', '€', 'note: a:b', ':'][r.int(9)];
     case 'integer': {
       const min = typeof s['minimum'] === 'number' ? s['minimum'] : -1000;
       const max = typeof s['maximum'] === 'number' ? s['maximum'] : min + 100_000;

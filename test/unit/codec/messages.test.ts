@@ -3,6 +3,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { duplicateScans } from '../../../src/codec/duplicate-keys.js';
 import { decode, DecodeError, EbTime, encode, encodeInto, EncodeError, type Message } from '../../../src/codec/index.js';
 
 interface Example { line: number; msg: string; errata: string[]; json: string }
@@ -147,12 +148,52 @@ bad('each mutation of a valid activate gives its code and path', () => {
     ['trailing garbage', `${example('activate')} x`, 400, 'message'],
     ['not an object', '[1,2,3]', 400, 'message'],
     ['empty body', '', 400, 'message'],
+    ['NaN literal', (example('activate')).replace('"quantity":3.4', '"quantity":NaN'), 400, 'message'],
+    ['Infinity literal', (example('activate')).replace('"quantity":3.4', '"quantity":Infinity'), 400, 'message'],
+    ['numeric string NaN', { ...ok, quantity: 'NaN' }, 400, 'activate.quantity'],
+    ['negative modification count', { ...ok, modification_count: -1 }, 454, 'activate.modification_count'],
+    ['duplicate key, last one valid', (example('activate')).replace('"quantity":3.4', '"quantity":"lots","quantity":3.4'), 400, 'activate.quantity'],
+    ['duplicate key, same value', (example('activate')).replace('"quantity":3.4', '"quantity":3.4 , "quantity" :3.4'), 400, 'activate.quantity'],
+    ['duplicate msg', (example('activate')).replace('{', '{"msg":"get_report",'), 400, 'activate.msg'],
   ];
   for (const [what, body, code, path] of cases) {
     const e = decodeError(typeof body === 'string' ? body : JSON.stringify(body));
     assert.is(e.code, code, what);
     assert.is(e.path, path, what);
   }
+});
+
+bad('duplicate keys anywhere are refused with their path; colons and quotes inside strings do not confuse the check', () => {
+  const report = JSON.parse(example('report')) as { values: Record<string, unknown[]> };
+  const [signal, samples] = Object.entries(report.values)[0] as [string, unknown[]];
+  const text = JSON.stringify(report);
+  const dupSignal = text.replace(`"${signal}":`, `"${signal}":${JSON.stringify(samples)},"${signal}":`);
+  assert.is(decodeError(dupSignal).path, `report.values.${signal}`);
+  const gr = { msg: 'get_report', from: '2015-06-01T10:00:00+02:00', to: '2015-06-01T11:00:00+02:00', resolution: 60, signals: ['a.p'] };
+  const withExt = (ext: string): string => `${JSON.stringify(gr).slice(0, -1)},"ext_com_example":${ext}}`;
+  assert.is(decodeError(withExt('{"a":{"k:1":1,"k:1":2}}')).path, 'get_report.ext_com_example.a.k:1');
+  assert.is(decodeError(withExt('[{"q":"\\\":","q":1}]')).path, 'get_report.ext_com_example[0].q');
+  assert.is(decodeError(`${JSON.stringify(gr).slice(0, -1)},"junk":1,"junk":2}`).path, 'get_report.junk');
+  // Colons in times with offsets, in keys and in free text, escaped quotes: no false alarm.
+  const fine = `${JSON.stringify({ ...gr, 'x:y': 'a:b"c:' }).slice(0, -1)},"ext_com_example":{"u:v":["w::", {"\\\"": ":"}]}}`;
+  const scans = duplicateScans;
+  const { message, diagnostics } = decode(fine);
+  assert.is(duplicateScans, scans, 'the colon count matched without a rescan');
+  assert.is(message.msg, 'get_report');
+  assert.ok(diagnostics.some((d) => d.includes('x:y')));
+  const resp = { msg: 'response', msg_id: null, response_code: 200, response_desc: 'a: b: c' };
+  assert.is(decode(JSON.stringify(resp)).message.msg, 'response');
+  assert.is(decodeError(JSON.stringify(resp).replace('"response_code":200', '"response_code":500,"response_code":200')).path, 'response.response_code');
+});
+
+bad('periods: a negative or zero resolution, from >= to', () => {
+  const gr = { msg: 'get_report', from: '2015-06-01T10:00:00+02:00', to: '2015-06-01T11:00:00+02:00', resolution: 60, signals: ['a.p'] };
+  for (const resolution of [-60, 0]) {
+    const e = decodeError(JSON.stringify({ ...gr, resolution }));
+    assert.is(e.code, 454);
+    assert.is(e.path, 'get_report.resolution');
+  }
+  assert.is(decodeError(JSON.stringify({ ...gr, to: '2015-06-01T08:00:00Z' })).path, 'get_report.to');
 });
 
 bad('report values: wrong length, non-numbers and NaN-like strings are refused', () => {
