@@ -3,7 +3,7 @@
  * (a leaked socket cannot hang CI); an unhandled rejection or uncaught exception anywhere fails the run (the library
  * promises never to cause one); and the whole run has a deadline.
  *
- *   node .out/test/run.js [dir] [pattern]      (defaults: .out/test, \.test\.js$)
+ *   node .out/test/run.js [dir] [pattern]      (defaults: .out/test, \.test\.js$; only *.test.js files ever run)
  */
 import { parse } from 'uvu/parse';
 import { run } from 'uvu/run';
@@ -25,7 +25,8 @@ setTimeout(() => {
   process.exit(1);
 }, deadlineMs).unref();
 
-const { suites } = await parse(dir, new RegExp(pattern));
+const parsed = await parse(dir, new RegExp(pattern));
+const suites = parsed.suites.filter((s) => s.name.endsWith('.test.js'));
 await run(suites, { bail: false });
 if (escaped > 0) process.exitCode = 1;
 process.exit(process.exitCode ?? 0);

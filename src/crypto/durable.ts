@@ -1,0 +1,39 @@
+/**
+ * tmp + fsync + rename + directory fsync: after a crash or a power cut the file holds either the old or the new
+ * content, never a mix. Used for the replay state, the sequence reservations and the private key file, which
+ * are small and rarely written (an SD card wears with every write).
+ */
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+
+let tmpCounter = 0;
+
+export async function writeFileDurably(file: string, data: string | Uint8Array, mode = 0o600): Promise<void> {
+  const dir = path.dirname(file);
+  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${tmpCounter++}.tmp`);
+  try {
+    // A crashed earlier process with the same pid (pid 1 in a container) may have left this name behind.
+    await fsp.rm(tmp, { force: true });
+    const fh = await fsp.open(tmp, 'wx', mode);
+    try {
+      await fh.chmod(mode); // the umask may have changed it
+      await fh.writeFile(data);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await fsp.rename(tmp, file);
+    // Without this the rename itself may not survive a power cut.
+    if (process.platform !== 'win32') {
+      const dh = await fsp.open(dir, 'r');
+      try {
+        await dh.sync();
+      } finally {
+        await dh.close();
+      }
+    }
+  } catch (err) {
+    await fsp.rm(tmp, { force: true }).catch(() => undefined);
+    throw err;
+  }
+}

@@ -1,0 +1,390 @@
+/**
+ * Who is who (docs/crypto.md §6 "Keys", "Key distribution and rotation"): the keyring file, public and installed
+ * by the operator, lists the peers with their Ed25519 identity key, their X25519 keys per epoch and the message
+ * types each may send us and receive from us; the private key file (mode 0600, refused otherwise) holds our own
+ * Ed25519 seed, our X25519 secrets per epoch and the group keys of the topics we are in.
+ *
+ * Everything is checked at load, with the JSON path of what is wrong: key lengths, small-order Ed25519 keys (a
+ * forged signature verifies under one with OpenSSL), low-order X25519 keys, unique key ids. Keys are imported
+ * into the backend once, here. Messages about the private file never quote its values.
+ */
+import { createHash } from 'node:crypto';
+import { readFileSync, statSync } from 'node:fs';
+import * as ed from '@noble/ed25519';
+import { EbTime } from '../codec/time.js';
+import type { CryptoBackend, DhPublic, DhSecret, SigningKey, VerifyKey } from './backend.js';
+import { CryptoError } from './errors.js';
+import { KNOWN_TYPES } from './types.js';
+
+export const KEYRING_FORMAT = 'heh-keyring/1';
+export const PRIVATE_FORMAT = 'heh-private/1';
+
+/** An X25519 public key of a peer, valid from notBefore (epoch ms) to notAfter (or for ever). */
+export interface PeerEpoch {
+  readonly kid: string;
+  readonly key: DhPublic;
+  readonly notBefore: number;
+  readonly notAfter: number | undefined;
+}
+
+export interface Peer {
+  readonly id: string;
+  readonly roles: readonly string[];
+  readonly ed25519: VerifyKey;
+  /** SHA-256(Ed25519 key)[0..8] in hex: the sender identity its sequence numbers (and our replay window) belong to. */
+  readonly identity: string;
+  /** Oldest first; key_update appends. */
+  readonly epochs: PeerEpoch[];
+  /** Types this peer may send us. */
+  readonly maySend: ReadonlySet<string>;
+  /** Types we may send this peer. */
+  readonly mayReceive: ReadonlySet<string>;
+  /** Topics this peer may broadcast on (SIGNED and GROUP modes). */
+  readonly topics: ReadonlySet<string>;
+}
+
+export interface OwnEpoch {
+  readonly kid: string;
+  readonly secret: DhSecret;
+  readonly notBefore: number;
+  readonly notAfter: number | undefined;
+}
+
+export interface GroupKey {
+  readonly topic: string;
+  readonly kid: string;
+  readonly key: Uint8Array;
+  readonly notBefore: number;
+  readonly notAfter: number | undefined;
+}
+
+/** kid(X) = SHA-256(X25519 public key)[0..8], as 16 hex digits. Only for lookup: security rests on the full keys. */
+export function keyId(x25519Public: Uint8Array): string {
+  return createHash('sha256').update(x25519Public).digest('hex').slice(0, 16);
+}
+
+/** The id of a group key, domain-separated so that it says nothing usable about the key. */
+export function groupKeyId(key: Uint8Array): string {
+  return createHash('sha256').update('HEH-E2E/v1/group\0').update(key).digest('hex').slice(0, 16);
+}
+
+/** The recipient field of a SIGNED broadcast: the topic's id. */
+export function topicId(topic: string): string {
+  return createHash('sha256').update('HEH-E2E/v1/topic\0').update(topic).digest('hex').slice(0, 16);
+}
+
+const B64_32 = /^[A-Za-z0-9_-]{43}$/;
+const ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
+/** Reads JSON values with the path of each one, so that every error names what was wrong and where. */
+class Reader {
+  constructor(readonly file: string, readonly secret: boolean) {}
+
+  fail(path: string, reason: string): never {
+    throw new CryptoError('KEYRING_INVALID', `${this.file}: ${path}: ${reason}`);
+  }
+
+  object(v: unknown, path: string): Record<string, unknown> {
+    if (v === null || typeof v !== 'object' || Array.isArray(v)) this.fail(path, `expected an object, found ${this.describe(v)}`);
+    return v as Record<string, unknown>;
+  }
+
+  array(v: unknown, path: string): unknown[] {
+    if (!Array.isArray(v)) this.fail(path, `expected an array, found ${this.describe(v)}`);
+    return v;
+  }
+
+  string(v: unknown, path: string): string {
+    if (typeof v !== 'string') this.fail(path, `expected a string, found ${this.describe(v)}`);
+    return v;
+  }
+
+  key32(v: unknown, path: string): Uint8Array {
+    if (typeof v !== 'string' || !B64_32.test(v)) this.fail(path, `expected 32 bytes in base64url (43 characters), found ${this.describe(v)}`);
+    return new Uint8Array(Buffer.from(v, 'base64url'));
+  }
+
+  time(v: unknown, path: string): number {
+    try {
+      return EbTime.parse(this.string(v, path), path).epochMs;
+    } catch (err) {
+      if (err instanceof CryptoError) throw err;
+      return this.fail(path, `expected an ISO 8601 time with an offset, found ${this.describe(v)}`);
+    }
+  }
+
+  optionalTime(v: unknown, path: string): number | undefined {
+    return v === undefined ? undefined : this.time(v, path);
+  }
+
+  types(v: unknown, path: string): Set<string> {
+    const out = new Set<string>();
+    if (v === undefined) return out;
+    this.array(v, path).forEach((t, i) => {
+      const type = this.string(t, `${path}[${i}]`);
+      if (!KNOWN_TYPES.includes(type)) this.fail(`${path}[${i}]`, `unknown message type "${type}"`);
+      out.add(type);
+    });
+    return out;
+  }
+
+  strings(v: unknown, path: string): string[] {
+    if (v === undefined) return [];
+    return this.array(v, path).map((s, i) => this.string(s, `${path}[${i}]`));
+  }
+
+  describe(v: unknown): string {
+    if (this.secret) return v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v;
+    if (typeof v === 'string') return JSON.stringify(v.length > 60 ? `${v.slice(0, 60)}...` : v);
+    return v === null ? 'null' : Array.isArray(v) ? 'an array' : v === undefined ? 'nothing' : typeof v;
+  }
+}
+
+/**
+ * Refuses an Ed25519 public key that is not canonical, of small order (docs/crypto.md pitfall 4: a forged
+ * signature verifies under it with OpenSSL), or with a torsion component. An honestly generated key is always in
+ * the prime-order subgroup; a mixed-order one is where OpenSSL (cofactorless) and noble (cofactored) disagree on
+ * the "Taming the many EdDSAs" cases 2-5, so refusing it here makes both backends give the same verdicts.
+ */
+function checkEd25519(r: Reader, bytes: Uint8Array, path: string): void {
+  let point: ed.Point;
+  try {
+    point = ed.Point.fromBytes(bytes, false);
+  } catch {
+    return r.fail(path, 'not a valid Ed25519 public key');
+  }
+  if (point.isSmallOrder()) {
+    throw new CryptoError('SMALL_ORDER_KEY', `${r.file}: ${path}: an Ed25519 key of small order (any signature would verify under it)`);
+  }
+  if (!point.isTorsionFree()) {
+    throw new CryptoError('SMALL_ORDER_KEY', `${r.file}: ${path}: an Ed25519 key with a small-order component (no honest key has one)`);
+  }
+}
+
+/** Refuses a low-order X25519 public key: a DH with it gives all zeros, which both backends refuse. */
+/** The same check for one key outside a keyring file (tests, tools): throws CryptoError BAD_KEY or SMALL_ORDER_KEY. */
+export function checkIdentityKey(publicKey: Uint8Array, where = 'Ed25519 key'): void {
+  if (publicKey.length !== 32) throw new CryptoError('BAD_KEY', `${where}: expected 32 bytes, got ${publicKey.length}`);
+  try {
+    checkEd25519(new Reader(where, false), publicKey, '$');
+  } catch (err) {
+    if (err instanceof CryptoError && err.code === 'KEYRING_INVALID') throw new CryptoError('BAD_KEY', err.message);
+    throw err;
+  }
+}
+
+function checkX25519(r: Reader, backend: CryptoBackend, probe: DhSecret, bytes: Uint8Array, path: string): DhPublic {
+  const key = backend.dhPublic(bytes);
+  try {
+    backend.dh(probe, key);
+  } catch {
+    throw new CryptoError('LOW_ORDER_KEY', `${r.file}: ${path}: an X25519 key of low order`);
+  }
+  return key;
+}
+
+function checkPeriod(r: Reader, notBefore: number, notAfter: number | undefined, path: string): void {
+  if (notAfter !== undefined && notAfter <= notBefore) r.fail(`${path}.notAfter`, 'is not after notBefore');
+}
+
+export interface KeyringSources {
+  /** The parsed keyring (public) and its file name for messages. */
+  keyring: unknown;
+  keyringFile?: string;
+  /** The parsed private key file and its file name for messages. */
+  privateKey: unknown;
+  privateKeyFile?: string;
+}
+
+export class Keyring {
+  readonly id: string;
+  readonly signing: SigningKey;
+  readonly own: OwnEpoch[] = [];
+  readonly peers = new Map<string, Peer>();
+  readonly groups = new Map<string, GroupKey[]>();
+  readonly #peerKids = new Map<string, { peer: Peer; epoch: PeerEpoch }>();
+  readonly #ownKids = new Map<string, OwnEpoch>();
+  readonly #groupKids = new Map<string, GroupKey>();
+  readonly #backend: CryptoBackend;
+  readonly #probe: DhSecret;
+
+  /** Loads and checks both files; the private key file must not be readable by group or others. */
+  static load(keyringFile: string, privateKeyFile: string, backend: CryptoBackend): Keyring {
+    checkPrivateFileMode(privateKeyFile);
+    return new Keyring(backend, {
+      keyring: readJson(keyringFile, false), keyringFile,
+      privateKey: readJson(privateKeyFile, true), privateKeyFile,
+    });
+  }
+
+  constructor(backend: CryptoBackend, sources: KeyringSources) {
+    this.#backend = backend;
+    // Any valid secret works as the probe for low-order checks; this one is fixed so that loading is deterministic.
+    this.#probe = backend.dhSecret(new Uint8Array(32).fill(7));
+    const pr = new Reader(sources.privateKeyFile ?? 'private key', true);
+    const priv = pr.object(sources.privateKey, '$');
+    if (priv['format'] !== PRIVATE_FORMAT) pr.fail('$.format', `expected "${PRIVATE_FORMAT}"`);
+    this.id = pr.string(priv['id'], '$.id');
+    if (!ID.test(this.id)) pr.fail('$.id', 'expected an id of letters, digits, ".", "_" or "-"');
+    this.signing = backend.signingKey(pr.key32(priv['ed25519'], '$.ed25519'));
+    pr.array(priv['x25519'], '$.x25519').forEach((e, i) => {
+      const p = `$.x25519[${i}]`;
+      const o = pr.object(e, p);
+      const secret = backend.dhSecret(pr.key32(o['secret'], `${p}.secret`));
+      const notBefore = pr.time(o['notBefore'], `${p}.notBefore`);
+      const notAfter = pr.optionalTime(o['notAfter'], `${p}.notAfter`);
+      checkPeriod(pr, notBefore, notAfter, p);
+      this.#addOwn({ kid: keyId(secret.publicKey), secret, notBefore, notAfter }, pr, p);
+    });
+    if (this.own.length === 0) pr.fail('$.x25519', 'no X25519 key');
+    const groups = priv['groups'] === undefined ? {} : pr.object(priv['groups'], '$.groups');
+    for (const [topic, list] of Object.entries(groups)) {
+      pr.array(list, `$.groups.${topic}`).forEach((e, i) => {
+        const p = `$.groups.${topic}[${i}]`;
+        const o = pr.object(e, p);
+        const key = pr.key32(o['key'], `${p}.key`);
+        const notBefore = pr.time(o['notBefore'], `${p}.notBefore`);
+        const notAfter = pr.optionalTime(o['notAfter'], `${p}.notAfter`);
+        checkPeriod(pr, notBefore, notAfter, p);
+        const g: GroupKey = { topic, kid: groupKeyId(key), key, notBefore, notAfter };
+        if (this.#groupKids.has(g.kid)) pr.fail(p, 'the same group key appears twice');
+        this.#groupKids.set(g.kid, g);
+        this.groups.set(topic, [...(this.groups.get(topic) ?? []), g]);
+      });
+    }
+
+    const kr = new Reader(sources.keyringFile ?? 'keyring', false);
+    const ring = kr.object(sources.keyring, '$');
+    if (ring['format'] !== KEYRING_FORMAT) kr.fail('$.format', `expected "${KEYRING_FORMAT}", found ${kr.describe(ring['format'])}`);
+    for (const [id, entry] of Object.entries(kr.object(ring['peers'], '$.peers'))) {
+      const p = `$.peers.${id}`;
+      if (!ID.test(id)) kr.fail(p, 'a peer id is letters, digits, ".", "_" or "-"');
+      if (id === this.id) kr.fail(p, `is our own id (${this.id})`);
+      const o = kr.object(entry, p);
+      const edBytes = kr.key32(o['ed25519'], `${p}.ed25519`);
+      checkEd25519(kr, edBytes, `${p}.ed25519`);
+      const peer: Peer = {
+        id, roles: kr.strings(o['roles'], `${p}.roles`), ed25519: backend.verifyKey(edBytes), identity: keyId(edBytes), epochs: [],
+        maySend: kr.types(o['maySend'], `${p}.maySend`), mayReceive: kr.types(o['mayReceive'], `${p}.mayReceive`),
+        topics: new Set(kr.strings(o['topics'], `${p}.topics`)),
+      };
+      this.peers.set(id, peer);
+      kr.array(o['x25519'], `${p}.x25519`).forEach((e, i) => {
+        const q = `${p}.x25519[${i}]`;
+        const x = kr.object(e, q);
+        const notBefore = kr.time(x['notBefore'], `${q}.notBefore`);
+        const notAfter = kr.optionalTime(x['notAfter'], `${q}.notAfter`);
+        checkPeriod(kr, notBefore, notAfter, q);
+        this.#addPeerEpoch(peer, kr.key32(x['pub'], `${q}.pub`), notBefore, notAfter, kr, q);
+      });
+    }
+  }
+
+  /** The peer and epoch of a sender key id. */
+  peerByKid(kid: string): { peer: Peer; epoch: PeerEpoch } | undefined {
+    return this.#peerKids.get(kid);
+  }
+
+  ownByKid(kid: string): OwnEpoch | undefined {
+    return this.#ownKids.get(kid);
+  }
+
+  groupByKid(kid: string): GroupKey | undefined {
+    return this.#groupKids.get(kid);
+  }
+
+  /** Our newest X25519 key in force at `now`: the one we send with. */
+  currentOwn(now: number): OwnEpoch | undefined {
+    return newest(this.own, now);
+  }
+
+  /** The peer's newest X25519 key in force at `now`: the one we send to. */
+  currentPeer(peer: Peer, now: number): PeerEpoch | undefined {
+    return newest(peer.epochs, now);
+  }
+
+  currentGroup(topic: string, now: number): GroupKey | undefined {
+    return newest(this.groups.get(topic) ?? [], now);
+  }
+
+  /**
+   * Adds a peer's announced X25519 key (a verified key_update). Returns false when the key was already known.
+   * The key is checked like one from the keyring file.
+   */
+  learn(peer: Peer, publicKey: Uint8Array, notBefore: number, notAfter: number | undefined): boolean {
+    const kid = keyId(publicKey);
+    const known = this.#peerKids.get(kid);
+    if (known !== undefined) {
+      if (known.peer !== peer) throw new CryptoError('BAD_KEY', `key_update from ${peer.id}: the key id ${kid} belongs to ${known.peer.id}`);
+      return false;
+    }
+    if (this.#ownKids.has(kid)) throw new CryptoError('BAD_KEY', `key_update from ${peer.id}: the key id ${kid} is one of our own keys`);
+    const r = new Reader(`key_update from ${peer.id}`, false);
+    checkPeriod(r, notBefore, notAfter, '$');
+    this.#addPeerEpoch(peer, publicKey, notBefore, notAfter, r, '$.x25519');
+    return true;
+  }
+
+  /** Adds one of our own X25519 secrets (after a rotation). */
+  addOwnSecret(secret: Uint8Array, notBefore: number, notAfter: number | undefined): OwnEpoch {
+    const s = this.#backend.dhSecret(secret);
+    const epoch: OwnEpoch = { kid: keyId(s.publicKey), secret: s, notBefore, notAfter };
+    this.#addOwn(epoch, new Reader('rotation', true), '$');
+    return epoch;
+  }
+
+  #addOwn(epoch: OwnEpoch, r: Reader, path: string): void {
+    if (this.#ownKids.has(epoch.kid)) r.fail(path, 'the same X25519 key appears twice');
+    this.#ownKids.set(epoch.kid, epoch);
+    this.own.push(epoch);
+  }
+
+  #addPeerEpoch(peer: Peer, pub: Uint8Array, notBefore: number, notAfter: number | undefined, r: Reader, path: string): void {
+    const key = checkX25519(r, this.#backend, this.#probe, pub, path);
+    const epoch: PeerEpoch = { kid: keyId(pub), key, notBefore, notAfter };
+    const other = this.#peerKids.get(epoch.kid);
+    if (other !== undefined || this.#ownKids.has(epoch.kid)) {
+      r.fail(path, `key id ${epoch.kid} is already used by ${other?.peer.id ?? 'our own key'}`);
+    }
+    this.#peerKids.set(epoch.kid, { peer, epoch });
+    peer.epochs.push(epoch);
+  }
+}
+
+function newest<E extends { notBefore: number; notAfter: number | undefined }>(list: readonly E[], now: number): E | undefined {
+  let best: E | undefined;
+  for (const e of list) {
+    if (e.notBefore > now || (e.notAfter !== undefined && e.notAfter <= now)) continue;
+    if (best === undefined || e.notBefore >= best.notBefore) best = e;
+  }
+  return best;
+}
+
+/** A key file readable by group or others is refused: it would have leaked already on a shared machine. */
+export function checkPrivateFileMode(file: string): void {
+  let mode: number;
+  try {
+    mode = statSync(file).mode;
+  } catch (err) {
+    throw new CryptoError('KEYRING_INVALID', `cannot read the private key file ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+  }
+  if ((mode & 0o077) !== 0) {
+    throw new CryptoError('KEY_FILE_PERMISSIONS',
+      `the private key file ${file} is readable by group or others (mode ${(mode & 0o777).toString(8).padStart(4, '0')}): run chmod 600 ${file}`);
+  }
+}
+
+function readJson(file: string, secret: boolean): unknown {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new CryptoError('KEYRING_INVALID', `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+  }
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    // JSON.parse quotes the text near the error: never for the private key file.
+    throw new CryptoError('KEYRING_INVALID', `${file}: not valid JSON${secret ? '' : ` (${(err as Error).message})`}`);
+  }
+}

@@ -1,0 +1,226 @@
+/**
+ * Replay protection for HEH-E2E v1 (docs/crypto.md §6): the sender's persisted u64 sequence and the receiver's
+ * per-sender 64-wide sliding window. Both state files fail closed: a corrupt file is an error, never a fresh start,
+ * because a reset sender repeats numbers its peers will drop and a reset receiver accepts replays.
+ */
+import { promises as fsp } from 'node:fs';
+import { writeFileDurably } from './durable.js';
+
+export type ReplayErrorCode = 'CORRUPT_STATE' | 'TOO_MANY_SENDERS' | 'IO';
+
+export class ReplayStateError extends Error {
+  override name = 'ReplayStateError';
+  constructor(readonly code: ReplayErrorCode, message: string, readonly file?: string, options?: { cause: unknown }) {
+    super(file === undefined ? message : `${file}: ${message}`, options);
+  }
+}
+
+const U64_END = 1n << 64n; // one past the largest u64
+const MASK64 = U64_END - 1n;
+const DECIMAL = /^[1-9][0-9]{0,19}$/;
+const HEX16 = /^[0-9a-f]{16}$/;
+
+async function writeDurably(file: string, text: string): Promise<void> {
+  try {
+    await writeFileDurably(file, text, 0o600);
+  } catch (err) {
+    throw new ReplayStateError('IO', `cannot write state: ${(err as Error).message}`, file, { cause: err });
+  }
+}
+
+/** The parsed top-level object, or undefined when the file does not exist. */
+async function readState(file: string, format: string): Promise<Record<string, unknown> | undefined> {
+  let text: string;
+  try {
+    text = await fsp.readFile(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new ReplayStateError('IO', `cannot read state: ${(err as Error).message}`, file, { cause: err });
+  }
+  const corrupt = (what: string) => new ReplayStateError('CORRUPT_STATE', `corrupt replay state (${what}); refusing to reset it, repair or remove it by hand`, file);
+  if (text.trim() === '') throw corrupt('empty file');
+  let value: unknown;
+  try { value = JSON.parse(text); } catch { throw corrupt('not JSON, perhaps truncated'); }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw corrupt('not a JSON object');
+  const obj = value as Record<string, unknown>;
+  if (obj['format'] !== format) throw corrupt(`format is not "${format}"`);
+  return obj;
+}
+
+function corruptIf(bad: boolean, file: string, what: string): void {
+  if (bad) throw new ReplayStateError('CORRUPT_STATE', `corrupt replay state (${what}); refusing to reset it, repair or remove it by hand`, file);
+}
+
+/**
+ * The sender's sequence numbers. The file holds `reservedUpTo`, the first number not yet reserved; every number
+ * below it may have been handed out, so after a restart we continue from it: a crash skips numbers, never repeats
+ * one. One durable write per block keeps SD-card wear at one write per `block` messages.
+ */
+export class SequenceReserver {
+  #next: bigint;
+  #reservedUpTo: bigint;
+  #reserving: Promise<void> | undefined;
+  #writes = 0;
+
+  private constructor(readonly file: string, readonly block: bigint, next: bigint) {
+    this.#next = next;
+    this.#reservedUpTo = next;
+  }
+
+  static async open(file: string, opts: { block?: number } = {}): Promise<SequenceReserver> {
+    const block = opts.block ?? 1024;
+    if (!Number.isSafeInteger(block) || block < 1) throw new RangeError(`block must be a positive integer, got ${block}`);
+    const state = await readState(file, 'heh-seq/1');
+    let start = 1n;
+    if (state !== undefined) {
+      const r = state['reservedUpTo'];
+      corruptIf(typeof r !== 'string' || !DECIMAL.test(r) || BigInt(r) > U64_END, file, 'reservedUpTo is not a decimal in 1..2^64');
+      start = BigInt(r as string);
+    }
+    const s = new SequenceReserver(file, BigInt(block), start);
+    await s.#reserve();
+    return s;
+  }
+
+  /** Numbers below this are on disk as used; a reopen continues here. */
+  get reservedUpTo(): bigint { return this.#reservedUpTo; }
+  /** Durable writes done by this instance, including the one in open(). */
+  get writeCount(): number { return this.#writes; }
+
+  /** The next number if the reserved block has one left, else undefined (then use take()). */
+  tryTake(): bigint | undefined {
+    return this.#next < this.#reservedUpTo ? this.#next++ : undefined;
+  }
+
+  /** Like tryTake(), but an exhausted block is a programming error here: the caller should have used take(). */
+  next(): bigint {
+    const n = this.tryTake();
+    if (n === undefined) throw new RangeError(`${this.file}: reserved sequence block exhausted; use take()`);
+    return n;
+  }
+
+  async take(): Promise<bigint> {
+    for (;;) {
+      const n = this.tryTake();
+      if (n !== undefined) return n;
+      // Waiters resume in the order they arrived, so numbers follow call order; all share one write.
+      await (this.#reserving ??= this.#reserve().finally(() => { this.#reserving = undefined; }));
+    }
+  }
+
+  async #reserve(): Promise<void> {
+    const upTo = this.#reservedUpTo + this.block < U64_END ? this.#reservedUpTo + this.block : U64_END;
+    if (upTo === this.#reservedUpTo) throw new RangeError(`${this.file}: u64 sequence space exhausted`);
+    this.#writes++;
+    await writeDurably(this.file, `${JSON.stringify({ format: 'heh-seq/1', reservedUpTo: upTo.toString() })}\n`);
+    this.#reservedUpTo = upTo; // only now may these numbers leave the process
+  }
+}
+
+export type Verdict = 'new' | 'duplicate' | 'too-old';
+interface SenderWindow { max: bigint; bitmap: bigint } // bit i set = seq (max - i) seen
+
+/**
+ * The receiver's anti-replay state per sender kid (16 lower-case hex digits): the highest seq seen and a 64-bit
+ * bitmap of the 64 numbers ending at it, as in IPsec/DTLS, because requeues and several channels reorder messages.
+ *
+ * maxSenders bounds memory and file size. A new sender beyond it is refused rather than an old one evicted: an
+ * evicted window forgets its maxSeq, and every message that sender ever sent would then be accepted again.
+ * Kids come from the keyring, so hitting the bound means a misconfiguration, and failing closed is the safe answer.
+ */
+export class ReplayWindow {
+  readonly #senders = new Map<string, SenderWindow>();
+  #version = 0; // bumped by every state change
+  #durableVersion = 0;
+  #inFlight: { version: number; done: Promise<void> } | undefined;
+  #queued: Promise<void> | undefined;
+  #writes = 0;
+
+  private constructor(readonly file: string, readonly maxSenders: number) {}
+
+  static async open(file: string, opts: { maxSenders?: number } = {}): Promise<ReplayWindow> {
+    const maxSenders = opts.maxSenders ?? 10_000;
+    if (!Number.isSafeInteger(maxSenders) || maxSenders < 1) throw new RangeError(`maxSenders must be a positive integer, got ${maxSenders}`);
+    const w = new ReplayWindow(file, maxSenders);
+    const state = await readState(file, 'heh-replay/1');
+    if (state === undefined) return w;
+    const senders = state['senders'];
+    corruptIf(typeof senders !== 'object' || senders === null || Array.isArray(senders), file, 'senders is not an object');
+    // More senders than maxSenders (the limit was lowered) are all kept: dropping any would reopen replays.
+    for (const [kid, v] of Object.entries(senders as object)) {
+      const e = (typeof v === 'object' && v !== null ? v : {}) as Record<string, unknown>;
+      const max = e['max'], bitmap = e['bitmap'];
+      corruptIf(!HEX16.test(kid), file, `sender kid ${JSON.stringify(kid.slice(0, 40))} is not 16 hex digits`);
+      corruptIf(typeof max !== 'string' || !DECIMAL.test(max) || BigInt(max) >= U64_END, file, `max of ${kid} is not a decimal in 1..2^64-1`);
+      corruptIf(typeof bitmap !== 'string' || !HEX16.test(bitmap) || (BigInt(`0x${bitmap}`) & 1n) === 0n, file, `bitmap of ${kid} is not 16 hex digits with bit 0 set`);
+      w.#senders.set(kid, { max: BigInt(max as string), bitmap: BigInt(`0x${bitmap as string}`) });
+    }
+    return w;
+  }
+
+  get size(): number { return this.#senders.size; }
+  /** Durable writes done by this instance. */
+  get writeCount(): number { return this.#writes; }
+
+  check(kid: string, seq: bigint): Verdict {
+    if (!HEX16.test(kid)) throw new TypeError(`kid must be 16 lower-case hex digits, got ${JSON.stringify(kid.slice(0, 40))}`);
+    if (seq < 1n || seq >= U64_END) return 'too-old'; // 0 is never sent, so it can only be forged or a reset sender
+    const w = this.#senders.get(kid);
+    if (w === undefined || seq > w.max) return 'new';
+    const behind = w.max - seq;
+    if (behind > 63n) return 'too-old';
+    return (w.bitmap >> behind) & 1n ? 'duplicate' : 'new';
+  }
+
+  /** Records seq and returns what check() said before; recording a duplicate or too-old seq changes nothing. */
+  accept(kid: string, seq: bigint): Verdict {
+    const verdict = this.check(kid, seq);
+    if (verdict !== 'new') return verdict;
+    const w = this.#senders.get(kid);
+    if (w === undefined) {
+      if (this.#senders.size >= this.maxSenders) {
+        throw new ReplayStateError('TOO_MANY_SENDERS', `refusing sender ${kid}: already tracking ${this.maxSenders} senders (maxSenders)`, this.file);
+      }
+      this.#senders.set(kid, { max: seq, bitmap: 1n });
+    } else if (seq > w.max) {
+      const shift = seq - w.max;
+      w.bitmap = shift > 63n ? 1n : ((w.bitmap << shift) | 1n) & MASK64;
+      w.max = seq;
+    } else {
+      w.bitmap |= 1n << (w.max - seq);
+    }
+    this.#version++;
+    return verdict;
+  }
+
+  /**
+   * Writes the state durably. Group commit: at most one write in flight plus one queued; a call resolves only after
+   * a write that began after the call's accepts, so "persist, then ack" is safe however many callers pile up.
+   */
+  persist(): Promise<void> {
+    const inFlight = this.#inFlight;
+    if (inFlight === undefined) {
+      if (this.#version === this.#durableVersion) return Promise.resolve();
+      const version = this.#version;
+      const text = this.#serialize(); // snapshot now: accepts made during the write belong to the next one
+      this.#writes++;
+      const done = writeDurably(this.file, text)
+        .then(() => { this.#durableVersion = Math.max(this.#durableVersion, version); })
+        .finally(() => { this.#inFlight = undefined; });
+      this.#inFlight = { version, done };
+      return done;
+    }
+    if (inFlight.version === this.#version) return inFlight.done;
+    // The in-flight snapshot misses our accepts; share one follow-up write, whatever became of the current one.
+    return (this.#queued ??= inFlight.done.catch(() => undefined).then(() => {
+      this.#queued = undefined;
+      return this.persist();
+    }));
+  }
+
+  #serialize(): string {
+    const senders: Record<string, { max: string; bitmap: string }> = {};
+    for (const [kid, w] of this.#senders) senders[kid] = { max: w.max.toString(), bitmap: w.bitmap.toString(16).padStart(16, '0') };
+    return `${JSON.stringify({ format: 'heh-replay/1', senders })}\n`;
+  }
+}
