@@ -1,53 +1,53 @@
 /**
- * The command line of the project's one deployable file: key management now, the hub itself later.
+ * `ebadge`: the operator's command line (one bundled file, dist/ebadge.js). Key management, message validation,
+ * and sending, requesting and listening on the bus as an entity. `--help` works everywhere.
  *
- *   keygen --id <id> --out <private key file> [--public <file>] [--force] [--backend auto|node|noble]
- *   keyring verify --keyring <file> --private-key <file> [--backend auto|node|noble]
- *   keyring rotate --private-key <file> [--not-before <ISO time>] [--grace-hours <n>]
- *
- * Exit codes: 0 done, 1 the files are invalid or an operation failed, 2 a usage error. Nothing secret is printed.
+ * Exit codes: 0 done, 1 a failure (invalid files or messages, no reply, a refused connection), 2 a usage error.
+ * Nothing secret is printed.
  */
-import { existsSync, writeFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
-import { EbTime } from './codec/time.js';
-import {
-  CryptoError, generateIdentity, Keyring, publicEntry, readPrivateKeyFile, rotateX25519, selectBackend, writePrivateKeyFile,
-} from './crypto/index.js';
+import { AmqpError } from './amqp/index.js';
+import { BusError } from './bus/index.js';
+import { BUS_USAGE, listen, request, send } from './cli/bus.js';
+import { UsageError, type Io } from './cli/common.js';
+import { keygen, KEYS_USAGE, rotate, verify } from './cli/keys.js';
+import { validate } from './cli/validate.js';
+import { CryptoError } from './crypto/index.js';
 
-export interface Io {
-  out(line: string): void;
-  err(line: string): void;
-}
+export type { Io } from './cli/common.js';
 
-const USAGE = `usage:
-  keygen --id <id> --out <private key file> [--public <file>] [--force] [--backend auto|node|noble]
-  keyring verify --keyring <file> --private-key <file> [--backend auto|node|noble]
-  keyring rotate --private-key <file> [--not-before <ISO time>] [--grace-hours <n>]`;
+const USAGE = `usage: ebadge COMMAND ...
+${BUS_USAGE}
+  validate [FILE|-]            one JSON message per line: "ok TYPE" or "error CODE PATH: reason"
+${KEYS_USAGE}`;
 
-class UsageError extends Error {}
+const stdio: Io = {
+  out: (l) => process.stdout.write(`${l}\n`),
+  err: (l) => process.stderr.write(`${l}\n`),
+  stdin: async () => {
+    const chunks: Buffer[] = [];
+    for await (const c of process.stdin) chunks.push(c as Buffer);
+    return Buffer.concat(chunks).toString('utf8');
+  },
+};
 
-type Backend = 'auto' | 'node' | 'noble';
-
-function backendOption(v: string | undefined): Backend {
-  if (v === undefined) return 'auto';
-  if (v !== 'auto' && v !== 'node' && v !== 'noble') throw new UsageError(`--backend: expected auto, node or noble, found "${v}"`);
-  return v;
-}
-
-function need(v: string | undefined, flag: string): string {
-  if (v === undefined || v === '') throw new UsageError(`${flag} is required`);
-  return v;
-}
-
-export async function main(argv: string[], io: Io = { out: (l) => process.stdout.write(`${l}\n`), err: (l) => process.stderr.write(`${l}\n`) }): Promise<number> {
+export async function main(argv: string[], io: Io = stdio, signal?: AbortSignal): Promise<number> {
   try {
     const [command, ...rest] = argv;
-    if (command === 'keygen') return await keygen(rest, io);
-    if (command === 'keyring' && rest[0] === 'verify') return verify(rest.slice(1), io);
-    if (command === 'keyring' && rest[0] === 'rotate') return await rotate(rest.slice(1), io);
-    if (command === undefined || command === '--help' || command === 'help') {
+    if (command === undefined || command === '--help' || command === 'help' || rest.includes('--help') || rest.includes('-h')) {
       io.out(USAGE);
       return command === undefined ? 2 : 0;
+    }
+    switch (command) {
+      case 'send': return await send(rest, io);
+      case 'request': return await request(rest, io);
+      case 'listen': return await listen(rest, io, signal);
+      case 'validate': return await validate(rest, io);
+      case 'keygen': return await keygen(rest, io);
+      case 'keyring':
+        if (rest[0] === 'verify') return verify(rest.slice(1), io);
+        if (rest[0] === 'rotate') return await rotate(rest.slice(1), io);
+        break;
+      default:
     }
     throw new UsageError(`unknown command "${[command, ...rest.slice(0, 1)].join(' ')}"`);
   } catch (err) {
@@ -55,74 +55,25 @@ export async function main(argv: string[], io: Io = { out: (l) => process.stdout
       io.err(`error: ${(err as Error).message}\n${USAGE}`);
       return 2;
     }
-    if (err instanceof CryptoError) {
+    if (err instanceof CryptoError || err instanceof BusError || err instanceof AmqpError) {
       io.err(`error: ${err.message} [${err.code}]`);
       return 1;
     }
-    io.err(`error: ${(err as Error).message}`);
+    io.err(`error: ${(err as Error).message ?? String(err)}`);
     return 1;
   }
 }
 
-async function keygen(args: string[], io: Io): Promise<number> {
-  const { values } = parseArgs({ args, options: {
-    id: { type: 'string' }, out: { type: 'string' }, public: { type: 'string' }, force: { type: 'boolean' }, backend: { type: 'string' },
-  }, strict: true });
-  const id = need(values.id, '--id');
-  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(id)) throw new UsageError(`--id: letters, digits, ".", "_" or "-", found "${id}"`);
-  const out = need(values.out, '--out');
-  if (existsSync(out) && values.force !== true) throw new UsageError(`${out} exists: a new identity would replace the old one (use --force)`);
-  const { privateKey, publicEntry: entry } = generateIdentity(id, selectBackend(backendOption(values.backend)));
-  await writePrivateKeyFile(out, privateKey);
-  const text = JSON.stringify({ [id]: { roles: [], ...entry, maySend: [], mayReceive: [] } }, null, 2);
-  if (values.public !== undefined) writeFileSync(values.public, `${text}\n`);
-  io.out(text);
-  io.err(`wrote the private key of ${id} to ${out} (mode 0600); the JSON above goes into the peers of the other parties' keyrings`);
-  return 0;
+/** Runs the command line of this process, with Ctrl-C ending a `listen` cleanly. */
+export function run(): void {
+  const abort = new AbortController();
+  process.once('SIGINT', () => abort.abort());
+  process.once('SIGTERM', () => abort.abort());
+  main(process.argv.slice(2), stdio, abort.signal).then(
+    (code) => { process.exitCode = code; },
+    (err: unknown) => { process.stderr.write(`fatal: ${String(err)}\n`); process.exitCode = 1; },
+  );
 }
 
-function verify(args: string[], io: Io): number {
-  const { values } = parseArgs({ args, options: { keyring: { type: 'string' }, 'private-key': { type: 'string' }, backend: { type: 'string' } }, strict: true });
-  const backend = selectBackend(backendOption(values.backend));
-  const ring = Keyring.load(need(values.keyring, '--keyring'), need(values['private-key'], '--private-key'), backend);
-  const now = Date.now();
-  let warnings = 0;
-  const current = ring.currentOwn(now);
-  io.out(`identity ${ring.id}: ${ring.own.length} X25519 key(s), in force: ${current?.kid ?? 'none'} (backend ${backend.name})`);
-  if (current === undefined) warnings++;
-  for (const peer of ring.peers.values()) {
-    const key = ring.currentPeer(peer, now);
-    io.out(`peer ${peer.id}: ${peer.epochs.length} X25519 key(s), in force: ${key?.kid ?? 'none'}; may send ${peer.maySend.size} type(s), may receive ${peer.mayReceive.size}${peer.topics.size > 0 ? `; topics ${[...peer.topics].join(', ')}` : ''}`);
-    if (key === undefined) {
-      io.err(`warning: no X25519 key of ${peer.id} is in force now: nothing can be sealed to it`);
-      warnings++;
-    }
-  }
-  io.out(warnings === 0 ? 'keyring OK' : `keyring OK with ${warnings} warning(s)`);
-  return 0;
-}
-
-async function rotate(args: string[], io: Io): Promise<number> {
-  const { values } = parseArgs({ args, options: { 'private-key': { type: 'string' }, 'not-before': { type: 'string' }, 'grace-hours': { type: 'string' } }, strict: true });
-  const file = need(values['private-key'], '--private-key');
-  let notBefore = Date.now();
-  if (values['not-before'] !== undefined) {
-    try {
-      notBefore = EbTime.parse(values['not-before'], '--not-before').epochMs;
-    } catch (err) {
-      throw new UsageError((err as Error).message);
-    }
-  }
-  const hours = values['grace-hours'] === undefined ? 24 : Number(values['grace-hours']);
-  if (!Number.isFinite(hours) || hours < 1) throw new UsageError(`--grace-hours: expected a number >= 1 (at least the longest queue TTL), found "${values['grace-hours']}"`);
-  await rotateX25519(file, notBefore, hours * 3_600_000);
-  const entry = publicEntry(readPrivateKeyFile(file), selectBackend('auto'));
-  io.out(JSON.stringify(entry.x25519, null, 2));
-  io.err(`added an X25519 key in force from ${new Date(notBefore).toISOString()}; the running hub announces it with key_update`);
-  return 0;
-}
-
-// Run when executed directly (node cli.js ...), not when imported by the tests or the hub.
-if (process.argv[1] !== undefined && import.meta.url === new URL(`file://${process.argv[1]}`).href) {
-  main(process.argv.slice(2)).then((code) => { process.exitCode = code; }, (err: unknown) => { process.stderr.write(`fatal: ${String(err)}\n`); process.exitCode = 1; });
-}
+// Run when executed directly (node .out/src/cli.js ...), not when imported by the tests or bundled.
+if (process.argv[1] !== undefined && import.meta.url === new URL(`file://${process.argv[1]}`).href) run();

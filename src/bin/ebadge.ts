@@ -1,0 +1,4 @@
+/** The entry of dist/ebadge.js. */
+import { run } from '../cli.js';
+
+run();

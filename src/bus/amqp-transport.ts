@@ -1,0 +1,237 @@
+/**
+ * The bus over AMQP 0-9-1 (src/amqp), in the two topologies of the data model §3.8 / §3.9 decision 1.
+ *
+ * `exchanges` (D3.2.3, the default): we publish to the durable topic exchange `<me>-to-<peer>` with the routing
+ * key `<msg>[.<heh_id>]`, never to the default exchange; we consume `private-<me>-in`, a durable quorum queue
+ * with `x-message-ttl` (15 minutes) whose dead letters go through `private-<me>-dlx` into `private-<me>-dead`,
+ * bound to `<peer>-to-<me>` with `#` for every peer. The exchange a message came through names its sender: the
+ * broker's permissions (write `<user>-to-.*` only) make that trustworthy, the JSON never says who sent it.
+ * D3.2.3 gives the configure permission on the pair exchanges to one side only, so the other side checks them
+ * (passive declare) instead of declaring them.
+ *
+ * `queues` (D3.2.1, the first version): a hub has `<name>-up` (hub to controller) and `<name>-down` (controller
+ * to hub), used through the default exchange; a controller publishes to `<peer>-down` and consumes `<peer>-up`.
+ */
+import { randomUUID } from 'node:crypto';
+import {
+  ChannelError, connect, type Channel, type ConnectOptions, type Connection, type FieldTable, type Message,
+} from '../amqp/index.js';
+import { BusError } from './errors.js';
+import type { Incoming, Outgoing, Transport } from './transport.js';
+
+export type Topology = 'exchanges' | 'queues';
+
+export interface AmqpTransportOptions {
+  /** Our entity name (the RabbitMQ user, e.g. `heh-b827ebea02c1` or `vpp-acme`). */
+  name: string;
+  /** The entities we exchange messages with. */
+  peers: readonly string[];
+  /** How to connect; or pass `connection` to share one (many simulated hubs, tests). */
+  url?: string | ConnectOptions;
+  connection?: Connection;
+  topology?: Topology;
+  /** `queues` topology only: a hub owns `<name>-up/-down`, a controller uses its peers'. Default `hub`. */
+  role?: 'hub' | 'controller';
+  /** Declare the pair exchanges (configure permission needed); false: only check that they exist. Default true. */
+  declareExchanges?: boolean;
+  /** Message TTL of our queues (default 900,000 ms, D3.2.3). */
+  queueTtlMs?: number;
+  /** Deliveries in flight to us (default 100; the data model suggests 10 on a hub). */
+  prefetch?: number;
+  /** `quorum` (default) or `classic` for our queues. */
+  queueType?: 'quorum' | 'classic';
+  /** Messages kept in the dead-letter queue before the oldest are dropped (default 100,000). */
+  deadLetterMax?: number;
+  /** false: declare and publish only, never consume (a send-only tool must not take the entity's messages). */
+  consume?: boolean;
+}
+
+const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$/;
+
+export class AmqpTransport implements Transport {
+  readonly name = 'amqp';
+  readonly options: Readonly<AmqpTransportOptions>;
+  readonly topology: Topology;
+  #conn: Connection | undefined;
+  #ownsConnection = false;
+  #pub: Channel | undefined;
+  #sub: Channel | undefined;
+  readonly #inbound = new Map<string, string>(); // exchange or queue -> peer
+
+  constructor(options: AmqpTransportOptions) {
+    for (const n of [options.name, ...options.peers]) {
+      if (!NAME.test(n)) throw new BusError('CONFIG', `"${n}" is not an entity name (letters, digits, ".", "_", "-")`);
+    }
+    this.options = options;
+    this.topology = options.topology ?? 'exchanges';
+  }
+
+  /** The AMQP connection underneath (the API stays transparent). */
+  get connection(): Connection {
+    if (this.#conn === undefined) throw new BusError('NOT_STARTED', 'the transport is not started');
+    return this.#conn;
+  }
+
+  /** The confirm channel messages are published on. */
+  get channel(): Channel {
+    if (this.#pub === undefined) throw new BusError('NOT_STARTED', 'the transport is not started');
+    return this.#pub;
+  }
+
+  get inboxQueue(): string {
+    return `private-${this.options.name}-in`;
+  }
+
+  get deadLetterQueue(): string {
+    return `private-${this.options.name}-dead`;
+  }
+
+  get deadLetterExchange(): string {
+    return `private-${this.options.name}-dlx`;
+  }
+
+  async start(onMessage: (message: Incoming) => Promise<void>): Promise<void> {
+    const o = this.options;
+    if (o.connection !== undefined) {
+      this.#conn = o.connection;
+    } else {
+      this.#conn = await connect(o.url ?? 'amqp://guest:guest@127.0.0.1:5672', { connectionName: o.name });
+      this.#ownsConnection = true;
+    }
+    this.#pub = await this.#conn.createConfirmChannel();
+    this.#sub = await this.#conn.createChannel();
+    const queues = this.topology === 'exchanges' ? await this.#declareExchanges() : await this.#declareQueues();
+    if (o.consume === false) return;
+    for (const q of queues) {
+      await this.#sub.basicConsume(q, (m) => onMessage(this.#incoming(m)), { prefetch: o.prefetch ?? 100 });
+    }
+  }
+
+  async send(m: Outgoing): Promise<void> {
+    const ch = this.channel;
+    const { to } = m;
+    if (!this.options.peers.includes(to)) throw new BusError('UNKNOWN_PEER', `"${to}" is not a configured peer of ${this.options.name}`);
+    const [exchange, routingKey] = this.topology === 'exchanges'
+      ? [`${this.options.name}-to-${to}`, m.routingKey]
+      : ['', this.#role() === 'hub' ? `${this.options.name}-up` : `${to}-down`];
+    await ch.basicPublish(exchange, routingKey, m.body, { ...m.properties, deliveryMode: 2 }, { mandatory: true });
+  }
+
+  async close(): Promise<void> {
+    const conn = this.#conn;
+    this.#conn = undefined;
+    if (conn === undefined) return;
+    if (this.#ownsConnection) {
+      await conn.close();
+    } else {
+      await Promise.allSettled([this.#sub?.close(), this.#pub?.close()]);
+    }
+  }
+
+  #role(): 'hub' | 'controller' {
+    return this.options.role ?? 'hub';
+  }
+
+  #queueArgs(): FieldTable {
+    return {
+      'x-queue-type': this.options.queueType ?? 'quorum',
+      'x-message-ttl': this.options.queueTtlMs ?? 900_000,
+      'x-dead-letter-exchange': this.deadLetterExchange,
+    };
+  }
+
+  async #declareDeadLetters(ch: Channel): Promise<void> {
+    await ch.exchangeDeclare(this.deadLetterExchange, 'fanout', { durable: true });
+    await ch.queueDeclare(this.deadLetterQueue, {
+      durable: true, arguments: { 'x-queue-type': this.options.queueType ?? 'quorum', 'x-max-length': this.options.deadLetterMax ?? 100_000 },
+    });
+    await ch.queueBind(this.deadLetterQueue, this.deadLetterExchange, '');
+  }
+
+  async #declareExchanges(): Promise<string[]> {
+    const o = this.options;
+    const ch = this.#pub as Channel;
+    await this.#declareDeadLetters(ch);
+    const inbox = this.inboxQueue;
+    await guard(() => ch.queueDeclare(inbox, { durable: true, arguments: this.#queueArgs() }), `declaring ${inbox}`);
+    for (const peer of o.peers) {
+      for (const x of [`${o.name}-to-${peer}`, `${peer}-to-${o.name}`]) {
+        if (o.declareExchanges === false) {
+          // A passive check that fails closes its channel: use a throw-away one.
+          const probe = await this.connection.createChannel();
+          await guard(() => probe.exchangeDeclare(x, 'topic', { passive: true }), `checking exchange ${x} (declareExchanges is false)`);
+          await probe.close();
+        } else {
+          await guard(() => ch.exchangeDeclare(x, 'topic', { durable: true }), `declaring exchange ${x}`);
+        }
+      }
+      const incoming = `${peer}-to-${o.name}`;
+      await ch.queueBind(inbox, incoming, '#');
+      this.#inbound.set(incoming, peer);
+    }
+    return [inbox];
+  }
+
+  async #declareQueues(): Promise<string[]> {
+    const o = this.options;
+    const ch = this.#pub as Channel;
+    await this.#declareDeadLetters(ch);
+    const declare = async (q: string): Promise<void> => {
+      await guard(() => ch.queueDeclare(q, { durable: true, arguments: this.#queueArgs() }), `declaring ${q}`);
+    };
+    if (this.#role() === 'hub') {
+      await declare(`${o.name}-up`);
+      await declare(`${o.name}-down`);
+      return [`${o.name}-down`];
+    }
+    const consumed: string[] = [];
+    for (const peer of o.peers) {
+      await declare(`${peer}-up`);
+      await declare(`${peer}-down`);
+      this.#inbound.set(`${peer}-up`, peer);
+      consumed.push(`${peer}-up`);
+    }
+    return consumed;
+  }
+
+  #incoming(m: Message): Incoming {
+    const p = m.properties;
+    let from = this.#inbound.get(this.topology === 'exchanges' ? m.exchange : m.routingKey);
+    if (from === undefined && this.topology === 'queues' && this.#role() === 'hub') {
+      // The first version names no sender: the app_id if it is a peer, else the only peer there is.
+      from = p.appId !== undefined && this.options.peers.includes(p.appId) ? p.appId
+        : this.options.peers.length === 1 ? this.options.peers[0] : undefined;
+    }
+    const pub = this.#pub as Channel;
+    const dlx = this.deadLetterExchange;
+    return {
+      from, body: m.body, routingKey: m.routingKey, messageId: p.messageId, correlationId: p.correlationId,
+      contentType: p.contentType, type: p.type, appId: p.appId, headers: p.headers ?? {}, redelivered: m.redelivered,
+      deliveryCount: m.deliveryCount, raw: m,
+      ack: () => m.ack(),
+      retry: () => m.nack(true),
+      async deadLetter(reason, code) {
+        await pub.basicPublish(dlx, m.routingKey, m.body, {
+          ...p, timestamp: p.timestamp ?? new Date(), deliveryMode: 2, messageId: p.messageId ?? randomUUID(),
+          headers: {
+            ...(p.headers ?? {}), 'x-ebadge-error': reason.slice(0, 1000), ...(code === undefined ? {} : { 'x-ebadge-error-code': code }),
+            'x-ebadge-source': m.exchange === '' ? m.routingKey : m.exchange, 'x-ebadge-dead-at': new Date(),
+          },
+        });
+        m.ack();
+      },
+    };
+  }
+}
+
+/** Runs a topology call and turns a broker refusal into a BusError that says what was being done. */
+async function guard<T>(fn: () => Promise<T>, what: string): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (err instanceof ChannelError) {
+      throw new BusError('TOPOLOGY', `${what}: the broker answered ${err.replyCode} ${err.replyText}`, { cause: err });
+    }
+    throw err;
+  }
+}

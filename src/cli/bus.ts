@@ -1,0 +1,209 @@
+/**
+ * Operator commands on the bus: send, request, listen. They act as one entity (`--as`), which must be one of the
+ * broker's users with its permissions; `listen` and `request` consume that entity's inbox, so use a dedicated
+ * operator entity rather than a running VPP's. Connection settings come from a JSON config file (`--config`) and
+ * flags (which win). Secrets are read from files, never given inline: `--password-file`, `--key`, `--private-key`.
+ *
+ * Config file: { "url": "amqps://broker:5671", "name": "ops", "peers": ["heh-b827ebea02c1"], "topology": "exchanges",
+ *   "role": "controller", "declareExchanges": true, "passwordFile": "...", "external": false,
+ *   "tls": { "ca": "ca.pem", "cert": "ops.pem", "key": "ops.key" }, "keyring": "...", "privateKey": "...", "stateDir": "..." }
+ */
+import { readFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { parseArgs } from 'node:util';
+import { parseUrl, type ConnectOptions } from '../amqp/index.js';
+import { BusError, Connector, type ConnectorOptions } from '../bus/index.js';
+import { decode, DecodeError, SCHEMAS, type Message, type MessageType } from '../codec/index.js';
+import { Keyring, ReplayWindow, Sealer, selectBackend, SequenceReserver } from '../crypto/index.js';
+import { backendOption, UsageError, type Io } from './common.js';
+
+export const BUS_USAGE = `  send    --as ENTITY --to PEER TYPE [field=value ...] [--json FILE|-]
+  request --as ENTITY --to PEER TYPE [field=value ...] [--json FILE|-] [--timeout MS]
+  listen  --as ENTITY [--peer PEER ...] [--count N]
+  connection: [--config FILE] [--url URL] [--password-file FILE] [--ca FILE --cert FILE --key FILE] [--external]
+              [--topology exchanges|queues] [--role hub|controller] [--passive] [--peer PEER ...]
+  sealing:    [--keyring FILE --private-key FILE --state-dir DIR] [--backend auto|node|noble]`;
+
+const OPTIONS = {
+  config: { type: 'string' }, url: { type: 'string' }, as: { type: 'string' }, to: { type: 'string' },
+  peer: { type: 'string', multiple: true }, topology: { type: 'string' }, role: { type: 'string' }, passive: { type: 'boolean' },
+  'password-file': { type: 'string' }, ca: { type: 'string' }, cert: { type: 'string' }, key: { type: 'string' }, external: { type: 'boolean' },
+  keyring: { type: 'string' }, 'private-key': { type: 'string' }, 'state-dir': { type: 'string' }, backend: { type: 'string' },
+  json: { type: 'string' }, timeout: { type: 'string' }, count: { type: 'string' },
+} as const;
+
+type Values = ReturnType<typeof parse>['values'];
+
+function parse(args: string[]) {
+  return parseArgs({ args, options: OPTIONS, allowPositionals: true, strict: true });
+}
+
+interface FileConfig {
+  url?: string; name?: string; peers?: string[]; topology?: string; role?: string; declareExchanges?: boolean; passwordFile?: string;
+  external?: boolean; tls?: { ca?: string; cert?: string; key?: string }; keyring?: string; privateKey?: string; stateDir?: string;
+}
+
+function readConfig(file: string | undefined): FileConfig {
+  if (file === undefined) return {};
+  let v: unknown;
+  try {
+    v = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (err) {
+    throw new UsageError(`--config ${file}: ${(err as NodeJS.ErrnoException).code ?? 'not valid JSON'}`);
+  }
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new UsageError(`--config ${file}: expected a JSON object`);
+  const c = v as Record<string, unknown>;
+  const known = ['url', 'name', 'peers', 'topology', 'role', 'declareExchanges', 'passwordFile', 'external', 'tls', 'keyring', 'privateKey', 'stateDir'];
+  for (const k of Object.keys(c)) if (!known.includes(k)) throw new UsageError(`--config ${file}: unknown setting "${k}"`);
+  if (c['peers'] !== undefined && (!Array.isArray(c['peers']) || !c['peers'].every((p) => typeof p === 'string'))) {
+    throw new UsageError(`--config ${file}: peers must be an array of entity names`);
+  }
+  return c as FileConfig;
+}
+
+/** The connector of the entity we act as, from the config file and the flags. */
+async function connector(values: Values, extra: Partial<ConnectorOptions>): Promise<Connector> {
+  const cfg = readConfig(values.config);
+  const name = values.as ?? cfg.name;
+  if (name === undefined) throw new UsageError('--as ENTITY is required (or "name" in --config)');
+  const peers = [...new Set([...(cfg.peers ?? []), ...(values.peer ?? []), ...(values.to === undefined ? [] : [values.to])])];
+  if (peers.length === 0) throw new UsageError('no peer: give --to or --peer (or "peers" in --config)');
+  const url: ConnectOptions = parseUrl(values.url ?? cfg.url ?? 'amqp://127.0.0.1:5672');
+  const passwordFile = values['password-file'] ?? cfg.passwordFile;
+  if (passwordFile !== undefined) url.password = readFileSync(passwordFile, 'utf8').trim();
+  const tlsFiles = { ca: values.ca ?? cfg.tls?.ca, cert: values.cert ?? cfg.tls?.cert, key: values.key ?? cfg.tls?.key };
+  if (tlsFiles.ca !== undefined || tlsFiles.cert !== undefined) {
+    url.tls = {
+      ...(typeof url.tls === 'object' ? url.tls : {}),
+      ...(tlsFiles.ca === undefined ? {} : { ca: readFileSync(tlsFiles.ca) }),
+      ...(tlsFiles.cert === undefined ? {} : { cert: readFileSync(tlsFiles.cert) }),
+      ...(tlsFiles.key === undefined ? {} : { key: readFileSync(tlsFiles.key) }),
+    };
+  }
+  if (values.external === true || cfg.external === true) url.mechanism = 'EXTERNAL';
+  url.connectionName = `ebadge-cli ${name}`;
+  const topology = values.topology ?? cfg.topology ?? 'exchanges';
+  if (topology !== 'exchanges' && topology !== 'queues') throw new UsageError(`--topology: expected exchanges or queues, found "${topology}"`);
+  const role = values.role ?? cfg.role ?? 'controller';
+  if (role !== 'hub' && role !== 'controller') throw new UsageError(`--role: expected hub or controller, found "${role}"`);
+  const keyringFile = values.keyring ?? cfg.keyring;
+  let sealer: Sealer | undefined;
+  if (keyringFile !== undefined) {
+    const privateKey = values['private-key'] ?? cfg.privateKey;
+    if (privateKey === undefined) throw new UsageError('--keyring needs --private-key');
+    const backend = selectBackend(backendOption(values.backend));
+    const dir = values['state-dir'] ?? cfg.stateDir ?? path.dirname(privateKey);
+    sealer = new Sealer({
+      keyring: Keyring.load(keyringFile, privateKey, backend), backend,
+      sequence: await SequenceReserver.open(path.join(dir, `${name}.seq.json`)),
+      replay: await ReplayWindow.open(path.join(dir, `${name}.replay.json`)),
+    });
+  }
+  const bus = new Connector({
+    name, peers, url, topology, role, declareExchanges: !(values.passive === true || cfg.declareExchanges === false),
+    ...(sealer === undefined ? {} : { sealer }), ...extra,
+  });
+  await bus.start();
+  return bus;
+}
+
+/** Builds a message from `TYPE field=value ...` or a JSON file, and validates it with the codec. */
+async function message(values: Values, positionals: string[], io: Io): Promise<Message> {
+  let obj: Record<string, unknown>;
+  if (values.json !== undefined) {
+    const text = values.json === '-' ? await (io.stdin ?? (() => Promise.reject(new UsageError('no standard input'))))() : readFileSync(values.json, 'utf8');
+    try {
+      obj = JSON.parse(text) as Record<string, unknown>;
+    } catch (err) {
+      throw new UsageError(`--json: not valid JSON (${(err as Error).message})`);
+    }
+    if (positionals[0] !== undefined && obj['msg'] === undefined) obj['msg'] = positionals[0];
+  } else {
+    const [type, ...fields] = positionals;
+    if (type === undefined) throw new UsageError('the message TYPE is required (e.g. get_report)');
+    if (!Object.prototype.hasOwnProperty.call(SCHEMAS, type)) throw new UsageError(`unknown message type "${type}"`);
+    obj = { msg: type };
+    const spec = (SCHEMAS[type as MessageType] as { fields: Record<string, { type: { name: string } }> }).fields;
+    for (const f of fields) {
+      const eq = f.indexOf('=');
+      if (eq <= 0) throw new UsageError(`"${f}": expected field=value`);
+      const k = f.slice(0, eq);
+      const raw = f.slice(eq + 1);
+      obj[k] = fieldValue(raw, spec[k]?.type.name);
+    }
+  }
+  try {
+    return decode(JSON.stringify(obj)).message;
+  } catch (err) {
+    if (err instanceof DecodeError) throw new UsageError(`invalid message: ${err.message}`);
+    throw err;
+  }
+}
+
+/** `900` is a number, `true` a boolean, `["a"]` JSON; a bare word is a string; `a,b` for a list of strings. */
+function fieldValue(raw: string, typeName: string | undefined): unknown {
+  if (typeName !== undefined && typeName.endsWith('[]') && !raw.startsWith('[')) return raw === '' ? [] : raw.split(',');
+  if (typeName === 'string' || typeName === 'uuid' || typeName === 'time' || typeName?.startsWith('enum') === true) return raw;
+  try {
+    return JSON.parse(raw);
+  } catch {
+    return raw;
+  }
+}
+
+export async function send(args: string[], io: Io): Promise<number> {
+  const { values, positionals } = parse(args);
+  if (values.to === undefined) throw new UsageError('--to PEER is required');
+  const m = await message(values, positionals, io);
+  const bus = await connector(values, { consume: false });
+  try {
+    await bus.publish(values.to, m);
+    io.out(`sent ${m.msg} to ${values.to}`);
+    return 0;
+  } finally {
+    await bus.close();
+  }
+}
+
+export async function request(args: string[], io: Io): Promise<number> {
+  const { values, positionals } = parse(args);
+  if (values.to === undefined) throw new UsageError('--to PEER is required');
+  const timeout = values.timeout === undefined ? 10_000 : Number(values.timeout);
+  if (!Number.isInteger(timeout) || timeout < 1) throw new UsageError(`--timeout: expected milliseconds, found "${values.timeout}"`);
+  const m = await message(values, positionals, io);
+  const bus = await connector(values, {});
+  try {
+    const reply = await bus.request(values.to, m, { timeout });
+    io.out(JSON.stringify(reply));
+    return 0;
+  } catch (err) {
+    if (err instanceof BusError && err.code === 'REJECTED' && err.reply !== undefined) io.out(JSON.stringify(err.reply));
+    throw err;
+  } finally {
+    await bus.close();
+  }
+}
+
+export async function listen(args: string[], io: Io, signal?: AbortSignal): Promise<number> {
+  const { values, positionals } = parse(args);
+  if (positionals.length > 0) throw new UsageError(`listen takes no positional arguments, found "${positionals[0] as string}"`);
+  const count = values.count === undefined ? Infinity : Number(values.count);
+  if (!(count === Infinity || (Number.isInteger(count) && count > 0))) throw new UsageError(`--count: expected a positive integer, found "${values.count}"`);
+  let seen = 0;
+  let done!: () => void;
+  const finished = new Promise<void>((resolve) => { done = resolve; });
+  const bus = await connector(values, {});
+  const print = (message: Message, from: string, diagnostics: readonly string[]): void => {
+    io.out(JSON.stringify({ from, type: message.msg, message, ...(diagnostics.length > 0 ? { diagnostics } : {}) }));
+    if (++seen >= count) done();
+  };
+  for (const type of Object.keys(SCHEMAS) as MessageType[]) bus.handle(type, (m, ctx) => print(m, ctx.sender, ctx.diagnostics));
+  bus.on('dead-letter', (reason, code, d) => io.err(`refused from ${d.from ?? 'an unknown sender'}: ${reason} [${code}]`));
+  signal?.addEventListener('abort', () => done(), { once: true });
+  try {
+    await finished;
+    return 0;
+  } finally {
+    await bus.close();
+  }
+}
