@@ -38,7 +38,7 @@ export interface AmqpTransportOptions {
   queueTtlMs?: number;
   /** Deliveries in flight to us (default 100; the data model suggests 10 on a hub). */
   prefetch?: number;
-  /** `quorum` (default) or `classic` for our queues. */
+  /** `quorum` (default) or `classic` for our queues (both sides of the `queues` topology must agree). */
   queueType?: 'quorum' | 'classic';
   /** Messages kept in the dead-letter queue before the oldest are dropped (default 100,000). */
   deadLetterMax?: number;
@@ -132,11 +132,12 @@ export class AmqpTransport implements Transport {
     return this.options.role ?? 'hub';
   }
 
-  #queueArgs(): FieldTable {
+  /** Arguments of a queue owned by `owner`: both sides declare a hub's up/down queues, so they must agree. */
+  #queueArgs(owner = this.options.name): FieldTable {
     return {
       'x-queue-type': this.options.queueType ?? 'quorum',
       'x-message-ttl': this.options.queueTtlMs ?? 900_000,
-      'x-dead-letter-exchange': this.deadLetterExchange,
+      'x-dead-letter-exchange': `private-${owner}-dlx`,
     };
   }
 
@@ -176,18 +177,20 @@ export class AmqpTransport implements Transport {
     const o = this.options;
     const ch = this.#pub as Channel;
     await this.#declareDeadLetters(ch);
-    const declare = async (q: string): Promise<void> => {
-      await guard(() => ch.queueDeclare(q, { durable: true, arguments: this.#queueArgs() }), `declaring ${q}`);
+    const declare = async (q: string, owner: string): Promise<void> => {
+      await guard(() => ch.queueDeclare(q, { durable: true, arguments: this.#queueArgs(owner) }), `declaring ${q}`);
     };
     if (this.#role() === 'hub') {
-      await declare(`${o.name}-up`);
-      await declare(`${o.name}-down`);
+      await declare(`${o.name}-up`, o.name);
+      await declare(`${o.name}-down`, o.name);
       return [`${o.name}-down`];
     }
     const consumed: string[] = [];
     for (const peer of o.peers) {
-      await declare(`${peer}-up`);
-      await declare(`${peer}-down`);
+      // The hub's queues dead-letter into the hub's exchange, which may not exist yet if the hub never ran.
+      await ch.exchangeDeclare(`private-${peer}-dlx`, 'fanout', { durable: true });
+      await declare(`${peer}-up`, peer);
+      await declare(`${peer}-down`, peer);
       this.#inbound.set(`${peer}-up`, peer);
       consumed.push(`${peer}-up`);
     }

@@ -73,6 +73,7 @@ export interface ConnectorOptions {
   declareExchanges?: boolean;
   prefetch?: number;
   queueTtlMs?: number;
+  queueType?: 'quorum' | 'classic';
   /** false: send only, never consume (see AmqpTransportOptions.consume). */
   consume?: boolean;
   /** End-to-end sealing with the peers that have keys in its keyring. */
@@ -136,6 +137,7 @@ export class Connector extends TypedEmitter<ConnectorEvents> {
       ...(options.prefetch === undefined ? {} : { prefetch: options.prefetch }),
       ...(options.queueTtlMs === undefined ? {} : { queueTtlMs: options.queueTtlMs }),
       ...(options.consume === undefined ? {} : { consume: options.consume }),
+      ...(options.queueType === undefined ? {} : { queueType: options.queueType }),
     });
     this.#seen = new SeenIds(options.dedupe?.capacity ?? 10_000, options.dedupe?.ttlMs ?? options.queueTtlMs ?? 900_000);
   }
@@ -166,7 +168,7 @@ export class Connector extends TypedEmitter<ConnectorEvents> {
    * Sends a typed message to a peer: validated and encoded (an EncodeError for an invalid message, before
    * anything is sent), sealed when the peer has keys, published with confirms. Resolves when the broker has it.
    */
-  async publish(peer: string, message: Message, options: { correlationId?: string } = {}): Promise<void> {
+  async publish(peer: string, message: Message, options: { correlationId?: string; messageId?: string } = {}): Promise<void> {
     if (this.#closed) throw new BusError('CLOSED', 'the connector was closed');
     if (!this.#o.peers.includes(peer)) throw new BusError('UNKNOWN_PEER', `"${peer}" is not a configured peer of ${this.name}`);
     const type = message.msg;
@@ -181,7 +183,7 @@ export class Connector extends TypedEmitter<ConnectorEvents> {
       body,
       properties: {
         // A response's msg_id names the message it answers, so it is never the response's own id.
-        messageId: type !== 'response' && typeof m.msg_id === 'string' ? m.msg_id : randomUUID(),
+        messageId: options.messageId ?? (type !== 'response' && typeof m.msg_id === 'string' ? m.msg_id : randomUUID()),
         ...(options.correlationId === undefined ? {} : { correlationId: options.correlationId }),
         type, contentType: sealed ? CONTENT_TYPE_SEALED : CONTENT_TYPE_JSON, timestamp: new Date(), appId: this.name,
         headers: { 'x-ebadge-dm': DM_VERSION },
@@ -192,7 +194,8 @@ export class Connector extends TypedEmitter<ConnectorEvents> {
   /**
    * Sends a request and resolves with its reply (data model §3.5): by `request_id` (set when absent) for the
    * get_* family, by (`id`, `modification_count`) for activate and modify_activation (accept or reject), by
-   * `msg_id` (set when absent) and its `response` otherwise. A `response` with an error code for the request
+   * `msg_id` (set when absent) and its `response` otherwise, by period and device for the first version's
+   * get_load_report, and always by the AMQP correlation_id our peers set. A `response` with an error code for the request
    * rejects with BusError REJECTED; no reply in time rejects with BusError TIMEOUT.
    */
   async request<T extends MessageType>(peer: string, message: Message<T>, options: { timeout?: number } = {}): Promise<Message> {
@@ -207,10 +210,14 @@ export class Connector extends TypedEmitter<ConnectorEvents> {
     } else if (has(type, 'msg_id')) {
       if (typeof m['msg_id'] !== 'string') m['msg_id'] = randomUUID();
       keys.push(`msg:${peer}:${m['msg_id'] as string}`);
-    } else {
-      throw new BusError('CONFIG', `${type} has no reply to wait for (no request_id, msg_id or activation id)`);
+    } else if (type === 'get_load_report') {
+      // The first version has no ids: its peers answer with the same period and device (data model §3.5 rule 1).
+      keys.push(`v1:${peer}:${v1Key(m)}`);
     }
     if (typeof m['msg_id'] === 'string' && !keys.includes(`msg:${peer}:${m['msg_id']}`)) keys.push(`msg:${peer}:${m['msg_id']}`);
+    // Our own peers also set correlation_id to the request's message id, whatever the type.
+    const messageId = type !== 'response' && typeof m['msg_id'] === 'string' ? m['msg_id'] : randomUUID();
+    keys.push(`cor:${peer}:${messageId}`);
     const timeout = options.timeout ?? this.#o.requestTimeoutMs ?? 5000;
     const reply = new Promise<Message>((resolve, reject) => {
       const p: Pending = {
@@ -221,7 +228,7 @@ export class Connector extends TypedEmitter<ConnectorEvents> {
     });
     reply.catch(() => undefined);
     try {
-      await this.publish(peer, m);
+      await this.publish(peer, m, { messageId });
     } catch (err) {
       const p = this.#pending.get(keys[0] as string);
       if (p !== undefined) this.#settle(p, err as Error);
@@ -246,7 +253,8 @@ export class Connector extends TypedEmitter<ConnectorEvents> {
       if (typeof x['msg_id'] === 'string') tries.push(`msg:${sender}:${x['msg_id']}`);
       if (typeof x['id'] === 'string') tries.push(`id:${sender}:${x['id']}`);
     }
-    if (correlationId !== undefined) tries.push(`msg:${sender}:${correlationId}`);
+    if (m.msg === 'load_report') tries.push(`v1:${sender}:${v1Key(x)}`);
+    if (correlationId !== undefined) tries.push(`cor:${sender}:${correlationId}`);
     for (const k of tries) {
       const p = this.#pending.get(k);
       if (p !== undefined) return p;
@@ -449,6 +457,10 @@ function response(msgId: string | null, code: number, desc: string, subcode: num
     if (a.request_id !== undefined) r['request_id'] = a.request_id;
   }
   return r as Message<'response'>;
+}
+
+function v1Key(m: Record<string, unknown>): string {
+  return [String(m['from']), String(m['to']), String(m['resolution']), String(m['device'] ?? null)].join('|');
 }
 
 /** The msg_id of a body the codec refused, if it can still be read: the sender deserves its error response. */

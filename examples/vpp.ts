@@ -1,0 +1,17 @@
+/**
+ * The other side of examples/heh.ts: a VPP that asks the hub for its load report and prints it.
+ *
+ *   node .out/examples/vpp.js [amqp-url] [hub-name]
+ */
+import { Connector } from '../src/bus/index.js';
+import { EbTime } from '../src/codec/index.js';
+
+const [url = 'amqp://guest:guest@127.0.0.1:5672', hub = 'heh-example'] = process.argv.slice(2);
+
+const bus = new Connector({ name: 'vpp-example', peers: [hub], url, topology: 'queues', role: 'controller' });
+await bus.start();
+
+const to = EbTime.fromEpochMs(Math.floor(Date.now() / 60_000) * 60_000);
+const report = await bus.request(hub, { msg: 'get_load_report', from: to.plusSeconds(-240), to, resolution: 60, device: 'WaterHeater01' });
+console.log(JSON.stringify(report));
+await bus.close();
