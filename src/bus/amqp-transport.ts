@@ -14,7 +14,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import {
-  ChannelError, connect, type Channel, type ConnectOptions, type Connection, type FieldTable, type Message,
+  ChannelError, connect, type Channel, type ConnectOptions, type Connection, type Consumer, type FieldTable, type Message,
 } from '../amqp/index.js';
 import { BusError } from './errors.js';
 import type { Incoming, Outgoing, Transport } from './transport.js';
@@ -57,6 +57,7 @@ export class AmqpTransport implements Transport {
   #pub: Channel | undefined;
   #sub: Channel | undefined;
   readonly #inbound = new Map<string, string>(); // exchange or queue -> peer
+  readonly #consumers: Consumer[] = [];
 
   constructor(options: AmqpTransportOptions) {
     for (const n of [options.name, ...options.peers]) {
@@ -103,7 +104,7 @@ export class AmqpTransport implements Transport {
     const queues = this.topology === 'exchanges' ? await this.#declareExchanges() : await this.#declareQueues();
     if (o.consume === false) return;
     for (const q of queues) {
-      await this.#sub.basicConsume(q, (m) => onMessage(this.#incoming(m)), { prefetch: o.prefetch ?? 100 });
+      this.#consumers.push(await this.#sub.basicConsume(q, (m) => onMessage(this.#incoming(m)), { prefetch: o.prefetch ?? 100 }));
     }
   }
 
@@ -115,6 +116,11 @@ export class AmqpTransport implements Transport {
       ? [`${this.options.name}-to-${to}`, m.routingKey]
       : ['', this.#role() === 'hub' ? `${this.options.name}-up` : `${to}-down`];
     await ch.basicPublish(exchange, routingKey, m.body, { ...m.properties, deliveryMode: 2 }, { mandatory: true });
+  }
+
+  async stopConsuming(): Promise<void> {
+    const consumers = this.#consumers.splice(0);
+    await Promise.allSettled(consumers.map((c) => c.cancel()));
   }
 
   async close(): Promise<void> {

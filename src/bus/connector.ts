@@ -122,6 +122,8 @@ export class Connector extends TypedEmitter<ConnectorEvents> {
   readonly #failures = new SeenIdsCounter();
   #started = false;
   #closed = false;
+  #closing: Promise<void> | undefined;
+  #active = 0;
 
   constructor(options: ConnectorOptions) {
     super();
@@ -152,13 +154,33 @@ export class Connector extends TypedEmitter<ConnectorEvents> {
   async start(): Promise<this> {
     if (this.#started) return this;
     this.#started = true;
-    await this.transport.start((m) => this.#receive(m));
+    await this.transport.start(async (m) => {
+      this.#active++;
+      try {
+        await this.#receive(m);
+      } finally {
+        this.#active--;
+      }
+    });
     return this;
   }
 
-  /** Stops: pending requests fail with CLOSED, the transport closes (unsettled deliveries return to the queue). */
-  async close(): Promise<void> {
-    if (this.#closed) return;
+  /**
+   * Stops: no new messages are taken, the handlers at work finish (up to `drainMs`, default 10 s), pending
+   * requests fail with CLOSED, and the transport closes (anything still unsettled returns to the queue).
+   */
+  close(drainMs = 10_000): Promise<void> {
+    this.#closing ??= this.#close(drainMs);
+    return this.#closing;
+  }
+
+  async #close(drainMs: number): Promise<void> {
+    if (this.#started) {
+      await this.transport.stopConsuming().catch(() => undefined);
+      // Handlers still at work may reply: publishing stays open until they are done.
+      const deadline = Date.now() + drainMs;
+      while (this.#active > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    }
     this.#closed = true;
     for (const p of new Set(this.#pending.values())) this.#settle(p, new BusError('CLOSED', 'the connector was closed'));
     await this.transport.close();
@@ -316,7 +338,8 @@ export class Connector extends TypedEmitter<ConnectorEvents> {
       return;
     }
     // 3. Duplicates.
-    const id = d.messageId ?? (message as { msg_id?: string }).msg_id;
+    // A response's msg_id names the message it answers (see publish), never the response itself.
+    const id = d.messageId ?? (message.msg === 'response' ? undefined : (message as { msg_id?: string }).msg_id);
     const dedupeKey = id === undefined ? undefined : `${sender}:${id}`;
     if (dedupeKey !== undefined && (this.#seen.has(dedupeKey) || this.#inFlight.has(dedupeKey))) {
       opened?.release();
@@ -349,7 +372,8 @@ export class Connector extends TypedEmitter<ConnectorEvents> {
 
   async #dispatch(d: Incoming, sender: string, message: Message, diagnostics: string[], opened: Opened | undefined): Promise<void> {
     const x = message as { msg_id?: string | null; request_id?: string; id?: string };
-    const msgId = typeof x.msg_id === 'string' ? x.msg_id : undefined;
+    // A `response` is never answered: its msg_id names the message it answers (answering it would ping-pong).
+    const msgId = message.msg !== 'response' && typeof x.msg_id === 'string' ? x.msg_id : undefined;
     const id = d.messageId ?? msgId;
     const dedupeKey = id === undefined ? undefined : `${sender}:${id}`;
     let settled = false;
@@ -466,8 +490,8 @@ function v1Key(m: Record<string, unknown>): string {
 /** The msg_id of a body the codec refused, if it can still be read: the sender deserves its error response. */
 function msgIdOf(body: Uint8Array): string | undefined {
   try {
-    const v = JSON.parse(Buffer.from(body.buffer, body.byteOffset, body.length).toString('utf8')) as { msg_id?: unknown };
-    return typeof v.msg_id === 'string' && /^[0-9a-fA-F-]{36}$/.test(v.msg_id) ? v.msg_id.toLowerCase() : undefined;
+    const v = JSON.parse(Buffer.from(body.buffer, body.byteOffset, body.length).toString('utf8')) as { msg?: unknown; msg_id?: unknown };
+    return v.msg !== 'response' && typeof v.msg_id === 'string' && /^[0-9a-fA-F-]{36}$/.test(v.msg_id) ? v.msg_id.toLowerCase() : undefined;
   } catch {
     return undefined;
   }

@@ -59,5 +59,7 @@ export interface Transport {
   /** Declares or checks the topology, then delivers every incoming message to `onMessage`, one at a time per prefetch slot. */
   start(onMessage: (message: Incoming) => Promise<void>): Promise<void>;
   send(message: Outgoing): Promise<void>;
+  /** Stops taking new messages; those already delivered can still be settled. */
+  stopConsuming(): Promise<void>;
   close(): Promise<void>;
 }

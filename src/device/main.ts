@@ -1,0 +1,191 @@
+/**
+ * `node hub.js [run] --config /etc/ebadge/hub.json`: the Home Energy Hub, as systemd runs it.
+ *
+ *   hub.js --version | --help
+ *   hub.js [run] [--config FILE]           run the hub (default config /etc/ebadge/hub.json)
+ *   hub.js check-config [--config FILE]    validate the config without connecting
+ *   hub.js keygen --id ID --out FILE       a new identity for end-to-end sealing (src/crypto)
+ *
+ * Exit codes (sysexits.h, so that systemd and scripts can tell them apart):
+ *   0 stopped by SIGTERM / SIGINT after draining;  64 usage error;  78 configuration error;
+ *   77 the broker refused our credentials;  69 the broker is unreachable or the connection was lost;
+ *   70 an internal error.
+ * On SIGTERM / SIGINT the hub stops consuming, lets the handlers at work finish, flushes the history and the
+ * state, closes the connection, and exits 0.
+ */
+import { mkdirSync, readFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { parseArgs } from 'node:util';
+import { AuthenticationError, ConnectionError, parseUrl, type ConnectOptions } from '../amqp/index.js';
+import { Connector } from '../bus/index.js';
+import { keygen } from '../cli/keys.js';
+import { UsageError, type Io } from '../cli/common.js';
+import { CryptoError, Keyring, ReplayWindow, Sealer, selectBackend, SequenceReserver } from '../crypto/index.js';
+import { ConfigError, loadConfig, type HubConfig } from './config.js';
+import { createActuator, createMeter, type Actuator, type Meter } from './devices.js';
+import { History } from './history.js';
+import { Hub, HUB_VERSION } from './hub.js';
+import { createLogger, type Logger } from './log.js';
+import { StateStore } from './state.js';
+
+export const EXIT = { OK: 0, USAGE: 64, CONFIG: 78, AUTH: 77, UNAVAILABLE: 69, SOFTWARE: 70 } as const;
+const DEFAULT_CONFIG = '/etc/ebadge/hub.json';
+
+const USAGE = `usage: hub.js [run] [--config FILE]     run the hub (default ${DEFAULT_CONFIG})
+       hub.js check-config [--config FILE]
+       hub.js keygen --id ID --out FILE [--public FILE] [--force]
+       hub.js --version | --help
+exit codes: 0 stopped, 64 usage, 78 configuration, 77 credentials refused, 69 broker unreachable or lost, 70 internal`;
+
+export interface RunOptions {
+  io: Io;
+  /** Resolves when the hub must stop (SIGTERM, SIGINT). */
+  stop: Promise<void>;
+}
+
+export async function hubMain(argv: string[], options: RunOptions): Promise<number> {
+  const { io } = options;
+  const [first, ...rest] = argv;
+  try {
+    if (first === '--version' || first === '-v') {
+      io.out(`ebadge-hub ${HUB_VERSION} (node ${process.version}, ${process.arch})`);
+      return EXIT.OK;
+    }
+    if (first === '--help' || first === '-h' || first === 'help') {
+      io.out(USAGE);
+      return EXIT.OK;
+    }
+    if (first === 'keygen') return await keygen(rest, io);
+    const command = first === undefined || first.startsWith('-') ? 'run' : first;
+    const args = command === first ? rest : argv;
+    if (command !== 'run' && command !== 'check-config') throw new UsageError(`unknown command "${command}"`);
+    const { values } = parseArgs({ args, options: { config: { type: 'string' } }, strict: true });
+    const config = loadConfig(values.config ?? DEFAULT_CONFIG);
+    if (command === 'check-config') {
+      io.out(`${values.config ?? DEFAULT_CONFIG}: OK (${config.name}, ${config.devices.length} device(s), peers ${config.peers.map((p) => p.name).join(', ')})`);
+      return EXIT.OK;
+    }
+    return await run(config, options.stop, createLogger(config.log.level, io.out));
+  } catch (err) {
+    if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') === true) {
+      io.err(`error: ${(err as Error).message}\n${USAGE}`);
+      return EXIT.USAGE;
+    }
+    if (err instanceof ConfigError) {
+      io.err(`configuration error: ${err.message}`);
+      return EXIT.CONFIG;
+    }
+    if (err instanceof CryptoError) {
+      io.err(`configuration error: ${err.message} [${err.code}]`);
+      return EXIT.CONFIG;
+    }
+    io.err(`fatal: ${(err as Error)?.stack ?? String(err)}`);
+    return EXIT.SOFTWARE;
+  }
+}
+
+function connectOptions(c: HubConfig): ConnectOptions {
+  const b = c.broker;
+  const tls = b.tls === undefined ? undefined : {
+    ...(b.tls.ca === undefined ? {} : { ca: readFileSync(b.tls.ca) }),
+    ...(b.tls.cert === undefined ? {} : { cert: readFileSync(b.tls.cert) }),
+    ...(b.tls.key === undefined ? {} : { key: readFileSync(b.tls.key) }),
+    ...(b.tls.servername === undefined ? {} : { servername: b.tls.servername }),
+  };
+  const url = new URL(b.url);
+  const username = b.username ?? (url.username === '' ? 'guest' : decodeURIComponent(url.username));
+  // The config holds no secret: a password comes from its file; guest's is guest (the local broker only).
+  const password = b.passwordFile === undefined ? (username === 'guest' ? 'guest' : '') : readFileSync(b.passwordFile, 'utf8').trim();
+  return {
+    ...parseUrl(b.url), username, password, heartbeat: b.heartbeatS, connectionName: c.name,
+    ...(b.external ? { mechanism: 'EXTERNAL' as const } : {}),
+    ...(tls === undefined ? (url.protocol === 'amqps:' ? { tls: true } : {}) : { tls }),
+  };
+}
+
+async function run(config: HubConfig, stop: Promise<void>, log: Logger): Promise<number> {
+  mkdirSync(config.stateDir, { recursive: true, mode: 0o700 });
+  const signals = config.devices.flatMap((d) => d.signals.map((s) => `${d.name}.${s.name}`));
+  const history = await History.open(path.join(config.stateDir, 'history'), {
+    resolutionS: config.resolutionS, signals, retentionHours: config.historyHours, fsyncIntervalMs: config.fsyncIntervalS * 1000,
+  });
+  const store = StateStore.open(config.stateDir);
+  const meters = new Map<string, Meter>();
+  const actuators = new Map<string, Actuator>();
+  for (const d of config.devices) {
+    if (d.meter !== undefined) meters.set(d.name, await createMeter(d.meter, d.signals.map((s) => s.name)));
+    if (d.actuator !== undefined) actuators.set(d.name, await createActuator(d.actuator));
+  }
+  let sealer: Sealer | undefined;
+  if (config.crypto !== undefined) {
+    const backend = selectBackend(config.crypto.backend);
+    sealer = new Sealer({
+      keyring: Keyring.load(config.crypto.keyring, config.crypto.privateKey, backend), backend,
+      sequence: await SequenceReserver.open(path.join(config.stateDir, 'seq.json')),
+      replay: await ReplayWindow.open(path.join(config.stateDir, 'replay.json')),
+    });
+    log.info('end-to-end sealing on', { backend: backend.name, peers: [...sealer.keyring.peers.keys()] });
+  }
+  const amqp = connectOptions(config);
+  const bus = new Connector({
+    name: config.name, peers: config.peers.map((p) => p.name), url: amqp, topology: config.topology, role: 'hub',
+    declareExchanges: config.declareExchanges, prefetch: config.broker.prefetch, ...(sealer === undefined ? {} : { sealer }),
+  });
+  const hub = new Hub({ config, bus, history, meters, actuators, store, log });
+  bus.on('dead-letter', (reason, code, d) => log.warn('message refused', { reason, code, from: d.from }));
+  bus.on('handler-error', (error, type, final) => log.error('handler failed', { type, final, error }));
+  bus.on('duplicate', (id, sender) => log.debug('duplicate dropped', { id, sender }));
+
+  const shutdown = async (): Promise<void> => {
+    await hub.stop().catch((err: unknown) => log.error('stopping the hub', { error: err }));
+    await bus.close().catch(() => undefined);
+    await history.close();
+    await Promise.allSettled([...meters.values()].map((m) => m.close()));
+    await Promise.allSettled([...actuators.values()].map((a) => a.close()));
+  };
+
+  try {
+    await bus.start();
+  } catch (err) {
+    await shutdown();
+    if (err instanceof AuthenticationError) {
+      log.error('the broker refused our credentials', { user: amqp.username, error: err });
+      return EXIT.AUTH;
+    }
+    if (err instanceof ConnectionError) {
+      log.error('the broker is unreachable', { url: config.broker.url, error: err });
+      return EXIT.UNAVAILABLE;
+    }
+    throw err;
+  }
+  const transport = bus.transport as { connection?: { closed: Promise<Error | undefined> } };
+  const lost = (transport.connection?.closed ?? new Promise<never>(() => undefined)).then((reason) => reason);
+  await hub.start();
+  log.info('hub running', { name: config.name, peers: config.peers.map((p) => p.name), devices: config.devices.map((d) => d.name), version: HUB_VERSION });
+
+  const outcome = await Promise.race([stop.then(() => 'stop' as const), lost.then((reason) => reason ?? new Error('the connection closed'))]);
+  if (outcome === 'stop') {
+    log.info('stopping: draining in-flight work');
+    await shutdown();
+    log.info('stopped');
+    return EXIT.OK;
+  }
+  // Until the client recovers by itself (reconnection is its own piece of work), systemd restarts us.
+  log.error('connection to the broker lost', { error: outcome });
+  await hub.event('network_down').catch(() => undefined);
+  await shutdown();
+  return EXIT.UNAVAILABLE;
+}
+
+/** The process entry: real stdio, signals, exit code. */
+export function runHubProcess(): void {
+  let stopRequested!: () => void;
+  const stop = new Promise<void>((resolve) => { stopRequested = resolve; });
+  process.once('SIGTERM', () => stopRequested());
+  process.once('SIGINT', () => stopRequested());
+  const io: Io = { out: (l) => process.stdout.write(`${l}\n`), err: (l) => process.stderr.write(`${l}\n`) };
+  hubMain(process.argv.slice(2), { io, stop }).then(
+    (code) => { process.exitCode = code; setTimeout(() => process.exit(code), 2000).unref(); },
+    (err: unknown) => { process.stderr.write(`fatal: ${String(err)}\n`); process.exit(EXIT.SOFTWARE); },
+  );
+}
