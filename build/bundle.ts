@@ -2,7 +2,7 @@
  * Bundles the deployables, each one file that runs with `node FILE` and nothing beside it: CommonJS (a lone .js
  * file outside an ESM package is loaded as CommonJS), Node 18 syntax, minified, with a shebang.
  *
- *   npm run build        ->  dist/ebadge.js (the operator's CLI)
+ *   npm run build        ->  dist/ebadge.js (the operator's CLI), dist/hub.js (the hub)
  */
 import { chmodSync, mkdirSync, statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -12,6 +12,7 @@ const root = fileURLToPath(new URL('../../', import.meta.url));
 
 export const BUNDLES: Record<string, string> = {
   'dist/ebadge.js': 'src/bin/ebadge.ts',
+  'dist/hub.js': 'src/bin/hub.ts',
 };
 
 export async function bundle(entry: string, outfile: string): Promise<number> {

@@ -10,7 +10,7 @@ export type BusErrorCode =
 export class BusError extends Error {
   override name = 'BusError';
   readonly code: BusErrorCode;
-  /** REJECTED: the peer's answer (a `response` with an error code, or a `reject_activation`). */
+  /** REJECTED: the peer's answer (a `response` with an error code; a `reject_activation` is a reply, not an error). */
   readonly reply: Message | undefined;
   constructor(code: BusErrorCode, message: string, options?: { cause?: unknown; reply?: Message }) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });

@@ -1,0 +1,184 @@
+/**
+ * Shared bits of the bus integration tests (test/integration/bus-*.test.ts): connectors started against the local
+ * RabbitMQ with every queue and exchange they may create remembered and deleted afterwards, an amqplib connection
+ * as the independent client, handlers that record what they get, and polling with a deadline.
+ */
+import amqplib, { type Channel as AmqplibChannel, type ChannelModel, type GetMessage } from 'amqplib';
+import { Connector, type ConnectorOptions, type HandlerContext } from '../../src/bus/index.js';
+import { SCHEMAS, type Message, type MessageType } from '../../src/codec/index.js';
+import type { Message as AmqpMessage } from '../../src/amqp/index.js';
+import { AMQP_URL, unique } from './amqp.js';
+import { sleep, withDeadline } from './deadline.js';
+
+/** The market-level types (data model §3.4); everything else in SCHEMAS is HEH level. */
+export const MARKET_TYPES: readonly MessageType[] = [
+  'balancing_reserve_bid', 'bid_accepted', 'market_cleared', 'balancing_energy_bid', 'activate_bid', 'request_balancing',
+  'balancing_activated', 'balancing_unachievable',
+];
+export const ALL_TYPES = Object.keys(SCHEMAS) as MessageType[];
+export const HEH_TYPES = ALL_TYPES.filter((t) => !MARKET_TYPES.includes(t));
+
+export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/** A unique entity name: `heh-test-...`, valid as an AMQP name and a bus entity name. */
+export function entity(role: string): string {
+  return `${role}-${unique('bus')}`;
+}
+
+/** Deadline of one broker round trip or start-up. */
+export const NET_MS = 10_000;
+
+/** Polls `pred` every 10 ms until it holds; fails with `what` (a function: evaluated then) after `ms`. */
+export async function until(pred: () => boolean | Promise<boolean>, what: string | (() => string), ms = 5_000): Promise<void> {
+  const end = Date.now() + ms;
+  for (;;) {
+    if (await pred()) return;
+    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${typeof what === 'string' ? what : what()}`);
+    await sleep(10);
+  }
+}
+
+export interface Received<T extends MessageType = MessageType> {
+  message: Message<T>;
+  ctx: HandlerContext;
+}
+
+/** Registers a handler for each of `types` that records the message and its context. */
+export function record(c: Connector, types: readonly MessageType[] = ALL_TYPES): Received[] {
+  const got: Received[] = [];
+  for (const t of types) c.handle(t, (message, ctx) => { got.push({ message: message as Message, ctx }); });
+  return got;
+}
+
+/** The AMQP message under a delivery. */
+export function rawOf(ctx: HandlerContext): AmqpMessage {
+  return ctx.delivery.raw as AmqpMessage;
+}
+
+type ConnectorSpec = Omit<ConnectorOptions, 'url' | 'transport' | 'connection'>;
+
+/**
+ * Connectors and the amqplib connection of one test, and everything they may declare. `dispose()` closes the
+ * connectors and deletes the queues and exchanges through an amqplib channel; call it in `finally`.
+ */
+export class BusFixture {
+  readonly connectors: Connector[] = [];
+  readonly queues = new Set<string>();
+  readonly exchanges = new Set<string>();
+  #amqp: ChannelModel | undefined;
+
+  /** Creates and starts a connector; its topology is remembered for deletion before it is declared. */
+  async connector(spec: ConnectorSpec): Promise<Connector> {
+    const { name, peers } = spec;
+    this.queues.add(`private-${name}-in`).add(`private-${name}-dead`);
+    this.exchanges.add(`private-${name}-dlx`);
+    for (const p of peers) this.exchanges.add(`${name}-to-${p}`).add(`${p}-to-${name}`);
+    if (spec.topology === 'queues') {
+      for (const owner of (spec.role ?? 'hub') === 'hub' ? [name] : peers) this.queues.add(`${owner}-up`).add(`${owner}-down`);
+    }
+    const c = new Connector({ ...spec, url: AMQP_URL });
+    this.connectors.push(c);
+    await withDeadline(c.start(), NET_MS, `starting connector ${name}`);
+    return c;
+  }
+
+  /** The amqplib connection (one per fixture). */
+  async amqp(): Promise<ChannelModel> {
+    if (this.#amqp === undefined) {
+      this.#amqp = await withDeadline(amqplib.connect(AMQP_URL), NET_MS, 'amqplib connect');
+      this.#amqp.on('error', () => undefined);
+    }
+    return this.#amqp;
+  }
+
+  async channel(): Promise<AmqplibChannel> {
+    const c = await (await this.amqp()).createChannel();
+    c.on('error', () => undefined);
+    return c;
+  }
+
+  /** Ready messages in a queue (passive declare on a throw-away channel). */
+  async depth(queue: string): Promise<number> {
+    const ch = await this.channel();
+    try {
+      return (await withDeadline(ch.checkQueue(queue), NET_MS, `checkQueue ${queue}`)).messageCount;
+    } finally {
+      await ch.close().catch(() => undefined);
+    }
+  }
+
+  /** Takes every message out of a queue (basic.get, acked). */
+  async drain(queue: string): Promise<GetMessage[]> {
+    const ch = await this.channel();
+    const out: GetMessage[] = [];
+    try {
+      for (;;) {
+        const m = await withDeadline(ch.get(queue, { noAck: true }), NET_MS, `get from ${queue}`);
+        if (m === false) return out;
+        out.push(m);
+      }
+    } finally {
+      await ch.close().catch(() => undefined);
+    }
+  }
+
+  /** Closes the connectors, deletes every queue and exchange, closes amqplib; throws if a deletion failed. */
+  async dispose(): Promise<void> {
+    await Promise.allSettled(this.connectors.map((c) => withDeadline(c.close(), NET_MS, 'connector close')));
+    const failures: string[] = [];
+    const conn = await this.amqp();
+    let ch = await this.channel();
+    const del = async (what: string, fn: (c: AmqplibChannel) => Promise<unknown>): Promise<void> => {
+      try {
+        await withDeadline(fn(ch), NET_MS, what);
+      } catch (err) {
+        failures.push(`${what}: ${(err as Error).message}`);
+        ch = await conn.createChannel();
+        ch.on('error', () => undefined);
+      }
+    };
+    for (const q of this.queues) await del(`delete queue ${q}`, (c) => c.deleteQueue(q));
+    for (const x of this.exchanges) await del(`delete exchange ${x}`, (c) => c.deleteExchange(x));
+    await ch.close().catch(() => undefined);
+    await withDeadline(conn.close(), NET_MS, 'amqplib close').catch(() => undefined);
+    this.#amqp = undefined;
+    if (failures.length > 0) throw new Error(`cleanup failed: ${failures.join('; ')}`);
+  }
+}
+
+let reachable: Promise<void> | undefined;
+/** Once per file: a broker that does not even complete a handshake fails every test at once, not each after its deadline. */
+function brokerReachable(): Promise<void> {
+  reachable ??= (async () => {
+    const started = Date.now();
+    const attempt = amqplib.connect(AMQP_URL);
+    try {
+      const c = await withDeadline(attempt, 5_000, 'connect');
+      c.on('error', () => undefined);
+      await c.close();
+    } catch (err) {
+      attempt.then((c) => c.close(), () => undefined).catch(() => undefined); // if it connects after all
+      throw new Error(`RabbitMQ at ${AMQP_URL} did not accept a connection (${(err as Error).message} after ${Date.now() - started} ms)`);
+    }
+  })();
+  return reachable;
+}
+
+/** Runs `fn` with a fresh fixture, always disposed; a test failure wins over a cleanup failure. */
+export async function withBus(fn: (f: BusFixture) => Promise<void>): Promise<void> {
+  await brokerReachable();
+  const f = new BusFixture();
+  let failed = false;
+  try {
+    await fn(f);
+  } catch (err) {
+    failed = true;
+    throw err;
+  } finally {
+    try {
+      await f.dispose();
+    } catch (err) {
+      if (!failed) throw err;
+    }
+  }
+}
