@@ -4,7 +4,7 @@
  *
  *   npm run build        ->  dist/ebadge.js (the operator's CLI), dist/hub.js (the hub)
  */
-import { chmodSync, mkdirSync, statSync } from 'node:fs';
+import { chmodSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 
@@ -28,6 +28,8 @@ export async function bundle(entry: string, outfile: string): Promise<number> {
 
 async function main(): Promise<void> {
   mkdirSync(`${root}dist`, { recursive: true });
+  // Inside this ESM package the bundles would be read as ES modules; alone on a Pi they are CommonJS anyway.
+  writeFileSync(`${root}dist/package.json`, '{ "type": "commonjs" }\n');
   for (const [out, entry] of Object.entries(BUNDLES)) {
     const size = await bundle(entry, `${root}${out}`);
     console.log(`${out}: ${(size / 1024).toFixed(1)} KB`);
