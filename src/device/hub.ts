@@ -114,7 +114,8 @@ export class Hub {
   /** Records an event (status_report, energy_events) and pushes it to realtime subscribers. */
   async event(type: EventType, end?: number | null): Promise<void> {
     const e: HubEvent = { time: this.now(), severity: EVENTS[type], type, ...(end === undefined ? {} : { end }) };
-    await this.#d.store.update((s) => { s.events.push(e); });
+    // Information events need no fsync of their own; warnings and worse are written at once.
+    await this.#d.store.update((s) => { s.events.push(e); }, { lazy: e.severity === 0 });
     this.#d.log.info('event', { type, severity: e.severity });
     for (const r of this.#d.store.state.realtime) {
       if (e.severity < r.severity) continue;
@@ -334,7 +335,7 @@ export class Hub {
     await this.#d.store.update((s) => {
       const x = s.subscriptions.find((y) => y.requester === requester);
       if (x !== undefined) x.next = next;
-    });
+    }, { lazy: true });
   }
 
   // ---- activations (data model §3.5 rules 4 and 5) -------------------------------------------------------------

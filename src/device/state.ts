@@ -79,17 +79,41 @@ export class StateStore {
     return this.#state;
   }
 
-  /** Changes the state and writes it; writes are serialized, the last one always lands. */
-  update(change: (s: HubState) => void): Promise<void> {
+  /**
+   * Changes the state and writes it; writes are serialized, the last one always lands. `lazy` changes (the
+   * progress of periodic reports, routine events) are written with the next write or within `lazyMs`: an SD
+   * card must not take an fsync per report, and losing a minute of that progress only repeats a few reports.
+   */
+  update(change: (s: HubState) => void, options: { lazy?: boolean } = {}): Promise<void> {
     change(this.#state);
     if (this.#state.events.length > MAX_EVENTS) this.#state.events.splice(0, this.#state.events.length - MAX_EVENTS);
+    if (options.lazy === true) {
+      this.#lazyTimer ??= setTimeout(() => { void this.#write(); }, this.lazyMs);
+      this.#lazyTimer.unref();
+      return Promise.resolve();
+    }
+    return this.#write();
+  }
+
+  /** How long a lazy change may wait for its write (default one minute). */
+  lazyMs = 60_000;
+  #lazyTimer: NodeJS.Timeout | undefined;
+  /** Durable writes so far (for the wear figures). */
+  writes = 0;
+
+  #write(): Promise<void> {
+    if (this.#lazyTimer !== undefined) clearTimeout(this.#lazyTimer);
+    this.#lazyTimer = undefined;
     const snapshot = JSON.stringify(this.#state);
+    this.writes++;
     // A failed write must not stop the later ones: each write carries the whole state.
     this.#writing = this.#writing.catch(() => undefined).then(() => writeFileDurably(this.file, snapshot, 0o600));
     return this.#writing;
   }
 
+  /** Writes any lazy change now, and waits for the writes in flight. */
   flush(): Promise<void> {
+    if (this.#lazyTimer !== undefined) return this.#write();
     return this.#writing;
   }
 }
