@@ -5,6 +5,7 @@
  *   hub.js [run] [--config FILE]           run the hub (default config /etc/ebadge/hub.json)
  *   hub.js check-config [--config FILE]    validate the config without connecting
  *   hub.js keygen --id ID --out FILE       a new identity for end-to-end sealing (src/crypto)
+ *   hub.js bench [--config FILE] [--seconds N]   on-device figures: codec, sealing, broker round trips
  *
  * Exit codes (sysexits.h, so that systemd and scripts can tell them apart):
  *   0 stopped by SIGTERM / SIGINT after draining;  64 usage error;  78 configuration error;
@@ -23,6 +24,7 @@ import { UsageError, type Io } from '../cli/common.js';
 import { CryptoError, Keyring, ReplayWindow, Sealer, selectBackend, SequenceReserver } from '../crypto/index.js';
 import { ConfigError, loadConfig, type HubConfig } from './config.js';
 import { createActuator, createMeter, type Actuator, type Meter } from './devices.js';
+import { bench } from './bench.js';
 import { History } from './history.js';
 import { Hub, HUB_VERSION } from './hub.js';
 import { createLogger, type Logger } from './log.js';
@@ -34,6 +36,7 @@ const DEFAULT_CONFIG = '/etc/ebadge/hub.json';
 const USAGE = `usage: hub.js [run] [--config FILE]     run the hub (default ${DEFAULT_CONFIG})
        hub.js check-config [--config FILE]
        hub.js keygen --id ID --out FILE [--public FILE] [--force]
+       hub.js bench [--config FILE] [--seconds N]    codec, sealing and broker round trips on this device
        hub.js --version | --help
 exit codes: 0 stopped, 64 usage, 78 configuration, 77 credentials refused, 69 broker unreachable or lost, 70 internal`;
 
@@ -56,6 +59,12 @@ export async function hubMain(argv: string[], options: RunOptions): Promise<numb
       return EXIT.OK;
     }
     if (first === 'keygen') return await keygen(rest, io);
+    if (first === 'bench') {
+      const { values } = parseArgs({ args: rest, options: { config: { type: 'string' }, seconds: { type: 'string' } }, strict: true });
+      const seconds = values.seconds === undefined ? 2 : Number(values.seconds);
+      if (!(seconds > 0 && seconds <= 60)) throw new UsageError(`--seconds: expected 0 < seconds <= 60, found "${values.seconds}"`);
+      return await bench(io, { seconds, ...(values.config === undefined ? {} : { broker: connectOptions(loadConfig(values.config)) }) });
+    }
     const command = first === undefined || first.startsWith('-') ? 'run' : first;
     const args = command === first ? rest : argv;
     if (command !== 'run' && command !== 'check-config') throw new UsageError(`unknown command "${command}"`);
