@@ -58,6 +58,8 @@ export class AmqpTransport implements Transport {
   #sub: Channel | undefined;
   readonly #inbound = new Map<string, string>(); // exchange or queue -> peer
   readonly #consumers: Consumer[] = [];
+  /** A Set: an aggregator has thousands of peers and looks one up per message. */
+  readonly #peers: ReadonlySet<string>;
 
   constructor(options: AmqpTransportOptions) {
     for (const n of [options.name, ...options.peers]) {
@@ -65,6 +67,7 @@ export class AmqpTransport implements Transport {
     }
     this.options = options;
     this.topology = options.topology ?? 'exchanges';
+    this.#peers = new Set(options.peers);
   }
 
   /** The AMQP connection underneath (the API stays transparent). */
@@ -111,7 +114,7 @@ export class AmqpTransport implements Transport {
   async send(m: Outgoing): Promise<void> {
     const ch = this.channel;
     const { to } = m;
-    if (!this.options.peers.includes(to)) throw new BusError('UNKNOWN_PEER', `"${to}" is not a configured peer of ${this.options.name}`);
+    if (!this.#peers.has(to)) throw new BusError('UNKNOWN_PEER', `"${to}" is not a configured peer of ${this.options.name}`);
     const [exchange, routingKey] = this.topology === 'exchanges'
       ? [`${this.options.name}-to-${to}`, m.routingKey]
       : ['', this.#role() === 'hub' ? `${this.options.name}-up` : `${to}-down`];
@@ -208,7 +211,7 @@ export class AmqpTransport implements Transport {
     let from = this.#inbound.get(this.topology === 'exchanges' ? m.exchange : m.routingKey);
     if (from === undefined && this.topology === 'queues' && this.#role() === 'hub') {
       // The first version names no sender: the app_id if it is a peer, else the only peer there is.
-      from = p.appId !== undefined && this.options.peers.includes(p.appId) ? p.appId
+      from = p.appId !== undefined && this.#peers.has(p.appId) ? p.appId
         : this.options.peers.length === 1 ? this.options.peers[0] : undefined;
     }
     const pub = this.#pub as Channel;

@@ -116,6 +116,7 @@ export class Connector extends TypedEmitter<ConnectorEvents> {
   readonly transport: Transport;
   readonly #o: ConnectorOptions;
   readonly #handlers = new Map<string, Handler<MessageType>>();
+  readonly #peers: ReadonlySet<string>;
   readonly #pending = new Map<string, Pending>();
   readonly #seen: SeenIds;
   readonly #inFlight = new Set<string>();
@@ -129,6 +130,7 @@ export class Connector extends TypedEmitter<ConnectorEvents> {
     super();
     this.#o = options;
     this.name = options.name;
+    this.#peers = new Set(options.peers);
     this.transport = options.transport ?? new AmqpTransport({
       name: options.name, peers: options.peers,
       ...(options.url === undefined ? {} : { url: options.url }),
@@ -192,7 +194,7 @@ export class Connector extends TypedEmitter<ConnectorEvents> {
    */
   async publish(peer: string, message: Message, options: { correlationId?: string; messageId?: string } = {}): Promise<void> {
     if (this.#closed) throw new BusError('CLOSED', 'the connector was closed');
-    if (!this.#o.peers.includes(peer)) throw new BusError('UNKNOWN_PEER', `"${peer}" is not a configured peer of ${this.name}`);
+    if (!this.#peers.has(peer)) throw new BusError('UNKNOWN_PEER', `"${peer}" is not a configured peer of ${this.name}`);
     const type = message.msg;
     let body: Buffer = encode(message);
     const sealer = this.#o.sealer;
