@@ -65,7 +65,7 @@ const BURSTS = Math.max(1, env('BUS_BENCH_BURSTS', 2));
 const PROFILE = process.env['BUS_BENCH_PROFILE'];
 /**
  * The hubs' queues in benchmark 2. `classic` by default: every quorum queue holds 3 handles of RabbitMQ's file handle
- * cache, whose limit comes from the broker's open-files limit (927 with this broker's ulimit of 1024); past it the
+ * cache, whose limit comes from the broker's open-files limit (927 with the default ulimit of 1024; this machine's broker now has 20,000 via /etc/rabbitmq/rabbitmq-env.conf); past it the
  * broker accepts no new connection, and 10,000 quorum queues would need 30,000. `quorum` is refused when
  * `rabbitmqctl` says the handles are not there (BUS_BENCH_FORCE=1 to try anyway).
  */
@@ -727,7 +727,7 @@ function activateLines(r: ActivateResult): string[] {
     '',
     ...(r.queueType === 'classic' ? [
       'Why classic hub queues: each quorum queue holds 3 handles of the broker\'s file handle cache (measured: +300 for 100 quorum queues, +0 for',
-      `200 idle classic ones); this broker's limit is ${r.handles.replace(/.* of /, '')} (open-files ulimit 1,024), so ${fmt(r.hubs * 2)} quorum queues would need ${fmt(r.hubs * 6)}. With quorum`,
+      `200 idle classic ones); this broker's limit is ${r.handles.replace(/.* of /, '')}, so ${fmt(r.hubs * 2)} quorum queues would need ${fmt(r.hubs * 6)}. With quorum`,
       'hubs (an earlier attempt), the broker stopped accepting new connections after about 300 quorum queues, and hub start()s failed',
       'with 541 cluster_not_formed at ~7,300 quorum queues. A real deployment at this scale needs a much higher file limit on the broker.',
     ] : []),
