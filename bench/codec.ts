@@ -6,15 +6,14 @@
  *
  *   npx tsc -p tsconfig.json && node .out/bench/codec.js      (writes the "Codec" section of bench/RESULTS.md)
  */
-import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import { build } from 'esbuild';
 import { decode, EbTime, encode, encodeInto, type Message } from '../src/codec/index.js';
+import { replaceSection } from './results-file.js';
 
 const SAMPLE_MS = Number(process.env['CODEC_BENCH_MS'] ?? 200);
 const SAMPLES = Number(process.env['CODEC_BENCH_SAMPLES'] ?? 7);
-const RESULTS = fileURLToPath(new URL('../../bench/RESULTS.md', import.meta.url));
 const t = (s: string): EbTime => EbTime.parse(s);
 
 const samples: Record<string, Message> = {
@@ -103,10 +102,7 @@ async function main(): Promise<void> {
   ];
   const section = lines.join('\n');
   console.log(section);
-  const text = readFileSync(RESULTS, 'utf8');
-  const at = text.indexOf('## Codec (bench/codec.ts)');
-  const next = at < 0 ? -1 : text.indexOf('\n## ', at + 3);
-  writeFileSync(RESULTS, at < 0 ? `${text.trimEnd()}\n\n${section}` : text.slice(0, at) + section + (next < 0 ? '' : text.slice(next + 1)));
+  replaceSection('## Codec (bench/codec.ts)', section);
 }
 
 main().catch((err: unknown) => {

@@ -14,10 +14,10 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { connect } from '../src/amqp/index.js';
 import { Connector } from '../src/bus/index.js';
+import { replaceSection } from './results-file.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const HUB = path.join(root, 'dist/hub.js');
-const RESULTS = path.join(root, 'bench/RESULTS.md');
 const SECONDS = Number(process.env['BENCH_HUB_SECONDS'] ?? 60);
 const RUNS = Number(process.env['BENCH_HUB_RUNS'] ?? 15);
 const URL_ = 'amqp://guest:guest@127.0.0.1:5672';
@@ -142,10 +142,7 @@ async function main(): Promise<void> {
   ];
   const section = lines.join('\n');
   console.log(section);
-  const text = readFileSync(RESULTS, 'utf8');
-  const at = text.indexOf('## Hub (bench/hub.ts)');
-  const next = at < 0 ? -1 : text.indexOf('\n## ', at + 3);
-  writeFileSync(RESULTS, at < 0 ? `${text.trimEnd()}\n\n${section}` : text.slice(0, at) + section + (next < 0 ? '' : text.slice(next + 1)));
+  replaceSection('## Hub (bench/hub.ts)', section);
 }
 
 main().then(() => process.exit(0), (err: unknown) => {

@@ -40,7 +40,10 @@ switch (mode) {
   }
   case 'once': {
     fs.appendFileSync(arg, Date.now() + '\\n');
-    out({ p: fs.readFileSync(arg, 'utf8').trim().split('\\n').length });
+    const starts = fs.readFileSync(arg, 'utf8').trim().split('\\n').length;
+    out({ p: starts });
+    // The first run ends (the adapter must restart it); the restarted one stays, so that a read can see its line.
+    if (starts > 1) setTimeout(() => {}, 60_000);
     break;
   }
   case 'sink': {
