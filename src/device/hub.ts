@@ -210,6 +210,8 @@ export class Hub {
       for (const [device, act] of this.#d.actuators) {
         await act.apply({ action: 'end', id: m.id, device }).catch((err: unknown) => this.#d.log.warn('actuator failed', { device, error: err }));
       }
+      // The contingency is over: its start event stops reading "still going on" (end_time null) in energy_events.
+      await this.#d.store.update((s) => { for (const e of s.events) if (e.type === 'contingency_start' && e.end === null) e.end = m.end.epochMs; });
       await this.event('contingency_end');
     });
     bus.onResponse((m, ctx) => {
@@ -365,14 +367,15 @@ export class Hub {
     const base = { id: m.id, modification_count: m.modification_count, ...hehOf(m) };
     const reject = (code: number, reason: string): Promise<void> => decide('rejected', { msg: 'reject_activation', ...base, code, reason });
     const now = this.now();
+    if (m.quantity === 0 && known !== undefined) {
+      // A cancellation (the same id, a higher count, quantity 0) is accepted in any mode: stopping is always allowed.
+      await this.#end(m.id);
+      return decide('accepted', { msg: 'accept_activation', ...base });
+    }
     if (this.#d.store.state.mode !== 'normal') return reject(451, `the hub is in ${this.#d.store.state.mode} mode`);
     if (m.to.epochMs <= now || m.from.epochMs < now - LATE_MS) return reject(454, 'the activation has expired or arrived too late');
     if (m.device !== null && !this.#d.config.devices.some((d) => d.name === m.device)) return reject(462, `no device "${m.device}"`);
-    if (m.quantity === 0) {
-      // Cancellation: the same id with a higher count and quantity 0.
-      if (known !== undefined) await this.#end(m.id);
-      return decide('accepted', { msg: 'accept_activation', ...base });
-    }
+    if (m.quantity === 0) return decide('accepted', { msg: 'accept_activation', ...base }); // nothing to do
     const [pos, neg] = this.#capacity(m.device);
     const limit = m.quantity > 0 ? pos : neg;
     if (limit === 0) return reject(451, 'no controllable capacity for this activation');
