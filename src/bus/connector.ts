@@ -404,7 +404,7 @@ export class Connector extends TypedEmitter<ConnectorEvents> {
       nack: (requeue = true) => {
         settled = true;
         if (requeue) d.retry();
-        else void d.deadLetter('nacked by the handler', 'NACKED');
+        else void d.deadLetter('nacked by the handler', 'NACKED').catch((err: unknown) => this.emitSafe('handler-error', err, message.msg, true));
       },
     };
     const handler = this.#handlers.get(message.msg);

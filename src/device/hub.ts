@@ -129,7 +129,9 @@ export class Hub {
     const res = this.#d.config.resolutionS * 1000;
     const wait = res - (this.now() % res);
     this.#sampler = setTimeout(() => {
-      void this.sample(Math.floor(this.now() / res) * res - res).finally(() => { if (!this.#stopping) this.#scheduleSampling(); });
+      void this.sample(Math.floor(this.now() / res) * res - res)
+        .catch((err: unknown) => this.#d.log.error('sampling failed', { error: err }))
+        .finally(() => { if (!this.#stopping) this.#scheduleSampling(); });
     }, wait);
     this.#sampler.unref();
   }
@@ -313,7 +315,9 @@ export class Hub {
     const due = sub.next + sub.interval * 1000 + this.#d.config.resolutionS * 1000;
     const t = setTimeout(() => {
       this.#timers.delete(t);
-      void this.#sendPeriodic(requester).finally(() => this.#schedulePeriodic(requester));
+      void this.#sendPeriodic(requester)
+        .catch((err: unknown) => this.#d.log.error('periodic report failed', { requester, error: err }))
+        .finally(() => this.#schedulePeriodic(requester));
     }, Math.max(0, due - this.now()));
     t.unref();
     this.#timers.add(t);
