@@ -195,25 +195,37 @@ export class Connector extends TypedEmitter<ConnectorEvents> {
   async publish(peer: string, message: Message, options: { correlationId?: string; messageId?: string } = {}): Promise<void> {
     if (this.#closed) throw new BusError('CLOSED', 'the connector was closed');
     if (!this.#peers.has(peer)) throw new BusError('UNKNOWN_PEER', `"${peer}" is not a configured peer of ${this.name}`);
-    const type = message.msg;
-    let body: Buffer = encode(message);
+    const m = message as { msg_id?: unknown; heh_id?: unknown };
+    await this.publishEncoded(peer, message.msg, encode(message), {
+      routingKey: routingKeyOf(message),
+      // A response's msg_id names the message it answers, so it is never the response's own id.
+      messageId: options.messageId ?? (message.msg !== 'response' && typeof m.msg_id === 'string' ? m.msg_id : randomUUID()),
+      ...(options.correlationId === undefined ? {} : { correlationId: options.correlationId }),
+    });
+  }
+
+  /**
+   * Sends a message already encoded (and validated) by the codec, e.g. one kept in the hub's outbox: sealed when
+   * the peer has keys, published with confirms.
+   */
+  async publishEncoded(peer: string, type: MessageType, encoded: Uint8Array, options: { routingKey: string; messageId: string; correlationId?: string }): Promise<void> {
+    if (this.#closed) throw new BusError('CLOSED', 'the connector was closed');
+    if (!this.#peers.has(peer)) throw new BusError('UNKNOWN_PEER', `"${peer}" is not a configured peer of ${this.name}`);
+    let body: Uint8Array = encoded;
     const sealer = this.#o.sealer;
     const sealed = sealer !== undefined && sealer.keyring.peers.has(peer);
     if (sealed) body = await sealer.seal({ peer }, type, body);
-    const m = message as { msg_id?: unknown; heh_id?: unknown };
     await this.transport.send({
-      to: peer,
-      routingKey: typeof m.heh_id === 'string' && m.heh_id !== '' ? `${type}.${m.heh_id}` : type,
-      body,
+      to: peer, routingKey: options.routingKey, body,
       properties: {
-        // A response's msg_id names the message it answers, so it is never the response's own id.
-        messageId: options.messageId ?? (type !== 'response' && typeof m.msg_id === 'string' ? m.msg_id : randomUUID()),
+        messageId: options.messageId,
         ...(options.correlationId === undefined ? {} : { correlationId: options.correlationId }),
         type, contentType: sealed ? CONTENT_TYPE_SEALED : CONTENT_TYPE_JSON, timestamp: new Date(), appId: this.name,
         headers: { 'x-ebadge-dm': DM_VERSION },
       },
     });
   }
+
 
   /**
    * Sends a request and resolves with its reply (data model §3.5): by `request_id` (set when absent) for the
@@ -483,6 +495,12 @@ function response(msgId: string | null, code: number, desc: string, subcode: num
     if (a.request_id !== undefined) r['request_id'] = a.request_id;
   }
   return r as Message<'response'>;
+}
+
+/** `<msg>` or `<msg>.<heh_id>` (D3.2.3). */
+export function routingKeyOf(message: Message): string {
+  const h = (message as { heh_id?: unknown }).heh_id;
+  return typeof h === 'string' && h !== '' ? `${message.msg}.${h}` : message.msg;
 }
 
 function v1Key(m: Record<string, unknown>): string {

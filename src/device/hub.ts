@@ -11,12 +11,14 @@
  * `request_id` or activation `id`; activations are answered with accept / reject / modify for their
  * (id, modification_count), never with a bare 200.
  */
-import type { Connector, HandlerContext } from '../bus/index.js';
-import { EbTime, type Message } from '../codec/index.js';
+import { randomUUID } from 'node:crypto';
+import { routingKeyOf, type Connector, type HandlerContext } from '../bus/index.js';
+import { EbTime, encode, type Message, type MessageType } from '../codec/index.js';
 import type { HubConfig } from './config.js';
 import type { Actuator, Meter } from './devices.js';
 import { HistoryError, type History } from './history.js';
 import type { Logger } from './log.js';
+import type { Outbox } from './outbox.js';
 import type { Activation, HubEvent, StateStore } from './state.js';
 
 export const HUB_VERSION = '0.1.0';
@@ -43,8 +45,13 @@ export interface HubDeps {
   actuators: ReadonlyMap<string, Actuator>;
   store: StateStore;
   log: Logger;
+  /** Where the hub's own messages (reports, events) wait for the broker's confirm; replayed after a restart. */
+  outbox?: Outbox;
   now?: () => number;
 }
+
+/** How often messages still in the outbox (the broker did not confirm them) are sent again. */
+const OUTBOX_RETRY_MS = 60_000;
 
 export class Hub {
   readonly #d: HubDeps;
@@ -53,6 +60,8 @@ export class Hub {
   #sampler: NodeJS.Timeout | undefined;
   #faulty = new Set<string>();
   #stopping = false;
+  /** Outbox records being sent now, so that a retry round does not send them twice. */
+  readonly #sending = new Set<number>();
 
   constructor(deps: HubDeps) {
     this.#d = deps;
@@ -73,6 +82,12 @@ export class Hub {
     await this.event('started');
     await Promise.all(this.#d.config.peers.map((peer) => this.#registerWith(peer.name, 0)));
     this.#scheduleSampling();
+    if (this.#d.outbox !== undefined) {
+      await this.#resendOutbox();
+      const t = setInterval(() => void this.#resendOutbox(), OUTBOX_RETRY_MS);
+      t.unref();
+      this.#timers.add(t);
+    }
     for (const s of this.#d.store.state.subscriptions) this.#schedulePeriodic(s.requester);
     for (const a of this.#d.store.state.activations) if (a.phase !== 'ended' && a.decision !== 'rejected') this.#scheduleActivation(a);
   }
@@ -490,11 +505,49 @@ export class Hub {
     } as Message<'device_capabilities'>;
   }
 
+  /**
+   * The hub's own messages (periodic reports, pushed events): into the outbox first, then to the broker, out of
+   * the outbox once confirmed. One that fails stays there and goes again later, with the same message id.
+   */
   async #send(peer: string, m: Record<string, unknown>): Promise<void> {
+    const message = m as Message;
+    const outbox = this.#d.outbox;
     try {
-      await this.#d.bus.publish(peer, m as Message);
+      if (outbox === undefined) {
+        await this.#d.bus.publish(peer, message);
+        return;
+      }
+      const body = encode(message);
+      const meta = { messageId: randomUUID(), type: message.msg, routingKey: routingKeyOf(message) };
+      const id = await outbox.append(peer, body, meta);
+      await this.#deliver({ id, peer, body, ...meta });
     } catch (err) {
       this.#d.log.warn('send failed', { peer, msg: m['msg'], error: err });
+    }
+  }
+
+  async #deliver(r: { id: number; peer: string; body: Uint8Array; messageId: string; type: string; routingKey: string }): Promise<void> {
+    if (this.#sending.has(r.id)) return;
+    this.#sending.add(r.id);
+    try {
+      await this.#d.bus.publishEncoded(r.peer, r.type as MessageType, r.body, { routingKey: r.routingKey, messageId: r.messageId });
+      this.#d.outbox?.ack(r.id);
+    } finally {
+      this.#sending.delete(r.id);
+    }
+  }
+
+  async #resendOutbox(): Promise<void> {
+    const pending = this.#d.outbox?.pending() ?? [];
+    if (pending.length > 0) this.#d.log.info('sending messages kept in the outbox', { count: pending.length });
+    for (const r of pending) {
+      if (this.#stopping) return;
+      try {
+        await this.#deliver(r);
+      } catch (err) {
+        this.#d.log.warn('outbox message not delivered; kept for later', { peer: r.peer, msg: r.type, error: err });
+        return; // the broker or the peer is not there: try the rest later, in order
+      }
     }
   }
 }

@@ -26,6 +26,7 @@ import { ConfigError, loadConfig, type HubConfig } from './config.js';
 import { createActuator, createMeter, type Actuator, type Meter } from './devices.js';
 import { bench } from './bench.js';
 import { History } from './history.js';
+import { Outbox } from './outbox.js';
 import { Hub, HUB_VERSION } from './hub.js';
 import { createLogger, type Logger } from './log.js';
 import { StateStore } from './state.js';
@@ -119,6 +120,8 @@ async function run(config: HubConfig, stop: Promise<void>, log: Logger): Promise
     resolutionS: config.resolutionS, signals, retentionHours: config.historyHours, fsyncIntervalMs: config.fsyncIntervalS * 1000,
   });
   const store = StateStore.open(config.stateDir);
+  // One fsync per fsyncIntervalS at most (default a minute): the SD card's wear budget, shared with the history.
+  const outbox = await Outbox.open(path.join(config.stateDir, 'outbox'), { fsyncIntervalMs: config.fsyncIntervalS * 1000 });
   const meters = new Map<string, Meter>();
   const actuators = new Map<string, Actuator>();
   for (const d of config.devices) {
@@ -140,7 +143,7 @@ async function run(config: HubConfig, stop: Promise<void>, log: Logger): Promise
     name: config.name, peers: config.peers.map((p) => p.name), url: amqp, topology: config.topology, role: 'hub',
     declareExchanges: config.declareExchanges, prefetch: config.broker.prefetch, ...(sealer === undefined ? {} : { sealer }),
   });
-  const hub = new Hub({ config, bus, history, meters, actuators, store, log });
+  const hub = new Hub({ config, bus, history, meters, actuators, store, log, outbox });
   bus.on('dead-letter', (reason, code, d) => log.warn('message refused', { reason, code, from: d.from }));
   bus.on('handler-error', (error, type, final) => log.error('handler failed', { type, final, error }));
   bus.on('duplicate', (id, sender) => log.debug('duplicate dropped', { id, sender }));
@@ -149,6 +152,7 @@ async function run(config: HubConfig, stop: Promise<void>, log: Logger): Promise
     await hub.stop().catch((err: unknown) => log.error('stopping the hub', { error: err }));
     await bus.close().catch(() => undefined);
     await history.close();
+    await outbox.close();
     await Promise.allSettled([...meters.values()].map((m) => m.close()));
     await Promise.allSettled([...actuators.values()].map((a) => a.close()));
   };
