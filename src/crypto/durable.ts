@@ -24,16 +24,24 @@ export async function writeFileDurably(file: string, data: string | Uint8Array, 
     }
     await fsp.rename(tmp, file);
     // Without this the rename itself may not survive a power cut.
-    if (process.platform !== 'win32') {
-      const dh = await fsp.open(dir, 'r');
-      try {
-        await dh.sync();
-      } finally {
-        await dh.close();
-      }
-    }
+    await syncDirectory(dir);
   } catch (err) {
     await fsp.rm(tmp, { force: true }).catch(() => undefined);
     throw err;
   }
+}
+
+/**
+ * fsyncs a directory, so that a file created or renamed in it survives a power cut. Returns false where
+ * directories cannot be synced (Windows), true after the sync.
+ */
+export async function syncDirectory(dir: string): Promise<boolean> {
+  if (process.platform === 'win32') return false;
+  const dh = await fsp.open(dir, 'r');
+  try {
+    await dh.sync();
+  } finally {
+    await dh.close().catch(() => undefined);
+  }
+  return true;
 }

@@ -45,6 +45,7 @@
 import { constants as fsc, promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { TextDecoder } from 'node:util';
+import { syncDirectory } from '../crypto/durable.js';
 
 export type HistoryErrorCode = 'RESOLUTION' | 'CORRUPT' | 'IO';
 
@@ -507,14 +508,7 @@ export class History {
 
   async #syncDir(): Promise<void> {
     // Without it a new segment's name may not survive a power cut, its synced data with it.
-    if (process.platform === 'win32') return;
-    const dh = await fsp.open(this.#dir, 'r');
-    try {
-      await dh.sync();
-      this.syncs++;
-    } finally {
-      await dh.close().catch(() => undefined);
-    }
+    if (await syncDirectory(this.#dir)) this.syncs++;
   }
 
   #cutoffMs(now: number): number {

@@ -49,6 +49,7 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { crc32 } from './history.js';
+import { syncDirectory } from '../crypto/durable.js';
 
 export type OutboxErrorCode = 'FULL' | 'CORRUPT' | 'IO';
 
@@ -436,13 +437,7 @@ export class Outbox {
       }
     }
     if (this.#dirDirty) {
-      const dh = await fsp.open(this.#dir, 'r');
-      try {
-        await dh.sync();
-      } finally {
-        await dh.close();
-      }
-      this.fsyncs++;
+      if (await syncDirectory(this.#dir)) this.fsyncs++;
       this.#dirDirty = false;
     }
   }
