@@ -172,8 +172,8 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
   #rpcs: Rpc[] = [];
   readonly #consumers = new Map<string, Consumer>();
   #confirms: ConfirmTracker | null = null;
-  /** Delivery tags delivered with manual ack and not yet settled, in delivery order. */
-  readonly #unacked = new Set<number>();
+  /** Delivery tags delivered with manual ack and not yet settled, in delivery order, with when they arrived. */
+  readonly #unacked = new Map<number, number>();
   #lastDeliveryTag = 0;
   #incoming: Incoming | null = null;
   readonly #strings = new StringCache(3);
@@ -198,6 +198,20 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
   /** True until the channel closed (for any reason). */
   get isOpen(): boolean {
     return this.#state === 'open';
+  }
+
+  /**
+   * When the channel is gone, drop acks, nacks and rejects of its deliveries (counted in `staleSettles`) instead of
+   * throwing: the broker has requeued them already. Set by the recovery layer, whose applications cannot know that
+   * the channel under a delivery was replaced.
+   */
+  dropStaleSettles = false;
+  staleSettles = 0;
+
+  /** When the oldest delivery still waiting for its ack arrived (ms since the epoch), or undefined. */
+  get oldestUnsettledAt(): number | undefined {
+    for (const at of this.#unacked.values()) return at;
+    return undefined;
   }
 
   /** In confirm mode: publishes not yet acked or nacked. */
@@ -647,11 +661,15 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
    * `multiple` with tag 0 settles everything outstanding.
    */
   settle(tag: number, how: 'ack' | 'nack' | 'reject', multiple: boolean, requeue: boolean): void {
+    if (this.#state !== 'open' && this.dropStaleSettles) {
+      this.staleSettles++;
+      return;
+    }
     if (this.#state !== 'open') throw new AmqpError('CHANNEL_CLOSED', `cannot ${how} delivery ${tag}: ${this.#closedError().message}`);
     if (multiple) {
       if (tag === 0) tag = this.#lastDeliveryTag;
       let any = false;
-      for (const t of this.#unacked) {
+      for (const t of this.#unacked.keys()) {
         if (t > tag) break;
         this.#unacked.delete(t);
         any = true;
@@ -834,7 +852,7 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
     if (inc.deliveryTag > this.#lastDeliveryTag) this.#lastDeliveryTag = inc.deliveryTag;
     if (inc.kind === 'get') {
       const noAck = this.#rpcs[0]?.args['noAck'] === true;
-      if (!noAck) this.#unacked.add(inc.deliveryTag);
+      if (!noAck) this.#unacked.set(inc.deliveryTag, Date.now());
       const msg = new Message(body, props, inc.exchange, inc.routingKey, inc.deliveryTag, inc.redelivered, '', noAck ? null : this, 0, '', inc.messageCount);
       this.#reply(msg, 'basic.get-ok');
       return;
@@ -843,7 +861,7 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
     if (c === undefined) {
       throw new FrameError(`channel ${this.id}: delivery for unknown consumer ${JSON.stringify(inc.consumerTag)}`, 505);
     }
-    if (!c.noAck) this.#unacked.add(inc.deliveryTag);
+    if (!c.noAck) this.#unacked.set(inc.deliveryTag, Date.now());
     const msg = new Message(body, props, inc.exchange, inc.routingKey, inc.deliveryTag, inc.redelivered, inc.consumerTag, c.noAck ? null : this);
     const handler = c.handler;
     if (handler === null) return c._push(msg);

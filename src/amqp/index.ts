@@ -15,6 +15,10 @@ export {
 } from './channel.js';
 export { Consumer, Message, type MessageHandler } from './message.js';
 export { parseUrl, type ConnectOptions } from './options.js';
+export {
+  RecoveringChannel, RecoveringConnection, RecoveringConsumer, type ChannelSetup, type Endpoint, type RecoveryEvents,
+  type RecoveryOptions,
+} from './recovery.js';
 export type { Mechanism } from './auth.js';
 export type { DeliveredProperties, MessageProperties } from './properties.js';
 export { Decimal, Field, field, type FieldTable, type FieldTag, type FieldValue } from './table.js';
