@@ -124,7 +124,9 @@ function tombstone(id: number): Buffer {
   return buf;
 }
 
-type Decoded = { kind: 'ack'; id: number } | ({ kind: 'message' } & OutboxRecord);
+/** One record of a segment file: a message, or the tombstone acking the message with that id. */
+export type OutboxEntry = { kind: 'ack'; id: number } | ({ kind: 'message' } & OutboxRecord);
+type Decoded = OutboxEntry;
 
 function decode(buf: Buffer, start: number, end: number): Decoded | undefined {
   const kind = buf[start];
@@ -142,6 +144,77 @@ function decode(buf: Buffer, start: number, end: number): Decoded | undefined {
   }
   const [peer, messageId, type, routingKey] = strings as [string, string, string, string];
   return { kind: 'message', id, peer, messageId, type, routingKey, body: Buffer.from(buf.subarray(off, end)) };
+}
+
+const goodHeader = (buf: Buffer): boolean =>
+  buf.length >= HEADER && buf.readUInt32LE(0) === MAGIC && buf.readUInt16LE(4) === VERSION && buf.readUInt16LE(6) === HEADER;
+
+interface ParsedSegment {
+  entries: OutboxEntry[];
+  /** The end of the last good record (HEADER when there is none). */
+  goodEnd: number;
+  /** Records skipped for a bad CRC or an undecodable payload. */
+  bad: number;
+  /** Why the rest of the segment was dropped ('' when every record was framed). */
+  rest: string;
+}
+
+/** The records of a segment whose header is good; see the top comment for what is skipped and what is dropped. */
+function parseSegment(buf: Buffer): ParsedSegment {
+  const entries: OutboxEntry[] = [];
+  let off = HEADER;
+  let goodEnd = HEADER;
+  let bad = 0;
+  let rest = '';
+  while (off < buf.length) {
+    if (off + 4 > buf.length) { rest = 'a short record'; break; }
+    const len = buf.readUInt32LE(off);
+    if (len < MIN_PAYLOAD || len > MAX_PAYLOAD) { rest = `an impossible length ${len}`; break; }
+    const end = off + 4 + len + 4;
+    if (end > buf.length) { rest = 'a short record'; break; }
+    const rec = crc32(buf, off, end - 4) === buf.readUInt32LE(end - 4) ? decode(buf, off + 4, end - 4) : undefined;
+    if (rec) {
+      entries.push(rec);
+      goodEnd = end;
+    } else {
+      bad++;
+    }
+    off = end;
+  }
+  return { entries, goodEnd, bad, rest };
+}
+
+export interface OutboxSegmentScan extends ParsedSegment {
+  /** The file name, e.g. `0000000001.obx`. */
+  name: string;
+  /** The file's size in bytes. */
+  size: number;
+  /** False when the header is missing or wrong; then nothing else was read. */
+  header: boolean;
+}
+
+/**
+ * Reads every segment file of an outbox as it is on disk, changing nothing: no truncation, no renaming, no
+ * deletion, unlike open's recovery. For tools and tests that look at the outbox of a hub that may be running or
+ * may have crashed; open sees the same entries, in the same order.
+ */
+export async function scanOutbox(dir: string): Promise<OutboxSegmentScan[]> {
+  const names = (await fsp.readdir(dir)).filter((n) => SEGMENT_NAME.test(n)).sort();
+  const out: OutboxSegmentScan[] = [];
+  for (const name of names) {
+    let buf: Buffer;
+    try {
+      buf = await fsp.readFile(path.join(dir, name));
+    } catch (err) {
+      // Acked segments are deleted by a running outbox: one that vanished since readdir had nothing left to read.
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
+      throw err;
+    }
+    const header = goodHeader(buf);
+    const parsed = header ? parseSegment(buf) : { entries: [], goodEnd: 0, bad: 0, rest: '' };
+    out.push({ name, size: buf.length, header, ...parsed });
+  }
+  return out;
 }
 
 export class Outbox {
@@ -487,7 +560,7 @@ export class Outbox {
       this.#nextSeq = Math.max(this.#nextSeq, seq + 1);
       const newest = i === names.length - 1;
       const buf = await fsp.readFile(file);
-      if (buf.length < HEADER || buf.readUInt32LE(0) !== MAGIC || buf.readUInt16LE(4) !== VERSION || buf.readUInt16LE(6) !== HEADER) {
+      if (!goodHeader(buf)) {
         if (newest && buf.length < HEADER) {
           await fsp.unlink(file);
         } else {
@@ -498,25 +571,10 @@ export class Outbox {
       }
       const seg: Segment = { seq, file, size: buf.length, live: new Set(), deps: new Set(), fh: undefined, dirty: false, deleted: false };
       this.#segments.push(seg);
-      let off = HEADER;
-      let goodEnd = HEADER;
-      let bad = 0;
-      let rest = '';
-      while (off < buf.length) {
-        if (off + 4 > buf.length) { rest = 'a short record'; break; }
-        const len = buf.readUInt32LE(off);
-        if (len < MIN_PAYLOAD || len > MAX_PAYLOAD) { rest = `an impossible length ${len}`; break; }
-        const end = off + 4 + len + 4;
-        if (end > buf.length) { rest = 'a short record'; break; }
-        const rec = crc32(buf, off, end - 4) === buf.readUInt32LE(end - 4) ? decode(buf, off + 4, end - 4) : undefined;
-        if (rec) {
-          maxId = Math.max(maxId, rec.id);
-          this.#replay(seg, rec);
-          goodEnd = end;
-        } else {
-          bad++;
-        }
-        off = end;
+      const { entries, goodEnd, bad, rest } = parseSegment(buf);
+      for (const rec of entries) {
+        maxId = Math.max(maxId, rec.id);
+        this.#replay(seg, rec);
       }
       if (newest && goodEnd < buf.length) {
         // A torn write: cut it off so the next append starts at a record boundary.

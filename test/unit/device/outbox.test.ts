@@ -7,7 +7,7 @@ import * as assert from 'uvu/assert';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { Outbox, OutboxError, type OutboxMeta, type OutboxOptions } from '../../../src/device/outbox.js';
+import { Outbox, OutboxError, scanOutbox, type OutboxMeta, type OutboxOptions } from '../../../src/device/outbox.js';
 
 const PEER = 'vpp-operator';
 /** A realistic report: UUID message id, 300-byte body; 388 B on disk, as the top comment says. */
@@ -95,6 +95,35 @@ s('a torn last record is dropped alone and later appends line up', () => inTempD
   assert.equal(ids(box), [...written.slice(0, 2), next]);
   assert.is(box.corrupt, 0);
   await box.close();
+}));
+
+s('scanOutbox reads messages and tombstones as they are on disk, torn tail included, and changes nothing', () => inTempDir(async (dir) => {
+  const box = await open(dir);
+  const [a, b, c] = (await fill(box, 3)) as [number, number, number];
+  box.ack(b);
+  await box.flush();
+  await box.close();
+  const file = newest(dir);
+  fs.truncateSync(file, fs.statSync(file).size - 3); // the tombstone of b, torn
+  const before = fs.readFileSync(file);
+  const [seg, ...others] = await scanOutbox(dir);
+  assert.is(others.length, 0);
+  assert.ok(seg?.header);
+  assert.equal(seg.entries.map((e) => `${e.kind} ${e.id}`), [`message ${a}`, `message ${b}`, `message ${c}`]);
+  assert.is(seg.entries[1]?.kind === 'message' && seg.entries[1].messageId, meta(1).messageId);
+  assert.is(seg.bad, 0);
+  assert.is(seg.rest, 'a short record');
+  assert.is(seg.goodEnd, HEADER + 3 * REPORT);
+  assert.is(seg.size, before.length);
+  assert.equal(fs.readFileSync(file), before, 'nothing cut off');
+  // What open replays is what the scan saw: b's tombstone was torn, so b is still pending.
+  const again = await open(dir);
+  assert.equal(ids(again), [a, b, c]);
+  await again.close();
+
+  fs.writeFileSync(path.join(dir, '0000000099.obx'), Buffer.from('junk'));
+  const scans = await scanOutbox(dir);
+  assert.equal(scans.map((x) => [x.name, x.header, x.entries.length]), [[path.basename(file), true, 3], ['0000000099.obx', false, 0]]);
 }));
 
 s('a flipped byte in the middle record skips only it; a corrupt length drops the rest', () => inTempDir(async (dir) => {
