@@ -36,7 +36,7 @@ import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import amqplib from 'amqplib';
 import type { ConsumeMessage } from 'amqplib';
-import { connect, type Channel, type Connection, type MessageProperties } from '../src/amqp/index.js';
+import { connect, RecoveringConnection, type Channel, type Connection, type MessageProperties } from '../src/amqp/index.js';
 import { AmqpTransport, CONTENT_TYPE_JSON, Connector, DM_VERSION } from '../src/bus/index.js';
 import { EbTime, encode, type Message } from '../src/codec/index.js';
 
@@ -472,7 +472,7 @@ async function hubsChild(vpp: string, hubs: string[], connections: number, concu
   };
   process.on('uncaughtException', fatal);
   process.on('unhandledRejection', fatal);
-  const conns: Connection[] = [];
+  const conns: RecoveringConnection[] = [];
   let stopping = false;
   let handled = 0;
   let errors = 0;
@@ -489,9 +489,10 @@ async function hubsChild(vpp: string, hubs: string[], connections: number, concu
   try {
     const t0 = performance.now();
     for (let g = 0; g < connections; g++) {
-      const c = await connect(URL_, { connectionName: `bus-bench-hubs-${g}` });
-      c.on('close', (err) => { if (err !== undefined && !stopping) fatal(new Error(`hub connection ${g} lost: ${err.message}`)); });
+      const c = new RecoveringConnection(URL_, { connectionName: `bus-bench-hubs-${g}`, initialAttempts: 1 });
+      c.on('disconnected', (err) => { if (!stopping) fatal(new Error(`hub connection ${g} lost: ${err?.message ?? 'closed'}`)); });
       conns.push(c);
+      await c.whenOpen();
     }
     let started = 0;
     let next = 0;
@@ -499,7 +500,7 @@ async function hubsChild(vpp: string, hubs: string[], connections: number, concu
       while (next < hubs.length) {
         const i = next++;
         const name = hubs[i] as string;
-        const transport = new AmqpTransport({ name, peers: [vpp], connection: conns[i % connections] as Connection, queueType });
+        const transport = new AmqpTransport({ name, peers: [vpp], connection: conns[i % connections] as RecoveringConnection, queueType });
         const hub = new Connector({ name, peers: [vpp], transport });
         hub.on('handler-error', () => { errors++; });
         hub.on('dead-letter', () => { errors++; });

@@ -48,6 +48,8 @@ export interface RecoveryOptions extends ConnectOptions {
   bufferBytes?: number;
   /** A full buffer fails the new publish (`reject-new`, default) or the oldest waiting one (`drop-oldest`). */
   overflow?: 'reject-new' | 'drop-oldest';
+  /** Give up after this many failed attempts before the first open (default: never; a CLI wants 1). */
+  initialAttempts?: number;
   /** Report a delivery unsettled for this long, ms (default 25 min; RabbitMQ's consumer_timeout is 30 min). */
   ackWarningAfter?: number;
 }
@@ -91,7 +93,7 @@ export interface RecoveryEvents {
 }
 
 type Resolved = Required<Pick<RecoveryOptions, 'reconnectDelay' | 'maxReconnectDelay' | 'authFailureDelay' | 'bufferMessages'
-  | 'bufferBytes' | 'overflow' | 'ackWarningAfter'>>;
+  | 'bufferBytes' | 'overflow' | 'ackWarningAfter' | 'initialAttempts'>>;
 
 interface BindingRecord { exchangeToExchange: boolean; destination: string; source: string; routingKey: string; args: FieldTable }
 interface QueueRecord { name: string; serverNamed: boolean; options: QueueOptions }
@@ -104,13 +106,15 @@ export class RecoveringConnection extends TypedEmitter<RecoveryEvents> {
   #conn: Connection | null = null;
   #closed = false;
   #everOpen = false;
+  /** Why the connection gave up before it ever opened (initialAttempts). */
+  #failure: Error | undefined;
   #wake: (() => void) | null = null;
   #waiters: { resolve(): void; reject(e: Error): void }[] = [];
   readonly #channels = new Set<RecoveringChannel>();
   readonly #exchanges = new Map<string, { type: string; options: ExchangeOptions }>();
   readonly #queues = new Map<string, QueueRecord>();
   #bindings: BindingRecord[] = [];
-  readonly #loop: Promise<void>;
+  #loop: Promise<void> | null = null;
 
   constructor(url?: string | URL | RecoveryOptions, options: RecoveryOptions = {}) {
     super();
@@ -130,6 +134,7 @@ export class RecoveringConnection extends TypedEmitter<RecoveryEvents> {
       bufferBytes: int(o.bufferBytes, 16 << 20, 0, 'bufferBytes'),
       overflow: o.overflow ?? 'reject-new',
       ackWarningAfter: int(o.ackWarningAfter, 25 * 60_000, 1000, 'ackWarningAfter'),
+      initialAttempts: o.initialAttempts === undefined ? Infinity : int(o.initialAttempts, 1, 1, 'initialAttempts'),
     };
     if (this.options.overflow !== 'reject-new' && this.options.overflow !== 'drop-oldest') {
       throw new AmqpError('OPTION_INVALID', `overflow: expected "reject-new" or "drop-oldest", got ${JSON.stringify(o.overflow)}`);
@@ -143,7 +148,6 @@ export class RecoveringConnection extends TypedEmitter<RecoveryEvents> {
     }
     this.#endpoints = list;
     this.#base = o;
-    this.#loop = this.#run();
   }
 
   /** The live connection, or null while disconnected. */
@@ -155,9 +159,13 @@ export class RecoveringConnection extends TypedEmitter<RecoveryEvents> {
     return this.connection !== null;
   }
 
-  /** Resolves when open (now, or after the next successful recovery); rejects once close() was called. */
+  /**
+   * Resolves when open (now, or after the next successful recovery); rejects once close() was called. The first
+   * call (or createChannel) starts connecting, so listeners can be attached before anything happens.
+   */
   whenOpen(): Promise<void> {
-    if (this.#closed) return Promise.reject(closedError());
+    this.#loop ??= this.#run();
+    if (this.#closed) return Promise.reject(this.#failure ?? closedError());
     if (this.isOpen && this.#conn !== null && this.#restored) return Promise.resolve();
     return new Promise((resolve, reject) => this.#waiters.push({ resolve, reject }));
   }
@@ -165,6 +173,7 @@ export class RecoveringConnection extends TypedEmitter<RecoveryEvents> {
   /** A channel that is re-created with its qos, confirm mode and consumers after every recovery. */
   async createChannel(setup: ChannelSetup = {}): Promise<RecoveringChannel> {
     if (this.#closed) throw closedError();
+    this.#loop ??= this.#run();
     const rch = new RecoveringChannel(this, setup);
     this.#channels.add(rch);
     const conn = this.connection;
@@ -301,6 +310,12 @@ export class RecoveringConnection extends TypedEmitter<RecoveryEvents> {
         if (this.#closed) break;
         attempt++;
         this.emitSafe('failed', error, { attempt, endpoint: where, authentication: error instanceof AuthenticationError });
+        if (!this.#everOpen && attempt >= this.options.initialAttempts) {
+          this.#closed = true;
+          this.#failure = error;
+          for (const w of this.#waiters.splice(0)) w.reject(error);
+          break;
+        }
       }
       const delayMs = error instanceof AuthenticationError ? this.options.authFailureDelay : this.#backoff(Math.max(attempt, 1));
       this.emitSafe('recovering', { attempt: attempt + 1, delayMs, endpoint: this.#peekEndpoint() });

@@ -14,7 +14,8 @@
  */
 import { randomUUID } from 'node:crypto';
 import {
-  ChannelError, connect, type Channel, type ConnectOptions, type Connection, type Consumer, type FieldTable, type Message,
+  ChannelError, RecoveringConnection, type Message, type FieldTable, type RecoveringChannel, type RecoveringConsumer,
+  type RecoveryOptions,
 } from '../amqp/index.js';
 import { BusError } from './errors.js';
 import type { Incoming, Outgoing, Transport } from './transport.js';
@@ -26,9 +27,9 @@ export interface AmqpTransportOptions {
   name: string;
   /** The entities we exchange messages with. */
   peers: readonly string[];
-  /** How to connect; or pass `connection` to share one (many simulated hubs, tests). */
-  url?: string | ConnectOptions;
-  connection?: Connection;
+  /** How to connect (with recovery: endpoints, backoff, buffer); or pass `connection` to share one (many simulated hubs). */
+  url?: string | RecoveryOptions;
+  connection?: RecoveringConnection;
   topology?: Topology;
   /** `queues` topology only: a hub owns `<name>-up/-down`, a controller uses its peers'. Default `hub`. */
   role?: 'hub' | 'controller';
@@ -52,12 +53,13 @@ export class AmqpTransport implements Transport {
   readonly name = 'amqp';
   readonly options: Readonly<AmqpTransportOptions>;
   readonly topology: Topology;
-  #conn: Connection | undefined;
-  #ownsConnection = false;
-  #pub: Channel | undefined;
-  #sub: Channel | undefined;
+  readonly #conn: RecoveringConnection;
+  readonly #ownsConnection: boolean;
+  #closed = false;
+  #pub: RecoveringChannel | undefined;
+  #sub: RecoveringChannel | undefined;
   readonly #inbound = new Map<string, string>(); // exchange or queue -> peer
-  readonly #consumers: Consumer[] = [];
+  readonly #consumers: RecoveringConsumer[] = [];
   /** A Set: an aggregator has thousands of peers and looks one up per message. */
   readonly #peers: ReadonlySet<string>;
 
@@ -68,16 +70,18 @@ export class AmqpTransport implements Transport {
     this.options = options;
     this.topology = options.topology ?? 'exchanges';
     this.#peers = new Set(options.peers);
+    this.#ownsConnection = options.connection === undefined;
+    // Not connecting yet: that starts with start(), after the application has attached its listeners.
+    this.#conn = options.connection ?? new RecoveringConnection(options.url ?? 'amqp://guest:guest@127.0.0.1:5672', { connectionName: options.name });
   }
 
-  /** The AMQP connection underneath (the API stays transparent). */
-  get connection(): Connection {
-    if (this.#conn === undefined) throw new BusError('NOT_STARTED', 'the transport is not started');
+  /** The AMQP connection underneath, which recovers by itself (the API stays transparent). */
+  get connection(): RecoveringConnection {
     return this.#conn;
   }
 
   /** The confirm channel messages are published on. */
-  get channel(): Channel {
+  get channel(): RecoveringChannel {
     if (this.#pub === undefined) throw new BusError('NOT_STARTED', 'the transport is not started');
     return this.#pub;
   }
@@ -96,14 +100,10 @@ export class AmqpTransport implements Transport {
 
   async start(onMessage: (message: Incoming) => Promise<void>): Promise<void> {
     const o = this.options;
-    if (o.connection !== undefined) {
-      this.#conn = o.connection;
-    } else {
-      this.#conn = await connect(o.url ?? 'amqp://guest:guest@127.0.0.1:5672', { connectionName: o.name });
-      this.#ownsConnection = true;
-    }
-    this.#pub = await this.#conn.createConfirmChannel();
-    this.#sub = await this.#conn.createChannel();
+    const conn = this.connection;
+    await conn.whenOpen();
+    this.#pub = await this.#conn.createChannel({ confirm: true });
+    this.#sub = await this.#conn.createChannel({ confirm: false });
     const queues = this.topology === 'exchanges' ? await this.#declareExchanges() : await this.#declareQueues();
     if (o.consume === false) return;
     for (const q of queues) {
@@ -127,11 +127,10 @@ export class AmqpTransport implements Transport {
   }
 
   async close(): Promise<void> {
-    const conn = this.#conn;
-    this.#conn = undefined;
-    if (conn === undefined) return;
+    if (this.#closed) return;
+    this.#closed = true;
     if (this.#ownsConnection) {
-      await conn.close();
+      await this.#conn.close();
     } else {
       await Promise.allSettled([this.#sub?.close(), this.#pub?.close()]);
     }
@@ -150,7 +149,14 @@ export class AmqpTransport implements Transport {
     };
   }
 
-  async #declareDeadLetters(ch: Channel): Promise<void> {
+  /** The connection of the moment, for what must not be recorded for recovery (a passive check). */
+  #raw(): NonNullable<RecoveringConnection['connection']> {
+    const c = this.connection.connection;
+    if (c === null) throw new BusError('NOT_STARTED', 'the connection to the broker is recovering');
+    return c;
+  }
+
+  async #declareDeadLetters(ch: RecoveringChannel): Promise<void> {
     await ch.exchangeDeclare(this.deadLetterExchange, 'fanout', { durable: true });
     await ch.queueDeclare(this.deadLetterQueue, {
       durable: true, arguments: { 'x-queue-type': this.options.queueType ?? 'quorum', 'x-max-length': this.options.deadLetterMax ?? 100_000 },
@@ -160,7 +166,7 @@ export class AmqpTransport implements Transport {
 
   async #declareExchanges(): Promise<string[]> {
     const o = this.options;
-    const ch = this.#pub as Channel;
+    const ch = this.#pub as RecoveringChannel;
     await this.#declareDeadLetters(ch);
     const inbox = this.inboxQueue;
     await guard(() => ch.queueDeclare(inbox, { durable: true, arguments: this.#queueArgs() }), `declaring ${inbox}`);
@@ -168,7 +174,7 @@ export class AmqpTransport implements Transport {
       for (const x of [`${o.name}-to-${peer}`, `${peer}-to-${o.name}`]) {
         if (o.declareExchanges === false) {
           // A passive check that fails closes its channel: use a throw-away one.
-          const probe = await this.connection.createChannel();
+          const probe = await this.#raw().createChannel();
           await guard(() => probe.exchangeDeclare(x, 'topic', { passive: true }), `checking exchange ${x} (declareExchanges is false)`);
           await probe.close();
         } else {
@@ -184,7 +190,7 @@ export class AmqpTransport implements Transport {
 
   async #declareQueues(): Promise<string[]> {
     const o = this.options;
-    const ch = this.#pub as Channel;
+    const ch = this.#pub as RecoveringChannel;
     await this.#declareDeadLetters(ch);
     const declare = async (q: string, owner: string): Promise<void> => {
       await guard(() => ch.queueDeclare(q, { durable: true, arguments: this.#queueArgs(owner) }), `declaring ${q}`);
@@ -214,7 +220,7 @@ export class AmqpTransport implements Transport {
       from = p.appId !== undefined && this.#peers.has(p.appId) ? p.appId
         : this.options.peers.length === 1 ? this.options.peers[0] : undefined;
     }
-    const pub = this.#pub as Channel;
+    const pub = this.#pub as RecoveringChannel;
     const dlx = this.deadLetterExchange;
     return {
       from, body: m.body, routingKey: m.routingKey, messageId: p.messageId, correlationId: p.correlationId,

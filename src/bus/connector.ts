@@ -20,7 +20,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { TypedEmitter } from '../amqp/emitter.js';
-import type { ConnectOptions, Connection } from '../amqp/index.js';
+import type { RecoveringConnection, RecoveryOptions } from '../amqp/index.js';
 import { decode, DecodeError, encode, SCHEMAS, type DecodeLimits, type Message, type MessageType } from '../codec/index.js';
 import { CryptoError, type Opened, type Sealer } from '../crypto/index.js';
 import { AmqpTransport, type Topology } from './amqp-transport.js';
@@ -66,8 +66,9 @@ export interface ConnectorOptions {
   peers: readonly string[];
   /** A transport of your own; otherwise an AmqpTransport is made from the options below. */
   transport?: Transport;
-  url?: string | ConnectOptions;
-  connection?: Connection;
+  /** How to connect; the connection recovers by itself (RecoveryOptions: endpoints, backoff, publish buffer). */
+  url?: string | RecoveryOptions;
+  connection?: RecoveringConnection;
   topology?: Topology;
   role?: 'hub' | 'controller';
   declareExchanges?: boolean;

@@ -100,7 +100,8 @@ async function connector(values: Values, extra: Partial<ConnectorOptions>): Prom
     });
   }
   const bus = new Connector({
-    name, peers, url, topology, role, declareExchanges: !(values.passive === true || cfg.declareExchanges === false),
+    // A command line tool answers at once when the broker is not there, rather than retrying like a service.
+    name, peers, url: { ...url, initialAttempts: 1 }, topology, role, declareExchanges: !(values.passive === true || cfg.declareExchanges === false),
     ...(sealer === undefined ? {} : { sealer }), ...extra,
   });
   await bus.start();

@@ -42,6 +42,11 @@ export interface BrokerConfig {
   readonly external: boolean;
   readonly heartbeatS: number;
   readonly prefetch: number;
+  /** More brokers of the cluster (`host:port`), used with the URL's for connecting and for recovery. */
+  readonly endpoints: readonly string[];
+  /** First delay before reconnecting (at least 2 s), doubled per failed attempt up to maxReconnectDelayS. */
+  readonly reconnectDelayS: number;
+  readonly maxReconnectDelayS: number;
 }
 
 export interface PeerConfig {
@@ -296,7 +301,8 @@ const TOP_KEYS = [
   'name', 'broker', 'peers', 'topology', 'declareExchanges', 'stateDir', 'resolutionS', 'historyHours',
   'fsyncIntervalS', 'devices', 'crypto', 'allowClockChange', 'log',
 ] as const;
-const BROKER_KEYS = ['url', 'username', 'passwordFile', 'tls', 'external', 'heartbeatS', 'prefetch'] as const;
+const BROKER_KEYS = ['url', 'username', 'passwordFile', 'tls', 'external', 'heartbeatS', 'prefetch', 'endpoints', 'reconnectDelayS',
+  'maxReconnectDelayS'] as const;
 const TLS_KEYS = ['ca', 'cert', 'key', 'servername'] as const;
 const DEVICE_KEYS = ['name', 'classes', 'type', 'version', 'signals', 'meter', 'actuator', 'maxPowerKw'] as const;
 const SIGNAL_KEYS = ['name', 'unit', 'desc', 'range'] as const;
@@ -356,7 +362,18 @@ function parseBroker(r: Reader, v: unknown): BrokerConfig {
     external: r.boolean(b['external'] ?? false, '$.broker.external'),
     heartbeatS: r.number(b['heartbeatS'] ?? 20, '$.broker.heartbeatS', 'a number from 0 to 600', (n) => n >= 0 && n <= 600),
     prefetch: r.integer(b['prefetch'] ?? 10, '$.broker.prefetch', 1, 1000),
+    endpoints: r.array(b['endpoints'] ?? [], '$.broker.endpoints', 'an array of "host:port" strings').map((e, i) => {
+      const at = `$.broker.endpoints[${i}]`;
+      const x = r.string(e, at, 'a "host:port" string');
+      const m = /^\[?([^\]\s]+?)\]?:(\d{1,5})$/.exec(x);
+      if (m === null || Number(m[2]) < 1 || Number(m[2]) > 65535) r.fail(at, 'a "host:port" string (port 1 to 65535)', shown(x));
+      return x;
+    }),
+    reconnectDelayS: r.number(b['reconnectDelayS'] ?? 5, '$.broker.reconnectDelayS', 'a number from 2 to 600 (seconds)', (n) => n >= 2 && n <= 600),
+    maxReconnectDelayS: 60,
   };
+  broker.maxReconnectDelayS = r.number(b['maxReconnectDelayS'] ?? Math.max(60, broker.reconnectDelayS), '$.broker.maxReconnectDelayS',
+    `a number from reconnectDelayS (${broker.reconnectDelayS}) to 3600 (seconds)`, (n) => n >= broker.reconnectDelayS && n <= 3600);
   if (b['username'] !== undefined) {
     broker.username = r.string(b['username'], '$.broker.username');
     if (urlUser !== undefined && urlUser !== broker.username) {

@@ -126,6 +126,21 @@ export class Hub {
     await this.#d.store.flush();
   }
 
+  /**
+   * The broker connection went down or came back (the client recovers by itself). Back up, what the outbox kept
+   * goes now rather than at the next minute.
+   */
+  async connectionChanged(up: boolean): Promise<void> {
+    try {
+      if (!up) return await this.event('network_down');
+      await this.event('network_up');
+      await this.event('broker_reconnect');
+      await this.#resendOutbox();
+    } catch (err) {
+      this.#d.log.warn('recording a connection event failed', { error: err });
+    }
+  }
+
   /** Records an event (status_report, energy_events) and pushes it to realtime subscribers. */
   async event(type: EventType, end?: number | null): Promise<void> {
     const e: HubEvent = { time: this.now(), severity: EVENTS[type], type, ...(end === undefined ? {} : { end }) };

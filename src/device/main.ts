@@ -8,17 +8,17 @@
  *   hub.js bench [--config FILE] [--seconds N]   on-device figures: codec, sealing, broker round trips
  *
  * Exit codes (sysexits.h, so that systemd and scripts can tell them apart):
- *   0 stopped by SIGTERM / SIGINT after draining;  64 usage error;  78 configuration error;
- *   77 the broker refused our credentials;  69 the broker is unreachable or the connection was lost;
- *   70 an internal error.
+ *   0 stopped by SIGTERM / SIGINT after draining;  64 usage error;  78 configuration error (or the broker refused
+ *   our topology);  70 an internal error;  for `bench` only: 77 the broker refused our credentials, 69 unreachable.
+ * `run` never exits because of the broker: it reconnects by itself (the first time too), with backoff.
  * On SIGTERM / SIGINT the hub stops consuming, lets the handlers at work finish, flushes the history and the
  * state, closes the connection, and exits 0.
  */
 import { mkdirSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
-import { AuthenticationError, ConnectionError, parseUrl, type ConnectOptions } from '../amqp/index.js';
-import { Connector } from '../bus/index.js';
+import { AuthenticationError, ConnectionError, parseUrl, type RecoveryOptions } from '../amqp/index.js';
+import { AmqpTransport, BusError, Connector } from '../bus/index.js';
 import { keygen } from '../cli/keys.js';
 import { UsageError, type Io } from '../cli/common.js';
 import { CryptoError, Keyring, ReplayWindow, Sealer, selectBackend, SequenceReserver } from '../crypto/index.js';
@@ -39,7 +39,8 @@ const USAGE = `usage: hub.js [run] [--config FILE]     run the hub (default ${DE
        hub.js keygen --id ID --out FILE [--public FILE] [--force]
        hub.js bench [--config FILE] [--seconds N]    codec, sealing and broker round trips on this device
        hub.js --version | --help
-exit codes: 0 stopped, 64 usage, 78 configuration, 77 credentials refused, 69 broker unreachable or lost, 70 internal`;
+exit codes: 0 stopped, 64 usage, 78 configuration, 70 internal; bench only: 77 credentials refused, 69 broker unreachable
+the hub reconnects to the broker by itself, with backoff; it never exits because of the broker`;
 
 export interface RunOptions {
   io: Io;
@@ -64,7 +65,13 @@ export async function hubMain(argv: string[], options: RunOptions): Promise<numb
       const { values } = parseArgs({ args: rest, options: { config: { type: 'string' }, seconds: { type: 'string' } }, strict: true });
       const seconds = values.seconds === undefined ? 2 : Number(values.seconds);
       if (!(seconds > 0 && seconds <= 60)) throw new UsageError(`--seconds: expected 0 < seconds <= 60, found "${values.seconds}"`);
-      return await bench(io, { seconds, ...(values.config === undefined ? {} : { broker: connectOptions(loadConfig(values.config)) }) });
+      try {
+        return await bench(io, { seconds, ...(values.config === undefined ? {} : { broker: connectOptions(loadConfig(values.config)) }) });
+      } catch (err) {
+        if (!(err instanceof ConnectionError)) throw err;
+        io.err(`hub.js bench: ${err instanceof AuthenticationError ? 'the broker refused our credentials' : 'the broker is unreachable'}: ${err.message}`);
+        return err instanceof AuthenticationError ? EXIT.AUTH : EXIT.UNAVAILABLE;
+      }
     }
     const command = first === undefined || first.startsWith('-') ? 'run' : first;
     const args = command === first ? rest : argv;
@@ -94,7 +101,7 @@ export async function hubMain(argv: string[], options: RunOptions): Promise<numb
   }
 }
 
-function connectOptions(c: HubConfig): ConnectOptions {
+function connectOptions(c: HubConfig): RecoveryOptions {
   const b = c.broker;
   const tls = b.tls === undefined ? undefined : {
     ...(b.tls.ca === undefined ? {} : { ca: readFileSync(b.tls.ca) }),
@@ -106,8 +113,11 @@ function connectOptions(c: HubConfig): ConnectOptions {
   const username = b.username ?? (url.username === '' ? 'guest' : decodeURIComponent(url.username));
   // The config holds no secret: a password comes from its file; guest's is guest (the local broker only).
   const password = b.passwordFile === undefined ? (username === 'guest' ? 'guest' : '') : readFileSync(b.passwordFile, 'utf8').trim();
+  const own = parseUrl(b.url);
   return {
-    ...parseUrl(b.url), username, password, heartbeat: b.heartbeatS, connectionName: c.name,
+    ...own, username, password, heartbeat: b.heartbeatS, connectionName: c.name,
+    endpoints: [`${own.hostname ?? '127.0.0.1'}:${own.port ?? (url.protocol === 'amqps:' ? 5671 : 5672)}`, ...b.endpoints],
+    reconnectDelay: Math.round(b.reconnectDelayS * 1000), maxReconnectDelay: Math.round(b.maxReconnectDelayS * 1000),
     ...(b.external ? { mechanism: 'EXTERNAL' as const } : {}),
     ...(tls === undefined ? (url.protocol === 'amqps:' ? { tls: true } : {}) : { tls }),
   };
@@ -157,37 +167,49 @@ async function run(config: HubConfig, stop: Promise<void>, log: Logger): Promise
     await Promise.allSettled([...actuators.values()].map((a) => a.close()));
   };
 
-  try {
-    await bus.start();
-  } catch (err) {
+  // The client reconnects by itself, the first time too (the network may come up after us at boot): the hub never
+  // exits because of the broker. Refused credentials are retried slowly, and said loudly each time.
+  const transport = bus.transport as AmqpTransport;
+  const rc = transport.connection;
+  rc.on('failed', (error, i) => {
+    if (i.authentication) log.error('the broker refused our credentials; retrying slowly', { user: amqp.username, endpoint: i.endpoint, error });
+    else log.warn('cannot reach the broker', { endpoint: i.endpoint, attempt: i.attempt, error });
+  });
+  rc.on('recovering', (i) => log.info('reconnecting', { inMs: i.delayMs, endpoint: i.endpoint }));
+  rc.on('disconnected', (error) => {
+    log.warn('connection to the broker lost; recovering', { error });
+    void hub.connectionChanged(false);
+  });
+  rc.on('recovered', (i) => {
+    log.info('connection to the broker recovered', { endpoint: i.endpoint, downtimeMs: i.downtimeMs });
+    void hub.connectionChanged(true);
+  });
+  rc.on('blocked', (reason) => log.warn('the broker blocked publishing (resource alarm)', { reason }));
+  rc.on('unblocked', () => log.info('the broker unblocked publishing'));
+  rc.on('topology-failed', (error, what) => log.error('re-declaring after recovery failed', { what, error }));
+  rc.on('ack-deadline', (ageMs, queue) => log.warn('a delivery is still unacknowledged', { ageMs, queue }));
+  rc.on('handler-error', (error, where) => log.error('internal error in the AMQP client', { where, error }));
+
+  const started = await Promise.race([bus.start().then(() => true), stop.then(() => false)]).catch((err: unknown) => err);
+  if (started !== true) {
     await shutdown();
-    if (err instanceof AuthenticationError) {
-      log.error('the broker refused our credentials', { user: amqp.username, error: err });
-      return EXIT.AUTH;
+    if (started === false) {
+      log.info('stopped before the broker was reached');
+      return EXIT.OK;
     }
-    if (err instanceof ConnectionError) {
-      log.error('the broker is unreachable', { url: config.broker.url, error: err });
-      return EXIT.UNAVAILABLE;
+    if (started instanceof BusError && started.code === 'TOPOLOGY') {
+      log.error('the broker refused our topology', { error: started });
+      return EXIT.CONFIG;
     }
-    throw err;
+    throw started;
   }
-  const transport = bus.transport as { connection?: { closed: Promise<Error | undefined> } };
-  const lost = (transport.connection?.closed ?? new Promise<never>(() => undefined)).then((reason) => reason);
   await hub.start();
   log.info('hub running', { name: config.name, peers: config.peers.map((p) => p.name), devices: config.devices.map((d) => d.name), version: HUB_VERSION });
-
-  const outcome = await Promise.race([stop.then(() => 'stop' as const), lost.then((reason) => reason ?? new Error('the connection closed'))]);
-  if (outcome === 'stop') {
-    log.info('stopping: draining in-flight work');
-    await shutdown();
-    log.info('stopped');
-    return EXIT.OK;
-  }
-  // Until the client recovers by itself (reconnection is its own piece of work), systemd restarts us.
-  log.error('connection to the broker lost', { error: outcome });
-  await hub.event('network_down').catch(() => undefined);
+  await stop;
+  log.info('stopping: draining in-flight work');
   await shutdown();
-  return EXIT.UNAVAILABLE;
+  log.info('stopped');
+  return EXIT.OK;
 }
 
 /** The process entry: real stdio, signals, exit code. */

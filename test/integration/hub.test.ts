@@ -22,6 +22,7 @@ import { exampleConfig } from '../../src/device/config.js';
 import { AMQP_URL, timed, unique } from '../helpers/amqp.js';
 import { ALL_TYPES, entity, NET_MS, until, UUID, withBus, type BusFixture } from '../helpers/bus.js';
 import { sleep, withDeadline } from '../helpers/deadline.js';
+import { FaultProxy } from '../helpers/proxy.js';
 
 const HUB_JS = fileURLToPath(new URL('../../src/bin/hub.js', import.meta.url));
 const s = suite('hub process');
@@ -541,26 +542,67 @@ s('a command meter whose program does not exist: meter_fault, status degraded, n
 
 // ---- 7. the broker -----------------------------------------------------------------------------------------------
 
-s('the broker unreachable exits 69; refused credentials exit 77', timed(async () => {
+s('EP-2, EP-3: the hub never exits because of the broker: unreachable, it retries with backoff; refused credentials are logged as such and retried slowly; SIGTERM still stops it', timed(async () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'heh-hub-test-'));
+  const procs: HubProcess[] = [];
   try {
-    const unreachable = { ...hubConfig(dir, unique('heh'), 'vpp-none'), stateDir: path.join(dir, 'a'), broker: { url: 'amqp://127.0.0.1:1' } };
+    const unreachable = { ...hubConfig(dir, unique('heh'), 'vpp-none'), stateDir: path.join(dir, 'a'), broker: { url: 'amqp://127.0.0.1:1', reconnectDelayS: 2 } };
     writeFileSync(path.join(dir, 'pw'), 'wrong\n');
     const base = hubConfig(dir, unique('heh'), 'vpp-none');
     const url = (base['broker'] as { url: string }).url;
     const refusedCreds = { ...base, stateDir: path.join(dir, 'b'), broker: { url, username: 'nobody', passwordFile: path.join(dir, 'pw') } };
     writeFileSync(path.join(dir, 'a.json'), JSON.stringify(unreachable));
     writeFileSync(path.join(dir, 'b.json'), JSON.stringify(refusedCreds));
-    // The hub gives up connecting after 20 s; a busy broker can take seconds to refuse a login.
-    const [a, b] = await Promise.all([runToEnd(['--config', path.join(dir, 'a.json')]), runToEnd(['--config', path.join(dir, 'b.json')], 25_000)]);
-    assert.is(a.code, 69, a.transcript());
-    assert.ok(a.has('the broker is unreachable'), a.transcript());
-    assert.is(b.code, 77, b.transcript());
-    assert.ok(b.logs.some((l) => l.msg === 'the broker refused our credentials' && l['user'] === 'nobody'), b.transcript());
+    const a = new HubProcess(['--config', path.join(dir, 'a.json')]);
+    const b = new HubProcess(['--config', path.join(dir, 'b.json')]);
+    procs.push(a, b);
+    await until(() => a.logs.filter((l) => l.msg === 'cannot reach the broker').length >= 2, () => `two attempts:\n${a.transcript()}`, 12_000);
+    const delays = a.logs.filter((l) => l.msg === 'reconnecting').map((l) => l['inMs'] as number);
+    assert.ok(delays.length >= 2 && delays.every((d) => d >= 2000), `backoff delays of 2 s or more: ${delays.join(', ')}`);
+    assert.ok((delays[1] as number) > (delays[0] as number) * 1.2, `the delay grows: ${delays.join(', ')}`);
+    // A busy broker can take seconds to refuse a login.
+    await b.waitFor('the broker refused our credentials; retrying slowly', 15_000);
+    assert.ok(b.logs.some((l) => l.msg === 'the broker refused our credentials; retrying slowly' && l['user'] === 'nobody'), b.transcript());
+    assert.ok(b.logs.some((l) => l.msg === 'reconnecting' && (l['inMs'] as number) >= 60_000), `the slow delay after refused credentials:\n${b.transcript()}`);
     assert.not.match(b.out.join('\n'), 'wrong', 'the password is never logged');
+    assert.is(await a.stop(), 0, a.transcript());
+    assert.is(await b.stop(), 0, b.transcript());
   } finally {
+    for (const p of procs) await p.kill();
     rmSync(dir, { recursive: true, force: true });
   }
-}, 30_000));
+}, 40_000));
+
+let proxyPort = 0;
+s('REC-1: the hub rides out a lost connection: network_down, recovery, network_up and broker_reconnect events, and its reports go on', timed(async () => {
+  const proxy = await FaultProxy.start();
+  proxyPort = proxy.port;
+  try {
+    await withHub(async ({ hub, v, got, start }) => {
+      const h = await start();
+      const rid = randomUUID();
+      const ack = await v.request(hub, {
+        msg: 'get_periodic_report', interval: 1, first_from: null, resolution: 1, signals: ['boiler.p'], request_id: rid, msg_id: randomUUID(),
+      }) as Message<'response'>;
+      assert.is(ack.response_code, 200);
+      await until(() => reportsOf(got, rid).length >= 1, 'a periodic report before the cut', 6_000);
+      proxy.cutAll();
+      await h.waitFor('connection to the broker lost; recovering', 5_000);
+      await h.waitFor('connection to the broker recovered', 15_000);
+      const before = reportsOf(got, rid).length;
+      await until(() => reportsOf(got, rid).length >= before + 2, 'periodic reports after the recovery', 8_000);
+      const events = h.logs.filter((l) => l.msg === 'event').map((l) => l['type']);
+      for (const e of ['network_down', 'network_up', 'broker_reconnect']) assert.ok(events.includes(e), `event ${e}: ${events.join(', ')}`);
+      assert.is(await h.stop(), 0, h.transcript());
+    }, (config) => {
+      const broker = config['broker'] as Record<string, unknown>;
+      broker['url'] = `amqp://127.0.0.1:${proxyPort}`;
+      broker['reconnectDelayS'] = 2;
+      broker['heartbeatS'] = 5;
+    });
+  } finally {
+    await proxy.close();
+  }
+}, 45_000));
 
 s.run();
