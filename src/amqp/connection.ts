@@ -27,7 +27,7 @@ import { AmqpError, AuthenticationError, ConnectionError, FrameError, replyCodeN
 import { FRAME_HEARTBEAT, FRAME_METHOD, FRAME_MIN_SIZE, FrameReader, HEARTBEAT_FRAME, PROTOCOL_HEADER } from './frame.js';
 import { Heartbeat } from './heartbeat.js';
 import { decodeMethod } from './methods.js';
-import { parseUrl, resolveOptions, type ConnectOptions, type ResolvedOptions } from './options.js';
+import { MIN_HEARTBEAT, parseUrl, resolveOptions, type ConnectOptions, type ResolvedOptions } from './options.js';
 import { Output } from './output.js';
 import type { Method, MethodArgs, MethodName } from './spec.js';
 import type { FieldTable } from './table.js';
@@ -316,8 +316,10 @@ export class Connection extends TypedEmitter<ConnectionEvents> implements Channe
     if (frameMax < FRAME_MIN_SIZE) throw new FrameError(`the broker tuned frame_max to ${a.frameMax}, below the minimum ${FRAME_MIN_SIZE}`, 503);
     this.frameMax = frameMax;
     this.channelMax = a.channelMax === 0 ? o.channelMax : Math.min(a.channelMax, o.channelMax);
-    // Heartbeat: 0 on one side takes the other's value; otherwise the smaller (as the official clients do).
-    this.heartbeat = a.heartbeat === 0 || o.heartbeat === 0 ? Math.max(a.heartbeat, o.heartbeat) : Math.min(a.heartbeat, o.heartbeat);
+    // Heartbeat: 0 on one side takes the other's value; otherwise the smaller (as the official clients do), but never
+    // below 5 s, even when the broker proposes less: a slow Pi would then be declared dead while it is only busy.
+    const hb = a.heartbeat === 0 || o.heartbeat === 0 ? Math.max(a.heartbeat, o.heartbeat) : Math.min(a.heartbeat, o.heartbeat);
+    this.heartbeat = hb === 0 ? 0 : Math.max(hb, MIN_HEARTBEAT);
     this.#reader.frameMax = frameMax;
     this.#sendMethod('connection.tune-ok', { channelMax: this.channelMax, frameMax, heartbeat: this.heartbeat });
     this.#sendMethod('connection.open', { virtualHost: o.vhost, capabilities: '', insist: false });

@@ -24,7 +24,7 @@ export interface ConnectOptions {
   /** TLS: true for defaults, or node:tls options (ca, cert, key, servername ...). Verification stays on unless
    *  `rejectUnauthorized: false` is given explicitly. */
   tls?: boolean | TlsOptions;
-  /** Heartbeat timeout in seconds (default 20; 0 takes the broker's value). */
+  /** Heartbeat timeout in seconds (default 20; 0 takes the broker's value; never below 5, which false-alarms). */
   heartbeat?: number;
   /** Largest frame we accept and send, in bytes (default 131072, 8192 to 64 MiB). */
   frameMax?: number;
@@ -75,6 +75,9 @@ export interface ResolvedOptions {
   blockedTimeout: number;
   closeTimeout: number;
 }
+
+/** The shortest heartbeat timeout we accept or negotiate, in seconds. */
+export const MIN_HEARTBEAT = 5;
 
 function invalid(what: string, detail: string): AmqpError {
   return new AmqpError('OPTION_INVALID', `${what}: ${detail}`);
@@ -138,6 +141,8 @@ export function parseUrl(url: string | URL): ConnectOptions {
 /** Applies defaults and checks every option. */
 export function resolveOptions(o: ConnectOptions): ResolvedOptions {
   const heartbeat = intOption(o.heartbeat ?? 20, 'heartbeat', 0, 65535);
+  // https://www.rabbitmq.com/docs/heartbeats: below 5 s false positives are "fairly likely".
+  if (heartbeat > 0 && heartbeat < MIN_HEARTBEAT) throw invalid('heartbeat', `${heartbeat} s is below ${MIN_HEARTBEAT} s, where heartbeats raise false alarms (0 takes the broker's value)`);
   const mechanism = o.mechanism ?? 'PLAIN';
   if (!MECHANISMS.includes(mechanism)) throw invalid('mechanism', `expected one of ${MECHANISMS.join(', ')}, got ${JSON.stringify(mechanism)}`);
   let tls: TlsOptions | undefined;

@@ -23,7 +23,7 @@ async function withMemoryAlarm(fn: () => Promise<void>): Promise<void> {
 
 // RabbitMQ sends connection.blocked to publishing connections: the first publish during the alarm reaches the broker,
 // which then stops reading the socket and notifies us. From then on we hold publishes locally.
-test('blocked: later publishes wait locally (deadline, wait:false) and go out after unblocked', timed(async () => {
+test('FC-2: blocked: later publishes wait locally (deadline, wait:false) and go out after unblocked', timed(async () => {
   const conn = await connect(AMQP_URL, { connectionName: 'blocked-test' });
   try {
     const ch = await conn.createConfirmChannel();
@@ -58,7 +58,7 @@ test('blocked: later publishes wait locally (deadline, wait:false) and go out af
   }
 }, 40_000));
 
-test('blocked: close() completes on a blocked connection; blockedTimeout ends a connection blocked too long', timed(async () => {
+test('FC-2: blocked: close() completes on a blocked connection; blockedTimeout ends a connection blocked too long', timed(async () => {
   const a = await connect(AMQP_URL, { closeTimeout: 500 });
   const b = await connect(AMQP_URL, { blockedTimeout: 500 });
   const [cha, chb] = await Promise.all([a.createConfirmChannel(), b.createConfirmChannel()]);

@@ -4,7 +4,7 @@ import * as assert from 'uvu/assert';
 import { ChannelError, PublishError, type Message } from '../../src/amqp/index.js';
 import { rejection, timed, unique, withConnection } from '../helpers/amqp.js';
 
-test('confirms: 5,000 concurrent publishes into a durable quorum queue all resolve (acks with multiple=true)', timed(() => withConnection(async (conn) => {
+test('PUB-8: confirms: 5,000 concurrent publishes into a durable quorum queue all resolve (acks with multiple=true)', timed(() => withConnection(async (conn) => {
   const ch = await conn.createConfirmChannel();
   const q = unique('confirm');
   await ch.queueDeclare(q, { durable: true, arguments: { 'x-queue-type': 'quorum' } });
@@ -16,7 +16,7 @@ test('confirms: 5,000 concurrent publishes into a durable quorum queue all resol
   await ch.queueDelete(q);
 }), 30_000));
 
-test('confirms: nack from a full queue (x-max-length 1, x-overflow reject-publish)', timed(() => withConnection(async (conn) => {
+test('PUB-2: confirms: nack from a full queue (x-max-length 1, x-overflow reject-publish)', timed(() => withConnection(async (conn) => {
   const ch = await conn.createConfirmChannel();
   const { queue } = await ch.queueDeclare('', { exclusive: true, arguments: { 'x-max-length': 1, 'x-overflow': 'reject-publish' } });
   await ch.basicPublish('', queue, 'fits');
@@ -28,7 +28,7 @@ test('confirms: nack from a full queue (x-max-length 1, x-overflow reject-publis
   await ch.basicPublish('', '', 'still usable', {}, {}).catch(() => undefined);
 })));
 
-test('confirms: a mandatory publish nobody can route is returned (basic.return before basic.ack)', timed(() => withConnection(async (conn) => {
+test('PUB-2: confirms: a mandatory publish nobody can route is returned (basic.return before basic.ack)', timed(() => withConnection(async (conn) => {
   const ch = await conn.createConfirmChannel();
   const ex = unique('no-binding');
   await ch.exchangeDeclare(ex, 'direct', { autoDelete: false });
@@ -74,7 +74,7 @@ test('confirms: a publish the broker answers with a channel error fails as close
   await ch2.basicPublish('', queue, 'fine');
 })));
 
-test('write buffer: wait:false fails fast with buffer-full, waiting publishes go out in order', timed(() => withConnection(async (conn) => {
+test('FC-1: write buffer: wait:false fails fast with buffer-full, waiting publishes go out in order', timed(() => withConnection(async (conn) => {
   const ch = await conn.createConfirmChannel();
   const { queue } = await ch.queueDeclare('', { exclusive: true });
   const body = Buffer.alloc(4000, 1);

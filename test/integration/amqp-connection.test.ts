@@ -17,8 +17,14 @@ test('handshake: server properties, capabilities we rely on, negotiated limits',
   assert.is(conn.heartbeat, 20, 'our default heartbeat, lower than the broker\'s 60');
 })));
 
-test('heartbeat negotiation: 0 on our side takes the broker\'s value; otherwise the smaller wins', timed(async () => {
+test('HB-1: heartbeat negotiation: 0 on our side takes the broker\'s value; otherwise the smaller wins; never below 5 s', timed(async () => {
   await withConnection(async (c) => assert.is(c.heartbeat, 60), { heartbeat: 0 });
+  await withConnection(async (c) => assert.is(c.heartbeat, 5), { heartbeat: 5 });
+  for (const heartbeat of [1, 2, 4]) {
+    const err = await rejection(connect(AMQP_URL, { heartbeat }));
+    assert.is((err as AmqpError).code, 'OPTION_INVALID');
+    assert.match(err.message, 'below 5 s');
+  }
   await withConnection(async (c) => assert.is(c.heartbeat, 7), { heartbeat: 7 });
   await withConnection(async (c) => assert.is(c.heartbeat, 60), { heartbeat: 600 });
 }));
@@ -34,7 +40,7 @@ test('URL query parameters reach the handshake', timed(async () => {
   }
 }));
 
-test('client properties: connection_name and capabilities are visible to the broker', timed(async () => {
+test('CAP-1: client properties: connection_name and capabilities are visible to the broker', timed(async () => {
   const name = unique('conn-name');
   await withConnection(async () => {
     const out = await rabbitmqctl(['list_connections', 'client_properties', '--formatter', 'json']);

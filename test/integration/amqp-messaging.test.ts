@@ -64,7 +64,7 @@ test('BodyWriter writes the body in place, split over frames when large', timed(
   assert.ok(ch.isOpen, 'a refused body writer leaves the channel usable');
 }, { frameMax: 8192 })));
 
-test('consume with a callback: prefetch bounds unacked deliveries; ack releases more', timed(() => withConnection(async (conn) => {
+test('CON-1, CON-3: consume with a callback: manual acks, prefetch bounds unacked deliveries; ack releases more', timed(() => withConnection(async (conn) => {
   const ch = await conn.createChannel();
   const { queue } = await ch.queueDeclare('', { exclusive: true });
   for (let i = 0; i < 10; i++) await ch.basicPublish('', queue, `m${i}`);
@@ -97,7 +97,7 @@ test('consume as an async iterator; cancel ends the loop', timed(() => withConne
   assert.equal(seen, [0, 1, 2, 3, 4]);
 })));
 
-test('nack with requeue redelivers (redelivered flag), reject without requeue drops', timed(() => withConnection(async (conn) => {
+test('CON-4: nack with requeue redelivers (redelivered flag), reject without requeue drops', timed(() => withConnection(async (conn) => {
   const ch = await conn.createChannel();
   const { queue } = await ch.queueDeclare('', { exclusive: true });
   await ch.basicPublish('', queue, 'again');
@@ -117,7 +117,7 @@ test('nack with requeue redelivers (redelivered flag), reject without requeue dr
   assert.is(await ch.basicGet(queue), null);
 })));
 
-test('a second ack of one tag is refused locally and the channel stays open', timed(() => withConnection(async (conn) => {
+test('CON-2: a second ack of one tag is refused locally and the channel stays open', timed(() => withConnection(async (conn) => {
   const ch = await conn.createChannel();
   const { queue } = await ch.queueDeclare('', { exclusive: true });
   await ch.basicPublish('', queue, 'once');
@@ -198,7 +198,7 @@ test('tx.select / commit / rollback', timed(() => withConnection(async (conn) =>
   assert.is(await ch.basicGet(queue), null);
 })));
 
-test('a synchronous call never overtakes publishes still waiting in the client (passive declare, tx.commit)', timed(() => withConnection(async (conn) => {
+test('PUB-9: a synchronous call never overtakes publishes still waiting in the client (passive declare, tx.commit)', timed(() => withConnection(async (conn) => {
   const ch = await conn.createChannel();
   const { queue } = await ch.queueDeclare('', { exclusive: true });
   const body = Buffer.alloc(200, 1);
@@ -219,7 +219,7 @@ test('a synchronous call never overtakes publishes still waiting in the client (
   assert.ok(conn.isOpen);
 }, { writeBufferBytes: 64 * 1024 }), 30_000));
 
-test('consumer cancelled by the broker when its queue is deleted: onCancel, channel event, iterator ends', timed(() => withConnection(async (conn) => {
+test('CON-5: consumer cancelled by the broker when its queue is deleted: onCancel, channel event, iterator ends', timed(() => withConnection(async (conn) => {
   const ch = await conn.createChannel();
   const queue = unique('cancel');
   await ch.queueDeclare(queue, { autoDelete: false });
@@ -235,7 +235,7 @@ test('consumer cancelled by the broker when its queue is deleted: onCancel, chan
   assert.ok(ch.isOpen, 'a server-side cancel leaves the channel open');
 })));
 
-test('exclusive queue used from another connection: 405 RESOURCE_LOCKED on that channel only', timed(() => withConnection(async (conn) => {
+test('ERR-1: exclusive queue used from another connection: 405 RESOURCE_LOCKED on that channel only', timed(() => withConnection(async (conn) => {
   const ch = await conn.createChannel();
   const { queue } = await ch.queueDeclare('', { exclusive: true });
   await withConnection(async (other) => {

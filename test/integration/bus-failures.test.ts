@@ -137,7 +137,7 @@ s('a handler that throws twice then succeeds gets the message 3 times; it is ack
   assert.is(await f.depth(`private-${hub}-dead`), 0, 'not dead-lettered');
 }), 15_000));
 
-s('a handler that always throws: after deliveryLimit (3) the message is dead-lettered with the error; one response 500 per msg_id', timed(() => withBus(async (f) => {
+s('CON-4: a handler that always throws: after deliveryLimit (3) the message is dead-lettered with the error; one response 500 per msg_id', timed(() => withBus(async (f) => {
   const { hub, vpp, h, v, he, responses } = await pair(f);
   let calls = 0;
   h.onSetClock(() => {
@@ -185,7 +185,7 @@ s('a handler that always throws: after deliveryLimit (3) the message is dead-let
   assert.is(await f.depth(`private-${hub}-in`), 0, 'nothing left in the inbox');
 }), 15_000));
 
-s('the same message (same message_id) twice is handled once; the duplicate event fires', timed(() => withBus(async (f) => {
+s('PUB-4: the same message (same message_id) twice is handled once; the duplicate event fires', timed(() => withBus(async (f) => {
   const { hub, vpp, h, v, he, responses } = await pair(f);
   const handled = record(h, HEH_TYPES);
   const id = randomUUID();

@@ -74,7 +74,7 @@ channel('channel.flow(false) from the broker: flow-ok answered, publishes held u
   assert.equal(flows, [false, true]);
 });
 
-channel('confirms in any order, multiple, nack: each publish settles once with its own outcome', async () => {
+channel('PUB-1: confirms in any order, multiple, nack: each publish settles once with its own outcome', async () => {
   const { ch, sent } = harness();
   await open(ch, true);
   sent();
@@ -115,7 +115,7 @@ channel.run();
 
 const tracker = suite('confirm tracker');
 
-tracker('expire rejects only what passed its deadline and reports the next one', async () => {
+tracker('PUB-7: expire rejects only what passed its deadline and reports the next one', async () => {
   const t = new ConfirmTracker();
   const outcome: string[] = [];
   for (const [seq, deadline] of [[1, 100], [2, 300], [3, 200]] as const) {
@@ -175,7 +175,7 @@ function fakeClock(): Clock & { advance(ms: number): void } {
   };
 }
 
-heartbeat('sends when idle, declares the peer dead between 1.5 and 2 timeouts of silence', () => {
+heartbeat('HB-2: sends when idle, declares the peer dead between 1.5 and 2 timeouts of silence', () => {
   const clock = fakeClock();
   const events: string[] = [];
   const hb = new Heartbeat(10, { send: () => events.push('send'), dead: (ms) => events.push(`dead ${ms}`), lag: () => events.push('lag') }, clock);
@@ -191,7 +191,7 @@ heartbeat('sends when idle, declares the peer dead between 1.5 and 2 timeouts of
   assert.is(events.length, 4, 'stopped after declaring the peer dead');
 });
 
-heartbeat('a tick that fires late (stalled event loop) counts as lag, not silence', () => {
+heartbeat('HB-3: a tick that fires late (stalled event loop) counts as lag, not silence', () => {
   let now = 0;
   let fn: () => void = () => undefined;
   const clock: Clock = { now: () => now, setInterval: (f) => { fn = f; return 1; }, clearInterval: () => undefined };
