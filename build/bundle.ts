@@ -3,10 +3,11 @@
  * file outside an ESM package is loaded as CommonJS), Node 18 syntax, minified, with a shebang.
  *
  *   npm run build        ->  dist/ebadge.js (the operator's CLI), dist/hub.js (the hub)
+ *   node .out/build/bundle.js --analyze [BUNDLE]   what each source file and package adds to the bundle, largest first
  */
 import { chmodSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { build } from 'esbuild';
+import { build, type BuildOptions } from 'esbuild';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -16,17 +17,42 @@ export const BUNDLES: Record<string, string> = {
 };
 
 export async function bundle(entry: string, outfile: string): Promise<number> {
-  await build({
-    entryPoints: [`${root}${entry}`], outfile, bundle: true, platform: 'node', target: 'node18', format: 'cjs', minify: true,
-    banner: { js: '#!/usr/bin/env node' }, legalComments: 'none', logLevel: 'warning',
-    // import.meta only serves the "run when executed directly" check of the unbundled sources.
-    define: { 'import.meta.url': '""' },
-  });
+  await build(options(entry, outfile));
   chmodSync(outfile, 0o755);
   return statSync(outfile).size;
 }
 
+function options(entry: string, outfile: string): BuildOptions {
+  return {
+    entryPoints: [`${root}${entry}`], outfile, bundle: true, platform: 'node', target: 'node18', format: 'cjs', minify: true,
+    banner: { js: '#!/usr/bin/env node' }, legalComments: 'none', logLevel: 'warning',
+    // import.meta only serves the "run when executed directly" check of the unbundled sources.
+    define: { 'import.meta.url': '""' },
+  };
+}
+
+/** Bytes of minified output per input file, summed per folder and per package. */
+async function analyze(out: string): Promise<void> {
+  const entry = BUNDLES[out];
+  if (entry === undefined) throw new Error(`--analyze: unknown bundle "${out}" (one of ${Object.keys(BUNDLES).join(', ')})`);
+  const { metafile } = await build({ ...options(entry, `${root}${out}`), write: false, metafile: true });
+  const output = Object.values(metafile.outputs)[0];
+  if (output === undefined) throw new Error('--analyze: esbuild wrote no output');
+  const files = Object.entries(output.inputs).map(([file, { bytesInOutput }]) => ({ file, bytes: bytesInOutput }));
+  const groups = new Map<string, number>();
+  for (const { file, bytes } of files) {
+    const group = /node_modules\/(@[^/]+\/[^/]+|[^/]+)/.exec(file)?.[1] ?? file.split('/').slice(0, 2).join('/');
+    groups.set(group, (groups.get(group) ?? 0) + bytes);
+  }
+  const kb = (n: number): string => `${(n / 1024).toFixed(1).padStart(7)} KB`;
+  console.log(`${out}: ${kb(output.bytes)} total`);
+  for (const [group, bytes] of [...groups].sort((a, b) => b[1] - a[1])) console.log(`${kb(bytes)}  ${group}`);
+  console.log('');
+  for (const { file, bytes } of files.sort((a, b) => b.bytes - a.bytes)) console.log(`${kb(bytes)}  ${file}`);
+}
+
 async function main(): Promise<void> {
+  if (process.argv[2] === '--analyze') return analyze(process.argv[3] ?? 'dist/hub.js');
   mkdirSync(`${root}dist`, { recursive: true });
   // Inside this ESM package the bundles would be read as ES modules; alone on a Pi they are CommonJS anyway.
   writeFileSync(`${root}dist/package.json`, '{ "type": "commonjs" }\n');
