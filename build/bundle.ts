@@ -25,7 +25,10 @@ export async function bundle(entry: string, outfile: string): Promise<number> {
 function options(entry: string, outfile: string): BuildOptions {
   return {
     entryPoints: [`${root}${entry}`], outfile, bundle: true, platform: 'node', target: 'node18', format: 'cjs', minify: true,
-    banner: { js: '#!/usr/bin/env node' }, legalComments: 'none', logLevel: 'warning',
+    // The sources are ES modules, strict throughout: one directive for the whole file, not one per lazily
+    // initialised module (esbuild writes one into each wrapper when tsconfig's strict implies alwaysStrict).
+    banner: { js: '#!/usr/bin/env node\n"use strict";' }, legalComments: 'none', logLevel: 'warning',
+    tsconfigRaw: { compilerOptions: { alwaysStrict: false, verbatimModuleSyntax: true, useDefineForClassFields: true } },
     // import.meta only serves the "run when executed directly" check of the unbundled sources.
     define: { 'import.meta.url': '""' },
   };
