@@ -1,4 +1,13 @@
 /** The entry of dist/hub.js, the one file a hub integrator copies to the Pi. */
-import { runHubProcess } from '../device/main.js';
+import { versionLine } from '../device/about.js';
 
-runHubProcess();
+// In the bundle, whatever is only imported dynamically is initialised on first use: `--version` (what scripts and
+// package managers ask first) answers without the hub's top-level work (node:tls, node:crypto, tables, noble).
+if (process.argv[2] === '--version' || process.argv[2] === '-v') {
+  process.stdout.write(`${versionLine()}\n`);
+} else {
+  import('../device/main.js').then((m) => m.runHubProcess(), (err: unknown) => {
+    process.stderr.write(`fatal: ${String(err)}\n`);
+    process.exitCode = 70;
+  });
+}

@@ -1,12 +1,13 @@
 /**
  * The noble backend: @noble/ed25519 for signatures (2x faster signing than curves' ed25519, which matters on a hub
- * that signs every message), @noble/curves for X25519, @noble/ciphers for XChaCha20-Poly1305, @noble/hashes for
+ * that signs every message), @noble/curves' Montgomery ladder for X25519, @noble/ciphers for XChaCha20-Poly1305, @noble/hashes for
  * SHA-512 and HKDF. Node 18 has no globalThis.crypto, so noble's own randomness is never used: every secret is
  * generated with node:crypto and handed in.
  */
 import * as ed from '@noble/ed25519';
 import { xchacha20poly1305 } from '@noble/ciphers/chacha.js';
-import { x25519 } from '@noble/curves/ed25519.js';
+import { montgomery } from '@noble/curves/abstract/montgomery.js';
+import { pow } from '@noble/curves/abstract/modular.js';
 import { hkdf } from '@noble/hashes/hkdf.js';
 import { sha256, sha512 } from '@noble/hashes/sha2.js';
 import { checkLength, own, type CryptoBackend, type DhPublic, type DhSecret, type SigningKey, type VerifyKey } from './backend.js';
@@ -14,6 +15,24 @@ import { CryptoError } from './errors.js';
 
 // The synchronous API needs a SHA-512; without this @noble/ed25519 v3 only offers the WebCrypto-based async one.
 ed.hashes.sha512 = sha512;
+
+/**
+ * X25519 (RFC 7748) from curves' audited ladder with the curve's parameters. Not `x25519` from
+ * '@noble/curves/ed25519.js': its faster fixed-base path builds a whole Edwards curve (edwards.js, curve.js and most
+ * of modular.js: 18 KB of the hub's bundle, and 4 ms of start-up for its tables). Here the public key goes through
+ * the same ladder as a shared secret; a hub derives one public key per load.
+ */
+const P = 2n ** 255n - 19n;
+const x25519 = montgomery({
+  P, type: 'x25519',
+  powPminus2: (x) => pow(x, P - 2n, P),
+  // RFC 7748 §5 decodeScalar25519: clear the 3 low bits, clear bit 255, set bit 254.
+  adjustScalarBytes: (b: Uint8Array) => {
+    b[0] = (b[0] as number) & 248;
+    b[31] = ((b[31] as number) & 127) | 64;
+    return b;
+  },
+});
 
 interface NobleKey { readonly backend: 'noble'; readonly publicKey: Uint8Array; readonly raw: Uint8Array }
 

@@ -20,8 +20,9 @@ import { HistoryError, type History } from './history.js';
 import type { Logger } from './log.js';
 import type { Outbox } from './outbox.js';
 import type { Activation, HubEvent, StateStore } from './state.js';
+import { HUB_VERSION } from './about.js';
 
-export const HUB_VERSION = '0.1.0';
+export { HUB_VERSION };
 /** Messages this hub handles (capabilities.supported_msgs). */
 const SUPPORTED = ['get_report', 'get_periodic_report', 'get_energy_events', 'get_energy_events_realtime', 'activate',
   'get_activation_capacity', 'contingency_activate', 'contingency_end', 'load_price', 'generation_price', 'get_status_report',

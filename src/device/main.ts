@@ -27,20 +27,12 @@ import { createActuator, createMeter, type Actuator, type Meter } from './device
 import { bench } from './bench.js';
 import { History } from './history.js';
 import { Outbox } from './outbox.js';
-import { Hub, HUB_VERSION } from './hub.js';
+import { DEFAULT_CONFIG, HUB_VERSION, USAGE, versionLine } from './about.js';
+import { Hub } from './hub.js';
 import { createLogger, type Logger } from './log.js';
 import { StateStore } from './state.js';
 
 export const EXIT = { OK: 0, USAGE: 64, CONFIG: 78, AUTH: 77, UNAVAILABLE: 69, SOFTWARE: 70 } as const;
-const DEFAULT_CONFIG = '/etc/ebadge/hub.json';
-
-const USAGE = `usage: hub.js [run] [--config FILE]     run the hub (default ${DEFAULT_CONFIG})
-       hub.js check-config [--config FILE]
-       hub.js keygen --id ID --out FILE [--public FILE] [--force]
-       hub.js bench [--config FILE] [--seconds N]    codec, sealing and broker round trips on this device
-       hub.js --version | --help
-exit codes: 0 stopped, 64 usage, 78 configuration, 70 internal; bench only: 77 credentials refused, 69 broker unreachable
-the hub reconnects to the broker by itself, with backoff; it never exits because of the broker`;
 
 export interface RunOptions {
   io: Io;
@@ -53,7 +45,7 @@ export async function hubMain(argv: string[], options: RunOptions): Promise<numb
   const [first, ...rest] = argv;
   try {
     if (first === '--version' || first === '-v') {
-      io.out(`ebadge-hub ${HUB_VERSION} (node ${process.version}, ${process.arch})`);
+      io.out(versionLine());
       return EXIT.OK;
     }
     if (first === '--help' || first === '-h' || first === 'help') {

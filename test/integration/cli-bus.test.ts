@@ -97,7 +97,7 @@ s('dist/ebadge.js runs alone: no node_modules beside it', async () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'ebadge-bundle-'));
   try {
     const file = path.join(dir, 'ebadge.js');
-    const size = await bundle('src/bin/ebadge.ts', file);
+    const { bytes: size } = await bundle('src/bin/ebadge.ts', file);
     assert.ok(size > 10_000);
     writeFileSync(path.join(dir, 'm.jsonl'), '{"msg":"get_all_prices"}\n{"msg":"get_report","from":"2015-06-01T10:00:00"}\n');
     const r = spawnSync(process.execPath, [file, 'validate', 'm.jsonl'], { cwd: dir, encoding: 'utf8', timeout: 20_000 });
