@@ -38,6 +38,11 @@ export interface BrokerNodeOptions {
   plugins?: string[];
   /** Raw lines appended to the generated rabbitmq.conf (later keys win). */
   extraConfig?: string;
+  /**
+   * Erlang terms for advanced.config, for settings rabbitmq.conf has no key
+   * for (e.g. `[{rabbit, [{channel_tick_interval, 1000}]}].`).
+   */
+  advancedConfig?: string;
   /** Upper bound for boot + `await_startup`; default 60 s. */
   startTimeoutMs?: number;
 }
@@ -67,8 +72,24 @@ export interface BrokerNode {
   /** The node's temp folder; removed by stop(). */
   dataDir: string;
   tls?: BrokerTlsMaterial;
+  /** The OS process runs (false after kill9() until restart(), and after stop()). */
+  readonly running: boolean;
   /** `rabbitmqctl -n <nodeName> ...args`; resolves with stdout, rejects on non-zero exit or timeout. */
   ctl(args: string[], timeoutMs?: number): Promise<string>;
+  /**
+   * A crash: SIGKILL to the whole process group (beam, erl_child_setup,
+   * helpers), no goodbye to peers or clients. Data and ports stay reserved,
+   * so restart() brings the same node back. Resolves once the process is gone
+   * (bounded, ~5 s). A no-op on a dead node.
+   */
+  kill9(): Promise<void>;
+  /**
+   * Starts the node again with the same name, ports, config and data (a
+   * cluster member rejoins its cluster). A running node is stopped
+   * gracefully first. Rejects (and leaves the node dead) if it does not boot
+   * within `timeoutMs` (default: the start timeout).
+   */
+  restart(timeoutMs?: number): Promise<void>;
   /** Idempotent and bounded (~30 s worst case): graceful stop, SIGKILL fallback, temp folder removed. */
   stop(): Promise<void>;
 }
@@ -127,7 +148,73 @@ export async function startBrokerNode(opts: BrokerNodeOptions): Promise<BrokerNo
   const homeDir = path.join(dataDir, 'home');
   const logDir = path.join(dataDir, 'log');
   const consoleLog = path.join(dataDir, 'console.log');
-  let exited: Promise<ExitInfo> | undefined;
+  /** The current OS process (rabbitmq-server and its group); replaced by restart(). */
+  let run: NodeRun | undefined;
+
+  /** Spawns rabbitmq-server with the prepared environment and waits for await_startup. */
+  const launch = async (env: NodeJS.ProcessEnv, launchDeadlineAt: number, timeoutMs: number): Promise<void> => {
+    // stdout/stderr go to a file, not a pipe: nothing has to drain it, and the
+    // child (unref'ed below) cannot keep the test process alive by itself.
+    const consoleFd = fs.openSync(consoleLog, 'a');
+    let child;
+    try {
+      // Not -detached, so we own the pid. `detached: true` only gives the child
+      // its own process group (setsid), so killGroup() reaches sh + beam + helpers.
+      child = spawn(sbinTool('rabbitmq-server'), [], {
+        env,
+        cwd: dataDir,
+        stdio: ['ignore', consoleFd, consoleFd],
+        detached: true,
+      });
+    } finally {
+      fs.closeSync(consoleFd);
+    }
+    child.unref();
+    entry.pid = child.pid;
+    const startedChild = child;
+    const thisRun: NodeRun = {
+      pid: child.pid,
+      hasExited: false,
+      exited: new Promise<ExitInfo>((resolve) => {
+        startedChild.once('exit', (code, signal) => resolve({ code, signal }));
+        startedChild.once('error', (error) => resolve({ code: null, signal: null, error }));
+      }),
+    };
+    void thisRun.exited.then(() => {
+      thisRun.hasExited = true;
+    });
+    run = thisRun;
+    await awaitStartup(homeDir, nodeName, thisRun.exited, launchDeadlineAt, timeoutMs);
+  };
+
+  /** SIGKILLs the current process group and waits (bounded) for it to be gone. */
+  const killNow = async (): Promise<void> => {
+    const current = run;
+    if (current === undefined) return;
+    killGroup(current.pid, 'SIGKILL');
+    await settleWithin(current.exited, 5_000);
+    // 'exit' is only our direct child; a restart right away must not find
+    // the ports or the node name still held by a dying group member.
+    await groupGone(current.pid, 5_000);
+  };
+
+  /** Graceful `rabbitmqctl stop`, SIGKILL fallback; afterwards no process of this node is left. */
+  const halt = async (): Promise<void> => {
+    const current = run;
+    if (current === undefined) return;
+    if (!current.hasExited) {
+      try {
+        await runCtl(homeDir, nodeName, ['stop'], STOP_GRACE_MS);
+      } catch {
+        // Hung or already dead: the SIGKILL below takes care of it.
+      }
+      // `rabbitmqctl stop` returns when the node agreed to stop; the VM
+      // (and the rabbitmq-server shell waiting on it) exit shortly after.
+      if ((await settleWithin(current.exited, 5_000)) === TIMED_OUT) await killNow();
+    }
+    // Sweep stragglers of the group (erl_child_setup, inet_gethost...).
+    killGroup(current.pid, 'SIGKILL');
+  };
 
   try {
     await writeCookieHome(homeDir);
@@ -151,6 +238,9 @@ export async function startBrokerNode(opts: BrokerNodeOptions): Promise<BrokerNo
     ].join('\n');
     const confFile = path.join(dataDir, 'rabbitmq.conf');
     await fsp.writeFile(confFile, conf);
+    const advancedConfigFile = path.join(dataDir, 'advanced.config');
+    // Without the option the file stays absent on purpose (nothing to override).
+    if (opts.advancedConfig !== undefined) await fsp.writeFile(advancedConfigFile, `${opts.advancedConfig.trim()}\n`);
     const pluginsFile = path.join(dataDir, 'enabled_plugins');
     await fsp.writeFile(pluginsFile, `[${[...plugins].join(',')}].\n`);
     // An own (empty) rabbitmq-env.conf: the system one sets NODENAME etc. for the default node.
@@ -170,41 +260,13 @@ export async function startBrokerNode(opts: BrokerNodeOptions): Promise<BrokerNo
       RABBITMQ_DIST_PORT: String(distPort), // default would be amqpPort + 20000: may collide
       RABBITMQ_CONF_ENV_FILE: envConfFile,
       RABBITMQ_CONFIG_FILE: confFile,
-      RABBITMQ_ADVANCED_CONFIG_FILE: path.join(dataDir, 'advanced.config'), // absent on purpose
+      RABBITMQ_ADVANCED_CONFIG_FILE: advancedConfigFile,
       RABBITMQ_ENABLED_PLUGINS_FILE: pluginsFile,
       RABBITMQ_MNESIA_BASE: path.join(dataDir, 'mnesia'),
       RABBITMQ_LOG_BASE: logDir,
     });
 
-    // stdout/stderr go to a file, not a pipe: nothing has to drain it, and the
-    // child (unref'ed below) cannot keep the test process alive by itself.
-    const consoleFd = fs.openSync(consoleLog, 'a');
-    let child;
-    try {
-      // Not -detached, so we own the pid. `detached: true` only gives the child
-      // its own process group (setsid), so killGroup() reaches sh + beam + helpers.
-      child = spawn(sbinTool('rabbitmq-server'), [], {
-        env,
-        cwd: dataDir,
-        stdio: ['ignore', consoleFd, consoleFd],
-        detached: true,
-      });
-    } finally {
-      fs.closeSync(consoleFd);
-    }
-    child.unref();
-    entry.pid = child.pid;
-    const startedChild = child;
-    exited = new Promise<ExitInfo>((resolve) => {
-      startedChild.once('exit', (code, signal) => resolve({ code, signal }));
-      startedChild.once('error', (error) => resolve({ code: null, signal: null, error }));
-    });
-    let hasExited = false;
-    void exited.then(() => {
-      hasExited = true;
-    });
-
-    await awaitStartup(homeDir, nodeName, exited, deadlineAt, startTimeoutMs);
+    await launch(env, deadlineAt, startTimeoutMs);
 
     if (tls !== undefined) {
       // SASL EXTERNAL maps the client cert's CN to a user that must exist.
@@ -214,28 +276,25 @@ export async function startBrokerNode(opts: BrokerNodeOptions): Promise<BrokerNo
       await runCtl(homeDir, nodeName, ['set_permissions', '-p', '/', tls.clientCn, '.*', '.*', '.*'], ctlTimeout);
     }
 
-    const nodeExited = exited;
     let stopping: Promise<void> | undefined;
     const stop = (): Promise<void> =>
       (stopping ??= (async () => {
-        if (!hasExited) {
-          try {
-            await runCtl(homeDir, nodeName, ['stop'], STOP_GRACE_MS);
-          } catch {
-            // Hung or already dead: the SIGKILL below takes care of it.
-          }
-          // `rabbitmqctl stop` returns when the node agreed to stop; the VM
-          // (and the rabbitmq-server shell waiting on it) exit shortly after.
-          if ((await settleWithin(nodeExited, 5_000)) === TIMED_OUT) {
-            killGroup(entry.pid, 'SIGKILL');
-            await settleWithin(nodeExited, 5_000);
-          }
-        }
-        // Sweep stragglers of the group (erl_child_setup, inet_gethost...).
-        killGroup(entry.pid, 'SIGKILL');
+        await halt();
         liveEntries.delete(entry);
         await removeDir(dataDir);
       })());
+
+    const restart = async (timeoutMs = startTimeoutMs): Promise<void> => {
+      if (stopping !== undefined) throw new Error(`restart: ${nodeName} was stopped for good`);
+      await halt();
+      try {
+        await launch(env, Date.now() + timeoutMs, timeoutMs);
+      } catch (err) {
+        await killNow();
+        const message = err instanceof Error ? err.message : String(err);
+        throw new Error(`RabbitMQ node ${nodeName} failed to restart: ${message}\n${await logTails(consoleLog, logDir)}`, { cause: err });
+      }
+    };
 
     return {
       nodeName,
@@ -245,12 +304,16 @@ export async function startBrokerNode(opts: BrokerNodeOptions): Promise<BrokerNo
       ...(tlsPort !== undefined ? { tlsPort } : {}),
       ...(managementPort !== undefined ? { managementPort } : {}),
       ...(tls !== undefined ? { tls } : {}),
+      get running() {
+        return run !== undefined && !run.hasExited && stopping === undefined;
+      },
       ctl: (args, timeoutMs = DEFAULT_CTL_TIMEOUT_MS) => runCtl(homeDir, nodeName, args, timeoutMs),
+      kill9: killNow,
+      restart,
       stop,
     };
   } catch (err) {
-    killGroup(entry.pid, 'SIGKILL');
-    if (exited !== undefined) await settleWithin(exited, 5_000);
+    await killNow();
     const message = err instanceof Error ? err.message : String(err);
     const logs = await logTails(consoleLog, logDir);
     liveEntries.delete(entry);
@@ -560,6 +623,13 @@ function runProcess(
   });
 }
 
+/** One OS process of a node: the first start, or a restart(). */
+interface NodeRun {
+  pid: number | undefined;
+  exited: Promise<ExitInfo>;
+  hasExited: boolean;
+}
+
 interface ExitInfo {
   code: number | null;
   signal: NodeJS.Signals | null;
@@ -587,6 +657,41 @@ function killGroup(pid: number | undefined, signal: NodeJS.Signals): void {
   } catch {
     // ESRCH: already gone.
   }
+}
+
+/**
+ * Polls until no live process of the group is left, at most `ms`. Zombies
+ * count as gone: they hold no sockets, and here PID 1 reaps the orphaned beam
+ * only after a second or two. Linux /proc; elsewhere it returns at once.
+ */
+async function groupGone(pgid: number | undefined, ms: number): Promise<void> {
+  if (pgid === undefined) return;
+  const until = Date.now() + ms;
+  while (Date.now() < until && (await liveGroupMember(pgid))) {
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+async function liveGroupMember(pgid: number): Promise<boolean> {
+  let entries: string[];
+  try {
+    entries = await fsp.readdir('/proc');
+  } catch {
+    return false;
+  }
+  for (const entry of entries) {
+    if (!/^\d+$/.test(entry)) continue;
+    let stat: string;
+    try {
+      stat = await fsp.readFile(`/proc/${entry}/stat`, 'utf8');
+    } catch {
+      continue; // exited meanwhile
+    }
+    // "pid (comm) state ppid pgrp ...": comm may contain spaces and parentheses.
+    const [state, , pgrp] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (Number(pgrp) === pgid && state !== 'Z' && state !== 'X') return true;
+  }
+  return false;
 }
 
 function canListen(port: number): Promise<boolean> {
