@@ -158,7 +158,7 @@ run('Fault 5, FC-2, FC-3: a memory alarm for 30 s: publishes wait, then complete
     assert.is(outcome.filter((o) => o.status === 'rejected').length, 0, 'every publish completed after the alarm');
     await until(() => ids.every((id) => seen.has(id)), 'every message consumed', 30_000);
     const t = tally(seen, ids);
-    console.log(`  fault 5: blocked ${unblockedAt - blockedAt} ms, 2000 publishes waited (${early} confirmed while blocked), heap +${(heapGrowth / 1e6).toFixed(1)} MB, received ${t.received}, lost ${t.lost}`);
+    console.log(`  fault 5: blocked ${unblockedAt - blockedAt} ms, 2000 publishes waited (${early} confirmed while blocked), heap ${heapGrowth >= 0 ? "+" : ""}${(heapGrowth / 1e6).toFixed(1)} MB, received ${t.received}, lost ${t.lost}`);
     assert.ok(early <= 50, `publishes waited while blocked (${early} confirmed before the alarm cleared: at most those in flight before the block)`);
     assert.ok(unblockedAt > blockedAt, 'connection.unblocked followed');
     assert.ok(heapGrowth < 64e6, `memory bounded: heap grew ${heapGrowth} bytes for ~1 MB of waiting bodies`);
