@@ -360,7 +360,9 @@ function parseBroker(r: Reader, v: unknown): BrokerConfig {
   const broker: { -readonly [K in keyof BrokerConfig]: BrokerConfig[K] } = {
     url,
     external: r.boolean(b['external'] ?? false, '$.broker.external'),
-    heartbeatS: r.number(b['heartbeatS'] ?? 20, '$.broker.heartbeatS', 'a number from 0 to 600', (n) => n >= 0 && n <= 600),
+    // Below 5 s heartbeats raise false alarms on a busy Pi (the client refuses them); 0 takes the broker's value.
+    heartbeatS: r.number(b['heartbeatS'] ?? 20, '$.broker.heartbeatS', 'an integer from 5 to 600, or 0 (the broker\'s value)',
+      (n) => Number.isInteger(n) && (n === 0 || (n >= 5 && n <= 600))),
     prefetch: r.integer(b['prefetch'] ?? 10, '$.broker.prefetch', 1, 1000),
     endpoints: r.array(b['endpoints'] ?? [], '$.broker.endpoints', 'an array of "host:port" strings').map((e, i) => {
       const at = `$.broker.endpoints[${i}]`;

@@ -11,7 +11,7 @@
  * `request_id` or activation `id`; activations are answered with accept / reject / modify for their
  * (id, modification_count), never with a bare 200.
  */
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { routingKeyOf, type Connector, type HandlerContext } from '../bus/index.js';
 import { EbTime, encode, type Message, type MessageType } from '../codec/index.js';
 import type { HubConfig } from './config.js';
@@ -362,10 +362,13 @@ export class Hub {
     const to = from + sub.interval * 1000;
     const r = this.#query(from, to, sub.resolution, sub.signals);
     if (typeof r !== 'string') {
+      // The period's progress is saved lazily: after a crash the same period may be reported again, and its
+      // message id, derived from the period, lets the peer drop the copy (as it drops any re-sent message).
+      const id = derivedUuid(`${this.#d.config.name}|periodic|${requester}|${sub.requestId ?? ''}|${sub.interval}|${sub.resolution}|${from}`);
       await this.#send(requester, {
         msg: 'report', from: EbTime.fromEpochMs(r.from), to: EbTime.fromEpochMs(r.to), resolution: sub.resolution, values: r.values,
         ...(sub.requestId === undefined ? {} : { request_id: sub.requestId }), ...(sub.hehId === undefined ? {} : { heh_id: sub.hehId }),
-      });
+      }, id);
     }
     // Catch up at most one day of missed periods after a long outage, instead of flooding the peer.
     const next = Math.max(to, Math.floor((this.now() - 86_400_000) / (sub.interval * 1000)) * sub.interval * 1000);
@@ -525,16 +528,16 @@ export class Hub {
    * The hub's own messages (periodic reports, pushed events): into the outbox first, then to the broker, out of
    * the outbox once confirmed. One that fails stays there and goes again later, with the same message id.
    */
-  async #send(peer: string, m: Record<string, unknown>): Promise<void> {
+  async #send(peer: string, m: Record<string, unknown>, messageId: string = randomUUID()): Promise<void> {
     const message = m as Message;
     const outbox = this.#d.outbox;
     try {
       if (outbox === undefined) {
-        await this.#d.bus.publish(peer, message);
+        await this.#d.bus.publish(peer, message, { messageId });
         return;
       }
       const body = encode(message);
-      const meta = { messageId: randomUUID(), type: message.msg, routingKey: routingKeyOf(message) };
+      const meta = { messageId, type: message.msg, routingKey: routingKeyOf(message) };
       const id = await outbox.append(peer, body, meta);
       await this.#deliver({ id, peer, body, ...meta });
     } catch (err) {
@@ -566,6 +569,15 @@ export class Hub {
       }
     }
   }
+}
+
+/** A UUID (version 8, RFC 9562) that is a hash of `key`: the same key always gives the same id. */
+export function derivedUuid(key: string): string {
+  const h = createHash('sha256').update(key).digest();
+  h[6] = ((h[6] as number) & 0x0f) | 0x80;
+  h[8] = ((h[8] as number) & 0x3f) | 0x80;
+  const x = h.toString('hex', 0, 16);
+  return `${x.slice(0, 8)}-${x.slice(8, 12)}-${x.slice(12, 16)}-${x.slice(16, 20)}-${x.slice(20, 32)}`;
 }
 
 function hehOf(m: { heh_id?: string | null }): { heh_id?: string | null } {

@@ -61,7 +61,10 @@ const valid = suite('config: valid');
 valid('the example parses and gets every default', () => {
   const c = parseConfig(exampleConfig(STATE));
   assert.is(c.name, 'heh-example');
-  assert.equal(c.broker, { url: 'amqp://127.0.0.1:5672', username: 'guest', external: false, heartbeatS: 20, prefetch: 10 });
+  assert.equal(c.broker, {
+    url: 'amqp://127.0.0.1:5672', username: 'guest', external: false, heartbeatS: 20, prefetch: 10, endpoints: [], reconnectDelayS: 5,
+    maxReconnectDelayS: 60,
+  });
   assert.equal(c.peers, [{ name: 'vpp-example', role: 'aggregator' }]);
   assert.is(c.topology, 'exchanges');
   assert.is(c.declareExchanges, true);
@@ -94,7 +97,8 @@ valid('every section and kind, written out, is kept as written', () => {
     name: 'heh-b827ebea02c1',
     broker: {
       url: 'amqps://broker.example:5671/ebadge', tls: { ca: '/etc/ca.pem', cert: '/etc/me.pem', key: '/etc/me.key', servername: 'broker' },
-      external: true, heartbeatS: 0, prefetch: 1000,
+      external: true, heartbeatS: 0, prefetch: 1000, endpoints: ['broker-2.example:5671', '[::1]:5671'], reconnectDelayS: 2,
+      maxReconnectDelayS: 30,
     },
     peers: [{ name: 'vpp-acme' }, { name: 'dso.local', role: 'dso' }],
     topology: 'queues', declareExchanges: false, resolutionS: 900, historyHours: 744, fsyncIntervalS: 3600,
@@ -111,6 +115,7 @@ valid('every section and kind, written out, is kept as written', () => {
     log: { level: 'debug' },
   });
   assert.equal(c.broker.tls, { ca: '/etc/ca.pem', cert: '/etc/me.pem', key: '/etc/me.key', servername: 'broker' });
+  assert.equal([c.broker.endpoints, c.broker.reconnectDelayS, c.broker.maxReconnectDelayS], [['broker-2.example:5671', '[::1]:5671'], 2, 30]);
   assert.equal(c.peers, [{ name: 'vpp-acme', role: 'aggregator' }, { name: 'dso.local', role: 'dso' }]);
   assert.equal(c.devices[0]?.signals, [{ name: 'p', unit: 'kW', desc: '', range: [-5, 0] }, { name: 'q', unit: 'kvar', desc: '' }]);
   assert.equal(c.devices[0]?.meter, { kind: 'csv', path: 'pv.csv', loop: true });
@@ -172,17 +177,23 @@ mistakes('wrong type: a string for an integer', () => {
 mistakes('a non-integer where an integer is needed', () => {
   refused(patched(['broker.prefetch', 2.5]), '$.broker.prefetch', 'an integer', '2.5');
   refused(patched(['devices.0.meter.seed', 1.5]), '$.devices[0].meter.seed', 'an integer', '1.5');
-  assert.is(parseConfig(patched(['broker.heartbeatS', 2.5])).broker.heartbeatS, 2.5, 'the heartbeat may be fractional');
+  refused(patched(['broker.heartbeatS', 7.5]), '$.broker.heartbeatS', 'an integer from 5 to 600', '7.5');
 });
 
 mistakes('numbers that are not finite', () => {
   refused(patched(['fsyncIntervalS', Infinity]), '$.fsyncIntervalS', 'an integer', 'Infinity');
   refused(patched(['devices.1.maxPowerKw', NaN]), '$.devices[1].maxPowerKw', 'greater than 0', 'NaN');
-  refused(patched(['broker.heartbeatS', -Infinity]), '$.broker.heartbeatS', 'a number from 0 to 600', '-Infinity');
+  refused(patched(['broker.heartbeatS', -Infinity]), '$.broker.heartbeatS', 'an integer from 5 to 600, or 0', '-Infinity');
 });
 
 mistakes('out of range', () => {
-  refused(patched(['broker.heartbeatS', 601]), '$.broker.heartbeatS', 'a number from 0 to 600', '601');
+  refused(patched(['broker.heartbeatS', 601]), '$.broker.heartbeatS', 'an integer from 5 to 600, or 0', '601');
+  refused(patched(['broker.heartbeatS', 2]), '$.broker.heartbeatS', 'an integer from 5 to 600, or 0', '2');
+  refused(patched(['broker.reconnectDelayS', 1]), '$.broker.reconnectDelayS', 'a number from 2 to 600', '1');
+  refused(patched(['broker.reconnectDelayS', 10], ['broker.maxReconnectDelayS', 5]), '$.broker.maxReconnectDelayS', 'from reconnectDelayS (10)', '5');
+  refused(patched(['broker.endpoints', ['127.0.0.1:5672', 'broker-2']]), '$.broker.endpoints[1]', 'a "host:port" string', '"broker-2"');
+  refused(patched(['broker.endpoints', ['127.0.0.1:99999']]), '$.broker.endpoints[0]', 'port 1 to 65535', '"127.0.0.1:99999"');
+  refused(patched(['broker.endpoints', '127.0.0.1:5672']), '$.broker.endpoints', 'an array of "host:port" strings', '"127.0.0.1:5672"');
   refused(patched(['broker.prefetch', 0]), '$.broker.prefetch', 'an integer from 1 to 1000', '0');
   refused(patched(['fsyncIntervalS', 3601]), '$.fsyncIntervalS', 'an integer from 1 to 3600', '3601');
   refused(patched(['devices.0.meter.peakKw', 0]), '$.devices[0].meter.peakKw', 'greater than 0', '0');
@@ -259,7 +270,7 @@ mistakes('a password in the URL is refused and never quoted', () => {
     assert.not.ok(err.stack?.includes('hunter2'), 'nor in the stack');
   }
   // Wherever else such a URL is written by mistake, the password is masked.
-  const elsewhere = refused(patched(['broker.heartbeatS', 'amqp://heh:hunter2@127.0.0.1']), '$.broker.heartbeatS', 'a number', '"amqp://heh:***@127.0.0.1"');
+  const elsewhere = refused(patched(['broker.heartbeatS', 'amqp://heh:hunter2@127.0.0.1']), '$.broker.heartbeatS', 'an integer', '"amqp://heh:***@127.0.0.1"');
   assert.not.ok(elsewhere.message.includes('hunter2'), elsewhere.message);
   // The values of password* fields are never quoted, even when wrong.
   const pw = refused(patched(['broker.passwordFile', ['hunter2']]), '$.broker.passwordFile', 'a file path', 'an array');
