@@ -48,6 +48,11 @@ export interface RecoveryOptions extends ConnectOptions {
   bufferBytes?: number;
   /** A full buffer fails the new publish (`reject-new`, default) or the oldest waiting one (`drop-oldest`). */
   overflow?: 'reject-new' | 'drop-oldest';
+  /**
+   * A publish the broker nacked is sent again this many times (default 3; after 0.25, 0.5, 1 s) within its deadline:
+   * a quorum queue nacks while it elects a new leader. Then the publish fails as `nacked`.
+   */
+  nackRetries?: number;
   /** Give up after this many failed attempts before the first open (default: never; a CLI wants 1). */
   initialAttempts?: number;
   /** Report a delivery unsettled for this long, ms (default 25 min; RabbitMQ's consumer_timeout is 30 min). */
@@ -93,7 +98,7 @@ export interface RecoveryEvents {
 }
 
 type Resolved = Required<Pick<RecoveryOptions, 'reconnectDelay' | 'maxReconnectDelay' | 'authFailureDelay' | 'bufferMessages'
-  | 'bufferBytes' | 'overflow' | 'ackWarningAfter' | 'initialAttempts'>>;
+  | 'bufferBytes' | 'overflow' | 'ackWarningAfter' | 'initialAttempts' | 'nackRetries'>>;
 
 interface BindingRecord { exchangeToExchange: boolean; destination: string; source: string; routingKey: string; args: FieldTable }
 interface QueueRecord { name: string; serverNamed: boolean; options: QueueOptions }
@@ -134,6 +139,7 @@ export class RecoveringConnection extends TypedEmitter<RecoveryEvents> {
       bufferBytes: int(o.bufferBytes, 16 << 20, 0, 'bufferBytes'),
       overflow: o.overflow ?? 'reject-new',
       ackWarningAfter: int(o.ackWarningAfter, 25 * 60_000, 1000, 'ackWarningAfter'),
+      nackRetries: int(o.nackRetries, 3, 0, 'nackRetries'),
       initialAttempts: o.initialAttempts === undefined ? Infinity : int(o.initialAttempts, 1, 1, 'initialAttempts'),
     };
     if (this.options.overflow !== 'reject-new' && this.options.overflow !== 'drop-oldest') {
@@ -401,6 +407,7 @@ interface Pending {
   deadline: number;
   /** The channel generation it was last written on (-1: waiting in the buffer). */
   gen: number;
+  nacks: number;
   settled: boolean;
   resolve(): void;
   reject(e: Error): void;
@@ -569,7 +576,7 @@ export class RecoveringChannel extends TypedEmitter<{ return: [message: Message]
     const p: Pending = {
       exchange, routingKey, body, properties: props, mandatory: options.mandatory ?? false, deadline: Date.now() + timeout,
       bytes: typeof body === 'string' ? Buffer.byteLength(body) : body instanceof Uint8Array ? body.length : body.maxBytes,
-      gen: -1, settled: false, resolve, reject,
+      gen: -1, nacks: 0, settled: false, resolve, reject,
     };
     p.resolve = () => { if (!p.settled) { p.settled = true; resolve(); } };
     p.reject = (e) => { if (!p.settled) { p.settled = true; reject(e); } };
@@ -607,8 +614,27 @@ export class RecoveringChannel extends TypedEmitter<{ return: [message: Message]
         // Lost with its channel: the close handler has put it back in the buffer already.
         if (p.gen !== gen || (err instanceof PublishError && err.failure === 'closed' && !this.#closed)) return;
         this.#inflight.delete(p);
+        const delay = 250 * 2 ** p.nacks;
+        if (err instanceof PublishError && err.failure === 'nacked' && !this.#closed && p.nacks < this.#rc.options.nackRetries &&
+          Date.now() + delay < p.deadline) {
+          p.nacks++;
+          setTimeout(() => this.#retry(p), delay);
+          return;
+        }
         p.reject(err);
       });
+  }
+
+  /** Sends a nacked publish again (or buffers it, ahead of newer ones, while recovering). */
+  #retry(p: Pending): void {
+    if (p.settled) return;
+    if (this.#closed) return p.reject(new PublishError('closed', 'the channel was closed by the application before the publish was confirmed'));
+    const ch = this.channel;
+    if (ch !== null) return this.#send(ch, p);
+    p.gen = -1;
+    this.#buffer.unshift(p);
+    this.#bufferBytes += p.bytes;
+    this.#sweep ??= setInterval(() => this.#expire(), 1000);
   }
 
   #enqueue(p: Pending): void {

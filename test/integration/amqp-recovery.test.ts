@@ -162,6 +162,29 @@ run('PUB-6: a full buffer answers by its declared policy: reject-new fails the n
   }
 }, 40_000);
 
+run('PUB-2: a nacked publish is sent again (nackRetries, with backoff, within its deadline), then fails as nacked', async () => {
+  const rc = recovering(null);
+  await rc.whenOpen();
+  const ch = await rc.createChannel();
+  const queue = name('nack');
+  // A full queue that refuses publishes: the broker nacks them (a quorum queue electing a leader does the same).
+  await ch.queueDeclare(queue, { autoDelete: false, arguments: { ...QUEUE_ARGS, 'x-max-length': 1, 'x-overflow': 'reject-publish' } });
+  await ch.basicPublish('', queue, 'first');
+  const second = ch.basicPublish('', queue, 'second', { messageId: 'second' });
+  await sleep(100); // nacked once by now; its retry comes after 250 ms
+  const conn = await direct();
+  const dch = await conn.createChannel();
+  assert.is((await dch.basicGet(queue, { noAck: true }))?.text(), 'first', 'room for the retry');
+  await withDeadline(second, 3000, 'the retried publish is confirmed');
+  assert.is((await dch.basicGet(queue, { noAck: true }))?.properties.messageId, 'second');
+
+  const strict = await recovering(null, { nackRetries: 0 }).createChannel();
+  await strict.basicPublish('', queue, 'fills it');
+  const err = await strict.basicPublish('', queue, 'refused').then(() => null, (e: PublishError) => e);
+  assert.is(err?.failure, 'nacked', 'with nackRetries 0 the first nack fails the publish');
+  await dch.queueDelete(queue);
+});
+
 run('EP-3: no recovery after the application closed the connection; publishes then fail as closed', async () => {
   const p = await proxy();
   const rc = recovering(p);
@@ -179,9 +202,11 @@ run('EP-3: no recovery after the application closed the connection; publishes th
 });
 
 run('EP-3: refused credentials are an AuthenticationError, retried only after authFailureDelay, never in a hot loop', async () => {
-  const rc = recovering(null, { password: 'wrong', authFailureDelay: 10_000 });
-  const failed = nextEvent<[Error, { authentication: boolean }]>(rc, 'failed', 8000);
-  const recovering_ = nextEvent<[{ delayMs: number }]>(rc, 'recovering', 8000);
+  // A busy broker can take seconds to refuse a login.
+  const rc = recovering(null, { password: 'wrong', authFailureDelay: 10_000, connectTimeout: 20_000 });
+  const failed = nextEvent<[Error, { authentication: boolean }]>(rc, 'failed', 25_000);
+  const recovering_ = nextEvent<[{ delayMs: number }]>(rc, 'recovering', 25_000);
+  rc.whenOpen().catch(() => undefined); // starts connecting
   const [err, info] = await failed;
   const [next] = await recovering_;
   assert.ok(err instanceof AuthenticationError, `${err.name}: ${err.message}`);
