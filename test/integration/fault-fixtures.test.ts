@@ -52,23 +52,6 @@ function requireNode(): BrokerNode {
   return node;
 }
 
-interface QueueMembers {
-  name: string;
-  type: string;
-  leader: string;
-  members: string[];
-  online: string[];
-}
-
-/** `list_queues` as a member sees it; members/online/leader are quorum queue info items. */
-async function quorumQueue(via: BrokerNode, queue: string): Promise<QueueMembers> {
-  const out = await via.ctl(['list_queues', 'name', 'type', 'leader', 'members', 'online', '--formatter', 'json'], 15_000);
-  const rows = JSON.parse(out) as QueueMembers[];
-  const row = rows.find((r) => r.name === queue);
-  if (row === undefined) throw new Error(`queue ${queue} not listed by ${via.nodeName}: ${out}`);
-  return row;
-}
-
 // ---------------------------------------------------------------------------
 // Cluster
 // ---------------------------------------------------------------------------
@@ -90,7 +73,7 @@ test('cluster: 3 nodes form one cluster; a quorum queue gets 3 members', timed(a
   try {
     const ch = await conn.createChannel();
     await ch.queueDeclare(QQ, { durable: true, arguments: { 'x-queue-type': 'quorum' } });
-    const q = await quorumQueue(cluster.nodes[1]!, QQ);
+    const q = await cluster.quorumQueue(QQ, cluster.nodes[1]!);
     assert.is(q.type, 'quorum');
     assert.equal([...q.members].sort(), names);
     assert.equal([...q.online].sort(), names);
@@ -102,7 +85,7 @@ test('cluster: 3 nodes form one cluster; a quorum queue gets 3 members', timed(a
 test('cluster: after kill9 of the leader, a client on another node publishes with confirms and consumes', timed(async () => {
   const c = requireCluster();
   // Kill the queue's leader: the harder case (an election must happen first).
-  const before = await quorumQueue(c.nodes[0]!, QQ);
+  const before = await c.quorumQueue(QQ, c.nodes[0]!);
   const victim = c.nodes.find((n) => n.nodeName === before.leader);
   assert.ok(victim !== undefined, `leader ${before.leader} is a member`);
   const survivor = c.nodes.find((n) => n !== victim)!;
@@ -113,20 +96,24 @@ test('cluster: after kill9 of the leader, a client on another node publishes wit
   assert.not.ok(victim.running);
   const running = await c.awaitRunning({ via: survivor, expected: 2 });
   assert.not.ok(running.includes(victim.nodeName));
+  // Publishing during the election may be nacked (seen once in ~10 runs);
+  // that is the recovery layer's problem, not this fixture's.
+  const t1 = Date.now();
+  const elected = await c.awaitQuorumLeader(QQ, { via: survivor, online: 2 });
+  log(`new leader ${elected.leader} ${Date.now() - t1} ms after the kill was noticed`);
+  assert.is.not(elected.leader, victim.nodeName);
 
   const conn = await open(c.endpoints[c.nodes.indexOf(survivor)]!, 'ff-survivor');
   try {
     const ch = await conn.createConfirmChannel();
-    const t1 = Date.now();
+    const t2 = Date.now();
     await withDeadline(
       Promise.all(Array.from({ length: 10 }, (_, i) => ch.basicPublish('', QQ, `after kill ${i}`, { deliveryMode: 2 }))),
       30_000,
       'confirms from the 2 survivors',
     );
-    log(`10 confirms after the kill took ${Date.now() - t1} ms`);
-    const after = await quorumQueue(survivor, QQ);
-    assert.is.not(after.leader, victim.nodeName);
-    assert.is(after.online.length, 2);
+    log(`10 confirms after the election took ${Date.now() - t2} ms`);
+    assert.is((await c.quorumQueue(QQ, survivor)).online.length, 2);
 
     const received: string[] = [];
     const all = new Promise<void>((resolve) => {
@@ -142,11 +129,11 @@ test('cluster: after kill9 of the leader, a client on another node publishes wit
     await closeAll();
   }
 
-  const t2 = Date.now();
+  const t3 = Date.now();
   await c.restart(victim);
-  log(`restart of ${victim.nodeName} (rejoin, 3 running) took ${Date.now() - t2} ms`);
+  log(`restart of ${victim.nodeName} (rejoin, 3 running) took ${Date.now() - t3} ms`);
   assert.ok(victim.running);
-  const back = await quorumQueue(victim, QQ);
+  const back = await c.awaitQuorumLeader(QQ, { via: victim, online: 3 });
   assert.is(back.members.length, 3);
 }, 120_000));
 
