@@ -4,6 +4,8 @@
  * promises never to cause one); and the whole run has a deadline.
  *
  *   node .out/test/run.js [dir] [pattern]      (defaults: .out/test, \.test\.js$; only *.test.js files ever run)
+ *   TEST_EXCLUDE=regex                         leaves out the files whose path matches (CI's second, Node 18 pass
+ *                                              leaves out the broker-fault tests: the broker's side, not Node's)
  */
 import { parse } from 'uvu/parse';
 import { run } from 'uvu/run';
@@ -26,7 +28,8 @@ setTimeout(() => {
 }, deadlineMs).unref();
 
 const parsed = await parse(dir, new RegExp(pattern));
-const suites = parsed.suites.filter((s) => s.name.endsWith('.test.js'));
+const exclude = process.env['TEST_EXCLUDE'] === undefined ? null : new RegExp(process.env['TEST_EXCLUDE']);
+const suites = parsed.suites.filter((s) => s.name.endsWith('.test.js') && (exclude === null || !exclude.test(s.name)));
 await run(suites, { bail: false });
 if (escaped > 0) process.exitCode = 1;
 process.exit(process.exitCode ?? 0);
