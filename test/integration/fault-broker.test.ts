@@ -40,8 +40,10 @@ async function closeClients(): Promise<void> {
 }
 
 async function theNode(): Promise<BrokerNode> {
-  // One node for faults 2, 5 and 6; its 5 s consumer timeout only bites a consumer that holds a delivery.
-  node ??= await startBrokerNode({ name: 'fault', ...consumerTimeoutOptions({ timeoutMs: 5_000, tickMs: 1_000 }) });
+  // One node for faults 2, 5 and 6; its 5 s consumer timeout only bites a consumer that holds a delivery. Its 2 s
+  // heartbeat is what a badly configured broker proposes (HB-1: we raise it to 5).
+  const ct = consumerTimeoutOptions({ timeoutMs: 5_000, tickMs: 1_000 });
+  node ??= await startBrokerNode({ name: 'fault', extraConfig: `${ct.extraConfig}\nheartbeat = 2`, advancedConfig: ct.advancedConfig });
   return node;
 }
 
@@ -78,6 +80,13 @@ function run(title: string, fn: () => Promise<void>, ms: number): void {
     }
   });
 }
+
+run('HB-1: a broker that proposes a 2 s heartbeat gets 5 s, never less', async () => {
+  const n = await theNode();
+  const rc = client([n.amqpPort], { heartbeat: 0 });
+  await rc.whenOpen();
+  assert.is(rc.connection?.heartbeat, 5);
+}, 60_000);
 
 run('Fault 2: stop_app / start_app in the middle of a confirmed stream: nothing lost, the consumer comes back', async () => {
   const n = await theNode();
