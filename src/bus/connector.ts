@@ -120,7 +120,8 @@ export class Connector extends TypedEmitter<ConnectorEvents> {
   readonly #peers: ReadonlySet<string>;
   readonly #pending = new Map<string, Pending>();
   readonly #seen: SeenIds;
-  readonly #inFlight = new Set<string>();
+  /** Messages being handled, by `<sender>:<id>`: a copy that arrives meanwhile waits for the first one's outcome. */
+  readonly #inFlight = new Map<string, Promise<void>>();
   readonly #failures = new SeenIdsCounter();
   #started = false;
   #closed = false;
@@ -305,6 +306,10 @@ export class Connector extends TypedEmitter<ConnectorEvents> {
       await this.#deadLetter(d, 'the sender is not a configured peer', 'UNKNOWN_SENDER');
       return;
     }
+    // A copy of a message still being handled (a redelivery after a reconnect or a consumer timeout, whose first
+    // copy's ack can no longer reach the broker) waits for that outcome: acked as a duplicate if the first copy
+    // was handled, handled itself if the first one failed. Acking it at once would lose the message.
+    if (d.messageId !== undefined) await this.#afterInFlight(`${sender}:${d.messageId}`);
     const dm = d.headers['x-ebadge-dm'];
     if (typeof dm === 'string' && !dm.startsWith('3.')) {
       await this.#refuse(d, sender, 459, `data model version ${dm} is not supported (this is ${DM_VERSION})`, 'VERSION');
@@ -356,7 +361,12 @@ export class Connector extends TypedEmitter<ConnectorEvents> {
     // A response's msg_id names the message it answers (see publish), never the response itself.
     const id = d.messageId ?? (message.msg === 'response' ? undefined : (message as { msg_id?: string }).msg_id);
     const dedupeKey = id === undefined ? undefined : `${sender}:${id}`;
-    if (dedupeKey !== undefined && (this.#seen.has(dedupeKey) || this.#inFlight.has(dedupeKey))) {
+    if (dedupeKey !== undefined && this.#inFlight.has(dedupeKey)) {
+      opened?.release();
+      await this.#afterInFlight(dedupeKey);
+      if (!this.#seen.has(dedupeKey)) return this.#receive(d); // the first copy failed: this one is the message now
+    }
+    if (dedupeKey !== undefined && this.#seen.has(dedupeKey)) {
       opened?.release();
       d.ack();
       this.emitSafe('duplicate', id as string, sender);
@@ -377,12 +387,18 @@ export class Connector extends TypedEmitter<ConnectorEvents> {
       return;
     }
     // 5. The handler.
-    if (dedupeKey !== undefined) this.#inFlight.add(dedupeKey);
+    let done: (() => void) | undefined;
+    if (dedupeKey !== undefined) this.#inFlight.set(dedupeKey, new Promise<void>((resolve) => { done = resolve; }));
     try {
       await this.#dispatch(d, sender, message, diagnostics, opened);
     } finally {
       if (dedupeKey !== undefined) this.#inFlight.delete(dedupeKey);
+      done?.();
     }
+  }
+
+  async #afterInFlight(key: string): Promise<void> {
+    for (let going = this.#inFlight.get(key); going !== undefined; going = this.#inFlight.get(key)) await going;
   }
 
   async #dispatch(d: Incoming, sender: string, message: Message, diagnostics: string[], opened: Opened | undefined): Promise<void> {

@@ -208,6 +208,31 @@ s('PUB-4: the same message (same message_id) twice is handled once; the duplicat
   assert.is(await f.depth(`private-${hub}-dead`), 0);
 }), 15_000));
 
+s('CON-2, PUB-4: a copy that arrives while the first is being handled waits for its outcome: it is handled when the first failed, acked as a duplicate when it succeeded', timed(() => withBus(async (f) => {
+  const { hub, vpp, h, v, he } = await pair(f);
+  const outcomes: string[] = [];
+  let calls = 0;
+  h.onSetClock(async () => {
+    const n = ++calls;
+    await sleep(300);
+    if (n === 1) {
+      outcomes.push('fail');
+      throw new Error('the first attempt fails');
+    }
+    outcomes.push('ok');
+  });
+  he.duplicates.length = 0;
+  const m: Message<'set_clock'> = { msg: 'set_clock', offset: 5, msg_id: randomUUID() };
+  // Two copies with one message id, the second delivered while the first is in the handler (a redelivery after a
+  // reconnect looks like this, with the first copy's ack unable to reach the broker).
+  await Promise.all([v.publish(hub, m, { messageId: 'copy' }), v.publish(hub, m, { messageId: 'copy' })]);
+  await until(() => he.duplicates.length >= 1, () => `the redelivered first copy dropped as a duplicate (outcomes ${outcomes.join(', ')})`, 5_000);
+  await sleep(300);
+  assert.equal(outcomes, ['fail', 'ok'], 'the second copy was handled after the first failed, instead of being acked at once');
+  assert.is(calls, 2, 'the first copy\'s retry, coming after the success, is a duplicate');
+  assert.is(await f.depth(`private-${hub}-in`), 0);
+}), 15_000));
+
 s('two controlling entities reach one hub with heh_id: routing key <msg>.<heh_id>, each gets its own reply', timed(() => withBus(async (f) => {
   const hub = entity('heh');
   const vpp = entity('vpp');
