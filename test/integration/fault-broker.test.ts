@@ -19,6 +19,8 @@ import { startBrokerNode, type BrokerNode } from '../helpers/broker-node.js';
 import { startCluster, type Cluster } from '../helpers/cluster.js';
 import { sleep, withDeadline } from '../helpers/deadline.js';
 import { unique } from '../helpers/amqp.js';
+import { randomUUID } from 'node:crypto';
+import { Connector } from '../../src/bus/index.js';
 
 let node: BrokerNode | undefined;
 let cluster: Cluster | undefined;
@@ -226,6 +228,37 @@ run('Fault 6, CON-6: the broker closes the channel for an ack timeout: it is re-
   await withDeadline(rc.whenOpen(), 1000, 'still open');
   const left = await ch.queueDelete(queue);
   assert.is(left, 0, 'nothing left unacked in the queue');
+}, 60_000);
+
+run('Fault 6 on the bus: a handler slower than the consumer timeout; the redelivered copy waits for it, the message is handled and answered once', async () => {
+  const n = await theNode();
+  const url = { hostname: '127.0.0.1', port: n.amqpPort, username: 'guest', password: 'guest', reconnectDelay: 2000, heartbeat: 5 };
+  const hub = unique('heh-f6');
+  const vpp = unique('vpp-f6');
+  const h = new Connector({ name: hub, peers: [vpp], url, queueType: 'classic' });
+  const v = new Connector({ name: vpp, peers: [hub], url, queueType: 'classic' });
+  let runs = 0;
+  let duplicates = 0;
+  h.on('duplicate', () => { duplicates++; });
+  h.onSetClock(async () => {
+    runs++;
+    await sleep(8000); // the node's consumer_timeout is 5 s
+  });
+  const responses: number[] = [];
+  v.onResponse((m) => { responses.push(m.response_code); });
+  try {
+    await h.start();
+    await v.start();
+    await v.publish(hub, { msg: 'set_clock', offset: 1, msg_id: randomUUID() });
+    await until(() => responses.length >= 1 && duplicates >= 1, `a response and the redelivered copy dropped (runs ${runs}, duplicates ${duplicates})`, 25_000);
+    await sleep(1000);
+    console.log(`  fault 6 (bus): handler runs ${runs}, duplicates dropped ${duplicates}, responses ${responses.join(',')}`);
+    assert.is(runs, 1, 'handled once');
+    assert.equal(responses, [200], 'answered once');
+  } finally {
+    await v.close();
+    await h.close();
+  }
 }, 60_000);
 
 run('Fault 3, EP-1: kill -9 of the cluster node the client is connected to: the client moves to another endpoint, nothing lost', async () => {
