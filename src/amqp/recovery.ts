@@ -118,7 +118,8 @@ export class RecoveringConnection extends TypedEmitter<RecoveryEvents> {
   readonly #channels = new Set<RecoveringChannel>();
   readonly #exchanges = new Map<string, { type: string; options: ExchangeOptions }>();
   readonly #queues = new Map<string, QueueRecord>();
-  #bindings: BindingRecord[] = [];
+  /** By bindingKey(): an aggregator records thousands, one lookup each. */
+  #bindings = new Map<string, BindingRecord>();
   #loop: Promise<void> | null = null;
 
   constructor(url?: string | URL | RecoveryOptions, options: RecoveryOptions = {}) {
@@ -221,22 +222,20 @@ export class RecoveringConnection extends TypedEmitter<RecoveryEvents> {
 
   /** @internal */
   _recordBinding(b: BindingRecord, bind: boolean): void {
-    const same = (x: BindingRecord): boolean => x.exchangeToExchange === b.exchangeToExchange && x.destination === b.destination &&
-      x.source === b.source && x.routingKey === b.routingKey && JSON.stringify(x.args) === JSON.stringify(b.args);
-    this.#bindings = this.#bindings.filter((x) => !same(x));
-    if (bind) this.#bindings.push(b);
+    if (bind) this.#bindings.set(bindingKey(b), b);
+    else this.#bindings.delete(bindingKey(b));
   }
 
   /** @internal */
   _forgetExchange(name: string): void {
     this.#exchanges.delete(name);
-    this.#bindings = this.#bindings.filter((b) => b.source !== name && !(b.exchangeToExchange && b.destination === name));
+    for (const [k, b] of this.#bindings) if (b.source === name || (b.exchangeToExchange && b.destination === name)) this.#bindings.delete(k);
   }
 
   /** @internal */
   _forgetQueue(name: string): void {
     this.#queues.delete(name);
-    this.#bindings = this.#bindings.filter((b) => b.exchangeToExchange || b.destination !== name);
+    for (const [k, b] of this.#bindings) if (!b.exchangeToExchange && b.destination === name) this.#bindings.delete(k);
   }
 
   /** @internal re-declares a recorded queue and its bindings (after the broker cancelled its consumer). */
@@ -244,7 +243,7 @@ export class RecoveringConnection extends TypedEmitter<RecoveryEvents> {
     const q = this.#queues.get(name);
     if (q === undefined) return name;
     const to = await this.#declareQueue(ch, q);
-    for (const b of this.#bindings) if (!b.exchangeToExchange && b.destination === to) await ch.queueBind(to, b.source, b.routingKey, b.args);
+    for (const b of this.#bindings.values()) if (!b.exchangeToExchange && b.destination === to) await ch.queueBind(to, b.source, b.routingKey, b.args);
     return to;
   }
 
@@ -352,7 +351,7 @@ export class RecoveringConnection extends TypedEmitter<RecoveryEvents> {
   async #restore(conn: Connection): Promise<void> {
     const channels = [...this.#channels];
     for (const ch of channels) await ch._attach(conn, false);
-    if (this.#exchanges.size + this.#queues.size + this.#bindings.length > 0) await this.#restoreTopology(conn);
+    if (this.#exchanges.size + this.#queues.size + this.#bindings.size > 0) await this.#restoreTopology(conn);
     for (const ch of channels) await ch._resumeConsumers();
     for (const ch of channels) ch._flush();
   }
@@ -371,7 +370,7 @@ export class RecoveringConnection extends TypedEmitter<RecoveryEvents> {
     };
     for (const [name, x] of this.#exchanges) await attempt(`exchange ${name}`, (c) => c.exchangeDeclare(name, x.type, x.options));
     for (const q of [...this.#queues.values()]) await attempt(`queue ${q.name}`, (c) => this.#declareQueue(c, q));
-    for (const b of this.#bindings) {
+    for (const b of this.#bindings.values()) {
       await attempt(`binding ${b.source} -> ${b.destination} (${b.routingKey})`, (c) => b.exchangeToExchange
         ? c.exchangeBind(b.destination, b.source, b.routingKey, b.args)
         : c.queueBind(b.destination, b.source, b.routingKey, b.args));
@@ -387,7 +386,12 @@ export class RecoveringConnection extends TypedEmitter<RecoveryEvents> {
       this.#queues.delete(from);
       q.name = ok.queue;
       this.#queues.set(ok.queue, q);
-      for (const b of this.#bindings) if (!b.exchangeToExchange && b.destination === from) b.destination = ok.queue;
+      const renamed = new Map<string, BindingRecord>();
+      for (const b of this.#bindings.values()) {
+        if (!b.exchangeToExchange && b.destination === from) b.destination = ok.queue;
+        renamed.set(bindingKey(b), b);
+      }
+      this.#bindings = renamed;
       for (const c of this.#channels) c._renameQueue(from, ok.queue);
       this.emitSafe('queue-renamed', from, ok.queue);
     }
@@ -818,6 +822,11 @@ export class RecoveringChannel extends TypedEmitter<{ return: [message: Message]
   protected listenerFailed(err: unknown, event: string): void {
     this.#rc._report(err, `recovering channel '${event}' listener`);
   }
+}
+
+function bindingKey(b: BindingRecord): string {
+  // Field tables may hold bigints (int64), which JSON.stringify refuses.
+  return JSON.stringify([b.exchangeToExchange, b.destination, b.source, b.routingKey, b.args], (_k, v: unknown) => (typeof v === 'bigint' ? `${v}n` : v));
 }
 
 function parseEndpoint(e: string | Endpoint): Endpoint {
