@@ -354,6 +354,8 @@ export class RecoveringConnection extends TypedEmitter<RecoveryEvents> {
     if (this.#exchanges.size + this.#queues.size + this.#bindings.size > 0) await this.#restoreTopology(conn);
     for (const ch of channels) await ch._resumeConsumers();
     for (const ch of channels) ch._flush();
+    // Channels the application created while this ran missed the snapshot above.
+    for (const ch of [...this.#channels]) if (ch.channel === null) await ch._attach(conn);
   }
 
   async #restoreTopology(conn: Connection): Promise<void> {
