@@ -38,7 +38,7 @@ export interface RecoveryOptions extends ConnectOptions {
   endpoints?: readonly (string | Endpoint)[];
   /** First delay before reconnecting, ms (default 5000, at least 2000). Each failed attempt doubles it, plus jitter. */
   reconnectDelay?: number;
-  /** Longest delay between attempts, ms (default 60000). */
+  /** Cap of the backoff, ms (default 60000); the jitter adds up to 50% to it. */
   maxReconnectDelay?: number;
   /** Delay after the broker refused the credentials, ms (default 60000): a wrong password is not fixed by hammering. */
   authFailureDelay?: number;
@@ -335,11 +335,14 @@ export class RecoveringConnection extends TypedEmitter<RecoveryEvents> {
     this.emitSafe('closed');
   }
 
-  /** Exponential from reconnectDelay, capped, with up to +50% jitter so that a fleet does not reconnect in step. */
+  /**
+   * Exponential from reconnectDelay, capped at maxReconnectDelay, then up to +50% jitter: applied after the cap, so
+   * that a fleet of hubs that all reached the cap during a long outage does not come back in step.
+   */
   #backoff(attempt: number): number {
     const o = this.options;
     const d = Math.min(o.maxReconnectDelay, o.reconnectDelay * 2 ** Math.min(attempt - 1, 20));
-    return Math.round(Math.min(o.maxReconnectDelay, d * (1 + Math.random() / 2)));
+    return Math.round(d * (1 + Math.random() / 2));
   }
 
   #peekEndpoint(): string {
