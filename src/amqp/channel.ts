@@ -50,6 +50,12 @@ export interface BodyWriter {
 
 export type Body = Buffer | Uint8Array | string | BodyWriter;
 
+/** Where a publish's outcome goes when it is not a promise (the recovery layer); called once, either one. */
+export interface PublishSink {
+  readonly resolve: () => void;
+  readonly reject: (e: Error) => void;
+}
+
 export interface PublishOptions {
   /** Return the message (and fail the publish) when no queue is bound to take it. */
   mandatory?: boolean;
@@ -415,8 +421,7 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
     } catch (err) {
       return Promise.reject(err);
     }
-    if (this.#waitingHead < this.#waiting.length || !this.#canPublish()) return this.#enqueue(job, options?.wait ?? true);
-    if (this.#confirms === null) {
+    if (this.#confirms === null && this.#waitingHead === this.#waiting.length && this.#canPublish()) {
       try {
         this.#writeMessage(job);
       } catch (err) {
@@ -430,8 +435,37 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
     });
     // The caller may drop the promise; a failure must never become an unhandled rejection that kills the process.
     p.catch(noop);
-    this.#send(job);
+    this.#dispatch(job, options?.wait ?? true);
     return p;
+  }
+
+  /**
+   * @internal basicPublish for the recovery layer, which keeps its own record of each publish: `sink` learns the
+   * outcome, exactly once, and no promise is made here.
+   */
+  _publish(sink: PublishSink, exchange: string, routingKey: string, body: Body, properties: MessageProperties | undefined, options: PublishOptions | undefined): void {
+    if (this.#state !== 'open') return sink.reject(new PublishError('closed', 'cannot publish: ' + this.#closedError().message, { cause: this.#closedError() }));
+    let job: Job;
+    try {
+      job = this.#prepare(exchange, routingKey, body, properties, options);
+    } catch (err) {
+      return sink.reject(err as Error);
+    }
+    job.resolve = sink.resolve;
+    job.reject = sink.reject;
+    this.#dispatch(job, options?.wait ?? true);
+  }
+
+  /** Sends a publish whose outcome callbacks are set, or queues it when publishing must pause. */
+  #dispatch(job: Job, wait: boolean): void {
+    if (this.#waitingHead < this.#waiting.length || !this.#canPublish()) return this.#enqueue(job, wait);
+    if (this.#confirms !== null) return this.#send(job);
+    try {
+      this.#writeMessage(job);
+    } catch (err) {
+      return job.reject(err as Error);
+    }
+    job.resolve();
   }
 
   #prepare(exchange: string, routingKey: string, body: Body, properties: MessageProperties | undefined, options: PublishOptions | undefined): Job {
@@ -478,22 +512,16 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
     this.#armTimer(job.timeout);
   }
 
-  #enqueue(job: Job, wait: boolean): Promise<void> {
+  #enqueue(job: Job, wait: boolean): void {
     const cost = (typeof job.body === 'string' || Buffer.isBuffer(job.body) ? job.bodyLen : 0) + WAIT_OVERHEAD;
     if (!wait || this.#waitingBytes + cost > this.#host.options.publishQueueBytes) {
       const why = this.#host.blocked ? 'the broker blocked the connection' : !this.#flowActive ? 'the broker paused the channel (flow)' : 'the write buffer is full';
-      return Promise.reject(new PublishError('buffer-full', `cannot publish now: ${why}` + (wait ? ' and the publish queue is full' : '')));
+      return job.reject(new PublishError('buffer-full', `cannot publish now: ${why}` + (wait ? ' and the publish queue is full' : '')));
     }
-    const p = new Promise<void>((resolve, reject) => {
-      job.resolve = resolve;
-      job.reject = reject;
-    });
-    p.catch(noop);
     job.cost = cost;
     this.#waiting.push(job);
     this.#waitingBytes += cost;
     this.#armTimer(job.timeout);
-    return p;
   }
 
   /** @internal conditions changed (drain, unblocked, flow on, confirms arrived): send what waits, in order. */

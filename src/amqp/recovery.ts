@@ -615,23 +615,28 @@ export class RecoveringChannel extends TypedEmitter<{ return: [message: Message]
     const gen = this.#gen;
     p.gen = gen;
     this.#inflight.add(p);
-    ch.basicPublish(p.exchange, p.routingKey, p.body, p.properties, { mandatory: p.mandatory, timeout: Math.max(1, p.deadline - Date.now()) })
-      .then(() => {
+    // The channel's callback form: no promise of its own per publish (this record is the only one that matters).
+    ch._publish({
+      resolve: () => {
         this.#inflight.delete(p);
         p.resolve();
-      }, (err: Error) => {
-        // Lost with its channel: the close handler has put it back in the buffer already.
-        if (p.gen !== gen || (err instanceof PublishError && err.failure === 'closed' && !this.#closed)) return;
-        this.#inflight.delete(p);
-        const delay = 250 * 2 ** p.nacks;
-        if (err instanceof PublishError && err.failure === 'nacked' && !this.#closed && p.nacks < this.#rc.options.nackRetries &&
-          Date.now() + delay < p.deadline) {
-          p.nacks++;
-          setTimeout(() => this.#retry(p), delay);
-          return;
-        }
-        p.reject(err);
-      });
+      },
+      reject: (err: Error) => this.#failed(p, gen, err),
+    }, p.exchange, p.routingKey, p.body, p.properties, { mandatory: p.mandatory, timeout: Math.max(1, p.deadline - Date.now()) });
+  }
+
+  #failed(p: Pending, gen: number, err: Error): void {
+    // Lost with its channel: the close handler puts it back in the buffer (this can run before or after it).
+    if (p.gen !== gen || (err instanceof PublishError && err.failure === 'closed' && !this.#closed)) return;
+    this.#inflight.delete(p);
+    const delay = 250 * 2 ** p.nacks;
+    if (err instanceof PublishError && err.failure === 'nacked' && !this.#closed && p.nacks < this.#rc.options.nackRetries &&
+      Date.now() + delay < p.deadline) {
+      p.nacks++;
+      setTimeout(() => this.#retry(p), delay);
+      return;
+    }
+    p.reject(err);
   }
 
   /** Sends a nacked publish again (or buffers it, ahead of newer ones, while recovering). */
