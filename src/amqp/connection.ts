@@ -197,16 +197,7 @@ export class Connection extends TypedEmitter<ConnectionEvents> implements Channe
   }
 
   handlerError(err: unknown, where: string): void {
-    if (this.listenerCount('handler-error') > 0) {
-      try {
-        this.emit('handler-error', err, where);
-        return;
-      } catch (e) {
-        err = e;
-      }
-    }
-    // Never silent, never fatal: without a listener the error becomes a process warning.
-    process.emitWarning(`${where} threw: ${err instanceof Error ? err.stack ?? err.message : String(err)}`, 'AmqpHandlerWarning');
+    this.reportError(err, where, 'AmqpHandlerWarning');
   }
 
   // ---- reading ----------------------------------------------------------------------------------------------------

@@ -20,6 +20,22 @@ export abstract class TypedEmitter<E extends { [K in keyof E]: unknown[] }> exte
   /** Where a throwing listener is reported. */
   protected abstract listenerFailed(err: unknown, event: string): void;
 
+  /**
+   * An error of a user callback: to the 'handler-error' listeners if there are any, else (or if one throws) a
+   * process warning of type `warning`. Never silent, never fatal.
+   */
+  protected reportError(err: unknown, where: string, warning: string): void {
+    if (this.listenerCount('handler-error') > 0) {
+      try {
+        this.emit('handler-error', err, where);
+        return;
+      } catch (e) {
+        err = e;
+      }
+    }
+    process.emitWarning(`${where} threw: ${err instanceof Error ? err.stack ?? err.message : String(err)}`, warning);
+  }
+
   protected emitSafe<K extends keyof E & string>(event: K, ...args: E[K]): void {
     try {
       this.emit(event, ...args);

@@ -254,15 +254,7 @@ export class RecoveringConnection extends TypedEmitter<RecoveryEvents> {
 
   /** @internal a listener or handler threw. */
   _report(err: unknown, where: string): void {
-    if (this.listenerCount('handler-error') > 0) {
-      try {
-        this.emit('handler-error', err, where);
-        return;
-      } catch (e) {
-        err = e;
-      }
-    }
-    process.emitWarning(`${where}: ${err instanceof Error ? err.message : String(err)}`, 'AmqpRecoveryWarning');
+    this.reportError(err, where, 'AmqpRecoveryWarning');
   }
 
   /** @internal */

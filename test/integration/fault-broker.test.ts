@@ -65,6 +65,56 @@ function tally(seen: Map<string, number>, ids: string[]): { lost: number; duplic
   return { lost: ids.filter((id) => !seen.has(id)).length, duplicates, received: [...seen.values()].reduce((a, c) => a + c, 0) };
 }
 
+interface Pair {
+  pub: RecoveringConnection;
+  pch: RecoveringChannel;
+  /** The consumer's channel, on its own connection. */
+  sch: RecoveringChannel;
+  queue: string;
+  /** Deliveries by message_id, counted by a consumer on its own connection. */
+  seen: Map<string, number>;
+  /** The endpoint the publisher connected to first. */
+  publisherAt: string;
+}
+
+/**
+ * A publisher and a consumer, each on its own recovering connection, around a new durable quorum queue; the
+ * consumer starts consuming unless `consume` is false (then `seen` fills once the test calls countingConsumer).
+ */
+async function pair(ports: number[], what: string, consume = true): Promise<Pair> {
+  const pub = client(ports);
+  const sub = client(ports);
+  let publisherAt = '';
+  pub.once('connected', (e) => { publisherAt = e; });
+  await Promise.all([pub.whenOpen(), sub.whenOpen()]);
+  const pch = await pub.createChannel();
+  const sch = await sub.createChannel({ confirm: false });
+  const queue = unique(what);
+  await pch.queueDeclare(queue, { durable: true, arguments: { 'x-queue-type': 'quorum' } });
+  return { pub, pch, sch, queue, seen: consume ? await countingConsumer(sch, queue) : new Map(), publisherAt };
+}
+
+/**
+ * Publishes `total` confirmed messages, 100 every 150 ms, while `fault` runs; then checks that every publish was
+ * confirmed and waits until every message was consumed.
+ */
+async function streamThrough(p: Pair, prefix: string, total: number, fault: () => Promise<void>): Promise<ReturnType<typeof tally>> {
+  const ids: string[] = [];
+  const pubs: Promise<void>[] = [];
+  const during = fault();
+  for (let i = 0; i < total; i++) {
+    const id = `${prefix}-${i}`;
+    ids.push(id);
+    pubs.push(p.pch.basicPublish('', p.queue, `m${i}`, { messageId: id, deliveryMode: 2 }, { timeout: 120_000 }));
+    if (i % 100 === 99) await sleep(150);
+  }
+  await during;
+  const failed = (await Promise.allSettled(pubs)).filter((o) => o.status === 'rejected');
+  assert.is(failed.length, 0, `every publish was confirmed (${failed.slice(0, 2).map((f) => String((f as PromiseRejectedResult).reason)).join('; ')})`);
+  await until(() => ids.every((id) => p.seen.has(id)), 'every message consumed', 60_000);
+  return tally(p.seen, ids);
+}
+
 async function until(pred: () => boolean, what: string, ms: number): Promise<void> {
   const end = Date.now() + ms;
   while (!pred()) {
@@ -92,51 +142,24 @@ run('HB-1: a broker that proposes a 2 s heartbeat gets 5 s, never less', async (
 
 run('Fault 2: stop_app / start_app in the middle of a confirmed stream: nothing lost, the consumer comes back', async () => {
   const n = await theNode();
-  const pub = client([n.amqpPort]);
-  const sub = client([n.amqpPort]);
-  await Promise.all([pub.whenOpen(), sub.whenOpen()]);
-  const pch = await pub.createChannel();
-  const sch = await sub.createChannel({ confirm: false });
-  const queue = unique('fault2');
-  await pch.queueDeclare(queue, { durable: true, arguments: { 'x-queue-type': 'quorum' } });
-  const seen = await countingConsumer(sch, queue);
-  const ids: string[] = [];
-  const pubs: Promise<void>[] = [];
+  const p = await pair([n.amqpPort], 'fault2');
   const recovered: number[] = [];
-  pub.on('recovered', (i) => recovered.push(i.downtimeMs));
-  const total = 3000;
-  const outage = (async () => {
+  p.pub.on('recovered', (i) => recovered.push(i.downtimeMs));
+  const t = await streamThrough(p, 'f2', 3000, async () => {
     await sleep(1500);
     await stopApp(n);
     await sleep(3000);
     await startApp(n);
-  })();
-  for (let i = 0; i < total; i++) {
-    const id = `f2-${i}`;
-    ids.push(id);
-    pubs.push(pch.basicPublish('', queue, `m${i}`, { messageId: id, deliveryMode: 2 }, { timeout: 120_000 }));
-    if (i % 100 === 99) await sleep(150);
-  }
-  await outage;
-  const outcome = await Promise.allSettled(pubs);
-  assert.is(outcome.filter((o) => o.status === 'rejected').length, 0, 'every publish was confirmed');
-  await until(() => ids.every((id) => seen.has(id)), 'every message consumed', 30_000);
-  const t = tally(seen, ids);
-  console.log(`  fault 2: sent ${total}, received ${t.received}, duplicates ${t.duplicates}, lost ${t.lost}, publisher recovery ${recovered.join('/')} ms`);
+  });
+  console.log(`  fault 2: sent 3000, received ${t.received}, duplicates ${t.duplicates}, lost ${t.lost}, publisher recovery ${recovered.join('/')} ms`);
   assert.is(t.lost, 0);
   assert.ok(recovered.length >= 1, 'the publisher recovered');
-  await pch.queueDelete(queue);
+  await p.pch.queueDelete(p.queue);
 }, 120_000);
 
 run('Fault 5, FC-2, FC-3: a memory alarm for 30 s: publishes wait, then complete; a consumer on its own connection is not blocked; memory stays bounded', async () => {
   const n = await theNode();
-  const pub = client([n.amqpPort]);
-  const sub = client([n.amqpPort]);
-  await Promise.all([pub.whenOpen(), sub.whenOpen()]);
-  const pch = await pub.createChannel();
-  const sch = await sub.createChannel({ confirm: false });
-  const queue = unique('fault5');
-  await pch.queueDeclare(queue, { durable: true, arguments: { 'x-queue-type': 'quorum' } });
+  const { pub, pch, sch, queue } = await pair([n.amqpPort], 'fault5', false);
   // A backlog for the consumer, published before the alarm: it must keep flowing while publishers are blocked.
   await Promise.all(Array.from({ length: 200 }, (_, i) => pch.basicPublish('', queue, `pre${i}`, { messageId: `pre-${i}`, deliveryMode: 2 })));
   let blockedAt = 0;
@@ -263,46 +286,21 @@ run('Fault 6 on the bus: a handler slower than the consumer timeout; the redeliv
 
 run('Fault 3, EP-1: kill -9 of the cluster node the client is connected to: the client moves to another endpoint, nothing lost', async () => {
   if (node !== undefined) { await node.stop(); node = undefined; } // two cores: one extra Erlang VM at a time
-  cluster = await startCluster({ name: 'fc' });
-  const ports = cluster.endpoints.map((e) => e.port);
-  const pub = client(ports);
-  const sub = client(ports);
-  const where: { pub?: string; sub?: string } = {};
-  pub.on('connected', (e) => { where.pub = e; });
-  sub.on('connected', (e) => { where.sub = e; });
-  await Promise.all([pub.whenOpen(), sub.whenOpen()]);
-  const pch = await pub.createChannel();
-  const sch = await sub.createChannel({ confirm: false });
-  const queue = unique('fault3');
-  await pch.queueDeclare(queue, { durable: true, arguments: { 'x-queue-type': 'quorum' } });
-  const seen = await countingConsumer(sch, queue);
-  const victimPort = Number(where.pub?.split(':')[1]);
-  const victim = cluster.nodes[ports.indexOf(victimPort)] as BrokerNode;
+  const c = await startCluster({ name: 'fc' });
+  cluster = c;
+  const ports = c.endpoints.map((e) => e.port);
+  const p = await pair(ports, 'fault3');
+  const victim = c.nodes[ports.indexOf(Number(p.publisherAt.split(':')[1]))] as BrokerNode;
   let movedTo = '';
   let downtime = 0;
-  pub.on('recovered', (i) => { movedTo = i.endpoint; downtime = i.downtimeMs; });
-  const ids: string[] = [];
-  const pubs: Promise<void>[] = [];
-  const total = 3000;
-  const kill = (async () => {
+  p.pub.on('recovered', (i) => { movedTo = i.endpoint; downtime = i.downtimeMs; });
+  const t = await streamThrough(p, 'f3', 3000, async () => {
     await sleep(1500);
-    await cluster.kill9(victim);
-  })();
-  for (let i = 0; i < total; i++) {
-    const id = `f3-${i}`;
-    ids.push(id);
-    pubs.push(pch.basicPublish('', queue, `m${i}`, { messageId: id, deliveryMode: 2 }, { timeout: 120_000 }));
-    if (i % 100 === 99) await sleep(150);
-  }
-  await kill;
-  const outcome = await Promise.allSettled(pubs);
-  const failed = outcome.filter((o) => o.status === 'rejected');
-  assert.is(failed.length, 0, `every publish was confirmed (${failed.slice(0, 2).map((f) => String((f as PromiseRejectedResult).reason)).join('; ')})`);
-  await until(() => ids.every((id) => seen.has(id)), 'every message consumed', 60_000);
-  const t = tally(seen, ids);
-  console.log(`  fault 3: killed ${where.pub}, publisher moved to ${movedTo} in ${downtime} ms, sent ${total}, received ${t.received}, duplicates ${t.duplicates}, lost ${t.lost}`);
+    await c.kill9(victim);
+  });
+  console.log(`  fault 3: killed ${p.publisherAt}, publisher moved to ${movedTo} in ${downtime} ms, sent 3000, received ${t.received}, duplicates ${t.duplicates}, lost ${t.lost}`);
   assert.is(t.lost, 0);
-  assert.ok(movedTo !== '' && movedTo !== where.pub, `moved to another endpoint (${movedTo})`);
+  assert.ok(movedTo !== '' && movedTo !== p.publisherAt, `moved to another endpoint (${movedTo})`);
 }, 240_000);
 
 test.after(async () => {
