@@ -207,12 +207,11 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
   }
 
   /**
-   * When the channel is gone, drop acks, nacks and rejects of its deliveries (counted in `staleSettles`) instead of
-   * throwing: the broker has requeued them already. Set by the recovery layer, whose applications cannot know that
-   * the channel under a delivery was replaced.
+   * When the channel is gone, drop acks, nacks and rejects of its deliveries instead of throwing: the broker has
+   * requeued them already. Set by the recovery layer, whose applications cannot know that the channel under a
+   * delivery was replaced.
    */
   dropStaleSettles = false;
-  staleSettles = 0;
 
   /** When the oldest delivery still waiting for its ack arrived (ms since the epoch), or undefined. */
   get oldestUnsettledAt(): number | undefined {
@@ -689,10 +688,7 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
    * `multiple` with tag 0 settles everything outstanding.
    */
   settle(tag: number, how: 'ack' | 'nack' | 'reject', multiple: boolean, requeue: boolean): void {
-    if (this.#state !== 'open' && this.dropStaleSettles) {
-      this.staleSettles++;
-      return;
-    }
+    if (this.#state !== 'open' && this.dropStaleSettles) return;
     if (this.#state !== 'open') throw new AmqpError('CHANNEL_CLOSED', `cannot ${how} delivery ${tag}: ${this.#closedError().message}`);
     if (multiple) {
       if (tag === 0) tag = this.#lastDeliveryTag;

@@ -16,7 +16,8 @@ export {
 export { Consumer, Message, type MessageHandler } from './message.js';
 export { parseUrl, type ConnectOptions } from './options.js';
 export {
-  RecoveringChannel, RecoveringConnection, RecoveringConsumer, type ChannelSetup, type Endpoint, type RecoveryEvents,
+  RecoveringChannel, RecoveringConnection, RecoveringConsumer, type ChannelSetup, type Endpoint, type RecoveringChannelEvents,
+  type RecoveryEvents,
   type RecoveryOptions,
 } from './recovery.js';
 export type { Mechanism } from './auth.js';

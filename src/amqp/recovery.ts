@@ -453,7 +453,17 @@ export class RecoveringConsumer {
  * A channel with recorded setup, topology and consumers. Its methods mirror Channel's; declarations are recorded
  * after the broker accepted them and replayed after recovery.
  */
-export class RecoveringChannel extends TypedEmitter<{ return: [message: Message]; recovered: []; close: [] }> {
+export interface RecoveringChannelEvents {
+  /** A mandatory publish nobody could route (its publish also fails as `returned`). */
+  return: [message: Message];
+  /** This channel alone was re-created (the connection stayed); after a connection recovery, the connection's
+   *  `recovered` event says it for every channel. */
+  recovered: [];
+  /** Closed by the application (the channel or its connection). */
+  close: [];
+}
+
+export class RecoveringChannel extends TypedEmitter<RecoveringChannelEvents> {
   readonly confirm: boolean;
   readonly prefetch: number | undefined;
   #ch: Channel | null = null;

@@ -197,7 +197,7 @@ export class Connector extends TypedEmitter<ConnectorEvents> {
   async publish(peer: string, message: Message, options: { correlationId?: string; messageId?: string } = {}): Promise<void> {
     if (this.#closed) throw new BusError('CLOSED', 'the connector was closed');
     if (!this.#peers.has(peer)) throw new BusError('UNKNOWN_PEER', `"${peer}" is not a configured peer of ${this.name}`);
-    const m = message as { msg_id?: unknown; heh_id?: unknown };
+    const m = message as { msg_id?: unknown };
     await this.publishEncoded(peer, message.msg, encode(message), {
       routingKey: routingKeyOf(message),
       // A response's msg_id names the message it answers, so it is never the response's own id.

@@ -12,6 +12,7 @@ import {
   AuthenticationError, connect, PublishError, RecoveringConnection, type Connection, type Message, type RecoveryOptions,
 } from '../../src/amqp/index.js';
 import { sleep, withDeadline } from '../helpers/deadline.js';
+import { until } from '../helpers/bus.js';
 import { FaultProxy, mulberry32, randomInt } from '../helpers/proxy.js';
 
 const BROKER = { hostname: '127.0.0.1', port: 5672, username: 'guest', password: 'guest' } as const;
@@ -85,7 +86,7 @@ run('REC-1, REC-2: after a cut, channels, qos, confirm mode, exchanges, a server
   const got: string[] = [];
   const consumer = await ch.basicConsume(queue, (m) => { got.push(m.text()); m.ack(); });
   await ch.basicPublish(front, 'k', 'before');
-  await withDeadline((async () => { while (got.length < 1) await sleep(10); })(), 3000, 'first delivery');
+  await until(() => got.length >= 1, 'first delivery', 3000);
 
   const renamed = nextEvent<[string, string]>(rc, 'queue-renamed', 15_000);
   const recovered = nextEvent<[{ downtimeMs: number }]>(rc, 'recovered', 15_000);
@@ -98,7 +99,7 @@ run('REC-1, REC-2: after a cut, channels, qos, confirm mode, exchanges, a server
   assert.ok(info.downtimeMs >= 2000, `recovery waited at least 2 s (${info.downtimeMs} ms)`);
   assert.ok(ch.channel !== null && ch.channel.isOpen, 'the channel is open again');
   await ch.basicPublish(front, 'k', 'after'); // confirm mode restored: this resolves only on the broker's ack
-  await withDeadline((async () => { while (got.length < 2) await sleep(10); })(), 3000, 'delivery after recovery');
+  await until(() => got.length >= 2, 'delivery after recovery', 3000);
   assert.equal(got, ['before', 'after'], 'the exchange-to-exchange binding and the queue binding were re-declared');
 });
 
@@ -286,7 +287,7 @@ run('REC-3, ERR-1: a channel error re-creates that channel only; the connection,
   assert.is(rc.connection, conn, 'the same connection');
   assert.ok(other.channel?.isOpen === true, 'the other channel was untouched');
   await other.basicPublish('', queue, 'still consumed');
-  await withDeadline((async () => { while (got.length < 1) await sleep(10); })(), 3000, 'delivery to the re-created consumer');
+  await until(() => got.length >= 1, 'delivery to the re-created consumer', 3000);
   await ch.queueDelete(queue);
 });
 
@@ -300,11 +301,11 @@ run('CON-2: a delivery from before a reconnect is never acked with its stale tag
   const got: Message[] = [];
   await ch.basicConsume(queue, (m) => { got.push(m); }, { prefetch: 1 });
   await ch.basicPublish('', queue, 'once');
-  await withDeadline((async () => { while (got.length < 1) await sleep(10); })(), 3000, 'delivery');
+  await until(() => got.length >= 1, 'delivery', 3000);
   const recovered = nextEvent(rc, 'recovered', 15_000);
   p.cutAll();
   await recovered;
-  await withDeadline((async () => { while (got.length < 2) await sleep(10); })(), 5000, 'redelivery');
+  await until(() => got.length >= 2, 'redelivery', 5000);
   const [old, again] = got as [Message, Message];
   assert.not.throws(() => old.ack(), 'acking the stale delivery does not throw');
   assert.is(again.redelivered, true);
@@ -332,9 +333,9 @@ run('CON-5: a consumer the broker cancels (its queue deleted) is reported, the q
   await dch.queueDelete(queue);
   const [q] = await cancelled;
   assert.is(q, queue);
-  await withDeadline((async () => { while (consumer.tag === undefined || consumer.tag === firstTag) await sleep(50); })(), 8000, 're-consume');
+  await until(() => consumer.tag !== undefined && consumer.tag !== firstTag, 're-consume', 8000);
   await dch.basicPublish('', queue, 'back');
-  await withDeadline((async () => { while (got.length < 1) await sleep(10); })(), 3000, 'delivery to the re-created consumer');
+  await until(() => got.length >= 1, 'delivery to the re-created consumer', 3000);
   await dch.queueDelete(queue);
 });
 
@@ -412,7 +413,7 @@ run('Fault 1: cuts at random points of a 10,000-message confirmed stream lose no
   const outcome = await Promise.allSettled(pubs);
   const failed = outcome.filter((o) => o.status === 'rejected');
   assert.is(failed.length, 0, `no publish failed (${failed.map((f) => String((f as PromiseRejectedResult).reason)).slice(0, 3).join('; ')})`);
-  await withDeadline((async () => { while (seen.size < total) await sleep(50); })(), 20_000, 'every message consumed');
+  await until(() => seen.size >= total, 'every message consumed', 20_000);
   const duplicates = [...seen.values()].reduce((a, c) => a + c - 1, 0);
   const lost = total - [...Array(total).keys()].filter((i) => seen.has(`s-${i}`)).length;
   console.log(`  fault 1 (seed ${seed}): sent ${total}, cuts ${cuts}, received ${seen.size + duplicates}, duplicates ${duplicates}, lost ${lost}, recovery ${downtimes.join('/')} ms`);

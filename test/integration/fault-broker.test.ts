@@ -19,6 +19,7 @@ import { startBrokerNode, type BrokerNode } from '../helpers/broker-node.js';
 import { startCluster, type Cluster } from '../helpers/cluster.js';
 import { sleep, withDeadline } from '../helpers/deadline.js';
 import { unique } from '../helpers/amqp.js';
+import { until } from '../helpers/bus.js';
 import { randomUUID } from 'node:crypto';
 import { Connector } from '../../src/bus/index.js';
 
@@ -113,14 +114,6 @@ async function streamThrough(p: Pair, prefix: string, total: number, fault: () =
   assert.is(failed.length, 0, `every publish was confirmed (${failed.slice(0, 2).map((f) => String((f as PromiseRejectedResult).reason)).join('; ')})`);
   await until(() => ids.every((id) => p.seen.has(id)), 'every message consumed', 60_000);
   return tally(p.seen, ids);
-}
-
-async function until(pred: () => boolean, what: string, ms: number): Promise<void> {
-  const end = Date.now() + ms;
-  while (!pred()) {
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await sleep(25);
-  }
 }
 
 function run(title: string, fn: () => Promise<void>, ms: number): void {
