@@ -26,7 +26,9 @@ import { fmt, MB } from './stats.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
-const log = (s: string): void => { process.stderr.write(`${s}\n`); };
+const log = (s: string): void => {
+  process.stderr.write(`${s}\n`);
+};
 
 async function brokerVersion(port: number): Promise<string> {
   const conn = await connect({ hostname: '127.0.0.1', port, connectionName: 'bench-probe' });
@@ -41,8 +43,11 @@ async function brokerVersion(port: number): Promise<string> {
 /** Which client was measured: the commit, and whether src/ had uncommitted changes (others edit it meanwhile). */
 function sourceState(): string {
   try {
-    const git = (...args: string[]): string => execFileSync('git', args, { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-    const dirty = git('status', '--porcelain', '--', 'src').split('\n').filter((l) => l !== '');
+    const git = (...args: string[]): string =>
+      execFileSync('git', args, { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    const dirty = git('status', '--porcelain', '--', 'src')
+      .split('\n')
+      .filter((l) => l !== '');
     return `commit ${git('rev-parse', '--short', 'HEAD')}${dirty.length > 0 ? ` plus uncommitted changes in ${dirty.length} file(s) under src/` : ', src/ clean'}`;
   } catch {
     return 'unknown (no git)';
@@ -50,7 +55,10 @@ function sourceState(): string {
 }
 
 function command(): string {
-  const env = Object.keys(process.env).filter((k) => k.startsWith('BENCH_')).sort().map((k) => `${k}=${JSON.stringify(process.env[k])}`);
+  const env = Object.keys(process.env)
+    .filter((k) => k.startsWith('BENCH_'))
+    .sort()
+    .map((k) => `${k}=${JSON.stringify(process.env[k])}`);
   const script = relative(ROOT, process.argv[1] ?? '.out/bench/amqp.js');
   return `npx tsc -p tsconfig.json && ${[...env, 'node', script].join(' ')}`;
 }
@@ -59,7 +67,8 @@ function summary(o: Outcome): string {
   const r = o.result;
   if (!o.valid || r === null) return `INVALID: ${o.problems.slice(0, 3).join('; ')}`;
   const rss = `${fmt((r.maxRss > 0 ? r.maxRss : r.rssPeakSampled) / MB)} MiB`;
-  if (r.latencyUs !== undefined) return `p50 ${fmt(r.latencyUs.p50)} µs  p99 ${fmt(r.latencyUs.p99)} µs  ${fmt(r.cpuUs / r.n)} µs CPU  ${rss}`;
+  if (r.latencyUs !== undefined)
+    return `p50 ${fmt(r.latencyUs.p50)} µs  p99 ${fmt(r.latencyUs.p99)} µs  ${fmt(r.cpuUs / r.n)} µs CPU  ${rss}`;
   if (r.wire !== undefined) return `${fmt(r.wire.outPerMsg)} B/publish out  ${fmt(r.wire.inPerMsg)} B in`;
   return `${fmt(r.n / (r.ms / 1000))} msg/s  ${fmt(r.cpuUs / r.n)} µs CPU/msg  ${rss}`;
 }
@@ -111,7 +120,10 @@ async function main(): Promise<void> {
   if (cfg.size) {
     try {
       sizes = await measureSizes(ROOT, names, harness);
-      for (const z of sizes) log(`size ${z.contender} ${z.what}: ${fmt(z.minBytes / 1024)} KiB min, ${fmt(z.gzipBytes / 1024)} KiB gz, ${z.status}`);
+      for (const z of sizes)
+        log(
+          `size ${z.contender} ${z.what}: ${fmt(z.minBytes / 1024)} KiB min, ${fmt(z.gzipBytes / 1024)} KiB gz, ${z.status}`,
+        );
     } catch (err) {
       log(`size: skipped (${describeError(err)})`);
     }
@@ -126,30 +138,38 @@ async function main(): Promise<void> {
   if (cfg.resultsPath !== null) {
     const path = cfg.resultsPath === '' ? resolve(ROOT, 'bench', 'RESULTS.md') : resolve(cfg.resultsPath);
     const cpu = cpus();
-    const md = resultsMarkdown({
-      scenarios: cfg.scenarios,
-      command: command(),
-      date: started.toISOString(),
-      node: `${process.version} (${process.platform}/${process.arch}, ${process.execPath})`,
-      rabbitmq,
-      source: source === sourceEnd ? source
-        : `${source} at the start, ${sourceEnd} at the end: src/ changed during the run, so the runs (children import .out/src, which a build by someone else replaces) and the size step (it bundles src/ at the end) may measure different versions`,
-      machine: [
-        `CPU: ${cpu[0]?.model ?? '?'} x ${cpu.length}; RAM ${fmt(totalmem() / 2 ** 30, 1)} GiB; kernel ${release()}`,
-        `load average before ${load0.map((x) => x.toFixed(2)).join(' ')}, after ${loadavg().map((x) => x.toFixed(2)).join(' ')}`,
-        ...(cfg.notes !== '' ? [cfg.notes] : []),
-      ],
-      mode: [
-        `Mode: ${cfg.quick ? 'QUICK (smoke check, small N: not for quoting)' : 'full'}; ${cfg.reps} repetition(s), interleaved per scenario (${names.join(' ')} ...)`,
-        `Isolation: ${isolate ? 'each run in its own child process (peak RSS = that process\'s getrusage maxrss)' : 'all runs in one process (peak RSS = 10 ms samples, mixed with earlier runs)'}`,
-        `Warm-up: ${cfg.warmup ? 'an untimed pass of about N/10 (latency: N/20) messages before each timed run' : 'none'}`,
-        `Results validated by: ${harnessClient.label} (harness) plus each run's own checks`,
-      ],
-      contenders,
-      skipped: loaded.skipped.map((s) => `${s.name}: ${s.reason}`),
-      preflight: preflightProblems,
-      sizes,
-    }, markdownTable(rows, names), perRepMarkdown(cfg.scenarios, outcomes, names));
+    const md = resultsMarkdown(
+      {
+        scenarios: cfg.scenarios,
+        command: command(),
+        date: started.toISOString(),
+        node: `${process.version} (${process.platform}/${process.arch}, ${process.execPath})`,
+        rabbitmq,
+        source:
+          source === sourceEnd
+            ? source
+            : `${source} at the start, ${sourceEnd} at the end: src/ changed during the run, so the runs (children import .out/src, which a build by someone else replaces) and the size step (it bundles src/ at the end) may measure different versions`,
+        machine: [
+          `CPU: ${cpu[0]?.model ?? '?'} x ${cpu.length}; RAM ${fmt(totalmem() / 2 ** 30, 1)} GiB; kernel ${release()}`,
+          `load average before ${load0.map((x) => x.toFixed(2)).join(' ')}, after ${loadavg()
+            .map((x) => x.toFixed(2))
+            .join(' ')}`,
+          ...(cfg.notes !== '' ? [cfg.notes] : []),
+        ],
+        mode: [
+          `Mode: ${cfg.quick ? 'QUICK (smoke check, small N: not for quoting)' : 'full'}; ${cfg.reps} repetition(s), interleaved per scenario (${names.join(' ')} ...)`,
+          `Isolation: ${isolate ? "each run in its own child process (peak RSS = that process's getrusage maxrss)" : 'all runs in one process (peak RSS = 10 ms samples, mixed with earlier runs)'}`,
+          `Warm-up: ${cfg.warmup ? 'an untimed pass of about N/10 (latency: N/20) messages before each timed run' : 'none'}`,
+          `Results validated by: ${harnessClient.label} (harness) plus each run's own checks`,
+        ],
+        contenders,
+        skipped: loaded.skipped.map((s) => `${s.name}: ${s.reason}`),
+        preflight: preflightProblems,
+        sizes,
+      },
+      markdownTable(rows, names),
+      perRepMarkdown(cfg.scenarios, outcomes, names),
+    );
     writeFileSync(path, md + keptSections(path));
     log(`wrote ${relative(process.cwd(), path)}`);
   }

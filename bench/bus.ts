@@ -36,7 +36,13 @@ import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import amqplib from 'amqplib';
 import type { ConsumeMessage } from 'amqplib';
-import { connect, RecoveringConnection, type Channel, type Connection, type MessageProperties } from '../src/amqp/index.js';
+import {
+  connect,
+  RecoveringConnection,
+  type Channel,
+  type Connection,
+  type MessageProperties,
+} from '../src/amqp/index.js';
 import { AmqpTransport, CONTENT_TYPE_JSON, Connector, DM_VERSION } from '../src/bus/index.js';
 import { EbTime, encode, type Message } from '../src/codec/index.js';
 
@@ -70,7 +76,8 @@ const PROFILE = process.env['BUS_BENCH_PROFILE'];
  * `rabbitmqctl` says the handles are not there (BUS_BENCH_FORCE=1 to try anyway).
  */
 const HUB_QUEUE_TYPE = (process.env['BUS_BENCH_HUB_QUEUE_TYPE'] ?? 'classic') as 'classic' | 'quorum';
-if (HUB_QUEUE_TYPE !== 'classic' && HUB_QUEUE_TYPE !== 'quorum') throw new Error('BUS_BENCH_HUB_QUEUE_TYPE is classic or quorum');
+if (HUB_QUEUE_TYPE !== 'classic' && HUB_QUEUE_TYPE !== 'quorum')
+  throw new Error('BUS_BENCH_HUB_QUEUE_TYPE is classic or quorum');
 const ONLY = new Set((process.env['BUS_BENCH_ONLY'] ?? 'ingest,activate').split(',').map((s) => s.trim()));
 const RESULTS = process.env['BUS_BENCH_RESULTS'] ?? fileURLToPath(new URL('../../bench/RESULTS.md', import.meta.url));
 const SECTION = '## Bus (bench/bus.ts)';
@@ -82,13 +89,23 @@ const ACTIVATE_TARGET_MS = 5000;
 
 const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-const fmt = (n: number, digits = 0): string => n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
+const fmt = (n: number, digits = 0): string =>
+  n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
 const s = (ms: number): string => `${(ms / 1000).toFixed(1)} s`;
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
-const pct = (sorted: number[], p: number): number => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
-const load = (): string => loadavg().map((x) => x.toFixed(2)).join(' ');
-const cpuUs = (): number => { const c = process.cpuUsage(); return c.user + c.system; };
-const log = (msg: string): void => { process.stderr.write(`[bus-bench ${new Date().toISOString().slice(11, 19)}] ${msg}\n`); };
+const pct = (sorted: number[], p: number): number =>
+  sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
+const load = (): string =>
+  loadavg()
+    .map((x) => x.toFixed(2))
+    .join(' ');
+const cpuUs = (): number => {
+  const c = process.cpuUsage();
+  return c.user + c.system;
+};
+const log = (msg: string): void => {
+  process.stderr.write(`[bus-bench ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
+};
 
 /** The broker's own CPU seconds (it runs on this machine: /proc/<beam.smp>/stat), or undefined when unreadable. */
 const BROKER_PID = ((): number | undefined => {
@@ -98,9 +115,13 @@ const BROKER_PID = ((): number | undefined => {
       try {
         if (readFileSync(`/proc/${d}/comm`, 'utf8').trim() !== 'beam.smp') continue;
         if (readFileSync(`/proc/${d}/cmdline`, 'utf8').includes('rabbit\0boot')) return Number(d); // not a rabbitmqctl
-      } catch { /* gone */ }
+      } catch {
+        /* gone */
+      }
     }
-  } catch { /* no /proc */ }
+  } catch {
+    /* no /proc */
+  }
   return undefined;
 })();
 function brokerCpuS(): number {
@@ -120,7 +141,9 @@ async function profiled<T>(path: string | undefined, fn: () => Promise<T>): Prom
   const session = new Session();
   session.connect();
   const post = (method: string, params: object = {}): Promise<unknown> =>
-    new Promise((resolve, reject) => session.post(method, params, (err, r) => (err !== null ? reject(err) : resolve(r))));
+    new Promise((resolve, reject) =>
+      session.post(method, params, (err, r) => (err !== null ? reject(err) : resolve(r))),
+    );
   await post('Profiler.enable');
   await post('Profiler.setSamplingInterval', { interval: 100 });
   await post('Profiler.start');
@@ -137,7 +160,11 @@ async function profiled<T>(path: string | undefined, fn: () => Promise<T>): Prom
 /** RabbitMQ's file handle cache, through rabbitmqctl on this machine: [used, limit], or undefined when unavailable. */
 function fileHandles(): [number, number] | undefined {
   try {
-    const out = execFileSync('rabbitmqctl', ['eval', 'file_handle_cache:info([total_used, total_limit]).'], { encoding: 'utf8', timeout: 30_000, stdio: ['ignore', 'pipe', 'ignore'] });
+    const out = execFileSync('rabbitmqctl', ['eval', 'file_handle_cache:info([total_used, total_limit]).'], {
+      encoding: 'utf8',
+      timeout: 30_000,
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
     const used = /total_used,(\d+)/.exec(out)?.[1];
     const limit = /total_limit,(\d+)/.exec(out)?.[1];
     return used === undefined || limit === undefined ? undefined : [Number(used), Number(limit)];
@@ -165,7 +192,10 @@ class Quota {
         last = this.#progress;
       }, stallMs);
       this.remaining = count;
-      this.#done = () => { clearInterval(watchdog); resolve(); };
+      this.#done = () => {
+        clearInterval(watchdog);
+        resolve();
+      };
       const waiters = this.#waiters;
       this.#waiters = [];
       for (const w of waiters) w();
@@ -196,7 +226,9 @@ class Registry {
    */
   async open(): Promise<void> {
     const c = await connect(URL_, { connectionName: 'bus-bench-cleanup' });
-    c.on('close', () => { if (this.#conn === c) this.#conn = undefined; });
+    c.on('close', () => {
+      if (this.#conn === c) this.#conn = undefined;
+    });
     this.#conn = c;
   }
 
@@ -235,26 +267,31 @@ class Registry {
         }
       }
       const c = conn;
-      for (const [kind, names] of [['queue', queues], ['exchange', exchanges]] as const) {
+      for (const [kind, names] of [
+        ['queue', queues],
+        ['exchange', exchanges],
+      ] as const) {
         let next = 0;
         let done = 0;
-        await Promise.all(range(8).map(async () => {
-          let ch = await c.createChannel();
-          while (next < names.length) {
-            const name = names[next++] as string;
-            try {
-              if (kind === 'queue') await ch.queueDelete(name);
-              else await ch.exchangeDelete(name);
-              if (kind === 'queue') this.queues.delete(name);
-              else this.exchanges.delete(name);
-            } catch (err) {
-              this.failures.push(`${kind} ${name}: ${(err as Error).message}`);
-              ch = await c.createChannel();
+        await Promise.all(
+          range(8).map(async () => {
+            let ch = await c.createChannel();
+            while (next < names.length) {
+              const name = names[next++] as string;
+              try {
+                if (kind === 'queue') await ch.queueDelete(name);
+                else await ch.exchangeDelete(name);
+                if (kind === 'queue') this.queues.delete(name);
+                else this.exchanges.delete(name);
+              } catch (err) {
+                this.failures.push(`${kind} ${name}: ${(err as Error).message}`);
+                ch = await c.createChannel();
+              }
+              if (++done % 2000 === 0) log(`cleanup: ${done}/${names.length} ${kind}s deleted`);
             }
-            if (++done % 2000 === 0) log(`cleanup: ${done}/${names.length} ${kind}s deleted`);
-          }
-          await ch.close().catch(() => undefined);
-        }));
+            await ch.close().catch(() => undefined);
+          }),
+        );
       }
     } catch (err) {
       this.failures.push(`cleanup: ${(err as Error).message}`);
@@ -277,24 +314,49 @@ function report(hub: string, hubIndex: number, seq: number): Message<'report'> {
     values[SIGNALS[j] as string] = [b, b + 0.25, j === 0 && seq % 17 === 0 ? null : b + 0.5];
   }
   return {
-    msg: 'report', from: EbTime.fromEpochMs(from), to: EbTime.fromEpochMs(from + 2_700_000), resolution: 900, values, heh_id: hub,
+    msg: 'report',
+    from: EbTime.fromEpochMs(from),
+    to: EbTime.fromEpochMs(from + 2_700_000),
+    resolution: 900,
+    values,
+    heh_id: hub,
   };
 }
 
 function activate(hub: string): Message<'activate'> {
   const from = Date.now() + 60_000;
   return {
-    msg: 'activate', id: randomUUID(), modification_count: 0, from: EbTime.fromEpochMs(from), to: EbTime.fromEpochMs(from + 900_000),
-    quantity: -1.5, device: 'boiler', heh_id: hub,
+    msg: 'activate',
+    id: randomUUID(),
+    modification_count: 0,
+    from: EbTime.fromEpochMs(from),
+    to: EbTime.fromEpochMs(from + 900_000),
+    quantity: -1.5,
+    device: 'boiler',
+    heh_id: hub,
   };
 }
 
 // ---- 1. aggregator ingest -----------------------------------------------------------------------------------------
 
-interface ChunkSample { n: number; ms: number; cpuUs: number; brokerS: number }
+interface ChunkSample {
+  n: number;
+  ms: number;
+  cpuUs: number;
+  brokerS: number;
+}
 interface IngestResult {
-  reports: number; hubs: number; bodyBytes: number; setupMs: number; preloadMs: number; startMs: number;
-  ours: ChunkSample[]; baseline: ChunkSample[]; checks: string[]; loadBefore: string; loadAfter: string;
+  reports: number;
+  hubs: number;
+  bodyBytes: number;
+  setupMs: number;
+  preloadMs: number;
+  startMs: number;
+  ours: ChunkSample[];
+  baseline: ChunkSample[];
+  checks: string[];
+  loadBefore: string;
+  loadAfter: string;
 }
 
 async function ingest(reg: Registry, suffix: string): Promise<IngestResult> {
@@ -317,7 +379,10 @@ async function ingest(reg: Registry, suffix: string): Promise<IngestResult> {
   let base: amqplib.ChannelModel | undefined;
   try {
     const ch = await conn.createChannel();
-    await ch.queueDeclare(baselineQueue, { durable: true, arguments: { 'x-queue-type': 'quorum', 'x-message-ttl': QUEUE_TTL_MS } });
+    await ch.queueDeclare(baselineQueue, {
+      durable: true,
+      arguments: { 'x-queue-type': 'quorum', 'x-message-ttl': QUEUE_TTL_MS },
+    });
     for (const hub of hubs) await ch.queueBind(baselineQueue, `${hub}-to-${vpp}`, '#');
     const setupMs = performance.now() - t;
 
@@ -328,27 +393,46 @@ async function ingest(reg: Registry, suffix: string): Promise<IngestResult> {
     const chans = await Promise.all(range(4).map(() => conn.createConfirmChannel()));
     let next = 0;
     let logged = 0;
-    await Promise.all(chans.map(async (pch: Channel) => {
-      while (next < REPORTS) {
-        const batch: Promise<void>[] = [];
-        for (let j = 0; j < 500 && next < REPORTS; j++) {
-          const k = next++;
-          const h = k % hubs.length;
-          const hub = hubs[h] as string;
-          const props: MessageProperties = {
-            messageId: randomUUID(), type: 'report', contentType: CONTENT_TYPE_JSON, timestamp: new Date(), appId: hub,
-            headers: { 'x-ebadge-dm': DM_VERSION }, deliveryMode: 2,
-          };
-          batch.push(pch.basicPublish(`${hub}-to-${vpp}`, `report.${hub}`, encode(report(hub, h, Math.floor(k / hubs.length))), props, { mandatory: true }));
+    await Promise.all(
+      chans.map(async (pch: Channel) => {
+        while (next < REPORTS) {
+          const batch: Promise<void>[] = [];
+          for (let j = 0; j < 500 && next < REPORTS; j++) {
+            const k = next++;
+            const h = k % hubs.length;
+            const hub = hubs[h] as string;
+            const props: MessageProperties = {
+              messageId: randomUUID(),
+              type: 'report',
+              contentType: CONTENT_TYPE_JSON,
+              timestamp: new Date(),
+              appId: hub,
+              headers: { 'x-ebadge-dm': DM_VERSION },
+              deliveryMode: 2,
+            };
+            batch.push(
+              pch.basicPublish(
+                `${hub}-to-${vpp}`,
+                `report.${hub}`,
+                encode(report(hub, h, Math.floor(k / hubs.length))),
+                props,
+                { mandatory: true },
+              ),
+            );
+          }
+          await Promise.all(batch);
+          if (next - logged >= 20_000) {
+            logged = next;
+            log(`ingest: ${fmt(next)} published`);
+          }
         }
-        await Promise.all(batch);
-        if (next - logged >= 20_000) { logged = next; log(`ingest: ${fmt(next)} published`); }
-      }
-    }));
+      }),
+    );
     const preloadMs = performance.now() - t;
     const inboxCount = (await ch.queueDeclare(`private-${vpp}-in`, { passive: true })).messageCount;
     const baselineCount = (await ch.queueDeclare(baselineQueue, { passive: true })).messageCount;
-    if (inboxCount !== REPORTS || baselineCount !== REPORTS) throw new Error(`pre-load: inbox ${inboxCount}, baseline ${baselineCount}, expected ${REPORTS}`);
+    if (inboxCount !== REPORTS || baselineCount !== REPORTS)
+      throw new Error(`pre-load: inbox ${inboxCount}, baseline ${baselineCount}, expected ${REPORTS}`);
     log(`ingest: pre-loaded in ${s(preloadMs)} (${fmt(REPORTS / (preloadMs / 1000))} msgs/s into 2 quorum queues)`);
 
     // Ours: the aggregator Connector, whose report handler holds deliveries outside its quota.
@@ -363,7 +447,10 @@ async function ingest(reg: Registry, suffix: string): Promise<IngestResult> {
     };
     t = performance.now();
     agg = new Connector({ name: vpp, peers: hubs, url: URL_, prefetch: PREFETCH });
-    for (const e of Object.keys(events)) agg.on(e as 'unhandled', () => { events[e] = (events[e] ?? 0) + 1; });
+    for (const e of Object.keys(events))
+      agg.on(e as 'unhandled', () => {
+        events[e] = (events[e] ?? 0) + 1;
+      });
     agg.onReport((r, ctx) => {
       if (ours.remaining > 0) return work(r, ctx.sender);
       return (async () => {
@@ -387,11 +474,15 @@ async function ingest(reg: Registry, suffix: string): Promise<IngestResult> {
       bch.ack(m);
       theirs.handled();
     };
-    await bch.consume(baselineQueue, (m) => {
-      if (m === null) return;
-      if (theirs.remaining > 0) bwork(m);
-      else held.push(m);
-    }, { noAck: false });
+    await bch.consume(
+      baselineQueue,
+      (m) => {
+        if (m === null) return;
+        if (theirs.remaining > 0) bwork(m);
+        else held.push(m);
+      },
+      { noAck: false },
+    );
     await sleep(500); // both prefetch windows fill
 
     const runOurs = (n: number): Promise<void> => ours.run(n);
@@ -403,16 +494,24 @@ async function ingest(reg: Registry, suffix: string): Promise<IngestResult> {
     const samples = { ours: [] as ChunkSample[], baseline: [] as ChunkSample[] };
     for (let c = 0; c < CHUNKS; c++) {
       const n = c < CHUNKS - 1 ? Math.floor(REPORTS / CHUNKS) : REPORTS - Math.floor(REPORTS / CHUNKS) * (CHUNKS - 1);
-      const order: ['ours' | 'baseline', (n: number) => Promise<void>][] = [['baseline', runTheirs], ['ours', runOurs]];
+      const order: ['ours' | 'baseline', (n: number) => Promise<void>][] = [
+        ['baseline', runTheirs],
+        ['ours', runOurs],
+      ];
       if (c % 2 === 1) order.reverse();
       for (const [who, run] of order) {
         const b0 = brokerCpuS();
         const c0 = cpuUs();
         const t0 = performance.now();
-        await profiled(PROFILE !== undefined && who === 'ours' ? `${PROFILE}-chunk${c + 1}.cpuprofile` : undefined, () => run(n));
+        await profiled(
+          PROFILE !== undefined && who === 'ours' ? `${PROFILE}-chunk${c + 1}.cpuprofile` : undefined,
+          () => run(n),
+        );
         const ms = performance.now() - t0;
         samples[who].push({ n, ms, cpuUs: cpuUs() - c0, brokerS: brokerCpuS() - b0 });
-        log(`ingest: chunk ${c + 1}/${CHUNKS} ${who}: ${fmt(n)} in ${fmt(ms)} ms = ${fmt(n / (ms / 1000))} msgs/s, ${((cpuUs() - c0) / n).toFixed(1)} µs CPU/msg`);
+        log(
+          `ingest: chunk ${c + 1}/${CHUNKS} ${who}: ${fmt(n)} in ${fmt(ms)} ms = ${fmt(n / (ms / 1000))} msgs/s, ${((cpuUs() - c0) / n).toFixed(1)} µs CPU/msg`,
+        );
       }
     }
     await sleep(200); // the last acks leave
@@ -425,14 +524,33 @@ async function ingest(reg: Registry, suffix: string): Promise<IngestResult> {
     const leftBase = (await ch.queueDeclare(baselineQueue, { passive: true })).messageCount;
     const dead = (await ch.queueDeclare(`private-${vpp}-dead`, { passive: true })).messageCount;
     checks.push(`after closing: inbox ${leftIn}, baseline queue ${leftBase}, dead letters ${dead} (all should be 0)`);
-    checks.push(`ours: heh_id differing from the sender ${oursBad}; events ${Object.entries(events).map(([k, v]) => `${k} ${v}`).join(', ')}; signals seen ${fmt(signals)} (expected ${fmt(REPORTS * 6)})`);
+    checks.push(
+      `ours: heh_id differing from the sender ${oursBad}; events ${Object.entries(events)
+        .map(([k, v]) => `${k} ${v}`)
+        .join(', ')}; signals seen ${fmt(signals)} (expected ${fmt(REPORTS * 6)})`,
+    );
     checks.push(`baseline: bodies without heh_id ${baseBad}`);
-    const ok = leftIn === 0 && leftBase === 0 && dead === 0 && oursBad === 0 && baseBad === 0 && signals === REPORTS * 6
-      && Object.values(events).every((v) => v === 0);
+    const ok =
+      leftIn === 0 &&
+      leftBase === 0 &&
+      dead === 0 &&
+      oursBad === 0 &&
+      baseBad === 0 &&
+      signals === REPORTS * 6 &&
+      Object.values(events).every((v) => v === 0);
     if (!ok) checks.push('CHECK FAILED: see above');
     return {
-      reports: REPORTS, hubs: hubs.length, bodyBytes: sampleBody.length, setupMs, preloadMs, startMs,
-      ours: samples.ours, baseline: samples.baseline, checks, loadBefore, loadAfter: load(),
+      reports: REPORTS,
+      hubs: hubs.length,
+      bodyBytes: sampleBody.length,
+      setupMs,
+      preloadMs,
+      startMs,
+      ours: samples.ours,
+      baseline: samples.baseline,
+      checks,
+      loadBefore,
+      loadAfter: load(),
     };
   } finally {
     await agg?.close().catch(() => undefined);
@@ -451,20 +569,47 @@ type FromChild =
 type ToChild = { type: 'mark' } | { type: 'stats' } | { type: 'stop' };
 
 interface Burst {
-  issueMs: number; e2eMs: number; replies: number; failures: string[]; within5s: number; latencies: number[]; vppCpuUs: number;
-  hubsCpuUs: number; hubsHandled: number; brokerS: number;
+  issueMs: number;
+  e2eMs: number;
+  replies: number;
+  failures: string[];
+  within5s: number;
+  latencies: number[];
+  vppCpuUs: number;
+  hubsCpuUs: number;
+  hubsHandled: number;
+  brokerS: number;
 }
 interface ActivateResult {
-  hubs: number; connections: number; queueType: string; handles: string; hubSetupMs: number; vppStartMs: number; warmup: number;
-  bursts: Burst[]; brokerIdlePct: number; checks: string[]; loadBefore: string; loadAfter: string;
+  hubs: number;
+  connections: number;
+  queueType: string;
+  handles: string;
+  hubSetupMs: number;
+  vppStartMs: number;
+  warmup: number;
+  bursts: Burst[];
+  brokerIdlePct: number;
+  checks: string[];
+  loadBefore: string;
+  loadAfter: string;
 }
 
 const activationVpp = (suffix: string): string => `vpp-bench-${suffix}-act`;
-const activationHubs = (suffix: string, n: number): string[] => range(n).map((i) => `heh-bench${suffix}-a${String(i).padStart(5, '0')}`);
+const activationHubs = (suffix: string, n: number): string[] =>
+  range(n).map((i) => `heh-bench${suffix}-a${String(i).padStart(5, '0')}`);
 
 /** The child process: HUBS Connectors on CONNECTIONS shared connections, answering every activate. */
-async function hubsChild(vpp: string, hubs: string[], connections: number, concurrency: number, queueType: 'classic' | 'quorum'): Promise<void> {
-  const send = (m: FromChild): void => { process.send?.(m); };
+async function hubsChild(
+  vpp: string,
+  hubs: string[],
+  connections: number,
+  concurrency: number,
+  queueType: 'classic' | 'quorum',
+): Promise<void> {
+  const send = (m: FromChild): void => {
+    process.send?.(m);
+  };
   process.on('disconnect', () => process.exit(0));
   const fatal = (err: unknown): void => {
     send({ type: 'error', message: (err as Error)?.stack ?? String(err) });
@@ -479,7 +624,10 @@ async function hubsChild(vpp: string, hubs: string[], connections: number, concu
   let cpu0 = cpuUs();
   process.on('message', (raw: unknown) => {
     const m = raw as ToChild;
-    if (m.type === 'mark') { cpu0 = cpuUs(); handled = 0; }
+    if (m.type === 'mark') {
+      cpu0 = cpuUs();
+      handled = 0;
+    }
     if (m.type === 'stats') send({ type: 'stats', handled, cpuUs: cpuUs() - cpu0, errors });
     if (m.type === 'stop') {
       stopping = true;
@@ -490,28 +638,41 @@ async function hubsChild(vpp: string, hubs: string[], connections: number, concu
     const t0 = performance.now();
     for (let g = 0; g < connections; g++) {
       const c = new RecoveringConnection(URL_, { connectionName: `bus-bench-hubs-${g}`, initialAttempts: 1 });
-      c.on('disconnected', (err) => { if (!stopping) fatal(new Error(`hub connection ${g} lost: ${err?.message ?? 'closed'}`)); });
+      c.on('disconnected', (err) => {
+        if (!stopping) fatal(new Error(`hub connection ${g} lost: ${err?.message ?? 'closed'}`));
+      });
       conns.push(c);
       await c.whenOpen();
     }
     let started = 0;
     let next = 0;
-    await Promise.all(range(concurrency).map(async () => {
-      while (next < hubs.length) {
-        const i = next++;
-        const name = hubs[i] as string;
-        const transport = new AmqpTransport({ name, peers: [vpp], connection: conns[i % connections] as RecoveringConnection, queueType });
-        const hub = new Connector({ name, peers: [vpp], transport });
-        hub.on('handler-error', () => { errors++; });
-        hub.on('dead-letter', () => { errors++; });
-        hub.onActivate(async (m, ctx) => {
-          handled++;
-          await ctx.reply({ msg: 'accept_activation', id: m.id, modification_count: m.modification_count });
-        });
-        await hub.start();
-        if (++started % 500 === 0) send({ type: 'progress', started });
-      }
-    }));
+    await Promise.all(
+      range(concurrency).map(async () => {
+        while (next < hubs.length) {
+          const i = next++;
+          const name = hubs[i] as string;
+          const transport = new AmqpTransport({
+            name,
+            peers: [vpp],
+            connection: conns[i % connections] as RecoveringConnection,
+            queueType,
+          });
+          const hub = new Connector({ name, peers: [vpp], transport });
+          hub.on('handler-error', () => {
+            errors++;
+          });
+          hub.on('dead-letter', () => {
+            errors++;
+          });
+          hub.onActivate(async (m, ctx) => {
+            handled++;
+            await ctx.reply({ msg: 'accept_activation', id: m.id, modification_count: m.modification_count });
+          });
+          await hub.start();
+          if (++started % 500 === 0) send({ type: 'progress', started });
+        }
+      }),
+    );
     send({ type: 'ready', setupMs: performance.now() - t0 });
   } catch (err) {
     send({ type: 'error', message: (err as Error).stack ?? String(err) });
@@ -524,17 +685,29 @@ async function activation(reg: Registry, suffix: string): Promise<ActivateResult
   const loadBefore = load();
   const vpp = activationVpp(suffix);
   const hubs = activationHubs(suffix, HUBS);
-  if (Math.ceil(HUBS / CONNECTIONS) * 2 > 2000) throw new Error(`${HUBS} hubs on ${CONNECTIONS} connections exceed the broker's 2,047 channels per connection`);
+  if (Math.ceil(HUBS / CONNECTIONS) * 2 > 2000)
+    throw new Error(`${HUBS} hubs on ${CONNECTIONS} connections exceed the broker's 2,047 channels per connection`);
   const handles = fileHandles();
-  if (HUB_QUEUE_TYPE === 'quorum' && handles !== undefined && handles[0] + HUBS * 2 * 3 + 50 > handles[1] && process.env['BUS_BENCH_FORCE'] !== '1') {
-    throw new Error(`${fmt(HUBS * 2)} quorum queues need ${fmt(HUBS * 6)} of the broker's file handles; it has ${fmt(handles[1] - handles[0])} free of ${fmt(handles[1])} (BUS_BENCH_FORCE=1 to try anyway)`);
+  if (
+    HUB_QUEUE_TYPE === 'quorum' &&
+    handles !== undefined &&
+    handles[0] + HUBS * 2 * 3 + 50 > handles[1] &&
+    process.env['BUS_BENCH_FORCE'] !== '1'
+  ) {
+    throw new Error(
+      `${fmt(HUBS * 2)} quorum queues need ${fmt(HUBS * 6)} of the broker's file handles; it has ${fmt(handles[1] - handles[0])} free of ${fmt(handles[1])} (BUS_BENCH_FORCE=1 to try anyway)`,
+    );
   }
   reg.connector(vpp, hubs);
   for (const h of hubs) reg.connector(h, [vpp]);
   const checks: string[] = [];
 
   log(`activate: starting ${fmt(HUBS)} hub Connectors on ${CONNECTIONS} connections in a child process`);
-  const child: ChildProcess = fork(fileURLToPath(import.meta.url), ['--hubs', suffix, String(HUBS), String(CONNECTIONS), String(SETUP_CONCURRENCY), HUB_QUEUE_TYPE], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const child: ChildProcess = fork(
+    fileURLToPath(import.meta.url),
+    ['--hubs', suffix, String(HUBS), String(CONNECTIONS), String(SETUP_CONCURRENCY), HUB_QUEUE_TYPE],
+    { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] },
+  );
   const forkedAt = performance.now();
   const inbox: FromChild[] = [];
   let wake: (() => void) | undefined;
@@ -548,16 +721,25 @@ async function activation(reg: Registry, suffix: string): Promise<ActivateResult
     inbox.push(m);
     wake?.();
   });
-  child.on('exit', (code) => { exited = true; inbox.push({ type: 'error', message: `the hubs process exited (${code})` }); wake?.(); });
+  child.on('exit', (code) => {
+    exited = true;
+    inbox.push({ type: 'error', message: `the hubs process exited (${code})` });
+    wake?.();
+  });
   const next = async (timeoutMs: number): Promise<FromChild> => {
     const deadline = Date.now() + timeoutMs;
     while (inbox.length === 0) {
       if (Date.now() > deadline) throw new Error(`no answer from the hubs process within ${timeoutMs} ms`);
-      await new Promise<void>((r) => { wake = r; setTimeout(r, 1000); });
+      await new Promise<void>((r) => {
+        wake = r;
+        setTimeout(r, 1000);
+      });
     }
     return inbox.shift() as FromChild;
   };
-  const tell = (m: ToChild): void => { if (!exited) child.send(m); };
+  const tell = (m: ToChild): void => {
+    if (!exited) child.send(m);
+  };
 
   let vppBus: Connector | undefined;
   try {
@@ -569,7 +751,10 @@ async function activation(reg: Registry, suffix: string): Promise<ActivateResult
     let t = performance.now();
     const events: Record<string, number> = { 'dead-letter': 0, 'handler-error': 0, unhandled: 0, duplicate: 0 };
     vppBus = new Connector({ name: vpp, peers: hubs, url: URL_, requestTimeoutMs: REQUEST_TIMEOUT_MS });
-    for (const e of Object.keys(events)) vppBus.on(e as 'unhandled', () => { events[e] = (events[e] ?? 0) + 1; });
+    for (const e of Object.keys(events))
+      vppBus.on(e as 'unhandled', () => {
+        events[e] = (events[e] ?? 0) + 1;
+      });
     await vppBus.start();
     const vppStartMs = performance.now() - t;
     log(`activate: VPP started in ${s(vppStartMs)}`);
@@ -595,25 +780,33 @@ async function activation(reg: Registry, suffix: string): Promise<ActivateResult
       let t0 = 0;
       let b0 = 0;
       let c0 = 0;
-      const issueMs = await profiled(PROFILE === undefined ? undefined : `${PROFILE}-burst${b + 1}.cpuprofile`, async () => {
-        b0 = brokerCpuS();
-        c0 = cpuUs();
-        t0 = performance.now();
-        const all = hubs.map((hub, i) => {
-          const m = messages[i] as Message<'activate'>;
-          const sent = performance.now();
-          return bus.request(hub, m, { timeout: REQUEST_TIMEOUT_MS }).then((r) => {
-            const now = performance.now();
-            latencies.push(now - sent);
-            last = now;
-            const x = r as { msg: string; id?: string; modification_count?: number };
-            if (x.msg !== 'accept_activation' || x.id !== m.id || x.modification_count !== 0) mismatched++;
-          }, (err: unknown) => { failures.push(`${hub}: ${(err as Error).message}`); });
-        });
-        const issued = performance.now() - t0;
-        await Promise.all(all);
-        return issued;
-      });
+      const issueMs = await profiled(
+        PROFILE === undefined ? undefined : `${PROFILE}-burst${b + 1}.cpuprofile`,
+        async () => {
+          b0 = brokerCpuS();
+          c0 = cpuUs();
+          t0 = performance.now();
+          const all = hubs.map((hub, i) => {
+            const m = messages[i] as Message<'activate'>;
+            const sent = performance.now();
+            return bus.request(hub, m, { timeout: REQUEST_TIMEOUT_MS }).then(
+              (r) => {
+                const now = performance.now();
+                latencies.push(now - sent);
+                last = now;
+                const x = r as { msg: string; id?: string; modification_count?: number };
+                if (x.msg !== 'accept_activation' || x.id !== m.id || x.modification_count !== 0) mismatched++;
+              },
+              (err: unknown) => {
+                failures.push(`${hub}: ${(err as Error).message}`);
+              },
+            );
+          });
+          const issued = performance.now() - t0;
+          await Promise.all(all);
+          return issued;
+        },
+      );
       const e2eMs = (latencies.length > 0 ? last : performance.now()) - t0;
       const vppCpuUs = cpuUs() - c0;
       const brokerS = brokerCpuS() - b0;
@@ -621,17 +814,45 @@ async function activation(reg: Registry, suffix: string): Promise<ActivateResult
       tell({ type: 'stats' });
       const stats = await next(30_000);
       if (stats.type !== 'stats') throw new Error(`hubs: ${stats.type === 'error' ? stats.message : stats.type}`);
-      checks.push(`burst ${b + 1}: replies ${latencies.length}/${HUBS} (accept_activation with the request's id: ${latencies.length - mismatched}), failures ${failures.length}, hubs handled ${stats.handled} activates`);
-      if (latencies.length !== HUBS || mismatched !== 0 || stats.handled !== HUBS || stats.errors !== 0) checks.push('CHECK FAILED: see above');
+      checks.push(
+        `burst ${b + 1}: replies ${latencies.length}/${HUBS} (accept_activation with the request's id: ${latencies.length - mismatched}), failures ${failures.length}, hubs handled ${stats.handled} activates`,
+      );
+      if (latencies.length !== HUBS || mismatched !== 0 || stats.handled !== HUBS || stats.errors !== 0)
+        checks.push('CHECK FAILED: see above');
       latencies.sort((x, y) => x - y);
-      bursts.push({ issueMs, e2eMs, replies: latencies.length, failures: failures.slice(0, 3), within5s, latencies, vppCpuUs, hubsCpuUs: stats.cpuUs, hubsHandled: stats.handled, brokerS });
+      bursts.push({
+        issueMs,
+        e2eMs,
+        replies: latencies.length,
+        failures: failures.slice(0, 3),
+        within5s,
+        latencies,
+        vppCpuUs,
+        hubsCpuUs: stats.cpuUs,
+        hubsHandled: stats.handled,
+        brokerS,
+      });
       log(`activate: burst ${b + 1}/${BURSTS}: ${latencies.length} replies, last after ${fmt(e2eMs)} ms`);
       if (stats.errors !== 0) checks.push(`hub errors ${stats.errors}`);
     }
-    checks.push(`VPP events: ${Object.entries(events).map(([k, v]) => `${k} ${v}`).join(', ')}`);
+    checks.push(
+      `VPP events: ${Object.entries(events)
+        .map(([k, v]) => `${k} ${v}`)
+        .join(', ')}`,
+    );
     return {
-      hubs: HUBS, connections: CONNECTIONS, queueType: HUB_QUEUE_TYPE, handles: handles === undefined ? 'unknown' : `${handles[0]} used of ${handles[1]}`,
-      hubSetupMs, vppStartMs, warmup: WARMUP, bursts, brokerIdlePct, checks, loadBefore, loadAfter: load(),
+      hubs: HUBS,
+      connections: CONNECTIONS,
+      queueType: HUB_QUEUE_TYPE,
+      handles: handles === undefined ? 'unknown' : `${handles[0]} used of ${handles[1]}`,
+      hubSetupMs,
+      vppStartMs,
+      warmup: WARMUP,
+      bursts,
+      brokerIdlePct,
+      checks,
+      loadBefore,
+      loadAfter: load(),
     };
   } finally {
     await vppBus?.close().catch(() => undefined);
@@ -645,14 +866,18 @@ async function activation(reg: Registry, suffix: string): Promise<ActivateResult
 // ---- report -------------------------------------------------------------------------------------------------------
 
 function commandLine(): string {
-  const vars = Object.entries(process.env).filter(([k]) => k.startsWith('BUS_BENCH_')).map(([k, v]) => `${k}=${v ?? ''}`);
+  const vars = Object.entries(process.env)
+    .filter(([k]) => k.startsWith('BUS_BENCH_'))
+    .map(([k, v]) => `${k}=${v ?? ''}`);
   return [...vars, 'node', ...process.execArgv, '.out/bench/bus.js'].join(' ');
 }
 
 function gitState(): string {
   try {
     const head = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim();
-    const dirty = execFileSync('git', ['status', '--porcelain', '--', 'src/bus', 'src/amqp', 'src/codec'], { encoding: 'utf8' }).trimEnd();
+    const dirty = execFileSync('git', ['status', '--porcelain', '--', 'src/bus', 'src/amqp', 'src/codec'], {
+      encoding: 'utf8',
+    }).trimEnd();
     return `commit ${head}${dirty === '' ? ', src/ clean' : `, with uncommitted changes in ${[...new Set(dirty.split('\n').map((l) => l.slice(3).trim()))].join(', ')}`}`;
   } catch {
     return 'commit unknown';
@@ -660,12 +885,20 @@ function gitState(): string {
 }
 
 function ingestLines(r: IngestResult): string[] {
-  const agg = (xs: ChunkSample[]): { n: number; ms: number; rate: number; cpu: number; med: number; min: number; max: number; broker: number } => {
+  const agg = (
+    xs: ChunkSample[],
+  ): { n: number; ms: number; rate: number; cpu: number; med: number; min: number; max: number; broker: number } => {
     const n = xs.reduce((a, x) => a + x.n, 0);
     const ms = xs.reduce((a, x) => a + x.ms, 0);
     const rates = xs.map((x) => x.n / (x.ms / 1000));
     return {
-      n, ms, rate: n / (ms / 1000), cpu: xs.reduce((a, x) => a + x.cpuUs, 0) / n, med: median(rates), min: Math.min(...rates), max: Math.max(...rates),
+      n,
+      ms,
+      rate: n / (ms / 1000),
+      cpu: xs.reduce((a, x) => a + x.cpuUs, 0) / n,
+      med: median(rates),
+      min: Math.min(...rates),
+      max: Math.max(...rates),
       broker: (100 * xs.reduce((a, x) => a + x.brokerS, 0)) / (ms / 1000),
     };
   };
@@ -709,7 +942,8 @@ function activateLines(r: ActivateResult): string[] {
     `Each hub is its own Connector (its own pair exchanges, inbox and dead-letter ${r.queueType} queues; the VPP's are quorum); the hubs share ${r.connections} AMQP connections in`,
     'a child process and answer from onActivate with ctx.reply(). The VPP, in this process, has every hub as a peer. End to end = from',
     `the first request() to the last reply, after ${r.warmup} untimed warm-up round trips; ${r.bursts.length} bursts, 2 s apart (burst 1 is the first message`,
-    'ever into most hub queues). Requests are issued all at once, each with a timeout of ' + `${fmt(REQUEST_TIMEOUT_MS)} ms so that late replies are still counted.`,
+    'ever into most hub queues). Requests are issued all at once, each with a timeout of ' +
+      `${fmt(REQUEST_TIMEOUT_MS)} ms so that late replies are still counted.`,
     `Setup (not in the figure): ${fmt(r.hubs)} hubs started in ${s(r.hubSetupMs)} (${fmt(r.hubs * 2)} ${r.queueType} queues, ${fmt(r.hubs * 3)} exchanges, ${SETUP_CONCURRENCY} start()s at a time); the VPP's start()`,
     `(${fmt(r.hubs * 2)} exchange declarations + ${fmt(r.hubs)} bindings, one channel) ${s(r.vppStartMs)}. Broker CPU when all of it sits idle: ${fmt(r.brokerIdlePct)}% of a core.`,
     '',
@@ -719,19 +953,26 @@ function activateLines(r: ActivateResult): string[] {
     `| replies | ${col((b) => `${fmt(b.replies)} / ${fmt(r.hubs)}`)} |`,
     `| replies within 5 s of their request | ${col((b) => fmt(b.within5s))} |`,
     `| issuing the ${fmt(r.hubs)} request() calls (synchronous part) | ${col((b) => `${fmt(b.issueMs)} ms`)} |`,
-    `| round trip p50 / p90 / p99 / max, ms | ${col((b) => [50, 90, 99].map((p) => fmt(pct(b.latencies, p))).concat(fmt(b.latencies[b.latencies.length - 1] ?? NaN)).join(' / '))} |`,
+    `| round trip p50 / p90 / p99 / max, ms | ${col((b) =>
+      [50, 90, 99]
+        .map((p) => fmt(pct(b.latencies, p)))
+        .concat(fmt(b.latencies[b.latencies.length - 1] ?? NaN))
+        .join(' / '),
+    )} |`,
     `| throughput, round trips/s | ${col((b) => fmt(b.replies / (b.e2eMs / 1000)))} |`,
     `| VPP process CPU (per round trip) | ${col((b) => `${fmt(b.vppCpuUs / 1000)} ms (${fmt(b.vppCpuUs / r.hubs)} µs)`)} |`,
     `| hubs process CPU (per activate) | ${col((b) => `${fmt(b.hubsCpuUs / 1000)} ms (${fmt(b.hubsCpuUs / Math.max(1, b.hubsHandled))} µs)`)} |`,
     `| broker CPU (per round trip) | ${col((b) => `${fmt(b.brokerS * 1000)} ms (${fmt((b.brokerS * 1e6) / r.hubs)} µs)`)} |`,
     `| target < 5 s | ${col((b) => `**${met(b) ? 'met' : 'missed'}**`)} |`,
     '',
-    ...(r.queueType === 'classic' ? [
-      'Why classic hub queues: each quorum queue holds 3 handles of the broker\'s file handle cache (measured: +300 for 100 quorum queues, +0 for',
-      `200 idle classic ones); this broker's limit is ${r.handles.replace(/.* of /, '')}, so ${fmt(r.hubs * 2)} quorum queues would need ${fmt(r.hubs * 6)}. With quorum`,
-      'hubs (an earlier attempt), the broker stopped accepting new connections after about 300 quorum queues, and hub start()s failed',
-      'with 541 cluster_not_formed at ~7,300 quorum queues. A real deployment at this scale needs a much higher file limit on the broker.',
-    ] : []),
+    ...(r.queueType === 'classic'
+      ? [
+          "Why classic hub queues: each quorum queue holds 3 handles of the broker's file handle cache (measured: +300 for 100 quorum queues, +0 for",
+          `200 idle classic ones); this broker's limit is ${r.handles.replace(/.* of /, '')}, so ${fmt(r.hubs * 2)} quorum queues would need ${fmt(r.hubs * 6)}. With quorum`,
+          'hubs (an earlier attempt), the broker stopped accepting new connections after about 300 quorum queues, and hub start()s failed',
+          'with 541 cluster_not_formed at ~7,300 quorum queues. A real deployment at this scale needs a much higher file limit on the broker.',
+        ]
+      : []),
     `Load average before ${r.loadBefore}, after ${r.loadAfter}. Checks: ${r.checks.join('; ')}${r.bursts.some((b) => b.failures.length > 0) ? `; first failures: ${r.bursts.flatMap((b) => b.failures).join('; ')}` : ''}.`,
     '',
   ];
@@ -742,7 +983,12 @@ function writeSection(section: string): void {
   const text = readFileSync(RESULTS, 'utf8');
   const at = text.indexOf(SECTION);
   const next = at < 0 ? -1 : text.indexOf('\n## ', at + 3);
-  writeFileSync(RESULTS, at < 0 ? `${text.trimEnd()}\n\n${section}` : text.slice(0, at) + section + (next < 0 ? '' : `\n${text.slice(next + 1)}`));
+  writeFileSync(
+    RESULTS,
+    at < 0
+      ? `${text.trimEnd()}\n\n${section}`
+      : text.slice(0, at) + section + (next < 0 ? '' : `\n${text.slice(next + 1)}`),
+  );
 }
 
 async function main(): Promise<void> {
@@ -806,7 +1052,9 @@ async function main(): Promise<void> {
     `\`${suffix}\`; ${cleanups.join('; ')}${reg.failures.length > 0 ? `; cleanup failures: ${reg.failures.length}` : ''}.`,
     '',
     ...(ing !== undefined ? ingestLines(ing) : ['### 1. Aggregator ingest', '', 'Not run (BUS_BENCH_ONLY).', '']),
-    ...(act !== undefined ? activateLines(act) : ['### 2. Activation round trip (D3.2.3 §2.1 requirement 3)', '', 'Not run (BUS_BENCH_ONLY).', '']),
+    ...(act !== undefined
+      ? activateLines(act)
+      : ['### 2. Activation round trip (D3.2.3 §2.1 requirement 3)', '', 'Not run (BUS_BENCH_ONLY).', '']),
   ];
   const section = lines.join('\n');
   console.log(section);
@@ -816,7 +1064,13 @@ async function main(): Promise<void> {
 
 if (process.argv[2] === '--hubs') {
   const suffix = process.argv[3] as string;
-  void hubsChild(activationVpp(suffix), activationHubs(suffix, Number(process.argv[4])), Number(process.argv[5]), Number(process.argv[6]), process.argv[7] as 'classic' | 'quorum');
+  void hubsChild(
+    activationVpp(suffix),
+    activationHubs(suffix, Number(process.argv[4])),
+    Number(process.argv[5]),
+    Number(process.argv[6]),
+    process.argv[7] as 'classic' | 'quorum',
+  );
 } else {
   main().catch((err: unknown) => {
     console.error(err);

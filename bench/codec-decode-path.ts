@@ -144,12 +144,21 @@ export class BytesJsonParser {
     if (this.i >= this.end) this.fail('unexpected end of input');
     const c = this.b[this.i] as number;
     switch (c) {
-      case QUOTE: return this.string();
-      case OPEN_BRACE: return this.object(depth + 1);
-      case OPEN_BRACKET: return this.array(depth + 1);
-      case 0x74: this.literal('true'); return true;
-      case 0x66: this.literal('false'); return false;
-      case 0x6e: this.literal('null'); return null;
+      case QUOTE:
+        return this.string();
+      case OPEN_BRACE:
+        return this.object(depth + 1);
+      case OPEN_BRACKET:
+        return this.array(depth + 1);
+      case 0x74:
+        this.literal('true');
+        return true;
+      case 0x66:
+        this.literal('false');
+        return false;
+      case 0x6e:
+        this.literal('null');
+        return null;
       default:
         if (c === MINUS || (c >= ZERO && c <= NINE)) return this.number();
         return this.fail(`unexpected byte 0x${c.toString(16)}`);
@@ -161,7 +170,10 @@ export class BytesJsonParser {
     const at = this.i;
     if (at + word.length > this.end) this.fail('unexpected end of input');
     for (let k = 1; k < word.length; k++) {
-      if (b[at + k] !== word.charCodeAt(k)) { this.i = at + k; this.fail(`invalid literal (expected ${word})`); }
+      if (b[at + k] !== word.charCodeAt(k)) {
+        this.i = at + k;
+        this.fail(`invalid literal (expected ${word})`);
+      }
     }
     this.i = at + word.length;
   }
@@ -171,7 +183,10 @@ export class BytesJsonParser {
     const o: Record<string, unknown> = {};
     this.i++;
     this.ws();
-    if (this.b[this.i] === CLOSE_BRACE) { this.i++; return o; }
+    if (this.b[this.i] === CLOSE_BRACE) {
+      this.i++;
+      return o;
+    }
     for (;;) {
       if (this.b[this.i] !== QUOTE) this.fail('expected a string key');
       const key = this.string();
@@ -181,12 +196,20 @@ export class BytesJsonParser {
       this.ws();
       const v = this.value(depth);
       // JSON.parse makes "__proto__" an own data property; a plain assignment would set the prototype instead.
-      if (key === '__proto__') Object.defineProperty(o, key, { value: v, writable: true, enumerable: true, configurable: true });
+      if (key === '__proto__')
+        Object.defineProperty(o, key, { value: v, writable: true, enumerable: true, configurable: true });
       else o[key] = v;
       this.ws();
       const c = this.b[this.i];
-      if (c === COMMA) { this.i++; this.ws(); continue; }
-      if (c === CLOSE_BRACE) { this.i++; return o; }
+      if (c === COMMA) {
+        this.i++;
+        this.ws();
+        continue;
+      }
+      if (c === CLOSE_BRACE) {
+        this.i++;
+        return o;
+      }
       this.fail("expected ',' or '}'");
     }
   }
@@ -196,13 +219,23 @@ export class BytesJsonParser {
     const a: unknown[] = [];
     this.i++;
     this.ws();
-    if (this.b[this.i] === CLOSE_BRACKET) { this.i++; return a; }
+    if (this.b[this.i] === CLOSE_BRACKET) {
+      this.i++;
+      return a;
+    }
     for (;;) {
       a.push(this.value(depth));
       this.ws();
       const c = this.b[this.i];
-      if (c === COMMA) { this.i++; this.ws(); continue; }
-      if (c === CLOSE_BRACKET) { this.i++; return a; }
+      if (c === COMMA) {
+        this.i++;
+        this.ws();
+        continue;
+      }
+      if (c === CLOSE_BRACKET) {
+        this.i++;
+        return a;
+      }
       this.fail("expected ',' or ']'");
     }
   }
@@ -240,7 +273,10 @@ export class BytesJsonParser {
         return s;
       }
       if (c === BACKSLASH) return this.escapedString(start, i);
-      if (c < SPACE) { this.i = i; this.fail('control character in string'); }
+      if (c < SPACE) {
+        this.i = i;
+        this.fail('control character in string');
+      }
       h = (Math.imul(h, 31) + c) | 0;
       high |= c;
     }
@@ -265,25 +301,51 @@ export class BytesJsonParser {
         this.i = i + 1;
         return out + b.utf8Slice(run, i);
       }
-      if (c < SPACE) { this.i = i; this.fail('control character in string'); }
-      if (c !== BACKSLASH) { i++; continue; }
+      if (c < SPACE) {
+        this.i = i;
+        this.fail('control character in string');
+      }
+      if (c !== BACKSLASH) {
+        i++;
+        continue;
+      }
       out += b.utf8Slice(run, i);
-      const e = i + 1 < end ? b[i + 1] as number : -1;
+      const e = i + 1 < end ? (b[i + 1] as number) : -1;
       switch (e) {
-        case QUOTE: out += '"'; break;
-        case BACKSLASH: out += '\\'; break;
-        case 0x2f: out += '/'; break;
-        case 0x62: out += '\b'; break;
-        case 0x66: out += '\f'; break;
-        case 0x6e: out += '\n'; break;
-        case 0x72: out += '\r'; break;
-        case 0x74: out += '\t'; break;
+        case QUOTE:
+          out += '"';
+          break;
+        case BACKSLASH:
+          out += '\\';
+          break;
+        case 0x2f:
+          out += '/';
+          break;
+        case 0x62:
+          out += '\b';
+          break;
+        case 0x66:
+          out += '\f';
+          break;
+        case 0x6e:
+          out += '\n';
+          break;
+        case 0x72:
+          out += '\r';
+          break;
+        case 0x74:
+          out += '\t';
+          break;
         case 0x75: {
           let unit = 0;
           for (let k = i + 2; k < i + 6; k++) {
-            const h = k < end ? b[k] as number : -1;
-            const d = h >= ZERO && h <= NINE ? h - ZERO : (h | 0x20) >= 0x61 && (h | 0x20) <= 0x66 ? (h | 0x20) - 0x57 : -1;
-            if (d < 0) { this.i = k; this.fail('invalid \\u escape'); }
+            const h = k < end ? (b[k] as number) : -1;
+            const d =
+              h >= ZERO && h <= NINE ? h - ZERO : (h | 0x20) >= 0x61 && (h | 0x20) <= 0x66 ? (h | 0x20) - 0x57 : -1;
+            if (d < 0) {
+              this.i = k;
+              this.fail('invalid \\u escape');
+            }
             unit = unit * 16 + d;
           }
           out += String.fromCharCode(unit);
@@ -291,7 +353,9 @@ export class BytesJsonParser {
           run = i;
           continue;
         }
-        default: this.i = i; this.fail('invalid escape');
+        default:
+          this.i = i;
+          this.fail('invalid escape');
       }
       i += 2;
       run = i;
@@ -311,41 +375,47 @@ export class BytesJsonParser {
     let mantissa = 0;
     let digits = 0; // significant-digit budget used (leading zeros of a fraction count too: conservative)
     let exponent = 0;
-    let c = i < end ? b[i] as number : -1;
+    let c = i < end ? (b[i] as number) : -1;
     if (c === ZERO) {
-      c = ++i < end ? b[i] as number : -1;
+      c = ++i < end ? (b[i] as number) : -1;
     } else if (c > ZERO && c <= NINE) {
       do {
         mantissa = mantissa * 10 + (c - ZERO);
         digits++;
-        c = ++i < end ? b[i] as number : -1;
+        c = ++i < end ? (b[i] as number) : -1;
       } while (c >= ZERO && c <= NINE);
     } else {
       this.i = i;
       this.fail('invalid number');
     }
     if (c === DOT) {
-      c = ++i < end ? b[i] as number : -1;
-      if (c < ZERO || c > NINE) { this.i = i; this.fail('invalid number (digit expected after the point)'); }
+      c = ++i < end ? (b[i] as number) : -1;
+      if (c < ZERO || c > NINE) {
+        this.i = i;
+        this.fail('invalid number (digit expected after the point)');
+      }
       do {
         mantissa = mantissa * 10 + (c - ZERO);
         digits++;
         exponent--;
-        c = ++i < end ? b[i] as number : -1;
+        c = ++i < end ? (b[i] as number) : -1;
       } while (c >= ZERO && c <= NINE);
     }
     if (c === LOWER_E || c === UPPER_E) {
-      c = ++i < end ? b[i] as number : -1;
+      c = ++i < end ? (b[i] as number) : -1;
       let expNegative = false;
       if (c === PLUS || c === MINUS) {
         expNegative = c === MINUS;
-        c = ++i < end ? b[i] as number : -1;
+        c = ++i < end ? (b[i] as number) : -1;
       }
-      if (c < ZERO || c > NINE) { this.i = i; this.fail('invalid number (digit expected in the exponent)'); }
+      if (c < ZERO || c > NINE) {
+        this.i = i;
+        this.fail('invalid number (digit expected in the exponent)');
+      }
       let e = 0;
       do {
         if (e < 100_000) e = e * 10 + (c - ZERO); // beyond this it is 0 or Infinity anyway; Number() decides
-        c = ++i < end ? b[i] as number : -1;
+        c = ++i < end ? (b[i] as number) : -1;
       } while (c >= ZERO && c <= NINE);
       exponent += expNegative ? -e : e;
     }
@@ -379,14 +449,20 @@ function isAsciiJs(buf: Buffer): boolean {
 
 /** buffer.isAscii (simdutf) where the running Node has it: 19.6+, and 18.15+ got it as a backport. */
 const nativeIsAscii: ((input: Buffer) => boolean) | undefined =
-  typeof (nodeBuffer as { isAscii?: unknown }).isAscii === 'function' ? (nodeBuffer as unknown as { isAscii: (input: Buffer) => boolean }).isAscii : undefined;
+  typeof (nodeBuffer as { isAscii?: unknown }).isAscii === 'function'
+    ? (nodeBuffer as unknown as { isAscii: (input: Buffer) => boolean }).isAscii
+    : undefined;
 
 // One instance, as a codec would keep it. ignoreBOM: true keeps a leading U+FEFF in the text, as buf.toString does, so
 // JSON.parse rejects it in both paths; the default (false) would silently strip it and accept such a body.
 const textDecoder = new TextDecoder('utf-8', { ignoreBOM: true });
 const bytesParser = new BytesJsonParser();
 
-const BASELINE: Contender = { id: 'utf8', label: "JSON.parse(buf.toString('utf8'))", decode: (buf) => JSON.parse(buf.toString('utf8')) };
+const BASELINE: Contender = {
+  id: 'utf8',
+  label: "JSON.parse(buf.toString('utf8'))",
+  decode: (buf) => JSON.parse(buf.toString('utf8')),
+};
 
 const CONTENDERS: readonly Contender[] = [
   BASELINE,
@@ -395,13 +471,26 @@ const CONTENDERS: readonly Contender[] = [
     label: 'JS ASCII scan, then JSON.parse(latin1Slice) (else utf8)',
     decode: (buf) => JSON.parse(isAsciiJs(buf) ? buf.latin1Slice(0, buf.length) : buf.utf8Slice(0, buf.length)),
   },
-  ...(nativeIsAscii === undefined ? [] : [{
-    id: 'latin1-native',
-    label: 'buffer.isAscii, then JSON.parse(latin1Slice) (else utf8)',
-    decode: (buf: Buffer): unknown => JSON.parse(nativeIsAscii(buf) ? buf.latin1Slice(0, buf.length) : buf.utf8Slice(0, buf.length)),
-  }]),
-  { id: 'bytes', label: 'byte parser (BytesJsonParser, no whole-body string)', decode: (buf) => bytesParser.parse(buf) },
-  { id: 'textdecoder', label: 'JSON.parse(TextDecoder.decode(buf))', decode: (buf) => JSON.parse(textDecoder.decode(buf)) },
+  ...(nativeIsAscii === undefined
+    ? []
+    : [
+        {
+          id: 'latin1-native',
+          label: 'buffer.isAscii, then JSON.parse(latin1Slice) (else utf8)',
+          decode: (buf: Buffer): unknown =>
+            JSON.parse(nativeIsAscii(buf) ? buf.latin1Slice(0, buf.length) : buf.utf8Slice(0, buf.length)),
+        },
+      ]),
+  {
+    id: 'bytes',
+    label: 'byte parser (BytesJsonParser, no whole-body string)',
+    decode: (buf) => bytesParser.parse(buf),
+  },
+  {
+    id: 'textdecoder',
+    label: 'JSON.parse(TextDecoder.decode(buf))',
+    decode: (buf) => JSON.parse(textDecoder.decode(buf)),
+  },
 ];
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -410,16 +499,70 @@ const CONTENDERS: readonly Contender[] = [
 
 /** Inputs where a byte parser typically goes wrong; each must give JSON.parse's value, or throw when JSON.parse does. */
 const EDGE_CASES: readonly string[] = [
-  '0', '-0', '1', '-1', '0.1', '100.125', '1e22', '1e23', '1E-7', '-2.5e+3', '123456789012345', '1234567890123456789',
-  '9007199254740993', '0.30000000000000004', '2.2250738585072014e-308', '5e-324', '1e400', '-1e400', '1.7976931348623157e308',
-  '0.000001234', '12345678901234567890e-10', '"', '"a"', '""', '"\\u00e9\\n\\t\\"\\\\\\/\\b\\f\\r"', '"\\ud83d\\ude00"', '"\\udc00x"',
-  '"é ü 😀 中"', '"a\\u0041b"', ' [ 1 , 2 , [ ] , { } ] ', '{"__proto__":{"x":1},"y":[null,true,false]}', '{"a":1,"a":2}',
-  '{"2":1,"1":2,"b":3}', '01', '1.', '.5', '-', '1e', '+1', '[1,]', '{"a":1,}', '{"a" 1}', '[1 2]', 'tru', 'nul', 'true false',
-  '"\\x"', '"\\u12"', '"a\nb"', '[', '{', '', ' ', 'NaN', '"\\u00G0"', '\ufeff{}',
+  '0',
+  '-0',
+  '1',
+  '-1',
+  '0.1',
+  '100.125',
+  '1e22',
+  '1e23',
+  '1E-7',
+  '-2.5e+3',
+  '123456789012345',
+  '1234567890123456789',
+  '9007199254740993',
+  '0.30000000000000004',
+  '2.2250738585072014e-308',
+  '5e-324',
+  '1e400',
+  '-1e400',
+  '1.7976931348623157e308',
+  '0.000001234',
+  '12345678901234567890e-10',
+  '"',
+  '"a"',
+  '""',
+  '"\\u00e9\\n\\t\\"\\\\\\/\\b\\f\\r"',
+  '"\\ud83d\\ude00"',
+  '"\\udc00x"',
+  '"é ü 😀 中"',
+  '"a\\u0041b"',
+  ' [ 1 , 2 , [ ] , { } ] ',
+  '{"__proto__":{"x":1},"y":[null,true,false]}',
+  '{"a":1,"a":2}',
+  '{"2":1,"1":2,"b":3}',
+  '01',
+  '1.',
+  '.5',
+  '-',
+  '1e',
+  '+1',
+  '[1,]',
+  '{"a":1,}',
+  '{"a" 1}',
+  '[1 2]',
+  'tru',
+  'nul',
+  'true false',
+  '"\\x"',
+  '"\\u12"',
+  '"a\nb"',
+  '[',
+  '{',
+  '',
+  ' ',
+  'NaN',
+  '"\\u00G0"',
+  '\ufeff{}',
 ];
 
 function outcome(f: () => unknown): { ok: true; value: unknown } | { ok: false } {
-  try { return { ok: true, value: f() }; } catch { return { ok: false }; }
+  try {
+    return { ok: true, value: f() };
+  } catch {
+    return { ok: false };
+  }
 }
 
 function validate(bodies: readonly { name: string; buf: Buffer }[]): string[] {
@@ -428,23 +571,32 @@ function validate(bodies: readonly { name: string; buf: Buffer }[]): string[] {
     const expected: unknown = JSON.parse(buf.toString('utf8'));
     for (const c of CONTENDERS) {
       const got = outcome(() => c.decode(buf));
-      if (!got.ok || !isDeepStrictEqual(got.value, expected)) problems.push(`${c.id} on ${name}: not JSON.parse's value`);
+      if (!got.ok || !isDeepStrictEqual(got.value, expected))
+        problems.push(`${c.id} on ${name}: not JSON.parse's value`);
     }
   }
-  const extra = [...EDGE_CASES.map((s) => Buffer.from(s, 'utf8')),
-    Buffer.from([0x22, 0x61, 0xe2, 0x28, 0xa1, 0x22]), Buffer.from([0x22, 0xff, 0x22]), Buffer.from([0x22, 0xe2, 0x82, 0x22])]; // malformed UTF-8
+  const extra = [
+    ...EDGE_CASES.map((s) => Buffer.from(s, 'utf8')),
+    Buffer.from([0x22, 0x61, 0xe2, 0x28, 0xa1, 0x22]),
+    Buffer.from([0x22, 0xff, 0x22]),
+    Buffer.from([0x22, 0xe2, 0x82, 0x22]),
+  ]; // malformed UTF-8
   for (const raw of extra) {
     const buf = framedBytes(raw);
     const want = outcome(() => JSON.parse(buf.toString('utf8')));
     for (const c of CONTENDERS) {
       const got = outcome(() => c.decode(buf));
       const same = want.ok ? got.ok && isDeepStrictEqual(got.value, want.value) : !got.ok;
-      if (!same) problems.push(`${c.id} on ${JSON.stringify(raw.toString('latin1'))}: ${want.ok ? 'differs from JSON.parse' : 'accepted what JSON.parse rejects'}`);
+      if (!same)
+        problems.push(
+          `${c.id} on ${JSON.stringify(raw.toString('latin1'))}: ${want.ok ? 'differs from JSON.parse' : 'accepted what JSON.parse rejects'}`,
+        );
     }
   }
   // Object.is-level checks isDeepStrictEqual does not make: a "__proto__" key must be an own property, not the prototype.
   const proto = bytesParser.parse(Buffer.from('{"__proto__":{"x":1}}')) as object;
-  if (Object.getPrototypeOf(proto) !== Object.prototype || !Object.hasOwn(proto, '__proto__')) problems.push('bytes: "__proto__" key set the prototype');
+  if (Object.getPrototypeOf(proto) !== Object.prototype || !Object.hasOwn(proto, '__proto__'))
+    problems.push('bytes: "__proto__" key set the prototype');
   return problems;
 }
 
@@ -461,9 +613,13 @@ const sink: unknown[] = [null];
  * since time spent descheduled is not counted. CODEC_BENCH_CLOCK=wall uses performance.now() instead.
  */
 const CLOCK = process.env['CODEC_BENCH_CLOCK'] === 'wall' ? 'wall' : 'cpu';
-const clockMs: () => number = CLOCK === 'wall'
-  ? () => performance.now()
-  : () => { const u = process.cpuUsage(); return (u.user + u.system) / 1000; };
+const clockMs: () => number =
+  CLOCK === 'wall'
+    ? () => performance.now()
+    : () => {
+        const u = process.cpuUsage();
+        return (u.user + u.system) / 1000;
+      };
 
 /** One sample: decode `bodies` round-robin for about `ms` milliseconds of CLOCK; returns decodes per second. */
 function sample(decode: Decode, bodies: readonly Buffer[], ms: number): number {
@@ -484,13 +640,21 @@ function sample(decode: Decode, bodies: readonly Buffer[], ms: number): number {
   return (ops * 1000) / (t - t0);
 }
 
-interface Row { readonly name: string; readonly bytes: string; readonly bodies: readonly Buffer[] }
+interface Row {
+  readonly name: string;
+  readonly bytes: string;
+  readonly bodies: readonly Buffer[];
+}
 /**
  * median: of the ops/s samples. ratio: the median of the per-round ratios to the baseline (sample i of a contender over
  * sample i of the baseline, taken moments apart in the same A B C D round), which cancels most of the load drift of a
  * shared machine; on a quiet machine it is close to the ratio of the medians.
  */
-interface Cell { readonly median: number; readonly ratio: number; readonly samples: readonly number[] }
+interface Cell {
+  readonly median: number;
+  readonly ratio: number;
+  readonly samples: readonly number[];
+}
 
 function runtimeLabel(): string {
   const arm = process.env['ARM_ARCH'];
@@ -499,10 +663,14 @@ function runtimeLabel(): string {
 }
 
 function command(): string {
-  const env = Object.keys(process.env).filter((k) => k.startsWith('CODEC_BENCH_')).sort().map((k) => `${k}=${process.env[k] ?? ''}`);
+  const env = Object.keys(process.env)
+    .filter((k) => k.startsWith('CODEC_BENCH_'))
+    .sort()
+    .map((k) => `${k}=${process.env[k] ?? ''}`);
   const script = relative(ROOT, process.argv[1] ?? '.out/bench/codec-decode-path.js');
   const arm = process.env['ARM_ARCH'];
-  if (process.arch === 'arm' && arm !== undefined) return [`ARM_ARCH=${arm}`, ...env, '../shared/tools/arm-node', script].join(' ');
+  if (process.arch === 'arm' && arm !== undefined)
+    return [`ARM_ARCH=${arm}`, ...env, '../shared/tools/arm-node', script].join(' ');
   const exec = relative(ROOT, process.execPath);
   const node = exec.startsWith('..') ? 'node' : exec;
   return ['npx tsc -p tsconfig.json &&', ...env, node, script].join(' ');
@@ -528,15 +696,28 @@ function worstSpread(cells: ReadonlyMap<string, Cell>): string {
   let where = '';
   for (const [key, cell] of cells) {
     const s = (Math.max(...cell.samples) - Math.min(...cell.samples)) / cell.median;
-    if (s > worst) { worst = s; where = key.replace('\0', ', '); }
+    if (s > worst) {
+      worst = s;
+      where = key.replace('\0', ', ');
+    }
   }
   return `${(worst * 100).toFixed(1)}% (${where})`;
 }
 
 /** Replace (or add) this runtime's subsection inside our section; keep every other byte of the file. */
-function writeResults(path: string, subsectionTitle: string, body: readonly string[], intro: readonly string[], autoConclusion: readonly string[]): void {
+function writeResults(
+  path: string,
+  subsectionTitle: string,
+  body: readonly string[],
+  intro: readonly string[],
+  autoConclusion: readonly string[],
+): void {
   let text = '';
-  try { text = readFileSync(path, 'utf8'); } catch { /* a new file */ }
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch {
+    /* a new file */
+  }
   const headAt = text.startsWith(SECTION) ? 0 : text.indexOf(`\n${SECTION}`) + 1; // 0 when absent (indexOf -1 + 1)
   const present = text.startsWith(SECTION) || text.indexOf(`\n${SECTION}`) >= 0;
   let before: string;
@@ -571,14 +752,20 @@ function writeResults(path: string, subsectionTitle: string, body: readonly stri
 }
 
 function main(): void {
-  const missing = ['latin1Slice', 'utf8Slice'].filter((m) => typeof (Buffer.prototype as unknown as Record<string, unknown>)[m] !== 'function');
+  const missing = ['latin1Slice', 'utf8Slice'].filter(
+    (m) => typeof (Buffer.prototype as unknown as Record<string, unknown>)[m] !== 'function',
+  );
   if (missing.length > 0) throw new Error(`this Node has no Buffer.prototype.${missing.join('/')}`);
 
   const singles: Row[] = SAMPLES.map((s) => {
     const buf = framedBody(s.json);
     return { name: s.name, bytes: String(buf.length), bodies: [buf] };
   });
-  const mix: Row = { name: 'mix (all 4, round-robin)', bytes: `${fmt(singles.reduce((a, r) => a + (r.bodies[0]?.length ?? 0), 0) / singles.length, 0)} avg`, bodies: singles.map((r) => r.bodies[0] as Buffer) };
+  const mix: Row = {
+    name: 'mix (all 4, round-robin)',
+    bytes: `${fmt(singles.reduce((a, r) => a + (r.bodies[0]?.length ?? 0), 0) / singles.length, 0)} avg`,
+    bodies: singles.map((r) => r.bodies[0] as Buffer),
+  };
   const rows = [...singles, mix];
 
   const problems = validate(singles.map((r) => ({ name: r.name, buf: r.bodies[0] as Buffer })));
@@ -588,8 +775,10 @@ function main(): void {
   }
   const started = new Date();
   const load0 = loadavg();
-  process.stderr.write(`${runtimeLabel()}: validated ${CONTENDERS.length} contenders on ${singles.length} messages and ${EDGE_CASES.length + 3} edge cases; `
-    + `${SAMPLES_PER} samples x ${SAMPLE_MS} ms (${CLOCK} clock) per cell, ${rows.length * CONTENDERS.length} cells\n`);
+  process.stderr.write(
+    `${runtimeLabel()}: validated ${CONTENDERS.length} contenders on ${singles.length} messages and ${EDGE_CASES.length + 3} edge cases; ` +
+      `${SAMPLES_PER} samples x ${SAMPLE_MS} ms (${CLOCK} clock) per cell, ${rows.length * CONTENDERS.length} cells\n`,
+  );
 
   // Warm-up: every contender on every row, untimed, so each reaches its optimized code before the first sample.
   for (const r of rows) for (const c of CONTENDERS) sample(c.decode, r.bodies, SAMPLE_MS);
@@ -610,7 +799,11 @@ function main(): void {
   const cells = new Map<string, Cell>();
   for (const [key, samples] of all) {
     const base = all.get(`${key.slice(0, key.indexOf('\0'))}\0${BASELINE.id}`) ?? [];
-    cells.set(key, { median: median(samples), ratio: median(samples.map((x, i) => x / (base[i] ?? Number.NaN))), samples });
+    cells.set(key, {
+      median: median(samples),
+      ratio: median(samples.map((x, i) => x / (base[i] ?? Number.NaN))),
+      samples,
+    });
   }
 
   const table = markdownTable(rows, cells);
@@ -619,9 +812,11 @@ function main(): void {
   const cpu = cpus();
   const body = [
     `- Command: \`${command()}\``,
-    `- Date: ${started.toISOString()}; ${SAMPLES_PER} interleaved samples of ${SAMPLE_MS} ms per cell after a warm-up; medians;`
-    + ` clock: ${CLOCK === 'cpu' ? 'process CPU time (ops per CPU-second)' : 'wall time'}`,
-    `- CPU: ${cpu[0]?.model ?? '?'} x ${cpu.length}; load average before ${load0.map((x) => x.toFixed(2)).join(' ')}, after ${loadavg().map((x) => x.toFixed(2)).join(' ')}`,
+    `- Date: ${started.toISOString()}; ${SAMPLES_PER} interleaved samples of ${SAMPLE_MS} ms per cell after a warm-up; medians;` +
+      ` clock: ${CLOCK === 'cpu' ? 'process CPU time (ops per CPU-second)' : 'wall time'}`,
+    `- CPU: ${cpu[0]?.model ?? '?'} x ${cpu.length}; load average before ${load0.map((x) => x.toFixed(2)).join(' ')}, after ${loadavg()
+      .map((x) => x.toFixed(2))
+      .join(' ')}`,
     `- buffer.isAscii: ${nativeIsAscii === undefined ? 'absent on this Node (contender skipped)' : 'present'}; widest sample spread (max-min)/median: ${spread}`,
     '',
     ...table,
@@ -629,15 +824,18 @@ function main(): void {
   console.log(`\n${runtimeLabel()}\n${legend}\n\n${table.join('\n')}\n\nwidest sample spread: ${spread}`);
 
   // A mechanical verdict for this run only; the hand-written "### Conclusion" (once present) is never overwritten.
-  const best = [...CONTENDERS].sort((a, b) => (cells.get(`${mix.name}\0${b.id}`)?.median ?? 0) - (cells.get(`${mix.name}\0${a.id}`)?.median ?? 0))[0] ?? BASELINE;
+  const best =
+    [...CONTENDERS].sort(
+      (a, b) => (cells.get(`${mix.name}\0${b.id}`)?.median ?? 0) - (cells.get(`${mix.name}\0${a.id}`)?.median ?? 0),
+    )[0] ?? BASELINE;
   const bytesMix = cells.get(`${mix.name}\0bytes`)?.ratio ?? Number.NaN;
   const autoConclusion = [
-    `(Generated from the ${runtimeLabel()} run alone.) On the mix, the fastest path is \`${best.id}\` (${best.label}); the byte parser`
-    + ` runs at ${ratio(bytesMix, 1)} of the baseline, so the codec should ${bytesMix > 1 ? 'decode from the bytes' : 'keep one string of the body and JSON.parse it'}.`,
+    `(Generated from the ${runtimeLabel()} run alone.) On the mix, the fastest path is \`${best.id}\` (${best.label}); the byte parser` +
+      ` runs at ${ratio(bytesMix, 1)} of the baseline, so the codec should ${bytesMix > 1 ? 'decode from the bytes' : 'keep one string of the body and JSON.parse it'}.`,
   ];
   const intro = [
     'Which way from a body Buffer (a view into the AMQP body frame: 7 header bytes before, the frame-end after) to the plain',
-    'JS value is fastest? Every contender is validated first: deep-equal to `JSON.parse(buf.toString(\'utf8\'))` on each',
+    "JS value is fastest? Every contender is validated first: deep-equal to `JSON.parse(buf.toString('utf8'))` on each",
     'message, and (byte parser) on edge cases: escapes, surrogates, malformed UTF-8, number rounding, `__proto__`, invalid',
     'JSON. Cells: median decodes per second, and in brackets the ratio to the baseline `utf8` (the median of the per-round',
     'ratios, each round running every contender once, A B C D ..., moments apart); ↑ higher is better.',

@@ -18,20 +18,45 @@ const t = (s: string): EbTime => EbTime.parse(s);
 
 const samples: Record<string, Message> = {
   'report 6x3': {
-    msg: 'report', from: t('2015-06-01T10:00:00Z'), to: t('2015-06-01T10:45:00Z'), resolution: 900,
-    values: { 'dev1.power': [1.5, 2.25, null], 'dev1.energy': [0.1, 0.2, 0.3], 'dev2.power': [3, 4, 5], 'dev2.energy': [1, 2, 3],
-      'meter.power': [10.5, 11.25, 12], 'meter.energy': [100.125, 100.25, 100.5] },
+    msg: 'report',
+    from: t('2015-06-01T10:00:00Z'),
+    to: t('2015-06-01T10:45:00Z'),
+    resolution: 900,
+    values: {
+      'dev1.power': [1.5, 2.25, null],
+      'dev1.energy': [0.1, 0.2, 0.3],
+      'dev2.power': [3, 4, 5],
+      'dev2.energy': [1, 2, 3],
+      'meter.power': [10.5, 11.25, 12],
+      'meter.energy': [100.125, 100.25, 100.5],
+    },
     request_id: '6f1c2d3e-4b5a-4c7d-8e9f-0a1b2c3d4e5f',
   },
   activate: {
-    msg: 'activate', id: '938f2b97-314c-49e8-9860-f441df2284a1', modification_count: 0, from: t('2013-07-24T11:10:20Z'),
-    to: t('2013-07-24T11:14:55Z'), quantity: 3.4, device: 'ECAR01', heh_id: 'heh-b827ebea02c1',
+    msg: 'activate',
+    id: '938f2b97-314c-49e8-9860-f441df2284a1',
+    modification_count: 0,
+    from: t('2013-07-24T11:10:20Z'),
+    to: t('2013-07-24T11:14:55Z'),
+    quantity: 3.4,
+    device: 'ECAR01',
+    heh_id: 'heh-b827ebea02c1',
   },
   get_report: {
-    msg: 'get_report', from: t('2013-07-21T10:00:00Z'), to: t('2013-07-21T10:05:00Z'), resolution: 60,
-    signals: ['total.ua', 'total.ub', 'total.uc', 'WaterHeater01.p'], heh_id: 'heh-b827ebea02c1',
+    msg: 'get_report',
+    from: t('2013-07-21T10:00:00Z'),
+    to: t('2013-07-21T10:05:00Z'),
+    resolution: 60,
+    signals: ['total.ua', 'total.ub', 'total.uc', 'WaterHeater01.p'],
+    heh_id: 'heh-b827ebea02c1',
   },
-  response: { msg: 'response', msg_id: '938f2b97-314c-49e8-9860-f441df2284a1', response_code: 200, response_subcode: 0, response_desc: 'OK' },
+  response: {
+    msg: 'response',
+    msg_id: '938f2b97-314c-49e8-9860-f441df2284a1',
+    response_code: 200,
+    response_subcode: 0,
+    response_desc: 'OK',
+  },
 };
 
 /** ops/s of `fn`, one sample of about SAMPLE_MS. */
@@ -53,7 +78,13 @@ function median(xs: number[]): number {
   return s[Math.floor(s.length / 2)] as number;
 }
 
-interface Row { message: string; op: string; ours: number; baseline: number; bytes: number }
+interface Row {
+  message: string;
+  op: string;
+  ours: number;
+  baseline: number;
+  bytes: number;
+}
 
 async function main(): Promise<void> {
   const rows: Row[] = [];
@@ -65,7 +96,8 @@ async function main(): Promise<void> {
     if (!Buffer.from(JSON.stringify(plain)).equals(ours)) throw new Error(`${label}: encodings differ`);
     const end = encodeInto(m, frame, 7);
     const body = frame.subarray(7, end);
-    if (JSON.stringify(JSON.parse(body.toString())) !== JSON.stringify(plain)) throw new Error(`${label}: decodings differ`);
+    if (JSON.stringify(JSON.parse(body.toString())) !== JSON.stringify(plain))
+      throw new Error(`${label}: decodings differ`);
     if (encode(decode(body).message).compare(ours) !== 0) throw new Error(`${label}: round trip differs`);
 
     const contenders: [string, () => unknown][] = [
@@ -79,11 +111,37 @@ async function main(): Promise<void> {
     const results = new Map<string, number[]>(contenders.map(([n]) => [n, []]));
     for (let s = 0; s < SAMPLES; s++) for (const [n, fn] of contenders) results.get(n)?.push(sample(fn));
     const med = (n: string): number => median(results.get(n) ?? []);
-    rows.push({ message: label, op: 'encode + validate, new Buffer', ours: med('encode (new Buffer)'), baseline: med('baseline encode'), bytes: ours.length });
-    rows.push({ message: label, op: 'encode + validate, in place', ours: med('encode in place'), baseline: med('baseline encode'), bytes: ours.length });
-    rows.push({ message: label, op: 'decode + validate', ours: med('decode'), baseline: med('baseline decode'), bytes: ours.length });
+    rows.push({
+      message: label,
+      op: 'encode + validate, new Buffer',
+      ours: med('encode (new Buffer)'),
+      baseline: med('baseline encode'),
+      bytes: ours.length,
+    });
+    rows.push({
+      message: label,
+      op: 'encode + validate, in place',
+      ours: med('encode in place'),
+      baseline: med('baseline encode'),
+      bytes: ours.length,
+    });
+    rows.push({
+      message: label,
+      op: 'decode + validate',
+      ours: med('decode'),
+      baseline: med('baseline decode'),
+      bytes: ours.length,
+    });
   }
-  const bundle = await build({ entryPoints: [fileURLToPath(new URL('../../src/codec/index.ts', import.meta.url))], bundle: true, platform: 'node', target: 'node18', format: 'esm', minify: true, write: false });
+  const bundle = await build({
+    entryPoints: [fileURLToPath(new URL('../../src/codec/index.ts', import.meta.url))],
+    bundle: true,
+    platform: 'node',
+    target: 'node18',
+    format: 'esm',
+    minify: true,
+    write: false,
+  });
   const code = bundle.outputFiles[0]?.contents ?? new Uint8Array();
   const fmt = (n: number): string => Math.round(n).toLocaleString('en-US');
   const lines = [
@@ -95,7 +153,10 @@ async function main(): Promise<void> {
     '',
     '| message | bytes | operation | ours ops/s | baseline ops/s | ours / baseline |',
     '| :-- | --: | :-- | --: | --: | --: |',
-    ...rows.map((r) => `| ${r.message} | ${r.bytes} | ${r.op} | ${fmt(r.ours)} | ${fmt(r.baseline)} | ${(r.ours / r.baseline).toFixed(2)}x |`),
+    ...rows.map(
+      (r) =>
+        `| ${r.message} | ${r.bytes} | ${r.op} | ${fmt(r.ours)} | ${fmt(r.baseline)} | ${(r.ours / r.baseline).toFixed(2)}x |`,
+    ),
     '',
     `Codec size (esbuild, node18, minified): ${(code.length / 1024).toFixed(1)} KB, ${(gzipSync(code).length / 1024).toFixed(1)} KB gzipped.`,
     '',

@@ -58,31 +58,122 @@ function envInt(name: string, fallback: number, min = 1): number {
   const v = process.env[name];
   if (v === undefined || v === '') return fallback;
   const n = Number(v);
-  if (!Number.isInteger(n) || n < min) throw new Error(`${name}: expected an integer >= ${min}, got ${JSON.stringify(v)}`);
+  if (!Number.isInteger(n) || n < min)
+    throw new Error(`${name}: expected an integer >= ${min}, got ${JSON.stringify(v)}`);
   return n;
 }
 
 function list(name: string): string[] | null {
   const v = process.env[name];
   if (v === undefined || v.trim() === '') return null;
-  return v.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  return v
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
 }
 
 export function scenarios(quick: boolean, warmup: boolean): Scenario[] {
   const q = (full: number, small: number): number => (quick ? small : full);
   const budgetMs = envInt('BENCH_LATENCY_BUDGET_MS', quick ? 2_000 : 30_000);
-  const base = { size: 200, confirm: true, persistent: true, prefetch: 100, shared: false, noDelay: false, warmup: 0, once: false, budgetMs };
+  const base = {
+    size: 200,
+    confirm: true,
+    persistent: true,
+    prefetch: 100,
+    shared: false,
+    noDelay: false,
+    warmup: 0,
+    once: false,
+    budgetMs,
+  };
   const all: Scenario[] = [
-    { ...base, id: 'publish-confirm', title: 'publish, confirms, 200 B persistent', kind: 'publish', n: q(20_000, 2_000) },
-    { ...base, id: 'publish-noconfirm', title: 'publish, no confirms, 200 B persistent (until the queue holds N)', kind: 'publish', n: q(20_000, 2_000), confirm: false },
-    { ...base, id: 'consume', title: 'consume, manual ack, prefetch 100, 200 B', kind: 'consume', n: q(20_000, 2_000), confirm: false },
-    { ...base, id: 'latency-shared', title: 'round trip, one connection, peers default', kind: 'latency', n: q(2_000, 200), confirm: false, persistent: false, shared: true },
-    { ...base, id: 'latency-separate', title: 'round trip, two connections, peers default', kind: 'latency', n: q(2_000, 200), confirm: false, persistent: false },
-    { ...base, id: 'latency-shared-nodelay', title: 'round trip, one connection, TCP_NODELAY forced', kind: 'latency', n: q(2_000, 200), confirm: false, persistent: false, shared: true, noDelay: true },
-    { ...base, id: 'latency-separate-nodelay', title: 'round trip, two connections, TCP_NODELAY forced', kind: 'latency', n: q(2_000, 200), confirm: false, persistent: false, noDelay: true },
-    { ...base, id: 'publish-64k', title: 'publish, confirms, 64 KiB persistent', kind: 'publish', n: q(1_000, 50), size: 64 * 1024 },
-    { ...base, id: 'publish-1m', title: 'publish, confirms, 1 MiB persistent', kind: 'publish', n: q(100, 10), size: 1024 * 1024 },
-    { ...base, id: 'wire-bytes', title: 'wire bytes per 200 B persistent publish (routing key of 10 chars)', kind: 'wire', n: q(1_000, 200), once: true },
+    {
+      ...base,
+      id: 'publish-confirm',
+      title: 'publish, confirms, 200 B persistent',
+      kind: 'publish',
+      n: q(20_000, 2_000),
+    },
+    {
+      ...base,
+      id: 'publish-noconfirm',
+      title: 'publish, no confirms, 200 B persistent (until the queue holds N)',
+      kind: 'publish',
+      n: q(20_000, 2_000),
+      confirm: false,
+    },
+    {
+      ...base,
+      id: 'consume',
+      title: 'consume, manual ack, prefetch 100, 200 B',
+      kind: 'consume',
+      n: q(20_000, 2_000),
+      confirm: false,
+    },
+    {
+      ...base,
+      id: 'latency-shared',
+      title: 'round trip, one connection, peers default',
+      kind: 'latency',
+      n: q(2_000, 200),
+      confirm: false,
+      persistent: false,
+      shared: true,
+    },
+    {
+      ...base,
+      id: 'latency-separate',
+      title: 'round trip, two connections, peers default',
+      kind: 'latency',
+      n: q(2_000, 200),
+      confirm: false,
+      persistent: false,
+    },
+    {
+      ...base,
+      id: 'latency-shared-nodelay',
+      title: 'round trip, one connection, TCP_NODELAY forced',
+      kind: 'latency',
+      n: q(2_000, 200),
+      confirm: false,
+      persistent: false,
+      shared: true,
+      noDelay: true,
+    },
+    {
+      ...base,
+      id: 'latency-separate-nodelay',
+      title: 'round trip, two connections, TCP_NODELAY forced',
+      kind: 'latency',
+      n: q(2_000, 200),
+      confirm: false,
+      persistent: false,
+      noDelay: true,
+    },
+    {
+      ...base,
+      id: 'publish-64k',
+      title: 'publish, confirms, 64 KiB persistent',
+      kind: 'publish',
+      n: q(1_000, 50),
+      size: 64 * 1024,
+    },
+    {
+      ...base,
+      id: 'publish-1m',
+      title: 'publish, confirms, 1 MiB persistent',
+      kind: 'publish',
+      n: q(100, 10),
+      size: 1024 * 1024,
+    },
+    {
+      ...base,
+      id: 'wire-bytes',
+      title: 'wire bytes per 200 B persistent publish (routing key of 10 chars)',
+      kind: 'wire',
+      n: q(1_000, 200),
+      once: true,
+    },
   ];
   for (const s of all) {
     s.n = envInt(`BENCH_N_${s.id.toUpperCase().replace(/-/g, '_')}`, s.n);
@@ -101,11 +192,14 @@ export function loadConfig(): Config {
   const all = scenarios(quick, warmup);
   if (only !== null) {
     const known = new Set([...all.map((s) => s.id), 'size']);
-    for (const id of only) if (!known.has(id)) throw new Error(`BENCH_ONLY: unknown scenario ${JSON.stringify(id)} (known: ${[...known].join(', ')})`);
+    for (const id of only)
+      if (!known.has(id))
+        throw new Error(`BENCH_ONLY: unknown scenario ${JSON.stringify(id)} (known: ${[...known].join(', ')})`);
   }
   const peers = list('BENCH_PEERS') ?? [...CONTENDER_NAMES];
   for (const p of peers) {
-    if (!(CONTENDER_NAMES as readonly string[]).includes(p)) throw new Error(`BENCH_PEERS: unknown contender ${JSON.stringify(p)} (known: ${CONTENDER_NAMES.join(', ')})`);
+    if (!(CONTENDER_NAMES as readonly string[]).includes(p))
+      throw new Error(`BENCH_PEERS: unknown contender ${JSON.stringify(p)} (known: ${CONTENDER_NAMES.join(', ')})`);
   }
   const results = process.env['BENCH_RESULTS'];
   return {
@@ -117,7 +211,7 @@ export function loadConfig(): Config {
     contenders: peers as ContenderName[],
     scenarios: only === null ? all : all.filter((s) => only.includes(s.id)),
     size: only === null || only.includes('size'),
-    resultsPath: results === '-' ? null : results ?? '',
+    resultsPath: results === '-' ? null : (results ?? ''),
     notes: process.env['BENCH_NOTES'] ?? '',
   };
 }
@@ -128,7 +222,12 @@ export function loadConfig(): Config {
  * the property flags and delivery-mode, and the body in frames of at most frameMax - 8 bytes. Every frame adds 7
  * header bytes and a frame-end octet.
  */
-export function minimumPublishBytes(exchangeLen: number, routingKeyLen: number, bodyLen: number, frameMax: number): number {
+export function minimumPublishBytes(
+  exchangeLen: number,
+  routingKeyLen: number,
+  bodyLen: number,
+  frameMax: number,
+): number {
   const method = 8 + 4 + 2 + (1 + exchangeLen) + (1 + routingKeyLen) + 1;
   const header = 8 + 12 + 2 + 1;
   const bodyFrames = bodyLen === 0 ? 0 : Math.ceil(bodyLen / (frameMax - 8));

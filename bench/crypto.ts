@@ -13,7 +13,16 @@ import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import { EbTime, encode } from '../src/codec/index.js';
 import {
-  generateIdentity, Keyring, nobleBackend, nodeBackend, OVERHEAD, Sealer, selectBackend, type CryptoBackend, type Destination, type Mode,
+  generateIdentity,
+  Keyring,
+  nobleBackend,
+  nodeBackend,
+  OVERHEAD,
+  Sealer,
+  selectBackend,
+  type CryptoBackend,
+  type Destination,
+  type Mode,
 } from '../src/crypto/index.js';
 
 const SAMPLE_MS = Number(process.env['CRYPTO_BENCH_MS'] ?? 200);
@@ -27,7 +36,10 @@ const SECTION = '## Crypto (bench/crypto.ts)';
 function reportPayload(): Buffer {
   const t = (s: string): EbTime => EbTime.parse(s);
   return encode({
-    msg: 'report', from: t('2026-11-26T10:00:00Z'), to: t('2026-11-26T10:45:00Z'), resolution: 900,
+    msg: 'report',
+    from: t('2026-11-26T10:00:00Z'),
+    to: t('2026-11-26T10:45:00Z'),
+    resolution: 900,
     values: { 'meter.power': [1.25, 2.5, 3.75], 'meter.energy': [100.125, 100.25, 100.5], 'boiler.power': [2, 0, 2] },
     request_id: '6f1c2d3e-4b5a-4c7d-8e9f-0a1b2c3d4e5f',
   });
@@ -37,22 +49,50 @@ function pair(backend: CryptoBackend): { sender: Sealer; receiver: Sealer } {
   const now = Date.now();
   const a = generateIdentity('hub-1', backend, now - 60_000);
   const b = generateIdentity('vpp-1', backend, now - 60_000);
-  const group = { 'reports.all': [{ key: Buffer.alloc(32, 3).toString('base64url'), notBefore: new Date(now - 60_000).toISOString() }] };
-  const entry = (e: typeof a.publicEntry, maySend: string[], mayReceive: string[]): Record<string, unknown> =>
-    ({ ed25519: e.ed25519, x25519: e.x25519.map(({ pub, notBefore }) => ({ pub, notBefore })), maySend, mayReceive, topics: ['reports.all'] });
+  const group = {
+    'reports.all': [
+      { key: Buffer.alloc(32, 3).toString('base64url'), notBefore: new Date(now - 60_000).toISOString() },
+    ],
+  };
+  const entry = (e: typeof a.publicEntry, maySend: string[], mayReceive: string[]): Record<string, unknown> => ({
+    ed25519: e.ed25519,
+    x25519: e.x25519.map(({ pub, notBefore }) => ({ pub, notBefore })),
+    maySend,
+    mayReceive,
+    topics: ['reports.all'],
+  });
   let seq = 0n;
   const sequence = { take: async (): Promise<bigint> => ++seq };
-  const replay = { check: (): 'new' => 'new', accept: (): void => undefined, persist: async (): Promise<void> => undefined };
-  const sender = new Sealer({ backend, sequence, replay, keyring: new Keyring(backend, {
-    keyring: { format: 'heh-keyring/1', peers: { 'vpp-1': entry(b.publicEntry, [], ['report']) } }, privateKey: { ...a.privateKey, groups: group },
-  }) });
-  const receiver = new Sealer({ backend, sequence, replay, keyring: new Keyring(backend, {
-    keyring: { format: 'heh-keyring/1', peers: { 'hub-1': entry(a.publicEntry, ['report'], []) } }, privateKey: { ...b.privateKey, groups: group },
-  }) });
+  const replay = {
+    check: (): 'new' => 'new',
+    accept: (): void => undefined,
+    persist: async (): Promise<void> => undefined,
+  };
+  const sender = new Sealer({
+    backend,
+    sequence,
+    replay,
+    keyring: new Keyring(backend, {
+      keyring: { format: 'heh-keyring/1', peers: { 'vpp-1': entry(b.publicEntry, [], ['report']) } },
+      privateKey: { ...a.privateKey, groups: group },
+    }),
+  });
+  const receiver = new Sealer({
+    backend,
+    sequence,
+    replay,
+    keyring: new Keyring(backend, {
+      keyring: { format: 'heh-keyring/1', peers: { 'hub-1': entry(a.publicEntry, ['report'], []) } },
+      privateKey: { ...b.privateKey, groups: group },
+    }),
+  });
   return { sender, receiver };
 }
 
-interface Sample { ops: number; cpuUs: number }
+interface Sample {
+  ops: number;
+  cpuUs: number;
+}
 
 async function sample(fn: () => unknown, ms = SAMPLE_MS): Promise<Sample> {
   let n = 0;
@@ -76,7 +116,15 @@ async function bundleSizes(): Promise<string> {
     const { build } = await import('esbuild');
     const src = (p: string): string => fileURLToPath(new URL(`../../src/crypto/${p}`, import.meta.url));
     const size = async (contents: string): Promise<string> => {
-      const out = await build({ stdin: { contents, resolveDir: src('.'), loader: 'ts' }, bundle: true, platform: 'node', target: 'node18', format: 'esm', minify: true, write: false });
+      const out = await build({
+        stdin: { contents, resolveDir: src('.'), loader: 'ts' },
+        bundle: true,
+        platform: 'node',
+        target: 'node18',
+        format: 'esm',
+        minify: true,
+        write: false,
+      });
       const code = out.outputFiles[0]?.contents ?? new Uint8Array();
       return `${(code.length / 1024).toFixed(1)} KB (${(gzipSync(code).length / 1024).toFixed(1)} KB gzipped)`;
     };
@@ -93,19 +141,46 @@ async function bundleSizes(): Promise<string> {
 
 async function main(): Promise<void> {
   const payload = reportPayload();
-  const backends: CryptoBackend[] = selectBackend('auto') === nodeBackend ? [nodeBackend, nobleBackend] : [nobleBackend];
-  const modes: [Mode, Destination][] = [['pair', { peer: 'vpp-1' }], ['group', { group: 'reports.all' }], ['signed', { topic: 'reports.all' }]];
-  const contenders: { backend: string; mode: Mode; op: 'seal' | 'open'; fn: () => unknown; ops: number[]; cpu: number[] }[] = [];
+  const backends: CryptoBackend[] =
+    selectBackend('auto') === nodeBackend ? [nodeBackend, nobleBackend] : [nobleBackend];
+  const modes: [Mode, Destination][] = [
+    ['pair', { peer: 'vpp-1' }],
+    ['group', { group: 'reports.all' }],
+    ['signed', { topic: 'reports.all' }],
+  ];
+  const contenders: {
+    backend: string;
+    mode: Mode;
+    op: 'seal' | 'open';
+    fn: () => unknown;
+    ops: number[];
+    cpu: number[];
+  }[] = [];
   for (const backend of backends) {
     const { sender, receiver } = pair(backend);
     for (const [mode, to] of modes) {
       const env = await sender.seal(to, 'report', payload);
-      if (env.length !== payload.length + OVERHEAD[mode]) throw new Error(`${mode}: overhead ${env.length - payload.length}`);
+      if (env.length !== payload.length + OVERHEAD[mode])
+        throw new Error(`${mode}: overhead ${env.length - payload.length}`);
       const opened = receiver.open(env);
       if (!Buffer.from(opened.payload).equals(payload)) throw new Error(`${backend.name} ${mode}: the payload differs`);
       opened.release();
-      contenders.push({ backend: backend.name, mode, op: 'seal', fn: () => sender.seal(to, 'report', payload), ops: [], cpu: [] });
-      contenders.push({ backend: backend.name, mode, op: 'open', fn: () => receiver.open(env).release(), ops: [], cpu: [] });
+      contenders.push({
+        backend: backend.name,
+        mode,
+        op: 'seal',
+        fn: () => sender.seal(to, 'report', payload),
+        ops: [],
+        cpu: [],
+      });
+      contenders.push({
+        backend: backend.name,
+        mode,
+        op: 'open',
+        fn: () => receiver.open(env).release(),
+        ops: [],
+        cpu: [],
+      });
     }
   }
   for (const c of contenders) await sample(c.fn, WARMUP_MS); // warm-up (noble builds its precomputed tables here)
@@ -117,11 +192,13 @@ async function main(): Promise<void> {
     }
   }
   const fmt = (n: number): string => Math.round(n).toLocaleString('en-US');
-  const find = (b: string, m: Mode, op: string): (typeof contenders)[number] | undefined => contenders.find((c) => c.backend === b && c.mode === m && c.op === op);
+  const find = (b: string, m: Mode, op: string): (typeof contenders)[number] | undefined =>
+    contenders.find((c) => c.backend === b && c.mode === m && c.op === op);
   const platform = `Node ${process.version} (${process.platform}/${arch()}${process.env['ARM_ARCH'] !== undefined ? `, qemu ${process.env['ARM_ARCH']}` : ''})`;
   const rows = contenders.map((c) => {
     const noble = find('noble', c.mode, c.op);
-    const ratio = c.backend === 'node' && noble !== undefined ? `${(median(c.ops) / median(noble.ops)).toFixed(1)}x` : '';
+    const ratio =
+      c.backend === 'node' && noble !== undefined ? `${(median(c.ops) / median(noble.ops)).toFixed(1)}x` : '';
     return `| ${c.backend} | ${c.mode} | ${c.op} | ${fmt(median(c.ops))} | ${median(c.cpu).toFixed(0)} | ${ratio} |`;
   });
   const sealPair = find(backends[0]?.name ?? 'node', 'pair', 'seal');
@@ -137,7 +214,7 @@ async function main(): Promise<void> {
     ...rows,
     '',
     sealPair !== undefined && openPair !== undefined
-      ? `With the ${sealPair.backend} backend: sealing 10 messages a second costs ${(median(sealPair.cpu) * 10 / 1e4).toFixed(2)}% of one core; one core opens ${fmt(median(openPair.ops))} PAIR envelopes a second.`
+      ? `With the ${sealPair.backend} backend: sealing 10 messages a second costs ${((median(sealPair.cpu) * 10) / 1e4).toFixed(2)}% of one core; one core opens ${fmt(median(openPair.ops))} PAIR envelopes a second.`
       : '',
     '',
     await bundleSizes(),
@@ -146,9 +223,13 @@ async function main(): Promise<void> {
   const sub = lines.join('\n');
   console.log(sub);
   let text = readFileSync(RESULTS, 'utf8');
-  if (!text.includes(SECTION)) text = `${text.trimEnd()}\n\n${SECTION}\n\nHEH-E2E v1 (docs/crypto.md §6), src/crypto. One subsection per platform; each run replaces its own.\n`;
+  if (!text.includes(SECTION))
+    text = `${text.trimEnd()}\n\n${SECTION}\n\nHEH-E2E v1 (docs/crypto.md §6), src/crypto. One subsection per platform; each run replaces its own.\n`;
   const start = text.indexOf(SECTION);
-  const end = ((): number => { const i = text.indexOf('\n## ', start + 3); return i < 0 ? text.length : i + 1; })();
+  const end = ((): number => {
+    const i = text.indexOf('\n## ', start + 3);
+    return i < 0 ? text.length : i + 1;
+  })();
   let body = text.slice(start, end);
   const head = `### ${platform}`;
   const at = body.indexOf(head);

@@ -71,7 +71,9 @@ async function main(): Promise<void> {
   // build/bundle.ts packs the hub: a Brotli stream in one base64 string literal.
   const payload = /Buffer\.from\("([A-Za-z0-9+/=]+)","base64"\)/.exec(readFileSync(HUB, 'latin1'))?.[1];
   const code = payload === undefined ? size : brotliDecompressSync(Buffer.from(payload, 'base64')).length;
-  const load0 = loadavg().map((x) => x.toFixed(2)).join(' ');
+  const load0 = loadavg()
+    .map((x) => x.toFixed(2))
+    .join(' ');
   // Start-up, interleaved so that machine noise hits both alike.
   const bare: number[] = [];
   const hub: number[] = [];
@@ -88,7 +90,9 @@ async function main(): Promise<void> {
   }
 
   // Idle RSS: a bare node holding one socket to the broker, then the hub connected and sampling.
-  const holder = spawn(process.execPath, ['-e', "require('net').connect(5672,'127.0.0.1');setInterval(()=>{},1000)"], { stdio: 'ignore' });
+  const holder = spawn(process.execPath, ['-e', "require('net').connect(5672,'127.0.0.1');setInterval(()=>{},1000)"], {
+    stdio: 'ignore',
+  });
   await new Promise((r) => setTimeout(r, 3000));
   const bareRss = await rssMedian(holder.pid as number);
   holder.kill();
@@ -97,17 +101,38 @@ async function main(): Promise<void> {
   const name = `heh-bench-${id}`;
   const peers = Array.from({ length: 10 }, (_, i) => `vpp-bench-${id}-${i}`);
   const dir = mkdtempSync(path.join(tmpdir(), 'bench-hub-'));
-  writeFileSync(path.join(dir, 'hub.json'), JSON.stringify({
-    name, broker: { url: 'amqp://127.0.0.1:5672', username: 'guest' }, peers: peers.map((p) => ({ name: p })), stateDir: path.join(dir, 'state'),
-    resolutionS: 1, devices: [{ name: 'meter', signals: [{ name: 'p' }, { name: 'q', unit: 'kvar' }, { name: 'e', unit: 'kWh' }], meter: { kind: 'simulated', seed: 3 } },
-      { name: 'boiler', meter: { kind: 'simulated', seed: 4, profile: 'boiler' } }],
-    log: { level: 'warn' },
-  }));
+  writeFileSync(
+    path.join(dir, 'hub.json'),
+    JSON.stringify({
+      name,
+      broker: { url: 'amqp://127.0.0.1:5672', username: 'guest' },
+      peers: peers.map((p) => ({ name: p })),
+      stateDir: path.join(dir, 'state'),
+      resolutionS: 1,
+      devices: [
+        {
+          name: 'meter',
+          signals: [{ name: 'p' }, { name: 'q', unit: 'kvar' }, { name: 'e', unit: 'kWh' }],
+          meter: { kind: 'simulated', seed: 3 },
+        },
+        { name: 'boiler', meter: { kind: 'simulated', seed: 4, profile: 'boiler' } },
+      ],
+      log: { level: 'warn' },
+    }),
+  );
   const vpps = peers.map((p) => new Connector({ name: p, peers: [name], url: URL_, queueType: 'classic' }));
   let reports = 0;
-  for (const v of vpps) v.onReport(() => { reports++; });
-  for (const v of vpps) v.onCapabilities(() => undefined).onDeviceCapabilities(() => undefined).onGetAllPrices(() => undefined);
-  const child = spawn(process.execPath, [HUB, '--config', path.join(dir, 'hub.json')], { stdio: ['ignore', 'pipe', 'inherit'] });
+  for (const v of vpps)
+    v.onReport(() => {
+      reports++;
+    });
+  for (const v of vpps)
+    v.onCapabilities(() => undefined)
+      .onDeviceCapabilities(() => undefined)
+      .onGetAllPrices(() => undefined);
+  const child = spawn(process.execPath, [HUB, '--config', path.join(dir, 'hub.json')], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   let idleRss = NaN;
   let cpuPct = NaN;
   let sent = 0;
@@ -116,7 +141,13 @@ async function main(): Promise<void> {
     await new Promise((r) => setTimeout(r, 3000)); // connected, registered, sampling: idle
     idleRss = await rssMedian(child.pid as number);
     for (const v of vpps) {
-      await v.publish(name, { msg: 'get_periodic_report', interval: 1, first_from: null, resolution: 1, signals: ['meter.p', 'meter.q', 'meter.e', 'boiler.p'] });
+      await v.publish(name, {
+        msg: 'get_periodic_report',
+        interval: 1,
+        first_from: null,
+        resolution: 1,
+        signals: ['meter.p', 'meter.q', 'meter.e', 'boiler.p'],
+      });
     }
     await new Promise((r) => setTimeout(r, 3000));
     const before = proc(child.pid as number);
@@ -126,7 +157,7 @@ async function main(): Promise<void> {
     const after = proc(child.pid as number);
     sent = reports - r0;
     const ticksPerS = 100; // USER_HZ on Linux
-    cpuPct = ((after.ticks - before.ticks) / ticksPerS) / ((Date.now() - t0) / 1000) * 100;
+    cpuPct = ((after.ticks - before.ticks) / ticksPerS / ((Date.now() - t0) / 1000)) * 100;
   } finally {
     child.kill('SIGTERM');
     await new Promise((r) => child.once('exit', r));
@@ -150,7 +181,9 @@ async function main(): Promise<void> {
     '## Hub (bench/hub.ts)',
     '',
     `Command: \`npm run build && node .out/bench/hub.js\`, ${new Date().toISOString()}, Node ${process.version} (${process.platform}/${process.arch});`,
-    `load average before ${load0}, after ${loadavg().map((x) => x.toFixed(2)).join(' ')}.`,
+    `load average before ${load0}, after ${loadavg()
+      .map((x) => x.toFixed(2))
+      .join(' ')}.`,
     '',
     '| measure | hub | baseline | ratio / difference | target |',
     '| :-- | --: | --: | --: | :-- |',
@@ -166,7 +199,10 @@ async function main(): Promise<void> {
   replaceSection('## Hub (bench/hub.ts)', section);
 }
 
-main().then(() => process.exit(0), (err: unknown) => {
-  console.error(err);
-  process.exit(1);
-});
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    console.error(err);
+    process.exit(1);
+  },
+);

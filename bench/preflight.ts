@@ -27,22 +27,31 @@ export async function preflight(c: Contender, harness: Harness, port: number): P
       // The harness reads the first message: did the contender encode it right?
       const first = await harness.with((h) => h.get(queue));
       if (first === null || !first.body.equals(SHAPES[0] as Buffer) || first.deliveryMode !== 2) {
-        problems.push(`harness read back ${first === null ? 'nothing' : `${first.body.length} bytes, deliveryMode ${String(first.deliveryMode)}`} for the first publish`);
+        problems.push(
+          `harness read back ${first === null ? 'nothing' : `${first.body.length} bytes, deliveryMode ${String(first.deliveryMode)}`} for the first publish`,
+        );
       }
       // The harness publishes it again at the end; the contender must decode all of them, in order.
       const expected = [...SHAPES.slice(1), SHAPES[0] as Buffer];
       await harness.with((h) => h.publishAll(queue, () => SHAPES[0] as Buffer, 1, true));
       const got: Received[] = [];
       await new Promise<void>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`consumed ${got.length} of ${expected.length} within 10 s`)), 10_000);
+        const timer = setTimeout(
+          () => reject(new Error(`consumed ${got.length} of ${expected.length} within 10 s`)),
+          10_000,
+        );
         ch.consume(queue, 100, (m) => {
           got.push({ body: Buffer.from(m.body), deliveryMode: m.deliveryMode });
-          if (got.length === expected.length) { clearTimeout(timer); resolve(); }
+          if (got.length === expected.length) {
+            clearTimeout(timer);
+            resolve();
+          }
         }).catch(reject);
       });
       got.forEach((m, i) => {
         const want = expected[i] as Buffer;
-        if (!m.body.equals(want)) problems.push(`message ${i}: got ${m.body.length} bytes, expected ${want.length} (or different content)`);
+        if (!m.body.equals(want))
+          problems.push(`message ${i}: got ${m.body.length} bytes, expected ${want.length} (or different content)`);
         if (m.deliveryMode !== 2) problems.push(`message ${i}: deliveryMode ${String(m.deliveryMode)}`);
       });
       await new Promise((r) => setTimeout(r, 50));

@@ -23,10 +23,17 @@ export async function startProxy(targetPort: number): Promise<CountingProxy> {
       s.setNoDelay(true); // the proxy must not add Nagle delays of its own
       sockets.add(s);
       s.on('close', () => sockets.delete(s));
-      s.on('error', () => { client.destroy(); broker.destroy(); });
+      s.on('error', () => {
+        client.destroy();
+        broker.destroy();
+      });
     }
-    client.on('data', (d: Buffer) => { up += d.length; });
-    broker.on('data', (d: Buffer) => { down += d.length; });
+    client.on('data', (d: Buffer) => {
+      up += d.length;
+    });
+    broker.on('data', (d: Buffer) => {
+      down += d.length;
+    });
     client.pipe(broker);
     broker.pipe(client);
   });
@@ -37,11 +44,16 @@ export async function startProxy(targetPort: number): Promise<CountingProxy> {
   const port = (server.address() as AddressInfo).port;
   return {
     port,
-    get up() { return up; },
-    get down() { return down; },
-    close: () => new Promise<void>((resolve) => {
-      for (const s of sockets) s.destroy();
-      server.close(() => resolve());
-    }),
+    get up() {
+      return up;
+    },
+    get down() {
+      return down;
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
   };
 }

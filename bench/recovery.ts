@@ -47,7 +47,10 @@ async function main(): Promise<void> {
   const plain = await plainConn.createConfirmChannel();
   const rc = new RecoveringConnection(URL_, { connectionName: 'bench-recovery' });
   const rch = await rc.createChannel({ confirm: true });
-  const r: { plain: { wallUs: number; cpuUs: number }[]; recovering: { wallUs: number; cpuUs: number }[] } = { plain: [], recovering: [] };
+  const r: { plain: { wallUs: number; cpuUs: number }[]; recovering: { wallUs: number; cpuUs: number }[] } = {
+    plain: [],
+    recovering: [],
+  };
   await round(plain, true); // warm-up
   await round(rch, false);
   for (let i = 0; i < ROUNDS; i++) {
@@ -57,7 +60,10 @@ async function main(): Promise<void> {
   }
   await plainConn.close();
   await rc.close();
-  const row = (k: 'plain' | 'recovering'): [number, number] => [median(r[k].map((x) => x.wallUs)), median(r[k].map((x) => x.cpuUs))];
+  const row = (k: 'plain' | 'recovering'): [number, number] => [
+    median(r[k].map((x) => x.wallUs)),
+    median(r[k].map((x) => x.cpuUs)),
+  ];
   const [pw, pc] = row('plain');
   const [rw, rcpu] = row('recovering');
   const section = `## Recovery layer overhead (bench/recovery.ts)

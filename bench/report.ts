@@ -19,7 +19,12 @@ interface Row {
   cells: Map<ContenderName, Cell>;
 }
 
-interface Cell { value: number; valid: number; ran: number; text?: string }
+interface Cell {
+  value: number;
+  valid: number;
+  ran: number;
+  text?: string;
+}
 
 /** 'INVALID', with the error code when every run failed with the same one (e.g. INVALID (BUFFER_FULL)). */
 function invalidText(runs: readonly Outcome[]): string {
@@ -34,13 +39,18 @@ interface Metric {
   get(r: RunResult, s: Scenario): number;
 }
 
-const rss: Metric = { name: 'peak RSS MiB', better: 'lower', get: (r) => (r.maxRss > 0 ? r.maxRss : r.rssPeakSampled) / MB };
+const rss: Metric = {
+  name: 'peak RSS MiB',
+  better: 'lower',
+  get: (r) => (r.maxRss > 0 ? r.maxRss : r.rssPeakSampled) / MB,
+};
 const cpu: Metric = { name: 'CPU µs/msg', better: 'lower', get: (r) => r.cpuUs / r.n };
 const rate: Metric = { name: 'msgs/s', better: 'higher', get: (r) => r.n / (r.ms / 1000) };
 
 function metricsFor(s: Scenario): Metric[] {
   switch (s.kind) {
-    case 'publish': case 'consume':
+    case 'publish':
+    case 'consume':
       return s.size >= 64 * 1024
         ? [rate, { name: 'MiB/s', better: 'higher', get: (r) => (r.n * s.size) / MB / (r.ms / 1000) }, cpu, rss]
         : [rate, cpu, rss];
@@ -62,7 +72,12 @@ function metricsFor(s: Scenario): Metric[] {
   }
 }
 
-export function buildRows(scenarios: readonly Scenario[], outcomes: readonly Outcome[], sizes: readonly SizeRow[], names: readonly ContenderName[]): Row[] {
+export function buildRows(
+  scenarios: readonly Scenario[],
+  outcomes: readonly Outcome[],
+  sizes: readonly SizeRow[],
+  names: readonly ContenderName[],
+): Row[] {
   const rows: Row[] = [];
   for (const s of scenarios) {
     for (const m of metricsFor(s)) {
@@ -72,17 +87,32 @@ export function buildRows(scenarios: readonly Scenario[], outcomes: readonly Out
         if (runs.length === 0) continue;
         const good = runs.filter((o) => o.valid && o.result !== null).map((o) => m.get(o.result as RunResult, s));
         const ok = good.filter((v) => Number.isFinite(v));
-        row.cells.set(c, { value: median(ok), valid: ok.length, ran: runs.length, ...(good.length === 0 ? { text: invalidText(runs) } : {}) });
+        row.cells.set(c, {
+          value: median(ok),
+          valid: ok.length,
+          ran: runs.length,
+          ...(good.length === 0 ? { text: invalidText(runs) } : {}),
+        });
       }
       rows.push(row);
     }
   }
   if (sizes.length > 0) {
     const kib = (what: 'program' | 'client', key: 'minBytes' | 'gzipBytes', metric: string): void => {
-      const row: Row = { section: 'size: esbuild bundle (node18, minified, cjs)', metric, better: 'lower', cells: new Map() };
+      const row: Row = {
+        section: 'size: esbuild bundle (node18, minified, cjs)',
+        metric,
+        better: 'lower',
+        cells: new Map(),
+      };
       for (const z of sizes.filter((x) => x.what === what)) {
         const ok = z.status === 'ok';
-        row.cells.set(z.contender, { value: ok ? z[key] / 1024 : Number.NaN, valid: ok ? 1 : 0, ran: 1, ...(ok ? {} : { text: 'INVALID' }) });
+        row.cells.set(z.contender, {
+          value: ok ? z[key] / 1024 : Number.NaN,
+          valid: ok ? 1 : 0,
+          ran: 1,
+          ...(ok ? {} : { text: 'INVALID' }),
+        });
       }
       rows.push(row);
     };
@@ -115,7 +145,12 @@ function tableData(rows: readonly Row[], names: readonly ContenderName[]): { hea
       r.section === last ? '' : r.section,
       r.metric + arrow,
       ...names.map((n) => cellText(r.cells.get(n))),
-      ...(withOurs ? peers.map((p) => { const c = r.cells.get(p); return r.better === '' ? '' : ratio(oursV, c !== undefined && c.valid > 0 ? c.value : Number.NaN); }) : []),
+      ...(withOurs
+        ? peers.map((p) => {
+            const c = r.cells.get(p);
+            return r.better === '' ? '' : ratio(oursV, c !== undefined && c.valid > 0 ? c.value : Number.NaN);
+          })
+        : []),
     ]);
     last = r.section;
   }
@@ -127,7 +162,11 @@ export function textTable(rows: readonly Row[], names: readonly ContenderName[])
   // The section names go on lines of their own; the columns are sized by the metric rows only.
   const cols = [header.slice(1), ...body.map((r) => r.slice(1))];
   const width = cols[0]!.map((_, i) => Math.max(...cols.map((r) => (r[i] ?? '').length)));
-  const line = (r: string[]): string => r.map((c, i) => (i === 0 ? c.padEnd(width[i] as number) : c.padStart(width[i] as number))).join('  ').trimEnd();
+  const line = (r: string[]): string =>
+    r
+      .map((c, i) => (i === 0 ? c.padEnd(width[i] as number) : c.padStart(width[i] as number)))
+      .join('  ')
+      .trimEnd();
   const out: string[] = [line(header.slice(1)), width.map((w) => '-'.repeat(w)).join('  ')];
   for (const r of body) {
     if (r[0] !== '') out.push('', r[0] as string);
@@ -144,7 +183,11 @@ export function markdownTable(rows: readonly Row[], names: readonly ContenderNam
 }
 
 /** Every repetition's headline number, and the problems of invalid runs. */
-export function perRepMarkdown(scenarios: readonly Scenario[], outcomes: readonly Outcome[], names: readonly ContenderName[]): string {
+export function perRepMarkdown(
+  scenarios: readonly Scenario[],
+  outcomes: readonly Outcome[],
+  names: readonly ContenderName[],
+): string {
   const lines: string[] = ['| scenario | contender | per repetition |', '| :-- | :-- | :-- |'];
   const problems: string[] = [];
   for (const s of scenarios) {
@@ -160,10 +203,15 @@ export function perRepMarkdown(scenarios: readonly Scenario[], outcomes: readonl
           : `${fmt(head.get(r, s))} ${head.name}`;
       });
       lines.push(`| ${s.id} | ${c} | ${vals.join('; ')} |`);
-      for (const o of runs) if (!o.valid) problems.push(`- ${s.id} / ${c} / rep ${o.rep}: ${o.problems.map((p) => p.split('\n')[0]).join('; ')}`);
+      for (const o of runs)
+        if (!o.valid)
+          problems.push(`- ${s.id} / ${c} / rep ${o.rep}: ${o.problems.map((p) => p.split('\n')[0]).join('; ')}`);
     }
   }
-  return lines.join('\n') + (problems.length > 0 ? `\n\nInvalid runs (not counted):\n\n${problems.join('\n')}` : '\n\nEvery run was valid.');
+  return (
+    lines.join('\n') +
+    (problems.length > 0 ? `\n\nInvalid runs (not counted):\n\n${problems.join('\n')}` : '\n\nEvery run was valid.')
+  );
 }
 
 export interface Context {
@@ -182,7 +230,9 @@ export interface Context {
 }
 
 export function resultsMarkdown(ctx: Context, table: string, perRep: string): string {
-  const sizeNotes = ctx.sizes.filter((z) => z.status !== 'ok').map((z) => `- size ${z.contender} ${z.what}: ${z.status}`);
+  const sizeNotes = ctx.sizes
+    .filter((z) => z.status !== 'ok')
+    .map((z) => `- size ${z.contender} ${z.what}: ${z.status}`);
   return `# AMQP client benchmark results
 
 Generated by \`bench/amqp.ts\`; see bench/README.md for what each number means. Values are medians over the valid

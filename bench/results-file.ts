@@ -9,5 +9,8 @@ export function replaceSection(heading: string, section: string, file = RESULTS_
   const text = readFileSync(file, 'utf8');
   const at = text.indexOf(heading);
   const next = at < 0 ? -1 : text.indexOf('\n## ', at + 3);
-  writeFileSync(file, at < 0 ? `${text.trimEnd()}\n\n${section}` : text.slice(0, at) + section + (next < 0 ? '' : text.slice(next + 1)));
+  writeFileSync(
+    file,
+    at < 0 ? `${text.trimEnd()}\n\n${section}` : text.slice(0, at) + section + (next < 0 ? '' : text.slice(next + 1)),
+  );
 }

@@ -21,7 +21,10 @@ export function uniqueQueue(): string {
 }
 
 export class Harness {
-  private constructor(readonly contender: Contender, private readonly conn: Conn) {}
+  private constructor(
+    readonly contender: Contender,
+    private readonly conn: Conn,
+  ) {}
 
   static async open(contender: Contender, port: number): Promise<Harness> {
     return new Harness(contender, await contender.connect({ port, noDelay: true }));
@@ -61,7 +64,8 @@ export class Harness {
         } else {
           const ok = s.size >= 64 * 1024 ? m.body.equals(makeBody(s.size, 0)) : bodyIndex(m.body, s.size) === 0;
           if (!ok) problems.push(`broker: the first message's body is wrong (${m.body.length} bytes)`);
-          if (s.persistent && m.deliveryMode !== 2) problems.push(`broker: deliveryMode ${String(m.deliveryMode)}, expected 2`);
+          if (s.persistent && m.deliveryMode !== 2)
+            problems.push(`broker: deliveryMode ${String(m.deliveryMode)}, expected 2`);
         }
       }
       return problems;
@@ -91,7 +95,9 @@ export function runIsolated(job: Job, timeoutMs: number): Promise<RunResult> {
     const child = fork(WORKER, [JSON.stringify(job)], { stdio: ['ignore', 'inherit', 'pipe', 'ipc'] });
     // Keep the tail of the child's stderr: when it dies, that is the explanation.
     let stderr = '';
-    child.stderr?.on('data', (d: Buffer) => { stderr = (stderr + d.toString()).slice(-2000); });
+    child.stderr?.on('data', (d: Buffer) => {
+      stderr = (stderr + d.toString()).slice(-2000);
+    });
     let settled = false;
     const done = (f: () => void): void => {
       if (settled) return;
@@ -108,7 +114,9 @@ export function runIsolated(job: Job, timeoutMs: number): Promise<RunResult> {
       else done(() => reject(new WorkerError(m.error ?? 'the worker sent no result')));
     });
     child.on('error', (err) => done(() => reject(err)));
-    child.on('close', (code, signal) => done(() => reject(new Error(`the worker exited (${signal ?? code}) without a result: ${stderr.trim()}`))));
+    child.on('close', (code, signal) =>
+      done(() => reject(new Error(`the worker exited (${signal ?? code}) without a result: ${stderr.trim()}`))),
+    );
   });
 }
 
@@ -122,10 +130,22 @@ export function canFork(): Promise<boolean> {
       resolve(false);
       return;
     }
-    const timer = setTimeout(() => { resolve(false); child.kill('SIGKILL'); }, 30_000);
-    child.on('message', () => { clearTimeout(timer); resolve(true); });
-    child.on('error', () => { clearTimeout(timer); resolve(false); });
-    child.on('exit', () => { clearTimeout(timer); resolve(false); });
+    const timer = setTimeout(() => {
+      resolve(false);
+      child.kill('SIGKILL');
+    }, 30_000);
+    child.on('message', () => {
+      clearTimeout(timer);
+      resolve(true);
+    });
+    child.on('error', () => {
+      clearTimeout(timer);
+      resolve(false);
+    });
+    child.on('exit', () => {
+      clearTimeout(timer);
+      resolve(false);
+    });
   });
 }
 
@@ -138,7 +158,13 @@ export interface Outcome {
   result: RunResult | null;
 }
 
-export async function execute(s: Scenario, contender: ContenderName, rep: number, harness: Harness, opts: { isolate: boolean; port: number; timeoutMs: number }): Promise<Outcome> {
+export async function execute(
+  s: Scenario,
+  contender: ContenderName,
+  rep: number,
+  harness: Harness,
+  opts: { isolate: boolean; port: number; timeoutMs: number },
+): Promise<Outcome> {
   const queue = uniqueQueue();
   const job: Job = { scenario: s, contender, queue, port: opts.port, sampleRss: !opts.isolate };
   const problems: string[] = [];
@@ -147,7 +173,7 @@ export async function execute(s: Scenario, contender: ContenderName, rep: number
     await harness.prepare(s, queue);
     result = opts.isolate ? await runIsolated(job, opts.timeoutMs) : await runJob(job);
     problems.push(...result.problems);
-    problems.push(...await harness.validate(s, queue));
+    problems.push(...(await harness.validate(s, queue)));
   } catch (err) {
     problems.push(describeError(err));
   } finally {

@@ -51,7 +51,10 @@ class RssSampler {
     const now = process.memoryUsage.rss();
     this.peak = now;
     if (!this.sample) return now;
-    this.timer = setInterval(() => { const r = process.memoryUsage.rss(); if (r > this.peak) this.peak = r; }, 10);
+    this.timer = setInterval(() => {
+      const r = process.memoryUsage.rss();
+      if (r > this.peak) this.peak = r;
+    }, 10);
     this.timer.unref();
     return now;
   }
@@ -67,7 +70,10 @@ class RssSampler {
 }
 
 /** Times `fn`: wall clock, process CPU and RSS. */
-async function measure(job: Job, fn: () => Promise<void>): Promise<{ ms: number; cpuUs: number; rssBaseline: number; rssPeakSampled: number }> {
+async function measure(
+  job: Job,
+  fn: () => Promise<void>,
+): Promise<{ ms: number; cpuUs: number; rssBaseline: number; rssPeakSampled: number }> {
   const sampler = new RssSampler(job.sampleRss);
   const rssBaseline = sampler.start();
   const cpu0 = process.cpuUsage();
@@ -86,7 +92,11 @@ function watchdog<T>(p: Promise<T>, progress: () => number, stallMs: number, wha
   const stalled = new Promise<never>((_, reject) => {
     timer = setInterval(() => {
       const now = progress();
-      if (now !== last) { last = now; lastAt = Date.now(); return; }
+      if (now !== last) {
+        last = now;
+        lastAt = Date.now();
+        return;
+      }
       if (Date.now() - lastAt > stallMs) reject(new Error(`${what}: no progress for ${stallMs} ms (at ${now})`));
     }, 250);
   });
@@ -139,7 +149,9 @@ async function consume(c: Contender, job: Job): Promise<RunResult> {
   const s = job.scenario;
   const conn = await c.connect({ port: job.port, noDelay: false });
   const problems: string[] = [];
-  const problem = (p: string): void => { if (problems.length < 10) problems.push(p); };
+  const problem = (p: string): void => {
+    if (problems.length < 10) problems.push(p);
+  };
   try {
     const ch = await conn.channel(false);
     if (s.warmup > 0) {
@@ -149,8 +161,12 @@ async function consume(c: Contender, job: Job): Promise<RunResult> {
       await filler.publishAll(wq, makeBodies(s.warmup, s.size), s.warmup, true);
       let got = 0;
       let done!: () => void;
-      const all = new Promise<void>((r) => { done = r; });
-      const cons = await ch.consume(wq, s.prefetch, () => { if (++got === s.warmup) done(); });
+      const all = new Promise<void>((r) => {
+        done = r;
+      });
+      const cons = await ch.consume(wq, s.prefetch, () => {
+        if (++got === s.warmup) done();
+      });
       await watchdog(all, () => got, 10_000, 'warm-up consume');
       await cons.cancel();
       await filler.deleteQueue(wq);
@@ -159,7 +175,9 @@ async function consume(c: Contender, job: Job): Promise<RunResult> {
     const seen = new Uint8Array(s.n);
     let got = 0;
     let done!: () => void;
-    const all = new Promise<void>((r) => { done = r; });
+    const all = new Promise<void>((r) => {
+      done = r;
+    });
     const onMessage = (msg: Received): void => {
       const i = bodyIndex(msg.body, s.size);
       if (i < 0 || i >= s.n) problem(`delivery ${got}: body is not one that was published (${msg.body.length} bytes)`);
@@ -190,7 +208,9 @@ async function latency(c: Contender, job: Job): Promise<RunResult> {
   const pubConn = await c.connect(spec);
   const subConn = s.shared ? pubConn : await c.connect(spec);
   const problems: string[] = [];
-  const problem = (p: string): void => { if (problems.length < 10) problems.push(p); };
+  const problem = (p: string): void => {
+    if (problems.length < 10) problems.push(p);
+  };
   try {
     const pub = await pubConn.channel(false);
     const sub = await subConn.channel(false);
@@ -209,24 +229,38 @@ async function latency(c: Contender, job: Job): Promise<RunResult> {
     });
     const samples = new Float64Array(s.n);
     const roundTrip = async (i: number): Promise<number> => {
-      const got = new Promise<number>((r) => { arrived = r; });
+      const got = new Promise<number>((r) => {
+        arrived = r;
+      });
       const t0 = performance.now();
       pub.publishOne(job.queue, body(i), s.persistent);
       return (await got) - t0;
     };
-    await watchdog((async () => { for (let i = 0; i < s.warmup; i++) await roundTrip(i); })(), () => expected, 5_000, 'latency warm-up');
+    await watchdog(
+      (async () => {
+        for (let i = 0; i < s.warmup; i++) await roundTrip(i);
+      })(),
+      () => expected,
+      5_000,
+      'latency warm-up',
+    );
     // A round trip delayed by Nagle's algorithm and delayed ACKs costs ~40 ms: 2,000 of them would take 80 s, so
     // the timed part stops at the scenario's time budget and reports how many it measured.
     let measured = 0;
     const m = await measure(job, async () => {
       const t0 = performance.now();
-      await watchdog((async () => {
-        while (measured < s.n) {
-          samples[measured] = await roundTrip(s.warmup + measured);
-          measured++;
-          if (performance.now() - t0 > s.budgetMs) break;
-        }
-      })(), () => expected, 5_000, 'latency');
+      await watchdog(
+        (async () => {
+          while (measured < s.n) {
+            samples[measured] = await roundTrip(s.warmup + measured);
+            measured++;
+            if (performance.now() - t0 > s.budgetMs) break;
+          }
+        })(),
+        () => expected,
+        5_000,
+        'latency',
+      );
     });
     await consumer.cancel();
     if (expected !== s.warmup + measured) problem(`received ${expected} messages, expected ${s.warmup + measured}`);
@@ -235,10 +269,16 @@ async function latency(c: Contender, job: Job): Promise<RunResult> {
     let sum = 0;
     for (const x of sorted) sum += x;
     return {
-      problems, n: measured, ...m, maxRss: 0,
+      problems,
+      n: measured,
+      ...m,
+      maxRss: 0,
       latencyUs: {
-        p50: percentile(sorted, 50) * 1000, p99: percentile(sorted, 99) * 1000,
-        mean: (sum / measured) * 1000, max: (sorted[measured - 1] as number) * 1000, measured,
+        p50: percentile(sorted, 50) * 1000,
+        p99: percentile(sorted, 99) * 1000,
+        mean: (sum / measured) * 1000,
+        max: (sorted[measured - 1] as number) * 1000,
+        measured,
       },
     };
   } finally {
@@ -250,7 +290,8 @@ async function latency(c: Contender, job: Job): Promise<RunResult> {
 /** wire-bytes: the bytes each publish costs on the socket, counted by a proxy between client and broker. */
 async function wire(c: Contender, job: Job): Promise<RunResult> {
   const s = job.scenario;
-  if (job.queue.length !== 10) throw new Error(`wire-bytes needs a 10-character routing key, got ${JSON.stringify(job.queue)}`);
+  if (job.queue.length !== 10)
+    throw new Error(`wire-bytes needs a 10-character routing key, got ${JSON.stringify(job.queue)}`);
   const proxy = await startProxy(job.port);
   const problems: string[] = [];
   try {
@@ -271,7 +312,10 @@ async function wire(c: Contender, job: Job): Promise<RunResult> {
       await sleep(20);
       problems.push(...ch.errors);
       return {
-        problems, n: s.n, ...m, maxRss: 0,
+        problems,
+        n: s.n,
+        ...m,
+        maxRss: 0,
         wire: { outPerMsg: (proxy.up - out0) / s.n, inPerMsg: (proxy.down - in0) / s.n, setupOut, setupIn },
       };
     } finally {
@@ -285,9 +329,13 @@ async function wire(c: Contender, job: Job): Promise<RunResult> {
 export async function runJob(job: Job): Promise<RunResult> {
   const c = await loadContender(job.contender);
   switch (job.scenario.kind) {
-    case 'publish': return publish(c, job);
-    case 'consume': return consume(c, job);
-    case 'latency': return latency(c, job);
-    case 'wire': return wire(c, job);
+    case 'publish':
+      return publish(c, job);
+    case 'consume':
+      return consume(c, job);
+    case 'latency':
+      return latency(c, job);
+    case 'wire':
+      return wire(c, job);
   }
 }

@@ -32,19 +32,35 @@ const CLIENT_ENTRY: Record<ContenderName, string> = {
 
 function firstLine(err: unknown): string {
   const text = err instanceof Error ? err.message : String(err);
-  return text.split('\n').map((l) => l.trim()).find((l) => l !== '') ?? 'unknown error';
+  return (
+    text
+      .split('\n')
+      .map((l) => l.trim())
+      .find((l) => l !== '') ?? 'unknown error'
+  );
 }
 
 function runBundle(file: string, queue: string): Promise<string> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [file], { env: { ...process.env, BENCH_SIZE_QUEUE: queue }, timeout: 20_000 }, (err, stdout, stderr) => {
-      const out = stdout.trim();
-      resolve(err === null && out === 'ok' ? 'ok' : `run failed: ${(err?.message ?? out) || stderr.trim()}`.slice(0, 200));
-    });
+    execFile(
+      process.execPath,
+      [file],
+      { env: { ...process.env, BENCH_SIZE_QUEUE: queue }, timeout: 20_000 },
+      (err, stdout, stderr) => {
+        const out = stdout.trim();
+        resolve(
+          err === null && out === 'ok' ? 'ok' : `run failed: ${(err?.message ?? out) || stderr.trim()}`.slice(0, 200),
+        );
+      },
+    );
   });
 }
 
-export async function measureSizes(root: string, contenders: readonly ContenderName[], harness: Harness): Promise<SizeRow[]> {
+export async function measureSizes(
+  root: string,
+  contenders: readonly ContenderName[],
+  harness: Harness,
+): Promise<SizeRow[]> {
   // Imported here, so a platform without esbuild's native binary (the emulated Pi) still runs everything else.
   const { build } = await import('esbuild');
   try {
@@ -59,16 +75,31 @@ export async function measureSizes(root: string, contenders: readonly ContenderN
       for (const what of ['program', 'client'] as const) {
         const outfile = join(dir, `${c}-${what}.cjs`);
         const common = {
-          bundle: true, platform: 'node', target: 'node18', minify: true, format: 'cjs', metafile: true,
-          outfile, absWorkingDir: root, logLevel: 'silent',
+          bundle: true,
+          platform: 'node',
+          target: 'node18',
+          minify: true,
+          format: 'cjs',
+          metafile: true,
+          outfile,
+          absWorkingDir: root,
+          logLevel: 'silent',
         } as const;
         let status = 'ok';
         let minBytes = Number.NaN;
         let gzipBytes = Number.NaN;
         try {
-          const r = what === 'program'
-            ? await build({ ...common, entryPoints: [join(root, 'bench', 'size', `${c}.ts`)] })
-            : await build({ ...common, stdin: { contents: `export * from ${JSON.stringify(CLIENT_ENTRY[c])};`, resolveDir: root, loader: 'ts' } });
+          const r =
+            what === 'program'
+              ? await build({ ...common, entryPoints: [join(root, 'bench', 'size', `${c}.ts`)] })
+              : await build({
+                  ...common,
+                  stdin: {
+                    contents: `export * from ${JSON.stringify(CLIENT_ENTRY[c])};`,
+                    resolveDir: root,
+                    loader: 'ts',
+                  },
+                });
           const out = Object.entries(r.metafile.outputs).find(([k]) => basename(k) === basename(outfile));
           if (out === undefined) throw new Error('no output in the esbuild metafile');
           minBytes = out[1].bytes;

@@ -16,7 +16,10 @@ const ROUNDS = Number(process.env['STEADY_ROUNDS'] ?? 6);
 const COUNTED = 3; // the last rounds, after the JIT settled
 const RESULTS = fileURLToPath(new URL('../../bench/RESULTS.md', import.meta.url));
 
-interface Figures { publishConfirm: number[]; consume: number[] }
+interface Figures {
+  publishConfirm: number[];
+  consume: number[];
+}
 
 function cpuMicros(start: NodeJS.CpuUsage): number {
   const d = process.cpuUsage(start);
@@ -36,19 +39,22 @@ async function child(name: ContenderName): Promise<Figures> {
       const t = process.cpuUsage();
       await pub.publishAll(queue, () => body, N, true);
       out.publishConfirm.push(cpuMicros(t) / N);
-      if (await pub.messageCount(queue) !== N) throw new Error(`${name}: the queue does not hold ${N} messages`);
+      if ((await pub.messageCount(queue)) !== N) throw new Error(`${name}: the queue does not hold ${N} messages`);
       const sub = await conn.channel(false);
       let got = 0;
       const c0 = process.cpuUsage();
       await new Promise<void>((resolve, reject) => {
-        sub.consume(queue, 100, (m) => {
-          if (m.body.length !== 200) reject(new Error(`${name}: a body of ${m.body.length} bytes`));
-          if (++got === N) resolve();
-        }).catch(reject);
+        sub
+          .consume(queue, 100, (m) => {
+            if (m.body.length !== 200) reject(new Error(`${name}: a body of ${m.body.length} bytes`));
+            if (++got === N) resolve();
+          })
+          .catch(reject);
       });
       out.consume.push(cpuMicros(c0) / N);
       await sub.close();
-      if (pub.errors.length > 0 || sub.errors.length > 0) throw new Error(`${name}: ${[...pub.errors, ...sub.errors].join('; ')}`);
+      if (pub.errors.length > 0 || sub.errors.length > 0)
+        throw new Error(`${name}: ${[...pub.errors, ...sub.errors].join('; ')}`);
     }
   } finally {
     await pub.deleteQueue(queue).catch(() => undefined);
@@ -74,10 +80,19 @@ async function main(): Promise<void> {
     const figures = await new Promise<Figures>((resolve, reject) => {
       const p = fork(fileURLToPath(import.meta.url), [name], { stdio: 'inherit' });
       p.once('message', (m) => resolve(m as Figures));
-      p.once('exit', (code) => { if (code !== 0) reject(new Error(`${name}: child exited with ${code}`)); });
+      p.once('exit', (code) => {
+        if (code !== 0) reject(new Error(`${name}: child exited with ${code}`));
+      });
     });
-    rows.push({ name, pc: median(figures.publishConfirm.slice(-COUNTED)), co: median(figures.consume.slice(-COUNTED)), all: figures });
-    console.log(`${name}: publish-confirm ${figures.publishConfirm.map((x) => x.toFixed(1)).join(' ')} µs/msg; consume ${figures.consume.map((x) => x.toFixed(1)).join(' ')} µs/msg`);
+    rows.push({
+      name,
+      pc: median(figures.publishConfirm.slice(-COUNTED)),
+      co: median(figures.consume.slice(-COUNTED)),
+      all: figures,
+    });
+    console.log(
+      `${name}: publish-confirm ${figures.publishConfirm.map((x) => x.toFixed(1)).join(' ')} µs/msg; consume ${figures.consume.map((x) => x.toFixed(1)).join(' ')} µs/msg`,
+    );
   }
   const ours = rows.find((r) => r.name === 'ours');
   const best = (k: 'pc' | 'co'): number => Math.min(...rows.filter((r) => r.name !== 'ours').map((r) => r[k]));
@@ -90,16 +105,22 @@ async function main(): Promise<void> {
     '',
     '| contender | publish-confirm CPU µs/msg ↓ | consume CPU µs/msg ↓ | every round (publish / consume) |',
     '| :-- | --: | --: | :-- |',
-    ...rows.map((r) => `| ${r.name} | ${r.pc.toFixed(1)} | ${r.co.toFixed(1)} | ${r.all.publishConfirm.map((x) => x.toFixed(1)).join(' ')} / ${r.all.consume.map((x) => x.toFixed(1)).join(' ')} |`),
+    ...rows.map(
+      (r) =>
+        `| ${r.name} | ${r.pc.toFixed(1)} | ${r.co.toFixed(1)} | ${r.all.publishConfirm.map((x) => x.toFixed(1)).join(' ')} / ${r.all.consume.map((x) => x.toFixed(1)).join(' ')} |`,
+    ),
     '',
-    ours === undefined ? '' : `Ours against the best peer: publish-confirm ${(ours.pc / best('pc')).toFixed(2)}x, consume ${(ours.co / best('co')).toFixed(2)}x.`,
+    ours === undefined
+      ? ''
+      : `Ours against the best peer: publish-confirm ${(ours.pc / best('pc')).toFixed(2)}x, consume ${(ours.co / best('co')).toFixed(2)}x.`,
     '',
   ];
   const text = readFileSync(RESULTS, 'utf8');
   const at = text.indexOf('## Steady state');
   const end = at < 0 ? -1 : text.indexOf('\n## ', at + 3);
   const section = lines.join('\n');
-  const next = at < 0 ? `${text.trimEnd()}\n\n${section}` : text.slice(0, at) + section + (end < 0 ? '' : text.slice(end + 1));
+  const next =
+    at < 0 ? `${text.trimEnd()}\n\n${section}` : text.slice(0, at) + section + (end < 0 ? '' : text.slice(end + 1));
   writeFileSync(RESULTS, next);
   console.log(section);
 }

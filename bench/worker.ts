@@ -8,7 +8,8 @@ import { runJob, type Job } from './scenarios.js';
 
 async function main(): Promise<void> {
   const arg = process.argv[2];
-  if (arg === undefined || process.send === undefined) throw new Error('worker.js is started by amqp.js (fork, with a job)');
+  if (arg === undefined || process.send === undefined)
+    throw new Error('worker.js is started by amqp.js (fork, with a job)');
   let message: unknown;
   if (arg === 'ping') {
     message = { pong: true };

@@ -44,22 +44,36 @@ export function pack(code: string): string {
   const input = Buffer.from(body);
   const packed = brotliCompressSync(input, {
     params: {
-      [constants.BROTLI_PARAM_QUALITY]: 11, [constants.BROTLI_PARAM_LGWIN]: 24,
-      [constants.BROTLI_PARAM_MODE]: constants.BROTLI_MODE_TEXT, [constants.BROTLI_PARAM_SIZE_HINT]: input.length,
+      [constants.BROTLI_PARAM_QUALITY]: 11,
+      [constants.BROTLI_PARAM_LGWIN]: 24,
+      [constants.BROTLI_PARAM_MODE]: constants.BROTLI_MODE_TEXT,
+      [constants.BROTLI_PARAM_SIZE_HINT]: input.length,
     },
   }).toString('base64');
-  return `${SHEBANG}"use strict";require("vm").runInThisContext("(function(exports,require,module,__filename,__dirname){"+`
-    + `require("zlib").brotliDecompressSync(Buffer.from("${packed}","base64"))+"\\n})",{filename:__filename})`
-    + '(exports,require,module,__filename,__dirname);\n';
+  return (
+    `${SHEBANG}"use strict";require("vm").runInThisContext("(function(exports,require,module,__filename,__dirname){"+` +
+    `require("zlib").brotliDecompressSync(Buffer.from("${packed}","base64"))+"\\n})",{filename:__filename})` +
+    '(exports,require,module,__filename,__dirname);\n'
+  );
 }
 
 function options(entry: string, outfile: string): BuildOptions {
   return {
-    entryPoints: [`${root}${entry}`], outfile, bundle: true, platform: 'node', target: 'node18', format: 'cjs', minify: true,
+    entryPoints: [`${root}${entry}`],
+    outfile,
+    bundle: true,
+    platform: 'node',
+    target: 'node18',
+    format: 'cjs',
+    minify: true,
     // The sources are ES modules, strict throughout: one directive for the whole file, not one per lazily
     // initialised module (esbuild writes one into each wrapper when tsconfig's strict implies alwaysStrict).
-    banner: { js: `${SHEBANG}"use strict";` }, legalComments: 'none', logLevel: 'warning',
-    tsconfigRaw: { compilerOptions: { alwaysStrict: false, verbatimModuleSyntax: true, useDefineForClassFields: true } },
+    banner: { js: `${SHEBANG}"use strict";` },
+    legalComments: 'none',
+    logLevel: 'warning',
+    tsconfigRaw: {
+      compilerOptions: { alwaysStrict: false, verbatimModuleSyntax: true, useDefineForClassFields: true },
+    },
     // import.meta only serves the "run when executed directly" check of the unbundled sources.
     define: { 'import.meta.url': '""' },
   };
@@ -68,7 +82,8 @@ function options(entry: string, outfile: string): BuildOptions {
 /** Bytes of minified output per input file, summed per folder and per package. */
 async function analyze(out: string): Promise<void> {
   const entry = BUNDLES[out];
-  if (entry === undefined) throw new Error(`--analyze: unknown bundle "${out}" (one of ${Object.keys(BUNDLES).join(', ')})`);
+  if (entry === undefined)
+    throw new Error(`--analyze: unknown bundle "${out}" (one of ${Object.keys(BUNDLES).join(', ')})`);
   const { metafile } = await build({ ...options(entry, `${root}${out}`), write: false, metafile: true });
   const output = Object.values(metafile.outputs)[0];
   if (output === undefined) throw new Error('--analyze: esbuild wrote no output');
@@ -95,7 +110,9 @@ async function main(): Promise<void> {
   for (const [out, entry] of Object.entries(BUNDLES)) {
     const packed = PACKED.has(out) && !noPack;
     const { bytes, code } = await bundle(entry, `${root}${out}`, packed);
-    console.log(`${out}: ${(bytes / 1024).toFixed(1)} KB${packed ? ` (${(code / 1024).toFixed(1)} KB of minified code, packed)` : ''}`);
+    console.log(
+      `${out}: ${(bytes / 1024).toFixed(1)} KB${packed ? ` (${(code / 1024).toFixed(1)} KB of minified code, packed)` : ''}`,
+    );
   }
 }
 

@@ -11,17 +11,26 @@ conn.on('blocked', (reason) => console.log('broker blocked publishing:', reason)
 const ch = await conn.createConfirmChannel();
 const { queue } = await ch.queueDeclare('', { exclusive: true });
 
-const consumer = await ch.basicConsume(queue, (msg) => {
-  console.log(`received ${msg.properties.messageId}: ${msg.text()}`);
-  msg.ack(); // manual ack: only now may the broker forget the message
-}, { prefetch: 10 });
+const consumer = await ch.basicConsume(
+  queue,
+  (msg) => {
+    console.log(`received ${msg.properties.messageId}: ${msg.text()}`);
+    msg.ack(); // manual ack: only now may the broker forget the message
+  },
+  { prefetch: 10 },
+);
 
 for (let i = 1; i <= 3; i++) {
   try {
     // Resolves when the broker has taken responsibility for the message (publisher confirm).
-    await ch.basicPublish('', queue, `hello ${i}`, { deliveryMode: 2, messageId: `msg-${i}`, contentType: 'text/plain' });
+    await ch.basicPublish('', queue, `hello ${i}`, {
+      deliveryMode: 2,
+      messageId: `msg-${i}`,
+      contentType: 'text/plain',
+    });
   } catch (err) {
-    if (err instanceof PublishError) console.log(`publish ${i} failed: ${err.failure}`); // nacked, returned, closed, timeout
+    if (err instanceof PublishError)
+      console.log(`publish ${i} failed: ${err.failure}`); // nacked, returned, closed, timeout
     else throw err;
   }
 }

@@ -13,8 +13,15 @@ const bus = new Connector({ name, peers: [vpp], url, prefetch: 10 });
 bus.onGetReport(async (request, ctx) => {
   const steps = Math.ceil(request.from.secondsUntil(request.to) / request.resolution);
   const values: Record<string, (number | null)[]> = {};
-  for (const signal of request.signals) values[signal] = Array.from({ length: steps }, (_, i) => Math.round(1000 * (1 + Math.sin(i))) / 1000);
-  await ctx.reply({ msg: 'report', from: request.from, to: request.from.plusSeconds(steps * request.resolution), resolution: request.resolution, values });
+  for (const signal of request.signals)
+    values[signal] = Array.from({ length: steps }, (_, i) => Math.round(1000 * (1 + Math.sin(i))) / 1000);
+  await ctx.reply({
+    msg: 'report',
+    from: request.from,
+    to: request.from.plusSeconds(steps * request.resolution),
+    resolution: request.resolution,
+    values,
+  });
 });
 
 await bus.start();

@@ -12,7 +12,11 @@ const bus = new Connector({ name, peers: ['vpp-example'], url, topology: 'queues
 
 bus.onGetLoadReport(async (request, ctx) => {
   await ctx.reply({
-    msg: 'load_report', from: request.from, to: request.to, resolution: request.resolution, device: request.device ?? null,
+    msg: 'load_report',
+    from: request.from,
+    to: request.to,
+    resolution: request.resolution,
+    device: request.device ?? null,
     values: [0.12, 0.17, 0.33, 0],
   });
 });

@@ -8,7 +8,10 @@ import { parseArgs } from 'node:util';
 import { Connector } from '../src/bus/index.js';
 import { EbTime } from '../src/codec/index.js';
 
-const { values: flags, positionals } = parseArgs({ options: { count: { type: 'string' }, every: { type: 'string' } }, allowPositionals: true });
+const { values: flags, positionals } = parseArgs({
+  options: { count: { type: 'string' }, every: { type: 'string' } },
+  allowPositionals: true,
+});
 const [url = 'amqp://guest:guest@127.0.0.1:5672', hub = 'heh-b827ebea02c1', name = 'vpp-xlab'] = positionals;
 const count = Number(flags.count ?? Infinity);
 const everyMs = Number(flags.every ?? 5000);
@@ -20,7 +23,14 @@ let received = 0;
 const ask = async (): Promise<void> => {
   const to = EbTime.fromEpochMs(Math.floor(Date.now() / 60_000) * 60_000);
   try {
-    const report = await bus.request(hub, { msg: 'get_report', from: to.plusSeconds(-3600), to, resolution: 900, signals: ['total.p', 'WaterHeater01.p'], heh_id: hub });
+    const report = await bus.request(hub, {
+      msg: 'get_report',
+      from: to.plusSeconds(-3600),
+      to,
+      resolution: 900,
+      signals: ['total.p', 'WaterHeater01.p'],
+      heh_id: hub,
+    });
     console.log(JSON.stringify(report));
     received++;
   } catch (err) {
@@ -40,4 +50,7 @@ if (received >= count) {
   clearInterval(timer);
   await bus.close();
 }
-process.once('SIGINT', () => { clearInterval(timer); void bus.close(); });
+process.once('SIGINT', () => {
+  clearInterval(timer);
+  void bus.close();
+});

@@ -12,6 +12,12 @@ const bus = new Connector({ name: 'vpp-example', peers: [hub], url, topology: 'q
 await bus.start();
 
 const to = EbTime.fromEpochMs(Math.floor(Date.now() / 60_000) * 60_000);
-const report = await bus.request(hub, { msg: 'get_load_report', from: to.plusSeconds(-240), to, resolution: 60, device: 'WaterHeater01' });
+const report = await bus.request(hub, {
+  msg: 'get_load_report',
+  from: to.plusSeconds(-240),
+  to,
+  resolution: 60,
+  device: 'WaterHeater01',
+});
 console.log(JSON.stringify(report));
 await bus.close();

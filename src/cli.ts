@@ -33,16 +33,27 @@ const stdio: Io = {
 export async function main(argv: string[], io: Io = stdio, signal?: AbortSignal): Promise<number> {
   try {
     const [command, ...rest] = argv;
-    if (command === undefined || command === '--help' || command === 'help' || rest.includes('--help') || rest.includes('-h')) {
+    if (
+      command === undefined ||
+      command === '--help' ||
+      command === 'help' ||
+      rest.includes('--help') ||
+      rest.includes('-h')
+    ) {
       io.out(USAGE);
       return command === undefined ? 2 : 0;
     }
     switch (command) {
-      case 'send': return await send(rest, io);
-      case 'request': return await request(rest, io);
-      case 'listen': return await listen(rest, io, signal);
-      case 'validate': return await validate(rest, io);
-      case 'keygen': return await keygen(rest, io);
+      case 'send':
+        return await send(rest, io);
+      case 'request':
+        return await request(rest, io);
+      case 'listen':
+        return await listen(rest, io, signal);
+      case 'validate':
+        return await validate(rest, io);
+      case 'keygen':
+        return await keygen(rest, io);
       case 'keyring':
         if (rest[0] === 'verify') return verify(rest.slice(1), io);
         if (rest[0] === 'rotate') return await rotate(rest.slice(1), io);
@@ -70,8 +81,13 @@ export function run(): void {
   process.once('SIGINT', () => abort.abort());
   process.once('SIGTERM', () => abort.abort());
   main(process.argv.slice(2), stdio, abort.signal).then(
-    (code) => { process.exitCode = code; },
-    (err: unknown) => { process.stderr.write(`fatal: ${String(err)}\n`); process.exitCode = 1; },
+    (code) => {
+      process.exitCode = code;
+    },
+    (err: unknown) => {
+      process.stderr.write(`fatal: ${String(err)}\n`);
+      process.exitCode = 1;
+    },
   );
 }
 

@@ -16,7 +16,9 @@ const deadlineMs = Number(process.env['TEST_DEADLINE_MS'] ?? 20 * 60_000);
 let escaped = 0;
 process.on('unhandledRejection', (reason) => {
   escaped++;
-  process.stderr.write(`\nUNHANDLED REJECTION (fails the run): ${reason instanceof Error ? reason.stack : String(reason)}\n`);
+  process.stderr.write(
+    `\nUNHANDLED REJECTION (fails the run): ${reason instanceof Error ? reason.stack : String(reason)}\n`,
+  );
 });
 process.on('uncaughtException', (err) => {
   escaped++;

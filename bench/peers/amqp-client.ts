@@ -15,7 +15,9 @@ function view(u8: Uint8Array | null): Buffer {
 
 class AmqpClientChan implements Chan {
   readonly errors: string[] = [];
-  private readonly record = (err: unknown): void => { this.errors.push(describeError(err)); };
+  private readonly record = (err: unknown): void => {
+    this.errors.push(describeError(err));
+  };
 
   constructor(private readonly ch: AMQPChannel) {
     ch.onerror = (reason: string) => this.record(new Error(`channel closed: ${reason}`));
@@ -49,13 +51,21 @@ class AmqpClientChan implements Chan {
     this.ch.basicPublish('', queue, body, persistent ? { deliveryMode: 2 } : {}).catch(this.record);
   }
 
-  async consume(queue: string, prefetch: number, onMessage: (m: Received) => void): Promise<{ cancel(): Promise<void> }> {
+  async consume(
+    queue: string,
+    prefetch: number,
+    onMessage: (m: Received) => void,
+  ): Promise<{ cancel(): Promise<void> }> {
     await this.ch.basicQos(prefetch);
     const consumer = await this.ch.basicConsume(queue, { noAck: false }, (msg: AMQPMessage) => {
       onMessage({ body: view(msg.body), deliveryMode: msg.properties.deliveryMode });
       msg.ack().catch(this.record);
     });
-    return { cancel: async () => { await consumer.cancel(); } };
+    return {
+      cancel: async () => {
+        await consumer.cancel();
+      },
+    };
   }
 
   async close(): Promise<void> {
@@ -84,10 +94,13 @@ export function amqpClientContender(version: string): Contender {
     noDelayByDefault: false,
     async connect(spec: ConnectSpec): Promise<Conn> {
       const client = new AMQPClient(`amqp://guest:guest@127.0.0.1:${spec.port}`);
-      client.onerror = () => { /* surfaced through the channels' onerror and rejected promises */ };
+      client.onerror = () => {
+        /* surfaced through the channels' onerror and rejected promises */
+      };
       await client.connect();
       if (spec.noDelay) {
-        if (client.socket === undefined) throw new Error('amqp-client: no socket after connect, cannot set TCP_NODELAY');
+        if (client.socket === undefined)
+          throw new Error('amqp-client: no socket after connect, cannot set TCP_NODELAY');
         client.socket.setNoDelay(true);
       }
       return new AmqpClientConn(client);

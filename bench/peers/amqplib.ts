@@ -10,9 +10,14 @@ import { describeError, type Chan, type Conn, type ConnectSpec, type Contender, 
 
 class AmqplibChan implements Chan {
   readonly errors: string[] = [];
-  private readonly record = (err: unknown): void => { this.errors.push(describeError(err)); };
+  private readonly record = (err: unknown): void => {
+    this.errors.push(describeError(err));
+  };
 
-  constructor(private readonly ch: Channel | ConfirmChannel, private readonly confirm: boolean) {
+  constructor(
+    private readonly ch: Channel | ConfirmChannel,
+    private readonly confirm: boolean,
+  ) {
     ch.on('error', this.record);
   }
 
@@ -39,7 +44,9 @@ class AmqplibChan implements Chan {
     const ch = this.ch;
     if (this.confirm) {
       const cch = ch as ConfirmChannel;
-      const cb = (err: unknown): void => { if (err !== null && err !== undefined) failure ??= err; };
+      const cb = (err: unknown): void => {
+        if (err !== null && err !== undefined) failure ??= err;
+      };
       for (let i = 0; i < n; i++) {
         if (!cch.sendToQueue(queue, body(i), opts, cb)) await once(cch, 'drain');
       }
@@ -60,15 +67,27 @@ class AmqplibChan implements Chan {
     }
   }
 
-  async consume(queue: string, prefetch: number, onMessage: (m: Received) => void): Promise<{ cancel(): Promise<void> }> {
+  async consume(
+    queue: string,
+    prefetch: number,
+    onMessage: (m: Received) => void,
+  ): Promise<{ cancel(): Promise<void> }> {
     const ch = this.ch;
     await ch.prefetch(prefetch);
-    const ok = await ch.consume(queue, (msg) => {
-      if (msg === null) return this.record(new Error('consumer cancelled by the broker'));
-      onMessage({ body: msg.content, deliveryMode: msg.properties.deliveryMode as number | undefined });
-      ch.ack(msg);
-    }, { noAck: false });
-    return { cancel: async () => { await ch.cancel(ok.consumerTag); } };
+    const ok = await ch.consume(
+      queue,
+      (msg) => {
+        if (msg === null) return this.record(new Error('consumer cancelled by the broker'));
+        onMessage({ body: msg.content, deliveryMode: msg.properties.deliveryMode as number | undefined });
+        ch.ack(msg);
+      },
+      { noAck: false },
+    );
+    return {
+      cancel: async () => {
+        await ch.cancel(ok.consumerTag);
+      },
+    };
   }
 
   close(): Promise<void> {
@@ -78,11 +97,16 @@ class AmqplibChan implements Chan {
 
 class AmqplibConn implements Conn {
   constructor(private readonly model: ChannelModel) {
-    model.on('error', () => { /* reported through the channels; an unhandled 'error' event would throw */ });
+    model.on('error', () => {
+      /* reported through the channels; an unhandled 'error' event would throw */
+    });
   }
 
   async channel(confirm: boolean): Promise<Chan> {
-    return new AmqplibChan(confirm ? await this.model.createConfirmChannel() : await this.model.createChannel(), confirm);
+    return new AmqplibChan(
+      confirm ? await this.model.createConfirmChannel() : await this.model.createChannel(),
+      confirm,
+    );
   }
 
   close(): Promise<void> {
@@ -97,7 +121,10 @@ export function amqplibContender(version: string): Contender {
     noDelayByDefault: false,
     async connect(spec: ConnectSpec): Promise<Conn> {
       // socketOptions.noDelay is amqplib's documented switch (it calls socket.setNoDelay(noDelay) on connect).
-      const model = await amqplib.connect(`amqp://guest:guest@127.0.0.1:${spec.port}`, spec.noDelay ? { noDelay: true } : {});
+      const model = await amqplib.connect(
+        `amqp://guest:guest@127.0.0.1:${spec.port}`,
+        spec.noDelay ? { noDelay: true } : {},
+      );
       return new AmqplibConn(model);
     },
   };

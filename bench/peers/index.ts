@@ -19,7 +19,9 @@ export function packageVersion(name: string): string {
     try {
       const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { name?: string; version?: string };
       if (pkg.name === name && pkg.version !== undefined) return pkg.version;
-    } catch { /* not here */ }
+    } catch {
+      /* not here */
+    }
     dir = dirname(dir);
   }
   return '?';
@@ -27,9 +29,12 @@ export function packageVersion(name: string): string {
 
 export async function loadContender(name: ContenderName): Promise<Contender> {
   switch (name) {
-    case 'ours': return ours;
-    case 'amqplib': return (await import('./amqplib.js')).amqplibContender(packageVersion('amqplib'));
-    case 'amqp-client': return (await import('./amqp-client.js')).amqpClientContender(packageVersion('@cloudamqp/amqp-client'));
+    case 'ours':
+      return ours;
+    case 'amqplib':
+      return (await import('./amqplib.js')).amqplibContender(packageVersion('amqplib'));
+    case 'amqp-client':
+      return (await import('./amqp-client.js')).amqpClientContender(packageVersion('@cloudamqp/amqp-client'));
   }
 }
 

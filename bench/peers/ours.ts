@@ -4,10 +4,14 @@ import { describeError, type Chan, type Conn, type ConnectSpec, type Contender, 
 
 class OursChan implements Chan {
   readonly errors: string[] = [];
-  private readonly record = (err: unknown): void => { this.errors.push(describeError(err)); };
+  private readonly record = (err: unknown): void => {
+    this.errors.push(describeError(err));
+  };
 
   constructor(private readonly ch: Channel) {
-    ch.on('close', (err) => { if (err !== undefined) this.record(err); });
+    ch.on('close', (err) => {
+      if (err !== undefined) this.record(err);
+    });
   }
 
   async declare(queue: string): Promise<void> {
@@ -39,11 +43,19 @@ class OursChan implements Chan {
     this.ch.basicPublish('', queue, body, persistent ? { deliveryMode: 2 } : undefined).catch(this.record);
   }
 
-  async consume(queue: string, prefetch: number, onMessage: (m: Received) => void): Promise<{ cancel(): Promise<void> }> {
-    const consumer = await this.ch.basicConsume(queue, (msg) => {
-      onMessage({ body: msg.body, deliveryMode: msg.properties.deliveryMode });
-      msg.ack();
-    }, { prefetch });
+  async consume(
+    queue: string,
+    prefetch: number,
+    onMessage: (m: Received) => void,
+  ): Promise<{ cancel(): Promise<void> }> {
+    const consumer = await this.ch.basicConsume(
+      queue,
+      (msg) => {
+        onMessage({ body: msg.body, deliveryMode: msg.properties.deliveryMode });
+        msg.ack();
+      },
+      { prefetch },
+    );
     return { cancel: () => consumer.cancel() };
   }
 
@@ -71,7 +83,14 @@ export const ours: Contender = {
   async connect(spec: ConnectSpec): Promise<Conn> {
     // The scenarios put up to 100 MiB of publishes in flight at once. The peers hold any amount in memory; ours
     // refuses a burst past publishQueueBytes (64 MiB by default) with buffer-full, by design, so the bench raises it.
-    const conn = await connect({ hostname: '127.0.0.1', port: spec.port, username: 'guest', password: 'guest', connectionName: 'bench', publishQueueBytes: 1 << 30 });
+    const conn = await connect({
+      hostname: '127.0.0.1',
+      port: spec.port,
+      username: 'guest',
+      password: 'guest',
+      connectionName: 'bench',
+      publishQueueBytes: 1 << 30,
+    });
     return new OursConn(conn);
   },
 };

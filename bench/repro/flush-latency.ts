@@ -27,12 +27,21 @@ function useNextTick(conn: Connection): void {
   const soon = (): void => {
     if (pending) return;
     pending = true;
-    process.nextTick(() => { pending = false; out.flush(); });
+    process.nextTick(() => {
+      pending = false;
+      out.flush();
+    });
   };
   const commit = out.commit.bind(out);
   const writeRef = out.writeRef.bind(out);
-  out.commit = (end: number): void => { commit(end); soon(); };
-  out.writeRef = (bytes: Buffer): void => { writeRef(bytes); soon(); };
+  out.commit = (end: number): void => {
+    commit(end);
+    soon();
+  };
+  out.writeRef = (bytes: Buffer): void => {
+    writeRef(bytes);
+    soon();
+  };
 }
 
 async function round(variant: Variant, shared: boolean): Promise<{ p50: number; p90: number }> {
@@ -40,23 +49,32 @@ async function round(variant: Variant, shared: boolean): Promise<{ p50: number; 
   const warm = 200;
   const a = await connect('amqp://guest:guest@127.0.0.1:5672');
   const b = shared ? a : await connect('amqp://guest:guest@127.0.0.1:5672');
-  if (variant === 'nextTick') { useNextTick(a); if (!shared) useNextTick(b); }
+  if (variant === 'nextTick') {
+    useNextTick(a);
+    if (!shared) useNextTick(b);
+  }
   const pub = await a.createChannel();
   const sub = await b.createChannel();
   const queue = `repro-flush-${process.pid}`;
   await pub.queueDeclare(queue, { durable: true });
   let arrived: ((t: number) => void) | null = null;
-  await sub.basicConsume(queue, (m) => {
-    const t = performance.now();
-    m.ack();
-    const r = arrived;
-    arrived = null;
-    r?.(t);
-  }, { prefetch: 100 });
+  await sub.basicConsume(
+    queue,
+    (m) => {
+      const t = performance.now();
+      m.ack();
+      const r = arrived;
+      arrived = null;
+      r?.(t);
+    },
+    { prefetch: 100 },
+  );
   const body = Buffer.alloc(200, 1);
   const xs: number[] = [];
   for (let i = 0; i < n + warm; i++) {
-    const got = new Promise<number>((r) => { arrived = r; });
+    const got = new Promise<number>((r) => {
+      arrived = r;
+    });
     const t0 = performance.now();
     void pub.basicPublish('', queue, body);
     const t = await got;
@@ -69,7 +87,10 @@ async function round(variant: Variant, shared: boolean): Promise<{ p50: number; 
   return { p50: xs[n / 2] as number, p90: xs[Math.floor(n * 0.9)] as number };
 }
 
-const median = (xs: number[]): number => { const s = [...xs].sort((x, y) => x - y); return s[s.length >> 1] as number; };
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((x, y) => x - y);
+  return s[s.length >> 1] as number;
+};
 
 async function main(): Promise<void> {
   const rounds = Number(process.argv[2] ?? 8);
@@ -86,7 +107,10 @@ async function main(): Promise<void> {
       }
     }
   }
-  for (const [k, e] of [...res].sort()) console.log(`${k}  p50 ${median(e.p50).toFixed(0)} µs  p90 ${median(e.p90).toFixed(0)} µs  (median of ${rounds} rounds)`);
+  for (const [k, e] of [...res].sort())
+    console.log(
+      `${k}  p50 ${median(e.p50).toFixed(0)} µs  p90 ${median(e.p90).toFixed(0)} µs  (median of ${rounds} rounds)`,
+    );
 }
 
 void main();

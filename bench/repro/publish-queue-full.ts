@@ -19,11 +19,15 @@ async function main(): Promise<void> {
   const queue = `repro-queue-full-${process.pid}`;
   await ch.queueDeclare(queue, { durable: true });
   const body = Buffer.alloc(size, 0x61);
-  const results = await Promise.allSettled(Array.from({ length: count }, () => ch.basicPublish('', queue, body, { deliveryMode: 2 })));
+  const results = await Promise.allSettled(
+    Array.from({ length: count }, () => ch.basicPublish('', queue, body, { deliveryMode: 2 })),
+  );
   const rejected = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
   const first = rejected[0]?.reason as { code?: string; message?: string } | undefined;
-  console.log(`${count} x ${size} B published at once: ${count - rejected.length} confirmed, ${rejected.length} rejected` +
-    (first ? ` (first: ${first.code} "${first.message}")` : ''));
+  console.log(
+    `${count} x ${size} B published at once: ${count - rejected.length} confirmed, ${rejected.length} rejected` +
+      (first ? ` (first: ${first.code} "${first.message}")` : ''),
+  );
   await ch.queueDelete(queue);
   await conn.close();
 }

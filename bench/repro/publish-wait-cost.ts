@@ -28,16 +28,21 @@ async function run(options: ConnectOptions, confirm: boolean): Promise<string> {
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   const all: Promise<void>[] = [];
-  for (let i = 0; i < n; i++) all.push(ch.basicPublish('', queue, slab.subarray(i * 200, (i + 1) * 200), { deliveryMode: 2 }));
+  for (let i = 0; i < n; i++)
+    all.push(ch.basicPublish('', queue, slab.subarray(i * 200, (i + 1) * 200), { deliveryMode: 2 }));
   await Promise.all(all);
-  while ((await ch.queueDeclare(queue, { passive: true })).messageCount < n) { /* until the broker holds all */ }
+  while ((await ch.queueDeclare(queue, { passive: true })).messageCount < n) {
+    /* until the broker holds all */
+  }
   const ms = performance.now() - t0;
   const cpu = process.cpuUsage(cpu0);
   const peak = process.resourceUsage().maxRSS * 1024;
   await ch.queueDelete(queue);
   await conn.close();
-  return `${confirm ? 'confirms   ' : 'no confirms'} ${JSON.stringify(options).padEnd(55)} ${Math.round(n / ms * 1000)} msg/s, ` +
-    `${((cpu.user + cpu.system) / n).toFixed(1)} µs CPU/msg, RSS +${((peak - rss0) / 2 ** 20).toFixed(0)} MiB`;
+  return (
+    `${confirm ? 'confirms   ' : 'no confirms'} ${JSON.stringify(options).padEnd(55)} ${Math.round((n / ms) * 1000)} msg/s, ` +
+    `${((cpu.user + cpu.system) / n).toFixed(1)} µs CPU/msg, RSS +${((peak - rss0) / 2 ** 20).toFixed(0)} MiB`
+  );
 }
 
 async function main(): Promise<void> {

@@ -47,7 +47,9 @@ async function amqplibDeclare(n: number): Promise<number> {
 async function oursTx(n: number): Promise<string> {
   const conn = await connect(URL);
   let closed = 'open';
-  conn.on('close', (err) => { closed = err === undefined ? 'closed cleanly' : `closed: ${err.message}`; });
+  conn.on('close', (err) => {
+    closed = err === undefined ? 'closed cleanly' : `closed: ${err.message}`;
+  });
   const queue = `repro-tx-${process.pid}`;
   const setup = await conn.createChannel();
   await setup.queueDeclare(queue, { durable: true });

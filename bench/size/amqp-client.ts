@@ -11,7 +11,10 @@ async function main(): Promise<void> {
   await ch.queueDeclare(queue, { durable: true });
   await ch.basicPublish('', queue, 'hello', { deliveryMode: 2 });
   const text = await new Promise<string>((resolve) => {
-    void ch.basicConsume(queue, { noAck: false }, async (msg) => { await msg.ack(); resolve(msg.bodyToString() ?? ''); });
+    void ch.basicConsume(queue, { noAck: false }, async (msg) => {
+      await msg.ack();
+      resolve(msg.bodyToString() ?? '');
+    });
   });
   await conn.close();
   console.log(text === 'hello' ? 'ok' : `unexpected ${text}`);

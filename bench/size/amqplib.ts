@@ -10,7 +10,12 @@ async function main(): Promise<void> {
   ch.sendToQueue(queue, Buffer.from('hello'), { deliveryMode: 2 });
   await ch.waitForConfirms();
   const text = await new Promise<string>((resolve) => {
-    void ch.consume(queue, (msg) => { if (msg !== null) { ch.ack(msg); resolve(msg.content.toString()); } });
+    void ch.consume(queue, (msg) => {
+      if (msg !== null) {
+        ch.ack(msg);
+        resolve(msg.content.toString());
+      }
+    });
   });
   await conn.close();
   console.log(text === 'hello' ? 'ok' : `unexpected ${text}`);

@@ -9,7 +9,10 @@ async function main(): Promise<void> {
   await ch.queueDeclare(queue, { durable: true });
   await ch.basicPublish('', queue, 'hello', { deliveryMode: 2 });
   const text = await new Promise<string>((resolve) => {
-    void ch.basicConsume(queue, (msg) => { msg.ack(); resolve(msg.text()); });
+    void ch.basicConsume(queue, (msg) => {
+      msg.ack();
+      resolve(msg.text());
+    });
   });
   await conn.close();
   console.log(text === 'hello' ? 'ok' : `unexpected ${text}`);

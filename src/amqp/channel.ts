@@ -21,7 +21,13 @@ import { Consumer, Message, type MessageHandler, type Settler } from './message.
 import { decodeMethod, methodSize, writeMethod } from './methods.js';
 import type { ResolvedOptions } from './options.js';
 import type { Output } from './output.js';
-import { propertiesSize, readContentHeader, writeProperties, type DeliveredProperties, type MessageProperties } from './properties.js';
+import {
+  propertiesSize,
+  readContentHeader,
+  writeProperties,
+  type DeliveredProperties,
+  type MessageProperties,
+} from './properties.js';
 import type { Method, MethodArgs, MethodName } from './spec.js';
 import type { FieldTable } from './table.js';
 import { checkInt, EncodeError, shortstrSize, writeShortstr, writeU64 } from './wire.js';
@@ -76,9 +82,25 @@ export interface ConsumeOptions {
   arguments?: FieldTable;
 }
 
-export interface ExchangeOptions { passive?: boolean; durable?: boolean; autoDelete?: boolean; internal?: boolean; arguments?: FieldTable }
-export interface QueueOptions { passive?: boolean; durable?: boolean; exclusive?: boolean; autoDelete?: boolean; arguments?: FieldTable }
-export interface QueueDeclareOk { queue: string; messageCount: number; consumerCount: number }
+export interface ExchangeOptions {
+  passive?: boolean;
+  durable?: boolean;
+  autoDelete?: boolean;
+  internal?: boolean;
+  arguments?: FieldTable;
+}
+export interface QueueOptions {
+  passive?: boolean;
+  durable?: boolean;
+  exclusive?: boolean;
+  autoDelete?: boolean;
+  arguments?: FieldTable;
+}
+export interface QueueDeclareOk {
+  queue: string;
+  messageCount: number;
+  consumerCount: number;
+}
 
 type ChannelState = 'opening' | 'open' | 'closing' | 'closed';
 
@@ -196,7 +218,10 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
 
   readonly #host: ChannelHost;
 
-  constructor(readonly id: number, host: ChannelHost) {
+  constructor(
+    readonly id: number,
+    host: ChannelHost,
+  ) {
     super();
     this.#host = host;
   }
@@ -234,25 +259,48 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
   }
 
   exchangeDeclare(exchange: string, type: string, options: ExchangeOptions = {}): Promise<void> {
-    return this.#call('exchange.declare', { exchange, type, ...flags(options, ['passive', 'durable', 'autoDelete', 'internal']), arguments: options.arguments ?? {} }, ['exchange.declare-ok']).then(noop);
+    return this.#call(
+      'exchange.declare',
+      {
+        exchange,
+        type,
+        ...flags(options, ['passive', 'durable', 'autoDelete', 'internal']),
+        arguments: options.arguments ?? {},
+      },
+      ['exchange.declare-ok'],
+    ).then(noop);
   }
 
   exchangeDelete(exchange: string, options: { ifUnused?: boolean } = {}): Promise<void> {
-    return this.#call('exchange.delete', { exchange, ifUnused: options.ifUnused ?? false }, ['exchange.delete-ok']).then(noop);
+    return this.#call('exchange.delete', { exchange, ifUnused: options.ifUnused ?? false }, [
+      'exchange.delete-ok',
+    ]).then(noop);
   }
 
   /** Routes messages from `source` to `destination` (RabbitMQ's exchange-to-exchange binding). */
   exchangeBind(destination: string, source: string, routingKey = '', args: FieldTable = {}): Promise<void> {
-    return this.#call('exchange.bind', { destination, source, routingKey, arguments: args }, ['exchange.bind-ok']).then(noop);
+    return this.#call('exchange.bind', { destination, source, routingKey, arguments: args }, ['exchange.bind-ok']).then(
+      noop,
+    );
   }
 
   exchangeUnbind(destination: string, source: string, routingKey = '', args: FieldTable = {}): Promise<void> {
-    return this.#call('exchange.unbind', { destination, source, routingKey, arguments: args }, ['exchange.unbind-ok']).then(noop);
+    return this.#call('exchange.unbind', { destination, source, routingKey, arguments: args }, [
+      'exchange.unbind-ok',
+    ]).then(noop);
   }
 
   /** Declares a queue; an empty name asks the broker to name it (the name is in the result). */
   async queueDeclare(queue = '', options: QueueOptions = {}): Promise<QueueDeclareOk> {
-    const m = await this.#call('queue.declare', { queue, ...flags(options, ['passive', 'durable', 'exclusive', 'autoDelete']), arguments: options.arguments ?? {} }, ['queue.declare-ok']);
+    const m = await this.#call(
+      'queue.declare',
+      {
+        queue,
+        ...flags(options, ['passive', 'durable', 'exclusive', 'autoDelete']),
+        arguments: options.arguments ?? {},
+      },
+      ['queue.declare-ok'],
+    );
     const a = (m as Extract<Method, { name: 'queue.declare-ok' }>).args;
     return { queue: a.queue, messageCount: a.messageCount, consumerCount: a.consumerCount };
   }
@@ -273,13 +321,21 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
 
   /** Deletes a queue; resolves with the number of messages it held. */
   async queueDelete(queue: string, options: { ifUnused?: boolean; ifEmpty?: boolean } = {}): Promise<number> {
-    const m = await this.#call('queue.delete', { queue, ifUnused: options.ifUnused ?? false, ifEmpty: options.ifEmpty ?? false }, ['queue.delete-ok']);
+    const m = await this.#call(
+      'queue.delete',
+      { queue, ifUnused: options.ifUnused ?? false, ifEmpty: options.ifEmpty ?? false },
+      ['queue.delete-ok'],
+    );
     return (m as Extract<Method, { name: 'queue.delete-ok' }>).args.messageCount;
   }
 
   /** Prefetch for consumers started after it on this channel (RabbitMQ: per consumer unless `global`). */
   basicQos(prefetchCount: number, options: { global?: boolean; prefetchSize?: number } = {}): Promise<void> {
-    return this.#call('basic.qos', { prefetchCount, prefetchSize: options.prefetchSize ?? 0, global: options.global ?? false }, ['basic.qos-ok']).then(noop);
+    return this.#call(
+      'basic.qos',
+      { prefetchCount, prefetchSize: options.prefetchSize ?? 0, global: options.global ?? false },
+      ['basic.qos-ok'],
+    ).then(noop);
   }
 
   /**
@@ -292,16 +348,26 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
     let qos: Promise<void> | undefined;
     // Queued back to back, so no other consume can slip between the qos and the consume it applies to.
     if (options.prefetch !== undefined) qos = this.basicQos(options.prefetch);
-    const consume = this.#call('basic.consume', {
-      queue, consumerTag: options.consumerTag ?? '', noLocal: options.noLocal ?? false, noAck,
-      exclusive: options.exclusive ?? false, nowait: false, arguments: options.arguments ?? {},
-    }, ['basic.consume-ok'], (m) => {
-      // Registered while the consume-ok frame is processed, before any delivery that follows it.
-      const tag = (m as Extract<Method, { name: 'basic.consume-ok' }>).args.consumerTag;
-      const c = new Consumer(tag, queue, noAck, (x) => this.basicCancel(x.tag), handler ?? null);
-      this.#consumers.set(tag, c);
-      return c;
-    }) as unknown as Promise<Consumer>;
+    const consume = this.#call(
+      'basic.consume',
+      {
+        queue,
+        consumerTag: options.consumerTag ?? '',
+        noLocal: options.noLocal ?? false,
+        noAck,
+        exclusive: options.exclusive ?? false,
+        nowait: false,
+        arguments: options.arguments ?? {},
+      },
+      ['basic.consume-ok'],
+      (m) => {
+        // Registered while the consume-ok frame is processed, before any delivery that follows it.
+        const tag = (m as Extract<Method, { name: 'basic.consume-ok' }>).args.consumerTag;
+        const c = new Consumer(tag, queue, noAck, (x) => this.basicCancel(x.tag), handler ?? null);
+        this.#consumers.set(tag, c);
+        return c;
+      },
+    ) as unknown as Promise<Consumer>;
     if (qos === undefined) return consume;
     qos.catch(noop);
     return qos.then(() => consume);
@@ -317,7 +383,10 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
 
   /** Fetches one message, or null when the queue is empty. */
   basicGet(queue: string, options: { noAck?: boolean } = {}): Promise<Message | null> {
-    return this.#call('basic.get', { queue, noAck: options.noAck ?? false }, ['basic.get-ok', 'basic.get-empty']) as unknown as Promise<Message | null>;
+    return this.#call('basic.get', { queue, noAck: options.noAck ?? false }, [
+      'basic.get-ok',
+      'basic.get-empty',
+    ]) as unknown as Promise<Message | null>;
   }
 
   /** Redelivers every unacknowledged message of this channel (requeue true: possibly to other consumers). */
@@ -353,14 +422,25 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
   close(): Promise<void> {
     if (this.#state === 'closed') return RESOLVED;
     if (this.#closing !== null) return this.#closing;
-    this.#closing = new Promise((resolve) => { this.#resolveClosing = resolve; });
+    this.#closing = new Promise((resolve) => {
+      this.#resolveClosing = resolve;
+    });
     this.#startClose({ replyCode: 200, replyText: 'Goodbye', classId: 0, methodId: 0 }, undefined);
     return this.#closing;
   }
 
-  #call(name: MethodName, args: Record<string, unknown>, expects: readonly MethodName[],
-    onReply?: (m: Method) => unknown, onSend?: () => void): Promise<Method> {
-    if (this.#state === 'closing' || this.#state === 'closed' || (this.#state === 'opening' && name !== 'channel.open')) {
+  #call(
+    name: MethodName,
+    args: Record<string, unknown>,
+    expects: readonly MethodName[],
+    onReply?: (m: Method) => unknown,
+    onSend?: () => void,
+  ): Promise<Method> {
+    if (
+      this.#state === 'closing' ||
+      this.#state === 'closed' ||
+      (this.#state === 'opening' && name !== 'channel.open')
+    ) {
       return Promise.reject(this.#closedError());
     }
     let frame: Buffer;
@@ -371,8 +451,11 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
     }
     return new Promise<Method>((resolve, reject) => {
       const rpc: Rpc = {
-        frame, args, expects, onSend,
-        resolve: onReply === undefined ? resolve as Rpc['resolve'] : (m) => resolve(onReply(m as Method) as Method),
+        frame,
+        args,
+        expects,
+        onSend,
+        resolve: onReply === undefined ? (resolve as Rpc['resolve']) : (m) => resolve(onReply(m as Method) as Method),
         reject,
       };
       this.#rpcs.push(rpc);
@@ -395,7 +478,10 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
   #reply(m: Method | Message | null, name: MethodName): void {
     const rpc = this.#rpcs[0];
     if (rpc === undefined || !rpc.expects.includes(name)) {
-      throw new FrameError(`channel ${this.id}: unexpected ${name}` + (rpc ? ` while waiting for ${rpc.expects.join(' or ')}` : ''), 505);
+      throw new FrameError(
+        `channel ${this.id}: unexpected ${name}` + (rpc ? ` while waiting for ${rpc.expects.join(' or ')}` : ''),
+        505,
+      );
     }
     this.#rpcs.shift();
     const next = this.#rpcs[0];
@@ -412,8 +498,17 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
    *
    * A Buffer body of 64 KiB or more is written by reference: do not modify it before the promise settles.
    */
-  basicPublish(exchange: string, routingKey: string, body: Body, properties?: MessageProperties, options?: PublishOptions): Promise<void> {
-    if (this.#state !== 'open') return Promise.reject(new PublishError('closed', 'cannot publish: ' + this.#closedError().message, { cause: this.#closedError() }));
+  basicPublish(
+    exchange: string,
+    routingKey: string,
+    body: Body,
+    properties?: MessageProperties,
+    options?: PublishOptions,
+  ): Promise<void> {
+    if (this.#state !== 'open')
+      return Promise.reject(
+        new PublishError('closed', 'cannot publish: ' + this.#closedError().message, { cause: this.#closedError() }),
+      );
     let job: Job;
     try {
       job = this.#prepare(exchange, routingKey, body, properties, options);
@@ -442,8 +537,18 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
    * @internal basicPublish for the recovery layer, which keeps its own record of each publish: `sink` learns the
    * outcome, exactly once, and no promise is made here.
    */
-  _publish(sink: PublishSink, exchange: string, routingKey: string, body: Body, properties: MessageProperties | undefined, options: PublishOptions | undefined): void {
-    if (this.#state !== 'open') return sink.reject(new PublishError('closed', 'cannot publish: ' + this.#closedError().message, { cause: this.#closedError() }));
+  _publish(
+    sink: PublishSink,
+    exchange: string,
+    routingKey: string,
+    body: Body,
+    properties: MessageProperties | undefined,
+    options: PublishOptions | undefined,
+  ): void {
+    if (this.#state !== 'open')
+      return sink.reject(
+        new PublishError('closed', 'cannot publish: ' + this.#closedError().message, { cause: this.#closedError() }),
+      );
     let job: Job;
     try {
       job = this.#prepare(exchange, routingKey, body, properties, options);
@@ -467,11 +572,20 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
     job.resolve();
   }
 
-  #prepare(exchange: string, routingKey: string, body: Body, properties: MessageProperties | undefined, options: PublishOptions | undefined): Job {
+  #prepare(
+    exchange: string,
+    routingKey: string,
+    body: Body,
+    properties: MessageProperties | undefined,
+    options: PublishOptions | undefined,
+  ): Job {
     shortstrSize(exchange, 'exchange');
     shortstrSize(routingKey, 'routingKey');
     const propsSize = propertiesSize(properties);
-    if (12 + propsSize + 8 > this.#host.frameMax) throw new EncodeError(`properties of ${propsSize} bytes do not fit in one frame (frame_max ${this.#host.frameMax})`);
+    if (12 + propsSize + 8 > this.#host.frameMax)
+      throw new EncodeError(
+        `properties of ${propsSize} bytes do not fit in one frame (frame_max ${this.#host.frameMax})`,
+      );
     let b: Buffer | string | BodyWriter;
     let bodyLen: number;
     if (typeof body === 'string') {
@@ -487,14 +601,31 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
     } else {
       throw new EncodeError('body: expected a Buffer, Uint8Array, string or BodyWriter');
     }
-    const timeout = options?.timeout === undefined ? this.#host.options.publishTimeout : checkInt(options.timeout, 1, 2 ** 31 - 1, 'timeout');
-    return new Job(exchange, routingKey, b, bodyLen, properties, propsSize, options?.mandatory ?? false, timeout, Date.now() + timeout);
+    const timeout =
+      options?.timeout === undefined
+        ? this.#host.options.publishTimeout
+        : checkInt(options.timeout, 1, 2 ** 31 - 1, 'timeout');
+    return new Job(
+      exchange,
+      routingKey,
+      b,
+      bodyLen,
+      properties,
+      propsSize,
+      options?.mandatory ?? false,
+      timeout,
+      Date.now() + timeout,
+    );
   }
 
   #canPublish(): boolean {
-    return this.#state === 'open' && this.#flowActive && !this.#host.blocked &&
+    return (
+      this.#state === 'open' &&
+      this.#flowActive &&
+      !this.#host.blocked &&
       this.#host.backlog() < this.#host.options.writeBufferBytes &&
-      (this.#confirms === null || this.#confirms.size < this.#host.options.maxUnconfirmed);
+      (this.#confirms === null || this.#confirms.size < this.#host.options.maxUnconfirmed)
+    );
   }
 
   /** Writes a publish whose promise exists already; settles it now (no confirms) or hands it to the tracker. */
@@ -514,8 +645,14 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
   #enqueue(job: Job, wait: boolean): void {
     const cost = (typeof job.body === 'string' || Buffer.isBuffer(job.body) ? job.bodyLen : 0) + WAIT_OVERHEAD;
     if (!wait || this.#waitingBytes + cost > this.#host.options.publishQueueBytes) {
-      const why = this.#host.blocked ? 'the broker blocked the connection' : !this.#flowActive ? 'the broker paused the channel (flow)' : 'the write buffer is full';
-      return job.reject(new PublishError('buffer-full', `cannot publish now: ${why}` + (wait ? ' and the publish queue is full' : '')));
+      const why = this.#host.blocked
+        ? 'the broker blocked the connection'
+        : !this.#flowActive
+          ? 'the broker paused the channel (flow)'
+          : 'the write buffer is full';
+      return job.reject(
+        new PublishError('buffer-full', `cannot publish now: ${why}` + (wait ? ' and the publish queue is full' : '')),
+      );
     }
     job.cost = cost;
     this.#waiting.push(job);
@@ -614,7 +751,9 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
     const end = writer.writeTo(buf, start);
     const len = end - start;
     if (!Number.isInteger(end) || len < 0 || len > writer.maxBytes) {
-      throw new EncodeError(`body writer returned ${end}: expected an offset within [${start}, ${start + writer.maxBytes}]`);
+      throw new EncodeError(
+        `body writer returned ${end}: expected an offset within [${start}, ${start + writer.maxBytes}]`,
+      );
     }
     writeU64(buf, headerAt + 7 + 4, len);
     if (len === 0) return o;
@@ -656,8 +795,13 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
         continue;
       }
       this.#waitingBytes -= w.cost;
-      w.reject(new PublishError('timeout', 'the publish waited past its deadline without being sent' +
-        (this.#host.blocked ? ' (the broker blocked the connection)' : '')));
+      w.reject(
+        new PublishError(
+          'timeout',
+          'the publish waited past its deadline without being sent' +
+            (this.#host.blocked ? ' (the broker blocked the connection)' : ''),
+        ),
+      );
     }
     this.#waiting.length = this.#waitingHead + live;
     if ((this.#confirms === null || this.#confirms.size === 0) && live === 0 && this.#timer !== null) {
@@ -689,7 +833,8 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
    */
   settle(tag: number, how: 'ack' | 'nack' | 'reject', multiple: boolean, requeue: boolean): void {
     if (this.#state !== 'open' && this.dropStaleSettles) return;
-    if (this.#state !== 'open') throw new AmqpError('CHANNEL_CLOSED', `cannot ${how} delivery ${tag}: ${this.#closedError().message}`);
+    if (this.#state !== 'open')
+      throw new AmqpError('CHANNEL_CLOSED', `cannot ${how} delivery ${tag}: ${this.#closedError().message}`);
     if (multiple) {
       if (tag === 0) tag = this.#lastDeliveryTag;
       let any = false;
@@ -701,8 +846,11 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
       if (!any) throw new AmqpError('ALREADY_SETTLED', `cannot ${how} up to delivery ${tag}: nothing outstanding`);
     } else if (!this.#unacked.delete(tag)) {
       const code = tag >= 1 && tag <= this.#lastDeliveryTag ? 'ALREADY_SETTLED' : 'UNKNOWN_DELIVERY_TAG';
-      throw new AmqpError(code, `cannot ${how} delivery ${tag} on channel ${this.id}: ` +
-        (code === 'ALREADY_SETTLED' ? 'it was already settled' : 'no such delivery on this channel'));
+      throw new AmqpError(
+        code,
+        `cannot ${how} delivery ${tag} on channel ${this.id}: ` +
+          (code === 'ALREADY_SETTLED' ? 'it was already settled' : 'no such delivery on this channel'),
+      );
     }
     const out = this.#host.out;
     const buf = out.reserve(21);
@@ -729,13 +877,26 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
       return this.#method(decodeMethod(payload));
     }
     if (type === FRAME_HEADER) {
-      if (inc === null || inc.properties !== null) throw new FrameError(`channel ${this.id}: unexpected content header frame`, 505);
+      if (inc === null || inc.properties !== null)
+        throw new FrameError(`channel ${this.id}: unexpected content header frame`, 505);
       const h = readContentHeader(payload);
       if (h.classId !== 60) throw new FrameError(`content header for class ${h.classId}, expected basic (60)`, 505);
       if (h.bodySize > this.#host.options.maxMessageBytes) {
         this.#incoming = null;
-        return this.#startClose({ replyCode: 311, replyText: `CONTENT_TOO_LARGE - body of ${h.bodySize} bytes exceeds the client limit of ${this.#host.options.maxMessageBytes}`, classId: 60, methodId: 0 },
-          new ChannelError(this.id, { replyCode: 311, replyText: `message body of ${h.bodySize} bytes exceeds maxMessageBytes ${this.#host.options.maxMessageBytes}`, classId: 60, methodId: 0 }));
+        return this.#startClose(
+          {
+            replyCode: 311,
+            replyText: `CONTENT_TOO_LARGE - body of ${h.bodySize} bytes exceeds the client limit of ${this.#host.options.maxMessageBytes}`,
+            classId: 60,
+            methodId: 0,
+          },
+          new ChannelError(this.id, {
+            replyCode: 311,
+            replyText: `message body of ${h.bodySize} bytes exceeds maxMessageBytes ${this.#host.options.maxMessageBytes}`,
+            classId: 60,
+            methodId: 0,
+          }),
+        );
       }
       inc.properties = h.properties;
       inc.bodySize = h.bodySize;
@@ -743,9 +904,11 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
       return;
     }
     if (type === FRAME_BODY) {
-      if (inc === null || inc.properties === null) throw new FrameError(`channel ${this.id}: unexpected content body frame`, 505);
+      if (inc === null || inc.properties === null)
+        throw new FrameError(`channel ${this.id}: unexpected content body frame`, 505);
       const total = inc.received + payload.length;
-      if (total > inc.bodySize) throw new FrameError(`channel ${this.id}: body frames exceed the announced ${inc.bodySize} bytes`, 505);
+      if (total > inc.bodySize)
+        throw new FrameError(`channel ${this.id}: body frames exceed the announced ${inc.bodySize} bytes`, 505);
       if (total === inc.bodySize && inc.received === 0) return this.#complete(inc, payload); // whole: a view, no copy
       if (inc.body === null) inc.body = Buffer.allocUnsafe(inc.bodySize);
       payload.copy(inc.body, inc.received);
@@ -767,7 +930,9 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
   #deliverMethod(p: Buffer): void {
     // basic.deliver: consumer-tag shortstr, delivery-tag longlong, redelivered bit, exchange, routing-key shortstrs
     let o = 4;
-    const need = (n: number): void => { if (o + n > p.length) throw new FrameError('truncated basic.deliver', 501); };
+    const need = (n: number): void => {
+      if (o + n > p.length) throw new FrameError('truncated basic.deliver', 501);
+    };
     need(1);
     const tagLen = p[o] as number;
     need(1 + tagLen + 9 + 1);
@@ -789,18 +954,31 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
     const routingKey = this.#strings.get(p, o + 1, rkLen, 2);
     if (o + 1 + rkLen !== p.length) throw new FrameError('basic.deliver: unexpected bytes after the arguments', 501);
     this.#incoming = {
-      kind: 'deliver', exchange, routingKey, deliveryTag, redelivered, consumerTag,
-      replyCode: 0, replyText: '', messageCount: 0, properties: null, bodySize: 0, body: null, received: 0,
+      kind: 'deliver',
+      exchange,
+      routingKey,
+      deliveryTag,
+      redelivered,
+      consumerTag,
+      replyCode: 0,
+      replyText: '',
+      messageCount: 0,
+      properties: null,
+      bodySize: 0,
+      body: null,
+      received: 0,
     };
   }
 
   #confirmMethod(p: Buffer, ack: boolean): void {
-    if (p.length !== 13) throw new FrameError(`basic.${ack ? 'ack' : 'nack'}: expected 13 bytes of payload, got ${p.length}`, 501);
+    if (p.length !== 13)
+      throw new FrameError(`basic.${ack ? 'ack' : 'nack'}: expected 13 bytes of payload, got ${p.length}`, 501);
     const hi = p.readUInt32BE(4);
     if (hi > 0x1fffff) throw new FrameError('confirm delivery-tag beyond 2^53', 502);
     const tag = hi * 0x100000000 + p.readUInt32BE(8);
     const multiple = ((p[12] as number) & 1) !== 0;
-    if (this.#confirms === null) throw new FrameError(`channel ${this.id}: basic.${ack ? 'ack' : 'nack'} without confirm mode`, 505);
+    if (this.#confirms === null)
+      throw new FrameError(`channel ${this.id}: basic.${ack ? 'ack' : 'nack'} without confirm mode`, 505);
     if (ack) this.#confirms.ack(tag, multiple);
     else this.#confirms.nack(tag, multiple);
     if (this.#waitingHead < this.#waiting.length) this._resume();
@@ -826,25 +1004,57 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
       }
       case 'basic.get-ok':
         this.#incoming = {
-          kind: 'get', exchange: m.args.exchange, routingKey: m.args.routingKey, deliveryTag: m.args.deliveryTag,
-          redelivered: m.args.redelivered, consumerTag: '', replyCode: 0, replyText: '', messageCount: m.args.messageCount,
-          properties: null, bodySize: 0, body: null, received: 0,
+          kind: 'get',
+          exchange: m.args.exchange,
+          routingKey: m.args.routingKey,
+          deliveryTag: m.args.deliveryTag,
+          redelivered: m.args.redelivered,
+          consumerTag: '',
+          replyCode: 0,
+          replyText: '',
+          messageCount: m.args.messageCount,
+          properties: null,
+          bodySize: 0,
+          body: null,
+          received: 0,
         };
-        if (this.#rpcs[0]?.expects.includes('basic.get-ok') !== true) throw new FrameError(`channel ${this.id}: unexpected basic.get-ok`, 505);
+        if (this.#rpcs[0]?.expects.includes('basic.get-ok') !== true)
+          throw new FrameError(`channel ${this.id}: unexpected basic.get-ok`, 505);
         return;
       case 'basic.return':
         this.#incoming = {
-          kind: 'return', exchange: m.args.exchange, routingKey: m.args.routingKey, deliveryTag: 0, redelivered: false,
-          consumerTag: '', replyCode: m.args.replyCode, replyText: m.args.replyText, messageCount: 0,
-          properties: null, bodySize: 0, body: null, received: 0,
+          kind: 'return',
+          exchange: m.args.exchange,
+          routingKey: m.args.routingKey,
+          deliveryTag: 0,
+          redelivered: false,
+          consumerTag: '',
+          replyCode: m.args.replyCode,
+          replyText: m.args.replyText,
+          messageCount: 0,
+          properties: null,
+          bodySize: 0,
+          body: null,
+          received: 0,
         };
         return;
       case 'basic.deliver': {
         // Reached only when the fast path was bypassed; keep the two in agreement.
         const a = m.args;
         this.#incoming = {
-          kind: 'deliver', exchange: a.exchange, routingKey: a.routingKey, deliveryTag: a.deliveryTag, redelivered: a.redelivered,
-          consumerTag: a.consumerTag, replyCode: 0, replyText: '', messageCount: 0, properties: null, bodySize: 0, body: null, received: 0,
+          kind: 'deliver',
+          exchange: a.exchange,
+          routingKey: a.routingKey,
+          deliveryTag: a.deliveryTag,
+          redelivered: a.redelivered,
+          consumerTag: a.consumerTag,
+          replyCode: 0,
+          replyText: '',
+          messageCount: 0,
+          properties: null,
+          bodySize: 0,
+          body: null,
+          received: 0,
         };
         return;
       }
@@ -855,7 +1065,13 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
         if (!m.args.nowait) this.#writeFrame('basic.cancel-ok', { consumerTag: m.args.consumerTag });
         const c = this.#consumers.get(m.args.consumerTag);
         this.#consumers.delete(m.args.consumerTag);
-        c?._end(new AmqpError('CONSUMER_CANCELLED', `the broker cancelled consumer ${m.args.consumerTag} on queue ${c.queue}`), false);
+        c?._end(
+          new AmqpError(
+            'CONSUMER_CANCELLED',
+            `the broker cancelled consumer ${m.args.consumerTag} on queue ${c.queue}`,
+          ),
+          false,
+        );
         this.emitSafe('cancel', m.args.consumerTag);
         return;
       }
@@ -868,7 +1084,18 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
     this.#incoming = null;
     const props = inc.properties as DeliveredProperties;
     if (inc.kind === 'return') {
-      const msg = new Message(body, props, inc.exchange, inc.routingKey, 0, false, '', null, inc.replyCode, inc.replyText);
+      const msg = new Message(
+        body,
+        props,
+        inc.exchange,
+        inc.routingKey,
+        0,
+        false,
+        '',
+        null,
+        inc.replyCode,
+        inc.replyText,
+      );
       this.#confirms?.markReturned(inc.exchange, inc.routingKey, props.messageId, inc.replyCode, inc.replyText);
       this.emitSafe('return', msg);
       return;
@@ -877,7 +1104,19 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
     if (inc.kind === 'get') {
       const noAck = this.#rpcs[0]?.args['noAck'] === true;
       if (!noAck) this.#unacked.set(inc.deliveryTag, Date.now());
-      const msg = new Message(body, props, inc.exchange, inc.routingKey, inc.deliveryTag, inc.redelivered, '', noAck ? null : this, 0, '', inc.messageCount);
+      const msg = new Message(
+        body,
+        props,
+        inc.exchange,
+        inc.routingKey,
+        inc.deliveryTag,
+        inc.redelivered,
+        '',
+        noAck ? null : this,
+        0,
+        '',
+        inc.messageCount,
+      );
       this.#reply(msg, 'basic.get-ok');
       return;
     }
@@ -886,7 +1125,16 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
       throw new FrameError(`channel ${this.id}: delivery for unknown consumer ${JSON.stringify(inc.consumerTag)}`, 505);
     }
     if (!c.noAck) this.#unacked.set(inc.deliveryTag, Date.now());
-    const msg = new Message(body, props, inc.exchange, inc.routingKey, inc.deliveryTag, inc.redelivered, inc.consumerTag, c.noAck ? null : this);
+    const msg = new Message(
+      body,
+      props,
+      inc.exchange,
+      inc.routingKey,
+      inc.deliveryTag,
+      inc.redelivered,
+      inc.consumerTag,
+      c.noAck ? null : this,
+    );
     const handler = c.handler;
     if (handler === null) return c._push(msg);
     try {
@@ -957,13 +1205,21 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
     this.#waitingHead = 0;
     this.#waitingBytes = 0;
     for (const w of waiting) {
-      if (w instanceof Job) w.reject(new PublishError('closed', 'the channel closed before the publish was sent', { cause: err ?? this.#closedError() }));
+      if (w instanceof Job)
+        w.reject(
+          new PublishError('closed', 'the channel closed before the publish was sent', {
+            cause: err ?? this.#closedError(),
+          }),
+        );
     }
   }
 
   #closedError(): AmqpError {
     if (this.#closeError !== undefined && this.#closeError instanceof AmqpError) return this.#closeError;
-    return new AmqpError('CHANNEL_CLOSED', `channel ${this.id} is ${this.#state === 'opening' ? 'not open yet' : 'closed'}`);
+    return new AmqpError(
+      'CHANNEL_CLOSED',
+      `channel ${this.id} is ${this.#state === 'opening' ? 'not open yet' : 'closed'}`,
+    );
   }
 
   #writeFrame<K extends MethodName>(name: K, args: Partial<MethodArgs[K]>): void {
@@ -986,8 +1242,13 @@ export function encodeMethodFrame(channel: number, name: MethodName, args: Recor
 }
 
 function isBodyWriter(b: unknown): b is BodyWriter {
-  return b !== null && typeof b === 'object' && typeof (b as BodyWriter).writeTo === 'function' &&
-    Number.isSafeInteger((b as BodyWriter).maxBytes) && (b as BodyWriter).maxBytes >= 0;
+  return (
+    b !== null &&
+    typeof b === 'object' &&
+    typeof (b as BodyWriter).writeTo === 'function' &&
+    Number.isSafeInteger((b as BodyWriter).maxBytes) &&
+    (b as BodyWriter).maxBytes >= 0
+  );
 }
 
 function flags<T extends object>(o: T, names: readonly (keyof T & string)[]): Record<string, boolean> {

@@ -59,10 +59,17 @@ export class ConfirmTracker {
     this.#pending.delete(seq);
     if (p.mandatory) this.#mandatoryCount--;
     if (!ok) {
-      p.reject(new PublishError('nacked', `the broker nacked publish ${seq}: it did not take responsibility for the message`));
+      p.reject(
+        new PublishError('nacked', `the broker nacked publish ${seq}: it did not take responsibility for the message`),
+      );
     } else if (p.returned !== undefined) {
       const { replyCode, replyText } = p.returned;
-      p.reject(new PublishError('returned', `publish ${seq} was returned as unroutable: ${replyCode} ${replyText}`, { replyCode, replyText }));
+      p.reject(
+        new PublishError('returned', `publish ${seq} was returned as unroutable: ${replyCode} ${replyText}`, {
+          replyCode,
+          replyText,
+        }),
+      );
     } else {
       p.resolve();
     }
@@ -73,7 +80,13 @@ export class ConfirmTracker {
    * publish's ack, in publish order, so it belongs to the oldest pending mandatory publish with the same exchange,
    * routing key and message id. Returns false when none matches (e.g. it already timed out).
    */
-  markReturned(exchange: string, routingKey: string, messageId: string | undefined, replyCode: number, replyText: string): boolean {
+  markReturned(
+    exchange: string,
+    routingKey: string,
+    messageId: string | undefined,
+    replyCode: number,
+    replyText: string,
+  ): boolean {
     if (this.#mandatoryCount === 0) return false;
     for (const p of this.#pending.values()) {
       if (!p.mandatory || p.returned !== undefined) continue;
@@ -92,7 +105,9 @@ export class ConfirmTracker {
       if (p.deadline <= now) {
         this.#pending.delete(seq);
         if (p.mandatory) this.#mandatoryCount--;
-        p.reject(new PublishError('timeout', `no confirm for publish ${seq} before its deadline: the outcome is unknown`));
+        p.reject(
+          new PublishError('timeout', `no confirm for publish ${seq} before its deadline: the outcome is unknown`),
+        );
       } else if (p.deadline < next) {
         next = p.deadline;
       }
@@ -106,7 +121,13 @@ export class ConfirmTracker {
     this.#pending.clear();
     this.#mandatoryCount = 0;
     for (const p of pending) {
-      p.reject(new PublishError('closed', `the channel closed before the broker confirmed the publish: the outcome is unknown (${cause.message})`, { cause }));
+      p.reject(
+        new PublishError(
+          'closed',
+          `the channel closed before the broker confirmed the publish: the outcome is unknown (${cause.message})`,
+          { cause },
+        ),
+      );
     }
   }
 }

@@ -24,7 +24,14 @@ import { saslResponse } from './auth.js';
 import { Channel, encodeMethodFrame, type ChannelHost } from './channel.js';
 import { TypedEmitter } from './emitter.js';
 import { AmqpError, AuthenticationError, ConnectionError, FrameError, replyCodeName } from './errors.js';
-import { FRAME_HEARTBEAT, FRAME_METHOD, FRAME_MIN_SIZE, FrameReader, HEARTBEAT_FRAME, PROTOCOL_HEADER } from './frame.js';
+import {
+  FRAME_HEARTBEAT,
+  FRAME_METHOD,
+  FRAME_MIN_SIZE,
+  FrameReader,
+  HEARTBEAT_FRAME,
+  PROTOCOL_HEADER,
+} from './frame.js';
 import { Heartbeat } from './heartbeat.js';
 import { decodeMethod } from './methods.js';
 import { MIN_HEARTBEAT, parseUrl, resolveOptions, type ConnectOptions, type ResolvedOptions } from './options.js';
@@ -84,8 +91,13 @@ export class Connection extends TypedEmitter<ConnectionEvents> implements Channe
     this.out = new Output((chunks) => this.#writeChunks(chunks));
     // Before tune the peer may only send small frames (spec: up to FRAME-MIN-SIZE); accept up to 128 KiB for
     // brokers with large server properties, never what a huge frameMax option would allow.
-    this.#reader = new FrameReader((type, channel, payload) => this.#frame(type, channel, payload), Math.min(options.frameMax, 131072));
-    this.closed = new Promise((resolve) => { this.#resolveClosed = resolve; });
+    this.#reader = new FrameReader(
+      (type, channel, payload) => this.#frame(type, channel, payload),
+      Math.min(options.frameMax, 131072),
+    );
+    this.closed = new Promise((resolve) => {
+      this.#resolveClosed = resolve;
+    });
   }
 
   /** True between open-ok and the start of closing. */
@@ -96,16 +108,32 @@ export class Connection extends TypedEmitter<ConnectionEvents> implements Channe
   /** @internal opens the socket and runs the handshake. */
   _start(): Promise<void> {
     const o = this.options;
-    const p = new Promise<void>((resolve, reject) => { this.#handshake = { resolve, reject }; });
-    this.#timers.push(setTimeout(() => {
-      this.#fail(new ConnectionError('CONNECT_TIMEOUT', `no open connection to ${o.hostname}:${o.port} within ${o.connectTimeout} ms`));
-    }, o.connectTimeout));
+    const p = new Promise<void>((resolve, reject) => {
+      this.#handshake = { resolve, reject };
+    });
+    this.#timers.push(
+      setTimeout(() => {
+        this.#fail(
+          new ConnectionError(
+            'CONNECT_TIMEOUT',
+            `no open connection to ${o.hostname}:${o.port} within ${o.connectTimeout} ms`,
+          ),
+        );
+      }, o.connectTimeout),
+    );
     let socket: Socket | TLSSocket;
     try {
       socket = this.#openSocket();
     } catch (err) {
       // node:net and node:tls throw synchronously for invalid socket options (a bad key, a bad CA ...).
-      this.#fail(new ConnectionError(o.tls ? 'TLS_ERROR' : 'SOCKET_ERROR', `cannot open the socket: ${(err as Error).message}`, undefined, { cause: err }));
+      this.#fail(
+        new ConnectionError(
+          o.tls ? 'TLS_ERROR' : 'SOCKET_ERROR',
+          `cannot open the socket: ${(err as Error).message}`,
+          undefined,
+          { cause: err },
+        ),
+      );
       return p;
     }
     this.#socket = socket;
@@ -113,7 +141,9 @@ export class Connection extends TypedEmitter<ConnectionEvents> implements Channe
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 30_000);
     socket.on('data', (chunk: Buffer) => this.#data(chunk));
-    socket.on('error', (err) => { this.#socketError ??= err; });
+    socket.on('error', (err) => {
+      this.#socketError ??= err;
+    });
     socket.on('close', () => this.#socketClosed());
     socket.on('drain', () => this.#resumeChannels());
     return p;
@@ -125,7 +155,9 @@ export class Connection extends TypedEmitter<ConnectionEvents> implements Channe
     if (o.tls !== undefined) {
       // Verification stays on unless the caller explicitly turned it off; SNI must be a name, never an IP address.
       socket = tlsConnect({
-        host: o.hostname, port: o.port, ...o.tls,
+        host: o.hostname,
+        port: o.port,
+        ...o.tls,
         rejectUnauthorized: o.tls.rejectUnauthorized ?? true,
         ...(o.tls.servername === undefined && isIP(o.hostname) === 0 ? { servername: o.hostname } : {}),
       });
@@ -162,13 +194,16 @@ export class Connection extends TypedEmitter<ConnectionEvents> implements Channe
   /** Replaces the credentials of a live connection (OAuth 2 token refresh): connection.update-secret. */
   updateSecret(newSecret: string, reason: string): Promise<void> {
     if (this.#state !== 'open') return Promise.reject(this.#notOpen());
-    if (this.#secretUpdate !== null) return Promise.reject(new AmqpError('BUSY', 'a secret update is already in flight'));
+    if (this.#secretUpdate !== null)
+      return Promise.reject(new AmqpError('BUSY', 'a secret update is already in flight'));
     try {
       this.out.write(encodeMethodFrame(0, 'connection.update-secret', { newSecret, reason }));
     } catch (err) {
       return Promise.reject(err);
     }
-    return new Promise((resolve, reject) => { this.#secretUpdate = { resolve, reject }; });
+    return new Promise((resolve, reject) => {
+      this.#secretUpdate = { resolve, reject };
+    });
   }
 
   /** Closes cleanly: connection.close, then close-ok (or the closeTimeout) before the socket goes. */
@@ -208,7 +243,12 @@ export class Connection extends TypedEmitter<ConnectionEvents> implements Channe
     if (this.#state === 'handshake' && !this.#sentStartOk && chunk[0] === 0x41 && !this.#reader.pending) {
       // The broker answered our protocol header with its own: it does not speak 0-9-1.
       const version = chunk.length >= 8 ? [...chunk.subarray(4, 8)].join('-') : '?';
-      return this.#fail(new ConnectionError('PROTOCOL_MISMATCH', `the broker does not support AMQP 0-9-1 (it offered protocol ${version})`));
+      return this.#fail(
+        new ConnectionError(
+          'PROTOCOL_MISMATCH',
+          `the broker does not support AMQP 0-9-1 (it offered protocol ${version})`,
+        ),
+      );
     }
     try {
       this.#reader.push(chunk);
@@ -234,11 +274,13 @@ export class Connection extends TypedEmitter<ConnectionEvents> implements Channe
 
   #connectionMethod(m: Method): void {
     switch (m.name) {
-      case 'connection.start': return this.#onStart(m.args);
+      case 'connection.start':
+        return this.#onStart(m.args);
       case 'connection.secure':
         // PLAIN, AMQPLAIN and EXTERNAL need no challenge; answer with the same response as start-ok.
         return this.#sendMethod('connection.secure-ok', { response: this.#saslResponse() });
-      case 'connection.tune': return this.#onTune(m.args);
+      case 'connection.tune':
+        return this.#onTune(m.args);
       case 'connection.open-ok':
         if (this.#state !== 'handshake') throw new FrameError('connection.open-ok outside the handshake', 505);
         this.#state = 'open';
@@ -246,12 +288,15 @@ export class Connection extends TypedEmitter<ConnectionEvents> implements Channe
         this.#handshake?.resolve();
         this.#handshake = null;
         return;
-      case 'connection.close': return this.#onClose(m.args);
+      case 'connection.close':
+        return this.#onClose(m.args);
       case 'connection.close-ok':
         if (this.#state !== 'closing') throw new FrameError('connection.close-ok without close', 505);
         return this.#finish(this.#closeError);
-      case 'connection.blocked': return this.#onBlocked(m.args.reason);
-      case 'connection.unblocked': return this.#onUnblocked();
+      case 'connection.blocked':
+        return this.#onBlocked(m.args.reason);
+      case 'connection.unblocked':
+        return this.#onUnblocked();
       case 'connection.update-secret-ok': {
         const u = this.#secretUpdate;
         if (u === null) throw new FrameError('connection.update-secret-ok without update-secret', 505);
@@ -272,7 +317,12 @@ export class Connection extends TypedEmitter<ConnectionEvents> implements Channe
     const offered = a.mechanisms.toString().split(' ');
     const o = this.options;
     if (!offered.includes(o.mechanism)) {
-      return this.#fail(new AuthenticationError('MECHANISM_UNAVAILABLE', `the broker does not offer SASL ${o.mechanism} (it offers ${offered.join(', ')})`));
+      return this.#fail(
+        new AuthenticationError(
+          'MECHANISM_UNAVAILABLE',
+          `the broker does not offer SASL ${o.mechanism} (it offers ${offered.join(', ')})`,
+        ),
+      );
     }
     const clientProperties: FieldTable = {
       product: 'ebadge-hub-bus',
@@ -290,7 +340,12 @@ export class Connection extends TypedEmitter<ConnectionEvents> implements Channe
       ...(o.connectionName !== undefined ? { connection_name: o.connectionName } : {}),
       ...o.clientProperties,
     };
-    this.#sendMethod('connection.start-ok', { clientProperties, mechanism: o.mechanism, response: this.#saslResponse(), locale: 'en_US' });
+    this.#sendMethod('connection.start-ok', {
+      clientProperties,
+      mechanism: o.mechanism,
+      response: this.#saslResponse(),
+      locale: 'en_US',
+    });
     this.#sentStartOk = true;
   }
 
@@ -299,17 +354,20 @@ export class Connection extends TypedEmitter<ConnectionEvents> implements Channe
   }
 
   #onTune(a: MethodArgs['connection.tune']): void {
-    if (this.#state !== 'handshake' || !this.#sentStartOk || this.#tuned) throw new FrameError('unexpected connection.tune', 505);
+    if (this.#state !== 'handshake' || !this.#sentStartOk || this.#tuned)
+      throw new FrameError('unexpected connection.tune', 505);
     this.#tuned = true;
     const o = this.options;
     // frame_max and channel_max: 0 means "no limit", otherwise the smaller wins.
     const frameMax = a.frameMax === 0 ? o.frameMax : Math.min(a.frameMax, o.frameMax);
-    if (frameMax < FRAME_MIN_SIZE) throw new FrameError(`the broker tuned frame_max to ${a.frameMax}, below the minimum ${FRAME_MIN_SIZE}`, 503);
+    if (frameMax < FRAME_MIN_SIZE)
+      throw new FrameError(`the broker tuned frame_max to ${a.frameMax}, below the minimum ${FRAME_MIN_SIZE}`, 503);
     this.frameMax = frameMax;
     this.channelMax = a.channelMax === 0 ? o.channelMax : Math.min(a.channelMax, o.channelMax);
     // Heartbeat: 0 on one side takes the other's value; otherwise the smaller (as the official clients do), but never
     // below 5 s, even when the broker proposes less: a slow Pi would then be declared dead while it is only busy.
-    const hb = a.heartbeat === 0 || o.heartbeat === 0 ? Math.max(a.heartbeat, o.heartbeat) : Math.min(a.heartbeat, o.heartbeat);
+    const hb =
+      a.heartbeat === 0 || o.heartbeat === 0 ? Math.max(a.heartbeat, o.heartbeat) : Math.min(a.heartbeat, o.heartbeat);
     this.heartbeat = hb === 0 ? 0 : Math.max(hb, MIN_HEARTBEAT);
     this.#reader.frameMax = frameMax;
     this.#sendMethod('connection.tune-ok', { channelMax: this.channelMax, frameMax, heartbeat: this.heartbeat });
@@ -317,7 +375,13 @@ export class Connection extends TypedEmitter<ConnectionEvents> implements Channe
     if (this.heartbeat > 0) {
       this.#beat = new Heartbeat(this.heartbeat, {
         send: () => this.out.write(HEARTBEAT_FRAME),
-        dead: (ms) => this.#fail(new ConnectionError('HEARTBEAT_TIMEOUT', `no bytes from the broker for ${ms} ms (heartbeat ${this.heartbeat} s): the peer is gone`)),
+        dead: (ms) =>
+          this.#fail(
+            new ConnectionError(
+              'HEARTBEAT_TIMEOUT',
+              `no bytes from the broker for ${ms} ms (heartbeat ${this.heartbeat} s): the peer is gone`,
+            ),
+          ),
         lag: (ms) => this.emitSafe('lag', ms),
       });
     }
@@ -328,9 +392,10 @@ export class Connection extends TypedEmitter<ConnectionEvents> implements Channe
     this.out.flush();
     const name = replyCodeName(a.replyCode);
     const text = `the broker closed the connection: ${a.replyCode} ${a.replyText}`;
-    const err = this.#state === 'handshake' && a.replyCode === 403
-      ? new AuthenticationError(name, text, a)
-      : new ConnectionError(name, text, a);
+    const err =
+      this.#state === 'handshake' && a.replyCode === 403
+        ? new AuthenticationError(name, text, a)
+        : new ConnectionError(name, text, a);
     this.#finish(this.#state === 'closing' && this.#closeError === undefined ? undefined : err);
   }
 
@@ -340,7 +405,9 @@ export class Connection extends TypedEmitter<ConnectionEvents> implements Channe
     const t = this.options.blockedTimeout;
     if (t > 0 && this.#blockedTimer === null) {
       this.#blockedTimer = setTimeout(() => {
-        this.#fail(new ConnectionError('BLOCKED_TIMEOUT', `the broker kept the connection blocked for ${t} ms (${reason})`));
+        this.#fail(
+          new ConnectionError('BLOCKED_TIMEOUT', `the broker kept the connection blocked for ${t} ms (${reason})`),
+        );
       }, t);
     }
   }
@@ -389,14 +456,31 @@ export class Connection extends TypedEmitter<ConnectionEvents> implements Channe
     if (err instanceof FrameError) {
       // Spec §2.2.4: on a protocol violation send connection.close with the reply code, then drop the socket.
       try {
-        this.#sendMethod('connection.close', { replyCode: err.replyCode, replyText: err.message.slice(0, 255), classId: 0, methodId: 0 });
+        this.#sendMethod('connection.close', {
+          replyCode: err.replyCode,
+          replyText: err.message.slice(0, 255),
+          classId: 0,
+          methodId: 0,
+        });
         this.out.flush();
-      } catch { /* the socket may be gone already */ }
-      error = new ConnectionError(err.code, `protocol error from the broker: ${err.message}`, { replyCode: err.replyCode }, { cause: err });
+      } catch {
+        /* the socket may be gone already */
+      }
+      error = new ConnectionError(
+        err.code,
+        `protocol error from the broker: ${err.message}`,
+        { replyCode: err.replyCode },
+        { cause: err },
+      );
     } else if (err instanceof AmqpError) {
       error = err;
     } else {
-      error = new ConnectionError('INTERNAL_ERROR', `unexpected failure: ${err instanceof Error ? err.message : String(err)}`, undefined, { cause: err });
+      error = new ConnectionError(
+        'INTERNAL_ERROR',
+        `unexpected failure: ${err instanceof Error ? err.message : String(err)}`,
+        undefined,
+        { cause: err },
+      );
     }
     this.#finish(error);
   }
@@ -409,14 +493,26 @@ export class Connection extends TypedEmitter<ConnectionEvents> implements Channe
     // A broker that promised authentication_failure_close reports refused credentials with close 403; only an older
     // one signals them by dropping the socket right after start-ok.
     const caps = this.serverProperties['capabilities'];
-    const closesOnAuthFailure = typeof caps === 'object' && caps !== null && (caps as FieldTable)['authentication_failure_close'] === true;
+    const closesOnAuthFailure =
+      typeof caps === 'object' && caps !== null && (caps as FieldTable)['authentication_failure_close'] === true;
     if (this.#state === 'handshake' && this.#sentStartOk && !this.#tuned && se === null && !closesOnAuthFailure) {
-      err = new AuthenticationError('ACCESS_REFUSED', 'the broker closed the connection after start-ok: the credentials were probably refused');
+      err = new AuthenticationError(
+        'ACCESS_REFUSED',
+        'the broker closed the connection after start-ok: the credentials were probably refused',
+      );
     } else if (se !== null) {
       const tlsFailure = this.options.tls !== undefined && this.#state === 'connecting';
-      err = new ConnectionError(tlsFailure ? 'TLS_ERROR' : 'SOCKET_ERROR', `${tlsFailure ? 'TLS' : 'socket'} error: ${se.message}`, undefined, { cause: se });
+      err = new ConnectionError(
+        tlsFailure ? 'TLS_ERROR' : 'SOCKET_ERROR',
+        `${tlsFailure ? 'TLS' : 'socket'} error: ${se.message}`,
+        undefined,
+        { cause: se },
+      );
     } else {
-      err = new ConnectionError('SOCKET_CLOSED', 'the socket closed without a connection.close (network failure or broker crash)');
+      err = new ConnectionError(
+        'SOCKET_CLOSED',
+        'the socket closed without a connection.close (network failure or broker crash)',
+      );
     }
     this.#finish(err);
   }
@@ -466,7 +562,9 @@ export class Connection extends TypedEmitter<ConnectionEvents> implements Channe
   }
 
   #notOpen(): AmqpError {
-    return this.#closeError instanceof AmqpError ? this.#closeError : new ConnectionError('CLOSED', `the connection is ${this.#state}`);
+    return this.#closeError instanceof AmqpError
+      ? this.#closeError
+      : new ConnectionError('CLOSED', `the connection is ${this.#state}`);
   }
 
   protected listenerFailed(err: unknown, event: string): void {
@@ -479,7 +577,7 @@ export class Connection extends TypedEmitter<ConnectionEvents> implements Channe
  * override the URL). Resolves when the broker has opened the virtual host.
  */
 export async function connect(url?: string | URL | ConnectOptions, options: ConnectOptions = {}): Promise<Connection> {
-  const fromUrl = typeof url === 'string' || url instanceof URL ? parseUrl(url) : url ?? {};
+  const fromUrl = typeof url === 'string' || url instanceof URL ? parseUrl(url) : (url ?? {});
   const conn = new Connection(resolveOptions({ ...fromUrl, ...options }));
   await conn._start();
   return conn;

@@ -33,7 +33,7 @@ export abstract class TypedEmitter<E extends { [K in keyof E]: unknown[] }> exte
         err = e;
       }
     }
-    process.emitWarning(`${where} threw: ${err instanceof Error ? err.stack ?? err.message : String(err)}`, warning);
+    process.emitWarning(`${where} threw: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`, warning);
   }
 
   protected emitSafe<K extends keyof E & string>(event: K, ...args: E[K]): void {

@@ -98,7 +98,11 @@ export class PublishError extends AmqpError {
   /** For `returned`: the broker's reply code and text (312 NO_ROUTE ...). */
   readonly replyCode: number;
   readonly replyText: string;
-  constructor(failure: PublishFailure, message: string, options?: { cause?: unknown; replyCode?: number; replyText?: string }) {
+  constructor(
+    failure: PublishFailure,
+    message: string,
+    options?: { cause?: unknown; replyCode?: number; replyText?: string },
+  ) {
     super(failure.toUpperCase().replace('-', '_'), message, options);
     this.failure = failure;
     this.replyCode = options?.replyCode ?? 0;

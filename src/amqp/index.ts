@@ -10,13 +10,25 @@
  */
 export { connect, Connection, CLIENT_VERSION, type ConnectionEvents } from './connection.js';
 export {
-  Channel, type Body, type BodyWriter, type ChannelEvents, type ConsumeOptions, type ExchangeOptions, type PublishOptions,
-  type QueueDeclareOk, type QueueOptions,
+  Channel,
+  type Body,
+  type BodyWriter,
+  type ChannelEvents,
+  type ConsumeOptions,
+  type ExchangeOptions,
+  type PublishOptions,
+  type QueueDeclareOk,
+  type QueueOptions,
 } from './channel.js';
 export { Consumer, Message, type MessageHandler } from './message.js';
 export { parseUrl, type ConnectOptions } from './options.js';
 export {
-  RecoveringChannel, RecoveringConnection, RecoveringConsumer, type ChannelSetup, type Endpoint, type RecoveringChannelEvents,
+  RecoveringChannel,
+  RecoveringConnection,
+  RecoveringConsumer,
+  type ChannelSetup,
+  type Endpoint,
+  type RecoveringChannelEvents,
   type RecoveryEvents,
   type RecoveryOptions,
 } from './recovery.js';
@@ -24,7 +36,13 @@ export type { Mechanism } from './auth.js';
 export type { DeliveredProperties, MessageProperties } from './properties.js';
 export { Decimal, Field, field, type FieldTable, type FieldTag, type FieldValue } from './table.js';
 export {
-  AmqpError, AuthenticationError, ChannelError, ConnectionError, FrameError, PublishError,
-  type CloseReason, type PublishFailure,
+  AmqpError,
+  AuthenticationError,
+  ChannelError,
+  ConnectionError,
+  FrameError,
+  PublishError,
+  type CloseReason,
+  type PublishFailure,
 } from './errors.js';
 export { EncodeError } from './wire.js';

@@ -33,7 +33,8 @@ export class Message {
     /** For basic.get: messages left in the queue. */
     readonly messageCount = 0,
   ) {
-    this.#settler = settler;}
+    this.#settler = settler;
+  }
 
   get headers(): DeliveredProperties['headers'] {
     return this.properties.headers;
@@ -66,7 +67,8 @@ export class Message {
   }
 
   #settlerOrThrow(): Settler {
-    if (this.#settler === null) throw new AmqpError('NOT_SETTLEABLE', 'this message was not delivered with manual acknowledgement');
+    if (this.#settler === null)
+      throw new AmqpError('NOT_SETTLEABLE', 'this message was not delivered with manual acknowledgement');
     return this.#settler;
   }
 }
@@ -158,7 +160,9 @@ export class Consumer implements AsyncIterable<Message> {
           if (this.#endFatal) return Promise.reject(this.#endError);
           return Promise.resolve({ value: undefined, done: true });
         }
-        return new Promise((resolve, reject) => { this.#waiting = { resolve, reject }; });
+        return new Promise((resolve, reject) => {
+          this.#waiting = { resolve, reject };
+        });
       },
       return: async () => {
         await this.cancel();

@@ -13,9 +13,27 @@
  * Consecutive bit arguments share octets, least significant bit first (§4.2.5.2).
  */
 import { FrameError } from './errors.js';
-import { METHOD_BY_ID, METHOD_BY_NAME, type ArgSpec, type Method, type MethodArgs, type MethodName, type MethodSpec } from './spec.js';
+import {
+  METHOD_BY_ID,
+  METHOD_BY_NAME,
+  type ArgSpec,
+  type Method,
+  type MethodArgs,
+  type MethodName,
+  type MethodSpec,
+} from './spec.js';
 import { readTable, tableSize, writeTable, type FieldTable } from './table.js';
-import { checkInt, describe, EncodeError, longstrSize, Reader, shortstrSize, writeLongstr, writeShortstr, writeU64 } from './wire.js';
+import {
+  checkInt,
+  describe,
+  EncodeError,
+  longstrSize,
+  Reader,
+  shortstrSize,
+  writeLongstr,
+  writeShortstr,
+  writeU64,
+} from './wire.js';
 
 export function methodSpec(name: MethodName): MethodSpec {
   const m = METHOD_BY_NAME.get(name);
@@ -34,7 +52,8 @@ function argValue(m: MethodSpec, a: ArgSpec, args: Record<string, unknown>): unk
 /** Size of the method payload (class-id and method-id included); validates every argument. */
 export function methodSize<K extends MethodName>(name: K, args: Partial<MethodArgs[K]>): number {
   const m = methodSpec(name);
-  if (args === null || typeof args !== 'object') throw new EncodeError(`${m.name}: expected an object of arguments, got ${describe(args)}`);
+  if (args === null || typeof args !== 'object')
+    throw new EncodeError(`${m.name}: expected an object of arguments, got ${describe(args)}`);
   const given = args as Record<string, unknown>;
   let n = 4;
   let bits = 0;
@@ -48,20 +67,44 @@ export function methodSize<K extends MethodName>(name: K, args: Partial<MethodAr
     }
     bits = 0;
     switch (a.type) {
-      case 'octet': checkInt(v, 0, 0xff, what); n += 1; break;
-      case 'short': checkInt(v, 0, 0xffff, what); n += 2; break;
-      case 'long': checkInt(v, 0, 0xffffffff, what); n += 4; break;
-      case 'longlong': case 'timestamp': checkInt(v, 0, Number.MAX_SAFE_INTEGER, what); n += 8; break;
-      case 'shortstr': n += shortstrSize(v, what); break;
-      case 'longstr': n += longstrSize(v, what); break;
-      case 'table': n += tableSize(v as FieldTable, what); break;
+      case 'octet':
+        checkInt(v, 0, 0xff, what);
+        n += 1;
+        break;
+      case 'short':
+        checkInt(v, 0, 0xffff, what);
+        n += 2;
+        break;
+      case 'long':
+        checkInt(v, 0, 0xffffffff, what);
+        n += 4;
+        break;
+      case 'longlong':
+      case 'timestamp':
+        checkInt(v, 0, Number.MAX_SAFE_INTEGER, what);
+        n += 8;
+        break;
+      case 'shortstr':
+        n += shortstrSize(v, what);
+        break;
+      case 'longstr':
+        n += longstrSize(v, what);
+        break;
+      case 'table':
+        n += tableSize(v as FieldTable, what);
+        break;
     }
   }
   return n;
 }
 
 /** Writes a payload sized (and so validated) by methodSize(). Returns the offset after it. */
-export function writeMethod<K extends MethodName>(buf: Buffer, off: number, name: K, args: Partial<MethodArgs[K]>): number {
+export function writeMethod<K extends MethodName>(
+  buf: Buffer,
+  off: number,
+  name: K,
+  args: Partial<MethodArgs[K]>,
+): number {
   const m = methodSpec(name);
   const given = args as Record<string, unknown>;
   buf.writeUInt16BE(m.classId, off);
@@ -82,13 +125,28 @@ export function writeMethod<K extends MethodName>(buf: Buffer, off: number, name
     }
     bitPos = 0;
     switch (a.type) {
-      case 'octet': buf[off++] = v as number; break;
-      case 'short': off = buf.writeUInt16BE(v as number, off); break;
-      case 'long': off = buf.writeUInt32BE(v as number, off); break;
-      case 'longlong': case 'timestamp': off = writeU64(buf, off, v as number); break;
-      case 'shortstr': off = writeShortstr(buf, off, v as string); break;
-      case 'longstr': off = writeLongstr(buf, off, v as string | Uint8Array); break;
-      case 'table': off = writeTable(buf, off, v as FieldTable); break;
+      case 'octet':
+        buf[off++] = v as number;
+        break;
+      case 'short':
+        off = buf.writeUInt16BE(v as number, off);
+        break;
+      case 'long':
+        off = buf.writeUInt32BE(v as number, off);
+        break;
+      case 'longlong':
+      case 'timestamp':
+        off = writeU64(buf, off, v as number);
+        break;
+      case 'shortstr':
+        off = writeShortstr(buf, off, v as string);
+        break;
+      case 'longstr':
+        off = writeLongstr(buf, off, v as string | Uint8Array);
+        break;
+      case 'table':
+        off = writeTable(buf, off, v as FieldTable);
+        break;
     }
   }
   return off;
@@ -114,13 +172,28 @@ export function decodeMethod(payload: Buffer): Method {
     }
     bitPos = 0;
     switch (a.type) {
-      case 'octet': args[a.name] = r.u8(what); break;
-      case 'short': args[a.name] = r.u16(what); break;
-      case 'long': args[a.name] = r.u32(what); break;
-      case 'longlong': case 'timestamp': args[a.name] = r.u64(what); break;
-      case 'shortstr': args[a.name] = r.shortstr(what); break;
-      case 'longstr': args[a.name] = r.longstr(what); break;
-      case 'table': args[a.name] = readTable(r); break;
+      case 'octet':
+        args[a.name] = r.u8(what);
+        break;
+      case 'short':
+        args[a.name] = r.u16(what);
+        break;
+      case 'long':
+        args[a.name] = r.u32(what);
+        break;
+      case 'longlong':
+      case 'timestamp':
+        args[a.name] = r.u64(what);
+        break;
+      case 'shortstr':
+        args[a.name] = r.shortstr(what);
+        break;
+      case 'longstr':
+        args[a.name] = r.longstr(what);
+        break;
+      case 'table':
+        args[a.name] = readTable(r);
+        break;
     }
   }
   if (r.left !== 0) throw new FrameError(`${m.name}: ${r.left} unexpected bytes after the arguments`, 501);

@@ -99,7 +99,8 @@ export function parseUrl(url: string | URL): ConnectOptions {
   } catch {
     throw invalid('url', `not a URL: ${JSON.stringify(String(url).replace(/\/\/[^@/]*@/, '//***@'))}`);
   }
-  if (u.protocol !== 'amqp:' && u.protocol !== 'amqps:') throw invalid('url', `scheme must be amqp: or amqps:, got ${u.protocol}`);
+  if (u.protocol !== 'amqp:' && u.protocol !== 'amqps:')
+    throw invalid('url', `scheme must be amqp: or amqps:, got ${u.protocol}`);
   const secure = u.protocol === 'amqps:';
   const o: ConnectOptions = {
     hostname: u.hostname.replace(/^\[(.*)\]$/, '$1') || '127.0.0.1',
@@ -112,25 +113,44 @@ export function parseUrl(url: string | URL): ConnectOptions {
   const tls: TlsOptions = {};
   for (const [key, value] of u.searchParams) {
     switch (key) {
-      case 'heartbeat': o.heartbeat = intOption(value, 'heartbeat', 0, 65535); break;
-      case 'frame_max': o.frameMax = intOption(value, 'frame_max', 8192, 64 << 20); break;
-      case 'channel_max': o.channelMax = intOption(value, 'channel_max', 1, 65535); break;
-      case 'connection_timeout': o.connectTimeout = intOption(value, 'connection_timeout', 1, 3600_000); break;
+      case 'heartbeat':
+        o.heartbeat = intOption(value, 'heartbeat', 0, 65535);
+        break;
+      case 'frame_max':
+        o.frameMax = intOption(value, 'frame_max', 8192, 64 << 20);
+        break;
+      case 'channel_max':
+        o.channelMax = intOption(value, 'channel_max', 1, 65535);
+        break;
+      case 'connection_timeout':
+        o.connectTimeout = intOption(value, 'connection_timeout', 1, 3600_000);
+        break;
       case 'auth_mechanism': {
         const m = value.toUpperCase();
-        if (!(MECHANISMS as readonly string[]).includes(m)) throw invalid('auth_mechanism', `expected one of ${MECHANISMS.join(', ')}, got ${JSON.stringify(value)}`);
+        if (!(MECHANISMS as readonly string[]).includes(m))
+          throw invalid('auth_mechanism', `expected one of ${MECHANISMS.join(', ')}, got ${JSON.stringify(value)}`);
         o.mechanism = m as Mechanism;
         break;
       }
-      case 'cacertfile': tls.ca = readFileSync(value); break;
-      case 'certfile': tls.cert = readFileSync(value); break;
-      case 'keyfile': tls.key = readFileSync(value); break;
-      case 'server_name_indication': tls.servername = value; break;
+      case 'cacertfile':
+        tls.ca = readFileSync(value);
+        break;
+      case 'certfile':
+        tls.cert = readFileSync(value);
+        break;
+      case 'keyfile':
+        tls.key = readFileSync(value);
+        break;
+      case 'server_name_indication':
+        tls.servername = value;
+        break;
       case 'verify':
-        if (value !== 'verify_peer' && value !== 'verify_none') throw invalid('verify', `expected verify_peer or verify_none, got ${JSON.stringify(value)}`);
+        if (value !== 'verify_peer' && value !== 'verify_none')
+          throw invalid('verify', `expected verify_peer or verify_none, got ${JSON.stringify(value)}`);
         tls.rejectUnauthorized = value === 'verify_peer';
         break;
-      default: throw invalid('url', `unknown query parameter ${JSON.stringify(key)}`);
+      default:
+        throw invalid('url', `unknown query parameter ${JSON.stringify(key)}`);
     }
   }
   if (secure) o.tls = tls;
@@ -142,13 +162,19 @@ export function parseUrl(url: string | URL): ConnectOptions {
 export function resolveOptions(o: ConnectOptions): ResolvedOptions {
   const heartbeat = intOption(o.heartbeat ?? 20, 'heartbeat', 0, 65535);
   // https://www.rabbitmq.com/docs/heartbeats: below 5 s false positives are "fairly likely".
-  if (heartbeat > 0 && heartbeat < MIN_HEARTBEAT) throw invalid('heartbeat', `${heartbeat} s is below ${MIN_HEARTBEAT} s, where heartbeats raise false alarms (0 takes the broker's value)`);
+  if (heartbeat > 0 && heartbeat < MIN_HEARTBEAT)
+    throw invalid(
+      'heartbeat',
+      `${heartbeat} s is below ${MIN_HEARTBEAT} s, where heartbeats raise false alarms (0 takes the broker's value)`,
+    );
   const mechanism = o.mechanism ?? 'PLAIN';
-  if (!MECHANISMS.includes(mechanism)) throw invalid('mechanism', `expected one of ${MECHANISMS.join(', ')}, got ${JSON.stringify(mechanism)}`);
+  if (!MECHANISMS.includes(mechanism))
+    throw invalid('mechanism', `expected one of ${MECHANISMS.join(', ')}, got ${JSON.stringify(mechanism)}`);
   let tls: TlsOptions | undefined;
   if (o.tls === true) tls = {};
   else if (o.tls !== undefined && o.tls !== false) tls = o.tls;
-  if (mechanism === 'EXTERNAL' && tls === undefined) throw invalid('mechanism', 'EXTERNAL needs TLS with a client certificate');
+  if (mechanism === 'EXTERNAL' && tls === undefined)
+    throw invalid('mechanism', 'EXTERNAL needs TLS with a client certificate');
   const publishTimeout = intOption(o.publishTimeout ?? 60_000, 'publishTimeout', 1, 2 ** 31 - 1);
   return {
     hostname: o.hostname ?? '127.0.0.1',

@@ -22,7 +22,8 @@ export class Output {
 
   readonly #sink: Sink;
   constructor(sink: Sink) {
-    this.#sink = sink;}
+    this.#sink = sink;
+  }
 
   /** Bytes queued here and not yet handed to the socket. */
   get queued(): number {

@@ -89,24 +89,63 @@ export function writeProperties(buf: Buffer, off: number, p: MessageProperties |
   off += 2;
   let flags = 0;
   if (p !== undefined) {
-    if (p.contentType !== undefined) { flags |= F_CONTENT_TYPE; off = writeShortstr(buf, off, p.contentType); }
-    if (p.contentEncoding !== undefined) { flags |= F_CONTENT_ENCODING; off = writeShortstr(buf, off, p.contentEncoding); }
-    if (p.headers !== undefined) { flags |= F_HEADERS; off = writeTable(buf, off, p.headers); }
-    if (p.deliveryMode !== undefined) { flags |= F_DELIVERY_MODE; buf[off++] = p.deliveryMode; }
-    if (p.priority !== undefined) { flags |= F_PRIORITY; buf[off++] = p.priority; }
-    if (p.correlationId !== undefined) { flags |= F_CORRELATION_ID; off = writeShortstr(buf, off, p.correlationId); }
-    if (p.replyTo !== undefined) { flags |= F_REPLY_TO; off = writeShortstr(buf, off, p.replyTo); }
-    if (p.expiration !== undefined) { flags |= F_EXPIRATION; off = writeShortstr(buf, off, p.expiration); }
-    if (p.messageId !== undefined) { flags |= F_MESSAGE_ID; off = writeShortstr(buf, off, p.messageId); }
+    if (p.contentType !== undefined) {
+      flags |= F_CONTENT_TYPE;
+      off = writeShortstr(buf, off, p.contentType);
+    }
+    if (p.contentEncoding !== undefined) {
+      flags |= F_CONTENT_ENCODING;
+      off = writeShortstr(buf, off, p.contentEncoding);
+    }
+    if (p.headers !== undefined) {
+      flags |= F_HEADERS;
+      off = writeTable(buf, off, p.headers);
+    }
+    if (p.deliveryMode !== undefined) {
+      flags |= F_DELIVERY_MODE;
+      buf[off++] = p.deliveryMode;
+    }
+    if (p.priority !== undefined) {
+      flags |= F_PRIORITY;
+      buf[off++] = p.priority;
+    }
+    if (p.correlationId !== undefined) {
+      flags |= F_CORRELATION_ID;
+      off = writeShortstr(buf, off, p.correlationId);
+    }
+    if (p.replyTo !== undefined) {
+      flags |= F_REPLY_TO;
+      off = writeShortstr(buf, off, p.replyTo);
+    }
+    if (p.expiration !== undefined) {
+      flags |= F_EXPIRATION;
+      off = writeShortstr(buf, off, p.expiration);
+    }
+    if (p.messageId !== undefined) {
+      flags |= F_MESSAGE_ID;
+      off = writeShortstr(buf, off, p.messageId);
+    }
     if (p.timestamp !== undefined) {
       flags |= F_TIMESTAMP;
       const t = p.timestamp;
       off = writeU64(buf, off, t instanceof Date ? Math.floor(t.getTime() / 1000) : t);
     }
-    if (p.type !== undefined) { flags |= F_TYPE; off = writeShortstr(buf, off, p.type); }
-    if (p.userId !== undefined) { flags |= F_USER_ID; off = writeShortstr(buf, off, p.userId); }
-    if (p.appId !== undefined) { flags |= F_APP_ID; off = writeShortstr(buf, off, p.appId); }
-    if (p.clusterId !== undefined) { flags |= F_CLUSTER_ID; off = writeShortstr(buf, off, p.clusterId); }
+    if (p.type !== undefined) {
+      flags |= F_TYPE;
+      off = writeShortstr(buf, off, p.type);
+    }
+    if (p.userId !== undefined) {
+      flags |= F_USER_ID;
+      off = writeShortstr(buf, off, p.userId);
+    }
+    if (p.appId !== undefined) {
+      flags |= F_APP_ID;
+      off = writeShortstr(buf, off, p.appId);
+    }
+    if (p.clusterId !== undefined) {
+      flags |= F_CLUSTER_ID;
+      off = writeShortstr(buf, off, p.clusterId);
+    }
   }
   buf.writeUInt16BE(flags, flagsAt);
   return off;

@@ -22,7 +22,15 @@
  * - A delivery left unsettled near the broker's consumer_timeout is reported before the broker closes the channel.
  */
 import { randomUUID } from 'node:crypto';
-import type { Body, Channel, ConsumeOptions, ExchangeOptions, PublishOptions, QueueDeclareOk, QueueOptions } from './channel.js';
+import type {
+  Body,
+  Channel,
+  ConsumeOptions,
+  ExchangeOptions,
+  PublishOptions,
+  QueueDeclareOk,
+  QueueOptions,
+} from './channel.js';
 import { connect, type Connection } from './connection.js';
 import { TypedEmitter } from './emitter.js';
 import { AmqpError, AuthenticationError, PublishError } from './errors.js';
@@ -31,7 +39,10 @@ import { parseUrl, type ConnectOptions } from './options.js';
 import type { MessageProperties } from './properties.js';
 import type { FieldTable } from './table.js';
 
-export interface Endpoint { hostname: string; port: number }
+export interface Endpoint {
+  hostname: string;
+  port: number;
+}
 
 export interface RecoveryOptions extends ConnectOptions {
   /** Brokers (`host:port` or objects), shuffled once, tried in turn; default the hostname and port of the options. */
@@ -97,11 +108,33 @@ export interface RecoveryEvents {
   closed: [];
 }
 
-type Resolved = Required<Pick<RecoveryOptions, 'reconnectDelay' | 'maxReconnectDelay' | 'authFailureDelay' | 'bufferMessages'
-  | 'bufferBytes' | 'overflow' | 'ackWarningAfter' | 'initialAttempts' | 'nackRetries'>>;
+type Resolved = Required<
+  Pick<
+    RecoveryOptions,
+    | 'reconnectDelay'
+    | 'maxReconnectDelay'
+    | 'authFailureDelay'
+    | 'bufferMessages'
+    | 'bufferBytes'
+    | 'overflow'
+    | 'ackWarningAfter'
+    | 'initialAttempts'
+    | 'nackRetries'
+  >
+>;
 
-interface BindingRecord { exchangeToExchange: boolean; destination: string; source: string; routingKey: string; args: FieldTable }
-interface QueueRecord { name: string; serverNamed: boolean; options: QueueOptions }
+interface BindingRecord {
+  exchangeToExchange: boolean;
+  destination: string;
+  source: string;
+  routingKey: string;
+  args: FieldTable;
+}
+interface QueueRecord {
+  name: string;
+  serverNamed: boolean;
+  options: QueueOptions;
+}
 
 export class RecoveringConnection extends TypedEmitter<RecoveryEvents> {
   readonly options: Readonly<Resolved>;
@@ -124,17 +157,23 @@ export class RecoveringConnection extends TypedEmitter<RecoveryEvents> {
 
   constructor(url?: string | URL | RecoveryOptions, options: RecoveryOptions = {}) {
     super();
-    const fromUrl = typeof url === 'string' || url instanceof URL ? parseUrl(url) : url ?? {};
+    const fromUrl = typeof url === 'string' || url instanceof URL ? parseUrl(url) : (url ?? {});
     const o: RecoveryOptions = { ...fromUrl, ...options };
     const int = (v: number | undefined, d: number, min: number, what: string): number => {
       const x = v ?? d;
-      if (!Number.isSafeInteger(x) || x < min) throw new AmqpError('OPTION_INVALID', `${what}: expected an integer >= ${min}, got ${String(v)}`);
+      if (!Number.isSafeInteger(x) || x < min)
+        throw new AmqpError('OPTION_INVALID', `${what}: expected an integer >= ${min}, got ${String(v)}`);
       return x;
     };
     const reconnectDelay = int(o.reconnectDelay, 5000, 2000, 'reconnectDelay');
     this.options = {
       reconnectDelay,
-      maxReconnectDelay: int(o.maxReconnectDelay, Math.max(60_000, reconnectDelay), reconnectDelay, 'maxReconnectDelay'),
+      maxReconnectDelay: int(
+        o.maxReconnectDelay,
+        Math.max(60_000, reconnectDelay),
+        reconnectDelay,
+        'maxReconnectDelay',
+      ),
       authFailureDelay: int(o.authFailureDelay, Math.max(60_000, reconnectDelay), reconnectDelay, 'authFailureDelay'),
       bufferMessages: int(o.bufferMessages, 10_000, 0, 'bufferMessages'),
       bufferBytes: int(o.bufferBytes, 16 << 20, 0, 'bufferBytes'),
@@ -144,10 +183,17 @@ export class RecoveringConnection extends TypedEmitter<RecoveryEvents> {
       initialAttempts: o.initialAttempts === undefined ? Infinity : int(o.initialAttempts, 1, 1, 'initialAttempts'),
     };
     if (this.options.overflow !== 'reject-new' && this.options.overflow !== 'drop-oldest') {
-      throw new AmqpError('OPTION_INVALID', `overflow: expected "reject-new" or "drop-oldest", got ${JSON.stringify(o.overflow)}`);
+      throw new AmqpError(
+        'OPTION_INVALID',
+        `overflow: expected "reject-new" or "drop-oldest", got ${JSON.stringify(o.overflow)}`,
+      );
     }
     const list = (o.endpoints ?? []).map(parseEndpoint);
-    if (list.length === 0) list.push({ hostname: o.hostname ?? '127.0.0.1', port: o.port ?? (o.tls !== undefined && o.tls !== false ? 5671 : 5672) });
+    if (list.length === 0)
+      list.push({
+        hostname: o.hostname ?? '127.0.0.1',
+        port: o.port ?? (o.tls !== undefined && o.tls !== false ? 5671 : 5672),
+      });
     // Shuffled, so that a fleet of hubs does not pile onto the first node of the list after a failover.
     for (let i = list.length - 1; i > 0; i--) {
       const j = Math.floor(Math.random() * (i + 1));
@@ -211,7 +257,8 @@ export class RecoveringConnection extends TypedEmitter<RecoveryEvents> {
 
   /** @internal */
   _recordExchange(name: string, type: string, options: ExchangeOptions): void {
-    if (options.passive !== true && name !== '' && !name.startsWith('amq.')) this.#exchanges.set(name, { type, options });
+    if (options.passive !== true && name !== '' && !name.startsWith('amq.'))
+      this.#exchanges.set(name, { type, options });
   }
 
   /** @internal */
@@ -229,7 +276,8 @@ export class RecoveringConnection extends TypedEmitter<RecoveryEvents> {
   /** @internal */
   _forgetExchange(name: string): void {
     this.#exchanges.delete(name);
-    for (const [k, b] of this.#bindings) if (b.source === name || (b.exchangeToExchange && b.destination === name)) this.#bindings.delete(k);
+    for (const [k, b] of this.#bindings)
+      if (b.source === name || (b.exchangeToExchange && b.destination === name)) this.#bindings.delete(k);
   }
 
   /** @internal */
@@ -243,7 +291,8 @@ export class RecoveringConnection extends TypedEmitter<RecoveryEvents> {
     const q = this.#queues.get(name);
     if (q === undefined) return name;
     const to = await this.#declareQueue(ch, q);
-    for (const b of this.#bindings.values()) if (!b.exchangeToExchange && b.destination === to) await ch.queueBind(to, b.source, b.routingKey, b.args);
+    for (const b of this.#bindings.values())
+      if (!b.exchangeToExchange && b.destination === to) await ch.queueBind(to, b.source, b.routingKey, b.args);
     return to;
   }
 
@@ -306,7 +355,11 @@ export class RecoveringConnection extends TypedEmitter<RecoveryEvents> {
         this.#conn?.close().catch(() => undefined);
         if (this.#closed) break;
         attempt++;
-        this.emitSafe('failed', error, { attempt, endpoint: where, authentication: error instanceof AuthenticationError });
+        this.emitSafe('failed', error, {
+          attempt,
+          endpoint: where,
+          authentication: error instanceof AuthenticationError,
+        });
         if (!this.#everOpen && attempt >= this.options.initialAttempts) {
           this.#closed = true;
           this.#failure = error;
@@ -314,11 +367,15 @@ export class RecoveringConnection extends TypedEmitter<RecoveryEvents> {
           break;
         }
       }
-      const delayMs = error instanceof AuthenticationError ? this.options.authFailureDelay : this.#backoff(Math.max(attempt, 1));
+      const delayMs =
+        error instanceof AuthenticationError ? this.options.authFailureDelay : this.#backoff(Math.max(attempt, 1));
       this.emitSafe('recovering', { attempt: attempt + 1, delayMs, endpoint: this.#peekEndpoint() });
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, delayMs);
-        this.#wake = () => { clearTimeout(t); resolve(); };
+        this.#wake = () => {
+          clearTimeout(t);
+          resolve();
+        };
       });
       this.#wake = null;
     }
@@ -365,12 +422,15 @@ export class RecoveringConnection extends TypedEmitter<RecoveryEvents> {
         if (!ch.isOpen) ch = await conn.createChannel();
       }
     };
-    for (const [name, x] of this.#exchanges) await attempt(`exchange ${name}`, (c) => c.exchangeDeclare(name, x.type, x.options));
+    for (const [name, x] of this.#exchanges)
+      await attempt(`exchange ${name}`, (c) => c.exchangeDeclare(name, x.type, x.options));
     for (const q of [...this.#queues.values()]) await attempt(`queue ${q.name}`, (c) => this.#declareQueue(c, q));
     for (const b of this.#bindings.values()) {
-      await attempt(`binding ${b.source} -> ${b.destination} (${b.routingKey})`, (c) => b.exchangeToExchange
-        ? c.exchangeBind(b.destination, b.source, b.routingKey, b.args)
-        : c.queueBind(b.destination, b.source, b.routingKey, b.args));
+      await attempt(`binding ${b.source} -> ${b.destination} (${b.routingKey})`, (c) =>
+        b.exchangeToExchange
+          ? c.exchangeBind(b.destination, b.source, b.routingKey, b.args)
+          : c.queueBind(b.destination, b.source, b.routingKey, b.args),
+      );
     }
     if (ch.isOpen) await ch.close();
   }
@@ -394,7 +454,6 @@ export class RecoveringConnection extends TypedEmitter<RecoveryEvents> {
     }
     return ok.queue;
   }
-
 }
 
 /** One publish from the call to its single outcome, across as many channels as recovery needs. */
@@ -538,12 +597,18 @@ export class RecoveringChannel extends TypedEmitter<RecoveringChannelEvents> {
 
   async queueBind(queue: string, exchange: string, routingKey = '', args: FieldTable = {}): Promise<void> {
     await this.#live().queueBind(queue, exchange, routingKey, args);
-    this.#rc._recordBinding({ exchangeToExchange: false, destination: queue, source: exchange, routingKey, args }, true);
+    this.#rc._recordBinding(
+      { exchangeToExchange: false, destination: queue, source: exchange, routingKey, args },
+      true,
+    );
   }
 
   async queueUnbind(queue: string, exchange: string, routingKey = '', args: FieldTable = {}): Promise<void> {
     await this.#live().queueUnbind(queue, exchange, routingKey, args);
-    this.#rc._recordBinding({ exchangeToExchange: false, destination: queue, source: exchange, routingKey, args }, false);
+    this.#rc._recordBinding(
+      { exchangeToExchange: false, destination: queue, source: exchange, routingKey, args },
+      false,
+    );
   }
 
   queuePurge(queue: string): Promise<number> {
@@ -553,7 +618,11 @@ export class RecoveringChannel extends TypedEmitter<RecoveringChannelEvents> {
   // ---- consuming -----------------------------------------------------------------------------------------------------
 
   /** Starts a consumer that is re-created after every recovery (manual acks by default). */
-  async basicConsume(queue: string, handler: MessageHandler, options: ConsumeOptions = {}): Promise<RecoveringConsumer> {
+  async basicConsume(
+    queue: string,
+    handler: MessageHandler,
+    options: ConsumeOptions = {},
+  ): Promise<RecoveringConsumer> {
     const rc = new RecoveringConsumer(queue, handler, options, this);
     this.#consumers.add(rc);
     const ch = this.channel;
@@ -576,21 +645,51 @@ export class RecoveringChannel extends TypedEmitter<RecoveringChannelEvents> {
    * closed by the application. A message without a messageId gets one, so that a re-send can be recognised.
    * A BodyWriter may be written more than once (once per attempt).
    */
-  basicPublish(exchange: string, routingKey: string, body: Body, properties: MessageProperties = {}, options: PublishOptions = {}): Promise<void> {
-    if (this.#closed) return Promise.reject(new PublishError('closed', 'cannot publish: the channel was closed by the application'));
+  basicPublish(
+    exchange: string,
+    routingKey: string,
+    body: Body,
+    properties: MessageProperties = {},
+    options: PublishOptions = {},
+  ): Promise<void> {
+    if (this.#closed)
+      return Promise.reject(new PublishError('closed', 'cannot publish: the channel was closed by the application'));
     const props = properties.messageId === undefined ? { ...properties, messageId: randomUUID() } : properties;
     const timeout = options.timeout ?? this.#rc.connection?.options.publishTimeout ?? 60_000;
     let resolve!: () => void;
     let reject!: (e: Error) => void;
-    const promise = new Promise<void>((res, rej) => { resolve = res; reject = rej; });
+    const promise = new Promise<void>((res, rej) => {
+      resolve = res;
+      reject = rej;
+    });
     promise.catch(noop);
     const p: Pending = {
-      exchange, routingKey, body, properties: props, mandatory: options.mandatory ?? false, deadline: Date.now() + timeout,
-      bytes: typeof body === 'string' ? Buffer.byteLength(body) : body instanceof Uint8Array ? body.length : body.maxBytes,
-      gen: -1, nacks: 0, settled: false, resolve, reject,
+      exchange,
+      routingKey,
+      body,
+      properties: props,
+      mandatory: options.mandatory ?? false,
+      deadline: Date.now() + timeout,
+      bytes:
+        typeof body === 'string' ? Buffer.byteLength(body) : body instanceof Uint8Array ? body.length : body.maxBytes,
+      gen: -1,
+      nacks: 0,
+      settled: false,
+      resolve,
+      reject,
     };
-    p.resolve = () => { if (!p.settled) { p.settled = true; resolve(); } };
-    p.reject = (e) => { if (!p.settled) { p.settled = true; reject(e); } };
+    p.resolve = () => {
+      if (!p.settled) {
+        p.settled = true;
+        resolve();
+      }
+    };
+    p.reject = (e) => {
+      if (!p.settled) {
+        p.settled = true;
+        reject(e);
+      }
+    };
     const ch = this.channel;
     if (ch !== null && this.#buffer.length === 0) this.#send(ch, p);
     else this.#enqueue(p);
@@ -609,7 +708,13 @@ export class RecoveringChannel extends TypedEmitter<RecoveringChannelEvents> {
 
   #live(): Channel {
     const ch = this.channel;
-    if (ch === null) throw new AmqpError('RECOVERING', this.#closed ? 'the channel was closed by the application' : 'the connection is recovering; try again after the next recovered event');
+    if (ch === null)
+      throw new AmqpError(
+        'RECOVERING',
+        this.#closed
+          ? 'the channel was closed by the application'
+          : 'the connection is recovering; try again after the next recovered event',
+      );
     return ch;
   }
 
@@ -618,13 +723,20 @@ export class RecoveringChannel extends TypedEmitter<RecoveringChannelEvents> {
     p.gen = gen;
     this.#inflight.add(p);
     // The channel's callback form: no promise of its own per publish (this record is the only one that matters).
-    ch._publish({
-      resolve: () => {
-        this.#inflight.delete(p);
-        p.resolve();
+    ch._publish(
+      {
+        resolve: () => {
+          this.#inflight.delete(p);
+          p.resolve();
+        },
+        reject: (err: Error) => this.#failed(p, gen, err),
       },
-      reject: (err: Error) => this.#failed(p, gen, err),
-    }, p.exchange, p.routingKey, p.body, p.properties, { mandatory: p.mandatory, timeout: Math.max(1, p.deadline - Date.now()) });
+      p.exchange,
+      p.routingKey,
+      p.body,
+      p.properties,
+      { mandatory: p.mandatory, timeout: Math.max(1, p.deadline - Date.now()) },
+    );
   }
 
   #failed(p: Pending, gen: number, err: Error): void {
@@ -632,8 +744,13 @@ export class RecoveringChannel extends TypedEmitter<RecoveringChannelEvents> {
     if (p.gen !== gen || (err instanceof PublishError && err.failure === 'closed' && !this.#closed)) return;
     this.#inflight.delete(p);
     const delay = 250 * 2 ** p.nacks;
-    if (err instanceof PublishError && err.failure === 'nacked' && !this.#closed && p.nacks < this.#rc.options.nackRetries &&
-      Date.now() + delay < p.deadline) {
+    if (
+      err instanceof PublishError &&
+      err.failure === 'nacked' &&
+      !this.#closed &&
+      p.nacks < this.#rc.options.nackRetries &&
+      Date.now() + delay < p.deadline
+    ) {
       p.nacks++;
       setTimeout(() => this.#retry(p), delay);
       return;
@@ -644,7 +761,10 @@ export class RecoveringChannel extends TypedEmitter<RecoveringChannelEvents> {
   /** Sends a nacked publish again (or buffers it, ahead of newer ones, while recovering). */
   #retry(p: Pending): void {
     if (p.settled) return;
-    if (this.#closed) return p.reject(new PublishError('closed', 'the channel was closed by the application before the publish was confirmed'));
+    if (this.#closed)
+      return p.reject(
+        new PublishError('closed', 'the channel was closed by the application before the publish was confirmed'),
+      );
     const ch = this.channel;
     if (ch !== null) return this.#send(ch, p);
     p.gen = -1;
@@ -659,12 +779,22 @@ export class RecoveringChannel extends TypedEmitter<RecoveringChannelEvents> {
       const oldest = this.#buffer[0];
       if (o.overflow === 'reject-new' || oldest === undefined) {
         this.#rc._emit('buffer-overflow', 'reject-new');
-        return p.reject(new PublishError('buffer-full', `the publish buffer is full (${this.#buffer.length} messages, ${this.#bufferBytes} bytes) while the connection recovers`));
+        return p.reject(
+          new PublishError(
+            'buffer-full',
+            `the publish buffer is full (${this.#buffer.length} messages, ${this.#bufferBytes} bytes) while the connection recovers`,
+          ),
+        );
       }
       this.#buffer.shift();
       this.#bufferBytes -= oldest.bytes;
       this.#rc._emit('buffer-overflow', 'drop-oldest');
-      oldest.reject(new PublishError('buffer-full', 'dropped from the full publish buffer to make room for a newer one (overflow: drop-oldest)'));
+      oldest.reject(
+        new PublishError(
+          'buffer-full',
+          'dropped from the full publish buffer to make room for a newer one (overflow: drop-oldest)',
+        ),
+      );
     }
     p.gen = -1;
     this.#buffer.push(p);
@@ -701,7 +831,10 @@ export class RecoveringChannel extends TypedEmitter<RecoveringChannelEvents> {
     this.#ch = ch;
     ch.on('return', (m) => this.emitSafe('return', m));
     ch.on('close', (err) => this.#lost(ch, err));
-    this.#ackTimer ??= setInterval(() => this.#checkAcks(), Math.min(60_000, Math.max(250, this.#rc.options.ackWarningAfter / 4)));
+    this.#ackTimer ??= setInterval(
+      () => this.#checkAcks(),
+      Math.min(60_000, Math.max(250, this.#rc.options.ackWarningAfter / 4)),
+    );
     this.#ackTimer.unref();
     if (consume) {
       await this._resumeConsumers(true);
@@ -747,7 +880,10 @@ export class RecoveringChannel extends TypedEmitter<RecoveringChannelEvents> {
   _shutdown(): void {
     if (this.#closed) return;
     this.#closed = true;
-    const err = new PublishError('closed', 'the connection was closed by the application before the publish was confirmed');
+    const err = new PublishError(
+      'closed',
+      'the connection was closed by the application before the publish was confirmed',
+    );
     for (const p of this.#buffer) p.reject(err);
     this.#buffer = [];
     this.#bufferBytes = 0;
@@ -790,7 +926,10 @@ export class RecoveringChannel extends TypedEmitter<RecoveringChannelEvents> {
     this.#gen++;
     for (const c of this.#consumers) c._set(null);
     if (this.#closed) {
-      for (const p of this.#inflight) p.reject(new PublishError('closed', 'the channel was closed by the application before the publish was confirmed'));
+      for (const p of this.#inflight)
+        p.reject(
+          new PublishError('closed', 'the channel was closed by the application before the publish was confirmed'),
+        );
       this.#inflight.clear();
       return;
     }
@@ -809,7 +948,8 @@ export class RecoveringChannel extends TypedEmitter<RecoveringChannelEvents> {
     const now = Date.now();
     this.#reopenAttempts = now - this.#lastReopen < 10_000 ? this.#reopenAttempts + 1 : 0;
     this.#lastReopen = now;
-    if (this.#reopenAttempts > 0) await sleep(Math.min(this.#rc.options.maxReconnectDelay, 500 * 2 ** this.#reopenAttempts));
+    if (this.#reopenAttempts > 0)
+      await sleep(Math.min(this.#rc.options.maxReconnectDelay, 500 * 2 ** this.#reopenAttempts));
     if (this.#closed || !conn.isOpen || this.#ch !== null) return;
     try {
       await this._attach(conn);
@@ -838,14 +978,17 @@ export class RecoveringChannel extends TypedEmitter<RecoveringChannelEvents> {
 
 function bindingKey(b: BindingRecord): string {
   // Field tables may hold bigints (int64), which JSON.stringify refuses.
-  return JSON.stringify([b.exchangeToExchange, b.destination, b.source, b.routingKey, b.args], (_k, v: unknown) => (typeof v === 'bigint' ? `${v}n` : v));
+  return JSON.stringify([b.exchangeToExchange, b.destination, b.source, b.routingKey, b.args], (_k, v: unknown) =>
+    typeof v === 'bigint' ? `${v}n` : v,
+  );
 }
 
 function parseEndpoint(e: string | Endpoint): Endpoint {
   if (typeof e !== 'string') return e;
   const m = /^\[?([^\]]+?)\]?:(\d{1,5})$/.exec(e);
   const port = m === null ? NaN : Number(m[2]);
-  if (m === null || port < 1 || port > 65535) throw new AmqpError('OPTION_INVALID', `endpoints: expected "host:port", got ${JSON.stringify(e)}`);
+  if (m === null || port < 1 || port > 65535)
+    throw new AmqpError('OPTION_INVALID', `endpoints: expected "host:port", got ${JSON.stringify(e)}`);
   return { hostname: m[1] as string, port };
 }
 
@@ -857,4 +1000,6 @@ function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-function noop(): void { /* a rejection is observed by the caller */ }
+function noop(): void {
+  /* a rejection is observed by the caller */
+}

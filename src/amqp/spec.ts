@@ -400,11 +400,19 @@ export interface MethodArgs {
 export type MethodName = keyof MethodArgs;
 
 /** A decoded method, discriminated by name. */
-export type Method = { [K in MethodName]: { name: K; classId: number; methodId: number; args: MethodArgs[K] } }[MethodName];
+export type Method = {
+  [K in MethodName]: { name: K; classId: number; methodId: number; args: MethodArgs[K] };
+}[MethodName];
 
-export interface ArgSpec { readonly name: string; readonly type: ArgType; readonly default: unknown }
+export interface ArgSpec {
+  readonly name: string;
+  readonly type: ArgType;
+  readonly default: unknown;
+}
 export interface MethodSpec {
-  readonly name: MethodName; readonly classId: number; readonly methodId: number;
+  readonly name: MethodName;
+  readonly classId: number;
+  readonly methodId: number;
   /** A request the peer answers with a "-ok" method (spec attribute "synchronous"). */
   readonly synchronous: boolean;
   /** Followed by a content header and body frames. */
@@ -412,27 +420,52 @@ export interface MethodSpec {
   readonly args: readonly ArgSpec[];
 }
 
-const TYPES: Readonly<Record<string, ArgType>> = {"o":"octet","s":"short","l":"long","L":"longlong","t":"timestamp","S":"shortstr","T":"longstr","b":"bit","F":"table"};
+const TYPES: Readonly<Record<string, ArgType>> = {
+  o: 'octet',
+  s: 'short',
+  l: 'long',
+  L: 'longlong',
+  t: 'timestamp',
+  S: 'shortstr',
+  T: 'longstr',
+  b: 'bit',
+  F: 'table',
+};
 
 function decodeMethods(text: string): MethodSpec[] {
   return text.split(';').map((row) => {
     const [name, classId, methodId, flags, args] = row.split('|') as [MethodName, string, string, string, string];
     return {
-      name, classId: Number(classId), methodId: Number(methodId), synchronous: flags.includes('s'), content: flags.includes('c'),
-      args: args === '' ? [] : args.split(',').map((arg) => {
-        const eq = arg.indexOf('=');
-        const [argName, type] = (eq < 0 ? arg : arg.slice(0, eq)).split(':') as [string, string];
-        return { name: argName, type: TYPES[type] as ArgType, default: eq < 0 ? undefined : JSON.parse(arg.slice(eq + 1)) as unknown };
-      }),
+      name,
+      classId: Number(classId),
+      methodId: Number(methodId),
+      synchronous: flags.includes('s'),
+      content: flags.includes('c'),
+      args:
+        args === ''
+          ? []
+          : args.split(',').map((arg) => {
+              const eq = arg.indexOf('=');
+              const [argName, type] = (eq < 0 ? arg : arg.slice(0, eq)).split(':') as [string, string];
+              return {
+                name: argName,
+                type: TYPES[type] as ArgType,
+                default: eq < 0 ? undefined : (JSON.parse(arg.slice(eq + 1)) as unknown),
+              };
+            }),
     };
   });
 }
 
 /** Every method of every class, in spec order. */
-export const METHODS: readonly MethodSpec[] = decodeMethods("connection.start|10|10|s|versionMajor:o=0,versionMinor:o=9,serverProperties:F,mechanisms:T=\"PLAIN\",locales:T=\"en_US\";connection.start-ok|10|11||clientProperties:F,mechanism:S=\"PLAIN\",response:T,locale:S=\"en_US\";connection.secure|10|20|s|challenge:T;connection.secure-ok|10|21||response:T;connection.tune|10|30|s|channelMax:s=0,frameMax:l=0,heartbeat:s=0;connection.tune-ok|10|31||channelMax:s=0,frameMax:l=0,heartbeat:s=0;connection.open|10|40|s|virtualHost:S=\"/\",capabilities:S=\"\",insist:b=false;connection.open-ok|10|41||knownHosts:S=\"\";connection.close|10|50|s|replyCode:s,replyText:S=\"\",classId:s,methodId:s;connection.close-ok|10|51||;connection.blocked|10|60||reason:S=\"\";connection.unblocked|10|61||;connection.update-secret|10|70|s|newSecret:T,reason:S;connection.update-secret-ok|10|71||;channel.open|20|10|s|outOfBand:S=\"\";channel.open-ok|20|11||channelId:T=\"\";channel.flow|20|20|s|active:b;channel.flow-ok|20|21||active:b;channel.close|20|40|s|replyCode:s,replyText:S=\"\",classId:s,methodId:s;channel.close-ok|20|41||;access.request|30|10|s|realm:S=\"/data\",exclusive:b=false,passive:b=true,active:b=true,write:b=true,read:b=true;access.request-ok|30|11||ticket:s=1;exchange.declare|40|10|s|ticket:s=0,exchange:S,type:S=\"direct\",passive:b=false,durable:b=false,autoDelete:b=false,internal:b=false,nowait:b=false,arguments:F={};exchange.declare-ok|40|11||;exchange.delete|40|20|s|ticket:s=0,exchange:S,ifUnused:b=false,nowait:b=false;exchange.delete-ok|40|21||;exchange.bind|40|30|s|ticket:s=0,destination:S,source:S,routingKey:S=\"\",nowait:b=false,arguments:F={};exchange.bind-ok|40|31||;exchange.unbind|40|40|s|ticket:s=0,destination:S,source:S,routingKey:S=\"\",nowait:b=false,arguments:F={};exchange.unbind-ok|40|51||;queue.declare|50|10|s|ticket:s=0,queue:S=\"\",passive:b=false,durable:b=false,exclusive:b=false,autoDelete:b=false,nowait:b=false,arguments:F={};queue.declare-ok|50|11||queue:S,messageCount:l,consumerCount:l;queue.bind|50|20|s|ticket:s=0,queue:S=\"\",exchange:S,routingKey:S=\"\",nowait:b=false,arguments:F={};queue.bind-ok|50|21||;queue.purge|50|30|s|ticket:s=0,queue:S=\"\",nowait:b=false;queue.purge-ok|50|31||messageCount:l;queue.delete|50|40|s|ticket:s=0,queue:S=\"\",ifUnused:b=false,ifEmpty:b=false,nowait:b=false;queue.delete-ok|50|41||messageCount:l;queue.unbind|50|50|s|ticket:s=0,queue:S=\"\",exchange:S,routingKey:S=\"\",arguments:F={};queue.unbind-ok|50|51||;basic.qos|60|10|s|prefetchSize:l=0,prefetchCount:s=0,global:b=false;basic.qos-ok|60|11||;basic.consume|60|20|s|ticket:s=0,queue:S=\"\",consumerTag:S=\"\",noLocal:b=false,noAck:b=false,exclusive:b=false,nowait:b=false,arguments:F={};basic.consume-ok|60|21||consumerTag:S;basic.cancel|60|30|s|consumerTag:S,nowait:b=false;basic.cancel-ok|60|31||consumerTag:S;basic.publish|60|40|c|ticket:s=0,exchange:S=\"\",routingKey:S=\"\",mandatory:b=false,immediate:b=false;basic.return|60|50|c|replyCode:s,replyText:S=\"\",exchange:S,routingKey:S;basic.deliver|60|60|c|consumerTag:S,deliveryTag:L,redelivered:b=false,exchange:S,routingKey:S;basic.get|60|70|s|ticket:s=0,queue:S=\"\",noAck:b=false;basic.get-ok|60|71|c|deliveryTag:L,redelivered:b=false,exchange:S,routingKey:S,messageCount:l;basic.get-empty|60|72||clusterId:S=\"\";basic.ack|60|80||deliveryTag:L=0,multiple:b=false;basic.reject|60|90||deliveryTag:L,requeue:b=true;basic.recover-async|60|100||requeue:b=false;basic.recover|60|110|s|requeue:b=false;basic.recover-ok|60|111||;basic.nack|60|120||deliveryTag:L=0,multiple:b=false,requeue:b=true;tx.select|90|10|s|;tx.select-ok|90|11||;tx.commit|90|20|s|;tx.commit-ok|90|21||;tx.rollback|90|30|s|;tx.rollback-ok|90|31||;confirm.select|85|10|s|nowait:b=false;confirm.select-ok|85|11||");
+export const METHODS: readonly MethodSpec[] = decodeMethods(
+  'connection.start|10|10|s|versionMajor:o=0,versionMinor:o=9,serverProperties:F,mechanisms:T="PLAIN",locales:T="en_US";connection.start-ok|10|11||clientProperties:F,mechanism:S="PLAIN",response:T,locale:S="en_US";connection.secure|10|20|s|challenge:T;connection.secure-ok|10|21||response:T;connection.tune|10|30|s|channelMax:s=0,frameMax:l=0,heartbeat:s=0;connection.tune-ok|10|31||channelMax:s=0,frameMax:l=0,heartbeat:s=0;connection.open|10|40|s|virtualHost:S="/",capabilities:S="",insist:b=false;connection.open-ok|10|41||knownHosts:S="";connection.close|10|50|s|replyCode:s,replyText:S="",classId:s,methodId:s;connection.close-ok|10|51||;connection.blocked|10|60||reason:S="";connection.unblocked|10|61||;connection.update-secret|10|70|s|newSecret:T,reason:S;connection.update-secret-ok|10|71||;channel.open|20|10|s|outOfBand:S="";channel.open-ok|20|11||channelId:T="";channel.flow|20|20|s|active:b;channel.flow-ok|20|21||active:b;channel.close|20|40|s|replyCode:s,replyText:S="",classId:s,methodId:s;channel.close-ok|20|41||;access.request|30|10|s|realm:S="/data",exclusive:b=false,passive:b=true,active:b=true,write:b=true,read:b=true;access.request-ok|30|11||ticket:s=1;exchange.declare|40|10|s|ticket:s=0,exchange:S,type:S="direct",passive:b=false,durable:b=false,autoDelete:b=false,internal:b=false,nowait:b=false,arguments:F={};exchange.declare-ok|40|11||;exchange.delete|40|20|s|ticket:s=0,exchange:S,ifUnused:b=false,nowait:b=false;exchange.delete-ok|40|21||;exchange.bind|40|30|s|ticket:s=0,destination:S,source:S,routingKey:S="",nowait:b=false,arguments:F={};exchange.bind-ok|40|31||;exchange.unbind|40|40|s|ticket:s=0,destination:S,source:S,routingKey:S="",nowait:b=false,arguments:F={};exchange.unbind-ok|40|51||;queue.declare|50|10|s|ticket:s=0,queue:S="",passive:b=false,durable:b=false,exclusive:b=false,autoDelete:b=false,nowait:b=false,arguments:F={};queue.declare-ok|50|11||queue:S,messageCount:l,consumerCount:l;queue.bind|50|20|s|ticket:s=0,queue:S="",exchange:S,routingKey:S="",nowait:b=false,arguments:F={};queue.bind-ok|50|21||;queue.purge|50|30|s|ticket:s=0,queue:S="",nowait:b=false;queue.purge-ok|50|31||messageCount:l;queue.delete|50|40|s|ticket:s=0,queue:S="",ifUnused:b=false,ifEmpty:b=false,nowait:b=false;queue.delete-ok|50|41||messageCount:l;queue.unbind|50|50|s|ticket:s=0,queue:S="",exchange:S,routingKey:S="",arguments:F={};queue.unbind-ok|50|51||;basic.qos|60|10|s|prefetchSize:l=0,prefetchCount:s=0,global:b=false;basic.qos-ok|60|11||;basic.consume|60|20|s|ticket:s=0,queue:S="",consumerTag:S="",noLocal:b=false,noAck:b=false,exclusive:b=false,nowait:b=false,arguments:F={};basic.consume-ok|60|21||consumerTag:S;basic.cancel|60|30|s|consumerTag:S,nowait:b=false;basic.cancel-ok|60|31||consumerTag:S;basic.publish|60|40|c|ticket:s=0,exchange:S="",routingKey:S="",mandatory:b=false,immediate:b=false;basic.return|60|50|c|replyCode:s,replyText:S="",exchange:S,routingKey:S;basic.deliver|60|60|c|consumerTag:S,deliveryTag:L,redelivered:b=false,exchange:S,routingKey:S;basic.get|60|70|s|ticket:s=0,queue:S="",noAck:b=false;basic.get-ok|60|71|c|deliveryTag:L,redelivered:b=false,exchange:S,routingKey:S,messageCount:l;basic.get-empty|60|72||clusterId:S="";basic.ack|60|80||deliveryTag:L=0,multiple:b=false;basic.reject|60|90||deliveryTag:L,requeue:b=true;basic.recover-async|60|100||requeue:b=false;basic.recover|60|110|s|requeue:b=false;basic.recover-ok|60|111||;basic.nack|60|120||deliveryTag:L=0,multiple:b=false,requeue:b=true;tx.select|90|10|s|;tx.select-ok|90|11||;tx.commit|90|20|s|;tx.commit-ok|90|21||;tx.rollback|90|30|s|;tx.rollback-ok|90|31||;confirm.select|85|10|s|nowait:b=false;confirm.select-ok|85|11||',
+);
 
 /** (classId << 16 | methodId) -> method spec. */
-export const METHOD_BY_ID: ReadonlyMap<number, MethodSpec> = new Map(METHODS.map((m) => [(m.classId << 16) | m.methodId, m]));
+export const METHOD_BY_ID: ReadonlyMap<number, MethodSpec> = new Map(
+  METHODS.map((m) => [(m.classId << 16) | m.methodId, m]),
+);
 /** Method name -> method spec. */
 export const METHOD_BY_NAME: ReadonlyMap<string, MethodSpec> = new Map(METHODS.map((m) => [m.name, m]));
 

@@ -12,21 +12,54 @@
 import { FrameError } from './errors.js';
 import { describe, EncodeError, Reader, writeLongstr, writeShortstr, shortstrSize } from './wire.js';
 
-export type FieldTag = 't' | 'b' | 'B' | 's' | 'u' | 'I' | 'i' | 'l' | 'f' | 'd' | 'D' | 'S' | 'x' | 'A' | 'T' | 'F' | 'V';
+export type FieldTag =
+  | 't'
+  | 'b'
+  | 'B'
+  | 's'
+  | 'u'
+  | 'I'
+  | 'i'
+  | 'l'
+  | 'f'
+  | 'd'
+  | 'D'
+  | 'S'
+  | 'x'
+  | 'A'
+  | 'T'
+  | 'F'
+  | 'V';
 
 /** An AMQP decimal: `value / 10^scale`, value an unsigned 32-bit integer (0-9-1 grammar: scale long-uint). */
 export class Decimal {
-  constructor(readonly scale: number, readonly value: number) {}
+  constructor(
+    readonly scale: number,
+    readonly value: number,
+  ) {}
 }
 
 /** A value with an explicit field-table tag, for brokers or peers that care about the exact type. */
 export class Field {
-  constructor(readonly tag: FieldTag, readonly value: FieldValue) {}
+  constructor(
+    readonly tag: FieldTag,
+    readonly value: FieldValue,
+  ) {}
 }
 
 export type FieldValue =
-  | boolean | number | bigint | string | Uint8Array | Date | Decimal | Field | null | undefined
-  | readonly FieldValue[] | FieldTable;
+  | boolean
+  | number
+  | bigint
+  | string
+  | Uint8Array
+  | Date
+  | Decimal
+  | Field
+  | null
+  | undefined
+  | readonly FieldValue[]
+  | FieldTable;
 
 export interface FieldTable {
   [key: string]: FieldValue;
@@ -41,21 +74,28 @@ export function field(tag: FieldTag, value: FieldValue): Field {
 export const MAX_TABLE_DEPTH = 32;
 
 const INT_RANGE: Partial<Record<FieldTag, readonly [number, number]>> = {
-  b: [-0x80, 0x7f], B: [0, 0xff], s: [-0x8000, 0x7fff], u: [0, 0xffff],
-  I: [-0x80000000, 0x7fffffff], i: [0, 0xffffffff],
+  b: [-0x80, 0x7f],
+  B: [0, 0xff],
+  s: [-0x8000, 0x7fff],
+  u: [0, 0xffff],
+  I: [-0x80000000, 0x7fffffff],
+  i: [0, 0xffffffff],
 };
 
 function inferTag(v: FieldValue, path: string): FieldTag {
   switch (typeof v) {
-    case 'boolean': return 't';
+    case 'boolean':
+      return 't';
     case 'number':
       if (!Number.isInteger(v)) return 'd';
       if (v >= -0x80000000 && v <= 0x7fffffff) return 'I';
       // Past 2^53 a number is a double that happens to be integral (1e18, 1e20, Number.MAX_VALUE): as 'l' it would
       // come back as a bigint, or not fit at all beyond int64, so it stays a double and comes back as the same number.
       return Number.isSafeInteger(v) ? 'l' : 'd';
-    case 'bigint': return 'l';
-    case 'string': return 'S';
+    case 'bigint':
+      return 'l';
+    case 'string':
+      return 'S';
     case 'object':
       if (v === null) return 'V';
       if (v instanceof Uint8Array) return 'x';
@@ -64,47 +104,86 @@ function inferTag(v: FieldValue, path: string): FieldTag {
       if (Array.isArray(v)) return 'A';
       if (v instanceof Field) return v.tag;
       return 'F';
-    case 'undefined': return 'V';
-    default: throw new EncodeError(`${path}: a ${typeof v} cannot go in a field table`);
+    case 'undefined':
+      return 'V';
+    default:
+      throw new EncodeError(`${path}: a ${typeof v} cannot go in a field table`);
   }
 }
 
 function checkTagged(tag: FieldTag, v: FieldValue, path: string): void {
   const range = INT_RANGE[tag];
-  const bad = (what: string): never => { throw new EncodeError(`${path}: tag '${tag}' needs ${what}, got ${describe(v)}`); };
+  const bad = (what: string): never => {
+    throw new EncodeError(`${path}: tag '${tag}' needs ${what}, got ${describe(v)}`);
+  };
   if (range !== undefined) {
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < range[0] || v > range[1]) bad(`an integer in [${range[0]}, ${range[1]}]`);
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < range[0] || v > range[1])
+      bad(`an integer in [${range[0]}, ${range[1]}]`);
     return;
   }
   switch (tag) {
-    case 't': if (typeof v !== 'boolean') bad('a boolean'); return;
+    case 't':
+      if (typeof v !== 'boolean') bad('a boolean');
+      return;
     case 'l':
-      if (typeof v === 'bigint') { if (v < -(2n ** 63n) || v >= 2n ** 63n) bad('a 64-bit integer'); return; }
+      if (typeof v === 'bigint') {
+        if (v < -(2n ** 63n) || v >= 2n ** 63n) bad('a 64-bit integer');
+        return;
+      }
       if (typeof v !== 'number' || !Number.isSafeInteger(v)) bad('a safe integer or a bigint');
       return;
-    case 'f': case 'd':
+    case 'f':
+    case 'd':
       // A finite double beyond float32 (1e39) would reach the wire as an infinity too.
       if (typeof v !== 'number' || !Number.isFinite(tag === 'f' ? Math.fround(v) : v)) {
         bad(`a finite ${tag === 'f' ? 'float32' : 'number'} (RabbitMQ closes the connection on NaN or Infinity)`);
       }
       return;
     case 'D':
-      if (!(v instanceof Decimal) || !Number.isInteger(v.scale) || v.scale < 0 || v.scale > 255 ||
-        !Number.isInteger(v.value) || v.value < 0 || v.value > 0xffffffff) bad('a Decimal (scale 0-255, uint32 value)');
+      if (
+        !(v instanceof Decimal) ||
+        !Number.isInteger(v.scale) ||
+        v.scale < 0 ||
+        v.scale > 255 ||
+        !Number.isInteger(v.value) ||
+        v.value < 0 ||
+        v.value > 0xffffffff
+      )
+        bad('a Decimal (scale 0-255, uint32 value)');
       return;
-    case 'S': if (typeof v !== 'string' && !(v instanceof Uint8Array)) bad('a string or bytes'); return;
-    case 'x': if (!(v instanceof Uint8Array)) bad('bytes'); return;
+    case 'S':
+      if (typeof v !== 'string' && !(v instanceof Uint8Array)) bad('a string or bytes');
+      return;
+    case 'x':
+      if (!(v instanceof Uint8Array)) bad('bytes');
+      return;
     case 'T':
-      if (v instanceof Date) { if (Number.isNaN(v.getTime()) || v.getTime() < 0) bad('a valid Date after 1970'); return; }
+      if (v instanceof Date) {
+        if (Number.isNaN(v.getTime()) || v.getTime() < 0) bad('a valid Date after 1970');
+        return;
+      }
       if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) bad('a Date or seconds since 1970');
       return;
-    case 'A': if (!Array.isArray(v)) bad('an array'); return;
-    case 'F':
-      if (v === null || typeof v !== 'object' || Array.isArray(v) || v instanceof Uint8Array || v instanceof Field ||
-        v instanceof Date || v instanceof Decimal) bad('an object');
+    case 'A':
+      if (!Array.isArray(v)) bad('an array');
       return;
-    case 'V': if (v !== null && v !== undefined) bad('null'); return;
-    default: throw new EncodeError(`${path}: unknown field tag ${JSON.stringify(tag)}`);
+    case 'F':
+      if (
+        v === null ||
+        typeof v !== 'object' ||
+        Array.isArray(v) ||
+        v instanceof Uint8Array ||
+        v instanceof Field ||
+        v instanceof Date ||
+        v instanceof Decimal
+      )
+        bad('an object');
+      return;
+    case 'V':
+      if (v !== null && v !== undefined) bad('null');
+      return;
+    default:
+      throw new EncodeError(`${path}: unknown field tag ${JSON.stringify(tag)}`);
   }
 }
 
@@ -122,16 +201,33 @@ function valueSize(v: FieldValue, path: string, depth: number): number {
     if (tag === 'T' || tag === 'D' || tag === 'd') checkTagged(tag, v, path);
   }
   switch (tag) {
-    case 't': case 'b': case 'B': return 2;
-    case 's': case 'u': return 3;
-    case 'I': case 'i': case 'f': return 5;
-    case 'l': case 'd': case 'T': return 9;
-    case 'D': return 6;
-    case 'V': return 1;
-    case 'S': return 5 + (typeof v === 'string' ? Buffer.byteLength(v) : (v as Uint8Array).length);
-    case 'x': return 5 + (v as Uint8Array).length;
-    case 'A': return 1 + arraySize(v as readonly FieldValue[], path, depth + 1);
-    case 'F': return 1 + tableSize(v as FieldTable, path, depth + 1);
+    case 't':
+    case 'b':
+    case 'B':
+      return 2;
+    case 's':
+    case 'u':
+      return 3;
+    case 'I':
+    case 'i':
+    case 'f':
+      return 5;
+    case 'l':
+    case 'd':
+    case 'T':
+      return 9;
+    case 'D':
+      return 6;
+    case 'V':
+      return 1;
+    case 'S':
+      return 5 + (typeof v === 'string' ? Buffer.byteLength(v) : (v as Uint8Array).length);
+    case 'x':
+      return 5 + (v as Uint8Array).length;
+    case 'A':
+      return 1 + arraySize(v as readonly FieldValue[], path, depth + 1);
+    case 'F':
+      return 1 + tableSize(v as FieldTable, path, depth + 1);
   }
 }
 
@@ -139,7 +235,8 @@ function valueSize(v: FieldValue, path: string, depth: number): number {
 export function tableSize(t: FieldTable | undefined, path = 'table', depth = 0): number {
   if (t === undefined) return 4;
   if (depth > MAX_TABLE_DEPTH) throw new EncodeError(`${path}: nested deeper than ${MAX_TABLE_DEPTH} (a cycle?)`);
-  if (t === null || typeof t !== 'object' || Array.isArray(t)) throw new EncodeError(`${path}: expected an object, got ${describe(t)}`);
+  if (t === null || typeof t !== 'object' || Array.isArray(t))
+    throw new EncodeError(`${path}: expected an object, got ${describe(t)}`);
   let n = 4;
   for (const key in t) {
     if (!Object.prototype.hasOwnProperty.call(t, key)) continue;
@@ -168,25 +265,43 @@ function writeValue(buf: Buffer, off: number, v: FieldValue): number {
   }
   buf[off++] = tag.charCodeAt(0);
   switch (tag) {
-    case 't': buf[off] = v ? 1 : 0; return off + 1;
-    case 'b': return buf.writeInt8(v as number, off);
-    case 'B': return buf.writeUInt8(v as number, off);
-    case 's': return buf.writeInt16BE(v as number, off);
-    case 'u': return buf.writeUInt16BE(v as number, off);
-    case 'I': return buf.writeInt32BE(v as number, off);
-    case 'i': return buf.writeUInt32BE(v as number, off);
-    case 'l': return buf.writeBigInt64BE(BigInt(v as number | bigint), off);
-    case 'f': return buf.writeFloatBE(v as number, off);
-    case 'd': return buf.writeDoubleBE(v as number, off);
-    case 'D': buf[off] = (v as Decimal).scale; return buf.writeUInt32BE((v as Decimal).value, off + 1);
-    case 'S': case 'x': return writeLongstr(buf, off, v as string | Uint8Array);
+    case 't':
+      buf[off] = v ? 1 : 0;
+      return off + 1;
+    case 'b':
+      return buf.writeInt8(v as number, off);
+    case 'B':
+      return buf.writeUInt8(v as number, off);
+    case 's':
+      return buf.writeInt16BE(v as number, off);
+    case 'u':
+      return buf.writeUInt16BE(v as number, off);
+    case 'I':
+      return buf.writeInt32BE(v as number, off);
+    case 'i':
+      return buf.writeUInt32BE(v as number, off);
+    case 'l':
+      return buf.writeBigInt64BE(BigInt(v as number | bigint), off);
+    case 'f':
+      return buf.writeFloatBE(v as number, off);
+    case 'd':
+      return buf.writeDoubleBE(v as number, off);
+    case 'D':
+      buf[off] = (v as Decimal).scale;
+      return buf.writeUInt32BE((v as Decimal).value, off + 1);
+    case 'S':
+    case 'x':
+      return writeLongstr(buf, off, v as string | Uint8Array);
     case 'T': {
       const secs = v instanceof Date ? Math.floor(v.getTime() / 1000) : (v as number);
       return buf.writeBigUInt64BE(BigInt(secs), off);
     }
-    case 'V': return off;
-    case 'A': return writeArray(buf, off, v as readonly FieldValue[]);
-    case 'F': return writeTable(buf, off, v as FieldTable);
+    case 'V':
+      return off;
+    case 'A':
+      return writeArray(buf, off, v as readonly FieldValue[]);
+    case 'F':
+      return writeTable(buf, off, v as FieldTable);
   }
 }
 
@@ -225,26 +340,52 @@ export function encodeTable(t: FieldTable): Buffer {
 function readValue(r: Reader, depth: number): FieldValue {
   const tag = r.u8('field tag');
   switch (tag) {
-    case 0x74 /* t */: return r.u8('boolean') !== 0;
-    case 0x62 /* b */: return r.i8();
-    case 0x42 /* B */: return r.u8();
-    case 0x73 /* s */: return r.i16();
-    case 0x75 /* u */: return r.u16();
-    case 0x49 /* I */: return r.i32();
-    case 0x69 /* i */: return r.u32();
-    case 0x6c /* l */: return r.i64();
-    case 0x66 /* f */: return r.f32();
-    case 0x64 /* d */: return r.f64();
-    case 0x44 /* D */: { const scale = r.u8('decimal scale'); return new Decimal(scale, r.u32('decimal value')); }
-    case 0x53 /* S */: { const b = r.longstr('longstr field'); return b.toString('utf8'); }
-    case 0x78 /* x */: return Buffer.from(r.longstr('byte array field'));
-    case 0x54 /* T */: return new Date(r.u64Lossy('timestamp') * 1000);
-    case 0x41 /* A */: return readArray(r, depth + 1);
-    case 0x46 /* F */: return readTable(r, depth + 1);
-    case 0x56 /* V */: return null;
+    case 0x74 /* t */:
+      return r.u8('boolean') !== 0;
+    case 0x62 /* b */:
+      return r.i8();
+    case 0x42 /* B */:
+      return r.u8();
+    case 0x73 /* s */:
+      return r.i16();
+    case 0x75 /* u */:
+      return r.u16();
+    case 0x49 /* I */:
+      return r.i32();
+    case 0x69 /* i */:
+      return r.u32();
+    case 0x6c /* l */:
+      return r.i64();
+    case 0x66 /* f */:
+      return r.f32();
+    case 0x64 /* d */:
+      return r.f64();
+    case 0x44 /* D */:
+      {
+        const scale = r.u8('decimal scale');
+        return new Decimal(scale, r.u32('decimal value'));
+      }
+    case 0x53 /* S */:
+      {
+        const b = r.longstr('longstr field');
+        return b.toString('utf8');
+      }
+    case 0x78 /* x */:
+      return Buffer.from(r.longstr('byte array field'));
+    case 0x54 /* T */:
+      return new Date(r.u64Lossy('timestamp') * 1000);
+    case 0x41 /* A */:
+      return readArray(r, depth + 1);
+    case 0x46 /* F */:
+      return readTable(r, depth + 1);
+    case 0x56 /* V */:
+      return null;
     default:
-      throw new FrameError(`unknown field-table type tag 0x${tag.toString(16).padStart(2, '0')}` +
-        (tag >= 0x20 && tag < 0x7f ? ` ('${String.fromCharCode(tag)}')` : ''), 502);
+      throw new FrameError(
+        `unknown field-table type tag 0x${tag.toString(16).padStart(2, '0')}` +
+          (tag >= 0x20 && tag < 0x7f ? ` ('${String.fromCharCode(tag)}')` : ''),
+        502,
+      );
   }
 }
 
@@ -260,7 +401,8 @@ export function readTable(r: Reader, depth = 0): FieldTable {
     const key = sub.shortstr('table key');
     const v = readValue(sub, depth);
     // A key named __proto__ must become an own property, never the object's prototype.
-    if (key === '__proto__') Object.defineProperty(t, key, { value: v, enumerable: true, writable: true, configurable: true });
+    if (key === '__proto__')
+      Object.defineProperty(t, key, { value: v, enumerable: true, writable: true, configurable: true });
     else t[key] = v;
   }
   r.pos = end;

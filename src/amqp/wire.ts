@@ -89,7 +89,11 @@ export function writeU64(buf: Buffer, off: number, v: number): number {
 export class Reader {
   pos: number;
   readonly end: number;
-  constructor(readonly buf: Buffer, pos = 0, end = buf.length) {
+  constructor(
+    readonly buf: Buffer,
+    pos = 0,
+    end = buf.length,
+  ) {
     this.pos = pos;
     this.end = end;
   }
@@ -99,7 +103,8 @@ export class Reader {
   }
 
   need(n: number, what: string): void {
-    if (n > this.end - this.pos) throw new FrameError(`truncated ${what}: needs ${n} bytes, ${this.end - this.pos} left`);
+    if (n > this.end - this.pos)
+      throw new FrameError(`truncated ${what}: needs ${n} bytes, ${this.end - this.pos} left`);
   }
 
   u8(what = 'octet'): number {

@@ -6,8 +6,11 @@ import { versionLine } from '../device/about.js';
 if (process.argv[2] === '--version' || process.argv[2] === '-v') {
   process.stdout.write(`${versionLine()}\n`);
 } else {
-  import('../device/main.js').then((m) => m.runHubProcess(), (err: unknown) => {
-    process.stderr.write(`fatal: ${String(err)}\n`);
-    process.exitCode = 70;
-  });
+  import('../device/main.js').then(
+    (m) => m.runHubProcess(),
+    (err: unknown) => {
+      process.stderr.write(`fatal: ${String(err)}\n`);
+      process.exitCode = 70;
+    },
+  );
 }

@@ -14,7 +14,12 @@
  */
 import { randomUUID } from 'node:crypto';
 import {
-  ChannelError, RecoveringConnection, type Message, type FieldTable, type RecoveringChannel, type RecoveringConsumer,
+  ChannelError,
+  RecoveringConnection,
+  type Message,
+  type FieldTable,
+  type RecoveringChannel,
+  type RecoveringConsumer,
   type RecoveryOptions,
 } from '../amqp/index.js';
 import { BusError } from './errors.js';
@@ -72,7 +77,9 @@ export class AmqpTransport implements Transport {
     this.#peers = new Set(options.peers);
     this.#ownsConnection = options.connection === undefined;
     // Not connecting yet: that starts with start(), after the application has attached its listeners.
-    this.#conn = options.connection ?? new RecoveringConnection(options.url ?? 'amqp://guest:guest@127.0.0.1:5672', { connectionName: options.name });
+    this.#conn =
+      options.connection ??
+      new RecoveringConnection(options.url ?? 'amqp://guest:guest@127.0.0.1:5672', { connectionName: options.name });
   }
 
   /** The AMQP connection underneath, which recovers by itself (the API stays transparent). */
@@ -107,17 +114,21 @@ export class AmqpTransport implements Transport {
     const queues = this.topology === 'exchanges' ? await this.#declareExchanges() : await this.#declareQueues();
     if (o.consume === false) return;
     for (const q of queues) {
-      this.#consumers.push(await this.#sub.basicConsume(q, (m) => onMessage(this.#incoming(m)), { prefetch: o.prefetch ?? 100 }));
+      this.#consumers.push(
+        await this.#sub.basicConsume(q, (m) => onMessage(this.#incoming(m)), { prefetch: o.prefetch ?? 100 }),
+      );
     }
   }
 
   async send(m: Outgoing): Promise<void> {
     const ch = this.channel;
     const { to } = m;
-    if (!this.#peers.has(to)) throw new BusError('UNKNOWN_PEER', `"${to}" is not a configured peer of ${this.options.name}`);
-    const [exchange, routingKey] = this.topology === 'exchanges'
-      ? [`${this.options.name}-to-${to}`, m.routingKey]
-      : ['', this.#role() === 'hub' ? `${this.options.name}-up` : `${to}-down`];
+    if (!this.#peers.has(to))
+      throw new BusError('UNKNOWN_PEER', `"${to}" is not a configured peer of ${this.options.name}`);
+    const [exchange, routingKey] =
+      this.topology === 'exchanges'
+        ? [`${this.options.name}-to-${to}`, m.routingKey]
+        : ['', this.#role() === 'hub' ? `${this.options.name}-up` : `${to}-down`];
     await ch.basicPublish(exchange, routingKey, m.body, { ...m.properties, deliveryMode: 2 }, { mandatory: true });
   }
 
@@ -159,7 +170,11 @@ export class AmqpTransport implements Transport {
   async #declareDeadLetters(ch: RecoveringChannel): Promise<void> {
     await ch.exchangeDeclare(this.deadLetterExchange, 'fanout', { durable: true });
     await ch.queueDeclare(this.deadLetterQueue, {
-      durable: true, arguments: { 'x-queue-type': this.options.queueType ?? 'quorum', 'x-max-length': this.options.deadLetterMax ?? 100_000 },
+      durable: true,
+      arguments: {
+        'x-queue-type': this.options.queueType ?? 'quorum',
+        'x-max-length': this.options.deadLetterMax ?? 100_000,
+      },
     });
     await ch.queueBind(this.deadLetterQueue, this.deadLetterExchange, '');
   }
@@ -175,7 +190,10 @@ export class AmqpTransport implements Transport {
         if (o.declareExchanges === false) {
           // A passive check that fails closes its channel: use a throw-away one.
           const probe = await this.#raw().createChannel();
-          await guard(() => probe.exchangeDeclare(x, 'topic', { passive: true }), `checking exchange ${x} (declareExchanges is false)`);
+          await guard(
+            () => probe.exchangeDeclare(x, 'topic', { passive: true }),
+            `checking exchange ${x} (declareExchanges is false)`,
+          );
           await probe.close();
         } else {
           await guard(() => ch.exchangeDeclare(x, 'topic', { durable: true }), `declaring exchange ${x}`);
@@ -217,23 +235,42 @@ export class AmqpTransport implements Transport {
     let from = this.#inbound.get(this.topology === 'exchanges' ? m.exchange : m.routingKey);
     if (from === undefined && this.topology === 'queues' && this.#role() === 'hub') {
       // The first version names no sender: the app_id if it is a peer, else the only peer there is.
-      from = p.appId !== undefined && this.#peers.has(p.appId) ? p.appId
-        : this.options.peers.length === 1 ? this.options.peers[0] : undefined;
+      from =
+        p.appId !== undefined && this.#peers.has(p.appId)
+          ? p.appId
+          : this.options.peers.length === 1
+            ? this.options.peers[0]
+            : undefined;
     }
     const pub = this.#pub as RecoveringChannel;
     const dlx = this.deadLetterExchange;
     return {
-      from, body: m.body, routingKey: m.routingKey, messageId: p.messageId, correlationId: p.correlationId,
-      contentType: p.contentType, type: p.type, appId: p.appId, headers: p.headers ?? {}, redelivered: m.redelivered,
-      deliveryCount: m.deliveryCount, raw: m,
+      from,
+      body: m.body,
+      routingKey: m.routingKey,
+      messageId: p.messageId,
+      correlationId: p.correlationId,
+      contentType: p.contentType,
+      type: p.type,
+      appId: p.appId,
+      headers: p.headers ?? {},
+      redelivered: m.redelivered,
+      deliveryCount: m.deliveryCount,
+      raw: m,
       ack: () => m.ack(),
       retry: () => m.nack(true),
       async deadLetter(reason, code) {
         await pub.basicPublish(dlx, m.routingKey, m.body, {
-          ...p, timestamp: p.timestamp ?? new Date(), deliveryMode: 2, messageId: p.messageId ?? randomUUID(),
+          ...p,
+          timestamp: p.timestamp ?? new Date(),
+          deliveryMode: 2,
+          messageId: p.messageId ?? randomUUID(),
           headers: {
-            ...(p.headers ?? {}), 'x-ebadge-error': reason.slice(0, 1000), ...(code === undefined ? {} : { 'x-ebadge-error-code': code }),
-            'x-ebadge-source': m.exchange === '' ? m.routingKey : m.exchange, 'x-ebadge-dead-at': new Date(),
+            ...(p.headers ?? {}),
+            'x-ebadge-error': reason.slice(0, 1000),
+            ...(code === undefined ? {} : { 'x-ebadge-error-code': code }),
+            'x-ebadge-source': m.exchange === '' ? m.routingKey : m.exchange,
+            'x-ebadge-dead-at': new Date(),
           },
         });
         m.ack();

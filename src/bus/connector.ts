@@ -21,7 +21,15 @@
 import { randomUUID } from 'node:crypto';
 import { TypedEmitter } from '../amqp/emitter.js';
 import type { RecoveringConnection, RecoveryOptions } from '../amqp/index.js';
-import { decode, DecodeError, encode, SCHEMAS, type DecodeLimits, type Message, type MessageType } from '../codec/index.js';
+import {
+  decode,
+  DecodeError,
+  encode,
+  SCHEMAS,
+  type DecodeLimits,
+  type Message,
+  type MessageType,
+} from '../codec/index.js';
 import { CryptoError, type Opened, type Sealer } from '../crypto/index.js';
 import { AmqpTransport, type Topology } from './amqp-transport.js';
 import { SeenIds } from './dedupe.js';
@@ -109,8 +117,16 @@ interface Pending {
 const has = (type: string, field: string): boolean =>
   Object.prototype.hasOwnProperty.call((SCHEMAS as Record<string, { fields: object }>)[type]?.fields ?? {}, field);
 
-const REQUEST_REPLIES = new Set(['get_report', 'get_periodic_report', 'get_energy_events', 'get_activation_capacity', 'get_all_prices',
-  'get_status_report', 'get_capabilities', 'balancing_unachievable']);
+const REQUEST_REPLIES = new Set([
+  'get_report',
+  'get_periodic_report',
+  'get_energy_events',
+  'get_activation_capacity',
+  'get_all_prices',
+  'get_status_report',
+  'get_capabilities',
+  'balancing_unachievable',
+]);
 
 export class Connector extends TypedEmitter<ConnectorEvents> {
   readonly name: string;
@@ -133,24 +149,31 @@ export class Connector extends TypedEmitter<ConnectorEvents> {
     this.#o = options;
     this.name = options.name;
     this.#peers = new Set(options.peers);
-    this.transport = options.transport ?? new AmqpTransport({
-      name: options.name, peers: options.peers,
-      ...(options.url === undefined ? {} : { url: options.url }),
-      ...(options.connection === undefined ? {} : { connection: options.connection }),
-      ...(options.topology === undefined ? {} : { topology: options.topology }),
-      ...(options.role === undefined ? {} : { role: options.role }),
-      ...(options.declareExchanges === undefined ? {} : { declareExchanges: options.declareExchanges }),
-      ...(options.prefetch === undefined ? {} : { prefetch: options.prefetch }),
-      ...(options.queueTtlMs === undefined ? {} : { queueTtlMs: options.queueTtlMs }),
-      ...(options.consume === undefined ? {} : { consume: options.consume }),
-      ...(options.queueType === undefined ? {} : { queueType: options.queueType }),
-    });
-    this.#seen = new SeenIds(options.dedupe?.capacity ?? 10_000, options.dedupe?.ttlMs ?? options.queueTtlMs ?? 900_000);
+    this.transport =
+      options.transport ??
+      new AmqpTransport({
+        name: options.name,
+        peers: options.peers,
+        ...(options.url === undefined ? {} : { url: options.url }),
+        ...(options.connection === undefined ? {} : { connection: options.connection }),
+        ...(options.topology === undefined ? {} : { topology: options.topology }),
+        ...(options.role === undefined ? {} : { role: options.role }),
+        ...(options.declareExchanges === undefined ? {} : { declareExchanges: options.declareExchanges }),
+        ...(options.prefetch === undefined ? {} : { prefetch: options.prefetch }),
+        ...(options.queueTtlMs === undefined ? {} : { queueTtlMs: options.queueTtlMs }),
+        ...(options.consume === undefined ? {} : { consume: options.consume }),
+        ...(options.queueType === undefined ? {} : { queueType: options.queueType }),
+      });
+    this.#seen = new SeenIds(
+      options.dedupe?.capacity ?? 10_000,
+      options.dedupe?.ttlMs ?? options.queueTtlMs ?? 900_000,
+    );
   }
 
   /** Registers the handler of one message type (replacing an earlier one). */
   handle<T extends MessageType>(type: T, handler: Handler<T>): this {
-    if (!Object.prototype.hasOwnProperty.call(SCHEMAS, type)) throw new BusError('CONFIG', `unknown message type "${type}"`);
+    if (!Object.prototype.hasOwnProperty.call(SCHEMAS, type))
+      throw new BusError('CONFIG', `unknown message type "${type}"`);
     this.#handlers.set(type, handler as unknown as Handler<MessageType>);
     return this;
   }
@@ -186,7 +209,8 @@ export class Connector extends TypedEmitter<ConnectorEvents> {
       while (this.#active > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     }
     this.#closed = true;
-    for (const p of new Set(this.#pending.values())) this.#settle(p, new BusError('CLOSED', 'the connector was closed'));
+    for (const p of new Set(this.#pending.values()))
+      this.#settle(p, new BusError('CLOSED', 'the connector was closed'));
     await this.transport.close();
   }
 
@@ -194,14 +218,20 @@ export class Connector extends TypedEmitter<ConnectorEvents> {
    * Sends a typed message to a peer: validated and encoded (an EncodeError for an invalid message, before
    * anything is sent), sealed when the peer has keys, published with confirms. Resolves when the broker has it.
    */
-  async publish(peer: string, message: Message, options: { correlationId?: string; messageId?: string } = {}): Promise<void> {
+  async publish(
+    peer: string,
+    message: Message,
+    options: { correlationId?: string; messageId?: string } = {},
+  ): Promise<void> {
     if (this.#closed) throw new BusError('CLOSED', 'the connector was closed');
-    if (!this.#peers.has(peer)) throw new BusError('UNKNOWN_PEER', `"${peer}" is not a configured peer of ${this.name}`);
+    if (!this.#peers.has(peer))
+      throw new BusError('UNKNOWN_PEER', `"${peer}" is not a configured peer of ${this.name}`);
     const m = message as { msg_id?: unknown };
     await this.publishEncoded(peer, message.msg, encode(message), {
       routingKey: routingKeyOf(message),
       // A response's msg_id names the message it answers, so it is never the response's own id.
-      messageId: options.messageId ?? (message.msg !== 'response' && typeof m.msg_id === 'string' ? m.msg_id : randomUUID()),
+      messageId:
+        options.messageId ?? (message.msg !== 'response' && typeof m.msg_id === 'string' ? m.msg_id : randomUUID()),
       ...(options.correlationId === undefined ? {} : { correlationId: options.correlationId }),
     });
   }
@@ -210,24 +240,34 @@ export class Connector extends TypedEmitter<ConnectorEvents> {
    * Sends a message already encoded (and validated) by the codec, e.g. one kept in the hub's outbox: sealed when
    * the peer has keys, published with confirms.
    */
-  async publishEncoded(peer: string, type: MessageType, encoded: Uint8Array, options: { routingKey: string; messageId: string; correlationId?: string }): Promise<void> {
+  async publishEncoded(
+    peer: string,
+    type: MessageType,
+    encoded: Uint8Array,
+    options: { routingKey: string; messageId: string; correlationId?: string },
+  ): Promise<void> {
     if (this.#closed) throw new BusError('CLOSED', 'the connector was closed');
-    if (!this.#peers.has(peer)) throw new BusError('UNKNOWN_PEER', `"${peer}" is not a configured peer of ${this.name}`);
+    if (!this.#peers.has(peer))
+      throw new BusError('UNKNOWN_PEER', `"${peer}" is not a configured peer of ${this.name}`);
     let body: Uint8Array = encoded;
     const sealer = this.#o.sealer;
     const sealed = sealer !== undefined && sealer.keyring.peers.has(peer);
     if (sealed) body = await sealer.seal({ peer }, type, body);
     await this.transport.send({
-      to: peer, routingKey: options.routingKey, body,
+      to: peer,
+      routingKey: options.routingKey,
+      body,
       properties: {
         messageId: options.messageId,
         ...(options.correlationId === undefined ? {} : { correlationId: options.correlationId }),
-        type, contentType: sealed ? CONTENT_TYPE_SEALED : CONTENT_TYPE_JSON, timestamp: new Date(), appId: this.name,
+        type,
+        contentType: sealed ? CONTENT_TYPE_SEALED : CONTENT_TYPE_JSON,
+        timestamp: new Date(),
+        appId: this.name,
         headers: { 'x-ebadge-dm': DM_VERSION },
       },
     });
   }
-
 
   /**
    * Sends a request and resolves with its reply (data model §3.5): by `request_id` (set when absent) for the
@@ -236,7 +276,11 @@ export class Connector extends TypedEmitter<ConnectorEvents> {
    * get_load_report, and always by the AMQP correlation_id our peers set. A `response` with an error code for the request
    * rejects with BusError REJECTED; no reply in time rejects with BusError TIMEOUT.
    */
-  async request<T extends MessageType>(peer: string, message: Message<T>, options: { timeout?: number } = {}): Promise<Message> {
+  async request<T extends MessageType>(
+    peer: string,
+    message: Message<T>,
+    options: { timeout?: number } = {},
+  ): Promise<Message> {
     const m = { ...message } as Record<string, unknown> & Message;
     const type = m.msg;
     const keys: string[] = [];
@@ -252,15 +296,21 @@ export class Connector extends TypedEmitter<ConnectorEvents> {
       // The first version has no ids: its peers answer with the same period and device (data model §3.5 rule 1).
       keys.push(`v1:${peer}:${v1Key(m)}`);
     }
-    if (typeof m['msg_id'] === 'string' && !keys.includes(`msg:${peer}:${m['msg_id']}`)) keys.push(`msg:${peer}:${m['msg_id']}`);
+    if (typeof m['msg_id'] === 'string' && !keys.includes(`msg:${peer}:${m['msg_id']}`))
+      keys.push(`msg:${peer}:${m['msg_id']}`);
     // Our own peers also set correlation_id to the request's message id, whatever the type.
     const messageId = type !== 'response' && typeof m['msg_id'] === 'string' ? m['msg_id'] : randomUUID();
     keys.push(`cor:${peer}:${messageId}`);
     const timeout = options.timeout ?? this.#o.requestTimeoutMs ?? 5000;
     const reply = new Promise<Message>((resolve, reject) => {
       const p: Pending = {
-        resolve, reject, keys,
-        timer: setTimeout(() => this.#settle(p, new BusError('TIMEOUT', `no reply to ${type} from ${peer} within ${timeout} ms`)), timeout),
+        resolve,
+        reject,
+        keys,
+        timer: setTimeout(
+          () => this.#settle(p, new BusError('TIMEOUT', `no reply to ${type} from ${peer} within ${timeout} ms`)),
+          timeout,
+        ),
       };
       for (const k of keys) this.#pending.set(k, p);
     });
@@ -285,7 +335,8 @@ export class Connector extends TypedEmitter<ConnectorEvents> {
   #pendingFor(sender: string, m: Message, correlationId: string | undefined): Pending | undefined {
     const x = m as Record<string, unknown>;
     const tries: string[] = [];
-    if (m.msg === 'accept_activation' || m.msg === 'reject_activation') tries.push(`act:${sender}:${String(x['id'])}:${String(x['modification_count'])}`);
+    if (m.msg === 'accept_activation' || m.msg === 'reject_activation')
+      tries.push(`act:${sender}:${String(x['id'])}:${String(x['modification_count'])}`);
     if (typeof x['request_id'] === 'string') tries.push(`req:${sender}:${x['request_id']}`);
     if (m.msg === 'response') {
       if (typeof x['msg_id'] === 'string') tries.push(`msg:${sender}:${x['msg_id']}`);
@@ -312,7 +363,13 @@ export class Connector extends TypedEmitter<ConnectorEvents> {
     if (d.messageId !== undefined) await this.#afterInFlight(`${sender}:${d.messageId}`);
     const dm = d.headers['x-ebadge-dm'];
     if (typeof dm === 'string' && !dm.startsWith('3.')) {
-      await this.#refuse(d, sender, 459, `data model version ${dm} is not supported (this is ${DM_VERSION})`, 'VERSION');
+      await this.#refuse(
+        d,
+        sender,
+        459,
+        `data model version ${dm} is not supported (this is ${DM_VERSION})`,
+        'VERSION',
+      );
       return;
     }
     // 1. Sealing.
@@ -332,7 +389,11 @@ export class Connector extends TypedEmitter<ConnectorEvents> {
           this.emitSafe('duplicate', d.messageId ?? '', sender);
           return;
         }
-        await this.#deadLetter(d, `refused: ${(err as Error).message}`, err instanceof CryptoError ? err.code : 'CRYPTO');
+        await this.#deadLetter(
+          d,
+          `refused: ${(err as Error).message}`,
+          err instanceof CryptoError ? err.code : 'CRYPTO',
+        );
         return;
       }
       if (opened.sender.id !== sender) {
@@ -350,7 +411,8 @@ export class Connector extends TypedEmitter<ConnectorEvents> {
     let diagnostics: string[];
     try {
       ({ message, diagnostics } = decode(body, this.#o.limits));
-      if (opened !== undefined && opened.type !== message.msg) throw new DecodeError(400, 'message.msg', `the envelope says ${opened.type}`);
+      if (opened !== undefined && opened.type !== message.msg)
+        throw new DecodeError(400, 'message.msg', `the envelope says ${opened.type}`);
     } catch (err) {
       opened?.release();
       if (!(err instanceof DecodeError)) throw err;
@@ -380,7 +442,12 @@ export class Connector extends TypedEmitter<ConnectorEvents> {
       if (dedupeKey !== undefined) this.#seen.add(dedupeKey);
       const x = message as { response_code?: number; response_desc?: string };
       if (message.msg === 'response' && typeof x.response_code === 'number' && x.response_code >= 400) {
-        this.#settle(pending, new BusError('REJECTED', `${sender} answered ${x.response_code} ${x.response_desc ?? ''}`.trim(), { reply: message }));
+        this.#settle(
+          pending,
+          new BusError('REJECTED', `${sender} answered ${x.response_code} ${x.response_desc ?? ''}`.trim(), {
+            reply: message,
+          }),
+        );
       } else {
         this.#settle(pending, message);
       }
@@ -388,7 +455,13 @@ export class Connector extends TypedEmitter<ConnectorEvents> {
     }
     // 5. The handler.
     let done: (() => void) | undefined;
-    if (dedupeKey !== undefined) this.#inFlight.set(dedupeKey, new Promise<void>((resolve) => { done = resolve; }));
+    if (dedupeKey !== undefined)
+      this.#inFlight.set(
+        dedupeKey,
+        new Promise<void>((resolve) => {
+          done = resolve;
+        }),
+      );
     try {
       await this.#dispatch(d, sender, message, diagnostics, opened);
     } finally {
@@ -401,7 +474,13 @@ export class Connector extends TypedEmitter<ConnectorEvents> {
     for (let going = this.#inFlight.get(key); going !== undefined; going = this.#inFlight.get(key)) await going;
   }
 
-  async #dispatch(d: Incoming, sender: string, message: Message, diagnostics: string[], opened: Opened | undefined): Promise<void> {
+  async #dispatch(
+    d: Incoming,
+    sender: string,
+    message: Message,
+    diagnostics: string[],
+    opened: Opened | undefined,
+  ): Promise<void> {
     const x = message as { msg_id?: string | null; request_id?: string; id?: string };
     // A `response` is never answered: its msg_id names the message it answers (answering it would ping-pong).
     const msgId = message.msg !== 'response' && typeof x.msg_id === 'string' ? x.msg_id : undefined;
@@ -410,10 +489,15 @@ export class Connector extends TypedEmitter<ConnectorEvents> {
     let settled = false;
     let responded = false;
     const ctx: HandlerContext = {
-      sender, delivery: d, transport: this.transport, diagnostics, sealed: opened !== undefined,
+      sender,
+      delivery: d,
+      transport: this.transport,
+      diagnostics,
+      sealed: opened !== undefined,
       reply: async (reply) => {
         const r = { ...reply } as Record<string, unknown> & Message;
-        if (x.request_id !== undefined && has(r.msg, 'request_id') && r['request_id'] === undefined) r['request_id'] = x.request_id;
+        if (x.request_id !== undefined && has(r.msg, 'request_id') && r['request_id'] === undefined)
+          r['request_id'] = x.request_id;
         if (r.msg === 'response' && msgId !== undefined && r['msg_id'] === undefined) r['msg_id'] = msgId;
         if (r.msg === 'response' && r['msg_id'] === msgId) {
           if (responded) return;
@@ -424,7 +508,11 @@ export class Connector extends TypedEmitter<ConnectorEvents> {
       respond: async (code, description, subcode) => {
         if (msgId === undefined || responded) return;
         responded = true;
-        await this.publish(sender, response(msgId, code, description ?? (code < 400 ? 'OK' : 'error'), subcode, message), d.messageId === undefined ? {} : { correlationId: d.messageId });
+        await this.publish(
+          sender,
+          response(msgId, code, description ?? (code < 400 ? 'OK' : 'error'), subcode, message),
+          d.messageId === undefined ? {} : { correlationId: d.messageId },
+        );
       },
       ack: () => {
         settled = true;
@@ -433,7 +521,10 @@ export class Connector extends TypedEmitter<ConnectorEvents> {
       nack: (requeue = true) => {
         settled = true;
         if (requeue) d.retry();
-        else void d.deadLetter('nacked by the handler', 'NACKED').catch((err: unknown) => this.emitSafe('handler-error', err, message.msg, true));
+        else
+          void d
+            .deadLetter('nacked by the handler', 'NACKED')
+            .catch((err: unknown) => this.emitSafe('handler-error', err, message.msg, true));
       },
     };
     const handler = this.#handlers.get(message.msg);
@@ -458,8 +549,15 @@ export class Connector extends TypedEmitter<ConnectorEvents> {
         return;
       }
       this.#failures.delete(dedupeKey);
-      await ctx.respond(500, `${message.msg} failed ${failures} times: ${(err as Error)?.message ?? String(err)}`.slice(0, 1024));
-      await this.#deadLetter(d, `the handler failed ${failures} times: ${(err as Error)?.stack ?? String(err)}`, 'HANDLER_FAILED');
+      await ctx.respond(
+        500,
+        `${message.msg} failed ${failures} times: ${(err as Error)?.message ?? String(err)}`.slice(0, 1024),
+      );
+      await this.#deadLetter(
+        d,
+        `the handler failed ${failures} times: ${(err as Error)?.stack ?? String(err)}`,
+        'HANDLER_FAILED',
+      );
       if (dedupeKey !== undefined) this.#seen.add(dedupeKey);
       return;
     }
@@ -472,10 +570,20 @@ export class Connector extends TypedEmitter<ConnectorEvents> {
   }
 
   /** Dead-letters an invalid message and, when it carried a msg_id, answers it with the code. */
-  async #refuse(d: Incoming, sender: string, code: number, reason: string, deadCode: string, msgId?: string): Promise<void> {
+  async #refuse(
+    d: Incoming,
+    sender: string,
+    code: number,
+    reason: string,
+    deadCode: string,
+    msgId?: string,
+  ): Promise<void> {
     if (msgId !== undefined) {
-      await this.publish(sender, response(msgId, code, reason.slice(0, 1024), undefined, undefined),
-        d.messageId === undefined ? {} : { correlationId: d.messageId }).catch((err: unknown) => this.emitSafe('handler-error', err, 'response', false));
+      await this.publish(
+        sender,
+        response(msgId, code, reason.slice(0, 1024), undefined, undefined),
+        d.messageId === undefined ? {} : { correlationId: d.messageId },
+      ).catch((err: unknown) => this.emitSafe('handler-error', err, 'response', false));
     }
     await this.#deadLetter(d, reason, deadCode);
   }
@@ -494,16 +602,26 @@ export class Connector extends TypedEmitter<ConnectorEvents> {
 export interface Connector extends TypedHandlerMethods {}
 
 for (const type of Object.keys(SCHEMAS)) {
-  const method = `on${type.split('_').map((w) => w.charAt(0).toUpperCase() + w.slice(1)).join('')}`;
+  const method = `on${type
+    .split('_')
+    .map((w) => w.charAt(0).toUpperCase() + w.slice(1))
+    .join('')}`;
   Object.defineProperty(Connector.prototype, method, {
     value(this: Connector, handler: Handler<MessageType>) {
       return this.handle(type as MessageType, handler);
     },
-    writable: true, configurable: true,
+    writable: true,
+    configurable: true,
   });
 }
 
-function response(msgId: string | null, code: number, desc: string, subcode: number | undefined, about: Message | undefined): Message<'response'> {
+function response(
+  msgId: string | null,
+  code: number,
+  desc: string,
+  subcode: number | undefined,
+  about: Message | undefined,
+): Message<'response'> {
   const r: Record<string, unknown> = { msg: 'response', msg_id: msgId, response_code: code, response_desc: desc };
   if (subcode !== undefined) r['response_subcode'] = subcode;
   if (about !== undefined) {
@@ -527,8 +645,13 @@ function v1Key(m: Record<string, unknown>): string {
 /** The msg_id of a body the codec refused, if it can still be read: the sender deserves its error response. */
 function msgIdOf(body: Uint8Array): string | undefined {
   try {
-    const v = JSON.parse(Buffer.from(body.buffer, body.byteOffset, body.length).toString('utf8')) as { msg?: unknown; msg_id?: unknown };
-    return v.msg !== 'response' && typeof v.msg_id === 'string' && /^[0-9a-fA-F-]{36}$/.test(v.msg_id) ? v.msg_id.toLowerCase() : undefined;
+    const v = JSON.parse(Buffer.from(body.buffer, body.byteOffset, body.length).toString('utf8')) as {
+      msg?: unknown;
+      msg_id?: unknown;
+    };
+    return v.msg !== 'response' && typeof v.msg_id === 'string' && /^[0-9a-fA-F-]{36}$/.test(v.msg_id)
+      ? v.msg_id.toLowerCase()
+      : undefined;
   } catch {
     return undefined;
   }
@@ -538,7 +661,7 @@ function msgIdOf(body: Uint8Array): string | undefined {
 class SeenIdsCounter {
   readonly #counts = new Map<string, number>();
   get(key: string | undefined): number {
-    return key === undefined ? 0 : this.#counts.get(key) ?? 0;
+    return key === undefined ? 0 : (this.#counts.get(key) ?? 0);
   }
   add(key: string | undefined): void {
     if (key === undefined) return;

@@ -11,7 +11,11 @@ export class SeenIds {
   #previous = new Set<string>();
   #currentSince: number;
 
-  constructor(readonly capacity = 10_000, readonly ttlMs = 900_000, readonly now: () => number = Date.now) {
+  constructor(
+    readonly capacity = 10_000,
+    readonly ttlMs = 900_000,
+    readonly now: () => number = Date.now,
+  ) {
     this.#currentSince = now();
   }
 

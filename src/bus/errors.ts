@@ -5,7 +5,15 @@
 import type { Message } from '../codec/index.js';
 
 export type BusErrorCode =
-  | 'CONFIG' | 'NOT_STARTED' | 'CLOSED' | 'UNKNOWN_PEER' | 'TOPOLOGY' | 'TIMEOUT' | 'REJECTED' | 'NO_KEY' | 'INVALID_MESSAGE';
+  | 'CONFIG'
+  | 'NOT_STARTED'
+  | 'CLOSED'
+  | 'UNKNOWN_PEER'
+  | 'TOPOLOGY'
+  | 'TIMEOUT'
+  | 'REJECTED'
+  | 'NO_KEY'
+  | 'INVALID_MESSAGE';
 
 export class BusError extends Error {
   override name = 'BusError';

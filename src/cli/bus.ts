@@ -25,11 +25,26 @@ export const BUS_USAGE = `  send    --as ENTITY --to PEER TYPE [field=value ...]
   sealing:    [--keyring FILE --private-key FILE --state-dir DIR] [--backend auto|node|noble]`;
 
 const OPTIONS = {
-  config: { type: 'string' }, url: { type: 'string' }, as: { type: 'string' }, to: { type: 'string' },
-  peer: { type: 'string', multiple: true }, topology: { type: 'string' }, role: { type: 'string' }, passive: { type: 'boolean' },
-  'password-file': { type: 'string' }, ca: { type: 'string' }, cert: { type: 'string' }, key: { type: 'string' }, external: { type: 'boolean' },
-  keyring: { type: 'string' }, 'private-key': { type: 'string' }, 'state-dir': { type: 'string' }, backend: { type: 'string' },
-  json: { type: 'string' }, timeout: { type: 'string' }, count: { type: 'string' },
+  config: { type: 'string' },
+  url: { type: 'string' },
+  as: { type: 'string' },
+  to: { type: 'string' },
+  peer: { type: 'string', multiple: true },
+  topology: { type: 'string' },
+  role: { type: 'string' },
+  passive: { type: 'boolean' },
+  'password-file': { type: 'string' },
+  ca: { type: 'string' },
+  cert: { type: 'string' },
+  key: { type: 'string' },
+  external: { type: 'boolean' },
+  keyring: { type: 'string' },
+  'private-key': { type: 'string' },
+  'state-dir': { type: 'string' },
+  backend: { type: 'string' },
+  json: { type: 'string' },
+  timeout: { type: 'string' },
+  count: { type: 'string' },
 } as const;
 
 type Values = ReturnType<typeof parse>['values'];
@@ -39,8 +54,18 @@ function parse(args: string[]) {
 }
 
 interface FileConfig {
-  url?: string; name?: string; peers?: string[]; topology?: string; role?: string; declareExchanges?: boolean; passwordFile?: string;
-  external?: boolean; tls?: { ca?: string; cert?: string; key?: string }; keyring?: string; privateKey?: string; stateDir?: string;
+  url?: string;
+  name?: string;
+  peers?: string[];
+  topology?: string;
+  role?: string;
+  declareExchanges?: boolean;
+  passwordFile?: string;
+  external?: boolean;
+  tls?: { ca?: string; cert?: string; key?: string };
+  keyring?: string;
+  privateKey?: string;
+  stateDir?: string;
 }
 
 function readConfig(file: string | undefined): FileConfig {
@@ -51,10 +76,25 @@ function readConfig(file: string | undefined): FileConfig {
   } catch (err) {
     throw new UsageError(`--config ${file}: ${(err as NodeJS.ErrnoException).code ?? 'not valid JSON'}`);
   }
-  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new UsageError(`--config ${file}: expected a JSON object`);
+  if (v === null || typeof v !== 'object' || Array.isArray(v))
+    throw new UsageError(`--config ${file}: expected a JSON object`);
   const c = v as Record<string, unknown>;
-  const known = ['url', 'name', 'peers', 'topology', 'role', 'declareExchanges', 'passwordFile', 'external', 'tls', 'keyring', 'privateKey', 'stateDir'];
-  for (const k of Object.keys(c)) if (!known.includes(k)) throw new UsageError(`--config ${file}: unknown setting "${k}"`);
+  const known = [
+    'url',
+    'name',
+    'peers',
+    'topology',
+    'role',
+    'declareExchanges',
+    'passwordFile',
+    'external',
+    'tls',
+    'keyring',
+    'privateKey',
+    'stateDir',
+  ];
+  for (const k of Object.keys(c))
+    if (!known.includes(k)) throw new UsageError(`--config ${file}: unknown setting "${k}"`);
   if (c['peers'] !== undefined && (!Array.isArray(c['peers']) || !c['peers'].every((p) => typeof p === 'string'))) {
     throw new UsageError(`--config ${file}: peers must be an array of entity names`);
   }
@@ -66,12 +106,18 @@ async function connector(values: Values, extra: Partial<ConnectorOptions>): Prom
   const cfg = readConfig(values.config);
   const name = values.as ?? cfg.name;
   if (name === undefined) throw new UsageError('--as ENTITY is required (or "name" in --config)');
-  const peers = [...new Set([...(cfg.peers ?? []), ...(values.peer ?? []), ...(values.to === undefined ? [] : [values.to])])];
+  const peers = [
+    ...new Set([...(cfg.peers ?? []), ...(values.peer ?? []), ...(values.to === undefined ? [] : [values.to])]),
+  ];
   if (peers.length === 0) throw new UsageError('no peer: give --to or --peer (or "peers" in --config)');
   const url: ConnectOptions = parseUrl(values.url ?? cfg.url ?? 'amqp://127.0.0.1:5672');
   const passwordFile = values['password-file'] ?? cfg.passwordFile;
   if (passwordFile !== undefined) url.password = readFileSync(passwordFile, 'utf8').trim();
-  const tlsFiles = { ca: values.ca ?? cfg.tls?.ca, cert: values.cert ?? cfg.tls?.cert, key: values.key ?? cfg.tls?.key };
+  const tlsFiles = {
+    ca: values.ca ?? cfg.tls?.ca,
+    cert: values.cert ?? cfg.tls?.cert,
+    key: values.key ?? cfg.tls?.key,
+  };
   if (tlsFiles.ca !== undefined || tlsFiles.cert !== undefined) {
     url.tls = {
       ...(typeof url.tls === 'object' ? url.tls : {}),
@@ -83,9 +129,11 @@ async function connector(values: Values, extra: Partial<ConnectorOptions>): Prom
   if (values.external === true || cfg.external === true) url.mechanism = 'EXTERNAL';
   url.connectionName = `ebadge-cli ${name}`;
   const topology = values.topology ?? cfg.topology ?? 'exchanges';
-  if (topology !== 'exchanges' && topology !== 'queues') throw new UsageError(`--topology: expected exchanges or queues, found "${topology}"`);
+  if (topology !== 'exchanges' && topology !== 'queues')
+    throw new UsageError(`--topology: expected exchanges or queues, found "${topology}"`);
   const role = values.role ?? cfg.role ?? 'controller';
-  if (role !== 'hub' && role !== 'controller') throw new UsageError(`--role: expected hub or controller, found "${role}"`);
+  if (role !== 'hub' && role !== 'controller')
+    throw new UsageError(`--role: expected hub or controller, found "${role}"`);
   const keyringFile = values.keyring ?? cfg.keyring;
   let sealer: Sealer | undefined;
   if (keyringFile !== undefined) {
@@ -94,15 +142,22 @@ async function connector(values: Values, extra: Partial<ConnectorOptions>): Prom
     const backend = selectBackend(backendOption(values.backend));
     const dir = values['state-dir'] ?? cfg.stateDir ?? path.dirname(privateKey);
     sealer = new Sealer({
-      keyring: Keyring.load(keyringFile, privateKey, backend), backend,
+      keyring: Keyring.load(keyringFile, privateKey, backend),
+      backend,
       sequence: await SequenceReserver.open(path.join(dir, `${name}.seq.json`)),
       replay: await ReplayWindow.open(path.join(dir, `${name}.replay.json`)),
     });
   }
   const bus = new Connector({
     // A command line tool answers at once when the broker is not there, rather than retrying like a service.
-    name, peers, url: { ...url, initialAttempts: 1 }, topology, role, declareExchanges: !(values.passive === true || cfg.declareExchanges === false),
-    ...(sealer === undefined ? {} : { sealer }), ...extra,
+    name,
+    peers,
+    url: { ...url, initialAttempts: 1 },
+    topology,
+    role,
+    declareExchanges: !(values.passive === true || cfg.declareExchanges === false),
+    ...(sealer === undefined ? {} : { sealer }),
+    ...extra,
   });
   await bus.start();
   return bus;
@@ -112,7 +167,10 @@ async function connector(values: Values, extra: Partial<ConnectorOptions>): Prom
 async function message(values: Values, positionals: string[], io: Io): Promise<Message> {
   let obj: Record<string, unknown>;
   if (values.json !== undefined) {
-    const text = values.json === '-' ? await (io.stdin ?? (() => Promise.reject(new UsageError('no standard input'))))() : readFileSync(values.json, 'utf8');
+    const text =
+      values.json === '-'
+        ? await (io.stdin ?? (() => Promise.reject(new UsageError('no standard input'))))()
+        : readFileSync(values.json, 'utf8');
     try {
       obj = JSON.parse(text) as Record<string, unknown>;
     } catch (err) {
@@ -143,8 +201,10 @@ async function message(values: Values, positionals: string[], io: Io): Promise<M
 
 /** `900` is a number, `true` a boolean, `["a"]` JSON; a bare word is a string; `a,b` for a list of strings. */
 function fieldValue(raw: string, typeName: string | undefined): unknown {
-  if (typeName !== undefined && typeName.endsWith('[]') && !raw.startsWith('[')) return raw === '' ? [] : raw.split(',');
-  if (typeName === 'string' || typeName === 'uuid' || typeName === 'time' || typeName?.startsWith('enum') === true) return raw;
+  if (typeName !== undefined && typeName.endsWith('[]') && !raw.startsWith('['))
+    return raw === '' ? [] : raw.split(',');
+  if (typeName === 'string' || typeName === 'uuid' || typeName === 'time' || typeName?.startsWith('enum') === true)
+    return raw;
   try {
     return JSON.parse(raw);
   } catch {
@@ -170,7 +230,8 @@ export async function request(args: string[], io: Io): Promise<number> {
   const { values, positionals } = parse(args);
   if (values.to === undefined) throw new UsageError('--to PEER is required');
   const timeout = values.timeout === undefined ? 10_000 : Number(values.timeout);
-  if (!Number.isInteger(timeout) || timeout < 1) throw new UsageError(`--timeout: expected milliseconds, found "${values.timeout}"`);
+  if (!Number.isInteger(timeout) || timeout < 1)
+    throw new UsageError(`--timeout: expected milliseconds, found "${values.timeout}"`);
   const m = await message(values, positionals, io);
   const bus = await connector(values, {});
   try {
@@ -178,7 +239,8 @@ export async function request(args: string[], io: Io): Promise<number> {
     io.out(JSON.stringify(reply));
     return 0;
   } catch (err) {
-    if (err instanceof BusError && err.code === 'REJECTED' && err.reply !== undefined) io.out(JSON.stringify(err.reply));
+    if (err instanceof BusError && err.code === 'REJECTED' && err.reply !== undefined)
+      io.out(JSON.stringify(err.reply));
     throw err;
   } finally {
     await bus.close();
@@ -187,19 +249,26 @@ export async function request(args: string[], io: Io): Promise<number> {
 
 export async function listen(args: string[], io: Io, signal?: AbortSignal): Promise<number> {
   const { values, positionals } = parse(args);
-  if (positionals.length > 0) throw new UsageError(`listen takes no positional arguments, found "${positionals[0] as string}"`);
+  if (positionals.length > 0)
+    throw new UsageError(`listen takes no positional arguments, found "${positionals[0] as string}"`);
   const count = values.count === undefined ? Infinity : Number(values.count);
-  if (!(count === Infinity || (Number.isInteger(count) && count > 0))) throw new UsageError(`--count: expected a positive integer, found "${values.count}"`);
+  if (!(count === Infinity || (Number.isInteger(count) && count > 0)))
+    throw new UsageError(`--count: expected a positive integer, found "${values.count}"`);
   let seen = 0;
   let done!: () => void;
-  const finished = new Promise<void>((resolve) => { done = resolve; });
+  const finished = new Promise<void>((resolve) => {
+    done = resolve;
+  });
   const bus = await connector(values, {});
   const print = (message: Message, from: string, diagnostics: readonly string[]): void => {
     io.out(JSON.stringify({ from, type: message.msg, message, ...(diagnostics.length > 0 ? { diagnostics } : {}) }));
     if (++seen >= count) done();
   };
-  for (const type of Object.keys(SCHEMAS) as MessageType[]) bus.handle(type, (m, ctx) => print(m, ctx.sender, ctx.diagnostics));
-  bus.on('dead-letter', (reason, code, d) => io.err(`refused from ${d.from ?? 'an unknown sender'}: ${reason} [${code}]`));
+  for (const type of Object.keys(SCHEMAS) as MessageType[])
+    bus.handle(type, (m, ctx) => print(m, ctx.sender, ctx.diagnostics));
+  bus.on('dead-letter', (reason, code, d) =>
+    io.err(`refused from ${d.from ?? 'an unknown sender'}: ${reason} [${code}]`),
+  );
   signal?.addEventListener('abort', () => done(), { once: true });
   try {
     await finished;

@@ -13,7 +13,8 @@ export type BackendChoice = 'auto' | 'node' | 'noble';
 
 export function backendOption(v: string | undefined): BackendChoice {
   if (v === undefined) return 'auto';
-  if (v !== 'auto' && v !== 'node' && v !== 'noble') throw new UsageError(`--backend: expected auto, node or noble, found "${v}"`);
+  if (v !== 'auto' && v !== 'node' && v !== 'noble')
+    throw new UsageError(`--backend: expected auto, node or noble, found "${v}"`);
   return v;
 }
 

@@ -5,7 +5,15 @@
 import { existsSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { EbTime } from '../codec/time.js';
-import { generateIdentity, Keyring, publicEntry, readPrivateKeyFile, rotateX25519, selectBackend, writePrivateKeyFile } from '../crypto/index.js';
+import {
+  generateIdentity,
+  Keyring,
+  publicEntry,
+  readPrivateKeyFile,
+  rotateX25519,
+  selectBackend,
+  writePrivateKeyFile,
+} from '../crypto/index.js';
 import { backendOption, need, UsageError, type Io } from './common.js';
 
 export const KEYS_USAGE = `  keygen --id <id> --out <private key file> [--public <file>] [--force] [--backend auto|node|noble]
@@ -13,34 +21,54 @@ export const KEYS_USAGE = `  keygen --id <id> --out <private key file> [--public
   keyring rotate --private-key <file> [--not-before <ISO time>] [--grace-hours <n>]`;
 
 export async function keygen(args: string[], io: Io): Promise<number> {
-  const { values } = parseArgs({ args, options: {
-    id: { type: 'string' }, out: { type: 'string' }, public: { type: 'string' }, force: { type: 'boolean' }, backend: { type: 'string' },
-  }, strict: true });
+  const { values } = parseArgs({
+    args,
+    options: {
+      id: { type: 'string' },
+      out: { type: 'string' },
+      public: { type: 'string' },
+      force: { type: 'boolean' },
+      backend: { type: 'string' },
+    },
+    strict: true,
+  });
   const id = need(values.id, '--id');
-  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(id)) throw new UsageError(`--id: letters, digits, ".", "_" or "-", found "${id}"`);
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(id))
+    throw new UsageError(`--id: letters, digits, ".", "_" or "-", found "${id}"`);
   const out = need(values.out, '--out');
-  if (existsSync(out) && values.force !== true) throw new UsageError(`${out} exists: a new identity would replace the old one (use --force)`);
+  if (existsSync(out) && values.force !== true)
+    throw new UsageError(`${out} exists: a new identity would replace the old one (use --force)`);
   const { privateKey, publicEntry: entry } = generateIdentity(id, selectBackend(backendOption(values.backend)));
   await writePrivateKeyFile(out, privateKey);
   const text = JSON.stringify({ [id]: { roles: [], ...entry, maySend: [], mayReceive: [] } }, null, 2);
   if (values.public !== undefined) writeFileSync(values.public, `${text}\n`);
   io.out(text);
-  io.err(`wrote the private key of ${id} to ${out} (mode 0600); the JSON above goes into the peers of the other parties' keyrings`);
+  io.err(
+    `wrote the private key of ${id} to ${out} (mode 0600); the JSON above goes into the peers of the other parties' keyrings`,
+  );
   return 0;
 }
 
 export function verify(args: string[], io: Io): number {
-  const { values } = parseArgs({ args, options: { keyring: { type: 'string' }, 'private-key': { type: 'string' }, backend: { type: 'string' } }, strict: true });
+  const { values } = parseArgs({
+    args,
+    options: { keyring: { type: 'string' }, 'private-key': { type: 'string' }, backend: { type: 'string' } },
+    strict: true,
+  });
   const backend = selectBackend(backendOption(values.backend));
   const ring = Keyring.load(need(values.keyring, '--keyring'), need(values['private-key'], '--private-key'), backend);
   const now = Date.now();
   let warnings = 0;
   const current = ring.currentOwn(now);
-  io.out(`identity ${ring.id}: ${ring.own.length} X25519 key(s), in force: ${current?.kid ?? 'none'} (backend ${backend.name})`);
+  io.out(
+    `identity ${ring.id}: ${ring.own.length} X25519 key(s), in force: ${current?.kid ?? 'none'} (backend ${backend.name})`,
+  );
   if (current === undefined) warnings++;
   for (const peer of ring.peers.values()) {
     const key = ring.currentPeer(peer, now);
-    io.out(`peer ${peer.id}: ${peer.epochs.length} X25519 key(s), in force: ${key?.kid ?? 'none'}; may send ${peer.maySend.size} type(s), may receive ${peer.mayReceive.size}${peer.topics.size > 0 ? `; topics ${[...peer.topics].join(', ')}` : ''}`);
+    io.out(
+      `peer ${peer.id}: ${peer.epochs.length} X25519 key(s), in force: ${key?.kid ?? 'none'}; may send ${peer.maySend.size} type(s), may receive ${peer.mayReceive.size}${peer.topics.size > 0 ? `; topics ${[...peer.topics].join(', ')}` : ''}`,
+    );
     if (key === undefined) {
       io.err(`warning: no X25519 key of ${peer.id} is in force now: nothing can be sealed to it`);
       warnings++;
@@ -51,7 +79,11 @@ export function verify(args: string[], io: Io): number {
 }
 
 export async function rotate(args: string[], io: Io): Promise<number> {
-  const { values } = parseArgs({ args, options: { 'private-key': { type: 'string' }, 'not-before': { type: 'string' }, 'grace-hours': { type: 'string' } }, strict: true });
+  const { values } = parseArgs({
+    args,
+    options: { 'private-key': { type: 'string' }, 'not-before': { type: 'string' }, 'grace-hours': { type: 'string' } },
+    strict: true,
+  });
   const file = need(values['private-key'], '--private-key');
   let notBefore = Date.now();
   if (values['not-before'] !== undefined) {
@@ -62,10 +94,15 @@ export async function rotate(args: string[], io: Io): Promise<number> {
     }
   }
   const hours = values['grace-hours'] === undefined ? 24 : Number(values['grace-hours']);
-  if (!Number.isFinite(hours) || hours < 1) throw new UsageError(`--grace-hours: expected a number >= 1 (at least the longest queue TTL), found "${values['grace-hours']}"`);
+  if (!Number.isFinite(hours) || hours < 1)
+    throw new UsageError(
+      `--grace-hours: expected a number >= 1 (at least the longest queue TTL), found "${values['grace-hours']}"`,
+    );
   await rotateX25519(file, notBefore, hours * 3_600_000);
   const entry = publicEntry(readPrivateKeyFile(file), selectBackend('auto'));
   io.out(JSON.stringify(entry.x25519, null, 2));
-  io.err(`added an X25519 key in force from ${new Date(notBefore).toISOString()}; the running hub announces it with key_update`);
+  io.err(
+    `added an X25519 key in force from ${new Date(notBefore).toISOString()}; the running hub announces it with key_update`,
+  );
   return 0;
 }

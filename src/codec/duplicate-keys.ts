@@ -25,20 +25,24 @@ export function findDuplicateKey(text: string, root: string): string | null {
   while (i < text.length) {
     const c = text.charCodeAt(i);
     const top = stack[stack.length - 1];
-    if (c === 0x7b || c === 0x5b) { // { [
+    if (c === 0x7b || c === 0x5b) {
+      // { [
       stack.push({ keys: c === 0x7b ? new Set() : null, path: pending, index: 0, expectKey: true });
       if (c === 0x5b) pending = `${pending}[0]`;
       i++;
-    } else if (c === 0x7d || c === 0x5d) { // } ]
+    } else if (c === 0x7d || c === 0x5d) {
+      // } ]
       stack.pop();
       i++;
-    } else if (c === 0x2c) { // ,
+    } else if (c === 0x2c) {
+      // ,
       if (top !== undefined) {
         if (top.keys === null) pending = `${top.path}[${++top.index}]`;
         else top.expectKey = true;
       }
       i++;
-    } else if (c === 0x22) { // "
+    } else if (c === 0x22) {
+      // "
       let end = i + 1;
       let escaped = false;
       while (text.charCodeAt(end) !== 0x22) {

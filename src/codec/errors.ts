@@ -27,7 +27,11 @@ export class DecodeError extends Error {
  */
 export class EncodeError extends Error {
   override name = 'EncodeError';
-  constructor(readonly kind: 'invalid' | 'capacity', readonly path: string, readonly reason: string) {
+  constructor(
+    readonly kind: 'invalid' | 'capacity',
+    readonly path: string,
+    readonly reason: string,
+  ) {
     super(`${path}: ${reason}`);
   }
 }

@@ -42,9 +42,14 @@ const MSG_KEY = JsonWriter.encodeKey('msg');
 export function decode(body: Uint8Array | string, limits: DecodeLimits = {}): Decoded {
   const maxBytes = limits.maxBytes ?? 1 << 20;
   const size = body.length;
-  if (size > maxBytes) throw new DecodeError(400, 'message', `a body of ${size} bytes exceeds the limit of ${maxBytes}`);
-  const text = typeof body === 'string' ? body
-    : Buffer.isBuffer(body) ? body.toString('utf8') : Buffer.from(body.buffer, body.byteOffset, body.length).toString('utf8');
+  if (size > maxBytes)
+    throw new DecodeError(400, 'message', `a body of ${size} bytes exceeds the limit of ${maxBytes}`);
+  const text =
+    typeof body === 'string'
+      ? body
+      : Buffer.isBuffer(body)
+        ? body.toString('utf8')
+        : Buffer.from(body.buffer, body.byteOffset, body.length).toString('utf8');
   // Invalid UTF-8 decodes to U+FFFD; only then are the bytes checked, so that valid bodies pay nothing more.
   if (typeof body !== 'string' && text.indexOf('\uFFFD') !== -1 && isUtf8 !== undefined && !isUtf8(body)) {
     throw new DecodeError(400, 'message', 'the body is not valid UTF-8');
@@ -55,12 +60,14 @@ export function decode(body: Uint8Array | string, limits: DecodeLimits = {}): De
   } catch (err) {
     throw new DecodeError(400, 'message', `not valid JSON (${(err as Error).message})`);
   }
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new DecodeError(400, 'message', 'the body is not a JSON object');
+  if (value === null || typeof value !== 'object' || Array.isArray(value))
+    throw new DecodeError(400, 'message', 'the body is not a JSON object');
   const obj = value as Record<string, unknown>;
   const msg = obj['msg'];
   if (typeof msg !== 'string') throw new DecodeError(400, 'message.msg', 'the message type is missing');
   if (!Object.prototype.hasOwnProperty.call(SCHEMAS, msg)) {
-    if (msg.length > 255 || !isName(msg)) throw new DecodeError(400, 'message.msg', `${shown(msg)} is not a message type name`);
+    if (msg.length > 255 || !isName(msg))
+      throw new DecodeError(400, 'message.msg', `${shown(msg)} is not a message type name`);
     throw new DecodeError(453, msg, `message type ${shown(msg)} is not recognized`);
   }
   const schema = SCHEMAS[msg as MessageType] as unknown as MessageSchema;
@@ -103,7 +110,11 @@ export function encodeInto(message: Message, target: Buffer, offset: number, lim
 function write(w: JsonWriter, message: Message): void {
   const msg = (message as { msg?: unknown }).msg;
   if (typeof msg !== 'string' || !Object.prototype.hasOwnProperty.call(SCHEMAS, msg)) {
-    throw new EncodeError('invalid', 'message.msg', `unknown message type ${typeof msg === 'string' ? shown(msg) : String(msg)}`);
+    throw new EncodeError(
+      'invalid',
+      'message.msg',
+      `unknown message type ${typeof msg === 'string' ? shown(msg) : String(msg)}`,
+    );
   }
   const schema = SCHEMAS[msg as MessageType] as unknown as MessageSchema;
   const violation = schema.check?.(message as never, true, () => undefined);

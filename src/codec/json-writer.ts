@@ -40,7 +40,8 @@ export class JsonWriter {
       this.#limit = this.buf.length;
       this.#growable = true;
     } else {
-      if (offset < 0 || limit > target.length || offset > limit) throw new RangeError(`JsonWriter: region [${offset}, ${limit}) is outside a buffer of ${target.length}`);
+      if (offset < 0 || limit > target.length || offset > limit)
+        throw new RangeError(`JsonWriter: region [${offset}, ${limit}) is outside a buffer of ${target.length}`);
       this.buf = target;
       this.#limit = limit;
       this.#growable = false;
@@ -114,7 +115,8 @@ export class JsonWriter {
   }
 
   number(n: number): this {
-    if (!Number.isFinite(n)) throw new EncodeError('invalid', this.#where(), `${n} is not a finite number (JSON has no NaN or Infinity)`);
+    if (!Number.isFinite(n))
+      throw new EncodeError('invalid', this.#where(), `${n} is not a finite number (JSON has no NaN or Infinity)`);
     this.#comma();
     const a = n < 0 ? -n : n;
     if (a < 1e15 && Number.isInteger(a)) {
@@ -191,9 +193,12 @@ export class JsonWriter {
   /** Any JSON-compatible value (plain objects, arrays, strings, finite numbers, booleans, null). */
   value(v: unknown): this {
     switch (typeof v) {
-      case 'string': return this.string(v);
-      case 'number': return this.number(v);
-      case 'boolean': return this.boolean(v);
+      case 'string':
+        return this.string(v);
+      case 'number':
+        return this.number(v);
+      case 'boolean':
+        return this.boolean(v);
       case 'object':
         if (v === null) return this.null();
         if (Array.isArray(v)) {
@@ -201,7 +206,8 @@ export class JsonWriter {
           for (const x of v) this.value(x === undefined || typeof x === 'function' || typeof x === 'symbol' ? null : x);
           return this.endArray();
         }
-        if (typeof (v as { toJSON?: unknown }).toJSON === 'function') return this.value((v as { toJSON(): unknown }).toJSON());
+        if (typeof (v as { toJSON?: unknown }).toJSON === 'function')
+          return this.value((v as { toJSON(): unknown }).toJSON());
         this.beginObject();
         for (const k of Object.keys(v)) {
           const x = (v as Record<string, unknown>)[k];
@@ -249,7 +255,11 @@ export class JsonWriter {
   #ensure(n: number): void {
     if (this.pos + n <= this.#limit) return;
     if (!this.#growable) {
-      throw new EncodeError('capacity', this.#where(), `the message needs more than the ${this.#limit - this.start} bytes available`);
+      throw new EncodeError(
+        'capacity',
+        this.#where(),
+        `the message needs more than the ${this.#limit - this.start} bytes available`,
+      );
     }
     const next = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.pos + n));
     this.buf.copy(next, 0, 0, this.pos);

@@ -7,8 +7,25 @@
  */
 import type { ResponseCode } from './errors.js';
 import {
-  arrayOf, arrayOfNullable, boolean, encodedKeys, integer, mapOf, name, nullable, number, object, oneOf, optional,
-  optionalNullable, required, string, time, uuid, type Fields, type Infer,
+  arrayOf,
+  arrayOfNullable,
+  boolean,
+  encodedKeys,
+  integer,
+  mapOf,
+  name,
+  nullable,
+  number,
+  object,
+  oneOf,
+  optional,
+  optionalNullable,
+  required,
+  string,
+  time,
+  uuid,
+  type Fields,
+  type Infer,
 } from './schema.js';
 import type { EbTime } from './time.js';
 
@@ -20,11 +37,16 @@ export interface MessageSchema<M extends string = string, F extends Fields = Fie
   readonly fields: F;
   readonly keys: Readonly<Record<string, Buffer>>;
   /** Rules across fields, on both decode and encode. `strict` is true when emitting. */
-  readonly check: ((m: Infer<F>, strict: boolean, note: (diagnostic: string) => void) => Violation | undefined) | undefined;
+  readonly check:
+    | ((m: Infer<F>, strict: boolean, note: (diagnostic: string) => void) => Violation | undefined)
+    | undefined;
 }
 
-function message<const M extends string, F extends Fields>(msg: M, fields: F,
-  check?: (m: Infer<F>, strict: boolean, note: (d: string) => void) => Violation | undefined): MessageSchema<M, F> {
+function message<const M extends string, F extends Fields>(
+  msg: M,
+  fields: F,
+  check?: (m: Infer<F>, strict: boolean, note: (d: string) => void) => Violation | undefined,
+): MessageSchema<M, F> {
   return { msg, fields, keys: encodedKeys(fields), check };
 }
 
@@ -41,160 +63,328 @@ const kW = (what = 'a power in kW'): ReturnType<typeof number> => number({ what 
 const signals = required(arrayOf(string({ max: 255 })));
 
 function period(m: { from: EbTime; to: EbTime }, type: string): Violation | undefined {
-  if (m.from.epochMs >= m.to.epochMs) return [454, `${type}.to`, `to (${m.to.toString()}) is not after from (${m.from.toString()})`];
+  if (m.from.epochMs >= m.to.epochMs)
+    return [454, `${type}.to`, `to (${m.to.toString()}) is not after from (${m.from.toString()})`];
   return undefined;
 }
 
-export const GetReport = message('get_report', {
-  from: required(time()), to: required(time()), resolution: required(integer({ min: 1 })), signals,
-  heh_id: hehId, request_id: requestId, msg_id: msgId,
-}, (m, strict, note) => period(m, 'get_report') ?? splitSignals(m.signals, 'get_report.signals', strict, note));
+export const GetReport = message(
+  'get_report',
+  {
+    from: required(time()),
+    to: required(time()),
+    resolution: required(integer({ min: 1 })),
+    signals,
+    heh_id: hehId,
+    request_id: requestId,
+    msg_id: msgId,
+  },
+  (m, strict, note) => period(m, 'get_report') ?? splitSignals(m.signals, 'get_report.signals', strict, note),
+);
 
-export const Report = message('report', {
-  from: required(time()), to: required(time()), resolution: required(integer({ min: 1 })),
-  values: required(mapOf(arrayOfNullable(number()))), heh_id: hehId, request_id: requestId,
-}, (m) => {
-  const bad = period(m, 'report');
-  if (bad !== undefined) return bad;
-  // D3.1.3 §5.1.3: n = (to - from) / resolution. When a request's period is not a multiple of the resolution, the
-  // hub extends the report's `to`, so a report's own period always is one.
-  const periodS = (m.to.epochMs - m.from.epochMs) / 1000;
-  const n = periodS / m.resolution;
-  if (!Number.isInteger(n)) return [454, 'report.to', `the period of ${periodS} s is not a multiple of the resolution ${m.resolution} s`];
-  for (const [signal, values] of Object.entries(m.values)) {
-    if (values.length !== n) return [454, `report.values.${signal}`, `${values.length} values, expected ${n} ((to - from) / resolution)`];
-  }
-  return undefined;
-});
+export const Report = message(
+  'report',
+  {
+    from: required(time()),
+    to: required(time()),
+    resolution: required(integer({ min: 1 })),
+    values: required(mapOf(arrayOfNullable(number()))),
+    heh_id: hehId,
+    request_id: requestId,
+  },
+  (m) => {
+    const bad = period(m, 'report');
+    if (bad !== undefined) return bad;
+    // D3.1.3 §5.1.3: n = (to - from) / resolution. When a request's period is not a multiple of the resolution, the
+    // hub extends the report's `to`, so a report's own period always is one.
+    const periodS = (m.to.epochMs - m.from.epochMs) / 1000;
+    const n = periodS / m.resolution;
+    if (!Number.isInteger(n))
+      return [454, 'report.to', `the period of ${periodS} s is not a multiple of the resolution ${m.resolution} s`];
+    for (const [signal, values] of Object.entries(m.values)) {
+      if (values.length !== n)
+        return [454, `report.values.${signal}`, `${values.length} values, expected ${n} ((to - from) / resolution)`];
+    }
+    return undefined;
+  },
+);
 
-export const Activate = message('activate', {
-  id: required(uuid()), modification_count: required(integer({ min: 0 })), from: required(time()), to: required(time()),
-  quantity: required(kW()), device: nullable(device()), heh_id: hehId, msg_id: msgId,
-}, (m) => period(m, 'activate'));
+export const Activate = message(
+  'activate',
+  {
+    id: required(uuid()),
+    modification_count: required(integer({ min: 0 })),
+    from: required(time()),
+    to: required(time()),
+    quantity: required(kW()),
+    device: nullable(device()),
+    heh_id: hehId,
+    msg_id: msgId,
+  },
+  (m) => period(m, 'activate'),
+);
 
 export const AcceptActivation = message('accept_activation', {
-  id: required(uuid()), modification_count: required(integer({ min: 0 })), heh_id: hehId,
+  id: required(uuid()),
+  modification_count: required(integer({ min: 0 })),
+  heh_id: hehId,
 });
 
 export const RejectActivation = message('reject_activation', {
-  id: required(uuid()), modification_count: required(integer({ min: 0 })), heh_id: hehId,
-  reason: optional(string({ max: 1024 })), code: optional(integer({ min: 100, max: 599 })),
+  id: required(uuid()),
+  modification_count: required(integer({ min: 0 })),
+  heh_id: hehId,
+  reason: optional(string({ max: 1024 })),
+  code: optional(integer({ min: 100, max: 599 })),
 });
 
-export const ModifyActivation = message('modify_activation', {
-  id: required(uuid()), modification_count: required(integer({ min: 0 })), from: required(time()), to: required(time()),
-  quantity: required(number({ what: 'a power in kW' })), device: nullable(string({ max: 255 })), heh_id: hehId,
-}, (m) => period(m, 'modify_activation'));
+export const ModifyActivation = message(
+  'modify_activation',
+  {
+    id: required(uuid()),
+    modification_count: required(integer({ min: 0 })),
+    from: required(time()),
+    to: required(time()),
+    quantity: required(number({ what: 'a power in kW' })),
+    device: nullable(string({ max: 255 })),
+    heh_id: hehId,
+  },
+  (m) => period(m, 'modify_activation'),
+);
 
 export const Response = message('response', {
-  msg_id: nullable(uuid()), response_code: required(integer({ min: 100, max: 599 })), response_subcode: optional(integer()),
-  response_desc: required(string({ max: 1024 })), ref_msg: optional(name()), request_id: requestId, id: optional(uuid()),
+  msg_id: nullable(uuid()),
+  response_code: required(integer({ min: 100, max: 599 })),
+  response_subcode: optional(integer()),
+  response_desc: required(string({ max: 1024 })),
+  ref_msg: optional(name()),
+  request_id: requestId,
+  id: optional(uuid()),
 });
 
 const severity = integer({ min: 0 });
 
-export const GetPeriodicReport = message('get_periodic_report', {
-  interval: required(integer({ min: -1 })), first_from: nullable(time()), resolution: required(integer({ min: 1 })), signals,
-  heh_id: hehId, request_id: requestId, msg_id: msgId,
-}, (m, strict, note) => (m.interval === 0
-  ? [454, 'get_periodic_report.interval', 'an interval of 0 s; use -1 to cancel the subscription']
-  : splitSignals(m.signals, 'get_periodic_report.signals', strict, note)));
+export const GetPeriodicReport = message(
+  'get_periodic_report',
+  {
+    interval: required(integer({ min: -1 })),
+    first_from: nullable(time()),
+    resolution: required(integer({ min: 1 })),
+    signals,
+    heh_id: hehId,
+    request_id: requestId,
+    msg_id: msgId,
+  },
+  (m, strict, note) =>
+    m.interval === 0
+      ? [454, 'get_periodic_report.interval', 'an interval of 0 s; use -1 to cancel the subscription']
+      : splitSignals(m.signals, 'get_periodic_report.signals', strict, note),
+);
 
-export const GetEnergyEvents = message('get_energy_events', {
-  from: required(time()), to: required(time()), severity: required(severity), heh_id: hehId, request_id: requestId, msg_id: msgId,
-}, (m) => period(m, 'get_energy_events'));
+export const GetEnergyEvents = message(
+  'get_energy_events',
+  {
+    from: required(time()),
+    to: required(time()),
+    severity: required(severity),
+    heh_id: hehId,
+    request_id: requestId,
+    msg_id: msgId,
+  },
+  (m) => period(m, 'get_energy_events'),
+);
 
 export const GetEnergyEventsRealtime = message('get_energy_events_realtime', {
-  severity: required(severity), heh_id: hehId, msg_id: msgId,
+  severity: required(severity),
+  heh_id: hehId,
+  msg_id: msgId,
 });
 
 export const EnergyEvents = message('energy_events', {
   // type: voltage_low, voltage_high, frequency_low, frequency_high, "more may follow" (D3.1.3): any name.
-  events: required(arrayOf(object({
-    severity: required(severity), type: required(name()), start_time: required(time()), end_time: optionalNullable(time()),
-  }))),
-  heh_id: hehId, request_id: requestId,
+  events: required(
+    arrayOf(
+      object({
+        severity: required(severity),
+        type: required(name()),
+        start_time: required(time()),
+        end_time: optionalNullable(time()),
+      }),
+    ),
+  ),
+  heh_id: hehId,
+  request_id: requestId,
 });
 
 export const GetActivationCapacity = message('get_activation_capacity', {
-  device: optionalNullable(device()), heh_id: hehId, request_id: requestId, msg_id: msgId,
+  device: optionalNullable(device()),
+  heh_id: hehId,
+  request_id: requestId,
+  msg_id: msgId,
 });
 
 export const ActivationCapacity = message('activation_capacity', {
-  pos_capacity: required(number({ min: 0, what: 'a power in kW' })), neg_capacity: required(number({ min: 0, what: 'a power in kW' })),
-  device: optionalNullable(device()), heh_id: hehId, request_id: requestId,
+  pos_capacity: required(number({ min: 0, what: 'a power in kW' })),
+  neg_capacity: required(number({ min: 0, what: 'a power in kW' })),
+  device: optionalNullable(device()),
+  heh_id: hehId,
+  request_id: requestId,
 });
 
-export const ContingencyActivate = message('contingency_activate', {
-  id: required(uuid()), from: required(time()), to: required(time()), max_quantity: nullable(number({ min: 0, what: 'a power in kW' })),
+export const ContingencyActivate = message(
+  'contingency_activate',
+  {
+    id: required(uuid()),
+    from: required(time()),
+    to: required(time()),
+    max_quantity: nullable(number({ min: 0, what: 'a power in kW' })),
+    heh_id: hehId,
+  },
+  (m) => period(m, 'contingency_activate'),
+);
+
+export const ContingencyEnd = message('contingency_end', {
+  id: required(uuid()),
+  end: required(time()),
   heh_id: hehId,
-}, (m) => period(m, 'contingency_activate'));
+});
 
-export const ContingencyEnd = message('contingency_end', { id: required(uuid()), end: required(time()), heh_id: hehId });
+export const LoadPrice = message(
+  'load_price',
+  {
+    from: required(time()),
+    to: required(time()),
+    price: required(number({ what: 'a price in EUR/kWh' })),
+    heh_id: hehId,
+    msg_id: msgId,
+  },
+  (m) => period(m, 'load_price'),
+);
 
-export const LoadPrice = message('load_price', {
-  from: required(time()), to: required(time()), price: required(number({ what: 'a price in EUR/kWh' })), heh_id: hehId, msg_id: msgId,
-}, (m) => period(m, 'load_price'));
-
-export const GenerationPrice = message('generation_price', {
-  from: required(time()), to: required(time()), price: required(number({ what: 'a price in EUR/kWh' })), device: required(device()),
-  heh_id: hehId, msg_id: msgId,
-}, (m) => period(m, 'generation_price'));
+export const GenerationPrice = message(
+  'generation_price',
+  {
+    from: required(time()),
+    to: required(time()),
+    price: required(number({ what: 'a price in EUR/kWh' })),
+    device: required(device()),
+    heh_id: hehId,
+    msg_id: msgId,
+  },
+  (m) => period(m, 'generation_price'),
+);
 
 export const GetAllPrices = message('get_all_prices', { heh_id: hehId, request_id: requestId });
 
-export const GetStatusReport = message('get_status_report', {
-  from: required(time()), to: required(time()), severity_threshold: required(severity), heh_id: hehId, request_id: requestId, msg_id: msgId,
-}, (m) => period(m, 'get_status_report'));
+export const GetStatusReport = message(
+  'get_status_report',
+  {
+    from: required(time()),
+    to: required(time()),
+    severity_threshold: required(severity),
+    heh_id: hehId,
+    request_id: requestId,
+    msg_id: msgId,
+  },
+  (m) => period(m, 'get_status_report'),
+);
 
 export const StatusReport = message('status_report', {
   // D3.1.3 leaves status open ("not sure what we need here", example "OK"); §3.3 proposes ok, degraded, error,
   // shutting_down. Any short string is read, so 2015 peers interoperate.
-  status: required(string({ max: 255 })), clock: required(time()),
+  status: required(string({ max: 255 })),
+  clock: required(time()),
   events: required(arrayOf(object({ time: required(time()), severity: required(severity), type: required(name()) }))),
-  mode: optional(oneOf(['normal', 'passive', 'off'])), heh_id: hehId, request_id: requestId,
+  mode: optional(oneOf(['normal', 'passive', 'off'])),
+  heh_id: hehId,
+  request_id: requestId,
 });
 
-export const SetClock = message('set_clock', { offset: nullable(number({ what: 'seconds to add' })), heh_id: hehId, msg_id: msgId });
+export const SetClock = message('set_clock', {
+  offset: nullable(number({ what: 'seconds to add' })),
+  heh_id: hehId,
+  msg_id: msgId,
+});
 
 export const SetSmartMode = message('set_smart_mode', {
-  mode: required(oneOf(['normal', 'passive', 'off'])), reset: required(boolean()), heh_id: hehId, msg_id: msgId,
+  mode: required(oneOf(['normal', 'passive', 'off'])),
+  reset: required(boolean()),
+  heh_id: hehId,
+  msg_id: msgId,
 });
 
-export const GetCapabilities = message('get_capabilities', { device: nullable(device()), heh_id: hehId, request_id: requestId, msg_id: msgId });
+export const GetCapabilities = message('get_capabilities', {
+  device: nullable(device()),
+  heh_id: hehId,
+  request_id: requestId,
+  msg_id: msgId,
+});
 
 export const Capabilities = message('capabilities', {
-  device_name: required(string({ max: 255 })), device_version: required(string({ max: 255 })), devices: required(arrayOf(device())),
-  device_sn: optional(string({ max: 255 })), device_ip: optional(string({ max: 255 })), device_mac: optional(string({ max: 255 })),
+  device_name: required(string({ max: 255 })),
+  device_version: required(string({ max: 255 })),
+  devices: required(arrayOf(device())),
+  device_sn: optional(string({ max: 255 })),
+  device_ip: optional(string({ max: 255 })),
+  device_mac: optional(string({ max: 255 })),
   dm_version: optional(string({ max: 16, pattern: /^\d+\.\d+$/, what: 'a MAJOR.MINOR version' })),
-  supported_msgs: optional(arrayOf(name())), heh_id: hehId, request_id: requestId,
+  supported_msgs: optional(arrayOf(name())),
+  heh_id: hehId,
+  request_id: requestId,
 });
 
-export const DeviceCapabilities = message('device_capabilities', {
-  device: required(device()), classes: required(arrayOf(oneOf(['consumer', 'generator', 'storage']))), type: required(string({ max: 255 })),
-  device_name: required(string({ max: 255 })), version: required(string({ max: 255 })),
-  signals: required(arrayOf(object({
-    name: required(string({ max: 255 })), desc: required(string({ max: 1024 })), unit: required(string({ max: 32 })),
-    range: optional(arrayOf(number())),
-  }))),
-  can_predict_profile: required(boolean()), can_predict_curtailment_capacity: required(boolean()), heh_id: hehId, request_id: requestId,
-}, (m) => {
-  for (let i = 0; i < m.signals.length; i++) {
-    const r = m.signals[i]?.range;
-    if (r !== undefined && (r.length !== 2 || (r[0] as number) > (r[1] as number))) {
-      return [454, `device_capabilities.signals[${i}].range`, 'a range is [min, max] with min <= max'];
+export const DeviceCapabilities = message(
+  'device_capabilities',
+  {
+    device: required(device()),
+    classes: required(arrayOf(oneOf(['consumer', 'generator', 'storage']))),
+    type: required(string({ max: 255 })),
+    device_name: required(string({ max: 255 })),
+    version: required(string({ max: 255 })),
+    signals: required(
+      arrayOf(
+        object({
+          name: required(string({ max: 255 })),
+          desc: required(string({ max: 1024 })),
+          unit: required(string({ max: 32 })),
+          range: optional(arrayOf(number())),
+        }),
+      ),
+    ),
+    can_predict_profile: required(boolean()),
+    can_predict_curtailment_capacity: required(boolean()),
+    heh_id: hehId,
+    request_id: requestId,
+  },
+  (m) => {
+    for (let i = 0; i < m.signals.length; i++) {
+      const r = m.signals[i]?.range;
+      if (r !== undefined && (r.length !== 2 || (r[0] as number) > (r[1] as number))) {
+        return [454, `device_capabilities.signals[${i}].range`, 'a range is [min, max] with min <= max'];
+      }
     }
-  }
-  return undefined;
-});
+    return undefined;
+  },
+);
 
-export const Availability = message('availability', {
-  from: required(time()), to: required(time()), available: required(boolean()), device: optionalNullable(device()),
-  reason: optional(string({ max: 1024 })), heh_id: hehId,
-}, (m) => period(m, 'availability'));
+export const Availability = message(
+  'availability',
+  {
+    from: required(time()),
+    to: required(time()),
+    available: required(boolean()),
+    device: optionalNullable(device()),
+    reason: optional(string({ max: 1024 })),
+    heh_id: hehId,
+  },
+  (m) => period(m, 'availability'),
+);
 
 /** The pilot's LED extension (D3.1.3 §4.2.5 example); optional to support. */
-export const ExtSiXlabLedSignal = message('ext_si_xlab_led_signal', { duration: required(integer({ min: 0 })), heh_id: hehId });
+export const ExtSiXlabLedSignal = message('ext_si_xlab_led_signal', {
+  duration: required(integer({ min: 0 })),
+  heh_id: hehId,
+});
 
 // ---- market level (§3.4): quantities in MW, prices in EUR/MWh ----------------------------------------------------
 
@@ -207,56 +397,115 @@ function productPeriod(p: { start: EbTime; end: EbTime }, path: string): Violati
   return p.start.epochMs >= p.end.epochMs ? [454, `${path}.end`, 'the product ends before it starts'] : undefined;
 }
 
-export const BalancingReserveBid = message('balancing_reserve_bid', {
-  msg_id: marketMsgId, bid_id: bidId, product: required(product), quantity: required(number({ min: 0, what: 'a power in MW' })),
-  divisible: optional(boolean()), reserve_price: required(number({ what: 'a price in EUR/MWh' })),
-  energy_price: required(number({ what: 'a price in EUR/MWh' })),
-}, (m) => productPeriod(m.product, 'balancing_reserve_bid.product'));
+export const BalancingReserveBid = message(
+  'balancing_reserve_bid',
+  {
+    msg_id: marketMsgId,
+    bid_id: bidId,
+    product: required(product),
+    quantity: required(number({ min: 0, what: 'a power in MW' })),
+    divisible: optional(boolean()),
+    reserve_price: required(number({ what: 'a price in EUR/MWh' })),
+    energy_price: required(number({ what: 'a price in EUR/MWh' })),
+  },
+  (m) => productPeriod(m.product, 'balancing_reserve_bid.product'),
+);
 
 export const BidAccepted = message('bid_accepted', { msg_id: marketMsgId, bid_id: bidId, quantity: required(MW()) });
 
-export const MarketCleared = message('market_cleared', { product: required(product) }, (m) => productPeriod(m.product, 'market_cleared.product'));
+export const MarketCleared = message('market_cleared', { product: required(product) }, (m) =>
+  productPeriod(m.product, 'market_cleared.product'),
+);
 
-export const BalancingEnergyBid = message('balancing_energy_bid', {
-  msg_id: marketMsgId, bid_id: bidId, product: required(product), quantity: required(number({ min: 0, what: 'an energy in MWh' })),
-  divisible: optional(boolean()), energy_price: required(number({ what: 'a price in EUR/MWh' })),
-}, (m) => productPeriod(m.product, 'balancing_energy_bid.product'));
+export const BalancingEnergyBid = message(
+  'balancing_energy_bid',
+  {
+    msg_id: marketMsgId,
+    bid_id: bidId,
+    product: required(product),
+    quantity: required(number({ min: 0, what: 'an energy in MWh' })),
+    divisible: optional(boolean()),
+    energy_price: required(number({ what: 'a price in EUR/MWh' })),
+  },
+  (m) => productPeriod(m.product, 'balancing_energy_bid.product'),
+);
 
 function openPeriod(m: { from: EbTime | null; to: EbTime | null }, type: string): Violation | undefined {
   return m.from !== null && m.to !== null ? period({ from: m.from, to: m.to }, type) : undefined;
 }
 
-export const ActivateBid = message('activate_bid', {
-  msg_id: marketMsgId, bid_id: bidId, quantity: required(MW()), from: nullable(time()), to: nullable(time()),
-}, (m) => openPeriod(m, 'activate_bid'));
+export const ActivateBid = message(
+  'activate_bid',
+  {
+    msg_id: marketMsgId,
+    bid_id: bidId,
+    quantity: required(MW()),
+    from: nullable(time()),
+    to: nullable(time()),
+  },
+  (m) => openPeriod(m, 'activate_bid'),
+);
 
-export const RequestBalancing = message('request_balancing', {
-  msg_id: marketMsgId, quantity: required(MW()), from: nullable(time()), to: nullable(time()),
-}, (m) => openPeriod(m, 'request_balancing'));
+export const RequestBalancing = message(
+  'request_balancing',
+  {
+    msg_id: marketMsgId,
+    quantity: required(MW()),
+    from: nullable(time()),
+    to: nullable(time()),
+  },
+  (m) => openPeriod(m, 'request_balancing'),
+);
 
-export const BalancingActivated = message('balancing_activated', {
-  quantity: required(MW()), from: required(time()), to: required(time()), originating_tso: required(string({ max: 255 })),
-  bid_id: nullable(string({ max: 255 })),
-}, (m) => period(m, 'balancing_activated'));
+export const BalancingActivated = message(
+  'balancing_activated',
+  {
+    quantity: required(MW()),
+    from: required(time()),
+    to: required(time()),
+    originating_tso: required(string({ max: 255 })),
+    bid_id: nullable(string({ max: 255 })),
+  },
+  (m) => period(m, 'balancing_activated'),
+);
 
-export const BalancingUnachievable = message('balancing_unachievable', { msg_id: marketMsgId, request_id: required(uuid()) });
+export const BalancingUnachievable = message('balancing_unachievable', {
+  msg_id: marketMsgId,
+  request_id: required(uuid()),
+});
 
 // ---- the first version (D3.2.1): answered in kind when a peer uses these names ------------------------------------
 
-export const GetLoadReport = message('get_load_report', {
-  from: required(time()), to: required(time()), resolution: required(integer({ min: 1 })), device: optionalNullable(device()), heh_id: hehId,
-}, (m) => period(m, 'get_load_report'));
+export const GetLoadReport = message(
+  'get_load_report',
+  {
+    from: required(time()),
+    to: required(time()),
+    resolution: required(integer({ min: 1 })),
+    device: optionalNullable(device()),
+    heh_id: hehId,
+  },
+  (m) => period(m, 'get_load_report'),
+);
 
-export const LoadReport = message('load_report', {
-  from: required(time()), to: required(time()), resolution: required(integer({ min: 1 })), device: optionalNullable(device()),
-  values: required(arrayOfNullable(number())), heh_id: hehId,
-}, (m) => {
-  const bad = period(m, 'load_report');
-  if (bad !== undefined) return bad;
-  const n = (m.to.epochMs - m.from.epochMs) / 1000 / m.resolution;
-  if (!Number.isInteger(n)) return [454, 'load_report.to', 'the period is not a multiple of the resolution'];
-  return m.values.length === n ? undefined : [454, 'load_report.values', `${m.values.length} values, expected ${n}`];
-});
+export const LoadReport = message(
+  'load_report',
+  {
+    from: required(time()),
+    to: required(time()),
+    resolution: required(integer({ min: 1 })),
+    device: optionalNullable(device()),
+    values: required(arrayOfNullable(number())),
+    heh_id: hehId,
+  },
+  (m) => {
+    const bad = period(m, 'load_report');
+    if (bad !== undefined) return bad;
+    const n = (m.to.epochMs - m.from.epochMs) / 1000 / m.resolution;
+    if (!Number.isInteger(n)) return [454, 'load_report.to', 'the period is not a multiple of the resolution'];
+    return m.values.length === n ? undefined : [454, 'load_report.values', `${m.values.length} values, expected ${n}`];
+  },
+);
 
 /** Every type this codec knows, by `msg`. */
 export const SCHEMAS = {
@@ -312,7 +561,10 @@ function splitSignals(list: string[], path: string, strict: boolean, note: (d: s
     if (strict) return [454, `${path}[${i}]`, 'one signal name per array element (no comma-joined names)'];
     // The 2015 get_report example: ["total.ua, total.ub, total.uc, WaterHeater01.p"]. Split in place.
     note(`${path}[${i}]: comma-joined signal names split into separate elements`);
-    const parts = (list[i] as string).split(',').map((s) => s.trim()).filter((s) => s !== '');
+    const parts = (list[i] as string)
+      .split(',')
+      .map((s) => s.trim())
+      .filter((s) => s !== '');
     list.splice(i, 1, ...parts);
     i += parts.length - 1;
   }

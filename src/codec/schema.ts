@@ -81,15 +81,23 @@ export interface Field<T, O extends boolean = boolean, N extends boolean = boole
 export type Fields = Readonly<Record<string, Field<unknown>>>;
 
 type ValueOf<F> = F extends Field<infer T, boolean, infer N> ? (N extends true ? T | null : T) : never;
-type RequiredKeys<F extends Fields> = { [K in keyof F]: F[K] extends Field<unknown, false, boolean> ? K : never }[keyof F];
+type RequiredKeys<F extends Fields> = {
+  [K in keyof F]: F[K] extends Field<unknown, false, boolean> ? K : never;
+}[keyof F];
 type OptionalKeys<F extends Fields> = Exclude<keyof F, RequiredKeys<F>>;
 /** The object type a field table describes: required keys plain, optional ones with `?`. */
-export type Infer<F extends Fields> = { [K in RequiredKeys<F>]: ValueOf<F[K]> } & { [K in OptionalKeys<F>]?: ValueOf<F[K]> };
+export type Infer<F extends Fields> = { [K in RequiredKeys<F>]: ValueOf<F[K]> } & {
+  [K in OptionalKeys<F>]?: ValueOf<F[K]>;
+};
 
 export const required = <T>(type: FieldType<T>): Field<T, false, false> => ({ type, optional: false, nullable: false });
 export const optional = <T>(type: FieldType<T>): Field<T, true, false> => ({ type, optional: true, nullable: false });
 export const nullable = <T>(type: FieldType<T>): Field<T, false, true> => ({ type, optional: false, nullable: true });
-export const optionalNullable = <T>(type: FieldType<T>): Field<T, true, true> => ({ type, optional: true, nullable: true });
+export const optionalNullable = <T>(type: FieldType<T>): Field<T, true, true> => ({
+  type,
+  optional: true,
+  nullable: true,
+});
 
 /** The JSON path of a field or an array item: `report.values.total.p`, `get_report.signals[2]`. */
 export function at(parent: string, key: string | number): string {
@@ -97,7 +105,8 @@ export function at(parent: string, key: string | number): string {
 }
 
 function typeError(path: string, expected: string, v: unknown): DecodeError {
-  const got = v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v === 'string' ? `the string ${shown(v)}` : typeof v;
+  const got =
+    v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v === 'string' ? `the string ${shown(v)}` : typeof v;
   return new DecodeError(400, path, `expected ${expected}, got ${got}`);
 }
 
@@ -145,11 +154,24 @@ export function string(opts: { max?: number; pattern?: RegExp; what?: string } =
   };
   return {
     name: 'string',
-    jsonSchema: { type: 'string', maxLength: opts.max ?? 65_536, ...(opts.pattern ? { pattern: opts.pattern.source } : {}) },
+    jsonSchema: {
+      type: 'string',
+      maxLength: opts.max ?? 65_536,
+      ...(opts.pattern ? { pattern: opts.pattern.source } : {}),
+    },
     decode(v, parent, key, ctx) {
       if (typeof v !== 'string') throw typeError(at(parent, key), what, v);
-      if (v.length > ctx.maxStringLength || (opts.max !== undefined && v.length > opts.max) || (opts.pattern !== undefined && !opts.pattern.test(v))) {
-        check(v, at(parent, key), (p, r) => new DecodeError(v.length > (opts.max ?? ctx.maxStringLength) ? 400 : 454, p, r), ctx.maxStringLength);
+      if (
+        v.length > ctx.maxStringLength ||
+        (opts.max !== undefined && v.length > opts.max) ||
+        (opts.pattern !== undefined && !opts.pattern.test(v))
+      ) {
+        check(
+          v,
+          at(parent, key),
+          (p, r) => new DecodeError(v.length > (opts.max ?? ctx.maxStringLength) ? 400 : 454, p, r),
+          ctx.maxStringLength,
+        );
       }
       if (v.indexOf(':') !== -1) ctx.colons += colonsIn(v);
       return v;
@@ -175,7 +197,8 @@ export function uuid(): FieldType<string> {
       return s;
     },
     encode(w, v, parent, key) {
-      if (typeof v !== 'string' || !isUuid(v)) throw emitError(at(parent, key), `${typeof v === 'string' ? shown(v) : typeof v} is not a lowercase UUID`);
+      if (typeof v !== 'string' || !isUuid(v))
+        throw emitError(at(parent, key), `${typeof v === 'string' ? shown(v) : typeof v} is not a lowercase UUID`);
       w.string(v);
     },
   };
@@ -189,12 +212,14 @@ export function name(): FieldType<string> {
     jsonSchema: { type: 'string', maxLength: 255, pattern: NAME.source },
     decode(v, parent, key) {
       if (typeof v !== 'string') throw typeError(at(parent, key), what, v);
-      if (v.length > 255) throw new DecodeError(400, at(parent, key), `a string of ${v.length} characters exceeds the limit of 255`);
+      if (v.length > 255)
+        throw new DecodeError(400, at(parent, key), `a string of ${v.length} characters exceeds the limit of 255`);
       if (!isName(v)) throw new DecodeError(454, at(parent, key), `${shown(v)} is not ${what}`);
       return v; // a name holds no colon
     },
     encode(w, v, parent, key) {
-      if (typeof v !== 'string' || v.length > 255 || !isName(v)) throw emitError(at(parent, key), `${typeof v === 'string' ? shown(v) : typeof v} is not ${what}`);
+      if (typeof v !== 'string' || v.length > 255 || !isName(v))
+        throw emitError(at(parent, key), `${typeof v === 'string' ? shown(v) : typeof v} is not ${what}`);
       w.string(v);
     },
   };
@@ -216,13 +241,19 @@ export function time(): FieldType<EbTime> {
       }
     },
     encode(w, v, parent, key) {
-      if (!(v instanceof EbTime)) throw emitError(at(parent, key), 'expected an EbTime (a time with an offset; a naive time cannot be emitted)');
+      if (!(v instanceof EbTime))
+        throw emitError(at(parent, key), 'expected an EbTime (a time with an offset; a naive time cannot be emitted)');
       w.time(v);
     },
   };
 }
 
-interface NumberOpts { min?: number; max?: number; integer?: boolean; what?: string }
+interface NumberOpts {
+  min?: number;
+  max?: number;
+  integer?: boolean;
+  what?: string;
+}
 
 /** A finite number (NaN and Infinity are refused both ways). A numeric string is accepted with a diagnostic. */
 export function number(opts: NumberOpts = {}): FieldType<number> {
@@ -235,7 +266,11 @@ export function number(opts: NumberOpts = {}): FieldType<number> {
   };
   return {
     name: opts.integer === true ? 'integer' : 'number',
-    jsonSchema: { type: opts.integer === true ? 'integer' : 'number', ...(opts.min !== undefined ? { minimum: opts.min } : {}), ...(opts.max !== undefined ? { maximum: opts.max } : {}) },
+    jsonSchema: {
+      type: opts.integer === true ? 'integer' : 'number',
+      ...(opts.min !== undefined ? { minimum: opts.min } : {}),
+      ...(opts.max !== undefined ? { maximum: opts.max } : {}),
+    },
     decode(v, parent, key, ctx) {
       let n: number;
       if (typeof v === 'number') {
@@ -247,19 +282,22 @@ export function number(opts: NumberOpts = {}): FieldType<number> {
       } else {
         throw typeError(at(parent, key), what, v);
       }
-      if (!Number.isFinite(n)) throw new DecodeError(454, at(parent, key), `${shown(String(v))} is not a finite number`);
+      if (!Number.isFinite(n))
+        throw new DecodeError(454, at(parent, key), `${shown(String(v))} is not a finite number`);
       if (checked) range(n, at(parent, key), (p, r) => new DecodeError(454, p, r));
       return n;
     },
     encode(w, v, parent, key) {
-      if (typeof v !== 'number' || !Number.isFinite(v)) throw emitError(at(parent, key), `${String(v)} is not a finite number`);
+      if (typeof v !== 'number' || !Number.isFinite(v))
+        throw emitError(at(parent, key), `${String(v)} is not a finite number`);
       if (checked) range(v, at(parent, key), emitError);
       w.number(v);
     },
   };
 }
 
-export const integer = (opts: Omit<NumberOpts, 'integer'> = {}): FieldType<number> => number({ ...opts, integer: true });
+export const integer = (opts: Omit<NumberOpts, 'integer'> = {}): FieldType<number> =>
+  number({ ...opts, integer: true });
 
 export function boolean(): FieldType<boolean> {
   return {
@@ -278,7 +316,8 @@ export function boolean(): FieldType<boolean> {
 
 export function oneOf<const E extends string>(values: readonly E[], code: ResponseCode = 454): FieldType<E> {
   const set = new Set<string>(values);
-  if (values.some((x) => x.includes(':'))) throw new Error('oneOf: a colon in an enum value would upset the duplicate-key count');
+  if (values.some((x) => x.includes(':')))
+    throw new Error('oneOf: a colon in an enum value would upset the duplicate-key count');
   return {
     name: `enum(${values.join('|')})`,
     jsonSchema: { type: 'string', enum: values },
@@ -301,7 +340,8 @@ export function arrayOf<T>(item: FieldType<T>): FieldType<T[]> {
     decode(v, parent, key, ctx) {
       if (!Array.isArray(v)) throw typeError(at(parent, key), `an array of ${item.name}`, v);
       const path = at(parent, key);
-      if (v.length > ctx.maxArrayLength) throw new DecodeError(400, path, `an array of ${v.length} items exceeds the limit of ${ctx.maxArrayLength}`);
+      if (v.length > ctx.maxArrayLength)
+        throw new DecodeError(400, path, `an array of ${v.length} items exceeds the limit of ${ctx.maxArrayLength}`);
       const out = new Array<T>(v.length);
       for (let i = 0; i < v.length; i++) out[i] = item.decode(v[i], path, i, ctx);
       return out;
@@ -324,7 +364,8 @@ export function arrayOfNullable<T>(item: FieldType<T>): FieldType<(T | null)[]> 
     decode(v, parent, key, ctx) {
       if (!Array.isArray(v)) throw typeError(at(parent, key), `an array of ${item.name} or null`, v);
       const path = at(parent, key);
-      if (v.length > ctx.maxArrayLength) throw new DecodeError(400, path, `an array of ${v.length} items exceeds the limit of ${ctx.maxArrayLength}`);
+      if (v.length > ctx.maxArrayLength)
+        throw new DecodeError(400, path, `an array of ${v.length} items exceeds the limit of ${ctx.maxArrayLength}`);
       const out = new Array<T | null>(v.length);
       for (let i = 0; i < v.length; i++) out[i] = v[i] === null ? null : item.decode(v[i], path, i, ctx);
       return out;
@@ -348,7 +389,11 @@ export function mapOf<T>(value: FieldType<T>): FieldType<Record<string, T>> {
   const badKey = (k: string): boolean => k.length === 0 || k.length > 255;
   return {
     name: `map<${value.name}>`,
-    jsonSchema: { type: 'object', additionalProperties: value.jsonSchema, propertyNames: { minLength: 1, maxLength: 255 } },
+    jsonSchema: {
+      type: 'object',
+      additionalProperties: value.jsonSchema,
+      propertyNames: { minLength: 1, maxLength: 255 },
+    },
     decode(v, parent, key, ctx) {
       const path = at(parent, key);
       if (v === null || typeof v !== 'object' || Array.isArray(v)) throw typeError(path, 'an object', v);
@@ -360,7 +405,8 @@ export function mapOf<T>(value: FieldType<T>): FieldType<Record<string, T>> {
         if (badKey(k)) throw new DecodeError(454, path, `key ${shown(k)} is empty or longer than 255 characters`);
         const x = value.decode((v as Record<string, unknown>)[k], path, k, ctx);
         // A key named __proto__ must become an own property, never the object's prototype.
-        if (k === '__proto__') Object.defineProperty(out, k, { value: x, enumerable: true, writable: true, configurable: true });
+        if (k === '__proto__')
+          Object.defineProperty(out, k, { value: x, enumerable: true, writable: true, configurable: true });
         else out[k] = x;
       }
       return out;
@@ -382,7 +428,13 @@ export function mapOf<T>(value: FieldType<T>): FieldType<Record<string, T>> {
 // ---- objects ----------------------------------------------------------------------------------------------------
 
 /** Encodes the fields of `spec` from `v` (which the caller has opened as a JSON object). */
-export function encodeFields(w: JsonWriter, spec: Fields, keys: Readonly<Record<string, Buffer>>, v: Record<string, unknown>, path: string): void {
+export function encodeFields(
+  w: JsonWriter,
+  spec: Fields,
+  keys: Readonly<Record<string, Buffer>>,
+  v: Record<string, unknown>,
+  path: string,
+): void {
   for (const k in spec) {
     const f = spec[k] as Field<unknown>;
     const x = v[k];
@@ -404,7 +456,14 @@ export function encodeFields(w: JsonWriter, spec: Fields, keys: Readonly<Record<
  * Decodes the fields of `spec` from the parsed object `v` into `out`. Unknown `ext_*` fields are kept (they must
  * survive re-encoding); other unknown fields are ignored, as the 2015 peers do, and listed in the diagnostics.
  */
-export function decodeFields(spec: Fields, v: Record<string, unknown>, out: Record<string, unknown>, path: string, ctx: DecodeContext, skip?: string): void {
+export function decodeFields(
+  spec: Fields,
+  v: Record<string, unknown>,
+  out: Record<string, unknown>,
+  path: string,
+  ctx: DecodeContext,
+  skip?: string,
+): void {
   let present = skip !== undefined && v[skip] !== undefined ? 1 : 0;
   for (const k in spec) {
     const f = spec[k] as Field<unknown>;

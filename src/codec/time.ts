@@ -14,7 +14,8 @@
  */
 import { DecodeError, shown } from './errors.js';
 
-const PATTERN = /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?(?:([Zz])|([+-])(\d{2})(?::?(\d{2}))?)?$/;
+const PATTERN =
+  /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?(?:([Zz])|([+-])(\d{2})(?::?(\d{2}))?)?$/;
 const MS_PER_MINUTE = 60_000;
 const DAYS_IN_MONTH = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
 
@@ -47,7 +48,8 @@ export class EbTime {
     if (month < 1 || month > 12 || day < 1 || day > daysInMonth(year, month)) {
       throw new DecodeError(454, path, `no such date in ${shown(text)}`);
     }
-    if (hour > 23 || minute > 59 || second > 59) throw new DecodeError(454, path, `no such time of day in ${shown(text)}`);
+    if (hour > 23 || minute > 59 || second > 59)
+      throw new DecodeError(454, path, `no such time of day in ${shown(text)}`);
     let offset = 0;
     if (sign !== undefined) {
       const ohn = Number(oh);
@@ -60,7 +62,11 @@ export class EbTime {
   }
 
   /** The time `epochMs`, to be written with `offsetMinutes` (default UTC). */
-  static fromEpochMs(epochMs: number, offsetMinutes = 0, /** @internal the year is known to be in range */ checked = false): EbTime {
+  static fromEpochMs(
+    epochMs: number,
+    offsetMinutes = 0,
+    /** @internal the year is known to be in range */ checked = false,
+  ): EbTime {
     if (checked) return new EbTime(epochMs, offsetMinutes);
     if (!Number.isFinite(epochMs) || !Number.isInteger(offsetMinutes) || Math.abs(offsetMinutes) > 23 * 60 + 59) {
       throw new RangeError(`EbTime.fromEpochMs: invalid instant ${epochMs} or offset ${offsetMinutes}`);
@@ -164,8 +170,16 @@ function put(buf: Buffer, pos: number, n: number, width: number): void {
  * (or an impossible date) returns null and takes the general path, which also produces the error.
  */
 function parseCanonical(s: string): EbTime | null {
-  if (s.charCodeAt(4) !== 0x2d || s.charCodeAt(7) !== 0x2d || s.charCodeAt(10) !== 0x54 || s.charCodeAt(13) !== 0x3a ||
-    s.charCodeAt(16) !== 0x3a || s.charCodeAt(19) !== 0x2e || s.charCodeAt(23) !== 0x5a) return null;
+  if (
+    s.charCodeAt(4) !== 0x2d ||
+    s.charCodeAt(7) !== 0x2d ||
+    s.charCodeAt(10) !== 0x54 ||
+    s.charCodeAt(13) !== 0x3a ||
+    s.charCodeAt(16) !== 0x3a ||
+    s.charCodeAt(19) !== 0x2e ||
+    s.charCodeAt(23) !== 0x5a
+  )
+    return null;
   const year = digits(s, 0, 4);
   const month = digits(s, 5, 2);
   const day = digits(s, 8, 2);
@@ -173,9 +187,26 @@ function parseCanonical(s: string): EbTime | null {
   const minute = digits(s, 14, 2);
   const second = digits(s, 17, 2);
   const ms = digits(s, 20, 3);
-  if (year < 0 || month < 1 || month > 12 || day < 1 || hour < 0 || hour > 23 || minute < 0 || minute > 59 ||
-    second < 0 || second > 59 || ms < 0 || day > daysInMonth(year, month)) return null;
-  return EbTime.fromEpochMs(daysFromCivil(year, month, day) * 86_400_000 + ((hour * 60 + minute) * 60 + second) * 1000 + ms, 0, true);
+  if (
+    year < 0 ||
+    month < 1 ||
+    month > 12 ||
+    day < 1 ||
+    hour < 0 ||
+    hour > 23 ||
+    minute < 0 ||
+    minute > 59 ||
+    second < 0 ||
+    second > 59 ||
+    ms < 0 ||
+    day > daysInMonth(year, month)
+  )
+    return null;
+  return EbTime.fromEpochMs(
+    daysFromCivil(year, month, day) * 86_400_000 + ((hour * 60 + minute) * 60 + second) * 1000 + ms,
+    0,
+    true,
+  );
 }
 
 /** The decimal number in `s[at, at + len)`, or -1 when a character is not a digit. */
@@ -194,7 +225,7 @@ function isLeap(y: number): boolean {
 }
 
 function daysInMonth(y: number, m: number): number {
-  return m === 2 ? (isLeap(y) ? 29 : 28) : DAYS_IN_MONTH[m - 1] as number;
+  return m === 2 ? (isLeap(y) ? 29 : 28) : (DAYS_IN_MONTH[m - 1] as number);
 }
 
 /** Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil). */
@@ -233,6 +264,9 @@ function format(epochMs: number, offset: number): string {
   rest = (rest - sec) / 60;
   const min = rest % 60;
   const hour = (rest - min) / 60;
-  const zone = offset === 0 ? 'Z' : `${offset < 0 ? '-' : '+'}${pad2(Math.floor(Math.abs(offset) / 60))}:${pad2(Math.abs(offset) % 60)}`;
+  const zone =
+    offset === 0
+      ? 'Z'
+      : `${offset < 0 ? '-' : '+'}${pad2(Math.floor(Math.abs(offset) / 60))}:${pad2(Math.abs(offset) % 60)}`;
   return `${String(y).padStart(4, '0')}-${pad2(m)}-${pad2(d)}T${pad2(hour)}:${pad2(min)}:${pad2(sec)}.${String(ms).padStart(3, '0')}${zone}`;
 }

@@ -44,8 +44,20 @@ const PAIR_INFO = Buffer.from('pair\0');
 const ZERO_NONCE = new Uint8Array(NONCE_BYTES);
 
 /** Control messages (5 minutes) unless listed: what may sit in a queue while its consumer is away is kept longer. */
-const LONG_LIVED = ['report', 'load_report', 'status_report', 'energy_events', 'capabilities', 'device_capabilities',
-  'response', 'accept_activation', 'reject_activation', 'activation_capacity', 'availability', KEY_UPDATE];
+const LONG_LIVED = [
+  'report',
+  'load_report',
+  'status_report',
+  'energy_events',
+  'capabilities',
+  'device_capabilities',
+  'response',
+  'accept_activation',
+  'reject_activation',
+  'activation_capacity',
+  'availability',
+  KEY_UPDATE,
+];
 export const DEFAULT_FRESHNESS_MS = 5 * 60_000;
 export const LONG_FRESHNESS_MS = 24 * 3_600_000;
 
@@ -112,7 +124,9 @@ export class Sealer {
 
   constructor(options: SealerOptions) {
     if (options.keyring.signing.backend !== options.backend.name) {
-      throw new TypeError(`the keyring was loaded with the ${options.keyring.signing.backend} backend, not ${options.backend.name}`);
+      throw new TypeError(
+        `the keyring was loaded with the ${options.keyring.signing.backend} backend, not ${options.backend.name}`,
+      );
     }
     this.#o = options;
     this.#now = options.now ?? Date.now;
@@ -138,7 +152,8 @@ export class Sealer {
     if ('peer' in to) {
       const peer = keyring.peers.get(to.peer);
       if (peer === undefined) throw new CryptoError('NO_KEY_FOR_PEER', `no keys for peer "${to.peer}" in the keyring`);
-      if (type !== KEY_UPDATE && !peer.mayReceive.has(type)) throw new CryptoError('TYPE_NOT_ALLOWED', `${peer.id} does not receive ${type} (its mayReceive)`);
+      if (type !== KEY_UPDATE && !peer.mayReceive.has(type))
+        throw new CryptoError('TYPE_NOT_ALLOWED', `${peer.id} does not receive ${type} (its mayReceive)`);
       const theirs = keyring.currentPeer(peer, now);
       if (theirs === undefined) throw new CryptoError('NO_KEY_FOR_PEER', `no X25519 key of ${peer.id} is in force now`);
       mode = 'pair';
@@ -146,7 +161,8 @@ export class Sealer {
       key = this.#pairKey(own, peer, theirs, 'send');
     } else if ('group' in to) {
       const group = keyring.currentGroup(to.group, now);
-      if (group === undefined) throw new CryptoError('NO_KEY_FOR_PEER', `no key of group "${to.group}" is in force now`);
+      if (group === undefined)
+        throw new CryptoError('NO_KEY_FOR_PEER', `no key of group "${to.group}" is in force now`);
       mode = 'group';
       recipient = group.kid;
       key = group.key;
@@ -181,13 +197,20 @@ export class Sealer {
   /** Checks and opens an envelope; every refusal is a CryptoError whose code says which check failed. */
   open(body: Uint8Array): Opened {
     const { keyring, backend } = this.#o;
-    if (body.length > this.#maxBytes) throw new CryptoError('TOO_LARGE', `an envelope of ${body.length} bytes exceeds the limit of ${this.#maxBytes}`);
-    if (body.length < OVERHEAD.signed) throw new CryptoError('TOO_SHORT', `an envelope of ${body.length} bytes is shorter than its header and signature`);
+    if (body.length > this.#maxBytes)
+      throw new CryptoError('TOO_LARGE', `an envelope of ${body.length} bytes exceeds the limit of ${this.#maxBytes}`);
+    if (body.length < OVERHEAD.signed)
+      throw new CryptoError(
+        'TOO_SHORT',
+        `an envelope of ${body.length} bytes is shorter than its header and signature`,
+      );
     const b = Buffer.from(body.buffer, body.byteOffset, body.length);
-    if (b[0] !== VERSION) throw new CryptoError('BAD_VERSION', `envelope version ${b[0] as number} (this is version ${VERSION})`);
+    if (b[0] !== VERSION)
+      throw new CryptoError('BAD_VERSION', `envelope version ${b[0] as number} (this is version ${VERSION})`);
     const mode = MODES[(b[1] as number) - 1];
     if (mode === undefined) throw new CryptoError('BAD_MODE', `unknown envelope mode ${b[1] as number}`);
-    if (body.length < OVERHEAD[mode]) throw new CryptoError('TOO_SHORT', `a ${mode} envelope of ${body.length} bytes is shorter than its overhead`);
+    if (body.length < OVERHEAD[mode])
+      throw new CryptoError('TOO_SHORT', `a ${mode} envelope of ${body.length} bytes is shorter than its overhead`);
     const senderKid = b.toString('hex', 4, 12);
     const recipientKid = b.toString('hex', 12, 20);
     const from = keyring.peerByKid(senderKid);
@@ -199,24 +222,32 @@ export class Sealer {
     let sig: Uint8Array;
     if (mode === 'signed') {
       topic = this.#topicsById.get(recipientKid);
-      if (topic === undefined || !peer.topics.has(topic)) throw new CryptoError('NOT_FOR_US', `${peer.id} has no topic with the id ${recipientKid}`);
+      if (topic === undefined || !peer.topics.has(topic))
+        throw new CryptoError('NOT_FOR_US', `${peer.id} has no topic with the id ${recipientKid}`);
       payload = b.subarray(HEADER_BYTES, b.length - SIGNATURE_BYTES);
       sig = b.subarray(b.length - SIGNATURE_BYTES);
     } else {
       let key: Uint8Array;
       if (mode === 'pair') {
         const own = keyring.ownByKid(recipientKid);
-        if (own === undefined) throw new CryptoError('NOT_FOR_US', `the recipient key id ${recipientKid} is not one of ours`);
+        if (own === undefined)
+          throw new CryptoError('NOT_FOR_US', `the recipient key id ${recipientKid} is not one of ours`);
         key = this.#pairKey(own, peer, from.epoch, 'receive');
       } else {
         const group: GroupKey | undefined = keyring.groupByKid(recipientKid);
-        if (group === undefined) throw new CryptoError('NOT_FOR_US', `the group key id ${recipientKid} is not one of ours`);
-        if (!peer.topics.has(group.topic)) throw new CryptoError('TYPE_NOT_ALLOWED', `${peer.id} may not send on ${group.topic}`);
+        if (group === undefined)
+          throw new CryptoError('NOT_FOR_US', `the group key id ${recipientKid} is not one of ours`);
+        if (!peer.topics.has(group.topic))
+          throw new CryptoError('TYPE_NOT_ALLOWED', `${peer.id} may not send on ${group.topic}`);
         topic = group.topic;
         key = group.key;
       }
       const plain = backend.open(key, header.subarray(36, 60), header, b.subarray(HEADER_BYTES));
-      if (plain === null) throw new CryptoError('DECRYPT_FAILED', `an envelope from ${peer.id} did not decrypt (tampered, or sealed for another key)`);
+      if (plain === null)
+        throw new CryptoError(
+          'DECRYPT_FAILED',
+          `an envelope from ${peer.id} did not decrypt (tampered, or sealed for another key)`,
+        );
       sig = plain.subarray(0, SIGNATURE_BYTES);
       payload = plain.subarray(SIGNATURE_BYTES);
     }
@@ -226,27 +257,40 @@ export class Sealer {
     const code = b.readUInt16BE(2);
     const type = typeName(code);
     if (type === undefined) throw new CryptoError('TYPE_NOT_ALLOWED', `${peer.id} sent an unknown type code ${code}`);
-    if (type !== KEY_UPDATE && !peer.maySend.has(type)) throw new CryptoError('TYPE_NOT_ALLOWED', `${peer.id} may not send ${type} (its maySend)`);
+    if (type !== KEY_UPDATE && !peer.maySend.has(type))
+      throw new CryptoError('TYPE_NOT_ALLOWED', `${peer.id} may not send ${type} (its maySend)`);
 
     const sequence = b.readBigUInt64BE(28);
     const timestamp = Number(b.readBigUInt64BE(20));
     const mark = `${peer.identity}:${sequence}`;
     const verdict = this.#o.replay.check(peer.identity, sequence);
-    if (verdict === 'duplicate' || this.#inFlight.has(mark)) throw new CryptoError('DUPLICATE', `${type} #${sequence} from ${peer.id} was seen already`);
-    if (verdict === 'too-old') throw new CryptoError('REPLAYED', `${type} #${sequence} from ${peer.id} is older than the replay window`);
+    if (verdict === 'duplicate' || this.#inFlight.has(mark))
+      throw new CryptoError('DUPLICATE', `${type} #${sequence} from ${peer.id} was seen already`);
+    if (verdict === 'too-old')
+      throw new CryptoError('REPLAYED', `${type} #${sequence} from ${peer.id} is older than the replay window`);
     const now = this.#now();
     if (timestamp > now + (this.#o.maxClockSkewMs ?? 60_000)) {
-      throw new CryptoError('FROM_THE_FUTURE', `${type} from ${peer.id} is timestamped ${timestamp - now} ms ahead of our clock`);
+      throw new CryptoError(
+        'FROM_THE_FUTURE',
+        `${type} from ${peer.id} is timestamped ${timestamp - now} ms ahead of our clock`,
+      );
     }
     const window = this.#o.freshness?.[type] ?? (LONG_LIVED.includes(type) ? LONG_FRESHNESS_MS : DEFAULT_FRESHNESS_MS);
-    if (now - timestamp > window) throw new CryptoError('STALE', `${type} from ${peer.id} is ${now - timestamp} ms old (window ${window} ms)`);
+    if (now - timestamp > window)
+      throw new CryptoError('STALE', `${type} from ${peer.id} is ${now - timestamp} ms old (window ${window} ms)`);
 
     if (type === KEY_UPDATE) this.#learn(peer, payload);
     this.#inFlight.add(mark);
     const replay = this.#o.replay;
     const inFlight = this.#inFlight;
     return {
-      sender: peer, mode, type, topic, timestamp, sequence, payload,
+      sender: peer,
+      mode,
+      type,
+      topic,
+      timestamp,
+      sequence,
+      payload,
       async commit() {
         replay.accept(peer.identity, sequence);
         inFlight.delete(mark);
@@ -260,26 +304,34 @@ export class Sealer {
 
   /** The key_update payload announcing one of our X25519 keys (seal it to each peer, or sign it on a topic). */
   static keyUpdatePayload(epoch: OwnEpoch): Buffer {
-    return Buffer.from(JSON.stringify({
-      msg: KEY_UPDATE, x25519: Buffer.from(epoch.secret.publicKey).toString('base64url'),
-      notBefore: new Date(epoch.notBefore).toISOString(),
-      ...(epoch.notAfter === undefined ? {} : { notAfter: new Date(epoch.notAfter).toISOString() }),
-    }));
+    return Buffer.from(
+      JSON.stringify({
+        msg: KEY_UPDATE,
+        x25519: Buffer.from(epoch.secret.publicKey).toString('base64url'),
+        notBefore: new Date(epoch.notBefore).toISOString(),
+        ...(epoch.notAfter === undefined ? {} : { notAfter: new Date(epoch.notAfter).toISOString() }),
+      }),
+    );
   }
 
   #learn(peer: Peer, payload: Uint8Array): void {
     let update: KeyUpdate;
     try {
       const v = JSON.parse(Buffer.from(payload).toString('utf8')) as Record<string, unknown>;
-      const pub = typeof v['x25519'] === 'string' && /^[A-Za-z0-9_-]{43}$/.test(v['x25519']) ? Buffer.from(v['x25519'], 'base64url') : undefined;
+      const pub =
+        typeof v['x25519'] === 'string' && /^[A-Za-z0-9_-]{43}$/.test(v['x25519'])
+          ? Buffer.from(v['x25519'], 'base64url')
+          : undefined;
       const notBefore = typeof v['notBefore'] === 'string' ? Date.parse(v['notBefore']) : NaN;
       const notAfter = typeof v['notAfter'] === 'string' ? Date.parse(v['notAfter']) : undefined;
-      if (v['msg'] !== KEY_UPDATE || pub === undefined || Number.isNaN(notBefore) || Number.isNaN(notAfter)) throw new Error('fields');
+      if (v['msg'] !== KEY_UPDATE || pub === undefined || Number.isNaN(notBefore) || Number.isNaN(notAfter))
+        throw new Error('fields');
       update = { x25519: new Uint8Array(pub), notBefore, notAfter };
     } catch {
       throw new CryptoError('BAD_KEY', `a key_update from ${peer.id} is malformed`);
     }
-    if (this.#o.keyring.learn(peer, update.x25519, update.notBefore, update.notAfter)) this.#o.onKeyLearned?.(peer, update);
+    if (this.#o.keyring.learn(peer, update.x25519, update.notBefore, update.notAfter))
+      this.#o.onKeyLearned?.(peer, update);
   }
 
   /** k(A→B) = HKDF-SHA256(X25519(xA, XB), "HEH-E2E/v1", "pair\0" ‖ edA ‖ XA ‖ XB), cached per key pair and direction. */
@@ -289,9 +341,10 @@ export class Sealer {
     if (key === undefined) {
       const { backend, keyring } = this.#o;
       const shared = backend.dh(own.secret, theirs.key);
-      const [edA, xA, xB] = direction === 'send'
-        ? [keyring.signing.publicKey, own.secret.publicKey, theirs.key.publicKey]
-        : [peer.ed25519.publicKey, theirs.key.publicKey, own.secret.publicKey];
+      const [edA, xA, xB] =
+        direction === 'send'
+          ? [keyring.signing.publicKey, own.secret.publicKey, theirs.key.publicKey]
+          : [peer.ed25519.publicKey, theirs.key.publicKey, own.secret.publicKey];
       key = backend.hkdf(shared, PAIR_SALT, Buffer.concat([PAIR_INFO, edA, xA, xB]), 32);
       this.#keys.set(id, key);
     }

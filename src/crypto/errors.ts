@@ -5,12 +5,29 @@
  */
 export type CryptoErrorCode =
   // envelope, in the order the receiver checks
-  | 'TOO_LARGE' | 'TOO_SHORT' | 'BAD_VERSION' | 'BAD_MODE' | 'UNKNOWN_SENDER' | 'NOT_FOR_US' | 'DECRYPT_FAILED'
-  | 'BAD_SIGNATURE' | 'TYPE_NOT_ALLOWED' | 'DUPLICATE' | 'REPLAYED' | 'STALE' | 'FROM_THE_FUTURE'
+  | 'TOO_LARGE'
+  | 'TOO_SHORT'
+  | 'BAD_VERSION'
+  | 'BAD_MODE'
+  | 'UNKNOWN_SENDER'
+  | 'NOT_FOR_US'
+  | 'DECRYPT_FAILED'
+  | 'BAD_SIGNATURE'
+  | 'TYPE_NOT_ALLOWED'
+  | 'DUPLICATE'
+  | 'REPLAYED'
+  | 'STALE'
+  | 'FROM_THE_FUTURE'
   // sending
-  | 'NO_KEY_FOR_PEER' | 'UNKNOWN_TYPE'
+  | 'NO_KEY_FOR_PEER'
+  | 'UNKNOWN_TYPE'
   // keys and keyrings
-  | 'LOW_ORDER_KEY' | 'SMALL_ORDER_KEY' | 'BAD_KEY' | 'KEY_FILE_PERMISSIONS' | 'KEYRING_INVALID' | 'BACKEND_UNAVAILABLE';
+  | 'LOW_ORDER_KEY'
+  | 'SMALL_ORDER_KEY'
+  | 'BAD_KEY'
+  | 'KEY_FILE_PERMISSIONS'
+  | 'KEYRING_INVALID'
+  | 'BACKEND_UNAVAILABLE';
 
 export class CryptoError extends Error {
   override name = 'CryptoError';

@@ -13,8 +13,18 @@ import { checkPrivateFileMode, keyId, PRIVATE_FORMAT } from './keyring.js';
 const b64 = (b: Uint8Array): string => Buffer.from(b).toString('base64url');
 const iso = (ms: number): string => new Date(ms).toISOString();
 
-export interface PrivateEpoch { secret: string; notBefore: string; notAfter?: string }
-export interface PrivateKeyFile { format: typeof PRIVATE_FORMAT; id: string; ed25519: string; x25519: PrivateEpoch[]; groups?: Record<string, unknown> }
+export interface PrivateEpoch {
+  secret: string;
+  notBefore: string;
+  notAfter?: string;
+}
+export interface PrivateKeyFile {
+  format: typeof PRIVATE_FORMAT;
+  id: string;
+  ed25519: string;
+  x25519: PrivateEpoch[];
+  groups?: Record<string, unknown>;
+}
 
 /** The keyring entry others install for this identity (roles and permissions are the operator's to add). */
 export interface PublicEntry {
@@ -22,10 +32,19 @@ export interface PublicEntry {
   x25519: { pub: string; notBefore: string; notAfter?: string; kid: string }[];
 }
 
-export function generateIdentity(id: string, backend: CryptoBackend, now = Date.now()): { privateKey: PrivateKeyFile; publicEntry: PublicEntry } {
+export function generateIdentity(
+  id: string,
+  backend: CryptoBackend,
+  now = Date.now(),
+): { privateKey: PrivateKeyFile; publicEntry: PublicEntry } {
   const seed = randomBytes(32);
   const secret = randomBytes(32);
-  const privateKey: PrivateKeyFile = { format: PRIVATE_FORMAT, id, ed25519: b64(seed), x25519: [{ secret: b64(secret), notBefore: iso(now) }] };
+  const privateKey: PrivateKeyFile = {
+    format: PRIVATE_FORMAT,
+    id,
+    ed25519: b64(seed),
+    x25519: [{ secret: b64(secret), notBefore: iso(now) }],
+  };
   return { privateKey, publicEntry: publicEntry(privateKey, backend) };
 }
 
@@ -35,7 +54,12 @@ export function publicEntry(file: PrivateKeyFile, backend: CryptoBackend): Publi
     ed25519: b64(backend.signingKey(Buffer.from(file.ed25519, 'base64url')).publicKey),
     x25519: file.x25519.map((e) => {
       const pub = backend.dhSecret(Buffer.from(e.secret, 'base64url')).publicKey;
-      return { pub: b64(pub), notBefore: e.notBefore, ...(e.notAfter === undefined ? {} : { notAfter: e.notAfter }), kid: keyId(pub) };
+      return {
+        pub: b64(pub),
+        notBefore: e.notBefore,
+        ...(e.notAfter === undefined ? {} : { notAfter: e.notAfter }),
+        kid: keyId(pub),
+      };
     }),
   };
 }
@@ -65,14 +89,23 @@ export function readPrivateKeyFile(file: string): PrivateKeyFile {
  * stay open. Keys ended before `now` - `graceMs`
  * are dropped from the file. Returns the new epoch's public part for the key_update.
  */
-export async function rotateX25519(file: string, notBefore: number, graceMs: number, now = Date.now()): Promise<{ secret: Uint8Array; notBefore: number }> {
+export async function rotateX25519(
+  file: string,
+  notBefore: number,
+  graceMs: number,
+  now = Date.now(),
+): Promise<{ secret: Uint8Array; notBefore: number }> {
   const content = readPrivateKeyFile(file);
   const secret = randomBytes(32);
   const kept = content.x25519
     .filter((e) => e.notAfter === undefined || Date.parse(e.notAfter) > now - graceMs)
     // A key scheduled to start at or after the new one (an earlier rotation with a later notBefore) is left open:
     // ending it at notBefore + grace could end it before it starts, and the file would no longer load.
-    .map((e) => (e.notAfter === undefined && Date.parse(e.notBefore) < notBefore ? { ...e, notAfter: iso(notBefore + graceMs) } : e));
+    .map((e) =>
+      e.notAfter === undefined && Date.parse(e.notBefore) < notBefore
+        ? { ...e, notAfter: iso(notBefore + graceMs) }
+        : e,
+    );
   kept.push({ secret: b64(secret), notBefore: iso(notBefore) });
   await writePrivateKeyFile(file, { ...content, x25519: kept });
   return { secret: new Uint8Array(secret), notBefore };

@@ -78,14 +78,18 @@ const ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
 /** Reads JSON values with the path of each one, so that every error names what was wrong and where. */
 class Reader {
-  constructor(readonly file: string, readonly secret: boolean) {}
+  constructor(
+    readonly file: string,
+    readonly secret: boolean,
+  ) {}
 
   fail(path: string, reason: string): never {
     throw new CryptoError('KEYRING_INVALID', `${this.file}: ${path}: ${reason}`);
   }
 
   object(v: unknown, path: string): Record<string, unknown> {
-    if (v === null || typeof v !== 'object' || Array.isArray(v)) this.fail(path, `expected an object, found ${this.describe(v)}`);
+    if (v === null || typeof v !== 'object' || Array.isArray(v))
+      this.fail(path, `expected an object, found ${this.describe(v)}`);
     return v as Record<string, unknown>;
   }
 
@@ -100,7 +104,8 @@ class Reader {
   }
 
   key32(v: unknown, path: string): Uint8Array {
-    if (typeof v !== 'string' || !B64_32.test(v)) this.fail(path, `expected 32 bytes in base64url (43 characters), found ${this.describe(v)}`);
+    if (typeof v !== 'string' || !B64_32.test(v))
+      this.fail(path, `expected 32 bytes in base64url (43 characters), found ${this.describe(v)}`);
     return new Uint8Array(Buffer.from(v, 'base64url'));
   }
 
@@ -154,10 +159,16 @@ function checkEd25519(r: Reader, bytes: Uint8Array, path: string): void {
     return r.fail(path, 'not a valid Ed25519 public key');
   }
   if (point.isSmallOrder()) {
-    throw new CryptoError('SMALL_ORDER_KEY', `${r.file}: ${path}: an Ed25519 key of small order (any signature would verify under it)`);
+    throw new CryptoError(
+      'SMALL_ORDER_KEY',
+      `${r.file}: ${path}: an Ed25519 key of small order (any signature would verify under it)`,
+    );
   }
   if (!point.isTorsionFree()) {
-    throw new CryptoError('SMALL_ORDER_KEY', `${r.file}: ${path}: an Ed25519 key with a small-order component (no honest key has one)`);
+    throw new CryptoError(
+      'SMALL_ORDER_KEY',
+      `${r.file}: ${path}: an Ed25519 key with a small-order component (no honest key has one)`,
+    );
   }
 }
 
@@ -212,8 +223,10 @@ export class Keyring {
   static load(keyringFile: string, privateKeyFile: string, backend: CryptoBackend): Keyring {
     checkPrivateFileMode(privateKeyFile);
     return new Keyring(backend, {
-      keyring: readJson(keyringFile, false), keyringFile,
-      privateKey: readJson(privateKeyFile, true), privateKeyFile,
+      keyring: readJson(keyringFile, false),
+      keyringFile,
+      privateKey: readJson(privateKeyFile, true),
+      privateKeyFile,
     });
   }
 
@@ -255,7 +268,8 @@ export class Keyring {
 
     const kr = new Reader(sources.keyringFile ?? 'keyring', false);
     const ring = kr.object(sources.keyring, '$');
-    if (ring['format'] !== KEYRING_FORMAT) kr.fail('$.format', `expected "${KEYRING_FORMAT}", found ${kr.describe(ring['format'])}`);
+    if (ring['format'] !== KEYRING_FORMAT)
+      kr.fail('$.format', `expected "${KEYRING_FORMAT}", found ${kr.describe(ring['format'])}`);
     for (const [id, entry] of Object.entries(kr.object(ring['peers'], '$.peers'))) {
       const p = `$.peers.${id}`;
       if (!ID.test(id)) kr.fail(p, 'a peer id is letters, digits, ".", "_" or "-"');
@@ -264,8 +278,13 @@ export class Keyring {
       const edBytes = kr.key32(o['ed25519'], `${p}.ed25519`);
       checkEd25519(kr, edBytes, `${p}.ed25519`);
       const peer: Peer = {
-        id, roles: kr.strings(o['roles'], `${p}.roles`), ed25519: backend.verifyKey(edBytes), identity: keyId(edBytes), epochs: [],
-        maySend: kr.types(o['maySend'], `${p}.maySend`), mayReceive: kr.types(o['mayReceive'], `${p}.mayReceive`),
+        id,
+        roles: kr.strings(o['roles'], `${p}.roles`),
+        ed25519: backend.verifyKey(edBytes),
+        identity: keyId(edBytes),
+        epochs: [],
+        maySend: kr.types(o['maySend'], `${p}.maySend`),
+        mayReceive: kr.types(o['mayReceive'], `${p}.mayReceive`),
         topics: new Set(kr.strings(o['topics'], `${p}.topics`)),
       };
       this.peers.set(id, peer);
@@ -315,10 +334,12 @@ export class Keyring {
     const kid = keyId(publicKey);
     const known = this.#peerKids.get(kid);
     if (known !== undefined) {
-      if (known.peer !== peer) throw new CryptoError('BAD_KEY', `key_update from ${peer.id}: the key id ${kid} belongs to ${known.peer.id}`);
+      if (known.peer !== peer)
+        throw new CryptoError('BAD_KEY', `key_update from ${peer.id}: the key id ${kid} belongs to ${known.peer.id}`);
       return false;
     }
-    if (this.#ownKids.has(kid)) throw new CryptoError('BAD_KEY', `key_update from ${peer.id}: the key id ${kid} is one of our own keys`);
+    if (this.#ownKids.has(kid))
+      throw new CryptoError('BAD_KEY', `key_update from ${peer.id}: the key id ${kid} is one of our own keys`);
     const r = new Reader(`key_update from ${peer.id}`, false);
     checkPeriod(r, notBefore, notAfter, '$');
     this.#addPeerEpoch(peer, publicKey, notBefore, notAfter, r, '$.x25519');
@@ -339,7 +360,14 @@ export class Keyring {
     this.own.push(epoch);
   }
 
-  #addPeerEpoch(peer: Peer, pub: Uint8Array, notBefore: number, notAfter: number | undefined, r: Reader, path: string): void {
+  #addPeerEpoch(
+    peer: Peer,
+    pub: Uint8Array,
+    notBefore: number,
+    notAfter: number | undefined,
+    r: Reader,
+    path: string,
+  ): void {
     const key = checkX25519(r, this.#backend, this.#probe, pub, path);
     const epoch: PeerEpoch = { kid: keyId(pub), key, notBefore, notAfter };
     const other = this.#peerKids.get(epoch.kid);
@@ -351,7 +379,10 @@ export class Keyring {
   }
 }
 
-function newest<E extends { notBefore: number; notAfter: number | undefined }>(list: readonly E[], now: number): E | undefined {
+function newest<E extends { notBefore: number; notAfter: number | undefined }>(
+  list: readonly E[],
+  now: number,
+): E | undefined {
   let best: E | undefined;
   for (const e of list) {
     if (e.notBefore > now || (e.notAfter !== undefined && e.notAfter <= now)) continue;
@@ -366,11 +397,16 @@ export function checkPrivateFileMode(file: string): void {
   try {
     mode = statSync(file).mode;
   } catch (err) {
-    throw new CryptoError('KEYRING_INVALID', `cannot read the private key file ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+    throw new CryptoError(
+      'KEYRING_INVALID',
+      `cannot read the private key file ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
+    );
   }
   if ((mode & 0o077) !== 0) {
-    throw new CryptoError('KEY_FILE_PERMISSIONS',
-      `the private key file ${file} is readable by group or others (mode ${(mode & 0o777).toString(8).padStart(4, '0')}): run chmod 600 ${file}`);
+    throw new CryptoError(
+      'KEY_FILE_PERMISSIONS',
+      `the private key file ${file} is readable by group or others (mode ${(mode & 0o777).toString(8).padStart(4, '0')}): run chmod 600 ${file}`,
+    );
   }
 }
 
@@ -379,7 +415,10 @@ function readJson(file: string, secret: boolean): unknown {
   try {
     text = readFileSync(file, 'utf8');
   } catch (err) {
-    throw new CryptoError('KEYRING_INVALID', `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+    throw new CryptoError(
+      'KEYRING_INVALID',
+      `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
+    );
   }
   try {
     return JSON.parse(text);

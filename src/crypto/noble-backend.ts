@@ -10,7 +10,15 @@ import { montgomery } from '@noble/curves/abstract/montgomery.js';
 import { pow } from '@noble/curves/abstract/modular.js';
 import { hkdf } from '@noble/hashes/hkdf.js';
 import { sha256, sha512 } from '@noble/hashes/sha2.js';
-import { checkLength, own, type CryptoBackend, type DhPublic, type DhSecret, type SigningKey, type VerifyKey } from './backend.js';
+import {
+  checkLength,
+  own,
+  type CryptoBackend,
+  type DhPublic,
+  type DhSecret,
+  type SigningKey,
+  type VerifyKey,
+} from './backend.js';
 import { CryptoError } from './errors.js';
 
 // The synchronous API needs a SHA-512; without this @noble/ed25519 v3 only offers the WebCrypto-based async one.
@@ -24,7 +32,8 @@ ed.hashes.sha512 = sha512;
  */
 const P = 2n ** 255n - 19n;
 const x25519 = montgomery({
-  P, type: 'x25519',
+  P,
+  type: 'x25519',
   powPminus2: (x) => pow(x, P - 2n, P),
   // RFC 7748 §5 decodeScalar25519: clear the 3 low bits, clear bit 255, set bit 254.
   adjustScalarBytes: (b: Uint8Array) => {
@@ -34,7 +43,11 @@ const x25519 = montgomery({
   },
 });
 
-interface NobleKey { readonly backend: 'noble'; readonly publicKey: Uint8Array; readonly raw: Uint8Array }
+interface NobleKey {
+  readonly backend: 'noble';
+  readonly publicKey: Uint8Array;
+  readonly raw: Uint8Array;
+}
 
 export const nobleBackend: CryptoBackend = {
   name: 'noble',
@@ -82,7 +95,10 @@ export const nobleBackend: CryptoBackend = {
 
   dh(secret, peer) {
     try {
-      return x25519.getSharedSecret((own('noble', secret, 'the X25519 secret') as NobleKey).raw, (own('noble', peer, 'the X25519 public key') as NobleKey).raw);
+      return x25519.getSharedSecret(
+        (own('noble', secret, 'the X25519 secret') as NobleKey).raw,
+        (own('noble', peer, 'the X25519 public key') as NobleKey).raw,
+      );
     } catch (err) {
       throw new CryptoError('LOW_ORDER_KEY', 'the X25519 public key is of low order', { cause: err });
     }

@@ -5,7 +5,15 @@
  * nonce 0x00000000 ‖ nonce[16..24].
  */
 import * as crypto from 'node:crypto';
-import { checkLength, own, type CryptoBackend, type DhPublic, type DhSecret, type SigningKey, type VerifyKey } from './backend.js';
+import {
+  checkLength,
+  own,
+  type CryptoBackend,
+  type DhPublic,
+  type DhSecret,
+  type SigningKey,
+  type VerifyKey,
+} from './backend.js';
 import { CryptoError } from './errors.js';
 
 const ED_PKCS8 = Buffer.from('302e020100300506032b657004220420', 'hex');
@@ -16,9 +24,14 @@ const ZERO_BLOCK = Buffer.alloc(64);
 /** "expand 32-byte k", the ChaCha constants, as little-endian words. */
 const SIGMA = [0x61707865, 0x3320646e, 0x79622d32, 0x6b206574];
 
-interface NodeKey { readonly backend: 'node'; readonly publicKey: Uint8Array; readonly key: crypto.KeyObject }
+interface NodeKey {
+  readonly backend: 'node';
+  readonly publicKey: Uint8Array;
+  readonly key: crypto.KeyObject;
+}
 
-const rawPublic = (key: crypto.KeyObject): Uint8Array => new Uint8Array(key.export({ format: 'der', type: 'spki' }).subarray(12));
+const rawPublic = (key: crypto.KeyObject): Uint8Array =>
+  new Uint8Array(key.export({ format: 'der', type: 'spki' }).subarray(12));
 
 /** Imports a raw 32-byte private key once (OpenSSL key imports are slow); the handle carries its public key. */
 function importPrivate(pkcs8: Buffer, raw: Uint8Array, what: string): NodeKey {
@@ -59,7 +72,13 @@ export function hchacha20(key: Uint8Array, input: Uint8Array): Buffer {
 }
 
 function readLE(b: Uint8Array, at: number): number {
-  return ((b[at] as number) | ((b[at + 1] as number) << 8) | ((b[at + 2] as number) << 16) | ((b[at + 3] as number) << 24)) >>> 0;
+  return (
+    ((b[at] as number) |
+      ((b[at + 1] as number) << 8) |
+      ((b[at + 2] as number) << 16) |
+      ((b[at + 3] as number) << 24)) >>>
+    0
+  );
 }
 
 function innerNonce(nonce: Uint8Array): Buffer {
@@ -103,10 +122,12 @@ export const nodeBackend: CryptoBackend = {
 
   dh(secret, peer) {
     try {
-      return new Uint8Array(crypto.diffieHellman({
-        privateKey: (own('node', secret, 'the X25519 secret') as NodeKey).key,
-        publicKey: (own('node', peer, 'the X25519 public key') as NodeKey).key,
-      }));
+      return new Uint8Array(
+        crypto.diffieHellman({
+          privateKey: (own('node', secret, 'the X25519 secret') as NodeKey).key,
+          publicKey: (own('node', peer, 'the X25519 public key') as NodeKey).key,
+        }),
+      );
     } catch (err) {
       // OpenSSL refuses an all-zero shared secret: the peer key is of low order.
       throw new CryptoError('LOW_ORDER_KEY', 'the X25519 public key is of low order', { cause: err });
@@ -120,7 +141,9 @@ export const nodeBackend: CryptoBackend = {
   seal(key, nonce, aad, plaintext) {
     checkLength(key, 32, 'an XChaCha20-Poly1305 key');
     checkLength(nonce, 24, 'an XChaCha20-Poly1305 nonce');
-    const c = crypto.createCipheriv('chacha20-poly1305', hchacha20(key, nonce.subarray(0, 16)), innerNonce(nonce), { authTagLength: 16 });
+    const c = crypto.createCipheriv('chacha20-poly1305', hchacha20(key, nonce.subarray(0, 16)), innerNonce(nonce), {
+      authTagLength: 16,
+    });
     c.setAAD(aad, { plaintextLength: plaintext.length });
     const head = c.update(plaintext);
     c.final();
@@ -134,7 +157,9 @@ export const nodeBackend: CryptoBackend = {
     checkLength(key, 32, 'an XChaCha20-Poly1305 key');
     checkLength(nonce, 24, 'an XChaCha20-Poly1305 nonce');
     if (sealed.length < 16) return null;
-    const d = crypto.createDecipheriv('chacha20-poly1305', hchacha20(key, nonce.subarray(0, 16)), innerNonce(nonce), { authTagLength: 16 });
+    const d = crypto.createDecipheriv('chacha20-poly1305', hchacha20(key, nonce.subarray(0, 16)), innerNonce(nonce), {
+      authTagLength: 16,
+    });
     d.setAAD(aad, { plaintextLength: sealed.length - 16 });
     d.setAuthTag(sealed.subarray(sealed.length - 16));
     const out = d.update(sealed.subarray(0, sealed.length - 16));

@@ -10,7 +10,12 @@ export type ReplayErrorCode = 'CORRUPT_STATE' | 'TOO_MANY_SENDERS' | 'IO';
 
 export class ReplayStateError extends Error {
   override name = 'ReplayStateError';
-  constructor(readonly code: ReplayErrorCode, message: string, readonly file?: string, options?: { cause: unknown }) {
+  constructor(
+    readonly code: ReplayErrorCode,
+    message: string,
+    readonly file?: string,
+    options?: { cause: unknown },
+  ) {
     super(file === undefined ? message : `${file}: ${message}`, options);
   }
 }
@@ -37,10 +42,19 @@ async function readState(file: string, format: string): Promise<Record<string, u
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw new ReplayStateError('IO', `cannot read state: ${(err as Error).message}`, file, { cause: err });
   }
-  const corrupt = (what: string) => new ReplayStateError('CORRUPT_STATE', `corrupt replay state (${what}); refusing to reset it, repair or remove it by hand`, file);
+  const corrupt = (what: string) =>
+    new ReplayStateError(
+      'CORRUPT_STATE',
+      `corrupt replay state (${what}); refusing to reset it, repair or remove it by hand`,
+      file,
+    );
   if (text.trim() === '') throw corrupt('empty file');
   let value: unknown;
-  try { value = JSON.parse(text); } catch { throw corrupt('not JSON, perhaps truncated'); }
+  try {
+    value = JSON.parse(text);
+  } catch {
+    throw corrupt('not JSON, perhaps truncated');
+  }
   if (typeof value !== 'object' || value === null || Array.isArray(value)) throw corrupt('not a JSON object');
   const obj = value as Record<string, unknown>;
   if (obj['format'] !== format) throw corrupt(`format is not "${format}"`);
@@ -48,7 +62,12 @@ async function readState(file: string, format: string): Promise<Record<string, u
 }
 
 function corruptIf(bad: boolean, file: string, what: string): void {
-  if (bad) throw new ReplayStateError('CORRUPT_STATE', `corrupt replay state (${what}); refusing to reset it, repair or remove it by hand`, file);
+  if (bad)
+    throw new ReplayStateError(
+      'CORRUPT_STATE',
+      `corrupt replay state (${what}); refusing to reset it, repair or remove it by hand`,
+      file,
+    );
 }
 
 /**
@@ -62,19 +81,28 @@ export class SequenceReserver {
   #reserving: Promise<void> | undefined;
   #writes = 0;
 
-  private constructor(readonly file: string, readonly block: bigint, next: bigint) {
+  private constructor(
+    readonly file: string,
+    readonly block: bigint,
+    next: bigint,
+  ) {
     this.#next = next;
     this.#reservedUpTo = next;
   }
 
   static async open(file: string, opts: { block?: number } = {}): Promise<SequenceReserver> {
     const block = opts.block ?? 1024;
-    if (!Number.isSafeInteger(block) || block < 1) throw new RangeError(`block must be a positive integer, got ${block}`);
+    if (!Number.isSafeInteger(block) || block < 1)
+      throw new RangeError(`block must be a positive integer, got ${block}`);
     const state = await readState(file, 'heh-seq/1');
     let start = 1n;
     if (state !== undefined) {
       const r = state['reservedUpTo'];
-      corruptIf(typeof r !== 'string' || !DECIMAL.test(r) || BigInt(r) > U64_END, file, 'reservedUpTo is not a decimal in 1..2^64');
+      corruptIf(
+        typeof r !== 'string' || !DECIMAL.test(r) || BigInt(r) > U64_END,
+        file,
+        'reservedUpTo is not a decimal in 1..2^64',
+      );
       start = BigInt(r as string);
     }
     const s = new SequenceReserver(file, BigInt(block), start);
@@ -83,9 +111,13 @@ export class SequenceReserver {
   }
 
   /** Numbers below this are on disk as used; a reopen continues here. */
-  get reservedUpTo(): bigint { return this.#reservedUpTo; }
+  get reservedUpTo(): bigint {
+    return this.#reservedUpTo;
+  }
   /** Durable writes done by this instance, including the one in open(). */
-  get writeCount(): number { return this.#writes; }
+  get writeCount(): number {
+    return this.#writes;
+  }
 
   /** The next number if the reserved block has one left, else undefined (then use take()). */
   tryTake(): bigint | undefined {
@@ -104,7 +136,9 @@ export class SequenceReserver {
       const n = this.tryTake();
       if (n !== undefined) return n;
       // Waiters resume in the order they arrived, so numbers follow call order; all share one write.
-      await (this.#reserving ??= this.#reserve().finally(() => { this.#reserving = undefined; }));
+      await (this.#reserving ??= this.#reserve().finally(() => {
+        this.#reserving = undefined;
+      }));
     }
   }
 
@@ -118,7 +152,10 @@ export class SequenceReserver {
 }
 
 export type Verdict = 'new' | 'duplicate' | 'too-old';
-interface SenderWindow { max: bigint; bitmap: bigint } // bit i set = seq (max - i) seen
+interface SenderWindow {
+  max: bigint;
+  bitmap: bigint;
+} // bit i set = seq (max - i) seen
 
 /**
  * The receiver's anti-replay state per sender kid (16 lower-case hex digits): the highest seq seen and a 64-bit
@@ -136,34 +173,56 @@ export class ReplayWindow {
   #queued: Promise<void> | undefined;
   #writes = 0;
 
-  private constructor(readonly file: string, readonly maxSenders: number) {}
+  private constructor(
+    readonly file: string,
+    readonly maxSenders: number,
+  ) {}
 
   static async open(file: string, opts: { maxSenders?: number } = {}): Promise<ReplayWindow> {
     const maxSenders = opts.maxSenders ?? 10_000;
-    if (!Number.isSafeInteger(maxSenders) || maxSenders < 1) throw new RangeError(`maxSenders must be a positive integer, got ${maxSenders}`);
+    if (!Number.isSafeInteger(maxSenders) || maxSenders < 1)
+      throw new RangeError(`maxSenders must be a positive integer, got ${maxSenders}`);
     const w = new ReplayWindow(file, maxSenders);
     const state = await readState(file, 'heh-replay/1');
     if (state === undefined) return w;
     const senders = state['senders'];
-    corruptIf(typeof senders !== 'object' || senders === null || Array.isArray(senders), file, 'senders is not an object');
+    corruptIf(
+      typeof senders !== 'object' || senders === null || Array.isArray(senders),
+      file,
+      'senders is not an object',
+    );
     // More senders than maxSenders (the limit was lowered) are all kept: dropping any would reopen replays.
     for (const [kid, v] of Object.entries(senders as object)) {
       const e = (typeof v === 'object' && v !== null ? v : {}) as Record<string, unknown>;
-      const max = e['max'], bitmap = e['bitmap'];
+      const max = e['max'],
+        bitmap = e['bitmap'];
       corruptIf(!HEX16.test(kid), file, `sender kid ${JSON.stringify(kid.slice(0, 40))} is not 16 hex digits`);
-      corruptIf(typeof max !== 'string' || !DECIMAL.test(max) || BigInt(max) >= U64_END, file, `max of ${kid} is not a decimal in 1..2^64-1`);
-      corruptIf(typeof bitmap !== 'string' || !HEX16.test(bitmap) || (BigInt(`0x${bitmap}`) & 1n) === 0n, file, `bitmap of ${kid} is not 16 hex digits with bit 0 set`);
+      corruptIf(
+        typeof max !== 'string' || !DECIMAL.test(max) || BigInt(max) >= U64_END,
+        file,
+        `max of ${kid} is not a decimal in 1..2^64-1`,
+      );
+      corruptIf(
+        typeof bitmap !== 'string' || !HEX16.test(bitmap) || (BigInt(`0x${bitmap}`) & 1n) === 0n,
+        file,
+        `bitmap of ${kid} is not 16 hex digits with bit 0 set`,
+      );
       w.#senders.set(kid, { max: BigInt(max as string), bitmap: BigInt(`0x${bitmap as string}`) });
     }
     return w;
   }
 
-  get size(): number { return this.#senders.size; }
+  get size(): number {
+    return this.#senders.size;
+  }
   /** Durable writes done by this instance. */
-  get writeCount(): number { return this.#writes; }
+  get writeCount(): number {
+    return this.#writes;
+  }
 
   check(kid: string, seq: bigint): Verdict {
-    if (!HEX16.test(kid)) throw new TypeError(`kid must be 16 lower-case hex digits, got ${JSON.stringify(kid.slice(0, 40))}`);
+    if (!HEX16.test(kid))
+      throw new TypeError(`kid must be 16 lower-case hex digits, got ${JSON.stringify(kid.slice(0, 40))}`);
     if (seq < 1n || seq >= U64_END) return 'too-old'; // 0 is never sent, so it can only be forged or a reset sender
     const w = this.#senders.get(kid);
     if (w === undefined || seq > w.max) return 'new';
@@ -179,7 +238,11 @@ export class ReplayWindow {
     const w = this.#senders.get(kid);
     if (w === undefined) {
       if (this.#senders.size >= this.maxSenders) {
-        throw new ReplayStateError('TOO_MANY_SENDERS', `refusing sender ${kid}: already tracking ${this.maxSenders} senders (maxSenders)`, this.file);
+        throw new ReplayStateError(
+          'TOO_MANY_SENDERS',
+          `refusing sender ${kid}: already tracking ${this.maxSenders} senders (maxSenders)`,
+          this.file,
+        );
       }
       this.#senders.set(kid, { max: seq, bitmap: 1n });
     } else if (seq > w.max) {
@@ -205,22 +268,29 @@ export class ReplayWindow {
       const text = this.#serialize(); // snapshot now: accepts made during the write belong to the next one
       this.#writes++;
       const done = writeDurably(this.file, text)
-        .then(() => { this.#durableVersion = Math.max(this.#durableVersion, version); })
-        .finally(() => { this.#inFlight = undefined; });
+        .then(() => {
+          this.#durableVersion = Math.max(this.#durableVersion, version);
+        })
+        .finally(() => {
+          this.#inFlight = undefined;
+        });
       this.#inFlight = { version, done };
       return done;
     }
     if (inFlight.version === this.#version) return inFlight.done;
     // The in-flight snapshot misses our accepts; share one follow-up write, whatever became of the current one.
-    return (this.#queued ??= inFlight.done.catch(() => undefined).then(() => {
-      this.#queued = undefined;
-      return this.persist();
-    }));
+    return (this.#queued ??= inFlight.done
+      .catch(() => undefined)
+      .then(() => {
+        this.#queued = undefined;
+        return this.persist();
+      }));
   }
 
   #serialize(): string {
     const senders: Record<string, { max: string; bitmap: string }> = {};
-    for (const [kid, w] of this.#senders) senders[kid] = { max: w.max.toString(), bitmap: w.bitmap.toString(16).padStart(16, '0') };
+    for (const [kid, w] of this.#senders)
+      senders[kid] = { max: w.max.toString(), bitmap: w.bitmap.toString(16).padStart(16, '0') };
     return `${JSON.stringify({ format: 'heh-replay/1', senders })}\n`;
   }
 }

@@ -6,15 +6,29 @@
 import { randomUUID } from 'node:crypto';
 import { connect, type ConnectOptions } from '../amqp/index.js';
 import { decode, EbTime, encode, encodeInto, type Message } from '../codec/index.js';
-import { generateIdentity, Keyring, nobleBackend, nodeBackend, Sealer, selectBackend, type CryptoBackend } from '../crypto/index.js';
+import {
+  generateIdentity,
+  Keyring,
+  nobleBackend,
+  nodeBackend,
+  Sealer,
+  selectBackend,
+  type CryptoBackend,
+} from '../crypto/index.js';
 import type { Io } from '../cli/common.js';
 
-interface Row { what: string; value: string }
+interface Row {
+  what: string;
+  value: string;
+}
 
 function report(): Message<'report'> {
   const from = EbTime.fromEpochMs(Math.floor(Date.now() / 900_000) * 900_000 - 2_700_000);
   return {
-    msg: 'report', from, to: from.plusSeconds(2700), resolution: 900,
+    msg: 'report',
+    from,
+    to: from.plusSeconds(2700),
+    resolution: 900,
     values: { 'meter.p': [1.25, 2.5, 3.75], 'meter.q': [0.1, 0.2, 0.3], 'boiler.p': [2, 0, 2] },
   };
 }
@@ -35,14 +49,38 @@ function sealers(backend: CryptoBackend): { a: Sealer; b: Sealer } {
   const now = Date.now() - 60_000;
   const x = generateIdentity('bench-a', backend, now);
   const y = generateIdentity('bench-b', backend, now);
-  const entry = (e: typeof x.publicEntry, send: string[], receive: string[]): Record<string, unknown> =>
-    ({ ed25519: e.ed25519, x25519: e.x25519.map(({ pub, notBefore }) => ({ pub, notBefore })), maySend: send, mayReceive: receive });
+  const entry = (e: typeof x.publicEntry, send: string[], receive: string[]): Record<string, unknown> => ({
+    ed25519: e.ed25519,
+    x25519: e.x25519.map(({ pub, notBefore }) => ({ pub, notBefore })),
+    maySend: send,
+    mayReceive: receive,
+  });
   let seq = 0n;
   const sequence = { take: async (): Promise<bigint> => ++seq };
-  const replay = { check: (): 'new' => 'new', accept: (): void => undefined, persist: async (): Promise<void> => undefined };
+  const replay = {
+    check: (): 'new' => 'new',
+    accept: (): void => undefined,
+    persist: async (): Promise<void> => undefined,
+  };
   return {
-    a: new Sealer({ backend, sequence, replay, keyring: new Keyring(backend, { keyring: { format: 'heh-keyring/1', peers: { 'bench-b': entry(y.publicEntry, [], ['report']) } }, privateKey: x.privateKey }) }),
-    b: new Sealer({ backend, sequence, replay, keyring: new Keyring(backend, { keyring: { format: 'heh-keyring/1', peers: { 'bench-a': entry(x.publicEntry, ['report'], []) } }, privateKey: y.privateKey }) }),
+    a: new Sealer({
+      backend,
+      sequence,
+      replay,
+      keyring: new Keyring(backend, {
+        keyring: { format: 'heh-keyring/1', peers: { 'bench-b': entry(y.publicEntry, [], ['report']) } },
+        privateKey: x.privateKey,
+      }),
+    }),
+    b: new Sealer({
+      backend,
+      sequence,
+      replay,
+      keyring: new Keyring(backend, {
+        keyring: { format: 'heh-keyring/1', peers: { 'bench-a': entry(x.publicEntry, ['report'], []) } },
+        privateKey: y.privateKey,
+      }),
+    }),
   };
 }
 
@@ -58,14 +96,23 @@ export async function bench(io: Io, options: { seconds: number; broker?: Connect
   const fmt = (n: number): string => `${Math.round(n).toLocaleString('en-US')} /s`;
 
   progress('codec encode in place');
-  rows.push({ what: `codec: encode + validate a ${body.length} B report (in place)`, value: fmt(await rate(() => encodeInto(m, frame, 7), ms)) });
+  rows.push({
+    what: `codec: encode + validate a ${body.length} B report (in place)`,
+    value: fmt(await rate(() => encodeInto(m, frame, 7), ms)),
+  });
   progress('codec decode');
   rows.push({ what: 'codec: decode + validate it', value: fmt(await rate(() => decode(body), ms)) });
   progress('JSON.stringify baseline');
   const plain = JSON.parse(body.toString()) as unknown;
-  rows.push({ what: '  baseline: Buffer.from(JSON.stringify(m))', value: fmt(await rate(() => Buffer.from(JSON.stringify(plain)), ms)) });
+  rows.push({
+    what: '  baseline: Buffer.from(JSON.stringify(m))',
+    value: fmt(await rate(() => Buffer.from(JSON.stringify(plain)), ms)),
+  });
   progress('JSON.parse baseline');
-  rows.push({ what: '  baseline: JSON.parse(buf.toString())', value: fmt(await rate(() => JSON.parse(body.toString()), ms)) });
+  rows.push({
+    what: '  baseline: JSON.parse(buf.toString())',
+    value: fmt(await rate(() => JSON.parse(body.toString()), ms)),
+  });
 
   const backends = selectBackend('auto') === nodeBackend ? [nodeBackend, nobleBackend] : [nobleBackend];
   for (const backend of [nodeBackend, nobleBackend]) {
@@ -77,7 +124,10 @@ export async function bench(io: Io, options: { seconds: number; broker?: Connect
     const { a, b } = sealers(backend);
     const env = await a.seal({ peer: 'bench-b' }, 'report', body);
     progress(`seal with ${backend.name}`);
-    rows.push({ what: `crypto: seal a report, PAIR (${backend.name})`, value: fmt(await rate(() => a.seal({ peer: 'bench-b' }, 'report', body), ms)) });
+    rows.push({
+      what: `crypto: seal a report, PAIR (${backend.name})`,
+      value: fmt(await rate(() => a.seal({ peer: 'bench-b' }, 'report', body), ms)),
+    });
     progress(`open with ${backend.name}`);
     rows.push({ what: `crypto: open it (${backend.name})`, value: fmt(await rate(() => b.open(env).release(), ms)) });
   }
@@ -90,18 +140,30 @@ export async function bench(io: Io, options: { seconds: number; broker?: Connect
       const { queue } = await ch.queueDeclare('', { exclusive: true, autoDelete: true });
       const rtts: number[] = [];
       let resolveNext: (() => void) | undefined;
-      await ch.basicConsume(queue, (msg) => { msg.ack(); resolveNext?.(); }, { prefetch: 10 });
+      await ch.basicConsume(
+        queue,
+        (msg) => {
+          msg.ack();
+          resolveNext?.();
+        },
+        { prefetch: 10 },
+      );
       const t0 = Date.now();
       while (Date.now() - t0 < ms && rtts.length < 1000) {
         const t = process.hrtime.bigint();
-        const got = new Promise<void>((r) => { resolveNext = r; });
+        const got = new Promise<void>((r) => {
+          resolveNext = r;
+        });
         await ch.basicPublish('', queue, body, { messageId: randomUUID(), deliveryMode: 2 });
         await got;
         rtts.push(Number(process.hrtime.bigint() - t) / 1e6);
       }
       rtts.sort((x, y) => x - y);
       const q = (p: number): string => (rtts[Math.min(rtts.length - 1, Math.floor(rtts.length * p))] ?? NaN).toFixed(1);
-      rows.push({ what: `broker: publish (confirmed) + consume round trip, ${rtts.length} x`, value: `median ${q(0.5)} ms, p99 ${q(0.99)} ms` });
+      rows.push({
+        what: `broker: publish (confirmed) + consume round trip, ${rtts.length} x`,
+        value: `median ${q(0.5)} ms, p99 ${q(0.99)} ms`,
+      });
     } finally {
       await conn.close();
     }

@@ -186,8 +186,11 @@ class Reader {
     for (const key of Object.keys(o)) {
       if (known.includes(key)) continue;
       const hint = suggest(key, known);
-      this.fail(keyPath(path, key), `one of the keys ${known.join(', ')}`,
-        `unknown key ${shown(key)}${hint === undefined ? '' : ` (did you mean "${hint}"?)`}`);
+      this.fail(
+        keyPath(path, key),
+        `one of the keys ${known.join(', ')}`,
+        `unknown key ${shown(key)}${hint === undefined ? '' : ` (did you mean "${hint}"?)`}`,
+      );
     }
     return o;
   }
@@ -241,7 +244,8 @@ class Reader {
 
   /** argv of a program run without a shell: a string would be split by nobody, so it is refused. */
   argv(v: unknown, path: string): string[] {
-    const what = 'a non-empty array of strings (the argv of a program run without a shell, e.g. ["/usr/local/bin/read-meter", "--json"])';
+    const what =
+      'a non-empty array of strings (the argv of a program run without a shell, e.g. ["/usr/local/bin/read-meter", "--json"])';
     return this.array(v, path, what, 1).map((a, i) => this.string(a, `${path}[${i}]`));
   }
 }
@@ -298,11 +302,32 @@ function distance(a: string, b: string): number {
 }
 
 const TOP_KEYS = [
-  'name', 'broker', 'peers', 'topology', 'declareExchanges', 'stateDir', 'resolutionS', 'historyHours',
-  'fsyncIntervalS', 'devices', 'crypto', 'allowClockChange', 'log',
+  'name',
+  'broker',
+  'peers',
+  'topology',
+  'declareExchanges',
+  'stateDir',
+  'resolutionS',
+  'historyHours',
+  'fsyncIntervalS',
+  'devices',
+  'crypto',
+  'allowClockChange',
+  'log',
 ] as const;
-const BROKER_KEYS = ['url', 'username', 'passwordFile', 'tls', 'external', 'heartbeatS', 'prefetch', 'endpoints', 'reconnectDelayS',
-  'maxReconnectDelayS'] as const;
+const BROKER_KEYS = [
+  'url',
+  'username',
+  'passwordFile',
+  'tls',
+  'external',
+  'heartbeatS',
+  'prefetch',
+  'endpoints',
+  'reconnectDelayS',
+  'maxReconnectDelayS',
+] as const;
 const TLS_KEYS = ['ca', 'cert', 'key', 'servername'] as const;
 const DEVICE_KEYS = ['name', 'classes', 'type', 'version', 'signals', 'meter', 'actuator', 'maxPowerKw'] as const;
 const SIGNAL_KEYS = ['name', 'unit', 'desc', 'range'] as const;
@@ -321,9 +346,13 @@ export function parseConfig(value: unknown, file = 'hub.json'): HubConfig {
   const name = r.pattern(o['name'], '$.name', ENTITY_NAME, ENTITY_NAME_TEXT);
   const broker = parseBroker(r, o['broker']);
   const peers = parsePeers(r, o['peers'], name);
-  const resolutionS = r.number(o['resolutionS'] ?? 60, '$.resolutionS', 'an integer from 1 to 3600 that divides 3600',
+  const resolutionS = r.number(
+    o['resolutionS'] ?? 60,
+    '$.resolutionS',
+    'an integer from 1 to 3600 that divides 3600',
     // Intervals must tile the hour so that every hour starts a new interval, whatever the hub's start time.
-    (n) => Number.isInteger(n) && n >= 1 && n <= 3600 && 3600 % n === 0);
+    (n) => Number.isInteger(n) && n >= 1 && n <= 3600 && 3600 % n === 0,
+  );
   const config: {
     -readonly [K in keyof HubConfig]: HubConfig[K];
   } = {
@@ -361,25 +390,43 @@ function parseBroker(r: Reader, v: unknown): BrokerConfig {
     url,
     external: r.boolean(b['external'] ?? false, '$.broker.external'),
     // Below 5 s heartbeats raise false alarms on a busy Pi (the client refuses them); 0 takes the broker's value.
-    heartbeatS: r.number(b['heartbeatS'] ?? 20, '$.broker.heartbeatS', 'an integer from 5 to 600, or 0 (the broker\'s value)',
-      (n) => Number.isInteger(n) && (n === 0 || (n >= 5 && n <= 600))),
+    heartbeatS: r.number(
+      b['heartbeatS'] ?? 20,
+      '$.broker.heartbeatS',
+      "an integer from 5 to 600, or 0 (the broker's value)",
+      (n) => Number.isInteger(n) && (n === 0 || (n >= 5 && n <= 600)),
+    ),
     prefetch: r.integer(b['prefetch'] ?? 10, '$.broker.prefetch', 1, 1000),
     endpoints: r.array(b['endpoints'] ?? [], '$.broker.endpoints', 'an array of "host:port" strings').map((e, i) => {
       const at = `$.broker.endpoints[${i}]`;
       const x = r.string(e, at, 'a "host:port" string');
       const m = /^\[?([^\]\s]+?)\]?:(\d{1,5})$/.exec(x);
-      if (m === null || Number(m[2]) < 1 || Number(m[2]) > 65535) r.fail(at, 'a "host:port" string (port 1 to 65535)', shown(x));
+      if (m === null || Number(m[2]) < 1 || Number(m[2]) > 65535)
+        r.fail(at, 'a "host:port" string (port 1 to 65535)', shown(x));
       return x;
     }),
-    reconnectDelayS: r.number(b['reconnectDelayS'] ?? 5, '$.broker.reconnectDelayS', 'a number from 2 to 600 (seconds)', (n) => n >= 2 && n <= 600),
+    reconnectDelayS: r.number(
+      b['reconnectDelayS'] ?? 5,
+      '$.broker.reconnectDelayS',
+      'a number from 2 to 600 (seconds)',
+      (n) => n >= 2 && n <= 600,
+    ),
     maxReconnectDelayS: 60,
   };
-  broker.maxReconnectDelayS = r.number(b['maxReconnectDelayS'] ?? Math.max(60, broker.reconnectDelayS), '$.broker.maxReconnectDelayS',
-    `a number from reconnectDelayS (${broker.reconnectDelayS}) to 3600 (seconds)`, (n) => n >= broker.reconnectDelayS && n <= 3600);
+  broker.maxReconnectDelayS = r.number(
+    b['maxReconnectDelayS'] ?? Math.max(60, broker.reconnectDelayS),
+    '$.broker.maxReconnectDelayS',
+    `a number from reconnectDelayS (${broker.reconnectDelayS}) to 3600 (seconds)`,
+    (n) => n >= broker.reconnectDelayS && n <= 3600,
+  );
   if (b['username'] !== undefined) {
     broker.username = r.string(b['username'], '$.broker.username');
     if (urlUser !== undefined && urlUser !== broker.username) {
-      r.fail('$.broker.username', `the user named in $.broker.url (${shown(urlUser)}), or no username`, shown(broker.username));
+      r.fail(
+        '$.broker.username',
+        `the user named in $.broker.url (${shown(urlUser)}), or no username`,
+        shown(broker.username),
+      );
     }
   }
   if (b['passwordFile'] !== undefined) broker.passwordFile = r.path(b['passwordFile'], '$.broker.passwordFile');
@@ -395,7 +442,12 @@ function parseBroker(r: Reader, v: unknown): BrokerConfig {
     broker.tls = tls;
   }
   if (broker.external) {
-    if (!secure) r.fail('$.broker.url', 'an amqps:// URL (broker.external authenticates with the TLS client certificate)', shown(url));
+    if (!secure)
+      r.fail(
+        '$.broker.url',
+        'an amqps:// URL (broker.external authenticates with the TLS client certificate)',
+        shown(url),
+      );
     const why = '(broker.external authenticates with the TLS client certificate)';
     if (broker.tls === undefined) r.fail('$.broker.tls', `an object with cert and key ${why}`, 'nothing');
     if (broker.tls.cert === undefined) r.fail('$.broker.tls.cert', `the client certificate file ${why}`, 'nothing');
@@ -406,7 +458,11 @@ function parseBroker(r: Reader, v: unknown): BrokerConfig {
     // that is not theirs and be refused by the broker, after the hub had already started.
     const user = broker.username ?? urlUser ?? GUEST;
     if (user !== GUEST && broker.passwordFile === undefined) {
-      r.fail('$.broker.passwordFile', `a password file for the user ${shown(user)} (only the user "guest" has a default password), or broker.external`, 'nothing');
+      r.fail(
+        '$.broker.passwordFile',
+        `a password file for the user ${shown(user)} (only the user "guest" has a default password), or broker.external`,
+        'nothing',
+      );
     }
   }
   return broker;
@@ -421,8 +477,11 @@ function checkUrl(r: Reader, url: string): string | undefined {
   const userinfo = at < 0 ? '' : authority.slice(0, at);
   // Checked before anything else looks at the URL, so that no later message can quote the password.
   if (userinfo.includes(':')) {
-    r.fail('$.broker.url', `${what} without a password (put the password in the file named by broker.passwordFile)`,
-      'a password in the URL');
+    r.fail(
+      '$.broker.url',
+      `${what} without a password (put the password in the file named by broker.passwordFile)`,
+      'a password in the URL',
+    );
   }
   let u: URL;
   try {
@@ -433,7 +492,11 @@ function checkUrl(r: Reader, url: string): string | undefined {
   // The connection's own settings (heartbeat, TLS files, mechanism) have their keys here; a second place to set them
   // in the query would let the two disagree.
   if (u.search !== '' || u.hash !== '' || url.includes('?') || url.includes('#')) {
-    r.fail('$.broker.url', `${what} without a query or fragment (use broker.heartbeatS, broker.tls, broker.external)`, shown(url));
+    r.fail(
+      '$.broker.url',
+      `${what} without a query or fragment (use broker.heartbeatS, broker.tls, broker.external)`,
+      shown(url),
+    );
   }
   if (u.hostname === '') r.fail('$.broker.url', `${what} with a host`, shown(url));
   if (userinfo === '') return undefined;
@@ -452,7 +515,7 @@ function parsePeers(r: Reader, v: unknown, self: string): PeerConfig[] {
     const name = r.pattern(o['name'], `${p}.name`, ENTITY_NAME, ENTITY_NAME_TEXT);
     const first = seen.get(name);
     if (first !== undefined) r.fail(`${p}.name`, `a name not already used by $.peers[${first}]`, shown(name));
-    if (name === self) r.fail(`${p}.name`, 'a name other than the hub\'s own ($.name)', shown(name));
+    if (name === self) r.fail(`${p}.name`, "a name other than the hub's own ($.name)", shown(name));
     seen.set(name, i);
     return { name, role: r.oneOf<PeerRole>(o['role'] ?? 'aggregator', `${p}.role`, PEER_ROLES) };
   });
@@ -525,7 +588,12 @@ function parseSignals(r: Reader, v: unknown, path: string): SignalConfig[] {
 }
 
 /** The discriminator first, so that the keys of the wrong kind are not what the message talks about. */
-function kindOf<K extends string>(r: Reader, v: unknown, path: string, kinds: readonly K[]): [K, Record<string, unknown>] {
+function kindOf<K extends string>(
+  r: Reader,
+  v: unknown,
+  path: string,
+  kinds: readonly K[],
+): [K, Record<string, unknown>] {
   if (v === null || typeof v !== 'object' || Array.isArray(v)) r.fail(path, 'an object', describe(v, path));
   return [r.oneOf((v as Record<string, unknown>)['kind'], `${path}.kind`, kinds), v as Record<string, unknown>];
 }
@@ -610,10 +678,14 @@ export function loadConfig(file: string): HubConfig {
     text = readFileSync(file, 'utf8');
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code ?? 'error';
-    const found = code === 'ENOENT' ? 'no file'
-      : code === 'EISDIR' ? 'a directory'
-      : code === 'EACCES' || code === 'EPERM' ? 'a file the hub may not read'
-      : 'a file that cannot be read';
+    const found =
+      code === 'ENOENT'
+        ? 'no file'
+        : code === 'EISDIR'
+          ? 'a directory'
+          : code === 'EACCES' || code === 'EPERM'
+            ? 'a file the hub may not read'
+            : 'a file that cannot be read';
     throw new ConfigError(file, '$', 'a readable JSON file', `${found} (${code})`);
   }
   // Editors on Windows may save with a byte order mark, which JSON.parse refuses although the text is fine.
@@ -626,8 +698,12 @@ export function loadConfig(file: string): HubConfig {
     // is found here instead, and nothing of the text is repeated.
     const offset = jsonErrorOffset(text);
     const { line, column } = lineColumn(text, offset);
-    throw new ConfigError(file, '$', 'valid JSON',
-      `invalid JSON at line ${line} column ${column}${offset >= text.length ? ' (the text ends too early)' : ''}`);
+    throw new ConfigError(
+      file,
+      '$',
+      'valid JSON',
+      `invalid JSON at line ${line} column ${column}${offset >= text.length ? ' (the text ends too early)' : ''}`,
+    );
   }
   const duplicate = findDuplicateKey(text, '$');
   if (duplicate !== null) {

@@ -55,15 +55,45 @@ import { EbTime } from '../codec/time.js';
 
 export type MeterProfile = 'household' | 'boiler' | 'pv';
 
-export interface SimulatedMeterConfig { kind: 'simulated'; seed: number; profile: MeterProfile; peakKw: number }
-export interface CsvMeterConfig { kind: 'csv'; path: string; loop: boolean }
-export interface CommandMeterConfig { kind: 'command'; command: readonly string[]; intervalS?: number; timeoutMs: number }
-export interface FileMeterConfig { kind: 'file'; path: string; scale: number; signal?: string }
+export interface SimulatedMeterConfig {
+  kind: 'simulated';
+  seed: number;
+  profile: MeterProfile;
+  peakKw: number;
+}
+export interface CsvMeterConfig {
+  kind: 'csv';
+  path: string;
+  loop: boolean;
+}
+export interface CommandMeterConfig {
+  kind: 'command';
+  command: readonly string[];
+  intervalS?: number;
+  timeoutMs: number;
+}
+export interface FileMeterConfig {
+  kind: 'file';
+  path: string;
+  scale: number;
+  signal?: string;
+}
 export type MeterConfig = SimulatedMeterConfig | CsvMeterConfig | CommandMeterConfig | FileMeterConfig;
 
-export interface SimulatedActuatorConfig { kind: 'simulated' }
-export interface CommandActuatorConfig { kind: 'command'; command: readonly string[]; timeoutMs: number }
-export interface FileActuatorConfig { kind: 'file'; path: string; on: string; off: string }
+export interface SimulatedActuatorConfig {
+  kind: 'simulated';
+}
+export interface CommandActuatorConfig {
+  kind: 'command';
+  command: readonly string[];
+  timeoutMs: number;
+}
+export interface FileActuatorConfig {
+  kind: 'file';
+  path: string;
+  on: string;
+  off: string;
+}
 export type ActuatorConfig = SimulatedActuatorConfig | CommandActuatorConfig | FileActuatorConfig;
 
 export type Reading = Record<string, number | null>;
@@ -102,7 +132,11 @@ export class DeviceError extends Error {
  * `signals` are the keys every reading will have; empty means the meter's own (simulated: `p`; csv: the header's;
  * file: its signal). A command meter needs them listed. `cwd` resolves relative paths and is the command's cwd.
  */
-export async function createMeter(config: MeterConfig, signals: readonly string[], options?: { cwd?: string }): Promise<Meter> {
+export async function createMeter(
+  config: MeterConfig,
+  signals: readonly string[],
+  options?: { cwd?: string },
+): Promise<Meter> {
   if (typeof config !== 'object' || config === null) throw new TypeError('meter config must be an object');
   if (!Array.isArray(signals) || !signals.every((s) => typeof s === 'string' && s !== '')) {
     throw new TypeError('meter signals must be non-empty strings');
@@ -141,8 +175,10 @@ export async function createActuator(config: ActuatorConfig): Promise<Actuator> 
       checkCommand(config.command, config.timeoutMs, 'actuator');
       return new CommandActuator(config);
     case 'file':
-      if (typeof config.path !== 'string' || config.path === '') throw new TypeError('actuator path must be a non-empty string');
-      if (typeof config.on !== 'string' || typeof config.off !== 'string') throw new TypeError('actuator on and off must be strings');
+      if (typeof config.path !== 'string' || config.path === '')
+        throw new TypeError('actuator path must be a non-empty string');
+      if (typeof config.on !== 'string' || typeof config.off !== 'string')
+        throw new TypeError('actuator on and off must be strings');
       return new FileActuator(config);
     default:
       throw new TypeError(`unknown actuator kind ${JSON.stringify((config as { kind?: unknown }).kind)}`);
@@ -150,7 +186,12 @@ export async function createActuator(config: ActuatorConfig): Promise<Actuator> 
 }
 
 function checkCommand(command: unknown, timeoutMs: unknown, what: string): void {
-  if (!Array.isArray(command) || command.length === 0 || !command.every((a) => typeof a === 'string') || command[0] === '') {
+  if (
+    !Array.isArray(command) ||
+    command.length === 0 ||
+    !command.every((a) => typeof a === 'string') ||
+    command[0] === ''
+  ) {
     throw new TypeError(`${what} command must be a non-empty array of strings (argv, no shell)`);
   }
   if (!(typeof timeoutMs === 'number' && timeoutMs > 0 && Number.isFinite(timeoutMs))) {
@@ -176,9 +217,12 @@ class SimulatedMeter implements Meter {
   readonly #salts: readonly number[];
 
   constructor(config: SimulatedMeterConfig, signals: readonly string[]) {
-    if (typeof config.seed !== 'number' || !Number.isFinite(config.seed)) throw new TypeError('simulated meter seed must be a finite number');
+    if (typeof config.seed !== 'number' || !Number.isFinite(config.seed))
+      throw new TypeError('simulated meter seed must be a finite number');
     if (config.profile !== 'household' && config.profile !== 'boiler' && config.profile !== 'pv') {
-      throw new TypeError(`simulated meter profile must be household, boiler or pv, not ${JSON.stringify(config.profile)}`);
+      throw new TypeError(
+        `simulated meter profile must be household, boiler or pv, not ${JSON.stringify(config.profile)}`,
+      );
     }
     if (!(typeof config.peakKw === 'number' && config.peakKw >= 0 && Number.isFinite(config.peakKw))) {
       throw new TypeError('simulated meter peakKw must be a non-negative number');
@@ -192,7 +236,8 @@ class SimulatedMeter implements Meter {
   }
 
   async read(t: number): Promise<Reading> {
-    if (typeof t !== 'number' || !Number.isFinite(t)) throw new RangeError(`simulated meter: invalid time ${String(t)}`);
+    if (typeof t !== 'number' || !Number.isFinite(t))
+      throw new RangeError(`simulated meter: invalid time ${String(t)}`);
     const out: Reading = {};
     this.signals.forEach((signal, i) => {
       const rnd: Rnd = (slot, stream) => unitHash(this.#seed[0], this.#seed[1], this.#salts[i] ?? 0, stream, slot);
@@ -214,9 +259,15 @@ function simulatedKw(profile: MeterProfile, peakKw: number, t: number, rnd: Rnd)
   const hour = (t - day * DAY_MS) / 3_600_000;
   let x: number;
   switch (profile) {
-    case 'household': x = household(hour, day, minute, rnd); break;
-    case 'boiler': x = boiler(t, minute, rnd); break;
-    case 'pv': x = pv(t, hour, day, minute, rnd); break;
+    case 'household':
+      x = household(hour, day, minute, rnd);
+      break;
+    case 'boiler':
+      x = boiler(t, minute, rnd);
+      break;
+    case 'pv':
+      x = pv(t, hour, day, minute, rnd);
+      break;
   }
   const kw = Math.round(peakKw * Math.min(1, Math.max(0, x)) * 1000) / 1000;
   return Number.isFinite(kw) ? kw + 0 : 0; // + 0 turns -0 into 0
@@ -238,7 +289,7 @@ function household(hour: number, day: number, minute: number, rnd: Rnd): number 
 function boiler(t: number, minute: number, rnd: Rnd): number {
   const cycleMs = 30 * MINUTE_MS;
   const cycle = Math.floor(t / cycleMs);
-  const startHour = ((cycle * cycleMs) % DAY_MS + DAY_MS) % DAY_MS / 3_600_000;
+  const startHour = ((((cycle * cycleMs) % DAY_MS) + DAY_MS) % DAY_MS) / 3_600_000;
   const duty = startHour < 5 ? 0.08 : startHour < 9 ? 0.55 : startHour < 17 ? 0.2 : startHour < 22 ? 0.45 : 0.12;
   const on = Math.min(1, duty * (0.6 + 0.8 * rnd(cycle, 1)));
   const offset = rnd(cycle, 2) * (1 - on);
@@ -249,16 +300,21 @@ function boiler(t: number, minute: number, rnd: Rnd): number {
 /** A roof array at about 46 degrees north on the Greenwich meridian: a daylight bell, seasons, clear/partly/overcast days. */
 function pv(t: number, hour: number, day: number, minute: number, rnd: Rnd): number {
   const date = new Date(t);
-  const dayOfYear = (Date.UTC(date.getUTCFullYear(), date.getUTCMonth(), date.getUTCDate()) - Date.UTC(date.getUTCFullYear(), 0, 1)) / DAY_MS;
+  const dayOfYear =
+    (Date.UTC(date.getUTCFullYear(), date.getUTCMonth(), date.getUTCDate()) - Date.UTC(date.getUTCFullYear(), 0, 1)) /
+    DAY_MS;
   const season = Math.sin((2 * Math.PI * (dayOfYear - 80)) / 365.25); // +1 at the June solstice
   const dayLength = 12 + 3.8 * season;
   const sunrise = 12 - dayLength / 2;
   if (hour <= sunrise || hour >= 12 + dayLength / 2) return 0;
   const clearSky = Math.pow(Math.sin((Math.PI * (hour - sunrise)) / dayLength), 1.3) * (0.75 + 0.25 * season);
   const weather = rnd(day, 1);
-  const cloud = weather < 0.5 ? 1
-    : weather < 0.8 ? 0.35 + 0.65 * rnd(Math.floor(minute / 10), 2)
-    : 0.15 + 0.15 * rnd(Math.floor(minute / 30), 3);
+  const cloud =
+    weather < 0.5
+      ? 1
+      : weather < 0.8
+        ? 0.35 + 0.65 * rnd(Math.floor(minute / 10), 2)
+        : 0.15 + 0.15 * rnd(Math.floor(minute / 30), 3);
   return clearSky * cloud * (0.97 + 0.03 * rnd(minute, 4));
 }
 
@@ -310,7 +366,13 @@ class CsvMeter implements Meter {
   readonly #isoForm: boolean;
   readonly #loop: boolean;
 
-  private constructor(signals: readonly string[], times: Float64Array, values: Float64Array, isoForm: boolean, loop: boolean) {
+  private constructor(
+    signals: readonly string[],
+    times: Float64Array,
+    values: Float64Array,
+    isoForm: boolean,
+    loop: boolean,
+  ) {
     this.signals = Object.freeze([...signals]);
     this.#times = times;
     this.#values = values;
@@ -321,7 +383,8 @@ class CsvMeter implements Meter {
   }
 
   static async open(config: CsvMeterConfig, wanted: readonly string[], cwd: string): Promise<CsvMeter> {
-    if (typeof config.path !== 'string' || config.path === '') throw new TypeError('csv meter path must be a non-empty string');
+    if (typeof config.path !== 'string' || config.path === '')
+      throw new TypeError('csv meter path must be a non-empty string');
     if (typeof config.loop !== 'boolean') throw new TypeError('csv meter loop must be true or false');
     const file = path.resolve(cwd, config.path);
     let text: string;
@@ -368,7 +431,11 @@ class CsvMeter implements Meter {
         continue;
       }
       if (cells.length !== header.length) {
-        throw bad(lineNo, Math.min(cells.length, header.length) + 1, `${cells.length} columns where the header has ${header.length}`);
+        throw bad(
+          lineNo,
+          Math.min(cells.length, header.length) + 1,
+          `${cells.length} columns where the header has ${header.length}`,
+        );
       }
       const tCell = cells[0] ?? '';
       let seconds: number;
@@ -377,7 +444,11 @@ class CsvMeter implements Meter {
         try {
           seconds = EbTime.parse(tCell, 't').epochMs / 1000;
         } catch {
-          throw bad(lineNo, 1, `t must be seconds since midnight or an ISO time with an offset, not ${shortText(tCell)}`);
+          throw bad(
+            lineNo,
+            1,
+            `t must be seconds since midnight or an ISO time with an offset, not ${shortText(tCell)}`,
+          );
         }
       } else {
         seconds = Number(tCell);
@@ -418,7 +489,7 @@ class CsvMeter implements Meter {
     const row = pos >= first && pos < this.#end ? lastAtOrBefore(this.#times, pos) : -1;
     const width = this.signals.length;
     this.signals.forEach((s, i) => {
-      const v = row < 0 ? NaN : this.#values[row * width + i] ?? NaN;
+      const v = row < 0 ? NaN : (this.#values[row * width + i] ?? NaN);
       out[s] = Number.isNaN(v) ? null : v;
     });
     return out;
@@ -454,10 +525,13 @@ class FileMeter implements Meter {
   #closed = false;
 
   constructor(config: FileMeterConfig, signals: readonly string[], cwd: string) {
-    if (typeof config.path !== 'string' || config.path === '') throw new TypeError('file meter path must be a non-empty string');
-    if (typeof config.scale !== 'number' || !Number.isFinite(config.scale)) throw new TypeError('file meter scale must be a finite number');
+    if (typeof config.path !== 'string' || config.path === '')
+      throw new TypeError('file meter path must be a non-empty string');
+    if (typeof config.scale !== 'number' || !Number.isFinite(config.scale))
+      throw new TypeError('file meter scale must be a finite number');
     const signal = config.signal ?? 'p';
-    if (typeof signal !== 'string' || signal === '') throw new TypeError('file meter signal must be a non-empty string');
+    if (typeof signal !== 'string' || signal === '')
+      throw new TypeError('file meter signal must be a non-empty string');
     if (signals.some((s) => s !== signal)) {
       throw new TypeError(`a file meter gives one signal, ${JSON.stringify(signal)}; asked for ${signals.join(',')}`);
     }
@@ -506,7 +580,8 @@ function errCode(err: unknown): string {
 
 function spawnFailure(label: string, err: unknown): DeviceError {
   const code = errCode(err);
-  if (code === 'ENOENT' || code === 'ENOTDIR') return new DeviceError('NOT_FOUND', `${label}: not found (${code})`, { cause: err });
+  if (code === 'ENOENT' || code === 'ENOTDIR')
+    return new DeviceError('NOT_FOUND', `${label}: not found (${code})`, { cause: err });
   if (code === 'EACCES') return new DeviceError('NOT_FOUND', `${label}: not executable (${code})`, { cause: err });
   return new DeviceError('IO', `${label}: cannot start (${code})`, { cause: err });
 }
@@ -532,18 +607,31 @@ class StderrTail {
     this.#text = (this.#text + chunk.toString('utf8')).slice(-1024);
   }
   get line(): string {
-    const lines = this.#text.split(/\r?\n/).map((l) => l.trim()).filter((l) => l !== '');
+    const lines = this.#text
+      .split(/\r?\n/)
+      .map((l) => l.trim())
+      .filter((l) => l !== '');
     const last = lines[lines.length - 1];
     return last === undefined ? '' : `: ${last.length > 200 ? `${last.slice(0, 200)}...` : last}`;
   }
 }
 
-function exitFailure(label: string, code: number | null, signal: NodeJS.Signals | null, stderr: StderrTail): DeviceError {
+function exitFailure(
+  label: string,
+  code: number | null,
+  signal: NodeJS.Signals | null,
+  stderr: StderrTail,
+): DeviceError {
   const how = signal !== null ? `was killed by ${signal}` : `exited with code ${String(code)}`;
   return new DeviceError('EXIT', `${label}: ${how}${stderr.line}`);
 }
 
-interface RunOptions { cwd?: string; timeoutMs: number; input?: string; live: Set<ChildProcess> }
+interface RunOptions {
+  cwd?: string;
+  timeoutMs: number;
+  input?: string;
+  live: Set<ChildProcess>;
+}
 
 /**
  * Runs the command to completion and resolves with its stdout, or rejects with a DeviceError. Settles only once the
@@ -590,7 +678,10 @@ function runOnce(command: readonly string[], options: RunOptions): Promise<strin
       killGroup(child, 'SIGKILL');
       reapTimer ??= setTimeout(() => finish(null, null), REAP_WAIT_MS);
     };
-    const timer = setTimeout(() => abort(new DeviceError('TIMEOUT', `${label}: no result within ${options.timeoutMs} ms; killed`)), options.timeoutMs);
+    const timer = setTimeout(
+      () => abort(new DeviceError('TIMEOUT', `${label}: no result within ${options.timeoutMs} ms; killed`)),
+      options.timeoutMs,
+    );
 
     child.on('error', (err) => {
       // Without a pid the process never started: no exit will follow that matters, but 'close' may; settle now.
@@ -604,7 +695,8 @@ function runOnce(command: readonly string[], options: RunOptions): Promise<strin
     child.on('close', (code, signal) => finish(code, signal));
     child.stdout?.on('data', (chunk: Buffer) => {
       bytes += chunk.length;
-      if (bytes > MAX_OUTPUT_BYTES) abort(new DeviceError('BAD_OUTPUT', `${label}: more than ${MAX_OUTPUT_BYTES} bytes of output; killed`));
+      if (bytes > MAX_OUTPUT_BYTES)
+        abort(new DeviceError('BAD_OUTPUT', `${label}: more than ${MAX_OUTPUT_BYTES} bytes of output; killed`));
       else chunks.push(chunk);
     });
     child.stderr?.on('data', (chunk: Buffer) => stderr.add(chunk));
@@ -617,21 +709,26 @@ function runOnce(command: readonly string[], options: RunOptions): Promise<strin
 }
 
 async function killAndWait(children: Iterable<ChildProcess>, signal: NodeJS.Signals, graceMs: number): Promise<void> {
-  await Promise.all([...children].map((child) => new Promise<void>((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) {
-      resolve();
-      return;
-    }
-    let hard: NodeJS.Timeout | undefined;
-    const give = setTimeout(resolve, graceMs + REAP_WAIT_MS);
-    child.once('exit', () => {
-      clearTimeout(hard);
-      clearTimeout(give);
-      resolve();
-    });
-    killGroup(child, signal);
-    if (signal !== 'SIGKILL') hard = setTimeout(() => killGroup(child, 'SIGKILL'), graceMs);
-  })));
+  await Promise.all(
+    [...children].map(
+      (child) =>
+        new Promise<void>((resolve) => {
+          if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) {
+            resolve();
+            return;
+          }
+          let hard: NodeJS.Timeout | undefined;
+          const give = setTimeout(resolve, graceMs + REAP_WAIT_MS);
+          child.once('exit', () => {
+            clearTimeout(hard);
+            clearTimeout(give);
+            resolve();
+          });
+          killGroup(child, signal);
+          if (signal !== 'SIGKILL') hard = setTimeout(() => killGroup(child, 'SIGKILL'), graceMs);
+        }),
+    ),
+  );
 }
 
 /** Parses one output line into a reading of `signals`; throws a message for BAD_OUTPUT. */
@@ -642,12 +739,14 @@ function parseReadingLine(line: string, signals: readonly string[]): Reading {
   } catch {
     throw new Error(`not JSON: ${shortText(line)}`);
   }
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Error(`not a JSON object: ${shortText(line)}`);
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
+    throw new Error(`not a JSON object: ${shortText(line)}`);
   const record = parsed as Record<string, unknown>;
   const out: Reading = {};
   for (const s of signals) {
     const v = Object.prototype.hasOwnProperty.call(record, s) ? record[s] : null;
-    if (v !== null && typeof v !== 'number') throw new Error(`signal ${shortText(s)} is not a number: ${shortText(JSON.stringify(v))}`);
+    if (v !== null && typeof v !== 'number')
+      throw new Error(`signal ${shortText(s)} is not a number: ${shortText(JSON.stringify(v))}`);
     out[s] = v;
   }
   return out;
@@ -692,7 +791,10 @@ class OneShotCommandMeter implements Meter {
     const stdout = await runOnce(this.#command, { cwd: this.#cwd, timeoutMs: this.#timeoutMs, live: this.#live });
     const lines = stdout.split(/\r?\n/).filter((l) => l.trim() !== '');
     if (lines.length !== 1) {
-      throw new DeviceError('BAD_OUTPUT', `${this.#label}: printed ${lines.length} lines, expected one JSON object line`);
+      throw new DeviceError(
+        'BAD_OUTPUT',
+        `${this.#label}: printed ${lines.length} lines, expected one JSON object line`,
+      );
     }
     try {
       return parseReadingLine(lines[0] ?? '', this.signals);
@@ -750,7 +852,8 @@ class LongRunningCommandMeter implements Meter {
   read(): Promise<Reading> {
     if (this.#closed) return Promise.reject(closedError(this.#label));
     const latest = this.#latest;
-    if (latest !== undefined && performance.now() - latest.at <= this.#maxAgeMs) return Promise.resolve({ ...latest.values });
+    if (latest !== undefined && performance.now() - latest.at <= this.#maxAgeMs)
+      return Promise.resolve({ ...latest.values });
     if (this.#problem !== undefined) return Promise.reject(this.#problem);
     return new Promise<Reading>((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -790,7 +893,10 @@ class LongRunningCommandMeter implements Meter {
     let child: ChildProcess;
     try {
       child = spawn(this.#command[0] ?? '', this.#command.slice(1), {
-        cwd: this.#cwd, stdio: ['ignore', 'pipe', 'pipe'], detached: true, windowsHide: true,
+        cwd: this.#cwd,
+        stdio: ['ignore', 'pipe', 'pipe'],
+        detached: true,
+        windowsHide: true,
       });
     } catch (err) {
       this.#ended(spawnFailure(this.#label, err));
@@ -883,7 +989,9 @@ class LongRunningCommandMeter implements Meter {
     this.#failures++;
     const delay = restartDelayMs(this.#failures);
     this.#latest = undefined;
-    this.#problem = new DeviceError(problem.code, `${problem.message}; restarting in ${Math.round(delay / 1000)} s`, { cause: problem.cause });
+    this.#problem = new DeviceError(problem.code, `${problem.message}; restarting in ${Math.round(delay / 1000)} s`, {
+      cause: problem.cause,
+    });
     this.#notify({ error: this.#problem });
     clearTimeout(this.#restartTimer);
     this.#restartTimer = setTimeout(() => this.#start(), delay);
@@ -899,7 +1007,10 @@ class Serial {
   #tail: Promise<unknown> = Promise.resolve();
   run<T>(task: () => Promise<T>): Promise<T> {
     const next = this.#tail.then(task, task);
-    this.#tail = next.then(() => {}, () => {});
+    this.#tail = next.then(
+      () => {},
+      () => {},
+    );
     return next;
   }
   drain(): Promise<void> {
@@ -909,9 +1020,11 @@ class Serial {
 
 function checkCommandShape(cmd: ActuatorCommand): void {
   if (typeof cmd !== 'object' || cmd === null) throw new TypeError('actuator command must be an object');
-  if (typeof cmd.id !== 'string' || typeof cmd.device !== 'string') throw new TypeError('actuator command id and device must be strings');
+  if (typeof cmd.id !== 'string' || typeof cmd.device !== 'string')
+    throw new TypeError('actuator command id and device must be strings');
   if (cmd.action === 'activate') {
-    if (typeof cmd.quantity !== 'number' || !Number.isFinite(cmd.quantity)) throw new TypeError('activate quantity must be a finite number');
+    if (typeof cmd.quantity !== 'number' || !Number.isFinite(cmd.quantity))
+      throw new TypeError('activate quantity must be a finite number');
     EbTime.fromEpochMs(cmd.from);
     EbTime.fromEpochMs(cmd.to);
   } else if (cmd.action !== 'end') {
@@ -919,7 +1032,12 @@ function checkCommandShape(cmd: ActuatorCommand): void {
   }
 }
 
-export interface ActiveActivation { id: string; quantity: number; from: number; to: number }
+export interface ActiveActivation {
+  id: string;
+  quantity: number;
+  from: number;
+  to: number;
+}
 
 const MAX_RECORDED = 1000;
 
@@ -972,13 +1090,20 @@ class CommandActuator implements Actuator {
   async apply(cmd: ActuatorCommand): Promise<void> {
     if (this.#closed) throw closedError(this.#label);
     checkCommandShape(cmd);
-    const line = cmd.action === 'activate'
-      ? JSON.stringify({
-        action: 'activate', id: cmd.id, device: cmd.device, quantity: cmd.quantity,
-        from: EbTime.fromEpochMs(cmd.from).toString(), to: EbTime.fromEpochMs(cmd.to).toString(),
-      })
-      : JSON.stringify({ action: 'end', id: cmd.id, device: cmd.device });
-    await this.#serial.run(() => runOnce(this.#command, { timeoutMs: this.#timeoutMs, input: `${line}\n`, live: this.#live }));
+    const line =
+      cmd.action === 'activate'
+        ? JSON.stringify({
+            action: 'activate',
+            id: cmd.id,
+            device: cmd.device,
+            quantity: cmd.quantity,
+            from: EbTime.fromEpochMs(cmd.from).toString(),
+            to: EbTime.fromEpochMs(cmd.to).toString(),
+          })
+        : JSON.stringify({ action: 'end', id: cmd.id, device: cmd.device });
+    await this.#serial.run(() =>
+      runOnce(this.#command, { timeoutMs: this.#timeoutMs, input: `${line}\n`, live: this.#live }),
+    );
   }
 
   /** Lets a command already started finish (it may be switching a relay), bounded by its timeout. */

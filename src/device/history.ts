@@ -134,11 +134,21 @@ function parseHeader(buf: Buffer): Header | { bad: string } | 'version' {
   for (let i = 0; i < count; i++) {
     const n = off < length - 4 ? buf[off]! : -1;
     if (n < 1 || off + 1 + n > length - 4) return { bad: 'bad signal list' };
-    try { signals.push(utf8.decode(buf.subarray(off + 1, off + 1 + n))); } catch { return { bad: 'signal name not UTF-8' }; }
+    try {
+      signals.push(utf8.decode(buf.subarray(off + 1, off + 1 + n)));
+    } catch {
+      return { bad: 'signal name not UTF-8' };
+    }
     off += 1 + n;
   }
   if (off !== length - 4 || count === 0) return { bad: 'bad signal list' };
-  return { length, resolutionS: dv.getUint32(8, true), startSlot: dv.getUint32(12, true), span: dv.getUint32(16, true), signals };
+  return {
+    length,
+    resolutionS: dv.getUint32(8, true),
+    startSlot: dv.getUint32(12, true),
+    span: dv.getUint32(16, true),
+    signals,
+  };
 }
 
 /** Header bytes from offset 8 on minus the start slot: what the tag identifies. */
@@ -148,7 +158,11 @@ function configBytes(resolutionS: number, signals: readonly string[]): Buffer {
   buf.writeUInt32LE(resolutionS, 0);
   buf.writeUInt16LE(signals.length, 4);
   let off = 6;
-  for (const b of names) { buf[off] = b.length; b.copy(buf, off + 1); off += 1 + b.length; }
+  for (const b of names) {
+    buf[off] = b.length;
+    b.copy(buf, off + 1);
+    off += 1 + b.length;
+  }
   return buf;
 }
 
@@ -226,8 +240,10 @@ export class History {
 
   private constructor(dir: string, o: HistoryOptions) {
     const { resolutionS: res, signals, retentionHours } = o;
-    if (!Number.isInteger(res) || res < 1 || res > 86_400) throw new RangeError('resolutionS must be a whole number of seconds from 1 to 86400');
-    if (!Number.isFinite(retentionHours) || retentionHours < 24) throw new RangeError('retentionHours must be at least 24');
+    if (!Number.isInteger(res) || res < 1 || res > 86_400)
+      throw new RangeError('resolutionS must be a whole number of seconds from 1 to 86400');
+    if (!Number.isFinite(retentionHours) || retentionHours < 24)
+      throw new RangeError('retentionHours must be at least 24');
     if (signals.length === 0 || signals.length > 0xffff) throw new RangeError('signals must list 1 to 65535 names');
     if (new Set(signals).size !== signals.length) throw new RangeError('signals must be unique');
     for (const s of signals) {
@@ -265,8 +281,12 @@ export class History {
     return h;
   }
 
-  get signals(): readonly string[] { return this.#signals; }
-  get resolutionS(): number { return this.#res; }
+  get signals(): readonly string[] {
+    return this.#signals;
+  }
+  get resolutionS(): number {
+    return this.#res;
+  }
 
   /**
    * One sample for the slot of `t` (epoch ms). Signals present replace what the slot held, absent ones keep it, so
@@ -302,7 +322,8 @@ export class History {
    * steps. A step holds the stored slots whose start lies in it; nulls are left out of the average.
    */
   query(from: number, to: number, resolutionS: number, signals: readonly string[]): HistoryQuery {
-    if (!Number.isFinite(from) || !Number.isFinite(to)) throw new RangeError('from and to must be finite epoch milliseconds');
+    if (!Number.isFinite(from) || !Number.isFinite(to))
+      throw new RangeError('from and to must be finite epoch milliseconds');
     if (!Number.isInteger(resolutionS) || resolutionS < this.#res || resolutionS % this.#res !== 0) {
       throw new HistoryError('RESOLUTION', `the resolution must be a multiple of ${this.#res} s, not ${resolutionS}`);
     }
@@ -312,7 +333,10 @@ export class History {
     const missing: string[] = [];
     for (const s of new Set(signals)) (this.#index.has(s) ? wanted : missing).push(s);
     if (steps * Math.max(1, wanted.length) > MAX_QUERY_VALUES) {
-      throw new HistoryError('RESOLUTION', `${steps} steps of ${resolutionS} s are too many; ask for a coarser resolution`);
+      throw new HistoryError(
+        'RESOLUTION',
+        `${steps} steps of ${resolutionS} s are too many; ask for a coarser resolution`,
+      );
     }
     const n = this.#signals.length;
     const cols = wanted.map((s) => this.#index.get(s)!);
@@ -333,13 +357,18 @@ export class History {
         if (row < 0) continue;
         for (let c = 0; c < cols.length; c++) {
           const v = this.#vals[row * n + cols[c]!]!;
-          if (!Number.isNaN(v)) { sums[c] = sums[c]! + v; counts[c] = counts[c]! + 1; }
+          if (!Number.isNaN(v)) {
+            sums[c] = sums[c]! + v;
+            counts[c] = counts[c]! + 1;
+          }
         }
       }
       for (let c = 0; c < cols.length; c++) if (counts[c]! > 0) out[c]![k] = sums[c]! / counts[c]!;
     }
     const values: Record<string, (number | null)[]> = {};
-    wanted.forEach((s, c) => { values[s] = out[c]!; });
+    wanted.forEach((s, c) => {
+      values[s] = out[c]!;
+    });
     return { values, from, to: from + steps * stepMs, missing };
   }
 
@@ -365,10 +394,12 @@ export class History {
     if (this.#queued !== undefined) return this.#queued;
     if (!this.#writing) return this.#run();
     if (this.#pending.size === 0) return this.#current;
-    const q = this.#current.catch(() => undefined).then(() => {
-      this.#queued = undefined;
-      return this.#run();
-    });
+    const q = this.#current
+      .catch(() => undefined)
+      .then(() => {
+        this.#queued = undefined;
+        return this.#run();
+      });
     this.#queued = q;
     return q;
   }
@@ -427,7 +458,11 @@ export class History {
   }
 
   #warn(w: HistoryError): void {
-    try { this.#onWarning(w); } catch { /* a throwing listener must not break recording */ }
+    try {
+      this.#onWarning(w);
+    } catch {
+      /* a throwing listener must not break recording */
+    }
   }
 
   #run(): Promise<void> {
@@ -449,7 +484,8 @@ export class History {
         for (const s of slots) {
           const start = s - (s % this.#span);
           const list = bySegment.get(start);
-          if (list === undefined) bySegment.set(start, [s]); else list.push(s);
+          if (list === undefined) bySegment.set(start, [s]);
+          else list.push(s);
         }
         for (const [start, list] of bySegment) {
           try {
@@ -492,7 +528,7 @@ export class History {
     try {
       if (seg.dirty) await fh.truncate(seg.length);
       seg.dirty = true;
-      for (let done = 0; done < off;) done += (await fh.write(buf, done, off - done, seg.length + done)).bytesWritten;
+      for (let done = 0; done < off; ) done += (await fh.write(buf, done, off - done, seg.length + done)).bytesWritten;
       await fh.datasync();
       this.syncs++;
       seg.dirty = false;
@@ -527,9 +563,16 @@ export class History {
     const cutoff = this.#cutoffMs(now);
     const doomed: string[] = [];
     for (const [start, seg] of this.#segments) {
-      if ((start + this.#span) * this.#resMs <= cutoff) { doomed.push(seg.name); this.#segments.delete(start); }
+      if ((start + this.#span) * this.#resMs <= cutoff) {
+        doomed.push(seg.name);
+        this.#segments.delete(start);
+      }
     }
-    for (const [name, end] of this.#others) if (end <= cutoff) { doomed.push(name); this.#others.delete(name); }
+    for (const [name, end] of this.#others)
+      if (end <= cutoff) {
+        doomed.push(name);
+        this.#others.delete(name);
+      }
     for (const name of doomed) await this.#unlink(name);
   }
 
@@ -588,8 +631,11 @@ export class History {
     }
     let why = h === 'version' ? 'written by a later format version under our name' : 'bad' in h ? h.bad : undefined;
     if (why === undefined && typeof h === 'object' && 'signals' in h) {
-      const sameConfig = h.resolutionS === this.#res && h.span === this.#span
-        && h.signals.length === this.#signals.length && h.signals.every((s, i) => s === this.#signals[i]);
+      const sameConfig =
+        h.resolutionS === this.#res &&
+        h.span === this.#span &&
+        h.signals.length === this.#signals.length &&
+        h.signals.every((s, i) => s === this.#signals[i]);
       if (h.startSlot !== start || (ours && !sameConfig)) why = 'header does not match the file name';
     }
     if (why !== undefined || typeof h !== 'object' || !('signals' in h)) {
@@ -620,7 +666,11 @@ export class History {
     let off = h.length;
     for (; off + size <= buf.length; off += size) {
       const slot = dv.getUint32(off, true);
-      if (crc32(buf, off, off + size - 4) !== dv.getUint32(off + size - 4, true) || slot < start || slot >= start + h.span) {
+      if (
+        crc32(buf, off, off + size - 4) !== dv.getUint32(off + size - 4, true) ||
+        slot < start ||
+        slot >= start + h.span
+      ) {
         bad++;
         continue;
       }
@@ -634,7 +684,8 @@ export class History {
     }
     const torn = buf.length - off;
     this.skipped += bad + (torn > 0 ? 1 : 0);
-    if (bad > 0 || torn > 0) corrupt(`${bad} corrupt record(s)${torn > 0 ? `, a torn record of ${torn} B` : ''} skipped`);
+    if (bad > 0 || torn > 0)
+      corrupt(`${bad} corrupt record(s)${torn > 0 ? `, a torn record of ${torn} B` : ''} skipped`);
     if (!ours) return;
     if (good < buf.length) {
       // Appends must start on a record boundary; what is cut is already known to be bad.

@@ -24,14 +24,41 @@ import { HUB_VERSION } from './about.js';
 
 export { HUB_VERSION };
 /** Messages this hub handles (capabilities.supported_msgs). */
-const SUPPORTED = ['get_report', 'get_periodic_report', 'get_energy_events', 'get_energy_events_realtime', 'activate',
-  'get_activation_capacity', 'contingency_activate', 'contingency_end', 'load_price', 'generation_price', 'get_status_report',
-  'set_clock', 'set_smart_mode', 'get_capabilities', 'get_load_report', 'response'];
+const SUPPORTED = [
+  'get_report',
+  'get_periodic_report',
+  'get_energy_events',
+  'get_energy_events_realtime',
+  'activate',
+  'get_activation_capacity',
+  'contingency_activate',
+  'contingency_end',
+  'load_price',
+  'generation_price',
+  'get_status_report',
+  'set_clock',
+  'set_smart_mode',
+  'get_capabilities',
+  'get_load_report',
+  'response',
+];
 
 /** Event types and severities (status_report and energy_events share them; 0 = information ... 3 = critical). */
 export const EVENTS = {
-  started: 0, stopping: 0, network_up: 1, network_down: 2, broker_reconnect: 1, meter_fault: 2, meter_ok: 1,
-  actuator_fault: 3, activation_start: 0, activation_end: 0, contingency_start: 2, contingency_end: 1, clock_set: 1, mode_changed: 1,
+  started: 0,
+  stopping: 0,
+  network_up: 1,
+  network_down: 2,
+  broker_reconnect: 1,
+  meter_fault: 2,
+  meter_ok: 1,
+  actuator_fault: 3,
+  activation_start: 0,
+  activation_end: 0,
+  contingency_start: 2,
+  contingency_end: 1,
+  clock_set: 1,
+  mode_changed: 1,
 } as const;
 export type EventType = keyof typeof EVENTS;
 
@@ -90,7 +117,8 @@ export class Hub {
       this.#timers.add(t);
     }
     for (const s of this.#d.store.state.subscriptions) this.#schedulePeriodic(s.requester);
-    for (const a of this.#d.store.state.activations) if (a.phase !== 'ended' && a.decision !== 'rejected') this.#scheduleActivation(a);
+    for (const a of this.#d.store.state.activations)
+      if (a.phase !== 'ended' && a.decision !== 'rejected') this.#scheduleActivation(a);
   }
 
   /**
@@ -101,7 +129,8 @@ export class Hub {
   async #registerWith(peer: string, attempt: number): Promise<void> {
     try {
       await this.#d.bus.publish(peer, this.#capabilities(undefined));
-      for (const device of this.#d.config.devices) await this.#d.bus.publish(peer, this.#deviceCapabilities(device.name, undefined));
+      for (const device of this.#d.config.devices)
+        await this.#d.bus.publish(peer, this.#deviceCapabilities(device.name, undefined));
       await this.#d.bus.publish(peer, { msg: 'get_all_prices' });
       this.#d.log.info('registered', { peer });
     } catch (err) {
@@ -146,11 +175,20 @@ export class Hub {
   async event(type: EventType, end?: number | null): Promise<void> {
     const e: HubEvent = { time: this.now(), severity: EVENTS[type], type, ...(end === undefined ? {} : { end }) };
     // Information events need no fsync of their own; warnings and worse are written at once.
-    await this.#d.store.update((s) => { s.events.push(e); }, { lazy: e.severity === 0 });
+    await this.#d.store.update(
+      (s) => {
+        s.events.push(e);
+      },
+      { lazy: e.severity === 0 },
+    );
     this.#d.log.info('event', { type, severity: e.severity });
     for (const r of this.#d.store.state.realtime) {
       if (e.severity < r.severity) continue;
-      void this.#send(r.requester, { msg: 'energy_events', events: [toEnergyEvent(e)], ...(r.hehId === undefined ? {} : { heh_id: r.hehId }) });
+      void this.#send(r.requester, {
+        msg: 'energy_events',
+        events: [toEnergyEvent(e)],
+        ...(r.hehId === undefined ? {} : { heh_id: r.hehId }),
+      });
     }
   }
 
@@ -162,7 +200,9 @@ export class Hub {
     this.#sampler = setTimeout(() => {
       void this.sample(Math.floor(this.now() / res) * res - res)
         .catch((err: unknown) => this.#d.log.error('sampling failed', { error: err }))
-        .finally(() => { if (!this.#stopping) this.#scheduleSampling(); });
+        .finally(() => {
+          if (!this.#stopping) this.#scheduleSampling();
+        });
     }, wait);
     this.#sampler.unref();
   }
@@ -196,30 +236,58 @@ export class Hub {
     bus.onGetReport((m, ctx) => this.#getReport(m, ctx));
     bus.onGetLoadReport((m, ctx) => this.#getLoadReport(m, ctx));
     bus.onGetPeriodicReport((m, ctx) => this.#getPeriodicReport(m, ctx));
-    bus.onGetEnergyEvents((m, ctx) => ctx.reply({ msg: 'energy_events', events: this.#events(m.from.epochMs, m.to.epochMs, m.severity).map(toEnergyEvent), ...hehOf(m) }));
-    bus.onGetEnergyEventsRealtime((m, ctx) => this.#d.store.update((s) => {
-      s.realtime = s.realtime.filter((r) => r.requester !== ctx.sender);
-      s.realtime.push({ requester: ctx.sender, severity: m.severity, ...(m.heh_id === undefined ? {} : { hehId: m.heh_id }) });
-    }));
-    bus.onGetStatusReport((m, ctx) => ctx.reply({
-      msg: 'status_report', status: this.#faulty.size > 0 ? 'degraded' : 'ok', clock: EbTime.fromEpochMs(this.now()),
-      events: this.#events(m.from.epochMs, m.to.epochMs, m.severity_threshold).map((e) => ({ time: EbTime.fromEpochMs(e.time), severity: e.severity, type: e.type })),
-      mode: this.#d.store.state.mode, ...hehOf(m),
-    }));
+    bus.onGetEnergyEvents((m, ctx) =>
+      ctx.reply({
+        msg: 'energy_events',
+        events: this.#events(m.from.epochMs, m.to.epochMs, m.severity).map(toEnergyEvent),
+        ...hehOf(m),
+      }),
+    );
+    bus.onGetEnergyEventsRealtime((m, ctx) =>
+      this.#d.store.update((s) => {
+        s.realtime = s.realtime.filter((r) => r.requester !== ctx.sender);
+        s.realtime.push({
+          requester: ctx.sender,
+          severity: m.severity,
+          ...(m.heh_id === undefined ? {} : { hehId: m.heh_id }),
+        });
+      }),
+    );
+    bus.onGetStatusReport((m, ctx) =>
+      ctx.reply({
+        msg: 'status_report',
+        status: this.#faulty.size > 0 ? 'degraded' : 'ok',
+        clock: EbTime.fromEpochMs(this.now()),
+        events: this.#events(m.from.epochMs, m.to.epochMs, m.severity_threshold).map((e) => ({
+          time: EbTime.fromEpochMs(e.time),
+          severity: e.severity,
+          type: e.type,
+        })),
+        mode: this.#d.store.state.mode,
+        ...hehOf(m),
+      }),
+    );
     bus.onGetCapabilities((m, ctx) => {
       if (m.device === null) return ctx.reply(this.#capabilities(m));
-      if (!this.#d.config.devices.some((d) => d.name === m.device)) return this.#error(ctx, m, 462, `no device "${m.device}"`);
+      if (!this.#d.config.devices.some((d) => d.name === m.device))
+        return this.#error(ctx, m, 462, `no device "${m.device}"`);
       return ctx.reply(this.#deviceCapabilities(m.device, m));
     });
     bus.onSetClock(async (m, ctx) => {
       await this.event('clock_set');
-      if (!this.#d.config.allowClockChange) return this.#error(ctx, m, 451, 'this hub does not change its clock (allowClockChange is false)');
-      await this.#d.store.update((s) => { s.clockOffsetS += m.offset ?? 0; });
+      if (!this.#d.config.allowClockChange)
+        return this.#error(ctx, m, 451, 'this hub does not change its clock (allowClockChange is false)');
+      await this.#d.store.update((s) => {
+        s.clockOffsetS += m.offset ?? 0;
+      });
       return ctx.respond(200, 'OK');
     });
     bus.onSetSmartMode(async (m, ctx) => {
-      await this.#d.store.update((s) => { s.mode = m.mode; });
-      if (m.reset || m.mode === 'off') for (const a of this.#d.store.state.activations) if (a.phase !== 'ended') await this.#end(a.id);
+      await this.#d.store.update((s) => {
+        s.mode = m.mode;
+      });
+      if (m.reset || m.mode === 'off')
+        for (const a of this.#d.store.state.activations) if (a.phase !== 'ended') await this.#end(a.id);
       await this.event('mode_changed');
       return ctx.respond(200, 'OK');
     });
@@ -227,40 +295,73 @@ export class Hub {
     bus.onGenerationPrice((m, ctx) => this.#price('generation', m.from, m.to, m.price, m.device, ctx));
     bus.onActivate((m, ctx) => this.#activate(m, ctx));
     bus.onGetActivationCapacity((m, ctx) => {
-      if (m.device != null && !this.#d.config.devices.some((d) => d.name === m.device)) return this.#error(ctx, m, 462, `no device "${m.device}"`);
+      if (m.device != null && !this.#d.config.devices.some((d) => d.name === m.device))
+        return this.#error(ctx, m, 462, `no device "${m.device}"`);
       const [pos, neg] = this.#capacity(m.device ?? null);
-      return ctx.reply({ msg: 'activation_capacity', pos_capacity: pos, neg_capacity: neg, device: m.device ?? null, ...hehOf(m) });
+      return ctx.reply({
+        msg: 'activation_capacity',
+        pos_capacity: pos,
+        neg_capacity: neg,
+        device: m.device ?? null,
+        ...hehOf(m),
+      });
     });
     bus.onContingencyActivate(async (m) => {
       await this.event('contingency_start', null);
       // Shed every controllable load until the contingency ends; nothing is sent back (the spec wants no ack).
       for (const [device, act] of this.#d.actuators) {
-        await act.apply({ action: 'activate', id: m.id, device, quantity: -(m.max_quantity ?? 0), from: m.from.epochMs, to: m.to.epochMs })
+        await act
+          .apply({
+            action: 'activate',
+            id: m.id,
+            device,
+            quantity: -(m.max_quantity ?? 0),
+            from: m.from.epochMs,
+            to: m.to.epochMs,
+          })
           .catch((err: unknown) => this.#d.log.warn('actuator failed', { device, error: err }));
       }
     });
     bus.onContingencyEnd(async (m) => {
       for (const [device, act] of this.#d.actuators) {
-        await act.apply({ action: 'end', id: m.id, device }).catch((err: unknown) => this.#d.log.warn('actuator failed', { device, error: err }));
+        await act
+          .apply({ action: 'end', id: m.id, device })
+          .catch((err: unknown) => this.#d.log.warn('actuator failed', { device, error: err }));
       }
       // The contingency is over: its start event stops reading "still going on" (end_time null) in energy_events.
-      await this.#d.store.update((s) => { for (const e of s.events) if (e.type === 'contingency_start' && e.end === null) e.end = m.end.epochMs; });
+      await this.#d.store.update((s) => {
+        for (const e of s.events) if (e.type === 'contingency_start' && e.end === null) e.end = m.end.epochMs;
+      });
       await this.event('contingency_end');
     });
     bus.onResponse((m, ctx) => {
-      if (m.response_code >= 400) this.#d.log.warn('a peer refused a message', { peer: ctx.sender, code: m.response_code, desc: m.response_desc, ref: m.ref_msg });
+      if (m.response_code >= 400)
+        this.#d.log.warn('a peer refused a message', {
+          peer: ctx.sender,
+          code: m.response_code,
+          desc: m.response_desc,
+          ref: m.ref_msg,
+        });
     });
   }
 
   async #getReport(m: Message<'get_report'>, ctx: HandlerContext): Promise<void> {
     const r = this.#query(m.from.epochMs, m.to.epochMs, m.resolution, m.signals);
     if (typeof r === 'string') return this.#errorCode(ctx, m, r);
-    await ctx.reply({ msg: 'report', from: EbTime.fromEpochMs(r.from), to: EbTime.fromEpochMs(r.to), resolution: m.resolution, values: r.values, ...hehOf(m) });
+    await ctx.reply({
+      msg: 'report',
+      from: EbTime.fromEpochMs(r.from),
+      to: EbTime.fromEpochMs(r.to),
+      resolution: m.resolution,
+      values: r.values,
+      ...hehOf(m),
+    });
   }
 
   async #getLoadReport(m: Message<'get_load_report'>, ctx: HandlerContext): Promise<void> {
     // The first version reports one load curve: the device's power, or the sum of every device's.
-    const devices = m.device == null ? this.#d.config.devices : this.#d.config.devices.filter((d) => d.name === m.device);
+    const devices =
+      m.device == null ? this.#d.config.devices : this.#d.config.devices.filter((d) => d.name === m.device);
     if (devices.length === 0) return this.#error(ctx, m, 462, `no device "${String(m.device)}"`);
     const signals = devices.map((d) => `${d.name}.${d.signals[0]?.name ?? 'p'}`);
     const r = this.#query(m.from.epochMs, m.to.epochMs, m.resolution, signals);
@@ -270,11 +371,24 @@ export class Hub {
       const xs = signals.map((s) => r.values[s]?.[i] ?? null).filter((x): x is number => x !== null);
       return xs.length === 0 ? null : Math.round(xs.reduce((a, b) => a + b, 0) * 1000) / 1000;
     });
-    await ctx.reply({ msg: 'load_report', from: EbTime.fromEpochMs(r.from), to: EbTime.fromEpochMs(r.to), resolution: m.resolution, device: m.device ?? null, values, ...hehOf(m) });
+    await ctx.reply({
+      msg: 'load_report',
+      from: EbTime.fromEpochMs(r.from),
+      to: EbTime.fromEpochMs(r.to),
+      resolution: m.resolution,
+      device: m.device ?? null,
+      values,
+      ...hehOf(m),
+    });
   }
 
   /** The history's answer, or the §3.6 code explaining why there is none. */
-  #query(from: number, to: number, resolution: number, signals: string[]): { from: number; to: number; values: Record<string, (number | null)[]> } | '460' | '461' | '454' {
+  #query(
+    from: number,
+    to: number,
+    resolution: number,
+    signals: string[],
+  ): { from: number; to: number; values: Record<string, (number | null)[]> } | '460' | '461' | '454' {
     if (from >= to) return '454';
     try {
       const r = this.#d.history.query(from, to, resolution, signals);
@@ -287,7 +401,11 @@ export class Hub {
   }
 
   #errorCode(ctx: HandlerContext, m: Message, code: '460' | '461' | '454'): Promise<void> {
-    const why = { 460: 'a requested signal is not measured by this hub', 461: `the resolution must be a multiple of ${this.#d.config.resolutionS} s`, 454: 'from is not before to' };
+    const why = {
+      460: 'a requested signal is not measured by this hub',
+      461: `the resolution must be a multiple of ${this.#d.config.resolutionS} s`,
+      454: 'from is not before to',
+    };
     return this.#error(ctx, m, Number(code), why[code]);
   }
 
@@ -296,21 +414,33 @@ export class Hub {
     const x = m as { msg_id?: string; request_id?: string; id?: string };
     if (x.msg_id !== undefined) return ctx.respond(code, desc);
     await ctx.reply({
-      msg: 'response', msg_id: null, response_code: code, response_desc: desc, ref_msg: m.msg,
-      ...(x.request_id === undefined ? {} : { request_id: x.request_id }), ...(x.id === undefined ? {} : { id: x.id }),
+      msg: 'response',
+      msg_id: null,
+      response_code: code,
+      response_desc: desc,
+      ref_msg: m.msg,
+      ...(x.request_id === undefined ? {} : { request_id: x.request_id }),
+      ...(x.id === undefined ? {} : { id: x.id }),
     });
   }
 
   async #getPeriodicReport(m: Message<'get_periodic_report'>, ctx: HandlerContext): Promise<void> {
     const requester = ctx.sender;
     if (m.interval === -1) {
-      await this.#d.store.update((s) => { s.subscriptions = s.subscriptions.filter((x) => x.requester !== requester); });
+      await this.#d.store.update((s) => {
+        s.subscriptions = s.subscriptions.filter((x) => x.requester !== requester);
+      });
       this.#clearPeriodic(requester);
       return;
     }
     const res = this.#d.config.resolutionS;
-    if (m.interval <= 0 || m.resolution % res !== 0 || (m.interval % m.resolution) !== 0) {
-      return this.#error(ctx, m, 461, `interval must be a positive multiple of the resolution, itself a multiple of ${res} s`);
+    if (m.interval <= 0 || m.resolution % res !== 0 || m.interval % m.resolution !== 0) {
+      return this.#error(
+        ctx,
+        m,
+        461,
+        `interval must be a positive multiple of the resolution, itself a multiple of ${res} s`,
+      );
     }
     const missing = m.signals.filter((s) => !this.signals.includes(s));
     if (missing.length > 0) return this.#error(ctx, m, 460, `signals not measured here: ${missing.join(', ')}`);
@@ -320,8 +450,13 @@ export class Hub {
     await this.#d.store.update((s) => {
       s.subscriptions = s.subscriptions.filter((x) => x.requester !== requester);
       s.subscriptions.push({
-        requester, interval: m.interval, resolution: m.resolution, signals: m.signals, next: first,
-        ...(m.request_id === undefined ? {} : { requestId: m.request_id }), ...(m.heh_id === undefined ? {} : { hehId: m.heh_id }),
+        requester,
+        interval: m.interval,
+        resolution: m.resolution,
+        signals: m.signals,
+        next: first,
+        ...(m.request_id === undefined ? {} : { requestId: m.request_id }),
+        ...(m.heh_id === undefined ? {} : { hehId: m.heh_id }),
       });
     });
     this.#schedulePeriodic(requester);
@@ -344,12 +479,15 @@ export class Hub {
     const sub = this.#d.store.state.subscriptions.find((s) => s.requester === requester);
     if (sub === undefined || this.#stopping) return;
     const due = sub.next + sub.interval * 1000 + this.#d.config.resolutionS * 1000;
-    const t = setTimeout(() => {
-      this.#timers.delete(t);
-      void this.#sendPeriodic(requester)
-        .catch((err: unknown) => this.#d.log.error('periodic report failed', { requester, error: err }))
-        .finally(() => this.#schedulePeriodic(requester));
-    }, Math.max(0, due - this.now()));
+    const t = setTimeout(
+      () => {
+        this.#timers.delete(t);
+        void this.#sendPeriodic(requester)
+          .catch((err: unknown) => this.#d.log.error('periodic report failed', { requester, error: err }))
+          .finally(() => this.#schedulePeriodic(requester));
+      },
+      Math.max(0, due - this.now()),
+    );
     t.unref();
     this.#timers.add(t);
     this.#periodic.set(requester, t);
@@ -364,18 +502,32 @@ export class Hub {
     if (typeof r !== 'string') {
       // The period's progress is saved lazily: after a crash the same period may be reported again, and its
       // message id, derived from the period, lets the peer drop the copy (as it drops any re-sent message).
-      const id = derivedUuid(`${this.#d.config.name}|periodic|${requester}|${sub.requestId ?? ''}|${sub.interval}|${sub.resolution}|${from}`);
-      await this.#send(requester, {
-        msg: 'report', from: EbTime.fromEpochMs(r.from), to: EbTime.fromEpochMs(r.to), resolution: sub.resolution, values: r.values,
-        ...(sub.requestId === undefined ? {} : { request_id: sub.requestId }), ...(sub.hehId === undefined ? {} : { heh_id: sub.hehId }),
-      }, id);
+      const id = derivedUuid(
+        `${this.#d.config.name}|periodic|${requester}|${sub.requestId ?? ''}|${sub.interval}|${sub.resolution}|${from}`,
+      );
+      await this.#send(
+        requester,
+        {
+          msg: 'report',
+          from: EbTime.fromEpochMs(r.from),
+          to: EbTime.fromEpochMs(r.to),
+          resolution: sub.resolution,
+          values: r.values,
+          ...(sub.requestId === undefined ? {} : { request_id: sub.requestId }),
+          ...(sub.hehId === undefined ? {} : { heh_id: sub.hehId }),
+        },
+        id,
+      );
     }
     // Catch up at most one day of missed periods after a long outage, instead of flooding the peer.
     const next = Math.max(to, Math.floor((this.now() - 86_400_000) / (sub.interval * 1000)) * sub.interval * 1000);
-    await this.#d.store.update((s) => {
-      const x = s.subscriptions.find((y) => y.requester === requester);
-      if (x !== undefined) x.next = next;
-    }, { lazy: true });
+    await this.#d.store.update(
+      (s) => {
+        const x = s.subscriptions.find((y) => y.requester === requester);
+        if (x !== undefined) x.next = next;
+      },
+      { lazy: true },
+    );
   }
 
   // ---- activations (data model §3.5 rules 4 and 5) -------------------------------------------------------------
@@ -383,7 +535,12 @@ export class Hub {
   async #activate(m: Message<'activate'>, ctx: HandlerContext): Promise<void> {
     const known = this.#d.store.state.activations.find((a) => a.id === m.id);
     if (known !== undefined && m.modification_count < known.modificationCount) {
-      return this.#error(ctx, m, 450, `modification_count ${m.modification_count} is older than ${known.modificationCount}`);
+      return this.#error(
+        ctx,
+        m,
+        450,
+        `modification_count ${m.modification_count} is older than ${known.modificationCount}`,
+      );
     }
     if (known !== undefined && m.modification_count === known.modificationCount) {
       await ctx.reply(known.decisionMessage as Message); // idempotent: the same decision again
@@ -391,19 +548,30 @@ export class Hub {
     }
     const decide = async (decision: Activation['decision'], message: Record<string, unknown>): Promise<void> => {
       const a: Activation = {
-        id: m.id, requester: ctx.sender, modificationCount: m.modification_count, from: m.from.epochMs, to: m.to.epochMs,
-        quantity: (message['quantity'] as number | undefined) ?? m.quantity, device: m.device, decision, decisionMessage: message, phase: 'scheduled',
+        id: m.id,
+        requester: ctx.sender,
+        modificationCount: m.modification_count,
+        from: m.from.epochMs,
+        to: m.to.epochMs,
+        quantity: (message['quantity'] as number | undefined) ?? m.quantity,
+        device: m.device,
+        decision,
+        decisionMessage: message,
+        phase: 'scheduled',
       };
       if (known !== undefined && known.phase === 'running' && decision !== 'rejected') await this.#end(m.id, false);
       await this.#d.store.update((s) => {
-        s.activations = s.activations.filter((x) => x.id !== m.id && !(x.phase === 'ended' && x.to < this.now() - 86_400_000));
+        s.activations = s.activations.filter(
+          (x) => x.id !== m.id && !(x.phase === 'ended' && x.to < this.now() - 86_400_000),
+        );
         s.activations.push(a);
       });
       await ctx.reply(message as Message);
       if (decision !== 'rejected') this.#scheduleActivation(a);
     };
     const base = { id: m.id, modification_count: m.modification_count, ...hehOf(m) };
-    const reject = (code: number, reason: string): Promise<void> => decide('rejected', { msg: 'reject_activation', ...base, code, reason });
+    const reject = (code: number, reason: string): Promise<void> =>
+      decide('rejected', { msg: 'reject_activation', ...base, code, reason });
     const now = this.now();
     if (m.quantity === 0 && known !== undefined) {
       // A cancellation (the same id, a higher count, quantity 0) is accepted in any mode: stopping is always allowed.
@@ -411,8 +579,10 @@ export class Hub {
       return decide('accepted', { msg: 'accept_activation', ...base });
     }
     if (this.#d.store.state.mode !== 'normal') return reject(451, `the hub is in ${this.#d.store.state.mode} mode`);
-    if (m.to.epochMs <= now || m.from.epochMs < now - LATE_MS) return reject(454, 'the activation has expired or arrived too late');
-    if (m.device !== null && !this.#d.config.devices.some((d) => d.name === m.device)) return reject(462, `no device "${m.device}"`);
+    if (m.to.epochMs <= now || m.from.epochMs < now - LATE_MS)
+      return reject(454, 'the activation has expired or arrived too late');
+    if (m.device !== null && !this.#d.config.devices.some((d) => d.name === m.device))
+      return reject(462, `no device "${m.device}"`);
     if (m.quantity === 0) return decide('accepted', { msg: 'accept_activation', ...base }); // nothing to do
     const [pos, neg] = this.#capacity(m.device);
     const limit = m.quantity > 0 ? pos : neg;
@@ -420,7 +590,14 @@ export class Hub {
     if (Math.abs(m.quantity) > limit) {
       // What the hub can do instead: the same period with the quantity it has.
       const quantity = Math.sign(m.quantity) * limit;
-      return decide('modified', { msg: 'modify_activation', ...base, from: m.from, to: m.to, quantity, device: m.device });
+      return decide('modified', {
+        msg: 'modify_activation',
+        ...base,
+        from: m.from,
+        to: m.to,
+        quantity,
+        device: m.device,
+      });
     }
     return decide('accepted', { msg: 'accept_activation', ...base });
   }
@@ -433,7 +610,8 @@ export class Hub {
       if (!this.#d.actuators.has(d.name)) continue;
       total += d.maxPowerKw ?? 0;
     }
-    const running = this.#d.store.state.activations.filter((a) => a.phase === 'running' && (device === null || a.device === device))
+    const running = this.#d.store.state.activations
+      .filter((a) => a.phase === 'running' && (device === null || a.device === device))
       .reduce((s, a) => s + Math.abs(a.quantity), 0);
     const free = Math.max(0, Math.round((total - running) * 1000) / 1000);
     return [free, free];
@@ -442,7 +620,10 @@ export class Hub {
   #scheduleActivation(a: Activation): void {
     const timers: NodeJS.Timeout[] = [];
     const at = (ms: number, fn: () => Promise<void>): void => {
-      const t = setTimeout(() => void fn().catch((err: unknown) => this.#d.log.error('activation step failed', { id: a.id, error: err })), Math.max(0, ms - this.now()));
+      const t = setTimeout(
+        () => void fn().catch((err: unknown) => this.#d.log.error('activation step failed', { id: a.id, error: err })),
+        Math.max(0, ms - this.now()),
+      );
       t.unref();
       timers.push(t);
     };
@@ -463,7 +644,9 @@ export class Hub {
         await this.event('actuator_fault');
       }
     }
-    await this.#d.store.update(() => { a.phase = 'running'; });
+    await this.#d.store.update(() => {
+      a.phase = 'running';
+    });
     await this.event('activation_start');
   }
 
@@ -475,31 +658,53 @@ export class Hub {
     if (a.phase === 'running') {
       for (const [device, act] of this.#d.actuators) {
         if (a.device !== null && a.device !== device) continue;
-        await act.apply({ action: 'end', id, device }).catch((err: unknown) => this.#d.log.error('actuator failed', { device, id, error: err }));
+        await act
+          .apply({ action: 'end', id, device })
+          .catch((err: unknown) => this.#d.log.error('actuator failed', { device, id, error: err }));
       }
     }
-    await this.#d.store.update(() => { a.phase = 'ended'; });
+    await this.#d.store.update(() => {
+      a.phase = 'ended';
+    });
     if (record) await this.event('activation_end');
   }
 
   // ---- prices, capabilities, events ----------------------------------------------------------------------------
 
-  async #price(kind: 'load' | 'generation', from: EbTime, to: EbTime, price: number, device: string | undefined, ctx: HandlerContext): Promise<void> {
+  async #price(
+    kind: 'load' | 'generation',
+    from: EbTime,
+    to: EbTime,
+    price: number,
+    device: string | undefined,
+    ctx: HandlerContext,
+  ): Promise<void> {
     if (from.epochMs >= to.epochMs) {
       return ctx.respond(454, 'from is not before to');
     }
     const now = this.now();
     await this.#d.store.update((s) => {
       // A new price replaces what it overlaps of the same kind and device; expired ones are dropped.
-      s.prices = s.prices.filter((p) => p.to > now && !(p.kind === kind && p.device === device && p.from < to.epochMs && p.to > from.epochMs));
-      s.prices.push({ kind, from: from.epochMs, to: to.epochMs, price, ...(device === undefined ? {} : { device }), sender: ctx.sender });
+      s.prices = s.prices.filter(
+        (p) => p.to > now && !(p.kind === kind && p.device === device && p.from < to.epochMs && p.to > from.epochMs),
+      );
+      s.prices.push({
+        kind,
+        from: from.epochMs,
+        to: to.epochMs,
+        price,
+        ...(device === undefined ? {} : { device }),
+        sender: ctx.sender,
+      });
     });
     this.#d.log.info('price stored', { kind, price, from: from.toString(), to: to.toString() });
   }
 
   /** The price in force at `t` (load, or generation for a device), for whoever drives loads by price. */
   priceAt(kind: 'load' | 'generation', t: number, device?: string): number | undefined {
-    return this.#d.store.state.prices.find((p) => p.kind === kind && p.from <= t && t < p.to && (kind === 'load' || p.device === device))?.price;
+    return this.#d.store.state.prices.find(
+      (p) => p.kind === kind && p.from <= t && t < p.to && (kind === 'load' || p.device === device),
+    )?.price;
   }
 
   #events(from: number, to: number, minSeverity: number): HubEvent[] {
@@ -509,8 +714,13 @@ export class Hub {
   #capabilities(request: Message | undefined): Message<'capabilities'> {
     const c = this.#d.config;
     return {
-      msg: 'capabilities', device_name: 'ebadge-hub', device_version: HUB_VERSION, devices: c.devices.map((d) => d.name),
-      dm_version: '3.1', supported_msgs: SUPPORTED, ...echo(request),
+      msg: 'capabilities',
+      device_name: 'ebadge-hub',
+      device_version: HUB_VERSION,
+      devices: c.devices.map((d) => d.name),
+      dm_version: '3.1',
+      supported_msgs: SUPPORTED,
+      ...echo(request),
     };
   }
 
@@ -518,9 +728,21 @@ export class Hub {
     const d = this.#d.config.devices.find((x) => x.name === name);
     if (d === undefined) throw new Error(`no device ${name}`);
     return {
-      msg: 'device_capabilities', device: d.name, classes: d.classes, type: d.type, device_name: d.name, version: d.version,
-      signals: d.signals.map((s) => ({ name: s.name, desc: s.desc, unit: s.unit, ...(s.range === undefined ? {} : { range: s.range }) })),
-      can_predict_profile: false, can_predict_curtailment_capacity: false, ...echo(request),
+      msg: 'device_capabilities',
+      device: d.name,
+      classes: d.classes,
+      type: d.type,
+      device_name: d.name,
+      version: d.version,
+      signals: d.signals.map((s) => ({
+        name: s.name,
+        desc: s.desc,
+        unit: s.unit,
+        ...(s.range === undefined ? {} : { range: s.range }),
+      })),
+      can_predict_profile: false,
+      can_predict_curtailment_capacity: false,
+      ...echo(request),
     } as Message<'device_capabilities'>;
   }
 
@@ -545,11 +767,21 @@ export class Hub {
     }
   }
 
-  async #deliver(r: { id: number; peer: string; body: Uint8Array; messageId: string; type: string; routingKey: string }): Promise<void> {
+  async #deliver(r: {
+    id: number;
+    peer: string;
+    body: Uint8Array;
+    messageId: string;
+    type: string;
+    routingKey: string;
+  }): Promise<void> {
     if (this.#sending.has(r.id)) return;
     this.#sending.add(r.id);
     try {
-      await this.#d.bus.publishEncoded(r.peer, r.type as MessageType, r.body, { routingKey: r.routingKey, messageId: r.messageId });
+      await this.#d.bus.publishEncoded(r.peer, r.type as MessageType, r.body, {
+        routingKey: r.routingKey,
+        messageId: r.messageId,
+      });
       this.#d.outbox?.ack(r.id);
     } finally {
       this.#sending.delete(r.id);
@@ -586,7 +818,10 @@ function hehOf(m: { heh_id?: string | null }): { heh_id?: string | null } {
 
 function echo(request: Message | undefined): { request_id?: string; heh_id?: string | null } {
   const r = request as { request_id?: string; heh_id?: string | null } | undefined;
-  return { ...(r?.request_id === undefined ? {} : { request_id: r.request_id }), ...(r?.heh_id === undefined ? {} : { heh_id: r.heh_id }) };
+  return {
+    ...(r?.request_id === undefined ? {} : { request_id: r.request_id }),
+    ...(r?.heh_id === undefined ? {} : { heh_id: r.heh_id }),
+  };
 }
 
 function toEnergyEvent(e: HubEvent): { severity: number; type: string; start_time: EbTime; end_time: EbTime | null } {

@@ -14,12 +14,16 @@ export interface Logger {
   error(msg: string, fields?: Record<string, unknown>): void;
 }
 
-export function createLogger(level: Level = 'info', write: (line: string) => void = (l) => process.stdout.write(`${l}\n`)): Logger {
+export function createLogger(
+  level: Level = 'info',
+  write: (line: string) => void = (l) => process.stdout.write(`${l}\n`),
+): Logger {
   const min = RANK[level];
   const log = (lvl: Level, msg: string, fields: Record<string, unknown> = {}): void => {
     if (RANK[lvl] < min) return;
     const safe: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(fields)) safe[k] = SECRET.test(k) ? '[redacted]' : v instanceof Error ? errorFields(v) : v;
+    for (const [k, v] of Object.entries(fields))
+      safe[k] = SECRET.test(k) ? '[redacted]' : v instanceof Error ? errorFields(v) : v;
     write(JSON.stringify({ time: new Date().toISOString(), level: lvl, msg, ...safe }));
   };
   return {

@@ -54,14 +54,24 @@ export async function hubMain(argv: string[], options: RunOptions): Promise<numb
     }
     if (first === 'keygen') return await keygen(rest, io);
     if (first === 'bench') {
-      const { values } = parseArgs({ args: rest, options: { config: { type: 'string' }, seconds: { type: 'string' } }, strict: true });
+      const { values } = parseArgs({
+        args: rest,
+        options: { config: { type: 'string' }, seconds: { type: 'string' } },
+        strict: true,
+      });
       const seconds = values.seconds === undefined ? 2 : Number(values.seconds);
-      if (!(seconds > 0 && seconds <= 60)) throw new UsageError(`--seconds: expected 0 < seconds <= 60, found "${values.seconds}"`);
+      if (!(seconds > 0 && seconds <= 60))
+        throw new UsageError(`--seconds: expected 0 < seconds <= 60, found "${values.seconds}"`);
       try {
-        return await bench(io, { seconds, ...(values.config === undefined ? {} : { broker: connectOptions(loadConfig(values.config)) }) });
+        return await bench(io, {
+          seconds,
+          ...(values.config === undefined ? {} : { broker: connectOptions(loadConfig(values.config)) }),
+        });
       } catch (err) {
         if (!(err instanceof ConnectionError)) throw err;
-        io.err(`hub.js bench: ${err instanceof AuthenticationError ? 'the broker refused our credentials' : 'the broker is unreachable'}: ${err.message}`);
+        io.err(
+          `hub.js bench: ${err instanceof AuthenticationError ? 'the broker refused our credentials' : 'the broker is unreachable'}: ${err.message}`,
+        );
         return err instanceof AuthenticationError ? EXIT.AUTH : EXIT.UNAVAILABLE;
       }
     }
@@ -71,7 +81,9 @@ export async function hubMain(argv: string[], options: RunOptions): Promise<numb
     const { values } = parseArgs({ args, options: { config: { type: 'string' } }, strict: true });
     const config = loadConfig(values.config ?? DEFAULT_CONFIG);
     if (command === 'check-config') {
-      io.out(`${values.config ?? DEFAULT_CONFIG}: OK (${config.name}, ${config.devices.length} device(s), peers ${config.peers.map((p) => p.name).join(', ')})`);
+      io.out(
+        `${values.config ?? DEFAULT_CONFIG}: OK (${config.name}, ${config.devices.length} device(s), peers ${config.peers.map((p) => p.name).join(', ')})`,
+      );
       return EXIT.OK;
     }
     return await run(config, options.stop, createLogger(config.log.level, io.out));
@@ -95,21 +107,33 @@ export async function hubMain(argv: string[], options: RunOptions): Promise<numb
 
 function connectOptions(c: HubConfig): RecoveryOptions {
   const b = c.broker;
-  const tls = b.tls === undefined ? undefined : {
-    ...(b.tls.ca === undefined ? {} : { ca: readFileSync(b.tls.ca) }),
-    ...(b.tls.cert === undefined ? {} : { cert: readFileSync(b.tls.cert) }),
-    ...(b.tls.key === undefined ? {} : { key: readFileSync(b.tls.key) }),
-    ...(b.tls.servername === undefined ? {} : { servername: b.tls.servername }),
-  };
+  const tls =
+    b.tls === undefined
+      ? undefined
+      : {
+          ...(b.tls.ca === undefined ? {} : { ca: readFileSync(b.tls.ca) }),
+          ...(b.tls.cert === undefined ? {} : { cert: readFileSync(b.tls.cert) }),
+          ...(b.tls.key === undefined ? {} : { key: readFileSync(b.tls.key) }),
+          ...(b.tls.servername === undefined ? {} : { servername: b.tls.servername }),
+        };
   const url = new URL(b.url);
   const username = b.username ?? (url.username === '' ? 'guest' : decodeURIComponent(url.username));
   // The config holds no secret: a password comes from its file; guest's is guest (the local broker only).
-  const password = b.passwordFile === undefined ? (username === 'guest' ? 'guest' : '') : readFileSync(b.passwordFile, 'utf8').trim();
+  const password =
+    b.passwordFile === undefined ? (username === 'guest' ? 'guest' : '') : readFileSync(b.passwordFile, 'utf8').trim();
   const own = parseUrl(b.url);
   return {
-    ...own, username, password, heartbeat: b.heartbeatS, connectionName: c.name,
-    endpoints: [`${own.hostname ?? '127.0.0.1'}:${own.port ?? (url.protocol === 'amqps:' ? 5671 : 5672)}`, ...b.endpoints],
-    reconnectDelay: Math.round(b.reconnectDelayS * 1000), maxReconnectDelay: Math.round(b.maxReconnectDelayS * 1000),
+    ...own,
+    username,
+    password,
+    heartbeat: b.heartbeatS,
+    connectionName: c.name,
+    endpoints: [
+      `${own.hostname ?? '127.0.0.1'}:${own.port ?? (url.protocol === 'amqps:' ? 5671 : 5672)}`,
+      ...b.endpoints,
+    ],
+    reconnectDelay: Math.round(b.reconnectDelayS * 1000),
+    maxReconnectDelay: Math.round(b.maxReconnectDelayS * 1000),
     ...(b.external ? { mechanism: 'EXTERNAL' as const } : {}),
     ...(tls === undefined ? (url.protocol === 'amqps:' ? { tls: true } : {}) : { tls }),
   };
@@ -119,22 +143,35 @@ async function run(config: HubConfig, stop: Promise<void>, log: Logger): Promise
   mkdirSync(config.stateDir, { recursive: true, mode: 0o700 });
   const signals = config.devices.flatMap((d) => d.signals.map((s) => `${d.name}.${s.name}`));
   const history = await History.open(path.join(config.stateDir, 'history'), {
-    resolutionS: config.resolutionS, signals, retentionHours: config.historyHours, fsyncIntervalMs: config.fsyncIntervalS * 1000,
+    resolutionS: config.resolutionS,
+    signals,
+    retentionHours: config.historyHours,
+    fsyncIntervalMs: config.fsyncIntervalS * 1000,
   });
   const store = StateStore.open(config.stateDir);
   // One fsync per fsyncIntervalS at most (default a minute): the SD card's wear budget, shared with the history.
-  const outbox = await Outbox.open(path.join(config.stateDir, 'outbox'), { fsyncIntervalMs: config.fsyncIntervalS * 1000 });
+  const outbox = await Outbox.open(path.join(config.stateDir, 'outbox'), {
+    fsyncIntervalMs: config.fsyncIntervalS * 1000,
+  });
   const meters = new Map<string, Meter>();
   const actuators = new Map<string, Actuator>();
   for (const d of config.devices) {
-    if (d.meter !== undefined) meters.set(d.name, await createMeter(d.meter, d.signals.map((s) => s.name)));
+    if (d.meter !== undefined)
+      meters.set(
+        d.name,
+        await createMeter(
+          d.meter,
+          d.signals.map((s) => s.name),
+        ),
+      );
     if (d.actuator !== undefined) actuators.set(d.name, await createActuator(d.actuator));
   }
   let sealer: Sealer | undefined;
   if (config.crypto !== undefined) {
     const backend = selectBackend(config.crypto.backend);
     sealer = new Sealer({
-      keyring: Keyring.load(config.crypto.keyring, config.crypto.privateKey, backend), backend,
+      keyring: Keyring.load(config.crypto.keyring, config.crypto.privateKey, backend),
+      backend,
       sequence: await SequenceReserver.open(path.join(config.stateDir, 'seq.json')),
       replay: await ReplayWindow.open(path.join(config.stateDir, 'replay.json')),
     });
@@ -142,8 +179,14 @@ async function run(config: HubConfig, stop: Promise<void>, log: Logger): Promise
   }
   const amqp = connectOptions(config);
   const bus = new Connector({
-    name: config.name, peers: config.peers.map((p) => p.name), url: amqp, topology: config.topology, role: 'hub',
-    declareExchanges: config.declareExchanges, prefetch: config.broker.prefetch, ...(sealer === undefined ? {} : { sealer }),
+    name: config.name,
+    peers: config.peers.map((p) => p.name),
+    url: amqp,
+    topology: config.topology,
+    role: 'hub',
+    declareExchanges: config.declareExchanges,
+    prefetch: config.broker.prefetch,
+    ...(sealer === undefined ? {} : { sealer }),
   });
   const hub = new Hub({ config, bus, history, meters, actuators, store, log, outbox });
   bus.on('dead-letter', (reason, code, d) => log.warn('message refused', { reason, code, from: d.from }));
@@ -164,7 +207,12 @@ async function run(config: HubConfig, stop: Promise<void>, log: Logger): Promise
   const transport = bus.transport as AmqpTransport;
   const rc = transport.connection;
   rc.on('failed', (error, i) => {
-    if (i.authentication) log.error('the broker refused our credentials; retrying slowly', { user: amqp.username, endpoint: i.endpoint, error });
+    if (i.authentication)
+      log.error('the broker refused our credentials; retrying slowly', {
+        user: amqp.username,
+        endpoint: i.endpoint,
+        error,
+      });
     else log.warn('cannot reach the broker', { endpoint: i.endpoint, attempt: i.attempt, error });
   });
   rc.on('recovering', (i) => log.info('reconnecting', { inMs: i.delayMs, endpoint: i.endpoint }));
@@ -182,7 +230,9 @@ async function run(config: HubConfig, stop: Promise<void>, log: Logger): Promise
   rc.on('ack-deadline', (ageMs, queue) => log.warn('a delivery is still unacknowledged', { ageMs, queue }));
   rc.on('handler-error', (error, where) => log.error('internal error in the AMQP client', { where, error }));
 
-  const started = await Promise.race([bus.start().then(() => true), stop.then(() => false)]).catch((err: unknown) => err);
+  const started = await Promise.race([bus.start().then(() => true), stop.then(() => false)]).catch(
+    (err: unknown) => err,
+  );
   if (started !== true) {
     await shutdown();
     if (started === false) {
@@ -196,7 +246,12 @@ async function run(config: HubConfig, stop: Promise<void>, log: Logger): Promise
     throw started;
   }
   await hub.start();
-  log.info('hub running', { name: config.name, peers: config.peers.map((p) => p.name), devices: config.devices.map((d) => d.name), version: HUB_VERSION });
+  log.info('hub running', {
+    name: config.name,
+    peers: config.peers.map((p) => p.name),
+    devices: config.devices.map((d) => d.name),
+    version: HUB_VERSION,
+  });
   await stop;
   log.info('stopping: draining in-flight work');
   await shutdown();
@@ -207,12 +262,20 @@ async function run(config: HubConfig, stop: Promise<void>, log: Logger): Promise
 /** The process entry: real stdio, signals, exit code. */
 export function runHubProcess(): void {
   let stopRequested!: () => void;
-  const stop = new Promise<void>((resolve) => { stopRequested = resolve; });
+  const stop = new Promise<void>((resolve) => {
+    stopRequested = resolve;
+  });
   process.once('SIGTERM', () => stopRequested());
   process.once('SIGINT', () => stopRequested());
   const io: Io = { out: (l) => process.stdout.write(`${l}\n`), err: (l) => process.stderr.write(`${l}\n`) };
   hubMain(process.argv.slice(2), { io, stop }).then(
-    (code) => { process.exitCode = code; setTimeout(() => process.exit(code), 2000).unref(); },
-    (err: unknown) => { process.stderr.write(`fatal: ${String(err)}\n`); process.exit(EXIT.SOFTWARE); },
+    (code) => {
+      process.exitCode = code;
+      setTimeout(() => process.exit(code), 2000).unref();
+    },
+    (err: unknown) => {
+      process.stderr.write(`fatal: ${String(err)}\n`);
+      process.exit(EXIT.SOFTWARE);
+    },
   );
 }

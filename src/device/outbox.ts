@@ -147,7 +147,10 @@ function decode(buf: Buffer, start: number, end: number): Decoded | undefined {
 }
 
 const goodHeader = (buf: Buffer): boolean =>
-  buf.length >= HEADER && buf.readUInt32LE(0) === MAGIC && buf.readUInt16LE(4) === VERSION && buf.readUInt16LE(6) === HEADER;
+  buf.length >= HEADER &&
+  buf.readUInt32LE(0) === MAGIC &&
+  buf.readUInt16LE(4) === VERSION &&
+  buf.readUInt16LE(6) === HEADER;
 
 interface ParsedSegment {
   entries: OutboxEntry[];
@@ -167,11 +170,20 @@ function parseSegment(buf: Buffer): ParsedSegment {
   let bad = 0;
   let rest = '';
   while (off < buf.length) {
-    if (off + 4 > buf.length) { rest = 'a short record'; break; }
+    if (off + 4 > buf.length) {
+      rest = 'a short record';
+      break;
+    }
     const len = buf.readUInt32LE(off);
-    if (len < MIN_PAYLOAD || len > MAX_PAYLOAD) { rest = `an impossible length ${len}`; break; }
+    if (len < MIN_PAYLOAD || len > MAX_PAYLOAD) {
+      rest = `an impossible length ${len}`;
+      break;
+    }
     const end = off + 4 + len + 4;
-    if (end > buf.length) { rest = 'a short record'; break; }
+    if (end > buf.length) {
+      rest = 'a short record';
+      break;
+    }
     const rec = crc32(buf, off, end - 4) === buf.readUInt32LE(end - 4) ? decode(buf, off + 4, end - 4) : undefined;
     if (rec) {
       entries.push(rec);
@@ -257,7 +269,8 @@ export class Outbox {
     this.#overflow = o.overflow ?? 'drop-oldest';
     this.#now = o.now ?? Date.now;
     this.#onWarning = o.onWarning ?? ((w) => process.emitWarning(w));
-    if (!Number.isFinite(this.#intervalMs) || this.#intervalMs < 0) throw new RangeError('fsyncIntervalMs must be >= 0');
+    if (!Number.isFinite(this.#intervalMs) || this.#intervalMs < 0)
+      throw new RangeError('fsyncIntervalMs must be >= 0');
     if (!(this.#segmentBytes >= 64)) throw new RangeError('segmentBytes must be at least 64');
     // Room for a full segment being retired next to the active one, or drop-oldest could never free anything.
     if (!(this.#maxBytes >= 2 * this.#segmentBytes)) throw new RangeError('maxBytes must be at least 2 x segmentBytes');
@@ -333,7 +346,8 @@ export class Outbox {
   #encode(peer: string, body: Uint8Array, meta: OutboxMeta): Buffer {
     if (this.#closed) throw new OutboxError('IO', 'the outbox is closed');
     const strings = [peer, meta.messageId, meta.type, meta.routingKey].map((s) => Buffer.from(s, 'utf8'));
-    if (strings.some((s) => s.length > 255)) throw new RangeError('peer, messageId, type and routingKey are limited to 255 bytes');
+    if (strings.some((s) => s.length > 255))
+      throw new RangeError('peer, messageId, type and routingKey are limited to 255 bytes');
     const payload = MIN_PAYLOAD + strings.reduce((a, s) => a + 1 + s.length, 0) + body.length;
     if (payload > MAX_PAYLOAD) throw new RangeError(`a message is limited to ${MAX_PAYLOAD} bytes`);
     const buf = Buffer.alloc(4 + payload + 4);
@@ -351,7 +365,10 @@ export class Outbox {
 
   #enqueue<T>(task: () => Promise<T>): Promise<T> {
     const p = this.#chain.then(task);
-    this.#chain = p.then(() => undefined, () => undefined);
+    this.#chain = p.then(
+      () => undefined,
+      () => undefined,
+    );
     return p;
   }
 
@@ -395,7 +412,8 @@ export class Outbox {
       const len = this.#liveAcks().reduce((n, a) => n + a.buf.length, buf.length);
       return len + (this.#willRoll(len) ? HEADER : 0);
     };
-    if (buf.length + HEADER > this.#maxBytes) throw new OutboxError('FULL', `a ${buf.length} B record exceeds maxBytes`);
+    if (buf.length + HEADER > this.#maxBytes)
+      throw new OutboxError('FULL', `a ${buf.length} B record exceeds maxBytes`);
     if (this.#size + need() > this.#maxBytes) {
       if (this.#overflow === 'reject-new') {
         throw new OutboxError('FULL', `the outbox holds ${this.#size} B of ${this.#maxBytes} B`);
@@ -415,7 +433,14 @@ export class Outbox {
     const id = this.#nextId++;
     sealRecord(buf, id);
     const seg = await this.#write(buf);
-    this.#pending.set(id, { id, peer, body: Buffer.from(body), messageId: meta.messageId, type: meta.type, routingKey: meta.routingKey });
+    this.#pending.set(id, {
+      id,
+      peer,
+      body: Buffer.from(body),
+      messageId: meta.messageId,
+      type: meta.type,
+      routingKey: meta.routingKey,
+    });
     this.#segmentOf.set(id, seg);
     seg.live.add(id);
     const now = this.#now();
@@ -569,7 +594,16 @@ export class Outbox {
         }
         continue;
       }
-      const seg: Segment = { seq, file, size: buf.length, live: new Set(), deps: new Set(), fh: undefined, dirty: false, deleted: false };
+      const seg: Segment = {
+        seq,
+        file,
+        size: buf.length,
+        live: new Set(),
+        deps: new Set(),
+        fh: undefined,
+        dirty: false,
+        deleted: false,
+      };
       this.#segments.push(seg);
       const { entries, goodEnd, bad, rest } = parseSegment(buf);
       for (const rec of entries) {
@@ -591,7 +625,8 @@ export class Outbox {
         seg.size = goodEnd;
       } else {
         this.corrupt += bad + (rest ? 1 : 0);
-        if (bad > 0 || rest) this.#corrupt(`${name}: ${bad} bad records${rest ? `, rest of the segment dropped at ${rest}` : ''}`);
+        if (bad > 0 || rest)
+          this.#corrupt(`${name}: ${bad} bad records${rest ? `, rest of the segment dropped at ${rest}` : ''}`);
       }
       this.#size += seg.size;
     }

@@ -18,7 +18,14 @@ export interface Subscription {
   hehId?: string | null;
 }
 
-export interface Price { kind: 'load' | 'generation'; from: number; to: number; price: number; device?: string; sender: string }
+export interface Price {
+  kind: 'load' | 'generation';
+  from: number;
+  to: number;
+  price: number;
+  device?: string;
+  sender: string;
+}
 
 export interface Activation {
   id: string;
@@ -35,7 +42,12 @@ export interface Activation {
   phase: 'scheduled' | 'running' | 'ended';
 }
 
-export interface HubEvent { time: number; severity: number; type: string; end?: number | null }
+export interface HubEvent {
+  time: number;
+  severity: number;
+  type: string;
+  end?: number | null;
+}
 
 export interface HubState {
   format: 'heh-hub-state/1';
@@ -88,7 +100,9 @@ export class StateStore {
     change(this.#state);
     if (this.#state.events.length > MAX_EVENTS) this.#state.events.splice(0, this.#state.events.length - MAX_EVENTS);
     if (options.lazy === true) {
-      this.#lazyTimer ??= setTimeout(() => { void this.#write(); }, this.lazyMs);
+      this.#lazyTimer ??= setTimeout(() => {
+        void this.#write();
+      }, this.lazyMs);
       this.#lazyTimer.unref();
       return Promise.resolve();
     }
@@ -119,5 +133,14 @@ export class StateStore {
 }
 
 function empty(): HubState {
-  return { format: 'heh-hub-state/1', mode: 'normal', subscriptions: [], realtime: [], prices: [], activations: [], events: [], clockOffsetS: 0 };
+  return {
+    format: 'heh-hub-state/1',
+    mode: 'normal',
+    subscriptions: [],
+    realtime: [],
+    prices: [],
+    activations: [],
+    events: [],
+    clockOffsetS: 0,
+  };
 }

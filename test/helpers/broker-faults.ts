@@ -87,7 +87,10 @@ export interface ConsumerTimeoutOptions {
  * setting, hence advanced.config. Both are read when a channel opens, so on a
  * running node `setConsumerTimeout()` does the same for channels opened later.
  */
-export function consumerTimeoutOptions(options: ConsumerTimeoutOptions = {}): { extraConfig: string; advancedConfig: string } {
+export function consumerTimeoutOptions(options: ConsumerTimeoutOptions = {}): {
+  extraConfig: string;
+  advancedConfig: string;
+} {
   const { timeoutMs, tickMs } = consumerTimeoutValues(options);
   return {
     extraConfig: `consumer_timeout = ${timeoutMs}`,
@@ -100,10 +103,17 @@ export function consumerTimeoutOptions(options: ConsumerTimeoutOptions = {}): { 
  * opened afterwards; a channel that is already open keeps its timeout and
  * checks next after the tick interval it had (up to 60 s by default).
  */
-export async function setConsumerTimeout(node: BrokerNode, options: ConsumerTimeoutOptions = {}, timeoutMs = 15_000): Promise<void> {
+export async function setConsumerTimeout(
+  node: BrokerNode,
+  options: ConsumerTimeoutOptions = {},
+  timeoutMs = 15_000,
+): Promise<void> {
   const v = consumerTimeoutValues(options);
   await node.ctl(
-    ['eval', `ok = application:set_env(rabbit, consumer_timeout, ${v.timeoutMs}), ok = application:set_env(rabbit, channel_tick_interval, ${v.tickMs}).`],
+    [
+      'eval',
+      `ok = application:set_env(rabbit, consumer_timeout, ${v.timeoutMs}), ok = application:set_env(rabbit, channel_tick_interval, ${v.tickMs}).`,
+    ],
     timeoutMs,
   );
 }
@@ -126,9 +136,13 @@ function parseWatermark(printed: string): string[] {
 function consumerTimeoutValues(options: ConsumerTimeoutOptions): { timeoutMs: number; tickMs: number } {
   const timeoutMs = options.timeoutMs ?? 5_000;
   const tickMs = options.tickMs ?? 1_000;
-  for (const [key, value] of [['timeoutMs', timeoutMs], ['tickMs', tickMs]] as const) {
+  for (const [key, value] of [
+    ['timeoutMs', timeoutMs],
+    ['tickMs', tickMs],
+  ] as const) {
     // Written verbatim into config files and Erlang expressions.
-    if (!Number.isSafeInteger(value) || value <= 0) throw new Error(`consumer timeout: ${key} must be a positive integer, got ${value}`);
+    if (!Number.isSafeInteger(value) || value <= 0)
+      throw new Error(`consumer timeout: ${key} must be a positive integer, got ${value}`);
   }
   return { timeoutMs, tickMs };
 }

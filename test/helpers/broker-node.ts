@@ -245,7 +245,10 @@ export async function startBrokerNode(opts: BrokerNodeOptions): Promise<BrokerNo
     await fsp.writeFile(pluginsFile, `[${[...plugins].join(',')}].\n`);
     // An own (empty) rabbitmq-env.conf: the system one sets NODENAME etc. for the default node.
     const envConfFile = path.join(dataDir, 'rabbitmq-env.conf');
-    await fsp.writeFile(envConfFile, '# intentionally empty: isolates this node from /etc/rabbitmq/rabbitmq-env.conf\n');
+    await fsp.writeFile(
+      envConfFile,
+      '# intentionally empty: isolates this node from /etc/rabbitmq/rabbitmq-env.conf\n',
+    );
 
     const env: NodeJS.ProcessEnv = {};
     for (const [key, value] of Object.entries(process.env)) {
@@ -292,7 +295,10 @@ export async function startBrokerNode(opts: BrokerNodeOptions): Promise<BrokerNo
       } catch (err) {
         await killNow();
         const message = err instanceof Error ? err.message : String(err);
-        throw new Error(`RabbitMQ node ${nodeName} failed to restart: ${message}\n${await logTails(consoleLog, logDir)}`, { cause: err });
+        throw new Error(
+          `RabbitMQ node ${nodeName} failed to restart: ${message}\n${await logTails(consoleLog, logDir)}`,
+          { cause: err },
+        );
       }
     };
 
@@ -342,7 +348,12 @@ const KEEP_DIRS = process.env['EBADGE_BROKER_KEEP_DIR'] === '1';
  * while a CLI command runs.
  */
 const RESERVED_PORTS = new Set<number>([
-  4369, 5671, 5672, 15672, 15692, 25672,
+  4369,
+  5671,
+  5672,
+  15672,
+  15692,
+  25672,
   ...Array.from({ length: 11 }, (_unused, i) => 35672 + i),
 ]);
 const handedOutPorts = new Set<number>();
@@ -355,7 +366,9 @@ const handedOutPorts = new Set<number>();
  * point EBADGE_RABBITMQ_SBIN at the sbin folder.
  */
 function sbinTool(tool: string): string {
-  const dir = process.env['EBADGE_RABBITMQ_SBIN'] ?? (fs.existsSync('/usr/lib/rabbitmq/bin/rabbitmq-server') ? '/usr/lib/rabbitmq/bin' : '');
+  const dir =
+    process.env['EBADGE_RABBITMQ_SBIN'] ??
+    (fs.existsSync('/usr/lib/rabbitmq/bin/rabbitmq-server') ? '/usr/lib/rabbitmq/bin' : '');
   return dir === '' ? tool : path.join(dir, tool);
 }
 
@@ -414,7 +427,12 @@ async function runCtl(
   signal?: AbortSignal,
 ): Promise<string> {
   const fullArgs = nodeName === undefined ? args : ['-n', nodeName, ...args];
-  const env: NodeJS.ProcessEnv = { ...process.env, HOME: homeDir, ERL_EPMD_ADDRESS: LOOPBACK, ERL_FLAGS: DIST_ERL_FLAGS };
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    HOME: homeDir,
+    ERL_EPMD_ADDRESS: LOOPBACK,
+    ERL_FLAGS: DIST_ERL_FLAGS,
+  };
   const result = await runProcess(sbinTool('rabbitmqctl'), fullArgs, env, timeoutMs, signal);
   const output = `${result.stderr}${result.stdout}`.trim();
   if (result.timedOut) {
@@ -470,7 +488,10 @@ async function awaitStartup(
 }
 
 /** Configuration for the AMQPS listener and the SASL mechanisms the client tests need. */
-function tlsConfig(tlsPort: number, tls: BrokerTlsMaterial & { serverCertFile: string; serverKeyFile: string }): string[] {
+function tlsConfig(
+  tlsPort: number,
+  tls: BrokerTlsMaterial & { serverCertFile: string; serverKeyFile: string },
+): string[] {
   return [
     `listeners.ssl.default = ${LOOPBACK}:${tlsPort}`,
     `ssl_options.cacertfile = ${tls.caFile}`,
@@ -520,24 +541,78 @@ const SERVER_NAME = 'localhost';
  * same CN (so a negative test proves it is the issuer, not the name, that
  * counts). RSA-2048: boring and accepted by every TLS stack involved.
  */
-async function makeTlsMaterial(dir: string): Promise<BrokerTlsMaterial & { serverCertFile: string; serverKeyFile: string }> {
+async function makeTlsMaterial(
+  dir: string,
+): Promise<BrokerTlsMaterial & { serverCertFile: string; serverKeyFile: string }> {
   await fsp.mkdir(dir, { mode: 0o700 });
   const cnf = path.join(dir, 'openssl.cnf');
   await fsp.writeFile(cnf, OPENSSL_CNF);
   const f = (name: string): string => path.join(dir, name);
 
   const makeCa = (stem: string, cn: string): Promise<void> =>
-    openssl(['req', '-x509', '-new', '-newkey', 'rsa:2048', '-nodes', '-sha256', '-days', '3',
-      '-config', cnf, '-extensions', 'ca', '-subj', `/CN=${cn}`, '-keyout', f(`${stem}.key`), '-out', f(`${stem}.pem`)]);
+    openssl([
+      'req',
+      '-x509',
+      '-new',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-sha256',
+      '-days',
+      '3',
+      '-config',
+      cnf,
+      '-extensions',
+      'ca',
+      '-subj',
+      `/CN=${cn}`,
+      '-keyout',
+      f(`${stem}.key`),
+      '-out',
+      f(`${stem}.pem`),
+    ]);
   const makeLeaf = async (stem: string, cn: string, ca: string, extensions: 'server' | 'client'): Promise<void> => {
-    await openssl(['req', '-new', '-newkey', 'rsa:2048', '-nodes', '-sha256', '-config', cnf,
-      '-subj', `/CN=${cn}`, '-keyout', f(`${stem}.key`), '-out', f(`${stem}.csr`)]);
+    await openssl([
+      'req',
+      '-new',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-sha256',
+      '-config',
+      cnf,
+      '-subj',
+      `/CN=${cn}`,
+      '-keyout',
+      f(`${stem}.key`),
+      '-out',
+      f(`${stem}.csr`),
+    ]);
     // -set_serial instead of -CAcreateserial: no .srl state file to race on.
     const serialBytes = randomBytes(8);
     serialBytes[0] = serialBytes[0]! & 0x7f; // serials must be positive
     const serial = `0x${serialBytes.toString('hex')}`;
-    await openssl(['x509', '-req', '-sha256', '-days', '3', '-in', f(`${stem}.csr`), '-CA', f(`${ca}.pem`),
-      '-CAkey', f(`${ca}.key`), '-set_serial', serial, '-extfile', cnf, '-extensions', extensions, '-out', f(`${stem}.pem`)]);
+    await openssl([
+      'x509',
+      '-req',
+      '-sha256',
+      '-days',
+      '3',
+      '-in',
+      f(`${stem}.csr`),
+      '-CA',
+      f(`${ca}.pem`),
+      '-CAkey',
+      f(`${ca}.key`),
+      '-set_serial',
+      serial,
+      '-extfile',
+      cnf,
+      '-extensions',
+      extensions,
+      '-out',
+      f(`${stem}.pem`),
+    ]);
   };
 
   await Promise.all([makeCa('ca', 'ebadge-test-ca'), makeCa('untrusted-ca', 'ebadge-untrusted-ca')]);
@@ -562,7 +637,9 @@ async function makeTlsMaterial(dir: string): Promise<BrokerTlsMaterial & { serve
 async function openssl(args: string[]): Promise<void> {
   const result = await runProcess('openssl', args, process.env, 30_000);
   if (result.timedOut || result.code !== 0) {
-    throw new Error(`openssl ${args.slice(0, 2).join(' ')} failed (${result.timedOut ? 'timeout' : `exit ${result.code}`}): ${result.stderr.trim()}`);
+    throw new Error(
+      `openssl ${args.slice(0, 2).join(' ')} failed (${result.timedOut ? 'timeout' : `exit ${result.code}`}): ${result.stderr.trim()}`,
+    );
   }
 }
 
@@ -730,7 +807,10 @@ async function logTails(consoleLog: string, logDir: string, lines = 40): Promise
       const all = text.split('\n');
       const name = path.basename(file);
       if (all.length > lines) {
-        const firstErrors = all.slice(0, -lines).filter((l) => l.includes('[error]')).slice(0, 15);
+        const firstErrors = all
+          .slice(0, -lines)
+          .filter((l) => l.includes('[error]'))
+          .slice(0, 15);
         if (firstErrors.length > 0) parts.push(`--- ${name} (first error lines) ---\n${firstErrors.join('\n')}`);
       }
       parts.push(`--- ${name} (last ${lines} lines) ---\n${all.slice(-lines).join('\n')}`);

@@ -12,8 +12,14 @@ import { sleep, withDeadline } from './deadline.js';
 
 /** The market-level types (data model §3.4); everything else in SCHEMAS is HEH level. */
 export const MARKET_TYPES: readonly MessageType[] = [
-  'balancing_reserve_bid', 'bid_accepted', 'market_cleared', 'balancing_energy_bid', 'activate_bid', 'request_balancing',
-  'balancing_activated', 'balancing_unachievable',
+  'balancing_reserve_bid',
+  'bid_accepted',
+  'market_cleared',
+  'balancing_energy_bid',
+  'activate_bid',
+  'request_balancing',
+  'balancing_activated',
+  'balancing_unachievable',
 ];
 export const ALL_TYPES = Object.keys(SCHEMAS) as MessageType[];
 export const HEH_TYPES = ALL_TYPES.filter((t) => !MARKET_TYPES.includes(t));
@@ -29,11 +35,16 @@ export function entity(role: string): string {
 export const NET_MS = 10_000;
 
 /** Polls `pred` every 10 ms until it holds; fails with `what` (a function: evaluated then) after `ms`. */
-export async function until(pred: () => boolean | Promise<boolean>, what: string | (() => string), ms = 5_000): Promise<void> {
+export async function until(
+  pred: () => boolean | Promise<boolean>,
+  what: string | (() => string),
+  ms = 5_000,
+): Promise<void> {
   const end = Date.now() + ms;
   for (;;) {
     if (await pred()) return;
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${typeof what === 'string' ? what : what()}`);
+    if (Date.now() > end)
+      throw new Error(`timed out after ${ms} ms waiting for ${typeof what === 'string' ? what : what()}`);
     await sleep(10);
   }
 }
@@ -46,7 +57,10 @@ export interface Received<T extends MessageType = MessageType> {
 /** Registers a handler for each of `types` that records the message and its context. */
 export function record(c: Connector, types: readonly MessageType[] = ALL_TYPES): Received[] {
   const got: Received[] = [];
-  for (const t of types) c.handle(t, (message, ctx) => { got.push({ message: message as Message, ctx }); });
+  for (const t of types)
+    c.handle(t, (message, ctx) => {
+      got.push({ message: message as Message, ctx });
+    });
   return got;
 }
 
@@ -74,7 +88,8 @@ export class BusFixture {
     this.exchanges.add(`private-${name}-dlx`);
     for (const p of peers) this.exchanges.add(`${name}-to-${p}`).add(`${p}-to-${name}`);
     if (spec.topology === 'queues') {
-      for (const owner of (spec.role ?? 'hub') === 'hub' ? [name] : peers) this.queues.add(`${owner}-up`).add(`${owner}-down`);
+      for (const owner of (spec.role ?? 'hub') === 'hub' ? [name] : peers)
+        this.queues.add(`${owner}-up`).add(`${owner}-down`);
     }
     const c = new Connector({ ...spec, url: AMQP_URL });
     this.connectors.push(c);
@@ -157,8 +172,15 @@ function brokerReachable(): Promise<void> {
       c.on('error', () => undefined);
       await c.close();
     } catch (err) {
-      attempt.then((c) => c.close(), () => undefined).catch(() => undefined); // if it connects after all
-      throw new Error(`RabbitMQ at ${AMQP_URL} did not accept a connection (${(err as Error).message} after ${Date.now() - started} ms)`);
+      attempt
+        .then(
+          (c) => c.close(),
+          () => undefined,
+        )
+        .catch(() => undefined); // if it connects after all
+      throw new Error(
+        `RabbitMQ at ${AMQP_URL} did not accept a connection (${(err as Error).message} after ${Date.now() - started} ms)`,
+      );
     }
   })();
   return reachable;

@@ -72,7 +72,10 @@ export interface Cluster {
    * (default: a majority) run. After kill9 of the leader, publishing before
    * this may be nacked: the queue has no leader during the election.
    */
-  awaitQuorumLeader(queue: string, options?: { via?: BrokerNode; online?: number; timeoutMs?: number }): Promise<QuorumQueueInfo>;
+  awaitQuorumLeader(
+    queue: string,
+    options?: { via?: BrokerNode; online?: number; timeoutMs?: number },
+  ): Promise<QuorumQueueInfo>;
   /** Idempotent and bounded: kills every node (no graceful shutdown: the data is thrown away) and removes the folders. */
   stop(): Promise<void>;
 }
@@ -152,7 +155,10 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
     await awaitRunning({ via: seed, timeoutMs: Math.max(5_000, deadlineAt - Date.now()) });
 
     const quorumQueue: Cluster['quorumQueue'] = async (queue, via = anyRunning()) => {
-      const out = await via.ctl(['list_queues', 'name', 'type', 'leader', 'members', 'online', '--formatter', 'json'], 15_000);
+      const out = await via.ctl(
+        ['list_queues', 'name', 'type', 'leader', 'members', 'online', '--formatter', 'json'],
+        15_000,
+      );
       const rows = JSON.parse(out) as QuorumQueueInfo[];
       const row = rows.find((r) => r.name === queue);
       if (row === undefined) throw new Error(`queue ${queue} is not listed by ${via.nodeName}`);
@@ -172,7 +178,8 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
         } catch (err) {
           last = err instanceof Error ? err.message : String(err);
         }
-        if (Date.now() >= until) throw new Error(`queue ${queue}: no leader on a running node within ${timeoutMs} ms (${last})`);
+        if (Date.now() >= until)
+          throw new Error(`queue ${queue}: no leader on a running node within ${timeoutMs} ms (${last})`);
         await new Promise((resolve) => setTimeout(resolve, 300));
       }
     };

@@ -2,7 +2,15 @@
  * Generators for the codec tests: random method arguments, field tables and properties from a seeded Random, each
  * paired with the value the decoder must give back, and helpers that build whole frames and run the FrameReader.
  */
-import { FRAME_BODY, FRAME_END, FRAME_HEADER, FRAME_METHOD, FrameReader, HEARTBEAT_FRAME, writeFrameHeader } from '../../src/amqp/frame.js';
+import {
+  FRAME_BODY,
+  FRAME_END,
+  FRAME_HEADER,
+  FRAME_METHOD,
+  FrameReader,
+  HEARTBEAT_FRAME,
+  writeFrameHeader,
+} from '../../src/amqp/frame.js';
 import { methodSize, writeMethod } from '../../src/amqp/methods.js';
 import { propertiesSize, writeProperties, type MessageProperties } from '../../src/amqp/properties.js';
 import { METHOD_BY_NAME, type ArgSpec, type MethodName, type MethodSpec } from '../../src/amqp/spec.js';
@@ -23,7 +31,13 @@ export interface DecodedMethod {
 
 /** Short strings at the interesting lengths: empty, short, and exactly 255 bytes in 1-, 2-, 3- and 4-byte UTF-8. */
 export const SHORTSTR_EDGES: readonly string[] = [
-  '', 'a', 'x'.repeat(255), 'é'.repeat(127) + 'a', '€'.repeat(85), '🐇'.repeat(63) + 'abc', 'ключ-鍵-🔑',
+  '',
+  'a',
+  'x'.repeat(255),
+  'é'.repeat(127) + 'a',
+  '€'.repeat(85),
+  '🐇'.repeat(63) + 'abc',
+  'ключ-鍵-🔑',
 ];
 
 const ALPHABET = ['a', 'Z', '0', '.', '-', ' ', 'é', 'ß', '€', '鍵', '🐇', '\u0000', '\u007f'];
@@ -66,62 +80,161 @@ const dateBack = (secs: number): Date => new Date(secs * 1000);
 /** The decoded form of `field(tag, v)` for a valid tagged value. */
 export function taggedBack(tag: FieldTag, v: unknown): unknown {
   switch (tag) {
-    case 'l': return int64Back(v as number | bigint);
-    case 'f': return Math.fround(v as number);
-    case 'S': return typeof v === 'string' ? v : Buffer.from(v as Uint8Array).toString('utf8');
-    case 'x': return Buffer.from(v as Uint8Array);
-    case 'T': return v instanceof Date ? dateBack(Math.floor(v.getTime() / 1000)) : dateBack(v as number);
-    case 'V': return null;
-    default: return v;
+    case 'l':
+      return int64Back(v as number | bigint);
+    case 'f':
+      return Math.fround(v as number);
+    case 'S':
+      return typeof v === 'string' ? v : Buffer.from(v as Uint8Array).toString('utf8');
+    case 'x':
+      return Buffer.from(v as Uint8Array);
+    case 'T':
+      return v instanceof Date ? dateBack(Math.floor(v.getTime() / 1000)) : dateBack(v as number);
+    case 'V':
+      return null;
+    default:
+      return v;
   }
 }
 
 /** Finite doubles at the edges (NaN and the infinities are refused by the encoder: RabbitMQ closes the connection). */
-const SPECIAL_DOUBLES = [0, -0, 1.5, -2.25, Number.MIN_VALUE, Number.MAX_VALUE, -Number.MAX_VALUE, 1e-300, Math.PI, 2 ** 60, -1e19];
+const SPECIAL_DOUBLES = [
+  0,
+  -0,
+  1.5,
+  -2.25,
+  Number.MIN_VALUE,
+  Number.MAX_VALUE,
+  -Number.MAX_VALUE,
+  1e-300,
+  Math.PI,
+  2 ** 60,
+  -1e19,
+];
 /** Floats at the edges of float32 (larger magnitudes would round to an infinity). */
-const SPECIAL_FLOATS = [0, -0, 1.5, -2.25, 1.401298464324817e-45, 3.4028234663852886e38, -3.4028234663852886e38, 0.1, Math.PI];
+const SPECIAL_FLOATS = [
+  0,
+  -0,
+  1.5,
+  -2.25,
+  1.401298464324817e-45,
+  3.4028234663852886e38,
+  -3.4028234663852886e38,
+  0.1,
+  Math.PI,
+];
 
 /** A random tagged scalar of `tag` (valid for that tag). */
 export function randomTagged(rng: Random, tag: FieldTag): FieldValue {
   const edge = rng.bool(0.3);
   switch (tag) {
-    case 't': return rng.bool();
-    case 'b': return edge ? rng.pick([-128, 127, 0, -1]) : rng.range(-128, 127);
-    case 'B': return edge ? rng.pick([0, 255]) : rng.range(0, 255);
-    case 's': return edge ? rng.pick([-32768, 32767, 0, -1]) : rng.range(-32768, 32767);
-    case 'u': return edge ? rng.pick([0, 65535]) : rng.range(0, 65535);
-    case 'I': return edge ? rng.pick([-0x80000000, 0x7fffffff, 0, -1]) : rng.range(-0x80000000, 0x7fffffff);
-    case 'i': return edge ? rng.pick([0, 0xffffffff]) : rng.u32();
+    case 't':
+      return rng.bool();
+    case 'b':
+      return edge ? rng.pick([-128, 127, 0, -1]) : rng.range(-128, 127);
+    case 'B':
+      return edge ? rng.pick([0, 255]) : rng.range(0, 255);
+    case 's':
+      return edge ? rng.pick([-32768, 32767, 0, -1]) : rng.range(-32768, 32767);
+    case 'u':
+      return edge ? rng.pick([0, 65535]) : rng.range(0, 65535);
+    case 'I':
+      return edge ? rng.pick([-0x80000000, 0x7fffffff, 0, -1]) : rng.range(-0x80000000, 0x7fffffff);
+    case 'i':
+      return edge ? rng.pick([0, 0xffffffff]) : rng.u32();
     case 'l':
-      if (edge) return rng.pick<number | bigint>([-(2n ** 63n), 2n ** 63n - 1n, MAX_SAFE, -MAX_SAFE, 0, -1, 2 ** 53 + 2]
-        .filter((x) => typeof x === 'bigint' || Number.isSafeInteger(x)));
-      return rng.bool() ? (rng.bool() ? 1 : -1) * rng.safeInt() : BigInt.asIntN(64, (BigInt(rng.u32()) << 32n) | BigInt(rng.u32()));
-    case 'f': return edge ? rng.pick(SPECIAL_FLOATS) : (rng.next() - 0.5) * 2 ** rng.range(-20, 40);
-    case 'd': return edge ? rng.pick(SPECIAL_DOUBLES) : (rng.next() - 0.5) * 2 ** rng.range(-60, 120);
-    case 'D': return new Decimal(rng.range(0, 255), edge ? rng.pick([0, 0xffffffff]) : rng.u32());
-    case 'S': return rng.bool(0.8) ? randomString(rng, 64) : rng.bytes(rng.int(16));
-    case 'x': return rng.bytes(rng.int(24));
-    case 'T': return edge ? rng.pick([0, 8.64e12, 1700000000]) : rng.bool() ? rng.range(0, 0xffffffff) : new Date(rng.range(0, 0xffffffff) * 1000 + rng.int(1000));
-    case 'V': return null;
-    default: throw new Error(`randomTagged: ${tag} is not a scalar`);
+      if (edge)
+        return rng.pick<number | bigint>(
+          [-(2n ** 63n), 2n ** 63n - 1n, MAX_SAFE, -MAX_SAFE, 0, -1, 2 ** 53 + 2].filter(
+            (x) => typeof x === 'bigint' || Number.isSafeInteger(x),
+          ),
+        );
+      return rng.bool()
+        ? (rng.bool() ? 1 : -1) * rng.safeInt()
+        : BigInt.asIntN(64, (BigInt(rng.u32()) << 32n) | BigInt(rng.u32()));
+    case 'f':
+      return edge ? rng.pick(SPECIAL_FLOATS) : (rng.next() - 0.5) * 2 ** rng.range(-20, 40);
+    case 'd':
+      return edge ? rng.pick(SPECIAL_DOUBLES) : (rng.next() - 0.5) * 2 ** rng.range(-60, 120);
+    case 'D':
+      return new Decimal(rng.range(0, 255), edge ? rng.pick([0, 0xffffffff]) : rng.u32());
+    case 'S':
+      return rng.bool(0.8) ? randomString(rng, 64) : rng.bytes(rng.int(16));
+    case 'x':
+      return rng.bytes(rng.int(24));
+    case 'T':
+      return edge
+        ? rng.pick([0, 8.64e12, 1700000000])
+        : rng.bool()
+          ? rng.range(0, 0xffffffff)
+          : new Date(rng.range(0, 0xffffffff) * 1000 + rng.int(1000));
+    case 'V':
+      return null;
+    default:
+      throw new Error(`randomTagged: ${tag} is not a scalar`);
   }
 }
 
-export const SCALAR_TAGS: readonly FieldTag[] = ['t', 'b', 'B', 's', 'u', 'I', 'i', 'l', 'f', 'd', 'D', 'S', 'x', 'T', 'V'];
+export const SCALAR_TAGS: readonly FieldTag[] = [
+  't',
+  'b',
+  'B',
+  's',
+  'u',
+  'I',
+  'i',
+  'l',
+  'f',
+  'd',
+  'D',
+  'S',
+  'x',
+  'T',
+  'V',
+];
 
 /** A random inferred (untagged) scalar and what it decodes to. */
 function randomInferred(rng: Random): Sample {
   switch (rng.int(10)) {
-    case 0: { const v = rng.bool(); return { value: v, expected: v }; }
-    case 1: { const v = rng.range(-0x80000000, 0x7fffffff); return { value: v, expected: v }; }
-    case 2: { const v = (rng.bool() ? 1 : -1) * rng.safeInt(); return { value: v, expected: int64Back(v) }; }
-    case 3: { const v = rng.pick(SPECIAL_DOUBLES.filter((d) => !Number.isSafeInteger(d))); return { value: v, expected: v }; }
-    case 4: { const v = BigInt.asIntN(64, (BigInt(rng.u32()) << 32n) | BigInt(rng.u32())); return { value: v, expected: int64Back(v) }; }
-    case 5: { const v = randomString(rng, 48); return { value: v, expected: v }; }
-    case 6: { const v = rng.bytes(rng.int(16)); return { value: rng.bool() ? v : new Uint8Array(v), expected: Buffer.from(v) }; }
-    case 7: { const s = rng.range(0, 0xffffffff); const v = new Date(s * 1000 + rng.int(1000)); return { value: v, expected: dateBack(s) }; }
-    case 8: { const v = new Decimal(rng.range(0, 255), rng.u32()); return { value: v, expected: v }; }
-    default: return { value: null, expected: null };
+    case 0: {
+      const v = rng.bool();
+      return { value: v, expected: v };
+    }
+    case 1: {
+      const v = rng.range(-0x80000000, 0x7fffffff);
+      return { value: v, expected: v };
+    }
+    case 2: {
+      const v = (rng.bool() ? 1 : -1) * rng.safeInt();
+      return { value: v, expected: int64Back(v) };
+    }
+    case 3: {
+      const v = rng.pick(SPECIAL_DOUBLES.filter((d) => !Number.isSafeInteger(d)));
+      return { value: v, expected: v };
+    }
+    case 4: {
+      const v = BigInt.asIntN(64, (BigInt(rng.u32()) << 32n) | BigInt(rng.u32()));
+      return { value: v, expected: int64Back(v) };
+    }
+    case 5: {
+      const v = randomString(rng, 48);
+      return { value: v, expected: v };
+    }
+    case 6: {
+      const v = rng.bytes(rng.int(16));
+      return { value: rng.bool() ? v : new Uint8Array(v), expected: Buffer.from(v) };
+    }
+    case 7: {
+      const s = rng.range(0, 0xffffffff);
+      const v = new Date(s * 1000 + rng.int(1000));
+      return { value: v, expected: dateBack(s) };
+    }
+    case 8: {
+      const v = new Decimal(rng.range(0, 255), rng.u32());
+      return { value: v, expected: v };
+    }
+    default:
+      return { value: null, expected: null };
   }
 }
 
@@ -129,7 +242,10 @@ function randomInferred(rng: Random): Sample {
 export function randomValue(rng: Random, depth: number): Sample {
   const r = rng.int(10);
   if (depth > 0 && r === 0) return randomArray(rng, depth - 1);
-  if (depth > 0 && r === 1) { const t = randomTable(rng, depth - 1); return { value: t.table, expected: t.expected }; }
+  if (depth > 0 && r === 1) {
+    const t = randomTable(rng, depth - 1);
+    return { value: t.table, expected: t.expected };
+  }
   if (r < 6) return randomInferred(rng);
   const tag = rng.pick(SCALAR_TAGS);
   const v = randomTagged(rng, tag);
@@ -150,7 +266,19 @@ export function randomArray(rng: Random, depth: number): Sample {
 
 // No "constructor" key: uvu's deep equality compares `.constructor` by identity, so two equal tables holding a table
 // under that key would compare unequal (the unit tests cover the key with scalar values).
-const KEYS = ['x-message-ttl', 'x-dead-letter-exchange', 'a', 'ключ', '鍵', 'emoji 🐇', 'k'.repeat(255), '', 'x-match', 'toString', 'valueOf'];
+const KEYS = [
+  'x-message-ttl',
+  'x-dead-letter-exchange',
+  'a',
+  'ключ',
+  '鍵',
+  'emoji 🐇',
+  'k'.repeat(255),
+  '',
+  'x-match',
+  'toString',
+  'valueOf',
+];
 
 export function randomTable(rng: Random, depth: number): { table: FieldTable; expected: Record<string, unknown> } {
   const table: FieldTable = {};
@@ -171,26 +299,52 @@ export function randomTable(rng: Random, depth: number): { table: FieldTable; ex
 export function randomArg(rng: Random, a: ArgSpec): { value: unknown; expected: unknown } {
   const edge = rng.bool(0.3);
   switch (a.type) {
-    case 'bit': { const v = rng.bool(); return { value: v, expected: v }; }
-    case 'octet': { const v = edge ? rng.pick([0, 255]) : rng.range(0, 255); return { value: v, expected: v }; }
-    case 'short': { const v = edge ? rng.pick([0, 65535]) : rng.range(0, 65535); return { value: v, expected: v }; }
-    case 'long': { const v = edge ? rng.pick([0, 0xffffffff]) : rng.u32(); return { value: v, expected: v }; }
-    case 'longlong': case 'timestamp': {
+    case 'bit': {
+      const v = rng.bool();
+      return { value: v, expected: v };
+    }
+    case 'octet': {
+      const v = edge ? rng.pick([0, 255]) : rng.range(0, 255);
+      return { value: v, expected: v };
+    }
+    case 'short': {
+      const v = edge ? rng.pick([0, 65535]) : rng.range(0, 65535);
+      return { value: v, expected: v };
+    }
+    case 'long': {
+      const v = edge ? rng.pick([0, 0xffffffff]) : rng.u32();
+      return { value: v, expected: v };
+    }
+    case 'longlong':
+    case 'timestamp': {
       const v = edge ? rng.pick([0, 1, 0xffffffff, 2 ** 32, MAX_SAFE]) : rng.safeInt();
       return { value: v, expected: v };
     }
-    case 'shortstr': { const v = randomShortstr(rng); return { value: v, expected: v }; }
+    case 'shortstr': {
+      const v = randomShortstr(rng);
+      return { value: v, expected: v };
+    }
     case 'longstr': {
-      if (rng.bool()) { const v = randomString(rng, rng.bool(0.9) ? 64 : 600); return { value: v, expected: Buffer.from(v) }; }
+      if (rng.bool()) {
+        const v = randomString(rng, rng.bool(0.9) ? 64 : 600);
+        return { value: v, expected: Buffer.from(v) };
+      }
       const v = rng.bytes(rng.int(64));
       return { value: rng.bool() ? v : new Uint8Array(v), expected: Buffer.from(v) };
     }
-    case 'table': { const t = randomTable(rng, rng.int(3)); return { value: t.table, expected: t.expected }; }
+    case 'table': {
+      const t = randomTable(rng, rng.int(3));
+      return { value: t.table, expected: t.expected };
+    }
   }
 }
 
 /** Random arguments for every argument of `m` (bits from `bits` when given, LSB = first bit argument). */
-export function randomArgs(rng: Random, m: MethodSpec, bits?: number): { args: Record<string, unknown>; expected: DecodedMethod } {
+export function randomArgs(
+  rng: Random,
+  m: MethodSpec,
+  bits?: number,
+): { args: Record<string, unknown>; expected: DecodedMethod } {
   const args: Record<string, unknown> = {};
   const exp: Record<string, unknown> = {};
   let bit = 0;
@@ -264,20 +418,49 @@ export const heartbeatFrame = (): Buffer => Buffer.from(HEARTBEAT_FRAME);
 // ---- properties ----------------------------------------------------------------------------------------------------
 
 export const PROPERTY_NAMES = [
-  'contentType', 'contentEncoding', 'headers', 'deliveryMode', 'priority', 'correlationId', 'replyTo', 'expiration',
-  'messageId', 'timestamp', 'type', 'userId', 'appId', 'clusterId',
+  'contentType',
+  'contentEncoding',
+  'headers',
+  'deliveryMode',
+  'priority',
+  'correlationId',
+  'replyTo',
+  'expiration',
+  'messageId',
+  'timestamp',
+  'type',
+  'userId',
+  'appId',
+  'clusterId',
 ] as const;
 
 /** Random properties with exactly the properties whose bit is set in `mask` (bit i = PROPERTY_NAMES[i]). */
-export function randomProperties(rng: Random, mask: number, headerDepth = 2): { props: MessageProperties; expected: Record<string, unknown> } {
+export function randomProperties(
+  rng: Random,
+  mask: number,
+  headerDepth = 2,
+): { props: MessageProperties; expected: Record<string, unknown> } {
   const props: Record<string, unknown> = {};
   const expected: Record<string, unknown> = {};
   PROPERTY_NAMES.forEach((name, i) => {
     if ((mask & (1 << i)) === 0) return;
     switch (name) {
-      case 'headers': { const t = randomTable(rng, headerDepth); props[name] = t.table; expected[name] = t.expected; return; }
-      case 'deliveryMode': { const v = rng.range(1, 2); props[name] = expected[name] = v; return; }
-      case 'priority': { const v = rng.range(0, 255); props[name] = expected[name] = v; return; }
+      case 'headers': {
+        const t = randomTable(rng, headerDepth);
+        props[name] = t.table;
+        expected[name] = t.expected;
+        return;
+      }
+      case 'deliveryMode': {
+        const v = rng.range(1, 2);
+        props[name] = expected[name] = v;
+        return;
+      }
+      case 'priority': {
+        const v = rng.range(0, 255);
+        props[name] = expected[name] = v;
+        return;
+      }
       case 'timestamp': {
         const secs = rng.bool(0.2) ? rng.pick([0, 8.64e12]) : rng.range(0, 0xffffffff);
         if (secs <= 8.64e12 && rng.bool()) {
@@ -288,7 +471,10 @@ export function randomProperties(rng: Random, mask: number, headerDepth = 2): { 
         expected[name] = new Date(secs * 1000);
         return;
       }
-      default: { const v = randomShortstr(rng); props[name] = expected[name] = v; }
+      default: {
+        const v = randomShortstr(rng);
+        props[name] = expected[name] = v;
+      }
     }
   });
   return { props: props as MessageProperties, expected };

@@ -18,12 +18,16 @@ function gen(s: JsonSchema, r: Random, depth: number): unknown {
   if (Array.isArray(s['enum'])) return (s['enum'] as unknown[])[r.int((s['enum'] as unknown[]).length)];
   switch (s['type']) {
     case 'string':
-      if (s['format'] === 'uuid') return Array.from({ length: 32 }, () => '0123456789abcdef'[r.int(16)]).join('').replace(/^(.{8})(.{4})(.{4})(.{4})/, '$1-$2-$3-$4-');
+      if (s['format'] === 'uuid')
+        return Array.from({ length: 32 }, () => '0123456789abcdef'[r.int(16)])
+          .join('')
+          .replace(/^(.{8})(.{4})(.{4})(.{4})/, '$1-$2-$3-$4-');
       if (s['format'] === 'date-time') {
         const iso = new Date(BASE + r.int(86_400) * 1000).toISOString();
         return r.int(3) === 0 ? iso.replace('Z', '+00:00') : iso;
       }
-      if (typeof s['pattern'] === 'string' && (s['pattern'] as string).includes('\\d+\\.\\d+')) return `${r.int(9)}.${r.int(9)}`;
+      if (typeof s['pattern'] === 'string' && (s['pattern'] as string).includes('\\d+\\.\\d+'))
+        return `${r.int(9)}.${r.int(9)}`;
       if (typeof s['pattern'] === 'string') return `n${r.int(1e6)}_x`;
       return ['', 'a', 'boiler', 'Wärmepumpe 1', 'total.p', 'a "quoted" \\ name', '€', 'note: a:b', ':'][r.int(9)];
     case 'integer': {
@@ -35,19 +39,23 @@ function gen(s: JsonSchema, r: Random, depth: number): unknown {
       const min = typeof s['minimum'] === 'number' ? s['minimum'] : -1000;
       return min + Math.round(r.next() * 100_000) / 100;
     }
-    case 'boolean': return r.int(2) === 0;
-    case 'array': return Array.from({ length: depth > 2 ? 0 : r.int(4) }, () => gen(s['items'] as JsonSchema, r, depth + 1));
+    case 'boolean':
+      return r.int(2) === 0;
+    case 'array':
+      return Array.from({ length: depth > 2 ? 0 : r.int(4) }, () => gen(s['items'] as JsonSchema, r, depth + 1));
     case 'object': {
       const out: Record<string, unknown> = {};
       const props = (s['properties'] ?? {}) as Record<string, JsonSchema>;
       const required = new Set((s['required'] ?? []) as string[]);
       for (const [k, p] of Object.entries(props)) if (required.has(k) || r.int(2) === 0) out[k] = gen(p, r, depth + 1);
       if (s['additionalProperties'] !== undefined) {
-        for (let i = 0, n = r.int(4); i < n; i++) out[`sig${i}.p`] = gen(s['additionalProperties'] as JsonSchema, r, depth + 1);
+        for (let i = 0, n = r.int(4); i < n; i++)
+          out[`sig${i}.p`] = gen(s['additionalProperties'] as JsonSchema, r, depth + 1);
       }
       return out;
     }
-    default: return null;
+    default:
+      return null;
   }
 }
 
@@ -67,9 +75,12 @@ export function generate(type: MessageType, r: Random): Record<string, unknown> 
 }
 
 function repair(m: Record<string, unknown>, r: Random): void {
-  const resolution = typeof m['resolution'] === 'number' ? (m['resolution'] = 1 + r.int(3600)) as number : 60;
+  const resolution = typeof m['resolution'] === 'number' ? ((m['resolution'] = 1 + r.int(3600)) as number) : 60;
   const steps = 1 + r.int(6);
-  for (const [a, b] of [['from', 'to'], ['start', 'end']] as const) {
+  for (const [a, b] of [
+    ['from', 'to'],
+    ['start', 'end'],
+  ] as const) {
     if (typeof m[a] === 'string' && typeof m[b] === 'string') {
       const from = BASE + r.int(86_400) * 1000;
       m[a] = new Date(from).toISOString();
@@ -80,13 +91,16 @@ function repair(m: Record<string, unknown>, r: Random): void {
   const values = m['values'];
   if (Array.isArray(values)) m['values'] = Array.from({ length: steps }, (_, i) => (i % 3 === 2 ? null : i * 1.5));
   else if (values !== null && typeof values === 'object') {
-    for (const k of Object.keys(values)) (values as Record<string, unknown>)[k] = Array.from({ length: steps }, (_, i) => (i % 3 === 2 ? null : i * 0.25));
+    for (const k of Object.keys(values))
+      (values as Record<string, unknown>)[k] = Array.from({ length: steps }, (_, i) => (i % 3 === 2 ? null : i * 0.25));
   }
   const product = m['product'];
   if (product !== null && typeof product === 'object') repair(product as Record<string, unknown>, r);
   const signals = m['signals'];
   if (Array.isArray(signals)) {
     m['signals'] = signals.map((s) => (typeof s === 'string' ? s.replace(/,/g, '') : s));
-    for (const x of m['signals'] as unknown[]) if (x !== null && typeof x === 'object' && Array.isArray((x as { range?: unknown }).range)) (x as { range: number[] }).range = [0, 10];
+    for (const x of m['signals'] as unknown[])
+      if (x !== null && typeof x === 'object' && Array.isArray((x as { range?: unknown }).range))
+        (x as { range: number[] }).range = [0, 10];
   }
 }

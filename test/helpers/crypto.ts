@@ -18,7 +18,11 @@ export function cryptoError(fn: () => unknown, code: CryptoErrorCode, what = 're
   throw new Error('unreachable');
 }
 
-export async function cryptoErrorAsync(p: Promise<unknown> | (() => Promise<unknown>), code: CryptoErrorCode, what = 'refusal'): Promise<CryptoError> {
+export async function cryptoErrorAsync(
+  p: Promise<unknown> | (() => Promise<unknown>),
+  code: CryptoErrorCode,
+  what = 'refusal',
+): Promise<CryptoError> {
   try {
     await (typeof p === 'function' ? p() : p);
   } catch (err) {

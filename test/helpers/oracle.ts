@@ -19,8 +19,18 @@ export function repoRoot(): string {
   return dir;
 }
 
-export interface AmqplibArg { readonly type: string; readonly name: string; readonly default?: unknown }
-export interface AmqplibMethodInfo { readonly id: number; readonly classId: number; readonly methodId: number; readonly name: string; readonly args: readonly AmqplibArg[] }
+export interface AmqplibArg {
+  readonly type: string;
+  readonly name: string;
+  readonly default?: unknown;
+}
+export interface AmqplibMethodInfo {
+  readonly id: number;
+  readonly classId: number;
+  readonly methodId: number;
+  readonly name: string;
+  readonly args: readonly AmqplibArg[];
+}
 
 export interface AmqplibDefs {
   encodeMethod(id: number, channel: number, fields: Record<string, unknown>): Buffer;
@@ -49,8 +59,23 @@ export function amqplibInfo(classId: number, methodId: number): AmqplibMethodInf
 }
 
 const AMQPLIB_TYPE: Record<FieldTag, string> = {
-  t: 'boolean', b: 'int8', B: 'uint8', s: 'int16', u: 'uint16', I: 'int32', i: 'uint32', l: 'int64', f: 'float', d: 'double',
-  D: 'decimal', S: 'string', x: 'bytes', A: 'array', T: 'timestamp', F: 'table', V: 'void',
+  t: 'boolean',
+  b: 'int8',
+  B: 'uint8',
+  s: 'int16',
+  u: 'uint16',
+  I: 'int32',
+  i: 'uint32',
+  l: 'int64',
+  f: 'float',
+  d: 'double',
+  D: 'decimal',
+  S: 'string',
+  x: 'bytes',
+  A: 'array',
+  T: 'timestamp',
+  F: 'table',
+  V: 'void',
 };
 
 /**
@@ -61,12 +86,22 @@ export function toAmqplib(v: unknown): unknown {
   if (v instanceof Field) {
     const inner = v.value;
     switch (v.tag) {
-      case 't': case 'A': case 'F': case 'V': return toAmqplib(inner);
-      case 'S': if (typeof inner !== 'string') throw new Unexpressible(); return inner;
-      case 'x': return Buffer.from(inner as Uint8Array);
-      case 'T': return { '!': 'timestamp', value: inner instanceof Date ? Math.floor(inner.getTime() / 1000) : inner };
-      case 'D': return decimal(inner as Decimal);
-      default: return { '!': AMQPLIB_TYPE[v.tag], value: inner };
+      case 't':
+      case 'A':
+      case 'F':
+      case 'V':
+        return toAmqplib(inner);
+      case 'S':
+        if (typeof inner !== 'string') throw new Unexpressible();
+        return inner;
+      case 'x':
+        return Buffer.from(inner as Uint8Array);
+      case 'T':
+        return { '!': 'timestamp', value: inner instanceof Date ? Math.floor(inner.getTime() / 1000) : inner };
+      case 'D':
+        return decimal(inner as Decimal);
+      default:
+        return { '!': AMQPLIB_TYPE[v.tag], value: inner };
     }
   }
   if (typeof v === 'number') {

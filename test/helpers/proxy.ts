@@ -261,7 +261,8 @@ class Pipe {
 
   /** Drops everything queued (blackhole, cut). */
   dropQueued(): void {
-    for (let i = this.queueHead; i < this.queue.length; i++) this.count('dropped', (this.queue[i] as Piece).data.length);
+    for (let i = this.queueHead; i < this.queue.length; i++)
+      this.count('dropped', (this.queue[i] as Piece).data.length);
     this.queue = [];
     this.queueHead = 0;
     this.queuedBytes = 0;
@@ -289,7 +290,10 @@ class Pipe {
       const piece = this.queue[this.queueHead] as Piece;
       const wait = piece.due - Date.now();
       if (wait > 0) {
-        this.timer = setTimeout(() => { this.timer = null; this.pump(); }, wait);
+        this.timer = setTimeout(() => {
+          this.timer = null;
+          this.pump();
+        }, wait);
         return;
       }
       if (cfg.slicer !== null && cfg.pace === 'immediate' && !this.inImmediate) {
@@ -335,7 +339,10 @@ class Pipe {
       this.unpauseSource();
       if (!ok) {
         this.waitingDrain = true;
-        this.dest.once('drain', () => { this.waitingDrain = false; this.pump(); });
+        this.dest.once('drain', () => {
+          this.waitingDrain = false;
+          this.pump();
+        });
         return;
       }
       if (cfg.slicer !== null && this.queueHead < this.queue.length) {
@@ -344,7 +351,10 @@ class Pipe {
           return;
         }
         if (typeof cfg.pace === 'number') {
-          this.timer = setTimeout(() => { this.timer = null; this.pump(); }, cfg.pace);
+          this.timer = setTimeout(() => {
+            this.timer = null;
+            this.pump();
+          }, cfg.pace);
           return;
         }
       }
@@ -395,7 +405,10 @@ class Pair implements ProxiedConnection {
   clientOpen = true;
   serverOpen = false;
 
-  constructor(readonly id: number, readonly client: Socket) {}
+  constructor(
+    readonly id: number,
+    readonly client: Socket,
+  ) {}
 
   get open(): boolean {
     return this.clientOpen || this.serverOpen;
@@ -420,7 +433,12 @@ export class FaultProxy extends EventEmitter {
   };
   private readonly cuts: Record<Direction, CutPoint | null> = { c2s: null, s2c: null };
   private readonly totals: ProxyStats = {
-    accepted: 0, clientSocketsOpen: 0, serverSocketsOpen: 0, cut: 0, c2s: emptyStats(), s2c: emptyStats(),
+    accepted: 0,
+    clientSocketsOpen: 0,
+    serverSocketsOpen: 0,
+    cut: 0,
+    c2s: emptyStats(),
+    s2c: emptyStats(),
   };
   private acceptMode: AcceptMode = 'forward';
   private nextId = 1;
@@ -433,7 +451,9 @@ export class FaultProxy extends EventEmitter {
     this.target = { host: options.target?.host ?? '127.0.0.1', port: options.target?.port ?? 5672 };
     this.highWaterMark = options.highWaterMark ?? 4 << 20;
     server.on('connection', (socket) => this.accept(socket));
-    server.on('error', () => { /* listening already succeeded; nothing to do but not crash */ });
+    server.on('error', () => {
+      /* listening already succeeded; nothing to do but not crash */
+    });
   }
 
   /** Listens on 127.0.0.1 on a random free port. */
@@ -470,7 +490,8 @@ export class FaultProxy extends EventEmitter {
    */
   blackhole(direction: DirectionArg = 'both'): this {
     for (const d of directions(direction)) this.config[d].blackholed = true;
-    for (const p of this.pairs) for (const pipe of p.pipes) if (directions(direction).includes(pipe.direction)) pipe.dropQueued();
+    for (const p of this.pairs)
+      for (const pipe of p.pipes) if (directions(direction).includes(pipe.direction)) pipe.dropQueued();
     return this;
   }
 
@@ -529,7 +550,10 @@ export class FaultProxy extends EventEmitter {
    * byte would go out.
    */
   cutAfterBytes(bytes: number, options: { direction?: Direction; reset?: boolean } = {}): this {
-    this.cuts[options.direction ?? 's2c'] = { remaining: Math.max(0, Math.floor(bytes)), reset: options.reset ?? false };
+    this.cuts[options.direction ?? 's2c'] = {
+      remaining: Math.max(0, Math.floor(bytes)),
+      reset: options.reset ?? false,
+    };
     return this;
   }
 
@@ -564,7 +588,9 @@ export class FaultProxy extends EventEmitter {
       this.destroyPair(p, false);
     }
     let timer: NodeJS.Timeout | undefined;
-    const cap = new Promise<void>((resolve) => { timer = setTimeout(resolve, 2000); });
+    const cap = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, 2000);
+    });
     this.closing = Promise.race([Promise.all(waits).then(() => undefined), cap]).then(() => {
       clearTimeout(timer);
       this.emit('closed');
@@ -696,7 +722,9 @@ function resetSocket(s: Socket): void {
     try {
       r.call(s);
       return;
-    } catch { /* fall through */ }
+    } catch {
+      /* fall through */
+    }
   }
   s.destroy();
 }
@@ -743,7 +771,7 @@ export const slicers = {
     const rng = mulberry32(seed);
     return (length) => {
       const out: number[] = [];
-      for (let at = 0; at < length;) {
+      for (let at = 0; at < length; ) {
         const n = Math.min(randomInt(rng, min, max), length - at);
         out.push(n);
         at += n;

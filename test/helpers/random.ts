@@ -36,7 +36,7 @@ export class Random {
   /** Integer in [0, 2^53 - 1], uniform over the bits (so large values are as likely as small ones per bit width). */
   safeInt(): number {
     const bits = this.int(54);
-    const hi = this.u32() & ((2 ** Math.max(0, bits - 32)) - 1);
+    const hi = this.u32() & (2 ** Math.max(0, bits - 32) - 1);
     const lo = bits >= 32 ? this.u32() : this.u32() % 2 ** bits;
     return hi * 0x100000000 + lo;
   }
@@ -62,7 +62,8 @@ export function fuzzIterations(fallback = 10_000): number {
   const raw = process.env['FUZZ_ITERATIONS'];
   if (raw === undefined || raw === '') return fallback;
   const n = Number(raw);
-  if (!Number.isSafeInteger(n) || n < 1) throw new Error(`FUZZ_ITERATIONS must be a positive integer, got ${JSON.stringify(raw)}`);
+  if (!Number.isSafeInteger(n) || n < 1)
+    throw new Error(`FUZZ_ITERATIONS must be a positive integer, got ${JSON.stringify(raw)}`);
   return n;
 }
 

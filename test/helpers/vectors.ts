@@ -19,7 +19,16 @@ import { readContentHeader, type MessageProperties } from '../../src/amqp/proper
 import { Decimal, decodeTable, encodeTable, field, type FieldTable, type FieldTag } from '../../src/amqp/table.js';
 import { EncodeError } from '../../src/amqp/wire.js';
 import { equalExact, throwsTyped } from './codec-assert.js';
-import { bodyFrame, encodeHeader, frame, int64Back, methodFrame, readFrames, splitAt, taggedBack } from './codec-gen.js';
+import {
+  bodyFrame,
+  encodeHeader,
+  frame,
+  int64Back,
+  methodFrame,
+  readFrames,
+  splitAt,
+  taggedBack,
+} from './codec-gen.js';
 import { repoRoot } from './oracle.js';
 
 export type VectorKind = 'method' | 'header' | 'body' | 'heartbeat' | 'table' | 'stream';
@@ -65,9 +74,13 @@ export function revive(v: unknown, mode: 'encode' | 'decode'): unknown {
   if ('$bytes' in o) return Buffer.from(o['$bytes'] as string, 'hex');
   if ('$utf8' in o) return Buffer.from(o['$utf8'] as string, 'utf8');
   if ('$date' in o) return new Date((o['$date'] as number) * 1000);
-  if ('$bigint' in o) return mode === 'decode' ? int64Back(BigInt(o['$bigint'] as string)) : BigInt(o['$bigint'] as string);
+  if ('$bigint' in o)
+    return mode === 'decode' ? int64Back(BigInt(o['$bigint'] as string)) : BigInt(o['$bigint'] as string);
   if ('$num' in o) return Number(o['$num']);
-  if ('$decimal' in o) { const [s, d] = o['$decimal'] as [number, number]; return new Decimal(s, d); }
+  if ('$decimal' in o) {
+    const [s, d] = o['$decimal'] as [number, number];
+    return new Decimal(s, d);
+  }
   if ('$field' in o) {
     const [tag, inner] = o['$field'] as [FieldTag, unknown];
     const value = revive(inner, 'encode');
@@ -75,23 +88,36 @@ export function revive(v: unknown, mode: 'encode' | 'decode'): unknown {
   }
   // Own properties only, defined (not assigned) so that a "__proto__" key stays a key.
   const out: Record<string, unknown> = {};
-  for (const k of Object.keys(o)) Object.defineProperty(out, k, { value: revive(o[k], mode), enumerable: true, writable: true, configurable: true });
+  for (const k of Object.keys(o))
+    Object.defineProperty(out, k, { value: revive(o[k], mode), enumerable: true, writable: true, configurable: true });
   return out;
 }
 
 // ---- the four checks ------------------------------------------------------------------------------------------------
 
-const FRAME_TYPE: Partial<Record<VectorKind, number>> = { method: FRAME_METHOD, header: FRAME_HEADER, body: FRAME_BODY, heartbeat: FRAME_HEARTBEAT };
+const FRAME_TYPE: Partial<Record<VectorKind, number>> = {
+  method: FRAME_METHOD,
+  header: FRAME_HEADER,
+  body: FRAME_BODY,
+  heartbeat: FRAME_HEARTBEAT,
+};
 const ERRORS: Record<string, abstract new (...args: never[]) => AmqpError> = { FrameError, EncodeError };
 
 /** Decodes one frame's payload according to the vector's kind. */
 function decodePayload(kind: VectorKind, payload: Buffer): unknown {
   switch (kind) {
-    case 'method': { const m = decodeMethod(payload); return { name: m.name, args: m.args }; }
-    case 'header': return readContentHeader(payload);
-    case 'body': return Buffer.from(payload);
-    case 'heartbeat': return payload.length === 0 ? null : payload;
-    default: throw new Error(`not a frame kind: ${kind}`);
+    case 'method': {
+      const m = decodeMethod(payload);
+      return { name: m.name, args: m.args };
+    }
+    case 'header':
+      return readContentHeader(payload);
+    case 'body':
+      return Buffer.from(payload);
+    case 'heartbeat':
+      return payload.length === 0 ? null : payload;
+    default:
+      throw new Error(`not a frame kind: ${kind}`);
   }
 }
 
@@ -110,12 +136,22 @@ export function generate(v: Vector): Buffer {
   const e = revive(v.expect, 'encode') as Record<string, unknown>;
   const ch = v.channel ?? 0;
   switch (v.kind) {
-    case 'method': return methodFrame(ch, e['name'] as string, e['args'] as Record<string, unknown>);
-    case 'header': return frame(FRAME_HEADER, ch, encodeHeader(e['bodySize'] as number, e['properties'] as MessageProperties, e['classId'] as number));
-    case 'body': return bodyFrame(ch, e as unknown as Buffer);
-    case 'heartbeat': return Buffer.from(HEARTBEAT_FRAME);
-    case 'table': return encodeTable(e as FieldTable);
-    default: throw new Error(`cannot generate ${v.kind}`);
+    case 'method':
+      return methodFrame(ch, e['name'] as string, e['args'] as Record<string, unknown>);
+    case 'header':
+      return frame(
+        FRAME_HEADER,
+        ch,
+        encodeHeader(e['bodySize'] as number, e['properties'] as MessageProperties, e['classId'] as number),
+      );
+    case 'body':
+      return bodyFrame(ch, e as unknown as Buffer);
+    case 'heartbeat':
+      return Buffer.from(HEARTBEAT_FRAME);
+    case 'table':
+      return encodeTable(e as FieldTable);
+    default:
+      throw new Error(`cannot generate ${v.kind}`);
   }
 }
 
@@ -136,7 +172,12 @@ export function checkVector(v: Vector): void {
   if (v.kind === 'table') {
     equalExact(decodeTable(bytes), expected, `${v.name}: parse`);
     if (v.refuse !== undefined) {
-      throwsTyped(() => generate(v), errorClass(v.name, v.refuse.class), v.refuse.code, `${v.name}: generate is refused`);
+      throwsTyped(
+        () => generate(v),
+        errorClass(v.name, v.refuse.class),
+        v.refuse.code,
+        `${v.name}: generate is refused`,
+      );
     } else {
       const gen = generate(v);
       assert.is(gen.toString('hex'), bytes.toString('hex'), `${v.name}: generate`);
@@ -157,7 +198,8 @@ export function checkVector(v: Vector): void {
     assert.is(gen.toString('hex'), bytes.toString('hex'), `${v.name}: generate`);
     equalExact(parseFrame(v, [gen]), expected, `${v.name}: mirror`);
   }
-  for (let i = 0; i <= bytes.length; i++) equalExact(parseFrame(v, splitAt(bytes, [i])), expected, `${v.name}: split at ${i}`);
+  for (let i = 0; i <= bytes.length; i++)
+    equalExact(parseFrame(v, splitAt(bytes, [i])), expected, `${v.name}: split at ${i}`);
 }
 
 function errorClass(name: string, cls: string): abstract new (...args: never[]) => AmqpError {
@@ -175,5 +217,6 @@ function checkErrorVector(v: Vector, bytes: Buffer): void {
   };
   throwsTyped(() => run([bytes]), cls, v.error!.code, `${v.name}: whole`);
   if (v.kind === 'table') return;
-  for (let i = 0; i <= bytes.length; i++) throwsTyped(() => run(splitAt(bytes, [i])), cls, v.error!.code, `${v.name}: split at ${i}`);
+  for (let i = 0; i <= bytes.length; i++)
+    throwsTyped(() => run(splitAt(bytes, [i])), cls, v.error!.code, `${v.name}: split at ${i}`);
 }

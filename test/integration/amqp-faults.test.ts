@@ -13,7 +13,14 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
 import {
-  AuthenticationError, connect, ConnectionError, PublishError, type Channel, type Connection, type ConnectOptions, type Message,
+  AuthenticationError,
+  connect,
+  ConnectionError,
+  PublishError,
+  type Channel,
+  type Connection,
+  type ConnectOptions,
+  type Message,
   type MessageProperties,
 } from '../../src/amqp/index.js';
 import { sleep, withDeadline } from '../helpers/deadline.js';
@@ -37,13 +44,19 @@ async function startProxy(): Promise<FaultProxy> {
 
 function viaProxy(proxy: FaultProxy, options: ConnectOptions = {}): Promise<Connection> {
   const c = connect({ ...BROKER, port: proxy.port, connectTimeout: 5000, ...options });
-  c.then((conn) => connections.add(conn), () => {});
+  c.then(
+    (conn) => connections.add(conn),
+    () => {},
+  );
   return c;
 }
 
 function direct(name: string): Promise<Connection> {
   const c = connect({ ...BROKER, connectionName: name, connectTimeout: 5000, heartbeat: 10 });
-  c.then((conn) => connections.add(conn), () => {});
+  c.then(
+    (conn) => connections.add(conn),
+    () => {},
+  );
   return withDeadline(c, 6000, `${name}: direct connect`);
 }
 
@@ -102,9 +115,15 @@ async function deleteQueues(...queues: string[]): Promise<void> {
 function watchProcess(): { incidents: string[]; stop(): Promise<string[]> } {
   const incidents: string[] = [];
   const fmt = (x: unknown): string => (x instanceof Error ? `${x.name}: ${x.message}` : String(x));
-  const onRejection = (r: unknown): void => { incidents.push(`unhandledRejection ${fmt(r)}`); };
-  const onException = (e: unknown): void => { incidents.push(`uncaughtException ${fmt(e)}`); };
-  const onWarning = (w: Error): void => { if (w.name === 'AmqpHandlerWarning') incidents.push(`warning ${fmt(w)}`); };
+  const onRejection = (r: unknown): void => {
+    incidents.push(`unhandledRejection ${fmt(r)}`);
+  };
+  const onException = (e: unknown): void => {
+    incidents.push(`uncaughtException ${fmt(e)}`);
+  };
+  const onWarning = (w: Error): void => {
+    if (w.name === 'AmqpHandlerWarning') incidents.push(`warning ${fmt(w)}`);
+  };
   process.on('unhandledRejection', onRejection);
   process.on('uncaughtException', onException);
   process.on('warning', onWarning);
@@ -127,7 +146,10 @@ function queueName(what: string): string {
 
 /** Resolves with how each promise settled, without ever rejecting. */
 function outcome(p: Promise<void>): Promise<{ ok: true } | { ok: false; error: unknown }> {
-  return p.then(() => ({ ok: true as const }), (error: unknown) => ({ ok: false as const, error }));
+  return p.then(
+    () => ({ ok: true as const }),
+    (error: unknown) => ({ ok: false as const, error }),
+  );
 }
 
 function assertConnectionError(err: unknown, codes: readonly string[], what: string): asserts err is ConnectionError {
@@ -144,12 +166,22 @@ async function messageIdsIn(queue: string): Promise<Set<string>> {
     const ids = new Set<string>();
     if (messageCount === 0) return ids;
     let done!: () => void;
-    const all = new Promise<void>((resolve) => { done = resolve; });
+    const all = new Promise<void>((resolve) => {
+      done = resolve;
+    });
     let seen = 0;
-    await withDeadline(ch.basicConsume(queue, (m) => {
-      ids.add(m.properties.messageId ?? '');
-      if (++seen === messageCount) done();
-    }, { noAck: true }), 3000, 'inspect consume');
+    await withDeadline(
+      ch.basicConsume(
+        queue,
+        (m) => {
+          ids.add(m.properties.messageId ?? '');
+          if (++seen === messageCount) done();
+        },
+        { noAck: true },
+      ),
+      3000,
+      'inspect consume',
+    );
     await withDeadline(all, 10_000, `read back ${messageCount} messages`);
     return ids;
   } finally {
@@ -168,17 +200,29 @@ test('proxy self-check: 1-byte re-slicing reaches a reader as 1-byte reads, dela
   });
   try {
     await withDeadline(new Promise<void>((r) => echo.listen(0, '127.0.0.1', r)), 2000, 'echo listen');
-    const p2 = await withDeadline(FaultProxy.start({ target: { port: (echo.address() as AddressInfo).port } }), 2000, 'proxy');
+    const p2 = await withDeadline(
+      FaultProxy.start({ target: { port: (echo.address() as AddressInfo).port } }),
+      2000,
+      'proxy',
+    );
     proxies.add(p2);
     const client = new Socket();
     client.on('error', () => {});
     const reads: number[] = [];
     const got: Buffer[] = [];
-    client.on('data', (d: Buffer) => { reads.push(d.length); got.push(d); });
+    client.on('data', (d: Buffer) => {
+      reads.push(d.length);
+      got.push(d);
+    });
     await withDeadline(new Promise<void>((r) => client.connect(p2.port, '127.0.0.1', r)), 2000, 'client connect');
-    const waitFor = (n: number, what: string): Promise<void> => withDeadline((async () => {
-      while (got.reduce((a, b) => a + b.length, 0) < n) await sleep(5);
-    })(), 3000, what);
+    const waitFor = (n: number, what: string): Promise<void> =>
+      withDeadline(
+        (async () => {
+          while (got.reduce((a, b) => a + b.length, 0) < n) await sleep(5);
+        })(),
+        3000,
+        what,
+      );
 
     // Re-slicing into 1-byte writes, paced: the reader sees 1-byte chunks, bytes intact.
     p2.reslice(slicers.fixed(1), 's2c');
@@ -186,7 +230,10 @@ test('proxy self-check: 1-byte re-slicing reaches a reader as 1-byte reads, dela
     client.write(payload);
     await waitFor(300, 'resliced echo');
     assert.ok(Buffer.concat(got).equals(payload), 'resliced bytes intact');
-    assert.ok(reads.every((n) => n === 1), `1-byte reads, got sizes ${[...new Set(reads)].join(',')}`);
+    assert.ok(
+      reads.every((n) => n === 1),
+      `1-byte reads, got sizes ${[...new Set(reads)].join(',')}`,
+    );
     p2.reslice(null);
 
     // Delay: a 150 ms one-way delay.
@@ -237,14 +284,22 @@ const FRAME_BODY_MAX = 131072 - 8; // default frame_max negotiated with RabbitMQ
 
 function bodySize(i: number, rng: () => number): number {
   switch (i % 25) {
-    case 0: return 0;
-    case 1: return 1;
-    case 2: return 200;
-    case 3: return 200 * 1024; // two body frames
-    case 8: return FRAME_BODY_MAX; // exactly one full body frame
-    case 13: return FRAME_BODY_MAX + 1; // one byte into a second frame
-    case 18: return 3 * FRAME_BODY_MAX + 17; // four frames
-    default: return randomInt(rng, 0, 3000);
+    case 0:
+      return 0;
+    case 1:
+      return 1;
+    case 2:
+      return 200;
+    case 3:
+      return 200 * 1024; // two body frames
+    case 8:
+      return FRAME_BODY_MAX; // exactly one full body frame
+    case 13:
+      return FRAME_BODY_MAX + 1; // one byte into a second frame
+    case 18:
+      return 3 * FRAME_BODY_MAX + 17; // four frames
+    default:
+      return randomInt(rng, 0, 3000);
   }
 }
 
@@ -291,7 +346,14 @@ test('re-slicing: 500 confirmed messages (0 B to 3 frames) through 1-byte then r
     const failures: unknown[] = [];
     const inFlight = new Set<Promise<void>>();
     for (let i = 0; i < N; i++) {
-      const p = ch.basicPublish('', queue, bodies[i] as Buffer, propertiesFor(i)).then(() => { acked++; }, (e: unknown) => { failures.push(e); });
+      const p = ch.basicPublish('', queue, bodies[i] as Buffer, propertiesFor(i)).then(
+        () => {
+          acked++;
+        },
+        (e: unknown) => {
+          failures.push(e);
+        },
+      );
       inFlight.add(p);
       void p.finally(() => inFlight.delete(p));
       if (inFlight.size >= 64) await withDeadline(Promise.race(inFlight), 10_000, `publish window at ${i}`);
@@ -302,16 +364,29 @@ test('re-slicing: 500 confirmed messages (0 B to 3 frames) through 1-byte then r
     assert.is(ch.unconfirmed, 0);
     const tPublished = Date.now();
     // The 1-byte phase covers the handshake, the confirms and the start of the deliveries (inside a 200 KiB body).
-    assert.ok(proxy.stats.s2c.read < ONE_BYTE_PHASE, `1-byte phase ends after the confirms (${proxy.stats.s2c.read} B so far)`);
+    assert.ok(
+      proxy.stats.s2c.read < ONE_BYTE_PHASE,
+      `1-byte phase ends after the confirms (${proxy.stats.s2c.read} B so far)`,
+    );
 
     const received: Message[] = [];
     let allIn!: () => void;
-    const all = new Promise<void>((r) => { allIn = r; });
-    await withDeadline(ch.basicConsume(queue, (m) => {
-      received.push(m);
-      m.ack();
-      if (received.length === N) allIn();
-    }, { prefetch: 50 }), 3000, 'consume');
+    const all = new Promise<void>((r) => {
+      allIn = r;
+    });
+    await withDeadline(
+      ch.basicConsume(
+        queue,
+        (m) => {
+          received.push(m);
+          m.ack();
+          if (received.length === N) allIn();
+        },
+        { prefetch: 50 },
+      ),
+      3000,
+      'consume',
+    );
     await withDeadline(all, 20_000, `receive ${N} messages`);
     const tConsumed = Date.now();
 
@@ -324,8 +399,10 @@ test('re-slicing: 500 confirmed messages (0 B to 3 frames) through 1-byte then r
     }
     const s = proxy.stats;
     assert.ok(s.s2c.writes > ONE_BYTE_PHASE, `server->client bytes went out in ${s.s2c.writes} writes`);
-    console.log(`    re-slicing: ${N} messages, ${(totalBytes / 2 ** 20).toFixed(1)} MiB, s2c ${s.s2c.written} B in ${s.s2c.writes} writes; ` +
-      `publish+confirm ${tPublished - t0} ms, consume ${tConsumed - tPublished} ms`);
+    console.log(
+      `    re-slicing: ${N} messages, ${(totalBytes / 2 ** 20).toFixed(1)} MiB, s2c ${s.s2c.written} B in ${s.s2c.writes} writes; ` +
+        `publish+confirm ${tPublished - t0} ms, consume ${tConsumed - tPublished} ms`,
+    );
     await withDeadline(conn.close(), 3000, 'close');
   } finally {
     await cleanup();
@@ -342,7 +419,11 @@ test('blackhole: HEARTBEAT_TIMEOUT within ~2 heartbeat intervals; pending publis
   const queue = queueName('blackhole');
   try {
     const proxy = await startProxy();
-    const conn = await withDeadline(viaProxy(proxy, { connectionName: 'faults-blackhole', heartbeat: 5, publishTimeout: 20_000 }), 6000, 'connect');
+    const conn = await withDeadline(
+      viaProxy(proxy, { connectionName: 'faults-blackhole', heartbeat: 5, publishTimeout: 20_000 }),
+      6000,
+      'connect',
+    );
     assert.is(conn.heartbeat, 5, 'negotiated heartbeat');
     const closeEvents: (Error | undefined)[] = [];
     conn.on('close', (e) => closeEvents.push(e));
@@ -351,14 +432,18 @@ test('blackhole: HEARTBEAT_TIMEOUT within ~2 heartbeat intervals; pending publis
     const consumer = await withDeadline(ch.basicConsume(queue, null, { prefetch: 10 }), 3000, 'consume');
     const seen: string[] = [];
     let firstSeen!: () => void;
-    const first = new Promise<void>((r) => { firstSeen = r; });
-    const loop = outcome((async () => {
-      for await (const m of consumer) {
-        seen.push(m.text());
-        m.ack();
-        firstSeen();
-      }
-    })());
+    const first = new Promise<void>((r) => {
+      firstSeen = r;
+    });
+    const loop = outcome(
+      (async () => {
+        for await (const m of consumer) {
+          seen.push(m.text());
+          m.ack();
+          firstSeen();
+        }
+      })(),
+    );
     // The path works before the fault.
     await withDeadline(ch.basicPublish('', queue, 'before', { messageId: 'before' }), 3000, 'publish before');
     await withDeadline(first, 3000, 'first delivery');
@@ -366,7 +451,9 @@ test('blackhole: HEARTBEAT_TIMEOUT within ~2 heartbeat intervals; pending publis
 
     proxy.blackhole();
     const t0 = Date.now();
-    const publishes = Array.from({ length: 20 }, (_, i) => outcome(ch.basicPublish('', queue, `lost ${i}`, { messageId: `lost-${i}` })));
+    const publishes = Array.from({ length: 20 }, (_, i) =>
+      outcome(ch.basicPublish('', queue, `lost ${i}`, { messageId: `lost-${i}` })),
+    );
 
     const err = await withDeadline(conn.closed, 14_000, 'heartbeat timeout');
     const elapsed = Date.now() - t0;
@@ -378,16 +465,30 @@ test('blackhole: HEARTBEAT_TIMEOUT within ~2 heartbeat intervals; pending publis
     const results = await withDeadline(Promise.all(publishes), 1000, 'pending publishes settle');
     for (const [i, r] of results.entries()) {
       assert.ok(!r.ok, `publish ${i} must not resolve`);
-      assert.ok(r.error instanceof PublishError && r.error.failure === 'closed', `publish ${i}: PublishError closed, got ${String(r.error)}`);
+      assert.ok(
+        r.error instanceof PublishError && r.error.failure === 'closed',
+        `publish ${i}: PublishError closed, got ${String(r.error)}`,
+      );
     }
     const l = await withDeadline(loop, 1000, 'the for-await loop ends');
     assert.ok(!l.ok, 'the for-await loop over the consumer throws (not a silent end)');
     assertConnectionError(l.error, ['HEARTBEAT_TIMEOUT'], 'iterator');
-    const again = await withDeadline(outcome(consumer[Symbol.asyncIterator]().next().then(() => undefined)), 1000, 'next after close');
+    const again = await withDeadline(
+      outcome(
+        consumer[Symbol.asyncIterator]()
+          .next()
+          .then(() => undefined),
+      ),
+      1000,
+      'next after close',
+    );
     assert.ok(!again.ok, 'a later next() rejects too');
     assert.equal(seen, ['before'], 'nothing else was delivered');
     const late = await withDeadline(outcome(ch.basicPublish('', queue, 'late')), 1000, 'publish after close');
-    assert.ok(!late.ok && late.error instanceof PublishError && late.error.failure === 'closed', 'publish after close fails as closed');
+    assert.ok(
+      !late.ok && late.error instanceof PublishError && late.error.failure === 'closed',
+      'publish after close fails as closed',
+    );
     assert.is(closeEvents.length, 1, "one 'close' event");
     assert.is(closeEvents[0], err);
   } finally {
@@ -411,7 +512,14 @@ interface CutRun {
  * Publishes up to `total` confirmed messages with a window in flight, calls `arm` once `armAfterAcks` were acked,
  * and keeps publishing until the connection is gone. Checks that every publish settled once, as acked or closed.
  */
-async function publishUntilCut(proxy: FaultProxy, queue: string, name: string, total: number, armAfterAcks: number, arm: () => void): Promise<CutRun> {
+async function publishUntilCut(
+  proxy: FaultProxy,
+  queue: string,
+  name: string,
+  total: number,
+  armAfterAcks: number,
+  arm: () => void,
+): Promise<CutRun> {
   const conn = await withDeadline(viaProxy(proxy, { connectionName: name, heartbeat: 5 }), 6000, 'connect');
   const closeEvents: (Error | undefined)[] = [];
   conn.on('close', (e) => closeEvents.push(e));
@@ -427,14 +535,20 @@ async function publishUntilCut(proxy: FaultProxy, queue: string, name: string, t
   let sent = 0;
   for (; sent < total && conn.isOpen; sent++) {
     const i = sent;
-    const p = ch.basicPublish('', queue, body, { messageId: `m-${i}`, deliveryMode: 2 }).then(() => {
-      settled[i] = (settled[i] ?? 0) + 1;
-      how[i] = 'ack';
-      if (++acked === armAfterAcks && !armed) { armed = true; arm(); }
-    }, (e: unknown) => {
-      settled[i] = (settled[i] ?? 0) + 1;
-      how[i] = e instanceof PublishError ? e.failure : `unexpected ${String(e)}`;
-    });
+    const p = ch.basicPublish('', queue, body, { messageId: `m-${i}`, deliveryMode: 2 }).then(
+      () => {
+        settled[i] = (settled[i] ?? 0) + 1;
+        how[i] = 'ack';
+        if (++acked === armAfterAcks && !armed) {
+          armed = true;
+          arm();
+        }
+      },
+      (e: unknown) => {
+        settled[i] = (settled[i] ?? 0) + 1;
+        how[i] = e instanceof PublishError ? e.failure : `unexpected ${String(e)}`;
+      },
+    );
     inFlight.add(p);
     void p.finally(() => inFlight.delete(p));
     if (inFlight.size >= 200) await withDeadline(Promise.race(inFlight), 10_000, `publish window at ${i}`);
@@ -468,7 +582,9 @@ test('cut (FIN, all connections at once) in the middle of a confirmed stream: ev
     const ids = await messageIdsIn(queue);
     const missing = r.ackedIds.filter((id) => !ids.has(id));
     assert.equal(missing.slice(0, 5), [], `${missing.length} acked messages missing from the queue`);
-    console.log(`    cut (FIN): ${r.error?.message}; ${r.acked} acked, ${r.closed} closed; queue holds ${ids.size}; ${Date.now() - t0} ms`);
+    console.log(
+      `    cut (FIN): ${r.error?.message}; ${r.acked} acked, ${r.closed} closed; queue holds ${ids.size}; ${Date.now() - t0} ms`,
+    );
   } finally {
     await cleanup();
     await deleteQueues(queue);
@@ -485,12 +601,16 @@ test('cut (RST, mid-frame at a seeded random byte of the client->server stream):
     const t0 = Date.now();
     // Armed after 300 acks: the cut falls 0.2 to 2 MB further into the publish stream, almost surely mid-frame.
     const at = randomInt(mulberry32(99), 200_000, 2_000_000);
-    const r = await publishUntilCut(proxy, queue, 'faults-cut-rst', 20_000, 300, () => proxy.cutAfterBytes(at, { direction: 'c2s', reset: true }));
+    const r = await publishUntilCut(proxy, queue, 'faults-cut-rst', 20_000, 300, () =>
+      proxy.cutAfterBytes(at, { direction: 'c2s', reset: true }),
+    );
     assertConnectionError(r.error, ['SOCKET_ERROR', 'SOCKET_CLOSED'], 'closed');
     const ids = await messageIdsIn(queue);
     const missing = r.ackedIds.filter((id) => !ids.has(id));
     assert.equal(missing.slice(0, 5), [], `${missing.length} acked messages missing from the queue`);
-    console.log(`    cut (RST after ${at} more c2s bytes): ${r.error?.message}; ${r.acked} acked, ${r.closed} closed; queue holds ${ids.size}; ${Date.now() - t0} ms`);
+    console.log(
+      `    cut (RST after ${at} more c2s bytes): ${r.error?.message}; ${r.acked} acked, ${r.closed} closed; queue holds ${ids.size}; ${Date.now() - t0} ms`,
+    );
   } finally {
     await cleanup();
     await deleteQueues(queue);
@@ -539,19 +659,54 @@ function hostileCases(): HostileCase[] {
     });
   }
   cases.push(
-    { name: '(b) wrong frame-end octet', bytes: frame(1, 1, methodPayload(20, 11, OPEN_OK_ARGS), 0xcd), codes: ['FRAME_ERROR'] },
+    {
+      name: '(b) wrong frame-end octet',
+      bytes: frame(1, 1, methodPayload(20, 11, OPEN_OK_ARGS), 0xcd),
+      codes: ['FRAME_ERROR'],
+    },
     {
       name: '(c) frame declaring 0xFFFFFFF0 bytes',
       bytes: Buffer.concat([Buffer.from([1, 0, 1, 0xff, 0xff, 0xff, 0xf0]), Buffer.alloc(64)]),
       codes: ['FRAME_ERROR'],
     },
-    { name: '(c2) header of 0xFFFFFFF0 bytes alone', bytes: Buffer.from([3, 0, 1, 0xff, 0xff, 0xff, 0xf0]), codes: ['FRAME_ERROR'], onChannel: true },
-    { name: '(d) unknown class id on channel 0', bytes: frame(1, 0, methodPayload(999, 10)), codes: ['NOT_IMPLEMENTED', 'COMMAND_INVALID'] },
-    { name: '(d2) unknown class id on an open channel', bytes: frame(1, 1, methodPayload(999, 10)), codes: ['NOT_IMPLEMENTED', 'COMMAND_INVALID'], onChannel: true },
-    { name: '(e) frame for a channel that is not open', bytes: frame(1, 7, methodPayload(20, 11, OPEN_OK_ARGS)), codes: ['CHANNEL_ERROR'] },
-    { name: '(f) content body frame without a delivery', bytes: frame(3, 1, Buffer.from('stray body')), codes: ['UNEXPECTED_FRAME'], onChannel: true },
-    { name: '(g) content header frame on channel 0', bytes: frame(2, 0, Buffer.alloc(14)), codes: ['UNEXPECTED_FRAME'] },
-    { name: '(h) truncated method arguments', bytes: frame(1, 0, methodPayload(10, 50, Buffer.from([0x01]))), codes: ['FRAME_ERROR', 'SYNTAX_ERROR'] },
+    {
+      name: '(c2) header of 0xFFFFFFF0 bytes alone',
+      bytes: Buffer.from([3, 0, 1, 0xff, 0xff, 0xff, 0xf0]),
+      codes: ['FRAME_ERROR'],
+      onChannel: true,
+    },
+    {
+      name: '(d) unknown class id on channel 0',
+      bytes: frame(1, 0, methodPayload(999, 10)),
+      codes: ['NOT_IMPLEMENTED', 'COMMAND_INVALID'],
+    },
+    {
+      name: '(d2) unknown class id on an open channel',
+      bytes: frame(1, 1, methodPayload(999, 10)),
+      codes: ['NOT_IMPLEMENTED', 'COMMAND_INVALID'],
+      onChannel: true,
+    },
+    {
+      name: '(e) frame for a channel that is not open',
+      bytes: frame(1, 7, methodPayload(20, 11, OPEN_OK_ARGS)),
+      codes: ['CHANNEL_ERROR'],
+    },
+    {
+      name: '(f) content body frame without a delivery',
+      bytes: frame(3, 1, Buffer.from('stray body')),
+      codes: ['UNEXPECTED_FRAME'],
+      onChannel: true,
+    },
+    {
+      name: '(g) content header frame on channel 0',
+      bytes: frame(2, 0, Buffer.alloc(14)),
+      codes: ['UNEXPECTED_FRAME'],
+    },
+    {
+      name: '(h) truncated method arguments',
+      bytes: frame(1, 0, methodPayload(10, 50, Buffer.from([0x01]))),
+      codes: ['FRAME_ERROR', 'SYNTAX_ERROR'],
+    },
   );
   return cases;
 }
@@ -559,10 +714,15 @@ function hostileCases(): HostileCase[] {
 /** Finds connection.close (class 10, method 50) frames on channel 0 in a client->server byte stream: their reply codes. */
 function closeCodesIn(stream: Buffer): number[] {
   const codes: number[] = [];
-  for (let off = 0; off + 7 <= stream.length;) {
+  for (let off = 0; off + 7 <= stream.length; ) {
     const size = stream.readUInt32BE(off + 3);
     if (off + 8 + size > stream.length) break;
-    if (stream[off] === 1 && stream.readUInt16BE(off + 1) === 0 && size >= 6 && stream.readUInt32BE(off + 7) === 0x000a0032) {
+    if (
+      stream[off] === 1 &&
+      stream.readUInt16BE(off + 1) === 0 &&
+      size >= 6 &&
+      stream.readUInt32BE(off + 7) === 0x000a0032
+    ) {
       codes.push(stream.readUInt16BE(off + 11));
     }
     off += 8 + size;
@@ -578,8 +738,13 @@ test('hostile bytes after the handshake: each ends the connection quickly with a
     const proxy = await startProxy();
     for (const c of hostileCases()) {
       proxy.corruptServerToClient(null).transform(null, 'c2s');
-      const conn = await withDeadline(viaProxy(proxy, { connectionName: 'faults-hostile', heartbeat: 30 }), 6000, `${c.name}: connect`);
-      const ch: Channel | null = c.onChannel === true ? await withDeadline(conn.createChannel(), 3000, `${c.name}: channel`) : null;
+      const conn = await withDeadline(
+        viaProxy(proxy, { connectionName: 'faults-hostile', heartbeat: 30 }),
+        6000,
+        `${c.name}: connect`,
+      );
+      const ch: Channel | null =
+        c.onChannel === true ? await withDeadline(conn.createChannel(), 3000, `${c.name}: channel`) : null;
       // From now on: the next chunk to the client is replaced by the hostile bytes, later ones are dropped (the broker
       // cannot rescue the client), and what the client sends is recorded.
       let fired = false;
@@ -589,7 +754,10 @@ test('hostile bytes after the handshake: each ends the connection quickly with a
         return c.bytes;
       });
       const sent: Buffer[] = [];
-      proxy.transform((chunk) => { sent.push(Buffer.from(chunk)); return undefined; }, 'c2s');
+      proxy.transform((chunk) => {
+        sent.push(Buffer.from(chunk));
+        return undefined;
+      }, 'c2s');
       const t0 = Date.now();
       const trigger = outcome(ch !== null ? ch.basicQos(5) : conn.createChannel().then(() => undefined));
       const err = await withDeadline(conn.closed, 2000, `${c.name}: connection ends`);
@@ -599,15 +767,24 @@ test('hostile bytes after the handshake: each ends the connection quickly with a
       assert.ok(elapsed < 1000, `${c.name}: ended after ${elapsed} ms`);
       const t = await withDeadline(trigger, 1000, `${c.name}: pending call settles`);
       assert.ok(!t.ok, `${c.name}: the pending call fails`);
-      assert.ok(t.error instanceof ConnectionError, `${c.name}: the pending call fails with a ConnectionError, got ${String(t.error)}`);
+      assert.ok(
+        t.error instanceof ConnectionError,
+        `${c.name}: the pending call fails with a ConnectionError, got ${String(t.error)}`,
+      );
       await sleep(20);
       const closeCodes = closeCodesIn(Buffer.concat(sent));
-      assert.equal(closeCodes, [err.replyCode], `${c.name}: the client tells the broker (connection.close ${err.replyCode}), sent ${JSON.stringify(closeCodes)}`);
+      assert.equal(
+        closeCodes,
+        [err.replyCode],
+        `${c.name}: the client tells the broker (connection.close ${err.replyCode}), sent ${JSON.stringify(closeCodes)}`,
+      );
       report.push(`${c.name} -> ${err.code} in ${elapsed} ms`);
       connections.delete(conn);
     }
     const { rss, arrayBuffers: ab } = mem.stop();
-    console.log(`    hostile bytes:\n      ${report.join('\n      ')}\n      peak rss growth ${(rss / 2 ** 20).toFixed(1)} MiB, peak arrayBuffers growth ${(ab / 2 ** 20).toFixed(1)} MiB`);
+    console.log(
+      `    hostile bytes:\n      ${report.join('\n      ')}\n      peak rss growth ${(rss / 2 ** 20).toFixed(1)} MiB, peak arrayBuffers growth ${(ab / 2 ** 20).toFixed(1)} MiB`,
+    );
     assert.ok(rss < 64 * 2 ** 20, `rss grew by ${rss} bytes`);
     assert.ok(ab < 16 * 2 ** 20, `arrayBuffers grew by ${ab} bytes`);
     assert.is(proxy.hookErrors.length, 0);
@@ -625,9 +802,21 @@ test('connect failures: closed right after accept, reset after accept, closed po
   const watch = watchProcess();
   try {
     const proxy = await startProxy();
-    const attempt = async (what: string, options: ConnectOptions, deadline: number): Promise<{ err: unknown; ms: number }> => {
+    const attempt = async (
+      what: string,
+      options: ConnectOptions,
+      deadline: number,
+    ): Promise<{ err: unknown; ms: number }> => {
       const t0 = Date.now();
-      const r = await withDeadline(outcome(connect({ ...BROKER, ...options }).then((c) => { connections.add(c); })), deadline, what);
+      const r = await withDeadline(
+        outcome(
+          connect({ ...BROKER, ...options }).then((c) => {
+            connections.add(c);
+          }),
+        ),
+        deadline,
+        what,
+      );
       assert.ok(!r.ok, `${what}: connect must fail`);
       return { err: r.error, ms: Date.now() - t0 };
     };
@@ -655,9 +844,17 @@ test('connect failures: closed right after accept, reset after accept, closed po
     assertConnectionError(d.err, ['CONNECT_TIMEOUT'], 'blackholed handshake');
     assert.ok(d.ms >= 550 && d.ms < 1600, `CONNECT_TIMEOUT after ${d.ms} ms (connectTimeout 600)`);
     // The client released its socket.
-    await withDeadline((async () => { while (proxy.stats.clientSocketsOpen > 0) await sleep(10); })(), 1000, 'the client closes its socket');
-    console.log(`    connect failures: close ${a.ms} ms (${(a.err as ConnectionError).code}), reset ${b.ms} ms (${(b.err as ConnectionError).code}), ` +
-      `closed port ${c.ms} ms, blackhole ${d.ms} ms (${(d.err as ConnectionError).code})`);
+    await withDeadline(
+      (async () => {
+        while (proxy.stats.clientSocketsOpen > 0) await sleep(10);
+      })(),
+      1000,
+      'the client closes its socket',
+    );
+    console.log(
+      `    connect failures: close ${a.ms} ms (${(a.err as ConnectionError).code}), reset ${b.ms} ms (${(b.err as ConnectionError).code}), ` +
+        `closed port ${c.ms} ms, blackhole ${d.ms} ms (${(d.err as ConnectionError).code})`,
+    );
   } finally {
     await cleanup();
     const incidents = await watch.stop();
@@ -671,9 +868,19 @@ test('handshake: a network cut right after start-ok is a ConnectionError, not an
   const watch = watchProcess();
   try {
     // What a real refusal looks like: we advertise authentication_failure_close, so RabbitMQ says connection.close 403.
-    const refused = await withDeadline(outcome(connect({ ...BROKER, password: 'wrong-password', connectTimeout: 5000 }).then((c) => { connections.add(c); })), 6000, 'wrong password');
-    assert.ok(!refused.ok && refused.error instanceof AuthenticationError && refused.error.replyCode === 403,
-      `a refused login is an AuthenticationError with reply code 403, got ${String(!refused.ok && refused.error)}`);
+    const refused = await withDeadline(
+      outcome(
+        connect({ ...BROKER, password: 'wrong-password', connectTimeout: 5000 }).then((c) => {
+          connections.add(c);
+        }),
+      ),
+      6000,
+      'wrong password',
+    );
+    assert.ok(
+      !refused.ok && refused.error instanceof AuthenticationError && refused.error.replyCode === 403,
+      `a refused login is an AuthenticationError with reply code 403, got ${String(!refused.ok && refused.error)}`,
+    );
 
     // A network failure at the same point: the start-ok never reaches the broker and the connection drops (FIN).
     const proxy = await startProxy();
@@ -685,8 +892,10 @@ test('handshake: a network cut right after start-ok is a ConnectionError, not an
     const r = await withDeadline(outcome(viaProxy(proxy).then(() => undefined)), 6000, 'connect through a cut');
     assert.ok(!r.ok, 'connect fails');
     assertConnectionError(r.error, ['SOCKET_CLOSED', 'SOCKET_ERROR'], 'cut after start-ok');
-    assert.not.ok(r.error instanceof AuthenticationError,
-      `a network cut must not be reported as refused credentials (AuthenticationError is never retried): got ${r.error.name} ${r.error.code}: ${r.error.message}`);
+    assert.not.ok(
+      r.error instanceof AuthenticationError,
+      `a network cut must not be reported as refused credentials (AuthenticationError is never retried): got ${r.error.name} ${r.error.code}: ${r.error.message}`,
+    );
   } finally {
     await cleanup();
     const incidents = await watch.stop();
@@ -709,18 +918,31 @@ test('handshake: a frame header declaring 0xFFFFFFF0 bytes instead of connection
       });
       const mem = memoryPeak();
       const t0 = Date.now();
-      const r = await withDeadline(outcome(viaProxy(proxy, { connectTimeout: 2000, ...(frameMax !== undefined ? { frameMax } : {}) }).then(() => undefined)), 4000, 'connect');
+      const r = await withDeadline(
+        outcome(
+          viaProxy(proxy, { connectTimeout: 2000, ...(frameMax !== undefined ? { frameMax } : {}) }).then(
+            () => undefined,
+          ),
+        ),
+        4000,
+        'connect',
+      );
       const ms = Date.now() - t0;
       const peak = mem.stop();
       const what = `frameMax ${frameMax ?? 'default'}`;
-      console.log(`    pre-tune 0xFFFFFFF0 frame, ${what}: ${r.ok ? 'connected?!' : `${(r.error as Error).name} ${(r.error as { code?: string }).code}`} after ${ms} ms, ` +
-        `peak arrayBuffers +${(peak.arrayBuffers / 2 ** 20).toFixed(0)} MiB`);
+      console.log(
+        `    pre-tune 0xFFFFFFF0 frame, ${what}: ${r.ok ? 'connected?!' : `${(r.error as Error).name} ${(r.error as { code?: string }).code}`} after ${ms} ms, ` +
+          `peak arrayBuffers +${(peak.arrayBuffers / 2 ** 20).toFixed(0)} MiB`,
+      );
       assert.ok(fired, `${what}: the hostile bytes were delivered`);
       assert.ok(!r.ok, `${what}: connect fails`);
       // Until tune, a peer may only send frames of frame-min-size (4096) octets (spec §4.2.3): this is a framing error.
       assertConnectionError(r.error, ['FRAME_ERROR'], what);
       assert.ok(ms < 1000, `${what}: failed after ${ms} ms`);
-      assert.ok(peak.arrayBuffers < 16 * 2 ** 20, `${what}: ${peak.arrayBuffers} bytes of buffers allocated for a 7-byte frame header`);
+      assert.ok(
+        peak.arrayBuffers < 16 * 2 ** 20,
+        `${what}: ${peak.arrayBuffers} bytes of buffers allocated for a 7-byte frame header`,
+      );
     }
   } finally {
     await cleanup();
@@ -742,7 +964,11 @@ test('FR-1: handshake: a connection.tune with frame_max below 4096 is refused wi
       copy.writeUInt32BE(1024, at + 7 + 4 + 2);
       return copy;
     });
-    const r = await withDeadline(outcome(viaProxy(proxy, { connectTimeout: 3000 }).then(() => undefined)), 5000, 'connect');
+    const r = await withDeadline(
+      outcome(viaProxy(proxy, { connectTimeout: 3000 }).then(() => undefined)),
+      5000,
+      'connect',
+    );
     assert.ok(!r.ok, 'connect fails');
     assertConnectionError(r.error, ['COMMAND_INVALID'], 'tune frame_max 1024');
     assert.match((r.error as Error).message, 'below the minimum 4096');

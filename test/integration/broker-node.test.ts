@@ -90,13 +90,21 @@ function tcpConnectOutcome(port: number): Promise<string> {
 test('startBrokerNode starts a second node with a TLS listener', async () => {
   const t0 = Date.now();
   node = await withDeadline(startBrokerNode({ name: 'tlstest', tls: true }), 90_000, 'startBrokerNode');
-  console.log(`    [broker-node] start took ${Date.now() - t0} ms (${node.nodeName}, amqp ${node.amqpPort}, amqps ${node.tlsPort}, dist ${node.distPort})`);
+  console.log(
+    `    [broker-node] start took ${Date.now() - t0} ms (${node.nodeName}, amqp ${node.amqpPort}, amqps ${node.tlsPort}, dist ${node.distPort})`,
+  );
 
   assert.match(node.nodeName, new RegExp(`^tlstest-${process.pid}@localhost$`));
   assert.type(node.tlsPort, 'number');
   assert.ok(node.tls !== undefined);
   assert.ok(fs.existsSync(node.dataDir));
-  for (const file of [node.tls.caFile, node.tls.clientCertFile, node.tls.clientKeyFile, node.tls.untrustedCertFile, node.tls.untrustedKeyFile]) {
+  for (const file of [
+    node.tls.caFile,
+    node.tls.clientCertFile,
+    node.tls.clientKeyFile,
+    node.tls.untrustedCertFile,
+    node.tls.untrustedKeyFile,
+  ]) {
     assert.ok(fs.existsSync(file), file);
   }
   for (const port of [node.amqpPort, node.distPort, node.tlsPort]) {
@@ -157,7 +165,9 @@ test('TLS without trusting the CA fails server verification', async () => {
   );
   assert.not.ok(result.connected, 'handshake must not complete');
   assert.ok(
-    ['SELF_SIGNED_CERT_IN_CHAIN', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY'].includes(result.error?.code ?? ''),
+    ['SELF_SIGNED_CERT_IN_CHAIN', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY'].includes(
+      result.error?.code ?? '',
+    ),
     `unexpected error: ${result.error?.code} ${result.error?.message}`,
   );
 });

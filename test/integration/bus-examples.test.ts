@@ -23,7 +23,9 @@ function start(file: string, args: string[], ready: RegExp): Promise<{ child: Ch
       if (out.some((l) => ready.test(l))) resolve({ child, out });
     });
     child.stderr?.setEncoding('utf8').on('data', (d: string) => out.push(`stderr: ${d}`));
-    child.once('exit', (code) => reject(new Error(`${file} exited with ${String(code)} before it was ready:\n${out.join('\n')}`)));
+    child.once('exit', (code) =>
+      reject(new Error(`${file} exited with ${String(code)} before it was ready:\n${out.join('\n')}`)),
+    );
   });
 }
 
@@ -44,39 +46,59 @@ async function removeAll(queues: string[], exchanges: string[]): Promise<void> {
 
 const s = suite('example programs');
 
-s('D3.2.1: examples/heh.js answers examples/vpp.js with the hard-coded load_report', timed(async () => {
-  const hub = `heh-ex-${run}`;
-  const heh = await start(example('heh'), [AMQP_URL, hub], /answering/);
-  try {
-    const vpp = await start(example('vpp'), [AMQP_URL, hub], /load_report/);
-    assert.is(await exited(vpp.child), 0);
-    const report = JSON.parse(vpp.out.find((l) => l.includes('load_report')) as string) as { values: number[]; device: string };
-    assert.equal(report.values, [0.12, 0.17, 0.33, 0]);
-    assert.is(report.device, 'WaterHeater01');
-  } finally {
-    heh.child.kill('SIGTERM');
-    await exited(heh.child);
-    await removeAll([`${hub}-up`, `${hub}-down`, `private-${hub}-dead`, 'private-vpp-example-dead'], [`private-${hub}-dlx`, 'private-vpp-example-dlx']);
-  }
-}, 30_000));
+s(
+  'D3.2.1: examples/heh.js answers examples/vpp.js with the hard-coded load_report',
+  timed(async () => {
+    const hub = `heh-ex-${run}`;
+    const heh = await start(example('heh'), [AMQP_URL, hub], /answering/);
+    try {
+      const vpp = await start(example('vpp'), [AMQP_URL, hub], /load_report/);
+      assert.is(await exited(vpp.child), 0);
+      const report = JSON.parse(vpp.out.find((l) => l.includes('load_report')) as string) as {
+        values: number[];
+        device: string;
+      };
+      assert.equal(report.values, [0.12, 0.17, 0.33, 0]);
+      assert.is(report.device, 'WaterHeater01');
+    } finally {
+      heh.child.kill('SIGTERM');
+      await exited(heh.child);
+      await removeAll(
+        [`${hub}-up`, `${hub}-down`, `private-${hub}-dead`, 'private-vpp-example-dead'],
+        [`private-${hub}-dlx`, 'private-vpp-example-dlx'],
+      );
+    }
+  }, 30_000),
+);
 
-s('2016: examples/vpp-2016.js asks on a period, examples/heh-2016.js answers with reports', timed(async () => {
-  const hub = `heh-ex16-${run}`;
-  const vppName = `vpp-ex16-${run}`;
-  const heh = await start(example('heh-2016'), [AMQP_URL, hub, vppName], /answering/);
-  try {
-    const vpp = await start(example('vpp-2016'), [AMQP_URL, hub, vppName, '--count', '2', '--every', '200'], /"msg":"report"/);
-    assert.is(await exited(vpp.child), 0);
-    const reports = vpp.out.filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { msg: string; values: Record<string, unknown[]> });
-    assert.ok(reports.length >= 2, vpp.out.join('\n'));
-    assert.equal(Object.keys(reports[0]?.values ?? {}), ['total.p', 'WaterHeater01.p']);
-    assert.is(reports[0]?.values['total.p']?.length, 4);
-  } finally {
-    heh.child.kill('SIGTERM');
-    await exited(heh.child);
-    await removeAll([`private-${hub}-in`, `private-${hub}-dead`, `private-${vppName}-in`, `private-${vppName}-dead`],
-      [`private-${hub}-dlx`, `private-${vppName}-dlx`, `${hub}-to-${vppName}`, `${vppName}-to-${hub}`]);
-  }
-}, 30_000));
+s(
+  '2016: examples/vpp-2016.js asks on a period, examples/heh-2016.js answers with reports',
+  timed(async () => {
+    const hub = `heh-ex16-${run}`;
+    const vppName = `vpp-ex16-${run}`;
+    const heh = await start(example('heh-2016'), [AMQP_URL, hub, vppName], /answering/);
+    try {
+      const vpp = await start(
+        example('vpp-2016'),
+        [AMQP_URL, hub, vppName, '--count', '2', '--every', '200'],
+        /"msg":"report"/,
+      );
+      assert.is(await exited(vpp.child), 0);
+      const reports = vpp.out
+        .filter((l) => l.startsWith('{'))
+        .map((l) => JSON.parse(l) as { msg: string; values: Record<string, unknown[]> });
+      assert.ok(reports.length >= 2, vpp.out.join('\n'));
+      assert.equal(Object.keys(reports[0]?.values ?? {}), ['total.p', 'WaterHeater01.p']);
+      assert.is(reports[0]?.values['total.p']?.length, 4);
+    } finally {
+      heh.child.kill('SIGTERM');
+      await exited(heh.child);
+      await removeAll(
+        [`private-${hub}-in`, `private-${hub}-dead`, `private-${vppName}-in`, `private-${vppName}-dead`],
+        [`private-${hub}-dlx`, `private-${vppName}-dlx`, `${hub}-to-${vppName}`, `${vppName}-to-${hub}`],
+      );
+    }
+  }, 30_000),
+);
 
 s.run();

@@ -31,76 +31,114 @@ function startHub(config: string): Promise<{ child: ChildProcess; exited: Promis
         resolve({ child, exited });
       }
     });
-    child.stderr?.setEncoding('utf8').on('data', (d: string) => { out += d; });
+    child.stderr?.setEncoding('utf8').on('data', (d: string) => {
+      out += d;
+    });
     void exited.then((code) => reject(new Error(`the hub exited with ${String(code)}:\n${out}`)));
   });
 }
 
 const s = suite('hub outbox');
 
-s('reports that could not be routed wait in the outbox across a restart and arrive once the VPP is back', timed(async () => {
-  const id = `${process.pid}-${Date.now().toString(36)}`;
-  const hubName = `heh-obx-${id}`;
-  const vppName = `vpp-obx-${id}`;
-  const dir = mkdtempSync(path.join(tmpdir(), 'hub-outbox-'));
-  const config = path.join(dir, 'hub.json');
-  writeFileSync(config, JSON.stringify({
-    name: hubName, broker: { url: 'amqp://127.0.0.1:5672', username: 'guest' }, peers: [{ name: vppName }],
-    stateDir: path.join(dir, 'state'), resolutionS: 1, fsyncIntervalS: 1, devices: [{ name: 'meter', meter: { kind: 'simulated' } }],
-  }));
-  const reports: Message<'report'>[] = [];
-  const vpp = (): Connector => {
-    const c = new Connector({ name: vppName, peers: [hubName], url: AMQP_URL });
-    c.onReport((m) => { reports.push(m); });
-    return c;
-  };
-  let bus = vpp();
-  let hub: Awaited<ReturnType<typeof startHub>> | undefined;
-  const conn = await connect(AMQP_URL);
-  const ch = await conn.createChannel();
-  try {
-    await bus.start();
-    hub = await startHub(config);
-    await bus.publish(hubName, { msg: 'get_periodic_report', interval: 1, first_from: null, resolution: 1, signals: ['meter.p'] });
-    for (let i = 0; i < 100 && reports.length < 2; i++) await sleep(100);
-    assert.ok(reports.length >= 2, 'periodic reports arrive');
-    // The VPP goes away with its queue: the broker returns the hub's reports as unroutable.
-    await bus.close();
-    await ch.queueDelete(`private-${vppName}-in`);
-    const outageStart = Date.now();
-    await sleep(3500);
-    hub.child.kill('SIGTERM');
-    assert.is(await hub.exited, 0);
-    hub = undefined;
-    const box = await Outbox.open(path.join(dir, 'state', 'outbox'));
-    const kept = box.pending();
-    await box.close();
-    assert.ok(kept.length >= 2, `reports kept in the outbox: ${kept.length}`);
-    assert.ok(kept.every((r) => r.peer === vppName && r.type === 'report'));
+s(
+  'reports that could not be routed wait in the outbox across a restart and arrive once the VPP is back',
+  timed(async () => {
+    const id = `${process.pid}-${Date.now().toString(36)}`;
+    const hubName = `heh-obx-${id}`;
+    const vppName = `vpp-obx-${id}`;
+    const dir = mkdtempSync(path.join(tmpdir(), 'hub-outbox-'));
+    const config = path.join(dir, 'hub.json');
+    writeFileSync(
+      config,
+      JSON.stringify({
+        name: hubName,
+        broker: { url: 'amqp://127.0.0.1:5672', username: 'guest' },
+        peers: [{ name: vppName }],
+        stateDir: path.join(dir, 'state'),
+        resolutionS: 1,
+        fsyncIntervalS: 1,
+        devices: [{ name: 'meter', meter: { kind: 'simulated' } }],
+      }),
+    );
+    const reports: Message<'report'>[] = [];
+    const vpp = (): Connector => {
+      const c = new Connector({ name: vppName, peers: [hubName], url: AMQP_URL });
+      c.onReport((m) => {
+        reports.push(m);
+      });
+      return c;
+    };
+    let bus = vpp();
+    let hub: Awaited<ReturnType<typeof startHub>> | undefined;
+    const conn = await connect(AMQP_URL);
+    const ch = await conn.createChannel();
+    try {
+      await bus.start();
+      hub = await startHub(config);
+      await bus.publish(hubName, {
+        msg: 'get_periodic_report',
+        interval: 1,
+        first_from: null,
+        resolution: 1,
+        signals: ['meter.p'],
+      });
+      for (let i = 0; i < 100 && reports.length < 2; i++) await sleep(100);
+      assert.ok(reports.length >= 2, 'periodic reports arrive');
+      // The VPP goes away with its queue: the broker returns the hub's reports as unroutable.
+      await bus.close();
+      await ch.queueDelete(`private-${vppName}-in`);
+      const outageStart = Date.now();
+      await sleep(3500);
+      hub.child.kill('SIGTERM');
+      assert.is(await hub.exited, 0);
+      hub = undefined;
+      const box = await Outbox.open(path.join(dir, 'state', 'outbox'));
+      const kept = box.pending();
+      await box.close();
+      assert.ok(kept.length >= 2, `reports kept in the outbox: ${kept.length}`);
+      assert.ok(kept.every((r) => r.peer === vppName && r.type === 'report'));
 
-    // The VPP is back (its queue too), then the hub: what was kept is delivered first.
-    reports.length = 0;
-    bus = vpp();
-    await bus.start();
-    hub = await startHub(config);
-    const keptIds = new Set(kept.map((r) => (JSON.parse(r.body.toString()) as { from: string }).from));
-    for (let i = 0; i < 100 && reports.filter((r) => keptIds.has(r.from.toString())).length < keptIds.size; i++) await sleep(100);
-    const delivered = reports.filter((r) => r.from.epochMs >= outageStart - 2000 && keptIds.has(r.from.toString()));
-    assert.is(delivered.length, keptIds.size, 'every kept report arrived once');
-    hub.child.kill('SIGTERM');
-    assert.is(await hub.exited, 0);
-    hub = undefined;
-    const after = await Outbox.open(path.join(dir, 'state', 'outbox'));
-    assert.is(after.pending().filter((r) => keptIds.has((JSON.parse(r.body.toString()) as { from: string }).from)).length, 0, 'acked after delivery');
-    await after.close();
-  } finally {
-    hub?.child.kill('SIGKILL');
-    await bus.close().catch(() => undefined);
-    for (const q of [`private-${hubName}-in`, `private-${hubName}-dead`, `private-${vppName}-in`, `private-${vppName}-dead`]) await ch.queueDelete(q);
-    for (const x of [`private-${hubName}-dlx`, `private-${vppName}-dlx`, `${hubName}-to-${vppName}`, `${vppName}-to-${hubName}`]) await ch.exchangeDelete(x);
-    await conn.close();
-    rmSync(dir, { recursive: true, force: true });
-  }
-}, 45_000));
+      // The VPP is back (its queue too), then the hub: what was kept is delivered first.
+      reports.length = 0;
+      bus = vpp();
+      await bus.start();
+      hub = await startHub(config);
+      const keptIds = new Set(kept.map((r) => (JSON.parse(r.body.toString()) as { from: string }).from));
+      for (let i = 0; i < 100 && reports.filter((r) => keptIds.has(r.from.toString())).length < keptIds.size; i++)
+        await sleep(100);
+      const delivered = reports.filter((r) => r.from.epochMs >= outageStart - 2000 && keptIds.has(r.from.toString()));
+      assert.is(delivered.length, keptIds.size, 'every kept report arrived once');
+      hub.child.kill('SIGTERM');
+      assert.is(await hub.exited, 0);
+      hub = undefined;
+      const after = await Outbox.open(path.join(dir, 'state', 'outbox'));
+      assert.is(
+        after.pending().filter((r) => keptIds.has((JSON.parse(r.body.toString()) as { from: string }).from)).length,
+        0,
+        'acked after delivery',
+      );
+      await after.close();
+    } finally {
+      hub?.child.kill('SIGKILL');
+      await bus.close().catch(() => undefined);
+      for (const q of [
+        `private-${hubName}-in`,
+        `private-${hubName}-dead`,
+        `private-${vppName}-in`,
+        `private-${vppName}-dead`,
+      ])
+        await ch.queueDelete(q);
+      for (const x of [
+        `private-${hubName}-dlx`,
+        `private-${vppName}-dlx`,
+        `${hubName}-to-${vppName}`,
+        `${vppName}-to-${hubName}`,
+      ])
+        await ch.exchangeDelete(x);
+      await conn.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 45_000),
+);
 
 s.run();

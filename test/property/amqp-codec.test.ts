@@ -16,8 +16,19 @@ import { METHODS } from '../../src/amqp/spec.js';
 import { decodeTable, encodeTable } from '../../src/amqp/table.js';
 import { equalExact, returnsOrThrows } from '../helpers/codec-assert.js';
 import {
-  bodyFrame, encodeHeader, encodeMethod, frame, frameSummary, heartbeatFrame, methodFrame, randomArgs, randomCuts, randomProperties,
-  randomTable, readFrames, splitAt,
+  bodyFrame,
+  encodeHeader,
+  encodeMethod,
+  frame,
+  frameSummary,
+  heartbeatFrame,
+  methodFrame,
+  randomArgs,
+  randomCuts,
+  randomProperties,
+  randomTable,
+  readFrames,
+  splitAt,
 } from '../helpers/codec-gen.js';
 import { fuzzIterations, fuzzSeed, Random } from '../helpers/random.js';
 import type { FuzzMessage, FuzzRequest } from './amqp-fuzz.worker.js';
@@ -52,7 +63,11 @@ trips('600 random content headers', () => {
   for (let i = 0; i < 600; i++) {
     const { props, expected } = randomProperties(rng, rng.int(1 << 14));
     const bodySize = rng.safeInt();
-    equalExact(readContentHeader(encodeHeader(bodySize, props)), { classId: 60, bodySize, properties: expected }, `seed ${SEED + 2} #${i}`);
+    equalExact(
+      readContentHeader(encodeHeader(bodySize, props)),
+      { classId: 60, bodySize, properties: expected },
+      `seed ${SEED + 2} #${i}`,
+    );
   }
 });
 
@@ -66,10 +81,25 @@ function randomStream(rng: Random): Buffer {
   const n = 1 + rng.int(12);
   for (let i = 0; i < n; i++) {
     switch (rng.int(4)) {
-      case 0: { const m = rng.pick(METHODS); out.push(methodFrame(rng.range(0, 65535), m.name, randomArgs(rng, m).args)); break; }
-      case 1: out.push(frame(FRAME_HEADER, rng.range(1, 65535), encodeHeader(rng.safeInt(), randomProperties(rng, rng.int(1 << 14)).props))); break;
-      case 2: out.push(bodyFrame(rng.range(1, 65535), rng.bytes(rng.bool(0.95) ? rng.int(64) : rng.int(5000)))); break;
-      default: out.push(heartbeatFrame());
+      case 0: {
+        const m = rng.pick(METHODS);
+        out.push(methodFrame(rng.range(0, 65535), m.name, randomArgs(rng, m).args));
+        break;
+      }
+      case 1:
+        out.push(
+          frame(
+            FRAME_HEADER,
+            rng.range(1, 65535),
+            encodeHeader(rng.safeInt(), randomProperties(rng, rng.int(1 << 14)).props),
+          ),
+        );
+        break;
+      case 2:
+        out.push(bodyFrame(rng.range(1, 65535), rng.bytes(rng.bool(0.95) ? rng.int(64) : rng.int(5000))));
+        break;
+      default:
+        out.push(heartbeatFrame());
     }
   }
   return Buffer.concat(out);
@@ -87,7 +117,11 @@ parts('150 random streams, each fed whole and in 8 random partitions', () => {
     }
     for (let k = 0; k < 8; k++) {
       const cuts = randomCuts(rng, stream.length, k === 0 ? Math.min(stream.length, 300) : 1 + rng.int(20));
-      assert.equal(frameSummary(readFrames(splitAt(stream, cuts))), expected, `seed ${SEED + 3} #${i}: cuts ${cuts.join(',')}`);
+      assert.equal(
+        frameSummary(readFrames(splitAt(stream, cuts))),
+        expected,
+        `seed ${SEED + 3} #${i}: cuts ${cuts.join(',')}`,
+      );
     }
   }
 });
@@ -99,7 +133,9 @@ const noise = suite('property: random bytes give a value or a FrameError');
 noise('2,000 random buffers through every decoder and the FrameReader', () => {
   const rng = new Random(SEED + 4);
   const outcomes = { ok: 0, error: 0 };
-  const count = (r: { ok: boolean }): void => { outcomes[r.ok ? 'ok' : 'error']++; };
+  const count = (r: { ok: boolean }): void => {
+    outcomes[r.ok ? 'ok' : 'error']++;
+  };
   for (let i = 0; i < 2000; i++) {
     const bytes = rng.bytes(rng.int(rng.bool(0.8) ? 40 : 400));
     const what = `seed ${SEED + 4} #${i} ${bytes.subarray(0, 64).toString('hex')}`;
@@ -123,47 +159,67 @@ const fuzz = suite('property: mutation fuzz');
 /** Silence longer than this between progress reports (every 2,000 iterations) means a hang. */
 const STALL_MS = 20_000;
 
-fuzz(`mutated frames and tables (FUZZ_ITERATIONS=${fuzzIterations()}, seed ${SEED}): a value or a FrameError, never a hang`, async () => {
-  const request: FuzzRequest = { iterations: fuzzIterations(), seed: SEED, frameMax: 131072 };
-  const worker = new Worker(new URL('./amqp-fuzz.worker.js', import.meta.url), {
-    workerData: request,
-    // A decoder that allocated from a hostile length would die here rather than take the machine with it.
-    resourceLimits: { maxOldGenerationSizeMb: 512 },
-  });
-  let lastProgress = 0;
-  const result = await new Promise<Extract<FuzzMessage, { type: 'done' }>>((resolve, reject) => {
-    let timer = setTimeout(stalled, STALL_MS);
-    function stalled(): void {
-      void worker.terminate();
-      reject(new Error(`the fuzzer made no progress for ${STALL_MS} ms after iteration ${lastProgress} (seed ${SEED}): a decoder hangs`));
-    }
-    worker.on('message', (msg: FuzzMessage) => {
-      clearTimeout(timer);
-      if (msg.type === 'progress') {
-        lastProgress = msg.done;
-        timer = setTimeout(stalled, STALL_MS);
-        return;
-      }
-      resolve(msg);
+fuzz(
+  `mutated frames and tables (FUZZ_ITERATIONS=${fuzzIterations()}, seed ${SEED}): a value or a FrameError, never a hang`,
+  async () => {
+    const request: FuzzRequest = { iterations: fuzzIterations(), seed: SEED, frameMax: 131072 };
+    const worker = new Worker(new URL('./amqp-fuzz.worker.js', import.meta.url), {
+      workerData: request,
+      // A decoder that allocated from a hostile length would die here rather than take the machine with it.
+      resourceLimits: { maxOldGenerationSizeMb: 512 },
     });
-    worker.on('error', (err) => { clearTimeout(timer); reject(err); });
-    worker.on('exit', (code) => { clearTimeout(timer); if (code !== 0) reject(new Error(`the fuzz worker exited with ${code}`)); });
-  });
-  await worker.terminate();
-  const { stats, failures } = result;
-  if (failures.length > 0) {
-    assert.unreachable(`${failures.length} failure(s), seed ${SEED}:\n` + failures.map((f) => `#${f.iteration} ${f.stage}\n  input ${f.input}\n  ${f.error}`).join('\n\n'));
-  }
-  assert.is(stats.iterations, request.iterations);
-  // The fuzzer must have exercised both outcomes and the re-encoding, or it is not testing anything.
-  assert.ok(stats.decoded > request.iterations / 10, `decoded ${stats.decoded}`);
-  assert.ok(stats.frameErrors > request.iterations / 10, `frame errors ${stats.frameErrors}`);
-  assert.ok(stats.reencoded > request.iterations / 20, `re-encoded ${stats.reencoded}`);
-  assert.ok(stats.maxAllocation <= request.frameMax, `largest allocation ${stats.maxAllocation} > frame_max`);
-  for (const code of ['FRAME_ERROR', 'SYNTAX_ERROR', 'NOT_IMPLEMENTED']) assert.ok((stats.errorCodes[code] ?? 0) > 0, `saw ${code}`);
-  assert.ok(Object.keys(stats.errorCodes).every((c) => ['FRAME_ERROR', 'SYNTAX_ERROR', 'NOT_IMPLEMENTED'].includes(c)), JSON.stringify(stats.errorCodes));
-  assert.instance(new FrameError('x'), AmqpError);
-});
+    let lastProgress = 0;
+    const result = await new Promise<Extract<FuzzMessage, { type: 'done' }>>((resolve, reject) => {
+      let timer = setTimeout(stalled, STALL_MS);
+      function stalled(): void {
+        void worker.terminate();
+        reject(
+          new Error(
+            `the fuzzer made no progress for ${STALL_MS} ms after iteration ${lastProgress} (seed ${SEED}): a decoder hangs`,
+          ),
+        );
+      }
+      worker.on('message', (msg: FuzzMessage) => {
+        clearTimeout(timer);
+        if (msg.type === 'progress') {
+          lastProgress = msg.done;
+          timer = setTimeout(stalled, STALL_MS);
+          return;
+        }
+        resolve(msg);
+      });
+      worker.on('error', (err) => {
+        clearTimeout(timer);
+        reject(err);
+      });
+      worker.on('exit', (code) => {
+        clearTimeout(timer);
+        if (code !== 0) reject(new Error(`the fuzz worker exited with ${code}`));
+      });
+    });
+    await worker.terminate();
+    const { stats, failures } = result;
+    if (failures.length > 0) {
+      assert.unreachable(
+        `${failures.length} failure(s), seed ${SEED}:\n` +
+          failures.map((f) => `#${f.iteration} ${f.stage}\n  input ${f.input}\n  ${f.error}`).join('\n\n'),
+      );
+    }
+    assert.is(stats.iterations, request.iterations);
+    // The fuzzer must have exercised both outcomes and the re-encoding, or it is not testing anything.
+    assert.ok(stats.decoded > request.iterations / 10, `decoded ${stats.decoded}`);
+    assert.ok(stats.frameErrors > request.iterations / 10, `frame errors ${stats.frameErrors}`);
+    assert.ok(stats.reencoded > request.iterations / 20, `re-encoded ${stats.reencoded}`);
+    assert.ok(stats.maxAllocation <= request.frameMax, `largest allocation ${stats.maxAllocation} > frame_max`);
+    for (const code of ['FRAME_ERROR', 'SYNTAX_ERROR', 'NOT_IMPLEMENTED'])
+      assert.ok((stats.errorCodes[code] ?? 0) > 0, `saw ${code}`);
+    assert.ok(
+      Object.keys(stats.errorCodes).every((c) => ['FRAME_ERROR', 'SYNTAX_ERROR', 'NOT_IMPLEMENTED'].includes(c)),
+      JSON.stringify(stats.errorCodes),
+    );
+    assert.instance(new FrameError('x'), AmqpError);
+  },
+);
 
 trips.run();
 parts.run();

@@ -13,18 +13,48 @@ import * as assert from 'uvu/assert';
 import { FrameError } from '../../src/amqp/errors.js';
 import { FRAME_BODY, FRAME_END, FRAME_HEADER, FRAME_METHOD, FrameReader } from '../../src/amqp/frame.js';
 import { decodeMethod, methodSize, writeMethod } from '../../src/amqp/methods.js';
-import { propertiesSize, readContentHeader, writeProperties, type MessageProperties } from '../../src/amqp/properties.js';
+import {
+  propertiesSize,
+  readContentHeader,
+  writeProperties,
+  type MessageProperties,
+} from '../../src/amqp/properties.js';
 import { METHODS, type MethodName } from '../../src/amqp/spec.js';
 import { decodeTable, encodeTable, type FieldTable } from '../../src/amqp/table.js';
 import { EncodeError } from '../../src/amqp/wire.js';
-import { bodyFrame, encodeHeader, frame, heartbeatFrame, methodFrame, randomArgs, randomProperties, randomTable } from '../helpers/codec-gen.js';
+import {
+  bodyFrame,
+  encodeHeader,
+  frame,
+  heartbeatFrame,
+  methodFrame,
+  randomArgs,
+  randomProperties,
+  randomTable,
+} from '../helpers/codec-gen.js';
 import { Random } from '../helpers/random.js';
 
-export interface FuzzRequest { iterations: number; seed: number; frameMax: number }
-export interface FuzzFailure { iteration: number; stage: string; input: string; error: string }
+export interface FuzzRequest {
+  iterations: number;
+  seed: number;
+  frameMax: number;
+}
+export interface FuzzFailure {
+  iteration: number;
+  stage: string;
+  input: string;
+  error: string;
+}
 export interface FuzzStats {
-  iterations: number; frames: number; tables: number; decoded: number; frameErrors: number; reencoded: number; refusedReencode: number;
-  maxAllocation: number; errorCodes: Record<string, number>;
+  iterations: number;
+  frames: number;
+  tables: number;
+  decoded: number;
+  frameErrors: number;
+  reencoded: number;
+  refusedReencode: number;
+  maxAllocation: number;
+  errorCodes: Record<string, number>;
 }
 export type FuzzMessage =
   | { type: 'progress'; done: number }
@@ -36,9 +66,16 @@ const rng = new Random(seed);
 // ---- corpus --------------------------------------------------------------------------------------------------------
 
 const frames: Buffer[] = [];
-for (const m of METHODS) for (let i = 0; i < 3; i++) frames.push(methodFrame(rng.range(0, 65535), m.name, randomArgs(rng, m).args));
+for (const m of METHODS)
+  for (let i = 0; i < 3; i++) frames.push(methodFrame(rng.range(0, 65535), m.name, randomArgs(rng, m).args));
 for (let i = 0; i < 60; i++) {
-  frames.push(frame(FRAME_HEADER, rng.range(1, 65535), encodeHeader(rng.safeInt(), randomProperties(rng, rng.int(1 << 14)).props)));
+  frames.push(
+    frame(
+      FRAME_HEADER,
+      rng.range(1, 65535),
+      encodeHeader(rng.safeInt(), randomProperties(rng, rng.int(1 << 14)).props),
+    ),
+  );
 }
 for (let i = 0; i < 10; i++) frames.push(bodyFrame(rng.range(1, 65535), rng.bytes(rng.int(40))));
 frames.push(heartbeatFrame());
@@ -47,8 +84,19 @@ for (let i = 0; i < 60; i++) tables.push(encodeTable(randomTable(rng, 4).table))
 
 // ---- mutation ------------------------------------------------------------------------------------------------------
 
-const INTERESTING_U8 = [0, 1, 0x7f, 0x80, 0xfe, 0xff, FRAME_END, ...'tbBsuIilfdDSxATFVZ'.split('').map((c) => c.charCodeAt(0))];
-const INTERESTING_U32 = [0, 1, 2, 3, 4, 0x7f, 0xff, 0x100, 0xffff, 0x10000, 0x7fffffff, 0x80000000, 0xfffffff0, 0xffffffff];
+const INTERESTING_U8 = [
+  0,
+  1,
+  0x7f,
+  0x80,
+  0xfe,
+  0xff,
+  FRAME_END,
+  ...'tbBsuIilfdDSxATFVZ'.split('').map((c) => c.charCodeAt(0)),
+];
+const INTERESTING_U32 = [
+  0, 1, 2, 3, 4, 0x7f, 0xff, 0x100, 0xffff, 0x10000, 0x7fffffff, 0x80000000, 0xfffffff0, 0xffffffff,
+];
 
 function mutate(input: Buffer, pool: readonly Buffer[]): Buffer {
   let b = Buffer.from(input);
@@ -56,25 +104,42 @@ function mutate(input: Buffer, pool: readonly Buffer[]): Buffer {
   for (let k = 0; k < n; k++) {
     const at = rng.int(Math.max(1, b.length));
     switch (rng.int(8)) {
-      case 0: if (b.length > 0) b[at] = (b[at] as number) ^ (1 << rng.int(8)); break;
-      case 1: if (b.length > 0) b[at] = rng.bool() ? rng.pick(INTERESTING_U8) : rng.int(256); break;
-      case 2: b = b.subarray(0, rng.int(b.length + 1)); break;
-      case 3: b = Buffer.concat([b.subarray(0, at), rng.bytes(1 + rng.int(4)), b.subarray(at)]); break;
-      case 4: b = Buffer.concat([b.subarray(0, at), b.subarray(at + 1 + rng.int(4))]); break;
-      case 5: { // splice in bytes from another corpus entry
+      case 0:
+        if (b.length > 0) b[at] = (b[at] as number) ^ (1 << rng.int(8));
+        break;
+      case 1:
+        if (b.length > 0) b[at] = rng.bool() ? rng.pick(INTERESTING_U8) : rng.int(256);
+        break;
+      case 2:
+        b = b.subarray(0, rng.int(b.length + 1));
+        break;
+      case 3:
+        b = Buffer.concat([b.subarray(0, at), rng.bytes(1 + rng.int(4)), b.subarray(at)]);
+        break;
+      case 4:
+        b = Buffer.concat([b.subarray(0, at), b.subarray(at + 1 + rng.int(4))]);
+        break;
+      case 5: {
+        // splice in bytes from another corpus entry
         const other = rng.pick(pool);
         const from = rng.int(other.length + 1);
-        b = Buffer.concat([b.subarray(0, at), other.subarray(from, from + 1 + rng.int(16)), b.subarray(at + rng.int(8))]);
+        b = Buffer.concat([
+          b.subarray(0, at),
+          other.subarray(from, from + 1 + rng.int(16)),
+          b.subarray(at + rng.int(8)),
+        ]);
         break;
       }
-      case 6: { // corrupt a 32-bit length (any offset, so frame sizes, table, longstr and array lengths all get hit)
+      case 6: {
+        // corrupt a 32-bit length (any offset, so frame sizes, table, longstr and array lengths all get hit)
         if (b.length < 4) break;
         const off = rng.int(b.length - 3);
         const v = rng.bool() ? rng.pick(INTERESTING_U32) : (b.readUInt32BE(off) + rng.range(-3, 3)) >>> 0;
         b.writeUInt32BE(v >>> 0, off);
         break;
       }
-      default: { // corrupt an 8-bit length (shortstrs, table keys)
+      default: {
+        // corrupt an 8-bit length (shortstrs, table keys)
         if (b.length > 0) b[at] = rng.pick([0, 1, 2, 0x7f, 0xfe, 0xff, ((b[at] as number) + rng.range(-2, 2)) & 0xff]);
       }
     }
@@ -91,7 +156,15 @@ function reframe(damaged: Buffer, original: Buffer): Buffer {
 // ---- checks --------------------------------------------------------------------------------------------------------
 
 const stats: FuzzStats = {
-  iterations: 0, frames: 0, tables: 0, decoded: 0, frameErrors: 0, reencoded: 0, refusedReencode: 0, maxAllocation: 0, errorCodes: {},
+  iterations: 0,
+  frames: 0,
+  tables: 0,
+  decoded: 0,
+  frameErrors: 0,
+  reencoded: 0,
+  refusedReencode: 0,
+  maxAllocation: 0,
+  errorCodes: {},
 };
 const failures: FuzzFailure[] = [];
 let iteration = 0;
@@ -102,7 +175,9 @@ function fail(stage: string, err: unknown): void {
   if (failures.length >= 10) return;
   const e = err as Error;
   failures.push({
-    iteration, stage, input: current.subarray(0, 600).toString('hex'),
+    iteration,
+    stage,
+    input: current.subarray(0, 600).toString('hex'),
     error: `${e?.constructor?.name ?? typeof err}: ${e?.message ?? String(err)}\n${e?.stack ?? ''}`.slice(0, 4000),
   });
 }
@@ -128,7 +203,10 @@ function reencode(stage: string, first: unknown, encode: () => Buffer, again: (b
   try {
     bytes = encode();
   } catch (err) {
-    if (err instanceof EncodeError) { stats.refusedReencode++; return; }
+    if (err instanceof EncodeError) {
+      stats.refusedReencode++;
+      return;
+    }
     fail(`${stage}: re-encode`, err);
     return;
   }
@@ -147,24 +225,37 @@ function checkPayload(type: number, payload: Buffer): void {
     if (!r.ok) return;
     stats.decoded++;
     const m = r.value;
-    reencode('method', { ...m, args: { ...m.args } }, () => {
-      const args = m.args as Record<string, unknown>;
-      const buf = Buffer.alloc(methodSize(m.name as MethodName, args));
-      writeMethod(buf, 0, m.name as MethodName, args);
-      return buf;
-    }, (b) => { const again = decodeMethod(b); return { ...again, args: { ...again.args } }; });
+    reencode(
+      'method',
+      { ...m, args: { ...m.args } },
+      () => {
+        const args = m.args as Record<string, unknown>;
+        const buf = Buffer.alloc(methodSize(m.name as MethodName, args));
+        writeMethod(buf, 0, m.name as MethodName, args);
+        return buf;
+      },
+      (b) => {
+        const again = decodeMethod(b);
+        return { ...again, args: { ...again.args } };
+      },
+    );
   } else if (type === FRAME_HEADER) {
     const r = decode('readContentHeader', () => readContentHeader(payload));
     if (!r.ok) return;
     stats.decoded++;
     const h = r.value;
-    reencode('header', h, () => {
-      const buf = Buffer.alloc(12 + propertiesSize(h.properties as MessageProperties));
-      buf.writeUInt16BE(h.classId, 0);
-      buf.writeBigUInt64BE(BigInt(h.bodySize), 4);
-      writeProperties(buf, 12, h.properties as MessageProperties);
-      return buf;
-    }, readContentHeader);
+    reencode(
+      'header',
+      h,
+      () => {
+        const buf = Buffer.alloc(12 + propertiesSize(h.properties as MessageProperties));
+        buf.writeUInt16BE(h.classId, 0);
+        buf.writeBigUInt64BE(BigInt(h.bodySize), 4);
+        writeProperties(buf, 12, h.properties as MessageProperties);
+        return buf;
+      },
+      readContentHeader,
+    );
   } else if (type === FRAME_BODY) {
     stats.decoded++;
   }
@@ -190,10 +281,11 @@ function checkTable(bytes: Buffer): void {
 // Every allocation made by the code under test is measured: none may exceed frame_max (a hostile length must be
 // refused before it is used to allocate).
 const original = { alloc: Buffer.alloc, allocUnsafe: Buffer.allocUnsafe, allocUnsafeSlow: Buffer.allocUnsafeSlow };
-const spy = <F extends (size: number, ...rest: never[]) => Buffer>(f: F): F => ((size: number, ...rest: never[]) => {
-  if (size > stats.maxAllocation) stats.maxAllocation = size;
-  return f.call(Buffer, size, ...rest);
-}) as F;
+const spy = <F extends (size: number, ...rest: never[]) => Buffer>(f: F): F =>
+  ((size: number, ...rest: never[]) => {
+    if (size > stats.maxAllocation) stats.maxAllocation = size;
+    return f.call(Buffer, size, ...rest);
+  }) as F;
 Buffer.alloc = spy(original.alloc);
 Buffer.allocUnsafe = spy(original.allocUnsafe);
 Buffer.allocUnsafeSlow = spy(original.allocUnsafeSlow);
@@ -210,7 +302,8 @@ for (iteration = 0; iteration < iterations; iteration++) {
     current = bytes;
     checkTable(bytes);
   }
-  if ((iteration + 1) % 2000 === 0) parentPort!.postMessage({ type: 'progress', done: iteration + 1 } satisfies FuzzMessage);
+  if ((iteration + 1) % 2000 === 0)
+    parentPort!.postMessage({ type: 'progress', done: iteration + 1 } satisfies FuzzMessage);
 }
 stats.iterations = iterations;
 Object.assign(Buffer, original);

@@ -12,29 +12,32 @@ import { Random } from '../helpers/random.js';
 const types = Object.keys(SCHEMAS) as MessageType[];
 const props = suite('codec: generated messages of every type');
 
-props('200 messages of each of the 37 types: decode, encode, decode again gives the same message and the same bytes', () => {
-  const r = new Random(20151125);
-  const scansBefore = duplicateScans;
-  for (const type of types) {
-    for (let i = 0; i < 200; i++) {
-      const json = JSON.stringify(generate(type, r));
-      let first;
-      try {
-        first = decode(json);
-      } catch (err) {
-        assert.unreachable(`${type}: a generated message was refused: ${(err as Error).message}\n${json}`);
-        return;
+props(
+  '200 messages of each of the 37 types: decode, encode, decode again gives the same message and the same bytes',
+  () => {
+    const r = new Random(20151125);
+    const scansBefore = duplicateScans;
+    for (const type of types) {
+      for (let i = 0; i < 200; i++) {
+        const json = JSON.stringify(generate(type, r));
+        let first;
+        try {
+          first = decode(json);
+        } catch (err) {
+          assert.unreachable(`${type}: a generated message was refused: ${(err as Error).message}\n${json}`);
+          return;
+        }
+        assert.equal(first.diagnostics, [], `${type}: ${json}`);
+        const bytes = encode(first.message);
+        const second = decode(bytes);
+        assert.equal(second.message, first.message, type);
+        assert.equal(encode(second.message), bytes, type);
       }
-      assert.equal(first.diagnostics, [], `${type}: ${json}`);
-      const bytes = encode(first.message);
-      const second = decode(bytes);
-      assert.equal(second.message, first.message, type);
-      assert.equal(encode(second.message), bytes, type);
     }
-  }
-  // The colon count of every valid message matched the decoded values exactly: no duplicate-key rescan was needed.
-  assert.is(duplicateScans, scansBefore);
-});
+    // The colon count of every valid message matched the decoded values exactly: no duplicate-key rescan was needed.
+    assert.is(duplicateScans, scansBefore);
+  },
+);
 
 props('each required field dropped: 400 at its path; each field given a wrong type: an error at its path', () => {
   const r = new Random(7);
@@ -50,7 +53,12 @@ props('each required field dropped: 400 at its path; each field given a wrong ty
       for (const wrong of [{ nested: true }, [[[]]], true, -0.5]) {
         const err = tryDecode(JSON.stringify({ ...valid, [field]: wrong }));
         if (err === null) continue; // e.g. -0.5 is a valid number for some fields
-        assert.ok(err.path.startsWith(`${type}.${field}`) || err.path.startsWith(`${type}.to`) || err.path.startsWith(`${type}.`), `${type}.${field} = ${JSON.stringify(wrong)}: ${err.message}`);
+        assert.ok(
+          err.path.startsWith(`${type}.${field}`) ||
+            err.path.startsWith(`${type}.to`) ||
+            err.path.startsWith(`${type}.`),
+          `${type}.${field} = ${JSON.stringify(wrong)}: ${err.message}`,
+        );
         assert.ok([400, 454].includes(err.code), `${type}.${field}: code ${err.code}`);
       }
     }

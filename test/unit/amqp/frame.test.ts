@@ -7,20 +7,44 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { FrameError } from '../../../src/amqp/errors.js';
 import {
-  FRAME_BODY, FRAME_END, FRAME_HEADER, FRAME_HEARTBEAT, FRAME_METHOD, FRAME_MIN_SIZE, FRAME_OVERHEAD, FrameReader, HEARTBEAT_FRAME,
-  PROTOCOL_HEADER, writeFrameHeader,
+  FRAME_BODY,
+  FRAME_END,
+  FRAME_HEADER,
+  FRAME_HEARTBEAT,
+  FRAME_METHOD,
+  FRAME_MIN_SIZE,
+  FRAME_OVERHEAD,
+  FrameReader,
+  HEARTBEAT_FRAME,
+  PROTOCOL_HEADER,
+  writeFrameHeader,
 } from '../../../src/amqp/frame.js';
 import { decodeMethod } from '../../../src/amqp/methods.js';
 import { readContentHeader } from '../../../src/amqp/properties.js';
 import { throwsTyped } from '../../helpers/codec-assert.js';
 import {
-  bodyFrame, frame, frameSummary, headerFrame, heartbeatFrame, methodFrame, randomCuts, readFrames, splitAt, type ReadFrame,
+  bodyFrame,
+  frame,
+  frameSummary,
+  headerFrame,
+  heartbeatFrame,
+  methodFrame,
+  randomCuts,
+  readFrames,
+  splitAt,
+  type ReadFrame,
 } from '../../helpers/codec-gen.js';
 import { Random } from '../../helpers/random.js';
 
 /** A delivery (method, header, two bodies), a heartbeat, a connection.blocked and an empty body on another channel. */
 const FRAMES = [
-  methodFrame(1, 'basic.deliver', { consumerTag: 'ctag', deliveryTag: 2 ** 40, redelivered: true, exchange: 'ex', routingKey: 'rk' }),
+  methodFrame(1, 'basic.deliver', {
+    consumerTag: 'ctag',
+    deliveryTag: 2 ** 40,
+    redelivered: true,
+    exchange: 'ex',
+    routingKey: 'rk',
+  }),
   headerFrame(1, 10, { contentType: 'text/plain', headers: { n: 1 }, timestamp: 1700000000 }),
   bodyFrame(1, Buffer.from('hello')),
   bodyFrame(1, Buffer.from('world')),
@@ -30,11 +54,24 @@ const FRAMES = [
 ];
 const STREAM = Buffer.concat(FRAMES);
 /** Where each frame starts and ends in STREAM. */
-const BOUNDS = FRAMES.reduce<[number, number][]>((acc, f) => [...acc, [acc.length === 0 ? 0 : acc[acc.length - 1]![1], (acc.length === 0 ? 0 : acc[acc.length - 1]![1]) + f.length]], []);
-const EXPECTED = frameSummary(FRAMES.map((f) => ({ type: f[0]!, channel: f.readUInt16BE(1), payload: f.subarray(7, f.length - 1) })));
+const BOUNDS = FRAMES.reduce<[number, number][]>(
+  (acc, f) => [
+    ...acc,
+    [acc.length === 0 ? 0 : acc[acc.length - 1]![1], (acc.length === 0 ? 0 : acc[acc.length - 1]![1]) + f.length],
+  ],
+  [],
+);
+const EXPECTED = frameSummary(
+  FRAMES.map((f) => ({ type: f[0]!, channel: f.readUInt16BE(1), payload: f.subarray(7, f.length - 1) })),
+);
 
 /** A small stream for the every-pair-of-splits test: heartbeat, basic.qos-ok, an empty body, a tiny body. */
-const SMALL = Buffer.concat([heartbeatFrame(), methodFrame(3, 'basic.qos-ok', {}), bodyFrame(3, Buffer.alloc(0)), bodyFrame(3, Buffer.from('xyz'))]);
+const SMALL = Buffer.concat([
+  heartbeatFrame(),
+  methodFrame(3, 'basic.qos-ok', {}),
+  bodyFrame(3, Buffer.alloc(0)),
+  bodyFrame(3, Buffer.from('xyz')),
+]);
 const SMALL_EXPECTED = frameSummary(readFrames([SMALL]));
 
 /** Reads the chunks, recording which chunk (if any) each payload is a view of. */
@@ -43,10 +80,16 @@ function readTracked(chunks: readonly Buffer[], frameMax = 131072): (ReadFrame &
   let current = -1;
   const reader = new FrameReader((type, channel, payload) => {
     const c = chunks[current]!;
-    const inside = payload.buffer === c.buffer && payload.byteOffset >= c.byteOffset && payload.byteOffset + payload.length <= c.byteOffset + c.length;
+    const inside =
+      payload.buffer === c.buffer &&
+      payload.byteOffset >= c.byteOffset &&
+      payload.byteOffset + payload.length <= c.byteOffset + c.length;
     out.push({ type, channel, payload, viewOf: inside ? current : -1 });
   }, frameMax);
-  chunks.forEach((c, i) => { current = i; reader.push(c); });
+  chunks.forEach((c, i) => {
+    current = i;
+    reader.push(c);
+  });
   assert.is(reader.pending, false, 'nothing left over');
   return out;
 }
@@ -55,10 +98,11 @@ function readTracked(chunks: readonly Buffer[], frameMax = 131072): (ReadFrame &
 function allocations(fn: () => void): { sizes: number[]; error: unknown } {
   const original = { alloc: Buffer.alloc, allocUnsafe: Buffer.allocUnsafe, allocUnsafeSlow: Buffer.allocUnsafeSlow };
   const sizes: number[] = [];
-  const spy = <F extends (size: number, ...rest: never[]) => Buffer>(f: F): F => ((size: number, ...rest: never[]) => {
-    sizes.push(size);
-    return f.call(Buffer, size, ...rest);
-  }) as F;
+  const spy = <F extends (size: number, ...rest: never[]) => Buffer>(f: F): F =>
+    ((size: number, ...rest: never[]) => {
+      sizes.push(size);
+      return f.call(Buffer, size, ...rest);
+    }) as F;
   Buffer.alloc = spy(original.alloc);
   Buffer.allocUnsafe = spy(original.allocUnsafe);
   Buffer.allocUnsafeSlow = spy(original.allocUnsafeSlow);
@@ -78,7 +122,10 @@ const basics = suite('frame: constants and headers');
 basics('the fixed byte strings of the protocol', () => {
   assert.is(PROTOCOL_HEADER.toString('hex'), '414d515000000901');
   assert.is(HEARTBEAT_FRAME.toString('hex'), '08' + '0000' + '00000000' + 'ce');
-  assert.equal([FRAME_METHOD, FRAME_HEADER, FRAME_BODY, FRAME_HEARTBEAT, FRAME_END, FRAME_OVERHEAD, FRAME_MIN_SIZE], [1, 2, 3, 8, 0xce, 8, 4096]);
+  assert.equal(
+    [FRAME_METHOD, FRAME_HEADER, FRAME_BODY, FRAME_HEARTBEAT, FRAME_END, FRAME_OVERHEAD, FRAME_MIN_SIZE],
+    [1, 2, 3, 8, 0xce, 8, 4096],
+  );
 });
 
 basics('writeFrameHeader writes type, channel and size and returns the payload offset', () => {
@@ -116,7 +163,11 @@ splits('split at every point into two chunks: the same frames; those inside one 
     frames.forEach((f, i) => {
       const [start, end] = BOUNDS[i]!;
       const whole = end <= cut ? 0 : start >= cut ? 1 : -1;
-      assert.is(f.viewOf, whole, `cut ${cut}, frame ${i}: ${whole === -1 ? 'assembled (a copy)' : `a view of chunk ${whole}`}`);
+      assert.is(
+        f.viewOf,
+        whole,
+        `cut ${cut}, frame ${i}: ${whole === -1 ? 'assembled (a copy)' : `a view of chunk ${whole}`}`,
+      );
     });
   }
 });
@@ -136,7 +187,10 @@ splits('byte by byte', () => {
   const cuts = Array.from({ length: STREAM.length - 1 }, (_, i) => i + 1);
   const frames = readTracked(splitAt(STREAM, cuts));
   assert.equal(frameSummary(frames), EXPECTED);
-  assert.ok(frames.every((f) => f.viewOf === -1), 'every frame longer than one byte is assembled');
+  assert.ok(
+    frames.every((f) => f.viewOf === -1),
+    'every frame longer than one byte is assembled',
+  );
 });
 
 splits('500 random partitions, up to 30 chunks each', () => {
@@ -172,14 +226,20 @@ splits('a 100 KB frame over 1,000-byte chunks is assembled in one allocation of 
   const cuts = Array.from({ length: Math.floor(f.length / 1000) }, (_, i) => (i + 1) * 1000);
   const chunks = splitAt(f, cuts);
   let frames: ReadFrame[] = [];
-  const { sizes, error } = allocations(() => { frames = readFrames(chunks); });
+  const { sizes, error } = allocations(() => {
+    frames = readFrames(chunks);
+  });
   assert.is(error, undefined);
   assert.is(frames.length, 1);
   assert.ok(frames[0]!.payload.equals(body));
-  assert.equal(sizes.filter((n) => n > 1000), [f.length], 'one allocation, the frame size');
+  assert.equal(
+    sizes.filter((n) => n > 1000),
+    [f.length],
+    'one allocation, the frame size',
+  );
 });
 
-splits('frame types are passed on as they are: judging them is the connection\'s job', () => {
+splits("frame types are passed on as they are: judging them is the connection's job", () => {
   const odd = frame(0x42, 7, Buffer.from([1, 2]));
   const frames = readFrames([odd]);
   assert.equal([frames[0]!.type, frames[0]!.channel, [...frames[0]!.payload]], [0x42, 7, [1, 2]]);
@@ -195,24 +255,37 @@ limits('a frame of exactly frame_max is read; one byte more is a FrameError (FRA
   for (let cut = 0; cut <= over.length; cut += cut < 16 ? 1 : 509) {
     const seen: number[] = [];
     const reader = new FrameReader((type) => seen.push(type), frameMax);
-    const e = throwsTyped(() => { for (const c of splitAt(Buffer.concat([HEARTBEAT_FRAME, over]), [cut + 8])) reader.push(c); }, FrameError, 'FRAME_ERROR', `cut ${cut}`);
+    const e = throwsTyped(
+      () => {
+        for (const c of splitAt(Buffer.concat([HEARTBEAT_FRAME, over]), [cut + 8])) reader.push(c);
+      },
+      FrameError,
+      'FRAME_ERROR',
+      `cut ${cut}`,
+    );
     assert.is(e.replyCode, 501);
     assert.equal(seen, [FRAME_HEARTBEAT], `cut ${cut}: the frame before was delivered, the oversized one was not`);
   }
 });
 
-limits('a declared size of 0xfffffff0 (or 0xffffffff) is refused on the header alone, before any large allocation', () => {
-  for (const size of [0xfffffff0, 0xffffffff, 0x7fffffff, 131073 - 8]) {
-    const head = Buffer.alloc(7);
-    writeFrameHeader(head, 0, FRAME_BODY, 1, size);
-    for (let cut = 0; cut <= 7; cut++) {
-      const { sizes, error } = allocations(() => readFrames(splitAt(Buffer.concat([head, Buffer.alloc(3)]), [cut])));
-      assert.instance(error, FrameError, `size ${size}, cut ${cut}`);
-      assert.is((error as FrameError).code, 'FRAME_ERROR');
-      assert.ok(sizes.every((n) => n <= 131072), `size ${size}, cut ${cut}: allocations ${sizes.join(',')}`);
+limits(
+  'a declared size of 0xfffffff0 (or 0xffffffff) is refused on the header alone, before any large allocation',
+  () => {
+    for (const size of [0xfffffff0, 0xffffffff, 0x7fffffff, 131073 - 8]) {
+      const head = Buffer.alloc(7);
+      writeFrameHeader(head, 0, FRAME_BODY, 1, size);
+      for (let cut = 0; cut <= 7; cut++) {
+        const { sizes, error } = allocations(() => readFrames(splitAt(Buffer.concat([head, Buffer.alloc(3)]), [cut])));
+        assert.instance(error, FrameError, `size ${size}, cut ${cut}`);
+        assert.is((error as FrameError).code, 'FRAME_ERROR');
+        assert.ok(
+          sizes.every((n) => n <= 131072),
+          `size ${size}, cut ${cut}: allocations ${sizes.join(',')}`,
+        );
+      }
     }
-  }
-});
+  },
+);
 
 limits('frameMax can be lowered after tune and applies to the next frame', () => {
   const frames: number[] = [];
@@ -223,21 +296,36 @@ limits('frameMax can be lowered after tune and applies to the next frame', () =>
   assert.equal(frames, [5000]);
 });
 
-limits('a wrong frame-end octet is a FrameError (FRAME_ERROR) whole, split and byte by byte, and the frame is not delivered', () => {
-  for (const bad of [0x00, 0xcd, 0xff, 0x41]) {
-    for (const f of FRAMES) {
-      const broken = Buffer.from(f);
-      broken[broken.length - 1] = bad;
-      const stream = Buffer.concat([HEARTBEAT_FRAME, broken]);
-      for (const cuts of [[], [stream.length - 1], [8 + 3], Array.from({ length: stream.length - 1 }, (_, i) => i + 1)]) {
-        const seen: number[] = [];
-        const reader = new FrameReader((type) => seen.push(type), 131072);
-        throwsTyped(() => { for (const c of splitAt(stream, cuts)) reader.push(c); }, FrameError, 'FRAME_ERROR', `end 0x${bad.toString(16)}, ${cuts.length} cuts`);
-        assert.equal(seen, [FRAME_HEARTBEAT]);
+limits(
+  'a wrong frame-end octet is a FrameError (FRAME_ERROR) whole, split and byte by byte, and the frame is not delivered',
+  () => {
+    for (const bad of [0x00, 0xcd, 0xff, 0x41]) {
+      for (const f of FRAMES) {
+        const broken = Buffer.from(f);
+        broken[broken.length - 1] = bad;
+        const stream = Buffer.concat([HEARTBEAT_FRAME, broken]);
+        for (const cuts of [
+          [],
+          [stream.length - 1],
+          [8 + 3],
+          Array.from({ length: stream.length - 1 }, (_, i) => i + 1),
+        ]) {
+          const seen: number[] = [];
+          const reader = new FrameReader((type) => seen.push(type), 131072);
+          throwsTyped(
+            () => {
+              for (const c of splitAt(stream, cuts)) reader.push(c);
+            },
+            FrameError,
+            'FRAME_ERROR',
+            `end 0x${bad.toString(16)}, ${cuts.length} cuts`,
+          );
+          assert.equal(seen, [FRAME_HEARTBEAT]);
+        }
       }
     }
-  }
-});
+  },
+);
 
 limits('a truncated stream delivers every whole frame and keeps the rest pending', () => {
   for (let n = 0; n < STREAM.length; n++) {

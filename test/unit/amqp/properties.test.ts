@@ -5,23 +5,39 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { FrameError } from '../../../src/amqp/errors.js';
-import { propertiesSize, readContentHeader, writeProperties, type MessageProperties } from '../../../src/amqp/properties.js';
+import {
+  propertiesSize,
+  readContentHeader,
+  writeProperties,
+  type MessageProperties,
+} from '../../../src/amqp/properties.js';
 import { BASIC_PROPERTIES } from '../../../src/amqp/spec.js';
 import { Decimal, field } from '../../../src/amqp/table.js';
 import { EncodeError } from '../../../src/amqp/wire.js';
 import { equalExact, throwsTyped } from '../../helpers/codec-assert.js';
-import { encodeHeader, frame, MAX_SAFE, PROPERTY_NAMES, randomProperties, SHORTSTR_EDGES } from '../../helpers/codec-gen.js';
+import {
+  encodeHeader,
+  frame,
+  MAX_SAFE,
+  PROPERTY_NAMES,
+  randomProperties,
+  SHORTSTR_EDGES,
+} from '../../helpers/codec-gen.js';
 import { amqplibDefs, asAmqplibDecoded, toAmqplib, Unexpressible } from '../../helpers/oracle.js';
 import { Random } from '../../helpers/random.js';
 
 const ALL = (1 << 14) - 1;
 /** The flags word for a mask over PROPERTY_NAMES (bit i of the mask = flag bit 15 - i). */
-const flagsOf = (mask: number): number => PROPERTY_NAMES.reduce((f, _n, i) => ((mask & (1 << i)) !== 0 ? f | (1 << (15 - i)) : f), 0);
+const flagsOf = (mask: number): number =>
+  PROPERTY_NAMES.reduce((f, _n, i) => ((mask & (1 << i)) !== 0 ? f | (1 << (15 - i)) : f), 0);
 
 const subsets = suite('properties: every subset of the 14 flags');
 
 subsets('PROPERTY_NAMES is the spec order, which the flag bits follow', () => {
-  assert.equal([...PROPERTY_NAMES], BASIC_PROPERTIES.map((p) => p.name));
+  assert.equal(
+    [...PROPERTY_NAMES],
+    BASIC_PROPERTIES.map((p) => p.name),
+  );
 });
 
 subsets('all 16,384 subsets round trip, with the flags word naming exactly the properties present', () => {
@@ -52,23 +68,42 @@ subsets('all 16,384 subsets round trip, with the flags word naming exactly the p
     const payload = encodeHeader(bodySize, props);
     assert.is(payload.readUInt16BE(12), flagsOf(mask), `mask ${mask}: flags`);
     const h = readContentHeader(payload);
-    if (h.classId !== 60 || h.bodySize !== bodySize) assert.unreachable(`mask ${mask}: class ${h.classId} size ${h.bodySize}`);
+    if (h.classId !== 60 || h.bodySize !== bodySize)
+      assert.unreachable(`mask ${mask}: class ${h.classId} size ${h.bodySize}`);
     // Field by field (a full deep comparison of 16,384 objects would dominate the run time).
     const got = h.properties as Record<string, unknown>;
-    if (Object.keys(got).length !== Object.keys(expected).length) assert.equal(Object.keys(got), Object.keys(expected), `mask ${mask}: keys`);
+    if (Object.keys(got).length !== Object.keys(expected).length)
+      assert.equal(Object.keys(got), Object.keys(expected), `mask ${mask}: keys`);
     for (const [k, v] of Object.entries(expected)) {
       const g = got[k];
-      const same = k === 'headers' ? g !== undefined : v instanceof Date ? g instanceof Date && g.getTime() === v.getTime() : g === v;
+      const same =
+        k === 'headers'
+          ? g !== undefined
+          : v instanceof Date
+            ? g instanceof Date && g.getTime() === v.getTime()
+            : g === v;
       if (!same) assert.equal(g, v, `mask ${mask}: ${k}`);
     }
-    if (expected['headers'] !== undefined && (mask & 0xff) === 4) equalExact(got['headers'], expected['headers'], `mask ${mask}: headers`);
+    if (expected['headers'] !== undefined && (mask & 0xff) === 4)
+      equalExact(got['headers'], expected['headers'], `mask ${mask}: headers`);
   }
 });
 
 subsets('each property alone sets its own flag bit and costs its own size', () => {
   const one: Record<string, [unknown, number]> = {
-    contentType: ['a', 2], contentEncoding: ['', 1], headers: [{}, 4], deliveryMode: [2, 1], priority: [9, 1], correlationId: ['abc', 4],
-    replyTo: ['r', 2], expiration: ['60000', 6], messageId: ['m', 2], timestamp: [1, 8], type: ['t', 2], userId: ['u', 2], appId: ['a', 2],
+    contentType: ['a', 2],
+    contentEncoding: ['', 1],
+    headers: [{}, 4],
+    deliveryMode: [2, 1],
+    priority: [9, 1],
+    correlationId: ['abc', 4],
+    replyTo: ['r', 2],
+    expiration: ['60000', 6],
+    messageId: ['m', 2],
+    timestamp: [1, 8],
+    type: ['t', 2],
+    userId: ['u', 2],
+    appId: ['a', 2],
     clusterId: ['c', 2],
   };
   PROPERTY_NAMES.forEach((name, i) => {
@@ -83,7 +118,12 @@ subsets('each property alone sets its own flag bit and costs its own size', () =
 });
 
 subsets('no properties: flags 0, nothing else', () => {
-  for (const p of [undefined, {}, { unknownKey: 'x' } as MessageProperties, { contentType: undefined } as unknown as MessageProperties]) {
+  for (const p of [
+    undefined,
+    {},
+    { unknownKey: 'x' } as MessageProperties,
+    { contentType: undefined } as unknown as MessageProperties,
+  ]) {
     assert.is(propertiesSize(p), 2);
     const buf = Buffer.alloc(4, 0xee);
     assert.is(writeProperties(buf, 1, p), 3);
@@ -94,7 +134,9 @@ subsets('no properties: flags 0, nothing else', () => {
 
 subsets('255-byte shortstrs in every property', () => {
   for (const s of SHORTSTR_EDGES) {
-    const props = Object.fromEntries(BASIC_PROPERTIES.filter((p) => p.type === 'shortstr').map((p) => [p.name, s])) as MessageProperties;
+    const props = Object.fromEntries(
+      BASIC_PROPERTIES.filter((p) => p.type === 'shortstr').map((p) => [p.name, s]),
+    ) as MessageProperties;
     equalExact(readContentHeader(encodeHeader(1, props)).properties, props, `${Buffer.byteLength(s)} bytes`);
   }
 });
@@ -103,8 +145,13 @@ const values = suite('properties: timestamps, headers and body sizes');
 
 values('a Date is sent as whole seconds; seconds come back as a Date', () => {
   const cases: [Date | number, number][] = [
-    [new Date(1500), 1], [new Date(0), 0], [0, 0], [1700000000, 1700000000], [new Date(1700000000999), 1700000000],
-    [new Date(8.64e15), 8.64e12], [8.64e12, 8.64e12],
+    [new Date(1500), 1],
+    [new Date(0), 0],
+    [0, 0],
+    [1700000000, 1700000000],
+    [new Date(1700000000999), 1700000000],
+    [new Date(8.64e15), 8.64e12],
+    [8.64e12, 8.64e12],
   ];
   for (const [t, secs] of cases) {
     const payload = encodeHeader(0, { timestamp: t });
@@ -114,7 +161,19 @@ values('a Date is sent as whole seconds; seconds come back as a Date', () => {
 });
 
 values('timestamps that cannot be sent are EncodeErrors', () => {
-  for (const t of [new Date(NaN), new Date(-1), new Date(-1000), -1, 1.5, NaN, Infinity, MAX_SAFE + 1, '1700000000', 1n, null]) {
+  for (const t of [
+    new Date(NaN),
+    new Date(-1),
+    new Date(-1000),
+    -1,
+    1.5,
+    NaN,
+    Infinity,
+    MAX_SAFE + 1,
+    '1700000000',
+    1n,
+    null,
+  ]) {
     throwsTyped(() => propertiesSize({ timestamp: t as never }), EncodeError, 'ARGUMENT_INVALID', String(t));
   }
 });
@@ -131,13 +190,37 @@ values('a timestamp past what a Date can hold decodes to an invalid Date rather 
 
 values('headers carry every field type, nested', () => {
   const headers = {
-    s: 'x', n: -5, big: 2 ** 40, f: 0.5, t: true, nil: null, bytes: Buffer.from([1]), when: new Date(2000), dec: new Decimal(1, 5),
-    u8: field('B', 200), list: [1, [2, { three: 3 }]], nested: { deeper: { deepest: 'yes' } },
+    s: 'x',
+    n: -5,
+    big: 2 ** 40,
+    f: 0.5,
+    t: true,
+    nil: null,
+    bytes: Buffer.from([1]),
+    when: new Date(2000),
+    dec: new Decimal(1, 5),
+    u8: field('B', 200),
+    list: [1, [2, { three: 3 }]],
+    nested: { deeper: { deepest: 'yes' } },
   };
-  equalExact(readContentHeader(encodeHeader(5, { headers })).properties.headers, {
-    s: 'x', n: -5, big: 2 ** 40, f: 0.5, t: true, nil: null, bytes: Buffer.from([1]), when: new Date(2000), dec: new Decimal(1, 5),
-    u8: 200, list: [1, [2, { three: 3 }]], nested: { deeper: { deepest: 'yes' } },
-  }, 'headers');
+  equalExact(
+    readContentHeader(encodeHeader(5, { headers })).properties.headers,
+    {
+      s: 'x',
+      n: -5,
+      big: 2 ** 40,
+      f: 0.5,
+      t: true,
+      nil: null,
+      bytes: Buffer.from([1]),
+      when: new Date(2000),
+      dec: new Decimal(1, 5),
+      u8: 200,
+      list: [1, [2, { three: 3 }]],
+      nested: { deeper: { deepest: 'yes' } },
+    },
+    'headers',
+  );
 });
 
 values('body sizes up to 2^53-1 are read; beyond is a FrameError (SYNTAX_ERROR)', () => {
@@ -169,7 +252,12 @@ valid('every property refuses the wrong type with EncodeError (ARGUMENT_INVALID)
   let n = 0;
   for (const p of BASIC_PROPERTIES) {
     for (const v of bad[p.type]!) {
-      throwsTyped(() => propertiesSize({ [p.name]: v } as MessageProperties), EncodeError, 'ARGUMENT_INVALID', `${p.name} = ${String(v)}`);
+      throwsTyped(
+        () => propertiesSize({ [p.name]: v } as MessageProperties),
+        EncodeError,
+        'ARGUMENT_INVALID',
+        `${p.name} = ${String(v)}`,
+      );
       n++;
     }
   }
@@ -177,7 +265,8 @@ valid('every property refuses the wrong type with EncodeError (ARGUMENT_INVALID)
 });
 
 valid('delivery mode is 1 (transient) or 2 (persistent): RabbitMQ closes the channel for anything else', () => {
-  for (const v of [0, 3, 255]) throwsTyped(() => propertiesSize({ deliveryMode: v }), EncodeError, 'ARGUMENT_INVALID', String(v));
+  for (const v of [0, 3, 255])
+    throwsTyped(() => propertiesSize({ deliveryMode: v }), EncodeError, 'ARGUMENT_INVALID', String(v));
   for (const v of [1, 2]) assert.is(readContentHeader(encodeHeader(0, { deliveryMode: v })).properties.deliveryMode, v);
   // A peer's header is decoded as sent, whatever the mode.
   const p = encodeHeader(0, { deliveryMode: 1 });
@@ -186,7 +275,8 @@ valid('delivery mode is 1 (transient) or 2 (persistent): RabbitMQ closes the cha
 });
 
 valid('properties that are not an object are EncodeErrors (regression: null threw TypeError)', () => {
-  for (const p of [null, 5, 'x', true]) throwsTyped(() => propertiesSize(p as never), EncodeError, 'ARGUMENT_INVALID', String(p));
+  for (const p of [null, 5, 'x', true])
+    throwsTyped(() => propertiesSize(p as never), EncodeError, 'ARGUMENT_INVALID', String(p));
 });
 
 const hostile = suite('properties: hostile content headers');
@@ -205,7 +295,8 @@ hostile('every strict prefix of a full header is a FrameError (FRAME_ERROR), and
   const rng = new Random(0x9e);
   for (let i = 0; i < 10; i++) {
     const p = encodeHeader(rng.safeInt(), randomProperties(rng, i === 0 ? ALL : rng.int(ALL + 1)).props);
-    for (let n = 0; n < p.length; n++) throwsTyped(() => readContentHeader(p.subarray(0, n)), FrameError, 'FRAME_ERROR', `${n} of ${p.length}`);
+    for (let n = 0; n < p.length; n++)
+      throwsTyped(() => readContentHeader(p.subarray(0, n)), FrameError, 'FRAME_ERROR', `${n} of ${p.length}`);
     throwsTyped(() => readContentHeader(Buffer.concat([p, Buffer.from([0])])), FrameError, 'FRAME_ERROR', 'trailing');
   }
 });
@@ -229,8 +320,11 @@ oracle('400 random property sets: byte-identical header frames, and amqplib deco
     const p = props as Record<string, unknown>;
     let fields: Record<string, unknown>;
     try {
-      fields = { ...p, ...(p['headers'] !== undefined ? { headers: toAmqplib(p['headers']) } : {}),
-        ...(p['timestamp'] instanceof Date ? { timestamp: Math.floor(p['timestamp'].getTime() / 1000) } : {}) };
+      fields = {
+        ...p,
+        ...(p['headers'] !== undefined ? { headers: toAmqplib(p['headers']) } : {}),
+        ...(p['timestamp'] instanceof Date ? { timestamp: Math.floor(p['timestamp'].getTime() / 1000) } : {}),
+      };
     } catch (e) {
       if (e instanceof Unexpressible) continue;
       throw e;
@@ -238,7 +332,11 @@ oracle('400 random property sets: byte-identical header frames, and amqplib deco
     const channel = rng.range(0, 65535);
     const bodySize = rng.safeInt();
     const ours = frame(2, channel, encodeHeader(bodySize, props));
-    assert.is(ours.toString('hex'), amqplibDefs.encodeProperties(60, channel, bodySize, fields).toString('hex'), `#${i}`);
+    assert.is(
+      ours.toString('hex'),
+      amqplibDefs.encodeProperties(60, channel, bodySize, fields).toString('hex'),
+      `#${i}`,
+    );
     const theirs = amqplibDefs.decode(60, ours.subarray(19, ours.length - 1));
     const mine = { ...readContentHeader(ours.subarray(7, ours.length - 1)).properties } as Record<string, unknown>;
     if (mine['timestamp'] instanceof Date) mine['timestamp'] = mine['timestamp'].getTime() / 1000;

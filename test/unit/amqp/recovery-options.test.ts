@@ -31,7 +31,8 @@ test('EP-2: a reconnect delay below 2 s, a cap below it, and bad buffer limits a
 });
 
 test('EP-1: endpoints are "host:port" (IPv6 in brackets); anything else is refused', () => {
-  for (const bad of ['localhost', 'host:', ':5672', 'host:0', 'host:65536', 'host:12a']) refused({ endpoints: [bad] }, 'endpoints');
+  for (const bad of ['localhost', 'host:', ':5672', 'host:0', 'host:65536', 'host:12a'])
+    refused({ endpoints: [bad] }, 'endpoints');
   const rc = new RecoveringConnection({ endpoints: ['127.0.0.1:5672', '[::1]:5673', { hostname: 'b', port: 5674 }] });
   assert.is(rc.isOpen, false, 'nothing connects before the first use');
   assert.is(rc.connection, null);
@@ -40,7 +41,16 @@ test('EP-1: endpoints are "host:port" (IPv6 in brackets); anything else is refus
 test('defaults: 5 s first delay, 60 s cap and auth delay, 10,000 messages / 16 MiB buffer, reject-new, 25 min ack warning', () => {
   const o = new RecoveringConnection().options;
   assert.equal(
-    [o.reconnectDelay, o.maxReconnectDelay, o.authFailureDelay, o.bufferMessages, o.bufferBytes, o.overflow, o.ackWarningAfter, o.initialAttempts],
+    [
+      o.reconnectDelay,
+      o.maxReconnectDelay,
+      o.authFailureDelay,
+      o.bufferMessages,
+      o.bufferBytes,
+      o.overflow,
+      o.ackWarningAfter,
+      o.initialAttempts,
+    ],
     [5000, 60_000, 60_000, 10_000, 16 << 20, 'reject-new', 25 * 60_000, Infinity],
   );
 });
@@ -48,11 +58,17 @@ test('defaults: 5 s first delay, 60 s cap and auth delay, 10,000 messages / 16 M
 test('close() before any use settles at once and later use is refused', async () => {
   const rc = new RecoveringConnection({ endpoints: ['127.0.0.1:1'] });
   await rc.close();
-  await rc.whenOpen().then(() => assert.unreachable('opened'), (err: AmqpError) => assert.is(err.code, 'CLOSED'));
-  await rc.createChannel().then(() => assert.unreachable('channel'), (err: AmqpError) => assert.is(err.code, 'CLOSED'));
+  await rc.whenOpen().then(
+    () => assert.unreachable('opened'),
+    (err: AmqpError) => assert.is(err.code, 'CLOSED'),
+  );
+  await rc.createChannel().then(
+    () => assert.unreachable('channel'),
+    (err: AmqpError) => assert.is(err.code, 'CLOSED'),
+  );
 });
 
-test('PUB-4: a periodic report\'s message id is derived from its period: the same period, the same id; a valid UUID', () => {
+test("PUB-4: a periodic report's message id is derived from its period: the same period, the same id; a valid UUID", () => {
   const a = derivedUuid('heh-1|periodic|vpp|r1|60|1|1700000000000');
   assert.is(a, derivedUuid('heh-1|periodic|vpp|r1|60|1|1700000000000'));
   assert.is.not(a, derivedUuid('heh-1|periodic|vpp|r1|60|1|1700000060000'));

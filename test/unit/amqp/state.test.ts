@@ -16,18 +16,26 @@ import type { MethodName } from '../../../src/amqp/spec.js';
 /** A channel on a host that records what the channel writes. */
 function harness(options = {}): { ch: Channel; sent: () => string[]; host: ChannelHost & { blocked: boolean } } {
   const written: Buffer[] = [];
-  const out = new Output((chunks) => { written.push(...chunks); });
+  const out = new Output((chunks) => {
+    written.push(...chunks);
+  });
   const host = {
-    out, frameMax: 131072, options: resolveOptions(options), blocked: false,
-    backlog: () => out.queued, channelClosed: () => undefined,
-    handlerError: (e: unknown) => { throw e; },
+    out,
+    frameMax: 131072,
+    options: resolveOptions(options),
+    blocked: false,
+    backlog: () => out.queued,
+    channelClosed: () => undefined,
+    handlerError: (e: unknown) => {
+      throw e;
+    },
   };
   const ch = new Channel(1, host);
   const sent = (): string[] => {
     out.flush();
     const all = Buffer.concat(written.splice(0));
     const names: string[] = [];
-    for (let o = 0; o < all.length;) {
+    for (let o = 0; o < all.length; ) {
       const type = all[o] as number;
       const size = all.readUInt32BE(o + 3);
       names.push(type === 1 ? decodeMethod(all.subarray(o + 7, o + 7 + size)).name : type === 2 ? 'header' : 'body');
@@ -78,7 +86,12 @@ channel('PUB-1: confirms in any order, multiple, nack: each publish settles once
   const { ch, sent } = harness();
   await open(ch, true);
   sent();
-  const ps = [1, 2, 3, 4, 5].map((i) => ch.basicPublish('', 'q', `m${i}`).then(() => 'ack', (e: PublishError) => e.failure));
+  const ps = [1, 2, 3, 4, 5].map((i) =>
+    ch.basicPublish('', 'q', `m${i}`).then(
+      () => 'ack',
+      (e: PublishError) => e.failure,
+    ),
+  );
   feed(ch, 'basic.ack', { deliveryTag: 4, multiple: false });
   feed(ch, 'basic.nack', { deliveryTag: 2, multiple: false, requeue: false });
   feed(ch, 'basic.ack', { deliveryTag: 3, multiple: true }); // settles 1 and 3 (2 is already settled)
@@ -106,9 +119,18 @@ channel('blocked host: publishes wait and time out; unblocking resumes the rest 
 channel('a method the channel did not ask for is a protocol error (505)', async () => {
   const { ch } = harness();
   await open(ch, false);
-  assert.throws(() => feed(ch, 'queue.declare-ok', { queue: 'q', messageCount: 0, consumerCount: 0 }), (e: Error & { code?: string }) => e.code === 'UNEXPECTED_FRAME');
-  assert.throws(() => ch._frame(2, Buffer.alloc(14)), (e: Error & { code?: string }) => e.code === 'UNEXPECTED_FRAME');
-  assert.throws(() => ch._frame(3, Buffer.alloc(1)), (e: Error & { code?: string }) => e.code === 'UNEXPECTED_FRAME');
+  assert.throws(
+    () => feed(ch, 'queue.declare-ok', { queue: 'q', messageCount: 0, consumerCount: 0 }),
+    (e: Error & { code?: string }) => e.code === 'UNEXPECTED_FRAME',
+  );
+  assert.throws(
+    () => ch._frame(2, Buffer.alloc(14)),
+    (e: Error & { code?: string }) => e.code === 'UNEXPECTED_FRAME',
+  );
+  assert.throws(
+    () => ch._frame(3, Buffer.alloc(1)),
+    (e: Error & { code?: string }) => e.code === 'UNEXPECTED_FRAME',
+  );
 });
 
 channel.run();
@@ -118,8 +140,21 @@ const tracker = suite('confirm tracker');
 tracker('PUB-7: expire rejects only what passed its deadline and reports the next one', async () => {
   const t = new ConfirmTracker();
   const outcome: string[] = [];
-  for (const [seq, deadline] of [[1, 100], [2, 300], [3, 200]] as const) {
-    t.add(seq, { deadline, mandatory: false, exchange: '', routingKey: '', messageId: undefined, returned: undefined, resolve: () => outcome.push(`${seq} ok`), reject: (e) => outcome.push(`${seq} ${e.failure}`) });
+  for (const [seq, deadline] of [
+    [1, 100],
+    [2, 300],
+    [3, 200],
+  ] as const) {
+    t.add(seq, {
+      deadline,
+      mandatory: false,
+      exchange: '',
+      routingKey: '',
+      messageId: undefined,
+      returned: undefined,
+      resolve: () => outcome.push(`${seq} ok`),
+      reject: (e) => outcome.push(`${seq} ${e.failure}`),
+    });
   }
   assert.is(t.expire(150), 200);
   assert.equal(outcome, ['1 timeout']);
@@ -131,10 +166,17 @@ tracker('PUB-7: expire rejects only what passed its deadline and reports the nex
 tracker('a return marks the oldest matching mandatory publish; its ack then rejects as returned', () => {
   const t = new ConfirmTracker();
   const outcome: string[] = [];
-  const add = (seq: number, rk: string): void => t.add(seq, {
-    deadline: Infinity, returned: undefined, mandatory: true, exchange: 'x', routingKey: rk, messageId: undefined,
-    resolve: () => outcome.push(`${seq} ok`), reject: (e) => outcome.push(`${seq} ${e.failure}`),
-  });
+  const add = (seq: number, rk: string): void =>
+    t.add(seq, {
+      deadline: Infinity,
+      returned: undefined,
+      mandatory: true,
+      exchange: 'x',
+      routingKey: rk,
+      messageId: undefined,
+      resolve: () => outcome.push(`${seq} ok`),
+      reject: (e) => outcome.push(`${seq} ${e.failure}`),
+    });
   add(1, 'a');
   add(2, 'b');
   add(3, 'b');
@@ -147,7 +189,17 @@ tracker('a return marks the oldest matching mandatory publish; its ack then reje
 tracker('failAll: every pending publish fails as closed, once', () => {
   const t = new ConfirmTracker();
   let rejected = 0;
-  for (let i = 1; i <= 3; i++) t.add(i, { deadline: Infinity, mandatory: false, exchange: '', routingKey: '', messageId: undefined, returned: undefined, resolve: () => undefined, reject: () => rejected++ });
+  for (let i = 1; i <= 3; i++)
+    t.add(i, {
+      deadline: Infinity,
+      mandatory: false,
+      exchange: '',
+      routingKey: '',
+      messageId: undefined,
+      returned: undefined,
+      resolve: () => undefined,
+      reject: () => rejected++,
+    });
   t.failAll(new Error('gone'));
   t.failAll(new Error('again'));
   t.ack(3, true);
@@ -165,11 +217,22 @@ function fakeClock(): Clock & { advance(ms: number): void } {
   let next = 0;
   return {
     now: () => now,
-    setInterval: (f, ms) => { fn = f; every = ms; next = ms; return 1; },
-    clearInterval: () => { fn = null; },
+    setInterval: (f, ms) => {
+      fn = f;
+      every = ms;
+      next = ms;
+      return 1;
+    },
+    clearInterval: () => {
+      fn = null;
+    },
     advance(ms) {
       const end = now + ms;
-      while (fn !== null && next <= end) { now = next; next += every; fn(); }
+      while (fn !== null && next <= end) {
+        now = next;
+        next += every;
+        fn();
+      }
       now = end;
     },
   };
@@ -178,7 +241,11 @@ function fakeClock(): Clock & { advance(ms: number): void } {
 heartbeat('HB-2: sends when idle, declares the peer dead between 1.5 and 2 timeouts of silence', () => {
   const clock = fakeClock();
   const events: string[] = [];
-  const hb = new Heartbeat(10, { send: () => events.push('send'), dead: (ms) => events.push(`dead ${ms}`), lag: () => events.push('lag') }, clock);
+  const hb = new Heartbeat(
+    10,
+    { send: () => events.push('send'), dead: (ms) => events.push(`dead ${ms}`), lag: () => events.push('lag') },
+    clock,
+  );
   hb.received = true;
   clock.advance(5000); // tick 1: received -> alive; nothing sent -> heartbeat
   assert.equal(events, ['send']);
@@ -194,10 +261,24 @@ heartbeat('HB-2: sends when idle, declares the peer dead between 1.5 and 2 timeo
 heartbeat('HB-3: a tick that fires late (stalled event loop) counts as lag, not silence', () => {
   let now = 0;
   let fn: () => void = () => undefined;
-  const clock: Clock = { now: () => now, setInterval: (f) => { fn = f; return 1; }, clearInterval: () => undefined };
+  const clock: Clock = {
+    now: () => now,
+    setInterval: (f) => {
+      fn = f;
+      return 1;
+    },
+    clearInterval: () => undefined,
+  };
   const events: string[] = [];
-  new Heartbeat(10, { send: () => undefined, dead: () => events.push('dead'), lag: (ms) => events.push(`lag ${ms}`) }, clock);
-  for (const t of [5000, 10_000, 30_000, 35_000, 40_000]) { now = t; fn(); }
+  new Heartbeat(
+    10,
+    { send: () => undefined, dead: () => events.push('dead'), lag: (ms) => events.push(`lag ${ms}`) },
+    clock,
+  );
+  for (const t of [5000, 10_000, 30_000, 35_000, 40_000]) {
+    now = t;
+    fn();
+  }
   assert.equal(events, ['lag 15000']);
   now = 45_000;
   fn();

@@ -6,7 +6,17 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { FrameError } from '../../../src/amqp/errors.js';
 import {
-  Decimal, decodeTable, encodeTable, Field, field, MAX_TABLE_DEPTH, readTable, tableSize, writeTable, type FieldTable, type FieldTag,
+  Decimal,
+  decodeTable,
+  encodeTable,
+  Field,
+  field,
+  MAX_TABLE_DEPTH,
+  readTable,
+  tableSize,
+  writeTable,
+  type FieldTable,
+  type FieldTag,
   type FieldValue,
 } from '../../../src/amqp/table.js';
 import { EncodeError, Reader } from '../../../src/amqp/wire.js';
@@ -94,22 +104,85 @@ tags('each tag encodes to the exact bytes and decodes back', () => {
 
 tags('values outside a tag are EncodeErrors (ARGUMENT_INVALID), raised by tableSize before anything is written', () => {
   const BAD: [FieldTag, unknown][] = [
-    ['t', 1], ['t', 'true'], ['t', null],
-    ['b', -129], ['b', 128], ['b', 1.5], ['b', NaN], ['b', '1'], ['b', 1n],
-    ['B', -1], ['B', 256], ['s', -32769], ['s', 32768], ['u', -1], ['u', 65536],
-    ['I', -0x80000001], ['I', 0x80000000], ['I', 0.5], ['i', -1], ['i', 2 ** 32], ['i', Infinity],
-    ['l', 2n ** 63n], ['l', -(2n ** 63n) - 1n], ['l', 2 ** 53], ['l', 1.5], ['l', '1'], ['l', NaN],
-    ['f', '1'], ['f', 1n], ['f', null], ['d', '1'], ['d', 1n], ['d', undefined],
+    ['t', 1],
+    ['t', 'true'],
+    ['t', null],
+    ['b', -129],
+    ['b', 128],
+    ['b', 1.5],
+    ['b', NaN],
+    ['b', '1'],
+    ['b', 1n],
+    ['B', -1],
+    ['B', 256],
+    ['s', -32769],
+    ['s', 32768],
+    ['u', -1],
+    ['u', 65536],
+    ['I', -0x80000001],
+    ['I', 0x80000000],
+    ['I', 0.5],
+    ['i', -1],
+    ['i', 2 ** 32],
+    ['i', Infinity],
+    ['l', 2n ** 63n],
+    ['l', -(2n ** 63n) - 1n],
+    ['l', 2 ** 53],
+    ['l', 1.5],
+    ['l', '1'],
+    ['l', NaN],
+    ['f', '1'],
+    ['f', 1n],
+    ['f', null],
+    ['d', '1'],
+    ['d', 1n],
+    ['d', undefined],
     // RabbitMQ closes the connection on NaN or an infinity, so neither is sent; nor a double that overflows float32.
-    ['f', NaN], ['f', Infinity], ['f', -Infinity], ['f', 1e39], ['f', -Number.MAX_VALUE], ['d', NaN], ['d', Infinity], ['d', -Infinity],
-    ['D', { scale: 1, value: 1 }], ['D', new Decimal(-1, 1)], ['D', new Decimal(256, 1)], ['D', new Decimal(1.5, 1)],
-    ['D', new Decimal(1, 2 ** 32)], ['D', new Decimal(1, -1)], ['D', new Decimal(1, 0.5)], ['D', 1],
-    ['S', 1], ['S', null], ['S', ['a']], ['x', 'abc'], ['x', [1, 2]], ['x', null],
-    ['T', -1], ['T', 1.5], ['T', new Date(NaN)], ['T', new Date(-1000)], ['T', '1'], ['T', 1n], ['T', 2 ** 53],
-    ['A', {}], ['A', 'abc'], ['A', null],
-    ['F', []], ['F', null], ['F', 'x'], ['F', Buffer.from('x')], ['F', new Date(0)], ['F', new Decimal(1, 1)], ['F', field('I', 1)],
-    ['V', 0], ['V', false], ['V', ''],
-    ['Z' as FieldTag, 1], ['U' as FieldTag, 1], ['' as FieldTag, 1],
+    ['f', NaN],
+    ['f', Infinity],
+    ['f', -Infinity],
+    ['f', 1e39],
+    ['f', -Number.MAX_VALUE],
+    ['d', NaN],
+    ['d', Infinity],
+    ['d', -Infinity],
+    ['D', { scale: 1, value: 1 }],
+    ['D', new Decimal(-1, 1)],
+    ['D', new Decimal(256, 1)],
+    ['D', new Decimal(1.5, 1)],
+    ['D', new Decimal(1, 2 ** 32)],
+    ['D', new Decimal(1, -1)],
+    ['D', new Decimal(1, 0.5)],
+    ['D', 1],
+    ['S', 1],
+    ['S', null],
+    ['S', ['a']],
+    ['x', 'abc'],
+    ['x', [1, 2]],
+    ['x', null],
+    ['T', -1],
+    ['T', 1.5],
+    ['T', new Date(NaN)],
+    ['T', new Date(-1000)],
+    ['T', '1'],
+    ['T', 1n],
+    ['T', 2 ** 53],
+    ['A', {}],
+    ['A', 'abc'],
+    ['A', null],
+    ['F', []],
+    ['F', null],
+    ['F', 'x'],
+    ['F', Buffer.from('x')],
+    ['F', new Date(0)],
+    ['F', new Decimal(1, 1)],
+    ['F', field('I', 1)],
+    ['V', 0],
+    ['V', false],
+    ['V', ''],
+    ['Z' as FieldTag, 1],
+    ['U' as FieldTag, 1],
+    ['' as FieldTag, 1],
   ];
   for (const [tag, value] of BAD) {
     const t = { k: field(tag, value as FieldValue) };
@@ -167,24 +240,52 @@ infer('each JS type gets its tag and decodes back', () => {
   }
 });
 
-infer('integral numbers past 2^53 are doubles: no RangeError beyond int64 (regression: 1e20 threw from writeBigInt64BE) and a number comes back as a number, not a bigint (regression found by the fuzzer)', () => {
-  for (const v of [1e20, -1e20, 2 ** 63, -(2 ** 64), Number.MAX_VALUE, -Number.MAX_VALUE, 2 ** 53, 2 ** 60, -(2 ** 63), 1961979883022188500]) {
-    const back = decodeTable(encodeTable({ v }))['v'];
-    assert.type(back, 'number', String(v));
-    equalExact(back, v, String(v));
-  }
-  // Round trips stay stable: decode, encode, decode gives the same values and types.
-  const first = decodeTable(Buffer.from('0000000b' + '0176' + '64' + '43bb3a5a4f000000', 'hex'));
-  assert.equal(decodeTable(encodeTable(first)), first);
-});
+infer(
+  'integral numbers past 2^53 are doubles: no RangeError beyond int64 (regression: 1e20 threw from writeBigInt64BE) and a number comes back as a number, not a bigint (regression found by the fuzzer)',
+  () => {
+    for (const v of [
+      1e20,
+      -1e20,
+      2 ** 63,
+      -(2 ** 64),
+      Number.MAX_VALUE,
+      -Number.MAX_VALUE,
+      2 ** 53,
+      2 ** 60,
+      -(2 ** 63),
+      1961979883022188500,
+    ]) {
+      const back = decodeTable(encodeTable({ v }))['v'];
+      assert.type(back, 'number', String(v));
+      equalExact(back, v, String(v));
+    }
+    // Round trips stay stable: decode, encode, decode gives the same values and types.
+    const first = decodeTable(Buffer.from('0000000b' + '0176' + '64' + '43bb3a5a4f000000', 'hex'));
+    assert.equal(decodeTable(encodeTable(first)), first);
+  },
+);
 
-infer('an invalid Date, Decimal or double is an EncodeError, not a RangeError or silent corruption (regression)', () => {
-  for (const v of [new Date(NaN), new Date(-1000), new Date(-1), new Decimal(300, 1), new Decimal(-1, 1), new Decimal(2, 1.5), new Decimal(2, 2 ** 32),
-    new Decimal(2, -1), NaN, Infinity, -Infinity]) {
-    throwsTyped(() => encodeTable({ v }), EncodeError, 'ARGUMENT_INVALID', String(v));
-    throwsTyped(() => encodeTable({ a: [v] }), EncodeError, 'ARGUMENT_INVALID', `[${String(v)}]`);
-  }
-});
+infer(
+  'an invalid Date, Decimal or double is an EncodeError, not a RangeError or silent corruption (regression)',
+  () => {
+    for (const v of [
+      new Date(NaN),
+      new Date(-1000),
+      new Date(-1),
+      new Decimal(300, 1),
+      new Decimal(-1, 1),
+      new Decimal(2, 1.5),
+      new Decimal(2, 2 ** 32),
+      new Decimal(2, -1),
+      NaN,
+      Infinity,
+      -Infinity,
+    ]) {
+      throwsTyped(() => encodeTable({ v }), EncodeError, 'ARGUMENT_INVALID', String(v));
+      throwsTyped(() => encodeTable({ a: [v] }), EncodeError, 'ARGUMENT_INVALID', `[${String(v)}]`);
+    }
+  },
+);
 
 infer('undefined is left out of a table and is void in an array', () => {
   assert.is(hexOf({ a: undefined, k: 1 }), tableOfK('49 00000001'));
@@ -195,7 +296,12 @@ infer('undefined is left out of a table and is void in an array', () => {
 infer('functions and symbols cannot be encoded; symbol keys and inherited keys are ignored', () => {
   for (const v of [() => 1, function named() {}, Symbol('s'), class {}]) {
     throwsTyped(() => encodeTable({ k: v as unknown as FieldValue }), EncodeError, 'ARGUMENT_INVALID', typeof v);
-    throwsTyped(() => encodeTable({ k: [v as unknown as FieldValue] }), EncodeError, 'ARGUMENT_INVALID', `[${typeof v}]`);
+    throwsTyped(
+      () => encodeTable({ k: [v as unknown as FieldValue] }),
+      EncodeError,
+      'ARGUMENT_INVALID',
+      `[${typeof v}]`,
+    );
   }
   assert.is(hexOf({ [Symbol('s')]: 1 } as unknown as FieldTable), '00000000');
   const child = Object.create({ inherited: 1 }) as FieldTable;
@@ -218,9 +324,22 @@ infer('the top level must be an object', () => {
 const keys = suite('table: keys');
 
 keys('UTF-8 keys up to 255 bytes round trip; 256 bytes are refused', () => {
-  const ok = ['', 'a', 'ключ', '鍵', 'emoji 🐇', 'k'.repeat(255), '€'.repeat(85), 'x-dead-letter-exchange', 'constructor', 'hasOwnProperty'];
+  const ok = [
+    '',
+    'a',
+    'ключ',
+    '鍵',
+    'emoji 🐇',
+    'k'.repeat(255),
+    '€'.repeat(85),
+    'x-dead-letter-exchange',
+    'constructor',
+    'hasOwnProperty',
+  ];
   const t: FieldTable = {};
-  ok.forEach((k, i) => { t[k] = i; });
+  ok.forEach((k, i) => {
+    t[k] = i;
+  });
   const back = decodeTable(encodeTable(t));
   equalExact(back, t, 'keys');
   assert.equal(Object.keys(back), Object.keys(t), 'order kept');
@@ -271,18 +390,33 @@ nesting('nested tables and arrays round trip', () => {
     t: { t: { t: { t: {} } } },
     mixed: [1, 'two', [3, { four: 4n }], { five: [new Date(5000)] }],
   };
-  equalExact(decodeTable(encodeTable(t)), {
-    a: [[[]], [{ b: [{ c: [null, 5] }] }]], t: { t: { t: { t: {} } } }, mixed: [1, 'two', [3, { four: 4 }], { five: [new Date(5000)] }],
-  }, 'nested');
+  equalExact(
+    decodeTable(encodeTable(t)),
+    {
+      a: [[[]], [{ b: [{ c: [null, 5] }] }]],
+      t: { t: { t: { t: {} } } },
+      mixed: [1, 'two', [3, { four: 4 }], { five: [new Date(5000)] }],
+    },
+    'nested',
+  );
 });
 
 nesting(`exactly ${MAX_TABLE_DEPTH} levels below the top encode and decode; one more is refused both ways`, () => {
   for (const kind of ['F', 'A'] as const) {
     const raw = kind === 'F' ? deepTableBytes : deepArrayBytes;
     const ok = encodeTable(chain(MAX_TABLE_DEPTH, kind));
-    assert.is(ok.toString('hex'), raw(MAX_TABLE_DEPTH).toString('hex'), `${kind}: the raw builder makes the encoder's bytes`);
+    assert.is(
+      ok.toString('hex'),
+      raw(MAX_TABLE_DEPTH).toString('hex'),
+      `${kind}: the raw builder makes the encoder's bytes`,
+    );
     equalExact(decodeTable(ok), chain(MAX_TABLE_DEPTH, kind), `${kind}: decodes`);
-    throwsTyped(() => encodeTable(chain(MAX_TABLE_DEPTH + 1, kind)), EncodeError, 'ARGUMENT_INVALID', `${kind}: encode`);
+    throwsTyped(
+      () => encodeTable(chain(MAX_TABLE_DEPTH + 1, kind)),
+      EncodeError,
+      'ARGUMENT_INVALID',
+      `${kind}: encode`,
+    );
     // One level deeper, as bytes (the encoder refuses to make them).
     throwsTyped(() => decodeTable(raw(MAX_TABLE_DEPTH + 1)), FrameError, 'SYNTAX_ERROR', `${kind}: decode`);
   }
@@ -341,8 +475,22 @@ const hostile = suite('table: hostile bytes');
 
 hostile('every truncation of a valid table is a FrameError', () => {
   const bytes = encodeTable({
-    s: 'str', n: 1, l: 2 ** 40, d: 0.5, x: Buffer.from([1, 2]), t: true, a: [1, [2]], f: { g: null }, T: new Date(0), D: new Decimal(1, 1),
-    b: field('b', 1), B: field('B', 1), s16: field('s', 1), u: field('u', 1), i: field('i', 1), fl: field('f', 1),
+    s: 'str',
+    n: 1,
+    l: 2 ** 40,
+    d: 0.5,
+    x: Buffer.from([1, 2]),
+    t: true,
+    a: [1, [2]],
+    f: { g: null },
+    T: new Date(0),
+    D: new Decimal(1, 1),
+    b: field('b', 1),
+    B: field('B', 1),
+    s16: field('s', 1),
+    u: field('u', 1),
+    i: field('i', 1),
+    fl: field('f', 1),
   });
   for (let n = 0; n < bytes.length; n++) {
     throwsTyped(() => decodeTable(bytes.subarray(0, n)), FrameError, undefined, `${n} of ${bytes.length}`);
@@ -394,15 +542,26 @@ hostile('a value cannot borrow bytes from after its table (nested lengths are co
   throwsTyped(() => readTable(new Reader(str)), FrameError, 'FRAME_ERROR', 'longstr');
 });
 
-hostile('a timestamp beyond what a Date holds decodes (to an invalid Date) instead of failing the frame; int64 beyond 2^53 is a bigint', () => {
-  for (const hex of ['ffffffffffffffff', '0020000000000000', '000007dba8218001']) {
-    const t = decodeTable(Buffer.from('0000000b' + '0161' + '54' + hex, 'hex'))['a'];
-    assert.instance(t, Date, hex);
-    assert.ok(Number.isNaN((t as Date).getTime()), hex);
-  }
-  equalExact(decodeTable(Buffer.from('0000000b' + '0161' + '54' + '000007dba8218000', 'hex')), { a: new Date(8.64e15) }, 'the last valid Date');
-  equalExact(decodeTable(Buffer.from('0000000b' + '0161' + '6c7fffffffffffffff', 'hex')), { a: 2n ** 63n - 1n }, 'int64');
-});
+hostile(
+  'a timestamp beyond what a Date holds decodes (to an invalid Date) instead of failing the frame; int64 beyond 2^53 is a bigint',
+  () => {
+    for (const hex of ['ffffffffffffffff', '0020000000000000', '000007dba8218001']) {
+      const t = decodeTable(Buffer.from('0000000b' + '0161' + '54' + hex, 'hex'))['a'];
+      assert.instance(t, Date, hex);
+      assert.ok(Number.isNaN((t as Date).getTime()), hex);
+    }
+    equalExact(
+      decodeTable(Buffer.from('0000000b' + '0161' + '54' + '000007dba8218000', 'hex')),
+      { a: new Date(8.64e15) },
+      'the last valid Date',
+    );
+    equalExact(
+      decodeTable(Buffer.from('0000000b' + '0161' + '6c7fffffffffffffff', 'hex')),
+      { a: 2n ** 63n - 1n },
+      'int64',
+    );
+  },
+);
 
 hostile('NaN and the infinities a peer sends are decoded, though we never send them', () => {
   const t = decodeTable(Buffer.from('00000012' + '0164' + '647ff8000000000000' + '0166' + '66ff800000', 'hex'));
@@ -476,8 +635,19 @@ oracle('every tag, explicitly typed on both sides: byte-identical on 250 random 
 
 oracle('the inferred types both libraries agree on encode identically', () => {
   const t: FieldTable = {
-    yes: true, no: false, s: 'string', empty: '', u: 'ünï©ødé 🐇', bytes: Buffer.from([0, 255]), nil: null, frac: 1.25, neg: -1e-10,
-    list: ['a', true, null, [0.5, { in: 'side' }]], table: { nested: { deeper: 'x' } }, emptyList: [], emptyTable: {},
+    yes: true,
+    no: false,
+    s: 'string',
+    empty: '',
+    u: 'ünï©ødé 🐇',
+    bytes: Buffer.from([0, 255]),
+    nil: null,
+    frac: 1.25,
+    neg: -1e-10,
+    list: ['a', true, null, [0.5, { in: 'side' }]],
+    table: { nested: { deeper: 'x' } },
+    emptyList: [],
+    emptyTable: {},
   };
   assert.is(hexOf(t), amqplibEncode(t));
 });
@@ -493,8 +663,12 @@ oracle('our decoder and amqplib decodeFields agree on 200 random tables', () => 
 
 oracle('Field and the {"!": type} notation name the same 17 types', () => {
   assert.instance(field('u', 1), Field);
-  const t = Object.fromEntries(TAGGED.filter(([tag, v]) => !(tag === 'S' && typeof v !== 'string') && !(tag === 'D' && (v as Decimal).value < 0) && v !== undefined)
-    .map(([tag, v], i) => [`${tag}${i}`, field(tag, v)]));
+  const t = Object.fromEntries(
+    TAGGED.filter(
+      ([tag, v]) =>
+        !(tag === 'S' && typeof v !== 'string') && !(tag === 'D' && (v as Decimal).value < 0) && v !== undefined,
+    ).map(([tag, v], i) => [`${tag}${i}`, field(tag, v)]),
+  );
   assert.is(hexOf(t), amqplibEncode(toAmqplib(t)));
 });
 

@@ -3,7 +3,15 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { AmqpError, FrameError } from '../../../src/amqp/errors.js';
 import {
-  checkInt, describe, EncodeError, longstrSize, Reader, shortstrSize, writeLongstr, writeShortstr, writeU64,
+  checkInt,
+  describe,
+  EncodeError,
+  longstrSize,
+  Reader,
+  shortstrSize,
+  writeLongstr,
+  writeShortstr,
+  writeU64,
 } from '../../../src/amqp/wire.js';
 import { throwsTyped } from '../../helpers/codec-assert.js';
 import { SHORTSTR_EDGES } from '../../helpers/codec-gen.js';
@@ -12,8 +20,25 @@ const MAX_SAFE = Number.MAX_SAFE_INTEGER;
 
 /** The values no integer, string or bytes argument may accept. */
 const CONFUSION: readonly unknown[] = [
-  undefined, null, NaN, Infinity, -Infinity, 1.5, -0.5, '1', '', 1n, true, {}, [], [1], Symbol('s'), () => 1, new Date(0),
-  Object.create(null), new Map(),
+  undefined,
+  null,
+  NaN,
+  Infinity,
+  -Infinity,
+  1.5,
+  -0.5,
+  '1',
+  '',
+  1n,
+  true,
+  {},
+  [],
+  [1],
+  Symbol('s'),
+  () => 1,
+  new Date(0),
+  Object.create(null),
+  new Map(),
 ];
 
 // ---- errors --------------------------------------------------------------------------------------------------------
@@ -30,7 +55,13 @@ errors('EncodeError is an AmqpError with the stable code ARGUMENT_INVALID', () =
 });
 
 errors('describe() never throws, whatever it is given', () => {
-  for (const v of [...CONFUSION, Buffer.from('ab'), 'x'.repeat(100), { constructor: 5 }, Object.create({ constructor: null })]) {
+  for (const v of [
+    ...CONFUSION,
+    Buffer.from('ab'),
+    'x'.repeat(100),
+    { constructor: 5 },
+    Object.create({ constructor: null }),
+  ]) {
     assert.type(describe(v), 'string');
   }
   assert.ok(describe('y'.repeat(100)).length < 60, 'long strings are cut');
@@ -41,7 +72,13 @@ errors('describe() never throws, whatever it is given', () => {
 const ints = suite('wire: checkInt');
 
 ints('accepts the bounds and everything between', () => {
-  for (const [min, max] of [[0, 0xff], [0, 0xffff], [0, 0xffffffff], [0, MAX_SAFE], [-128, 127]] as const) {
+  for (const [min, max] of [
+    [0, 0xff],
+    [0, 0xffff],
+    [0, 0xffffffff],
+    [0, MAX_SAFE],
+    [-128, 127],
+  ] as const) {
     assert.is(checkInt(min, min, max, 'v'), min);
     assert.is(checkInt(max, min, max, 'v'), max);
     assert.is(checkInt(Math.floor((min + max) / 2), min, max, 'v'), Math.floor((min + max) / 2));
@@ -49,7 +86,12 @@ ints('accepts the bounds and everything between', () => {
 });
 
 ints('refuses one past each bound, non-integers and non-numbers with EncodeError', () => {
-  for (const [min, max] of [[0, 0xff], [0, 0xffff], [0, 0xffffffff], [-128, 127]] as const) {
+  for (const [min, max] of [
+    [0, 0xff],
+    [0, 0xffff],
+    [0, 0xffffffff],
+    [-128, 127],
+  ] as const) {
     throwsTyped(() => checkInt(min - 1, min, max, 'v'), EncodeError, 'ARGUMENT_INVALID', `${min - 1}`);
     throwsTyped(() => checkInt(max + 1, min, max, 'v'), EncodeError, 'ARGUMENT_INVALID', `${max + 1}`);
   }
@@ -64,7 +106,8 @@ const strs = suite('wire: shortstr and longstr');
 strs('shortstrSize counts UTF-8 bytes plus the length octet, up to 255', () => {
   assert.is(shortstrSize('', 's'), 1);
   assert.is(shortstrSize('abc', 's'), 4);
-  for (const s of SHORTSTR_EDGES) assert.is(shortstrSize(s, 's'), 1 + Buffer.byteLength(s), JSON.stringify(s.slice(0, 10)));
+  for (const s of SHORTSTR_EDGES)
+    assert.is(shortstrSize(s, 's'), 1 + Buffer.byteLength(s), JSON.stringify(s.slice(0, 10)));
   // Both sides of the 86-character switch between the ASCII fast path and Buffer.byteLength.
   assert.is(shortstrSize('€'.repeat(85), 's'), 256);
   assert.is(shortstrSize('a'.repeat(85) + 'é', 's'), 88);
@@ -74,10 +117,17 @@ strs('shortstrSize counts UTF-8 bytes plus the length octet, up to 255', () => {
 });
 
 strs('shortstrSize refuses 256 bytes in any encoding, and non-strings', () => {
-  for (const s of ['x'.repeat(256), 'é'.repeat(128), '€'.repeat(85) + 'a', 'a'.repeat(84) + '€'.repeat(58), '🐇'.repeat(64)]) {
+  for (const s of [
+    'x'.repeat(256),
+    'é'.repeat(128),
+    '€'.repeat(85) + 'a',
+    'a'.repeat(84) + '€'.repeat(58),
+    '🐇'.repeat(64),
+  ]) {
     throwsTyped(() => shortstrSize(s, 's'), EncodeError, 'ARGUMENT_INVALID', `${Buffer.byteLength(s)} bytes`);
   }
-  for (const v of CONFUSION.filter((x) => typeof x !== 'string')) throwsTyped(() => shortstrSize(v, 's'), EncodeError, 'ARGUMENT_INVALID', describe(v));
+  for (const v of CONFUSION.filter((x) => typeof x !== 'string'))
+    throwsTyped(() => shortstrSize(v, 's'), EncodeError, 'ARGUMENT_INVALID', describe(v));
   throwsTyped(() => shortstrSize(Buffer.from('abc'), 's'), EncodeError, 'ARGUMENT_INVALID', 'bytes');
 });
 
@@ -86,7 +136,8 @@ strs('longstrSize takes strings and bytes only', () => {
   assert.is(longstrSize('é', 'l'), 6);
   assert.is(longstrSize(new Uint8Array(10), 'l'), 14);
   assert.is(longstrSize(Buffer.alloc(70000), 'l'), 70004);
-  for (const v of CONFUSION.filter((x) => typeof x !== 'string')) throwsTyped(() => longstrSize(v, 'l'), EncodeError, 'ARGUMENT_INVALID', describe(v));
+  for (const v of CONFUSION.filter((x) => typeof x !== 'string'))
+    throwsTyped(() => longstrSize(v, 'l'), EncodeError, 'ARGUMENT_INVALID', describe(v));
   throwsTyped(() => longstrSize(new ArrayBuffer(4), 'l'), EncodeError, 'ARGUMENT_INVALID', 'ArrayBuffer');
   throwsTyped(() => longstrSize(new DataView(new ArrayBuffer(4)), 'l'), EncodeError, 'ARGUMENT_INVALID', 'DataView');
 });
@@ -166,7 +217,11 @@ reader('u64 reads up to 2^53-1 exactly and refuses 2^53 and beyond with a FrameE
 });
 
 reader('i64 is a number while exact and a bigint beyond', () => {
-  const at = (v: bigint): number | bigint => { const b = Buffer.alloc(8); b.writeBigInt64BE(v); return new Reader(b).i64(); };
+  const at = (v: bigint): number | bigint => {
+    const b = Buffer.alloc(8);
+    b.writeBigInt64BE(v);
+    return new Reader(b).i64();
+  };
   assert.is(at(0n), 0);
   assert.is(at(-1n), -1);
   assert.is(at(9007199254740991n), MAX_SAFE);
@@ -191,9 +246,16 @@ reader('floats and doubles keep NaN, the infinities and -0', () => {
 
 reader('every read one byte short is a FrameError (FRAME_ERROR) and leaves the position alone', () => {
   const reads: [string, number, (x: Reader) => unknown][] = [
-    ['u8', 1, (x) => x.u8()], ['i8', 1, (x) => x.i8()], ['u16', 2, (x) => x.u16()], ['i16', 2, (x) => x.i16()],
-    ['u32', 4, (x) => x.u32()], ['i32', 4, (x) => x.i32()], ['u64', 8, (x) => x.u64()], ['i64', 8, (x) => x.i64()],
-    ['f32', 4, (x) => x.f32()], ['f64', 8, (x) => x.f64()],
+    ['u8', 1, (x) => x.u8()],
+    ['i8', 1, (x) => x.i8()],
+    ['u16', 2, (x) => x.u16()],
+    ['i16', 2, (x) => x.i16()],
+    ['u32', 4, (x) => x.u32()],
+    ['i32', 4, (x) => x.i32()],
+    ['u64', 8, (x) => x.u64()],
+    ['i64', 8, (x) => x.i64()],
+    ['f32', 4, (x) => x.f32()],
+    ['f64', 8, (x) => x.f64()],
   ];
   for (const [name, width, read] of reads) {
     for (let have = 0; have < width; have++) {

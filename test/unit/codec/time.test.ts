@@ -9,8 +9,14 @@ const parse = suite('EbTime.parse');
 
 parse('the D3.1.3 forms, with Z and with offsets, give the same instant as Date.parse', () => {
   for (const text of [
-    '2015-06-01T10:00:00Z', '2015-06-01T10:00:00+02:00', '2015-06-01T10:00:00.123-05:30', '2015-06-01T10:00Z',
-    '2016-02-29T23:59:59.999+14:00', '1970-01-01T00:00:00Z', '2038-01-19T03:14:08Z', '9999-12-31T23:59:59.999Z',
+    '2015-06-01T10:00:00Z',
+    '2015-06-01T10:00:00+02:00',
+    '2015-06-01T10:00:00.123-05:30',
+    '2015-06-01T10:00Z',
+    '2016-02-29T23:59:59.999+14:00',
+    '1970-01-01T00:00:00Z',
+    '2038-01-19T03:14:08Z',
+    '9999-12-31T23:59:59.999Z',
   ]) {
     const t = EbTime.parse(text);
     assert.is(t.epochMs, Date.parse(text), text);
@@ -49,23 +55,63 @@ parse('a naive timestamp is refused with 454 and the path, never read as UTC', (
 
 parse('malformed and impossible times are refused with 454', () => {
   for (const text of [
-    '', 'now', '2015-06-01', '10:00:00Z', '2015-6-1T10:00:00Z', '2015-06-01T10:00:00+2:00', '2015-02-29T00:00:00Z',
-    '2100-02-29T00:00:00Z', '2015-13-01T00:00:00Z', '2015-00-10T00:00:00Z', '2015-04-31T00:00:00Z', '2015-06-01T24:00:00Z',
-    '2015-06-01T10:60:00Z', '2015-06-31T23:59:60Z', '2015-06-01T10:00:00+24:00', '2015-06-01T10:00:00+01:60',
-    '2015-06-01T10:00:00.Z', '2015-06-01T10:00:00Z ', ' 2015-06-01T10:00:00Z', '２０１５-06-01T10:00:00Z',
+    '',
+    'now',
+    '2015-06-01',
+    '10:00:00Z',
+    '2015-6-1T10:00:00Z',
+    '2015-06-01T10:00:00+2:00',
+    '2015-02-29T00:00:00Z',
+    '2100-02-29T00:00:00Z',
+    '2015-13-01T00:00:00Z',
+    '2015-00-10T00:00:00Z',
+    '2015-04-31T00:00:00Z',
+    '2015-06-01T24:00:00Z',
+    '2015-06-01T10:60:00Z',
+    '2015-06-31T23:59:60Z',
+    '2015-06-01T10:00:00+24:00',
+    '2015-06-01T10:00:00+01:60',
+    '2015-06-01T10:00:00.Z',
+    '2015-06-01T10:00:00Z ',
+    ' 2015-06-01T10:00:00Z',
+    '２０１５-06-01T10:00:00Z',
     '2015-06-01T10:00:00Z' + 'x'.repeat(1_000_000),
   ]) {
-    assert.throws(() => EbTime.parse(text), (e: DecodeError) => e instanceof DecodeError && e.code === 454, JSON.stringify(text.slice(0, 60)));
+    assert.throws(
+      () => EbTime.parse(text),
+      (e: DecodeError) => e instanceof DecodeError && e.code === 454,
+      JSON.stringify(text.slice(0, 60)),
+    );
   }
-  const long = (() => { try { EbTime.parse('9'.repeat(100_000)); } catch (e) { return (e as Error).message; } return ''; })();
+  const long = (() => {
+    try {
+      EbTime.parse('9'.repeat(100_000));
+    } catch (e) {
+      return (e as Error).message;
+    }
+    return '';
+  })();
   assert.ok(long.length < 120, 'a huge input is cut short in the message');
 });
 
 parse('the canonical fast path refuses what the general parser refuses', () => {
-  for (const text of ['2015-02-29T00:00:00.000Z', '2015-06-01T24:00:00.000Z', '2015-06-01T10:60:00.000Z', '2015-06-01T10:00:60.000Z',
-    '2015-00-01T10:00:00.000Z', '2015-06-00T10:00:00.000Z', '2015-06-01T1a:00:00.000Z', '2015-06-01T10:00:00.000z']) {
+  for (const text of [
+    '2015-02-29T00:00:00.000Z',
+    '2015-06-01T24:00:00.000Z',
+    '2015-06-01T10:60:00.000Z',
+    '2015-06-01T10:00:60.000Z',
+    '2015-00-01T10:00:00.000Z',
+    '2015-06-00T10:00:00.000Z',
+    '2015-06-01T1a:00:00.000Z',
+    '2015-06-01T10:00:00.000z',
+  ]) {
     if (text.endsWith('z')) assert.is(EbTime.parse(text).toString(), text.toUpperCase());
-    else assert.throws(() => EbTime.parse(text), (e: DecodeError) => e.code === 454, text);
+    else
+      assert.throws(
+        () => EbTime.parse(text),
+        (e: DecodeError) => e.code === 454,
+        text,
+      );
   }
 });
 

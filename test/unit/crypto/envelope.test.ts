@@ -9,15 +9,30 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import {
-  CryptoError, generateIdentity, Keyring, nobleBackend, nodeBackend, OVERHEAD, ReplayWindow, Sealer, SequenceReserver,
-  type CryptoBackend, type CryptoErrorCode, type PrivateKeyFile, type PublicEntry,
+  CryptoError,
+  generateIdentity,
+  Keyring,
+  nobleBackend,
+  nodeBackend,
+  OVERHEAD,
+  ReplayWindow,
+  Sealer,
+  SequenceReserver,
+  type CryptoBackend,
+  type CryptoErrorCode,
+  type PrivateKeyFile,
+  type PublicEntry,
 } from '../../../src/crypto/index.js';
 import { cryptoError, cryptoErrorAsync } from '../../helpers/crypto.js';
 
 const T0 = Date.parse('2026-11-26T10:00:00Z');
 const GROUP_KEY = Buffer.alloc(32, 9).toString('base64url');
 
-interface Party { id: string; privateKey: PrivateKeyFile; entry: PublicEntry }
+interface Party {
+  id: string;
+  privateKey: PrivateKeyFile;
+  entry: PublicEntry;
+}
 
 function party(id: string): Party {
   const { privateKey, publicEntry } = generateIdentity(id, nodeBackend, T0 - 3_600_000);
@@ -30,7 +45,14 @@ const dso = party('dso-north');
 const other = party('hub-2');
 
 function peerEntry(p: Party, maySend: string[], mayReceive: string[], topics: string[] = []): Record<string, unknown> {
-  return { roles: [], ed25519: p.entry.ed25519, x25519: p.entry.x25519.map(({ pub, notBefore }) => ({ pub, notBefore })), maySend, mayReceive, topics };
+  return {
+    roles: [],
+    ed25519: p.entry.ed25519,
+    x25519: p.entry.x25519.map(({ pub, notBefore }) => ({ pub, notBefore })),
+    maySend,
+    mayReceive,
+    topics,
+  };
 }
 
 /** Each party's view: the hub knows the VPP and the DSO; the VPP knows both hubs; the DSO knows the hub. */
@@ -51,19 +73,26 @@ function keyringOf(p: Party, backend: CryptoBackend): Keyring {
   return new Keyring(backend, { keyring: { format: 'heh-keyring/1', peers }, privateKey: { ...p.privateKey, groups } });
 }
 
-interface World { dir: string; now: { t: number }; seal(p: Party): Promise<Sealer> }
+interface World {
+  dir: string;
+  now: { t: number };
+  seal(p: Party): Promise<Sealer>;
+}
 
 function world(backend: CryptoBackend): World {
   const dir = mkdtempSync(path.join(tmpdir(), 'heh-e2e-'));
   const now = { t: T0 };
   const sealers = new Map<Party, Sealer>();
   return {
-    dir, now,
+    dir,
+    now,
     async seal(p) {
       let s = sealers.get(p);
       if (s === undefined) {
         s = new Sealer({
-          keyring: keyringOf(p, backend), backend, now: () => now.t,
+          keyring: keyringOf(p, backend),
+          backend,
+          now: () => now.t,
           sequence: await SequenceReserver.open(path.join(dir, `${p.id}.seq`)),
           replay: await ReplayWindow.open(path.join(dir, `${p.id}.replay`)),
         });
@@ -74,39 +103,43 @@ function world(backend: CryptoBackend): World {
   };
 }
 
-const payload = Buffer.from('{"msg":"get_report","from":"2026-11-26T09:00:00.000Z","to":"2026-11-26T10:00:00.000Z","resolution":900,"signals":["total.p"]}');
-
+const payload = Buffer.from(
+  '{"msg":"get_report","from":"2026-11-26T09:00:00.000Z","to":"2026-11-26T10:00:00.000Z","resolution":900,"signals":["total.p"]}',
+);
 
 for (const backend of [nodeBackend, nobleBackend]) {
   const s = suite(`envelope (${backend.name} backend)`);
 
-  s('PAIR: round trip, exact overhead of 140 bytes, sender and type authenticated; commit makes a copy a duplicate', async () => {
-    const w = world(backend);
-    try {
-      const [v, h] = [await w.seal(vpp), await w.seal(hub)];
-      const env = await v.seal({ peer: 'hub-1' }, 'get_report', payload);
-      assert.is(env.length, payload.length + 140);
-      assert.is(OVERHEAD.pair, 140);
-      const opened = h.open(env);
-      assert.is(opened.sender.id, 'vpp-acme');
-      assert.is(opened.type, 'get_report');
-      assert.is(opened.mode, 'pair');
-      assert.is(opened.timestamp, T0);
-      assert.is(Buffer.from(opened.payload).toString(), payload.toString());
-      assert.not.ok(env.includes(Buffer.from('get_report')), 'the payload is not readable on the wire');
-      cryptoError(() => h.open(env), 'DUPLICATE', 'a second copy while the first is in flight');
-      await opened.commit();
-      cryptoError(() => h.open(env), 'DUPLICATE', 'a redelivery after the commit');
-      const next = h.open(await v.seal({ peer: 'hub-1' }, 'get_report', payload));
-      assert.ok(next.sequence > opened.sequence);
-      next.release();
-      assert.is(h.open(Buffer.from(await v.seal({ peer: 'hub-1' }, 'activate', payload))).type, 'activate');
-    } finally {
-      rmSync(w.dir, { recursive: true, force: true });
-    }
-  });
+  s(
+    'PAIR: round trip, exact overhead of 140 bytes, sender and type authenticated; commit makes a copy a duplicate',
+    async () => {
+      const w = world(backend);
+      try {
+        const [v, h] = [await w.seal(vpp), await w.seal(hub)];
+        const env = await v.seal({ peer: 'hub-1' }, 'get_report', payload);
+        assert.is(env.length, payload.length + 140);
+        assert.is(OVERHEAD.pair, 140);
+        const opened = h.open(env);
+        assert.is(opened.sender.id, 'vpp-acme');
+        assert.is(opened.type, 'get_report');
+        assert.is(opened.mode, 'pair');
+        assert.is(opened.timestamp, T0);
+        assert.is(Buffer.from(opened.payload).toString(), payload.toString());
+        assert.not.ok(env.includes(Buffer.from('get_report')), 'the payload is not readable on the wire');
+        cryptoError(() => h.open(env), 'DUPLICATE', 'a second copy while the first is in flight');
+        await opened.commit();
+        cryptoError(() => h.open(env), 'DUPLICATE', 'a redelivery after the commit');
+        const next = h.open(await v.seal({ peer: 'hub-1' }, 'get_report', payload));
+        assert.ok(next.sequence > opened.sequence);
+        next.release();
+        assert.is(h.open(Buffer.from(await v.seal({ peer: 'hub-1' }, 'activate', payload))).type, 'activate');
+      } finally {
+        rmSync(w.dir, { recursive: true, force: true });
+      }
+    },
+  );
 
-  s('SIGNED (124 bytes) and GROUP (140 bytes): broadcasts only the topic\'s sender can make', async () => {
+  s("SIGNED (124 bytes) and GROUP (140 bytes): broadcasts only the topic's sender can make", async () => {
     const w = world(backend);
     try {
       const [d, h] = [await w.seal(dso), await w.seal(hub)];
@@ -147,13 +180,23 @@ for (const backend of [nodeBackend, nobleBackend]) {
           codes.add(err.code);
         }
       }
-      assert.ok(codes.has('BAD_VERSION') && codes.has('DECRYPT_FAILED') && codes.has('UNKNOWN_SENDER') && codes.has('NOT_FOR_US'), [...codes].join());
+      assert.ok(
+        codes.has('BAD_VERSION') &&
+          codes.has('DECRYPT_FAILED') &&
+          codes.has('UNKNOWN_SENDER') &&
+          codes.has('NOT_FOR_US'),
+        [...codes].join(),
+      );
       const d = await w.seal(dso);
       const signed = await d.seal({ topic: 'prices.north' }, 'load_price', payload);
       for (let i = 0; i < signed.length; i++) {
         const bad = Buffer.from(signed);
         bad[i] = (bad[i] as number) ^ 0x40;
-        assert.throws(() => h.open(bad), (e: unknown) => e instanceof CryptoError && e.code !== 'DUPLICATE', `SIGNED byte ${i}`);
+        assert.throws(
+          () => h.open(bad),
+          (e: unknown) => e instanceof CryptoError && e.code !== 'DUPLICATE',
+          `SIGNED byte ${i}`,
+        );
       }
       assert.ok(h.open(env) !== undefined, 'the original still opens');
     } finally {
@@ -172,7 +215,11 @@ for (const backend of [nodeBackend, nobleBackend]) {
       const swapped = Buffer.from(fromHub);
       fromHub.copy(swapped, 4, 12, 20);
       fromHub.copy(swapped, 12, 4, 12);
-      cryptoError(() => h.open(swapped), 'DECRYPT_FAILED', 'sender and recipient ids swapped: the pair key is directional');
+      cryptoError(
+        () => h.open(swapped),
+        'DECRYPT_FAILED',
+        'sender and recipient ids swapped: the pair key is directional',
+      );
       cryptoError(() => h.open(toHub.subarray(0, 100)), 'TOO_SHORT', 'truncated');
       cryptoError(() => h.open(Buffer.alloc((1 << 20) + 1000)), 'TOO_LARGE', 'oversized');
       const v2 = Buffer.from(toHub);
@@ -186,29 +233,48 @@ for (const backend of [nodeBackend, nobleBackend]) {
     }
   });
 
-  s('rights: a type the sender may not send, a type the peer does not receive, a topic the sender does not own', async () => {
-    const w = world(backend);
-    try {
-      const [v, h, d] = [await w.seal(vpp), await w.seal(hub), await w.seal(dso)];
-      // hub-2 may only send report to the VPP; the VPP's keyring refuses hub-2's accept_activation.
-      const o = await w.seal(other);
-      cryptoError(() => v.open(Buffer.from('x')), 'TOO_SHORT', 'junk');
-      await cryptoErrorAsync(() => o.seal({ peer: 'vpp-acme' }, 'get_report', payload), 'TYPE_NOT_ALLOWED', 'hub-2 keyring: the VPP does not receive get_report');
-      await cryptoErrorAsync(() => v.seal({ peer: 'hub-1' }, 'report', payload), 'TYPE_NOT_ALLOWED', 'the hub does not receive report');
-      await cryptoErrorAsync(() => v.seal({ peer: 'nobody' }, 'get_report', payload), 'NO_KEY_FOR_PEER', 'no such peer');
-      await cryptoErrorAsync(() => v.seal({ group: 'prices.north' }, 'load_price', payload), 'NO_KEY_FOR_PEER', 'the VPP has no group key');
-      const allowed = await h.seal({ peer: 'vpp-acme' }, 'accept_activation', payload);
-      assert.is(v.open(allowed).type, 'accept_activation');
-      // hub-2's keyring lets it seal accept_activation to the VPP, but the VPP's keyring allows hub-2 only reports.
-      const sneaky = await o.seal({ peer: 'vpp-acme' }, 'accept_activation', payload);
-      cryptoError(() => v.open(sneaky), 'TYPE_NOT_ALLOWED', 'a type the receiver does not accept from this sender');
-      // The DSO signs a topic the hub does not know it for: refused before the signature is even checked.
-      const rogueTopic = await d.seal({ topic: 'prices.south' }, 'load_price', payload);
-      cryptoError(() => h.open(rogueTopic), 'NOT_FOR_US', 'a topic the DSO does not own');
-    } finally {
-      rmSync(w.dir, { recursive: true, force: true });
-    }
-  });
+  s(
+    'rights: a type the sender may not send, a type the peer does not receive, a topic the sender does not own',
+    async () => {
+      const w = world(backend);
+      try {
+        const [v, h, d] = [await w.seal(vpp), await w.seal(hub), await w.seal(dso)];
+        // hub-2 may only send report to the VPP; the VPP's keyring refuses hub-2's accept_activation.
+        const o = await w.seal(other);
+        cryptoError(() => v.open(Buffer.from('x')), 'TOO_SHORT', 'junk');
+        await cryptoErrorAsync(
+          () => o.seal({ peer: 'vpp-acme' }, 'get_report', payload),
+          'TYPE_NOT_ALLOWED',
+          'hub-2 keyring: the VPP does not receive get_report',
+        );
+        await cryptoErrorAsync(
+          () => v.seal({ peer: 'hub-1' }, 'report', payload),
+          'TYPE_NOT_ALLOWED',
+          'the hub does not receive report',
+        );
+        await cryptoErrorAsync(
+          () => v.seal({ peer: 'nobody' }, 'get_report', payload),
+          'NO_KEY_FOR_PEER',
+          'no such peer',
+        );
+        await cryptoErrorAsync(
+          () => v.seal({ group: 'prices.north' }, 'load_price', payload),
+          'NO_KEY_FOR_PEER',
+          'the VPP has no group key',
+        );
+        const allowed = await h.seal({ peer: 'vpp-acme' }, 'accept_activation', payload);
+        assert.is(v.open(allowed).type, 'accept_activation');
+        // hub-2's keyring lets it seal accept_activation to the VPP, but the VPP's keyring allows hub-2 only reports.
+        const sneaky = await o.seal({ peer: 'vpp-acme' }, 'accept_activation', payload);
+        cryptoError(() => v.open(sneaky), 'TYPE_NOT_ALLOWED', 'a type the receiver does not accept from this sender');
+        // The DSO signs a topic the hub does not know it for: refused before the signature is even checked.
+        const rogueTopic = await d.seal({ topic: 'prices.south' }, 'load_price', payload);
+        cryptoError(() => h.open(rogueTopic), 'NOT_FOR_US', 'a topic the DSO does not own');
+      } finally {
+        rmSync(w.dir, { recursive: true, force: true });
+      }
+    },
+  );
 
   s('replay window and freshness: too old, stale, from the future; reports may wait longer than commands', async () => {
     const w = world(backend);
@@ -238,11 +304,14 @@ for (const backend of [nodeBackend, nobleBackend]) {
     try {
       const v = await w.seal(vpp);
       const env = await v.seal({ peer: 'hub-1' }, 'get_report', payload);
-      const mk = async (): Promise<Sealer> => new Sealer({
-        keyring: keyringOf(hub, backend), backend, now: () => w.now.t,
-        sequence: await SequenceReserver.open(path.join(w.dir, 'hub-restart.seq')),
-        replay: await ReplayWindow.open(path.join(w.dir, 'hub-restart.replay')),
-      });
+      const mk = async (): Promise<Sealer> =>
+        new Sealer({
+          keyring: keyringOf(hub, backend),
+          backend,
+          now: () => w.now.t,
+          sequence: await SequenceReserver.open(path.join(w.dir, 'hub-restart.seq')),
+          replay: await ReplayWindow.open(path.join(w.dir, 'hub-restart.replay')),
+        });
       await (await mk()).open(env).commit();
       const restarted = await mk();
       cryptoError(() => restarted.open(env), 'DUPLICATE', 'after a restart');
@@ -251,33 +320,50 @@ for (const backend of [nodeBackend, nobleBackend]) {
     }
   });
 
-  s('rotation: a key_update announces a new X25519 key; traffic moves to it after notBefore; the old key still opens', async () => {
-    const w = world(backend);
-    try {
-      const [v, h] = [await w.seal(vpp), await w.seal(hub)];
-      const oldKid = h.keyring.currentOwn(T0)?.kid;
-      const beforeRotation = await v.seal({ peer: 'hub-1' }, 'get_report', payload);
-      const epoch = h.keyring.addOwnSecret(Buffer.alloc(32, 0x42), T0 + 60_000, undefined);
-      const learned: string[] = [];
-      const v2 = new Sealer({
-        keyring: v.keyring, backend, now: () => w.now.t, onKeyLearned: (peer, u) => learned.push(`${peer.id}@${u.notBefore}`),
-        sequence: await SequenceReserver.open(path.join(w.dir, `${vpp.id}.seq`)), replay: await ReplayWindow.open(path.join(w.dir, 'vpp2.replay')),
-      });
-      const update = v2.open(await h.seal({ peer: 'vpp-acme' }, 'key_update', Sealer.keyUpdatePayload(epoch)));
-      assert.is(update.type, 'key_update');
-      assert.equal(learned, [`hub-1@${T0 + 60_000}`]);
-      assert.is(v2.keyring.currentPeer(v2.keyring.peers.get('hub-1') as never, T0)?.kid, oldKid, 'not before notBefore');
-      w.now.t = T0 + 120_000;
-      const afterRotation = await v2.seal({ peer: 'hub-1' }, 'get_report', payload);
-      assert.is(afterRotation.toString('hex', 12, 20), epoch.kid, 'sealed to the new key');
-      assert.is(h.open(afterRotation).type, 'get_report');
-      assert.is(h.open(beforeRotation).type, 'get_report', 'still queued under the old key: opens during the grace period');
-      const forged = Buffer.from(await h.seal({ peer: 'vpp-acme' }, 'key_update', Buffer.from('{"msg":"key_update","x25519":"short"}')));
-      cryptoError(() => v2.open(forged), 'BAD_KEY', 'a malformed key_update');
-    } finally {
-      rmSync(w.dir, { recursive: true, force: true });
-    }
-  });
+  s(
+    'rotation: a key_update announces a new X25519 key; traffic moves to it after notBefore; the old key still opens',
+    async () => {
+      const w = world(backend);
+      try {
+        const [v, h] = [await w.seal(vpp), await w.seal(hub)];
+        const oldKid = h.keyring.currentOwn(T0)?.kid;
+        const beforeRotation = await v.seal({ peer: 'hub-1' }, 'get_report', payload);
+        const epoch = h.keyring.addOwnSecret(Buffer.alloc(32, 0x42), T0 + 60_000, undefined);
+        const learned: string[] = [];
+        const v2 = new Sealer({
+          keyring: v.keyring,
+          backend,
+          now: () => w.now.t,
+          onKeyLearned: (peer, u) => learned.push(`${peer.id}@${u.notBefore}`),
+          sequence: await SequenceReserver.open(path.join(w.dir, `${vpp.id}.seq`)),
+          replay: await ReplayWindow.open(path.join(w.dir, 'vpp2.replay')),
+        });
+        const update = v2.open(await h.seal({ peer: 'vpp-acme' }, 'key_update', Sealer.keyUpdatePayload(epoch)));
+        assert.is(update.type, 'key_update');
+        assert.equal(learned, [`hub-1@${T0 + 60_000}`]);
+        assert.is(
+          v2.keyring.currentPeer(v2.keyring.peers.get('hub-1') as never, T0)?.kid,
+          oldKid,
+          'not before notBefore',
+        );
+        w.now.t = T0 + 120_000;
+        const afterRotation = await v2.seal({ peer: 'hub-1' }, 'get_report', payload);
+        assert.is(afterRotation.toString('hex', 12, 20), epoch.kid, 'sealed to the new key');
+        assert.is(h.open(afterRotation).type, 'get_report');
+        assert.is(
+          h.open(beforeRotation).type,
+          'get_report',
+          'still queued under the old key: opens during the grace period',
+        );
+        const forged = Buffer.from(
+          await h.seal({ peer: 'vpp-acme' }, 'key_update', Buffer.from('{"msg":"key_update","x25519":"short"}')),
+        );
+        cryptoError(() => v2.open(forged), 'BAD_KEY', 'a malformed key_update');
+      } finally {
+        rmSync(w.dir, { recursive: true, force: true });
+      }
+    },
+  );
 
   s.run();
 }
@@ -287,15 +373,38 @@ const mixed = suite('envelope across backends');
 mixed('sealed with node:crypto, opened with noble, and the other way round', async () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'heh-e2e-'));
   try {
-    const make = async (p: Party, backend: CryptoBackend): Promise<Sealer> => new Sealer({
-      keyring: keyringOf(p, backend), backend, now: () => T0,
-      sequence: await SequenceReserver.open(path.join(dir, `${p.id}-${backend.name}.seq`)),
-      replay: await ReplayWindow.open(path.join(dir, `${p.id}-${backend.name}.replay`)),
-    });
-    const [vNode, hNoble, hNode, vNoble] = [await make(vpp, nodeBackend), await make(hub, nobleBackend), await make(hub, nodeBackend), await make(vpp, nobleBackend)];
-    assert.is(Buffer.from(hNoble.open(await vNode.seal({ peer: 'hub-1' }, 'activate', payload)).payload).toString(), payload.toString());
-    assert.is(Buffer.from(vNoble.open(await hNode.seal({ peer: 'vpp-acme' }, 'report', payload)).payload).toString(), payload.toString());
-    assert.throws(() => new Sealer({ keyring: keyringOf(hub, nodeBackend), backend: nobleBackend, sequence: { take: async () => 1n }, replay: { check: () => 'new', accept: () => undefined, persist: async () => undefined } }), /backend/);
+    const make = async (p: Party, backend: CryptoBackend): Promise<Sealer> =>
+      new Sealer({
+        keyring: keyringOf(p, backend),
+        backend,
+        now: () => T0,
+        sequence: await SequenceReserver.open(path.join(dir, `${p.id}-${backend.name}.seq`)),
+        replay: await ReplayWindow.open(path.join(dir, `${p.id}-${backend.name}.replay`)),
+      });
+    const [vNode, hNoble, hNode, vNoble] = [
+      await make(vpp, nodeBackend),
+      await make(hub, nobleBackend),
+      await make(hub, nodeBackend),
+      await make(vpp, nobleBackend),
+    ];
+    assert.is(
+      Buffer.from(hNoble.open(await vNode.seal({ peer: 'hub-1' }, 'activate', payload)).payload).toString(),
+      payload.toString(),
+    );
+    assert.is(
+      Buffer.from(vNoble.open(await hNode.seal({ peer: 'vpp-acme' }, 'report', payload)).payload).toString(),
+      payload.toString(),
+    );
+    assert.throws(
+      () =>
+        new Sealer({
+          keyring: keyringOf(hub, nodeBackend),
+          backend: nobleBackend,
+          sequence: { take: async () => 1n },
+          replay: { check: () => 'new', accept: () => undefined, persist: async () => undefined },
+        }),
+      /backend/,
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -14,10 +14,23 @@ s('every codec message type has a code, codes are unique and map back', () => {
 });
 
 s('the registry is append-only: the first codes never move', () => {
-  assert.equal([typeCode('get_report'), typeCode('report'), typeCode('activate'), typeCode('response'), typeCode('load_report'), typeCode(KEY_UPDATE)], [1, 3, 7, 25, 37, 0xff00]);
+  assert.equal(
+    [
+      typeCode('get_report'),
+      typeCode('report'),
+      typeCode('activate'),
+      typeCode('response'),
+      typeCode('load_report'),
+      typeCode(KEY_UPDATE),
+    ],
+    [1, 3, 7, 25, 37, 0xff00],
+  );
   assert.is(typeName(0), undefined);
   assert.is(typeName(0xfffe), undefined);
-  assert.throws(() => typeCode('launch_rockets'), (e: unknown) => e instanceof CryptoError && e.code === 'UNKNOWN_TYPE');
+  assert.throws(
+    () => typeCode('launch_rockets'),
+    (e: unknown) => e instanceof CryptoError && e.code === 'UNKNOWN_TYPE',
+  );
 });
 
 s.run();

@@ -16,12 +16,18 @@ s('codec and both crypto backends, a progress line per step, no broker without a
     assert.ok(line !== undefined && /[\d,]+ \/s$/.test(line), `${what}: ${String(line)}`);
   }
   assert.not.ok(out.some((l) => l.startsWith('broker')));
-  assert.equal(err.map((l) => /^bench: (\d+)\/8 /.exec(l)?.[1]), ['1', '2', '3', '4', '5', '6', '7', '8']);
+  assert.equal(
+    err.map((l) => /^bench: (\d+)\/8 /.exec(l)?.[1]),
+    ['1', '2', '3', '4', '5', '6', '7', '8'],
+  );
 });
 
 s('hub.js bench refuses a bad --seconds with the usage exit code', async () => {
   const err: string[] = [];
-  const code = await hubMain(['bench', '--seconds', 'soon'], { io: { out: () => undefined, err: (l) => err.push(l) }, stop: new Promise(() => undefined) });
+  const code = await hubMain(['bench', '--seconds', 'soon'], {
+    io: { out: () => undefined, err: (l) => err.push(l) },
+    stop: new Promise(() => undefined),
+  });
   assert.is(code, 64);
   assert.match(err.join('\n'), /--seconds/);
 });

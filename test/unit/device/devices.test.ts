@@ -9,7 +9,12 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import {
-  createActuator, createMeter, DeviceError, restartDelayMs, type MeterConfig, type Reading,
+  createActuator,
+  createMeter,
+  DeviceError,
+  restartDelayMs,
+  type MeterConfig,
+  type Reading,
 } from '../../../src/device/devices.js';
 
 const HOUR = 3_600_000;
@@ -114,7 +119,13 @@ function teardown(): void {
 
 const sim = suite('simulated meter');
 
-async function series(config: MeterConfig, start: number, stepMs: number, n: number, signals = ['p']): Promise<number[]> {
+async function series(
+  config: MeterConfig,
+  start: number,
+  stepMs: number,
+  n: number,
+  signals = ['p'],
+): Promise<number[]> {
   const meter = await createMeter(config, signals);
   const out: number[] = [];
   for (let i = 0; i < n; i++) {
@@ -126,7 +137,9 @@ async function series(config: MeterConfig, start: number, stepMs: number, n: num
 
 sim('deterministic: same seed and t give the same value, from separate meters, without Math.random', async () => {
   const random = Math.random;
-  Math.random = () => { throw new Error('Math.random used'); };
+  Math.random = () => {
+    throw new Error('Math.random used');
+  };
   try {
     for (const profile of ['household', 'boiler', 'pv'] as const) {
       const config: MeterConfig = { kind: 'simulated', seed: 42, profile, peakKw: 5 };
@@ -181,7 +194,8 @@ sim('pv: exactly 0 at night all year, positive generation around noon, never neg
   let noon = 0;
   for (let d = 0; d < 365; d += 3) {
     const day = Date.UTC(2024, 0, 1) + d * DAY;
-    for (const h of [0, 1, 2, 3, 4, 21, 22, 23]) assert.is((await meter.read(day + h * HOUR))['p'], 0, `day ${d} ${h}:00`);
+    for (const h of [0, 1, 2, 3, 4, 21, 22, 23])
+      assert.is((await meter.read(day + h * HOUR))['p'], 0, `day ${d} ${h}:00`);
     const v = (await meter.read(day + 12 * HOUR))['p'] as number;
     assert.ok(v > 0, `day ${d} noon: ${v}`);
     noon += v;
@@ -194,7 +208,10 @@ sim('pv: exactly 0 at night all year, positive generation around noon, never neg
 sim('boiler: on/off cycles, full power or nothing', async () => {
   const values = await series({ kind: 'simulated', seed: 5, profile: 'boiler', peakKw: 2 }, JUNE_1, 60_000, 3 * 1440);
   const on = values.filter((v) => v > 0);
-  assert.ok(values.every((v) => v === 0 || v >= 1.9), 'no partial power');
+  assert.ok(
+    values.every((v) => v === 0 || v >= 1.9),
+    'no partial power',
+  );
   assert.ok(on.length > 100 && on.length < values.length / 2, `${on.length} minutes on of ${values.length}`);
   let switches = 0;
   for (let i = 1; i < values.length; i++) if ((values[i] === 0) !== (values[i - 1] === 0)) switches++;
@@ -204,11 +221,19 @@ sim('boiler: on/off cycles, full power or nothing', async () => {
 sim('bad config and times reject, never throw synchronously', async () => {
   const bad = createMeter({ kind: 'simulated', seed: 1, profile: 'spaceship' as 'pv', peakKw: 1 }, ['p']);
   assert.instance(bad, Promise);
-  await bad.then(() => assert.unreachable('accepted'), (err: unknown) => assert.instance(err, TypeError));
+  await bad.then(
+    () => assert.unreachable('accepted'),
+    (err: unknown) => assert.instance(err, TypeError),
+  );
   const meter = await createMeter({ kind: 'simulated', seed: 1, profile: 'pv', peakKw: 1 }, ['p']);
-  await meter.read(NaN).then(() => assert.unreachable('read NaN'), (err: unknown) => assert.instance(err, RangeError));
+  await meter.read(NaN).then(
+    () => assert.unreachable('read NaN'),
+    (err: unknown) => assert.instance(err, RangeError),
+  );
   await createMeter({ kind: 'nope' } as unknown as MeterConfig, ['p']).then(
-    () => assert.unreachable('accepted'), (err: unknown) => assert.instance(err, TypeError));
+    () => assert.unreachable('accepted'),
+    (err: unknown) => assert.instance(err, TypeError),
+  );
 });
 
 sim.run();
@@ -233,24 +258,30 @@ csv('seconds of the day: the row in force, empty cell null, outside the file nul
   assert.equal(await meter.read(at(2, 30) + 17 * DAY), { p: 2.5, q: null }, 'a day profile: every day alike');
 });
 
-csv('loop: the time of day is taken modulo the span; signals default to the header; cwd resolves the path', async () => {
-  tmp('hour.csv', 't,p\n0,1\n1800,2\n');
-  const meter = await createMeter({ kind: 'csv', path: 'hour.csv', loop: true }, [], { cwd: dir });
-  assert.equal(meter.signals, ['p']);
-  assert.equal(await meter.read(at(0, 10)), { p: 1 });
-  assert.equal(await meter.read(at(0, 40)), { p: 2 });
-  assert.equal(await meter.read(at(5, 10)), { p: 1 });
-  assert.equal(await meter.read(at(17, 59)), { p: 2 });
-});
+csv(
+  'loop: the time of day is taken modulo the span; signals default to the header; cwd resolves the path',
+  async () => {
+    tmp('hour.csv', 't,p\n0,1\n1800,2\n');
+    const meter = await createMeter({ kind: 'csv', path: 'hour.csv', loop: true }, [], { cwd: dir });
+    assert.equal(meter.signals, ['p']);
+    assert.equal(await meter.read(at(0, 10)), { p: 1 });
+    assert.equal(await meter.read(at(0, 40)), { p: 2 });
+    assert.equal(await meter.read(at(5, 10)), { p: 1 });
+    assert.equal(await meter.read(at(17, 59)), { p: 2 });
+  },
+);
 
 csv('ISO times with offsets: absolute rows; loop replays the span from the first row', async () => {
-  const file = tmp('iso.csv', [
-    't,p,soc',
-    '2024-06-04T00:00:00+02:00,1,50',
-    '2024-06-04T12:00:00+02:00,2,60',
-    '2024-06-05T00:00:00+02:00,3,70',
-    '2024-06-05T12:00:00+02:00,4,80',
-  ].join('\r\n'));
+  const file = tmp(
+    'iso.csv',
+    [
+      't,p,soc',
+      '2024-06-04T00:00:00+02:00,1,50',
+      '2024-06-04T12:00:00+02:00,2,60',
+      '2024-06-05T00:00:00+02:00,3,70',
+      '2024-06-05T12:00:00+02:00,4,80',
+    ].join('\r\n'),
+  );
   const once = await createMeter({ kind: 'csv', path: file, loop: false }, ['soc', 'p']);
   assert.equal(await once.read(Date.parse('2024-06-03T22:00:00Z')), { soc: 50, p: 1 });
   assert.equal(await once.read(Date.parse('2024-06-04T21:59:59Z')), { soc: 60, p: 2 });
@@ -283,10 +314,16 @@ csv('a malformed file rejects at open with BAD_FILE naming file, line and column
     assert.is(err.code, 'BAD_FILE', text);
     assert.ok(err.message.includes(file) && err.message.includes(where), `${err.message} names ${where}`);
   }
-  const missing = await rejection(createMeter({ kind: 'csv', path: tmp('ok.csv', 't,p\n0,1\n'), loop: false }, ['x']), 'no column');
+  const missing = await rejection(
+    createMeter({ kind: 'csv', path: tmp('ok.csv', 't,p\n0,1\n'), loop: false }, ['x']),
+    'no column',
+  );
   assert.is(missing.code, 'BAD_FILE');
   assert.match(missing.message, 'line 1');
-  const absent = await rejection(createMeter({ kind: 'csv', path: path.join(dir, 'absent.csv'), loop: false }, []), 'absent');
+  const absent = await rejection(
+    createMeter({ kind: 'csv', path: path.join(dir, 'absent.csv'), loop: false }, []),
+    'absent',
+  );
   assert.is(absent.code, 'IO');
   assert.match(absent.message, 'absent.csv');
 });
@@ -351,7 +388,10 @@ cmd('a missing executable is NOT_FOUND, from read(), for both modes', async () =
 
 cmd('long-running: keeps the latest of its lines; close() ends the process', async () => {
   const pidFile = tmp('stream.pid');
-  const meter = await createMeter({ kind: 'command', command: command('stream', pidFile), intervalS: 0.1, timeoutMs: 2000 }, ['p']);
+  const meter = await createMeter(
+    { kind: 'command', command: command('stream', pidFile), intervalS: 0.1, timeoutMs: 2000 },
+    ['p'],
+  );
   const first = (await within(3000, meter.read(0), 'first'))['p'] as number;
   await sleep(450);
   const later = (await within(3000, meter.read(0), 'later'))['p'] as number;
@@ -366,34 +406,52 @@ cmd('long-running: keeps the latest of its lines; close() ends the process', asy
 
 cmd('long-running: a process that exits is restarted no sooner than 5 s later; reads fail meanwhile', async () => {
   const starts = tmp('starts.txt');
-  const meter = await createMeter({ kind: 'command', command: command('once', starts), intervalS: 1, timeoutMs: 2000 }, ['p']);
+  const meter = await createMeter(
+    { kind: 'command', command: command('once', starts), intervalS: 1, timeoutMs: 2000 },
+    ['p'],
+  );
   try {
-    const lines = (): number[] => (fs.existsSync(starts) ? fs.readFileSync(starts, 'utf8').trim().split('\n').map(Number) : []);
+    const lines = (): number[] =>
+      fs.existsSync(starts) ? fs.readFileSync(starts, 'utf8').trim().split('\n').map(Number) : [];
     await waitFor(() => lines().length === 1, 3000, 'first start');
     // The first run's line may still be served until its exit is seen; then reads fail until the restart.
-    const err = await rejection((async () => {
-      for (const until = Date.now() + 3000; Date.now() < until; await sleep(25)) await meter.read(0);
-    })(), 'after exit', 4000);
+    const err = await rejection(
+      (async () => {
+        for (const until = Date.now() + 3000; Date.now() < until; await sleep(25)) await meter.read(0);
+      })(),
+      'after exit',
+      4000,
+    );
     assert.is(err.code, 'EXIT');
     assert.match(err.message, 'exited with code 0; restarting in 5 s');
     await waitFor(() => lines().length === 2, 7000, 'restart');
     const [t1 = 0, t2 = 0] = lines();
     assert.ok(t2 - t1 >= 5000, `restarted after ${t2 - t1} ms`);
     // A node child can take seconds to start on a loaded machine: the bound is generous, the loop ends early.
-    assert.equal(await within(10_000, (async () => {
-      for (const until = Date.now() + 10_000; Date.now() < until; await sleep(25)) {
-        const r: Reading | undefined = await meter.read(0).catch(() => undefined);
-        if (r !== undefined) return r;
-      }
-      return undefined;
-    })(), 'reading after restart'), { p: 2 });
+    assert.equal(
+      await within(
+        10_000,
+        (async () => {
+          for (const until = Date.now() + 10_000; Date.now() < until; await sleep(25)) {
+            const r: Reading | undefined = await meter.read(0).catch(() => undefined);
+            if (r !== undefined) return r;
+          }
+          return undefined;
+        })(),
+        'reading after restart',
+      ),
+      { p: 2 },
+    );
   } finally {
     await meter.close();
   }
 });
 
 cmd('restart backoff: 5 s, doubling, at most 5 min', () => {
-  assert.equal([1, 2, 3, 4, 5, 6, 7, 50].map(restartDelayMs), [5000, 10_000, 20_000, 40_000, 80_000, 160_000, 300_000, 300_000]);
+  assert.equal(
+    [1, 2, 3, 4, 5, 6, 7, 50].map(restartDelayMs),
+    [5000, 10_000, 20_000, 40_000, 80_000, 160_000, 300_000, 300_000],
+  );
 });
 
 cmd.run();
@@ -425,7 +483,9 @@ file('bad content is BAD_FILE, a missing file IO, a foreign signal a TypeError',
   const gone = await rejection(meter.read(0), 'missing');
   assert.is(gone.code, 'IO');
   await createMeter({ kind: 'file', path: f, scale: 1 }, ['q']).then(
-    () => assert.unreachable('accepted'), (err: unknown) => assert.instance(err, TypeError));
+    () => assert.unreachable('accepted'),
+    (err: unknown) => assert.instance(err, TypeError),
+  );
 });
 
 file.run();
@@ -443,14 +503,25 @@ act('simulated: records the commands and the activation in force per device', as
   const a = await createActuator({ kind: 'simulated' });
   await a.apply(activate('a1', 'boiler', 2));
   await a.apply(activate('a2', 'heatpump', -1));
-  assert.equal(a.state.get('boiler'), { id: 'a1', quantity: 2, from: Date.UTC(2024, 5, 1, 10), to: Date.UTC(2024, 5, 1, 11) });
+  assert.equal(a.state.get('boiler'), {
+    id: 'a1',
+    quantity: 2,
+    from: Date.UTC(2024, 5, 1, 10),
+    to: Date.UTC(2024, 5, 1, 11),
+  });
   await a.apply({ action: 'end', id: 'old', device: 'boiler' });
   assert.ok(a.state.has('boiler'), 'the end of another activation leaves this one');
   await a.apply({ action: 'end', id: 'a1', device: 'boiler' });
   assert.equal([...a.state.keys()], ['heatpump']);
-  assert.equal(a.commands.map((c) => `${c.action}:${c.id}`), ['activate:a1', 'activate:a2', 'end:old', 'end:a1']);
+  assert.equal(
+    a.commands.map((c) => `${c.action}:${c.id}`),
+    ['activate:a1', 'activate:a2', 'end:old', 'end:a1'],
+  );
   await a.close();
-  await a.apply(activate('a3', 'boiler', 1)).then(() => assert.unreachable('applied after close'), () => {});
+  await a.apply(activate('a3', 'boiler', 1)).then(
+    () => assert.unreachable('applied after close'),
+    () => {},
+  );
 });
 
 act('command: each command is one JSON line on stdin; a failing exit is EXIT; a missing one NOT_FOUND', async () => {
@@ -458,11 +529,17 @@ act('command: each command is one JSON line on stdin; a failing exit is EXIT; a 
   const a = await createActuator({ kind: 'command', command: [node, script(), 'sink', sink], timeoutMs: 3000 });
   await within(4000, a.apply(activate('a1', 'boiler', 1.5)), 'activate');
   await within(4000, a.apply({ action: 'end', id: 'a1', device: 'boiler' }), 'end');
-  assert.is(fs.readFileSync(sink, 'utf8'),
+  assert.is(
+    fs.readFileSync(sink, 'utf8'),
     '{"action":"activate","id":"a1","device":"boiler","quantity":1.5,"from":"2024-06-01T10:00:00.000Z","to":"2024-06-01T11:00:00.000Z"}\n' +
-    '{"action":"end","id":"a1","device":"boiler"}\n');
+      '{"action":"end","id":"a1","device":"boiler"}\n',
+  );
   await a.close();
-  const failing = await createActuator({ kind: 'command', command: [node, script(), 'sink', sink, '3'], timeoutMs: 3000 });
+  const failing = await createActuator({
+    kind: 'command',
+    command: [node, script(), 'sink', sink, '3'],
+    timeoutMs: 3000,
+  });
   const err = await rejection(failing.apply(activate('a2', 'boiler', 1)), 'exit 3');
   assert.is(err.code, 'EXIT');
   assert.match(err.message, 'exited with code 3');
@@ -470,26 +547,28 @@ act('command: each command is one JSON line on stdin; a failing exit is EXIT; a 
   assert.is((await rejection(missing.apply(activate('a3', 'boiler', 1)), 'missing')).code, 'NOT_FOUND');
 });
 
-act('file: on for a positive quantity, off for zero or negative and at the end; a superseded end writes nothing', async () => {
-  const value = tmp('gpio17-value', '0');
-  const a = await createActuator({ kind: 'file', path: value, on: '1', off: '0' });
-  const read = (): string => fs.readFileSync(value, 'utf8');
-  await a.apply(activate('a1', 'boiler', 2));
-  assert.is(read(), '1');
-  await a.apply({ action: 'end', id: 'a1', device: 'boiler' });
-  assert.is(read(), '0');
-  await a.apply(activate('a2', 'boiler', 0));
-  assert.is(read(), '0');
-  await a.apply(activate('a3', 'boiler', 1));
-  assert.is(read(), '1');
-  await a.apply({ action: 'end', id: 'a2', device: 'boiler' });
-  assert.is(read(), '1', 'the end of a2 must not switch off a3');
-  await a.close();
-  const broken = await createActuator({ kind: 'file', path: path.join(dir, 'no-dir', 'value'), on: '1', off: '0' });
-  const err = await rejection(broken.apply(activate('a4', 'boiler', 1)), 'no dir');
-  assert.is(err.code, 'IO');
-  assert.match(err.message, 'no-dir');
-});
+act(
+  'file: on for a positive quantity, off for zero or negative and at the end; a superseded end writes nothing',
+  async () => {
+    const value = tmp('gpio17-value', '0');
+    const a = await createActuator({ kind: 'file', path: value, on: '1', off: '0' });
+    const read = (): string => fs.readFileSync(value, 'utf8');
+    await a.apply(activate('a1', 'boiler', 2));
+    assert.is(read(), '1');
+    await a.apply({ action: 'end', id: 'a1', device: 'boiler' });
+    assert.is(read(), '0');
+    await a.apply(activate('a2', 'boiler', 0));
+    assert.is(read(), '0');
+    await a.apply(activate('a3', 'boiler', 1));
+    assert.is(read(), '1');
+    await a.apply({ action: 'end', id: 'a2', device: 'boiler' });
+    assert.is(read(), '1', 'the end of a2 must not switch off a3');
+    await a.close();
+    const broken = await createActuator({ kind: 'file', path: path.join(dir, 'no-dir', 'value'), on: '1', off: '0' });
+    const err = await rejection(broken.apply(activate('a4', 'boiler', 1)), 'no dir');
+    assert.is(err.code, 'IO');
+    assert.match(err.message, 'no-dir');
+  },
+);
 
 act.run();
-

@@ -13,7 +13,13 @@ const WRAP = 24; // bytes per hex line
 
 const hex = (buf, from, to) => {
   const out = [];
-  for (let i = from; i < to; i += WRAP) out.push(buf.subarray(i, Math.min(to, i + WRAP)).toString('hex').replace(/(..)(?!$)/g, '$1 '));
+  for (let i = from; i < to; i += WRAP)
+    out.push(
+      buf
+        .subarray(i, Math.min(to, i + WRAP))
+        .toString('hex')
+        .replace(/(..)(?!$)/g, '$1 '),
+    );
   return out.length === 0 ? [''] : out;
 };
 
@@ -30,7 +36,16 @@ const printable = (b) => {
 
 export const typedBytes = (b) => (printable(b) ? { $utf8: b.toString('utf8') } : { $bytes: b.toString('hex') });
 
-const num = (n) => (Number.isNaN(n) ? { $num: 'NaN' } : n === Infinity ? { $num: 'Infinity' } : n === -Infinity ? { $num: '-Infinity' } : Object.is(n, -0) ? { $num: '-0' } : n);
+const num = (n) =>
+  Number.isNaN(n)
+    ? { $num: 'NaN' }
+    : n === Infinity
+      ? { $num: 'Infinity' }
+      : n === -Infinity
+        ? { $num: '-Infinity' }
+        : Object.is(n, -0)
+          ? { $num: '-0' }
+          : n;
 
 /** Walks one field table at `off` (length prefix included). Returns the typed value and the offset after it. */
 export function walkTable(buf, off, lines, indent, what) {
@@ -75,40 +90,132 @@ function walkValue(buf, p, lines, indent) {
     return { value: wrap(v), end: p + 1 + n };
   };
   switch (tag) {
-    case 't': return fixed(1, (o) => buf[o] !== 0, 'boolean', (v) => v);
-    case 'b': return fixed(1, (o) => buf.readInt8(o), 'int8', (v) => ({ $field: ['b', v] }));
-    case 'B': return fixed(1, (o) => buf.readUInt8(o), 'uint8', (v) => ({ $field: ['B', v] }));
-    case 's': return fixed(2, (o) => buf.readInt16BE(o), 'int16', (v) => ({ $field: ['s', v] }));
-    case 'u': return fixed(2, (o) => buf.readUInt16BE(o), 'uint16', (v) => ({ $field: ['u', v] }));
-    case 'I': return fixed(4, (o) => buf.readInt32BE(o), 'int32', (v) => v);
-    case 'i': return fixed(4, (o) => buf.readUInt32BE(o), 'uint32', (v) => ({ $field: ['i', v] }));
-    case 'l': return fixed(8, (o) => buf.readBigInt64BE(o), 'int64', (v) => {
-      const n = Number(v);
-      if (!Number.isSafeInteger(n)) return { $field: ['l', { $bigint: v.toString() }] };
-      return n >= -0x80000000 && n <= 0x7fffffff ? { $field: ['l', n] } : n;
-    });
-    case 'f': return fixed(4, (o) => buf.readFloatBE(o), 'float', (v) => ({ $field: ['f', num(v)] }));
-    case 'd': return fixed(8, (o) => buf.readDoubleBE(o), 'double', (v) => (Number.isFinite(v) && !Number.isInteger(v) ? v : { $field: ['d', num(v)] }));
-    case 'D': return fixed(5, (o) => [buf[o], buf.readInt32BE(o + 1)], 'decimal [scale, value]', (v) => ({ $decimal: v }));
-    case 'T': return fixed(8, (o) => Number(buf.readBigUInt64BE(o)), 'timestamp (s)', (v) => ({ $date: v }));
-    case 'V': emit(lines, buf, p, p + 1, indent, `'V' void`); return { value: null, end: p + 1 };
-    case 'S': case 'x': {
+    case 't':
+      return fixed(
+        1,
+        (o) => buf[o] !== 0,
+        'boolean',
+        (v) => v,
+      );
+    case 'b':
+      return fixed(
+        1,
+        (o) => buf.readInt8(o),
+        'int8',
+        (v) => ({ $field: ['b', v] }),
+      );
+    case 'B':
+      return fixed(
+        1,
+        (o) => buf.readUInt8(o),
+        'uint8',
+        (v) => ({ $field: ['B', v] }),
+      );
+    case 's':
+      return fixed(
+        2,
+        (o) => buf.readInt16BE(o),
+        'int16',
+        (v) => ({ $field: ['s', v] }),
+      );
+    case 'u':
+      return fixed(
+        2,
+        (o) => buf.readUInt16BE(o),
+        'uint16',
+        (v) => ({ $field: ['u', v] }),
+      );
+    case 'I':
+      return fixed(
+        4,
+        (o) => buf.readInt32BE(o),
+        'int32',
+        (v) => v,
+      );
+    case 'i':
+      return fixed(
+        4,
+        (o) => buf.readUInt32BE(o),
+        'uint32',
+        (v) => ({ $field: ['i', v] }),
+      );
+    case 'l':
+      return fixed(
+        8,
+        (o) => buf.readBigInt64BE(o),
+        'int64',
+        (v) => {
+          const n = Number(v);
+          if (!Number.isSafeInteger(n)) return { $field: ['l', { $bigint: v.toString() }] };
+          return n >= -0x80000000 && n <= 0x7fffffff ? { $field: ['l', n] } : n;
+        },
+      );
+    case 'f':
+      return fixed(
+        4,
+        (o) => buf.readFloatBE(o),
+        'float',
+        (v) => ({ $field: ['f', num(v)] }),
+      );
+    case 'd':
+      return fixed(
+        8,
+        (o) => buf.readDoubleBE(o),
+        'double',
+        (v) => (Number.isFinite(v) && !Number.isInteger(v) ? v : { $field: ['d', num(v)] }),
+      );
+    case 'D':
+      return fixed(
+        5,
+        (o) => [buf[o], buf.readInt32BE(o + 1)],
+        'decimal [scale, value]',
+        (v) => ({ $decimal: v }),
+      );
+    case 'T':
+      return fixed(
+        8,
+        (o) => Number(buf.readBigUInt64BE(o)),
+        'timestamp (s)',
+        (v) => ({ $date: v }),
+      );
+    case 'V':
+      emit(lines, buf, p, p + 1, indent, `'V' void`);
+      return { value: null, end: p + 1 };
+    case 'S':
+    case 'x': {
       const n = buf.readUInt32BE(p + 1);
       const b = buf.subarray(p + 5, p + 5 + n);
       emit(lines, buf, p, p + 5, indent, `'${tag}' ${tag === 'S' ? 'longstr' : 'byte array'} of ${n} bytes`);
-      if (n > 0) emit(lines, buf, p + 5, p + 5 + n, indent + 1, tag === 'S' ? JSON.stringify(b.toString('utf8')) : 'bytes');
+      if (n > 0)
+        emit(lines, buf, p + 5, p + 5 + n, indent + 1, tag === 'S' ? JSON.stringify(b.toString('utf8')) : 'bytes');
       return { value: tag === 'S' ? b.toString('utf8') : { $bytes: b.toString('hex') }, end: p + 5 + n };
     }
-    case 'A': { emit(lines, buf, p, p + 1, indent, `'A' field array`); return walkArray(buf, p + 1, lines, indent, 'array'); }
-    case 'F': { emit(lines, buf, p, p + 1, indent, `'F' nested table`); return walkTable(buf, p + 1, lines, indent, 'table'); }
-    default: throw new Error(`unknown tag ${tag}`);
+    case 'A': {
+      emit(lines, buf, p, p + 1, indent, `'A' field array`);
+      return walkArray(buf, p + 1, lines, indent, 'array');
+    }
+    case 'F': {
+      emit(lines, buf, p, p + 1, indent, `'F' nested table`);
+      return walkTable(buf, p + 1, lines, indent, 'table');
+    }
+    default:
+      throw new Error(`unknown tag ${tag}`);
   }
 }
 
 const camel = (s) => s.replace(/-([a-z])/g, (_, c) => c.toUpperCase());
 const METHOD_NAMES = new Map();
 for (const [k, v] of Object.entries(amqplibDefs)) if (k.startsWith('methodInfo')) METHOD_NAMES.set(v.id, v);
-const CLASS_NAMES = { 10: 'connection', 20: 'channel', 30: 'access', 40: 'exchange', 50: 'queue', 60: 'basic', 85: 'confirm', 90: 'tx' };
+const CLASS_NAMES = {
+  10: 'connection',
+  20: 'channel',
+  30: 'access',
+  40: 'exchange',
+  50: 'queue',
+  60: 'basic',
+  85: 'confirm',
+  90: 'tx',
+};
 /** "BasicGetOk" (amqplib) -> "basic.get-ok" (the spec's name, which ours uses). */
 export function specName(info) {
   const cls = CLASS_NAMES[info.classId];
@@ -127,23 +234,51 @@ function walkMethod(buf, off, end, lines) {
   const args = {};
   let group = null; // the octet holding the current run of bits (spec 4.2.5.2: packed LSB first, 8 per octet)
   const flush = () => {
-    if (group !== null) emit(lines, buf, group.at, group.at + 1, 0, `bits (LSB first): ${group.names.map((n) => `${n}=${args[n]}`).join(' ')}`);
+    if (group !== null)
+      emit(
+        lines,
+        buf,
+        group.at,
+        group.at + 1,
+        0,
+        `bits (LSB first): ${group.names.map((n) => `${n}=${args[n]}`).join(' ')}`,
+      );
     group = null;
   };
   for (const a of info.args) {
     if (a.type === 'bit') {
-      if (group === null || group.names.length === 8) { flush(); group = { at: p, names: [] }; p += 1; }
+      if (group === null || group.names.length === 8) {
+        flush();
+        group = { at: p, names: [] };
+        p += 1;
+      }
       args[a.name] = (buf[group.at] & (1 << group.names.length)) !== 0;
       group.names.push(a.name);
       continue;
     }
     flush();
     switch (a.type) {
-      case 'octet': args[a.name] = buf[p]; emit(lines, buf, p, p + 1, 0, `${a.name} (octet) ${buf[p]}`); p += 1; break;
-      case 'short': args[a.name] = buf.readUInt16BE(p); emit(lines, buf, p, p + 2, 0, `${a.name} (short) ${args[a.name]}`); p += 2; break;
-      case 'long': args[a.name] = buf.readUInt32BE(p); emit(lines, buf, p, p + 4, 0, `${a.name} (long) ${args[a.name]}`); p += 4; break;
-      case 'longlong': case 'timestamp':
-        args[a.name] = Number(buf.readBigUInt64BE(p)); emit(lines, buf, p, p + 8, 0, `${a.name} (${a.type}) ${args[a.name]}`); p += 8; break;
+      case 'octet':
+        args[a.name] = buf[p];
+        emit(lines, buf, p, p + 1, 0, `${a.name} (octet) ${buf[p]}`);
+        p += 1;
+        break;
+      case 'short':
+        args[a.name] = buf.readUInt16BE(p);
+        emit(lines, buf, p, p + 2, 0, `${a.name} (short) ${args[a.name]}`);
+        p += 2;
+        break;
+      case 'long':
+        args[a.name] = buf.readUInt32BE(p);
+        emit(lines, buf, p, p + 4, 0, `${a.name} (long) ${args[a.name]}`);
+        p += 4;
+        break;
+      case 'longlong':
+      case 'timestamp':
+        args[a.name] = Number(buf.readBigUInt64BE(p));
+        emit(lines, buf, p, p + 8, 0, `${a.name} (${a.type}) ${args[a.name]}`);
+        p += 8;
+        break;
       case 'shortstr': {
         const n = buf[p];
         args[a.name] = buf.toString('utf8', p + 1, p + 1 + n);
@@ -160,8 +295,14 @@ function walkMethod(buf, off, end, lines) {
         p += 4 + n;
         break;
       }
-      case 'table': { const r = walkTable(buf, p, lines, 0, `${a.name}`); args[a.name] = r.value; p = r.end; break; }
-      default: throw new Error(`type ${a.type}`);
+      case 'table': {
+        const r = walkTable(buf, p, lines, 0, `${a.name}`);
+        args[a.name] = r.value;
+        p = r.end;
+        break;
+      }
+      default:
+        throw new Error(`type ${a.type}`);
     }
   }
   flush();
@@ -169,8 +310,22 @@ function walkMethod(buf, off, end, lines) {
   return { name, args, info };
 }
 
-const PROPS = ['contentType', 'contentEncoding', 'headers', 'deliveryMode', 'priority', 'correlationId', 'replyTo', 'expiration',
-  'messageId', 'timestamp', 'type', 'userId', 'appId', 'clusterId'];
+const PROPS = [
+  'contentType',
+  'contentEncoding',
+  'headers',
+  'deliveryMode',
+  'priority',
+  'correlationId',
+  'replyTo',
+  'expiration',
+  'messageId',
+  'timestamp',
+  'type',
+  'userId',
+  'appId',
+  'clusterId',
+];
 
 function walkHeader(buf, off, end, lines) {
   const classId = buf.readUInt16BE(off);
@@ -180,12 +335,29 @@ function walkHeader(buf, off, end, lines) {
   emit(lines, buf, off + 4, off + 12, 0, `body-size ${bodySize}`);
   const flags = buf.readUInt16BE(off + 12);
   const present = PROPS.filter((_, i) => flags & (1 << (15 - i)));
-  emit(lines, buf, off + 12, off + 14, 0, `property flags 0x${flags.toString(16).padStart(4, '0')}: ${present.join(' ') || 'none'}`);
+  emit(
+    lines,
+    buf,
+    off + 12,
+    off + 14,
+    0,
+    `property flags 0x${flags.toString(16).padStart(4, '0')}: ${present.join(' ') || 'none'}`,
+  );
   let p = off + 14;
   const props = {};
   for (const name of present) {
-    if (name === 'headers') { const r = walkTable(buf, p, lines, 0, 'headers'); props.headers = r.value; p = r.end; continue; }
-    if (name === 'deliveryMode' || name === 'priority') { props[name] = buf[p]; emit(lines, buf, p, p + 1, 0, `${name} ${buf[p]}`); p += 1; continue; }
+    if (name === 'headers') {
+      const r = walkTable(buf, p, lines, 0, 'headers');
+      props.headers = r.value;
+      p = r.end;
+      continue;
+    }
+    if (name === 'deliveryMode' || name === 'priority') {
+      props[name] = buf[p];
+      emit(lines, buf, p, p + 1, 0, `${name} ${buf[p]}`);
+      p += 1;
+      continue;
+    }
     if (name === 'timestamp') {
       const s = Number(buf.readBigUInt64BE(p));
       props.timestamp = { $date: s };
@@ -229,7 +401,7 @@ export function annotateFrame(frame, name) {
     expect = null;
   }
   emit(lines, frame, 7 + size, 8 + size, 0, 'frame-end');
-  return { name: name ?? (expect?.name ?? kind), kind, channel, bytes: lines, expect };
+  return { name: name ?? expect?.name ?? kind, kind, channel, bytes: lines, expect };
 }
 
 /** amqplib's decoded value and our typed expectation must agree (modulo representation) before a vector is written. */
@@ -254,7 +426,11 @@ function plain(v, from) {
     if ('$decimal' in v) return { places: v.$decimal[0], digits: v.$decimal[1] >>> 0 };
     if ('$field' in v) return plain(v.$field[1], from);
   } else if ('!' in v) {
-    return v['!'] === 'timestamp' ? v.value : v['!'] === 'decimal' ? { places: v.value.places, digits: v.value.digits } : plain(v.value, from);
+    return v['!'] === 'timestamp'
+      ? v.value
+      : v['!'] === 'decimal'
+        ? { places: v.value.places, digits: v.value.digits }
+        : plain(v.value, from);
   }
   const o = {};
   for (const k of Object.keys(v)) if (v[k] !== undefined) o[k] = plain(v[k], from);

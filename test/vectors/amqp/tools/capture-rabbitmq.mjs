@@ -25,14 +25,24 @@ socket.on('data', (d) => {
   const { frames, rest } = splitFrames(acc);
   acc = Buffer.from(rest);
   queue.push(...frames);
-  if (waiter !== null && queue.length > 0) { const w = waiter; waiter = null; w(); }
+  if (waiter !== null && queue.length > 0) {
+    const w = waiter;
+    waiter = null;
+    w();
+  }
 });
-socket.on('error', (e) => { console.error(e); process.exit(1); });
+socket.on('error', (e) => {
+  console.error(e);
+  process.exit(1);
+});
 
 const captured = [];
 /** Takes the next broker frame; `expect` ("basic.ack", "header", "body") guards against a misread conversation. */
 async function recv(expect, note) {
-  while (queue.length === 0) await new Promise((r) => { waiter = r; });
+  while (queue.length === 0)
+    await new Promise((r) => {
+      waiter = r;
+    });
   const v = annotateFrame(queue.shift());
   const got = v.kind === 'method' ? v.expect.name : v.kind;
   if (expect !== undefined && got !== expect) throw new Error(`expected ${expect}, got ${got}`);
@@ -46,32 +56,70 @@ await new Promise((r) => socket.once('connect', r));
 socket.write(Buffer.from('AMQP\x00\x00\x09\x01', 'latin1'));
 await recv('connection.start');
 send('ConnectionStartOk', 0, {
-  clientProperties: { product: 'vector-capture' }, mechanism: 'PLAIN',
-  response: Buffer.from(`\u0000${user}\u0000${pass}`), locale: 'en_US',
+  clientProperties: { product: 'vector-capture' },
+  mechanism: 'PLAIN',
+  response: Buffer.from(`\u0000${user}\u0000${pass}`),
+  locale: 'en_US',
 });
 await recv('connection.tune');
 send('ConnectionTuneOk', 0, { channelMax: 16, frameMax: 4096, heartbeat: 0 });
-send('ConnectionOpen', 0, { virtualHost: decodeURIComponent(url.pathname.slice(1)) || '/', capabilities: '', insist: false });
+send('ConnectionOpen', 0, {
+  virtualHost: decodeURIComponent(url.pathname.slice(1)) || '/',
+  capabilities: '',
+  insist: false,
+});
 await recv('connection.open-ok');
 send('ChannelOpen', 1, { outOfBand: '' });
 await recv('channel.open-ok');
 send('ConfirmSelect', 1, { nowait: false });
 await recv('confirm.select-ok');
-send('QueueDeclare', 1, { queue: '', passive: false, durable: false, exclusive: true, autoDelete: true, nowait: false, arguments: {} });
+send('QueueDeclare', 1, {
+  queue: '',
+  passive: false,
+  durable: false,
+  exclusive: true,
+  autoDelete: true,
+  nowait: false,
+  arguments: {},
+});
 const declared = await recv('queue.declare-ok');
 const q = declared.expect.args.queue;
 
 const headers = {
-  s: 'text', yes: true, no: false, i8: { '!': 'int8', value: -5 }, u8: { '!': 'uint8', value: 200 },
-  i16: { '!': 'int16', value: -300 }, u16: { '!': 'uint16', value: 65000 }, i32: -70000, u32: { '!': 'uint32', value: 4000000000 },
-  i64: { '!': 'int64', value: 2 ** 40 }, f: { '!': 'float', value: 1.5 }, d: 2.25, dec: { '!': 'decimal', value: { places: 2, digits: 12345 } },
-  ts: { '!': 'timestamp', value: 1700000000 }, bin: Buffer.from([0, 1, 254, 255]), nil: null,
-  arr: ['a', 1, true, { k: 'v' }], nested: { deeper: { key: 'value' } },
+  s: 'text',
+  yes: true,
+  no: false,
+  i8: { '!': 'int8', value: -5 },
+  u8: { '!': 'uint8', value: 200 },
+  i16: { '!': 'int16', value: -300 },
+  u16: { '!': 'uint16', value: 65000 },
+  i32: -70000,
+  u32: { '!': 'uint32', value: 4000000000 },
+  i64: { '!': 'int64', value: 2 ** 40 },
+  f: { '!': 'float', value: 1.5 },
+  d: 2.25,
+  dec: { '!': 'decimal', value: { places: 2, digits: 12345 } },
+  ts: { '!': 'timestamp', value: 1700000000 },
+  bin: Buffer.from([0, 1, 254, 255]),
+  nil: null,
+  arr: ['a', 1, true, { k: 'v' }],
+  nested: { deeper: { key: 'value' } },
 };
 const props = {
-  contentType: 'application/json', contentEncoding: 'utf-8', headers, deliveryMode: 2, priority: 5, correlationId: 'corr-1',
-  replyTo: 'reply.queue', expiration: '60000', messageId: 'msg-1', timestamp: 1700000001, type: 'report', userId: user,
-  appId: 'capture', clusterId: 'c1',
+  contentType: 'application/json',
+  contentEncoding: 'utf-8',
+  headers,
+  deliveryMode: 2,
+  priority: 5,
+  correlationId: 'corr-1',
+  replyTo: 'reply.queue',
+  expiration: '60000',
+  messageId: 'msg-1',
+  timestamp: 1700000001,
+  type: 'report',
+  userId: user,
+  appId: 'capture',
+  clusterId: 'c1',
 };
 function publish(exchange, routingKey, mandatory, body, p) {
   socket.write(defs.encodeMethod(defs.BasicPublish, 1, { exchange, routingKey, mandatory, immediate: false }));
@@ -99,19 +147,39 @@ await recv('basic.get-empty');
 // 4. a consumer receiving a 4,200-byte body in two body frames (frame_max 4096)
 send('BasicQos', 1, { prefetchSize: 0, prefetchCount: 10, global: false });
 await recv('basic.qos-ok');
-send('BasicConsume', 1, { queue: q, consumerTag: 'vector-consumer', noLocal: false, noAck: false, exclusive: false, nowait: false, arguments: {} });
+send('BasicConsume', 1, {
+  queue: q,
+  consumerTag: 'vector-consumer',
+  noLocal: false,
+  noAck: false,
+  exclusive: false,
+  nowait: false,
+  arguments: {},
+});
 await recv('basic.consume-ok');
 const big = Buffer.alloc(4200);
 for (let i = 0; i < big.length; i++) big[i] = i % 251;
 publish('', q, false, big, { deliveryMode: 1, timestamp: 0, headers: {} });
 // The confirm and the delivery race: take the four frames of the delivery and the ack in whatever order they come.
 for (let i = 0; i < 5; i++) await recv();
-const seen = captured.slice(-5).map((v) => v.name).sort().join();
+const seen = captured
+  .slice(-5)
+  .map((v) => v.name)
+  .sort()
+  .join();
 if (seen !== 'basic.ack,basic.deliver,body,body,header') throw new Error(`unexpected frames: ${seen}`);
 send('BasicCancel', 1, { consumerTag: 'vector-consumer', nowait: false });
 await recv('basic.cancel-ok');
 // 5. a channel error: passive declare of a queue that does not exist
-send('QueueDeclare', 1, { queue: 'no-such-queue-for-vectors', passive: true, durable: false, exclusive: false, autoDelete: false, nowait: false, arguments: {} });
+send('QueueDeclare', 1, {
+  queue: 'no-such-queue-for-vectors',
+  passive: true,
+  durable: false,
+  exclusive: false,
+  autoDelete: false,
+  nowait: false,
+  arguments: {},
+});
 await recv('channel.close', '404 NOT_FOUND');
 send('ChannelCloseOk', 1, {});
 // 6. the connection close handshake
@@ -122,7 +190,8 @@ socket.destroy(); // the broker closes its side after close-ok; a reset then is 
 
 const version = captured[0].expect.args.serverProperties.version;
 const out = {
-  source: `RabbitMQ ${version} on ${url.hostname}:${url.port || 5672}, captured ${new Date().toISOString().slice(0, 10)} by tools/capture-rabbitmq.mjs ` +
+  source:
+    `RabbitMQ ${version} on ${url.hostname}:${url.port || 5672}, captured ${new Date().toISOString().slice(0, 10)} by tools/capture-rabbitmq.mjs ` +
     '(client frames encoded by amqplib 2.3.1; broker frames recorded byte for byte)',
   vectors: captured,
 };

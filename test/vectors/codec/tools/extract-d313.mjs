@@ -21,24 +21,43 @@ for (let i = 0; i < src.length; i++) {
       const c = line[k];
       text += c;
       if (inString) {
-        if (c === '\\') { text += line[++k] ?? ''; continue; }
+        if (c === '\\') {
+          text += line[++k] ?? '';
+          continue;
+        }
         if (c === '"') inString = false;
         continue;
       }
       if (c === '"') inString = true;
-      else if (c === '{') { depth++; started = true; }
-      else if (c === '}') { depth--; if (depth === 0) { done = true; break; } }
+      else if (c === '{') {
+        depth++;
+        started = true;
+      } else if (c === '}') {
+        depth--;
+        if (depth === 0) {
+          done = true;
+          break;
+        }
+      }
     }
     if (!done && !inString && !text.endsWith('-')) text += ' ';
   }
   out.push({ line: i + 1, json: text });
 }
 let previous = [];
-try { previous = JSON.parse(readFileSync('test/vectors/codec/d3.1.3-examples.json', 'utf8')); } catch { /* first run */ }
+try {
+  previous = JSON.parse(readFileSync('test/vectors/codec/d3.1.3-examples.json', 'utf8'));
+} catch {
+  /* first run */
+}
 const errata = new Map(previous.map((e) => [e.line, e.errata]));
 const rows = out.map((e) => {
   let parsed = null;
-  try { parsed = JSON.parse(e.json); } catch { /* reported below */ }
+  try {
+    parsed = JSON.parse(e.json);
+  } catch {
+    /* reported below */
+  }
   return { line: e.line, msg: parsed?.msg ?? null, errata: errata.get(e.line) ?? [], json: e.json };
 });
 writeFileSync('test/vectors/codec/d3.1.3-examples.json', JSON.stringify(rows, null, 2) + '\n');
