@@ -62,7 +62,7 @@ interface JsonSpec {
 }
 
 const json = JSON.parse(
-  readFileSync(join(repoRoot(), '..', 'shared', 'spec', 'amqp-rabbitmq-0.9.1.json'), 'utf8'),
+  readFileSync(join(repoRoot(), 'spec', 'amqp-rabbitmq-0.9.1.json'), 'utf8'),
 ) as JsonSpec;
 const camel = (s: string): string => s.replace(/-([a-z])/g, (_m, c: string) => c.toUpperCase());
 

@@ -1,10 +1,16 @@
 // Extracts every "Raw JSON example" of D3.1.3 into ../d3.1.3-examples.json (run from the project root:
-// node test/vectors/codec/tools/extract-d313.mjs). The PDF text breaks lines inside the JSON: a break after "-"
-// (a hyphenated UUID) joins without a space, any other break with none either when it falls inside a string and
+// node test/vectors/codec/tools/extract-d313.mjs PATH/D3.1.3-data-model-final.txt; the text of the deliverable is in
+// the eBADGE reference folder, shared/ebadge/). Only to regenerate the committed vectors: no test runs it.
+// The PDF text breaks lines inside the JSON: a break after "-" (a hyphenated UUID) joins without a space, any other break with none either when it falls inside a string and
 // with a space between tokens. Errata annotations are kept from the existing file, matched by line.
 import { readFileSync, writeFileSync } from 'node:fs';
 
-const src = readFileSync('../shared/ebadge/D3.1.3-data-model-final.txt', 'utf8').split('\n');
+const input = process.argv[2];
+if (input === undefined) {
+  console.error('usage: node test/vectors/codec/tools/extract-d313.mjs PATH/D3.1.3-data-model-final.txt');
+  process.exit(2);
+}
+const src = readFileSync(input, 'utf8').split('\n');
 const out = [];
 for (let i = 0; i < src.length; i++) {
   const at = src[i].search(/Raw\s+JSON\s+example:/);
