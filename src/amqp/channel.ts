@@ -37,6 +37,8 @@ export interface ChannelHost {
   readonly out: Output;
   readonly frameMax: number;
   readonly options: ResolvedOptions;
+  /** Negotiated heartbeat timeout in seconds (0: none). No publish deadline may be shorter (PUB-7). */
+  readonly heartbeat: number;
   /** The broker sent connection.blocked. */
   readonly blocked: boolean;
   /** Encoded bytes not yet written to the network (ours and the socket's). */
@@ -65,7 +67,11 @@ export interface PublishSink {
 export interface PublishOptions {
   /** Return the message (and fail the publish) when no queue is bound to take it. */
   mandatory?: boolean;
-  /** Deadline in ms for buffer waits and the confirm (default: the connection's publishTimeout). */
+  /**
+   * Deadline in ms for buffer waits and the confirm (default: the connection's publishTimeout). One shorter than the
+   * negotiated heartbeat timeout is refused (EncodeError, ARGUMENT_INVALID): it would fail publishes that a live
+   * connection can still confirm.
+   */
   timeout?: number;
   /** false: fail with `buffer-full` instead of waiting when publishing must pause. */
   wait?: boolean;
@@ -511,7 +517,16 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
       );
     let job: Job;
     try {
-      job = this.#prepare(exchange, routingKey, body, properties, options);
+      const timeout = this.#timeout(options?.timeout);
+      job = this.#prepare(
+        exchange,
+        routingKey,
+        body,
+        properties,
+        options?.mandatory ?? false,
+        timeout,
+        Date.now() + timeout,
+      );
     } catch (err) {
       return Promise.reject(err);
     }
@@ -535,7 +550,8 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
 
   /**
    * @internal basicPublish for the recovery layer, which keeps its own record of each publish: `sink` learns the
-   * outcome, exactly once, and no promise is made here.
+   * outcome, exactly once, and no promise is made here. `deadline` (ms since the epoch) was set, and checked against
+   * the heartbeat timeout, when the application called: a re-send after a reconnect has only what is left of it.
    */
   _publish(
     sink: PublishSink,
@@ -543,7 +559,8 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
     routingKey: string,
     body: Body,
     properties: MessageProperties | undefined,
-    options: PublishOptions | undefined,
+    mandatory: boolean,
+    deadline: number,
   ): void {
     if (this.#state !== 'open')
       return sink.reject(
@@ -551,13 +568,30 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
       );
     let job: Job;
     try {
-      job = this.#prepare(exchange, routingKey, body, properties, options);
+      job = this.#prepare(
+        exchange,
+        routingKey,
+        body,
+        properties,
+        mandatory,
+        Math.max(1, deadline - Date.now()),
+        deadline,
+      );
     } catch (err) {
       return sink.reject(err as Error);
     }
     job.resolve = sink.resolve;
     job.reject = sink.reject;
-    this.#dispatch(job, options?.wait ?? true);
+    this.#dispatch(job, true);
+  }
+
+  /** A publish's deadline in ms: the one asked for (see checkPublishTimeout) or the default, raised likewise. */
+  #timeout(requested: number | undefined): number {
+    const floor = this.#host.heartbeat * 1000;
+    // Raised here as well as in resolveOptions: heartbeat 0 takes the broker's value, known only after tune.
+    return requested === undefined
+      ? Math.max(this.#host.options.publishTimeout, floor)
+      : checkPublishTimeout(requested, floor);
   }
 
   /** Sends a publish whose outcome callbacks are set, or queues it when publishing must pause. */
@@ -577,7 +611,9 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
     routingKey: string,
     body: Body,
     properties: MessageProperties | undefined,
-    options: PublishOptions | undefined,
+    mandatory: boolean,
+    timeout: number,
+    deadline: number,
   ): Job {
     shortstrSize(exchange, 'exchange');
     shortstrSize(routingKey, 'routingKey');
@@ -601,21 +637,7 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
     } else {
       throw new EncodeError('body: expected a Buffer, Uint8Array, string or BodyWriter');
     }
-    const timeout =
-      options?.timeout === undefined
-        ? this.#host.options.publishTimeout
-        : checkInt(options.timeout, 1, 2 ** 31 - 1, 'timeout');
-    return new Job(
-      exchange,
-      routingKey,
-      b,
-      bodyLen,
-      properties,
-      propsSize,
-      options?.mandatory ?? false,
-      timeout,
-      Date.now() + timeout,
-    );
+    return new Job(exchange, routingKey, b, bodyLen, properties, propsSize, mandatory, timeout, deadline);
   }
 
   #canPublish(): boolean {
@@ -1229,6 +1251,20 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
   protected listenerFailed(err: unknown, event: string): void {
     this.#host.handlerError(err, `channel ${this.id} '${event}' listener`);
   }
+}
+
+/**
+ * A publish deadline asked for explicitly, in ms (PUB-7): an integer no shorter than the heartbeat timeout (`floorMs`,
+ * 0: none), because until the heartbeat declares the connection dead, its confirm can still come. A shorter one is
+ * refused rather than silently stretched: the caller would count on a deadline this client does not keep.
+ */
+export function checkPublishTimeout(timeout: unknown, floorMs: number): number {
+  const t = checkInt(timeout, 1, 2 ** 31 - 1, 'timeout');
+  if (t < floorMs)
+    throw new EncodeError(
+      `timeout: ${t} ms is shorter than the heartbeat timeout of ${floorMs / 1000} s; expected at least ${floorMs} ms`,
+    );
+  return t;
 }
 
 /** A whole method frame in its own buffer (for the infrequent methods; hot paths write into the output directly). */

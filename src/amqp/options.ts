@@ -45,7 +45,7 @@ export interface ConnectOptions {
   publishQueueBytes?: number;
   /** Unconfirmed publishes per channel before further publishes wait (default 10000). */
   maxUnconfirmed?: number;
-  /** Default publish deadline in ms (default 60000, never below the heartbeat timeout). */
+  /** Default publish deadline in ms (default 60000). Raised to the heartbeat timeout when shorter (PUB-7). */
   publishTimeout?: number;
   /** Close the connection when the broker keeps it blocked this long (ms, default 0: never). */
   blockedTimeout?: number;
@@ -195,6 +195,7 @@ export function resolveOptions(o: ConnectOptions): ResolvedOptions {
     publishQueueBytes: intOption(o.publishQueueBytes ?? 64 << 20, 'publishQueueBytes', 0, 2 ** 31 - 1),
     maxUnconfirmed: intOption(o.maxUnconfirmed ?? 10_000, 'maxUnconfirmed', 1, 2 ** 31 - 1),
     // A deadline shorter than the heartbeat timeout would fail publishes that a live connection can still confirm.
+    // Raised here to the heartbeat asked for; a channel raises it again to the negotiated one (0 takes the broker's).
     publishTimeout: Math.max(publishTimeout, heartbeat * 1000),
     blockedTimeout: intOption(o.blockedTimeout ?? 0, 'blockedTimeout', 0, 2 ** 31 - 1),
     closeTimeout: intOption(o.closeTimeout ?? 5000, 'closeTimeout', 1, 2 ** 31 - 1),

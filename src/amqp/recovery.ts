@@ -16,26 +16,28 @@
  *   A channel the broker closed is re-created alone; the connection stays.
  * - A publish settles exactly once. Made while disconnected, it waits in a bounded buffer (overflow: reject-new or
  *   drop-oldest); unconfirmed when the connection went, it is sent again after recovery with the same message_id
- *   (every publish gets one), so consumers can drop the duplicate. Its deadline counts from the call.
+ *   (every publish gets one), so consumers can drop the duplicate. Its deadline counts from the call, and is never
+ *   shorter than the heartbeat timeout.
  * - Deliveries from a channel that is gone cannot be settled on its successor: their acks are dropped (the broker
  *   requeued them), never sent with a stale delivery tag.
  * - A delivery left unsettled near the broker's consumer_timeout is reported before the broker closes the channel.
  */
 import { randomUUID } from 'node:crypto';
-import type {
-  Body,
-  Channel,
-  ConsumeOptions,
-  ExchangeOptions,
-  PublishOptions,
-  QueueDeclareOk,
-  QueueOptions,
+import {
+  checkPublishTimeout,
+  type Body,
+  type Channel,
+  type ConsumeOptions,
+  type ExchangeOptions,
+  type PublishOptions,
+  type QueueDeclareOk,
+  type QueueOptions,
 } from './channel.js';
 import { connect, type Connection } from './connection.js';
 import { TypedEmitter } from './emitter.js';
 import { AmqpError, AuthenticationError, PublishError } from './errors.js';
 import type { Consumer, Message, MessageHandler } from './message.js';
-import { parseUrl, type ConnectOptions } from './options.js';
+import { parseUrl, resolveOptions, type ConnectOptions } from './options.js';
 import type { MessageProperties } from './properties.js';
 import type { FieldTable } from './table.js';
 
@@ -68,6 +70,12 @@ export interface RecoveryOptions extends ConnectOptions {
   initialAttempts?: number;
   /** Report a delivery unsettled for this long, ms (default 25 min; RabbitMQ's consumer_timeout is 30 min). */
   ackWarningAfter?: number;
+  /**
+   * Uniform numbers in [0, 1) for the endpoint shuffle and the backoff jitter (default Math.random). The shuffle
+   * draws n - 1 of them for n endpoints, in the constructor (Fisher-Yates from the end of the list); then each
+   * reconnect delay draws one. Give a seeded or scripted source to make the order and the delays reproducible.
+   */
+  random?: () => number;
 }
 
 export interface ChannelSetup {
@@ -139,6 +147,10 @@ interface QueueRecord {
 export class RecoveringConnection extends TypedEmitter<RecoveryEvents> {
   readonly options: Readonly<Resolved>;
   readonly #base: ConnectOptions;
+  readonly #random: () => number;
+  /** publishTimeout and heartbeat (ms) as resolved from the options, for publishes made before any connection. */
+  readonly #publishTimeout: number;
+  #heartbeatMs: number;
   readonly #endpoints: Endpoint[];
   #next = 0;
   #conn: Connection | null = null;
@@ -188,6 +200,13 @@ export class RecoveringConnection extends TypedEmitter<RecoveryEvents> {
         `overflow: expected "reject-new" or "drop-oldest", got ${JSON.stringify(o.overflow)}`,
       );
     }
+    if (o.random !== undefined && typeof o.random !== 'function')
+      throw new AmqpError('OPTION_INVALID', `random: expected a function, got ${typeof o.random}`);
+    this.#random = o.random ?? Math.random;
+    // The connection options are checked now, not at each attempt: a bad one would otherwise fail forever, quietly.
+    const resolved = resolveOptions(o);
+    this.#publishTimeout = resolved.publishTimeout;
+    this.#heartbeatMs = resolved.heartbeat * 1000;
     const list = (o.endpoints ?? []).map(parseEndpoint);
     if (list.length === 0)
       list.push({
@@ -196,7 +215,7 @@ export class RecoveringConnection extends TypedEmitter<RecoveryEvents> {
       });
     // Shuffled, so that a fleet of hubs does not pile onto the first node of the list after a failover.
     for (let i = list.length - 1; i > 0; i--) {
-      const j = Math.floor(Math.random() * (i + 1));
+      const j = Math.floor(this.#random() * (i + 1));
       [list[i], list[j]] = [list[j] as Endpoint, list[i] as Endpoint];
     }
     this.#endpoints = list;
@@ -301,6 +320,16 @@ export class RecoveringConnection extends TypedEmitter<RecoveryEvents> {
     this.#channels.delete(ch);
   }
 
+  /**
+   * @internal the publish deadlines (ms) of PUB-7: the heartbeat timeout no deadline may undercut (the live
+   * connection's, else the last one negotiated, else the one asked for: 0 until the broker's is known), and the
+   * default deadline, never below it.
+   */
+  _deadlines(): { floor: number; fallback: number } {
+    const floor = this.#heartbeatMs;
+    return { floor, fallback: Math.max(this.#publishTimeout, floor) };
+  }
+
   /** @internal a listener or handler threw. */
   _report(err: unknown, where: string): void {
     this.reportError(err, where, 'AmqpRecoveryWarning');
@@ -329,6 +358,7 @@ export class RecoveringConnection extends TypedEmitter<RecoveryEvents> {
       try {
         const conn = await connect({ ...this.#base, hostname: ep.hostname, port: ep.port });
         this.#conn = conn;
+        this.#heartbeatMs = conn.heartbeat * 1000;
         if (this.#closed) {
           await conn.close();
           break;
@@ -391,7 +421,7 @@ export class RecoveringConnection extends TypedEmitter<RecoveryEvents> {
   #backoff(attempt: number): number {
     const o = this.options;
     const d = Math.min(o.maxReconnectDelay, o.reconnectDelay * 2 ** Math.min(attempt - 1, 20));
-    return Math.round(d * (1 + Math.random() / 2));
+    return Math.round(d * (1 + this.#random() / 2));
   }
 
   #peekEndpoint(): string {
@@ -643,7 +673,8 @@ export class RecoveringChannel extends TypedEmitter<RecoveringChannelEvents> {
    * Publishes; settles exactly once: resolved when confirmed (or written, without confirms), rejected with a
    * PublishError when nacked, returned (mandatory), past its deadline, refused by a full buffer, or the channel was
    * closed by the application. A message without a messageId gets one, so that a re-send can be recognised.
-   * A BodyWriter may be written more than once (once per attempt).
+   * A BodyWriter may be written more than once (once per attempt). An explicit `timeout` shorter than the heartbeat
+   * timeout is refused with an EncodeError (ARGUMENT_INVALID), as on a plain channel.
    */
   basicPublish(
     exchange: string,
@@ -654,8 +685,17 @@ export class RecoveringChannel extends TypedEmitter<RecoveringChannelEvents> {
   ): Promise<void> {
     if (this.#closed)
       return Promise.reject(new PublishError('closed', 'cannot publish: the channel was closed by the application'));
+    // PUB-7, as on a plain channel: the deadline counts from this call and is never shorter than the heartbeat timeout.
+    const { floor, fallback } = this.#rc._deadlines();
+    let timeout = fallback;
+    if (options.timeout !== undefined) {
+      try {
+        timeout = checkPublishTimeout(options.timeout, floor);
+      } catch (err) {
+        return Promise.reject(err);
+      }
+    }
     const props = properties.messageId === undefined ? { ...properties, messageId: randomUUID() } : properties;
-    const timeout = options.timeout ?? this.#rc.connection?.options.publishTimeout ?? 60_000;
     let resolve!: () => void;
     let reject!: (e: Error) => void;
     const promise = new Promise<void>((res, rej) => {
@@ -735,7 +775,8 @@ export class RecoveringChannel extends TypedEmitter<RecoveringChannelEvents> {
       p.routingKey,
       p.body,
       p.properties,
-      { mandatory: p.mandatory, timeout: Math.max(1, p.deadline - Date.now()) },
+      p.mandatory,
+      p.deadline,
     );
   }
 

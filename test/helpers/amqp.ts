@@ -1,5 +1,9 @@
-/** Shared bits of the AMQP integration tests: the broker URL, unique names, and a deadline per test. */
+/**
+ * Shared bits of the AMQP integration tests: the broker URL, unique names, a deadline per test, and a memory alarm
+ * on the default node.
+ */
 import { withDeadline } from './deadline.js';
+import { rabbitmqctl } from './broker-node.js';
 import { connect, type Connection, type ConnectOptions } from '../../src/amqp/index.js';
 
 export const AMQP_URL = process.env['AMQP_URL'] ?? 'amqp://guest:guest@127.0.0.1:5672';
@@ -38,4 +42,23 @@ export async function rejection(p: Promise<unknown>): Promise<Error & { code?: s
     return err as Error & { code?: string };
   }
   throw new Error('expected a rejection, but the promise resolved');
+}
+
+/**
+ * Runs `fn` while the default node has a memory alarm (watermark 0): RabbitMQ then sends connection.blocked to every
+ * connection that publishes, and stops reading from it (https://www.rabbitmq.com/docs/connection-blocked). The
+ * watermark is restored in any case. Every client of the shared broker is blocked meanwhile: keep `fn` short.
+ */
+export async function withMemoryAlarm(fn: () => Promise<void>): Promise<void> {
+  const original = (await rabbitmqctl(['eval', 'vm_memory_monitor:get_vm_memory_high_watermark().'])).trim();
+  await rabbitmqctl(['set_vm_memory_high_watermark', '0']);
+  try {
+    await fn();
+  } finally {
+    // A relative watermark prints as a float (0.4); an absolute one as {absolute,N}.
+    const abs = /\{absolute,\s*(\d+)\}/.exec(original);
+    await rabbitmqctl(
+      abs ? ['set_vm_memory_high_watermark', 'absolute', abs[1] as string] : ['set_vm_memory_high_watermark', original],
+    );
+  }
 }

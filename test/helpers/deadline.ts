@@ -22,3 +22,22 @@ export function withDeadline<T>(work: Promise<T>, ms: number, what: string): Pro
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
+
+/**
+ * Polls `pred` every `every` ms (10 by default; more for a predicate that asks the broker or the hub) until it holds;
+ * fails with `what` (a function: evaluated then) after `ms`.
+ */
+export async function until(
+  pred: () => boolean | Promise<boolean>,
+  what: string | (() => string),
+  ms = 5_000,
+  every = 10,
+): Promise<void> {
+  const end = Date.now() + ms;
+  for (;;) {
+    if (await pred()) return;
+    if (Date.now() > end)
+      throw new Error(`timed out after ${ms} ms waiting for ${typeof what === 'string' ? what : what()}`);
+    await sleep(every);
+  }
+}

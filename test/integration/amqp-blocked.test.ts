@@ -5,30 +5,16 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { connect, type PublishError } from '../../src/amqp/index.js';
-import { rabbitmqctl } from '../helpers/broker-node.js';
 import { withDeadline } from '../helpers/deadline.js';
-import { AMQP_URL, next, rejection, timed } from '../helpers/amqp.js';
-
-async function withMemoryAlarm(fn: () => Promise<void>): Promise<void> {
-  const original = (await rabbitmqctl(['eval', 'vm_memory_monitor:get_vm_memory_high_watermark().'])).trim();
-  await rabbitmqctl(['set_vm_memory_high_watermark', '0']);
-  try {
-    await fn();
-  } finally {
-    // A relative watermark prints as a float (0.4); an absolute one as {absolute,N}.
-    const abs = /\{absolute,\s*(\d+)\}/.exec(original);
-    await rabbitmqctl(
-      abs ? ['set_vm_memory_high_watermark', 'absolute', abs[1] as string] : ['set_vm_memory_high_watermark', original],
-    );
-  }
-}
+import { AMQP_URL, next, rejection, timed, withMemoryAlarm } from '../helpers/amqp.js';
 
 // RabbitMQ sends connection.blocked to publishing connections: the first publish during the alarm reaches the broker,
 // which then stops reading the socket and notifies us. From then on we hold publishes locally.
 test(
   'FC-2: blocked: later publishes wait locally (deadline, wait:false) and go out after unblocked',
   timed(async () => {
-    const conn = await connect(AMQP_URL, { connectionName: 'blocked-test' });
+    // A 5 s heartbeat allows a 5 s publish deadline, the shortest there is (PUB-7).
+    const conn = await connect(AMQP_URL, { connectionName: 'blocked-test', heartbeat: 5 });
     try {
       const ch = await conn.createConfirmChannel();
       const { queue } = await ch.queueDeclare('', { exclusive: true });
@@ -43,7 +29,7 @@ test(
         const reason = await withDeadline(blocked, 10_000, 'connection.blocked');
         assert.match(reason, /memory/i);
         assert.ok(conn.blocked);
-        const timedOut = await rejection(ch.basicPublish('', queue, 'times out', {}, { timeout: 300 }));
+        const timedOut = await rejection(ch.basicPublish('', queue, 'times out', {}, { timeout: 5000 }));
         assert.is((timedOut as PublishError).failure, 'timeout');
         const fast = await rejection(ch.basicPublish('', queue, 'refused', {}, { wait: false }));
         assert.is((fast as PublishError).failure, 'buffer-full');

@@ -1,9 +1,18 @@
 /** Connection life cycle against the local RabbitMQ: handshake, negotiation, auth failures, broker-initiated close. */
+import { createHmac } from 'node:crypto';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { AuthenticationError, connect, ConnectionError, PublishError, type AmqpError } from '../../src/amqp/index.js';
-import { rabbitmqctl } from '../helpers/broker-node.js';
-import { sleep, withDeadline } from '../helpers/deadline.js';
+import {
+  AuthenticationError,
+  CLIENT_VERSION,
+  connect,
+  ConnectionError,
+  PublishError,
+  type AmqpError,
+  type Message,
+} from '../../src/amqp/index.js';
+import { rabbitmqctl, startBrokerNode, type BrokerNode } from '../helpers/broker-node.js';
+import { until, withDeadline } from '../helpers/deadline.js';
 import { AMQP_URL, rejection, timed, unique, withConnection } from '../helpers/amqp.js';
 
 test(
@@ -59,15 +68,46 @@ test(
 );
 
 test(
-  'CAP-1: client properties: connection_name and capabilities are visible to the broker',
+  'CAP-1: client properties: the broker shows our connection, and only it, under its connection_name, with our product, version and every capability we advertise',
   timed(async () => {
     const name = unique('conn-name');
+    type Field = [name: string, type: string, value: unknown];
     await withConnection(
       async () => {
-        const out = await rabbitmqctl(['list_connections', 'client_properties', '--formatter', 'json']);
-        const all = JSON.stringify(JSON.parse(out));
-        assert.ok(all.includes(name), 'connection_name listed');
-        assert.ok(all.includes('exchange_exchange_bindings'));
+        // The shared broker has other clients, some of them this library: match our connection by its name alone.
+        let ours: Field[][] = [];
+        await until(
+          async () => {
+            const out = await rabbitmqctl(['list_connections', 'client_properties', '--formatter', 'json']);
+            ours = (JSON.parse(out) as { client_properties: Field[] }[])
+              .map((c) => c.client_properties)
+              .filter((props) => props.some(([k, , v]) => k === 'connection_name' && v === name));
+            return ours.length > 0;
+          },
+          'our connection in rabbitmqctl list_connections',
+          10_000,
+          250,
+        );
+        assert.is(ours.length, 1, 'one connection has our connection_name');
+        const props = new Map((ours[0] as Field[]).map(([k, t, v]) => [k, [t, v]]));
+        assert.equal(props.get('product'), ['longstr', 'ebadge-hub-bus']);
+        assert.equal(props.get('version'), ['longstr', CLIENT_VERSION]);
+        assert.equal(props.get('platform'), ['longstr', `Node.js ${process.version}`]);
+        const [type, table] = props.get('capabilities') ?? [];
+        assert.is(type, 'table', 'our connection has a capabilities table');
+        assert.equal(
+          Object.fromEntries((table as Field[]).map(([k, t, v]) => [k, [t, v]])),
+          {
+            publisher_confirms: ['bool', true],
+            exchange_exchange_bindings: ['bool', true],
+            'basic.nack': ['bool', true],
+            consumer_cancel_notify: ['bool', true],
+            'connection.blocked': ['bool', true],
+            authentication_failure_close: ['bool', true],
+            per_consumer_qos: ['bool', true],
+          },
+          'the capabilities table of our connection, entry by entry',
+        );
       },
       { connectionName: name },
     );
@@ -123,15 +163,68 @@ test(
   }),
 );
 
+/** A JWT signed with HS256 (RFC 7519), the kind of token RabbitMQ's OAuth 2 backend takes as the password. */
+function jwt(claims: Record<string, unknown>, key: string): string {
+  const part = (o: unknown): string => Buffer.from(JSON.stringify(o)).toString('base64url');
+  const signed = `${part({ alg: 'HS256', typ: 'JWT', kid: 'test-key' })}.${part(claims)}`;
+  return `${signed}.${createHmac('sha256', key).update(signed).digest('base64url')}`;
+}
+
 test(
-  'update-secret on a live connection',
-  timed(() =>
-    withConnection(async (conn) => {
-      await conn.updateSecret('guest', 'token refresh');
-      const ch = await conn.createChannel();
-      await ch.queueDeclare('', { exclusive: true });
-    }),
-  ),
+  'update-secret: a fresh token is accepted (update-secret-ok) and the connection carries on; a refused one closes the connection with 530 NOT_ALLOWED, a typed ConnectionError for the call and what follows',
+  timed(async () => {
+    // The default node's internal backend accepts any new secret without checking it (it has no expiring state),
+    // so a node of its own checks tokens: the OAuth 2 backend, with a symmetric signing key.
+    const key = 'update-secret-test-signing-key';
+    let node: BrokerNode | undefined;
+    try {
+      node = await startBrokerNode({
+        name: 'oauth',
+        plugins: ['rabbitmq_auth_backend_oauth2'],
+        extraConfig: 'auth_backends.1 = rabbit_auth_backend_oauth2',
+        advancedConfig: `[{rabbitmq_auth_backend_oauth2, [{resource_server_id, <<"rabbitmq">>}, {key_config, [{default_key, <<"test-key">>}, {signing_keys, #{<<"test-key">> => {map, #{<<"kty">> => <<"oct">>, <<"alg">> => <<"HS256">>, <<"k">> => <<"${Buffer.from(key).toString('base64url')}">>}}}}]}]}].`,
+      });
+      const now = Math.floor(Date.now() / 1000);
+      const claims = {
+        sub: 'hub-1',
+        aud: ['rabbitmq'],
+        scope: ['rabbitmq.configure:*/*', 'rabbitmq.read:*/*', 'rabbitmq.write:*/*'],
+        exp: now + 600,
+      };
+      const conn = await connect({ port: node.amqpPort, username: 'hub-1', password: jwt(claims, key) });
+      try {
+        await withDeadline(
+          conn.updateSecret(jwt({ ...claims, exp: now + 1200 }, key), 'token refresh'),
+          5000,
+          'update-secret-ok',
+        );
+        // Still usable: a publish and its delivery, on the same connection.
+        const ch = await conn.createConfirmChannel();
+        const { queue } = await ch.queueDeclare('', { exclusive: true });
+        const got = new Promise<Message>((resolve) => void ch.basicConsume(queue, resolve, { noAck: true }));
+        await ch.basicPublish('', queue, 'after the refresh');
+        assert.is((await withDeadline(got, 5000, 'the delivery')).text(), 'after the refresh');
+
+        // A token signed with another key: the broker refuses it by closing the connection.
+        const err = await rejection(
+          withDeadline(conn.updateSecret(jwt(claims, 'not the signing key'), 'forged'), 5000, 'the refusal'),
+        );
+        assert.instance(err, ConnectionError, `${err.name}: ${err.message}`);
+        assert.not.instance(err, AuthenticationError);
+        assert.is(err.code, 'NOT_ALLOWED');
+        assert.is((err as ConnectionError).replyCode, 530);
+        assert.match(err.message, 'refused');
+        assert.is(await withDeadline(conn.closed, 5000, 'closed'), err, 'the connection ended with that error');
+        assert.not.ok(conn.isOpen);
+        assert.is(((await rejection(ch.basicPublish('', queue, 'late'))) as PublishError).failure, 'closed');
+        assert.is((await rejection(conn.createChannel())).code, 'NOT_ALLOWED');
+      } finally {
+        await conn.close();
+      }
+    } finally {
+      await node?.stop();
+    }
+  }, 90_000),
 );
 
 test(
@@ -151,16 +244,20 @@ test(
     const chClosed = new Promise<Error | undefined>((resolve) => ch.once('close', resolve));
     // Find our connection's pid by its name (tabular output: the JSON formatter prints pids rabbitmqctl cannot parse).
     let pid = '';
-    for (let i = 0; i < 20 && pid === ''; i++) {
-      const list = await rabbitmqctl(['list_connections', 'pid', 'client_properties', '-q', '--no-table-headers']);
-      pid =
-        list
-          .split('\n')
-          .find((line) => line.includes(name))
-          ?.split('\t')[0] ?? '';
-      if (pid === '') await sleep(250);
-    }
-    assert.ok(pid !== '', 'connection listed');
+    await until(
+      async () => {
+        const list = await rabbitmqctl(['list_connections', 'pid', 'client_properties', '-q', '--no-table-headers']);
+        pid =
+          list
+            .split('\n')
+            .find((line) => line.includes(name))
+            ?.split('\t')[0] ?? '';
+        return pid !== '';
+      },
+      'our connection in rabbitmqctl list_connections',
+      10_000,
+      250,
+    );
     await rabbitmqctl(['close_connection', pid, 'maintenance by test']);
     const err = await withDeadline(conn.closed, 10_000, 'closed');
     assert.instance(err, ConnectionError);

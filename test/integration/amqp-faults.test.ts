@@ -24,7 +24,8 @@ import {
   type MessageProperties,
 } from '../../src/amqp/index.js';
 import { sleep, withDeadline } from '../helpers/deadline.js';
-import { FaultProxy, mulberry32, randomBytes, randomInt, slicers } from '../helpers/proxy.js';
+import { until } from '../helpers/bus.js';
+import { FaultProxy, mulberry32, randomBytes, randomInt, slicers, type ProxiedConnection } from '../helpers/proxy.js';
 
 const BROKER = { hostname: '127.0.0.1', port: 5672, username: 'guest', password: 'guest' } as const;
 const RUN = `${process.pid}-${Date.now().toString(36)}`;
@@ -216,13 +217,7 @@ test('proxy self-check: 1-byte re-slicing reaches a reader as 1-byte reads, dela
     });
     await withDeadline(new Promise<void>((r) => client.connect(p2.port, '127.0.0.1', r)), 2000, 'client connect');
     const waitFor = (n: number, what: string): Promise<void> =>
-      withDeadline(
-        (async () => {
-          while (got.reduce((a, b) => a + b.length, 0) < n) await sleep(5);
-        })(),
-        3000,
-        what,
-      );
+      until(() => got.reduce((a, b) => a + b.length, 0) >= n, what, 3000);
 
     // Re-slicing into 1-byte writes, paced: the reader sees 1-byte chunks, bytes intact.
     p2.reslice(slicers.fixed(1), 's2c');
@@ -249,8 +244,10 @@ test('proxy self-check: 1-byte re-slicing reaches a reader as 1-byte reads, dela
     // Blackhole: nothing comes back, the socket stays open; resume: traffic flows again.
     got.length = 0;
     p2.blackhole();
+    const dropped = p2.stats.c2s.dropped;
     client.write('lost');
-    await sleep(100);
+    // Once the proxy has dropped them, the bytes never reached the echo server: nothing can come back.
+    await until(() => p2.stats.c2s.dropped >= dropped + 4, 'the proxy to drop the blackholed bytes', 2000);
     assert.is(got.length, 0, 'blackholed bytes vanish');
     assert.is(client.destroyed, false, 'blackhole keeps the socket open');
     p2.resume();
@@ -554,9 +551,8 @@ async function publishUntilCut(
     if (inFlight.size >= 200) await withDeadline(Promise.race(inFlight), 10_000, `publish window at ${i}`);
   }
   const error = await withDeadline(conn.closed, 10_000, 'the cut ends the connection');
+  // Every publish has settled now, and a promise settles once: the counts below are final.
   await withDeadline(Promise.all(inFlight), 2000, 'every publish settles after the cut');
-  // Let any second settlement show up before counting.
-  await sleep(20);
   for (let i = 0; i < sent; i++) {
     assert.is(settled[i], 1, `publish ${i} settled exactly once (${how[i]})`);
     assert.ok(how[i] === 'ack' || how[i] === 'closed', `publish ${i}: acked or closed, got ${how[i]}`);
@@ -738,6 +734,10 @@ test('hostile bytes after the handshake: each ends the connection quickly with a
     const proxy = await startProxy();
     for (const c of hostileCases()) {
       proxy.corruptServerToClient(null).transform(null, 'c2s');
+      let pair: ProxiedConnection | undefined;
+      proxy.once('connection', (p) => {
+        pair = p;
+      });
       const conn = await withDeadline(
         viaProxy(proxy, { connectionName: 'faults-hostile', heartbeat: 30 }),
         6000,
@@ -771,7 +771,12 @@ test('hostile bytes after the handshake: each ends the connection quickly with a
         t.error instanceof ConnectionError,
         `${c.name}: the pending call fails with a ConnectionError, got ${String(t.error)}`,
       );
-      await sleep(20);
+      // The client destroys its socket after connection.close: once the proxy read its end, it has read all it sent.
+      await until(
+        () => pair !== undefined && (pair.client.readableEnded || pair.client.destroyed),
+        `${c.name}: the proxy reads the client's end`,
+        2000,
+      );
       const closeCodes = closeCodesIn(Buffer.concat(sent));
       assert.equal(
         closeCodes,
@@ -844,13 +849,7 @@ test('connect failures: closed right after accept, reset after accept, closed po
     assertConnectionError(d.err, ['CONNECT_TIMEOUT'], 'blackholed handshake');
     assert.ok(d.ms >= 550 && d.ms < 1600, `CONNECT_TIMEOUT after ${d.ms} ms (connectTimeout 600)`);
     // The client released its socket.
-    await withDeadline(
-      (async () => {
-        while (proxy.stats.clientSocketsOpen > 0) await sleep(10);
-      })(),
-      1000,
-      'the client closes its socket',
-    );
+    await until(() => proxy.stats.clientSocketsOpen === 0, 'the client closes its socket', 1000);
     console.log(
       `    connect failures: close ${a.ms} ms (${(a.err as ConnectionError).code}), reset ${b.ms} ms (${(b.err as ConnectionError).code}), ` +
         `closed port ${c.ms} ms, blackhole ${d.ms} ms (${(d.err as ConnectionError).code})`,

@@ -2,7 +2,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { AmqpError, type Message } from '../../src/amqp/index.js';
-import { sleep, withDeadline } from '../helpers/deadline.js';
+import { until, withDeadline } from '../helpers/deadline.js';
 import { timed, unique, withConnection } from '../helpers/amqp.js';
 
 test(
@@ -102,35 +102,56 @@ test(
 );
 
 test(
-  'CON-1, CON-3: consume with a callback: manual acks, prefetch bounds unacked deliveries; ack releases more',
-  timed(() =>
-    withConnection(async (conn) => {
-      const ch = await conn.createChannel();
-      const { queue } = await ch.queueDeclare('', { exclusive: true });
-      for (let i = 0; i < 10; i++) await ch.basicPublish('', queue, `m${i}`);
-      const got: Message[] = [];
-      const c = await ch.basicConsume(
-        queue,
-        (m) => {
-          got.push(m);
-        },
-        { prefetch: 3 },
-      );
-      await sleep(200);
-      assert.is(got.length, 3, 'prefetch 3 holds back the rest');
-      got[2]?.ack(true); // multiple: settles the first three
-      await sleep(200);
-      assert.is(got.length, 6);
-      assert.equal(
-        got.map((m) => m.text()),
-        ['m0', 'm1', 'm2', 'm3', 'm4', 'm5'],
-      );
-      for (const m of got.slice(3)) m.ack();
-      await sleep(200);
-      assert.is(got.length, 9);
-      await c.cancel();
-      assert.ok(c.cancelled);
-    }),
+  'CON-1, CON-3: manual acks and a per-consumer prefetch (never global: a quorum queue refuses it) bound the unacked deliveries of each consumer on a quorum queue; acks release more',
+  timed(
+    () =>
+      withConnection(async (conn) => {
+        const ch = await conn.createChannel();
+        const queue = unique('con3-quorum');
+        await ch.queueDeclare(queue, { durable: true, arguments: { 'x-queue-type': 'quorum' } });
+        try {
+          const ready = async (): Promise<number> => (await ch.queueDeclare(queue, { passive: true })).messageCount;
+          for (let i = 0; i < 10; i++) await ch.basicPublish('', queue, `m${i}`);
+          await until(async () => (await ready()) === 10, 'the quorum queue to count 10 ready messages', 5000, 50);
+          // Two consumers on one channel, prefetch 3 each. A global prefetch would be one limit for the channel, and
+          // RabbitMQ refuses it on a quorum queue (540 NOT_IMPLEMENTED): each consumer gets its own 3.
+          const qch = await conn.createChannel();
+          const a: Message[] = [];
+          const b: Message[] = [];
+          const ca = await qch.basicConsume(queue, (m) => void a.push(m), { prefetch: 3 });
+          const cb = await qch.basicConsume(queue, (m) => void b.push(m), { prefetch: 3 });
+          // The queue's count is the barrier: 4 ready means 6 are out, and 6 arrived means none is still on its way.
+          await until(
+            async () => a.length + b.length === 6 && (await ready()) === 4,
+            () => `6 deliveries out, 4 ready (got ${a.length} + ${b.length})`,
+            5000,
+            50,
+          );
+          assert.equal([a.length, b.length], [3, 3], 'each consumer holds its prefetch of 3, no more');
+          (a[2] as Message).ack(true); // multiple: settles a's three
+          await until(
+            async () => a.length === 6 && (await ready()) === 1,
+            () => `a's next 3 (got ${a.length}), 1 ready`,
+            5000,
+            50,
+          );
+          assert.is(b.length, 3, 'acks of one consumer release deliveries to that consumer only');
+          assert.equal(
+            [...a, ...b].map((m) => m.text()).sort(),
+            ['m0', 'm1', 'm2', 'm3', 'm4', 'm5', 'm6', 'm7', 'm8'],
+            'nine distinct messages out',
+          );
+          for (const m of [...a.slice(3), ...b]) m.ack();
+          await until(async () => a.length + b.length === 10 && (await ready()) === 0, 'the last delivery', 5000, 50);
+          await ca.cancel();
+          await cb.cancel();
+          assert.ok(ca.cancelled && cb.cancelled);
+        } finally {
+          // On a connection of its own: a failure above may have closed this one.
+          await withConnection(async (c) => void (await (await c.createChannel()).queueDelete(queue)));
+        }
+      }),
+    20_000,
   ),
 );
 
@@ -201,9 +222,9 @@ test(
         () => ch.basicAck(9999),
         (e: AmqpError) => e.code === 'UNKNOWN_DELIVERY_TAG',
       );
-      await sleep(100);
-      assert.ok(ch.isOpen, 'no PRECONDITION_FAILED reached the broker');
+      // A round trip after the refused acks: a bad ack that reached the broker would have closed the channel first.
       const n = await ch.basicGet(queue);
+      assert.ok(ch.isOpen, 'no PRECONDITION_FAILED reached the broker');
       assert.is(n?.text(), 'twice');
       n?.ack();
       await ch.close();

@@ -23,6 +23,7 @@ function harness(options = {}): { ch: Channel; sent: () => string[]; host: Chann
     out,
     frameMax: 131072,
     options: resolveOptions(options),
+    heartbeat: 0, // no heartbeats negotiated: no floor under publish deadlines
     blocked: false,
     backlog: () => out.queued,
     channelClosed: () => undefined,
