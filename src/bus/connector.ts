@@ -12,7 +12,9 @@
  *  2. decoded and validated by the codec: a failure never reaches a handler, is dead-lettered, and is answered
  *     with a `response` carrying the codec's code when the message had a `msg_id`;
  *  3. duplicates (the same message id within the queue TTL) are acked and dropped;
- *  4. a reply to one of our `request`s settles it; anything else goes to the handler of its type;
+ *  4. a reply to one of our `request`s settles it; anything else goes to the handler of its type. Handlers are
+ *     fixed before `start()` (handle() throws after it), so a type without a handler is one this connector does not
+ *     handle at all: it is answered 453 and acked (data model §3.6), never a message that came too early;
  *  5. the message is acked only after the handler succeeded. A handler that throws gets the message again,
  *     until the delivery limit, then it is dead-lettered with the error in a header. A `msg_id` is answered
  *     exactly once: by the handler (ctx.respond / a `response` reply) or by the connector (200, or 500 after the
@@ -170,10 +172,20 @@ export class Connector extends TypedEmitter<ConnectorEvents> {
     );
   }
 
-  /** Registers the handler of one message type (replacing an earlier one). */
+  /**
+   * Registers the handler of one message type (replacing an earlier one). Only before `start()`: consuming begins
+   * there, and a message that arrives before its type has a handler is answered 453 and acked, so a handler added
+   * later would silently miss (and lose) every message already waiting in the queue.
+   */
   handle<T extends MessageType>(type: T, handler: Handler<T>): this {
     if (!Object.prototype.hasOwnProperty.call(SCHEMAS, type))
       throw new BusError('CONFIG', `unknown message type "${type}"`);
+    if (this.#started)
+      throw new BusError(
+        'CONFIG',
+        `${this.name}: the ${type} handler was registered after start(); handlers must be registered before start(), ` +
+          'or the messages already waiting in the queue are answered 453 and acked without ever reaching them',
+      );
     this.#handlers.set(type, handler as unknown as Handler<MessageType>);
     return this;
   }
@@ -528,6 +540,7 @@ export class Connector extends TypedEmitter<ConnectorEvents> {
       },
     };
     const handler = this.#handlers.get(message.msg);
+    // Handlers cannot change after start(), so no handler means "not handled here" (§3.6), not "not registered yet".
     if (handler === undefined) {
       this.emitSafe('unhandled', message, sender);
       await opened?.commit();

@@ -1,8 +1,10 @@
 /**
  * Operator commands on the bus: send, request, listen. They act as one entity (`--as`), which must be one of the
  * broker's users with its permissions; `listen` and `request` consume that entity's inbox, so use a dedicated
- * operator entity rather than a running VPP's. Connection settings come from a JSON config file (`--config`) and
- * flags (which win). Secrets are read from files, never given inline: `--password-file`, `--key`, `--private-key`.
+ * operator entity rather than a running VPP's. Neither acks a message it has not printed: what `request` takes that
+ * is not its reply, and what `listen` takes beyond --count, goes back to the queue. Connection settings come from a
+ * JSON config file (`--config`) and flags (which win). Secrets are read from files, never given inline:
+ * `--password-file`, `--key`, `--private-key`.
  *
  * Config file: { "url": "amqps://broker:5671", "name": "ops", "peers": ["heh-b827ebea02c1"], "topology": "exchanges",
  *   "role": "controller", "declareExchanges": true, "passwordFile": "...", "external": false,
@@ -12,7 +14,7 @@ import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { parseUrl, type ConnectOptions } from '../amqp/index.js';
-import { BusError, Connector, type ConnectorOptions } from '../bus/index.js';
+import { BusError, Connector, type ConnectorOptions, type HandlerContext } from '../bus/index.js';
 import { decode, DecodeError, SCHEMAS, type Message, type MessageType } from '../codec/index.js';
 import { Keyring, ReplayWindow, Sealer, selectBackend, SequenceReserver } from '../crypto/index.js';
 import { backendOption, UsageError, type Io } from './common.js';
@@ -101,8 +103,15 @@ function readConfig(file: string | undefined): FileConfig {
   return c as FileConfig;
 }
 
-/** The connector of the entity we act as, from the config file and the flags. */
-async function connector(values: Values, extra: Partial<ConnectorOptions>): Promise<Connector> {
+/**
+ * The connector of the entity we act as, from the config file and the flags, started once `setup` has registered
+ * its handlers: consuming begins with start(), and a connector takes no handler after it.
+ */
+async function connector(
+  values: Values,
+  extra: Partial<ConnectorOptions>,
+  setup: (bus: Connector) => void = () => undefined,
+): Promise<Connector> {
   const cfg = readConfig(values.config);
   const name = values.as ?? cfg.name;
   if (name === undefined) throw new UsageError('--as ENTITY is required (or "name" in --config)');
@@ -159,8 +168,42 @@ async function connector(values: Values, extra: Partial<ConnectorOptions>): Prom
     ...(sealer === undefined ? {} : { sealer }),
     ...extra,
   });
-  await bus.start();
+  try {
+    setup(bus);
+    await bus.start();
+  } catch (err) {
+    // A connector left open would go on consuming, and reconnecting, after the command has failed.
+    await bus.close().catch(() => undefined);
+    throw err;
+  }
   return bus;
+}
+
+/**
+ * The messages a command takes from the entity's inbox but will not print (`request`: everything but its reply;
+ * `listen`: what comes after --count). Acking one would lose it, since nobody has seen it; giving it back at once
+ * would have the broker hand it straight back to us, in a loop, for as long as we consume. So it stays unsettled
+ * until the command is done, and goes back to the queue, for the next consumer, once we have stopped consuming.
+ */
+class Held {
+  count = 0;
+  #release!: () => void;
+  readonly #released = new Promise<void>((resolve) => {
+    this.#release = resolve;
+  });
+
+  /** The handler's body for a message we keep: it settles the message itself, so the connector does not ack it. */
+  async hold(ctx: HandlerContext): Promise<void> {
+    this.count++;
+    await this.#released;
+    ctx.nack(true);
+  }
+
+  /** Stops consuming first, so that no message given back can reach us again, then gives back what we hold. */
+  async giveBack(bus: Connector): Promise<void> {
+    await bus.transport.stopConsuming().catch(() => undefined);
+    this.#release();
+  }
 }
 
 /** Builds a message from `TYPE field=value ...` or a JSON file, and validates it with the codec. */
@@ -233,7 +276,11 @@ export async function request(args: string[], io: Io): Promise<number> {
   if (!Number.isInteger(timeout) || timeout < 1)
     throw new UsageError(`--timeout: expected milliseconds, found "${values.timeout}"`);
   const m = await message(values, positionals, io);
-  const bus = await connector(values, {});
+  // The reply settles the request before any handler sees it; whatever else waits in the inbox is not ours to take.
+  const held = new Held();
+  const bus = await connector(values, {}, (b) => {
+    for (const type of Object.keys(SCHEMAS) as MessageType[]) b.handle(type, (_m, ctx) => held.hold(ctx));
+  });
   try {
     const reply = await bus.request(values.to, m, { timeout });
     io.out(JSON.stringify(reply));
@@ -243,7 +290,10 @@ export async function request(args: string[], io: Io): Promise<number> {
       io.out(JSON.stringify(err.reply));
     throw err;
   } finally {
+    await held.giveBack(bus);
     await bus.close();
+    if (held.count > 0)
+      io.err(`left ${held.count} other message(s) to ${bus.name} in the queue, unread (ebadge listen prints them)`);
   }
 }
 
@@ -259,21 +309,26 @@ export async function listen(args: string[], io: Io, signal?: AbortSignal): Prom
   const finished = new Promise<void>((resolve) => {
     done = resolve;
   });
-  const bus = await connector(values, {});
   const print = (message: Message, from: string, diagnostics: readonly string[]): void => {
     io.out(JSON.stringify({ from, type: message.msg, message, ...(diagnostics.length > 0 ? { diagnostics } : {}) }));
     if (++seen >= count) done();
   };
-  for (const type of Object.keys(SCHEMAS) as MessageType[])
-    bus.handle(type, (m, ctx) => print(m, ctx.sender, ctx.diagnostics));
-  bus.on('dead-letter', (reason, code, d) =>
-    io.err(`refused from ${d.from ?? 'an unknown sender'}: ${reason} [${code}]`),
-  );
+  // A message is acked only once printed: what the broker delivers beyond --count (it sends up to a prefetch of
+  // messages at once) goes back to the queue.
+  const held = new Held();
+  const bus = await connector(values, {}, (b) => {
+    for (const type of Object.keys(SCHEMAS) as MessageType[])
+      b.handle(type, (m, ctx) => (seen < count ? print(m, ctx.sender, ctx.diagnostics) : held.hold(ctx)));
+    b.on('dead-letter', (reason, code, d) =>
+      io.err(`refused from ${d.from ?? 'an unknown sender'}: ${reason} [${code}]`),
+    );
+  });
   signal?.addEventListener('abort', () => done(), { once: true });
   try {
     await finished;
     return 0;
   } finally {
+    await held.giveBack(bus);
     await bus.close();
   }
 }

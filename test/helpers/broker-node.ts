@@ -187,7 +187,7 @@ export async function startBrokerNode(opts: BrokerNodeOptions): Promise<BrokerNo
     await awaitStartup(homeDir, nodeName, thisRun.exited, launchDeadlineAt, timeoutMs);
   };
 
-  /** SIGKILLs the current process group and waits (bounded) for it to be gone. */
+  /** SIGKILLs the current process group and waits for it to be gone; fails if it is not gone within 5 s. */
   const killNow = async (): Promise<void> => {
     const current = run;
     if (current === undefined) return;
@@ -293,8 +293,7 @@ export async function startBrokerNode(opts: BrokerNodeOptions): Promise<BrokerNo
       try {
         await launch(env, Date.now() + timeoutMs, timeoutMs);
       } catch (err) {
-        await killNow();
-        const message = err instanceof Error ? err.message : String(err);
+        const message = (err instanceof Error ? err.message : String(err)) + (await killedOrWhy(killNow));
         throw new Error(
           `RabbitMQ node ${nodeName} failed to restart: ${message}\n${await logTails(consoleLog, logDir)}`,
           { cause: err },
@@ -319,8 +318,7 @@ export async function startBrokerNode(opts: BrokerNodeOptions): Promise<BrokerNo
       stop,
     };
   } catch (err) {
-    await killNow();
-    const message = err instanceof Error ? err.message : String(err);
+    const message = (err instanceof Error ? err.message : String(err)) + (await killedOrWhy(killNow));
     const logs = await logTails(consoleLog, logDir);
     liveEntries.delete(entry);
     await removeDir(dataDir);
@@ -736,16 +734,28 @@ function killGroup(pid: number | undefined, signal: NodeJS.Signals): void {
   }
 }
 
+/** Runs `kill` while another error is being reported: '' once done, else why not (to append to that error). */
+async function killedOrWhy(kill: () => Promise<void>): Promise<string> {
+  try {
+    await kill();
+    return '';
+  } catch (err) {
+    return ` (and: ${err instanceof Error ? err.message : String(err)})`;
+  }
+}
+
 /**
- * Polls until no live process of the group is left, at most `ms`. Zombies
+ * Polls until no live process of the group is left; fails after `ms`. Zombies
  * count as gone: they hold no sockets, and here PID 1 reaps the orphaned beam
  * only after a second or two. Linux /proc; elsewhere it returns at once.
  */
 async function groupGone(pgid: number | undefined, ms: number): Promise<void> {
   if (pgid === undefined) return;
   const until = Date.now() + ms;
-  while (Date.now() < until && (await liveGroupMember(pgid))) {
-    await new Promise((resolve) => setTimeout(resolve, 20));
+  while (await liveGroupMember(pgid)) {
+    if (Date.now() > until)
+      throw new Error(`process group ${pgid}: still a live process ${ms} ms after SIGKILL (ports and node name held)`);
+    await new Promise((resolve) => setTimeout(resolve, 20)); // the poll interval
   }
 }
 

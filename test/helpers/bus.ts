@@ -1,14 +1,15 @@
 /**
  * Shared bits of the bus integration tests (test/integration/bus-*.test.ts): connectors started against the local
  * RabbitMQ with every queue and exchange they may create remembered and deleted afterwards, an amqplib connection
- * as the independent client, handlers that record what they get, and polling with a deadline.
+ * as the independent client, handlers that record what they get, polling with a deadline, and barriers.
  */
+import { randomUUID } from 'node:crypto';
 import amqplib, { type Channel as AmqplibChannel, type ChannelModel, type GetMessage } from 'amqplib';
 import { Connector, type ConnectorOptions, type HandlerContext } from '../../src/bus/index.js';
 import { SCHEMAS, type Message, type MessageType } from '../../src/codec/index.js';
 import type { Message as AmqpMessage } from '../../src/amqp/index.js';
 import { AMQP_URL, unique } from './amqp.js';
-import { sleep, withDeadline } from './deadline.js';
+import { until, withDeadline } from './deadline.js';
 
 /** The market-level types (data model §3.4); everything else in SCHEMAS is HEH level. */
 export const MARKET_TYPES: readonly MessageType[] = [
@@ -34,27 +35,14 @@ export function entity(role: string): string {
 /** Deadline of one broker round trip or start-up. */
 export const NET_MS = 10_000;
 
-/** Polls `pred` every 10 ms until it holds; fails with `what` (a function: evaluated then) after `ms`. */
-export async function until(
-  pred: () => boolean | Promise<boolean>,
-  what: string | (() => string),
-  ms = 5_000,
-): Promise<void> {
-  const end = Date.now() + ms;
-  for (;;) {
-    if (await pred()) return;
-    if (Date.now() > end)
-      throw new Error(`timed out after ${ms} ms waiting for ${typeof what === 'string' ? what : what()}`);
-    await sleep(10);
-  }
-}
+export { until } from './deadline.js';
 
 export interface Received<T extends MessageType = MessageType> {
   message: Message<T>;
   ctx: HandlerContext;
 }
 
-/** Registers a handler for each of `types` that records the message and its context. */
+/** Registers, before start(), a handler for each of `types` that records the message and its context. */
 export function record(c: Connector, types: readonly MessageType[] = ALL_TYPES): Received[] {
   const got: Received[] = [];
   for (const t of types)
@@ -62,6 +50,34 @@ export function record(c: Connector, types: readonly MessageType[] = ALL_TYPES):
       got.push({ message: message as Message, ctx });
     });
   return got;
+}
+
+/**
+ * A barrier message: a `response` to a msg_id nobody sent. Nobody answers a `response` and no request waits for
+ * this msg_id, so it reaches the receiver's `response` handler (or its 'unhandled' event) and causes nothing else.
+ */
+export function barrierMessage(id: string = randomUUID()): Message<'response'> {
+  return { msg: 'response', msg_id: id, response_code: 200, response_desc: 'barrier' };
+}
+
+/** Whether `m` (a decoded message, or a JSON body as a 2015 peer reads it) is the barrier message `id`. */
+export function isBarrier(m: unknown, id: string): boolean {
+  const r = m as { msg?: unknown; msg_id?: unknown; response_desc?: unknown };
+  return r.msg === 'response' && r.msg_id === id && r.response_desc === 'barrier';
+}
+
+/**
+ * Instead of a sleep to prove that nothing more arrives: `from` publishes a barrier message to `to` on the path of
+ * everything it published before (one channel, one exchange, one queue: in order), and this waits until `got` (what
+ * `to` records; it must record `response`) has it, then takes it out of `got` again. Whatever `from` had published
+ * before has then reached `to`'s handlers too.
+ */
+export async function barrier(from: Connector, to: Connector, got: Received[], ms = NET_MS): Promise<void> {
+  const id = randomUUID();
+  await withDeadline(from.publish(to.name, barrierMessage(id)), NET_MS, `a barrier from ${from.name} to ${to.name}`);
+  const at = (): number => got.findIndex((g) => isBarrier(g.message, id));
+  await until(() => at() >= 0, `the barrier from ${from.name} to reach ${to.name}`, ms);
+  got.splice(at(), 1);
 }
 
 /** The AMQP message under a delivery. */
@@ -81,8 +97,18 @@ export class BusFixture {
   readonly exchanges = new Set<string>();
   #amqp: ChannelModel | undefined;
 
-  /** Creates and starts a connector; its topology is remembered for deletion before it is declared. */
+  /** Creates and starts a connector (one that needs no handler); see create() for one that does. */
   async connector(spec: ConnectorSpec): Promise<Connector> {
+    const c = this.create(spec);
+    await withDeadline(c.start(), NET_MS, `starting connector ${spec.name}`);
+    return c;
+  }
+
+  /**
+   * Creates a connector without starting it, since handlers can only be registered before start(): register them,
+   * then call start(). Its topology is remembered for deletion before it is declared.
+   */
+  create(spec: ConnectorSpec): Connector {
     const { name, peers } = spec;
     this.queues.add(`private-${name}-in`).add(`private-${name}-dead`);
     this.exchanges.add(`private-${name}-dlx`);
@@ -93,8 +119,12 @@ export class BusFixture {
     }
     const c = new Connector({ ...spec, url: AMQP_URL });
     this.connectors.push(c);
-    await withDeadline(c.start(), NET_MS, `starting connector ${name}`);
     return c;
+  }
+
+  /** Starts the connectors not started yet, one after the other in the order they were created. */
+  async start(): Promise<void> {
+    for (const c of this.connectors) await withDeadline(c.start(), NET_MS, `starting connector ${c.name}`);
   }
 
   /** The amqplib connection (one per fixture). */

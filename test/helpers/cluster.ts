@@ -148,7 +148,7 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
         if (Date.now() >= until) {
           throw new Error(`cluster ${opts.name}: not ${expected} running nodes within ${timeoutMs} ms (${last})`);
         }
-        await new Promise((resolve) => setTimeout(resolve, 300));
+        await new Promise((resolve) => setTimeout(resolve, 300)); // the poll interval: each poll runs rabbitmqctl
       }
     };
 
@@ -180,7 +180,7 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
         }
         if (Date.now() >= until)
           throw new Error(`queue ${queue}: no leader on a running node within ${timeoutMs} ms (${last})`);
-        await new Promise((resolve) => setTimeout(resolve, 300));
+        await new Promise((resolve) => setTimeout(resolve, 300)); // the poll interval: each poll runs rabbitmqctl
       }
     };
 

@@ -9,7 +9,19 @@ import * as assert from 'uvu/assert';
 import type { Connector } from '../../src/bus/index.js';
 import { EbTime, type Message } from '../../src/codec/index.js';
 import { timed } from '../helpers/amqp.js';
-import { entity, HEH_TYPES, NET_MS, record, until, withBus, type BusFixture, type Received } from '../helpers/bus.js';
+import {
+  barrier,
+  barrierMessage,
+  entity,
+  HEH_TYPES,
+  isBarrier,
+  NET_MS,
+  record,
+  until,
+  withBus,
+  type BusFixture,
+  type Received,
+} from '../helpers/bus.js';
 import { sleep, withDeadline } from '../helpers/deadline.js';
 
 const s = suite('bus-failures');
@@ -33,16 +45,32 @@ function events(c: Connector): Events {
   return e;
 }
 
-/** A hub (deliveryLimit 3) and a VPP; the VPP records the responses it gets. */
+/**
+ * A hub (deliveryLimit 3) and a VPP, not started: the test registers the hub's handlers, then calls f.start(). The
+ * VPP records the responses it gets.
+ */
 async function pair(
   f: BusFixture,
 ): Promise<{ hub: string; vpp: string; h: Connector; v: Connector; he: Events; ve: Events; responses: Received[] }> {
   const hub = entity('heh');
   const vpp = entity('vpp');
-  const h = await f.connector({ name: hub, peers: [vpp], deliveryLimit: 3 });
-  const v = await f.connector({ name: vpp, peers: [hub] });
+  const h = f.create({ name: hub, peers: [vpp], deliveryLimit: 3 });
+  const v = f.create({ name: vpp, peers: [hub] });
   const responses = record(v, ['response']);
   return { hub, vpp, h, v, he: events(h), ve: events(v), responses };
+}
+
+/**
+ * A barrier from `from` to `to` when `to` has no `response` handler: its barrier message shows up in `e.unhandled`,
+ * and is taken out again. Everything `from` published before has then reached `to`.
+ */
+async function barrierUnhandled(from: Connector, to: Connector, e: Events): Promise<string> {
+  const id = randomUUID();
+  await withDeadline(from.publish(to.name, barrierMessage(id)), NET_MS, `a barrier from ${from.name}`);
+  const at = (): number => e.unhandled.findIndex(([m]) => isBarrier(m, id));
+  await until(() => at() >= 0, `the barrier from ${from.name} to reach ${to.name}`, NET_MS);
+  e.unhandled.splice(at(), 1);
+  return id;
 }
 
 const str = (v: unknown): string => (Buffer.isBuffer(v) ? v.toString('utf8') : String(v));
@@ -52,8 +80,9 @@ s(
   timed(
     () =>
       withBus(async (f) => {
-        const { hub, vpp, h, he, ve, responses } = await pair(f);
+        const { hub, vpp, h, v, he, ve, responses } = await pair(f);
         const handled = record(h, HEH_TYPES);
+        await f.start();
         const id = (): string => randomUUID();
         const cases: { name: string; key: string; body: Buffer; code: number; msgId?: string }[] = [];
         const add = (name: string, key: string, body: string | Buffer, code: number, msgId?: string): void => {
@@ -138,7 +167,9 @@ s(
           async () => (await f.depth(dead)) >= cases.length,
           () => `${cases.length} dead letters in ${dead}`,
         );
-        await sleep(200);
+        // Nothing more: a barrier each way arrives after whatever either side had published before it.
+        await barrier(h, v, responses);
+        await barrier(v, h, handled);
 
         // Only the good message reached a handler.
         assert.equal(
@@ -213,6 +244,8 @@ s(
           deliveries.push({ count: ctx.delivery.deliveryCount, redelivered: ctx.delivery.redelivered });
           if (deliveries.length <= 2) throw new Error(`crash ${deliveries.length}`);
         });
+        const atHub = record(h, ['response']); // the barrier
+        await f.start();
         const id = randomUUID();
         await withDeadline(
           v.publish(hub, { msg: 'set_smart_mode', mode: 'passive', reset: true, msg_id: id }),
@@ -223,7 +256,9 @@ s(
           () => responses.length === 1,
           () => `the response (${deliveries.length} deliveries, ${responses.length} responses)`,
         );
-        await sleep(200);
+        // No second response, no fourth delivery: barriers each way come after them.
+        await barrier(h, v, responses);
+        await barrier(v, h, atHub);
         assert.is(deliveries.length, 3, 'three deliveries');
         assert.equal(
           deliveries.map((d) => d.redelivered),
@@ -269,6 +304,8 @@ s(
           endCalls++;
           throw new TypeError('no contingency');
         });
+        const atHub = record(h, ['response']); // the barrier
+        await f.start();
         const id = randomUUID();
         const endId = randomUUID();
         await withDeadline(
@@ -284,7 +321,9 @@ s(
           async () => (await f.depth(dead)) === 2,
           () => `two dead letters in ${dead}`,
         );
-        await sleep(200);
+        // No further delivery, no second response: barriers each way come after them.
+        await barrier(h, v, responses);
+        await barrier(v, h, atHub);
         assert.is(calls, 3, 'set_clock delivered deliveryLimit times');
         assert.is(endCalls, 3, 'contingency_end delivered deliveryLimit times');
         assert.equal(
@@ -334,6 +373,7 @@ s(
       withBus(async (f) => {
         const { hub, vpp, h, v, he, responses } = await pair(f);
         const handled = record(h, HEH_TYPES);
+        await f.start();
         const id = randomUUID();
         const m: Message<'set_clock'> = { msg: 'set_clock', offset: 5, msg_id: id };
         await withDeadline(v.publish(hub, m), NET_MS, 'publish 1');
@@ -352,7 +392,9 @@ s(
           () => he.duplicates.length === 2 && handled.length === 2,
           () => `two handled, two duplicates (${handled.length} handled, ${he.duplicates.length} duplicates)`,
         );
-        await sleep(200);
+        // Nothing handled or answered a third time: barriers each way come after it.
+        await barrier(h, v, responses);
+        await barrier(v, h, handled);
         assert.equal(
           handled.map((g) => g.message.msg),
           ['set_clock', 'contingency_end'],
@@ -380,13 +422,15 @@ s(
         let calls = 0;
         h.onSetClock(async () => {
           const n = ++calls;
-          await sleep(300);
+          await sleep(300); // a slow handler: the second copy arrives while the first is in it
           if (n === 1) {
             outcomes.push('fail');
             throw new Error('the first attempt fails');
           }
           outcomes.push('ok');
         });
+        const atHub = record(h, ['response']); // the barrier
+        await f.start();
         he.duplicates.length = 0;
         const m: Message<'set_clock'> = { msg: 'set_clock', offset: 5, msg_id: randomUUID() };
         // Two copies with one message id, the second delivered while the first is in the handler (a redelivery after a
@@ -397,7 +441,7 @@ s(
           () => `the redelivered first copy dropped as a duplicate (outcomes ${outcomes.join(', ')})`,
           5_000,
         );
-        await sleep(300);
+        await barrier(v, h, atHub); // no third copy is on its way
         assert.equal(
           outcomes,
           ['fail', 'ok'],
@@ -418,7 +462,7 @@ s(
         const hub = entity('heh');
         const vpp = entity('vpp');
         const dso = entity('dso');
-        const h = await f.connector({ name: hub, peers: [vpp, dso] });
+        const h = f.create({ name: hub, peers: [vpp, dso] });
         const v = await f.connector({ name: vpp, peers: [hub] });
         const d = await f.connector({ name: dso, peers: [hub] });
         // Observers of what the hub sends to each of them.
@@ -447,6 +491,7 @@ s(
             ...(m.heh_id == null ? {} : { heh_id: m.heh_id }),
           });
         });
+        await f.start();
         const hehId = 'heh-b827ebea02c1';
         const ask = {
           msg: 'get_status_report',
@@ -469,9 +514,15 @@ s(
           assert.is(x.key, `get_status_report.${hehId}`, 'the routing key carries the heh_id');
           assert.is(x.exchange, `${x.sender}-to-${hub}`);
         }
-        await sleep(100);
+        // A barrier from the hub to each: once it is confirmed, each observer queue holds all the hub sent before it.
+        const barriers = [
+          await barrierUnhandled(h, v, all[1] as Events),
+          await barrierUnhandled(h, d, all[2] as Events),
+        ];
         for (const peer of [vpp, dso]) {
-          const got = await f.drain(obs.get(peer) as string);
+          const got = (await f.drain(obs.get(peer) as string)).filter(
+            (m) => !barriers.some((id) => isBarrier(JSON.parse(m.content.toString()), id)),
+          );
           assert.is(got.length, 1, `${peer} got exactly its own reply`);
           assert.is(got[0]?.fields.routingKey, `status_report.${hehId}`);
           assert.is(JSON.parse(got[0]?.content.toString() ?? '{}').status, `for ${peer}`);

@@ -9,12 +9,23 @@ import { randomUUID } from 'node:crypto';
 import type { Channel as AmqplibChannel, ConsumeMessage } from 'amqplib';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { CONTENT_TYPE_JSON, DM_VERSION } from '../../src/bus/index.js';
+import { CONTENT_TYPE_JSON, DM_VERSION, type Connector } from '../../src/bus/index.js';
 import { decode, EbTime, type Message, type MessageType } from '../../src/codec/index.js';
 import { timed } from '../helpers/amqp.js';
-import { ALL_TYPES, entity, NET_MS, rawOf, record, until, withBus, type BusFixture } from '../helpers/bus.js';
+import {
+  ALL_TYPES,
+  barrierMessage,
+  entity,
+  isBarrier,
+  NET_MS,
+  rawOf,
+  record,
+  until,
+  withBus,
+  type BusFixture,
+} from '../helpers/bus.js';
 import { generate } from '../helpers/codec-messages.js';
-import { sleep, withDeadline } from '../helpers/deadline.js';
+import { withDeadline } from '../helpers/deadline.js';
 import { Random } from '../helpers/random.js';
 
 const s = suite('bus-interop');
@@ -33,6 +44,18 @@ const EXAMPLES = JSON.parse(
 function publishBare(ch: AmqplibChannel, exchange: string, routingKey: string, body: Buffer): void {
   const fields = { exchange, routingKey, mandatory: false, immediate: false, ticket: 0 };
   (ch as unknown as { sendMessage(f: object, p: object, b: Buffer): boolean }).sendMessage(fields, {}, body);
+}
+
+/**
+ * A barrier from our connector `c` to the 2015 peer: the call returns once the peer's queue delivered it, after
+ * everything `c` published before it; the barrier is taken out of `got` again.
+ */
+async function peerBarrier(c: Connector, peer: string, got: ConsumeMessage[]): Promise<void> {
+  const id = randomUUID();
+  await withDeadline(c.publish(peer, barrierMessage(id)), NET_MS, 'publishing a barrier');
+  const at = (): number => got.findIndex((m) => isBarrier(JSON.parse(m.content.toString('utf8')), id));
+  await until(() => at() >= 0, 'the barrier at the 2015 peer', NET_MS);
+  got.splice(at(), 1);
 }
 
 /** The 2015 peer's own queue, bound to `<me>-to-<peer>` with `#`; returns what arrives on it. */
@@ -64,8 +87,9 @@ s(
       withBus(async (f) => {
         const me = entity('heh');
         const peer = entity('py2015');
-        const c = await f.connector({ name: me, peers: [peer] });
+        const c = f.create({ name: me, peers: [peer] });
         const got = record(c, ALL_TYPES);
+        await f.start();
         const problems: string[] = [];
         c.on('dead-letter', (reason, code) => problems.push(`dead-letter ${code}: ${reason}`));
         c.on('handler-error', (err, type) => problems.push(`handler-error ${type}: ${String(err)}`));
@@ -86,7 +110,15 @@ s(
           () => peerGot.length >= withMsgId.length,
           () => `${withMsgId.length} responses at the 2015 peer (${peerGot.length})`,
         );
-        await sleep(200);
+        // Nothing more either way: a barrier each way arrives after everything published before it on its path.
+        await peerBarrier(c, peer, peerGot);
+        const bid = randomUUID();
+        publishBare(ch, `${peer}-to-${me}`, 'response', Buffer.from(JSON.stringify(barrierMessage(bid))));
+        await until(() => got.some((g) => isBarrier(g.message, bid)), 'the barrier from the 2015 peer', NET_MS);
+        got.splice(
+          got.findIndex((g) => isBarrier(g.message, bid)),
+          1,
+        );
         assert.equal(problems, []);
         assert.is(got.length, EXAMPLES.length);
 
@@ -151,7 +183,7 @@ s(
           () => got.length >= sent.length,
           () => `${sent.length} messages at the 2015 peer (${got.length})`,
         );
-        await sleep(100);
+        await peerBarrier(c, peer, got); // nothing more comes
         assert.is(got.length, sent.length);
         for (const [i, m] of sent.entries()) {
           const d = got[i] as ConsumeMessage;
@@ -192,14 +224,18 @@ s(
         const me = entity('vpp');
         const peer = entity('py2015');
         const c = await f.connector({ name: me, peers: [peer] });
-        const unhandled: string[] = [];
-        c.on('unhandled', (m) => unhandled.push(m.msg));
+        const unhandled: Message[] = [];
+        c.on('unhandled', (m) => unhandled.push(m));
         const { ch, got } = await peerInbox(f, me, peer);
         // The 2015 peer answers what it reads, with bare bodies and no correlation_id.
         let answered = 0;
         const answer = (): void => {
           for (const d of got.splice(0)) {
             const m = JSON.parse(d.content.toString('utf8')) as Record<string, unknown>;
+            if (m['msg'] === 'response') {
+              publishBare(ch, `${peer}-to-${me}`, 'response', d.content); // a barrier: back as it came
+              continue;
+            }
             const reply =
               m['msg'] === 'set_clock'
                 ? { msg: 'response', msg_id: m['msg_id'], response_code: 200, response_subcode: 0, response_desc: 'OK' }
@@ -257,8 +293,14 @@ s(
           assert.is(capacity.msg, 'activation_capacity');
           assert.is(smart, 'REJECTED');
           assert.is(answered, 4);
-          await sleep(100);
-          assert.equal(unhandled, []);
+          // Nothing unhandled: a barrier to the peer comes back after its replies to all we had sent before it.
+          const bid = randomUUID();
+          await withDeadline(c.publish(peer, barrierMessage(bid)), NET_MS, 'publishing a barrier');
+          await until(() => unhandled.some((m) => isBarrier(m, bid)), 'the barrier back from the 2015 peer', NET_MS);
+          assert.equal(
+            unhandled.filter((m) => !isBarrier(m, bid)),
+            [],
+          );
         } finally {
           clearInterval(timer);
         }

@@ -12,8 +12,11 @@ import { decode, EbTime, type Message, type MessageType } from '../../src/codec/
 import { rejection, timed } from '../helpers/amqp.js';
 import {
   ALL_TYPES,
+  barrier,
+  barrierMessage,
   entity,
   HEH_TYPES,
+  isBarrier,
   MARKET_TYPES,
   NET_MS,
   rawOf,
@@ -40,9 +43,8 @@ const msgIdOf = (m: Message): string | undefined => {
   return m.msg !== 'response' && typeof id === 'string' ? id : undefined;
 };
 
-/** Events that must not fire while valid messages are exchanged. */
-function watch(c: Connector): string[] {
-  const events: string[] = [];
+/** Events that must not fire while valid messages are exchanged, recorded into `events` (the live list). */
+function watch(c: Connector, events: string[]): string[] {
   c.on('dead-letter', (reason, code) => events.push(`${c.name} dead-letter ${code}: ${reason}`));
   c.on('handler-error', (err, type) => events.push(`${c.name} handler-error in ${type}: ${String(err)}`));
   c.on('unhandled', (m, sender) => events.push(`${c.name} unhandled ${m.msg} from ${sender}: ${JSON.stringify(m)}`));
@@ -89,13 +91,27 @@ function checkDelivery(g: Received, sent: Message, from: string, to: string, top
   }
 }
 
+/**
+ * A barrier from `from` to `to` when `to` has no `response` handler: its barrier message shows up in `events` (see
+ * watch) as unhandled, and is taken out again. Everything `from` published before has then reached `to`.
+ */
+async function barrierUnhandled(from: Connector, to: Connector, events: string[]): Promise<string> {
+  const id = randomUUID();
+  await withDeadline(from.publish(to.name, barrierMessage(id)), NET_MS, `a barrier from ${from.name}`);
+  const at = (): number => events.findIndex((e) => e.includes(id));
+  await until(() => at() >= 0, `the barrier from ${from.name} to reach ${to.name}`, NET_MS);
+  events.splice(at(), 1);
+  return id;
+}
+
 const describe = (g: Received): string =>
   `${g.message.msg} from ${g.ctx.sender} ${JSON.stringify(g.message)}`.slice(0, 300);
 
 /**
  * `a` sends one message of each of `types` to `b`, and `b` one of each to `a`, all at once. Each side must get
  * exactly the other's messages (deep-equal, right properties) plus one automatic 200 `response` per msg_id it sent,
- * and nothing more: 300 ms after the last expected arrival no extra message may come.
+ * and nothing more: a barrier each way, sent once the last expected message arrived, comes with nothing before it. `a` and `b` come unstarted:
+ * their handlers are registered here, before they start.
  */
 async function exchangeAll(
   a: Connector,
@@ -109,7 +125,8 @@ async function exchangeAll(
     [a.name, record(a, ALL_TYPES)],
     [b.name, record(b, ALL_TYPES)],
   ]);
-  const events = [...watch(a), ...watch(b)];
+  for (const c of [a, b]) await withDeadline(c.start(), NET_MS, `starting ${c.name}`);
+  const events = watch(b, watch(a, []));
   const r = new Random(seed);
   const plan = [
     { from: a, to: b, sent: types.map((t) => sample(t, r)) },
@@ -133,7 +150,9 @@ async function exchangeAll(
       () => `${c.name} to get ${expected(c.name)} messages (has ${list.length})`,
     );
   }
-  await sleep(300);
+  // Nothing more: each barrier arrives after everything its sender had published before it.
+  await barrier(a, b, got.get(b.name) as Received[]);
+  await barrier(b, a, got.get(a.name) as Received[]);
   for (const c of [a, b]) {
     const list = got.get(c.name) as Received[];
     assert.is(
@@ -193,8 +212,8 @@ s(
       withBus(async (f) => {
         const hub = entity('heh');
         const vpp = entity('vpp');
-        const h = await f.connector({ name: hub, peers: [vpp] });
-        const v = await f.connector({ name: vpp, peers: [hub] });
+        const h = f.create({ name: hub, peers: [vpp] });
+        const v = f.create({ name: vpp, peers: [hub] });
         assert.ok(HEH_TYPES.length >= 27, `${HEH_TYPES.length} HEH-level types`);
         await exchangeAll(h, v, HEH_TYPES, 'exchanges', hub, 1);
       }),
@@ -209,8 +228,8 @@ s(
       withBus(async (f) => {
         const hub = entity('heh');
         const vpp = entity('vpp');
-        const h = await f.connector({ name: hub, peers: [vpp], topology: 'queues', role: 'hub' });
-        const v = await f.connector({ name: vpp, peers: [hub], topology: 'queues', role: 'controller' });
+        const h = f.create({ name: hub, peers: [vpp], topology: 'queues', role: 'hub' });
+        const v = f.create({ name: vpp, peers: [hub], topology: 'queues', role: 'controller' });
         await exchangeAll(h, v, HEH_TYPES, 'queues', hub, 2);
       }),
     25_000,
@@ -224,8 +243,8 @@ s(
       withBus(async (f) => {
         const tso = entity('tso');
         const vpp = entity('vpp');
-        const t = await f.connector({ name: tso, peers: [vpp] });
-        const v = await f.connector({ name: vpp, peers: [tso] });
+        const t = f.create({ name: tso, peers: [vpp] });
+        const v = f.create({ name: vpp, peers: [tso] });
         assert.is(MARKET_TYPES.length, 8);
         await exchangeAll(t, v, MARKET_TYPES, 'exchanges', tso, 3);
       }),
@@ -243,9 +262,10 @@ async function pair(
 ): Promise<{ hub: string; vpp: string; h: Connector; v: Connector; events: string[] }> {
   const hub = entity('heh');
   const vpp = entity('vpp');
-  const h = await f.connector({ name: hub, peers: [vpp] });
-  const v = await f.connector({ name: vpp, peers: [hub] });
-  return { hub, vpp, h, v, events: [...watch(h), ...watch(v)] };
+  // Not started: the test registers the hub's handlers, then calls f.start().
+  const h = f.create({ name: hub, peers: [vpp] });
+  const v = f.create({ name: vpp, peers: [hub] });
+  return { hub, vpp, h, v, events: watch(v, watch(h, [])) };
 }
 
 s(
@@ -257,7 +277,7 @@ s(
         const seen: (string | undefined)[] = [];
         h.onGetReport(async (m, ctx) => {
           seen.push(m.request_id);
-          if (m.resolution === 60) await sleep(150);
+          if (m.resolution === 60) await sleep(150); // the slow one: answered second, so in reverse order
           const n = (m.to.epochMs - m.from.epochMs) / 1000 / m.resolution;
           // Published without ctx.reply (so without a correlation_id): only the echoed request_id can correlate it.
           await h.publish(ctx.sender, {
@@ -269,6 +289,7 @@ s(
             ...(m.request_id === undefined ? {} : { request_id: m.request_id }),
           });
         });
+        await f.start();
         const mine = randomUUID();
         const [r1, r2] = await withDeadline(
           Promise.all([
@@ -309,7 +330,7 @@ s(
       withBus(async (f) => {
         const { hub, h, v, events } = await pair(f);
         h.onActivate(async (m, ctx) => {
-          if (m.modification_count === 0) await sleep(150);
+          if (m.modification_count === 0) await sleep(150); // the slow one: answered second
           // Without a correlation_id (not ctx.reply): only (id, modification_count) can correlate the decision.
           await h.publish(
             ctx.sender,
@@ -324,6 +345,7 @@ s(
                 },
           );
         });
+        await f.start();
         const id = randomUUID();
         const [accepted, rejected] = await withDeadline(
           Promise.all([
@@ -370,16 +392,17 @@ s(
     () =>
       withBus(async (f) => {
         const { hub, vpp, h, v, events } = await pair(f);
+        const calls: Message<'set_clock'>[] = [];
+        h.onSetClock((m) => {
+          calls.push(m);
+        });
+        await f.start();
         // An independent observer of what the hub sends to the VPP.
         const obs = `${entity('obs')}-q`;
         f.queues.add(obs);
         const ch = await f.channel();
         await ch.assertQueue(obs, { durable: false });
         await ch.bindQueue(obs, `${hub}-to-${vpp}`, '#');
-        const calls: Message<'set_clock'>[] = [];
-        h.onSetClock((m) => {
-          calls.push(m);
-        });
         const id = randomUUID();
         const r = await withDeadline(
           v.request(hub, { msg: 'set_clock', offset: -3600, msg_id: id }),
@@ -403,8 +426,9 @@ s(
           response_desc: 'OK',
           ref_msg: 'set_clock',
         });
-        await sleep(100);
-        const seen = await f.drain(obs);
+        // A barrier from the hub: once it is confirmed, the observer queue holds everything the hub sent before it.
+        const bid = await barrierUnhandled(h, v, events);
+        const seen = (await f.drain(obs)).filter((m) => !isBarrier(JSON.parse(m.content.toString()), bid));
         assert.is(seen.length, 2, 'exactly one response per set_clock');
         for (const [i, m] of seen.entries()) {
           const msgId = i === 0 ? id : generated;
@@ -431,6 +455,7 @@ s(
         h.onSetSmartMode(async (_m, ctx) => {
           await ctx.respond(451, 'the hub is passive', 7);
         });
+        await f.start();
         const id = randomUUID();
         const err = await withDeadline(
           rejection(v.request(hub, { msg: 'set_smart_mode', mode: 'normal', reset: false, msg_id: id })),
@@ -447,7 +472,7 @@ s(
           response_subcode: 7,
           ref_msg: 'set_smart_mode',
         });
-        await sleep(200);
+        await barrierUnhandled(h, v, events);
         assert.equal(events, [], 'no second response (the automatic 200 is not sent after ctx.respond)');
       }),
     15_000,
@@ -462,7 +487,7 @@ s(
         const { hub, h, v } = await pair(f);
         let answered = false;
         h.onGetStatusReport(async (m, ctx) => {
-          await sleep(400);
+          await sleep(400); // longer than the request's 200 ms timeout: the reply comes late
           await ctx.reply({
             msg: 'status_report',
             status: 'ok',
@@ -472,6 +497,7 @@ s(
           });
           answered = true;
         });
+        await f.start();
         const unhandled: [Message, string][] = [];
         v.on('unhandled', (m, sender) => unhandled.push([m, sender]));
         const t0 = Date.now();
@@ -498,8 +524,7 @@ s(
           ),
         );
         assert.is(bad.code, 'UNKNOWN_PEER');
-        await until(() => answered, 'the hub handler to finish');
-        await sleep(50); // its ack
+        await until(() => answered, 'the hub handler to finish'); // then close() waits for its ack
       }),
     15_000,
   ),

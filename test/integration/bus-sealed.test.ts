@@ -68,7 +68,7 @@ s(
     try {
       const hub = party(entity('heh'));
       const vpp = party(entity('vpp'));
-      const hubBus = await f.connector({
+      const hubBus = f.create({
         name: hub.name,
         peers: [vpp.name],
         sealer: await sealerFor(hub, vpp, ['get_report'], ['report'], dir),
@@ -93,6 +93,7 @@ s(
           values: { 'total.p': [1, 2] },
         });
       });
+      await f.start();
       const from = EbTime.parse('2026-11-26T10:00:00Z');
       const reply = await vppBus.request(hub.name, {
         msg: 'get_report',

@@ -1,6 +1,8 @@
 /**
  * The operator CLI on the real broker: `ebadge send`, `request` and `listen` acting as an operator entity against a
- * hub connector; `validate` on good and bad lines; and dist/ebadge.js bundled and run alone, with no node_modules.
+ * hub connector; `listen` and `request` on an inbox where messages already wait (issue 12: every message is printed
+ * exactly once or stays in the queue, none is acked unread); `validate` on good and bad lines; and dist/ebadge.js
+ * bundled and run alone, with no node_modules.
  */
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -8,12 +10,14 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
+import { randomUUID } from 'node:crypto';
 import { connect } from '../../src/amqp/index.js';
 import { Connector } from '../../src/bus/index.js';
 import { main, type Io } from '../../src/cli.js';
 import type { Message } from '../../src/codec/index.js';
 import { bundle } from '../../build/bundle.js';
 import { AMQP_URL, timed } from '../helpers/amqp.js';
+import { BusFixture, entity, NET_MS, until, withBus } from '../helpers/bus.js';
 
 const run = `${process.pid}-${Date.now().toString(36)}`;
 const HUB = `heh-cli-${run}`;
@@ -23,6 +27,16 @@ function capture(stdin = ''): Io & { lines: string[]; errors: string[] } {
   const lines: string[] = [];
   const errors: string[] = [];
   return { lines, errors, out: (l) => lines.push(l), err: (l) => errors.push(l), stdin: async () => stdin };
+}
+
+/** Consumers of a queue, as the broker counts them. */
+async function consumers(f: BusFixture, queue: string): Promise<number> {
+  const ch = await f.channel();
+  try {
+    return (await ch.checkQueue(queue)).consumerCount;
+  } finally {
+    await ch.close().catch(() => undefined);
+  }
 }
 
 async function cleanup(entities: string[], pairs: [string, string][]): Promise<void> {
@@ -43,6 +57,7 @@ s(
   'send, request and listen as an operator entity; usage errors exit 2',
   timed(async () => {
     const hub = new Connector({ name: HUB, peers: [OPS], url: AMQP_URL });
+    const f = new BusFixture();
     const got: Message[] = [];
     hub.onSetClock((m) => {
       got.push(m);
@@ -95,16 +110,184 @@ s(
       // listen: the hub sends to the operator, the CLI prints one JSON line and stops after --count 1.
       const listened = capture();
       const listening = main(['listen', '--as', OPS, '--peer', HUB, '--url', AMQP_URL, '--count', '1'], listened);
-      await new Promise((r) => setTimeout(r, 300));
+      await until(async () => (await consumers(f, `private-${OPS}-in`)) > 0, `listen consuming private-${OPS}-in`);
       await hub.publish(OPS, { msg: 'set_smart_mode', mode: 'passive', reset: false } as Message);
       assert.is(await listening, 0, listened.errors.join('\n'));
       const line = JSON.parse(listened.lines[0] as string) as { from: string; type: string; message: { mode: string } };
       assert.equal([line.from, line.type, line.message.mode], [HUB, 'set_smart_mode', 'passive']);
     } finally {
       await hub.close();
+      await f.dispose();
       await cleanup([HUB, OPS], [[HUB, OPS]]);
     }
   }, 30_000),
+);
+
+/** The inbox of `ops`, declared as `ebadge send` would (consume: false), with a set_clock from `hub` per offset. */
+async function waiting(f: BusFixture, ops: string, hub: string, offsets: number[]): Promise<string> {
+  await f.connector({ name: ops, peers: [hub], consume: false });
+  const inbox = `private-${ops}-in`;
+  // An independent publisher (amqplib), as the hub would: the exchange names the sender.
+  const ch = await (await f.amqp()).createConfirmChannel();
+  for (const offset of offsets) {
+    ch.publish(`${hub}-to-${ops}`, 'set_clock', Buffer.from(JSON.stringify({ msg: 'set_clock', offset })), {
+      persistent: true,
+      contentType: 'application/json',
+      type: 'set_clock',
+      messageId: randomUUID(),
+    });
+  }
+  await ch.waitForConfirms();
+  await ch.close();
+  await until(
+    async () => (await f.depth(inbox)) === offsets.length,
+    `${offsets.length} messages waiting in ${inbox}`,
+    NET_MS,
+  );
+  return inbox;
+}
+
+/**
+ * `ebadge listen --count N` in-process. A run still going after `ms` is stopped as Ctrl-C would; `finished` says
+ * whether it ended by itself. The offsets of the set_clock it printed.
+ */
+async function listenOnce(
+  ops: string,
+  hub: string,
+  count: number,
+  ms = 5_000,
+): Promise<{ code: number; offsets: number[]; errors: string[]; finished: boolean }> {
+  const io = capture();
+  const abort = new AbortController();
+  let finished = true;
+  const timer = setTimeout(() => {
+    finished = false;
+    abort.abort();
+  }, ms);
+  try {
+    const code = await main(
+      ['listen', '--as', ops, '--peer', hub, '--url', AMQP_URL, '--count', String(count)],
+      io,
+      abort.signal,
+    );
+    const offsets = io.lines.map((l) => {
+      const line = JSON.parse(l) as { from: string; type: string; message: { offset: number } };
+      assert.equal([line.from, line.type], [hub, 'set_clock'], l);
+      return line.message.offset;
+    });
+    return { code, offsets, errors: io.errors, finished };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+s(
+  'issue 12: listen --count 1 three times on 3 waiting messages prints each exactly once; the queue empties only by printing',
+  timed(
+    () =>
+      withBus(async (f) => {
+        const ops = entity('ops');
+        const hub = entity('heh');
+        const inbox = await waiting(f, ops, hub, [1, 2, 3]);
+        const printed: number[] = [];
+        for (let run = 1; run <= 3; run++) {
+          const r = await listenOnce(ops, hub, 1);
+          const left = await f.depth(inbox);
+          assert.ok(
+            r.finished,
+            `listen run ${run} printed nothing within 5 s and was stopped; ${left} message(s) left in ${inbox}`,
+          );
+          assert.is(r.code, 0, r.errors.join('\n'));
+          assert.is(r.offsets.length, 1, `listen run ${run} printed ${JSON.stringify(r.offsets)}`);
+          printed.push(...r.offsets);
+          assert.is(left, 3 - run, `after run ${run}, what was not printed is still in ${inbox}`);
+        }
+        assert.equal(
+          [...printed].sort(),
+          [1, 2, 3],
+          `printed ${JSON.stringify(printed)}: each waiting message exactly once`,
+        );
+        assert.is(await f.depth(inbox), 0);
+        assert.is(await f.depth(`private-${ops}-dead`), 0, 'nothing was dead-lettered');
+      }),
+    30_000,
+  ),
+);
+
+s(
+  'listen --count 2 with 5 waiting: 2 printed, the 3 beyond the count stay in the queue, and the next listen prints them',
+  timed(
+    () =>
+      withBus(async (f) => {
+        const ops = entity('ops');
+        const hub = entity('heh');
+        const inbox = await waiting(f, ops, hub, [1, 2, 3, 4, 5]);
+        const first = await listenOnce(ops, hub, 2);
+        assert.ok(first.finished, `listen --count 2 printed ${JSON.stringify(first.offsets)} and was stopped`);
+        assert.is(first.code, 0, first.errors.join('\n'));
+        assert.is(first.offsets.length, 2, `printed ${JSON.stringify(first.offsets)}`);
+        await until(async () => (await f.depth(inbox)) === 3, `the 3 messages not printed back in ${inbox}`, NET_MS);
+        const second = await listenOnce(ops, hub, 3);
+        assert.ok(second.finished, `listen --count 3 printed ${JSON.stringify(second.offsets)} and was stopped`);
+        assert.is(second.code, 0, second.errors.join('\n'));
+        assert.equal(
+          [...first.offsets, ...second.offsets].sort(),
+          [1, 2, 3, 4, 5],
+          'every message printed exactly once over the two runs',
+        );
+        assert.is(await f.depth(inbox), 0);
+        assert.is(await f.depth(`private-${ops}-dead`), 0);
+      }),
+    30_000,
+  ),
+);
+
+s(
+  'request takes its reply and leaves the messages that were waiting in the inbox there, unread',
+  timed(
+    () =>
+      withBus(async (f) => {
+        const ops = entity('ops');
+        const hub = entity('heh');
+        const h = f.create({ name: hub, peers: [ops] });
+        h.onGetReport(async (m, ctx) => {
+          await ctx.reply({
+            msg: 'report',
+            from: m.from,
+            to: m.to,
+            resolution: m.resolution,
+            values: { 'total.p': [7] },
+          });
+        });
+        await f.start();
+        const inbox = await waiting(f, ops, hub, [1, 2]);
+        const asked = capture();
+        const code = await main(
+          [
+            'request',
+            ...['--as', ops, '--to', hub, '--url', AMQP_URL],
+            'get_report',
+            'from=2026-11-26T10:00:00Z',
+            'to=2026-11-26T10:15:00Z',
+            'resolution=900',
+            'signals=total.p',
+          ],
+          asked,
+        );
+        assert.is(code, 0, asked.errors.join('\n'));
+        assert.is(asked.lines.length, 1);
+        assert.equal((JSON.parse(asked.lines[0] as string) as { values: unknown }).values, { 'total.p': [7] });
+        await until(async () => (await f.depth(inbox)) === 2, `the 2 waiting messages back in ${inbox}`, NET_MS);
+        assert.equal(asked.errors, [
+          `left 2 other message(s) to ${ops} in the queue, unread (ebadge listen prints them)`,
+        ]);
+        const r = await listenOnce(ops, hub, 2);
+        assert.ok(r.finished, 'listen printed them');
+        assert.equal([...r.offsets].sort(), [1, 2]);
+        assert.is(await f.depth(inbox), 0);
+      }),
+    30_000,
+  ),
 );
 
 s('validate: ok TYPE or error CODE PATH per line, exit 1 when any failed', async () => {

@@ -30,9 +30,10 @@ import { startBrokerNode, type BrokerNode } from '../helpers/broker-node.js';
 import { startCluster, type Cluster } from '../helpers/cluster.js';
 import { sleep, withDeadline } from '../helpers/deadline.js';
 import { unique } from '../helpers/amqp.js';
-import { until } from '../helpers/bus.js';
+import { barrier, until, type Received } from '../helpers/bus.js';
 import { randomUUID } from 'node:crypto';
 import { Connector } from '../../src/bus/index.js';
+import type { Message as BusMessage } from '../../src/codec/index.js';
 
 let node: BrokerNode | undefined;
 let cluster: Cluster | undefined;
@@ -146,7 +147,7 @@ async function streamThrough(
     const id = `${prefix}-${i}`;
     ids.push(id);
     pubs.push(p.pch.basicPublish('', p.queue, `m${i}`, { messageId: id, deliveryMode: 2 }, { timeout: 120_000 }));
-    if (i % 100 === 99) await sleep(150);
+    if (i % 100 === 99) await sleep(150); // the publisher's pace: the stream lasts a few seconds
   }
   await during;
   const failed = (await Promise.allSettled(pubs)).filter((o) => o.status === 'rejected');
@@ -191,9 +192,9 @@ run(
     const recovered: number[] = [];
     p.pub.on('recovered', (i) => recovered.push(i.downtimeMs));
     const t = await streamThrough(p, 'f2', 3000, async () => {
-      await sleep(1500);
+      await until(() => p.seen.size >= 1000, 'the stream under way (1000 messages consumed)', 20_000);
       await stopApp(n);
-      await sleep(3000);
+      await sleep(3000); // the outage
       await startApp(n);
     });
     console.log(
@@ -249,12 +250,12 @@ run(
               settledAt.push(Date.now());
             }),
         );
-        if (i % 200 === 199) await sleep(50);
+        if (i % 200 === 199) await sleep(50); // the publisher's pace
       }
       await until(() => blockedAt > 0, 'connection.blocked', 10_000);
       const seen = await countingConsumer(sch, queue);
       await until(() => seen.size >= 200, 'the backlog consumed during the alarm', 10_000);
-      await sleep(Math.max(0, 30_000 - (Date.now() - alarmAt)));
+      await sleep(Math.max(0, 30_000 - (Date.now() - alarmAt))); // the alarm lasts 30 s
       const heapGrowth = process.memoryUsage().heapUsed - heap0;
       const early = settledAt.filter((t) => t < alarmAt + 29_000).length;
       await clearMemoryAlarm(n);
@@ -322,7 +323,11 @@ run(
     await ch.basicPublish('', queue, 'slow work', { messageId: 'f6-1', deliveryMode: 2 });
     await until(() => deliveries.length >= 2, 'the redelivery on the re-created channel', 25_000);
     await until(() => handled.size === 1 && deliveries.length >= 2, 'the work done', 15_000);
-    await sleep(500);
+    await until(
+      () => channelRecovered !== undefined && ch.channel?.isOpen === true,
+      'the channel-recovered event, the channel open',
+      5_000,
+    );
     const code = (channelRecovered as (Error & { code?: string }) | undefined)?.code;
     console.log(
       `  fault 6: channel closed with ${code}, ${deliveries.length} deliveries, handled ${runs} time(s), ack-deadline warnings ${warned}`,
@@ -365,9 +370,9 @@ run(
       runs++;
       await sleep(8000); // the node's consumer_timeout is 5 s
     });
-    const responses: number[] = [];
-    v.onResponse((m) => {
-      responses.push(m.response_code);
+    const responses: Received[] = [];
+    v.onResponse((message, ctx) => {
+      responses.push({ message, ctx });
     });
     try {
       await h.start();
@@ -378,12 +383,13 @@ run(
         `a response and the redelivered copy dropped (runs ${runs}, duplicates ${duplicates})`,
         25_000,
       );
-      await sleep(1000);
+      await barrier(h, v, responses); // no second response is on its way
+      const codes = responses.map((r) => (r.message as BusMessage<'response'>).response_code);
       console.log(
-        `  fault 6 (bus): handler runs ${runs}, duplicates dropped ${duplicates}, responses ${responses.join(',')}`,
+        `  fault 6 (bus): handler runs ${runs}, duplicates dropped ${duplicates}, responses ${codes.join(',')}`,
       );
       assert.is(runs, 1, 'handled once');
-      assert.equal(responses, [200], 'answered once');
+      assert.equal(codes, [200], 'answered once');
     } finally {
       await v.close();
       await h.close();
@@ -411,7 +417,7 @@ run(
       downtime = i.downtimeMs;
     });
     const t = await streamThrough(p, 'f3', 3000, async () => {
-      await sleep(1500);
+      await until(() => p.seen.size >= 1000, 'the stream under way (1000 messages consumed)', 20_000);
       await c.kill9(victim);
     });
     console.log(

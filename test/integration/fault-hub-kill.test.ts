@@ -30,6 +30,7 @@ import { connect } from '../../src/amqp/index.js';
 import { Connector } from '../../src/bus/index.js';
 import { Outbox, scanOutbox, type OutboxError } from '../../src/device/outbox.js';
 import { AMQP_URL, timed } from '../helpers/amqp.js';
+import { until } from '../helpers/bus.js';
 import { sleep, withDeadline } from '../helpers/deadline.js';
 import { Random } from '../helpers/random.js';
 
@@ -228,12 +229,10 @@ s(
           resolution: 1,
           signals: ['meter.p'],
         });
-      await withDeadline(
-        (async () => {
-          while (reports < VPPS) await sleep(20);
-        })(),
+      await until(
+        () => reports >= VPPS,
+        () => `the first reports (${reports} of ${VPPS})`,
         10_000,
-        'the first reports',
       );
 
       let whileStarting = 0;
@@ -247,10 +246,10 @@ s(
           hub = new HubProcess(config);
           if (rng.bool(0.25)) {
             whileStarting++;
-            await sleep(rng.int(Math.max(300, startup.total / startup.n)));
+            await sleep(rng.int(Math.max(300, startup.total / startup.n))); // the kill schedule: a random moment
           } else {
             await waitRunning(hub, when);
-            await sleep(rng.int(1000));
+            await sleep(rng.int(1000)); // the kill schedule: a random moment
           }
         } else {
           await sleep(rng.int(1000)); // the first start, already running
@@ -286,13 +285,8 @@ s(
           resolution: 1,
           signals: ['meter.p'],
         });
-      await withDeadline(
-        (async () => {
-          while (Date.now() - lastReportAt < 1500) await sleep(100);
-        })(),
-        30_000,
-        'the reports to stop',
-      );
+      // A quiet second and a half: a periodic report comes every second, and the catch-up burst back to back.
+      await until(() => Date.now() - lastReportAt >= 1500, 'the reports to stop', 30_000, 100);
       const last = hub;
       hub = undefined;
       last.child.kill('SIGTERM');
@@ -303,10 +297,17 @@ s(
       assert.is(final.unacked.size, 0, 'the outbox is empty after the hub ran to the end: every message confirmed');
       for (const mid of final.messages) if (!accepted.has(mid)) accepted.set(mid, CYCLES + 1);
 
-      // Deliveries are asynchronous to the confirms the hub saw: give the consumer a moment for the last ones.
-      const missing = (): string[] => [...accepted.keys()].filter((mid) => !deliveries.has(mid));
-      for (let i = 0; i < 50 && missing().length > 0; i++) await sleep(100);
-      const lost = missing();
+      // Deliveries are asynchronous to the confirms the hub saw. The hub has stopped, so a barrier published now into
+      // each VPP's queue comes after every message it ever got: once the consumer has the barriers, it has them all.
+      const barriers = vppNames.map((vpp) => `barrier-${vpp}`);
+      for (const [i, vpp] of vppNames.entries())
+        await ch.basicPublish('', `private-${vpp}-in`, '{}', { messageId: barriers[i] as string });
+      await until(
+        () => barriers.every((b) => deliveries.has(b)),
+        () => `the barriers through the VPPs' queues (${barriers.filter((b) => deliveries.has(b)).length} of ${VPPS})`,
+        10_000,
+      );
+      const lost = [...accepted.keys()].filter((mid) => !deliveries.has(mid));
       const consumed = [...accepted.keys()].filter((mid) => deliveries.has(mid)).length;
       const duplicates = [...accepted.keys()].reduce((n, mid) => n + Math.max(0, (deliveries.get(mid) ?? 0) - 1), 0);
       console.log(

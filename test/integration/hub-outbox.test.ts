@@ -14,11 +14,18 @@ import { Connector } from '../../src/bus/index.js';
 import type { Message } from '../../src/codec/index.js';
 import { Outbox } from '../../src/device/outbox.js';
 import { AMQP_URL, timed } from '../helpers/amqp.js';
-import { sleep } from '../helpers/deadline.js';
+import { until } from '../helpers/bus.js';
 
 const HUB_JS = fileURLToPath(new URL('../../src/bin/hub.js', import.meta.url));
 
-function startHub(config: string): Promise<{ child: ChildProcess; exited: Promise<number | null> }> {
+interface Hub {
+  child: ChildProcess;
+  exited: Promise<number | null>;
+  /** What it wrote so far, stdout and stderr. */
+  output(): string;
+}
+
+function startHub(config: string): Promise<Hub> {
   const child = spawn(process.execPath, [HUB_JS, '--config', config], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
@@ -28,7 +35,7 @@ function startHub(config: string): Promise<{ child: ChildProcess; exited: Promis
       out += d;
       if (out.includes('"hub running"')) {
         clearTimeout(timer);
-        resolve({ child, exited });
+        resolve({ child, exited, output: () => out });
       }
     });
     child.stderr?.setEncoding('utf8').on('data', (d: string) => {
@@ -82,13 +89,29 @@ s(
         resolution: 1,
         signals: ['meter.p'],
       });
-      for (let i = 0; i < 100 && reports.length < 2; i++) await sleep(100);
-      assert.ok(reports.length >= 2, 'periodic reports arrive');
+      await until(
+        () => reports.length >= 2,
+        () => `periodic reports to arrive (${reports.length})`,
+        10_000,
+      );
       // The VPP goes away with its queue: the broker returns the hub's reports as unroutable.
       await bus.close();
       await ch.queueDelete(`private-${vppName}-in`);
       const outageStart = Date.now();
-      await sleep(3500);
+      // Each report the broker returns is a failed send (a warning naming the peer and the type), kept in the outbox:
+      // wait for two of them.
+      const h = hub;
+      const unsent = (): number =>
+        h
+          .output()
+          .split('\n')
+          .filter((l) => l.includes('"level":"warn"') && l.includes(`"${vppName}"`) && l.includes('"report"')).length;
+      await until(
+        () => unsent() >= 2,
+        () => `two reports not delivered:\n${h.output().slice(-2000)}`,
+        10_000,
+        50,
+      );
       hub.child.kill('SIGTERM');
       assert.is(await hub.exited, 0);
       hub = undefined;
@@ -104,8 +127,12 @@ s(
       await bus.start();
       hub = await startHub(config);
       const keptIds = new Set(kept.map((r) => (JSON.parse(r.body.toString()) as { from: string }).from));
-      for (let i = 0; i < 100 && reports.filter((r) => keptIds.has(r.from.toString())).length < keptIds.size; i++)
-        await sleep(100);
+      await until(
+        () => reports.filter((r) => keptIds.has(r.from.toString())).length >= keptIds.size,
+        () =>
+          `the ${keptIds.size} kept reports (${reports.filter((r) => keptIds.has(r.from.toString())).length} so far)`,
+        10_000,
+      );
       const delivered = reports.filter((r) => r.from.epochMs >= outageStart - 2000 && keptIds.has(r.from.toString()));
       assert.is(delivered.length, keptIds.size, 'every kept report arrived once');
       hub.child.kill('SIGTERM');

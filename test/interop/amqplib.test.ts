@@ -39,7 +39,8 @@ import {
   type Message,
   type MessageProperties,
 } from '../../src/amqp/index.js';
-import { sleep, withDeadline } from '../helpers/deadline.js';
+import { until } from '../helpers/bus.js';
+import { withDeadline } from '../helpers/deadline.js';
 
 const AMQP_URL = process.env['AMQP_URL'] ?? 'amqp://guest:guest@127.0.0.1:5672';
 const BROKER = new URL(AMQP_URL);
@@ -865,11 +866,11 @@ test(
             if (s.raw === true) theirSendMessage(ach, '', q, s.body, s.theirs);
             else ach.publish('', q, s.body, s.theirs);
           }
-          const deadline = Date.now() + NET_MS;
-          while ((await net_(ach.checkQueue(q), 'check queue')).messageCount < 2 * sets.length) {
-            assert.ok(Date.now() < deadline, 'amqplib publishes reached the queue');
-            await sleep(10);
-          }
+          await until(
+            async () => (await net_(ach.checkQueue(q), 'check queue')).messageCount >= 2 * sets.length,
+            'amqplib publishes to reach the queue',
+            NET_MS,
+          );
 
           // Each client fetches the other's messages: amqplib gets ours (queued first), we get amqplib's.
           for (let i = 0; i < sets.length; i++) assert.ok(await net_(ach.get(q, { noAck: true }), 'amqplib get'));
@@ -996,8 +997,8 @@ test(
       }
       await net_(Promise.all(publishes), 'our 1,000 confirms');
       await net_(got.done, 'amqplib received 1,000');
+      // The cancel-ok comes after every delivery to the consumer on that channel: nothing can follow it.
       await net_(ach.cancel(ok.consumerTag), 'amqplib cancel');
-      await sleep(50); // anything duplicated would have arrived by now
       assert.equal(problems, []);
       assert.equal(
         seen,
@@ -1051,9 +1052,9 @@ test(
       }
       await net_(ach.waitForConfirms(), 'amqplib 1,000 confirms');
       await net_(got.done, 'we received 1,000');
-      await sleep(20); // let the last acks go out
+      await until(() => outstanding === 0, 'the last acks to go out', NET_MS);
+      // The cancel-ok comes after every delivery to the consumer on that channel: nothing can follow it.
       await net_(consumer.cancel(), 'our cancel');
-      await sleep(50);
       assert.equal(problems, []);
       assert.equal(
         seen,

@@ -39,8 +39,12 @@ switch (mode) {
   case 'stream': {
     fs.writeFileSync(arg, String(process.pid));
     let n = 0;
-    out({ p: n++ });
-    setInterval(() => out({ p: n++ }), 100);
+    const line = () => {
+      out({ p: n });
+      fs.writeFileSync(arg + '.last', String(n++)); // the last line written, for the test to wait on
+    };
+    line();
+    setInterval(line, 100);
     break;
   }
   case 'once': {
@@ -393,7 +397,10 @@ cmd('long-running: keeps the latest of its lines; close() ends the process', asy
     ['p'],
   );
   const first = (await within(3000, meter.read(0), 'first'))['p'] as number;
-  await sleep(450);
+  // Lines keep coming: once the child has written first + 3, the line first + 2 has been on the pipe for 100 ms.
+  const last = (): number =>
+    fs.existsSync(`${pidFile}.last`) ? Number(fs.readFileSync(`${pidFile}.last`, 'utf8')) : -1;
+  await waitFor(() => last() >= first + 3, 3000, 'three more lines');
   const later = (await within(3000, meter.read(0), 'later'))['p'] as number;
   assert.ok(later >= first + 2, `${first} then ${later}`);
   const pid = Number(fs.readFileSync(pidFile, 'utf8'));
