@@ -4,7 +4,16 @@
  * commands it installs started. Slow (a build and an install: about 15 s), so it runs with the integration tests.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { suite } from 'uvu';
@@ -23,10 +32,24 @@ const dir = mkdtempSync(path.join(tmpdir(), 'ebadge-pack-'));
 const project = path.join(dir, 'consumer');
 let tarball = '';
 let files: string[] = [];
+test.after(() => rmSync(dir, { recursive: true, force: true }));
 
-test.before(() => {
-  const out = execFileSync(npm, ['pack', '--json', '--pack-destination', dir], {
+// Work that can fail goes in a test, not a before hook: uvu does not report a hook's error (test/run.ts).
+test('npm pack runs its prepack build and the tarball installs into a new project', () => {
+  // Packed from a copy of the repository's files, so that the prepack build cannot rewrite the .out/, lib/ and dist/
+  // that this very test run is using.
+  const source = path.join(dir, 'source');
+  const listed = execFileSync('git', ['ls-files', '--cached', '--others', '--exclude-standard', '-z'], {
     cwd: root,
+    encoding: 'utf8',
+  });
+  for (const f of listed.split('\0').filter((f) => f !== '' && existsSync(path.join(root, f)))) {
+    mkdirSync(path.dirname(path.join(source, f)), { recursive: true });
+    copyFileSync(path.join(root, f), path.join(source, f));
+  }
+  symlinkSync(path.join(root, 'node_modules'), path.join(source, 'node_modules'), 'dir');
+  const out = execFileSync(npm, ['pack', '--json', '--pack-destination', dir], {
+    cwd: source,
     encoding: 'utf8',
     stdio: ['ignore', 'pipe', 'pipe'],
     timeout: 180_000,
@@ -45,8 +68,8 @@ test.before(() => {
     stdio: ['ignore', 'pipe', 'pipe'],
     timeout: 180_000,
   });
+  assert.ok(existsSync(path.join(project, 'node_modules', pkg.name, 'package.json')));
 });
-test.after(() => rmSync(dir, { recursive: true, force: true }));
 
 test('the tarball has the library, its types, both commands and the licence, and no tests or sources', () => {
   for (const entry of ENTRIES) {
