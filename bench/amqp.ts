@@ -16,7 +16,7 @@ import { dirname, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { connect } from '../src/amqp/index.js';
 import { loadConfig } from './config.js';
-import { loadContender, loadContenders, describeError, type Contender } from './peers/index.js';
+import { type Contender, describeError, loadContender, loadContenders } from './peers/index.js';
 import { ours } from './peers/ours.js';
 import { preflight } from './preflight.js';
 import { buildRows, markdownTable, perRepMarkdown, resultsMarkdown, textTable } from './report.js';

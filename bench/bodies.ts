@@ -51,7 +51,10 @@ const templates = new Map<number, Buffer>();
 export function bodyIndex(body: Buffer, size: number): number {
   if (body.length !== size) return -1;
   let t = templates.get(size);
-  if (t === undefined) templates.set(size, (t = template(size)));
+  if (t === undefined) {
+    t = template(size);
+    templates.set(size, t);
+  }
   if (size < DIGITS) return body.equals(t) ? 0 : -1;
   let i = 0;
   for (let j = 0; j < DIGITS; j++) {

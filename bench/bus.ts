@@ -27,21 +27,21 @@
  * BUS_BENCH_RESULTS (bench/RESULTS.md; `-` for nowhere), BUS_BENCH_PORT (5672), BUS_BENCH_PROFILE (a path prefix: CPU
  * profiles of our consumer's chunks and of the VPP's bursts, via node:inspector; the figures then include its cost).
  */
-import { execFileSync, fork, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, execFileSync, fork } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector';
 import { cpus, loadavg } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import amqplib from 'amqplib';
 import type { ConsumeMessage } from 'amqplib';
+import amqplib from 'amqplib';
 import {
-  connect,
-  RecoveringConnection,
   type Channel,
   type Connection,
+  connect,
   type MessageProperties,
+  RecoveringConnection,
 } from '../src/amqp/index.js';
 import { AmqpTransport, CONTENT_TYPE_JSON, Connector, DM_VERSION } from '../src/bus/index.js';
 import { EbTime, encode, type Message } from '../src/codec/index.js';
@@ -748,7 +748,7 @@ async function activation(reg: Registry, suffix: string): Promise<ActivateResult
     const hubSetupMs = ready.setupMs;
     log(`activate: hubs ready in ${s(hubSetupMs)}; starting the VPP with ${fmt(HUBS)} peers`);
 
-    let t = performance.now();
+    const t = performance.now();
     const events: Record<string, number> = { 'dead-letter': 0, 'handler-error': 0, unhandled: 0, duplicate: 0 };
     vppBus = new Connector({ name: vpp, peers: hubs, url: URL_, requestTimeoutMs: REQUEST_TIMEOUT_MS });
     for (const e of Object.keys(events))

@@ -13,16 +13,16 @@ import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import { EbTime, encode } from '../src/codec/index.js';
 import {
+  type CryptoBackend,
+  type Destination,
   generateIdentity,
   Keyring,
+  type Mode,
   nobleBackend,
   nodeBackend,
   OVERHEAD,
   Sealer,
   selectBackend,
-  type CryptoBackend,
-  type Destination,
-  type Mode,
 } from '../src/crypto/index.js';
 
 const SAMPLE_MS = Number(process.env['CRYPTO_BENCH_MS'] ?? 200);

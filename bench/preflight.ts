@@ -5,7 +5,7 @@
  * decoder of the same client cannot hide each other's mistakes.
  */
 import { makeBody } from './bodies.js';
-import { describeError, type Contender, type Received } from './peers/index.js';
+import { type Contender, describeError, type Received } from './peers/index.js';
 import type { Harness } from './runner.js';
 import { uniqueQueue } from './runner.js';
 

@@ -2,7 +2,7 @@
  * A counting TCP proxy on 127.0.0.1: every byte a client writes to the broker (and back) passes through it, so
  * "wire bytes" are measured the same way for every client, whatever it does with its socket.
  */
-import { createServer, connect, type AddressInfo, type Socket } from 'node:net';
+import { type AddressInfo, connect, createServer, type Socket } from 'node:net';
 
 export interface CountingProxy {
   readonly port: number;

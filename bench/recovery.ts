@@ -9,7 +9,7 @@
  * the ratio is recovering / plain (1.0 = free).
  */
 import { randomUUID } from 'node:crypto';
-import { connect, RecoveringConnection, type Channel, type RecoveringChannel } from '../src/amqp/index.js';
+import { type Channel, connect, type RecoveringChannel, RecoveringConnection } from '../src/amqp/index.js';
 import { replaceSection } from './results-file.js';
 
 const URL_ = process.env['AMQP_URL'] ?? 'amqp://guest:guest@127.0.0.1:5672';

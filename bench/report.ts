@@ -7,7 +7,7 @@ import type { Contender, ContenderName } from './peers/index.js';
 import type { Outcome } from './runner.js';
 import type { RunResult } from './scenarios.js';
 import type { SizeRow } from './size.js';
-import { fmt, median, MB, ratio } from './stats.js';
+import { fmt, MB, median, ratio } from './stats.js';
 
 type Better = 'higher' | 'lower' | '';
 

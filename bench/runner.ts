@@ -5,13 +5,13 @@
  *
  * The harness client is amqplib when it is installed (an independent implementation checks ours), else ours.
  */
-import { fork } from 'node:child_process';
+import { type ChildProcess, fork } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { bodyIndex, makeBodies, makeBody } from './bodies.js';
 import type { Scenario } from './config.js';
-import { describeError, type Chan, type Conn, type Contender, type ContenderName } from './peers/index.js';
-import { runJob, type Job, type RunResult } from './scenarios.js';
+import { type Chan, type Conn, type Contender, type ContenderName, describeError } from './peers/index.js';
+import { type Job, type RunResult, runJob } from './scenarios.js';
 
 const WORKER = fileURLToPath(new URL('./worker.js', import.meta.url));
 
@@ -123,7 +123,7 @@ export function runIsolated(job: Job, timeoutMs: number): Promise<RunResult> {
 /** Checks that forking works here (under arm-node it needs ARM_BINFMT=1). */
 export function canFork(): Promise<boolean> {
   return new Promise((resolve) => {
-    let child;
+    let child: ChildProcess;
     try {
       child = fork(WORKER, ['ping'], { stdio: ['ignore', 'ignore', 'ignore', 'ipc'] });
     } catch {

@@ -7,7 +7,7 @@
 import { performance } from 'node:perf_hooks';
 import { bodyIndex, makeBodies, sameBody } from './bodies.js';
 import type { Scenario } from './config.js';
-import { loadContender, type Chan, type Contender, type ContenderName, type Received } from './peers/index.js';
+import { type Chan, type Contender, type ContenderName, loadContender, type Received } from './peers/index.js';
 import { startProxy } from './proxy.js';
 import { percentile } from './stats.js';
 
@@ -133,7 +133,11 @@ async function publish(c: Contender, job: Job): Promise<RunResult> {
         // (a client that keeps program order needs one or two; ours lets the declare overtake waiting publishes,
         // see repro/rpc-overtakes-publishes.ts, and needs several).
         const deadline = Date.now() + 60_000;
-        while ((count = await ch.messageCount(job.queue)) < s.n && Date.now() < deadline) await sleep(1);
+        for (;;) {
+          count = await ch.messageCount(job.queue);
+          if (count >= s.n || Date.now() >= deadline) break;
+          await sleep(1);
+        }
       }
     });
     if (!s.confirm && count !== s.n) problems.push(`queue holds ${count} messages after publishing ${s.n}`);

@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import type { ContenderName } from './peers/index.js';
-import { uniqueQueue, type Harness } from './runner.js';
+import { type Harness, uniqueQueue } from './runner.js';
 
 export interface SizeRow {
   contender: ContenderName;

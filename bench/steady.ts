@@ -9,7 +9,7 @@
 import { fork } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { loadContender, CONTENDER_NAMES, type ContenderName } from './peers/index.js';
+import { CONTENDER_NAMES, type ContenderName, loadContender } from './peers/index.js';
 
 const N = Number(process.env['STEADY_N'] ?? 20_000);
 const ROUNDS = Number(process.env['STEADY_ROUNDS'] ?? 6);

@@ -4,7 +4,7 @@
  * garbage collector can bias the next run. The job arrives as JSON in argv[2]; the result goes back over IPC.
  */
 import { describeError } from './peers/index.js';
-import { runJob, type Job } from './scenarios.js';
+import { type Job, runJob } from './scenarios.js';
 
 async function main(): Promise<void> {
   const arg = process.argv[2];

@@ -18,6 +18,6 @@ for (const [msg, s] of Object.entries(SCHEMAS)) {
     title: msg,
     ...objectSchema(s.fields, { msg: { const: msg } }),
   };
-  writeFileSync(resolve(out, `${msg}.schema.json`), JSON.stringify(schema, null, 2) + '\n');
+  writeFileSync(resolve(out, `${msg}.schema.json`), `${JSON.stringify(schema, null, 2)}\n`);
 }
 process.stdout.write(`wrote ${Object.keys(SCHEMAS).length} schemas to ${out}\n`);

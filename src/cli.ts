@@ -8,8 +8,8 @@
 import { AmqpError } from './amqp/index.js';
 import { BusError } from './bus/index.js';
 import { BUS_USAGE, listen, request, send } from './cli/bus.js';
-import { UsageError, type Io } from './cli/common.js';
-import { keygen, KEYS_USAGE, rotate, verify } from './cli/keys.js';
+import { type Io, UsageError } from './cli/common.js';
+import { KEYS_USAGE, keygen, rotate, verify } from './cli/keys.js';
 import { validate } from './cli/validate.js';
 import { CryptoError } from './crypto/index.js';
 

@@ -28,11 +28,8 @@ const exclude = process.env['TEST_EXCLUDE'] ? new RegExp(process.env['TEST_EXCLU
 /** What uvu's `suite().run()` queues: a runner resolving to [errors or true, passed, skipped, total]. */
 type Runner = () => Promise<[string | true, number, number, number]>;
 declare global {
-  // biome-ignore lint/style/noVar: uvu's queue is a global, and only `var` declares one
   var UVU_QUEUE: [string | null, ...Runner[]][];
-  // biome-ignore lint/style/noVar: see above
   var UVU_DEFER: number;
-  // biome-ignore lint/style/noVar: see above
   var UVU_INDEX: number;
 }
 
@@ -82,7 +79,9 @@ for (const [index, file] of files.entries()) {
   try {
     await import(pathToFileURL(file.file).href);
   } catch (err) {
-    fail(`${file.name} threw while it was imported: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+    fail(
+      `${file.name} threw while it was imported: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`,
+    );
   }
 }
 for (const group of globalThis.UVU_QUEUE) {
@@ -109,7 +108,9 @@ if (total === 0) fail('no test ran');
 await new Promise((resolve) => setTimeout(resolve, 50));
 
 const seconds = ((Date.now() - started) / 1000).toFixed(1);
-process.stdout.write(`\n  Total:     ${total}\n  Passed:    ${passed}\n  Skipped:   ${skipped}\n  Duration:  ${seconds} s\n`);
+process.stdout.write(
+  `\n  Total:     ${total}\n  Passed:    ${passed}\n  Skipped:   ${skipped}\n  Duration:  ${seconds} s\n`,
+);
 process.stdout.write(
   `test run: node ${process.version} (${process.platform} ${process.arch}), ${files.length} files: ` +
     `${passed} of ${total} tests passed, ${skipped} skipped, ${problems.length} problem(s)\n`,

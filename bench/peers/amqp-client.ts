@@ -6,8 +6,8 @@
  * TCP_NODELAY: the client has no option for it. The net.Socket lives on `client.socket` (amqp-socket-client.ts,
  * set in connect(), non-enumerable), so the adapter calls `client.socket.setNoDelay(true)` once connect resolves.
  */
-import { AMQPClient, type AMQPChannel, type AMQPMessage } from '@cloudamqp/amqp-client';
-import { describeError, type Chan, type Conn, type ConnectSpec, type Contender, type Received } from './types.js';
+import { type AMQPChannel, AMQPClient, type AMQPMessage } from '@cloudamqp/amqp-client';
+import { type Chan, type Conn, type ConnectSpec, type Contender, describeError, type Received } from './types.js';
 
 function view(u8: Uint8Array | null): Buffer {
   return u8 === null ? Buffer.alloc(0) : Buffer.from(u8.buffer, u8.byteOffset, u8.byteLength);

@@ -4,9 +4,9 @@
  * the per-publish callback plus waitForConfirms(). Note that amqplib always sends a `headers` table (empty here).
  */
 import { once } from 'node:events';
-import amqplib from 'amqplib';
 import type { Channel, ChannelModel, ConfirmChannel, Options } from 'amqplib';
-import { describeError, type Chan, type Conn, type ConnectSpec, type Contender, type Received } from './types.js';
+import amqplib from 'amqplib';
+import { type Chan, type Conn, type ConnectSpec, type Contender, describeError, type Received } from './types.js';
 
 class AmqplibChan implements Chan {
   readonly errors: string[] = [];

@@ -1,6 +1,6 @@
 /** Our client (src/amqp) behind the bench interface. TCP_NODELAY is always on; `noDelay` changes nothing. */
-import { connect, CLIENT_VERSION, type Channel, type Connection } from '../../src/amqp/index.js';
-import { describeError, type Chan, type Conn, type ConnectSpec, type Contender, type Received } from './types.js';
+import { type Channel, CLIENT_VERSION, type Connection, connect } from '../../src/amqp/index.js';
+import { type Chan, type Conn, type ConnectSpec, type Contender, describeError, type Received } from './types.js';
 
 class OursChan implements Chan {
   readonly errors: string[] = [];

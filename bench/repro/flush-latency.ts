@@ -12,7 +12,7 @@
  * and the medians over rounds are printed. The nextTick variant wraps methods of the connection's Output instance at
  * run time; nothing in src/ is changed.
  */
-import { connect, type Connection } from '../../src/amqp/index.js';
+import { type Connection, connect } from '../../src/amqp/index.js';
 
 type Variant = 'setImmediate' | 'nextTick';
 

@@ -15,7 +15,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { connect, type ConnectOptions } from '../../src/amqp/index.js';
+import { type ConnectOptions, connect } from '../../src/amqp/index.js';
 
 async function run(options: ConnectOptions, confirm: boolean): Promise<string> {
   const n = 20_000;

@@ -15,18 +15,18 @@
  */
 import { ConfirmTracker, type PendingConfirm } from './confirms.js';
 import { TypedEmitter } from './emitter.js';
-import { AmqpError, ChannelError, FrameError, PublishError, type CloseReason } from './errors.js';
+import { AmqpError, ChannelError, type CloseReason, FrameError, PublishError } from './errors.js';
 import { FRAME_BODY, FRAME_END, FRAME_HEADER, FRAME_METHOD, writeFrameHeader } from './frame.js';
 import { Consumer, Message, type MessageHandler, type Settler } from './message.js';
 import { decodeMethod, methodSize, writeMethod } from './methods.js';
 import type { ResolvedOptions } from './options.js';
 import type { Output } from './output.js';
 import {
+  type DeliveredProperties,
+  type MessageProperties,
   propertiesSize,
   readContentHeader,
   writeProperties,
-  type DeliveredProperties,
-  type MessageProperties,
 } from './properties.js';
 import type { Method, MethodArgs, MethodName } from './spec.js';
 import type { FieldTable } from './table.js';
@@ -485,7 +485,7 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
     const rpc = this.#rpcs[0];
     if (rpc === undefined || !rpc.expects.includes(name)) {
       throw new FrameError(
-        `channel ${this.id}: unexpected ${name}` + (rpc ? ` while waiting for ${rpc.expects.join(' or ')}` : ''),
+        `channel ${this.id}: unexpected ${name}${rpc ? ` while waiting for ${rpc.expects.join(' or ')}` : ''}`,
         505,
       );
     }
@@ -513,7 +513,7 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
   ): Promise<void> {
     if (this.#state !== 'open')
       return Promise.reject(
-        new PublishError('closed', 'cannot publish: ' + this.#closedError().message, { cause: this.#closedError() }),
+        new PublishError('closed', `cannot publish: ${this.#closedError().message}`, { cause: this.#closedError() }),
       );
     let job: Job;
     try {
@@ -564,7 +564,7 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
   ): void {
     if (this.#state !== 'open')
       return sink.reject(
-        new PublishError('closed', 'cannot publish: ' + this.#closedError().message, { cause: this.#closedError() }),
+        new PublishError('closed', `cannot publish: ${this.#closedError().message}`, { cause: this.#closedError() }),
       );
     let job: Job;
     try {
@@ -673,7 +673,7 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
           ? 'the broker paused the channel (flow)'
           : 'the write buffer is full';
       return job.reject(
-        new PublishError('buffer-full', `cannot publish now: ${why}` + (wait ? ' and the publish queue is full' : '')),
+        new PublishError('buffer-full', `cannot publish now: ${why}${wait ? ' and the publish queue is full' : ''}`),
       );
     }
     job.cost = cost;

@@ -18,10 +18,10 @@
  * consumer exactly once and emits 'close' once. Nothing here throws into the event loop: the library never causes
  * an uncaught exception or an unhandled rejection, whatever the broker or the network does.
  */
-import { isIP, Socket, connect as netConnect } from 'node:net';
-import { connect as tlsConnect, type TLSSocket } from 'node:tls';
+import { isIP, connect as netConnect, type Socket } from 'node:net';
+import { type TLSSocket, connect as tlsConnect } from 'node:tls';
 import { saslResponse } from './auth.js';
-import { Channel, encodeMethodFrame, type ChannelHost } from './channel.js';
+import { Channel, type ChannelHost, encodeMethodFrame } from './channel.js';
 import { TypedEmitter } from './emitter.js';
 import { AmqpError, AuthenticationError, ConnectionError, FrameError, replyCodeName } from './errors.js';
 import {
@@ -34,7 +34,7 @@ import {
 } from './frame.js';
 import { Heartbeat } from './heartbeat.js';
 import { decodeMethod } from './methods.js';
-import { MIN_HEARTBEAT, parseUrl, resolveOptions, type ConnectOptions, type ResolvedOptions } from './options.js';
+import { type ConnectOptions, MIN_HEARTBEAT, parseUrl, type ResolvedOptions, resolveOptions } from './options.js';
 import { Output } from './output.js';
 import type { Method, MethodArgs, MethodName } from './spec.js';
 import type { FieldTable } from './table.js';

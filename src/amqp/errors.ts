@@ -53,7 +53,7 @@ export class ChannelError extends AmqpError {
   readonly methodId: number;
   readonly channel: number;
   constructor(channel: number, reason: CloseReason, code = replyCodeName(reason.replyCode)) {
-    super(code, `channel ${channel} closed: ${reason.replyCode} ${reason.replyText}` + failedMethod(reason));
+    super(code, `channel ${channel} closed: ${reason.replyCode} ${reason.replyText}${failedMethod(reason)}`);
     this.replyCode = reason.replyCode;
     this.replyText = reason.replyText;
     this.classId = reason.classId;

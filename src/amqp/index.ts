@@ -8,11 +8,12 @@
  *   await ch.basicPublish('', 'jobs', Buffer.from('hello'), { deliveryMode: 2 });
  *   await ch.basicConsume('jobs', (msg) => { console.log(msg.text()); msg.ack(); }, { prefetch: 10 });
  */
-export { connect, Connection, CLIENT_VERSION, type ConnectionEvents } from './connection.js';
+
+export type { Mechanism } from './auth.js';
 export {
-  Channel,
   type Body,
   type BodyWriter,
+  Channel,
   type ChannelEvents,
   type ConsumeOptions,
   type ExchangeOptions,
@@ -20,29 +21,29 @@ export {
   type QueueDeclareOk,
   type QueueOptions,
 } from './channel.js';
-export { Consumer, Message, type MessageHandler } from './message.js';
-export { parseUrl, type ConnectOptions } from './options.js';
-export {
-  RecoveringChannel,
-  RecoveringConnection,
-  RecoveringConsumer,
-  type ChannelSetup,
-  type Endpoint,
-  type RecoveringChannelEvents,
-  type RecoveryEvents,
-  type RecoveryOptions,
-} from './recovery.js';
-export type { Mechanism } from './auth.js';
-export type { DeliveredProperties, MessageProperties } from './properties.js';
-export { Decimal, Field, field, type FieldTable, type FieldTag, type FieldValue } from './table.js';
+export { CLIENT_VERSION, Connection, type ConnectionEvents, connect } from './connection.js';
 export {
   AmqpError,
   AuthenticationError,
   ChannelError,
+  type CloseReason,
   ConnectionError,
   FrameError,
   PublishError,
-  type CloseReason,
   type PublishFailure,
 } from './errors.js';
+export { Consumer, Message, type MessageHandler } from './message.js';
+export { type ConnectOptions, parseUrl } from './options.js';
+export type { DeliveredProperties, MessageProperties } from './properties.js';
+export {
+  type ChannelSetup,
+  type Endpoint,
+  RecoveringChannel,
+  type RecoveringChannelEvents,
+  RecoveringConnection,
+  RecoveringConsumer,
+  type RecoveryEvents,
+  type RecoveryOptions,
+} from './recovery.js';
+export { Decimal, Field, type FieldTable, type FieldTag, type FieldValue, field } from './table.js';
 export { EncodeError } from './wire.js';

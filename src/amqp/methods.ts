@@ -14,15 +14,15 @@
  */
 import { FrameError } from './errors.js';
 import {
+  type ArgSpec,
   METHOD_BY_ID,
   METHOD_BY_NAME,
-  type ArgSpec,
   type Method,
   type MethodArgs,
   type MethodName,
   type MethodSpec,
 } from './spec.js';
-import { readTable, tableSize, writeTable, type FieldTable } from './table.js';
+import { type FieldTable, readTable, tableSize, writeTable } from './table.js';
 import {
   checkInt,
   describe,

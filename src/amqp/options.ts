@@ -9,8 +9,8 @@
  */
 import { readFileSync } from 'node:fs';
 import type { ConnectionOptions as TlsOptions } from 'node:tls';
-import { AmqpError } from './errors.js';
 import { MECHANISMS, type Mechanism } from './auth.js';
+import { AmqpError } from './errors.js';
 import type { FieldTable } from './table.js';
 
 export interface ConnectOptions {

@@ -11,7 +11,7 @@
  * announce a further flags word, which basic never needs. Hand-written because it runs for every message.
  */
 import { FrameError } from './errors.js';
-import { readTable, tableSize, writeTable, type FieldTable } from './table.js';
+import { type FieldTable, readTable, tableSize, writeTable } from './table.js';
 import { checkInt, describe, EncodeError, Reader, shortstrSize, writeShortstr, writeU64 } from './wire.js';
 
 export interface MessageProperties {
@@ -63,8 +63,14 @@ export function propertiesSize(p: MessageProperties | undefined): number {
   if (p.contentEncoding !== undefined) n += shortstrSize(p.contentEncoding, 'contentEncoding');
   if (p.headers !== undefined) n += tableSize(p.headers, 'headers');
   // RabbitMQ closes the channel (406) for any delivery mode but 1 (transient) and 2 (persistent).
-  if (p.deliveryMode !== undefined) n += (checkInt(p.deliveryMode, 1, 2, 'deliveryMode'), 1);
-  if (p.priority !== undefined) n += (checkInt(p.priority, 0, 255, 'priority'), 1);
+  if (p.deliveryMode !== undefined) {
+    checkInt(p.deliveryMode, 1, 2, 'deliveryMode');
+    n += 1;
+  }
+  if (p.priority !== undefined) {
+    checkInt(p.priority, 0, 255, 'priority');
+    n += 1;
+  }
   if (p.correlationId !== undefined) n += shortstrSize(p.correlationId, 'correlationId');
   if (p.replyTo !== undefined) n += shortstrSize(p.replyTo, 'replyTo');
   if (p.expiration !== undefined) n += shortstrSize(p.expiration, 'expiration');

@@ -24,20 +24,20 @@
  */
 import { randomUUID } from 'node:crypto';
 import {
-  checkPublishTimeout,
   type Body,
   type Channel,
   type ConsumeOptions,
+  checkPublishTimeout,
   type ExchangeOptions,
   type PublishOptions,
   type QueueDeclareOk,
   type QueueOptions,
 } from './channel.js';
-import { connect, type Connection } from './connection.js';
+import { type Connection, connect } from './connection.js';
 import { TypedEmitter } from './emitter.js';
 import { AmqpError, AuthenticationError, PublishError } from './errors.js';
 import type { Consumer, Message, MessageHandler } from './message.js';
-import { parseUrl, resolveOptions, type ConnectOptions } from './options.js';
+import { type ConnectOptions, parseUrl, resolveOptions } from './options.js';
 import type { MessageProperties } from './properties.js';
 import type { FieldTable } from './table.js';
 
@@ -224,7 +224,7 @@ export class RecoveringConnection extends TypedEmitter<RecoveryEvents> {
 
   /** The live connection, or null while disconnected. */
   get connection(): Connection | null {
-    return this.#conn !== null && this.#conn.isOpen ? this.#conn : null;
+    return this.#conn?.isOpen ? this.#conn : null;
   }
 
   get isOpen(): boolean {
@@ -578,7 +578,7 @@ export class RecoveringChannel extends TypedEmitter<RecoveringChannelEvents> {
 
   /** The live channel underneath, or null while recovering. */
   get channel(): Channel | null {
-    return this.#ch !== null && this.#ch.isOpen ? this.#ch : null;
+    return this.#ch?.isOpen ? this.#ch : null;
   }
 
   /** Publishes waiting for a connection. */
@@ -741,7 +741,7 @@ export class RecoveringChannel extends TypedEmitter<RecoveringChannelEvents> {
     const ch = this.#ch;
     this._shutdown();
     this.#rc._channelGone(this);
-    if (ch !== null && ch.isOpen) await ch.close();
+    if (ch?.isOpen) await ch.close();
   }
 
   // ---- internals -----------------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@
  * the frame, nesting against a depth limit, so a hostile table can neither overflow the stack nor allocate.
  */
 import { FrameError } from './errors.js';
-import { describe, EncodeError, Reader, writeLongstr, writeShortstr, shortstrSize } from './wire.js';
+import { describe, EncodeError, Reader, shortstrSize, writeLongstr, writeShortstr } from './wire.js';
 
 export type FieldTag =
   | 't'
@@ -239,7 +239,7 @@ export function tableSize(t: FieldTable | undefined, path = 'table', depth = 0):
     throw new EncodeError(`${path}: expected an object, got ${describe(t)}`);
   let n = 4;
   for (const key in t) {
-    if (!Object.prototype.hasOwnProperty.call(t, key)) continue;
+    if (!Object.hasOwn(t, key)) continue;
     const v = t[key];
     if (v === undefined) continue;
     n += shortstrSize(key, `${path} key`) + valueSize(v, `${path}.${key}`, depth);
@@ -311,7 +311,7 @@ export function writeTable(buf: Buffer, off: number, t: FieldTable | undefined):
   off += 4;
   if (t !== undefined) {
     for (const key in t) {
-      if (!Object.prototype.hasOwnProperty.call(t, key)) continue;
+      if (!Object.hasOwn(t, key)) continue;
       const v = t[key];
       if (v === undefined) continue;
       off = writeShortstr(buf, off, key);

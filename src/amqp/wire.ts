@@ -24,7 +24,7 @@ export function checkInt(v: unknown, min: number, max: number, what: string): nu
 }
 
 export function describe(v: unknown): string {
-  if (typeof v === 'string') return JSON.stringify(v.length > 40 ? v.slice(0, 40) + '...' : v);
+  if (typeof v === 'string') return JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}...` : v);
   if (typeof v === 'number' || typeof v === 'boolean' || typeof v === 'bigint' || v == null) return String(v);
   if (Buffer.isBuffer(v)) return `a Buffer of ${v.length} bytes`;
   if (Array.isArray(v)) return 'an array';
@@ -73,7 +73,9 @@ export function writeShortstr(buf: Buffer, off: number, s: string): number {
 }
 
 export function writeLongstr(buf: Buffer, off: number, s: string | Uint8Array): number {
-  const n = typeof s === 'string' ? buf.write(s, off + 4, 'utf8') : (buf.set(s, off + 4), s.length);
+  let n = s.length;
+  if (typeof s === 'string') n = buf.write(s, off + 4, 'utf8');
+  else buf.set(s, off + 4);
   buf.writeUInt32BE(n, off);
   return off + 4 + n;
 }

@@ -15,10 +15,10 @@
 import { randomUUID } from 'node:crypto';
 import {
   ChannelError,
-  RecoveringConnection,
-  type Message,
   type FieldTable,
+  type Message,
   type RecoveringChannel,
+  RecoveringConnection,
   type RecoveringConsumer,
   type RecoveryOptions,
 } from '../amqp/index.js';

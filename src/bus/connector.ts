@@ -24,13 +24,13 @@ import { randomUUID } from 'node:crypto';
 import { TypedEmitter } from '../amqp/emitter.js';
 import type { RecoveringConnection, RecoveryOptions } from '../amqp/index.js';
 import {
-  decode,
   DecodeError,
-  encode,
-  SCHEMAS,
   type DecodeLimits,
+  decode,
+  encode,
   type Message,
   type MessageType,
+  SCHEMAS,
 } from '../codec/index.js';
 import { CryptoError, type Opened, type Sealer } from '../crypto/index.js';
 import { AmqpTransport, type Topology } from './amqp-transport.js';
@@ -117,7 +117,7 @@ interface Pending {
 }
 
 const has = (type: string, field: string): boolean =>
-  Object.prototype.hasOwnProperty.call((SCHEMAS as Record<string, { fields: object }>)[type]?.fields ?? {}, field);
+  Object.hasOwn((SCHEMAS as Record<string, { fields: object }>)[type]?.fields ?? {}, field);
 
 const REQUEST_REPLIES = new Set([
   'get_report',
@@ -130,6 +130,7 @@ const REQUEST_REPLIES = new Set([
   'balancing_unachievable',
 ]);
 
+// biome-ignore lint/suspicious/noUnsafeDeclarationMerging: the merged interface only types the onX methods defined on the prototype below
 export class Connector extends TypedEmitter<ConnectorEvents> {
   readonly name: string;
   readonly transport: Transport;
@@ -178,8 +179,7 @@ export class Connector extends TypedEmitter<ConnectorEvents> {
    * later would silently miss (and lose) every message already waiting in the queue.
    */
   handle<T extends MessageType>(type: T, handler: Handler<T>): this {
-    if (!Object.prototype.hasOwnProperty.call(SCHEMAS, type))
-      throw new BusError('CONFIG', `unknown message type "${type}"`);
+    if (!Object.hasOwn(SCHEMAS, type)) throw new BusError('CONFIG', `unknown message type "${type}"`);
     if (this.#started)
       throw new BusError(
         'CONFIG',
@@ -262,9 +262,10 @@ export class Connector extends TypedEmitter<ConnectorEvents> {
     if (!this.#peers.has(peer))
       throw new BusError('UNKNOWN_PEER', `"${peer}" is not a configured peer of ${this.name}`);
     let body: Uint8Array = encoded;
-    const sealer = this.#o.sealer;
-    const sealed = sealer !== undefined && sealer.keyring.peers.has(peer);
-    if (sealed) body = await sealer.seal({ peer }, type, body);
+    // Sealed when we have keys for this peer.
+    const sealer = this.#o.sealer?.keyring.peers.has(peer) ? this.#o.sealer : undefined;
+    const sealed = sealer !== undefined;
+    if (sealer !== undefined) body = await sealer.seal({ peer }, type, body);
     await this.transport.send({
       to: peer,
       routingKey: options.routingKey,
@@ -414,7 +415,7 @@ export class Connector extends TypedEmitter<ConnectorEvents> {
         return;
       }
       body = opened.payload;
-    } else if (sealer !== undefined && sealer.keyring.peers.has(sender)) {
+    } else if (sealer?.keyring.peers.has(sender)) {
       await this.#deadLetter(d, `${sender} has keys in our keyring but sent in the clear`, 'NOT_SEALED');
       return;
     }

@@ -3,8 +3,7 @@
  * handler API above it does not change with the transport: AMQP now (amqp-transport.ts), MQTT later. Addressing
  * is in eBADGE terms (a peer's name, a message type, a routing key); exchanges, queues and topics stay below.
  */
-import type { Body } from '../amqp/index.js';
-import type { FieldTable } from '../amqp/index.js';
+import type { Body, FieldTable } from '../amqp/index.js';
 
 /** The properties every eBADGE message carries (data model §3.8). */
 export interface OutgoingProperties {

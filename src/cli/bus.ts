@@ -13,11 +13,11 @@
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
-import { parseUrl, type ConnectOptions } from '../amqp/index.js';
+import { type ConnectOptions, parseUrl } from '../amqp/index.js';
 import { BusError, Connector, type ConnectorOptions, type HandlerContext } from '../bus/index.js';
-import { decode, DecodeError, SCHEMAS, type Message, type MessageType } from '../codec/index.js';
-import { Keyring, ReplayWindow, Sealer, selectBackend, SequenceReserver } from '../crypto/index.js';
-import { backendOption, UsageError, type Io } from './common.js';
+import { DecodeError, decode, type Message, type MessageType, SCHEMAS } from '../codec/index.js';
+import { Keyring, ReplayWindow, Sealer, SequenceReserver, selectBackend } from '../crypto/index.js';
+import { backendOption, type Io, UsageError } from './common.js';
 
 export const BUS_USAGE = `  send    --as ENTITY --to PEER TYPE [field=value ...] [--json FILE|-]
   request --as ENTITY --to PEER TYPE [field=value ...] [--json FILE|-] [--timeout MS]
@@ -223,7 +223,7 @@ async function message(values: Values, positionals: string[], io: Io): Promise<M
   } else {
     const [type, ...fields] = positionals;
     if (type === undefined) throw new UsageError('the message TYPE is required (e.g. get_report)');
-    if (!Object.prototype.hasOwnProperty.call(SCHEMAS, type)) throw new UsageError(`unknown message type "${type}"`);
+    if (!Object.hasOwn(SCHEMAS, type)) throw new UsageError(`unknown message type "${type}"`);
     obj = { msg: type };
     const spec = (SCHEMAS[type as MessageType] as { fields: Record<string, { type: { name: string } }> }).fields;
     for (const f of fields) {
@@ -244,8 +244,7 @@ async function message(values: Values, positionals: string[], io: Io): Promise<M
 
 /** `900` is a number, `true` a boolean, `["a"]` JSON; a bare word is a string; `a,b` for a list of strings. */
 function fieldValue(raw: string, typeName: string | undefined): unknown {
-  if (typeName !== undefined && typeName.endsWith('[]') && !raw.startsWith('['))
-    return raw === '' ? [] : raw.split(',');
+  if (typeName?.endsWith('[]') && !raw.startsWith('[')) return raw === '' ? [] : raw.split(',');
   if (typeName === 'string' || typeName === 'uuid' || typeName === 'time' || typeName?.startsWith('enum') === true)
     return raw;
   try {

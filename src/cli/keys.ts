@@ -14,7 +14,7 @@ import {
   selectBackend,
   writePrivateKeyFile,
 } from '../crypto/index.js';
-import { backendOption, need, UsageError, type Io } from './common.js';
+import { backendOption, type Io, need, UsageError } from './common.js';
 
 export const KEYS_USAGE = `  keygen --id <id> --out <private key file> [--public <file>] [--force] [--backend auto|node|noble]
   keyring verify --keyring <file> --private-key <file> [--backend auto|node|noble]

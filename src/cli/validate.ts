@@ -3,8 +3,8 @@
  * `error CODE PATH: sentence` per line (blank lines skipped); exit status 1 when any failed.
  */
 import { readFileSync } from 'node:fs';
-import { decode, DecodeError } from '../codec/index.js';
-import { UsageError, type Io } from './common.js';
+import { DecodeError, decode } from '../codec/index.js';
+import { type Io, UsageError } from './common.js';
 
 export async function validate(args: string[], io: Io): Promise<number> {
   if (args.length > 1) throw new UsageError('validate takes one FILE (or - for standard input)');

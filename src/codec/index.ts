@@ -7,16 +7,16 @@
  * eBADGE response code, the JSON path and a sentence; nothing else is thrown.
  */
 import * as nodeBuffer from 'node:buffer';
+import { findDuplicateKey } from './duplicate-keys.js';
 import { DecodeError, EncodeError, shown } from './errors.js';
 import { JsonWriter } from './json-writer.js';
-import { SCHEMAS, type Message, type MessageSchema, type MessageType } from './messages.js';
-import { findDuplicateKey } from './duplicate-keys.js';
-import { colonsIn, decodeFields, encodeFields, isName, type DecodeContext } from './schema.js';
+import { type Message, type MessageSchema, type MessageType, SCHEMAS } from './messages.js';
+import { colonsIn, type DecodeContext, decodeFields, encodeFields, isName } from './schema.js';
 
 export { DecodeError, EncodeError, type ResponseCode } from './errors.js';
-export { EbTime } from './time.js';
 export { JsonWriter } from './json-writer.js';
-export { SCHEMAS, type Message, type MessageType } from './messages.js';
+export { type Message, type MessageType, SCHEMAS } from './messages.js';
+export { EbTime } from './time.js';
 
 export interface DecodeLimits {
   /** Largest body accepted (default 1 MiB). */
@@ -65,7 +65,7 @@ export function decode(body: Uint8Array | string, limits: DecodeLimits = {}): De
   const obj = value as Record<string, unknown>;
   const msg = obj['msg'];
   if (typeof msg !== 'string') throw new DecodeError(400, 'message.msg', 'the message type is missing');
-  if (!Object.prototype.hasOwnProperty.call(SCHEMAS, msg)) {
+  if (!Object.hasOwn(SCHEMAS, msg)) {
     if (msg.length > 255 || !isName(msg))
       throw new DecodeError(400, 'message.msg', `${shown(msg)} is not a message type name`);
     throw new DecodeError(453, msg, `message type ${shown(msg)} is not recognized`);
@@ -109,7 +109,7 @@ export function encodeInto(message: Message, target: Buffer, offset: number, lim
 
 function write(w: JsonWriter, message: Message): void {
   const msg = (message as { msg?: unknown }).msg;
-  if (typeof msg !== 'string' || !Object.prototype.hasOwnProperty.call(SCHEMAS, msg)) {
+  if (typeof msg !== 'string' || !Object.hasOwn(SCHEMAS, msg)) {
     throw new EncodeError(
       'invalid',
       'message.msg',

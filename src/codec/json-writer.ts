@@ -19,7 +19,7 @@ const COMMA = 0x2c;
 const COLON = 0x3a;
 const HEX = '0123456789abcdef';
 /** Escape sequences JSON.stringify uses for the short-form controls. */
-const SHORT_ESCAPE: Readonly<Record<number, number>> = { 0x08: 0x62, 0x0c: 0x66, 0x0a: 0x6e, 0x0d: 0x72, 0x09: 0x74 };
+const SHORT_ESCAPE: Readonly<Record<number, number>> = { 8: 0x62, 12: 0x66, 10: 0x6e, 13: 0x72, 9: 0x74 };
 /** eBADGE messages nest four levels at most; one bit per level of the `#first` mask. */
 const MAX_DEPTH = 31;
 

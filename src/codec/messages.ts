@@ -11,6 +11,8 @@ import {
   arrayOfNullable,
   boolean,
   encodedKeys,
+  type Fields,
+  type Infer,
   integer,
   mapOf,
   name,
@@ -24,8 +26,6 @@ import {
   string,
   time,
   uuid,
-  type Fields,
-  type Infer,
 } from './schema.js';
 import type { EbTime } from './time.js';
 

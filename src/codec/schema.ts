@@ -8,7 +8,7 @@
  * forbids; decoders accept the documented errata (a numeric string, comma-joined signal names) and record a
  * diagnostic, never silently.
  */
-import { DecodeError, EncodeError, shown, type ResponseCode } from './errors.js';
+import { DecodeError, EncodeError, type ResponseCode, shown } from './errors.js';
 import { JsonWriter } from './json-writer.js';
 import { EbTime } from './time.js';
 
@@ -485,7 +485,7 @@ export function decodeFields(
   ctx.colons += keys.length;
   if (keys.length === present) return; // every key is a known field: nothing unknown, no ext_
   for (const k of keys) {
-    if (k === skip || Object.prototype.hasOwnProperty.call(spec, k)) continue;
+    if (k === skip || Object.hasOwn(spec, k)) continue;
     ctx.colons += colonsIn(k);
     walkOpaque(v[k], `${path}.${k}`, ctx);
     if (k.startsWith('ext_')) {

@@ -23,9 +23,9 @@
  * are not authenticated: only the header counts.
  */
 import { randomBytes } from 'node:crypto';
-import { NONCE_BYTES, SIGNATURE_BYTES, TAG_BYTES, type CryptoBackend } from './backend.js';
+import { type CryptoBackend, NONCE_BYTES, SIGNATURE_BYTES, TAG_BYTES } from './backend.js';
 import { CryptoError } from './errors.js';
-import { topicId, type GroupKey, type Keyring, type OwnEpoch, type Peer, type PeerEpoch } from './keyring.js';
+import { type GroupKey, type Keyring, type OwnEpoch, type Peer, type PeerEpoch, topicId } from './keyring.js';
 import { KEY_UPDATE, typeCode, typeName } from './types.js';
 
 export const VERSION = 1;

@@ -9,42 +9,42 @@ import { nobleBackend } from './noble-backend.js';
 import { nodeBackend, nodeCryptoAvailable } from './node-backend.js';
 
 export type { BackendName, CryptoBackend, DhPublic, DhSecret, SigningKey, VerifyKey } from './backend.js';
-export { CryptoError, type CryptoErrorCode } from './errors.js';
 export {
-  Keyring,
-  checkIdentityKey,
-  keyId,
-  topicId,
-  groupKeyId,
-  type Peer,
-  type PeerEpoch,
-  type OwnEpoch,
-  type GroupKey,
-} from './keyring.js';
-export {
-  Sealer,
-  OVERHEAD,
-  HEADER_BYTES,
   type Destination,
+  HEADER_BYTES,
   type KeyUpdate,
   type Mode,
   type Opened,
+  OVERHEAD,
   type ReplayGuard,
+  Sealer,
   type SealerOptions,
   type SequenceSource,
 } from './envelope.js';
-export { SequenceReserver, ReplayWindow, ReplayStateError } from './replay.js';
+export { CryptoError, type CryptoErrorCode } from './errors.js';
 export {
   generateIdentity,
+  type PrivateKeyFile,
+  type PublicEntry,
   publicEntry,
   readPrivateKeyFile,
   rotateX25519,
   writePrivateKeyFile,
-  type PrivateKeyFile,
-  type PublicEntry,
 } from './keyfile.js';
+export {
+  checkIdentityKey,
+  type GroupKey,
+  groupKeyId,
+  Keyring,
+  keyId,
+  type OwnEpoch,
+  type Peer,
+  type PeerEpoch,
+  topicId,
+} from './keyring.js';
+export { ReplayStateError, ReplayWindow, SequenceReserver } from './replay.js';
 export { KEY_UPDATE, KNOWN_TYPES, typeCode, typeName } from './types.js';
-export { nodeBackend, nobleBackend };
+export { nobleBackend, nodeBackend };
 
 let nodeOk: boolean | undefined;
 

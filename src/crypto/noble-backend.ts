@@ -4,18 +4,19 @@
  * SHA-512 and HKDF. Node 18 has no globalThis.crypto, so noble's own randomness is never used: every secret is
  * generated with node:crypto and handed in.
  */
-import * as ed from '@noble/ed25519';
+
 import { xchacha20poly1305 } from '@noble/ciphers/chacha.js';
-import { montgomery } from '@noble/curves/abstract/montgomery.js';
 import { pow } from '@noble/curves/abstract/modular.js';
+import { montgomery } from '@noble/curves/abstract/montgomery.js';
+import * as ed from '@noble/ed25519';
 import { hkdf } from '@noble/hashes/hkdf.js';
 import { sha256, sha512 } from '@noble/hashes/sha2.js';
 import {
-  checkLength,
-  own,
   type CryptoBackend,
+  checkLength,
   type DhPublic,
   type DhSecret,
+  own,
   type SigningKey,
   type VerifyKey,
 } from './backend.js';

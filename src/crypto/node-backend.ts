@@ -6,11 +6,11 @@
  */
 import * as crypto from 'node:crypto';
 import {
-  checkLength,
-  own,
   type CryptoBackend,
+  checkLength,
   type DhPublic,
   type DhSecret,
+  own,
   type SigningKey,
   type VerifyKey,
 } from './backend.js';

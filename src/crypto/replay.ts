@@ -136,9 +136,10 @@ export class SequenceReserver {
       const n = this.tryTake();
       if (n !== undefined) return n;
       // Waiters resume in the order they arrived, so numbers follow call order; all share one write.
-      await (this.#reserving ??= this.#reserve().finally(() => {
+      this.#reserving ??= this.#reserve().finally(() => {
         this.#reserving = undefined;
-      }));
+      });
+      await this.#reserving;
     }
   }
 
@@ -279,12 +280,13 @@ export class ReplayWindow {
     }
     if (inFlight.version === this.#version) return inFlight.done;
     // The in-flight snapshot misses our accepts; share one follow-up write, whatever became of the current one.
-    return (this.#queued ??= inFlight.done
+    this.#queued ??= inFlight.done
       .catch(() => undefined)
       .then(() => {
         this.#queued = undefined;
         return this.persist();
-      }));
+      });
+    return this.#queued;
   }
 
   #serialize(): string {

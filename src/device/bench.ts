@@ -4,18 +4,18 @@
  * configured broker (with --config). A progress line on stderr while it runs; a table on stdout at the end.
  */
 import { randomUUID } from 'node:crypto';
-import { connect, type ConnectOptions } from '../amqp/index.js';
+import { type ConnectOptions, connect } from '../amqp/index.js';
+import type { Io } from '../cli/common.js';
 import { decode, EbTime, encode, encodeInto, type Message } from '../codec/index.js';
 import {
+  type CryptoBackend,
   generateIdentity,
   Keyring,
   nobleBackend,
   nodeBackend,
   Sealer,
   selectBackend,
-  type CryptoBackend,
 } from '../crypto/index.js';
-import type { Io } from '../cli/common.js';
 
 interface Row {
   what: string;

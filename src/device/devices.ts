@@ -43,10 +43,10 @@
  *   An `end` for an activation other than the one in force writes nothing, so a superseded activation's end cannot
  *   switch off its successor; an `end` with none known (after a restart) writes `off`, the safe state.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
-import { performance } from 'node:perf_hooks';
 import * as path from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { EbTime } from '../codec/time.js';
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -307,7 +307,7 @@ function pv(t: number, hour: number, day: number, minute: number, rnd: Rnd): num
   const dayLength = 12 + 3.8 * season;
   const sunrise = 12 - dayLength / 2;
   if (hour <= sunrise || hour >= 12 + dayLength / 2) return 0;
-  const clearSky = Math.pow(Math.sin((Math.PI * (hour - sunrise)) / dayLength), 1.3) * (0.75 + 0.25 * season);
+  const clearSky = Math.sin((Math.PI * (hour - sunrise)) / dayLength) ** 1.3 * (0.75 + 0.25 * season);
   const weather = rnd(day, 1);
   const cloud =
     weather < 0.5
@@ -744,7 +744,7 @@ function parseReadingLine(line: string, signals: readonly string[]): Reading {
   const record = parsed as Record<string, unknown>;
   const out: Reading = {};
   for (const s of signals) {
-    const v = Object.prototype.hasOwnProperty.call(record, s) ? record[s] : null;
+    const v = Object.hasOwn(record, s) ? record[s] : null;
     if (v !== null && typeof v !== 'number')
       throw new Error(`signal ${shortText(s)} is not a number: ${shortText(JSON.stringify(v))}`);
     out[s] = v;
@@ -953,8 +953,7 @@ class LongRunningCommandMeter implements Meter {
 
   #onData(chunk: Buffer): void {
     this.#pending += chunk.toString('utf8');
-    let nl: number;
-    while ((nl = this.#pending.indexOf('\n')) >= 0) {
+    for (let nl = this.#pending.indexOf('\n'); nl >= 0; nl = this.#pending.indexOf('\n')) {
       const line = this.#pending.slice(0, nl).trim();
       this.#pending = this.#pending.slice(nl + 1);
       if (line !== '') this.#onLine(line);

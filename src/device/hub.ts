@@ -12,17 +12,18 @@
  * (id, modification_count), never with a bare 200.
  */
 import { createHash, randomUUID } from 'node:crypto';
-import { routingKeyOf, type Connector, type HandlerContext } from '../bus/index.js';
+import { type Connector, type HandlerContext, routingKeyOf } from '../bus/index.js';
 import { EbTime, encode, type Message, type MessageType } from '../codec/index.js';
+import { HUB_VERSION } from './about.js';
 import type { HubConfig } from './config.js';
 import type { Actuator, Meter } from './devices.js';
-import { HistoryError, type History } from './history.js';
+import { type History, HistoryError } from './history.js';
 import type { Logger } from './log.js';
 import type { Outbox } from './outbox.js';
 import type { Activation, HubEvent, StateStore } from './state.js';
-import { HUB_VERSION } from './about.js';
 
 export { HUB_VERSION };
+
 /** Messages this hub handles (capabilities.supported_msgs). */
 const SUPPORTED = [
   'get_report',

@@ -2,9 +2,10 @@
  * Shared bits of the AMQP integration tests: the broker URL, unique names, a deadline per test, and a memory alarm
  * on the default node.
  */
-import { withDeadline } from './deadline.js';
+
+import { type Connection, type ConnectOptions, connect } from '../../src/amqp/index.js';
 import { rabbitmqctl } from './broker-node.js';
-import { connect, type Connection, type ConnectOptions } from '../../src/amqp/index.js';
+import { withDeadline } from './deadline.js';
 
 export const AMQP_URL = process.env['AMQP_URL'] ?? 'amqp://guest:guest@127.0.0.1:5672';
 

@@ -15,7 +15,7 @@
  * - runs as a child process in its own process group, so `stop()` and the
  *   process-exit safety net can always SIGKILL the whole tree.
  */
-import { spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
@@ -156,7 +156,7 @@ export async function startBrokerNode(opts: BrokerNodeOptions): Promise<BrokerNo
     // stdout/stderr go to a file, not a pipe: nothing has to drain it, and the
     // child (unref'ed below) cannot keep the test process alive by itself.
     const consoleFd = fs.openSync(consoleLog, 'a');
-    let child;
+    let child: ChildProcess;
     try {
       // Not -detached, so we own the pid. `detached: true` only gives the child
       // its own process group (setsid), so killGroup() reaches sh + beam + helpers.
@@ -407,14 +407,15 @@ async function writeCookieHome(homeDir: string): Promise<void> {
 /** One cookie HOME for rabbitmqctl calls against the default node, removed on exit. */
 let sharedCliHomePromise: Promise<string> | undefined;
 function sharedCliHome(): Promise<string> {
-  return (sharedCliHomePromise ??= (async () => {
+  sharedCliHomePromise ??= (async () => {
     installSafetyNet();
     const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'ebadge-broker-cli-'));
     liveEntries.add({ dir, pid: undefined });
     const home = path.join(dir, 'home');
     await writeCookieHome(home);
     return home;
-  })());
+  })();
+  return sharedCliHomePromise;
 }
 
 async function runCtl(

@@ -5,9 +5,9 @@
  */
 import { randomUUID } from 'node:crypto';
 import amqplib, { type Channel as AmqplibChannel, type ChannelModel, type GetMessage } from 'amqplib';
-import { Connector, type ConnectorOptions, type HandlerContext } from '../../src/bus/index.js';
-import { SCHEMAS, type Message, type MessageType } from '../../src/codec/index.js';
 import type { Message as AmqpMessage } from '../../src/amqp/index.js';
+import { Connector, type ConnectorOptions, type HandlerContext } from '../../src/bus/index.js';
+import { type Message, type MessageType, SCHEMAS } from '../../src/codec/index.js';
 import { AMQP_URL, unique } from './amqp.js';
 import { until, withDeadline } from './deadline.js';
 
@@ -220,17 +220,12 @@ function brokerReachable(): Promise<void> {
 export async function withBus(fn: (f: BusFixture) => Promise<void>): Promise<void> {
   await brokerReachable();
   const f = new BusFixture();
-  let failed = false;
   try {
     await fn(f);
   } catch (err) {
-    failed = true;
+    // The test's own failure is the one to report; a cleanup failure after it would only hide it.
+    await f.dispose().catch(() => undefined);
     throw err;
-  } finally {
-    try {
-      await f.dispose();
-    } catch (err) {
-      if (!failed) throw err;
-    }
   }
+  await f.dispose();
 }

@@ -17,7 +17,7 @@
  *
  * The default node (rabbit@localhost) is never listed, so it never joins.
  */
-import { brokerNodeName, startBrokerNode, type BrokerNode } from './broker-node.js';
+import { type BrokerNode, brokerNodeName, startBrokerNode } from './broker-node.js';
 
 export interface ClusterOptions {
   /** Stem ([A-Za-z0-9_-]); nodes are `${name}-1-${pid}@localhost` ... */

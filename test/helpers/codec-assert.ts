@@ -1,6 +1,6 @@
 /** Assertions shared by the codec tests: typed errors by class and `code` (never message text), exact deep equality. */
 import * as assert from 'uvu/assert';
-import { AmqpError } from '../../src/amqp/errors.js';
+import type { AmqpError } from '../../src/amqp/errors.js';
 
 type ErrorClass = abstract new (...args: never[]) => AmqpError;
 
@@ -68,8 +68,7 @@ export function equalExact(actual: unknown, expected: unknown, what: string): vo
     if (e === null || typeof e !== 'object' || Buffer.isBuffer(e) || e instanceof Date) return;
     const ao = a as Record<string, unknown>;
     for (const k of Object.keys(e)) {
-      if (!Object.prototype.hasOwnProperty.call(ao, k))
-        assert.unreachable(`${what}${path}: missing own key ${JSON.stringify(k)}`);
+      if (!Object.hasOwn(ao, k)) assert.unreachable(`${what}${path}: missing own key ${JSON.stringify(k)}`);
       walk(ao[k], (e as Record<string, unknown>)[k], `${path}.${k}`);
     }
   };

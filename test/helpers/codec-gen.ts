@@ -12,9 +12,9 @@ import {
   writeFrameHeader,
 } from '../../src/amqp/frame.js';
 import { methodSize, writeMethod } from '../../src/amqp/methods.js';
-import { propertiesSize, writeProperties, type MessageProperties } from '../../src/amqp/properties.js';
-import { METHOD_BY_NAME, type ArgSpec, type MethodName, type MethodSpec } from '../../src/amqp/spec.js';
-import { Decimal, field, type FieldTable, type FieldTag, type FieldValue } from '../../src/amqp/table.js';
+import { type MessageProperties, propertiesSize, writeProperties } from '../../src/amqp/properties.js';
+import { type ArgSpec, METHOD_BY_NAME, type MethodName, type MethodSpec } from '../../src/amqp/spec.js';
+import { Decimal, type FieldTable, type FieldTag, type FieldValue, field } from '../../src/amqp/table.js';
 import type { Random } from './random.js';
 
 export const MAX_SAFE = Number.MAX_SAFE_INTEGER;
@@ -34,9 +34,9 @@ export const SHORTSTR_EDGES: readonly string[] = [
   '',
   'a',
   'x'.repeat(255),
-  'é'.repeat(127) + 'a',
+  `${'é'.repeat(127)}a`,
   '€'.repeat(85),
-  '🐇'.repeat(63) + 'abc',
+  `${'🐇'.repeat(63)}abc`,
   'ключ-鍵-🔑',
 ];
 

@@ -3,7 +3,7 @@
  * a seeded PRNG, and repairs the cross-field rules the shapes cannot express (from < to, a period that is a multiple
  * of the resolution, one value per interval, ranges with min <= max).
  */
-import { SCHEMAS, type MessageType } from '../../src/codec/messages.js';
+import { type MessageType, SCHEMAS } from '../../src/codec/messages.js';
 import type { JsonSchema } from '../../src/codec/schema.js';
 import type { Random } from './random.js';
 
@@ -75,7 +75,11 @@ export function generate(type: MessageType, r: Random): Record<string, unknown> 
 }
 
 function repair(m: Record<string, unknown>, r: Random): void {
-  const resolution = typeof m['resolution'] === 'number' ? ((m['resolution'] = 1 + r.int(3600)) as number) : 60;
+  let resolution = 60;
+  if (typeof m['resolution'] === 'number') {
+    resolution = 1 + r.int(3600);
+    m['resolution'] = resolution;
+  }
   const steps = 1 + r.int(6);
   for (const [a, b] of [
     ['from', 'to'],

@@ -50,7 +50,7 @@
  * an 'error' event. Only connect it to loopback targets in this project's tests.
  */
 import { EventEmitter } from 'node:events';
-import { createServer, Socket, type AddressInfo, type Server } from 'node:net';
+import { type AddressInfo, createServer, type Server, Socket } from 'node:net';
 
 export type Direction = 'c2s' | 's2c';
 export type DirectionArg = Direction | 'both';

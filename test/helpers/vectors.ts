@@ -12,11 +12,11 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as assert from 'uvu/assert';
-import { AmqpError, FrameError } from '../../src/amqp/errors.js';
+import { type AmqpError, FrameError } from '../../src/amqp/errors.js';
 import { FRAME_BODY, FRAME_HEADER, FRAME_HEARTBEAT, FRAME_METHOD, HEARTBEAT_FRAME } from '../../src/amqp/frame.js';
 import { decodeMethod } from '../../src/amqp/methods.js';
-import { readContentHeader, type MessageProperties } from '../../src/amqp/properties.js';
-import { Decimal, decodeTable, encodeTable, field, type FieldTable, type FieldTag } from '../../src/amqp/table.js';
+import { type MessageProperties, readContentHeader } from '../../src/amqp/properties.js';
+import { Decimal, decodeTable, encodeTable, type FieldTable, type FieldTag, field } from '../../src/amqp/table.js';
 import { EncodeError } from '../../src/amqp/wire.js';
 import { equalExact, throwsTyped } from './codec-assert.js';
 import {

@@ -5,8 +5,8 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { connect, type PublishError } from '../../src/amqp/index.js';
-import { withDeadline } from '../helpers/deadline.js';
 import { AMQP_URL, next, rejection, timed, withMemoryAlarm } from '../helpers/amqp.js';
+import { withDeadline } from '../helpers/deadline.js';
 
 // RabbitMQ sends connection.blocked to publishing connections: the first publish during the alarm reaches the broker,
 // which then stops reading the socket and notifies us. From then on we hold publishes locally.

@@ -1,7 +1,7 @@
 /** Publisher confirms against the local RabbitMQ: every publish promise settles exactly once, with the right outcome. */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { ChannelError, PublishError, type Message } from '../../src/amqp/index.js';
+import { ChannelError, type Message, PublishError } from '../../src/amqp/index.js';
 import { rejection, timed, unique, withConnection } from '../helpers/amqp.js';
 
 test(

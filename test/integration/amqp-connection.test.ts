@@ -3,17 +3,17 @@ import { createHmac } from 'node:crypto';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import {
+  type AmqpError,
   AuthenticationError,
   CLIENT_VERSION,
-  connect,
   ConnectionError,
-  PublishError,
-  type AmqpError,
+  connect,
   type Message,
+  type PublishError,
 } from '../../src/amqp/index.js';
-import { rabbitmqctl, startBrokerNode, type BrokerNode } from '../helpers/broker-node.js';
-import { until, withDeadline } from '../helpers/deadline.js';
 import { AMQP_URL, rejection, timed, unique, withConnection } from '../helpers/amqp.js';
+import { type BrokerNode, rabbitmqctl, startBrokerNode } from '../helpers/broker-node.js';
+import { until, withDeadline } from '../helpers/deadline.js';
 
 test(
   'handshake: server properties, capabilities we rely on, negotiated limits',

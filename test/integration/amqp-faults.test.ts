@@ -8,24 +8,24 @@
  * and process, carry x-expires as a safety net, and are deleted over a direct (unproxied) connection.
  * Hooks are only used for cleanup: uvu 0.5 swallows errors thrown by hooks.
  */
-import { createServer, Socket, type AddressInfo } from 'node:net';
+import { type AddressInfo, createServer, Socket } from 'node:net';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
 import {
   AuthenticationError,
-  connect,
-  ConnectionError,
-  PublishError,
   type Channel,
   type Connection,
+  ConnectionError,
   type ConnectOptions,
+  connect,
   type Message,
   type MessageProperties,
+  PublishError,
 } from '../../src/amqp/index.js';
-import { sleep, withDeadline } from '../helpers/deadline.js';
 import { until } from '../helpers/bus.js';
-import { FaultProxy, mulberry32, randomBytes, randomInt, slicers, type ProxiedConnection } from '../helpers/proxy.js';
+import { sleep, withDeadline } from '../helpers/deadline.js';
+import { FaultProxy, mulberry32, type ProxiedConnection, randomBytes, randomInt, slicers } from '../helpers/proxy.js';
 
 const BROKER = { hostname: '127.0.0.1', port: 5672, username: 'guest', password: 'guest' } as const;
 const RUN = `${process.pid}-${Date.now().toString(36)}`;

@@ -1,9 +1,9 @@
 /** Publishing and consuming against the local RabbitMQ: get, consume (callback and iterator), qos, acks, tx. */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { AmqpError, type Message } from '../../src/amqp/index.js';
-import { until, withDeadline } from '../helpers/deadline.js';
+import type { AmqpError, Message } from '../../src/amqp/index.js';
 import { timed, unique, withConnection } from '../helpers/amqp.js';
+import { until, withDeadline } from '../helpers/deadline.js';
 
 test(
   'basic.get: null on empty, then a message with properties, body and message count',

@@ -5,13 +5,13 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { connect, RecoveringConnection, type AmqpError, type Connection } from '../../src/amqp/index.js';
-import { AMQP_URL, rejection, timed, unique, withConnection } from '../helpers/amqp.js';
-import { FaultProxy } from '../helpers/proxy.js';
+import { type AmqpError, type Connection, connect, RecoveringConnection } from '../../src/amqp/index.js';
+import { decode } from '../../src/codec/index.js';
+import { rejection, timed, unique, withConnection } from '../helpers/amqp.js';
 import { entity, rawOf, until, withBus } from '../helpers/bus.js';
 import { generate } from '../helpers/codec-messages.js';
+import { FaultProxy } from '../helpers/proxy.js';
 import { Random } from '../helpers/random.js';
-import { decode } from '../../src/codec/index.js';
 
 test(
   'PUB-5: the bus publishes persistent messages (delivery_mode 2) into durable quorum queues',

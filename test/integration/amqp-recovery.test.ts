@@ -11,11 +11,11 @@ import * as assert from 'uvu/assert';
 import {
   type AmqpError,
   AuthenticationError,
+  type Connection,
   connect,
+  type Message,
   PublishError,
   RecoveringConnection,
-  type Connection,
-  type Message,
   type RecoveryEvents,
   type RecoveryOptions,
 } from '../../src/amqp/index.js';
@@ -125,7 +125,7 @@ run(
     assert.is.not(to, queue, 'the server-named queue has a new name');
     assert.is(consumer.queue, to, 'the consumer follows the new name');
     assert.ok(info.downtimeMs >= 2000, `recovery waited at least 2 s (${info.downtimeMs} ms)`);
-    assert.ok(ch.channel !== null && ch.channel.isOpen, 'the channel is open again');
+    assert.ok(ch.channel?.isOpen, 'the channel is open again');
     await ch.basicPublish(front, 'k', 'after'); // confirm mode restored: this resolves only on the broker's ack
     await until(() => got.length >= 2, 'delivery after recovery', 3000);
     assert.equal(got, ['before', 'after'], 'the exchange-to-exchange binding and the queue binding were re-declared');

@@ -2,13 +2,14 @@
  * TLS and SASL EXTERNAL against a second RabbitMQ node that the fixture starts (own node name, ports, data directory,
  * CA and certificates made by openssl in a temp folder) and stops afterwards.
  */
+
+import { readFileSync } from 'node:fs';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { readFileSync } from 'node:fs';
-import { connect, ConnectionError, type Connection } from '../../src/amqp/index.js';
-import { startBrokerNode, type BrokerNode, type BrokerTlsMaterial } from '../helpers/broker-node.js';
-import { withDeadline } from '../helpers/deadline.js';
+import { type Connection, ConnectionError, connect } from '../../src/amqp/index.js';
 import { rejection, timed } from '../helpers/amqp.js';
+import { type BrokerNode, type BrokerTlsMaterial, startBrokerNode } from '../helpers/broker-node.js';
+import { withDeadline } from '../helpers/deadline.js';
 
 let node: BrokerNode | undefined;
 test.after(async () => {

@@ -12,7 +12,7 @@ import * as tls from 'node:tls';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
-import { rabbitmqctl, startBrokerNode, type BrokerNode } from '../helpers/broker-node.js';
+import { type BrokerNode, rabbitmqctl, startBrokerNode } from '../helpers/broker-node.js';
 import { withDeadline } from '../helpers/deadline.js';
 
 const AMQP_0_9_1_HEADER = Buffer.from('AMQP\x00\x00\x09\x01', 'latin1');

@@ -3,10 +3,11 @@
  * `<name>-up/-down` queues; examples/vpp.ts asks and prints) and the 2016 pair (examples/vpp-2016.ts sends
  * get_report on a period; examples/heh-2016.ts answers with a report), each as its own process.
  */
+
+import { type ChildProcess, spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { connect } from '../../src/amqp/index.js';
 import { AMQP_URL, timed } from '../helpers/amqp.js';
 

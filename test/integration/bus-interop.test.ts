@@ -4,16 +4,18 @@
  * properties at all (no message_id, content_type or headers), answers our requests with plain bodies, and reads
  * what we publish from a queue of its own bound to `<me>-to-<peer>` with `#`.
  */
-import { readFileSync } from 'node:fs';
+
 import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import type { Channel as AmqplibChannel, ConsumeMessage } from 'amqplib';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { CONTENT_TYPE_JSON, DM_VERSION, type Connector } from '../../src/bus/index.js';
+import { CONTENT_TYPE_JSON, type Connector, DM_VERSION } from '../../src/bus/index.js';
 import { decode, EbTime, type Message, type MessageType } from '../../src/codec/index.js';
 import { timed } from '../helpers/amqp.js';
 import {
   ALL_TYPES,
+  type BusFixture,
   barrierMessage,
   entity,
   isBarrier,
@@ -22,7 +24,6 @@ import {
   record,
   until,
   withBus,
-  type BusFixture,
 } from '../helpers/bus.js';
 import { generate } from '../helpers/codec-messages.js';
 import { withDeadline } from '../helpers/deadline.js';

@@ -7,11 +7,12 @@
 import { randomUUID } from 'node:crypto';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { BusError, CONTENT_TYPE_JSON, DM_VERSION, type Connector, type Topology } from '../../src/bus/index.js';
+import { BusError, CONTENT_TYPE_JSON, type Connector, DM_VERSION, type Topology } from '../../src/bus/index.js';
 import { decode, EbTime, type Message, type MessageType } from '../../src/codec/index.js';
 import { rejection, timed } from '../helpers/amqp.js';
 import {
   ALL_TYPES,
+  type BusFixture,
   barrier,
   barrierMessage,
   entity,
@@ -19,13 +20,12 @@ import {
   isBarrier,
   MARKET_TYPES,
   NET_MS,
+  type Received,
   rawOf,
   record,
-  until,
   UUID,
+  until,
   withBus,
-  type BusFixture,
-  type Received,
 } from '../helpers/bus.js';
 import { generate } from '../helpers/codec-messages.js';
 import { sleep, withDeadline } from '../helpers/deadline.js';

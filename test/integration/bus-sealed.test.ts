@@ -3,22 +3,23 @@
  * sealed and opened transparently (the broker sees no JSON), requests still correlate, an unsealed message from
  * a peer with keys is refused and dead-lettered, a replayed envelope is dropped as a duplicate.
  */
-import { suite } from 'uvu';
-import * as assert from 'uvu/assert';
+
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
 import { CONTENT_TYPE_SEALED } from '../../src/bus/index.js';
 import { EbTime } from '../../src/codec/index.js';
 import {
   generateIdentity,
   Keyring,
   nodeBackend,
+  type PrivateKeyFile,
+  type PublicEntry,
   ReplayWindow,
   Sealer,
   SequenceReserver,
-  type PrivateKeyFile,
-  type PublicEntry,
 } from '../../src/crypto/index.js';
 import { timed } from '../helpers/amqp.js';
 import { BusFixture, entity, rawOf, until } from '../helpers/bus.js';

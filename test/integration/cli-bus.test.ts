@@ -4,18 +4,19 @@
  * exactly once or stays in the queue, none is acked unread); `validate` on good and bad lines; and dist/ebadge.js
  * bundled and run alone, with no node_modules.
  */
-import { suite } from 'uvu';
-import * as assert from 'uvu/assert';
+
 import { spawnSync } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { randomUUID } from 'node:crypto';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { bundle } from '../../build/bundle.js';
 import { connect } from '../../src/amqp/index.js';
 import { Connector } from '../../src/bus/index.js';
-import { main, type Io } from '../../src/cli.js';
+import { type Io, main } from '../../src/cli.js';
 import type { Message } from '../../src/codec/index.js';
-import { bundle } from '../../build/bundle.js';
 import { AMQP_URL, timed } from '../helpers/amqp.js';
 import { BusFixture, entity, NET_MS, until, withBus } from '../helpers/bus.js';
 

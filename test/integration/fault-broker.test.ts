@@ -10,15 +10,19 @@
  * Each prints one line of figures (docs/RELIABILITY.md keeps those of the last run). Fault 1 (cuts through a proxy)
  * is in amqp-recovery.test.ts, fault 4 (the hub killed) in fault-hub-kill.test.ts.
  */
+
+import { randomUUID } from 'node:crypto';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-
 import {
-  RecoveringConnection,
   type Message,
   type RecoveringChannel,
+  RecoveringConnection,
   type RecoveryOptions,
 } from '../../src/amqp/index.js';
+import { Connector } from '../../src/bus/index.js';
+import type { Message as BusMessage } from '../../src/codec/index.js';
+import { unique } from '../helpers/amqp.js';
 import {
   clearMemoryAlarm,
   consumerTimeoutOptions,
@@ -26,14 +30,10 @@ import {
   startApp,
   stopApp,
 } from '../helpers/broker-faults.js';
-import { startBrokerNode, type BrokerNode } from '../helpers/broker-node.js';
-import { startCluster, type Cluster } from '../helpers/cluster.js';
+import { type BrokerNode, startBrokerNode } from '../helpers/broker-node.js';
+import { barrier, type Received, until } from '../helpers/bus.js';
+import { type Cluster, startCluster } from '../helpers/cluster.js';
 import { sleep, withDeadline } from '../helpers/deadline.js';
-import { unique } from '../helpers/amqp.js';
-import { barrier, until, type Received } from '../helpers/bus.js';
-import { randomUUID } from 'node:crypto';
-import { Connector } from '../../src/bus/index.js';
-import type { Message as BusMessage } from '../../src/codec/index.js';
 
 let node: BrokerNode | undefined;
 let cluster: Cluster | undefined;

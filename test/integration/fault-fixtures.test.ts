@@ -11,7 +11,8 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
-import { ChannelError, ConnectionError, connect, type Connection, type Message } from '../../src/amqp/index.js';
+import { ChannelError, type Connection, ConnectionError, connect, type Message } from '../../src/amqp/index.js';
+import { next, rejection, timed, unique } from '../helpers/amqp.js';
 import {
   clearMemoryAlarm,
   consumerTimeoutOptions,
@@ -20,10 +21,9 @@ import {
   startApp,
   stopApp,
 } from '../helpers/broker-faults.js';
-import { startBrokerNode, type BrokerNode } from '../helpers/broker-node.js';
-import { startCluster, type Cluster, type ClusterEndpoint } from '../helpers/cluster.js';
+import { type BrokerNode, startBrokerNode } from '../helpers/broker-node.js';
+import { type Cluster, type ClusterEndpoint, startCluster } from '../helpers/cluster.js';
 import { withDeadline } from '../helpers/deadline.js';
-import { next, rejection, timed, unique } from '../helpers/amqp.js';
 
 let cluster: Cluster | undefined;
 let node: BrokerNode | undefined;

@@ -19,7 +19,7 @@
  * the spawn (node booting, the outbox recovering, the registration, the resend of what the last kill left).
  * KILL_SEED replays a run's kill schedule (start-up timing still varies); KILL_CYCLES changes the count.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { cpSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
@@ -28,7 +28,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { connect } from '../../src/amqp/index.js';
 import { Connector } from '../../src/bus/index.js';
-import { Outbox, scanOutbox, type OutboxError } from '../../src/device/outbox.js';
+import { Outbox, type OutboxError, scanOutbox } from '../../src/device/outbox.js';
 import { AMQP_URL, timed } from '../helpers/amqp.js';
 import { until } from '../helpers/bus.js';
 import { sleep, withDeadline } from '../helpers/deadline.js';

@@ -2,13 +2,14 @@
  * The hub's outbox: periodic reports the broker could not route (the VPP's queue was gone) are kept on disk, with
  * the hub stopped and started again, and delivered once the VPP is back; none is sent twice.
  */
-import { suite } from 'uvu';
-import * as assert from 'uvu/assert';
-import { spawn, type ChildProcess } from 'node:child_process';
+
+import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
 import { connect } from '../../src/amqp/index.js';
 import { Connector } from '../../src/bus/index.js';
 import type { Message } from '../../src/codec/index.js';

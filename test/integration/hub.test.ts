@@ -7,7 +7,7 @@
  * draining SIGTERM, bad configs and the CLI's exit codes, a meter that cannot run, and a broker that cannot be
  * reached or refuses us.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -16,20 +16,20 @@ import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { BusError, CONTENT_TYPE_JSON, DM_VERSION, type Connector } from '../../src/bus/index.js';
+import { BusError, CONTENT_TYPE_JSON, type Connector, DM_VERSION } from '../../src/bus/index.js';
 import { EbTime, type Message, type MessageType } from '../../src/codec/index.js';
 import { exampleConfig } from '../../src/device/config.js';
 import { AMQP_URL, timed, unique } from '../helpers/amqp.js';
 import {
   ALL_TYPES,
+  type BusFixture,
   barrierMessage,
   entity,
   isBarrier,
   NET_MS,
-  until,
   UUID,
+  until,
   withBus,
-  type BusFixture,
 } from '../helpers/bus.js';
 import { sleep, withDeadline } from '../helpers/deadline.js';
 import { FaultProxy } from '../helpers/proxy.js';

@@ -29,13 +29,13 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
 import {
-  connect,
-  Decimal,
-  field,
   type Channel,
   type Connection,
+  connect,
+  Decimal,
   type FieldTable,
   type FieldValue,
+  field,
   type Message,
   type MessageProperties,
 } from '../../src/amqp/index.js';
@@ -497,7 +497,9 @@ test(
         appId: 'amqplib',
       });
       const ach = (await theirChannel(b, true)) as amqplib.ConfirmChannel;
-      BODIES.forEach((x, i) => ach.publish('', q, x.bytes, props(i)));
+      BODIES.forEach((x, i) => {
+        ach.publish('', q, x.bytes, props(i));
+      });
       await net_(ach.waitForConfirms(), 'amqplib confirms');
       // channel.publish cannot send cluster-id: one more message through sendMessage carries all 14.
       const raw = await theirChannel(b, false);
@@ -893,7 +895,9 @@ test(
             assertSameBytes(o.method, t.method, `${s.name}: basic.publish method frame`);
             assertSameBytes(o.header, t.header, `${s.name}: content header frame`);
             assert.is(o.bodies.length, t.bodies.length, `${s.name}: number of body frames`);
-            o.bodies.forEach((body, j) => assertSameBytes(body, t.bodies[j], `${s.name}: body frame ${j}`));
+            o.bodies.forEach((body, j) => {
+              assertSameBytes(body, t.bodies[j], `${s.name}: body frame ${j}`);
+            });
             assertSameBytes(Buffer.concat(o.bodies), s.body, `${s.name}: our body frames reassemble the body`);
             assert.is(
               o.bodies.length,

@@ -5,9 +5,10 @@
  *
  *   FUZZ_ITERATIONS=1000000 (npm run fuzz) runs a long mutation fuzz; FUZZ_SEED=<n> replays a reported failure.
  */
+
+import { Worker } from 'node:worker_threads';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Worker } from 'node:worker_threads';
 import { FrameError } from '../../src/amqp/errors.js';
 import { FRAME_HEADER, FRAME_METHOD, FrameReader } from '../../src/amqp/frame.js';
 import { decodeMethod } from '../../src/amqp/methods.js';

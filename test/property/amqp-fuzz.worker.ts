@@ -14,10 +14,10 @@ import { FrameError } from '../../src/amqp/errors.js';
 import { FRAME_BODY, FRAME_END, FRAME_HEADER, FRAME_METHOD, FrameReader } from '../../src/amqp/frame.js';
 import { decodeMethod, methodSize, writeMethod } from '../../src/amqp/methods.js';
 import {
+  type MessageProperties,
   propertiesSize,
   readContentHeader,
   writeProperties,
-  type MessageProperties,
 } from '../../src/amqp/properties.js';
 import { METHODS, type MethodName } from '../../src/amqp/spec.js';
 import { decodeTable, encodeTable, type FieldTable } from '../../src/amqp/table.js';

@@ -4,8 +4,8 @@
  */
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { decode, DecodeError, encode, SCHEMAS, type MessageType } from '../../src/codec/index.js';
 import { duplicateScans } from '../../src/codec/duplicate-keys.js';
+import { DecodeError, decode, encode, type MessageType, SCHEMAS } from '../../src/codec/index.js';
 import { generate } from '../helpers/codec-messages.js';
 import { Random } from '../helpers/random.js';
 
@@ -20,7 +20,7 @@ props(
     for (const type of types) {
       for (let i = 0; i < 200; i++) {
         const json = JSON.stringify(generate(type, r));
-        let first;
+        let first: ReturnType<typeof decode>;
         try {
           first = decode(json);
         } catch (err) {

@@ -29,10 +29,10 @@ import {
   headerFrame,
   heartbeatFrame,
   methodFrame,
+  type ReadFrame,
   randomCuts,
   readFrames,
   splitAt,
-  type ReadFrame,
 } from '../../helpers/codec-gen.js';
 import { Random } from '../../helpers/random.js';
 
@@ -54,13 +54,11 @@ const FRAMES = [
 ];
 const STREAM = Buffer.concat(FRAMES);
 /** Where each frame starts and ends in STREAM. */
-const BOUNDS = FRAMES.reduce<[number, number][]>(
-  (acc, f) => [
-    ...acc,
-    [acc.length === 0 ? 0 : acc[acc.length - 1]![1], (acc.length === 0 ? 0 : acc[acc.length - 1]![1]) + f.length],
-  ],
-  [],
-);
+const BOUNDS: [number, number][] = [];
+for (const f of FRAMES) {
+  const start = BOUNDS.length === 0 ? 0 : BOUNDS[BOUNDS.length - 1]![1];
+  BOUNDS.push([start, start + f.length]);
+}
 const EXPECTED = frameSummary(
   FRAMES.map((f) => ({ type: f[0]!, channel: f.readUInt16BE(1), payload: f.subarray(7, f.length - 1) })),
 );

@@ -6,10 +6,10 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { FrameError } from '../../../src/amqp/errors.js';
 import {
+  type MessageProperties,
   propertiesSize,
   readContentHeader,
   writeProperties,
-  type MessageProperties,
 } from '../../../src/amqp/properties.js';
 import { BASIC_PROPERTIES } from '../../../src/amqp/spec.js';
 import { Decimal, field } from '../../../src/amqp/table.js';

@@ -10,14 +10,14 @@ import {
   decodeTable,
   encodeTable,
   Field,
+  type FieldTable,
+  type FieldTag,
+  type FieldValue,
   field,
   MAX_TABLE_DEPTH,
   readTable,
   tableSize,
   writeTable,
-  type FieldTable,
-  type FieldTag,
-  type FieldValue,
 } from '../../../src/amqp/table.js';
 import { EncodeError, Reader } from '../../../src/amqp/wire.js';
 import { equalExact, throwsTyped } from '../../helpers/codec-assert.js';
@@ -32,7 +32,7 @@ function tableOfRaw(entriesHex: string): string {
 }
 
 /** The bytes of `{ k: <value> }` given the value's own bytes (tag included). */
-const tableOfK = (valueHex: string): string => tableOfRaw('016b' + valueHex);
+const tableOfK = (valueHex: string): string => tableOfRaw(`016b${valueHex}`);
 
 const hexOf = (t: FieldTable): string => encodeTable(t).toString('hex');
 
@@ -351,15 +351,15 @@ keys('UTF-8 keys up to 255 bytes round trip; 256 bytes are refused', () => {
 keys('a __proto__ key is decoded as an own property and pollutes no prototype', () => {
   // { "__proto__": { "polluted": true }, "x": [ { "__proto__": { "polluted": true } } ] }
   const entry = '09 5f5f70726f746f5f5f' + '46 0000000b' + '08 706f6c6c75746564' + '74 01'; // key "__proto__", 'F' { polluted: true }
-  const bytes = Buffer.from(tableOfRaw(entry + '01 78' + '41 0000001f' + '46 0000001a' + entry), 'hex'); // entry: 26 bytes
+  const bytes = Buffer.from(tableOfRaw(`${entry}01 7841 0000001f46 0000001a${entry}`), 'hex'); // entry: 26 bytes
   const t = decodeTable(bytes);
   assert.is(Object.getPrototypeOf(t), Object.prototype, 'the table keeps its prototype');
-  assert.ok(Object.prototype.hasOwnProperty.call(t, '__proto__'), 'own key');
+  assert.ok(Object.hasOwn(t, '__proto__'), 'own key');
   assert.equal(Object.keys(t), ['__proto__', 'x']);
   assert.equal(Object.getOwnPropertyDescriptor(t, '__proto__')?.value, { polluted: true });
   const nested = (t['x'] as FieldTable[])[0]!;
   assert.is(Object.getPrototypeOf(nested), Object.prototype);
-  assert.ok(Object.prototype.hasOwnProperty.call(nested, '__proto__'));
+  assert.ok(Object.hasOwn(nested, '__proto__'));
   assert.is(({} as Record<string, unknown>)['polluted'], undefined, 'Object.prototype untouched');
   assert.is((t as Record<string, unknown>)['polluted'], undefined, 'not inherited by the table');
   // And it encodes back to the same bytes.
@@ -546,7 +546,7 @@ hostile(
   'a timestamp beyond what a Date holds decodes (to an invalid Date) instead of failing the frame; int64 beyond 2^53 is a bigint',
   () => {
     for (const hex of ['ffffffffffffffff', '0020000000000000', '000007dba8218001']) {
-      const t = decodeTable(Buffer.from('0000000b' + '0161' + '54' + hex, 'hex'))['a'];
+      const t = decodeTable(Buffer.from(`0000000b016154${hex}`, 'hex'))['a'];
       assert.instance(t, Date, hex);
       assert.ok(Number.isNaN((t as Date).getTime()), hex);
     }

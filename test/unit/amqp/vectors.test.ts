@@ -2,9 +2,10 @@
  * The annotated byte vectors of test/vectors/amqp (provenance in its README), each run as parse, generate, mirror and
  * split by checkVector, plus each capture replayed as one conversation in random partitions.
  */
+
+import { readdirSync } from 'node:fs';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { readdirSync } from 'node:fs';
 import { FRAME_HEADER, FRAME_METHOD } from '../../../src/amqp/frame.js';
 import { decodeMethod } from '../../../src/amqp/methods.js';
 import { readContentHeader } from '../../../src/amqp/properties.js';

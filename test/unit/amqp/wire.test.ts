@@ -110,7 +110,7 @@ strs('shortstrSize counts UTF-8 bytes plus the length octet, up to 255', () => {
     assert.is(shortstrSize(s, 's'), 1 + Buffer.byteLength(s), JSON.stringify(s.slice(0, 10)));
   // Both sides of the 86-character switch between the ASCII fast path and Buffer.byteLength.
   assert.is(shortstrSize('€'.repeat(85), 's'), 256);
-  assert.is(shortstrSize('a'.repeat(85) + 'é', 's'), 88);
+  assert.is(shortstrSize(`${'a'.repeat(85)}é`, 's'), 88);
   assert.is(shortstrSize('a'.repeat(86), 's'), 87);
   // A lone surrogate is written as U+FFFD (3 bytes) and must be counted as such.
   assert.is(shortstrSize('\ud800', 's'), 4);
@@ -120,7 +120,7 @@ strs('shortstrSize refuses 256 bytes in any encoding, and non-strings', () => {
   for (const s of [
     'x'.repeat(256),
     'é'.repeat(128),
-    '€'.repeat(85) + 'a',
+    `${'€'.repeat(85)}a`,
     'a'.repeat(84) + '€'.repeat(58),
     '🐇'.repeat(64),
   ]) {

@@ -1,16 +1,17 @@
 /** The first message tables: D3.1.3's examples, round trips, strict emit, and bad input answered with code and path. */
-import { suite } from 'uvu';
-import * as assert from 'uvu/assert';
+
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
 import { duplicateScans } from '../../../src/codec/duplicate-keys.js';
 import {
-  decode,
   DecodeError,
+  decode,
   EbTime,
+  EncodeError,
   encode,
   encodeInto,
-  EncodeError,
   type Message,
 } from '../../../src/codec/index.js';
 
@@ -271,10 +272,10 @@ bad(
     };
     const withExt = (ext: string): string => `${JSON.stringify(gr).slice(0, -1)},"ext_com_example":${ext}}`;
     assert.is(decodeError(withExt('{"a":{"k:1":1,"k:1":2}}')).path, 'get_report.ext_com_example.a.k:1');
-    assert.is(decodeError(withExt('[{"q":"\\\":","q":1}]')).path, 'get_report.ext_com_example[0].q');
+    assert.is(decodeError(withExt('[{"q":"\\":","q":1}]')).path, 'get_report.ext_com_example[0].q');
     assert.is(decodeError(`${JSON.stringify(gr).slice(0, -1)},"junk":1,"junk":2}`).path, 'get_report.junk');
     // Colons in times with offsets, in keys and in free text, escaped quotes: no false alarm.
-    const fine = `${JSON.stringify({ ...gr, 'x:y': 'a:b"c:' }).slice(0, -1)},"ext_com_example":{"u:v":["w::", {"\\\"": ":"}]}}`;
+    const fine = `${JSON.stringify({ ...gr, 'x:y': 'a:b"c:' }).slice(0, -1)},"ext_com_example":{"u:v":["w::", {"\\"": ":"}]}}`;
     const scans = duplicateScans;
     const { message, diagnostics } = decode(fine);
     assert.is(duplicateScans, scans, 'the colon count matched without a rescan');

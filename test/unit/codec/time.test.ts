@@ -75,7 +75,7 @@ parse('malformed and impossible times are refused with 454', () => {
     '2015-06-01T10:00:00Z ',
     ' 2015-06-01T10:00:00Z',
     '２０１５-06-01T10:00:00Z',
-    '2015-06-01T10:00:00Z' + 'x'.repeat(1_000_000),
+    `2015-06-01T10:00:00Z${'x'.repeat(1_000_000)}`,
   ]) {
     assert.throws(
       () => EbTime.parse(text),

@@ -3,14 +3,15 @@
  * io, in a temp dir; exit codes 0 / 1 / 2; nothing secret is ever printed. Once also as a child process, to show
  * that the compiled file runs on its own.
  */
-import { suite } from 'uvu';
-import * as assert from 'uvu/assert';
+
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { main, type Io } from '../../../src/cli.js';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { type Io, main } from '../../../src/cli.js';
 
 const CLI = fileURLToPath(new URL('../../../src/cli.js', import.meta.url));
 
@@ -230,7 +231,7 @@ ver('an invalid keyring: exit 1 with KEYRING_INVALID, the file and the JSON path
     const err = r.err.join('\n');
     assert.ok(err.includes(`${ring}: $.peers.vpp.maySend[0]`), err);
     assert.ok(err.includes('[KEYRING_INVALID]'), err);
-    writeRing(ring, { vpp: { ...vpp.entry, ed25519: 'AQ' + 'A'.repeat(41) } });
+    writeRing(ring, { vpp: { ...vpp.entry, ed25519: `AQ${'A'.repeat(41)}` } });
     const small = await cli('keyring', 'verify', '--keyring', ring, '--private-key', hub.file);
     assert.is(small.code, 1);
     assert.ok(small.err.join('\n').includes('[SMALL_ORDER_KEY]'), small.err.join('\n'));

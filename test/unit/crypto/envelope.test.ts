@@ -3,25 +3,25 @@
  * flipped, and each attack the design names refused with its own code: wrong recipient, reflection, swapped key
  * ids, replay, staleness, a forged sender, a sender without the right to a type, a small-order key.
  */
-import { suite } from 'uvu';
-import * as assert from 'uvu/assert';
+
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
 import {
+  type CryptoBackend,
   CryptoError,
   generateIdentity,
   Keyring,
   nobleBackend,
   nodeBackend,
   OVERHEAD,
+  type PrivateKeyFile,
+  type PublicEntry,
   ReplayWindow,
   Sealer,
   SequenceReserver,
-  type CryptoBackend,
-  type CryptoErrorCode,
-  type PrivateKeyFile,
-  type PublicEntry,
 } from '../../../src/crypto/index.js';
 import { cryptoError, cryptoErrorAsync } from '../../helpers/crypto.js';
 

@@ -4,28 +4,29 @@
  * small-order Ed25519 and low-order X25519 keys, the private file's mode and secrecy, learning keys, and the
  * key file tools (write, rotate, public entry). Keys are involved, so most of it runs for both backends.
  */
-import { suite } from 'uvu';
-import * as assert from 'uvu/assert';
+
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as ed from '@noble/ed25519';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
 import {
-  checkIdentityKey,
+  type CryptoBackend,
   CryptoError,
+  type CryptoErrorCode,
+  checkIdentityKey,
   generateIdentity,
   Keyring,
   keyId,
   nobleBackend,
   nodeBackend,
+  type PrivateKeyFile,
   publicEntry,
   readPrivateKeyFile,
   rotateX25519,
   writePrivateKeyFile,
-  type CryptoBackend,
-  type CryptoErrorCode,
-  type PrivateKeyFile,
 } from '../../../src/crypto/index.js';
 import { cryptoError, cryptoErrorAsync } from '../../helpers/crypto.js';
 

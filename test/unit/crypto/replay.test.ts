@@ -1,9 +1,10 @@
 /** Replay protection: the sender's block-reserved sequence and the receiver's sliding window, both persisted. */
-import { suite } from 'uvu';
-import * as assert from 'uvu/assert';
+
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
 import { ReplayStateError, ReplayWindow, SequenceReserver } from '../../../src/crypto/replay.js';
 
 async function inTempDir(fn: (dir: string) => Promise<void>): Promise<void> {

@@ -3,18 +3,19 @@
  * "Taming the many EdDSAs"), then the two backends against each other on 500 random cases per primitive, byte
  * for byte. Any disagreement between node:crypto and noble is a failing test.
  */
-import { suite } from 'uvu';
-import * as assert from 'uvu/assert';
+
 import * as crypto from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { chacha20poly1305 } from '@noble/ciphers/chacha.js';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
 import {
-  checkIdentityKey,
+  type CryptoBackend,
   CryptoError,
+  checkIdentityKey,
   nobleBackend,
   nodeBackend,
-  type CryptoBackend,
 } from '../../../src/crypto/index.js';
 import { hchacha20 } from '../../../src/crypto/node-backend.js';
 import { Random } from '../../helpers/random.js';

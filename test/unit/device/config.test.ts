@@ -2,11 +2,12 @@
  * The hub's configuration file: the example parses and gets its defaults, and every kind of mistake is refused
  * with the JSON path of the value, what was expected and what was found, without ever quoting a password.
  */
-import { suite } from 'uvu';
-import * as assert from 'uvu/assert';
+
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
 import { ConfigError, exampleConfig, loadConfig, parseConfig } from '../../../src/device/config.js';
 
 const STATE = '/tmp/ebadge-test-state';

@@ -3,18 +3,19 @@
  * dir ([process.execPath, script]); every wait is bounded by `within`, every child is checked gone, the temp dir is
  * removed at the end.
  */
-import { suite } from 'uvu';
-import * as assert from 'uvu/assert';
+
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
 import {
   createActuator,
   createMeter,
   DeviceError,
-  restartDelayMs,
   type MeterConfig,
   type Reading,
+  restartDelayMs,
 } from '../../../src/device/devices.js';
 
 const HOUR = 3_600_000;

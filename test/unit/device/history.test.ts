@@ -2,11 +2,12 @@
  * The measurement history: what get_report is answered from (queries, averaging, the 460/461 cases), what survives
  * a reboot or a power cut (flush, torn and corrupt records, headers), retention, and the SD-card wear budget.
  */
-import { suite } from 'uvu';
-import * as assert from 'uvu/assert';
+
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
 import { crc32, History, HistoryError, type HistoryOptions } from '../../../src/device/history.js';
 
 const MIN = 60_000;
@@ -115,7 +116,9 @@ q('a multiple of the stored resolution averages its slots, nulls left out, all n
     const { options } = setup(T0 + HOUR);
     const h = await History.open(dir, options());
     const p = [1, 2, 3, 4, 5, 6, null, 8, null, null, null, null, null, null, null];
-    p.forEach((v, i) => h.record(T0 + i * MIN, { [P]: v, [Q]: i }));
+    p.forEach((v, i) => {
+      h.record(T0 + i * MIN, { [P]: v, [Q]: i });
+    });
     assert.equal(h.query(T0, T0 + 15 * MIN, 300, [P, Q]).values, { [P]: [3, 7, null], [Q]: [2, 7, 12] });
     assert.equal(h.query(T0, T0 + 10 * MIN, 120, [P]).values[P], [1.5, 3.5, 5.5, 8, null]);
     // A step holds the slots starting in it, whatever the alignment of from.
@@ -302,7 +305,9 @@ disk('a valid record in the wrong segment is skipped alone', () =>
     const record = (slot: number, v: number): Buffer => {
       const b = Buffer.alloc(RECORD);
       b.writeUInt32LE(slot, 0);
-      SIGNALS.forEach((_, j) => b.writeDoubleLE(j === 0 ? v : NaN, 4 + 8 * j));
+      SIGNALS.forEach((_, j) => {
+        b.writeDoubleLE(j === 0 ? v : NaN, 4 + 8 * j);
+      });
       b.writeUInt32LE(crc32(b, 0, RECORD - 4), RECORD - 4);
       return b;
     };

@@ -2,12 +2,13 @@
  * The durable outbox: what survives a reopen (acks, torn and corrupt records), the size cap policies, segment
  * deletion, and the SD-card wear figures quoted in the top comment of src/device/outbox.ts.
  */
-import { suite } from 'uvu';
-import * as assert from 'uvu/assert';
+
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { Outbox, OutboxError, scanOutbox, type OutboxMeta, type OutboxOptions } from '../../../src/device/outbox.js';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { Outbox, OutboxError, type OutboxMeta, type OutboxOptions, scanOutbox } from '../../../src/device/outbox.js';
 
 const PEER = 'vpp-operator';
 /** A realistic report: UUID message id, 300-byte body; 388 B on disk, as the top comment says. */

@@ -26,7 +26,9 @@ const hex = (buf, from, to) => {
 /** Lines for bytes [from, to) with one comment on the first line. */
 function emit(lines, buf, from, to, indent, comment) {
   const parts = hex(buf, from, to);
-  parts.forEach((h, i) => lines.push(i === 0 ? `${h.padEnd(WRAP * 3)}# ${'  '.repeat(indent)}${comment}` : h));
+  parts.forEach((h, i) => {
+    lines.push(i === 0 ? `${h.padEnd(WRAP * 3)}# ${'  '.repeat(indent)}${comment}` : h);
+  });
 }
 
 const printable = (b) => {
@@ -203,7 +205,6 @@ function walkValue(buf, p, lines, indent) {
   }
 }
 
-const camel = (s) => s.replace(/-([a-z])/g, (_, c) => c.toUpperCase());
 const METHOD_NAMES = new Map();
 for (const [k, v] of Object.entries(amqplibDefs)) if (k.startsWith('methodInfo')) METHOD_NAMES.set(v.id, v);
 const CLASS_NAMES = {

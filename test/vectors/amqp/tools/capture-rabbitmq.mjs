@@ -5,8 +5,8 @@
 // The client side is amqplib's generated encoder (lib/defs.js), so neither direction of the conversation passes
 // through our codec. Every broker frame is recorded byte for byte as it came off the socket.
 import { writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
 import { createRequire } from 'node:module';
+import { connect } from 'node:net';
 import { annotateFrame, amqplibDefs as defs, splitFrames } from './annotate.mjs';
 
 const require = createRequire(import.meta.url);
@@ -195,5 +195,5 @@ const out = {
     '(client frames encoded by amqplib 2.3.1; broker frames recorded byte for byte)',
   vectors: captured,
 };
-writeFileSync(new URL('../rabbitmq-3.10.json', import.meta.url), JSON.stringify(out, null, 1) + '\n');
+writeFileSync(new URL('../rabbitmq-3.10.json', import.meta.url), `${JSON.stringify(out, null, 1)}\n`);
 console.log(`wrote ${captured.length} frames from RabbitMQ ${version}`);

@@ -66,5 +66,5 @@ const rows = out.map((e) => {
   }
   return { line: e.line, msg: parsed?.msg ?? null, errata: errata.get(e.line) ?? [], json: e.json };
 });
-writeFileSync('test/vectors/codec/d3.1.3-examples.json', JSON.stringify(rows, null, 2) + '\n');
-for (const r of rows) console.log(r.line, r.msg ?? 'NOT JSON: ' + r.json.slice(0, 100));
+writeFileSync('test/vectors/codec/d3.1.3-examples.json', `${JSON.stringify(rows, null, 2)}\n`);
+for (const r of rows) console.log(r.line, r.msg ?? `NOT JSON: ${r.json.slice(0, 100)}`);
