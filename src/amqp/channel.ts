@@ -13,8 +13,9 @@
  * Publishing waits (in order, bounded) while the broker blocked the connection, sent channel.flow(false), the write
  * buffer is over its limit, or too many publishes are unconfirmed; each publish has a deadline.
  */
+
+import { TypedEmitter } from '../core/emitter.js';
 import { ConfirmTracker, type PendingConfirm } from './confirms.js';
-import { TypedEmitter } from './emitter.js';
 import { AmqpError, ChannelError, type CloseReason, FrameError, PublishError } from './errors.js';
 import { FRAME_BODY, FRAME_END, FRAME_HEADER, FRAME_METHOD, writeFrameHeader } from './frame.js';
 import { Consumer, Message, type MessageHandler, type Settler } from './message.js';
@@ -30,7 +31,7 @@ import {
 } from './properties.js';
 import type { Method, MethodArgs, MethodName } from './spec.js';
 import type { FieldTable } from './table.js';
-import { checkInt, EncodeError, shortstrSize, writeShortstr, writeU64 } from './wire.js';
+import { ArgumentError, checkInt, shortstrSize, writeShortstr, writeU64 } from './wire.js';
 
 /** What a channel needs from its connection. */
 export interface ChannelHost {
@@ -69,7 +70,7 @@ export interface PublishOptions {
   mandatory?: boolean;
   /**
    * Deadline in ms for buffer waits and the confirm (default: the connection's publishTimeout). One shorter than the
-   * negotiated heartbeat timeout is refused (EncodeError, ARGUMENT_INVALID): it would fail publishes that a live
+   * negotiated heartbeat timeout is refused (ArgumentError, ARGUMENT_INVALID): it would fail publishes that a live
    * connection can still confirm.
    */
   timeout?: number;
@@ -619,7 +620,7 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
     shortstrSize(routingKey, 'routingKey');
     const propsSize = propertiesSize(properties);
     if (12 + propsSize + 8 > this.#host.frameMax)
-      throw new EncodeError(
+      throw new ArgumentError(
         `properties of ${propsSize} bytes do not fit in one frame (frame_max ${this.#host.frameMax})`,
       );
     let b: Buffer | string | BodyWriter;
@@ -635,7 +636,7 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
       b = body;
       bodyLen = body.maxBytes;
     } else {
-      throw new EncodeError('body: expected a Buffer, Uint8Array, string or BodyWriter');
+      throw new ArgumentError('body: expected a Buffer, Uint8Array, string or BodyWriter');
     }
     return new Job(exchange, routingKey, b, bodyLen, properties, propsSize, mandatory, timeout, deadline);
   }
@@ -773,7 +774,7 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
     const end = writer.writeTo(buf, start);
     const len = end - start;
     if (!Number.isInteger(end) || len < 0 || len > writer.maxBytes) {
-      throw new EncodeError(
+      throw new ArgumentError(
         `body writer returned ${end}: expected an offset within [${start}, ${start + writer.maxBytes}]`,
       );
     }
@@ -1261,7 +1262,7 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
 export function checkPublishTimeout(timeout: unknown, floorMs: number): number {
   const t = checkInt(timeout, 1, 2 ** 31 - 1, 'timeout');
   if (t < floorMs)
-    throw new EncodeError(
+    throw new ArgumentError(
       `timeout: ${t} ms is shorter than the heartbeat timeout of ${floorMs / 1000} s; expected at least ${floorMs} ms`,
     );
   return t;

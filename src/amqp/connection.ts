@@ -20,9 +20,9 @@
  */
 import { isIP, connect as netConnect, type Socket } from 'node:net';
 import { type TLSSocket, connect as tlsConnect } from 'node:tls';
+import { TypedEmitter } from '../core/emitter.js';
 import { saslResponse } from './auth.js';
 import { Channel, type ChannelHost, encodeMethodFrame } from './channel.js';
-import { TypedEmitter } from './emitter.js';
 import { AmqpError, AuthenticationError, ConnectionError, FrameError, replyCodeName } from './errors.js';
 import {
   FRAME_HEARTBEAT,

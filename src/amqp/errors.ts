@@ -4,21 +4,18 @@
  *
  *   AmqpError                   anything this client raises; `code` says what
  *   ├─ FrameError               the peer sent bytes that violate the protocol (we close the connection with `replyCode`)
+ *   ├─ ArgumentError            an argument of ours cannot be encoded (checked before anything is written)
  *   ├─ ChannelError             the broker closed one channel (soft error: 403, 404, 405, 406 ...)
  *   ├─ ConnectionError          the connection is gone (broker close, socket error, heartbeat timeout, our close)
  *   │  └─ AuthenticationError   the broker refused the credentials (never retried in a hot loop)
  *   └─ PublishError             a publish did not reach the broker's custody (nacked, returned, closed, timeout ...)
  */
+import { EbadgeError } from '../core/errors.js';
 import { METHOD_BY_ID, REPLY_CODES } from './spec.js';
 
-export class AmqpError extends Error {
+/** `code` is stable and machine-readable, e.g. `NOT_FOUND`, `FRAME_ERROR`, `HEARTBEAT_TIMEOUT`, `ALREADY_ACKED`. */
+export class AmqpError extends EbadgeError {
   override name = 'AmqpError';
-  /** Stable machine-readable code, e.g. `NOT_FOUND`, `FRAME_ERROR`, `HEARTBEAT_TIMEOUT`, `ALREADY_ACKED`. */
-  readonly code: string;
-  constructor(code: string, message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.code = code;
-  }
 }
 
 /** Name of a reply code from the spec (`404` -> `NOT_FOUND`), or `REPLY_<n>` for codes the spec does not list. */

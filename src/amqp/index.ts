@@ -46,4 +46,4 @@ export {
   type RecoveryOptions,
 } from './recovery.js';
 export { Decimal, Field, type FieldTable, type FieldTag, type FieldValue, field } from './table.js';
-export { EncodeError } from './wire.js';
+export { ArgumentError } from './wire.js';

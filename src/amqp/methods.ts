@@ -24,9 +24,9 @@ import {
 } from './spec.js';
 import { type FieldTable, readTable, tableSize, writeTable } from './table.js';
 import {
+  ArgumentError,
   checkInt,
   describe,
-  EncodeError,
   longstrSize,
   Reader,
   shortstrSize,
@@ -37,7 +37,7 @@ import {
 
 export function methodSpec(name: MethodName): MethodSpec {
   const m = METHOD_BY_NAME.get(name);
-  if (m === undefined) throw new EncodeError(`unknown method ${String(name)}`);
+  if (m === undefined) throw new ArgumentError(`unknown method ${String(name)}`);
   return m;
 }
 
@@ -46,14 +46,14 @@ function argValue(m: MethodSpec, a: ArgSpec, args: Record<string, unknown>): unk
   const v = args[a.name];
   if (v !== undefined) return v;
   if (a.default !== undefined) return a.default;
-  throw new EncodeError(`${m.name}: argument ${a.name} is required`);
+  throw new ArgumentError(`${m.name}: argument ${a.name} is required`);
 }
 
 /** Size of the method payload (class-id and method-id included); validates every argument. */
 export function methodSize<K extends MethodName>(name: K, args: Partial<MethodArgs[K]>): number {
   const m = methodSpec(name);
   if (args === null || typeof args !== 'object')
-    throw new EncodeError(`${m.name}: expected an object of arguments, got ${describe(args)}`);
+    throw new ArgumentError(`${m.name}: expected an object of arguments, got ${describe(args)}`);
   const given = args as Record<string, unknown>;
   let n = 4;
   let bits = 0;
@@ -61,7 +61,7 @@ export function methodSize<K extends MethodName>(name: K, args: Partial<MethodAr
     const v = argValue(m, a, given);
     const what = `${m.name} ${a.name}`;
     if (a.type === 'bit') {
-      if (typeof v !== 'boolean') throw new EncodeError(`${what}: expected a boolean, got ${typeof v}`);
+      if (typeof v !== 'boolean') throw new ArgumentError(`${what}: expected a boolean, got ${typeof v}`);
       if (bits++ % 8 === 0) n += 1;
       continue;
     }

@@ -12,7 +12,7 @@
  */
 import { FrameError } from './errors.js';
 import { type FieldTable, readTable, tableSize, writeTable } from './table.js';
-import { checkInt, describe, EncodeError, Reader, shortstrSize, writeShortstr, writeU64 } from './wire.js';
+import { ArgumentError, checkInt, describe, Reader, shortstrSize, writeShortstr, writeU64 } from './wire.js';
 
 export interface MessageProperties {
   contentType?: string;
@@ -58,7 +58,8 @@ const F_CLUSTER_ID = 0x0004;
 export function propertiesSize(p: MessageProperties | undefined): number {
   let n = 2;
   if (p === undefined) return n;
-  if (p === null || typeof p !== 'object') throw new EncodeError(`properties: expected an object, got ${describe(p)}`);
+  if (p === null || typeof p !== 'object')
+    throw new ArgumentError(`properties: expected an object, got ${describe(p)}`);
   if (p.contentType !== undefined) n += shortstrSize(p.contentType, 'contentType');
   if (p.contentEncoding !== undefined) n += shortstrSize(p.contentEncoding, 'contentEncoding');
   if (p.headers !== undefined) n += tableSize(p.headers, 'headers');
@@ -78,7 +79,7 @@ export function propertiesSize(p: MessageProperties | undefined): number {
   if (p.timestamp !== undefined) {
     const t = p.timestamp;
     if (t instanceof Date ? Number.isNaN(t.getTime()) || t.getTime() < 0 : !Number.isSafeInteger(t) || t < 0) {
-      throw new EncodeError(`timestamp: expected a Date or seconds since 1970, got ${describe(t)}`);
+      throw new ArgumentError(`timestamp: expected a Date or seconds since 1970, got ${describe(t)}`);
     }
     n += 8;
   }

@@ -23,6 +23,7 @@
  * - A delivery left unsettled near the broker's consumer_timeout is reported before the broker closes the channel.
  */
 import { randomUUID } from 'node:crypto';
+import { TypedEmitter } from '../core/emitter.js';
 import {
   type Body,
   type Channel,
@@ -34,7 +35,6 @@ import {
   type QueueOptions,
 } from './channel.js';
 import { type Connection, connect } from './connection.js';
-import { TypedEmitter } from './emitter.js';
 import { AmqpError, AuthenticationError, PublishError } from './errors.js';
 import type { Consumer, Message, MessageHandler } from './message.js';
 import { type ConnectOptions, parseUrl, resolveOptions } from './options.js';
@@ -674,7 +674,7 @@ export class RecoveringChannel extends TypedEmitter<RecoveringChannelEvents> {
    * PublishError when nacked, returned (mandatory), past its deadline, refused by a full buffer, or the channel was
    * closed by the application. A message without a messageId gets one, so that a re-send can be recognised.
    * A BodyWriter may be written more than once (once per attempt). An explicit `timeout` shorter than the heartbeat
-   * timeout is refused with an EncodeError (ARGUMENT_INVALID), as on a plain channel.
+   * timeout is refused with an ArgumentError (ARGUMENT_INVALID), as on a plain channel.
    */
   basicPublish(
     exchange: string,

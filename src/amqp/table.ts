@@ -10,7 +10,7 @@
  * the frame, nesting against a depth limit, so a hostile table can neither overflow the stack nor allocate.
  */
 import { FrameError } from './errors.js';
-import { describe, EncodeError, Reader, shortstrSize, writeLongstr, writeShortstr } from './wire.js';
+import { ArgumentError, describe, Reader, shortstrSize, writeLongstr, writeShortstr } from './wire.js';
 
 export type FieldTag =
   | 't'
@@ -107,14 +107,14 @@ function inferTag(v: FieldValue, path: string): FieldTag {
     case 'undefined':
       return 'V';
     default:
-      throw new EncodeError(`${path}: a ${typeof v} cannot go in a field table`);
+      throw new ArgumentError(`${path}: a ${typeof v} cannot go in a field table`);
   }
 }
 
 function checkTagged(tag: FieldTag, v: FieldValue, path: string): void {
   const range = INT_RANGE[tag];
   const bad = (what: string): never => {
-    throw new EncodeError(`${path}: tag '${tag}' needs ${what}, got ${describe(v)}`);
+    throw new ArgumentError(`${path}: tag '${tag}' needs ${what}, got ${describe(v)}`);
   };
   if (range !== undefined) {
     if (typeof v !== 'number' || !Number.isInteger(v) || v < range[0] || v > range[1])
@@ -183,7 +183,7 @@ function checkTagged(tag: FieldTag, v: FieldValue, path: string): void {
       if (v !== null && v !== undefined) bad('null');
       return;
     default:
-      throw new EncodeError(`${path}: unknown field tag ${JSON.stringify(tag)}`);
+      throw new ArgumentError(`${path}: unknown field tag ${JSON.stringify(tag)}`);
   }
 }
 
@@ -231,12 +231,12 @@ function valueSize(v: FieldValue, path: string, depth: number): number {
   }
 }
 
-/** Encoded size of a table, including its 4-byte length prefix. Throws EncodeError for anything unencodable. */
+/** Encoded size of a table, including its 4-byte length prefix. Throws ArgumentError for anything unencodable. */
 export function tableSize(t: FieldTable | undefined, path = 'table', depth = 0): number {
   if (t === undefined) return 4;
-  if (depth > MAX_TABLE_DEPTH) throw new EncodeError(`${path}: nested deeper than ${MAX_TABLE_DEPTH} (a cycle?)`);
+  if (depth > MAX_TABLE_DEPTH) throw new ArgumentError(`${path}: nested deeper than ${MAX_TABLE_DEPTH} (a cycle?)`);
   if (t === null || typeof t !== 'object' || Array.isArray(t))
-    throw new EncodeError(`${path}: expected an object, got ${describe(t)}`);
+    throw new ArgumentError(`${path}: expected an object, got ${describe(t)}`);
   let n = 4;
   for (const key in t) {
     if (!Object.hasOwn(t, key)) continue;
@@ -244,12 +244,12 @@ export function tableSize(t: FieldTable | undefined, path = 'table', depth = 0):
     if (v === undefined) continue;
     n += shortstrSize(key, `${path} key`) + valueSize(v, `${path}.${key}`, depth);
   }
-  if (n - 4 > 0xffffffff) throw new EncodeError(`${path}: larger than 4 GiB`);
+  if (n - 4 > 0xffffffff) throw new ArgumentError(`${path}: larger than 4 GiB`);
   return n;
 }
 
 function arraySize(a: readonly FieldValue[], path: string, depth: number): number {
-  if (depth > MAX_TABLE_DEPTH) throw new EncodeError(`${path}: nested deeper than ${MAX_TABLE_DEPTH} (a cycle?)`);
+  if (depth > MAX_TABLE_DEPTH) throw new ArgumentError(`${path}: nested deeper than ${MAX_TABLE_DEPTH} (a cycle?)`);
   let n = 4;
   for (let i = 0; i < a.length; i++) n += valueSize(a[i], `${path}[${i}]`, depth);
   return n;

@@ -9,8 +9,9 @@
 import { AmqpError, FrameError } from './errors.js';
 
 /** Thrown for an argument the caller passed that cannot be encoded (a bug in the caller, not the peer's fault). */
-export class EncodeError extends AmqpError {
-  override name = 'EncodeError';
+/** An argument of ours that cannot be encoded; refused before anything is written. */
+export class ArgumentError extends AmqpError {
+  override name = 'ArgumentError';
   constructor(message: string) {
     super('ARGUMENT_INVALID', message);
   }
@@ -18,7 +19,7 @@ export class EncodeError extends AmqpError {
 
 export function checkInt(v: unknown, min: number, max: number, what: string): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
-    throw new EncodeError(`${what}: expected an integer in [${min}, ${max}], got ${describe(v)}`);
+    throw new ArgumentError(`${what}: expected an integer in [${min}, ${max}], got ${describe(v)}`);
   }
   return v;
 }
@@ -33,9 +34,9 @@ export function describe(v: unknown): string {
 
 /** Byte length of a shortstr (validated: a string of at most 255 UTF-8 bytes). */
 export function shortstrSize(s: unknown, what: string): number {
-  if (typeof s !== 'string') throw new EncodeError(`${what}: expected a string, got ${describe(s)}`);
+  if (typeof s !== 'string') throw new ArgumentError(`${what}: expected a string, got ${describe(s)}`);
   const n = s.length < 86 ? asciiOrUtf8Length(s) : Buffer.byteLength(s);
-  if (n > 255) throw new EncodeError(`${what}: a shortstr holds at most 255 bytes, got ${n}`);
+  if (n > 255) throw new ArgumentError(`${what}: a shortstr holds at most 255 bytes, got ${n}`);
   return 1 + n;
 }
 
@@ -43,7 +44,7 @@ export function shortstrSize(s: unknown, what: string): number {
 export function longstrSize(s: unknown, what: string): number {
   if (typeof s === 'string') return 4 + Buffer.byteLength(s);
   if (s instanceof Uint8Array) return 4 + s.length;
-  throw new EncodeError(`${what}: expected a string or bytes, got ${describe(s)}`);
+  throw new ArgumentError(`${what}: expected a string or bytes, got ${describe(s)}`);
 }
 
 /** Short strings are nearly always ASCII: count without calling into C++ when they are. */

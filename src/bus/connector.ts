@@ -21,7 +21,6 @@
  *     last failed attempt).
  */
 import { randomUUID } from 'node:crypto';
-import { TypedEmitter } from '../amqp/emitter.js';
 import type { RecoveringConnection, RecoveryOptions } from '../amqp/index.js';
 import {
   DecodeError,
@@ -32,6 +31,7 @@ import {
   type MessageType,
   SCHEMAS,
 } from '../codec/index.js';
+import { TypedEmitter } from '../core/emitter.js';
 import { CryptoError, type Opened, type Sealer } from '../crypto/index.js';
 import { AmqpTransport, type Topology } from './amqp-transport.js';
 import { SeenIds } from './dedupe.js';

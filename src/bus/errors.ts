@@ -3,6 +3,7 @@
  * their own classes (AmqpError, PublishError, DecodeError, EncodeError, CryptoError) and arrive unwrapped.
  */
 import type { Message } from '../codec/index.js';
+import { EbadgeError } from '../core/errors.js';
 
 export type BusErrorCode =
   | 'CONFIG'
@@ -15,14 +16,12 @@ export type BusErrorCode =
   | 'NO_KEY'
   | 'INVALID_MESSAGE';
 
-export class BusError extends Error {
+export class BusError extends EbadgeError<BusErrorCode> {
   override name = 'BusError';
-  readonly code: BusErrorCode;
   /** REJECTED: the peer's answer (a `response` with an error code; a `reject_activation` is a reply, not an error). */
   readonly reply: Message | undefined;
   constructor(code: BusErrorCode, message: string, options?: { cause?: unknown; reply?: Message }) {
-    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
-    this.code = code;
+    super(code, message, options);
     this.reply = options?.reply;
   }
 }

@@ -1,4 +1,6 @@
 /** What the command modules share: the output sink, usage errors (exit 2) and small flag readers. */
+import { EbadgeError } from '../core/errors.js';
+
 export interface Io {
   out(line: string): void;
   err(line: string): void;
@@ -7,7 +9,12 @@ export interface Io {
 }
 
 /** A mistake on the command line: reported with the usage, exit status 2. */
-export class UsageError extends Error {}
+export class UsageError extends EbadgeError<'USAGE'> {
+  override name = 'UsageError';
+  constructor(message: string) {
+    super('USAGE', message);
+  }
+}
 
 export type BackendChoice = 'auto' | 'node' | 'noble';
 

@@ -5,19 +5,21 @@
  *
  *   activate.from: time zone missing in "2015-06-01T10:00:00" (454)
  */
+import { EbadgeError } from '../core/errors.js';
+
 export type ResponseCode = 400 | 450 | 451 | 452 | 453 | 454 | 459 | 460 | 461 | 462 | 463 | 469;
 
-export class DecodeError extends Error {
+export class DecodeError extends EbadgeError<ResponseCode> {
   override name = 'DecodeError';
   constructor(
     /** The eBADGE response code to answer with. */
-    readonly code: ResponseCode,
+    code: ResponseCode,
     /** JSON path of the field, e.g. `report.values[3]`; the message type alone for whole-message problems. */
     readonly path: string,
     /** What was wrong, as a sentence without the path. */
     readonly reason: string,
   ) {
-    super(`${path}: ${reason} (${code})`);
+    super(code, `${path}: ${reason} (${code})`);
   }
 }
 
@@ -25,14 +27,14 @@ export class DecodeError extends Error {
  * Refused on the way out: `invalid` when a value cannot be emitted (strict emit: NaN, a naive time, a missing
  * required field), `capacity` when the caller's buffer region is too small for the message.
  */
-export class EncodeError extends Error {
+export class EncodeError extends EbadgeError<'invalid' | 'capacity'> {
   override name = 'EncodeError';
   constructor(
     readonly kind: 'invalid' | 'capacity',
     readonly path: string,
     readonly reason: string,
   ) {
-    super(`${path}: ${reason}`);
+    super(kind, `${path}: ${reason}`);
   }
 }
 

@@ -3,6 +3,8 @@
  * local log and for the bus (which acks and drops a DUPLICATE, dead-letters the rest); the peer is only ever
  * told "rejected" (docs/crypto.md, pitfall 14), and no message carries key material.
  */
+import { EbadgeError } from '../core/errors.js';
+
 export type CryptoErrorCode =
   // envelope, in the order the receiver checks
   | 'TOO_LARGE'
@@ -29,11 +31,6 @@ export type CryptoErrorCode =
   | 'KEYRING_INVALID'
   | 'BACKEND_UNAVAILABLE';
 
-export class CryptoError extends Error {
+export class CryptoError extends EbadgeError<CryptoErrorCode> {
   override name = 'CryptoError';
-  readonly code: CryptoErrorCode;
-  constructor(code: CryptoErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.code = code;
-  }
 }

@@ -4,19 +4,20 @@
  * because a reset sender repeats numbers its peers will drop and a reset receiver accepts replays.
  */
 import { promises as fsp } from 'node:fs';
+import { EbadgeError } from '../core/errors.js';
 import { writeFileDurably } from './durable.js';
 
 export type ReplayErrorCode = 'CORRUPT_STATE' | 'TOO_MANY_SENDERS' | 'IO';
 
-export class ReplayStateError extends Error {
+export class ReplayStateError extends EbadgeError<ReplayErrorCode> {
   override name = 'ReplayStateError';
   constructor(
-    readonly code: ReplayErrorCode,
+    code: ReplayErrorCode,
     message: string,
     readonly file?: string,
     options?: { cause: unknown },
   ) {
-    super(file === undefined ? message : `${file}: ${message}`, options);
+    super(code, file === undefined ? message : `${file}: ${message}`, options);
   }
 }
 

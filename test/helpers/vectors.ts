@@ -17,7 +17,7 @@ import { FRAME_BODY, FRAME_HEADER, FRAME_HEARTBEAT, FRAME_METHOD, HEARTBEAT_FRAM
 import { decodeMethod } from '../../src/amqp/methods.js';
 import { type MessageProperties, readContentHeader } from '../../src/amqp/properties.js';
 import { Decimal, decodeTable, encodeTable, type FieldTable, type FieldTag, field } from '../../src/amqp/table.js';
-import { EncodeError } from '../../src/amqp/wire.js';
+import { ArgumentError } from '../../src/amqp/wire.js';
 import { equalExact, throwsTyped } from './codec-assert.js';
 import {
   bodyFrame,
@@ -101,7 +101,7 @@ const FRAME_TYPE: Partial<Record<VectorKind, number>> = {
   body: FRAME_BODY,
   heartbeat: FRAME_HEARTBEAT,
 };
-const ERRORS: Record<string, abstract new (...args: never[]) => AmqpError> = { FrameError, EncodeError };
+const ERRORS: Record<string, abstract new (...args: never[]) => AmqpError> = { FrameError, ArgumentError };
 
 /** Decodes one frame's payload according to the vector's kind. */
 function decodePayload(kind: VectorKind, payload: Buffer): unknown {

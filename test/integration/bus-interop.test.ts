@@ -7,6 +7,7 @@
 
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import type { Channel as AmqplibChannel, ConsumeMessage } from 'amqplib';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -27,6 +28,7 @@ import {
 } from '../helpers/bus.js';
 import { generate } from '../helpers/codec-messages.js';
 import { withDeadline } from '../helpers/deadline.js';
+import { repoRoot } from '../helpers/oracle.js';
 import { Random } from '../helpers/random.js';
 
 const s = suite('bus-interop');
@@ -38,7 +40,7 @@ interface Example {
   json: string;
 }
 const EXAMPLES = JSON.parse(
-  readFileSync(new URL('../../../test/vectors/codec/d3.1.3-examples.json', import.meta.url), 'utf8'),
+  readFileSync(path.join(repoRoot(), 'test/vectors/codec/d3.1.3-examples.json'), 'utf8'),
 ) as Example[];
 
 /** amqplib's lower-level publish with exactly the given properties: here none (channel.publish always sends headers). */

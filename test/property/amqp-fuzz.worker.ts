@@ -5,7 +5,7 @@
  * Each iteration takes a valid frame (every method of the spec with random arguments, content headers, bodies,
  * heartbeats) or a valid field table, mutates it (bit flips, byte replacements, truncations, insertions, deletions,
  * splices, corrupted length fields, then often re-frames it so the damage reaches the decoders) and decodes it. The
- * result must be a value or a FrameError. A value must survive re-encoding: encode it again (an EncodeError is
+ * result must be a value or a FrameError. A value must survive re-encoding: encode it again (an ArgumentError is
  * acceptable: a peer may send what we refuse to send, e.g. NaN) and the second decode must equal the first.
  */
 import { parentPort, workerData } from 'node:worker_threads';
@@ -21,7 +21,7 @@ import {
 } from '../../src/amqp/properties.js';
 import { METHODS, type MethodName } from '../../src/amqp/spec.js';
 import { decodeTable, encodeTable, type FieldTable } from '../../src/amqp/table.js';
-import { EncodeError } from '../../src/amqp/wire.js';
+import { ArgumentError } from '../../src/amqp/wire.js';
 import {
   bodyFrame,
   encodeHeader,
@@ -196,13 +196,13 @@ function decode<T>(stage: string, fn: () => T): { ok: true; value: T } | { ok: f
   }
 }
 
-/** Re-encodes a decoded value; decoding that must give the same value. EncodeError is an acceptable refusal. */
+/** Re-encodes a decoded value; decoding that must give the same value. ArgumentError is an acceptable refusal. */
 function reencode(stage: string, first: unknown, encode: () => Buffer, again: (b: Buffer) => unknown): void {
   let bytes: Buffer;
   try {
     bytes = encode();
   } catch (err) {
-    if (err instanceof EncodeError) {
+    if (err instanceof ArgumentError) {
       stats.refusedReencode++;
       return;
     }

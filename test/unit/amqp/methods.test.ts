@@ -21,7 +21,7 @@ import {
   type MethodSpec,
   REPLY_CODES,
 } from '../../../src/amqp/spec.js';
-import { EncodeError } from '../../../src/amqp/wire.js';
+import { ArgumentError } from '../../../src/amqp/wire.js';
 import { equalExact, throwsTyped } from '../../helpers/codec-assert.js';
 import {
   bitArgs,
@@ -320,7 +320,7 @@ const BAD: Record<string, readonly unknown[]> = {
   table: [5, 'x', [], null, true, { k: () => 1 }, { k: { ['y'.repeat(256)]: 1 } }],
 };
 
-valid('every argument of every method refuses the wrong types and ranges with EncodeError (ARGUMENT_INVALID)', () => {
+valid('every argument of every method refuses the wrong types and ranges with ArgumentError (ARGUMENT_INVALID)', () => {
   const rng = new Random(0xbad);
   let checked = 0;
   for (const m of METHODS) {
@@ -330,7 +330,7 @@ valid('every argument of every method refuses the wrong types and ranges with En
         args[a.name] = bad;
         throwsTyped(
           () => methodSize(m.name, args),
-          EncodeError,
+          ArgumentError,
           'ARGUMENT_INVALID',
           `${m.name} ${a.name} = ${String(bad)}`,
         );
@@ -348,7 +348,7 @@ valid('every required argument (no default) must be given', () => {
     for (const a of m.args.filter((x) => x.default === undefined)) {
       const { args } = randomArgs(rng, m);
       delete args[a.name];
-      throwsTyped(() => methodSize(m.name, args), EncodeError, 'ARGUMENT_INVALID', `${m.name} without ${a.name}`);
+      throwsTyped(() => methodSize(m.name, args), ArgumentError, 'ARGUMENT_INVALID', `${m.name} without ${a.name}`);
       required++;
     }
   }
@@ -356,17 +356,17 @@ valid('every required argument (no default) must be given', () => {
 });
 
 valid(
-  'an unknown method name, or arguments that are not an object, are EncodeErrors (regression: null threw TypeError)',
+  'an unknown method name, or arguments that are not an object, are ArgumentErrors (regression: null threw TypeError)',
   () => {
     for (const name of ['basic.nope', '', 'basic', 'BasicPublish', '__proto__', 'constructor']) {
-      throwsTyped(() => methodSize(name as MethodName, {}), EncodeError, 'ARGUMENT_INVALID', name);
-      throwsTyped(() => methodSpec(name as MethodName), EncodeError, 'ARGUMENT_INVALID', name);
+      throwsTyped(() => methodSize(name as MethodName, {}), ArgumentError, 'ARGUMENT_INVALID', name);
+      throwsTyped(() => methodSpec(name as MethodName), ArgumentError, 'ARGUMENT_INVALID', name);
     }
     for (const args of [null, undefined, 5, 'x', true]) {
-      throwsTyped(() => methodSize('basic.qos', args as never), EncodeError, 'ARGUMENT_INVALID', String(args));
+      throwsTyped(() => methodSize('basic.qos', args as never), ArgumentError, 'ARGUMENT_INVALID', String(args));
       throwsTyped(
         () => methodSize('tx.select', args as never),
-        EncodeError,
+        ArgumentError,
         'ARGUMENT_INVALID',
         `tx.select ${String(args)}`,
       );

@@ -13,7 +13,7 @@ import {
 } from '../../../src/amqp/properties.js';
 import { BASIC_PROPERTIES } from '../../../src/amqp/spec.js';
 import { Decimal, field } from '../../../src/amqp/table.js';
-import { EncodeError } from '../../../src/amqp/wire.js';
+import { ArgumentError } from '../../../src/amqp/wire.js';
 import { equalExact, throwsTyped } from '../../helpers/codec-assert.js';
 import {
   encodeHeader,
@@ -160,7 +160,7 @@ values('a Date is sent as whole seconds; seconds come back as a Date', () => {
   }
 });
 
-values('timestamps that cannot be sent are EncodeErrors', () => {
+values('timestamps that cannot be sent are ArgumentErrors', () => {
   for (const t of [
     new Date(NaN),
     new Date(-1),
@@ -174,7 +174,7 @@ values('timestamps that cannot be sent are EncodeErrors', () => {
     1n,
     null,
   ]) {
-    throwsTyped(() => propertiesSize({ timestamp: t as never }), EncodeError, 'ARGUMENT_INVALID', String(t));
+    throwsTyped(() => propertiesSize({ timestamp: t as never }), ArgumentError, 'ARGUMENT_INVALID', String(t));
   }
 });
 
@@ -242,7 +242,7 @@ values('class-id and weight are read as given (the channel checks the class)', (
 
 const valid = suite('properties: validation');
 
-valid('every property refuses the wrong type with EncodeError (ARGUMENT_INVALID)', () => {
+valid('every property refuses the wrong type with ArgumentError (ARGUMENT_INVALID)', () => {
   const bad: Record<string, unknown[]> = {
     shortstr: ['x'.repeat(256), '🐇'.repeat(64), 5, null, Buffer.from('x'), true, {}],
     octet: [-1, 256, 1.5, '2', null, NaN],
@@ -254,7 +254,7 @@ valid('every property refuses the wrong type with EncodeError (ARGUMENT_INVALID)
     for (const v of bad[p.type]!) {
       throwsTyped(
         () => propertiesSize({ [p.name]: v } as MessageProperties),
-        EncodeError,
+        ArgumentError,
         'ARGUMENT_INVALID',
         `${p.name} = ${String(v)}`,
       );
@@ -266,7 +266,7 @@ valid('every property refuses the wrong type with EncodeError (ARGUMENT_INVALID)
 
 valid('delivery mode is 1 (transient) or 2 (persistent): RabbitMQ closes the channel for anything else', () => {
   for (const v of [0, 3, 255])
-    throwsTyped(() => propertiesSize({ deliveryMode: v }), EncodeError, 'ARGUMENT_INVALID', String(v));
+    throwsTyped(() => propertiesSize({ deliveryMode: v }), ArgumentError, 'ARGUMENT_INVALID', String(v));
   for (const v of [1, 2]) assert.is(readContentHeader(encodeHeader(0, { deliveryMode: v })).properties.deliveryMode, v);
   // A peer's header is decoded as sent, whatever the mode.
   const p = encodeHeader(0, { deliveryMode: 1 });
@@ -274,9 +274,9 @@ valid('delivery mode is 1 (transient) or 2 (persistent): RabbitMQ closes the cha
   assert.is(readContentHeader(p).properties.deliveryMode, 7);
 });
 
-valid('properties that are not an object are EncodeErrors (regression: null threw TypeError)', () => {
+valid('properties that are not an object are ArgumentErrors (regression: null threw TypeError)', () => {
   for (const p of [null, 5, 'x', true])
-    throwsTyped(() => propertiesSize(p as never), EncodeError, 'ARGUMENT_INVALID', String(p));
+    throwsTyped(() => propertiesSize(p as never), ArgumentError, 'ARGUMENT_INVALID', String(p));
 });
 
 const hostile = suite('properties: hostile content headers');

@@ -19,7 +19,7 @@ import {
   tableSize,
   writeTable,
 } from '../../../src/amqp/table.js';
-import { EncodeError, Reader } from '../../../src/amqp/wire.js';
+import { ArgumentError, Reader } from '../../../src/amqp/wire.js';
 import { equalExact, throwsTyped } from '../../helpers/codec-assert.js';
 import { randomTable, randomTagged, SCALAR_TAGS, taggedBack } from '../../helpers/codec-gen.js';
 import { amqplibCodec, asAmqplibDecoded, toAmqplib, Unexpressible } from '../../helpers/oracle.js';
@@ -102,98 +102,101 @@ tags('each tag encodes to the exact bytes and decodes back', () => {
   assert.is(covered.size, 17, 'all 17 tags');
 });
 
-tags('values outside a tag are EncodeErrors (ARGUMENT_INVALID), raised by tableSize before anything is written', () => {
-  const BAD: [FieldTag, unknown][] = [
-    ['t', 1],
-    ['t', 'true'],
-    ['t', null],
-    ['b', -129],
-    ['b', 128],
-    ['b', 1.5],
-    ['b', NaN],
-    ['b', '1'],
-    ['b', 1n],
-    ['B', -1],
-    ['B', 256],
-    ['s', -32769],
-    ['s', 32768],
-    ['u', -1],
-    ['u', 65536],
-    ['I', -0x80000001],
-    ['I', 0x80000000],
-    ['I', 0.5],
-    ['i', -1],
-    ['i', 2 ** 32],
-    ['i', Infinity],
-    ['l', 2n ** 63n],
-    ['l', -(2n ** 63n) - 1n],
-    ['l', 2 ** 53],
-    ['l', 1.5],
-    ['l', '1'],
-    ['l', NaN],
-    ['f', '1'],
-    ['f', 1n],
-    ['f', null],
-    ['d', '1'],
-    ['d', 1n],
-    ['d', undefined],
-    // RabbitMQ closes the connection on NaN or an infinity, so neither is sent; nor a double that overflows float32.
-    ['f', NaN],
-    ['f', Infinity],
-    ['f', -Infinity],
-    ['f', 1e39],
-    ['f', -Number.MAX_VALUE],
-    ['d', NaN],
-    ['d', Infinity],
-    ['d', -Infinity],
-    ['D', { scale: 1, value: 1 }],
-    ['D', new Decimal(-1, 1)],
-    ['D', new Decimal(256, 1)],
-    ['D', new Decimal(1.5, 1)],
-    ['D', new Decimal(1, 2 ** 32)],
-    ['D', new Decimal(1, -1)],
-    ['D', new Decimal(1, 0.5)],
-    ['D', 1],
-    ['S', 1],
-    ['S', null],
-    ['S', ['a']],
-    ['x', 'abc'],
-    ['x', [1, 2]],
-    ['x', null],
-    ['T', -1],
-    ['T', 1.5],
-    ['T', new Date(NaN)],
-    ['T', new Date(-1000)],
-    ['T', '1'],
-    ['T', 1n],
-    ['T', 2 ** 53],
-    ['A', {}],
-    ['A', 'abc'],
-    ['A', null],
-    ['F', []],
-    ['F', null],
-    ['F', 'x'],
-    ['F', Buffer.from('x')],
-    ['F', new Date(0)],
-    ['F', new Decimal(1, 1)],
-    ['F', field('I', 1)],
-    ['V', 0],
-    ['V', false],
-    ['V', ''],
-    ['Z' as FieldTag, 1],
-    ['U' as FieldTag, 1],
-    ['' as FieldTag, 1],
-  ];
-  for (const [tag, value] of BAD) {
-    const t = { k: field(tag, value as FieldValue) };
-    throwsTyped(() => tableSize(t), EncodeError, 'ARGUMENT_INVALID', `${tag} ${String(value)}`);
-    throwsTyped(() => encodeTable(t), EncodeError, 'ARGUMENT_INVALID', `${tag} ${String(value)}`);
-  }
-});
+tags(
+  'values outside a tag are ArgumentErrors (ARGUMENT_INVALID), raised by tableSize before anything is written',
+  () => {
+    const BAD: [FieldTag, unknown][] = [
+      ['t', 1],
+      ['t', 'true'],
+      ['t', null],
+      ['b', -129],
+      ['b', 128],
+      ['b', 1.5],
+      ['b', NaN],
+      ['b', '1'],
+      ['b', 1n],
+      ['B', -1],
+      ['B', 256],
+      ['s', -32769],
+      ['s', 32768],
+      ['u', -1],
+      ['u', 65536],
+      ['I', -0x80000001],
+      ['I', 0x80000000],
+      ['I', 0.5],
+      ['i', -1],
+      ['i', 2 ** 32],
+      ['i', Infinity],
+      ['l', 2n ** 63n],
+      ['l', -(2n ** 63n) - 1n],
+      ['l', 2 ** 53],
+      ['l', 1.5],
+      ['l', '1'],
+      ['l', NaN],
+      ['f', '1'],
+      ['f', 1n],
+      ['f', null],
+      ['d', '1'],
+      ['d', 1n],
+      ['d', undefined],
+      // RabbitMQ closes the connection on NaN or an infinity, so neither is sent; nor a double that overflows float32.
+      ['f', NaN],
+      ['f', Infinity],
+      ['f', -Infinity],
+      ['f', 1e39],
+      ['f', -Number.MAX_VALUE],
+      ['d', NaN],
+      ['d', Infinity],
+      ['d', -Infinity],
+      ['D', { scale: 1, value: 1 }],
+      ['D', new Decimal(-1, 1)],
+      ['D', new Decimal(256, 1)],
+      ['D', new Decimal(1.5, 1)],
+      ['D', new Decimal(1, 2 ** 32)],
+      ['D', new Decimal(1, -1)],
+      ['D', new Decimal(1, 0.5)],
+      ['D', 1],
+      ['S', 1],
+      ['S', null],
+      ['S', ['a']],
+      ['x', 'abc'],
+      ['x', [1, 2]],
+      ['x', null],
+      ['T', -1],
+      ['T', 1.5],
+      ['T', new Date(NaN)],
+      ['T', new Date(-1000)],
+      ['T', '1'],
+      ['T', 1n],
+      ['T', 2 ** 53],
+      ['A', {}],
+      ['A', 'abc'],
+      ['A', null],
+      ['F', []],
+      ['F', null],
+      ['F', 'x'],
+      ['F', Buffer.from('x')],
+      ['F', new Date(0)],
+      ['F', new Decimal(1, 1)],
+      ['F', field('I', 1)],
+      ['V', 0],
+      ['V', false],
+      ['V', ''],
+      ['Z' as FieldTag, 1],
+      ['U' as FieldTag, 1],
+      ['' as FieldTag, 1],
+    ];
+    for (const [tag, value] of BAD) {
+      const t = { k: field(tag, value as FieldValue) };
+      throwsTyped(() => tableSize(t), ArgumentError, 'ARGUMENT_INVALID', `${tag} ${String(value)}`);
+      throwsTyped(() => encodeTable(t), ArgumentError, 'ARGUMENT_INVALID', `${tag} ${String(value)}`);
+    }
+  },
+);
 
 tags('a bad tagged value deep inside arrays and tables is found too', () => {
-  throwsTyped(() => encodeTable({ a: [{ b: [field('u', 70000)] }] }), EncodeError, 'ARGUMENT_INVALID');
-  throwsTyped(() => encodeTable({ a: field('A', [1, field('b', 200)]) }), EncodeError, 'ARGUMENT_INVALID');
+  throwsTyped(() => encodeTable({ a: [{ b: [field('u', 70000)] }] }), ArgumentError, 'ARGUMENT_INVALID');
+  throwsTyped(() => encodeTable({ a: field('A', [1, field('b', 200)]) }), ArgumentError, 'ARGUMENT_INVALID');
 });
 
 // ---- inference -----------------------------------------------------------------------------------------------------
@@ -266,7 +269,7 @@ infer(
 );
 
 infer(
-  'an invalid Date, Decimal or double is an EncodeError, not a RangeError or silent corruption (regression)',
+  'an invalid Date, Decimal or double is an ArgumentError, not a RangeError or silent corruption (regression)',
   () => {
     for (const v of [
       new Date(NaN),
@@ -281,8 +284,8 @@ infer(
       Infinity,
       -Infinity,
     ]) {
-      throwsTyped(() => encodeTable({ v }), EncodeError, 'ARGUMENT_INVALID', String(v));
-      throwsTyped(() => encodeTable({ a: [v] }), EncodeError, 'ARGUMENT_INVALID', `[${String(v)}]`);
+      throwsTyped(() => encodeTable({ v }), ArgumentError, 'ARGUMENT_INVALID', String(v));
+      throwsTyped(() => encodeTable({ a: [v] }), ArgumentError, 'ARGUMENT_INVALID', `[${String(v)}]`);
     }
   },
 );
@@ -295,10 +298,10 @@ infer('undefined is left out of a table and is void in an array', () => {
 
 infer('functions and symbols cannot be encoded; symbol keys and inherited keys are ignored', () => {
   for (const v of [() => 1, function named() {}, Symbol('s'), class {}]) {
-    throwsTyped(() => encodeTable({ k: v as unknown as FieldValue }), EncodeError, 'ARGUMENT_INVALID', typeof v);
+    throwsTyped(() => encodeTable({ k: v as unknown as FieldValue }), ArgumentError, 'ARGUMENT_INVALID', typeof v);
     throwsTyped(
       () => encodeTable({ k: [v as unknown as FieldValue] }),
-      EncodeError,
+      ArgumentError,
       'ARGUMENT_INVALID',
       `[${typeof v}]`,
     );
@@ -314,8 +317,8 @@ infer('functions and symbols cannot be encoded; symbol keys and inherited keys a
 
 infer('the top level must be an object', () => {
   for (const v of [null, [], 'x', 5, true, () => 1]) {
-    throwsTyped(() => tableSize(v as unknown as FieldTable), EncodeError, 'ARGUMENT_INVALID', String(v));
-    throwsTyped(() => encodeTable(v as unknown as FieldTable), EncodeError, 'ARGUMENT_INVALID', String(v));
+    throwsTyped(() => tableSize(v as unknown as FieldTable), ArgumentError, 'ARGUMENT_INVALID', String(v));
+    throwsTyped(() => encodeTable(v as unknown as FieldTable), ArgumentError, 'ARGUMENT_INVALID', String(v));
   }
 });
 
@@ -344,7 +347,7 @@ keys('UTF-8 keys up to 255 bytes round trip; 256 bytes are refused', () => {
   equalExact(back, t, 'keys');
   assert.equal(Object.keys(back), Object.keys(t), 'order kept');
   for (const k of ['k'.repeat(256), '€'.repeat(86), '🐇'.repeat(64)]) {
-    throwsTyped(() => encodeTable({ [k]: 1 }), EncodeError, 'ARGUMENT_INVALID', `${Buffer.byteLength(k)}-byte key`);
+    throwsTyped(() => encodeTable({ [k]: 1 }), ArgumentError, 'ARGUMENT_INVALID', `${Buffer.byteLength(k)}-byte key`);
   }
 });
 
@@ -413,7 +416,7 @@ nesting(`exactly ${MAX_TABLE_DEPTH} levels below the top encode and decode; one 
     equalExact(decodeTable(ok), chain(MAX_TABLE_DEPTH, kind), `${kind}: decodes`);
     throwsTyped(
       () => encodeTable(chain(MAX_TABLE_DEPTH + 1, kind)),
-      EncodeError,
+      ArgumentError,
       'ARGUMENT_INVALID',
       `${kind}: encode`,
     );
@@ -425,13 +428,13 @@ nesting(`exactly ${MAX_TABLE_DEPTH} levels below the top encode and decode; one 
 nesting('cycles are refused by the depth limit, not a stack overflow', () => {
   const t: FieldTable = {};
   t['self'] = t;
-  throwsTyped(() => encodeTable(t), EncodeError, 'ARGUMENT_INVALID', 'table cycle');
+  throwsTyped(() => encodeTable(t), ArgumentError, 'ARGUMENT_INVALID', 'table cycle');
   const a: FieldValue[] = [];
   a.push(a);
-  throwsTyped(() => encodeTable({ a }), EncodeError, 'ARGUMENT_INVALID', 'array cycle');
+  throwsTyped(() => encodeTable({ a }), ArgumentError, 'ARGUMENT_INVALID', 'array cycle');
   const x: FieldTable = { list: [] };
   (x['list'] as FieldValue[]).push({ back: x });
-  throwsTyped(() => encodeTable(x), EncodeError, 'ARGUMENT_INVALID', 'mixed cycle');
+  throwsTyped(() => encodeTable(x), ArgumentError, 'ARGUMENT_INVALID', 'mixed cycle');
 });
 
 /** Tables nested `n` deep as raw bytes: { a: { a: ... {} } }, 7 bytes per level. */

@@ -3,9 +3,9 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { AmqpError, FrameError } from '../../../src/amqp/errors.js';
 import {
+  ArgumentError,
   checkInt,
   describe,
-  EncodeError,
   longstrSize,
   Reader,
   shortstrSize,
@@ -43,14 +43,14 @@ const CONFUSION: readonly unknown[] = [
 
 // ---- errors --------------------------------------------------------------------------------------------------------
 
-const errors = suite('wire: EncodeError');
+const errors = suite('wire: ArgumentError');
 
-errors('EncodeError is an AmqpError with the stable code ARGUMENT_INVALID', () => {
-  const e = new EncodeError('x');
+errors('ArgumentError is an AmqpError with the stable code ARGUMENT_INVALID', () => {
+  const e = new ArgumentError('x');
   assert.instance(e, AmqpError);
   assert.instance(e, Error);
   assert.is(e.code, 'ARGUMENT_INVALID');
-  assert.is(e.name, 'EncodeError');
+  assert.is(e.name, 'ArgumentError');
   assert.not.instance(e, FrameError);
 });
 
@@ -85,18 +85,19 @@ ints('accepts the bounds and everything between', () => {
   }
 });
 
-ints('refuses one past each bound, non-integers and non-numbers with EncodeError', () => {
+ints('refuses one past each bound, non-integers and non-numbers with ArgumentError', () => {
   for (const [min, max] of [
     [0, 0xff],
     [0, 0xffff],
     [0, 0xffffffff],
     [-128, 127],
   ] as const) {
-    throwsTyped(() => checkInt(min - 1, min, max, 'v'), EncodeError, 'ARGUMENT_INVALID', `${min - 1}`);
-    throwsTyped(() => checkInt(max + 1, min, max, 'v'), EncodeError, 'ARGUMENT_INVALID', `${max + 1}`);
+    throwsTyped(() => checkInt(min - 1, min, max, 'v'), ArgumentError, 'ARGUMENT_INVALID', `${min - 1}`);
+    throwsTyped(() => checkInt(max + 1, min, max, 'v'), ArgumentError, 'ARGUMENT_INVALID', `${max + 1}`);
   }
-  throwsTyped(() => checkInt(MAX_SAFE + 1, 0, MAX_SAFE, 'v'), EncodeError, 'ARGUMENT_INVALID', '2^53');
-  for (const v of CONFUSION) throwsTyped(() => checkInt(v, -10, 10, 'v'), EncodeError, 'ARGUMENT_INVALID', describe(v));
+  throwsTyped(() => checkInt(MAX_SAFE + 1, 0, MAX_SAFE, 'v'), ArgumentError, 'ARGUMENT_INVALID', '2^53');
+  for (const v of CONFUSION)
+    throwsTyped(() => checkInt(v, -10, 10, 'v'), ArgumentError, 'ARGUMENT_INVALID', describe(v));
 });
 
 // ---- strings -------------------------------------------------------------------------------------------------------
@@ -124,11 +125,11 @@ strs('shortstrSize refuses 256 bytes in any encoding, and non-strings', () => {
     'a'.repeat(84) + '€'.repeat(58),
     '🐇'.repeat(64),
   ]) {
-    throwsTyped(() => shortstrSize(s, 's'), EncodeError, 'ARGUMENT_INVALID', `${Buffer.byteLength(s)} bytes`);
+    throwsTyped(() => shortstrSize(s, 's'), ArgumentError, 'ARGUMENT_INVALID', `${Buffer.byteLength(s)} bytes`);
   }
   for (const v of CONFUSION.filter((x) => typeof x !== 'string'))
-    throwsTyped(() => shortstrSize(v, 's'), EncodeError, 'ARGUMENT_INVALID', describe(v));
-  throwsTyped(() => shortstrSize(Buffer.from('abc'), 's'), EncodeError, 'ARGUMENT_INVALID', 'bytes');
+    throwsTyped(() => shortstrSize(v, 's'), ArgumentError, 'ARGUMENT_INVALID', describe(v));
+  throwsTyped(() => shortstrSize(Buffer.from('abc'), 's'), ArgumentError, 'ARGUMENT_INVALID', 'bytes');
 });
 
 strs('longstrSize takes strings and bytes only', () => {
@@ -137,9 +138,9 @@ strs('longstrSize takes strings and bytes only', () => {
   assert.is(longstrSize(new Uint8Array(10), 'l'), 14);
   assert.is(longstrSize(Buffer.alloc(70000), 'l'), 70004);
   for (const v of CONFUSION.filter((x) => typeof x !== 'string'))
-    throwsTyped(() => longstrSize(v, 'l'), EncodeError, 'ARGUMENT_INVALID', describe(v));
-  throwsTyped(() => longstrSize(new ArrayBuffer(4), 'l'), EncodeError, 'ARGUMENT_INVALID', 'ArrayBuffer');
-  throwsTyped(() => longstrSize(new DataView(new ArrayBuffer(4)), 'l'), EncodeError, 'ARGUMENT_INVALID', 'DataView');
+    throwsTyped(() => longstrSize(v, 'l'), ArgumentError, 'ARGUMENT_INVALID', describe(v));
+  throwsTyped(() => longstrSize(new ArrayBuffer(4), 'l'), ArgumentError, 'ARGUMENT_INVALID', 'ArrayBuffer');
+  throwsTyped(() => longstrSize(new DataView(new ArrayBuffer(4)), 'l'), ArgumentError, 'ARGUMENT_INVALID', 'DataView');
 });
 
 strs('writeShortstr writes the length octet and the bytes, returns the offset after them', () => {

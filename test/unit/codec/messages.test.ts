@@ -1,7 +1,7 @@
 /** The first message tables: D3.1.3's examples, round trips, strict emit, and bad input answered with code and path. */
 
 import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { duplicateScans } from '../../../src/codec/duplicate-keys.js';
@@ -14,6 +14,7 @@ import {
   encodeInto,
   type Message,
 } from '../../../src/codec/index.js';
+import { repoRoot } from '../../helpers/oracle.js';
 
 interface Example {
   line: number;
@@ -22,7 +23,7 @@ interface Example {
   json: string;
 }
 const examples = JSON.parse(
-  readFileSync(fileURLToPath(new URL('../../../../test/vectors/codec/d3.1.3-examples.json', import.meta.url)), 'utf8'),
+  readFileSync(path.join(repoRoot(), 'test/vectors/codec/d3.1.3-examples.json'), 'utf8'),
 ) as Example[];
 /** The D3.1.3 example of one message type, as JSON text. */
 function example(msg: string): string {

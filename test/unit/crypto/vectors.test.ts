@@ -6,7 +6,7 @@
 
 import * as crypto from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import path from 'node:path';
 import { chacha20poly1305 } from '@noble/ciphers/chacha.js';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -18,15 +18,13 @@ import {
   nodeBackend,
 } from '../../../src/crypto/index.js';
 import { hchacha20 } from '../../../src/crypto/node-backend.js';
+import { repoRoot } from '../../helpers/oracle.js';
 import { Random } from '../../helpers/random.js';
 
 type Vector = Record<string, string | number | boolean>;
 const vectors = (name: string): Vector[] =>
-  (
-    JSON.parse(
-      readFileSync(fileURLToPath(new URL(`../../../../test/vectors/crypto/${name}.json`, import.meta.url)), 'utf8'),
-    ) as { vectors: Vector[] }
-  ).vectors;
+  (JSON.parse(readFileSync(path.join(repoRoot(), `test/vectors/crypto/${name}.json`), 'utf8')) as { vectors: Vector[] })
+    .vectors;
 const hex = (s: unknown): Buffer => Buffer.from(s as string, 'hex');
 const toHex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
 const BACKENDS: CryptoBackend[] = [nodeBackend, nobleBackend];
