@@ -1,17 +1,23 @@
 /**
  * The example programs run as they read: the first version's pair (examples/heh.ts answers get_load_report on the
  * `<name>-up/-down` queues; examples/vpp.ts asks and prints) and the 2016 pair (examples/vpp-2016.ts sends
- * get_report on a period; examples/heh-2016.ts answers with a report), each as its own process.
+ * get_report on a period; examples/heh-2016.ts answers with a report), each as its own process; and the README's
+ * examples/aggregator.ts against the real hub (dist's source, src/bin/hub.ts) configured by examples/hub.json.
  */
 
 import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { connect } from '../../src/amqp/index.js';
 import { AMQP_URL, timed } from '../helpers/amqp.js';
+import { repoRoot } from '../helpers/oracle.js';
 
 const example = (name: string): string => fileURLToPath(new URL(`../../examples/${name}.js`, import.meta.url));
+const hubJs = fileURLToPath(new URL('../../src/bin/hub.js', import.meta.url));
 const run = `${process.pid}-${Date.now().toString(36)}`;
 
 /** Starts a program and resolves with it once it printed `ready`; its output is collected. */
@@ -100,6 +106,45 @@ s(
       );
     }
   }, 30_000),
+);
+
+s(
+  'README: examples/aggregator.js gets a report and an activation decision from the hub of examples/hub.json',
+  timed(async () => {
+    const hub = `heh-exr-${run}`;
+    const vppName = `vpp-exr-${run}`;
+    const dir = mkdtempSync(path.join(tmpdir(), 'ebadge-example-'));
+    const config = JSON.parse(readFileSync(path.join(repoRoot(), 'examples', 'hub.json'), 'utf8')) as {
+      name: string;
+      peers: { name: string }[];
+      stateDir: string;
+    };
+    config.name = hub;
+    config.peers = config.peers.map((p) => ({ ...p, name: vppName }));
+    config.stateDir = path.join(dir, 'state');
+    writeFileSync(path.join(dir, 'hub.json'), JSON.stringify(config));
+    const heh = await start(hubJs, ['--config', path.join(dir, 'hub.json')], /"hub running"/);
+    try {
+      const vpp = await start(example('aggregator'), [hub, vppName, AMQP_URL], /_activation/);
+      assert.is(await exited(vpp.child), 0, vpp.out.join('\n'));
+      const last = vpp.out.find((l) => l.includes('_activation')) as string;
+      const report = JSON.parse(last.slice(0, last.lastIndexOf(' '))) as {
+        msg: string;
+        values: Record<string, unknown[]>;
+      };
+      assert.is(report.msg, 'report');
+      assert.equal(Object.keys(report.values), ['meter.p']);
+      assert.match(last, / (accept|reject|modify)_activation$/);
+    } finally {
+      heh.child.kill('SIGTERM');
+      await exited(heh.child);
+      rmSync(dir, { recursive: true, force: true });
+      await removeAll(
+        [`private-${hub}-in`, `private-${hub}-dead`, `private-${vppName}-in`, `private-${vppName}-dead`],
+        [`private-${hub}-dlx`, `private-${vppName}-dlx`, `${hub}-to-${vppName}`, `${vppName}-to-${hub}`],
+      );
+    }
+  }, 60_000),
 );
 
 s.run();
