@@ -5,8 +5,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { writeFileDurably } from '../store/durable.js';
 import type { CryptoBackend } from './backend.js';
-import { writeFileDurably } from './durable.js';
 import { CryptoError } from './errors.js';
 import { checkPrivateFileMode, keyId, PRIVATE_FORMAT } from './keyring.js';
 

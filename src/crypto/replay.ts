@@ -5,7 +5,7 @@
  */
 import { promises as fsp } from 'node:fs';
 import { EbadgeError } from '../core/errors.js';
-import { writeFileDurably } from './durable.js';
+import { writeFileDurably } from '../store/durable.js';
 
 export type ReplayErrorCode = 'CORRUPT_STATE' | 'TOO_MANY_SENDERS' | 'IO';
 

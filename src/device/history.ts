@@ -45,7 +45,8 @@
 import { constants as fsc, promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { TextDecoder } from 'node:util';
-import { syncDirectory } from '../crypto/durable.js';
+import { crc32 } from '../store/crc32.js';
+import { syncDirectory } from '../store/durable.js';
 
 export type HistoryErrorCode = 'RESOLUTION' | 'CORRUPT' | 'IO';
 
@@ -75,24 +76,6 @@ export interface HistoryQuery {
   from: number;
   to: number;
   missing: string[];
-}
-
-// ---- CRC32 (IEEE 802.3, as zip and PNG): zlib.crc32 only arrived in Node 20.15 / 22.2 ---------------------------
-
-const CRC_TABLE = (() => {
-  const t = new Uint32Array(256);
-  for (let i = 0; i < 256; i++) {
-    let c = i;
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-    t[i] = c >>> 0;
-  }
-  return t;
-})();
-
-export function crc32(bytes: Uint8Array, start = 0, end = bytes.length): number {
-  let c = 0xffffffff;
-  for (let i = start; i < end; i++) c = CRC_TABLE[(c ^ bytes[i]!) & 0xff]! ^ (c >>> 8);
-  return (c ^ 0xffffffff) >>> 0;
 }
 
 // ---- format --------------------------------------------------------------------------------------------------

@@ -48,8 +48,8 @@
  */
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { syncDirectory } from '../crypto/durable.js';
-import { crc32 } from './history.js';
+import { crc32 } from '../store/crc32.js';
+import { syncDirectory } from '../store/durable.js';
 
 export type OutboxErrorCode = 'FULL' | 'CORRUPT' | 'IO';
 

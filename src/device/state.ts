@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { writeFileDurably } from '../crypto/durable.js';
+import { writeFileDurably } from '../store/durable.js';
 
 export interface Subscription {
   requester: string;

@@ -8,7 +8,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { crc32, History, HistoryError, type HistoryOptions } from '../../../src/device/history.js';
+import { History, HistoryError, type HistoryOptions } from '../../../src/device/history.js';
+import { crc32 } from '../../../src/store/crc32.js';
 
 const MIN = 60_000;
 const HOUR = 3_600_000;

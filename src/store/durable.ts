@@ -1,7 +1,8 @@
 /**
- * tmp + fsync + rename + directory fsync: after a crash or a power cut the file holds either the old or the new
- * content, never a mix. Used for the replay state, the sequence reservations and the private key file, which
- * are small and rarely written (an SD card wears with every write).
+ * Whole-file replacement that survives a power cut: tmp + fsync + rename + directory fsync, so the file holds either
+ * the old or the new content, never a mix. Used for the replay state, the sequence reservations, the private key file
+ * and the hub's state, which are small and rarely written (an SD card wears with every write); the append-only
+ * segment files (segment-log.ts) use syncDirectory alone.
  */
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
