@@ -2,10 +2,10 @@
  * The measurement history `get_report` and `get_load_report` are answered from: a ring of at least 24 h of samples at
  * the configured resolution, in memory for queries and on the SD card in compact segments so a reboot loses nothing.
  *
- * Disk format (all integers little-endian). One segment file per hour of slots, named
- * `<startSlot, 10 digits>.<resolutionS>s.<tag>.seg`, e.g. `0028401120.60s.9a3c41d2.seg`, where slot = floor(t / resolution)
- * and tag = CRC32 of the configuration (resolution and signal list). A segment covers N = max(1, floor(3600 / res))
- * slots starting at a multiple of N. Segment layout:
+ * Disk format (all integers little-endian), segment files as in src/store/segment-log.ts. One file per hour of slots,
+ * named `<startSlot, 10 digits>.<resolutionS>s.<tag>.seg`, e.g. `0028401120.60s.9a3c41d2.seg`, where slot =
+ * floor(t / resolution) and tag = CRC32 of the configuration (resolution and signal list). A segment covers
+ * N = max(1, floor(3600 / res)) slots starting at a multiple of N. Segment layout:
  *
  *   header   "EBHH" | u16 version (1) | u16 header length H | u32 resolutionS | u32 startSlot | u32 N |
  *            u16 signal count | per signal: u8 byte length, UTF-8 name | u32 CRC32 of the header's first H - 4 bytes
@@ -18,10 +18,9 @@
  * 4 signals. A u32 slot is enough: resolutions are whole seconds, so the slot stays below 2^32 until 2106.
  *
  * Reading back: every segment is read on open. A record with a bad CRC or a slot outside its segment is skipped
- * alone; fixed-size records keep the ones after it aligned. A torn tail (a short record, or bad records after the
- * last good one) is cut off so that later appends stay aligned. A segment whose header is bad cannot be parsed and
- * is renamed `.bad` (kept for inspection, deleted by retention like the others); a newer format version is ignored
- * and left alone. Problems are reported to `onWarning` as a HistoryError 'CORRUPT', never thrown: open succeeds.
+ * alone; a torn tail is cut off the current set's segments. A bad header, or one that does not match the file name,
+ * gets the file renamed `.bad` (deleted by retention like the others); a newer format version of another set is
+ * left alone. Problems are reported to `onWarning` as a HistoryError 'CORRUPT', never thrown: open succeeds.
  *
  * A change of the signal list starts a new segment set (another tag); older sets with the same resolution stay
  * readable, their signals mapped by name (a signal no longer configured is dropped, a new one is null there), so a
@@ -31,22 +30,17 @@
  *
  * Wear: record() only touches memory and marks the slot pending. A flush, at most once per `fsyncIntervalMs`
  * (default 60 s) unless called explicitly, appends each pending slot once (a slot recorded five times between two
- * flushes costs one record) and issues one fdatasync per segment touched, which in steady state is one; creating a
- * segment adds one directory fsync, once per hour. For 4 signals at 60 s: a record is 40 B, a header 26 B plus a
- * length byte and the bytes of each name (90 B for four 15-character names), so 60 x 40 + 90 = ~2.5 kB appended per
- * hour, ~60 kB per day in 24-25 files (~100 kB allocated in 4 KiB blocks; the tests measure it), and per hour
- * 60 fdatasyncs + 1 directory fsync (+1 fdatasync in the rare hour where one flush straddles two segments).
- * Physically each fdatasync rewrites at least the file's 4 KiB tail page plus an ext4 journal commit of a few
- * blocks, i.e. roughly 1 MiB per hour reaches the card; both scale down linearly with a longer fsyncIntervalMs,
- * which is also the most a power cut can lose.
+ * flushes costs one record) with one fdatasync per segment touched, usually one; a new segment adds a directory
+ * fsync, once an hour. For 4 signals at 60 s: ~2.5 kB and 60 fdatasyncs an hour (~1 MiB rewritten on the card),
+ * ~60 kB a day in 24-25 files (the tests measure it). A longer fsyncIntervalMs scales the syncs down; it is also the
+ * most a power cut can lose.
  *
  * Memory: the ring holds (retention + 5 min) / resolution slots x (signals + 1) x 8 B (24 h, 60 s, 4 signals: 58 kB).
  */
-import { constants as fsc, promises as fsp } from 'node:fs';
-import * as path from 'node:path';
+import { promises as fsp } from 'node:fs';
 import { TextDecoder } from 'node:util';
 import { crc32 } from '../store/crc32.js';
-import { syncDirectory } from '../store/durable.js';
+import { type RecordFraming, type SegmentFile, SegmentLog, scanRecords, sealRecord } from '../store/segment-log.js';
 
 export type HistoryErrorCode = 'RESOLUTION' | 'CORRUPT' | 'IO';
 
@@ -163,23 +157,24 @@ function encodeHeader(config: Buffer, startSlot: number, span: number): Buffer {
   return buf;
 }
 
-const errno = (err: unknown): string | undefined => (err as NodeJS.ErrnoException).code;
+/** The records of a segment of `signals` values from `start`: the offset of each good one. */
+function records(signals: number, start: number, span: number): RecordFraming<number> {
+  const size = 8 + 8 * signals;
+  return {
+    prefix: size,
+    end: (_buf, off) => off + size,
+    decode(buf, off) {
+      const slot = buf.readUInt32LE(off);
+      return slot >= start && slot < start + span ? off : undefined;
+    },
+  };
+}
+
 const ioError = (what: string, err: unknown): HistoryError =>
   err instanceof HistoryError ? err : new HistoryError('IO', `${what}: ${(err as Error).message}`, { cause: err });
 
-/** A segment of the current set: the only files ever written. */
-interface Segment {
-  name: string;
-  /** Bytes known good on disk; the next record goes there. */
-  length: number;
-  /** A write failed part way: cut back to `length` before the next one. */
-  dirty: boolean;
-  /** Its directory entry is durable. */
-  linked: boolean;
-}
-
 export class History {
-  readonly #dir: string;
+  readonly #log: SegmentLog;
   readonly #res: number;
   readonly #resMs: number;
   readonly #signals: readonly string[];
@@ -198,7 +193,8 @@ export class History {
   /** Ring values, cap x signals, NaN = null. */
   readonly #vals: Float64Array;
   readonly #pending = new Set<number>();
-  readonly #segments = new Map<number, Segment>();
+  /** Segments of the current set, by start slot: the only files ever written. */
+  readonly #segments = new Map<number, SegmentFile>();
   /** Files of other sets and `.bad` files: read-only, kept until they age out (name -> end time in ms). */
   readonly #others = new Map<string, number>();
   #lastFlushAt: number;
@@ -216,8 +212,6 @@ export class History {
   skipped = 0;
   /** Flushes that wrote to disk; in steady state at most one per fsyncIntervalMs. */
   writes = 0;
-  /** fdatasync and directory fsync calls. */
-  syncs = 0;
   /** The last failure of a background flush (an explicit flush() rejects instead). */
   lastError: HistoryError | undefined;
 
@@ -235,7 +229,7 @@ export class History {
     }
     const interval = o.fsyncIntervalMs ?? 60_000;
     if (!Number.isFinite(interval) || interval <= 0) throw new RangeError('fsyncIntervalMs must be positive');
-    this.#dir = dir;
+    this.#log = new SegmentLog(dir);
     this.#res = res;
     this.#resMs = res * 1000;
     this.#signals = [...signals];
@@ -269,6 +263,10 @@ export class History {
   }
   get resolutionS(): number {
     return this.#res;
+  }
+  /** fdatasync and directory fsync calls. */
+  get syncs(): number {
+    return this.#log.syncs;
   }
 
   /**
@@ -489,12 +487,12 @@ export class History {
   async #append(start: number, slots: readonly number[]): Promise<void> {
     let seg = this.#segments.get(start);
     if (seg === undefined) {
-      seg = { name: segmentName(start, this.#res, this.#tag), length: 0, dirty: false, linked: false };
+      seg = this.#log.file(segmentName(start, this.#res, this.#tag), 0, false);
       this.#segments.set(start, seg);
     }
     const n = this.#signals.length;
     const size = 8 + 8 * n;
-    const header = seg.length === 0 ? encodeHeader(this.#config, start, this.#span) : Buffer.alloc(0);
+    const header = seg.size === 0 ? encodeHeader(this.#config, start, this.#span) : Buffer.alloc(0);
     const buf = Buffer.alloc(header.length + slots.length * size);
     header.copy(buf);
     let off = header.length;
@@ -503,31 +501,17 @@ export class History {
       if (row < 0) continue; // aged out of the ring since it was recorded
       buf.writeUInt32LE(s, off);
       for (let j = 0; j < n; j++) buf.writeDoubleLE(this.#vals[row * n + j]!, off + 4 + 8 * j);
-      buf.writeUInt32LE(crc32(buf, off, off + size - 4), off + size - 4);
+      sealRecord(buf, off, off + size);
       off += size;
     }
     if (off === header.length) return;
-    const fh = await fsp.open(path.join(this.#dir, seg.name), fsc.O_RDWR | fsc.O_CREAT, 0o600);
     try {
-      if (seg.dirty) await fh.truncate(seg.length);
-      seg.dirty = true;
-      for (let done = 0; done < off; ) done += (await fh.write(buf, done, off - done, seg.length + done)).bytesWritten;
-      await fh.datasync();
-      this.syncs++;
-      seg.dirty = false;
-      seg.length += off;
+      await seg.append(buf.subarray(0, off), true);
     } finally {
-      await fh.close().catch(() => undefined);
+      // Flushes are a minute or more apart: no descriptor is held between them.
+      await seg.close().catch(() => undefined);
     }
-    if (!seg.linked) {
-      await this.#syncDir();
-      seg.linked = true;
-    }
-  }
-
-  async #syncDir(): Promise<void> {
-    // Without it a new segment's name may not survive a power cut, its synced data with it.
-    if (await syncDirectory(this.#dir)) this.syncs++;
+    await this.#log.syncDirectory();
   }
 
   #cutoffMs(now: number): number {
@@ -560,28 +544,26 @@ export class History {
   }
 
   async #unlink(name: string): Promise<void> {
-    // Not synced: an unlink lost to a power cut is redone by the next open.
     try {
-      await fsp.unlink(path.join(this.#dir, name));
+      await this.#log.remove(name);
     } catch (err) {
-      if (errno(err) !== 'ENOENT') this.#warn(ioError(`cannot delete expired segment ${name}`, err));
+      this.#warn(ioError(`cannot delete expired segment ${name}`, err));
     }
   }
 
   async #load(): Promise<void> {
     let names: string[];
     try {
-      await fsp.mkdir(this.#dir, { recursive: true, mode: 0o700 });
-      names = await fsp.readdir(this.#dir);
+      await fsp.mkdir(this.#log.dir, { recursive: true, mode: 0o700 });
+      names = await this.#log.list(NAME_RE);
     } catch (err) {
-      throw ioError(`cannot read the history directory ${this.#dir}`, err);
+      throw ioError(`cannot read the history directory ${this.#log.dir}`, err);
     }
     const cutoff = this.#cutoffMs(this.#now());
     const ours: { name: string; start: number }[] = [];
     const theirs: { name: string; start: number; end: number }[] = [];
-    for (const name of names.sort()) {
-      const m = NAME_RE.exec(name);
-      if (m === null) continue;
+    for (const name of names) {
+      const m = NAME_RE.exec(name)!;
       const start = Number(m[1]);
       const res = Number(m[2]);
       if (res < 1) continue;
@@ -599,10 +581,9 @@ export class History {
   }
 
   async #readSegment(name: string, start: number, ours: boolean): Promise<void> {
-    const file = path.join(this.#dir, name);
     let buf: Buffer;
     try {
-      buf = await fsp.readFile(file);
+      buf = await this.#log.read(name);
     } catch (err) {
       throw ioError(`cannot read history segment ${name}`, err);
     }
@@ -624,10 +605,10 @@ export class History {
     if (why !== undefined || typeof h !== 'object' || !('signals' in h)) {
       corrupt(`${why ?? 'unreadable header'}; its records are lost, the file is renamed .bad`);
       try {
-        await fsp.rename(file, `${file}.bad`);
+        const moved = await this.#log.moveAside(name);
         const res = Number(NAME_RE.exec(name)?.[2]);
         this.#others.delete(name);
-        this.#others.set(`${name}.bad`, (start + slotsPerSegment(res)) * res * 1000);
+        this.#others.set(moved, (start + slotsPerSegment(res)) * res * 1000);
       } catch (err) {
         // A current-set name that cannot be moved aside cannot be written either.
         if (ours) throw ioError(`cannot move the corrupt segment ${name} aside`, err);
@@ -641,43 +622,30 @@ export class History {
     const n = this.#signals.length;
     const map = h.signals.map((s) => this.#index.get(s) ?? -1);
     const m = h.signals.length;
-    const size = 8 + 8 * m;
-    const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+    const scan = scanRecords(buf, h.length, records(m, start, h.span));
     const [lo, hi] = this.#window(this.#now());
-    let good = h.length;
-    let bad = 0;
-    let off = h.length;
-    for (; off + size <= buf.length; off += size) {
-      const slot = dv.getUint32(off, true);
-      if (
-        crc32(buf, off, off + size - 4) !== dv.getUint32(off + size - 4, true) ||
-        slot < start ||
-        slot >= start + h.span
-      ) {
-        bad++;
-        continue;
-      }
-      good = off + size;
+    for (const off of scan.entries) {
+      const slot = buf.readUInt32LE(off);
       if (slot < lo || slot > hi) continue;
       const row = this.#row(slot, true);
       // A record of another set only fills the signals both share; one of the current set is the whole slot.
       for (let j = 0; j < m; j++) {
-        if (map[j]! >= 0) this.#vals[row * n + map[j]!] = dv.getFloat64(off + 4 + 8 * j, true);
+        if (map[j]! >= 0) this.#vals[row * n + map[j]!] = buf.readDoubleLE(off + 4 + 8 * j);
       }
     }
-    const torn = buf.length - off;
-    this.skipped += bad + (torn > 0 ? 1 : 0);
-    if (bad > 0 || torn > 0)
-      corrupt(`${bad} corrupt record(s)${torn > 0 ? `, a torn record of ${torn} B` : ''} skipped`);
+    const torn = buf.length - scan.restAt;
+    this.skipped += scan.lost;
+    if (scan.lost > 0)
+      corrupt(`${scan.bad} corrupt record(s)${torn > 0 ? `, a torn record of ${torn} B` : ''} skipped`);
     if (!ours) return;
-    if (good < buf.length) {
+    if (scan.goodEnd < buf.length) {
       // Appends must start on a record boundary; what is cut is already known to be bad.
       try {
-        await fsp.truncate(file, good);
+        await this.#log.cutTail(name, scan.goodEnd, false);
       } catch (err) {
         throw ioError(`cannot cut the torn tail of ${name}`, err);
       }
     }
-    this.#segments.set(start, { name, length: good, dirty: false, linked: true });
+    this.#segments.set(start, this.#log.file(name, scan.goodEnd, true));
   }
 }

@@ -1,0 +1,268 @@
+/**
+ * Append-only segment files, the form of everything the hub keeps on its SD card that grows (the measurement history,
+ * the outbox): the mechanics whose mistakes lose data after a crash or a power cut live here once, while each owner
+ * keeps its header, its record layout, its index, when it syncs and which segments it deletes.
+ *
+ *   segment  header (the owner's: starts with a magic, a u16 version, a u16 header length) | record | record ...
+ *   record   the owner's bytes: a fixed size, or a length field first | u32 CRC32 of the record's bytes before it
+ *
+ * Reading (scanRecords, no I/O): records are framed one after the other from the end of the header. A record whose
+ * CRC or content is bad is skipped alone: its frame still gives the next boundary. Where no boundary can be found,
+ * a record running past the end (a torn write) or a frame the owner cannot trust (a bad length field), the rest of
+ * the segment is dropped and its offset reported, so that a later resynchronisation can start from there.
+ * Everything after the last good record is the torn tail: a segment that is appended to again gets it cut off
+ * (cutTail), so the next record starts on a boundary. A segment whose header cannot be trusted is renamed
+ * `<name>.bad` (moveAside): out of the way of new segments, kept for inspection.
+ *
+ * Writing (SegmentFile): a record goes at the end of what is known good, and a write that failed part way is cut
+ * back before the next one. fdatasync suffices, the files only grow; a created file also needs its directory
+ * fsynced once, or its name may not survive a power cut with the data synced under it. Each sync rewrites at least
+ * a 4 KiB page of the card plus a journal commit, so every one is counted (`syncs`) and the owners batch them.
+ *
+ * Problems are returned or thrown to the owner, which words its own warnings (they are in the hub's logs).
+ */
+import { constants as fsc, promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import { crc32 } from './crc32.js';
+import { syncDirectory } from './durable.js';
+
+/** How an owner's records are framed and read. */
+export interface RecordFraming<T> {
+  /** Bytes needed to tell where a record ends: its fixed size, or its length field. */
+  readonly prefix: number;
+  /** The end of the record at `off` (past the buffer when it is torn), or why no boundary after it can be trusted. */
+  end(buf: Buffer, off: number): number | string;
+  /** The record [start, end), CRC included, once its CRC matched; undefined skips it as bad. */
+  decode(buf: Buffer, start: number, end: number): T | undefined;
+}
+
+export interface RecordScan<T> {
+  /** What decode made of the good records, in file order. */
+  entries: T[];
+  /** The end of the last good record (the start of the records when there is none): the torn tail begins here. */
+  goodEnd: number;
+  /** Records skipped alone for a bad CRC or content. */
+  bad: number;
+  /** Why the rest of the segment was dropped: 'a short record' (torn) or the framing's reason; '' when nothing was. */
+  rest: string;
+  /** Where the dropped rest begins; the buffer's length when nothing was dropped. */
+  restAt: number;
+  /** Records lost: the bad ones, plus one for a dropped rest. */
+  lost: number;
+}
+
+/** Writes the CRC of buf[start, end - 4) into the record's last 4 bytes. */
+export function sealRecord(buf: Buffer, start = 0, end = buf.length): void {
+  buf.writeUInt32LE(crc32(buf, start, end - 4), end - 4);
+}
+
+/** The records of a segment from offset `from` (the end of its header); see the top comment. */
+export function scanRecords<T>(buf: Buffer, from: number, framing: RecordFraming<T>): RecordScan<T> {
+  const entries: T[] = [];
+  let off = from;
+  let goodEnd = from;
+  let bad = 0;
+  let rest = '';
+  while (off < buf.length) {
+    const end = off + framing.prefix > buf.length ? Number.POSITIVE_INFINITY : framing.end(buf, off);
+    if (typeof end === 'string') {
+      rest = end;
+      break;
+    }
+    if (end > buf.length) {
+      rest = 'a short record';
+      break;
+    }
+    // Smaller would not move forward: a framing bug, not corrupt data.
+    if (!(end >= off + 5)) throw new RangeError(`a record framed at ${off}..${end} leaves no room for its CRC`);
+    const entry = crc32(buf, off, end - 4) === buf.readUInt32LE(end - 4) ? framing.decode(buf, off, end) : undefined;
+    if (entry === undefined) {
+      bad++;
+    } else {
+      entries.push(entry);
+      goodEnd = end;
+    }
+    off = end;
+  }
+  return { entries, goodEnd, bad, rest, restAt: off, lost: bad + (rest ? 1 : 0) };
+}
+
+const errno = (err: unknown): string | undefined => (err as NodeJS.ErrnoException).code;
+
+/** The segment files of one directory, and the syncs spent on them. */
+export class SegmentLog {
+  readonly dir: string;
+  /** Shared with the log's files: `created` says a file was created since the directory was last synced. */
+  readonly #ledger = { syncs: 0, created: false };
+
+  constructor(dir: string) {
+    this.dir = dir;
+  }
+
+  /** fdatasync and directory fsync calls: the figure the card's wear follows. */
+  get syncs(): number {
+    return this.#ledger.syncs;
+  }
+
+  path(name: string): string {
+    return path.join(this.dir, name);
+  }
+
+  /** The file names matching `pattern`, sorted: zero-padded numbered names come oldest first. */
+  async list(pattern: RegExp): Promise<string[]> {
+    return (await fsp.readdir(this.dir)).filter((n) => pattern.test(n)).sort();
+  }
+
+  read(name: string): Promise<Buffer> {
+    return fsp.readFile(this.path(name));
+  }
+
+  /** Creates `name`, which must not exist yet, and opens it for appending. */
+  async create(name: string): Promise<SegmentFile> {
+    const fh = await fsp.open(this.path(name), 'wx', 0o600);
+    this.#ledger.created = true;
+    return new SegmentFile(this.#ledger, this.path(name), name, 0, true, fh);
+  }
+
+  /**
+   * A segment to append to, opened at its first append (or by open()): an existing file whose first `size` bytes
+   * are known good, or with `exists` false a file that its first append creates.
+   */
+  file(name: string, size: number, exists: boolean): SegmentFile {
+    return new SegmentFile(this.#ledger, this.path(name), name, size, exists, undefined);
+  }
+
+  /** Renames a segment whose header cannot be trusted to `<name>.bad`; returns that name. */
+  async moveAside(name: string): Promise<string> {
+    const bad = `${name}.bad`;
+    await fsp.rename(this.path(name), this.path(bad));
+    return bad;
+  }
+
+  /**
+   * Cuts a torn tail off: `length` is the end of the last good record. With `sync` the cut is made durable now;
+   * without, a cut lost to a power cut is made again by the next open, and the next append overwrites those bytes.
+   */
+  async cutTail(name: string, length: number, sync: boolean): Promise<void> {
+    if (!sync) {
+      await fsp.truncate(this.path(name), length);
+      return;
+    }
+    const fh = await fsp.open(this.path(name), 'r+');
+    try {
+      await fh.truncate(length);
+      await fh.datasync();
+      this.#ledger.syncs++;
+    } finally {
+      await fh.close();
+    }
+  }
+
+  /** Deletes a segment; one already gone is no error. Not synced: an unlink lost to a power cut is redone on open. */
+  async remove(name: string): Promise<void> {
+    try {
+      await fsp.unlink(this.path(name));
+    } catch (err) {
+      if (errno(err) !== 'ENOENT') throw err;
+    }
+  }
+
+  /** fsyncs the directory if a segment was created in it since the last time, so that the new names are durable. */
+  async syncDirectory(): Promise<void> {
+    if (!this.#ledger.created) return;
+    if (await syncDirectory(this.dir)) this.#ledger.syncs++;
+    this.#ledger.created = false;
+  }
+}
+
+/** One segment file being appended to. */
+export class SegmentFile {
+  readonly name: string;
+  readonly path: string;
+  readonly #ledger: { syncs: number; created: boolean };
+  #size: number;
+  #exists: boolean;
+  #fh: fsp.FileHandle | undefined;
+  /** Appended since the last sync. */
+  #unsynced = false;
+  /** A write (or the sync of a durable append) failed: bytes past #size may be garbage. */
+  #torn = false;
+
+  /** Use SegmentLog.create or SegmentLog.file. */
+  constructor(
+    ledger: { syncs: number; created: boolean },
+    file: string,
+    name: string,
+    size: number,
+    exists: boolean,
+    fh: fsp.FileHandle | undefined,
+  ) {
+    this.#ledger = ledger;
+    this.path = file;
+    this.name = name;
+    this.#size = size;
+    this.#exists = exists;
+    this.#fh = fh;
+  }
+
+  /** The bytes known good (for a segment not appended to since open, the file's size): the next append goes there. */
+  get size(): number {
+    return this.#size;
+  }
+
+  /** Records appended and not yet synced. */
+  get unsynced(): boolean {
+    return this.#unsynced;
+  }
+
+  get isOpen(): boolean {
+    return this.#fh !== undefined;
+  }
+
+  /** Opens an existing file now rather than at the first append, so that one that cannot be opened fails here. */
+  async open(): Promise<void> {
+    this.#fh ??= await fsp.open(this.path, 'r+');
+  }
+
+  /**
+   * Writes `buf` (records, and the header first for a new file) at the end of what is known good. A durable append
+   * is fdatasync'ed before it counts: if the sync fails, the next append overwrites it. Otherwise it counts once
+   * written and waits for sync().
+   */
+  async append(buf: Buffer, durable = false): Promise<void> {
+    let fh = this.#fh;
+    if (fh === undefined) {
+      fh = await fsp.open(this.path, fsc.O_RDWR | fsc.O_CREAT, 0o600);
+      this.#fh = fh;
+      if (!this.#exists) this.#ledger.created = true;
+      this.#exists = true;
+    }
+    if (this.#torn) await fh.truncate(this.#size);
+    this.#torn = true;
+    for (let done = 0; done < buf.length; ) {
+      done += (await fh.write(buf, done, buf.length - done, this.#size + done)).bytesWritten;
+    }
+    if (durable) {
+      await fh.datasync();
+      this.#ledger.syncs++;
+    }
+    this.#torn = false;
+    this.#size += buf.length;
+    this.#unsynced = !durable;
+  }
+
+  /** fdatasyncs what was appended since the last sync, if anything. */
+  async sync(): Promise<void> {
+    if (!this.#unsynced || this.#fh === undefined) return;
+    await this.#fh.datasync();
+    this.#ledger.syncs++;
+    this.#unsynced = false;
+  }
+
+  /** Closes the file; the next append opens it again. */
+  async close(): Promise<void> {
+    const fh = this.#fh;
+    this.#fh = undefined;
+    await fh?.close();
+  }
+}
