@@ -7,10 +7,10 @@
  * Order: every contender is validated first (preflight.ts); then for each repetition, each scenario, each contender
  * (A B C A B C ...) one job runs in a fresh child process (worker.ts) on a fresh queue, and is validated against the
  * broker before its numbers count (runner.ts). Then code size (size.ts), then the table (report.ts), printed and
- * written to bench/RESULTS.md. Environment knobs: see config.ts and bench/README.md.
+ * written to bench/RESULTS.md: its title block and the "Per repetition" section, leaving the sections that other
+ * benchmarks write as they are. Environment knobs: see config.ts and bench/README.md.
  */
 import { execFileSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, release, totalmem } from 'node:os';
 import { dirname, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -19,7 +19,16 @@ import { loadConfig } from './config.js';
 import { type Contender, describeError, loadContender, loadContenders } from './peers/index.js';
 import { ours } from './peers/ours.js';
 import { preflight } from './preflight.js';
-import { buildRows, markdownTable, perRepMarkdown, resultsMarkdown, textTable } from './report.js';
+import {
+  buildRows,
+  markdownTable,
+  PER_REPETITION,
+  perRepMarkdown,
+  RESULTS_TITLE,
+  resultsMarkdown,
+  textTable,
+} from './report.js';
+import { replaceSection } from './results-file.js';
 import { canFork, execute, Harness, type Outcome } from './runner.js';
 import { measureSizes, type SizeRow } from './size.js';
 import { fmt, MB } from './stats.js';
@@ -135,8 +144,8 @@ async function main(): Promise<void> {
   console.log(`\n${textTable(rows, names)}\n`);
   if (cfg.quick) console.log('BENCH_QUICK=1: small N, a smoke check; do not quote these numbers.');
 
-  if (cfg.resultsPath !== null) {
-    const path = cfg.resultsPath === '' ? resolve(ROOT, 'bench', 'RESULTS.md') : resolve(cfg.resultsPath);
+  const path = cfg.resultsPath;
+  if (path !== null) {
     const cpu = cpus();
     const md = resultsMarkdown(
       {
@@ -170,7 +179,8 @@ async function main(): Promise<void> {
       markdownTable(rows, names),
       perRepMarkdown(cfg.scenarios, outcomes, names),
     );
-    writeFileSync(path, md + keptSections(path));
+    replaceSection(RESULTS_TITLE, md.title, path);
+    replaceSection(PER_REPETITION, md.perRepetition, path);
     log(`wrote ${relative(process.cwd(), path)}`);
   }
   if (outcomes.some((o) => !o.valid) || preflightProblems.length > 0) process.exitCode = 2;
@@ -180,16 +190,3 @@ main().catch((err: unknown) => {
   console.error(err);
   process.exitCode = 1;
 });
-
-/** The sections other benchmarks own (steady state, codec): carried over when this one rewrites the file. */
-function keptSections(path: string): string {
-  let old = '';
-  try {
-    old = readFileSync(path, 'utf8');
-  } catch {
-    return '';
-  }
-  const owned = ['## Steady state', '## Codec'];
-  const parts = old.split(/\n(?=## )/).filter((part) => owned.some((h) => part.startsWith(h)));
-  return parts.length === 0 ? '' : `\n${parts.map((p) => p.trimEnd()).join('\n\n')}\n`;
-}

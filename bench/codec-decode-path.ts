@@ -23,13 +23,13 @@
  * the "### Conclusion" (written by hand once all runs are in) are kept as they are.
  */
 import * as nodeBuffer from 'node:buffer';
-import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { dirname, relative, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { isDeepStrictEqual } from 'node:util';
 import { framedBody, framedBytes, SAMPLES } from './codec-samples.js';
+import { replaceSubsection, resultsPath } from './results-file.js';
 import { fmt, median, ratio } from './stats.js';
 
 declare global {
@@ -56,8 +56,7 @@ function envNumber(name: string, fallback: number): number {
 
 const SAMPLE_MS = envNumber('CODEC_BENCH_MS', 200);
 const SAMPLES_PER = Math.max(1, Math.round(envNumber('CODEC_BENCH_SAMPLES', 7)));
-const RESULTS_ENV = process.env['CODEC_BENCH_RESULTS'];
-const RESULTS_PATH = RESULTS_ENV === '-' ? null : resolve(RESULTS_ENV ?? resolve(ROOT, 'bench', 'RESULTS.md'));
+const RESULTS_PATH = resultsPath('CODEC_BENCH_RESULTS');
 
 // ---------------------------------------------------------------------------------------------------------------
 // Contender 3: a JSON parser that works on the bytes.
@@ -704,53 +703,6 @@ function worstSpread(cells: ReadonlyMap<string, Cell>): string {
   return `${(worst * 100).toFixed(1)}% (${where})`;
 }
 
-/** Replace (or add) this runtime's subsection inside our section; keep every other byte of the file. */
-function writeResults(
-  path: string,
-  subsectionTitle: string,
-  body: readonly string[],
-  intro: readonly string[],
-  autoConclusion: readonly string[],
-): void {
-  let text = '';
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch {
-    /* a new file */
-  }
-  const headAt = text.startsWith(SECTION) ? 0 : text.indexOf(`\n${SECTION}`) + 1; // 0 when absent (indexOf -1 + 1)
-  const present = text.startsWith(SECTION) || text.indexOf(`\n${SECTION}`) >= 0;
-  let before: string;
-  let after: string;
-  let old = '';
-  if (present) {
-    const nextAt = text.indexOf('\n## ', headAt + SECTION.length);
-    before = text.slice(0, headAt);
-    old = text.slice(headAt, nextAt < 0 ? text.length : nextAt + 1);
-    after = nextAt < 0 ? '' : text.slice(nextAt + 1);
-  } else {
-    before = text === '' ? '' : text.endsWith('\n') ? `${text}\n` : `${text}\n\n`;
-    after = '';
-  }
-  // Subsections of the old section, by their "### " title.
-  const subs = new Map<string, string>();
-  for (const chunk of old.split('\n### ').slice(1)) {
-    const title = `### ${chunk.slice(0, chunk.indexOf('\n') < 0 ? chunk.length : chunk.indexOf('\n'))}`;
-    subs.set(title, `### ${chunk}`.trimEnd());
-  }
-  const mine = [subsectionTitle, '', ...body].join('\n').trimEnd();
-  if (subs.has(subsectionTitle)) subs.set(subsectionTitle, mine);
-  else {
-    const conclusion = subs.get(CONCLUSION);
-    subs.delete(CONCLUSION);
-    subs.set(subsectionTitle, mine);
-    if (conclusion !== undefined) subs.set(CONCLUSION, conclusion);
-  }
-  if (!subs.has(CONCLUSION)) subs.set(CONCLUSION, [CONCLUSION, '', ...autoConclusion].join('\n').trimEnd());
-  const section = [SECTION, '', ...intro, '', [...subs.values()].join('\n\n'), ''].join('\n');
-  writeFileSync(path, before + section + (after === '' ? '' : `\n${after}`));
-}
-
 function main(): void {
   const missing = ['latin1Slice', 'utf8Slice'].filter(
     (m) => typeof (Buffer.prototype as unknown as Record<string, unknown>)[m] !== 'function',
@@ -843,7 +795,10 @@ function main(): void {
     `Contenders: ${legend}.`,
   ];
   if (RESULTS_PATH !== null) {
-    writeResults(RESULTS_PATH, `### ${runtimeLabel()}`, body, intro, autoConclusion);
+    // This runtime's subsection goes before the conclusion; the other runtimes' and the conclusion are kept.
+    const mine = [`### ${runtimeLabel()}`, '', ...body].join('\n');
+    replaceSubsection(SECTION, mine, RESULTS_PATH, { intro: intro.join('\n'), before: CONCLUSION });
+    replaceSubsection(SECTION, [CONCLUSION, '', ...autoConclusion].join('\n'), RESULTS_PATH, { ifAbsent: true });
     process.stderr.write(`updated ${relative(process.cwd(), RESULTS_PATH)}\n`);
   }
 }

@@ -14,6 +14,7 @@
  *   BENCH_PORT=5672      the broker's port on 127.0.0.1 (the only host the bench ever talks to)
  */
 import { CONTENDER_NAMES, type ContenderName } from './peers/types.js';
+import { resultsPath } from './results-file.js';
 
 export type ScenarioKind = 'publish' | 'consume' | 'latency' | 'wire';
 
@@ -50,6 +51,7 @@ export interface Config {
   contenders: ContenderName[];
   scenarios: Scenario[];
   size: boolean;
+  /** Where the report goes (BENCH_RESULTS, default bench/RESULTS.md); null for nowhere. */
   resultsPath: string | null;
   notes: string;
 }
@@ -201,7 +203,6 @@ export function loadConfig(): Config {
     if (!(CONTENDER_NAMES as readonly string[]).includes(p))
       throw new Error(`BENCH_PEERS: unknown contender ${JSON.stringify(p)} (known: ${CONTENDER_NAMES.join(', ')})`);
   }
-  const results = process.env['BENCH_RESULTS'];
   return {
     quick,
     reps: envInt('BENCH_REPS', quick ? 1 : 3),
@@ -211,7 +212,7 @@ export function loadConfig(): Config {
     contenders: peers as ContenderName[],
     scenarios: only === null ? all : all.filter((s) => only.includes(s.id)),
     size: only === null || only.includes('size'),
-    resultsPath: results === '-' ? null : (results ?? ''),
+    resultsPath: resultsPath('BENCH_RESULTS'),
     notes: process.env['BENCH_NOTES'] ?? '',
   };
 }
