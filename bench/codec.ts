@@ -5,12 +5,15 @@
  * medians, ratios; each contender's output is checked before timing. Also the codec's minified size.
  *
  *   npx tsc -p tsconfig.json && node .out/bench/codec.js      (writes the "Codec" section of bench/RESULTS.md)
+ *
+ * Env: CODEC_BENCH_MS (one sample's duration, default 200), CODEC_BENCH_SAMPLES (default 7), CODEC_BENCH_RESULTS
+ * (Markdown file to update, default bench/RESULTS.md; "-" writes none).
  */
 import { fileURLToPath } from 'node:url';
-import { gzipSync } from 'node:zlib';
-import { build } from 'esbuild';
 import { decode, EbTime, encode, encodeInto, type Message } from '../src/codec/index.js';
-import { replaceSection } from './results-file.js';
+import { bundleSize } from './bundle-size.js';
+import { replaceSection, resultsPath } from './results-file.js';
+import { fmt, median } from './stats.js';
 
 const SAMPLE_MS = Number(process.env['CODEC_BENCH_MS'] ?? 200);
 const SAMPLES = Number(process.env['CODEC_BENCH_SAMPLES'] ?? 7);
@@ -73,11 +76,6 @@ function sample(fn: () => unknown): number {
   return n / (Number(elapsed) / 1e9);
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)] as number;
-}
-
 interface Row {
   message: string;
   op: string;
@@ -133,17 +131,7 @@ async function main(): Promise<void> {
       bytes: ours.length,
     });
   }
-  const bundle = await build({
-    entryPoints: [fileURLToPath(new URL('../../src/codec/index.ts', import.meta.url))],
-    bundle: true,
-    platform: 'node',
-    target: 'node18',
-    format: 'esm',
-    minify: true,
-    write: false,
-  });
-  const code = bundle.outputFiles[0]?.contents ?? new Uint8Array();
-  const fmt = (n: number): string => Math.round(n).toLocaleString('en-US');
+  const size = await bundleSize({ entry: fileURLToPath(new URL('../../src/codec/index.ts', import.meta.url)) });
   const lines = [
     '## Codec (bench/codec.ts)',
     '',
@@ -155,15 +143,15 @@ async function main(): Promise<void> {
     '| :-- | --: | :-- | --: | --: | --: |',
     ...rows.map(
       (r) =>
-        `| ${r.message} | ${r.bytes} | ${r.op} | ${fmt(r.ours)} | ${fmt(r.baseline)} | ${(r.ours / r.baseline).toFixed(2)}x |`,
+        `| ${r.message} | ${r.bytes} | ${r.op} | ${fmt(r.ours, 0)} | ${fmt(r.baseline, 0)} | ${(r.ours / r.baseline).toFixed(2)}x |`,
     ),
     '',
-    `Codec size (esbuild, node18, minified): ${(code.length / 1024).toFixed(1)} KB, ${(gzipSync(code).length / 1024).toFixed(1)} KB gzipped.`,
+    `Codec size (esbuild, node18, minified): ${(size.bytes / 1024).toFixed(1)} KB, ${(size.gzipBytes / 1024).toFixed(1)} KB gzipped.`,
     '',
   ];
   const section = lines.join('\n');
   console.log(section);
-  replaceSection('## Codec (bench/codec.ts)', section);
+  replaceSection('## Codec (bench/codec.ts)', section, resultsPath('CODEC_BENCH_RESULTS'));
 }
 
 main().catch((err: unknown) => {

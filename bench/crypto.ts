@@ -6,11 +6,13 @@
  *
  *   npx tsc -p tsconfig.json && node .out/bench/crypto.js                      (x86; writes bench/RESULTS.md)
  *   ARM_ARCH=armel CRYPTO_BENCH_MS=300 ../shared/tools/arm-node .out/bench/crypto.js   (emulated ARMv6)
+ *
+ * Env: CRYPTO_BENCH_MS (200), CRYPTO_BENCH_SAMPLES (7), CRYPTO_BENCH_WARMUP_MS (1000), CRYPTO_BENCH_RESULTS (Markdown
+ * file to update, default bench/RESULTS.md; "-" writes none). Each platform has its own subsection of the "Crypto"
+ * section; a run replaces its own.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
 import { arch } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { gzipSync } from 'node:zlib';
 import { EbTime, encode } from '../src/codec/index.js';
 import {
   type CryptoBackend,
@@ -24,13 +26,17 @@ import {
   Sealer,
   selectBackend,
 } from '../src/crypto/index.js';
+import { bundleSize } from './bundle-size.js';
+import { replaceSubsection, resultsPath } from './results-file.js';
+import { fmt, median } from './stats.js';
 
 const SAMPLE_MS = Number(process.env['CRYPTO_BENCH_MS'] ?? 200);
 const SAMPLES = Number(process.env['CRYPTO_BENCH_SAMPLES'] ?? 7);
 /** Long enough for V8 to optimize the envelope code even under emulation, where a seal takes milliseconds. */
 const WARMUP_MS = Number(process.env['CRYPTO_BENCH_WARMUP_MS'] ?? 1000);
-const RESULTS = fileURLToPath(new URL('../../bench/RESULTS.md', import.meta.url));
+const RESULTS = resultsPath('CRYPTO_BENCH_RESULTS');
 const SECTION = '## Crypto (bench/crypto.ts)';
+const INTRO = 'HEH-E2E v1 (docs/crypto.md §6), src/crypto. One subsection per platform; each run replaces its own.';
 
 /** A report of about 256 bytes, as a hub sends every few minutes. */
 function reportPayload(): Buffer {
@@ -109,24 +115,12 @@ async function sample(fn: () => unknown, ms = SAMPLE_MS): Promise<Sample> {
   return { ops: n / wall, cpuUs: (cpu.user + cpu.system) / n };
 }
 
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
-
 async function bundleSizes(): Promise<string> {
   try {
-    const { build } = await import('esbuild');
-    const src = (p: string): string => fileURLToPath(new URL(`../../src/crypto/${p}`, import.meta.url));
+    const resolveDir = fileURLToPath(new URL('../../src/crypto/', import.meta.url));
     const size = async (contents: string): Promise<string> => {
-      const out = await build({
-        stdin: { contents, resolveDir: src('.'), loader: 'ts' },
-        bundle: true,
-        platform: 'node',
-        target: 'node18',
-        format: 'esm',
-        minify: true,
-        write: false,
-      });
-      const code = out.outputFiles[0]?.contents ?? new Uint8Array();
-      return `${(code.length / 1024).toFixed(1)} KB (${(gzipSync(code).length / 1024).toFixed(1)} KB gzipped)`;
+      const { bytes, gzipBytes } = await bundleSize({ contents, resolveDir });
+      return `${(bytes / 1024).toFixed(1)} KB (${(gzipBytes / 1024).toFixed(1)} KB gzipped)`;
     };
     const common = "export { Sealer } from './envelope.ts'; export { Keyring } from './keyring.ts';";
     return [
@@ -191,7 +185,6 @@ async function main(): Promise<void> {
       c.cpu.push(r.cpuUs);
     }
   }
-  const fmt = (n: number): string => Math.round(n).toLocaleString('en-US');
   const find = (b: string, m: Mode, op: string): (typeof contenders)[number] | undefined =>
     contenders.find((c) => c.backend === b && c.mode === m && c.op === op);
   const platform = `Node ${process.version} (${process.platform}/${arch()}${process.env['ARM_ARCH'] !== undefined ? `, qemu ${process.env['ARM_ARCH']}` : ''})`;
@@ -199,7 +192,7 @@ async function main(): Promise<void> {
     const noble = find('noble', c.mode, c.op);
     const ratio =
       c.backend === 'node' && noble !== undefined ? `${(median(c.ops) / median(noble.ops)).toFixed(1)}x` : '';
-    return `| ${c.backend} | ${c.mode} | ${c.op} | ${fmt(median(c.ops))} | ${median(c.cpu).toFixed(0)} | ${ratio} |`;
+    return `| ${c.backend} | ${c.mode} | ${c.op} | ${fmt(median(c.ops), 0)} | ${median(c.cpu).toFixed(0)} | ${ratio} |`;
   });
   const sealPair = find(backends[0]?.name ?? 'node', 'pair', 'seal');
   const openPair = find(backends[0]?.name ?? 'node', 'pair', 'open');
@@ -214,7 +207,7 @@ async function main(): Promise<void> {
     ...rows,
     '',
     sealPair !== undefined && openPair !== undefined
-      ? `With the ${sealPair.backend} backend: sealing 10 messages a second costs ${((median(sealPair.cpu) * 10) / 1e4).toFixed(2)}% of one core; one core opens ${fmt(median(openPair.ops))} PAIR envelopes a second.`
+      ? `With the ${sealPair.backend} backend: sealing 10 messages a second costs ${((median(sealPair.cpu) * 10) / 1e4).toFixed(2)}% of one core; one core opens ${fmt(median(openPair.ops), 0)} PAIR envelopes a second.`
       : '',
     '',
     await bundleSizes(),
@@ -222,23 +215,7 @@ async function main(): Promise<void> {
   ];
   const sub = lines.join('\n');
   console.log(sub);
-  let text = readFileSync(RESULTS, 'utf8');
-  if (!text.includes(SECTION))
-    text = `${text.trimEnd()}\n\n${SECTION}\n\nHEH-E2E v1 (docs/crypto.md §6), src/crypto. One subsection per platform; each run replaces its own.\n`;
-  const start = text.indexOf(SECTION);
-  const end = ((): number => {
-    const i = text.indexOf('\n## ', start + 3);
-    return i < 0 ? text.length : i + 1;
-  })();
-  let body = text.slice(start, end);
-  const head = `### ${platform}`;
-  const at = body.indexOf(head);
-  if (at >= 0) {
-    const next = body.indexOf('\n### ', at + 3);
-    body = body.slice(0, at) + (next < 0 ? '' : body.slice(next + 1));
-  }
-  body = `${body.trimEnd()}\n\n${sub}`;
-  writeFileSync(RESULTS, text.slice(0, start) + body + (end < text.length ? `\n${text.slice(end)}` : '\n'));
+  replaceSubsection(SECTION, sub, RESULTS, { intro: INTRO });
 }
 
 main().catch((err: unknown) => {
