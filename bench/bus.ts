@@ -45,6 +45,8 @@ import {
 } from '../src/amqp/index.js';
 import { AmqpTransport, CONTENT_TYPE_JSON, Connector, DM_VERSION } from '../src/bus/index.js';
 import { EbTime, encode, type Message } from '../src/codec/index.js';
+import { replaceSection, resultsPath } from './results-file.js';
+import { fmt as formatNumber, median, percentile } from './stats.js';
 
 const env = (k: string, d: number): number => {
   const v = process.env[k];
@@ -79,7 +81,7 @@ const HUB_QUEUE_TYPE = (process.env['BUS_BENCH_HUB_QUEUE_TYPE'] ?? 'classic') as
 if (HUB_QUEUE_TYPE !== 'classic' && HUB_QUEUE_TYPE !== 'quorum')
   throw new Error('BUS_BENCH_HUB_QUEUE_TYPE is classic or quorum');
 const ONLY = new Set((process.env['BUS_BENCH_ONLY'] ?? 'ingest,activate').split(',').map((s) => s.trim()));
-const RESULTS = process.env['BUS_BENCH_RESULTS'] ?? fileURLToPath(new URL('../../bench/RESULTS.md', import.meta.url));
+const RESULTS = resultsPath('BUS_BENCH_RESULTS');
 const SECTION = '## Bus (bench/bus.ts)';
 const QUEUE_TTL_MS = 900_000; // the Connector's default x-message-ttl
 const INGEST_TARGET = 20_000; // msgs/s
@@ -89,12 +91,9 @@ const ACTIVATE_TARGET_MS = 5000;
 
 const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-const fmt = (n: number, digits = 0): string =>
-  n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
+/** Whole numbers: the bus figures are counts, rates, milliseconds and percentages. */
+const fmt = (n: number): string => formatNumber(n, 0);
 const s = (ms: number): string => `${(ms / 1000).toFixed(1)} s`;
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
-const pct = (sorted: number[], p: number): number =>
-  sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
 const load = (): string =>
   loadavg()
     .map((x) => x.toFixed(2))
@@ -955,7 +954,7 @@ function activateLines(r: ActivateResult): string[] {
     `| issuing the ${fmt(r.hubs)} request() calls (synchronous part) | ${col((b) => `${fmt(b.issueMs)} ms`)} |`,
     `| round trip p50 / p90 / p99 / max, ms | ${col((b) =>
       [50, 90, 99]
-        .map((p) => fmt(pct(b.latencies, p)))
+        .map((p) => fmt(percentile(b.latencies, p)))
         .concat(fmt(b.latencies[b.latencies.length - 1] ?? NaN))
         .join(' / '),
     )} |`,
@@ -976,19 +975,6 @@ function activateLines(r: ActivateResult): string[] {
     `Load average before ${r.loadBefore}, after ${r.loadAfter}. Checks: ${r.checks.join('; ')}${r.bursts.some((b) => b.failures.length > 0) ? `; first failures: ${r.bursts.flatMap((b) => b.failures).join('; ')}` : ''}.`,
     '',
   ];
-}
-
-function writeSection(section: string): void {
-  if (RESULTS === '-') return;
-  const text = readFileSync(RESULTS, 'utf8');
-  const at = text.indexOf(SECTION);
-  const next = at < 0 ? -1 : text.indexOf('\n## ', at + 3);
-  writeFileSync(
-    RESULTS,
-    at < 0
-      ? `${text.trimEnd()}\n\n${section}`
-      : text.slice(0, at) + section + (next < 0 ? '' : `\n${text.slice(next + 1)}`),
-  );
 }
 
 async function main(): Promise<void> {
@@ -1058,7 +1044,7 @@ async function main(): Promise<void> {
   ];
   const section = lines.join('\n');
   console.log(section);
-  writeSection(section);
+  replaceSection(SECTION, section, RESULTS);
   if (reg.failures.length > 0) process.exitCode = 2;
 }
 

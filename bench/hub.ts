@@ -3,7 +3,7 @@
  *  - start-up: `node dist/hub.js --version` against `node -e 0` (wall time, interleaved runs, medians);
  *  - idle memory: RSS of a running hub, connected and sampling, against a bare node process holding one socket;
  *  - CPU: the hub sending 10 `report`s a second (10 periodic subscriptions of 1 s) for BENCH_HUB_SECONDS (60).
- * Writes the "Hub" section of bench/RESULTS.md.
+ * Writes the "Hub" section of bench/RESULTS.md (BENCH_HUB_RESULTS: another file, or "-" for none).
  *
  *   npm run build && node .out/bench/hub.js
  */
@@ -15,15 +15,14 @@ import { fileURLToPath } from 'node:url';
 import { brotliDecompressSync } from 'node:zlib';
 import { connect } from '../src/amqp/index.js';
 import { Connector } from '../src/bus/index.js';
-import { replaceSection } from './results-file.js';
+import { replaceSection, resultsPath } from './results-file.js';
+import { median } from './stats.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const HUB = path.join(root, 'dist/hub.js');
 const SECONDS = Number(process.env['BENCH_HUB_SECONDS'] ?? 60);
 const RUNS = Number(process.env['BENCH_HUB_RUNS'] ?? 15);
 const URL_ = 'amqp://guest:guest@127.0.0.1:5672';
-
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
 
 function wall(args: string[]): number {
   const t = process.hrtime.bigint();
@@ -39,7 +38,7 @@ async function rssMedian(pid: number): Promise<number> {
     xs.push(proc(pid).rssKb);
     await new Promise((r) => setTimeout(r, 500));
   }
-  return xs.sort((a, b) => a - b)[5] as number;
+  return median(xs);
 }
 
 /** RSS (kB) and CPU ticks (user + system) of a process, from /proc. */
@@ -196,7 +195,7 @@ async function main(): Promise<void> {
   ];
   const section = lines.join('\n');
   console.log(section);
-  replaceSection('## Hub (bench/hub.ts)', section);
+  replaceSection('## Hub (bench/hub.ts)', section, resultsPath('BENCH_HUB_RESULTS'));
 }
 
 main().then(

@@ -4,13 +4,17 @@
  *
  *   npm run build:ts && node .out/bench/recovery.js        (BENCH_QUICK=1 for a short run)
  *
+ * Writes the "Recovery layer overhead" section of bench/RESULTS.md, except in a quick run (RECOVERY_BENCH_RESULTS:
+ * another file, or "-" for none).
+ *
  * Each round publishes N messages of 256 B into a fresh classic queue, in windows of 1,000 unconfirmed (streamed
  * confirms, as the bus does), and records wall time and the process's CPU time per message. Medians of the rounds;
  * the ratio is recovering / plain (1.0 = free).
  */
 import { randomUUID } from 'node:crypto';
 import { type Channel, connect, type RecoveringChannel, RecoveringConnection } from '../src/amqp/index.js';
-import { replaceSection } from './results-file.js';
+import { replaceSection, resultsPath } from './results-file.js';
+import { fmt, median } from './stats.js';
 
 const URL_ = process.env['AMQP_URL'] ?? 'amqp://guest:guest@127.0.0.1:5672';
 const QUICK = process.env['BENCH_QUICK'] === '1';
@@ -39,8 +43,6 @@ async function round(ch: Publisher, withIds: boolean): Promise<{ wallUs: number;
   await ch.queueDelete(queue);
   return { wallUs, cpuUs: (cpu.user + cpu.system) / N };
 }
-
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
 
 async function main(): Promise<void> {
   const plainConn = await connect(URL_, { connectionName: 'bench-recovery-plain' });
@@ -73,12 +75,13 @@ ${N} confirmed publishes of 256 B per round, windows of 1,000, medians of ${ROUN
 
 | channel | wall µs/msg | CPU µs/msg | msgs/s |
 | :-- | --: | --: | --: |
-| plain \`Channel\` (message ids added by the caller) | ${pw.toFixed(1)} | ${pc.toFixed(1)} | ${Math.round(1e6 / pw).toLocaleString('en-US')} |
-| \`RecoveringChannel\` (ids added by it) | ${rw.toFixed(1)} | ${rcpu.toFixed(1)} | ${Math.round(1e6 / rw).toLocaleString('en-US')} |
+| plain \`Channel\` (message ids added by the caller) | ${pw.toFixed(1)} | ${pc.toFixed(1)} | ${fmt(1e6 / pw, 0)} |
+| \`RecoveringChannel\` (ids added by it) | ${rw.toFixed(1)} | ${rcpu.toFixed(1)} | ${fmt(1e6 / rw, 0)} |
 | ratio recovering / plain | ${(rw / pw).toFixed(2)}x | ${(rcpu / pc).toFixed(2)}x | |
 `;
   console.log(section);
-  if (!QUICK) replaceSection('## Recovery layer overhead (bench/recovery.ts)', section);
+  if (!QUICK)
+    replaceSection('## Recovery layer overhead (bench/recovery.ts)', section, resultsPath('RECOVERY_BENCH_RESULTS'));
 }
 
 await main();

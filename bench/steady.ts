@@ -5,16 +5,21 @@
  * median of the last rounds is reported. Validated like the main bench: every round must confirm (or receive) all N.
  *
  *   npx tsc -p tsconfig.json && node .out/bench/steady.js        (writes the "Steady state" section of RESULTS.md)
+ *
+ * Env: STEADY_N (20000), STEADY_ROUNDS (6), STEADY_RESULTS (Markdown file to update, default bench/RESULTS.md; "-"
+ * writes none).
  */
 import { fork } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { CONTENDER_NAMES, type ContenderName, loadContender } from './peers/index.js';
+import { replaceSection, resultsPath } from './results-file.js';
+import { median } from './stats.js';
 
 const N = Number(process.env['STEADY_N'] ?? 20_000);
 const ROUNDS = Number(process.env['STEADY_ROUNDS'] ?? 6);
 const COUNTED = 3; // the last rounds, after the JIT settled
-const RESULTS = fileURLToPath(new URL('../../bench/RESULTS.md', import.meta.url));
+const RESULTS = resultsPath('STEADY_RESULTS');
+const SECTION = '## Steady state';
 
 interface Figures {
   publishConfirm: number[];
@@ -63,11 +68,6 @@ async function child(name: ContenderName): Promise<Figures> {
   return out;
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)] ?? NaN;
-}
-
 async function main(): Promise<void> {
   const which = process.argv[2];
   if (which !== undefined) {
@@ -97,7 +97,7 @@ async function main(): Promise<void> {
   const ours = rows.find((r) => r.name === 'ours');
   const best = (k: 'pc' | 'co'): number => Math.min(...rows.filter((r) => r.name !== 'ours').map((r) => r[k]));
   const lines = [
-    '## Steady state',
+    SECTION,
     '',
     `Client CPU per message after the JIT warmed up: each contender in its own process repeats the burst ${ROUNDS} times`,
     `(N=${N}, 200 B persistent, confirms; then consume with manual ack, prefetch 100) on one connection; the median of the`,
@@ -115,13 +115,8 @@ async function main(): Promise<void> {
       : `Ours against the best peer: publish-confirm ${(ours.pc / best('pc')).toFixed(2)}x, consume ${(ours.co / best('co')).toFixed(2)}x.`,
     '',
   ];
-  const text = readFileSync(RESULTS, 'utf8');
-  const at = text.indexOf('## Steady state');
-  const end = at < 0 ? -1 : text.indexOf('\n## ', at + 3);
   const section = lines.join('\n');
-  const next =
-    at < 0 ? `${text.trimEnd()}\n\n${section}` : text.slice(0, at) + section + (end < 0 ? '' : text.slice(end + 1));
-  writeFileSync(RESULTS, next);
+  replaceSection(SECTION, section, RESULTS);
   console.log(section);
 }
 

@@ -13,6 +13,7 @@
  * run time; nothing in src/ is changed.
  */
 import { type Connection, connect } from '../../src/amqp/index.js';
+import { median, percentile } from '../stats.js';
 
 type Variant = 'setImmediate' | 'nextTick';
 
@@ -84,13 +85,8 @@ async function round(variant: Variant, shared: boolean): Promise<{ p50: number; 
   if (!shared) await b.close();
   await a.close();
   xs.sort((x, y) => x - y);
-  return { p50: xs[n / 2] as number, p90: xs[Math.floor(n * 0.9)] as number };
+  return { p50: percentile(xs, 50), p90: percentile(xs, 90) };
 }
-
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((x, y) => x - y);
-  return s[s.length >> 1] as number;
-};
 
 async function main(): Promise<void> {
   const rounds = Number(process.argv[2] ?? 8);
