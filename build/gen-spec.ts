@@ -189,6 +189,17 @@ export function generate(spec: JsonSpec): string {
     '',
   );
 
+  // The hot paths (publish, deliver, ack, confirms) compare and write the first four bytes of a method payload as
+  // one uint32; a constant per method spares them a table lookup and keeps the numbers out of hand-written code.
+  out.push("/** Each method's id as the first four payload bytes read as a uint32: (class-id << 16) | method-id. */");
+  for (const k of spec.classes) {
+    for (const m of k.methods) {
+      const id = `0x${((k.id << 16) | m.id).toString(16).padStart(8, '0')}`;
+      out.push(`export const METHOD_${constName(k.name)}_${constName(m.name)} = ${id}; // ${k.name}.${m.name}`);
+    }
+  }
+  out.push('');
+
   const basic = spec.classes.find((k) => k.name === 'basic');
   if (basic?.properties === undefined) throw new Error('the spec has no basic properties');
   out.push('/** The basic content properties in flag order: bit 15 of the flags word is the first one. */');

@@ -29,7 +29,19 @@ import {
   readContentHeader,
   writeProperties,
 } from './properties.js';
-import type { Method, MethodArgs, MethodName } from './spec.js';
+import {
+  CLASS,
+  METHOD_BASIC_ACK,
+  METHOD_BASIC_DELIVER,
+  METHOD_BASIC_NACK,
+  METHOD_BASIC_PUBLISH,
+  METHOD_BASIC_REJECT,
+  METHOD_CHANNEL_CLOSE,
+  METHOD_CHANNEL_CLOSE_OK,
+  type Method,
+  type MethodArgs,
+  type MethodName,
+} from './spec.js';
 import type { FieldTable } from './table.js';
 import { ArgumentError, checkInt, shortstrSize, writeShortstr, writeU64 } from './wire.js';
 
@@ -188,6 +200,8 @@ class StringCache {
   }
 }
 
+/** The first four bytes of a basic content header: class-id basic, weight 0. */
+const BASIC_HEADER_START = CLASS.BASIC << 16;
 /** Bodies at least this large are queued by reference instead of copied into the frame buffer. */
 const ZERO_COPY_BYTES = 64 * 1024;
 /** Bookkeeping per waiting publish, counted against publishQueueBytes. */
@@ -722,7 +736,7 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
     const total = 8 + methodLen + 8 + headerLen + (zeroCopy ? 0 : job.bodyLen + 8 * frames);
     const buf = out.reserve(total);
     let o = writeFrameHeader(buf, out.pos, FRAME_METHOD, this.id, methodLen);
-    buf.writeUInt32BE(0x003c0028, o); // basic.publish: class 60, method 40
+    buf.writeUInt32BE(METHOD_BASIC_PUBLISH, o);
     buf.writeUInt16BE(0, o + 4); // ticket
     o = writeShortstr(buf, o + 6, job.exchange);
     o = writeShortstr(buf, o, job.routingKey);
@@ -730,7 +744,7 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
     buf[o++] = FRAME_END;
     const headerAt = o;
     o = writeFrameHeader(buf, o, FRAME_HEADER, this.id, headerLen);
-    buf.writeUInt32BE(0x003c0000, o); // class 60, weight 0
+    buf.writeUInt32BE(BASIC_HEADER_START, o);
     writeU64(buf, o + 4, job.bodyLen);
     o = writeProperties(buf, o + 12, job.properties);
     buf[o++] = FRAME_END;
@@ -878,7 +892,7 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
     const out = this.#host.out;
     const buf = out.reserve(21);
     const o = writeFrameHeader(buf, out.pos, FRAME_METHOD, this.id, 13);
-    buf.writeUInt32BE(how === 'ack' ? 0x003c0050 : how === 'nack' ? 0x003c0078 : 0x003c005a, o);
+    buf.writeUInt32BE(how === 'ack' ? METHOD_BASIC_ACK : how === 'nack' ? METHOD_BASIC_NACK : METHOD_BASIC_REJECT, o);
     writeU64(buf, o + 4, tag);
     buf[o + 12] = how === 'reject' ? (requeue ? 1 : 0) : (multiple ? 1 : 0) | (requeue && how === 'nack' ? 2 : 0);
     buf[o + 13] = FRAME_END;
@@ -895,8 +909,9 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
     if (type === FRAME_METHOD) {
       if (inc !== null) throw new FrameError(`channel ${this.id}: method frame while content was expected`, 505);
       const id = payload.length >= 4 ? payload.readUInt32BE(0) : 0;
-      if (id === 0x003c003c) return this.#deliverMethod(payload); // basic.deliver, the hot path
-      if (id === 0x003c0050 || id === 0x003c0078) return this.#confirmMethod(payload, id === 0x003c0050);
+      if (id === METHOD_BASIC_DELIVER) return this.#deliverMethod(payload); // the hot path
+      if (id === METHOD_BASIC_ACK || id === METHOD_BASIC_NACK)
+        return this.#confirmMethod(payload, id === METHOD_BASIC_ACK);
       return this.#method(decodeMethod(payload));
     }
     if (type === FRAME_HEADER) {
@@ -946,8 +961,9 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
     // Until close-ok, only the close handshake and confirms matter; deliveries will be requeued by the broker.
     if (type !== FRAME_METHOD) return;
     const id = payload.length >= 4 ? payload.readUInt32BE(0) : 0;
-    if (id === 0x003c0050 || id === 0x003c0078) return this.#confirmMethod(payload, id === 0x003c0050);
-    if (id === 0x00140028 || id === 0x00140029) this.#method(decodeMethod(payload));
+    if (id === METHOD_BASIC_ACK || id === METHOD_BASIC_NACK)
+      return this.#confirmMethod(payload, id === METHOD_BASIC_ACK);
+    if (id === METHOD_CHANNEL_CLOSE || id === METHOD_CHANNEL_CLOSE_OK) this.#method(decodeMethod(payload));
   }
 
   #deliverMethod(p: Buffer): void {

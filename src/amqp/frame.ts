@@ -12,16 +12,13 @@
  * after its size was checked against the limit.
  */
 import { FrameError } from './errors.js';
+import { FRAME_END, FRAME_HEARTBEAT } from './spec.js';
 
-export const FRAME_METHOD = 1;
-export const FRAME_HEADER = 2;
-export const FRAME_BODY = 3;
-export const FRAME_HEARTBEAT = 8;
-export const FRAME_END = 0xce;
+// The frame types, FRAME-END and FRAME-MIN-SIZE are the spec's constants (generated in spec.ts); re-exported so that
+// whatever deals in frames imports them from here.
+export { FRAME_BODY, FRAME_END, FRAME_HEADER, FRAME_HEARTBEAT, FRAME_METHOD, FRAME_MIN_SIZE } from './spec.js';
 /** Bytes a frame adds around its payload: 7 of header, 1 frame-end. */
 export const FRAME_OVERHEAD = 8;
-/** The smallest frame_max a peer may negotiate (spec constant FRAME-MIN-SIZE). */
-export const FRAME_MIN_SIZE = 4096;
 
 export const PROTOCOL_HEADER = Buffer.from([0x41, 0x4d, 0x51, 0x50, 0, 0, 9, 1]); // "AMQP" 0 0 9 1
 export const HEARTBEAT_FRAME = Buffer.from([FRAME_HEARTBEAT, 0, 0, 0, 0, 0, 0, FRAME_END]);

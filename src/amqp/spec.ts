@@ -436,6 +436,74 @@ export const METHOD_BY_ID: ReadonlyMap<number, MethodSpec> = new Map(METHODS.map
 /** Method name -> method spec. */
 export const METHOD_BY_NAME: ReadonlyMap<string, MethodSpec> = new Map(METHODS.map((m) => [m.name, m]));
 
+/** Each method's id as the first four payload bytes read as a uint32: (class-id << 16) | method-id. */
+export const METHOD_CONNECTION_START = 0x000a000a; // connection.start
+export const METHOD_CONNECTION_START_OK = 0x000a000b; // connection.start-ok
+export const METHOD_CONNECTION_SECURE = 0x000a0014; // connection.secure
+export const METHOD_CONNECTION_SECURE_OK = 0x000a0015; // connection.secure-ok
+export const METHOD_CONNECTION_TUNE = 0x000a001e; // connection.tune
+export const METHOD_CONNECTION_TUNE_OK = 0x000a001f; // connection.tune-ok
+export const METHOD_CONNECTION_OPEN = 0x000a0028; // connection.open
+export const METHOD_CONNECTION_OPEN_OK = 0x000a0029; // connection.open-ok
+export const METHOD_CONNECTION_CLOSE = 0x000a0032; // connection.close
+export const METHOD_CONNECTION_CLOSE_OK = 0x000a0033; // connection.close-ok
+export const METHOD_CONNECTION_BLOCKED = 0x000a003c; // connection.blocked
+export const METHOD_CONNECTION_UNBLOCKED = 0x000a003d; // connection.unblocked
+export const METHOD_CONNECTION_UPDATE_SECRET = 0x000a0046; // connection.update-secret
+export const METHOD_CONNECTION_UPDATE_SECRET_OK = 0x000a0047; // connection.update-secret-ok
+export const METHOD_CHANNEL_OPEN = 0x0014000a; // channel.open
+export const METHOD_CHANNEL_OPEN_OK = 0x0014000b; // channel.open-ok
+export const METHOD_CHANNEL_FLOW = 0x00140014; // channel.flow
+export const METHOD_CHANNEL_FLOW_OK = 0x00140015; // channel.flow-ok
+export const METHOD_CHANNEL_CLOSE = 0x00140028; // channel.close
+export const METHOD_CHANNEL_CLOSE_OK = 0x00140029; // channel.close-ok
+export const METHOD_ACCESS_REQUEST = 0x001e000a; // access.request
+export const METHOD_ACCESS_REQUEST_OK = 0x001e000b; // access.request-ok
+export const METHOD_EXCHANGE_DECLARE = 0x0028000a; // exchange.declare
+export const METHOD_EXCHANGE_DECLARE_OK = 0x0028000b; // exchange.declare-ok
+export const METHOD_EXCHANGE_DELETE = 0x00280014; // exchange.delete
+export const METHOD_EXCHANGE_DELETE_OK = 0x00280015; // exchange.delete-ok
+export const METHOD_EXCHANGE_BIND = 0x0028001e; // exchange.bind
+export const METHOD_EXCHANGE_BIND_OK = 0x0028001f; // exchange.bind-ok
+export const METHOD_EXCHANGE_UNBIND = 0x00280028; // exchange.unbind
+export const METHOD_EXCHANGE_UNBIND_OK = 0x00280033; // exchange.unbind-ok
+export const METHOD_QUEUE_DECLARE = 0x0032000a; // queue.declare
+export const METHOD_QUEUE_DECLARE_OK = 0x0032000b; // queue.declare-ok
+export const METHOD_QUEUE_BIND = 0x00320014; // queue.bind
+export const METHOD_QUEUE_BIND_OK = 0x00320015; // queue.bind-ok
+export const METHOD_QUEUE_PURGE = 0x0032001e; // queue.purge
+export const METHOD_QUEUE_PURGE_OK = 0x0032001f; // queue.purge-ok
+export const METHOD_QUEUE_DELETE = 0x00320028; // queue.delete
+export const METHOD_QUEUE_DELETE_OK = 0x00320029; // queue.delete-ok
+export const METHOD_QUEUE_UNBIND = 0x00320032; // queue.unbind
+export const METHOD_QUEUE_UNBIND_OK = 0x00320033; // queue.unbind-ok
+export const METHOD_BASIC_QOS = 0x003c000a; // basic.qos
+export const METHOD_BASIC_QOS_OK = 0x003c000b; // basic.qos-ok
+export const METHOD_BASIC_CONSUME = 0x003c0014; // basic.consume
+export const METHOD_BASIC_CONSUME_OK = 0x003c0015; // basic.consume-ok
+export const METHOD_BASIC_CANCEL = 0x003c001e; // basic.cancel
+export const METHOD_BASIC_CANCEL_OK = 0x003c001f; // basic.cancel-ok
+export const METHOD_BASIC_PUBLISH = 0x003c0028; // basic.publish
+export const METHOD_BASIC_RETURN = 0x003c0032; // basic.return
+export const METHOD_BASIC_DELIVER = 0x003c003c; // basic.deliver
+export const METHOD_BASIC_GET = 0x003c0046; // basic.get
+export const METHOD_BASIC_GET_OK = 0x003c0047; // basic.get-ok
+export const METHOD_BASIC_GET_EMPTY = 0x003c0048; // basic.get-empty
+export const METHOD_BASIC_ACK = 0x003c0050; // basic.ack
+export const METHOD_BASIC_REJECT = 0x003c005a; // basic.reject
+export const METHOD_BASIC_RECOVER_ASYNC = 0x003c0064; // basic.recover-async
+export const METHOD_BASIC_RECOVER = 0x003c006e; // basic.recover
+export const METHOD_BASIC_RECOVER_OK = 0x003c006f; // basic.recover-ok
+export const METHOD_BASIC_NACK = 0x003c0078; // basic.nack
+export const METHOD_TX_SELECT = 0x005a000a; // tx.select
+export const METHOD_TX_SELECT_OK = 0x005a000b; // tx.select-ok
+export const METHOD_TX_COMMIT = 0x005a0014; // tx.commit
+export const METHOD_TX_COMMIT_OK = 0x005a0015; // tx.commit-ok
+export const METHOD_TX_ROLLBACK = 0x005a001e; // tx.rollback
+export const METHOD_TX_ROLLBACK_OK = 0x005a001f; // tx.rollback-ok
+export const METHOD_CONFIRM_SELECT = 0x0055000a; // confirm.select
+export const METHOD_CONFIRM_SELECT_OK = 0x0055000b; // confirm.select-ok
+
 /** The basic content properties in flag order: bit 15 of the flags word is the first one. */
 export const BASIC_PROPERTIES: readonly { readonly name: string; readonly type: ArgType }[] = [
   { name: 'contentType', type: 'shortstr' },

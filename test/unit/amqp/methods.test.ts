@@ -107,7 +107,7 @@ table('METHOD_BY_ID and METHOD_BY_NAME index every method exactly once', () => {
   }
 });
 
-table('BASIC_PROPERTIES, reply codes and frame constants match the JSON (and frame.ts agrees with spec.ts)', () => {
+table('BASIC_PROPERTIES, reply codes and frame constants match the JSON (and frame.ts exports the same values)', () => {
   const basic = json.classes.find((k) => k.name === 'basic')!;
   assert.equal(
     BASIC_PROPERTIES.map((p) => ({ ...p })),
@@ -116,11 +116,14 @@ table('BASIC_PROPERTIES, reply codes and frame constants match the JSON (and fra
   assert.is(BASIC_PROPERTIES.length, 14);
   const exported: Record<string, unknown> = { ...spec };
   const frameExports: Record<string, unknown> = { ...frameConsts };
+  const fromJson = new Map(json.constants.map((c) => [c.name.replace(/-/g, '_'), c.value]));
   for (const c of json.constants) {
     const name = c.name.replace(/-/g, '_');
     assert.is(exported[name], c.value, name);
     if (c.class !== undefined) assert.equal(REPLY_CODES.get(c.value), [name, c.class === 'hard-error'], name);
   }
+  // frame.ts re-exports these from spec.ts: checked against the JSON, so that a hand-written copy there could not
+  // drift from the spec unnoticed.
   for (const k of [
     'FRAME_METHOD',
     'FRAME_HEADER',
@@ -129,7 +132,30 @@ table('BASIC_PROPERTIES, reply codes and frame constants match the JSON (and fra
     'FRAME_END',
     'FRAME_MIN_SIZE',
   ] as const) {
-    assert.is(frameExports[k], exported[k], k);
+    assert.ok(fromJson.has(k), `${k} in the JSON`);
+    assert.is(frameExports[k], fromJson.get(k), k);
+  }
+});
+
+table('a METHOD_<CLASS>_<METHOD> constant per method is (class-id << 16) | method-id, and there is no other', () => {
+  const exported: Record<string, unknown> = { ...spec };
+  const expected = new Map<string, number>();
+  for (const k of json.classes)
+    for (const m of k.methods)
+      expected.set(`METHOD_${k.name}_${m.name}`.replace(/-/g, '_').toUpperCase(), k.id * 65536 + m.id);
+  assert.is(expected.size, METHODS.length);
+  for (const [name, id] of expected) {
+    assert.is(exported[name], id, name);
+    assert.is(METHOD_BY_ID.get(id)?.name.replace(/[.-]/g, '_').toUpperCase(), name.slice('METHOD_'.length), name);
+  }
+  const stray = Object.keys(exported).filter(
+    (k) => k.startsWith('METHOD_') && k !== 'METHOD_BY_ID' && k !== 'METHOD_BY_NAME' && !expected.has(k),
+  );
+  assert.equal(stray, []);
+  // What the hot paths write and compare: the first four bytes of the payload the generic codec encodes.
+  for (const m of METHODS) {
+    const name = `METHOD_${m.name.replace(/[.-]/g, '_').toUpperCase()}`;
+    assert.is(encodeMethod(m.name, randomArgs(new Random(4), m).args).readUInt32BE(0), exported[name], name);
   }
 });
 
