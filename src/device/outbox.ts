@@ -2,8 +2,8 @@
  * The durable outbox: every message the hub hands to the bus is on the SD card before `append` resolves, and stays
  * there until the broker confirms it, so a crash or power cut between the two resends instead of losing it.
  *
- * Disk format (integers little-endian), in the style of history.ts. Append-only segment files `<seq, 10 digits>.obx`
- * in creation order, each opened by the header "EBOX" | u16 version (1) | u16 header length (8), then records:
+ * Disk format (integers little-endian), segment files as in src/store/segment-log.ts: `<seq, 10 digits>.obx` in
+ * creation order, each opened by the header "EBOX" | u16 version (1) | u16 header length (8), then records:
  *
  *   record   u32 payload length L | payload (L bytes) | u32 CRC32 of the length field and the payload
  *   message  u8 kind 1 | u48 id | u8 length + UTF-8 of peer, messageId, type, routingKey (each <= 255 B) | body
@@ -17,11 +17,10 @@
  * per message; it goes after it is rolled over at `segmentBytes`.
  *
  * Recovery: open reads every segment in order and replays it. A record with a bad CRC is skipped alone and counted
- * (`corrupt`); the length prefix still gives the next boundary. A length outside 7..16 MiB or one that runs past the
- * end of the file cannot be trusted, so the rest of that segment is dropped (and reported): a length that is
- * corrupt yet plausible makes the following records fail their CRC until the rest is dropped the same way, except
- * for a 2^-32 chance of garbage passing a CRC. In the newest segment, anything after the last good record (a torn
- * write, or a short tail) is truncated away so that later appends line up. A segment whose header is bad is renamed
+ * (`corrupt`). A length outside 7..16 MiB or one that runs past the end of the file cannot be trusted, so the rest
+ * of that segment is dropped (and reported): a length that is corrupt yet plausible makes the following records
+ * fail their CRC until the rest is dropped the same way, except for a 2^-32 chance of garbage passing a CRC. Only
+ * the newest segment is appended to, so only its torn tail is cut off. A segment whose header is bad is renamed
  * `.bad`, or removed when it is the newest and shorter than a header (a crash while creating it). Problems go to
  * `onWarning` as OutboxError 'CORRUPT'; open never fails for them. Delivery is at least once: an ack not yet on
  * disk at a crash (tombstones ride along with the next write or flush) means a resend, which the receiver dedupes by
@@ -37,19 +36,20 @@
  * oldest are stale, and the caller of append, deep in a measurement loop, has nothing better to do with a refusal.
  * 'reject-new' keeps the old ones and rejects with OutboxError 'FULL' (for commands that must be sent in order).
  *
- * Wear at 10 messages a minute of 300-byte reports (peer, a UUID messageId, type and routing key: 388 B a record,
- * plus a 15 B tombstone each when acked), measured by the tests: 241,800 B appended per hour (a new 256 KiB segment
- * every ~65 min). With fsyncIntervalMs 60_000: 60 fdatasyncs an hour (the target; the test counts 60 + 1 for the
- * first hour, the 1 being the directory fsync after creating the segment), plus the directory fsync and the old
- * segment's last fdatasync in the round after each segment roll, i.e. 2 more every ~65 min. With the default 1000 ms
- * every message gets its own round: 600 fdatasyncs an hour; the hub should pass 60_000 unless it cannot afford
- * losing a minute. Physically each fdatasync rewrites at least the 4 KiB tail page plus an ext4 journal commit of a
- * few blocks, so roughly 1 MiB an hour reaches the card at 60 s and ~10 MiB at 1 s.
+ * Wear at 10 reports a minute with fsyncIntervalMs 60_000: docs/RELIABILITY.md (60 fdatasyncs an hour, counted by
+ * the tests), plus 2 in the round after each roll to a new segment (its directory, the old one's last sync), about
+ * hourly. With the default 1000 ms every message gets its own round, 600 an hour (~10 MiB rewritten on the card):
+ * the hub should pass 60_000 unless it cannot afford losing a minute.
  */
 import { promises as fsp } from 'node:fs';
-import * as path from 'node:path';
-import { crc32 } from '../store/crc32.js';
-import { syncDirectory } from '../store/durable.js';
+import {
+  type RecordFraming,
+  type RecordScan,
+  type SegmentFile,
+  SegmentLog,
+  scanRecords,
+  sealRecord,
+} from '../store/segment-log.js';
 
 export type OutboxErrorCode = 'FULL' | 'CORRUPT' | 'IO';
 
@@ -97,30 +97,37 @@ const SEGMENT_NAME = /^(\d{10})\.obx$/;
 
 interface Segment {
   seq: number;
-  file: string;
-  size: number;
+  file: SegmentFile;
   /** Unacked messages in it. */
   live: Set<number>;
   /** Older segments holding messages its tombstones ack: it must outlive them. */
   deps: Set<Segment>;
-  fh: fsp.FileHandle | undefined;
-  dirty: boolean;
   deleted: boolean;
+}
+
+const segmentName = (seq: number): string => `${String(seq).padStart(10, '0')}.obx`;
+
+function header(): Buffer {
+  const buf = Buffer.alloc(HEADER);
+  buf.writeUInt32LE(MAGIC, 0);
+  buf.writeUInt16LE(VERSION, 4);
+  buf.writeUInt16LE(HEADER, 6);
+  return buf;
 }
 
 const ioError = (what: string, err: unknown): OutboxError =>
   err instanceof OutboxError ? err : new OutboxError('IO', `${what}: ${(err as Error).message}`, { cause: err });
 
-function sealRecord(buf: Buffer, id: number): void {
+function stamp(buf: Buffer, id: number): void {
   buf.writeUIntLE(id, 5, 6);
-  buf.writeUInt32LE(crc32(buf, 0, buf.length - 4), buf.length - 4);
+  sealRecord(buf);
 }
 
 function tombstone(id: number): Buffer {
   const buf = Buffer.alloc(TOMBSTONE);
   buf.writeUInt32LE(MIN_PAYLOAD, 0);
   buf[4] = KIND_ACK;
-  sealRecord(buf, id);
+  stamp(buf, id);
   return buf;
 }
 
@@ -152,51 +159,17 @@ const goodHeader = (buf: Buffer): boolean =>
   buf.readUInt16LE(4) === VERSION &&
   buf.readUInt16LE(6) === HEADER;
 
-interface ParsedSegment {
-  entries: OutboxEntry[];
-  /** The end of the last good record (HEADER when there is none). */
-  goodEnd: number;
-  /** Records skipped for a bad CRC or an undecodable payload. */
-  bad: number;
-  /** Why the rest of the segment was dropped ('' when every record was framed). */
-  rest: string;
-}
-
-/** The records of a segment whose header is good; see the top comment for what is skipped and what is dropped. */
-function parseSegment(buf: Buffer): ParsedSegment {
-  const entries: OutboxEntry[] = [];
-  let off = HEADER;
-  let goodEnd = HEADER;
-  let bad = 0;
-  let rest = '';
-  while (off < buf.length) {
-    if (off + 4 > buf.length) {
-      rest = 'a short record';
-      break;
-    }
+/** Records as the top comment frames them; a length outside MIN_PAYLOAD..MAX_PAYLOAD drops the rest. */
+const FRAMING: RecordFraming<OutboxEntry> = {
+  prefix: 4,
+  end(buf, off) {
     const len = buf.readUInt32LE(off);
-    if (len < MIN_PAYLOAD || len > MAX_PAYLOAD) {
-      rest = `an impossible length ${len}`;
-      break;
-    }
-    const end = off + 4 + len + 4;
-    if (end > buf.length) {
-      rest = 'a short record';
-      break;
-    }
-    const rec = crc32(buf, off, end - 4) === buf.readUInt32LE(end - 4) ? decode(buf, off + 4, end - 4) : undefined;
-    if (rec) {
-      entries.push(rec);
-      goodEnd = end;
-    } else {
-      bad++;
-    }
-    off = end;
-  }
-  return { entries, goodEnd, bad, rest };
-}
+    return len < MIN_PAYLOAD || len > MAX_PAYLOAD ? `an impossible length ${len}` : off + 4 + len + 4;
+  },
+  decode: (buf, start, end) => decode(buf, start + 4, end - 4),
+};
 
-export interface OutboxSegmentScan extends ParsedSegment {
+export interface OutboxSegmentScan extends Pick<RecordScan<OutboxEntry>, 'entries' | 'goodEnd' | 'bad' | 'rest'> {
   /** The file name, e.g. `0000000001.obx`. */
   name: string;
   /** The file's size in bytes. */
@@ -211,26 +184,28 @@ export interface OutboxSegmentScan extends ParsedSegment {
  * may have crashed; open sees the same entries, in the same order.
  */
 export async function scanOutbox(dir: string): Promise<OutboxSegmentScan[]> {
-  const names = (await fsp.readdir(dir)).filter((n) => SEGMENT_NAME.test(n)).sort();
+  const log = new SegmentLog(dir);
   const out: OutboxSegmentScan[] = [];
-  for (const name of names) {
+  for (const name of await log.list(SEGMENT_NAME)) {
     let buf: Buffer;
     try {
-      buf = await fsp.readFile(path.join(dir, name));
+      buf = await log.read(name);
     } catch (err) {
       // Acked segments are deleted by a running outbox: one that vanished since readdir had nothing left to read.
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
       throw err;
     }
     const header = goodHeader(buf);
-    const parsed = header ? parseSegment(buf) : { entries: [], goodEnd: 0, bad: 0, rest: '' };
-    out.push({ name, size: buf.length, header, ...parsed });
+    const { entries, goodEnd, bad, rest } = header
+      ? scanRecords(buf, HEADER, FRAMING)
+      : { entries: [], goodEnd: 0, bad: 0, rest: '' };
+    out.push({ name, size: buf.length, header, entries, goodEnd, bad, rest });
   }
   return out;
 }
 
 export class Outbox {
-  readonly #dir: string;
+  readonly #log: SegmentLog;
   readonly #intervalMs: number;
   readonly #maxBytes: number;
   readonly #segmentBytes: number;
@@ -246,14 +221,11 @@ export class Outbox {
   #nextId = 1;
   #nextSeq = 1;
   #size = 0;
-  #dirDirty = false;
   #lastSync: number;
   #timer: NodeJS.Timeout | undefined;
   #chain: Promise<void> = Promise.resolve();
   #closed = false;
 
-  /** fdatasync and directory fsync calls. */
-  fsyncs = 0;
   /** Bytes written to the segment files since open. */
   bytes = 0;
   /** Unacked messages given up by the 'drop-oldest' policy. */
@@ -262,7 +234,7 @@ export class Outbox {
   corrupt = 0;
 
   private constructor(dir: string, o: OutboxOptions) {
-    this.#dir = dir;
+    this.#log = new SegmentLog(dir);
     this.#intervalMs = o.fsyncIntervalMs ?? 1000;
     this.#segmentBytes = o.segmentBytes ?? 256 * 1024;
     this.#maxBytes = o.maxBytes ?? 8 * 1024 * 1024;
@@ -292,6 +264,11 @@ export class Outbox {
   /** Bytes of all segment files on disk, what maxBytes caps. */
   get size(): number {
     return this.#size;
+  }
+
+  /** fdatasync and directory fsync calls. */
+  get fsyncs(): number {
+    return this.#log.syncs;
   }
 
   append(peer: string, body: Uint8Array, meta: OutboxMeta): Promise<number> {
@@ -403,7 +380,7 @@ export class Outbox {
 
   #willRoll(len: number): boolean {
     const a = this.#active;
-    return !a || (a.size > HEADER && a.size + len > this.#segmentBytes);
+    return !a || (a.file.size > HEADER && a.file.size + len > this.#segmentBytes);
   }
 
   async #appendTask(buf: Buffer, peer: string, body: Uint8Array, meta: OutboxMeta): Promise<number> {
@@ -431,7 +408,7 @@ export class Outbox {
       if (this.#size + need() > this.#maxBytes) throw new OutboxError('FULL', 'acked segments still fill maxBytes');
     }
     const id = this.#nextId++;
-    sealRecord(buf, id);
+    stamp(buf, id);
     const seg = await this.#write(buf);
     this.#pending.set(id, {
       id,
@@ -470,35 +447,28 @@ export class Outbox {
     if (this.#willRoll(buf.length)) {
       this.#retire();
       const seq = this.#nextSeq++;
-      const file = path.join(this.#dir, `${String(seq).padStart(10, '0')}.obx`);
-      const header = Buffer.alloc(HEADER);
-      header.writeUInt32LE(MAGIC, 0);
-      header.writeUInt16LE(VERSION, 4);
-      header.writeUInt16LE(HEADER, 6);
-      buf = Buffer.concat([header, buf]);
-      let fh: fsp.FileHandle;
+      const name = segmentName(seq);
+      buf = Buffer.concat([header(), buf]);
+      let file: SegmentFile;
       try {
-        fh = await fsp.open(file, 'wx', 0o600);
+        file = await this.#log.create(name);
       } catch (err) {
         this.#acks = acks.concat(this.#acks);
-        throw ioError(`creating ${file}`, err);
+        throw ioError(`creating ${this.#log.path(name)}`, err);
       }
-      const seg: Segment = { seq, file, size: 0, live: new Set(), deps: new Set(), fh, dirty: false, deleted: false };
+      const seg: Segment = { seq, file, live: new Set(), deps: new Set(), deleted: false };
       this.#segments.push(seg);
       this.#active = seg;
-      this.#dirDirty = true;
     }
     const seg = this.#active!;
     try {
-      await seg.fh!.write(buf, 0, buf.length, seg.size);
+      await seg.file.append(buf);
     } catch (err) {
       // A partial write may sit at the end: later records go to a new segment, where they line up.
       this.#retire();
       this.#acks = acks.concat(this.#acks);
-      throw ioError(`writing ${seg.file}`, err);
+      throw ioError(`writing ${seg.file.path}`, err);
     }
-    seg.size += buf.length;
-    seg.dirty = true;
     this.#size += buf.length;
     this.bytes += buf.length;
     for (const a of acks) if (a.target !== seg) seg.deps.add(a.target);
@@ -509,35 +479,22 @@ export class Outbox {
   #retire(): void {
     const seg = this.#active;
     this.#active = undefined;
-    if (seg && !seg.dirty && seg.fh) {
-      const fh = seg.fh;
-      seg.fh = undefined;
-      fh.close().catch(() => undefined);
-    }
+    if (seg && !seg.file.unsynced && seg.file.isOpen) seg.file.close().catch(() => undefined);
   }
 
   /** One sync round: every segment written since the last one, and the directory if a segment was created. */
   async #sync(): Promise<void> {
     this.#lastSync = this.#now();
     for (const seg of this.#segments) {
-      if (!seg.dirty || !seg.fh) continue;
+      if (!seg.file.unsynced || !seg.file.isOpen) continue;
       try {
-        await seg.fh.datasync();
+        await seg.file.sync();
       } catch (err) {
-        throw ioError(`syncing ${seg.file}`, err);
+        throw ioError(`syncing ${seg.file.path}`, err);
       }
-      this.fsyncs++;
-      seg.dirty = false;
-      if (seg !== this.#active) {
-        const fh = seg.fh;
-        seg.fh = undefined;
-        await fh.close();
-      }
+      if (seg !== this.#active) await seg.file.close();
     }
-    if (this.#dirDirty) {
-      if (await syncDirectory(this.#dir)) this.fsyncs++;
-      this.#dirDirty = false;
-    }
+    await this.#log.syncDirectory();
   }
 
   /** Deletes the segments nothing on disk needs any more (see the top comment), oldest first. */
@@ -545,29 +502,20 @@ export class Outbox {
     for (const seg of [...this.#segments]) {
       if (seg === this.#active || seg.live.size > 0) continue;
       if ([...seg.deps].some((d) => !d.deleted)) continue;
-      if (seg.fh) {
-        const fh = seg.fh;
-        seg.fh = undefined;
-        await fh.close();
-      }
+      await seg.file.close();
       try {
-        await fsp.unlink(seg.file);
+        await this.#log.remove(seg.file.name);
       } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw ioError(`deleting ${seg.file}`, err);
+        throw ioError(`deleting ${seg.file.path}`, err);
       }
       seg.deleted = true;
-      seg.dirty = false;
-      this.#size -= seg.size;
+      this.#size -= seg.file.size;
       this.#segments.splice(this.#segments.indexOf(seg), 1);
     }
   }
 
   async #closeHandles(): Promise<void> {
-    for (const seg of this.#segments) {
-      const fh = seg.fh;
-      seg.fh = undefined;
-      await fh?.close().catch(() => undefined);
-    }
+    for (const seg of this.#segments) await seg.file.close().catch(() => undefined);
   }
 
   // ---- recovery --------------------------------------------------------------------------------------------------
@@ -577,63 +525,52 @@ export class Outbox {
   }
 
   async #recover(): Promise<void> {
-    const names = (await fsp.readdir(this.#dir)).filter((n) => SEGMENT_NAME.test(n)).sort();
+    const names = await this.#log.list(SEGMENT_NAME);
     let maxId = 0;
     for (const [i, name] of names.entries()) {
-      const file = path.join(this.#dir, name);
       const seq = Number(SEGMENT_NAME.exec(name)![1]);
       this.#nextSeq = Math.max(this.#nextSeq, seq + 1);
       const newest = i === names.length - 1;
-      const buf = await fsp.readFile(file);
+      const buf = await this.#log.read(name);
       if (!goodHeader(buf)) {
         if (newest && buf.length < HEADER) {
-          await fsp.unlink(file);
+          await this.#log.remove(name);
         } else {
           this.#corrupt(`${name}: bad segment header, renamed .bad`);
-          await fsp.rename(file, `${file}.bad`);
+          await this.#log.moveAside(name);
         }
         continue;
       }
+      const scan = scanRecords(buf, HEADER, FRAMING);
+      const { bad, rest, goodEnd } = scan;
+      this.corrupt += scan.lost;
+      let size = buf.length;
+      if (newest && goodEnd < buf.length) {
+        // A torn write: cut it off so the next append starts at a record boundary.
+        this.#corrupt(`${name}: ${bad} bad records, ${buf.length - goodEnd} B after the last good record cut off`);
+        await this.#log.cutTail(name, goodEnd, true);
+        size = goodEnd;
+      } else if (scan.lost > 0) {
+        this.#corrupt(`${name}: ${bad} bad records${rest ? `, rest of the segment dropped at ${rest}` : ''}`);
+      }
       const seg: Segment = {
         seq,
-        file,
-        size: buf.length,
+        file: this.#log.file(name, size, true),
         live: new Set(),
         deps: new Set(),
-        fh: undefined,
-        dirty: false,
         deleted: false,
       };
       this.#segments.push(seg);
-      const { entries, goodEnd, bad, rest } = parseSegment(buf);
-      for (const rec of entries) {
+      for (const rec of scan.entries) {
         maxId = Math.max(maxId, rec.id);
         this.#replay(seg, rec);
       }
-      if (newest && goodEnd < buf.length) {
-        // A torn write: cut it off so the next append starts at a record boundary.
-        this.corrupt += bad + (rest ? 1 : 0);
-        this.#corrupt(`${name}: ${bad} bad records, ${buf.length - goodEnd} B after the last good record cut off`);
-        const fh = await fsp.open(file, 'r+');
-        try {
-          await fh.truncate(goodEnd);
-          await fh.datasync();
-          this.fsyncs++;
-        } finally {
-          await fh.close();
-        }
-        seg.size = goodEnd;
-      } else {
-        this.corrupt += bad + (rest ? 1 : 0);
-        if (bad > 0 || rest)
-          this.#corrupt(`${name}: ${bad} bad records${rest ? `, rest of the segment dropped at ${rest}` : ''}`);
-      }
-      this.#size += seg.size;
+      this.#size += size;
     }
     this.#nextId = maxId + 1;
     const last = this.#segments[this.#segments.length - 1];
     if (last) {
-      last.fh = await fsp.open(last.file, 'r+');
+      await last.file.open();
       this.#active = last;
     }
     await this.#collect();
