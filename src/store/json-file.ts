@@ -1,0 +1,86 @@
+/**
+ * Reads a JSON file written by a person (the hub's configuration, the keyring and private key files): a key written
+ * twice is refused, and a syntax error is reported by line and column. No message quotes the file's text, so the
+ * same reader serves files that hold secrets.
+ */
+import { readFileSync } from 'node:fs';
+import { scanJson } from '../core/json-scan.js';
+
+export type JsonFileFault =
+  /** `errno` is the system's code: ENOENT, EISDIR, EACCES... */
+  | { readonly code: 'UNREADABLE'; readonly errno: string }
+  /** 1-based; `endsEarly` when the text stops before the document does (a truncated file). */
+  | { readonly code: 'SYNTAX'; readonly line: number; readonly column: number; readonly endsEarly: boolean }
+  /** `path` names the second occurrence, e.g. `$.devices[1].name`. */
+  | { readonly code: 'DUPLICATE_KEY'; readonly path: string; readonly key: string };
+
+export class JsonFileError extends Error {
+  override name = 'JsonFileError';
+  readonly code: JsonFileFault['code'];
+  /** The message without the file name: `invalid JSON at line 3 column 1`. */
+  readonly detail: string;
+
+  constructor(
+    readonly file: string,
+    readonly fault: JsonFileFault,
+  ) {
+    const detail = describe(fault);
+    super(`${file}: ${detail}`);
+    this.code = fault.code;
+    this.detail = detail;
+  }
+}
+
+function describe(fault: JsonFileFault): string {
+  switch (fault.code) {
+    case 'UNREADABLE':
+      return `cannot read (${fault.errno})`;
+    case 'SYNTAX': {
+      const where = `invalid JSON at line ${fault.line} column ${fault.column}`;
+      return fault.endsEarly ? `${where} (the text ends too early)` : where;
+    }
+    case 'DUPLICATE_KEY': {
+      const key = fault.key.length > 60 ? `${fault.key.slice(0, 60)}...` : fault.key;
+      return `${fault.path}: the key ${JSON.stringify(key)} a second time`;
+    }
+  }
+}
+
+/** The parsed content of `file`; every failure, reading included, is a JsonFileError. */
+export function readJsonFile(file: string): unknown {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    const errno = (err as NodeJS.ErrnoException).code ?? 'error';
+    throw new JsonFileError(file, { code: 'UNREADABLE', errno });
+  }
+  // Editors on Windows may save with a byte order mark, which JSON.parse refuses although the text is fine.
+  if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
+  let value: unknown;
+  let parsed = true;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    // Its message is not used: it quotes the text near the error, and only some Node versions give a position.
+    parsed = false;
+  }
+  const scan = scanJson(text, '$');
+  if (!parsed) {
+    // The two grammars are the same; should they ever disagree, the error is still reported, at the end.
+    const offset = scan.errorAt ?? text.length;
+    throw new JsonFileError(file, { code: 'SYNTAX', ...lineColumn(text, offset), endsEarly: offset >= text.length });
+  }
+  if (scan.duplicate !== undefined) throw new JsonFileError(file, { code: 'DUPLICATE_KEY', ...scan.duplicate });
+  return value;
+}
+
+function lineColumn(text: string, offset: number): { line: number; column: number } {
+  let line = 1;
+  let start = 0;
+  for (let i = text.indexOf('\n'); i >= 0 && i < offset; i = text.indexOf('\n', i + 1)) {
+    line++;
+    start = i + 1;
+  }
+  return { line, column: offset - start + 1 };
+}
