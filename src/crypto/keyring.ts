@@ -9,11 +9,12 @@
  * into the backend once, here. Messages about the private file never quote its values.
  */
 import { createHash } from 'node:crypto';
-import { readFileSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import * as ed from '@noble/ed25519';
-import { EbTime } from '../codec/time.js';
+import { JsonFileError, readJsonFile } from '../store/json-file.js';
 import type { CryptoBackend, DhPublic, DhSecret, SigningKey, VerifyKey } from './backend.js';
 import { CryptoError } from './errors.js';
+import { parseIsoTime } from './iso-time.js';
 import { KNOWN_TYPES } from './types.js';
 
 export const KEYRING_FORMAT = 'heh-keyring/1';
@@ -110,12 +111,10 @@ class Reader {
   }
 
   time(v: unknown, path: string): number {
-    try {
-      return EbTime.parse(this.string(v, path), path).epochMs;
-    } catch (err) {
-      if (err instanceof CryptoError) throw err;
-      return this.fail(path, `expected an ISO 8601 time with an offset, found ${this.describe(v)}`);
-    }
+    return (
+      parseIsoTime(this.string(v, path)) ??
+      this.fail(path, `expected an ISO 8601 time with an offset, found ${this.describe(v)}`)
+    );
   }
 
   optionalTime(v: unknown, path: string): number | undefined {
@@ -223,9 +222,9 @@ export class Keyring {
   static load(keyringFile: string, privateKeyFile: string, backend: CryptoBackend): Keyring {
     checkPrivateFileMode(privateKeyFile);
     return new Keyring(backend, {
-      keyring: readJson(keyringFile, false),
+      keyring: readJson(keyringFile),
       keyringFile,
-      privateKey: readJson(privateKeyFile, true),
+      privateKey: readJson(privateKeyFile),
       privateKeyFile,
     });
   }
@@ -410,20 +409,13 @@ export function checkPrivateFileMode(file: string): void {
   }
 }
 
-function readJson(file: string, secret: boolean): unknown {
-  let text: string;
+/** The shared reader never quotes the file's text, so its messages are safe for the private key file too. */
+function readJson(file: string): unknown {
   try {
-    text = readFileSync(file, 'utf8');
+    return readJsonFile(file);
   } catch (err) {
-    throw new CryptoError(
-      'KEYRING_INVALID',
-      `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
-    );
-  }
-  try {
-    return JSON.parse(text);
-  } catch (err) {
-    // JSON.parse quotes the text near the error: never for the private key file.
-    throw new CryptoError('KEYRING_INVALID', `${file}: not valid JSON${secret ? '' : ` (${(err as Error).message})`}`);
+    if (!(err instanceof JsonFileError)) throw err;
+    const message = err.fault.code === 'UNREADABLE' ? `cannot read ${file}: ${err.fault.errno}` : err.message;
+    throw new CryptoError('KEYRING_INVALID', message);
   }
 }

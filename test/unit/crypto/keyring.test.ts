@@ -804,6 +804,36 @@ for (const backend of [nodeBackend, nobleBackend]) {
     }),
   );
 
+  files('a key written twice in either file is refused with the file and the path', () =>
+    inTempDir((dir) => {
+      const f = fixture(backend);
+      const { kr, pk } = writeFiles(dir, f);
+      const ring = JSON.stringify(f.hubRing);
+      fs.writeFileSync(kr, ring.replace('{"format":', '{"format":"heh-keyring/1","format":'));
+      const e1 = cryptoError(() => Keyring.load(kr, pk, backend), 'KEYRING_INVALID');
+      assert.is(e1.message, `${kr}: $.format: the key "format" a second time`);
+      fs.writeFileSync(kr, ring);
+      const priv = JSON.stringify(f.hub.privateKey);
+      fs.writeFileSync(
+        pk,
+        priv.replace('{"format":', `{"ed25519":${JSON.stringify(f.hub.privateKey.ed25519)},"format":`),
+      );
+      const e2 = cryptoError(() => Keyring.load(kr, pk, backend), 'KEYRING_INVALID');
+      assert.is(e2.message, `${pk}: $.ed25519: the key "ed25519" a second time`);
+      assert.not.ok(e2.message.includes(f.hub.privateKey.ed25519.slice(0, 12)), e2.message);
+    }),
+  );
+
+  files('invalid JSON: the line and column of the error', () =>
+    inTempDir((dir) => {
+      const f = fixture(backend);
+      const { kr, pk } = writeFiles(dir, f);
+      fs.writeFileSync(kr, '{\n  "format": "heh-keyring/1",\n  "peers": {,\n}');
+      const err = cryptoError(() => Keyring.load(kr, pk, backend), 'KEYRING_INVALID');
+      assert.is(err.message, `${kr}: invalid JSON at line 3 column 13`);
+    }),
+  );
+
   files('invalid JSON in the private key file: the message quotes none of its text', () =>
     inTempDir((dir) => {
       const f = fixture(backend);
