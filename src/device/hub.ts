@@ -15,7 +15,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { type Connector, type HandlerContext, routingKeyOf } from '../bus/index.js';
 import { EbTime, encode, type Message, type MessageType } from '../codec/index.js';
 import { HUB_VERSION } from './about.js';
-import type { HubConfig } from './config.js';
+import type { HubConfig } from './config/index.js';
 import type { Actuator, Meter } from './devices.js';
 import { type History, HistoryError } from './history.js';
 import type { Logger } from './log.js';

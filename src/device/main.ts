@@ -24,7 +24,7 @@ import { keygen } from '../cli/keys.js';
 import { CryptoError, Keyring, ReplayWindow, Sealer, SequenceReserver, selectBackend } from '../crypto/index.js';
 import { DEFAULT_CONFIG, HUB_VERSION, USAGE, versionLine } from './about.js';
 import { bench } from './bench.js';
-import { ConfigError, type HubConfig, loadConfig } from './config.js';
+import { ConfigError, type HubConfig, loadConfig } from './config/index.js';
 import { type Actuator, createActuator, createMeter, type Meter } from './devices.js';
 import { History } from './history.js';
 import { Hub } from './hub.js';

@@ -18,7 +18,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { BusError, CONTENT_TYPE_JSON, type Connector, DM_VERSION } from '../../src/bus/index.js';
 import { EbTime, type Message, type MessageType } from '../../src/codec/index.js';
-import { exampleConfig } from '../../src/device/config.js';
+import { exampleConfig } from '../../src/device/config/index.js';
 import { AMQP_URL, timed, unique } from '../helpers/amqp.js';
 import {
   ALL_TYPES,

@@ -8,7 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { ConfigError, exampleConfig, loadConfig, parseConfig } from '../../../src/device/config.js';
+import { ConfigError, exampleConfig, loadConfig, parseConfig } from '../../../src/device/config/index.js';
 
 const STATE = '/tmp/ebadge-test-state';
 

@@ -1,0 +1,148 @@
+/**
+ * The broker section: the URL and the other nodes of the cluster, how we authenticate (PLAIN with a password file,
+ * or EXTERNAL with a TLS client certificate), heartbeats and reconnection delays. A password never appears in the
+ * configuration itself, nor in a message about it.
+ */
+import { type Reader, shown } from './reader.js';
+import type { BrokerConfig, TlsConfig } from './types.js';
+
+const BROKER_KEYS = [
+  'url',
+  'username',
+  'passwordFile',
+  'tls',
+  'external',
+  'heartbeatS',
+  'prefetch',
+  'endpoints',
+  'reconnectDelayS',
+  'maxReconnectDelayS',
+] as const;
+const TLS_KEYS = ['ca', 'cert', 'key', 'servername'] as const;
+export const GUEST = 'guest';
+
+export function parseBroker(r: Reader, v: unknown): BrokerConfig {
+  const b = r.object(v ?? {}, '$.broker', BROKER_KEYS);
+  const url = r.string(b['url'] ?? 'amqp://127.0.0.1:5672', '$.broker.url', 'an amqp:// or amqps:// URL');
+  const urlUser = checkUrl(r, url);
+  const secure = url.startsWith('amqps://');
+  const broker: { -readonly [K in keyof BrokerConfig]: BrokerConfig[K] } = {
+    url,
+    external: r.boolean(b['external'] ?? false, '$.broker.external'),
+    // Below 5 s heartbeats raise false alarms on a busy Pi (the client refuses them); 0 takes the broker's value.
+    heartbeatS: r.number(
+      b['heartbeatS'] ?? 20,
+      '$.broker.heartbeatS',
+      "an integer from 5 to 600, or 0 (the broker's value)",
+      (n) => Number.isInteger(n) && (n === 0 || (n >= 5 && n <= 600)),
+    ),
+    prefetch: r.integer(b['prefetch'] ?? 10, '$.broker.prefetch', 1, 1000),
+    endpoints: r.array(b['endpoints'] ?? [], '$.broker.endpoints', 'an array of "host:port" strings').map((e, i) => {
+      const at = `$.broker.endpoints[${i}]`;
+      const x = r.string(e, at, 'a "host:port" string');
+      const m = /^\[?([^\]\s]+?)\]?:(\d{1,5})$/.exec(x);
+      if (m === null || Number(m[2]) < 1 || Number(m[2]) > 65535)
+        r.fail(at, 'a "host:port" string (port 1 to 65535)', shown(x));
+      return x;
+    }),
+    reconnectDelayS: r.number(
+      b['reconnectDelayS'] ?? 5,
+      '$.broker.reconnectDelayS',
+      'a number from 2 to 600 (seconds)',
+      (n) => n >= 2 && n <= 600,
+    ),
+    maxReconnectDelayS: 60,
+  };
+  broker.maxReconnectDelayS = r.number(
+    b['maxReconnectDelayS'] ?? Math.max(60, broker.reconnectDelayS),
+    '$.broker.maxReconnectDelayS',
+    `a number from reconnectDelayS (${broker.reconnectDelayS}) to 3600 (seconds)`,
+    (n) => n >= broker.reconnectDelayS && n <= 3600,
+  );
+  if (b['username'] !== undefined) {
+    broker.username = r.string(b['username'], '$.broker.username');
+    if (urlUser !== undefined && urlUser !== broker.username) {
+      r.fail(
+        '$.broker.username',
+        `the user named in $.broker.url (${shown(urlUser)}), or no username`,
+        shown(broker.username),
+      );
+    }
+  }
+  if (b['passwordFile'] !== undefined) broker.passwordFile = r.path(b['passwordFile'], '$.broker.passwordFile');
+  if (b['tls'] !== undefined) {
+    const t = r.object(b['tls'], '$.broker.tls', TLS_KEYS);
+    const tls: { -readonly [K in keyof TlsConfig]: TlsConfig[K] } = {};
+    if (t['ca'] !== undefined) tls.ca = r.path(t['ca'], '$.broker.tls.ca');
+    if (t['cert'] !== undefined) tls.cert = r.path(t['cert'], '$.broker.tls.cert');
+    if (t['key'] !== undefined) tls.key = r.path(t['key'], '$.broker.tls.key');
+    if (t['servername'] !== undefined) tls.servername = r.string(t['servername'], '$.broker.tls.servername');
+    // Over amqp:// these files would be silently unused: the operator believes the link is encrypted when it is not.
+    if (!secure) r.fail('$.broker.url', 'an amqps:// URL (broker.tls is given)', shown(url));
+    broker.tls = tls;
+  }
+  if (broker.external) {
+    if (!secure)
+      r.fail(
+        '$.broker.url',
+        'an amqps:// URL (broker.external authenticates with the TLS client certificate)',
+        shown(url),
+      );
+    const why = '(broker.external authenticates with the TLS client certificate)';
+    if (broker.tls === undefined) r.fail('$.broker.tls', `an object with cert and key ${why}`, 'nothing');
+    if (broker.tls.cert === undefined) r.fail('$.broker.tls.cert', `the client certificate file ${why}`, 'nothing');
+    if (broker.tls.key === undefined) r.fail('$.broker.tls.key', `the client certificate's key file ${why}`, 'nothing');
+  } else {
+    // PLAIN authentication. Without a password file the password is "guest", and only for the user "guest" (the
+    // local broker's default account, as in the example config): any other user would log in with a password
+    // that is not theirs and be refused by the broker, after the hub had already started.
+    const user = broker.username ?? urlUser ?? GUEST;
+    if (user !== GUEST && broker.passwordFile === undefined) {
+      r.fail(
+        '$.broker.passwordFile',
+        `a password file for the user ${shown(user)} (only the user "guest" has a default password), or broker.external`,
+        'nothing',
+      );
+    }
+  }
+  return broker;
+}
+
+/** Checks the broker URL; returns the user it names, if any. A password in it is refused without being quoted. */
+function checkUrl(r: Reader, url: string): string | undefined {
+  const what = 'an amqp:// or amqps:// URL';
+  if (!url.startsWith('amqp://') && !url.startsWith('amqps://')) r.fail('$.broker.url', what, shown(url));
+  const authority = url.slice(url.indexOf('//') + 2).split(/[/?#]/, 1)[0] ?? '';
+  const at = authority.lastIndexOf('@');
+  const userinfo = at < 0 ? '' : authority.slice(0, at);
+  // Checked before anything else looks at the URL, so that no later message can quote the password.
+  if (userinfo.includes(':')) {
+    r.fail(
+      '$.broker.url',
+      `${what} without a password (put the password in the file named by broker.passwordFile)`,
+      'a password in the URL',
+    );
+  }
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    return r.fail('$.broker.url', what, shown(url));
+  }
+  // The connection's own settings (heartbeat, TLS files, mechanism) have their keys here; a second place to set them
+  // in the query would let the two disagree.
+  if (u.search !== '' || u.hash !== '' || url.includes('?') || url.includes('#')) {
+    r.fail(
+      '$.broker.url',
+      `${what} without a query or fragment (use broker.heartbeatS, broker.tls, broker.external)`,
+      shown(url),
+    );
+  }
+  if (u.hostname === '') r.fail('$.broker.url', `${what} with a host`, shown(url));
+  if (userinfo === '') return undefined;
+  try {
+    return decodeURIComponent(u.username);
+  } catch {
+    return r.fail('$.broker.url', `${what} with a user name in valid percent-encoding`, shown(url));
+  }
+}

@@ -1,0 +1,257 @@
+/**
+ * The walk over a parsed configuration: each section checked in turn, with defaults filled in. The broker section
+ * has its own file (broker.ts).
+ */
+import { parseBroker } from './broker.js';
+import { describe, Reader, shown } from './reader.js';
+import type {
+  ActuatorConfig,
+  CommandMeterConfig,
+  CryptoBackendChoice,
+  DeviceClass,
+  DeviceConfig,
+  FileMeterConfig,
+  HubConfig,
+  LogConfig,
+  LogLevel,
+  MeterConfig,
+  MeterProfile,
+  PeerConfig,
+  PeerRole,
+  SignalConfig,
+  Topology,
+} from './types.js';
+
+const ENTITY_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$/;
+const ENTITY_NAME_TEXT = 'an entity name (a letter or digit, then up to 200 letters, digits, ".", "_" or "-")';
+const LOCAL_NAME = /^[A-Za-z][A-Za-z0-9_]*$/;
+const LOCAL_NAME_TEXT = 'a name of a letter, then letters, digits or "_"';
+const TOP_KEYS = [
+  'name',
+  'broker',
+  'peers',
+  'topology',
+  'declareExchanges',
+  'stateDir',
+  'resolutionS',
+  'historyHours',
+  'fsyncIntervalS',
+  'devices',
+  'crypto',
+  'allowClockChange',
+  'log',
+] as const;
+const DEVICE_KEYS = ['name', 'classes', 'type', 'version', 'signals', 'meter', 'actuator', 'maxPowerKw'] as const;
+const SIGNAL_KEYS = ['name', 'unit', 'desc', 'range'] as const;
+const PEER_ROLES: readonly PeerRole[] = ['aggregator', 'dso', 'tso', 'operator'];
+const DEVICE_CLASSES: readonly DeviceClass[] = ['consumer', 'generator', 'storage'];
+const METER_KINDS: readonly MeterConfig['kind'][] = ['simulated', 'csv', 'command', 'file'];
+const ACTUATOR_KINDS: readonly ActuatorConfig['kind'][] = ['simulated', 'command', 'file'];
+const HISTORY_MAX_HOURS = 24 * 31;
+const TIMEOUT_MAX_MS = 600_000;
+
+/** Checks a parsed configuration and fills in the defaults; `file` only names the source in messages. */
+export function parseConfig(value: unknown, file = 'hub.json'): HubConfig {
+  const r = new Reader(file);
+  const o = r.object(value, '$', TOP_KEYS);
+  const name = r.pattern(o['name'], '$.name', ENTITY_NAME, ENTITY_NAME_TEXT);
+  const broker = parseBroker(r, o['broker']);
+  const peers = parsePeers(r, o['peers'], name);
+  const resolutionS = r.number(
+    o['resolutionS'] ?? 60,
+    '$.resolutionS',
+    'an integer from 1 to 3600 that divides 3600',
+    // Intervals must tile the hour so that every hour starts a new interval, whatever the hub's start time.
+    (n) => Number.isInteger(n) && n >= 1 && n <= 3600 && 3600 % n === 0,
+  );
+  const config: {
+    -readonly [K in keyof HubConfig]: HubConfig[K];
+  } = {
+    name,
+    broker,
+    peers,
+    topology: r.oneOf<Topology>(o['topology'] ?? 'exchanges', '$.topology', ['exchanges', 'queues']),
+    declareExchanges: r.boolean(o['declareExchanges'] ?? true, '$.declareExchanges'),
+    stateDir: r.path(o['stateDir'] ?? '/var/lib/ebadge', '$.stateDir', 'a directory path'),
+    resolutionS,
+    // A day at least: a get_load_report for yesterday must be answerable from a hub that restarted this morning.
+    historyHours: r.integer(o['historyHours'] ?? 24, '$.historyHours', 24, HISTORY_MAX_HOURS),
+    fsyncIntervalS: r.integer(o['fsyncIntervalS'] ?? 60, '$.fsyncIntervalS', 1, 3600),
+    devices: parseDevices(r, o['devices']),
+    allowClockChange: r.boolean(o['allowClockChange'] ?? false, '$.allowClockChange'),
+    log: parseLog(r, o['log']),
+  };
+  if (o['crypto'] !== undefined) {
+    const c = r.object(o['crypto'], '$.crypto', ['keyring', 'privateKey', 'backend']);
+    config.crypto = {
+      keyring: r.path(c['keyring'], '$.crypto.keyring'),
+      privateKey: r.path(c['privateKey'], '$.crypto.privateKey'),
+      backend: r.oneOf<CryptoBackendChoice>(c['backend'] ?? 'auto', '$.crypto.backend', ['auto', 'node', 'noble']),
+    };
+  }
+  return config;
+}
+
+function parsePeers(r: Reader, v: unknown, self: string): PeerConfig[] {
+  const seen = new Map<string, number>();
+  return r.array(v, '$.peers', 'an array of at least one peer ({ "name": "vpp-acme" })', 1).map((e, i) => {
+    const p = `$.peers[${i}]`;
+    const o = r.object(e, p, ['name', 'role']);
+    const name = r.pattern(o['name'], `${p}.name`, ENTITY_NAME, ENTITY_NAME_TEXT);
+    const first = seen.get(name);
+    if (first !== undefined) r.fail(`${p}.name`, `a name not already used by $.peers[${first}]`, shown(name));
+    if (name === self) r.fail(`${p}.name`, "a name other than the hub's own ($.name)", shown(name));
+    seen.set(name, i);
+    return { name, role: r.oneOf<PeerRole>(o['role'] ?? 'aggregator', `${p}.role`, PEER_ROLES) };
+  });
+}
+
+const DEFAULT_SIGNALS: readonly unknown[] = [{ name: 'p', unit: 'kW', desc: 'active power' }];
+
+function parseDevices(r: Reader, v: unknown): DeviceConfig[] {
+  const seen = new Map<string, number>();
+  return r.array(v, '$.devices', 'an array of at least one device ({ "name": "meter" })', 1).map((e, i) => {
+    const p = `$.devices[${i}]`;
+    const o = r.object(e, p, DEVICE_KEYS);
+    const name = r.pattern(o['name'], `${p}.name`, LOCAL_NAME, LOCAL_NAME_TEXT);
+    const first = seen.get(name);
+    if (first !== undefined) r.fail(`${p}.name`, `a name not already used by $.devices[${first}]`, shown(name));
+    seen.set(name, i);
+    const signals = parseSignals(r, o['signals'] ?? DEFAULT_SIGNALS, `${p}.signals`);
+    const device: { -readonly [K in keyof DeviceConfig]: DeviceConfig[K] } = {
+      name,
+      classes: parseClasses(r, o['classes'] ?? ['consumer'], `${p}.classes`),
+      type: r.string(o['type'] ?? 'meter', `${p}.type`),
+      version: r.string(o['version'] ?? '1.0', `${p}.version`),
+      signals,
+    };
+    if (o['meter'] !== undefined) device.meter = parseMeter(r, o['meter'], `${p}.meter`, signals);
+    if (o['actuator'] !== undefined) device.actuator = parseActuator(r, o['actuator'], `${p}.actuator`);
+    if (o['maxPowerKw'] !== undefined) device.maxPowerKw = r.positive(o['maxPowerKw'], `${p}.maxPowerKw`);
+    return device;
+  });
+}
+
+function parseClasses(r: Reader, v: unknown, path: string): DeviceClass[] {
+  const what = `a non-empty array of ${DEVICE_CLASSES.map((c) => `"${c}"`).join(', ')}`;
+  const out: DeviceClass[] = [];
+  r.array(v, path, what, 1).forEach((c, i) => {
+    const cls = r.oneOf(c, `${path}[${i}]`, DEVICE_CLASSES);
+    if (out.includes(cls)) r.fail(`${path}[${i}]`, 'each class once', shown(cls));
+    out.push(cls);
+  });
+  return out;
+}
+
+function parseSignals(r: Reader, v: unknown, path: string): SignalConfig[] {
+  const seen = new Map<string, number>();
+  return r.array(v, path, 'a non-empty array of signals ({ "name": "p", "unit": "kW" })', 1).map((e, i) => {
+    const p = `${path}[${i}]`;
+    const o = r.object(e, p, SIGNAL_KEYS);
+    const name = r.pattern(o['name'], `${p}.name`, LOCAL_NAME, LOCAL_NAME_TEXT);
+    const first = seen.get(name);
+    if (first !== undefined) r.fail(`${p}.name`, `a name not already used by ${path}[${first}]`, shown(name));
+    seen.set(name, i);
+    const desc = o['desc'] ?? '';
+    if (typeof desc !== 'string') r.fail(`${p}.desc`, 'a string', describe(desc, `${p}.desc`));
+    const signal: { -readonly [K in keyof SignalConfig]: SignalConfig[K] } = {
+      name,
+      unit: r.string(o['unit'] ?? 'kW', `${p}.unit`),
+      desc,
+    };
+    if (o['range'] !== undefined) {
+      const what = 'a range [min, max] of two numbers';
+      const range = r.array(o['range'], `${p}.range`, what);
+      if (range.length !== 2) r.fail(`${p}.range`, what, `an array of ${range.length}`);
+      const min = r.number(range[0], `${p}.range[0]`, 'a number', () => true);
+      const max = r.number(range[1], `${p}.range[1]`, 'a number', () => true);
+      if (min > max) r.fail(`${p}.range`, 'a range [min, max] with min <= max', `[${min}, ${max}]`);
+      signal.range = [min, max];
+    }
+    return signal;
+  });
+}
+
+/** The discriminator first, so that the keys of the wrong kind are not what the message talks about. */
+function kindOf<K extends string>(
+  r: Reader,
+  v: unknown,
+  path: string,
+  kinds: readonly K[],
+): [K, Record<string, unknown>] {
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) r.fail(path, 'an object', describe(v, path));
+  return [r.oneOf((v as Record<string, unknown>)['kind'], `${path}.kind`, kinds), v as Record<string, unknown>];
+}
+
+function parseMeter(r: Reader, v: unknown, path: string, signals: readonly SignalConfig[]): MeterConfig {
+  const [kind] = kindOf(r, v, path, METER_KINDS);
+  switch (kind) {
+    case 'simulated': {
+      const o = r.object(v, path, ['kind', 'seed', 'profile', 'peakKw']);
+      return {
+        kind,
+        // A 32-bit PRNG seed: a larger one would be cut silently and two devices could get the same stream.
+        seed: r.integer(o['seed'] ?? 1, `${path}.seed`, 0, 0xffff_ffff),
+        profile: r.oneOf<MeterProfile>(o['profile'] ?? 'household', `${path}.profile`, ['household', 'boiler', 'pv']),
+        peakKw: r.positive(o['peakKw'] ?? 3, `${path}.peakKw`),
+      };
+    }
+    case 'csv': {
+      const o = r.object(v, path, ['kind', 'path', 'loop']);
+      return { kind, path: r.path(o['path'], `${path}.path`), loop: r.boolean(o['loop'] ?? true, `${path}.loop`) };
+    }
+    case 'command': {
+      const o = r.object(v, path, ['kind', 'command', 'intervalS', 'timeoutMs']);
+      const meter: { -readonly [K in keyof CommandMeterConfig]: CommandMeterConfig[K] } = {
+        kind,
+        command: r.argv(o['command'], `${path}.command`),
+        timeoutMs: r.integer(o['timeoutMs'] ?? 5000, `${path}.timeoutMs`, 1, TIMEOUT_MAX_MS),
+      };
+      if (o['intervalS'] !== undefined) meter.intervalS = r.integer(o['intervalS'], `${path}.intervalS`, 1, 3600);
+      return meter;
+    }
+    case 'file': {
+      const o = r.object(v, path, ['kind', 'path', 'scale', 'signal']);
+      const meter: { -readonly [K in keyof FileMeterConfig]: FileMeterConfig[K] } = {
+        kind,
+        path: r.path(o['path'], `${path}.path`),
+        // 0 would report a constant 0 kW: a meter that looks alive and says nothing.
+        scale: r.number(o['scale'] ?? 1, `${path}.scale`, 'a number other than 0', (n) => n !== 0),
+      };
+      if (o['signal'] !== undefined) {
+        const names = signals.map((s) => s.name);
+        meter.signal = r.oneOf(o['signal'], `${path}.signal`, names);
+      }
+      return meter;
+    }
+  }
+}
+
+function parseActuator(r: Reader, v: unknown, path: string): ActuatorConfig {
+  const [kind] = kindOf(r, v, path, ACTUATOR_KINDS);
+  switch (kind) {
+    case 'simulated':
+      r.object(v, path, ['kind']);
+      return { kind };
+    case 'command': {
+      const o = r.object(v, path, ['kind', 'command', 'timeoutMs']);
+      return {
+        kind,
+        command: r.argv(o['command'], `${path}.command`),
+        timeoutMs: r.integer(o['timeoutMs'] ?? 5000, `${path}.timeoutMs`, 1, TIMEOUT_MAX_MS),
+      };
+    }
+    case 'file': {
+      const o = r.object(v, path, ['kind', 'path', 'on', 'off']);
+      const on = r.string(o['on'] ?? '1', `${path}.on`);
+      const off = r.string(o['off'] ?? '0', `${path}.off`);
+      if (on === off) r.fail(`${path}.off`, `a value other than on (${shown(on)})`, shown(off));
+      return { kind, path: r.path(o['path'], `${path}.path`), on, off };
+    }
+  }
+}
+
+function parseLog(r: Reader, v: unknown): LogConfig {
+  const o = r.object(v ?? {}, '$.log', ['level']);
+  return { level: r.oneOf<LogLevel>(o['level'] ?? 'info', '$.log.level', ['debug', 'info', 'warn', 'error']) };
+}

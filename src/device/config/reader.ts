@@ -1,0 +1,139 @@
+/**
+ * Reading checked values out of parsed JSON, each with its JSON path, so that a message says where and what: the
+ * value found is described (never a password), an unknown key gets the known key it was probably meant to be.
+ */
+import { ConfigError } from './types.js';
+
+const IDENTIFIER = /^[A-Za-z_$][A-Za-z0-9_$]*$/;
+/** userinfo with a password in any URL-like text: `//user:secret@`. */
+const URL_PASSWORD = /(\/\/[^/?#@:\s]*):[^/?#@\s]*@/g;
+
+/** Reads JSON values with the path of each one, so that every error names what was wrong and where. */
+export class Reader {
+  constructor(readonly file: string) {}
+
+  fail(path: string, expected: string, found: string): never {
+    throw new ConfigError(this.file, path, expected, found);
+  }
+
+  /** An object whose keys are all in `known`: an unknown one is reported before anything is read from it. */
+  object(v: unknown, path: string, known: readonly string[]): Record<string, unknown> {
+    if (v === null || typeof v !== 'object' || Array.isArray(v)) this.fail(path, 'an object', describe(v, path));
+    const o = v as Record<string, unknown>;
+    for (const key of Object.keys(o)) {
+      if (known.includes(key)) continue;
+      const hint = suggest(key, known);
+      this.fail(
+        keyPath(path, key),
+        `one of the keys ${known.join(', ')}`,
+        `unknown key ${shown(key)}${hint === undefined ? '' : ` (did you mean "${hint}"?)`}`,
+      );
+    }
+    return o;
+  }
+
+  array(v: unknown, path: string, what: string, minLength = 0): unknown[] {
+    if (!Array.isArray(v)) this.fail(path, what, describe(v, path));
+    if (v.length < minLength) this.fail(path, what, 'an empty array');
+    return v;
+  }
+
+  string(v: unknown, path: string, what = 'a non-empty string'): string {
+    if (typeof v !== 'string' || v === '') this.fail(path, what, describe(v, path));
+    return v;
+  }
+
+  /** A file name: any non-empty string, but no NUL (the system calls would refuse it later, far from here). */
+  path(v: unknown, path: string, what = 'a file path'): string {
+    if (typeof v !== 'string' || v === '' || v.includes('\0')) this.fail(path, what, describe(v, path));
+    return v;
+  }
+
+  pattern(v: unknown, path: string, re: RegExp, what: string): string {
+    if (typeof v !== 'string' || !re.test(v)) this.fail(path, what, describe(v, path));
+    return v;
+  }
+
+  oneOf<T extends string>(v: unknown, path: string, values: readonly T[]): T {
+    if (typeof v !== 'string' || !(values as readonly string[]).includes(v)) {
+      this.fail(path, `one of ${values.map((x) => `"${x}"`).join(', ')}`, describe(v, path));
+    }
+    return v as T;
+  }
+
+  boolean(v: unknown, path: string): boolean {
+    if (typeof v !== 'boolean') this.fail(path, 'true or false', describe(v, path));
+    return v;
+  }
+
+  number(v: unknown, path: string, what: string, ok: (n: number) => boolean): number {
+    if (typeof v !== 'number' || !Number.isFinite(v) || !ok(v)) this.fail(path, what, describe(v, path));
+    return v;
+  }
+
+  integer(v: unknown, path: string, min: number, max: number): number {
+    return this.number(v, path, `an integer from ${min} to ${max}`, (n) => Number.isInteger(n) && n >= min && n <= max);
+  }
+
+  positive(v: unknown, path: string): number {
+    return this.number(v, path, 'a number greater than 0', (n) => n > 0);
+  }
+
+  /** argv of a program run without a shell: a string would be split by nobody, so it is refused. */
+  argv(v: unknown, path: string): string[] {
+    const what =
+      'a non-empty array of strings (the argv of a program run without a shell, e.g. ["/usr/local/bin/read-meter", "--json"])';
+    return this.array(v, path, what, 1).map((a, i) => this.string(a, `${path}[${i}]`));
+  }
+}
+
+function keyPath(path: string, key: string): string {
+  return IDENTIFIER.test(key) ? `${path}.${key}` : `${path}[${shown(key)}]`;
+}
+
+/** A string inside a message: quoted, cut short, and with any URL password replaced. */
+export function shown(s: string): string {
+  const cut = s.length > 60 ? `${s.slice(0, 60)}...` : s;
+  return JSON.stringify(cut.replace(URL_PASSWORD, '$1:***@'));
+}
+
+/** What was found instead, for a message; the values of password* fields are never quoted. */
+export function describe(v: unknown, path: string): string {
+  if (v === undefined) return 'nothing';
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return v.length === 0 ? 'an empty array' : 'an array';
+  if (typeof v === 'string') {
+    if (/\.password[^.[]*$/i.test(path)) return v === '' ? 'an empty string' : 'a string';
+    return v === '' ? 'an empty string' : shown(v);
+  }
+  if (typeof v === 'number' || typeof v === 'boolean') return String(v);
+  return typeof v === 'object' ? 'an object' : typeof v;
+}
+
+/** The known key the unknown one was probably meant to be: same letters but for case, or one or two typos. */
+function suggest(key: string, known: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestDistance = 3;
+  for (const k of known) {
+    const d = k.toLowerCase() === key.toLowerCase() ? 0 : distance(key, k);
+    if (d < bestDistance) {
+      best = k;
+      bestDistance = d;
+    }
+  }
+  return best;
+}
+
+function distance(a: string, b: string): number {
+  if (Math.abs(a.length - b.length) > 2 || a.length > 64) return 3;
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      row.push(Math.min((prev[j] ?? 0) + 1, (row[j - 1] ?? 0) + 1, (prev[j - 1] ?? 0) + cost));
+    }
+    prev = row;
+  }
+  return prev[b.length] ?? 3;
+}
