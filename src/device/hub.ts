@@ -16,7 +16,7 @@ import { type Connector, type HandlerContext, routingKeyOf } from '../bus/index.
 import { EbTime, encode, type Message, type MessageType } from '../codec/index.js';
 import { HUB_VERSION } from './about.js';
 import type { HubConfig } from './config/index.js';
-import type { Actuator, Meter } from './devices.js';
+import type { Actuator, Meter } from './devices/index.js';
 import { type History, HistoryError } from './history.js';
 import type { Logger } from './log.js';
 import type { Outbox } from './outbox.js';

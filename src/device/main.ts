@@ -25,7 +25,7 @@ import { CryptoError, Keyring, ReplayWindow, Sealer, SequenceReserver, selectBac
 import { DEFAULT_CONFIG, HUB_VERSION, USAGE, versionLine } from './about.js';
 import { bench } from './bench.js';
 import { ConfigError, type HubConfig, loadConfig } from './config/index.js';
-import { type Actuator, createActuator, createMeter, type Meter } from './devices.js';
+import { type Actuator, createActuator, createMeter, type Meter } from './devices/index.js';
 import { History } from './history.js';
 import { Hub } from './hub.js';
 import { createLogger, type Logger } from './log.js';

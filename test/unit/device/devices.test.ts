@@ -1,5 +1,5 @@
 /**
- * Meter and actuator adapters (src/device/devices.ts). Command adapters run small node scripts written to a temp
+ * Meter and actuator adapters (src/device/devices/). Command adapters run small node scripts written to a temp
  * dir ([process.execPath, script]); every wait is bounded by `within`, every child is checked gone, the temp dir is
  * removed at the end.
  */
@@ -16,7 +16,7 @@ import {
   type MeterConfig,
   type Reading,
   restartDelayMs,
-} from '../../../src/device/devices.js';
+} from '../../../src/device/devices/index.js';
 
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
