@@ -4,6 +4,7 @@
  * same reader serves files that hold secrets.
  */
 import { readFileSync } from 'node:fs';
+import { EbadgeError } from '../core/errors.js';
 import { scanJson } from '../core/json-scan.js';
 
 export type JsonFileFault =
@@ -14,9 +15,8 @@ export type JsonFileFault =
   /** `path` names the second occurrence, e.g. `$.devices[1].name`. */
   | { readonly code: 'DUPLICATE_KEY'; readonly path: string; readonly key: string };
 
-export class JsonFileError extends Error {
+export class JsonFileError extends EbadgeError<JsonFileFault['code']> {
   override name = 'JsonFileError';
-  readonly code: JsonFileFault['code'];
   /** The message without the file name: `invalid JSON at line 3 column 1`. */
   readonly detail: string;
 
@@ -25,8 +25,7 @@ export class JsonFileError extends Error {
     readonly fault: JsonFileFault,
   ) {
     const detail = describe(fault);
-    super(`${file}: ${detail}`);
-    this.code = fault.code;
+    super(fault.code, `${file}: ${detail}`);
     this.detail = detail;
   }
 }
