@@ -15,9 +15,11 @@
  * `<name>.bad` (moveAside): out of the way of new segments, kept for inspection.
  *
  * Writing (SegmentFile): a record goes at the end of what is known good, and a write that failed part way is cut
- * back before the next one. fdatasync suffices, the files only grow; a created file also needs its directory
- * fsynced once, or its name may not survive a power cut with the data synced under it. Each sync rewrites at least
- * a 4 KiB page of the card plus a journal commit, so every one is counted (`syncs`) and the owners batch them.
+ * back before the next one. An append is durable (synced before it counts: the history's flushes) or buffered
+ * (synced by the owner's next round: the outbox). fdatasync suffices, the files only grow; a created file also
+ * needs its directory fsynced once, or its name may not survive a power cut with the data synced under it. Each
+ * sync rewrites at least a 4 KiB page of the card plus a journal commit, so every one is counted (`syncs`) and the
+ * owners batch them.
  *
  * Problems are returned or thrown to the owner, which words its own warnings (they are in the hub's logs).
  */
