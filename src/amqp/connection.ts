@@ -22,7 +22,7 @@ import { isIP, connect as netConnect, type Socket } from 'node:net';
 import { type TLSSocket, connect as tlsConnect } from 'node:tls';
 import { TypedEmitter } from '../core/emitter.js';
 import { saslResponse } from './auth.js';
-import { Channel, type ChannelHost, encodeMethodFrame } from './channel.js';
+import { Channel, type ChannelHost } from './channel.js';
 import { AmqpError, AuthenticationError, ConnectionError, FrameError, replyCodeName } from './errors.js';
 import {
   FRAME_HEARTBEAT,
@@ -33,7 +33,7 @@ import {
   PROTOCOL_HEADER,
 } from './frame.js';
 import { Heartbeat } from './heartbeat.js';
-import { decodeMethod } from './methods.js';
+import { decodeMethod, encodeMethodFrame } from './methods.js';
 import { type ConnectOptions, MIN_HEARTBEAT, parseUrl, type ResolvedOptions, resolveOptions } from './options.js';
 import { Output } from './output.js';
 import type { Method, MethodArgs, MethodName } from './spec.js';

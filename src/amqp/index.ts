@@ -11,13 +11,10 @@
 
 export type { Mechanism } from './auth.js';
 export {
-  type Body,
-  type BodyWriter,
   Channel,
   type ChannelEvents,
   type ConsumeOptions,
   type ExchangeOptions,
-  type PublishOptions,
   type QueueDeclareOk,
   type QueueOptions,
 } from './channel.js';
@@ -35,6 +32,7 @@ export {
 export { Consumer, Message, type MessageHandler } from './message.js';
 export { type ConnectOptions, parseUrl } from './options.js';
 export type { DeliveredProperties, MessageProperties } from './properties.js';
+export type { Body, BodyWriter, PublishOptions } from './publisher.js';
 export {
   type ChannelSetup,
   type Endpoint,

@@ -13,6 +13,7 @@
  * Consecutive bit arguments share octets, least significant bit first (§4.2.5.2).
  */
 import { FrameError } from './errors.js';
+import { FRAME_END, FRAME_METHOD, writeFrameHeader } from './frame.js';
 import {
   type ArgSpec,
   METHOD_BY_ID,
@@ -198,4 +199,14 @@ export function decodeMethod(payload: Buffer): Method {
   }
   if (r.left !== 0) throw new FrameError(`${m.name}: ${r.left} unexpected bytes after the arguments`, 501);
   return { name: m.name, classId, methodId, args } as Method;
+}
+
+/** A whole method frame in its own buffer (for the infrequent methods; hot paths write into the output directly). */
+export function encodeMethodFrame(channel: number, name: MethodName, args: Record<string, unknown>): Buffer {
+  const size = methodSize(name, args as Partial<MethodArgs[typeof name]>);
+  const buf = Buffer.allocUnsafe(size + 8);
+  writeFrameHeader(buf, 0, FRAME_METHOD, channel, size);
+  writeMethod(buf, 7, name, args as Partial<MethodArgs[typeof name]>);
+  buf[7 + size] = FRAME_END;
+  return buf;
 }

@@ -24,21 +24,13 @@
  */
 import { randomUUID } from 'node:crypto';
 import { TypedEmitter } from '../core/emitter.js';
-import {
-  type Body,
-  type Channel,
-  type ConsumeOptions,
-  checkPublishTimeout,
-  type ExchangeOptions,
-  type PublishOptions,
-  type QueueDeclareOk,
-  type QueueOptions,
-} from './channel.js';
+import type { Channel, ConsumeOptions, ExchangeOptions, QueueDeclareOk, QueueOptions } from './channel.js';
 import { type Connection, connect } from './connection.js';
 import { AmqpError, AuthenticationError, PublishError } from './errors.js';
 import type { Consumer, Message, MessageHandler } from './message.js';
 import { type ConnectOptions, parseUrl, resolveOptions } from './options.js';
 import type { MessageProperties } from './properties.js';
+import { type Body, checkPublishTimeout, type PublishOptions } from './publisher.js';
 import type { FieldTable } from './table.js';
 
 export interface Endpoint {

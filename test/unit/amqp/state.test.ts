@@ -4,11 +4,11 @@
  */
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Channel, type ChannelHost, encodeMethodFrame } from '../../../src/amqp/channel.js';
+import { Channel, type ChannelHost } from '../../../src/amqp/channel.js';
 import { ConfirmTracker } from '../../../src/amqp/confirms.js';
 import type { PublishError } from '../../../src/amqp/errors.js';
 import { type Clock, Heartbeat } from '../../../src/amqp/heartbeat.js';
-import { decodeMethod } from '../../../src/amqp/methods.js';
+import { decodeMethod, encodeMethodFrame } from '../../../src/amqp/methods.js';
 import { resolveOptions } from '../../../src/amqp/options.js';
 import { Output } from '../../../src/amqp/output.js';
 import type { MethodName } from '../../../src/amqp/spec.js';

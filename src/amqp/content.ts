@@ -1,0 +1,211 @@
+/**
+ * Assembly of incoming content on one channel: basic.deliver, basic.get-ok and basic.return each come as a method
+ * frame, one content header frame, then body frames up to the size the header announced.
+ *
+ *   idle --deliver | get-ok | return--> method --header--> header --body ... until body size--> complete --> idle
+ *                                                                 (a body of 0 bytes completes at the header)
+ *   any other frame in between: a connection error (505 UNEXPECTED_FRAME), raised by the channel or here
+ *
+ *   content header payload:   class-id (u16) | weight (u16) | body size (u64) | property flags | properties
+ *   basic.deliver arguments:  consumer-tag (shortstr) | delivery-tag (u64) | redelivered (bit octet) |
+ *                             exchange (shortstr) | routing-key (shortstr)
+ *
+ * basic.deliver is parsed here by hand, without the generic codec of methods.ts: it is the hot path of consuming,
+ * and its strings repeat from one delivery to the next. A body that arrived in one frame is handed out as a view of
+ * that frame, without a copy; one in several frames is copied into one buffer of the announced size. A body larger
+ * than maxMessageBytes is refused at its header, before any of it arrives.
+ */
+import { FrameError } from './errors.js';
+import { type DeliveredProperties, readContentHeader } from './properties.js';
+import { CLASS } from './spec.js';
+
+/** A content method, its header, and its body so far. */
+export interface Content {
+  kind: 'deliver' | 'get' | 'return';
+  exchange: string;
+  routingKey: string;
+  deliveryTag: number;
+  redelivered: boolean;
+  consumerTag: string;
+  replyCode: number;
+  replyText: string;
+  messageCount: number;
+  properties: DeliveredProperties | null;
+  bodySize: number;
+  body: Buffer | null;
+  received: number;
+}
+
+/** Where complete content goes, and what happens to one that is too large. */
+export interface ContentSink {
+  complete(content: Content, body: Buffer): void;
+  tooLarge(bodySize: number): void;
+}
+
+export class ContentAssembler {
+  #incoming: Content | null = null;
+  readonly #strings = new StringCache(3);
+  readonly #id: number;
+  readonly #maxMessageBytes: number;
+  readonly #sink: ContentSink;
+
+  constructor(channelId: number, maxMessageBytes: number, sink: ContentSink) {
+    this.#id = channelId;
+    this.#maxMessageBytes = maxMessageBytes;
+    this.#sink = sink;
+  }
+
+  /** Between a content method and its last body frame: any other method frame is a protocol error. */
+  get expecting(): boolean {
+    return this.#incoming !== null;
+  }
+
+  /** basic.deliver, parsed from its payload (the hot path). */
+  deliver(p: Buffer): void {
+    let o = 4;
+    const need = (n: number): void => {
+      if (o + n > p.length) throw new FrameError('truncated basic.deliver', 501);
+    };
+    need(1);
+    const tagLen = p[o] as number;
+    need(1 + tagLen + 9 + 1);
+    // Every delivery of a consumer repeats the same tag (and mostly the same exchange and routing key): reuse the
+    // last decoded strings when the bytes match instead of allocating new ones.
+    const consumerTag = this.#strings.get(p, o + 1, tagLen, 0);
+    o += 1 + tagLen;
+    const hi = p.readUInt32BE(o);
+    if (hi > 0x1fffff) throw new FrameError('basic.deliver delivery-tag beyond 2^53', 502);
+    const deliveryTag = hi * 0x100000000 + p.readUInt32BE(o + 4);
+    const redelivered = ((p[o + 8] as number) & 1) !== 0;
+    o += 9;
+    const exLen = p[o] as number;
+    need(1 + exLen + 1);
+    const exchange = this.#strings.get(p, o + 1, exLen, 1);
+    o += 1 + exLen;
+    const rkLen = p[o] as number;
+    need(1 + rkLen);
+    const routingKey = this.#strings.get(p, o + 1, rkLen, 2);
+    if (o + 1 + rkLen !== p.length) throw new FrameError('basic.deliver: unexpected bytes after the arguments', 501);
+    this.#incoming = content('deliver', exchange, routingKey, deliveryTag, redelivered, consumerTag, 0, '', 0);
+  }
+
+  /** A content method decoded by the generic codec (get-ok, return; deliver only when the fast path was bypassed). */
+  begin(
+    kind: Content['kind'],
+    exchange: string,
+    routingKey: string,
+    deliveryTag: number,
+    redelivered: boolean,
+    consumerTag: string,
+    replyCode: number,
+    replyText: string,
+    messageCount: number,
+  ): void {
+    this.#incoming = content(
+      kind,
+      exchange,
+      routingKey,
+      deliveryTag,
+      redelivered,
+      consumerTag,
+      replyCode,
+      replyText,
+      messageCount,
+    );
+  }
+
+  header(payload: Buffer): void {
+    const inc = this.#incoming;
+    if (inc === null || inc.properties !== null)
+      throw new FrameError(`channel ${this.#id}: unexpected content header frame`, 505);
+    const h = readContentHeader(payload);
+    if (h.classId !== CLASS.BASIC)
+      throw new FrameError(`content header for class ${h.classId}, expected basic (${CLASS.BASIC})`, 505);
+    if (h.bodySize > this.#maxMessageBytes) {
+      this.#incoming = null;
+      return this.#sink.tooLarge(h.bodySize);
+    }
+    inc.properties = h.properties;
+    inc.bodySize = h.bodySize;
+    if (h.bodySize === 0) this.#complete(inc, Buffer.alloc(0));
+  }
+
+  body(payload: Buffer): void {
+    const inc = this.#incoming;
+    if (inc === null || inc.properties === null)
+      throw new FrameError(`channel ${this.#id}: unexpected content body frame`, 505);
+    const total = inc.received + payload.length;
+    if (total > inc.bodySize)
+      throw new FrameError(`channel ${this.#id}: body frames exceed the announced ${inc.bodySize} bytes`, 505);
+    if (total === inc.bodySize && inc.received === 0) return this.#complete(inc, payload); // whole: a view, no copy
+    if (inc.body === null) inc.body = Buffer.allocUnsafe(inc.bodySize);
+    payload.copy(inc.body, inc.received);
+    inc.received = total;
+    if (total === inc.bodySize) this.#complete(inc, inc.body);
+  }
+
+  /** The channel closed: content in progress is dropped. */
+  reset(): void {
+    this.#incoming = null;
+  }
+
+  #complete(inc: Content, body: Buffer): void {
+    this.#incoming = null;
+    this.#sink.complete(inc, body);
+  }
+}
+
+// One factory, so that every Content has the same shape (one hidden class on the hot path).
+function content(
+  kind: Content['kind'],
+  exchange: string,
+  routingKey: string,
+  deliveryTag: number,
+  redelivered: boolean,
+  consumerTag: string,
+  replyCode: number,
+  replyText: string,
+  messageCount: number,
+): Content {
+  return {
+    kind,
+    exchange,
+    routingKey,
+    deliveryTag,
+    redelivered,
+    consumerTag,
+    replyCode,
+    replyText,
+    messageCount,
+    properties: null,
+    bodySize: 0,
+    body: null,
+    received: 0,
+  };
+}
+
+/** The last string decoded in each of a few slots, with its bytes: repeated shortstrs cost a compare, not an allocation. */
+class StringCache {
+  readonly #bytes: Buffer[];
+  readonly #lens: number[];
+  readonly #strs: string[];
+  constructor(slots: number) {
+    this.#bytes = Array.from({ length: slots }, () => Buffer.alloc(255));
+    this.#lens = new Array<number>(slots).fill(-1);
+    this.#strs = new Array<string>(slots).fill('');
+  }
+
+  get(src: Buffer, start: number, len: number, slot: number): string {
+    const cached = this.#bytes[slot] as Buffer;
+    if (this.#lens[slot] === len) {
+      let i = 0;
+      while (i < len && cached[i] === src[start + i]) i++;
+      if (i === len) return this.#strs[slot] as string;
+    }
+    const s = src.toString('utf8', start, start + len);
+    src.copy(cached, 0, start, start + len);
+    this.#lens[slot] = len;
+    this.#strs[slot] = s;
+    return s;
+  }
+}

@@ -1,0 +1,163 @@
+/**
+ * The consuming side of a channel: where a complete delivery goes (its consumer's handler or async iterator, or the
+ * basic.get that asked for it), and the delivery tags handed out with manual acknowledgement and not yet settled.
+ *
+ * A tag is outstanding from its delivery until it is acked, nacked or rejected (with `multiple`, every outstanding
+ * tag up to it). Settling a tag that is not outstanding is refused here (ALREADY_SETTLED, UNKNOWN_DELIVERY_TAG): sent
+ * to the broker it would close the channel with PRECONDITION_FAILED. The outstanding tags are kept in delivery order
+ * with their arrival time, for `multiple` and for the recovery layer's warning before the broker's consumer timeout.
+ *
+ *   basic.ack / basic.nack / basic.reject frame payload (13 bytes):
+ *   method id (u32) | delivery-tag (u64) | bits: ack, nack: 1 multiple; nack: 2 requeue; reject: 1 requeue
+ *
+ * Acks are written lazily (Output.commitLazy): a consumer acking each delivery of a burst makes one socket write.
+ */
+import type { ChannelHost } from './channel.js';
+import type { Content } from './content.js';
+import { AmqpError, FrameError } from './errors.js';
+import { FRAME_END, FRAME_METHOD, writeFrameHeader } from './frame.js';
+import { type Consumer, Message, type Settler } from './message.js';
+import type { DeliveredProperties } from './properties.js';
+import { METHOD_BASIC_ACK, METHOD_BASIC_NACK, METHOD_BASIC_REJECT } from './spec.js';
+import { writeU64 } from './wire.js';
+
+/** What deliveries need of their channel: it settles them (Channel.settle checks its state, then calls settle here). */
+export interface DeliveringChannel extends Settler {
+  readonly id: number;
+  readonly isOpen: boolean;
+}
+
+export class Deliveries {
+  readonly #consumers = new Map<string, Consumer>();
+  /** Delivery tags delivered with manual ack and not yet settled, in delivery order, with when they arrived. */
+  readonly #unacked = new Map<number, number>();
+  #lastDeliveryTag = 0;
+  readonly #channel: DeliveringChannel;
+  readonly #host: ChannelHost;
+
+  constructor(channel: DeliveringChannel, host: ChannelHost) {
+    this.#channel = channel;
+    this.#host = host;
+  }
+
+  /** When the oldest delivery still waiting for its ack arrived (ms since the epoch), or undefined. */
+  get oldestUnsettledAt(): number | undefined {
+    for (const at of this.#unacked.values()) return at;
+    return undefined;
+  }
+
+  /** Registered as its consume-ok is processed, before any delivery that follows it. */
+  addConsumer(c: Consumer): void {
+    this.#consumers.set(c.tag, c);
+  }
+
+  removeConsumer(tag: string): Consumer | undefined {
+    const c = this.#consumers.get(tag);
+    this.#consumers.delete(tag);
+    return c;
+  }
+
+  /** A complete basic.deliver: to its consumer's handler, or queued for its iterator. */
+  deliver(inc: Content, body: Buffer): void {
+    if (inc.deliveryTag > this.#lastDeliveryTag) this.#lastDeliveryTag = inc.deliveryTag;
+    const c = this.#consumers.get(inc.consumerTag);
+    if (c === undefined) {
+      throw new FrameError(
+        `channel ${this.#channel.id}: delivery for unknown consumer ${JSON.stringify(inc.consumerTag)}`,
+        505,
+      );
+    }
+    if (!c.noAck) this.#unacked.set(inc.deliveryTag, Date.now());
+    const msg = new Message(
+      body,
+      inc.properties as DeliveredProperties,
+      inc.exchange,
+      inc.routingKey,
+      inc.deliveryTag,
+      inc.redelivered,
+      inc.consumerTag,
+      c.noAck ? null : this.#channel,
+    );
+    const handler = c.handler;
+    if (handler === null) return c._push(msg);
+    try {
+      const r = handler(msg);
+      if (r !== undefined && typeof (r as Promise<void>).then === 'function') {
+        (r as Promise<void>).then(undefined, (err: unknown) => this.#handlerFailed(err, msg));
+      }
+    } catch (err) {
+      this.#handlerFailed(err, msg);
+    }
+  }
+
+  /** A complete basic.get-ok: the message its call resolves with. */
+  got(inc: Content, body: Buffer, noAck: boolean): Message {
+    if (inc.deliveryTag > this.#lastDeliveryTag) this.#lastDeliveryTag = inc.deliveryTag;
+    if (!noAck) this.#unacked.set(inc.deliveryTag, Date.now());
+    return new Message(
+      body,
+      inc.properties as DeliveredProperties,
+      inc.exchange,
+      inc.routingKey,
+      inc.deliveryTag,
+      inc.redelivered,
+      '',
+      noAck ? null : this.#channel,
+      0,
+      '',
+      inc.messageCount,
+    );
+  }
+
+  /**
+   * Settles outstanding deliveries on an open channel and writes the frame. `multiple` with tag 0 settles everything
+   * outstanding.
+   */
+  settle(tag: number, how: 'ack' | 'nack' | 'reject', multiple: boolean, requeue: boolean): void {
+    const id = this.#channel.id;
+    if (multiple) {
+      if (tag === 0) tag = this.#lastDeliveryTag;
+      let any = false;
+      for (const t of this.#unacked.keys()) {
+        if (t > tag) break;
+        this.#unacked.delete(t);
+        any = true;
+      }
+      if (!any) throw new AmqpError('ALREADY_SETTLED', `cannot ${how} up to delivery ${tag}: nothing outstanding`);
+    } else if (!this.#unacked.delete(tag)) {
+      const code = tag >= 1 && tag <= this.#lastDeliveryTag ? 'ALREADY_SETTLED' : 'UNKNOWN_DELIVERY_TAG';
+      throw new AmqpError(
+        code,
+        `cannot ${how} delivery ${tag} on channel ${id}: ` +
+          (code === 'ALREADY_SETTLED' ? 'it was already settled' : 'no such delivery on this channel'),
+      );
+    }
+    const out = this.#host.out;
+    const buf = out.reserve(21);
+    const o = writeFrameHeader(buf, out.pos, FRAME_METHOD, id, 13);
+    buf.writeUInt32BE(how === 'ack' ? METHOD_BASIC_ACK : how === 'nack' ? METHOD_BASIC_NACK : METHOD_BASIC_REJECT, o);
+    writeU64(buf, o + 4, tag);
+    buf[o + 12] = how === 'reject' ? (requeue ? 1 : 0) : (multiple ? 1 : 0) | (requeue && how === 'nack' ? 2 : 0);
+    buf[o + 13] = FRAME_END;
+    out.commitLazy(o + 14);
+  }
+
+  /** basic.recover: everything outstanding is redelivered under new tags, and the old ones must never be acked. */
+  forgetUnsettled(): void {
+    this.#unacked.clear();
+  }
+
+  /** The channel closed: consumers end (with `err`, or cleanly), nothing is outstanding any more. */
+  end(err: Error | undefined): void {
+    for (const c of this.#consumers.values()) c._end(err, err !== undefined);
+    this.#consumers.clear();
+    this.#unacked.clear();
+  }
+
+  #handlerFailed(err: unknown, msg: Message): void {
+    // Not settled by the handler: give the message back rather than leave it stuck until the channel closes.
+    if (this.#channel.isOpen && this.#unacked.has(msg.deliveryTag))
+      this.#channel.settle(msg.deliveryTag, 'nack', false, true);
+    this.#host.handlerError(err, `consumer ${msg.consumerTag} on channel ${this.#channel.id}`);
+  }
+}
