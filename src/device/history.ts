@@ -37,20 +37,17 @@
  *
  * Memory: the ring holds (retention + 5 min) / resolution slots x (signals + 1) x 8 B (24 h, 60 s, 4 signals: 58 kB).
  */
+
 import { promises as fsp } from 'node:fs';
 import { TextDecoder } from 'node:util';
+import { EbadgeError } from '../core/errors.js';
 import { crc32 } from '../store/crc32.js';
 import { type RecordFraming, type SegmentFile, SegmentLog, scanRecords, sealRecord } from '../store/segment-log.js';
 
 export type HistoryErrorCode = 'RESOLUTION' | 'CORRUPT' | 'IO';
 
-export class HistoryError extends Error {
+export class HistoryError extends EbadgeError<HistoryErrorCode> {
   override name = 'HistoryError';
-  readonly code: HistoryErrorCode;
-  constructor(code: HistoryErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.code = code;
-  }
 }
 
 export interface HistoryOptions {

@@ -41,7 +41,9 @@
  * hourly. With the default 1000 ms every message gets its own round, 600 an hour (~10 MiB rewritten on the card):
  * the hub should pass 60_000 unless it cannot afford losing a minute.
  */
+
 import { promises as fsp } from 'node:fs';
+import { EbadgeError } from '../core/errors.js';
 import {
   type RecordFraming,
   type RecordScan,
@@ -53,13 +55,8 @@ import {
 
 export type OutboxErrorCode = 'FULL' | 'CORRUPT' | 'IO';
 
-export class OutboxError extends Error {
+export class OutboxError extends EbadgeError<OutboxErrorCode> {
   override name = 'OutboxError';
-  readonly code: OutboxErrorCode;
-  constructor(code: OutboxErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.code = code;
-  }
 }
 
 export interface OutboxOptions {

@@ -2,6 +2,7 @@
  * The hub's configuration as parseConfig returns it: checked, every default filled in. The device adapters
  * (../devices/) take their meter and actuator sections in these types too.
  */
+import { EbadgeError } from '../../core/errors.js';
 
 export type PeerRole = 'aggregator' | 'dso' | 'tso' | 'operator';
 export type Topology = 'exchanges' | 'queues';
@@ -137,7 +138,8 @@ export interface HubConfig {
   readonly log: LogConfig;
 }
 
-export class ConfigError extends Error {
+/** `code` is always CONFIG: what was wrong is in `path`, `expected` and `found`. */
+export class ConfigError extends EbadgeError<'CONFIG'> {
   override name = 'ConfigError';
   constructor(
     /** The configuration file, as given (`hub.json` when a parsed value was checked). */
@@ -147,6 +149,6 @@ export class ConfigError extends Error {
     readonly expected: string,
     readonly found: string,
   ) {
-    super(`${file}: ${path}: expected ${expected}, found ${found}`);
+    super('CONFIG', `${file}: ${path}: expected ${expected}, found ${found}`);
   }
 }

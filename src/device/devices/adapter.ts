@@ -2,7 +2,9 @@
  * What every meter and actuator implements, and what they share: DeviceError for the device's failures (a bad
  * config is a TypeError), the serial queue of actuator commands and the check of their shape.
  */
+
 import { EbTime } from '../../codec/time.js';
+import { EbadgeError } from '../../core/errors.js';
 
 /**
  * Exactly the meter's `signals` as keys; null means "no value for this signal at this time". Power is in kW: a
@@ -35,13 +37,8 @@ export interface Actuator {
 
 export type DeviceErrorCode = 'TIMEOUT' | 'EXIT' | 'NOT_FOUND' | 'BAD_OUTPUT' | 'IO' | 'BAD_FILE';
 
-export class DeviceError extends Error {
+export class DeviceError extends EbadgeError<DeviceErrorCode> {
   override name = 'DeviceError';
-  readonly code: DeviceErrorCode;
-  constructor(code: DeviceErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
-    this.code = code;
-  }
 }
 
 export function closedError(label: string): DeviceError {
