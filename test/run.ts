@@ -10,7 +10,7 @@
  * It also exits when the suites are done (a leaked socket cannot hang CI), has a deadline for the whole run, and
  * prints the Node version seen inside the test process with the totals, so a CI log shows what really ran.
  *
- *   node .out/test/run.js [dir] [pattern]      (defaults: .out/test and \.test\.js$)
+ *   node .out/test/run.js [dir] [pattern]      (defaults: .out/test and \.test\.js$; only *.test.js files run)
  *   TEST_EXCLUDE=regex                         leaves out the files whose path matches
  *   TEST_DEADLINE_MS=ms                        the whole run's deadline (default 20 minutes)
  *
@@ -54,7 +54,8 @@ const root = process.cwd();
 const compiled = path.join(root, '.out', 'test') + path.sep;
 const { suites } = await parse(dir, new RegExp(pattern));
 const files = suites.filter((s) => {
-  if (exclude?.test(s.name)) return false;
+  // Only compiled test files ever run, whatever the pattern also matches (.d.ts, .map, helpers).
+  if (!s.name.endsWith('.test.js') || exclude?.test(s.name)) return false;
   if (s.file.startsWith(compiled)) {
     const source = path.join(root, 'test', path.relative(compiled, s.file)).replace(/\.js$/, '.ts');
     if (!existsSync(source)) {
