@@ -10,7 +10,9 @@ import { BusError } from './bus/index.js';
 import { BUS_USAGE, listen, request, send } from './cli/bus.js';
 import { type Io, UsageError } from './cli/common.js';
 import { KEYS_USAGE, keygen, rotate, verify } from './cli/keys.js';
+import { fields, types } from './cli/schema.js';
 import { validate } from './cli/validate.js';
+import { VERSION } from './core/version.js';
 import { CryptoError } from './crypto/index.js';
 
 export type { Io } from './cli/common.js';
@@ -18,7 +20,10 @@ export type { Io } from './cli/common.js';
 const USAGE = `usage: ebadge COMMAND ...
 ${BUS_USAGE}
   validate [FILE|-]            one JSON message per line: "ok TYPE" or "error CODE PATH: reason"
-${KEYS_USAGE}`;
+  types                        every message type with its fields ([optional])
+  fields TYPE                  the fields of one type: value type, required or optional, null allowed, meaning
+${KEYS_USAGE}
+  --version`;
 
 const stdio: Io = {
   out: (l) => process.stdout.write(`${l}\n`),
@@ -43,7 +48,15 @@ export async function main(argv: string[], io: Io = stdio, signal?: AbortSignal)
       io.out(USAGE);
       return command === undefined ? 2 : 0;
     }
+    if (command === '--version' || command === 'version') {
+      io.out(`ebadge ${VERSION} (node ${process.version}, ${process.arch})`);
+      return 0;
+    }
     switch (command) {
+      case 'types':
+        return types(rest, io);
+      case 'fields':
+        return fields(rest, io);
       case 'send':
         return await send(rest, io);
       case 'request':
@@ -78,6 +91,12 @@ export async function main(argv: string[], io: Io = stdio, signal?: AbortSignal)
 /** Runs the command line of this process, with Ctrl-C ending a `listen` cleanly. */
 export function run(): void {
   const abort = new AbortController();
+  // `ebadge types | head`: the reader went away, which is no error of ours; stop quietly, as Unix tools do.
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EPIPE') throw err;
+    abort.abort();
+    process.exit(0);
+  });
   process.once('SIGINT', () => abort.abort());
   process.once('SIGTERM', () => abort.abort());
   main(process.argv.slice(2), stdio, abort.signal).then(

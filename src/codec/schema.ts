@@ -268,6 +268,7 @@ export function number(opts: NumberOpts = {}): FieldType<number> {
     name: opts.integer === true ? 'integer' : 'number',
     jsonSchema: {
       type: opts.integer === true ? 'integer' : 'number',
+      ...(opts.what !== undefined ? { description: opts.what } : {}),
       ...(opts.min !== undefined ? { minimum: opts.min } : {}),
       ...(opts.max !== undefined ? { maximum: opts.max } : {}),
     },

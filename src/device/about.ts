@@ -2,7 +2,9 @@
  * What `hub.js --version` and `--help` print. Kept apart from the hub so that the bundle's entry answers them
  * without loading the rest (src/bin/hub.ts).
  */
-export const HUB_VERSION = '0.1.0';
+import { VERSION } from '../core/version.js';
+
+export const HUB_VERSION = VERSION;
 export const DEFAULT_CONFIG = '/etc/ebadge/hub.json';
 
 export const versionLine = (): string => `ebadge-hub ${HUB_VERSION} (node ${process.version}, ${process.arch})`;

@@ -72,4 +72,10 @@ test('no code in src/, test/ or build/ reads ../shared (the CI-only ARM smoke te
   assert.equal(offenders, []);
 });
 
+test('src/core/version.ts holds the release of package.json (ebadge --version and hub.js --version print it)', async () => {
+  const { VERSION } = await import('../../src/core/version.js');
+  const pkg = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')) as { version: string };
+  assert.is(VERSION, pkg.version);
+});
+
 test.run();
