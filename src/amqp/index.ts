@@ -35,13 +35,10 @@ export type { DeliveredProperties, MessageProperties } from './properties.js';
 export type { Body, BodyWriter, PublishOptions } from './publisher.js';
 export {
   type ChannelSetup,
-  type Endpoint,
   RecoveringChannel,
   type RecoveringChannelEvents,
-  RecoveringConnection,
   RecoveringConsumer,
-  type RecoveryEvents,
-  type RecoveryOptions,
-} from './recovery.js';
+} from './recovering-channel.js';
+export { type Endpoint, RecoveringConnection, type RecoveryEvents, type RecoveryOptions } from './recovery.js';
 export { Decimal, Field, type FieldTable, type FieldTag, type FieldValue, field } from './table.js';
 export { ArgumentError } from './wire.js';

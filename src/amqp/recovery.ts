@@ -1,5 +1,8 @@
 /**
  * Automatic recovery: a connection that outlives its sockets, for applications that must not notice short outages.
+ * This file holds RecoveringConnection (its options and events, the reconnect loop with backoff over the endpoints,
+ * and the order of a restore); the rest of the layer is in topology.ts (what is declared again), recovering-channel.ts
+ * (RecoveringChannel, RecoveringConsumer) and publish-buffer.ts (each publish until its single outcome).
  *
  *   const rc = new RecoveringConnection({ endpoints: ['127.0.0.1:5672', '127.0.0.1:5673'], username, password });
  *   const ch = await rc.createChannel({ confirm: true, prefetch: 10 });
@@ -22,16 +25,12 @@
  *   requeued them), never sent with a stale delivery tag.
  * - A delivery left unsettled near the broker's consumer_timeout is reported before the broker closes the channel.
  */
-import { randomUUID } from 'node:crypto';
 import { TypedEmitter } from '../core/emitter.js';
-import type { Channel, ConsumeOptions, ExchangeOptions, QueueDeclareOk, QueueOptions } from './channel.js';
 import { type Connection, connect } from './connection.js';
-import { AmqpError, AuthenticationError, PublishError } from './errors.js';
-import type { Consumer, Message, MessageHandler } from './message.js';
+import { AmqpError, AuthenticationError } from './errors.js';
 import { type ConnectOptions, parseUrl, resolveOptions } from './options.js';
-import type { MessageProperties } from './properties.js';
-import { type Body, checkPublishTimeout, type PublishOptions } from './publisher.js';
-import type { FieldTable } from './table.js';
+import { type ChannelSetup, RecoveringChannel } from './recovering-channel.js';
+import { Topology } from './topology.js';
 
 export interface Endpoint {
   hostname: string;
@@ -68,13 +67,6 @@ export interface RecoveryOptions extends ConnectOptions {
    * reconnect delay draws one. Give a seeded or scripted source to make the order and the delays reproducible.
    */
   random?: () => number;
-}
-
-export interface ChannelSetup {
-  /** Publisher confirms (default true): a publish resolves only when the broker has the message. */
-  confirm?: boolean;
-  /** basic.qos for the consumers of this channel (default none: set one per consumer or here). */
-  prefetch?: number;
 }
 
 export interface RecoveryEvents {
@@ -123,19 +115,6 @@ type Resolved = Required<
   >
 >;
 
-interface BindingRecord {
-  exchangeToExchange: boolean;
-  destination: string;
-  source: string;
-  routingKey: string;
-  args: FieldTable;
-}
-interface QueueRecord {
-  name: string;
-  serverNamed: boolean;
-  options: QueueOptions;
-}
-
 export class RecoveringConnection extends TypedEmitter<RecoveryEvents> {
   readonly options: Readonly<Resolved>;
   readonly #base: ConnectOptions;
@@ -153,10 +132,10 @@ export class RecoveringConnection extends TypedEmitter<RecoveryEvents> {
   #wake: (() => void) | null = null;
   #waiters: { resolve(): void; reject(e: Error): void }[] = [];
   readonly #channels = new Set<RecoveringChannel>();
-  readonly #exchanges = new Map<string, { type: string; options: ExchangeOptions }>();
-  readonly #queues = new Map<string, QueueRecord>();
-  /** By bindingKey(): an aggregator records thousands, one lookup each. */
-  #bindings = new Map<string, BindingRecord>();
+  readonly #topology = new Topology((from, to) => {
+    for (const c of this.#channels) c._renameQueue(from, to);
+    this.emitSafe('queue-renamed', from, to);
+  });
   #loop: Promise<void> | null = null;
 
   constructor(url?: string | URL | RecoveryOptions, options: RecoveryOptions = {}) {
@@ -264,47 +243,9 @@ export class RecoveringConnection extends TypedEmitter<RecoveryEvents> {
     await this.#loop;
   }
 
-  // ---- topology records (used by RecoveringChannel) ------------------------------------------------------------------
-
-  /** @internal */
-  _recordExchange(name: string, type: string, options: ExchangeOptions): void {
-    if (options.passive !== true && name !== '' && !name.startsWith('amq.'))
-      this.#exchanges.set(name, { type, options });
-  }
-
-  /** @internal */
-  _recordQueue(requested: string, options: QueueOptions, ok: QueueDeclareOk): void {
-    if (options.passive === true) return;
-    this.#queues.set(ok.queue, { name: ok.queue, serverNamed: requested === '', options });
-  }
-
-  /** @internal */
-  _recordBinding(b: BindingRecord, bind: boolean): void {
-    if (bind) this.#bindings.set(bindingKey(b), b);
-    else this.#bindings.delete(bindingKey(b));
-  }
-
-  /** @internal */
-  _forgetExchange(name: string): void {
-    this.#exchanges.delete(name);
-    for (const [k, b] of this.#bindings)
-      if (b.source === name || (b.exchangeToExchange && b.destination === name)) this.#bindings.delete(k);
-  }
-
-  /** @internal */
-  _forgetQueue(name: string): void {
-    this.#queues.delete(name);
-    for (const [k, b] of this.#bindings) if (!b.exchangeToExchange && b.destination === name) this.#bindings.delete(k);
-  }
-
-  /** @internal re-declares a recorded queue and its bindings (after the broker cancelled its consumer). */
-  async _redeclareQueue(ch: Channel, name: string): Promise<string> {
-    const q = this.#queues.get(name);
-    if (q === undefined) return name;
-    const to = await this.#declareQueue(ch, q);
-    for (const b of this.#bindings.values())
-      if (!b.exchangeToExchange && b.destination === to) await ch.queueBind(to, b.source, b.routingKey, b.args);
-    return to;
+  /** @internal what the channels declared, declared again by every recovery (RecoveringChannel records into it). */
+  get _topology(): Topology {
+    return this.#topology;
   }
 
   /** @internal */
@@ -425,595 +366,13 @@ export class RecoveringConnection extends TypedEmitter<RecoveryEvents> {
   async #restore(conn: Connection): Promise<void> {
     const channels = [...this.#channels];
     for (const ch of channels) await ch._attach(conn, false);
-    if (this.#exchanges.size + this.#queues.size + this.#bindings.size > 0) await this.#restoreTopology(conn);
+    if (!this.#topology.empty)
+      await this.#topology.restore(conn, (err, what) => this.emitSafe('topology-failed', err, what));
     for (const ch of channels) await ch._resumeConsumers();
     for (const ch of channels) ch._flush();
     // Channels the application created while this ran missed the snapshot above.
     for (const ch of [...this.#channels]) if (ch.channel === null) await ch._attach(conn);
   }
-
-  async #restoreTopology(conn: Connection): Promise<void> {
-    let ch = await conn.createChannel();
-    // A refused declaration closes the channel: report it, carry on with a fresh one.
-    const attempt = async (what: string, fn: (c: Channel) => Promise<unknown>): Promise<void> => {
-      try {
-        await fn(ch);
-      } catch (err) {
-        if (!conn.isOpen) throw err;
-        this.emitSafe('topology-failed', err as Error, what);
-        if (!ch.isOpen) ch = await conn.createChannel();
-      }
-    };
-    for (const [name, x] of this.#exchanges)
-      await attempt(`exchange ${name}`, (c) => c.exchangeDeclare(name, x.type, x.options));
-    for (const q of [...this.#queues.values()]) await attempt(`queue ${q.name}`, (c) => this.#declareQueue(c, q));
-    for (const b of this.#bindings.values()) {
-      await attempt(`binding ${b.source} -> ${b.destination} (${b.routingKey})`, (c) =>
-        b.exchangeToExchange
-          ? c.exchangeBind(b.destination, b.source, b.routingKey, b.args)
-          : c.queueBind(b.destination, b.source, b.routingKey, b.args),
-      );
-    }
-    if (ch.isOpen) await ch.close();
-  }
-
-  /** Declares a recorded queue; a server-named one gets a new name, which its records and consumers take. */
-  async #declareQueue(ch: Channel, q: QueueRecord): Promise<string> {
-    const ok = await ch.queueDeclare(q.serverNamed ? '' : q.name, q.options);
-    if (ok.queue !== q.name) {
-      const from = q.name;
-      this.#queues.delete(from);
-      q.name = ok.queue;
-      this.#queues.set(ok.queue, q);
-      const renamed = new Map<string, BindingRecord>();
-      for (const b of this.#bindings.values()) {
-        if (!b.exchangeToExchange && b.destination === from) b.destination = ok.queue;
-        renamed.set(bindingKey(b), b);
-      }
-      this.#bindings = renamed;
-      for (const c of this.#channels) c._renameQueue(from, ok.queue);
-      this.emitSafe('queue-renamed', from, ok.queue);
-    }
-    return ok.queue;
-  }
-}
-
-/** One publish from the call to its single outcome, across as many channels as recovery needs. */
-interface Pending {
-  exchange: string;
-  routingKey: string;
-  body: Body;
-  bytes: number;
-  properties: MessageProperties;
-  mandatory: boolean;
-  deadline: number;
-  /** The channel generation it was last written on (-1: waiting in the buffer). */
-  gen: number;
-  nacks: number;
-  settled: boolean;
-  resolve(): void;
-  reject(e: Error): void;
-}
-
-/** A consumer that survives recovery; its handler gets every delivery, from whichever channel it arrives on. */
-export class RecoveringConsumer {
-  #current: Consumer | null = null;
-  #cancelled = false;
-  constructor(
-    public queue: string,
-    readonly handler: MessageHandler,
-    readonly options: ConsumeOptions,
-    readonly channel: RecoveringChannel,
-  ) {}
-
-  /** The consumer tag on the broker now (changes with recovery unless `options.consumerTag` fixes it). */
-  get tag(): string | undefined {
-    return this.#current?.tag;
-  }
-
-  get cancelled(): boolean {
-    return this.#cancelled;
-  }
-
-  /** Stops it for good: no re-consume after recovery. */
-  async cancel(): Promise<void> {
-    this.#cancelled = true;
-    this.channel._dropConsumer(this);
-    const c = this.#current;
-    this.#current = null;
-    if (c !== null && !c.cancelled) await c.cancel();
-  }
-
-  /** @internal */
-  _set(c: Consumer | null): void {
-    this.#current = c;
-  }
-}
-
-/**
- * A channel with recorded setup, topology and consumers. Its methods mirror Channel's; declarations are recorded
- * after the broker accepted them and replayed after recovery.
- */
-export interface RecoveringChannelEvents {
-  /** A mandatory publish nobody could route (its publish also fails as `returned`). */
-  return: [message: Message];
-  /** This channel alone was re-created (the connection stayed); after a connection recovery, the connection's
-   *  `recovered` event says it for every channel. */
-  recovered: [];
-  /** Closed by the application (the channel or its connection). */
-  close: [];
-}
-
-export class RecoveringChannel extends TypedEmitter<RecoveringChannelEvents> {
-  readonly confirm: boolean;
-  readonly prefetch: number | undefined;
-  #ch: Channel | null = null;
-  #gen = 0;
-  #closed = false;
-  #inflight = new Set<Pending>();
-  #buffer: Pending[] = [];
-  #bufferBytes = 0;
-  #sweep: ReturnType<typeof setInterval> | null = null;
-  #ackTimer: ReturnType<typeof setInterval> | null = null;
-  #warnedAt = 0;
-  #reopenAttempts = 0;
-  #lastReopen = 0;
-  readonly #consumers = new Set<RecoveringConsumer>();
-  readonly #rc: RecoveringConnection;
-
-  constructor(rc: RecoveringConnection, setup: ChannelSetup) {
-    super();
-    this.#rc = rc;
-    this.confirm = setup.confirm ?? true;
-    this.prefetch = setup.prefetch;
-  }
-
-  /** The live channel underneath, or null while recovering. */
-  get channel(): Channel | null {
-    return this.#ch?.isOpen ? this.#ch : null;
-  }
-
-  /** Publishes waiting for a connection. */
-  get buffered(): number {
-    return this.#buffer.length;
-  }
-
-  /** Publishes written and not yet confirmed. */
-  get inflight(): number {
-    return this.#inflight.size;
-  }
-
-  // ---- topology: recorded after the broker accepted it ----------------------------------------------------------------
-
-  async exchangeDeclare(exchange: string, type: string, options: ExchangeOptions = {}): Promise<void> {
-    await this.#live().exchangeDeclare(exchange, type, options);
-    this.#rc._recordExchange(exchange, type, options);
-  }
-
-  async exchangeDelete(exchange: string, options: { ifUnused?: boolean } = {}): Promise<void> {
-    await this.#live().exchangeDelete(exchange, options);
-    this.#rc._forgetExchange(exchange);
-  }
-
-  async exchangeBind(destination: string, source: string, routingKey = '', args: FieldTable = {}): Promise<void> {
-    await this.#live().exchangeBind(destination, source, routingKey, args);
-    this.#rc._recordBinding({ exchangeToExchange: true, destination, source, routingKey, args }, true);
-  }
-
-  async exchangeUnbind(destination: string, source: string, routingKey = '', args: FieldTable = {}): Promise<void> {
-    await this.#live().exchangeUnbind(destination, source, routingKey, args);
-    this.#rc._recordBinding({ exchangeToExchange: true, destination, source, routingKey, args }, false);
-  }
-
-  async queueDeclare(queue = '', options: QueueOptions = {}): Promise<QueueDeclareOk> {
-    const ok = await this.#live().queueDeclare(queue, options);
-    this.#rc._recordQueue(queue, options, ok);
-    return ok;
-  }
-
-  async queueDelete(queue: string, options: { ifUnused?: boolean; ifEmpty?: boolean } = {}): Promise<number> {
-    const n = await this.#live().queueDelete(queue, options);
-    this.#rc._forgetQueue(queue);
-    return n;
-  }
-
-  async queueBind(queue: string, exchange: string, routingKey = '', args: FieldTable = {}): Promise<void> {
-    await this.#live().queueBind(queue, exchange, routingKey, args);
-    this.#rc._recordBinding(
-      { exchangeToExchange: false, destination: queue, source: exchange, routingKey, args },
-      true,
-    );
-  }
-
-  async queueUnbind(queue: string, exchange: string, routingKey = '', args: FieldTable = {}): Promise<void> {
-    await this.#live().queueUnbind(queue, exchange, routingKey, args);
-    this.#rc._recordBinding(
-      { exchangeToExchange: false, destination: queue, source: exchange, routingKey, args },
-      false,
-    );
-  }
-
-  queuePurge(queue: string): Promise<number> {
-    return this.#live().queuePurge(queue);
-  }
-
-  // ---- consuming -----------------------------------------------------------------------------------------------------
-
-  /** Starts a consumer that is re-created after every recovery (manual acks by default). */
-  async basicConsume(
-    queue: string,
-    handler: MessageHandler,
-    options: ConsumeOptions = {},
-  ): Promise<RecoveringConsumer> {
-    const rc = new RecoveringConsumer(queue, handler, options, this);
-    this.#consumers.add(rc);
-    const ch = this.channel;
-    if (ch !== null) {
-      try {
-        await this.#consume(ch, rc);
-      } catch (err) {
-        this.#consumers.delete(rc);
-        throw err;
-      }
-    }
-    return rc;
-  }
-
-  // ---- publishing ----------------------------------------------------------------------------------------------------
-
-  /**
-   * Publishes; settles exactly once: resolved when confirmed (or written, without confirms), rejected with a
-   * PublishError when nacked, returned (mandatory), past its deadline, refused by a full buffer, or the channel was
-   * closed by the application. A message without a messageId gets one, so that a re-send can be recognised.
-   * A BodyWriter may be written more than once (once per attempt). An explicit `timeout` shorter than the heartbeat
-   * timeout is refused with an ArgumentError (ARGUMENT_INVALID), as on a plain channel.
-   */
-  basicPublish(
-    exchange: string,
-    routingKey: string,
-    body: Body,
-    properties: MessageProperties = {},
-    options: PublishOptions = {},
-  ): Promise<void> {
-    if (this.#closed)
-      return Promise.reject(new PublishError('closed', 'cannot publish: the channel was closed by the application'));
-    // PUB-7, as on a plain channel: the deadline counts from this call and is never shorter than the heartbeat timeout.
-    const { floor, fallback } = this.#rc._deadlines();
-    let timeout = fallback;
-    if (options.timeout !== undefined) {
-      try {
-        timeout = checkPublishTimeout(options.timeout, floor);
-      } catch (err) {
-        return Promise.reject(err);
-      }
-    }
-    const props = properties.messageId === undefined ? { ...properties, messageId: randomUUID() } : properties;
-    let resolve!: () => void;
-    let reject!: (e: Error) => void;
-    const promise = new Promise<void>((res, rej) => {
-      resolve = res;
-      reject = rej;
-    });
-    promise.catch(noop);
-    const p: Pending = {
-      exchange,
-      routingKey,
-      body,
-      properties: props,
-      mandatory: options.mandatory ?? false,
-      deadline: Date.now() + timeout,
-      bytes:
-        typeof body === 'string' ? Buffer.byteLength(body) : body instanceof Uint8Array ? body.length : body.maxBytes,
-      gen: -1,
-      nacks: 0,
-      settled: false,
-      resolve,
-      reject,
-    };
-    p.resolve = () => {
-      if (!p.settled) {
-        p.settled = true;
-        resolve();
-      }
-    };
-    p.reject = (e) => {
-      if (!p.settled) {
-        p.settled = true;
-        reject(e);
-      }
-    };
-    const ch = this.channel;
-    if (ch !== null && this.#buffer.length === 0) this.#send(ch, p);
-    else this.#enqueue(p);
-    return promise;
-  }
-
-  /** Closes for good: consumers stop, buffered publishes fail with `closed`. */
-  async close(): Promise<void> {
-    const ch = this.#ch;
-    this._shutdown();
-    this.#rc._channelGone(this);
-    if (ch?.isOpen) await ch.close();
-  }
-
-  // ---- internals -----------------------------------------------------------------------------------------------------
-
-  #live(): Channel {
-    const ch = this.channel;
-    if (ch === null)
-      throw new AmqpError(
-        'RECOVERING',
-        this.#closed
-          ? 'the channel was closed by the application'
-          : 'the connection is recovering; try again after the next recovered event',
-      );
-    return ch;
-  }
-
-  #send(ch: Channel, p: Pending): void {
-    const gen = this.#gen;
-    p.gen = gen;
-    this.#inflight.add(p);
-    // The channel's callback form: no promise of its own per publish (this record is the only one that matters).
-    ch._publish(
-      {
-        resolve: () => {
-          this.#inflight.delete(p);
-          p.resolve();
-        },
-        reject: (err: Error) => this.#failed(p, gen, err),
-      },
-      p.exchange,
-      p.routingKey,
-      p.body,
-      p.properties,
-      p.mandatory,
-      p.deadline,
-    );
-  }
-
-  #failed(p: Pending, gen: number, err: Error): void {
-    // Lost with its channel: the close handler puts it back in the buffer (this can run before or after it).
-    if (p.gen !== gen || (err instanceof PublishError && err.failure === 'closed' && !this.#closed)) return;
-    this.#inflight.delete(p);
-    const delay = 250 * 2 ** p.nacks;
-    if (
-      err instanceof PublishError &&
-      err.failure === 'nacked' &&
-      !this.#closed &&
-      p.nacks < this.#rc.options.nackRetries &&
-      Date.now() + delay < p.deadline
-    ) {
-      p.nacks++;
-      setTimeout(() => this.#retry(p), delay);
-      return;
-    }
-    p.reject(err);
-  }
-
-  /** Sends a nacked publish again (or buffers it, ahead of newer ones, while recovering). */
-  #retry(p: Pending): void {
-    if (p.settled) return;
-    if (this.#closed)
-      return p.reject(
-        new PublishError('closed', 'the channel was closed by the application before the publish was confirmed'),
-      );
-    const ch = this.channel;
-    if (ch !== null) return this.#send(ch, p);
-    p.gen = -1;
-    this.#buffer.unshift(p);
-    this.#bufferBytes += p.bytes;
-    this.#sweep ??= setInterval(() => this.#expire(), 1000);
-  }
-
-  #enqueue(p: Pending): void {
-    const o = this.#rc.options;
-    while (this.#buffer.length >= o.bufferMessages || this.#bufferBytes + p.bytes > o.bufferBytes) {
-      const oldest = this.#buffer[0];
-      if (o.overflow === 'reject-new' || oldest === undefined) {
-        this.#rc._emit('buffer-overflow', 'reject-new');
-        return p.reject(
-          new PublishError(
-            'buffer-full',
-            `the publish buffer is full (${this.#buffer.length} messages, ${this.#bufferBytes} bytes) while the connection recovers`,
-          ),
-        );
-      }
-      this.#buffer.shift();
-      this.#bufferBytes -= oldest.bytes;
-      this.#rc._emit('buffer-overflow', 'drop-oldest');
-      oldest.reject(
-        new PublishError(
-          'buffer-full',
-          'dropped from the full publish buffer to make room for a newer one (overflow: drop-oldest)',
-        ),
-      );
-    }
-    p.gen = -1;
-    this.#buffer.push(p);
-    this.#bufferBytes += p.bytes;
-    // Kept referenced: waiting publishes are pending work, and their deadlines must fire.
-    this.#sweep ??= setInterval(() => this.#expire(), 1000);
-  }
-
-  #expire(): void {
-    const now = Date.now();
-    const keep: Pending[] = [];
-    for (const p of this.#buffer) {
-      if (p.deadline > now) keep.push(p);
-      else {
-        this.#bufferBytes -= p.bytes;
-        p.reject(new PublishError('timeout', 'the publish waited past its deadline for the connection to recover'));
-      }
-    }
-    this.#buffer = keep;
-    if (keep.length === 0 && this.#sweep !== null) {
-      clearInterval(this.#sweep);
-      this.#sweep = null;
-    }
-  }
-
-  /** @internal opens the channel on `conn` with its qos and confirm mode; consumers follow when `consume`. */
-  async _attach(conn: Connection, consume = true): Promise<void> {
-    if (this.#closed) return;
-    const ch = await conn.createChannel();
-    ch.dropStaleSettles = true;
-    if (this.confirm) await ch.confirmSelect();
-    if (this.prefetch !== undefined) await ch.basicQos(this.prefetch);
-    this.#gen++;
-    this.#ch = ch;
-    ch.on('return', (m) => this.emitSafe('return', m));
-    ch.on('close', (err) => this.#lost(ch, err));
-    this.#ackTimer ??= setInterval(
-      () => this.#checkAcks(),
-      Math.min(60_000, Math.max(250, this.#rc.options.ackWarningAfter / 4)),
-    );
-    this.#ackTimer.unref();
-    if (consume) {
-      await this._resumeConsumers(true);
-      this._flush();
-    }
-  }
-
-  /**
-   * @internal consumes again; `redeclare` when only this channel was re-created: an auto-delete queue went with its
-   * last consumer, and connection recovery (which re-declares everything first) did not run.
-   */
-  async _resumeConsumers(redeclare = false): Promise<void> {
-    const ch = this.channel;
-    if (ch === null) return;
-    for (const c of this.#consumers) {
-      if (redeclare) c.queue = await this.#rc._redeclareQueue(ch, c.queue);
-      await this.#consume(ch, c);
-    }
-  }
-
-  /** @internal sends what waited, in call order (unconfirmed re-sends first: they were put at the front). */
-  _flush(): void {
-    while (this.#buffer.length > 0) {
-      const ch = this.channel;
-      if (ch === null) return;
-      const p = this.#buffer.shift() as Pending;
-      this.#bufferBytes -= p.bytes;
-      this.#send(ch, p);
-    }
-  }
-
-  /** @internal */
-  _renameQueue(from: string, to: string): void {
-    for (const c of this.#consumers) if (c.queue === from) c.queue = to;
-  }
-
-  /** @internal */
-  _dropConsumer(c: RecoveringConsumer): void {
-    this.#consumers.delete(c);
-  }
-
-  /** @internal the application closed the connection or this channel: everything waiting fails, once. */
-  _shutdown(): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    const err = new PublishError(
-      'closed',
-      'the connection was closed by the application before the publish was confirmed',
-    );
-    for (const p of this.#buffer) p.reject(err);
-    this.#buffer = [];
-    this.#bufferBytes = 0;
-    if (this.#sweep !== null) clearInterval(this.#sweep);
-    if (this.#ackTimer !== null) clearInterval(this.#ackTimer);
-    this.#sweep = this.#ackTimer = null;
-    this.#consumers.clear();
-    this.emitSafe('close');
-  }
-
-  async #consume(ch: Channel, c: RecoveringConsumer): Promise<void> {
-    const consumer = await ch.basicConsume(c.queue, c.handler, c.options);
-    c._set(consumer);
-    consumer.onCancel((reason) => {
-      if (!(reason instanceof AmqpError) || reason.code !== 'CONSUMER_CANCELLED' || c.cancelled || this.#closed) return;
-      // The broker cancelled it (queue deleted, its node gone): re-declare what we know of the queue and consume again.
-      this.#rc._emit('consumer-cancelled', c.queue, reason);
-      void this.#reconsume(c, 1);
-    });
-  }
-
-  async #reconsume(c: RecoveringConsumer, attempt: number): Promise<void> {
-    await sleep(Math.min(this.#rc.options.maxReconnectDelay, this.#rc.options.reconnectDelay * 2 ** (attempt - 1)));
-    const ch = this.channel;
-    if (ch === null || c.cancelled || this.#closed) return; // recovery will consume it again
-    try {
-      c.queue = await this.#rc._redeclareQueue(ch, c.queue);
-      await this.#consume(ch, c);
-    } catch (err) {
-      // A refused consume closes the channel, and channel recovery re-consumes; otherwise try again later.
-      if (ch.isOpen) void this.#reconsume(c, attempt + 1);
-      this.#rc._report(err, `re-consuming ${c.queue}`);
-    }
-  }
-
-  /** The channel underneath ended: its unconfirmed publishes go back to the front of the buffer, then recovery. */
-  #lost(ch: Channel, err: Error | undefined): void {
-    if (ch !== this.#ch) return;
-    this.#ch = null;
-    this.#gen++;
-    for (const c of this.#consumers) c._set(null);
-    if (this.#closed) {
-      for (const p of this.#inflight)
-        p.reject(
-          new PublishError('closed', 'the channel was closed by the application before the publish was confirmed'),
-        );
-      this.#inflight.clear();
-      return;
-    }
-    const back = [...this.#inflight];
-    this.#inflight.clear();
-    for (const p of back) p.gen = -1;
-    this.#buffer = back.concat(this.#buffer);
-    for (const p of back) this.#bufferBytes += p.bytes;
-    if (back.length > 0) this.#sweep ??= setInterval(() => this.#expire(), 1000);
-    const conn = this.#rc.connection;
-    // Only the channel failed (an ack timeout, a refused declaration): re-create it alone, soon but not in a hot loop.
-    if (conn !== null) void this.#reopen(conn, err);
-  }
-
-  async #reopen(conn: Connection, err: Error | undefined): Promise<void> {
-    const now = Date.now();
-    this.#reopenAttempts = now - this.#lastReopen < 10_000 ? this.#reopenAttempts + 1 : 0;
-    this.#lastReopen = now;
-    if (this.#reopenAttempts > 0)
-      await sleep(Math.min(this.#rc.options.maxReconnectDelay, 500 * 2 ** this.#reopenAttempts));
-    if (this.#closed || !conn.isOpen || this.#ch !== null) return;
-    try {
-      await this._attach(conn);
-      this.#rc._emit('channel-recovered', err);
-      this.emitSafe('recovered');
-    } catch (e) {
-      this.#rc._report(e, 're-creating a channel');
-      if (this.#ch === null && conn.isOpen) void this.#reopen(conn, err);
-    }
-  }
-
-  #checkAcks(): void {
-    const at = this.#ch?.oldestUnsettledAt;
-    if (at === undefined || at === this.#warnedAt) return;
-    const age = Date.now() - at;
-    if (age < this.#rc.options.ackWarningAfter) return;
-    this.#warnedAt = at;
-    const queues = [...this.#consumers].map((c) => c.queue).join(', ');
-    this.#rc._emit('ack-deadline', age, queues);
-  }
-
-  protected listenerFailed(err: unknown, event: string): void {
-    this.#rc._report(err, `recovering channel '${event}' listener`);
-  }
-}
-
-function bindingKey(b: BindingRecord): string {
-  // Field tables may hold bigints (int64), which JSON.stringify refuses.
-  return JSON.stringify([b.exchangeToExchange, b.destination, b.source, b.routingKey, b.args], (_k, v: unknown) =>
-    typeof v === 'bigint' ? `${v}n` : v,
-  );
 }
 
 function parseEndpoint(e: string | Endpoint): Endpoint {
@@ -1027,12 +386,4 @@ function parseEndpoint(e: string | Endpoint): Endpoint {
 
 function closedError(): AmqpError {
   return new AmqpError('CLOSED', 'the recovering connection was closed by the application');
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-function noop(): void {
-  /* a rejection is observed by the caller */
 }
