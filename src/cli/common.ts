@@ -1,20 +1,8 @@
 /** What the command modules share: the output sink, usage errors (exit 2) and small flag readers. */
-import { EbadgeError } from '../core/errors.js';
+import { UsageError } from '../core/io.js';
 
-export interface Io {
-  out(line: string): void;
-  err(line: string): void;
-  /** Standard input as text (validate -); absent when there is none. */
-  stdin?: () => Promise<string>;
-}
-
-/** A mistake on the command line: reported with the usage, exit status 2. */
-export class UsageError extends EbadgeError<'USAGE'> {
-  override name = 'UsageError';
-  constructor(message: string) {
-    super('USAGE', message);
-  }
-}
+// Io and UsageError live in src/core/io.ts, shared with the hub's commands; the CLI's modules keep importing them here.
+export { type Io, UsageError } from '../core/io.js';
 
 export type BackendChoice = 'auto' | 'node' | 'noble';
 
