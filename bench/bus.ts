@@ -43,7 +43,7 @@ import {
   type MessageProperties,
   RecoveringConnection,
 } from '../src/amqp/index.js';
-import { AmqpTransport, CONTENT_TYPE_JSON, Connector, DM_VERSION } from '../src/bus/index.js';
+import { AmqpTransport, amqpBus, CONTENT_TYPE_JSON, Connector, DM_VERSION } from '../src/bus/index.js';
 import { EbTime, encode, type Message } from '../src/codec/index.js';
 import { replaceSection, resultsPath } from './results-file.js';
 import { fmt as formatNumber, median, percentile } from './stats.js';
@@ -370,7 +370,7 @@ async function ingest(reg: Registry, suffix: string): Promise<IngestResult> {
   // Topology: the Connector's own (started once on the empty inbox, then closed), plus the baseline queue.
   log(`ingest: topology for ${vpp} with ${hubs.length} peers`);
   let t = performance.now();
-  const probe = new Connector({ name: vpp, peers: hubs, url: URL_ });
+  const probe = amqpBus({ name: vpp, peers: hubs, url: URL_ });
   await probe.start();
   await probe.close();
   const conn = await connect(URL_, { connectionName: 'bus-bench-ingest-loader' });
@@ -445,7 +445,7 @@ async function ingest(reg: Registry, suffix: string): Promise<IngestResult> {
       ours.handled();
     };
     t = performance.now();
-    agg = new Connector({ name: vpp, peers: hubs, url: URL_, prefetch: PREFETCH });
+    agg = amqpBus({ name: vpp, peers: hubs, url: URL_, prefetch: PREFETCH });
     for (const e of Object.keys(events))
       agg.on(e as 'unhandled', () => {
         events[e] = (events[e] ?? 0) + 1;
@@ -656,7 +656,7 @@ async function hubsChild(
             connection: conns[i % connections] as RecoveringConnection,
             queueType,
           });
-          const hub = new Connector({ name, peers: [vpp], transport });
+          const hub = new Connector({ transport });
           hub.on('handler-error', () => {
             errors++;
           });
@@ -749,7 +749,7 @@ async function activation(reg: Registry, suffix: string): Promise<ActivateResult
 
     const t = performance.now();
     const events: Record<string, number> = { 'dead-letter': 0, 'handler-error': 0, unhandled: 0, duplicate: 0 };
-    vppBus = new Connector({ name: vpp, peers: hubs, url: URL_, requestTimeoutMs: REQUEST_TIMEOUT_MS });
+    vppBus = amqpBus({ name: vpp, peers: hubs, url: URL_, requestTimeoutMs: REQUEST_TIMEOUT_MS });
     for (const e of Object.keys(events))
       vppBus.on(e as 'unhandled', () => {
         events[e] = (events[e] ?? 0) + 1;

@@ -14,7 +14,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { brotliDecompressSync } from 'node:zlib';
 import { connect } from '../src/amqp/index.js';
-import { Connector } from '../src/bus/index.js';
+import { amqpBus } from '../src/bus/index.js';
 import { replaceSection, resultsPath } from './results-file.js';
 import { median } from './stats.js';
 
@@ -119,7 +119,7 @@ async function main(): Promise<void> {
       log: { level: 'warn' },
     }),
   );
-  const vpps = peers.map((p) => new Connector({ name: p, peers: [name], url: URL_, queueType: 'classic' }));
+  const vpps = peers.map((p) => amqpBus({ name: p, peers: [name], url: URL_, queueType: 'classic' }));
   let reports = 0;
   for (const v of vpps)
     v.onReport(() => {

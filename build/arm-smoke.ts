@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { connect } from '../src/amqp/index.js';
-import { Connector } from '../src/bus/index.js';
+import { amqpBus } from '../src/bus/index.js';
 import { EbTime, type Message } from '../src/codec/index.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
@@ -49,7 +49,7 @@ async function main(): Promise<void> {
       devices: [{ name: 'meter', meter: { kind: 'simulated', seed: 7 } }],
     }),
   );
-  const bus = new Connector({
+  const bus = amqpBus({
     name: vpp,
     peers: [hub],
     url: 'amqp://guest:guest@127.0.0.1:5672',

@@ -6,11 +6,11 @@
  */
 // README example begins
 import { randomUUID } from 'node:crypto';
-import { Connector } from '../src/bus/index.js';
+import { amqpBus } from '../src/bus/index.js';
 import { EbTime } from '../src/codec/index.js';
 
 const [hub = 'heh-example', name = 'vpp-example', url = 'amqp://guest:guest@127.0.0.1:5672'] = process.argv.slice(2);
-const vpp = new Connector({ name, peers: [hub], url });
+const vpp = amqpBus({ name, peers: [hub], url });
 vpp.onStatusReport((status, ctx) => console.log(ctx.sender, status)); // handlers first, then start()
 await vpp.start();
 

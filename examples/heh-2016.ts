@@ -4,11 +4,11 @@
  *
  *   node .out/examples/heh-2016.js [amqp-url] [hub-name] [vpp-name]
  */
-import { Connector } from '../src/bus/index.js';
+import { amqpBus } from '../src/bus/index.js';
 
 const [url = 'amqp://guest:guest@127.0.0.1:5672', name = 'heh-b827ebea02c1', vpp = 'vpp-xlab'] = process.argv.slice(2);
 
-const bus = new Connector({ name, peers: [vpp], url, prefetch: 10 });
+const bus = amqpBus({ name, peers: [vpp], url, prefetch: 10 });
 
 bus.onGetReport(async (request, ctx) => {
   const steps = Math.ceil(request.from.secondsUntil(request.to) / request.resolution);

@@ -4,11 +4,11 @@
  *
  *   npm run build:ts && node .out/examples/heh.js [amqp-url] [hub-name]     (then run examples/vpp.js)
  */
-import { Connector } from '../src/bus/index.js';
+import { amqpBus } from '../src/bus/index.js';
 
 const [url = 'amqp://guest:guest@127.0.0.1:5672', name = 'heh-example'] = process.argv.slice(2);
 
-const bus = new Connector({ name, peers: ['vpp-example'], url, topology: 'queues', role: 'hub' });
+const bus = amqpBus({ name, peers: ['vpp-example'], url, topology: 'queues', role: 'hub' });
 
 bus.onGetLoadReport(async (request, ctx) => {
   await ctx.reply({

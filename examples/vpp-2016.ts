@@ -5,7 +5,7 @@
  *   node .out/examples/vpp-2016.js [amqp-url] [hub-name] [vpp-name] [--count N]
  */
 import { parseArgs } from 'node:util';
-import { Connector } from '../src/bus/index.js';
+import { amqpBus } from '../src/bus/index.js';
 import { EbTime } from '../src/codec/index.js';
 
 const { values: flags, positionals } = parseArgs({
@@ -16,7 +16,7 @@ const [url = 'amqp://guest:guest@127.0.0.1:5672', hub = 'heh-b827ebea02c1', name
 const count = Number(flags.count ?? Infinity);
 const everyMs = Number(flags.every ?? 5000);
 
-const bus = new Connector({ name, peers: [hub], url });
+const bus = amqpBus({ name, peers: [hub], url });
 await bus.start();
 
 let received = 0;

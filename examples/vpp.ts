@@ -3,12 +3,12 @@
  *
  *   node .out/examples/vpp.js [amqp-url] [hub-name]
  */
-import { Connector } from '../src/bus/index.js';
+import { amqpBus } from '../src/bus/index.js';
 import { EbTime } from '../src/codec/index.js';
 
 const [url = 'amqp://guest:guest@127.0.0.1:5672', hub = 'heh-example'] = process.argv.slice(2);
 
-const bus = new Connector({ name: 'vpp-example', peers: [hub], url, topology: 'queues', role: 'controller' });
+const bus = amqpBus({ name: 'vpp-example', peers: [hub], url, topology: 'queues', role: 'controller' });
 await bus.start();
 
 const to = EbTime.fromEpochMs(Math.floor(Date.now() / 60_000) * 60_000);

@@ -1,4 +1,8 @@
-/** The entry of dist/hub.js, the one file a hub integrator copies to the Pi. */
+/**
+ * The entry of dist/hub.js, the one file a hub integrator copies to the Pi. This is the composition layer: the hub
+ * (src/device) does not reach into the operator's CLI, so `hub.js keygen` is the CLI's keygen, handed to the hub here
+ * and run with the hub's exit codes.
+ */
 import { versionLine } from '../device/about.js';
 
 // In the bundle, whatever is only imported dynamically is initialised on first use: `--version` (what scripts and
@@ -6,8 +10,8 @@ import { versionLine } from '../device/about.js';
 if (process.argv[2] === '--version' || process.argv[2] === '-v') {
   process.stdout.write(`${versionLine()}\n`);
 } else {
-  import('../device/main.js').then(
-    (m) => m.runHubProcess(),
+  Promise.all([import('../device/main.js'), import('../cli/keys.js')]).then(
+    ([m, keys]) => m.runHubProcess({ keygen: keys.keygen }),
     (err: unknown) => {
       process.stderr.write(`fatal: ${String(err)}\n`);
       process.exitCode = 70;

@@ -11,6 +11,10 @@
  *
  * `queues` (D3.2.1, the first version): a hub has `<name>-up` (hub to controller) and `<name>-down` (controller
  * to hub), used through the default exchange; a controller publishes to `<peer>-down` and consumes `<peer>-up`.
+ *
+ * The connection's own events (src/amqp's RecoveringConnection) reach the application as the transport's neutral
+ * TransportEvents; `connection` and `channel` stay reachable for what only AMQP has. amqpBus() builds a Connector
+ * over this transport from one flat set of options.
  */
 import { randomUUID } from 'node:crypto';
 import {
@@ -20,10 +24,16 @@ import {
   type RecoveringChannel,
   RecoveringConnection,
   type RecoveringConsumer,
+  type RecoveryEvents,
   type RecoveryOptions,
 } from '../amqp/index.js';
+import { TypedEmitter } from '../core/emitter.js';
+import { Connector, type ConnectorOptions } from './connector.js';
 import { BusError } from './errors.js';
-import type { Incoming, Outgoing, Transport } from './transport.js';
+import type { Incoming, Loopback, Outgoing, Transport, TransportCapabilities, TransportEvents } from './transport.js';
+
+/** What an AMQP connection is given: URL parts, credentials, TLS, endpoints, backoff, the publish buffer (src/amqp). */
+export type AmqpConnectOptions = RecoveryOptions;
 
 export type Topology = 'exchanges' | 'queues';
 
@@ -33,7 +43,9 @@ export interface AmqpTransportOptions {
   /** The entities we exchange messages with. */
   peers: readonly string[];
   /** How to connect (with recovery: endpoints, backoff, buffer); or pass `connection` to share one (many simulated hubs). */
-  url?: string | RecoveryOptions;
+  url?: string | AmqpConnectOptions;
+  /** Settings that take precedence over the URL's (a password read from a file, more endpoints, TLS files ...). */
+  connectOptions?: AmqpConnectOptions;
   connection?: RecoveringConnection;
   topology?: Topology;
   /** `queues` topology only: a hub owns `<name>-up/-down`, a controller uses its peers'. Default `hub`. */
@@ -54,10 +66,25 @@ export interface AmqpTransportOptions {
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$/;
 
-export class AmqpTransport implements Transport {
+/** Each transport event, from the RecoveringConnection event it is. */
+const FROM_CONNECTION = {
+  up: 'connected',
+  down: 'disconnected',
+  reconnecting: 'recovering',
+  recovered: 'recovered',
+  failed: 'failed',
+  blocked: 'blocked',
+  unblocked: 'unblocked',
+  'restore-failed': 'topology-failed',
+  'settle-overdue': 'ack-deadline',
+  'internal-error': 'handler-error',
+} as const satisfies { [K in keyof TransportEvents]: keyof RecoveryEvents };
+
+export class AmqpTransport extends TypedEmitter<TransportEvents> implements Transport<Message> {
   readonly name = 'amqp';
   readonly options: Readonly<AmqpTransportOptions>;
   readonly topology: Topology;
+  readonly capabilities: TransportCapabilities;
   readonly #conn: RecoveringConnection;
   readonly #ownsConnection: boolean;
   #closed = false;
@@ -67,8 +94,12 @@ export class AmqpTransport implements Transport {
   readonly #consumers: RecoveringConsumer[] = [];
   /** A Set: an aggregator has thousands of peers and looks one up per message. */
   readonly #peers: ReadonlySet<string>;
+  /** Connection events already forwarded: attached on the first listener, so that a shared connection (thousands of
+   * simulated hubs) does not collect a listener per transport and event for nothing. */
+  readonly #forwarded = new Set<string>();
 
   constructor(options: AmqpTransportOptions) {
+    super();
     for (const n of [options.name, ...options.peers]) {
       if (!NAME.test(n)) throw new BusError('CONFIG', `"${n}" is not an entity name (letters, digits, ".", "_", "-")`);
     }
@@ -76,10 +107,63 @@ export class AmqpTransport implements Transport {
     this.topology = options.topology ?? 'exchanges';
     this.#peers = new Set(options.peers);
     this.#ownsConnection = options.connection === undefined;
+    this.capabilities = {
+      requeue: true,
+      // Classic queues do not count deliveries; the Connector then counts failures itself.
+      deliveryCount: (options.queueType ?? 'quorum') === 'quorum',
+      deadLetterQueue: true,
+      confirmedSend: true,
+      authenticatedSender: this.topology === 'exchanges' || (options.role ?? 'hub') === 'controller',
+    };
     // Not connecting yet: that starts with start(), after the application has attached its listeners.
     this.#conn =
       options.connection ??
-      new RecoveringConnection(options.url ?? 'amqp://guest:guest@127.0.0.1:5672', { connectionName: options.name });
+      new RecoveringConnection(options.url ?? 'amqp://guest:guest@127.0.0.1:5672', {
+        connectionName: options.name,
+        ...options.connectOptions,
+      });
+  }
+
+  get entity(): string {
+    return this.options.name;
+  }
+
+  get peers(): readonly string[] {
+    return this.options.peers;
+  }
+
+  /** x-message-ttl of our queues: what a peer's copy of a message can wait, so how long duplicates are remembered. */
+  get messageTtlMs(): number {
+    return this.options.queueTtlMs ?? 900_000;
+  }
+
+  override on<K extends keyof TransportEvents & string>(
+    event: K,
+    listener: (...args: TransportEvents[K]) => void,
+  ): this {
+    this.#forward(event);
+    return super.on(event, listener);
+  }
+
+  override once<K extends keyof TransportEvents & string>(
+    event: K,
+    listener: (...args: TransportEvents[K]) => void,
+  ): this {
+    this.#forward(event);
+    return super.once(event, listener);
+  }
+
+  #forward(event: keyof TransportEvents & string): void {
+    if (this.#forwarded.has(event) || !Object.hasOwn(FROM_CONNECTION, event)) return;
+    this.#forwarded.add(event);
+    const source = FROM_CONNECTION[event] as keyof RecoveryEvents & string;
+    this.#conn.on(source, (...args: unknown[]) =>
+      this.emitSafe(event, ...(args as TransportEvents[keyof TransportEvents])),
+    );
+  }
+
+  protected listenerFailed(err: unknown, event: string): void {
+    process.emitWarning(`a listener of the AMQP transport's ${event} event threw: ${String(err)}`);
   }
 
   /** The AMQP connection underneath, which recovers by itself (the API stays transparent). */
@@ -105,7 +189,7 @@ export class AmqpTransport implements Transport {
     return `private-${this.options.name}-dlx`;
   }
 
-  async start(onMessage: (message: Incoming) => Promise<void>): Promise<void> {
+  async start(onMessage: (message: Incoming<Message>) => Promise<void>): Promise<void> {
     const o = this.options;
     const conn = this.connection;
     await conn.whenOpen();
@@ -130,6 +214,30 @@ export class AmqpTransport implements Transport {
         ? [`${this.options.name}-to-${to}`, m.routingKey]
         : ['', this.#role() === 'hub' ? `${this.options.name}-up` : `${to}-down`];
     await ch.basicPublish(exchange, routingKey, m.body, { ...m.properties, deliveryMode: 2 }, { mandatory: true });
+  }
+
+  /**
+   * A server-named exclusive queue of our own, fed through the default exchange on a confirm channel of the
+   * connection of the moment (not recovered: a lost connection fails the measurement instead of pausing it).
+   */
+  async loopback(onMessage: (body: Buffer) => void): Promise<Loopback> {
+    await this.#conn.whenOpen();
+    const ch = await this.#raw().createConfirmChannel();
+    const { queue } = await ch.queueDeclare('', { exclusive: true, autoDelete: true });
+    await ch.basicConsume(
+      queue,
+      (msg) => {
+        msg.ack();
+        onMessage(msg.body);
+      },
+      { prefetch: 10 },
+    );
+    return {
+      send: async (body) => {
+        await ch.basicPublish('', queue, body, { messageId: randomUUID(), deliveryMode: 2 });
+      },
+      close: () => ch.close(),
+    };
   }
 
   async stopConsuming(): Promise<void> {
@@ -230,7 +338,7 @@ export class AmqpTransport implements Transport {
     return consumed;
   }
 
-  #incoming(m: Message): Incoming {
+  #incoming(m: Message): Incoming<Message> {
     const p = m.properties;
     let from = this.#inbound.get(this.topology === 'exchanges' ? m.exchange : m.routingKey);
     if (from === undefined && this.topology === 'queues' && this.#role() === 'hub') {
@@ -289,4 +397,21 @@ async function guard<T>(fn: () => Promise<T>, what: string): Promise<T> {
     }
     throw err;
   }
+}
+
+/** A Connector over AMQP, from the transport's options and the bus's in one object. */
+export interface AmqpBusOptions extends AmqpTransportOptions, Omit<ConnectorOptions<AmqpTransport>, 'transport'> {}
+
+/** `amqpBus({ name, peers, url })`: an AmqpTransport and the Connector over it (handlers first, then start()). */
+export function amqpBus(options: AmqpBusOptions): Connector<AmqpTransport> {
+  const { sealer, limits, deliveryLimit, dedupe, requestTimeoutMs, clock, ...transport } = options;
+  return new Connector({
+    transport: new AmqpTransport(transport),
+    ...(sealer === undefined ? {} : { sealer }),
+    ...(limits === undefined ? {} : { limits }),
+    ...(deliveryLimit === undefined ? {} : { deliveryLimit }),
+    ...(dedupe === undefined ? {} : { dedupe }),
+    ...(requestTimeoutMs === undefined ? {} : { requestTimeoutMs }),
+    ...(clock === undefined ? {} : { clock }),
+  });
 }

@@ -1,21 +1,41 @@
 /**
  * The eBADGE message bus: connectors with typed handlers, request/response, both topologies of the data model
- * §3.8, over a transport (AMQP now).
+ * §3.8, over a transport: AMQP (amqpBus), or in memory for tests (MemoryNetwork, MemoryTransport.pair).
  */
 
-export { AmqpTransport, type AmqpTransportOptions, type Topology } from './amqp-transport.js';
+export { type Clock, ManualClock, settle, systemClock, type Timer } from '../core/clock.js';
 export {
-  CONTENT_TYPE_JSON,
-  CONTENT_TYPE_SEALED,
-  Connector,
-  type ConnectorEvents,
-  type ConnectorOptions,
-  DM_VERSION,
-  type Handler,
-  type HandlerContext,
-  routingKeyOf,
-  type TypedHandlerMethods,
-} from './connector.js';
+  type AmqpBusOptions,
+  type AmqpConnectOptions,
+  AmqpTransport,
+  type AmqpTransportOptions,
+  amqpBus,
+  type Topology,
+} from './amqp-transport.js';
+export { Connector, type ConnectorOptions } from './connector.js';
 export { SeenIds } from './dedupe.js';
 export { BusError, type BusErrorCode } from './errors.js';
-export type { Incoming, Outgoing, OutgoingProperties, Transport } from './transport.js';
+export type { ConnectorEvents, Handler, HandlerContext, TypedHandlerMethods } from './handler.js';
+export {
+  type DeadLetter,
+  type InjectedMessage,
+  type MemoryMessage,
+  MemoryNetwork,
+  MemoryTransport,
+  MemoryTransportError,
+  type MemoryTransportOptions,
+  type Outcome,
+  type Settlement,
+} from './memory-transport.js';
+export { CONTENT_TYPE_JSON, CONTENT_TYPE_SEALED, DM_VERSION, routingKeyOf } from './protocol.js';
+export type {
+  ConnectionFailure,
+  Incoming,
+  Loopback,
+  Outgoing,
+  OutgoingProperties,
+  RawOf,
+  Transport,
+  TransportCapabilities,
+  TransportEvents,
+} from './transport.js';

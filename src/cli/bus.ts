@@ -14,7 +14,14 @@ import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { type ConnectOptions, parseUrl } from '../amqp/index.js';
-import { BusError, Connector, type ConnectorOptions, type HandlerContext } from '../bus/index.js';
+import {
+  type AmqpBusOptions,
+  type AmqpTransport,
+  amqpBus,
+  BusError,
+  type Connector,
+  type HandlerContext,
+} from '../bus/index.js';
 import { DecodeError, decode, type Message, type MessageType, SCHEMAS } from '../codec/index.js';
 import { Keyring, ReplayWindow, Sealer, SequenceReserver, selectBackend } from '../crypto/index.js';
 import { backendOption, type Io, UsageError } from './common.js';
@@ -109,9 +116,9 @@ function readConfig(file: string | undefined): FileConfig {
  */
 async function connector(
   values: Values,
-  extra: Partial<ConnectorOptions>,
-  setup: (bus: Connector) => void = () => undefined,
-): Promise<Connector> {
+  extra: Partial<AmqpBusOptions>,
+  setup: (bus: Connector<AmqpTransport>) => void = () => undefined,
+): Promise<Connector<AmqpTransport>> {
   const cfg = readConfig(values.config);
   const name = values.as ?? cfg.name;
   if (name === undefined) throw new UsageError('--as ENTITY is required (or "name" in --config)');
@@ -157,7 +164,7 @@ async function connector(
       replay: await ReplayWindow.open(path.join(dir, `${name}.replay.json`)),
     });
   }
-  const bus = new Connector({
+  const bus = amqpBus({
     // A command line tool answers at once when the broker is not there, rather than retrying like a service.
     name,
     peers,

@@ -13,14 +13,23 @@
  * `run` never exits because of the broker: it reconnects by itself (the first time too), with backoff.
  * On SIGTERM / SIGINT the hub stops consuming, lets the handlers at work finish, flushes the history and the
  * state, closes the connection, and exits 0.
+ *
+ * The hub reaches the broker through the bus only (an AMQP transport it builds with amqpBus), and follows the
+ * connection through the transport's neutral events. Commands that belong to the operator's CLI (`keygen`) are
+ * handed in by the composition layer (src/bin/hub.ts) and run here with the hub's exit codes.
  */
 import { mkdirSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
-import { AuthenticationError, ConnectionError, parseUrl, type RecoveryOptions } from '../amqp/index.js';
-import { type AmqpTransport, BusError, Connector } from '../bus/index.js';
-import { type Io, UsageError } from '../cli/common.js';
-import { keygen } from '../cli/keys.js';
+import {
+  type AmqpConnectOptions,
+  AmqpTransport,
+  amqpBus,
+  BusError,
+  type ConnectionFailure,
+  type Transport,
+} from '../bus/index.js';
+import { type Io, UsageError } from '../core/io.js';
 import { CryptoError, Keyring, ReplayWindow, Sealer, SequenceReserver, selectBackend } from '../crypto/index.js';
 import { DEFAULT_CONFIG, HUB_VERSION, USAGE, versionLine } from './about.js';
 import { bench } from './bench.js';
@@ -34,10 +43,15 @@ import { StateStore } from './state.js';
 
 export const EXIT = { OK: 0, USAGE: 64, CONFIG: 78, AUTH: 77, UNAVAILABLE: 69, SOFTWARE: 70 } as const;
 
+/** A command run by hub.js with the hub's error handling and exit codes (keygen, from the CLI). */
+export type HubCommand = (args: string[], io: Io) => Promise<number>;
+
 export interface RunOptions {
   io: Io;
   /** Resolves when the hub must stop (SIGTERM, SIGINT). */
   stop: Promise<void>;
+  /** More commands, by name (src/bin/hub.ts adds `keygen`). */
+  commands?: Readonly<Record<string, HubCommand>>;
 }
 
 export async function hubMain(argv: string[], options: RunOptions): Promise<number> {
@@ -52,7 +66,9 @@ export async function hubMain(argv: string[], options: RunOptions): Promise<numb
       io.out(USAGE);
       return EXIT.OK;
     }
-    if (first === 'keygen') return await keygen(rest, io);
+    const extra =
+      first !== undefined && Object.hasOwn(options.commands ?? {}, first) ? options.commands?.[first] : undefined;
+    if (extra !== undefined) return await extra(rest, io);
     if (first === 'bench') {
       const { values } = parseArgs({
         args: rest,
@@ -62,18 +78,8 @@ export async function hubMain(argv: string[], options: RunOptions): Promise<numb
       const seconds = values.seconds === undefined ? 2 : Number(values.seconds);
       if (!(seconds > 0 && seconds <= 60))
         throw new UsageError(`--seconds: expected 0 < seconds <= 60, found "${values.seconds}"`);
-      try {
-        return await bench(io, {
-          seconds,
-          ...(values.config === undefined ? {} : { broker: connectOptions(loadConfig(values.config)) }),
-        });
-      } catch (err) {
-        if (!(err instanceof ConnectionError)) throw err;
-        io.err(
-          `hub.js bench: ${err instanceof AuthenticationError ? 'the broker refused our credentials' : 'the broker is unreachable'}: ${err.message}`,
-        );
-        return err instanceof AuthenticationError ? EXIT.AUTH : EXIT.UNAVAILABLE;
-      }
+      if (values.config === undefined) return await bench(io, { seconds });
+      return await benchBroker(io, seconds, loadConfig(values.config));
     }
     const command = first === undefined || first.startsWith('-') ? 'run' : first;
     const args = command === first ? rest : argv;
@@ -105,7 +111,45 @@ export async function hubMain(argv: string[], options: RunOptions): Promise<numb
   }
 }
 
-function connectOptions(c: HubConfig): RecoveryOptions {
+/**
+ * `bench --config`: the round trips go through the configured broker on a transport of its own, which tries once
+ * (a measurement answers at once when the broker is not there, rather than retrying like the hub). A failure to
+ * connect, or a connection lost while measuring, is told apart from a fault of ours by the transport's events.
+ */
+async function benchBroker(io: Io, seconds: number, config: HubConfig): Promise<number> {
+  const transport = new AmqpTransport({
+    name: config.name,
+    peers: [],
+    url: config.broker.url,
+    connectOptions: { ...brokerSettings(config), initialAttempts: 1, connectionName: 'hub bench' },
+  });
+  let failure: ConnectionFailure | undefined;
+  let lost = false;
+  transport.on('failed', (_error, info) => {
+    failure = info;
+  });
+  transport.on('down', () => {
+    lost = true;
+  });
+  try {
+    return await bench(io, { seconds, broker: transport });
+  } catch (err) {
+    if (failure === undefined && !lost) throw err;
+    const refused = failure?.authentication === true;
+    io.err(
+      `hub.js bench: ${refused ? 'the broker refused our credentials' : 'the broker is unreachable'}: ${(err as Error).message}`,
+    );
+    return refused ? EXIT.AUTH : EXIT.UNAVAILABLE;
+  } finally {
+    await transport.close().catch(() => undefined);
+  }
+}
+
+/**
+ * The connection settings of the config that take precedence over its URL's: credentials (a password only from its
+ * file), heartbeat, TLS files. The URL itself (host, port, vhost, its query) is given to the transport as it is.
+ */
+function brokerSettings(c: HubConfig): AmqpConnectOptions & { username: string } {
   const b = c.broker;
   const tls =
     b.tls === undefined
@@ -121,21 +165,28 @@ function connectOptions(c: HubConfig): RecoveryOptions {
   // The config holds no secret: a password comes from its file; guest's is guest (the local broker only).
   const password =
     b.passwordFile === undefined ? (username === 'guest' ? 'guest' : '') : readFileSync(b.passwordFile, 'utf8').trim();
-  const own = parseUrl(b.url);
   return {
-    ...own,
     username,
     password,
     heartbeat: b.heartbeatS,
     connectionName: c.name,
-    endpoints: [
-      `${own.hostname ?? '127.0.0.1'}:${own.port ?? (url.protocol === 'amqps:' ? 5671 : 5672)}`,
-      ...b.endpoints,
-    ],
-    reconnectDelay: Math.round(b.reconnectDelayS * 1000),
-    maxReconnectDelay: Math.round(b.maxReconnectDelayS * 1000),
     ...(b.external ? { mechanism: 'EXTERNAL' as const } : {}),
     ...(tls === undefined ? (url.protocol === 'amqps:' ? { tls: true } : {}) : { tls }),
+  };
+}
+
+/** The hub's own: the URL's broker first, then the other nodes of the cluster, and the reconnection delays. */
+function connectOptions(c: HubConfig): AmqpConnectOptions & { username: string } {
+  const b = c.broker;
+  const url = new URL(b.url);
+  // As the AMQP client reads the URL: an IPv6 host without its brackets, the scheme's port by default.
+  const host = url.hostname.replace(/^\[(.*)\]$/, '$1') || '127.0.0.1';
+  const port = url.port === '' ? (url.protocol === 'amqps:' ? 5671 : 5672) : Number(url.port);
+  return {
+    ...brokerSettings(c),
+    endpoints: [`${host}:${port}`, ...b.endpoints],
+    reconnectDelay: Math.round(b.reconnectDelayS * 1000),
+    maxReconnectDelay: Math.round(b.maxReconnectDelayS * 1000),
   };
 }
 
@@ -178,10 +229,11 @@ async function run(config: HubConfig, stop: Promise<void>, log: Logger): Promise
     log.info('end-to-end sealing on', { backend: backend.name, peers: [...sealer.keyring.peers.keys()] });
   }
   const amqp = connectOptions(config);
-  const bus = new Connector({
+  const bus = amqpBus({
     name: config.name,
     peers: config.peers.map((p) => p.name),
-    url: amqp,
+    url: config.broker.url,
+    connectOptions: amqp,
     topology: config.topology,
     role: 'hub',
     declareExchanges: config.declareExchanges,
@@ -204,9 +256,8 @@ async function run(config: HubConfig, stop: Promise<void>, log: Logger): Promise
 
   // The client reconnects by itself, the first time too (the network may come up after us at boot): the hub never
   // exits because of the broker. Refused credentials are retried slowly, and said loudly each time.
-  const transport = bus.transport as AmqpTransport;
-  const rc = transport.connection;
-  rc.on('failed', (error, i) => {
+  const transport: Transport = bus.transport;
+  transport.on('failed', (error, i) => {
     if (i.authentication)
       log.error('the broker refused our credentials; retrying slowly', {
         user: amqp.username,
@@ -215,20 +266,22 @@ async function run(config: HubConfig, stop: Promise<void>, log: Logger): Promise
       });
     else log.warn('cannot reach the broker', { endpoint: i.endpoint, attempt: i.attempt, error });
   });
-  rc.on('recovering', (i) => log.info('reconnecting', { inMs: i.delayMs, endpoint: i.endpoint }));
-  rc.on('disconnected', (error) => {
+  transport.on('reconnecting', (i) => log.info('reconnecting', { inMs: i.delayMs, endpoint: i.endpoint }));
+  transport.on('down', (error) => {
     log.warn('connection to the broker lost; recovering', { error });
     void hub.connectionChanged(false);
   });
-  rc.on('recovered', (i) => {
+  transport.on('recovered', (i) => {
     log.info('connection to the broker recovered', { endpoint: i.endpoint, downtimeMs: i.downtimeMs });
     void hub.connectionChanged(true);
   });
-  rc.on('blocked', (reason) => log.warn('the broker blocked publishing (resource alarm)', { reason }));
-  rc.on('unblocked', () => log.info('the broker unblocked publishing'));
-  rc.on('topology-failed', (error, what) => log.error('re-declaring after recovery failed', { what, error }));
-  rc.on('ack-deadline', (ageMs, queue) => log.warn('a delivery is still unacknowledged', { ageMs, queue }));
-  rc.on('handler-error', (error, where) => log.error('internal error in the AMQP client', { where, error }));
+  transport.on('blocked', (reason) => log.warn('the broker blocked publishing (resource alarm)', { reason }));
+  transport.on('unblocked', () => log.info('the broker unblocked publishing'));
+  transport.on('restore-failed', (error, what) => log.error('re-declaring after recovery failed', { what, error }));
+  transport.on('settle-overdue', (ageMs, queue) => log.warn('a delivery is still unacknowledged', { ageMs, queue }));
+  transport.on('internal-error', (error, where) =>
+    log.error(`internal error in the ${transport.name.toUpperCase()} client`, { where, error }),
+  );
 
   const started = await Promise.race([bus.start().then(() => true), stop.then(() => false)]).catch(
     (err: unknown) => err,
@@ -259,8 +312,8 @@ async function run(config: HubConfig, stop: Promise<void>, log: Logger): Promise
   return EXIT.OK;
 }
 
-/** The process entry: real stdio, signals, exit code. */
-export function runHubProcess(): void {
+/** The process entry: real stdio, signals, exit code; `commands` as in RunOptions. */
+export function runHubProcess(commands: Readonly<Record<string, HubCommand>> = {}): void {
   let stopRequested!: () => void;
   const stop = new Promise<void>((resolve) => {
     stopRequested = resolve;
@@ -268,7 +321,7 @@ export function runHubProcess(): void {
   process.once('SIGTERM', () => stopRequested());
   process.once('SIGINT', () => stopRequested());
   const io: Io = { out: (l) => process.stdout.write(`${l}\n`), err: (l) => process.stderr.write(`${l}\n`) };
-  hubMain(process.argv.slice(2), { io, stop }).then(
+  hubMain(process.argv.slice(2), { io, stop, commands }).then(
     (code) => {
       process.exitCode = code;
       setTimeout(() => process.exit(code), 2000).unref();

@@ -6,7 +6,13 @@
 import { randomUUID } from 'node:crypto';
 import amqplib, { type Channel as AmqplibChannel, type ChannelModel, type GetMessage } from 'amqplib';
 import type { Message as AmqpMessage } from '../../src/amqp/index.js';
-import { Connector, type ConnectorOptions, type HandlerContext } from '../../src/bus/index.js';
+import {
+  type AmqpBusOptions,
+  type AmqpTransport,
+  amqpBus,
+  type Connector,
+  type HandlerContext,
+} from '../../src/bus/index.js';
 import { type Message, type MessageType, SCHEMAS } from '../../src/codec/index.js';
 import { AMQP_URL, unique } from './amqp.js';
 import { until, withDeadline } from './deadline.js';
@@ -85,20 +91,20 @@ export function rawOf(ctx: HandlerContext): AmqpMessage {
   return ctx.delivery.raw as AmqpMessage;
 }
 
-type ConnectorSpec = Omit<ConnectorOptions, 'url' | 'transport' | 'connection'>;
+type ConnectorSpec = Omit<AmqpBusOptions, 'url' | 'connectOptions' | 'connection'>;
 
 /**
  * Connectors and the amqplib connection of one test, and everything they may declare. `dispose()` closes the
  * connectors and deletes the queues and exchanges through an amqplib channel; call it in `finally`.
  */
 export class BusFixture {
-  readonly connectors: Connector[] = [];
+  readonly connectors: Connector<AmqpTransport>[] = [];
   readonly queues = new Set<string>();
   readonly exchanges = new Set<string>();
   #amqp: ChannelModel | undefined;
 
   /** Creates and starts a connector (one that needs no handler); see create() for one that does. */
-  async connector(spec: ConnectorSpec): Promise<Connector> {
+  async connector(spec: ConnectorSpec): Promise<Connector<AmqpTransport>> {
     const c = this.create(spec);
     await withDeadline(c.start(), NET_MS, `starting connector ${spec.name}`);
     return c;
@@ -108,7 +114,7 @@ export class BusFixture {
    * Creates a connector without starting it, since handlers can only be registered before start(): register them,
    * then call start(). Its topology is remembered for deletion before it is declared.
    */
-  create(spec: ConnectorSpec): Connector {
+  create(spec: ConnectorSpec): Connector<AmqpTransport> {
     const { name, peers } = spec;
     this.queues.add(`private-${name}-in`).add(`private-${name}-dead`);
     this.exchanges.add(`private-${name}-dlx`);
@@ -117,7 +123,7 @@ export class BusFixture {
       for (const owner of (spec.role ?? 'hub') === 'hub' ? [name] : peers)
         this.queues.add(`${owner}-up`).add(`${owner}-down`);
     }
-    const c = new Connector({ ...spec, url: AMQP_URL });
+    const c = amqpBus({ ...spec, url: AMQP_URL });
     this.connectors.push(c);
     return c;
   }

@@ -14,7 +14,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { bundle } from '../../build/bundle.js';
 import { connect } from '../../src/amqp/index.js';
-import { Connector } from '../../src/bus/index.js';
+import { amqpBus } from '../../src/bus/index.js';
 import { type Io, main } from '../../src/cli.js';
 import type { Message } from '../../src/codec/index.js';
 import { AMQP_URL, timed } from '../helpers/amqp.js';
@@ -57,7 +57,7 @@ const s = suite('ebadge CLI on the bus');
 s(
   'send, request and listen as an operator entity; usage errors exit 2',
   timed(async () => {
-    const hub = new Connector({ name: HUB, peers: [OPS], url: AMQP_URL });
+    const hub = amqpBus({ name: HUB, peers: [OPS], url: AMQP_URL });
     const f = new BusFixture();
     const got: Message[] = [];
     hub.onSetClock((m) => {

@@ -20,7 +20,7 @@ import {
   RecoveringConnection,
   type RecoveryOptions,
 } from '../../src/amqp/index.js';
-import { Connector } from '../../src/bus/index.js';
+import { amqpBus } from '../../src/bus/index.js';
 import type { Message as BusMessage } from '../../src/codec/index.js';
 import { unique } from '../helpers/amqp.js';
 import {
@@ -359,8 +359,8 @@ run(
     };
     const hub = unique('heh-f6');
     const vpp = unique('vpp-f6');
-    const h = new Connector({ name: hub, peers: [vpp], url, queueType: 'classic' });
-    const v = new Connector({ name: vpp, peers: [hub], url, queueType: 'classic' });
+    const h = amqpBus({ name: hub, peers: [vpp], url, queueType: 'classic' });
+    const v = amqpBus({ name: vpp, peers: [hub], url, queueType: 'classic' });
     let runs = 0;
     let duplicates = 0;
     h.on('duplicate', () => {

@@ -27,7 +27,7 @@ import { fileURLToPath } from 'node:url';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { connect } from '../../src/amqp/index.js';
-import { Connector } from '../../src/bus/index.js';
+import { amqpBus } from '../../src/bus/index.js';
 import { Outbox, type OutboxError, scanOutbox } from '../../src/device/outbox.js';
 import { AMQP_URL, timed } from '../helpers/amqp.js';
 import { until } from '../helpers/bus.js';
@@ -177,7 +177,7 @@ s(
     );
 
     // Send-only VPPs: their queues and exchanges, and the subscriptions; the consumer below takes every message.
-    const vpps = vppNames.map((name) => new Connector({ name, peers: [hubName], url: AMQP_URL, consume: false }));
+    const vpps = vppNames.map((name) => amqpBus({ name, peers: [hubName], url: AMQP_URL, consume: false }));
     const conn = await connect(AMQP_URL, { connectionName: 'fault-hub-kill' });
     let hub: HubProcess | undefined;
     const killHub = async (): Promise<void> => {

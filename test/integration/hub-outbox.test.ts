@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { connect } from '../../src/amqp/index.js';
-import { Connector } from '../../src/bus/index.js';
+import { type AmqpTransport, amqpBus, type Connector } from '../../src/bus/index.js';
 import type { Message } from '../../src/codec/index.js';
 import { Outbox } from '../../src/device/outbox.js';
 import { AMQP_URL, timed } from '../helpers/amqp.js';
@@ -69,8 +69,8 @@ s(
       }),
     );
     const reports: Message<'report'>[] = [];
-    const vpp = (): Connector => {
-      const c = new Connector({ name: vppName, peers: [hubName], url: AMQP_URL });
+    const vpp = (): Connector<AmqpTransport> => {
+      const c = amqpBus({ name: vppName, peers: [hubName], url: AMQP_URL });
       c.onReport((m) => {
         reports.push(m);
       });

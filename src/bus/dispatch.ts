@@ -1,0 +1,143 @@
+/**
+ * The handler's turn (the last step of receive.ts): the context it gets, and what its outcome leads to. The message is
+ * acked only after the handler succeeded. A handler that throws gets the message again, until the delivery limit,
+ * then it is dead-lettered with the error. A `msg_id` is answered exactly once: by the handler (ctx.respond, or a
+ * `response` reply) or by the connector (200, 453 for a type nobody handles here, 500 after the last failed attempt).
+ */
+import type { Message } from '../codec/index.js';
+import type { Opened } from '../crypto/index.js';
+import type { SeenIds } from './dedupe.js';
+import type { ConnectorEvents, HandlerContext, StoredHandler } from './handler.js';
+import { has, response } from './protocol.js';
+import type { Incoming, RawOf, Transport } from './transport.js';
+
+type Events<T extends Transport> = ConnectorEvents<RawOf<T>>;
+
+export interface DispatchDeps<T extends Transport> {
+  readonly name: string;
+  readonly transport: T;
+  readonly handlers: ReadonlyMap<string, StoredHandler<T>>;
+  readonly deliveryLimit: number;
+  readonly seen: SeenIds;
+  readonly failures: FailureCounts;
+  publish(peer: string, message: Message, options: { correlationId?: string }): Promise<void>;
+  emit<K extends keyof Events<T> & string>(event: K, ...args: Events<T>[K]): void;
+  deadLetter(d: Incoming<RawOf<T>>, reason: string, code: string): Promise<void>;
+}
+
+export async function dispatch<T extends Transport>(
+  c: DispatchDeps<T>,
+  d: Incoming<RawOf<T>>,
+  sender: string,
+  message: Message,
+  diagnostics: string[],
+  opened: Opened | undefined,
+): Promise<void> {
+  const x = message as { msg_id?: string | null; request_id?: string; id?: string };
+  // A `response` is never answered: its msg_id names the message it answers (answering it would ping-pong).
+  const msgId = message.msg !== 'response' && typeof x.msg_id === 'string' ? x.msg_id : undefined;
+  const id = d.messageId ?? msgId;
+  const dedupeKey = id === undefined ? undefined : `${sender}:${id}`;
+  const correlated = d.messageId === undefined ? {} : { correlationId: d.messageId };
+  let settled = false;
+  let responded = false;
+  const ctx: HandlerContext<T> = {
+    sender,
+    delivery: d,
+    transport: c.transport,
+    diagnostics,
+    sealed: opened !== undefined,
+    reply: async (reply) => {
+      const r = { ...reply } as Record<string, unknown> & Message;
+      if (x.request_id !== undefined && has(r.msg, 'request_id') && r['request_id'] === undefined)
+        r['request_id'] = x.request_id;
+      if (r.msg === 'response' && msgId !== undefined && r['msg_id'] === undefined) r['msg_id'] = msgId;
+      if (r.msg === 'response' && r['msg_id'] === msgId) {
+        if (responded) return;
+        responded = true;
+      }
+      await c.publish(sender, r, correlated);
+    },
+    respond: async (code, description, subcode) => {
+      if (msgId === undefined || responded) return;
+      responded = true;
+      await c.publish(
+        sender,
+        response(msgId, code, description ?? (code < 400 ? 'OK' : 'error'), subcode, message),
+        correlated,
+      );
+    },
+    ack: () => {
+      settled = true;
+      d.ack();
+    },
+    nack: (requeue = true) => {
+      settled = true;
+      if (requeue) d.retry();
+      else
+        void d
+          .deadLetter('nacked by the handler', 'NACKED')
+          .catch((err: unknown) => c.emit('handler-error', err, message.msg, true));
+    },
+  };
+  const handler = c.handlers.get(message.msg);
+  // Handlers cannot change after start(), so no handler means "not handled here" (§3.6), not "not registered yet".
+  if (handler === undefined) {
+    c.emit('unhandled', message, sender);
+    await opened?.commit();
+    if (msgId !== undefined) await ctx.respond(453, `${message.msg} is not handled by ${c.name}`);
+    d.ack();
+    return;
+  }
+  try {
+    await handler(message, ctx);
+  } catch (err) {
+    const failures = Math.max(d.deliveryCount, c.failures.get(dedupeKey)) + 1;
+    const final = failures >= c.deliveryLimit;
+    c.emit('handler-error', err, message.msg, final);
+    opened?.release();
+    if (settled) return;
+    if (!final) {
+      c.failures.add(dedupeKey);
+      d.retry();
+      return;
+    }
+    c.failures.delete(dedupeKey);
+    await ctx.respond(
+      500,
+      `${message.msg} failed ${failures} times: ${(err as Error)?.message ?? String(err)}`.slice(0, 1024),
+    );
+    await c.deadLetter(
+      d,
+      `the handler failed ${failures} times: ${(err as Error)?.stack ?? String(err)}`,
+      'HANDLER_FAILED',
+    );
+    if (dedupeKey !== undefined) c.seen.add(dedupeKey);
+    return;
+  }
+  c.failures.delete(dedupeKey);
+  if (settled) return;
+  await opened?.commit();
+  if (msgId !== undefined) await ctx.respond(200, 'OK');
+  if (dedupeKey !== undefined) c.seen.add(dedupeKey);
+  d.ack();
+}
+
+/**
+ * Failed deliveries per message id, for transports whose broker does not count them (classic queues, MQTT). Bounded:
+ * past 10,000 ids the oldest is forgotten.
+ */
+export class FailureCounts {
+  readonly #counts = new Map<string, number>();
+  get(key: string | undefined): number {
+    return key === undefined ? 0 : (this.#counts.get(key) ?? 0);
+  }
+  add(key: string | undefined): void {
+    if (key === undefined) return;
+    this.#counts.set(key, this.get(key) + 1);
+    if (this.#counts.size > 10_000) this.#counts.delete(this.#counts.keys().next().value as string);
+  }
+  delete(key: string | undefined): void {
+    if (key !== undefined) this.#counts.delete(key);
+  }
+}

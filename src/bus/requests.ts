@@ -1,0 +1,150 @@
+/**
+ * request() / reply matching (data model §3.5): which incoming message answers which of our requests. A request is
+ * filed under every key its reply may carry, and the first incoming message that carries one settles it:
+ *   - `req:` the request_id (set when absent) of the get_* family and balancing_unachievable;
+ *   - `act:` (id, modification_count) for activate / modify_activation, answered by accept or reject_activation;
+ *     `id:` the activation id alone, for a `response` refusing it (450 ...) with msg_id null;
+ *   - `msg:` the msg_id (set when absent) for everything else that has one, answered by its `response`;
+ *   - `v1:` period and device for the first version's get_load_report, which has no ids at all (rule 1);
+ *   - `cor:` the transport's correlation_id, which our own peers set to the request's message id, whatever the type.
+ * Keys are per peer: another entity cannot settle our request to this one.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Message } from '../codec/index.js';
+import type { Clock, Timer } from '../core/clock.js';
+import { BusError } from './errors.js';
+import { has } from './protocol.js';
+
+const REQUEST_REPLIES = new Set([
+  'get_report',
+  'get_periodic_report',
+  'get_energy_events',
+  'get_activation_capacity',
+  'get_all_prices',
+  'get_status_report',
+  'get_capabilities',
+  'balancing_unachievable',
+]);
+
+/** One request waiting for its reply. */
+export interface PendingRequest {
+  readonly keys: readonly string[];
+  resolve(m: Message): void;
+  reject(e: Error): void;
+  timer: Timer | undefined;
+  done: boolean;
+}
+
+/** A request as it goes out: its ids filled in, and the promise of its reply. */
+export interface OpenedRequest {
+  message: Message;
+  messageId: string;
+  reply: Promise<Message>;
+  /** Sending failed: the request fails with that error (if nothing settled it meanwhile). */
+  fail(err: Error): void;
+}
+
+export class PendingRequests {
+  readonly #pending = new Map<string, PendingRequest>();
+
+  constructor(readonly clock: Clock) {}
+
+  /** Files a request to `peer` under the keys of its type; it fails with TIMEOUT after `timeoutMs`. */
+  open(peer: string, message: Message, timeoutMs: number): OpenedRequest {
+    const m = { ...message } as Record<string, unknown> & Message;
+    const type = m.msg;
+    const keys: string[] = [];
+    if (type === 'activate' || type === 'modify_activation') {
+      keys.push(`act:${peer}:${String(m['id'])}:${String(m['modification_count'])}`, `id:${peer}:${String(m['id'])}`);
+    } else if (REQUEST_REPLIES.has(type) && has(type, 'request_id')) {
+      if (typeof m['request_id'] !== 'string') m['request_id'] = randomUUID();
+      keys.push(`req:${peer}:${m['request_id'] as string}`);
+    } else if (has(type, 'msg_id')) {
+      if (typeof m['msg_id'] !== 'string') m['msg_id'] = randomUUID();
+      keys.push(`msg:${peer}:${m['msg_id'] as string}`);
+    } else if (type === 'get_load_report') {
+      // The first version has no ids: its peers answer with the same period and device (data model §3.5 rule 1).
+      keys.push(`v1:${peer}:${v1Key(m)}`);
+    }
+    if (typeof m['msg_id'] === 'string' && !keys.includes(`msg:${peer}:${m['msg_id']}`))
+      keys.push(`msg:${peer}:${m['msg_id']}`);
+    // Our own peers also set correlation_id to the request's message id, whatever the type.
+    const messageId = type !== 'response' && typeof m['msg_id'] === 'string' ? m['msg_id'] : randomUUID();
+    keys.push(`cor:${peer}:${messageId}`);
+    let p!: PendingRequest;
+    const reply = new Promise<Message>((resolve, reject) => {
+      p = { resolve, reject, keys, timer: undefined, done: false };
+    });
+    reply.catch(() => undefined);
+    p.timer = this.clock.setTimeout(
+      () => this.settle(p, new BusError('TIMEOUT', `no reply to ${type} from ${peer} within ${timeoutMs} ms`)),
+      timeoutMs,
+    );
+    for (const k of keys) this.#pending.set(k, p);
+    return {
+      message: m,
+      messageId,
+      reply,
+      fail: (err) => {
+        if (!p.done) this.settle(p, err);
+      },
+    };
+  }
+
+  /** The pending request `m` from `sender` answers, if any. */
+  find(sender: string, m: Message, correlationId: string | undefined): PendingRequest | undefined {
+    const x = m as Record<string, unknown>;
+    const tries: string[] = [];
+    if (m.msg === 'accept_activation' || m.msg === 'reject_activation')
+      tries.push(`act:${sender}:${String(x['id'])}:${String(x['modification_count'])}`);
+    if (typeof x['request_id'] === 'string') tries.push(`req:${sender}:${x['request_id']}`);
+    if (m.msg === 'response') {
+      if (typeof x['msg_id'] === 'string') tries.push(`msg:${sender}:${x['msg_id']}`);
+      if (typeof x['id'] === 'string') tries.push(`id:${sender}:${x['id']}`);
+    }
+    if (m.msg === 'load_report') tries.push(`v1:${sender}:${v1Key(x)}`);
+    if (correlationId !== undefined) tries.push(`cor:${sender}:${correlationId}`);
+    for (const k of tries) {
+      const p = this.#pending.get(k);
+      if (p !== undefined) return p;
+    }
+    return undefined;
+  }
+
+  /** Settles `p` with its reply: a `response` with an error code rejects with REJECTED, the reply attached. */
+  answer(p: PendingRequest, sender: string, message: Message): void {
+    const x = message as { response_code?: number; response_desc?: string };
+    if (message.msg === 'response' && typeof x.response_code === 'number' && x.response_code >= 400) {
+      this.settle(
+        p,
+        new BusError('REJECTED', `${sender} answered ${x.response_code} ${x.response_desc ?? ''}`.trim(), {
+          reply: message,
+        }),
+      );
+    } else {
+      this.settle(p, message);
+    }
+  }
+
+  settle(p: PendingRequest, outcome: Message | Error): void {
+    p.done = true;
+    p.timer?.cancel();
+    for (const k of p.keys) if (this.#pending.get(k) === p) this.#pending.delete(k);
+    if (outcome instanceof Error) p.reject(outcome);
+    else p.resolve(outcome);
+  }
+
+  /** Fails every request still waiting (the connector is closing). */
+  failAll(err: Error): void {
+    for (const p of new Set(this.#pending.values())) this.settle(p, err);
+  }
+
+  /** Requests waiting for a reply. */
+  get size(): number {
+    return new Set(this.#pending.values()).size;
+  }
+}
+
+function v1Key(m: Record<string, unknown>): string {
+  return [String(m['from']), String(m['to']), String(m['resolution']), String(m['device'] ?? null)].join('|');
+}
