@@ -4,8 +4,8 @@
  * and the hub's state, which are small and rarely written (an SD card wears with every write); the append-only
  * segment files (segment-log.ts) use syncDirectory alone.
  */
-import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
+import { storeFs } from './fs.js';
 
 let tmpCounter = 0;
 
@@ -14,8 +14,8 @@ export async function writeFileDurably(file: string, data: string | Uint8Array, 
   const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${tmpCounter++}.tmp`);
   try {
     // A crashed earlier process with the same pid (pid 1 in a container) may have left this name behind.
-    await fsp.rm(tmp, { force: true });
-    const fh = await fsp.open(tmp, 'wx', mode);
+    await storeFs.rm(tmp);
+    const fh = await storeFs.open(tmp, 'wx', mode);
     try {
       await fh.chmod(mode); // the umask may have changed it
       await fh.writeFile(data);
@@ -23,11 +23,11 @@ export async function writeFileDurably(file: string, data: string | Uint8Array, 
     } finally {
       await fh.close();
     }
-    await fsp.rename(tmp, file);
+    await storeFs.rename(tmp, file);
     // Without this the rename itself may not survive a power cut.
     await syncDirectory(dir);
   } catch (err) {
-    await fsp.rm(tmp, { force: true }).catch(() => undefined);
+    await storeFs.rm(tmp).catch(() => undefined);
     throw err;
   }
 }
@@ -38,7 +38,7 @@ export async function writeFileDurably(file: string, data: string | Uint8Array, 
  */
 export async function syncDirectory(dir: string): Promise<boolean> {
   if (process.platform === 'win32') return false;
-  const dh = await fsp.open(dir, 'r');
+  const dh = await storeFs.open(dir, 'r');
   try {
     await dh.sync();
   } finally {

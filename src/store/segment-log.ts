@@ -23,10 +23,11 @@
  *
  * Problems are returned or thrown to the owner, which words its own warnings (they are in the hub's logs).
  */
-import { constants as fsc, promises as fsp } from 'node:fs';
+import { constants as fsc } from 'node:fs';
 import * as path from 'node:path';
 import { crc32 } from './crc32.js';
 import { syncDirectory } from './durable.js';
+import { type StoreHandle, storeFs } from './fs.js';
 
 /** How an owner's records are framed and read. */
 export interface RecordFraming<T> {
@@ -36,6 +37,13 @@ export interface RecordFraming<T> {
   end(buf: Buffer, off: number): number | string;
   /** The record [start, end), CRC included, once its CRC matched; undefined skips it as bad. */
   decode(buf: Buffer, start: number, end: number): T | undefined;
+  /**
+   * Set where a damaged record may hide the next boundary (a length field): after a bad record the scan looks for
+   * the next offset where a whole record holds (see resync in the top comment). Fixed-size records need none.
+   */
+  readonly resync?: boolean;
+  /** A cheap test of a candidate record's fields before its CRC is computed (resync candidates only). */
+  plausible?(buf: Buffer, start: number, end: number): boolean;
 }
 
 export interface RecordScan<T> {
@@ -43,13 +51,15 @@ export interface RecordScan<T> {
   entries: T[];
   /** The end of the last good record (the start of the records when there is none): the torn tail begins here. */
   goodEnd: number;
-  /** Records skipped alone for a bad CRC or content. */
+  /** Records skipped for a bad CRC or content, and damaged stretches skipped by resynchronising. */
   bad: number;
+  /** Of `bad`, the stretches after which the scan found the next record by resynchronising. */
+  resynced: number;
   /** Why the rest of the segment was dropped: 'a short record' (torn) or the framing's reason; '' when nothing was. */
   rest: string;
   /** Where the dropped rest begins; the buffer's length when nothing was dropped. */
   restAt: number;
-  /** Records lost: the bad ones, plus one for a dropped rest. */
+  /** Records lost (at least): the bad ones, plus one for a dropped rest. */
   lost: number;
 }
 
@@ -64,29 +74,53 @@ export function scanRecords<T>(buf: Buffer, from: number, framing: RecordFraming
   let off = from;
   let goodEnd = from;
   let bad = 0;
+  let resynced = 0;
   let rest = '';
+  /** Resync found no good record after here: none after a later offset either. */
+  let barren = Number.POSITIVE_INFINITY;
+  const frame = (at: number): number | string => {
+    const end = at + framing.prefix > buf.length ? Number.POSITIVE_INFINITY : framing.end(buf, at);
+    if (typeof end === 'string') return end;
+    if (end > buf.length) return 'a short record';
+    // Smaller would not move forward: a framing bug, not corrupt data.
+    if (!(end >= at + 5)) throw new RangeError(`a record framed at ${at}..${end} leaves no room for its CRC`);
+    return end;
+  };
+  const good = (at: number, end: number): T | undefined =>
+    crc32(buf, at, end - 4) === buf.readUInt32LE(end - 4) ? framing.decode(buf, at, end) : undefined;
+  /** The next offset after `at` where a whole, plausible record with a good CRC starts. */
+  const resync = (at: number): number | undefined => {
+    for (let p = at + 1; p + framing.prefix <= buf.length; p++) {
+      const end = frame(p);
+      if (typeof end === 'string' || (framing.plausible !== undefined && !framing.plausible(buf, p, end))) continue;
+      if (good(p, end) !== undefined) return p;
+    }
+    return undefined;
+  };
   while (off < buf.length) {
-    const end = off + framing.prefix > buf.length ? Number.POSITIVE_INFINITY : framing.end(buf, off);
-    if (typeof end === 'string') {
+    const end = frame(off);
+    const entry = typeof end === 'number' ? good(off, end) : undefined;
+    if (entry !== undefined) {
+      entries.push(entry);
+      goodEnd = end as number;
+      off = end as number;
+      continue;
+    }
+    const next = framing.resync === true && off < barren ? resync(off) : undefined;
+    if (next === undefined) barren = Math.min(barren, off);
+    if (next !== undefined) {
+      bad++;
+      resynced++;
+      off = next;
+    } else if (typeof end === 'string') {
       rest = end;
       break;
-    }
-    if (end > buf.length) {
-      rest = 'a short record';
-      break;
-    }
-    // Smaller would not move forward: a framing bug, not corrupt data.
-    if (!(end >= off + 5)) throw new RangeError(`a record framed at ${off}..${end} leaves no room for its CRC`);
-    const entry = crc32(buf, off, end - 4) === buf.readUInt32LE(end - 4) ? framing.decode(buf, off, end) : undefined;
-    if (entry === undefined) {
-      bad++;
     } else {
-      entries.push(entry);
-      goodEnd = end;
+      bad++;
+      off = end;
     }
-    off = end;
   }
-  return { entries, goodEnd, bad, rest, restAt: off, lost: bad + (rest ? 1 : 0) };
+  return { entries, goodEnd, bad, resynced, rest, restAt: off, lost: bad + (rest ? 1 : 0) };
 }
 
 const errno = (err: unknown): string | undefined => (err as NodeJS.ErrnoException).code;
@@ -110,34 +144,51 @@ export class SegmentLog {
     return path.join(this.dir, name);
   }
 
+  /** Creates the directory (and its parents) if it is missing: at open, and after it vanished. */
+  ensureDir(): Promise<void> {
+    return storeFs.mkdir(this.dir, 0o700);
+  }
+
   /** The file names matching `pattern`, sorted: zero-padded numbered names come oldest first. */
   async list(pattern: RegExp): Promise<string[]> {
-    return (await fsp.readdir(this.dir)).filter((n) => pattern.test(n)).sort();
+    return (await storeFs.readdir(this.dir)).filter((n) => pattern.test(n)).sort();
   }
 
   read(name: string): Promise<Buffer> {
-    return fsp.readFile(this.path(name));
+    return storeFs.readFile(this.path(name));
+  }
+
+  /** Whether `name` is still there (a vanished directory takes its files with it). */
+  async exists(name: string): Promise<boolean> {
+    try {
+      await storeFs.stat(this.path(name));
+      return true;
+    } catch (err) {
+      if (errno(err) === 'ENOENT') return false;
+      throw err;
+    }
   }
 
   /** Creates `name`, which must not exist yet, and opens it for appending. */
   async create(name: string): Promise<SegmentFile> {
-    const fh = await fsp.open(this.path(name), 'wx', 0o600);
+    const fh = await storeFs.open(this.path(name), 'wx', 0o600);
     this.#ledger.created = true;
-    return new SegmentFile(this.#ledger, this.path(name), name, 0, true, fh);
+    return new SegmentFile(this.#ledger, this.path(name), name, 0, true, fh, false);
   }
 
   /**
    * A segment to append to, opened at its first append (or by open()): an existing file whose first `size` bytes
-   * are known good, or with `exists` false a file that its first append creates.
+   * are known good, or with `exists` false a file that its first append creates (emptying a leftover of that name).
+   * `torn`: bytes past `size` could not be cut off yet; the first append cuts them.
    */
-  file(name: string, size: number, exists: boolean): SegmentFile {
-    return new SegmentFile(this.#ledger, this.path(name), name, size, exists, undefined);
+  file(name: string, size: number, exists: boolean, torn = false): SegmentFile {
+    return new SegmentFile(this.#ledger, this.path(name), name, size, exists, undefined, torn || !exists);
   }
 
   /** Renames a segment whose header cannot be trusted to `<name>.bad`; returns that name. */
   async moveAside(name: string): Promise<string> {
     const bad = `${name}.bad`;
-    await fsp.rename(this.path(name), this.path(bad));
+    await storeFs.rename(this.path(name), this.path(bad));
     return bad;
   }
 
@@ -147,10 +198,10 @@ export class SegmentLog {
    */
   async cutTail(name: string, length: number, sync: boolean): Promise<void> {
     if (!sync) {
-      await fsp.truncate(this.path(name), length);
+      await storeFs.truncate(this.path(name), length);
       return;
     }
-    const fh = await fsp.open(this.path(name), 'r+');
+    const fh = await storeFs.open(this.path(name), 'r+');
     try {
       await fh.truncate(length);
       await fh.datasync();
@@ -163,7 +214,7 @@ export class SegmentLog {
   /** Deletes a segment; one already gone is no error. Not synced: an unlink lost to a power cut is redone on open. */
   async remove(name: string): Promise<void> {
     try {
-      await fsp.unlink(this.path(name));
+      await storeFs.unlink(this.path(name));
     } catch (err) {
       if (errno(err) !== 'ENOENT') throw err;
     }
@@ -184,11 +235,11 @@ export class SegmentFile {
   readonly #ledger: { syncs: number; created: boolean };
   #size: number;
   #exists: boolean;
-  #fh: fsp.FileHandle | undefined;
+  #fh: StoreHandle | undefined;
   /** Appended since the last sync. */
   #unsynced = false;
-  /** A write (or the sync of a durable append) failed: bytes past #size may be garbage. */
-  #torn = false;
+  /** A write (or the sync of a durable append) failed, or a new file may hold a leftover: bytes past #size may be garbage. */
+  #torn: boolean;
 
   /** Use SegmentLog.create or SegmentLog.file. */
   constructor(
@@ -197,7 +248,8 @@ export class SegmentFile {
     name: string,
     size: number,
     exists: boolean,
-    fh: fsp.FileHandle | undefined,
+    fh: StoreHandle | undefined,
+    torn: boolean,
   ) {
     this.#ledger = ledger;
     this.path = file;
@@ -205,6 +257,7 @@ export class SegmentFile {
     this.#size = size;
     this.#exists = exists;
     this.#fh = fh;
+    this.#torn = torn;
   }
 
   /** The bytes known good (for a segment not appended to since open, the file's size): the next append goes there. */
@@ -223,18 +276,35 @@ export class SegmentFile {
 
   /** Opens an existing file now rather than at the first append, so that one that cannot be opened fails here. */
   async open(): Promise<void> {
-    this.#fh ??= await fsp.open(this.path, 'r+');
+    this.#fh ??= await storeFs.open(this.path, 'r+');
+  }
+
+  /**
+   * Whether the file is gone from its directory (deleted, or its directory removed): appends to a descriptor still
+   * open would then succeed and be lost at the next restart.
+   */
+  async vanished(): Promise<boolean> {
+    if (this.#fh !== undefined) return (await this.#fh.stat()).nlink === 0;
+    if (!this.#exists) return false;
+    try {
+      await storeFs.stat(this.path);
+      return false;
+    } catch (err) {
+      if (errno(err) === 'ENOENT') return true;
+      throw err;
+    }
   }
 
   /**
    * Writes `buf` (records, and the header first for a new file) at the end of what is known good. A durable append
    * is fdatasync'ed before it counts: if the sync fails, the next append overwrites it. Otherwise it counts once
-   * written and waits for sync().
+   * written and waits for sync(). A file known to exist is not created again: one that vanished fails with ENOENT
+   * (its owner decides what to write anew) instead of coming back as a sparse file without a header.
    */
   async append(buf: Buffer, durable = false): Promise<void> {
     let fh = this.#fh;
     if (fh === undefined) {
-      fh = await fsp.open(this.path, fsc.O_RDWR | fsc.O_CREAT, 0o600);
+      fh = await storeFs.open(this.path, this.#exists ? fsc.O_RDWR : fsc.O_RDWR | fsc.O_CREAT, 0o600);
       this.#fh = fh;
       if (!this.#exists) this.#ledger.created = true;
       this.#exists = true;

@@ -96,11 +96,20 @@ scan('sealRecord writes the CRC of the bytes before it', () => {
 scan('every record good: all read, nothing lost, goodEnd at the end', () => {
   const buf = segment(fixedRecord(1), fixedRecord(2), fixedRecord(3));
   const r = scanRecords(buf, HEADER.length, fixed);
-  assert.equal(r, { entries: [1, 2, 3], goodEnd: buf.length, bad: 0, rest: '', restAt: buf.length, lost: 0 });
+  assert.equal(r, {
+    entries: [1, 2, 3],
+    goodEnd: buf.length,
+    bad: 0,
+    resynced: 0,
+    rest: '',
+    restAt: buf.length,
+    lost: 0,
+  });
   assert.equal(scanRecords(HEADER, HEADER.length, fixed), {
     entries: [],
     goodEnd: HEADER.length,
     bad: 0,
+    resynced: 0,
     rest: '',
     restAt: HEADER.length,
     lost: 0,
@@ -135,6 +144,7 @@ scan('a torn last record: the rest is dropped as a short record, the torn tail s
     entries: [1, 2],
     goodEnd: good.length,
     bad: 0,
+    resynced: 0,
     rest: 'a short record',
     restAt: good.length,
     lost: 1,
@@ -165,6 +175,47 @@ scan('a frame the owner cannot trust drops the rest, reported with its offset (w
   assert.equal(r.entries, ['one']);
   assert.match(r.rest, /^an impossible length \d+$/);
   assert.equal([r.restAt, r.goodEnd, r.bad, r.lost], [first.length, first.length, 0, 1]);
+});
+
+/** The same records, for a framing that resynchronises after damage (as the outbox's). */
+const resyncing: RecordFraming<string> = { ...prefixed, resync: true };
+
+scan('resync: after a length field made impossible, the scan finds the next record by its CRC', () => {
+  const first = segment(prefixedRecord('one'));
+  const buf = Buffer.concat([first, prefixedRecord('two'), prefixedRecord('three'), prefixedRecord('four')]);
+  buf[first.length + 3] = 0x7f;
+  const r = scanRecords(buf, HEADER.length, resyncing);
+  assert.equal(r.entries, ['one', 'three', 'four']);
+  assert.equal([r.bad, r.resynced, r.rest, r.lost, r.goodEnd, r.restAt], [1, 1, '', 1, buf.length, buf.length]);
+});
+
+scan('resync: a wrong but possible length (its frame ends inside the next record) loses that record alone', () => {
+  const first = segment(prefixedRecord('one'));
+  const buf = Buffer.concat([first, prefixedRecord('two'), prefixedRecord('three'), prefixedRecord('four')]);
+  buf[first.length]! += 5; // 'two' now claims 5 bytes of 'three'
+  const plain = scanRecords(buf, HEADER.length, prefixed);
+  assert.equal(plain.entries, ['one'], 'without resync every later frame is wrong');
+  const r = scanRecords(buf, HEADER.length, resyncing);
+  assert.equal(r.entries, ['one', 'three', 'four']);
+  assert.is(r.bad, 1);
+});
+
+scan('resync: damage in the last records leaves the torn tail as before; a candidate must be plausible too', () => {
+  const good = segment(prefixedRecord('one'), prefixedRecord('two'));
+  const torn = Buffer.concat([good, prefixedRecord('three').subarray(0, 7)]);
+  const t = scanRecords(torn, HEADER.length, resyncing);
+  assert.equal(
+    [t.entries, t.rest, t.restAt, t.goodEnd, t.lost],
+    [['one', 'two'], 'a short record', good.length, good.length, 1],
+  );
+
+  const buf = Buffer.concat([segment(prefixedRecord('one')), Buffer.from([0x7f, 0, 0, 0]), prefixedRecord('two')]);
+  const picky: RecordFraming<string> = {
+    ...resyncing,
+    plausible: (b, start) => b.toString('utf8', start + 4, start + 5) !== 't',
+  };
+  assert.equal(scanRecords(buf, HEADER.length, resyncing).entries, ['one', 'two']);
+  assert.equal(scanRecords(buf, HEADER.length, picky).entries, ['one'], 'a candidate it refuses is passed over');
 });
 
 scan('a framing that would not move forward is a bug, not corrupt data', () => {
