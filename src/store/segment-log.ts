@@ -7,9 +7,12 @@
  *   record   the owner's bytes: a fixed size, or a length field first | u32 CRC32 of the record's bytes before it
  *
  * Reading (scanRecords, no I/O): records are framed one after the other from the end of the header. A record whose
- * CRC or content is bad is skipped alone: its frame still gives the next boundary. Where no boundary can be found,
- * a record running past the end (a torn write) or a frame the owner cannot trust (a bad length field), the rest of
- * the segment is dropped and its offset reported, so that a later resynchronisation can start from there.
+ * CRC or content is bad is skipped alone: its frame still gives the next boundary. Where a damaged length field may
+ * hide that boundary, a framing with `resync` has the scan look from the next byte on for an offset where a whole
+ * record holds (plausible to the owner, CRC good), so only damaged records are lost; the risk of a false match is
+ * that of 32 random bits matching, on a candidate that also passed the owner's checks. Where no boundary can be found,
+ * a record running past the end (a torn write) or a frame the owner cannot trust, the rest is dropped and its
+ * offset reported.
  * Everything after the last good record is the torn tail: a segment that is appended to again gets it cut off
  * (cutTail), so the next record starts on a boundary. A segment whose header cannot be trusted is renamed
  * `<name>.bad` (moveAside): out of the way of new segments, kept for inspection.
