@@ -125,10 +125,7 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
     this.#pub = new Publisher<Rpc>(this, host, (rpc) => {
       if (this.#state === 'open') this.#rpcs.writeDeferred(rpc);
     });
-    this.#content = new ContentAssembler(id, host.options.maxMessageBytes, {
-      complete: (c, body) => this.#complete(c, body),
-      tooLarge: (size) => this.#tooLarge(size),
-    });
+    this.#content = new ContentAssembler(id, host.options.maxMessageBytes, (size) => this.#tooLarge(size));
     this.#deliveries = new Deliveries(this, host);
   }
 
@@ -429,7 +426,7 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
     if (this.#state === 'closing') return this.#frameWhileClosing(type, payload);
     if (this.#state === 'closed') return;
     if (type === FRAME_METHOD) {
-      if (this.#content.expecting)
+      if (this.#content.incoming !== null)
         throw new FrameError(`channel ${this.id}: method frame while content was expected`, 505);
       const id = payload.length >= 4 ? payload.readUInt32BE(0) : 0;
       if (id === METHOD_BASIC_DELIVER) return this.#content.deliver(payload); // the hot path
@@ -437,8 +434,17 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
         return this.#pub.confirm(payload, id === METHOD_BASIC_ACK);
       return this.#method(decodeMethod(payload));
     }
-    if (type === FRAME_HEADER) return this.#content.header(payload);
-    if (type === FRAME_BODY) return this.#content.body(payload);
+    if (type === FRAME_BODY) {
+      const c = this.#content.body(payload);
+      if (c === null) return;
+      if (c.kind === 'deliver') return this.#deliveries.deliver(c); // the hot path
+      return this.#complete(c);
+    }
+    if (type === FRAME_HEADER) {
+      const c = this.#content.header(payload);
+      if (c !== null) this.#complete(c);
+      return;
+    }
     throw new FrameError(`channel ${this.id}: frame type ${type} is not allowed on a channel`, 501);
   }
 
@@ -508,14 +514,14 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
   }
 
   /** Complete incoming content, from content.ts. */
-  #complete(c: Content, body: Buffer): void {
-    if (c.kind === 'deliver') return this.#deliveries.deliver(c, body);
+  #complete(c: Content): void {
+    if (c.kind === 'deliver') return this.#deliveries.deliver(c);
     if (c.kind === 'get') {
       const noAck = this.#rpcs.current?.args['noAck'] === true;
-      return this.#rpcs.reply(this.#deliveries.got(c, body, noAck), 'basic.get-ok');
+      return this.#rpcs.reply(this.#deliveries.got(c, noAck), 'basic.get-ok');
     }
     const msg = new Message(
-      body,
+      c.body as Buffer,
       c.properties as DeliveredProperties,
       c.exchange,
       c.routingKey,

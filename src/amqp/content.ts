@@ -19,7 +19,7 @@ import { FrameError } from './errors.js';
 import { type DeliveredProperties, readContentHeader } from './properties.js';
 import { CLASS } from './spec.js';
 
-/** A content method, its header, and its body so far. */
+/** A content method, its header, and its body: so far while it arrives, whole once complete. */
 export interface Content {
   kind: 'deliver' | 'get' | 'return';
   exchange: string;
@@ -36,28 +36,22 @@ export interface Content {
   received: number;
 }
 
-/** Where complete content goes, and what happens to one that is too large. */
-export interface ContentSink {
-  complete(content: Content, body: Buffer): void;
-  tooLarge(bodySize: number): void;
-}
-
 export class ContentAssembler {
-  #incoming: Content | null = null;
+  /**
+   * The content being received, between its method frame and its last body frame: any other method frame then is a
+   * protocol error. A field rather than a getter because the channel reads it for every method frame (set only here).
+   */
+  incoming: Content | null = null;
   readonly #strings = new StringCache(3);
   readonly #id: number;
   readonly #maxMessageBytes: number;
-  readonly #sink: ContentSink;
+  readonly #tooLarge: (bodySize: number) => void;
 
-  constructor(channelId: number, maxMessageBytes: number, sink: ContentSink) {
+  /** `tooLarge` is told of a content header announcing a body over maxMessageBytes (the content is dropped). */
+  constructor(channelId: number, maxMessageBytes: number, tooLarge: (bodySize: number) => void) {
     this.#id = channelId;
     this.#maxMessageBytes = maxMessageBytes;
-    this.#sink = sink;
-  }
-
-  /** Between a content method and its last body frame: any other method frame is a protocol error. */
-  get expecting(): boolean {
-    return this.#incoming !== null;
+    this.#tooLarge = tooLarge;
   }
 
   /** basic.deliver, parsed from its payload (the hot path). */
@@ -86,7 +80,22 @@ export class ContentAssembler {
     need(1 + rkLen);
     const routingKey = this.#strings.get(p, o + 1, rkLen, 2);
     if (o + 1 + rkLen !== p.length) throw new FrameError('basic.deliver: unexpected bytes after the arguments', 501);
-    this.#incoming = content('deliver', exchange, routingKey, deliveryTag, redelivered, consumerTag, 0, '', 0);
+    // The same shape as content() makes, written out: this is the hot path.
+    this.incoming = {
+      kind: 'deliver',
+      exchange,
+      routingKey,
+      deliveryTag,
+      redelivered,
+      consumerTag,
+      replyCode: 0,
+      replyText: '',
+      messageCount: 0,
+      properties: null,
+      bodySize: 0,
+      body: null,
+      received: 0,
+    };
   }
 
   /** A content method decoded by the generic codec (get-ok, return; deliver only when the fast path was bypassed). */
@@ -101,7 +110,7 @@ export class ContentAssembler {
     replyText: string,
     messageCount: number,
   ): void {
-    this.#incoming = content(
+    this.incoming = content(
       kind,
       exchange,
       routingKey,
@@ -114,24 +123,27 @@ export class ContentAssembler {
     );
   }
 
-  header(payload: Buffer): void {
-    const inc = this.#incoming;
+  /** A content header frame; returns the content if it completed it (a body of 0 bytes), else null. */
+  header(payload: Buffer): Content | null {
+    const inc = this.incoming;
     if (inc === null || inc.properties !== null)
       throw new FrameError(`channel ${this.#id}: unexpected content header frame`, 505);
     const h = readContentHeader(payload);
     if (h.classId !== CLASS.BASIC)
       throw new FrameError(`content header for class ${h.classId}, expected basic (${CLASS.BASIC})`, 505);
     if (h.bodySize > this.#maxMessageBytes) {
-      this.#incoming = null;
-      return this.#sink.tooLarge(h.bodySize);
+      this.incoming = null;
+      this.#tooLarge(h.bodySize);
+      return null;
     }
     inc.properties = h.properties;
     inc.bodySize = h.bodySize;
-    if (h.bodySize === 0) this.#complete(inc, Buffer.alloc(0));
+    return h.bodySize === 0 ? this.#complete(inc, Buffer.alloc(0)) : null;
   }
 
-  body(payload: Buffer): void {
-    const inc = this.#incoming;
+  /** A content body frame; returns the content if it completed it, else null. */
+  body(payload: Buffer): Content | null {
+    const inc = this.incoming;
     if (inc === null || inc.properties === null)
       throw new FrameError(`channel ${this.#id}: unexpected content body frame`, 505);
     const total = inc.received + payload.length;
@@ -141,21 +153,22 @@ export class ContentAssembler {
     if (inc.body === null) inc.body = Buffer.allocUnsafe(inc.bodySize);
     payload.copy(inc.body, inc.received);
     inc.received = total;
-    if (total === inc.bodySize) this.#complete(inc, inc.body);
+    return total === inc.bodySize ? this.#complete(inc, inc.body) : null;
   }
 
   /** The channel closed: content in progress is dropped. */
   reset(): void {
-    this.#incoming = null;
+    this.incoming = null;
   }
 
-  #complete(inc: Content, body: Buffer): void {
-    this.#incoming = null;
-    this.#sink.complete(inc, body);
+  #complete(inc: Content, body: Buffer): Content {
+    this.incoming = null;
+    inc.body = body;
+    return inc;
   }
 }
 
-// One factory, so that every Content has the same shape (one hidden class on the hot path).
+// Every Content has the same shape (one hidden class on the hot path): keep deliver()'s literal in step.
 function content(
   kind: Content['kind'],
   exchange: string,

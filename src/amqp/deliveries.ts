@@ -32,10 +32,12 @@ export class Deliveries {
   /** Delivery tags delivered with manual ack and not yet settled, in delivery order, with when they arrived. */
   readonly #unacked = new Map<number, number>();
   #lastDeliveryTag = 0;
+  readonly #id: number;
   readonly #channel: DeliveringChannel;
   readonly #host: ChannelHost;
 
   constructor(channel: DeliveringChannel, host: ChannelHost) {
+    this.#id = channel.id;
     this.#channel = channel;
     this.#host = host;
   }
@@ -58,18 +60,18 @@ export class Deliveries {
   }
 
   /** A complete basic.deliver: to its consumer's handler, or queued for its iterator. */
-  deliver(inc: Content, body: Buffer): void {
+  deliver(inc: Content): void {
     if (inc.deliveryTag > this.#lastDeliveryTag) this.#lastDeliveryTag = inc.deliveryTag;
     const c = this.#consumers.get(inc.consumerTag);
     if (c === undefined) {
       throw new FrameError(
-        `channel ${this.#channel.id}: delivery for unknown consumer ${JSON.stringify(inc.consumerTag)}`,
+        `channel ${this.#id}: delivery for unknown consumer ${JSON.stringify(inc.consumerTag)}`,
         505,
       );
     }
     if (!c.noAck) this.#unacked.set(inc.deliveryTag, Date.now());
     const msg = new Message(
-      body,
+      inc.body as Buffer,
       inc.properties as DeliveredProperties,
       inc.exchange,
       inc.routingKey,
@@ -91,11 +93,11 @@ export class Deliveries {
   }
 
   /** A complete basic.get-ok: the message its call resolves with. */
-  got(inc: Content, body: Buffer, noAck: boolean): Message {
+  got(inc: Content, noAck: boolean): Message {
     if (inc.deliveryTag > this.#lastDeliveryTag) this.#lastDeliveryTag = inc.deliveryTag;
     if (!noAck) this.#unacked.set(inc.deliveryTag, Date.now());
     return new Message(
-      body,
+      inc.body as Buffer,
       inc.properties as DeliveredProperties,
       inc.exchange,
       inc.routingKey,
@@ -114,7 +116,7 @@ export class Deliveries {
    * outstanding.
    */
   settle(tag: number, how: 'ack' | 'nack' | 'reject', multiple: boolean, requeue: boolean): void {
-    const id = this.#channel.id;
+    const id = this.#id;
     if (multiple) {
       if (tag === 0) tag = this.#lastDeliveryTag;
       let any = false;
@@ -158,6 +160,6 @@ export class Deliveries {
     // Not settled by the handler: give the message back rather than leave it stuck until the channel closes.
     if (this.#channel.isOpen && this.#unacked.has(msg.deliveryTag))
       this.#channel.settle(msg.deliveryTag, 'nack', false, true);
-    this.#host.handlerError(err, `consumer ${msg.consumerTag} on channel ${this.#channel.id}`);
+    this.#host.handlerError(err, `consumer ${msg.consumerTag} on channel ${this.#id}`);
   }
 }
