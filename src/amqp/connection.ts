@@ -1,45 +1,26 @@
 /**
- * The connection: socket, handshake, channel 0 and the channel table.
- *
- *   client                                   broker
- *   "AMQP" 0 0 9 1          ------------->
- *                           <-------------   connection.start   (version, mechanisms, server properties)
- *   connection.start-ok     ------------->   (client properties + capabilities, mechanism, SASL response)
- *                           <-------------   connection.tune    (channel_max, frame_max, heartbeat)
- *   connection.tune-ok      ------------->   (negotiated values)
- *   connection.open         ------------->   (vhost)
- *                           <-------------   connection.open-ok                        => state "open"
- *   ...
- *   connection.close        ------------->   (or the broker sends close: we answer close-ok)
- *                           <-------------   connection.close-ok                       => state "closed"
+ * The connection: socket, channel 0 and the channel table. Opening it (socket, TLS, the handshake's negotiation) is
+ * in handshake.ts; its state goes connecting --socket--> handshake --open-ok--> open --close()--> closing --> closed.
  *
  * Every way a connection can end (our close, the broker's close, a socket error, a heartbeat timeout, a protocol
  * violation by the peer, a handshake timeout) goes through finish(), which fails every pending call, publish and
  * consumer exactly once and emits 'close' once. Nothing here throws into the event loop: the library never causes
  * an uncaught exception or an unhandled rejection, whatever the broker or the network does.
  */
-import { isIP, connect as netConnect, type Socket } from 'node:net';
-import { type TLSSocket, connect as tlsConnect } from 'node:tls';
+import type { Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import { TypedEmitter } from '../core/emitter.js';
 import { saslResponse } from './auth.js';
 import { Channel, type ChannelHost } from './channel.js';
 import { AmqpError, AuthenticationError, ConnectionError, FrameError, replyCodeName } from './errors.js';
-import {
-  FRAME_HEARTBEAT,
-  FRAME_METHOD,
-  FRAME_MIN_SIZE,
-  FrameReader,
-  HEARTBEAT_FRAME,
-  PROTOCOL_HEADER,
-} from './frame.js';
+import { FRAME_HEARTBEAT, FRAME_METHOD, FrameReader, HEARTBEAT_FRAME, PROTOCOL_HEADER } from './frame.js';
+import { checkStart, clientProperties, negotiate, openSocket } from './handshake.js';
 import { Heartbeat } from './heartbeat.js';
 import { decodeMethod, encodeMethodFrame } from './methods.js';
-import { type ConnectOptions, MIN_HEARTBEAT, parseUrl, type ResolvedOptions, resolveOptions } from './options.js';
+import { type ConnectOptions, parseUrl, type ResolvedOptions, resolveOptions } from './options.js';
 import { Output } from './output.js';
 import type { Method, MethodArgs, MethodName } from './spec.js';
 import type { FieldTable } from './table.js';
-
-export const CLIENT_VERSION = '0.1.0';
 
 type State = 'connecting' | 'handshake' | 'open' | 'closing' | 'closed';
 
@@ -123,7 +104,7 @@ export class Connection extends TypedEmitter<ConnectionEvents> implements Channe
     );
     let socket: Socket | TLSSocket;
     try {
-      socket = this.#openSocket();
+      socket = openSocket(o, () => this.#sendProtocolHeader());
     } catch (err) {
       // node:net and node:tls throw synchronously for invalid socket options (a bad key, a bad CA ...).
       this.#fail(
@@ -147,26 +128,6 @@ export class Connection extends TypedEmitter<ConnectionEvents> implements Channe
     socket.on('close', () => this.#socketClosed());
     socket.on('drain', () => this.#resumeChannels());
     return p;
-  }
-
-  #openSocket(): Socket | TLSSocket {
-    const o = this.options;
-    let socket: Socket | TLSSocket;
-    if (o.tls !== undefined) {
-      // Verification stays on unless the caller explicitly turned it off; SNI must be a name, never an IP address.
-      socket = tlsConnect({
-        host: o.hostname,
-        port: o.port,
-        ...o.tls,
-        rejectUnauthorized: o.tls.rejectUnauthorized ?? true,
-        ...(o.tls.servername === undefined && isIP(o.hostname) === 0 ? { servername: o.hostname } : {}),
-      });
-      socket.once('secureConnect', () => this.#sendProtocolHeader());
-    } else {
-      socket = netConnect({ host: o.hostname, port: o.port });
-      socket.once('connect', () => this.#sendProtocolHeader());
-    }
-    return socket;
   }
 
   #sendProtocolHeader(): void {
@@ -310,39 +271,12 @@ export class Connection extends TypedEmitter<ConnectionEvents> implements Channe
 
   #onStart(a: MethodArgs['connection.start']): void {
     if (this.#state !== 'handshake' || this.#sentStartOk) throw new FrameError('unexpected connection.start', 505);
-    if (a.versionMajor !== 0 || a.versionMinor !== 9) {
-      throw new FrameError(`the broker speaks AMQP ${a.versionMajor}-${a.versionMinor}, not 0-9`, 505);
-    }
+    const refused = checkStart(a, this.options);
     this.serverProperties = a.serverProperties;
-    const offered = a.mechanisms.toString().split(' ');
-    const o = this.options;
-    if (!offered.includes(o.mechanism)) {
-      return this.#fail(
-        new AuthenticationError(
-          'MECHANISM_UNAVAILABLE',
-          `the broker does not offer SASL ${o.mechanism} (it offers ${offered.join(', ')})`,
-        ),
-      );
-    }
-    const clientProperties: FieldTable = {
-      product: 'ebadge-hub-bus',
-      version: CLIENT_VERSION,
-      platform: `Node.js ${process.version}`,
-      capabilities: {
-        publisher_confirms: true,
-        exchange_exchange_bindings: true,
-        'basic.nack': true,
-        consumer_cancel_notify: true,
-        'connection.blocked': true,
-        authentication_failure_close: true,
-        per_consumer_qos: true,
-      },
-      ...(o.connectionName !== undefined ? { connection_name: o.connectionName } : {}),
-      ...o.clientProperties,
-    };
+    if (refused !== undefined) return this.#fail(refused);
     this.#sendMethod('connection.start-ok', {
-      clientProperties,
-      mechanism: o.mechanism,
+      clientProperties: clientProperties(this.options),
+      mechanism: this.options.mechanism,
       response: this.#saslResponse(),
       locale: 'en_US',
     });
@@ -358,17 +292,10 @@ export class Connection extends TypedEmitter<ConnectionEvents> implements Channe
       throw new FrameError('unexpected connection.tune', 505);
     this.#tuned = true;
     const o = this.options;
-    // frame_max and channel_max: 0 means "no limit", otherwise the smaller wins.
-    const frameMax = a.frameMax === 0 ? o.frameMax : Math.min(a.frameMax, o.frameMax);
-    if (frameMax < FRAME_MIN_SIZE)
-      throw new FrameError(`the broker tuned frame_max to ${a.frameMax}, below the minimum ${FRAME_MIN_SIZE}`, 503);
+    const { frameMax, channelMax, heartbeat } = negotiate(a, o);
     this.frameMax = frameMax;
-    this.channelMax = a.channelMax === 0 ? o.channelMax : Math.min(a.channelMax, o.channelMax);
-    // Heartbeat: 0 on one side takes the other's value; otherwise the smaller (as the official clients do), but never
-    // below 5 s, even when the broker proposes less: a slow Pi would then be declared dead while it is only busy.
-    const hb =
-      a.heartbeat === 0 || o.heartbeat === 0 ? Math.max(a.heartbeat, o.heartbeat) : Math.min(a.heartbeat, o.heartbeat);
-    this.heartbeat = hb === 0 ? 0 : Math.max(hb, MIN_HEARTBEAT);
+    this.channelMax = channelMax;
+    this.heartbeat = heartbeat;
     this.#reader.frameMax = frameMax;
     this.#sendMethod('connection.tune-ok', { channelMax: this.channelMax, frameMax, heartbeat: this.heartbeat });
     this.#sendMethod('connection.open', { virtualHost: o.vhost, capabilities: '', insist: false });

@@ -18,7 +18,7 @@ export {
   type QueueDeclareOk,
   type QueueOptions,
 } from './channel.js';
-export { CLIENT_VERSION, Connection, type ConnectionEvents, connect } from './connection.js';
+export { Connection, type ConnectionEvents, connect } from './connection.js';
 export {
   AmqpError,
   AuthenticationError,
@@ -29,6 +29,7 @@ export {
   PublishError,
   type PublishFailure,
 } from './errors.js';
+export { CLIENT_VERSION } from './handshake.js';
 export { Consumer, Message, type MessageHandler } from './message.js';
 export { type ConnectOptions, parseUrl } from './options.js';
 export type { DeliveredProperties, MessageProperties } from './properties.js';
