@@ -18,8 +18,8 @@
  *
  * ChannelHost is all a channel needs of its connection, so the unit tests drive a channel with frames and no socket.
  *
- * This file is longer than the 500 lines the others keep to: the channel's API is some forty public methods, which
- * must live on the class, and each hands its work to one of the parts above in a few lines.
+ * It stays longer than the other files (over 500 lines) because the channel's API is about thirty public methods,
+ * which must live on the class; each hands its work to one of the parts above in a few lines.
  */
 
 import { TypedEmitter } from '../core/emitter.js';
@@ -35,6 +35,7 @@ import type { DeliveredProperties, MessageProperties } from './properties.js';
 import { type Body, Publisher, type PublishOptions, type PublishSink } from './publisher.js';
 import { type Rpc, RpcQueue } from './rpc.js';
 import {
+  CLASS,
   METHOD_BASIC_ACK,
   METHOD_BASIC_DELIVER,
   METHOD_BASIC_NACK,
@@ -543,13 +544,13 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
       {
         replyCode: 311,
         replyText: `CONTENT_TOO_LARGE - body of ${bodySize} bytes exceeds the client limit of ${max}`,
-        classId: 60,
+        classId: CLASS.BASIC,
         methodId: 0,
       },
       new ChannelError(this.id, {
         replyCode: 311,
         replyText: `message body of ${bodySize} bytes exceeds maxMessageBytes ${max}`,
-        classId: 60,
+        classId: CLASS.BASIC,
         methodId: 0,
       }),
     );
