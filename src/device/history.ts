@@ -18,9 +18,21 @@
  * 4 signals. A u32 slot is enough: resolutions are whole seconds, so the slot stays below 2^32 until 2106.
  *
  * Reading back: every segment is read on open. A record with a bad CRC or a slot outside its segment is skipped
- * alone; a torn tail is cut off the current set's segments. A bad header, or one that does not match the file name,
- * gets the file renamed `.bad` (deleted by retention like the others); a newer format version of another set is
- * left alone. Problems are reported to `onWarning` as a HistoryError 'CORRUPT', never thrown: open succeeds.
+ * alone (records are fixed-size, so damage never hides the next boundary); a torn tail is cut off the current set's
+ * segments. A bad header, or one that does not match the file name, gets the file renamed `.bad` (deleted by
+ * retention like the others). Its records are recovered when the name tells their layout for sure: the tag is the
+ * CRC32 of the configuration, so the current set's tag means the current signals, and another set's tag the
+ * signals of a good header with that tag; each record must still pass its CRC and hold a slot of that hour. They
+ * are then written again into the current set. Without a layout (another set, no good header left) the records
+ * stay in the .bad file: a guessed signal count would put values under the wrong names. A newer format version of
+ * another set is left alone. Empty files (a create whose first write failed) are removed. Problems are reported to
+ * `onWarning` as a HistoryError 'CORRUPT', never thrown: open succeeds.
+ *
+ * Disk faults: a flush the disk refuses keeps its slots pending in the ring, so the next one (within
+ * fsyncIntervalMs) writes them; a vanished directory is re-created and every slot the ring holds of the vanished
+ * segments written anew. The reporter hears of the failure, of the flush that catches up and of slots that aged out
+ * of the ring unwritten (a fault longer than the retention) or were still pending at close; explicit flush()
+ * rejects, background flushes and close() do not.
  *
  * A change of the signal list starts a new segment set (another tag); older sets with the same resolution stay
  * readable, their signals mapped by name (a signal no longer configured is dropped, a new one is null there), so a
@@ -38,11 +50,18 @@
  * Memory: the ring holds (retention + 5 min) / resolution slots x (signals + 1) x 8 B (24 h, 60 s, 4 signals: 58 kB).
  */
 
-import { promises as fsp } from 'node:fs';
 import { TextDecoder } from 'node:util';
 import { EbadgeError } from '../core/errors.js';
 import { crc32 } from '../store/crc32.js';
-import { type RecordFraming, type SegmentFile, SegmentLog, scanRecords, sealRecord } from '../store/segment-log.js';
+import { isDiskFault, type StorageReporter } from '../store/health.js';
+import {
+  type RecordFraming,
+  type RecordScan,
+  type SegmentFile,
+  SegmentLog,
+  scanRecords,
+  sealRecord,
+} from '../store/segment-log.js';
 
 export type HistoryErrorCode = 'RESOLUTION' | 'CORRUPT' | 'IO';
 
@@ -60,6 +79,8 @@ export interface HistoryOptions {
   now?: () => number;
   /** Corrupt segments found on open ('CORRUPT') and failed background flushes ('IO'); default process.emitWarning. */
   onWarning?: (warning: HistoryError) => void;
+  /** Told of failed writes instead of onWarning, of the flush that catches up, and of samples lost. */
+  reporter?: StorageReporter;
 }
 
 export interface HistoryQuery {
@@ -167,6 +188,8 @@ function records(signals: number, start: number, span: number): RecordFraming<nu
   };
 }
 
+const errno = (err: unknown): string | undefined => (err as NodeJS.ErrnoException | undefined)?.code;
+
 const ioError = (what: string, err: unknown): HistoryError =>
   err instanceof HistoryError ? err : new HistoryError('IO', `${what}: ${(err as Error).message}`, { cause: err });
 
@@ -184,6 +207,11 @@ export class History {
   readonly #intervalMs: number;
   readonly #now: () => number;
   readonly #onWarning: (w: HistoryError) => void;
+  readonly #reporter: StorageReporter | undefined;
+  /** Slots a failed flush put back: counted when a flush writes them (what the reporter hears was written late). */
+  readonly #late = new Set<number>();
+  /** The last flush failed. */
+  #failing = false;
   readonly #cap: number;
   /** Ring: the slot held at index slot % cap, or -1. */
   readonly #tags: Float64Array;
@@ -239,6 +267,7 @@ export class History {
     this.#intervalMs = interval;
     this.#now = o.now ?? Date.now;
     this.#onWarning = o.onWarning ?? ((w) => process.emitWarning(w));
+    this.#reporter = o.reporter;
     // The valid window [lo, hi] spans exactly cap slots, so two slots in it never share an index.
     this.#cap = this.#retSlots + this.#futureSlots;
     this.#tags = new Float64Array(this.#cap).fill(-1);
@@ -387,11 +416,19 @@ export class History {
     while (this.#writing || this.#queued !== undefined) await (this.#queued ?? this.#current).catch(() => undefined);
   }
 
+  /** Flushes and stops. Never rejects for the disk: samples it could not write are reported lost. */
   close(): Promise<void> {
     this.#closing ??= (async () => {
       clearInterval(this.#timer);
       await this.idle();
-      await this.flush();
+      try {
+        await this.flush();
+      } catch (err) {
+        const n = this.#pending.size;
+        if (this.#reporter !== undefined)
+          this.#tell((r) => r.lost('history', n, 'measurement slot(s) not written before the stop'));
+        else this.#warn(ioError(`${n} measurement slot(s) not written before the stop`, err));
+      }
     })();
     return this.#closing;
   }
@@ -431,8 +468,18 @@ export class History {
   #background(): void {
     this.flush().catch((err: unknown) => {
       this.lastError = ioError('background flush failed', err);
-      this.#warn(this.lastError);
+      // With a reporter the failure was told there, once per episode rather than once a minute.
+      if (this.#reporter === undefined) this.#warn(this.lastError);
     });
+  }
+
+  #tell(fn: (r: StorageReporter) => void): void {
+    if (this.#reporter === undefined) return;
+    try {
+      fn(this.#reporter);
+    } catch {
+      /* a throwing reporter must not break recording */
+    }
   }
 
   #warn(w: HistoryError): void {
@@ -451,34 +498,106 @@ export class History {
 
   async #write(): Promise<void> {
     try {
-      // Taken before the first await: what is recorded from here on goes to the next write.
-      const slots = [...this.#pending].sort((a, b) => a - b);
-      this.#pending.clear();
-      let failure: unknown;
-      if (slots.length > 0) {
-        this.writes++;
-        this.#lastFlushAt = this.#now();
-        const bySegment = new Map<number, number[]>();
-        for (const s of slots) {
-          const start = s - (s % this.#span);
-          const list = bySegment.get(start);
-          if (list === undefined) bySegment.set(start, [s]);
-          else list.push(s);
-        }
-        for (const [start, list] of bySegment) {
-          try {
-            await this.#append(start, list);
-          } catch (err) {
-            for (const s of list) this.#pending.add(s);
-            failure ??= err;
-          }
+      let failure = await this.#writePending();
+      let told = false;
+      let revived = -1;
+      if (failure !== undefined && errno(failure) === 'ENOENT') {
+        // The directory or a segment vanished: what memory holds of them is written anew.
+        this.#tell((r) => r.failed('history', `write the history in ${this.#log.dir}`, failure));
+        told = true;
+        try {
+          revived = await this.#revive();
+          failure = await this.#writePending();
+        } catch (err) {
+          failure = err;
         }
       }
       await this.#deleteExpired(this.#now());
-      if (failure !== undefined) throw ioError('cannot write the history', failure);
+      if (failure !== undefined) {
+        this.#failing = true;
+        if (!told) this.#tell((r) => r.failed('history', `write the history in ${this.#log.dir}`, failure));
+        throw ioError('cannot write the history', failure);
+      }
+      if (this.#failing || revived >= 0) {
+        const late = this.#late.size;
+        this.#late.clear();
+        this.#failing = false;
+        this.#tell((r) =>
+          r.ok(
+            'history',
+            revived >= 0
+              ? `${revived} measurement slot(s) of vanished history segments, from memory`
+              : `${late} measurement slot(s) of the history`,
+          ),
+        );
+      }
     } finally {
       this.#writing = false;
     }
+  }
+
+  /** Appends every pending slot; the first failure, with its slots pending again, or undefined. */
+  async #writePending(): Promise<unknown> {
+    // Taken before the first await: what is recorded from here on goes to the next write.
+    const all = [...this.#pending].sort((a, b) => a - b);
+    this.#pending.clear();
+    // A slot no longer in the ring was recorded, then not written for longer than the retention: it is gone.
+    const slots = all.filter((s) => this.#row(s, false) >= 0);
+    const aged = all.length - slots.length;
+    if (aged > 0) this.#tell((r) => r.lost('history', aged, 'measurement slot(s) aged out of memory, never written'));
+    if (slots.length === 0) return undefined;
+    this.writes++;
+    this.#lastFlushAt = this.#now();
+    const bySegment = new Map<number, number[]>();
+    for (const s of slots) {
+      const start = s - (s % this.#span);
+      const list = bySegment.get(start);
+      if (list === undefined) bySegment.set(start, [s]);
+      else list.push(s);
+    }
+    let failure: unknown;
+    for (const [start, list] of bySegment) {
+      try {
+        await this.#append(start, list);
+      } catch (err) {
+        for (const s of list) {
+          this.#pending.add(s);
+          if (this.#reporter !== undefined) this.#late.add(s);
+        }
+        failure ??= err;
+      }
+    }
+    return failure;
+  }
+
+  /**
+   * After an ENOENT: re-creates the directory, forgets the segments that are gone and puts back the slots the ring
+   * still holds of them; returns how many.
+   */
+  async #revive(): Promise<number> {
+    await this.#log.ensureDir();
+    const gone: [number, number][] = [];
+    for (const [start, seg] of this.#segments) {
+      if (!(await seg.vanished())) continue;
+      this.#segments.delete(start);
+      gone.push([start, start + this.#span]);
+    }
+    for (const name of [...this.#others.keys()]) {
+      if (await this.#log.exists(name)) continue;
+      this.#others.delete(name);
+      const m = NAME_RE.exec(name)!;
+      const res = Number(m[2]);
+      const startMs = Number(m[1]) * res * 1000;
+      gone.push([startMs / this.#resMs, (startMs + slotsPerSegment(res) * res * 1000) / this.#resMs]);
+    }
+    let n = 0;
+    const [lo, hi] = this.#window(this.#now());
+    for (let s = lo; s <= hi; s++) {
+      if (this.#row(s, false) < 0 || !gone.some(([a, b]) => s >= a && s < b)) continue;
+      if (!this.#pending.has(s)) n++;
+      this.#pending.add(s);
+    }
+    return n;
   }
 
   async #append(start: number, slots: readonly number[]): Promise<void> {
@@ -495,7 +614,7 @@ export class History {
     let off = header.length;
     for (const s of slots) {
       const row = this.#row(s, false);
-      if (row < 0) continue; // aged out of the ring since it was recorded
+      if (row < 0) continue; // aged out of the ring (counted by #writePending)
       buf.writeUInt32LE(s, off);
       for (let j = 0; j < n; j++) buf.writeDoubleLE(this.#vals[row * n + j]!, off + 4 + 8 * j);
       sealRecord(buf, off, off + size);
@@ -549,42 +668,70 @@ export class History {
   }
 
   async #load(): Promise<void> {
-    let names: string[];
+    let names: string[] = [];
     try {
-      await fsp.mkdir(this.#log.dir, { recursive: true, mode: 0o700 });
+      await this.#log.ensureDir();
       names = await this.#log.list(NAME_RE);
     } catch (err) {
-      throw ioError(`cannot read the history directory ${this.#log.dir}`, err);
+      if (!isDiskFault(err)) throw ioError(`cannot read the history directory ${this.#log.dir}`, err);
+      // A read-only or vanished disk: the hub measures into memory and writes once it can.
+      this.#failing = true;
+      this.#tell((r) => r.failed('history', `open the history directory ${this.#log.dir}`, err));
     }
     const cutoff = this.#cutoffMs(this.#now());
-    const ours: { name: string; start: number }[] = [];
-    const theirs: { name: string; start: number; end: number }[] = [];
+    const files: { name: string; start: number; ours: boolean; buf: Buffer }[] = [];
     for (const name of names) {
       const m = NAME_RE.exec(name)!;
       const start = Number(m[1]);
       const res = Number(m[2]);
       if (res < 1) continue;
       const end = (start + slotsPerSegment(res)) * res * 1000;
-      if (end <= cutoff) await this.#unlink(name);
-      else if (m[4] !== undefined) this.#others.set(name, end);
-      else if (res === this.#res && m[3] === this.#tag) ours.push({ name, start });
-      else theirs.push({ name, start, end });
+      if (end <= cutoff) {
+        await this.#unlink(name);
+        continue;
+      }
+      if (m[4] !== undefined) {
+        this.#others.set(name, end);
+        continue;
+      }
+      const ours = res === this.#res && m[3] === this.#tag;
+      if (!ours) this.#others.set(name, end);
+      try {
+        files.push({ name, start, ours, buf: await this.#log.read(name) });
+      } catch (err) {
+        this.#warn(ioError(`cannot read history segment ${name}; skipped`, err));
+      }
     }
-    for (const f of theirs) {
-      this.#others.set(f.name, f.end);
-      await this.#readSegment(f.name, f.start, false);
+    // The layout each tag stands for, from the good headers: a damaged header of the same set is read with it.
+    const layouts = new Map<string, Header>();
+    for (const f of files) {
+      const h = parseHeader(f.buf);
+      const tag = NAME_RE.exec(f.name)![3]!;
+      if (
+        typeof h === 'object' &&
+        'signals' in h &&
+        crc32(configBytes(h.resolutionS, h.signals)).toString(16).padStart(8, '0') === tag
+      )
+        layouts.set(tag, h);
     }
-    for (const f of ours) await this.#readSegment(f.name, f.start, true);
+    // Other sets first: the current set, read last, wins a slot both hold.
+    for (const f of files) if (!f.ours) await this.#readSegment(f.name, f.start, false, f.buf, layouts);
+    for (const f of files) if (f.ours) await this.#readSegment(f.name, f.start, true, f.buf, layouts);
   }
 
-  async #readSegment(name: string, start: number, ours: boolean): Promise<void> {
-    let buf: Buffer;
-    try {
-      buf = await this.#log.read(name);
-    } catch (err) {
-      throw ioError(`cannot read history segment ${name}`, err);
-    }
+  async #readSegment(
+    name: string,
+    start: number,
+    ours: boolean,
+    buf: Buffer,
+    layouts: ReadonlyMap<string, Header>,
+  ): Promise<void> {
     const corrupt = (what: string) => this.#warn(new HistoryError('CORRUPT', `history segment ${name}: ${what}`));
+    if (buf.length === 0) {
+      // Created by an append that then failed (a full disk), or by a crash right after: nothing to keep.
+      await this.#unlink(name);
+      return;
+    }
     const h = parseHeader(buf);
     if (h === 'version' && !ours) {
       corrupt('written by a later format version; ignored');
@@ -600,15 +747,26 @@ export class History {
       if (h.startSlot !== start || (ours && !sameConfig)) why = 'header does not match the file name';
     }
     if (why !== undefined || typeof h !== 'object' || !('signals' in h)) {
-      corrupt(`${why ?? 'unreadable header'}; its records are lost, the file is renamed .bad`);
+      // A version field other than ours under the current set's name is damage (this hub wrote that name).
+      const layout = this.#layoutOf(name, start, layouts);
+      let recovered = 0;
+      if (layout !== undefined) {
+        // The records carry their own CRC and slot: read with the layout the name gives, written again below.
+        recovered = this.#fill(buf, layout, true).entries.length;
+        corrupt(
+          `${why ?? 'unreadable header'}; ${recovered} record(s) recovered with the layout of its name, to be written again; the file is renamed .bad`,
+        );
+      } else {
+        corrupt(`${why ?? 'unreadable header'}; its layout is unknown, its records are lost; the file is renamed .bad`);
+      }
       try {
         const moved = await this.#log.moveAside(name);
         const res = Number(NAME_RE.exec(name)?.[2]);
         this.#others.delete(name);
         this.#others.set(moved, (start + slotsPerSegment(res)) * res * 1000);
       } catch (err) {
-        // A current-set name that cannot be moved aside cannot be written either.
-        if (ours) throw ioError(`cannot move the corrupt segment ${name} aside`, err);
+        // Left in place: the current set's next append to this hour replaces it (its records are pending).
+        this.#warn(ioError(`cannot move the corrupt segment ${name} aside`, err));
       }
       return;
     }
@@ -616,10 +774,48 @@ export class History {
       corrupt(`written at ${h.resolutionS} s, not ${this.#res} s; ignored until it ages out`);
       return;
     }
+    const scan = this.#fill(buf, h, false);
+    const torn = buf.length - scan.restAt;
+    this.skipped += scan.lost;
+    if (scan.lost > 0)
+      corrupt(`${scan.bad} corrupt record(s)${torn > 0 ? `, a torn record of ${torn} B` : ''} skipped`);
+    if (!ours) return;
+    let cut = scan.goodEnd === buf.length;
+    if (!cut) {
+      // Appends must start on a record boundary; what is cut is already known to be bad.
+      try {
+        await this.#log.cutTail(name, scan.goodEnd, false);
+        cut = true;
+      } catch {
+        // A read-only disk: the first append cuts it (appends fail there until the disk takes writes anyway).
+      }
+    }
+    this.#segments.set(start, this.#log.file(name, scan.goodEnd, true, !cut));
+  }
+
+  /** The layout of a segment whose header is damaged, from its name: the current set's, or a set with a good header. */
+  #layoutOf(name: string, start: number, layouts: ReadonlyMap<string, Header>): Header | undefined {
+    const m = NAME_RE.exec(name)!;
+    const res = Number(m[2]);
+    if (res !== this.#res) return undefined;
+    const known = m[3] === this.#tag ? { resolutionS: res, signals: this.#signals } : layouts.get(m[3]!);
+    if (known === undefined || known.resolutionS !== res) return undefined;
+    const config = configBytes(res, known.signals);
+    return {
+      length: HEADER_FIXED + (config.length - 6) + 4,
+      resolutionS: res,
+      startSlot: start,
+      span: slotsPerSegment(res),
+      signals: [...known.signals],
+    };
+  }
+
+  /** Puts the good records of `buf` into the ring (mapped by signal name); `pending` to write them again. */
+  #fill(buf: Buffer, h: Header, pending: boolean): RecordScan<number> {
     const n = this.#signals.length;
     const map = h.signals.map((s) => this.#index.get(s) ?? -1);
     const m = h.signals.length;
-    const scan = scanRecords(buf, h.length, records(m, start, h.span));
+    const scan = scanRecords(buf, h.length, records(m, h.startSlot, h.span));
     const [lo, hi] = this.#window(this.#now());
     for (const off of scan.entries) {
       const slot = buf.readUInt32LE(off);
@@ -629,20 +825,8 @@ export class History {
       for (let j = 0; j < m; j++) {
         if (map[j]! >= 0) this.#vals[row * n + map[j]!] = buf.readDoubleLE(off + 4 + 8 * j);
       }
+      if (pending) this.#pending.add(slot);
     }
-    const torn = buf.length - scan.restAt;
-    this.skipped += scan.lost;
-    if (scan.lost > 0)
-      corrupt(`${scan.bad} corrupt record(s)${torn > 0 ? `, a torn record of ${torn} B` : ''} skipped`);
-    if (!ours) return;
-    if (scan.goodEnd < buf.length) {
-      // Appends must start on a record boundary; what is cut is already known to be bad.
-      try {
-        await this.#log.cutTail(name, scan.goodEnd, false);
-      } catch (err) {
-        throw ioError(`cannot cut the torn tail of ${name}`, err);
-      }
-    }
-    this.#segments.set(start, this.#log.file(name, scan.goodEnd, true));
+    return scan;
   }
 }

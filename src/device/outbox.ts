@@ -16,15 +16,25 @@
  * deleted: at 10 messages a minute, each acked at once, deleting it would create a file (and fsync the directory)
  * per message; it goes after it is rolled over at `segmentBytes`.
  *
- * Recovery: open reads every segment in order and replays it. A record with a bad CRC is skipped alone and counted
- * (`corrupt`). A length outside 7..16 MiB or one that runs past the end of the file cannot be trusted, so the rest
- * of that segment is dropped (and reported): a length that is corrupt yet plausible makes the following records
- * fail their CRC until the rest is dropped the same way, except for a 2^-32 chance of garbage passing a CRC. Only
- * the newest segment is appended to, so only its torn tail is cut off. A segment whose header is bad is renamed
- * `.bad`, or removed when it is the newest and shorter than a header (a crash while creating it). Problems go to
- * `onWarning` as OutboxError 'CORRUPT'; open never fails for them. Delivery is at least once: an ack not yet on
- * disk at a crash (tombstones ride along with the next write or flush) means a resend, which the receiver dedupes by
- * messageId. Ids increase for the life of an Outbox and continue above every id on disk after a reopen.
+ * Recovery: open reads every segment in order and replays it. A record with a bad CRC, or a stretch whose length
+ * field is damaged, is skipped and counted (`corrupt`): the reader resynchronises on the next offset where a whole
+ * record holds (plausible length and kind, valid UTF-8 names, its CRC), so only damaged records are lost. Only the
+ * newest segment is appended to, so only its torn tail is cut off. A file shorter than a header holds no record and
+ * is removed. A segment whose header is bad has its records read the same way (the header is fixed, the records
+ * describe themselves; there is one format version, so a header naming another is damage too): its unacked
+ * messages and the tombstones others still need are copied into the newest segment, then it is renamed `.bad` (the
+ * 3 newest `.bad` files are kept for inspection, older ones deleted). Problems go to `onWarning` as OutboxError
+ * 'CORRUPT'; open never fails for them. Delivery is at least once: an ack not yet on disk at a crash (tombstones ride along with the next write or
+ * flush) means a resend, which the receiver dedupes by messageId. Ids increase for the life of an Outbox and
+ * continue above every id on disk after a reopen.
+ *
+ * Disk faults (full, read-only, the directory removed) never reach the caller of append: a record the disk refuses
+ * stays in memory (still pending, so it is delivered all the same) and is written, with the tombstones waiting, by
+ * the next append or a retry with backoff (1 s doubling to 30 s); a failed write is cut back and retried in the same
+ * segment, so faults add no files. A vanished directory (an append cannot fail then: the descriptor is still open,
+ * so each sync round checks the link count) is re-created and every unacked message written anew. Failures, the
+ * write that catches up and what could not be kept (messages dropped by the size cap, unwritten ones at close) go
+ * to `reporter` (src/store/health.ts), which tells the operator once per episode.
  *
  * Durability: `append` resolves when write() is done, i.e. the record is in the page cache and survives a crash of
  * the process but not a power cut. fdatasync is batched: at most one sync round per `fsyncIntervalMs`, so a power
@@ -42,8 +52,9 @@
  * the hub should pass 60_000 unless it cannot afford losing a minute.
  */
 
-import { promises as fsp } from 'node:fs';
+import { TextDecoder } from 'node:util';
 import { EbadgeError } from '../core/errors.js';
+import { isDiskFault, type StorageReporter } from '../store/health.js';
 import {
   type RecordFraming,
   type RecordScan,
@@ -66,8 +77,12 @@ export interface OutboxOptions {
   overflow?: 'reject-new' | 'drop-oldest';
   /** The clock sync rounds are spaced by; injectable so tests can spend hours without waiting. */
   now?: () => number;
-  /** Corruption found on open ('CORRUPT') and failed background syncs ('IO'); default process.emitWarning. */
+  /** Corruption found on open ('CORRUPT') and, without a reporter, failed writes ('IO'); default process.emitWarning. */
   onWarning?: (warning: OutboxError) => void;
+  /** Told of disk faults, of the write that catches up and of messages that could not be kept. */
+  reporter?: StorageReporter;
+  /** The first retry after a fault (default 1 s), doubled up to 30 s. */
+  retryMs?: number;
 }
 
 export interface OutboxMeta {
@@ -91,6 +106,11 @@ const MIN_PAYLOAD = 7;
 const MAX_PAYLOAD = 16 * 1024 * 1024;
 const TOMBSTONE = 4 + MIN_PAYLOAD + 4;
 const SEGMENT_NAME = /^(\d{10})\.obx$/;
+const BAD_NAME = /^\d{10}\.obx\.bad$/;
+/** `.bad` files kept for inspection; older ones are deleted at open. */
+const MAX_BAD = 3;
+const MAX_RETRY_MS = 30_000;
+const utf8 = new TextDecoder('utf-8', { fatal: true });
 
 interface Segment {
   seq: number;
@@ -100,6 +120,8 @@ interface Segment {
   /** Older segments holding messages its tombstones ack: it must outlive them. */
   deps: Set<Segment>;
   deleted: boolean;
+  /** A segment with a bad header: the ids its tombstones ack in other segments, to be written again. */
+  acked?: Array<{ id: number; target: Segment }>;
 }
 
 const segmentName = (seq: number): string => `${String(seq).padStart(10, '0')}.obx`;
@@ -156,7 +178,27 @@ const goodHeader = (buf: Buffer): boolean =>
   buf.readUInt16LE(4) === VERSION &&
   buf.readUInt16LE(6) === HEADER;
 
-/** Records as the top comment frames them; a length outside MIN_PAYLOAD..MAX_PAYLOAD drops the rest. */
+/** The payload [start, end) has a known kind and, for a message, four strings that fit (valid UTF-8 with `names`). */
+function wellFormed(buf: Buffer, start: number, end: number, names: boolean): boolean {
+  const kind = buf[start];
+  if (kind === KIND_ACK) return end - start === MIN_PAYLOAD;
+  if (kind !== KIND_MESSAGE) return false;
+  let off = start + 7;
+  for (let i = 0; i < 4; i++) {
+    if (off >= end || off + 1 + buf[off]! > end) return false;
+    if (names) {
+      try {
+        utf8.decode(buf.subarray(off + 1, off + 1 + buf[off]!));
+      } catch {
+        return false;
+      }
+    }
+    off += 1 + buf[off]!;
+  }
+  return true;
+}
+
+/** Records as the top comment frames them; a length outside MIN_PAYLOAD..MAX_PAYLOAD is not a boundary. */
 const FRAMING: RecordFraming<OutboxEntry> = {
   prefix: 4,
   end(buf, off) {
@@ -164,14 +206,20 @@ const FRAMING: RecordFraming<OutboxEntry> = {
     return len < MIN_PAYLOAD || len > MAX_PAYLOAD ? `an impossible length ${len}` : off + 4 + len + 4;
   },
   decode: (buf, start, end) => decode(buf, start + 4, end - 4),
+  resync: true,
+  // A resynchronised record must look like one the hub wrote before its CRC is even computed (top comment).
+  plausible: (buf, start, end) => wellFormed(buf, start + 4, end - 4, true),
 };
+
+/** The records of a segment, its header good or not (then read from where the fixed header ends). */
+const scanSegment = (buf: Buffer): RecordScan<OutboxEntry> => scanRecords(buf, HEADER, FRAMING);
 
 export interface OutboxSegmentScan extends Pick<RecordScan<OutboxEntry>, 'entries' | 'goodEnd' | 'bad' | 'rest'> {
   /** The file name, e.g. `0000000001.obx`. */
   name: string;
   /** The file's size in bytes. */
   size: number;
-  /** False when the header is missing or wrong; then nothing else was read. */
+  /** False when the header is missing or wrong; the records are read all the same. */
   header: boolean;
 }
 
@@ -193,9 +241,7 @@ export async function scanOutbox(dir: string): Promise<OutboxSegmentScan[]> {
       throw err;
     }
     const header = goodHeader(buf);
-    const { entries, goodEnd, bad, rest } = header
-      ? scanRecords(buf, HEADER, FRAMING)
-      : { entries: [], goodEnd: 0, bad: 0, rest: '' };
+    const { entries, goodEnd, bad, rest } = scanSegment(buf);
     out.push({ name, size: buf.length, header, entries, goodEnd, bad, rest });
   }
   return out;
@@ -209,9 +255,15 @@ export class Outbox {
   readonly #overflow: 'reject-new' | 'drop-oldest';
   readonly #now: () => number;
   readonly #onWarning: (warning: OutboxError) => void;
+  readonly #reporter: StorageReporter | undefined;
   readonly #segments: Segment[] = [];
   readonly #pending = new Map<number, OutboxRecord>();
   readonly #segmentOf = new Map<number, Segment>();
+  /** Records the disk refused (or lost with a vanished directory), sealed, by id: written by the next write. */
+  readonly #unwritten = new Map<number, Buffer>();
+  #unwrittenBytes = 0;
+  /** Segments with a bad header whose messages were copied to #unwritten: renamed .bad once the copies are synced. */
+  #orphans: Segment[] = [];
   /** Tombstones not yet written, with the segment of the message each one acks. */
   #acks: Array<{ buf: Buffer; target: Segment }> = [];
   #active: Segment | undefined;
@@ -222,6 +274,13 @@ export class Outbox {
   #timer: NodeJS.Timeout | undefined;
   #chain: Promise<void> = Promise.resolve();
   #closed = false;
+  /** The last write or sync failed. */
+  #failing = false;
+  /** Records that went to memory because of a fault since the last catch-up: told when they are written. */
+  #late = 0;
+  #retryTimer: NodeJS.Timeout | undefined;
+  readonly #retryMs: number;
+  #retryDelay: number;
 
   /** Bytes written to the segment files since open. */
   bytes = 0;
@@ -238,6 +297,9 @@ export class Outbox {
     this.#overflow = o.overflow ?? 'drop-oldest';
     this.#now = o.now ?? Date.now;
     this.#onWarning = o.onWarning ?? ((w) => process.emitWarning(w));
+    this.#reporter = o.reporter;
+    this.#retryMs = o.retryMs ?? 1000;
+    this.#retryDelay = this.#retryMs;
     if (!Number.isFinite(this.#intervalMs) || this.#intervalMs < 0)
       throw new RangeError('fsyncIntervalMs must be >= 0');
     if (!(this.#segmentBytes >= 64)) throw new RangeError('segmentBytes must be at least 64');
@@ -246,10 +308,10 @@ export class Outbox {
     this.#lastSync = this.#now();
   }
 
+  /** Opens (and recovers) the outbox; a disk fault does not stop it (the top comment), other errors do. */
   static async open(dir: string, options: OutboxOptions = {}): Promise<Outbox> {
     const box = new Outbox(dir, options);
     try {
-      await fsp.mkdir(dir, { recursive: true });
       await box.#recover();
     } catch (err) {
       await box.#closeHandles();
@@ -258,9 +320,14 @@ export class Outbox {
     return box;
   }
 
-  /** Bytes of all segment files on disk, what maxBytes caps. */
+  /** Bytes of all segment files on disk, what maxBytes caps (with the records kept in memory). */
   get size(): number {
     return this.#size;
+  }
+
+  /** Records kept in memory because the disk refused them. */
+  get unwritten(): number {
+    return this.#unwritten.size;
   }
 
   /** fdatasync and directory fsync calls. */
@@ -268,9 +335,11 @@ export class Outbox {
     return this.#log.syncs;
   }
 
+  /** Resolves with the record's id once it is written, or kept in memory because the disk refused it. */
   append(peer: string, body: Uint8Array, meta: OutboxMeta): Promise<number> {
     let buf: Buffer;
     try {
+      if (this.#closed) throw new OutboxError('IO', 'the outbox is closed');
       buf = this.#encode(peer, body, meta);
     } catch (err) {
       return Promise.reject(err);
@@ -278,10 +347,11 @@ export class Outbox {
     return this.#enqueue(() => this.#appendTask(buf, peer, body, meta));
   }
 
-  /** As append, but resolves only once the record has been fdatasync'ed. */
+  /** As append, but resolves only once the record has been fdatasync'ed; rejects if the disk refused it. */
   async appendDurable(peer: string, body: Uint8Array, meta: OutboxMeta): Promise<number> {
     const id = await this.append(peer, body, meta);
     await this.#enqueue(() => this.#sync());
+    if (this.#unwritten.has(id)) throw new OutboxError('IO', `message ${id} is kept in memory: the disk refused it`);
     return id;
   }
 
@@ -297,28 +367,45 @@ export class Outbox {
     return [...this.#pending.values()];
   }
 
-  /** Writes queued tombstones and syncs everything written so far. */
+  /**
+   * Writes what waits (tombstones, records kept in memory) and syncs everything written so far; rejects if the
+   * disk still refuses some of it.
+   */
   flush(): Promise<void> {
     if (this.#closed) return Promise.resolve();
-    return this.#enqueue(() => this.#flushTask());
+    return this.#enqueue(async () => {
+      await this.#flushTask();
+      if (this.#unwritten.size > 0) {
+        throw new OutboxError('IO', `${this.#unwritten.size} message(s) kept in memory: the disk refuses them`);
+      }
+    });
   }
 
+  /** Flushes and closes. Never rejects for the disk: what could not be written is reported lost. */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
     if (this.#timer) clearTimeout(this.#timer);
     this.#timer = undefined;
+    if (this.#retryTimer) clearTimeout(this.#retryTimer);
+    this.#retryTimer = undefined;
     try {
       await this.#enqueue(() => this.#flushTask());
+    } catch (err) {
+      this.#fault('sync the outbox at close', err);
     } finally {
       await this.#closeHandles();
     }
+    const n = this.#unwritten.size;
+    if (n === 0) return;
+    const what = 'unconfirmed outbox message(s) neither on disk nor delivered at the stop';
+    if (this.#reporter !== undefined) this.#tell((r) => r.lost('outbox', n, what));
+    else this.#onWarning(new OutboxError('IO', `${n} ${what}`));
   }
 
   // ---- writing ---------------------------------------------------------------------------------------------------
 
   #encode(peer: string, body: Uint8Array, meta: OutboxMeta): Buffer {
-    if (this.#closed) throw new OutboxError('IO', 'the outbox is closed');
     const strings = [peer, meta.messageId, meta.type, meta.routingKey].map((s) => Buffer.from(s, 'utf8'));
     if (strings.some((s) => s.length > 255))
       throw new RangeError('peer, messageId, type and routingKey are limited to 255 bytes');
@@ -347,7 +434,39 @@ export class Outbox {
   }
 
   #background(task: () => Promise<void>): void {
-    this.#enqueue(task).catch((err: unknown) => this.#onWarning(ioError('outbox background sync', err)));
+    this.#enqueue(task).catch((err: unknown) => this.#fault('sync the outbox', err));
+  }
+
+  #tell(fn: (r: StorageReporter) => void): void {
+    try {
+      if (this.#reporter !== undefined) fn(this.#reporter);
+    } catch {
+      /* a throwing reporter must not break the outbox */
+    }
+  }
+
+  /** A write, sync or deletion failed: told (once per episode, by the reporter) and retried with backoff. */
+  #fault(what: string, err: unknown): void {
+    this.#failing = true;
+    if (this.#reporter !== undefined) this.#tell((r) => r.failed('outbox', `${what} in ${this.#log.dir}`, err));
+    else this.#onWarning(ioError(`${what} in ${this.#log.dir}`, err));
+    if (this.#retryTimer !== undefined || this.#closed) return;
+    this.#retryTimer = setTimeout(() => {
+      this.#retryTimer = undefined;
+      this.#background(() => this.#flushTask());
+    }, this.#retryDelay);
+    this.#retryTimer.unref();
+    this.#retryDelay = Math.min(MAX_RETRY_MS, this.#retryDelay * 2);
+  }
+
+  /** Everything in memory is written and synced again after a fault. */
+  #healthy(): void {
+    if (!this.#failing || this.#unwritten.size > 0) return;
+    this.#failing = false;
+    this.#retryDelay = this.#retryMs;
+    const late = this.#late;
+    this.#late = 0;
+    this.#tell((r) => r.ok('outbox', late > 0 ? `${late} outbox message(s) kept in memory` : undefined));
   }
 
   /** Ensures what is written now reaches the disk within fsyncIntervalMs even if nothing else is written. */
@@ -360,13 +479,31 @@ export class Outbox {
     this.#timer.unref();
   }
 
+  #keep(id: number, buf: Buffer): void {
+    this.#unwritten.set(id, buf);
+    this.#unwrittenBytes += buf.length;
+  }
+
   #forget(id: number, drop = false): void {
+    if (!this.#pending.delete(id)) return;
+    if (drop) {
+      this.dropped++;
+      this.#tell((r) =>
+        r.lost('outbox', 1, 'unconfirmed outbox message(s) dropped, oldest first, to stay within maxBytes'),
+      );
+    }
+    const kept = this.#unwritten.get(id);
+    if (kept !== undefined) {
+      // Never on disk: nothing to ack there (a write in flight adds the tombstone itself, see #write).
+      this.#unwritten.delete(id);
+      this.#unwrittenBytes -= kept.length;
+      return;
+    }
     const seg = this.#segmentOf.get(id);
-    if (!seg || !this.#pending.delete(id)) return;
+    if (!seg) return;
     this.#segmentOf.delete(id);
     seg.live.delete(id);
     this.#acks.push({ buf: tombstone(id), target: seg });
-    if (drop) this.dropped++;
   }
 
   /** Tombstones still worth writing: those whose message's segment is gone need none. */
@@ -383,14 +520,14 @@ export class Outbox {
   async #appendTask(buf: Buffer, peer: string, body: Uint8Array, meta: OutboxMeta): Promise<number> {
     if (this.#closed) throw new OutboxError('IO', 'the outbox is closed');
     const need = (): number => {
-      const len = this.#liveAcks().reduce((n, a) => n + a.buf.length, buf.length);
+      const len = this.#liveAcks().reduce((n, a) => n + a.buf.length, buf.length + this.#unwrittenBytes);
       return len + (this.#willRoll(len) ? HEADER : 0);
     };
     if (buf.length + HEADER > this.#maxBytes)
       throw new OutboxError('FULL', `a ${buf.length} B record exceeds maxBytes`);
     if (this.#size + need() > this.#maxBytes) {
       if (this.#overflow === 'reject-new') {
-        throw new OutboxError('FULL', `the outbox holds ${this.#size} B of ${this.#maxBytes} B`);
+        throw new OutboxError('FULL', `the outbox holds ${this.#size + this.#unwrittenBytes} B of ${this.#maxBytes} B`);
       }
       for (const id of this.#pending.keys()) {
         if (this.#size + need() <= this.#maxBytes) break;
@@ -406,7 +543,6 @@ export class Outbox {
     }
     const id = this.#nextId++;
     stamp(buf, id);
-    const seg = await this.#write(buf);
     this.#pending.set(id, {
       id,
       peer,
@@ -415,8 +551,11 @@ export class Outbox {
       type: meta.type,
       routingKey: meta.routingKey,
     });
-    this.#segmentOf.set(id, seg);
-    seg.live.add(id);
+    this.#keep(id, buf);
+    if (!(await this.#writeOut()) || this.#unwritten.has(id)) {
+      this.#late++;
+      return id;
+    }
     const now = this.#now();
     if (now - this.#lastSync >= this.#intervalMs) {
       // Taken now, not when the round completes: otherwise rounds drift later by the sync's own duration.
@@ -429,46 +568,78 @@ export class Outbox {
   }
 
   async #flushTask(): Promise<void> {
-    if (this.#liveAcks().length > 0) await this.#write();
+    await this.#writeOut();
     await this.#sync();
     await this.#collect();
   }
 
-  /** Writes the queued tombstones and `record` in one write() at the end of the active segment. */
-  async #write(record?: Buffer): Promise<Segment> {
+  /**
+   * Writes the tombstones and the records kept in memory. Never throws: a failure is told and retried, and what
+   * was not written stays queued. Returns whether everything was written.
+   */
+  async #writeOut(): Promise<boolean> {
+    if (this.#unwritten.size > 0 || this.#liveAcks().length > 0) {
+      try {
+        await this.#write();
+      } catch (err) {
+        this.#fault('write the outbox', err);
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') return false;
+        // The directory vanished (a new segment cannot be created in it): what memory holds is written anew.
+        try {
+          await this.#revive();
+          await this.#write();
+        } catch (again) {
+          this.#fault('write the outbox', again);
+          return false;
+        }
+      }
+    }
+    if (this.#orphans.length > 0 && this.#unwritten.size === 0) await this.#retireOrphans();
+    this.#healthy();
+    return true;
+  }
+
+  /** Writes the queued tombstones and the records kept in memory in one write() at the end of the active segment. */
+  async #write(): Promise<Segment> {
     const acks = this.#liveAcks();
     this.#acks = [];
-    const parts = acks.map((a) => a.buf);
-    if (record) parts.push(record);
-    let buf = Buffer.concat(parts);
-    if (this.#willRoll(buf.length)) {
-      this.#retire();
-      const seq = this.#nextSeq++;
-      const name = segmentName(seq);
-      buf = Buffer.concat([header(), buf]);
-      let file: SegmentFile;
-      try {
-        file = await this.#log.create(name);
-      } catch (err) {
-        this.#acks = acks.concat(this.#acks);
-        throw ioError(`creating ${this.#log.path(name)}`, err);
-      }
-      const seg: Segment = { seq, file, live: new Set(), deps: new Set(), deleted: false };
-      this.#segments.push(seg);
-      this.#active = seg;
-    }
-    const seg = this.#active!;
+    const ids = [...this.#unwritten.keys()];
+    let buf = Buffer.concat([...acks.map((a) => a.buf), ...ids.map((id) => this.#unwritten.get(id)!)]);
+    let seg: Segment;
     try {
+      if (this.#willRoll(buf.length)) {
+        this.#retire();
+        const seq = this.#nextSeq++;
+        const file = await this.#log.create(segmentName(seq));
+        const created: Segment = { seq, file, live: new Set(), deps: new Set(), deleted: false };
+        this.#segments.push(created);
+        this.#active = created;
+      }
+      seg = this.#active!;
+      // Its header too when a first write failed: a fault is retried in the same file, it does not make new ones.
+      if (seg.file.size === 0) buf = Buffer.concat([header(), buf]);
       await seg.file.append(buf);
     } catch (err) {
-      // A partial write may sit at the end: later records go to a new segment, where they line up.
-      this.#retire();
       this.#acks = acks.concat(this.#acks);
-      throw ioError(`writing ${seg.file.path}`, err);
+      throw err;
     }
     this.#size += buf.length;
     this.bytes += buf.length;
     for (const a of acks) if (a.target !== seg) seg.deps.add(a.target);
+    for (const id of ids) {
+      const kept = this.#unwritten.get(id);
+      if (kept !== undefined) {
+        this.#unwritten.delete(id);
+        this.#unwrittenBytes -= kept.length;
+      }
+      if (this.#pending.has(id)) {
+        this.#segmentOf.set(id, seg);
+        seg.live.add(id);
+      } else {
+        // Acked while being written: it is on disk now, so it needs its tombstone.
+        this.#acks.push({ buf: tombstone(id), target: seg });
+      }
+    }
     return seg;
   }
 
@@ -479,22 +650,78 @@ export class Outbox {
     if (seg && !seg.file.unsynced && seg.file.isOpen) seg.file.close().catch(() => undefined);
   }
 
-  /** One sync round: every segment written since the last one, and the directory if a segment was created. */
+  /**
+   * One sync round: every segment written since the last one, and the directory if a segment was created. It first
+   * checks that the active segment is still linked: after `rm -r` of the directory, writes to its descriptor succeed.
+   */
   async #sync(): Promise<void> {
     this.#lastSync = this.#now();
+    const active = this.#active;
+    if (active?.file.isOpen && (await active.file.vanished())) {
+      const gone = Object.assign(new Error(`${active.file.path} vanished`), { code: 'ENOENT', path: active.file.path });
+      this.#fault('write the outbox', gone);
+      await this.#revive();
+      if (!(await this.#writeOut())) return;
+    }
     for (const seg of this.#segments) {
       if (!seg.file.unsynced || !seg.file.isOpen) continue;
-      try {
-        await seg.file.sync();
-      } catch (err) {
-        throw ioError(`syncing ${seg.file.path}`, err);
-      }
+      await seg.file.sync();
       if (seg !== this.#active) await seg.file.close();
     }
     await this.#log.syncDirectory();
+    this.#healthy();
   }
 
-  /** Deletes the segments nothing on disk needs any more (see the top comment), oldest first. */
+  /**
+   * After an ENOENT or an unlinked active segment: re-creates the directory and queues every unacked message of the
+   * segments that are gone to be written anew.
+   */
+  async #revive(): Promise<void> {
+    await this.#log.ensureDir();
+    for (const seg of [...this.#segments]) {
+      if (!(await seg.file.vanished())) continue;
+      await seg.file.close().catch(() => undefined);
+      seg.deleted = true;
+      this.#segments.splice(this.#segments.indexOf(seg), 1);
+      this.#size -= seg.file.size;
+      if (seg === this.#active) this.#active = undefined;
+      for (const id of seg.live) this.#rewrite(id);
+      seg.live.clear();
+    }
+  }
+
+  /** Queues pending message `id`, whose segment is gone or set aside, to be written again. */
+  #rewrite(id: number): void {
+    const r = this.#pending.get(id);
+    if (r === undefined) return;
+    this.#segmentOf.delete(id);
+    const buf = this.#encode(r.peer, r.body, r);
+    stamp(buf, id);
+    this.#keep(id, buf);
+    this.#late++;
+  }
+
+  /** The copies of the bad-header segments' messages are synced: the segments go out of the way as `.bad`. */
+  async #retireOrphans(): Promise<void> {
+    try {
+      await this.#sync();
+    } catch (err) {
+      this.#fault('sync the outbox', err);
+      return;
+    }
+    for (const o of [...this.#orphans]) {
+      try {
+        await this.#log.moveAside(o.file.name);
+      } catch (err) {
+        this.#fault(`rename ${o.file.name} to .bad`, err);
+        return;
+      }
+      o.deleted = true;
+      this.#orphans.splice(this.#orphans.indexOf(o), 1);
+    }
+  }
+
+  /** Deletes the segments nothing on disk needs any more (see the top comment), oldest first; never throws. */
   async #collect(): Promise<void> {
     for (const seg of [...this.#segments]) {
       if (seg === this.#active || seg.live.size > 0) continue;
@@ -503,7 +730,8 @@ export class Outbox {
       try {
         await this.#log.remove(seg.file.name);
       } catch (err) {
-        throw ioError(`deleting ${seg.file.path}`, err);
+        this.#fault(`delete ${seg.file.name}`, err);
+        return;
       }
       seg.deleted = true;
       this.#size -= seg.file.size;
@@ -522,55 +750,102 @@ export class Outbox {
   }
 
   async #recover(): Promise<void> {
-    const names = await this.#log.list(SEGMENT_NAME);
+    let names: string[];
+    try {
+      await this.#log.ensureDir();
+      names = await this.#log.list(/\.obx(\.bad)?$/);
+    } catch (err) {
+      if (!isDiskFault(err)) throw err;
+      // A read-only disk without the directory, or none at all: messages wait in memory until it can be created.
+      this.#fault('open the outbox directory', err);
+      return;
+    }
+    const segs = names.filter((n) => SEGMENT_NAME.test(n));
     let maxId = 0;
-    for (const [i, name] of names.entries()) {
+    let newestGood: Segment | undefined;
+    const orphans: Segment[] = [];
+    for (const [i, name] of segs.entries()) {
       const seq = Number(SEGMENT_NAME.exec(name)![1]);
       this.#nextSeq = Math.max(this.#nextSeq, seq + 1);
-      const newest = i === names.length - 1;
-      const buf = await this.#log.read(name);
-      if (!goodHeader(buf)) {
-        if (newest && buf.length < HEADER) {
-          await this.#log.remove(name);
-        } else {
-          this.#corrupt(`${name}: bad segment header, renamed .bad`);
-          await this.#log.moveAside(name);
-        }
+      const newest = i === segs.length - 1;
+      let buf: Buffer;
+      try {
+        buf = await this.#log.read(name);
+      } catch (err) {
+        if (!isDiskFault(err)) throw err;
+        this.#corrupt(`${name}: cannot be read (${(err as NodeJS.ErrnoException).code}); left as it is`);
         continue;
       }
-      const scan = scanRecords(buf, HEADER, FRAMING);
-      const { bad, rest, goodEnd } = scan;
-      this.corrupt += scan.lost;
-      let size = buf.length;
-      if (newest && goodEnd < buf.length) {
-        // A torn write: cut it off so the next append starts at a record boundary.
-        this.#corrupt(`${name}: ${bad} bad records, ${buf.length - goodEnd} B after the last good record cut off`);
-        await this.#log.cutTail(name, goodEnd, true);
-        size = goodEnd;
-      } else if (scan.lost > 0) {
-        this.#corrupt(`${name}: ${bad} bad records${rest ? `, rest of the segment dropped at ${rest}` : ''}`);
+      if (buf.length < HEADER) {
+        // No record fits: a crash or a full disk while it was being created.
+        await this.#log.remove(name).catch((err: unknown) => this.#fault(`delete ${name}`, err));
+        continue;
       }
       const seg: Segment = {
         seq,
-        file: this.#log.file(name, size, true),
+        file: this.#log.file(name, buf.length, true),
         live: new Set(),
         deps: new Set(),
         deleted: false,
       };
+      if (!goodHeader(buf)) {
+        const scan = scanSegment(buf);
+        this.corrupt += scan.lost;
+        seg.acked = [];
+        orphans.push(seg);
+        this.#corrupt(
+          `${name}: bad segment header; ${scan.entries.length} record(s) recovered by their own CRC${scan.lost > 0 ? `, ${scan.lost} damaged` : ''}; the unacked messages are copied to a new segment, then it is renamed .bad`,
+        );
+        for (const rec of scan.entries) {
+          maxId = Math.max(maxId, rec.id);
+          this.#replay(seg, rec);
+        }
+        continue;
+      }
+      const scan = scanSegment(buf);
+      const { bad, rest, goodEnd, resynced } = scan;
+      this.corrupt += scan.lost;
+      const resync = resynced > 0 ? ` (${resynced} after a damaged length, found again by resynchronising)` : '';
+      if (newest && goodEnd < buf.length) {
+        // A torn write: cut it off so the next append starts at a record boundary.
+        this.#corrupt(
+          `${name}: ${bad} bad record(s)${resync}, ${buf.length - goodEnd} B after the last good record cut off`,
+        );
+        let torn = false;
+        await this.#log.cutTail(name, goodEnd, true).catch(() => {
+          torn = true; // a read-only disk: the first append cuts it
+        });
+        seg.file = this.#log.file(name, goodEnd, true, torn);
+      } else if (scan.lost > 0) {
+        this.#corrupt(`${name}: ${bad} bad record(s)${resync}${rest ? `, the rest dropped at ${rest}` : ''}`);
+      }
       this.#segments.push(seg);
+      if (newest) newestGood = seg;
       for (const rec of scan.entries) {
         maxId = Math.max(maxId, rec.id);
         this.#replay(seg, rec);
       }
-      this.#size += size;
+      this.#size += seg.file.size;
     }
     this.#nextId = maxId + 1;
-    const last = this.#segments[this.#segments.length - 1];
-    if (last) {
-      await last.file.open();
-      this.#active = last;
+    // Appends continue in the newest segment only when it is a good one.
+    if (newestGood !== undefined) {
+      this.#active = newestGood;
+      await newestGood.file.open().catch((err: unknown) => this.#fault(`open ${newestGood.file.name}`, err));
     }
+    for (const o of orphans) {
+      for (const id of o.live) this.#rewrite(id);
+      o.live.clear();
+      for (const { id, target } of o.acked ?? [])
+        if (!target.deleted && !orphans.includes(target)) this.#acks.push({ buf: tombstone(id), target });
+    }
+    this.#late = 0; // copies, not what a fault kept back
+    this.#orphans = orphans;
+    const bad = names.filter((n) => BAD_NAME.test(n));
+    for (const name of bad.slice(0, Math.max(0, bad.length - MAX_BAD)))
+      await this.#log.remove(name).catch((err: unknown) => this.#fault(`delete ${name}`, err));
     await this.#collect();
+    if (this.#orphans.length > 0) await this.#writeOut();
   }
 
   #replay(seg: Segment, rec: Decoded): void {
@@ -586,6 +861,9 @@ export class Outbox {
     if (!target || !this.#pending.delete(rec.id)) return;
     this.#segmentOf.delete(rec.id);
     target.live.delete(rec.id);
-    if (target !== seg) seg.deps.add(target);
+    if (target !== seg) {
+      seg.deps.add(target);
+      seg.acked?.push({ id: rec.id, target });
+    }
   }
 }

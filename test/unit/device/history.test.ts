@@ -271,11 +271,12 @@ disk('a torn last record and a flipped byte in the middle: open succeeds, only t
   }),
 );
 
-disk('a corrupt header: the segment is moved aside as .bad, open succeeds and writing goes on', () =>
+disk('a corrupt header: its records are read with the layout of its name, written again, the file kept as .bad', () =>
   inTempDir(async (dir) => {
     const { options, warnings } = setup();
     const a = await History.open(dir, options());
     a.record(T0, { [P]: 1 });
+    a.record(T0 + 2 * MIN, { [P]: 3, [BT]: 7 });
     await a.close();
     const file = onlySegment(dir);
     const bytes = fs.readFileSync(file);
@@ -286,15 +287,58 @@ disk('a corrupt header: the segment is moved aside as .bad, open succeeds and wr
       warnings.map((w) => w.code),
       ['CORRUPT'],
     );
-    assert.match(warnings[0]!.message, /header CRC/);
-    assert.ok(fs.existsSync(`${file}.bad`));
-    assert.equal(series(b, 2), [null, null]);
+    assert.match(warnings[0]!.message, /header CRC mismatch; 2 record\(s\) recovered/);
+    assert.equal(fs.readFileSync(`${file}.bad`), bytes, 'kept as it was, for inspection');
+    assert.not.ok(fs.existsSync(file));
+    assert.equal(series(b, 3), [1, null, 3]);
     b.record(T0 + MIN, { [P]: 2 });
     await b.close();
     const c = await History.open(dir, options());
-    assert.equal(series(c, 2), [null, 2]);
+    assert.equal(series(c, 3), [1, 2, 3]);
+    assert.equal(c.query(T0, T0 + 3 * MIN, 60, [BT]).values[BT], [null, null, 7]);
+    assert.is(warnings.length, 1, 'the rewritten segment is a good one');
     await c.close();
   }),
+);
+
+disk(
+  'a corrupt header of another signal set: recovered when a segment of that set tells its layout, else set aside',
+  () =>
+    inTempDir(async (dir) => {
+      const { options, warnings, clock } = setup(T0 + 2 * HOUR);
+      const old = options({ signals: ['a.p', 'b.p'] });
+      const a = await History.open(dir, old);
+      a.record(T0 + 30 * MIN, { 'a.p': 1, 'b.p': 2 });
+      a.record(T0 + HOUR + 30 * MIN, { 'a.p': 3, 'b.p': 4 });
+      await a.close();
+      const [first] = segments(dir).map((n) => path.join(dir, n)) as [string];
+      const damaged = fs.readFileSync(first);
+      damaged[0]! ^= 0xff; // the magic
+      fs.writeFileSync(first, damaged);
+      const b = await History.open(dir, options({ signals: ['b.p', 'c.p'] }));
+      assert.match(warnings[0]!.message, /bad magic; 1 record\(s\) recovered/);
+      assert.equal(b.query(T0, T0 + 2 * HOUR, 3600, ['b.p']).values['b.p'], [2, 4]);
+      await b.close();
+      assert.ok(fs.existsSync(`${first}.bad`));
+
+      // Alone, nothing tells the layout of a set that is not the current one: its records stay in the .bad file.
+      fs.rmSync(dir, { recursive: true });
+      fs.mkdirSync(dir);
+      const c = await History.open(dir, old);
+      c.record(T0 + 30 * MIN, { 'a.p': 1, 'b.p': 2 });
+      await c.close();
+      const only = onlySegment(dir);
+      const d = fs.readFileSync(only);
+      d[0]! ^= 0xff;
+      fs.writeFileSync(only, d);
+      warnings.length = 0;
+      clock.t += MIN;
+      const e = await History.open(dir, options({ signals: ['b.p', 'c.p'] }));
+      assert.match(warnings[0]!.message, /layout is unknown, its records are lost/);
+      assert.equal(e.query(T0, T0 + HOUR, 3600, ['b.p']).values['b.p'], [null]);
+      await e.close();
+      assert.ok(fs.existsSync(`${only}.bad`));
+    }),
 );
 
 disk('a valid record in the wrong segment is skipped alone', () =>

@@ -158,7 +158,7 @@ s('scanOutbox reads messages and tombstones as they are on disk, torn tail inclu
   }),
 );
 
-s('a flipped byte in the middle record skips only it; a corrupt length drops the rest', () =>
+s('a flipped byte in the middle record skips only it; after a corrupt length the reader finds the next record', () =>
   inTempDir(async (dir) => {
     let box = await open(dir);
     const written = await fill(box, 3);
@@ -180,8 +180,17 @@ s('a flipped byte in the middle record skips only it; a corrupt length drops the
     badLength[HEADER + REPORT + 3] = 0xff; // the second record's length, now far beyond 16 MiB
     fs.writeFileSync(file, badLength);
     box = await open(dir);
-    assert.equal(ids(box), [written[0]]);
-    assert.is(fs.statSync(file).size, HEADER + REPORT);
+    assert.equal(ids(box), [written[0], written[2]]);
+    assert.is(box.corrupt, 1);
+    assert.match(warnings.at(-1)!.message, /1 bad record\(s\) \(1 after a damaged length/);
+    assert.is(fs.statSync(file).size, original.length, 'the good record after it is kept');
+    await box.close();
+
+    const plausible = Buffer.from(original);
+    plausible.writeUInt32LE(REPORT - 8 + 100, HEADER + REPORT); // a length that is wrong but possible
+    fs.writeFileSync(file, plausible);
+    box = await open(dir);
+    assert.equal(ids(box), [written[0], written[2]]);
     await box.close();
   }),
 );
