@@ -1,10 +1,20 @@
 /**
  * Making keys: a new identity (keygen) and a new X25519 epoch (rotation). Secrets come from node:crypto (Node 18
- * has no globalThis.crypto for noble's generator) and are written only to the private key file, mode 0600, with
- * a durable replace; what is printed is the public part, in the shape of a keyring entry.
+ * has no globalThis.crypto for noble's generator) and are written only to the private key file, mode 0600 when new
+ * (a replaced file keeps its owner, group and group read), with a durable replace; what is printed is the public part, in the shape of a keyring entry.
  */
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import {
+  closeSync,
+  fchmodSync,
+  fchownSync,
+  fstatSync,
+  fsyncSync,
+  openSync,
+  readFileSync,
+  type Stats,
+  statSync,
+} from 'node:fs';
 import { writeFileDurably } from '../store/durable.js';
 import type { CryptoBackend } from './backend.js';
 import { CryptoError } from './errors.js';
@@ -64,8 +74,42 @@ export function publicEntry(file: PrivateKeyFile, backend: CryptoBackend): Publi
   };
 }
 
+/**
+ * Writes the file whole (a durable replace, mode 0600). A file it replaces keeps its owner and group, and its group
+ * read when it had a safe one: rotating `root:ebadge 0640` under sudo must not leave a root-only file the hub can no
+ * longer read at its next start.
+ */
 export async function writePrivateKeyFile(file: string, content: PrivateKeyFile): Promise<void> {
+  let before: Stats | undefined;
+  try {
+    before = statSync(file);
+  } catch {
+    before = undefined;
+  }
   await writeFileDurably(file, `${JSON.stringify(content, null, 2)}\n`, 0o600);
+  if (before?.isFile() === true) keepOwnership(file, before);
+}
+
+function keepOwnership(file: string, before: Stats): void {
+  const fd = openSync(file, 'r');
+  try {
+    const now = fstatSync(fd);
+    let sameGroup = now.gid === before.gid;
+    if (now.uid !== before.uid || !sameGroup) {
+      try {
+        fchownSync(fd, before.uid, before.gid);
+        sameGroup = true;
+      } catch {
+        // Not root and not in that group: the file stays ours, 0600, which the hub running as us can read.
+      }
+    }
+    const old = before.mode & 0o777;
+    // Group read is given back only with the group it was meant for, and only when nothing else was open.
+    if (sameGroup && (old & 0o040) !== 0 && (old & 0o037) === 0) fchmodSync(fd, 0o640);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
 }
 
 export function readPrivateKeyFile(file: string): PrivateKeyFile {

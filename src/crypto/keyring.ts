@@ -1,7 +1,7 @@
 /**
  * Who is who (docs/crypto.md §6 "Keys", "Key distribution and rotation"): the keyring file, public and installed
  * by the operator, lists the peers with their Ed25519 identity key, their X25519 keys per epoch and the message
- * types each may send us and receive from us; the private key file (mode 0600, refused otherwise) holds our own
+ * types each may send us and receive from us; the private key file (a secret: readable by the hub alone, refused otherwise) holds our own
  * Ed25519 seed, our X25519 secrets per epoch and the group keys of the topics we are in.
  *
  * Everything is checked at load, with the JSON path of what is wrong: key lengths, small-order Ed25519 keys (a
@@ -9,8 +9,8 @@
  * into the backend once, here. Messages about the private file never quote its values.
  */
 import { createHash } from 'node:crypto';
-import { statSync } from 'node:fs';
 import * as ed from '@noble/ed25519';
+import { currentReader, type FileReader, fileProblem } from '../core/file-check.js';
 import { JsonFileError, readJsonFile } from '../store/json-file.js';
 import type { CryptoBackend, DhPublic, DhSecret, SigningKey, VerifyKey } from './backend.js';
 import { CryptoError } from './errors.js';
@@ -218,7 +218,7 @@ export class Keyring {
   readonly #backend: CryptoBackend;
   readonly #probe: DhSecret;
 
-  /** Loads and checks both files; the private key file must not be readable by group or others. */
+  /** Loads and checks both files; the private key file must be readable by the hub alone (checkPrivateFileMode). */
   static load(keyringFile: string, privateKeyFile: string, backend: CryptoBackend): Keyring {
     checkPrivateFileMode(privateKeyFile);
     return new Keyring(backend, {
@@ -390,23 +390,15 @@ function newest<E extends { notBefore: number; notAfter: number | undefined }>(
   return best;
 }
 
-/** A key file readable by group or others is refused: it would have leaked already on a shared machine. */
-export function checkPrivateFileMode(file: string): void {
-  let mode: number;
-  try {
-    mode = statSync(file).mode;
-  } catch (err) {
-    throw new CryptoError(
-      'KEYRING_INVALID',
-      `cannot read the private key file ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
-    );
-  }
-  if ((mode & 0o077) !== 0) {
-    throw new CryptoError(
-      'KEY_FILE_PERMISSIONS',
-      `the private key file ${file} is readable by group or others (mode ${(mode & 0o777).toString(8).padStart(4, '0')}): run chmod 600 ${file}`,
-    );
-  }
+/**
+ * The private key file must be a secret only the hub can read (core/file-check.ts: owner, and the hub's own group
+ * at most; `root:ebadge 0640` and `ebadge 0600` both pass): one readable by others has leaked already.
+ */
+export function checkPrivateFileMode(file: string, reader: FileReader | undefined = currentReader()): void {
+  const problem = fileProblem(file, 'secret', reader);
+  if (problem === undefined) return;
+  const code = problem.kind === 'MODE' ? 'KEY_FILE_PERMISSIONS' : 'KEYRING_INVALID';
+  throw new CryptoError(code, `the private key file: expected ${problem.expected}, found ${problem.found}`);
 }
 
 /** The shared reader never quotes the file's text, so its messages are safe for the private key file too. */

@@ -1000,7 +1000,7 @@ s(
         stateDir: path.join(dir, 'a'),
         broker: { url: 'amqp://127.0.0.1:1', reconnectDelayS: 2 },
       };
-      writeFileSync(path.join(dir, 'pw'), 'wrong\n');
+      writeFileSync(path.join(dir, 'pw'), 'wrong\n', { mode: 0o600 });
       const base = hubConfig(dir, unique('heh'), 'vpp-none');
       const url = (base['broker'] as { url: string }).url;
       const refusedCreds = {

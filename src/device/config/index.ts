@@ -10,7 +10,8 @@
  * Unknown keys are errors everywhere (a typo such as "peer" for "peers" would otherwise be a silently ignored
  * setting), and so is a key written twice (JSON.parse would keep the last one without a word). The file holds no
  * secrets: the broker password lives in its own file (broker.passwordFile), and a password written into the URL
- * is refused without ever being quoted.
+ * is refused without ever being quoted. loadConfig also makes the file's relative paths absolute against its own
+ * folder and checks the files it names the way the run will read them (load.ts).
  */
 export { exampleConfig } from './example.js';
 export { loadConfig } from './load.js';

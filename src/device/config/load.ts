@@ -1,11 +1,22 @@
-/** Reading the configuration file: every failure, reading and JSON syntax included, becomes a ConfigError. */
+/**
+ * Reading the configuration file: every failure, reading and JSON syntax included, becomes a ConfigError. Then the
+ * file's relative paths are made absolute against its own folder, and the files it names are checked the way the
+ * run will use them (../../core/file-check.ts), so that `check-config` refuses what the run would refuse, with the
+ * same sentence, and a hub started by systemd (whose working directory is /) finds `"passwordFile": "broker.pw"`
+ * next to its hub.json.
+ */
+import * as path from 'node:path';
+import { currentReader, type FileReader, type FileRole, fileProblem } from '../../core/file-check.js';
 import { JsonFileError, readJsonFile } from '../../store/json-file.js';
 import { parseConfig } from './parse.js';
 import { shown } from './reader.js';
-import { ConfigError, type HubConfig } from './types.js';
+import { ConfigError, type DeviceConfig, type HubConfig } from './types.js';
 
-/** Reads and checks a configuration file. Every failure, reading included, is a ConfigError. */
-export function loadConfig(file: string): HubConfig {
+/**
+ * Reads and checks a configuration file and the files it names. Every failure, reading included, is a ConfigError.
+ * `reader` is who will read those files (the running process; tests give another).
+ */
+export function loadConfig(file: string, reader: FileReader | undefined = currentReader()): HubConfig {
   let value: unknown;
   try {
     value = readJsonFile(file);
@@ -26,7 +37,69 @@ export function loadConfig(file: string): HubConfig {
         );
     }
   }
-  return parseConfig(value, file);
+  const config = resolvePaths(parseConfig(value, file), path.dirname(path.resolve(file)));
+  for (const [at, named, role] of namedFiles(config, file)) {
+    const problem = fileProblem(named, role, reader);
+    if (problem !== undefined) throw new ConfigError(file, at, problem.expected, problem.found);
+  }
+  return config;
+}
+
+/** The files the run reads, with the JSON path that names each and what it must be; `$` is the config itself. */
+function namedFiles(c: HubConfig, file: string): [string, string, FileRole][] {
+  const out: [string, string, FileRole][] = [['$', file, 'trusted']];
+  const b = c.broker;
+  if (b.passwordFile !== undefined) out.push(['$.broker.passwordFile', b.passwordFile, 'secret']);
+  if (b.tls?.ca !== undefined) out.push(['$.broker.tls.ca', b.tls.ca, 'trusted']);
+  if (b.tls?.cert !== undefined) out.push(['$.broker.tls.cert', b.tls.cert, 'trusted']);
+  if (b.tls?.key !== undefined) out.push(['$.broker.tls.key', b.tls.key, 'secret']);
+  if (c.crypto !== undefined) {
+    out.push(['$.crypto.keyring', c.crypto.keyring, 'trusted']);
+    out.push(['$.crypto.privateKey', c.crypto.privateKey, 'secret']);
+  }
+  // A file meter or relay (sysfs, GPIO) may only appear once its driver is up: the device adapter reports it.
+  c.devices.forEach((d, i) => {
+    if (d.meter?.kind === 'csv') out.push([`$.devices[${i}].meter.path`, d.meter.path, 'data']);
+  });
+  return out;
+}
+
+/** Every file path of the config, made absolute against `dir` (the config's folder). A command's argv is left as is. */
+function resolvePaths(c: HubConfig, dir: string): HubConfig {
+  const at = (p: string): string => (path.isAbsolute(p) ? p : path.join(dir, p));
+  const b = c.broker;
+  const tls = b.tls;
+  return {
+    ...c,
+    stateDir: at(c.stateDir),
+    broker: {
+      ...b,
+      ...(b.passwordFile === undefined ? {} : { passwordFile: at(b.passwordFile) }),
+      ...(tls === undefined
+        ? {}
+        : {
+            tls: {
+              ...tls,
+              ...(tls.ca === undefined ? {} : { ca: at(tls.ca) }),
+              ...(tls.cert === undefined ? {} : { cert: at(tls.cert) }),
+              ...(tls.key === undefined ? {} : { key: at(tls.key) }),
+            },
+          }),
+    },
+    ...(c.crypto === undefined
+      ? {}
+      : { crypto: { ...c.crypto, keyring: at(c.crypto.keyring), privateKey: at(c.crypto.privateKey) } }),
+    devices: c.devices.map((d): DeviceConfig => {
+      const { meter, actuator } = d;
+      return {
+        ...d,
+        ...(meter === undefined || meter.kind === 'simulated' || meter.kind === 'command'
+          ? {}
+          : { meter: { ...meter, path: at(meter.path) } }),
+        ...(actuator?.kind === 'file' ? { actuator: { ...actuator, path: at(actuator.path) } } : {}),
+      };
+    }),
+  };
 }
 
 function unreadable(errno: string): string {

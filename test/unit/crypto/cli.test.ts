@@ -214,7 +214,7 @@ ver('a private key file readable by others: exit 1 with KEY_FILE_PERMISSIONS', (
     assert.is(r.code, 1);
     const err = r.err.join('\n');
     assert.ok(err.includes('KEY_FILE_PERMISSIONS'), err);
-    assert.ok(err.includes('chmod 600'), err);
+    assert.ok(err.includes(`${hub.file} with mode 0644, open to every user: run chmod o-rwx ${hub.file}`), err);
     assert.not.ok(err.includes('usage'), 'not a usage error');
     assert.equal(r.out, []);
   }),
@@ -338,7 +338,7 @@ rot('refuses --grace-hours 0 and a naive --not-before (exit 2) and leaves the fi
       usage(r, args.join(' '));
       assert.is(fs.readFileSync(hub.file, 'utf8'), before, `${args.join(' ')}: file unchanged`);
     }
-    fs.chmodSync(hub.file, 0o640);
+    fs.chmodSync(hub.file, 0o604);
     const perm = await cli('keyring', 'rotate', '--private-key', hub.file);
     assert.is(perm.code, 1);
     assert.ok(perm.err.join('\n').includes('KEY_FILE_PERMISSIONS'));

@@ -28,6 +28,7 @@ import {
   rotateX25519,
   writePrivateKeyFile,
 } from '../../../src/crypto/index.js';
+import { checkPrivateFileMode } from '../../../src/crypto/keyring.js';
 import { cryptoError, cryptoErrorAsync } from '../../helpers/crypto.js';
 
 const HOUR = 3_600_000;
@@ -762,7 +763,7 @@ for (const backend of [nodeBackend, nobleBackend]) {
   };
 
   files(
-    'mode 0600 loads; 0644 and 0640 (and 0604, 0601) are refused with KEY_FILE_PERMISSIONS, naming the file and chmod 600',
+    "0600 and 0640 in the hub's group load; a file open to others, writable by its group, or readable by a group the hub is not in is refused with KEY_FILE_PERMISSIONS, naming the file, its mode and the command that fixes it",
     () =>
       inTempDir((dir) => {
         const f = fixture(backend);
@@ -770,15 +771,37 @@ for (const backend of [nodeBackend, nobleBackend]) {
         const ring = Keyring.load(kr, pk, backend);
         assert.is(ring.id, 'hub');
         assert.is(ring.peers.get('vpp-acme')?.epochs.length, 1);
-        for (const mode of [0o644, 0o640, 0o604, 0o601, 0o660]) {
+        const fixes: [number, string][] = [
+          [0o644, 'chmod o-rwx'],
+          [0o604, 'chmod o-rwx'],
+          [0o601, 'chmod o-rwx'],
+          [0o660, 'chmod g-w'],
+          [0o666, 'chmod g-w,o-rwx'],
+        ];
+        for (const [mode, fix] of fixes) {
           fs.chmodSync(pk, mode);
           const err = cryptoError(() => Keyring.load(kr, pk, backend), 'KEY_FILE_PERMISSIONS');
-          assert.ok(err.message.includes(pk), err.message);
-          assert.ok(err.message.includes('chmod 600'), err.message);
-          assert.ok(err.message.includes(mode.toString(8)), err.message);
+          assert.ok(err.message.includes(`${pk} with mode 0${mode.toString(8)}`), err.message);
+          assert.ok(err.message.includes(`run ${fix} ${pk}`), err.message);
         }
         fs.chmodSync(pk, 0o400);
         assert.is(Keyring.load(kr, pk, backend).id, 'hub', 'read-only for the owner is fine');
+        // The file's group is the hub's own (the test's, here): what /etc/ebadge's root:ebadge 0640 is for the hub.
+        fs.chmodSync(pk, 0o640);
+        assert.is(Keyring.load(kr, pk, backend).id, 'hub', "0640 in the hub's group is fine");
+        const gid = fs.statSync(pk).gid;
+        const mine = { uid: 4242, gid, groups: [gid] };
+        checkPrivateFileMode(pk, mine);
+        checkPrivateFileMode(pk, { uid: 4242, gid: gid + 1, groups: [gid + 2, gid] });
+        const stranger = { uid: 4242, gid: gid + 1, groups: [gid + 2] };
+        const err = cryptoError(() => checkPrivateFileMode(pk, stranger), 'KEY_FILE_PERMISSIONS');
+        assert.ok(err.message.includes(`${pk} with mode 0640 and group `), err.message);
+        assert.ok(err.message.includes(`which the user 4242 is not in: run chgrp `), err.message);
+        assert.ok(err.message.includes(`or chmod g-rwx ${pk}`), err.message);
+        // Root (check-config, the key tools under sudo) is in none of the hub's groups: not held to that rule.
+        checkPrivateFileMode(pk, { uid: 0, gid: gid + 1, groups: [gid + 1] });
+        fs.chmodSync(pk, 0o600);
+        checkPrivateFileMode(pk, stranger);
       }),
   );
 
@@ -1011,7 +1034,7 @@ for (const backend of [nodeBackend, nobleBackend]) {
         assert.is(process.umask(), old, 'umask restored');
         assert.equal(readPrivateKeyFile(file), privateKey);
         assert.equal(fs.readdirSync(dir), ['hub.key'], 'no temporary file left behind');
-        fs.chmodSync(file, 0o640);
+        fs.chmodSync(file, 0o644);
         cryptoError(() => readPrivateKeyFile(file), 'KEY_FILE_PERMISSIONS');
         fs.chmodSync(file, 0o600);
         fs.writeFileSync(file, '{"format": "heh-private/1", "ed25519": SUPERSECRET-x}');
@@ -1109,6 +1132,26 @@ for (const backend of [nodeBackend, nobleBackend]) {
             JSON.stringify({ notBefore: e.notBefore, notAfter: e.notAfter }),
           );
       }
+    }),
+  );
+
+  kf("rotateX25519 keeps the replaced file's owner, group and group read (root:ebadge 0640 rotated under sudo)", () =>
+    inTempDir(async (dir) => {
+      const file = path.join(dir, 'hub.key');
+      const { privateKey } = generateIdentity('hub', backend, T0);
+      await writePrivateKeyFile(file, privateKey);
+      fs.chmodSync(file, 0o640);
+      // As root, another owner and group, as /etc/ebadge has them; otherwise our own, which is all we may give.
+      const root = process.getuid?.() === 0;
+      if (root) fs.chownSync(file, 4242, 4343);
+      const before = fs.statSync(file);
+      await rotateX25519(file, T0 + HOUR, DAY, T0 + HOUR);
+      const after = fs.statSync(file);
+      assert.is(readPrivateKeyFile(file).x25519.length, 2, 'rotated');
+      assert.is(after.ino === before.ino, false, 'a new file (a durable replace)');
+      assert.equal([after.uid, after.gid, after.mode & 0o777], [before.uid, before.gid, 0o640]);
+      if (root) assert.equal([after.uid, after.gid], [4242, 4343]);
+      assert.equal(fs.readdirSync(dir), ['hub.key'], 'no temporary file left behind');
     }),
   );
 

@@ -1,0 +1,153 @@
+/**
+ * Whether the hub may use a file it is told to read, checked before anything else runs so that `check-config` and
+ * the run refuse the same files with the same sentence (docs/operations.md, "Files and modes").
+ *
+ * The rule an operator deploys to (everything in /etc/ebadge root:ebadge 0640, the folder 0750):
+ *  - a secret (the broker password file, a TLS client key, the private key file) may be read by its owner and by
+ *    its group when that group is one the hub runs in; nobody but its owner may write it; others get nothing.
+ *    `ebadge:ebadge 0600` passes too. A group the hub is not in is refused even when the hub can read the file as
+ *    its owner: every member of that group can read it as well.
+ *  - a file that says whom to trust (the config itself, the keyring, a CA or certificate) may be read by anyone but
+ *    written by no other user: a world-writable keyring lets any local user add a peer.
+ *  - every file must exist and be readable by the hub's user, which only a check run as that user can tell.
+ * Root is held to the same rule except the group one: it runs `check-config` or the key tools for the service's
+ * user, and is in none of its groups.
+ */
+import { closeSync, openSync, readFileSync, type Stats, statSync } from 'node:fs';
+import { userInfo } from 'node:os';
+
+/** Who will read the files: the process's effective ids. */
+export interface FileReader {
+  readonly uid: number;
+  readonly gid: number;
+  /** Supplementary groups (systemd's User= gets the user's groups from /etc/group, plus SupplementaryGroups=). */
+  readonly groups: readonly number[];
+}
+
+/** What must hold for the file: a secret, a file whose content we trust, or plain data. */
+export type FileRole = 'secret' | 'trusted' | 'data';
+
+/** Why a file cannot be used: what it must be, and what it is, naming the file, its mode and the command to run. */
+export interface FileProblem {
+  /** MODE: the file is there and readable, but its mode or group is unsafe for its role. */
+  readonly kind: 'MISSING' | 'UNREADABLE' | 'MODE';
+  readonly expected: string;
+  readonly found: string;
+}
+
+/** The running process as a reader; undefined where there are no POSIX ids (Windows), and no mode to check. */
+export function currentReader(): FileReader | undefined {
+  if (process.geteuid === undefined || process.getegid === undefined || process.getgroups === undefined)
+    return undefined;
+  return { uid: process.geteuid(), gid: process.getegid(), groups: process.getgroups() };
+}
+
+export const EXPECTED: Record<FileRole, string> = {
+  secret: "a secret file only its owner and the hub's group may read and only its owner may write",
+  trusted: 'a file no other user may write',
+  data: 'a readable file',
+};
+
+/** Checks one file for the role; undefined when the hub may use it. */
+export function fileProblem(
+  file: string,
+  role: FileRole,
+  reader: FileReader | undefined = currentReader(),
+): FileProblem | undefined {
+  const expected = EXPECTED[role];
+  let st: Stats;
+  try {
+    st = statSync(file);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? String(err);
+    if (code === 'ENOENT' || code === 'ENOTDIR')
+      return { kind: 'MISSING', expected: 'an existing file', found: `no file ${file} (${code})` };
+    if (code === 'EACCES')
+      return {
+        kind: 'UNREADABLE',
+        expected,
+        found: `${file}, which ${who(reader)} may not reach (EACCES): give ${group(reader)} access to the folders on its path (chgrp ${groupName(reader?.gid)} and chmod 0750)`,
+      };
+    return { kind: 'UNREADABLE', expected, found: `${file}, which cannot be read (${code})` };
+  }
+  if (!st.isFile())
+    return {
+      kind: 'UNREADABLE',
+      expected: 'a regular file',
+      found: `${file}, ${st.isDirectory() ? 'a directory' : 'not a regular file'}`,
+    };
+  if (reader !== undefined) {
+    const bad = badBits(st, role, reader);
+    if (bad !== undefined)
+      return { kind: 'MODE', expected, found: `${file} with mode ${octal(st.mode)}${bad.why}: run ${bad.fix(file)}` };
+  }
+  try {
+    closeSync(openSync(file, 'r'));
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? String(err);
+    const fix =
+      code === 'EACCES' || code === 'EPERM'
+        ? `: run chgrp ${groupName(reader?.gid)} ${file} and chmod g+r ${file}`
+        : '';
+    return { kind: 'UNREADABLE', expected, found: `${file}, which ${who(reader)} may not read (${code})${fix}` };
+  }
+  return undefined;
+}
+
+function badBits(
+  st: Stats,
+  role: FileRole,
+  reader: FileReader,
+): { why: string; fix: (file: string) => string } | undefined {
+  const mode = st.mode & 0o777;
+  if (role === 'data') return undefined;
+  if (role === 'trusted') {
+    if ((mode & 0o002) === 0) return undefined;
+    return { why: ', writable by every user', fix: (f) => `chmod o-w ${f}` };
+  }
+  const open = (mode & 0o007) !== 0;
+  const groupWrite = (mode & 0o020) !== 0;
+  if (open || groupWrite) {
+    const why = [open ? 'open to every user' : '', groupWrite ? 'writable by its group' : ''].filter(Boolean);
+    const fix = [groupWrite ? 'g-w' : '', open ? 'o-rwx' : ''].filter(Boolean).join(',');
+    return { why: `, ${why.join(' and ')}`, fix: (f) => `chmod ${fix} ${f}` };
+  }
+  const ours = st.gid === reader.gid || reader.groups.includes(st.gid);
+  if ((mode & 0o070) === 0 || ours || reader.uid === 0) return undefined;
+  return {
+    why: ` and group ${groupName(st.gid)}, which ${who(reader)} is not in`,
+    fix: (f) => `chgrp ${groupName(reader.gid)} ${f}, or chmod g-rwx ${f} if the hub's user owns it`,
+  };
+}
+
+function octal(mode: number): string {
+  return (mode & 0o7777).toString(8).padStart(4, '0');
+}
+
+/** "the user ebadge": the hub's user, as the operator knows it. */
+function who(reader: FileReader | undefined): string {
+  if (reader === undefined) return 'the hub';
+  try {
+    return `the user ${userInfo().uid === reader.uid ? userInfo().username : reader.uid}`;
+  } catch {
+    return `the user ${reader.uid}`;
+  }
+}
+
+function group(reader: FileReader | undefined): string {
+  return `the group ${groupName(reader?.gid)}`;
+}
+
+/** A group's name from /etc/group (Node has no getgrgid), else its number. */
+export function groupName(gid: number | undefined): string {
+  if (gid === undefined) return "the hub's group";
+  try {
+    for (const line of readFileSync('/etc/group', 'utf8').split('\n')) {
+      const [name, , id] = line.split(':');
+      if (name !== undefined && name !== '' && Number(id) === gid) return name;
+    }
+  } catch {
+    // no /etc/group: the number says it as well
+  }
+  return String(gid);
+}

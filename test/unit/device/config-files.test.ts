@@ -1,0 +1,236 @@
+/**
+ * The files a hub.json names (docs/operations.md, "Files and modes"): relative paths resolve against the folder of
+ * hub.json, whatever the working directory (systemd's is /); a secret open to others, writable by its group or
+ * readable by a group the hub is not in, a world-writable trusted file, a missing file: each refused with one sentence
+ * naming the file, its mode and the command that fixes it, and `check-config` says exactly what the run says (78).
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import type { FileReader } from '../../../src/core/file-check.js';
+import { ConfigError, exampleConfig, loadConfig } from '../../../src/device/config/index.js';
+import { hubMain } from '../../../src/device/main.js';
+import { sleep } from '../../helpers/deadline.js';
+
+const test = suite('config: the files it names');
+
+interface Site {
+  dir: string;
+  file: string;
+  /** Writes hub.json: the example, with these top-level keys replaced. */
+  write(patch: Record<string, unknown>, mode?: number): void;
+  /** A file next to hub.json with this content and mode. */
+  put(name: string, content: string, mode: number): string;
+}
+
+async function inSite(fn: (s: Site) => void | Promise<void>): Promise<void> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'heh-config-files-'));
+  const file = path.join(dir, 'hub.json');
+  const site: Site = {
+    dir,
+    file,
+    write(patch, mode = 0o640) {
+      fs.writeFileSync(file, JSON.stringify({ ...(exampleConfig('state') as object), ...patch }));
+      fs.chmodSync(file, mode);
+    },
+    put(name, content, mode) {
+      const p = path.join(dir, name);
+      fs.mkdirSync(path.dirname(p), { recursive: true });
+      fs.writeFileSync(p, content);
+      fs.chmodSync(p, mode);
+      return p;
+    },
+  };
+  try {
+    await fn(site);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function refusal(fn: () => unknown): ConfigError {
+  try {
+    fn();
+  } catch (err) {
+    if (err instanceof ConfigError) return err;
+    throw err;
+  }
+  assert.unreachable('expected a ConfigError, but the configuration was accepted');
+  throw new Error('unreachable');
+}
+
+const guestBroker = (passwordFile: string): Record<string, unknown> => ({
+  url: 'amqp://127.0.0.1:5672',
+  username: 'guest',
+  passwordFile,
+});
+
+test("every relative path resolves against hub.json's folder, not the working directory; absolute ones stay", () =>
+  inSite((s) => {
+    s.put('secrets/broker.pw', 'guest\n', 0o600);
+    s.put('keys/keyring.json', '{}', 0o644);
+    s.put('keys/hub.key', '{}', 0o600);
+    s.put('data/pv.csv', 't,p\n0,1\n', 0o644);
+    s.write({
+      stateDir: 'state',
+      broker: guestBroker('secrets/broker.pw'),
+      crypto: { keyring: 'keys/keyring.json', privateKey: './keys/hub.key' },
+      devices: [
+        { name: 'pv', meter: { kind: 'csv', path: 'data/pv.csv' } },
+        { name: 'ev', meter: { kind: 'file', path: '/sys/ev/power' }, actuator: { kind: 'file', path: 'relay' } },
+      ],
+    });
+    const cwd = process.cwd();
+    assert.not.equal(cwd, s.dir);
+    const c = loadConfig(path.relative(cwd, s.file));
+    assert.is(c.stateDir, path.join(s.dir, 'state'));
+    assert.is(c.broker.passwordFile, path.join(s.dir, 'secrets/broker.pw'));
+    assert.equal(c.crypto, {
+      keyring: path.join(s.dir, 'keys/keyring.json'),
+      privateKey: path.join(s.dir, 'keys/hub.key'),
+      backend: 'auto',
+    });
+    assert.equal(c.devices[0]?.meter, { kind: 'csv', path: path.join(s.dir, 'data/pv.csv'), loop: true });
+    assert.equal(c.devices[1]?.meter, { kind: 'file', path: '/sys/ev/power', scale: 1 });
+    assert.equal(c.devices[1]?.actuator, { kind: 'file', path: path.join(s.dir, 'relay'), on: '1', off: '0' });
+  }));
+
+test('TLS files resolve too; the key is a secret, the CA and certificate only must not be world-writable', () =>
+  inSite((s) => {
+    s.put('tls/ca.pem', 'x', 0o644);
+    s.put('tls/cert.pem', 'x', 0o644);
+    const key = s.put('tls/key.pem', 'x', 0o600);
+    const broker = {
+      url: 'amqps://broker.example',
+      external: true,
+      tls: { ca: 'tls/ca.pem', cert: 'tls/cert.pem', key: 'tls/key.pem' },
+    };
+    s.write({ broker });
+    assert.equal(loadConfig(s.file).broker.tls, {
+      ca: path.join(s.dir, 'tls/ca.pem'),
+      cert: path.join(s.dir, 'tls/cert.pem'),
+      key,
+    });
+    fs.chmodSync(key, 0o640);
+    loadConfig(s.file);
+    fs.chmodSync(key, 0o644);
+    const err = refusal(() => loadConfig(s.file));
+    assert.is(err.path, '$.broker.tls.key');
+    assert.is(err.found, `${key} with mode 0644, open to every user: run chmod o-rwx ${key}`);
+    fs.chmodSync(key, 0o600);
+    fs.chmodSync(path.join(s.dir, 'tls/ca.pem'), 0o666);
+    const ca = refusal(() => loadConfig(s.file));
+    assert.is(ca.path, '$.broker.tls.ca');
+    assert.match(ca.found, / with mode 0666, writable by every user: run chmod o-w /);
+  }));
+
+test('a secret: 0600 and 0640 pass; open to others or writable by its group is refused, with the fix', () =>
+  inSite((s) => {
+    const pw = s.put('broker.pw', 'guest\n', 0o640);
+    s.write({ broker: guestBroker('broker.pw') });
+    loadConfig(s.file);
+    fs.chmodSync(pw, 0o600);
+    loadConfig(s.file);
+    const cases: [number, string][] = [
+      [0o644, 'open to every user: run chmod o-rwx'],
+      [0o604, 'open to every user: run chmod o-rwx'],
+      [0o660, 'writable by its group: run chmod g-w'],
+      [0o662, 'open to every user and writable by its group: run chmod g-w,o-rwx'],
+    ];
+    for (const [mode, what] of cases) {
+      fs.chmodSync(pw, mode);
+      const err = refusal(() => loadConfig(s.file));
+      assert.is(err.path, '$.broker.passwordFile');
+      assert.is(
+        err.message,
+        `${s.file}: $.broker.passwordFile: expected a secret file only its owner and the hub's group may read and only its owner may write, found ${pw} with mode 0${mode.toString(8)}, ${what} ${pw}`,
+      );
+    }
+  }));
+
+test('a group-readable secret whose group the hub is not in is refused (root, checking for the hub, is not)', () =>
+  inSite((s) => {
+    const pw = s.put('broker.pw', 'guest\n', 0o640);
+    s.write({ broker: guestBroker('broker.pw') });
+    const gid = fs.statSync(pw).gid;
+    const member: FileReader = { uid: 4242, gid: gid + 1, groups: [gid + 1, gid] };
+    const stranger: FileReader = { uid: 4242, gid: gid + 1, groups: [gid + 1] };
+    loadConfig(s.file, member);
+    const err = refusal(() => loadConfig(s.file, stranger));
+    assert.is(err.path, '$.broker.passwordFile');
+    assert.match(
+      err.found,
+      new RegExp(
+        `^${pw} with mode 0640 and group \\S+, which the user 4242 is not in: run chgrp \\S+ ${pw}, or chmod g-rwx ${pw} if the hub's user owns it$`,
+      ),
+    );
+    loadConfig(s.file, { uid: 0, gid: gid + 1, groups: [gid + 1] });
+    fs.chmodSync(pw, 0o600);
+    loadConfig(s.file, stranger);
+  }));
+
+test('the private key and the keyring are checked at load (check-config), not only when sealing starts', () =>
+  inSite((s) => {
+    const key = s.put('hub.key', '{}', 0o600);
+    const ring = s.put('keyring.json', '{}', 0o644);
+    s.write({ crypto: { keyring: 'keyring.json', privateKey: 'hub.key' } });
+    loadConfig(s.file);
+    fs.chmodSync(key, 0o644);
+    assert.is(refusal(() => loadConfig(s.file)).path, '$.crypto.privateKey');
+    fs.chmodSync(key, 0o600);
+    fs.chmodSync(ring, 0o646);
+    const err = refusal(() => loadConfig(s.file));
+    assert.is(err.path, '$.crypto.keyring');
+    assert.is(err.expected, 'a file no other user may write');
+    fs.chmodSync(ring, 0o644);
+    fs.rmSync(key);
+    const gone = refusal(() => loadConfig(s.file));
+    assert.is(gone.message, `${s.file}: $.crypto.privateKey: expected an existing file, found no file ${key} (ENOENT)`);
+  }));
+
+test('hub.json itself must not be world-writable; a missing password or CSV file is named', () =>
+  inSite((s) => {
+    s.write({}, 0o666);
+    const err = refusal(() => loadConfig(s.file));
+    assert.is(err.path, '$');
+    assert.is(err.found, `${s.file} with mode 0666, writable by every user: run chmod o-w ${s.file}`);
+    s.write({ broker: guestBroker('broker.pw') });
+    assert.is(refusal(() => loadConfig(s.file)).found, `no file ${path.join(s.dir, 'broker.pw')} (ENOENT)`);
+    s.write({ devices: [{ name: 'pv', meter: { kind: 'csv', path: 'pv.csv' } }] });
+    const csv = refusal(() => loadConfig(s.file));
+    assert.is(csv.path, '$.devices[0].meter.path');
+    assert.is(csv.found, `no file ${path.join(s.dir, 'pv.csv')} (ENOENT)`);
+  }));
+
+test('check-config and the run refuse a bad secret with the same one line, exit 78', () =>
+  inSite(async (s) => {
+    const pw = s.put('broker.pw', 'guest\n', 0o644);
+    s.write({ broker: guestBroker('broker.pw') });
+    const said = async (argv: string[]): Promise<[number, string[], string[]]> => {
+      const out: string[] = [];
+      const err: string[] = [];
+      // A run that got past the checks would go on: it is stopped, and the comparison below fails.
+      const code = await hubMain(argv, {
+        io: { out: (l) => out.push(l), err: (l) => err.push(l) },
+        stop: sleep(3000),
+      });
+      return [code, out, err];
+    };
+    const check = await said(['check-config', '--config', s.file]);
+    const run = await said(['--config', s.file]);
+    assert.equal(check, run);
+    assert.equal(check, [
+      78,
+      [],
+      [
+        `configuration error: ${s.file}: $.broker.passwordFile: expected a secret file only its owner and the hub's group may read and only its owner may write, found ${pw} with mode 0644, open to every user: run chmod o-rwx ${pw}`,
+      ],
+    ]);
+    fs.chmodSync(pw, 0o640);
+    const ok = await said(['check-config', '--config', s.file]);
+    assert.is(ok[0], 0, ok[2].join('\n'));
+  }));
+
+test.run();
