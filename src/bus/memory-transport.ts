@@ -390,8 +390,9 @@ export class MemoryTransport extends TypedEmitter<TransportEvents> implements Tr
     this.#inFlight.add(d);
     const onMessage = this.#onMessage as (m: Incoming<MemoryMessage>) => Promise<void>;
     this.#running++;
-    // Asynchronous, as a broker's delivery is: a send resolves before the peer's handler runs.
-    queueMicrotask(() => {
+    // On a later turn of the event loop, as a broker's delivery is: a send resolves before the peer's handler runs,
+    // and a message retried without end (a handler that always fails) cannot starve timers and I/O.
+    setImmediate(() => {
       onMessage(this.#incoming(d))
         .catch((err: unknown) => {
           this.problems.push(`the consumer failed on message ${message.seq}: ${String(err)}`);

@@ -1,0 +1,360 @@
+/**
+ * The Connector's receive pipeline without a broker (src/bus/receive.ts, dispatch.ts), over the in-memory transport:
+ * what is refused before any handler (unknown sender, data model version, codec failures answered with their code
+ * when the msg_id is known), duplicates acked and dropped, a copy arriving while the first is in flight waiting for
+ * its outcome, failing handlers retried up to deliveryLimit then dead-lettered with one 500, exactly one response
+ * per msg_id, and a handler deciding the ack itself. test/integration/bus-failures.test.ts proves the same against
+ * RabbitMQ; these cover the logic fast and deterministically.
+ */
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { settle } from '../../../src/bus/index.js';
+import type { Message } from '../../../src/codec/index.js';
+import { deliver, gate, HUB, json, pair, responses, until, uuid, VPP } from '../../helpers/memory-bus.js';
+
+const setClock = (n: number, offset = 1): Message<'set_clock'> => ({ msg: 'set_clock', offset, msg_id: uuid(n) });
+
+const s = suite('receive: refused before any handler');
+
+s('a delivery the transport vouches for no sender is dead-lettered UNKNOWN_SENDER, never handled', async () => {
+  const { hub } = pair();
+  const handled: unknown[] = [];
+  hub.onSetClock((m) => {
+    handled.push(m);
+  });
+  const dead: string[] = [];
+  hub.on('dead-letter', (_reason, code) => dead.push(code));
+  await hub.start();
+  const t = hub.transport;
+  const settled = await deliver(t, setClock(1), { from: undefined, messageId: 'x1' });
+  assert.is(settled.outcome, 'dead');
+  assert.is(settled.code, 'UNKNOWN_SENDER');
+  assert.equal(dead, ['UNKNOWN_SENDER']);
+  assert.equal(handled, []);
+  assert.equal(t.sent, [], 'nobody to answer');
+  await hub.close();
+});
+
+s('a data model version other than 3.x is refused (VERSION) and dead-lettered; 3.0 and none are taken', async () => {
+  const { hub } = pair();
+  const handled: number[] = [];
+  hub.onSetClock((m) => {
+    handled.push(m.offset ?? 0);
+  });
+  await hub.start();
+  const t = hub.transport;
+  const v4 = await deliver(t, setClock(1, 1), { messageId: 'a', headers: { 'x-ebadge-dm': '4.0' } });
+  assert.equal([v4.outcome, v4.code], ['dead', 'VERSION']);
+  assert.match(v4.reason ?? '', /data model version 4\.0 is not supported \(this is 3\.1\)/);
+  assert.is((await deliver(t, setClock(2, 2), { messageId: 'b', headers: { 'x-ebadge-dm': '3.0' } })).outcome, 'ack');
+  assert.is((await deliver(t, setClock(3, 3), { messageId: 'c', headers: {} })).outcome, 'ack');
+  assert.equal(handled, [2, 3]);
+  await hub.close();
+});
+
+s(
+  'codec failures never reach a handler: dead-lettered with DECODE_<code>, answered with the code when the msg_id is known',
+  async () => {
+    const { hub } = pair();
+    const handled: string[] = [];
+    hub.onGetReport(() => {
+      handled.push('get_report');
+    });
+    hub.onSetClock(() => {
+      handled.push('set_clock');
+    });
+    await hub.start();
+    const t = hub.transport;
+    const cases: { name: string; raw: string; code: string; answered?: [number, string] }[] = [
+      { name: 'not JSON', raw: '{"msg": "set_clock", ', code: 'DECODE_400' },
+      {
+        name: 'an unknown type with a msg_id',
+        raw: JSON.stringify({ msg: 'make_coffee', msg_id: uuid(10) }),
+        code: 'DECODE_453',
+        answered: [453, uuid(10)],
+      },
+      {
+        name: 'a field of the wrong type, msg_id in upper case',
+        raw: JSON.stringify({ msg: 'set_clock', offset: 'soon', msg_id: uuid(11).toUpperCase() }),
+        code: 'DECODE_400',
+        answered: [400, uuid(11)],
+      },
+      {
+        name: 'a required field missing, no msg_id',
+        raw: JSON.stringify({ msg: 'get_report', from: '2026-01-01T00:00:00Z' }),
+        code: 'DECODE_400',
+      },
+    ];
+    for (const c of cases) {
+      const before = t.sent.length;
+      const settled = await deliver(t, { msg: 'set_clock' }, { raw: c.raw, messageId: `m-${c.name}` });
+      assert.equal([settled.outcome, settled.code], ['dead', c.code], c.name);
+      const sent = t.sent.slice(before);
+      if (c.answered === undefined) {
+        assert.equal(sent, [], `${c.name}: no msg_id, no response`);
+        continue;
+      }
+      assert.is(sent.length, 1, c.name);
+      const r = json(sent[0] as (typeof sent)[0]);
+      assert.equal([r['msg'], r['response_code'], r['msg_id']], ['response', ...c.answered], c.name);
+      assert.is(sent[0]?.properties.correlationId, `m-${c.name}`, `${c.name}: correlated with the refused message`);
+    }
+    assert.equal(handled, [], 'no handler saw any of them');
+    assert.equal(t.deadLetters.length, cases.length);
+    // The next good message is handled.
+    assert.is((await deliver(t, setClock(12), { messageId: 'good' })).outcome, 'ack');
+    assert.equal(handled, ['set_clock']);
+    await hub.close();
+  },
+);
+
+s('a sealed body with no keyring configured is dead-lettered NO_KEY', async () => {
+  const { hub } = pair();
+  await hub.start();
+  const t = hub.transport;
+  const settled = await t.inject({
+    body: Buffer.from([1, 2, 3]),
+    properties: { messageId: 'sealed', contentType: 'application/vnd.ebadge.heh-e2e', type: 'set_clock' },
+  });
+  assert.equal([settled.outcome, settled.code], ['dead', 'NO_KEY']);
+  await hub.close();
+});
+
+const d = suite('receive: duplicates');
+
+d(
+  'the same message id twice: handled once, answered once, the copy acked and dropped with a duplicate event',
+  async () => {
+    const { hub } = pair();
+    let calls = 0;
+    hub.onSetClock(() => {
+      calls++;
+    });
+    const dups: string[] = [];
+    hub.on('duplicate', (id, sender) => dups.push(`${id} from ${sender}`));
+    await hub.start();
+    const t = hub.transport;
+    assert.is((await deliver(t, setClock(1), { messageId: 'same' })).outcome, 'ack');
+    assert.is((await deliver(t, setClock(1), { messageId: 'same' })).outcome, 'ack');
+    assert.is(calls, 1);
+    assert.equal(dups, [`same from ${VPP}`]);
+    assert.equal(responses(t), [[200, uuid(1)]]);
+    // Without a transport message id the msg_id is the identity; a response's msg_id never is.
+    assert.is((await deliver(t, setClock(2))).outcome, 'ack');
+    assert.is((await deliver(t, setClock(2))).outcome, 'ack');
+    assert.is(calls, 2, 'the same msg_id without a message id: a duplicate too');
+    await hub.close();
+  },
+);
+
+d('duplicates are remembered for the dedupe TTL of the injected clock, then forgotten', async () => {
+  const { hub, clock } = pair({ hub: { dedupe: { ttlMs: 60_000 } } });
+  let calls = 0;
+  hub.onSetClock(() => {
+    calls++;
+  });
+  await hub.start();
+  const t = hub.transport;
+  await deliver(t, setClock(1), { messageId: 'same' });
+  await clock.advance(59_000);
+  await deliver(t, setClock(1), { messageId: 'same' });
+  assert.is(calls, 1, 'within the TTL: a duplicate');
+  await clock.advance(2 * 60_000 + 1);
+  await deliver(t, setClock(1), { messageId: 'same' });
+  assert.is(calls, 2, 'two TTLs later: a new message');
+  await hub.close();
+});
+
+d(
+  'a copy that arrives while the first is in flight waits for its outcome: acked as a duplicate after a success',
+  async () => {
+    const { hub } = pair();
+    const g = gate();
+    let calls = 0;
+    hub.onSetClock(async () => {
+      calls++;
+      await g.wait;
+    });
+    await hub.start();
+    const t = hub.transport;
+    const first = deliver(t, setClock(1), { messageId: 'same' });
+    const copy = deliver(t, setClock(1), { messageId: 'same' });
+    await until(() => t.unsettled === 2 && calls === 1);
+    await settle(20);
+    assert.is(calls, 1, 'the copy did not start a second handler');
+    assert.is(t.unsettled, 2, 'both wait: the first in its handler, the copy for its outcome');
+    g.open();
+    assert.equal([(await first).outcome, (await copy).outcome], ['ack', 'ack']);
+    assert.is(calls, 1);
+    assert.equal(responses(t), [[200, uuid(1)]], 'one response');
+    await hub.close();
+  },
+);
+
+d('a copy that arrives while the first is in flight is handled itself when the first failed', async () => {
+  const { hub } = pair();
+  const g = gate();
+  let calls = 0;
+  hub.onSetClock(async () => {
+    calls++;
+    if (calls === 1) {
+      await g.wait;
+      throw new Error('first attempt fails');
+    }
+  });
+  const errors: boolean[] = [];
+  hub.on('handler-error', (_e, _type, final) => errors.push(final));
+  await hub.start();
+  const t = hub.transport;
+  const first = deliver(t, setClock(1), { messageId: 'same' });
+  const copy = deliver(t, setClock(1), { messageId: 'same' });
+  await until(() => t.unsettled === 2 && calls === 1);
+  g.open();
+  assert.is((await first).outcome, 'retry');
+  assert.is((await copy).outcome, 'ack', 'the copy is the message now');
+  await t.network.idle();
+  // The retried first copy comes back and is a duplicate of the copy that succeeded.
+  assert.equal(
+    t.settlements.map((x) => x.outcome),
+    ['retry', 'ack', 'ack'],
+  );
+  assert.is(calls, 2);
+  assert.equal(errors, [false]);
+  assert.equal(responses(t), [[200, uuid(1)]]);
+  await hub.close();
+});
+
+const f = suite('dispatch: failing handlers, one response per msg_id');
+
+f('a handler that throws twice then succeeds gets the message 3 times; acked and answered 200 once', async () => {
+  for (const countDeliveries of [true, false]) {
+    const { hub } = pair({ countDeliveries });
+    const counts: number[] = [];
+    hub.onSetClock((_m, ctx) => {
+      counts.push(ctx.delivery.deliveryCount);
+      if (counts.length < 3) throw new Error(`attempt ${counts.length}`);
+    });
+    await hub.start();
+    const t = hub.transport;
+    await deliver(t, setClock(1), { messageId: 'm' });
+    await t.network.idle();
+    const what = countDeliveries ? 'quorum queue' : 'classic queue';
+    assert.equal(
+      t.settlements.map((x) => x.outcome),
+      ['retry', 'retry', 'ack'],
+      what,
+    );
+    assert.equal(counts, countDeliveries ? [0, 1, 2] : [0, 0, 0], `${what}: the delivery counts seen`);
+    assert.equal(responses(t), [[200, uuid(1)]], what);
+    await hub.close();
+  }
+});
+
+f('a handler that always throws: dead-lettered after deliveryLimit with the error, one 500 response', async () => {
+  for (const countDeliveries of [true, false]) {
+    const what = countDeliveries ? 'quorum queue' : 'classic queue (the connector counts)';
+    const { hub } = pair({ countDeliveries, hub: { deliveryLimit: 3 } });
+    let calls = 0;
+    hub.onSetClock(() => {
+      calls++;
+      throw new Error('the actuator is on fire');
+    });
+    const finals: boolean[] = [];
+    hub.on('handler-error', (_e, type, final) => {
+      assert.is(type, 'set_clock');
+      finals.push(final);
+    });
+    await hub.start();
+    const t = hub.transport;
+    await deliver(t, setClock(1), { messageId: 'm' });
+    await t.network.idle();
+    assert.is(calls, 3, what);
+    assert.equal(finals, [false, false, true], what);
+    assert.equal(
+      t.settlements.map((x) => x.outcome),
+      ['retry', 'retry', 'dead'],
+      what,
+    );
+    const dead = t.deadLetters[0];
+    assert.is(dead?.code, 'HANDLER_FAILED', what);
+    assert.match(dead?.reason ?? '', /the handler failed 3 times: Error: the actuator is on fire/);
+    const sent = t.sent.map(json);
+    assert.is(sent.length, 1, `${what}: one response`);
+    assert.equal([sent[0]?.['response_code'], sent[0]?.['msg_id']], [500, uuid(1)]);
+    assert.match(String(sent[0]?.['response_desc']), /^set_clock failed 3 times: the actuator is on fire/);
+    // The same message again later: a duplicate, not a fourth attempt.
+    await deliver(t, setClock(1), { messageId: 'm' });
+    assert.is(calls, 3, `${what}: the dead-lettered message is remembered`);
+    await hub.close();
+  }
+});
+
+f(
+  'exactly one response per msg_id: respond twice, reply with a response, then the connector: one is sent',
+  async () => {
+    const { hub } = pair();
+    hub.onSetClock(async (m, ctx) => {
+      await ctx.respond(451, 'not now');
+      await ctx.respond(200);
+      await ctx.reply({ msg: 'response', msg_id: m.msg_id ?? null, response_code: 202, response_desc: 'again' });
+    });
+    hub.onSetSmartMode(async (_m, ctx) => {
+      await ctx.reply({ msg: 'response', msg_id: null, response_code: 200, response_desc: 'a reply of my own' });
+    });
+    await hub.start();
+    const t = hub.transport;
+    await deliver(t, setClock(1), { messageId: 'a' });
+    assert.equal(responses(t), [[451, uuid(1)]], 'the first answer only; no automatic 200 after it');
+    await deliver(t, { msg: 'set_smart_mode', mode: 'passive', reset: false, msg_id: uuid(2) }, { messageId: 'b' });
+    assert.equal(
+      responses(t).slice(1),
+      [
+        [200, null],
+        [200, uuid(2)],
+      ],
+      "a response with msg_id null answers something else: the msg_id still gets the connector's 200",
+    );
+    await hub.close();
+  },
+);
+
+f('a response is never answered, and a type nobody handles is answered 453 and acked', async () => {
+  const { hub } = pair();
+  const unhandled: string[] = [];
+  hub.on('unhandled', (m, sender) => unhandled.push(`${m.msg} ${sender}`));
+  await hub.start();
+  const t = hub.transport;
+  const r = { msg: 'response', msg_id: uuid(1), response_code: 200, response_desc: 'OK' };
+  assert.is((await deliver(t, r, { messageId: 'r' })).outcome, 'ack');
+  assert.is((await deliver(t, setClock(2), { messageId: 's' })).outcome, 'ack');
+  assert.equal(unhandled, [`response ${VPP}`, `set_clock ${VPP}`]);
+  assert.equal(responses(t), [[453, uuid(2)]]);
+  assert.match(String(t.sent.map(json)[0]?.['response_desc']), new RegExp(`set_clock is not handled by ${HUB}`));
+  await hub.close();
+});
+
+f('ctx.ack(), ctx.nack() and ctx.nack(false): the handler decides, the connector adds nothing', async () => {
+  const { hub } = pair();
+  const seen: number[] = [];
+  hub.onSetClock((m, ctx) => {
+    seen.push(m.offset ?? 0);
+    if (m.offset === 1) ctx.ack();
+    if (m.offset === 2 && !ctx.delivery.redelivered) ctx.nack();
+    if (m.offset === 3) ctx.nack(false);
+  });
+  await hub.start();
+  const t = hub.transport;
+  assert.is((await deliver(t, setClock(1, 1), { messageId: 'a' })).outcome, 'ack');
+  assert.is((await deliver(t, setClock(2, 2), { messageId: 'b' })).outcome, 'retry');
+  await t.network.idle();
+  assert.is((await deliver(t, setClock(3, 3), { messageId: 'c' })).outcome, 'dead');
+  assert.equal(seen, [1, 2, 2, 3]);
+  assert.is(t.deadLetters[0]?.code, 'NACKED');
+  assert.equal(responses(t), [[200, uuid(2)]], 'only the message the connector acked itself is answered');
+  assert.equal(t.problems, [], 'nothing settled twice');
+  await hub.close();
+});
+
+s.run();
+d.run();
+f.run();

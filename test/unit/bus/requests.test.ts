@@ -1,0 +1,381 @@
+/**
+ * request() and its reply without a broker (src/bus/requests.ts), between two connectors over the in-memory transport
+ * with a ManualClock: replies matched by request_id, by (id, modification_count), by msg_id and its response, by the
+ * first version's period and device, and by correlation_id; error responses reject REJECTED with the reply; timeouts
+ * on the injected clock; CLOSED on close; a send that fails fails its request; and end-to-end sealing on the way.
+ * test/integration/bus-messages.test.ts and bus-sealed.test.ts prove the same against RabbitMQ.
+ */
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { BusError, CONTENT_TYPE_SEALED, Connector, MemoryNetwork, type Outgoing } from '../../../src/bus/index.js';
+import { EbTime, encode, type Message } from '../../../src/codec/index.js';
+import { CryptoError } from '../../../src/crypto/index.js';
+import { deliver, HUB, pair, sealers, soon, until, uuid, VPP } from '../../helpers/memory-bus.js';
+
+const T0 = EbTime.parse('2026-01-01T00:00:00Z');
+const CAPS = (devices: string[]): Message<'capabilities'> => ({
+  msg: 'capabilities',
+  device_name: 'unit',
+  device_version: '1',
+  devices,
+});
+
+/** The REJECTED error a request ended with; fails if it resolved. */
+async function rejected(p: Promise<unknown>): Promise<BusError> {
+  try {
+    await p;
+  } catch (err) {
+    if (err instanceof BusError) return err;
+    throw err;
+  }
+  throw new Error('expected the request to fail');
+}
+
+const m = suite('request: matching the reply');
+
+m('get_report: by request_id, set when absent; two at once answered in reverse order', async () => {
+  const { hub, vpp } = pair();
+  const held: { resolve: () => void; m: Message<'get_report'> }[] = [];
+  hub.onGetReport(async (q, ctx) => {
+    await new Promise<void>((resolve) => held.push({ resolve, m: q }));
+    await ctx.reply({
+      msg: 'report',
+      from: q.from,
+      to: q.to,
+      resolution: q.resolution,
+      values: { [q.signals[0] as string]: [1] },
+    });
+  });
+  await hub.start();
+  await vpp.start();
+  const ask = (signal: string, requestId?: string): Promise<Message> =>
+    vpp.request(HUB, {
+      msg: 'get_report',
+      from: T0,
+      to: T0.plusSeconds(900),
+      resolution: 900,
+      signals: [signal],
+      ...(requestId === undefined ? {} : { request_id: requestId }),
+    });
+  const a = ask('a.p');
+  const b = ask('b.p', uuid(7));
+  await until(() => held.length === 2);
+  assert.match(held[0]?.m.request_id ?? '', /^[0-9a-f-]{36}$/, 'request_id set when absent');
+  assert.is(held[1]?.m.request_id, uuid(7), 'a request_id given is kept');
+  held[1]?.resolve();
+  held[0]?.resolve();
+  const [ra, rb] = (await soon(Promise.all([a, b]))) as Message<'report'>[];
+  assert.equal(Object.keys(ra?.values ?? {}), ['a.p']);
+  assert.equal(Object.keys(rb?.values ?? {}), ['b.p']);
+  assert.is(rb?.request_id, uuid(7));
+  await Promise.all([hub.close(), vpp.close()]);
+});
+
+m(
+  'activate: by (id, modification_count); accept and reject resolve, a response refusing the id rejects REJECTED',
+  async () => {
+    const { hub, vpp } = pair();
+    // Answered as a 2015 peer does, without correlation_id: only the activation's own keys can match the replies.
+    hub.onActivate(async (a, ctx) => {
+      const send = (reply: Message): Promise<void> => hub.publish(ctx.sender, reply);
+      const ids = { id: a.id, modification_count: a.modification_count };
+      if (a.quantity < 0) return send({ msg: 'reject_activation', ...ids, code: 451, reason: 'no' });
+      if (a.quantity === 0)
+        return send({
+          msg: 'response',
+          msg_id: null,
+          response_code: 450,
+          response_desc: 'stale',
+          ref_msg: 'activate',
+          id: a.id,
+        });
+      // An answer for another count of the same id first: it must not settle this request.
+      await send({ msg: 'accept_activation', id: a.id, modification_count: a.modification_count + 7 });
+      return send({ msg: 'accept_activation', ...ids });
+    });
+    const unhandled: string[] = [];
+    vpp.on('unhandled', (x) =>
+      unhandled.push(`${x.msg} ${String((x as { modification_count?: number }).modification_count)}`),
+    );
+    await hub.start();
+    await vpp.start();
+    const activate = (id: string, count: number, quantity: number): Promise<Message> =>
+      vpp.request(HUB, {
+        msg: 'activate',
+        id,
+        modification_count: count,
+        from: T0,
+        to: T0.plusSeconds(900),
+        quantity,
+        device: null,
+      });
+    assert.equal(await soon(activate(uuid(1), 3, 1)), { msg: 'accept_activation', id: uuid(1), modification_count: 3 });
+    assert.equal(unhandled, ['accept_activation 10'], 'the other count went to the handlers, not to this request');
+    const r = await soon(activate(uuid(2), 0, -1));
+    assert.equal([r.msg, (r as Message<'reject_activation'>).code], ['reject_activation', 451], 'a reject is a reply');
+    const e = await soon(rejected(activate(uuid(3), 1, 0)));
+    assert.is(e.code, 'REJECTED');
+    assert.equal([e.reply?.msg, (e.reply as Message<'response'>).response_code], ['response', 450]);
+    assert.match(e.message, new RegExp(`^${HUB} answered 450 stale$`));
+    await Promise.all([hub.close(), vpp.close()]);
+  },
+);
+
+m(
+  "set_clock with a msg_id: the connector's 200 resolves it; a handler's ctx.respond(451) rejects REJECTED",
+  async () => {
+    const { hub, vpp } = pair();
+    hub.onSetClock((q, ctx) => (q.offset === 0 ? ctx.respond(451, 'not allowed') : undefined));
+    await hub.start();
+    await vpp.start();
+    const ok = (await soon(vpp.request(HUB, { msg: 'set_clock', offset: 5 }))) as Message<'response'>;
+    assert.equal([ok.msg, ok.response_code, ok.ref_msg], ['response', 200, 'set_clock']);
+    assert.match(ok.msg_id ?? '', /^[0-9a-f-]{36}$/, 'msg_id set when absent');
+    const e = await soon(rejected(vpp.request(HUB, { msg: 'set_clock', offset: 0, msg_id: uuid(9) })));
+    assert.equal(
+      [e.code, (e.reply as Message<'response'>).response_code, (e.reply as Message<'response'>).msg_id],
+      ['REJECTED', 451, uuid(9)],
+    );
+    await Promise.all([hub.close(), vpp.close()]);
+  },
+);
+
+m('get_load_report (the first version, no ids): by period and device', async () => {
+  const { hub, vpp } = pair();
+  // The first version sets no correlation_id either: only the period and device can match.
+  hub.onGetLoadReport((q, ctx) =>
+    hub.publish(ctx.sender, {
+      msg: 'load_report',
+      from: q.from,
+      to: q.to,
+      resolution: q.resolution,
+      device: q.device ?? null,
+      values: [q.device === 'boiler' ? 2 : 1],
+    }),
+  );
+  await hub.start();
+  await vpp.start();
+  const ask = (device: string | null): Promise<Message> =>
+    vpp.request(HUB, { msg: 'get_load_report', from: T0, to: T0.plusSeconds(900), resolution: 900, device });
+  const [all, boiler] = (await soon(Promise.all([ask(null), ask('boiler')]))) as Message<'load_report'>[];
+  assert.equal([all?.device, all?.values], [null, [1]]);
+  assert.equal([boiler?.device, boiler?.values], ['boiler', [2]]);
+  await Promise.all([hub.close(), vpp.close()]);
+});
+
+m('correlation_id alone: a reply that carries no id of the request still settles it', async () => {
+  const { hub, vpp } = pair();
+  hub.onGetCapabilities(async (_q, ctx) => {
+    // Published by hand, without the request_id ctx.reply would echo: only the transport's correlation_id links it.
+    await hub.publish(ctx.sender, CAPS(['x']), {
+      ...(ctx.delivery.messageId === undefined ? {} : { correlationId: ctx.delivery.messageId }),
+    });
+  });
+  await hub.start();
+  await vpp.start();
+  const r = (await soon(vpp.request(HUB, { msg: 'get_capabilities', device: null }))) as Message<'capabilities'>;
+  assert.equal([r.msg, r.devices, r.request_id], ['capabilities', ['x'], undefined]);
+  await Promise.all([hub.close(), vpp.close()]);
+});
+
+m('keys are per peer: the same request_id from another peer does not settle the request', async () => {
+  const network = new MemoryNetwork();
+  const vpp = new Connector({ transport: network.transport({ name: VPP, peers: [HUB, 'heh-other'] }) });
+  const hubT = network.transport({ name: HUB, peers: [VPP] });
+  const other = network.transport({ name: 'heh-other', peers: [VPP] });
+  const unhandled: string[] = [];
+  vpp.on('unhandled', (x, sender) => unhandled.push(`${x.msg} from ${sender}`));
+  await vpp.start();
+  const reply = vpp.request(
+    HUB,
+    { msg: 'get_status_report', from: T0, to: T0.plusSeconds(60), severity_threshold: 0, request_id: uuid(8) },
+    { timeout: 60_000 },
+  );
+  const status = encode({
+    msg: 'status_report',
+    status: 'ok',
+    clock: T0,
+    events: [],
+    mode: 'normal',
+    request_id: uuid(8),
+  });
+  const from = (entity: string, messageId: string): Outgoing => ({
+    to: VPP,
+    routingKey: 'status_report',
+    body: status,
+    properties: {
+      messageId,
+      type: 'status_report',
+      contentType: 'application/json',
+      timestamp: new Date(),
+      appId: entity,
+      headers: {},
+    },
+  });
+  await other.send(from('heh-other', 'o1'));
+  await until(() => unhandled.length === 1);
+  assert.equal(unhandled, ['status_report from heh-other']);
+  await hubT.send(from(HUB, 'h1'));
+  assert.is((await soon(reply)).msg, 'status_report');
+  await vpp.close();
+});
+
+const t = suite('request: timeouts, close, failed sends');
+
+t(
+  'no reply in time: TIMEOUT on the injected clock, not before; the late reply goes to the unhandled event',
+  async () => {
+    const { hub, vpp, clock } = pair({ vpp: { requestTimeoutMs: 5000 } });
+    const held: (() => Promise<void>)[] = [];
+    hub.onGetCapabilities((_q, ctx) => {
+      held.push(() => ctx.reply(CAPS([])));
+    });
+    const unhandled: string[] = [];
+    vpp.on('unhandled', (x) => unhandled.push(x.msg));
+    await hub.start();
+    await vpp.start();
+    let outcome: unknown;
+    const p = vpp.request(HUB, { msg: 'get_capabilities', device: null }).then(
+      (r) => {
+        outcome = r;
+      },
+      (e: unknown) => {
+        outcome = e;
+      },
+    );
+    await until(() => held.length === 1);
+    await clock.advance(4999);
+    assert.is(outcome, undefined, 'still waiting 1 ms before the timeout');
+    await clock.advance(1);
+    await p;
+    assert.instance(outcome, BusError);
+    assert.is((outcome as BusError).code, 'TIMEOUT');
+    assert.is((outcome as BusError).message, `no reply to get_capabilities from ${HUB} within 5000 ms`);
+    await held[0]?.();
+    await until(() => unhandled.length === 1);
+    assert.equal(unhandled, ['capabilities']);
+    // A per-call timeout wins over the connector's.
+    const q = rejected(vpp.request(HUB, { msg: 'get_capabilities', device: null }, { timeout: 10 }));
+    await until(() => held.length === 2);
+    await clock.advance(10);
+    assert.is((await q).code, 'TIMEOUT');
+    assert.is(clock.pending, 0, 'no timer left behind');
+    await Promise.all([hub.close(), vpp.close()]);
+  },
+);
+
+t(
+  'close() fails the pending requests with CLOSED and cancels their timers; publishing after it fails CLOSED',
+  async () => {
+    const { hub, vpp, clock } = pair();
+    hub.onGetCapabilities(() => undefined);
+    await hub.start();
+    await vpp.start();
+    const p = rejected(vpp.request(HUB, { msg: 'get_capabilities', device: null }));
+    await until(() => vpp.transport.sent.length === 1);
+    await vpp.close();
+    assert.is((await soon(p)).code, 'CLOSED');
+    assert.is(clock.pending, 0);
+    assert.is((await rejected(vpp.publish(HUB, { msg: 'get_all_prices' }))).code, 'CLOSED');
+    await hub.close();
+  },
+);
+
+t('a send that fails fails its request with that error, at once', async () => {
+  const { hub, vpp, clock } = pair();
+  await hub.start();
+  await vpp.start();
+  const nack = new Error('nacked by the broker');
+  vpp.transport.sendFailure = () => nack;
+  let err: unknown;
+  try {
+    await soon(vpp.request(HUB, { msg: 'get_capabilities', device: null }));
+  } catch (e) {
+    err = e;
+  }
+  assert.is(err, nack);
+  assert.is(clock.pending, 0, 'its timeout is cancelled');
+  assert.is((await rejected(vpp.request('heh-nobody', { msg: 'get_all_prices' }))).code, 'UNKNOWN_PEER');
+  await Promise.all([hub.close(), vpp.close()]);
+});
+
+const z = suite('request: sealed end to end');
+
+z(
+  'sealed both ways: the reply correlates, the body on the wire is an envelope, clear text and replays are refused',
+  async () => {
+    const keys = sealers(HUB, VPP, ['report', 'response'], ['get_report', 'set_clock'], Date.now);
+    const { hub, vpp } = pair({ hub: { sealer: keys.a }, vpp: { sealer: keys.b } });
+    const seen: boolean[] = [];
+    hub.onGetReport((q, ctx) => {
+      seen.push(ctx.sealed);
+      return ctx.reply({
+        msg: 'report',
+        from: q.from,
+        to: q.to,
+        resolution: q.resolution,
+        values: { 'total.p': [1, 2] },
+      });
+    });
+    hub.onSetClock(() => undefined);
+    const refused: string[] = [];
+    hub.on('dead-letter', (_r, code) => refused.push(code));
+    const dups: string[] = [];
+    hub.on('duplicate', (id) => dups.push(id));
+    await hub.start();
+    await vpp.start();
+    const reply = (await soon(
+      vpp.request(HUB, {
+        msg: 'get_report',
+        from: T0,
+        to: T0.plusSeconds(1800),
+        resolution: 900,
+        signals: ['total.p'],
+      }),
+    )) as Message<'report'>;
+    assert.equal(reply.values, { 'total.p': [1, 2] });
+    assert.equal(seen, [true]);
+    const wire = vpp.transport.sent[0];
+    assert.is(wire?.properties.contentType, CONTENT_TYPE_SEALED);
+    assert.not.ok(
+      Buffer.from(wire?.body ?? [])
+        .toString('latin1')
+        .includes('get_report'),
+      'the broker sees no JSON',
+    );
+    assert.is(hub.transport.sent[0]?.properties.contentType, CONTENT_TYPE_SEALED, 'the reply is sealed too');
+
+    // Clear text from a peer that has keys: refused, never handled.
+    const clear = await deliver(
+      hub.transport,
+      { msg: 'set_clock', offset: 1, msg_id: uuid(1) },
+      { messageId: 'clear' },
+    );
+    assert.equal([clear.outcome, clear.code], ['dead', 'NOT_SEALED']);
+    // The same envelope again (a replay): acked and dropped as a duplicate.
+    const env = wire as NonNullable<typeof wire>;
+    const replay = await hub.transport.inject({
+      body: env.body,
+      properties: { ...env.properties, messageId: 'replayed' },
+    });
+    assert.is(replay.outcome, 'ack');
+    assert.equal(dups, ['replayed']);
+    assert.equal(seen, [true], 'the replay reached no handler');
+    assert.equal(refused, ['NOT_SEALED']);
+    // A type the keyring does not let us send to this peer is refused when sealing, before anything is sent.
+    const before = vpp.transport.sent.length;
+    let err: unknown;
+    try {
+      await vpp.publish(HUB, { msg: 'get_all_prices' });
+    } catch (e) {
+      err = e;
+    }
+    assert.ok(err instanceof CryptoError && err.code === 'TYPE_NOT_ALLOWED', String(err));
+    assert.is(vpp.transport.sent.length, before);
+    await Promise.all([hub.close(), vpp.close()]);
+  },
+);
+
+m.run();
+t.run();
+z.run();
