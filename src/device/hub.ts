@@ -60,6 +60,12 @@ export const EVENTS = {
   contingency_end: 1,
   clock_set: 1,
   mode_changed: 1,
+  // The disk under stateDir (src/device/storage.ts): refusing writes (end_time null until storage_ok), writing
+  // again, data that could not be kept at all, the state file repaired at start.
+  storage_fault: 2,
+  storage_ok: 1,
+  storage_lost: 3,
+  state_damaged: 3,
 } as const;
 export type EventType = keyof typeof EVENTS;
 
