@@ -545,7 +545,15 @@ export class History {
     const slots = all.filter((s) => this.#row(s, false) >= 0);
     const aged = all.length - slots.length;
     if (aged > 0) this.#tell((r) => r.lost('history', aged, 'measurement slot(s) aged out of memory, never written'));
-    if (slots.length === 0) return undefined;
+    if (slots.length === 0) {
+      // Nothing to write tells nothing about the disk: after a fault the directory must at least be there again.
+      if (this.#failing)
+        return this.#log.ensureDir().then(
+          () => undefined,
+          (err: unknown) => err,
+        );
+      return undefined;
+    }
     this.writes++;
     this.#lastFlushAt = this.#now();
     const bySegment = new Map<number, number[]>();

@@ -18,7 +18,7 @@
  * connection through the transport's neutral events. Commands that belong to the operator's CLI (`keygen`) are
  * handed in by the composition layer (src/bin/hub.ts) and run here with the hub's exit codes.
  */
-import { mkdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import {
@@ -35,11 +35,9 @@ import { DEFAULT_CONFIG, HUB_VERSION, USAGE, versionLine } from './about.js';
 import { bench } from './bench.js';
 import { ConfigError, type HubConfig, loadConfig } from './config/index.js';
 import { type Actuator, createActuator, createMeter, type Meter } from './devices/index.js';
-import { History } from './history.js';
 import { Hub } from './hub.js';
 import { createLogger, type Logger } from './log.js';
-import { Outbox } from './outbox.js';
-import { StateStore } from './state.js';
+import { openStorage } from './storage.js';
 
 export const EXIT = { OK: 0, USAGE: 64, CONFIG: 78, AUTH: 77, UNAVAILABLE: 69, SOFTWARE: 70 } as const;
 
@@ -191,19 +189,9 @@ function connectOptions(c: HubConfig): AmqpConnectOptions & { username: string }
 }
 
 async function run(config: HubConfig, stop: Promise<void>, log: Logger): Promise<number> {
-  mkdirSync(config.stateDir, { recursive: true, mode: 0o700 });
-  const signals = config.devices.flatMap((d) => d.signals.map((s) => `${d.name}.${s.name}`));
-  const history = await History.open(path.join(config.stateDir, 'history'), {
-    resolutionS: config.resolutionS,
-    signals,
-    retentionHours: config.historyHours,
-    fsyncIntervalMs: config.fsyncIntervalS * 1000,
-  });
-  const store = StateStore.open(config.stateDir);
-  // One fsync per fsyncIntervalS at most (default a minute): the SD card's wear budget, shared with the history.
-  const outbox = await Outbox.open(path.join(config.stateDir, 'outbox'), {
-    fsyncIntervalMs: config.fsyncIntervalS * 1000,
-  });
+  // State, history and outbox; their disk faults and recovery warnings go to this log (src/device/storage.ts).
+  const storage = await openStorage(config, log);
+  const { history, store, outbox } = storage;
   const meters = new Map<string, Meter>();
   const actuators = new Map<string, Actuator>();
   for (const d of config.devices) {
@@ -241,6 +229,7 @@ async function run(config: HubConfig, stop: Promise<void>, log: Logger): Promise
     ...(sealer === undefined ? {} : { sealer }),
   });
   const hub = new Hub({ config, bus, history, meters, actuators, store, log, outbox });
+  storage.attach(hub);
   bus.on('dead-letter', (reason, code, d) => log.warn('message refused', { reason, code, from: d.from }));
   bus.on('handler-error', (error, type, final) => log.error('handler failed', { type, final, error }));
   bus.on('duplicate', (id, sender) => log.debug('duplicate dropped', { id, sender }));
@@ -248,8 +237,7 @@ async function run(config: HubConfig, stop: Promise<void>, log: Logger): Promise
   const shutdown = async (): Promise<void> => {
     await hub.stop().catch((err: unknown) => log.error('stopping the hub', { error: err }));
     await bus.close().catch(() => undefined);
-    await history.close();
-    await outbox.close();
+    await storage.close();
     await Promise.allSettled([...meters.values()].map((m) => m.close()));
     await Promise.allSettled([...actuators.values()].map((a) => a.close()));
   };

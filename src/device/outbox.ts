@@ -320,7 +320,7 @@ export class Outbox {
     return box;
   }
 
-  /** Bytes of all segment files on disk, what maxBytes caps (with the records kept in memory). */
+  /** Bytes of all segment files on disk; maxBytes caps them with the records kept in memory. */
   get size(): number {
     return this.#size;
   }
@@ -578,6 +578,15 @@ export class Outbox {
    * was not written stays queued. Returns whether everything was written.
    */
   async #writeOut(): Promise<boolean> {
+    if (this.#failing && this.#unwritten.size === 0 && this.#liveAcks().length === 0) {
+      // Nothing to write tells nothing about the disk: the directory must at least be there again.
+      try {
+        await this.#log.ensureDir();
+      } catch (err) {
+        this.#fault('create the outbox directory', err);
+        return false;
+      }
+    }
     if (this.#unwritten.size > 0 || this.#liveAcks().length > 0) {
       try {
         await this.#write();

@@ -58,6 +58,8 @@ export interface HubEvent {
   severity: number;
   type: string;
   end?: number | null;
+  /** How many units the event is about (storage_lost, state_damaged): kept here, an energy event has no field. */
+  count?: number;
 }
 
 export interface HubState {
@@ -352,6 +354,7 @@ const EVENT: readonly Rule[] = [
   ['severity', 'a severity 0..3', oneOf(0, 1, 2, 3)],
   ['type', 'an event type', name],
   ['end', `${TIME} or null`, (v) => v === null || finite(v), true],
+  ['count', 'a whole number >= 0', whole(0), true],
 ];
 
 function shown(v: unknown): string {
