@@ -18,21 +18,16 @@
  * 4 signals. A u32 slot is enough: resolutions are whole seconds, so the slot stays below 2^32 until 2106.
  *
  * Reading back: every segment is read on open. A record with a bad CRC or a slot outside its segment is skipped
- * alone (records are fixed-size, so damage never hides the next boundary); a torn tail is cut off the current set's
- * segments. A bad header, or one that does not match the file name, gets the file renamed `.bad` (deleted by
- * retention like the others). Its records are recovered when the name tells their layout for sure: the tag is the
- * CRC32 of the configuration, so the current set's tag means the current signals, and another set's tag the
- * signals of a good header with that tag; each record must still pass its CRC and hold a slot of that hour. They
- * are then written again into the current set. Without a layout (another set, no good header left) the records
- * stay in the .bad file: a guessed signal count would put values under the wrong names. A newer format version of
- * another set is left alone. Empty files (a create whose first write failed) are removed. Problems are reported to
- * `onWarning` as a HistoryError 'CORRUPT', never thrown: open succeeds.
+ * alone (fixed-size records: damage never hides the next one); a torn tail is cut off the current set's segments.
+ * A bad header, or one that does not match the file name, gets the file renamed `.bad` (deleted by retention). Its
+ * records are recovered, and written again into the current set, when the name's tag (the CRC32 of the
+ * configuration) gives their layout: the current signals, or those of a good header with that tag; a guessed signal
+ * count would put values under wrong names. A newer format version of another set is left alone; empty files (a
+ * create whose first write failed) are removed. Problems go to `onWarning` as HistoryError 'CORRUPT'.
  *
- * Disk faults: a flush the disk refuses keeps its slots pending in the ring, so the next one (within
- * fsyncIntervalMs) writes them; a vanished directory is re-created and every slot the ring holds of the vanished
- * segments written anew. The reporter hears of the failure, of the flush that catches up and of slots that aged out
- * of the ring unwritten (a fault longer than the retention) or were still pending at close; explicit flush()
- * rejects, background flushes and close() do not.
+ * Disk faults: slots a flush could not write stay pending in the ring for the next; a vanished directory is
+ * re-created and the ring's slots of its segments written anew. The reporter hears of failures, of the flush that
+ * catches up and of slots lost (aged out of the ring unwritten, or pending at close). Only explicit flush() rejects.
  *
  * A change of the signal list starts a new segment set (another tag); older sets with the same resolution stay
  * readable, their signals mapped by name (a signal no longer configured is dropped, a new one is null there), so a
