@@ -195,6 +195,51 @@ s('a flipped byte in the middle record skips only it; after a corrupt length the
   }),
 );
 
+s('issue 14: a damaged length in the newest of 10 records costs that record alone, not the 7 after it', () =>
+  inTempDir(async (dir) => {
+    let box = await open(dir);
+    const written = await fill(box, 10);
+    await box.close();
+    const file = newest(dir);
+    const bytes = fs.readFileSync(file);
+    bytes.writeUInt32LE(0x00abcdef, HEADER + 2 * REPORT); // the third record's length
+    fs.writeFileSync(file, bytes);
+    box = await open(dir);
+    assert.equal(ids(box), [...written.slice(0, 2), ...written.slice(3)]);
+    const next = await box.append(PEER, body(10), meta(10));
+    await box.close();
+    box = await open(dir);
+    assert.equal(ids(box), [...written.slice(0, 2), ...written.slice(3), next], 'appends after it line up');
+    await box.close();
+  }),
+);
+
+s('issue 14: a bad header: its 10 records are read all the same, the unacked copied, the file kept as .bad', () =>
+  inTempDir(async (dir) => {
+    let box = await open(dir);
+    const written = await fill(box, 10);
+    box.ack(written[4]!);
+    await box.close();
+    const file = newest(dir);
+    const bytes = fs.readFileSync(file);
+    bytes.write('JUNK', 0); // the magic
+    fs.writeFileSync(file, bytes);
+    box = await open(dir);
+    const kept = written.filter((id) => id !== written[4]);
+    assert.equal(ids(box), kept);
+    assert.match(warnings.at(-1)!.message, /bad segment header; 11 record\(s\) recovered by their own CRC/);
+    assert.equal(segments(dir), ['0000000002.obx']);
+    assert.ok(fs.existsSync(`${file}.bad`), 'kept for inspection');
+    await box.close();
+    warnings.length = 0;
+    box = await open(dir);
+    assert.equal(ids(box), kept, 'the copies are on disk');
+    assert.equal(box.pending()[0], { id: written[0]!, peer: PEER, body: body(0), ...meta(0) });
+    await box.close();
+    assert.equal(warnings, []);
+  }),
+);
+
 s('fsync batching: 600 reports at 10 a minute with fsyncIntervalMs 60_000 take <= 60 fsyncs; the wear figures', () =>
   inTempDir(async (dir) => {
     const perHour = async (fsyncIntervalMs: number): Promise<{ fsyncs: number; bytes: number }> => {
