@@ -205,6 +205,8 @@ export class Publisher<Call extends object> {
 
   /** Conditions changed (drain, unblocked, flow on, confirms arrived): sends what waits, in order. */
   resume(): void {
+    // Only here can the channel be other than open: publish() and publishTo() are called on an open channel.
+    if (!this.#channel.isOpen) return;
     while (this.#waitingHead < this.#waiting.length) {
       const w = this.#waiting[this.#waitingHead] as Job | Call;
       if (w instanceof Job) {
@@ -326,9 +328,9 @@ export class Publisher<Call extends object> {
     return new Job(exchange, routingKey, b, bodyLen, properties, propsSize, mandatory, timeout, deadline);
   }
 
+  /** Whether a publish may be written now, on an open channel. */
   #canPublish(): boolean {
     return (
-      this.#channel.isOpen &&
       this.#flowActive &&
       !this.#host.blocked &&
       this.#host.backlog() < this.#host.options.writeBufferBytes &&
