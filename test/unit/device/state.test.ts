@@ -144,6 +144,8 @@ s('every field of every entry is checked at load: a wrong-typed one drops its en
     ]);
     assert.equal([store.state.mode, store.state.clockOffsetS, store.state.prices], ['normal', 0, []]);
     assert.equal(store.state.activations, good().activations);
+    // The repair is being written: let it land before the directory goes (a vanished one would be re-created).
+    await store.flush();
   }),
 );
 
