@@ -134,6 +134,35 @@ s(
   },
 );
 
+s('recovery warnings go to the JSON log, not to stderr', async () => {
+  const { config, lines, start } = setup(disk);
+  const first = await start();
+  for (let i = 0; i < 3; i++) await first.storage.outbox.append('vpp', Buffer.from(`report ${i}`), meta(i));
+  await first.hub.stop();
+  await first.storage.close();
+  const outbox = path.join(config.stateDir, 'outbox');
+  const file = path.join(outbox, fs.readdirSync(outbox)[0]!);
+  const bytes = fs.readFileSync(file);
+  bytes[bytes.length - 20]! ^= 0xff;
+  fs.writeFileSync(file, bytes);
+  const stderr: unknown[] = [];
+  const onWarning = (w: unknown): void => {
+    stderr.push(w);
+  };
+  process.on('warning', onWarning);
+  try {
+    const again = await start();
+    await again.hub.stop();
+    await again.storage.close();
+  } finally {
+    process.off('warning', onWarning);
+  }
+  const warned = lines.filter((l) => l['level'] === 'warn' && l['code'] === 'CORRUPT');
+  assert.is(warned.length, 1, JSON.stringify(lines));
+  assert.match(String(warned[0]!['msg']), /^0000000001\.obx: 1 bad record\(s\)/);
+  assert.equal(stderr, []);
+});
+
 s('a stop while the disk is full: what only memory held is told lost, the stop goes on', async () => {
   const { start, storageLines } = setup(disk);
   const { storage, hub } = await start();
