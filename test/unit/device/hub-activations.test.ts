@@ -1,0 +1,313 @@
+/**
+ * The hub's activations (src/device/activations.ts, data model §3.5 rules 4 and 5) without a broker: a VPP connector
+ * asks a Hub over the in-memory transport, time is a ManualClock. The decisions (the same (id, count) gets the same
+ * decision, after a restart too; a stale count 450; expired or too late 454; passive or off 451; an unknown device
+ * 462; quantity 0 cancels in any mode; over capacity a modify_activation with what the hub has), and their execution
+ * on the clock: the actuator started at `from` and ended at `to`, the capacity taken meanwhile, a modification or
+ * smart mode off ending what runs, contingencies. test/integration/hub.test.ts proves the decisions against RabbitMQ.
+ */
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { BusError } from '../../../src/bus/index.js';
+import { EbTime, type Message } from '../../../src/codec/index.js';
+import { uuid } from '../../helpers/memory-bus.js';
+import { AGG, HEH, type HubRig, hubRig, ofType, T0, within } from '../../helpers/memory-hub.js';
+
+const ts = (ms: number): EbTime => EbTime.fromEpochMs(ms);
+
+function activate(
+  r: HubRig,
+  id: string,
+  count: number,
+  quantity: number,
+  from = T0 + 60_000,
+  to = T0 + 120_000,
+  device: string | null = null,
+): Promise<Message> {
+  return within(
+    r.vpp.request(HEH, {
+      msg: 'activate',
+      id,
+      modification_count: count,
+      from: ts(from),
+      to: ts(to),
+      quantity,
+      device,
+    }),
+  );
+}
+
+async function refused(p: Promise<Message>): Promise<Message<'response'>> {
+  try {
+    const m = await p;
+    throw new Error(`expected an error response, got ${JSON.stringify(m)}`);
+  } catch (err) {
+    if (err instanceof BusError && err.code === 'REJECTED') return err.reply as Message<'response'>;
+    throw err;
+  }
+}
+
+async function eventually(cond: () => boolean, what: string, ms = 5000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 2));
+  }
+}
+
+const setMode = (r: HubRig, mode: 'normal' | 'passive' | 'off', reset = false): Promise<Message> =>
+  within(r.vpp.request(HEH, { msg: 'set_smart_mode', mode, reset }));
+
+const events = (r: HubRig): string[] => r.store.state.events.map((e) => e.type);
+
+const d = suite('hub activations: the decision');
+
+d('the same (id, count) gets the same decision again, after a restart too; a lower count is refused 450', async () => {
+  const r = await hubRig();
+  try {
+    const A = uuid(1);
+    const d0 = await activate(r, A, 0, 1);
+    assert.equal(d0, { msg: 'accept_activation', id: A, modification_count: 0 });
+    assert.equal(await activate(r, A, 0, 5), d0, 'the same count with other values: the decision already sent');
+    const d1 = await activate(r, A, 1, 1.5);
+    assert.equal(d1, { msg: 'accept_activation', id: A, modification_count: 1 });
+    const stale = await refused(activate(r, A, 0, 1));
+    assert.equal([stale.response_code, stale.msg_id, stale.ref_msg, stale.id], [450, null, 'activate', A]);
+    assert.match(stale.response_desc, /modification_count 0 is older than 1/);
+    await r.restart();
+    assert.equal(await activate(r, A, 1, 9), d1, 'the decision survives a restart');
+    assert.equal(r.commands, [], 'nothing started: from is a minute away and the clock did not move');
+  } finally {
+    await r.close();
+  }
+});
+
+d('expired or more than 15 minutes late: 454; 15 minutes late is still taken', async () => {
+  const r = await hubRig();
+  try {
+    let next = 10;
+    const reject = async (from: number, to: number): Promise<[string, unknown]> => {
+      const m = (await activate(r, uuid(next++), 0, 1, from, to)) as Message<'reject_activation'>;
+      return [m.msg, m.code];
+    };
+    assert.equal(await reject(T0 - 7_200_000, T0 - 3_600_000), ['reject_activation', 454], 'ended an hour ago');
+    assert.equal(await reject(T0 - 60_000, T0), ['reject_activation', 454], 'ends now');
+    assert.equal(await reject(T0 - 15 * 60_000 - 1, T0 + 60_000), ['reject_activation', 454], '15 min + 1 ms late');
+    assert.equal(
+      (await activate(r, uuid(2), 0, 1, T0 - 15 * 60_000, T0 + 60_000)).msg,
+      'accept_activation',
+      'exactly 15 minutes late',
+    );
+  } finally {
+    await r.close();
+  }
+});
+
+d(
+  'passive or off: 451; an unknown device 462; a device without an actuator 451; quantity 0 cancels in any mode',
+  async () => {
+    const r = await hubRig();
+    try {
+      const A = uuid(1);
+      assert.is((await activate(r, A, 0, 1)).msg, 'accept_activation');
+      for (const mode of ['passive', 'off'] as const) {
+        await setMode(r, mode);
+        const m = (await activate(r, uuid(100 + mode.length), 0, 1)) as Message<'reject_activation'>;
+        assert.equal([m.msg, m.code, m.reason], ['reject_activation', 451, `the hub is in ${mode} mode`], mode);
+      }
+      await setMode(r, 'passive');
+      assert.equal(
+        await activate(r, A, 1, 0),
+        { msg: 'accept_activation', id: A, modification_count: 1 },
+        'a cancellation is accepted in passive mode',
+      );
+      // The cancellation is the decision now: quantity 0 for the id (kept as such; it runs as nothing).
+      const kept = r.store.state.activations.find((a) => a.id === A);
+      assert.equal([kept?.modificationCount, kept?.quantity, kept?.decision], [1, 0, 'accepted']);
+      await setMode(r, 'normal');
+      const unknown = (await activate(
+        r,
+        uuid(7),
+        0,
+        1,
+        undefined,
+        undefined,
+        'toaster',
+      )) as Message<'reject_activation'>;
+      assert.equal([unknown.code, unknown.reason], [462, 'no device "toaster"']);
+      const meter = (await activate(r, uuid(8), 0, 1, undefined, undefined, 'meter')) as Message<'reject_activation'>;
+      assert.equal([meter.code, meter.reason], [451, 'no controllable capacity for this activation']);
+      assert.is((await activate(r, uuid(9), 0, 0)).msg, 'accept_activation', 'a new activation of 0 kW: nothing to do');
+    } finally {
+      await r.close();
+    }
+  },
+);
+
+d('over capacity: a modify_activation for the same period with what the hub has, either sign', async () => {
+  const r = await hubRig();
+  try {
+    for (const [n, q, expected] of [
+      [1, 5, 2],
+      [2, -3.5, -2],
+    ] as const) {
+      const m = (await activate(r, uuid(n), 0, q)) as Message<'modify_activation'>;
+      assert.equal(
+        [m.msg, m.id, m.modification_count, m.quantity, m.device, m.from.epochMs, m.to.epochMs],
+        ['modify_activation', uuid(n), 0, expected, null, T0 + 60_000, T0 + 120_000],
+      );
+      assert.is(
+        r.store.state.activations.find((a) => a.id === uuid(n))?.quantity,
+        expected,
+        'the modified quantity runs',
+      );
+    }
+    assert.is((await activate(r, uuid(3), 0, 2)).msg, 'accept_activation', 'exactly the capacity');
+  } finally {
+    await r.close();
+  }
+});
+
+const x = suite('hub activations: on the clock');
+
+x(
+  'accepted: the actuator starts at from and ends at to; the capacity is taken meanwhile; events recorded',
+  async () => {
+    const r = await hubRig();
+    try {
+      const A = uuid(1);
+      await activate(r, A, 0, 1.5);
+      const capacity = async (): Promise<number> =>
+        (
+          (await within(
+            r.vpp.request(HEH, { msg: 'get_activation_capacity', device: null }),
+          )) as Message<'activation_capacity'>
+        ).pos_capacity;
+      assert.is(await capacity(), 2);
+      await r.clock.advance(59_999);
+      assert.equal(r.commands, [], 'not before from');
+      await r.clock.advance(1);
+      await eventually(() => events(r).includes('activation_start'), 'activation_start');
+      assert.equal(r.commands, [
+        { action: 'activate', id: A, device: 'boiler', quantity: 1.5, from: T0 + 60_000, to: T0 + 120_000 },
+      ]);
+      assert.is(r.store.state.activations[0]?.phase, 'running');
+      assert.is(await capacity(), 0.5, 'what runs is taken from the capacity');
+      const over = (await activate(r, uuid(2), 0, 1, T0 + 600_000, T0 + 660_000)) as Message<'modify_activation'>;
+      assert.equal([over.msg, over.quantity], ['modify_activation', 0.5]);
+      await r.clock.advance(60_000);
+      await eventually(() => events(r).includes('activation_end'), 'activation_end');
+      assert.equal(r.commands.slice(1, 2), [{ action: 'end', id: A, device: 'boiler' }]);
+      assert.is(r.store.state.activations.find((a) => a.id === A)?.phase, 'ended');
+    } finally {
+      await r.close();
+    }
+  },
+);
+
+x('a modification of a running activation ends it (no activation_end) and schedules the new one', async () => {
+  const r = await hubRig();
+  try {
+    const A = uuid(1);
+    await activate(r, A, 0, 1);
+    await r.clock.advance(60_000);
+    await eventually(() => r.commands.length === 1, 'the start');
+    // Checked against what is free while the old count still runs (1 of 2 kW): 1 kW is accepted.
+    const d1 = await activate(r, A, 1, 1, T0 + 180_000, T0 + 240_000);
+    assert.equal(d1, { msg: 'accept_activation', id: A, modification_count: 1 });
+    assert.equal(r.commands[1], { action: 'end', id: A, device: 'boiler' });
+    assert.not.ok(events(r).includes('activation_end'), 'a modification is no end');
+    await r.clock.advance(60_000);
+    assert.is(r.commands.length, 2, 'the old end time no longer fires');
+    await r.clock.advance(60_000);
+    await eventually(() => r.commands.length === 3, 'the new start');
+    assert.equal(r.commands[2], {
+      action: 'activate',
+      id: A,
+      device: 'boiler',
+      quantity: 1,
+      from: T0 + 180_000,
+      to: T0 + 240_000,
+    });
+  } finally {
+    await r.close();
+  }
+});
+
+x('an activation running when the hub stops is resumed by the next start, and ended on time', async () => {
+  const r = await hubRig();
+  try {
+    const A = uuid(1);
+    await activate(r, A, 0, 1);
+    await r.clock.advance(60_000);
+    await eventually(() => r.commands.length === 1, 'the start');
+    await r.restart();
+    assert.is(r.commands.length, 1, 'a stop ends nothing on the devices');
+    await r.clock.advance(60_000);
+    await eventually(() => r.commands.length === 2, 'the end after the restart');
+    assert.equal(r.commands[1], { action: 'end', id: A, device: 'boiler' });
+  } finally {
+    await r.close();
+  }
+});
+
+x('smart mode off ends what runs; set_smart_mode answers 200 and records mode_changed', async () => {
+  const r = await hubRig();
+  try {
+    await activate(r, uuid(1), 0, 1);
+    await r.clock.advance(60_000);
+    await eventually(() => r.commands.length === 1, 'the start');
+    const ok = (await setMode(r, 'off')) as Message<'response'>;
+    assert.equal([ok.response_code, ok.ref_msg], [200, 'set_smart_mode']);
+    assert.equal(r.commands[1], { action: 'end', id: uuid(1), device: 'boiler' });
+    assert.is(r.store.state.mode, 'off');
+    assert.ok(events(r).includes('mode_changed'));
+  } finally {
+    await r.close();
+  }
+});
+
+x(
+  'contingency: every actuator sheds max_quantity, the start event stays open until contingency_end; no reply',
+  async () => {
+    const r = await hubRig();
+    try {
+      const C = uuid(5);
+      await within(
+        r.vpp.publish(HEH, { msg: 'contingency_activate', id: C, from: ts(T0), to: ts(T0 + 600_000), max_quantity: 1 }),
+      );
+      await eventually(() => r.commands.length === 1, 'the contingency start');
+      assert.equal(r.commands[0], {
+        action: 'activate',
+        id: C,
+        device: 'boiler',
+        quantity: -1,
+        from: T0,
+        to: T0 + 600_000,
+      });
+      assert.equal(
+        r.store.state.events.filter((e) => e.type === 'contingency_start').map((e) => e.end),
+        [null],
+      );
+      await r.clock.advance(30_000);
+      await within(r.vpp.publish(HEH, { msg: 'contingency_end', id: C, end: ts(T0 + 30_000) }));
+      await eventually(() => events(r).includes('contingency_end'), 'contingency_end');
+      assert.equal(r.commands[1], { action: 'end', id: C, device: 'boiler' });
+      assert.equal(
+        r.store.state.events.filter((e) => e.type === 'contingency_start').map((e) => e.end),
+        [T0 + 30_000],
+      );
+      await r.network.idle();
+      assert.equal(
+        ofType(r.got, 'response').filter((m) => m.ref_msg?.startsWith('contingency') === true),
+        [],
+      );
+      assert.ok(r.bus.transport.sent.every((o) => o.to === AGG));
+    } finally {
+      await r.close();
+    }
+  },
+);
+
+d.run();
+x.run();

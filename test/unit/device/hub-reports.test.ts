@@ -1,0 +1,425 @@
+/**
+ * The hub's handlers and its own messages without a broker (src/device/hub.ts, reports.ts), a VPP connector over
+ * the in-memory transport and a ManualClock: registration (and its retry on the clock), sampling into the history
+ * and get_report / get_load_report from it with their §3.6 codes, periodic report subscriptions (sent per period on
+ * the clock with ids derived from the period, replaced, stopped, resumed after a restart, through the outbox and
+ * sent again after a lost connection), realtime events, status and events queries, set_clock and prices.
+ * test/integration/hub.test.ts proves the same end to end against RabbitMQ and a real hub process.
+ */
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { BusError } from '../../../src/bus/index.js';
+import { EbTime, type Message } from '../../../src/codec/index.js';
+import { derivedUuid } from '../../../src/device/hub.js';
+import { uuid } from '../../helpers/memory-bus.js';
+import { AGG, HEH, type HubRig, hubRig, ofType, T0, within } from '../../helpers/memory-hub.js';
+
+const ts = (ms: number): EbTime => EbTime.fromEpochMs(ms);
+const MIN = 60_000;
+
+async function eventually(cond: () => boolean, what: string, ms = 5000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 2));
+  }
+}
+
+async function refused(p: Promise<Message>): Promise<Message<'response'>> {
+  try {
+    const m = await p;
+    throw new Error(`expected an error response, got ${JSON.stringify(m)}`);
+  } catch (err) {
+    if (err instanceof BusError && err.code === 'REJECTED') return err.reply as Message<'response'>;
+    throw err;
+  }
+}
+
+const ask = (r: HubRig, m: Message): Promise<Message> => within(r.vpp.request(HEH, m));
+
+/** Moves the clock minute by minute, letting each sample land in the history. */
+async function minutes(r: HubRig, n: number): Promise<void> {
+  for (let i = 0; i < n; i++) {
+    const before = r.history.newest();
+    await r.clock.advance(MIN);
+    await eventually(() => r.history.newest() !== before, 'a sample');
+  }
+}
+
+const g = suite('hub: registration and sampling');
+
+g(
+  'registration: capabilities, device_capabilities per device, get_all_prices; retried on the clock when refused',
+  async () => {
+    const r = await hubRig({ start: false });
+    try {
+      let refuse = true;
+      r.bus.transport.sendFailure = () => (refuse ? new Error('unroutable') : undefined);
+      await within(r.hub.start());
+      assert.ok(r.logs.some((l) => l.msg === 'registration not delivered; retrying' && l.fields['inSeconds'] === 15));
+      assert.equal(r.got, []);
+      refuse = false;
+      await r.clock.advance(14_999);
+      assert.equal(r.got, [], 'not before 15 s');
+      await r.clock.advance(1);
+      await eventually(() => r.got.length === 4, 'the registration');
+      assert.equal(
+        r.got.map((m) => m.msg),
+        ['capabilities', 'device_capabilities', 'device_capabilities', 'get_all_prices'],
+      );
+      const caps = r.got[0] as Message<'capabilities'>;
+      assert.equal([caps.devices, caps.dm_version], [['meter', 'boiler'], '3.1']);
+      assert.ok(caps.supported_msgs?.includes('activate'));
+      assert.equal(
+        r.got.slice(1, 3).map((m) => (m as Message<'device_capabilities'>).device),
+        ['meter', 'boiler'],
+      );
+      assert.ok(r.logs.some((l) => l.msg === 'registered' && l.fields['peer'] === AGG));
+    } finally {
+      await r.close();
+    }
+  },
+);
+
+g('samples land once per resolution; get_report and get_load_report answer from the history', async () => {
+  const r = await hubRig();
+  try {
+    r.readings.set('meter', 1.25);
+    await minutes(r, 1);
+    r.readings.set('meter', 2.5);
+    r.readings.set('boiler', 0.5);
+    await minutes(r, 1);
+    const report = (await ask(r, {
+      msg: 'get_report',
+      from: ts(T0),
+      to: ts(T0 + 3 * MIN),
+      resolution: 60,
+      signals: ['meter.p', 'boiler.p'],
+    })) as Message<'report'>;
+    assert.equal(report.values, { 'meter.p': [1.25, 2.5, null], 'boiler.p': [2, 0.5, null] });
+    const load = (await ask(r, {
+      msg: 'get_load_report',
+      from: ts(T0),
+      to: ts(T0 + 2 * MIN),
+      resolution: 60,
+      device: null,
+    })) as Message<'load_report'>;
+    assert.equal([load.device, load.values], [null, [3.25, 3]], 'the sum of every device');
+    const boiler = (await ask(r, {
+      msg: 'get_load_report',
+      from: ts(T0),
+      to: ts(T0 + 2 * MIN),
+      resolution: 60,
+      device: 'boiler',
+    })) as Message<'load_report'>;
+    assert.equal(boiler.values, [2, 0.5]);
+  } finally {
+    await r.close();
+  }
+});
+
+g('a failing meter gives nulls, meter_fault once and status degraded; meter_ok when it reads again', async () => {
+  const r = await hubRig();
+  try {
+    r.readings.set('meter', new Error('no answer'));
+    await minutes(r, 2);
+    const status = async (): Promise<Message<'status_report'>> =>
+      (await ask(r, {
+        msg: 'get_status_report',
+        from: ts(T0),
+        to: ts(T0 + 60 * MIN),
+        severity_threshold: 0,
+      })) as Message<'status_report'>;
+    const s1 = await status();
+    assert.is(s1.status, 'degraded');
+    assert.equal(
+      s1.events.filter((e) => e.type === 'meter_fault').length,
+      1,
+      'one event for the fault, not one per sample',
+    );
+    const q = r.history.query(T0, T0 + 2 * MIN, 60, ['meter.p', 'boiler.p']);
+    assert.equal(q.values['meter.p'], [null, null]);
+    assert.equal(q.values['boiler.p'], [2, 2]);
+    r.readings.set('meter', 1);
+    await minutes(r, 1);
+    const s2 = await status();
+    assert.is(s2.status, 'ok');
+    assert.ok(s2.events.some((e) => e.type === 'meter_ok'));
+    assert.is(s2.clock.epochMs, r.clock.now(), 'the status carries the hub time');
+  } finally {
+    await r.close();
+  }
+});
+
+g(
+  'why a report has no answer: 460 a signal not measured, 461 a resolution not a multiple, 454 from >= to',
+  async () => {
+    const r = await hubRig();
+    try {
+      const get = (signals: string[], resolution = 60): Promise<Message> =>
+        ask(r, {
+          msg: 'get_report',
+          from: ts(T0),
+          to: ts(T0 + 2 * MIN),
+          resolution,
+          signals,
+          request_id: uuid(1),
+        });
+      const e460 = await refused(get(['meter.p', 'toaster.p']));
+      assert.equal(
+        [e460.response_code, e460.msg_id, e460.ref_msg, e460.request_id],
+        [460, null, 'get_report', uuid(1)],
+      );
+      const e461 = await refused(get(['meter.p'], 90));
+      assert.equal([e461.response_code, e461.response_desc], [461, 'the resolution must be a multiple of 60 s']);
+      // from = to: the codec will not encode it, so it goes raw, as a 2015 peer could send it, with a msg_id.
+      const raw = JSON.stringify({
+        msg: 'get_report',
+        from: ts(T0).toString(),
+        to: ts(T0).toString(),
+        resolution: 60,
+        signals: ['meter.p'],
+        msg_id: uuid(2),
+      });
+      const settled = await within(
+        r.bus.transport.inject({
+          body: raw,
+          properties: { messageId: uuid(2), type: 'get_report', contentType: 'application/json', headers: {} },
+        }),
+      );
+      // The codec itself refuses it (§3.6 454): dead-lettered and answered with the code, never handled.
+      assert.equal([settled.outcome, settled.code], ['dead', 'DECODE_454']);
+      await eventually(() => ofType(r.got, 'response').length === 1, 'the 454');
+      const e454 = ofType(r.got, 'response')[0];
+      assert.equal([e454?.response_code, e454?.msg_id], [454, uuid(2)]);
+      const unknown = await refused(ask(r, { msg: 'get_capabilities', device: 'toaster', request_id: uuid(3) }));
+      assert.equal([unknown.response_code, unknown.request_id], [462, uuid(3)]);
+    } finally {
+      await r.close();
+    }
+  },
+);
+
+const p = suite('hub: periodic reports');
+
+const subscribe = (r: HubRig, interval: number, requestId: string, signals = ['boiler.p']): Promise<Message> =>
+  ask(r, {
+    msg: 'get_periodic_report',
+    interval,
+    first_from: null,
+    resolution: 60,
+    signals,
+    request_id: requestId,
+    msg_id: uuid(Number.parseInt(requestId.slice(-4), 16) + 1000),
+  });
+
+const reportsFor = (r: HubRig, requestId: string): Message<'report'>[] =>
+  ofType(r.got, 'report').filter((m) => m.request_id === requestId);
+
+p(
+  'each period once it is over, with an id derived from it; a new subscription replaces the old; -1 stops it',
+  async () => {
+    const r = await hubRig();
+    try {
+      const R1 = uuid(1);
+      const ack = (await subscribe(r, 120, R1)) as Message<'response'>;
+      assert.equal([ack.response_code, ack.ref_msg], [200, 'get_periodic_report']);
+      // The first period is [T0, T0 + 2 min): sent at its end plus one resolution for the last sample.
+      await minutes(r, 2);
+      assert.equal(reportsFor(r, R1), []);
+      await r.clock.advance(MIN);
+      await eventually(() => reportsFor(r, R1).length === 1, 'the first report');
+      const first = reportsFor(r, R1)[0] as Message<'report'>;
+      assert.equal([first.from.epochMs, first.to.epochMs, first.resolution], [T0, T0 + 2 * MIN, 60]);
+      assert.equal(first.values, { 'boiler.p': [2, 2] });
+      const sent = r.bus.transport.sent.find((o) => o.properties.type === 'report');
+      assert.is(
+        sent?.properties.messageId,
+        derivedUuid(`${HEH}|periodic|${AGG}|${R1}|120|60|${T0}`),
+        'the message id is derived from the period: a period sent twice is a duplicate',
+      );
+      const R2 = uuid(2);
+      await subscribe(r, 120, R2);
+      assert.equal(
+        r.store.state.subscriptions.map((x) => x.requestId),
+        [R2],
+        'one subscription per requester',
+      );
+      await r.clock.advance(4 * MIN);
+      await eventually(() => reportsFor(r, R2).length >= 1, 'a report of the new subscription');
+      assert.is(reportsFor(r, R1).length, 1, 'none for the replaced one');
+      const stop = (await ask(r, {
+        msg: 'get_periodic_report',
+        interval: -1,
+        first_from: null,
+        resolution: 60,
+        signals: ['boiler.p'],
+        msg_id: uuid(9),
+      })) as Message<'response'>;
+      assert.is(stop.response_code, 200);
+      const count = ofType(r.got, 'report').length;
+      await r.clock.advance(10 * MIN);
+      await r.network.idle();
+      assert.is(ofType(r.got, 'report').length, count, 'interval -1 stops the reports');
+      assert.equal(r.store.state.subscriptions, []);
+    } finally {
+      await r.close();
+    }
+  },
+);
+
+p('a subscription survives a restart and goes on from the period it had reached', async () => {
+  const r = await hubRig();
+  try {
+    await subscribe(r, 60, uuid(1));
+    await r.clock.advance(2 * MIN);
+    await eventually(() => reportsFor(r, uuid(1)).length === 1, 'the first report');
+    await r.restart();
+    await r.clock.advance(MIN);
+    await eventually(() => reportsFor(r, uuid(1)).length === 2, 'a report after the restart');
+    assert.equal(
+      reportsFor(r, uuid(1)).map((m) => m.from.epochMs),
+      [T0, T0 + MIN],
+    );
+  } finally {
+    await r.close();
+  }
+});
+
+p('refused subscriptions: 461 an interval not a multiple of the resolution, 460 a signal not measured', async () => {
+  const r = await hubRig();
+  try {
+    const e461 = await refused(subscribe(r, 90, uuid(1)));
+    assert.is(e461.response_code, 461);
+    const e460 = await refused(subscribe(r, 120, uuid(2), ['toaster.p']));
+    assert.equal([e460.response_code, e460.response_desc], [460, 'signals not measured here: toaster.p']);
+    assert.equal(r.store.state.subscriptions, []);
+  } finally {
+    await r.close();
+  }
+});
+
+p(
+  'through the outbox: a report the broker did not take is kept and sent again, same id, when the link is back',
+  async () => {
+    const r = await hubRig({ outbox: true });
+    try {
+      await subscribe(r, 60, uuid(1));
+      r.bus.transport.sendFailure = (o) => (o.properties.type === 'report' ? new Error('nacked') : undefined);
+      await r.clock.advance(2 * MIN);
+      await eventually(() => (r.outbox?.pending().length ?? 0) === 1, 'the report kept in the outbox');
+      // The period counts as reported (it is in the outbox): the subscription moves on.
+      await eventually(() => r.store.state.subscriptions[0]?.next === T0 + MIN, 'the next period');
+      assert.equal(reportsFor(r, uuid(1)), []);
+      assert.ok(r.logs.some((l) => l.msg === 'send failed'));
+      r.bus.transport.sendFailure = undefined;
+      await within(r.hub.connectionChanged(true));
+      await eventually(() => reportsFor(r, uuid(1)).length === 1, 'the report sent again');
+      assert.is(r.outbox?.pending().length, 0);
+      assert.is(
+        r.bus.transport.sent.find((o) => o.properties.type === 'report')?.properties.messageId,
+        derivedUuid(`${HEH}|periodic|${AGG}|${uuid(1)}|60|60|${T0}`),
+      );
+      assert.equal(
+        r.store.state.events.map((e) => e.type).filter((t) => t.startsWith('network') || t.startsWith('broker')),
+        ['network_up', 'broker_reconnect'],
+      );
+    } finally {
+      await r.close();
+    }
+  },
+);
+
+const h = suite('hub: events, clock, prices');
+
+h(
+  'realtime events are pushed at or above the asked severity; get_energy_events filters by window and severity',
+  async () => {
+    const r = await hubRig();
+    try {
+      const ok = (await ask(r, {
+        msg: 'get_energy_events_realtime',
+        severity: 1,
+        msg_id: uuid(1),
+      })) as Message<'response'>;
+      assert.is(ok.response_code, 200);
+      await within(r.hub.event('activation_start')); // severity 0: not pushed
+      await within(r.hub.event('mode_changed')); // severity 1: pushed
+      await within(r.hub.event('network_down')); // severity 2: pushed
+      await r.network.idle();
+      assert.equal(
+        ofType(r.got, 'energy_events').map((m) => m.events.map((e) => [e.type, e.severity])),
+        [[['mode_changed', 1]], [['network_down', 2]]],
+      );
+      const q = (await ask(r, {
+        msg: 'get_energy_events',
+        from: ts(T0),
+        to: ts(T0 + MIN),
+        severity: 2,
+      })) as Message<'energy_events'>;
+      assert.equal(
+        q.events.map((e) => e.type),
+        ['network_down'],
+      );
+      const later = (await ask(r, {
+        msg: 'get_energy_events',
+        from: ts(T0 + MIN),
+        to: ts(T0 + 2 * MIN),
+        severity: 0,
+      })) as Message<'energy_events'>;
+      assert.equal(later.events, [], 'outside the window');
+    } finally {
+      await r.close();
+    }
+  },
+);
+
+h('set_clock: refused 451 when not allowed; allowed, the hub time moves by the offset', async () => {
+  const r = await hubRig();
+  try {
+    const no = await refused(ask(r, { msg: 'set_clock', offset: 5, msg_id: uuid(1) }));
+    assert.equal([no.response_code, no.msg_id, no.ref_msg], [451, uuid(1), 'set_clock']);
+    assert.is(r.hub.now(), r.clock.now());
+  } finally {
+    await r.close();
+  }
+  const y = await hubRig({ config: { allowClockChange: true } });
+  try {
+    const ok = (await ask(y, { msg: 'set_clock', offset: 5, msg_id: uuid(2) })) as Message<'response'>;
+    assert.is(ok.response_code, 200);
+    assert.is(y.hub.now(), y.clock.now() + 5000);
+    assert.ok(y.store.state.events.some((e) => e.type === 'clock_set'));
+  } finally {
+    await y.close();
+  }
+});
+
+h('prices: stored and answered 200, a newer one replaces what it overlaps, per kind and device', async () => {
+  const r = await hubRig();
+  try {
+    const price = (from: number, to: number, p: number): Promise<Message> =>
+      ask(r, { msg: 'load_price', from: ts(from), to: ts(to), price: p, msg_id: uuid(Math.round(p * 100)) });
+    const ok = (await price(T0, T0 + 60 * MIN, 0.21)) as Message<'response'>;
+    assert.equal([ok.response_code, ok.ref_msg], [200, 'load_price']);
+    await price(T0 + 30 * MIN, T0 + 90 * MIN, 0.3);
+    assert.is(r.hub.priceAt('load', T0 + 10 * MIN), undefined, 'the overlapped price is replaced whole');
+    assert.is(r.hub.priceAt('load', T0 + 40 * MIN), 0.3);
+    const gen = (await ask(r, {
+      msg: 'generation_price',
+      from: ts(T0),
+      to: ts(T0 + 60 * MIN),
+      price: 0.07,
+      device: 'boiler',
+      msg_id: uuid(7),
+    })) as Message<'response'>;
+    assert.is(gen.response_code, 200);
+    assert.is(r.hub.priceAt('generation', T0, 'boiler'), 0.07);
+    assert.is(r.hub.priceAt('generation', T0, 'meter'), undefined);
+  } finally {
+    await r.close();
+  }
+});
+
+g.run();
+p.run();
+h.run();
