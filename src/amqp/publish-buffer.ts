@@ -2,11 +2,11 @@
  * The publishes of one RecoveringChannel, each from the call to its single outcome, across as many channels as
  * recovery needs:
  *
- *   publish() --channel live, nothing waiting--> in flight --confirmed--> resolved
+ *   publish() --channel live, nothing waiting--> in flight --confirmed (or written, without confirms)--> resolved
  *       |                                          |   |
  *       | no channel (or others wait first)        |   +--nacked--> sent again after 0.25, 0.5, 1 s ... (nackRetries,
- *       v                                          |                within the deadline), then rejected `nacked`
- *     buffered, in call order <--channel lost------+
+ *       v                                          |   |            within the deadline), then rejected `nacked`
+ *     buffered, in call order <--channel lost------+   +--returned, past its deadline ...--> rejected
  *       |   (unconfirmed ones go back at the front: sent again with the same message_id)
  *       +--flush() after recovery: sent in order;  past its deadline: rejected `timeout`
  *
