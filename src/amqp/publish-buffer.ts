@@ -102,7 +102,12 @@ export class PublishBuffer {
       mandatory,
       deadline,
       bytes:
-        typeof body === 'string' ? Buffer.byteLength(body) : body instanceof Uint8Array ? body.length : body.maxBytes,
+        typeof body === 'string'
+          ? Buffer.byteLength(body)
+          : body instanceof Uint8Array
+            ? body.length
+            : // A writer with a hint (JSON) would count its maxBytes, the most it may ever need, against bufferBytes.
+              (body.sizeHint ?? body.maxBytes),
       gen: -1,
       nacks: 0,
       settled: false,

@@ -9,12 +9,12 @@
  *
  * All of it is reserved and written at once, so nothing can come between the frames of one message. A Buffer body
  * of 64 KiB or more is queued by reference instead of copied; a BodyWriter writes the whole body after the header,
- * which is then cut into frames in place.
+ * which is then cut into frames in place (the only copy of a body that is not such a writer is the one into the frame).
  */
+import { type BodyWriter, firstRoom, MORE_ROOM, nextRoom } from '../core/body-writer.js';
 import { FRAME_BODY, FRAME_END, FRAME_HEADER, FRAME_METHOD, writeFrameHeader } from './frame.js';
 import type { Output } from './output.js';
 import { type MessageProperties, writeProperties } from './properties.js';
-import type { BodyWriter } from './publisher.js';
 import { CLASS, METHOD_BASIC_PUBLISH } from './spec.js';
 import { ArgumentError, writeShortstr, writeU64 } from './wire.js';
 
@@ -42,33 +42,15 @@ const ZERO_COPY_BYTES = 64 * 1024;
  * bad offset: ArgumentError) throws before anything is committed to the output.
  */
 export function writeMessage(out: Output, id: number, frameMax: number, msg: OutgoingMessage): void {
-  const maxBody = frameMax - 8;
-  const exLen = Buffer.byteLength(msg.exchange);
-  const rkLen = Buffer.byteLength(msg.routingKey);
-  const methodLen = 4 + 2 + 1 + exLen + 1 + rkLen + 1;
-  const headerLen = 12 + msg.propsSize;
   const body = msg.body;
-  const writer = typeof body === 'object' && !Buffer.isBuffer(body) ? body : null;
-  const zeroCopy = writer === null && Buffer.isBuffer(body) && msg.bodyLen >= ZERO_COPY_BYTES;
+  if (typeof body === 'object' && body !== null && !Buffer.isBuffer(body))
+    return writeFromWriter(out, id, frameMax, msg, body);
+  const maxBody = frameMax - 8;
+  const zeroCopy = Buffer.isBuffer(body) && msg.bodyLen >= ZERO_COPY_BYTES;
   let frames = msg.bodyLen === 0 ? 0 : Math.ceil(msg.bodyLen / maxBody);
-  const total = 8 + methodLen + 8 + headerLen + (zeroCopy ? 0 : msg.bodyLen + 8 * frames);
-  const buf = out.reserve(total);
-  let o = writeFrameHeader(buf, out.pos, FRAME_METHOD, id, methodLen);
-  buf.writeUInt32BE(METHOD_BASIC_PUBLISH, o);
-  buf.writeUInt16BE(0, o + 4); // ticket
-  o = writeShortstr(buf, o + 6, msg.exchange);
-  o = writeShortstr(buf, o, msg.routingKey);
-  buf[o++] = msg.mandatory ? 1 : 0;
-  buf[o++] = FRAME_END;
-  const headerAt = o;
-  o = writeFrameHeader(buf, o, FRAME_HEADER, id, headerLen);
-  buf.writeUInt32BE(BASIC_HEADER_START, o);
-  writeU64(buf, o + 4, msg.bodyLen);
-  o = writeProperties(buf, o + 12, msg.properties);
-  buf[o++] = FRAME_END;
-  if (writer !== null) {
-    o = writeBodyInPlace(buf, o, id, headerAt, writer, maxBody);
-  } else if (zeroCopy) {
+  const buf = out.reserve(headSize(msg) + (zeroCopy ? 0 : msg.bodyLen + 8 * frames));
+  let o = writeHead(buf, out.pos, id, msg, msg.bodyLen);
+  if (zeroCopy) {
     out.commit(o);
     const b = body as Buffer;
     for (let at = 0; at < msg.bodyLen; at += maxBody) {
@@ -81,18 +63,18 @@ export function writeMessage(out: Output, id: number, frameMax: number, msg: Out
       out.commit(out.pos + 1);
     }
     return;
-  } else if (typeof body === 'string') {
+  }
+  if (typeof body === 'string') {
     if (frames === 1) {
       o = writeFrameHeader(buf, o, FRAME_BODY, id, msg.bodyLen);
       o += buf.write(body, o, 'utf8');
       buf[o++] = FRAME_END;
     }
-  } else {
-    const b = body as Buffer;
+  } else if (body !== null) {
     for (let at = 0; frames > 0; frames--, at += maxBody) {
       const n = Math.min(maxBody, msg.bodyLen - at);
       o = writeFrameHeader(buf, o, FRAME_BODY, id, n);
-      buf.set(n === b.length ? b : b.subarray(at, at + n), o); // a plain memcpy, cheaper than Buffer#copy
+      buf.set(n === body.length ? body : body.subarray(at, at + n), o); // a plain memcpy, cheaper than Buffer#copy
       o += n;
       buf[o++] = FRAME_END;
     }
@@ -100,25 +82,70 @@ export function writeMessage(out: Output, id: number, frameMax: number, msg: Out
   out.commit(o);
 }
 
-/** A BodyWriter writes the body contiguously; then it is cut into frames in place and the sizes are patched. */
-function writeBodyInPlace(
-  buf: Buffer,
-  o: number,
-  id: number,
-  headerAt: number,
-  writer: BodyWriter,
-  maxBody: number,
-): number {
-  const start = o + 7;
-  const end = writer.writeTo(buf, start);
-  const len = end - start;
-  if (!Number.isInteger(end) || len < 0 || len > writer.maxBytes) {
-    throw new ArgumentError(
-      `body writer returned ${end}: expected an offset within [${start}, ${start + writer.maxBytes}]`,
-    );
+/** Bytes of the method frame and the content header frame. */
+function headSize(msg: OutgoingMessage): number {
+  const methodLen = 4 + 2 + 1 + Buffer.byteLength(msg.exchange) + 1 + Buffer.byteLength(msg.routingKey) + 1;
+  return 8 + methodLen + 8 + 12 + msg.propsSize;
+}
+
+/** The method frame and the content header frame at `at`; returns the offset after them. */
+function writeHead(buf: Buffer, at: number, id: number, msg: OutgoingMessage, bodyLen: number): number {
+  const methodLen = 4 + 2 + 1 + Buffer.byteLength(msg.exchange) + 1 + Buffer.byteLength(msg.routingKey) + 1;
+  let o = writeFrameHeader(buf, at, FRAME_METHOD, id, methodLen);
+  buf.writeUInt32BE(METHOD_BASIC_PUBLISH, o);
+  buf.writeUInt16BE(0, o + 4); // ticket
+  o = writeShortstr(buf, o + 6, msg.exchange);
+  o = writeShortstr(buf, o, msg.routingKey);
+  buf[o++] = msg.mandatory ? 1 : 0;
+  buf[o++] = FRAME_END;
+  o = writeFrameHeader(buf, o, FRAME_HEADER, id, 12 + msg.propsSize);
+  buf.writeUInt32BE(BASIC_HEADER_START, o);
+  writeU64(buf, o + 4, bodyLen);
+  o = writeProperties(buf, o + 12, msg.properties);
+  buf[o++] = FRAME_END;
+  return o;
+}
+
+/** The body's bytes with their frame headers and ends. */
+const framed = (len: number, maxBody: number): number => len + 8 * Math.ceil(len / maxBody);
+
+/**
+ * A BodyWriter writes the whole body after the header frame, which is then cut into frames in place. One with a
+ * sizeHint is offered what the output buffer has left (at least the hint), and more when it asks: the frames are then
+ * written again from the start, nothing having been committed.
+ */
+function writeFromWriter(out: Output, id: number, frameMax: number, msg: OutgoingMessage, writer: BodyWriter): void {
+  const maxBody = frameMax - 8;
+  const head = headSize(msg);
+  let room: number | undefined = firstRoom(writer);
+  while (room !== undefined) {
+    const buf = out.reserve(head + framed(room, maxBody));
+    if (writer.sizeHint !== undefined) {
+      const left = buf.length - out.pos - head;
+      room = Math.min(writer.maxBytes, Math.max(room, left - 8 * Math.ceil(left / (maxBody + 8))));
+    }
+    const o = writeHead(buf, out.pos, id, msg, 0);
+    const start = o + 7;
+    const end = writer.writeTo(buf, start, start + room);
+    if (end === MORE_ROOM && writer.sizeHint !== undefined) {
+      room = nextRoom(room, writer.maxBytes);
+      continue;
+    }
+    if (!Number.isInteger(end) || end < start || end - start > room) {
+      throw new ArgumentError(`body writer returned ${end}: expected an offset within [${start}, ${start + room}]`);
+    }
+    out.commit(frameInPlace(buf, o, id, o - 8 - 12 - msg.propsSize, end - start, maxBody));
+    return;
   }
+  throw new ArgumentError(`the body writer needs more than its maxBytes (${writer.maxBytes})`);
+}
+
+/** Cuts the body written at `o + 7` into frames in place and patches the body size; returns the end offset. */
+function frameInPlace(buf: Buffer, o: number, id: number, headerAt: number, len: number, maxBody: number): number {
   writeU64(buf, headerAt + 7 + 4, len);
   if (len === 0) return o;
+  const start = o + 7;
+  const end = start + len;
   const frames = Math.ceil(len / maxBody);
   // Move pieces 1..n-1 right (last first, so nothing is overwritten before it moved), then frame each piece.
   for (let i = frames - 1; i > 0; i--) {

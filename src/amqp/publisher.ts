@@ -15,6 +15,7 @@
  *
  * The frames of a message are encoded by publish-frames.ts.
  */
+import { type BodyWriter, isBodyWriter } from '../core/body-writer.js';
 import type { ChannelHost } from './channel.js';
 import { ConfirmTracker, type PendingConfirm } from './confirms.js';
 import { FrameError, PublishError } from './errors.js';
@@ -24,12 +25,10 @@ import { ArgumentError, checkInt, shortstrSize } from './wire.js';
 
 /**
  * A body written straight into the frame buffer (e.g. JSON encoded in place, no intermediate copy): `writeTo` writes
- * at most `maxBytes` at `offset` and returns the offset after the last byte written.
+ * at most `maxBytes` at `offset` and returns the offset after the last byte written. One with a `sizeHint` is offered
+ * the room the output buffer has (at least the hint) and may ask for more (src/core/body-writer.ts).
  */
-export interface BodyWriter {
-  readonly maxBytes: number;
-  writeTo(target: Buffer, offset: number): number;
-}
+export type { BodyWriter } from '../core/body-writer.js';
 
 export type Body = Buffer | Uint8Array | string | BodyWriter;
 
@@ -423,14 +422,4 @@ export function checkPublishTimeout(timeout: unknown, floorMs: number): number {
       `timeout: ${t} ms is shorter than the heartbeat timeout of ${floorMs / 1000} s; expected at least ${floorMs} ms`,
     );
   return t;
-}
-
-function isBodyWriter(b: unknown): b is BodyWriter {
-  return (
-    b !== null &&
-    typeof b === 'object' &&
-    typeof (b as BodyWriter).writeTo === 'function' &&
-    Number.isSafeInteger((b as BodyWriter).maxBytes) &&
-    (b as BodyWriter).maxBytes >= 0
-  );
 }
