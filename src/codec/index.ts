@@ -1,12 +1,14 @@
 /**
  * The eBADGE data model codec: `decode(body)` turns the bytes of a message into a typed, validated Message;
- * `encode(message)` / `encodeInto(message, buffer, offset)` write one, validated, straight into a Buffer.
+ * `encode(message)` / `encodeInto(message, buffer, offset)` write one, validated, straight into a Buffer;
+ * `bodyWriter(message)` lets whoever sends it have it encoded where the bytes go (the bus does: docs/bus.md).
  *
  * Decoding parses with JSON.parse on the body's text (V8's native parser; see bench/RESULTS.md "Codec: decode
  * path") and then walks the message's schema table. Bad input of any kind ends in a DecodeError carrying the
  * eBADGE response code, the JSON path and a sentence; nothing else is thrown.
  */
 import * as nodeBuffer from 'node:buffer';
+import { type BodyWriter, MORE_ROOM } from '../core/body-writer.js';
 import { findDuplicateKey } from './duplicate-keys.js';
 import { DecodeError, EncodeError, shown } from './errors.js';
 import { JsonWriter } from './json-writer.js';
@@ -105,6 +107,45 @@ export function encodeInto(message: Message, target: Buffer, offset: number, lim
   const w = new JsonWriter(target, offset, limit);
   write(w, message);
   return w.pos;
+}
+
+/** The largest body bodyWriter writes: what the AMQP client accepts by default (maxMessageBytes). */
+const MAX_BODY_BYTES = 64 * 1024 * 1024;
+/** Per message type, the room its last encoding needed plus an eighth: the next one of that type likely fits. */
+const roomHints = new Map<string, number>();
+
+/**
+ * `message` as a BodyWriter (src/core/body-writer.ts): validated and encoded where the body is sent from (the AMQP
+ * frame, the outbox record, an envelope's payload slot), once, with no intermediate buffer. Encoding happens when
+ * the body is written, so the message must not change until then (for a publish: until it settles; one sent again
+ * after a reconnection is encoded again). An invalid message makes writeTo throw its EncodeError.
+ */
+export function bodyWriter(message: Message): BodyWriter {
+  return new MessageBody(message);
+}
+
+class MessageBody implements BodyWriter {
+  readonly maxBytes = MAX_BODY_BYTES;
+  readonly sizeHint: number;
+  readonly #message: Message;
+
+  constructor(message: Message) {
+    this.#message = message;
+    this.sizeHint = roomHints.get((message as { msg?: unknown }).msg as string) ?? 512;
+  }
+
+  writeTo(target: Buffer, offset: number, end: number): number {
+    let at: number;
+    try {
+      at = encodeInto(this.#message, target, offset, end);
+    } catch (err) {
+      if (err instanceof EncodeError && err.kind === 'capacity' && end - offset < this.maxBytes) return MORE_ROOM;
+      throw err;
+    }
+    const n = at - offset;
+    roomHints.set(this.#message.msg, n + (n >> 3) + 16);
+    return at;
+  }
 }
 
 function write(w: JsonWriter, message: Message): void {
