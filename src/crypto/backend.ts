@@ -51,6 +51,11 @@ export interface CryptoBackend {
   hkdf(ikm: Uint8Array, salt: Uint8Array, info: Uint8Array, length: number): Uint8Array;
   /** XChaCha20-Poly1305 (draft-irtf-cfrg-xchacha-03): ciphertext followed by the 16-byte tag. */
   seal(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, plaintext: Uint8Array): Uint8Array;
+  /**
+   * The same into `output` (plaintext.length + 16 bytes), which may start at the plaintext itself: encrypted in
+   * place then, and the tag written after it.
+   */
+  sealInto(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, plaintext: Uint8Array, output: Uint8Array): void;
   /** The plaintext, or null when the tag does not match. */
   open(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, sealed: Uint8Array): Uint8Array | null;
 }

@@ -22,8 +22,9 @@
  * replay window and the freshness window. The codec comes after, in the bus. AMQP properties and routing keys
  * are not authenticated: only the header counts.
  */
-import { randomBytes } from 'node:crypto';
-import { type CryptoBackend, NONCE_BYTES, SIGNATURE_BYTES, TAG_BYTES } from './backend.js';
+import { randomFillSync } from 'node:crypto';
+import { type BodyWriter, checkedEnd, MORE_ROOM } from '../core/body-writer.js';
+import { type CryptoBackend, SIGNATURE_BYTES, type SigningKey, TAG_BYTES } from './backend.js';
 import { CryptoError } from './errors.js';
 import { type GroupKey, type Keyring, type OwnEpoch, type Peer, type PeerEpoch, topicId } from './keyring.js';
 import { KEY_UPDATE, typeCode, typeName } from './types.js';
@@ -41,7 +42,6 @@ export const OVERHEAD: Readonly<Record<Mode, number>> = {
 const SIG_DOMAIN = Buffer.from('HEH-E2E/v1/sig\0');
 const PAIR_SALT = Buffer.from('HEH-E2E/v1');
 const PAIR_INFO = Buffer.from('pair\0');
-const ZERO_NONCE = new Uint8Array(NONCE_BYTES);
 
 /** Control messages (5 minutes) unless listed: what may sit in a queue while its consumer is away is kept longer. */
 const LONG_LIVED = [
@@ -85,6 +85,8 @@ export interface SealerOptions {
   /** How far a timestamp may be ahead of our clock (default 60 s). */
   maxClockSkewMs?: number;
   now?: () => number;
+  /** Fills a nonce with random bytes (default node:crypto's randomFillSync; tests fix it to compare envelopes). */
+  random?: (nonce: Uint8Array) => void;
   /** Called with a peer's key announced in a verified key_update, after it was added (e.g. to persist it). */
   onKeyLearned?: (peer: Peer, update: KeyUpdate) => void;
 }
@@ -119,6 +121,7 @@ export class Sealer {
   readonly #keys = new Map<string, Uint8Array>();
   readonly #inFlight = new Set<string>();
   readonly #now: () => number;
+  readonly #random: (nonce: Uint8Array) => void;
   readonly #maxBytes: number;
   readonly #topicsById = new Map<string, string>();
 
@@ -130,6 +133,7 @@ export class Sealer {
     }
     this.#o = options;
     this.#now = options.now ?? Date.now;
+    this.#random = options.random ?? ((nonce) => randomFillSync(nonce));
     this.#maxBytes = options.maxBytes ?? (1 << 20) + OVERHEAD.pair;
     for (const peer of options.keyring.peers.values()) for (const t of peer.topics) this.#topicsById.set(topicId(t), t);
     for (const t of options.keyring.groups.keys()) this.#topicsById.set(topicId(t), t);
@@ -141,6 +145,20 @@ export class Sealer {
 
   /** Seals `payload` (the encoded eBADGE message of `type`) for a peer (PAIR), a group (GROUP) or a topic (SIGNED). */
   async seal(to: Destination, type: string, payload: Uint8Array): Promise<Buffer> {
+    const body = await this.envelope(to, type, payload);
+    // Room before the envelope for a SIGNED signature's domain prefix, so that the payload is signed where it is.
+    const buf = Buffer.allocUnsafe(SIGNED_PREFIX + body.maxBytes);
+    return buf.subarray(SIGNED_PREFIX, body.writeTo(buf, SIGNED_PREFIX, buf.length));
+  }
+
+  /**
+   * The envelope of `payload` as a BodyWriter, written where it is sent from (the AMQP frame): the keys, the header
+   * and the sequence number are settled here; writeTo then writes the payload (once: a BodyWriter encodes the message
+   * in place, bytes are copied in), signs it where it lies and encrypts it in place. writeTo writes the same bytes
+   * every time (the nonce is drawn here, Ed25519 is deterministic): a publish sent again after a reconnection is the
+   * same envelope, which the receiver's replay window drops if the first one arrived.
+   */
+  async envelope(to: Destination, type: string, payload: Uint8Array | BodyWriter): Promise<SealedBody> {
     const now = this.#now();
     const { keyring, backend } = this.#o;
     const own = keyring.currentOwn(now);
@@ -171,27 +189,17 @@ export class Sealer {
       recipient = topicId(to.topic);
     }
     const seq = await this.#o.sequence.take();
-    const body = Buffer.allocUnsafe(payload.length + OVERHEAD[mode]);
-    body[0] = VERSION;
-    body[1] = MODE_CODE[mode];
-    body.writeUInt16BE(code, 2);
-    body.write(own.kid, 4, 8, 'hex');
-    body.write(recipient, 12, 8, 'hex');
-    body.writeBigUInt64BE(BigInt(now), 20);
-    body.writeBigUInt64BE(seq, 28);
-    body.set(key === undefined ? ZERO_NONCE : randomBytes(NONCE_BYTES), 36);
-    const header = body.subarray(0, HEADER_BYTES);
-    const sig = backend.sign(keyring.signing, signedBytes(header, payload));
-    if (key === undefined) {
-      body.set(payload, HEADER_BYTES);
-      body.set(sig, HEADER_BYTES + payload.length);
-    } else {
-      const plain = Buffer.allocUnsafe(SIGNATURE_BYTES + payload.length);
-      plain.set(sig, 0);
-      plain.set(payload, SIGNATURE_BYTES);
-      body.set(backend.seal(key, header.subarray(36, 60), header, plain), HEADER_BYTES);
-    }
-    return body;
+    const header = Buffer.allocUnsafe(HEADER_BYTES);
+    header[0] = VERSION;
+    header[1] = MODE_CODE[mode];
+    header.writeUInt16BE(code, 2);
+    header.write(own.kid, 4, 8, 'hex');
+    header.write(recipient, 12, 8, 'hex');
+    header.writeBigUInt64BE(BigInt(now), 20);
+    header.writeBigUInt64BE(seq, 28);
+    if (key === undefined) header.fill(0, 36);
+    else this.#random(header.subarray(36, 60));
+    return new SealedBody(header, key, backend, keyring.signing, payload);
   }
 
   /** Checks and opens an envelope; every refusal is a CryptoError whose code says which check failed. */
@@ -354,4 +362,93 @@ export class Sealer {
 
 function signedBytes(header: Uint8Array, payload: Uint8Array): Buffer {
   return Buffer.concat([SIG_DOMAIN, header, payload]);
+}
+
+/** The bytes a SIGNED envelope borrows before itself while it is signed (restored after). */
+const SIGNED_PREFIX = SIG_DOMAIN.length;
+
+/**
+ * An envelope ready to be written (Sealer.envelope). PAIR and GROUP: header ‖ E(sig ‖ payload) ‖ tag; the payload
+ * goes straight to its place, and the signed bytes DOMAIN ‖ header ‖ payload are made contiguous by writing DOMAIN ‖
+ * header over the signature's slot just before the payload, so the payload is never copied to be signed; then the
+ * real header and the signature go to their places and sig ‖ payload is encrypted in place. SIGNED: header ‖ payload
+ * ‖ sig; DOMAIN goes in the 15 bytes before the header (put back after signing), or, when the envelope starts
+ * less than 15 bytes into its buffer, the signed bytes are copied once.
+ */
+export class SealedBody implements BodyWriter {
+  readonly maxBytes: number;
+  readonly sizeHint?: number;
+  readonly #header: Buffer;
+  readonly #key: Uint8Array | undefined;
+  readonly #backend: CryptoBackend;
+  readonly #signing: SigningKey;
+  readonly #payload: Uint8Array | BodyWriter;
+
+  constructor(
+    header: Buffer,
+    key: Uint8Array | undefined,
+    backend: CryptoBackend,
+    signing: SigningKey,
+    payload: Uint8Array | BodyWriter,
+  ) {
+    this.#header = header;
+    this.#key = key;
+    this.#backend = backend;
+    this.#signing = signing;
+    this.#payload = payload;
+    const overhead = SIGNATURE_BYTES + HEADER_BYTES + (key === undefined ? 0 : TAG_BYTES);
+    if (payload instanceof Uint8Array) {
+      this.maxBytes = overhead + payload.length;
+    } else {
+      this.maxBytes = overhead + payload.maxBytes;
+      if (payload.sizeHint !== undefined) this.sizeHint = overhead + payload.sizeHint;
+    }
+  }
+
+  writeTo(target: Buffer, offset: number, end: number): number {
+    const header = this.#header;
+    const sealed = this.#key !== undefined;
+    const at = offset + HEADER_BYTES + (sealed ? SIGNATURE_BYTES : 0);
+    const limit = end - (sealed ? TAG_BYTES : SIGNATURE_BYTES);
+    const payload = this.#payload;
+    let stop: number;
+    if (payload instanceof Uint8Array) {
+      if (at + payload.length > limit) throw new RangeError(`${end - offset} bytes is no room for the envelope`);
+      target.set(payload, at); // the copy into where it is sent from: bytes given are never written anywhere else
+      stop = at + payload.length;
+    } else {
+      stop = payload.writeTo(target, at, Math.max(at, limit));
+      if (stop === MORE_ROOM) return MORE_ROOM;
+      checkedEnd(payload, stop, at, limit);
+    }
+    const backend = this.#backend;
+    if (this.#key !== undefined) {
+      const from = at - SIG_DOMAIN.length - HEADER_BYTES;
+      target.set(SIG_DOMAIN, from);
+      target.set(header, from + SIG_DOMAIN.length);
+      const sig = backend.sign(this.#signing, target.subarray(from, stop));
+      target.set(header, offset);
+      target.set(sig, offset + HEADER_BYTES);
+      const plain = target.subarray(offset + HEADER_BYTES, stop);
+      const out = target.subarray(offset + HEADER_BYTES, stop + TAG_BYTES);
+      backend.sealInto(this.#key, header.subarray(36, 60), target.subarray(offset, offset + HEADER_BYTES), plain, out);
+      return stop + TAG_BYTES;
+    }
+    target.set(header, offset);
+    let sig: Uint8Array;
+    if (offset >= SIGNED_PREFIX) {
+      const from = offset - SIGNED_PREFIX;
+      const kept = Buffer.from(target.subarray(from, offset));
+      target.set(SIG_DOMAIN, from);
+      try {
+        sig = backend.sign(this.#signing, target.subarray(from, stop));
+      } finally {
+        target.set(kept, from);
+      }
+    } else {
+      sig = backend.sign(this.#signing, signedBytes(header, target.subarray(at, stop)));
+    }
+    target.set(sig, stop);
+    return stop + SIGNATURE_BYTES;
+  }
 }

@@ -17,6 +17,7 @@ export {
   type Opened,
   OVERHEAD,
   type ReplayGuard,
+  SealedBody,
   Sealer,
   type SealerOptions,
   type SequenceSource,

@@ -115,6 +115,15 @@ export const nobleBackend: CryptoBackend = {
     return xchacha20poly1305(key, nonce, aad).encrypt(plaintext);
   },
 
+  sealInto(key, nonce, aad, plaintext, output) {
+    checkLength(key, 32, 'an XChaCha20-Poly1305 key');
+    checkLength(nonce, 24, 'an XChaCha20-Poly1305 nonce');
+    checkLength(output, plaintext.length + 16, 'the output of XChaCha20-Poly1305');
+    // In place when output starts at the plaintext (noble's encrypt first copies the plaintext into output, onto
+    // itself then), the keystream XORed over it, the tag after it.
+    xchacha20poly1305(key, nonce, aad).encrypt(plaintext, output);
+  },
+
   open(key, nonce, aad, sealed) {
     checkLength(key, 32, 'an XChaCha20-Poly1305 key');
     checkLength(nonce, 24, 'an XChaCha20-Poly1305 nonce');

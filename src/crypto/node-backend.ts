@@ -139,18 +139,24 @@ export const nodeBackend: CryptoBackend = {
   },
 
   seal(key, nonce, aad, plaintext) {
+    const out = new Uint8Array(plaintext.length + 16);
+    nodeBackend.sealInto(key, nonce, aad, plaintext, out);
+    return out;
+  },
+
+  sealInto(key, nonce, aad, plaintext, output) {
     checkLength(key, 32, 'an XChaCha20-Poly1305 key');
     checkLength(nonce, 24, 'an XChaCha20-Poly1305 nonce');
+    checkLength(output, plaintext.length + 16, 'the output of XChaCha20-Poly1305');
     const c = crypto.createCipheriv('chacha20-poly1305', hchacha20(key, nonce.subarray(0, 16)), innerNonce(nonce), {
       authTagLength: 16,
     });
     c.setAAD(aad, { plaintextLength: plaintext.length });
-    const head = c.update(plaintext);
+    // Node's Cipher has no update-into (node 18 to 24): OpenSSL writes the ciphertext into a Buffer of its own, and
+    // this copy into `output` is the one that costs. Read before it is overwritten, so `output` may be `plaintext`.
+    output.set(c.update(plaintext), 0);
     c.final();
-    const out = new Uint8Array(head.length + 16);
-    out.set(head, 0);
-    out.set(c.getAuthTag(), head.length);
-    return out;
+    output.set(c.getAuthTag(), plaintext.length);
   },
 
   open(key, nonce, aad, sealed) {
