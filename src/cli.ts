@@ -10,10 +10,12 @@ import { BusError } from './bus/index.js';
 import { BUS_USAGE, listen, request, send } from './cli/bus.js';
 import { type Io, UsageError } from './cli/common.js';
 import { KEYS_USAGE, keygen, rotate, verify } from './cli/keys.js';
+import { PROVISION_USAGE, provision } from './cli/provision.js';
 import { fields, types } from './cli/schema.js';
 import { validate } from './cli/validate.js';
 import { VERSION } from './core/version.js';
 import { CryptoError } from './crypto/index.js';
+import { ProvisionError } from './provision/index.js';
 
 export type { Io } from './cli/common.js';
 
@@ -23,6 +25,7 @@ ${BUS_USAGE}
   types                        every message type with its fields ([optional])
   fields TYPE                  the fields of one type: value type, required or optional, null allowed, meaning
 ${KEYS_USAGE}
+${PROVISION_USAGE}
   --version`;
 
 const stdio: Io = {
@@ -65,6 +68,8 @@ export async function main(argv: string[], io: Io = stdio, signal?: AbortSignal)
         return await listen(rest, io, signal);
       case 'validate':
         return await validate(rest, io);
+      case 'provision':
+        return await provision(rest, io);
       case 'keygen':
         return await keygen(rest, io);
       case 'keyring':
@@ -79,7 +84,12 @@ export async function main(argv: string[], io: Io = stdio, signal?: AbortSignal)
       io.err(`error: ${(err as Error).message}\n${USAGE}`);
       return 2;
     }
-    if (err instanceof CryptoError || err instanceof BusError || err instanceof AmqpError) {
+    if (
+      err instanceof CryptoError ||
+      err instanceof BusError ||
+      err instanceof AmqpError ||
+      err instanceof ProvisionError
+    ) {
       io.err(`error: ${err.message} [${err.code}]`);
       return 1;
     }

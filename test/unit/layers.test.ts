@@ -20,7 +20,8 @@ const ALLOWED: Record<string, readonly string[]> = {
   codec: ['core'],
   crypto: ['core', 'store', '@noble'],
   bus: ['core', 'codec', 'crypto', 'amqp'],
-  cli: ['core', 'store', 'codec', 'crypto', 'bus', 'amqp'],
+  provision: ['core', 'codec'],
+  cli: ['core', 'store', 'codec', 'crypto', 'bus', 'amqp', 'provision'],
   device: ['core', 'store', 'codec', 'crypto', 'bus'],
   bin: ['core', 'cli', 'device'],
 };

@@ -1,0 +1,197 @@
+/**
+ * `ebadge provision PARTIES --out DIR [--apply]`: the broker's side of least privilege (src/provision) from a parties
+ * file. Writes DIR/definitions.json (for `rabbitmqctl import_definitions`) and, per party, DIR/<name>/ with its
+ * connection settings (hub.json or bus.json) and, for a password party, its password in broker.pw. With --apply it
+ * also loads the definitions into the broker through rabbitmqctl and deletes the user guest.
+ *
+ * Secrets: a password is generated once (32 random bytes) and kept in DIR/<name>/broker.pw, so running provision
+ * again (a party added) changes nobody's password; delete the file to change one. A `passwordFile` in the parties
+ * file is used instead. Password files and definitions.json (password hashes) are written 0600 in 0700 folders,
+ * and no password is ever printed or put on a command line.
+ */
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { parseArgs } from 'node:util';
+import {
+  type Definitions,
+  definitions,
+  PASSWORD_FILE,
+  type Plan,
+  ProvisionError,
+  parseParties,
+  partySettings,
+} from '../provision/index.js';
+import { type Io, UsageError } from './common.js';
+
+export const PROVISION_USAGE = `  provision PARTIES.json --out DIR [--apply [--rabbitmqctl PATH] [--node NODE]]
+                               RabbitMQ definitions and each party's config and password (docs/provisioning.md)`;
+
+const OPTIONS = {
+  out: { type: 'string' },
+  apply: { type: 'boolean' },
+  rabbitmqctl: { type: 'string' },
+  node: { type: 'string' },
+} as const;
+
+export async function provision(args: string[], io: Io): Promise<number> {
+  const { values, positionals } = parseArgs({ args, options: OPTIONS, allowPositionals: true, strict: true });
+  const [file, ...rest] = positionals;
+  if (file === undefined) throw new UsageError('the parties file is required: ebadge provision PARTIES.json --out DIR');
+  if (rest.length > 0) throw new UsageError(`provision takes one parties file, found also "${rest[0] as string}"`);
+  if (values.out === undefined) throw new UsageError('--out DIR is required (where the definitions and configs go)');
+  if (values.apply !== true && (values.rabbitmqctl !== undefined || values.node !== undefined))
+    throw new UsageError('--rabbitmqctl and --node go with --apply');
+
+  const plan = parseParties(readJson(file), file);
+  const out = values.out;
+  privateDir(out);
+  const passwords = new Map<string, string>();
+  const said: string[] = [];
+  for (const p of plan.parties) {
+    const dir = path.join(out, p.name);
+    privateDir(dir);
+    const pwFile = path.join(dir, PASSWORD_FILE);
+    let how: string;
+    if (p.auth === 'external') {
+      // A password left from an earlier run would look usable, and the user has none any more.
+      fs.rmSync(pwFile, { force: true });
+      how = `EXTERNAL: put its client certificate (CN "${p.name}") and key beside it`;
+    } else {
+      let password: string;
+      if (p.passwordFile !== undefined) {
+        password = readPassword(path.resolve(path.dirname(file), p.passwordFile), p.name);
+        how = `password from ${p.passwordFile}`;
+      } else if (fs.existsSync(pwFile)) {
+        password = readPassword(pwFile, p.name);
+        how = `password kept in ${PASSWORD_FILE}`;
+      } else {
+        password = randomBytes(32).toString('base64url');
+        how = `password generated into ${PASSWORD_FILE}`;
+      }
+      passwords.set(p.name, password);
+      writeSecret(pwFile, `${password}\n`);
+    }
+    const s = partySettings(plan, p);
+    fs.writeFileSync(path.join(dir, s.file), `${JSON.stringify(s.config, null, 2)}\n`, { mode: 0o644 });
+    said.push(`${path.join(dir, s.file)}: ${p.role} ${p.name}, ${p.peers.length} peer(s); ${how}`);
+  }
+  const defs = definitions(plan, passwords);
+  const defsFile = path.join(out, 'definitions.json');
+  writeSecret(defsFile, `${JSON.stringify(defs, null, 2)}\n`);
+  io.out(`${defsFile}: ${summary(plan, defs)}`);
+  for (const line of said) io.out(line);
+  if (values.apply !== true) {
+    io.out(`load it with: rabbitmqctl import_definitions ${defsFile}; then: rabbitmqctl delete_user guest`);
+    return 0;
+  }
+  await apply(plan, defs, { ctl: values.rabbitmqctl ?? 'rabbitmqctl', node: values.node }, io);
+  return 0;
+}
+
+function summary(plan: Plan, d: Definitions): string {
+  return (
+    `vhost "${plan.vhost}", ${plan.parties.length} party users, ${d.permissions.length} permissions, ` +
+    `${d.topic_permissions.length} topic permissions, ${d.exchanges.length} exchanges, ${d.queues.length} queues, ` +
+    `${d.bindings.length} bindings, delivery limit ${plan.deliveryLimit}; guest: no password, no tags`
+  );
+}
+
+/**
+ * Loads the definitions through rabbitmqctl, on its standard input (the Debian wrapper runs it as the rabbitmq user,
+ * who could not read our 0600 file), waits until the broker has them (the import runs asynchronously), and deletes
+ * guest, which an import can only disable.
+ */
+async function apply(plan: Plan, defs: Definitions, o: { ctl: string; node: string | undefined }, io: Io) {
+  const ctl = (args: string[], input?: string): Promise<string> =>
+    run(o.ctl, [...(o.node === undefined ? [] : ['-n', o.node]), '-q', ...args], input);
+  await ctl(['import_definitions', '--format', 'json'], JSON.stringify(defs));
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const listed = JSON.parse(await ctl(['list_permissions', '-p', plan.vhost, '--formatter', 'json'])) as {
+      user: string;
+    }[];
+    const users = new Set(listed.map((p) => p.user));
+    const missing = plan.parties.filter((p) => !users.has(p.name));
+    if (missing.length === 0) break;
+    if (Date.now() > deadline)
+      throw new ProvisionError(
+        'APPLY',
+        `the broker has no permissions for ${missing[0]?.name} a minute after the import`,
+      );
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+  const users = JSON.parse(await ctl(['list_users', '--formatter', 'json'])) as { user: string }[];
+  if (users.some((u) => u.user === 'guest')) await ctl(['delete_user', 'guest']);
+  io.out(`applied to the broker${o.node === undefined ? '' : ` ${o.node}`}: vhost "${plan.vhost}", guest deleted`);
+}
+
+function run(file: string, args: string[], input: string | undefined): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(file, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on('data', (b: Buffer) => out.push(b));
+    child.stderr.on('data', (b: Buffer) => err.push(b));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 120_000);
+    child.once('error', (e) => {
+      clearTimeout(timer);
+      reject(new ProvisionError('APPLY', `cannot run ${file}: ${e.message}`));
+    });
+    child.once('close', (code, signal) => {
+      clearTimeout(timer);
+      const text = Buffer.concat(out).toString('utf8');
+      if (code === 0) resolve(text);
+      else {
+        const why = `${Buffer.concat(err).toString('utf8')}${text}`.trim().split('\n').slice(-5).join(' / ');
+        reject(new ProvisionError('APPLY', `${file} ${args.join(' ')}: exit ${code ?? signal}: ${why}`));
+      }
+    });
+    child.stdin.on('error', () => undefined);
+    child.stdin.end(input ?? '');
+  });
+}
+
+function readJson(file: string): unknown {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ProvisionError('PARTIES', `${file}: cannot read it (${(err as NodeJS.ErrnoException).code})`);
+  }
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw new ProvisionError('PARTIES', `${file}: not valid JSON (${(err as Error).message})`);
+  }
+}
+
+function readPassword(file: string, party: string): string {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ProvisionError(
+      'PARTIES',
+      `the password file of ${party}, ${file}: cannot read it (${(err as NodeJS.ErrnoException).code})`,
+    );
+  }
+  const password = text.replace(/\r?\n$/, '');
+  if (password === '' || /[\r\n]/.test(password))
+    throw new ProvisionError('PARTIES', `the password file of ${party}, ${file}: expected one line, the password`);
+  return password;
+}
+
+/** A folder only we can enter, made if missing. */
+function privateDir(dir: string): void {
+  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  fs.chmodSync(dir, 0o700);
+}
+
+/** Written whole (a temp file renamed over it) and 0600 from the first byte. */
+function writeSecret(file: string, text: string): void {
+  const tmp = `${file}.${process.pid}.tmp`;
+  fs.writeFileSync(tmp, text, { mode: 0o600, flag: 'wx' });
+  fs.renameSync(tmp, file);
+}

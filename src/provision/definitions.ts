@@ -1,0 +1,213 @@
+/**
+ * The RabbitMQ definitions (the JSON of `rabbitmqctl export_definitions`, RabbitMQ 3.10) that give every party of a
+ * plan exactly what D3.2.3 gives it and nothing more:
+ *
+ *  - a user per party: a SHA-256 password hash, or no password at all when it logs in with its certificate (EXTERNAL
+ *    takes the user from the certificate's CN, so the user's name is the party's);
+ *  - permissions as exact lists: configure only its own `private-<me>-in|dlx|dead`, write those and `<me>-to-<peer>`
+ *    for its peers, read those and `<peer>-to-<me>`. D3.2.3's own patterns (`private-<me>-.*`, `<me>-to-.*`) give the
+ *    party `vpp` the inbox `private-vpp-2-in` of the party `vpp-2`, and every exchange `vpp-to-X` anybody declares;
+ *    the lists do not, and they make "who talks to whom" the broker's business, not each party's configuration;
+ *  - topic permissions on each `<me>-to-<peer>`: the routing keys `<type>` and `<type>.<heh_id>` of the types it may
+ *    send there (the broker refuses the others with 403), and no binding key at all;
+ *  - the exchanges, the inboxes (quorum, 15-minute TTL, dead letters through `private-<me>-dlx` into
+ *    `private-<me>-dead`), their bindings, with the arguments the bus declares them with (src/bus/amqp-transport.ts;
+ *    RabbitMQ refuses a declaration whose arguments differ, 406);
+ *  - a policy with the delivery limit of the inboxes. As a queue argument it would have to be in the bus's own
+ *    declaration too, and an inbox that exists already cannot take it: every hub would fail to start (406 on
+ *    `x-delivery-limit`, seen on 3.10.8). A policy applies to existing queues and can be changed later;
+ *  - the user `guest` with no password and no tags: importing definitions cannot delete a user, so this is what takes
+ *    the broker's default account away (`ebadge provision --apply` deletes it as well).
+ * The default exchange is nobody's: no permission names it (RabbitMQ checks it as `amq.default`).
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import type { Plan } from './parties.js';
+
+const HASHING = 'rabbit_password_hashing_sha256';
+/** The bus's own values (src/bus/amqp-transport.ts): its inbox TTL and the length of its dead-letter queue. */
+export const INBOX_TTL_MS = 900_000;
+export const DEAD_LETTER_MAX = 100_000;
+
+export interface User {
+  name: string;
+  password_hash: string;
+  hashing_algorithm: string;
+  tags: string[];
+  limits: Record<string, never>;
+}
+export interface Permission {
+  user: string;
+  vhost: string;
+  configure: string;
+  write: string;
+  read: string;
+}
+export interface TopicPermission {
+  user: string;
+  vhost: string;
+  exchange: string;
+  write: string;
+  read: string;
+}
+export interface Queue {
+  name: string;
+  vhost: string;
+  durable: true;
+  auto_delete: false;
+  arguments: Record<string, string | number>;
+}
+export interface Exchange {
+  name: string;
+  vhost: string;
+  type: 'topic' | 'fanout';
+  durable: true;
+  auto_delete: false;
+  internal: false;
+  arguments: Record<string, never>;
+}
+export interface Binding {
+  source: string;
+  vhost: string;
+  destination: string;
+  destination_type: 'queue';
+  routing_key: string;
+  arguments: Record<string, never>;
+}
+export interface Policy {
+  vhost: string;
+  name: string;
+  pattern: string;
+  'apply-to': 'queues';
+  definition: Record<string, number>;
+  priority: number;
+}
+
+export interface Definitions {
+  users: User[];
+  vhosts: { name: string; limits: never[]; metadata: { description: string; tags: string[] } }[];
+  permissions: Permission[];
+  topic_permissions: TopicPermission[];
+  parameters: never[];
+  global_parameters: never[];
+  policies: Policy[];
+  queues: Queue[];
+  exchanges: Exchange[];
+  bindings: Binding[];
+}
+
+/** RabbitMQ's `rabbit_password_hashing_sha256`: base64(salt ‖ SHA-256(salt ‖ UTF-8 password)), a 4-byte salt. */
+export function passwordHash(password: string, salt: Uint8Array = randomBytes(4)): string {
+  const hash = createHash('sha256').update(salt).update(password, 'utf8').digest();
+  return Buffer.concat([salt, hash]).toString('base64');
+}
+
+/** A name as a literal inside an Erlang (PCRE) regular expression. */
+export function literal(name: string): string {
+  return name.replace(/[\\^$.|?*+()[\]{}]/g, '\\$&');
+}
+
+/** The names of a party's own resources: its inbox, dead-letter exchange and dead-letter queue. */
+export function privateNames(name: string): { inbox: string; dlx: string; dead: string } {
+  return { inbox: `private-${name}-in`, dlx: `private-${name}-dlx`, dead: `private-${name}-dead` };
+}
+
+/** `^(a|b)$`, or a pattern nothing matches for an empty list. */
+function exactly(alternatives: readonly string[]): string {
+  return alternatives.length === 0 ? '^(?!)' : `^(${alternatives.join('|')})$`;
+}
+
+/** The routing keys of these types: `<type>` alone or followed by `.<heh_id>` (D3.2.3 §5.3.3). */
+export function routingKeys(types: readonly string[]): string {
+  return types.length === 0 ? '^(?!)' : `^(${types.map(literal).join('|')})(\\..+)?$`;
+}
+
+/**
+ * The definitions for a plan. `passwords` holds the password of every party whose `auth` is `password` (hashed
+ * here with a fresh salt, never kept).
+ */
+export function definitions(plan: Plan, passwords: ReadonlyMap<string, string>): Definitions {
+  const vhost = plan.vhost;
+  const d: Definitions = {
+    users: [],
+    vhosts: [{ name: vhost, limits: [], metadata: { description: 'eBADGE hub bus (ebadge provision)', tags: [] } }],
+    permissions: [],
+    topic_permissions: [],
+    parameters: [],
+    global_parameters: [],
+    policies: [
+      {
+        vhost,
+        name: 'ebadge-inbox-delivery-limit',
+        pattern: '^private-.+-in$',
+        'apply-to': 'queues',
+        definition: { 'delivery-limit': plan.deliveryLimit },
+        priority: 0,
+      },
+    ],
+    queues: [],
+    exchanges: [],
+    bindings: [],
+  };
+  const user = (name: string, hash: string): User => ({
+    name,
+    password_hash: hash,
+    hashing_algorithm: HASHING,
+    tags: [],
+    limits: {},
+  });
+  for (const p of plan.parties) {
+    let hash = '';
+    if (p.auth === 'password') {
+      const password = passwords.get(p.name);
+      if (password === undefined || password === '') throw new Error(`no password for ${p.name}`);
+      hash = passwordHash(password);
+    }
+    d.users.push(user(p.name, hash));
+
+    const own = privateNames(p.name);
+    const mine = `private-${literal(p.name)}-(in|dlx|dead)`;
+    const out = p.peers.map((q) => `${p.name}-to-${q}`);
+    const inn = p.peers.map((q) => `${q}-to-${p.name}`);
+    d.permissions.push({
+      user: p.name,
+      vhost,
+      configure: `^${mine}$`,
+      write: exactly([mine, ...out.map(literal)]),
+      read: exactly([mine, ...inn.map(literal)]),
+    });
+    for (const q of p.peers) {
+      d.topic_permissions.push({
+        user: p.name,
+        vhost,
+        exchange: `${p.name}-to-${q}`,
+        write: routingKeys(p.sends.get(q) ?? []),
+        read: '^$',
+      });
+    }
+
+    d.exchanges.push(...out.map((x) => exchange(x, vhost, 'topic')), exchange(own.dlx, vhost, 'fanout'));
+    d.queues.push(
+      queue(own.inbox, vhost, {
+        'x-queue-type': 'quorum',
+        'x-message-ttl': INBOX_TTL_MS,
+        'x-dead-letter-exchange': own.dlx,
+      }),
+      queue(own.dead, vhost, { 'x-queue-type': 'quorum', 'x-max-length': DEAD_LETTER_MAX }),
+    );
+    d.bindings.push(...inn.map((x) => binding(x, own.inbox, '#', vhost)), binding(own.dlx, own.dead, '', vhost));
+  }
+  d.users.push(user('guest', ''));
+  return d;
+}
+
+function exchange(name: string, vhost: string, type: 'topic' | 'fanout'): Exchange {
+  return { name, vhost, type, durable: true, auto_delete: false, internal: false, arguments: {} };
+}
+
+function queue(name: string, vhost: string, args: Record<string, string | number>): Queue {
+  return { name, vhost, durable: true, auto_delete: false, arguments: args };
+}
+
+function binding(source: string, destination: string, key: string, vhost: string): Binding {
+  return { source, vhost, destination, destination_type: 'queue', routing_key: key, arguments: {} };
+}
