@@ -3,8 +3,10 @@
  * broker's users with its permissions; `listen` and `request` consume that entity's inbox, so use a dedicated
  * operator entity rather than a running VPP's. Neither acks a message it has not printed: what `request` takes that
  * is not its reply, and what `listen` takes beyond --count, goes back to the queue. Connection settings come from a
- * JSON config file (`--config`) and flags (which win). Secrets are read from files, never given inline:
- * `--password-file`, `--key`, `--private-key`.
+ * JSON config file (`--config`, whose relative file names are its neighbours) and flags (which win). Secrets are read
+ * from files or the environment, never given inline: `--password-file` (or EBADGE_PASSWORD_FILE, EBADGE_PASSWORD),
+ * `--key`, `--private-key`. We log in as the entity, never as guest unless the URL names it (credentials.ts), and
+ * say as whom on stderr.
  *
  * Config file: { "url": "amqps://broker:5671", "name": "ops", "peers": ["heh-b827ebea02c1"], "topology": "exchanges",
  *   "role": "controller", "declareExchanges": true, "passwordFile": "...", "external": false,
@@ -25,11 +27,13 @@ import {
 import { DecodeError, decode, type Message, type MessageType, SCHEMAS } from '../codec/index.js';
 import { Keyring, ReplayWindow, Sealer, SequenceReserver, selectBackend } from '../crypto/index.js';
 import { backendOption, type Io, UsageError } from './common.js';
+import { login } from './credentials.js';
 
 export const BUS_USAGE = `  send    --as ENTITY --to PEER TYPE [field=value ...] [--json FILE|-]
   request --as ENTITY --to PEER TYPE [field=value ...] [--json FILE|-] [--timeout MS]
   listen  --as ENTITY [--peer PEER ...] [--count N]
   connection: [--config FILE] [--url URL] [--password-file FILE] [--ca FILE --cert FILE --key FILE] [--external]
+              the user is ENTITY; its password: --password-file, the config's, EBADGE_PASSWORD_FILE or EBADGE_PASSWORD
               [--topology exchanges|queues] [--role hub|controller] [--passive] [--peer PEER ...]
   sealing:    [--keyring FILE --private-key FILE --state-dir DIR] [--backend auto|node|noble]`;
 
@@ -107,7 +111,21 @@ function readConfig(file: string | undefined): FileConfig {
   if (c['peers'] !== undefined && (!Array.isArray(c['peers']) || !c['peers'].every((p) => typeof p === 'string'))) {
     throw new UsageError(`--config ${file}: peers must be an array of entity names`);
   }
-  return c as FileConfig;
+  // As in a hub.json: a relative file name is the config's neighbour (ebadge provision writes them so), whatever
+  // the working directory.
+  const cfg = c as FileConfig;
+  const near = (f: string | undefined): string | undefined =>
+    f === undefined ? undefined : path.resolve(path.dirname(file), f);
+  const tls =
+    cfg.tls === undefined ? {} : { tls: { ca: near(cfg.tls.ca), cert: near(cfg.tls.cert), key: near(cfg.tls.key) } };
+  return {
+    ...cfg,
+    ...tls,
+    passwordFile: near(cfg.passwordFile),
+    keyring: near(cfg.keyring),
+    privateKey: near(cfg.privateKey),
+    stateDir: near(cfg.stateDir),
+  } as FileConfig;
 }
 
 /**
@@ -116,6 +134,7 @@ function readConfig(file: string | undefined): FileConfig {
  */
 async function connector(
   values: Values,
+  io: Io,
   extra: Partial<AmqpBusOptions>,
   setup: (bus: Connector<AmqpTransport>) => void = () => undefined,
 ): Promise<Connector<AmqpTransport>> {
@@ -127,8 +146,6 @@ async function connector(
   ];
   if (peers.length === 0) throw new UsageError('no peer: give --to or --peer (or "peers" in --config)');
   const url: ConnectOptions = parseUrl(values.url ?? cfg.url ?? 'amqp://127.0.0.1:5672');
-  const passwordFile = values['password-file'] ?? cfg.passwordFile;
-  if (passwordFile !== undefined) url.password = readFileSync(passwordFile, 'utf8').trim();
   const tlsFiles = {
     ca: values.ca ?? cfg.tls?.ca,
     cert: values.cert ?? cfg.tls?.cert,
@@ -142,7 +159,28 @@ async function connector(
       ...(tlsFiles.key === undefined ? {} : { key: readFileSync(tlsFiles.key) }),
     };
   }
-  if (values.external === true || cfg.external === true) url.mechanism = 'EXTERNAL';
+  const passwordFile =
+    values['password-file'] !== undefined
+      ? { file: values['password-file'], from: '--password-file' }
+      : cfg.passwordFile === undefined
+        ? undefined
+        : { file: cfg.passwordFile, from: `the passwordFile of ${values.config as string}` };
+  io.err(
+    login({
+      name,
+      url,
+      urlFrom:
+        values.url !== undefined
+          ? '--url'
+          : cfg.url !== undefined
+            ? `--config ${values.config as string}`
+            : 'the default URL',
+      ...(passwordFile === undefined ? {} : { passwordFile }),
+      external: values.external === true || cfg.external === true,
+      ...(tlsFiles.cert === undefined ? {} : { certFile: tlsFiles.cert }),
+      env: process.env,
+    }),
+  );
   url.connectionName = `ebadge-cli ${name}`;
   const topology = values.topology ?? cfg.topology ?? 'exchanges';
   if (topology !== 'exchanges' && topology !== 'queues')
@@ -265,7 +303,7 @@ export async function send(args: string[], io: Io): Promise<number> {
   const { values, positionals } = parse(args);
   if (values.to === undefined) throw new UsageError('--to PEER is required');
   const m = await message(values, positionals, io);
-  const bus = await connector(values, { consume: false });
+  const bus = await connector(values, io, { consume: false });
   try {
     await bus.publish(values.to, m);
     io.out(`sent ${m.msg} to ${values.to}`);
@@ -284,7 +322,7 @@ export async function request(args: string[], io: Io): Promise<number> {
   const m = await message(values, positionals, io);
   // The reply settles the request before any handler sees it; whatever else waits in the inbox is not ours to take.
   const held = new Held();
-  const bus = await connector(values, {}, (b) => {
+  const bus = await connector(values, io, {}, (b) => {
     for (const type of Object.keys(SCHEMAS) as MessageType[]) b.handle(type, (_m, ctx) => held.hold(ctx));
   });
   try {
@@ -322,7 +360,7 @@ export async function listen(args: string[], io: Io, signal?: AbortSignal): Prom
   // A message is acked only once printed: what the broker delivers beyond --count (it sends up to a prefetch of
   // messages at once) goes back to the queue.
   const held = new Held();
-  const bus = await connector(values, {}, (b) => {
+  const bus = await connector(values, io, {}, (b) => {
     for (const type of Object.keys(SCHEMAS) as MessageType[])
       b.handle(type, (m, ctx) => (seen < count ? print(m, ctx.sender, ctx.diagnostics) : held.hold(ctx)));
     b.on('dead-letter', (reason, code, d) =>
