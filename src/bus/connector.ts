@@ -12,7 +12,7 @@
  * request / reply matching is requests.ts. This file holds the lifecycle and the sending side.
  */
 import { randomUUID } from 'node:crypto';
-import { type DecodeLimits, encode, type Message, type MessageType, SCHEMAS } from '../codec/index.js';
+import { bodyWriter, type DecodeLimits, type Message, type MessageType, SCHEMAS } from '../codec/index.js';
 import { type Clock, systemClock } from '../core/clock.js';
 import { TypedEmitter } from '../core/emitter.js';
 import type { Sealer } from '../crypto/index.js';
@@ -22,7 +22,7 @@ import type { ConnectorEvents, Handler, StoredHandler, TypedHandlerMethods } fro
 import { CONTENT_TYPE_JSON, CONTENT_TYPE_SEALED, DM_HEADER, DM_VERSION, routingKeyOf } from './protocol.js';
 import { Receiver } from './receive.js';
 import { PendingRequests } from './requests.js';
-import type { Incoming, RawOf, Transport } from './transport.js';
+import type { BodyWriter, Incoming, RawOf, Transport } from './transport.js';
 
 export interface ConnectorOptions<T extends Transport = Transport> {
   /** How messages travel (amqpBus() builds an AmqpTransport); our name and peers are the transport's. */
@@ -147,8 +147,10 @@ export class Connector<T extends Transport = Transport> extends TypedEmitter<Con
   }
 
   /**
-   * Sends a typed message to a peer: validated and encoded (an EncodeError for an invalid message, before
-   * anything is sent), sealed when the peer has keys, sent through the transport. Resolves when the broker has it.
+   * Sends a typed message to a peer: validated and encoded straight into where the transport sends it from (the
+   * AMQP frame; sealed in place when the peer has keys), resolved when the broker has it. An invalid message rejects
+   * with its EncodeError and nothing is sent. The message is encoded when it is written, so it must not change until
+   * the promise settles.
    */
   async publish(
     peer: string,
@@ -157,7 +159,7 @@ export class Connector<T extends Transport = Transport> extends TypedEmitter<Con
   ): Promise<void> {
     this.#check(peer);
     const m = message as { msg_id?: unknown };
-    await this.publishEncoded(peer, message.msg, encode(message), {
+    await this.#send(peer, message.msg, bodyWriter(message), {
       routingKey: routingKeyOf(message),
       // A response's msg_id names the message it answers, so it is never the response's own id.
       messageId:
@@ -168,7 +170,8 @@ export class Connector<T extends Transport = Transport> extends TypedEmitter<Con
 
   /**
    * Sends a message already encoded (and validated) by the codec, e.g. one kept in the hub's outbox: sealed when
-   * the peer has keys, sent through the transport.
+   * the peer has keys, sent through the transport. The bytes are read when they are written (into the frame, or
+   * into the envelope), so they must not change until the promise settles.
    */
   async publishEncoded(
     peer: string,
@@ -177,11 +180,18 @@ export class Connector<T extends Transport = Transport> extends TypedEmitter<Con
     options: { routingKey: string; messageId: string; correlationId?: string },
   ): Promise<void> {
     this.#check(peer);
-    let body: Uint8Array = encoded;
-    // Sealed when we have keys for this peer.
+    await this.#send(peer, type, encoded, options);
+  }
+
+  async #send(
+    peer: string,
+    type: MessageType,
+    payload: Uint8Array | BodyWriter,
+    options: { routingKey: string; messageId: string; correlationId?: string },
+  ): Promise<void> {
+    // Sealed when we have keys for this peer: the envelope is written where the payload would have been.
     const sealer = this.#o.sealer?.keyring.peers.has(peer) ? this.#o.sealer : undefined;
-    const sealed = sealer !== undefined;
-    if (sealer !== undefined) body = await sealer.seal({ peer }, type, body);
+    const body = sealer === undefined ? payload : await sealer.envelope({ peer }, type, payload);
     await this.transport.send({
       to: peer,
       routingKey: options.routingKey,
@@ -190,7 +200,7 @@ export class Connector<T extends Transport = Transport> extends TypedEmitter<Con
         messageId: options.messageId,
         ...(options.correlationId === undefined ? {} : { correlationId: options.correlationId }),
         type,
-        contentType: sealed ? CONTENT_TYPE_SEALED : CONTENT_TYPE_JSON,
+        contentType: sealer === undefined ? CONTENT_TYPE_JSON : CONTENT_TYPE_SEALED,
         timestamp: new Date(this.#clock.now()),
         appId: this.name,
         headers: { [DM_HEADER]: DM_VERSION },

@@ -25,6 +25,7 @@ export {
   MemoryTransportError,
   type MemoryTransportOptions,
   type Outcome,
+  type SentMessage,
   type Settlement,
 } from './memory-transport.js';
 export { CONTENT_TYPE_JSON, CONTENT_TYPE_SEALED, DM_VERSION, routingKeyOf } from './protocol.js';
@@ -39,3 +40,4 @@ export type {
   TransportCapabilities,
   TransportEvents,
 } from './transport.js';
+export { type BodyWriter, bodyBytes } from './transport.js';

@@ -19,14 +19,15 @@ import { type Clock, settle, systemClock } from '../core/clock.js';
 import { TypedEmitter } from '../core/emitter.js';
 import { EbadgeError } from '../core/errors.js';
 import { BusError } from './errors.js';
-import type {
-  Incoming,
-  Loopback,
-  Outgoing,
-  OutgoingProperties,
-  Transport,
-  TransportCapabilities,
-  TransportEvents,
+import {
+  bodyBytes,
+  type Incoming,
+  type Loopback,
+  type Outgoing,
+  type OutgoingProperties,
+  type Transport,
+  type TransportCapabilities,
+  type TransportEvents,
 } from './transport.js';
 
 export class MemoryTransportError extends EbadgeError<'NO_ROUTE' | 'INJECTED'> {
@@ -64,6 +65,11 @@ export interface DeadLetter {
   readonly reason: string;
   readonly code: string | undefined;
   readonly at: number;
+}
+
+/** A message as sent: its body in bytes (a BodyWriter was written when the message was sent). */
+export interface SentMessage extends Omit<Outgoing, 'body'> {
+  readonly body: Buffer;
 }
 
 /** A message put straight into an entity's queue (`inject`): any body, any sender, any properties. */
@@ -134,7 +140,7 @@ export class MemoryNetwork {
   }
 
   /** @internal a send: into the queue of `to`, if `to` has one and takes messages from the sender. */
-  _route(from: string, m: Outgoing): MemoryMessage {
+  _route(from: string, m: SentMessage): MemoryMessage {
     const q = this.#queues.get(m.to);
     if (q === undefined || (q.transport !== undefined && !q.transport.peers.includes(from)))
       throw new MemoryTransportError('NO_ROUTE', `nothing takes messages from ${from} to ${m.to} (312 NO_ROUTE)`);
@@ -194,14 +200,14 @@ export class MemoryTransport extends TypedEmitter<TransportEvents> implements Tr
   readonly capabilities: TransportCapabilities;
   readonly messageTtlMs: number | undefined;
   /** What this transport sent, in order (only what the network took). */
-  readonly sent: Outgoing[] = [];
+  readonly sent: SentMessage[] = [];
   /** How each delivery to us was settled, in order. */
   readonly settlements: Settlement[] = [];
   readonly deadLetters: DeadLetter[] = [];
   /** What the consumer did wrong: a delivery settled twice, a handler promise that rejected. Must stay empty. */
   readonly problems: string[] = [];
   /** Return an error to fail that send (a nack, an unroutable message ...); undefined: it goes through. */
-  sendFailure: ((m: Outgoing) => Error | undefined) | undefined;
+  sendFailure: ((m: SentMessage) => Error | undefined) | undefined;
   /** Return an error to fail that dead-lettering (the message then stays unsettled). */
   deadLetterFailure: ((reason: string, code: string | undefined) => Error | undefined) | undefined;
   readonly #network: MemoryNetwork;
@@ -285,12 +291,14 @@ export class MemoryTransport extends TypedEmitter<TransportEvents> implements Tr
     this._pump();
   }
 
-  async send(m: Outgoing): Promise<void> {
+  async send(o: Outgoing): Promise<void> {
     if (this.#closed) throw new BusError('CLOSED', 'the transport is closed');
-    if (!this.peers.includes(m.to))
-      throw new BusError('UNKNOWN_PEER', `"${m.to}" is not a configured peer of ${this.entity}`);
+    if (!this.peers.includes(o.to))
+      throw new BusError('UNKNOWN_PEER', `"${o.to}" is not a configured peer of ${this.entity}`);
     // While disconnected a send waits, as the AMQP transport's publish buffer does.
     if (!this.#connected) await new Promise<void>((resolve) => this.#whenUp.push(resolve));
+    // Written when it goes, as AMQP writes a body writer into the frame then.
+    const m: SentMessage = { ...o, body: bodyBytes(o.body) };
     const failure = this.sendFailure?.(m);
     if (failure !== undefined) throw failure;
     this.#network._route(this.entity, m);

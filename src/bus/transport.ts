@@ -5,6 +5,9 @@
  * in-memory pair for tests (memory-transport.ts). Exchanges, queues, topics and QoS stay below this line; nothing
  * here names them, and nothing in src/bus outside a transport module imports a protocol client.
  */
+import type { BodyWriter } from '../core/body-writer.js';
+
+export { type BodyWriter, bodyBytes } from '../core/body-writer.js';
 
 /** The properties every eBADGE message carries (data model §3.8); MQTT 5 carries them as properties and user properties. */
 export interface OutgoingProperties {
@@ -25,7 +28,14 @@ export interface Outgoing {
   to: string;
   /** `<msg>` or `<msg>.<heh_id>` (D3.2.3): the AMQP routing key, the last levels of an MQTT topic. */
   routingKey: string;
-  body: Uint8Array;
+  /**
+   * Bytes, or a BodyWriter (src/core/body-writer.ts) that writes the body where the transport sends it from: the
+   * Connector hands over a message encoded (and sealed) on the spot that way, so that its body is written once. AMQP
+   * writes it straight into the frame buffer; a transport whose client takes only a Buffer (MQTT.js) materialises it
+   * once with bodyBytes(), and the client's packet copy is then the copy that AMQP avoids. A writer is written when
+   * the message is sent, again if it is sent again; an error it throws (an invalid message) fails the send.
+   */
+  body: Uint8Array | BodyWriter;
   properties: OutgoingProperties;
 }
 

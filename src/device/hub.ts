@@ -16,7 +16,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { type Connector, type HandlerContext, routingKeyOf } from '../bus/index.js';
-import { EbTime, encode, type Message, type MessageType } from '../codec/index.js';
+import { bodyWriter, EbTime, type Message, type MessageType } from '../codec/index.js';
 import { type Clock, systemClock, type Timer } from '../core/clock.js';
 import { HUB_VERSION } from './about.js';
 import { Activations } from './activations.js';
@@ -411,10 +411,11 @@ export class Hub {
         await this.#d.bus.publish(peer, message, { messageId });
         return;
       }
-      const body = encode(message);
       const meta = { messageId, type: message.msg, routingKey: routingKeyOf(message) };
-      const id = await outbox.append(peer, body, meta);
-      await this.#deliver({ id, peer, body, ...meta });
+      // Encoded once, straight into the outbox record; the body sent is a view of that record (docs/bus.md).
+      const id = await outbox.append(peer, bodyWriter(message), meta);
+      const record = outbox.get(id);
+      if (record !== undefined) await this.#deliver(record);
     } catch (err) {
       this.#d.log.warn('send failed', { peer, msg: m['msg'], error: err });
     }

@@ -53,6 +53,7 @@
  */
 
 import { TextDecoder } from 'node:util';
+import { type BodyWriter, checkedEnd, firstRoom, MORE_ROOM, nextRoom } from '../core/body-writer.js';
 import { EbadgeError } from '../core/errors.js';
 import { isDiskFault, type StorageReporter } from '../store/health.js';
 import {
@@ -335,20 +336,24 @@ export class Outbox {
     return this.#log.syncs;
   }
 
-  /** Resolves with the record's id once it is written, or kept in memory because the disk refused it. */
-  append(peer: string, body: Uint8Array, meta: OutboxMeta): Promise<number> {
-    let buf: Buffer;
+  /**
+   * Resolves with the record's id once it is written, or kept in memory because the disk refused it. A BodyWriter
+   * (the codec's bodyWriter) is encoded straight into the record; the pending record's body (get, pending) is a
+   * view of the record, so the message is sent from the bytes that went to the disk, with no copy of its own.
+   */
+  append(peer: string, body: Uint8Array | BodyWriter, meta: OutboxMeta): Promise<number> {
+    let rec: { buf: Buffer; body: Buffer };
     try {
       if (this.#closed) throw new OutboxError('IO', 'the outbox is closed');
-      buf = this.#encode(peer, body, meta);
+      rec = this.#encode(peer, body, meta);
     } catch (err) {
       return Promise.reject(err);
     }
-    return this.#enqueue(() => this.#appendTask(buf, peer, body, meta));
+    return this.#enqueue(() => this.#appendTask(rec.buf, peer, rec.body, meta));
   }
 
   /** As append, but resolves only once the record has been fdatasync'ed; rejects if the disk refused it. */
-  async appendDurable(peer: string, body: Uint8Array, meta: OutboxMeta): Promise<number> {
+  async appendDurable(peer: string, body: Uint8Array | BodyWriter, meta: OutboxMeta): Promise<number> {
     const id = await this.append(peer, body, meta);
     await this.#enqueue(() => this.#sync());
     if (this.#unwritten.has(id)) throw new OutboxError('IO', `message ${id} is kept in memory: the disk refused it`);
@@ -365,6 +370,11 @@ export class Outbox {
 
   pending(): OutboxRecord[] {
     return [...this.#pending.values()];
+  }
+
+  /** The pending message `id` (undefined once acked or dropped). */
+  get(id: number): OutboxRecord | undefined {
+    return this.#pending.get(id);
   }
 
   /**
@@ -405,23 +415,40 @@ export class Outbox {
 
   // ---- writing ---------------------------------------------------------------------------------------------------
 
-  #encode(peer: string, body: Uint8Array, meta: OutboxMeta): Buffer {
-    const strings = [peer, meta.messageId, meta.type, meta.routingKey].map((s) => Buffer.from(s, 'utf8'));
-    if (strings.some((s) => s.length > 255))
+  /** The record (id and CRC still to stamp) and its body, a view of it. */
+  #encode(peer: string, body: Uint8Array | BodyWriter, meta: OutboxMeta): { buf: Buffer; body: Buffer } {
+    const strings = [peer, meta.messageId, meta.type, meta.routingKey];
+    const lengths = strings.map((s) => Buffer.byteLength(s));
+    if (lengths.some((n) => n > 255))
       throw new RangeError('peer, messageId, type and routingKey are limited to 255 bytes');
-    const payload = MIN_PAYLOAD + strings.reduce((a, s) => a + 1 + s.length, 0) + body.length;
-    if (payload > MAX_PAYLOAD) throw new RangeError(`a message is limited to ${MAX_PAYLOAD} bytes`);
-    const buf = Buffer.alloc(4 + payload + 4);
-    buf.writeUInt32LE(payload, 0);
-    buf[4] = KIND_MESSAGE;
-    let off = 11;
-    for (const s of strings) {
-      buf[off] = s.length;
-      s.copy(buf, off + 1);
-      off += 1 + s.length;
+    const at = 4 + MIN_PAYLOAD + lengths.reduce((a, n) => a + 1 + n, 0);
+    const most = MAX_PAYLOAD + 4 - at;
+    let room: number | undefined = body instanceof Uint8Array ? body.length : Math.min(most, firstRoom(body));
+    while (room !== undefined) {
+      if (room > most) throw new RangeError(`a message is limited to ${MAX_PAYLOAD} bytes`);
+      const buf = Buffer.allocUnsafe(at + room + 4);
+      let end: number;
+      if (body instanceof Uint8Array) {
+        buf.set(body, at);
+        end = at + body.length;
+      } else {
+        end = body.writeTo(buf, at, at + room);
+        if (end === MORE_ROOM) {
+          room = nextRoom(room, Math.min(most + 1, body.maxBytes));
+          continue;
+        }
+        checkedEnd(body, end, at, at + room);
+      }
+      buf.writeUInt32LE(end - 4, 0);
+      buf[4] = KIND_MESSAGE;
+      let off = 11;
+      for (const [i, s] of strings.entries()) {
+        buf[off] = lengths[i] as number;
+        off += 1 + buf.write(s, off + 1, 'utf8');
+      }
+      return { buf: buf.subarray(0, end + 4), body: buf.subarray(at, end) };
     }
-    buf.set(body, off);
-    return buf;
+    throw new RangeError(`a message is limited to ${MAX_PAYLOAD} bytes`);
   }
 
   #enqueue<T>(task: () => Promise<T>): Promise<T> {
@@ -517,7 +544,7 @@ export class Outbox {
     return !a || (a.file.size > HEADER && a.file.size + len > this.#segmentBytes);
   }
 
-  async #appendTask(buf: Buffer, peer: string, body: Uint8Array, meta: OutboxMeta): Promise<number> {
+  async #appendTask(buf: Buffer, peer: string, body: Buffer, meta: OutboxMeta): Promise<number> {
     if (this.#closed) throw new OutboxError('IO', 'the outbox is closed');
     const need = (): number => {
       const len = this.#liveAcks().reduce((n, a) => n + a.buf.length, buf.length + this.#unwrittenBytes);
@@ -546,7 +573,7 @@ export class Outbox {
     this.#pending.set(id, {
       id,
       peer,
-      body: Buffer.from(body),
+      body,
       messageId: meta.messageId,
       type: meta.type,
       routingKey: meta.routingKey,
@@ -613,10 +640,12 @@ export class Outbox {
     const acks = this.#liveAcks();
     this.#acks = [];
     const ids = [...this.#unwritten.keys()];
-    let buf = Buffer.concat([...acks.map((a) => a.buf), ...ids.map((id) => this.#unwritten.get(id)!)]);
+    const parts = [...acks.map((a) => a.buf), ...ids.map((id) => this.#unwritten.get(id)!)];
+    const len = parts.reduce((n, b) => n + b.length, 0);
+    let buf: Buffer;
     let seg: Segment;
     try {
-      if (this.#willRoll(buf.length)) {
+      if (this.#willRoll(len)) {
         this.#retire();
         const seq = this.#nextSeq++;
         const file = await this.#log.create(segmentName(seq));
@@ -626,7 +655,9 @@ export class Outbox {
       }
       seg = this.#active!;
       // Its header too when a first write failed: a fault is retried in the same file, it does not make new ones.
-      if (seg.file.size === 0) buf = Buffer.concat([header(), buf]);
+      if (seg.file.size === 0) parts.unshift(header());
+      // One write(): a record alone goes as it is; with tombstones or a header, it is copied once into the write.
+      buf = parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts);
       await seg.file.append(buf);
     } catch (err) {
       this.#acks = acks.concat(this.#acks);
@@ -704,7 +735,7 @@ export class Outbox {
     const r = this.#pending.get(id);
     if (r === undefined) return;
     this.#segmentOf.delete(id);
-    const buf = this.#encode(r.peer, r.body, r);
+    const { buf } = this.#encode(r.peer, r.body, r);
     stamp(buf, id);
     this.#keep(id, buf);
     this.#late++;

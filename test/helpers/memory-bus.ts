@@ -9,7 +9,6 @@ import {
   ManualClock,
   MemoryNetwork,
   type MemoryTransport,
-  type Outgoing,
   type Settlement,
   settle,
 } from '../../src/bus/index.js';
@@ -56,7 +55,7 @@ export function sentJson(t: MemoryTransport): Record<string, unknown>[] {
   return t.sent.map((o) => json(o));
 }
 
-export function json(o: Outgoing): Record<string, unknown> {
+export function json(o: { body: Uint8Array }): Record<string, unknown> {
   return JSON.parse(Buffer.from(o.body).toString('utf8')) as Record<string, unknown>;
 }
 
