@@ -193,14 +193,24 @@ export class AmqpTransport extends TypedEmitter<TransportEvents> implements Tran
     const o = this.options;
     const conn = this.connection;
     await conn.whenOpen();
-    this.#pub = await this.#conn.createChannel({ confirm: true });
-    this.#sub = await this.#conn.createChannel({ confirm: false });
-    const queues = this.topology === 'exchanges' ? await this.#declareExchanges() : await this.#declareQueues();
-    if (o.consume === false) return;
-    for (const q of queues) {
-      this.#consumers.push(
-        await this.#sub.basicConsume(q, (m) => onMessage(this.#incoming(m)), { prefetch: o.prefetch ?? 100 }),
-      );
+    try {
+      this.#pub = await this.#conn.createChannel({ confirm: true });
+      this.#sub = await this.#conn.createChannel({ confirm: false });
+      const queues = this.topology === 'exchanges' ? await this.#declareExchanges() : await this.#declareQueues();
+      if (o.consume === false) return;
+      for (const q of queues) {
+        this.#consumers.push(
+          await this.#sub.basicConsume(q, (m) => onMessage(this.#incoming(m)), { prefetch: o.prefetch ?? 100 }),
+        );
+      }
+    } catch (err) {
+      // Refused (a permission, an exchange not declared yet) or cut: nothing of this attempt stays, so that start()
+      // can be called again (the hub retries until the broker's side is fixed).
+      await this.stopConsuming();
+      await Promise.allSettled([this.#pub?.close(), this.#sub?.close()]);
+      this.#pub = undefined;
+      this.#sub = undefined;
+      throw err;
     }
   }
 
@@ -276,15 +286,21 @@ export class AmqpTransport extends TypedEmitter<TransportEvents> implements Tran
   }
 
   async #declareDeadLetters(ch: RecoveringChannel): Promise<void> {
-    await ch.exchangeDeclare(this.deadLetterExchange, 'fanout', { durable: true });
-    await ch.queueDeclare(this.deadLetterQueue, {
-      durable: true,
-      arguments: {
-        'x-queue-type': this.options.queueType ?? 'quorum',
-        'x-max-length': this.options.deadLetterMax ?? 100_000,
-      },
-    });
-    await ch.queueBind(this.deadLetterQueue, this.deadLetterExchange, '');
+    const dlx = this.deadLetterExchange;
+    const dead = this.deadLetterQueue;
+    await guard(() => ch.exchangeDeclare(dlx, 'fanout', { durable: true }), `declaring exchange ${dlx}`);
+    await guard(
+      () =>
+        ch.queueDeclare(dead, {
+          durable: true,
+          arguments: {
+            'x-queue-type': this.options.queueType ?? 'quorum',
+            'x-max-length': this.options.deadLetterMax ?? 100_000,
+          },
+        }),
+      `declaring ${dead}`,
+    );
+    await guard(() => ch.queueBind(dead, dlx, ''), `binding ${dead} to ${dlx}`);
   }
 
   async #declareExchanges(): Promise<string[]> {
@@ -308,7 +324,7 @@ export class AmqpTransport extends TypedEmitter<TransportEvents> implements Tran
         }
       }
       const incoming = `${peer}-to-${o.name}`;
-      await ch.queueBind(inbox, incoming, '#');
+      await guard(() => ch.queueBind(inbox, incoming, '#'), `binding ${inbox} to ${incoming}`);
       this.#inbound.set(incoming, peer);
     }
     return [inbox];

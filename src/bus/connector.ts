@@ -15,7 +15,7 @@ import { randomUUID } from 'node:crypto';
 import { bodyWriter, type DecodeLimits, type Message, type MessageType, SCHEMAS } from '../codec/index.js';
 import { type Clock, systemClock } from '../core/clock.js';
 import { TypedEmitter } from '../core/emitter.js';
-import type { Sealer } from '../crypto/index.js';
+import { OVERHEAD, type Sealer } from '../crypto/index.js';
 import { SeenIds } from './dedupe.js';
 import { BusError } from './errors.js';
 import type { ConnectorEvents, Handler, StoredHandler, TypedHandlerMethods } from './handler.js';
@@ -79,6 +79,7 @@ export class Connector<T extends Transport = Transport> extends TypedEmitter<Con
       sealer: options.sealer,
       limits: options.limits,
       deliveryLimit: options.deliveryLimit ?? 5,
+      maxBodyBytes: (options.limits?.maxBytes ?? 1 << 20) + OVERHEAD.pair,
       seen,
       requests: this.#requests,
       publish: (peer, message, o) => this.publish(peer, message, o),
@@ -103,18 +104,37 @@ export class Connector<T extends Transport = Transport> extends TypedEmitter<Con
     return this;
   }
 
+  /**
+   * The largest body the transport hands over: the codec's limit (limits.maxBytes, 1 MiB by default) plus a sealed
+   * envelope's overhead. A larger one is refused by the transport before it is received, where it can (AMQP), and
+   * reported as a dead letter (`TOO_LARGE`).
+   */
+  get maxBodyBytes(): number {
+    return this.#receiver.maxBodyBytes;
+  }
+
   async start(): Promise<this> {
     if (this.#started) return this;
     this.#started = true;
-    await this.transport.start(async (m) => {
-      this.#active++;
-      try {
-        // T's own start() hands over Incoming<RawOf<T>>; seen through the Transport constraint it is Incoming<unknown>.
-        await this.#receiver.receive(m as Incoming<RawOf<T>>);
-      } finally {
-        if (--this.#active === 0) this.#idle?.();
-      }
-    });
+    try {
+      await this.transport.start(
+        async (m) => {
+          this.#active++;
+          try {
+            // T's own start() hands over Incoming<RawOf<T>>; seen through the Transport constraint it is Incoming<unknown>.
+            await this.#receiver.receive(m as Incoming<RawOf<T>>);
+          } finally {
+            if (--this.#active === 0) this.#idle?.();
+          }
+        },
+        { maxBodyBytes: this.maxBodyBytes },
+      );
+    } catch (err) {
+      // The broker refused a declaration (a permission, an exchange the peer has not declared yet): the application
+      // may start again later, once that is fixed.
+      this.#started = false;
+      throw err;
+    }
     return this;
   }
 

@@ -83,8 +83,12 @@ export class Hub {
   readonly #reports: Reports;
   readonly #activations: Activations;
   #sampler: Timer | undefined;
+  /** The start of the next slot to read (once it is over). */
+  #slot: number | undefined;
   #faulty = new Set<string>();
   #stopping = false;
+  /** The bus is started and its connection up: the hub's own messages are sent now, not only kept in the outbox. */
+  #online = false;
   /** Outbox records being sent now, so that a retry round does not send them twice. */
   readonly #sending = new Set<number>();
 
@@ -121,17 +125,24 @@ export class Hub {
     return this.#reports.signals;
   }
 
-  /** Registration, sampling, the subscriptions and activations that survived a restart. */
+  /**
+   * What the hub does without a broker, from the first second: sampling, the subscriptions and activations that
+   * survived a restart (their periods go into the outbox), the outbox's retry round. connected() follows once the
+   * broker is reached, which may be never.
+   */
   async start(): Promise<void> {
     await this.event('started');
-    await Promise.all(this.#d.config.peers.map((peer) => this.#registerWith(peer.name, 0)));
     this.#scheduleSampling();
-    if (this.#d.outbox !== undefined) {
-      await this.#resendOutbox();
-      this.#every(OUTBOX_RETRY_MS, () => this.#resendOutbox());
-    }
+    if (this.#d.outbox !== undefined) this.#every(OUTBOX_RETRY_MS, () => this.#resendOutbox());
     this.#reports.resume();
     this.#activations.resume();
+  }
+
+  /** The bus is up for the first time: registration with every peer, then what the outbox kept meanwhile. */
+  async connected(): Promise<void> {
+    this.#online = true;
+    await Promise.all(this.#d.config.peers.map((peer) => this.#registerWith(peer.name, 0)));
+    await this.#resendOutbox();
   }
 
   /**
@@ -194,6 +205,7 @@ export class Hub {
    */
   async connectionChanged(up: boolean): Promise<void> {
     try {
+      this.#online = up;
       if (!up) return await this.event('network_down');
       await this.event('network_up');
       await this.event('broker_reconnect');
@@ -226,18 +238,32 @@ export class Hub {
 
   // ---- sampling ------------------------------------------------------------------------------------------------
 
+  /**
+   * Each slot is read once it is over. The slot is kept, not derived from the time the timer fires: Node's timers
+   * run on a clock that may be a millisecond apart from Date.now(), and a timer that fired early then one scheduled
+   * exactly on the boundary skipped a slot (a gap in the history every minute or so at 1 s). A late timer still reads
+   * each slot it passed, up to 3; after a longer stall (or a clock set forward) the slots missed stay empty rather
+   * than all get the reading of now.
+   */
   #scheduleSampling(): void {
     const res = this.#d.config.resolutionS * 1000;
-    const wait = res - (this.now() % res);
+    const now = this.now();
+    const current = Math.floor(now / res) * res;
+    if (this.#slot === undefined) this.#slot = current;
+    else if (current - this.#slot > 3 * res) this.#slot = current - res;
+    const slot = this.#slot;
     this.#sampler = this.#clock.setTimeout(
       () => {
-        void this.sample(Math.floor(this.now() / res) * res - res)
+        if (this.#stopping) return;
+        if (this.now() < slot + res) return this.#scheduleSampling();
+        this.#slot = slot + res;
+        void this.sample(slot)
           .catch((err: unknown) => this.#d.log.error('sampling failed', { error: err }))
           .finally(() => {
             if (!this.#stopping) this.#scheduleSampling();
           });
       },
-      wait,
+      Math.max(0, slot + res - now),
       { unref: true },
     );
   }
@@ -415,7 +441,8 @@ export class Hub {
       // Encoded once, straight into the outbox record; the body sent is a view of that record (docs/bus.md).
       const id = await outbox.append(peer, bodyWriter(message), meta);
       const record = outbox.get(id);
-      if (record !== undefined) await this.#deliver(record);
+      // Offline it waits in the outbox, sent by connected() or the reconnection: no failed publish per message.
+      if (this.#online && record !== undefined) await this.#deliver(record);
     } catch (err) {
       this.#d.log.warn('send failed', { peer, msg: m['msg'], error: err });
     }
@@ -443,6 +470,7 @@ export class Hub {
   }
 
   async #resendOutbox(): Promise<void> {
+    if (!this.#online) return;
     const pending = this.#d.outbox?.pending() ?? [];
     if (pending.length > 0) this.#d.log.info('sending messages kept in the outbox', { count: pending.length });
     for (const r of pending) {

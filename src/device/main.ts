@@ -8,9 +8,10 @@
  *   hub.js bench [--config FILE] [--seconds N]   on-device figures: codec, sealing, broker round trips
  *
  * Exit codes (sysexits.h, so that systemd and scripts can tell them apart):
- *   0 stopped by SIGTERM / SIGINT after draining;  64 usage error;  78 configuration error (or the broker refused
- *   our topology);  70 an internal error;  for `bench` only: 77 the broker refused our credentials, 69 unreachable.
- * `run` never exits because of the broker: it reconnects by itself (the first time too), with backoff.
+ *   0 stopped by SIGTERM / SIGINT after draining;  64 usage error;  78 configuration error (the hub's own: hub.json
+ *   and the files it names);  70 an internal error;  for `bench` only: 77 the broker refused our credentials, 69
+ *   unreachable. `run` never exits because of the broker: the hub measures and executes from the start, and its
+ *   link (link.ts) connects and retries, with backoff, whatever the broker refuses (403, 404, credentials, vhost).
  * On SIGTERM / SIGINT the hub stops consuming, lets the handlers at work finish, flushes the history and the
  * state, closes the connection, and exits 0.
  *
@@ -21,14 +22,7 @@
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
-import {
-  type AmqpConnectOptions,
-  AmqpTransport,
-  amqpBus,
-  BusError,
-  type ConnectionFailure,
-  type Transport,
-} from '../bus/index.js';
+import { type AmqpConnectOptions, AmqpTransport, amqpBus, type ConnectionFailure } from '../bus/index.js';
 import { type Io, UsageError } from '../core/io.js';
 import { CryptoError, Keyring, ReplayWindow, Sealer, SequenceReserver, selectBackend } from '../crypto/index.js';
 import { DEFAULT_CONFIG, HUB_VERSION, USAGE, versionLine } from './about.js';
@@ -36,6 +30,7 @@ import { bench } from './bench.js';
 import { ConfigError, type HubConfig, loadConfig } from './config/index.js';
 import { type Actuator, createActuator, createMeter, type Meter } from './devices/index.js';
 import { Hub } from './hub.js';
+import { BrokerLink } from './link.js';
 import { createLogger, type Logger } from './log.js';
 import { openStorage } from './storage.js';
 
@@ -233,69 +228,27 @@ async function run(config: HubConfig, stop: Promise<void>, log: Logger): Promise
   bus.on('dead-letter', (reason, code, d) => log.warn('message refused', { reason, code, from: d.from }));
   bus.on('handler-error', (error, type, final) => log.error('handler failed', { type, final, error }));
   bus.on('duplicate', (id, sender) => log.debug('duplicate dropped', { id, sender }));
+  // The broker's state never stops the hub: the link connects, and retries whatever the broker refuses (link.ts).
+  const link = new BrokerLink({ config, bus, hub, log, user: amqp.username });
 
-  const shutdown = async (): Promise<void> => {
-    await hub.stop().catch((err: unknown) => log.error('stopping the hub', { error: err }));
-    await bus.close().catch(() => undefined);
-    await storage.close();
-    await Promise.allSettled([...meters.values()].map((m) => m.close()));
-    await Promise.allSettled([...actuators.values()].map((a) => a.close()));
-  };
-
-  // The client reconnects by itself, the first time too (the network may come up after us at boot): the hub never
-  // exits because of the broker. Refused credentials are retried slowly, and said loudly each time.
-  const transport: Transport = bus.transport;
-  transport.on('failed', (error, i) => {
-    if (i.authentication)
-      log.error('the broker refused our credentials; retrying slowly', {
-        user: amqp.username,
-        endpoint: i.endpoint,
-        error,
-      });
-    else log.warn('cannot reach the broker', { endpoint: i.endpoint, attempt: i.attempt, error });
-  });
-  transport.on('reconnecting', (i) => log.info('reconnecting', { inMs: i.delayMs, endpoint: i.endpoint }));
-  transport.on('down', (error) => {
-    log.warn('connection to the broker lost; recovering', { error });
-    void hub.connectionChanged(false);
-  });
-  transport.on('recovered', (i) => {
-    log.info('connection to the broker recovered', { endpoint: i.endpoint, downtimeMs: i.downtimeMs });
-    void hub.connectionChanged(true);
-  });
-  transport.on('blocked', (reason) => log.warn('the broker blocked publishing (resource alarm)', { reason }));
-  transport.on('unblocked', () => log.info('the broker unblocked publishing'));
-  transport.on('restore-failed', (error, what) => log.error('re-declaring after recovery failed', { what, error }));
-  transport.on('settle-overdue', (ageMs, queue) => log.warn('a delivery is still unacknowledged', { ageMs, queue }));
-  transport.on('internal-error', (error, where) =>
-    log.error(`internal error in the ${transport.name.toUpperCase()} client`, { where, error }),
-  );
-
-  const started = await Promise.race([bus.start().then(() => true), stop.then(() => false)]).catch(
-    (err: unknown) => err,
-  );
-  if (started !== true) {
-    await shutdown();
-    if (started === false) {
-      log.info('stopped before the broker was reached');
-      return EXIT.OK;
-    }
-    if (started instanceof BusError && started.code === 'TOPOLOGY') {
-      log.error('the broker refused our topology', { error: started });
-      return EXIT.CONFIG;
-    }
-    throw started;
-  }
+  // Measuring, history and activations do not wait for the broker (a Pi may boot without network).
   await hub.start();
-  log.info('hub running', {
+  log.info('hub started', {
     name: config.name,
-    peers: config.peers.map((p) => p.name),
     devices: config.devices.map((d) => d.name),
     version: HUB_VERSION,
+    broker: config.broker.url,
+    user: amqp.username,
   });
+  void link.start();
   await stop;
-  log.info('stopping: draining in-flight work');
-  await shutdown();
+  log.info(link.up ? 'stopping: draining in-flight work' : 'stopping before the broker was reached');
+  link.close();
+  await hub.stop().catch((err: unknown) => log.error('stopping the hub', { error: err }));
+  await bus.close().catch(() => undefined);
+  await storage.close();
+  await Promise.allSettled([...meters.values()].map((m) => m.close()));
+  await Promise.allSettled([...actuators.values()].map((a) => a.close()));
   log.info('stopped');
   return EXIT.OK;
 }

@@ -199,7 +199,12 @@ export class StateStore {
 
   /** Writes any change not on disk now, and waits; rejects with StateError when the disk still refuses it. */
   async flush(): Promise<void> {
-    await (this.#dirty ? this.#write() : this.#writing);
+    // A change made while the write ran (a report's progress at a stop) is written by another round, not reported
+    // as a disk fault: only a disk that refuses (#failing) ends the rounds early.
+    for (let round = 0; round < 3; round++) {
+      await (this.#dirty ? this.#write() : this.#writing);
+      if (!this.#dirty || this.#failing) break;
+    }
     if (this.#dirty) {
       throw new StateError(
         'UNSAVED',

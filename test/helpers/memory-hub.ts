@@ -3,7 +3,8 @@
  * in-memory transport, one ManualClock for both and for the hub's history, the example configuration (a meter and
  * a 2 kW boiler with an actuator) at a resolution of 60 s, meters whose readings the test sets, an actuator that
  * records its commands, and the state and history in a temporary directory. `restart()` builds a new Hub on the same
- * directory and queues, as a new process would.
+ * directory and queues, as a new process would. The hub starts as main.ts starts it: the Hub first, then its
+ * BrokerLink; `offline` holds the connector's start (no broker) until `online()`.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -21,6 +22,7 @@ import { exampleConfig, type HubConfig, parseConfig } from '../../src/device/con
 import type { Actuator, ActuatorCommand, Meter } from '../../src/device/devices/index.js';
 import { History } from '../../src/device/history.js';
 import { Hub } from '../../src/device/hub.js';
+import { BrokerLink } from '../../src/device/link.js';
 import type { Logger } from '../../src/device/log.js';
 import { Outbox } from '../../src/device/outbox.js';
 import { StateStore } from '../../src/device/state.js';
@@ -54,8 +56,12 @@ export interface HubRig {
   store: StateStore;
   history: History;
   outbox: Outbox | undefined;
+  /** The hub's link to the "broker" (src/device/link.ts), as main.ts makes it. */
+  link: BrokerLink;
   /** Stops the hub and closes its connector and stores, then a new hub on the same directory and queues. */
-  restart(): Promise<void>;
+  restart(options?: { offline?: boolean }): Promise<void>;
+  /** An offline hub's broker comes: its connector's start goes through, and the link tells the hub. */
+  online(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -65,6 +71,8 @@ export interface RigOptions {
   /** Start the hub (registration, sampling, resumed timers); default true. */
   start?: boolean;
   transport?: Omit<MemoryTransportOptions, 'name' | 'peers'>;
+  /** The hub starts without its broker (its connector's start is held until online()). */
+  offline?: boolean;
 }
 
 function meter(readings: Map<string, number | Error>, device: string): Meter {
@@ -112,7 +120,7 @@ export async function hubRig(options: RigOptions = {}): Promise<HubRig> {
   await vpp.start();
 
   const rig = { dir, config, clock, network, vpp, got, commands, readings, logs } as HubRig;
-  const open = async (): Promise<void> => {
+  const open = async (offline = options.offline === true): Promise<void> => {
     const history = await History.open(path.join(stateDir, 'history'), {
       resolutionS: config.resolutionS,
       signals: config.devices.flatMap((d) => d.signals.map((s) => `${d.name}.${s.name}`)),
@@ -140,19 +148,29 @@ export async function hubRig(options: RigOptions = {}): Promise<HubRig> {
       clock,
       ...(outbox === undefined ? {} : { outbox }),
     });
-    await bus.start();
-    if (options.start !== false) await hub.start();
-    Object.assign(rig, { hub, bus, store, history, outbox });
+    const link = new BrokerLink({ config, bus, hub, log, user: HEH, clock });
+    Object.assign(rig, { hub, bus, store, history, outbox, link });
+    if (offline) bus.transport.holdStart();
+    if (options.start === false) return;
+    // As main.ts: the hub first, whether or not the broker is there, then the link.
+    await hub.start();
+    const up = link.start();
+    if (!offline) await within(up, 5000, 'the link up');
   };
   const shut = async (): Promise<void> => {
+    rig.link.close();
     await rig.hub.stop();
     await rig.bus.close();
     await rig.history.close();
     await rig.outbox?.close();
   };
-  rig.restart = async () => {
+  rig.restart = async (o = {}) => {
     await shut();
-    await open();
+    await open(o.offline);
+  };
+  rig.online = async () => {
+    rig.bus.transport.releaseStart();
+    await within(rig.link.start(), 5000, 'the link up');
   };
   rig.close = async () => {
     await shut();

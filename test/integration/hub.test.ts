@@ -1,25 +1,12 @@
-/**
- * The hub as systemd runs it: `node .out/src/bin/hub.js --config <tmp>/hub.json`, a child process with a config of
- * its own (simulated meters, one switchable device, resolutionS 1 so the history fills in seconds), against the
- * local RabbitMQ, and a VPP built on the bus (a Connector, role controller) that is started first so the hub's
- * registration is routed. Every HEH-level message the hub handles is asked as the data model §3.3 documents it and
- * its answer (or §3.6 error code) checked; then restart (history, subscriptions, prices, activations kept), the
- * draining SIGTERM, bad configs and the CLI's exit codes, a meter that cannot run, and a broker that cannot be
- * reached or refuses us.
- */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import type { Readable } from 'node:stream';
-import { fileURLToPath } from 'node:url';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { BusError, CONTENT_TYPE_JSON, type Connector, DM_VERSION } from '../../src/bus/index.js';
 import { EbTime, type Message, type MessageType } from '../../src/codec/index.js';
-import { exampleConfig } from '../../src/device/config/index.js';
-import { AMQP_URL, timed, unique } from '../helpers/amqp.js';
+import { timed, unique } from '../helpers/amqp.js';
 import {
   ALL_TYPES,
   type BusFixture,
@@ -32,127 +19,10 @@ import {
   withBus,
 } from '../helpers/bus.js';
 import { sleep, withDeadline } from '../helpers/deadline.js';
+import { HubProcess, hubConfig, runToEnd } from '../helpers/hub-process.js';
 import { FaultProxy } from '../helpers/proxy.js';
 
-const HUB_JS = fileURLToPath(new URL('../../src/bin/hub.js', import.meta.url));
 const s = suite('hub process');
-
-// ---- the hub as a child process ----------------------------------------------------------------------------------
-
-interface LogLine {
-  level: string;
-  msg: string;
-  [field: string]: unknown;
-}
-
-class HubProcess {
-  readonly child: ChildProcess;
-  readonly out: string[] = [];
-  readonly err: string[] = [];
-  /** Resolves once the process is gone and its output read: the exit code, or the signal that killed it. */
-  readonly exit: Promise<number | NodeJS.Signals>;
-  code: number | NodeJS.Signals | undefined;
-
-  constructor(args: string[]) {
-    this.child = spawn(process.execPath, [HUB_JS, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    collect(this.child.stdout, this.out);
-    collect(this.child.stderr, this.err);
-    this.exit = new Promise((resolve) => {
-      this.child.once('close', (code, signal) => {
-        this.code = code ?? signal ?? 'SIGKILL';
-        resolve(this.code);
-      });
-    });
-  }
-
-  get logs(): LogLine[] {
-    return this.out.flatMap((l) => {
-      try {
-        return [JSON.parse(l) as LogLine];
-      } catch {
-        return [];
-      }
-    });
-  }
-
-  has(msg: string): boolean {
-    return this.logs.some((l) => l.msg === msg);
-  }
-
-  transcript(): string {
-    return [...this.out.slice(-25), ...this.err.slice(-10).map((l) => `stderr: ${l}`)].join('\n');
-  }
-
-  /** Waits for a log line; fails at once, with the output, if the hub exits first. */
-  async waitFor(msg: string, ms = NET_MS): Promise<void> {
-    await until(
-      () => {
-        if (this.code !== undefined)
-          throw new Error(`the hub exited (${this.code}) before logging "${msg}":\n${this.transcript()}`);
-        return this.has(msg);
-      },
-      () => `"${msg}" from the hub:\n${this.transcript()}`,
-      ms,
-      20,
-    );
-  }
-
-  /** SIGTERM, then the exit code. */
-  async stop(): Promise<number | NodeJS.Signals> {
-    if (this.code === undefined) this.child.kill('SIGTERM');
-    return withDeadline(this.exit, 15_000, 'the hub to exit after SIGTERM');
-  }
-
-  async kill(): Promise<void> {
-    if (this.code === undefined) this.child.kill('SIGKILL');
-    await withDeadline(this.exit, 5_000, 'the hub to die').catch(() => undefined);
-  }
-}
-
-function collect(stream: Readable | null, into: string[]): void {
-  let rest = '';
-  stream
-    ?.setEncoding('utf8')
-    .on('data', (d: string) => {
-      const parts = (rest + d).split('\n');
-      rest = parts.pop() ?? '';
-      into.push(...parts.filter((l) => l !== ''));
-    })
-    .on('end', () => {
-      if (rest !== '') into.push(rest);
-    });
-}
-
-/** Runs hub.js to its end (bounded): exit code and output. */
-async function runToEnd(args: string[], ms = 10_000): Promise<HubProcess> {
-  const p = new HubProcess(args);
-  try {
-    await withDeadline(p.exit, ms, `hub.js ${args.join(' ')}`);
-  } finally {
-    await p.kill();
-  }
-  return p;
-}
-
-/** A valid config: exampleConfig (household meter, switchable 2 kW boiler) on the test broker, with our names. */
-function hubConfig(dir: string, hub: string, vpp: string): Record<string, unknown> {
-  const url = new URL(AMQP_URL);
-  const user = decodeURIComponent(url.username) || 'guest';
-  const password = decodeURIComponent(url.password) || 'guest';
-  const broker: Record<string, unknown> = { url: `${url.protocol}//${url.host}`, username: user };
-  if (!(user === 'guest' && password === 'guest')) {
-    writeFileSync(path.join(dir, 'broker.pw'), password, { mode: 0o600 });
-    broker['passwordFile'] = path.join(dir, 'broker.pw');
-  }
-  return {
-    ...(exampleConfig(path.join(dir, 'state')) as Record<string, unknown>),
-    name: hub,
-    peers: [{ name: vpp, role: 'aggregator' }],
-    broker,
-    resolutionS: 1,
-    fsyncIntervalS: 1,
-  };
-}
 
 // ---- the VPP on the bus --------------------------------------------------------------------------------------------
 

@@ -76,23 +76,37 @@ s('the broker round trips go through the transport: a loopback, closed afterward
   );
 });
 
-s('hub.js bench --config with no broker listening: "the broker is unreachable", exit 69', async () => {
-  const dir = mkdtempSync(path.join(tmpdir(), 'heh-bench-'));
-  try {
-    const config = exampleConfig(path.join(dir, 'state')) as Record<string, unknown>;
-    // Port 1: nothing listens there, the connection is refused at once.
-    writeFileSync(path.join(dir, 'hub.json'), JSON.stringify({ ...config, broker: { url: 'amqp://127.0.0.1:1' } }));
-    const err: string[] = [];
-    const code = await hubMain(['bench', '--seconds', '0.01', '--config', path.join(dir, 'hub.json')], {
-      io: { out: () => undefined, err: (l) => err.push(l) },
-      stop: never,
-    });
-    assert.is(code, 69, err.join('\n'));
-    assert.match(err.at(-1) ?? '', /^hub\.js bench: the broker is unreachable: /);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-});
+s(
+  'hub.js bench --config with no broker listening: the codec and sealing figures printed, then "the broker is unreachable", exit 69',
+  async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'heh-bench-'));
+    try {
+      const config = exampleConfig(path.join(dir, 'state')) as Record<string, unknown>;
+      // Port 1: nothing listens there, the connection is refused at once.
+      writeFileSync(path.join(dir, 'hub.json'), JSON.stringify({ ...config, broker: { url: 'amqp://127.0.0.1:1' } }));
+      const err: string[] = [];
+      const out: string[] = [];
+      const code = await hubMain(['bench', '--seconds', '0.01', '--config', path.join(dir, 'hub.json')], {
+        io: { out: (l) => out.push(l), err: (l) => err.push(l) },
+        stop: never,
+      });
+      assert.is(code, 69, err.join('\n'));
+      assert.match(err.at(-1) ?? '', /^hub\.js bench: the broker is unreachable: /);
+      // What was measured before the broker part is not thrown away.
+      assert.match(out[0] as string, /^ebadge hub bench: node v/);
+      for (const what of ['codec: encode', 'codec: decode', 'seal a report, PAIR (node)', 'open it (noble)']) {
+        const line = out.find((l) => l.includes(what));
+        assert.ok(line !== undefined && /[\d,]+ \/s$/.test(line), `${what}: ${String(line)}`);
+      }
+      assert.match(
+        out.at(-1) ?? '',
+        /^broker: publish \(confirmed\) \+ consume round trip +not measured: the broker part could not run$/,
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  },
+);
 
 const c = suite('hub.js commands given by the composition layer');
 

@@ -56,6 +56,8 @@ g(
       let refuse = true;
       r.bus.transport.sendFailure = () => (refuse ? new Error('unroutable') : undefined);
       await within(r.hub.start());
+      assert.equal(r.bus.transport.sent, [], 'nothing is sent before the broker is reached');
+      await within(r.hub.connected());
       assert.ok(r.logs.some((l) => l.msg === 'registration not delivered; retrying' && l.fields['inSeconds'] === 15));
       assert.equal(r.got, []);
       refuse = false;

@@ -1,0 +1,226 @@
+/**
+ * The hub's link to its broker: the bus is started in the background, after the hub already measures and executes
+ * (a Pi that boots without network must still record and end activations), and its start is retried for as long as
+ * it fails, whatever the broker says. Only the hub's own configuration may stop it (exit 78, at load); the broker's
+ * state never does: an unreachable broker, refused credentials, a missing virtual host, a permission the broker user
+ * lacks (403) or an exchange its peer has not declared yet (404) are each logged, at error level for those an
+ * operator must fix, with what to fix (`fix`), then retried with backoff. Once the bus is up the hub registers and
+ * sends what its outbox kept; later losses and recoveries of the connection are the hub's events.
+ */
+import type { ConnectionFailure, Connector } from '../bus/index.js';
+import { BusError } from '../bus/index.js';
+import { type Clock, systemClock, type Timer } from '../core/clock.js';
+import type { HubConfig } from './config/index.js';
+import type { Logger } from './log.js';
+
+/** What the link needs of the Hub (hub.ts). */
+export interface LinkedHub {
+  /** The bus is up for the first time. */
+  connected(): Promise<void>;
+  /** Later losses and recoveries of the connection. */
+  connectionChanged(up: boolean): Promise<void>;
+}
+
+export interface BrokerLinkOptions {
+  config: HubConfig;
+  bus: Connector;
+  hub: LinkedHub;
+  log: Logger;
+  /** The broker user the hub logs in as, for the messages. */
+  user: string;
+  /** The retries' delays (default the system clock; tests move a ManualClock). */
+  clock?: Clock;
+}
+
+/** Why a start failed, in the operator's words: `level` error when a person must act, `fix` what to do. */
+interface Diagnosis {
+  level: 'warn' | 'error';
+  message: string;
+  fix?: string;
+}
+
+export class BrokerLink {
+  readonly #o: BrokerLinkOptions;
+  readonly #clock: Clock;
+  #closed = false;
+  #up = false;
+  #timer: Timer | undefined;
+  #wake: (() => void) | undefined;
+  #started: Promise<void> | undefined;
+
+  constructor(options: BrokerLinkOptions) {
+    this.#o = options;
+    this.#clock = options.clock ?? systemClock;
+    this.#follow();
+  }
+
+  /** True once the bus started and the hub was told. */
+  get up(): boolean {
+    return this.#up;
+  }
+
+  /**
+   * Starts connecting in the background and resolves once the bus is up and the hub registered, which may be never
+   * (a broker that never comes) or not at all if close() comes first. Never rejects.
+   */
+  start(): Promise<void> {
+    this.#started ??= this.#run();
+    return this.#started;
+  }
+
+  /** No more attempts (the caller closes the bus, which ends an attempt in progress). */
+  close(): void {
+    this.#closed = true;
+    this.#timer?.cancel();
+    this.#wake?.();
+  }
+
+  async #run(): Promise<void> {
+    const { bus, config, hub, log } = this.#o;
+    for (let attempt = 1; !this.#closed; attempt++) {
+      try {
+        await bus.start();
+      } catch (err) {
+        if (this.#closed) return;
+        const delayMs = this.#delay(attempt);
+        const d = this.#diagnose(err);
+        log[d.level](d.message, {
+          attempt,
+          retryInS: delayMs / 1000,
+          ...(d.fix === undefined ? {} : { fix: d.fix }),
+          error: err,
+        });
+        await this.#sleep(delayMs);
+        continue;
+      }
+      if (this.#closed) return;
+      this.#up = true;
+      await hub.connected();
+      log.info('hub running', {
+        name: config.name,
+        peers: config.peers.map((p) => p.name),
+        devices: config.devices.map((d) => d.name),
+        ...(attempt > 1 ? { attempts: attempt } : {}),
+      });
+      return;
+    }
+  }
+
+  /** reconnectDelayS doubled per failed attempt, up to maxReconnectDelayS: the connection's own backoff. */
+  #delay(attempt: number): number {
+    const b = this.#o.config.broker;
+    return Math.round(Math.min(b.maxReconnectDelayS, b.reconnectDelayS * 2 ** Math.min(attempt - 1, 20)) * 1000);
+  }
+
+  #sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      this.#wake = resolve;
+      this.#timer = this.#clock.setTimeout(resolve, ms, { unref: true });
+    });
+  }
+
+  #diagnose(err: unknown): Diagnosis {
+    const { config, user } = this.#o;
+    const vhost = vhostOf(config.broker.url);
+    if (err instanceof BusError && err.code === 'TOPOLOGY') {
+      const code = (err.cause as { replyCode?: unknown } | undefined)?.replyCode;
+      if (code === 403)
+        return {
+          level: 'error',
+          message: 'the broker refused a declaration (403 ACCESS_REFUSED); retrying',
+          fix: `give the broker user ${user} its permissions on the vhost ${vhost}: ${permissions(config, user)}`,
+        };
+      if (code === 404)
+        return {
+          level: 'error',
+          message: 'an exchange the hub only checks does not exist (404 NOT_FOUND); retrying',
+          fix:
+            'the peer that owns it has not declared it yet (declareExchanges is false): start the peer once, or ' +
+            'declare the exchange on the broker, or set declareExchanges to true if the hub may configure it',
+        };
+      if (code === 406)
+        return {
+          level: 'error',
+          message: 'a queue or exchange exists on the broker with other settings (406 PRECONDITION_FAILED); retrying',
+          fix: `delete it on the broker (rabbitmqctl delete_queue -p ${vhost} NAME) or align the settings (topology, queue type)`,
+        };
+      return { level: 'error', message: 'the broker refused the queues or exchanges of the hub; retrying' };
+    }
+    // The connection went while declaring: the connection recovers by itself and the next attempt waits for it.
+    return { level: 'warn', message: 'starting the bus failed; retrying' };
+  }
+
+  /** The transport's events in the log, with what to fix; losses and recoveries after the first start to the hub. */
+  #follow(): void {
+    const { bus, log, hub, user, config } = this.#o;
+    const t = bus.transport;
+    t.on('failed', (error, i: ConnectionFailure) => {
+      if (i.authentication) {
+        log.error('the broker refused our credentials; retrying slowly', {
+          user,
+          endpoint: i.endpoint,
+          fix: `check the user ${user} and its password (broker.passwordFile) against the broker's users (rabbitmqctl list_users)`,
+          error,
+        });
+        return;
+      }
+      if ((error as { code?: unknown }).code === 'NOT_ALLOWED') {
+        const vhost = vhostOf(config.broker.url);
+        log.error('the broker refused our virtual host; retrying', {
+          vhost,
+          user,
+          endpoint: i.endpoint,
+          fix: `create the vhost or give ${user} access to it (rabbitmqctl add_vhost ${vhost}; rabbitmqctl set_permissions -p ${vhost} ${user} ...), or fix the vhost in broker.url`,
+          error,
+        });
+        return;
+      }
+      log.warn('cannot reach the broker', { endpoint: i.endpoint, attempt: i.attempt, error });
+    });
+    t.on('reconnecting', (i) => log.info('reconnecting', { inMs: i.delayMs, endpoint: i.endpoint }));
+    t.on('down', (error) => {
+      log.warn('connection to the broker lost; recovering', { error });
+      if (this.#up) void hub.connectionChanged(false);
+    });
+    t.on('recovered', (i) => {
+      log.info('connection to the broker recovered', { endpoint: i.endpoint, downtimeMs: i.downtimeMs });
+      if (this.#up) void hub.connectionChanged(true);
+    });
+    t.on('blocked', (reason) => log.warn('the broker blocked publishing (resource alarm)', { reason }));
+    t.on('unblocked', () => log.info('the broker unblocked publishing'));
+    t.on('restore-failed', (error, what) => log.error('re-declaring after recovery failed', { what, error }));
+    t.on('settle-overdue', (ageMs, queue) => log.warn('a delivery is still unacknowledged', { ageMs, queue }));
+    t.on('internal-error', (error, where) =>
+      log.error(`internal error in the ${t.name.toUpperCase()} client`, { where, error }),
+    );
+  }
+}
+
+/**
+ * What the hub needs, as a rabbitmqctl command (configure, write, read), with its own names and its peers' (not
+ * D3.2.3's prefix patterns, which would also match another entity whose name starts with ours): its inbox and
+ * dead letters, the pair exchanges (configure only when it declares them), publishing to `<me>-to-<peer>`, binding
+ * from `<peer>-to-<me>`.
+ */
+export function permissions(config: HubConfig, user: string): string {
+  const x = (name: string): string => name.replace(/[.\\^$|?*+()[\]{}]/g, '\\$&');
+  const me = x(config.name);
+  const peers = config.peers.map((p) => x(p.name)).join('|');
+  const own = `private-${me}-(in|dead|dlx)`;
+  const vhost = vhostOf(config.broker.url);
+  const [configure, write, read] =
+    config.topology === 'queues'
+      ? [`^(${own}|${me}-up|${me}-down)$`, `^(${own}|${me}-up|${me}-down)$`, `^(${own}|${me}-up|${me}-down)$`]
+      : [
+          config.declareExchanges ? `^(${own}|${me}-to-(${peers})|(${peers})-to-${me})$` : `^${own}$`,
+          `^(${own}|${me}-to-(${peers}))$`,
+          `^(${own}|(${peers})-to-${me})$`,
+        ];
+  return `rabbitmqctl set_permissions -p '${vhost}' '${user}' '${configure}' '${write}' '${read}'`;
+}
+
+/** The virtual host a broker URL names (`/` when it names none), as the AMQP client reads it. */
+export function vhostOf(url: string): string {
+  const p = new URL(url).pathname;
+  return p === '' || p === '/' ? '/' : decodeURIComponent(p.slice(1));
+}
