@@ -24,7 +24,7 @@
 
 import { TypedEmitter } from '../core/emitter.js';
 import { type Content, ContentAssembler } from './content.js';
-import { Deliveries } from './deliveries.js';
+import { Deliveries, oversizedText } from './deliveries.js';
 import { AmqpError, ChannelError, type CloseReason, FrameError, PublishError } from './errors.js';
 import { FRAME_BODY, FRAME_HEADER, FRAME_METHOD } from './frame.js';
 import { Consumer, Message, type MessageHandler, type Settler } from './message.js';
@@ -35,7 +35,6 @@ import type { DeliveredProperties, MessageProperties } from './properties.js';
 import { type Body, Publisher, type PublishOptions, type PublishSink } from './publisher.js';
 import { type Rpc, RpcQueue } from './rpc.js';
 import {
-  CLASS,
   METHOD_BASIC_ACK,
   METHOD_BASIC_DELIVER,
   METHOD_BASIC_NACK,
@@ -46,6 +45,7 @@ import {
   type MethodName,
 } from './spec.js';
 import type { FieldTable } from './table.js';
+import { ArgumentError } from './wire.js';
 
 /** What a channel needs from its connection. */
 export interface ChannelHost {
@@ -71,6 +71,12 @@ export interface ConsumeOptions {
   noLocal?: boolean;
   consumerTag?: string;
   arguments?: FieldTable;
+  /**
+   * Largest body this consumer takes (default, and at most, the connection's maxMessageBytes). A delivery announced
+   * larger is skipped as it arrives, rejected without requeue (dead-lettered when its queue has a dead-letter
+   * exchange) and reported by the channel's `oversized` event, never handed to the consumer.
+   */
+  maxMessageBytes?: number;
 }
 
 export interface ExchangeOptions {
@@ -103,6 +109,12 @@ export interface ChannelEvents {
   return: [message: Message];
   flow: [active: boolean];
   cancel: [consumerTag: string];
+  /**
+   * Content over its limit arrived and was dropped unread: a delivery or basic.get result (rejected without requeue,
+   * unless taken with noAck), or a return. `message` has an empty body and cannot be settled. Without a listener, a
+   * process warning says it.
+   */
+  oversized: [message: Message, bodySize: number, limit: number];
 }
 
 export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
@@ -126,7 +138,7 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
     this.#pub = new Publisher<Rpc>(this, host, (rpc) => {
       if (this.#state === 'open') this.#rpcs.writeDeferred(rpc);
     });
-    this.#content = new ContentAssembler(id, host.options.maxMessageBytes, (size) => this.#tooLarge(size));
+    this.#content = new ContentAssembler(id, (c) => this.#limitOf(c));
     this.#deliveries = new Deliveries(this, host);
   }
 
@@ -248,6 +260,9 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
    */
   basicConsume(queue: string, handler?: MessageHandler | null, options: ConsumeOptions = {}): Promise<Consumer> {
     const noAck = options.noAck ?? false;
+    const max = options.maxMessageBytes;
+    if (max !== undefined && !(Number.isInteger(max) && max >= 0))
+      return Promise.reject(new ArgumentError(`maxMessageBytes: expected an integer >= 0, got ${String(max)}`));
     let qos: Promise<void> | undefined;
     // Queued back to back, so no other consume can slip between the qos and the consume it applies to.
     if (options.prefetch !== undefined) qos = this.basicQos(options.prefetch);
@@ -266,7 +281,7 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
       (m) => {
         // Registered while the consume-ok frame is processed, before any delivery that follows it.
         const tag = (m as Extract<Method, { name: 'basic.consume-ok' }>).args.consumerTag;
-        const c = new Consumer(tag, queue, noAck, (x) => this.basicCancel(x.tag), handler ?? null);
+        const c = new Consumer(tag, queue, noAck, (x) => this.basicCancel(x.tag), handler ?? null, max);
         this.#deliveries.addConsumer(c);
         return c;
       },
@@ -438,7 +453,7 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
     if (type === FRAME_BODY) {
       const c = this.#content.body(payload);
       if (c === null) return;
-      if (c.kind === 'deliver') return this.#deliveries.deliver(c); // the hot path
+      if (c.kind === 'deliver' && !c.oversized) return this.#deliveries.deliver(c); // the hot path
       return this.#complete(c);
     }
     if (type === FRAME_HEADER) {
@@ -516,6 +531,7 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
 
   /** Complete incoming content, from content.ts. */
   #complete(c: Content): void {
+    if (c.oversized) return this.#oversized(c);
     if (c.kind === 'deliver') return this.#deliveries.deliver(c);
     if (c.kind === 'get') {
       const noAck = this.#rpcs.current?.args['noAck'] === true;
@@ -537,23 +553,24 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
     this.emitSafe('return', msg);
   }
 
-  /** A content header announced a body over maxMessageBytes: this channel closes, with 311 CONTENT_TOO_LARGE. */
-  #tooLarge(bodySize: number): void {
+  /** The largest body accepted for a content: the consumer's own limit for a delivery, never over the connection's. */
+  #limitOf(c: Content): number {
     const max = this.#host.options.maxMessageBytes;
-    this.#startClose(
-      {
-        replyCode: 311,
-        replyText: `CONTENT_TOO_LARGE - body of ${bodySize} bytes exceeds the client limit of ${max}`,
-        classId: CLASS.BASIC,
-        methodId: 0,
-      },
-      new ChannelError(this.id, {
-        replyCode: 311,
-        replyText: `message body of ${bodySize} bytes exceeds maxMessageBytes ${max}`,
-        classId: CLASS.BASIC,
-        methodId: 0,
-      }),
-    );
+    const own = c.kind === 'deliver' ? this.#deliveries.limitOf(c.consumerTag) : undefined;
+    return own !== undefined && own < max ? own : max;
+  }
+
+  /** Content over its limit, skipped as it arrived (content.ts): settled without requeue, reported, never delivered. */
+  #oversized(c: Content): void {
+    const limit = this.#limitOf(c);
+    const msg = this.#deliveries.refuse(c, this.#rpcs.current?.args['noAck'] === true);
+    if (c.kind === 'get') {
+      this.#rpcs.reply(null, 'basic.get-ok', new AmqpError('CONTENT_TOO_LARGE', oversizedText(msg, c.bodySize, limit)));
+    } else if (c.kind === 'return') {
+      this.#pub.returned(c.exchange, c.routingKey, msg.properties.messageId, c.replyCode, c.replyText);
+    }
+    if (this.listenerCount('oversized') > 0) this.emitSafe('oversized', msg, c.bodySize, limit);
+    else process.emitWarning(oversizedText(msg, c.bodySize, limit), 'AmqpOversizedWarning');
   }
 
   // ---- closing ----------------------------------------------------------------------------------------------------

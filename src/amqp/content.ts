@@ -12,8 +12,12 @@
  *
  * basic.deliver is parsed here by hand, without the generic codec of methods.ts: it is the hot path of consuming,
  * and its strings repeat from one delivery to the next. A body that arrived in one frame is handed out as a view of
- * that frame, without a copy; one in several frames is copied into one buffer of the announced size. A body larger
- * than maxMessageBytes is refused at its header, before any of it arrives.
+ * that frame, without a copy; one in several frames is copied into one buffer of the announced size.
+ *
+ * A body larger than its limit (the consumer's maxMessageBytes, else the connection's) is refused at its header:
+ * nothing is allocated for it, its body frames are counted and dropped as they arrive, and the content completes
+ * `oversized` with an empty body, for the channel to settle and report. The channel stays open: closing it would put
+ * the message back at the head of its queue, to be delivered, and refused, again and again.
  */
 import { FrameError } from './errors.js';
 import { type DeliveredProperties, readContentHeader } from './properties.js';
@@ -34,7 +38,11 @@ export interface Content {
   bodySize: number;
   body: Buffer | null;
   received: number;
+  /** The body was over its limit: its frames were dropped, `body` is empty. */
+  oversized: boolean;
 }
+
+const EMPTY = Buffer.alloc(0);
 
 export class ContentAssembler {
   /**
@@ -44,14 +52,12 @@ export class ContentAssembler {
   incoming: Content | null = null;
   readonly #strings = new StringCache(3);
   readonly #id: number;
-  readonly #maxMessageBytes: number;
-  readonly #tooLarge: (bodySize: number) => void;
+  readonly #limitOf: (c: Content) => number;
 
-  /** `tooLarge` is told of a content header announcing a body over maxMessageBytes (the content is dropped). */
-  constructor(channelId: number, maxMessageBytes: number, tooLarge: (bodySize: number) => void) {
+  /** `limitOf` gives the largest body accepted for a content (per consumer for deliveries). */
+  constructor(channelId: number, limitOf: (c: Content) => number) {
     this.#id = channelId;
-    this.#maxMessageBytes = maxMessageBytes;
-    this.#tooLarge = tooLarge;
+    this.#limitOf = limitOf;
   }
 
   /** basic.deliver, parsed from its payload (the hot path). */
@@ -95,6 +101,7 @@ export class ContentAssembler {
       bodySize: 0,
       body: null,
       received: 0,
+      oversized: false,
     };
   }
 
@@ -131,14 +138,11 @@ export class ContentAssembler {
     const h = readContentHeader(payload);
     if (h.classId !== CLASS.BASIC)
       throw new FrameError(`content header for class ${h.classId}, expected basic (${CLASS.BASIC})`, 505);
-    if (h.bodySize > this.#maxMessageBytes) {
-      this.incoming = null;
-      this.#tooLarge(h.bodySize);
-      return null;
-    }
     inc.properties = h.properties;
     inc.bodySize = h.bodySize;
-    return h.bodySize === 0 ? this.#complete(inc, Buffer.alloc(0)) : null;
+    // Over the limit the body is skipped, never assembled (a limit is at least 0, so the body is not empty).
+    if (h.bodySize > this.#limitOf(inc)) inc.oversized = true;
+    return h.bodySize === 0 ? this.#complete(inc, EMPTY) : null;
   }
 
   /** A content body frame; returns the content if it completed it, else null. */
@@ -149,6 +153,10 @@ export class ContentAssembler {
     const total = inc.received + payload.length;
     if (total > inc.bodySize)
       throw new FrameError(`channel ${this.#id}: body frames exceed the announced ${inc.bodySize} bytes`, 505);
+    if (inc.oversized) {
+      inc.received = total;
+      return total === inc.bodySize ? this.#complete(inc, EMPTY) : null;
+    }
     if (total === inc.bodySize && inc.received === 0) return this.#complete(inc, payload); // whole: a view, no copy
     if (inc.body === null) inc.body = Buffer.allocUnsafe(inc.bodySize);
     payload.copy(inc.body, inc.received);
@@ -194,6 +202,7 @@ function content(
     bodySize: 0,
     body: null,
     received: 0,
+    oversized: false,
   };
 }
 

@@ -11,6 +11,10 @@
  *   method id (u32) | delivery-tag (u64) | bits: ack, nack: 1 multiple; nack: 2 requeue; reject: 1 requeue
  *
  * Acks are written lazily (Output.commitLazy): a consumer acking each delivery of a burst makes one socket write.
+ *
+ * A delivery whose body was over its limit (content.ts) is never handed to its consumer: it is rejected at once
+ * without requeue (so that it goes to the queue's dead-letter exchange, or is dropped, instead of coming back to the
+ * head of the queue), and the channel reports it with a Message whose body is empty and which cannot be settled.
  */
 import type { ChannelHost } from './channel.js';
 import type { Content } from './content.js';
@@ -51,6 +55,11 @@ export class Deliveries {
   /** Registered as its consume-ok is processed, before any delivery that follows it. */
   addConsumer(c: Consumer): void {
     this.#consumers.set(c.tag, c);
+  }
+
+  /** The limit a consumer set for its bodies, if any. */
+  limitOf(tag: string): number | undefined {
+    return this.#consumers.get(tag)?.maxMessageBytes;
   }
 
   removeConsumer(tag: string): Consumer | undefined {
@@ -112,6 +121,41 @@ export class Deliveries {
   }
 
   /**
+   * Content over its limit, dropped as it arrived: a delivery (or a basic.get-ok, `getNoAck` telling how it was asked
+   * for) is rejected without requeue unless the broker already counts it acknowledged; a return has nothing to settle.
+   * Returns what the channel reports: the message with an empty body, settled already.
+   */
+  refuse(inc: Content, getNoAck: boolean): Message {
+    let noAck = true;
+    if (inc.kind === 'deliver') {
+      const c = this.#consumers.get(inc.consumerTag);
+      if (c === undefined)
+        throw new FrameError(
+          `channel ${this.#id}: delivery for unknown consumer ${JSON.stringify(inc.consumerTag)}`,
+          505,
+        );
+      noAck = c.noAck;
+    } else if (inc.kind === 'get') {
+      noAck = getNoAck;
+    }
+    if (inc.deliveryTag > this.#lastDeliveryTag) this.#lastDeliveryTag = inc.deliveryTag;
+    if (!noAck) this.#write('reject', inc.deliveryTag, false, false);
+    return new Message(
+      inc.body as Buffer,
+      inc.properties as DeliveredProperties,
+      inc.exchange,
+      inc.routingKey,
+      inc.deliveryTag,
+      inc.redelivered,
+      inc.consumerTag,
+      null,
+      inc.replyCode,
+      inc.replyText,
+      inc.messageCount,
+    );
+  }
+
+  /**
    * Settles outstanding deliveries on an open channel and writes the frame. `multiple` with tag 0 settles everything
    * outstanding.
    */
@@ -134,6 +178,11 @@ export class Deliveries {
           (code === 'ALREADY_SETTLED' ? 'it was already settled' : 'no such delivery on this channel'),
       );
     }
+    this.#write(how, tag, multiple, requeue);
+  }
+
+  #write(how: 'ack' | 'nack' | 'reject', tag: number, multiple: boolean, requeue: boolean): void {
+    const id = this.#id;
     const out = this.#host.out;
     const buf = out.reserve(21);
     const o = writeFrameHeader(buf, out.pos, FRAME_METHOD, id, 13);
@@ -162,4 +211,14 @@ export class Deliveries {
       this.#channel.settle(msg.deliveryTag, 'nack', false, true);
     this.#host.handlerError(err, `consumer ${msg.consumerTag} on channel ${this.#id}`);
   }
+}
+
+/** What an oversized content is reported as when nobody listens for it. */
+export function oversizedText(m: Message, bodySize: number, limit: number): string {
+  const where = [
+    m.exchange === '' ? `queue ${m.routingKey}` : `exchange ${m.exchange}, routing key ${m.routingKey}`,
+    ...(m.properties.messageId === undefined ? [] : [`message id ${m.properties.messageId}`]),
+  ].join(', ');
+  const what = m.replyCode !== 0 ? 'returned' : m.consumerTag === '' ? 'fetched (basic.get) and rejected' : 'rejected';
+  return `a message of ${bodySize} bytes (${where}) is over the limit of ${limit} bytes: ${what} without its body`;
 }

@@ -93,6 +93,8 @@ export class Consumer implements AsyncIterable<Message> {
     /** Cancels on the broker (basic.cancel). */
     doCancel: (c: Consumer) => Promise<void>,
     readonly handler: MessageHandler | null,
+    /** Largest body this consumer takes (ConsumeOptions.maxMessageBytes); undefined: the connection's. */
+    readonly maxMessageBytes?: number,
   ) {
     this.#doCancel = doCancel;
   }

@@ -38,7 +38,10 @@ export interface ConnectOptions {
   connectTimeout?: number;
   /** Bytes of encoded frames waiting for the socket before publishes wait (default 1 MiB). */
   writeBufferBytes?: number;
-  /** Largest message body accepted from the broker (default 64 MiB). A larger one closes its channel with 311. */
+  /**
+   * Largest message body accepted from the broker (default 64 MiB; a consumer may set a lower one). A larger one is
+   * dropped unread as it arrives, rejected without requeue and reported (Channel event `oversized`).
+   */
   maxMessageBytes?: number;
   /** Body bytes of publishes waiting per channel (blocked, flow, full buffer) before publishes fail with buffer-full
    *  (default 64 MiB). */

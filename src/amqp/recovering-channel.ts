@@ -17,6 +17,7 @@ import { randomUUID } from 'node:crypto';
 import { TypedEmitter } from '../core/emitter.js';
 import type { Channel, ConsumeOptions, ExchangeOptions, QueueDeclareOk, QueueOptions } from './channel.js';
 import type { Connection } from './connection.js';
+import { oversizedText } from './deliveries.js';
 import { AmqpError, PublishError } from './errors.js';
 import type { Consumer, Message, MessageHandler } from './message.js';
 import type { MessageProperties } from './properties.js';
@@ -75,6 +76,11 @@ export interface RecoveringChannelEvents {
   recovered: [];
   /** Closed by the application (the channel or its connection). */
   close: [];
+  /**
+   * A delivery over its consumer's maxMessageBytes (or the connection's) was dropped unread and rejected without
+   * requeue (Channel's `oversized`); without a listener, a process warning says it.
+   */
+  oversized: [message: Message, bodySize: number, limit: number];
 }
 
 /**
@@ -261,6 +267,10 @@ export class RecoveringChannel extends TypedEmitter<RecoveringChannelEvents> {
     this.#publishes.attached();
     this.#ch = ch;
     ch.on('return', (m) => this.emitSafe('return', m));
+    ch.on('oversized', (m, size, limit) => {
+      if (this.listenerCount('oversized') > 0) this.emitSafe('oversized', m, size, limit);
+      else process.emitWarning(oversizedText(m, size, limit), 'AmqpOversizedWarning');
+    });
     ch.on('close', (err) => this.#lost(ch, err));
     this.#ackTimer ??= setInterval(
       () => this.#checkAcks(),

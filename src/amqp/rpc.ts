@@ -73,8 +73,8 @@ export class RpcQueue {
     });
   }
 
-  /** A reply from the broker: it must answer the call in flight. */
-  reply(m: Method | Message | null, name: MethodName): void {
+  /** A reply from the broker: it must answer the call in flight, which fails with `error` when one is given. */
+  reply(m: Method | Message | null, name: MethodName, error?: Error): void {
     const rpc = this.#rpcs[0];
     if (rpc === undefined || !rpc.expects.includes(name)) {
       throw new FrameError(
@@ -85,7 +85,8 @@ export class RpcQueue {
     this.#rpcs.shift();
     const next = this.#rpcs[0];
     if (next !== undefined) this.#send(next);
-    rpc.resolve(m);
+    if (error === undefined) rpc.resolve(m);
+    else rpc.reject(error);
   }
 
   /** A call that waited behind publishes is due: written if it is still the one in flight. */

@@ -15,6 +15,14 @@
  * The connection's own events (src/amqp's RecoveringConnection) reach the application as the transport's neutral
  * TransportEvents; `connection` and `channel` stay reachable for what only AMQP has. amqpBus() builds a Connector
  * over this transport from one flat set of options.
+ *
+ * Nothing can hold our inbox up for good. A body over the Connector's limit is refused at its content header, unread,
+ * rejected without requeue (so dead-lettered) and handed over as an `oversized` Incoming; the consumer goes on. And
+ * the inbox gets a delivery limit (`x-delivery-limit`, quorum queues): a message that keeps failing for any other
+ * reason (a crash while it is handled, a closed channel) goes to the dead letters after that many deliveries instead
+ * of coming back to the head of the queue. RabbitMQ refuses to re-declare an existing queue with another argument
+ * (406), so an inbox that exists without the limit is declared as it is and reported (`degraded`): a policy gives it
+ * one without deleting it (docs/bus.md, "Inbox protections").
  */
 import { randomUUID } from 'node:crypto';
 import {
@@ -30,7 +38,15 @@ import {
 import { TypedEmitter } from '../core/emitter.js';
 import { Connector, type ConnectorOptions } from './connector.js';
 import { BusError } from './errors.js';
-import type { Incoming, Loopback, Outgoing, Transport, TransportCapabilities, TransportEvents } from './transport.js';
+import type {
+  Incoming,
+  Loopback,
+  Outgoing,
+  StartOptions,
+  Transport,
+  TransportCapabilities,
+  TransportEvents,
+} from './transport.js';
 
 /** What an AMQP connection is given: URL parts, credentials, TLS, endpoints, backoff, the publish buffer (src/amqp). */
 export type AmqpConnectOptions = RecoveryOptions;
@@ -60,6 +76,12 @@ export interface AmqpTransportOptions {
   queueType?: 'quorum' | 'classic';
   /** Messages kept in the dead-letter queue before the oldest are dropped (default 100,000). */
   deadLetterMax?: number;
+  /**
+   * `x-delivery-limit` of a new quorum inbox (`exchanges` topology): deliveries a message may fail before the broker
+   * dead-letters it (default 10, above the Connector's own deliveryLimit, so that the bus's dead letter with its
+   * reason comes first; 0: none). An inbox that exists keeps its arguments (see `degraded`).
+   */
+  queueDeliveryLimit?: number;
   /** false: declare and publish only, never consume (a send-only tool must not take the entity's messages). */
   consume?: boolean;
 }
@@ -78,7 +100,9 @@ const FROM_CONNECTION = {
   'restore-failed': 'topology-failed',
   'settle-overdue': 'ack-deadline',
   'internal-error': 'handler-error',
-} as const satisfies { [K in keyof TransportEvents]: keyof RecoveryEvents };
+  resumed: 'channel-recovered',
+  'source-cancelled': 'consumer-cancelled',
+} as const satisfies { [K in Exclude<keyof TransportEvents, 'degraded'>]: keyof RecoveryEvents };
 
 export class AmqpTransport extends TypedEmitter<TransportEvents> implements Transport<Message> {
   readonly name = 'amqp';
@@ -156,7 +180,7 @@ export class AmqpTransport extends TypedEmitter<TransportEvents> implements Tran
   #forward(event: keyof TransportEvents & string): void {
     if (this.#forwarded.has(event) || !Object.hasOwn(FROM_CONNECTION, event)) return;
     this.#forwarded.add(event);
-    const source = FROM_CONNECTION[event] as keyof RecoveryEvents & string;
+    const source = FROM_CONNECTION[event as keyof typeof FROM_CONNECTION] as keyof RecoveryEvents & string;
     this.#conn.on(source, (...args: unknown[]) =>
       this.emitSafe(event, ...(args as TransportEvents[keyof TransportEvents])),
     );
@@ -189,7 +213,7 @@ export class AmqpTransport extends TypedEmitter<TransportEvents> implements Tran
     return `private-${this.options.name}-dlx`;
   }
 
-  async start(onMessage: (message: Incoming<Message>) => Promise<void>): Promise<void> {
+  async start(onMessage: (message: Incoming<Message>) => Promise<void>, options: StartOptions = {}): Promise<void> {
     const o = this.options;
     const conn = this.connection;
     await conn.whenOpen();
@@ -198,9 +222,15 @@ export class AmqpTransport extends TypedEmitter<TransportEvents> implements Tran
       this.#sub = await this.#conn.createChannel({ confirm: false });
       const queues = this.topology === 'exchanges' ? await this.#declareExchanges() : await this.#declareQueues();
       if (o.consume === false) return;
+      // Refused by the client at the content header (never assembled) and rejected without requeue: reported here.
+      this.#sub.on('oversized', (m, size) => void onMessage(this.#refused(m, size)));
+      const max = options.maxBodyBytes;
       for (const q of queues) {
         this.#consumers.push(
-          await this.#sub.basicConsume(q, (m) => onMessage(this.#incoming(m)), { prefetch: o.prefetch ?? 100 }),
+          await this.#sub.basicConsume(q, (m) => onMessage(this.#incoming(m)), {
+            prefetch: o.prefetch ?? 100,
+            ...(max === undefined ? {} : { maxMessageBytes: max }),
+          }),
         );
       }
     } catch (err) {
@@ -308,7 +338,8 @@ export class AmqpTransport extends TypedEmitter<TransportEvents> implements Tran
     const ch = this.#pub as RecoveringChannel;
     await this.#declareDeadLetters(ch);
     const inbox = this.inboxQueue;
-    await guard(() => ch.queueDeclare(inbox, { durable: true, arguments: this.#queueArgs() }), `declaring ${inbox}`);
+    const args = await this.#withDeliveryLimit(inbox, this.#queueArgs());
+    await guard(() => ch.queueDeclare(inbox, { durable: true, arguments: args }), `declaring ${inbox}`);
     for (const peer of o.peers) {
       for (const x of [`${o.name}-to-${peer}`, `${peer}-to-${o.name}`]) {
         if (o.declareExchanges === false) {
@@ -354,22 +385,88 @@ export class AmqpTransport extends TypedEmitter<TransportEvents> implements Tran
     return consumed;
   }
 
+  /**
+   * The inbox's arguments with the delivery limit it can have. A throw-away channel tries them first (a refusal
+   * closes the channel it came on): a new queue takes the limit; an existing one keeps the limit it has, or none,
+   * which is reported. RabbitMQ's 406 says which (`... received '10' but current is none`).
+   */
+  async #withDeliveryLimit(queue: string, args: FieldTable): Promise<FieldTable> {
+    const limit = this.options.queueDeliveryLimit ?? 10;
+    if (limit <= 0 || args['x-queue-type'] !== 'quorum') return args;
+    const wanted = { ...args, 'x-delivery-limit': limit };
+    const probe = await this.#raw().createChannel();
+    try {
+      await probe.queueDeclare(queue, { durable: true, arguments: wanted });
+      return wanted;
+    } catch (err) {
+      const text = err instanceof ChannelError && err.replyCode === 406 ? err.replyText : '';
+      if (!text.includes("'x-delivery-limit'")) throw err;
+      const vhost = this.#raw().options.vhost;
+      const policy = `rabbitmqctl set_policy -p '${vhost}' --apply-to queues ebadge-inbox-delivery-limit '^private-.+-in$' '{"delivery-limit":${limit}}'`;
+      if (/current is none/.test(text)) {
+        this.emitSafe(
+          'degraded',
+          `${queue} exists without x-delivery-limit: a message that keeps failing comes back to the head of the queue ` +
+            `without end, unless a broker policy sets delivery-limit (ebadge provision sets one)`,
+          `${policy} (it applies to the existing queue, messages kept), or delete the queue for the hub to declare it anew (its messages are lost)`,
+        );
+        return args;
+      }
+      const current = /current is (?:the value )?'(\d+)'/.exec(text)?.[1];
+      if (current === undefined) throw err;
+      this.emitSafe(
+        'degraded',
+        `${queue} exists with x-delivery-limit ${current}, not the ${limit} asked for: it keeps ${current}`,
+        `${policy} (the lower of the policy and the argument applies), or delete the queue for the hub to declare it anew`,
+      );
+      return { ...args, 'x-delivery-limit': Number(current) };
+    } finally {
+      if (probe.isOpen) await probe.close();
+    }
+  }
+
+  /** The peer a delivery comes from, as the topology tells it (see the file's header). */
+  #senderOf(m: Message): string | undefined {
+    const p = m.properties;
+    const from = this.#inbound.get(this.topology === 'exchanges' ? m.exchange : m.routingKey);
+    if (from !== undefined || this.topology !== 'queues' || this.#role() !== 'hub') return from;
+    // The first version names no sender: the app_id if it is a peer, else the only peer there is.
+    return p.appId !== undefined && this.#peers.has(p.appId)
+      ? p.appId
+      : this.options.peers.length === 1
+        ? this.options.peers[0]
+        : undefined;
+  }
+
+  /** A delivery the client refused for its size: settled already (rejected, so dead-lettered), with no body. */
+  #refused(m: Message, size: number): Incoming<Message> {
+    const p = m.properties;
+    return {
+      from: this.#senderOf(m),
+      body: m.body,
+      routingKey: m.routingKey,
+      messageId: p.messageId,
+      correlationId: p.correlationId,
+      contentType: p.contentType,
+      type: p.type,
+      appId: p.appId,
+      headers: p.headers ?? {},
+      redelivered: m.redelivered,
+      deliveryCount: m.deliveryCount,
+      oversized: size,
+      raw: m,
+      ack: () => undefined,
+      retry: () => undefined,
+      deadLetter: async () => undefined,
+    };
+  }
+
   #incoming(m: Message): Incoming<Message> {
     const p = m.properties;
-    let from = this.#inbound.get(this.topology === 'exchanges' ? m.exchange : m.routingKey);
-    if (from === undefined && this.topology === 'queues' && this.#role() === 'hub') {
-      // The first version names no sender: the app_id if it is a peer, else the only peer there is.
-      from =
-        p.appId !== undefined && this.#peers.has(p.appId)
-          ? p.appId
-          : this.options.peers.length === 1
-            ? this.options.peers[0]
-            : undefined;
-    }
     const pub = this.#pub as RecoveringChannel;
     const dlx = this.deadLetterExchange;
     return {
-      from,
+      from: this.#senderOf(m),
       body: m.body,
       routingKey: m.routingKey,
       messageId: p.messageId,

@@ -36,6 +36,7 @@ export type {
   Outgoing,
   OutgoingProperties,
   RawOf,
+  StartOptions,
   Transport,
   TransportCapabilities,
   TransportEvents,

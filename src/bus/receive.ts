@@ -1,7 +1,8 @@
 /**
  * What happens to an incoming message before any handler sees it, in order (data model §3.5, §3.8):
- *  0. the sender must be a peer the transport vouches for; a copy of a message still being handled waits for that
- *     outcome; a data model version we do not speak is refused 459;
+ *  0. a body the transport refused unread for its size is only reported (it is dead-lettered already); the sender
+ *     must be a peer the transport vouches for; a copy of a message still being handled waits for that outcome; a
+ *     data model version we do not speak is refused 459;
  *  1. sealed (HEH-E2E) bodies are opened; a peer with keys that sends in the clear is refused, a replay is dropped;
  *  2. decoded and validated by the codec: a failure never reaches a handler, is dead-lettered, and is answered with a
  *     `response` carrying the codec's code when the message had a `msg_id`;
@@ -30,6 +31,8 @@ export interface ReceiverDeps<T extends Transport> {
   readonly limits: DecodeLimits | undefined;
   /** Deliveries of one message (its first included) before a failing handler's message is dead-lettered. */
   readonly deliveryLimit: number;
+  /** The largest body the transport was told to hand over (Connector.maxBodyBytes). */
+  readonly maxBodyBytes: number;
   readonly seen: SeenIds;
   readonly requests: PendingRequests;
   publish(peer: string, message: Message, options: { correlationId?: string }): Promise<void>;
@@ -46,8 +49,22 @@ export class Receiver<T extends Transport> {
     this.#d = deps;
   }
 
+  get maxBodyBytes(): number {
+    return this.#d.maxBodyBytes;
+  }
+
   async receive(d: Incoming<RawOf<T>>): Promise<void> {
     const sender = d.from;
+    if (d.oversized !== undefined) {
+      // Refused and settled by the transport before its body arrived: only told, nothing left to read or settle.
+      this.#d.emit(
+        'dead-letter',
+        `a body of ${d.oversized} bytes exceeds the limit of ${this.#d.maxBodyBytes} (refused unread)`,
+        'TOO_LARGE',
+        d,
+      );
+      return;
+    }
     if (sender === undefined) {
       await this.#deadLetter(d, 'the sender is not a configured peer', 'UNKNOWN_SENDER');
       return;

@@ -57,6 +57,12 @@ export interface Incoming<Raw = unknown> {
   readonly redelivered: boolean;
   /** Earlier failed deliveries as the broker counts them (quorum queues), 0 when it does not (see capabilities). */
   readonly deliveryCount: number;
+  /**
+   * Set when the transport refused the body for its size (over StartOptions.maxBodyBytes) before receiving it: the
+   * size announced. `body` is then empty, and the message is already settled (an AMQP reject without requeue, which
+   * dead-letters it through the queue's dead-letter exchange): ack, retry and deadLetter do nothing.
+   */
+  readonly oversized?: number;
   readonly raw: Raw;
   ack(): void;
   /** Gives the message back for another attempt (see TransportCapabilities.requeue). */
@@ -119,6 +125,25 @@ export interface TransportEvents {
   'settle-overdue': [ageMs: number, source: string];
   /** The protocol client underneath failed internally (a bug, or a listener that threw). */
   'internal-error': [error: unknown, where: string];
+  /**
+   * The broker closed our consuming or publishing path alone (an AMQP channel: a refused declaration, the consumer
+   * timeout) and it was reopened, its consumers restored; `error` says why it closed. The connection stayed.
+   */
+  resumed: [error: Error | undefined];
+  /** The broker stopped a consumer of ours (its queue was deleted, its node went down); it is restored. */
+  'source-cancelled': [source: string, error: Error];
+  /** A protection the transport could not put in place, and what an operator can do about it. */
+  degraded: [what: string, fix: string];
+}
+
+/** What the Connector tells the transport when it starts. */
+export interface StartOptions {
+  /**
+   * The largest body the Connector can accept (its codec limit plus a sealed envelope's overhead). A transport that
+   * learns a message's size before its body (AMQP's content header) refuses a larger one unread and hands over an
+   * Incoming with `oversized` set; one that cannot, hands the body over and the codec refuses it.
+   */
+  maxBodyBytes?: number;
 }
 
 /**
@@ -144,7 +169,7 @@ export interface Transport<Raw = unknown> {
    * Declares or checks what we consume and publish to, then delivers every incoming message to `onMessage`,
    * several at a time up to the transport's window (AMQP prefetch, MQTT receive maximum).
    */
-  start(onMessage: (message: Incoming<Raw>) => Promise<void>): Promise<void>;
+  start(onMessage: (message: Incoming<Raw>) => Promise<void>, options?: StartOptions): Promise<void>;
   /** Resolves when the broker has the message (see capabilities.confirmedSend); rejects for an unknown peer. */
   send(message: Outgoing): Promise<void>;
   /** Stops taking new messages; those already delivered can still be settled. */

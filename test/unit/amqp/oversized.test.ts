@@ -1,0 +1,254 @@
+/**
+ * Content over its limit (issue 15, item 1), on a channel fed with frames: refused at its content header, its body
+ * frames dropped as they come (no buffer of the announced size), the delivery rejected without requeue and reported,
+ * the channel and its consumer going on; per consumer limits, noAck, basic.get and basic.return.
+ * test/integration/amqp-oversized.test.ts shows the same against RabbitMQ.
+ */
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { Channel, type ChannelHost } from '../../../src/amqp/channel.js';
+import type { AmqpError, PublishError } from '../../../src/amqp/errors.js';
+import { FRAME_BODY, FRAME_HEADER } from '../../../src/amqp/frame.js';
+import type { Message } from '../../../src/amqp/message.js';
+import { decodeMethod, encodeMethodFrame } from '../../../src/amqp/methods.js';
+import { resolveOptions } from '../../../src/amqp/options.js';
+import { Output } from '../../../src/amqp/output.js';
+import { type MessageProperties, propertiesSize, writeProperties } from '../../../src/amqp/properties.js';
+import type { Method, MethodName } from '../../../src/amqp/spec.js';
+
+const FRAME = 131_072 - 8;
+
+/** A channel on a host that records the methods the channel writes. */
+function harness(options = {}): { ch: Channel; sent: () => Method[] } {
+  const written: Buffer[] = [];
+  const out = new Output((chunks) => {
+    written.push(...chunks);
+  });
+  const host: ChannelHost = {
+    out,
+    frameMax: 131072,
+    options: resolveOptions(options),
+    heartbeat: 0,
+    blocked: false,
+    backlog: () => out.queued,
+    channelClosed: () => undefined,
+    handlerError: (e: unknown) => {
+      throw e;
+    },
+  };
+  const ch = new Channel(1, host);
+  const sent = (): Method[] => {
+    out.flush();
+    const all = Buffer.concat(written.splice(0));
+    const methods: Method[] = [];
+    for (let o = 0; o < all.length; ) {
+      const size = all.readUInt32BE(o + 3);
+      if (all[o] === 1) methods.push(decodeMethod(all.subarray(o + 7, o + 7 + size)));
+      o += size + 8;
+    }
+    return methods;
+  };
+  return { ch, sent };
+}
+
+function feed(ch: Channel, name: MethodName, args: Record<string, unknown> = {}): void {
+  const f = encodeMethodFrame(ch.id, name, args);
+  ch._frame(1, f.subarray(7, f.length - 1));
+}
+
+function header(ch: Channel, bodySize: number, properties: MessageProperties = {}): void {
+  const p = Buffer.alloc(12 + propertiesSize(properties));
+  p.writeUInt16BE(60, 0);
+  p.writeUInt32BE(Math.floor(bodySize / 2 ** 32), 4);
+  p.writeUInt32BE(bodySize >>> 0, 8);
+  writeProperties(p, 12, properties);
+  ch._frame(FRAME_HEADER, p);
+}
+
+/** `size` body bytes in frames of the usual size, all views of one buffer: feeding 60 MB allocates nothing. */
+const chunk = Buffer.alloc(FRAME, 0x5b);
+function body(ch: Channel, size: number): void {
+  for (let left = size; left > 0; left -= FRAME) ch._frame(FRAME_BODY, chunk.subarray(0, Math.min(FRAME, left)));
+}
+
+function deliver(ch: Channel, tag: number, size: number, consumerTag = 'c1', messageId = `m${tag}`): void {
+  feed(ch, 'basic.deliver', {
+    consumerTag,
+    deliveryTag: tag,
+    redelivered: false,
+    exchange: 'peer-to-me',
+    routingKey: 'report',
+  });
+  header(ch, size, { messageId, appId: 'peer' });
+  body(ch, size);
+}
+
+async function open(ch: Channel): Promise<void> {
+  const opening = ch._open();
+  feed(ch, 'channel.open-ok');
+  await opening;
+}
+
+async function consume(
+  ch: Channel,
+  tag: string,
+  handler: (m: Message) => void,
+  options: Parameters<Channel['basicConsume']>[2] = {},
+): Promise<void> {
+  const c = ch.basicConsume('q', handler, options);
+  feed(ch, 'basic.consume-ok', { consumerTag: tag });
+  await c;
+}
+
+const rejects = (methods: Method[]): [number, boolean][] =>
+  methods
+    .filter((m): m is Extract<Method, { name: 'basic.reject' }> => m.name === 'basic.reject')
+    .map((m) => [m.args.deliveryTag, m.args.requeue]);
+
+const s = suite('content over its limit');
+
+s(
+  '60 MB announced over a 1 MiB limit: dropped frame by frame, rejected without requeue, reported; next one delivered',
+  async () => {
+    const { ch, sent } = harness({ maxMessageBytes: 1 << 20 });
+    await open(ch);
+    const got: number[] = [];
+    await consume(ch, 'c1', (m) => {
+      got.push(m.body.length);
+      m.ack();
+    });
+    const reported: [Message, number, number][] = [];
+    ch.on('oversized', (m, size, limit) => reported.push([m, size, limit]));
+    sent();
+    const arrayBuffers = process.memoryUsage().arrayBuffers;
+    deliver(ch, 1, 60_000_000);
+    const grew = process.memoryUsage().arrayBuffers - arrayBuffers;
+    assert.ok(grew < 4 << 20, `${grew} bytes of buffers for a body that was skipped`);
+    assert.equal(got, [], 'never handed to the consumer');
+    assert.equal(rejects(sent()), [[1, false]]);
+    assert.is(reported.length, 1);
+    const [m, size, limit] = reported[0] as [Message, number, number];
+    assert.equal(
+      [size, limit, m.body.length, m.exchange, m.routingKey],
+      [60_000_000, 1 << 20, 0, 'peer-to-me', 'report'],
+    );
+    assert.equal([m.properties.messageId, m.properties.appId, m.deliveryTag, m.consumerTag], ['m1', 'peer', 1, 'c1']);
+    assert.throws(
+      () => m.ack(),
+      (e: AmqpError) => e.code === 'NOT_SETTLEABLE',
+    );
+    assert.ok(ch.isOpen, 'the channel stays open');
+    deliver(ch, 2, 1 << 20); // exactly the limit
+    deliver(ch, 3, 100);
+    assert.equal(got, [1 << 20, 100]);
+    assert.equal(
+      sent().map((x) => x.name),
+      ['basic.ack', 'basic.ack'],
+    );
+  },
+);
+
+s('body frames beyond the announced size are still a protocol error while skipping', async () => {
+  const { ch } = harness({ maxMessageBytes: 10 });
+  await open(ch);
+  await consume(ch, 'c1', () => undefined);
+  ch.on('oversized', () => undefined);
+  feed(ch, 'basic.deliver', { consumerTag: 'c1', deliveryTag: 1, redelivered: false, exchange: 'x', routingKey: 'k' });
+  header(ch, 100);
+  ch._frame(FRAME_BODY, Buffer.alloc(60));
+  assert.throws(() => ch._frame(FRAME_BODY, Buffer.alloc(60)), /body frames exceed the announced 100 bytes/);
+});
+
+s('a consumer limit applies to that consumer only, and never raises the connection limit', async () => {
+  const { ch, sent } = harness({ maxMessageBytes: 5000 });
+  await open(ch);
+  const got: string[] = [];
+  await consume(ch, 'small', (m) => got.push(`small ${m.body.length}`), { maxMessageBytes: 1000 });
+  await consume(ch, 'big', (m) => got.push(`big ${m.body.length}`), { maxMessageBytes: 1_000_000 });
+  await consume(ch, 'plain', (m) => got.push(`plain ${m.body.length}`));
+  const reported: string[] = [];
+  ch.on('oversized', (m, size, limit) => reported.push(`${m.consumerTag} ${size} > ${limit}`));
+  sent();
+  deliver(ch, 1, 2000, 'small');
+  deliver(ch, 2, 2000, 'big');
+  deliver(ch, 3, 2000, 'plain');
+  deliver(ch, 4, 6000, 'big');
+  deliver(ch, 5, 1000, 'small');
+  assert.equal(got, ['big 2000', 'plain 2000', 'small 1000']);
+  assert.equal(reported, ['small 2000 > 1000', 'big 6000 > 5000']);
+  assert.equal(rejects(sent()), [
+    [1, false],
+    [4, false],
+  ]);
+  const bad = await ch.basicConsume('q', () => undefined, { maxMessageBytes: -1 }).catch((e: AmqpError) => e.code);
+  assert.is(bad, 'ARGUMENT_INVALID');
+});
+
+s('noAck: nothing to reject (the broker already forgot it), still reported and never delivered', async () => {
+  const { ch, sent } = harness({ maxMessageBytes: 100 });
+  await open(ch);
+  const got: number[] = [];
+  await consume(ch, 'c1', (m) => got.push(m.body.length), { noAck: true });
+  let reported = 0;
+  ch.on('oversized', () => reported++);
+  sent();
+  deliver(ch, 1, 101);
+  deliver(ch, 2, 100);
+  assert.equal(got, [100]);
+  assert.is(reported, 1);
+  assert.equal(rejects(sent()), []);
+});
+
+s(
+  'basic.get of an oversized message fails with CONTENT_TOO_LARGE after rejecting it; a return fails its publish',
+  async () => {
+    const { ch, sent } = harness({ maxMessageBytes: 100 });
+    await open(ch);
+    const reported: string[] = [];
+    ch.on('oversized', (m, size) => reported.push(`${m.routingKey} ${size}`));
+    sent();
+    const got = ch.basicGet('q').catch((e: AmqpError) => e);
+    feed(ch, 'basic.get-ok', { deliveryTag: 7, redelivered: true, exchange: '', routingKey: 'q', messageCount: 3 });
+    header(ch, 5000, { messageId: 'g' });
+    body(ch, 5000);
+    const e = (await got) as AmqpError;
+    assert.is(e.code, 'CONTENT_TOO_LARGE');
+    assert.match(e.message, /5000 bytes \(queue q, message id g\) is over the limit of 100 bytes/);
+    assert.equal(rejects(sent()), [[7, false]]);
+
+    const confirming = ch.confirmSelect();
+    feed(ch, 'confirm.select-ok');
+    await confirming;
+    const p = ch.basicPublish('x', 'nowhere', Buffer.alloc(10), { messageId: 'r1' }, { mandatory: true });
+    feed(ch, 'basic.return', { replyCode: 312, replyText: 'NO_ROUTE', exchange: 'x', routingKey: 'nowhere' });
+    header(ch, 5000, { messageId: 'r1' });
+    body(ch, 5000);
+    feed(ch, 'basic.ack', { deliveryTag: 1, multiple: false });
+    assert.is(await p.catch((x: PublishError) => x.failure), 'returned');
+    assert.equal(reported, ['q 5000', 'nowhere 5000']);
+    assert.ok(ch.isOpen);
+  },
+);
+
+s('without an oversized listener the channel says it in a process warning', async () => {
+  const { ch } = harness({ maxMessageBytes: 10 });
+  await open(ch);
+  await consume(ch, 'c1', () => undefined);
+  const warnings: string[] = [];
+  const onWarning = (w: Error): void => {
+    if (w.name === 'AmqpOversizedWarning') warnings.push(w.message);
+  };
+  process.on('warning', onWarning);
+  try {
+    deliver(ch, 1, 11, 'c1', 'abc');
+    await new Promise((r) => setImmediate(r));
+    await new Promise((r) => setImmediate(r));
+  } finally {
+    process.off('warning', onWarning);
+  }
+  assert.equal(warnings, [
+    'a message of 11 bytes (exchange peer-to-me, routing key report, message id abc) is over the limit of 10 bytes: rejected without its body',
+  ]);
+});
+
+s.run();
