@@ -4,11 +4,14 @@
  * `bodyWriter(message)` lets whoever sends it have it encoded where the bytes go (the bus does: docs/bus.md).
  *
  * Decoding parses with JSON.parse on the body's text (V8's native parser; see bench/RESULTS.md "Codec: decode
- * path") and then walks the message's schema table. Bad input of any kind ends in a DecodeError carrying the
- * eBADGE response code, the JSON path and a sentence; nothing else is thrown.
+ * path") and then walks the message's schema table. Before JSON.parse builds anything, the bytes must be UTF-8 and a
+ * body over 4 KiB must stay within the nesting and value bounds (a tree costs many times its bytes: 1 MiB of `{},`
+ * took 22 MB of heap and 0.2 s to parse). Bad input of any kind ends in a DecodeError carrying the eBADGE response
+ * code, the JSON path and a sentence; nothing else is thrown.
  */
-import * as nodeBuffer from 'node:buffer';
 import { type BodyWriter, MORE_ROOM } from '../core/body-writer.js';
+import { exceedsBounds, pathAt, withinBounds } from '../core/json-scan.js';
+import { invalidUtf8At } from '../core/utf8.js';
 import { findDuplicateKey } from './duplicate-keys.js';
 import { DecodeError, EncodeError, shown } from './errors.js';
 import { JsonWriter } from './json-writer.js';
@@ -27,8 +30,17 @@ export interface DecodeLimits {
   maxStringLength?: number;
   /** Longest array (default 100,000 items). */
   maxArrayLength?: number;
-  /** Deepest nesting inside `ext_*` and unknown values, which are kept or skipped as they are (default 16). */
+  /**
+   * Deepest nesting inside `ext_*` and unknown values, which are kept or skipped as they are (default 16). The body
+   * as a whole may nest twice as deep: a larger body nested deeper is refused before JSON.parse runs.
+   */
   maxDepth?: number;
+  /**
+   * Most arrays, objects and object members in a body (default 50,000), counted over its bytes before JSON.parse
+   * builds anything: what makes a parsed tree cost many times its bytes. Numbers, strings, true, false and null in
+   * arrays are not counted: they cost about their bytes, which maxBytes bounds.
+   */
+  maxValues?: number;
 }
 
 export interface Decoded {
@@ -37,25 +49,37 @@ export interface Decoded {
   diagnostics: string[];
 }
 
-/** buffer.isUtf8 exists from Node 18.14 (Raspberry Pi OS ships 18.20); without it, invalid bytes decode to U+FFFD. */
-const isUtf8 = (nodeBuffer as { isUtf8?: (b: Uint8Array) => boolean }).isUtf8;
 const MSG_KEY = JsonWriter.encodeKey('msg');
+/**
+ * Bodies up to this size skip the bound check before JSON.parse: the largest tree they make is about 4,000 nodes
+ * (a fraction of a megabyte, under a millisecond), and the schema walk refuses what nests too deep after it.
+ */
+const BOUND_CHECK_FROM = 4096;
 
 export function decode(body: Uint8Array | string, limits: DecodeLimits = {}): Decoded {
   const maxBytes = limits.maxBytes ?? 1 << 20;
   const size = body.length;
   if (size > maxBytes)
     throw new DecodeError(400, 'message', `a body of ${size} bytes exceeds the limit of ${maxBytes}`);
-  const text =
+  const bytes =
     typeof body === 'string'
-      ? body
+      ? undefined
       : Buffer.isBuffer(body)
-        ? body.toString('utf8')
-        : Buffer.from(body.buffer, body.byteOffset, body.length).toString('utf8');
+        ? body
+        : Buffer.from(body.buffer, body.byteOffset, size);
+  const text = bytes === undefined ? (body as string) : bytes.toString('utf8');
   // Invalid UTF-8 decodes to U+FFFD; only then are the bytes checked, so that valid bodies pay nothing more.
-  if (typeof body !== 'string' && text.indexOf('\uFFFD') !== -1 && isUtf8 !== undefined && !isUtf8(body)) {
-    throw new DecodeError(400, 'message', 'the body is not valid UTF-8');
+  if (bytes !== undefined && text.indexOf('\uFFFD') !== -1) {
+    const bad = invalidUtf8At(bytes);
+    if (bad !== -1)
+      throw new DecodeError(
+        400,
+        placeOf(bytes, bad),
+        `not valid UTF-8 at byte ${bad} (0x${(bytes[bad] as number).toString(16).padStart(2, '0')})`,
+      );
   }
+  const maxDepth = limits.maxDepth ?? 16;
+  if (size > BOUND_CHECK_FROM) checkBounds(bytes ?? Buffer.from(text), 2 * maxDepth, limits.maxValues ?? 50_000);
   let value: unknown;
   try {
     value = JSON.parse(text);
@@ -77,7 +101,7 @@ export function decode(body: Uint8Array | string, limits: DecodeLimits = {}): De
     diagnostics: [],
     maxStringLength: limits.maxStringLength ?? 65_536,
     maxArrayLength: limits.maxArrayLength ?? 100_000,
-    maxDepth: limits.maxDepth ?? 16,
+    maxDepth,
     colons: 0,
   };
   const out: Record<string, unknown> = { msg };
@@ -89,6 +113,32 @@ export function decode(body: Uint8Array | string, limits: DecodeLimits = {}): De
   const violation = schema.check?.(out as never, false, (d) => ctx.diagnostics.push(d));
   if (violation !== undefined) throw new DecodeError(violation[0], violation[1], violation[2]);
   return { message: out as Message, diagnostics: ctx.diagnostics };
+}
+
+/** Refuses, before JSON.parse builds a tree, a body that nests deeper than `maxNesting` or holds too many values. */
+function checkBounds(bytes: Buffer, maxNesting: number, maxValues: number): void {
+  if (withinBounds(bytes, maxNesting, maxValues)) return;
+  const over = exceedsBounds(bytes, maxNesting, maxValues);
+  if (over === undefined) return;
+  throw new DecodeError(
+    400,
+    placeOf(bytes, over.at),
+    over.bound === 'depth'
+      ? `nested deeper than ${maxNesting} at byte ${over.at}`
+      : `more than ${maxValues} arrays, objects and object members (at byte ${over.at})`,
+  );
+}
+
+/**
+ * The JSON path of the value at byte `at`, for a refusal found on the bytes (the bytes before it are UTF-8); past the
+ * first 64 KiB only `message`, so that refusing a hostile body never costs a scan of a megabyte (the reason says the
+ * byte offset), and cut at 256 characters.
+ */
+function placeOf(bytes: Buffer, at: number): string {
+  if (at > 65_536) return 'message';
+  const before = bytes.toString('utf8', 0, at);
+  const path = pathAt(before, before.length, 'message');
+  return path.length > 256 ? `${path.slice(0, 256)}...` : path; // a key may be 64 KiB long
 }
 
 /** Encodes into a new Buffer (exactly the message's bytes). */

@@ -4,6 +4,9 @@
  * and the first key written twice in one object (JSON.parse keeps the last one without a word; RFC 8259 §4 leaves
  * the choice open, so a peer may read another value than we do). The grammar is RFC 8259's, which is JSON.parse's.
  * Iterative, so that deep nesting cannot overflow the stack.
+ *
+ * exceedsBounds() is the cheap counterpart on bytes, for what must be refused before JSON.parse builds a tree: how
+ * deep the text nests and how many of the values that cost memory it holds.
  */
 
 export interface JsonScan {
@@ -22,6 +25,20 @@ interface Frame {
 
 /** Scans `text`; paths start at `root` and go on with `.key` and `[index]`. */
 export function scanJson(text: string, root = '$'): JsonScan {
+  const { errorAt, duplicate } = scan(text, root);
+  return { errorAt, duplicate };
+}
+
+/**
+ * The path of the value that `text` is in at `offset` (a UTF-16 index): `$.devices[1].name` inside that string or
+ * number, `$.devices[1]` between its members. For error messages about a place found otherwise (a byte that is not
+ * UTF-8, a nesting limit), so it may cost a scan of everything before the offset.
+ */
+export function pathAt(text: string, offset: number, root = '$'): string {
+  return scan(text.slice(0, offset), root).path;
+}
+
+function scan(text: string, root: string): JsonScan & { path: string } {
   const n = text.length;
   const stack: Frame[] = [];
   let duplicate: JsonScan['duplicate'];
@@ -101,6 +118,7 @@ export function scanJson(text: string, root = '$'): JsonScan {
   };
   // After "{" or ",": a key and a colon.
   const member = (frame: Frame): number => {
+    path = frame.path; // until the key is read, the place is the object itself
     ws();
     const e = string();
     if (e >= 0) return e;
@@ -114,7 +132,7 @@ export function scanJson(text: string, root = '$'): JsonScan {
     i++;
     return -1;
   };
-  const failAt = (errorAt: number): JsonScan => ({ errorAt, duplicate });
+  const failAt = (errorAt: number): JsonScan & { path: string } => ({ errorAt, duplicate, path });
 
   for (;;) {
     // A value starts here.
@@ -143,7 +161,7 @@ export function scanJson(text: string, root = '$'): JsonScan {
     for (;;) {
       ws();
       const top = stack[stack.length - 1];
-      if (top === undefined) return i < n ? failAt(i) : { errorAt: undefined, duplicate };
+      if (top === undefined) return i < n ? failAt(i) : { errorAt: undefined, duplicate, path: root };
       if (i >= n) return failAt(n);
       const d = text[i];
       if (d === ',') {
@@ -160,4 +178,64 @@ export function scanJson(text: string, root = '$'): JsonScan {
       i++;
     }
   }
+}
+
+/** Where a text goes over a bound of exceedsBounds(): the byte offset, and which bound. */
+export interface JsonExcess {
+  readonly at: number;
+  readonly bound: 'depth' | 'values';
+}
+
+/**
+ * Checks, in one pass over the bytes of JSON text (UTF-8), that it nests at most `maxDepth` arrays and objects deep
+ * and holds at most `maxValues` of the values that cost memory once parsed: arrays, objects and object members (a
+ * key and its value). Array items that are numbers, strings, true, false or null are not counted: parsed, they cost
+ * about what their bytes do, which a byte limit bounds; an object member or a container costs many times its bytes
+ * (a key is an interned string and a property slot; an empty object is a few words for two bytes).
+ *
+ * Brackets and colons inside strings are skipped, escapes included. Nothing is validated: JSON.parse does that next,
+ * and text that is not JSON ends the scan early (an unterminated string) or is counted as it stands. Returns the
+ * first place where a bound is exceeded, or undefined.
+ */
+export function exceedsBounds(b: Uint8Array, maxDepth: number, maxValues: number): JsonExcess | undefined {
+  const n = b.length;
+  let depth = 0;
+  let values = 0;
+  for (let i = 0; i < n; ) {
+    const c = b[i++] as number;
+    if (c === 0x22) {
+      for (;;) {
+        if (i >= n) return undefined;
+        const d = b[i++] as number;
+        if (d === 0x22) break;
+        if (d === 0x5c) i++;
+      }
+    } else if (c === 0x3a) {
+      if (++values > maxValues) return { at: i - 1, bound: 'values' };
+    } else if (c === 0x5b || c === 0x7b) {
+      if (++depth > maxDepth) return { at: i - 1, bound: 'depth' };
+      if (++values > maxValues) return { at: i - 1, bound: 'values' };
+    } else if (c === 0x5d || c === 0x7d) {
+      depth--;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * A quick test that `b` cannot exceed the bounds of exceedsBounds(): when its bytes hold at most `maxDepth` opening
+ * brackets and at most `budget` brackets and colons in all (strings included: an over-count), neither bound can be
+ * reached. Counted with Buffer.indexOf, whose native search skips the numbers and strings between them, and given up
+ * after `budget` hits: a large report of a few arrays passes in a few calls, a body of many objects goes to the scan.
+ */
+export function withinBounds(b: Buffer, maxDepth: number, maxValues: number, budget = 64): boolean {
+  let left = Math.min(budget, maxValues);
+  let opens = 0;
+  for (const c of [0x5b, 0x7b, 0x3a]) {
+    for (let i = b.indexOf(c); i !== -1; i = b.indexOf(c, i + 1)) {
+      if (--left < 0) return false;
+      if (c !== 0x3a && ++opens > maxDepth) return false;
+    }
+  }
+  return true;
 }

@@ -95,7 +95,8 @@ s(
           });
         };
         const ids = Array.from({ length: 8 }, id);
-        add('invalid JSON', 'set_clock', `{"msg":"set_clock","offset":1,"msg_id":"${ids[0]}"`, 400);
+        // Cut short, but its msg and msg_id are readable in the first 4 KiB (msgIdOf): answered.
+        add('invalid JSON', 'set_clock', `{"msg":"set_clock","offset":1,"msg_id":"${ids[0]}"`, 400, ids[0]);
         add(
           'invalid UTF-8',
           'set_clock',

@@ -333,9 +333,14 @@ bad('limits: oversized bodies, huge strings and arrays, deep ext nesting, invali
     signals: Array.from({ length: 100_001 }, () => 'a.p'),
   });
   assert.is(decodeError(many).path, 'get_report.signals');
-  // Built as text: JSON.stringify itself would overflow the stack on 10,000 levels.
-  const deep = `${JSON.stringify(ok).slice(0, -1)},"ext_com_example_deep":${'['.repeat(10_000)}1${']'.repeat(10_000)}}`;
-  assert.is(decodeError(deep).path, 'accept_activation.ext_com_example_deep');
+  // Built as text: JSON.stringify itself would overflow the stack on 10,000 levels. Over 4 KiB, the body is refused
+  // before JSON.parse, at the first level past twice maxDepth; a small one by the schema walk, after it.
+  const nested = (levels: number): string =>
+    `${JSON.stringify(ok).slice(0, -1)},"ext_com_example_deep":${'['.repeat(levels)}1${']'.repeat(levels)}}`;
+  const deep = decodeError(nested(10_000));
+  assert.ok(deep.path.startsWith(`message.ext_com_example_deep${'[0]'.repeat(31)}`), deep.path);
+  assert.match(deep.reason, /^nested deeper than 32 at byte \d+$/);
+  assert.is(decodeError(nested(1_000)).path, 'accept_activation.ext_com_example_deep');
   const invalid = Buffer.concat([
     Buffer.from('{"msg":"accept_activation","id":"938f2b97-314c-49e8-9860-f441df2284a1","modification_count":0,"x":"'),
     Buffer.from([0xc3, 0x28]),
