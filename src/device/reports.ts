@@ -13,14 +13,36 @@ import type { HubContext } from './hub-context.js';
 import { hehOf, refuse } from './replies.js';
 
 type Answer = { from: number; to: number; values: Record<string, (number | null)[]> };
-type NoAnswer = '460' | '461' | '454';
+/** Why there is no answer: the §3.6 code and the reason, in words the peer can act on. */
+type NoAnswer = { code: 454 | 460 | 461; desc: string };
+
+/**
+ * The body every peer's bus refuses above (the codec's default DecodeLimits.maxBytes): a report must fit, sealed.
+ * test/unit/device/hub-limits.test.ts encodes the largest report allowed and decodes it with the default limits.
+ */
+export const BODY_LIMIT = 1 << 20;
+/**
+ * Values a report may hold (steps x signals): what fits BODY_LIMIT whatever the values are, JSON writing the longest
+ * number in 24 characters (-2.2250738585072014e-308) and a comma, after the signals' names and 2 KiB for the rest
+ * (msg, times, ids, a sealed envelope's header, signature and tag). About 41,800 values.
+ */
+export function maxReportValues(signals: readonly string[]): number {
+  const names = signals.reduce((n, s) => n + s.length + 8, 0);
+  return Math.floor((BODY_LIMIT - 2048 - names) / 25);
+}
+/** Periods a subscription catches up at most (a first_from further back, or a longer outage, starts at the last of them). */
+export const MAX_CATCH_UP_PERIODS = 1000;
+/** Catch-up reports go out one per this (10 a second), not back to back: the outbox and the peer take them in stride. */
+export const CATCH_UP_MS = 100;
 
 export class Reports {
   readonly #h: HubContext;
   readonly #periodic = new Map<string, Timer>();
+  readonly #maxValues: number;
 
   constructor(hub: HubContext) {
     this.#h = hub;
+    this.#maxValues = maxReportValues(this.signals);
   }
 
   get signals(): string[] {
@@ -38,7 +60,7 @@ export class Reports {
 
   async getReport(m: Message<'get_report'>, ctx: HandlerContext): Promise<void> {
     const r = this.#query(m.from.epochMs, m.to.epochMs, m.resolution, m.signals);
-    if (typeof r === 'string') return this.#noAnswer(ctx, m, r);
+    if ('code' in r) return refuse(ctx, m, r.code, r.desc);
     await ctx.reply({
       msg: 'report',
       from: EbTime.fromEpochMs(r.from),
@@ -56,7 +78,7 @@ export class Reports {
     if (devices.length === 0) return refuse(ctx, m, 462, `no device "${String(m.device)}"`);
     const signals = devices.map((d) => `${d.name}.${d.signals[0]?.name ?? 'p'}`);
     const r = this.#query(m.from.epochMs, m.to.epochMs, m.resolution, signals);
-    if (typeof r === 'string') return this.#noAnswer(ctx, m, r);
+    if ('code' in r) return refuse(ctx, m, r.code, r.desc);
     const n = Math.round((r.to - r.from) / (m.resolution * 1000));
     const values = Array.from({ length: n }, (_, i) => {
       const xs = signals.map((s) => r.values[s]?.[i] ?? null).filter((x): x is number => x !== null);
@@ -93,9 +115,14 @@ export class Reports {
       );
     }
     const missing = m.signals.filter((s) => !this.signals.includes(s));
-    if (missing.length > 0) return refuse(ctx, m, 460, `signals not measured here: ${missing.join(', ')}`);
+    if (missing.length > 0) return refuse(ctx, m, 460, this.#unknownSignals(missing));
+    const perReport = (m.interval / m.resolution) * new Set(m.signals).size;
+    if (perReport > this.#maxValues)
+      return refuse(ctx, m, 461, tooLarge(perReport, this.#maxValues, m.interval, m.resolution));
     const step = m.interval * 1000;
-    const first = m.first_from?.epochMs ?? Math.floor(h.now() / step) * step;
+    const now = Math.floor(h.now() / step) * step;
+    const asked = m.first_from?.epochMs ?? now;
+    const first = Math.max(asked, this.#oldestCatchUp(step));
     // One subscription per requester: a new one replaces the old.
     await h.store.update((s) => {
       s.subscriptions = s.subscriptions.filter((x) => x.requester !== requester);
@@ -110,28 +137,44 @@ export class Reports {
       });
     });
     this.#schedulePeriodic(requester);
+    if (first > asked)
+      await ctx.respond(
+        200,
+        `OK; the backlog is capped at ${MAX_CATCH_UP_PERIODS} periods within the history: reports start at ${EbTime.fromEpochMs(first).toString()}`,
+      );
   }
 
-  /** The history's answer, or the §3.6 code explaining why there is none. */
+  /** The earliest period a subscription catches up from: MAX_CATCH_UP_PERIODS back, within the history kept. */
+  #oldestCatchUp(step: number): number {
+    const h = this.#h;
+    const periods = Math.floor(h.now() / step) * step - MAX_CATCH_UP_PERIODS * step;
+    const retained = Math.ceil((h.now() - h.config.historyHours * 3_600_000) / step) * step;
+    return Math.max(periods, retained);
+  }
+
+  /** The history's answer, or the §3.6 code and the reason why there is none. */
   #query(from: number, to: number, resolution: number, signals: string[]): Answer | NoAnswer {
-    if (from >= to) return '454';
+    if (from >= to) return { code: 454, desc: 'from is not before to' };
+    const res = this.#h.config.resolutionS;
+    if (!Number.isInteger(resolution) || resolution < res || resolution % res !== 0)
+      return { code: 461, desc: `the resolution must be a multiple of ${res} s, found ${resolution}` };
+    const missing = [...new Set(signals)].filter((s) => !this.signals.includes(s));
+    if (missing.length > 0) return { code: 460, desc: this.#unknownSignals(missing) };
+    // Refused before the history is read: a report the peer's bus would refuse is no answer either.
+    const values = Math.ceil((to - from) / (resolution * 1000)) * new Set(signals).size;
+    if (values > this.#maxValues)
+      return { code: 461, desc: tooLarge(values, this.#maxValues, (to - from) / 1000, resolution) };
     try {
-      const r = this.#h.history.query(from, to, resolution, signals);
-      if (r.missing.length > 0) return '460';
-      return r;
+      return this.#h.history.query(from, to, resolution, signals);
     } catch (err) {
-      if (err instanceof HistoryError && err.code === 'RESOLUTION') return '461';
+      if (err instanceof HistoryError && err.code === 'RESOLUTION') return { code: 461, desc: err.message };
       throw err;
     }
   }
 
-  #noAnswer(ctx: HandlerContext, m: Message, code: NoAnswer): Promise<void> {
-    const why = {
-      460: 'a requested signal is not measured by this hub',
-      461: `the resolution must be a multiple of ${this.#h.config.resolutionS} s`,
-      454: 'from is not before to',
-    };
-    return refuse(ctx, m, Number(code), why[code]);
+  /** 460's text: the signals not measured, and those that are, so the peer can correct its request. */
+  #unknownSignals(missing: readonly string[]): string {
+    return `signals not measured here: ${missing.join(', ')}; this hub measures: ${this.signals.join(', ')}`;
   }
 
   #clearPeriodic(requester: string): void {
@@ -146,6 +189,8 @@ export class Reports {
     const sub = h.store.state.subscriptions.find((s) => s.requester === requester);
     if (sub === undefined || h.stopping) return;
     const due = sub.next + sub.interval * 1000 + h.config.resolutionS * 1000;
+    // A period already due is a catch-up: paced, so that a backlog does not go out in one burst.
+    const wait = due > h.now() ? due - h.now() : CATCH_UP_MS;
     const t = h.clock.setTimeout(
       () => {
         if (this.#periodic.get(requester) === t) this.#periodic.delete(requester);
@@ -153,7 +198,7 @@ export class Reports {
           .catch((err: unknown) => h.log.error('periodic report failed', { requester, error: err }))
           .finally(() => this.#schedulePeriodic(requester));
       },
-      Math.max(0, due - h.now()),
+      wait,
       { unref: true },
     );
     this.#periodic.set(requester, t);
@@ -166,7 +211,8 @@ export class Reports {
     const from = sub.next;
     const to = from + sub.interval * 1000;
     const r = this.#query(from, to, sub.resolution, sub.signals);
-    if (typeof r !== 'string') {
+    if ('code' in r) h.log.warn('periodic report not made', { requester, from, code: r.code, reason: r.desc });
+    else {
       // The period's progress is saved lazily: after a crash the same period may be reported again, and its
       // message id, derived from the period, lets the peer drop the copy (as it drops any re-sent message).
       const id = derivedUuid(
@@ -186,8 +232,8 @@ export class Reports {
         id,
       );
     }
-    // Catch up at most one day of missed periods after a long outage, instead of flooding the peer.
-    const next = Math.max(to, Math.floor((h.now() - 86_400_000) / (sub.interval * 1000)) * sub.interval * 1000);
+    // After a long outage, catch up at most MAX_CATCH_UP_PERIODS within the history, instead of flooding the peer.
+    const next = Math.max(to, this.#oldestCatchUp(sub.interval * 1000));
     await h.store.update(
       (s) => {
         const x = s.subscriptions.find((y) => y.requester === requester);
@@ -196,6 +242,15 @@ export class Reports {
       { lazy: true },
     );
   }
+}
+
+/** 461's text for a report larger than a peer's bus takes: the real reason, and what to ask instead. */
+function tooLarge(values: number, max: number, spanS: number, resolution: number): string {
+  return (
+    `a report of ${values} values (${spanS} s at ${resolution} s, per signal) is more than the ${max} ` +
+    `one report may hold (a bus refuses bodies over ${BODY_LIMIT} bytes): ask for a shorter span, a coarser ` +
+    'resolution or fewer signals'
+  );
 }
 
 /** A UUID (version 8, RFC 9562) that is a hash of `key`: the same key always gives the same id. */

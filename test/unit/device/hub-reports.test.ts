@@ -167,13 +167,21 @@ g(
           signals,
           request_id: uuid(1),
         });
-      const e460 = await refused(get(['meter.p', 'toaster.p']));
+      const e460 = await refused(get(['meter.p', 'toaster.p', 'boiler.q']));
       assert.equal(
         [e460.response_code, e460.msg_id, e460.ref_msg, e460.request_id],
         [460, null, 'get_report', uuid(1)],
       );
+      // The signals not measured are named, and those that are listed, so that the peer can correct its request.
+      assert.is(
+        e460.response_desc,
+        'signals not measured here: toaster.p, boiler.q; this hub measures: meter.p, boiler.p',
+      );
       const e461 = await refused(get(['meter.p'], 90));
-      assert.equal([e461.response_code, e461.response_desc], [461, 'the resolution must be a multiple of 60 s']);
+      assert.equal(
+        [e461.response_code, e461.response_desc],
+        [461, 'the resolution must be a multiple of 60 s, found 90'],
+      );
       // from = to: the codec will not encode it, so it goes raw, as a 2015 peer could send it, with a msg_id.
       const raw = JSON.stringify({
         msg: 'get_report',
@@ -294,7 +302,10 @@ p('refused subscriptions: 461 an interval not a multiple of the resolution, 460 
     const e461 = await refused(subscribe(r, 90, uuid(1)));
     assert.is(e461.response_code, 461);
     const e460 = await refused(subscribe(r, 120, uuid(2), ['toaster.p']));
-    assert.equal([e460.response_code, e460.response_desc], [460, 'signals not measured here: toaster.p']);
+    assert.equal(
+      [e460.response_code, e460.response_desc],
+      [460, 'signals not measured here: toaster.p; this hub measures: meter.p, boiler.p'],
+    );
     assert.equal(r.store.state.subscriptions, []);
   } finally {
     await r.close();
