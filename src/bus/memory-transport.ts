@@ -13,7 +13,9 @@
  * dead letters kept with their reason, messages older than the queue's TTL dead-lettered, sends to an entity with no
  * queue refused (unroutable). Everything is recorded (`sent`, `settlements`, `deadLetters`, `problems`), and faults
  * are injected: `sendFailure` / `deadLetterFailure` hooks, `disconnect()` (unsettled deliveries go back, marked
- * redelivered, and their late acks are dropped, as on a closed AMQP channel) and `reconnect()`.
+ * redelivered, and their late acks are dropped, as on a closed AMQP channel) and `reconnect()`. A body over the
+ * Connector's maxBodyBytes is refused as the AMQP transport refuses it: dead-lettered (`TOO_LARGE`) and handed over
+ * as an `oversized` Incoming with no body.
  */
 import { type Clock, settle, systemClock } from '../core/clock.js';
 import { TypedEmitter } from '../core/emitter.js';
@@ -25,6 +27,7 @@ import {
   type Loopback,
   type Outgoing,
   type OutgoingProperties,
+  type StartOptions,
   type Transport,
   type TransportCapabilities,
   type TransportEvents,
@@ -215,6 +218,7 @@ export class MemoryTransport extends TypedEmitter<TransportEvents> implements Tr
   readonly #prefetch: number;
   readonly #inFlight = new Set<Delivery>();
   #onMessage: ((m: Incoming<MemoryMessage>) => Promise<void>) | undefined;
+  #maxBodyBytes = Number.POSITIVE_INFINITY;
   #consuming = false;
   #connected = true;
   #closed = false;
@@ -283,10 +287,11 @@ export class MemoryTransport extends TypedEmitter<TransportEvents> implements Tr
     this.#open();
   }
 
-  async start(onMessage: (m: Incoming<MemoryMessage>) => Promise<void>): Promise<void> {
+  async start(onMessage: (m: Incoming<MemoryMessage>) => Promise<void>, options: StartOptions = {}): Promise<void> {
     if (this.#closed) throw new BusError('CLOSED', 'the transport is closed');
     await this.#gate;
     this.#onMessage = onMessage;
+    this.#maxBodyBytes = options.maxBodyBytes ?? Number.POSITIVE_INFINITY;
     this.#consuming = true;
     this._pump();
   }
@@ -414,6 +419,19 @@ export class MemoryTransport extends TypedEmitter<TransportEvents> implements Tr
 
   #incoming(d: Delivery): Incoming<MemoryMessage> {
     const m = d.message;
+    if (m.body.length > this.#maxBodyBytes) {
+      // As a broker's dead-letter exchange takes a rejected message: settled before the consumer sees it.
+      const reason = `rejected: a body of ${m.body.length} bytes is over ${this.#maxBodyBytes}`;
+      this.deadLetters.push({ message: m, reason, code: 'TOO_LARGE', at: this.#network.clock.now() });
+      this.#settle(d, 'dead', reason, 'TOO_LARGE');
+      const none = async (): Promise<void> => undefined;
+      const settled = { ack: none, retry: none, deadLetter: none };
+      return { ...this.#view(m, d), ...settled, body: Buffer.alloc(0), oversized: m.body.length };
+    }
+    return this.#view(m, d);
+  }
+
+  #view(m: MemoryMessage, d: Delivery): Incoming<MemoryMessage> {
     const p = m.properties;
     return {
       from: m.from,
