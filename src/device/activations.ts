@@ -42,14 +42,23 @@ export class Activations {
   async activate(m: Message<'activate'>, ctx: HandlerContext): Promise<void> {
     const h = this.#h;
     const known = h.store.state.activations.find((a) => a.id === m.id);
-    if (known !== undefined && m.modification_count < known.modificationCount) {
-      return refuse(ctx, m, 450, `modification_count ${m.modification_count} is older than ${known.modificationCount}`);
+    const latest = Math.max(known?.modificationCount ?? -1, known?.refused?.modificationCount ?? -1);
+    if (known !== undefined && m.modification_count < latest) {
+      return refuse(ctx, m, 450, `modification_count ${m.modification_count} is older than ${latest}`);
     }
-    if (known !== undefined && m.modification_count === known.modificationCount) {
-      await ctx.reply(known.decisionMessage as Message); // idempotent: the same decision again
-      return;
-    }
-    const decide = async (decision: Activation['decision'], message: Record<string, unknown>): Promise<void> => {
+    // Idempotent: the same (id, count) gets the decision already sent, a refused modification's too.
+    const sent =
+      m.modification_count === known?.modificationCount
+        ? known.decisionMessage
+        : m.modification_count === known?.refused?.modificationCount
+          ? known.refused.decisionMessage
+          : undefined;
+    if (sent !== undefined) return ctx.reply(sent as Message);
+    const decide = async (
+      decision: Activation['decision'],
+      message: Record<string, unknown>,
+      phase: Activation['phase'] = 'scheduled',
+    ): Promise<void> => {
       const a: Activation = {
         id: m.id,
         requester: ctx.sender,
@@ -60,9 +69,19 @@ export class Activations {
         device: m.device,
         decision,
         decisionMessage: message,
-        phase: 'scheduled',
+        phase,
       };
-      if (known !== undefined && known.phase === 'running' && decision !== 'rejected') await this.end(m.id, false);
+      // A refused modification leaves the version in force as it is (running or to come): only the refusal is kept.
+      const inForce = known !== undefined && known.decision !== 'rejected' && known.phase !== 'ended';
+      if (decision === 'rejected' && inForce) {
+        await h.store.update(() => {
+          known.refused = { modificationCount: m.modification_count, decisionMessage: message };
+        });
+        await ctx.reply(message as Message);
+        this.#log(a, m.quantity, known);
+        return;
+      }
+      if (known !== undefined && known.phase === 'running') await this.end(m.id, false);
       await h.store.update((s) => {
         s.activations = s.activations.filter(
           (x) => x.id !== m.id && !(x.phase === 'ended' && x.to < h.now() - 86_400_000),
@@ -70,7 +89,8 @@ export class Activations {
         s.activations.push(a);
       });
       await ctx.reply(message as Message);
-      if (decision !== 'rejected') this.#schedule(a);
+      this.#log(a, m.quantity, known);
+      if (decision !== 'rejected' && phase === 'scheduled') this.#schedule(a);
     };
     const base = { id: m.id, modification_count: m.modification_count, ...hehOf(m) };
     const reject = (code: number, reason: string): Promise<void> =>
@@ -78,18 +98,26 @@ export class Activations {
     const now = h.now();
     if (m.quantity === 0 && known !== undefined) {
       // A cancellation (the same id, a higher count, quantity 0) is accepted in any mode: stopping is always allowed.
+      // It ends what runs, and nothing is left to start (it was kept as a 0 kW activation sent to the actuator at from).
       await this.end(m.id);
-      return decide('accepted', { msg: 'accept_activation', ...base });
+      return decide('accepted', { msg: 'accept_activation', ...base }, 'ended');
     }
     if (h.store.state.mode !== 'normal') return reject(451, `the hub is in ${h.store.state.mode} mode`);
     if (m.to.epochMs <= now || m.from.epochMs < now - LATE_MS)
       return reject(454, 'the activation has expired or arrived too late');
     if (m.device !== null && !h.config.devices.some((d) => d.name === m.device))
       return reject(462, `no device "${m.device}"`);
-    if (m.quantity === 0) return decide('accepted', { msg: 'accept_activation', ...base }); // nothing to do
-    const [pos, neg] = this.capacity(m.device);
-    const limit = m.quantity > 0 ? pos : neg;
-    if (limit === 0) return reject(451, 'no controllable capacity for this activation');
+    if (m.quantity === 0) return decide('accepted', { msg: 'accept_activation', ...base }, 'ended'); // nothing to do
+    // What is left between from and to once every other accepted activation overlapping it is counted (this one's
+    // earlier version is not: it is replaced).
+    const { free, capacity } = this.#free(m.device, m.from.epochMs, m.to.epochMs, m.id);
+    const limit = free;
+    if (capacity === 0) return reject(451, 'no controllable capacity for this activation');
+    if (limit === 0)
+      return reject(
+        451,
+        `no capacity left between from and to: the ${capacity} kW of ${m.device ?? 'the hub'} are taken by accepted activations`,
+      );
     if (Math.abs(m.quantity) > limit) {
       // What the hub can do instead: the same period with the quantity it has.
       const quantity = Math.sign(m.quantity) * limit;
@@ -105,20 +133,65 @@ export class Activations {
     return decide('accepted', { msg: 'accept_activation', ...base });
   }
 
-  /** [pos, neg] kW: what the controllable devices can add or shed now. */
+  /** The decision in the log with its figures: what the hub agreed to, and what it replaced. */
+  #log(a: Activation, asked: number, before: Activation | undefined): void {
+    const m = a.decisionMessage;
+    const replaced = before !== undefined && before.decision !== 'rejected' && before.phase !== 'ended';
+    const what =
+      a.decision === 'rejected'
+        ? 'rejected'
+        : asked === 0 && before !== undefined
+          ? 'cancelled'
+          : a.decision === 'modified'
+            ? 'modified'
+            : 'accepted';
+    this.#h.log.info(`activation ${what}`, {
+      id: a.id,
+      count: a.modificationCount,
+      requester: a.requester,
+      device: a.device,
+      quantity: a.decision === 'rejected' ? asked : a.quantity,
+      ...(a.decision === 'modified' ? { asked } : {}),
+      from: new Date(a.from).toISOString(),
+      to: new Date(a.to).toISOString(),
+      ...(a.decision === 'rejected' ? { code: m['code'], reason: m['reason'] } : {}),
+      ...(replaced ? { replaces: before.modificationCount, was: before.phase } : {}),
+    });
+  }
+
+  /** [pos, neg] kW: what the controllable devices can still add or shed now, every accepted activation counted. */
   capacity(device: string | null): [number, number] {
-    const h = this.#h;
-    let total = 0;
-    for (const d of h.config.devices) {
-      if (device !== null && d.name !== device) continue;
-      if (!h.actuators.has(d.name)) continue;
-      total += d.maxPowerKw ?? 0;
-    }
-    const running = h.store.state.activations
-      .filter((a) => a.phase === 'running' && (device === null || a.device === device))
-      .reduce((s, a) => s + Math.abs(a.quantity), 0);
-    const free = Math.max(0, Math.round((total - running) * 1000) / 1000);
+    const now = this.#h.now();
+    const { free } = this.#free(device, now, now + 1);
     return [free, free];
+  }
+
+  /**
+   * The capacity of `device` (null: the hub) and what is free of it at every instant of [from, to): the least, over
+   * that span, of its maxPowerKw less the accepted activations on it, and of the hub's total less all of them (an
+   * activation for the hub as a whole takes from the total). Power is counted either way (|quantity|): a relay that
+   * sheds 2 kW cannot also add 2 kW. `except`: the activation being replaced. docs/hub.md, "Activations".
+   */
+  #free(device: string | null, from: number, to: number, except?: string): { free: number; capacity: number } {
+    const h = this.#h;
+    const capOf = (name: string): number =>
+      h.actuators.has(name) ? (h.config.devices.find((d) => d.name === name)?.maxPowerKw ?? 0) : 0;
+    const total = h.config.devices.reduce((n, d) => n + capOf(d.name), 0);
+    const capacity = device === null ? total : capOf(device);
+    const booked = h.store.state.activations.filter(
+      (a) => a.id !== except && a.decision !== 'rejected' && a.phase !== 'ended' && a.from < to && a.to > from,
+    );
+    // Bookings only start within the span at their from: the least headroom is at one of those instants, or at from.
+    const instants = [from, ...booked.map((a) => a.from).filter((t) => t > from)];
+    let free = capacity;
+    for (const t of instants) {
+      const now = booked.filter((a) => a.from <= t && t < a.to);
+      const all = now.reduce((n, a) => n + Math.abs(a.quantity), 0);
+      const mine =
+        device === null ? all : now.filter((a) => a.device === device).reduce((n, a) => n + Math.abs(a.quantity), 0);
+      free = Math.min(free, capacity - mine, total - all);
+    }
+    return { free: Math.max(0, Math.round(free * 1000) / 1000), capacity };
   }
 
   /** Sheds every controllable load until the contingency ends; nothing is sent back (the spec wants no ack). */
@@ -186,6 +259,7 @@ export class Activations {
     await h.store.update(() => {
       a.phase = 'running';
     });
+    h.log.info('activation_start', { id, count: a.modificationCount, device: a.device, quantity: a.quantity });
     await h.event('activation_start');
   }
 
@@ -204,8 +278,16 @@ export class Activations {
           .catch((err: unknown) => h.log.error('actuator failed', { device, id, error: err }));
       }
     }
+    const ran = a.phase === 'running';
     await h.store.update(() => {
       a.phase = 'ended';
+    });
+    h.log.info(ran ? 'activation_end' : 'activation ended before it started', {
+      id,
+      count: a.modificationCount,
+      device: a.device,
+      quantity: a.quantity,
+      ...(record ? {} : { why: 'replaced by a modification' }),
     });
     if (record) await h.event('activation_end');
   }

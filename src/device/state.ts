@@ -51,6 +51,8 @@ export interface Activation {
   decisionMessage: Record<string, unknown>;
   /** Where the actuator is: nothing yet, running, ended. */
   phase: 'scheduled' | 'running' | 'ended';
+  /** The last modification refused while this version stayed in force: its count and the rejection sent. */
+  refused?: { modificationCount: number; decisionMessage: Record<string, unknown> };
 }
 
 export interface HubEvent {
@@ -353,6 +355,12 @@ const ACTIVATION: readonly Rule[] = [
   ['decision', '"accepted", "rejected" or "modified"', oneOf('accepted', 'rejected', 'modified')],
   ['decisionMessage', 'an object', isObject],
   ['phase', '"scheduled", "running" or "ended"', oneOf('scheduled', 'running', 'ended')],
+  [
+    'refused',
+    'a refused modification ({ modificationCount, decisionMessage })',
+    (v) => isObject(v) && whole(0)(v['modificationCount']) && isObject(v['decisionMessage']),
+    true,
+  ],
 ];
 const EVENT: readonly Rule[] = [
   ['time', TIME, finite],

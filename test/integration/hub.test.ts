@@ -285,8 +285,8 @@ s(
         const mod = (await activate(B, 0, 5)) as Message<'modify_activation'>;
         assert.equal(
           [mod.msg, mod.id, mod.modification_count, mod.quantity, mod.device],
-          ['modify_activation', B, 0, 2, null],
-          'above capacity: modified to 2 kW',
+          ['modify_activation', B, 0, 0.5, null],
+          'above capacity: modified to what A (1.5 kW, the same window) leaves of the 2 kW',
         );
         assert.equal([mod.from.epochMs, mod.to.epochMs], [from.epochMs, to.epochMs]);
         const expired = (await activate(

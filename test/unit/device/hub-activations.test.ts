@@ -121,9 +121,10 @@ d(
         { msg: 'accept_activation', id: A, modification_count: 1 },
         'a cancellation is accepted in passive mode',
       );
-      // The cancellation is the decision now: quantity 0 for the id (kept as such; it runs as nothing).
+      // The cancellation is the decision now, and it is over: nothing is left to start (it was kept as a scheduled
+      // 0 kW activation that sent the actuator "activate, quantity 0" at from).
       const kept = r.store.state.activations.find((a) => a.id === A);
-      assert.equal([kept?.modificationCount, kept?.quantity, kept?.decision], [1, 0, 'accepted']);
+      assert.equal([kept?.modificationCount, kept?.quantity, kept?.decision, kept?.phase], [1, 0, 'accepted', 'ended']);
       await setMode(r, 'normal');
       const unknown = (await activate(
         r,
@@ -137,7 +138,14 @@ d(
       assert.equal([unknown.code, unknown.reason], [462, 'no device "toaster"']);
       const meter = (await activate(r, uuid(8), 0, 1, undefined, undefined, 'meter')) as Message<'reject_activation'>;
       assert.equal([meter.code, meter.reason], [451, 'no controllable capacity for this activation']);
-      assert.is((await activate(r, uuid(9), 0, 0)).msg, 'accept_activation', 'a new activation of 0 kW: nothing to do');
+      assert.is(
+        (await activate(r, uuid(9), 0, 0, T0 + 180_000, T0 + 240_000)).msg,
+        'accept_activation',
+        'a new activation of 0 kW: nothing to do',
+      );
+      assert.is(r.store.state.activations.find((a) => a.id === uuid(9))?.phase, 'ended');
+      await r.clock.advance(240_000);
+      assert.equal(r.commands, [], 'no "activate 0 kW" at from, nothing at to');
     } finally {
       await r.close();
     }
@@ -147,14 +155,14 @@ d(
 d('over capacity: a modify_activation for the same period with what the hub has, either sign', async () => {
   const r = await hubRig();
   try {
-    for (const [n, q, expected] of [
-      [1, 5, 2],
-      [2, -3.5, -2],
+    for (const [n, q, expected, from] of [
+      [1, 5, 2, T0 + 60_000],
+      [2, -3.5, -2, T0 + 180_000],
     ] as const) {
-      const m = (await activate(r, uuid(n), 0, q)) as Message<'modify_activation'>;
+      const m = (await activate(r, uuid(n), 0, q, from, from + 60_000)) as Message<'modify_activation'>;
       assert.equal(
         [m.msg, m.id, m.modification_count, m.quantity, m.device, m.from.epochMs, m.to.epochMs],
-        ['modify_activation', uuid(n), 0, expected, null, T0 + 60_000, T0 + 120_000],
+        ['modify_activation', uuid(n), 0, expected, null, from, from + 60_000],
       );
       assert.is(
         r.store.state.activations.find((a) => a.id === uuid(n))?.quantity,
@@ -162,7 +170,50 @@ d('over capacity: a modify_activation for the same period with what the hub has,
         'the modified quantity runs',
       );
     }
-    assert.is((await activate(r, uuid(3), 0, 2)).msg, 'accept_activation', 'exactly the capacity');
+    assert.is(
+      (await activate(r, uuid(3), 0, 2, T0 + 300_000, T0 + 360_000)).msg,
+      'accept_activation',
+      'exactly the capacity',
+    );
+  } finally {
+    await r.close();
+  }
+});
+
+d('every accepted activation that overlaps counts, not only what runs: the 2 kW boiler of issue 14', async () => {
+  const r = await hubRig();
+  try {
+    // 1.5 kW accepted for a future window; 5 kW for the same window gets what is left of it, 0.5 kW (it got 2).
+    assert.is((await activate(r, uuid(1), 0, 1.5, T0 + 60_000, T0 + 180_000, 'boiler')).msg, 'accept_activation');
+    const m = (await activate(r, uuid(2), 0, 5, T0 + 60_000, T0 + 180_000, 'boiler')) as Message<'modify_activation'>;
+    assert.equal([m.msg, m.quantity], ['modify_activation', 0.5]);
+    // Overlapping only in part: the least headroom over its window counts (1.5 + 0.5 from T0 + 2 min).
+    const late = (await activate(r, uuid(3), 0, 1, T0 + 120_000, T0 + 240_000)) as Message<'reject_activation'>;
+    assert.equal(
+      [late.msg, late.code, late.reason],
+      [
+        'reject_activation',
+        451,
+        'no capacity left between from and to: the 2 kW of the hub are taken by accepted activations',
+      ],
+    );
+    // After the window, all of it again; a window entirely before, too.
+    assert.is((await activate(r, uuid(4), 0, 2, T0 + 180_000, T0 + 240_000)).msg, 'accept_activation');
+    const cap = (await within(
+      r.vpp.request(HEH, { msg: 'get_activation_capacity', device: 'boiler' }),
+    )) as Message<'activation_capacity'>;
+    assert.equal([cap.pos_capacity, cap.neg_capacity], [2, 2], 'now, before any of them runs');
+    await r.clock.advance(60_000);
+    await eventually(() => r.commands.length === 2, 'both started');
+    assert.is(
+      r.commands.reduce((n, c) => n + (c.action === 'activate' ? c.quantity : 0), 0),
+      2,
+      'what runs is the capacity, not 3.5 kW',
+    );
+    const busy = (await within(
+      r.vpp.request(HEH, { msg: 'get_activation_capacity', device: 'boiler' }),
+    )) as Message<'activation_capacity'>;
+    assert.equal([busy.pos_capacity, busy.neg_capacity], [0, 0]);
   } finally {
     await r.close();
   }
@@ -193,11 +244,19 @@ x(
       ]);
       assert.is(r.store.state.activations[0]?.phase, 'running');
       assert.is(await capacity(), 0.5, 'what runs is taken from the capacity');
-      const over = (await activate(r, uuid(2), 0, 1, T0 + 600_000, T0 + 660_000)) as Message<'modify_activation'>;
-      assert.equal([over.msg, over.quantity], ['modify_activation', 0.5]);
+      const over = (await activate(r, uuid(2), 0, 1, T0 + 90_000, T0 + 150_000)) as Message<'modify_activation'>;
+      assert.equal([over.msg, over.quantity], ['modify_activation', 0.5], 'overlapping what runs');
+      const after = await activate(r, uuid(3), 0, 1, T0 + 600_000, T0 + 660_000);
+      assert.is(after.msg, 'accept_activation', 'what runs now does not take from a later window');
       await r.clock.advance(60_000);
       await eventually(() => events(r).includes('activation_end'), 'activation_end');
-      assert.equal(r.commands.slice(1, 2), [{ action: 'end', id: A, device: 'boiler' }]);
+      assert.equal(
+        r.commands.filter((c) => c.id === A),
+        [
+          { action: 'activate', id: A, device: 'boiler', quantity: 1.5, from: T0 + 60_000, to: T0 + 120_000 },
+          { action: 'end', id: A, device: 'boiler' },
+        ],
+      );
       assert.is(r.store.state.activations.find((a) => a.id === A)?.phase, 'ended');
     } finally {
       await r.close();
@@ -212,23 +271,27 @@ x('a modification of a running activation ends it (no activation_end) and schedu
     await activate(r, A, 0, 1);
     await r.clock.advance(60_000);
     await eventually(() => r.commands.length === 1, 'the start');
-    // Checked against what is free while the old count still runs (1 of 2 kW): 1 kW is accepted.
-    const d1 = await activate(r, A, 1, 1, T0 + 180_000, T0 + 240_000);
+    // The version it replaces does not count against it: 2 kW of 2 over a window that overlaps its own (1 kW, until
+    // T0 + 2 min) are accepted, not cut to the 1 kW left beside it.
+    const d1 = await activate(r, A, 1, 2, T0 + 90_000, T0 + 240_000);
     assert.equal(d1, { msg: 'accept_activation', id: A, modification_count: 1 });
     assert.equal(r.commands[1], { action: 'end', id: A, device: 'boiler' });
     assert.not.ok(events(r).includes('activation_end'), 'a modification is no end');
-    await r.clock.advance(60_000);
-    assert.is(r.commands.length, 2, 'the old end time no longer fires');
-    await r.clock.advance(60_000);
+    await r.clock.advance(30_000);
     await eventually(() => r.commands.length === 3, 'the new start');
     assert.equal(r.commands[2], {
       action: 'activate',
       id: A,
       device: 'boiler',
-      quantity: 1,
-      from: T0 + 180_000,
+      quantity: 2,
+      from: T0 + 90_000,
       to: T0 + 240_000,
     });
+    await r.clock.advance(30_000);
+    assert.is(r.commands.length, 3, 'the old end time no longer fires');
+    await r.clock.advance(120_000);
+    await eventually(() => r.commands.length === 4, 'the new end');
+    assert.equal(r.commands[3], { action: 'end', id: A, device: 'boiler' });
   } finally {
     await r.close();
   }
