@@ -42,6 +42,8 @@ export class Activations {
   async activate(m: Message<'activate'>, ctx: HandlerContext): Promise<void> {
     const h = this.#h;
     const known = h.store.state.activations.find((a) => a.id === m.id);
+    // As it was before this decision (a cancellation ends it first), for the log.
+    const prior = known === undefined ? undefined : { ...known };
     const latest = Math.max(known?.modificationCount ?? -1, known?.refused?.modificationCount ?? -1);
     if (known !== undefined && m.modification_count < latest) {
       return refuse(ctx, m, 450, `modification_count ${m.modification_count} is older than ${latest}`);
@@ -78,7 +80,7 @@ export class Activations {
           known.refused = { modificationCount: m.modification_count, decisionMessage: message };
         });
         await ctx.reply(message as Message);
-        this.#log(a, m.quantity, known);
+        this.#log(a, m.quantity, prior);
         return;
       }
       if (known !== undefined && known.phase === 'running') await this.end(m.id, false);
@@ -89,7 +91,7 @@ export class Activations {
         s.activations.push(a);
       });
       await ctx.reply(message as Message);
-      this.#log(a, m.quantity, known);
+      this.#log(a, m.quantity, prior);
       if (decision !== 'rejected' && phase === 'scheduled') this.#schedule(a);
     };
     const base = { id: m.id, modification_count: m.modification_count, ...hehOf(m) };

@@ -29,6 +29,7 @@ import type { Logger } from './log.js';
 import type { Outbox } from './outbox.js';
 import { hehOf, refuse, toEnergyEvent } from './replies.js';
 import { Reports } from './reports.js';
+import { requestLogged } from './request-log.js';
 import type { HubEvent, StateStore } from './state.js';
 
 export { derivedUuid } from './reports.js';
@@ -293,7 +294,8 @@ export class Hub {
   // ---- handlers ------------------------------------------------------------------------------------------------
 
   #register(): void {
-    const bus = this.#d.bus;
+    // Every handler registered here logs one line per request it handles (request-log.ts).
+    const bus = requestLogged(this.#d.bus, this.#d.log);
     const reports = this.#reports;
     const activations = this.#activations;
     bus.onGetReport((m, ctx) => reports.getReport(m, ctx));
@@ -432,6 +434,7 @@ export class Hub {
   async #send(peer: string, m: Record<string, unknown>, messageId: string = randomUUID()): Promise<void> {
     const message = m as Message;
     const outbox = this.#d.outbox;
+    this.#d.log.debug('sending', { peer, type: message.msg, messageId, message });
     try {
       if (outbox === undefined) {
         await this.#d.bus.publish(peer, message, { messageId });
@@ -444,7 +447,7 @@ export class Hub {
       // Offline it waits in the outbox, sent by connected() or the reconnection: no failed publish per message.
       if (this.#online && record !== undefined) await this.#deliver(record);
     } catch (err) {
-      this.#d.log.warn('send failed', { peer, msg: m['msg'], error: err });
+      this.#d.log.warn('send failed', { peer, type: m['msg'], error: err });
     }
   }
 
@@ -478,7 +481,7 @@ export class Hub {
       try {
         await this.#deliver(r);
       } catch (err) {
-        this.#d.log.warn('outbox message not delivered; kept for later', { peer: r.peer, msg: r.type, error: err });
+        this.#d.log.warn('outbox message not delivered; kept for later', { peer: r.peer, type: r.type, error: err });
         return; // the broker or the peer is not there: try the rest later, in order
       }
     }

@@ -23,7 +23,7 @@ import type { Actuator, ActuatorCommand, Meter } from '../../src/device/devices/
 import { History } from '../../src/device/history.js';
 import { Hub } from '../../src/device/hub.js';
 import { BrokerLink } from '../../src/device/link.js';
-import type { Logger } from '../../src/device/log.js';
+import { createLogger, type Level, type Logger } from '../../src/device/log.js';
 import { Outbox } from '../../src/device/outbox.js';
 import { StateStore } from '../../src/device/state.js';
 
@@ -73,6 +73,8 @@ export interface RigOptions {
   transport?: Omit<MemoryTransportOptions, 'name' | 'peers'>;
   /** The hub starts without its broker (its connector's start is held until online()). */
   offline?: boolean;
+  /** The hub logs through createLogger at this level (its JSON lines parsed into `logs`); default every call kept. */
+  logLevel?: Level;
 }
 
 function meter(readings: Map<string, number | Error>, device: string): Meter {
@@ -99,12 +101,18 @@ export async function hubRig(options: RigOptions = {}): Promise<HubRig> {
     ['boiler', 2],
   ]);
   const logs: LogLine[] = [];
-  const log: Logger = Object.fromEntries(
-    (['debug', 'info', 'warn', 'error'] as const).map((level) => [
-      level,
-      (msg: string, fields: Record<string, unknown> = {}) => logs.push({ level, msg, fields }),
-    ]),
-  ) as unknown as Logger;
+  const log: Logger =
+    options.logLevel === undefined
+      ? (Object.fromEntries(
+          (['debug', 'info', 'warn', 'error'] as const).map((level) => [
+            level,
+            (msg: string, fields: Record<string, unknown> = {}) => logs.push({ level, msg, fields }),
+          ]),
+        ) as unknown as Logger)
+      : createLogger(options.logLevel, (line) => {
+          const { level, msg, time: _, ...fields } = JSON.parse(line) as Record<string, unknown>;
+          logs.push({ level: String(level), msg: String(msg), fields });
+        });
   const actuator: Actuator = {
     apply: async (cmd) => {
       commands.push(cmd);
