@@ -90,6 +90,8 @@ export class Hub {
   #stopping = false;
   /** The bus is started and its connection up: the hub's own messages are sent now, not only kept in the outbox. */
   #online = false;
+  /** The disk under stateDir (storage.ts): faulty while the stores cannot write. */
+  #storage: { readonly faulty: boolean } | undefined;
   /** Outbox records being sent now, so that a retry round does not send them twice. */
   readonly #sending = new Set<number>();
 
@@ -120,6 +122,20 @@ export class Hub {
   /** Hub time: the clock plus the offset a set_clock allowed us to take. */
   now(): number {
     return this.#clock.now() + this.#d.store.state.clockOffsetS * 1000;
+  }
+
+  /** From now on a storage fault makes the status `degraded` (storage.ts attach()). */
+  watchStorage(health: { readonly faulty: boolean }): void {
+    this.#storage = health;
+  }
+
+  /**
+   * status_report's status (data model: ok, degraded, error, shutting_down): degraded while a meter fails or the disk
+   * refuses writes (the hub runs, but from memory or with gaps); shutting_down once stop() began.
+   */
+  get status(): 'ok' | 'degraded' | 'shutting_down' {
+    if (this.#stopping) return 'shutting_down';
+    return this.#faulty.size > 0 || this.#storage?.faulty === true ? 'degraded' : 'ok';
   }
 
   get signals(): string[] {
@@ -321,7 +337,7 @@ export class Hub {
     bus.onGetStatusReport((m, ctx) =>
       ctx.reply({
         msg: 'status_report',
-        status: this.#faulty.size > 0 ? 'degraded' : 'ok',
+        status: this.status,
         clock: EbTime.fromEpochMs(this.now()),
         events: this.#events(m.from.epochMs, m.to.epochMs, m.severity_threshold).map((e) => ({
           time: EbTime.fromEpochMs(e.time),

@@ -19,7 +19,7 @@ export interface Storage {
   readonly history: History;
   readonly outbox: Outbox;
   readonly health: StorageHealth;
-  /** From now on the storage's episodes are the hub's events too (those of the start included). */
+  /** From now on the storage's episodes are the hub's events too (those of the start included), and a fault its status. */
   attach(hub: Hub): void;
   /** Closes the history and the outbox (after hub.stop(), which writes the state) and tells what is still untold. */
   close(): Promise<void>;
@@ -122,6 +122,7 @@ export async function openStorage(
     health,
     attach(h) {
       hub = h;
+      h.watchStorage(health);
       for (const step of waiting.splice(0))
         step(h).catch((err: unknown) => log.warn('recording a storage event failed', { error: err }));
     },

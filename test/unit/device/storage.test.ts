@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Connector, MemoryTransport } from '../../../src/bus/index.js';
+import { EbTime, type Message } from '../../../src/codec/index.js';
 import { parseConfig } from '../../../src/device/config/index.js';
 import { Hub } from '../../../src/device/hub.js';
 import { createLogger } from '../../../src/device/log.js';
@@ -28,11 +29,14 @@ function setup(disk: Disk) {
   const log = createLogger('debug', (l) => lines.push(JSON.parse(l) as Record<string, unknown>));
   const start = async () => {
     const storage = await openStorage(config, log, { settleMs: 30 });
-    const bus = new Connector({ transport: MemoryTransport.pair('heh-storage', 'vpp')[0] });
+    const [mine, theirs] = MemoryTransport.pair('heh-storage', 'vpp');
+    const bus = new Connector({ transport: mine });
+    // The VPP side, for a test that asks the hub (started by it: the others do not need the bus).
+    const vpp = new Connector({ transport: theirs });
     const { store, history, outbox } = storage;
     const hub = new Hub({ config, bus, history, meters: new Map(), actuators: new Map(), store, log, outbox });
     storage.attach(hub);
-    return { storage, hub };
+    return { storage, hub, bus, vpp };
   };
   const storageLines = () => lines.filter((l) => /storage|data lost|state file/.test(String(l['msg'])));
   return { config, lines, start, storageLines };
@@ -161,6 +165,41 @@ s('recovery warnings go to the JSON log, not to stderr', async () => {
   assert.is(warned.length, 1, JSON.stringify(lines));
   assert.match(String(warned[0]!['msg']), /^0000000001\.obx: 1 bad record\(s\)/);
   assert.equal(stderr, []);
+});
+
+s('status_report: degraded while the disk refuses writes, ok once the episode is over', async () => {
+  const { start } = setup(disk);
+  const { storage, hub, bus, vpp } = await start();
+  await bus.start();
+  await vpp.start();
+  const status = async (): Promise<string> => {
+    const m = await vpp.request('heh-storage', {
+      msg: 'get_status_report',
+      from: EbTime.fromEpochMs(Date.now() - 60_000),
+      to: EbTime.fromEpochMs(Date.now() + 60_000),
+      severity_threshold: 2,
+    });
+    return (m as Message<'status_report'>).status;
+  };
+  try {
+    assert.is(await status(), 'ok');
+    await disk.full();
+    await storage.outbox.append('vpp', Buffer.from('report'), meta(1));
+    assert.ok(storage.health.faulty);
+    assert.is(await status(), 'degraded', 'the hub runs from memory: not ok');
+    await disk.room();
+    await storage.outbox.append('vpp', Buffer.from('report'), meta(2));
+    await until(
+      () => !storage.health.faulty,
+      () => 'the episode over',
+    );
+    assert.is(await status(), 'ok');
+  } finally {
+    await vpp.close();
+    await bus.close();
+    await hub.stop();
+    await storage.close();
+  }
 });
 
 s('a stop while the disk is full: what only memory held is told lost, the stop goes on', async () => {
