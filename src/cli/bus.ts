@@ -15,7 +15,7 @@
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
-import { type ConnectOptions, parseUrl } from '../amqp/index.js';
+import { ChannelError, type ConnectOptions, parseUrl } from '../amqp/index.js';
 import {
   type AmqpBusOptions,
   type AmqpTransport,
@@ -251,6 +251,25 @@ class Held {
   }
 }
 
+/**
+ * Rejects with the broker's refusal of a publish (403: a message type this entity may not send there, an exchange it
+ * may not write; docs/provisioning.md). The broker closes the channel for it, and the AMQP client, taking that for a
+ * passing fault, re-creates the channel and sends again until the publish deadline, a minute later; a command fails
+ * at once instead. `stop()` when the command is done.
+ */
+function refusal(bus: Connector<AmqpTransport>): { refused: Promise<never>; stop: () => void } {
+  const conn = bus.transport.connection;
+  let listener: (err: Error | undefined) => void = () => undefined;
+  const refused = new Promise<never>((_resolve, reject) => {
+    listener = (err) => {
+      if (err instanceof ChannelError && err.replyCode === 403) reject(err);
+    };
+    conn.on('channel-recovered', listener);
+  });
+  refused.catch(() => undefined);
+  return { refused, stop: () => conn.off('channel-recovered', listener) };
+}
+
 /** Builds a message from `TYPE field=value ...` or a JSON file, and validates it with the codec. */
 async function message(values: Values, positionals: string[], io: Io): Promise<Message> {
   let obj: Record<string, unknown>;
@@ -304,11 +323,13 @@ export async function send(args: string[], io: Io): Promise<number> {
   if (values.to === undefined) throw new UsageError('--to PEER is required');
   const m = await message(values, positionals, io);
   const bus = await connector(values, io, { consume: false });
+  const broker = refusal(bus);
   try {
-    await bus.publish(values.to, m);
+    await Promise.race([bus.publish(values.to, m), broker.refused]);
     io.out(`sent ${m.msg} to ${values.to}`);
     return 0;
   } finally {
+    broker.stop();
     await bus.close();
   }
 }
@@ -325,8 +346,9 @@ export async function request(args: string[], io: Io): Promise<number> {
   const bus = await connector(values, io, {}, (b) => {
     for (const type of Object.keys(SCHEMAS) as MessageType[]) b.handle(type, (_m, ctx) => held.hold(ctx));
   });
+  const broker = refusal(bus);
   try {
-    const reply = await bus.request(values.to, m, { timeout });
+    const reply = await Promise.race([bus.request(values.to, m, { timeout }), broker.refused]);
     io.out(JSON.stringify(reply));
     return 0;
   } catch (err) {
@@ -334,6 +356,7 @@ export async function request(args: string[], io: Io): Promise<number> {
       io.out(JSON.stringify(err.reply));
     throw err;
   } finally {
+    broker.stop();
     await held.giveBack(bus);
     await bus.close();
     if (held.count > 0)

@@ -11,11 +11,12 @@
  *  - topic permissions on each `<me>-to-<peer>`: the routing keys `<type>` and `<type>.<heh_id>` of the types it may
  *    send there (the broker refuses the others with 403), and no binding key at all;
  *  - the exchanges, the inboxes (quorum, 15-minute TTL, dead letters through `private-<me>-dlx` into
- *    `private-<me>-dead`), their bindings, with the arguments the bus declares them with (src/bus/amqp-transport.ts;
- *    RabbitMQ refuses a declaration whose arguments differ, 406);
- *  - a policy with the delivery limit of the inboxes. As a queue argument it would have to be in the bus's own
- *    declaration too, and an inbox that exists already cannot take it: every hub would fail to start (406 on
- *    `x-delivery-limit`, seen on 3.10.8). A policy applies to existing queues and can be changed later;
+ *    `private-<me>-dead`, `x-delivery-limit`), their bindings, with the arguments the bus declares them with
+ *    (src/bus/amqp-transport.ts; RabbitMQ refuses a declaration whose arguments differ, 406, and the bus reports an
+ *    inbox whose limit is not the one it asks for, 10 by default);
+ *  - a policy with the same delivery limit: an import leaves a queue that exists as it is, and an inbox declared
+ *    before the bus asked for a limit (none) cannot take the argument; a policy applies to it all the same, and can
+ *    be changed later (where both are set, the lower applies);
  *  - the user `guest` with no password and no tags: importing definitions cannot delete a user, so this is what takes
  *    the broker's default account away (`ebadge provision --apply` deletes it as well).
  * The default exchange is nobody's: no permission names it (RabbitMQ checks it as `amq.default`).
@@ -191,6 +192,7 @@ export function definitions(plan: Plan, passwords: ReadonlyMap<string, string>):
         'x-queue-type': 'quorum',
         'x-message-ttl': INBOX_TTL_MS,
         'x-dead-letter-exchange': own.dlx,
+        'x-delivery-limit': plan.deliveryLimit,
       }),
       queue(own.dead, vhost, { 'x-queue-type': 'quorum', 'x-max-length': DEAD_LETTER_MAX }),
     );

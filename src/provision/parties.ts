@@ -9,7 +9,7 @@
  *   "url": "amqps://broker.example:5671",        the broker, as the parties reach it (no user, no vhost)
  *   "vhost": "ebadge",                            default "ebadge"
  *   "ca": "ca.pem",                               optional: the CA file each party's config names (amqps)
- *   "deliveryLimit": 5,                           optional: deliveries of one message before it is dead-lettered
+ *   "deliveryLimit": 10,                          optional: deliveries of one message before it is dead-lettered
  *   "parties": [
  *     { "name": "vpp-acme", "role": "aggregator", "peers": ["heh-b827ebea02c1", "tso-north"] },
  *     { "name": "heh-b827ebea02c1", "role": "hub", "auth": "external" },
@@ -108,7 +108,8 @@ export function parseParties(value: unknown, file = 'parties.json'): Plan {
   const vhost = o['vhost'] === undefined ? 'ebadge' : r.string(o['vhost'], '$.vhost', 'a vhost name');
   if (vhost.length > 255) r.fail('$.vhost', 'expected a vhost name of at most 255 characters');
   const ca = o['ca'] === undefined ? undefined : r.string(o['ca'], '$.ca', 'the CA file name for the configs');
-  const limit = o['deliveryLimit'] ?? 5;
+  // The bus asks for 10 when it declares an inbox (src/bus/amqp-transport.ts) and reports one with another limit.
+  const limit = o['deliveryLimit'] ?? 10;
   if (typeof limit !== 'number' || !Number.isInteger(limit) || limit < 1 || limit > 1000)
     r.fail('$.deliveryLimit', `expected an integer from 1 to 1000, found ${kind(limit)}`);
   const specs = r.array(o['parties'], '$.parties', 'an array of parties');

@@ -127,6 +127,37 @@ export async function freePort(): Promise<number> {
   throw new Error('freePort: no free port found on 127.0.0.1 in 10000-29999 after 200 attempts');
 }
 
+/**
+ * A client certificate for `cn`, signed by the CA of a node started with `tls` (so that the node trusts it, and SASL
+ * EXTERNAL logs it in as `cn`): PEM files in the node's TLS folder, removed with the node.
+ */
+export async function issueClientCertificate(
+  node: BrokerNode,
+  cn: string,
+): Promise<{ certFile: string; keyFile: string }> {
+  if (node.tls === undefined) throw new Error('issueClientCertificate: the node was started without tls');
+  if (!/^[A-Za-z0-9._-]+$/.test(cn)) throw new Error(`issueClientCertificate: bad CN ${JSON.stringify(cn)}`);
+  const dir = path.dirname(node.tls.caFile);
+  const stem = `client-${cn}`;
+  await signLeaf(dir, stem, cn, 'ca', 'client');
+  return { certFile: path.join(dir, `${stem}.pem`), keyFile: path.join(dir, `${stem}.key`) };
+}
+
+/**
+ * An executable script at `file` that runs rabbitmqctl against the node with its arguments, as `rabbitmqctl -n NODE`
+ * does for an operator: for code under test that runs rabbitmqctl itself.
+ */
+export async function writeCtlScript(node: BrokerNode, file: string): Promise<void> {
+  const q = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
+  const script = [
+    '#!/bin/sh',
+    `HOME=${q(path.join(node.dataDir, 'home'))} ERL_EPMD_ADDRESS=${LOOPBACK} ERL_FLAGS=${q(DIST_ERL_FLAGS)} \\`,
+    `  exec ${q(sbinTool('rabbitmqctl'))} -n ${q(node.nodeName)} "$@"`,
+    '',
+  ].join('\n');
+  await fsp.writeFile(file, script, { mode: 0o700 });
+}
+
 export async function startBrokerNode(opts: BrokerNodeOptions): Promise<BrokerNode> {
   if (!/^[A-Za-z0-9_-]+$/.test(opts.name)) {
     throw new Error(`startBrokerNode: name must match [A-Za-z0-9_-]+, got ${JSON.stringify(opts.name)}`);
@@ -570,49 +601,8 @@ async function makeTlsMaterial(
       '-out',
       f(`${stem}.pem`),
     ]);
-  const makeLeaf = async (stem: string, cn: string, ca: string, extensions: 'server' | 'client'): Promise<void> => {
-    await openssl([
-      'req',
-      '-new',
-      '-newkey',
-      'rsa:2048',
-      '-nodes',
-      '-sha256',
-      '-config',
-      cnf,
-      '-subj',
-      `/CN=${cn}`,
-      '-keyout',
-      f(`${stem}.key`),
-      '-out',
-      f(`${stem}.csr`),
-    ]);
-    // -set_serial instead of -CAcreateserial: no .srl state file to race on.
-    const serialBytes = randomBytes(8);
-    serialBytes[0] = serialBytes[0]! & 0x7f; // serials must be positive
-    const serial = `0x${serialBytes.toString('hex')}`;
-    await openssl([
-      'x509',
-      '-req',
-      '-sha256',
-      '-days',
-      '3',
-      '-in',
-      f(`${stem}.csr`),
-      '-CA',
-      f(`${ca}.pem`),
-      '-CAkey',
-      f(`${ca}.key`),
-      '-set_serial',
-      serial,
-      '-extfile',
-      cnf,
-      '-extensions',
-      extensions,
-      '-out',
-      f(`${stem}.pem`),
-    ]);
-  };
+  const makeLeaf = (stem: string, cn: string, ca: string, extensions: 'server' | 'client'): Promise<void> =>
+    signLeaf(dir, stem, cn, ca, extensions);
 
   await Promise.all([makeCa('ca', 'ebadge-test-ca'), makeCa('untrusted-ca', 'ebadge-untrusted-ca')]);
   await Promise.all([
@@ -631,6 +621,59 @@ async function makeTlsMaterial(
     untrustedCertFile: f('untrusted-client.pem'),
     untrustedKeyFile: f('untrusted-client.key'),
   };
+}
+
+/** `<stem>.key` and `<stem>.pem` in `dir`: a leaf certificate for `cn`, signed by `<ca>.pem` / `<ca>.key` there. */
+async function signLeaf(
+  dir: string,
+  stem: string,
+  cn: string,
+  ca: string,
+  extensions: 'server' | 'client',
+): Promise<void> {
+  const cnf = path.join(dir, 'openssl.cnf');
+  const f = (name: string): string => path.join(dir, name);
+  await openssl([
+    'req',
+    '-new',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-sha256',
+    '-config',
+    cnf,
+    '-subj',
+    `/CN=${cn}`,
+    '-keyout',
+    f(`${stem}.key`),
+    '-out',
+    f(`${stem}.csr`),
+  ]);
+  // -set_serial instead of -CAcreateserial: no .srl state file to race on.
+  const serialBytes = randomBytes(8);
+  serialBytes[0] = serialBytes[0]! & 0x7f; // serials must be positive
+  const serial = `0x${serialBytes.toString('hex')}`;
+  await openssl([
+    'x509',
+    '-req',
+    '-sha256',
+    '-days',
+    '3',
+    '-in',
+    f(`${stem}.csr`),
+    '-CA',
+    f(`${ca}.pem`),
+    '-CAkey',
+    f(`${ca}.key`),
+    '-set_serial',
+    serial,
+    '-extfile',
+    cnf,
+    '-extensions',
+    extensions,
+    '-out',
+    f(`${stem}.pem`),
+  ]);
 }
 
 async function openssl(args: string[]): Promise<void> {

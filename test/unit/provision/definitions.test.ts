@@ -5,6 +5,8 @@
  * of which a hub's passes the hub's own parseConfig.
  */
 import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import * as path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { parseConfig } from '../../../src/device/config/index.js';
@@ -18,6 +20,7 @@ import {
   passwordHash,
   routingKeys,
 } from '../../../src/provision/index.js';
+import { repoRoot } from '../../helpers/oracle.js';
 
 const test = suite('provisioned definitions');
 
@@ -146,6 +149,7 @@ test('exchanges, inboxes with the bus arguments, dead letters, bindings and the 
     'x-queue-type': 'quorum',
     'x-message-ttl': 900_000,
     'x-dead-letter-exchange': 'private-heh.1-dlx',
+    'x-delivery-limit': 7,
   });
   assert.equal(D.queues.find((q) => q.name === 'private-heh.1-dead')?.arguments, {
     'x-queue-type': 'quorum',
@@ -204,6 +208,23 @@ test("a hub's settings pass the hub's own parseConfig; the others' name their pa
     parties: [{ name: 'x', role: 'tso' }],
   });
   assert.is(partySettings(slash, slash.parties[0] as Plan['parties'][number]).config['url'], 'amqp://b/%2F');
+});
+
+test('docs/provisioning.md: its parties file is valid, and its excerpt is what provisioning makes of it', () => {
+  const doc = readFileSync(path.join(repoRoot(), 'docs', 'provisioning.md'), 'utf8');
+  const blocks = [...doc.matchAll(/```json\n([\s\S]*?)```/g)].map((m) => m[1] as string);
+  assert.is(blocks.length, 2);
+  const plan = parseParties(JSON.parse(blocks[0] as string), 'docs/provisioning.md');
+  const d = definitions(plan, new Map(plan.parties.map((p) => [p.name, 'x'])));
+  const shown = (blocks[1] as string).split(/\n(?=\{)/).map((o) => JSON.parse(o) as Record<string, string>);
+  assert.is(shown.length, 4);
+  for (const o of shown) {
+    const made =
+      o['exchange'] === undefined
+        ? d.permissions.find((p) => p.user === o['user'])
+        : d.topic_permissions.find((t) => t.user === o['user'] && t.exchange === o['exchange']);
+    assert.equal(made, { ...made, ...o }, `${o['user']} ${o['exchange'] ?? ''}`);
+  }
 });
 
 test.run();

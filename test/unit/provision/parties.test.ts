@@ -48,7 +48,7 @@ test('links are undirected: a party named by another has it as a peer, sorted', 
   assert.equal(party(p, 'vpp-acme').peers, ['heh-b827ebea02c1', 'tso-north']);
   assert.equal(party(p, 'tso-north').peers, ['market', 'vpp-acme']);
   assert.is(p.vhost, 'ebadge');
-  assert.is(p.deliveryLimit, 5);
+  assert.is(p.deliveryLimit, 10);
   assert.is(p.url, 'amqps://broker.example:5671');
 });
 
