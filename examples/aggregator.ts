@@ -2,15 +2,18 @@
  * The README's example: an aggregator asks a hub for the last hour's report, then asks its boiler to shed 1.5 kW
  * for half an hour. `test/unit/readme.test.ts` keeps the README's copy of the code below identical to this file (with the package's import paths).
  *
- *   node .out/examples/aggregator.js [hub] [vpp] [amqp-url]      (with `npm start` running the example hub)
+ *   EBADGE_URL=amqp://guest@127.0.0.1:5672 node .out/examples/aggregator.js [hub] [vpp] [amqp-url]   (with `npm start`)
  */
 // README example begins
 import { randomUUID } from 'node:crypto';
 import { amqpBus } from '../src/bus/index.js';
 import { EbTime } from '../src/codec/index.js';
 
-const [hub = 'heh-example', name = 'vpp-example', url = 'amqp://guest:guest@127.0.0.1:5672'] = process.argv.slice(2);
-const vpp = amqpBus({ name, peers: [hub], url });
+const [hub = 'heh-example', name = 'vpp-example', url = process.env['EBADGE_URL'] ?? 'amqp://127.0.0.1:5672'] =
+  process.argv.slice(2);
+// We log in as ourselves with EBADGE_PASSWORD, unless the URL names a user (amqp://guest@127.0.0.1 for a test broker).
+const login = new URL(url).username === '' ? { username: name, password: process.env['EBADGE_PASSWORD'] ?? '' } : {};
+const vpp = amqpBus({ name, peers: [hub], url, connectOptions: login });
 vpp.onStatusReport((status, ctx) => console.log(ctx.sender, status)); // handlers first, then start()
 await vpp.start();
 

@@ -6,9 +6,12 @@
  */
 import { amqpBus } from '../src/bus/index.js';
 
-const [url = 'amqp://guest:guest@127.0.0.1:5672', name = 'heh-b827ebea02c1', vpp = 'vpp-xlab'] = process.argv.slice(2);
+const [url = process.env['EBADGE_URL'] ?? 'amqp://127.0.0.1:5672', name = 'heh-b827ebea02c1', vpp = 'vpp-xlab'] =
+  process.argv.slice(2);
+// We log in as ourselves with EBADGE_PASSWORD, unless the URL names a user (amqp://guest@127.0.0.1 for a test broker).
+const login = new URL(url).username === '' ? { username: name, password: process.env['EBADGE_PASSWORD'] ?? '' } : {};
 
-const bus = amqpBus({ name, peers: [vpp], url, prefetch: 10 });
+const bus = amqpBus({ name, peers: [vpp], url, connectOptions: login, prefetch: 10 });
 
 bus.onGetReport(async (request, ctx) => {
   const steps = Math.ceil(request.from.secondsUntil(request.to) / request.resolution);

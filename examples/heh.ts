@@ -6,9 +6,11 @@
  */
 import { amqpBus } from '../src/bus/index.js';
 
-const [url = 'amqp://guest:guest@127.0.0.1:5672', name = 'heh-example'] = process.argv.slice(2);
+const [url = process.env['EBADGE_URL'] ?? 'amqp://127.0.0.1:5672', name = 'heh-example'] = process.argv.slice(2);
+// We log in as ourselves with EBADGE_PASSWORD, unless the URL names a user (amqp://guest@127.0.0.1 for a test broker).
+const login = new URL(url).username === '' ? { username: name, password: process.env['EBADGE_PASSWORD'] ?? '' } : {};
 
-const bus = amqpBus({ name, peers: ['vpp-example'], url, topology: 'queues', role: 'hub' });
+const bus = amqpBus({ name, peers: ['vpp-example'], url, connectOptions: login, topology: 'queues', role: 'hub' });
 
 bus.onGetLoadReport(async (request, ctx) => {
   await ctx.reply({

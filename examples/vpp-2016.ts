@@ -12,11 +12,14 @@ const { values: flags, positionals } = parseArgs({
   options: { count: { type: 'string' }, every: { type: 'string' } },
   allowPositionals: true,
 });
-const [url = 'amqp://guest:guest@127.0.0.1:5672', hub = 'heh-b827ebea02c1', name = 'vpp-xlab'] = positionals;
+const [url = process.env['EBADGE_URL'] ?? 'amqp://127.0.0.1:5672', hub = 'heh-b827ebea02c1', name = 'vpp-xlab'] =
+  positionals;
+// We log in as ourselves with EBADGE_PASSWORD, unless the URL names a user (amqp://guest@127.0.0.1 for a test broker).
+const login = new URL(url).username === '' ? { username: name, password: process.env['EBADGE_PASSWORD'] ?? '' } : {};
 const count = Number(flags.count ?? Infinity);
 const everyMs = Number(flags.every ?? 5000);
 
-const bus = amqpBus({ name, peers: [hub], url });
+const bus = amqpBus({ name, peers: [hub], url, connectOptions: login });
 await bus.start();
 
 let received = 0;

@@ -6,9 +6,19 @@
 import { amqpBus } from '../src/bus/index.js';
 import { EbTime } from '../src/codec/index.js';
 
-const [url = 'amqp://guest:guest@127.0.0.1:5672', hub = 'heh-example'] = process.argv.slice(2);
+const [url = process.env['EBADGE_URL'] ?? 'amqp://127.0.0.1:5672', hub = 'heh-example'] = process.argv.slice(2);
+// We log in as ourselves with EBADGE_PASSWORD, unless the URL names a user (amqp://guest@127.0.0.1 for a test broker).
+const login =
+  new URL(url).username === '' ? { username: 'vpp-example', password: process.env['EBADGE_PASSWORD'] ?? '' } : {};
 
-const bus = amqpBus({ name: 'vpp-example', peers: [hub], url, topology: 'queues', role: 'controller' });
+const bus = amqpBus({
+  name: 'vpp-example',
+  peers: [hub],
+  url,
+  connectOptions: login,
+  topology: 'queues',
+  role: 'controller',
+});
 await bus.start();
 
 const to = EbTime.fromEpochMs(Math.floor(Date.now() / 60_000) * 60_000);

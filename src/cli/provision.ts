@@ -83,7 +83,11 @@ export async function provision(args: string[], io: Io): Promise<number> {
   io.out(`${defsFile}: ${summary(plan, defs)}`);
   for (const line of said) io.out(line);
   if (values.apply !== true) {
-    io.out(`load it with: rabbitmqctl import_definitions ${defsFile}; then: rabbitmqctl delete_user guest`);
+    // On its standard input: the Debian wrapper runs rabbitmqctl as the rabbitmq user, who cannot read a 0600 file.
+    io.out(
+      `load it with: rabbitmqctl import_definitions --format json < ${defsFile} && rabbitmqctl delete_user guest ` +
+        '(or run this again with --apply)',
+    );
     return 0;
   }
   await apply(plan, defs, { ctl: values.rabbitmqctl ?? 'rabbitmqctl', node: values.node }, io);
