@@ -13,6 +13,7 @@ const [hub = 'heh-example', name = 'vpp-example', url = process.env['EBADGE_URL'
   process.argv.slice(2);
 // We log in as ourselves with EBADGE_PASSWORD, unless the URL names a user (amqp://guest@127.0.0.1 for a test broker).
 const login = new URL(url).username === '' ? { username: name, password: process.env['EBADGE_PASSWORD'] ?? '' } : {};
+console.error(`logging in as ${new URL(url).username || name}`); // stderr: stdout is the example's output
 const vpp = amqpBus({ name, peers: [hub], url, connectOptions: login });
 vpp.onStatusReport((status, ctx) => console.log(ctx.sender, status)); // handlers first, then start()
 await vpp.start();

@@ -10,6 +10,7 @@ const [url = process.env['EBADGE_URL'] ?? 'amqp://127.0.0.1:5672', name = 'heh-b
   process.argv.slice(2);
 // We log in as ourselves with EBADGE_PASSWORD, unless the URL names a user (amqp://guest@127.0.0.1 for a test broker).
 const login = new URL(url).username === '' ? { username: name, password: process.env['EBADGE_PASSWORD'] ?? '' } : {};
+console.error(`logging in as ${new URL(url).username || name}`); // stderr: stdout is the example's output
 
 const bus = amqpBus({ name, peers: [vpp], url, connectOptions: login, prefetch: 10 });
 

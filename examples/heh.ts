@@ -9,6 +9,7 @@ import { amqpBus } from '../src/bus/index.js';
 const [url = process.env['EBADGE_URL'] ?? 'amqp://127.0.0.1:5672', name = 'heh-example'] = process.argv.slice(2);
 // We log in as ourselves with EBADGE_PASSWORD, unless the URL names a user (amqp://guest@127.0.0.1 for a test broker).
 const login = new URL(url).username === '' ? { username: name, password: process.env['EBADGE_PASSWORD'] ?? '' } : {};
+console.error(`logging in as ${new URL(url).username || name}`); // stderr: stdout is the example's output
 
 const bus = amqpBus({ name, peers: ['vpp-example'], url, connectOptions: login, topology: 'queues', role: 'hub' });
 

@@ -10,6 +10,7 @@ const [url = process.env['EBADGE_URL'] ?? 'amqp://127.0.0.1:5672', hub = 'heh-ex
 // We log in as ourselves with EBADGE_PASSWORD, unless the URL names a user (amqp://guest@127.0.0.1 for a test broker).
 const login =
   new URL(url).username === '' ? { username: 'vpp-example', password: process.env['EBADGE_PASSWORD'] ?? '' } : {};
+console.error(`logging in as ${new URL(url).username || 'vpp-example'}`); // stderr: stdout is the example's output
 
 const bus = amqpBus({
   name: 'vpp-example',

@@ -135,6 +135,11 @@ s(
       assert.is(report.msg, 'report');
       assert.equal(Object.keys(report.values), ['meter.p']);
       assert.match(last, / (accept|reject|modify)_activation$/);
+      // It says whom it logs in as: guest here, because the test broker's URL names it (never by default).
+      assert.ok(
+        vpp.out.some((l) => l.startsWith(`stderr: logging in as ${new URL(AMQP_URL).username}`)),
+        vpp.out.join('\n'),
+      );
     } finally {
       heh.child.kill('SIGTERM');
       await exited(heh.child);
