@@ -4,6 +4,7 @@
  */
 
 import { type Connection, type ConnectOptions, connect } from '../../src/amqp/index.js';
+import { parseWatermark } from './broker-faults.js';
 import { rabbitmqctl } from './broker-node.js';
 import { withDeadline } from './deadline.js';
 
@@ -51,15 +52,11 @@ export async function rejection(p: Promise<unknown>): Promise<Error & { code?: s
  * watermark is restored in any case. Every client of the shared broker is blocked meanwhile: keep `fn` short.
  */
 export async function withMemoryAlarm(fn: () => Promise<void>): Promise<void> {
-  const original = (await rabbitmqctl(['eval', 'vm_memory_monitor:get_vm_memory_high_watermark().'])).trim();
+  const restore = parseWatermark(await rabbitmqctl(['eval', 'vm_memory_monitor:get_vm_memory_high_watermark().']));
   await rabbitmqctl(['set_vm_memory_high_watermark', '0']);
   try {
     await fn();
   } finally {
-    // A relative watermark prints as a float (0.4); an absolute one as {absolute,N}.
-    const abs = /\{absolute,\s*(\d+)\}/.exec(original);
-    await rabbitmqctl(
-      abs ? ['set_vm_memory_high_watermark', 'absolute', abs[1] as string] : ['set_vm_memory_high_watermark', original],
-    );
+    await rabbitmqctl(['set_vm_memory_high_watermark', ...restore]);
   }
 }

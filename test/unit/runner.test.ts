@@ -5,13 +5,14 @@
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 
-const root = process.cwd();
-const runner = path.join(root, '.out', 'test', 'run.js');
-// Inside the repository, so that `import 'uvu'` in the case files finds node_modules.
-const base = mkdtempSync(path.join(root, '.out', 'runner-cases-'));
+// The runner built beside this file (.out/test/run.js, or a private --outDir's).
+const runner = fileURLToPath(new URL('../run.js', import.meta.url));
+// Inside the repository's build folder, so that `import 'uvu'` in the case files finds node_modules.
+const base = mkdtempSync(path.join(path.dirname(path.dirname(runner)), 'runner-cases-'));
 
 const PASSING = `import { suite } from 'uvu'; import * as assert from 'uvu/assert';
 const s = suite('fine'); s('adds', () => assert.is(1 + 1, 2)); s.run();`;
