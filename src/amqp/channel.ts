@@ -58,6 +58,8 @@ export interface ChannelHost {
   readonly blocked: boolean;
   /** Encoded bytes not yet written to the network (ours and the socket's). */
   backlog(): number;
+  /** A body frame's payload is kept as it lies (FrameReader.keep); absent when nothing reads into it again. */
+  keepFrame?(): void;
   channelClosed(ch: Channel): void;
   handlerError(err: unknown, where: string): void;
 }
@@ -138,7 +140,11 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
     this.#pub = new Publisher<Rpc>(this, host, (rpc) => {
       if (this.#state === 'open') this.#rpcs.writeDeferred(rpc);
     });
-    this.#content = new ContentAssembler(id, (c) => this.#limitOf(c));
+    this.#content = new ContentAssembler(
+      id,
+      (c) => this.#limitOf(c),
+      () => host.keepFrame?.(),
+    );
     this.#deliveries = new Deliveries(this, host);
   }
 

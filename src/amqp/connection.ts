@@ -104,7 +104,11 @@ export class Connection extends TypedEmitter<ConnectionEvents> implements Channe
     );
     let socket: Socket | TLSSocket;
     try {
-      socket = openSocket(o, () => this.#sendProtocolHeader());
+      socket = openSocket(
+        o,
+        () => this.#sendProtocolHeader(),
+        (chunk) => this.#data(chunk),
+      );
     } catch (err) {
       // node:net and node:tls throw synchronously for invalid socket options (a bad key, a bad CA ...).
       this.#fail(
@@ -121,7 +125,6 @@ export class Connection extends TypedEmitter<ConnectionEvents> implements Channe
     // Nagle plus delayed ACK costs ~40 ms per round trip when publisher and consumer share a connection.
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 30_000);
-    socket.on('data', (chunk: Buffer) => this.#data(chunk));
     socket.on('error', (err) => {
       this.#socketError ??= err;
     });
@@ -198,23 +201,32 @@ export class Connection extends TypedEmitter<ConnectionEvents> implements Channe
 
   // ---- reading ----------------------------------------------------------------------------------------------------
 
-  #data(chunk: Buffer): void {
-    if (this.#state === 'closed') return;
+  /** @internal the body frame being handed out is kept as it lies (content.ts): its chunk is not read into again. */
+  keepFrame(): void {
+    this.#reader.keep();
+  }
+
+  /** A chunk from the socket; true when no view of it was kept (the socket may read into it again). */
+  #data(chunk: Buffer): boolean {
+    if (this.#state === 'closed') return false;
     if (this.#beat !== null) this.#beat.received = true;
     if (this.#state === 'handshake' && !this.#sentStartOk && chunk[0] === 0x41 && !this.#reader.pending) {
       // The broker answered our protocol header with its own: it does not speak 0-9-1.
       const version = chunk.length >= 8 ? [...chunk.subarray(4, 8)].join('-') : '?';
-      return this.#fail(
+      this.#fail(
         new ConnectionError(
           'PROTOCOL_MISMATCH',
           `the broker does not support AMQP 0-9-1 (it offered protocol ${version})`,
         ),
       );
+      return false;
     }
     try {
       this.#reader.push(chunk);
+      return !this.#reader.chunkKept;
     } catch (err) {
       this.#fail(err);
+      return false;
     }
   }
 

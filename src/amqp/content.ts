@@ -53,11 +53,16 @@ export class ContentAssembler {
   readonly #strings = new StringCache(3);
   readonly #id: number;
   readonly #limitOf: (c: Content) => number;
+  readonly #keep: () => void;
 
-  /** `limitOf` gives the largest body accepted for a content (per consumer for deliveries). */
-  constructor(channelId: number, limitOf: (c: Content) => number) {
+  /**
+   * `limitOf` gives the largest body accepted for a content (per consumer for deliveries); `keep` is told when a body
+   * frame's payload is kept as it lies (a body in one frame), so that the reader does not read into it again.
+   */
+  constructor(channelId: number, limitOf: (c: Content) => number, keep: () => void) {
     this.#id = channelId;
     this.#limitOf = limitOf;
+    this.#keep = keep;
   }
 
   /** basic.deliver, parsed from its payload (the hot path). */
@@ -157,7 +162,10 @@ export class ContentAssembler {
       inc.received = total;
       return total === inc.bodySize ? this.#complete(inc, EMPTY) : null;
     }
-    if (total === inc.bodySize && inc.received === 0) return this.#complete(inc, payload); // whole: a view, no copy
+    if (total === inc.bodySize && inc.received === 0) {
+      this.#keep();
+      return this.#complete(inc, payload); // whole: a view, no copy
+    }
     if (inc.body === null) inc.body = Buffer.allocUnsafe(inc.bodySize);
     payload.copy(inc.body, inc.received);
     inc.received = total;

@@ -10,9 +10,15 @@
  * frame_max bounds the whole frame (8 + size). The reader accepts chunks of any size: a frame that arrived whole is
  * handed out as a view of the chunk (no copy); only a frame split over chunks is assembled, in one buffer allocated
  * after its size was checked against the limit.
+ *
+ * A view may be kept beyond the call only when the receiver says so (keep(): a body handed to the application as it
+ * lies); method and header frames count as kept. What no kept view points into is used again: the assembly buffer
+ * of the next split frame, and the chunk itself (`chunkKept` false: the connection reads into it again). Without
+ * that, the body frames of a skipped 60 MB delivery left 60 MB of assembly buffers and 60 MB of read buffers for the
+ * garbage collector, which V8 only starts after 64 MB of such memory: the hub's RSS rose by 34 MB per flood.
  */
 import { FrameError } from './errors.js';
-import { FRAME_END, FRAME_HEARTBEAT } from './spec.js';
+import { FRAME_BODY, FRAME_END, FRAME_HEARTBEAT } from './spec.js';
 
 // The frame types, FRAME-END and FRAME-MIN-SIZE are the spec's constants (generated in spec.ts); re-exported so that
 // whatever deals in frames imports them from here.
@@ -31,7 +37,13 @@ export class FrameReader {
   #head = Buffer.alloc(7);
   #headLen = 0;
   #partial: Buffer | null = null;
+  /** The buffer #partial was cut from (it may be longer: a reused one). */
+  #partialBase: Buffer | null = null;
   #partialLen = 0;
+  /** An assembly buffer whose frame nobody kept, for the next split frame that fits. */
+  #spare: Buffer | null = null;
+  #kept = false;
+  #chunkKept = false;
 
   readonly #onFrame: FrameHandler;
   constructor(onFrame: FrameHandler, frameMax: number) {
@@ -44,8 +56,19 @@ export class FrameReader {
     return this.#headLen > 0 || this.#partial !== null;
   }
 
+  /** Called by the receiver of a body frame, during onFrame, when it keeps the payload view beyond the call. */
+  keep(): void {
+    this.#kept = true;
+  }
+
+  /** After push(): whether a view of the chunk was kept (else its memory may be read into again). */
+  get chunkKept(): boolean {
+    return this.#chunkKept;
+  }
+
   /** Feeds one chunk; calls onFrame for each complete frame in order. Throws FrameError on a protocol violation. */
   push(chunk: Buffer): void {
+    this.#chunkKept = false;
     let off = 0;
     const len = chunk.length;
     if (this.#headLen > 0 || this.#partial !== null) {
@@ -58,7 +81,8 @@ export class FrameReader {
       const end = off + 7 + size;
       if (end >= len) break; // the frame-end octet is not here yet
       if (chunk[end] !== FRAME_END) throw badEnd(chunk[end] as number);
-      this.#onFrame(chunk[off] as number, chunk.readUInt16BE(off + 1), chunk.subarray(off + 7, end));
+      if (this.#hand(chunk[off] as number, chunk.readUInt16BE(off + 1), chunk.subarray(off + 7, end)))
+        this.#chunkKept = true;
       off = end + 1;
     }
     if (off < len) this.#stash(chunk, off);
@@ -78,10 +102,25 @@ export class FrameReader {
       this.#headLen = rest;
       return;
     }
-    const size = chunk.readUInt32BE(off + 3);
-    this.#partial = Buffer.allocUnsafe(size + FRAME_OVERHEAD);
+    this.#partial = this.#assembly(chunk.readUInt32BE(off + 3));
     chunk.copy(this.#partial, 0, off);
     this.#partialLen = rest;
+  }
+
+  /** A buffer for a split frame of `size` payload bytes: the spare one when it fits. */
+  #assembly(size: number): Buffer {
+    let base = this.#spare;
+    if (base !== null && base.length >= size + FRAME_OVERHEAD) this.#spare = null;
+    else base = Buffer.allocUnsafe(size + FRAME_OVERHEAD);
+    this.#partialBase = base;
+    return base.length === size + FRAME_OVERHEAD ? base : base.subarray(0, size + FRAME_OVERHEAD);
+  }
+
+  /** Hands a frame out; true when its payload view was kept (a method or header frame, or a body the receiver kept). */
+  #hand(type: number, channel: number, payload: Buffer): boolean {
+    this.#kept = type !== FRAME_BODY && type !== FRAME_HEARTBEAT;
+    this.#onFrame(type, channel, payload);
+    return this.#kept;
   }
 
   /** Continues a held frame with the start of `chunk`. Returns the offset after it, or -1 if it is still incomplete. */
@@ -95,7 +134,7 @@ export class FrameReader {
       if (this.#headLen < 7) return -1;
       const size = this.#head.readUInt32BE(3);
       this.#checkSize(size);
-      this.#partial = Buffer.allocUnsafe(size + FRAME_OVERHEAD);
+      this.#partial = this.#assembly(size);
       this.#head.copy(this.#partial, 0);
       this.#partialLen = 7;
       this.#headLen = 0;
@@ -110,7 +149,12 @@ export class FrameReader {
     this.#partialLen = 0;
     const end = frame.length - 1;
     if (frame[end] !== FRAME_END) throw badEnd(frame[end] as number);
-    this.#onFrame(frame[0] as number, frame.readUInt16BE(1), frame.subarray(7, end));
+    const base = this.#partialBase as Buffer;
+    this.#partialBase = null;
+    // Nobody kept it: the next split frame is assembled in the same buffer.
+    if (!this.#hand(frame[0] as number, frame.readUInt16BE(1), frame.subarray(7, end))) {
+      if (this.#spare === null || base.length > this.#spare.length) this.#spare = base;
+    }
     return off;
   }
 }

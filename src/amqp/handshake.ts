@@ -24,8 +24,20 @@ import type { FieldTable } from './table.js';
 
 export const CLIENT_VERSION = '0.1.0';
 
-/** Opens the socket; `connected` runs once it is ready for the protocol header (after the TLS handshake). */
-export function openSocket(o: ResolvedOptions, connected: () => void): Socket | TLSSocket {
+/** Bytes a plain TCP socket reads at once (libuv's own read size). */
+const READ_BYTES = 65_536;
+
+/**
+ * Opens the socket; `connected` runs once it is ready for the protocol header (after the TLS handshake), `data` gets
+ * each chunk read and says whether its memory may be read into again (no view of it was kept). A plain TCP socket
+ * then reads into the same few buffers instead of a new one per read, which would wait for the garbage collector
+ * (node:net's onread); node:tls has no such option, its chunks are new each time.
+ */
+export function openSocket(
+  o: ResolvedOptions,
+  connected: () => void,
+  data: (chunk: Buffer) => boolean,
+): Socket | TLSSocket {
   let socket: Socket | TLSSocket;
   if (o.tls !== undefined) {
     // Verification stays on unless the caller explicitly turned it off; SNI must be a name, never an IP address.
@@ -37,8 +49,20 @@ export function openSocket(o: ResolvedOptions, connected: () => void): Socket | 
       ...(o.tls.servername === undefined && isIP(o.hostname) === 0 ? { servername: o.hostname } : {}),
     });
     socket.once('secureConnect', connected);
+    socket.on('data', data);
   } else {
-    socket = netConnect({ host: o.hostname, port: o.port });
+    const free: Buffer[] = [];
+    socket = netConnect({
+      host: o.hostname,
+      port: o.port,
+      onread: {
+        buffer: () => free.pop() ?? Buffer.allocUnsafeSlow(READ_BYTES),
+        callback: (n: number, buf: Uint8Array) => {
+          if (data((buf as Buffer).subarray(0, n)) && free.length < 2) free.push(buf as Buffer);
+          return true;
+        },
+      },
+    });
     socket.once('connect', connected);
   }
   return socket;

@@ -491,7 +491,11 @@ export interface ReadFrame {
 /** Feeds `chunks` to a fresh FrameReader and returns every frame it handed out. */
 export function readFrames(chunks: readonly Buffer[], frameMax = 131072): ReadFrame[] {
   const out: ReadFrame[] = [];
-  const reader = new FrameReader((type, channel, payload) => out.push({ type, channel, payload }), frameMax);
+  // The payloads are kept: said, so that the reader reads into none of them again.
+  const reader = new FrameReader((type, channel, payload) => {
+    reader.keep();
+    out.push({ type, channel, payload });
+  }, frameMax);
   for (const c of chunks) reader.push(c);
   if (reader.pending) throw new Error('bytes of an incomplete frame are left over');
   return out;

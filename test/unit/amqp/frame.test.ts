@@ -77,6 +77,7 @@ function readTracked(chunks: readonly Buffer[], frameMax = 131072): (ReadFrame &
   const out: (ReadFrame & { viewOf: number })[] = [];
   let current = -1;
   const reader = new FrameReader((type, channel, payload) => {
+    reader.keep(); // the payloads are kept
     const c = chunks[current]!;
     const inside =
       payload.buffer === c.buffer &&
@@ -328,7 +329,10 @@ limits(
 limits('a truncated stream delivers every whole frame and keeps the rest pending', () => {
   for (let n = 0; n < STREAM.length; n++) {
     const out: ReadFrame[] = [];
-    const reader = new FrameReader((type, channel, payload) => out.push({ type, channel, payload }), 131072);
+    const reader = new FrameReader((type, channel, payload) => {
+      reader.keep();
+      out.push({ type, channel, payload });
+    }, 131072);
     reader.push(STREAM.subarray(0, n));
     const whole = BOUNDS.filter(([, e]) => e <= n).length;
     assert.is(out.length, whole, `${n} bytes`);

@@ -1,14 +1,15 @@
 /**
  * Content over its limit (issue 15, item 1), on a channel fed with frames: refused at its content header, its body
  * frames dropped as they come (no buffer of the announced size), the delivery rejected without requeue and reported,
- * the channel and its consumer going on; per consumer limits, noAck, basic.get and basic.return.
+ * the channel and its consumer going on; per consumer limits, noAck, basic.get and basic.return. Fed through a
+ * FrameReader, the chunks and split frames of a skipped body are read into again, and a kept body never is.
  * test/integration/amqp-oversized.test.ts shows the same against RabbitMQ.
  */
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Channel, type ChannelHost } from '../../../src/amqp/channel.js';
 import type { AmqpError, PublishError } from '../../../src/amqp/errors.js';
-import { FRAME_BODY, FRAME_HEADER } from '../../../src/amqp/frame.js';
+import { FRAME_BODY, FRAME_HEADER, FrameReader } from '../../../src/amqp/frame.js';
 import type { Message } from '../../../src/amqp/message.js';
 import { decodeMethod, encodeMethodFrame } from '../../../src/amqp/methods.js';
 import { resolveOptions } from '../../../src/amqp/options.js';
@@ -19,7 +20,7 @@ import type { Method, MethodName } from '../../../src/amqp/spec.js';
 const FRAME = 131_072 - 8;
 
 /** A channel on a host that records the methods the channel writes. */
-function harness(options = {}): { ch: Channel; sent: () => Method[] } {
+function harness(options = {}, keepFrame?: () => void): { ch: Channel; sent: () => Method[] } {
   const written: Buffer[] = [];
   const out = new Output((chunks) => {
     written.push(...chunks);
@@ -31,6 +32,7 @@ function harness(options = {}): { ch: Channel; sent: () => Method[] } {
     heartbeat: 0,
     blocked: false,
     backlog: () => out.queued,
+    ...(keepFrame === undefined ? {} : { keepFrame }),
     channelClosed: () => undefined,
     handlerError: (e: unknown) => {
       throw e;
@@ -252,3 +254,128 @@ s('without an oversized listener the channel says it in a process warning', asyn
 });
 
 s.run();
+
+// ---- the reader's buffers ------------------------------------------------------------------------------------------
+
+const reads = suite('read buffers used again when nothing kept a view of them');
+
+function frame(type: number, channel: number, payload: Buffer): Buffer {
+  const f = Buffer.alloc(payload.length + 8);
+  f[0] = type;
+  f.writeUInt16BE(channel, 1);
+  f.writeUInt32BE(payload.length, 3);
+  payload.copy(f, 7);
+  f[f.length - 1] = 0xce;
+  return f;
+}
+
+function headerFrame(bodySize: number, properties: MessageProperties = {}): Buffer {
+  const p = Buffer.alloc(12 + propertiesSize(properties));
+  p.writeUInt16BE(60, 0);
+  p.writeUInt32BE(Math.floor(bodySize / 2 ** 32), 4);
+  p.writeUInt32BE(bodySize >>> 0, 8);
+  writeProperties(p, 12, properties);
+  return frame(FRAME_HEADER, 1, p);
+}
+
+const deliverFrame = (tag: number): Buffer =>
+  encodeMethodFrame(1, 'basic.deliver', {
+    consumerTag: 'c1',
+    deliveryTag: tag,
+    redelivered: false,
+    exchange: 'x',
+    routingKey: 'k',
+  });
+
+/**
+ * A channel fed through a FrameReader, as a connection feeds it, in chunks of 64 KiB copied into one chunk buffer
+ * whenever the reader says no view of the last chunk was kept (a new one otherwise): what the socket does.
+ */
+async function readerRig(options = {}): Promise<{
+  ch: Channel;
+  sent: () => Method[];
+  feed: (stream: Iterable<Buffer>) => { chunks: number; fresh: number };
+}> {
+  let reader!: FrameReader;
+  const { ch, sent } = harness(options, () => reader.keep());
+  reader = new FrameReader((type, _channel, payload) => ch._frame(type, payload), 131072);
+  await open(ch);
+  let chunk = Buffer.allocUnsafe(65_536);
+  const feed = (stream: Iterable<Buffer>): { chunks: number; fresh: number } => {
+    let chunks = 0;
+    let fresh = 0;
+    let fill = 0;
+    const flush = (): void => {
+      reader.push(chunk.subarray(0, fill));
+      chunks++;
+      fill = 0;
+      if (reader.chunkKept) {
+        chunk = Buffer.allocUnsafe(65_536);
+        fresh++;
+      }
+    };
+    for (const piece of stream) {
+      for (let at = 0; at < piece.length; ) {
+        const n = Math.min(piece.length - at, chunk.length - fill);
+        piece.copy(chunk, fill, at, at + n);
+        fill += n;
+        at += n;
+        if (fill === chunk.length) flush();
+      }
+    }
+    if (fill > 0) flush();
+    return { chunks, fresh };
+  };
+  return { ch, sent, feed };
+}
+
+reads('a skipped 60 MB body: its chunks are read into again, its split frames share one buffer', async () => {
+  const { ch, sent, feed } = await readerRig({ maxMessageBytes: 1 << 20 });
+  const got: number[] = [];
+  await consume(ch, 'c1', (m) => got.push(m.body.length));
+  let reported = 0;
+  ch.on('oversized', () => reported++);
+  sent();
+  const size = 60_000_000;
+  const full = frame(FRAME_BODY, 1, Buffer.alloc(FRAME, 0x20));
+  function* stream(): Generator<Buffer> {
+    yield deliverFrame(1);
+    yield headerFrame(size);
+    for (let left = size; left > 0; left -= FRAME)
+      yield left >= FRAME ? full : frame(FRAME_BODY, 1, Buffer.alloc(left, 0x20));
+  }
+  const arrayBuffers = process.memoryUsage().arrayBuffers;
+  const { chunks, fresh } = feed(stream());
+  const grew = process.memoryUsage().arrayBuffers - arrayBuffers;
+  assert.is(reported, 1);
+  assert.equal(rejects(sent()), [[1, false]]);
+  assert.ok(chunks > 900, `${chunks} chunks`);
+  assert.is(fresh, 1, 'only the chunk of the method and header frames was not read into again');
+  assert.ok(grew < 2 << 20, `${grew} bytes of buffers for 60 MB skipped`);
+  assert.equal(got, []);
+});
+
+reads('a kept body is never read into: 2,000 messages, one or several frames each, arrive intact', async () => {
+  const { ch, feed } = await readerRig();
+  const got: Buffer[] = []; // the bodies as they lie, read at the end
+  await consume(ch, 'c1', (m) => got.push(m.body));
+  // Small bodies (a view of the chunk), 100 KB ones (one frame, split over chunks: a view of the assembly buffer) and
+  // 200 KB ones (two frames: copied).
+  const size = (i: number): number => (i % 97 === 0 ? 200_000 : i % 7 === 0 ? 100_000 : 10 + (i % 300));
+  const bodies = Array.from({ length: 2000 }, (_, i) => `${i}:`.padEnd(size(i), String.fromCharCode(97 + (i % 26))));
+  function* stream(): Generator<Buffer> {
+    for (const [i, b] of bodies.entries()) {
+      const bytes = Buffer.from(b);
+      yield deliverFrame(i + 1);
+      yield headerFrame(bytes.length);
+      for (let at = 0; at < bytes.length; at += FRAME) yield frame(FRAME_BODY, 1, bytes.subarray(at, at + FRAME));
+    }
+  }
+  const { chunks, fresh } = feed(stream());
+  assert.is(got.length, bodies.length);
+  for (const [i, b] of bodies.entries())
+    if (got[i]?.toString() !== b) assert.unreachable(`message ${i} was overwritten`);
+  assert.ok(fresh > 0 && fresh <= chunks);
+});
+
+reads.run();
