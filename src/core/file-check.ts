@@ -15,6 +15,7 @@
  */
 import { closeSync, openSync, readFileSync, type Stats, statSync } from 'node:fs';
 import { userInfo } from 'node:os';
+import * as path from 'node:path';
 
 /** Who will read the files: the process's effective ids. */
 export interface FileReader {
@@ -94,6 +95,67 @@ export function fileProblem(
   return undefined;
 }
 
+/**
+ * Whether the hub can keep its state in `dir`: an existing directory it may write and enter, or one it may create (the
+ * nearest existing folder on its path writable by it). A read-only file system is no problem of the installation: the
+ * hub runs from memory until the disk takes writes (docs/hub.md, "Storage faults").
+ */
+export function directoryProblem(
+  dir: string,
+  reader: FileReader | undefined = currentReader(),
+): FileProblem | undefined {
+  const expected = `a state directory ${who(reader)} may write, or create`;
+  let at = dir;
+  for (;;) {
+    let st: Stats;
+    try {
+      st = statSync(at);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code ?? String(err);
+      if (code === 'ENOENT' && path.dirname(at) !== at) {
+        at = path.dirname(at);
+        continue;
+      }
+      if (code === 'EACCES')
+        return {
+          kind: 'UNREADABLE',
+          expected,
+          found: `${dir}, which ${who(reader)} may not reach (EACCES): give ${group(reader)} access to the folders on its path`,
+        };
+      return { kind: 'UNREADABLE', expected, found: `${at}, which cannot be read (${code})` };
+    }
+    const owner = reader === undefined ? undefined : userName(st.uid);
+    if (!st.isDirectory())
+      return {
+        kind: 'UNREADABLE',
+        expected,
+        found: `${at}, ${at === dir ? 'not a directory' : 'not a directory on the path'}`,
+      };
+    if (reader === undefined || mayWrite(st, reader)) return undefined;
+    const fix =
+      at === dir
+        ? `run chown ${userName(reader.uid)} ${dir} (it is ${owner}'s, mode ${octal(st.mode)})`
+        : `create it: install -d -o ${userName(reader.uid)} -g ${groupName(reader.gid)} -m 0700 ${dir}`;
+    return {
+      kind: 'MODE',
+      expected,
+      found:
+        at === dir
+          ? `${dir}, which ${who(reader)} may not write: ${fix}`
+          : `no directory ${dir}, and ${who(reader)} may not create it in ${at} (${owner}'s, mode ${octal(st.mode)}): ${fix}`,
+    };
+  }
+}
+
+/** Write and search permission on a directory for `reader`, from its mode (root may always). */
+function mayWrite(st: Stats, r: FileReader): boolean {
+  if (r.uid === 0) return true;
+  const m = st.mode;
+  if (st.uid === r.uid) return (m & 0o300) === 0o300;
+  if (st.gid === r.gid || r.groups.includes(st.gid)) return (m & 0o030) === 0o030;
+  return (m & 0o003) === 0o003;
+}
+
 function badBits(
   st: Stats,
   role: FileRole,
@@ -136,6 +198,19 @@ function who(reader: FileReader | undefined): string {
 
 function group(reader: FileReader | undefined): string {
   return `the group ${groupName(reader?.gid)}`;
+}
+
+/** A user's name from /etc/passwd (Node has no getpwuid), else its number. */
+function userName(uid: number): string {
+  try {
+    for (const line of readFileSync('/etc/passwd', 'utf8').split('\n')) {
+      const [name, , id] = line.split(':');
+      if (name !== undefined && name !== '' && Number(id) === uid) return name;
+    }
+  } catch {
+    // no /etc/passwd: the number says it as well
+  }
+  return String(uid);
 }
 
 /** A group's name from /etc/group (Node has no getgrgid), else its number. */

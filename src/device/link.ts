@@ -189,6 +189,12 @@ export class BrokerLink {
     t.on('blocked', (reason) => log.warn('the broker blocked publishing (resource alarm)', { reason }));
     t.on('unblocked', () => log.info('the broker unblocked publishing'));
     t.on('restore-failed', (error, what) => log.error('re-declaring after recovery failed', { what, error }));
+    // The broker closed a channel alone (a refused declaration, the consumer timeout): said, as it may repeat.
+    t.on('resumed', (error) => log.warn('a channel the broker closed was reopened', { error }));
+    t.on('source-cancelled', (queue, error) =>
+      log.warn('the broker cancelled our consumer; consuming again', { queue, error }),
+    );
+    t.on('degraded', (what, fix) => log.warn(what, { fix }));
     t.on('settle-overdue', (ageMs, queue) => log.warn('a delivery is still unacknowledged', { ageMs, queue }));
     t.on('internal-error', (error, where) =>
       log.error(`internal error in the ${t.name.toUpperCase()} client`, { where, error }),

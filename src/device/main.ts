@@ -27,7 +27,7 @@ import { type Io, UsageError } from '../core/io.js';
 import { CryptoError, Keyring, ReplayWindow, Sealer, SequenceReserver, selectBackend } from '../crypto/index.js';
 import { DEFAULT_CONFIG, HUB_VERSION, USAGE, versionLine } from './about.js';
 import { bench } from './bench.js';
-import { ConfigError, type HubConfig, loadConfig } from './config/index.js';
+import { ConfigError, checkPeerKeys, type HubConfig, loadConfig } from './config/index.js';
 import { type Actuator, createActuator, createMeter, type Meter } from './devices/index.js';
 import { Hub } from './hub.js';
 import { BrokerLink } from './link.js';
@@ -78,14 +78,19 @@ export async function hubMain(argv: string[], options: RunOptions): Promise<numb
     const args = command === first ? rest : argv;
     if (command !== 'run' && command !== 'check-config') throw new UsageError(`unknown command "${command}"`);
     const { values } = parseArgs({ args, options: { config: { type: 'string' } }, strict: true });
-    const config = loadConfig(values.config ?? DEFAULT_CONFIG);
+    const file = values.config ?? DEFAULT_CONFIG;
+    const config = loadConfig(file);
+    const warnings = checkPeerKeys(config, file);
     if (command === 'check-config') {
+      for (const w of warnings) io.err(`warning: ${w}`);
       io.out(
-        `${values.config ?? DEFAULT_CONFIG}: OK (${config.name}, ${config.devices.length} device(s), peers ${config.peers.map((p) => p.name).join(', ')})`,
+        `${file}: OK (${config.name}, ${config.devices.length} device(s), peers ${config.peers.map((p) => p.name).join(', ')})`,
       );
       return EXIT.OK;
     }
-    return await run(config, options.stop, createLogger(config.log.level, io.out));
+    const log = createLogger(config.log.level, io.out);
+    for (const w of warnings) log.warn(`configuration warning: ${w}`);
+    return await run(config, options.stop, log);
   } catch (err) {
     if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') === true) {
       io.err(`error: ${(err as Error).message}\n${USAGE}`);
@@ -225,7 +230,10 @@ async function run(config: HubConfig, stop: Promise<void>, log: Logger): Promise
   });
   const hub = new Hub({ config, bus, history, meters, actuators, store, log, outbox });
   storage.attach(hub);
-  bus.on('dead-letter', (reason, code, d) => log.warn('message refused', { reason, code, from: d.from }));
+  // The size too: a body refused unread for its size (TOO_LARGE) is only ever seen here and in the dead letters.
+  bus.on('dead-letter', (reason, code, d) =>
+    log.warn('message refused', { reason, code, from: d.from, id: d.messageId, bytes: d.oversized ?? d.body.length }),
+  );
   bus.on('handler-error', (error, type, final) => log.error('handler failed', { type, final, error }));
   bus.on('duplicate', (id, sender) => log.debug('duplicate dropped', { id, sender }));
   // The broker's state never stops the hub: the link connects, and retries whatever the broker refuses (link.ts).

@@ -14,6 +14,7 @@
  * folder and checks the files it names the way the run will read them (load.ts).
  */
 export { exampleConfig } from './example.js';
+export { checkPeerKeys } from './keys.js';
 export { loadConfig } from './load.js';
 export { parseConfig } from './parse.js';
 export * from './types.js';

@@ -1,12 +1,12 @@
 /**
  * Reading the configuration file: every failure, reading and JSON syntax included, becomes a ConfigError. Then the
  * file's relative paths are made absolute against its own folder, and the files it names are checked the way the
- * run will use them (../../core/file-check.ts), so that `check-config` refuses what the run would refuse, with the
- * same sentence, and a hub started by systemd (whose working directory is /) finds `"passwordFile": "broker.pw"`
- * next to its hub.json.
+ * run will use them (../../core/file-check.ts), the state directory too (writable, or creatable, by the hub's user),
+ * so that `check-config` refuses what the run would refuse, with the same sentence, and a hub started by systemd
+ * (whose working directory is /) finds `"passwordFile": "broker.pw"` next to its hub.json.
  */
 import * as path from 'node:path';
-import { currentReader, type FileReader, type FileRole, fileProblem } from '../../core/file-check.js';
+import { currentReader, directoryProblem, type FileReader, type FileRole, fileProblem } from '../../core/file-check.js';
 import { JsonFileError, readJsonFile } from '../../store/json-file.js';
 import { parseConfig } from './parse.js';
 import { shown } from './reader.js';
@@ -42,6 +42,9 @@ export function loadConfig(file: string, reader: FileReader | undefined = curren
     const problem = fileProblem(named, role, reader);
     if (problem !== undefined) throw new ConfigError(file, at, problem.expected, problem.found);
   }
+  // The run creates the state directory if it is missing (0700): it must be able to, or to write in it.
+  const state = directoryProblem(config.stateDir, reader);
+  if (state !== undefined) throw new ConfigError(file, '$.stateDir', state.expected, state.found);
   return config;
 }
 

@@ -96,13 +96,15 @@ function parsePeers(r: Reader, v: unknown, self: string): PeerConfig[] {
   const seen = new Map<string, number>();
   return r.array(v, '$.peers', 'an array of at least one peer ({ "name": "vpp-acme" })', 1).map((e, i) => {
     const p = `$.peers[${i}]`;
-    const o = r.object(e, p, ['name', 'role']);
+    const o = r.object(e, p, ['name', 'role', 'clearText']);
     const name = r.pattern(o['name'], `${p}.name`, ENTITY_NAME, ENTITY_NAME_TEXT);
     const first = seen.get(name);
     if (first !== undefined) r.fail(`${p}.name`, `a name not already used by $.peers[${first}]`, shown(name));
     if (name === self) r.fail(`${p}.name`, "a name other than the hub's own ($.name)", shown(name));
     seen.set(name, i);
-    return { name, role: r.oneOf<PeerRole>(o['role'] ?? 'aggregator', `${p}.role`, PEER_ROLES) };
+    const role = r.oneOf<PeerRole>(o['role'] ?? 'aggregator', `${p}.role`, PEER_ROLES);
+    const clearText = o['clearText'] === undefined ? false : r.boolean(o['clearText'], `${p}.clearText`);
+    return { name, role, ...(clearText ? { clearText } : {}) };
   });
 }
 

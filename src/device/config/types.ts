@@ -41,6 +41,8 @@ export interface BrokerConfig {
 export interface PeerConfig {
   readonly name: string;
   readonly role: PeerRole;
+  /** With crypto on, this peer has no keys and is sent and accepted in clear text on purpose (docs/hub.md). */
+  readonly clearText?: boolean;
 }
 
 export interface SignalConfig {

@@ -10,6 +10,7 @@ import * as path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { FileReader } from '../../../src/core/file-check.js';
+import { generateIdentity, nodeBackend, writePrivateKeyFile } from '../../../src/crypto/index.js';
 import { ConfigError, exampleConfig, loadConfig } from '../../../src/device/config/index.js';
 import { hubMain } from '../../../src/device/main.js';
 import { sleep } from '../../helpers/deadline.js';
@@ -155,6 +156,9 @@ test('a group-readable secret whose group the hub is not in is refused (root, ch
     const pw = s.put('broker.pw', 'guest\n', 0o640);
     s.write({ broker: guestBroker('broker.pw') });
     const gid = fs.statSync(pw).gid;
+    // A state directory the user 4242 may write, so that only the secret is in question.
+    fs.mkdirSync(path.join(s.dir, 'state'));
+    fs.chmodSync(path.join(s.dir, 'state'), 0o777);
     const member: FileReader = { uid: 4242, gid: gid + 1, groups: [gid + 1, gid] };
     const stranger: FileReader = { uid: 4242, gid: gid + 1, groups: [gid + 1] };
     loadConfig(s.file, member);
@@ -208,16 +212,6 @@ test('check-config and the run refuse a bad secret with the same one line, exit 
   inSite(async (s) => {
     const pw = s.put('broker.pw', 'guest\n', 0o644);
     s.write({ broker: guestBroker('broker.pw') });
-    const said = async (argv: string[]): Promise<[number, string[], string[]]> => {
-      const out: string[] = [];
-      const err: string[] = [];
-      // A run that got past the checks would go on: it is stopped, and the comparison below fails.
-      const code = await hubMain(argv, {
-        io: { out: (l) => out.push(l), err: (l) => err.push(l) },
-        stop: sleep(3000),
-      });
-      return [code, out, err];
-    };
     const check = await said(['check-config', '--config', s.file]);
     const run = await said(['--config', s.file]);
     assert.equal(check, run);
@@ -231,6 +225,103 @@ test('check-config and the run refuse a bad secret with the same one line, exit 
     fs.chmodSync(pw, 0o640);
     const ok = await said(['check-config', '--config', s.file]);
     assert.is(ok[0], 0, ok[2].join('\n'));
+  }));
+
+test("the state directory: one the hub's user may write, or create; else the folder, its mode and the fix", () =>
+  inSite((s) => {
+    s.write({ stateDir: 'var/state' });
+    const hub: FileReader = { uid: 4242, gid: 4242, groups: [4242] };
+    // Missing, in a folder the user may write (as root made it, open to all): created by the run.
+    const varDir = path.join(s.dir, 'var');
+    fs.mkdirSync(varDir, { mode: 0o777 });
+    fs.chmodSync(varDir, 0o777);
+    loadConfig(s.file, hub);
+    // Missing, in a folder the user may not write.
+    fs.chmodSync(varDir, 0o755);
+    const missing = refusal(() => loadConfig(s.file, hub));
+    assert.is(missing.path, '$.stateDir');
+    assert.is(missing.expected, 'a state directory the user 4242 may write, or create');
+    assert.match(
+      missing.found,
+      new RegExp(
+        `^no directory ${s.dir}/var/state, and the user 4242 may not create it in ${varDir} \\(\\S+'s, mode 0755\\): create it: install -d -o 4242 -g 4242 -m 0700 ${s.dir}/var/state$`,
+      ),
+    );
+    // There, but not the user's.
+    fs.mkdirSync(path.join(varDir, 'state'), { mode: 0o700 });
+    const foreign = refusal(() => loadConfig(s.file, hub));
+    assert.match(foreign.found, new RegExp(`^${s.dir}/var/state, which the user 4242 may not write: run chown 4242 `));
+    // Its own, or root checking for itself: fine.
+    loadConfig(s.file, { uid: fs.statSync(varDir).uid, gid: 0, groups: [] });
+    loadConfig(s.file, { uid: 0, gid: 0, groups: [] });
+  }));
+
+/** hubMain as systemd runs it and as the operator checks: exit code, stdout, stderr. */
+async function said(argv: string[]): Promise<[number, string[], string[]]> {
+  const out: string[] = [];
+  const err: string[] = [];
+  // A run that got past the checks would go on: it is stopped, and the comparison fails.
+  const code = await hubMain(argv, { io: { out: (l) => out.push(l), err: (l) => err.push(l) }, stop: sleep(3000) });
+  return [code, out, err];
+}
+
+test('check-config and the run: a state directory that cannot be made is the same one line, exit 78 (the run died 70)', () =>
+  inSite(async (s) => {
+    s.put('not-a-dir', 'x', 0o644);
+    s.write({ stateDir: 'not-a-dir/state' });
+    const check = await said(['check-config', '--config', s.file]);
+    const run = await said(['--config', s.file]);
+    assert.equal(check, run);
+    assert.equal(check, [
+      78,
+      [],
+      [
+        `configuration error: ${s.file}: $.stateDir: expected a state directory the user ${os.userInfo().username} may write, or create, found ${path.join(s.dir, 'not-a-dir/state')}, which cannot be read (ENOTDIR)`,
+      ],
+    ]);
+  }));
+
+/** An identity and a keyring naming `peers` (with keys of their own), written next to hub.json. */
+async function keys(s: Site, peers: string[]): Promise<Record<string, unknown>> {
+  const hub = generateIdentity('heh-example', nodeBackend);
+  await writePrivateKeyFile(path.join(s.dir, 'hub.key'), hub.privateKey);
+  const ring: Record<string, unknown> = {};
+  for (const name of peers) {
+    const e = generateIdentity(name, nodeBackend).publicEntry;
+    ring[name] = { ed25519: e.ed25519, x25519: e.x25519, maySend: ['report'], mayReceive: ['report'] };
+  }
+  s.put('keyring.json', JSON.stringify({ format: 'heh-keyring/1', peers: ring }), 0o644);
+  return { keyring: 'keyring.json', privateKey: 'hub.key' };
+}
+
+test('crypto on: a peer without keys is refused (it would get clear text) unless "clearText": true; keys for a peer not configured are a warning', () =>
+  inSite(async (s) => {
+    const crypto = await keys(s, ['vpp-other']);
+    s.write({ crypto, stateDir: 'state' });
+    const check = await said(['check-config', '--config', s.file]);
+    assert.equal(check, await said(['--config', s.file]), 'check-config and the run say the same');
+    assert.equal(check, [
+      78,
+      [],
+      [
+        `configuration error: ${s.file}: $.peers[0]: expected keys for vpp-example in the keyring (crypto is on: without them its messages go and are accepted in clear text), or "clearText": true to allow that, found no keys for vpp-example in ${path.join(s.dir, 'keyring.json')}`,
+      ],
+    ]);
+    // Clear text on purpose: accepted, and the unused keys of vpp-other are said, by check-config and by the run.
+    s.write({ crypto, stateDir: 'state', peers: [{ name: 'vpp-example', clearText: true }] });
+    const [code, out, err] = await said(['check-config', '--config', s.file]);
+    assert.is(code, 0, err.join('\n'));
+    assert.match(out.join('\n'), ': OK (heh-example');
+    const warning = `${path.join(s.dir, 'keyring.json')} has keys for peer(s) hub.json does not name: vpp-other; unused (add them to $.peers, or remove them from the keyring)`;
+    assert.equal(err, [`warning: ${warning}`]);
+    const ran = await said(['--config', s.file]);
+    assert.is(ran[0], 0);
+    const logged = ran[1].map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l['level'] === 'warn');
+    assert.is(logged?.['msg'], `configuration warning: ${warning}`);
+    // Keys for the peer: no warning about it, nothing refused.
+    const both = await keys(s, ['vpp-example']);
+    s.write({ crypto: both, stateDir: 'state' });
+    assert.equal((await said(['check-config', '--config', s.file])).slice(0, 1), [0]);
   }));
 
 test.run();
