@@ -12,7 +12,7 @@
  *   "role": "controller", "declareExchanges": true, "passwordFile": "...", "external": false,
  *   "tls": { "ca": "ca.pem", "cert": "ops.pem", "key": "ops.key" }, "keyring": "...", "privateKey": "...", "stateDir": "..." }
  */
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { ChannelError, type ConnectOptions, parseUrl } from '../amqp/index.js';
@@ -195,6 +195,8 @@ async function connector(
     if (privateKey === undefined) throw new UsageError('--keyring needs --private-key');
     const backend = selectBackend(backendOption(values.backend));
     const dir = values['state-dir'] ?? cfg.stateDir ?? path.dirname(privateKey);
+    // The sequence and replay files live there: made on first use (0700), as the hub makes its stateDir.
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
     sealer = new Sealer({
       keyring: Keyring.load(keyringFile, privateKey, backend),
       backend,
@@ -289,13 +291,16 @@ async function message(values: Values, positionals: string[], io: Io): Promise<M
     if (type === undefined) throw new UsageError('the message TYPE is required (e.g. get_report)');
     if (!Object.hasOwn(SCHEMAS, type)) throw new UsageError(`unknown message type "${type}"`);
     obj = { msg: type };
-    const spec = (SCHEMAS[type as MessageType] as { fields: Record<string, { type: { name: string } }> }).fields;
+    const spec = (
+      SCHEMAS[type as MessageType] as { fields: Record<string, { type: { name: string }; nullable: boolean }> }
+    ).fields;
     for (const f of fields) {
       const eq = f.indexOf('=');
       if (eq <= 0) throw new UsageError(`"${f}": expected field=value`);
       const k = f.slice(0, eq);
       const raw = f.slice(eq + 1);
-      obj[k] = fieldValue(raw, spec[k]?.type.name);
+      // `device=null` is the data model's null where the field allows it, never the string "null".
+      obj[k] = raw === 'null' && spec[k]?.nullable === true ? null : fieldValue(raw, spec[k]?.type.name);
     }
   }
   try {

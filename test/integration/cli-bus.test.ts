@@ -7,7 +7,7 @@
 
 import { spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { suite } from 'uvu';
@@ -17,6 +17,16 @@ import { connect } from '../../src/amqp/index.js';
 import { amqpBus } from '../../src/bus/index.js';
 import { type Io, main } from '../../src/cli.js';
 import type { Message } from '../../src/codec/index.js';
+import {
+  generateIdentity,
+  Keyring,
+  nodeBackend,
+  type PublicEntry,
+  ReplayWindow,
+  Sealer,
+  SequenceReserver,
+  writePrivateKeyFile,
+} from '../../src/crypto/index.js';
 import { AMQP_URL, timed } from '../helpers/amqp.js';
 import { BusFixture, entity, NET_MS, until, withBus } from '../helpers/bus.js';
 
@@ -295,6 +305,70 @@ s(
       }),
     30_000,
   ),
+);
+
+s(
+  'a sealed send makes its --state-dir (0700) and sends a nullable field given as null as null (issue 14, item 10)',
+  timed(async () => {
+    const hubName = `heh-cli-sealed-${run}`;
+    const opsName = `ops-cli-sealed-${run}`;
+    const dir = mkdtempSync(path.join(tmpdir(), 'cli-sealed-'));
+    const hubId = generateIdentity(hubName, nodeBackend, Date.now() - 60_000);
+    const opsId = generateIdentity(opsName, nodeBackend, Date.now() - 60_000);
+    const entryOf = (e: PublicEntry, maySend: string[], mayReceive: string[]) => ({
+      ed25519: e.ed25519,
+      x25519: e.x25519.map(({ pub, notBefore }) => ({ pub, notBefore })),
+      maySend,
+      mayReceive,
+    });
+    const keyFile = path.join(dir, 'ops.key');
+    await writePrivateKeyFile(keyFile, opsId.privateKey);
+    const ringFile = path.join(dir, 'keyring.json');
+    writeFileSync(
+      ringFile,
+      JSON.stringify({
+        format: 'heh-keyring/1',
+        peers: { [hubName]: entryOf(hubId.publicEntry, ['get_capabilities'], ['get_capabilities']) },
+      }),
+      { mode: 0o600 },
+    );
+    const hub = amqpBus({
+      name: hubName,
+      peers: [opsName],
+      url: AMQP_URL,
+      sealer: new Sealer({
+        keyring: new Keyring(nodeBackend, {
+          keyring: {
+            format: 'heh-keyring/1',
+            peers: { [opsName]: entryOf(opsId.publicEntry, ['get_capabilities'], ['get_capabilities']) },
+          },
+          privateKey: hubId.privateKey,
+        }),
+        backend: nodeBackend,
+        sequence: await SequenceReserver.open(path.join(dir, 'hub.seq')),
+        replay: await ReplayWindow.open(path.join(dir, 'hub.replay')),
+      }),
+    });
+    const got: Message[] = [];
+    hub.onGetCapabilities((m) => {
+      got.push(m);
+    });
+    await hub.start();
+    try {
+      const state = path.join(dir, 'not', 'yet', 'there');
+      const io = capture();
+      const args = ['send', '--as', opsName, '--to', hubName, '--url', AMQP_URL, '--keyring', ringFile];
+      args.push('--private-key', keyFile, '--state-dir', state, 'get_capabilities', 'device=null');
+      assert.is(await main(args, io), 0, io.errors.join('\n'));
+      await until(() => got.length === 1, 'the sealed get_capabilities');
+      assert.is((got[0] as Message<'get_capabilities'>).device, null, 'null, not the string "null"');
+      assert.is(statSync(state).mode & 0o777, 0o700);
+    } finally {
+      await hub.close();
+      rmSync(dir, { recursive: true, force: true });
+      await cleanup([hubName, opsName], [[hubName, opsName]]);
+    }
+  }, 30_000),
 );
 
 s('validate: ok TYPE or error CODE PATH per line, exit 1 when any failed', async () => {
