@@ -138,6 +138,8 @@ export class AmqpTransport extends TypedEmitter<TransportEvents> implements Tran
       deadLetterQueue: true,
       confirmedSend: true,
       authenticatedSender: this.topology === 'exchanges' || (options.role ?? 'hub') === 'controller',
+      // The first version publishes through the default exchange: its routing key is the queue's name.
+      routingKeyNamesType: this.topology === 'exchanges',
     };
     // Not connecting yet: that starts with start(), after the application has attached its listeners.
     this.#conn =

@@ -19,7 +19,14 @@ import { OVERHEAD, type Sealer } from '../crypto/index.js';
 import { SeenIds } from './dedupe.js';
 import { BusError } from './errors.js';
 import type { ConnectorEvents, Handler, StoredHandler, TypedHandlerMethods } from './handler.js';
-import { CONTENT_TYPE_JSON, CONTENT_TYPE_SEALED, DM_HEADER, DM_VERSION, routingKeyOf } from './protocol.js';
+import {
+  CONTENT_TYPE_JSON,
+  CONTENT_TYPE_SEALED,
+  DM_HEADER,
+  DM_VERSION,
+  routingKeyOf,
+  typeOfRoutingKey,
+} from './protocol.js';
 import { Receiver } from './receive.js';
 import { PendingRequests } from './requests.js';
 import type { BodyWriter, Incoming, RawOf, Transport } from './transport.js';
@@ -209,6 +216,9 @@ export class Connector<T extends Transport = Transport> extends TypedEmitter<Con
     payload: Uint8Array | BodyWriter,
     options: { routingKey: string; messageId: string; correlationId?: string },
   ): Promise<void> {
+    // A receiver refuses a message whose routing key names another type (receive.ts): refused here before it goes.
+    if (typeOfRoutingKey(options.routingKey) !== type)
+      throw new BusError('INVALID_MESSAGE', `the routing key '${options.routingKey}' does not name ${type}`);
     // Sealed when we have keys for this peer: the envelope is written where the payload would have been.
     const sealer = this.#o.sealer?.keyring.peers.has(peer) ? this.#o.sealer : undefined;
     const body = sealer === undefined ? payload : await sealer.envelope({ peer }, type, payload);

@@ -3,12 +3,14 @@
  * acked only after the handler succeeded. A handler that throws gets the message again, until the delivery limit,
  * then it is dead-lettered with the error. A `msg_id` is answered exactly once: by the handler (ctx.respond, or a
  * `response` reply) or by the connector (200, 453 for a type nobody handles here, 500 after the last failed attempt).
+ * A message without one gets only an error (500, a handler's 4xx), with msg_id null and its request_id or id echoed
+ * (§3.5 rule 3), and only when it carries one of those.
  */
 import type { Message } from '../codec/index.js';
 import type { Opened } from '../crypto/index.js';
 import type { SeenIds } from './dedupe.js';
 import type { ConnectorEvents, HandlerContext, StoredHandler } from './handler.js';
-import { has, response } from './protocol.js';
+import { has, identityOf, response } from './protocol.js';
 import type { Incoming, RawOf, Transport } from './transport.js';
 
 type Events<T extends Transport> = ConnectorEvents<RawOf<T>>;
@@ -52,18 +54,21 @@ export async function dispatch<T extends Transport>(
       if (x.request_id !== undefined && has(r.msg, 'request_id') && r['request_id'] === undefined)
         r['request_id'] = x.request_id;
       if (r.msg === 'response' && msgId !== undefined && r['msg_id'] === undefined) r['msg_id'] = msgId;
-      if (r.msg === 'response' && r['msg_id'] === msgId) {
+      // A response to the msg_id, or (no msg_id) the §3.5 rule 3 error response: either is the one answer.
+      if (r.msg === 'response' && (r['msg_id'] === msgId || (msgId === undefined && r['msg_id'] === null))) {
         if (responded) return;
         responded = true;
       }
       await c.publish(sender, r, correlated);
     },
     respond: async (code, description, subcode) => {
-      if (msgId === undefined || responded) return;
+      // Without a msg_id only an error is answered (§3.5 rule 3), and only when the message can be identified.
+      const about = msgId === undefined && code >= 400 ? identityOf(message) : undefined;
+      if ((msgId === undefined && about === undefined) || responded) return;
       responded = true;
       await c.publish(
         sender,
-        response(msgId, code, description ?? (code < 400 ? 'OK' : 'error'), subcode, message),
+        response(msgId ?? null, code, description ?? (code < 400 ? 'OK' : 'error'), subcode, about ?? message),
         correlated,
       );
     },
@@ -85,6 +90,8 @@ export async function dispatch<T extends Transport>(
   if (handler === undefined) {
     c.emit('unhandled', message, sender);
     await opened?.commit();
+    // Only to a msg_id: without one this may be a reply that came after its request gave up, and a reply is not
+    // answered.
     if (msgId !== undefined) await ctx.respond(453, `${message.msg} is not handled by ${c.name}`);
     d.ack();
     return;

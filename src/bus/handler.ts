@@ -20,7 +20,10 @@ export interface HandlerContext<T extends Transport = Transport> {
   readonly sealed: boolean;
   /** Sends `message` to the sender, correlated: `request_id` echoed, `msg_id` answered, correlation_id set. */
   reply(message: Message): Promise<void>;
-  /** The `response` to the message's `msg_id` (at most one is ever sent). */
+  /**
+   * The `response` to the message's `msg_id` (at most one is ever sent). Without a msg_id, an error code (400 and
+   * up) is still answered when the message carries a request_id or an id: msg_id null, those echoed (§3.5 rule 3).
+   */
   respond(code: number, description?: string, subcode?: number): Promise<void>;
   /** Decide yourself: ack now (the connector then does nothing more), or give it back / drop it. */
   ack(): void;

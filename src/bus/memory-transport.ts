@@ -255,6 +255,7 @@ export class MemoryTransport extends TypedEmitter<TransportEvents> implements Tr
       deadLetterQueue: true,
       confirmedSend: true,
       authenticatedSender: true,
+      routingKeyNamesType: true,
     };
   }
 

@@ -22,22 +22,70 @@ export function routingKeyOf(message: Message): string {
   return typeof h === 'string' && h !== '' ? `${message.msg}.${h}` : message.msg;
 }
 
-/** The `response` to `msgId`; `about`, the message answered, gives `ref_msg` and its `request_id`. */
+/**
+ * The `response` to `msgId`; `about`, the message answered, gives `ref_msg` and its `request_id`, and with no msg_id
+ * (msgId null, §3.5 rule 3) its `id` too, so that the sender can tell which request or activation was refused.
+ */
 export function response(
   msgId: string | null,
   code: number,
   desc: string,
   subcode: number | undefined,
-  about: Message | undefined,
+  about: Identity | Message | undefined,
 ): Message<'response'> {
   const r: Record<string, unknown> = { msg: 'response', msg_id: msgId, response_code: code, response_desc: desc };
   if (subcode !== undefined) r['response_subcode'] = subcode;
   if (about !== undefined) {
-    r['ref_msg'] = about.msg;
-    const a = about as { request_id?: string; id?: string };
-    if (a.request_id !== undefined) r['request_id'] = a.request_id;
+    const a = about as { msg: string; request_id?: unknown; id?: unknown };
+    if (NAME.test(a.msg)) r['ref_msg'] = a.msg;
+    if (typeof a.request_id === 'string' && UUID.test(a.request_id)) r['request_id'] = a.request_id;
+    if (msgId === null && typeof a.id === 'string' && UUID.test(a.id)) r['id'] = a.id;
   }
   return r as Message<'response'>;
+}
+
+const NAME = /^[A-Za-z][A-Za-z0-9_]{0,254}$/;
+const UUID = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
+
+/**
+ * What identifies a message to its sender (§3.5): its type and the ids a `response` can carry back. A refusal is
+ * answered only when one of the ids is known: a `response` nobody can match is noise, and one with msg_id null and no
+ * echo would answer every anonymous message.
+ */
+export interface Identity {
+  readonly msg: string;
+  readonly msg_id?: string;
+  readonly request_id?: string;
+  readonly id?: string;
+}
+
+/**
+ * The identity of a decoded message, when it can be answered: never a `response` (its msg_id names the message it
+ * answers; answering it could loop), and only with a msg_id, a request_id or an id.
+ */
+export function identityOf(message: Message): Identity | undefined {
+  const x = message as { msg_id?: unknown; request_id?: unknown; id?: unknown };
+  return answerable(message.msg, x.msg_id, x.request_id, x.id);
+}
+
+function answerable(msg: unknown, msgId: unknown, requestId: unknown, id: unknown): Identity | undefined {
+  if (typeof msg !== 'string' || msg === 'response') return undefined;
+  const uuid = (v: unknown): string | undefined =>
+    typeof v === 'string' && UUID.test(v) ? v.toLowerCase() : undefined;
+  const ids = { msg_id: uuid(msgId), request_id: uuid(requestId), id: uuid(id) };
+  if (ids.msg_id === undefined && ids.request_id === undefined && ids.id === undefined) return undefined;
+  return {
+    msg,
+    ...(ids.msg_id === undefined ? {} : { msg_id: ids.msg_id }),
+    ...(ids.request_id === undefined ? {} : { request_id: ids.request_id }),
+    ...(ids.id === undefined ? {} : { id: ids.id }),
+  };
+}
+
+/** The first word of a routing key, `<msg>` of D3.2.3's `<msg>[.<heh_id>]`. */
+export function typeOfRoutingKey(routingKey: string): string {
+  const dot = routingKey.indexOf('.');
+  return dot < 0 ? routingKey : routingKey.slice(0, dot);
 }
 
 /**
@@ -47,18 +95,17 @@ export function response(
 export const MSG_ID_PREFIX = 4096;
 
 /**
- * The msg_id of a body the codec refused, if it can still be read from its first MSG_ID_PREFIX bytes: the sender
- * deserves its error response. Only the top-level `msg_id` counts, and only when a top-level `msg` other than
- * `response` was seen too (a response's msg_id names the message it answers; answering it could loop).
+ * The identity of a body the codec refused, if it can still be read from its first MSG_ID_PREFIX bytes: the sender
+ * deserves its error response (§3.5 rule 3). Only top-level `msg`, `msg_id`, `request_id` and `id` count (see
+ * identityOf): a byte scan, never a second parse.
  */
-export function msgIdOf(body: Uint8Array): string | undefined {
+export function identify(body: Uint8Array): Identity | undefined {
   const n = Math.min(body.length, MSG_ID_PREFIX);
   const text = (from: number, to: number): string =>
     Buffer.from(body.buffer, body.byteOffset, body.length).toString('latin1', from, to);
   let depth = 0;
   let key: string | undefined; // the top-level key whose value comes next
-  let msg: string | undefined;
-  let id: string | undefined;
+  const found: Record<string, string | undefined> = {};
   for (let i = 0; i < n; ) {
     const c = body[i] as number;
     if (c !== 0x22) {
@@ -79,7 +126,7 @@ export function msgIdOf(body: Uint8Array): string | undefined {
     }
     if (end >= n) break; // cut off by the prefix
     if (depth === 1) {
-      // Escaped strings are never a msg, a msg_id or one of their keys as any writer emits them: skipped.
+      // Escaped strings are never a type, an id or one of their keys as any writer emits them: skipped.
       const s = escaped ? undefined : text(i + 1, end);
       let next = end + 1;
       while (next < n && (body[next] === 0x20 || body[next] === 0x0a || body[next] === 0x0d || body[next] === 0x09))
@@ -89,13 +136,15 @@ export function msgIdOf(body: Uint8Array): string | undefined {
         i = next + 1;
         continue;
       }
-      if (key === 'msg') msg = s;
-      else if (key === 'msg_id') id = s;
+      if (key === 'msg' || key === 'msg_id' || key === 'request_id' || key === 'id') found[key] = s;
       key = undefined;
     }
     i = end + 1;
   }
-  return msg !== undefined && msg !== 'response' && id !== undefined && /^[0-9a-fA-F-]{36}$/.test(id)
-    ? id.toLowerCase()
-    : undefined;
+  return answerable(found['msg'], found['msg_id'], found['request_id'], found['id']);
+}
+
+/** The msg_id of a refused body, as identify() reads it. */
+export function msgIdOf(body: Uint8Array): string | undefined {
+  return identify(body)?.msg_id;
 }

@@ -1,14 +1,18 @@
 /**
  * What happens to an incoming message before any handler sees it, in order (data model §3.5, §3.8):
  *  0. a body the transport refused unread for its size is only reported (it is dead-lettered already); the sender
- *     must be a peer the transport vouches for; a copy of a message still being handled waits for that outcome; a
- *     data model version we do not speak is refused 459;
- *  1. sealed (HEH-E2E) bodies are opened; a peer with keys that sends in the clear is refused, a replay is dropped;
- *  2. decoded and validated by the codec: a failure never reaches a handler, is dead-lettered, and is answered with a
- *     `response` carrying the codec's code when the message had a `msg_id`;
+ *     must be a peer the transport vouches for; a copy of a message still being handled waits for that outcome;
+ *  1. sealed (HEH-E2E) bodies are opened, and their routing key and type property must name the sealed type; a peer
+ *     with keys that sends in the clear is refused, a replay is dropped; a data model version we do not speak is
+ *     refused 459;
+ *  2. decoded and validated by the codec: a failure never reaches a handler; then a clear message's routing key and
+ *     type property must name its `msg` (400);
  *  3. duplicates (the same message id within the dedupe window) are acked and dropped;
  *  4. a reply to one of our `request`s settles it;
  *  5. anything else goes to its handler (dispatch.ts), which decides the ack, the retry or the dead letter.
+ * A refusal is answered (a `response` with its code, §3.5 rule 3) when the message can be identified and what was
+ * wrong is the sender's own: never what is not authenticated, or what someone on the way changed (docs/bus.md,
+ * "Refusals" has the table).
  * The dead letters and refusals of every step go through one place, which also emits the 'dead-letter' event.
  */
 import { DecodeError, type DecodeLimits, decode, type Message } from '../codec/index.js';
@@ -16,7 +20,16 @@ import { CryptoError, type Opened, type Sealer } from '../crypto/index.js';
 import type { SeenIds } from './dedupe.js';
 import { dispatch, FailureCounts } from './dispatch.js';
 import type { ConnectorEvents, StoredHandler } from './handler.js';
-import { CONTENT_TYPE_SEALED, DM_HEADER, DM_VERSION, msgIdOf, response } from './protocol.js';
+import {
+  CONTENT_TYPE_SEALED,
+  DM_HEADER,
+  DM_VERSION,
+  type Identity,
+  identify,
+  identityOf,
+  response,
+  typeOfRoutingKey,
+} from './protocol.js';
 import type { PendingRequests } from './requests.js';
 import type { Incoming, RawOf, Transport } from './transport.js';
 
@@ -73,17 +86,6 @@ export class Receiver<T extends Transport> {
     // copy's ack can no longer reach the broker) waits for that outcome: acked as a duplicate if the first copy
     // was handled, handled itself if the first one failed. Acking it at once would lose the message.
     if (d.messageId !== undefined) await this.#afterInFlight(`${sender}:${d.messageId}`);
-    const dm = d.headers[DM_HEADER];
-    if (typeof dm === 'string' && !dm.startsWith('3.')) {
-      await this.#refuse(
-        d,
-        sender,
-        459,
-        `data model version ${dm} is not supported (this is ${DM_VERSION})`,
-        'VERSION',
-      );
-      return;
-    }
     // 1. Sealing.
     let body: Uint8Array = d.body;
     let opened: Opened | undefined;
@@ -113,9 +115,28 @@ export class Receiver<T extends Transport> {
         await this.#deadLetter(d, `sealed by ${opened.sender.id} but delivered from ${sender}`, 'WRONG_SENDER');
         return;
       }
+      // The routing key and the type property travel outside the envelope, so they are bound to it here: each must
+      // name the type the envelope authenticates. A mismatch is someone else's doing (the broker, a party with
+      // write access to the exchange): never answered, and the sequence released, so that a genuine copy still counts.
+      const altered = this.#misnamed(d, opened.type, true);
+      if (altered !== undefined) {
+        opened.release();
+        await this.#deadLetter(d, altered.reason, altered.code);
+        return;
+      }
       body = opened.payload;
     } else if (sealer?.keyring.peers.has(sender)) {
       await this.#deadLetter(d, `${sender} has keys in our keyring but sent in the clear`, 'NOT_SEALED');
+      return;
+    }
+    const dm = d.headers[DM_HEADER];
+    if (typeof dm === 'string' && !dm.startsWith('3.')) {
+      const reason = `data model version ${dm} is not supported (this is ${DM_VERSION})`;
+      if (opened !== undefined) {
+        // A header is not sealed: answering would let whoever set it make us tell the peer a lie.
+        opened.release();
+        await this.#deadLetter(d, reason, 'VERSION');
+      } else await this.#refuse(d, sender, 459, reason, 'VERSION', identify(body));
       return;
     }
     // 2. The codec.
@@ -126,10 +147,23 @@ export class Receiver<T extends Transport> {
       if (opened !== undefined && opened.type !== message.msg)
         throw new DecodeError(400, 'message.msg', `the envelope says ${opened.type}`);
     } catch (err) {
-      opened?.release();
-      if (!(err instanceof DecodeError)) throw err;
-      await this.#refuse(d, sender, err.code, err.message, `DECODE_${err.code}`, msgIdOf(body));
+      if (!(err instanceof DecodeError)) {
+        opened?.release();
+        throw err;
+      }
+      const identity = identify(body);
+      // Sealed, the body is the signer's own: answered, and its sequence recorded, so that a replay is a duplicate
+      // and cannot draw the answer again.
+      await opened?.commit();
+      await this.#refuse(d, sender, err.code, err.message, `DECODE_${err.code}`, identity);
       return;
+    }
+    if (opened === undefined) {
+      const misnamed = this.#misnamed(d, message.msg, false);
+      if (misnamed !== undefined) {
+        await this.#refuse(d, sender, 400, misnamed.reason, misnamed.code, identityOf(message));
+        return;
+      }
     }
     // 3. Duplicates.
     // A response's msg_id names the message it answers (see Connector.publish), never the response itself.
@@ -187,20 +221,44 @@ export class Receiver<T extends Transport> {
     for (let going = this.#inFlight.get(key); going !== undefined; going = this.#inFlight.get(key)) await going;
   }
 
-  /** Dead-letters an invalid message and, when it carried a msg_id, answers it with the code. */
+  /**
+   * Whether the routing key and the type property name `type` (the decoded `msg`, or the type a sealed envelope
+   * authenticates). Each mismatch has its own code: clear text `ROUTING_KEY_MISMATCH`, `TYPE_MISMATCH` (the sender's
+   * mistake, answered 400); sealed `ROUTING_KEY_ALTERED`, `TYPE_ALTERED`. A clear message may leave the type out (the
+   * first version's peers do); a sealed one was sent by a Connector, which always sets it.
+   */
+  #misnamed(d: Incoming<RawOf<T>>, type: string, sealed: boolean): { reason: string; code: string } | undefined {
+    const what = sealed ? `the sealed type ${type}` : type;
+    if (this.#d.transport.capabilities.routingKeyNamesType !== false && typeOfRoutingKey(d.routingKey) !== type)
+      return {
+        reason: `the routing key '${d.routingKey.slice(0, 255)}' does not name ${what}`,
+        code: sealed ? 'ROUTING_KEY_ALTERED' : 'ROUTING_KEY_MISMATCH',
+      };
+    if ((sealed || d.type !== undefined) && d.type !== type)
+      return {
+        reason: `the type property '${d.type?.slice(0, 255) ?? ''}' is not ${what}`,
+        code: sealed ? 'TYPE_ALTERED' : 'TYPE_MISMATCH',
+      };
+    return undefined;
+  }
+
+  /**
+   * Dead-letters a message we refuse and, when it can be identified (a msg_id, a request_id or an id), answers it
+   * with the code (§3.5 rule 3): to its msg_id, or with msg_id null and the ids echoed.
+   */
   async #refuse(
     d: Incoming<RawOf<T>>,
     sender: string,
     code: number,
     reason: string,
     deadCode: string,
-    msgId?: string,
+    identity: Identity | undefined,
   ): Promise<void> {
-    if (msgId !== undefined) {
+    if (identity !== undefined) {
       await this.#d
         .publish(
           sender,
-          response(msgId, code, reason.slice(0, 1024), undefined, undefined),
+          response(identity.msg_id ?? null, code, reason.slice(0, 1024), undefined, identity),
           d.messageId === undefined ? {} : { correlationId: d.messageId },
         )
         .catch((err: unknown) => this.#d.emit('handler-error', err, 'response', false));

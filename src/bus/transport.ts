@@ -92,6 +92,12 @@ export interface TransportCapabilities {
   readonly confirmedSend: boolean;
   /** `from` is vouched for by the broker's permissions (per-sender exchanges, topic ACLs), not by the message. */
   readonly authenticatedSender: boolean;
+  /**
+   * The routing key starts with the message type (D3.2.3's `<msg>[.<heh_id>]`, an MQTT topic's last levels), so the
+   * Connector refuses a message whose routing key names another type: broker permissions can only restrict what the
+   * routing key says. False where it names something else (the first version's queue names). Undefined: true.
+   */
+  readonly routingKeyNamesType?: boolean;
 }
 
 export interface ConnectionFailure {

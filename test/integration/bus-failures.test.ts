@@ -235,6 +235,84 @@ s(
 );
 
 s(
+  'issue 15, items 3 and 4: a routing key or type property naming another type is refused and answered 400, an activate with no msg_id is answered by its id',
+  timed(
+    () =>
+      withBus(async (f) => {
+        const { hub, vpp, h, he, responses } = await pair(f);
+        const handled = record(h, ['activate', 'set_smart_mode', 'set_clock']);
+        await f.start();
+        const actId = randomUUID();
+        const smartId = randomUUID();
+        const act = (count: number): string =>
+          JSON.stringify({
+            msg: 'activate',
+            id: actId,
+            modification_count: count,
+            from: FROM,
+            to: TO,
+            quantity: 1,
+            device: null,
+          });
+        const smart = JSON.stringify({ msg: 'set_smart_mode', mode: 'passive', reset: false, msg_id: smartId });
+        // [routing key, type property, body, dead-letter code, the response expected: code, msg_id, id]
+        const cases: [string, string | undefined, string, string, [number, string | null, string | undefined]][] = [
+          ['load_price', 'activate', act(1), 'ROUTING_KEY_MISMATCH', [400, null, actId]],
+          ['report.heh-x', 'set_smart_mode', smart, 'ROUTING_KEY_MISMATCH', [400, smartId, undefined]],
+          ['', undefined, smart, 'ROUTING_KEY_MISMATCH', [400, smartId, undefined]],
+          ['activate', 'load_price', act(2), 'TYPE_MISMATCH', [400, null, actId]],
+          ['activate', 'activate', act(-1), 'DECODE_454', [454, null, actId]],
+        ];
+        const ch = await f.channel();
+        for (const [key, type, body] of cases)
+          ch.publish(`${vpp}-to-${hub}`, key, Buffer.from(body), {
+            persistent: true,
+            contentType: 'application/json',
+            ...(type === undefined ? {} : { type }),
+          });
+        const good = randomUUID();
+        ch.publish(
+          `${vpp}-to-${hub}`,
+          'set_clock.heh-x',
+          Buffer.from(`{"msg":"set_clock","offset":1,"msg_id":"${good}"}`),
+          { persistent: true, contentType: 'application/json', type: 'set_clock' },
+        );
+        await ch.close();
+        await until(
+          () => responses.length >= cases.length + 1,
+          () => `${cases.length + 1} responses at the VPP (has ${responses.length})`,
+        );
+        await until(
+          async () => (await f.depth(`private-${hub}-dead`)) >= cases.length,
+          () => `${cases.length} dead letters`,
+        );
+        assert.equal(
+          handled.map((g) => g.message.msg),
+          ['set_clock'],
+          'only the good message is handled',
+        );
+        assert.equal(
+          he.deadLetters.map(([, code]) => code),
+          cases.map((c) => c[3]),
+        );
+        assert.match(he.deadLetters[0]?.[0] ?? '', /the routing key 'load_price' does not name activate/);
+        const got = responses.map((g) => g.message as Message<'response'>);
+        assert.equal(
+          got.map((r) => [r.response_code, r.msg_id, r.id]),
+          [...cases.map((c) => c[4]), [200, good, undefined]],
+        );
+        const letters = await f.drain(`private-${hub}-dead`);
+        assert.equal(
+          letters.map((m) => String(m.properties.headers?.['x-ebadge-error-code'])),
+          cases.map((c) => c[3]),
+          'the dead-letter queue has each with its code',
+        );
+      }),
+    15_000,
+  ),
+);
+
+s(
   'a handler that throws twice then succeeds gets the message 3 times; it is acked and answered 200 once',
   timed(
     () =>
@@ -339,13 +417,17 @@ s(
           he.deadLetters.map(([, code]) => code),
           ['HANDLER_FAILED', 'HANDLER_FAILED'],
         );
-        // One 500 for the msg_id; none for contingency_end (it has no msg_id).
-        assert.is(responses.length, 1, `responses: ${JSON.stringify(responses.map((g) => g.message))}`);
-        const r = responses[0]?.message as Message<'response'>;
+        // One 500 each: to set_clock's msg_id, and to contingency_end, which has none, with msg_id null and its id
+        // echoed (data model §3.5 rule 3).
+        assert.is(responses.length, 2, `responses: ${JSON.stringify(responses.map((g) => g.message))}`);
+        const byRef = new Map(responses.map((g) => [(g.message as Message<'response'>).ref_msg, g.message]));
+        const r = byRef.get('set_clock') as Message<'response'>;
         assert.is(r.msg_id, id);
         assert.is(r.response_code, 500);
-        assert.is(r.ref_msg, 'set_clock');
         assert.match(r.response_desc, /boom: the clock is stuck/);
+        const e = byRef.get('contingency_end') as Message<'response'>;
+        assert.equal([e.msg_id, e.response_code, e.id], [null, 500, endId]);
+        assert.match(e.response_desc, /no contingency/);
         const letters = await f.drain(dead);
         const byType = new Map(letters.map((m) => [JSON.parse(m.content.toString()).msg as string, m]));
         for (const [type, text] of [
