@@ -460,10 +460,42 @@ s(
           () => ofType(got, 'response').some((g) => g.m.msg_id === rawId),
           'the response to the raw get_report with from = to',
         );
+        // An activate under another type's routing key (issue 15, item 4): broker permissions restrict routing keys,
+        // so the hub refuses it, answers 400 by its id (it has no msg_id, §3.5 rule 3) and logs it; never executed.
+        const misrouted = randomUUID();
+        ch.publish(
+          `${t.vpp}-to-${hub}`,
+          'load_price',
+          Buffer.from(
+            JSON.stringify({
+              msg: 'activate',
+              id: misrouted,
+              modification_count: 0,
+              from: ts(Date.now()).toString(),
+              to: ts(Date.now() + 600_000).toString(),
+              quantity: 1,
+              device: 'boiler',
+            }),
+          ),
+          { contentType: CONTENT_TYPE_JSON, appId: t.vpp, type: 'activate', persistent: true },
+        );
+        await until(
+          () => ofType(got, 'response').some((g) => g.m.id === misrouted),
+          'the response to the activate sent as load_price',
+        );
         await ch.close();
         const e454 = ofType(got, 'response').filter((g) => g.m.msg_id === rawId);
         assert.is(e454.length, 1);
         assert.is(e454[0]?.m.response_code, 454, 'from >= to: 454');
+        const e400 = ofType(got, 'response').filter((g) => g.m.id === misrouted);
+        assert.equal(
+          e400.map((g) => [g.m.response_code, g.m.msg_id, g.m.ref_msg]),
+          [[400, null, 'activate']],
+        );
+        assert.not.ok(
+          got.some((g) => (g.m as { id?: string }).id === misrouted && g.m.msg !== 'response'),
+          'no activation decision: it was never executed',
+        );
 
         // get_load_report (the first version): the sum of both devices' power.
         const lr = (await v.request(hub, {
@@ -554,11 +586,13 @@ s(
           [],
           h.transcript(),
         );
-        assert.is(
-          h.logs.filter((l) => l.msg === 'message refused').length,
-          1,
-          'only the raw from = to get_report was refused',
+        const refusals = h.logs.filter((l) => l.msg === 'message refused');
+        assert.equal(
+          refusals.map((l) => l['code']),
+          ['DECODE_454', 'ROUTING_KEY_MISMATCH'],
+          'only the raw from = to get_report and the misrouted activate were refused',
         );
+        assert.match(String(refusals[1]?.['reason']), /the routing key 'load_price' does not name activate/);
       }),
     30_000,
   ),
