@@ -34,13 +34,14 @@ import {
   suffix,
   withFixedRandomBytes,
 } from '../test/helpers/outbound.js';
+import { type LocalCell, localCells, localTable } from './outbound-local.js';
 import { replaceSection, resultsPath } from './results-file.js';
 import { fmt, median, ratio } from './stats.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const QUICK = process.env['BENCH_QUICK'] === '1';
 const REF = process.env['BENCH_BASELINE_REF'] ?? '29f15af';
-const ROUNDS = QUICK ? 2 : 6;
+const ROUNDS = QUICK ? 2 : 8;
 const SIZES = [
   { name: '4 x 1 (bench/hub.ts)', signals: 4, values: 1 },
   { name: '4 x 40', signals: 4, values: 40 },
@@ -68,7 +69,10 @@ function git(args: string[]): string {
 /** The baseline's src/ compiled into a temporary folder (removed at the end). */
 function buildBaseline(ref: string): { src: string; dir: string } {
   const dir = mkdtempSync(path.join(tmpdir(), 'outbound-baseline-'));
-  const tar = spawnSync('git', ['archive', ref, 'src', 'tsconfig.json'], { cwd: root, maxBuffer: 1 << 28 });
+  const tar = spawnSync('git', ['archive', ref, 'src', 'tsconfig.json', 'package.json'], {
+    cwd: root,
+    maxBuffer: 1 << 28,
+  });
   if (tar.status !== 0) throw new Error(`git archive ${ref}: ${tar.stderr.toString()}`);
   const x = spawnSync('tar', ['-x', '-C', dir], { input: tar.stdout });
   if (x.status !== 0) throw new Error(`tar: ${x.stderr.toString()}`);
@@ -134,7 +138,7 @@ async function vectors(baseline: Tree, file: string): Promise<void> {
 interface Copies {
   /** Ours, on the way to the socket. */
   socket: number;
-  /** Joining the record with tombstones or a header for one write to the SD card. */
+  /** Made by the outbox: after zero-copy only the one joining a record with tombstones or a header in one write. */
   disk: number;
   /** Inside @noble's functions. */
   noble: number;
@@ -198,7 +202,7 @@ interface Cell {
 }
 
 const show = (c: Copies): string =>
-  `${c.socket + c.disk}${c.disk > 0 ? ` (${c.disk} disk)` : ''}${c.cipher > 0 ? ` + ${c.cipher} cipher` : ''}${c.noble > 0 ? ` + ${c.noble} in noble` : ''}`;
+  `${c.socket + c.disk}${c.disk > 0 ? ` (${c.disk} in the outbox)` : ''}${c.cipher > 0 ? ` + ${c.cipher} cipher` : ''}${c.noble > 0 ? ` + ${c.noble} in noble` : ''}`;
 
 async function main(): Promise<void> {
   const load0 = loadavg()
@@ -260,13 +264,14 @@ async function main(): Promise<void> {
         for (const rig of rigs.values()) await rig.close();
       }
     }
-    write(cells, { load0, commit0, dirty });
+    const local = await localCells([baseline, current], SIZES, SEALINGS, ROUNDS, QUICK ? 50 : 200, run);
+    write(cells, local, { load0, commit0, dirty });
   } finally {
     if (built !== undefined) rmSync(built.dir, { recursive: true, force: true });
   }
 }
 
-function write(cells: Cell[], at: { load0: string; commit0: string; dirty: boolean }): void {
+function write(cells: Cell[], local: LocalCell[], at: { load0: string; commit0: string; dirty: boolean }): void {
   const commit1 = git(['rev-parse', '--short', 'HEAD']);
   const lines = [
     '## Outbound path: copies and CPU per report (bench/outbound.ts)',
@@ -280,17 +285,29 @@ function write(cells: Cell[], at: { load0: string; commit0: string; dirty: boole
     "A report of signals x values (`report()` in test/helpers/outbound.ts) goes the hub's way (src/device/hub.ts: into the",
     'outbox, published from its record, acked on the confirm) or directly (Connector.publish, as replies go), one at a time,',
     `each until the broker's confirm; ${ROUNDS} alternating rounds per tree (N reports each: ${QUICK ? 'a quick run' : '600, 300 for 25 KiB and more, 150 with noble'}), medians. CPU is the`,
-    "whole process's user + system time per report (the broker's confirms, timers and GC included); wall is the round",
-    'trip. Copies: those of the body\'s bytes from its encoder to the socket (test/helpers/copy-counter.ts; "disk": the',
-    'one that joins the record with a tombstone or a header for the SD card\'s one write; "cipher": node:crypto\'s',
-    'update writing the ciphertext into a buffer of its own; "in noble": inside @noble/ed25519 and @noble/ciphers).',
+    "whole process's user + system time per report (the broker's confirms, timers and GC included), and in brackets the",
+    "lowest and highest after / before of one round's pair (both trees measured back to back): the noise; wall is the round",
+    "trip. Copies: those of the body's bytes from its encoder to the socket (test/helpers/copy-counter.ts), of 128 B",
+    'or more; "in the outbox": made by src/device/outbox.ts (before: into the record, a copy kept to send, and the',
+    'join of records, tombstones and header into the SD card\'s one write; after: that join only); "cipher":',
+    'node:crypto\'s update writing the ciphertext into a buffer of its own; "in noble": inside @noble/ed25519 and',
+    '@noble/ciphers. docs/bus.md, "Copies of a body", says which copies remain and why.',
     '',
-    '| report | sealing | path | copies before | copies after | CPU µs before | CPU µs after | after / before | wall µs before | wall µs after |',
+    '| report | sealing | path | copies before | copies after | CPU µs before | CPU µs after | after / before (per round) | wall µs before | wall µs after |',
     '| :-- | :-- | :-- | :-- | :-- | --: | --: | --: | --: | --: |',
     ...cells.map((c) => {
       const [b, a] = [median(c.cpu.before), median(c.cpu.after)];
-      return `| ${c.size}, ${c.bytes.toLocaleString('en-US')} B | ${SEALING_NAME[c.sealing]} | ${PATH_NAME[c.path]} | ${show(c.copies.before)} | ${show(c.copies.after)} | ${fmt(b)} | ${fmt(a)} | ${ratio(a, b)} | ${fmt(median(c.wall.before))} | ${fmt(median(c.wall.after))} |`;
+      // Each round's after / before, the two trees measured back to back: their spread is the noise.
+      const paired = c.cpu.after.map((x, i) => x / (c.cpu.before[i] as number)).sort((x, y) => x - y);
+      const spread = `${(paired[0] as number).toFixed(2)}-${(paired[paired.length - 1] as number).toFixed(2)}`;
+      return `| ${c.size}, ${c.bytes.toLocaleString('en-US')} B | ${SEALING_NAME[c.sealing]} | ${PATH_NAME[c.path]} | ${show(c.copies.before)} | ${show(c.copies.after)} | ${fmt(b)} | ${fmt(a)} | ${ratio(a, b)} (${spread}) | ${fmt(median(c.wall.before))} | ${fmt(median(c.wall.after))} |`;
     }),
+    '',
+    'The same paths without the broker (bench/outbound-local.ts): what the hub, the Connector and the AMQP client do',
+    "with the report up to the frames, written into the connection's output buffer and dropped there; the outbox on a",
+    `tmpfs. CPU µs per report over rounds of ${QUICK ? 50 : 200} ms, ${ROUNDS} alternating rounds, medians (per-round pairs in brackets).`,
+    '',
+    ...localTable(local, { sealing: SEALING_NAME, path: PATH_NAME }),
     '',
   ];
   const section = lines.join('\n');
