@@ -230,9 +230,18 @@ async function run(config: HubConfig, stop: Promise<void>, log: Logger): Promise
   });
   const hub = new Hub({ config, bus, history, meters, actuators, store, log, outbox });
   storage.attach(hub);
-  // The size too: a body refused unread for its size (TOO_LARGE) is only ever seen here and in the dead letters.
+  // The size too: a body refused unread for its size (TOO_LARGE) is only ever seen here and in the dead letters. The
+  // routing key and type property as they came: a mismatch with the message is refused for them (docs/bus.md).
   bus.on('dead-letter', (reason, code, d) =>
-    log.warn('message refused', { reason, code, from: d.from, id: d.messageId, bytes: d.oversized ?? d.body.length }),
+    log.warn('message refused', {
+      reason,
+      code,
+      from: d.from,
+      id: d.messageId,
+      bytes: d.oversized ?? d.body.length,
+      routing_key: d.routingKey,
+      type: d.type,
+    }),
   );
   bus.on('handler-error', (error, type, final) => log.error('handler failed', { type, final, error }));
   bus.on('duplicate', (id, sender) => log.debug('duplicate dropped', { id, sender }));

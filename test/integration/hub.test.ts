@@ -593,6 +593,7 @@ s(
           'only the raw from = to get_report and the misrouted activate were refused',
         );
         assert.match(String(refusals[1]?.['reason']), /the routing key 'load_price' does not name activate/);
+        assert.equal([refusals[1]?.['routing_key'], refusals[1]?.['type']], ['load_price', 'activate']);
       }),
     30_000,
   ),
