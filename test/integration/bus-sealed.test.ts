@@ -1,7 +1,8 @@
 /**
  * End-to-end sealing through the bus: with a keyring on both sides, messages between peers that have keys are
  * sealed and opened transparently (the broker sees no JSON), requests still correlate, an unsealed message from
- * a peer with keys is refused and dead-lettered, a replayed envelope is dropped as a duplicate.
+ * a peer with keys is refused and dead-lettered, a replayed envelope is dropped as a duplicate, and one whose routing
+ * key or AMQP type was changed on the way is refused with its own code.
  */
 
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -10,7 +11,7 @@ import * as path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { CONTENT_TYPE_SEALED } from '../../src/bus/index.js';
-import { EbTime } from '../../src/codec/index.js';
+import { EbTime, encode } from '../../src/codec/index.js';
 import {
   generateIdentity,
   Keyring,
@@ -141,6 +142,90 @@ s(
           (m) => m.properties.headers?.['x-ebadge-error-code'] === 'NOT_SEALED',
         ),
       );
+      await ch.close();
+    } finally {
+      await f.dispose();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 30_000),
+);
+
+s(
+  'issue 15, item 4: a sealed message whose routing key or AMQP type was changed on the way is refused, each with its own code, unanswered; the genuine copy is handled',
+  timed(async () => {
+    const f = new BusFixture();
+    const dir = mkdtempSync(path.join(tmpdir(), 'bus-sealed-'));
+    try {
+      const hub = party(entity('heh'));
+      const vpp = party(entity('vpp'));
+      const hubBus = f.create({
+        name: hub.name,
+        peers: [vpp.name],
+        sealer: await sealerFor(hub, vpp, ['get_report'], ['report', 'response'], dir),
+      });
+      const vppSealer = await sealerFor(vpp, hub, ['report', 'response'], ['get_report'], dir);
+      const vppBus = f.create({ name: vpp.name, peers: [hub.name], sealer: vppSealer });
+      const handled: string[] = [];
+      hubBus.onGetReport(async (m, ctx) => {
+        handled.push(m.request_id ?? '');
+        await ctx.reply({
+          msg: 'report',
+          from: m.from,
+          to: m.to,
+          resolution: m.resolution,
+          values: { 'total.p': [1] },
+        });
+      });
+      const atVpp: string[] = [];
+      vppBus.onReport((m) => {
+        atVpp.push(m.msg);
+      });
+      vppBus.onResponse((m) => {
+        atVpp.push(m.msg);
+      });
+      const refused: [string, string][] = [];
+      hubBus.on('dead-letter', (reason, code) => refused.push([code, reason]));
+      await f.start();
+      const from = EbTime.parse('2026-11-26T10:00:00Z');
+      const requestId = '6f1c2e9a-1111-4222-8333-000000000001';
+      const envelope = await vppSealer.seal(
+        { peer: hub.name },
+        'get_report',
+        encode({
+          msg: 'get_report',
+          from,
+          to: from.plusSeconds(900),
+          resolution: 900,
+          signals: ['total.p'],
+          request_id: requestId,
+        }),
+      );
+      const ch = await f.channel();
+      const send = (key: string, type: string | undefined): boolean =>
+        ch.publish(`${vpp.name}-to-${hub.name}`, key, envelope, {
+          contentType: CONTENT_TYPE_SEALED,
+          ...(type === undefined ? {} : { type }),
+          headers: { 'x-ebadge-dm': '3.1' },
+        });
+      // What the broker (or a party writing to that exchange) could do to get round a topic permission.
+      send('load_price', 'get_report');
+      send('get_report', 'load_price');
+      send('get_report', undefined);
+      await until(() => refused.length === 3, 'three refusals');
+      assert.equal(
+        refused.map(([code]) => code),
+        ['ROUTING_KEY_ALTERED', 'TYPE_ALTERED', 'TYPE_ALTERED'],
+      );
+      assert.match(refused[0]?.[1] ?? '', /the routing key 'load_price' does not name the sealed type get_report/);
+      assert.equal(handled, []);
+      // The genuine copy still counts (the refusals did not use its sequence), and its answer is the first the VPP gets.
+      send('get_report.x', 'get_report');
+      await until(() => atVpp.length === 1, 'the report at the VPP');
+      assert.equal([handled, atVpp], [[requestId], ['report']]);
+      const codes = (await f.drain(`private-${hub.name}-dead`)).map((m) =>
+        String(m.properties.headers?.['x-ebadge-error-code']),
+      );
+      assert.equal(codes, ['ROUTING_KEY_ALTERED', 'TYPE_ALTERED', 'TYPE_ALTERED']);
       await ch.close();
     } finally {
       await f.dispose();
