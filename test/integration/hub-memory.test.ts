@@ -7,7 +7,7 @@
  * Then a get_report is answered. Peak RSS (VmHWM, reset once the hub idles) stays within 30 MB of the idle RSS.
  *
  * HUB_MEMORY_BIG and HUB_MEMORY_SMALL set the counts (default 8 and 40; the issue's figure is 100 and 100: about
- * 6 GB through the broker, several minutes here); docs/bus.md records a full run.
+ * 6 GB through the broker, about a minute here); docs/amqp.md, "Bodies over the limit", records a full run.
  */
 import { randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
