@@ -44,6 +44,9 @@ export interface Content {
 
 const EMPTY = Buffer.alloc(0);
 
+/** Bodies in one frame of this size or more are handed out as views of the frame; smaller ones are copied. */
+export const VIEW_FROM = 4096;
+
 export class ContentAssembler {
   /**
    * The content being received, between its method frame and its last body frame: any other method frame then is a
@@ -163,6 +166,9 @@ export class ContentAssembler {
       return total === inc.bodySize ? this.#complete(inc, EMPTY) : null;
     }
     if (total === inc.bodySize && inc.received === 0) {
+      // A small body is copied (into Node's pool): a view would hold the whole 64 KiB read buffer for as long as the
+      // application holds the message, and would stop the reader from reading into that buffer again.
+      if (payload.length < VIEW_FROM) return this.#complete(inc, Buffer.from(payload));
       this.#keep();
       return this.#complete(inc, payload); // whole: a view, no copy
     }

@@ -12,13 +12,14 @@
  * after its size was checked against the limit.
  *
  * A view may be kept beyond the call only when the receiver says so (keep(): a body handed to the application as it
- * lies); method and header frames count as kept. What no kept view points into is used again: the assembly buffer
+ * lies: bodies of 4 KiB or more, content.ts); the decoders of methods and content headers copy what they keep (strings,
+ * longstr arguments, a table's byte arrays), and smaller bodies are copied. What no kept view points into is used again: the assembly buffer
  * of the next split frame, and the chunk itself (`chunkKept` false: the connection reads into it again). Without
  * that, the body frames of a skipped 60 MB delivery left 60 MB of assembly buffers and 60 MB of read buffers for the
  * garbage collector, which V8 only starts after 64 MB of such memory: the hub's RSS rose by 34 MB per flood.
  */
 import { FrameError } from './errors.js';
-import { FRAME_BODY, FRAME_END, FRAME_HEARTBEAT } from './spec.js';
+import { FRAME_END, FRAME_HEARTBEAT } from './spec.js';
 
 // The frame types, FRAME-END and FRAME-MIN-SIZE are the spec's constants (generated in spec.ts); re-exported so that
 // whatever deals in frames imports them from here.
@@ -116,9 +117,9 @@ export class FrameReader {
     return base.length === size + FRAME_OVERHEAD ? base : base.subarray(0, size + FRAME_OVERHEAD);
   }
 
-  /** Hands a frame out; true when its payload view was kept (a method or header frame, or a body the receiver kept). */
+  /** Hands a frame out; true when the receiver kept its payload view (keep()). */
   #hand(type: number, channel: number, payload: Buffer): boolean {
-    this.#kept = type !== FRAME_BODY && type !== FRAME_HEARTBEAT;
+    this.#kept = false;
     this.#onFrame(type, channel, payload);
     return this.#kept;
   }

@@ -190,7 +190,8 @@ export function decodeMethod(payload: Buffer): Method {
         args[a.name] = r.shortstr(what);
         break;
       case 'longstr':
-        args[a.name] = r.longstr(what);
+        // Copied: the frame's buffer is read into again once nothing keeps a view of it (frame.ts).
+        args[a.name] = Buffer.from(r.longstr(what));
         break;
       case 'table':
         args[a.name] = readTable(r);

@@ -241,6 +241,17 @@ trips(
   },
 );
 
+trips('longstr arguments are copies: the frame they came from is read into again (frame.ts)', () => {
+  const args = { mechanisms: Buffer.from('PLAIN EXTERNAL'), locales: Buffer.from('en_US') };
+  const m = { versionMajor: 0, versionMinor: 9, serverProperties: {}, ...args };
+  const buf = Buffer.alloc(methodSize('connection.start', m));
+  writeMethod(buf, 0, 'connection.start', m);
+  const decoded = decodeMethod(buf).args as unknown as { mechanisms: Buffer; locales: Buffer };
+  buf.fill(0);
+  assert.is(decoded.mechanisms.toString(), 'PLAIN EXTERNAL');
+  assert.is(decoded.locales.toString(), 'en_US');
+});
+
 trips('bits: every combination of every method round trips and packs LSB first into one octet', () => {
   const rng = new Random(0xb175);
   let combos = 0;

@@ -350,7 +350,7 @@ reads('a skipped 60 MB body: its chunks are read into again, its split frames sh
   assert.is(reported, 1);
   assert.equal(rejects(sent()), [[1, false]]);
   assert.ok(chunks > 900, `${chunks} chunks`);
-  assert.is(fresh, 1, 'only the chunk of the method and header frames was not read into again');
+  assert.is(fresh, 0, 'every chunk was read into again (the method and header frames keep no view)');
   assert.ok(grew < 2 << 20, `${grew} bytes of buffers for 60 MB skipped`);
   assert.equal(got, []);
 });
@@ -359,9 +359,10 @@ reads('a kept body is never read into: 2,000 messages, one or several frames eac
   const { ch, feed } = await readerRig();
   const got: Buffer[] = []; // the bodies as they lie, read at the end
   await consume(ch, 'c1', (m) => got.push(m.body));
-  // Small bodies (a view of the chunk), 100 KB ones (one frame, split over chunks: a view of the assembly buffer) and
-  // 200 KB ones (two frames: copied).
-  const size = (i: number): number => (i % 97 === 0 ? 200_000 : i % 7 === 0 ? 100_000 : 10 + (i % 300));
+  // Small bodies (copied), 20 KB ones (a view of the chunk when the frame lies in one), 100 KB ones (one frame, split
+  // over chunks: a view of the assembly buffer) and 200 KB ones (two frames: copied).
+  const size = (i: number): number =>
+    i % 97 === 0 ? 200_000 : i % 7 === 0 ? 100_000 : i % 11 === 0 ? 20_000 : 10 + (i % 300);
   const bodies = Array.from({ length: 2000 }, (_, i) => `${i}:`.padEnd(size(i), String.fromCharCode(97 + (i % 26))));
   function* stream(): Generator<Buffer> {
     for (const [i, b] of bodies.entries()) {
@@ -377,5 +378,32 @@ reads('a kept body is never read into: 2,000 messages, one or several frames eac
     if (got[i]?.toString() !== b) assert.unreachable(`message ${i} was overwritten`);
   assert.ok(fresh > 0 && fresh <= chunks);
 });
+
+reads(
+  'small bodies are copies: 3,000 messages of up to 4 KiB leave every chunk to be read into again, intact',
+  async () => {
+    const { ch, feed } = await readerRig();
+    const got: Buffer[] = [];
+    await consume(ch, 'c1', (m) => got.push(m.body));
+    const bodies = Array.from({ length: 3000 }, (_, i) =>
+      `${i}:`.padEnd(1 + ((i * 37) % 4095), String.fromCharCode(97 + (i % 26))),
+    );
+    function* stream(): Generator<Buffer> {
+      for (const [i, b] of bodies.entries()) {
+        yield deliverFrame(i + 1);
+        yield headerFrame(b.length);
+        yield frame(FRAME_BODY, 1, Buffer.from(b));
+      }
+    }
+    const { chunks, fresh } = feed(stream());
+    assert.ok(chunks > 50, `${chunks} chunks`);
+    assert.is(fresh, 0, 'no chunk was kept: a small body is never a view of the read buffer');
+    assert.is(got.length, bodies.length);
+    for (const [i, b] of bodies.entries())
+      if (got[i]?.toString() !== b) assert.unreachable(`message ${i} was overwritten`);
+    // Not views of a 64 KiB read buffer: a kept message holds its own bytes (Node's pool), not the buffer.
+    assert.ok(got.every((b) => b.buffer.byteLength <= 8192));
+  },
+);
 
 reads.run();
