@@ -151,7 +151,7 @@ function classify(events: CopyEvent[]): Copies {
   for (const e of events) {
     if (e.op === 'cipher') c.cipher++;
     else if (e.site.includes('node_modules/@noble/')) c.noble++;
-    else if (e.site.includes('src/device/outbox.')) c.disk++;
+    else if (/src\/device\/outbox[.-]/.test(e.site)) c.disk++;
     else c.socket++;
   }
   return c;

@@ -1,32 +1,19 @@
 /**
  * The durable outbox: every message the hub hands to the bus is on the SD card before `append` resolves, and stays
- * there until the broker confirms it, so a crash or power cut between the two resends instead of losing it.
+ * there until the broker confirms it, so a crash or power cut between the two resends instead of losing it. The
+ * segment files and their records are src/device/outbox-format.ts; opening what a crash left, outbox-recovery.ts.
+ * The class stays whole (about 600 lines): append, ack, the sync rounds, fault retries and segment deletion share one
+ * task queue and one set of books (pending, unwritten, tombstones, segments), whose invariants read best in one place.
  *
- * Disk format (integers little-endian), segment files as in src/store/segment-log.ts: `<seq, 10 digits>.obx` in
- * creation order, each opened by the header "EBOX" | u16 version (1) | u16 header length (8), then records:
+ * A tombstone only ever follows its message, so a segment may be deleted once all its messages are acked and the
+ * messages its tombstones ack live in it or in segments already deleted (otherwise a restart would resurrect them).
+ * The segment being appended to is never deleted: at 10 messages a minute, each acked at once, deleting it would
+ * create a file (and fsync the directory) per message; it goes after it is rolled over at `segmentBytes`.
  *
- *   record   u32 payload length L | payload (L bytes) | u32 CRC32 of the length field and the payload
- *   message  u8 kind 1 | u48 id | u8 length + UTF-8 of peer, messageId, type, routingKey (each <= 255 B) | body
- *   ack      u8 kind 2 | u48 id                                  (a tombstone: 15 B on disk)
- *
- * Acks are tombstones in the same stream rather than an ack file: one file is written and synced, not two, and the
- * order of a message and its ack on disk is the order they happened in. A tombstone only ever follows its message,
- * so a segment may be deleted once all its messages are acked and the messages its tombstones ack live in it or in
- * segments already deleted (otherwise a restart would resurrect them). The segment being appended to is never
- * deleted: at 10 messages a minute, each acked at once, deleting it would create a file (and fsync the directory)
- * per message; it goes after it is rolled over at `segmentBytes`.
- *
- * Recovery: open reads every segment in order and replays it. A record with a bad CRC, or a stretch whose length
- * field is damaged, is skipped and counted (`corrupt`): the reader resynchronises on the next offset where a whole
- * record holds (plausible length and kind, valid UTF-8 names, its CRC), so only damaged records are lost. Only the
- * newest segment is appended to, so only its torn tail is cut off. A file shorter than a header holds no record and
- * is removed. A segment whose header is bad has its records read the same way (the header is fixed, the records
- * describe themselves; there is one format version, so a header naming another is damage too): its unacked
- * messages and the tombstones others still need are copied into the newest segment, then it is renamed `.bad` (the
- * 3 newest `.bad` files are kept for inspection, older ones deleted). Problems go to `onWarning` as OutboxError
- * 'CORRUPT'; open never fails for them. Delivery is at least once: an ack not yet on disk at a crash (tombstones ride along with the next write or
- * flush) means a resend, which the receiver dedupes by messageId. Ids increase for the life of an Outbox and
- * continue above every id on disk after a reopen.
+ * Recovery problems go to `onWarning` as OutboxError 'CORRUPT'; open never fails for them. Delivery is at least
+ * once: an ack not yet on disk at a crash (tombstones ride along with the next write or flush) means a resend, which
+ * the receiver dedupes by messageId. Ids increase for the life of an Outbox and continue above every id on disk after
+ * a reopen.
  *
  * Disk faults (full, read-only, the directory removed) never reach the caller of append: a record the disk refuses
  * stays in memory (still pending, so it is delivered all the same) and is written, with the tombstones waiting, by
@@ -52,18 +39,30 @@
  * the hub should pass 60_000 unless it cannot afford losing a minute.
  */
 
-import { TextDecoder } from 'node:util';
-import { type BodyWriter, checkedEnd, firstRoom, MORE_ROOM, nextRoom } from '../core/body-writer.js';
+import type { BodyWriter } from '../core/body-writer.js';
 import { EbadgeError } from '../core/errors.js';
-import { isDiskFault, type StorageReporter } from '../store/health.js';
+import type { StorageReporter } from '../store/health.js';
+import { SegmentLog } from '../store/segment-log.js';
 import {
-  type RecordFraming,
-  type RecordScan,
-  type SegmentFile,
-  SegmentLog,
-  scanRecords,
-  sealRecord,
-} from '../store/segment-log.js';
+  encodeMessage,
+  HEADER,
+  header,
+  type OutboxMeta,
+  type OutboxRecord,
+  type Segment,
+  segmentName,
+  stamp,
+  tombstone,
+} from './outbox-format.js';
+import { recoverOutbox } from './outbox-recovery.js';
+
+export {
+  type OutboxEntry,
+  type OutboxMeta,
+  type OutboxRecord,
+  type OutboxSegmentScan,
+  scanOutbox,
+} from './outbox-format.js';
 
 export type OutboxErrorCode = 'FULL' | 'CORRUPT' | 'IO';
 
@@ -86,167 +85,10 @@ export interface OutboxOptions {
   retryMs?: number;
 }
 
-export interface OutboxMeta {
-  messageId: string;
-  type: string;
-  routingKey: string;
-}
-
-export interface OutboxRecord extends OutboxMeta {
-  id: number;
-  peer: string;
-  body: Buffer;
-}
-
-const MAGIC = 0x584f4245; // "EBOX" read as a little-endian u32
-const VERSION = 1;
-const HEADER = 8;
-const KIND_MESSAGE = 1;
-const KIND_ACK = 2;
-const MIN_PAYLOAD = 7;
-const MAX_PAYLOAD = 16 * 1024 * 1024;
-const TOMBSTONE = 4 + MIN_PAYLOAD + 4;
-const SEGMENT_NAME = /^(\d{10})\.obx$/;
-const BAD_NAME = /^\d{10}\.obx\.bad$/;
-/** `.bad` files kept for inspection; older ones are deleted at open. */
-const MAX_BAD = 3;
 const MAX_RETRY_MS = 30_000;
-const utf8 = new TextDecoder('utf-8', { fatal: true });
-
-interface Segment {
-  seq: number;
-  file: SegmentFile;
-  /** Unacked messages in it. */
-  live: Set<number>;
-  /** Older segments holding messages its tombstones ack: it must outlive them. */
-  deps: Set<Segment>;
-  deleted: boolean;
-  /** A segment with a bad header: the ids its tombstones ack in other segments, to be written again. */
-  acked?: Array<{ id: number; target: Segment }>;
-}
-
-const segmentName = (seq: number): string => `${String(seq).padStart(10, '0')}.obx`;
-
-function header(): Buffer {
-  const buf = Buffer.alloc(HEADER);
-  buf.writeUInt32LE(MAGIC, 0);
-  buf.writeUInt16LE(VERSION, 4);
-  buf.writeUInt16LE(HEADER, 6);
-  return buf;
-}
 
 const ioError = (what: string, err: unknown): OutboxError =>
   err instanceof OutboxError ? err : new OutboxError('IO', `${what}: ${(err as Error).message}`, { cause: err });
-
-function stamp(buf: Buffer, id: number): void {
-  buf.writeUIntLE(id, 5, 6);
-  sealRecord(buf);
-}
-
-function tombstone(id: number): Buffer {
-  const buf = Buffer.alloc(TOMBSTONE);
-  buf.writeUInt32LE(MIN_PAYLOAD, 0);
-  buf[4] = KIND_ACK;
-  stamp(buf, id);
-  return buf;
-}
-
-/** One record of a segment file: a message, or the tombstone acking the message with that id. */
-export type OutboxEntry = { kind: 'ack'; id: number } | ({ kind: 'message' } & OutboxRecord);
-type Decoded = OutboxEntry;
-
-function decode(buf: Buffer, start: number, end: number): Decoded | undefined {
-  const kind = buf[start];
-  const id = buf.readUIntLE(start + 1, 6);
-  if (kind === KIND_ACK) return end - start === MIN_PAYLOAD ? { kind: 'ack', id } : undefined;
-  if (kind !== KIND_MESSAGE) return undefined;
-  const strings: string[] = [];
-  let off = start + 7;
-  for (let i = 0; i < 4; i++) {
-    if (off >= end) return undefined;
-    const n = buf[off]!;
-    if (off + 1 + n > end) return undefined;
-    strings.push(buf.toString('utf8', off + 1, off + 1 + n));
-    off += 1 + n;
-  }
-  const [peer, messageId, type, routingKey] = strings as [string, string, string, string];
-  return { kind: 'message', id, peer, messageId, type, routingKey, body: Buffer.from(buf.subarray(off, end)) };
-}
-
-const goodHeader = (buf: Buffer): boolean =>
-  buf.length >= HEADER &&
-  buf.readUInt32LE(0) === MAGIC &&
-  buf.readUInt16LE(4) === VERSION &&
-  buf.readUInt16LE(6) === HEADER;
-
-/** The payload [start, end) has a known kind and, for a message, four strings that fit (valid UTF-8 with `names`). */
-function wellFormed(buf: Buffer, start: number, end: number, names: boolean): boolean {
-  const kind = buf[start];
-  if (kind === KIND_ACK) return end - start === MIN_PAYLOAD;
-  if (kind !== KIND_MESSAGE) return false;
-  let off = start + 7;
-  for (let i = 0; i < 4; i++) {
-    if (off >= end || off + 1 + buf[off]! > end) return false;
-    if (names) {
-      try {
-        utf8.decode(buf.subarray(off + 1, off + 1 + buf[off]!));
-      } catch {
-        return false;
-      }
-    }
-    off += 1 + buf[off]!;
-  }
-  return true;
-}
-
-/** Records as the top comment frames them; a length outside MIN_PAYLOAD..MAX_PAYLOAD is not a boundary. */
-const FRAMING: RecordFraming<OutboxEntry> = {
-  prefix: 4,
-  end(buf, off) {
-    const len = buf.readUInt32LE(off);
-    return len < MIN_PAYLOAD || len > MAX_PAYLOAD ? `an impossible length ${len}` : off + 4 + len + 4;
-  },
-  decode: (buf, start, end) => decode(buf, start + 4, end - 4),
-  resync: true,
-  // A resynchronised record must look like one the hub wrote before its CRC is even computed (top comment).
-  plausible: (buf, start, end) => wellFormed(buf, start + 4, end - 4, true),
-};
-
-/** The records of a segment, its header good or not (then read from where the fixed header ends). */
-const scanSegment = (buf: Buffer): RecordScan<OutboxEntry> => scanRecords(buf, HEADER, FRAMING);
-
-export interface OutboxSegmentScan extends Pick<RecordScan<OutboxEntry>, 'entries' | 'goodEnd' | 'bad' | 'rest'> {
-  /** The file name, e.g. `0000000001.obx`. */
-  name: string;
-  /** The file's size in bytes. */
-  size: number;
-  /** False when the header is missing or wrong; the records are read all the same. */
-  header: boolean;
-}
-
-/**
- * Reads every segment file of an outbox as it is on disk, changing nothing: no truncation, no renaming, no
- * deletion, unlike open's recovery. For tools and tests that look at the outbox of a hub that may be running or
- * may have crashed; open sees the same entries, in the same order.
- */
-export async function scanOutbox(dir: string): Promise<OutboxSegmentScan[]> {
-  const log = new SegmentLog(dir);
-  const out: OutboxSegmentScan[] = [];
-  for (const name of await log.list(SEGMENT_NAME)) {
-    let buf: Buffer;
-    try {
-      buf = await log.read(name);
-    } catch (err) {
-      // Acked segments are deleted by a running outbox: one that vanished since readdir had nothing left to read.
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
-      throw err;
-    }
-    const header = goodHeader(buf);
-    const { entries, goodEnd, bad, rest } = scanSegment(buf);
-    out.push({ name, size: buf.length, header, entries, goodEnd, bad, rest });
-  }
-  return out;
-}
 
 export class Outbox {
   readonly #log: SegmentLog;
@@ -345,7 +187,7 @@ export class Outbox {
     let rec: { buf: Buffer; body: Buffer };
     try {
       if (this.#closed) throw new OutboxError('IO', 'the outbox is closed');
-      rec = this.#encode(peer, body, meta);
+      rec = encodeMessage(peer, body, meta);
     } catch (err) {
       return Promise.reject(err);
     }
@@ -414,43 +256,6 @@ export class Outbox {
   }
 
   // ---- writing ---------------------------------------------------------------------------------------------------
-
-  /** The record (id and CRC still to stamp) and its body, a view of it. */
-  #encode(peer: string, body: Uint8Array | BodyWriter, meta: OutboxMeta): { buf: Buffer; body: Buffer } {
-    const strings = [peer, meta.messageId, meta.type, meta.routingKey];
-    const lengths = strings.map((s) => Buffer.byteLength(s));
-    if (lengths.some((n) => n > 255))
-      throw new RangeError('peer, messageId, type and routingKey are limited to 255 bytes');
-    const at = 4 + MIN_PAYLOAD + lengths.reduce((a, n) => a + 1 + n, 0);
-    const most = MAX_PAYLOAD + 4 - at;
-    let room: number | undefined = body instanceof Uint8Array ? body.length : Math.min(most, firstRoom(body));
-    while (room !== undefined) {
-      if (room > most) throw new RangeError(`a message is limited to ${MAX_PAYLOAD} bytes`);
-      const buf = Buffer.allocUnsafe(at + room + 4);
-      let end: number;
-      if (body instanceof Uint8Array) {
-        buf.set(body, at);
-        end = at + body.length;
-      } else {
-        end = body.writeTo(buf, at, at + room);
-        if (end === MORE_ROOM) {
-          room = nextRoom(room, Math.min(most + 1, body.maxBytes));
-          continue;
-        }
-        checkedEnd(body, end, at, at + room);
-      }
-      buf.writeUInt32LE(end - 4, 0);
-      buf[4] = KIND_MESSAGE;
-      let off = 11;
-      for (const [i, s] of strings.entries()) {
-        buf[off] = lengths[i] as number;
-        off += 1 + buf.write(s, off + 1, 'utf8');
-      }
-      return { buf: buf.subarray(0, end + 4), body: buf.subarray(at, end) };
-    }
-    throw new RangeError(`a message is limited to ${MAX_PAYLOAD} bytes`);
-  }
-
   #enqueue<T>(task: () => Promise<T>): Promise<T> {
     const p = this.#chain.then(task);
     this.#chain = p.then(
@@ -735,7 +540,7 @@ export class Outbox {
     const r = this.#pending.get(id);
     if (r === undefined) return;
     this.#segmentOf.delete(id);
-    const { buf } = this.#encode(r.peer, r.body, r);
+    const { buf } = encodeMessage(r.peer, r.body, r);
     stamp(buf, id);
     this.#keep(id, buf);
     this.#late++;
@@ -789,90 +594,22 @@ export class Outbox {
     this.#onWarning(new OutboxError('CORRUPT', message));
   }
 
+  /** Takes over the books recovery found, and queues the copies of the bad-header segments' messages. */
   async #recover(): Promise<void> {
-    let names: string[];
-    try {
-      await this.#log.ensureDir();
-      names = await this.#log.list(/\.obx(\.bad)?$/);
-    } catch (err) {
-      if (!isDiskFault(err)) throw err;
-      // A read-only disk without the directory, or none at all: messages wait in memory until it can be created.
-      this.#fault('open the outbox directory', err);
-      return;
-    }
-    const segs = names.filter((n) => SEGMENT_NAME.test(n));
-    let maxId = 0;
-    let newestGood: Segment | undefined;
-    const orphans: Segment[] = [];
-    for (const [i, name] of segs.entries()) {
-      const seq = Number(SEGMENT_NAME.exec(name)![1]);
-      this.#nextSeq = Math.max(this.#nextSeq, seq + 1);
-      const newest = i === segs.length - 1;
-      let buf: Buffer;
-      try {
-        buf = await this.#log.read(name);
-      } catch (err) {
-        if (!isDiskFault(err)) throw err;
-        this.#corrupt(`${name}: cannot be read (${(err as NodeJS.ErrnoException).code}); left as it is`);
-        continue;
-      }
-      if (buf.length < HEADER) {
-        // No record fits: a crash or a full disk while it was being created.
-        await this.#log.remove(name).catch((err: unknown) => this.#fault(`delete ${name}`, err));
-        continue;
-      }
-      const seg: Segment = {
-        seq,
-        file: this.#log.file(name, buf.length, true),
-        live: new Set(),
-        deps: new Set(),
-        deleted: false,
-      };
-      if (!goodHeader(buf)) {
-        const scan = scanSegment(buf);
-        this.corrupt += scan.lost;
-        seg.acked = [];
-        orphans.push(seg);
-        this.#corrupt(
-          `${name}: bad segment header; ${scan.entries.length} record(s) recovered by their own CRC${scan.lost > 0 ? `, ${scan.lost} damaged` : ''}; the unacked messages are copied to a new segment, then it is renamed .bad`,
-        );
-        for (const rec of scan.entries) {
-          maxId = Math.max(maxId, rec.id);
-          this.#replay(seg, rec);
-        }
-        continue;
-      }
-      const scan = scanSegment(buf);
-      const { bad, rest, goodEnd, resynced } = scan;
-      this.corrupt += scan.lost;
-      const resync = resynced > 0 ? ` (${resynced} after a damaged length, found again by resynchronising)` : '';
-      if (newest && goodEnd < buf.length) {
-        // A torn write: cut it off so the next append starts at a record boundary.
-        this.#corrupt(
-          `${name}: ${bad} bad record(s)${resync}, ${buf.length - goodEnd} B after the last good record cut off`,
-        );
-        let torn = false;
-        await this.#log.cutTail(name, goodEnd, true).catch(() => {
-          torn = true; // a read-only disk: the first append cuts it
-        });
-        seg.file = this.#log.file(name, goodEnd, true, torn);
-      } else if (scan.lost > 0) {
-        this.#corrupt(`${name}: ${bad} bad record(s)${resync}${rest ? `, the rest dropped at ${rest}` : ''}`);
-      }
-      this.#segments.push(seg);
-      if (newest) newestGood = seg;
-      for (const rec of scan.entries) {
-        maxId = Math.max(maxId, rec.id);
-        this.#replay(seg, rec);
-      }
-      this.#size += seg.file.size;
-    }
-    this.#nextId = maxId + 1;
-    // Appends continue in the newest segment only when it is a good one.
-    if (newestGood !== undefined) {
-      this.#active = newestGood;
-      await newestGood.file.open().catch((err: unknown) => this.#fault(`open ${newestGood.file.name}`, err));
-    }
+    const r = await recoverOutbox(this.#log, {
+      corrupt: (message) => this.#corrupt(message),
+      fault: (what, err) => this.#fault(what, err),
+    });
+    if (r === undefined) return;
+    this.#segments.push(...r.segments);
+    for (const [id, record] of r.pending) this.#pending.set(id, record);
+    for (const [id, seg] of r.segmentOf) this.#segmentOf.set(id, seg);
+    this.#active = r.active;
+    this.#nextId = r.nextId;
+    this.#nextSeq = r.nextSeq;
+    this.#size = r.size;
+    this.corrupt += r.corrupt;
+    const orphans = r.orphans;
     for (const o of orphans) {
       for (const id of o.live) this.#rewrite(id);
       o.live.clear();
@@ -881,29 +618,7 @@ export class Outbox {
     }
     this.#late = 0; // copies, not what a fault kept back
     this.#orphans = orphans;
-    const bad = names.filter((n) => BAD_NAME.test(n));
-    for (const name of bad.slice(0, Math.max(0, bad.length - MAX_BAD)))
-      await this.#log.remove(name).catch((err: unknown) => this.#fault(`delete ${name}`, err));
     await this.#collect();
     if (this.#orphans.length > 0) await this.#writeOut();
-  }
-
-  #replay(seg: Segment, rec: Decoded): void {
-    if (rec.kind === 'message') {
-      if (this.#pending.has(rec.id)) return;
-      const { kind: _, ...record } = rec;
-      this.#pending.set(rec.id, record);
-      this.#segmentOf.set(rec.id, seg);
-      seg.live.add(rec.id);
-      return;
-    }
-    const target = this.#segmentOf.get(rec.id);
-    if (!target || !this.#pending.delete(rec.id)) return;
-    this.#segmentOf.delete(rec.id);
-    target.live.delete(rec.id);
-    if (target !== seg) {
-      seg.deps.add(target);
-      seg.acked?.push({ id: rec.id, target });
-    }
   }
 }

@@ -49,7 +49,8 @@ const PATHS = ['direct', 'viaOutbox'] as const;
 function summary(events: CopyEvent[]): { ours: string[]; disk: string[]; noble: number } {
   const where = (e: CopyEvent): string => `${e.op} @ ${/\((.*)\)$/.exec(e.site)?.[1] ?? e.site}`;
   const noble = events.filter((e) => e.site.includes('node_modules/@noble/'));
-  const disk = events.filter((e) => e.site.includes('src/device/outbox.'));
+  // The outbox's files: outbox.ts and its record format (outbox-format.ts).
+  const disk = events.filter((e) => /src\/device\/outbox[.-]/.test(e.site));
   return {
     ours: events.filter((e) => !noble.includes(e) && !disk.includes(e)).map(where),
     disk: disk.map(where),
