@@ -252,8 +252,9 @@ export class MqttTransport extends TypedEmitter<TransportEvents> implements Tran
     this.#held.clear();
     const client = this.#client;
     if (client === undefined) return;
-    // A DISCONNECT when the connection is up; else the socket is dropped (end() would wait for the PUBACKs).
-    await client.endAsync(!this.#connected);
+    // A DISCONNECT when the connection is up and no send waits; else the socket is dropped: MQTT.js's end() would
+    // wait for every PUBACK, for ever if the broker never sends one.
+    await client.endAsync(!this.#connected || this.#sending > 0);
   }
 
   /** A private topic of our own on a throw-away client (clean session): nobody else subscribes to it. */
