@@ -4,6 +4,9 @@
  *
  * HEH level (§3.3, 25 types and `availability`), the pilot extension `ext_si_xlab_led_signal`, the market level
  * (§3.4) and the first version's `get_load_report` / `load_report` (D3.2.1, decision 6 of §3.9).
+ *
+ * It stays one file (over 500 lines): it is the catalogue itself, one table per type in the data model's order, read
+ * side by side with the specification; split, a type's table would be harder to find and the registry less obvious.
  */
 import type { ResponseCode } from './errors.js';
 import {

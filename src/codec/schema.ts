@@ -7,6 +7,9 @@
  * absent) and nullable (may be null). Strict emit, lenient parse (§3.1): encoders refuse anything the data model
  * forbids; decoders accept the documented errata (a numeric string, comma-joined signal names) and record a
  * diagnostic, never silently.
+ *
+ * It stays one file (over 500 lines): the field types, the object type and the JSON Schema output are one small
+ * language whose pieces call each other (path, limits, diagnostics), read together when a rule of §3.1 changes.
  */
 import { DecodeError, EncodeError, type ResponseCode, shown } from './errors.js';
 import { JsonWriter } from './json-writer.js';
