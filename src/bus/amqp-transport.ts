@@ -23,6 +23,9 @@
  * of coming back to the head of the queue. RabbitMQ refuses to re-declare an existing queue with another argument
  * (406), so an inbox that exists without the limit is declared as it is and reported (`degraded`): a policy gives it
  * one without deleting it (docs/bus.md, "Inbox protections").
+ *
+ * It stays one file (over 500 lines): it is the one place that maps the Transport interface onto AMQP, topology,
+ * publishing, consuming and events together, so that nothing else in the bus names AMQP (test/unit/layers.test.ts).
  */
 import { randomUUID } from 'node:crypto';
 import {

@@ -16,6 +16,9 @@
  * redelivered, and their late acks are dropped, as on a closed AMQP channel) and `reconnect()`. A body over the
  * Connector's maxBodyBytes is refused as the AMQP transport refuses it: dead-lettered (`TOO_LARGE`) and handed over
  * as an `oversized` Incoming with no body.
+ *
+ * About 500 lines, kept whole: the network and its transports share the queues, and each behaviour mirrors the AMQP
+ * transport's, easiest to compare when read in one file.
  */
 import { type Clock, settle, systemClock } from '../core/clock.js';
 import { TypedEmitter } from '../core/emitter.js';
