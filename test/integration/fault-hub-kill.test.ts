@@ -2,10 +2,12 @@
  * Fault test 4 (issue 7): the hub process killed with SIGKILL at random moments while producing, at least 50
  * times; after each restart everything it had accepted is delivered, and the outbox is never corrupt.
  *
- * Production: three VPPs each subscribe to a periodic report every second. A hub killed every second or so never
+ * Production: three VPPs each subscribe to a periodic report every second. A hub killed every second or so rarely
  * writes its subscriptions' progress (state.ts writes it lazily, within a minute), so every restart catches up on
- * every period since the subscription, back to back: a burst of reports that grows with each cycle, each appended
- * to the outbox and published with a confirm. No test-only knob is needed for the hub to produce fast.
+ * the periods since the last write, one report per 100 ms per subscription (src/device/reports.ts paces a backlog),
+ * each appended to the outbox and published with a confirm: the same periods again, with the same message ids,
+ * until a progress write lets it pass them. No test-only knob is needed for the hub to produce. A cycle produced
+ * when the outbox has records appended since the last kill.
  *
  * "Accepted" is observable: a message is accepted once its record is in an outbox segment file. After each kill,
  * before the restart, the segment files are read as they are (scanOutbox, the outbox's own parser, which changes
@@ -88,11 +90,13 @@ interface Look {
   unacked: Set<string>;
   /** A newest segment ending in a partial record (a write cut by the kill). */
   torn: boolean;
+  /** Every message record on disk as `segment:record id`: a record not in the last cycle's scan was appended since. */
+  records: Set<string>;
 }
 
 /** Reads the outbox's files without changing them and checks they are sound (see the top comment). */
 async function look(dir: string, when: string): Promise<Look> {
-  const result: Look = { messages: new Set(), unacked: new Set(), torn: false };
+  const result: Look = { messages: new Set(), unacked: new Set(), torn: false, records: new Set() };
   if (!existsSync(dir)) return result; // killed before the outbox was ever opened
   const scans = await scanOutbox(dir);
   const pending = new Map<number, string>();
@@ -114,6 +118,7 @@ async function look(dir: string, when: string): Promise<Look> {
     for (const e of seg.entries) {
       if (e.kind === 'message') {
         result.messages.add(e.messageId);
+        result.records.add(`${seg.name}:${e.id}`);
         if (!pending.has(e.id)) pending.set(e.id, e.messageId);
       } else {
         pending.delete(e.id);
@@ -240,6 +245,7 @@ s(
       let inFlightAtKill = 0;
       let killsWithInFlight = 0;
       let torn = 0;
+      let lastRecords = new Set<string>();
       for (let cycle = 1; cycle <= CYCLES; cycle++) {
         const when = `cycle ${cycle} (seed ${SEED})`;
         if (hub === undefined) {
@@ -261,13 +267,11 @@ s(
 
         const seen = await look(outboxDir, when);
         await replay(outboxDir, work, seen.unacked, when);
-        let fresh = 0;
-        for (const mid of seen.messages) {
-          if (accepted.has(mid)) continue;
-          accepted.set(mid, cycle);
-          fresh++;
-        }
-        if (fresh > 0) producedCycles++;
+        for (const mid of seen.messages) if (!accepted.has(mid)) accepted.set(mid, cycle);
+        // Produced: records appended in this cycle. A restart's catch-up makes again, with the same ids, the periods
+        // the last kill left unsaved, and paces them (src/device/reports.ts): new records, rarely new ids.
+        if ([...seen.records].some((r) => !lastRecords.has(r))) producedCycles++;
+        lastRecords = seen.records;
         if (seen.unacked.size > 0) killsWithInFlight++;
         inFlightAtKill += seen.unacked.size;
         if (seen.torn) torn++;
