@@ -89,13 +89,18 @@ export function generate(spec: JsonSpec): string {
   );
   for (const c of spec.constants) out.push(`export const ${constName(c.name)} = ${c.value};`);
   out.push('');
-  out.push('/** Reply code -> [name, hard error?] for every code the spec defines. */');
-  out.push('export const REPLY_CODES: ReadonlyMap<number, readonly [string, boolean]> = new Map([');
+  out.push('/** Reply code -> [name, hard error?] for every code the spec defines (`!` marks the hard ones). */');
+  const codes: string[] = [];
   for (const c of spec.constants) {
     if (c.class === undefined && c.name !== 'REPLY-SUCCESS') continue;
-    out.push(`  [${c.value}, ['${constName(c.name)}', ${c.class === 'hard-error'}]],`);
+    codes.push(`${c.value} ${constName(c.name)}${c.class === 'hard-error' ? '!' : ''}`);
   }
-  out.push(']);', '');
+  out.push('export const REPLY_CODES: ReadonlyMap<number, readonly [string, boolean]> = new Map(');
+  out.push(`  ${JSON.stringify(codes.join(','))}.split(',').map((c) => {`);
+  out.push("    const [code, name] = c.split(' ') as [string, string];");
+  out.push("    return [Number(code), [name.replace('!', ''), name.endsWith('!')]] as const;");
+  out.push('  }),');
+  out.push(');', '');
 
   out.push('/** Class ids. */');
   out.push('export const CLASS = {');
@@ -139,47 +144,73 @@ export function generate(spec: JsonSpec): string {
   out.push('  readonly args: readonly ArgSpec[];');
   out.push('}', '');
   // The table ships as one compact string, decoded once at load: as object literals it was a sixth of the
-  // minified client. Per method `name|classId|methodId|flags|args` (flags: s synchronous, c content), args
-  // `name:typeChar[=jsonDefault]` joined by commas, methods joined by semicolons.
-  const rows: string[] = [];
+  // minified client, and the class name and defaults spelled out were half of the string. Classes are joined by
+  // semicolons, each `className classId` then its methods, each after a `|`: `name methodId flags args` (space
+  // separated; flags: s synchronous, c content), args `name:typeChar[=default]` joined by commas. A default is
+  // written bare (PLAIN, 9, 1 for true); `=` alone is the type's zero (false, 0, "" or {}).
+  const zero: Record<string, unknown> = { bit: false, table: {}, shortstr: '', longstr: '' };
+  const blocks: string[] = [];
   for (const k of spec.classes) {
+    const rows = [`${k.name} ${k.id}`];
     for (const m of k.methods) {
       const args = m.arguments.map((x) => {
         const d = x['default-value'];
-        const dflt = d === undefined ? '' : `=${JSON.stringify(d)}`;
-        if (/[|;,]/.test(dflt)) throw new Error(`default of ${m.name}.${x.name} contains a separator`);
-        return `${camel(x.name)}:${TYPE_CHAR[typeOf(x)]}${dflt}`;
+        const t = typeOf(x);
+        let dflt = '';
+        if (d !== undefined) {
+          const z = zero[t] ?? 0;
+          if (JSON.stringify(d) === JSON.stringify(z)) dflt = '=';
+          else if (t === 'bit' && d === true) dflt = '=1';
+          else if ((t === 'shortstr' || t === 'longstr') && typeof d === 'string') dflt = `=${d}`;
+          else if (t !== 'bit' && t !== 'table' && typeof d === 'number' && Number.isInteger(d)) dflt = `=${d}`;
+          else throw new Error(`default of ${k.name}.${m.name} ${x.name} cannot be written: ${JSON.stringify(d)}`);
+        }
+        if (/[|;, =:]/.test(dflt.slice(1)))
+          throw new Error(`default of ${k.name}.${m.name} ${x.name} contains a separator`);
+        return `${camel(x.name)}:${TYPE_CHAR[t]}${dflt}`;
       });
-      rows.push(
-        `${k.name}.${m.name}|${k.id}|${m.id}|${m.synchronous === true ? 's' : ''}${m.content === true ? 'c' : ''}|${args.join(',')}`,
-      );
+      const flags = `${m.synchronous === true ? 's' : ''}${m.content === true ? 'c' : ''}`;
+      rows.push(`${m.name} ${m.id} ${flags} ${args.join(',')}`.trimEnd());
     }
+    blocks.push(rows.join('|'));
   }
   out.push(
     `const TYPES: Readonly<Record<string, ArgType>> = ${JSON.stringify(Object.fromEntries(Object.entries(TYPE_CHAR).map(([t, c]) => [c, t])))};`,
     '',
   );
+  out.push("/** An argument's default as the table writes it (`text` after the `=`). */");
+  out.push('function defaultOf(type: ArgType, text: string): unknown {');
+  out.push("  if (type === 'bit') return text === '1';");
+  out.push("  if (type === 'table') return {};");
+  out.push("  return type === 'shortstr' || type === 'longstr' ? text : Number(text);");
+  out.push('}', '');
   out.push('function decodeMethods(text: string): MethodSpec[] {');
-  out.push("  return text.split(';').map((row) => {");
+  out.push("  return text.split(';').flatMap((block) => {");
+  out.push("    const [head, ...rows] = block.split('|') as [string, ...string[]];");
+  out.push("    const [className, classId] = head.split(' ') as [string, string];");
+  out.push('    return rows.map((row) => {');
   out.push(
-    "    const [name, classId, methodId, flags, args] = row.split('|') as [MethodName, string, string, string, string];",
+    "      const [method, methodId, flags = '', args = ''] = row.split(' ') as [string, string, string?, string?];",
   );
-  out.push('    return {');
+  out.push('      return {');
   out.push(
-    "      name, classId: Number(classId), methodId: Number(methodId), synchronous: flags.includes('s'), content: flags.includes('c'),",
+    "        name: (className + '.' + method) as MethodName, classId: Number(classId), methodId: Number(methodId),",
   );
-  out.push("      args: args === '' ? [] : args.split(',').map((arg) => {");
-  out.push("        const eq = arg.indexOf('=');");
-  out.push("        const [argName, type] = (eq < 0 ? arg : arg.slice(0, eq)).split(':') as [string, string];");
+  out.push("        synchronous: flags.includes('s'), content: flags.includes('c'),");
+  out.push("        args: args === '' ? [] : args.split(',').map((arg) => {");
+  out.push("          const [spec, dflt] = arg.split('=') as [string, string?];");
+  out.push("          const [argName, t] = spec.split(':') as [string, string];");
+  out.push('          const type = TYPES[t] as ArgType;');
   out.push(
-    '        return { name: argName, type: TYPES[type] as ArgType, default: eq < 0 ? undefined : JSON.parse(arg.slice(eq + 1)) as unknown };',
+    '          return { name: argName, type, default: dflt === undefined ? undefined : defaultOf(type, dflt) };',
   );
-  out.push('      }),');
-  out.push('    };');
+  out.push('        }),');
+  out.push('      };');
+  out.push('    });');
   out.push('  });');
   out.push('}', '');
   out.push('/** Every method of every class, in spec order. */');
-  out.push(`export const METHODS: readonly MethodSpec[] = decodeMethods(${JSON.stringify(rows.join(';'))});`, '');
+  out.push(`export const METHODS: readonly MethodSpec[] = decodeMethods(${JSON.stringify(blocks.join(';'))});`, '');
   out.push('/** (classId << 16 | methodId) -> method spec. */');
   out.push(
     'export const METHOD_BY_ID: ReadonlyMap<number, MethodSpec> = new Map(METHODS.map((m) => [(m.classId << 16) | m.methodId, m]));',

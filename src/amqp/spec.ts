@@ -32,28 +32,13 @@ export const NOT_ALLOWED = 530;
 export const NOT_IMPLEMENTED = 540;
 export const INTERNAL_ERROR = 541;
 
-/** Reply code -> [name, hard error?] for every code the spec defines. */
-export const REPLY_CODES: ReadonlyMap<number, readonly [string, boolean]> = new Map([
-  [200, ['REPLY_SUCCESS', false]],
-  [311, ['CONTENT_TOO_LARGE', false]],
-  [312, ['NO_ROUTE', false]],
-  [313, ['NO_CONSUMERS', false]],
-  [403, ['ACCESS_REFUSED', false]],
-  [404, ['NOT_FOUND', false]],
-  [405, ['RESOURCE_LOCKED', false]],
-  [406, ['PRECONDITION_FAILED', false]],
-  [320, ['CONNECTION_FORCED', true]],
-  [402, ['INVALID_PATH', true]],
-  [501, ['FRAME_ERROR', true]],
-  [502, ['SYNTAX_ERROR', true]],
-  [503, ['COMMAND_INVALID', true]],
-  [504, ['CHANNEL_ERROR', true]],
-  [505, ['UNEXPECTED_FRAME', true]],
-  [506, ['RESOURCE_ERROR', true]],
-  [530, ['NOT_ALLOWED', true]],
-  [540, ['NOT_IMPLEMENTED', true]],
-  [541, ['INTERNAL_ERROR', true]],
-]);
+/** Reply code -> [name, hard error?] for every code the spec defines (`!` marks the hard ones). */
+export const REPLY_CODES: ReadonlyMap<number, readonly [string, boolean]> = new Map(
+  "200 REPLY_SUCCESS,311 CONTENT_TOO_LARGE,312 NO_ROUTE,313 NO_CONSUMERS,403 ACCESS_REFUSED,404 NOT_FOUND,405 RESOURCE_LOCKED,406 PRECONDITION_FAILED,320 CONNECTION_FORCED!,402 INVALID_PATH!,501 FRAME_ERROR!,502 SYNTAX_ERROR!,503 COMMAND_INVALID!,504 CHANNEL_ERROR!,505 UNEXPECTED_FRAME!,506 RESOURCE_ERROR!,530 NOT_ALLOWED!,540 NOT_IMPLEMENTED!,541 INTERNAL_ERROR!".split(',').map((c) => {
+    const [code, name] = c.split(' ') as [string, string];
+    return [Number(code), [name.replace('!', ''), name.endsWith('!')]] as const;
+  }),
+);
 
 /** Class ids. */
 export const CLASS = {
@@ -415,22 +400,35 @@ export interface MethodSpec {
 
 const TYPES: Readonly<Record<string, ArgType>> = {"o":"octet","s":"short","l":"long","L":"longlong","t":"timestamp","S":"shortstr","T":"longstr","b":"bit","F":"table"};
 
+/** An argument's default as the table writes it (`text` after the `=`). */
+function defaultOf(type: ArgType, text: string): unknown {
+  if (type === 'bit') return text === '1';
+  if (type === 'table') return {};
+  return type === 'shortstr' || type === 'longstr' ? text : Number(text);
+}
+
 function decodeMethods(text: string): MethodSpec[] {
-  return text.split(';').map((row) => {
-    const [name, classId, methodId, flags, args] = row.split('|') as [MethodName, string, string, string, string];
-    return {
-      name, classId: Number(classId), methodId: Number(methodId), synchronous: flags.includes('s'), content: flags.includes('c'),
-      args: args === '' ? [] : args.split(',').map((arg) => {
-        const eq = arg.indexOf('=');
-        const [argName, type] = (eq < 0 ? arg : arg.slice(0, eq)).split(':') as [string, string];
-        return { name: argName, type: TYPES[type] as ArgType, default: eq < 0 ? undefined : JSON.parse(arg.slice(eq + 1)) as unknown };
-      }),
-    };
+  return text.split(';').flatMap((block) => {
+    const [head, ...rows] = block.split('|') as [string, ...string[]];
+    const [className, classId] = head.split(' ') as [string, string];
+    return rows.map((row) => {
+      const [method, methodId, flags = '', args = ''] = row.split(' ') as [string, string, string?, string?];
+      return {
+        name: (className + '.' + method) as MethodName, classId: Number(classId), methodId: Number(methodId),
+        synchronous: flags.includes('s'), content: flags.includes('c'),
+        args: args === '' ? [] : args.split(',').map((arg) => {
+          const [spec, dflt] = arg.split('=') as [string, string?];
+          const [argName, t] = spec.split(':') as [string, string];
+          const type = TYPES[t] as ArgType;
+          return { name: argName, type, default: dflt === undefined ? undefined : defaultOf(type, dflt) };
+        }),
+      };
+    });
   });
 }
 
 /** Every method of every class, in spec order. */
-export const METHODS: readonly MethodSpec[] = decodeMethods("connection.start|10|10|s|versionMajor:o=0,versionMinor:o=9,serverProperties:F,mechanisms:T=\"PLAIN\",locales:T=\"en_US\";connection.start-ok|10|11||clientProperties:F,mechanism:S=\"PLAIN\",response:T,locale:S=\"en_US\";connection.secure|10|20|s|challenge:T;connection.secure-ok|10|21||response:T;connection.tune|10|30|s|channelMax:s=0,frameMax:l=0,heartbeat:s=0;connection.tune-ok|10|31||channelMax:s=0,frameMax:l=0,heartbeat:s=0;connection.open|10|40|s|virtualHost:S=\"/\",capabilities:S=\"\",insist:b=false;connection.open-ok|10|41||knownHosts:S=\"\";connection.close|10|50|s|replyCode:s,replyText:S=\"\",classId:s,methodId:s;connection.close-ok|10|51||;connection.blocked|10|60||reason:S=\"\";connection.unblocked|10|61||;connection.update-secret|10|70|s|newSecret:T,reason:S;connection.update-secret-ok|10|71||;channel.open|20|10|s|outOfBand:S=\"\";channel.open-ok|20|11||channelId:T=\"\";channel.flow|20|20|s|active:b;channel.flow-ok|20|21||active:b;channel.close|20|40|s|replyCode:s,replyText:S=\"\",classId:s,methodId:s;channel.close-ok|20|41||;access.request|30|10|s|realm:S=\"/data\",exclusive:b=false,passive:b=true,active:b=true,write:b=true,read:b=true;access.request-ok|30|11||ticket:s=1;exchange.declare|40|10|s|ticket:s=0,exchange:S,type:S=\"direct\",passive:b=false,durable:b=false,autoDelete:b=false,internal:b=false,nowait:b=false,arguments:F={};exchange.declare-ok|40|11||;exchange.delete|40|20|s|ticket:s=0,exchange:S,ifUnused:b=false,nowait:b=false;exchange.delete-ok|40|21||;exchange.bind|40|30|s|ticket:s=0,destination:S,source:S,routingKey:S=\"\",nowait:b=false,arguments:F={};exchange.bind-ok|40|31||;exchange.unbind|40|40|s|ticket:s=0,destination:S,source:S,routingKey:S=\"\",nowait:b=false,arguments:F={};exchange.unbind-ok|40|51||;queue.declare|50|10|s|ticket:s=0,queue:S=\"\",passive:b=false,durable:b=false,exclusive:b=false,autoDelete:b=false,nowait:b=false,arguments:F={};queue.declare-ok|50|11||queue:S,messageCount:l,consumerCount:l;queue.bind|50|20|s|ticket:s=0,queue:S=\"\",exchange:S,routingKey:S=\"\",nowait:b=false,arguments:F={};queue.bind-ok|50|21||;queue.purge|50|30|s|ticket:s=0,queue:S=\"\",nowait:b=false;queue.purge-ok|50|31||messageCount:l;queue.delete|50|40|s|ticket:s=0,queue:S=\"\",ifUnused:b=false,ifEmpty:b=false,nowait:b=false;queue.delete-ok|50|41||messageCount:l;queue.unbind|50|50|s|ticket:s=0,queue:S=\"\",exchange:S,routingKey:S=\"\",arguments:F={};queue.unbind-ok|50|51||;basic.qos|60|10|s|prefetchSize:l=0,prefetchCount:s=0,global:b=false;basic.qos-ok|60|11||;basic.consume|60|20|s|ticket:s=0,queue:S=\"\",consumerTag:S=\"\",noLocal:b=false,noAck:b=false,exclusive:b=false,nowait:b=false,arguments:F={};basic.consume-ok|60|21||consumerTag:S;basic.cancel|60|30|s|consumerTag:S,nowait:b=false;basic.cancel-ok|60|31||consumerTag:S;basic.publish|60|40|c|ticket:s=0,exchange:S=\"\",routingKey:S=\"\",mandatory:b=false,immediate:b=false;basic.return|60|50|c|replyCode:s,replyText:S=\"\",exchange:S,routingKey:S;basic.deliver|60|60|c|consumerTag:S,deliveryTag:L,redelivered:b=false,exchange:S,routingKey:S;basic.get|60|70|s|ticket:s=0,queue:S=\"\",noAck:b=false;basic.get-ok|60|71|c|deliveryTag:L,redelivered:b=false,exchange:S,routingKey:S,messageCount:l;basic.get-empty|60|72||clusterId:S=\"\";basic.ack|60|80||deliveryTag:L=0,multiple:b=false;basic.reject|60|90||deliveryTag:L,requeue:b=true;basic.recover-async|60|100||requeue:b=false;basic.recover|60|110|s|requeue:b=false;basic.recover-ok|60|111||;basic.nack|60|120||deliveryTag:L=0,multiple:b=false,requeue:b=true;tx.select|90|10|s|;tx.select-ok|90|11||;tx.commit|90|20|s|;tx.commit-ok|90|21||;tx.rollback|90|30|s|;tx.rollback-ok|90|31||;confirm.select|85|10|s|nowait:b=false;confirm.select-ok|85|11||");
+export const METHODS: readonly MethodSpec[] = decodeMethods("connection 10|start 10 s versionMajor:o=,versionMinor:o=9,serverProperties:F,mechanisms:T=PLAIN,locales:T=en_US|start-ok 11  clientProperties:F,mechanism:S=PLAIN,response:T,locale:S=en_US|secure 20 s challenge:T|secure-ok 21  response:T|tune 30 s channelMax:s=,frameMax:l=,heartbeat:s=|tune-ok 31  channelMax:s=,frameMax:l=,heartbeat:s=|open 40 s virtualHost:S=/,capabilities:S=,insist:b=|open-ok 41  knownHosts:S=|close 50 s replyCode:s,replyText:S=,classId:s,methodId:s|close-ok 51|blocked 60  reason:S=|unblocked 61|update-secret 70 s newSecret:T,reason:S|update-secret-ok 71;channel 20|open 10 s outOfBand:S=|open-ok 11  channelId:T=|flow 20 s active:b|flow-ok 21  active:b|close 40 s replyCode:s,replyText:S=,classId:s,methodId:s|close-ok 41;access 30|request 10 s realm:S=/data,exclusive:b=,passive:b=1,active:b=1,write:b=1,read:b=1|request-ok 11  ticket:s=1;exchange 40|declare 10 s ticket:s=,exchange:S,type:S=direct,passive:b=,durable:b=,autoDelete:b=,internal:b=,nowait:b=,arguments:F=|declare-ok 11|delete 20 s ticket:s=,exchange:S,ifUnused:b=,nowait:b=|delete-ok 21|bind 30 s ticket:s=,destination:S,source:S,routingKey:S=,nowait:b=,arguments:F=|bind-ok 31|unbind 40 s ticket:s=,destination:S,source:S,routingKey:S=,nowait:b=,arguments:F=|unbind-ok 51;queue 50|declare 10 s ticket:s=,queue:S=,passive:b=,durable:b=,exclusive:b=,autoDelete:b=,nowait:b=,arguments:F=|declare-ok 11  queue:S,messageCount:l,consumerCount:l|bind 20 s ticket:s=,queue:S=,exchange:S,routingKey:S=,nowait:b=,arguments:F=|bind-ok 21|purge 30 s ticket:s=,queue:S=,nowait:b=|purge-ok 31  messageCount:l|delete 40 s ticket:s=,queue:S=,ifUnused:b=,ifEmpty:b=,nowait:b=|delete-ok 41  messageCount:l|unbind 50 s ticket:s=,queue:S=,exchange:S,routingKey:S=,arguments:F=|unbind-ok 51;basic 60|qos 10 s prefetchSize:l=,prefetchCount:s=,global:b=|qos-ok 11|consume 20 s ticket:s=,queue:S=,consumerTag:S=,noLocal:b=,noAck:b=,exclusive:b=,nowait:b=,arguments:F=|consume-ok 21  consumerTag:S|cancel 30 s consumerTag:S,nowait:b=|cancel-ok 31  consumerTag:S|publish 40 c ticket:s=,exchange:S=,routingKey:S=,mandatory:b=,immediate:b=|return 50 c replyCode:s,replyText:S=,exchange:S,routingKey:S|deliver 60 c consumerTag:S,deliveryTag:L,redelivered:b=,exchange:S,routingKey:S|get 70 s ticket:s=,queue:S=,noAck:b=|get-ok 71 c deliveryTag:L,redelivered:b=,exchange:S,routingKey:S,messageCount:l|get-empty 72  clusterId:S=|ack 80  deliveryTag:L=,multiple:b=|reject 90  deliveryTag:L,requeue:b=1|recover-async 100  requeue:b=|recover 110 s requeue:b=|recover-ok 111|nack 120  deliveryTag:L=,multiple:b=,requeue:b=1;tx 90|select 10 s|select-ok 11|commit 20 s|commit-ok 21|rollback 30 s|rollback-ok 31;confirm 85|select 10 s nowait:b=|select-ok 11");
 
 /** (classId << 16 | methodId) -> method spec. */
 export const METHOD_BY_ID: ReadonlyMap<number, MethodSpec> = new Map(METHODS.map((m) => [(m.classId << 16) | m.methodId, m]));
