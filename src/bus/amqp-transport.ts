@@ -522,9 +522,10 @@ export interface AmqpBusOptions extends AmqpTransportOptions, Omit<ConnectorOpti
 
 /** `amqpBus({ name, peers, url })`: an AmqpTransport and the Connector over it (handlers first, then start()). */
 export function amqpBus(options: AmqpBusOptions): Connector<AmqpTransport> {
-  const { sealer, limits, deliveryLimit, dedupe, requestTimeoutMs, clock, ...transport } = options;
+  const { sealer, limits, deliveryLimit, dedupe, requestTimeoutMs, clock, budget, ...transport } = options;
   return new Connector({
     transport: new AmqpTransport(transport),
+    ...(budget === undefined ? {} : { budget }),
     ...(sealer === undefined ? {} : { sealer }),
     ...(limits === undefined ? {} : { limits }),
     ...(deliveryLimit === undefined ? {} : { deliveryLimit }),

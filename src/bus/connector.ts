@@ -16,6 +16,7 @@ import { bodyWriter, type DecodeLimits, type Message, type MessageType, SCHEMAS 
 import { type Clock, systemClock } from '../core/clock.js';
 import { TypedEmitter } from '../core/emitter.js';
 import { OVERHEAD, type Sealer } from '../crypto/index.js';
+import { type BudgetOptions, SenderBudget } from './budget.js';
 import { SeenIds } from './dedupe.js';
 import { BusError } from './errors.js';
 import type { ConnectorEvents, Handler, StoredHandler, TypedHandlerMethods } from './handler.js';
@@ -43,6 +44,12 @@ export interface ConnectorOptions<T extends Transport = Transport> {
   dedupe?: { capacity?: number; ttlMs?: number };
   /** Default timeout of `request` (default 5,000 ms: the data model's 5 s for acks and activation decisions). */
   requestTimeoutMs?: number;
+  /**
+   * Each sender's budget of messages and bytes a second (budget.ts; docs/bus.md, "Fairness"): a request over it is
+   * answered 503. Default 100 messages a second in bursts of 1,000, 8 MiB a second in bursts of 32 MiB; `false`:
+   * none.
+   */
+  budget?: BudgetOptions | false;
   /** Time for request timeouts, the dedupe window and draining (default the system clock; tests move a ManualClock). */
   clock?: Clock;
 }
@@ -79,6 +86,11 @@ export class Connector<T extends Transport = Transport> extends TypedEmitter<Con
       options.dedupe?.ttlMs ?? transport.messageTtlMs ?? 900_000,
       () => this.#clock.now(),
     );
+    const maxBodyBytes = (options.limits?.maxBytes ?? 1 << 20) + OVERHEAD.pair;
+    const budget =
+      options.budget === false
+        ? undefined
+        : new SenderBudget(options.budget ?? {}, () => this.#clock.now(), maxBodyBytes);
     this.#receiver = new Receiver<T>({
       name: this.name,
       transport,
@@ -86,8 +98,9 @@ export class Connector<T extends Transport = Transport> extends TypedEmitter<Con
       sealer: options.sealer,
       limits: options.limits,
       deliveryLimit: options.deliveryLimit ?? 5,
-      maxBodyBytes: (options.limits?.maxBytes ?? 1 << 20) + OVERHEAD.pair,
+      maxBodyBytes,
       seen,
+      budget,
       requests: this.#requests,
       publish: (peer, message, o) => this.publish(peer, message, o),
       emit: (event, ...args) => this.emitSafe(event, ...args),

@@ -59,4 +59,9 @@ export interface ConnectorEvents<Raw = unknown> {
   unhandled: [message: Message, sender: string];
   /** A duplicate was dropped. */
   duplicate: [messageId: string, sender: string];
+  /**
+   * A request over its sender's budget was answered 503 and acked, not handled (docs/bus.md, "Fairness"); `id` is
+   * its msg_id, or its request_id or id.
+   */
+  'over-budget': [sender: string, type: string, id: string];
 }

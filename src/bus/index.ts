@@ -12,6 +12,7 @@ export {
   amqpBus,
   type Topology,
 } from './amqp-transport.js';
+export { type Bucket, type BudgetOptions, DEFAULT_BUDGET, SenderBudget } from './budget.js';
 export { Connector, type ConnectorOptions } from './connector.js';
 export { SeenIds } from './dedupe.js';
 export { BusError, type BusErrorCode } from './errors.js';

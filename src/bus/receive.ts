@@ -9,7 +9,8 @@
  *     type property must name its `msg` (400);
  *  3. duplicates (the same message id within the dedupe window) are acked and dropped;
  *  4. a reply to one of our `request`s settles it;
- *  5. anything else goes to its handler (dispatch.ts), which decides the ack, the retry or the dead letter.
+ *  5. a request over its sender's budget is answered 503 (busy) and acked (budget.ts);
+ *  6. anything else goes to its handler (dispatch.ts), which decides the ack, the retry or the dead letter.
  * A refusal is answered (a `response` with its code, §3.5 rule 3) when the message can be identified and what was
  * wrong is the sender's own: never what is not authenticated, or what someone on the way changed (docs/bus.md,
  * "Refusals" has the table).
@@ -17,6 +18,7 @@
  */
 import { DecodeError, type DecodeLimits, decode, type Message } from '../codec/index.js';
 import { CryptoError, type Opened, type Sealer } from '../crypto/index.js';
+import { refusable, type SenderBudget } from './budget.js';
 import type { SeenIds } from './dedupe.js';
 import { dispatch, FailureCounts } from './dispatch.js';
 import type { ConnectorEvents, StoredHandler } from './handler.js';
@@ -47,6 +49,8 @@ export interface ReceiverDeps<T extends Transport> {
   /** The largest body the transport was told to hand over (Connector.maxBodyBytes). */
   readonly maxBodyBytes: number;
   readonly seen: SeenIds;
+  /** Per-sender budgets (docs/bus.md, "Fairness"); undefined: none. */
+  readonly budget: SenderBudget | undefined;
   readonly requests: PendingRequests;
   publish(peer: string, message: Message, options: { correlationId?: string }): Promise<void>;
   emit<K extends keyof Events<T> & string>(event: K, ...args: Events<T>[K]): void;
@@ -189,7 +193,9 @@ export class Receiver<T extends Transport> {
       this.#d.requests.answer(pending, sender, message);
       return;
     }
-    // 5. The handler.
+    // 5. Fairness: a request over its sender's budget is answered 503 instead of handled (docs/bus.md, "Fairness").
+    if (this.#d.budget !== undefined && (await this.#overBudget(this.#d.budget, d, sender, message, opened))) return;
+    // 6. The handler.
     let done: (() => void) | undefined;
     if (dedupeKey !== undefined)
       this.#inFlight.set(
@@ -215,6 +221,41 @@ export class Receiver<T extends Transport> {
       if (dedupeKey !== undefined) this.#inFlight.delete(dedupeKey);
       done?.();
     }
+  }
+
+  /**
+   * Charges `message` to its sender's budget. A refusable request over it is answered 503 (retry later with the same
+   * msg_id), its sequence committed when sealed (a replay of this envelope is a duplicate; the retry is a new one),
+   * and acked, never remembered as seen: the retry must be handled. Anything else is charged what is left and goes on.
+   */
+  async #overBudget(
+    budget: SenderBudget,
+    d: Incoming<RawOf<T>>,
+    sender: string,
+    message: Message,
+    opened: Opened | undefined,
+  ): Promise<boolean> {
+    const identity = refusable(message) ? identityOf(message) : undefined;
+    if (budget.take(sender, d.body.length, identity === undefined) || identity === undefined) return false;
+    const wait = Math.ceil(budget.waitSeconds(sender, d.body.length));
+    const reason = `${sender} is over its budget of ${budget.messages.rate} messages and ${budget.bytes.rate} bytes a second`;
+    this.#d.emit('over-budget', sender, message.msg, identity.msg_id ?? identity.request_id ?? identity.id ?? '');
+    try {
+      await this.#d.publish(
+        sender,
+        response(identity.msg_id ?? null, 503, `busy: ${reason}; retry in ${wait} s`, undefined, identity),
+        d.messageId === undefined ? {} : { correlationId: d.messageId },
+      );
+    } catch (err) {
+      // Unanswered, it must not be acked: the dead letters keep it where an operator can see it.
+      opened?.release();
+      this.#d.emit('handler-error', err, 'response', false);
+      await this.#deadLetter(d, `${reason}, and the 503 could not be sent`, 'BUSY');
+      return true;
+    }
+    await opened?.commit();
+    d.ack();
+    return true;
   }
 
   async #afterInFlight(key: string): Promise<void> {

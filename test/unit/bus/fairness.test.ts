@@ -1,0 +1,245 @@
+/**
+ * Fairness (issue 15, item 5; docs/bus.md, "Fairness"), over the in-memory transport with a ManualClock: each
+ * sender's budget of messages and bytes. A request over it is answered 503 by its msg_id (or msg_id null, its
+ * request_id echoed) and acked, never handled and never remembered as seen, so that the retry with the same msg_id
+ * is handled; a request under it is untouched; another sender's budget is its own; the buckets refill with time.
+ * Reports and responses are never refused, but spend the budget.
+ */
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import {
+  BusError,
+  Connector,
+  type ConnectorOptions,
+  ManualClock,
+  MemoryNetwork,
+  type MemoryTransport,
+  type Settlement,
+} from '../../../src/bus/index.js';
+import { EbTime } from '../../../src/codec/index.js';
+import { json, uuid } from '../../helpers/memory-bus.js';
+
+const HUB = 'heh-fair';
+const A = 'vpp-flood';
+const B = 'vpp-quiet';
+const FROM = EbTime.parse('2026-01-01T00:00:00Z').toString();
+const TO = EbTime.parse('2026-01-01T00:15:00Z').toString();
+
+interface Setup {
+  clock: ManualClock;
+  hub: Connector<MemoryTransport>;
+  handled: string[];
+  overBudget: [string, string, string][];
+}
+
+/** A hub with peers A and B whose handlers record what they handled, started. */
+async function setup(budget: ConnectorOptions['budget']): Promise<Setup> {
+  const clock = new ManualClock();
+  const network = new MemoryNetwork({ clock });
+  // The peers' queues, where the answers go (a send to an entity without one is NO_ROUTE).
+  for (const peer of [A, B]) network.transport({ name: peer, peers: [HUB] });
+  const hub = new Connector({
+    clock,
+    transport: network.transport({ name: HUB, peers: [A, B] }),
+    ...(budget === undefined ? {} : { budget }),
+  });
+  const handled: string[] = [];
+  const overBudget: [string, string, string][] = [];
+  hub.onSetClock((m, ctx) => {
+    handled.push(`${ctx.sender} ${m.msg_id}`);
+  });
+  hub.onGetReport((m, ctx) => {
+    handled.push(`${ctx.sender} ${m.request_id}`);
+  });
+  hub.onReport((m, ctx) => {
+    handled.push(`${ctx.sender} report ${m.resolution}`);
+  });
+  hub.on('over-budget', (...args) => overBudget.push(args));
+  await hub.start();
+  return { clock, hub, handled, overBudget };
+}
+
+let n = 0;
+/** A set_clock from `from` with msg_id uuid(id), padded to about `pad` bytes. */
+function setClock(t: MemoryTransport, from: string, id: number, pad = 0): Promise<Settlement> {
+  const body = { msg: 'set_clock', offset: 1, msg_id: uuid(id), ...(pad > 0 ? { x_pad: 'x'.repeat(pad) } : {}) };
+  return send(t, from, body);
+}
+
+function send(t: MemoryTransport, from: string, body: Record<string, unknown>): Promise<Settlement> {
+  return t.inject({
+    from,
+    body: JSON.stringify(body),
+    routingKey: String(body['msg']),
+    properties: {
+      messageId: `m${++n}`,
+      type: String(body['msg']),
+      contentType: 'application/json',
+      headers: { 'x-ebadge-dm': '3.1' },
+    },
+  });
+}
+
+/** The responses sent to `peer` since `before`: [code, msg_id, request_id]. */
+const answers = (t: MemoryTransport, peer: string, before = 0): [unknown, unknown, unknown][] =>
+  t.sent
+    .slice(before)
+    .filter((o) => o.to === peer)
+    .map((o) => json(o))
+    .filter((m) => m['msg'] === 'response')
+    .map((m) => [m['response_code'], m['msg_id'], m['request_id']]);
+
+const f = suite('fairness: per-sender budgets');
+
+f('a request over budget is answered 503 by its msg_id and acked, unhandled; the retry is handled', async () => {
+  const { clock, hub, handled, overBudget } = await setup({ messages: { rate: 1, burst: 3 } });
+  const t = hub.transport;
+  for (let i = 1; i <= 3; i++) assert.is((await setClock(t, A, i)).outcome, 'ack');
+  assert.equal(handled, [`${A} ${uuid(1)}`, `${A} ${uuid(2)}`, `${A} ${uuid(3)}`], 'the burst is handled');
+  const over = await setClock(t, A, 4);
+  assert.is(over.outcome, 'ack', 'acked: the sender retries, nothing waits in the queue');
+  assert.is(handled.length, 3, 'the handler never saw it');
+  const sent = answers(t, A);
+  assert.equal(sent.slice(0, 3), [
+    [200, uuid(1), undefined],
+    [200, uuid(2), undefined],
+    [200, uuid(3), undefined],
+  ]);
+  assert.equal(sent[3], [503, uuid(4), undefined]);
+  const busy = json(t.sent[t.sent.length - 1] as { body: Uint8Array });
+  assert.is(busy['ref_msg'], 'set_clock');
+  assert.match(String(busy['response_desc']), /^busy: vpp-flood is over its budget .*retry in 1 s$/);
+  assert.is(t.sent[t.sent.length - 1]?.properties.correlationId, over.message.properties.messageId);
+  assert.equal(overBudget, [[A, 'set_clock', uuid(4)]]);
+  assert.is(t.deadLetters.length, 0, 'nothing dead-lettered');
+  // The retry with the same msg_id, once a token is back, is handled: the 503 was not remembered as the answer.
+  await clock.advance(1000);
+  assert.is((await setClock(t, A, 4)).outcome, 'ack');
+  assert.is(handled[3], `${A} ${uuid(4)}`);
+  assert.equal(answers(t, A).slice(4), [[200, uuid(4), undefined]]);
+  await hub.close();
+});
+
+f('under budget nothing changes; another sender keeps its own budget', async () => {
+  const { hub, handled } = await setup({ messages: { rate: 1, burst: 5 } });
+  const t = hub.transport;
+  for (let i = 1; i <= 5; i++) await setClock(t, A, i);
+  assert.is(handled.length, 5);
+  assert.ok(
+    answers(t, A).every(([code]) => code === 200),
+    'every one answered 200',
+  );
+  for (let i = 6; i <= 20; i++) await setClock(t, A, i);
+  assert.is(answers(t, A).filter(([code]) => code === 503).length, 15, 'A is over');
+  const before = t.sent.length;
+  for (let i = 21; i <= 25; i++) assert.is((await setClock(t, B, i)).outcome, 'ack');
+  assert.equal(
+    answers(t, B, before).map(([code]) => code),
+    [200, 200, 200, 200, 200],
+    "B's burst is whole",
+  );
+  assert.equal(
+    handled.slice(5),
+    [21, 22, 23, 24, 25].map((i) => `${B} ${uuid(i)}`),
+  );
+  await hub.close();
+});
+
+f('the buckets refill at their rate, up to the burst', async () => {
+  const { clock, hub, handled } = await setup({ messages: { rate: 2, burst: 4 } });
+  const t = hub.transport;
+  for (let i = 1; i <= 5; i++) await setClock(t, A, i);
+  assert.is(handled.length, 4, 'the burst, then refused');
+  await clock.advance(499);
+  await setClock(t, A, 6);
+  assert.is(handled.length, 4, 'less than one token after 499 ms at 2 a second');
+  await clock.advance(1);
+  await setClock(t, A, 7);
+  assert.is(handled.length, 5, 'one token after 500 ms');
+  await clock.advance(60_000);
+  for (let i = 8; i <= 13; i++) await setClock(t, A, i);
+  assert.is(handled.length, 9, 'a minute refills the burst (4), never more');
+  await hub.close();
+});
+
+f('bytes: a request larger than what is left of the byte budget is refused; the bytes refill', async () => {
+  // The byte burst must hold the largest body accepted (1 MiB + the envelope).
+  const { clock, hub, handled } = await setup({ bytes: { rate: 1000, burst: (1 << 20) + 1000 } });
+  const t = hub.transport;
+  await setClock(t, A, 1, (1 << 20) - 200);
+  assert.is(handled.length, 1, 'a body near 1 MiB fits the burst');
+  await setClock(t, A, 2, 2000);
+  assert.equal(answers(t, A)[1], [503, uuid(2), undefined]);
+  await clock.advance(3000);
+  await setClock(t, A, 3, 2000);
+  assert.is(handled.length, 2, '3,000 bytes refilled in 3 s');
+  await hub.close();
+});
+
+f('a get_report without msg_id over budget: 503 with msg_id null and its request_id echoed', async () => {
+  const { hub, handled } = await setup({ messages: { rate: 1, burst: 1 } });
+  const t = hub.transport;
+  const ask = (id: number): Promise<Settlement> =>
+    send(t, A, {
+      msg: 'get_report',
+      from: FROM,
+      to: TO,
+      resolution: 900,
+      signals: ['total.p'],
+      request_id: uuid(id),
+    });
+  await ask(1);
+  assert.is((await ask(2)).outcome, 'ack');
+  assert.equal(handled, [`${A} ${uuid(1)}`]);
+  assert.equal(answers(t, A), [[503, null, uuid(2)]]);
+  await hub.close();
+});
+
+f('reports and responses are never refused, but spend the budget (never below empty)', async () => {
+  const { clock, hub, handled } = await setup({ messages: { rate: 1, burst: 2 } });
+  const t = hub.transport;
+  const report = (resolution: number): Promise<Settlement> =>
+    send(t, A, { msg: 'report', from: FROM, to: TO, resolution, values: { 'total.p': [1] } });
+  for (let i = 1; i <= 4; i++) {
+    const s = await report(900);
+    assert.is(s.outcome, 'ack', s.reason);
+  }
+  assert.is(handled.length, 4, 'every report handled, over budget or not');
+  // A late response to something we sent: acked, not refused (the connector has no handler: unhandled).
+  assert.is(
+    (await send(t, A, { msg: 'response', msg_id: uuid(9), response_code: 200, response_desc: 'OK' })).outcome,
+    'ack',
+  );
+  await setClock(t, A, 1);
+  assert.equal(answers(t, A), [[503, uuid(1), undefined]], 'the reports spent the budget');
+  await clock.advance(1000);
+  await setClock(t, A, 2);
+  assert.is(handled[4], `${A} ${uuid(2)}`, 'no debt: one second gives one request');
+  await hub.close();
+});
+
+f('budget false: no limit; a burst too small for the largest body is a configuration error', async () => {
+  const { hub, handled } = await setup(false);
+  for (let i = 1; i <= 2000; i++) await setClock(hub.transport, A, i);
+  assert.is(handled.length, 2000);
+  await hub.close();
+  const network = new MemoryNetwork({ clock: new ManualClock() });
+  const make = (budget: ConnectorOptions['budget']): Connector =>
+    new Connector({ transport: network.transport({ name: `h${++n}`, peers: [A] }), ...(budget ? { budget } : {}) });
+  const refused = (budget: ConnectorOptions['budget'], pattern: RegExp): void => {
+    try {
+      make(budget);
+    } catch (err) {
+      assert.instance(err, BusError);
+      assert.is((err as BusError).code, 'CONFIG');
+      assert.match((err as Error).message, pattern);
+      return;
+    }
+    assert.unreachable(`accepted ${JSON.stringify(budget)}`);
+  };
+  refused({ bytes: { rate: 1000, burst: 1 << 20 } }, /budget\.bytes\.burst must be at least 1048716 \(the largest/);
+  refused({ messages: { rate: 0, burst: 10 } }, /budget\.messages\.rate must be a number above 0, not 0/);
+  refused({ messages: { rate: 1, burst: 0.5 } }, /budget\.messages\.burst must be at least 1, not 0\.5/);
+});
+
+f.run();
