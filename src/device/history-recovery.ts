@@ -44,8 +44,6 @@ export interface LoadTarget {
   /** Files of other sets and `.bad` files, name -> end time in ms. */
   readonly others: Map<string, number>;
   now(): number;
-  /** The start (epoch ms) of the oldest slot kept. */
-  cutoffMs(now: number): number;
   /** Deletes a segment; a failure is warned. */
   unlink(name: string): Promise<void>;
   /** A 'CORRUPT' warning. */
@@ -56,12 +54,10 @@ export interface LoadTarget {
   ioError(what: string, err: unknown): Error;
   /** The directory could not be opened for a disk fault: the hub measures into memory and writes once it can. */
   failing(err: unknown): void;
-  /** Records skipped as corrupt or torn. */
-  skipped(n: number): void;
 }
 
-/** Reads every segment in the directory into the ring; see the top comment. */
-export async function loadHistory(t: LoadTarget): Promise<void> {
+/** Reads every segment in the directory into the ring; see the top comment. Returns the records skipped as bad. */
+export async function loadHistory(t: LoadTarget): Promise<number> {
   let names: string[] = [];
   try {
     await t.log.ensureDir();
@@ -71,7 +67,8 @@ export async function loadHistory(t: LoadTarget): Promise<void> {
     // A read-only or vanished disk: the hub measures into memory and writes once it can.
     t.failing(err);
   }
-  const cutoff = t.cutoffMs(t.now());
+  // The start (epoch ms) of the oldest slot kept.
+  const cutoff = t.ring.window(t.now())[0] * t.resolutionS * 1000;
   const files: { name: string; start: number; ours: boolean; buf: Buffer }[] = [];
   for (const name of names) {
     const m = NAME_RE.exec(name)!;
@@ -104,10 +101,13 @@ export async function loadHistory(t: LoadTarget): Promise<void> {
       layouts.set(tag, h);
   }
   // Other sets first: the current set, read last, wins a slot both hold.
-  for (const f of files) if (!f.ours) await readSegment(t, f.name, f.start, false, f.buf, layouts);
-  for (const f of files) if (f.ours) await readSegment(t, f.name, f.start, true, f.buf, layouts);
+  let skipped = 0;
+  for (const f of files) if (!f.ours) skipped += await readSegment(t, f.name, f.start, false, f.buf, layouts);
+  for (const f of files) if (f.ours) skipped += await readSegment(t, f.name, f.start, true, f.buf, layouts);
+  return skipped;
 }
 
+/** Reads one segment into the ring; returns its records skipped as bad. */
 async function readSegment(
   t: LoadTarget,
   name: string,
@@ -115,17 +115,17 @@ async function readSegment(
   ours: boolean,
   buf: Buffer,
   layouts: ReadonlyMap<string, Header>,
-): Promise<void> {
+): Promise<number> {
   const corrupt = (what: string) => t.corrupt(`history segment ${name}: ${what}`);
   if (buf.length === 0) {
     // Created by an append that then failed (a full disk), or by a crash right after: nothing to keep.
     await t.unlink(name);
-    return;
+    return 0;
   }
   const h = parseHeader(buf);
   if (h === 'version' && !ours) {
     corrupt('written by a later format version; ignored');
-    return;
+    return 0;
   }
   let why = h === 'version' ? 'written by a later format version under our name' : 'bad' in h ? h.bad : undefined;
   if (why === undefined && typeof h === 'object' && 'signals' in h) {
@@ -158,17 +158,16 @@ async function readSegment(
       // Left in place: the current set's next append to this hour replaces it (its records are pending).
       t.warnIo(`cannot move the corrupt segment ${name} aside`, err);
     }
-    return;
+    return 0;
   }
   if (h.resolutionS !== t.resolutionS) {
     corrupt(`written at ${h.resolutionS} s, not ${t.resolutionS} s; ignored until it ages out`);
-    return;
+    return 0;
   }
   const scan = fill(t, buf, h, false);
   const torn = buf.length - scan.restAt;
-  t.skipped(scan.lost);
   if (scan.lost > 0) corrupt(`${scan.bad} corrupt record(s)${torn > 0 ? `, a torn record of ${torn} B` : ''} skipped`);
-  if (!ours) return;
+  if (!ours) return scan.lost;
   let cut = scan.goodEnd === buf.length;
   if (!cut) {
     // Appends must start on a record boundary; what is cut is already known to be bad.
@@ -180,6 +179,7 @@ async function readSegment(
     }
   }
   t.segments.set(start, t.log.file(name, scan.goodEnd, true, !cut));
+  return scan.lost;
 }
 
 /** The layout of a segment whose header is damaged, from its name: the current set's, or a set with a good header. */

@@ -490,8 +490,8 @@ export class History {
     }
   }
 
-  #load(): Promise<void> {
-    return loadHistory({
+  async #load(): Promise<void> {
+    this.skipped += await loadHistory({
       log: this.#log,
       resolutionS: this.#res,
       signals: this.#signals,
@@ -503,7 +503,6 @@ export class History {
       segments: this.#segments,
       others: this.#others,
       now: () => this.#now(),
-      cutoffMs: (now) => this.#cutoffMs(now),
       unlink: (name) => this.#unlink(name),
       corrupt: (message) => this.#warn(new HistoryError('CORRUPT', message)),
       warnIo: (what, err) => this.#warn(ioError(what, err)),
@@ -511,9 +510,6 @@ export class History {
       failing: (err) => {
         this.#failing = true;
         this.#tell((r) => r.failed('history', `open the history directory ${this.#log.dir}`, err));
-      },
-      skipped: (n) => {
-        this.skipped += n;
       },
     });
   }

@@ -99,9 +99,10 @@ export class Outbox {
   readonly #now: () => number;
   readonly #onWarning: (warning: OutboxError) => void;
   readonly #reporter: StorageReporter | undefined;
-  readonly #segments: Segment[] = [];
-  readonly #pending = new Map<number, OutboxRecord>();
-  readonly #segmentOf = new Map<number, Segment>();
+  /** The three below are recovery's books (outbox-recovery.ts), taken over at open. */
+  #segments: Segment[] = [];
+  #pending = new Map<number, OutboxRecord>();
+  #segmentOf = new Map<number, Segment>();
   /** Records the disk refused (or lost with a vanished directory), sealed, by id: written by the next write. */
   readonly #unwritten = new Map<number, Buffer>();
   #unwrittenBytes = 0;
@@ -601,9 +602,9 @@ export class Outbox {
       fault: (what, err) => this.#fault(what, err),
     });
     if (r === undefined) return;
-    this.#segments.push(...r.segments);
-    for (const [id, record] of r.pending) this.#pending.set(id, record);
-    for (const [id, seg] of r.segmentOf) this.#segmentOf.set(id, seg);
+    this.#segments = r.segments;
+    this.#pending = r.pending;
+    this.#segmentOf = r.segmentOf;
     this.#active = r.active;
     this.#nextId = r.nextId;
     this.#nextSeq = r.nextSeq;
