@@ -174,89 +174,75 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
 
   /** @internal sends channel.open; the connection awaits it. */
   _open(): Promise<void> {
-    return this.#call('channel.open', {}, ['channel.open-ok']).then(() => {
+    return this.#call('channel.open', {}).then(() => {
       if (this.#state === 'opening') this.#state = 'open';
     });
   }
 
   exchangeDeclare(exchange: string, type: string, options: ExchangeOptions = {}): Promise<void> {
-    return this.#call(
-      'exchange.declare',
-      {
-        exchange,
-        type,
-        ...flags(options, ['passive', 'durable', 'autoDelete', 'internal']),
-        arguments: options.arguments ?? {},
-      },
-      ['exchange.declare-ok'],
-    ).then(noop);
+    return this.#call('exchange.declare', {
+      exchange,
+      type,
+      ...flags(options, ['passive', 'durable', 'autoDelete', 'internal']),
+      arguments: options.arguments ?? {},
+    }).then(noop);
   }
 
   exchangeDelete(exchange: string, options: { ifUnused?: boolean } = {}): Promise<void> {
-    return this.#call('exchange.delete', { exchange, ifUnused: options.ifUnused ?? false }, [
-      'exchange.delete-ok',
-    ]).then(noop);
+    return this.#call('exchange.delete', { exchange, ifUnused: options.ifUnused ?? false }).then(noop);
   }
 
   /** Routes messages from `source` to `destination` (RabbitMQ's exchange-to-exchange binding). */
   exchangeBind(destination: string, source: string, routingKey = '', args: FieldTable = {}): Promise<void> {
-    return this.#call('exchange.bind', { destination, source, routingKey, arguments: args }, ['exchange.bind-ok']).then(
-      noop,
-    );
+    return this.#call('exchange.bind', { destination, source, routingKey, arguments: args }).then(noop);
   }
 
   exchangeUnbind(destination: string, source: string, routingKey = '', args: FieldTable = {}): Promise<void> {
-    return this.#call('exchange.unbind', { destination, source, routingKey, arguments: args }, [
-      'exchange.unbind-ok',
-    ]).then(noop);
+    return this.#call('exchange.unbind', { destination, source, routingKey, arguments: args }).then(noop);
   }
 
   /** Declares a queue; an empty name asks the broker to name it (the name is in the result). */
   async queueDeclare(queue = '', options: QueueOptions = {}): Promise<QueueDeclareOk> {
-    const m = await this.#call(
-      'queue.declare',
-      {
-        queue,
-        ...flags(options, ['passive', 'durable', 'exclusive', 'autoDelete']),
-        arguments: options.arguments ?? {},
-      },
-      ['queue.declare-ok'],
-    );
+    const m = await this.#call('queue.declare', {
+      queue,
+      ...flags(options, ['passive', 'durable', 'exclusive', 'autoDelete']),
+      arguments: options.arguments ?? {},
+    });
     const a = (m as Extract<Method, { name: 'queue.declare-ok' }>).args;
     return { queue: a.queue, messageCount: a.messageCount, consumerCount: a.consumerCount };
   }
 
   queueBind(queue: string, exchange: string, routingKey = '', args: FieldTable = {}): Promise<void> {
-    return this.#call('queue.bind', { queue, exchange, routingKey, arguments: args }, ['queue.bind-ok']).then(noop);
+    return this.#call('queue.bind', { queue, exchange, routingKey, arguments: args }).then(noop);
   }
 
   queueUnbind(queue: string, exchange: string, routingKey = '', args: FieldTable = {}): Promise<void> {
-    return this.#call('queue.unbind', { queue, exchange, routingKey, arguments: args }, ['queue.unbind-ok']).then(noop);
+    return this.#call('queue.unbind', { queue, exchange, routingKey, arguments: args }).then(noop);
   }
 
   /** Removes every ready message; resolves with how many. */
   async queuePurge(queue: string): Promise<number> {
-    const m = await this.#call('queue.purge', { queue }, ['queue.purge-ok']);
+    const m = await this.#call('queue.purge', { queue });
     return (m as Extract<Method, { name: 'queue.purge-ok' }>).args.messageCount;
   }
 
   /** Deletes a queue; resolves with the number of messages it held. */
   async queueDelete(queue: string, options: { ifUnused?: boolean; ifEmpty?: boolean } = {}): Promise<number> {
-    const m = await this.#call(
-      'queue.delete',
-      { queue, ifUnused: options.ifUnused ?? false, ifEmpty: options.ifEmpty ?? false },
-      ['queue.delete-ok'],
-    );
+    const m = await this.#call('queue.delete', {
+      queue,
+      ifUnused: options.ifUnused ?? false,
+      ifEmpty: options.ifEmpty ?? false,
+    });
     return (m as Extract<Method, { name: 'queue.delete-ok' }>).args.messageCount;
   }
 
   /** Prefetch for consumers started after it on this channel (RabbitMQ: per consumer unless `global`). */
   basicQos(prefetchCount: number, options: { global?: boolean; prefetchSize?: number } = {}): Promise<void> {
-    return this.#call(
-      'basic.qos',
-      { prefetchCount, prefetchSize: options.prefetchSize ?? 0, global: options.global ?? false },
-      ['basic.qos-ok'],
-    ).then(noop);
+    return this.#call('basic.qos', {
+      prefetchCount,
+      prefetchSize: options.prefetchSize ?? 0,
+      global: options.global ?? false,
+    }).then(noop);
   }
 
   /**
@@ -283,7 +269,6 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
         nowait: false,
         arguments: options.arguments ?? {},
       },
-      ['basic.consume-ok'],
       (m) => {
         // Registered while the consume-ok frame is processed, before any delivery that follows it.
         const tag = (m as Extract<Method, { name: 'basic.consume-ok' }>).args.consumerTag;
@@ -299,13 +284,13 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
 
   /** Cancels a consumer; deliveries sent before the broker's cancel-ok still reach it. */
   async basicCancel(consumerTag: string): Promise<void> {
-    await this.#call('basic.cancel', { consumerTag, nowait: false }, ['basic.cancel-ok']);
+    await this.#call('basic.cancel', { consumerTag, nowait: false });
     this.#deliveries.removeConsumer(consumerTag)?._end(undefined, false);
   }
 
   /** Fetches one message, or null when the queue is empty. */
   basicGet(queue: string, options: { noAck?: boolean } = {}): Promise<Message | null> {
-    return this.#call('basic.get', { queue, noAck: options.noAck ?? false }, [
+    return this.#call('basic.get', { queue, noAck: options.noAck ?? false }, undefined, undefined, [
       'basic.get-ok',
       'basic.get-empty',
     ]) as unknown as Promise<Message | null>;
@@ -313,29 +298,25 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
 
   /** Redelivers every unacknowledged message of this channel (requeue true: possibly to other consumers). */
   basicRecover(requeue = true): Promise<void> {
-    return this.#call('basic.recover', { requeue }, ['basic.recover-ok'], () =>
-      this.#deliveries.forgetUnsettled(),
-    ).then(noop);
+    return this.#call('basic.recover', { requeue }, () => this.#deliveries.forgetUnsettled()).then(noop);
   }
 
   /** Puts the channel in confirm mode: from now on every publish resolves only when the broker confirms it. */
   confirmSelect(): Promise<void> {
     if (this.#pub.confirming) return RESOLVED;
-    return this.#call('confirm.select', { nowait: false }, ['confirm.select-ok'], undefined, () =>
-      this.#pub.selectConfirms(),
-    ).then(noop);
+    return this.#call('confirm.select', { nowait: false }, undefined, () => this.#pub.selectConfirms()).then(noop);
   }
 
   txSelect(): Promise<void> {
-    return this.#call('tx.select', {}, ['tx.select-ok']).then(noop);
+    return this.#call('tx.select', {}).then(noop);
   }
 
   txCommit(): Promise<void> {
-    return this.#call('tx.commit', {}, ['tx.commit-ok']).then(noop);
+    return this.#call('tx.commit', {}).then(noop);
   }
 
   txRollback(): Promise<void> {
-    return this.#call('tx.rollback', {}, ['tx.rollback-ok']).then(noop);
+    return this.#call('tx.rollback', {}).then(noop);
   }
 
   /** Closes the channel; unconfirmed publishes whose confirm has not arrived by the close-ok fail as `closed`. */
@@ -349,12 +330,13 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
     return this.#closing;
   }
 
+  /** A synchronous call; the reply expected is the method's "-ok" unless `expects` says otherwise (basic.get). */
   #call(
     name: MethodName,
     args: Record<string, unknown>,
-    expects: readonly MethodName[],
     onReply?: (m: Method) => unknown,
     onSend?: () => void,
+    expects: readonly MethodName[] = [`${name}-ok` as MethodName],
   ): Promise<Method> {
     if (
       this.#state === 'closing' ||
