@@ -68,16 +68,21 @@ export class Deliveries {
     return c;
   }
 
-  /** A complete basic.deliver: to its consumer's handler, or queued for its iterator. */
-  deliver(inc: Content): void {
-    if (inc.deliveryTag > this.#lastDeliveryTag) this.#lastDeliveryTag = inc.deliveryTag;
+  /** The consumer a delivery is for; one the broker made up is a protocol error (the connection closes). */
+  #consumerOf(inc: Content): Consumer {
     const c = this.#consumers.get(inc.consumerTag);
-    if (c === undefined) {
+    if (c === undefined)
       throw new FrameError(
         `channel ${this.#id}: delivery for unknown consumer ${JSON.stringify(inc.consumerTag)}`,
         505,
       );
-    }
+    return c;
+  }
+
+  /** A complete basic.deliver: to its consumer's handler, or queued for its iterator. */
+  deliver(inc: Content): void {
+    if (inc.deliveryTag > this.#lastDeliveryTag) this.#lastDeliveryTag = inc.deliveryTag;
+    const c = this.#consumerOf(inc);
     if (!c.noAck) this.#unacked.set(inc.deliveryTag, Date.now());
     const msg = new Message(
       inc.body as Buffer,
@@ -128,13 +133,7 @@ export class Deliveries {
   refuse(inc: Content, getNoAck: boolean): Message {
     let noAck = true;
     if (inc.kind === 'deliver') {
-      const c = this.#consumers.get(inc.consumerTag);
-      if (c === undefined)
-        throw new FrameError(
-          `channel ${this.#id}: delivery for unknown consumer ${JSON.stringify(inc.consumerTag)}`,
-          505,
-        );
-      noAck = c.noAck;
+      noAck = this.#consumerOf(inc).noAck;
     } else if (inc.kind === 'get') {
       noAck = getNoAck;
     }

@@ -231,10 +231,14 @@ function valueSize(v: FieldValue, path: string, depth: number): number {
   }
 }
 
+function checkDepth(depth: number, path: string): void {
+  if (depth > MAX_TABLE_DEPTH) throw new ArgumentError(`${path}: nested deeper than ${MAX_TABLE_DEPTH} (a cycle?)`);
+}
+
 /** Encoded size of a table, including its 4-byte length prefix. Throws ArgumentError for anything unencodable. */
 export function tableSize(t: FieldTable | undefined, path = 'table', depth = 0): number {
   if (t === undefined) return 4;
-  if (depth > MAX_TABLE_DEPTH) throw new ArgumentError(`${path}: nested deeper than ${MAX_TABLE_DEPTH} (a cycle?)`);
+  checkDepth(depth, path);
   if (t === null || typeof t !== 'object' || Array.isArray(t))
     throw new ArgumentError(`${path}: expected an object, got ${describe(t)}`);
   let n = 4;
@@ -249,7 +253,7 @@ export function tableSize(t: FieldTable | undefined, path = 'table', depth = 0):
 }
 
 function arraySize(a: readonly FieldValue[], path: string, depth: number): number {
-  if (depth > MAX_TABLE_DEPTH) throw new ArgumentError(`${path}: nested deeper than ${MAX_TABLE_DEPTH} (a cycle?)`);
+  checkDepth(depth, path);
   let n = 4;
   for (let i = 0; i < a.length; i++) n += valueSize(a[i], `${path}[${i}]`, depth);
   return n;

@@ -161,6 +161,23 @@ s('body frames beyond the announced size are still a protocol error while skippi
   assert.throws(() => ch._frame(FRAME_BODY, Buffer.alloc(60)), /body frames exceed the announced 100 bytes/);
 });
 
+s('a delivery for a consumer tag never registered is a protocol error naming the tag, in size or over it', async () => {
+  const { ch, sent } = harness({ maxMessageBytes: 100 });
+  await open(ch);
+  await consume(ch, 'c1', () => undefined);
+  const unexpected = (e: Error & { code?: string }): boolean =>
+    e.code === 'UNEXPECTED_FRAME' && e.message === 'channel 1: delivery for unknown consumer "ghost"';
+  assert.throws(() => deliver(ch, 1, 50, 'ghost'), unexpected);
+  ch._lost(new Error('test over'));
+  const second = harness({ maxMessageBytes: 100 });
+  await open(second.ch);
+  await consume(second.ch, 'c1', () => undefined);
+  assert.throws(() => deliver(second.ch, 1, 500, 'ghost'), unexpected);
+  // Nothing is rejected for it: the tag may not even be this channel's delivery.
+  assert.equal(rejects(second.sent()), []);
+  assert.equal(rejects(sent()), []);
+});
+
 s('a consumer limit applies to that consumer only, and never raises the connection limit', async () => {
   const { ch, sent } = harness({ maxMessageBytes: 5000 });
   await open(ch);
