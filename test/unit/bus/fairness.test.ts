@@ -60,19 +60,27 @@ async function setup(budget: ConnectorOptions['budget']): Promise<Setup> {
 }
 
 let n = 0;
-/** A set_clock from `from` with msg_id uuid(id), padded to about `pad` bytes. */
+/**
+ * A set_clock from `from` with msg_id uuid(id), padded to about `pad` bytes; its message id is the msg_id, as a
+ * Connector sends it (so a retry has the same message id too).
+ */
 function setClock(t: MemoryTransport, from: string, id: number, pad = 0): Promise<Settlement> {
   const body = { msg: 'set_clock', offset: 1, msg_id: uuid(id), ...(pad > 0 ? { x_pad: 'x'.repeat(pad) } : {}) };
-  return send(t, from, body);
+  return send(t, from, body, uuid(id));
 }
 
-function send(t: MemoryTransport, from: string, body: Record<string, unknown>): Promise<Settlement> {
+function send(
+  t: MemoryTransport,
+  from: string,
+  body: Record<string, unknown>,
+  messageId?: string,
+): Promise<Settlement> {
   return t.inject({
     from,
     body: JSON.stringify(body),
     routingKey: String(body['msg']),
     properties: {
-      messageId: `m${++n}`,
+      messageId: messageId ?? `m${++n}`,
       type: String(body['msg']),
       contentType: 'application/json',
       headers: { 'x-ebadge-dm': '3.1' },
@@ -195,26 +203,39 @@ f('a get_report without msg_id over budget: 503 with msg_id null and its request
   await hub.close();
 });
 
-f('reports and responses are never refused, but spend the budget (never below empty)', async () => {
+f('reports, late replies and responses are never refused, but spend the budget (never below empty)', async () => {
   const { clock, hub, handled } = await setup({ messages: { rate: 1, burst: 2 } });
   const t = hub.transport;
-  const report = (resolution: number): Promise<Settlement> =>
-    send(t, A, { msg: 'report', from: FROM, to: TO, resolution, values: { 'total.p': [1] } });
+  // A report with a request_id nobody waits for any more (a late reply): identifiable, and still never refused.
+  const report = (): Promise<Settlement> =>
+    send(t, A, {
+      msg: 'report',
+      from: FROM,
+      to: TO,
+      resolution: 900,
+      values: { 'total.p': [1] },
+      request_id: uuid(99),
+    });
   for (let i = 1; i <= 4; i++) {
-    const s = await report(900);
+    const s = await report();
     assert.is(s.outcome, 'ack', s.reason);
   }
   assert.is(handled.length, 4, 'every report handled, over budget or not');
-  // A late response to something we sent: acked, not refused (the connector has no handler: unhandled).
-  assert.is(
-    (await send(t, A, { msg: 'response', msg_id: uuid(9), response_code: 200, response_desc: 'OK' })).outcome,
-    'ack',
-  );
+  // A response to something we sent: acked, not refused (the connector has no handler: unhandled).
+  const late = await send(t, A, { msg: 'response', msg_id: uuid(9), response_code: 200, response_desc: 'OK' });
+  assert.is(late.outcome, 'ack');
+  assert.equal(answers(t, A), [], 'none of them answered');
   await setClock(t, A, 1);
   assert.equal(answers(t, A), [[503, uuid(1), undefined]], 'the reports spent the budget');
-  await clock.advance(1000);
+  // Half a token, spent by a report; half a token again: not enough for a request.
+  await clock.advance(500);
+  await report();
+  await clock.advance(500);
   await setClock(t, A, 2);
-  assert.is(handled[4], `${A} ${uuid(2)}`, 'no debt: one second gives one request');
+  assert.equal(answers(t, A)[1], [503, uuid(2), undefined], 'the report took the half token');
+  await clock.advance(500);
+  await setClock(t, A, 3);
+  assert.is(handled[5], `${A} ${uuid(3)}`, 'no debt: a whole token is back');
   await hub.close();
 });
 
