@@ -7,7 +7,7 @@
  *
  * Every message must leave a trace, counted on all three sides: a dead letter in `private-<hub>-dead` (each with its
  * `message refused` log line, by message id), a `request` line (handled), or a 453 `response` (a type the hub does
- * not handle). Only a body the codec accepts without a msg_id to answer, or a replay, may be consumed silently.
+ * not handle) or a 503 (over the sender's budget). Only a body the codec accepts without a msg_id to answer, or a replay, may be consumed silently.
  * Answers on the peers' inboxes must correlate to a message sent, one `response` per message at most. Every
  * PROBE_EVERY messages, and at the end from both peers, a valid get_report must be answered; the hub must never
  * exit. Its RSS, with the heap limit of the shipped unit: the first 3,000 messages add at most RSS_BOUND to idle,
@@ -388,12 +388,15 @@ s(
           await probe('sealed', 'after the campaign');
 
           // ---- everything accounted for ------------------------------------------------------------------------
-          const answered453 = (): number =>
+          const answeredWith = (code: number): number =>
             [...answers.values()].reduce(
-              (n, l) => n + l.filter((a) => a.type === 'response' && a.code === 453).length,
+              (n, l) => n + l.filter((a) => a.type === 'response' && a.code === code).length,
               0,
             );
-          const silent = (): number => published - (deadTotal + handled + answered453());
+          const answered453 = (): number => answeredWith(453);
+          // Over a sender's budget (issue 15, item 5) a request is answered 503 and acked, neither handled nor dead.
+          const answered503 = (): number => answeredWith(503);
+          const silent = (): number => published - (deadTotal + handled + answered453() + answered503());
           const responsesTo = (id: string): number => answers.get(id)?.filter((a) => a.type === 'response').length ?? 0;
           /**
            * Messages owed exactly one response: a request the codec accepted, with a msg_id, not dead-lettered (the
@@ -421,7 +424,7 @@ s(
             },
             () =>
               `every message accounted for: sent ${published}, dead ${deadTotal}, refused lines ${refused.size + refusedNoId}, ` +
-              `handled ${handled}, 453 ${answered453()}, allowed silent ${allowed()}; owed a single response: ${owed().slice(0, 10).join(', ')}`,
+              `handled ${handled}, 453 ${answered453()}, 503 ${answered503()}, allowed silent ${allowed()}; owed a single response: ${owed().slice(0, 10).join(', ')}`,
             60_000,
             100,
           );
@@ -433,7 +436,7 @@ s(
           console.log(
             `hub-fuzz: ${published} messages in ${(ms / 1000).toFixed(1)} s (${Math.round((published * 1000) / ms)}/s): ` +
               `${deadTotal} dead-lettered (${deadAndAnswered} of them answered), ${handled} handled, ` +
-              `${answered453()} answered 453, ${silent()} consumed silently (at most ${allowed()} allowed); ` +
+              `${answered453()} answered 453, ${answered503()} answered 503 (over budget), ${silent()} consumed silently (at most ${allowed()} allowed); ` +
               `${answeredIds.length} answered in all; hub RSS idle ${(idle / MB).toFixed(1)} MB, ` +
               `peak ${(peak / MB).toFixed(1)} MB (+${((peak - idle) / MB).toFixed(1)} MB)`,
           );
