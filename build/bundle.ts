@@ -16,6 +16,8 @@ const root = fileURLToPath(new URL('../../', import.meta.url));
 export const BUNDLES: Record<string, string> = {
   'dist/ebadge.js': 'src/bin/ebadge.ts',
   'dist/hub.js': 'src/bin/hub.ts',
+  // The MQTT hub: dist/hub.js must not carry MQTT.js (issue 16).
+  'dist/hub-mqtt.js': 'src/bin/hub-mqtt.ts',
 };
 /** The bundles `--pack` packs: the hub goes to the Pi, sometimes over a slow link. */
 const PACKED = new Set(['dist/hub.js']);

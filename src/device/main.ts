@@ -22,7 +22,13 @@
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
-import { type AmqpConnectOptions, AmqpTransport, amqpBus, type ConnectionFailure } from '../bus/index.js';
+import {
+  type AmqpConnectOptions,
+  AmqpTransport,
+  amqpBus,
+  type ConnectionFailure,
+  type Connector,
+} from '../bus/index.js';
 import { type Io, UsageError } from '../core/io.js';
 import { CryptoError, Keyring, ReplayWindow, Sealer, SequenceReserver, selectBackend } from '../crypto/index.js';
 import { DEFAULT_CONFIG, HUB_VERSION, USAGE, versionLine } from './about.js';
@@ -45,7 +51,25 @@ export interface RunOptions {
   stop: Promise<void>;
   /** More commands, by name (src/bin/hub.ts adds `keygen`). */
   commands?: Readonly<Record<string, HubCommand>>;
+  /** The bus for an mqtt:// or mqtts:// broker (src/bin/hub-mqtt.ts); without it such a URL is refused. */
+  mqttBus?: MqttBusFactory;
 }
+
+/** What the hub's config gives an MQTT bus; the factory lives above the hub, so that dist/hub.js has no MQTT.js. */
+export interface MqttBusSettings {
+  name: string;
+  peers: string[];
+  url: string;
+  username: string;
+  password: string;
+  prefetch: number;
+  reconnectDelay: number;
+  maxReconnectDelay: number;
+  sealer?: Sealer;
+}
+export type MqttBusFactory = (settings: MqttBusSettings) => Connector;
+
+const isMqtt = (url: string): boolean => /^mqtts?:/.test(url);
 
 export async function hubMain(argv: string[], options: RunOptions): Promise<number> {
   const { io } = options;
@@ -80,6 +104,15 @@ export async function hubMain(argv: string[], options: RunOptions): Promise<numb
     const { values } = parseArgs({ args, options: { config: { type: 'string' } }, strict: true });
     const file = values.config ?? DEFAULT_CONFIG;
     const config = loadConfig(file);
+    if (isMqtt(config.broker.url) && options.mqttBus === undefined)
+      throw new ConfigError(
+        file,
+        '$.broker.url',
+        'an amqp:// or amqps:// URL (hub.js speaks AMQP; hub-mqtt.js, the MQTT hub, takes this config)',
+        config.broker.url.split('://')[0] + '://...',
+      );
+    if (isMqtt(config.broker.url) && (config.broker.tls !== undefined || config.broker.external))
+      throw new ConfigError(file, '$.broker', 'no tls and no external over MQTT (not supported yet)', 'them');
     const warnings = checkPeerKeys(config, file);
     if (command === 'check-config') {
       for (const w of warnings) io.err(`warning: ${w}`);
@@ -90,7 +123,7 @@ export async function hubMain(argv: string[], options: RunOptions): Promise<numb
     }
     const log = createLogger(config.log.level, io.out);
     for (const w of warnings) log.warn(`configuration warning: ${w}`);
-    return await run(config, options.stop, log);
+    return await run(config, options.stop, log, options.mqttBus);
   } catch (err) {
     if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') === true) {
       io.err(`error: ${(err as Error).message}\n${USAGE}`);
@@ -188,7 +221,7 @@ function connectOptions(c: HubConfig): AmqpConnectOptions & { username: string }
   };
 }
 
-async function run(config: HubConfig, stop: Promise<void>, log: Logger): Promise<number> {
+async function run(config: HubConfig, stop: Promise<void>, log: Logger, mqttBus?: MqttBusFactory): Promise<number> {
   // State, history and outbox; their disk faults and recovery warnings go to this log (src/device/storage.ts).
   const storage = await openStorage(config, log);
   const { history, store, outbox } = storage;
@@ -217,17 +250,20 @@ async function run(config: HubConfig, stop: Promise<void>, log: Logger): Promise
     log.info('end-to-end sealing on', { backend: backend.name, peers: [...sealer.keyring.peers.keys()] });
   }
   const amqp = connectOptions(config);
-  const bus = amqpBus({
-    name: config.name,
-    peers: config.peers.map((p) => p.name),
-    url: config.broker.url,
-    connectOptions: amqp,
-    topology: config.topology,
-    role: 'hub',
-    declareExchanges: config.declareExchanges,
-    prefetch: config.broker.prefetch,
-    ...(sealer === undefined ? {} : { sealer }),
-  });
+  const bus =
+    mqttBus !== undefined && isMqtt(config.broker.url)
+      ? mqttBus(mqttSettings(config, sealer))
+      : amqpBus({
+          name: config.name,
+          peers: config.peers.map((p) => p.name),
+          url: config.broker.url,
+          connectOptions: amqp,
+          topology: config.topology,
+          role: 'hub',
+          declareExchanges: config.declareExchanges,
+          prefetch: config.broker.prefetch,
+          ...(sealer === undefined ? {} : { sealer }),
+        });
   const hub = new Hub({ config, bus, history, meters, actuators, store, log, outbox });
   storage.attach(hub);
   // The size too: a body refused unread for its size (TOO_LARGE) is only ever seen here and in the dead letters. The
@@ -270,8 +306,24 @@ async function run(config: HubConfig, stop: Promise<void>, log: Logger): Promise
   return EXIT.OK;
 }
 
-/** The process entry: real stdio, signals, exit code; `commands` as in RunOptions. */
-export function runHubProcess(commands: Readonly<Record<string, HubCommand>> = {}): void {
+/** The MQTT bus's settings from the config: the same credentials (a password only from its file) and delays. */
+function mqttSettings(c: HubConfig, sealer: Sealer | undefined): MqttBusSettings {
+  const s = brokerSettings(c);
+  return {
+    name: c.name,
+    peers: c.peers.map((p) => p.name),
+    url: c.broker.url,
+    username: s.username,
+    password: typeof s.password === 'string' ? s.password : '',
+    prefetch: c.broker.prefetch,
+    reconnectDelay: Math.round(c.broker.reconnectDelayS * 1000),
+    maxReconnectDelay: Math.round(c.broker.maxReconnectDelayS * 1000),
+    ...(sealer === undefined ? {} : { sealer }),
+  };
+}
+
+/** The process entry: real stdio, signals, exit code; `commands` and `mqttBus` as in RunOptions. */
+export function runHubProcess(commands: Readonly<Record<string, HubCommand>> = {}, mqttBus?: MqttBusFactory): void {
   let stopRequested!: () => void;
   const stop = new Promise<void>((resolve) => {
     stopRequested = resolve;
@@ -279,7 +331,7 @@ export function runHubProcess(commands: Readonly<Record<string, HubCommand>> = {
   process.once('SIGTERM', () => stopRequested());
   process.once('SIGINT', () => stopRequested());
   const io: Io = { out: (l) => process.stdout.write(`${l}\n`), err: (l) => process.stderr.write(`${l}\n`) };
-  hubMain(process.argv.slice(2), { io, stop, commands }).then(
+  hubMain(process.argv.slice(2), { io, stop, commands, ...(mqttBus === undefined ? {} : { mqttBus }) }).then(
     (code) => {
       process.exitCode = code;
       setTimeout(() => process.exit(code), 2000).unref();

@@ -25,7 +25,7 @@ const ALLOWED: Record<string, readonly string[]> = {
   provision: ['core', 'codec'],
   cli: ['core', 'store', 'codec', 'crypto', 'bus', 'amqp', 'provision'],
   device: ['core', 'store', 'codec', 'crypto', 'bus'],
-  bin: ['core', 'cli', 'device'],
+  bin: ['core', 'cli', 'device', 'mqtt'],
 };
 
 /** Inside the bus, only the modules that implement a transport may name one. */

@@ -20,12 +20,14 @@ const BROKER_KEYS = [
 ] as const;
 const TLS_KEYS = ['ca', 'cert', 'key', 'servername'] as const;
 export const GUEST = 'guest';
+/** MQTT brokers are for dist/hub-mqtt.js (src/bin/hub-mqtt.ts); dist/hub.js refuses them when it starts. */
+const URL_WHAT = 'an amqp://, amqps://, mqtt:// or mqtts:// URL';
 
 export function parseBroker(r: Reader, v: unknown): BrokerConfig {
   const b = r.object(v ?? {}, '$.broker', BROKER_KEYS);
-  const url = r.string(b['url'] ?? 'amqp://127.0.0.1:5672', '$.broker.url', 'an amqp:// or amqps:// URL');
+  const url = r.string(b['url'] ?? 'amqp://127.0.0.1:5672', '$.broker.url', URL_WHAT);
   const urlUser = checkUrl(r, url);
-  const secure = url.startsWith('amqps://');
+  const secure = url.startsWith('amqps://') || url.startsWith('mqtts://');
   const broker: { -readonly [K in keyof BrokerConfig]: BrokerConfig[K] } = {
     url,
     external: r.boolean(b['external'] ?? false, '$.broker.external'),
@@ -110,8 +112,8 @@ export function parseBroker(r: Reader, v: unknown): BrokerConfig {
 
 /** Checks the broker URL; returns the user it names, if any. A password in it is refused without being quoted. */
 function checkUrl(r: Reader, url: string): string | undefined {
-  const what = 'an amqp:// or amqps:// URL';
-  if (!url.startsWith('amqp://') && !url.startsWith('amqps://')) r.fail('$.broker.url', what, shown(url));
+  if (!/^(amqps?|mqtts?):\/\//.test(url)) r.fail('$.broker.url', URL_WHAT, shown(url));
+  const what = url.startsWith('mqtt') ? 'an mqtt:// or mqtts:// URL' : 'an amqp:// or amqps:// URL';
   const authority = url.slice(url.indexOf('//') + 2).split(/[/?#]/, 1)[0] ?? '';
   const at = authority.lastIndexOf('@');
   const userinfo = at < 0 ? '' : authority.slice(0, at);

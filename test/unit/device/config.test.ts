@@ -461,7 +461,7 @@ mistakes('the broker URL: scheme, query', () => {
   refused(
     patched(['broker.url', 'http://127.0.0.1']),
     '$.broker.url',
-    'an amqp:// or amqps:// URL',
+    'an amqp://, amqps://, mqtt:// or mqtts:// URL',
     '"http://127.0.0.1"',
   );
   refused(

@@ -1,0 +1,30 @@
+/**
+ * The entry of dist/hub-mqtt.js: the same hub as dist/hub.js (same config, `--version`, `check-config`, `keygen`),
+ * with the MQTT bus (src/mqtt, MQTT.js) for an mqtt:// or mqtts:// broker.url. A file of its own, so that the AMQP
+ * hub, dist/hub.js, carries not a byte of MQTT.js.
+ */
+import { versionLine } from '../device/about.js';
+
+if (process.argv[2] === '--version' || process.argv[2] === '-v') {
+  process.stdout.write(`${versionLine()}\n`);
+} else {
+  Promise.all([import('../device/main.js'), import('../cli/keys.js'), import('../mqtt/index.js')]).then(
+    ([m, keys, mqtt]) =>
+      m.runHubProcess({ keygen: keys.keygen }, (s) =>
+        mqtt.mqttBus({
+          name: s.name,
+          peers: s.peers,
+          url: s.url,
+          ...(s.username === 'guest' && s.password === 'guest' ? {} : { username: s.username, password: s.password }),
+          prefetch: s.prefetch,
+          reconnectDelay: s.reconnectDelay,
+          maxReconnectDelay: s.maxReconnectDelay,
+          ...(s.sealer === undefined ? {} : { sealer: s.sealer }),
+        }),
+      ),
+    (err: unknown) => {
+      process.stderr.write(`fatal: ${String(err)}\n`);
+      process.exitCode = 70;
+    },
+  );
+}
