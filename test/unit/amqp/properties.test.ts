@@ -310,6 +310,26 @@ hostile('a flag for a property whose bytes are missing, or lengths past the fram
   throwsTyped(() => readContentHeader(h), FrameError, 'FRAME_ERROR', 'headers length');
 });
 
+hostile('a flag whose property is cut off names that property; so does a property refused on encode', () => {
+  PROPERTY_NAMES.forEach((name, i) => {
+    // Only this property's flag, and none of its bytes.
+    const p = encodeHeader(0, {});
+    p.writeUInt16BE(1 << (15 - i), 12);
+    assert.throws(
+      () => readContentHeader(p),
+      (e: Error) => e instanceof FrameError && e.message.includes(name === 'headers' ? 'table length' : name),
+      name,
+    );
+    const bad =
+      name === 'headers' ? 5 : name === 'deliveryMode' || name === 'priority' ? -1 : name === 'timestamp' ? -1 : 7;
+    assert.throws(
+      () => propertiesSize({ [name]: bad } as MessageProperties),
+      (e: Error) => e instanceof ArgumentError && e.message.startsWith(`${name}: `),
+      name,
+    );
+  });
+});
+
 const oracle = suite('properties: against amqplib 2.3.1 (lib/defs.js encodeProperties)');
 
 oracle('400 random property sets: byte-identical header frames, and amqplib decodes ours to the same values', () => {
