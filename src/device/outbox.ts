@@ -40,6 +40,7 @@
  */
 
 import type { BodyWriter } from '../core/body-writer.js';
+import { type Clock, systemClock, type Timer } from '../core/clock.js';
 import { EbadgeError } from '../core/errors.js';
 import type { StorageReporter } from '../store/health.js';
 import { SegmentLog } from '../store/segment-log.js';
@@ -77,6 +78,8 @@ export interface OutboxOptions {
   overflow?: 'reject-new' | 'drop-oldest';
   /** The clock sync rounds are spaced by; injectable so tests can spend hours without waiting. */
   now?: () => number;
+  /** The timers of the due sync round and of the retry after a fault (default the system's; a test's never fire late). */
+  clock?: Pick<Clock, 'setTimeout'>;
   /** Corruption found on open ('CORRUPT') and, without a reporter, failed writes ('IO'); default process.emitWarning. */
   onWarning?: (warning: OutboxError) => void;
   /** Told of disk faults, of the write that catches up and of messages that could not be kept. */
@@ -97,6 +100,7 @@ export class Outbox {
   readonly #segmentBytes: number;
   readonly #overflow: 'reject-new' | 'drop-oldest';
   readonly #now: () => number;
+  readonly #clock: Pick<Clock, 'setTimeout'>;
   readonly #onWarning: (warning: OutboxError) => void;
   readonly #reporter: StorageReporter | undefined;
   /** The three below are recovery's books (outbox-recovery.ts), taken over at open. */
@@ -115,14 +119,14 @@ export class Outbox {
   #nextSeq = 1;
   #size = 0;
   #lastSync: number;
-  #timer: NodeJS.Timeout | undefined;
+  #timer: Timer | undefined;
   #chain: Promise<void> = Promise.resolve();
   #closed = false;
   /** The last write or sync failed. */
   #failing = false;
   /** Records that went to memory because of a fault since the last catch-up: told when they are written. */
   #late = 0;
-  #retryTimer: NodeJS.Timeout | undefined;
+  #retryTimer: Timer | undefined;
   readonly #retryMs: number;
   #retryDelay: number;
 
@@ -140,6 +144,7 @@ export class Outbox {
     this.#maxBytes = o.maxBytes ?? 8 * 1024 * 1024;
     this.#overflow = o.overflow ?? 'drop-oldest';
     this.#now = o.now ?? Date.now;
+    this.#clock = o.clock ?? systemClock;
     this.#onWarning = o.onWarning ?? ((w) => process.emitWarning(w));
     this.#reporter = o.reporter;
     this.#retryMs = o.retryMs ?? 1000;
@@ -238,9 +243,9 @@ export class Outbox {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer?.cancel();
     this.#timer = undefined;
-    if (this.#retryTimer) clearTimeout(this.#retryTimer);
+    this.#retryTimer?.cancel();
     this.#retryTimer = undefined;
     try {
       await this.#enqueue(() => this.#flushTask());
@@ -284,11 +289,14 @@ export class Outbox {
     if (this.#reporter !== undefined) this.#tell((r) => r.failed('outbox', `${what} in ${this.#log.dir}`, err));
     else this.#onWarning(ioError(`${what} in ${this.#log.dir}`, err));
     if (this.#retryTimer !== undefined || this.#closed) return;
-    this.#retryTimer = setTimeout(() => {
-      this.#retryTimer = undefined;
-      this.#background(() => this.#flushTask());
-    }, this.#retryDelay);
-    this.#retryTimer.unref();
+    this.#retryTimer = this.#clock.setTimeout(
+      () => {
+        this.#retryTimer = undefined;
+        this.#background(() => this.#flushTask());
+      },
+      this.#retryDelay,
+      { unref: true },
+    );
     this.#retryDelay = Math.min(MAX_RETRY_MS, this.#retryDelay * 2);
   }
 
@@ -305,11 +313,14 @@ export class Outbox {
   /** Ensures what is written now reaches the disk within fsyncIntervalMs even if nothing else is written. */
   #arm(): void {
     if (this.#timer || this.#closed) return;
-    this.#timer = setTimeout(() => {
-      this.#timer = undefined;
-      this.#background(() => this.#flushTask());
-    }, this.#intervalMs);
-    this.#timer.unref();
+    this.#timer = this.#clock.setTimeout(
+      () => {
+        this.#timer = undefined;
+        this.#background(() => this.#flushTask());
+      },
+      this.#intervalMs,
+      { unref: true },
+    );
   }
 
   #keep(id: number, buf: Buffer): void {
