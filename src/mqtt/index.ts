@@ -22,7 +22,7 @@ export { type MqttMessage, MqttTransport, type MqttTransportOptions } from './tr
 export interface MqttBusOptions extends MqttTransportOptions, Omit<ConnectorOptions<MqttTransport>, 'transport'> {}
 
 export function mqttBus(options: MqttBusOptions): Connector<MqttTransport> {
-  const { sealer, limits, deliveryLimit, dedupe, requestTimeoutMs, clock, ...transport } = options;
+  const { sealer, limits, deliveryLimit, dedupe, requestTimeoutMs, clock, budget, ...transport } = options;
   return new Connector({
     transport: new MqttTransport(transport),
     ...(sealer === undefined ? {} : { sealer }),
@@ -31,6 +31,7 @@ export function mqttBus(options: MqttBusOptions): Connector<MqttTransport> {
     ...(dedupe === undefined ? {} : { dedupe }),
     ...(requestTimeoutMs === undefined ? {} : { requestTimeoutMs }),
     ...(clock === undefined ? {} : { clock }),
+    ...(budget === undefined ? {} : { budget }),
   });
 }
 
