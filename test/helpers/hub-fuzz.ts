@@ -2,9 +2,9 @@
  * Mutated eBADGE deliveries for the fuzz campaign against the real hub (test/integration/hub-fuzz.test.ts, issue 15
  * item 8). Each case starts from a valid message of a random type (codec-messages.ts) and is mutated in one of
  * several ways: its JSON structure, a field's type, its bytes, its size, its routing key, its AMQP properties, or, for
- * the sealed peer, its envelope. Everything is drawn from one seeded Random, so a seed names the campaign: the same
- * seed gives the same choices in the same order (a sealed body's bytes still differ run to run: keys and nonces are
- * fresh).
+ * the sealed peer, its envelope. Everything is drawn from one seeded Random, ids included, so a seed names the
+ * campaign: the same seed gives the same cases in the same order, byte for byte (but the AMQP timestamp; a sealed
+ * body's bytes still differ run to run: keys and nonces are fresh).
  *
  * What the hub must do with a case is not predicted here beyond what the codec and the bus's rules say of its body
  * (`codec`): whether the codec accepts it, its type, and the msg_id a `response` must carry (the decoded msg_id of an
@@ -77,11 +77,23 @@ function pickMutation(r: Random): Mutation {
   return 'valid';
 }
 
+/** A version 4 UUID drawn from `r`, so that a seed gives the same ids (and bodies) every run. */
+export function seededUuid(r: Random): string {
+  const hex = [r.u32(), r.u32(), r.u32(), r.u32()].map((x) => x.toString(16).padStart(8, '0')).join('');
+  const variant = '89ab'[Number.parseInt(hex[16] as string, 16) & 3] as string;
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-4${hex.slice(13, 16)}-${variant}${hex.slice(17, 20)}-${hex.slice(20)}`;
+}
+
 /** The properties our own bus sets on a message of `type`. */
-export function busProperties(type: string, sealed: boolean, from: string): MessageProperties {
+export function busProperties(
+  type: string,
+  sealed: boolean,
+  from: string,
+  id: string = randomUUID(),
+): MessageProperties {
   return {
     contentType: sealed ? CONTENT_TYPE_SEALED : CONTENT_TYPE_JSON,
-    messageId: randomUUID(),
+    messageId: id,
     type,
     timestamp: new Date(),
     appId: from,
@@ -93,7 +105,7 @@ export function busProperties(type: string, sealed: boolean, from: string): Mess
 /** A valid message of a random type, with a fresh msg_id when its type has one. */
 export function validMessage(r: Random, type: MessageType = r.pick(TYPES)): Record<string, unknown> {
   const m = generate(type, r);
-  if (Object.hasOwn(SCHEMAS[type].fields, 'msg_id') && type !== 'response') m['msg_id'] = randomUUID();
+  if (Object.hasOwn(SCHEMAS[type].fields, 'msg_id') && type !== 'response') m['msg_id'] = seededUuid(r);
   return m;
 }
 
@@ -149,7 +161,7 @@ function mutateStructure(m: Record<string, unknown>, r: Random): string {
       m['msg'] = r.pick([...TYPES, 'unknown_type', '', 'RESPONSE', 'get_report ', null, 7]);
       return JSON.stringify(m);
     case 7:
-      m['msg_id'] = r.pick([null, '', 'not-a-uuid', 42, randomUUID().toUpperCase(), `${randomUUID()}x`]);
+      m['msg_id'] = r.pick([null, '', 'not-a-uuid', 42, seededUuid(r).toUpperCase(), `${seededUuid(r)}x`]);
       return JSON.stringify(m);
     default: {
       // Many members: the value-count bound.
@@ -255,7 +267,7 @@ function mutateProperties(p: MessageProperties, r: Random): MessageProperties {
       q.appId = r.pick(['', 'heh-someone-else', 'x'.repeat(255)]);
       break;
     case 6:
-      q.correlationId = r.pick([randomUUID(), '', 'x'.repeat(255)]);
+      q.correlationId = r.pick([seededUuid(r), '', 'x'.repeat(255)]);
       break;
     case 7:
       q.timestamp = r.pick([0, 2 ** 40, 1]);
@@ -312,7 +324,7 @@ export function nextCase(
       mutation,
       properties: {
         ...previous.properties,
-        messageId: r.bool() ? (previous.properties.messageId as string) : randomUUID(),
+        messageId: r.bool() ? (previous.properties.messageId as string) : seededUuid(r),
       },
     };
   }
@@ -348,7 +360,7 @@ export function nextCase(
     peer,
     seal,
     routingKey: mutation === 'routing-key' ? wrongRoutingKey(type, r) : type,
-    properties: busProperties(type, seal !== undefined, names[peer]),
+    properties: busProperties(type, seal !== undefined, names[peer], seededUuid(r)),
     body,
     codec: verdict(body),
   };
