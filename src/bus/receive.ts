@@ -193,9 +193,7 @@ export class Receiver<T extends Transport> {
       this.#d.requests.answer(pending, sender, message);
       return;
     }
-    // 5. Fairness: a request over its sender's budget is answered 503 instead of handled (docs/bus.md, "Fairness").
-    if (this.#d.budget !== undefined && (await this.#overBudget(this.#d.budget, d, sender, message, opened))) return;
-    // 6. The handler.
+    // In flight from here, with nothing awaited since the checks above: a copy arriving meanwhile must find it so.
     let done: (() => void) | undefined;
     if (dedupeKey !== undefined)
       this.#inFlight.set(
@@ -205,6 +203,9 @@ export class Receiver<T extends Transport> {
         }),
       );
     try {
+      // 5. Fairness: a request over its sender's budget is answered 503 instead of handled (docs/bus.md, "Fairness").
+      if (this.#d.budget !== undefined && (await this.#overBudget(this.#d.budget, d, sender, message, opened))) return;
+      // 6. The handler.
       await dispatch(
         {
           ...this.#d,
