@@ -143,15 +143,15 @@ export function generate(spec: JsonSpec): string {
   out.push('  readonly content: boolean;');
   out.push('  readonly args: readonly ArgSpec[];');
   out.push('}', '');
-  // The table ships as one compact string, decoded once at load: as object literals it was a sixth of the
+  // The table ships as compact strings, decoded once at load: as object literals it was a sixth of the
   // minified client, and the class name and defaults spelled out were half of the string. Classes are joined by
   // semicolons, each `className classId` then its methods, each after a `|`: `name methodId flags args` (space
   // separated; flags: s synchronous, c content), args `name:typeChar[=default]` joined by commas. A default is
   // written bare (PLAIN, 9, 1 for true); `=` alone is the type's zero (false, 0, "" or {}).
   const zero: Record<string, unknown> = { bit: false, table: {}, shortstr: '', longstr: '' };
-  const blocks: string[] = [];
+  const table: { head: string; methods: { row: string; args: string[] }[] }[] = [];
   for (const k of spec.classes) {
-    const rows = [`${k.name} ${k.id}`];
+    const methods: { row: string; args: string[] }[] = [];
     for (const m of k.methods) {
       const args = m.arguments.map((x) => {
         const d = x['default-value'];
@@ -170,10 +170,19 @@ export function generate(spec: JsonSpec): string {
         return `${camel(x.name)}:${TYPE_CHAR[t]}${dflt}`;
       });
       const flags = `${m.synchronous === true ? 's' : ''}${m.content === true ? 'c' : ''}`;
-      rows.push(`${m.name} ${m.id} ${flags} ${args.join(',')}`.trimEnd());
+      methods.push({ row: `${m.name} ${m.id} ${flags}`, args });
     }
-    blocks.push(rows.join('|'));
+    table.push({ head: `${k.name} ${k.id}`, methods });
   }
+  // An argument written the same way in several methods (ticket:s=, nowait:b=, arguments:F= ...) is written once in
+  // SHARED, most used first, and referred to by its index there (names never start with a digit).
+  const uses = new Map<string, number>();
+  for (const c of table) for (const m of c.methods) for (const a of m.args) uses.set(a, (uses.get(a) ?? 0) + 1);
+  const shared = [...uses].filter(([, n]) => n > 1).sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1));
+  const index = new Map(shared.map(([a], i) => [a, String(i)]));
+  const blocks = table.map((c) =>
+    [c.head, ...c.methods.map((m) => `${m.row} ${m.args.map((a) => index.get(a) ?? a).join(',')}`.trimEnd())].join('|'),
+  );
   out.push(
     `const TYPES: Readonly<Record<string, ArgType>> = ${JSON.stringify(Object.fromEntries(Object.entries(TYPE_CHAR).map(([t, c]) => [c, t])))};`,
     '',
@@ -184,7 +193,8 @@ export function generate(spec: JsonSpec): string {
   out.push("  if (type === 'table') return {};");
   out.push("  return type === 'shortstr' || type === 'longstr' ? text : Number(text);");
   out.push('}', '');
-  out.push('function decodeMethods(text: string): MethodSpec[] {');
+  out.push('function decodeMethods(shared: string, text: string): MethodSpec[] {');
+  out.push("  const common = shared.split(',');");
   out.push("  return text.split(';').flatMap((block) => {");
   out.push("    const [head, ...rows] = block.split('|') as [string, ...string[]];");
   out.push("    const [className, classId] = head.split(' ') as [string, string];");
@@ -198,7 +208,9 @@ export function generate(spec: JsonSpec): string {
   );
   out.push("        synchronous: flags.includes('s'), content: flags.includes('c'),");
   out.push("        args: args === '' ? [] : args.split(',').map((arg) => {");
-  out.push("          const [spec, dflt] = arg.split('=') as [string, string?];");
+  out.push(
+    "          const [spec, dflt] = (arg < 'A' ? (common[Number(arg)] as string) : arg).split('=') as [string, string?];",
+  );
   out.push("          const [argName, t] = spec.split(':') as [string, string];");
   out.push('          const type = TYPES[t] as ArgType;');
   out.push(
@@ -210,7 +222,10 @@ export function generate(spec: JsonSpec): string {
   out.push('  });');
   out.push('}', '');
   out.push('/** Every method of every class, in spec order. */');
-  out.push(`export const METHODS: readonly MethodSpec[] = decodeMethods(${JSON.stringify(blocks.join(';'))});`, '');
+  out.push(
+    `export const METHODS: readonly MethodSpec[] = decodeMethods(${JSON.stringify(shared.map(([a]) => a).join(','))}, ${JSON.stringify(blocks.join(';'))});`,
+    '',
+  );
   out.push('/** (classId << 16 | methodId) -> method spec. */');
   out.push(
     'export const METHOD_BY_ID: ReadonlyMap<number, MethodSpec> = new Map(METHODS.map((m) => [(m.classId << 16) | m.methodId, m]));',
