@@ -281,6 +281,17 @@ async function run(config: HubConfig, stop: Promise<void>, log: Logger, mqttBus?
   );
   bus.on('handler-error', (error, type, final) => log.error('handler failed', { type, final, error }));
   bus.on('duplicate', (id, sender) => log.debug('duplicate dropped', { id, sender }));
+  // A type the hub does not handle is answered 453 when it has a msg_id, and without one only acked: this line is then
+  // its one trace (a late reply to one of the hub's own requests comes here too).
+  bus.on('unhandled', (message, sender) => {
+    const m = message as { msg_id?: unknown; request_id?: unknown };
+    log.info('message not handled', {
+      type: message.msg,
+      from: sender,
+      ...(typeof m.msg_id === 'string' ? { msg_id: m.msg_id } : {}),
+      ...(typeof m.request_id === 'string' ? { request_id: m.request_id } : {}),
+    });
+  });
   // The broker's state never stops the hub: the link connects, and retries whatever the broker refuses (link.ts).
   const link = new BrokerLink({ config, bus, hub, log, user: amqp.username });
 
