@@ -9,6 +9,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import {
   BusError,
+  CONTENT_TYPE_SEALED,
   Connector,
   type ConnectorOptions,
   ManualClock,
@@ -16,8 +17,8 @@ import {
   type MemoryTransport,
   type Settlement,
 } from '../../../src/bus/index.js';
-import { EbTime } from '../../../src/codec/index.js';
-import { json, uuid } from '../../helpers/memory-bus.js';
+import { EbTime, encode } from '../../../src/codec/index.js';
+import { HUB as HUB_, json, pair, sealers, uuid, VPP } from '../../helpers/memory-bus.js';
 
 const HUB = 'heh-fair';
 const A = 'vpp-flood';
@@ -236,6 +237,68 @@ f('reports, late replies and responses are never refused, but spend the budget (
   await clock.advance(500);
   await setClock(t, A, 3);
   assert.is(handled[5], `${A} ${uuid(3)}`, 'no debt: a whole token is back');
+  await hub.close();
+});
+
+f('a 503 that cannot be sent: the request is dead-lettered BUSY, never acked unanswered', async () => {
+  const { hub, handled } = await setup({ messages: { rate: 1, burst: 1 } });
+  const t = hub.transport;
+  await setClock(t, A, 1);
+  t.sendFailure = () => new Error('the broker is gone');
+  const s = await setClock(t, A, 2);
+  assert.is(s.outcome, 'dead');
+  assert.is(s.code, 'BUSY');
+  assert.match(s.reason ?? '', /over its budget .*, and the 503 could not be sent/);
+  assert.equal(handled, [`${A} ${uuid(1)}`]);
+  await hub.close();
+});
+
+f('sealed: the 503 is sealed, and a replay of the refused envelope is a duplicate, not answered again', async () => {
+  const keys = sealers(HUB_, VPP, ['response'], ['set_clock'], Date.now);
+  const { hub } = pair({
+    hub: { sealer: keys.a, budget: { messages: { rate: 1, burst: 1 } } },
+    vpp: { sealer: keys.b },
+  });
+  const handled: string[] = [];
+  hub.onSetClock((m) => {
+    handled.push(String(m.msg_id));
+  });
+  const duplicates: string[] = [];
+  hub.on('duplicate', (id) => duplicates.push(id));
+  await hub.start();
+  const t = hub.transport;
+  const sealed = async (id: number, messageId: string): Promise<Settlement> =>
+    t.inject({
+      body: await keys.b.seal({ peer: HUB_ }, 'set_clock', encode({ msg: 'set_clock', offset: 1, msg_id: uuid(id) })),
+      routingKey: 'set_clock',
+      properties: { messageId, type: 'set_clock', contentType: CONTENT_TYPE_SEALED, headers: { 'x-ebadge-dm': '3.1' } },
+    });
+  assert.is((await sealed(1, 'a')).outcome, 'ack');
+  const envelope = await keys.b.seal(
+    { peer: HUB_ },
+    'set_clock',
+    encode({ msg: 'set_clock', offset: 1, msg_id: uuid(2) }),
+  );
+  const inject = (messageId: string): Promise<Settlement> =>
+    t.inject({
+      body: envelope,
+      routingKey: 'set_clock',
+      properties: { messageId, type: 'set_clock', contentType: CONTENT_TYPE_SEALED, headers: { 'x-ebadge-dm': '3.1' } },
+    });
+  assert.is((await inject('b')).outcome, 'ack');
+  assert.equal(handled, [uuid(1)]);
+  assert.is(t.sent.length, 2);
+  const busy = t.sent[1];
+  assert.is(busy?.properties.contentType, CONTENT_TYPE_SEALED, 'the 503 is sealed');
+  const opened = keys.b.open(busy?.body as Uint8Array);
+  const answer = JSON.parse(Buffer.from(opened.payload).toString('utf8')) as Record<string, unknown>;
+  opened.release();
+  assert.equal([answer['response_code'], answer['msg_id']], [503, uuid(2)]);
+  // The same envelope again (the broker replaying it): its sequence was committed, so it is a duplicate.
+  assert.is((await inject('c')).outcome, 'ack');
+  assert.is(t.sent.length, 2, 'not answered again');
+  assert.equal(handled, [uuid(1)]);
+  assert.is(duplicates.length, 1);
   await hub.close();
 });
 
