@@ -20,6 +20,7 @@ if (process.argv[2] === '--version' || process.argv[2] === '-v') {
           reconnectDelay: s.reconnectDelay,
           maxReconnectDelay: s.maxReconnectDelay,
           ...(s.sealer === undefined ? {} : { sealer: s.sealer }),
+          ...(s.budget === undefined ? {} : { budget: s.budget }),
         }),
       ),
     (err: unknown) => {

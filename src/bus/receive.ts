@@ -227,7 +227,8 @@ export class Receiver<T extends Transport> {
   /**
    * Charges `message` to its sender's budget. A refusable request over it is answered 503 (retry later with the same
    * msg_id), its sequence committed when sealed (a replay of this envelope is a duplicate; the retry is a new one),
-   * and acked, never remembered as seen: the retry must be handled. Anything else is charged what is left and goes on.
+   * and acked, never remembered as seen: the retry must be handled. A response is not charged; anything else is
+   * charged what is left and goes on.
    */
   async #overBudget(
     budget: SenderBudget,
@@ -236,6 +237,8 @@ export class Receiver<T extends Transport> {
     message: Message,
     opened: Opened | undefined,
   ): Promise<boolean> {
+    // A response answers something we sent: like a reply to our request, what it costs is ours.
+    if (message.msg === 'response') return false;
     const identity = refusable(message) ? identityOf(message) : undefined;
     if (budget.take(sender, d.body.length, identity === undefined) || identity === undefined) return false;
     const wait = Math.ceil(budget.waitSeconds(sender, d.body.length));

@@ -26,6 +26,7 @@ import {
   type AmqpConnectOptions,
   AmqpTransport,
   amqpBus,
+  type BudgetOptions,
   type ConnectionFailure,
   type Connector,
 } from '../bus/index.js';
@@ -66,6 +67,8 @@ export interface MqttBusSettings {
   reconnectDelay: number;
   maxReconnectDelay: number;
   sealer?: Sealer;
+  /** Each peer's budget (hub.json `budget`); absent: the Connector's default. */
+  budget?: BudgetOptions | false;
 }
 export type MqttBusFactory = (settings: MqttBusSettings) => Connector;
 
@@ -263,6 +266,7 @@ async function run(config: HubConfig, stop: Promise<void>, log: Logger, mqttBus?
           declareExchanges: config.declareExchanges,
           prefetch: config.broker.prefetch,
           ...(sealer === undefined ? {} : { sealer }),
+          ...budgetOf(config),
         });
   const hub = new Hub({ config, bus, history, meters, actuators, store, log, outbox });
   storage.attach(hub);
@@ -330,6 +334,20 @@ function mqttSettings(c: HubConfig, sealer: Sealer | undefined): MqttBusSettings
     reconnectDelay: Math.round(c.broker.reconnectDelayS * 1000),
     maxReconnectDelay: Math.round(c.broker.maxReconnectDelayS * 1000),
     ...(sealer === undefined ? {} : { sealer }),
+    ...budgetOf(c),
+  };
+}
+
+/** hub.json's `budget` as the Connector takes it (docs/bus.md, "Fairness"); nothing when absent. */
+function budgetOf(c: HubConfig): { budget?: BudgetOptions | false } {
+  const b = c.budget;
+  if (b === undefined) return {};
+  if (b === false) return { budget: false };
+  return {
+    budget: {
+      messages: { rate: b.messagesPerS, burst: b.messagesBurst },
+      bytes: { rate: b.bytesPerS, burst: b.bytesBurst },
+    },
   };
 }
 

@@ -730,7 +730,7 @@ s(
         [
           'unknown key',
           write('unknown.json', JSON.stringify({ ...good, peer: good['peers'] })),
-          `${path.join(dir, 'unknown.json')}: $.peer: expected one of the keys name, broker, peers, topology, declareExchanges, stateDir, resolutionS, historyHours, fsyncIntervalS, devices, crypto, allowClockChange, log, found unknown key "peer" (did you mean "peers"?)`,
+          `${path.join(dir, 'unknown.json')}: $.peer: expected one of the keys name, broker, peers, topology, declareExchanges, stateDir, resolutionS, historyHours, fsyncIntervalS, devices, crypto, budget, allowClockChange, log, found unknown key "peer" (did you mean "peers"?)`,
         ],
         [
           'bad meter kind',
@@ -836,6 +836,37 @@ s(
 );
 
 // ---- 6. a meter that cannot run ------------------------------------------------------------------------------------
+
+s(
+  "hub.json's budget reaches the bus: a peer's request over it is answered 503 by its request_id, not handled",
+  timed(
+    () =>
+      withHub(
+        async (t) => {
+          const { v, hub } = t;
+          const h = await t.start();
+          const ask = (): Promise<Message> =>
+            v.request(hub, {
+              msg: 'get_status_report',
+              from: ts(Date.now() - 60_000),
+              to: ts(Date.now() + 60_000),
+              severity_threshold: 2,
+              request_id: randomUUID(),
+            });
+          assert.is((await ask()).msg, 'status_report');
+          assert.is((await ask()).msg, 'status_report');
+          const busy = await refused(ask());
+          assert.equal([busy.response_code, busy.msg_id, busy.ref_msg], [503, null, 'get_status_report']);
+          assert.match(busy.response_desc, /^busy: .* is over its budget of 0\.01 messages/);
+          assert.is(await h.stop(), 0, h.transcript());
+        },
+        (config) => {
+          config['budget'] = { messagesPerS: 0.01, messagesBurst: 2 };
+        },
+      ),
+    20_000,
+  ),
+);
 
 s(
   'a command meter whose program does not exist: meter_fault, status degraded, no crash',

@@ -2,10 +2,13 @@
  * The walk over a parsed configuration: each section checked in turn, with defaults filled in. The broker section
  * has its own file (broker.ts).
  */
+import { DEFAULT_BUDGET } from '../../bus/budget.js';
+import { OVERHEAD } from '../../crypto/index.js';
 import { parseBroker } from './broker.js';
 import { describe, Reader, shown } from './reader.js';
 import type {
   ActuatorConfig,
+  BudgetConfig,
   CommandMeterConfig,
   CryptoBackendChoice,
   DeviceClass,
@@ -38,6 +41,7 @@ const TOP_KEYS = [
   'fsyncIntervalS',
   'devices',
   'crypto',
+  'budget',
   'allowClockChange',
   'log',
 ] as const;
@@ -89,7 +93,34 @@ export function parseConfig(value: unknown, file = 'hub.json'): HubConfig {
       backend: r.oneOf<CryptoBackendChoice>(c['backend'] ?? 'auto', '$.crypto.backend', ['auto', 'node', 'noble']),
     };
   }
+  if (o['budget'] !== undefined) config.budget = parseBudget(r, o['budget']);
   return config;
+}
+
+/** The largest body the hub accepts (1 MiB and a sealed envelope): a smaller byte burst could never let one through. */
+const MIN_BYTES_BURST = (1 << 20) + OVERHEAD.pair;
+
+function parseBudget(r: Reader, v: unknown): BudgetConfig | false {
+  if (v === false) return false;
+  const b = r.object(v, '$.budget', ['messagesPerS', 'messagesBurst', 'bytesPerS', 'bytesBurst']);
+  const above0 = (key: string, d: number): number =>
+    r.number(b[key] ?? d, `$.budget.${key}`, 'a number above 0', (n) => n > 0);
+  return {
+    messagesPerS: above0('messagesPerS', DEFAULT_BUDGET.messages.rate),
+    messagesBurst: r.number(
+      b['messagesBurst'] ?? DEFAULT_BUDGET.messages.burst,
+      '$.budget.messagesBurst',
+      'a number of at least 1',
+      (n) => n >= 1,
+    ),
+    bytesPerS: above0('bytesPerS', DEFAULT_BUDGET.bytes.rate),
+    bytesBurst: r.number(
+      b['bytesBurst'] ?? DEFAULT_BUDGET.bytes.burst,
+      '$.budget.bytesBurst',
+      `a number of at least ${MIN_BYTES_BURST} (the largest body the hub accepts)`,
+      (n) => n >= MIN_BYTES_BURST,
+    ),
+  };
 }
 
 function parsePeers(r: Reader, v: unknown, self: string): PeerConfig[] {

@@ -123,6 +123,14 @@ export interface LogConfig {
   readonly level: LogLevel;
 }
 
+/** Each peer's budget (docs/bus.md, "Fairness"): messages and body bytes a second, with their bursts. */
+export interface BudgetConfig {
+  readonly messagesPerS: number;
+  readonly messagesBurst: number;
+  readonly bytesPerS: number;
+  readonly bytesBurst: number;
+}
+
 export interface HubConfig {
   /** Our entity name, which is also our RabbitMQ user (`heh-b827ebea02c1`). */
   readonly name: string;
@@ -136,6 +144,8 @@ export interface HubConfig {
   readonly fsyncIntervalS: number;
   readonly devices: DeviceConfig[];
   readonly crypto?: CryptoConfig;
+  /** Absent: the Connector's default budget; false: none. */
+  readonly budget?: BudgetConfig | false;
   readonly allowClockChange: boolean;
   readonly log: LogConfig;
 }

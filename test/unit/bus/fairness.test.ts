@@ -204,41 +204,46 @@ f('a get_report without msg_id over budget: 503 with msg_id null and its request
   await hub.close();
 });
 
-f('reports, late replies and responses are never refused, but spend the budget (never below empty)', async () => {
-  const { clock, hub, handled } = await setup({ messages: { rate: 1, burst: 2 } });
-  const t = hub.transport;
-  // A report with a request_id nobody waits for any more (a late reply): identifiable, and still never refused.
-  const report = (): Promise<Settlement> =>
-    send(t, A, {
-      msg: 'report',
-      from: FROM,
-      to: TO,
-      resolution: 900,
-      values: { 'total.p': [1] },
-      request_id: uuid(99),
-    });
-  for (let i = 1; i <= 4; i++) {
-    const s = await report();
-    assert.is(s.outcome, 'ack', s.reason);
-  }
-  assert.is(handled.length, 4, 'every report handled, over budget or not');
-  // A response to something we sent: acked, not refused (the connector has no handler: unhandled).
-  const late = await send(t, A, { msg: 'response', msg_id: uuid(9), response_code: 200, response_desc: 'OK' });
-  assert.is(late.outcome, 'ack');
-  assert.equal(answers(t, A), [], 'none of them answered');
-  await setClock(t, A, 1);
-  assert.equal(answers(t, A), [[503, uuid(1), undefined]], 'the reports spent the budget');
-  // Half a token, spent by a report; half a token again: not enough for a request.
-  await clock.advance(500);
-  await report();
-  await clock.advance(500);
-  await setClock(t, A, 2);
-  assert.equal(answers(t, A)[1], [503, uuid(2), undefined], 'the report took the half token');
-  await clock.advance(500);
-  await setClock(t, A, 3);
-  assert.is(handled[5], `${A} ${uuid(3)}`, 'no debt: a whole token is back');
-  await hub.close();
-});
+f(
+  'reports and late replies are never refused but spend the budget (never below empty); responses cost nothing',
+  async () => {
+    const { clock, hub, handled } = await setup({ messages: { rate: 1, burst: 2 } });
+    const t = hub.transport;
+    // A report with a request_id nobody waits for any more (a late reply): identifiable, and still never refused.
+    const report = (): Promise<Settlement> =>
+      send(t, A, {
+        msg: 'report',
+        from: FROM,
+        to: TO,
+        resolution: 900,
+        values: { 'total.p': [1] },
+        request_id: uuid(99),
+      });
+    for (let i = 1; i <= 4; i++) {
+      const s = await report();
+      assert.is(s.outcome, 'ack', s.reason);
+    }
+    assert.is(handled.length, 4, 'every report handled, over budget or not');
+    // A response to something we sent: acked, not refused (the connector has no handler: unhandled).
+    const late = await send(t, A, { msg: 'response', msg_id: uuid(9), response_code: 200, response_desc: 'OK' });
+    assert.is(late.outcome, 'ack');
+    assert.equal(answers(t, A), [], 'none of them answered');
+    await setClock(t, A, 1);
+    assert.equal(answers(t, A), [[503, uuid(1), undefined]], 'the reports spent the budget');
+    // Half a token, spent by a report; half a token again: not enough for a request.
+    await clock.advance(500);
+    await report();
+    await clock.advance(500);
+    await setClock(t, A, 2);
+    assert.equal(answers(t, A)[1], [503, uuid(2), undefined], 'the report took the half token');
+    await clock.advance(500);
+    // A response is not charged at all: it answers something we sent.
+    await send(t, A, { msg: 'response', msg_id: uuid(10), response_code: 200, response_desc: 'OK' });
+    await setClock(t, A, 3);
+    assert.is(handled[5], `${A} ${uuid(3)}`, 'no debt: a whole token is back');
+    await hub.close();
+  },
+);
 
 f('a 503 that cannot be sent: the request is dead-lettered BUSY, never acked unanswered', async () => {
   const { hub, handled } = await setup({ messages: { rate: 1, burst: 1 } });

@@ -213,6 +213,17 @@ valid('PLAIN with another user needs a password file; guest and EXTERNAL do not'
   assert.is(ext.broker.external, true);
 });
 
+valid('budget: absent leaves the default; false; given values, the rest defaults', () => {
+  assert.is(parseConfig(patched()).budget, undefined);
+  assert.is(parseConfig(patched(['budget', false])).budget, false);
+  assert.equal(parseConfig(patched(['budget', { messagesPerS: 5, messagesBurst: 20 }])).budget, {
+    messagesPerS: 5,
+    messagesBurst: 20,
+    bytesPerS: 8 << 20,
+    bytesBurst: 32 << 20,
+  });
+});
+
 const mistakes = suite('config: mistakes');
 
 mistakes('missing name', () => {
@@ -235,6 +246,19 @@ mistakes('unknown top-level key: the typo "peer" is named before the missing "pe
     'unknown key "peer" (did you mean "peers"?)',
   );
   assert.ok(err.expected.includes('allowClockChange'), err.expected);
+});
+
+mistakes('budget: wrong values name their path', () => {
+  refused(patched(['budget', true]), '$.budget', 'an object', 'true');
+  refused(patched(['budget', { messagesPerS: 0 }]), '$.budget.messagesPerS', 'a number above 0', '0');
+  refused(patched(['budget', { messagesBurst: 0.5 }]), '$.budget.messagesBurst', 'a number of at least 1', '0.5');
+  refused(
+    patched(['budget', { bytesBurst: 1 << 20 }]),
+    '$.budget.bytesBurst',
+    'a number of at least 1048716 (the largest body the hub accepts)',
+    '1048576',
+  );
+  refused(patched(['budget', { messages: 5 }]), '$.budget.messages', 'one of the keys messagesPerS', /unknown key/);
 });
 
 mistakes('unknown nested keys name their full path', () => {
