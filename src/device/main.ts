@@ -285,6 +285,19 @@ async function run(config: HubConfig, stop: Promise<void>, log: Logger, mqttBus?
   );
   bus.on('handler-error', (error, type, final) => log.error('handler failed', { type, final, error }));
   bus.on('duplicate', (id, sender) => log.debug('duplicate dropped', { id, sender }));
+  // A flood is what the budget answers: a line per refused request would flood the journal in turn, so at most one a
+  // minute per peer, with how many were refused since the last one.
+  const overBudget = new Map<string, { at: number; since: number }>();
+  bus.on('over-budget', (sender, type, id) => {
+    const now = Date.now();
+    const last = overBudget.get(sender);
+    if (last !== undefined && now - last.at < 60_000) {
+      last.since++;
+      return;
+    }
+    log.warn('requests over budget', { from: sender, type, id, refused_before: last?.since ?? 0 });
+    overBudget.set(sender, { at: now, since: 0 });
+  });
   // A type the hub does not handle is answered 453 when it has a msg_id, and without one only acked: this line is then
   // its one trace (a late reply to one of the hub's own requests comes here too).
   bus.on('unhandled', (message, sender) => {

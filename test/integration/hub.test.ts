@@ -858,7 +858,17 @@ s(
           const busy = await refused(ask());
           assert.equal([busy.response_code, busy.msg_id, busy.ref_msg], [503, null, 'get_status_report']);
           assert.match(busy.response_desc, /^busy: .* is over its budget of 0\.01 messages/);
+          // A second refusal within the minute is counted, not logged: one line per peer a minute.
+          await refused(ask());
           assert.is(await h.stop(), 0, h.transcript());
+          const handled = h.logs.filter((l) => l.msg === 'request' && l['type'] === 'get_status_report');
+          assert.is(handled.length, 2, 'the refused ones never reached the handler');
+          const lines = h.logs.filter((l) => l.msg === 'requests over budget');
+          assert.is(lines.length, 1, h.transcript());
+          assert.equal(
+            [lines[0]?.['from'], lines[0]?.['type'], lines[0]?.['refused_before']],
+            [t.vpp, 'get_status_report', 0],
+          );
         },
         (config) => {
           config['budget'] = { messagesPerS: 0.01, messagesBurst: 2 };
