@@ -162,6 +162,7 @@ s(
         await until(
           () => responses.length >= answered.length + 1,
           () => `${answered.length + 1} responses at the VPP (has ${responses.length})`,
+          NET_MS, // a broker still busy after the suite's heavier files once took over the default 5 s (Node 18 pass)
         );
         const dead = `private-${hub}-dead`;
         await until(

@@ -20,7 +20,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 
 const root = process.cwd();
-const ENTRIES = ['amqp', 'codec', 'crypto', 'bus'] as const;
+const ENTRIES = ['amqp', 'codec', 'crypto', 'bus', 'mqtt'] as const;
 const pkg = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')) as {
   name: string;
   exports: Record<string, unknown>;
