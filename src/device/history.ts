@@ -1,4 +1,7 @@
 /**
+ * (About 500 lines, one concept: the class that keeps ring, files, flushes and faults in step; its format, ring and
+ * recovery are modules of their own already.)
+ *
  * The measurement history `get_report` and `get_load_report` are answered from: a ring of at least 24 h of samples at
  * the configured resolution, in memory for queries (src/device/history-ring.ts) and on the SD card in compact
  * segments (their format: history-format.ts) so a reboot loses nothing; reading them back on open is

@@ -38,8 +38,8 @@ test('a configuration error (78) or a usage error (64) stops the unit: the main 
 
 const analyze = systemdAnalyze();
 if (analyze === undefined) {
-  process.stdout.write('skipping systemd-analyze verify: systemd-analyze is not installed here\n');
-  test.skip('systemd-analyze verify passes on the unit');
+  // No test registered rather than a skipped one: the check needs systemd, which CI's machine has (.ci/run).
+  process.stdout.write('not run: systemd-analyze verify (systemd-analyze is not installed here)\n');
 } else {
   test(`systemd-analyze verify passes on the unit (${analyze})`, () => {
     // Verified as a copy, so that ExecStart's node can be this one where /usr/bin/node is missing (verify checks

@@ -1,7 +1,7 @@
 /**
  * Promises of the repository itself, kept by tests so they cannot silently break: it installs on every platform a
  * hub developer uses (no dependency bound to a platform unless optional), and nothing the code, the tests or the
- * build need lives outside it (users clone it without the ../shared reference folder beside it).
+ * build need lives outside it (users clone it without the reference folder that sits beside it here).
  */
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
@@ -55,7 +55,7 @@ function sources(dir: string): string[] {
 const ARM_SMOKE = path.join(root, 'build', 'arm-smoke.ts');
 const SELF = path.join(root, 'test', 'unit', 'repository.test.ts');
 
-test('no code in src/, test/ or build/ reads ../shared (the CI-only ARM smoke test excepted)', () => {
+test('no code in src/, test/ or build/ reads the reference folder beside the clone (the CI-only ARM smoke test excepted)', () => {
   const offenders: string[] = [];
   const files = ['src', 'test', 'build'].flatMap((d) => sources(path.join(root, d)));
   assert.ok(files.length > 50, `${files.length} files scanned`);
