@@ -39,7 +39,7 @@ import {
   type RecoveryOptions,
 } from '../amqp/index.js';
 import { TypedEmitter } from '../core/emitter.js';
-import { Connector, type ConnectorOptions } from './connector.js';
+import { busOver, type Connector, type ConnectorOptions } from './connector.js';
 import { BusError } from './errors.js';
 import type {
   Incoming,
@@ -445,25 +445,8 @@ export class AmqpTransport extends TypedEmitter<TransportEvents> implements Tran
 
   /** A delivery the client refused for its size: settled already (rejected, so dead-lettered), with no body. */
   #refused(m: Message, size: number): Incoming<Message> {
-    const p = m.properties;
-    return {
-      from: this.#senderOf(m),
-      body: m.body,
-      routingKey: m.routingKey,
-      messageId: p.messageId,
-      correlationId: p.correlationId,
-      contentType: p.contentType,
-      type: p.type,
-      appId: p.appId,
-      headers: p.headers ?? {},
-      redelivered: m.redelivered,
-      deliveryCount: m.deliveryCount,
-      oversized: size,
-      raw: m,
-      ack: () => undefined,
-      retry: () => undefined,
-      deadLetter: async () => undefined,
-    };
+    const none = async (): Promise<void> => undefined;
+    return { ...this.#incoming(m), oversized: size, ack: () => undefined, retry: () => undefined, deadLetter: none };
   }
 
   #incoming(m: Message): Incoming<Message> {
@@ -522,15 +505,5 @@ export interface AmqpBusOptions extends AmqpTransportOptions, Omit<ConnectorOpti
 
 /** `amqpBus({ name, peers, url })`: an AmqpTransport and the Connector over it (handlers first, then start()). */
 export function amqpBus(options: AmqpBusOptions): Connector<AmqpTransport> {
-  const { sealer, limits, deliveryLimit, dedupe, requestTimeoutMs, clock, budget, ...transport } = options;
-  return new Connector({
-    transport: new AmqpTransport(transport),
-    ...(budget === undefined ? {} : { budget }),
-    ...(sealer === undefined ? {} : { sealer }),
-    ...(limits === undefined ? {} : { limits }),
-    ...(deliveryLimit === undefined ? {} : { deliveryLimit }),
-    ...(dedupe === undefined ? {} : { dedupe }),
-    ...(requestTimeoutMs === undefined ? {} : { requestTimeoutMs }),
-    ...(clock === undefined ? {} : { clock }),
-  });
+  return busOver(options, (transport) => new AmqpTransport(transport));
 }

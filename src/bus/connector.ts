@@ -54,6 +54,27 @@ export interface ConnectorOptions<T extends Transport = Transport> {
   clock?: Clock;
 }
 
+/** The Connector's own options, as a bus factory (amqpBus, mqttBus) takes them beside its transport's in one object. */
+export type BusOptions = Omit<ConnectorOptions, 'transport'>;
+
+/** A factory's one object split: the transport made from its own options, the Connector over it with the rest. */
+export function busOver<T extends Transport, O extends BusOptions>(
+  options: O,
+  makeTransport: (options: Omit<O, keyof BusOptions>) => T,
+): Connector<T> {
+  const { sealer, limits, deliveryLimit, dedupe, requestTimeoutMs, clock, budget, ...transport } = options;
+  return new Connector({
+    transport: makeTransport(transport),
+    ...(budget === undefined ? {} : { budget }),
+    ...(sealer === undefined ? {} : { sealer }),
+    ...(limits === undefined ? {} : { limits }),
+    ...(deliveryLimit === undefined ? {} : { deliveryLimit }),
+    ...(dedupe === undefined ? {} : { dedupe }),
+    ...(requestTimeoutMs === undefined ? {} : { requestTimeoutMs }),
+    ...(clock === undefined ? {} : { clock }),
+  });
+}
+
 // biome-ignore lint/suspicious/noUnsafeDeclarationMerging: the merged interface only types the onX methods defined on the prototype below
 export class Connector<T extends Transport = Transport> extends TypedEmitter<ConnectorEvents<RawOf<T>>> {
   readonly name: string;

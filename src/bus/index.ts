@@ -13,7 +13,7 @@ export {
   type Topology,
 } from './amqp-transport.js';
 export { type Bucket, type BudgetOptions, DEFAULT_BUDGET, SenderBudget } from './budget.js';
-export { Connector, type ConnectorOptions } from './connector.js';
+export { type BusOptions, busOver, Connector, type ConnectorOptions } from './connector.js';
 export { SeenIds } from './dedupe.js';
 export { BusError, type BusErrorCode } from './errors.js';
 export type { ConnectorEvents, Handler, HandlerContext, TypedHandlerMethods } from './handler.js';

@@ -9,7 +9,8 @@ import {
   type AmqpTransport,
   amqpBus,
   BusError,
-  Connector,
+  busOver,
+  type Connector,
   type ConnectorOptions,
 } from '../bus/index.js';
 import { MqttTransport, type MqttTransportOptions } from './transport.js';
@@ -22,17 +23,7 @@ export { type MqttMessage, MqttTransport, type MqttTransportOptions } from './tr
 export interface MqttBusOptions extends MqttTransportOptions, Omit<ConnectorOptions<MqttTransport>, 'transport'> {}
 
 export function mqttBus(options: MqttBusOptions): Connector<MqttTransport> {
-  const { sealer, limits, deliveryLimit, dedupe, requestTimeoutMs, clock, budget, ...transport } = options;
-  return new Connector({
-    transport: new MqttTransport(transport),
-    ...(sealer === undefined ? {} : { sealer }),
-    ...(limits === undefined ? {} : { limits }),
-    ...(deliveryLimit === undefined ? {} : { deliveryLimit }),
-    ...(dedupe === undefined ? {} : { dedupe }),
-    ...(requestTimeoutMs === undefined ? {} : { requestTimeoutMs }),
-    ...(clock === undefined ? {} : { clock }),
-    ...(budget === undefined ? {} : { budget }),
-  });
+  return busOver(options, (transport) => new MqttTransport(transport));
 }
 
 /** Whether `url` names an MQTT broker (mqtt:, mqtts:). */
