@@ -1,6 +1,8 @@
 /**
  * The bus over MQTT (MQTT.js), for the MQTT-only deployment (Mosquitto) and later RabbitMQ's MQTT plugin: the topic
- * scheme is topics.ts, the reconnection delays backoff.ts, and docs/bus.md ("MQTT") says what it promises.
+ * scheme is topics.ts, the reconnection delays backoff.ts, and docs/bus.md ("MQTT") says what it promises. About 540
+ * lines, one concept: the Transport and the MQTT.js client it wraps share the session, the held PUBACKs and the send
+ * window, which split apart would have to be passed back and forth.
  *
  * Nothing lost:
  * - QoS 1 both ways. A send resolves on the broker's PUBACK; a delivery's PUBACK is sent only when the Connector
