@@ -1,7 +1,8 @@
 /**
  * Fairness (issue 15, item 5), against the RabbitMQ on 127.0.0.1:5672 (guest/guest): while one peer floods a hub
- * with get_report requests, another peer's get_report round trips are timed, once with the per-sender budget off
- * and once with the Connector's default budget (100 messages a second, bursts of 1,000), in one run.
+ * with get_report requests, another peer's get_report round trips are timed, in one run, for four hubs: D3.2.3's
+ * shared inbox or one inbox per peer (`inboxes: 'per-peer'`, hub.json's default), each with the per-sender budget off
+ * and with the Connector's default budget (100 messages a second, bursts of 1,000).
  *
  * Three processes per round, so that each has its own event loop as in production: the hub (a Connector over
  * amqpBus, its get_report handler building a 96-value report after FAIR_BENCH_HANDLER_US of CPU, standing for the
@@ -14,7 +15,8 @@
  *   npx tsc -p tsconfig.json && node .out/bench/fairness.js      (writes the "Fairness" section of bench/RESULTS.md)
  *
  * Knobs: FAIR_BENCH_FLOOD (50000), FAIR_BENCH_WINDOW (1000), FAIR_BENCH_HANDLER_US (500), FAIR_BENCH_GAP_MS (10),
- * FAIR_BENCH_MODES (off,on), FAIR_BENCH_RESULTS (bench/RESULTS.md; `-` for nowhere), FAIR_BENCH_PORT (5672).
+ * FAIR_BENCH_PREFETCH (10), FAIR_BENCH_MODES (off,on,per-peer-off,per-peer), FAIR_BENCH_RESULTS (bench/RESULTS.md;
+ * `-` for nowhere), FAIR_BENCH_PORT (5672).
  */
 import { type ChildProcess, execFileSync, fork } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -41,7 +43,19 @@ const FLOOD = env('FAIR_BENCH_FLOOD', 50_000);
 const WINDOW = Math.max(1, env('FAIR_BENCH_WINDOW', 1000));
 const HANDLER_US = env('FAIR_BENCH_HANDLER_US', 500);
 const GAP_MS = env('FAIR_BENCH_GAP_MS', 10);
-const MODES = (process.env['FAIR_BENCH_MODES'] ?? 'off,on').split(',') as ('off' | 'on')[];
+/** The hub's deliveries in flight per inbox: 10, hub.json's default (broker.prefetch), as the data model suggests. */
+const PREFETCH = Math.max(1, env('FAIR_BENCH_PREFETCH', 10));
+/** The hub of each round: its inboxes (D3.2.3's one shared inbox, or one per peer) and its budget (off or default). */
+const ROUNDS = {
+  off: { label: 'shared inbox, no budget', inboxes: 'shared', budget: false },
+  on: { label: 'shared inbox, default budget', inboxes: 'shared', budget: true },
+  'per-peer-off': { label: 'per-peer inboxes, no budget', inboxes: 'per-peer', budget: false },
+  'per-peer': { label: 'per-peer inboxes, default budget', inboxes: 'per-peer', budget: true },
+} as const;
+type Mode = keyof typeof ROUNDS;
+const MODES = (process.env['FAIR_BENCH_MODES'] ?? 'off,on,per-peer-off,per-peer').split(',') as Mode[];
+for (const m of MODES)
+  if (!(m in ROUNDS)) throw new Error(`FAIR_BENCH_MODES: ${m} is not one of ${Object.keys(ROUNDS)}`);
 const T0 = EbTime.parse('2026-11-26T00:00:00Z');
 
 const getReport = (): Message<'get_report'> => ({
@@ -62,8 +76,9 @@ type ToParent =
 
 // ---- children ----
 
-async function hubChild(name: string, peers: string[], budget: boolean): Promise<void> {
-  const hub = amqpBus({ name, peers, url: URL_, ...(budget ? {} : { budget: false }) });
+async function hubChild(name: string, peers: string[], mode: Mode): Promise<void> {
+  const { inboxes, budget } = ROUNDS[mode];
+  const hub = amqpBus({ name, peers, url: URL_, inboxes, prefetch: PREFETCH, ...(budget ? {} : { budget: false }) });
   let handled = 0;
   let overBudget = 0;
   const values = Array.from({ length: 96 }, (_, i) => Math.round(1000 * Math.sin(i)) / 1000);
@@ -140,7 +155,7 @@ function send(m: ToParent): void {
 // ---- parent ----
 
 interface Round {
-  mode: 'off' | 'on';
+  mode: Mode;
   rtts: number[];
   refused: number;
   timeouts: number;
@@ -174,7 +189,7 @@ function child(role: string, args: string[]): { proc: ChildProcess; next(kind: s
   };
 }
 
-async function round(mode: 'off' | 'on', suffix: string): Promise<Round> {
+async function round(mode: Mode, suffix: string): Promise<Round> {
   const hubName = `heh-fair-${mode}-${suffix}`;
   const floodName = `vpp-flood-${mode}-${suffix}`;
   const quietName = `vpp-quiet-${mode}-${suffix}`;
@@ -239,6 +254,7 @@ async function cleanup(): Promise<void> {
   for (const x of names) {
     for (const [kind, name] of [
       ['queue', `private-${x}-in`],
+      ...names.filter((y) => y !== x).map((y) => ['queue', `private-${x}-in:${y}`] as const),
       ['queue', `private-${x}-dead`],
       ['exchange', `private-${x}-dlx`],
       ...names.filter((y) => y !== x).map((y) => ['exchange', `${x}-to-${y}`] as const),
@@ -273,7 +289,7 @@ function parseCost(): { decodeUs: number; identifyUs: number; bytes: number } {
 function row(r: Round): string {
   const s = [...r.rtts].sort((a, b) => a - b);
   return (
-    `| ${r.mode === 'on' ? 'default budget' : 'no budget'} | ${fmt(r.floodSentMs / 1000, 1)} s ` +
+    `| ${ROUNDS[r.mode].label} | ${fmt(r.floodSentMs / 1000, 1)} s ` +
     `(${fmt(FLOOD / (r.floodSentMs / 1000), 0)}/s) | ${fmt(r.floodDoneMs / 1000, 1)} s ` +
     `(${fmt(FLOOD / (r.floodDoneMs / 1000), 0)}/s) | ${fmt(r.handled, 0)} | ${fmt(r.busy, 0)} | ${fmt(s.length, 0)} | ` +
     `${fmt(percentile(s, 50), 0)} | ${fmt(percentile(s, 99), 0)} | ${fmt(s[s.length - 1] ?? Number.NaN, 0)} | ` +
@@ -283,7 +299,7 @@ function row(r: Round): string {
 
 async function main(): Promise<void> {
   const [role, ...args] = process.argv.slice(2);
-  if (role === 'hub') return hubChild(args[0] as string, [args[1] as string, args[2] as string], args[3] === 'on');
+  if (role === 'hub') return hubChild(args[0] as string, [args[1] as string, args[2] as string], args[3] as Mode);
   if (role === 'flood') return floodChild(args[0] as string, args[1] as string);
   const suffix = randomBytes(4).toString('hex');
   const load0 = loadavg()[0] as number;
@@ -292,7 +308,7 @@ async function main(): Promise<void> {
   const rounds: Round[] = [];
   try {
     for (const mode of MODES) {
-      console.log(`round: budget ${mode}`);
+      console.log(`round: ${ROUNDS[mode].label}`);
       const r = await round(mode, suffix);
       console.log(row(r));
       rounds.push(r);
@@ -308,7 +324,8 @@ async function main(): Promise<void> {
       `${cpus().length} cores, load ${load0.toFixed(1)} before and ${load1.toFixed(1)} after. One peer publishes ` +
       `${fmt(FLOOD)} get_reports to a hub (up to ${fmt(WINDOW)} unconfirmed at once), while another sends one ` +
       `get_report every ${GAP_MS} ms after the previous answer until the hub has answered the whole flood. The hub, ` +
-      "the flooder and the quiet peer are three processes on one RabbitMQ (quorum inbox, prefetch 100); the hub's " +
+      `the flooder and the quiet peer are three processes on one RabbitMQ (quorum inboxes, prefetch ${PREFETCH} each); ` +
+      "the hub's " +
       `handler spends ${HANDLER_US} µs of CPU and answers a 96-value report. Round trips of the quiet peer in ms.`,
     '',
     '| hub | flood published in | flood answered in | handled | 503 | quiet round trips | p50 | p99 | max | refused or timed out |',

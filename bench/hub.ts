@@ -169,6 +169,7 @@ async function main(): Promise<void> {
       await ch.exchangeDelete(`private-${e}-dlx`);
     }
     for (const p of peers) {
+      await ch.queueDelete(`private-${name}-in:${p}`);
       await ch.exchangeDelete(`${name}-to-${p}`);
       await ch.exchangeDelete(`${p}-to-${name}`);
     }

@@ -87,6 +87,13 @@ export interface AmqpTransportOptions {
   queueDeliveryLimit?: number;
   /** false: declare and publish only, never consume (a send-only tool must not take the entity's messages). */
   consume?: boolean;
+  /**
+   * `exchanges` topology: `shared` (default, D3.2.3) feeds every peer's exchange into `private-<me>-in`; `per-peer`
+   * gives each peer its own inbox `private-<me>-in:<peer>`, consumed side by side, so that a peer that floods us
+   * waits behind its own messages, never in front of another peer's (docs/bus.md, "Fairness"). For a party with a
+   * few peers (a hub: its aggregator, a DSO, a market); a party with thousands keeps `shared`.
+   */
+  inboxes?: 'shared' | 'per-peer';
 }
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$/;
@@ -206,8 +213,20 @@ export class AmqpTransport extends TypedEmitter<TransportEvents> implements Tran
     return this.#pub;
   }
 
+  /** D3.2.3's inbox; with `inboxes: 'per-peer'` it only drains what it held before (no peer is bound to it). */
   get inboxQueue(): string {
     return `private-${this.options.name}-in`;
+  }
+
+  /**
+   * Where `peer`'s messages wait for us. A per-peer inbox is named with `:`, which no entity name can hold, so that
+   * it can never be another party's queue (the party `a-in:b` cannot exist; `a-in.b`, whose inbox is
+   * `private-a-in.b-in`, can).
+   */
+  inboxOf(peer: string): string {
+    return this.options.inboxes === 'per-peer' && this.topology === 'exchanges'
+      ? `${this.inboxQueue}:${peer}`
+      : this.inboxQueue;
   }
 
   get deadLetterQueue(): string {
@@ -343,8 +362,12 @@ export class AmqpTransport extends TypedEmitter<TransportEvents> implements Tran
     const ch = this.#pub as RecoveringChannel;
     await this.#declareDeadLetters(ch);
     const inbox = this.inboxQueue;
-    const args = await this.#withDeliveryLimit(inbox, this.#queueArgs());
-    await guard(() => ch.queueDeclare(inbox, { durable: true, arguments: args }), `declaring ${inbox}`);
+    const declareInbox = async (q: string): Promise<void> => {
+      const args = await this.#withDeliveryLimit(q, this.#queueArgs());
+      await guard(() => ch.queueDeclare(q, { durable: true, arguments: args }), `declaring ${q}`);
+    };
+    await declareInbox(inbox);
+    const consumed = [inbox];
     for (const peer of o.peers) {
       for (const x of [`${o.name}-to-${peer}`, `${peer}-to-${o.name}`]) {
         if (o.declareExchanges === false) {
@@ -360,10 +383,18 @@ export class AmqpTransport extends TypedEmitter<TransportEvents> implements Tran
         }
       }
       const incoming = `${peer}-to-${o.name}`;
-      await guard(() => ch.queueBind(inbox, incoming, '#'), `binding ${inbox} to ${incoming}`);
+      const own = this.inboxOf(peer);
+      if (own !== inbox) {
+        await declareInbox(own);
+        consumed.push(own);
+      }
+      await guard(() => ch.queueBind(own, incoming, '#'), `binding ${own} to ${incoming}`);
+      // A hub that had the shared inbox before: from now on its peer's messages go only to their own queue (what
+      // the shared one holds is still consumed). Unbinding what is not bound is no error.
+      if (own !== inbox) await guard(() => ch.queueUnbind(inbox, incoming, '#'), `unbinding ${inbox} from ${incoming}`);
       this.#inbound.set(incoming, peer);
     }
-    return [inbox];
+    return consumed;
   }
 
   async #declareQueues(): Promise<string[]> {
@@ -407,7 +438,7 @@ export class AmqpTransport extends TypedEmitter<TransportEvents> implements Tran
       const text = err instanceof ChannelError && err.replyCode === 406 ? err.replyText : '';
       if (!text.includes("'x-delivery-limit'")) throw err;
       const vhost = this.#raw().options.vhost;
-      const policy = `rabbitmqctl set_policy -p '${vhost}' --apply-to queues ebadge-inbox-delivery-limit '^private-.+-in$' '{"delivery-limit":${limit}}'`;
+      const policy = `rabbitmqctl set_policy -p '${vhost}' --apply-to queues ebadge-inbox-delivery-limit '^private-.+-in(:.+)?$' '{"delivery-limit":${limit}}'`;
       if (/current is none/.test(text)) {
         this.emitSafe(
           'degraded',

@@ -205,14 +205,16 @@ export class BrokerLink {
 /**
  * What the hub needs, as a rabbitmqctl command (configure, write, read), with its own names and its peers' (not
  * D3.2.3's prefix patterns, which would also match another entity whose name starts with ours): its inbox and
- * dead letters, the pair exchanges (configure only when it declares them), publishing to `<me>-to-<peer>`, binding
+ * dead letters (its inbox per peer as well), the pair exchanges (configure only when it declares them), publishing to `<me>-to-<peer>`, binding
  * from `<peer>-to-<me>`.
  */
 export function permissions(config: HubConfig, user: string): string {
   const x = (name: string): string => name.replace(/[.\\^$|?*+()[\]{}]/g, '\\$&');
   const me = x(config.name);
   const peers = config.peers.map((p) => x(p.name)).join('|');
-  const own = `private-${me}-(in|dead|dlx)`;
+  // With one inbox per peer (broker.inboxes, the default), those inboxes too: `private-<me>-in:<peer>`.
+  const perPeer = config.topology !== 'queues' && config.broker.inboxes === 'per-peer';
+  const own = `private-${me}-(in|dead|dlx${perPeer ? `|in:(${peers})` : ''})`;
   const vhost = vhostOf(config.broker.url);
   const [configure, write, read] =
     config.topology === 'queues'

@@ -265,6 +265,7 @@ async function run(config: HubConfig, stop: Promise<void>, log: Logger, mqttBus?
           role: 'hub',
           declareExchanges: config.declareExchanges,
           prefetch: config.broker.prefetch,
+          inboxes: config.broker.inboxes,
           ...(sealer === undefined ? {} : { sealer }),
           ...budgetOf(config),
         });

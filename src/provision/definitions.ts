@@ -4,7 +4,8 @@
  *
  *  - a user per party: a SHA-256 password hash, or no password at all when it logs in with its certificate (EXTERNAL
  *    takes the user from the certificate's CN, so the user's name is the party's);
- *  - permissions as exact lists: configure only its own `private-<me>-in|dlx|dead`, write those and `<me>-to-<peer>`
+ *  - permissions as exact lists: configure only its own `private-<me>-in|dlx|dead` (and a hub's `private-<me>-in:<peer>`,
+ *    one inbox per peer), write those and `<me>-to-<peer>`
  *    for its peers, read those and `<peer>-to-<me>`. D3.2.3's own patterns (`private-<me>-.*`, `<me>-to-.*`) give the
  *    party `vpp` the inbox `private-vpp-2-in` of the party `vpp-2`, and every exchange `vpp-to-X` anybody declares;
  *    the lists do not, and they make "who talks to whom" the broker's business, not each party's configuration;
@@ -112,6 +113,16 @@ export function privateNames(name: string): { inbox: string; dlx: string; dead: 
   return { inbox: `private-${name}-in`, dlx: `private-${name}-dlx`, dead: `private-${name}-dead` };
 }
 
+/**
+ * The queue a party's messages from `peer` wait in. A hub has one inbox per peer (hub.json's `broker.inboxes`
+ * default, src/bus/amqp-transport.ts), so that one peer's flood never waits in front of another's; a party with
+ * thousands of peers (an aggregator, a DSO) keeps D3.2.3's one inbox.
+ */
+export function inboxOf(party: { name: string; role: string }, peer: string): string {
+  const { inbox } = privateNames(party.name);
+  return party.role === 'hub' ? `${inbox}:${peer}` : inbox;
+}
+
 /** `^(a|b)$`, or a pattern nothing matches for an empty list. */
 function exactly(alternatives: readonly string[]): string {
   return alternatives.length === 0 ? '^(?!)' : `^(${alternatives.join('|')})$`;
@@ -139,7 +150,7 @@ export function definitions(plan: Plan, passwords: ReadonlyMap<string, string>):
       {
         vhost,
         name: 'ebadge-inbox-delivery-limit',
-        pattern: '^private-.+-in$',
+        pattern: '^private-.+-in(:.+)?$',
         'apply-to': 'queues',
         definition: { 'delivery-limit': plan.deliveryLimit },
         priority: 0,
@@ -166,7 +177,10 @@ export function definitions(plan: Plan, passwords: ReadonlyMap<string, string>):
     d.users.push(user(p.name, hash));
 
     const own = privateNames(p.name);
-    const mine = `private-${literal(p.name)}-(in|dlx|dead)`;
+    const inboxes = [...new Set(p.peers.map((q) => inboxOf(p, q)).filter((q) => q !== own.inbox))];
+    // `private-<me>-` and what follows it in each of its own queues and exchanges.
+    const suffixes = ['in', 'dlx', 'dead', ...inboxes.map((q) => q.slice(`private-${p.name}-`.length))];
+    const mine = `private-${literal(p.name)}-(${suffixes.map(literal).join('|')})`;
     const out = p.peers.map((q) => `${p.name}-to-${q}`);
     const inn = p.peers.map((q) => `${q}-to-${p.name}`);
     d.permissions.push({
@@ -187,16 +201,20 @@ export function definitions(plan: Plan, passwords: ReadonlyMap<string, string>):
     }
 
     d.exchanges.push(...out.map((x) => exchange(x, vhost, 'topic')), exchange(own.dlx, vhost, 'fanout'));
+    const inboxArgs = {
+      'x-queue-type': 'quorum',
+      'x-message-ttl': INBOX_TTL_MS,
+      'x-dead-letter-exchange': own.dlx,
+      'x-delivery-limit': plan.deliveryLimit,
+    };
     d.queues.push(
-      queue(own.inbox, vhost, {
-        'x-queue-type': 'quorum',
-        'x-message-ttl': INBOX_TTL_MS,
-        'x-dead-letter-exchange': own.dlx,
-        'x-delivery-limit': plan.deliveryLimit,
-      }),
+      ...[own.inbox, ...inboxes].map((q) => queue(q, vhost, inboxArgs)),
       queue(own.dead, vhost, { 'x-queue-type': 'quorum', 'x-max-length': DEAD_LETTER_MAX }),
     );
-    d.bindings.push(...inn.map((x) => binding(x, own.inbox, '#', vhost)), binding(own.dlx, own.dead, '', vhost));
+    d.bindings.push(
+      ...p.peers.map((q) => binding(`${q}-to-${p.name}`, inboxOf(p, q), '#', vhost)),
+      binding(own.dlx, own.dead, '', vhost),
+    );
   }
   d.users.push(user('guest', ''));
   return d;

@@ -103,6 +103,17 @@ export class BusFixture {
   readonly exchanges = new Set<string>();
   #amqp: ChannelModel | undefined;
 
+  /**
+   * Remembers for deletion what a hub process declares: its inboxes (D3.2.3's and, by hub.json's default, one per
+   * peer), its dead letters and the pair exchanges with its peers.
+   */
+  hubTopology(hub: string, peers: readonly string[]): void {
+    this.queues.add(`private-${hub}-in`).add(`private-${hub}-dead`);
+    for (const p of peers) this.queues.add(`private-${hub}-in:${p}`);
+    this.exchanges.add(`private-${hub}-dlx`);
+    for (const p of peers) this.exchanges.add(`${hub}-to-${p}`).add(`${p}-to-${hub}`);
+  }
+
   /** Creates and starts a connector (one that needs no handler); see create() for one that does. */
   async connector(spec: ConnectorSpec): Promise<Connector<AmqpTransport>> {
     const c = this.create(spec);
@@ -119,6 +130,7 @@ export class BusFixture {
     this.queues.add(`private-${name}-in`).add(`private-${name}-dead`);
     this.exchanges.add(`private-${name}-dlx`);
     for (const p of peers) this.exchanges.add(`${name}-to-${p}`).add(`${p}-to-${name}`);
+    if (spec.inboxes === 'per-peer') for (const p of peers) this.queues.add(`private-${name}-in:${p}`);
     if (spec.topology === 'queues') {
       for (const owner of (spec.role ?? 'hub') === 'hub' ? [name] : peers)
         this.queues.add(`${owner}-up`).add(`${owner}-down`);

@@ -397,8 +397,7 @@ if (skip !== undefined) {
           shims(path.join(tmp, 'shims'), calls);
           const hub = entity('heh');
           const vpp = entity('vpp');
-          f.queues.add(`private-${hub}-in`).add(`private-${hub}-dead`);
-          f.exchanges.add(`private-${hub}-dlx`);
+          f.hubTopology(hub, [vpp]);
           let p: Proc | undefined;
           try {
             const doc = readFileSync(DOC, 'utf8');

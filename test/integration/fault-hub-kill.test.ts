@@ -87,7 +87,8 @@ interface Look {
   /** messageId of every message record on disk, acked or not. */
   messages: Set<string>;
   /** messageId of the messages without a tombstone: what a restart must send again. */
-  unacked: Set<string>;
+  /** The message id of each unacked record, in file order: a message appended again (the same id) is there twice. */
+  unacked: string[];
   /** A newest segment ending in a partial record (a write cut by the kill). */
   torn: boolean;
   /** Every message record on disk as `segment:record id`: a record not in the last cycle's scan was appended since. */
@@ -96,7 +97,7 @@ interface Look {
 
 /** Reads the outbox's files without changing them and checks they are sound (see the top comment). */
 async function look(dir: string, when: string): Promise<Look> {
-  const result: Look = { messages: new Set(), unacked: new Set(), torn: false, records: new Set() };
+  const result: Look = { messages: new Set(), unacked: [], torn: false, records: new Set() };
   if (!existsSync(dir)) return result; // killed before the outbox was ever opened
   const scans = await scanOutbox(dir);
   const pending = new Map<number, string>();
@@ -125,12 +126,12 @@ async function look(dir: string, when: string): Promise<Look> {
       }
     }
   }
-  for (const id of pending.values()) result.unacked.add(id);
+  for (const id of pending.values()) result.unacked.push(id);
   return result;
 }
 
 /** Replays a copy of the outbox as the next start will: it must not throw and must keep exactly `unacked`. */
-async function replay(dir: string, work: string, unacked: Set<string>, when: string): Promise<void> {
+async function replay(dir: string, work: string, unacked: readonly string[], when: string): Promise<void> {
   if (!existsSync(dir)) return;
   const copy = path.join(work, 'replay');
   rmSync(copy, { recursive: true, force: true });
@@ -272,8 +273,8 @@ s(
         // the last kill left unsaved, and paces them (src/device/reports.ts): new records, rarely new ids.
         if ([...seen.records].some((r) => !lastRecords.has(r))) producedCycles++;
         lastRecords = seen.records;
-        if (seen.unacked.size > 0) killsWithInFlight++;
-        inFlightAtKill += seen.unacked.size;
+        if (seen.unacked.length > 0) killsWithInFlight++;
+        inFlightAtKill += seen.unacked.length;
         if (seen.torn) torn++;
       }
 
@@ -298,7 +299,7 @@ s(
       assert.is(exit.code, 0, `the hub's clean stop:\n${last.output}`);
       const final = await look(outboxDir, 'after the clean stop');
       await replay(outboxDir, work, final.unacked, 'after the clean stop');
-      assert.is(final.unacked.size, 0, 'the outbox is empty after the hub ran to the end: every message confirmed');
+      assert.is(final.unacked.length, 0, 'the outbox is empty after the hub ran to the end: every message confirmed');
       for (const mid of final.messages) if (!accepted.has(mid)) accepted.set(mid, CYCLES + 1);
 
       // Deliveries are asynchronous to the confirms the hub saw. The hub has stopped, so a barrier published now into
@@ -338,6 +339,7 @@ s(
       const ch = await conn.createChannel();
       for (const q of [hubName, ...vppNames].flatMap((n) => [`private-${n}-in`, `private-${n}-dead`]))
         await ch.queueDelete(q);
+      for (const v of vppNames) await ch.queueDelete(`private-${hubName}-in:${v}`);
       for (const x of [hubName, ...vppNames].map((n) => `private-${n}-dlx`)) await ch.exchangeDelete(x);
       for (const x of vppNames.flatMap((v) => [`${hubName}-to-${v}`, `${v}-to-${hubName}`])) await ch.exchangeDelete(x);
       await conn.close();

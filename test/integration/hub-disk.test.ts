@@ -16,7 +16,7 @@ import { amqpBus } from '../../src/bus/index.js';
 import type { Message } from '../../src/codec/index.js';
 import { Outbox } from '../../src/device/outbox.js';
 import { AMQP_URL, timed } from '../helpers/amqp.js';
-import { until } from '../helpers/bus.js';
+import { BusFixture, until } from '../helpers/bus.js';
 import { tmpfsDisk } from '../helpers/disk.js';
 
 const HUB_JS = fileURLToPath(new URL('../../src/bin/hub.js', import.meta.url));
@@ -160,6 +160,12 @@ if (typeof probe === 'string') {
         hub?.child.kill('SIGKILL');
         await hub?.exited;
         await vpp.close().catch(() => undefined);
+        // The queues and exchanges of both parties: they would otherwise stay on the shared broker after every run.
+        const f = new BusFixture();
+        f.hubTopology(hubName, [vppName]);
+        f.queues.add(`private-${vppName}-in`).add(`private-${vppName}-dead`);
+        f.exchanges.add(`private-${vppName}-dlx`);
+        await f.dispose();
         await disk.dispose();
         fs.rmSync(config, { force: true });
       }

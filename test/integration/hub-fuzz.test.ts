@@ -115,10 +115,8 @@ s(
         const dir = mkdtempSync(path.join(tmpdir(), 'heh-fuzz-test-'));
         const hubName = entity('heh');
         const names = { sealed: entity('vpp'), clear: entity('vpp') };
-        f.queues.add(`private-${hubName}-in`).add(`private-${hubName}-dead`);
-        f.exchanges.add(`private-${hubName}-dlx`);
+        f.hubTopology(hubName, Object.values(names));
         for (const p of Object.values(names)) {
-          f.exchanges.add(`${hubName}-to-${p}`).add(`${p}-to-${hubName}`);
           f.queues.add(`fuzz-${p}-answers`);
         }
         const hubParty = party(hubName);

@@ -92,8 +92,7 @@ s(
         const dir = mkdtempSync(path.join(tmpdir(), 'heh-memory-test-'));
         const hub = entity('heh');
         const vpp = entity('vpp');
-        f.queues.add(`private-${hub}-in`).add(`private-${hub}-dead`);
-        f.exchanges.add(`private-${hub}-dlx`).add(`${hub}-to-${vpp}`).add(`${vpp}-to-${hub}`);
+        f.hubTopology(hub, [vpp]);
         const cgroup = MemoryCgroup.make(LIMIT_BYTES);
         let h: HubProcess | undefined;
         const conn = await connect(AMQP_URL, { connectionName: 'hub-memory-publisher' });

@@ -47,8 +47,7 @@ function withRig(fn: (r: Rig) => Promise<void>): Promise<void> {
     const dir = mkdtempSync(path.join(tmpdir(), 'heh-offline-'));
     const hub = entity('heh');
     const vpp = entity('vpp');
-    f.queues.add(`private-${hub}-in`).add(`private-${hub}-dead`);
-    f.exchanges.add(`private-${hub}-dlx`).add(`${hub}-to-${vpp}`).add(`${vpp}-to-${hub}`);
+    f.hubTopology(hub, [vpp]);
     const procs: HubProcess[] = [];
     try {
       await fn({

@@ -151,6 +151,7 @@ s(
       await bus.close().catch(() => undefined);
       for (const q of [
         `private-${hubName}-in`,
+        `private-${hubName}-in:${vppName}`,
         `private-${hubName}-dead`,
         `private-${vppName}-in`,
         `private-${vppName}-dead`,

@@ -58,8 +58,7 @@ function withHub(
     const dir = mkdtempSync(path.join(tmpdir(), 'heh-hub-test-'));
     const hub = entity('heh');
     const vpp = entity('vpp');
-    f.queues.add(`private-${hub}-in`).add(`private-${hub}-dead`);
-    f.exchanges.add(`private-${hub}-dlx`).add(`${hub}-to-${vpp}`).add(`${vpp}-to-${hub}`);
+    f.hubTopology(hub, [vpp]);
     const hubs: HubProcess[] = [];
     try {
       const config = hubConfig(dir, hub, vpp);

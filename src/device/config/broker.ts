@@ -17,6 +17,7 @@ const BROKER_KEYS = [
   'endpoints',
   'reconnectDelayS',
   'maxReconnectDelayS',
+  'inboxes',
 ] as const;
 const TLS_KEYS = ['ca', 'cert', 'key', 'servername'] as const;
 export const GUEST = 'guest';
@@ -39,6 +40,8 @@ export function parseBroker(r: Reader, v: unknown): BrokerConfig {
       (n) => Number.isInteger(n) && (n === 0 || (n >= 5 && n <= 600)),
     ),
     prefetch: r.integer(b['prefetch'] ?? 10, '$.broker.prefetch', 1, 1000),
+    // One inbox per peer by default: a peer that floods the hub then waits behind its own messages only.
+    inboxes: r.oneOf(b['inboxes'] ?? 'per-peer', '$.broker.inboxes', ['per-peer', 'shared'] as const),
     endpoints: r.array(b['endpoints'] ?? [], '$.broker.endpoints', 'an array of "host:port" strings').map((e, i) => {
       const at = `$.broker.endpoints[${i}]`;
       const x = r.string(e, at, 'a "host:port" string');

@@ -31,6 +31,11 @@ export interface BrokerConfig {
   readonly external: boolean;
   readonly heartbeatS: number;
   readonly prefetch: number;
+  /**
+   * AMQP: `per-peer` (default) consumes `private-<me>-in:<peer>` for each peer besides `private-<me>-in`, so that one
+   * peer's flood never waits in front of another's messages; `shared` is D3.2.3's single inbox.
+   */
+  readonly inboxes: 'per-peer' | 'shared';
   /** More brokers of the cluster (`host:port`), used with the URL's for connecting and for recovery. */
   readonly endpoints: readonly string[];
   /** First delay before reconnecting (at least 2 s), doubled per failed attempt up to maxReconnectDelayS. */

@@ -75,6 +75,7 @@ valid('the example parses and gets every default', () => {
     endpoints: [],
     reconnectDelayS: 5,
     maxReconnectDelayS: 60,
+    inboxes: 'per-peer',
   });
   assert.equal(c.peers, [{ name: 'vpp-example', role: 'aggregator' }]);
   assert.is(c.topology, 'exchanges');
@@ -123,6 +124,7 @@ valid('every section and kind, written out, is kept as written', () => {
       endpoints: ['broker-2.example:5671', '[::1]:5671'],
       reconnectDelayS: 2,
       maxReconnectDelayS: 30,
+      inboxes: 'shared',
     },
     peers: [{ name: 'vpp-acme' }, { name: 'dso.local', role: 'dso' }],
     topology: 'queues',
@@ -158,8 +160,8 @@ valid('every section and kind, written out, is kept as written', () => {
   });
   assert.equal(c.broker.tls, { ca: '/etc/ca.pem', cert: '/etc/me.pem', key: '/etc/me.key', servername: 'broker' });
   assert.equal(
-    [c.broker.endpoints, c.broker.reconnectDelayS, c.broker.maxReconnectDelayS],
-    [['broker-2.example:5671', '[::1]:5671'], 2, 30],
+    [c.broker.endpoints, c.broker.reconnectDelayS, c.broker.maxReconnectDelayS, c.broker.inboxes],
+    [['broker-2.example:5671', '[::1]:5671'], 2, 30, 'shared'],
   );
   assert.equal(c.peers, [
     { name: 'vpp-acme', role: 'aggregator' },
@@ -287,6 +289,8 @@ mistakes('unknown nested keys name their full path', () => {
 mistakes('wrong type: a string for an integer', () => {
   refused(patched(['resolutionS', '60']), '$.resolutionS', 'an integer from 1 to 3600', '"60"');
   refused(patched(['broker.prefetch', '10']), '$.broker.prefetch', 'an integer from 1 to 1000', '"10"');
+  refused(patched(['broker.inboxes', 'per_peer']), '$.broker.inboxes', 'one of "per-peer", "shared"', '"per_peer"');
+  refused(patched(['broker.inboxes', true]), '$.broker.inboxes', 'one of "per-peer", "shared"', 'true');
   refused(patched(['declareExchanges', 'yes']), '$.declareExchanges', 'true or false', '"yes"');
   refused(patched(['broker', 'amqp://127.0.0.1']), '$.broker', 'an object', '"amqp://127.0.0.1"');
   refused(patched(['peers', { name: 'vpp-x' }]), '$.peers', 'an array', 'an object');

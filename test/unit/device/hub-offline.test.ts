@@ -159,8 +159,8 @@ s(
       assert.match(
         String(first?.fields['fix']),
         `give the broker user ${HEH} its permissions on the vhost site: rabbitmqctl set_permissions -p 'site' '${HEH}' ` +
-          `'^(private-${HEH}-(in|dead|dlx)|${HEH}-to-(${AGG})|(${AGG})-to-${HEH})$' ` +
-          `'^(private-${HEH}-(in|dead|dlx)|${HEH}-to-(${AGG}))$' '^(private-${HEH}-(in|dead|dlx)|(${AGG})-to-${HEH})$'`,
+          `'^(private-${HEH}-(in|dead|dlx|in:(${AGG}))|${HEH}-to-(${AGG})|(${AGG})-to-${HEH})$' ` +
+          `'^(private-${HEH}-(in|dead|dlx|in:(${AGG}))|${HEH}-to-(${AGG}))$' '^(private-${HEH}-(in|dead|dlx|in:(${AGG}))|(${AGG})-to-${HEH})$'`,
       );
       await r.clock.advance(5 * S - 1);
       assert.is(attempts, 1, 'not before the delay');

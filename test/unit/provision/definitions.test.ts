@@ -102,6 +102,12 @@ test('configure: only its own private resources; write and read: those and its p
     assert.not.ok(vpp.write.test(x) || vpp.read.test(x) || vpp.configure.test(x), x);
   const hub = perms('heh.1');
   assert.ok(hub.write.test('heh.1-to-vpp') && hub.read.test('vpp-to-heh.1'));
+  // A hub's inbox per peer, and only its peers'.
+  assert.ok(hub.configure.test('private-heh.1-in:vpp') && hub.write.test('private-heh.1-in:vpp'));
+  assert.ok(hub.read.test('private-heh.1-in:vpp'));
+  for (const other of ['private-heh.1-in:vpp-2', 'private-heh.1-in:', 'private-heh.1-in:vppx', 'private-heh-1-in:vpp'])
+    assert.not.ok(hub.configure.test(other) || hub.write.test(other) || hub.read.test(other), other);
+  assert.not.ok(vpp.configure.test('private-vpp-in:heh.1'), 'an aggregator has one inbox');
   assert.not.ok(hub.write.test('hehx1-to-vpp'), 'the dot is literal');
   assert.not.ok(hub.read.test('vpp-2-to-heh.1'), 'vpp-2 is no peer of heh.1');
 });
@@ -161,18 +167,31 @@ test('exchanges, inboxes with the bus arguments, dead letters, bindings and the 
       .map((b) => `${b.source} ${b.routing_key}`)
       .sort();
   assert.equal(into('private-vpp-in'), ['heh-2-to-vpp #', 'heh.1-to-vpp #']);
+  // A hub: each peer's exchange into that peer's own inbox; the shared one (declared, drained by the hub) gets none.
+  assert.equal(into('private-heh-2-in'), []);
+  assert.equal(into('private-heh-2-in:vpp'), ['vpp-to-heh-2 #']);
+  assert.equal(into('private-heh-2-in:vpp-2'), ['vpp-2-to-heh-2 #']);
+  assert.equal(
+    D.queues.find((q) => q.name === 'private-heh-2-in:vpp-2')?.arguments,
+    D.queues.find((q) => q.name === 'private-heh-2-in')?.arguments,
+  );
+  assert.not.ok(
+    D.queues.some((q) => q.name.startsWith('private-vpp-in:')),
+    'an aggregator has one inbox',
+  );
   assert.equal(into('private-vpp-dead'), ['private-vpp-dlx ']);
   assert.equal(D.policies, [
     {
       vhost: 'ebadge',
       name: 'ebadge-inbox-delivery-limit',
-      pattern: '^private-.+-in$',
+      pattern: '^private-.+-in(:.+)?$',
       'apply-to': 'queues',
       definition: { 'delivery-limit': 7 },
       priority: 0,
     },
   ]);
   assert.ok(new RegExp(D.policies[0]?.pattern ?? '').test('private-heh.1-in'));
+  assert.ok(new RegExp(D.policies[0]?.pattern ?? '').test('private-heh.1-in:vpp'));
   assert.not.ok(new RegExp(D.policies[0]?.pattern ?? '').test('private-heh.1-dead'));
 });
 

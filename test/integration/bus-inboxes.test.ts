@@ -1,0 +1,120 @@
+/**
+ * Per-peer inboxes through RabbitMQ (issue 15, item 5; docs/bus.md, "Fairness"). With D3.2.3's shared inbox a
+ * peer's flood waiting in the broker comes before another peer's request, first in first out; with
+ * `inboxes: 'per-peer'` each peer has its own queue, consumed side by side, so the other peer's request is handled
+ * among the first deliveries. The same scenario runs on both, so the shared row shows what the per-peer one fixes.
+ * A hub that had the shared inbox switches without losing or doubling a message: what the shared inbox holds is
+ * still handled, and its peers' exchanges are unbound from it.
+ */
+import { randomUUID } from 'node:crypto';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import type { Connector } from '../../src/bus/index.js';
+import { EbTime, type Message } from '../../src/codec/index.js';
+import { timed } from '../helpers/amqp.js';
+import { type BusFixture, entity, NET_MS, until, withBus } from '../helpers/bus.js';
+import { withDeadline } from '../helpers/deadline.js';
+
+const s = suite('bus-inboxes');
+const FLOOD = 300;
+const T0 = EbTime.parse('2026-11-26T10:00:00Z');
+
+const setClock = (): Message<'set_clock'> =>
+  ({ msg: 'set_clock', offset: 1, msg_id: randomUUID() }) as Message<'set_clock'>;
+
+/** A hub whose handlers record the order they ran in (set_clock spends ~1 ms, as a real handler would). */
+function recordingHub(
+  f: BusFixture,
+  name: string,
+  peers: string[],
+  inboxes: 'shared' | 'per-peer',
+): {
+  hub: Connector;
+  handled: string[];
+} {
+  const hub = f.create({ name, peers, inboxes, prefetch: 10, budget: false });
+  const handled: string[] = [];
+  hub.onSetClock((_m, ctx) => {
+    const end = Date.now() + 1;
+    while (Date.now() < end) {
+      // the CPU a handler spends
+    }
+    handled.push(`${ctx.sender} set_clock`);
+  });
+  hub.onGetReport(async (q, ctx) => {
+    handled.push(`${ctx.sender} get_report`);
+    await ctx.reply({ msg: 'report', from: q.from, to: q.to, resolution: q.resolution, values: { 'total.p': [1] } });
+  });
+  return { hub, handled };
+}
+
+for (const inboxes of ['shared', 'per-peer'] as const) {
+  s(
+    `${inboxes} inboxes: ${FLOOD} messages of one peer waiting in the broker, then another peer's get_report`,
+    timed(
+      () =>
+        withBus(async (f) => {
+          const hubName = entity('heh');
+          const floodName = entity('vpp-flood');
+          const quietName = entity('vpp-quiet');
+          // Declares the hub's queues and bindings without consuming: the messages wait in the broker.
+          await f.connector({ name: hubName, peers: [floodName, quietName], inboxes, consume: false });
+          const flood = await f.connector({ name: floodName, peers: [hubName] });
+          const quiet = await f.connector({ name: quietName, peers: [hubName] });
+          for (let i = 0; i < FLOOD; i++) await flood.publish(hubName, setClock());
+          const answer = quiet.request(hubName, {
+            msg: 'get_report',
+            from: T0,
+            to: T0.plusSeconds(900),
+            resolution: 900,
+            signals: ['total.p'],
+          });
+          const { hub, handled } = recordingHub(f, hubName, [floodName, quietName], inboxes);
+          await withDeadline(hub.start(), NET_MS, 'starting the hub');
+          assert.is((await withDeadline(answer, NET_MS * 3, "the quiet peer's report")).msg, 'report');
+          await until(() => handled.length === FLOOD + 1, 'every message handled', NET_MS * 3);
+          const at = handled.indexOf(`${quietName} get_report`);
+          if (inboxes === 'shared') {
+            assert.is(at, FLOOD, 'first in, first out: the get_report waited for the whole flood');
+          } else {
+            // The flood's consumer may deliver before the quiet peer's is registered, a few prefetch windows at most.
+            assert.ok(at < FLOOD / 3, `the get_report was handled ${at + 1}th of ${FLOOD + 1}`);
+          }
+          assert.is(handled.filter((h) => h.endsWith('set_clock')).length, FLOOD);
+        }),
+      90_000,
+    ),
+  );
+}
+
+s(
+  'a hub that switches from the shared inbox to per-peer ones handles what the shared one held, and each new message once',
+  timed(
+    () =>
+      withBus(async (f) => {
+        const hubName = entity('heh');
+        const peerName = entity('vpp');
+        await f.connector({ name: hubName, peers: [peerName], inboxes: 'shared', consume: false });
+        const peer = await f.connector({ name: peerName, peers: [hubName] });
+        for (let i = 0; i < 3; i++) await peer.publish(hubName, setClock());
+        assert.is(await f.depth(`private-${hubName}-in`), 3, 'three wait in the shared inbox');
+        const { hub, handled } = recordingHub(f, hubName, [peerName], 'per-peer');
+        await withDeadline(hub.start(), NET_MS, 'starting the hub with per-peer inboxes');
+        await until(() => handled.length === 3, 'the three from the shared inbox', NET_MS);
+        await withDeadline(hub.close(), NET_MS, 'closing the hub');
+        for (let i = 0; i < 2; i++) await peer.publish(hubName, setClock());
+        // Only the peer's own inbox got them: the shared inbox is no longer bound to the peer's exchange.
+        assert.is(await f.depth(`private-${hubName}-in`), 0, 'nothing new in the shared inbox');
+        assert.is(await f.depth(`private-${hubName}-in:${peerName}`), 2, "two in the peer's inbox");
+        const again = recordingHub(f, hubName, [peerName], 'per-peer');
+        await withDeadline(again.hub.start(), NET_MS, 'restarting the hub');
+        await until(() => again.handled.length === 2, 'the two new ones', NET_MS);
+        await withDeadline(again.hub.close(), NET_MS, 'closing the hub');
+        assert.is(await f.depth(`private-${hubName}-in:${peerName}`), 0, 'each acked');
+        assert.equal(handled.length + again.handled.length, 5, 'five sent, five handled');
+      }),
+    60_000,
+  ),
+);
+
+s.run();
