@@ -10,8 +10,8 @@ import { versionLine } from '../device/about.js';
 if (process.argv[2] === '--version' || process.argv[2] === '-v') {
   process.stdout.write(`${versionLine()}\n`);
 } else {
-  Promise.all([import('../device/main.js'), import('../cli/keys.js')]).then(
-    ([m, keys]) => m.runHubProcess({ keygen: keys.keygen }),
+  import('./hub-loaded.js').then(
+    (m) => m.runHubProcess({ keygen: m.keygen }),
     (err: unknown) => {
       process.stderr.write(`fatal: ${String(err)}\n`);
       process.exitCode = 70;
