@@ -15,7 +15,10 @@ if (process.argv[2] === '--version' || process.argv[2] === '-v') {
           name: s.name,
           peers: s.peers,
           url: s.url,
-          ...(s.username === 'guest' && s.password === 'guest' ? {} : { username: s.username, password: s.password }),
+          ...(s.username === undefined || (s.username === 'guest' && s.password === 'guest')
+            ? {}
+            : { username: s.username, password: s.password ?? '' }),
+          ...(s.tls === undefined ? {} : { tls: s.tls }),
           prefetch: s.prefetch,
           reconnectDelay: s.reconnectDelay,
           maxReconnectDelay: s.maxReconnectDelay,

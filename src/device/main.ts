@@ -61,8 +61,11 @@ export interface MqttBusSettings {
   name: string;
   peers: string[];
   url: string;
-  username: string;
-  password: string;
+  /** Absent with `broker.external`: the broker takes the identity from the client certificate. */
+  username?: string;
+  password?: string;
+  /** For mqtts:, from `broker.tls` (the files' contents): the CA to verify the broker with, our certificate. */
+  tls?: { ca?: Buffer; cert?: Buffer; key?: Buffer; servername?: string };
   prefetch: number;
   reconnectDelay: number;
   maxReconnectDelay: number;
@@ -114,8 +117,6 @@ export async function hubMain(argv: string[], options: RunOptions): Promise<numb
         'an amqp:// or amqps:// URL (hub.js speaks AMQP; hub-mqtt.js, the MQTT hub, takes this config)',
         config.broker.url.split('://')[0] + '://...',
       );
-    if (isMqtt(config.broker.url) && (config.broker.tls !== undefined || config.broker.external))
-      throw new ConfigError(file, '$.broker', 'no tls and no external over MQTT (not supported yet)', 'them');
     const warnings = checkPeerKeys(config, file);
     if (command === 'check-config') {
       for (const w of warnings) io.err(`warning: ${w}`);
@@ -338,12 +339,17 @@ async function run(config: HubConfig, stop: Promise<void>, log: Logger, mqttBus?
 /** The MQTT bus's settings from the config: the same credentials (a password only from its file) and delays. */
 function mqttSettings(c: HubConfig, sealer: Sealer | undefined): MqttBusSettings {
   const s = brokerSettings(c);
+  // MQTT has no SASL: with broker.external the broker takes our name from the certificate (Mosquitto's
+  // use_identity_as_username, RabbitMQ's mqtt.ssl_cert_login), and no username or password is sent.
+  const login = c.broker.external
+    ? {}
+    : { username: s.username, password: typeof s.password === 'string' ? s.password : '' };
   return {
     name: c.name,
     peers: c.peers.map((p) => p.name),
     url: c.broker.url,
-    username: s.username,
-    password: typeof s.password === 'string' ? s.password : '',
+    ...login,
+    ...(typeof s.tls === 'object' ? { tls: s.tls as NonNullable<MqttBusSettings['tls']> } : {}),
     prefetch: c.broker.prefetch,
     reconnectDelay: Math.round(c.broker.reconnectDelayS * 1000),
     maxReconnectDelay: Math.round(c.broker.maxReconnectDelayS * 1000),

@@ -571,7 +571,7 @@ const SERVER_NAME = 'localhost';
  * same CN (so a negative test proves it is the issuer, not the name, that
  * counts). RSA-2048: boring and accepted by every TLS stack involved.
  */
-async function makeTlsMaterial(
+export async function makeTlsMaterial(
   dir: string,
 ): Promise<BrokerTlsMaterial & { serverCertFile: string; serverKeyFile: string }> {
   await fsp.mkdir(dir, { mode: 0o700 });
@@ -624,7 +624,7 @@ async function makeTlsMaterial(
 }
 
 /** `<stem>.key` and `<stem>.pem` in `dir`: a leaf certificate for `cn`, signed by `<ca>.pem` / `<ca>.key` there. */
-async function signLeaf(
+export async function signLeaf(
   dir: string,
   stem: string,
   cn: string,

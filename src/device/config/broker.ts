@@ -29,6 +29,7 @@ export function parseBroker(r: Reader, v: unknown): BrokerConfig {
   const url = r.string(b['url'] ?? 'amqp://127.0.0.1:5672', '$.broker.url', URL_WHAT);
   const urlUser = checkUrl(r, url);
   const secure = url.startsWith('amqps://') || url.startsWith('mqtts://');
+  const mqttUrl = url.startsWith('mqtt');
   const broker: { -readonly [K in keyof BrokerConfig]: BrokerConfig[K] } = {
     url,
     external: r.boolean(b['external'] ?? false, '$.broker.external'),
@@ -83,14 +84,14 @@ export function parseBroker(r: Reader, v: unknown): BrokerConfig {
     if (t['key'] !== undefined) tls.key = r.path(t['key'], '$.broker.tls.key');
     if (t['servername'] !== undefined) tls.servername = r.string(t['servername'], '$.broker.tls.servername');
     // Over amqp:// these files would be silently unused: the operator believes the link is encrypted when it is not.
-    if (!secure) r.fail('$.broker.url', 'an amqps:// URL (broker.tls is given)', shown(url));
+    if (!secure) r.fail('$.broker.url', `an ${mqttUrl ? 'mqtts' : 'amqps'}:// URL (broker.tls is given)`, shown(url));
     broker.tls = tls;
   }
   if (broker.external) {
     if (!secure)
       r.fail(
         '$.broker.url',
-        'an amqps:// URL (broker.external authenticates with the TLS client certificate)',
+        `an ${mqttUrl ? 'mqtts' : 'amqps'}:// URL (broker.external authenticates with the TLS client certificate)`,
         shown(url),
       );
     const why = '(broker.external authenticates with the TLS client certificate)';

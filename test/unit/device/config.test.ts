@@ -558,6 +558,21 @@ mistakes('EXTERNAL without a client certificate, or without TLS', () => {
     'amqps://',
     '"amqp://127.0.0.1:5672"',
   );
+  // Over MQTT the same: TLS files and certificate logins want mqtts://, and say so; mqtts:// takes them.
+  const mqtt = (url: string): [string, unknown][] => [
+    ['broker.url', url],
+    ['broker.external', true],
+    ['broker.tls', { cert: 'c.pem', key: 'k.pem' }],
+  ];
+  refused(patched(...mqtt('mqtt://b')), '$.broker.url', 'an mqtts:// URL (broker.tls is given)', '"mqtt://b"');
+  refused(
+    patched(['broker.url', 'mqtt://b'], ['broker.tls', { ca: 'ca.pem' }]),
+    '$.broker.url',
+    'an mqtts:// URL',
+    '"mqtt://b"',
+  );
+  const c = parseConfig(patched(...mqtt('mqtts://b')));
+  assert.equal([c.broker.external, c.broker.tls], [true, { cert: 'c.pem', key: 'k.pem' }]);
 });
 
 mistakes('crypto and log sections', () => {
