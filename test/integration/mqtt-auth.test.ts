@@ -3,66 +3,48 @@
  * end) that requires a password: refused credentials are reported as `failed` with `authentication`, and the next
  * attempts follow the exponential backoff (backoff.ts), not MQTT.js's fixed period; the right password gets in.
  */
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { MqttTransport } from '../../src/mqtt/index.js';
 import { until, withDeadline } from '../helpers/deadline.js';
+import { listening, Mosquitto } from '../helpers/mosquitto.js';
 
 const MS = 10_000;
 
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
+/** A Mosquitto password file for heh-auth / right (mosquitto_passwd hashes it). */
+function passwordFile(): string {
+  const dir = mkdtempSync(path.join(tmpdir(), 'mqtt-auth-'));
+  try {
+    const file = path.join(dir, 'passwords');
+    execFileSync('mosquitto_passwd', ['-c', '-b', file, 'heh-auth', 'right']);
+    return readFileSync(file, 'utf8');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 const s = suite('mqtt auth');
-let broker: ChildProcess | undefined;
-let dir = '';
+let broker: Mosquitto | undefined;
 let port = 0;
 
 s.before(async () => {
-  dir = mkdtempSync(path.join(tmpdir(), 'mqtt-auth-'));
-  port = await freePort();
-  const passwords = path.join(dir, 'passwords');
-  execFileSync('mosquitto_passwd', ['-c', '-b', passwords, 'heh-auth', 'right']);
-  // Mosquitto started as root drops to its own user, which must read the folder and the file (test secrets only).
-  chmodSync(dir, 0o755);
-  chmodSync(passwords, 0o644);
-  const conf = path.join(dir, 'mosquitto.conf');
-  writeFileSync(
-    conf,
-    `listener ${port} 127.0.0.1\nallow_anonymous false\npassword_file ${passwords}\npersistence false\nlog_dest none\n`,
-  );
-  broker = spawn('mosquitto', ['-c', conf], { stdio: 'ignore' });
+  broker = await Mosquitto.start({
+    files: { passwords: passwordFile() },
+    config: (dir) => ['allow_anonymous false', `password_file ${path.join(dir, 'passwords')}`],
+  });
+  port = broker.port;
 });
 
 s.after(async () => {
-  broker?.kill('SIGTERM');
-  rmSync(dir, { recursive: true, force: true });
+  await broker?.close();
 });
 
 s('the throw-away broker listens', async () => {
-  await until(
-    () =>
-      new Promise<boolean>((resolve) => {
-        const c = net.connect(port, '127.0.0.1', () => {
-          c.destroy();
-          resolve(true);
-        });
-        c.on('error', () => resolve(false));
-      }),
-    `mosquitto on ${port}`,
-    MS,
-    50,
-  );
+  assert.ok(await listening(port), `mosquitto on ${port}`);
 });
 
 s(
