@@ -8,10 +8,10 @@ import { versionLine } from '../device/about.js';
 if (process.argv[2] === '--version' || process.argv[2] === '-v') {
   process.stdout.write(`${versionLine()}\n`);
 } else {
-  Promise.all([import('../device/main.js'), import('../cli/keys.js'), import('../mqtt/index.js')]).then(
-    ([m, keys, mqtt]) =>
-      m.runHubProcess({ keygen: keys.keygen }, (s) =>
-        mqtt.mqttBus({
+  import('./hub-mqtt-loaded.js').then(
+    (m) =>
+      m.runHubProcess({ keygen: m.keygen }, (s) =>
+        m.mqttBus({
           name: s.name,
           peers: s.peers,
           url: s.url,
