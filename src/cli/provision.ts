@@ -15,7 +15,6 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import {
-  type Definitions,
   definitions,
   PASSWORD_FILE,
   type Plan,
@@ -23,6 +22,7 @@ import {
   parseParties,
   partySettings,
 } from '../provision/index.js';
+import { type MixedDefinitions, mqttDefinitions, mqttSettings } from '../provision/mqtt.js';
 import { type Io, UsageError } from './common.js';
 
 export const PROVISION_USAGE = `  provision PARTIES.json --out DIR [--apply [--rabbitmqctl PATH] [--node NODE]]
@@ -73,11 +73,12 @@ export async function provision(args: string[], io: Io): Promise<number> {
       passwords.set(p.name, password);
       writeSecret(pwFile, `${password}\n`);
     }
-    const s = partySettings(plan, p);
+    const s = mqttSettings(plan, p, partySettings(plan, p));
     fs.writeFileSync(path.join(dir, s.file), `${JSON.stringify(s.config, null, 2)}\n`, { mode: 0o644 });
     said.push(`${path.join(dir, s.file)}: ${p.role} ${p.name}, ${p.peers.length} peer(s); ${how}`);
   }
-  const defs = definitions(plan, passwords);
+  // Parties marked MQTT: their part rewritten for RabbitMQ's MQTT plugin (src/provision/mqtt.ts).
+  const defs = mqttDefinitions(plan, definitions(plan, passwords));
   const defsFile = path.join(out, 'definitions.json');
   writeSecret(defsFile, `${JSON.stringify(defs, null, 2)}\n`);
   io.out(`${defsFile}: ${summary(plan, defs)}`);
@@ -94,7 +95,7 @@ export async function provision(args: string[], io: Io): Promise<number> {
   return 0;
 }
 
-function summary(plan: Plan, d: Definitions): string {
+function summary(plan: Plan, d: MixedDefinitions): string {
   return (
     `vhost "${plan.vhost}", ${plan.parties.length} party users, ${d.permissions.length} permissions, ` +
     `${d.topic_permissions.length} topic permissions, ${d.exchanges.length} exchanges, ${d.queues.length} queues, ` +
@@ -107,7 +108,7 @@ function summary(plan: Plan, d: Definitions): string {
  * who could not read our 0600 file), waits until the broker has them (the import runs asynchronously), and deletes
  * guest, which an import can only disable.
  */
-async function apply(plan: Plan, defs: Definitions, o: { ctl: string; node: string | undefined }, io: Io) {
+async function apply(plan: Plan, defs: MixedDefinitions, o: { ctl: string; node: string | undefined }, io: Io) {
   const ctl = (args: string[], input?: string): Promise<string> =>
     run(o.ctl, [...(o.node === undefined ? [] : ['-n', o.node]), '-q', ...args], input);
   await ctl(['import_definitions', '--format', 'json'], JSON.stringify(defs));

@@ -10,9 +10,11 @@
  *   "vhost": "ebadge",                            default "ebadge"
  *   "ca": "ca.pem",                               optional: the CA file each party's config names (amqps)
  *   "deliveryLimit": 10,                          optional: deliveries of one message before it is dead-lettered
+ *   "mqttUrl": "mqtt://broker.example:1883",      with MQTT parties: RabbitMQ's MQTT plugin, as they reach it
  *   "parties": [
  *     { "name": "vpp-acme", "role": "aggregator", "peers": ["heh-b827ebea02c1", "tso-north"] },
  *     { "name": "heh-b827ebea02c1", "role": "hub", "auth": "external" },
+ *     { "name": "heh-b827ebea02c3", "role": "hub", "transport": "mqtt" },        through the MQTT plugin (mqtt.ts)
  *     { "name": "dso-north", "role": "dso", "peers": ["heh-b827ebea02c1"], "sends": ["load_price"] },
  *     { "name": "ops", "role": "operator", "peers": ["heh-b827ebea02c1"], "passwordFile": "secrets/ops.pw" }
  *   ]
@@ -23,6 +25,7 @@
  */
 import { SCHEMAS } from '../codec/index.js';
 import { ProvisionError } from './errors.js';
+import { checkMqtt, mqttOrigin, type PartyTransport } from './mqtt.js';
 import { ALWAYS, ROLES, type Role, SENDS } from './roles.js';
 
 export const PARTIES_FORMAT = 'ebadge-parties/1';
@@ -35,6 +38,8 @@ export interface Party {
   readonly auth: Auth;
   /** A password the operator keeps, as written in the parties file (relative to it). */
   readonly passwordFile?: string;
+  /** `mqtt`: it connects to RabbitMQ's MQTT plugin (mqtt.ts); absent or `amqp`: D3.2.3 over AMQP. */
+  readonly transport?: PartyTransport;
   /** Everyone it exchanges messages with, sorted. */
   readonly peers: readonly string[];
   /** Per peer, the message types it may send there (sorted, `response` and `key_update` included). */
@@ -44,6 +49,8 @@ export interface Party {
 export interface Plan {
   /** `amqp://host:port` or `amqps://host:port`, without user, vhost or query. */
   readonly url: string;
+  /** The MQTT plugin's URL, when a party is on MQTT (mqtt.ts). */
+  readonly mqttUrl?: string;
   readonly vhost: string;
   readonly ca?: string;
   readonly deliveryLimit: number;
@@ -57,8 +64,8 @@ const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 const NAME_MAX = 100;
 const TYPE = /^[A-Za-z][A-Za-z0-9_]*$/;
 const KNOWN_TYPES: ReadonlySet<string> = new Set([...Object.keys(SCHEMAS), ...ALWAYS]);
-const TOP_KEYS = ['format', 'url', 'vhost', 'ca', 'deliveryLimit', 'parties'];
-const PARTY_KEYS = ['name', 'role', 'peers', 'sends', 'auth', 'passwordFile'];
+const TOP_KEYS = ['format', 'url', 'mqttUrl', 'vhost', 'ca', 'deliveryLimit', 'parties'];
+const PARTY_KEYS = ['name', 'role', 'peers', 'sends', 'auth', 'passwordFile', 'transport'];
 /** The roles a hub's own configuration (src/device/config) accepts for its peers. */
 const HUB_PEER_ROLES: readonly Role[] = ['aggregator', 'dso', 'tso', 'operator'];
 
@@ -164,6 +171,7 @@ export function parseParties(value: unknown, file = 'parties.json'): Plan {
       role: p.role,
       auth: p.auth,
       ...(p.passwordFile === undefined ? {} : { passwordFile: p.passwordFile }),
+      ...(p.transport === 'mqtt' ? { transport: p.transport } : {}),
       peers,
       sends,
     };
@@ -195,7 +203,9 @@ export function parseParties(value: unknown, file = 'parties.json'): Plan {
         );
     }
   }
-  return { url, vhost, ...(ca === undefined ? {} : { ca }), deliveryLimit: limit as number, parties };
+  const plan: Plan = { url, vhost, ...(ca === undefined ? {} : { ca }), deliveryLimit: limit as number, parties };
+  checkMqtt(plan, o['mqttUrl'], (at, sentence) => r.fail(at, sentence));
+  return o['mqttUrl'] === undefined ? plan : { ...plan, mqttUrl: mqttOrigin(o['mqttUrl'] as string) };
 }
 
 interface ParsedParty {
@@ -203,6 +213,7 @@ interface ParsedParty {
   role: Role;
   auth: Auth;
   passwordFile?: string;
+  transport: PartyTransport;
   peers: string[];
   sendsAll?: string[];
   /** Peer → [types, the JSON path of the entry]. */
@@ -220,7 +231,10 @@ function parseParty(r: Reader, v: unknown, at: string, secure: boolean): ParsedP
     r.fail(`${at}.auth`, `expected "password" or "external", found ${kind(auth)}`);
   if (auth === 'external' && !secure)
     r.fail(`${at}.auth`, '"external" logs in with a TLS client certificate: the url must be amqps://');
-  const p: ParsedParty = { name, role: role as Role, auth, peers: [], sendsTo: new Map() };
+  const transport = o['transport'] ?? 'amqp';
+  if (transport !== 'amqp' && transport !== 'mqtt')
+    r.fail(`${at}.transport`, `expected "amqp" or "mqtt", found ${kind(transport)}`);
+  const p: ParsedParty = { name, role: role as Role, auth, transport, peers: [], sendsTo: new Map() };
   if (o['passwordFile'] !== undefined) {
     if (auth === 'external') r.fail(`${at}.passwordFile`, 'a party with auth "external" has no password');
     p.passwordFile = r.string(o['passwordFile'], `${at}.passwordFile`, 'a file name');
