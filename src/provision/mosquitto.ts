@@ -1,0 +1,68 @@
+/**
+ * Least privilege on a Mosquitto broker (the MQTT-only deployment, docs/bus.md "MQTT"): the same plan as the RabbitMQ
+ * definitions, written as Mosquitto's `acl_file` and `password_file`. MQTT carries no sender: the transport
+ * credits a message to the `<from>` level of its topic `<msg>/<from>/<to>[/<heh_id>]` (src/mqtt/topics.ts), so it is
+ * the ACL that makes that level true. Each party may
+ *
+ *  - write `<type>/<me>/<peer>` and below, for each peer and each type it may send there (the same lists as the
+ *    RabbitMQ topic permissions): never as another party, never to a non-peer, never a type it may not send;
+ *  - write its dead letters, `dead-letter/<me>`;
+ *  - read what is addressed to it, `+/+/<me>/#` (the transport's one subscription).
+ *
+ * Mosquitto denies what no line allows. A publish it denies is acknowledged and dropped under MQTT 3.1.1, refused
+ * in the PUBACK (0x87) under MQTT 5; a subscription it denies is granted nothing. Parties with a certificate
+ * (`auth: external`) log in with the certificate's name (`use_identity_as_username true`) and have no password
+ * line. An aggregator with 5,000 hubs has about 20 lines per hub; Mosquitto reads the file at start and on SIGHUP.
+ */
+import { pbkdf2Sync, randomBytes } from 'node:crypto';
+import { ProvisionError } from './errors.js';
+import type { Plan } from './parties.js';
+
+/** Mosquitto 2's own password hashing: `$7$<iterations>$<salt>$<PBKDF2-SHA512>`, base64, as mosquitto_passwd writes. */
+export function mosquittoPasswordHash(password: string, salt: Buffer = randomBytes(12), iterations = 101): string {
+  const hash = pbkdf2Sync(password, salt, iterations, 64, 'sha512');
+  return `$7$${iterations}$${salt.toString('base64')}$${hash.toString('base64')}`;
+}
+
+/**
+ * The `acl_file`. Topic levels cannot hold `+`, `#` or `/`, and Mosquitto reads a line's topic up to its end, so
+ * every name must be one topic level: src/mqtt/topics.ts's party names (letters, digits, `_`, `-`) are, and any
+ * other is refused here.
+ */
+export function mosquittoAcl(plan: Plan): string {
+  const lines = ['# ebadge provision: who may send what to whom over MQTT (src/provision/mosquitto.ts)', ''];
+  for (const [i, p] of plan.parties.entries()) {
+    checkLevel(p.name, `$.parties[${i}].name`);
+    lines.push(`user ${p.name}`);
+    for (const peer of p.peers) {
+      for (const type of p.sends.get(peer) ?? []) lines.push(`topic write ${type}/${p.name}/${peer}/#`);
+    }
+    lines.push(`topic write dead-letter/${p.name}`, `topic read +/+/${p.name}/#`, '');
+  }
+  return lines.join('\n');
+}
+
+/** The `password_file`: a line per password party (`name:hash`); certificate parties have none. */
+export function mosquittoPasswords(plan: Plan, passwords: ReadonlyMap<string, string>): string {
+  const lines: string[] = [];
+  for (const p of plan.parties) {
+    if (p.auth !== 'password') continue;
+    const password = passwords.get(p.name);
+    if (password === undefined || password === '') throw new Error(`no password for ${p.name}`);
+    lines.push(`${p.name}:${mosquittoPasswordHash(password)}`);
+  }
+  return lines.length === 0 ? '' : `${lines.join('\n')}\n`;
+}
+
+const LEVEL = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
+
+/** Every peer is a party of the plan too, so checking each party's own name covers them all. */
+function checkLevel(name: string, path: string): void {
+  if (!LEVEL.test(name))
+    throw new ProvisionError(
+      'PARTIES',
+      `"${name}" cannot be an MQTT topic level in Mosquitto's ACL: a name over MQTT is 1 to 64 letters, digits, "_" ` +
+        'and "-", beginning with a letter or a digit (src/mqtt/topics.ts)',
+      path,
+    );
+}

@@ -1,0 +1,158 @@
+/**
+ * Least privilege over MQTT (issue 15's rules for MQTT parties, issue 16): a throw-away Mosquitto (own port and
+ * folder, stopped at the end) loaded with the ACL and password file `ebadge provision` makes of a parties file
+ * (src/provision/mosquitto.ts). The hub and its aggregator work end to end with their own passwords; then each
+ * attack, made with the attacker's own valid credentials, reaches nobody: a DSO sending a type it may not send, a
+ * party that is not the hub's peer writing to it, the same party writing as the aggregator, and reading the hub's
+ * messages (Mosquitto grants the wildcard subscription and delivers nothing its read ACL forbids). The aggregator's own
+ * message, sent while the attacker listens, shows what the attacker would have read.
+ */
+import { randomUUID } from 'node:crypto';
+import mqtt from 'mqtt';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import type { Connector } from '../../src/bus/index.js';
+import { EbTime, type Message } from '../../src/codec/index.js';
+import { mqttBus } from '../../src/mqtt/index.js';
+import { parseParties } from '../../src/provision/index.js';
+import { mosquittoAcl, mosquittoPasswords } from '../../src/provision/mosquitto.js';
+import { until, withDeadline } from '../helpers/deadline.js';
+import { Mosquitto } from '../helpers/mosquitto.js';
+
+const MS = 10_000;
+const id = randomUUID().slice(0, 8);
+const HUB = `heh-acl${id}`;
+const VPP = `vpp-acl${id}`;
+const DSO = `dso-acl${id}`;
+const EVIL = `heh-evil${id}`;
+const PLAN = parseParties({
+  format: 'ebadge-parties/1',
+  url: 'amqp://127.0.0.1:5672',
+  parties: [
+    { name: VPP, role: 'aggregator', peers: [HUB] },
+    { name: HUB, role: 'hub' },
+    { name: DSO, role: 'dso', peers: [HUB], sends: ['load_price'] },
+    { name: EVIL, role: 'hub', peers: [VPP] },
+  ],
+});
+const PASSWORDS = new Map(PLAN.parties.map((p) => [p.name, `pw-${p.name}`]));
+
+const s = suite('mqtt acl');
+let broker: Mosquitto | undefined;
+const buses: Connector[] = [];
+
+s.before(async () => {
+  broker = await Mosquitto.start({
+    files: { acl: mosquittoAcl(PLAN), passwords: mosquittoPasswords(PLAN, PASSWORDS) },
+    config: (dir) => [`acl_file ${dir}/acl`, `password_file ${dir}/passwords`, 'allow_anonymous false'],
+  });
+});
+
+s.after(async () => {
+  await Promise.allSettled(buses.map((b) => b.close()));
+  await broker?.close();
+});
+
+const url = (): string => (broker as Mosquitto).url;
+const as = (name: string, peers: string[]): Connector => {
+  const b = mqttBus({ name, peers, url: url(), username: name, password: PASSWORDS.get(name) ?? '' });
+  buses.push(b);
+  return b;
+};
+/** A raw MQTT.js client with a party's own credentials: what an attacker holds. */
+const raw = (name: string, clientId = `${name}-raw`) =>
+  mqtt.connectAsync(url(), {
+    clientId,
+    username: name,
+    password: PASSWORDS.get(name) ?? '',
+    protocolVersion: 5,
+    reconnectPeriod: 0,
+  });
+
+const got: string[] = [];
+let hub: Connector;
+
+s('the hub and its aggregator, each with its own password, work end to end; the DSO sends its one type', async () => {
+  hub = as(HUB, [VPP, DSO, EVIL]);
+  hub.onSetClock((_m, ctx) => {
+    got.push(`set_clock from ${ctx.sender}`);
+  });
+  hub.onLoadPrice((_m, ctx) => {
+    got.push(`load_price from ${ctx.sender}`);
+  });
+  hub.onActivate((_m, ctx) => {
+    got.push(`activate from ${ctx.sender}`);
+  });
+  hub.onGetReport(async (q, ctx) => {
+    await ctx.reply({ msg: 'report', from: q.from, to: q.to, resolution: q.resolution, values: { 'total.p': [1] } });
+  });
+  await withDeadline(hub.start(), MS, 'hub start');
+  const vpp = as(VPP, [HUB]);
+  await withDeadline(vpp.start(), MS, 'vpp start');
+  const dso = as(DSO, [HUB]);
+  await withDeadline(dso.start(), MS, 'dso start');
+  await vpp.publish(HUB, { msg: 'set_clock', offset: 1, msg_id: randomUUID() } as Message<'set_clock'>);
+  const from = EbTime.parse('2026-12-03T10:00:00Z');
+  await dso.publish(HUB, { msg: 'load_price', msg_id: randomUUID(), from, to: from.plusSeconds(900), price: 0.1 });
+  await until(
+    () => got.length >= 2,
+    () => `set_clock and load_price (${got.join('; ')})`,
+    MS,
+  );
+  assert.equal(got.sort(), [`load_price from ${DSO}`, `set_clock from ${VPP}`]);
+  const report = await withDeadline(
+    vpp.request(HUB, { msg: 'get_report', from, to: from.plusSeconds(900), resolution: 900, signals: ['total.p'] }),
+    MS,
+    'get_report',
+  );
+  assert.is(report.msg, 'report');
+});
+
+s('a type the DSO may not send never reaches the hub', async () => {
+  const before = got.length;
+  const c = await raw(DSO);
+  try {
+    const body = JSON.stringify({ msg: 'set_clock', offset: 5, msg_id: randomUUID() });
+    // Refused in the PUBACK (MQTT 5: 0x87, not authorized), which MQTT.js reports as a failed publish.
+    await c.publishAsync(`set_clock/${DSO}/${HUB}`, body, { qos: 1 }).then(
+      () => assert.unreachable('acknowledged'),
+      (e: unknown) => assert.match(String(e), 'Not authorized'),
+    );
+  } finally {
+    await c.endAsync();
+  }
+  await new Promise((r) => setTimeout(r, 500));
+  assert.equal(got.slice(before), []);
+});
+
+s(
+  "a party that is not the hub's peer cannot write to it, nor write as the aggregator, nor read its messages",
+  async () => {
+    const before = got.length;
+    const c = await raw(EVIL);
+    const read: string[] = [];
+    try {
+      // Mosquitto grants a wildcard subscription, then delivers only what its read ACL allows: nothing of the hub's.
+      await c.subscribeAsync(`+/+/${HUB}/#`, { qos: 1 });
+      c.on('message', (topic) => read.push(topic));
+      const body = () => JSON.stringify({ msg: 'set_clock', offset: 5, msg_id: randomUUID() });
+      for (const topic of [`set_clock/${EVIL}/${HUB}`, `set_clock/${VPP}/${HUB}`]) {
+        await c.publishAsync(topic, body(), { qos: 1 }).then(
+          () => assert.unreachable(`${topic}: acknowledged`),
+          (e: unknown) => assert.match(String(e), 'Not authorized'),
+        );
+      }
+      // What it could have read: the aggregator's next message to the hub.
+      const vpp = buses[1] as Connector;
+      await vpp.publish(HUB, { msg: 'set_clock', offset: 2, msg_id: randomUUID() } as Message<'set_clock'>);
+      await until(() => got.length > before, "the aggregator's set_clock at the hub", MS);
+      await new Promise((r) => setTimeout(r, 300));
+    } finally {
+      await c.endAsync();
+    }
+    assert.equal(got.slice(before), [`set_clock from ${VPP}`], "only the aggregator's own");
+    assert.equal(read, [], 'the attacker read nothing');
+  },
+);
+
+s.run();
