@@ -161,6 +161,8 @@ export class MqttTransport extends TypedEmitter<TransportEvents> implements Tran
   #onMessage: ((m: Incoming<MqttMessage>) => Promise<void>) | undefined;
   /** Deliveries whose PUBACK we hold, by packet id, for the connection of the moment. */
   readonly #held = new Map<number, Held>();
+  /** Packet ids of our sends whose PUBACK said no subscription matched (MQTT 5, 0x10), until their callback. */
+  readonly #unmatched = new Set<number>();
   #sending = 0;
   readonly #room: (() => void)[] = [];
   readonly #whenUp: { resolve: () => void; reject: (e: Error) => void }[] = [];
@@ -242,26 +244,38 @@ export class MqttTransport extends TypedEmitter<TransportEvents> implements Tran
       };
     }
     await this.#acquire();
+    let matched: boolean;
     try {
-      await this.#publish(client, topic, body, options);
+      matched = await this.#publish(client, topic, body, options);
     } finally {
       this.#release();
     }
+    // MQTT 5: the broker's PUBACK says no subscription matched (0x10), so nobody gets it, as an AMQP message
+    // returned unroutable: not sent (the hub's outbox keeps it and sends it again later). 3.1.1 has no such code.
+    if (!matched)
+      throw new BusError(
+        'TOPOLOGY',
+        `no session subscribes to ${topic} on ${this.#endpoint} (PUBACK 0x10, no matching subscribers): the broker ` +
+          `dropped the message; ${o.to} subscribes when it connects for the first time`,
+      );
   }
 
   /**
    * A QoS 1 publish, resolved on its PUBACK. MQTT.js queues a publish made while it re-sends its store after a
    * reconnect, and fails that queue with "Connection closed" if the connection is lost again meanwhile: such a
    * publish was never stored nor sent, so it is made again once connected (mqtt-faults.test.ts, fault 1, lost 74
-   * sends so). Any other error rejects.
+   * sends so). Any other error rejects. Resolves false when the PUBACK said no subscription matched (0x10).
    */
-  async #publish(client: MqttClient, topic: string, body: Buffer | string, options: PublishOptions): Promise<void> {
+  async #publish(client: MqttClient, topic: string, body: Buffer | string, options: PublishOptions): Promise<boolean> {
     for (;;) {
       try {
-        await new Promise<void>((resolve, reject) =>
-          client.publish(topic, body, options, (err) => (err ? reject(err) : resolve())),
+        return await new Promise<boolean>((resolve, reject) =>
+          client.publish(topic, body, options, (err, packet) => {
+            if (err) return reject(err);
+            const id = (packet as { messageId?: number } | undefined)?.messageId;
+            resolve(!(id !== undefined && this.#unmatched.delete(id)));
+          }),
         );
-        return;
       } catch (err) {
         if (this.#closed || (err as Error).message !== 'Connection closed') throw err;
         await this.#up();
@@ -370,6 +384,9 @@ export class MqttTransport extends TypedEmitter<TransportEvents> implements Tran
       if (packet.cmd === 'publish') this.#deliver(packet);
       callback();
     };
+    client.on('packetreceive', (p) => {
+      if (p.cmd === 'puback' && p.reasonCode === 0x10 && p.messageId !== undefined) this.#unmatched.add(p.messageId);
+    });
     client.on('connect', (connack) => this.#onConnect(connack));
     client.on('close', () => this.#onClose());
     client.on('error', (err) => this.#onError(err));

@@ -21,7 +21,7 @@
 import { randomUUID } from 'node:crypto';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import type { Connector } from '../../src/bus/index.js';
+import { BusError, type Connector } from '../../src/bus/index.js';
 import { EbTime, type Message } from '../../src/codec/index.js';
 import { type MqttBusOptions, type MqttTransport, mqttBus } from '../../src/mqtt/index.js';
 import { sleep, until, withDeadline } from '../helpers/deadline.js';
@@ -250,6 +250,32 @@ s(
     }
   },
 );
+
+s('a send that no session matches (PUBACK 0x10) is refused, not resolved: the broker dropped it', async () => {
+  const m = await broker();
+  const tx = name('heh');
+  const rx = name('vpp');
+  const snd = sender(m.url, tx, rx);
+  const r = receiver(m.url, rx, tx);
+  try {
+    await withDeadline(snd.start(), MS, 'start');
+    // The receiver has never connected: Mosquitto acks with 0x10 and keeps nothing.
+    const err = await snd.publish(rx, report(1), { messageId: 's-1' }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    assert.instance(err, BusError);
+    assert.is((err as BusError).code, 'TOPOLOGY');
+    assert.match(String(err), `PUBACK 0x10`);
+    await withDeadline(r.bus.start(), MS, 'receiver start');
+    await withDeadline(snd.publish(rx, report(2), { messageId: 's-2' }), MS, 'a send once subscribed');
+    await until(() => r.handled.has('s-2'), 'the second', MS);
+    assert.equal([...r.handled.keys()], ['s-2']);
+  } finally {
+    await Promise.allSettled([snd.close(), r.bus.close()]);
+    await m.close();
+  }
+});
 
 s('Fault 2: Mosquitto (persistence on) stopped with SIGTERM and started again mid-stream: 0 lost', async () => {
   const m = await broker({ persistence: true });
