@@ -152,10 +152,7 @@ export class PublishBuffer {
   lost(): void {
     this.#gen++;
     if (this.#closed) {
-      for (const p of this.#inflight)
-        p.reject(
-          new PublishError('closed', 'the channel was closed by the application before the publish was confirmed'),
-        );
+      for (const p of this.#inflight) p.reject(channelClosed());
       this.#inflight.clear();
       return;
     }
@@ -225,10 +222,7 @@ export class PublishBuffer {
   /** Sends a nacked publish again (or buffers it, ahead of newer ones, while recovering). */
   #retry(p: Pending): void {
     if (p.settled) return;
-    if (this.#closed)
-      return p.reject(
-        new PublishError('closed', 'the channel was closed by the application before the publish was confirmed'),
-      );
+    if (this.#closed) return p.reject(channelClosed());
     const ch = this.#live();
     if (ch !== null) return this.#send(ch, p);
     p.gen = -1;
@@ -283,6 +277,10 @@ export class PublishBuffer {
       this.#sweep = null;
     }
   }
+}
+
+function channelClosed(): PublishError {
+  return new PublishError('closed', 'the channel was closed by the application before the publish was confirmed');
 }
 
 function noop(): void {

@@ -337,6 +337,11 @@ export function oneOf<const E extends string>(values: readonly E[], code: Respon
   };
 }
 
+function checkArrayLength(v: unknown[], path: string, ctx: DecodeContext): void {
+  if (v.length > ctx.maxArrayLength)
+    throw new DecodeError(400, path, `an array of ${v.length} items exceeds the limit of ${ctx.maxArrayLength}`);
+}
+
 export function arrayOf<T>(item: FieldType<T>): FieldType<T[]> {
   return {
     name: `${item.name}[]`,
@@ -344,8 +349,7 @@ export function arrayOf<T>(item: FieldType<T>): FieldType<T[]> {
     decode(v, parent, key, ctx) {
       if (!Array.isArray(v)) throw typeError(at(parent, key), `an array of ${item.name}`, v);
       const path = at(parent, key);
-      if (v.length > ctx.maxArrayLength)
-        throw new DecodeError(400, path, `an array of ${v.length} items exceeds the limit of ${ctx.maxArrayLength}`);
+      checkArrayLength(v, path, ctx);
       const out = new Array<T>(v.length);
       for (let i = 0; i < v.length; i++) out[i] = item.decode(v[i], path, i, ctx);
       return out;
@@ -368,8 +372,7 @@ export function arrayOfNullable<T>(item: FieldType<T>): FieldType<(T | null)[]> 
     decode(v, parent, key, ctx) {
       if (!Array.isArray(v)) throw typeError(at(parent, key), `an array of ${item.name} or null`, v);
       const path = at(parent, key);
-      if (v.length > ctx.maxArrayLength)
-        throw new DecodeError(400, path, `an array of ${v.length} items exceeds the limit of ${ctx.maxArrayLength}`);
+      checkArrayLength(v, path, ctx);
       const out = new Array<T | null>(v.length);
       for (let i = 0; i < v.length; i++) out[i] = v[i] === null ? null : item.decode(v[i], path, i, ctx);
       return out;
@@ -391,6 +394,7 @@ export function arrayOfNullable<T>(item: FieldType<T>): FieldType<(T | null)[]> 
 /** A JSON object used as a map (e.g. `report.values`: signal name -> samples); keys are non-empty, <= 255 chars. */
 export function mapOf<T>(value: FieldType<T>): FieldType<Record<string, T>> {
   const badKey = (k: string): boolean => k.length === 0 || k.length > 255;
+  const badKeyReason = (k: string): string => `key ${shown(k)} is empty or longer than 255 characters`;
   return {
     name: `map<${value.name}>`,
     jsonSchema: {
@@ -406,7 +410,7 @@ export function mapOf<T>(value: FieldType<T>): FieldType<Record<string, T>> {
       ctx.colons += keys.length;
       for (const k of keys) {
         if (k.indexOf(':') !== -1) ctx.colons += colonsIn(k);
-        if (badKey(k)) throw new DecodeError(454, path, `key ${shown(k)} is empty or longer than 255 characters`);
+        if (badKey(k)) throw new DecodeError(454, path, badKeyReason(k));
         const x = value.decode((v as Record<string, unknown>)[k], path, k, ctx);
         // A key named __proto__ must become an own property, never the object's prototype.
         if (k === '__proto__')
@@ -420,7 +424,7 @@ export function mapOf<T>(value: FieldType<T>): FieldType<Record<string, T>> {
       const path = at(parent, key);
       w.beginObject();
       for (const k of Object.keys(v)) {
-        if (badKey(k)) throw emitError(at(parent, key), `key ${shown(k)} is empty or longer than 255 characters`);
+        if (badKey(k)) throw emitError(at(parent, key), badKeyReason(k));
         w.key(k);
         value.encode(w, v[k] as T, path, k);
       }

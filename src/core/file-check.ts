@@ -67,7 +67,7 @@ export function fileProblem(
       return {
         kind: 'UNREADABLE',
         expected,
-        found: `${file}, which ${who(reader)} may not reach (EACCES): give ${group(reader)} access to the folders on its path (chgrp ${groupName(reader?.gid)} and chmod 0750)`,
+        found: `${unreachable(file, reader)} (chgrp ${groupName(reader?.gid)} and chmod 0750)`,
       };
     return { kind: 'UNREADABLE', expected, found: `${file}, which cannot be read (${code})` };
   }
@@ -120,7 +120,7 @@ export function directoryProblem(
         return {
           kind: 'UNREADABLE',
           expected,
-          found: `${dir}, which ${who(reader)} may not reach (EACCES): give ${group(reader)} access to the folders on its path`,
+          found: unreachable(dir, reader),
         };
       return { kind: 'UNREADABLE', expected, found: `${at}, which cannot be read (${code})` };
     }
@@ -198,6 +198,11 @@ function who(reader: FileReader | undefined): string {
 
 function group(reader: FileReader | undefined): string {
   return `the group ${groupName(reader?.gid)}`;
+}
+
+/** A path under a folder the reader may not search (EACCES), and the fix. */
+function unreachable(at: string, reader: FileReader | undefined): string {
+  return `${at}, which ${who(reader)} may not reach (EACCES): give ${group(reader)} access to the folders on its path`;
 }
 
 /** A user's name from /etc/passwd (Node has no getpwuid), else its number. */

@@ -79,3 +79,9 @@ export function checkLength(bytes: Uint8Array, length: number, what: string): vo
     );
   }
 }
+
+/** An XChaCha20-Poly1305 key and nonce, checked alike by both backends. */
+export function checkKeyAndNonce(key: Uint8Array, nonce: Uint8Array): void {
+  checkLength(key, KEY_BYTES, 'an XChaCha20-Poly1305 key');
+  checkLength(nonce, NONCE_BYTES, 'an XChaCha20-Poly1305 nonce');
+}

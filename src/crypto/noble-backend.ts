@@ -13,6 +13,7 @@ import { hkdf } from '@noble/hashes/hkdf.js';
 import { sha256, sha512 } from '@noble/hashes/sha2.js';
 import {
   type CryptoBackend,
+  checkKeyAndNonce,
   checkLength,
   type DhPublic,
   type DhSecret,
@@ -110,14 +111,12 @@ export const nobleBackend: CryptoBackend = {
   },
 
   seal(key, nonce, aad, plaintext) {
-    checkLength(key, 32, 'an XChaCha20-Poly1305 key');
-    checkLength(nonce, 24, 'an XChaCha20-Poly1305 nonce');
+    checkKeyAndNonce(key, nonce);
     return xchacha20poly1305(key, nonce, aad).encrypt(plaintext);
   },
 
   sealInto(key, nonce, aad, plaintext, output) {
-    checkLength(key, 32, 'an XChaCha20-Poly1305 key');
-    checkLength(nonce, 24, 'an XChaCha20-Poly1305 nonce');
+    checkKeyAndNonce(key, nonce);
     checkLength(output, plaintext.length + 16, 'the output of XChaCha20-Poly1305');
     // In place when output starts at the plaintext (noble's encrypt first copies the plaintext into output, onto
     // itself then), the keystream XORed over it, the tag after it.
@@ -125,8 +124,7 @@ export const nobleBackend: CryptoBackend = {
   },
 
   open(key, nonce, aad, sealed) {
-    checkLength(key, 32, 'an XChaCha20-Poly1305 key');
-    checkLength(nonce, 24, 'an XChaCha20-Poly1305 nonce');
+    checkKeyAndNonce(key, nonce);
     if (sealed.length < 16) return null;
     try {
       return xchacha20poly1305(key, nonce, aad).decrypt(sealed);

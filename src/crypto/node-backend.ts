@@ -7,6 +7,7 @@
 import * as crypto from 'node:crypto';
 import {
   type CryptoBackend,
+  checkKeyAndNonce,
   checkLength,
   type DhPublic,
   type DhSecret,
@@ -145,8 +146,7 @@ export const nodeBackend: CryptoBackend = {
   },
 
   sealInto(key, nonce, aad, plaintext, output) {
-    checkLength(key, 32, 'an XChaCha20-Poly1305 key');
-    checkLength(nonce, 24, 'an XChaCha20-Poly1305 nonce');
+    checkKeyAndNonce(key, nonce);
     checkLength(output, plaintext.length + 16, 'the output of XChaCha20-Poly1305');
     const c = crypto.createCipheriv('chacha20-poly1305', hchacha20(key, nonce.subarray(0, 16)), innerNonce(nonce), {
       authTagLength: 16,
@@ -160,8 +160,7 @@ export const nodeBackend: CryptoBackend = {
   },
 
   open(key, nonce, aad, sealed) {
-    checkLength(key, 32, 'an XChaCha20-Poly1305 key');
-    checkLength(nonce, 24, 'an XChaCha20-Poly1305 nonce');
+    checkKeyAndNonce(key, nonce);
     if (sealed.length < 16) return null;
     const d = crypto.createDecipheriv('chacha20-poly1305', hchacha20(key, nonce.subarray(0, 16)), innerNonce(nonce), {
       authTagLength: 16,

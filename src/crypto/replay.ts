@@ -43,12 +43,7 @@ async function readState(file: string, format: string): Promise<Record<string, u
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw new ReplayStateError('IO', `cannot read state: ${(err as Error).message}`, file, { cause: err });
   }
-  const corrupt = (what: string) =>
-    new ReplayStateError(
-      'CORRUPT_STATE',
-      `corrupt replay state (${what}); refusing to reset it, repair or remove it by hand`,
-      file,
-    );
+  const corrupt = (what: string) => corruptState(file, what);
   if (text.trim() === '') throw corrupt('empty file');
   let value: unknown;
   try {
@@ -62,13 +57,16 @@ async function readState(file: string, format: string): Promise<Record<string, u
   return obj;
 }
 
+function corruptState(file: string, what: string): ReplayStateError {
+  return new ReplayStateError(
+    'CORRUPT_STATE',
+    `corrupt replay state (${what}); refusing to reset it, repair or remove it by hand`,
+    file,
+  );
+}
+
 function corruptIf(bad: boolean, file: string, what: string): void {
-  if (bad)
-    throw new ReplayStateError(
-      'CORRUPT_STATE',
-      `corrupt replay state (${what}); refusing to reset it, repair or remove it by hand`,
-      file,
-    );
+  if (bad) throw corruptState(file, what);
 }
 
 /**

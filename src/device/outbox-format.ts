@@ -203,7 +203,7 @@ export function encodeMessage(
   const most = MAX_PAYLOAD + 4 - at;
   let room: number | undefined = body instanceof Uint8Array ? body.length : Math.min(most, firstRoom(body));
   while (room !== undefined) {
-    if (room > most) throw new RangeError(`a message is limited to ${MAX_PAYLOAD} bytes`);
+    if (room > most) throw tooLarge();
     const buf = Buffer.allocUnsafe(at + room + 4);
     let end: number;
     if (body instanceof Uint8Array) {
@@ -226,5 +226,9 @@ export function encodeMessage(
     }
     return { buf: buf.subarray(0, end + 4), body: buf.subarray(at, end) };
   }
-  throw new RangeError(`a message is limited to ${MAX_PAYLOAD} bytes`);
+  throw tooLarge();
+}
+
+function tooLarge(): RangeError {
+  return new RangeError(`a message is limited to ${MAX_PAYLOAD} bytes`);
 }
