@@ -8,6 +8,7 @@
  *  - an MQTT hub on our MQTT bus asks the AMQP aggregator and is answered, both ways credited to the right party;
  *  - the broker keeps the sender levels true: an MQTT hub that writes another's name as its sender, or subscribes to
  *    another's messages, is cut off and its message never arrives; an AMQP party may not write a key naming another.
+ * Sealed across: a HEH-E2E request from the AMQP aggregator to an MQTT hub and its sealed report back.
  * Before provisioning, on `/` as guest: what a PUBACK from the plugin promises (a publisher confirm: sent for a
  * message that no queue took, never for one a queue refused, and then the connection is closed).
  */
@@ -26,6 +27,16 @@ import { type BusError, CONTENT_TYPE_JSON, type Connector } from '../../src/bus/
 import { type AmqpMqttPeersTransport, amqpMqttPeersBus } from '../../src/bus/mqtt-peers.js';
 import { type Io, main } from '../../src/cli.js';
 import { EbTime, type Message } from '../../src/codec/index.js';
+import {
+  generateIdentity,
+  Keyring,
+  nodeBackend,
+  type PrivateKeyFile,
+  type PublicEntry,
+  ReplayWindow,
+  Sealer,
+  SequenceReserver,
+} from '../../src/crypto/index.js';
 import { mqttBus } from '../../src/mqtt/index.js';
 import { timed } from '../helpers/amqp.js';
 import { type BrokerNode, freePort, startBrokerNode, writeCtlScript } from '../helpers/broker-node.js';
@@ -395,6 +406,100 @@ s(
     ch.publish(`${VPP}-to-${HUB}`, `get_report.${HUB2}.${HUB}`, Buffer.from('{}'));
     const err = await withDeadline(refused, MS, 'the refusal');
     assert.match(err.message, `ACCESS_REFUSED - access to topic 'get_report.${HUB2}.${HUB}'`);
+  }, 60_000),
+);
+
+interface Identity {
+  name: string;
+  privateKey: PrivateKeyFile;
+  entry: PublicEntry;
+}
+
+const identity = (name: string): Identity => {
+  const { privateKey, publicEntry } = generateIdentity(name, nodeBackend, Date.now() - 60_000);
+  return { name, privateKey, entry: publicEntry };
+};
+
+/** A sealer of `me` that has keys for `peer` only (test/integration/bus-sealed.test.ts's). */
+async function sealerFor(me: Identity, peer: Identity, maySend: string[], mayReceive: string[]): Promise<Sealer> {
+  const entry = {
+    ed25519: peer.entry.ed25519,
+    x25519: peer.entry.x25519.map(({ pub, notBefore }) => ({ pub, notBefore })),
+    maySend,
+    mayReceive,
+  };
+  return new Sealer({
+    keyring: new Keyring(nodeBackend, {
+      keyring: { format: 'heh-keyring/1', peers: { [peer.name]: entry } },
+      privateKey: me.privateKey,
+    }),
+    backend: nodeBackend,
+    sequence: await SequenceReserver.open(path.join(dir, `${me.name}.seq`)),
+    replay: await ReplayWindow.open(path.join(dir, `${me.name}.replay`)),
+  });
+}
+
+s(
+  'sealed across: the AMQP aggregator asks the MQTT hub for a report, both HEH-E2E envelopes, both opened',
+  timed(async () => {
+    await vpp?.close();
+    const hubId = identity(HUB2);
+    const vppId = identity(VPP);
+    const agg = amqpMqttPeersBus({
+      name: VPP,
+      peers: [HUB, HUB2],
+      mqttPeers: [HUB, HUB2],
+      url: `amqp://127.0.0.1:${theNode().amqpPort}/ebadge`,
+      connectOptions: { username: VPP, password: password(VPP) },
+      declareExchanges: false,
+      sealer: await sealerFor(vppId, hubId, ['report'], ['get_report']),
+    });
+    closers.push(() => agg.close());
+    const hub2 = mqttBus({
+      name: HUB2,
+      peers: [VPP],
+      url: mqttUrl(),
+      username: `ebadge:${HUB2}`,
+      password: password(HUB2),
+      sealer: await sealerFor(hubId, vppId, ['get_report'], ['report']),
+    });
+    closers.push(() => hub2.close());
+    const seen: { sealed: boolean; first: number | undefined; sender: string }[] = [];
+    hub2.onGetReport(async (m, ctx) => {
+      seen.push({ sealed: ctx.sealed, first: ctx.delivery.body[0], sender: ctx.sender });
+      await ctx.reply({
+        msg: 'report',
+        from: m.from,
+        to: m.to,
+        resolution: m.resolution,
+        values: { 'total.p': [1, 2] },
+      });
+    });
+    const dead: unknown[] = [];
+    agg.on('dead-letter', (...args: unknown[]) => dead.push(args));
+    try {
+      await withDeadline(Promise.all([agg.start(), hub2.start()]), MS, 'start');
+      const from = EbTime.fromEpochMs(Math.floor(Date.now() / 60_000) * 60_000 - 1_800_000);
+      const reply = await withDeadline(
+        agg.request(HUB2, {
+          msg: 'get_report',
+          from,
+          to: from.plusSeconds(1800),
+          resolution: 900,
+          signals: ['total.p'],
+        }),
+        MS,
+        'sealed request',
+      );
+      assert.is(reply.msg, 'report');
+      assert.equal((reply as { values: unknown }).values, { 'total.p': [1, 2] });
+      // The request reached the MQTT hub as an envelope (0x01), opened, from the aggregator.
+      assert.equal(seen, [{ sealed: true, first: 0x01, sender: VPP }]);
+      // The report came back sealed too: the aggregator has keys for HUB2, so it refuses clear text from it.
+      assert.equal(dead, [], 'nothing dead-lettered on the aggregator');
+    } finally {
+      await Promise.allSettled([agg.close(), hub2.close()]);
+    }
   }, 60_000),
 );
 
