@@ -5,7 +5,8 @@
  *  - the real MQTT hub (hub-mqtt.js, its generated hub.json) answers amqplib, which sees D3.2.3's view of it (the
  *    delivery from `amq.topic`, whose key names the type, the hub and the aggregator), and our AMQP aggregator
  *    (src/bus/mqtt-peers.ts), which gets a report and an activation decision credited to the hub;
- *  - an MQTT hub on our MQTT bus asks the AMQP aggregator and is answered, both ways credited to the right party;
+ *  - an MQTT hub on our MQTT bus is asked by the AMQP aggregator and answers, and sends it a message, each credited
+ *    to the right party;
  *  - the broker keeps the sender levels true: an MQTT hub that writes another's name as its sender, or subscribes to
  *    another's messages, is cut off and its message never arrives; an AMQP party may not write a key naming another.
  * Sealed across: a HEH-E2E request from the AMQP aggregator to an MQTT hub and its sealed report back.
