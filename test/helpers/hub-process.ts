@@ -13,6 +13,8 @@ import { NET_MS, until } from './bus.js';
 import { withDeadline } from './deadline.js';
 
 export const HUB_JS = fileURLToPath(new URL('../../src/bin/hub.js', import.meta.url));
+/** The MQTT hub (dist/hub-mqtt.js's entry): the same config and logs. */
+export const HUB_MQTT_JS = fileURLToPath(new URL('../../src/bin/hub-mqtt.js', import.meta.url));
 
 export interface LogLine {
   level: string;
@@ -28,8 +30,8 @@ export class HubProcess {
   readonly exit: Promise<number | NodeJS.Signals>;
   code: number | NodeJS.Signals | undefined;
 
-  constructor(args: string[]) {
-    this.child = spawn(process.execPath, [HUB_JS, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  constructor(args: string[], script = HUB_JS) {
+    this.child = spawn(process.execPath, [script, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     collect(this.child.stdout, this.out);
     collect(this.child.stderr, this.err);
     this.exit = new Promise((resolve) => {

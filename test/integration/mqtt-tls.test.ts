@@ -6,22 +6,19 @@
  * the certificate's can reach nobody. The aggregator connects the same way. The broker's certificate is verified:
  * against another CA the hub does not connect, and says why.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { Message } from '../../src/codec/index.js';
 import { mqttBus } from '../../src/mqtt/index.js';
 import { type BrokerTlsMaterial, makeTlsMaterial, signLeaf } from '../helpers/broker-node.js';
 import { until, withDeadline } from '../helpers/deadline.js';
-import { hubConfig } from '../helpers/hub-process.js';
+import { HUB_MQTT_JS, HubProcess, hubConfig } from '../helpers/hub-process.js';
 import { Mosquitto } from '../helpers/mosquitto.js';
 
-const HUB_MQTT_JS = fileURLToPath(new URL('../../src/bin/hub-mqtt.js', import.meta.url));
 const MS = 15_000;
 const id = randomUUID().slice(0, 8);
 const HUB = `heh-tls${id}`;
@@ -64,7 +61,7 @@ s.after(async () => {
   rmSync(work, { recursive: true, force: true });
 });
 
-function spawnHub(ca: string): { child: ChildProcess; out: string[]; err: string[]; exit: Promise<number | null> } {
+function startHub(ca: string): HubProcess {
   const dir = mkdtempSync(path.join(work, 'hub-'));
   const { cert, key } = leaf(HUB);
   const config = {
@@ -73,19 +70,13 @@ function spawnHub(ca: string): { child: ChildProcess; out: string[]; err: string
   };
   const file = path.join(dir, 'hub.json');
   writeFileSync(file, JSON.stringify(config, null, 2));
-  const child = spawn(process.execPath, [HUB_MQTT_JS, '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const out: string[] = [];
-  const err: string[] = [];
-  child.stdout?.on('data', (b: Buffer) => out.push(...b.toString().split('\n').filter(Boolean)));
-  child.stderr?.on('data', (b: Buffer) => err.push(b.toString()));
-  const exit = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
-  return { child, out, err, exit };
+  return new HubProcess(['--config', file], HUB_MQTT_JS);
 }
 
 s(
   'hub-mqtt.js with broker.tls and broker.external answers an aggregator that logs in with its own certificate',
   async () => {
-    const p = spawnHub(pki.caFile);
+    const p = startHub(pki.caFile);
     const { cert, key } = leaf(VPP);
     const vpp = mqttBus({
       name: VPP,
@@ -94,11 +85,7 @@ s(
       tls: { ca: readFileSync(pki.caFile), cert: readFileSync(cert), key: readFileSync(key) },
     });
     try {
-      await until(
-        () => p.out.some((l) => l.includes('"hub running"')),
-        () => `hub running (${p.out.join('\n')} ${p.err.join('')})`,
-        MS,
-      );
+      await p.waitFor('hub running', MS);
       await withDeadline(vpp.start(), MS, 'vpp start');
       const caps = (await withDeadline(
         vpp.request(HUB, { msg: 'get_capabilities', device: null }, { timeout: MS }),
@@ -106,10 +93,9 @@ s(
         'get_capabilities',
       )) as Message;
       assert.is(caps.msg, 'capabilities');
-      p.child.kill('SIGTERM');
-      assert.is(await withDeadline(p.exit, MS, 'exit'), 0, p.err.join(''));
+      assert.is(await p.stop(), 0, p.transcript());
     } finally {
-      p.child.kill('SIGKILL');
+      await p.kill();
       await vpp.close();
     }
   },
@@ -151,21 +137,17 @@ s('a name that is not the certificate it came with reaches nobody: the ACL is on
 });
 
 s("the broker's certificate is verified: against another CA the hub does not connect, and says so", async () => {
-  const p = spawnHub(path.join(work, 'pki', 'untrusted-ca.pem'));
+  const p = startHub(path.join(work, 'pki', 'untrusted-ca.pem'));
   try {
     await until(
       () => p.out.some((l) => /certificate|self.signed|unable to verify/i.test(l)),
-      () => `a certificate error in the log (${p.out.join('\n')} ${p.err.join('')})`,
+      () => `a certificate error in the log:\n${p.transcript()}`,
       MS,
     );
-    assert.not.ok(
-      p.out.some((l) => l.includes('"hub running"')),
-      'never running',
-    );
-    p.child.kill('SIGTERM');
-    await withDeadline(p.exit, MS, 'exit');
+    assert.not.ok(p.has('hub running'), 'never running');
+    await p.stop();
   } finally {
-    p.child.kill('SIGKILL');
+    await p.kill();
   }
 });
 
