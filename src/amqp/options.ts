@@ -86,6 +86,10 @@ function invalid(what: string, detail: string): AmqpError {
   return new AmqpError('OPTION_INVALID', `${what}: ${detail}`);
 }
 
+function unknownMechanism(what: string, got: string): AmqpError {
+  return invalid(what, `expected one of ${MECHANISMS.join(', ')}, got ${JSON.stringify(got)}`);
+}
+
 function intOption(v: unknown, what: string, min: number, max: number): number {
   const n = typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : v;
   if (typeof n !== 'number' || !Number.isInteger(n) || n < min || n > max) {
@@ -130,8 +134,7 @@ export function parseUrl(url: string | URL): ConnectOptions {
         break;
       case 'auth_mechanism': {
         const m = value.toUpperCase();
-        if (!(MECHANISMS as readonly string[]).includes(m))
-          throw invalid('auth_mechanism', `expected one of ${MECHANISMS.join(', ')}, got ${JSON.stringify(value)}`);
+        if (!(MECHANISMS as readonly string[]).includes(m)) throw unknownMechanism('auth_mechanism', value);
         o.mechanism = m as Mechanism;
         break;
       }
@@ -171,8 +174,7 @@ export function resolveOptions(o: ConnectOptions): ResolvedOptions {
       `${heartbeat} s is below ${MIN_HEARTBEAT} s, where heartbeats raise false alarms (0 takes the broker's value)`,
     );
   const mechanism = o.mechanism ?? 'PLAIN';
-  if (!MECHANISMS.includes(mechanism))
-    throw invalid('mechanism', `expected one of ${MECHANISMS.join(', ')}, got ${JSON.stringify(mechanism)}`);
+  if (!MECHANISMS.includes(mechanism)) throw unknownMechanism('mechanism', mechanism);
   let tls: TlsOptions | undefined;
   if (o.tls === true) tls = {};
   else if (o.tls !== undefined && o.tls !== false) tls = o.tls;
