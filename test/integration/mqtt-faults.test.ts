@@ -11,8 +11,10 @@
  * - A receiver that dies with deliveries in its handlers (its connection dropped, the handlers never finish, a new
  *   receiver of the same name started, as after a kill -9): what it had not settled comes back, since the PUBACK
  *   waits for the settlement.
+ * - A send that no session matches: Mosquitto's PUBACK says so (0x10) under MQTT 5, and the send fails.
  * - Fault 2: Mosquitto (persistence on) stopped with SIGTERM and started again on the same port and data directory
- *   in the middle of a stream: 0 lost.
+ *   in the middle of a stream: 0 lost. Fault 2b: the same with SIGKILL before any autosave: nothing acked by the
+ *   new broker is lost; sends made before the receiver subscribed again are refused (0x10), not acked and lost.
  * - What a PUBACK promises: messages acked for a receiver that is offline, then Mosquitto stopped with SIGTERM
  *   (it saves its database) or killed with SIGKILL (what it acked since its last autosave is gone), measured with
  *   the default autosave_interval and with autosave_on_changes; and what an offline session keeps beyond
@@ -330,6 +332,77 @@ s('Fault 2: Mosquitto (persistence on) stopped with SIGTERM and started again mi
     await m.close();
   }
 });
+
+s(
+  'Fault 2b: Mosquitto killed (SIGKILL) mid-stream, before any autosave: what it acked before is measured, none after',
+  async () => {
+    const m = await broker({ persistence: true });
+    const tx = name('heh');
+    const rx = name('vpp');
+    const r = receiver(m.url, rx, tx);
+    const snd = sender(m.url, tx, rx);
+    const total = 3000;
+    /** Sends resolved after the killed broker's process had exited: acked by the new one. */
+    const ackedAfter: string[] = [];
+    const ackedBefore: string[] = [];
+    const refused: string[] = [];
+    let killed = false;
+    try {
+      await withDeadline(Promise.all([r.bus.start(), snd.start()]), MS, 'start');
+      const sends: Promise<void>[] = [];
+      let restarted: Promise<void> = Promise.resolve();
+      for (let batch = 0; batch < total / 100; batch++) {
+        for (let i = batch * 100; i < (batch + 1) * 100; i++) {
+          const id = `s-${i}`;
+          sends.push(
+            snd.publish(rx, report(i), { messageId: id }).then(
+              () => void (killed ? ackedAfter : ackedBefore).push(id),
+              (e: unknown) => void refused.push(`${id}: ${String(e)}`),
+            ),
+          );
+        }
+        if (batch === 10) {
+          restarted = (async () => {
+            await m.stop('SIGKILL');
+            killed = true;
+            await sleep(500);
+            await m.restart();
+          })();
+        }
+        await sleep(20);
+      }
+      await restarted;
+      await withDeadline(Promise.all(sends), 30_000, 'every send settled');
+      // A barrier once both are back: everything the new broker acked before it has been delivered by then.
+      await until(
+        async () => {
+          await snd.publish(rx, report(-1), { messageId: BARRIER }).catch(() => undefined);
+          return r.handled.has(BARRIER);
+        },
+        'the barrier',
+        MS,
+        200,
+      );
+      const lostAfter = ackedAfter.filter((id) => !r.handled.has(id));
+      const lostBefore = ackedBefore.filter((id) => !r.handled.has(id));
+      console.log(
+        `  mqtt fault 2b (SIGKILL after ${ackedBefore.length} acked): sent ${total}, acked by the killed broker ` +
+          `${ackedBefore.length} (${lostBefore.length} of them never delivered), acked by the new one ` +
+          `${ackedAfter.length} (${lostAfter.length} lost), refused (PUBACK 0x10, the receiver's session gone) ` +
+          `${refused.length}, duplicates dropped ${r.duplicates.length}`,
+      );
+      assert.equal(lostAfter.slice(0, 10), [], `lost ${lostAfter.length} acked by the new broker`);
+      assert.ok(
+        refused.every((x) => x.includes('0x10')),
+        `a send failed otherwise than by 0x10: ${refused.find((x) => !x.includes('0x10'))}`,
+      );
+      assert.is(ackedBefore.length + ackedAfter.length + refused.length, total);
+    } finally {
+      await Promise.allSettled([snd.close(), r.bus.close()]);
+      await m.close();
+    }
+  },
+);
 
 /**
  * Messages acked for a receiver that is offline, then the broker stopped and started again: what the receiver gets
