@@ -91,9 +91,11 @@ export interface AmqpTransportOptions {
    * `exchanges` topology: `shared` (default, D3.2.3) feeds every peer's exchange into `private-<me>-in`; `per-peer`
    * gives each peer its own inbox `private-<me>-in:<peer>`, consumed side by side, so that a peer that floods us
    * waits behind its own messages, never in front of another peer's (docs/bus.md, "Fairness"). For a party with a
-   * few peers (a hub: its aggregator, a DSO, a market); a party with thousands keeps `shared`.
+   * few peers (a hub: its aggregator, a DSO, a market). `{ shards: K }`, for a party with thousands of peers (an
+   * aggregator): K inboxes `private-<me>-shard:<k>`, each peer always on the same one (FNV-1a of its name, mod K),
+   * so that a peer's flood delays only the peers of its shard, and each peer's messages stay in order.
    */
-  inboxes?: 'shared' | 'per-peer';
+  inboxes?: 'shared' | 'per-peer' | { shards: number };
 }
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$/;
@@ -137,6 +139,9 @@ export class AmqpTransport extends TypedEmitter<TransportEvents> implements Tran
     for (const n of [options.name, ...options.peers]) {
       if (!NAME.test(n)) throw new BusError('CONFIG', `"${n}" is not an entity name (letters, digits, ".", "_", "-")`);
     }
+    const shards = typeof options.inboxes === 'object' ? options.inboxes.shards : 1;
+    if (!Number.isInteger(shards) || shards < 1 || shards > 1024)
+      throw new BusError('CONFIG', `inboxes.shards must be an integer from 1 to 1024 (got ${shards})`);
     this.options = options;
     this.topology = options.topology ?? 'exchanges';
     this.#peers = new Set(options.peers);
@@ -224,9 +229,10 @@ export class AmqpTransport extends TypedEmitter<TransportEvents> implements Tran
    * `private-a-in.b-in`, can).
    */
   inboxOf(peer: string): string {
-    return this.options.inboxes === 'per-peer' && this.topology === 'exchanges'
-      ? `${this.inboxQueue}:${peer}`
-      : this.inboxQueue;
+    const mode = this.options.inboxes ?? 'shared';
+    if (this.topology !== 'exchanges' || mode === 'shared') return this.inboxQueue;
+    if (mode === 'per-peer') return `${this.inboxQueue}:${peer}`;
+    return `private-${this.options.name}-shard:${shardOf(peer, mode.shards)}`;
   }
 
   get deadLetterQueue(): string {
@@ -368,6 +374,15 @@ export class AmqpTransport extends TypedEmitter<TransportEvents> implements Tran
     };
     await declareInbox(inbox);
     const consumed = [inbox];
+    // Every shard, whether a peer falls in it yet or not: they are the same for every instance and for provisioning.
+    if (typeof o.inboxes === 'object') {
+      for (let k = 0; k < o.inboxes.shards; k++) {
+        const shard = `private-${o.name}-shard:${k}`;
+        await declareInbox(shard);
+        consumed.push(shard);
+      }
+    }
+    const declared = new Set(consumed);
     for (const peer of o.peers) {
       for (const x of [`${o.name}-to-${peer}`, `${peer}-to-${o.name}`]) {
         if (o.declareExchanges === false) {
@@ -384,9 +399,10 @@ export class AmqpTransport extends TypedEmitter<TransportEvents> implements Tran
       }
       const incoming = `${peer}-to-${o.name}`;
       const own = this.inboxOf(peer);
-      if (own !== inbox) {
+      if (own !== inbox && !declared.has(own)) {
         await declareInbox(own);
         consumed.push(own);
+        declared.add(own);
       }
       await guard(() => ch.queueBind(own, incoming, '#'), `binding ${own} to ${incoming}`);
       // A hub that had the shared inbox before: from now on its peer's messages go only to their own queue (what
@@ -438,7 +454,7 @@ export class AmqpTransport extends TypedEmitter<TransportEvents> implements Tran
       const text = err instanceof ChannelError && err.replyCode === 406 ? err.replyText : '';
       if (!text.includes("'x-delivery-limit'")) throw err;
       const vhost = this.#raw().options.vhost;
-      const policy = `rabbitmqctl set_policy -p '${vhost}' --apply-to queues ebadge-inbox-delivery-limit '^private-.+-in(:.+)?$' '{"delivery-limit":${limit}}'`;
+      const policy = `rabbitmqctl set_policy -p '${vhost}' --apply-to queues ebadge-inbox-delivery-limit '^private-.+-(in|in:.+|shard:[0-9]+)$' '{"delivery-limit":${limit}}'`;
       if (/current is none/.test(text)) {
         this.emitSafe(
           'degraded',
@@ -517,6 +533,16 @@ export class AmqpTransport extends TypedEmitter<TransportEvents> implements Tran
       },
     };
   }
+}
+
+/**
+ * The shard of `peer` among `shards`: FNV-1a (32 bits) of its UTF-8 name, mod shards. Fixed by the name alone, so
+ * every instance, `ebadge provision` and any other client agree without talking to each other.
+ */
+export function shardOf(peer: string, shards: number): number {
+  let h = 0x811c9dc5;
+  for (const b of Buffer.from(peer, 'utf8')) h = Math.imul(h ^ b, 0x01000193) >>> 0;
+  return h % shards;
 }
 
 /** Runs a topology call and turns a broker refusal into a BusError that says what was being done. */

@@ -10,6 +10,7 @@ export {
   AmqpTransport,
   type AmqpTransportOptions,
   amqpBus,
+  shardOf,
   type Topology,
 } from './amqp-transport.js';
 export { type Bucket, type BudgetOptions, DEFAULT_BUDGET, SenderBudget } from './budget.js';

@@ -150,7 +150,7 @@ export function definitions(plan: Plan, passwords: ReadonlyMap<string, string>):
       {
         vhost,
         name: 'ebadge-inbox-delivery-limit',
-        pattern: '^private-.+-in(:.+)?$',
+        pattern: '^private-.+-(in|in:.+|shard:[0-9]+)$',
         'apply-to': 'queues',
         definition: { 'delivery-limit': plan.deliveryLimit },
         priority: 0,

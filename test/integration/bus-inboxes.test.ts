@@ -9,14 +9,14 @@
 import { randomUUID } from 'node:crypto';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import type { Connector } from '../../src/bus/index.js';
+import { type Connector, shardOf } from '../../src/bus/index.js';
 import { EbTime, type Message } from '../../src/codec/index.js';
 import { timed } from '../helpers/amqp.js';
 import { type BusFixture, entity, NET_MS, until, withBus } from '../helpers/bus.js';
 import { withDeadline } from '../helpers/deadline.js';
 
 const s = suite('bus-inboxes');
-const FLOOD = 300;
+const FLOOD = 300; // as the titles say
 const T0 = EbTime.parse('2026-11-26T10:00:00Z');
 
 const setClock = (): Message<'set_clock'> =>
@@ -27,14 +27,18 @@ function recordingHub(
   f: BusFixture,
   name: string,
   peers: string[],
-  inboxes: 'shared' | 'per-peer',
+  inboxes: 'shared' | 'per-peer' | { shards: number },
 ): {
   hub: Connector;
   handled: string[];
+  /** The msg_id of each set_clock handled, in the order handled. */
+  ids: string[];
 } {
   const hub = f.create({ name, peers, inboxes, prefetch: 10, budget: false });
   const handled: string[] = [];
-  hub.onSetClock((_m, ctx) => {
+  const ids: string[] = [];
+  hub.onSetClock((m, ctx) => {
+    ids.push(m.msg_id ?? '');
     const end = Date.now() + 1;
     while (Date.now() < end) {
       // the CPU a handler spends
@@ -45,12 +49,16 @@ function recordingHub(
     handled.push(`${ctx.sender} get_report`);
     await ctx.reply({ msg: 'report', from: q.from, to: q.to, resolution: q.resolution, values: { 'total.p': [1] } });
   });
-  return { hub, handled };
+  return { hub, handled, ids };
 }
 
+const TITLES = {
+  shared: "shared inbox: 300 messages of one peer waiting in the broker, then another peer's get_report",
+  'per-peer': "per-peer inboxes: 300 messages of one peer waiting in the broker, then another peer's get_report",
+} as const;
 for (const inboxes of ['shared', 'per-peer'] as const) {
   s(
-    `${inboxes} inboxes: ${FLOOD} messages of one peer waiting in the broker, then another peer's get_report`,
+    TITLES[inboxes],
     timed(
       () =>
         withBus(async (f) => {
@@ -114,6 +122,54 @@ s(
         assert.equal(handled.length + again.handled.length, 5, 'five sent, five handled');
       }),
     60_000,
+  ),
+);
+
+s(
+  'sharded inboxes: 300 messages of one hub waiting, then a hub of another shard and one of the same shard',
+  timed(
+    () =>
+      withBus(async (f) => {
+        const SHARDS = 4;
+        const vppName = entity('vpp');
+        // Hub names until three fall as needed: the flooder, one on another shard, one on the flooder's.
+        const names = Array.from({ length: 40 }, () => entity('heh'));
+        const floodName = names[0] as string;
+        const shard = shardOf(floodName, SHARDS);
+        const other = names.find((n) => shardOf(n, SHARDS) !== shard) as string;
+        const same = names.find((n) => n !== floodName && shardOf(n, SHARDS) === shard) as string;
+        assert.ok(other !== undefined && same !== undefined, 'hub names on both shards');
+        const hubs = [floodName, other, same];
+        const inboxes = { shards: SHARDS };
+        await f.connector({ name: vppName, peers: hubs, inboxes, consume: false });
+        for (let k = 0; k < SHARDS; k++) f.queues.add(`private-${vppName}-shard:${k}`);
+        const [flood, quiet, neighbour] = await Promise.all(
+          hubs.map((h) => f.connector({ name: h, peers: [vppName] })),
+        );
+        const ids: string[] = [];
+        for (let i = 0; i < FLOOD; i++) {
+          const m = setClock();
+          ids.push(m.msg_id as string);
+          await (flood as Connector).publish(vppName, m);
+        }
+        await (quiet as Connector).publish(vppName, setClock());
+        await (neighbour as Connector).publish(vppName, setClock());
+        const { hub: vpp, handled, ids: handledIds } = recordingHub(f, vppName, hubs, inboxes);
+        const order: string[] = [];
+        vpp.on('dead-letter', (reason) => order.push(`dead-letter ${reason}`));
+        await withDeadline(vpp.start(), NET_MS, 'starting the aggregator');
+        await until(() => handled.length === FLOOD + 2, 'every message handled', NET_MS * 3);
+        const at = (sender: string): number => handled.indexOf(`${sender} set_clock`);
+        assert.ok(at(other) < FLOOD / 3, `the hub on another shard was handled ${at(other) + 1}th`);
+        assert.is(handled.lastIndexOf(`${same} set_clock`), FLOOD + 1, "the flooder's shard-mate waited for the flood");
+        assert.equal(
+          handledIds.filter((id) => ids.includes(id)),
+          ids,
+          "the flooder's messages in the order it sent them",
+        );
+        assert.equal(order, []);
+      }),
+    90_000,
   ),
 );
 

@@ -203,7 +203,7 @@ s(
         assert.match(what, new RegExp(`^private-${hub}-in exists without x-delivery-limit`));
         assert.match(
           fix,
-          /^rabbitmqctl set_policy -p '\/' --apply-to queues ebadge-inbox-delivery-limit '\^private-\.\+-in\(:\.\+\)\?\$' '\{"delivery-limit":10\}'/,
+          /^rabbitmqctl set_policy -p '\/' --apply-to queues ebadge-inbox-delivery-limit '\^private-\.\+-\(in\|in:\.\+\|shard:\[0-9\]\+\)\$' '\{"delivery-limit":10\}'/,
         );
         // It works as before.
         const ch = await f.channel();

@@ -184,7 +184,7 @@ test('exchanges, inboxes with the bus arguments, dead letters, bindings and the 
     {
       vhost: 'ebadge',
       name: 'ebadge-inbox-delivery-limit',
-      pattern: '^private-.+-in(:.+)?$',
+      pattern: '^private-.+-(in|in:.+|shard:[0-9]+)$',
       'apply-to': 'queues',
       definition: { 'delivery-limit': 7 },
       priority: 0,
@@ -192,6 +192,7 @@ test('exchanges, inboxes with the bus arguments, dead letters, bindings and the 
   ]);
   assert.ok(new RegExp(D.policies[0]?.pattern ?? '').test('private-heh.1-in'));
   assert.ok(new RegExp(D.policies[0]?.pattern ?? '').test('private-heh.1-in:vpp'));
+  assert.ok(new RegExp(D.policies[0]?.pattern ?? '').test('private-vpp-shard:12'), "an aggregator's shards");
   assert.not.ok(new RegExp(D.policies[0]?.pattern ?? '').test('private-heh.1-dead'));
 });
 
