@@ -13,6 +13,13 @@ export {
   shardOf,
   type Topology,
 } from './amqp-transport.js';
+export {
+  AmqpMqttPeersTransport,
+  type AmqpMqttPeersBusOptions,
+  amqpMqttPeersBus,
+  type MqttPeersOptions,
+  mqttRoutingKey,
+} from './mqtt-peers.js';
 export { type Bucket, type BudgetOptions, DEFAULT_BUDGET, SenderBudget } from './budget.js';
 export { type BusOptions, busOver, Connector, type ConnectorOptions } from './connector.js';
 export { SeenIds } from './dedupe.js';
