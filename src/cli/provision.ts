@@ -22,17 +22,20 @@ import {
   parseParties,
   partySettings,
 } from '../provision/index.js';
+import { mosquittoAcl, mosquittoPasswords, mosquittoSettings, mosquittoUrl } from '../provision/mosquitto.js';
 import { type MixedDefinitions, mqttDefinitions, mqttSettings } from '../provision/mqtt.js';
 import { type Io, UsageError } from './common.js';
 
-export const PROVISION_USAGE = `  provision PARTIES.json --out DIR [--apply [--rabbitmqctl PATH] [--node NODE]]
-                               RabbitMQ definitions and each party's config and password (docs/provisioning.md)`;
+export const PROVISION_USAGE = `  provision PARTIES.json --out DIR [--apply [--rabbitmqctl PATH] [--node NODE]] [--mosquitto URL]
+                               RabbitMQ definitions and each party's config and password (docs/provisioning.md);
+                               --mosquitto: Mosquitto's ACL and password file instead, configs for that broker`;
 
 const OPTIONS = {
   out: { type: 'string' },
   apply: { type: 'boolean' },
   rabbitmqctl: { type: 'string' },
   node: { type: 'string' },
+  mosquitto: { type: 'string' },
 } as const;
 
 export async function provision(args: string[], io: Io): Promise<number> {
@@ -45,6 +48,11 @@ export async function provision(args: string[], io: Io): Promise<number> {
     throw new UsageError('--rabbitmqctl and --node go with --apply');
 
   const plan = parseParties(readJson(file), file);
+  if (values.mosquitto !== undefined && values.apply === true)
+    throw new UsageError('--apply loads RabbitMQ; with --mosquitto, give the broker the files this writes');
+  const mosquitto = values.mosquitto === undefined ? undefined : mosquittoUrl(plan, values.mosquitto);
+  // Made before anything is written: a name that cannot be a topic level is refused with nothing half done.
+  const acl = mosquitto === undefined ? '' : mosquittoAcl(plan);
   const out = values.out;
   privateDir(out);
   const passwords = new Map<string, string>();
@@ -73,9 +81,28 @@ export async function provision(args: string[], io: Io): Promise<number> {
       passwords.set(p.name, password);
       writeSecret(pwFile, `${password}\n`);
     }
-    const s = mqttSettings(plan, p, partySettings(plan, p));
+    const s =
+      mosquitto === undefined
+        ? mqttSettings(plan, p, partySettings(plan, p))
+        : mosquittoSettings(mosquitto, p, partySettings(plan, p));
     fs.writeFileSync(path.join(dir, s.file), `${JSON.stringify(s.config, null, 2)}\n`, { mode: 0o644 });
     said.push(`${path.join(dir, s.file)}: ${p.role} ${p.name}, ${p.peers.length} peer(s); ${how}`);
+  }
+  if (mosquitto !== undefined) {
+    // Secrets too (password hashes): 0600 here; the operator copies them where the broker reads them.
+    const dir = path.join(out, 'mosquitto');
+    privateDir(dir);
+    writeSecret(path.join(dir, 'acl'), acl);
+    writeSecret(path.join(dir, 'passwords'), mosquittoPasswords(plan, passwords));
+    io.out(
+      `${dir}: acl and passwords for the Mosquitto at ${mosquitto}; in its mosquitto.conf: allow_anonymous false, ` +
+        `password_file <the passwords file>, acl_file <the acl file>` +
+        (plan.parties.some((p) => p.auth === 'external')
+          ? ', and on the TLS listener: require_certificate true, use_identity_as_username true'
+          : ''),
+    );
+    for (const line of said) io.out(line);
+    return 0;
   }
   // Parties marked MQTT: their part rewritten for RabbitMQ's MQTT plugin (src/provision/mqtt.ts).
   const defs = mqttDefinitions(plan, definitions(plan, passwords));

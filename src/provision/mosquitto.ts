@@ -16,7 +16,8 @@
  */
 import { pbkdf2Sync, randomBytes } from 'node:crypto';
 import { ProvisionError } from './errors.js';
-import type { Plan } from './parties.js';
+import type { Party, Plan } from './parties.js';
+import type { PartySettings } from './settings.js';
 
 /** Mosquitto 2's own password hashing: `$7$<iterations>$<salt>$<PBKDF2-SHA512>`, base64, as mosquitto_passwd writes. */
 export function mosquittoPasswordHash(password: string, salt: Buffer = randomBytes(12), iterations = 101): string {
@@ -65,4 +66,51 @@ function checkLevel(name: string, path: string): void {
         'and "-", beginning with a letter or a digit (src/mqtt/topics.ts)',
       path,
     );
+}
+
+/**
+ * The Mosquitto URL the parties reach (`mqtt://host[:port]` or `mqtts://...`), checked: no user, path or query. A
+ * party that logs in with its certificate needs mqtts://.
+ */
+export function mosquittoUrl(plan: Plan, url: string): string {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw new ProvisionError('PARTIES', `--mosquitto ${url}: not a URL (mqtt://host:1883 or mqtts://host:8883)`);
+  }
+  if (!/^mqtts?:$/.test(u.protocol) || u.hostname === '' || u.username !== '' || u.password !== '')
+    throw new ProvisionError('PARTIES', `--mosquitto ${url}: expected mqtt://host[:port] or mqtts://host[:port]`);
+  if (!/^\/?$/.test(u.pathname) || u.search !== '' || u.hash !== '')
+    throw new ProvisionError('PARTIES', `--mosquitto ${url}: no path, query or fragment (Mosquitto has no vhosts)`);
+  const external = plan.parties.find((p) => p.auth === 'external');
+  if (u.protocol === 'mqtt:' && external !== undefined)
+    throw new ProvisionError(
+      'PARTIES',
+      `--mosquitto ${url}: ${external.name} logs in with its certificate ("auth": "external"), which needs mqtts://`,
+    );
+  const mqttParty = plan.parties.find((p) => p.transport === 'mqtt');
+  if (mqttParty !== undefined)
+    throw new ProvisionError(
+      'PARTIES',
+      `--mosquitto: ${mqttParty.name} is marked "transport": "mqtt", which is for RabbitMQ's MQTT plugin; with ` +
+        'Mosquitto every party is on MQTT: remove the marks',
+    );
+  return `${u.protocol}//${u.host}`;
+}
+
+/**
+ * A party's settings for Mosquitto, from those settings.ts made for it: the Mosquitto URL, the same login (the
+ * password file, or the certificate with `external`), no exchanges to check; over plain mqtt:// no TLS settings.
+ */
+export function mosquittoSettings(url: string, party: Party, s: PartySettings): PartySettings {
+  const { declareExchanges: _declared, ...config } = s.config;
+  const plain = url.startsWith('mqtt:');
+  if (s.file === 'hub.json') {
+    const { tls, ...broker } = config['broker'] as Record<string, unknown>;
+    const keep = plain || tls === undefined ? {} : { tls };
+    return { ...s, config: { ...config, broker: { ...broker, ...keep, url } } };
+  }
+  const { tls, ...rest } = config;
+  return { ...s, config: { ...rest, ...(plain || tls === undefined ? {} : { tls }), url, name: party.name } };
 }

@@ -8,15 +8,20 @@
  * message, sent while the attacker listens, shows what the attacker would have read.
  */
 import { randomUUID } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
 import mqtt from 'mqtt';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { Connector } from '../../src/bus/index.js';
+import { main } from '../../src/cli.js';
 import { EbTime, type Message } from '../../src/codec/index.js';
 import { mqttBus } from '../../src/mqtt/index.js';
 import { parseParties } from '../../src/provision/index.js';
 import { mosquittoAcl, mosquittoPasswords } from '../../src/provision/mosquitto.js';
 import { until, withDeadline } from '../helpers/deadline.js';
+import { HUB_MQTT_JS, HubProcess } from '../helpers/hub-process.js';
 import { Mosquitto } from '../helpers/mosquitto.js';
 
 const MS = 10_000;
@@ -154,5 +159,60 @@ s(
     assert.equal(read, [], 'the attacker read nothing');
   },
 );
+
+s('ebadge provision --mosquitto: with its files, hub-mqtt.js on its hub.json answers the aggregator', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'mqtt-acl-cli-'));
+  const hubName = `heh-cli${id}`;
+  const vppName = `vpp-cli${id}`;
+  const partiesFile = path.join(dir, 'parties.json');
+  writeFileSync(
+    partiesFile,
+    JSON.stringify({
+      format: 'ebadge-parties/1',
+      url: 'amqp://127.0.0.1:5672',
+      parties: [
+        { name: vppName, role: 'aggregator', peers: [hubName] },
+        { name: hubName, role: 'hub' },
+      ],
+    }),
+  );
+  const out = path.join(dir, 'out');
+  const io = { out: () => undefined, err: (l: string) => assert.unreachable(l) };
+  // The broker's port is known once it runs, and it needs the files to start: a first run makes them, a second
+  // (passwords kept) writes the configs with the port.
+  assert.is(await main(['provision', partiesFile, '--out', out, '--mosquitto', 'mqtt://127.0.0.1:1'], io), 0);
+  const read = (f: string): string => readFileSync(path.join(out, f), 'utf8');
+  const own = await Mosquitto.start({
+    files: { acl: read('mosquitto/acl'), passwords: read('mosquitto/passwords') },
+    config: (d) => [`acl_file ${d}/acl`, `password_file ${d}/passwords`, 'allow_anonymous false'],
+  });
+  let hub: HubProcess | undefined;
+  const vpp = mqttBus({
+    name: vppName,
+    peers: [hubName],
+    url: own.url,
+    username: vppName,
+    password: read(`${vppName}/broker.pw`).trim(),
+  });
+  try {
+    assert.is(await main(['provision', partiesFile, '--out', out, '--mosquitto', own.url], io), 0);
+    const file = path.join(out, hubName, 'hub.json');
+    const cfg = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+    assert.equal(cfg['broker'], { url: own.url, username: hubName, passwordFile: 'broker.pw' });
+    cfg['stateDir'] = path.join(dir, 'state');
+    writeFileSync(file, JSON.stringify(cfg));
+    hub = new HubProcess(['--config', file], HUB_MQTT_JS);
+    await hub.waitFor('hub running', MS);
+    await withDeadline(vpp.start(), MS, 'vpp start');
+    const caps = await withDeadline(vpp.request(hubName, { msg: 'get_capabilities', device: null }), MS, 'caps');
+    assert.is(caps.msg, 'capabilities');
+    assert.is(await hub.stop(), 0, hub.transcript());
+  } finally {
+    await hub?.kill();
+    await vpp.close();
+    await own.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
 
 s.run();

@@ -115,6 +115,65 @@ test('an invalid parties file exits 1 naming the file and path, and writes nothi
   assert.match(noPw.err.join('\n'), 'the password file of ops');
 });
 
+test('--mosquitto: the ACL and the password file (0600), configs for that broker, no definitions; its mistakes', async () => {
+  writeFileSync(path.join(dir, 'ops.pw'), 'the operators own password\n', { mode: 0o600 });
+  const out = path.join(dir, 'out');
+  const r = await cli('provision', parties(PARTIES), '--out', out, '--mosquitto', 'mqtts://mqtt.example:8883');
+  assert.is(r.code, 0, r.err.join('\n'));
+  assert.throws(() => statSync(path.join(out, 'definitions.json')), /ENOENT/);
+  for (const f of ['acl', 'passwords']) assert.is(mode(path.join(out, 'mosquitto', f)), 0o600, f);
+  const acl = readFileSync(path.join(out, 'mosquitto', 'acl'), 'utf8');
+  assert.match(acl, 'user vpp-acme\n');
+  assert.match(acl, 'topic write activate/vpp-acme/heh-b827ebea02c2/#');
+  const passwords = readFileSync(path.join(out, 'mosquitto', 'passwords'), 'utf8');
+  assert.equal(
+    passwords
+      .trim()
+      .split('\n')
+      .map((l) => l.split(':')[0]),
+    ['vpp-acme', 'heh-b827ebea02c1', 'ops'],
+    'none for the certificate party',
+  );
+  assert.not.ok(passwords.includes('the operators own password'), 'hashed');
+  const hub = JSON.parse(readFileSync(path.join(out, 'heh-b827ebea02c1', 'hub.json'), 'utf8'));
+  assert.equal(hub.broker, {
+    url: 'mqtts://mqtt.example:8883',
+    username: 'heh-b827ebea02c1',
+    passwordFile: 'broker.pw',
+  });
+  assert.is(hub.declareExchanges, undefined);
+  const ext = JSON.parse(readFileSync(path.join(out, 'heh-b827ebea02c2', 'hub.json'), 'utf8'));
+  assert.equal(ext.broker, {
+    url: 'mqtts://mqtt.example:8883',
+    external: true,
+    tls: { cert: 'client.pem', key: 'client.key' },
+  });
+  const vpp = JSON.parse(readFileSync(path.join(out, 'vpp-acme', 'bus.json'), 'utf8'));
+  assert.is(vpp.url, 'mqtts://mqtt.example:8883');
+  assert.match(r.out.join('\n'), 'require_certificate true, use_identity_as_username true');
+  // Its mistakes, each naming what is wrong; nothing written.
+  const bad = async (url: string, what: string, list = PARTIES): Promise<void> => {
+    const o = path.join(dir, `bad-${Math.random().toString(36).slice(2)}`);
+    const b = await cli('provision', parties(list), '--out', o, '--mosquitto', url);
+    assert.is(b.code, 1, url);
+    assert.match(b.err.join('\n'), what);
+    assert.throws(() => statSync(o), /ENOENT/, 'nothing written');
+  };
+  await bad(
+    'mqtt://mqtt.example',
+    'heh-b827ebea02c2 logs in with its certificate ("auth": "external"), which needs mqtts://',
+  );
+  await bad('amqp://mqtt.example', 'expected mqtt://host[:port] or mqtts://host[:port]');
+  await bad('mqtts://mqtt.example/vhost', 'no path, query or fragment');
+  const dotted = [
+    { name: 'vpp.acme', role: 'aggregator', peers: ['heh-1'] },
+    { name: 'heh-1', role: 'hub' },
+  ];
+  await bad('mqtt://mqtt.example', '"vpp.acme" cannot be an MQTT topic level', dotted);
+  const usage = await cli('provision', parties(PARTIES), '--out', out, '--mosquitto', 'mqtt://m', '--apply');
+  assert.is(usage.code, 2);
+});
+
 test('usage errors exit 2', async () => {
   const file = parties(PARTIES.slice(0, 2));
   assert.is((await cli('provision', file)).code, 2, '--out missing');
