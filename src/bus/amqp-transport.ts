@@ -128,6 +128,10 @@ export class AmqpTransport extends TypedEmitter<TransportEvents> implements Tran
   #sub: RecoveringChannel | undefined;
   readonly #inbound = new Map<string, string>(); // exchange or queue -> peer
   readonly #consumers: RecoveringConsumer[] = [];
+  /** Consumers of single-active-consumer shards: never cancelled, see stopConsuming(). */
+  readonly #standing: RecoveringConsumer[] = [];
+  /** Set by stopConsuming(): what is delivered after it is left unsettled, for the broker to take back on close. */
+  #holding = false;
   /** A Set: an aggregator has thousands of peers and looks one up per message. */
   readonly #peers: ReadonlySet<string>;
   /** Connection events already forwarded: attached on the first listener, so that a shared connection (thousands of
@@ -255,13 +259,14 @@ export class AmqpTransport extends TypedEmitter<TransportEvents> implements Tran
       // Refused by the client at the content header (never assembled) and rejected without requeue: reported here.
       this.#sub.on('oversized', (m, size) => void onMessage(this.#refused(m, size)));
       const max = options.maxBodyBytes;
+      this.#holding = false;
       for (const q of queues) {
-        this.#consumers.push(
-          await this.#sub.basicConsume(q, (m) => onMessage(this.#incoming(m)), {
-            prefetch: o.prefetch ?? 100,
-            ...(max === undefined ? {} : { maxMessageBytes: max }),
-          }),
+        const consumer = await this.#sub.basicConsume(
+          q,
+          (m) => (this.#holding ? Promise.resolve() : onMessage(this.#incoming(m))),
+          { prefetch: o.prefetch ?? 100, ...(max === undefined ? {} : { maxMessageBytes: max }) },
         );
+        (q.includes('-shard:') ? this.#standing : this.#consumers).push(consumer);
       }
     } catch (err) {
       // Refused (a permission, an exchange not declared yet) or cut: nothing of this attempt stays, so that start()
@@ -310,7 +315,16 @@ export class AmqpTransport extends TypedEmitter<TransportEvents> implements Tran
     };
   }
 
+  /**
+   * Stops handing deliveries over. A shard's consumer is not cancelled: cancelling the active consumer of a
+   * single-active-consumer queue makes the broker activate the next instance at once, while the deliveries this one
+   * holds unsettled go back to the queue only later, behind what the next one was given: a peer's order would break.
+   * What arrives from now on is left unsettled instead, and closing the channel gives it back, to the head of the
+   * queue, before the next instance gets anything (bus-inboxes.test: two instances, one closed mid-flood).
+   */
   async stopConsuming(): Promise<void> {
+    this.#holding = true;
+    this.#standing.splice(0);
     const consumers = this.#consumers.splice(0);
     await Promise.allSettled(consumers.map((c) => c.cancel()));
   }
@@ -368,17 +382,20 @@ export class AmqpTransport extends TypedEmitter<TransportEvents> implements Tran
     const ch = this.#pub as RecoveringChannel;
     await this.#declareDeadLetters(ch);
     const inbox = this.inboxQueue;
-    const declareInbox = async (q: string): Promise<void> => {
-      const args = await this.#withDeliveryLimit(q, this.#queueArgs());
+    const declareInbox = async (q: string, extra: FieldTable = {}): Promise<void> => {
+      const args = await this.#withDeliveryLimit(q, { ...this.#queueArgs(), ...extra });
       await guard(() => ch.queueDeclare(q, { durable: true, arguments: args }), `declaring ${q}`);
     };
     await declareInbox(inbox);
     const consumed = [inbox];
     // Every shard, whether a peer falls in it yet or not: they are the same for every instance and for provisioning.
+    // One consumer at a time per shard (single active consumer): several instances of the party each subscribe to
+    // every shard, the broker delivers a shard to one of them and moves it to another when that one is gone, so a
+    // peer's messages are handled in order even across a failover.
     if (typeof o.inboxes === 'object') {
       for (let k = 0; k < o.inboxes.shards; k++) {
         const shard = `private-${o.name}-shard:${k}`;
-        await declareInbox(shard);
+        await declareInbox(shard, { 'x-single-active-consumer': true });
         consumed.push(shard);
       }
     }

@@ -173,4 +173,39 @@ s(
   ),
 );
 
+s(
+  'sharded inboxes, two instances of one aggregator: one is active, the other takes over when it goes, in order',
+  timed(
+    () =>
+      withBus(async (f) => {
+        const vppName = entity('vpp');
+        const hubName = entity('heh');
+        const inboxes = { shards: 2 };
+        await f.connector({ name: vppName, peers: [hubName], inboxes, consume: false });
+        for (let k = 0; k < 2; k++) f.queues.add(`private-${vppName}-shard:${k}`);
+        const hub = await f.connector({ name: hubName, peers: [vppName] });
+        const sent: string[] = [];
+        for (let i = 0; i < 200; i++) {
+          const m = setClock();
+          sent.push(m.msg_id as string);
+          await hub.publish(vppName, m);
+        }
+        const a = recordingHub(f, vppName, [hubName], inboxes);
+        await withDeadline(a.hub.start(), NET_MS, 'starting instance A');
+        const b = recordingHub(f, vppName, [hubName], inboxes);
+        await withDeadline(b.hub.start(), NET_MS, 'starting instance B');
+        await until(() => a.ids.length >= 50, 'instance A handling', NET_MS);
+        assert.equal(b.ids, [], 'B stands by while A is active (single active consumer)');
+        await withDeadline(a.hub.close(), NET_MS, 'instance A going away');
+        await until(() => new Set([...a.ids, ...b.ids]).size === 200, 'all 200 handled by A or B', NET_MS * 3);
+        assert.ok(b.ids.length > 0, 'B took over');
+        // In the order sent: what A handled, then what B handled, a copy of a message A had not acked dropped.
+        const seen = new Set<string>();
+        const order = [...a.ids, ...b.ids].filter((id) => !seen.has(id) && seen.add(id));
+        assert.equal(order, sent);
+      }),
+    90_000,
+  ),
+);
+
 s.run();
