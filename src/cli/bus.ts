@@ -6,7 +6,8 @@
  * JSON config file (`--config`, whose relative file names are its neighbours) and flags (which win). Secrets are read
  * from files or the environment, never given inline: `--password-file` (or EBADGE_PASSWORD_FILE, EBADGE_PASSWORD),
  * `--key`, `--private-key`. We log in as the entity, never as guest unless the URL names it (credentials.ts), and
- * say as whom on stderr.
+ * say as whom on stderr. An mqtt:// or mqtts:// URL gives the same commands over MQTT (src/mqtt, handed in by the
+ * binary: see useMqtt); `send` then uses a throw-away client id, so the entity's session is left alone.
  *
  * Config file: { "url": "amqps://broker:5671", "name": "ops", "peers": ["heh-b827ebea02c1"], "topology": "exchanges",
  *   "role": "controller", "declareExchanges": true, "passwordFile": "...", "external": false,
@@ -18,9 +19,10 @@ import { parseArgs } from 'node:util';
 import { ChannelError, type ConnectOptions, parseUrl } from '../amqp/index.js';
 import {
   type AmqpBusOptions,
-  type AmqpTransport,
+  AmqpTransport,
   amqpBus,
   BusError,
+  type BusOptions,
   type Connector,
   type HandlerContext,
 } from '../bus/index.js';
@@ -33,6 +35,8 @@ export const BUS_USAGE = `  send    --as ENTITY --to PEER TYPE [field=value ...]
   request --as ENTITY --to PEER TYPE [field=value ...] [--json FILE|-] [--timeout MS]
   listen  --as ENTITY [--peer PEER ...] [--count N]
   connection: [--config FILE] [--url URL] [--password-file FILE] [--ca FILE --cert FILE --key FILE] [--external]
+              URL: amqp(s)://HOST:PORT, or mqtt(s)://HOST:PORT for an MQTT broker (--topology, --role, --passive and
+              --external are AMQP's)
               the user is ENTITY; its password: --password-file, the config's, EBADGE_PASSWORD_FILE or EBADGE_PASSWORD
               [--topology exchanges|queues] [--role hub|controller] [--passive] [--peer PEER ...]
   sealing:    [--keyring FILE --private-key FILE --state-dir DIR] [--backend auto|node|noble]`;
@@ -61,6 +65,27 @@ const OPTIONS = {
 } as const;
 
 type Values = ReturnType<typeof parse>['values'];
+
+/** What the CLI hands an MQTT bus: src/mqtt's mqttBus takes these (and more). */
+export interface MqttCliOptions extends BusOptions {
+  name: string;
+  peers: readonly string[];
+  url: string;
+  username?: string;
+  password?: string;
+  tls?: { ca?: Buffer; cert?: Buffer; key?: Buffer };
+  consume?: boolean;
+}
+export type MqttBusFactory = (options: MqttCliOptions) => Connector;
+
+/**
+ * The MQTT bus for mqtt:// and mqtts:// URLs. The cli layer does not import src/mqtt (test/unit/layers.test.ts):
+ * the binary hands it in (src/bin/ebadge.ts: loaded on first use, so a command over AMQP never loads MQTT.js).
+ */
+let mqttLoader: (() => Promise<MqttBusFactory>) | undefined;
+export function useMqtt(loader: () => Promise<MqttBusFactory>): void {
+  mqttLoader = loader;
+}
 
 function parse(args: string[]) {
   return parseArgs({ args, options: OPTIONS, allowPositionals: true, strict: true });
@@ -136,8 +161,8 @@ async function connector(
   values: Values,
   io: Io,
   extra: Partial<AmqpBusOptions>,
-  setup: (bus: Connector<AmqpTransport>) => void = () => undefined,
-): Promise<Connector<AmqpTransport>> {
+  setup: (bus: Connector) => void = () => undefined,
+): Promise<Connector> {
   const cfg = readConfig(values.config);
   const name = values.as ?? cfg.name;
   if (name === undefined) throw new UsageError('--as ENTITY is required (or "name" in --config)');
@@ -145,7 +170,11 @@ async function connector(
     ...new Set([...(cfg.peers ?? []), ...(values.peer ?? []), ...(values.to === undefined ? [] : [values.to])]),
   ];
   if (peers.length === 0) throw new UsageError('no peer: give --to or --peer (or "peers" in --config)');
-  const url: ConnectOptions = parseUrl(values.url ?? cfg.url ?? 'amqp://127.0.0.1:5672');
+  const rawUrl = values.url ?? cfg.url ?? 'amqp://127.0.0.1:5672';
+  const mqtt = /^mqtts?:/i.test(rawUrl);
+  const url: ConnectOptions = mqtt ? mqttUrl(rawUrl) : parseUrl(rawUrl);
+  if (mqtt && (values.external === true || cfg.external === true))
+    throw new UsageError('--external is for AMQP brokers: over MQTT the entity logs in with its password');
   const tlsFiles = {
     ca: values.ca ?? cfg.tls?.ca,
     cert: values.cert ?? cfg.tls?.cert,
@@ -204,20 +233,49 @@ async function connector(
       replay: await ReplayWindow.open(path.join(dir, `${name}.replay.json`)),
     });
   }
-  const bus = amqpBus({
-    // A command line tool answers at once when the broker is not there, rather than retrying like a service.
-    name,
-    peers,
-    url: { ...url, initialAttempts: 1 },
-    topology,
-    role,
-    declareExchanges: !(values.passive === true || cfg.declareExchanges === false),
-    ...(sealer === undefined ? {} : { sealer }),
-    ...extra,
+  let bus: Connector;
+  if (mqtt) {
+    if (mqttLoader === undefined)
+      throw new UsageError(
+        `${rawUrl.split(':')[0]}:// URLs need the CLI with MQTT: dist/ebadge.js (or src/bin/ebadge.ts)`,
+      );
+    const tls = typeof url.tls === 'object' ? url.tls : undefined;
+    bus = (await mqttLoader())({
+      name,
+      peers,
+      url: `${url.tls === undefined ? 'mqtt' : 'mqtts'}://${url.hostname ?? '127.0.0.1'}:${url.port}`,
+      ...(url.username === undefined ? {} : { username: url.username }),
+      ...(url.password === undefined ? {} : { password: url.password }),
+      ...(tls === undefined ? {} : { tls: pick(tls) }),
+      ...(sealer === undefined ? {} : { sealer }),
+      ...(extra.consume === false ? { consume: false } : {}),
+    });
+  } else {
+    bus = amqpBus({
+      // A command line tool answers at once when the broker is not there, rather than retrying like a service.
+      name,
+      peers,
+      url: { ...url, initialAttempts: 1 },
+      topology,
+      role,
+      declareExchanges: !(values.passive === true || cfg.declareExchanges === false),
+      ...(sealer === undefined ? {} : { sealer }),
+      ...extra,
+    });
+  }
+  // A command line tool answers at once when the broker is not there, rather than retrying like a service: over
+  // MQTT (no initialAttempts) the first failed connection attempt ends the command.
+  let unreachable: (err: Error) => void = () => undefined;
+  const failed = new Promise<never>((_resolve, reject) => {
+    unreachable = (err) =>
+      reject(new Error(`cannot connect to ${rawUrl.replace(/\/\/[^@/]*@/, '//')}: ${err.message}`));
   });
+  failed.catch(() => undefined);
+  if (mqtt) bus.transport.on('failed', unreachable);
   try {
     setup(bus);
-    await bus.start();
+    await Promise.race([bus.start(), failed]);
+    bus.transport.off('failed', unreachable);
   } catch (err) {
     // A connector left open would go on consuming, and reconnecting, after the command has failed.
     await bus.close().catch(() => undefined);
@@ -259,7 +317,10 @@ class Held {
  * passing fault, re-creates the channel and sends again until the publish deadline, a minute later; a command fails
  * at once instead. `stop()` when the command is done.
  */
-function refusal(bus: Connector<AmqpTransport>): { refused: Promise<never>; stop: () => void } {
+function refusal(bus: Connector): { refused: Promise<never>; stop: () => void } {
+  // Only AMQP has the channel to watch; over MQTT, what becomes of a refused publish is the transport's (docs/bus.md).
+  if (!(bus.transport instanceof AmqpTransport))
+    return { refused: new Promise<never>(() => undefined), stop: () => undefined };
   const conn = bus.transport.connection;
   let listener: (err: Error | undefined) => void = () => undefined;
   const refused = new Promise<never>((_resolve, reject) => {
@@ -270,6 +331,39 @@ function refusal(bus: Connector<AmqpTransport>): { refused: Promise<never>; stop
   });
   refused.catch(() => undefined);
   return { refused, stop: () => conn.off('channel-recovered', listener) };
+}
+
+/** The PEM files of AMQP's TLS options that an MQTT connection takes. */
+function pick(tls: { ca?: unknown; cert?: unknown; key?: unknown }): { ca?: Buffer; cert?: Buffer; key?: Buffer } {
+  const out: { ca?: Buffer; cert?: Buffer; key?: Buffer } = {};
+  for (const k of ['ca', 'cert', 'key'] as const) {
+    const v = tls[k];
+    if (Buffer.isBuffer(v)) out[k] = v;
+  }
+  return out;
+}
+
+/**
+ * An mqtt:// or mqtts:// URL as src/amqp's parseUrl gives an AMQP one, for login() and the TLS files: host, port
+ * (1883, 8883), user and password; `tls` set for mqtts:.
+ */
+function mqttUrl(text: string): ConnectOptions {
+  let u: URL;
+  try {
+    u = new URL(text);
+  } catch {
+    throw new UsageError(`--url: not a URL: "${text}"`);
+  }
+  const secure = u.protocol.toLowerCase() === 'mqtts:';
+  if ((u.pathname !== '' && u.pathname !== '/') || u.search !== '')
+    throw new UsageError(`--url: an MQTT URL names a broker only (mqtt://host:port), found "${u.pathname}${u.search}"`);
+  return {
+    hostname: u.hostname,
+    port: u.port === '' ? (secure ? 8883 : 1883) : Number(u.port),
+    ...(u.username === '' ? {} : { username: decodeURIComponent(u.username) }),
+    ...(u.password === '' ? {} : { password: decodeURIComponent(u.password) }),
+    ...(secure ? { tls: {} } : {}),
+  } as ConnectOptions;
 }
 
 /** Builds a message from `TYPE field=value ...` or a JSON file, and validates it with the codec. */
