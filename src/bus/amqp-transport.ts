@@ -39,6 +39,7 @@ import {
   type RecoveryOptions,
 } from '../amqp/index.js';
 import { TypedEmitter } from '../core/emitter.js';
+import { shardOf } from '../core/shard.js';
 import { busOver, type Connector, type ConnectorOptions } from './connector.js';
 import { BusError } from './errors.js';
 import type {
@@ -550,16 +551,6 @@ export class AmqpTransport extends TypedEmitter<TransportEvents> implements Tran
       },
     };
   }
-}
-
-/**
- * The shard of `peer` among `shards`: FNV-1a (32 bits) of its UTF-8 name, mod shards. Fixed by the name alone, so
- * every instance, `ebadge provision` and any other client agree without talking to each other.
- */
-export function shardOf(peer: string, shards: number): number {
-  let h = 0x811c9dc5;
-  for (const b of Buffer.from(peer, 'utf8')) h = Math.imul(h ^ b, 0x01000193) >>> 0;
-  return h % shards;
 }
 
 /** Runs a topology call and turns a broker refusal into a BusError that says what was being done. */

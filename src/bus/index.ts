@@ -4,22 +4,15 @@
  */
 
 export { type Clock, ManualClock, settle, systemClock, type Timer } from '../core/clock.js';
+export { shardOf } from '../core/shard.js';
 export {
   type AmqpBusOptions,
   type AmqpConnectOptions,
   AmqpTransport,
   type AmqpTransportOptions,
   amqpBus,
-  shardOf,
   type Topology,
 } from './amqp-transport.js';
-export {
-  AmqpMqttPeersTransport,
-  type AmqpMqttPeersBusOptions,
-  amqpMqttPeersBus,
-  type MqttPeersOptions,
-  mqttRoutingKey,
-} from './mqtt-peers.js';
 export { type Bucket, type BudgetOptions, DEFAULT_BUDGET, SenderBudget } from './budget.js';
 export { type BusOptions, busOver, Connector, type ConnectorOptions } from './connector.js';
 export { SeenIds } from './dedupe.js';
@@ -37,6 +30,13 @@ export {
   type SentMessage,
   type Settlement,
 } from './memory-transport.js';
+export {
+  type AmqpMqttPeersBusOptions,
+  AmqpMqttPeersTransport,
+  amqpMqttPeersBus,
+  type MqttPeersOptions,
+  mqttRoutingKey,
+} from './mqtt-peers.js';
 export { CONTENT_TYPE_JSON, CONTENT_TYPE_SEALED, DM_VERSION, routingKeyOf } from './protocol.js';
 export type {
   ConnectionFailure,

@@ -23,6 +23,7 @@
  * The default exchange is nobody's: no permission names it (RabbitMQ checks it as `amq.default`).
  */
 import { createHash, randomBytes } from 'node:crypto';
+import { shardOf } from '../core/shard.js';
 import type { Plan } from './parties.js';
 
 const HASHING = 'rabbit_password_hashing_sha256';
@@ -56,7 +57,7 @@ export interface Queue {
   vhost: string;
   durable: true;
   auto_delete: false;
-  arguments: Record<string, string | number>;
+  arguments: Record<string, string | number | boolean>;
 }
 export interface Exchange {
   name: string;
@@ -118,8 +119,9 @@ export function privateNames(name: string): { inbox: string; dlx: string; dead: 
  * default, src/bus/amqp-transport.ts), so that one peer's flood never waits in front of another's; a party with
  * thousands of peers (an aggregator, a DSO) keeps D3.2.3's one inbox.
  */
-export function inboxOf(party: { name: string; role: string }, peer: string): string {
+export function inboxOf(party: { name: string; role: string; shards?: number }, peer: string): string {
   const { inbox } = privateNames(party.name);
+  if (party.shards !== undefined) return `private-${party.name}-shard:${shardOf(peer, party.shards)}`;
   return party.role === 'hub' ? `${inbox}:${peer}` : inbox;
 }
 
@@ -177,7 +179,11 @@ export function definitions(plan: Plan, passwords: ReadonlyMap<string, string>):
     d.users.push(user(p.name, hash));
 
     const own = privateNames(p.name);
-    const inboxes = [...new Set(p.peers.map((q) => inboxOf(p, q)).filter((q) => q !== own.inbox))];
+    // A hub's per-peer inboxes, or every shard of a sharded party (as its bus declares them, peers or not).
+    const inboxes =
+      p.shards === undefined
+        ? [...new Set(p.peers.map((q) => inboxOf(p, q)).filter((q) => q !== own.inbox))]
+        : Array.from({ length: p.shards }, (_, k) => `private-${p.name}-shard:${k}`);
     // `private-<me>-` and what follows it in each of its own queues and exchanges.
     const suffixes = ['in', 'dlx', 'dead', ...inboxes.map((q) => q.slice(`private-${p.name}-`.length))];
     const mine = `private-${literal(p.name)}-(${suffixes.map(literal).join('|')})`;
@@ -208,7 +214,11 @@ export function definitions(plan: Plan, passwords: ReadonlyMap<string, string>):
       'x-delivery-limit': plan.deliveryLimit,
     };
     d.queues.push(
-      ...[own.inbox, ...inboxes].map((q) => queue(q, vhost, inboxArgs)),
+      queue(own.inbox, vhost, inboxArgs),
+      // A shard has one consumer at a time, whatever the number of the party's instances (src/bus/amqp-transport.ts).
+      ...inboxes.map((q) =>
+        queue(q, vhost, p.shards === undefined ? inboxArgs : { ...inboxArgs, 'x-single-active-consumer': true }),
+      ),
       queue(own.dead, vhost, { 'x-queue-type': 'quorum', 'x-max-length': DEAD_LETTER_MAX }),
     );
     d.bindings.push(
@@ -224,7 +234,7 @@ function exchange(name: string, vhost: string, type: 'topic' | 'fanout'): Exchan
   return { name, vhost, type, durable: true, auto_delete: false, internal: false, arguments: {} };
 }
 
-function queue(name: string, vhost: string, args: Record<string, string | number>): Queue {
+function queue(name: string, vhost: string, args: Record<string, string | number | boolean>): Queue {
   return { name, vhost, durable: true, auto_delete: false, arguments: args };
 }
 

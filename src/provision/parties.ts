@@ -40,6 +40,11 @@ export interface Party {
   readonly passwordFile?: string;
   /** `mqtt`: it connects to RabbitMQ's MQTT plugin (mqtt.ts); absent or `amqp`: D3.2.3 over AMQP. */
   readonly transport?: PartyTransport;
+  /**
+   * Its inbox spread over this many shards `private-<me>-shard:<k>` (docs/bus.md, "Fairness"), for a party with many
+   * peers: one peer's flood delays only its shard, and several instances of the party share them.
+   */
+  readonly shards?: number;
   /** Everyone it exchanges messages with, sorted. */
   readonly peers: readonly string[];
   /** Per peer, the message types it may send there (sorted, `response` and `key_update` included). */
@@ -65,7 +70,7 @@ const NAME_MAX = 100;
 const TYPE = /^[A-Za-z][A-Za-z0-9_]*$/;
 const KNOWN_TYPES: ReadonlySet<string> = new Set([...Object.keys(SCHEMAS), ...ALWAYS]);
 const TOP_KEYS = ['format', 'url', 'mqttUrl', 'vhost', 'ca', 'deliveryLimit', 'parties'];
-const PARTY_KEYS = ['name', 'role', 'peers', 'sends', 'auth', 'passwordFile', 'transport'];
+const PARTY_KEYS = ['name', 'role', 'peers', 'sends', 'auth', 'passwordFile', 'transport', 'shards'];
 /** The roles a hub's own configuration (src/device/config) accepts for its peers. */
 const HUB_PEER_ROLES: readonly Role[] = ['aggregator', 'dso', 'tso', 'operator'];
 
@@ -172,6 +177,7 @@ export function parseParties(value: unknown, file = 'parties.json'): Plan {
       auth: p.auth,
       ...(p.passwordFile === undefined ? {} : { passwordFile: p.passwordFile }),
       ...(p.transport === 'mqtt' ? { transport: p.transport } : {}),
+      ...(p.shards === undefined ? {} : { shards: p.shards }),
       peers,
       sends,
     };
@@ -214,6 +220,7 @@ interface ParsedParty {
   auth: Auth;
   passwordFile?: string;
   transport: PartyTransport;
+  shards?: number;
   peers: string[];
   sendsAll?: string[];
   /** Peer → [types, the JSON path of the entry]. */
@@ -235,6 +242,15 @@ function parseParty(r: Reader, v: unknown, at: string, secure: boolean): ParsedP
   if (transport !== 'amqp' && transport !== 'mqtt')
     r.fail(`${at}.transport`, `expected "amqp" or "mqtt", found ${kind(transport)}`);
   const p: ParsedParty = { name, role: role as Role, auth, transport, peers: [], sendsTo: new Map() };
+  if (o['shards'] !== undefined) {
+    const k = o['shards'];
+    if (typeof k !== 'number' || !Number.isInteger(k) || k < 1 || k > 1024)
+      r.fail(`${at}.shards`, `expected an integer from 1 to 1024, found ${kind(k)}`);
+    if (role === 'hub')
+      r.fail(`${at}.shards`, 'a hub has one inbox per peer already (its few peers); shards are for a party with many');
+    if (transport === 'mqtt') r.fail(`${at}.shards`, 'an MQTT party has no inbox queue of its own to shard');
+    p.shards = k as number;
+  }
   if (o['passwordFile'] !== undefined) {
     if (auth === 'external') r.fail(`${at}.passwordFile`, 'a party with auth "external" has no password');
     p.passwordFile = r.string(o['passwordFile'], `${at}.passwordFile`, 'a file name');

@@ -49,6 +49,13 @@ export function partySettings(plan: Plan, party: Party): PartySettings {
   }
   return {
     file: 'bus.json',
-    config: { url, name: party.name, peers: [...party.peers], declareExchanges: false, ...login },
+    config: {
+      url,
+      name: party.name,
+      peers: [...party.peers],
+      declareExchanges: false,
+      ...(party.shards === undefined ? {} : { inboxes: { shards: party.shards } }),
+      ...login,
+    },
   };
 }

@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { shardOf } from '../../../src/core/shard.js';
 import { parseConfig } from '../../../src/device/config/index.js';
 import {
   type Definitions,
@@ -194,6 +195,55 @@ test('exchanges, inboxes with the bus arguments, dead letters, bindings and the 
   assert.ok(new RegExp(D.policies[0]?.pattern ?? '').test('private-heh.1-in:vpp'));
   assert.ok(new RegExp(D.policies[0]?.pattern ?? '').test('private-vpp-shard:12'), "an aggregator's shards");
   assert.not.ok(new RegExp(D.policies[0]?.pattern ?? '').test('private-heh.1-dead'));
+});
+
+test('a sharded party: every shard declared (single active consumer), each peer bound to its shard, in its permissions', () => {
+  const plan = parseParties({
+    format: 'ebadge-parties/1',
+    url: 'amqp://127.0.0.1:5672',
+    parties: [
+      { name: 'vpp-s', role: 'aggregator', peers: ['heh-a', 'heh-b', 'heh-c'], shards: 4 },
+      { name: 'heh-a', role: 'hub' },
+      { name: 'heh-b', role: 'hub' },
+      { name: 'heh-c', role: 'hub' },
+    ],
+  });
+  const d = definitions(plan, new Map(plan.parties.map((p) => [p.name, 'pw'])));
+  const shards = d.queues.filter((q) => q.name.startsWith('private-vpp-s-shard:'));
+  assert.equal(
+    shards.map((q) => q.name),
+    [0, 1, 2, 3].map((k) => `private-vpp-s-shard:${k}`),
+  );
+  for (const q of shards) assert.is(q.arguments['x-single-active-consumer'], true, q.name);
+  for (const hub of ['heh-a', 'heh-b', 'heh-c']) {
+    const into = d.bindings.filter((b) => b.source === `${hub}-to-vpp-s`).map((b) => b.destination);
+    assert.equal(into, [`private-vpp-s-shard:${shardOf(hub, 4)}`], hub);
+  }
+  const p = d.permissions.find((x) => x.user === 'vpp-s');
+  for (const k of [0, 3]) assert.ok(new RegExp(p?.read ?? '').test(`private-vpp-s-shard:${k}`), `shard ${k}`);
+  assert.not.ok(new RegExp(p?.read ?? '').test('private-vpp-s-shard:4'), 'only its 4');
+  assert.equal(partySettings(plan, plan.parties[0] as Plan['parties'][number]).config['inboxes'], { shards: 4 });
+  assert.throws(
+    () =>
+      parseParties({
+        format: 'ebadge-parties/1',
+        url: 'amqp://h',
+        parties: [
+          { name: 'v', role: 'aggregator', peers: ['h'] },
+          { name: 'h', role: 'hub', shards: 2 },
+        ],
+      }),
+    /\$\.parties\[1\]\.shards: a hub has one inbox per peer already/,
+  );
+  assert.throws(
+    () =>
+      parseParties({
+        format: 'ebadge-parties/1',
+        url: 'amqp://h',
+        parties: [{ name: 'v', role: 'aggregator', shards: 0 }],
+      }),
+    /\$\.parties\[0\]\.shards: expected an integer from 1 to 1024, found number 0/,
+  );
 });
 
 test("a hub's settings pass the hub's own parseConfig; the others' name their password or certificate", () => {
