@@ -26,7 +26,7 @@ const SHEBANG = '#!/usr/bin/env node\n';
 
 /** Writes the bundle of `entry` to `outfile`; returns its size and, when packed, the size of the code inside. */
 export async function bundle(entry: string, outfile: string, packed = false): Promise<{ bytes: number; code: number }> {
-  const result = await build({ ...options(entry, outfile), write: false });
+  const result = await build({ ...bundleOptions(entry, outfile), write: false });
   const code = result.outputFiles[0]?.text;
   if (code === undefined) throw new Error(`${entry}: esbuild wrote no output`);
   writeFileSync(outfile, packed ? pack(code) : code, { mode: 0o755 });
@@ -59,7 +59,8 @@ export function pack(code: string): string {
   );
 }
 
-function options(entry: string, outfile: string): BuildOptions {
+/** esbuild's options for the bundle of `entry` (bench/hub-mqtt.ts bundles with them too, with a metafile). */
+export function bundleOptions(entry: string, outfile: string): BuildOptions {
   return {
     entryPoints: [`${root}${entry}`],
     outfile,
@@ -86,7 +87,7 @@ async function analyze(out: string): Promise<void> {
   const entry = BUNDLES[out];
   if (entry === undefined)
     throw new Error(`--analyze: unknown bundle "${out}" (one of ${Object.keys(BUNDLES).join(', ')})`);
-  const { metafile } = await build({ ...options(entry, `${root}${out}`), write: false, metafile: true });
+  const { metafile } = await build({ ...bundleOptions(entry, `${root}${out}`), write: false, metafile: true });
   const output = Object.values(metafile.outputs)[0];
   if (output === undefined) throw new Error('--analyze: esbuild wrote no output');
   const files = Object.entries(output.inputs).map(([file, { bytesInOutput }]) => ({ file, bytes: bytesInOutput }));

@@ -1,0 +1,63 @@
+/**
+ * dist/hub.js, the AMQP hub, holds not a byte of MQTT.js (issue 16, item 5). The layers test keeps src/device from
+ * importing src/mqtt, but src/bin may (hub-mqtt.ts does), so this test bundles the entries the way build/bundle.ts
+ * does, in memory, and reads esbuild's metafile: no input of hub.js may come from src/mqtt or from a package of
+ * MQTT.js's dependency closure (from package-lock.json), while hub-mqtt.js must have both, which shows that the check
+ * sees them when they are there.
+ */
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { build, type Metafile } from 'esbuild';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { BUNDLES, bundleOptions } from '../../build/bundle.js';
+import { repoRoot } from '../helpers/oracle.js';
+
+/** `mqtt` and every package it pulls in, by package-lock.json. */
+function mqttClosure(): Set<string> {
+  const lock = JSON.parse(readFileSync(path.join(repoRoot(), 'package-lock.json'), 'utf8')) as {
+    packages: Record<string, { dependencies?: Record<string, string> }>;
+  };
+  const seen = new Set<string>();
+  const todo = ['mqtt'];
+  for (let name = todo.pop(); name !== undefined; name = todo.pop()) {
+    if (seen.has(name)) continue;
+    seen.add(name);
+    todo.push(...Object.keys(lock.packages[`node_modules/${name}`]?.dependencies ?? {}));
+  }
+  return seen;
+}
+
+/** The inputs of a bundle that belong to MQTT: files of src/mqtt, and files of the packages in `closure`. */
+async function mqttInputs(out: string, closure: Set<string>): Promise<string[]> {
+  const entry = BUNDLES[out];
+  if (entry === undefined) throw new Error(`build/bundle.ts has no ${out}`);
+  const { metafile } = (await build({
+    ...bundleOptions(entry, path.join(repoRoot(), out)),
+    write: false,
+    metafile: true,
+  })) as { metafile: Metafile };
+  return Object.keys(metafile.inputs).filter((input) => {
+    const pkg = /node_modules\/(@[^/]+\/[^/]+|[^/]+)/.exec(input)?.[1];
+    return pkg !== undefined ? closure.has(pkg) : /(^|\/)src\/mqtt\//.test(input);
+  });
+}
+
+const s = suite('hub bundle');
+
+s('dist/hub.js holds no file of src/mqtt or of MQTT.js and its dependencies; dist/hub-mqtt.js holds both', async () => {
+  const closure = mqttClosure();
+  assert.ok(closure.has('mqtt-packet'), 'the lock file lists MQTT.js with its dependencies');
+  assert.equal(await mqttInputs('dist/hub.js', closure), []);
+  const inMqttHub = await mqttInputs('dist/hub-mqtt.js', closure);
+  assert.ok(
+    inMqttHub.some((i) => i.includes('node_modules/mqtt/')),
+    'hub-mqtt.js bundles MQTT.js',
+  );
+  assert.ok(
+    inMqttHub.some((i) => /(^|\/)src\/mqtt\//.test(i)),
+    'hub-mqtt.js bundles src/mqtt',
+  );
+});
+
+s.run();
