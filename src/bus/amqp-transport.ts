@@ -32,6 +32,7 @@ import {
   ChannelError,
   type FieldTable,
   type Message,
+  PublishError,
   type RecoveringChannel,
   RecoveringConnection,
   type RecoveringConsumer,
@@ -97,6 +98,12 @@ export interface AmqpTransportOptions {
    * so that a peer's flood delays only the peers of its shard, and each peer's messages stay in order.
    */
   inboxes?: 'shared' | 'per-peer' | { shards: number };
+  /**
+   * This instance's name, when the party runs as several (docs/bus.md, "Instances"): it gets a queue of its own,
+   * `private-<me>-instance:<tag>`, bound to the party's relay exchange `private-<me>-relay`, through which the other
+   * instances hand it the answers to its requests that reached them. The tag is 4 hex digits of the name's FNV-1a.
+   */
+  instance?: string;
 }
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$/;
@@ -172,6 +179,42 @@ export class AmqpTransport extends TypedEmitter<TransportEvents> implements Tran
 
   get entity(): string {
     return this.options.name;
+  }
+
+  get instanceTag(): string | undefined {
+    const i = this.options.instance;
+    return i === undefined ? undefined : (shardOf(i, 0x10000) + 0x10000).toString(16).slice(1);
+  }
+
+  /** The exchange through which the instances of our party hand each other answers (options.instance). */
+  get relayExchange(): string {
+    return `private-${this.options.name}-relay`;
+  }
+
+  async relay(tag: string, message: Incoming): Promise<boolean> {
+    const m = message.raw as Message;
+    const p = m.properties;
+    try {
+      await this.channel.basicPublish(
+        this.relayExchange,
+        tag,
+        message.body,
+        {
+          ...p,
+          deliveryMode: 2,
+          headers: {
+            ...(p.headers ?? {}),
+            'x-ebadge-relayed-from': message.from ?? '',
+            'x-ebadge-routing-key': message.routingKey,
+          },
+        },
+        { mandatory: true },
+      );
+      return true;
+    } catch (err) {
+      if (err instanceof PublishError && err.failure === 'returned') return false;
+      throw err;
+    }
   }
 
   get peers(): readonly string[] {
@@ -256,6 +299,7 @@ export class AmqpTransport extends TypedEmitter<TransportEvents> implements Tran
       this.#pub = await this.#conn.createChannel({ confirm: true });
       this.#sub = await this.#conn.createChannel({ confirm: false });
       const queues = this.topology === 'exchanges' ? await this.#declareExchanges() : await this.#declareQueues();
+      const own = o.consume === false ? undefined : await this.#declareInstance();
       if (o.consume === false) return;
       // Refused by the client at the content header (never assembled) and rejected without requeue: reported here.
       this.#sub.on('oversized', (m, size) => void onMessage(this.#refused(m, size)));
@@ -268,6 +312,15 @@ export class AmqpTransport extends TypedEmitter<TransportEvents> implements Tran
           { prefetch: o.prefetch ?? 100, ...(max === undefined ? {} : { maxMessageBytes: max }) },
         );
         (q.includes('-shard:') ? this.#standing : this.#consumers).push(consumer);
+      }
+      if (own !== undefined) {
+        this.#consumers.push(
+          await this.#sub.basicConsume(
+            own,
+            (m) => (this.#holding ? Promise.resolve() : onMessage(this.#relayedIncoming(m))),
+            { prefetch: o.prefetch ?? 100, ...(max === undefined ? {} : { maxMessageBytes: max }) },
+          ),
+        );
       }
     } catch (err) {
       // Refused (a permission, an exchange not declared yet) or cut: nothing of this attempt stays, so that start()
@@ -493,6 +546,36 @@ export class AmqpTransport extends TypedEmitter<TransportEvents> implements Tran
     } finally {
       if (probe.isOpen) await probe.close();
     }
+  }
+
+  /**
+   * This instance's own queue for answers relayed to it: exclusive (gone with the connection, so that a relay to a
+   * stopped instance is returned and handled by the one that has it), bound to the relay exchange with our tag.
+   */
+  async #declareInstance(): Promise<string | undefined> {
+    const tag = this.instanceTag;
+    if (tag === undefined || this.topology !== 'exchanges') return undefined;
+    const ch = this.#pub as RecoveringChannel;
+    const x = this.relayExchange;
+    const q = `private-${this.options.name}-instance:${tag}`;
+    await guard(() => ch.exchangeDeclare(x, 'direct', { durable: true }), `declaring exchange ${x}`);
+    await guard(() => ch.queueDeclare(q, { exclusive: true, autoDelete: true }), `declaring ${q}`);
+    await guard(() => ch.queueBind(q, x, tag), `binding ${q} to ${x}`);
+    return q;
+  }
+
+  /** A delivery another instance relayed: its sender and routing key as that instance received them. */
+  #relayedIncoming(m: Message): Incoming<Message> {
+    const h = m.properties.headers ?? {};
+    const from = h['x-ebadge-relayed-from'];
+    const key = h['x-ebadge-routing-key'];
+    return {
+      ...this.#incoming(m),
+      // Only our own instances can write to the relay exchange (its name is in our private namespace).
+      from: typeof from === 'string' && this.#peers.has(from) ? from : undefined,
+      routingKey: typeof key === 'string' ? key : m.routingKey,
+      relayed: true,
+    };
   }
 
   /** The peer a delivery comes from, as the topology tells it (see the file's header). */

@@ -101,7 +101,7 @@ export class Connector<T extends Transport = Transport> extends TypedEmitter<Con
     this.name = transport.entity;
     this.#peers = new Set(transport.peers);
     this.#clock = options.clock ?? systemClock;
-    this.#requests = new PendingRequests(this.#clock);
+    this.#requests = new PendingRequests(this.#clock, transport.instanceTag);
     const seen = new SeenIds(
       options.dedupe?.capacity ?? 10_000,
       options.dedupe?.ttlMs ?? transport.messageTtlMs ?? 900_000,

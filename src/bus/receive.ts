@@ -8,7 +8,7 @@
  *  2. decoded and validated by the codec: a failure never reaches a handler; then a clear message's routing key and
  *     type property must name its `msg` (400);
  *  3. duplicates (the same message id within the dedupe window) are acked and dropped;
- *  4. a reply to one of our `request`s settles it;
+ *  4. a reply to one of our `request`s settles it; one to another instance of our party goes to that instance;
  *  5. a request over its sender's budget is answered 503 (busy) and acked (budget.ts);
  *  6. anything else goes to its handler (dispatch.ts), which decides the ack, the retry or the dead letter.
  * A refusal is answered (a `response` with its code, §3.5 rule 3) when the message can be identified and what was
@@ -32,7 +32,7 @@ import {
   response,
   typeOfRoutingKey,
 } from './protocol.js';
-import type { PendingRequests } from './requests.js';
+import { PendingRequests } from './requests.js';
 import type { Incoming, RawOf, Transport } from './transport.js';
 
 type Events<T extends Transport> = ConnectorEvents<RawOf<T>>;
@@ -193,6 +193,7 @@ export class Receiver<T extends Transport> {
       this.#d.requests.answer(pending, sender, message);
       return;
     }
+    if (await this.#relayed(d, message, opened)) return;
     // In flight from here, with nothing awaited since the checks above: a copy arriving meanwhile must find it so.
     let done: (() => void) | undefined;
     if (dedupeKey !== undefined)
@@ -222,6 +223,24 @@ export class Receiver<T extends Transport> {
       if (dedupeKey !== undefined) this.#inFlight.delete(dedupeKey);
       done?.();
     }
+  }
+
+  /**
+   * Several instances of our party (docs/bus.md, "Instances"): an answer to a request another instance made (its tag
+   * in the ids the answer echoes) is handed to that instance, which settles its request or, if none waits there,
+   * handles the message as it would any. When no instance has that tag (it stopped, or the id was another's), or
+   * the message came from an instance already, it is ours to handle. The envelope of a sealed answer is left as it
+   * was (released): the other instance opens it itself.
+   */
+  async #relayed(d: Incoming<RawOf<T>>, message: Message, opened: Opened | undefined): Promise<boolean> {
+    const t = this.#d.transport;
+    if (d.relayed === true || t.instanceTag === undefined || t.relay === undefined) return false;
+    const tag = PendingRequests.tagOf(message, d.correlationId);
+    if (tag === undefined || tag === t.instanceTag) return false;
+    if (!(await t.relay(tag, d))) return false;
+    opened?.release();
+    d.ack();
+    return true;
   }
 
   /**

@@ -47,7 +47,17 @@ export interface OpenedRequest {
 export class PendingRequests {
   readonly #pending = new Map<string, PendingRequest>();
 
-  constructor(readonly clock: Clock) {}
+  /** `tag`: this instance's (Transport.instanceTag), written into the ids it makes (see tagOf). */
+  constructor(
+    readonly clock: Clock,
+    readonly tag?: string,
+  ) {}
+
+  /** A fresh UUID, whose last 4 hex digits are our instance tag when there is one (still a valid version 4 UUID). */
+  #id(): string {
+    const id = randomUUID();
+    return this.tag === undefined ? id : `${id.slice(0, 32)}${this.tag}`;
+  }
 
   /** Files a request to `peer` under the keys of its type; it fails with TIMEOUT after `timeoutMs`. */
   open(peer: string, message: Message, timeoutMs: number): OpenedRequest {
@@ -57,10 +67,10 @@ export class PendingRequests {
     if (type === 'activate' || type === 'modify_activation') {
       keys.push(`act:${peer}:${String(m['id'])}:${String(m['modification_count'])}`, `id:${peer}:${String(m['id'])}`);
     } else if (REQUEST_REPLIES.has(type) && has(type, 'request_id')) {
-      if (typeof m['request_id'] !== 'string') m['request_id'] = randomUUID();
+      if (typeof m['request_id'] !== 'string') m['request_id'] = this.#id();
       keys.push(`req:${peer}:${m['request_id'] as string}`);
     } else if (has(type, 'msg_id')) {
-      if (typeof m['msg_id'] !== 'string') m['msg_id'] = randomUUID();
+      if (typeof m['msg_id'] !== 'string') m['msg_id'] = this.#id();
       keys.push(`msg:${peer}:${m['msg_id'] as string}`);
     } else if (type === 'get_load_report') {
       // The first version has no ids: its peers answer with the same period and device (data model §3.5 rule 1).
@@ -69,7 +79,7 @@ export class PendingRequests {
     if (typeof m['msg_id'] === 'string' && !keys.includes(`msg:${peer}:${m['msg_id']}`))
       keys.push(`msg:${peer}:${m['msg_id']}`);
     // Our own peers also set correlation_id to the request's message id, whatever the type.
-    const messageId = type !== 'response' && typeof m['msg_id'] === 'string' ? m['msg_id'] : randomUUID();
+    const messageId = type !== 'response' && typeof m['msg_id'] === 'string' ? m['msg_id'] : this.#id();
     keys.push(`cor:${peer}:${messageId}`);
     let p!: PendingRequest;
     const reply = new Promise<Message>((resolve, reject) => {
@@ -89,6 +99,20 @@ export class PendingRequests {
         if (!p.done) this.settle(p, err);
       },
     };
+  }
+
+  /**
+   * The instance tag in the ids a reply carries (request_id, a response's msg_id, the correlation id), if it looks
+   * like an answer at all: the last 4 hex digits of the first such id. An id another made has a random "tag", which
+   * names no instance, or names one that then handles the message as it would any.
+   */
+  static tagOf(m: Message, correlationId: string | undefined): string | undefined {
+    const x = m as Record<string, unknown>;
+    const id =
+      (typeof x['request_id'] === 'string' ? x['request_id'] : undefined) ??
+      (m.msg === 'response' && typeof x['msg_id'] === 'string' ? x['msg_id'] : undefined) ??
+      correlationId;
+    return id !== undefined && /^[0-9a-f-]{32}[0-9a-f]{4}$/i.test(id) ? id.slice(32).toLowerCase() : undefined;
   }
 
   /** The pending request `m` from `sender` answers, if any. */

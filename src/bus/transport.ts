@@ -63,6 +63,8 @@ export interface Incoming<Raw = unknown> {
    * dead-letters it through the queue's dead-letter exchange): ack, retry and deadLetter do nothing.
    */
   readonly oversized?: number;
+  /** Handed over by another instance of our party (Transport.relay): never relayed again. */
+  readonly relayed?: boolean;
   readonly raw: Raw;
   ack(): void;
   /** Gives the message back for another attempt (see TransportCapabilities.requeue). */
@@ -182,6 +184,17 @@ export interface Transport<Raw = unknown> {
   stopConsuming(): Promise<void>;
   /** Closes; what is still unsettled goes back to the broker. */
   close(): Promise<void>;
+  /**
+   * Several instances of one party (docs/bus.md, "Instances"): this instance's tag (4 hex digits), which the
+   * Connector writes into the ids of its requests, so that whichever instance receives the answer can tell whose
+   * request it answers.
+   */
+  readonly instanceTag?: string | undefined;
+  /**
+   * Hands `message` (settled by the caller once this resolves true) to the instance tagged `tag`; false when no
+   * such instance is there (it stopped, or the tag was a random id's), and the caller handles it itself.
+   */
+  relay?(tag: string, message: Incoming): Promise<boolean>;
   /** Optional (hub.js bench): see Loopback. Connects if needed; start() is not required. */
   loopback?(onMessage: (body: Buffer) => void): Promise<Loopback>;
   on<K extends keyof TransportEvents & string>(event: K, listener: (...args: TransportEvents[K]) => void): this;

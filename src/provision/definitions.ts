@@ -186,7 +186,9 @@ export function definitions(plan: Plan, passwords: ReadonlyMap<string, string>):
         : Array.from({ length: p.shards }, (_, k) => `private-${p.name}-shard:${k}`);
     // `private-<me>-` and what follows it in each of its own queues and exchanges.
     const suffixes = ['in', 'dlx', 'dead', ...inboxes.map((q) => q.slice(`private-${p.name}-`.length))];
-    const mine = `private-${literal(p.name)}-(${suffixes.map(literal).join('|')})`;
+    // A sharded party may run as several instances: their relay exchange and each one's queue (amqp-transport.ts).
+    const instances = p.shards === undefined ? [] : ['relay', 'instance:[0-9a-f]{4}'];
+    const mine = `private-${literal(p.name)}-(${[...suffixes.map(literal), ...instances].join('|')})`;
     const out = p.peers.map((q) => `${p.name}-to-${q}`);
     const inn = p.peers.map((q) => `${q}-to-${p.name}`);
     d.permissions.push({

@@ -208,4 +208,68 @@ s(
   ),
 );
 
+s(
+  "instances: an answer to one instance's request that reaches the other is relayed to it; to a stopped one, handled",
+  timed(
+    () =>
+      withBus(async (f) => {
+        const vppName = entity('vpp');
+        const hubName = entity('heh');
+        const inboxes = { shards: 2 };
+        f.exchanges.add(`private-${vppName}-relay`);
+        for (let k = 0; k < 2; k++) f.queues.add(`private-${vppName}-shard:${k}`);
+        const hub = f.create({ name: hubName, peers: [vppName] });
+        let hold: Promise<void> = Promise.resolve();
+        hub.onGetReport(async (q, ctx) => {
+          await hold;
+          await ctx.reply({
+            msg: 'report',
+            from: q.from,
+            to: q.to,
+            resolution: q.resolution,
+            values: { 'total.p': [1] },
+          });
+        });
+        await withDeadline(hub.start(), NET_MS, 'hub');
+        const reports: string[] = [];
+        const instance = (name: string): Connector => {
+          const c = f.create({ name: vppName, peers: [hubName], inboxes, instance: name });
+          c.onReport((_m, ctx) => {
+            reports.push(`${name} handled a report from ${ctx.sender}`);
+          });
+          return c;
+        };
+        const a = instance('a');
+        await withDeadline(a.start(), NET_MS, 'instance a'); // first: active on both shards
+        const b = instance('b');
+        await withDeadline(b.start(), NET_MS, 'instance b');
+        const ask = (c: Connector) =>
+          c.request(hubName, {
+            msg: 'get_report',
+            from: T0,
+            to: T0.plusSeconds(900),
+            resolution: 900,
+            signals: ['total.p'],
+          });
+        // b asks; the hub's answer comes into the shard a consumes, and a hands it to b.
+        assert.is((await withDeadline(ask(b), NET_MS, "b's request")).msg, 'report');
+        assert.is((await withDeadline(ask(a), NET_MS, "a's request")).msg, 'report');
+        assert.equal(reports, [], 'both answers settled their requests, none went to a handler');
+        // b asks, then stops before the answer: a has nobody to hand it to, so handles it itself.
+        let release!: () => void;
+        hold = new Promise((r) => {
+          release = r;
+        });
+        const late = ask(b).catch((e: unknown) => String(e));
+        await new Promise((r) => setTimeout(r, 200));
+        await withDeadline(b.close(), NET_MS, 'instance b stopping');
+        release();
+        await late;
+        await until(() => reports.length === 1, 'the orphan answer handled', NET_MS);
+        assert.equal(reports, [`a handled a report from ${hubName}`]);
+      }),
+    60_000,
+  ),
+);
+
 s.run();
