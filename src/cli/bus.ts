@@ -104,6 +104,8 @@ interface FileConfig {
   keyring?: string;
   privateKey?: string;
   stateDir?: string;
+  /** A party's inbox layout, as `ebadge provision` writes it for a sharded party (`{ "shards": K }`). */
+  inboxes?: 'shared' | 'per-peer' | { shards: number };
 }
 
 function readConfig(file: string | undefined): FileConfig {
@@ -130,12 +132,26 @@ function readConfig(file: string | undefined): FileConfig {
     'keyring',
     'privateKey',
     'stateDir',
+    'inboxes',
   ];
   for (const k of Object.keys(c))
     if (!known.includes(k)) throw new UsageError(`--config ${file}: unknown setting "${k}"`);
   if (c['peers'] !== undefined && (!Array.isArray(c['peers']) || !c['peers'].every((p) => typeof p === 'string'))) {
     throw new UsageError(`--config ${file}: peers must be an array of entity names`);
   }
+  const inboxes = c['inboxes'];
+  if (
+    inboxes !== undefined &&
+    inboxes !== 'shared' &&
+    inboxes !== 'per-peer' &&
+    !(
+      typeof inboxes === 'object' &&
+      inboxes !== null &&
+      Object.keys(inboxes).join() === 'shards' &&
+      Number.isInteger((inboxes as { shards: unknown }).shards)
+    )
+  )
+    throw new UsageError(`--config ${file}: inboxes must be "shared", "per-peer" or { "shards": K }`);
   // As in a hub.json: a relative file name is the config's neighbour (ebadge provision writes them so), whatever
   // the working directory.
   const cfg = c as FileConfig;
@@ -259,6 +275,10 @@ async function connector(
       topology,
       role,
       declareExchanges: !(values.passive === true || cfg.declareExchanges === false),
+      // Sharded, the command is one more instance of its party: a standby consumer of the shards (it takes nothing
+      // from a running instance), and the answer to its request is handed to it by whichever instance receives it.
+      ...(cfg.inboxes === undefined ? {} : { inboxes: cfg.inboxes }),
+      ...(typeof cfg.inboxes === 'object' ? { instance: `ebadge-cli-${process.pid}-${Date.now()}` } : {}),
       ...(sealer === undefined ? {} : { sealer }),
       ...extra,
     });

@@ -134,4 +134,20 @@ test('ebadge send refuses before connecting (exit 2) and says why; a config name
   }
 });
 
+test('a config with inboxes is checked before connecting: shared, per-peer or { shards: K }', async () => {
+  const err: string[] = [];
+  const io = { out: () => undefined, err: (l: string) => err.push(l) };
+  file('broker.pw', 'secret-of-vpp');
+  const base = { url: 'amqp://127.0.0.1:1', name: 'vpp', passwordFile: 'broker.pw' };
+  for (const inboxes of ['sharded', { shards: 'four' }, { shards: 4, more: 1 }, null]) {
+    err.length = 0;
+    const cfg = file('bus.json', JSON.stringify({ ...base, inboxes }));
+    assert.is(await main(['send', '--config', cfg, '--to', 'heh-1', 'set_clock', 'offset=1'], io), 2, String(inboxes));
+    assert.match(err.join('\n'), 'inboxes must be "shared", "per-peer" or { "shards": K }');
+  }
+  // A good one gets as far as connecting (refused here: exit 1).
+  const cfg = file('bus.json', JSON.stringify({ ...base, inboxes: { shards: 4 } }));
+  assert.is(await main(['send', '--config', cfg, '--to', 'heh-1', 'set_clock', 'offset=1'], io), 1);
+});
+
 test.run();
