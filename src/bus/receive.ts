@@ -193,7 +193,6 @@ export class Receiver<T extends Transport> {
       this.#d.requests.answer(pending, sender, message);
       return;
     }
-    if (await this.#relayed(d, message, opened)) return;
     // In flight from here, with nothing awaited since the checks above: a copy arriving meanwhile must find it so.
     let done: (() => void) | undefined;
     if (dedupeKey !== undefined)
@@ -204,6 +203,8 @@ export class Receiver<T extends Transport> {
         }),
       );
     try {
+      // 4b. An answer to another instance of our party goes to it (awaited only once in flight, see above).
+      if (await this.#relayed(d, message, opened)) return;
       // 5. Fairness: a request over its sender's budget is answered 503 instead of handled (docs/bus.md, "Fairness").
       if (this.#d.budget !== undefined && (await this.#overBudget(this.#d.budget, d, sender, message, opened))) return;
       // 6. The handler.
