@@ -100,8 +100,8 @@ async function main(): Promise<void> {
     await bus.close();
     const conn = await connect('amqp://guest:guest@127.0.0.1:5672');
     const ch = await conn.createChannel();
-    for (const q of [`private-${hub}-in`, `private-${hub}-dead`, `private-${vpp}-in`, `private-${vpp}-dead`])
-      await ch.queueDelete(q);
+    const queues = [`private-${hub}-in`, `private-${hub}-in:${vpp}`, `private-${hub}-dead`];
+    for (const q of [...queues, `private-${vpp}-in`, `private-${vpp}-dead`]) await ch.queueDelete(q);
     for (const x of [`private-${hub}-dlx`, `private-${vpp}-dlx`, `${hub}-to-${vpp}`, `${vpp}-to-${hub}`])
       await ch.exchangeDelete(x);
     await conn.close();

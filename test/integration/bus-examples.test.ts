@@ -101,7 +101,13 @@ s(
       heh.child.kill('SIGTERM');
       await exited(heh.child);
       await removeAll(
-        [`private-${hub}-in`, `private-${hub}-dead`, `private-${vppName}-in`, `private-${vppName}-dead`],
+        [
+          `private-${hub}-in`,
+          `private-${hub}-in:${vppName}`,
+          `private-${hub}-dead`,
+          `private-${vppName}-in`,
+          `private-${vppName}-dead`,
+        ],
         [`private-${hub}-dlx`, `private-${vppName}-dlx`, `${hub}-to-${vppName}`, `${vppName}-to-${hub}`],
       );
     }
@@ -145,7 +151,13 @@ s(
       await exited(heh.child);
       rmSync(dir, { recursive: true, force: true });
       await removeAll(
-        [`private-${hub}-in`, `private-${hub}-dead`, `private-${vppName}-in`, `private-${vppName}-dead`],
+        [
+          `private-${hub}-in`,
+          `private-${hub}-in:${vppName}`,
+          `private-${hub}-dead`,
+          `private-${vppName}-in`,
+          `private-${vppName}-dead`,
+        ],
         [`private-${hub}-dlx`, `private-${vppName}-dlx`, `${hub}-to-${vppName}`, `${vppName}-to-${hub}`],
       );
     }
