@@ -7,7 +7,7 @@
 import { pbkdf2Sync } from 'node:crypto';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { parseParties, ProvisionError } from '../../../src/provision/index.js';
+import { ProvisionError, parseParties } from '../../../src/provision/index.js';
 import { mosquittoAcl, mosquittoPasswordHash, mosquittoPasswords } from '../../../src/provision/mosquitto.js';
 
 const test = suite('mosquitto provisioning');
