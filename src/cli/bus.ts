@@ -1,5 +1,6 @@
 /**
- * Operator commands on the bus: send, request, listen. They act as one entity (`--as`), which must be one of the
+ * Operator commands on the bus: send, request, listen (one file of about 500 lines: the three commands share the
+ * config file, the login and the connector, and each is short). They act as one entity (`--as`), which must be one of the
  * broker's users with its permissions; `listen` and `request` consume that entity's inbox, so use a dedicated
  * operator entity rather than a running VPP's. Neither acks a message it has not printed: what `request` takes that
  * is not its reply, and what `listen` takes beyond --count, goes back to the queue. Connection settings come from a
@@ -11,7 +12,8 @@
  *
  * Config file: { "url": "amqps://broker:5671", "name": "ops", "peers": ["heh-b827ebea02c1"], "topology": "exchanges",
  *   "role": "controller", "declareExchanges": true, "passwordFile": "...", "external": false,
- *   "tls": { "ca": "ca.pem", "cert": "ops.pem", "key": "ops.key" }, "keyring": "...", "privateKey": "...", "stateDir": "..." }
+ *   "tls": { "ca": "ca.pem", "cert": "ops.pem", "key": "ops.key" }, "keyring": "...", "privateKey": "...", "stateDir": "...",
+ *   "inboxes": { "shards": 8 } (a sharded party's, as ebadge provision writes it) }
  */
 import { mkdirSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
