@@ -40,7 +40,7 @@ import {
   type RecoveryOptions,
 } from '../amqp/index.js';
 import { TypedEmitter } from '../core/emitter.js';
-import { shardOf } from '../core/shard.js';
+import { isShardQueue, shardOf, shardQueue } from '../core/shard.js';
 import { busOver, type Connector, type ConnectorOptions } from './connector.js';
 import { BusError } from './errors.js';
 import type {
@@ -136,8 +136,6 @@ export class AmqpTransport extends TypedEmitter<TransportEvents> implements Tran
   #sub: RecoveringChannel | undefined;
   readonly #inbound = new Map<string, string>(); // exchange or queue -> peer
   readonly #consumers: RecoveringConsumer[] = [];
-  /** Consumers of single-active-consumer shards: never cancelled, see stopConsuming(). */
-  readonly #standing: RecoveringConsumer[] = [];
   /** Set by stopConsuming(): what is delivered after it is left unsettled, for the broker to take back on close. */
   #holding = false;
   /** A Set: an aggregator has thousands of peers and looks one up per message. */
@@ -280,7 +278,7 @@ export class AmqpTransport extends TypedEmitter<TransportEvents> implements Tran
     const mode = this.options.inboxes ?? 'shared';
     if (this.topology !== 'exchanges' || mode === 'shared') return this.inboxQueue;
     if (mode === 'per-peer') return `${this.inboxQueue}:${peer}`;
-    return `private-${this.options.name}-shard:${shardOf(peer, mode.shards)}`;
+    return shardQueue(this.options.name, shardOf(peer, mode.shards));
   }
 
   get deadLetterQueue(): string {
@@ -304,21 +302,23 @@ export class AmqpTransport extends TypedEmitter<TransportEvents> implements Tran
       // Refused by the client at the content header (never assembled) and rejected without requeue: reported here.
       this.#sub.on('oversized', (m, size) => void onMessage(this.#refused(m, size)));
       const max = options.maxBodyBytes;
+      const consume = { prefetch: o.prefetch ?? 100, ...(max === undefined ? {} : { maxMessageBytes: max }) };
       this.#holding = false;
       for (const q of queues) {
         const consumer = await this.#sub.basicConsume(
           q,
           (m) => (this.#holding ? Promise.resolve() : onMessage(this.#incoming(m))),
-          { prefetch: o.prefetch ?? 100, ...(max === undefined ? {} : { maxMessageBytes: max }) },
+          consume,
         );
-        (q.includes('-shard:') ? this.#standing : this.#consumers).push(consumer);
+        // A shard's consumer is never cancelled (see stopConsuming): it goes with the channel.
+        if (!isShardQueue(o.name, q)) this.#consumers.push(consumer);
       }
       if (own !== undefined) {
         this.#consumers.push(
           await this.#sub.basicConsume(
             own,
             (m) => (this.#holding ? Promise.resolve() : onMessage(this.#relayedIncoming(m))),
-            { prefetch: o.prefetch ?? 100, ...(max === undefined ? {} : { maxMessageBytes: max }) },
+            consume,
           ),
         );
       }
@@ -378,7 +378,6 @@ export class AmqpTransport extends TypedEmitter<TransportEvents> implements Tran
    */
   async stopConsuming(): Promise<void> {
     this.#holding = true;
-    this.#standing.splice(0);
     const consumers = this.#consumers.splice(0);
     await Promise.allSettled(consumers.map((c) => c.cancel()));
   }
@@ -448,7 +447,7 @@ export class AmqpTransport extends TypedEmitter<TransportEvents> implements Tran
     // peer's messages are handled in order even across a failover.
     if (typeof o.inboxes === 'object') {
       for (let k = 0; k < o.inboxes.shards; k++) {
-        const shard = `private-${o.name}-shard:${k}`;
+        const shard = shardQueue(o.name, k);
         await declareInbox(shard, { 'x-single-active-consumer': true });
         consumed.push(shard);
       }

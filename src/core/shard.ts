@@ -8,3 +8,13 @@ export function shardOf(peer: string, shards: number): number {
   for (const b of Buffer.from(peer, 'utf8')) h = Math.imul(h ^ b, 0x01000193) >>> 0;
   return h % shards;
 }
+
+/** The name of `party`'s shard `k`: `private-<party>-shard:<k>` (`:` is in no party name, so it is nobody else's). */
+export function shardQueue(party: string, k: number): string {
+  return `private-${party}-shard:${k}`;
+}
+
+/** Whether `queue` is one of `party`'s shards. */
+export function isShardQueue(party: string, queue: string): boolean {
+  return queue.startsWith(`private-${party}-shard:`);
+}

@@ -23,7 +23,7 @@
  * The default exchange is nobody's: no permission names it (RabbitMQ checks it as `amq.default`).
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { shardOf } from '../core/shard.js';
+import { shardOf, shardQueue } from '../core/shard.js';
 import type { Plan } from './parties.js';
 
 const HASHING = 'rabbit_password_hashing_sha256';
@@ -121,7 +121,7 @@ export function privateNames(name: string): { inbox: string; dlx: string; dead: 
  */
 export function inboxOf(party: { name: string; role: string; shards?: number }, peer: string): string {
   const { inbox } = privateNames(party.name);
-  if (party.shards !== undefined) return `private-${party.name}-shard:${shardOf(peer, party.shards)}`;
+  if (party.shards !== undefined) return shardQueue(party.name, shardOf(peer, party.shards));
   return party.role === 'hub' ? `${inbox}:${peer}` : inbox;
 }
 
@@ -183,7 +183,7 @@ export function definitions(plan: Plan, passwords: ReadonlyMap<string, string>):
     const inboxes =
       p.shards === undefined
         ? [...new Set(p.peers.map((q) => inboxOf(p, q)).filter((q) => q !== own.inbox))]
-        : Array.from({ length: p.shards }, (_, k) => `private-${p.name}-shard:${k}`);
+        : Array.from({ length: p.shards }, (_, k) => shardQueue(p.name, k));
     // `private-<me>-` and what follows it in each of its own queues and exchanges.
     const suffixes = ['in', 'dlx', 'dead', ...inboxes.map((q) => q.slice(`private-${p.name}-`.length))];
     // A sharded party may run as several instances: their relay exchange and each one's queue (amqp-transport.ts).
