@@ -41,6 +41,7 @@ import {
 } from '../amqp/index.js';
 import { TypedEmitter } from '../core/emitter.js';
 import { isShardQueue, shardOf, shardQueue } from '../core/shard.js';
+import { ShardSet, type ShardStatus } from './amqp-shards.js';
 import { busOver, type Connector, type ConnectorOptions } from './connector.js';
 import { BusError } from './errors.js';
 import type {
@@ -104,6 +105,17 @@ export interface AmqpTransportOptions {
    * instances hand it the answers to its requests that reached them. The tag is 4 hex digits of the name's FNV-1a.
    */
   instance?: string;
+  /**
+   * With `instance` and shards: how often the instance tells the others it is there (default 2,000 ms). The instances
+   * share the shards out among those heard within three intervals (docs/bus.md, "Instances"). 0: they do not (a hot
+   * standby: the first instance to subscribe has every shard until it goes).
+   */
+  presenceMs?: number;
+  /**
+   * With `instance`: this one takes no share of the shards; it hands any it is given to the instances it hears, and
+   * keeps them only while it hears none (a command-line tool, a process that only sends requests).
+   */
+  standby?: boolean;
 }
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$/;
@@ -134,6 +146,8 @@ export class AmqpTransport extends TypedEmitter<TransportEvents> implements Tran
   #closed = false;
   #pub: RecoveringChannel | undefined;
   #sub: RecoveringChannel | undefined;
+  /** `inboxes: { shards }`: each shard on a channel of its own, shared out among the instances. */
+  #shards: ShardSet | undefined;
   readonly #inbound = new Map<string, string>(); // exchange or queue -> peer
   readonly #consumers: RecoveringConsumer[] = [];
   /** Set by stopConsuming(): what is delivered after it is left unsettled, for the broker to take back on close. */
@@ -305,30 +319,35 @@ export class AmqpTransport extends TypedEmitter<TransportEvents> implements Tran
       const consume = { prefetch: o.prefetch ?? 100, ...(max === undefined ? {} : { maxMessageBytes: max }) };
       this.#holding = false;
       for (const q of queues) {
-        const consumer = await this.#sub.basicConsume(
-          q,
-          (m) => (this.#holding ? Promise.resolve() : onMessage(this.#incoming(m))),
-          consume,
-        );
-        // A shard's consumer is never cancelled (see stopConsuming): it goes with the channel.
-        if (!isShardQueue(o.name, q)) this.#consumers.push(consumer);
-      }
-      if (own !== undefined) {
+        if (isShardQueue(o.name, q)) continue;
         this.#consumers.push(
           await this.#sub.basicConsume(
-            own,
-            (m) => (this.#holding ? Promise.resolve() : onMessage(this.#relayedIncoming(m))),
+            q,
+            (m) => (this.#holding ? Promise.resolve() : onMessage(this.#incoming(m))),
             consume,
           ),
         );
       }
+      const shards = this.#shardSet(onMessage, consume);
+      if (own !== undefined) {
+        this.#consumers.push(
+          await this.#sub.basicConsume(
+            own,
+            (m) =>
+              shards?.presence(m) === true || this.#holding ? Promise.resolve() : onMessage(this.#relayedIncoming(m)),
+            consume,
+          ),
+        );
+      }
+      await shards?.start();
     } catch (err) {
       // Refused (a permission, an exchange not declared yet) or cut: nothing of this attempt stays, so that start()
       // can be called again (the hub retries until the broker's side is fixed).
       await this.stopConsuming();
-      await Promise.allSettled([this.#pub?.close(), this.#sub?.close()]);
+      await Promise.allSettled([this.#pub?.close(), this.#sub?.close(), this.#shards?.close()]);
       this.#pub = undefined;
       this.#sub = undefined;
+      this.#shards = undefined;
       throw err;
     }
   }
@@ -379,12 +398,18 @@ export class AmqpTransport extends TypedEmitter<TransportEvents> implements Tran
   async stopConsuming(): Promise<void> {
     this.#holding = true;
     const consumers = this.#consumers.splice(0);
-    await Promise.allSettled(consumers.map((c) => c.cancel()));
+    await Promise.allSettled([...consumers.map((c) => c.cancel()), this.#shards?.stop()]);
+  }
+
+  /** Each shard as this instance sees it: who should have it, whether the broker made us its consumer. */
+  shardStatus(): ShardStatus[] {
+    return this.#shards?.status() ?? [];
   }
 
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    await this.#shards?.close();
     if (this.#ownsConnection) {
       await this.#conn.close();
     } else {
@@ -560,7 +585,43 @@ export class AmqpTransport extends TypedEmitter<TransportEvents> implements Tran
     await guard(() => ch.exchangeDeclare(x, 'direct', { durable: true }), `declaring exchange ${x}`);
     await guard(() => ch.queueDeclare(q, { exclusive: true, autoDelete: true }), `declaring ${q}`);
     await guard(() => ch.queueBind(q, x, tag), `binding ${q} to ${x}`);
+    // The instances of a sharded party share the shards out among those they hear (amqp-shards.ts).
+    if (typeof this.options.inboxes === 'object' && this.options.presenceMs !== 0) {
+      await guard(() => ch.queueBind(q, x, 'presence'), `binding ${q} to ${x} for presence`);
+    }
     return q;
+  }
+
+  /** The shards' subscriptions (sharded inboxes only), each on a channel of its own, balanced among instances. */
+  #shardSet(
+    onMessage: (message: Incoming<Message>) => Promise<void>,
+    consume: { prefetch: number; maxMessageBytes?: number },
+  ): ShardSet | undefined {
+    const o = this.options;
+    if (typeof o.inboxes !== 'object' || this.topology !== 'exchanges') return undefined;
+    const pub = this.#pub as RecoveringChannel;
+    this.#shards = new ShardSet({
+      party: o.name,
+      shards: o.inboxes.shards,
+      tag: this.instanceTag,
+      instance: o.instance,
+      standby: o.standby === true,
+      ...(o.presenceMs === undefined ? {} : { presenceMs: o.presenceMs }),
+      connection: this.#conn,
+      consume,
+      deliver: (m, settled) => onMessage(settling(this.#incoming(m), settled)),
+      oversized: (m, size) => void onMessage(this.#refused(m, size)),
+      holding: () => this.#holding,
+      announce: async (body, ttlMs) => {
+        await pub.basicPublish(this.relayExchange, 'presence', body, {
+          contentType: 'application/json',
+          expiration: String(ttlMs),
+          deliveryMode: 1,
+        });
+      },
+      warn: (what, fix) => this.emitSafe('degraded', what, fix),
+    });
+    return this.#shards;
   }
 
   /** A delivery another instance relayed: its sender and routing key as that instance received them. */
@@ -633,6 +694,28 @@ export class AmqpTransport extends TypedEmitter<TransportEvents> implements Tran
       },
     };
   }
+}
+
+/** `d` with `settled` called once it is settled, whichever way. */
+function settling(d: Incoming<Message>, settled: () => void): Incoming<Message> {
+  return {
+    ...d,
+    ack: () => {
+      d.ack();
+      settled();
+    },
+    retry: () => {
+      d.retry();
+      settled();
+    },
+    deadLetter: async (reason, code) => {
+      try {
+        await d.deadLetter(reason, code);
+      } finally {
+        settled();
+      }
+    },
+  };
 }
 
 /** Runs a topology call and turns a broker refusal into a BusError that says what was being done. */

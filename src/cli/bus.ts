@@ -277,10 +277,12 @@ async function connector(
       topology,
       role,
       declareExchanges: !(values.passive === true || cfg.declareExchanges === false),
-      // Sharded, the command is one more instance of its party: a standby consumer of the shards (it takes nothing
-      // from a running instance), and the answer to its request is handed to it by whichever instance receives it.
+      // Sharded, the command is one more instance of its party, a standby: it hands any shard it is given to the
+      // running instances it hears, and the answer to its request is handed to it by whichever one receives it.
       ...(cfg.inboxes === undefined ? {} : { inboxes: cfg.inboxes }),
-      ...(typeof cfg.inboxes === 'object' ? { instance: `ebadge-cli-${process.pid}-${Date.now()}` } : {}),
+      ...(typeof cfg.inboxes === 'object'
+        ? { instance: `ebadge-cli-${process.pid}-${Date.now()}`, standby: true }
+        : {}),
       ...(sealer === undefined ? {} : { sealer }),
       ...extra,
     });

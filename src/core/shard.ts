@@ -18,3 +18,36 @@ export function shardQueue(party: string, k: number): string {
 export function isShardQueue(party: string, queue: string): boolean {
   return queue.startsWith(`private-${party}-shard:`);
 }
+
+/**
+ * Which instance (by tag) should consume each of `shards` shards. Every (shard, instance) pair has a rank (FNV-1a of
+ * `<tag>:<k>`, rendezvous hashing); pairs are taken from the highest rank down, a shard going to the first instance
+ * that still has room: ⌊shards / instances⌋, or one more for the first (shards mod instances) to reach it. So no
+ * instance has more than one shard above another, and an instance coming or going moves few shards besides its own.
+ * Fixed by the set of tags alone (not their order), so that instances that hear the same set agree without talking.
+ */
+export function assignShards(shards: number, tags: readonly string[]): string[] {
+  const sorted = [...new Set(tags)].sort();
+  const floor = Math.floor(shards / sorted.length);
+  let bigger = shards % sorted.length;
+  const pairs: { k: number; tag: string; rank: number }[] = [];
+  for (let k = 0; k < shards; k++) {
+    for (const tag of sorted) pairs.push({ k, tag, rank: shardOf(`${tag}:${k}`, 0x100000000) });
+  }
+  pairs.sort((a, b) => b.rank - a.rank || a.k - b.k || (a.tag < b.tag ? -1 : 1));
+  const load = new Map<string, number>();
+  const owners: string[] = new Array(shards);
+  let left = shards;
+  for (const { k, tag } of pairs) {
+    if (left === 0) break;
+    if (owners[k] !== undefined) continue;
+    const n = load.get(tag) ?? 0;
+    if (n < floor || (n === floor && bigger > 0)) {
+      if (n === floor) bigger--;
+      load.set(tag, n + 1);
+      owners[k] = tag;
+      left--;
+    }
+  }
+  return owners;
+}

@@ -233,7 +233,8 @@ s(
         await withDeadline(hub.start(), NET_MS, 'hub');
         const reports: string[] = [];
         const instance = (name: string): Connector => {
-          const c = f.create({ name: vppName, peers: [hubName], inboxes, instance: name });
+          // presenceMs 0: no sharing out, so that the first instance keeps both shards and relays b's answers.
+          const c = f.create({ name: vppName, peers: [hubName], inboxes, instance: name, presenceMs: 0 });
           c.onReport((_m, ctx) => {
             reports.push(`${name} handled a report from ${ctx.sender}`);
           });
@@ -269,6 +270,109 @@ s(
         assert.equal(reports, [`a handled a report from ${hubName}`]);
       }),
     60_000,
+  ),
+);
+
+/**
+ * Hubs send a steady stream to a sharded aggregator; `first` handles it alone, then `second` starts. Returns who
+ * handled what, in the order handled, once everything sent is handled, and both connectors.
+ */
+async function joinScenario(
+  f: BusFixture,
+  first: { instance: string; standby?: boolean },
+  second: { instance: string; standby?: boolean },
+): Promise<{ handled: { by: string; hub: string; seq: number }[]; joined: number; sent: number; hubs: string[] }> {
+  const vppName = entity('vpp');
+  const inboxes = { shards: SHARDS };
+  const hubNames = Array.from({ length: 16 }, () => entity('heh'));
+  f.exchanges.add(`private-${vppName}-relay`);
+  for (let k = 0; k < SHARDS; k++) f.queues.add(`private-${vppName}-shard:${k}`);
+  // Declared first, so that the hubs' messages have somewhere to go.
+  await f.connector({ name: vppName, peers: hubNames, inboxes, consume: false });
+  const hubs = await Promise.all(hubNames.map((name) => f.connector({ name, peers: [vppName] })));
+  const handled: { by: string; hub: string; seq: number }[] = [];
+  const start = async (spec: { instance: string; standby?: boolean }): Promise<Connector> => {
+    const c = f.create({ name: vppName, peers: hubNames, inboxes, presenceMs: 250, ...spec });
+    // A handler that takes a while, so that a shard is handed off with deliveries still being handled.
+    c.onSetClock(async (m, ctx) => {
+      await new Promise((r) => setTimeout(r, 10));
+      handled.push({ by: spec.instance, hub: ctx.sender, seq: m.offset ?? 0 });
+    });
+    await withDeadline(c.start(), NET_MS, spec.instance);
+    return c;
+  };
+  let sending = true;
+  let sent = 0;
+  const senders = hubs.map(async (hub) => {
+    for (let seq = 1; sending; seq++) {
+      await hub.publish(vppName, { msg: 'set_clock', offset: seq, msg_id: randomUUID() } as Message<'set_clock'>);
+      sent++;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  });
+  await start(first);
+  await until(() => handled.length >= 200, `${first.instance} handling`, NET_MS);
+  await start(second);
+  const joined = handled.length;
+  // Plenty: each shard moves at its next delivery, and a mover waits 5 x 250 ms before it moves one again.
+  await new Promise((r) => setTimeout(r, 4_000));
+  sending = false;
+  await Promise.all(senders);
+  await until(() => handled.length >= sent, 'everything sent handled', NET_MS * 2);
+  // Every message handled once, each hub's in the order it sent them, across the moves.
+  assert.is(handled.length, sent, 'handled once each');
+  for (const hub of hubNames) {
+    const seqs = handled.filter((h) => h.hub === hub).map((h) => h.seq);
+    assert.equal(
+      seqs,
+      seqs.map((_v, i) => i + 1),
+      `${hub}'s messages in order`,
+    );
+  }
+  return { handled, joined, sent, hubs: hubNames };
+}
+
+const SHARDS = 8;
+
+s(
+  'instances share the shards: one that starts while another handles a steady stream takes its share, in order',
+  timed(
+    () =>
+      withBus(async (f) => {
+        const { handled, joined } = await joinScenario(f, { instance: 'vpp-a' }, { instance: 'vpp-b' });
+        const after = handled.slice(joined);
+        const byB = after.filter((h) => h.by === 'vpp-b').length;
+        assert.ok(byB > after.length / 4, `b handled ${byB} of the ${after.length} after it joined`);
+        const lastSecond = handled.slice(-16 * 40);
+        const hubsOf = (who: string) => new Set(lastSecond.filter((h) => h.by === who).map((h) => h.hub));
+        assert.ok(hubsOf('vpp-a').size > 0 && hubsOf('vpp-b').size > 0, 'both handle hubs in the last second');
+        for (const h of hubsOf('vpp-a')) assert.not.ok(hubsOf('vpp-b').has(h), `${h} handled by both at the end`);
+        const shardsOf = (who: string) =>
+          new Set(lastSecond.filter((h) => h.by === who).map((h) => shardOf(h.hub, SHARDS)));
+        assert.ok(shardsOf('vpp-b').size >= SHARDS / 4, `b has ${shardsOf('vpp-b').size} of ${SHARDS} shards`);
+      }),
+    90_000,
+  ),
+);
+
+s(
+  'a standby instance (a command-line tool) that has every shard hands them all to an instance that starts, in order',
+  timed(
+    () =>
+      withBus(async (f) => {
+        const { handled, joined } = await joinScenario(f, { instance: 'cli', standby: true }, { instance: 'vpp-a' });
+        assert.ok(
+          handled.slice(0, joined).every((h) => h.by === 'cli'),
+          'the standby handles while it is alone',
+        );
+        const lastSecond = handled.slice(-16 * 40);
+        assert.equal(
+          lastSecond.filter((h) => h.by === 'cli'),
+          [],
+          'the standby handles nothing once the instance is heard',
+        );
+      }),
+    90_000,
   ),
 );
 

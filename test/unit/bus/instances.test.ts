@@ -8,6 +8,7 @@ import * as assert from 'uvu/assert';
 import { ManualClock } from '../../../src/bus/index.js';
 import { PendingRequests } from '../../../src/bus/requests.js';
 import { EbTime, type Message } from '../../../src/codec/index.js';
+import { assignShards } from '../../../src/core/shard.js';
 
 const test = suite('instances: tagged request ids');
 const UUID4 = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
@@ -49,4 +50,52 @@ test('without a tag the ids are plain random UUIDs', () => {
   for (const q of ids) q.fail(new Error('done'));
 });
 
+const share = suite('instances: shards shared out (assignShards)');
+
+const counts = (owners: string[]): Map<string, number> => {
+  const m = new Map<string, number>();
+  for (const t of owners) m.set(t, (m.get(t) ?? 0) + 1);
+  return m;
+};
+
+share('every shard has one owner, no instance more than one shard above another, whatever the counts', () => {
+  for (let shards = 1; shards <= 40; shards++) {
+    for (let n = 1; n <= 7; n++) {
+      const tags = Array.from({ length: n }, (_v, i) => (0x1000 + i * 977).toString(16));
+      const owners = assignShards(shards, tags);
+      assert.is(owners.length, shards);
+      const c = [...counts(owners).values()];
+      const max = Math.max(...c);
+      const min = c.length < Math.min(n, shards) ? 0 : Math.min(...c);
+      assert.ok(max - min <= 1, `${shards} shards over ${n}: ${c.join('/')}`);
+      assert.ok(owners.every((t) => tags.includes(t)));
+    }
+  }
+});
+
+share('the same table whatever order the tags are heard in, and duplicates count once', () => {
+  const tags = ['a1b2', '00ff', 'beef', '7777'];
+  const one = assignShards(16, tags);
+  assert.equal(assignShards(16, [...tags].reverse()), one);
+  assert.equal(assignShards(16, [...tags, 'beef']), one);
+});
+
+share('an instance coming moves only the shards it takes (rendezvous), not the others between old instances', () => {
+  let moved = 0;
+  let taken = 0;
+  for (let trial = 0; trial < 50; trial++) {
+    const tags = [0, 1, 2].map((i) => ((trial * 7919 + i * 104729) & 0xffff).toString(16).padStart(4, '0'));
+    const before = assignShards(24, tags.slice(0, 2));
+    const after = assignShards(24, tags);
+    for (let k = 0; k < 24; k++) {
+      if (after[k] === tags[2]) taken++;
+      else if (after[k] !== before[k]) moved++;
+    }
+  }
+  assert.is(taken, 50 * 8, 'the newcomer takes its third');
+  // Moves between the two old instances happen only where the share caps bite.
+  assert.ok(moved <= taken / 4, `${moved} shards moved between old instances for ${taken} taken`);
+});
+
+share.run();
 test.run();
