@@ -20,6 +20,7 @@
  */
 import type { ConsumeOptions, Message, RecoveringChannel, RecoveringConnection } from '../amqp/index.js';
 import { assignShards, shardQueue } from '../core/shard.js';
+import type { Ledger } from './amqp-ledger.js';
 
 export interface ShardSetOptions {
   party: string;
@@ -33,8 +34,13 @@ export interface ShardSetOptions {
   presenceMs?: number;
   connection: RecoveringConnection;
   consume: ConsumeOptions;
-  /** Hands a delivery to the Connector; `settled` is called once, when the Connector has settled it. */
-  deliver(m: Message, settled: () => void): Promise<void>;
+  /**
+   * Hands a delivery of shard `k` to the Connector; `settled` is called once, when the Connector has settled it.
+   * `remembered`: on the first delivery of a subscription, what the ledger holds for the shard.
+   */
+  deliver(m: Message, settled: () => void, k: number, remembered?: readonly string[]): Promise<void>;
+  /** What the instances handled, read back before the first delivery of each subscription (amqp-ledger.ts). */
+  ledger?: Ledger | undefined;
   oversized(m: Message, size: number): void;
   /** Whether the transport stopped consuming: deliveries are then left unsettled (Transport.stopConsuming). */
   holding(): boolean;
@@ -53,6 +59,8 @@ interface Shard {
   drained: (() => void) | undefined;
   /** While handing off: what the broker delivers, kept back (left unsettled) for it to take back on close. */
   held: Message[] | undefined;
+  /** While the ledger is read at the start of a subscription: what the broker delivers, to be handed over after. */
+  waiting: Message[] | undefined;
   /** Deliveries on the current subscription: we are, or were, the shard's active consumer. */
   delivered: number;
   handedOffAt: number;
@@ -95,6 +103,7 @@ export class ShardSet {
         unsettled: 0,
         drained: undefined,
         held: undefined,
+        waiting: undefined,
         delivered: 0,
         handedOffAt: Number.NEGATIVE_INFINITY,
         handoffs: 0,
@@ -218,23 +227,42 @@ export class ShardSet {
       s.held.push(m);
       return Promise.resolve();
     }
+    if (s.waiting !== undefined) {
+      s.waiting.push(m);
+      return Promise.resolve();
+    }
     s.delivered++;
     if (this.#shouldHandOff(s)) {
       s.held = [m];
       void this.#handOff(s, ch);
       return Promise.resolve();
     }
+    if (s.delivered === 1 && this.#o.ledger !== undefined) {
+      // We were just given this shard: what the instance before us handled comes first.
+      s.waiting = [m];
+      void this.#recall(s, ch, this.#o.ledger);
+      return Promise.resolve();
+    }
     return this.#deliver(s, m);
   }
 
-  #deliver(s: Shard, m: Message): Promise<void> {
+  async #recall(s: Shard, ch: RecoveringChannel, ledger: Ledger): Promise<void> {
+    const keys = await ledger.recall(s.k, this.#now());
+    const waiting = s.waiting ?? [];
+    s.waiting = undefined;
+    if (s.channel !== ch || this.#o.holding()) return;
+    waiting.forEach((m, i) => void this.#deliver(s, m, i === 0 ? keys : undefined));
+  }
+
+  #deliver(s: Shard, m: Message, remembered?: readonly string[]): Promise<void> {
     s.unsettled++;
     let done = false;
-    return this.#o.deliver(m, () => {
+    const settled = (): void => {
       if (done) return;
       done = true;
       if (--s.unsettled === 0) s.drained?.();
-    });
+    };
+    return this.#o.deliver(m, settled, s.k, remembered);
   }
 
   #shouldHandOff(s: Shard): boolean {

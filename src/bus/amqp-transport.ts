@@ -40,7 +40,8 @@ import {
   type RecoveryOptions,
 } from '../amqp/index.js';
 import { TypedEmitter } from '../core/emitter.js';
-import { isShardQueue, shardOf, shardQueue } from '../core/shard.js';
+import { isShardQueue, ledgerStream, shardOf, shardQueue } from '../core/shard.js';
+import { Ledger } from './amqp-ledger.js';
 import { ShardSet, type ShardStatus } from './amqp-shards.js';
 import { busOver, type Connector, type ConnectorOptions } from './connector.js';
 import { BusError } from './errors.js';
@@ -116,6 +117,11 @@ export interface AmqpTransportOptions {
    * keeps them only while it hears none (a command-line tool, a process that only sends requests).
    */
   standby?: boolean;
+  /**
+   * With `instance` and shards: what the instances handled is kept in the stream `private-<me>-handled` for the
+   * instance that takes a shard over next, which reads `windowMs` of it back (default 5 minutes); false: not kept.
+   */
+  ledger?: false | { windowMs?: number };
 }
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$/;
@@ -148,6 +154,8 @@ export class AmqpTransport extends TypedEmitter<TransportEvents> implements Tran
   #sub: RecoveringChannel | undefined;
   /** `inboxes: { shards }`: each shard on a channel of its own, shared out among the instances. */
   #shards: ShardSet | undefined;
+  /** With `instance` and shards: what the instances handled, in the broker (amqp-ledger.ts). */
+  #ledger: Ledger | undefined;
   readonly #inbound = new Map<string, string>(); // exchange or queue -> peer
   readonly #consumers: RecoveringConsumer[] = [];
   /** Set by stopConsuming(): what is delivered after it is left unsettled, for the broker to take back on close. */
@@ -479,33 +487,40 @@ export class AmqpTransport extends TypedEmitter<TransportEvents> implements Tran
     }
     const declared = new Set(consumed);
     for (const peer of o.peers) {
-      for (const x of [`${o.name}-to-${peer}`, `${peer}-to-${o.name}`]) {
-        if (o.declareExchanges === false) {
-          // A passive check that fails closes its channel: use a throw-away one.
-          const probe = await this.#raw().createChannel();
-          await guard(
-            () => probe.exchangeDeclare(x, 'topic', { passive: true }),
-            `checking exchange ${x} (declareExchanges is false)`,
-          );
-          await probe.close();
-        } else {
-          await guard(() => ch.exchangeDeclare(x, 'topic', { durable: true }), `declaring exchange ${x}`);
-        }
-      }
-      const incoming = `${peer}-to-${o.name}`;
       const own = this.inboxOf(peer);
       if (own !== inbox && !declared.has(own)) {
         await declareInbox(own);
         consumed.push(own);
         declared.add(own);
       }
-      await guard(() => ch.queueBind(own, incoming, '#'), `binding ${own} to ${incoming}`);
-      // A hub that had the shared inbox before: from now on its peer's messages go only to their own queue (what
-      // the shared one holds is still consumed). Unbinding what is not bound is no error.
-      if (own !== inbox) await guard(() => ch.queueUnbind(inbox, incoming, '#'), `unbinding ${inbox} from ${incoming}`);
-      this.#inbound.set(incoming, peer);
+      await this.#declarePeer(ch, peer, inbox);
     }
     return consumed;
+  }
+
+  /** A peer's pair exchanges (or a check that they exist) and the binding of its exchange to its inbox. */
+  async #declarePeer(ch: RecoveringChannel, peer: string, inbox: string): Promise<void> {
+    const o = this.options;
+    for (const x of [`${o.name}-to-${peer}`, `${peer}-to-${o.name}`]) {
+      if (o.declareExchanges === false) {
+        // A passive check that fails closes its channel: use a throw-away one.
+        const probe = await this.#raw().createChannel();
+        await guard(
+          () => probe.exchangeDeclare(x, 'topic', { passive: true }),
+          `checking exchange ${x} (declareExchanges is false)`,
+        );
+        await probe.close();
+      } else {
+        await guard(() => ch.exchangeDeclare(x, 'topic', { durable: true }), `declaring exchange ${x}`);
+      }
+    }
+    const incoming = `${peer}-to-${o.name}`;
+    const own = this.inboxOf(peer);
+    await guard(() => ch.queueBind(own, incoming, '#'), `binding ${own} to ${incoming}`);
+    // A hub that had the shared inbox before: from now on its peer's messages go only to their own queue (what
+    // the shared one holds is still consumed). Unbinding what is not bound is no error.
+    if (own !== inbox) await guard(() => ch.queueUnbind(inbox, incoming, '#'), `unbinding ${inbox} from ${incoming}`);
+    this.#inbound.set(incoming, peer);
   }
 
   async #declareQueues(): Promise<string[]> {
@@ -589,7 +604,44 @@ export class AmqpTransport extends TypedEmitter<TransportEvents> implements Tran
     if (typeof this.options.inboxes === 'object' && this.options.presenceMs !== 0) {
       await guard(() => ch.queueBind(q, x, 'presence'), `binding ${q} to ${x} for presence`);
     }
+    if (typeof this.options.inboxes === 'object' && this.options.ledger !== false)
+      this.#ledger = await this.#openLedger(ch);
     return q;
+  }
+
+  /** The ledger's stream, declared on a throw-away channel: one we cannot have is a warning, not a failed start. */
+  async #openLedger(ch: RecoveringChannel): Promise<Ledger | undefined> {
+    const ledger = new Ledger({
+      stream: ledgerStream(this.options.name),
+      connection: this.#conn,
+      channel: ch,
+      ...(typeof this.options.ledger === 'object' && this.options.ledger.windowMs !== undefined
+        ? { windowMs: this.options.ledger.windowMs }
+        : {}),
+      warn: (what, fix) => this.emitSafe('degraded', what, fix),
+    });
+    const declare = async (passive: boolean): Promise<void> => {
+      const probe = await this.#raw().createChannel();
+      try {
+        await probe.queueDeclare(ledger.stream, passive ? { passive } : { durable: true, arguments: ledger.arguments });
+      } finally {
+        if (probe.isOpen) await probe.close();
+      }
+    };
+    try {
+      // One that exists with other arguments (an operator's retention) is used as it is.
+      await declare(false).catch((err: unknown) =>
+        err instanceof ChannelError && err.replyCode === 406 ? declare(true) : Promise.reject(err),
+      );
+      return ledger;
+    } catch (err) {
+      this.emitSafe(
+        'degraded',
+        `declaring ${ledger.stream} failed (${err instanceof Error ? err.message : String(err)}): a copy of a message another instance handled may be handled again`,
+        'ebadge provision gives a sharded party its ledger stream; streams need RabbitMQ 3.9 or later',
+      );
+      return undefined;
+    }
   }
 
   /** The shards' subscriptions (sharded inboxes only), each on a channel of its own, balanced among instances. */
@@ -600,6 +652,7 @@ export class AmqpTransport extends TypedEmitter<TransportEvents> implements Tran
     const o = this.options;
     if (typeof o.inboxes !== 'object' || this.topology !== 'exchanges') return undefined;
     const pub = this.#pub as RecoveringChannel;
+    const ledger = this.#ledger;
     this.#shards = new ShardSet({
       party: o.name,
       shards: o.inboxes.shards,
@@ -609,7 +662,11 @@ export class AmqpTransport extends TypedEmitter<TransportEvents> implements Tran
       ...(o.presenceMs === undefined ? {} : { presenceMs: o.presenceMs }),
       connection: this.#conn,
       consume,
-      deliver: (m, settled) => onMessage(settling(this.#incoming(m), settled)),
+      deliver: (m, settled, k, remembered) => {
+        const d = settling(this.#incoming(m), settled, ledger, k);
+        return onMessage(remembered === undefined ? d : { ...d, remembered });
+      },
+      ledger,
       oversized: (m, size) => void onMessage(this.#refused(m, size)),
       holding: () => this.#holding,
       announce: async (body, ttlMs) => {
@@ -696,13 +753,31 @@ export class AmqpTransport extends TypedEmitter<TransportEvents> implements Tran
   }
 }
 
-/** `d` with `settled` called once it is settled, whichever way. */
-function settling(d: Incoming<Message>, settled: () => void): Incoming<Message> {
+/**
+ * `d` with `settled` called once it is settled, whichever way; with a ledger, what the Connector remembers of it is
+ * appended there (shard `k`) and its ack waits for that.
+ */
+function settling(d: Incoming<Message>, settled: () => void, ledger?: Ledger, k = 0): Incoming<Message> {
+  let recorded: Promise<void> | undefined;
   return {
     ...d,
+    ...(ledger === undefined
+      ? {}
+      : {
+          remember: (key: string) => {
+            recorded = ledger.remember(k, key);
+          },
+        }),
     ack: () => {
-      d.ack();
-      settled();
+      if (recorded === undefined) {
+        d.ack();
+        settled();
+        return;
+      }
+      void recorded.then(() => {
+        d.ack();
+        settled();
+      });
     },
     retry: () => {
       d.retry();

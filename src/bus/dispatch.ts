@@ -126,7 +126,10 @@ export async function dispatch<T extends Transport>(
   if (settled) return;
   await opened?.commit();
   if (msgId !== undefined) await ctx.respond(200, 'OK');
-  if (dedupeKey !== undefined) c.seen.add(dedupeKey);
+  if (dedupeKey !== undefined) {
+    c.seen.add(dedupeKey);
+    d.remember?.(dedupeKey);
+  }
   d.ack();
 }
 

@@ -72,6 +72,12 @@ export class Receiver<T extends Transport> {
 
   async receive(d: Incoming<RawOf<T>>): Promise<void> {
     const sender = d.from;
+    if (d.remembered !== undefined) {
+      // What the instance before us handled on this shard: the latest first in line to be kept (SeenIds is bounded).
+      const keys = d.remembered;
+      const keep = Math.ceil(this.#d.seen.capacity / 2);
+      for (let i = Math.max(0, keys.length - keep); i < keys.length; i++) this.#d.seen.add(keys[i] as string);
+    }
     if (d.oversized !== undefined) {
       // Refused and settled by the transport before its body arrived: only told, nothing left to read or settle.
       this.#d.emit(
@@ -188,8 +194,11 @@ export class Receiver<T extends Transport> {
     const pending = this.#d.requests.find(sender, message, d.correlationId);
     if (pending !== undefined) {
       await opened?.commit();
+      if (dedupeKey !== undefined) {
+        this.#d.seen.add(dedupeKey);
+        d.remember?.(dedupeKey);
+      }
       d.ack();
-      if (dedupeKey !== undefined) this.#d.seen.add(dedupeKey);
       this.#d.requests.answer(pending, sender, message);
       return;
     }

@@ -65,6 +65,14 @@ export interface Incoming<Raw = unknown> {
   readonly oversized?: number;
   /** Handed over by another instance of our party (Transport.relay): never relayed again. */
   readonly relayed?: boolean;
+  /**
+   * On the first delivery of a shard this instance has just taken over: the dedupe keys (`<sender>:<message id>`)
+   * the instances of our party handled there recently, which the Connector counts as seen (docs/bus.md, "Instances").
+   */
+  readonly remembered?: readonly string[];
+  /** Records that this message was handled, under its dedupe key, for whichever instance has its shard next; the ack
+   * that follows waits for the record. */
+  remember?(key: string): void;
   readonly raw: Raw;
   ack(): void;
   /** Gives the message back for another attempt (see TransportCapabilities.requeue). */

@@ -14,6 +14,22 @@ export function shardQueue(party: string, k: number): string {
   return `private-${party}-shard:${k}`;
 }
 
+/**
+ * The stream in which the instances of a sharded party record what they handled (src/bus/amqp-ledger.ts), and its
+ * arguments: kept for two read windows, in segments small enough to be dropped at that pace.
+ */
+export function ledgerStream(party: string): string {
+  return `private-${party}-handled`;
+}
+
+export function ledgerArguments(windowMs = 300_000): Record<string, string | number> {
+  return {
+    'x-queue-type': 'stream',
+    'x-max-age': `${Math.ceil((2 * windowMs) / 1000)}s`,
+    'x-stream-max-segment-size-bytes': 4_000_000,
+  };
+}
+
 /** Whether `queue` is one of `party`'s shards. */
 export function isShardQueue(party: string, queue: string): boolean {
   return queue.startsWith(`private-${party}-shard:`);

@@ -23,7 +23,7 @@
  * The default exchange is nobody's: no permission names it (RabbitMQ checks it as `amq.default`).
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { shardOf, shardQueue } from '../core/shard.js';
+import { ledgerArguments, ledgerStream, shardOf, shardQueue } from '../core/shard.js';
 import type { Plan } from './parties.js';
 
 const HASHING = 'rabbit_password_hashing_sha256';
@@ -186,8 +186,9 @@ export function definitions(plan: Plan, passwords: ReadonlyMap<string, string>):
         : Array.from({ length: p.shards }, (_, k) => shardQueue(p.name, k));
     // `private-<me>-` and what follows it in each of its own queues and exchanges.
     const suffixes = ['in', 'dlx', 'dead', ...inboxes.map((q) => q.slice(`private-${p.name}-`.length))];
-    // A sharded party may run as several instances: their relay exchange and each one's queue (amqp-transport.ts).
-    const instances = p.shards === undefined ? [] : ['relay', 'instance:[0-9a-f]{4}'];
+    // A sharded party may run as several instances: their relay exchange, each one's queue and the stream of what
+    // they handled (amqp-transport.ts, amqp-ledger.ts).
+    const instances = p.shards === undefined ? [] : ['relay', 'instance:[0-9a-f]{4}', 'handled'];
     const mine = `private-${literal(p.name)}-(${[...suffixes.map(literal), ...instances].join('|')})`;
     const out = p.peers.map((q) => `${p.name}-to-${q}`);
     const inn = p.peers.map((q) => `${q}-to-${p.name}`);
@@ -222,6 +223,7 @@ export function definitions(plan: Plan, passwords: ReadonlyMap<string, string>):
         queue(q, vhost, p.shards === undefined ? inboxArgs : { ...inboxArgs, 'x-single-active-consumer': true }),
       ),
       queue(own.dead, vhost, { 'x-queue-type': 'quorum', 'x-max-length': DEAD_LETTER_MAX }),
+      ...(p.shards === undefined ? [] : [queue(ledgerStream(p.name), vhost, ledgerArguments())]),
     );
     d.bindings.push(
       ...p.peers.map((q) => binding(`${q}-to-${p.name}`, inboxOf(p, q), '#', vhost)),

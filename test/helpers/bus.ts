@@ -131,6 +131,11 @@ export class BusFixture {
     this.exchanges.add(`private-${name}-dlx`);
     for (const p of peers) this.exchanges.add(`${name}-to-${p}`).add(`${p}-to-${name}`);
     if (spec.inboxes === 'per-peer') for (const p of peers) this.queues.add(`private-${name}-in:${p}`);
+    if (typeof spec.inboxes === 'object') {
+      for (let k = 0; k < spec.inboxes.shards; k++) this.queues.add(`private-${name}-shard:${k}`);
+      this.queues.add(`private-${name}-handled`);
+      this.exchanges.add(`private-${name}-relay`);
+    }
     if (spec.topology === 'queues') {
       for (const owner of (spec.role ?? 'hub') === 'hub' ? [name] : peers)
         this.queues.add(`${owner}-up`).add(`${owner}-down`);

@@ -376,4 +376,56 @@ s(
   ),
 );
 
+for (const ledger of [true, false]) {
+  s(
+    ledger
+      ? 'instances keep what they handled in the broker: a copy handled by one is a duplicate for the one after it'
+      : 'without the ledger (ledger: false), the instance after it handles the copy again',
+    timed(
+      () =>
+        withBus(async (f) => {
+          const vppName = entity('vpp');
+          const hubName = entity('heh');
+          const inboxes = { shards: 2 };
+          const hub = await f.connector({ name: hubName, peers: [vppName] });
+          const handled: string[] = [];
+          const duplicates: string[] = [];
+          const instance = async (name: string): Promise<Connector> => {
+            const c = f.create({
+              name: vppName,
+              peers: [hubName],
+              inboxes,
+              instance: name,
+              ...(ledger ? {} : { ledger: false as const }),
+            });
+            c.onSetClock((m) => {
+              handled.push(`${name} ${m.msg_id}`);
+            });
+            c.on('duplicate', (id) => duplicates.push(`${name} ${id}`));
+            await withDeadline(c.start(), NET_MS, name);
+            return c;
+          };
+          const a = await instance('vpp-a');
+          const m = setClock();
+          await hub.publish(vppName, m);
+          await until(() => handled.length === 1, 'a handles it', NET_MS);
+          await withDeadline(a.close(), NET_MS, 'a stopping');
+          // The hub publishes it again (it never got the confirm of the first copy, say): b has it now.
+          await instance('vpp-b');
+          await hub.publish(vppName, m);
+          const next = setClock();
+          await hub.publish(vppName, next);
+          await until(() => handled.some((h) => h.endsWith(next.msg_id as string)), 'b handles the next one', NET_MS);
+          if (ledger) {
+            assert.equal(handled, [`vpp-a ${m.msg_id}`, `vpp-b ${next.msg_id}`]);
+            assert.equal(duplicates, [`vpp-b ${m.msg_id}`]);
+          } else {
+            assert.equal(handled, [`vpp-a ${m.msg_id}`, `vpp-b ${m.msg_id}`, `vpp-b ${next.msg_id}`]);
+          }
+        }),
+      60_000,
+    ),
+  );
+}
+
 s.run();

@@ -223,10 +223,16 @@ test('a sharded party: every shard declared (single active consumer), each peer 
   for (const k of [0, 3]) assert.ok(new RegExp(p?.read ?? '').test(`private-vpp-s-shard:${k}`), `shard ${k}`);
   assert.not.ok(new RegExp(p?.read ?? '').test('private-vpp-s-shard:4'), 'only its 4');
   // Its instances' relay exchange and queues (configure, write, read), and nobody else's.
-  for (const x of ['private-vpp-s-relay', 'private-vpp-s-instance:0a1f'])
+  for (const x of ['private-vpp-s-relay', 'private-vpp-s-instance:0a1f', 'private-vpp-s-handled'])
     for (const what of ['configure', 'write', 'read'] as const)
       assert.ok(new RegExp(p?.[what] ?? '').test(x), `${what} ${x}`);
   assert.not.ok(new RegExp(p?.configure ?? '').test('private-vpp-s-instance:zz'), 'a tag is 4 hex digits');
+  // The stream of what its instances handled, declared as the bus declares it (amqp-ledger.ts).
+  assert.equal(d.queues.find((q) => q.name === 'private-vpp-s-handled')?.arguments, {
+    'x-queue-type': 'stream',
+    'x-max-age': '600s',
+    'x-stream-max-segment-size-bytes': 4_000_000,
+  });
   const hub = d.permissions.find((x) => x.user === 'heh-a');
   assert.not.ok(new RegExp(hub?.configure ?? '').test('private-heh-a-relay'), 'a hub runs as one');
   assert.equal(partySettings(plan, plan.parties[0] as Plan['parties'][number]).config['inboxes'], { shards: 4 });

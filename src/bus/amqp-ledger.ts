@@ -1,0 +1,169 @@
+/**
+ * What the instances of a sharded party handled, kept in the broker (docs/bus.md, "Instances"): a stream
+ * `private-<me>-handled` to which each instance appends the dedupe keys (`<sender>:<message id>`) of the messages it
+ * handled, shard by shard, before it acks them. An instance that takes a shard over (a failover, a hand-off, a
+ * restart) reads the stream back before it handles that shard's first delivery, so that a copy of a message another
+ * instance handled (redelivered because that one died before its ack arrived, or published twice by a hub that
+ * never got its confirm) is recognised as a duplicate there too.
+ *
+ * The read begins `windowMs` back (by the stream's timestamps) and ends at a marker the reader appends first: every
+ * record the previous owner's broker confirmed before we were given the shard is before the marker. Records are
+ * batched (one stream message per tick and shard), and an ack waits for its record's confirm. The stream keeps
+ * twice the window (`x-max-age`) in small segments, so what is read at a takeover stays about one window of
+ * traffic. If the ledger cannot be written or read (a permission, a broker that has no streams) messages are
+ * handled and acked as without it, and `warn` says so once.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Message, RecoveringChannel, RecoveringConnection } from '../amqp/index.js';
+import { ledgerArguments } from '../core/shard.js';
+
+export interface LedgerOptions {
+  stream: string;
+  connection: RecoveringConnection;
+  /** The confirm channel to append on. */
+  channel: RecoveringChannel;
+  /** How far back a takeover reads (default 5 minutes). */
+  windowMs?: number;
+  /** How long a takeover waits for its read before it goes on without (default 10 s). */
+  readTimeoutMs?: number;
+  warn(what: string, fix: string): void;
+  now?: () => number;
+}
+
+interface Batch {
+  keys: string[];
+  done: Promise<void>;
+}
+
+interface Read {
+  startedAt: number;
+  keys: Promise<Map<number, string[]>>;
+}
+
+export class Ledger {
+  readonly #o: LedgerOptions;
+  readonly #now: () => number;
+  readonly #windowMs: number;
+  /** Keys waiting to be appended, by shard; flushed at the next tick. */
+  readonly #pending = new Map<number, Batch & { flush: () => void }>();
+  #read: Read | undefined;
+  #warned = false;
+
+  get stream(): string {
+    return this.#o.stream;
+  }
+
+  constructor(o: LedgerOptions) {
+    this.#o = o;
+    this.#now = o.now ?? Date.now;
+    this.#windowMs = o.windowMs ?? 300_000;
+  }
+
+  get arguments(): Record<string, string | number> {
+    return ledgerArguments(this.#windowMs);
+  }
+
+  /** Appends `key` (handled on `shard`); resolves once the broker has it (or the ledger failed, said once). */
+  remember(shard: number, key: string): Promise<void> {
+    let batch = this.#pending.get(shard);
+    if (batch === undefined) {
+      let flush!: () => void;
+      const keys: string[] = [];
+      const done = new Promise<void>((resolve) => {
+        flush = () => {
+          this.#pending.delete(shard);
+          this.#append({ s: shard, k: keys }).then(resolve, (err: unknown) => {
+            this.#failed(`appending to ${this.#o.stream}`, err);
+            resolve();
+          });
+        };
+      });
+      batch = { keys, done, flush };
+      this.#pending.set(shard, batch);
+      setImmediate(flush);
+    }
+    batch.keys.push(key);
+    return batch.done;
+  }
+
+  /**
+   * The keys handled on `shard` within the window, as the stream holds them now. `since`: when we were given the
+   * shard (its first delivery); a read that began after that has everything and is shared.
+   */
+  async recall(shard: number, since: number): Promise<string[]> {
+    let read = this.#read;
+    if (read === undefined || read.startedAt < since) {
+      const startedAt = this.#now();
+      read = { startedAt, keys: this.#readAll(startedAt) };
+      this.#read = read;
+    }
+    try {
+      return (await read.keys).get(shard) ?? [];
+    } catch (err) {
+      if (this.#read === read) this.#read = undefined;
+      this.#failed(`reading ${this.#o.stream}`, err);
+      return [];
+    }
+  }
+
+  async #append(record: object): Promise<void> {
+    await this.#o.channel.basicPublish('', this.#o.stream, Buffer.from(JSON.stringify(record)), {
+      contentType: 'application/json',
+      deliveryMode: 2,
+      timestamp: new Date(this.#now()),
+    });
+  }
+
+  async #readAll(startedAt: number): Promise<Map<number, string[]>> {
+    const marker = randomUUID();
+    await this.#append({ m: marker });
+    const keys = new Map<number, string[]>();
+    const ch = await this.#o.connection.createChannel({ confirm: false });
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      await new Promise<void>((resolve, reject) => {
+        timer = setTimeout(
+          () => reject(new Error(`the marker was not read back within ${this.#o.readTimeoutMs ?? 10_000} ms`)),
+          this.#o.readTimeoutMs ?? 10_000,
+        );
+        const consumed = ch.basicConsume(
+          this.#o.stream,
+          (m: Message) => {
+            m.ack();
+            const r = parse(m.body);
+            if (r?.m === marker) resolve();
+            else if (r !== undefined && typeof r.s === 'number' && Array.isArray(r.k)) {
+              const list = keys.get(r.s) ?? [];
+              for (const k of r.k) if (typeof k === 'string') list.push(k);
+              keys.set(r.s, list);
+            }
+          },
+          { prefetch: 1000, arguments: { 'x-stream-offset': new Date(startedAt - this.#windowMs) } },
+        );
+        consumed.catch(reject);
+      });
+    } finally {
+      clearTimeout(timer);
+      await ch.close().catch(() => undefined);
+    }
+    return keys;
+  }
+
+  #failed(what: string, err: unknown): void {
+    if (this.#warned) return;
+    this.#warned = true;
+    this.#o.warn(
+      `${what} failed (${err instanceof Error ? err.message : String(err)}): a copy of a message another instance handled may be handled again`,
+      `check that the party may configure, write and read ${this.#o.stream} (ebadge provision gives it) and that the broker has streams (RabbitMQ 3.9 or later)`,
+    );
+  }
+}
+
+function parse(body: Buffer): { m?: unknown; s?: unknown; k?: unknown } | undefined {
+  try {
+    const v: unknown = JSON.parse(body.toString('utf8'));
+    return typeof v === 'object' && v !== null ? (v as { m?: unknown; s?: unknown; k?: unknown }) : undefined;
+  } catch {
+    return undefined;
+  }
+}
