@@ -150,7 +150,8 @@ export class Ledger {
   }
 
   #failed(what: string, err: unknown): void {
-    if (this.#warned) return;
+    // A lost connection is not the ledger's failure: the transport says so itself, and recovers.
+    if (this.#warned || !this.#o.connection.isOpen) return;
     this.#warned = true;
     this.#o.warn(
       `${what} failed (${err instanceof Error ? err.message : String(err)}): a copy of a message another instance handled may be handled again`,

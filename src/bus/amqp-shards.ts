@@ -117,6 +117,10 @@ export class ShardSet {
 
   /** Subscribes to every shard and starts announcing this instance. */
   async start(): Promise<void> {
+    // After a reconnection (or a channel the broker closed and we reopened) the broker may give us shards anew, and
+    // another instance may have handled them meanwhile: each subscription counts as new, so the ledger is read again.
+    this.#o.connection.on('recovered', this.#renew);
+    this.#o.connection.on('channel-recovered', this.#renew);
     // Subscribed before we announce ourselves: a shard handed to us must find us in its line.
     for (const s of this.#shards) await this.#subscribe(s);
     if (this.balancing && this.#o.standby !== true) {
@@ -164,6 +168,8 @@ export class ShardSet {
 
   async close(): Promise<void> {
     this.#closed = true;
+    this.#o.connection.off('recovered', this.#renew);
+    this.#o.connection.off('channel-recovered', this.#renew);
     await this.stop();
     await Promise.allSettled(this.#shards.map((s) => s.channel?.close()));
   }
@@ -177,6 +183,10 @@ export class ShardSet {
       handoffs: s.handoffs,
     }));
   }
+
+  readonly #renew = (): void => {
+    for (const s of this.#shards) s.delivered = 0;
+  };
 
   #heard(tag: string, name: string): void {
     this.#live.set(tag, { at: this.#now(), name });
