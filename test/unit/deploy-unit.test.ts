@@ -36,30 +36,44 @@ test('a configuration error (78) or a usage error (64) stops the unit: the main 
   assert.is(value(unit, 'Service', 'StateDirectory'), 'ebadge');
 });
 
+const AGGREGATOR_UNIT = path.join(path.dirname(UNIT_FILE), 'ebadge-aggregator@.service');
+
+test('the aggregator template: each instance named after its host and number, stopped by SIGTERM, restarted', () => {
+  const unit = readUnit(AGGREGATOR_UNIT);
+  // Two machines running @1 must not give one party two instances of one name: their relay tag would be the same.
+  assert.equal(values(unit, 'Service', 'Environment'), ['EBADGE_INSTANCE=%H-%i']);
+  assert.is(value(unit, 'Service', 'KillSignal'), 'SIGTERM');
+  assert.is(value(unit, 'Service', 'Restart'), 'always');
+  assert.is(value(unit, 'Unit', 'StartLimitBurst'), '20');
+  assert.is(value(unit, 'Service', 'StateDirectory'), 'ebadge-vpp/%i', 'a state directory per instance');
+});
+
 const analyze = systemdAnalyze();
 if (analyze === undefined) {
   // No test registered rather than a skipped one: the check needs systemd, which CI's machine has (.ci/run).
   process.stdout.write('not run: systemd-analyze verify (systemd-analyze is not installed here)\n');
 } else {
-  test(`systemd-analyze verify passes on the unit (${analyze})`, () => {
-    // Verified as a copy, so that ExecStart's node can be this one where /usr/bin/node is missing (verify checks
-    // that the program exists; it does not look at /opt/ebadge/hub.js, an argument, nor at the user).
-    const dir = mkdtempSync(path.join(tmpdir(), 'unit-verify-'));
-    try {
-      const copy = path.join(dir, path.basename(UNIT_FILE));
-      copyFileSync(UNIT_FILE, copy);
-      if (!existsSync('/usr/bin/node')) {
-        process.stdout.write(`verifying with ExecStart's /usr/bin/node replaced by ${process.execPath}\n`);
-        writeFileSync(copy, readFileSync(copy, 'utf8').replaceAll('/usr/bin/node', process.execPath));
+  for (const file of [UNIT_FILE, AGGREGATOR_UNIT]) {
+    test(`systemd-analyze verify passes on ${path.basename(file)} (${analyze})`, () => {
+      // Verified as a copy, so that ExecStart's node can be this one where /usr/bin/node is missing (verify checks
+      // that the program exists; it does not look at /opt/ebadge/hub.js, an argument, nor at the user).
+      const dir = mkdtempSync(path.join(tmpdir(), 'unit-verify-'));
+      try {
+        const copy = path.join(dir, path.basename(file));
+        copyFileSync(file, copy);
+        if (!existsSync('/usr/bin/node')) {
+          process.stdout.write(`verifying with ExecStart's /usr/bin/node replaced by ${process.execPath}\n`);
+          writeFileSync(copy, readFileSync(copy, 'utf8').replaceAll('/usr/bin/node', process.execPath));
+        }
+        const r = verifyUnit(copy);
+        if (r.other.length > 0) process.stdout.write(`systemd-analyze, about other units:\n${r.other.join('\n')}\n`);
+        assert.equal(r.about, [], 'systemd-analyze verify has nothing to say about the unit');
+        assert.is(r.status, 0, r.other.join('\n'));
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
       }
-      const r = verifyUnit(copy);
-      if (r.other.length > 0) process.stdout.write(`systemd-analyze, about other units:\n${r.other.join('\n')}\n`);
-      assert.equal(r.about, [], 'systemd-analyze verify has nothing to say about the unit');
-      assert.is(r.status, 0, r.other.join('\n'));
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
-  });
+    });
+  }
 }
 
 test.run();
