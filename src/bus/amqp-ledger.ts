@@ -19,8 +19,11 @@ import { ledgerArguments } from '../core/shard.js';
 
 export interface LedgerOptions {
   stream: string;
+  /** Where records are published, bound to the stream with the routing key `handled`: the party's relay exchange (a
+   * provisioned party may not publish to the default exchange). */
+  exchange: string;
   connection: RecoveringConnection;
-  /** The confirm channel to append on. */
+  /** A confirm channel of the ledger's own: a refused append closes no other publisher's channel. */
   channel: RecoveringChannel;
   /** How far back a takeover reads (default 5 minutes). */
   windowMs?: number;
@@ -51,6 +54,10 @@ export class Ledger {
 
   get stream(): string {
     return this.#o.stream;
+  }
+
+  async close(): Promise<void> {
+    await this.#o.channel.close();
   }
 
   constructor(o: LedgerOptions) {
@@ -107,7 +114,7 @@ export class Ledger {
   }
 
   async #append(record: object): Promise<void> {
-    await this.#o.channel.basicPublish('', this.#o.stream, Buffer.from(JSON.stringify(record)), {
+    await this.#o.channel.basicPublish(this.#o.exchange, 'handled', Buffer.from(JSON.stringify(record)), {
       contentType: 'application/json',
       deliveryMode: 2,
       timestamp: new Date(this.#now()),

@@ -352,7 +352,7 @@ export class AmqpTransport extends TypedEmitter<TransportEvents> implements Tran
       // Refused (a permission, an exchange not declared yet) or cut: nothing of this attempt stays, so that start()
       // can be called again (the hub retries until the broker's side is fixed).
       await this.stopConsuming();
-      await Promise.allSettled([this.#pub?.close(), this.#sub?.close(), this.#shards?.close()]);
+      await Promise.allSettled([this.#pub?.close(), this.#sub?.close(), this.#shards?.close(), this.#ledger?.close()]);
       this.#pub = undefined;
       this.#sub = undefined;
       this.#shards = undefined;
@@ -418,6 +418,7 @@ export class AmqpTransport extends TypedEmitter<TransportEvents> implements Tran
     if (this.#closed) return;
     this.#closed = true;
     await this.#shards?.close();
+    await this.#ledger?.close().catch(() => undefined);
     if (this.#ownsConnection) {
       await this.#conn.close();
     } else {
@@ -605,16 +606,20 @@ export class AmqpTransport extends TypedEmitter<TransportEvents> implements Tran
       await guard(() => ch.queueBind(q, x, 'presence'), `binding ${q} to ${x} for presence`);
     }
     if (typeof this.options.inboxes === 'object' && this.options.ledger !== false)
-      this.#ledger = await this.#openLedger(ch);
+      this.#ledger = await this.#openLedger();
     return q;
   }
 
-  /** The ledger's stream, declared on a throw-away channel: one we cannot have is a warning, not a failed start. */
-  async #openLedger(ch: RecoveringChannel): Promise<Ledger | undefined> {
+  /**
+   * The ledger's stream, declared and bound to the relay exchange on a throw-away channel: one we cannot have is a
+   * warning, not a failed start.
+   */
+  async #openLedger(): Promise<Ledger | undefined> {
     const ledger = new Ledger({
       stream: ledgerStream(this.options.name),
+      exchange: this.relayExchange,
       connection: this.#conn,
-      channel: ch,
+      channel: await this.#conn.createChannel({ confirm: true }),
       ...(typeof this.options.ledger === 'object' && this.options.ledger.windowMs !== undefined
         ? { windowMs: this.options.ledger.windowMs }
         : {}),
@@ -624,6 +629,7 @@ export class AmqpTransport extends TypedEmitter<TransportEvents> implements Tran
       const probe = await this.#raw().createChannel();
       try {
         await probe.queueDeclare(ledger.stream, passive ? { passive } : { durable: true, arguments: ledger.arguments });
+        await probe.queueBind(ledger.stream, this.relayExchange, 'handled');
       } finally {
         if (probe.isOpen) await probe.close();
       }
@@ -635,6 +641,7 @@ export class AmqpTransport extends TypedEmitter<TransportEvents> implements Tran
       );
       return ledger;
     } catch (err) {
+      await ledger.close().catch(() => undefined);
       this.emitSafe(
         'degraded',
         `declaring ${ledger.stream} failed (${err instanceof Error ? err.message : String(err)}): a copy of a message another instance handled may be handled again`,

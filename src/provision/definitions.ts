@@ -62,7 +62,7 @@ export interface Queue {
 export interface Exchange {
   name: string;
   vhost: string;
-  type: 'topic' | 'fanout';
+  type: 'topic' | 'fanout' | 'direct';
   durable: true;
   auto_delete: false;
   internal: false;
@@ -210,6 +210,9 @@ export function definitions(plan: Plan, passwords: ReadonlyMap<string, string>):
     }
 
     d.exchanges.push(...out.map((x) => exchange(x, vhost, 'topic')), exchange(own.dlx, vhost, 'fanout'));
+    // A sharded party's instances: their relay exchange, through which the ledger stream is written (amqp-ledger.ts).
+    const relay = `private-${p.name}-relay`;
+    if (p.shards !== undefined) d.exchanges.push(exchange(relay, vhost, 'direct'));
     const inboxArgs = {
       'x-queue-type': 'quorum',
       'x-message-ttl': INBOX_TTL_MS,
@@ -228,13 +231,14 @@ export function definitions(plan: Plan, passwords: ReadonlyMap<string, string>):
     d.bindings.push(
       ...p.peers.map((q) => binding(`${q}-to-${p.name}`, inboxOf(p, q), '#', vhost)),
       binding(own.dlx, own.dead, '', vhost),
+      ...(p.shards === undefined ? [] : [binding(relay, ledgerStream(p.name), 'handled', vhost)]),
     );
   }
   d.users.push(user('guest', ''));
   return d;
 }
 
-function exchange(name: string, vhost: string, type: 'topic' | 'fanout'): Exchange {
+function exchange(name: string, vhost: string, type: Exchange['type']): Exchange {
   return { name, vhost, type, durable: true, auto_delete: false, internal: false, arguments: {} };
 }
 

@@ -17,6 +17,7 @@ import { type Io, main } from '../../src/cli.js';
 import { EbTime } from '../../src/codec/index.js';
 import { rejection, timed } from '../helpers/amqp.js';
 import { type BrokerNode, issueClientCertificate, startBrokerNode, writeCtlScript } from '../helpers/broker-node.js';
+import { until } from '../helpers/deadline.js';
 import { HubProcess } from '../helpers/hub-process.js';
 
 const HUB = 'heh-b827ebea02c1';
@@ -79,16 +80,21 @@ async function refused(conn: Connection, attempt: (ch: Channel) => Promise<unkno
   throw new Error(`expected a 403 refusal, got ${err === undefined ? 'success' : String(err)}`);
 }
 
-/** An aggregator's bus, from its bus.json and broker.pw, over TLS. */
-async function aggregator(name: string): Promise<Connector<AmqpTransport>> {
+/** An aggregator's bus, from its bus.json and broker.pw, over TLS; `instance`: one of several (a sharded party). */
+async function aggregator(
+  name: string,
+  instance?: { instance: string; degraded: string[] },
+): Promise<Connector<AmqpTransport>> {
   const cfg = JSON.parse(readFileSync(path.join(out, name, 'bus.json'), 'utf8')) as {
     url: string;
     peers: string[];
     declareExchanges: boolean;
+    inboxes?: { shards: number };
   };
   const bus = amqpBus({
     name,
     peers: cfg.peers,
+    ...(instance === undefined ? {} : { instance: instance.instance, inboxes: cfg.inboxes, presenceMs: 300 }),
     url: parseUrl(cfg.url),
     connectOptions: {
       username: name,
@@ -98,6 +104,7 @@ async function aggregator(name: string): Promise<Connector<AmqpTransport>> {
     declareExchanges: cfg.declareExchanges,
   });
   buses.push(bus);
+  bus.transport.on('degraded', (what) => instance?.degraded.push(what));
   await bus.start();
   return bus;
 }
@@ -144,7 +151,8 @@ s(
         ca: 'ca.pem',
         parties: [
           { name: VPP, role: 'aggregator', peers: [HUB, HUB_X] },
-          { name: EVIL, role: 'aggregator', peers: [HUB_X] },
+          // Sharded: it runs as instances (the last test), and its wider namespace must not reach VPP's.
+          { name: EVIL, role: 'aggregator', peers: [HUB_X], shards: 2 },
           { name: HUB, role: 'hub' },
           { name: HUB_X, role: 'hub', auth: 'external' },
           { name: OPS, role: 'operator', peers: [HUB], auth: 'external' },
@@ -353,6 +361,33 @@ s(
       await vpp.close();
     }
   }, 30_000),
+);
+
+s(
+  'a sharded aggregator runs as two instances on its generated credentials: shards, presence, relay and ledger permitted',
+  timed(async () => {
+    await startHub(HUB_X); // stopped before the attacks
+    const degraded: string[] = [];
+    const a = await aggregator(EVIL, { instance: 'evil-a', degraded });
+    const b = await aggregator(EVIL, { instance: 'evil-b', degraded });
+    const owners = (c: Connector<AmqpTransport>) => new Set(c.transport.shardStatus().map((x) => x.owner));
+    // Each hears the other (presence through the relay exchange): one shard each.
+    await until(() => owners(a).size === 2 && owners(b).size === 2, 'the two instances hear each other', 10_000);
+    // HUB_X answers both; the answer to one of them reaches the shard the other consumes, and is relayed to it.
+    for (const c of [a, b, a, b]) {
+      const report = await c.request(HUB_X, {
+        msg: 'get_report',
+        ...lastMinutes(1),
+        resolution: 60,
+        signals: ['meter.p'],
+      });
+      assert.is(report.msg, 'report');
+    }
+    // The ledger stream was declared and written: no warning of any kind.
+    assert.equal(degraded, []);
+    const queues = await theNode().ctl(['list_queues', '-p', 'ebadge', '-q', 'name', 'type']);
+    assert.match(queues, `private-${EVIL}-handled\tstream`);
+  }, 60_000),
 );
 
 s.run();

@@ -227,7 +227,15 @@ test('a sharded party: every shard declared (single active consumer), each peer 
     for (const what of ['configure', 'write', 'read'] as const)
       assert.ok(new RegExp(p?.[what] ?? '').test(x), `${what} ${x}`);
   assert.not.ok(new RegExp(p?.configure ?? '').test('private-vpp-s-instance:zz'), 'a tag is 4 hex digits');
-  // The stream of what its instances handled, declared as the bus declares it (amqp-ledger.ts).
+  // The stream of what its instances handled, declared as the bus declares it, written through the relay exchange
+  // (a provisioned party may not publish to the default exchange).
+  assert.ok(d.exchanges.some((x) => x.name === 'private-vpp-s-relay' && x.type === 'direct'));
+  assert.ok(
+    d.bindings.some(
+      (b) =>
+        b.source === 'private-vpp-s-relay' && b.destination === 'private-vpp-s-handled' && b.routing_key === 'handled',
+    ),
+  );
   assert.equal(d.queues.find((q) => q.name === 'private-vpp-s-handled')?.arguments, {
     'x-queue-type': 'stream',
     'x-max-age': '600s',
