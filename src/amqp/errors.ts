@@ -86,6 +86,7 @@ export type PublishFailure =
   | 'returned' // mandatory and unroutable (basic.return before the ack)
   | 'closed' // the channel or connection went away before the confirm: the outcome is unknown
   | 'timeout' // no confirm before the deadline: the outcome is unknown
+  | 'refused' // the broker closed the channel over it (403 a permission, 404 no such exchange): never sent again
   | 'buffer-full'; // the write buffer and the wait queue are full and the caller asked not to wait
 
 /** A publish that did not end in the broker's custody. `code` is the failure kind in upper case. */

@@ -16,7 +16,7 @@
  * once. After the application closed the channel nothing is sent, retried or buffered any more.
  */
 import type { Channel } from './channel.js';
-import { PublishError } from './errors.js';
+import { ChannelError, PublishError } from './errors.js';
 import type { MessageProperties } from './properties.js';
 import type { Body } from './publisher.js';
 
@@ -148,13 +148,29 @@ export class PublishBuffer {
     }
   }
 
-  /** The channel underneath ended: its unconfirmed publishes go back to the front of the buffer (or fail, if closed). */
-  lost(): void {
+  /**
+   * The channel underneath ended: its unconfirmed publishes go back to the front of the buffer (or fail, if closed).
+   * Those the broker closed it over (`err`: 403 or 404 in reply to basic.publish) fail instead: sent again, they would
+   * only close the channel again, taking the others' confirms with it, until their deadline.
+   */
+  lost(err?: Error): void {
     this.#gen++;
     if (this.#closed) {
       for (const p of this.#inflight) p.reject(channelClosed());
       this.#inflight.clear();
       return;
+    }
+    const refused = refusedPublish(err);
+    if (refused !== undefined) {
+      for (const p of this.#inflight) {
+        if (
+          p.exchange !== refused.exchange ||
+          (refused.routingKey !== undefined && p.routingKey !== refused.routingKey)
+        )
+          continue;
+        this.#inflight.delete(p);
+        p.reject(new PublishError('refused', `the broker refused the publish: ${refused.text}`, { cause: err }));
+      }
     }
     const back = [...this.#inflight];
     this.#inflight.clear();
@@ -277,6 +293,27 @@ export class PublishBuffer {
       this.#sweep = null;
     }
   }
+}
+
+/**
+ * What a channel closed in reply to basic.publish names: the exchange (and, for a topic permission, the routing key)
+ * RabbitMQ refused. Its texts: `ACCESS_REFUSED - access to exchange 'x' in vhost 'v' refused for user 'u'`,
+ * `ACCESS_REFUSED - write access to topic 'k' in exchange 'x' in vhost 'v' refused for user 'u'`,
+ * `NOT_FOUND - no exchange 'x' in vhost 'v'`; the default exchange is named `amq.default`.
+ */
+export function refusedPublish(
+  err: Error | undefined,
+): { exchange: string; routingKey?: string; text: string } | undefined {
+  if (!(err instanceof ChannelError) || (err.replyCode !== 403 && err.replyCode !== 404)) return undefined;
+  if (err.classId !== 60 || err.methodId !== 40) return undefined;
+  const x = /exchange '((?:[^']|'(?! in vhost))*)' in vhost/.exec(err.replyText)?.[1];
+  if (x === undefined) return undefined;
+  const key = /topic '((?:[^']|'(?! in exchange))*)' in exchange/.exec(err.replyText)?.[1];
+  return {
+    exchange: x === 'amq.default' ? '' : x,
+    ...(key === undefined ? {} : { routingKey: key }),
+    text: `${err.replyCode} ${err.replyText}`,
+  };
 }
 
 function channelClosed(): PublishError {

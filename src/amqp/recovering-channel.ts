@@ -352,7 +352,7 @@ export class RecoveringChannel extends TypedEmitter<RecoveringChannelEvents> {
     if (ch !== this.#ch) return;
     this.#ch = null;
     for (const c of this.#consumers) c._set(null);
-    this.#publishes.lost();
+    this.#publishes.lost(err);
     if (this.#closed) return;
     const conn = this.#rc.connection;
     // Only the channel failed (an ack timeout, a refused declaration): re-create it alone, soon but not in a hot loop.

@@ -95,6 +95,30 @@ function run(title: string, fn: () => Promise<void>, ms = 30_000): void {
 }
 
 run(
+  'a publish to an exchange that does not exist fails at once as refused; the channel comes back, the others are confirmed',
+  async () => {
+    const rc = recovering(null);
+    await withDeadline(rc.whenOpen(), 5000, 'first open');
+    const ch = await rc.createChannel({ confirm: true });
+    const { queue } = await ch.queueDeclare('', { exclusive: true, arguments: QUEUE_ARGS });
+    const missing = name('missing');
+    const started = Date.now();
+    // Side by side: the good ones before and after the bad one are confirmed (sent again on the new channel).
+    const before = ch.basicPublish('', queue, 'before');
+    const bad = ch.basicPublish(missing, 'k', 'nowhere');
+    const after = ch.basicPublish('', queue, 'after');
+    const err = await rejection(bad);
+    assert.instance(err, PublishError);
+    assert.is((err as PublishError).failure, 'refused');
+    assert.match((err as Error).message, `404 NOT_FOUND - no exchange '${missing}'`);
+    await withDeadline(Promise.all([before, after]), 10_000, 'the other publishes confirmed');
+    assert.ok(Date.now() - started < 10_000, 'long before the publish deadline');
+    // The channel works: one more, confirmed.
+    await withDeadline(ch.basicPublish('', queue, 'later'), 10_000, 'a publish on the re-created channel');
+  },
+);
+
+run(
   'REC-1, REC-2: after a cut, channels, qos, confirm mode, exchanges, a server-named queue (renamed), bindings (exchange-to-exchange too) and consumers come back in order',
   async () => {
     const p = await proxy();
