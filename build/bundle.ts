@@ -9,7 +9,7 @@
 import { chmodSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { brotliCompressSync, constants } from 'node:zlib';
-import { type BuildOptions, build } from 'esbuild';
+import { type BuildOptions, build, type Plugin } from 'esbuild';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -19,6 +19,23 @@ export const BUNDLES: Record<string, string> = {
   // The MQTT hub: dist/hub.js must not carry MQTT.js (issue 16).
   'dist/hub-mqtt.js': 'src/bin/hub-mqtt.ts',
 };
+/**
+ * The hubs: one process each, never one of several instances of a party (hub.json has no sharded inboxes), so they
+ * leave out the code that shares shards among instances (src/bus/amqp-instances-absent.ts stands in for it).
+ */
+const HUBS = new Set(['dist/hub.js', 'dist/hub-mqtt.js']);
+
+const withoutInstances: Plugin = {
+  name: 'without-instances',
+  setup(b) {
+    b.onResolve({ filter: /^\.\/amqp-instances\.js$/ }, (args) =>
+      args.importer.endsWith(`src/bus/amqp-transport.ts`)
+        ? { path: `${root}src/bus/amqp-instances-absent.ts` }
+        : undefined,
+    );
+  },
+};
+
 /** The bundles `--pack` packs: the hub goes to the Pi, sometimes over a slow link. */
 const PACKED = new Set(['dist/hub.js']);
 
@@ -61,7 +78,9 @@ export function pack(code: string): string {
 
 /** esbuild's options for the bundle of `entry` (bench/hub-mqtt.ts bundles with them too, with a metafile). */
 export function bundleOptions(entry: string, outfile: string): BuildOptions {
+  const hub = Object.entries(BUNDLES).some(([out, e]) => e === entry && HUBS.has(out));
   return {
+    ...(hub ? { plugins: [withoutInstances] } : {}),
     entryPoints: [`${root}${entry}`],
     outfile,
     bundle: true,

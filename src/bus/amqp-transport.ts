@@ -40,9 +40,10 @@ import {
   type RecoveryOptions,
 } from '../amqp/index.js';
 import { TypedEmitter } from '../core/emitter.js';
-import { isShardQueue, ledgerStream, shardOf, shardQueue } from '../core/shard.js';
-import { Ledger } from './amqp-ledger.js';
-import { ShardSet, type ShardStatus } from './amqp-shards.js';
+import { isShardQueue, shardOf, shardQueue } from '../core/shard.js';
+import { type InstancesHost, openLedger, shardSetOf } from './amqp-instances.js';
+import type { Ledger } from './amqp-ledger.js';
+import type { ShardSet, ShardStatus } from './amqp-shards.js';
 import { busOver, type Connector, type ConnectorOptions } from './connector.js';
 import { BusError } from './errors.js';
 import type {
@@ -336,7 +337,11 @@ export class AmqpTransport extends TypedEmitter<TransportEvents> implements Tran
           ),
         );
       }
-      const shards = this.#shardSet(onMessage, consume);
+      const shards =
+        typeof o.inboxes === 'object' && this.topology === 'exchanges'
+          ? shardSetOf(this.#instancesHost(), this.#ledger, onMessage, consume)
+          : undefined;
+      this.#shards = shards;
       if (own !== undefined) {
         this.#consumers.push(
           await this.#sub.basicConsume(
@@ -606,86 +611,30 @@ export class AmqpTransport extends TypedEmitter<TransportEvents> implements Tran
       await guard(() => ch.queueBind(q, x, 'presence'), `binding ${q} to ${x} for presence`);
     }
     if (typeof this.options.inboxes === 'object' && this.options.ledger !== false)
-      this.#ledger = await this.#openLedger();
+      this.#ledger = await openLedger(this.#instancesHost());
     return q;
   }
 
-  /**
-   * The ledger's stream, declared and bound to the relay exchange on a throw-away channel: one we cannot have is a
-   * warning, not a failed start.
-   */
-  async #openLedger(): Promise<Ledger | undefined> {
-    const ledger = new Ledger({
-      stream: ledgerStream(this.options.name),
-      exchange: this.relayExchange,
-      connection: this.#conn,
-      channel: await this.#conn.createChannel({ confirm: true }),
-      ...(typeof this.options.ledger === 'object' && this.options.ledger.windowMs !== undefined
-        ? { windowMs: this.options.ledger.windowMs }
-        : {}),
-      warn: (what, fix) => this.emitSafe('degraded', what, fix),
-    });
-    const declare = async (passive: boolean): Promise<void> => {
-      const probe = await this.#raw().createChannel();
-      try {
-        await probe.queueDeclare(ledger.stream, passive ? { passive } : { durable: true, arguments: ledger.arguments });
-        await probe.queueBind(ledger.stream, this.relayExchange, 'handled');
-      } finally {
-        if (probe.isOpen) await probe.close();
-      }
-    };
-    try {
-      // One that exists with other arguments (an operator's retention) is used as it is.
-      await declare(false).catch((err: unknown) =>
-        err instanceof ChannelError && err.replyCode === 406 ? declare(true) : Promise.reject(err),
-      );
-      return ledger;
-    } catch (err) {
-      await ledger.close().catch(() => undefined);
-      this.emitSafe(
-        'degraded',
-        `declaring ${ledger.stream} failed (${err instanceof Error ? err.message : String(err)}): a copy of a message another instance handled may be handled again`,
-        'ebadge provision gives a sharded party its ledger stream; streams need RabbitMQ 3.9 or later',
-      );
-      return undefined;
-    }
-  }
-
-  /** The shards' subscriptions (sharded inboxes only), each on a channel of its own, balanced among instances. */
-  #shardSet(
-    onMessage: (message: Incoming<Message>) => Promise<void>,
-    consume: { prefetch: number; maxMessageBytes?: number },
-  ): ShardSet | undefined {
+  /** What the instances' machinery (amqp-instances.ts) needs of this transport. */
+  #instancesHost(): InstancesHost {
     const o = this.options;
-    if (typeof o.inboxes !== 'object' || this.topology !== 'exchanges') return undefined;
-    const pub = this.#pub as RecoveringChannel;
-    const ledger = this.#ledger;
-    this.#shards = new ShardSet({
+    return {
       party: o.name,
-      shards: o.inboxes.shards,
+      shards: typeof o.inboxes === 'object' ? o.inboxes.shards : 1,
       tag: this.instanceTag,
       instance: o.instance,
       standby: o.standby === true,
-      ...(o.presenceMs === undefined ? {} : { presenceMs: o.presenceMs }),
+      presenceMs: o.presenceMs,
+      ledgerWindowMs: typeof o.ledger === 'object' ? o.ledger.windowMs : undefined,
+      relayExchange: this.relayExchange,
       connection: this.#conn,
-      consume,
-      deliver: (m, settled, k, remembered) => {
-        const d = settling(this.#incoming(m), settled, ledger, k);
-        return onMessage(remembered === undefined ? d : { ...d, remembered });
-      },
-      ledger,
-      oversized: (m, size) => void onMessage(this.#refused(m, size)),
+      publisher: () => this.#pub as RecoveringChannel,
+      probe: () => this.#raw().createChannel(),
+      incoming: (m) => this.#incoming(m),
+      refused: (m, size) => this.#refused(m, size),
       holding: () => this.#holding,
-      announce: async (body, ttlMs) => {
-        await pub.basicPublish(this.relayExchange, 'presence', body, {
-          contentType: 'application/json',
-          expiration: String(ttlMs),
-          deliveryMode: 1,
-        });
-      },
       warn: (what, fix) => this.emitSafe('degraded', what, fix),
-    });
-    return this.#shards;
+    };
   }
 
   /** A delivery another instance relayed: its sender and routing key as that instance received them. */
@@ -758,46 +707,6 @@ export class AmqpTransport extends TypedEmitter<TransportEvents> implements Tran
       },
     };
   }
-}
-
-/**
- * `d` with `settled` called once it is settled, whichever way; with a ledger, what the Connector remembers of it is
- * appended there (shard `k`) and its ack waits for that.
- */
-function settling(d: Incoming<Message>, settled: () => void, ledger?: Ledger, k = 0): Incoming<Message> {
-  let recorded: Promise<void> | undefined;
-  return {
-    ...d,
-    ...(ledger === undefined
-      ? {}
-      : {
-          remember: (key: string) => {
-            recorded = ledger.remember(k, key);
-          },
-        }),
-    ack: () => {
-      if (recorded === undefined) {
-        d.ack();
-        settled();
-        return;
-      }
-      void recorded.then(() => {
-        d.ack();
-        settled();
-      });
-    },
-    retry: () => {
-      d.retry();
-      settled();
-    },
-    deadLetter: async (reason, code) => {
-      try {
-        await d.deadLetter(reason, code);
-      } finally {
-        settled();
-      }
-    },
-  };
 }
 
 /** Runs a topology call and turns a broker refusal into a BusError that says what was being done. */

@@ -60,4 +60,26 @@ s('dist/hub.js holds no file of src/mqtt or of MQTT.js and its dependencies; dis
   );
 });
 
+s('the hubs leave out the sharing of shards among instances (a hub is one process); the CLI keeps it', async () => {
+  const inputs = async (out: string): Promise<string[]> => {
+    const entry = BUNDLES[out] as string;
+    const { metafile } = (await build({
+      ...bundleOptions(entry, path.join(repoRoot(), out)),
+      write: false,
+      metafile: true,
+    })) as { metafile: Metafile };
+    return Object.keys(metafile.inputs);
+  };
+  const instances = (files: string[]) =>
+    files.filter((f) => /src\/bus\/amqp-(instances|shards|ledger|instances-absent)\.ts$/.test(f));
+  for (const hub of ['dist/hub.js', 'dist/hub-mqtt.js']) {
+    assert.equal(instances(await inputs(hub)), ['src/bus/amqp-instances-absent.ts'], hub);
+  }
+  assert.equal(instances(await inputs('dist/ebadge.js')).sort(), [
+    'src/bus/amqp-instances.ts',
+    'src/bus/amqp-ledger.ts',
+    'src/bus/amqp-shards.ts',
+  ]);
+});
+
 s.run();
