@@ -1,7 +1,7 @@
 /**
  * What dist/hub.js and dist/hub-mqtt.js get instead of amqp-instances.ts (build/bundle.ts): a hub is one process with
  * a few peers, and hub.json cannot ask for sharded inboxes, so the code that shares shards among the instances of a
- * party (amqp-instances.ts, amqp-shards.ts, amqp-ledger.ts: 13.6 KB minified) would be dead weight on the Pi.
+ * party (amqp-instances.ts, amqp-shards.ts, amqp-ledger.ts: 7.3 KiB minified) would be dead weight on the Pi.
  * Reaching it anyway says why.
  */
 import { BusError } from './errors.js';
