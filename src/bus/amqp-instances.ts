@@ -106,6 +106,19 @@ export function shardSetOf(
       });
     },
     warn: host.warn,
+    alive: async (tag) => {
+      // Another connection's exclusive queue: 405 RESOURCE_LOCKED while it is there, 404 once it went with its owner.
+      let probe: Channel | undefined;
+      try {
+        probe = await host.probe();
+        await probe.queueDeclare(`private-${host.party}-instance:${tag}`, { passive: true });
+        return true;
+      } catch (err) {
+        return !(err instanceof ChannelError && err.replyCode === 404);
+      } finally {
+        if (probe?.isOpen === true) await probe.close().catch(() => undefined);
+      }
+    },
   });
 }
 

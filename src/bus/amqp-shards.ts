@@ -47,6 +47,11 @@ export interface ShardSetOptions {
   /** Publishes a presence message on the relay exchange (routing key `presence`), expiring after `ttlMs`. */
   announce(body: Buffer, ttlMs: number): Promise<void>;
   warn(what: string, fix: string): void;
+  /**
+   * Whether the instance tagged `tag` is still connected (its exclusive instance queue exists). Its presence lasts
+   * three intervals after it died: a shard is not handed to it meanwhile.
+   */
+  alive?(tag: string): Promise<boolean>;
   now?: () => number;
 }
 
@@ -286,6 +291,11 @@ export class ShardSet {
     s.handedOffAt = this.#now();
     let closing = false;
     try {
+      const owner = this.#ownerTable()[s.k];
+      if (owner !== undefined && this.#o.alive !== undefined && !(await this.#o.alive(owner))) {
+        this.#live.delete(owner);
+        throw new Error(`instance ${owner} is gone`);
+      }
       if (s.unsettled > 0) {
         const drained = new Promise<void>((resolve) => {
           s.drained = resolve;
