@@ -134,7 +134,8 @@ s(
           { persistent: true, messageId: 'small-one', contentType: 'application/json' },
         );
         await ch.close();
-        await until(() => got.length === 1 && dead.length === 1, 'the small one handled, the big one refused');
+        // A 2 MiB write to a quorum queue: more than the default 5 s once on a loaded machine (a local CI run).
+        await until(() => got.length === 1 && dead.length === 1, 'the small one handled, the big one refused', NET_MS);
         const [reason, code, d] = dead[0] as [string, string, Incoming];
         assert.is(code, 'TOO_LARGE');
         assert.is(reason, `a body of ${big.length} bytes exceeds the limit of ${h.maxBodyBytes} (refused unread)`);
@@ -216,7 +217,7 @@ s(
           );
         };
         send(1);
-        await until(() => got.length === 1, 'handled by the hub');
+        await until(() => got.length === 1, 'handled by the hub', NET_MS);
         // The operator's fix, on this inbox only (the fix's own pattern would reach every inbox of the shared broker).
         await h.close();
         const policy = unique('dl');
