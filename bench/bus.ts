@@ -45,16 +45,11 @@ import {
 } from '../src/amqp/index.js';
 import { AmqpTransport, amqpBus, CONTENT_TYPE_JSON, Connector, DM_VERSION } from '../src/bus/index.js';
 import { EbTime, encode, type Message } from '../src/codec/index.js';
+import { envInt } from './knobs.js';
 import { replaceSection, resultsPath } from './results-file.js';
 import { fmt as formatNumber, median, percentile } from './stats.js';
 
-const env = (k: string, d: number): number => {
-  const v = process.env[k];
-  if (v === undefined || v === '') return d;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 0) throw new Error(`${k}=${v} is not a whole number`);
-  return n;
-};
+const env = (k: string, d: number): number => envInt(k, d, 0);
 const PORT = env('BUS_BENCH_PORT', 5672);
 const URL_ = `amqp://guest:guest@127.0.0.1:${PORT}`;
 const REPORTS = env('BUS_BENCH_REPORTS', 200_000);

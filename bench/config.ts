@@ -13,6 +13,7 @@
  *   BENCH_NOTES=text     free text added to the machine notes of the report
  *   BENCH_PORT=5672      the broker's port on 127.0.0.1 (the only host the bench ever talks to)
  */
+import { envInt } from './knobs.js';
 import { CONTENDER_NAMES, type ContenderName } from './peers/types.js';
 import { resultsPath } from './results-file.js';
 
@@ -54,15 +55,6 @@ export interface Config {
   /** Where the report goes (BENCH_RESULTS, default bench/RESULTS.md); null for nowhere. */
   resultsPath: string | null;
   notes: string;
-}
-
-function envInt(name: string, fallback: number, min = 1): number {
-  const v = process.env[name];
-  if (v === undefined || v === '') return fallback;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < min)
-    throw new Error(`${name}: expected an integer >= ${min}, got ${JSON.stringify(v)}`);
-  return n;
 }
 
 function list(name: string): string[] | null {

@@ -27,16 +27,11 @@ import { connect } from '../src/amqp/index.js';
 import { amqpBus, BusError, type Connector } from '../src/bus/index.js';
 import { identify } from '../src/bus/protocol.js';
 import { decode, EbTime, encode, type Message } from '../src/codec/index.js';
+import { envInt } from './knobs.js';
 import { replaceSection, resultsPath } from './results-file.js';
 import { fmt, percentile } from './stats.js';
 
-const env = (k: string, d: number): number => {
-  const v = process.env[k];
-  if (v === undefined || v === '') return d;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 0) throw new Error(`${k}=${v} is not a whole number`);
-  return n;
-};
+const env = (k: string, d: number): number => envInt(k, d, 0);
 const PORT = env('FAIR_BENCH_PORT', 5672);
 const URL_ = `amqp://guest:guest@127.0.0.1:${PORT}`;
 const FLOOD = env('FAIR_BENCH_FLOOD', 50_000);

@@ -29,16 +29,11 @@ import { RecoveringConnection } from '../src/amqp/index.js';
 import { type BrokerNode, startBrokerNode } from '../test/helpers/broker-node.js';
 import { Hubs } from '../test/helpers/hubs-sim.js';
 import type { InstanceSpec } from '../test/helpers/instance-child.js';
+import { envInt } from './knobs.js';
 import { replaceSection, resultsPath } from './results-file.js';
 import { fmt, median, percentile } from './stats.js';
 
-const env = (k: string, d: number): number => {
-  const v = process.env[k];
-  if (v === undefined || v === '') return d;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 0) throw new Error(`${k}=${v} is not a whole number`);
-  return n;
-};
+const env = (k: string, d: number): number => envInt(k, d, 0);
 const HUBS = env('INST_BENCH_HUBS', 5000);
 const REPORTS = env('INST_BENCH_REPORTS', 30_000);
 const ACTIVATIONS = env('INST_BENCH_ACTIVATIONS', 5000);

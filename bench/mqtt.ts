@@ -45,17 +45,12 @@ import { amqpBus, type Connector } from '../src/bus/index.js';
 import { EbTime, encode, type Message } from '../src/codec/index.js';
 import { mqttBus } from '../src/mqtt/index.js';
 import { type BrokerNode, freePort, startBrokerNode } from '../test/helpers/broker-node.js';
+import { envInt } from './knobs.js';
 import { type CountingProxy, startProxy } from './proxy.js';
 import { replaceSection, resultsPath } from './results-file.js';
 import { fmt, median, percentile, ratio } from './stats.js';
 
-const env = (k: string, d: number): number => {
-  const v = process.env[k];
-  if (v === undefined || v === '') return d;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`${k}=${v} is not a positive whole number`);
-  return n;
-};
+const env = (k: string, d: number): number => envInt(k, d);
 const REPS = env('MQTT_BENCH_REPS', 3);
 const STREAM = env('MQTT_BENCH_STREAM', 5000);
 const RT = env('MQTT_BENCH_RT', 300);
