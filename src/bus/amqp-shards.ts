@@ -68,6 +68,8 @@ interface Shard {
   waiting: Message[] | undefined;
   /** Deliveries on the current subscription: we are, or were, the shard's active consumer. */
   delivered: number;
+  /** The ledger was read for the current subscription (before its first delivery was handed over). */
+  recalled: boolean;
   handedOffAt: number;
   handoffs: number;
 }
@@ -110,6 +112,7 @@ export class ShardSet {
         held: undefined,
         waiting: undefined,
         delivered: 0,
+        recalled: false,
         handedOffAt: Number.NEGATIVE_INFINITY,
         handoffs: 0,
       });
@@ -190,7 +193,10 @@ export class ShardSet {
   }
 
   readonly #renew = (): void => {
-    for (const s of this.#shards) s.delivered = 0;
+    for (const s of this.#shards) {
+      s.delivered = 0;
+      s.recalled = false;
+    }
   };
 
   #heard(tag: string, name: string): void {
@@ -227,6 +233,7 @@ export class ShardSet {
     ch.on('oversized', (m, size) => this.#o.oversized(m, size));
     s.channel = ch;
     s.delivered = 0;
+    s.recalled = false;
     try {
       await ch.basicConsume(s.queue, (m) => this.#delivered(s, ch, m), this.#o.consume);
     } catch (err) {
@@ -252,13 +259,24 @@ export class ShardSet {
       void this.#handOff(s, ch);
       return Promise.resolve();
     }
-    if (s.delivered === 1 && this.#o.ledger !== undefined) {
-      // We were just given this shard: what the instance before us handled comes first.
-      s.waiting = [m];
+    return this.#handOver(s, ch, [m]);
+  }
+
+  /**
+   * Hands `ms` to the Connector, in order. The first time on a subscription (we were just given the shard), what
+   * the instance before us handled is read from the ledger first, and what the broker delivers meanwhile waits.
+   */
+  #handOver(s: Shard, ch: RecoveringChannel, ms: Message[]): Promise<void> {
+    if (!s.recalled && this.#o.ledger !== undefined) {
+      s.recalled = true;
+      s.waiting = ms;
       void this.#recall(s, ch, this.#o.ledger);
       return Promise.resolve();
     }
-    return this.#deliver(s, m);
+    s.recalled = true;
+    if (ms.length === 1) return this.#deliver(s, ms[0] as Message);
+    for (const m of ms) void this.#deliver(s, m);
+    return Promise.resolve();
   }
 
   async #recall(s: Shard, ch: RecoveringChannel, ledger: Ledger): Promise<void> {
@@ -311,10 +329,11 @@ export class ShardSet {
     } catch {
       s.drained = undefined;
       if (!closing) {
-        // We keep the shard: what was held back is handed over, in the order it came.
+        // We keep the shard (its owner is gone, say: a kill -9): what was held back is handed over, in the order it
+        // came, after the ledger if this subscription has not read it yet.
         const held = s.held ?? [];
         s.held = undefined;
-        for (const m of held) void this.#deliver(s, m);
+        if (s.channel === ch) void this.#handOver(s, ch, held);
         return;
       }
     }

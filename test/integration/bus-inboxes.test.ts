@@ -6,17 +6,23 @@
  * A hub that had the shared inbox switches without losing or doubling a message: what the shared inbox holds is
  * still handled, and its peers' exchanges are unbound from it.
  */
+import { fork } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { type Connector, shardOf } from '../../src/bus/index.js';
+import { type AmqpTransport, type Connector, shardOf } from '../../src/bus/index.js';
 import { EbTime, type Message } from '../../src/codec/index.js';
+import { assignShards } from '../../src/core/shard.js';
 import { timed } from '../helpers/amqp.js';
+import { rabbitmqctl } from '../helpers/broker-node.js';
 import { type BusFixture, entity, NET_MS, until, withBus } from '../helpers/bus.js';
 import { withDeadline } from '../helpers/deadline.js';
+import type { InstanceSpec } from '../helpers/instance-child.js';
 
 const s = suite('bus-inboxes');
 const FLOOD = 300; // as the titles say
+const CHILD = fileURLToPath(new URL('../helpers/instance-child.js', import.meta.url));
 const T0 = EbTime.parse('2026-11-26T10:00:00Z');
 
 const setClock = (): Message<'set_clock'> =>
@@ -427,5 +433,84 @@ for (const ledger of [true, false]) {
     ),
   );
 }
+
+s(
+  'an instance killed (SIGKILL) right after it handled a report: the one that takes its shard counts a copy as a duplicate',
+  timed(
+    () =>
+      withBus(async (f) => {
+        const vppName = entity('vpp');
+        const inboxes = { shards: 2 };
+        const tag = (name: string): string => (shardOf(name, 0x10000) + 0x10000).toString(16).slice(1);
+        // A hub whose shard the killed instance owns, so that the survivor first thinks it must hand it back.
+        const owners = assignShards(2, [tag('vpp-a'), tag('vpp-b')]);
+        let hubName = entity('heh');
+        while (owners[shardOf(hubName, 2)] !== tag('vpp-a')) hubName = entity('heh');
+        await f.connector({ name: vppName, peers: [hubName], inboxes, consume: false });
+        const hub = await f.connector({ name: hubName, peers: [vppName] });
+        const handledByA: number[] = [];
+        const a = fork(CHILD, [
+          JSON.stringify({
+            name: vppName,
+            peers: [hubName],
+            shards: 2,
+            instance: 'vpp-a',
+            endpoints: ['127.0.0.1:5672'],
+            // B keeps hearing A for three intervals after the kill: its first delivery finds A still the owner.
+            presenceMs: 1000,
+          } satisfies InstanceSpec),
+        ]);
+        try {
+          const ready = new Promise<void>((resolve) =>
+            a.on('message', (m: { ready?: boolean; r?: [string, number][] }) => {
+              if (m.ready === true) resolve();
+              for (const [, seq] of m.r ?? []) handledByA.push(seq);
+            }),
+          );
+          await withDeadline(ready, NET_MS * 2, 'instance A');
+          const b = f.create({ name: vppName, peers: [hubName], inboxes, instance: 'vpp-b', presenceMs: 1000 });
+          const handledByB: number[] = [];
+          const duplicates: string[] = [];
+          b.onReport((m) => {
+            handledByB.push(m.values['seq']?.[0] ?? -1);
+          });
+          b.on('duplicate', (id) => duplicates.push(id));
+          await withDeadline(b.start(), NET_MS, 'instance B');
+          const owners = () => new Set((b.transport as AmqpTransport).shardStatus().map((x) => x.owner));
+          await until(() => owners().size === 2, 'B hears A', NET_MS);
+          const report = (seq: number): Message<'report'> => ({
+            msg: 'report',
+            from: T0,
+            to: T0.plusSeconds(900),
+            resolution: 900,
+            values: { seq: [seq] },
+          });
+          const first = { messageId: randomUUID() };
+          await hub.publish(vppName, report(1), first);
+          await until(() => handledByA.length === 1, 'A handles the report', NET_MS);
+          // Killed once its ack is in: the window between a handler's end and its record is not what this is about.
+          const shard = `private-${vppName}-shard:${shardOf(hubName, 2)}`;
+          await until(
+            async () =>
+              (await rabbitmqctl(['list_queues', '-q', '--no-table-headers', 'name', 'messages_unacknowledged']))
+                .split('\n')
+                .includes(`${shard}\t0`),
+            'A acks it',
+            NET_MS,
+          );
+          a.kill('SIGKILL');
+          // The hub sends it again (no confirm came, say), then the next one, before B stops hearing A.
+          await hub.publish(vppName, report(1), first);
+          await hub.publish(vppName, report(2));
+          await until(() => handledByB.includes(2), 'B handles the next one', NET_MS);
+          assert.equal(handledByB, [2], 'the copy is not handled again');
+          assert.equal(duplicates, [first.messageId]);
+        } finally {
+          a.kill('SIGKILL');
+        }
+      }),
+    60_000,
+  ),
+);
 
 s.run();
