@@ -11,7 +11,7 @@ import {
   type RecoveringChannel,
   type RecoveringConnection,
 } from '../amqp/index.js';
-import { ledgerStream } from '../core/shard.js';
+import { instanceQueue, ledgerStream } from '../core/shard.js';
 import { Ledger } from './amqp-ledger.js';
 import { ShardSet } from './amqp-shards.js';
 import type { Incoming } from './transport.js';
@@ -111,7 +111,7 @@ export function shardSetOf(
       let probe: Channel | undefined;
       try {
         probe = await host.probe();
-        await probe.queueDeclare(`private-${host.party}-instance:${tag}`, { passive: true });
+        await probe.queueDeclare(instanceQueue(host.party, tag), { passive: true });
         return true;
       } catch (err) {
         return !(err instanceof ChannelError && err.replyCode === 404);

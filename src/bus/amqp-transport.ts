@@ -40,7 +40,7 @@ import {
   type RecoveryOptions,
 } from '../amqp/index.js';
 import { TypedEmitter } from '../core/emitter.js';
-import { isShardQueue, shardOf, shardQueue } from '../core/shard.js';
+import { instanceQueue, instanceTag, isShardQueue, relayExchange, shardOf, shardQueue } from '../core/shard.js';
 import { type InstancesHost, openLedger, shardSetOf } from './amqp-instances.js';
 import type { Ledger } from './amqp-ledger.js';
 import type { ShardSet, ShardStatus } from './amqp-shards.js';
@@ -204,12 +204,12 @@ export class AmqpTransport extends TypedEmitter<TransportEvents> implements Tran
 
   get instanceTag(): string | undefined {
     const i = this.options.instance;
-    return i === undefined ? undefined : (shardOf(i, 0x10000) + 0x10000).toString(16).slice(1);
+    return i === undefined ? undefined : instanceTag(i);
   }
 
   /** The exchange through which the instances of our party hand each other answers (options.instance). */
   get relayExchange(): string {
-    return `private-${this.options.name}-relay`;
+    return relayExchange(this.options.name);
   }
 
   async relay(tag: string, message: Incoming): Promise<boolean> {
@@ -602,7 +602,7 @@ export class AmqpTransport extends TypedEmitter<TransportEvents> implements Tran
     if (tag === undefined || this.topology !== 'exchanges') return undefined;
     const ch = this.#pub as RecoveringChannel;
     const x = this.relayExchange;
-    const q = `private-${this.options.name}-instance:${tag}`;
+    const q = instanceQueue(this.options.name, tag);
     await guard(() => ch.exchangeDeclare(x, 'direct', { durable: true }), `declaring exchange ${x}`);
     await guard(() => ch.queueDeclare(q, { exclusive: true, autoDelete: true }), `declaring ${q}`);
     await guard(() => ch.queueBind(q, x, tag), `binding ${q} to ${x}`);

@@ -30,6 +30,24 @@ export function ledgerArguments(windowMs = 300_000): Record<string, string | num
   };
 }
 
+/**
+ * The tag of an instance of a party (docs/bus.md, "Instances"): 4 hex digits of FNV-1a of its name, written into the
+ * ids of its requests and naming its queue.
+ */
+export function instanceTag(instance: string): string {
+  return (shardOf(instance, 0x10000) + 0x10000).toString(16).slice(1);
+}
+
+/** The exchange through which the instances of `party` hand each other answers and announce themselves. */
+export function relayExchange(party: string): string {
+  return `private-${party}-relay`;
+}
+
+/** The exclusive queue of `party`'s instance tagged `tag`, bound to its relay exchange. */
+export function instanceQueue(party: string, tag: string): string {
+  return `private-${party}-instance:${tag}`;
+}
+
 /** Whether `queue` is one of `party`'s shards. */
 export function isShardQueue(party: string, queue: string): boolean {
   return queue.startsWith(`private-${party}-shard:`);

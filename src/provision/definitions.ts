@@ -23,7 +23,7 @@
  * The default exchange is nobody's: no permission names it (RabbitMQ checks it as `amq.default`).
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { ledgerArguments, ledgerStream, shardOf, shardQueue } from '../core/shard.js';
+import { ledgerArguments, ledgerStream, relayExchange, shardOf, shardQueue } from '../core/shard.js';
 import type { Plan } from './parties.js';
 
 const HASHING = 'rabbit_password_hashing_sha256';
@@ -211,7 +211,7 @@ export function definitions(plan: Plan, passwords: ReadonlyMap<string, string>):
 
     d.exchanges.push(...out.map((x) => exchange(x, vhost, 'topic')), exchange(own.dlx, vhost, 'fanout'));
     // A sharded party's instances: their relay exchange, through which the ledger stream is written (amqp-ledger.ts).
-    const relay = `private-${p.name}-relay`;
+    const relay = relayExchange(p.name);
     if (p.shards !== undefined) d.exchanges.push(exchange(relay, vhost, 'direct'));
     const inboxArgs = {
       'x-queue-type': 'quorum',

@@ -13,7 +13,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { type AmqpTransport, type Connector, shardOf } from '../../src/bus/index.js';
 import { EbTime, type Message } from '../../src/codec/index.js';
-import { assignShards } from '../../src/core/shard.js';
+import { assignShards, instanceTag } from '../../src/core/shard.js';
 import { timed } from '../helpers/amqp.js';
 import { rabbitmqctl } from '../helpers/broker-node.js';
 import { type BusFixture, entity, NET_MS, until, withBus } from '../helpers/bus.js';
@@ -148,7 +148,6 @@ s(
         const hubs = [floodName, other, same];
         const inboxes = { shards: SHARDS };
         await f.connector({ name: vppName, peers: hubs, inboxes, consume: false });
-        for (let k = 0; k < SHARDS; k++) f.queues.add(`private-${vppName}-shard:${k}`);
         const [flood, quiet, neighbour] = await Promise.all(
           hubs.map((h) => f.connector({ name: h, peers: [vppName] })),
         );
@@ -188,7 +187,6 @@ s(
         const hubName = entity('heh');
         const inboxes = { shards: 2 };
         await f.connector({ name: vppName, peers: [hubName], inboxes, consume: false });
-        for (let k = 0; k < 2; k++) f.queues.add(`private-${vppName}-shard:${k}`);
         const hub = await f.connector({ name: hubName, peers: [vppName] });
         const sent: string[] = [];
         for (let i = 0; i < 200; i++) {
@@ -222,8 +220,6 @@ s(
         const vppName = entity('vpp');
         const hubName = entity('heh');
         const inboxes = { shards: 2 };
-        f.exchanges.add(`private-${vppName}-relay`);
-        for (let k = 0; k < 2; k++) f.queues.add(`private-${vppName}-shard:${k}`);
         const hub = f.create({ name: hubName, peers: [vppName] });
         let hold: Promise<void> = Promise.resolve();
         hub.onGetReport(async (q, ctx) => {
@@ -291,8 +287,6 @@ async function joinScenario(
   const vppName = entity('vpp');
   const inboxes = { shards: SHARDS };
   const hubNames = Array.from({ length: 16 }, () => entity('heh'));
-  f.exchanges.add(`private-${vppName}-relay`);
-  for (let k = 0; k < SHARDS; k++) f.queues.add(`private-${vppName}-shard:${k}`);
   // Declared first, so that the hubs' messages have somewhere to go.
   await f.connector({ name: vppName, peers: hubNames, inboxes, consume: false });
   const hubs = await Promise.all(hubNames.map((name) => f.connector({ name, peers: [vppName] })));
@@ -441,11 +435,10 @@ s(
       withBus(async (f) => {
         const vppName = entity('vpp');
         const inboxes = { shards: 2 };
-        const tag = (name: string): string => (shardOf(name, 0x10000) + 0x10000).toString(16).slice(1);
         // A hub whose shard the killed instance owns, so that the survivor first thinks it must hand it back.
-        const owners = assignShards(2, [tag('vpp-a'), tag('vpp-b')]);
+        const owners = assignShards(2, [instanceTag('vpp-a'), instanceTag('vpp-b')]);
         let hubName = entity('heh');
-        while (owners[shardOf(hubName, 2)] !== tag('vpp-a')) hubName = entity('heh');
+        while (owners[shardOf(hubName, 2)] !== instanceTag('vpp-a')) hubName = entity('heh');
         await f.connector({ name: vppName, peers: [hubName], inboxes, consume: false });
         const hub = await f.connector({ name: hubName, peers: [vppName] });
         const handledByA: number[] = [];
