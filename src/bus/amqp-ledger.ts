@@ -27,8 +27,6 @@ export interface LedgerOptions {
   channel: RecoveringChannel;
   /** How far back a takeover reads (default 5 minutes). */
   windowMs?: number;
-  /** How long a takeover waits for its read before it goes on without (default 10 s). */
-  readTimeoutMs?: number;
   warn(what: string, fix: string): void;
   now?: () => number;
 }
@@ -38,18 +36,17 @@ interface Batch {
   done: Promise<void>;
 }
 
-interface Read {
-  startedAt: number;
-  keys: Promise<Map<number, string[]>>;
-}
+/** How long a takeover waits for its read before it goes on without. */
+const READ_TIMEOUT_MS = 10_000;
 
 export class Ledger {
   readonly #o: LedgerOptions;
   readonly #now: () => number;
   readonly #windowMs: number;
   /** Keys waiting to be appended, by shard; flushed at the next tick. */
-  readonly #pending = new Map<number, Batch & { flush: () => void }>();
-  #read: Read | undefined;
+  readonly #pending = new Map<number, Batch>();
+  /** A read asked for in this tick, not started yet: the shards taken over together share it. */
+  #next: Promise<Map<number, string[]>> | undefined;
   #warned = false;
 
   get stream(): string {
@@ -85,7 +82,7 @@ export class Ledger {
           });
         };
       });
-      batch = { keys, done, flush };
+      batch = { keys, done };
       this.#pending.set(shard, batch);
       setImmediate(flush);
     }
@@ -94,20 +91,23 @@ export class Ledger {
   }
 
   /**
-   * The keys handled on `shard` within the window, as the stream holds them now. `since`: when we were given the
-   * shard (its first delivery); a read that began after that has everything and is shared.
+   * The keys handled on `shard` within the window, as the stream holds them once we have been given the shard. The
+   * read starts at the next tick, after every shard given to us in this one (an instance's start, a failover) has
+   * asked: one read for all of them, begun after each one's first delivery, so it has what their previous owners had
+   * recorded.
    */
-  async recall(shard: number, since: number): Promise<string[]> {
-    let read = this.#read;
-    if (read === undefined || read.startedAt < since) {
-      const startedAt = this.#now();
-      read = { startedAt, keys: this.#readAll(startedAt) };
-      this.#read = read;
+  async recall(shard: number): Promise<string[]> {
+    if (this.#next === undefined) {
+      this.#next = new Promise((resolve, reject) =>
+        setImmediate(() => {
+          this.#next = undefined;
+          this.#readAll(this.#now()).then(resolve, reject);
+        }),
+      );
     }
     try {
-      return (await read.keys).get(shard) ?? [];
+      return (await this.#next).get(shard) ?? [];
     } catch (err) {
-      if (this.#read === read) this.#read = undefined;
       this.#failed(`reading ${this.#o.stream}`, err);
       return [];
     }
@@ -130,8 +130,8 @@ export class Ledger {
     try {
       await new Promise<void>((resolve, reject) => {
         timer = setTimeout(
-          () => reject(new Error(`the marker was not read back within ${this.#o.readTimeoutMs ?? 10_000} ms`)),
-          this.#o.readTimeoutMs ?? 10_000,
+          () => reject(new Error(`the marker was not read back within ${READ_TIMEOUT_MS} ms`)),
+          READ_TIMEOUT_MS,
         );
         const consumed = ch.basicConsume(
           this.#o.stream,

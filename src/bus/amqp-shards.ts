@@ -280,7 +280,7 @@ export class ShardSet {
   }
 
   async #recall(s: Shard, ch: RecoveringChannel, ledger: Ledger): Promise<void> {
-    const keys = await ledger.recall(s.k, this.#now());
+    const keys = await ledger.recall(s.k);
     const waiting = s.waiting ?? [];
     s.waiting = undefined;
     if (s.channel !== ch || this.#o.holding()) return;
