@@ -77,6 +77,9 @@ export class Hubs {
     this.activations.set(a.id, (this.activations.get(a.id) ?? 0) + 1);
     this.onActivation?.(a.id);
     if (!this.answered.has(a.id)) {
+      // Marked before the answer is awaited: a copy delivered meanwhile (the asker sent it again after a node died)
+      // must find it answered, as a hub's dedupe would.
+      this.answered.add(a.id);
       const answer: EbMessage<'accept_activation'> = {
         msg: 'accept_activation',
         id: a.id,
@@ -84,13 +87,16 @@ export class Hubs {
         heh_id: hub,
       };
       const pub = this.#pubs[g] as RecoveringChannel;
+      // Sent again with the same id when unconfirmed, as a hub's outbox does: a copy is then a duplicate, not a
+      // second answer.
+      const answerId = randomUUID();
       for (;;) {
         try {
           await pub.basicPublish(
             `${hub}-to-${this.#vpp}`,
             `accept_activation.${hub}`,
             encode(answer),
-            props(hub, 'accept_activation', randomUUID(), m.properties.messageId),
+            props(hub, 'accept_activation', answerId, m.properties.messageId),
             { mandatory: true },
           );
           break;
@@ -98,7 +104,6 @@ export class Hubs {
           await sleep(300);
         }
       }
-      this.answered.add(a.id);
     }
     m.ack();
   }
