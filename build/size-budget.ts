@@ -1,0 +1,16 @@
+/**
+ * The most bytes each shipped bundle may have, minified by build/bundle.ts's options (the minimal client program by
+ * bench/size.ts's). The size of dist/hub.js is a tracked figure: test/unit/size-budget.test.ts fails when a change
+ * grows a bundle past its budget, so that the growth is seen and justified in the commit that raises the budget
+ * here (with its figure in bench/RESULTS.md, "Size"), not found at the next release. Each budget is the size at its
+ * last raise plus under 1 KB of slack; issue 13's targets (200 KB for the hub, 45 KB for the minimal program) are
+ * where they should go down to.
+ */
+export const SIZE_BUDGET: Record<string, number> = {
+  // 318,076 B at 1c14c49.
+  'dist/hub.js': 319_000,
+  // 706,321 B at 1c14c49: hub.js's code and MQTT.js.
+  'dist/hub-mqtt.js': 707_000,
+  // 59,022 B at 1c14c49: connect, confirm channel, declare, publish, consume, close (bench/size/ours.ts).
+  'bench/size/ours.ts': 60_000,
+};
