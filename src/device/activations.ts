@@ -84,6 +84,9 @@ export class Activations {
         return;
       }
       if (known !== undefined && known.phase === 'running') await this.end(m.id, false);
+      // The version replaced takes its timers with it, scheduled or ended: left, its start would run the new version
+      // at the old from (or run a rejected one), and its end cut the new one short.
+      this.#cancel(m.id);
       await h.store.update((s) => {
         s.activations = s.activations.filter(
           (x) => x.id !== m.id && !(x.phase === 'ended' && x.to < h.now() - 86_400_000),
@@ -245,10 +248,15 @@ export class Activations {
     this.#timers.set(a.id, timers);
   }
 
+  #cancel(id: string): void {
+    for (const t of this.#timers.get(id) ?? []) t.cancel();
+    this.#timers.delete(id);
+  }
+
   async #begin(id: string): Promise<void> {
     const h = this.#h;
     const a = h.store.state.activations.find((x) => x.id === id);
-    if (a === undefined || a.phase !== 'scheduled') return;
+    if (a === undefined || a.phase !== 'scheduled' || a.decision === 'rejected') return;
     for (const [device, act] of h.actuators) {
       if (a.device !== null && a.device !== device) continue;
       try {
@@ -268,8 +276,7 @@ export class Activations {
   /** Ends an activation: its timers, the actuators if it runs, its phase; `record`: an activation_end event. */
   async end(id: string, record = true): Promise<void> {
     const h = this.#h;
-    for (const t of this.#timers.get(id) ?? []) t.cancel();
-    this.#timers.delete(id);
+    this.#cancel(id);
     const a = h.store.state.activations.find((x) => x.id === id);
     if (a === undefined || a.phase === 'ended') return;
     if (a.phase === 'running') {

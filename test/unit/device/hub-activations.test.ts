@@ -297,6 +297,51 @@ x('a modification of a running activation ends it (no activation_end) and schedu
   }
 });
 
+x(
+  'a modification of a scheduled activation replaces its timers: it starts and ends only at its own from and to',
+  async () => {
+    const r = await hubRig();
+    try {
+      const A = uuid(1);
+      await activate(r, A, 0, 1, T0 + 60_000, T0 + 120_000);
+      const d1 = await activate(r, A, 1, 1, T0 + 180_000, T0 + 240_000);
+      assert.equal(d1, { msg: 'accept_activation', id: A, modification_count: 1 });
+      await r.clock.advance(179_999);
+      await r.network.idle();
+      assert.equal(r.commands, [], "nothing at count 0's from or to: count 1 starts at T0 + 3 min");
+      await r.clock.advance(1);
+      await eventually(() => r.commands.length === 1, 'the start');
+      await r.clock.advance(60_000);
+      await eventually(() => r.commands.length === 2, 'the end');
+      assert.equal(r.commands, [
+        { action: 'activate', id: A, device: 'boiler', quantity: 1, from: T0 + 180_000, to: T0 + 240_000 },
+        { action: 'end', id: A, device: 'boiler' },
+      ]);
+    } finally {
+      await r.close();
+    }
+  },
+);
+
+x('a rejected modification of an ended activation never runs, whatever an earlier version had scheduled', async () => {
+  // Found by the activations property (seed 9056): count 0 scheduled, count 1 scheduled over it, smart mode off ended
+  // count 1, then count 2 was rejected; count 0's start timer still fired and ran the rejected quantity.
+  const r = await hubRig();
+  try {
+    const A = uuid(1);
+    await activate(r, A, 0, 1, T0 + 60_000, T0 + 300_000);
+    await activate(r, A, 1, 0.5, T0 + 120_000, T0 + 300_000);
+    await setMode(r, 'off');
+    const d2 = await activate(r, A, 2, 1.5, T0 + 60_000, T0 + 300_000);
+    assert.is(d2.msg, 'reject_activation', 'the hub is off');
+    await r.clock.advance(300_000);
+    await r.network.idle();
+    assert.equal(r.commands, [], 'nothing ran: count 1 was ended before its from, count 2 was rejected');
+  } finally {
+    await r.close();
+  }
+});
+
 x('an activation running when the hub stops is resumed by the next start, and ended on time', async () => {
   const r = await hubRig();
   try {
