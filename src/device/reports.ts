@@ -234,10 +234,11 @@ export class Reports {
     }
     // After a long outage, catch up at most MAX_CATCH_UP_PERIODS within the history, instead of flooding the peer.
     const next = Math.max(to, this.#oldestCatchUp(sub.interval * 1000));
+    // Only if it is still the subscription reported on: one that replaced it during the send starts at its own first
+    // period, not at this one's progress.
     await h.store.update(
       (s) => {
-        const x = s.subscriptions.find((y) => y.requester === requester);
-        if (x !== undefined) x.next = next;
+        if (s.subscriptions.includes(sub)) sub.next = next;
       },
       { lazy: true },
     );

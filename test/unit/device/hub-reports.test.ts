@@ -278,6 +278,50 @@ p(
   },
 );
 
+p('a subscription that replaces another while its report is being sent starts at its own first period', async () => {
+  const r = await hubRig();
+  try {
+    const R1 = uuid(1);
+    await subscribe(r, 60, R1);
+    // The report of [T0, T0 + 1 min) waits for the broker (a publish that is not confirmed yet)...
+    const transport = r.bus.transport;
+    const send = transport.send.bind(transport);
+    let release = (): void => undefined;
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    transport.send = async (o) => {
+      if (o.properties.type === 'report') await held;
+      return send(o);
+    };
+    await r.clock.advance(2 * MIN);
+    // ...when the requester subscribes again, for 5-minute periods from T0.
+    const R2 = uuid(2);
+    await ask(r, {
+      msg: 'get_periodic_report',
+      interval: 300,
+      first_from: EbTime.fromEpochMs(T0),
+      resolution: 60,
+      signals: ['boiler.p'],
+      request_id: R2,
+      msg_id: uuid(1002),
+    });
+    release();
+    await r.network.idle();
+    await eventually(() => reportsFor(r, R1).length === 1, "the old subscription's report");
+    await r.clock.advance(5 * MIN);
+    await eventually(() => reportsFor(r, R2).length === 1, 'the first report of the new subscription');
+    const first = reportsFor(r, R2)[0] as Message<'report'>;
+    assert.equal(
+      [first.from.epochMs, first.to.epochMs],
+      [T0, T0 + 5 * MIN],
+      "the new subscription's periods, not the old one's progress",
+    );
+  } finally {
+    await r.close();
+  }
+});
+
 p('a subscription survives a restart and goes on from the period it had reached', async () => {
   const r = await hubRig();
   try {
