@@ -1,6 +1,6 @@
 /**
  * Capacity as a property (issue 14, item 3): whatever sequence of activate, modify (a higher count, another window or
- * quantity), cancel (quantity 0), stale or repeated counts, smart mode changes and time passing a VPP sends, drawn from
+ * quantity), cancel (quantity 0), stale or repeated counts, smart mode changes, restarts and time passing, drawn from
  * a seeded PRNG, on the example hub (a 2 kW boiler with an actuator, a meter without one):
  *  - the accepted power (every accepted or modified activation not ended, of either sign) never exceeds the
  *    capacity at any instant, for the boiler nor for the hub as a whole;
@@ -138,6 +138,9 @@ async function sequence(seed: number, steps: number): Promise<void> {
       } else if (op < 9) {
         const mode = (['normal', 'normal', 'passive', 'off'] as const)[rnd.int(4)] as 'normal' | 'passive' | 'off';
         await send(r, { msg: 'set_smart_mode', mode, reset: rnd.int(8) === 0, msg_id: idOf(1_000_000 + step) });
+      } else if (rnd.int(4) === 0) {
+        // A restart: what was decided and what runs carry over (resume()), nothing is ended by the stop.
+        await r.restart();
       } else {
         await r.clock.advance(rnd.range(1, 12) * MIN);
       }
