@@ -17,6 +17,9 @@ const LATE_MS = 15 * 60_000;
 export class Activations {
   readonly #h: HubContext;
   readonly #timers = new Map<string, Timer[]>();
+  /** The end of the last turn taken: decisions, starts and ends run one at a time (see exclusive()). */
+  #turn: Promise<unknown> = Promise.resolve();
+  #stopped = false;
 
   constructor(hub: HubContext) {
     this.#h = hub;
@@ -24,22 +27,41 @@ export class Activations {
 
   /** Schedules again what survived a restart. */
   resume(): void {
+    this.#stopped = false;
     for (const a of this.#h.store.state.activations)
       if (a.phase !== 'ended' && a.decision !== 'rejected') this.#schedule(a);
   }
 
   /** Stops the timers; nothing is ended on the devices (a restart resumes the activations). */
   stop(): void {
+    this.#stopped = true;
     for (const list of this.#timers.values()) for (const t of list) t.cancel();
     this.#timers.clear();
   }
 
-  /** Ends every activation not ended yet (smart mode off, or a reset). */
+  /**
+   * Runs `fn` when no other decision, start or end is under way, and none begins until it is done. Each of them
+   * reads the state, awaits the disk or an actuator, and writes the state back: two activate messages handled at
+   * once both saw the capacity free and together booked more than the devices have, a cancellation that came while
+   * the actuator was being started left it running, and smart mode off ended everything but a decision in flight.
+   * Never call it from inside a turn (it would wait for itself).
+   */
+  exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#turn.then(fn);
+    this.#turn = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Ends every activation not ended yet (smart mode off, or a reset); within a turn (exclusive()). */
   async endAll(): Promise<void> {
     for (const a of this.#h.store.state.activations) if (a.phase !== 'ended') await this.end(a.id);
   }
 
-  async activate(m: Message<'activate'>, ctx: HandlerContext): Promise<void> {
+  activate(m: Message<'activate'>, ctx: HandlerContext): Promise<void> {
+    return this.exclusive(() => this.#activate(m, ctx));
+  }
+
+  async #activate(m: Message<'activate'>, ctx: HandlerContext): Promise<void> {
     const h = this.#h;
     const known = h.store.state.activations.find((a) => a.id === m.id);
     // As it was before this decision (a cancellation ends it first), for the log.
@@ -243,8 +265,16 @@ export class Activations {
         ),
       );
     };
-    if (a.phase === 'scheduled') at(a.from, () => this.#begin(a.id));
-    at(a.to, () => this.end(a.id));
+    const turn = (fn: () => Promise<void>) => () => this.exclusive(() => (this.#stopped ? Promise.resolve() : fn()));
+    if (a.phase === 'scheduled')
+      at(
+        a.from,
+        turn(() => this.#begin(a.id)),
+      );
+    at(
+      a.to,
+      turn(() => this.end(a.id)),
+    );
     this.#timers.set(a.id, timers);
   }
 

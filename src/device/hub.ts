@@ -366,10 +366,13 @@ export class Hub {
       return ctx.respond(200, 'OK');
     });
     bus.onSetSmartMode(async (m, ctx) => {
-      await this.#d.store.update((s) => {
-        s.mode = m.mode;
+      // No activation decided in the old mode may land after the change (activations.exclusive()).
+      await activations.exclusive(async () => {
+        await this.#d.store.update((s) => {
+          s.mode = m.mode;
+        });
+        if (m.reset || m.mode === 'off') await activations.endAll();
       });
-      if (m.reset || m.mode === 'off') await activations.endAll();
       await this.event('mode_changed');
       return ctx.respond(200, 'OK');
     });

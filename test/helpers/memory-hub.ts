@@ -75,6 +75,8 @@ export interface RigOptions {
   offline?: boolean;
   /** The hub logs through createLogger at this level (its JSON lines parsed into `logs`); default every call kept. */
   logLevel?: Level;
+  /** Awaited by the boiler's actuator before it takes a command: an actuator that is slow to start or stop. */
+  actuatorGate?: (cmd: ActuatorCommand) => Promise<void>;
 }
 
 function meter(readings: Map<string, number | Error>, device: string): Meter {
@@ -115,6 +117,7 @@ export async function hubRig(options: RigOptions = {}): Promise<HubRig> {
         });
   const actuator: Actuator = {
     apply: async (cmd) => {
+      await options.actuatorGate?.(cmd);
       commands.push(cmd);
     },
     close: async () => undefined,

@@ -342,6 +342,124 @@ x('a rejected modification of an ended activation never runs, whatever an earlie
   }
 });
 
+const c = suite('hub activations: at once');
+
+/** An actuator that, while closed, holds every command until opened (a command script slow to start or stop). */
+class SlowActuator {
+  #closed = false;
+  #held: (() => void)[] = [];
+  #arrived: (() => void) | undefined;
+
+  readonly gate = (): Promise<void> =>
+    this.#closed
+      ? new Promise<void>((resolve) => {
+          this.#held.push(resolve);
+          this.#arrived?.();
+        })
+      : Promise.resolve();
+
+  close(): void {
+    this.#closed = true;
+  }
+
+  /** Resolves once a command is held. */
+  async holding(): Promise<void> {
+    if (this.#held.length === 0) await new Promise<void>((resolve) => (this.#arrived = resolve));
+  }
+
+  open(): void {
+    this.#closed = false;
+    for (const resolve of this.#held.splice(0)) resolve();
+  }
+}
+
+/** Until the hub has taken `n` messages that it has not settled yet, and a moment more for its handlers to run. */
+async function inHand(r: HubRig, n = 1): Promise<void> {
+  await eventually(() => r.bus.transport.unsettled >= n, `${n} message(s) in the hub's hands`);
+  await new Promise((resolve) => setTimeout(resolve, 10));
+}
+
+c('two activate messages handled at once never book more than the device has', async () => {
+  const r = await hubRig();
+  try {
+    const A = uuid(1);
+    await activate(r, A, 0, 0.5, T0 + 60_000, T0 + 600_000, 'boiler');
+    await r.clock.advance(60_000);
+    await eventually(() => r.commands.length === 1, 'A runs');
+    // A's modification ends what runs first (the actuator, the disk) while B is decided.
+    const [a1, b] = await Promise.all([
+      activate(r, A, 1, 2, T0 + 60_000, T0 + 600_000, 'boiler'),
+      activate(r, uuid(2), 0, 1.5, T0 + 60_000, T0 + 600_000, 'boiler'),
+    ]);
+    assert.equal([a1.msg, b.msg], ['accept_activation', 'reject_activation']);
+    const live = r.store.state.activations.filter((a) => a.decision !== 'rejected' && a.phase !== 'ended');
+    assert.is(
+      live.reduce((n, a) => n + Math.abs(a.quantity), 0),
+      2,
+      'the 2 kW of the boiler, not 3.5',
+    );
+  } finally {
+    await r.close();
+  }
+});
+
+c('a cancellation that comes while the actuator is being started ends it once started', async () => {
+  const slow = new SlowActuator();
+  const r = await hubRig({ actuatorGate: slow.gate });
+  try {
+    const A = uuid(1);
+    await activate(r, A, 0, 1, T0 + 60_000, T0 + 600_000, 'boiler');
+    slow.close();
+    const advancing = r.clock.advance(60_000);
+    await slow.holding();
+    const cancelled = activate(r, A, 1, 0, T0 + 60_000, T0 + 600_000, 'boiler');
+    await inHand(r);
+    slow.open();
+    assert.is((await cancelled).msg, 'accept_activation');
+    await advancing;
+    await r.clock.advance(600_000);
+    assert.equal(
+      r.commands.map((x) => x.action),
+      ['activate', 'end'],
+      'started, then ended: not left running',
+    );
+  } finally {
+    await r.close();
+  }
+});
+
+c('smart mode off while a modification is being decided ends that modification too', async () => {
+  const slow = new SlowActuator();
+  const r = await hubRig({ actuatorGate: slow.gate });
+  try {
+    const A = uuid(1);
+    await activate(r, A, 0, 1, T0 + 60_000, T0 + 600_000, 'boiler');
+    await r.clock.advance(60_000);
+    await eventually(() => r.commands.length === 1, 'A runs');
+    slow.close();
+    // The modification first ends what runs: the actuator holds that end while smart mode off comes.
+    const modified = activate(r, A, 1, 2, T0 + 120_000, T0 + 600_000, 'boiler');
+    await slow.holding();
+    const off = setMode(r, 'off');
+    await inHand(r, 2);
+    slow.open();
+    assert.is((await modified).msg, 'accept_activation');
+    assert.is(((await off) as Message<'response'>).response_code, 200);
+    await r.clock.advance(600_000);
+    assert.equal(
+      r.commands.filter((x) => x.action === 'activate').map((x) => x.quantity),
+      [1],
+      'the modification never starts: the hub is off',
+    );
+    assert.equal(
+      r.store.state.activations.map((a) => a.phase),
+      ['ended'],
+    );
+  } finally {
+    await r.close();
+  }
+});
+
 x('an activation running when the hub stops is resumed by the next start, and ended on time', async () => {
   const r = await hubRig();
   try {
@@ -419,3 +537,4 @@ x(
 
 d.run();
 x.run();
+c.run();
