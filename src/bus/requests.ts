@@ -7,7 +7,8 @@
  *   - `msg:` the msg_id (set when absent) for everything else that has one, answered by its `response`;
  *   - `v1:` period and device for the first version's get_load_report, which has no ids at all (rule 1);
  *   - `cor:` the transport's correlation_id, which our own peers set to the request's message id, whatever the type.
- * Keys are per peer: another entity cannot settle our request to this one.
+ * Keys are per peer: another entity cannot settle our request to this one. The keys that name one request are tried
+ * before `id:` and `v1:`, which several requests waiting at once may share: those settle the oldest of them.
  */
 import { randomUUID } from 'node:crypto';
 import type { Message } from '../codec/index.js';
@@ -44,8 +45,12 @@ export interface OpenedRequest {
   fail(err: Error): void;
 }
 
+/** The keys several requests waiting at once may share; each is answered oldest first. */
+const SHARED = /^(id|v1):/;
+
 export class PendingRequests {
   readonly #pending = new Map<string, PendingRequest>();
+  readonly #shared = new Map<string, PendingRequest[]>();
 
   /** `tag`: this instance's (Transport.instanceTag), written into the ids it makes (see tagOf). */
   constructor(
@@ -90,7 +95,10 @@ export class PendingRequests {
       () => this.settle(p, new BusError('TIMEOUT', `no reply to ${type} from ${peer} within ${timeoutMs} ms`)),
       timeoutMs,
     );
-    for (const k of keys) this.#pending.set(k, p);
+    for (const k of keys) {
+      if (SHARED.test(k)) this.#shared.set(k, [...(this.#shared.get(k) ?? []), p]);
+      else this.#pending.set(k, p);
+    }
     return {
       message: m,
       messageId,
@@ -122,14 +130,14 @@ export class PendingRequests {
     if (m.msg === 'accept_activation' || m.msg === 'reject_activation')
       tries.push(`act:${sender}:${String(x['id'])}:${String(x['modification_count'])}`);
     if (typeof x['request_id'] === 'string') tries.push(`req:${sender}:${x['request_id']}`);
-    if (m.msg === 'response') {
-      if (typeof x['msg_id'] === 'string') tries.push(`msg:${sender}:${x['msg_id']}`);
-      if (typeof x['id'] === 'string') tries.push(`id:${sender}:${x['id']}`);
-    }
-    if (m.msg === 'load_report') tries.push(`v1:${sender}:${v1Key(x)}`);
+    if (m.msg === 'response' && typeof x['msg_id'] === 'string') tries.push(`msg:${sender}:${x['msg_id']}`);
     if (correlationId !== undefined) tries.push(`cor:${sender}:${correlationId}`);
+    // Last, the keys two requests may share: a refusal naming only the activation's id would otherwise settle the
+    // latest request for that id (count 2, say), not the one it answers (count 1), when both wait at once.
+    if (m.msg === 'response' && typeof x['id'] === 'string') tries.push(`id:${sender}:${x['id']}`);
+    if (m.msg === 'load_report') tries.push(`v1:${sender}:${v1Key(x)}`);
     for (const k of tries) {
-      const p = this.#pending.get(k);
+      const p = SHARED.test(k) ? this.#shared.get(k)?.[0] : this.#pending.get(k);
       if (p !== undefined) return p;
     }
     return undefined;
@@ -153,19 +161,29 @@ export class PendingRequests {
   settle(p: PendingRequest, outcome: Message | Error): void {
     p.done = true;
     p.timer?.cancel();
-    for (const k of p.keys) if (this.#pending.get(k) === p) this.#pending.delete(k);
+    for (const k of p.keys) {
+      if (this.#pending.get(k) === p) this.#pending.delete(k);
+      const shared = this.#shared.get(k)?.filter((q) => q !== p);
+      if (shared === undefined) continue;
+      if (shared.length === 0) this.#shared.delete(k);
+      else this.#shared.set(k, shared);
+    }
     if (outcome instanceof Error) p.reject(outcome);
     else p.resolve(outcome);
   }
 
   /** Fails every request still waiting (the connector is closing). */
   failAll(err: Error): void {
-    for (const p of new Set(this.#pending.values())) this.settle(p, err);
+    for (const p of this.#all()) this.settle(p, err);
   }
 
   /** Requests waiting for a reply. */
   get size(): number {
-    return new Set(this.#pending.values()).size;
+    return this.#all().size;
+  }
+
+  #all(): Set<PendingRequest> {
+    return new Set([...this.#pending.values(), ...[...this.#shared.values()].flat()]);
   }
 }
 

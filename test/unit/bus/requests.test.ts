@@ -121,6 +121,55 @@ m(
   },
 );
 
+for (const correlated of [true, false]) {
+  m(
+    `two counts of one activation at once: a refusal naming only the id settles the request it answers (${correlated ? 'correlation_id set, as the bus does' : 'no correlation_id, as a 2015 peer: the oldest'})`,
+    async () => {
+      const { hub, vpp } = pair();
+      // The hub refuses count 1 (a 451 response, msg_id null, its id only) and accepts count 2, in that order.
+      const held: (() => void)[] = [];
+      hub.onActivate(async (a, ctx) => {
+        if (a.modification_count === 2)
+          return ctx.reply({ msg: 'accept_activation', id: a.id, modification_count: a.modification_count });
+        await new Promise<void>((resolve) => held.push(resolve));
+        if (correlated) return ctx.respond(451, 'the hub is off');
+        return hub.publish(ctx.sender, {
+          msg: 'response',
+          msg_id: null,
+          response_code: 451,
+          response_desc: 'the hub is off',
+          ref_msg: 'activate',
+          id: a.id,
+        });
+      });
+      await hub.start();
+      await vpp.start();
+      const activate = (count: number): Promise<Message> =>
+        vpp.request(HUB, {
+          msg: 'activate',
+          id: uuid(1),
+          modification_count: count,
+          from: T0,
+          to: T0.plusSeconds(900),
+          quantity: 1,
+          device: null,
+        });
+      const one = rejected(activate(1));
+      await until(() => held.length === 1);
+      const two = activate(2);
+      (held.shift() as () => void)();
+      const e = await soon(one);
+      assert.equal([e.code, (e.reply as Message<'response'>).response_code], ['REJECTED', 451], 'count 1 refused');
+      assert.equal(
+        await soon(two),
+        { msg: 'accept_activation', id: uuid(1), modification_count: 2 },
+        'count 2 accepted',
+      );
+      await Promise.all([hub.close(), vpp.close()]);
+    },
+  );
+}
+
 m(
   "set_clock with a msg_id: the connector's 200 resolves it; a handler's ctx.respond(451) rejects REJECTED",
   async () => {
