@@ -29,7 +29,8 @@ const REQUEST_REPLIES = new Set([
 
 /** One request waiting for its reply. */
 export interface PendingRequest {
-  readonly keys: readonly string[];
+  readonly keys: string[];
+  readonly reply: Promise<Message>;
   resolve(m: Message): void;
   reject(e: Error): void;
   timer: Timer | undefined;
@@ -85,12 +86,25 @@ export class PendingRequests {
       keys.push(`msg:${peer}:${m['msg_id']}`);
     // Our own peers also set correlation_id to the request's message id, whatever the type.
     const messageId = type !== 'response' && typeof m['msg_id'] === 'string' ? m['msg_id'] : this.#id();
-    keys.push(`cor:${peer}:${messageId}`);
-    let p!: PendingRequest;
-    const reply = new Promise<Message>((resolve, reject) => {
-      p = { resolve, reject, keys, timer: undefined, done: false };
+    const cor = `cor:${peer}:${messageId}`;
+    // The same request again while it waits (the same (id, count), request_id or msg_id: a retry, or the same
+    // activation sent twice at once): one reply answers both, whichever copy the peer answers (it may drop the
+    // other as a duplicate), so the copy joins the waiting request rather than replacing it under the shared key.
+    const same = keys.map((k) => (SHARED.test(k) ? undefined : this.#pending.get(k))).find((q) => q !== undefined);
+    if (same !== undefined) {
+      same.keys.push(cor);
+      this.#pending.set(cor, same);
+      return { message: m, messageId, reply: same.reply, fail: () => undefined };
+    }
+    keys.push(cor);
+    let resolve!: (m: Message) => void;
+    let reject!: (e: Error) => void;
+    const reply = new Promise<Message>((res, rej) => {
+      resolve = res;
+      reject = rej;
     });
     reply.catch(() => undefined);
+    const p: PendingRequest = { resolve, reject, keys, reply, timer: undefined, done: false };
     p.timer = this.clock.setTimeout(
       () => this.settle(p, new BusError('TIMEOUT', `no reply to ${type} from ${peer} within ${timeoutMs} ms`)),
       timeoutMs,

@@ -7,7 +7,14 @@
  */
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { BusError, CONTENT_TYPE_SEALED, Connector, MemoryNetwork, type Outgoing } from '../../../src/bus/index.js';
+import {
+  BusError,
+  CONTENT_TYPE_SEALED,
+  Connector,
+  MemoryNetwork,
+  type Outgoing,
+  settle,
+} from '../../../src/bus/index.js';
 import { EbTime, encode, type Message } from '../../../src/codec/index.js';
 import { CryptoError } from '../../../src/crypto/index.js';
 import { deliver, HUB, pair, sealers, soon, until, uuid, VPP } from '../../helpers/memory-bus.js';
@@ -169,6 +176,36 @@ for (const correlated of [true, false]) {
     },
   );
 }
+
+m('the same activation requested twice at once: both requests get the decision', async () => {
+  const { hub, vpp } = pair();
+  // Two messages (two message ids): the hub answers each with the same decision, in order.
+  const held: (() => void)[] = [];
+  hub.onActivate(async (a, ctx) => {
+    await new Promise<void>((resolve) => held.push(resolve));
+    return ctx.reply({ msg: 'accept_activation', id: a.id, modification_count: a.modification_count });
+  });
+  await hub.start();
+  await vpp.start();
+  const activate = (): Promise<Message> =>
+    vpp.request(HUB, {
+      msg: 'activate',
+      id: uuid(1),
+      modification_count: 4,
+      from: T0,
+      to: T0.plusSeconds(900),
+      quantity: 1,
+      device: null,
+    });
+  const both = Promise.all([activate(), activate()]);
+  await until(() => held.length === 2);
+  (held[0] as () => void)();
+  await settle(20);
+  (held[1] as () => void)();
+  const expected = { msg: 'accept_activation', id: uuid(1), modification_count: 4 };
+  assert.equal(await soon(both), [expected, expected]);
+  await Promise.all([hub.close(), vpp.close()]);
+});
 
 m(
   "set_clock with a msg_id: the connector's 200 resolves it; a handler's ctx.respond(451) rejects REJECTED",
