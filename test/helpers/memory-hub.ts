@@ -75,6 +75,8 @@ export interface RigOptions {
   offline?: boolean;
   /** The hub logs through createLogger at this level (its JSON lines parsed into `logs`); default every call kept. */
   logLevel?: Level;
+  /** The VPP's dedupe window (default the bus's 15 minutes). */
+  vppDedupeTtlMs?: number;
   /** Awaited by the boiler's actuator before it takes a command: an actuator that is slow to start or stop. */
   actuatorGate?: (cmd: ActuatorCommand) => Promise<void>;
 }
@@ -122,7 +124,11 @@ export async function hubRig(options: RigOptions = {}): Promise<HubRig> {
     },
     close: async () => undefined,
   };
-  const vpp = new Connector({ clock, transport: network.transport({ name: AGG, peers: [HEH], ...options.transport }) });
+  const vpp = new Connector({
+    clock,
+    transport: network.transport({ name: AGG, peers: [HEH], ...options.transport }),
+    ...(options.vppDedupeTtlMs === undefined ? {} : { dedupe: { ttlMs: options.vppDedupeTtlMs } }),
+  });
   const got: Message[] = [];
   for (const type of Object.keys(SCHEMAS) as MessageType[])
     vpp.handle(type, (m) => {
