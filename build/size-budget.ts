@@ -7,10 +7,11 @@
  * where they should go down to.
  */
 export const SIZE_BUDGET: Record<string, number> = {
-  // 318,076 B at 1c14c49.
-  'dist/hub.js': 319_000,
-  // 706,321 B at 1c14c49: hub.js's code and MQTT.js.
-  'dist/hub-mqtt.js': 707_000,
+  // 318,076 B at 1c14c49; 318,828 B at 272133e (+752: activations taking turns and replacing their timers, periodic
+  // report progress on the subscription reported on, request() keys that several requests share).
+  'dist/hub.js': 319_500,
+  // 706,321 B at 1c14c49: hub.js's code and MQTT.js; 707,075 B at 272133e (the same fixes).
+  'dist/hub-mqtt.js': 708_000,
   // 59,022 B at 1c14c49: connect, confirm channel, declare, publish, consume, close (bench/size/ours.ts).
   'bench/size/ours.ts': 60_000,
 };
