@@ -17,11 +17,20 @@ export interface Clock {
   setTimeout(fn: () => void, ms: number, options?: { unref?: boolean }): Timer;
 }
 
+/** The longest delay Node's setTimeout takes: a longer one fires after 1 ms (TimeoutOverflowWarning). */
+export const MAX_TIMEOUT_MS = 0x7fffffff;
+
 export const systemClock: Clock = {
   now: () => Date.now(),
   setTimeout(fn, ms, options) {
-    const t = setTimeout(fn, ms);
-    if (options?.unref === true) t.unref();
+    // An activation a month ahead, a periodic report of 30 days, a long request timeout: past 24.8 days the timer
+    // is armed again for the rest, or it would run at once.
+    let t: ReturnType<typeof setTimeout>;
+    const arm = (left: number): void => {
+      t = setTimeout(left > MAX_TIMEOUT_MS ? () => arm(left - MAX_TIMEOUT_MS) : fn, Math.min(left, MAX_TIMEOUT_MS));
+      if (options?.unref === true) t.unref();
+    };
+    arm(ms);
     return { cancel: () => clearTimeout(t) };
   },
 };

@@ -25,6 +25,7 @@
  * most a power cut can lose.
  */
 
+import { MAX_TIMEOUT_MS } from '../core/clock.js';
 import { EbadgeError } from '../core/errors.js';
 import type { StorageReporter } from '../store/health.js';
 import { type SegmentFile, SegmentLog, sealRecord } from '../store/segment-log.js';
@@ -142,7 +143,7 @@ export class History {
     const h = new History(dir, options);
     await h.#load();
     // A quarter of the interval: a due flush waits at most that long when no sample arrives to trigger it.
-    h.#timer = setInterval(() => h.#tick(), Math.max(1000, h.#intervalMs / 4));
+    h.#timer = setInterval(() => h.#tick(), Math.min(MAX_TIMEOUT_MS, Math.max(1000, h.#intervalMs / 4)));
     h.#timer.unref();
     return h;
   }
