@@ -154,7 +154,7 @@ function settling(d: Incoming<Message>, settled: () => void, ledger: Ledger | un
     },
     deadLetter: async (reason, code) => {
       try {
-        await d.deadLetter(reason, code);
+        return await d.deadLetter(reason, code);
       } finally {
         settled();
       }

@@ -666,7 +666,7 @@ export class AmqpTransport extends TypedEmitter<TransportEvents> implements Tran
 
   /** A delivery the client refused for its size: settled already (rejected, so dead-lettered), with no body. */
   #refused(m: Message, size: number): Incoming<Message> {
-    const none = async (): Promise<void> => undefined;
+    const none = async (): Promise<undefined> => undefined;
     return { ...this.#incoming(m), oversized: size, ack: () => undefined, retry: () => undefined, deadLetter: none };
   }
 

@@ -24,7 +24,8 @@ export interface DispatchDeps<T extends Transport> {
   readonly failures: FailureCounts;
   publish(peer: string, message: Message, options: { correlationId?: string }): Promise<void>;
   emit<K extends keyof Events<T> & string>(event: K, ...args: Events<T>[K]): void;
-  deadLetter(d: Incoming<RawOf<T>>, reason: string, code: string): Promise<void>;
+  /** false: the delivery was lost with its connection and nothing was done (it comes again). */
+  deadLetter(d: Incoming<RawOf<T>>, reason: string, code: string): Promise<boolean>;
 }
 
 export async function dispatch<T extends Transport>(
@@ -109,15 +110,19 @@ export async function dispatch<T extends Transport>(
       d.retry();
       return;
     }
+    // Dead-lettered before it is answered or counted as seen: a delivery lost with its connection meanwhile is
+    // delivered again, and must then go through this again (its failures kept, so its next one is the last),
+    // not be dropped as a duplicate of a message that was neither handled nor dead-lettered.
+    const kept = await c.deadLetter(
+      d,
+      `the handler failed ${failures} times: ${(err as Error)?.stack ?? String(err)}`,
+      'HANDLER_FAILED',
+    );
+    if (!kept) return;
     c.failures.delete(dedupeKey);
     await ctx.respond(
       500,
       `${message.msg} failed ${failures} times: ${(err as Error)?.message ?? String(err)}`.slice(0, 1024),
-    );
-    await c.deadLetter(
-      d,
-      `the handler failed ${failures} times: ${(err as Error)?.stack ?? String(err)}`,
-      'HANDLER_FAILED',
     );
     if (dedupeKey !== undefined) c.seen.add(dedupeKey);
     return;

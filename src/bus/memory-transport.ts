@@ -428,7 +428,7 @@ export class MemoryTransport extends TypedEmitter<TransportEvents> implements Tr
       const reason = `rejected: a body of ${m.body.length} bytes is over ${this.#maxBodyBytes}`;
       this.deadLetters.push({ message: m, reason, code: 'TOO_LARGE', at: this.#network.clock.now() });
       this.#settle(d, 'dead', reason, 'TOO_LARGE');
-      const none = async (): Promise<void> => undefined;
+      const none = async (): Promise<undefined> => undefined;
       const settled = { ack: none, retry: none, deadLetter: none };
       return { ...this.#view(m, d), ...settled, body: Buffer.alloc(0), oversized: m.body.length };
     }
@@ -461,9 +461,10 @@ export class MemoryTransport extends TypedEmitter<TransportEvents> implements Tr
       deadLetter: async (reason, code) => {
         const failure = this.deadLetterFailure?.(reason, code);
         if (failure !== undefined) throw failure;
-        // The copy is kept only by the settlement that counts (not by a stale or a second one).
+        // The copy is kept only by the settlement that counts (not by a stale or a second one). A stale delivery
+        // comes again (it was given back): nothing was done, as MQTT's, whose PUBACK cannot be sent any more.
         if (!d.stale && !d.settled) this.deadLetters.push({ message: m, reason, code, at: this.#network.clock.now() });
-        this.#settle(d, 'dead', reason, code);
+        return this.#settle(d, 'dead', reason, code) ? undefined : false;
       },
     };
   }

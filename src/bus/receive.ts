@@ -340,8 +340,9 @@ export class Receiver<T extends Transport> {
     await this.#deadLetter(d, reason, deadCode);
   }
 
-  async #deadLetter(d: Incoming<RawOf<T>>, reason: string, code: string): Promise<void> {
+  /** false: the delivery was lost with its connection and nothing was done (it comes again). */
+  async #deadLetter(d: Incoming<RawOf<T>>, reason: string, code: string): Promise<boolean> {
     this.#d.emit('dead-letter', reason, code, d);
-    await d.deadLetter(reason, code);
+    return (await d.deadLetter(reason, code)) !== false;
   }
 }

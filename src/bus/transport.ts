@@ -79,9 +79,10 @@ export interface Incoming<Raw = unknown> {
   retry(): void;
   /**
    * Moves the message to the dead letters with `reason` (and its code) recorded, then acks it; the promise settles
-   * once the dead-letter copy is safe.
+   * once the dead-letter copy is safe. It resolves `false` when it could do nothing because the delivery was lost
+   * with its connection (the broker delivers the message again); the Connector then neither answers nor forgets it.
    */
-  deadLetter(reason: string, code?: string): Promise<void>;
+  deadLetter(reason: string, code?: string): Promise<boolean | undefined>;
 }
 
 /**

@@ -570,9 +570,11 @@ export class MqttTransport extends TypedEmitter<TransportEvents> implements Tran
         if (this.#current(h) && this.#consuming) setImmediate(() => this.#current(h) && this.#handOver(h, true));
       },
       deadLetter: async (reason, code) => {
-        if (!this.#current(h)) return;
+        // From a connection that is gone: its PUBACK can no longer be sent, and the session delivers it again.
+        if (!this.#current(h)) return false;
         await this.#publishDead(h, reason, code, from);
         this.#ack(h);
+        return undefined;
       },
     };
   }
