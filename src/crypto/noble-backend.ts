@@ -1,16 +1,17 @@
 /**
  * The noble backend: @noble/ed25519 for signatures (2x faster signing than curves' ed25519, which matters on a hub
- * that signs every message), @noble/curves' Montgomery ladder for X25519, @noble/ciphers for XChaCha20-Poly1305, @noble/hashes for
- * SHA-512 and HKDF. Node 18 has no globalThis.crypto, so noble's own randomness is never used: every secret is
- * generated with node:crypto and handed in.
+ * that signs every message), @noble/curves' Montgomery ladder for X25519, @noble/ciphers for XChaCha20-Poly1305: the
+ * three primitives a Node may lack (its OpenSSL built without them). SHA-512 and HKDF-SHA256 come from node:crypto,
+ * which every Node since 15 has whatever its OpenSSL: @noble/hashes would add 14 KB to the hub's bundle and be 24x
+ * slower on the SHA-512 of every signature. Node 18 has no globalThis.crypto, so noble's own randomness is never
+ * used: every secret is generated with node:crypto and handed in.
  */
 
+import { createHash, hkdfSync } from 'node:crypto';
 import { xchacha20poly1305 } from '@noble/ciphers/chacha.js';
 import { pow } from '@noble/curves/abstract/modular.js';
 import { montgomery } from '@noble/curves/abstract/montgomery.js';
 import * as ed from '@noble/ed25519';
-import { hkdf } from '@noble/hashes/hkdf.js';
-import { sha256, sha512 } from '@noble/hashes/sha2.js';
 import {
   type CryptoBackend,
   checkKeyAndNonce,
@@ -24,7 +25,7 @@ import {
 import { CryptoError } from './errors.js';
 
 // The synchronous API needs a SHA-512; without this @noble/ed25519 v3 only offers the WebCrypto-based async one.
-ed.hashes.sha512 = sha512;
+ed.hashes.sha512 = (message: Uint8Array) => new Uint8Array(createHash('sha512').update(message).digest());
 
 /**
  * X25519 (RFC 7748) from curves' audited ladder with the curve's parameters. Not `x25519` from
@@ -107,7 +108,7 @@ export const nobleBackend: CryptoBackend = {
   },
 
   hkdf(ikm, salt, info, length) {
-    return hkdf(sha256, ikm, salt, info, length);
+    return new Uint8Array(hkdfSync('sha256', ikm, salt, info, length));
   },
 
   seal(key, nonce, aad, plaintext) {
@@ -133,6 +134,3 @@ export const nobleBackend: CryptoBackend = {
     }
   },
 };
-
-/** SHA-256, for key ids; the same on both backends. */
-export { sha256 };
