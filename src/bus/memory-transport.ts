@@ -196,6 +196,10 @@ interface Delivery {
   settled: boolean;
   /** Given back by a disconnect: its late settlement is dropped, as an ack on a closed AMQP channel. */
   stale: boolean;
+  /** The consumer's promise for it has finished: inject() learns the settlement only then, after what the consumer
+   * does once it settled (an answer sent after a dead letter, say). */
+  done: boolean;
+  settlement?: Settlement;
   onSettled?: (s: Settlement) => void;
 }
 
@@ -328,7 +332,8 @@ export class MemoryTransport extends TypedEmitter<TransportEvents> implements Tr
 
   /**
    * Puts a message into our queue as if `from` had sent it, and resolves with the first settlement of its first
-   * delivery (a retried message goes back to the queue and is delivered again; see `settlements` for the rest).
+   * delivery (a retried message goes back to the queue and is delivered again; see `settlements` for the rest), once
+   * the consumer is done with that delivery.
    */
   inject(m: InjectedMessage): Promise<Settlement> {
     const from = 'from' in m ? m.from : this.peers[0];
@@ -398,7 +403,7 @@ export class MemoryTransport extends TypedEmitter<TransportEvents> implements Tr
   }
 
   #deliver(message: MemoryMessage): void {
-    const d: Delivery = { message, deliveryCount: message.deliveryCount, settled: false, stale: false };
+    const d: Delivery = { message, deliveryCount: message.deliveryCount, settled: false, stale: false, done: false };
     const waiter = this.#waiters.get(message);
     if (waiter !== undefined) {
       this.#waiters.delete(message);
@@ -417,6 +422,8 @@ export class MemoryTransport extends TypedEmitter<TransportEvents> implements Tr
         })
         .finally(() => {
           this.#running--;
+          d.done = true;
+          if (d.settlement !== undefined) d.onSettled?.(d.settlement);
         });
     });
   }
@@ -486,7 +493,8 @@ export class MemoryTransport extends TypedEmitter<TransportEvents> implements Tr
       ...(code === undefined ? {} : { code }),
     };
     this.settlements.push(s);
-    d.onSettled?.(s);
+    if (d.done) d.onSettled?.(s);
+    else d.settlement = s;
     if (outcome !== 'retry') queueMicrotask(() => this._pump());
     return true;
   }

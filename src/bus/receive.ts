@@ -318,7 +318,8 @@ export class Receiver<T extends Transport> {
 
   /**
    * Dead-letters a message we refuse and, when it can be identified (a msg_id, a request_id or an id), answers it
-   * with the code (§3.5 rule 3): to its msg_id, or with msg_id null and the ids echoed.
+   * with the code (§3.5 rule 3): to its msg_id, or with msg_id null and the ids echoed. The answer waits for the
+   * dead letter: a delivery lost with its connection meanwhile comes again and is refused (and answered) then, once.
    */
   async #refuse(
     d: Incoming<RawOf<T>>,
@@ -328,16 +329,14 @@ export class Receiver<T extends Transport> {
     deadCode: string,
     identity: Identity | undefined,
   ): Promise<void> {
-    if (identity !== undefined) {
-      await this.#d
-        .publish(
-          sender,
-          response(identity.msg_id ?? null, code, reason.slice(0, 1024), undefined, identity),
-          d.messageId === undefined ? {} : { correlationId: d.messageId },
-        )
-        .catch((err: unknown) => this.#d.emit('handler-error', err, 'response', false));
-    }
-    await this.#deadLetter(d, reason, deadCode);
+    if (!(await this.#deadLetter(d, reason, deadCode)) || identity === undefined) return;
+    await this.#d
+      .publish(
+        sender,
+        response(identity.msg_id ?? null, code, reason.slice(0, 1024), undefined, identity),
+        d.messageId === undefined ? {} : { correlationId: d.messageId },
+      )
+      .catch((err: unknown) => this.#d.emit('handler-error', err, 'response', false));
   }
 
   /** false: the delivery was lost with its connection and nothing was done (it comes again). */

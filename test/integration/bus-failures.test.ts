@@ -297,10 +297,12 @@ s(
           cases.map((c) => c[3]),
         );
         assert.match(he.deadLetters[0]?.[0] ?? '', /the routing key 'load_price' does not name activate/);
+        // In any order: a refusal is answered once its dead letter is done, so the good message's 200 may come first.
         const got = responses.map((g) => g.message as Message<'response'>);
+        const sorted = (rows: unknown[][]): string[] => rows.map((row) => JSON.stringify(row)).sort();
         assert.equal(
-          got.map((r) => [r.response_code, r.msg_id, r.id]),
-          [...cases.map((c) => c[4]), [200, good, undefined]],
+          sorted(got.map((r) => [r.response_code, r.msg_id, r.id])),
+          sorted([...cases.map((c) => c[4]), [200, good, undefined]]),
         );
         const letters = await f.drain(`private-${hub}-dead`);
         assert.equal(

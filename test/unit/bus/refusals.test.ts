@@ -11,7 +11,7 @@ import { AmqpTransport, BusError, CONTENT_TYPE_SEALED, type MemoryTransport } fr
 import { identify } from '../../../src/bus/protocol.js';
 import { EbTime, encode, type Message } from '../../../src/codec/index.js';
 import type { Sealer } from '../../../src/crypto/index.js';
-import { deliver, HUB, json, pair, sealers, uuid, VPP } from '../../helpers/memory-bus.js';
+import { deliver, HUB, json, pair, responses, sealers, until, uuid, VPP } from '../../helpers/memory-bus.js';
 
 const FROM = EbTime.parse('2026-01-01T00:00:00Z');
 const TO = FROM.plusSeconds(900);
@@ -134,6 +134,35 @@ r('an unsupported data model version is answered 459 when identified, and only d
   assert.equal([quiet.outcome, quiet.code, t.sent.length], ['dead', 'VERSION', 1]);
   await hub.close();
 });
+
+r(
+  'a refusal whose delivery is lost before its dead letter is answered once, when the message comes again',
+  async () => {
+    const { network, hub } = pair();
+    await hub.start();
+    const t = hub.transport;
+    // The connection drops as the first delivery is dead-lettered: that dead letter does nothing (MQTT cannot send its
+    // PUBACK any more; AMQP's reject goes nowhere), the message comes again and is refused again.
+    let drops = 1;
+    t.deadLetterFailure = () => {
+      if (drops-- > 0) {
+        t.disconnect();
+        setImmediate(() => t.reconnect());
+      }
+      return undefined;
+    };
+    void raw(t, { msg: 'make_coffee', msg_id: uuid(30) }, { messageId: 'coffee' });
+    await until(() => t.deadLetters.length === 1);
+    await network.idle();
+    assert.is(drops, -1, 'the dead letter was tried twice: the first delivery was lost');
+    assert.equal(
+      t.settlements.map((x) => [x.outcome, x.code]),
+      [['dead', 'DECODE_453']],
+    );
+    assert.equal(responses(t), [[453, uuid(30)]], 'answered once: after the dead letter that counted');
+    assert.equal(t.problems, []);
+  },
+);
 
 r("a handler's error and the last failure answer a message without msg_id by its request_id, once", async () => {
   const { hub } = pair({ hub: { deliveryLimit: 1 } });
