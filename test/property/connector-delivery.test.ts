@@ -3,9 +3,11 @@
  * a VPP sends messages to a hub whose handler, drawn from a seeded PRNG, returns, throws (the bus retries it, up to
  * its delivery limit) or hangs until a later step; meanwhile copies of earlier messages arrive again (a publisher's
  * retry with the same message id), and the hub's connection drops and comes back (what was unsettled is delivered
- * again), with or without a broker that counts deliveries. Whatever the sequence, once everything is let go:
+ * again, also in the instant a message is being dead-lettered), with or without a broker that counts deliveries;
+ * some messages are refused by the codec. Whatever the sequence, once everything is let go:
  *  - each message is handled to completion exactly once (a handler that returned), or, when it failed as often as
  *    the delivery limit, dead-lettered once and answered 500, never both;
+ *  - each refused message is dead-lettered once and answered once;
  *  - no message is handled by two handler calls at the same time;
  *  - nothing is left in the queue or unsettled.
  * FUZZ_ITERATIONS=n runs n sequences (default 20), FUZZ_SEED=s replays one.
@@ -14,7 +16,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { Message } from '../../src/codec/index.js';
 import { EbTime } from '../../src/codec/index.js';
-import { HUB, pair, VPP } from '../helpers/memory-bus.js';
+import { HUB, pair, responses, uuid, VPP } from '../helpers/memory-bus.js';
 import { Random } from '../helpers/random.js';
 
 const sequences = Number(process.env['FUZZ_ITERATIONS'] ?? 20);
@@ -53,6 +55,15 @@ async function sequence(seed: number, steps: number): Promise<void> {
   const sentIds = new Map<number, string>();
   let next = 1;
   const t = hub.transport;
+  // Now and then the connection drops just as a message is dead-lettered: that dead letter is lost with it.
+  t.deadLetterFailure = () => {
+    if (!letGo && rnd.int(4) === 0) {
+      t.disconnect();
+      setImmediate(() => t.reconnect());
+    }
+    return undefined;
+  };
+  const refused: string[] = [];
   try {
     for (let step = 0; step < steps; step++) {
       const op = rnd.int(12);
@@ -84,6 +95,22 @@ async function sequence(seed: number, steps: number): Promise<void> {
         t.reconnect();
       } else if (op < 11) {
         for (const resolve of hanging.splice(0, rnd.range(1, 3))) resolve();
+      } else {
+        // A message the codec refuses (a price that is not a number), with a msg_id to answer.
+        const msgId = uuid(seed * 1000 + refused.length);
+        refused.push(msgId);
+        void t.inject({
+          from: VPP,
+          body: JSON.stringify({
+            msg: 'load_price',
+            from: T0.toString(),
+            to: T0.toString(),
+            price: 'x',
+            msg_id: msgId,
+          }),
+          routingKey: 'load_price',
+          properties: { messageId: `r-${msgId}`, type: 'load_price', contentType: 'application/json' },
+        });
       }
       await new Promise((resolve) => setImmediate(resolve));
     }
@@ -111,6 +138,16 @@ async function sequence(seed: number, steps: number): Promise<void> {
       if (deadLettered === 1)
         assert.ok((calls.get(n) ?? 0) >= LIMIT, `seed ${seed}: message ${n} dead-lettered before ${LIMIT} failures`);
     }
+    const answers = responses(t);
+    for (const msgId of refused) {
+      assert.is(dead.get(`r-${msgId}`), 1, `seed ${seed}: refused ${msgId} dead-lettered once`);
+      assert.equal(
+        answers.filter(([, id]) => id === msgId),
+        [[400, msgId]],
+        `seed ${seed}: refused ${msgId} answered once`,
+      );
+    }
+    assert.equal(t.problems, [], `seed ${seed}: the consumer did nothing wrong`);
     assert.is(t.unsettled, 0, `seed ${seed}: nothing unsettled`);
     assert.is(network.queued(HUB).length, 0, `seed ${seed}: nothing left in the queue`);
   } finally {
