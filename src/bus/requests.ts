@@ -9,6 +9,9 @@
  *   - `cor:` the transport's correlation_id, which our own peers set to the request's message id, whatever the type.
  * Keys are per peer: another entity cannot settle our request to this one. The keys that name one request are tried
  * before `id:` and `v1:`, which several requests waiting at once may share: those settle the oldest of them.
+ * A request with a functional reply (an activation's decision, a report ...) that also carries a msg_id is not
+ * settled by the `response` 200 to that msg_id, only by its reply or an error response (§3.5 rules 1 and 2: the msg_id
+ * asks for a transport-level ack, which a peer may send before the reply).
  */
 import { randomUUID } from 'node:crypto';
 import type { Message } from '../codec/index.js';
@@ -35,6 +38,8 @@ export interface PendingRequest {
   reject(e: Error): void;
   timer: Timer | undefined;
   done: boolean;
+  /** It waits for a functional reply: a success `response` (the ack of its msg_id) does not settle it. */
+  readonly functional: boolean;
 }
 
 /** A request as it goes out: its ids filled in, and the promise of its reply. */
@@ -104,7 +109,12 @@ export class PendingRequests {
       reject = rej;
     });
     reply.catch(() => undefined);
-    const p: PendingRequest = { resolve, reject, keys, reply, timer: undefined, done: false };
+    // get_periodic_report's reports come later, period by period: the ack of its msg_id says the subscription is taken.
+    const functional =
+      type === 'activate' ||
+      type === 'modify_activation' ||
+      (REQUEST_REPLIES.has(type) && type !== 'get_periodic_report' && type !== 'balancing_unachievable');
+    const p: PendingRequest = { resolve, reject, keys, reply, timer: undefined, done: false, functional };
     p.timer = this.clock.setTimeout(
       () => this.settle(p, new BusError('TIMEOUT', `no reply to ${type} from ${peer} within ${timeoutMs} ms`)),
       timeoutMs,
@@ -157,9 +167,14 @@ export class PendingRequests {
     return undefined;
   }
 
-  /** Settles `p` with its reply: a `response` with an error code rejects with REJECTED, the reply attached. */
+  /**
+   * Settles `p` with its reply: a `response` with an error code rejects with REJECTED, the reply attached. A success
+   * `response` to a request that waits for a functional reply is only the ack of its msg_id: it keeps waiting.
+   */
   answer(p: PendingRequest, sender: string, message: Message): void {
     const x = message as { response_code?: number; response_desc?: string };
+    if (message.msg === 'response' && p.functional && !(typeof x.response_code === 'number' && x.response_code >= 400))
+      return;
     if (message.msg === 'response' && typeof x.response_code === 'number' && x.response_code >= 400) {
       this.settle(
         p,

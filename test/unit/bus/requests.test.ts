@@ -264,6 +264,99 @@ m('correlation_id alone: a reply that carries no id of the request still settles
   await Promise.all([hub.close(), vpp.close()]);
 });
 
+m(
+  'a peer that acks the msg_id before its functional reply: the 200 does not settle the request, the reply does',
+  async () => {
+    const network = new MemoryNetwork();
+    const vpp = new Connector({ transport: network.transport({ name: VPP, peers: [HUB] }) });
+    const hubT = network.transport({ name: HUB, peers: [VPP] });
+    const unhandled: string[] = [];
+    vpp.on('unhandled', (x) => unhandled.push(x.msg));
+    await vpp.start();
+    let sent = 0;
+    const send = (m: Message): Promise<void> =>
+      hubT.send({
+        to: VPP,
+        routingKey: m.msg,
+        body: encode(m),
+        properties: {
+          messageId: `h${++sent}`,
+          type: m.msg,
+          contentType: 'application/json',
+          timestamp: new Date(),
+          appId: HUB,
+          headers: {},
+        },
+      });
+    const ok = (msgId: string): Message => ({
+      msg: 'response',
+      msg_id: msgId,
+      response_code: 200,
+      response_desc: 'OK',
+    });
+    // An activation with a msg_id (§3.5 rule 2 advises against it; a careless aggregator does it anyway).
+    const decision = vpp.request(HUB, {
+      msg: 'activate',
+      id: uuid(40),
+      modification_count: 0,
+      from: T0,
+      to: T0.plusSeconds(900),
+      quantity: 1,
+      device: null,
+      msg_id: uuid(41),
+    });
+    let settled = false;
+    void decision.then(() => {
+      settled = true;
+    });
+    await send(ok(uuid(41)));
+    await until(() => network.queued(VPP).length === 0);
+    await settle(5);
+    assert.not.ok(settled, 'the ack of the msg_id is not the decision');
+    await send({ msg: 'accept_activation', id: uuid(40), modification_count: 0 });
+    assert.is((await soon(decision)).msg, 'accept_activation');
+    // A report asked for with a msg_id too: the report is the answer.
+    const report = vpp.request(HUB, {
+      msg: 'get_report',
+      from: T0,
+      to: T0.plusSeconds(60),
+      resolution: 60,
+      signals: ['total.p'],
+      request_id: uuid(42),
+      msg_id: uuid(43),
+    });
+    await send(ok(uuid(43)));
+    await send({
+      msg: 'report',
+      from: T0,
+      to: T0.plusSeconds(60),
+      resolution: 60,
+      values: { 'total.p': [1] },
+      request_id: uuid(42),
+    });
+    assert.is((await soon(report)).msg, 'report');
+    // An error response still refuses such a request at once.
+    const refused = vpp.request(HUB, {
+      msg: 'activate',
+      id: uuid(44),
+      modification_count: 0,
+      from: T0,
+      to: T0.plusSeconds(900),
+      quantity: 1,
+      device: null,
+      msg_id: uuid(45),
+    });
+    await send({ msg: 'response', msg_id: uuid(45), response_code: 450, response_desc: 'stale' });
+    assert.is((await rejected(soon(refused))).code, 'REJECTED');
+    // A command whose only answer is the ack is settled by it.
+    const clock = vpp.request(HUB, { msg: 'set_clock', offset: 1, msg_id: uuid(46) });
+    await send(ok(uuid(46)));
+    assert.is((await soon(clock)).msg, 'response');
+    assert.equal(unhandled, [], 'each ack was taken as the ack of its request, not handed to the application');
+    await vpp.close();
+  },
+);
+
 m('keys are per peer: the same request_id from another peer does not settle the request', async () => {
   const network = new MemoryNetwork();
   const vpp = new Connector({ transport: network.transport({ name: VPP, peers: [HUB, 'heh-other'] }) });
