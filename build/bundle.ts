@@ -6,10 +6,10 @@
  *   node .out/build/bundle.js --pack                    the same, dist/hub.js packed (Brotli + a loader: see pack())
  *   node .out/build/bundle.js --analyze [BUNDLE]   what each source file and package adds to the bundle, largest first
  */
-import { chmodSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { brotliCompressSync, constants } from 'node:zlib';
-import { type BuildOptions, build, type Plugin } from 'esbuild';
+import { type BuildOptions, build, type Metafile, type Plugin } from 'esbuild';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -36,6 +36,34 @@ const withoutInstances: Plugin = {
   },
 };
 
+/**
+ * The hubs' entries answer `--version` without loading the hub: they import its code with import() from the module
+ * named here. Bundled as one, esbuild would wrap each of the ~120 modules behind that import() in a lazy initialiser
+ * of its own (a closure, its path as a name, a call per import: 3.8 KB of dist/hub.js). So the module is bundled by
+ * itself, statically, into one function that the entry's import() calls instead (see bundleCode()).
+ */
+const LAZY: Record<string, string> = {
+  'src/bin/hub.ts': 'src/bin/hub-loaded.ts',
+  'src/bin/hub-mqtt.ts': 'src/bin/hub-mqtt-loaded.ts',
+};
+const LAZY_LOADER = 'ebadgeLoadLazyModule';
+
+/**
+ * Reads the hub entry with its one import() of its lazy module turned into a call of the function that bundleCode()
+ * puts after the entry (a global name to esbuild, which leaves it as it is).
+ */
+const lazyImport = (entry: string, loaded: string): Plugin => ({
+  name: 'lazy-import',
+  setup(b) {
+    const call = `import('./${loaded.split('/').pop()?.replace(/\.ts$/, '.js')}')`;
+    b.onLoad({ filter: new RegExp(`${entry.replace(/[.]/g, '\\.')}$`) }, (args) => {
+      const source = readFileSync(args.path, 'utf8');
+      if (source.split(call).length !== 2) throw new Error(`${entry}: expected one ${call}`);
+      return { contents: source.replace(call, `Promise.resolve().then(${LAZY_LOADER})`), loader: 'ts' };
+    });
+  },
+});
+
 /** The bundles `--pack` packs: the hub goes to the Pi, sometimes over a slow link. */
 const PACKED = new Set(['dist/hub.js']);
 
@@ -43,9 +71,7 @@ const SHEBANG = '#!/usr/bin/env node\n';
 
 /** Writes the bundle of `entry` to `outfile`; returns its size and, when packed, the size of the code inside. */
 export async function bundle(entry: string, outfile: string, packed = false): Promise<{ bytes: number; code: number }> {
-  const result = await build({ ...bundleOptions(entry, outfile), write: false });
-  const code = result.outputFiles[0]?.text;
-  if (code === undefined) throw new Error(`${entry}: esbuild wrote no output`);
+  const { code } = await bundleCode(entry, outfile);
   writeFileSync(outfile, packed ? pack(code) : code, { mode: 0o755 });
   chmodSync(outfile, 0o755);
   return { bytes: statSync(outfile).size, code: Buffer.byteLength(code) };
@@ -76,9 +102,50 @@ export function pack(code: string): string {
   );
 }
 
-/** esbuild's options for the bundle of `entry` (bench/hub-mqtt.ts bundles with them too, with a metafile). */
+/**
+ * The code of the bundle of `entry`, and esbuild's metafile for it (one output, `outfile`, whose inputs are every
+ * source file in the bundle with the bytes it adds). A hub entry is two builds made one file: the entry itself, as an
+ * IIFE so that its names cannot reach into the other, and its lazy module as CommonJS inside a function that its
+ * import() calls on a later turn (a failure in it rejects the import()'s promise as before).
+ */
+export async function bundleCode(entry: string, outfile: string): Promise<{ code: string; metafile: Metafile }> {
+  const options = bundleOptions(entry, outfile);
+  const loaded = LAZY[entry];
+  if (loaded === undefined) {
+    const r = await build({ ...options, write: false, metafile: true });
+    const code = r.outputFiles[0]?.text;
+    if (code === undefined) throw new Error(`${entry}: esbuild wrote no output`);
+    return { code, metafile: r.metafile };
+  }
+  const outer = await build({
+    ...options,
+    format: 'iife',
+    plugins: [...(options.plugins ?? []), lazyImport(entry, loaded)],
+    write: false,
+    metafile: true,
+  });
+  const inner = await build({ ...bundleOptions(loaded, outfile), banner: {}, write: false, metafile: true });
+  const [o, i] = [outer.outputFiles[0]?.text, inner.outputFiles[0]?.text];
+  if (o === undefined || i === undefined) throw new Error(`${entry}: esbuild wrote no output`);
+  const code = `${o}function ${LAZY_LOADER}(){var module={exports:{}},exports=module.exports;${i}return module.exports}\n`;
+  return { code, metafile: merged(outer.metafile, inner.metafile, Buffer.byteLength(code)) };
+}
+
+/** The two builds' metafiles as one output of `bytes`, each input's bytes summed. */
+function merged(a: Metafile, b: Metafile, bytes: number): Metafile {
+  const [key, first] = Object.entries(a.outputs)[0] ?? [];
+  const second = Object.values(b.outputs)[0];
+  if (key === undefined || first === undefined || second === undefined) throw new Error('a build without output');
+  const inputs = { ...first.inputs };
+  for (const [file, { bytesInOutput }] of Object.entries(second.inputs))
+    inputs[file] = { bytesInOutput: (inputs[file]?.bytesInOutput ?? 0) + bytesInOutput };
+  return { inputs: { ...a.inputs, ...b.inputs }, outputs: { [key]: { ...first, bytes, inputs } } };
+}
+
+/** esbuild's options for the bundle of `entry`, or of a hub entry's lazy module (bundleCode() puts them together). */
 export function bundleOptions(entry: string, outfile: string): BuildOptions {
-  const hub = Object.entries(BUNDLES).some(([out, e]) => e === entry && HUBS.has(out));
+  const hub =
+    Object.entries(BUNDLES).some(([out, e]) => e === entry && HUBS.has(out)) || Object.values(LAZY).includes(entry);
   return {
     ...(hub ? { plugins: [withoutInstances] } : {}),
     entryPoints: [`${root}${entry}`],
@@ -106,7 +173,7 @@ async function analyze(out: string): Promise<void> {
   const entry = BUNDLES[out];
   if (entry === undefined)
     throw new Error(`--analyze: unknown bundle "${out}" (one of ${Object.keys(BUNDLES).join(', ')})`);
-  const { metafile } = await build({ ...bundleOptions(entry, `${root}${out}`), write: false, metafile: true });
+  const { metafile } = await bundleCode(entry, `${root}${out}`);
   const output = Object.values(metafile.outputs)[0];
   if (output === undefined) throw new Error('--analyze: esbuild wrote no output');
   const files = Object.entries(output.inputs).map(([file, { bytesInOutput }]) => ({ file, bytes: bytesInOutput }));

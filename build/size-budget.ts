@@ -10,10 +10,12 @@ export const SIZE_BUDGET: Record<string, number> = {
   // 318,076 B at 1c14c49; 318,828 B at 272133e (+752: activations taking turns and replacing their timers, periodic
   // report progress on the subscription reported on, request() keys that several requests share).
   // 306,487 B at the commit that took SHA-512 and HKDF for the noble backend from node:crypto (-12,458: @noble/hashes).
-  'dist/hub.js': 307_400,
+  // 302,691 B with the hub's code bundled statically behind the entry's import() (-3,796: no lazy initialiser per module).
+  'dist/hub.js': 303_600,
   // 706,321 B at 1c14c49: hub.js's code and MQTT.js; 707,075 B at 272133e (the same fixes).
   // 694,737 B with the same change (-12,465).
-  'dist/hub-mqtt.js': 695_600,
+  // 690,778 B with the same build (-3,959).
+  'dist/hub-mqtt.js': 691_700,
   // 59,022 B at 1c14c49: connect, confirm channel, declare, publish, consume, close (bench/size/ours.ts).
   'bench/size/ours.ts': 60_000,
 };

@@ -9,7 +9,8 @@ export const DEFAULT_CONFIG = '/etc/ebadge/hub.json';
 
 export const versionLine = (): string => `ebadge-hub ${HUB_VERSION} (node ${process.version}, ${process.arch})`;
 
-export const USAGE = `usage: hub.js [run] [--config FILE]     run the hub (default ${DEFAULT_CONFIG})
+/** A function, not a constant: the entry imports versionLine from here and must not carry this text as well. */
+export const usage = (): string => `usage: hub.js [run] [--config FILE]     run the hub (default ${DEFAULT_CONFIG})
        hub.js check-config [--config FILE]
        hub.js keygen --id ID --out FILE [--public FILE] [--force]
        hub.js bench [--config FILE] [--seconds N]    codec, sealing and broker round trips on this device

@@ -32,7 +32,7 @@ import {
 } from '../bus/index.js';
 import { type Io, UsageError } from '../core/io.js';
 import { CryptoError, Keyring, ReplayWindow, Sealer, SequenceReserver, selectBackend } from '../crypto/index.js';
-import { DEFAULT_CONFIG, HUB_VERSION, USAGE, versionLine } from './about.js';
+import { DEFAULT_CONFIG, HUB_VERSION, usage, versionLine } from './about.js';
 import { bench } from './bench.js';
 import { ConfigError, checkPeerKeys, type HubConfig, loadConfig } from './config/index.js';
 import { type Actuator, createActuator, createMeter, type Meter } from './devices/index.js';
@@ -86,7 +86,7 @@ export async function hubMain(argv: string[], options: RunOptions): Promise<numb
       return EXIT.OK;
     }
     if (first === '--help' || first === '-h' || first === 'help') {
-      io.out(USAGE);
+      io.out(usage());
       return EXIT.OK;
     }
     const extra =
@@ -130,7 +130,7 @@ export async function hubMain(argv: string[], options: RunOptions): Promise<numb
     return await run(config, options.stop, log, options.mqttBus);
   } catch (err) {
     if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') === true) {
-      io.err(`error: ${(err as Error).message}\n${USAGE}`);
+      io.err(`error: ${(err as Error).message}\n${usage()}`);
       return EXIT.USAGE;
     }
     if (err instanceof ConfigError) {

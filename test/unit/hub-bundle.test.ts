@@ -5,12 +5,13 @@
  * MQTT.js's dependency closure (from package-lock.json), while hub-mqtt.js must have both, which shows that the check
  * sees them when they are there.
  */
-import { readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { build, type Metafile } from 'esbuild';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { BUNDLES, bundleOptions } from '../../build/bundle.js';
+import { BUNDLES, bundleCode } from '../../build/bundle.js';
 import { repoRoot } from '../helpers/oracle.js';
 
 /** `mqtt` and every package it pulls in, by package-lock.json. */
@@ -32,11 +33,7 @@ function mqttClosure(): Set<string> {
 async function mqttInputs(out: string, closure: Set<string>): Promise<string[]> {
   const entry = BUNDLES[out];
   if (entry === undefined) throw new Error(`build/bundle.ts has no ${out}`);
-  const { metafile } = (await build({
-    ...bundleOptions(entry, path.join(repoRoot(), out)),
-    write: false,
-    metafile: true,
-  })) as { metafile: Metafile };
+  const { metafile } = await bundleCode(entry, path.join(repoRoot(), out));
   return Object.keys(metafile.inputs).filter((input) => {
     const pkg = /node_modules\/(@[^/]+\/[^/]+|[^/]+)/.exec(input)?.[1];
     return pkg !== undefined ? closure.has(pkg) : /(^|\/)src\/mqtt\//.test(input);
@@ -63,11 +60,7 @@ s('dist/hub.js holds no file of src/mqtt or of MQTT.js and its dependencies; dis
 s('the hubs leave out the sharing of shards among instances (a hub is one process); the CLI keeps it', async () => {
   const inputs = async (out: string): Promise<string[]> => {
     const entry = BUNDLES[out] as string;
-    const { metafile } = (await build({
-      ...bundleOptions(entry, path.join(repoRoot(), out)),
-      write: false,
-      metafile: true,
-    })) as { metafile: Metafile };
+    const { metafile } = await bundleCode(entry, path.join(repoRoot(), out));
     return Object.keys(metafile.inputs);
   };
   const instances = (files: string[]) =>
@@ -81,5 +74,33 @@ s('the hubs leave out the sharing of shards among instances (a hub is one proces
     'src/bus/amqp-shards.ts',
   ]);
 });
+
+s(
+  '--version runs the entry alone; the rest is the hub, loaded by its import() and run from the same file',
+  async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'hub-bundle-'));
+    try {
+      for (const out of ['dist/hub.js', 'dist/hub-mqtt.js']) {
+        const file = path.join(dir, path.basename(out));
+        const { code } = await bundleCode(BUNDLES[out] as string, file);
+        writeFileSync(file, code);
+        // The entry is everything before the function that holds the hub: the version line, the import() and its
+        // error handler, none of the hub's modules.
+        const entry = code.slice(0, code.indexOf('function ebadgeLoadLazyModule('));
+        assert.ok(entry.length > 0 && entry.length < 1_500, `${out}: the entry is ${entry.length} B`);
+        assert.not.match(entry, /node:|require\(/, `${out}: the entry loads no module`);
+        const version = spawnSync(process.execPath, [file, '--version'], { encoding: 'utf8' });
+        assert.match(version.stdout, /^ebadge-hub \d+\.\d+\.\d+ \(node v/, out);
+        const run = spawnSync(process.execPath, [file, '--config', path.join(dir, 'missing.json')], {
+          encoding: 'utf8',
+        });
+        assert.is(run.status, 78, `${out}: the hub ran and refused the missing config (${run.stderr})`);
+        assert.match(run.stderr, /missing\.json: \$: expected a readable JSON file, found no file/);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  },
+);
 
 s.run();
