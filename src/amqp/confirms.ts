@@ -21,10 +21,22 @@ export interface PendingConfirm {
   returned: { replyCode: number; replyText: string } | undefined;
 }
 
+interface Returned {
+  /** The next sequence number when it came: it is for a publish sent before, never for a later one. */
+  readonly before: number;
+  readonly exchange: string;
+  readonly routingKey: string;
+  readonly messageId: string | undefined;
+  readonly replyCode: number;
+  readonly replyText: string;
+}
+
 export class ConfirmTracker {
   nextSeq = 1;
   readonly #pending = new Map<number, PendingConfirm>();
   #mandatoryCount = 0;
+  /** basic.returns not yet given to a publish: each goes to the one the next ack settles (see markReturned). */
+  #returns: Returned[] = [];
 
   get size(): number {
     return this.#pending.size;
@@ -44,6 +56,7 @@ export class ConfirmTracker {
   }
 
   #settle(tag: number, multiple: boolean, ok: boolean): void {
+    if (this.#returns.length > 0) this.#attribute(tag, multiple);
     if (!multiple) {
       const p = this.#pending.get(tag);
       if (p !== undefined) this.#finish(tag, p, ok);
@@ -76,9 +89,13 @@ export class ConfirmTracker {
   }
 
   /**
-   * Marks the publish a basic.return refers to. The return carries no sequence number; RabbitMQ sends it before the
-   * publish's ack, in publish order, so it belongs to the oldest pending mandatory publish with the same exchange,
-   * routing key and message id. Returns false when none matches (e.g. it already timed out).
+   * A basic.return arrived. It carries no sequence number, and the exchange, routing key and message id it does
+   * carry may fit several pending publishes (no message ids, and a headers exchange, or a binding gone between two
+   * publishes): the oldest of them may well be routed and wait for its queue's confirm. RabbitMQ's channel sends the
+   * return and, in the same turn, the ack that settles the returned publish, whose tag is that publish's own (a
+   * multiple ack ends at it), before anything else. So the return waits for the next ack or nack, and goes to the
+   * publish at its tag, or else to the oldest fitting publish that frame settles. Returns false when no pending
+   * publish fits (it timed out, say): then the return is only reported.
    */
   markReturned(
     exchange: string,
@@ -87,14 +104,36 @@ export class ConfirmTracker {
     replyCode: number,
     replyText: string,
   ): boolean {
-    if (this.#mandatoryCount === 0) return false;
-    for (const p of this.#pending.values()) {
-      if (!p.mandatory || p.returned !== undefined) continue;
-      if (p.exchange === exchange && p.routingKey === routingKey && p.messageId === messageId) {
-        p.returned = { replyCode, replyText };
-        return true;
+    const r: Returned = { before: this.nextSeq, exchange, routingKey, messageId, replyCode, replyText };
+    if (this.#mandatoryCount === 0 || !this.#fitsAny(r)) return false;
+    // At most one waiting return per waiting mandatory publish: a broker that sends more cannot grow this.
+    if (this.#returns.length >= this.#mandatoryCount) this.#returns.shift();
+    this.#returns.push(r);
+    return true;
+  }
+
+  /** Gives each waiting return to the publish the ack or nack of `tag` settles, where one fits. */
+  #attribute(tag: number, multiple: boolean): void {
+    const own = this.#pending.get(tag);
+    this.#returns = this.#returns.filter((r) => {
+      let p = own !== undefined && fits(tag, own, r) ? own : undefined;
+      if (p === undefined && multiple) {
+        for (const [seq, q] of this.#pending) {
+          if (seq > tag) break;
+          if (fits(seq, q, r)) {
+            p = q;
+            break;
+          }
+        }
       }
-    }
+      if (p !== undefined) p.returned = { replyCode: r.replyCode, replyText: r.replyText };
+      // Kept for a later frame only while some publish still fits it.
+      return p === undefined && this.#fitsAny(r);
+    });
+  }
+
+  #fitsAny(r: Returned): boolean {
+    for (const [seq, p] of this.#pending) if (fits(seq, p, r)) return true;
     return false;
   }
 
@@ -120,6 +159,7 @@ export class ConfirmTracker {
     const pending = [...this.#pending.values()];
     this.#pending.clear();
     this.#mandatoryCount = 0;
+    this.#returns = [];
     for (const p of pending) {
       p.reject(
         new PublishError(
@@ -130,4 +170,17 @@ export class ConfirmTracker {
       );
     }
   }
+}
+
+/** Whether `r` may be the return of publish `seq`: sent before it, mandatory, not returned yet, the same exchange,
+ * routing key and message id. */
+function fits(seq: number, p: PendingConfirm, r: Returned): boolean {
+  return (
+    seq < r.before &&
+    p.mandatory &&
+    p.returned === undefined &&
+    p.exchange === r.exchange &&
+    p.routingKey === r.routingKey &&
+    p.messageId === r.messageId
+  );
 }

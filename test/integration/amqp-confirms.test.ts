@@ -83,6 +83,48 @@ test(
 );
 
 test(
+  'PUB-2: confirms: without message ids, the return goes to the unroutable publish, not to an older routed one that waits for its queue',
+  timed(() =>
+    withConnection(async (conn) => {
+      // A headers exchange routes by headers: one exchange, one routing key (''), no message ids, so every return
+      // fits every pending publish. The routed ones are persistent in a durable queue: their acks wait for the disk,
+      // while an unroutable one's return and ack come at once.
+      const ch = await conn.createConfirmChannel();
+      const ex = unique('headers');
+      const q = unique('headers-q');
+      await ch.exchangeDeclare(ex, 'headers');
+      await ch.queueDeclare(q, { durable: true });
+      await ch.queueBind(q, ex, '', { 'x-match': 'all', to: 'q' });
+      const outcomes = await Promise.all(
+        Array.from({ length: 20 }, (_, i) =>
+          ch
+            .basicPublish(
+              ex,
+              '',
+              `m${i}`,
+              { deliveryMode: 2, headers: { to: i % 2 === 0 ? 'q' : 'nobody' } },
+              {
+                mandatory: true,
+              },
+            )
+            .then(
+              () => 'ok',
+              (e: PublishError) => e.failure,
+            ),
+        ),
+      );
+      assert.equal(
+        outcomes,
+        Array.from({ length: 20 }, (_, i) => (i % 2 === 0 ? 'ok' : 'returned')),
+      );
+      assert.is((await ch.queueDeclare(q, { passive: true })).messageCount, 10);
+      await ch.queueDelete(q);
+      await ch.exchangeDelete(ex);
+    }),
+  ),
+);
+
+test(
   'confirms: a publish the broker answers with a channel error fails as closed, with the cause',
   timed(() =>
     withConnection(async (conn) => {

@@ -164,12 +164,14 @@ tracker('PUB-7: expire rejects only what passed its deadline and reports the nex
   assert.is(t.size, 0);
 });
 
-tracker('a return marks the oldest matching mandatory publish; its ack then rejects as returned', () => {
+/** A tracker with mandatory publishes to exchange `x` under the routing keys given (seq 1, 2 ...), and their outcomes. */
+function mandatory(keys: string[], deadline = Infinity): { t: ConfirmTracker; outcome: string[] } {
   const t = new ConfirmTracker();
   const outcome: string[] = [];
-  const add = (seq: number, rk: string): void =>
+  for (const rk of keys) {
+    const seq = t.nextSeq++;
     t.add(seq, {
-      deadline: Infinity,
+      deadline,
       returned: undefined,
       mandatory: true,
       exchange: 'x',
@@ -178,13 +180,65 @@ tracker('a return marks the oldest matching mandatory publish; its ack then reje
       resolve: () => outcome.push(`${seq} ok`),
       reject: (e) => outcome.push(`${seq} ${e.failure}`),
     });
-  add(1, 'a');
-  add(2, 'b');
-  add(3, 'b');
-  assert.ok(t.markReturned('x', 'b', undefined, 312, 'NO_ROUTE'));
-  assert.not.ok(t.markReturned('x', 'zzz', undefined, 312, 'NO_ROUTE'));
-  t.ack(3, true);
-  assert.equal(outcome, ['1 ok', '2 returned', '3 ok']);
+  }
+  return { t, outcome };
+}
+
+tracker('a return goes to the publish the next ack settles at its tag, not to an older one that fits as well', () => {
+  // RabbitMQ, a headers exchange, no message ids: 1 is routed and waits for its queue; 2 is unroutable. The broker
+  // sends return(2), then ack(2) at once, and ack(1) when the queue has it. The oldest publish that fits is 1.
+  const { t, outcome } = mandatory(['', '']);
+  assert.ok(t.markReturned('x', '', undefined, 312, 'NO_ROUTE'));
+  assert.not.ok(t.markReturned('x', 'zzz', undefined, 312, 'NO_ROUTE'), 'no publish fits');
+  t.ack(2, false);
+  t.ack(1, false);
+  assert.equal(outcome, ['2 returned', '1 ok']);
+});
+
+tracker(
+  'a multiple ack ends at the returned publish; a frame that does not settle it leaves the return waiting',
+  () => {
+    const one = mandatory(['a', 'b', 'b']);
+    one.t.markReturned('x', 'b', undefined, 312, 'NO_ROUTE');
+    one.t.ack(3, true);
+    assert.equal(one.outcome, ['1 ok', '2 ok', '3 returned']);
+    // Another broker's order: an ack for a publish that does not fit comes first; the return waits for its own.
+    const two = mandatory(['a', 'b']);
+    two.t.markReturned('x', 'b', undefined, 312, 'NO_ROUTE');
+    two.t.ack(1, false);
+    two.t.ack(2, false);
+    assert.equal(two.outcome, ['1 ok', '2 returned']);
+    // Several returns before one multiple ack: its tag first, then the oldest that fits among those it settles.
+    const three = mandatory(['b', 'a', 'b']);
+    three.t.markReturned('x', 'b', undefined, 312, 'NO_ROUTE');
+    three.t.markReturned('x', 'b', undefined, 312, 'NO_ROUTE');
+    three.t.ack(3, true);
+    assert.equal(three.outcome, ['1 returned', '2 ok', '3 returned']);
+  },
+);
+
+tracker('a return is never given to a publish sent after it, nor kept once nothing fits', () => {
+  const { t, outcome } = mandatory(['b'], 100);
+  t.markReturned('x', 'b', undefined, 312, 'NO_ROUTE');
+  t.expire(200); // 1 timed out before its ack
+  const seq = t.nextSeq++;
+  t.add(seq, {
+    deadline: Infinity,
+    returned: undefined,
+    mandatory: true,
+    exchange: 'x',
+    routingKey: 'b',
+    messageId: undefined,
+    resolve: () => outcome.push(`${seq} ok`),
+    reject: (e) => outcome.push(`${seq} ${e.failure}`),
+  });
+  t.ack(2, false);
+  assert.equal(outcome, ['1 timeout', '2 ok']);
+  // A broker that sends returns without end: each waiting publish takes one, the rest are dropped.
+  const many = mandatory(['b', 'b']);
+  for (let i = 0; i < 1000; i++) many.t.markReturned('x', 'b', undefined, 312, 'NO_ROUTE');
+  many.t.ack(2, true);
+  assert.equal(many.outcome, ['1 returned', '2 returned']);
 });
 
 tracker('failAll: every pending publish fails as closed, once', () => {
