@@ -35,12 +35,12 @@ export async function dispatch<T extends Transport>(
   message: Message,
   diagnostics: string[],
   opened: Opened | undefined,
+  /** What tells this message from its copies (receive.ts): its sender, id and body; undefined without an id. */
+  dedupeKey: string | undefined,
 ): Promise<void> {
   const x = message as { msg_id?: string | null; request_id?: string; id?: string };
   // A `response` is never answered: its msg_id names the message it answers (answering it would ping-pong).
   const msgId = message.msg !== 'response' && typeof x.msg_id === 'string' ? x.msg_id : undefined;
-  const id = d.messageId ?? msgId;
-  const dedupeKey = id === undefined ? undefined : `${sender}:${id}`;
   const correlated = d.messageId === undefined ? {} : { correlationId: d.messageId };
   let settled = false;
   let responded = false;

@@ -16,6 +16,7 @@
  * "Refusals" has the table).
  * The dead letters and refusals of every step go through one place, which also emits the 'dead-letter' event.
  */
+import { createHash } from 'node:crypto';
 import { DecodeError, type DecodeLimits, decode, type Message } from '../codec/index.js';
 import { CryptoError, type Opened, type Sealer } from '../crypto/index.js';
 import { refusable, type SenderBudget } from './budget.js';
@@ -178,11 +179,15 @@ export class Receiver<T extends Transport> {
     // 3. Duplicates.
     // A response's msg_id names the message it answers (see Connector.publish), never the response itself.
     const id = d.messageId ?? (message.msg === 'response' ? undefined : (message as { msg_id?: string }).msg_id);
-    const dedupeKey = id === undefined ? undefined : `${sender}:${id}`;
-    if (dedupeKey !== undefined && this.#inFlight.has(dedupeKey)) {
+    const flightKey = id === undefined ? undefined : `${sender}:${id}`;
+    // A copy has the same body too: a peer that reuses message ids (a counter that starts again after a restart, a
+    // constant) must not have its new messages dropped as copies of old ones. A copy of one in flight waits all the
+    // same (the check above, before a sealed body could be opened, knows only the id).
+    const dedupeKey = flightKey === undefined ? undefined : `${flightKey}:${digest(body)}`;
+    if (flightKey !== undefined && this.#inFlight.has(flightKey)) {
       opened?.release();
-      await this.#afterInFlight(dedupeKey);
-      if (!this.#d.seen.has(dedupeKey)) return this.receive(d); // the first copy failed: this one is the message now
+      await this.#afterInFlight(flightKey);
+      if (!this.#d.seen.has(dedupeKey as string)) return this.receive(d); // the first copy failed, or was another
     }
     if (dedupeKey !== undefined && this.#d.seen.has(dedupeKey)) {
       opened?.release();
@@ -204,9 +209,9 @@ export class Receiver<T extends Transport> {
     }
     // In flight from here, with nothing awaited since the checks above: a copy arriving meanwhile must find it so.
     let done: (() => void) | undefined;
-    if (dedupeKey !== undefined)
+    if (flightKey !== undefined)
       this.#inFlight.set(
-        dedupeKey,
+        flightKey,
         new Promise<void>((resolve) => {
           done = resolve;
         }),
@@ -228,9 +233,10 @@ export class Receiver<T extends Transport> {
         message,
         diagnostics,
         opened,
+        dedupeKey,
       );
     } finally {
-      if (dedupeKey !== undefined) this.#inFlight.delete(dedupeKey);
+      if (flightKey !== undefined) this.#inFlight.delete(flightKey);
       done?.();
     }
   }
@@ -344,4 +350,9 @@ export class Receiver<T extends Transport> {
     this.#d.emit('dead-letter', reason, code, d);
     return (await d.deadLetter(reason, code)) !== false;
   }
+}
+
+/** 96 bits of the body's SHA-256: what tells a copy from another message under the same id. */
+function digest(body: Uint8Array): string {
+  return createHash('sha256').update(body).digest().toString('base64url', 0, 12);
 }

@@ -147,6 +147,30 @@ d(
   },
 );
 
+d('a peer that reuses a message id for another message: each is handled; only a true copy is dropped', async () => {
+  // A careless peer: a counter for message ids that starts again after a restart, or an id that never changes.
+  const { hub } = pair();
+  const offsets: (number | null)[] = [];
+  hub.onSetClock((m) => {
+    offsets.push(m.offset);
+  });
+  await hub.start();
+  const t = hub.transport;
+  for (const offset of [1, 2, 3]) assert.is((await deliver(t, setClock(7, offset), { messageId: '1' })).outcome, 'ack');
+  assert.is((await deliver(t, setClock(7, 2), { messageId: '1' })).outcome, 'ack', 'a copy of the second');
+  assert.equal(offsets, [1, 2, 3], 'three messages handled, the copy dropped');
+  assert.equal(
+    responses(t).map(([code]) => code),
+    [200, 200, 200],
+  );
+  // The same msg_id in two different bodies, no message id: two messages as well.
+  assert.is((await deliver(t, setClock(9, 4))).outcome, 'ack');
+  assert.is((await deliver(t, setClock(9, 5))).outcome, 'ack');
+  assert.is((await deliver(t, setClock(9, 5))).outcome, 'ack');
+  assert.equal(offsets, [1, 2, 3, 4, 5], 'the copy of the last dropped');
+  await hub.close();
+});
+
 d('duplicates are remembered for the dedupe TTL of the injected clock, then forgotten', async () => {
   const { hub, clock } = pair({ hub: { dedupe: { ttlMs: 60_000 } } });
   let calls = 0;
