@@ -16,7 +16,6 @@
  * "Refusals" has the table).
  * The dead letters and refusals of every step go through one place, which also emits the 'dead-letter' event.
  */
-import { createHash } from 'node:crypto';
 import { DecodeError, type DecodeLimits, decode, type Message } from '../codec/index.js';
 import { CryptoError, type Opened, type Sealer } from '../crypto/index.js';
 import { refusable, type SenderBudget } from './budget.js';
@@ -352,7 +351,19 @@ export class Receiver<T extends Transport> {
   }
 }
 
-/** 96 bits of the body's SHA-256: what tells a copy from another message under the same id. */
+/**
+ * What tells a copy from another message under the same id: two 32-bit multiplicative hashes of the body (FNV-1a and
+ * one with MurmurHash2's multiplier). Not SHA-256, which cost 2.2 µs a 257-byte report against 0.5 µs here (on x86;
+ * an aggregator spends about 28 µs a report in all): bodies under one id collide only when their own sender reuses
+ * the id, so only a sender's own message is at stake, and only at about 1 in 2^64 for bodies not made to collide.
+ */
 function digest(body: Uint8Array): string {
-  return createHash('sha256').update(body).digest().toString('base64url', 0, 12);
+  let a = 0x811c9dc5;
+  let b = 0x2545f491;
+  for (let i = 0; i < body.length; i++) {
+    const c = body[i] as number;
+    a = Math.imul(a ^ c, 0x01000193);
+    b = Math.imul(b ^ c, 0x5bd1e995);
+  }
+  return `${(a >>> 0).toString(36)}.${(b >>> 0).toString(36)}`;
 }
