@@ -418,9 +418,15 @@ for (const ledger of [true, false]) {
           await until(() => handled.some((h) => h.endsWith(next.msg_id as string)), 'b handles the next one', NET_MS);
           if (ledger) {
             assert.equal(handled, [`vpp-a ${m.msg_id}`, `vpp-b ${next.msg_id}`]);
-            assert.equal(duplicates, [`vpp-b ${m.msg_id}`]);
+            // At least once: a delivery the broker gives b again (a's ack of the first copy lost in its stop, a shard
+            // handed back) is another duplicate of the same message (seen once in 1,069 tests on Node 18).
+            assert.ok(duplicates.length >= 1, 'b counted the copy a duplicate');
+            assert.equal([...new Set(duplicates)], [`vpp-b ${m.msg_id}`]);
           } else {
-            assert.equal(handled, [`vpp-a ${m.msg_id}`, `vpp-b ${m.msg_id}`, `vpp-b ${next.msg_id}`]);
+            // b handles the copy again (and once more any first copy the broker gives it again, as above).
+            assert.is(handled[0], `vpp-a ${m.msg_id}`);
+            assert.ok(handled.includes(`vpp-b ${m.msg_id}`), 'b handled the copy');
+            assert.is(handled.at(-1), `vpp-b ${next.msg_id}`);
           }
         }),
       60_000,
