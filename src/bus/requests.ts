@@ -173,9 +173,9 @@ export class PendingRequests {
    */
   answer(p: PendingRequest, sender: string, message: Message): void {
     const x = message as { response_code?: number; response_desc?: string };
-    if (message.msg === 'response' && p.functional && !(typeof x.response_code === 'number' && x.response_code >= 400))
-      return;
-    if (message.msg === 'response' && typeof x.response_code === 'number' && x.response_code >= 400) {
+    const refused = message.msg === 'response' && typeof x.response_code === 'number' && x.response_code >= 400;
+    if (message.msg === 'response' && !refused && p.functional) return;
+    if (refused) {
       this.settle(
         p,
         new BusError('REJECTED', `${sender} answered ${x.response_code} ${x.response_desc ?? ''}`.trim(), {

@@ -164,23 +164,26 @@ tracker('PUB-7: expire rejects only what passed its deadline and reports the nex
   assert.is(t.size, 0);
 });
 
-/** A tracker with mandatory publishes to exchange `x` under the routing keys given (seq 1, 2 ...), and their outcomes. */
+/** Publishes a mandatory message to exchange `x` under `rk` on `t` (the next seq); its outcome goes to `outcome`. */
+function publishTo(t: ConfirmTracker, outcome: string[], rk: string, deadline = Infinity): void {
+  const seq = t.nextSeq++;
+  t.add(seq, {
+    deadline,
+    returned: undefined,
+    mandatory: true,
+    exchange: 'x',
+    routingKey: rk,
+    messageId: undefined,
+    resolve: () => outcome.push(`${seq} ok`),
+    reject: (e) => outcome.push(`${seq} ${e.failure}`),
+  });
+}
+
+/** A tracker with mandatory publishes under the routing keys given (seq 1, 2 ...), and their outcomes. */
 function mandatory(keys: string[], deadline = Infinity): { t: ConfirmTracker; outcome: string[] } {
   const t = new ConfirmTracker();
   const outcome: string[] = [];
-  for (const rk of keys) {
-    const seq = t.nextSeq++;
-    t.add(seq, {
-      deadline,
-      returned: undefined,
-      mandatory: true,
-      exchange: 'x',
-      routingKey: rk,
-      messageId: undefined,
-      resolve: () => outcome.push(`${seq} ok`),
-      reject: (e) => outcome.push(`${seq} ${e.failure}`),
-    });
-  }
+  for (const rk of keys) publishTo(t, outcome, rk, deadline);
   return { t, outcome };
 }
 
@@ -221,17 +224,7 @@ tracker('a return is never given to a publish sent after it, nor kept once nothi
   const { t, outcome } = mandatory(['b'], 100);
   t.markReturned('x', 'b', undefined, 312, 'NO_ROUTE');
   t.expire(200); // 1 timed out before its ack
-  const seq = t.nextSeq++;
-  t.add(seq, {
-    deadline: Infinity,
-    returned: undefined,
-    mandatory: true,
-    exchange: 'x',
-    routingKey: 'b',
-    messageId: undefined,
-    resolve: () => outcome.push(`${seq} ok`),
-    reject: (e) => outcome.push(`${seq} ${e.failure}`),
-  });
+  publishTo(t, outcome, 'b');
   t.ack(2, false);
   assert.equal(outcome, ['1 timeout', '2 ok']);
   // A broker that sends returns without end: each waiting publish takes one, the rest are dropped.
