@@ -79,6 +79,9 @@ export interface HubDeps {
 /** How often messages still in the outbox (the broker did not confirm them) are sent again. */
 const OUTBOX_RETRY_MS = 60_000;
 
+/** How long a stop waits for the hub's own sends under way before the connection closes under them. */
+const STOP_SEND_WAIT_MS = 5_000;
+
 export class Hub {
   readonly #d: HubDeps;
   readonly #clock: Clock;
@@ -96,6 +99,8 @@ export class Hub {
   #storage: { readonly faulty: boolean } | undefined;
   /** Outbox records being sent now, so that a retry round does not send them twice. */
   readonly #sending = new Set<number>();
+  /** The hub's own sends under way (never rejecting), which a stop lets finish. */
+  readonly #sends = new Set<Promise<unknown>>();
 
   constructor(deps: HubDeps) {
     this.#d = deps;
@@ -216,6 +221,28 @@ export class Hub {
     this.#activations.stop();
     await this.event('stopping');
     await this.#d.store.flush();
+    // The `stopping` event just pushed, a report, a retry round: each send under way finishes before the connection
+    // closes under it, or it would stay in the outbox and go again (a duplicate) at the next start. Bounded, since a
+    // broker that does not confirm must not hold the stop; offline there is nothing to wait for.
+    if (this.#online && this.#sends.size > 0) await this.#sendsDone(STOP_SEND_WAIT_MS);
+  }
+
+  #sendsDone(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const t = this.#clock.setTimeout(resolve, ms);
+      void Promise.allSettled([...this.#sends]).then(() => {
+        t.cancel();
+        resolve();
+      });
+    });
+  }
+
+  /** Tracks a send until it settles, for stop(). */
+  #track<T>(p: Promise<T>): Promise<T> {
+    const tracked = p.catch(() => undefined);
+    this.#sends.add(tracked);
+    void tracked.then(() => this.#sends.delete(tracked));
+    return p;
   }
 
   /**
@@ -452,8 +479,11 @@ export class Hub {
    * The hub's own messages (periodic reports, pushed events): into the outbox first, then to the broker, out of
    * the outbox once confirmed. One that fails stays there and goes again later, with the same message id.
    */
-  async #send(peer: string, m: Record<string, unknown>, messageId: string = randomUUID()): Promise<void> {
-    const message = m as Message;
+  #send(peer: string, m: Record<string, unknown>, messageId: string = randomUUID()): Promise<void> {
+    return this.#track(this.#sendNow(peer, m as Message, messageId));
+  }
+
+  async #sendNow(peer: string, message: Message, messageId: string): Promise<void> {
     const outbox = this.#d.outbox;
     this.#d.log.debug('sending', { peer, type: message.msg, messageId, message });
     try {
@@ -468,7 +498,7 @@ export class Hub {
       // Offline it waits in the outbox, sent by connected() or the reconnection: no failed publish per message.
       if (this.#online && record !== undefined) await this.#deliver(record);
     } catch (err) {
-      this.#d.log.warn('send failed', { peer, type: m['msg'], error: err });
+      this.#d.log.warn('send failed', { peer, type: message.msg, error: err });
     }
   }
 
@@ -500,7 +530,7 @@ export class Hub {
     for (const r of pending) {
       if (this.#stopping) return;
       try {
-        await this.#deliver(r);
+        await this.#track(this.#deliver(r));
       } catch (err) {
         this.#d.log.warn('outbox message not delivered; kept for later', { peer: r.peer, type: r.type, error: err });
         return; // the broker or the peer is not there: try the rest later, in order

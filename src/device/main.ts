@@ -13,7 +13,7 @@
  *   unreachable. `run` never exits because of the broker: the hub measures and executes from the start, and its
  *   link (link.ts) connects and retries, with backoff, whatever the broker refuses (403, 404, credentials, vhost).
  * On SIGTERM / SIGINT the hub stops consuming, lets the handlers at work finish, flushes the history and the
- * state, closes the connection, and exits 0.
+ * state, lets its own sends under way be confirmed (at most 5 s), closes the connection, and exits 0.
  *
  * The hub reaches the broker through the bus only (an AMQP transport it builds with amqpBus), and follows the
  * connection through the transport's neutral events. Commands that belong to the operator's CLI (`keygen`) are

@@ -431,6 +431,79 @@ h(
   },
 );
 
+/** Holds the hub's sends of `type` at the transport until released: a publish waiting for the broker's confirm. */
+function holdSends(r: HubRig, type: string): { held: () => number; release: () => void } {
+  const transport = r.bus.transport;
+  const send = transport.send.bind(transport);
+  let held = 0;
+  let release!: () => void;
+  const gate = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  transport.send = async (o) => {
+    if (o.properties.type === type) {
+      held++;
+      await gate;
+    }
+    return send(o);
+  };
+  return { held: () => held, release };
+}
+
+h('a stop lets the event it pushes go out before it returns: nothing stays in the outbox', async () => {
+  const r = await hubRig({ outbox: true });
+  try {
+    await ask(r, { msg: 'get_energy_events_realtime', severity: 0 });
+    const hold = holdSends(r, 'energy_events');
+    let stopped = false;
+    const stop = r.hub.stop().then(() => {
+      stopped = true;
+    });
+    await eventually(() => hold.held() === 1, 'the stopping event sent');
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.not.ok(stopped, 'the stop waits for the send under way');
+    hold.release();
+    await within(stop);
+    assert.equal(r.outbox?.pending(), [], 'the event left the outbox');
+    await r.network.idle();
+    assert.equal(
+      ofType(r.got, 'energy_events').flatMap((m) => m.events.map((e) => e.type)),
+      ['stopping'],
+    );
+  } finally {
+    await r.close();
+  }
+});
+
+h('a stop waits at most 5 s for a send the broker does not confirm; the message stays in the outbox', async () => {
+  const r = await hubRig({ outbox: true });
+  const hold = holdSends(r, 'energy_events');
+  try {
+    await ask(r, { msg: 'get_energy_events_realtime', severity: 0 });
+    let stopped = false;
+    const stop = r.hub.stop().then(() => {
+      stopped = true;
+    });
+    const t = r.clock.now();
+    await eventually(() => hold.held() === 1, 'the stopping event sent');
+    // The bound is armed once the state is flushed (a file write, real time).
+    await eventually(() => r.clock.next() === t + 5_000, 'the stop waiting');
+    await r.clock.advance(4_999);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.not.ok(stopped, 'still waiting before 5 s');
+    await r.clock.advance(1);
+    await within(stop);
+    assert.equal(
+      r.outbox?.pending().map((p) => p.type),
+      ['energy_events'],
+      'kept for the next start',
+    );
+  } finally {
+    hold.release();
+    await r.close();
+  }
+});
+
 h('set_clock: refused 451 when not allowed; allowed, the hub time moves by the offset', async () => {
   const r = await hubRig();
   try {
