@@ -11,11 +11,13 @@ export const SIZE_BUDGET: Record<string, number> = {
   // report progress on the subscription reported on, request() keys that several requests share).
   // 306,487 B at the commit that took SHA-512 and HKDF for the noble backend from node:crypto (-12,458: @noble/hashes).
   // 302,691 B with the hub's code bundled statically behind the entry's import() (-3,796: no lazy initialiser per module).
-  'dist/hub.js': 303_600,
+  // 303,653 B at 521bc4a (+259: a stop waits for the hub's own sends under way).
+  'dist/hub.js': 304_300,
   // 706,321 B at 1c14c49: hub.js's code and MQTT.js; 707,075 B at 272133e (the same fixes).
   // 694,737 B with the same change (-12,465).
   // 690,778 B with the same build (-3,959).
-  'dist/hub-mqtt.js': 691_700,
+  // 691,740 B at 521bc4a (+259).
+  'dist/hub-mqtt.js': 692_400,
   // 59,022 B at 1c14c49: connect, confirm channel, declare, publish, consume, close (bench/size/ours.ts).
   'bench/size/ours.ts': 60_000,
 };
