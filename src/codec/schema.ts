@@ -263,7 +263,12 @@ export function number(opts: NumberOpts = {}): FieldType<number> {
   const what = opts.what ?? (opts.integer === true ? 'an integer' : 'a number');
   const checked = opts.integer === true || opts.min !== undefined || opts.max !== undefined;
   const range = (n: number, path: string, fail: (path: string, reason: string) => Error): void => {
-    if (opts.integer === true && !Number.isSafeInteger(n)) throw fail(path, `${n} is not an integer`);
+    if (opts.integer === true && !Number.isSafeInteger(n))
+      // 2^53 + 1 reads as 9007199254740992, an integer: what is wrong with it is that it lost its last digit.
+      throw fail(
+        path,
+        Number.isInteger(n) ? `${n} is past 2^53 - 1, the largest exact integer` : `${n} is not an integer`,
+      );
     if (opts.min !== undefined && n < opts.min) throw fail(path, `${n} is below the minimum ${opts.min}`);
     if (opts.max !== undefined && n > opts.max) throw fail(path, `${n} is above the maximum ${opts.max}`);
   };

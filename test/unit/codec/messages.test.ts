@@ -256,6 +256,16 @@ bad('each mutation of a valid activate gives its code and path', () => {
   }
 });
 
+bad('an integer too large to be exact is named as such, not as "not an integer"', () => {
+  const ok = JSON.parse(example('activate')) as Record<string, unknown>;
+  const big = decodeError(
+    JSON.stringify(ok).replace(/"modification_count":\d+/, '"modification_count":9007199254740993'),
+  );
+  assert.equal([big.code, big.path], [454, 'activate.modification_count']);
+  assert.match(big.message, '9007199254740992 is past 2^53 - 1, the largest exact integer');
+  assert.match(decodeError(JSON.stringify({ ...ok, modification_count: 1.5 })).message, '1.5 is not an integer');
+});
+
 bad(
   'duplicate keys anywhere are refused with their path; colons and quotes inside strings do not confuse the check',
   () => {
