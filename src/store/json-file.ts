@@ -3,13 +3,15 @@
  * twice is refused, and a syntax error is reported by line and column. No message quotes the file's text, so the
  * same reader serves files that hold secrets.
  */
-import { readFileSync } from 'node:fs';
+import { closeSync, openSync, readSync } from 'node:fs';
 import { EbadgeError } from '../core/errors.js';
 import { scanJson } from '../core/json-scan.js';
 
 export type JsonFileFault =
   /** `errno` is the system's code: ENOENT, EISDIR, EACCES... */
   | { readonly code: 'UNREADABLE'; readonly errno: string }
+  /** More than `limit` bytes: read no further (/dev/zero, a log named by mistake). */
+  | { readonly code: 'TOO_LARGE'; readonly limit: number }
   /** 1-based; `endsEarly` when the text stops before the document does (a truncated file). */
   | { readonly code: 'SYNTAX'; readonly line: number; readonly column: number; readonly endsEarly: boolean }
   /** `path` names the second occurrence, e.g. `$.devices[1].name`. */
@@ -34,6 +36,8 @@ function describe(fault: JsonFileFault): string {
   switch (fault.code) {
     case 'UNREADABLE':
       return `cannot read (${fault.errno})`;
+    case 'TOO_LARGE':
+      return `more than ${fault.limit >> 20} MiB, not read (a JSON file here is kilobytes)`;
     case 'SYNTAX': {
       const where = `invalid JSON at line ${fault.line} column ${fault.column}`;
       return fault.endsEarly ? `${where} (the text ends too early)` : where;
@@ -45,15 +49,15 @@ function describe(fault: JsonFileFault): string {
   }
 }
 
+/**
+ * The most bytes read of one file. A configuration, a keyring of thousands of peers or the hub's state is far less;
+ * reading on without a limit (`--config /dev/zero`) ends in an allocation failure that kills the process.
+ */
+export const MAX_JSON_FILE_BYTES = 16 << 20;
+
 /** The parsed content of `file`; every failure, reading included, is a JsonFileError. */
 export function readJsonFile(file: string): unknown {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    const errno = (err as NodeJS.ErrnoException).code ?? 'error';
-    throw new JsonFileError(file, { code: 'UNREADABLE', errno });
-  }
+  let text = readText(file);
   // Editors on Windows may save with a byte order mark, which JSON.parse refuses although the text is fine.
   if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
   let value: unknown;
@@ -72,6 +76,31 @@ export function readJsonFile(file: string): unknown {
   }
   if (scan.duplicate !== undefined) throw new JsonFileError(file, { code: 'DUPLICATE_KEY', ...scan.duplicate });
   return value;
+}
+
+function readText(file: string): string {
+  const chunks: Buffer[] = [];
+  let total = 0;
+  let fd: number | undefined;
+  try {
+    fd = openSync(file, 'r');
+    for (;;) {
+      // One byte past the limit tells a file of exactly the limit from a larger one.
+      const chunk = Buffer.allocUnsafe(Math.min(64 << 10, MAX_JSON_FILE_BYTES + 1 - total));
+      const n = readSync(fd, chunk, 0, chunk.length, null);
+      if (n === 0) break;
+      chunks.push(chunk.subarray(0, n));
+      total += n;
+      if (total > MAX_JSON_FILE_BYTES) break;
+    }
+  } catch (err) {
+    const errno = (err as NodeJS.ErrnoException).code ?? 'error';
+    throw new JsonFileError(file, { code: 'UNREADABLE', errno });
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+  if (total > MAX_JSON_FILE_BYTES) throw new JsonFileError(file, { code: 'TOO_LARGE', limit: MAX_JSON_FILE_BYTES });
+  return Buffer.concat(chunks, total).toString('utf8');
 }
 
 function lineColumn(text: string, offset: number): { line: number; column: number } {

@@ -26,6 +26,8 @@ export function loadConfig(file: string, reader: FileReader | undefined = curren
     switch (fault.code) {
       case 'UNREADABLE':
         throw new ConfigError(file, '$', 'a readable JSON file', `${unreadable(fault.errno)} (${fault.errno})`);
+      case 'TOO_LARGE':
+        throw new ConfigError(file, '$', `a JSON file of at most ${fault.limit >> 20} MiB`, 'a larger one (not read)');
       case 'SYNTAX':
         throw new ConfigError(file, '$', 'valid JSON', err.detail);
       case 'DUPLICATE_KEY':

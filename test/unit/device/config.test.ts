@@ -618,6 +618,12 @@ files('a missing file, a directory', async () => {
   });
 });
 
+files('a file without an end (/dev/zero): refused once past 16 MiB, not read until memory runs out', () => {
+  if (!fs.existsSync('/dev/zero')) return;
+  const err = refusal(() => loadConfig('/dev/zero'), '/dev/zero');
+  assert.is(err.message, '/dev/zero: $: expected a JSON file of at most 16 MiB, found a larger one (not read)');
+});
+
 files('invalid JSON: the line and column of the error, and nothing of the text', async () => {
   await inTempDir((dir) => {
     const file = path.join(dir, 'hub.json');

@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { scanJson } from '../../../src/core/json-scan.js';
-import { JsonFileError, readJsonFile } from '../../../src/store/json-file.js';
+import { JsonFileError, MAX_JSON_FILE_BYTES, readJsonFile } from '../../../src/store/json-file.js';
 import { fuzzIterations, fuzzSeed, Random } from '../../helpers/random.js';
 
 const scan = suite('scanJson');
@@ -147,6 +147,20 @@ file('a missing file, a directory: UNREADABLE with the system code', () =>
     assert.equal([e1.code, e1.fault, e1.file], ['UNREADABLE', { code: 'UNREADABLE', errno: 'ENOENT' }, missing]);
     assert.is(e1.message, `${missing}: cannot read (ENOENT)`);
     assert.equal(refusal(() => readJsonFile(dir)).fault, { code: 'UNREADABLE', errno: 'EISDIR' });
+  }),
+);
+
+file('a file past 16 MiB, or one without an end: TOO_LARGE, read no further', () =>
+  inTempDir((dir) => {
+    const f = path.join(dir, 'big.json');
+    // Exactly the limit is read (and parsed: the spaces around a number are valid JSON).
+    fs.writeFileSync(f, `1${' '.repeat(MAX_JSON_FILE_BYTES - 1)}`);
+    assert.is(readJsonFile(f), 1);
+    fs.appendFileSync(f, ' ');
+    const e = refusal(() => readJsonFile(f));
+    assert.equal([e.code, e.fault], ['TOO_LARGE', { code: 'TOO_LARGE', limit: MAX_JSON_FILE_BYTES }]);
+    assert.is(e.message, `${f}: more than 16 MiB, not read (a JSON file here is kilobytes)`);
+    if (fs.existsSync('/dev/zero')) assert.is(refusal(() => readJsonFile('/dev/zero')).code, 'TOO_LARGE');
   }),
 );
 
