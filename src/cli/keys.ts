@@ -2,7 +2,8 @@
  * Key commands: keygen, keyring verify, keyring rotate (src/crypto). Nothing secret is ever printed: what goes
  * to stdout is the public part, in the shape of a keyring entry.
  */
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, statSync, writeFileSync } from 'node:fs';
+import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { EbTime } from '../codec/time.js';
 import {
@@ -38,15 +39,53 @@ export async function keygen(args: string[], io: Io): Promise<number> {
   const out = need(values.out, '--out');
   if (existsSync(out) && values.force !== true)
     throw new UsageError(`${out} exists: a new identity would replace the old one (use --force)`);
+  const pub = values.public;
+  // Checked before a key is made: a write that fails after it leaves an identity half written, or none at all.
+  writableTarget(out, '--out');
+  if (pub !== undefined) {
+    writableTarget(pub, '--public');
+    // The same file twice would write the public entry over the private key just written: the identity lost.
+    if (sameFile(pub, out)) throw new UsageError(`--public names the private key file ${out}: give it another file`);
+    // A keyring named by mistake would be replaced by this one entry.
+    if (existsSync(pub) && values.force !== true)
+      throw new UsageError(`${pub} exists: the public entry would replace it (use --force)`);
+  }
   const { privateKey, publicEntry: entry } = generateIdentity(id, selectBackend(backendOption(values.backend)));
   await writePrivateKeyFile(out, privateKey);
   const text = JSON.stringify({ [id]: { roles: [], ...entry, maySend: [], mayReceive: [] } }, null, 2);
-  if (values.public !== undefined) writeFileSync(values.public, `${text}\n`);
+  if (pub !== undefined) writeFileSync(pub, `${text}\n`);
   io.out(text);
   io.err(
     `wrote the private key of ${id} to ${out} (mode 0600); the JSON above goes into the peers of the other parties' keyrings`,
   );
   return 0;
+}
+
+/** The file's folder exists and is a folder, and the file is not one. */
+function writableTarget(file: string, flag: string): void {
+  const dir = path.dirname(path.resolve(file));
+  if (!isDirectory(dir)) throw new UsageError(`${flag}: no folder ${dir} to write ${file} in`);
+  if (isDirectory(file)) throw new UsageError(`${flag}: ${file} is a folder, not a file`);
+}
+
+function isDirectory(p: string): boolean {
+  try {
+    return statSync(p).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+/** Two names of one file: the same path, or (when both exist) the same inode through a link. */
+function sameFile(a: string, b: string): boolean {
+  if (path.resolve(a) === path.resolve(b)) return true;
+  try {
+    const sa = statSync(a);
+    const sb = statSync(b);
+    return sa.dev === sb.dev && sa.ino === sb.ino;
+  } catch {
+    return false;
+  }
 }
 
 export function verify(args: string[], io: Io): number {

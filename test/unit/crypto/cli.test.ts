@@ -151,6 +151,47 @@ kg('--public writes the printed entry to a file', () =>
   }),
 );
 
+kg('careless targets are refused before a key is made: --public naming --out, an existing --public, no folder', () =>
+  inTempDir(async (dir) => {
+    const key = path.join(dir, 'hub.key');
+    const err = (r: Run): string => r.err.join('\n');
+    // The same file under two names: the public entry would be written over the private key.
+    for (const pub of [key, path.join(dir, '.', 'hub.key')]) {
+      const r = await cli('keygen', '--id', 'hub', '--out', key, '--public', pub);
+      usage(r, `--public ${pub}`);
+      assert.match(err(r), `--public names the private key file ${key}`);
+    }
+    assert.equal(fs.readdirSync(dir), [], 'nothing written');
+    // ... and with --force over an identity that exists, through a hard link.
+    const { file } = await keygen(dir, 'hub');
+    const before = fs.readFileSync(file, 'utf8');
+    fs.linkSync(file, path.join(dir, 'link.json'));
+    usage(
+      await cli('keygen', '--id', 'hub', '--out', file, '--public', path.join(dir, 'link.json'), '--force'),
+      'link',
+    );
+    assert.is(fs.readFileSync(file, 'utf8'), before, 'the identity is untouched');
+    // A file that is there already (a keyring named by mistake) is replaced only with --force.
+    const ring = path.join(dir, 'keyring.json');
+    fs.writeFileSync(ring, '{"format":"heh-keyring/1","peers":{}}');
+    const r = await cli('keygen', '--id', 'vpp', '--out', path.join(dir, 'vpp.key'), '--public', ring);
+    usage(r, 'an existing --public');
+    assert.match(err(r), `${ring} exists: the public entry would replace it (use --force)`);
+    assert.not.ok(fs.existsSync(path.join(dir, 'vpp.key')), 'no key made');
+    await keygen(dir, 'vpp', '--public', ring, '--force');
+    assert.equal(Object.keys(JSON.parse(fs.readFileSync(ring, 'utf8')) as object), ['vpp']);
+    // A folder that is not there, a folder given as the file.
+    const nowhere = path.join(dir, 'no', 'such', 'x.key');
+    const missing = await cli('keygen', '--id', 'hub', '--out', nowhere);
+    usage(missing, 'no folder');
+    assert.match(err(missing), `--out: no folder ${path.dirname(nowhere)} to write ${nowhere} in`);
+    const pubMissing = await cli('keygen', '--id', 'x', '--out', path.join(dir, 'x.key'), '--public', nowhere);
+    assert.match(err(pubMissing), '--public: no folder');
+    usage(await cli('keygen', '--id', 'hub', '--out', dir, '--force'), 'a folder as --out');
+    assert.not.ok(fs.existsSync(path.join(dir, 'x.key')), 'no key made');
+  }),
+);
+
 kg('refuses to overwrite an identity without --force (exit 2), replaces it with --force', () =>
   inTempDir(async (dir) => {
     const { file } = await keygen(dir, 'hub');
