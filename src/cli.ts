@@ -5,6 +5,7 @@
  * Exit codes: 0 done, 1 a failure (invalid files or messages, no reply, a refused connection), 2 a usage error.
  * Nothing secret is printed.
  */
+
 import { AmqpError } from './amqp/index.js';
 import { BusError } from './bus/index.js';
 import { BUS_USAGE, listen, request, send } from './cli/bus.js';
@@ -13,6 +14,7 @@ import { KEYS_USAGE, keygen, rotate, verify } from './cli/keys.js';
 import { PROVISION_USAGE, provision } from './cli/provision.js';
 import { fields, types } from './cli/schema.js';
 import { validate } from './cli/validate.js';
+import { readStreamBounded } from './core/read-bounded.js';
 import { VERSION } from './core/version.js';
 import { CryptoError } from './crypto/index.js';
 import { ProvisionError } from './provision/index.js';
@@ -31,11 +33,7 @@ ${PROVISION_USAGE}
 const stdio: Io = {
   out: (l) => process.stdout.write(`${l}\n`),
   err: (l) => process.stderr.write(`${l}\n`),
-  stdin: async () => {
-    const chunks: Buffer[] = [];
-    for await (const c of process.stdin) chunks.push(c as Buffer);
-    return Buffer.concat(chunks).toString('utf8');
-  },
+  stdin: () => readStreamBounded(process.stdin, 'standard input'),
 };
 
 export async function main(argv: string[], io: Io = stdio, signal?: AbortSignal): Promise<number> {

@@ -15,7 +15,8 @@
  *   "tls": { "ca": "ca.pem", "cert": "ops.pem", "key": "ops.key" }, "keyring": "...", "privateKey": "...", "stateDir": "...",
  *   "inboxes": { "shards": 8 } (a sharded party's, as ebadge provision writes it) }
  */
-import { mkdirSync, readFileSync } from 'node:fs';
+
+import { mkdirSync } from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { ChannelError, type ConnectOptions, parseUrl } from '../amqp/index.js';
@@ -29,6 +30,7 @@ import {
   type HandlerContext,
 } from '../bus/index.js';
 import { DecodeError, decode, type Message, type MessageType, SCHEMAS } from '../codec/index.js';
+import { readFileBounded } from '../core/read-bounded.js';
 import { Keyring, ReplayWindow, Sealer, SequenceReserver, selectBackend } from '../crypto/index.js';
 import { backendOption, type Io, UsageError } from './common.js';
 import { login } from './credentials.js';
@@ -114,7 +116,7 @@ function readConfig(file: string | undefined): FileConfig {
   if (file === undefined) return {};
   let v: unknown;
   try {
-    v = JSON.parse(readFileSync(file, 'utf8'));
+    v = JSON.parse(readFileBounded(file).toString('utf8'));
   } catch (err) {
     throw new UsageError(`--config ${file}: ${(err as NodeJS.ErrnoException).code ?? 'not valid JSON'}`);
   }
@@ -201,9 +203,9 @@ async function connector(
   if (tlsFiles.ca !== undefined || tlsFiles.cert !== undefined) {
     url.tls = {
       ...(typeof url.tls === 'object' ? url.tls : {}),
-      ...(tlsFiles.ca === undefined ? {} : { ca: readFileSync(tlsFiles.ca) }),
-      ...(tlsFiles.cert === undefined ? {} : { cert: readFileSync(tlsFiles.cert) }),
-      ...(tlsFiles.key === undefined ? {} : { key: readFileSync(tlsFiles.key) }),
+      ...(tlsFiles.ca === undefined ? {} : { ca: readFileBounded(tlsFiles.ca) }),
+      ...(tlsFiles.cert === undefined ? {} : { cert: readFileBounded(tlsFiles.cert) }),
+      ...(tlsFiles.key === undefined ? {} : { key: readFileBounded(tlsFiles.key) }),
     };
   }
   const passwordFile =
@@ -397,7 +399,7 @@ async function message(values: Values, positionals: string[], io: Io): Promise<M
     const text =
       values.json === '-'
         ? await (io.stdin ?? (() => Promise.reject(new UsageError('no standard input'))))()
-        : readFileSync(values.json, 'utf8');
+        : readFileBounded(values.json).toString('utf8');
     try {
       obj = JSON.parse(text) as Record<string, unknown>;
     } catch (err) {

@@ -10,9 +10,10 @@
  *  - --external logs in with the TLS client certificate, as its CN, which must be the entity's name.
  * The line that says whom we connect as goes to stderr, without the password.
  */
+
 import { X509Certificate } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import type { ConnectOptions } from '../amqp/index.js';
+import { readFileBounded } from '../core/read-bounded.js';
 import { UsageError } from './common.js';
 
 export const GUEST = 'guest';
@@ -94,7 +95,7 @@ function passwordWithSource(s: LoginSources): { password: string; from: string }
 function readSecret(file: string, from: string): string {
   let text: string;
   try {
-    text = readFileSync(file, 'utf8');
+    text = readFileBounded(file).toString('utf8');
   } catch (err) {
     throw new UsageError(`${from} ${file}: cannot read it (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
   }
@@ -107,7 +108,7 @@ function readSecret(file: string, from: string): string {
 function commonName(file: string): string | undefined {
   let cert: X509Certificate;
   try {
-    cert = new X509Certificate(readFileSync(file));
+    cert = new X509Certificate(readFileBounded(file));
   } catch (err) {
     throw new UsageError(`--cert ${file}: not a readable PEM certificate (${(err as Error).message})`);
   }

@@ -9,11 +9,13 @@
  * file is used instead. Password files and definitions.json (password hashes) are written 0600 in 0700 folders,
  * and no password is ever printed or put on a command line.
  */
+
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
+import { readFileBounded } from '../core/read-bounded.js';
 import {
   definitions,
   PASSWORD_FILE,
@@ -188,7 +190,7 @@ function run(file: string, args: string[], input: string | undefined): Promise<s
 function readJson(file: string): unknown {
   let text: string;
   try {
-    text = fs.readFileSync(file, 'utf8');
+    text = readFileBounded(file).toString('utf8');
   } catch (err) {
     throw new ProvisionError('PARTIES', `${file}: cannot read it (${(err as NodeJS.ErrnoException).code})`);
   }
@@ -202,7 +204,7 @@ function readJson(file: string): unknown {
 function readPassword(file: string, party: string): string {
   let text: string;
   try {
-    text = fs.readFileSync(file, 'utf8');
+    text = readFileBounded(file).toString('utf8');
   } catch (err) {
     throw new ProvisionError(
       'PARTIES',

@@ -2,8 +2,8 @@
  * `validate [FILE|-]`: one JSON document per line, each checked by the codec: `ok TYPE` or
  * `error CODE PATH: sentence` per line (blank lines skipped); exit status 1 when any failed.
  */
-import { readFileSync } from 'node:fs';
 import { DecodeError, decode } from '../codec/index.js';
+import { readFileBounded } from '../core/read-bounded.js';
 import { type Io, UsageError } from './common.js';
 
 export async function validate(args: string[], io: Io): Promise<number> {
@@ -15,7 +15,7 @@ export async function validate(args: string[], io: Io): Promise<number> {
     text = await io.stdin();
   } else {
     try {
-      text = readFileSync(file, 'utf8');
+      text = readFileBounded(file).toString('utf8');
     } catch (err) {
       throw new UsageError(`${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
     }

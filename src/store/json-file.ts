@@ -3,9 +3,9 @@
  * twice is refused, and a syntax error is reported by line and column. No message quotes the file's text, so the
  * same reader serves files that hold secrets.
  */
-import { closeSync, openSync, readSync } from 'node:fs';
 import { EbadgeError } from '../core/errors.js';
 import { scanJson } from '../core/json-scan.js';
+import { MAX_INPUT_BYTES, readFileBounded } from '../core/read-bounded.js';
 
 export type JsonFileFault =
   /** `errno` is the system's code: ENOENT, EISDIR, EACCES... */
@@ -49,11 +49,8 @@ function describe(fault: JsonFileFault): string {
   }
 }
 
-/**
- * The most bytes read of one file. A configuration, a keyring of thousands of peers or the hub's state is far less;
- * reading on without a limit (`--config /dev/zero`) ends in an allocation failure that kills the process.
- */
-export const MAX_JSON_FILE_BYTES = 16 << 20;
+/** The most bytes read of one file (../core/read-bounded.ts). */
+export const MAX_JSON_FILE_BYTES = MAX_INPUT_BYTES;
 
 /** The parsed content of `file`; every failure, reading included, is a JsonFileError. */
 export function readJsonFile(file: string): unknown {
@@ -79,28 +76,13 @@ export function readJsonFile(file: string): unknown {
 }
 
 function readText(file: string): string {
-  const chunks: Buffer[] = [];
-  let total = 0;
-  let fd: number | undefined;
   try {
-    fd = openSync(file, 'r');
-    for (;;) {
-      // One byte past the limit tells a file of exactly the limit from a larger one.
-      const chunk = Buffer.allocUnsafe(Math.min(64 << 10, MAX_JSON_FILE_BYTES + 1 - total));
-      const n = readSync(fd, chunk, 0, chunk.length, null);
-      if (n === 0) break;
-      chunks.push(chunk.subarray(0, n));
-      total += n;
-      if (total > MAX_JSON_FILE_BYTES) break;
-    }
+    return readFileBounded(file, MAX_JSON_FILE_BYTES).toString('utf8');
   } catch (err) {
     const errno = (err as NodeJS.ErrnoException).code ?? 'error';
+    if (errno === 'EFBIG') throw new JsonFileError(file, { code: 'TOO_LARGE', limit: MAX_JSON_FILE_BYTES });
     throw new JsonFileError(file, { code: 'UNREADABLE', errno });
-  } finally {
-    if (fd !== undefined) closeSync(fd);
   }
-  if (total > MAX_JSON_FILE_BYTES) throw new JsonFileError(file, { code: 'TOO_LARGE', limit: MAX_JSON_FILE_BYTES });
-  return Buffer.concat(chunks, total).toString('utf8');
 }
 
 function lineColumn(text: string, offset: number): { line: number; column: number } {
