@@ -98,6 +98,15 @@ function intOption(v: unknown, what: string, min: number, max: number): number {
   return n;
 }
 
+/** A URL part's percent-decoding; a malformed one (`%zz`) is named, never quoted: it may be the password. */
+function unescaped(part: string, what: string): string {
+  try {
+    return decodeURIComponent(part);
+  } catch {
+    throw invalid('url', `${what} is not valid percent-encoding (a "%" must start %XX of UTF-8)`);
+  }
+}
+
 /** Parses a URL into options. Query parameters follow RabbitMQ's URI query parameter names. */
 export function parseUrl(url: string | URL): ConnectOptions {
   let u: URL;
@@ -113,10 +122,11 @@ export function parseUrl(url: string | URL): ConnectOptions {
     hostname: u.hostname.replace(/^\[(.*)\]$/, '$1') || '127.0.0.1',
     port: u.port === '' ? (secure ? 5671 : 5672) : Number(u.port),
   };
-  if (u.username !== '') o.username = decodeURIComponent(u.username);
-  if (u.password !== '') o.password = decodeURIComponent(u.password);
+  if (o.port === 0) throw invalid('url', 'port 0: expected a port from 1 to 65535');
+  if (u.username !== '') o.username = unescaped(u.username, 'the user name');
+  if (u.password !== '') o.password = unescaped(u.password, 'the password');
   // amqp://host and amqp://host/ both mean the default vhost "/"; "/%2f" spells it explicitly.
-  if (u.pathname.length > 1) o.vhost = decodeURIComponent(u.pathname.slice(1));
+  if (u.pathname.length > 1) o.vhost = unescaped(u.pathname.slice(1), 'the vhost');
   const tls: TlsOptions = {};
   for (const [key, value] of u.searchParams) {
     switch (key) {

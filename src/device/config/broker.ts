@@ -145,6 +145,12 @@ function checkUrl(r: Reader, url: string): string | undefined {
     );
   }
   if (u.hostname === '') r.fail('$.broker.url', `${what} with a host`, shown(url));
+  if (u.port === '0') r.fail('$.broker.url', `${what} with a port from 1 to 65535`, shown(url));
+  try {
+    decodeURIComponent(u.pathname);
+  } catch {
+    r.fail('$.broker.url', `${what} with a vhost in valid percent-encoding`, shown(url));
+  }
   if (userinfo === '') return undefined;
   try {
     return decodeURIComponent(u.username);

@@ -499,6 +499,19 @@ mistakes('the broker URL: scheme, query', () => {
     '"amqp://127.0.0.1?heartbeat=5"',
   );
   refused(patched(['broker.tls', { ca: 'ca.pem' }]), '$.broker.url', 'amqps://', '"amqp://127.0.0.1:5672"');
+  // Both passed the check and then failed the run: a URIError out of the client (exit 70), a connect to port 0.
+  refused(
+    patched(['broker.url', 'amqp://127.0.0.1/%zz']),
+    '$.broker.url',
+    'a vhost in valid percent-encoding',
+    '"amqp://127.0.0.1/%zz"',
+  );
+  refused(
+    patched(['broker.url', 'amqp://127.0.0.1:0/']),
+    '$.broker.url',
+    'a port from 1 to 65535',
+    '"amqp://127.0.0.1:0/"',
+  );
   refused(
     patched(['broker.username', 'bob'], ['broker.passwordFile', 'pw'], ['broker.url', 'amqp://alice@h']),
     '$.broker.username',
