@@ -1,5 +1,5 @@
 /** Devices that are a value file: a sysfs or IIO reading for a meter, a GPIO value for a relay. */
-import { readFile, writeFile } from 'node:fs/promises';
+import { open, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import type { FileActuatorConfig, FileMeterConfig } from '../config/types.js';
 import {
@@ -15,6 +15,31 @@ import {
   Serial,
   shortText,
 } from './adapter.js';
+
+/** A value file is one line; sysfs gives at most a page. */
+const MAX_VALUE_BYTES = 4096;
+
+/**
+ * The file's trimmed text, read once per reading and at most a page of it: a path that names /dev/zero, a log or a
+ * growing file by mistake must fail the reading, not fill the Pi's memory.
+ */
+async function readValue(file: string): Promise<string> {
+  const fh = await open(file, 'r');
+  try {
+    const buf = Buffer.alloc(MAX_VALUE_BYTES + 1);
+    let n = 0;
+    for (;;) {
+      const { bytesRead } = await fh.read(buf, n, buf.length - n, n);
+      n += bytesRead;
+      if (bytesRead === 0 || n === buf.length) break;
+    }
+    if (n > MAX_VALUE_BYTES)
+      throw new DeviceError('BAD_FILE', `file ${file}: more than ${MAX_VALUE_BYTES} bytes, not a value file`);
+    return buf.toString('utf8', 0, n).trim();
+  } finally {
+    await fh.close();
+  }
+}
 
 /**
  * `{ kind, path, scale, signal? }`. Reads a sysfs-style file (an IIO or hwmon value) at each read: trimmed text, a
@@ -46,8 +71,9 @@ export class FileMeter implements Meter {
     if (this.#closed) throw closedError(`file ${this.#file}`);
     let text: string;
     try {
-      text = (await readFile(this.#file, 'utf8')).trim();
+      text = await readValue(this.#file);
     } catch (err) {
+      if (err instanceof DeviceError) throw err;
       throw new DeviceError('IO', `file ${this.#file}: cannot read (${errCode(err)})`, { cause: err });
     }
     if (!NUMBER.test(text) || !Number.isFinite(Number(text))) {

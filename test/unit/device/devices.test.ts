@@ -490,6 +490,16 @@ file('bad content is BAD_FILE, a missing file IO, a foreign signal a TypeError',
   fs.rmSync(f);
   const gone = await rejection(meter.read(0), 'missing');
   assert.is(gone.code, 'IO');
+  // A value file is a page at most: one past it (or /dev/zero) fails the reading instead of filling the memory.
+  fs.writeFileSync(f, `42${' '.repeat(4094)}`);
+  assert.equal(await meter.read(0), { p: 42 });
+  fs.appendFileSync(f, ' ');
+  const big = await rejection(meter.read(0), 'a file past 4 KiB');
+  assert.equal([big.code, big.message], ['BAD_FILE', `file ${f}: more than 4096 bytes, not a value file`]);
+  if (fs.existsSync('/dev/zero')) {
+    const zero = await createMeter({ kind: 'file', path: '/dev/zero', scale: 1 }, ['p']);
+    assert.is((await rejection(zero.read(0), '/dev/zero')).code, 'BAD_FILE');
+  }
   await createMeter({ kind: 'file', path: f, scale: 1 }, ['q']).then(
     () => assert.unreachable('accepted'),
     (err: unknown) => assert.instance(err, TypeError),
