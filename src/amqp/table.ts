@@ -196,9 +196,9 @@ function valueSize(v: FieldValue, path: string, depth: number): number {
     checkTagged(tag, v, path);
   } else {
     tag = inferTag(v, path);
-    // A Date, Decimal or double may hold what its wire type cannot (an invalid Date, a scale of 300, NaN): check it
-    // like a tagged one.
-    if (tag === 'T' || tag === 'D' || tag === 'd') checkTagged(tag, v, path);
+    // A Date, Decimal, double or bigint may hold what its wire type cannot (an invalid Date, a scale of 300, NaN,
+    // 2n ** 64n): check it like a tagged one.
+    if (tag === 'T' || tag === 'D' || tag === 'd' || typeof v === 'bigint') checkTagged(tag, v, path);
   }
   switch (tag) {
     case 't':

@@ -269,9 +269,12 @@ infer(
 );
 
 infer(
-  'an invalid Date, Decimal or double is an ArgumentError, not a RangeError or silent corruption (regression)',
+  'an invalid Date, Decimal, double or out-of-range bigint is an ArgumentError, not a RangeError or silent corruption (regression)',
   () => {
     for (const v of [
+      2n ** 63n,
+      -(2n ** 63n) - 1n,
+      2n ** 70n,
       new Date(NaN),
       new Date(-1000),
       new Date(-1),
