@@ -75,6 +75,20 @@ export function busOver<T extends Transport, O extends BusOptions>(
   });
 }
 
+/**
+ * What a caller hands publish() or request(), checked before any field of it is read: anything but an object whose
+ * `msg` names a message type is INVALID_MESSAGE, not a TypeError from inside the bus. Its fields are the codec's.
+ */
+function checkMessage(message: unknown): void {
+  const msg = typeof message === 'object' && message !== null ? (message as { msg?: unknown }).msg : undefined;
+  if (typeof msg === 'string' && Object.hasOwn(SCHEMAS, msg)) return;
+  const got =
+    typeof message !== 'object' || message === null
+      ? `${message === null ? 'null' : typeof message}`
+      : `msg ${typeof msg === 'string' ? JSON.stringify(msg.slice(0, 64)) : String(msg)}`;
+  throw new BusError('INVALID_MESSAGE', `expected a message (an object whose msg is a message type), got ${got}`);
+}
+
 // biome-ignore lint/suspicious/noUnsafeDeclarationMerging: the merged interface only types the onX methods defined on the prototype below
 export class Connector<T extends Transport = Transport> extends TypedEmitter<ConnectorEvents<RawOf<T>>> {
   readonly name: string;
@@ -219,6 +233,7 @@ export class Connector<T extends Transport = Transport> extends TypedEmitter<Con
     options: { correlationId?: string; messageId?: string } = {},
   ): Promise<void> {
     this.#check(peer);
+    checkMessage(message);
     const m = message as { msg_id?: unknown };
     await this.#send(peer, message.msg, bodyWriter(message), {
       routingKey: routingKeyOf(message),
@@ -283,6 +298,10 @@ export class Connector<T extends Transport = Transport> extends TypedEmitter<Con
     options: { timeout?: number } = {},
   ): Promise<Message> {
     const timeout = options.timeout ?? this.#o.requestTimeoutMs ?? 5000;
+    // A NaN or negative timeout would time the request out at once, as if the peer had not answered.
+    if (!(timeout > 0))
+      throw new BusError('CONFIG', `request timeout: expected a number of ms above 0, got ${timeout}`);
+    checkMessage(message);
     const r = this.#requests.open(peer, message, timeout);
     try {
       await this.publish(peer, r.message, { messageId: r.messageId });

@@ -199,6 +199,12 @@ class MessageBody implements BodyWriter {
 }
 
 function write(w: JsonWriter, message: Message): void {
+  if (typeof message !== 'object' || message === null)
+    throw new EncodeError(
+      'invalid',
+      'message',
+      `expected an object, got ${message === null ? 'null' : typeof message}`,
+    );
   const msg = (message as { msg?: unknown }).msg;
   if (typeof msg !== 'string' || !Object.hasOwn(SCHEMAS, msg)) {
     throw new EncodeError(
@@ -208,10 +214,23 @@ function write(w: JsonWriter, message: Message): void {
     );
   }
   const schema = SCHEMAS[msg as MessageType] as unknown as MessageSchema;
-  const violation = schema.check?.(message as never, true, () => undefined);
-  if (violation !== undefined) throw new EncodeError('invalid', violation[1], `${violation[2]} (${violation[0]})`);
+  // The check across fields (from before to ...) runs first, so that an invalid message fails whatever the room. It
+  // reads fields not validated yet: one missing or of another type makes it throw, and encodeFields then names that
+  // field; the check runs again once they are all valid.
+  const check = (): void => {
+    const violation = schema.check?.(message as never, true, () => undefined);
+    if (violation !== undefined) throw new EncodeError('invalid', violation[1], `${violation[2]} (${violation[0]})`);
+  };
+  let checked = true;
+  try {
+    check();
+  } catch (err) {
+    if (err instanceof EncodeError) throw err;
+    checked = false;
+  }
   w.beginObject().rawKey(MSG_KEY).string(msg);
   encodeFields(w, schema.fields, schema.keys, message as Record<string, unknown>, msg);
+  if (!checked) check();
   for (const k of Object.keys(message)) {
     if (k.startsWith('ext_')) w.key(k).value((message as Record<string, unknown>)[k]);
   }

@@ -9,7 +9,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { AmqpTransport, BusError, CONTENT_TYPE_SEALED, type MemoryTransport } from '../../../src/bus/index.js';
 import { identify } from '../../../src/bus/protocol.js';
-import { EbTime, encode, type Message } from '../../../src/codec/index.js';
+import { EbTime, EncodeError, encode, type Message } from '../../../src/codec/index.js';
 import type { Sealer } from '../../../src/crypto/index.js';
 import { deliver, HUB, json, pair, responses, sealers, until, uuid, VPP } from '../../helpers/memory-bus.js';
 
@@ -383,6 +383,45 @@ w(
     const queues = new AmqpTransport({ name: HUB, peers: [VPP], topology: 'queues' });
     const exchanges = new AmqpTransport({ name: HUB, peers: [VPP] });
     assert.equal([queues.capabilities.routingKeyNamesType, exchanges.capabilities.routingKeyNamesType], [false, true]);
+    await Promise.all([hub.close(), vpp.close()]);
+  },
+);
+
+w(
+  'what is not a message is refused before anything is sent: a typed error, never a TypeError from inside the bus',
+  async () => {
+    const { hub, vpp } = pair();
+    await Promise.all([hub.start(), vpp.start()]);
+    const refusal = async (p: Promise<unknown>): Promise<Error> => {
+      try {
+        await p;
+      } catch (err) {
+        return err as Error;
+      }
+      throw new Error('accepted');
+    };
+    const cases: [unknown, string][] = [
+      [null, 'got null'],
+      ['activate', 'got string'],
+      [{ msg: 'launch_rockets' }, 'got msg "launch_rockets"'],
+      [{ id: 1 }, 'got msg undefined'],
+    ];
+    for (const [m, got] of cases) {
+      for (const p of [vpp.publish(HUB, m as Message), vpp.request(HUB, m as Message)]) {
+        const err = await refusal(p);
+        assert.ok(err instanceof BusError && err.code === 'INVALID_MESSAGE', String(err));
+        assert.match(err.message, got);
+      }
+    }
+    // A message missing a field that a check across fields reads (from before to) names that field.
+    const missing = await refusal(vpp.publish(HUB, { msg: 'activate' } as Message));
+    assert.ok(missing instanceof EncodeError, String(missing));
+    assert.match(missing.message, 'activate.id: required field missing');
+    for (const timeout of [-1, 0, Number.NaN]) {
+      const err = await refusal(vpp.request(HUB, activateMessage(1), { timeout }));
+      assert.ok(err instanceof BusError && err.code === 'CONFIG', String(err));
+    }
+    assert.is(vpp.transport.sent.length, 0, 'nothing sent');
     await Promise.all([hub.close(), vpp.close()]);
   },
 );

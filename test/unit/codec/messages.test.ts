@@ -256,6 +256,20 @@ bad('each mutation of a valid activate gives its code and path', () => {
   }
 });
 
+bad('encoding what is not an object, or an object without a known msg: an EncodeError, not a TypeError', () => {
+  for (const [v, reason] of [
+    [null, 'expected an object, got null'],
+    ['get_all_prices', 'expected an object, got string'],
+    [{ msg: 'launch_rockets' }, 'unknown message type "launch_rockets"'],
+  ] as const) {
+    assert.throws(
+      () => encode(v as unknown as Message),
+      (e: unknown) => e instanceof EncodeError && e.kind === 'invalid' && e.message.includes(reason),
+      String(v),
+    );
+  }
+});
+
 bad('an integer too large to be exact is named as such, not as "not an integer"', () => {
   const ok = JSON.parse(example('activate')) as Record<string, unknown>;
   const big = decodeError(
