@@ -15,7 +15,7 @@ import { invalidUtf8At } from '../core/utf8.js';
 import { findDuplicateKey } from './duplicate-keys.js';
 import { DecodeError, EncodeError, shown } from './errors.js';
 import { JsonWriter } from './json-writer.js';
-import { type Message, type MessageSchema, type MessageType, SCHEMAS } from './messages.js';
+import { type Message, type MessageSchema, type MessageType, SCHEMAS, type Violation } from './messages.js';
 import { colonsIn, type DecodeContext, decodeFields, encodeFields, isName } from './schema.js';
 
 export { DecodeError, EncodeError, type ResponseCode } from './errors.js';
@@ -214,23 +214,24 @@ function write(w: JsonWriter, message: Message): void {
     );
   }
   const schema = SCHEMAS[msg as MessageType] as unknown as MessageSchema;
-  // The check across fields (from before to ...) runs first, so that an invalid message fails whatever the room. It
-  // reads fields not validated yet: one missing or of another type makes it throw, and encodeFields then names that
-  // field; the check runs again once they are all valid.
-  const check = (): void => {
-    const violation = schema.check?.(message as never, true, () => undefined);
-    if (violation !== undefined) throw new EncodeError('invalid', violation[1], `${violation[2]} (${violation[0]})`);
-  };
-  let checked = true;
+  // The check across fields (from before to ...) runs first, so that an invalid message fails whatever the room.
+  // It reads fields not validated yet: when it fails (a violation, or a throw on a field missing or of another
+  // type), the fields are validated first, into a scratch writer, so that a bad field is named as itself.
+  const fields = message as Record<string, unknown>;
+  let violation: Violation | undefined;
+  let threw = false;
   try {
-    check();
-  } catch (err) {
-    if (err instanceof EncodeError) throw err;
-    checked = false;
+    violation = schema.check?.(message as never, true, () => undefined);
+  } catch {
+    threw = true;
+  }
+  if (threw || violation !== undefined) {
+    encodeFields(new JsonWriter(), schema.fields, schema.keys, fields, msg);
+    if (threw) violation = schema.check?.(message as never, true, () => undefined);
+    if (violation !== undefined) throw new EncodeError('invalid', violation[1], `${violation[2]} (${violation[0]})`);
   }
   w.beginObject().rawKey(MSG_KEY).string(msg);
-  encodeFields(w, schema.fields, schema.keys, message as Record<string, unknown>, msg);
-  if (!checked) check();
+  encodeFields(w, schema.fields, schema.keys, fields, msg);
   for (const k of Object.keys(message)) {
     if (k.startsWith('ext_')) w.key(k).value((message as Record<string, unknown>)[k]);
   }

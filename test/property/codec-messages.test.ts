@@ -5,7 +5,15 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { duplicateScans } from '../../src/codec/duplicate-keys.js';
-import { DecodeError, decode, encode, type MessageType, SCHEMAS } from '../../src/codec/index.js';
+import {
+  DecodeError,
+  decode,
+  EncodeError,
+  encode,
+  type Message,
+  type MessageType,
+  SCHEMAS,
+} from '../../src/codec/index.js';
 import { generate } from '../helpers/codec-messages.js';
 import { Random } from '../helpers/random.js';
 
@@ -65,7 +73,38 @@ props('each required field dropped: 400 at its path; each field given a wrong ty
   }
 });
 
+props(
+  'encoding: each required field dropped is refused at its path; any wrong value is an EncodeError, never a crash',
+  () => {
+    const r = new Random(11);
+    const wrongs: unknown[] = [null, 'text', 7, -0.5, Number.NaN, {}, [], [null], true, new Date(0), 2n, Symbol('s')];
+    for (const type of types) {
+      const valid = decode(JSON.stringify(generate(type, r))).message as unknown as Record<string, unknown>;
+      for (const [field, spec] of Object.entries(SCHEMAS[type].fields)) {
+        if (!spec.optional) {
+          const { [field]: _dropped, ...rest } = valid;
+          const err = encodeError(rest, `${type} without ${field}`);
+          assert.ok(err !== null, `${type} without ${field}: encoded`);
+          assert.is(err?.path, `${type}.${field}`, `${type} without ${field}: ${err?.message}`);
+        }
+        for (const wrong of wrongs) encodeError({ ...valid, [field]: wrong }, `${type}.${field} = ${String(wrong)}`);
+      }
+    }
+  },
+);
+
 props.run();
+
+/** The EncodeError encode() throws, null if it encodes; anything else thrown fails the test. */
+function encodeError(m: Record<string, unknown>, what: string): EncodeError | null {
+  try {
+    encode(m as unknown as Message);
+    return null;
+  } catch (err) {
+    if (err instanceof EncodeError) return err;
+    throw new Error(`${what}: ${String(err)}`);
+  }
+}
 
 function tryDecode(json: string): DecodeError | null {
   try {
