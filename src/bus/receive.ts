@@ -141,7 +141,9 @@ export class Receiver<T extends Transport> {
     }
     const dm = d.headers[DM_HEADER];
     if (typeof dm === 'string' && !dm.startsWith('3.')) {
-      const reason = `data model version ${dm} is not supported (this is ${DM_VERSION})`;
+      // The header is the sender's to fill: quoted short, as anything of theirs that goes into an answer.
+      const shown = dm.length > 32 ? `${dm.slice(0, 32)}...` : dm;
+      const reason = `data model version ${shown} is not supported (this is ${DM_VERSION})`;
       if (opened !== undefined) {
         // A header is not sealed: answering would let whoever set it make us tell the peer a lie.
         opened.release();

@@ -46,6 +46,12 @@ s('a data model version other than 3.x is refused (VERSION) and dead-lettered; 3
   const v4 = await deliver(t, setClock(1, 1), { messageId: 'a', headers: { 'x-ebadge-dm': '4.0' } });
   assert.equal([v4.outcome, v4.code], ['dead', 'VERSION']);
   assert.match(v4.reason ?? '', /data model version 4\.0 is not supported \(this is 3\.1\)/);
+  // A header of the sender's choosing goes into the refusal (and its answer) cut short.
+  const long = await deliver(t, setClock(4, 4), {
+    messageId: 'd',
+    headers: { 'x-ebadge-dm': `9${'x'.repeat(10_000)}` },
+  });
+  assert.is(long.reason, `data model version 9${'x'.repeat(31)}... is not supported (this is 3.1)`);
   assert.is((await deliver(t, setClock(2, 2), { messageId: 'b', headers: { 'x-ebadge-dm': '3.0' } })).outcome, 'ack');
   assert.is((await deliver(t, setClock(3, 3), { messageId: 'c', headers: {} })).outcome, 'ack');
   assert.equal(handled, [2, 3]);
