@@ -8,23 +8,37 @@ export interface Timer {
   cancel(): void;
 }
 
+export interface TimerOptions {
+  /**
+   * The timer does not keep the process alive (the hub's background work); a pending request's timeout does, or a
+   * script awaiting its reply would exit under it.
+   */
+  unref?: boolean;
+  /**
+   * The deadline is a time of the wall clock, now() + ms (an activation's start and end, a period's end): when the
+   * system clock is stepped (NTP on a Pi without a real-time clock, which booted on a stale time), the timer follows
+   * the step, within WALL_CHECK_MS. Otherwise `ms` is time elapsed whatever the wall clock does (a backoff, a timeout).
+   */
+  wall?: boolean;
+}
+
 export interface Clock {
   now(): number;
-  /**
-   * Runs `fn` once after `ms`. `unref`: the timer does not keep the process alive (the hub's background work);
-   * a pending request's timeout does, or a script awaiting its reply would exit under it.
-   */
-  setTimeout(fn: () => void, ms: number, options?: { unref?: boolean }): Timer;
+  /** Runs `fn` once after `ms` (see TimerOptions). */
+  setTimeout(fn: () => void, ms: number, options?: TimerOptions): Timer;
 }
 
 /** The longest delay Node's setTimeout takes: a longer one fires after 1 ms (TimeoutOverflowWarning). */
 export const MAX_TIMEOUT_MS = 0x7fffffff;
 
+/** How often a wall-clock timer compares its deadline with the clock: the most it lags a step of the clock. */
+export const WALL_CHECK_MS = 10_000;
+
 export const systemClock: Clock = {
   now: () => Date.now(),
   setTimeout(fn, ms, options) {
-    // An activation a month ahead, a periodic report of 30 days, a long request timeout: past 24.8 days the timer
-    // is armed again for the rest, or it would run at once.
+    if (options?.wall === true) return wallTimer(fn, ms, options.unref === true);
+    // A long request timeout, a backoff: past 24.8 days the timer is armed again for the rest, or it would run at once.
     let t: ReturnType<typeof setTimeout>;
     const arm = (left: number): void => {
       t = setTimeout(left > MAX_TIMEOUT_MS ? () => arm(left - MAX_TIMEOUT_MS) : fn, Math.min(left, MAX_TIMEOUT_MS));
@@ -34,6 +48,30 @@ export const systemClock: Clock = {
     return { cancel: () => clearTimeout(t) };
   },
 };
+
+/**
+ * A timer due at the wall-clock time now() + ms. Node's timers measure elapsed time, so it looks at the clock every
+ * `checkMs` (and past 24.8 days as well) and runs `fn` once the clock says the deadline has come: a step forward
+ * makes it run within `checkMs`, a step back makes it wait for the clock to reach the deadline again.
+ */
+export function wallTimer(
+  fn: () => void,
+  ms: number,
+  unref: boolean,
+  now: () => number = Date.now,
+  checkMs = WALL_CHECK_MS,
+): Timer {
+  const due = now() + (Number.isFinite(ms) ? Math.max(0, ms) : 0);
+  let t: ReturnType<typeof setTimeout>;
+  const check = (): void => {
+    const left = due - now();
+    if (left <= 0) return fn();
+    t = setTimeout(check, Math.min(left, checkMs));
+    if (unref) t.unref();
+  };
+  check();
+  return { cancel: () => clearTimeout(t) };
+}
 
 /**
  * Lets the promise work already started run on: `turns` turns of the event loop (setImmediate), which is enough for
@@ -47,6 +85,7 @@ interface Pending {
   at: number;
   seq: number;
   fn: () => void;
+  wall: boolean;
 }
 
 /**
@@ -67,10 +106,22 @@ export class ManualClock implements Clock {
     return this.#now;
   }
 
-  setTimeout(fn: () => void, ms: number): Timer {
+  setTimeout(fn: () => void, ms: number, options?: TimerOptions): Timer {
     const seq = ++this.#seq;
-    this.#timers.set(seq, { at: this.#now + Math.max(0, Number.isFinite(ms) ? ms : 0), seq, fn });
+    const at = this.#now + Math.max(0, Number.isFinite(ms) ? ms : 0);
+    this.#timers.set(seq, { at, seq, fn, wall: options?.wall === true });
     return { cancel: () => this.#timers.delete(seq) };
+  }
+
+  /**
+   * The wall clock is stepped by `ms` (either way), as NTP steps it: a wall timer keeps its deadline (a step
+   * forward past it runs it now), any other timer keeps the time it had left. Then what is due runs, as advance does.
+   */
+  async step(ms: number): Promise<void> {
+    await settle();
+    this.#now += ms;
+    for (const p of this.#timers.values()) if (!p.wall) p.at += ms;
+    await this.advanceTo(this.#now);
   }
 
   /** Timers not fired nor cancelled yet. */

@@ -261,7 +261,9 @@ export class Activations {
         h.clock.setTimeout(
           () => void fn().catch((err: unknown) => h.log.error('activation step failed', { id: a.id, error: err })),
           Math.max(0, ms - h.now()),
-          { unref: true },
+          // `from` and `to` are wall-clock times: a clock stepped by NTP (a Pi that booted offline on a stale time)
+          // must not leave a device running for the size of the step.
+          { unref: true, wall: true },
         ),
       );
     };

@@ -199,7 +199,7 @@ export class Reports {
           .finally(() => this.#schedulePeriodic(requester));
       },
       wait,
-      { unref: true },
+      { unref: true, wall: true },
     );
     this.#periodic.set(requester, t);
   }

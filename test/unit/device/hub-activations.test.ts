@@ -264,6 +264,36 @@ x(
   },
 );
 
+x('the clock stepped (NTP on a Pi that booted on a stale time): start and end follow the wall clock', async () => {
+  const r = await hubRig();
+  const H = 3_600_000;
+  try {
+    const A = uuid(1);
+    await activate(r, A, 0, 1);
+    await r.clock.advance(60_000);
+    await eventually(() => r.commands.length === 1, 'the start');
+    // Stepped an hour forward, past `to`: the device is not left running for the hour the step skipped.
+    await r.clock.step(H);
+    await eventually(() => r.commands.length === 2, 'the end, at once');
+    assert.equal(r.commands[1], { action: 'end', id: A, device: 'boiler' });
+    // Stepped an hour back while running: it runs until the clock reaches `to` again.
+    const B = uuid(2);
+    const t = r.clock.now();
+    await activate(r, B, 0, 1, t + 60_000, t + 120_000);
+    await r.clock.advance(60_000);
+    await eventually(() => r.commands.length === 3, 'B started');
+    await r.clock.step(-H);
+    await r.clock.advance(60_000);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.is(r.commands.length, 3, 'still running an hour before its end');
+    await r.clock.advance(H);
+    await eventually(() => r.commands.length === 4, 'B ended at to');
+    assert.equal(r.commands[3], { action: 'end', id: B, device: 'boiler' });
+  } finally {
+    await r.close();
+  }
+});
+
 x('a modification of a running activation ends it (no activation_end) and schedules the new one', async () => {
   const r = await hubRig();
   try {

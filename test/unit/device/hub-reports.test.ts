@@ -322,6 +322,24 @@ p('a subscription that replaces another while its report is being sent starts at
   }
 });
 
+p(
+  'a period whose end the clock is stepped past (NTP) is reported then, not after the time the step skipped',
+  async () => {
+    const r = await hubRig();
+    try {
+      const R = uuid(1);
+      await subscribe(r, 3600, R);
+      // The first period [T0, T0 + 1 h) is due at T0 + 1 h + 1 min; the clock is stepped there after 30 s.
+      await r.clock.advance(30_000);
+      await r.clock.step(3600_000 + 30_000);
+      await eventually(() => reportsFor(r, R).length === 1, 'the report, at the step');
+      assert.equal((reportsFor(r, R)[0] as Message<'report'>).from.epochMs, T0);
+    } finally {
+      await r.close();
+    }
+  },
+);
+
 p('a subscription survives a restart and goes on from the period it had reached', async () => {
   const r = await hubRig();
   try {
