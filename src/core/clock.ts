@@ -63,13 +63,13 @@ export function wallTimer(
 ): Timer {
   const due = now() + (Number.isFinite(ms) ? Math.max(0, ms) : 0);
   let t: ReturnType<typeof setTimeout>;
-  const check = (): void => {
-    const left = due - now();
-    if (left <= 0) return fn();
-    t = setTimeout(check, Math.min(left, checkMs));
+  // Armed even when already due: fn runs from the event loop, never inside the caller's setTimeout().
+  const arm = (): void => {
+    t = setTimeout(check, Math.max(0, Math.min(due - now(), checkMs)));
     if (unref) t.unref();
   };
-  check();
+  const check = (): void => (due - now() <= 0 ? fn() : arm());
+  arm();
   return { cancel: () => clearTimeout(t) };
 }
 

@@ -140,6 +140,17 @@ s(
         () => wall,
       );
       assert.is((armed[4] as Armed).ms, 2_500);
+      // Already due, it still runs from a timer, not inside the call that sets it.
+      wallTimer(
+        () => ran++,
+        0,
+        false,
+        () => wall,
+      );
+      assert.is(ran, 2, 'not run synchronously');
+      assert.is((armed[5] as Armed).ms, 0);
+      (armed[5] as Armed).fn();
+      assert.is(ran, 3);
     });
   },
 );
