@@ -400,12 +400,20 @@ async function message(values: Values, positionals: string[], io: Io): Promise<M
       values.json === '-'
         ? await (io.stdin ?? (() => Promise.reject(new UsageError('no standard input'))))()
         : readFileBounded(values.json).toString('utf8');
+    let parsed: unknown;
     try {
-      obj = JSON.parse(text) as Record<string, unknown>;
+      parsed = JSON.parse(text);
     } catch (err) {
       throw new UsageError(`--json: not valid JSON (${(err as Error).message})`);
     }
-    if (positionals[0] !== undefined && obj['msg'] === undefined) obj['msg'] = positionals[0];
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
+      throw new UsageError(
+        `--json: expected a JSON object (a message), found ${parsed === null ? 'null' : Array.isArray(parsed) ? 'an array' : typeof parsed}`,
+      );
+    obj = parsed as Record<string, unknown>;
+    // As given, the codec reads the text itself: its limits (nesting, size) apply before anything is built from it.
+    if (obj['msg'] !== undefined || positionals[0] === undefined) return decoded(text);
+    obj['msg'] = positionals[0];
   } else {
     const [type, ...fields] = positionals;
     if (type === undefined) throw new UsageError('the message TYPE is required (e.g. get_report)');
@@ -423,8 +431,19 @@ async function message(values: Values, positionals: string[], io: Io): Promise<M
       obj[k] = raw === 'null' && spec[k]?.nullable === true ? null : fieldValue(raw, spec[k]?.type.name);
     }
   }
+  let text: string;
   try {
-    return decode(JSON.stringify(obj)).message;
+    text = JSON.stringify(obj);
+  } catch {
+    // JSON.parse takes any depth, JSON.stringify recurses: what overflows it is far past the codec's nesting limit.
+    throw new UsageError('invalid message: nested too deeply (a message nests 32 levels at most)');
+  }
+  return decoded(text);
+}
+
+function decoded(text: string): Message {
+  try {
+    return decode(text).message;
   } catch (err) {
     if (err instanceof DecodeError) throw new UsageError(`invalid message: ${err.message}`);
     throw err;
