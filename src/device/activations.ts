@@ -13,6 +13,17 @@ import type { Activation } from './state.js';
 
 /** An activation arriving this late after its start is not executed (data model §3.5 rule 5). */
 const LATE_MS = 15 * 60_000;
+/** An ended or rejected activation is kept this long after its `to`: the same (id, count) gets its decision again. */
+const KEEP_DECIDED_MS = 86_400_000;
+/**
+ * The most activations the state keeps (to come, running, or decided within KEEP_DECIDED_MS). A hub has a few a
+ * day; without a bound, a peer that sends new ids without end (each rejected, or accepted far ahead) would grow the
+ * state file that every decision rewrites and fsyncs, until the disk or the Pi's memory gives out.
+ */
+export const MAX_ACTIVATIONS = 1_000;
+
+const stale = (a: Activation, now: number): boolean =>
+  (a.phase === 'ended' || a.decision === 'rejected') && a.to < now - KEEP_DECIDED_MS;
 
 export class Activations {
   readonly #h: HubContext;
@@ -110,9 +121,7 @@ export class Activations {
       // at the old from (or run a rejected one), and its end cut the new one short.
       this.#cancel(m.id);
       await h.store.update((s) => {
-        s.activations = s.activations.filter(
-          (x) => x.id !== m.id && !(x.phase === 'ended' && x.to < h.now() - 86_400_000),
-        );
+        s.activations = s.activations.filter((x) => x.id !== m.id && !stale(x, h.now()));
         s.activations.push(a);
       });
       await ctx.reply(message as Message);
@@ -128,6 +137,17 @@ export class Activations {
       // It ends what runs, and nothing is left to start (it was kept as a 0 kW activation sent to the actuator at from).
       await this.end(m.id);
       return decide('accepted', { msg: 'accept_activation', ...base }, 'ended');
+    }
+    if (known === undefined && h.store.state.activations.filter((x) => !stale(x, now)).length >= MAX_ACTIVATIONS) {
+      // Not stored (there is no room): while the hub is full, the same (id, count) is refused the same way again.
+      const refusal = {
+        msg: 'reject_activation',
+        ...base,
+        code: 469,
+        reason: `the hub keeps at most ${MAX_ACTIVATIONS} activations (to come, running, or decided in the last day)`,
+      };
+      h.log.warn('activation rejected: too many kept', { id: m.id, requester: ctx.sender, max: MAX_ACTIVATIONS });
+      return ctx.reply(refusal as Message);
     }
     if (h.store.state.mode !== 'normal') return reject(451, `the hub is in ${h.store.state.mode} mode`);
     if (m.to.epochMs <= now || m.from.epochMs < now - LATE_MS)

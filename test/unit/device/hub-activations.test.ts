@@ -10,6 +10,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { BusError } from '../../../src/bus/index.js';
 import { EbTime, type Message } from '../../../src/codec/index.js';
+import { MAX_ACTIVATIONS } from '../../../src/device/activations.js';
 import { uuid } from '../../helpers/memory-bus.js';
 import { AGG, HEH, type HubRig, hubRig, ofType, T0, within } from '../../helpers/memory-hub.js';
 
@@ -218,6 +219,50 @@ d('every accepted activation that overlaps counts, not only what runs: the 2 kW 
     await r.close();
   }
 });
+
+d(
+  'at most 1,000 activations are kept: a new id past them is rejected 469 unstored; a day after their end they go',
+  async () => {
+    const r = await hubRig();
+    try {
+      // 1,000 rejected decisions (a peer that sends new ids without end), as the state holds them.
+      await r.store.update((s) => {
+        for (let i = 0; i < MAX_ACTIVATIONS; i++) {
+          const id = uuid(10_000 + i);
+          s.activations.push({
+            id,
+            requester: AGG,
+            modificationCount: 0,
+            from: T0 + 60_000,
+            to: T0 + 120_000,
+            quantity: 1,
+            device: null,
+            decision: 'rejected',
+            decisionMessage: { msg: 'reject_activation', id, modification_count: 0, code: 451, reason: 'passive' },
+            phase: 'scheduled',
+          });
+        }
+      });
+      const A = uuid(1);
+      const full = (await activate(r, A, 0, 1)) as Message<'reject_activation'>;
+      assert.equal([full.msg, full.id, full.code], ['reject_activation', A, 469]);
+      assert.match(full.reason ?? '', 'at most 1000 activations');
+      assert.is(r.store.state.activations.length, MAX_ACTIVATIONS, 'not stored');
+      assert.equal(await activate(r, A, 0, 1), full, 'the same (id, count) again: the same refusal while full');
+      // A known id is still decided: a cancellation of one of them.
+      const cancel = await activate(r, uuid(10_000), 1, 0);
+      assert.is(cancel.msg, 'accept_activation');
+      // A day after their `to`, the rejected decisions are dropped at the next decision, which then has room.
+      await r.clock.advance(86_400_000 + 120_001);
+      const later = r.clock.now();
+      const B = uuid(2);
+      assert.is((await activate(r, B, 0, 1, later + 60_000, later + 120_000)).msg, 'accept_activation');
+      assert.ok(r.store.state.activations.length <= 2, `${r.store.state.activations.length} kept`);
+    } finally {
+      await r.close();
+    }
+  },
+);
 
 const x = suite('hub activations: on the clock');
 
