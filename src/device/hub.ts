@@ -32,7 +32,7 @@ import type { Outbox } from './outbox.js';
 import { hehOf, refuse, toEnergyEvent } from './replies.js';
 import { Reports } from './reports.js';
 import { requestLogged } from './request-log.js';
-import type { HubEvent, StateStore } from './state.js';
+import type { HubEvent, Price, StateStore } from './state.js';
 
 export { derivedUuid } from './reports.js';
 export { HUB_VERSION };
@@ -78,6 +78,9 @@ export interface HubDeps {
 
 /** How often messages still in the outbox (the broker did not confirm them) are sent again. */
 const OUTBOX_RETRY_MS = 60_000;
+
+/** The most prices kept (in force or to come); the next is refused 469. */
+export const MAX_PRICES = 1_000;
 
 /** How long a stop waits for the hub's own sends under way before the connection closes under them. */
 const STOP_SEND_WAIT_MS = 5_000;
@@ -445,11 +448,17 @@ export class Hub {
       return ctx.respond(454, 'from is not before to');
     }
     const now = this.now();
-    await this.#d.store.update((s) => {
-      // A new price replaces what it overlaps of the same kind and device; expired ones are dropped.
-      s.prices = s.prices.filter(
+    // A new price replaces what it overlaps of the same kind and device; expired ones are dropped.
+    const kept = (prices: readonly Price[]): Price[] =>
+      prices.filter(
         (p) => p.to > now && !(p.kind === kind && p.device === device && p.from < to.epochMs && p.to > from.epochMs),
       );
+    // Bounded like the activations: a peer sending prices for ever further periods (or devices) must not grow the
+    // state file every change rewrites.
+    if (kept(this.#d.store.state.prices).length >= MAX_PRICES)
+      return ctx.respond(469, `the hub keeps at most ${MAX_PRICES} prices to come; this one is not stored`);
+    await this.#d.store.update((s) => {
+      s.prices = kept(s.prices);
       s.prices.push({
         kind,
         from: from.epochMs,

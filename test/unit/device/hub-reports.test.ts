@@ -10,7 +10,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { BusError } from '../../../src/bus/index.js';
 import { EbTime, type Message } from '../../../src/codec/index.js';
-import { derivedUuid } from '../../../src/device/hub.js';
+import { derivedUuid, MAX_PRICES } from '../../../src/device/hub.js';
 import { uuid } from '../../helpers/memory-bus.js';
 import { AGG, HEH, type HubRig, hubRig, ofType, T0, within } from '../../helpers/memory-hub.js';
 
@@ -563,6 +563,45 @@ h('prices: stored and answered 200, a newer one replaces what it overlaps, per k
     assert.is(gen.response_code, 200);
     assert.is(r.hub.priceAt('generation', T0, 'boiler'), 0.07);
     assert.is(r.hub.priceAt('generation', T0, 'meter'), undefined);
+  } finally {
+    await r.close();
+  }
+});
+
+h('prices: at most 1,000 kept; past them a new one is refused 469 and not stored, until some expire', async () => {
+  const r = await hubRig();
+  try {
+    await r.store.update((s) => {
+      for (let i = 0; i < MAX_PRICES; i++)
+        s.prices.push({ kind: 'load', from: T0 + i * MIN, to: T0 + (i + 1) * MIN, price: 0.1, sender: AGG });
+    });
+    const later = T0 + 2 * MAX_PRICES * MIN;
+    const full = await refused(
+      ask(r, { msg: 'load_price', from: ts(later), to: ts(later + MIN), price: 0.5, msg_id: uuid(1) }),
+    );
+    assert.equal([full.response_code, full.ref_msg], [469, 'load_price']);
+    assert.match(full.response_desc, 'at most 1000 prices');
+    assert.is(r.store.state.prices.length, MAX_PRICES);
+    // Replacing one it overlaps takes no more room.
+    const over = (await ask(r, {
+      msg: 'load_price',
+      from: ts(T0 + MIN),
+      to: ts(T0 + 2 * MIN),
+      price: 0.2,
+      msg_id: uuid(2),
+    })) as Message<'response'>;
+    assert.is(over.response_code, 200);
+    // Once ten have expired, there is room again.
+    await r.clock.advance(10 * MIN);
+    const ok = (await ask(r, {
+      msg: 'load_price',
+      from: ts(later),
+      to: ts(later + MIN),
+      price: 0.5,
+      msg_id: uuid(3),
+    })) as Message<'response'>;
+    assert.is(ok.response_code, 200);
+    assert.is(r.hub.priceAt('load', later), 0.5);
   } finally {
     await r.close();
   }
