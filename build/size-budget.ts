@@ -14,14 +14,16 @@ export const SIZE_BUDGET: Record<string, number> = {
   // 303,653 B at 521bc4a (+259: a stop waits for the hub's own sends under way).
   // 305,535 B at 8e1f49b (+1,882: refusals of hostile and careless input, bench/RESULTS.md "The budget").
   // 306,527 B after it (+992: more refusals of careless input, bench/RESULTS.md "The budget").
-  'dist/hub.js': 307_200,
+  // 307,395 B at 331f6f6 (+868 since: wall-clock timers, activations and prices bounded).
+  'dist/hub.js': 308_000,
   // 706,321 B at 1c14c49: hub.js's code and MQTT.js; 707,075 B at 272133e (the same fixes).
   // 694,737 B with the same change (-12,465).
   // 690,778 B with the same build (-3,959).
   // 691,740 B at 521bc4a (+259).
   // 693,622 B at 8e1f49b (+1,882).
   // 694,616 B after it (+994).
-  'dist/hub-mqtt.js': 695_300,
+  // 695,484 B at 331f6f6 (+868).
+  'dist/hub-mqtt.js': 696_200,
   // 59,022 B at 1c14c49: connect, confirm channel, declare, publish, consume, close (bench/size/ours.ts).
   'bench/size/ours.ts': 60_000,
 };
