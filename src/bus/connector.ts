@@ -15,7 +15,7 @@ import { randomUUID } from 'node:crypto';
 import { bodyWriter, type DecodeLimits, type Message, type MessageType, SCHEMAS } from '../codec/index.js';
 import { type Clock, systemClock } from '../core/clock.js';
 import { TypedEmitter } from '../core/emitter.js';
-import { OVERHEAD, type Sealer } from '../crypto/index.js';
+import { KEY_UPDATE, OVERHEAD, Sealer } from '../crypto/index.js';
 import { type BudgetOptions, SenderBudget } from './budget.js';
 import { SeenIds } from './dedupe.js';
 import { BusError } from './errors.js';
@@ -261,7 +261,7 @@ export class Connector<T extends Transport = Transport> extends TypedEmitter<Con
 
   async #send(
     peer: string,
-    type: MessageType,
+    type: MessageType | typeof KEY_UPDATE,
     payload: Uint8Array | BodyWriter,
     options: { routingKey: string; messageId: string; correlationId?: string },
   ): Promise<void> {
@@ -285,6 +285,28 @@ export class Connector<T extends Transport = Transport> extends TypedEmitter<Con
         headers: { [DM_HEADER]: DM_VERSION },
       },
     });
+  }
+
+  /**
+   * Announces our X25519 keys that have not ended (the one in force and any to come after a `keyring rotate`) to
+   * each peer we seal for, or to those named: a `key_update` per key, sealed with our oldest key in force, which the
+   * peer knows already (docs/crypto.md, "Rotation"). A peer learns a new key before we seal with it, and one that
+   * knows a key already only acks it. Resolves when the broker has them all; a peer without keys gets nothing.
+   */
+  async announceKeys(peers: readonly string[] = this.transport.peers): Promise<void> {
+    const sealer = this.#o.sealer;
+    if (sealer === undefined) return;
+    for (const peer of peers) this.#check(peer);
+    const now = this.#clock.now();
+    const keys = sealer.keyring.own.filter((e) => e.notAfter === undefined || e.notAfter > now);
+    for (const peer of peers) {
+      if (!sealer.keyring.peers.has(peer)) continue;
+      for (const key of keys)
+        await this.#send(peer, KEY_UPDATE, Sealer.keyUpdatePayload(key), {
+          routingKey: KEY_UPDATE,
+          messageId: randomUUID(),
+        });
+    }
   }
 
   /**

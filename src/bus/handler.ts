@@ -64,4 +64,9 @@ export interface ConnectorEvents<Raw = unknown> {
    * its msg_id, or its request_id or id.
    */
   'over-budget': [sender: string, type: string, id: string];
+  /**
+   * A peer's sealed key_update was verified and taken (docs/crypto.md, "Rotation"): `kid` is the key it announced,
+   * `learned` false when we knew it already. It is acked and never answered or handed to a handler.
+   */
+  'key-update': [sender: string, kid: string, learned: boolean];
 }

@@ -17,7 +17,7 @@
  * The dead letters and refusals of every step go through one place, which also emits the 'dead-letter' event.
  */
 import { DecodeError, type DecodeLimits, decode, type Message } from '../codec/index.js';
-import { CryptoError, type Opened, type Sealer } from '../crypto/index.js';
+import { CryptoError, KEY_UPDATE, type Opened, type Sealer } from '../crypto/index.js';
 import { refusable, type SenderBudget } from './budget.js';
 import type { SeenIds } from './dedupe.js';
 import { dispatch, FailureCounts } from './dispatch.js';
@@ -132,6 +132,21 @@ export class Receiver<T extends Transport> {
       if (altered !== undefined) {
         opened.release();
         await this.#deadLetter(d, altered.reason, altered.code);
+        return;
+      }
+      if (opened.keyUpdate !== undefined) {
+        // A control message of the envelope, not of the data model: its key was learned as it opened. Nothing for
+        // a handler and nothing to answer; acked once the key is kept (SealerOptions.onKeyLearned), else given back.
+        try {
+          await opened.commit();
+        } catch (err) {
+          opened.release();
+          d.retry();
+          this.#d.emit('handler-error', err, KEY_UPDATE, false);
+          return;
+        }
+        d.ack();
+        this.#d.emit('key-update', sender, opened.keyUpdate.kid, opened.keyUpdate.learned);
         return;
       }
       body = opened.payload;

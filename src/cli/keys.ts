@@ -141,7 +141,7 @@ export async function rotate(args: string[], io: Io): Promise<number> {
   const entry = publicEntry(readPrivateKeyFile(file), selectBackend('auto'));
   io.out(JSON.stringify(entry.x25519, null, 2));
   io.err(
-    `added an X25519 key in force from ${new Date(notBefore).toISOString()}; the running hub announces it with key_update`,
+    `added an X25519 key in force from ${new Date(notBefore).toISOString()}; restart the hub to use it: once connected, it announces its keys to its peers with key_update`,
   );
   return 0;
 }

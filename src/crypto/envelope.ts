@@ -26,7 +26,7 @@ import { randomFillSync } from 'node:crypto';
 import { type BodyWriter, checkedEnd, MORE_ROOM } from '../core/body-writer.js';
 import { type CryptoBackend, SIGNATURE_BYTES, type SigningKey, TAG_BYTES } from './backend.js';
 import { CryptoError } from './errors.js';
-import { type GroupKey, type Keyring, type OwnEpoch, type Peer, type PeerEpoch, topicId } from './keyring.js';
+import { type GroupKey, type Keyring, keyId, type OwnEpoch, type Peer, type PeerEpoch, topicId } from './keyring.js';
 import { KEY_UPDATE, typeCode, typeName } from './types.js';
 
 export const VERSION = 1;
@@ -87,8 +87,11 @@ export interface SealerOptions {
   now?: () => number;
   /** Fills a nonce with random bytes (default node:crypto's randomFillSync; tests fix it to compare envelopes). */
   random?: (nonce: Uint8Array) => void;
-  /** Called with a peer's key announced in a verified key_update, after it was added (e.g. to persist it). */
-  onKeyLearned?: (peer: Peer, update: KeyUpdate) => void;
+  /**
+   * Called with a peer's key announced in a verified key_update, after it was added, to persist it: the message's
+   * commit() waits for the promise returned, so the key_update is acked only once the key is kept.
+   */
+  onKeyLearned?: (peer: Peer, update: KeyUpdate) => unknown;
 }
 
 /** The payload of a key_update: a new X25519 key of the sender, in force from notBefore. */
@@ -110,6 +113,8 @@ export interface Opened {
   readonly sequence: bigint;
   /** The verified plaintext (the eBADGE JSON); the bus decodes it and checks that its `msg` is `type`. */
   readonly payload: Uint8Array;
+  /** A key_update's key (its id) and whether it was new to us: learned as the envelope opened. */
+  readonly keyUpdate: { readonly kid: string; readonly learned: boolean } | undefined;
   /** Records the sequence as seen and persists it: call after the message was handled, before the ack. */
   commit(): Promise<void>;
   /** Forgets the in-flight mark without recording it: the message was not handled and will come again. */
@@ -124,6 +129,8 @@ export class Sealer {
   readonly #random: (nonce: Uint8Array) => void;
   readonly #maxBytes: number;
   readonly #topicsById = new Map<string, string>();
+  /** Key ids learned whose onKeyLearned failed (see #learn). */
+  readonly #unkept = new Set<string>();
 
   constructor(options: SealerOptions) {
     if (options.keyring.signing.backend !== options.backend.name) {
@@ -161,7 +168,7 @@ export class Sealer {
   async envelope(to: Destination, type: string, payload: Uint8Array | BodyWriter): Promise<SealedBody> {
     const now = this.#now();
     const { keyring, backend } = this.#o;
-    const own = keyring.currentOwn(now);
+    const own = type === KEY_UPDATE ? keyring.oldestOwn(now) : keyring.currentOwn(now);
     if (own === undefined) throw new CryptoError('NO_KEY_FOR_PEER', 'none of our X25519 keys is in force now');
     const code = typeCode(type);
     let mode: Mode;
@@ -287,7 +294,7 @@ export class Sealer {
     if (now - timestamp > window)
       throw new CryptoError('STALE', `${type} from ${peer.id} is ${now - timestamp} ms old (window ${window} ms)`);
 
-    if (type === KEY_UPDATE) this.#learn(peer, payload);
+    const learnt = type === KEY_UPDATE ? this.#learn(peer, payload) : undefined;
     this.#inFlight.add(mark);
     const replay = this.#o.replay;
     const inFlight = this.#inFlight;
@@ -299,7 +306,9 @@ export class Sealer {
       timestamp,
       sequence,
       payload,
+      keyUpdate: learnt === undefined ? undefined : { kid: learnt.kid, learned: learnt.learned },
       async commit() {
+        await learnt?.kept;
         replay.accept(peer.identity, sequence);
         inFlight.delete(mark);
         await replay.persist();
@@ -322,7 +331,7 @@ export class Sealer {
     );
   }
 
-  #learn(peer: Peer, payload: Uint8Array): void {
+  #learn(peer: Peer, payload: Uint8Array): { kid: string; learned: boolean; kept: Promise<void> | undefined } {
     let update: KeyUpdate;
     try {
       const v = JSON.parse(Buffer.from(payload).toString('utf8')) as Record<string, unknown>;
@@ -338,8 +347,17 @@ export class Sealer {
     } catch {
       throw new CryptoError('BAD_KEY', `a key_update from ${peer.id} is malformed`);
     }
-    if (this.#o.keyring.learn(peer, update.x25519, update.notBefore, update.notAfter))
-      this.#o.onKeyLearned?.(peer, update);
+    const learned = this.#o.keyring.learn(peer, update.x25519, update.notBefore, update.notAfter, this.#now());
+    const kid = keyId(update.x25519);
+    // A key whose keeping failed is known in memory but not kept: the copy given back for it is kept again.
+    const r = learned || this.#unkept.has(kid) ? this.#o.onKeyLearned?.(peer, update) : undefined;
+    const kept = r instanceof Promise ? (r as Promise<void>) : undefined;
+    // Awaited by commit(); the outcome is noted before commit() resumes, and a failure is never unhandled.
+    kept?.then(
+      () => this.#unkept.delete(kid),
+      () => this.#unkept.add(kid),
+    );
+    return { kid, learned, kept };
   }
 
   /** k(A→B) = HKDF-SHA256(X25519(xA, XB), "HEH-E2E/v1", "pair\0" ‖ edA ‖ XA ‖ XB), cached per key pair and direction. */

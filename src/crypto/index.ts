@@ -38,6 +38,7 @@ export {
   groupKeyId,
   Keyring,
   keyId,
+  MAX_PEER_KEYS,
   type OwnEpoch,
   type Peer,
   type PeerEpoch,

@@ -19,6 +19,10 @@ import { KNOWN_TYPES } from './types.js';
 
 export const KEYRING_FORMAT = 'heh-keyring/1';
 export const PRIVATE_FORMAT = 'heh-private/1';
+/** The most X25519 keys a peer may have at once (its keyring entry's and those its key_updates announced). */
+export const MAX_PEER_KEYS = 16;
+/** How long an ended key is kept: the longest freshness window (reports, 24 h), so what was sealed with it opens. */
+const ENDED_KEPT_MS = 24 * 3_600_000;
 
 /** An X25519 public key of a peer, valid from notBefore (epoch ms) to notAfter (or for ever). */
 export interface PeerEpoch {
@@ -316,6 +320,19 @@ export class Keyring {
     return newest(this.own, now);
   }
 
+  /**
+   * Our oldest X25519 key in force at `now`: the one a key_update is sealed with, since a peer that has not learned
+   * our newer keys yet knows it (the keyring it was given, or an earlier key_update).
+   */
+  oldestOwn(now: number): OwnEpoch | undefined {
+    let best: OwnEpoch | undefined;
+    for (const e of this.own) {
+      if (e.notBefore > now || (e.notAfter !== undefined && e.notAfter <= now)) continue;
+      if (best === undefined || e.notBefore < best.notBefore) best = e;
+    }
+    return best;
+  }
+
   /** The peer's newest X25519 key in force at `now`: the one we send to. */
   currentPeer(peer: Peer, now: number): PeerEpoch | undefined {
     return newest(peer.epochs, now);
@@ -327,9 +344,11 @@ export class Keyring {
 
   /**
    * Adds a peer's announced X25519 key (a verified key_update). Returns false when the key was already known.
-   * The key is checked like one from the keyring file.
+   * The key is checked like one from the keyring file. A peer holds at most MAX_PEER_KEYS keys: keys that ended
+   * over a day before `now` make room first (nothing sealed with them is fresh any more), and past that the key is
+   * refused, so that a peer announcing keys without end cannot grow our memory or the file they are kept in.
    */
-  learn(peer: Peer, publicKey: Uint8Array, notBefore: number, notAfter: number | undefined): boolean {
+  learn(peer: Peer, publicKey: Uint8Array, notBefore: number, notAfter: number | undefined, now = Date.now()): boolean {
     const kid = keyId(publicKey);
     const known = this.#peerKids.get(kid);
     if (known !== undefined) {
@@ -341,6 +360,20 @@ export class Keyring {
       throw new CryptoError('BAD_KEY', `key_update from ${peer.id}: the key id ${kid} is one of our own keys`);
     const r = new Reader(`key_update from ${peer.id}`, false);
     checkPeriod(r, notBefore, notAfter, '$');
+    if (peer.epochs.length >= MAX_PEER_KEYS) {
+      for (let i = peer.epochs.length - 1; i >= 0; i--) {
+        const e = peer.epochs[i] as PeerEpoch;
+        if (e.notAfter !== undefined && e.notAfter < now - ENDED_KEPT_MS) {
+          peer.epochs.splice(i, 1);
+          this.#peerKids.delete(e.kid);
+        }
+      }
+      if (peer.epochs.length >= MAX_PEER_KEYS)
+        throw new CryptoError(
+          'BAD_KEY',
+          `key_update from ${peer.id}: it has ${MAX_PEER_KEYS} X25519 keys already, none ended over a day ago`,
+        );
+    }
     this.#addPeerEpoch(peer, publicKey, notBefore, notAfter, r, '$.x25519');
     return true;
   }

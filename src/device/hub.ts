@@ -1,7 +1,7 @@
 /**
  * The HEH side of the eBADGE HEH-level catalogue (data model §3.3, D3.1.3 §5), on top of the bus.
  *
- * On every start the hub registers (`capabilities`, then `device_capabilities` per device, to every peer) and asks
+ * On every start the hub registers (its keys when it seals, `capabilities`, then `device_capabilities` per device, to every peer) and asks
  * for the prices in force (`get_all_prices`). It samples its meters once per resolution into the history, answers
  * reports from it and keeps periodic report subscriptions (reports.ts), keeps realtime event subscriptions, decides
  * and executes activations through the actuators (activations.ts), and keeps prices, the smart mode and its events.
@@ -179,6 +179,8 @@ export class Hub {
    */
   async #registerWith(peer: string, attempt: number): Promise<void> {
     try {
+      // Our keys first (a no-op without sealing): a key we rotated to must reach the peer before we seal with it.
+      await this.#d.bus.announceKeys([peer]);
       await this.#d.bus.publish(peer, capabilities(this.#d.config, undefined));
       for (const device of this.#d.config.devices)
         await this.#d.bus.publish(peer, deviceCapabilities(this.#d.config, device.name, undefined));

@@ -39,6 +39,7 @@ import { type Actuator, createActuator, createMeter, type Meter } from './device
 import { Hub } from './hub.js';
 import { BrokerLink } from './link.js';
 import { createLogger, type Logger } from './log.js';
+import { keepPeerKey, restorePeerKeys } from './peer-keys.js';
 import { openStorage } from './storage.js';
 
 export const EXIT = { OK: 0, USAGE: 64, CONFIG: 78, AUTH: 77, UNAVAILABLE: 69, SOFTWARE: 70 } as const;
@@ -245,11 +246,14 @@ async function run(config: HubConfig, stop: Promise<void>, log: Logger, mqttBus?
   let sealer: Sealer | undefined;
   if (config.crypto !== undefined) {
     const backend = selectBackend(config.crypto.backend);
+    const keyring = Keyring.load(config.crypto.keyring, config.crypto.privateKey, backend);
+    await restorePeerKeys(keyring, store, log, Date.now());
     sealer = new Sealer({
-      keyring: Keyring.load(config.crypto.keyring, config.crypto.privateKey, backend),
+      keyring,
       backend,
       sequence: await SequenceReserver.open(path.join(config.stateDir, 'seq.json')),
       replay: await ReplayWindow.open(path.join(config.stateDir, 'replay.json')),
+      onKeyLearned: keepPeerKey(keyring, store),
     });
     log.info('end-to-end sealing on', { backend: backend.name, peers: [...sealer.keyring.peers.keys()] });
   }
@@ -287,6 +291,9 @@ async function run(config: HubConfig, stop: Promise<void>, log: Logger, mqttBus?
   );
   bus.on('handler-error', (error, type, final) => log.error('handler failed', { type, final, error }));
   bus.on('duplicate', (id, sender) => log.debug('duplicate dropped', { id, sender }));
+  bus.on('key-update', (sender, kid, learned) => {
+    if (learned) log.info('peer key learned', { peer: sender, kid });
+  });
   // A flood is what the budget answers: a line per refused request would flood the journal in turn, so at most one a
   // minute per peer, with how many were refused since the last one.
   const overBudget = new Map<string, { at: number; since: number }>();

@@ -1,6 +1,7 @@
 /**
  * What the hub must remember across restarts besides its measurements: periodic report subscriptions, prices,
- * activations and their decisions, the smart mode, realtime event subscriptions and the recent events. Small and
+ * activations and their decisions, the smart mode, realtime event subscriptions, the recent events and the keys
+ * peers announced (key_update). Small and
  * rarely changed, so it is one JSON file rewritten durably (tmp + fsync + rename) on every change.
  *
  * The hub runs from memory; the file follows. A write the disk refuses (full, read-only, the directory gone) never
@@ -64,6 +65,15 @@ export interface HubEvent {
   count?: number;
 }
 
+/** A peer's X25519 key learned from its sealed key_update (docs/crypto.md, "Rotation"), given back to the keyring at start. */
+export interface PeerKey {
+  peer: string;
+  /** The public key, base64url. */
+  x25519: string;
+  notBefore: number;
+  notAfter?: number;
+}
+
 export interface HubState {
   format: 'heh-hub-state/1';
   mode: 'normal' | 'passive' | 'off';
@@ -73,6 +83,7 @@ export interface HubState {
   activations: Activation[];
   events: HubEvent[];
   clockOffsetS: number;
+  peerKeys: PeerKey[];
 }
 
 const MAX_EVENTS = 1000;
@@ -297,6 +308,7 @@ function empty(): HubState {
     activations: [],
     events: [],
     clockOffsetS: 0,
+    peerKeys: [],
   };
 }
 
@@ -362,6 +374,12 @@ const ACTIVATION: readonly Rule[] = [
     true,
   ],
 ];
+const PEER_KEY: readonly Rule[] = [
+  ['peer', 'a name', name],
+  ['x25519', 'a base64url X25519 public key', (v) => typeof v === 'string' && /^[A-Za-z0-9_-]{43}$/.test(v)],
+  ['notBefore', TIME, finite],
+  ['notAfter', TIME, finite, true],
+];
 const EVENT: readonly Rule[] = [
   ['time', TIME, finite],
   ['severity', 'a severity 0..3', oneOf(0, 1, 2, 3)],
@@ -417,5 +435,6 @@ function checkState(raw: unknown): { state: HubState; problems: string[] } {
   state.prices = list('prices', PRICE);
   state.activations = list('activations', ACTIVATION);
   state.events = list('events', EVENT);
+  state.peerKeys = list('peerKeys', PEER_KEY);
   return { state, problems };
 }

@@ -13,7 +13,14 @@ import {
   settle,
 } from '../../src/bus/index.js';
 import { encode, type Message } from '../../src/codec/index.js';
-import { generateIdentity, Keyring, nodeBackend, type ReplayGuard, Sealer } from '../../src/crypto/index.js';
+import {
+  generateIdentity,
+  Keyring,
+  nodeBackend,
+  type ReplayGuard,
+  Sealer,
+  type SealerOptions,
+} from '../../src/crypto/index.js';
 
 export const HUB = 'heh-unit';
 export const VPP = 'vpp-unit';
@@ -118,6 +125,7 @@ export function sealers(
   aSends: string[],
   bSends: string[],
   now: () => number,
+  bOptions: Pick<SealerOptions, 'onKeyLearned'> = {},
 ): { a: Sealer; b: Sealer } {
   const x = generateIdentity(a, nodeBackend, now() - 60_000);
   const y = generateIdentity(b, nodeBackend, now() - 60_000);
@@ -141,6 +149,7 @@ export function sealers(
       }),
     }),
     b: new Sealer({
+      ...bOptions,
       backend: nodeBackend,
       now,
       sequence: { take: async () => ++seqB },

@@ -18,6 +18,7 @@ import {
 } from '../../src/bus/index.js';
 import type { Message, MessageType } from '../../src/codec/index.js';
 import { SCHEMAS } from '../../src/codec/index.js';
+import type { Sealer } from '../../src/crypto/index.js';
 import { exampleConfig, type HubConfig, parseConfig } from '../../src/device/config/index.js';
 import type { Actuator, ActuatorCommand, Meter } from '../../src/device/devices/index.js';
 import { History } from '../../src/device/history.js';
@@ -79,6 +80,8 @@ export interface RigOptions {
   vppDedupeTtlMs?: number;
   /** Awaited by the boiler's actuator before it takes a command: an actuator that is slow to start or stop. */
   actuatorGate?: (cmd: ActuatorCommand) => Promise<void>;
+  /** Sealing: the hub's sealer, made afresh at every (re)start as main.ts makes it (its state store given), and the VPP's. */
+  sealing?: { hub: (store: StateStore, log: Logger) => Promise<Sealer>; vpp: Sealer };
 }
 
 function meter(readings: Map<string, number | Error>, device: string): Meter {
@@ -126,6 +129,7 @@ export async function hubRig(options: RigOptions = {}): Promise<HubRig> {
   };
   const vpp = new Connector({
     clock,
+    ...(options.sealing === undefined ? {} : { sealer: options.sealing.vpp }),
     transport: network.transport({ name: AGG, peers: [HEH], ...options.transport }),
     ...(options.vppDedupeTtlMs === undefined ? {} : { dedupe: { ttlMs: options.vppDedupeTtlMs } }),
   });
@@ -147,8 +151,10 @@ export async function hubRig(options: RigOptions = {}): Promise<HubRig> {
     });
     const store = StateStore.open(stateDir);
     const outbox = options.outbox === true ? await Outbox.open(path.join(stateDir, 'outbox')) : undefined;
+    const sealer = await options.sealing?.hub(store, log);
     const bus = new Connector({
       clock,
+      ...(sealer === undefined ? {} : { sealer }),
       transport: network.transport({ name: HEH, peers: [AGG], ...options.transport }),
     });
     const hub = new Hub({

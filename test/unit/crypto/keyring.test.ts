@@ -20,6 +20,7 @@ import {
   generateIdentity,
   Keyring,
   keyId,
+  MAX_PEER_KEYS,
   nobleBackend,
   nodeBackend,
   type PrivateKeyFile,
@@ -965,6 +966,44 @@ for (const backend of [nodeBackend, nobleBackend]) {
       f.vpp.publicEntry.x25519[0]!.kid,
       'after it ends, the previous key is current again',
     );
+  });
+
+  learn(`at most ${MAX_PEER_KEYS} keys a peer: those ended over a day ago make room, then a new one is refused`, () => {
+    const f = fixture(backend);
+    const ring = make(backend, f.hubRing, f.hub.privateKey);
+    const vpp = ring.peers.get('vpp-acme')!;
+    // Keys that ended an hour after they began, one a day apart; the keyring file's is the first.
+    const ended: Uint8Array[] = [];
+    for (let i = 1; i < MAX_PEER_KEYS; i++) {
+      const k = xPub(backend);
+      ended.push(k);
+      assert.ok(ring.learn(vpp, k, T0 + i * DAY, T0 + i * DAY + HOUR, T0 + i * DAY));
+    }
+    assert.is(vpp.epochs.length, MAX_PEER_KEYS);
+    const now = T0 + MAX_PEER_KEYS * DAY;
+    // Only the key that ended yesterday is within a day: the others (and their kids) go for the new one.
+    const k = xPub(backend);
+    assert.ok(ring.learn(vpp, k, now, undefined, now));
+    assert.equal(
+      vpp.epochs.map((e) => e.kid),
+      [f.vpp.publicEntry.x25519[0]!.kid, keyId(ended.at(-1)!), keyId(k)],
+    );
+    assert.is(ring.peerByKid(keyId(ended[0]!)), undefined, 'a pruned key no longer opens anything');
+    // Full of keys that have not ended: refused, and nothing changes.
+    for (let i = vpp.epochs.length; i < MAX_PEER_KEYS; i++) ring.learn(vpp, xPub(backend), now, undefined, now);
+    const e = cryptoError(() => ring.learn(vpp, xPub(backend), now, undefined, now), 'BAD_KEY');
+    assert.match(e.message, /vpp-acme: it has 16 X25519 keys already/);
+    assert.is(vpp.epochs.length, MAX_PEER_KEYS);
+  });
+
+  learn('oldestOwn: the oldest of our keys in force, which a key_update is sealed with', () => {
+    const f = fixture(backend);
+    const ring = make(backend, f.hubRing, f.hub.privateKey);
+    const first = ring.currentOwn(T0)!;
+    const next = ring.addOwnSecret(randomBytes(32), T0 + HOUR, undefined);
+    assert.is(ring.oldestOwn(T0 + 2 * HOUR)?.kid, first.kid);
+    assert.is(ring.currentOwn(T0 + 2 * HOUR)?.kid, next.kid);
+    assert.is(ring.oldestOwn(T0)?.kid, first.kid, 'a key to come is not in force');
   });
 
   // ---------------------------------------------------------------------------------------------------------------

@@ -49,6 +49,7 @@ const good = (): HubState => ({
   ],
   events: [{ time: NOW, severity: 0, type: 'started' }],
   clockOffsetS: 2,
+  peerKeys: [{ peer: 'vpp', x25519: 'A'.repeat(43), notBefore: NOW, notAfter: NOW + 3_600_000 }],
 });
 
 const open = (dir: string): StateStore => StateStore.open(dir, { now: () => NOW, retryMs: 10 });
@@ -113,6 +114,10 @@ s('every field of every entry is checked at load: a wrong-typed one drops its en
       ['events', 'severity', -1],
       ['events', 'type', ''],
       ['events', 'end', 'never'],
+      ['peerKeys', 'peer', ''],
+      ['peerKeys', 'x25519', 'AAAA'],
+      ['peerKeys', 'notBefore', '2026-12-04'],
+      ['peerKeys', 'notAfter', null],
     ];
     for (const [list, field, value] of wrong) {
       const state = good() as unknown as Record<string, Record<string, unknown>[]>;
