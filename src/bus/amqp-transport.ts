@@ -29,6 +29,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import {
+  ArgumentError,
   ChannelError,
   type FieldTable,
   type Message,
@@ -43,6 +44,7 @@ import { TypedEmitter } from '../core/emitter.js';
 import { instanceQueue, instanceTag, isShardQueue, relayExchange, shardOf, shardQueue } from '../core/shard.js';
 import { type InstancesHost, openLedger, shardSetOf } from './amqp-instances.js';
 import type { Ledger } from './amqp-ledger.js';
+import { publishWithHeaders, routingKeyFor } from './amqp-republish.js';
 import type { ShardSet, ShardStatus } from './amqp-shards.js';
 import { busOver, type Connector, type ConnectorOptions } from './connector.js';
 import { BusError } from './errors.js';
@@ -216,20 +218,10 @@ export class AmqpTransport extends TypedEmitter<TransportEvents> implements Tran
     const m = message.raw as Message;
     const p = m.properties;
     try {
-      await this.channel.basicPublish(
-        this.relayExchange,
-        tag,
-        message.body,
-        {
-          ...p,
-          deliveryMode: 2,
-          headers: {
-            ...(p.headers ?? {}),
-            'x-ebadge-relayed-from': message.from ?? '',
-            'x-ebadge-routing-key': message.routingKey,
-          },
-        },
-        { mandatory: true },
+      await publishWithHeaders(
+        (q) => this.channel.basicPublish(this.relayExchange, tag, message.body, q, { mandatory: true }),
+        p,
+        { 'x-ebadge-relayed-from': message.from ?? '', 'x-ebadge-routing-key': message.routingKey },
       );
       return true;
     } catch (err) {
@@ -678,8 +670,10 @@ export class AmqpTransport extends TypedEmitter<TransportEvents> implements Tran
       from: this.#senderOf(m),
       body: m.body,
       routingKey: m.routingKey,
-      messageId: p.messageId,
-      correlationId: p.correlationId,
+      // Ids whose invalid UTF-8 decoded past 255 bytes could not be echoed in an answer's correlation_id (the answer
+      // would fail): they were not text, and are taken as absent.
+      messageId: echoable(p.messageId),
+      correlationId: echoable(p.correlationId),
       contentType: p.contentType,
       type: p.type,
       appId: p.appId,
@@ -690,24 +684,31 @@ export class AmqpTransport extends TypedEmitter<TransportEvents> implements Tran
       ack: () => m.ack(),
       retry: () => m.nack(true),
       async deadLetter(reason, code) {
-        await pub.basicPublish(dlx, m.routingKey, m.body, {
-          ...p,
-          timestamp: p.timestamp ?? new Date(),
-          deliveryMode: 2,
-          messageId: p.messageId ?? randomUUID(),
-          headers: {
-            ...(p.headers ?? {}),
-            'x-ebadge-error': reason.slice(0, 1000),
-            ...(code === undefined ? {} : { 'x-ebadge-error-code': code }),
-            'x-ebadge-source': m.exchange === '' ? m.routingKey : m.exchange,
-            'x-ebadge-dead-at': new Date(),
-          },
-        });
+        const ours: Record<string, unknown> = {
+          'x-ebadge-error': reason.slice(0, 1000),
+          ...(code === undefined ? {} : { 'x-ebadge-error-code': code }),
+          'x-ebadge-source': m.exchange === '' ? m.routingKey : m.exchange,
+          'x-ebadge-dead-at': new Date(),
+        };
+        const routingKey = routingKeyFor(m.routingKey, ours);
+        const withId = p.messageId === undefined ? { ...p, messageId: randomUUID() } : p;
+        try {
+          await publishWithHeaders((q) => pub.basicPublish(dlx, routingKey, m.body, q), withId, ours);
+        } catch (err) {
+          if (!(err instanceof ArgumentError)) throw err;
+          // Nothing of it can be published again: rejected without requeue (the queue's own dead-lettering takes
+          // it where it has one), never requeued to come back for ever.
+          m.nack(false);
+          return;
+        }
         m.ack();
       },
     };
   }
 }
+
+const echoable = (id: string | undefined): string | undefined =>
+  id === undefined || Buffer.byteLength(id) <= 255 ? id : undefined;
 
 /** Runs a topology call and turns a broker refusal into a BusError that says what was being done. */
 async function guard<T>(fn: () => Promise<T>, what: string): Promise<T> {

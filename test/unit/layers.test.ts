@@ -30,7 +30,7 @@ const ALLOWED: Record<string, readonly string[]> = {
 
 /** Inside the bus, only the modules that implement a transport may name one. */
 const TRANSPORT_MODULES =
-  /^bus\/(amqp-transport|amqp-shards|amqp-ledger|amqp-instances|transports\/amqp[^/]*|amqp\/.*)\.ts$/;
+  /^bus\/(amqp-transport|amqp-republish|amqp-shards|amqp-ledger|amqp-instances|transports\/amqp[^/]*|amqp\/.*)\.ts$/;
 
 function files(dir: string): string[] {
   return readdirSync(dir).flatMap((name) => {
