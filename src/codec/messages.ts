@@ -54,8 +54,14 @@ function message<const M extends string, F extends Fields>(
 }
 
 // Fields every HEH-level message may carry (§3.2): heh_id addresses an HEH through its operator; request_id
-// correlates a get_* with its reply; msg_id asks for exactly one `response`.
-const hehId = optionalNullable(string({ max: 255 }));
+// correlates a get_* with its reply; msg_id asks for exactly one `response`. A heh_id (a MAC address in the pilot, a
+// UUID in the examples) is the second word of every routing key its answers carry, `<msg>.<heh_id>`, and a level of
+// their MQTT topic: printable ASCII without space, "/", "+" or "#", at most 200 characters, so that the key fits in
+// AMQP's 255 bytes and the topic is one level without wildcards. A longer or stranger one was taken, then its answer
+// failed: an activation accepted and stored, and answered 500.
+const hehId = optionalNullable(
+  string({ max: 200, pattern: /^[!"$-*,-.0-~]+$/, what: 'an HEH id (printable ASCII without space, "/", "+" or "#")' }),
+);
 const requestId = optional(uuid());
 const msgId = optional(uuid());
 

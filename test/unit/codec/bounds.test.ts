@@ -289,3 +289,23 @@ ids('reads the first 4 KiB only: an id after it is not looked for, and a 64 MiB 
 utf8.run();
 bounds.run();
 ids.run();
+
+const heh = suite('heh_id: what fits in a routing key and an MQTT topic level');
+
+heh(
+  'a MAC address or a UUID is taken; a space, "/", "+", "#", a control character, non-ASCII or over 200 characters is not',
+  () => {
+    const with_ = (h: unknown): string => `${HEAD},"heh_id":${JSON.stringify(h)}}`;
+    for (const ok of ['b8:27:eb:ea:02:c1', ID, 'heh-b827ebea02c1', 'a.b_c~!', 'x'.repeat(200)])
+      assert.is((decode(with_(ok)).message as { heh_id?: unknown }).heh_id, ok);
+    const refusedAs = (h: string): [number, string] => {
+      const e = refusal(with_(h));
+      return [e.code, e.path];
+    };
+    for (const bad of ['heh/5', 'a+b', '#', 'two words', 'tab\there', '', 'h\u00e9h', 'x\u007f'])
+      assert.equal(refusedAs(bad), [454, 'accept_activation.heh_id'], JSON.stringify(bad));
+    assert.equal(refusedAs('x'.repeat(201)), [400, 'accept_activation.heh_id']);
+  },
+);
+
+heh.run();
