@@ -18,7 +18,9 @@ export const SIZE_BUDGET: Record<string, number> = {
   // 309,837 B with key rotation over the bus (+2,442: key_update sent at registration, taken, kept and bounded).
   // 310,681 B (+844): dead letters and relays that never copy what the broker refuses from us (user_id, expiration,
   // what cannot be encoded again), found by a foreign client's properties.
-  'dist/hub.js': 311_300,
+  // 311,414 B (+733): heh_id, resolution, interval and set_clock's offset bounded, reports past 9999 refused, events
+  // trimmed lowest severity first.
+  'dist/hub.js': 312_100,
   // 706,321 B at 1c14c49: hub.js's code and MQTT.js; 707,075 B at 272133e (the same fixes).
   // 694,737 B with the same change (-12,465).
   // 690,778 B with the same build (-3,959).
@@ -28,7 +30,8 @@ export const SIZE_BUDGET: Record<string, number> = {
   // 695,484 B at 331f6f6 (+868).
   // 697,934 B with key rotation over the bus (+2,450).
   // 698,780 B (+846): the same dead letters.
-  'dist/hub-mqtt.js': 699_400,
+  // 699,513 B (+733): the same bounds.
+  'dist/hub-mqtt.js': 700_200,
   // 59,022 B at 1c14c49: connect, confirm channel, declare, publish, consume, close (bench/size/ours.ts).
   'bench/size/ours.ts': 60_000,
 };

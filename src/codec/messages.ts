@@ -66,6 +66,13 @@ const requestId = optional(uuid());
 const msgId = optional(uuid());
 
 const device = (): ReturnType<typeof string> => string({ max: 255 });
+/**
+ * A resolution or an interval: whole seconds, at most 366 days. Nothing in the data model is sampled or reported
+ * less often, and a larger one put the periods it makes past year 9999, where no time can be written (an answer
+ * that failed 500, a subscription stored that no report could ever carry).
+ */
+export const MAX_SPAN_S = 366 * 86_400;
+const span = (): ReturnType<typeof integer> => integer({ min: 1, max: MAX_SPAN_S });
 const kW = (what = 'a power in kW'): ReturnType<typeof number> => number({ what });
 
 /** D3.1.3 §4: a signal is `device.signal`. The 2015 example joins several in one string: split, with a diagnostic. */
@@ -82,7 +89,7 @@ export const GetReport = message(
   {
     from: required(time()),
     to: required(time()),
-    resolution: required(integer({ min: 1 })),
+    resolution: required(span()),
     signals,
     heh_id: hehId,
     request_id: requestId,
@@ -96,7 +103,7 @@ export const Report = message(
   {
     from: required(time()),
     to: required(time()),
-    resolution: required(integer({ min: 1 })),
+    resolution: required(span()),
     values: required(mapOf(arrayOfNullable(number()))),
     heh_id: hehId,
     request_id: requestId,
@@ -176,9 +183,9 @@ const severity = integer({ min: 0 });
 export const GetPeriodicReport = message(
   'get_periodic_report',
   {
-    interval: required(integer({ min: -1 })),
+    interval: required(integer({ min: -1, max: MAX_SPAN_S })),
     first_from: nullable(time()),
-    resolution: required(integer({ min: 1 })),
+    resolution: required(span()),
     signals,
     heh_id: hehId,
     request_id: requestId,
@@ -490,7 +497,7 @@ export const GetLoadReport = message(
   {
     from: required(time()),
     to: required(time()),
-    resolution: required(integer({ min: 1 })),
+    resolution: required(span()),
     device: optionalNullable(device()),
     heh_id: hehId,
   },
@@ -502,7 +509,7 @@ export const LoadReport = message(
   {
     from: required(time()),
     to: required(time()),
-    resolution: required(integer({ min: 1 })),
+    resolution: required(span()),
     device: optionalNullable(device()),
     values: required(arrayOfNullable(number())),
     heh_id: hehId,

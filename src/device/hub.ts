@@ -84,6 +84,12 @@ export const MAX_PRICES = 1_000;
 
 /** How long a stop waits for the hub's own sends under way before the connection closes under them. */
 const STOP_SEND_WAIT_MS = 5_000;
+/**
+ * How far set_clock may move the hub's time from its system clock in all: a year, far past any drift NTP leaves,
+ * and well inside the years a message can carry (an offset of 1e300 s was taken and stored, and every status report
+ * failed after it, restarts included).
+ */
+export const MAX_CLOCK_OFFSET_S = 366 * 86_400;
 
 export class Hub {
   readonly #d: HubDeps;
@@ -389,12 +395,21 @@ export class Hub {
       return ctx.reply(deviceCapabilities(this.#d.config, m.device, m));
     });
     bus.onSetClock(async (m, ctx) => {
-      await this.event('clock_set');
+      // Recorded only when the clock changes: a refused set_clock flooded the events (1,000 kept) and wrote the state.
       if (!this.#d.config.allowClockChange)
         return refuse(ctx, m, 451, 'this hub does not change its clock (allowClockChange is false)');
+      const offset = this.#d.store.state.clockOffsetS + (m.offset ?? 0);
+      if (!(Math.abs(offset) <= MAX_CLOCK_OFFSET_S))
+        return refuse(
+          ctx,
+          m,
+          454,
+          `an offset of ${offset} s from the system clock in all; at most ${MAX_CLOCK_OFFSET_S} s (a year) either way`,
+        );
       await this.#d.store.update((s) => {
-        s.clockOffsetS += m.offset ?? 0;
+        s.clockOffsetS = offset;
       });
+      await this.event('clock_set');
       return ctx.respond(200, 'OK');
     });
     bus.onSetSmartMode(async (m, ctx) => {

@@ -21,6 +21,8 @@ type NoAnswer = { code: 454 | 460 | 461; desc: string };
  * test/unit/device/hub-limits.test.ts encodes the largest report allowed and decodes it with the default limits.
  */
 export const BODY_LIMIT = 1 << 20;
+/** The last instant a message can carry (EbTime: years 0000 to 9999). */
+const LAST_MS = Date.UTC(10_000, 0, 1) - 1;
 /**
  * Values a report may hold (steps x signals): what fits BODY_LIMIT whatever the values are, JSON writing the longest
  * number in 24 characters (-2.2250738585072014e-308) and a comma, after the signals' names and 2 KiB for the rest
@@ -123,6 +125,13 @@ export class Reports {
     const now = Math.floor(h.now() / step) * step;
     const asked = m.first_from?.epochMs ?? now;
     const first = Math.max(asked, this.#oldestCatchUp(step));
+    if (first + step > LAST_MS)
+      return refuse(
+        ctx,
+        m,
+        454,
+        'its first period would end after 9999-12-31T23:59:59Z, the last time a message can carry',
+      );
     // One subscription per requester: a new one replaces the old.
     await h.store.update((s) => {
       s.subscriptions = s.subscriptions.filter((x) => x.requester !== requester);
@@ -164,6 +173,9 @@ export class Reports {
     const values = Math.ceil((to - from) / (resolution * 1000)) * new Set(signals).size;
     if (values > this.#maxValues)
       return { code: 461, desc: tooLarge(values, this.#maxValues, (to - from) / 1000, resolution) };
+    // The answer's end (`to` rounded up to a whole step) must be a time a message can carry.
+    if (from + Math.ceil((to - from) / (resolution * 1000)) * resolution * 1000 > LAST_MS)
+      return { code: 454, desc: 'the report would end after 9999-12-31T23:59:59Z, the last time a message can carry' };
     try {
       return this.#h.history.query(from, to, resolution, signals);
     } catch (err) {

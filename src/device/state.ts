@@ -197,7 +197,7 @@ export class StateStore {
    */
   update(change: (s: HubState) => void, options: { lazy?: boolean } = {}): Promise<void> {
     change(this.#state);
-    if (this.#state.events.length > MAX_EVENTS) this.#state.events.splice(0, this.#state.events.length - MAX_EVENTS);
+    if (this.#state.events.length > MAX_EVENTS) this.#state.events = trimmed(this.#state.events);
     this.#dirty = true;
     if (this.#failing) return Promise.resolve();
     if (options.lazy === true) {
@@ -291,6 +291,25 @@ export class StateStore {
     this.#failing = false;
     this.#retryDelay = this.#retryMs;
   }
+}
+
+/**
+ * The events within MAX_EVENTS: the oldest of the lowest severity go first, so that routine events in any number
+ * never push out a fault (state_damaged, storage_lost, actuator_fault) the operator has yet to see.
+ */
+function trimmed(events: HubEvent[]): HubEvent[] {
+  let excess = events.length - MAX_EVENTS;
+  const drop = new Set<HubEvent>();
+  for (let severity = 0; severity <= 3 && excess > 0; severity++) {
+    for (const e of events) {
+      if (excess === 0) break;
+      if (e.severity === severity) {
+        drop.add(e);
+        excess--;
+      }
+    }
+  }
+  return events.filter((e) => !drop.has(e));
 }
 
 const describe = (err: unknown): string => {

@@ -309,3 +309,17 @@ heh(
 );
 
 heh.run();
+
+const spans = suite('resolution and interval: whole seconds, at most 366 days');
+
+spans('a resolution or an interval over 366 days is refused 454 with its path; 366 days is taken', () => {
+  const get = (resolution: number, interval: number): string =>
+    JSON.stringify({ msg: 'get_periodic_report', interval, first_from: null, resolution, signals: ['m.p'] });
+  assert.is((decode(get(31_622_400, 31_622_400)).message as { interval: number }).interval, 31_622_400);
+  const e = refusal(get(600_000_000_000, 600_000_000_000));
+  assert.equal([e.code, e.path], [454, 'get_periodic_report.interval']);
+  const r = refusal(get(31_622_401, 31_622_400));
+  assert.equal([r.code, r.path], [454, 'get_periodic_report.resolution']);
+});
+
+spans.run();

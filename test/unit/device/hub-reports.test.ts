@@ -528,6 +528,8 @@ h('set_clock: refused 451 when not allowed; allowed, the hub time moves by the o
     const no = await refused(ask(r, { msg: 'set_clock', offset: 5, msg_id: uuid(1) }));
     assert.equal([no.response_code, no.msg_id, no.ref_msg], [451, uuid(1), 'set_clock']);
     assert.is(r.hub.now(), r.clock.now());
+    // Refused, it changed nothing: no clock_set event (a flood of them pushed every other event out).
+    assert.not.ok(r.store.state.events.some((e) => e.type === 'clock_set'));
   } finally {
     await r.close();
   }
@@ -537,10 +539,61 @@ h('set_clock: refused 451 when not allowed; allowed, the hub time moves by the o
     assert.is(ok.response_code, 200);
     assert.is(y.hub.now(), y.clock.now() + 5000);
     assert.ok(y.store.state.events.some((e) => e.type === 'clock_set'));
+    // More than a year off the system clock in all: refused, nothing stored (1e300 was kept, and broke every
+    // status report after it).
+    for (const offset of [1e300, 366 * 86_400]) {
+      const far = await refused(ask(y, { msg: 'set_clock', offset, msg_id: uuid(3) }));
+      assert.equal([far.response_code, far.ref_msg], [454, 'set_clock']);
+      assert.match(String(far.response_desc), /at most 31622400 s \(a year\) either way/);
+    }
+    assert.is(y.store.state.clockOffsetS, 5);
+    const status = (await ask(y, {
+      msg: 'get_status_report',
+      from: ts(T0 - 60 * MIN),
+      to: ts(T0 + 60 * MIN),
+      severity_threshold: 0,
+    } as Message)) as Message<'status_report'>;
+    assert.is(status.msg, 'status_report');
   } finally {
     await y.close();
   }
 });
+
+h(
+  'a report that would end after 9999 is refused 454, not failed 500; a subscription whose first period would is not stored',
+  async () => {
+    const r = await hubRig();
+    try {
+      const late = Date.UTC(9999, 11, 31, 23);
+      const report = await refused(
+        ask(r, {
+          msg: 'get_report',
+          from: ts(late),
+          to: ts(late + 59.5 * MIN),
+          resolution: 60,
+          signals: ['meter.p'],
+          request_id: uuid(5),
+        }),
+      );
+      assert.equal([report.response_code, report.ref_msg], [454, 'get_report']);
+      assert.match(String(report.response_desc), /would end after 9999-12-31T23:59:59Z/);
+      const periodic = await refused(
+        ask(r, {
+          msg: 'get_periodic_report',
+          interval: 3600,
+          first_from: ts(late + 30 * MIN),
+          resolution: 60,
+          signals: ['meter.p'],
+          request_id: uuid(6),
+        }),
+      );
+      assert.equal([periodic.response_code, periodic.ref_msg], [454, 'get_periodic_report']);
+      assert.equal(r.store.state.subscriptions, []);
+    } finally {
+      await r.close();
+    }
+  },
+);
 
 h('prices: stored and answered 200, a newer one replaces what it overlaps, per kind and device', async () => {
   const r = await hubRig();

@@ -57,6 +57,31 @@ const file = (dir: string): string => path.join(dir, 'hub-state.json');
 
 const s = suite('hub state file');
 
+s('over 1,000 events, the oldest of the lowest severity go first: a fault outlives any number of routine events', () =>
+  inTempDir(async (dir) => {
+    const store = open(dir);
+    await store.update((st) => {
+      st.events.push({ time: NOW, severity: 3, type: 'storage_lost', count: 2 });
+      st.events.push({ time: NOW + 1, severity: 1, type: 'clock_set' });
+      for (let i = 0; i < 999; i++) st.events.push({ time: NOW + 2 + i, severity: 0, type: 'network_up' });
+    });
+    const events = store.state.events;
+    assert.is(events.length, 1000);
+    assert.equal(
+      events.slice(0, 2).map((e) => e.type),
+      ['storage_lost', 'clock_set'],
+    );
+    assert.is(events[2]?.time, NOW + 3, 'the oldest routine event went');
+    await store.update((st) => {
+      for (let i = 0; i < 1500; i++) st.events.push({ time: NOW + 5000 + i, severity: 1, type: 'clock_set' });
+    });
+    assert.is(store.state.events.length, 1000);
+    assert.is(store.state.events[0]?.type, 'storage_lost');
+    assert.ok(store.state.events.slice(1).every((e) => e.type === 'clock_set' && e.time >= NOW + 5000 + 501));
+    await store.flush();
+  }),
+);
+
 s('a good file loads as it is, no damage; a missing one is a fresh hub', () =>
   inTempDir(async (dir) => {
     assert.equal(open(dir).state.subscriptions, []);
