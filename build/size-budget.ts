@@ -31,7 +31,8 @@ export const SIZE_BUDGET: Record<string, number> = {
   // 697,934 B with key rotation over the bus (+2,450).
   // 698,780 B (+846): the same dead letters.
   // 699,513 B (+733): the same bounds.
-  'dist/hub-mqtt.js': 700_200,
+  // 700,777 B (+1,264 with the heh_id words): the MQTT transport's packet limit, retained and QoS 0 messages refused.
+  'dist/hub-mqtt.js': 701_400,
   // 59,022 B at 1c14c49: connect, confirm channel, declare, publish, consume, close (bench/size/ours.ts).
   'bench/size/ours.ts': 60_000,
 };

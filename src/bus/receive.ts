@@ -88,6 +88,10 @@ export class Receiver<T extends Transport> {
       );
       return;
     }
+    if (d.refused !== undefined) {
+      this.#d.emit('dead-letter', d.refused.reason, d.refused.code, d);
+      return;
+    }
     if (sender === undefined) {
       await this.#deadLetter(d, 'the sender is not a configured peer', 'UNKNOWN_SENDER');
       return;

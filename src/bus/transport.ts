@@ -63,6 +63,11 @@ export interface Incoming<Raw = unknown> {
    * dead-letters it through the queue's dead-letter exchange): ack, retry and deadLetter do nothing.
    */
   readonly oversized?: number;
+  /**
+   * Set when the transport refused the message itself for what the protocol carried it with (an MQTT message kept
+   * retained by the broker, one sent at QoS 0) and settled it: why, and the code. Only told, as `oversized` is.
+   */
+  readonly refused?: { readonly reason: string; readonly code: string };
   /** Handed over by another instance of our party (Transport.relay): never relayed again. */
   readonly relayed?: boolean;
   /**

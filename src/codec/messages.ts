@@ -55,12 +55,16 @@ function message<const M extends string, F extends Fields>(
 
 // Fields every HEH-level message may carry (§3.2): heh_id addresses an HEH through its operator; request_id
 // correlates a get_* with its reply; msg_id asks for exactly one `response`. A heh_id (a MAC address in the pilot, a
-// UUID in the examples) is the second word of every routing key its answers carry, `<msg>.<heh_id>`, and a level of
-// their MQTT topic: printable ASCII without space, "/", "+" or "#", at most 200 characters, so that the key fits in
-// AMQP's 255 bytes and the topic is one level without wildcards. A longer or stranger one was taken, then its answer
-// failed: an activation accepted and stored, and answered 500.
+// UUID in the examples) ends every routing key its answers carry, `<msg>.<heh_id>`, whose "."-separated words are
+// the levels of their MQTT topic: printable ASCII without space, "/", "+", "#" or an empty word, at most 200
+// characters, so that the key fits in AMQP's 255 bytes and each level is one without wildcards. A longer or stranger
+// one was taken, then its answer failed: an activation accepted and stored, and answered 500.
 const hehId = optionalNullable(
-  string({ max: 200, pattern: /^[!"$-*,-.0-~]+$/, what: 'an HEH id (printable ASCII without space, "/", "+" or "#")' }),
+  string({
+    max: 200,
+    pattern: /^[!"$-*,\-0-~]+(?:\.[!"$-*,\-0-~]+)*$/,
+    what: 'an HEH id (printable ASCII without space, "/", "+", "#" or an empty "."-separated word)',
+  }),
 );
 const requestId = optional(uuid());
 const msgId = optional(uuid());

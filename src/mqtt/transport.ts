@@ -161,6 +161,8 @@ export class MqttTransport extends TypedEmitter<TransportEvents> implements Tran
   #onMessage: ((m: Incoming<MqttMessage>) => Promise<void>) | undefined;
   /** Deliveries whose PUBACK we hold, by packet id, for the connection of the moment. */
   readonly #held = new Map<number, Held>();
+  /** The largest body handed over (StartOptions.maxBodyBytes); announced to an MQTT 5 broker as our packet limit. */
+  #maxBody = DEFAULT_MAX_BODY;
   /** Packet ids of our sends whose PUBACK said no subscription matched (MQTT 5, 0x10), until their callback. */
   readonly #unmatched = new Set<number>();
   #sending = 0;
@@ -207,8 +209,9 @@ export class MqttTransport extends TypedEmitter<TransportEvents> implements Tran
     return this.#held.size;
   }
 
-  async start(onMessage: (m: Incoming<MqttMessage>) => Promise<void>, _options: StartOptions = {}): Promise<void> {
+  async start(onMessage: (m: Incoming<MqttMessage>) => Promise<void>, options: StartOptions = {}): Promise<void> {
     if (this.#closed) throw new BusError('CLOSED', 'the transport is closed');
+    if (options.maxBodyBytes !== undefined) this.#maxBody = options.maxBodyBytes;
     if (this.options.consume !== false) {
       this.#onMessage = onMessage;
       this.#consuming = true;
@@ -350,6 +353,9 @@ export class MqttTransport extends TypedEmitter<TransportEvents> implements Tran
             properties: {
               sessionExpiryInterval: clean ? 0 : (o.sessionExpirySeconds ?? 7 * 86_400),
               receiveMaximum: o.prefetch ?? 100,
+              // The broker drops a larger message for us instead of sending it (MQTT 5 §3.1.2.11.4): 30 MB from any
+              // client that may publish to our topics ran the hub out of memory, again at every restart.
+              maximumPacketSize: Math.min(this.#maxBody + PACKET_SLACK, 268_435_455),
             },
           }
         : {}),
@@ -494,7 +500,9 @@ export class MqttTransport extends TypedEmitter<TransportEvents> implements Tran
   async #subscribe(): Promise<void> {
     const client = this.#client as MqttClient;
     const filter = inboxFilter(this.entity);
-    const granted = await client.subscribeAsync(filter, { qos: 1 });
+    // Retain handling 2: the broker sends none of the messages it keeps retained on our topics (a command left
+    // retained ran again at every start); those that still come (MQTT 3.1.1) are refused in #deliver.
+    const granted = await client.subscribeAsync(filter, { qos: 1, ...(this.#version === 5 ? { rh: 2 } : {}) });
     const refused = granted.find((g) => g.qos !== 1 && g.qos !== 0);
     if (refused !== undefined || granted.length === 0)
       throw new BusError(
@@ -510,13 +518,55 @@ export class MqttTransport extends TypedEmitter<TransportEvents> implements Tran
 
   #deliver(packet: IPublishPacket): void {
     const id = packet.messageId;
-    // QoS 0 (nothing of ours) is taken as it comes; it has no PUBACK.
-    if (id === undefined || packet.qos === 0) return;
     const h: Held = { packet, generation: this.#generation, settled: false };
-    this.#held.set(id, h);
+    if (id !== undefined && packet.qos !== 0) this.#held.set(id, h);
     // Not consuming (stopped, or started without consuming): never acked, so the broker gives it again next time.
     if (!this.#consuming || this.#onMessage === undefined) return;
-    this.#handOver(h, packet.dup);
+    const size = packet.payload.length;
+    if (size > this.#maxBody) {
+      // An MQTT 3.1.1 broker knows no packet limit of ours: the body came, but goes no further than its size and a
+      // prefix in the dead letter (the whole of it, base64 in JSON, ran the hub out of memory).
+      const reason = `a body of ${size} bytes exceeds the limit of ${this.#maxBody} (refused unread)`;
+      const prefix = Buffer.from(
+        typeof packet.payload === 'string' ? packet.payload.slice(0, 1024) : packet.payload.subarray(0, 1024),
+      );
+      packet.payload = Buffer.alloc(0);
+      this.#refuse(h, reason, 'TOO_LARGE', prefix, { oversized: size });
+    } else if (packet.retain) {
+      const reason = 'kept retained by the broker: an old message, not one sent to us now';
+      this.#refuse(h, reason, 'RETAINED', undefined, { refused: { reason, code: 'RETAINED' } });
+    } else if (id === undefined || packet.qos === 0) {
+      const reason = 'sent at QoS 0, which may lose messages without a word: the bus takes QoS 1 or 2';
+      this.#refuse(h, reason, 'QOS_0', undefined, { refused: { reason, code: 'QOS_0' } });
+    } else this.#handOver(h, packet.dup);
+  }
+
+  /**
+   * A delivery the transport refuses itself: dead-lettered, then acked (a QoS 0 one has nothing to ack), and the
+   * Connector only told (`oversized` or `refused`), as the AMQP transport tells of a body it refused unread.
+   */
+  #refuse(
+    h: Held,
+    reason: string,
+    code: string,
+    prefix: Buffer | undefined,
+    told: Pick<Incoming<MqttMessage>, 'oversized' | 'refused'>,
+  ): void {
+    const incoming = this.#incoming(h, h.packet.dup);
+    const none = async (): Promise<undefined> => undefined;
+    const onMessage = this.#onMessage as (m: Incoming<MqttMessage>) => Promise<void>;
+    onMessage({
+      ...incoming,
+      ...told,
+      body: Buffer.alloc(0),
+      ack: () => undefined,
+      retry: () => undefined,
+      deadLetter: none,
+    }).catch((err: unknown) => this.emitSafe('internal-error', err, 'consumer'));
+    this.#publishDead(h, reason, code, incoming.from, prefix).then(
+      () => this.#ack(h),
+      (err: unknown) => this.emitSafe('internal-error', err, 'dead letter'),
+    );
   }
 
   #handOver(h: Held, redelivered: boolean): void {
@@ -580,7 +630,14 @@ export class MqttTransport extends TypedEmitter<TransportEvents> implements Tran
   }
 
   /** The dead letter: a JSON record on dead-letter/<me>, QoS 1, resolved on its PUBACK. */
-  async #publishDead(h: Held, reason: string, code: string | undefined, from: string | undefined): Promise<void> {
+  async #publishDead(
+    h: Held,
+    reason: string,
+    code: string | undefined,
+    from: string | undefined,
+    /** For a body refused for its size: its first bytes, in place of the body. */
+    prefix?: Buffer,
+  ): Promise<void> {
     const client = this.#client as MqttClient;
     const p = h.packet;
     const payload = typeof p.payload === 'string' ? Buffer.from(p.payload) : p.payload;
@@ -591,7 +648,9 @@ export class MqttTransport extends TypedEmitter<TransportEvents> implements Tran
       from: from ?? null,
       topic: p.topic,
       properties: p.properties ?? null,
-      body_base64: payload.toString('base64'),
+      ...(prefix === undefined
+        ? { body_base64: payload.toString('base64') }
+        : { body_prefix_base64: prefix.toString('base64') }),
     };
     const options: PublishOptions = { qos: 1 };
     if (this.#version === 5)
@@ -621,6 +680,11 @@ export class MqttTransport extends TypedEmitter<TransportEvents> implements Tran
     this.#room.shift()?.();
   }
 }
+
+/** The Connector's default body limit (1 MiB and a sealed envelope's overhead) until start() says otherwise. */
+const DEFAULT_MAX_BODY = (1 << 20) + 140;
+/** What an MQTT packet carries besides the body: the topic, the properties (user properties included). */
+const PACKET_SLACK = 65_536;
 
 /**
  * TCP_NODELAY on the client's socket, as our AMQP client does (MQTT.js never sets it), so that a small packet never

@@ -435,6 +435,72 @@ s('a session the broker lost (taken over by a clean client) is subscribed again 
   }
 });
 
+for (const version of [5, 4] as const) {
+  s(
+    `MQTT ${version === 5 ? '5' : '3.1.1'}: a body over the limit, a retained command and a QoS 0 one are refused, never handled, and the hub goes on`,
+    async () => {
+      const hubName = name('heh');
+      const vppName = name('vpp');
+      const peer = await raw(5);
+      const topic = `set_clock/${vppName}/${hubName}`;
+      // Left retained before the hub ever ran: a command from the past, which a start must not run again.
+      await peer.publishAsync(topic, JSON.stringify(setClock()), { qos: 1, retain: true });
+      const hub = bus({ name: hubName, peers: [vppName], protocolVersion: version });
+      const handled: number[] = [];
+      hub.onSetClock((m) => {
+        handled.push(m.offset ?? 0);
+      });
+      const refused: string[] = [];
+      hub.on('dead-letter', (_reason, code) => refused.push(code));
+      const dead: Record<string, unknown>[] = [];
+      peer.on('message', (t, payload) => {
+        if (t.startsWith('dead-letter/')) dead.push(JSON.parse(payload.toString()));
+      });
+      try {
+        // The VPP's side: its answers must have a subscriber (MQTT 5 tells the hub when none matched, and the hub
+        // then keeps the request to answer it later).
+        await peer.subscribeAsync([`dead-letter/${hubName}`, `+/${hubName}/${vppName}/#`], { qos: 1 });
+        await withDeadline(hub.start(), MS, 'start');
+        // 3 MB against the 1 MiB limit: MQTT 5 tells the broker our packet limit, so it never comes; 3.1.1 cannot,
+        // so it comes, and goes no further than its size and 1 KiB of it in the dead letter.
+        const big = Buffer.alloc(3 << 20, 0x20);
+        big.write(JSON.stringify(setClock(uuid(), 7)));
+        await peer.publishAsync(topic, big, { qos: 1 });
+        await peer.publishAsync(topic, JSON.stringify(setClock(uuid(), 8)), { qos: 0 });
+        await peer.publishAsync(topic, JSON.stringify(setClock(uuid(), 9)), { qos: 1 });
+        await until(() => handled.length === 1, 'the last command handled', MS);
+        await until(() => refused.length === (version === 5 ? 1 : 3), 'the refusals', MS);
+        await until(() => dead.length === refused.length, 'their dead letters', MS);
+        assert.equal(handled, [9]);
+        assert.equal(refused, version === 5 ? ['QOS_0'] : ['RETAINED', 'TOO_LARGE', 'QOS_0']);
+        const tooLarge = dead.find((d) => d['code'] === 'TOO_LARGE');
+        if (version === 4) {
+          assert.match(String(tooLarge?.['reason']), /a body of 3145728 bytes exceeds the limit/);
+          assert.is(tooLarge?.['body_base64'], undefined);
+          assert.is(Buffer.from(String(tooLarge?.['body_prefix_base64']), 'base64').length, 1024);
+        } else assert.is(tooLarge, undefined);
+        // Settled: nothing comes again when the hub comes back.
+        await until(() => hub.transport.unsettled === 0, 'every delivery settled', MS);
+        await hub.close();
+        const again = bus({ name: hubName, peers: [vppName], protocolVersion: version });
+        const later: unknown[] = [];
+        again.onSetClock((m) => {
+          later.push(m);
+        });
+        again.on('dead-letter', (_reason, code) => later.push(code));
+        await withDeadline(again.start(), MS, 'start again');
+        await settle(50);
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        assert.equal(later, version === 5 ? [] : ['RETAINED'], 'only the retained one, which the broker keeps');
+        await again.close();
+      } finally {
+        await peer.publishAsync(topic, '', { qos: 1, retain: true });
+        await Promise.all([hub.close(), peer.endAsync()]);
+      }
+    },
+  );
+}
+
 s('cleanup: the sessions of this run are removed', async () => {
   for (const clientId of used) {
     const c = await withDeadline(

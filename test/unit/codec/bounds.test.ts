@@ -302,7 +302,7 @@ heh(
       const e = refusal(with_(h));
       return [e.code, e.path];
     };
-    for (const bad of ['heh/5', 'a+b', '#', 'two words', 'tab\there', '', 'h\u00e9h', 'x\u007f'])
+    for (const bad of ['heh/5', 'a+b', '#', 'two words', 'tab\there', '', 'h\u00e9h', 'x\u007f', 'a..b', '.a', 'a.'])
       assert.equal(refusedAs(bad), [454, 'accept_activation.heh_id'], JSON.stringify(bad));
     assert.equal(refusedAs('x'.repeat(201)), [400, 'accept_activation.heh_id']);
   },
