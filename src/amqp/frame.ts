@@ -19,13 +19,15 @@
  * garbage collector, which V8 only starts after 64 MB of such memory: the hub's RSS rose by 34 MB per flood.
  */
 import { FrameError } from './errors.js';
-import { FRAME_END, FRAME_HEARTBEAT } from './spec.js';
+import { FRAME_END, FRAME_HEADER, FRAME_HEARTBEAT } from './spec.js';
 
 // The frame types, FRAME-END and FRAME-MIN-SIZE are the spec's constants (generated in spec.ts); re-exported so that
 // whatever deals in frames imports them from here.
 export { FRAME_BODY, FRAME_END, FRAME_HEADER, FRAME_HEARTBEAT, FRAME_METHOD, FRAME_MIN_SIZE } from './spec.js';
 /** Bytes a frame adds around its payload: 7 of header, 1 frame-end. */
 export const FRAME_OVERHEAD = 8;
+/** How far past frame_max a content header frame from the broker may go (see FrameReader's size check). */
+export const HEADER_SLACK = 65_536;
 
 export const PROTOCOL_HEADER = Buffer.from([0x41, 0x4d, 0x51, 0x50, 0, 0, 9, 1]); // "AMQP" 0 0 9 1
 export const HEARTBEAT_FRAME = Buffer.from([FRAME_HEARTBEAT, 0, 0, 0, 0, 0, 0, FRAME_END]);
@@ -78,7 +80,7 @@ export class FrameReader {
     }
     while (len - off >= 7) {
       const size = chunk.readUInt32BE(off + 3);
-      this.#checkSize(size);
+      this.#checkSize(size, chunk[off] as number);
       const end = off + 7 + size;
       if (end >= len) break; // the frame-end octet is not here yet
       if (chunk[end] !== FRAME_END) throw badEnd(chunk[end] as number);
@@ -89,8 +91,12 @@ export class FrameReader {
     if (off < len) this.#stash(chunk, off);
   }
 
-  #checkSize(size: number): void {
-    if (size + FRAME_OVERHEAD > this.frameMax) {
+  #checkSize(size: number, type: number): void {
+    // A content header gets HEADER_SLACK more: RabbitMQ adds headers of its own to a delivery (x-delivery-count on a
+    // redelivery, x-death) without checking frame_max, so a message published with headers just under it came back
+    // over it, and the connection closed on every reconnection while the queue delivered it first.
+    const max = type === FRAME_HEADER ? this.frameMax + HEADER_SLACK : this.frameMax;
+    if (size + FRAME_OVERHEAD > max) {
       throw new FrameError(`frame of ${size + FRAME_OVERHEAD} bytes exceeds frame_max ${this.frameMax}`, 501);
     }
   }
@@ -134,7 +140,7 @@ export class FrameReader {
       off = take;
       if (this.#headLen < 7) return -1;
       const size = this.#head.readUInt32BE(3);
-      this.#checkSize(size);
+      this.#checkSize(size, this.#head[0] as number);
       this.#partial = this.#assembly(size);
       this.#head.copy(this.#partial, 0);
       this.#partialLen = 7;

@@ -417,4 +417,35 @@ test(
   ),
 );
 
+test(
+  'a message whose headers fill its frame comes back requeued over frame_max (RabbitMQ adds x-delivery-count): read, the connection stays up',
+  timed(
+    () =>
+      withConnection(async (conn) => {
+        const ch = await conn.createChannel();
+        const queue = unique('full-headers');
+        await ch.queueDeclare(queue, { durable: true, arguments: { 'x-queue-type': 'quorum' } });
+        try {
+          // A header frame 5 bytes under frame_max (27 bytes of frame and table around the 40 left): the broker's own
+          // header on redelivery takes it over.
+          const frameMax = conn.frameMax;
+          await ch.basicPublish('', queue, 'body', { headers: { pad: 'x'.repeat(frameMax - 40) } });
+          const got: Message[] = [];
+          await ch.basicConsume(queue, (m) => void got.push(m), { prefetch: 1 });
+          await until(() => got.length === 1, 'the first delivery', 5000);
+          (got[0] as Message).nack(true);
+          await until(() => got.length === 2, 'the redelivery, over frame_max', 5000);
+          const again = got[1] as Message;
+          assert.is(again.properties.headers?.['x-delivery-count'], 1);
+          assert.is(again.text(), 'body');
+          again.ack();
+          assert.ok(conn.isOpen, 'the connection stayed up');
+        } finally {
+          await withConnection(async (c) => void (await (await c.createChannel()).queueDelete(queue)));
+        }
+      }),
+    20_000,
+  ),
+);
+
 test.run();

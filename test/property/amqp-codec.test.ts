@@ -10,7 +10,7 @@ import { Worker } from 'node:worker_threads';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { FrameError } from '../../src/amqp/errors.js';
-import { FRAME_HEADER, FRAME_METHOD, FrameReader } from '../../src/amqp/frame.js';
+import { FRAME_HEADER, FRAME_METHOD, FrameReader, HEADER_SLACK } from '../../src/amqp/frame.js';
 import { decodeMethod } from '../../src/amqp/methods.js';
 import { readContentHeader } from '../../src/amqp/properties.js';
 import { METHODS } from '../../src/amqp/spec.js';
@@ -211,7 +211,11 @@ fuzz(
     assert.ok(stats.decoded > request.iterations / 10, `decoded ${stats.decoded}`);
     assert.ok(stats.frameErrors > request.iterations / 10, `frame errors ${stats.frameErrors}`);
     assert.ok(stats.reencoded > request.iterations / 20, `re-encoded ${stats.reencoded}`);
-    assert.ok(stats.maxAllocation <= request.frameMax, `largest allocation ${stats.maxAllocation} > frame_max`);
+    // A content header may exceed frame_max by HEADER_SLACK (frame.ts), nothing else may.
+    assert.ok(
+      stats.maxAllocation <= request.frameMax + HEADER_SLACK,
+      `largest allocation ${stats.maxAllocation} > frame_max + HEADER_SLACK`,
+    );
     // The bound above proves nothing unless the spy saw the large allocations that lengths near frame_max cause.
     assert.ok(
       stats.maxAllocation > request.frameMax / 4,

@@ -15,6 +15,7 @@ import {
   FRAME_MIN_SIZE,
   FRAME_OVERHEAD,
   FrameReader,
+  HEADER_SLACK,
   HEARTBEAT_FRAME,
   PROTOCOL_HEADER,
   writeFrameHeader,
@@ -282,6 +283,35 @@ limits(
           `size ${size}, cut ${cut}: allocations ${sizes.join(',')}`,
         );
       }
+    }
+  },
+);
+
+limits(
+  'a content header frame may exceed frame_max by HEADER_SLACK (RabbitMQ adds headers unchecked), whole and split; no other frame may',
+  () => {
+    const frameMax = FRAME_MIN_SIZE;
+    const header = (extra: number): Buffer => {
+      const payload = Buffer.alloc(frameMax - FRAME_OVERHEAD + extra, 2);
+      const f = Buffer.alloc(payload.length + FRAME_OVERHEAD);
+      writeFrameHeader(f, 0, FRAME_HEADER, 1, payload.length);
+      payload.copy(f, 7);
+      f[f.length - 1] = 0xce;
+      return f;
+    };
+    for (const cuts of [[], [3], [9], [frameMax - 5]]) {
+      const seen = readFrames(splitAt(header(HEADER_SLACK), cuts), frameMax);
+      assert.equal(
+        seen.map((f) => [f.type, f.payload.length]),
+        [[FRAME_HEADER, frameMax - FRAME_OVERHEAD + HEADER_SLACK]],
+        `cuts ${cuts.join(',')}`,
+      );
+      throwsTyped(() => readFrames(splitAt(header(HEADER_SLACK + 1), cuts), frameMax), FrameError, 'FRAME_ERROR');
+      throwsTyped(
+        () => readFrames(splitAt(bodyFrame(1, Buffer.alloc(frameMax - FRAME_OVERHEAD + 1)), cuts), frameMax),
+        FrameError,
+        'FRAME_ERROR',
+      );
     }
   },
 );
