@@ -20,7 +20,9 @@ export const SIZE_BUDGET: Record<string, number> = {
   // what cannot be encoded again), found by a foreign client's properties.
   // 311,414 B (+733): heh_id, resolution, interval and set_clock's offset bounded, reports past 9999 refused, events
   // trimmed lowest severity first.
-  'dist/hub.js': 312_100,
+  // 312,800 B (+1,386): header frames over frame_max by RabbitMQ's own headers, FIFOs and non-files in the state
+  // directory moved aside instead of hanging or stopping the hub, device powers bounded.
+  'dist/hub.js': 313_400,
   // 706,321 B at 1c14c49: hub.js's code and MQTT.js; 707,075 B at 272133e (the same fixes).
   // 694,737 B with the same change (-12,465).
   // 690,778 B with the same build (-3,959).
@@ -32,7 +34,8 @@ export const SIZE_BUDGET: Record<string, number> = {
   // 698,780 B (+846): the same dead letters.
   // 699,513 B (+733): the same bounds.
   // 700,777 B (+1,264 with the heh_id words): the MQTT transport's packet limit, retained and QoS 0 messages refused.
-  'dist/hub-mqtt.js': 701_400,
+  // 702,021 B (+1,244): the same, without the AMQP frame change.
+  'dist/hub-mqtt.js': 702_600,
   // 59,022 B at 1c14c49: connect, confirm channel, declare, publish, consume, close (bench/size/ours.ts).
   'bench/size/ours.ts': 60_000,
 };

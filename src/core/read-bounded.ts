@@ -5,7 +5,7 @@
  * read stops and fails with the system's own code for it, EFBIG, which every caller already reports as it reports
  * ENOENT or EACCES.
  */
-import { closeSync, openSync, readSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
 
 /** Far above any input of this project (a keyring of thousands of peers is a few MiB), far below a Pi's memory. */
 export const MAX_INPUT_BYTES = 16 << 20;
@@ -15,12 +15,19 @@ export function tooLarge(what: string, limit: number): NodeJS.ErrnoException {
   return Object.assign(new Error(`${what}: more than ${size}, not read`), { code: 'EFBIG' });
 }
 
-/** The file's bytes; fs errors as node:fs throws them, EFBIG past `limit`. */
+/**
+ * The file's bytes; fs errors as node:fs throws them, EFBIG past `limit`, EFTYPE for a FIFO or a socket: opened
+ * without O_NONBLOCK, a FIFO nobody writes to held the process in open(2) for ever, deaf to SIGTERM (the hub's
+ * `--config` named one by mistake), and what it would give is no file anyway.
+ */
 export function readFileBounded(file: string, limit = MAX_INPUT_BYTES): Buffer {
   const chunks: Buffer[] = [];
   let total = 0;
-  const fd = openSync(file, 'r');
+  const fd = openSync(file, constants.O_RDONLY | constants.O_NONBLOCK);
   try {
+    const stat = fstatSync(fd);
+    if (stat.isFIFO() || stat.isSocket())
+      throw Object.assign(new Error(`${file}: a ${stat.isFIFO() ? 'FIFO' : 'socket'}, not a file`), { code: 'EFTYPE' });
     for (;;) {
       // One byte past the limit tells a file of exactly the limit from a larger one.
       const chunk = Buffer.allocUnsafe(Math.min(64 << 10, limit + 1 - total));

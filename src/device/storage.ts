@@ -4,10 +4,10 @@
  * storage_ok when it takes them again, storage_lost with the count of what could not be kept, state_damaged when
  * the state file was repaired at start). docs/hub.md, "Storage faults", is the operator's side of it.
  */
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, renameSync, statSync } from 'node:fs';
 import * as path from 'node:path';
 import { isDiskFault, StorageHealth, type StorageReport } from '../store/health.js';
-import type { HubConfig } from './config/index.js';
+import { ConfigError, type HubConfig } from './config/index.js';
 import { History } from './history.js';
 import type { EventType, Hub } from './hub.js';
 import type { Logger } from './log.js';
@@ -23,6 +23,40 @@ export interface Storage {
   attach(hub: Hub): void;
   /** Closes the history and the outbox (after hub.stop(), which writes the state) and tells what is still untold. */
   close(): Promise<void>;
+}
+
+/**
+ * A store's directory that is something else (a file, a FIFO, a link that loops: it stopped the hub with a stack)
+ * is renamed `<dir>.not-a-directory-<UTC time>`, kept for the operator, and the store starts afresh beside it. One
+ * that cannot be moved is the operator's to fix: a configuration error naming it.
+ */
+function clearForDirectory(dir: string, log: Logger): void {
+  let found: string;
+  try {
+    const stat = statSync(dir);
+    if (stat.isDirectory()) return;
+    found = stat.isFIFO() ? 'a FIFO' : stat.isFile() ? 'a file' : 'not a directory';
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'ELOOP') return; // missing (created by its store), or a disk fault its store reports
+    found = 'a symbolic link that loops';
+  }
+  const aside = `${dir}.not-a-directory-${new Date().toISOString().replace(/[-:]|\.\d+/g, '')}`;
+  try {
+    renameSync(dir, aside);
+  } catch (err) {
+    throw new ConfigError(
+      dir,
+      '$',
+      'a directory of the hub state',
+      `${found}, which cannot be moved away (${(err as NodeJS.ErrnoException).code}): move it`,
+    );
+  }
+  log.error('a store directory was something else: moved aside, the store starts afresh', {
+    path: dir,
+    found,
+    moved: aside,
+  });
 }
 
 export async function openStorage(
@@ -89,6 +123,7 @@ export async function openStorage(
     health.failed('state', `create the state directory ${config.stateDir}`, err);
   }
   const warn = (w: Error & { code?: unknown }): void => log.warn(w.message, { code: w.code });
+  for (const dir of ['history', 'outbox']) clearForDirectory(path.join(config.stateDir, dir), log);
   const history = await History.open(path.join(config.stateDir, 'history'), {
     resolutionS: config.resolutionS,
     signals: config.devices.flatMap((d) => d.signals.map((s) => `${d.name}.${s.name}`)),

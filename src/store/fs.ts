@@ -106,6 +106,10 @@ export const storeFs = {
     check('stat', file, false);
     return fsp.stat(file);
   },
+  async lstat(file: string): Promise<Stats> {
+    check('stat', file, false);
+    return fsp.lstat(file);
+  },
   async mkdir(dir: string, mode = 0o700): Promise<void> {
     check('mkdir', dir, true);
     await fsp.mkdir(dir, { recursive: true, mode });

@@ -152,9 +152,20 @@ export class SegmentLog {
     return storeFs.mkdir(this.dir, 0o700);
   }
 
-  /** The file names matching `pattern`, sorted: zero-padded numbered names come oldest first. */
+  /**
+   * The file names matching `pattern`, sorted: zero-padded numbered names come oldest first. Only regular files: a
+   * directory, a symbolic link or a FIFO under a segment's name (a FIFO held the hub's start in open(2) for ever;
+   * the others stopped it with a stack) is renamed `<name>.not-a-file` where it can be, and left out either way.
+   */
   async list(pattern: RegExp): Promise<string[]> {
-    return (await storeFs.readdir(this.dir)).filter((n) => pattern.test(n)).sort();
+    const names: string[] = [];
+    for (const n of (await storeFs.readdir(this.dir)).filter((x) => pattern.test(x)).sort()) {
+      const stat = await storeFs.lstat(this.path(n)).catch(() => undefined);
+      if (stat === undefined) continue; // gone since readdir
+      if (stat.isFile()) names.push(n);
+      else await storeFs.rename(this.path(n), this.path(`${n}.not-a-file`)).catch(() => undefined);
+    }
+    return names;
   }
 
   read(name: string): Promise<Buffer> {

@@ -110,6 +110,7 @@ function resolvePaths(c: HubConfig, dir: string): HubConfig {
 function unreadable(errno: string): string {
   if (errno === 'ENOENT') return 'no file';
   if (errno === 'EISDIR') return 'a directory';
+  if (errno === 'EFTYPE') return 'a FIFO or a socket, not a file';
   if (errno === 'EACCES' || errno === 'EPERM') return 'a file the hub may not read';
   return 'a file that cannot be read';
 }

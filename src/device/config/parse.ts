@@ -160,7 +160,7 @@ function parseDevices(r: Reader, v: unknown): DeviceConfig[] {
     };
     if (o['meter'] !== undefined) device.meter = parseMeter(r, o['meter'], `${p}.meter`, signals);
     if (o['actuator'] !== undefined) device.actuator = parseActuator(r, o['actuator'], `${p}.actuator`);
-    if (o['maxPowerKw'] !== undefined) device.maxPowerKw = r.positive(o['maxPowerKw'], `${p}.maxPowerKw`);
+    if (o['maxPowerKw'] !== undefined) device.maxPowerKw = r.power(o['maxPowerKw'], `${p}.maxPowerKw`);
     return device;
   });
 }
@@ -226,7 +226,7 @@ function parseMeter(r: Reader, v: unknown, path: string, signals: readonly Signa
         // A 32-bit PRNG seed: a larger one would be cut silently and two devices could get the same stream.
         seed: r.integer(o['seed'] ?? 1, `${path}.seed`, 0, 0xffff_ffff),
         profile: r.oneOf<MeterProfile>(o['profile'] ?? 'household', `${path}.profile`, ['household', 'boiler', 'pv']),
-        peakKw: r.positive(o['peakKw'] ?? 3, `${path}.peakKw`),
+        peakKw: r.power(o['peakKw'] ?? 3, `${path}.peakKw`),
       };
     }
     case 'csv': {

@@ -79,6 +79,11 @@ export class Reader {
     return this.number(v, path, 'a number greater than 0', (n) => n > 0);
   }
 
+  /** A power in kW, above 0 and at most 100,000 (no home device comes near; 1e308 made capacities infinite). */
+  power(v: unknown, path: string): number {
+    return this.number(v, path, 'a power in kW, greater than 0 and at most 100000', (n) => n > 0 && n <= 100_000);
+  }
+
   /** argv of a program run without a shell: a string would be split by nobody, so it is refused. */
   argv(v: unknown, path: string): string[] {
     const what =

@@ -13,6 +13,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { main } from '../../../src/cli.js';
 import { MAX_INPUT_BYTES, readFileBounded, readStreamBounded } from '../../../src/core/read-bounded.js';
+import { ConfigError, loadConfig } from '../../../src/device/config/index.js';
 
 const CLI = fileURLToPath(new URL('../../../src/bin/ebadge.js', import.meta.url));
 const zero = fs.existsSync('/dev/zero');
@@ -106,6 +107,27 @@ s('the CLI: validate, send --json and provision refuse a file without an end; so
   });
   assert.is(r.status, 1, r.stderr);
   assert.match(r.stderr, 'standard input: more than 16 MiB, not read');
+});
+
+s("a FIFO nobody writes to is refused at once (EFTYPE), not waited on for ever; so is it as the hub's config", () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'heh-bounded-'));
+  try {
+    const fifo = path.join(dir, 'hub.json');
+    if (spawnSync('mkfifo', [fifo]).status !== 0) return console.log('  (skipped: no mkfifo)');
+    assert.is(
+      code(() => readFileBounded(fifo)),
+      'EFTYPE',
+    );
+    assert.throws(
+      () => loadConfig(fifo),
+      (e: Error) =>
+        e instanceof ConfigError &&
+        e.message.includes('a FIFO or a socket, not a file (EFTYPE)') &&
+        e.message.includes(fifo),
+    );
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 s.run();

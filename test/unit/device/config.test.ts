@@ -305,6 +305,9 @@ mistakes('a non-integer where an integer is needed', () => {
 mistakes('numbers that are not finite', () => {
   refused(patched(['fsyncIntervalS', Infinity]), '$.fsyncIntervalS', 'an integer', 'Infinity');
   refused(patched(['devices.1.maxPowerKw', NaN]), '$.devices[1].maxPowerKw', 'greater than 0', 'NaN');
+  // Finite but past any home device: two of them made the hub's capacity Infinity, and every capacity query failed.
+  refused(patched(['devices.1.maxPowerKw', 1e308]), '$.devices[1].maxPowerKw', 'at most 100000', '1e+308');
+  refused(patched(['devices.1.meter.peakKw', 100_001]), '$.devices[1].meter.peakKw', 'at most 100000', '100001');
   refused(
     patched(['broker.heartbeatS', -Infinity]),
     '$.broker.heartbeatS',

@@ -4,6 +4,7 @@
  * while it lasts, storage_ok, storage_lost and state_damaged with their counts kept in the state). A Hub over the
  * in-memory transport; the disk is the injected one of src/store/fs.ts.
  */
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { suite } from 'uvu';
@@ -166,6 +167,45 @@ s('recovery warnings go to the JSON log, not to stderr', async () => {
   assert.match(String(warned[0]!['msg']), /^0000000001\.obx: 1 bad record\(s\)/);
   assert.equal(stderr, []);
 });
+
+s(
+  'what is not a file or a directory where the stores expect one is moved aside, and the hub starts (a FIFO held it for ever)',
+  async () => {
+    const { config, lines, start } = setup(disk);
+    const first = await start();
+    for (let i = 0; i < 2; i++) await first.storage.outbox.append('vpp', Buffer.from(`report ${i}`), meta(i));
+    await first.hub.stop();
+    await first.storage.close();
+    const outbox = path.join(config.stateDir, 'outbox');
+    // Under segment names: a directory and a FIFO beside the real segment.
+    fs.mkdirSync(path.join(outbox, '0000000007.obx'));
+    const fifo = path.join(outbox, '0000000008.obx');
+    const canFifo = (() => {
+      try {
+        execFileSync('mkfifo', [fifo]);
+        return true;
+      } catch {
+        return false;
+      }
+    })();
+    // And the history as a plain file.
+    const history = path.join(config.stateDir, 'history');
+    fs.rmSync(history, { recursive: true, force: true });
+    fs.writeFileSync(history, 'not a directory');
+    const again = await start();
+    assert.is(again.storage.outbox.pending().length, 2, 'the real segment is read');
+    await again.hub.stop();
+    await again.storage.close();
+    const names = fs.readdirSync(outbox).sort();
+    assert.ok(names.includes('0000000007.obx.not-a-file'), names.join(' '));
+    if (canFifo) assert.ok(names.includes('0000000008.obx.not-a-file'), names.join(' '));
+    assert.ok(fs.statSync(history).isDirectory(), 'the history starts afresh');
+    const moved = fs.readdirSync(config.stateDir).filter((n) => n.startsWith('history.not-a-directory-'));
+    assert.is(moved.length, 1);
+    assert.is(fs.readFileSync(path.join(config.stateDir, moved[0] as string), 'utf8'), 'not a directory');
+    assert.ok(lines.some((l) => l['level'] === 'error' && l['found'] === 'a file' && l['path'] === history));
+  },
+);
 
 s('status_report: degraded while the disk refuses writes, ok once the episode is over', async () => {
   const { start } = setup(disk);
