@@ -22,7 +22,8 @@ export const SIZE_BUDGET: Record<string, number> = {
   // trimmed lowest severity first.
   // 312,800 B (+1,386): header frames over frame_max by RabbitMQ's own headers, FIFOs and non-files in the state
   // directory moved aside instead of hanging or stopping the hub, device powers bounded.
-  'dist/hub.js': 313_400,
+  // 313,823 B (+1,023): one hub per state directory (hub.lock).
+  'dist/hub.js': 314_400,
   // 706,321 B at 1c14c49: hub.js's code and MQTT.js; 707,075 B at 272133e (the same fixes).
   // 694,737 B with the same change (-12,465).
   // 690,778 B with the same build (-3,959).
@@ -35,7 +36,8 @@ export const SIZE_BUDGET: Record<string, number> = {
   // 699,513 B (+733): the same bounds.
   // 700,777 B (+1,264 with the heh_id words): the MQTT transport's packet limit, retained and QoS 0 messages refused.
   // 702,021 B (+1,244): the same, without the AMQP frame change.
-  'dist/hub-mqtt.js': 702_600,
+  // 703,044 B (+1,023): the same.
+  'dist/hub-mqtt.js': 703_600,
   // 59,022 B at 1c14c49: connect, confirm channel, declare, publish, consume, close (bench/size/ours.ts).
   'bench/size/ours.ts': 60_000,
 };

@@ -13,6 +13,7 @@ import type { EventType, Hub } from './hub.js';
 import type { Logger } from './log.js';
 import { Outbox } from './outbox.js';
 import { StateStore } from './state.js';
+import { lockStateDir } from './state-lock.js';
 
 export interface Storage {
   readonly store: StateStore;
@@ -122,6 +123,7 @@ export async function openStorage(
     if (!isDiskFault(err)) throw err;
     health.failed('state', `create the state directory ${config.stateDir}`, err);
   }
+  const lock = lockStateDir(config.stateDir, log);
   const warn = (w: Error & { code?: unknown }): void => log.warn(w.message, { code: w.code });
   for (const dir of ['history', 'outbox']) clearForDirectory(path.join(config.stateDir, dir), log);
   const history = await History.open(path.join(config.stateDir, 'history'), {
@@ -167,6 +169,7 @@ export async function openStorage(
       await history.close();
       await outbox.close();
       health.close();
+      lock.release();
     },
   };
 }
