@@ -150,8 +150,9 @@ export class PublishBuffer {
 
   /**
    * The channel underneath ended: its unconfirmed publishes go back to the front of the buffer (or fail, if closed).
-   * Those the broker closed it over (`err`: 403 or 404 in reply to basic.publish) fail instead: sent again, they would
-   * only close the channel again, taking the others' confirms with it, until their deadline.
+   * Those the broker closed it over (`err`: 403 or 404 in reply to basic.publish, naming the exchange; 406 naming a
+   * user_id that is not the login) fail instead: sent again, they would only close the channel again, taking the
+   * others' confirms with it, until their deadline.
    */
   lost(err?: Error): void {
     this.#gen++;
@@ -164,8 +165,10 @@ export class PublishBuffer {
     if (refused !== undefined) {
       for (const p of this.#inflight) {
         if (
-          p.exchange !== refused.exchange ||
-          (refused.routingKey !== undefined && p.routingKey !== refused.routingKey)
+          refused.userId !== undefined
+            ? p.properties.userId !== refused.userId
+            : p.exchange !== refused.exchange ||
+              (refused.routingKey !== undefined && p.routingKey !== refused.routingKey)
         )
           continue;
         this.#inflight.delete(p);
@@ -303,9 +306,14 @@ export class PublishBuffer {
  */
 export function refusedPublish(
   err: Error | undefined,
-): { exchange: string; routingKey?: string; text: string } | undefined {
-  if (!(err instanceof ChannelError) || (err.replyCode !== 403 && err.replyCode !== 404)) return undefined;
-  if (err.classId !== 60 || err.methodId !== 40) return undefined;
+): { exchange?: string; routingKey?: string; userId?: string; text: string } | undefined {
+  if (!(err instanceof ChannelError) || err.classId !== 60 || err.methodId !== 40) return undefined;
+  if (err.replyCode === 406) {
+    // RabbitMQ takes a user_id only when it is the login: the publishes that carry the one it names are refused.
+    const id = /user_id property set to '((?:[^']|'(?! but ))*)' but/.exec(err.replyText)?.[1];
+    return id === undefined ? undefined : { userId: id, text: `${err.replyCode} ${err.replyText}` };
+  }
+  if (err.replyCode !== 403 && err.replyCode !== 404) return undefined;
   const x = /exchange '((?:[^']|'(?! in vhost))*)' in vhost/.exec(err.replyText)?.[1];
   if (x === undefined) return undefined;
   const key = /topic '((?:[^']|'(?! in exchange))*)' in exchange/.exec(err.replyText)?.[1];

@@ -119,6 +119,27 @@ run(
 );
 
 run(
+  'a publish with a user_id that is not the login fails at once as refused (406), not sent again on every new channel; the others are confirmed',
+  async () => {
+    const rc = recovering(null);
+    await withDeadline(rc.whenOpen(), 5000, 'first open');
+    const ch = await rc.createChannel({ confirm: true });
+    const { queue } = await ch.queueDeclare('', { exclusive: true, arguments: QUEUE_ARGS });
+    const started = Date.now();
+    const before = ch.basicPublish('', queue, 'before');
+    const bad = ch.basicPublish('', queue, 'not mine', { userId: 'somebody-else' });
+    const after = ch.basicPublish('', queue, 'after');
+    const err = await rejection(bad);
+    assert.instance(err, PublishError);
+    assert.is((err as PublishError).failure, 'refused');
+    assert.match((err as Error).message, "406 PRECONDITION_FAILED - user_id property set to 'somebody-else'");
+    await withDeadline(Promise.all([before, after]), 10_000, 'the other publishes confirmed');
+    assert.ok(Date.now() - started < 10_000, 'long before the publish deadline');
+    await withDeadline(ch.basicPublish('', queue, 'later'), 10_000, 'a publish on the re-created channel');
+  },
+);
+
+run(
   'REC-1, REC-2: after a cut, channels, qos, confirm mode, exchanges, a server-named queue (renamed), bindings (exchange-to-exchange too) and consumers come back in order',
   async () => {
     const p = await proxy();

@@ -44,6 +44,22 @@ test('no such exchange (404); a name with a quote in it', () => {
   assert.is(refusedPublish(closed(404, "NOT_FOUND - no exchange 'it's' in vhost '/'"))?.exchange, "it's");
 });
 
+test('a user_id that is not the login (406): the publishes that carry it; a quote in it', () => {
+  assert.equal(
+    refusedPublish(
+      closed(406, "PRECONDITION_FAILED - user_id property set to 'guest' but authenticated user was 'heh-1'"),
+    ),
+    {
+      userId: 'guest',
+      text: "406 PRECONDITION_FAILED - user_id property set to 'guest' but authenticated user was 'heh-1'",
+    },
+  );
+  const q = refusedPublish(
+    closed(406, "PRECONDITION_FAILED - user_id property set to 'o'brien' but authenticated user was 'heh-1'"),
+  );
+  assert.is(q?.userId, "o'brien");
+});
+
 test('anything else names no publish: other codes, other methods, other errors, texts without an exchange', () => {
   assert.is(refusedPublish(undefined), undefined);
   assert.is(refusedPublish(new Error("no exchange 'x' in vhost '/'")), undefined);
