@@ -23,7 +23,9 @@ export const SIZE_BUDGET: Record<string, number> = {
   // 312,800 B (+1,386): header frames over frame_max by RabbitMQ's own headers, FIFOs and non-files in the state
   // directory moved aside instead of hanging or stopping the hub, device powers bounded.
   // 313,823 B (+1,023): one hub per state directory (hub.lock).
-  'dist/hub.js': 314_400,
+  // 314,427 B (+604, with the 406 refusal): an outbox message that can never be sent dropped and told, not
+  // holding back the rest.
+  'dist/hub.js': 315_000,
   // 706,321 B at 1c14c49: hub.js's code and MQTT.js; 707,075 B at 272133e (the same fixes).
   // 694,737 B with the same change (-12,465).
   // 690,778 B with the same build (-3,959).
@@ -37,7 +39,8 @@ export const SIZE_BUDGET: Record<string, number> = {
   // 700,777 B (+1,264 with the heh_id words): the MQTT transport's packet limit, retained and QoS 0 messages refused.
   // 702,021 B (+1,244): the same, without the AMQP frame change.
   // 703,044 B (+1,023): the same.
-  'dist/hub-mqtt.js': 703_600,
+  // 703,649 B (+605): the same.
+  'dist/hub-mqtt.js': 704_200,
   // 59,022 B at 1c14c49: connect, confirm channel, declare, publish, consume, close (bench/size/ours.ts).
   'bench/size/ours.ts': 60_000,
 };

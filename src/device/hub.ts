@@ -20,6 +20,7 @@ import { randomUUID } from 'node:crypto';
 import { type Connector, type HandlerContext, routingKeyOf } from '../bus/index.js';
 import { bodyWriter, EbTime, type Message, type MessageType } from '../codec/index.js';
 import { type Clock, systemClock, type Timer } from '../core/clock.js';
+import { EbadgeError } from '../core/errors.js';
 import { HUB_VERSION } from './about.js';
 import { Activations } from './activations.js';
 import { capabilities, deviceCapabilities } from './capabilities.js';
@@ -84,6 +85,11 @@ export const MAX_PRICES = 1_000;
 
 /** How long a stop waits for the hub's own sends under way before the connection closes under them. */
 const STOP_SEND_WAIT_MS = 5_000;
+/**
+ * Why an outbox message can never be sent, whatever the broker does: its peer left hub.json, or the keyring no
+ * longer lets it go to that peer (sealing refuses its type).
+ */
+const NEVER_SENDABLE = new Set(['UNKNOWN_PEER', 'INVALID_MESSAGE', 'TYPE_NOT_ALLOWED', 'UNKNOWN_TYPE']);
 /**
  * How far set_clock may move the hub's time from its system clock in all: a year, far past any drift NTP leaves,
  * and well inside the years a message can carry (an offset of 1e300 s was taken and stored, and every status report
@@ -553,13 +559,29 @@ export class Hub {
     if (!this.#online) return;
     const pending = this.#d.outbox?.pending() ?? [];
     if (pending.length > 0) this.#d.log.info('sending messages kept in the outbox', { count: pending.length });
+    // A peer whose message failed now gets no more of this round (its order kept); the others go on.
+    const later = new Set<string>();
     for (const r of pending) {
       if (this.#stopping) return;
+      if (later.has(r.peer)) continue;
       try {
         await this.#track(this.#deliver(r));
       } catch (err) {
+        const code = err instanceof EbadgeError ? String(err.code) : undefined;
+        if (code !== undefined && NEVER_SENDABLE.has(code)) {
+          // Kept, it would fail at every round for ever, and it used to stop the round before every message after it.
+          this.#d.outbox?.ack(r.id);
+          this.#d.log.error('data lost: an outbox message that can never be sent was dropped', {
+            peer: r.peer,
+            type: r.type,
+            id: r.messageId,
+            code,
+            error: err,
+          });
+          continue;
+        }
         this.#d.log.warn('outbox message not delivered; kept for later', { peer: r.peer, type: r.type, error: err });
-        return; // the broker or the peer is not there: try the rest later, in order
+        later.add(r.peer); // the broker or the peer is not there: its messages are tried later, in order
       }
     }
   }

@@ -405,6 +405,38 @@ p(
   },
 );
 
+p(
+  'through the outbox: a message that can never be sent (its peer left hub.json) is dropped and told, and no longer holds back the rest',
+  async () => {
+    const r = await hubRig({ outbox: true });
+    try {
+      const report = (id: number): Message =>
+        ({
+          msg: 'report',
+          from: ts(T0),
+          to: ts(T0 + MIN),
+          resolution: 60,
+          values: { 'boiler.p': [1] },
+          request_id: uuid(id),
+        }) as unknown as Message;
+      const meta = (id: number) => ({ messageId: uuid(id), type: 'report', routingKey: 'report' });
+      // Oldest first: one for a peer no longer configured, then one for the VPP.
+      await r.outbox?.append('vpp-gone', Buffer.from(JSON.stringify(report(1))), meta(1));
+      await r.outbox?.append(AGG, Buffer.from(JSON.stringify(report(2))), meta(2));
+      await r.clock.advance(MIN);
+      await eventually(() => reportsFor(r, uuid(2)).length === 1, 'the VPP report, past the one that cannot go');
+      assert.is(r.outbox?.pending().length, 0);
+      const lost = r.logs.find((l) => l.msg === 'data lost: an outbox message that can never be sent was dropped');
+      assert.equal(
+        [lost?.fields['peer'], lost?.fields['code'], lost?.fields['id']],
+        ['vpp-gone', 'UNKNOWN_PEER', uuid(1)],
+      );
+    } finally {
+      await r.close();
+    }
+  },
+);
+
 const h = suite('hub: events, clock, prices');
 
 h(
