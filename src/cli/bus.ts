@@ -392,6 +392,16 @@ function mqttUrl(text: string): ConnectOptions {
   } as ConnectOptions;
 }
 
+/** A --json file's text; a file that cannot be read is named with the reason (EISDIR alone named nothing). */
+function readInput(file: string): string {
+  try {
+    return readFileBounded(file).toString('utf8');
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    throw new UsageError(`--json ${file}: cannot be read (${e.code ?? e.message})`);
+  }
+}
+
 /** Builds a message from `TYPE field=value ...` or a JSON file, and validates it with the codec. */
 async function message(values: Values, positionals: string[], io: Io): Promise<Message> {
   let obj: Record<string, unknown>;
@@ -399,7 +409,7 @@ async function message(values: Values, positionals: string[], io: Io): Promise<M
     const text =
       values.json === '-'
         ? await (io.stdin ?? (() => Promise.reject(new UsageError('no standard input'))))()
-        : readFileBounded(values.json).toString('utf8');
+        : readInput(values.json);
     let parsed: unknown;
     try {
       parsed = JSON.parse(text);

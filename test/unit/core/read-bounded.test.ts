@@ -93,8 +93,12 @@ s('the CLI: validate, send --json and provision refuse a file without an end; so
     assert.is(await main(['validate', '/dev/zero'], io), 2);
     assert.match(lines.join('\n'), 'error: /dev/zero: EFBIG');
     lines.length = 0;
-    assert.is(await main(['send', '--as', 'a', '--to', 'b', 'get_report', '--json', '/dev/zero'], io), 1);
-    assert.match(lines.join('\n'), '/dev/zero: more than 16 MiB, not read');
+    assert.is(await main(['send', '--as', 'a', '--to', 'b', 'get_report', '--json', '/dev/zero'], io), 2);
+    assert.match(lines.join('\n'), 'error: --json /dev/zero: cannot be read (EFBIG)');
+    lines.length = 0;
+    // A directory is named too (EISDIR alone said nothing of which file).
+    assert.is(await main(['send', '--as', 'a', '--to', 'b', 'get_report', '--json', os.tmpdir()], io), 2);
+    assert.match(lines.join('\n'), `error: --json ${os.tmpdir()}: cannot be read (EISDIR)`);
     lines.length = 0;
     assert.is(await main(['provision', '/dev/zero', '--out', os.tmpdir()], io), 1);
     assert.match(lines.join('\n'), '/dev/zero: cannot read it (EFBIG)');
