@@ -326,9 +326,9 @@ export class Sealer {
    * announceKeys), in the order of the peer's queue before anything sealed with it.
    */
   told(peer: string, kid: string): void {
-    let kids = this.#told.get(peer);
-    if (kids === undefined) this.#told.set(peer, (kids = new Set()));
+    const kids = this.#told.get(peer) ?? new Set<string>();
     kids.add(kid);
+    this.#told.set(peer, kids);
   }
 
   /**
