@@ -40,7 +40,9 @@ export const SIZE_BUDGET: Record<string, number> = {
   // 702,021 B (+1,244): the same, without the AMQP frame change.
   // 703,044 B (+1,023): the same.
   // 703,649 B (+605): the same.
-  'dist/hub-mqtt.js': 704_200,
+  // 704,211 B (+562, the hub's 314,989): rotation that keeps every peer able to open what we seal (the oldest key
+  // until it ends, hourly announcements while a rotation runs, a known key's end brought forward).
+  'dist/hub-mqtt.js': 704_800,
   // 59,022 B at 1c14c49: connect, confirm channel, declare, publish, consume, close (bench/size/ours.ts).
   'bench/size/ours.ts': 60_000,
 };

@@ -287,12 +287,16 @@ export class Connector<T extends Transport = Transport> extends TypedEmitter<Con
     });
   }
 
+  /** The sealer given (its keyring tells whether a rotation is under way: several of our keys not ended). */
+  get sealer(): Sealer | undefined {
+    return this.#o.sealer;
+  }
+
   /**
    * Announces our X25519 keys that have not ended (the one in force and any to come after a `keyring rotate`) to
    * each peer we seal for, or to those named: a `key_update` per key, sealed with our oldest key in force, which the
-   * peer knows already (docs/crypto.md, "Rotation"). We seal for a peer with a newer key only once the broker took
-   * its key_update (Sealer.told), so the peer learns a key before anything sealed with it; one that knows a key
-   * already only acks it. Resolves when the broker has them all; a peer without keys gets nothing.
+   * peer knows already (docs/crypto.md, "Rotation"); a peer that knows a key already only acks it. Resolves when the
+   * broker has them all; a peer without keys gets nothing.
    */
   async announceKeys(peers: readonly string[] = this.transport.peers): Promise<void> {
     const sealer = this.#o.sealer;
@@ -302,14 +306,11 @@ export class Connector<T extends Transport = Transport> extends TypedEmitter<Con
     const keys = sealer.keyring.own.filter((e) => e.notAfter === undefined || e.notAfter > now);
     for (const peer of peers) {
       if (!sealer.keyring.peers.has(peer)) continue;
-      for (const key of keys) {
+      for (const key of keys)
         await this.#send(peer, KEY_UPDATE, Sealer.keyUpdatePayload(key), {
           routingKey: KEY_UPDATE,
           messageId: randomUUID(),
         });
-        // Confirmed: in the peer's queue before anything sealed with the key from now on.
-        sealer.told(peer, key.kid);
-      }
     }
   }
 

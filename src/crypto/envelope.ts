@@ -131,8 +131,6 @@ export class Sealer {
   readonly #topicsById = new Map<string, string>();
   /** Key ids learned whose onKeyLearned failed (see #learn). */
   readonly #unkept = new Set<string>();
-  /** Per peer, our key ids it was told of in this run (told()). */
-  readonly #told = new Map<string, Set<string>>();
 
   constructor(options: SealerOptions) {
     if (options.keyring.signing.backend !== options.backend.name) {
@@ -170,7 +168,11 @@ export class Sealer {
   async envelope(to: Destination, type: string, payload: Uint8Array | BodyWriter): Promise<SealedBody> {
     const now = this.#now();
     const { keyring, backend } = this.#o;
-    const own = this.#ownFor('peer' in to && type !== KEY_UPDATE ? to.peer : undefined, now);
+    // The oldest of our keys in force, which every peer knows: a newer one is announced (key_update) while the older
+    // runs out its grace, and sealed with only once the older has ended, so nothing sealed with a key reaches a peer
+    // before the key does (an answer to a request that waited in the queue and is handled ahead of the registration,
+    // say), and a peer that was away for part of the grace learns it from a later announcement.
+    const own = keyring.oldestOwn(now);
     if (own === undefined) throw new CryptoError('NO_KEY_FOR_PEER', 'none of our X25519 keys is in force now');
     const code = typeCode(type);
     let mode: Mode;
@@ -319,30 +321,6 @@ export class Sealer {
         inFlight.delete(mark);
       },
     };
-  }
-
-  /**
-   * Records that `peer` has our key `kid`: the key_update announcing it was confirmed by the broker (the Connector's
-   * announceKeys), in the order of the peer's queue before anything sealed with it.
-   */
-  told(peer: string, kid: string): void {
-    const kids = this.#told.get(peer) ?? new Set<string>();
-    kids.add(kid);
-    this.#told.set(peer, kids);
-  }
-
-  /**
-   * The key we seal with. With one key in force, that one. With several (a rotation), the newest only for a peer
-   * told of it in this run (told()); otherwise, and for key_updates, groups and topics, the oldest, which the peers
-   * know: sealing with a key a peer has not learned yet gets the message refused there (no peer has that key id),
-   * and a reply or a report could overtake the key_update that announces it.
-   */
-  #ownFor(peer: string | undefined, now: number): OwnEpoch | undefined {
-    const { keyring } = this.#o;
-    const newest = keyring.currentOwn(now);
-    if (newest === undefined) return undefined;
-    if (peer !== undefined && this.#told.get(peer)?.has(newest.kid)) return newest;
-    return keyring.oldestOwn(now);
   }
 
   /** The key_update payload announcing one of our X25519 keys (seal it to each peer, or sign it on a topic). */

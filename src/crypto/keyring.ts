@@ -343,8 +343,8 @@ export class Keyring {
   }
 
   /**
-   * Adds a peer's announced X25519 key (a verified key_update). Returns false when the key was already known.
-   * The key is checked like one from the keyring file. A peer holds at most MAX_PEER_KEYS keys: keys that ended
+   * Adds a peer's announced X25519 key (a verified key_update), or brings a known one's end forward. Returns false
+   * when nothing changed. The key is checked like one from the keyring file. A peer holds at most MAX_PEER_KEYS keys: keys that ended
    * over a day before `now` make room first (nothing sealed with them is fresh any more), and past that the key is
    * refused, so that a peer announcing keys without end cannot grow our memory or the file they are kept in.
    */
@@ -354,7 +354,15 @@ export class Keyring {
     if (known !== undefined) {
       if (known.peer !== peer)
         throw new CryptoError('BAD_KEY', `key_update from ${peer.id}: the key id ${kid} belongs to ${known.peer.id}`);
-      return false;
+      // Its end, announced after a rotation, may only come sooner: a key given without one (the keyring file, an
+      // earlier key_update) would otherwise never end here, and 15 rotations filled the peer's MAX_PEER_KEYS.
+      const e = known.epoch;
+      if (notAfter === undefined || notAfter <= e.notBefore || (e.notAfter !== undefined && notAfter >= e.notAfter))
+        return false;
+      const ended: PeerEpoch = { ...e, notAfter };
+      peer.epochs[peer.epochs.indexOf(e)] = ended;
+      this.#peerKids.set(kid, { peer, epoch: ended });
+      return true;
     }
     if (this.#ownKids.has(kid))
       throw new CryptoError('BAD_KEY', `key_update from ${peer.id}: the key id ${kid} is one of our own keys`);

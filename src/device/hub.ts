@@ -85,6 +85,8 @@ export const MAX_PRICES = 1_000;
 
 /** How long a stop waits for the hub's own sends under way before the connection closes under them. */
 const STOP_SEND_WAIT_MS = 5_000;
+/** How often our keys are announced again while a rotation runs (see #announceRotation). */
+const ANNOUNCE_MS = 3_600_000;
 /**
  * Why an outbox message can never be sent, whatever the broker does: its peer left hub.json, or the keyring no
  * longer lets it go to that peer (sealing refuses its type).
@@ -173,6 +175,7 @@ export class Hub {
     await this.event('started');
     this.#scheduleSampling();
     if (this.#d.outbox !== undefined) this.#every(OUTBOX_RETRY_MS, () => this.#resendOutbox());
+    this.#every(ANNOUNCE_MS, () => this.#announceRotation());
     this.#reports.resume();
     this.#activations.resume();
   }
@@ -204,6 +207,23 @@ export class Hub {
       this.#d.log.warn('registration not delivered; retrying', { peer, inSeconds: delay / 1000, error: err });
       this.#after(delay, () => this.#registerWith(peer, attempt + 1));
     }
+  }
+
+  /**
+   * While a rotation runs (several of our X25519 keys not ended), our keys again to every peer, hourly and after a
+   * reconnection: a peer that was away when we registered (its queue's TTL took the first key_update) learns the new
+   * key before the old one ends, when we start sealing with it.
+   */
+  async #announceRotation(): Promise<void> {
+    const sealer = this.#d.bus.sealer;
+    if (!this.#online || sealer === undefined) return;
+    const now = this.#clock.now();
+    if (sealer.keyring.own.filter((e) => e.notAfter === undefined || e.notAfter > now).length < 2) return;
+    await this.#d.bus
+      .announceKeys()
+      .catch((err: unknown) =>
+        this.#d.log.warn('key announcement not delivered; again within the hour', { error: err }),
+      );
   }
 
   /** Runs `fn` once after `ms`, unless the hub stops first. */
@@ -272,6 +292,7 @@ export class Hub {
       if (!up) return await this.event('network_down');
       await this.event('network_up');
       await this.event('broker_reconnect');
+      await this.#announceRotation();
       await this.#resendOutbox();
     } catch (err) {
       this.#d.log.warn('recording a connection event failed', { error: err });

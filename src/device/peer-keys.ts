@@ -34,10 +34,12 @@ export async function restorePeerKeys(keyring: Keyring, store: StateStore, log: 
 export function keepPeerKey(keyring: Keyring, store: StateStore): (peer: Peer, update: KeyUpdate) => Promise<void> {
   return (peer, update) =>
     store.update((s) => {
-      s.peerKeys = s.peerKeys.filter((k) => held(keyring, k));
+      const x25519 = Buffer.from(update.x25519).toString('base64url');
+      // A key already kept whose end was brought forward is replaced.
+      s.peerKeys = s.peerKeys.filter((k) => held(keyring, k) && !(k.peer === peer.id && k.x25519 === x25519));
       s.peerKeys.push({
         peer: peer.id,
-        x25519: Buffer.from(update.x25519).toString('base64url'),
+        x25519,
         notBefore: update.notBefore,
         ...(update.notAfter === undefined ? {} : { notAfter: update.notAfter }),
       });

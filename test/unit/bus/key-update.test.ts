@@ -7,7 +7,13 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { CONTENT_TYPE_SEALED, type MemoryTransport } from '../../../src/bus/index.js';
 import { EbTime, type Message } from '../../../src/codec/index.js';
-import { KEY_UPDATE, type SealerOptions } from '../../../src/crypto/index.js';
+import {
+  KEY_UPDATE,
+  type Keyring,
+  MAX_PEER_KEYS,
+  type OwnEpoch,
+  type SealerOptions,
+} from '../../../src/crypto/index.js';
 import { HUB, pair, sealers, until, VPP } from '../../helpers/memory-bus.js';
 
 const s = suite('bus: key_update');
@@ -41,69 +47,96 @@ const report = (): Message =>
 
 const senderKid = (t: MemoryTransport, i: number): string => Buffer.from(t.sent[i]?.body ?? []).toString('hex', 4, 12);
 
-s('a key announced before it is in force: learned, acked, unanswered; traffic moves to it once in force', async () => {
-  const r = rig();
-  const oldKid = r.keys.a.keyring.currentOwn(r.now.t)?.kid as string;
-  const next = r.keys.a.keyring.addOwnSecret(Buffer.alloc(32, 7), T0 + HOUR, undefined);
-  await r.vpp.start();
-  await r.hub.start();
-  await r.hub.announceKeys();
-  await until(() => r.learned.length === 2);
-  // Both keys not ended are announced; the VPP knew the first from its keyring.
-  assert.equal(
-    r.learned.sort((a, b) => Number(a[2]) - Number(b[2])),
-    [
-      [HUB, oldKid, false],
-      [HUB, next.kid, true],
-    ],
-  );
-  const sent = r.hub.transport.sent;
-  assert.equal(
-    sent.map((m) => [m.routingKey, m.properties.type, m.properties.contentType]),
-    [
-      [KEY_UPDATE, KEY_UPDATE, CONTENT_TYPE_SEALED],
-      [KEY_UPDATE, KEY_UPDATE, CONTENT_TYPE_SEALED],
-    ],
-  );
-  assert.equal(
-    [senderKid(r.hub.transport, 0), senderKid(r.hub.transport, 1)],
-    [oldKid, oldKid],
-    'sealed with the key the VPP knows',
-  );
-  assert.equal(r.vpp.transport.sent, [], 'a key_update is never answered');
-  assert.equal(
-    r.vpp.transport.settlements.map((x) => x.outcome),
-    ['ack', 'ack'],
-  );
-  // An hour later the hub seals with its new key, which the VPP opens.
-  r.now.t = T0 + HOUR + 1000;
-  await r.hub.publish(VPP, report());
-  await until(() => r.reports.length === 1);
-  assert.is(senderKid(r.hub.transport, 2), next.kid);
-  assert.equal(r.dead, []);
-  await r.hub.close();
-  await r.vpp.close();
-});
+/**
+ * As `keyring rotate` leaves the key file, in the running keyring: a new key in force from `notBefore`, and the keys
+ * in force now end a day after it (their grace).
+ */
+function rotate(keyring: Keyring, notBefore: number, seed: number): OwnEpoch {
+  keyring.own.forEach((e, i) => {
+    if (e.notAfter === undefined) keyring.own[i] = { ...e, notAfter: notBefore + 24 * HOUR };
+  });
+  return keyring.addOwnSecret(Buffer.alloc(32, seed), notBefore, undefined);
+}
 
 s(
-  'until a peer was told of the new key, what goes to it is sealed with the old one, which it opens; then the new',
+  'a key announced before it is in force: learned, acked, unanswered; traffic moves to it once the old key ended',
   async () => {
     const r = rig();
     const oldKid = r.keys.a.keyring.currentOwn(r.now.t)?.kid as string;
-    const next = r.keys.a.keyring.addOwnSecret(Buffer.alloc(32, 7), T0 + HOUR, undefined);
+    const next = rotate(r.keys.a.keyring, T0 + HOUR, 7);
     await r.vpp.start();
     await r.hub.start();
+    await r.hub.announceKeys();
+    await until(() => r.learned.length === 2);
+    // Both keys not ended are announced: the new one is learned, and the one the VPP knew from its keyring gets the
+    // end the rotation gave it (both change what the VPP knew).
+    assert.equal(
+      r.learned.map(([, kid, changed]) => `${kid}:${changed}`).sort(),
+      [`${oldKid}:true`, `${next.kid}:true`].sort(),
+    );
+    assert.is(r.keys.b.keyring.peerByKid(oldKid)?.epoch.notAfter, T0 + 25 * HOUR);
+    const sent = r.hub.transport.sent;
+    assert.equal(
+      sent.map((m) => [m.routingKey, m.properties.type, m.properties.contentType]),
+      [
+        [KEY_UPDATE, KEY_UPDATE, CONTENT_TYPE_SEALED],
+        [KEY_UPDATE, KEY_UPDATE, CONTENT_TYPE_SEALED],
+      ],
+    );
+    assert.equal(
+      [senderKid(r.hub.transport, 0), senderKid(r.hub.transport, 1)],
+      [oldKid, oldKid],
+      'sealed with the key the VPP knows',
+    );
+    assert.equal(r.vpp.transport.sent, [], 'a key_update is never answered');
+    assert.equal(
+      r.vpp.transport.settlements.map((x) => x.outcome),
+      ['ack', 'ack'],
+    );
+    // The new key in force: the old one still seals while it runs out its grace (every peer knows it)...
     r.now.t = T0 + HOUR + 1000;
-    // The new key is in force, but the VPP has not learned it: a report sent now (an answer to a request that waited
-    // in the queue, say, ahead of the registration) must not be sealed with it, or the VPP refuses it UNKNOWN_SENDER.
     await r.hub.publish(VPP, report());
     await until(() => r.reports.length === 1);
-    assert.is(senderKid(r.hub.transport, 0), oldKid);
-    await r.hub.announceKeys([VPP]);
+    assert.is(senderKid(r.hub.transport, 2), oldKid);
+    // ... and once it ended, the new one, which the VPP learned.
+    r.now.t = T0 + 25 * HOUR + 1000;
     await r.hub.publish(VPP, report());
     await until(() => r.reports.length === 2);
-    assert.is(senderKid(r.hub.transport, r.hub.transport.sent.length - 1), next.kid);
+    assert.is(senderKid(r.hub.transport, 3), next.kid);
     assert.equal(r.dead, []);
+    await r.hub.close();
+    await r.vpp.close();
+  },
+);
+
+s(
+  'twenty rotations a month apart, each announced: the peer keeps only the keys that have not ended long ago, and opens every report',
+  async () => {
+    const r = rig();
+    await r.vpp.start();
+    await r.hub.start();
+    const vppView = r.keys.b.keyring.peers.get(HUB);
+    for (let i = 1; i <= 20; i++) {
+      const at = T0 + i * 30 * 24 * HOUR;
+      r.now.t = at - HOUR;
+      rotate(r.keys.a.keyring, at, i);
+      // The ended keys of the hub's own file are dropped there, as keyring rotate drops them.
+      const live = r.keys.a.keyring.own.filter((e) => e.notAfter === undefined || e.notAfter > r.now.t);
+      r.keys.a.keyring.own.splice(0, r.keys.a.keyring.own.length, ...live);
+      const [sentBefore, seenBefore] = [r.hub.transport.sent.length, r.learned.length];
+      await r.hub.announceKeys();
+      const announced = r.hub.transport.sent.length - sentBefore;
+      await until(() => r.learned.length === seenBefore + announced, 400);
+      r.now.t = at + 25 * HOUR;
+      await r.hub.publish(VPP, report());
+      await until(() => r.reports.length === i, 400);
+    }
+    assert.equal(r.dead, []);
+    // The end a rotation gives the old key reaches the peer with the announcement: ended keys make room (they were
+    // kept without an end, and the 16th rotation was refused BAD_KEY, then every report UNKNOWN_SENDER).
+    const epochs = vppView?.epochs ?? [];
+    assert.ok(epochs.length <= MAX_PEER_KEYS, `${epochs.length} keys kept`);
+    assert.ok(epochs.filter((e) => e.notAfter === undefined || e.notAfter > r.now.t - 24 * HOUR).length <= 2);
     await r.hub.close();
     await r.vpp.close();
   },

@@ -12,6 +12,7 @@ import {
   Keyring,
   KNOWN_TYPES,
   nodeBackend,
+  type OwnEpoch,
   type PublicEntry,
   Sealer,
 } from '../../../src/crypto/index.js';
@@ -19,7 +20,7 @@ import { keepPeerKey, restorePeerKeys } from '../../../src/device/peer-keys.js';
 import { memoryReplay, soon, until } from '../../helpers/memory-bus.js';
 import { AGG, HEH, type HubRig, hubRig, T0 } from '../../helpers/memory-hub.js';
 
-const HOUR = 3_600_000;
+const MINUTE = 60_000;
 
 const entry = (e: PublicEntry): Record<string, unknown> => ({
   ed25519: e.ed25519,
@@ -29,10 +30,21 @@ const entry = (e: PublicEntry): Record<string, unknown> => ({
 });
 
 /** A sealing hub and VPP: the hub's keyring is loaded afresh at every start, as main.ts loads it. */
-async function sealedRig(options: { restore?: boolean } = {}): Promise<HubRig & { vppKeyring: Keyring }> {
+async function sealedRig(
+  options: { restore?: boolean; rotating?: boolean } = {},
+): Promise<HubRig & { vppKeyring: Keyring }> {
   let clock: ManualClock | undefined;
   const now = (): number => clock?.now() ?? T0;
   const heh = generateIdentity(HEH, nodeBackend, T0 - 60_000);
+  if (options.rotating === true) {
+    // The hub's key file as keyring rotate leaves it: a new key from T0 + 1 min, the first ending a day later.
+    const first = heh.privateKey.x25519[0] as { secret: string; notBefore: string; notAfter?: string };
+    first.notAfter = new Date(T0 + MINUTE + 24 * 60 * MINUTE).toISOString();
+    heh.privateKey.x25519.push({
+      secret: Buffer.alloc(32, 9).toString('base64url'),
+      notBefore: new Date(T0 + MINUTE).toISOString(),
+    });
+  }
   const agg = generateIdentity(AGG, nodeBackend, T0 - 60_000);
   const vppKeyring = new Keyring(nodeBackend, {
     keyring: { format: 'heh-keyring/1', peers: { [HEH]: entry(heh.publicEntry) } },
@@ -88,6 +100,22 @@ s('registration: the hub announces its keys to the peer before capabilities', as
   }
 });
 
+s('while a rotation runs, the hub announces its keys again every hour; once the old key ended, no more', async () => {
+  const rig = await sealedRig({ rotating: true });
+  try {
+    const announcements = (): number => rig.bus.transport.sent.filter((m) => m.properties.type === KEY_UPDATE).length;
+    assert.is(announcements(), 2, 'both keys, at the registration');
+    await rig.clock.advance(60 * MINUTE);
+    await until(() => announcements() === 4);
+    await rig.clock.advance(24 * 60 * MINUTE);
+    const after = announcements();
+    await rig.clock.advance(120 * MINUTE);
+    assert.is(announcements(), after, 'one key left: nothing more to announce');
+  } finally {
+    await rig.close();
+  }
+});
+
 for (const restore of [true, false]) {
   s(
     restore
@@ -96,18 +124,24 @@ for (const restore of [true, false]) {
     async () => {
       const rig = await sealedRig({ restore });
       try {
-        const next = rig.vppKeyring.addOwnSecret(Buffer.alloc(32, 5), T0 + HOUR, undefined);
+        // As keyring rotate leaves the VPP's key file: a new key from T0 + 1 min, the old one ending at T0 + 2 min.
+        const old = rig.vppKeyring.own[0] as OwnEpoch;
+        rig.vppKeyring.own[0] = { ...old, notAfter: T0 + 2 * MINUTE };
+        const next = rig.vppKeyring.addOwnSecret(Buffer.alloc(32, 5), T0 + MINUTE, undefined);
         await rig.vpp.announceKeys([HEH]);
-        await until(() => rig.store.state.peerKeys.length === 1);
-        assert.equal(rig.store.state.peerKeys, [
-          {
-            peer: AGG,
-            x25519: Buffer.from(next.secret.publicKey).toString('base64url'),
-            notBefore: T0 + HOUR,
-          },
-        ]);
+        // Kept: the new key, and the end the rotation gave the key of the hub's keyring file.
+        await until(() => rig.store.state.peerKeys.length === 2);
+        const b64 = (k: Uint8Array): string => Buffer.from(k).toString('base64url');
+        assert.equal(
+          [...rig.store.state.peerKeys].sort((a, b) => a.notBefore - b.notBefore),
+          [
+            { peer: AGG, x25519: b64(old.secret.publicKey), notBefore: old.notBefore, notAfter: T0 + 2 * MINUTE },
+            { peer: AGG, x25519: b64(next.secret.publicKey), notBefore: T0 + MINUTE },
+          ],
+        );
         await rig.restart();
-        await rig.clock.advance(HOUR + 1000);
+        // The old key ended: the VPP seals with the new one.
+        await rig.clock.advance(2 * MINUTE + 1000);
         const dead: string[] = [];
         rig.bus.on('dead-letter', (_r, code) => dead.push(code));
         const answer = rig.vpp.request(
