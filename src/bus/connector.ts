@@ -15,7 +15,7 @@ import { randomUUID } from 'node:crypto';
 import { bodyWriter, type DecodeLimits, type Message, type MessageType, SCHEMAS } from '../codec/index.js';
 import { type Clock, systemClock } from '../core/clock.js';
 import { TypedEmitter } from '../core/emitter.js';
-import { KEY_UPDATE, OVERHEAD, Sealer } from '../crypto/index.js';
+import { KEY_UPDATE, OVERHEAD, type Sealer } from '../crypto/index.js';
 import { type BudgetOptions, SenderBudget } from './budget.js';
 import { SeenIds } from './dedupe.js';
 import { BusError } from './errors.js';
@@ -307,7 +307,7 @@ export class Connector<T extends Transport = Transport> extends TypedEmitter<Con
     for (const peer of peers) {
       if (!sealer.keyring.peers.has(peer)) continue;
       for (const key of keys)
-        await this.#send(peer, KEY_UPDATE, Sealer.keyUpdatePayload(key), {
+        await this.#send(peer, KEY_UPDATE, sealer.keyUpdatePayload(peer, key), {
           routingKey: KEY_UPDATE,
           messageId: randomUUID(),
         });

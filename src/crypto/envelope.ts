@@ -22,7 +22,7 @@
  * replay window and the freshness window. The codec comes after, in the bus. AMQP properties and routing keys
  * are not authenticated: only the header counts.
  */
-import { randomFillSync } from 'node:crypto';
+import { randomFillSync, timingSafeEqual } from 'node:crypto';
 import { type BodyWriter, checkedEnd, MORE_ROOM } from '../core/body-writer.js';
 import { type CryptoBackend, SIGNATURE_BYTES, type SigningKey, TAG_BYTES } from './backend.js';
 import { CryptoError } from './errors.js';
@@ -239,6 +239,8 @@ export class Sealer {
     let topic: string | undefined;
     let payload: Uint8Array;
     let sig: Uint8Array;
+    /** PAIR: our key the envelope was sealed to (a key_update's proof is checked against it). */
+    let sealedTo: OwnEpoch | undefined;
     if (mode === 'signed') {
       topic = this.#topicsById.get(recipientKid);
       if (topic === undefined || !peer.topics.has(topic))
@@ -251,6 +253,7 @@ export class Sealer {
         const own = keyring.ownByKid(recipientKid);
         if (own === undefined)
           throw new CryptoError('NOT_FOR_US', `the recipient key id ${recipientKid} is not one of ours`);
+        sealedTo = own;
         key = this.#pairKey(own, peer, from.epoch, 'receive');
       } else {
         const group: GroupKey | undefined = keyring.groupByKid(recipientKid);
@@ -298,7 +301,7 @@ export class Sealer {
     if (now - timestamp > window)
       throw new CryptoError('STALE', `${type} from ${peer.id} is ${now - timestamp} ms old (window ${window} ms)`);
 
-    const learnt = type === KEY_UPDATE ? this.#learn(peer, payload) : undefined;
+    const learnt = type === KEY_UPDATE ? this.#learn(peer, payload, sealedTo) : undefined;
     this.#inFlight.add(mark);
     const replay = this.#o.replay;
     const inFlight = this.#inFlight;
@@ -324,19 +327,38 @@ export class Sealer {
   }
 
   /** The key_update payload announcing one of our X25519 keys (seal it to each peer, or sign it on a topic). */
-  static keyUpdatePayload(epoch: OwnEpoch): Buffer {
+  /**
+   * The key_update announcing our key `epoch` to `peer`, to be sealed PAIR to it (Connector.announceKeys). Its
+   * `proof` shows that we hold the key's secret: keyProof() of X25519(that secret, the peer's key we seal to), which
+   * the peer alone can compute as well. Without it a peer could announce another party's new public key (public once
+   * announced, or printed by `keyring rotate`) as its own, and, a key id belonging to the first peer that announces
+   * it, lock the owner out.
+   */
+  keyUpdatePayload(peer: string, epoch: OwnEpoch): Buffer {
+    const { keyring, backend } = this.#o;
+    const p = keyring.peers.get(peer);
+    const theirs = p === undefined ? undefined : keyring.currentPeer(p, this.#now());
+    if (theirs === undefined) throw new CryptoError('NO_KEY_FOR_PEER', `no X25519 key of "${peer}" is in force now`);
+    const pub = epoch.secret.publicKey;
+    const proof = keyProof(backend, backend.dh(epoch.secret, theirs.key), keyring.signing.publicKey, pub);
     return Buffer.from(
       JSON.stringify({
         msg: KEY_UPDATE,
-        x25519: Buffer.from(epoch.secret.publicKey).toString('base64url'),
+        x25519: Buffer.from(pub).toString('base64url'),
         notBefore: new Date(epoch.notBefore).toISOString(),
         ...(epoch.notAfter === undefined ? {} : { notAfter: new Date(epoch.notAfter).toISOString() }),
+        proof: Buffer.from(proof).toString('base64url'),
       }),
     );
   }
 
-  #learn(peer: Peer, payload: Uint8Array): { kid: string; learned: boolean; kept: Promise<void> | undefined } {
+  #learn(
+    peer: Peer,
+    payload: Uint8Array,
+    sealedTo: OwnEpoch | undefined,
+  ): { kid: string; learned: boolean; kept: Promise<void> | undefined } {
     let update: KeyUpdate;
+    let proof: Buffer | undefined;
     try {
       const v = JSON.parse(Buffer.from(payload).toString('utf8')) as Record<string, unknown>;
       const pub =
@@ -348,9 +370,18 @@ export class Sealer {
       if (v['msg'] !== KEY_UPDATE || pub === undefined || Number.isNaN(notBefore) || Number.isNaN(notAfter))
         throw new Error('fields');
       update = { x25519: new Uint8Array(pub), notBefore, notAfter };
+      if (typeof v['proof'] === 'string' && /^[A-Za-z0-9_-]{43}$/.test(v['proof']))
+        proof = Buffer.from(v['proof'], 'base64url');
     } catch {
       throw new CryptoError('BAD_KEY', `a key_update from ${peer.id} is malformed`);
     }
+    if (sealedTo === undefined)
+      throw new CryptoError(
+        'BAD_KEY',
+        `a key_update from ${peer.id} not sealed to us (PAIR): its key cannot be proven`,
+      );
+    if (proof === undefined || !this.#proves(proof, sealedTo, peer, update.x25519))
+      throw new CryptoError('BAD_KEY', `a key_update from ${peer.id} does not prove it holds the key it announces`);
     const learned = this.#o.keyring.learn(peer, update.x25519, update.notBefore, update.notAfter, this.#now());
     const kid = keyId(update.x25519);
     // A key whose keeping failed is known in memory but not kept: the copy given back for it is kept again.
@@ -362,6 +393,22 @@ export class Sealer {
       () => this.#unkept.add(kid),
     );
     return { kid, learned, kept };
+  }
+
+  /** Whether `proof` is keyProof() of the announced key with our key the envelope was sealed to. */
+  #proves(proof: Buffer, sealedTo: OwnEpoch, peer: Peer, announced: Uint8Array): boolean {
+    const { backend } = this.#o;
+    try {
+      const expected = keyProof(
+        backend,
+        backend.dh(sealedTo.secret, backend.dhPublic(announced)),
+        peer.ed25519.publicKey,
+        announced,
+      );
+      return timingSafeEqual(proof, expected);
+    } catch {
+      return false; // a key the DH refuses (low-order): nothing proven
+    }
   }
 
   /** k(A→B) = HKDF-SHA256(X25519(xA, XB), "HEH-E2E/v1", "pair\0" ‖ edA ‖ XA ‖ XB), cached per key pair and direction. */
@@ -380,6 +427,13 @@ export class Sealer {
     }
     return key;
   }
+}
+
+const KEY_INFO = Buffer.from('key\0');
+
+/** proof = HKDF-SHA256(X25519(new key, recipient's key), "HEH-E2E/v1", "key\0" ‖ sender's Ed25519 ‖ new key). */
+function keyProof(backend: CryptoBackend, shared: Uint8Array, ed25519: Uint8Array, announced: Uint8Array): Buffer {
+  return Buffer.from(backend.hkdf(shared, PAIR_SALT, Buffer.concat([KEY_INFO, ed25519, announced]), 32));
 }
 
 function signedBytes(header: Uint8Array, payload: Uint8Array): Buffer {

@@ -17,6 +17,7 @@ import {
   nobleBackend,
   nodeBackend,
   OVERHEAD,
+  type OwnEpoch,
   type PrivateKeyFile,
   type PublicEntry,
   ReplayWindow,
@@ -338,7 +339,29 @@ for (const backend of [nodeBackend, nobleBackend]) {
           sequence: await SequenceReserver.open(path.join(w.dir, `${vpp.id}.seq`)),
           replay: await ReplayWindow.open(path.join(w.dir, 'vpp2.replay')),
         });
-        const update = v2.open(await h.seal({ peer: 'vpp-acme' }, 'key_update', Sealer.keyUpdatePayload(epoch)));
+        // Another peer of the VPP announces the hub's new public key as its own: it cannot prove it holds the
+        // secret, so the key is not taken (first come, it would have locked the hub out), with a proof made up or
+        // one of its own key's, or none.
+        const o = await w.seal(other);
+        const claim = (proof: string | undefined): Buffer =>
+          Buffer.from(
+            JSON.stringify({
+              msg: 'key_update',
+              x25519: Buffer.from(epoch.secret.publicKey).toString('base64url'),
+              notBefore: new Date(T0 + 60_000).toISOString(),
+              ...(proof === undefined ? {} : { proof }),
+            }),
+          );
+        const ownProof = JSON.parse(
+          o.keyUpdatePayload('vpp-acme', o.keyring.currentOwn(T0) as OwnEpoch).toString(),
+        ) as { proof: string };
+        for (const proof of [Buffer.alloc(32, 7).toString('base64url'), ownProof.proof, undefined]) {
+          const squat = await o.seal({ peer: 'vpp-acme' }, 'key_update', claim(proof));
+          const e = cryptoError(() => v2.open(squat), 'BAD_KEY', 'a key claimed without proof');
+          assert.match(e.message, 'hub-2 does not prove it holds the key it announces');
+        }
+        assert.equal(learned, []);
+        const update = v2.open(await h.seal({ peer: 'vpp-acme' }, 'key_update', h.keyUpdatePayload('vpp-acme', epoch)));
         assert.is(update.type, 'key_update');
         assert.equal(learned, [`hub-1@${T0 + 60_000}`]);
         assert.is(
