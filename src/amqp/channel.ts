@@ -278,7 +278,10 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
       },
     ) as unknown as Promise<Consumer>;
     if (qos === undefined) return consume;
+    // Both are written before either answer comes: when the connection is lost in between, both reject, and the one
+    // not returned must not be an unhandled rejection (it ended the hub's process when a link dropped at that step).
     qos.catch(noop);
+    consume.catch(noop);
     return qos.then(() => consume);
   }
 

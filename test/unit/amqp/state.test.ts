@@ -2,6 +2,7 @@
  * State machines without a socket: the channel fed with frames directly (channel.flow, which RabbitMQ no longer
  * sends, confirms in any order), the confirm tracker, and the heartbeat with an injected clock.
  */
+import { spawnSync } from 'node:child_process';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Channel, type ChannelHost } from '../../../src/amqp/channel.js';
@@ -133,6 +134,37 @@ channel('a method the channel did not ask for is a protocol error (505)', async 
     (e: Error & { code?: string }) => e.code === 'UNEXPECTED_FRAME',
   );
 });
+
+channel(
+  'basic.consume with a prefetch, the connection lost before qos-ok: one rejection to the caller, no unhandled one',
+  () => {
+    // In a process of its own, as the hub runs: an unhandled rejection there ends the process (it did, when a link
+    // dropped at this step of a reconnection).
+    const src = (f: string): string => new URL(`../../../src/amqp/${f}`, import.meta.url).href;
+    const script = `
+      import { Channel } from '${src('channel.js')}';
+      import { encodeMethodFrame } from '${src('methods.js')}';
+      import { resolveOptions } from '${src('options.js')}';
+      import { Output } from '${src('output.js')}';
+      const out = new Output(() => {});
+      const host = { out, frameMax: 131072, options: resolveOptions({}), heartbeat: 0, blocked: false,
+        backlog: () => out.queued, channelClosed: () => {}, handlerError: (e) => { throw e; } };
+      const ch = new Channel(1, host);
+      const opening = ch._open();
+      const f = encodeMethodFrame(1, 'channel.open-ok', {});
+      ch._frame(1, f.subarray(7, f.length - 1));
+      await opening;
+      const consuming = ch.basicConsume('q', () => {}, { prefetch: 5 });
+      ch._lost(new Error('SOCKET_CLOSED'));
+      const err = await consuming.then(() => undefined, (e) => e);
+      await new Promise((r) => setTimeout(r, 20));
+      console.log(err instanceof Error ? 'told' : 'not told');
+    `;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 20_000 });
+    assert.is(r.stdout.trim(), 'told', r.stderr);
+    assert.is(r.status, 0, `the process ended on an unhandled rejection: ${r.stderr}`);
+  },
+);
 
 channel.run();
 
