@@ -218,6 +218,8 @@ export class MemoryTransport extends TypedEmitter<TransportEvents> implements Tr
   readonly problems: string[] = [];
   /** Return an error to fail that send (a nack, an unroutable message ...); undefined: it goes through. */
   sendFailure: ((m: SentMessage) => Error | undefined) | undefined;
+  /** Return a promise to hold that send until it settles (a confirm that does not come: a broker gone meanwhile). */
+  sendHold: ((m: SentMessage) => Promise<void> | undefined) | undefined;
   /** Return an error to fail that dead-lettering (the message then stays unsettled). */
   deadLetterFailure: ((reason: string, code: string | undefined) => Error | undefined) | undefined;
   readonly #network: MemoryNetwork;
@@ -312,6 +314,7 @@ export class MemoryTransport extends TypedEmitter<TransportEvents> implements Tr
     if (!this.#connected) await new Promise<void>((resolve) => this.#whenUp.push(resolve));
     // Written when it goes, as AMQP writes a body writer into the frame then.
     const m: SentMessage = { ...o, body: bodyBytes(o.body) };
+    await this.sendHold?.(m);
     const failure = this.sendFailure?.(m);
     if (failure !== undefined) throw failure;
     this.#network._route(this.entity, m);

@@ -68,18 +68,26 @@ export class Activations {
     for (const a of this.#h.store.state.activations) if (a.phase !== 'ended') await this.end(a.id);
   }
 
-  activate(m: Message<'activate'>, ctx: HandlerContext): Promise<void> {
-    return this.exclusive(() => this.#activate(m, ctx));
+  /**
+   * Decides within a turn (the decision stored), answers after it: the answer waits for the broker's confirm, and a
+   * broker that went away at that moment held every start and end behind it until it came back (an activation
+   * started after its own `to`). An answer that fails is sent again from the stored decision when the message comes
+   * again.
+   */
+  async activate(m: Message<'activate'>, ctx: HandlerContext): Promise<void> {
+    const answer = await this.exclusive(() => this.#activate(m, ctx));
+    await answer();
   }
 
-  async #activate(m: Message<'activate'>, ctx: HandlerContext): Promise<void> {
+  /** The decision, stored; what it returns sends the answer. */
+  async #activate(m: Message<'activate'>, ctx: HandlerContext): Promise<() => Promise<void>> {
     const h = this.#h;
     const known = h.store.state.activations.find((a) => a.id === m.id);
     // As it was before this decision (a cancellation ends it first), for the log.
     const prior = known === undefined ? undefined : { ...known };
     const latest = Math.max(known?.modificationCount ?? -1, known?.refused?.modificationCount ?? -1);
     if (known !== undefined && m.modification_count < latest) {
-      return refuse(ctx, m, 450, `modification_count ${m.modification_count} is older than ${latest}`);
+      return () => refuse(ctx, m, 450, `modification_count ${m.modification_count} is older than ${latest}`);
     }
     // Idempotent: the same (id, count) gets the decision already sent, a refused modification's too.
     const sent =
@@ -88,12 +96,12 @@ export class Activations {
         : m.modification_count === known?.refused?.modificationCount
           ? known.refused.decisionMessage
           : undefined;
-    if (sent !== undefined) return ctx.reply(sent as Message);
+    if (sent !== undefined) return () => ctx.reply(sent as Message);
     const decide = async (
       decision: Activation['decision'],
       message: Record<string, unknown>,
       phase: Activation['phase'] = 'scheduled',
-    ): Promise<void> => {
+    ): Promise<() => Promise<void>> => {
       const a: Activation = {
         id: m.id,
         requester: ctx.sender,
@@ -112,9 +120,8 @@ export class Activations {
         await h.store.update(() => {
           known.refused = { modificationCount: m.modification_count, decisionMessage: message };
         });
-        await ctx.reply(message as Message);
         this.#log(a, m.quantity, prior);
-        return;
+        return () => ctx.reply(message as Message);
       }
       if (known !== undefined && known.phase === 'running') await this.end(m.id, false);
       // The version replaced takes its timers with it, scheduled or ended: left, its start would run the new version
@@ -124,12 +131,12 @@ export class Activations {
         s.activations = s.activations.filter((x) => x.id !== m.id && !stale(x, h.now()));
         s.activations.push(a);
       });
-      await ctx.reply(message as Message);
       this.#log(a, m.quantity, prior);
       if (decision !== 'rejected' && phase === 'scheduled') this.#schedule(a);
+      return () => ctx.reply(message as Message);
     };
     const base = { id: m.id, modification_count: m.modification_count, ...hehOf(m) };
-    const reject = (code: number, reason: string): Promise<void> =>
+    const reject = (code: number, reason: string): Promise<() => Promise<void>> =>
       decide('rejected', { msg: 'reject_activation', ...base, code, reason });
     const now = h.now();
     if (m.quantity === 0 && known !== undefined) {
@@ -147,7 +154,7 @@ export class Activations {
         reason: `the hub keeps at most ${MAX_ACTIVATIONS} activations (to come, running, or decided in the last day)`,
       };
       h.log.warn('activation rejected: too many kept', { id: m.id, requester: ctx.sender, max: MAX_ACTIVATIONS });
-      return ctx.reply(refusal as Message);
+      return () => ctx.reply(refusal as Message);
     }
     if (h.store.state.mode !== 'normal') return reject(451, `the hub is in ${h.store.state.mode} mode`);
     if (m.to.epochMs <= now || m.from.epochMs < now - LATE_MS)

@@ -266,6 +266,43 @@ d(
 
 const x = suite('hub activations: on the clock');
 
+x('an answer the broker does not confirm holds no start or end back: the activation starts at its from', async () => {
+  const r = await hubRig();
+  try {
+    const A = uuid(1);
+    await activate(r, A, 0, 1.5);
+    // The broker goes away as the hub answers the next activation: that answer waits for its confirm.
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    r.bus.transport.sendHold = (m) => (m.properties.type === 'accept_activation' ? held : undefined);
+    const second = r.vpp.request(
+      HEH,
+      {
+        msg: 'activate',
+        id: uuid(2),
+        modification_count: 0,
+        from: ts(T0 + 600_000),
+        to: ts(T0 + 660_000),
+        quantity: 0.5,
+        device: null,
+      },
+      { timeout: 3_600_000 },
+    );
+    second.catch(() => undefined);
+    await eventually(() => r.store.state.activations.length === 2, 'the second decision stored');
+    // Within a deadline: held behind the answer, the start would never run, and the clock with it.
+    await within(r.clock.advance(60_000));
+    await eventually(() => r.commands.length === 1, 'the first activation started at its from');
+    assert.equal(r.commands[0]?.id, A);
+    release();
+    assert.is((await within(second)).msg, 'accept_activation');
+  } finally {
+    await r.close();
+  }
+});
+
 x(
   'accepted: the actuator starts at from and ends at to; the capacity is taken meanwhile; events recorded',
   async () => {
