@@ -316,6 +316,18 @@ export class Activations {
     const h = this.#h;
     const a = h.store.state.activations.find((x) => x.id === id);
     if (a === undefined || a.phase !== 'scheduled' || a.decision === 'rejected') return;
+    if (a.to <= h.now()) {
+      // Its whole window passed while the hub was stopped: started now, it would run after its to.
+      await h.store.update(() => {
+        a.phase = 'ended';
+      });
+      h.log.warn('activation not started: its window passed while the hub was stopped', {
+        id,
+        count: a.modificationCount,
+        to: new Date(a.to).toISOString(),
+      });
+      return;
+    }
     for (const [device, act] of h.actuators) {
       if (a.device !== null && a.device !== device) continue;
       try {
@@ -341,9 +353,13 @@ export class Activations {
     if (a.phase === 'running') {
       for (const [device, act] of h.actuators) {
         if (a.device !== null && a.device !== device) continue;
-        await act
-          .apply({ action: 'end', id, device })
-          .catch((err: unknown) => h.log.error('actuator failed', { device, id, error: err }));
+        try {
+          await act.apply({ action: 'end', id, device });
+        } catch (err) {
+          // As a failed start: the device may still run what it was told (a relay stuck on).
+          h.log.error('actuator failed', { device, id, error: err });
+          await h.event('actuator_fault');
+        }
       }
     }
     const ran = a.phase === 'running';

@@ -60,7 +60,7 @@ export interface HubRig {
   /** The hub's link to the "broker" (src/device/link.ts), as main.ts makes it. */
   link: BrokerLink;
   /** Stops the hub and closes its connector and stores, then a new hub on the same directory and queues. */
-  restart(options?: { offline?: boolean }): Promise<void>;
+  restart(options?: { offline?: boolean; whileStopped?: () => Promise<void> }): Promise<void>;
   /** An offline hub's broker comes: its connector's start goes through, and the link tells the hub. */
   online(): Promise<void>;
   close(): Promise<void>;
@@ -189,6 +189,7 @@ export async function hubRig(options: RigOptions = {}): Promise<HubRig> {
   };
   rig.restart = async (o = {}) => {
     await shut();
+    await o.whileStopped?.();
     await open(o.offline);
   };
   rig.online = async () => {

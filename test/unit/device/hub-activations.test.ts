@@ -589,6 +589,41 @@ x('an activation running when the hub stops is resumed by the next start, and en
   }
 });
 
+x('an activation whose whole window passed while the hub was stopped is not started at the next start', async () => {
+  const r = await hubRig();
+  try {
+    await activate(r, uuid(1), 0, 1);
+    await r.restart({ whileStopped: () => r.clock.advance(5 * 60_000) });
+    await within(r.clock.advance(1000));
+    await eventually(
+      () => r.logs.some((l) => l.msg === 'activation not started: its window passed while the hub was stopped'),
+      'told',
+    );
+    assert.is(r.store.state.activations[0]?.phase, 'ended');
+    assert.equal(r.commands, [], 'never started after its to');
+  } finally {
+    await r.close();
+  }
+});
+
+x('an actuator that fails to end an activation: actuator_fault recorded, as for a failed start', async () => {
+  const r = await hubRig({
+    actuatorGate: async (cmd) => {
+      if (cmd.action === 'end') throw new Error('relay stuck');
+    },
+  });
+  try {
+    await activate(r, uuid(1), 0, 1);
+    await r.clock.advance(60_000);
+    await eventually(() => r.commands.length === 1, 'the start');
+    await r.clock.advance(60_000);
+    await eventually(() => events(r).includes('actuator_fault'), 'actuator_fault');
+    assert.ok(r.logs.some((l) => l.msg === 'actuator failed'));
+  } finally {
+    await r.close();
+  }
+});
+
 x('smart mode off ends what runs; set_smart_mode answers 200 and records mode_changed', async () => {
   const r = await hubRig();
   try {
