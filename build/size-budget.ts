@@ -27,7 +27,9 @@ export const SIZE_BUDGET: Record<string, number> = {
   // holding back the rest.
   // 315,892 B (+1,465 since 314,427): the rotation fixes of the hunt (the oldest key until it ends, hourly
   // announcements while a rotation runs, a known key's end brought forward) and the key_update's proof of possession.
-  'dist/hub.js': 316_500,
+  // 317,038 B (+1,146): the hunt with misbehaving devices and a fault proxy (a consume promise left unhandled,
+  // activations answered after their turn, not started past their window, shared out over the devices).
+  'dist/hub.js': 317_700,
   // 706,321 B at 1c14c49: hub.js's code and MQTT.js; 707,075 B at 272133e (the same fixes).
   // 694,737 B with the same change (-12,465).
   // 690,778 B with the same build (-3,959).
@@ -45,7 +47,8 @@ export const SIZE_BUDGET: Record<string, number> = {
   // 704,211 B (+562, the hub's 314,989): rotation that keeps every peer able to open what we seal (the oldest key
   // until it ends, hourly announcements while a rotation runs, a known key's end brought forward).
   // 705,113 B (+902): the key_update's proof of possession.
-  'dist/hub-mqtt.js': 705_700,
+  // 706,259 B (+1,146): the same.
+  'dist/hub-mqtt.js': 706_900,
   // 59,022 B at 1c14c49: connect, confirm channel, declare, publish, consume, close (bench/size/ours.ts).
   'bench/size/ours.ts': 60_000,
 };

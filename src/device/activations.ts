@@ -328,10 +328,12 @@ export class Activations {
       });
       return;
     }
+    const shares = a.device === null ? this.#split(a) : new Map([[a.device, a.quantity]]);
     for (const [device, act] of h.actuators) {
-      if (a.device !== null && a.device !== device) continue;
+      const quantity = shares.get(device);
+      if (quantity === undefined) continue;
       try {
-        await act.apply({ action: 'activate', id, device, quantity: a.quantity, from: a.from, to: a.to });
+        await act.apply({ action: 'activate', id, device, quantity, from: a.from, to: a.to });
       } catch (err) {
         h.log.error('actuator failed', { device, id, error: err });
         await h.event('actuator_fault');
@@ -339,9 +341,40 @@ export class Activations {
     }
     await h.store.update(() => {
       a.phase = 'running';
+      if (a.device === null) a.shares = Object.fromEntries(shares);
     });
     h.log.info('activation_start', { id, count: a.modificationCount, device: a.device, quantity: a.quantity });
     await h.event('activation_start');
+  }
+
+  /**
+   * A whole-hub activation's quantity shared out over the devices with an actuator, in the configuration's order, each
+   * up to its maxPowerKw less what runs on it already: every actuator was given the whole quantity, so 0.5 kW
+   * accepted ran 1.5 kW on two devices, and a 2 kW boiler was told to run 2.5 kW.
+   */
+  #split(a: Activation): Map<string, number> {
+    const h = this.#h;
+    const used = new Map<string, number>();
+    const add = (device: string, q: number): void => {
+      used.set(device, (used.get(device) ?? 0) + Math.abs(q));
+    };
+    for (const x of h.store.state.activations) {
+      if (x.phase !== 'running' || x.id === a.id) continue;
+      if (x.device !== null) add(x.device, x.quantity);
+      else for (const [device, q] of Object.entries(x.shares ?? {})) add(device, q);
+    }
+    const shares = new Map<string, number>();
+    let left = Math.abs(a.quantity);
+    for (const d of h.config.devices) {
+      if (!h.actuators.has(d.name) || left <= 0) continue;
+      const take = Math.min(left, Math.max(0, (d.maxPowerKw ?? 0) - (used.get(d.name) ?? 0)));
+      if (take <= 0) continue;
+      shares.set(d.name, (Math.sign(a.quantity) * Math.round(take * 1000)) / 1000);
+      left -= take;
+    }
+    if (left > 0.0005)
+      h.log.warn('activation runs short: the devices have less room than accepted', { id: a.id, short: left });
+    return shares;
   }
 
   /** Ends an activation: its timers, the actuators if it runs, its phase; `record`: an activation_end event. */
@@ -353,6 +386,7 @@ export class Activations {
     if (a.phase === 'running') {
       for (const [device, act] of h.actuators) {
         if (a.device !== null && a.device !== device) continue;
+        if (a.device === null && a.shares !== undefined && !Object.hasOwn(a.shares, device)) continue;
         try {
           await act.apply({ action: 'end', id, device });
         } catch (err) {

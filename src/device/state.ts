@@ -54,6 +54,8 @@ export interface Activation {
   phase: 'scheduled' | 'running' | 'ended';
   /** The last modification refused while this version stayed in force: its count and the rejection sent. */
   refused?: { modificationCount: number; decisionMessage: Record<string, unknown> };
+  /** A whole-hub activation once started: the kW each device was given (activations.ts #split). */
+  shares?: Record<string, number>;
 }
 
 export interface HubEvent {
@@ -392,6 +394,7 @@ const ACTIVATION: readonly Rule[] = [
     (v) => isObject(v) && whole(0)(v['modificationCount']) && isObject(v['decisionMessage']),
     true,
   ],
+  ['shares', 'the kW per device', (v) => isObject(v) && Object.values(v).every(finite), true],
 ];
 const PEER_KEY: readonly Rule[] = [
   ['peer', 'a name', name],

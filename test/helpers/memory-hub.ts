@@ -161,11 +161,9 @@ export async function hubRig(options: RigOptions = {}): Promise<HubRig> {
       config,
       bus,
       history,
-      meters: new Map([
-        ['meter', meter(readings, 'meter')],
-        ['boiler', meter(readings, 'boiler')],
-      ]),
-      actuators: new Map([['boiler', actuator]]),
+      // One per device of the configuration (the example's: a meter, and a boiler with an actuator).
+      meters: new Map(config.devices.map((d) => [d.name, meter(readings, d.name)])),
+      actuators: new Map(config.devices.filter((d) => d.actuator !== undefined).map((d) => [d.name, actuator])),
       store,
       log,
       clock,

@@ -589,6 +589,62 @@ x('an activation running when the hub stops is resumed by the next start, and en
   }
 });
 
+x(
+  'a whole-hub activation is shared out over the devices by their room, not given whole to each; each gets its end',
+  async () => {
+    const device = (name: string, kw: number) => ({
+      name,
+      type: 'boiler',
+      maxPowerKw: kw,
+      meter: { kind: 'simulated' },
+      actuator: { kind: 'simulated' },
+    });
+    const r = await hubRig({
+      config: { devices: [{ name: 'meter', meter: { kind: 'simulated' } }, device('boiler', 2), device('relay', 1)] },
+    });
+    try {
+      // 2.5 kW over a 2 kW boiler and a 1 kW relay: the boiler 2, the relay 0.5 (it was 2.5 each, 5 kW in all).
+      assert.is((await activate(r, uuid(1), 0, 2.5)).msg, 'accept_activation');
+      await r.clock.advance(60_000);
+      await eventually(() => r.commands.length === 2, 'the starts');
+      assert.equal(
+        r.commands.map((c) => [c.device, c.action === 'activate' ? c.quantity : undefined]),
+        [
+          ['boiler', 2],
+          ['relay', 0.5],
+        ],
+      );
+      assert.equal(r.store.state.activations[0]?.shares, { boiler: 2, relay: 0.5 });
+      await r.clock.advance(60_000);
+      await eventually(() => r.commands.length === 4, 'the ends');
+      assert.equal(
+        r.commands.slice(2).map((c) => [c.action, c.device]),
+        [
+          ['end', 'boiler'],
+          ['end', 'relay'],
+        ],
+      );
+      // 0.5 kW: the boiler alone, the relay not told anything.
+      await activate(r, uuid(2), 0, 0.5, T0 + 180_000, T0 + 240_000);
+      await r.clock.advance(60_000);
+      await eventually(() => r.commands.length === 5, 'the start');
+      assert.equal(r.commands[4], {
+        action: 'activate',
+        id: uuid(2),
+        device: 'boiler',
+        quantity: 0.5,
+        from: T0 + 180_000,
+        to: T0 + 240_000,
+      });
+      await r.clock.advance(60_000);
+      await eventually(() => r.commands.length === 6, 'the end');
+      assert.equal(r.commands[5], { action: 'end', id: uuid(2), device: 'boiler' });
+    } finally {
+      await r.close();
+    }
+  },
+);
+
 x('an activation whose whole window passed while the hub was stopped is not started at the next start', async () => {
   const r = await hubRig();
   try {
