@@ -51,8 +51,8 @@ export interface HubRig {
   got: Message[];
   /** Every command the boiler's actuator was given. */
   commands: ActuatorCommand[];
-  /** The next readings, per device (a value, or an Error to throw). */
-  readings: Map<string, number | Error>;
+  /** The next readings, per device (a value, an Error to throw, or 'hang' for a read that never answers). */
+  readings: Map<string, number | Error | 'hang'>;
   logs: LogLine[];
   store: StateStore;
   history: History;
@@ -84,12 +84,13 @@ export interface RigOptions {
   sealing?: { hub: (store: StateStore, log: Logger) => Promise<Sealer>; vpp: Sealer };
 }
 
-function meter(readings: Map<string, number | Error>, device: string): Meter {
+function meter(readings: Map<string, number | Error | 'hang'>, device: string): Meter {
   return {
     signals: ['p'],
     read: async () => {
       const v = readings.get(device) ?? 0;
       if (v instanceof Error) throw v;
+      if (v === 'hang') return new Promise<never>(() => undefined);
       return { p: v };
     },
     close: async () => undefined,
@@ -103,7 +104,7 @@ export async function hubRig(options: RigOptions = {}): Promise<HubRig> {
   const clock = new ManualClock(T0);
   const network = new MemoryNetwork({ clock });
   const commands: ActuatorCommand[] = [];
-  const readings = new Map<string, number | Error>([
+  const readings = new Map<string, number | Error | 'hang'>([
     ['meter', 1.5],
     ['boiler', 2],
   ]);

@@ -1,4 +1,5 @@
 /** Devices that are a value file: a sysfs or IIO reading for a meter, a GPIO value for a relay. */
+import { constants } from 'node:fs';
 import { open, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import type { FileActuatorConfig, FileMeterConfig } from '../config/types.js';
@@ -24,8 +25,12 @@ const MAX_VALUE_BYTES = 4096;
  * growing file by mistake must fail the reading, not fill the Pi's memory.
  */
 async function readValue(file: string): Promise<string> {
-  const fh = await open(file, 'r');
+  // O_NONBLOCK: a FIFO nobody writes to held the open (and a thread of libuv's pool) for ever.
+  const fh = await open(file, constants.O_RDONLY | constants.O_NONBLOCK);
   try {
+    const stat = await fh.stat();
+    if (stat.isFIFO() || stat.isSocket())
+      throw new DeviceError('BAD_FILE', `file ${file}: a ${stat.isFIFO() ? 'FIFO' : 'socket'}, not a value file`);
     const buf = Buffer.alloc(MAX_VALUE_BYTES + 1);
     let n = 0;
     for (;;) {

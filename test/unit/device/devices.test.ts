@@ -4,6 +4,7 @@
  * removed at the end.
  */
 
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -505,6 +506,21 @@ file('bad content is BAD_FILE, a missing file IO, a foreign signal a TypeError',
     (err: unknown) => assert.instance(err, TypeError),
   );
 });
+
+file(
+  'a FIFO is BAD_FILE at once: opened without O_NONBLOCK, it held the read (and a thread of libuv) for ever',
+  async () => {
+    const fifo = path.join(dir, 'fifo');
+    try {
+      execFileSync('mkfifo', [fifo]);
+    } catch {
+      return console.log('  (skipped: no mkfifo)');
+    }
+    const meter = await createMeter({ kind: 'file', path: fifo, scale: 1 }, ['p']);
+    const e = await rejection(meter.read(0), 'a FIFO');
+    assert.equal([e.code, e.message], ['BAD_FILE', `file ${fifo}: a FIFO, not a value file`]);
+  },
+);
 
 file.run();
 

@@ -154,6 +154,44 @@ g('a failing meter gives nulls, meter_fault once and status degraded; meter_ok w
 });
 
 g(
+  'a meter that does not answer within half a resolution, or reads out of range, gives nulls and meter_fault; the others are recorded',
+  async () => {
+    const r = await hubRig();
+    try {
+      r.readings.set('meter', 'hang');
+      await r.clock.advance(MIN);
+      // The slot's reading waits for the slow meter at most half the resolution (30 s here; 10 s at most).
+      await r.clock.advance(10_000);
+      await eventually(() => r.history.newest() !== undefined, 'the slot recorded');
+      const q = r.history.query(T0, T0 + MIN, 60, ['meter.p', 'boiler.p']);
+      assert.equal(q.values['meter.p'], [null]);
+      assert.equal(q.values['boiler.p'], [2], 'the other meter is recorded');
+      assert.ok(
+        r.logs.some(
+          (l) => l.msg === 'meter read failed' && String(l.fields['error']).includes('no reading within 10000 ms'),
+        ),
+      );
+      // A reading no meter gives (it overflowed every sum of a report).
+      r.readings.set('meter', 1);
+      r.readings.set('boiler', 1.7e308);
+      await minutes(r, 1);
+      const q2 = r.history.query(T0 + MIN, T0 + 2 * MIN, 60, ['meter.p', 'boiler.p']);
+      assert.equal([q2.values['meter.p'], q2.values['boiler.p']], [[1], [null]]);
+      const report = (await ask(r, {
+        msg: 'get_report',
+        from: ts(T0),
+        to: ts(T0 + 2 * MIN),
+        resolution: 120,
+        signals: ['boiler.p'],
+      } as Message)) as Message<'report'>;
+      assert.equal(report.values['boiler.p'], [2]);
+    } finally {
+      await r.close();
+    }
+  },
+);
+
+g(
   'why a report has no answer: 460 a signal not measured, 461 a resolution not a multiple, 454 from >= to',
   async () => {
     const r = await hubRig();
