@@ -29,7 +29,9 @@ export const SIZE_BUDGET: Record<string, number> = {
   // announcements while a rotation runs, a known key's end brought forward) and the key_update's proof of possession.
   // 317,038 B (+1,146): the hunt with misbehaving devices and a fault proxy (a consume promise left unhandled,
   // activations answered after their turn, not started past their window, shared out over the devices).
-  'dist/hub.js': 317_700,
+  // 318,029 B (+991): meters read side by side within a deadline, readings bounded, FIFOs refused by the file meter,
+  // CSV files bounded and checked as configuration.
+  'dist/hub.js': 318_700,
   // 706,321 B at 1c14c49: hub.js's code and MQTT.js; 707,075 B at 272133e (the same fixes).
   // 694,737 B with the same change (-12,465).
   // 690,778 B with the same build (-3,959).
@@ -48,7 +50,8 @@ export const SIZE_BUDGET: Record<string, number> = {
   // until it ends, hourly announcements while a rotation runs, a known key's end brought forward).
   // 705,113 B (+902): the key_update's proof of possession.
   // 706,259 B (+1,146): the same.
-  'dist/hub-mqtt.js': 706_900,
+  // 707,253 B (+994): the same.
+  'dist/hub-mqtt.js': 707_900,
   // 59,022 B at 1c14c49: connect, confirm channel, declare, publish, consume, close (bench/size/ours.ts).
   'bench/size/ours.ts': 60_000,
 };

@@ -1,6 +1,6 @@
 /** A meter that replays a CSV file: a day profile, or a recording with absolute times. */
-import { readFile } from 'node:fs/promises';
 import * as path from 'node:path';
+import { readFileBounded } from '../../core/read-bounded.js';
 import { EbTime } from '../../codec/time.js';
 import type { CsvMeterConfig } from '../config/types.js';
 import { DeviceError, errCode, type Meter, NUMBER, type Reading, shortText } from './adapter.js';
@@ -18,6 +18,12 @@ const SECONDS = /^\d+(?:\.\d+)?$/;
  * first row, so a file of whole days keeps the time of day. A malformed file rejects at open with BAD_FILE naming
  * line and column. The file is read once, at open.
  */
+/**
+ * The largest CSV replayed: it is read whole into memory, and a 27 MB one (a year at 30 s) ran the hub out of the
+ * 64 MB heap its unit gives it on a Pi.
+ */
+const MAX_CSV_BYTES = 8 << 20;
+
 export class CsvMeter implements Meter {
   readonly signals: readonly string[];
   /** Seconds of each row: since UTC midnight (seconds form) or since the epoch (ISO form). */
@@ -51,8 +57,13 @@ export class CsvMeter implements Meter {
     const file = path.resolve(cwd, config.path);
     let text: string;
     try {
-      text = await readFile(file, 'utf8');
+      text = readFileBounded(file, MAX_CSV_BYTES).toString('utf8');
     } catch (err) {
+      if (errCode(err) === 'EFBIG')
+        throw new DeviceError(
+          'BAD_FILE',
+          `csv ${file}: more than ${MAX_CSV_BYTES >> 20} MiB, not read (a year at 5 minutes is about 3 MiB: use a coarser step, or loop a shorter file)`,
+        );
       throw new DeviceError('IO', `csv ${file}: cannot read (${errCode(err)})`, { cause: err });
     }
     const bad = (line: number, column: number, what: string): DeviceError =>

@@ -227,6 +227,21 @@ test('check-config and the run refuse a bad secret with the same one line, exit 
     assert.is(ok[0], 0, ok[2].join('\n'));
   }));
 
+test('a malformed CSV is a configuration error naming its line, from check-config and the run alike (exit 78)', () =>
+  inSite(async (s) => {
+    const csv = s.put('pv.csv', 't,p\n2026-01-01T00:00:00Z,1\n2026-01-01T00:01:00Z,abc\n', 0o644);
+    s.write({ devices: [{ name: 'pv', meter: { kind: 'csv', path: 'pv.csv' } }] });
+    const check = await said(['check-config', '--config', s.file]);
+    const run = await said(['--config', s.file]);
+    assert.equal(check, run);
+    assert.is(check[0], 78);
+    assert.equal(check[2].length, 1, 'one line, no stack');
+    assert.match(
+      check[2][0] ?? '',
+      `configuration error: ${s.file}: $.devices[0].meter.path: expected a CSV file the meter can replay, found csv ${csv} line 3, column 2`,
+    );
+  }));
+
 test("the state directory: one the hub's user may write, or create; else the folder, its mode and the fix", () =>
   inSite((s) => {
     s.write({ stateDir: 'var/state' });

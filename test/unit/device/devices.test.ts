@@ -334,6 +334,13 @@ csv('a malformed file rejects at open with BAD_FILE naming file, line and column
   assert.match(absent.message, 'absent.csv');
 });
 
+csv('a CSV over 8 MiB is BAD_FILE, not read (a 27 MB one ran the hub out of its heap on a Pi)', async () => {
+  const f = tmp('year.csv', `t,p\n${'2026-01-01T00:00:00Z,1.234\n'.repeat(320_000)}`);
+  const e = await rejection(createMeter({ kind: 'csv', path: f, loop: false }, ['p']), 'a large CSV');
+  assert.is(e.code, 'BAD_FILE');
+  assert.match(e.message, `csv ${f}: more than 8 MiB, not read`);
+});
+
 csv.run();
 
 // -----------------------------------------------------------------------------------------------------------------
