@@ -236,7 +236,12 @@ async function checkCsvMeters(config: HubConfig, file: string): Promise<void> {
   for (const [i, d] of config.devices.entries()) {
     if (d.meter?.kind !== 'csv') continue;
     try {
-      await (await createMeter(d.meter, d.signals.map((s) => s.name))).close();
+      await (
+        await createMeter(
+          d.meter,
+          d.signals.map((s) => s.name),
+        )
+      ).close();
     } catch (err) {
       if (!(err instanceof DeviceError)) throw err;
       throw new ConfigError(file, `$.devices[${i}].meter.path`, 'a CSV file the meter can replay', err.message);

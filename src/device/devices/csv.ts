@@ -1,7 +1,7 @@
 /** A meter that replays a CSV file: a day profile, or a recording with absolute times. */
 import * as path from 'node:path';
-import { readFileBounded } from '../../core/read-bounded.js';
 import { EbTime } from '../../codec/time.js';
+import { readFileBounded } from '../../core/read-bounded.js';
 import type { CsvMeterConfig } from '../config/types.js';
 import { DeviceError, errCode, type Meter, NUMBER, type Reading, shortText } from './adapter.js';
 
