@@ -968,7 +968,7 @@ for (const backend of [nodeBackend, nobleBackend]) {
     );
   });
 
-  learn(`at most ${MAX_PEER_KEYS} keys a peer: those ended over a day ago make room, then a new one is refused`, () => {
+  learn('at most 16 keys a peer: those ended over a day ago make room, then a new one is refused', () => {
     const f = fixture(backend);
     const ring = make(backend, f.hubRing, f.hub.privateKey);
     const vpp = ring.peers.get('vpp-acme')!;
