@@ -326,7 +326,6 @@ export class Sealer {
     };
   }
 
-  /** The key_update payload announcing one of our X25519 keys (seal it to each peer, or sign it on a topic). */
   /**
    * The key_update announcing our key `epoch` to `peer`, to be sealed PAIR to it (Connector.announceKeys). Its
    * `proof` shows that we hold the key's secret: keyProof() of X25519(that secret, the peer's key we seal to), which

@@ -321,8 +321,8 @@ export class Keyring {
   }
 
   /**
-   * Our oldest X25519 key in force at `now`: the one a key_update is sealed with, since a peer that has not learned
-   * our newer keys yet knows it (the keyring it was given, or an earlier key_update).
+   * Our oldest X25519 key in force at `now`: the one we seal with (Sealer.envelope), since every peer knows it (the
+   * keyring it was given, or an earlier key_update) while a newer one is still being announced.
    */
   oldestOwn(now: number): OwnEpoch | undefined {
     let best: OwnEpoch | undefined;
@@ -344,9 +344,10 @@ export class Keyring {
 
   /**
    * Adds a peer's announced X25519 key (a verified key_update), or brings a known one's end forward. Returns false
-   * when nothing changed. The key is checked like one from the keyring file. A peer holds at most MAX_PEER_KEYS keys: keys that ended
-   * over a day before `now` make room first (nothing sealed with them is fresh any more), and past that the key is
-   * refused, so that a peer announcing keys without end cannot grow our memory or the file they are kept in.
+   * when nothing changed. The key is checked like one from the keyring file. A peer holds at most MAX_PEER_KEYS
+   * keys: keys that ended over a day before `now` make room first (nothing sealed with them is fresh any more), and
+   * past that the key is refused, so that a peer announcing keys without end cannot grow our memory or the file they
+   * are kept in.
    */
   learn(peer: Peer, publicKey: Uint8Array, notBefore: number, notAfter: number | undefined, now = Date.now()): boolean {
     const kid = keyId(publicKey);

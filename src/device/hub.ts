@@ -1,10 +1,11 @@
 /**
  * The HEH side of the eBADGE HEH-level catalogue (data model §3.3, D3.1.3 §5), on top of the bus.
  *
- * On every start the hub registers (its keys when it seals, `capabilities`, then `device_capabilities` per device, to every peer) and asks
- * for the prices in force (`get_all_prices`). It samples its meters once per resolution into the history, answers
- * reports from it and keeps periodic report subscriptions (reports.ts), keeps realtime event subscriptions, decides
- * and executes activations through the actuators (activations.ts), and keeps prices, the smart mode and its events.
+ * On every start the hub registers (its keys when it seals, `capabilities`, then `device_capabilities` per device, to
+ * every peer) and asks for the prices in force (`get_all_prices`). It samples its meters once per resolution into the
+ * history, answers reports from it and keeps periodic report subscriptions (reports.ts), keeps realtime event
+ * subscriptions, decides and executes activations through the actuators (activations.ts), and keeps prices, the smart
+ * mode and its events.
  * Everything it must remember across a restart is in the state file (state.ts); measurements are in the history
  * (history.ts). This file holds the lifecycle, the handlers' wiring and the small handlers, events, and the way the
  * hub's own messages go out (through the outbox).
