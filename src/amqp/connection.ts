@@ -520,7 +520,16 @@ export class Connection extends TypedEmitter<ConnectionEvents> implements Channe
  */
 export async function connect(url?: string | URL | ConnectOptions, options: ConnectOptions = {}): Promise<Connection> {
   const fromUrl = typeof url === 'string' || url instanceof URL ? parseUrl(url) : (url ?? {});
-  const conn = new Connection(resolveOptions({ ...fromUrl, ...options }));
-  await conn._start();
+  const { conn, opened } = startConnection({ ...fromUrl, ...options });
+  await opened;
   return conn;
+}
+
+/**
+ * @internal a connection whose handshake has started, for the recovery loop: it holds the connection before it opens,
+ * so that its close() ends a handshake a silent broker would otherwise hold until the connect timeout.
+ */
+export function startConnection(options: ConnectOptions): { conn: Connection; opened: Promise<void> } {
+  const conn = new Connection(resolveOptions(options));
+  return { conn, opened: conn._start() };
 }

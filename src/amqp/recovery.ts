@@ -26,7 +26,7 @@
  * - A delivery left unsettled near the broker's consumer_timeout is reported before the broker closes the channel.
  */
 import { TypedEmitter } from '../core/emitter.js';
-import { type Connection, connect } from './connection.js';
+import { type Connection, startConnection } from './connection.js';
 import { AmqpError, AuthenticationError } from './errors.js';
 import { type ConnectOptions, parseUrl, resolveOptions } from './options.js';
 import { type ChannelSetup, RecoveringChannel } from './recovering-channel.js';
@@ -289,8 +289,10 @@ export class RecoveringConnection extends TypedEmitter<RecoveryEvents> {
       const where = `${ep.hostname}:${ep.port}`;
       let error: Error | undefined;
       try {
-        const conn = await connect({ ...this.#base, hostname: ep.hostname, port: ep.port });
+        const { conn, opened } = startConnection({ ...this.#base, hostname: ep.hostname, port: ep.port });
+        // Held before it opens: close() then ends the handshake instead of waiting for the connect timeout.
         this.#conn = conn;
+        await opened;
         this.#heartbeatMs = conn.heartbeat * 1000;
         if (this.#closed) {
           await conn.close();

@@ -370,6 +370,29 @@ run('EP-3: no recovery after the application closed the connection; publishes th
 });
 
 run(
+  'EP-3: close() during a handshake the broker never answers ends it at once, not at the connect timeout',
+  async () => {
+    const p = await proxy();
+    p.blackhole();
+    const rc = recovering(p, { connectTimeout: 60_000 });
+    const failed: Error[] = [];
+    rc.on('failed', (e) => failed.push(e));
+    const opening = rc.whenOpen().then(
+      () => null,
+      (e: AmqpError) => e,
+    );
+    await until(() => p.stats.accepted === 1, 'the client connects to the silent broker', 5000);
+    const t0 = Date.now();
+    await withDeadline(rc.close(), 5000, 'close() while the handshake waits');
+    const ms = Date.now() - t0;
+    assert.is((await opening)?.code, 'CLOSED', 'whenOpen() is refused as closed');
+    assert.equal(failed, [], 'closing is not reported as a failed attempt');
+    await until(() => p.stats.clientSocketsOpen === 0, 'the socket is released', 2000);
+    console.log(`    close() during a silent handshake: ${ms} ms (connectTimeout 60,000)`);
+  },
+);
+
+run(
   'EP-3: refused credentials are an AuthenticationError, retried only after authFailureDelay, never in a hot loop',
   async () => {
     // A busy broker can take seconds to refuse a login.
