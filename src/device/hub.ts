@@ -333,14 +333,16 @@ export class Hub {
    * run on a clock that may be a millisecond apart from Date.now(), and a timer that fired early then one scheduled
    * exactly on the boundary skipped a slot (a gap in the history every minute or so at 1 s). A late timer still reads
    * each slot it passed, up to 3; after a longer stall (or a clock set forward) the slots missed stay empty rather
-   * than all get the reading of now.
+   * than all get the reading of now. A clock set back samples the slots it lives again, over what was read there.
    */
   #scheduleSampling(): void {
     const res = this.#d.config.resolutionS * 1000;
     const now = this.now();
     const current = Math.floor(now / res) * res;
     if (this.#slot === undefined) this.#slot = current;
-    else if (current - this.#slot > 3 * res) this.#slot = current - res;
+    // A clock stepped back (NTP correcting a fast clock) samples again from the slot that just ended, as after a
+    // stall: waiting for the clock to come back to our slot left the history empty for as long as the step.
+    else if (current < this.#slot || current - this.#slot > 3 * res) this.#slot = current - res;
     const slot = this.#slot;
     this.#sampler = this.#clock.setTimeout(
       () => {

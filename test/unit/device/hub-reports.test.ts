@@ -120,6 +120,35 @@ g('samples land once per resolution; get_report and get_load_report answer from 
   }
 });
 
+g(
+  'a clock stepped back (NTP correcting a fast clock) goes on sampling at once, not after the time it went back',
+  async () => {
+    const r = await hubRig();
+    try {
+      r.readings.set('meter', 1.25);
+      await minutes(r, 3);
+      await r.clock.step(-60 * MIN);
+      r.readings.set('meter', 7);
+      const from = T0 + 3 * MIN - 60 * MIN;
+      await r.clock.advance(3 * MIN);
+      await eventually(
+        () => r.history.query(from, from + 2 * MIN, 60, ['meter.p']).values['meter.p']?.[1] === 7,
+        'samples',
+      );
+      const report = (await ask(r, {
+        msg: 'get_report',
+        from: ts(from),
+        to: ts(from + 2 * MIN),
+        resolution: 60,
+        signals: ['meter.p'],
+      })) as Message<'report'>;
+      assert.equal(report.values, { 'meter.p': [7, 7] }, 'the minutes lived again are sampled');
+    } finally {
+      await r.close();
+    }
+  },
+);
+
 g('a failing meter gives nulls, meter_fault once and status degraded; meter_ok when it reads again', async () => {
   const r = await hubRig();
   try {
