@@ -79,7 +79,7 @@ export async function main(argv: string[], io: Io = stdio, signal?: AbortSignal)
     throw new UsageError(`unknown command "${[command, ...rest.slice(0, 1)].join(' ')}"`);
   } catch (err) {
     if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') === true) {
-      io.err(`error: ${(err as Error).message}\n${USAGE}`);
+      io.err(`error: ${(err as Error).message}\n${(err as { hint?: string }).hint ?? USAGE}`);
       return 2;
     }
     if (

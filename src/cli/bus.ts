@@ -446,16 +446,19 @@ async function message(values: Values, positionals: string[], io: Io): Promise<M
     text = JSON.stringify(obj);
   } catch {
     // JSON.parse takes any depth, JSON.stringify recurses: what overflows it is far past the codec's nesting limit.
-    throw new UsageError('invalid message: nested too deeply (a message nests 32 levels at most)');
+    throw new UsageError('invalid message: nested too deeply (a message nests 32 levels at most)', FIELDS_HINT);
   }
   return decoded(text);
 }
+
+/** The command was right, the message was not: what helps is its fields, not the usage of every command. */
+const FIELDS_HINT = '`ebadge fields TYPE` lists the fields of a message type';
 
 function decoded(text: string): Message {
   try {
     return decode(text).message;
   } catch (err) {
-    if (err instanceof DecodeError) throw new UsageError(`invalid message: ${err.message}`);
+    if (err instanceof DecodeError) throw new UsageError(`invalid message: ${err.message}`, FIELDS_HINT);
     throw err;
   }
 }

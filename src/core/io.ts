@@ -12,10 +12,12 @@ export interface Io {
   stdin?: () => Promise<string>;
 }
 
-/** A mistake on the command line: reported with the usage. */
+/** A mistake on the command line: reported with the usage, or with `hint` when the mistake is not in how it was called. */
 export class UsageError extends EbadgeError<'USAGE'> {
   override name = 'UsageError';
-  constructor(message: string) {
+  readonly hint: string | undefined;
+  constructor(message: string, hint?: string) {
     super('USAGE', message);
+    this.hint = hint;
   }
 }

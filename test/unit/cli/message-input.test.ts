@@ -53,6 +53,14 @@ s("deep nesting: the codec's limit, whether the file names its type or the comma
   assert.match(typed.err, 'invalid message: nested too deeply (a message nests 32 levels at most)');
 });
 
+s('an invalid message: the field and what is wrong, then where to read the fields, not the usage', async () => {
+  const r = await send('{"quantity":"abc"}', 'activate');
+  assert.is(r.code, 2);
+  assert.match(r.err, 'error: invalid message: activate.');
+  assert.match(r.err, '`ebadge fields TYPE` lists the fields of a message type');
+  assert.not.match(r.err, 'usage: ebadge');
+});
+
 s('a valid message passes the check: what stops it comes after (here, no password for the connection)', async () => {
   const r = await send('{}', 'get_all_prices');
   assert.not.match(r.err, 'invalid message');
