@@ -68,8 +68,9 @@ export interface SequenceSource {
 
 /** The receiver's replay window per sender (replay.ts ReplayWindow: persisted before the ack). */
 export interface ReplayGuard {
-  check(sender: string, seq: bigint): 'new' | 'duplicate' | 'too-old';
-  accept(sender: string, seq: bigint): void;
+  /** `timestamp`: the message's (ms), which lets a seq behind the window in when it is newer than all (ReplayWindow). */
+  check(sender: string, seq: bigint, timestamp?: number): 'new' | 'duplicate' | 'too-old';
+  accept(sender: string, seq: bigint, timestamp?: number): void;
   persist(): Promise<void>;
 }
 
@@ -285,11 +286,16 @@ export class Sealer {
     const sequence = b.readBigUInt64BE(28);
     const timestamp = Number(b.readBigUInt64BE(20));
     const mark = `${peer.identity}:${sequence}`;
-    const verdict = this.#o.replay.check(peer.identity, sequence);
+    const verdict = this.#o.replay.check(peer.identity, sequence, timestamp);
     if (verdict === 'duplicate' || this.#inFlight.has(mark))
       throw new CryptoError('DUPLICATE', `${type} #${sequence} from ${peer.id} was seen already`);
     if (verdict === 'too-old')
-      throw new CryptoError('REPLAYED', `${type} #${sequence} from ${peer.id} is older than the replay window`);
+      throw new CryptoError(
+        'REPLAYED',
+        sequence === 0n
+          ? `${type} from ${peer.id} has sequence 0, which is never sent (sequences start at 1)`
+          : `${type} #${sequence} from ${peer.id} is older than the replay window`,
+      );
     const now = this.#now();
     if (timestamp > now + (this.#o.maxClockSkewMs ?? 60_000)) {
       throw new CryptoError(
@@ -316,7 +322,7 @@ export class Sealer {
       keyUpdate: learnt === undefined ? undefined : { kid: learnt.kid, learned: learnt.learned },
       async commit() {
         await learnt?.kept;
-        replay.accept(peer.identity, sequence);
+        replay.accept(peer.identity, sequence, timestamp);
         inFlight.delete(mark);
         await replay.persist();
       },

@@ -69,6 +69,8 @@ function corruptIf(bad: boolean, file: string, what: string): void {
   if (bad) throw corruptState(file, what);
 }
 
+const isMs = (v: unknown): boolean => Number.isSafeInteger(v) && (v as number) >= 0;
+
 /**
  * The sender's sequence numbers. The file holds `reservedUpTo`, the first number not yet reserved; every number
  * below it may have been handed out, so after a restart we continue from it: a crash skips numbers, never repeats
@@ -154,12 +156,29 @@ export class SequenceReserver {
 export type Verdict = 'new' | 'duplicate' | 'too-old';
 interface SenderWindow {
   max: bigint;
-  bitmap: bigint;
-} // bit i set = seq (max - i) seen
+  bitmap: bigint; // bit i set = seq (max - i) seen
+  /** The newest timestamp (ms) accepted from this sender: no message accepted so far is newer. */
+  newest: number;
+  /** Messages timestamped at or before this (ms) are refused: the newest of a window that was started again. */
+  floor: number;
+}
+
+/**
+ * What a state file written before timestamps were kept stands for: no timestamp accepted then can be newer than the
+ * time it is loaded plus a day (the senders' clocks were at most maxClockSkewMs, 60 s by default, ahead).
+ */
+const UNKNOWN_NEWEST_MS = 86_400_000;
 
 /**
  * The receiver's anti-replay state per sender kid (16 lower-case hex digits): the highest seq seen and a 64-bit
  * bitmap of the 64 numbers ending at it, as in IPsec/DTLS, because requeues and several channels reorder messages.
+ *
+ * A seq behind the window is refused, unless the message is timestamped after every message accepted from that
+ * sender so far: then it cannot be a replay, and the window starts again at its seq, refusing from then on anything
+ * timestamped at or before the old window's newest. Without this, one authentic message numbered 2^64-1 (a foreign
+ * sender's bug, a key held for a moment) or a sender whose sequence file was lost locked that sender out for good;
+ * now for as long as its clock is behind the newest timestamp accepted, at most maxClockSkewMs (60 s) after the
+ * message that did it. Callers that pass no timestamp get the strict window.
  *
  * maxSenders bounds memory and file size. A new sender beyond it is refused rather than an old one evicted: an
  * evicted window forgets its maxSeq, and every message that sender ever sent would then be accepted again.
@@ -207,7 +226,15 @@ export class ReplayWindow {
         file,
         `bitmap of ${kid} is not 16 hex digits with bit 0 set`,
       );
-      w.#senders.set(kid, { max: BigInt(max as string), bitmap: BigInt(`0x${bitmap as string}`) });
+      const newest = e['newest'] ?? Date.now() + UNKNOWN_NEWEST_MS;
+      const floor = e['floor'] ?? 0;
+      corruptIf(!isMs(newest) || !isMs(floor), file, `newest or floor of ${kid} is not a time in ms`);
+      w.#senders.set(kid, {
+        max: BigInt(max as string),
+        bitmap: BigInt(`0x${bitmap as string}`),
+        newest: newest as number,
+        floor: floor as number,
+      });
     }
     return w;
   }
@@ -220,22 +247,26 @@ export class ReplayWindow {
     return this.#writes;
   }
 
-  check(kid: string, seq: bigint): Verdict {
+  /** `timestamp`: the message's, in ms since the epoch (see the class comment); without it the strict window. */
+  check(kid: string, seq: bigint, timestamp?: number): Verdict {
     if (!HEX16.test(kid))
       throw new TypeError(`kid must be 16 lower-case hex digits, got ${JSON.stringify(kid.slice(0, 40))}`);
     if (seq < 1n || seq >= U64_END) return 'too-old'; // 0 is never sent, so it can only be forged or a reset sender
     const w = this.#senders.get(kid);
-    if (w === undefined || seq > w.max) return 'new';
+    if (w === undefined) return 'new';
+    if (timestamp !== undefined && timestamp <= w.floor) return 'too-old';
+    if (seq > w.max) return 'new';
     const behind = w.max - seq;
-    if (behind > 63n) return 'too-old';
+    if (behind > 63n) return timestamp !== undefined && timestamp > w.newest ? 'new' : 'too-old';
     return (w.bitmap >> behind) & 1n ? 'duplicate' : 'new';
   }
 
   /** Records seq and returns what check() said before; recording a duplicate or too-old seq changes nothing. */
-  accept(kid: string, seq: bigint): Verdict {
-    const verdict = this.check(kid, seq);
+  accept(kid: string, seq: bigint, timestamp?: number): Verdict {
+    const verdict = this.check(kid, seq, timestamp);
     if (verdict !== 'new') return verdict;
     const w = this.#senders.get(kid);
+    const ts = timestamp ?? 0;
     if (w === undefined) {
       if (this.#senders.size >= this.maxSenders) {
         throw new ReplayStateError(
@@ -244,14 +275,21 @@ export class ReplayWindow {
           this.file,
         );
       }
-      this.#senders.set(kid, { max: seq, bitmap: 1n });
+      this.#senders.set(kid, { max: seq, bitmap: 1n, newest: ts, floor: 0 });
     } else if (seq > w.max) {
       const shift = seq - w.max;
       w.bitmap = shift > 63n ? 1n : ((w.bitmap << shift) | 1n) & MASK64;
       w.max = seq;
+    } else if (w.max - seq > 63n) {
+      // Newer than anything accepted (check()): the window starts again here, above a floor that refuses them all.
+      w.floor = w.newest;
+      w.max = seq;
+      w.bitmap = 1n;
     } else {
       w.bitmap |= 1n << (w.max - seq);
     }
+    const n = this.#senders.get(kid) as SenderWindow;
+    if (ts > n.newest) n.newest = ts;
     this.#version++;
     return verdict;
   }
@@ -289,9 +327,14 @@ export class ReplayWindow {
   }
 
   #serialize(): string {
-    const senders: Record<string, { max: string; bitmap: string }> = {};
+    const senders: Record<string, { max: string; bitmap: string; newest: number; floor: number }> = {};
     for (const [kid, w] of this.#senders)
-      senders[kid] = { max: w.max.toString(), bitmap: w.bitmap.toString(16).padStart(16, '0') };
+      senders[kid] = {
+        max: w.max.toString(),
+        bitmap: w.bitmap.toString(16).padStart(16, '0'),
+        newest: w.newest,
+        floor: w.floor,
+      };
     return `${JSON.stringify({ format: 'heh-replay/1', senders })}\n`;
   }
 }

@@ -300,6 +300,39 @@ for (const backend of [nodeBackend, nobleBackend]) {
     }
   });
 
+  s(
+    'a peer numbering one message 2^64-1 is heard again from its next later message; that one stays refused',
+    async () => {
+      const w = world(backend);
+      try {
+        const [v, h] = [await w.seal(vpp), await w.seal(hub)];
+        const numbered = (seq: bigint): Sealer =>
+          new Sealer({
+            keyring: keyringOf(vpp, backend),
+            backend,
+            now: () => w.now.t,
+            sequence: { take: async () => seq },
+            replay: { check: () => 'new', accept: () => undefined, persist: async () => undefined },
+          });
+        await h.open(await v.seal({ peer: 'hub-1' }, 'get_report', payload)).commit();
+        const huge = await numbered((1n << 64n) - 1n).seal({ peer: 'hub-1' }, 'get_report', payload);
+        await h.open(huge).commit();
+        const same = await v.seal({ peer: 'hub-1' }, 'get_report', payload);
+        cryptoError(() => h.open(same), 'REPLAYED', 'the same millisecond as the 2^64-1: it could be a replay');
+        w.now.t = T0 + 1;
+        const next = await v.seal({ peer: 'hub-1' }, 'get_report', payload);
+        await h.open(next).commit();
+        cryptoError(() => h.open(next), 'DUPLICATE', 'the window goes on from it');
+        cryptoError(() => h.open(huge), 'REPLAYED', 'the 2^64-1 message replayed');
+        const zero = await numbered(0n).seal({ peer: 'hub-1' }, 'get_report', payload);
+        const e = cryptoError(() => h.open(zero), 'REPLAYED', 'sequence 0');
+        assert.match(e.message, 'sequence 0, which is never sent (sequences start at 1)');
+      } finally {
+        rmSync(w.dir, { recursive: true, force: true });
+      }
+    },
+  );
+
   s('the replay state survives a restart: a message handled before is a duplicate after', async () => {
     const w = world(backend);
     try {

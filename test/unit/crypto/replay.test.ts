@@ -260,6 +260,63 @@ win('a jump of 2^40 makes the old numbers too old; seq 0 and out-of-range seqs a
   }),
 );
 
+const T = Date.UTC(2026, 11, 4);
+const MAX = (1n << 64n) - 1n;
+
+win('a seq behind the window but newer than all accepted starts it again: 2^64-1 locks a sender out no longer', () =>
+  inTempDir(async (dir) => {
+    const file = path.join(dir, 'w.json');
+    const w = await ReplayWindow.open(file);
+    for (let s = 1n; s <= 10n; s++) assert.is(w.accept(A, s, T + Number(s)), 'new');
+    // One authentic message numbered 2^64-1 (a foreign sender's bug, or a key held for a moment).
+    assert.is(w.accept(A, MAX, T + 20), 'new');
+    assert.is(w.check(A, 11n, T + 20), 'too-old', 'not newer than everything accepted: the strict window');
+    assert.is(w.check(A, 11n), 'too-old', 'without a timestamp: the strict window');
+    assert.is(w.check(A, 11n, T + 21), 'new', 'newer than everything accepted: not a replay');
+    assert.is(w.accept(A, 11n, T + 21), 'new');
+    assert.is(w.accept(A, 12n, T + 22), 'new', 'the sender goes on from there');
+    assert.is(w.check(A, 11n, T + 21), 'duplicate');
+    // Every message accepted before the new start is refused, whatever its seq: each is at or before the floor.
+    assert.is(w.check(A, MAX, T + 20), 'too-old', 'the 2^64-1 message replayed');
+    for (let s = 1n; s <= 10n; s++) assert.is(w.check(A, s, T + Number(s)), 'too-old', `#${s} replayed`);
+    assert.is(w.check(A, 13n, T + 20), 'too-old', 'a new seq at the old newest time');
+    await w.persist();
+    const r = await ReplayWindow.open(file);
+    assert.is(r.check(A, MAX, T + 20), 'too-old', 'after a reopen too');
+    assert.is(r.check(A, 12n, T + 22), 'duplicate');
+    assert.is(r.check(A, 13n, T + 23), 'new');
+    assert.equal((onDisk(file) as { senders: Record<string, unknown> }).senders[A], {
+      max: '12',
+      bitmap: '0000000000000003',
+      newest: T + 22,
+      floor: T + 20,
+    });
+  }),
+);
+
+win('a sender whose sequence file was lost starts again at 1 with later timestamps, and is heard', () =>
+  inTempDir(async (dir) => {
+    const w = await ReplayWindow.open(path.join(dir, 'w.json'));
+    for (let s = 1n; s <= 5000n; s++) w.accept(A, s, T + Number(s));
+    assert.is(w.check(A, 1n, T + 5000), 'too-old');
+    assert.is(w.accept(A, 1n, T + 9000), 'new');
+    assert.is(w.accept(A, 2n, T + 9001), 'new');
+    assert.is(w.check(A, 4999n, T + 4999), 'too-old', 'its old messages stay refused');
+    assert.is(w.check(A, 5001n, T + 5000), 'too-old', 'a seq above the old one, timestamped before the restart');
+  }),
+);
+
+win('a state file without timestamps: no restart before a day after it is loaded', () =>
+  inTempDir(async (dir) => {
+    const file = path.join(dir, 'w.json');
+    fs.writeFileSync(file, `{"format":"heh-replay/1","senders":{"${A}":{"max":"70","bitmap":"8000000000000001"}}}`);
+    const w = await ReplayWindow.open(file);
+    assert.is(w.check(A, 1n, Date.now() + 3_600_000), 'too-old', 'its messages may have had any time until now');
+    assert.is(w.check(A, 1n, Date.now() + 2 * 86_400_000), 'new');
+    assert.is(w.check(A, 71n, Date.now()), 'new', 'the window itself goes on');
+  }),
+);
+
 win('persist and reopen give identical verdicts and the documented JSON', () =>
   inTempDir(async (dir) => {
     const file = path.join(dir, 'w.json');
@@ -280,7 +337,12 @@ win('persist and reopen give identical verdicts and the documented JSON', () =>
     }
     const json = onDisk(file) as { format: string; senders: Record<string, { max: string; bitmap: string }> };
     assert.is(json.format, 'heh-replay/1');
-    assert.equal(json.senders['ffffffffffffffff'], { max: '18446744073709551615', bitmap: '0000000000000001' });
+    assert.equal(json.senders['ffffffffffffffff'], {
+      max: '18446744073709551615',
+      bitmap: '0000000000000001',
+      newest: 0,
+      floor: 0,
+    });
     assert.match(json.senders[A]!.bitmap, /^[0-9a-f]{16}$/);
   }),
 );
@@ -378,6 +440,11 @@ const corruptWin: Array<[string, string]> = [
   ['short bitmap', `{"format":"heh-replay/1","senders":{"${A}":{"max":"5","bitmap":"1"}}}`],
   ['bitmap without bit 0', `{"format":"heh-replay/1","senders":{"${A}":{"max":"5","bitmap":"0000000000000002"}}}`],
   ['entry null', `{"format":"heh-replay/1","senders":{"${A}":null}}`],
+  [
+    'newest a string',
+    `{"format":"heh-replay/1","senders":{"${A}":{"max":"5","bitmap":"0000000000000001","newest":"1"}}}`,
+  ],
+  ['floor -1', `{"format":"heh-replay/1","senders":{"${A}":{"max":"5","bitmap":"0000000000000001","floor":-1}}}`],
 ];
 
 win('corrupt, truncated, empty, non-JSON and wrong-format files are refused with CORRUPT_STATE', () =>
