@@ -26,6 +26,7 @@ import { randomFillSync, timingSafeEqual } from 'node:crypto';
 import { type BodyWriter, checkedEnd, MORE_ROOM } from '../core/body-writer.js';
 import { type CryptoBackend, SIGNATURE_BYTES, type SigningKey, TAG_BYTES } from './backend.js';
 import { CryptoError } from './errors.js';
+import { parseIsoTime } from './iso-time.js';
 import { type GroupKey, type Keyring, keyId, type OwnEpoch, type Peer, type PeerEpoch, topicId } from './keyring.js';
 import { KEY_UPDATE, typeCode, typeName } from './types.js';
 
@@ -370,9 +371,11 @@ export class Sealer {
         typeof v['x25519'] === 'string' && /^[A-Za-z0-9_-]{43}$/.test(v['x25519'])
           ? Buffer.from(v['x25519'], 'base64url')
           : undefined;
-      const notBefore = typeof v['notBefore'] === 'string' ? Date.parse(v['notBefore']) : NaN;
-      const notAfter = typeof v['notAfter'] === 'string' ? Date.parse(v['notAfter']) : undefined;
-      if (v['msg'] !== KEY_UPDATE || pub === undefined || Number.isNaN(notBefore) || Number.isNaN(notAfter))
+      // The keyring file's times: Date.parse took years like +099999, a key never in force that held a slot for ever.
+      const time = (t: unknown): number | undefined => (typeof t === 'string' ? parseIsoTime(t) : undefined);
+      const notBefore = time(v['notBefore']);
+      const notAfter = v['notAfter'] === undefined ? undefined : (time(v['notAfter']) ?? NaN);
+      if (v['msg'] !== KEY_UPDATE || pub === undefined || notBefore === undefined || Number.isNaN(notAfter))
         throw new Error('fields');
       update = { x25519: new Uint8Array(pub), notBefore, notAfter };
       if (typeof v['proof'] === 'string' && /^[A-Za-z0-9_-]{43}$/.test(v['proof']))

@@ -86,10 +86,12 @@ class Reader {
   constructor(
     readonly file: string,
     readonly secret: boolean,
+    /** BAD_KEY for a key that came in a message, not from a file. */
+    readonly code: 'KEYRING_INVALID' | 'BAD_KEY' = 'KEYRING_INVALID',
   ) {}
 
   fail(path: string, reason: string): never {
-    throw new CryptoError('KEYRING_INVALID', `${this.file}: ${path}: ${reason}`);
+    throw new CryptoError(this.code, `${this.file}: ${path}: ${reason}`);
   }
 
   object(v: unknown, path: string): Record<string, unknown> {
@@ -179,12 +181,7 @@ function checkEd25519(r: Reader, bytes: Uint8Array, path: string): void {
 /** The same check for one key outside a keyring file (tests, tools): throws CryptoError BAD_KEY or SMALL_ORDER_KEY. */
 export function checkIdentityKey(publicKey: Uint8Array, where = 'Ed25519 key'): void {
   if (publicKey.length !== 32) throw new CryptoError('BAD_KEY', `${where}: expected 32 bytes, got ${publicKey.length}`);
-  try {
-    checkEd25519(new Reader(where, false), publicKey, '$');
-  } catch (err) {
-    if (err instanceof CryptoError && err.code === 'KEYRING_INVALID') throw new CryptoError('BAD_KEY', err.message);
-    throw err;
-  }
+  checkEd25519(new Reader(where, false, 'BAD_KEY'), publicKey, '$');
 }
 
 function checkX25519(r: Reader, backend: CryptoBackend, probe: DhSecret, bytes: Uint8Array, path: string): DhPublic {
@@ -367,7 +364,7 @@ export class Keyring {
     }
     if (this.#ownKids.has(kid))
       throw new CryptoError('BAD_KEY', `key_update from ${peer.id}: the key id ${kid} is one of our own keys`);
-    const r = new Reader(`key_update from ${peer.id}`, false);
+    const r = new Reader(`key_update from ${peer.id}`, false, 'BAD_KEY');
     checkPeriod(r, notBefore, notAfter, '$');
     if (peer.epochs.length >= MAX_PEER_KEYS) {
       for (let i = peer.epochs.length - 1; i >= 0; i--) {

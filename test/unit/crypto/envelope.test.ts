@@ -415,6 +415,24 @@ for (const backend of [nodeBackend, nobleBackend]) {
           await h.seal({ peer: 'vpp-acme' }, 'key_update', Buffer.from('{"msg":"key_update","x25519":"short"}')),
         );
         cryptoError(() => v2.open(forged), 'BAD_KEY', 'a malformed key_update');
+        // Times as strict as the keyring file's, and a period that ends after it begins: BAD_KEY, nothing learned.
+        const epoch2 = h.keyring.addOwnSecret(Buffer.alloc(32, 0x43), T0 + 60_000, undefined);
+        const honest = JSON.parse(h.keyUpdatePayload('vpp-acme', epoch2).toString()) as Record<string, unknown>;
+        for (const [what, change, message] of [
+          ['a year past 9999', { notBefore: '+099999-01-01T00:00:00Z' }, 'is malformed'],
+          ['no offset', { notBefore: '2026-12-04T10:00:00' }, 'is malformed'],
+          ['notAfter not a time', { notAfter: 'soon' }, 'is malformed'],
+          ['an end before the start', { notAfter: new Date(T0).toISOString() }, 'is not after notBefore'],
+        ] as const) {
+          const bad = await h.seal(
+            { peer: 'vpp-acme' },
+            'key_update',
+            Buffer.from(JSON.stringify({ ...honest, ...change })),
+          );
+          const e = cryptoError(() => v2.open(bad), 'BAD_KEY', what);
+          assert.match(e.message, message, what);
+        }
+        assert.equal(learned, [`hub-1@${T0 + 60_000}`], 'none of them learned');
       } finally {
         rmSync(w.dir, { recursive: true, force: true });
       }

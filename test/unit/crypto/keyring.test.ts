@@ -954,8 +954,8 @@ for (const backend of [nodeBackend, nobleBackend]) {
     const ring = make(backend, f.hubRing, f.hub.privateKey);
     const vpp = ring.peers.get('vpp-acme')!;
     for (const k of [X_ZERO, X_ONE, X_ORDER_8]) cryptoError(() => ring.learn(vpp, k, T0, undefined), 'LOW_ORDER_KEY');
-    cryptoError(() => ring.learn(vpp, xPub(backend), T0, T0), 'KEYRING_INVALID');
-    cryptoError(() => ring.learn(vpp, xPub(backend), T0, T0 - 1), 'KEYRING_INVALID');
+    cryptoError(() => ring.learn(vpp, xPub(backend), T0, T0), 'BAD_KEY');
+    cryptoError(() => ring.learn(vpp, xPub(backend), T0, T0 - 1), 'BAD_KEY');
     assert.is(vpp.epochs.length, 1);
     // A bounded period is fine.
     const k = xPub(backend);
