@@ -5,6 +5,7 @@
  */
 import { promises as fsp } from 'node:fs';
 import { EbadgeError } from '../core/errors.js';
+import { shardOf } from '../core/shard.js';
 import { writeFileDurably } from '../store/durable.js';
 
 export type ReplayErrorCode = 'CORRUPT_STATE' | 'TOO_MANY_SENDERS' | 'IO';
@@ -22,9 +23,15 @@ export class ReplayStateError extends EbadgeError<ReplayErrorCode> {
 }
 
 const U64_END = 1n << 64n; // one past the largest u64
+/** A sender running as several instances numbers its messages `instance << 48 | counter` (the design notes, §6). */
+const INSTANCE_SHIFT = 48n;
+/** Windows one sender kid may have, one per instance number: a peer's key must not fill the receiver's state. */
+export const MAX_INSTANCES = 64;
 const MASK64 = U64_END - 1n;
 const DECIMAL = /^[1-9][0-9]{0,19}$/;
 const HEX16 = /^[0-9a-f]{16}$/;
+/** A window's key in the state file: the sender kid, then `:` and the instance number in 4 hex digits unless 0. */
+const WINDOW_KEY = /^[0-9a-f]{16}(:[0-9a-f]{4})?$/;
 
 async function writeDurably(file: string, text: string): Promise<void> {
   try {
@@ -75,6 +82,10 @@ const isMs = (v: unknown): boolean => Number.isSafeInteger(v) && (v as number) >
  * The sender's sequence numbers. The file holds `reservedUpTo`, the first number not yet reserved; every number
  * below it may have been handed out, so after a restart we continue from it: a crash skips numbers, never repeats
  * one. One durable write per block keeps SD-card wear at one write per `block` messages.
+ *
+ * A party running as several instances under one identity (docs/bus.md, "Instances") opens it with `instance`, the
+ * instance's name: its numbers then carry the instance's 16-bit tag in their top bits, and receivers keep a window
+ * per instance, so that the instances' counters do not refuse each other's messages as replays.
  */
 export class SequenceReserver {
   #next: bigint;
@@ -86,17 +97,25 @@ export class SequenceReserver {
     readonly file: string,
     readonly block: bigint,
     next: bigint,
+    /** One past the last number this sender may use: 2^64, or the end of its instance's numbers. */
+    readonly end: bigint,
   ) {
     this.#next = next;
     this.#reservedUpTo = next;
   }
 
-  static async open(file: string, opts: { block?: number } = {}): Promise<SequenceReserver> {
+  static async open(
+    file: string,
+    opts: { block?: number; instance?: string | undefined } = {},
+  ): Promise<SequenceReserver> {
     const block = opts.block ?? 1024;
     if (!Number.isSafeInteger(block) || block < 1)
       throw new RangeError(`block must be a positive integer, got ${block}`);
+    if (opts.instance !== undefined && (typeof opts.instance !== 'string' || opts.instance === ''))
+      throw new RangeError(`instance must be the instance's name, got ${JSON.stringify(opts.instance)}`);
+    const base = opts.instance === undefined ? 0n : BigInt(shardOf(opts.instance, 0x10000)) << INSTANCE_SHIFT;
     const state = await readState(file, 'heh-seq/1');
-    let start = 1n;
+    let start = base + 1n;
     if (state !== undefined) {
       const r = state['reservedUpTo'];
       corruptIf(
@@ -104,9 +123,16 @@ export class SequenceReserver {
         file,
         'reservedUpTo is not a decimal in 1..2^64',
       );
-      start = BigInt(r as string);
+      const stored = BigInt(r as string);
+      // A file of another instance number (the instance renamed): this one's numbers start afresh.
+      if (opts.instance === undefined || stored >> INSTANCE_SHIFT === base >> INSTANCE_SHIFT) start = stored;
     }
-    const s = new SequenceReserver(file, BigInt(block), start);
+    const s = new SequenceReserver(
+      file,
+      BigInt(block),
+      start,
+      opts.instance === undefined ? U64_END : base + (1n << INSTANCE_SHIFT),
+    );
     await s.#reserve();
     return s;
   }
@@ -145,8 +171,9 @@ export class SequenceReserver {
   }
 
   async #reserve(): Promise<void> {
-    const upTo = this.#reservedUpTo + this.block < U64_END ? this.#reservedUpTo + this.block : U64_END;
-    if (upTo === this.#reservedUpTo) throw new RangeError(`${this.file}: u64 sequence space exhausted`);
+    let upTo = this.#reservedUpTo + this.block;
+    if (upTo > this.end) upTo = this.end;
+    if (upTo <= this.#reservedUpTo) throw new RangeError(`${this.file}: sequence space exhausted`);
     this.#writes++;
     await writeDurably(this.file, `${JSON.stringify({ format: 'heh-seq/1', reservedUpTo: upTo.toString() })}\n`);
     this.#reservedUpTo = upTo; // only now may these numbers leave the process
@@ -170,7 +197,8 @@ interface SenderWindow {
 const UNKNOWN_NEWEST_MS = 86_400_000;
 
 /**
- * The receiver's anti-replay state per sender kid (16 lower-case hex digits): the highest seq seen and a 64-bit
+ * The receiver's anti-replay state per sender kid (16 lower-case hex digits) and instance (a seq's top 16 bits, 0 for
+ * a sender that is one process; at most MAX_INSTANCES a kid): the highest seq seen and a 64-bit
  * bitmap of the 64 numbers ending at it, as in IPsec/DTLS, because requeues and several channels reorder messages.
  *
  * A seq behind the window is refused, unless the message is timestamped after every message accepted from that
@@ -186,6 +214,8 @@ const UNKNOWN_NEWEST_MS = 86_400_000;
  */
 export class ReplayWindow {
   readonly #senders = new Map<string, SenderWindow>();
+  /** Windows of instances other than 0, per sender kid. */
+  readonly #instances = new Map<string, number>();
   #version = 0; // bumped by every state change
   #durableVersion = 0;
   #inFlight: { version: number; done: Promise<void> } | undefined;
@@ -215,7 +245,11 @@ export class ReplayWindow {
       const e = (typeof v === 'object' && v !== null ? v : {}) as Record<string, unknown>;
       const max = e['max'],
         bitmap = e['bitmap'];
-      corruptIf(!HEX16.test(kid), file, `sender kid ${JSON.stringify(kid.slice(0, 40))} is not 16 hex digits`);
+      corruptIf(
+        !WINDOW_KEY.test(kid),
+        file,
+        `sender ${JSON.stringify(kid.slice(0, 40))} is not a kid of 16 hex digits, with :<4 hex digits> or not`,
+      );
       corruptIf(
         typeof max !== 'string' || !DECIMAL.test(max) || BigInt(max) >= U64_END,
         file,
@@ -235,6 +269,8 @@ export class ReplayWindow {
         newest: newest as number,
         floor: floor as number,
       });
+      const sender = kid.slice(0, 16);
+      if (kid !== sender) w.#instances.set(sender, (w.#instances.get(sender) ?? 0) + 1);
     }
     return w;
   }
@@ -252,8 +288,11 @@ export class ReplayWindow {
     if (!HEX16.test(kid))
       throw new TypeError(`kid must be 16 lower-case hex digits, got ${JSON.stringify(kid.slice(0, 40))}`);
     if (seq < 1n || seq >= U64_END) return 'too-old'; // 0 is never sent, so it can only be forged or a reset sender
-    const w = this.#senders.get(kid);
-    if (w === undefined) return 'new';
+    const w = this.#senders.get(windowKey(kid, seq));
+    if (w === undefined) {
+      this.#room(kid, seq);
+      return 'new';
+    }
     if (timestamp !== undefined && timestamp <= w.floor) return 'too-old';
     if (seq > w.max) return 'new';
     const behind = w.max - seq;
@@ -265,17 +304,12 @@ export class ReplayWindow {
   accept(kid: string, seq: bigint, timestamp?: number): Verdict {
     const verdict = this.check(kid, seq, timestamp);
     if (verdict !== 'new') return verdict;
-    const w = this.#senders.get(kid);
+    const key = windowKey(kid, seq);
+    const w = this.#senders.get(key);
     const ts = timestamp ?? 0;
     if (w === undefined) {
-      if (this.#senders.size >= this.maxSenders) {
-        throw new ReplayStateError(
-          'TOO_MANY_SENDERS',
-          `refusing sender ${kid}: already tracking ${this.maxSenders} senders (maxSenders)`,
-          this.file,
-        );
-      }
-      this.#senders.set(kid, { max: seq, bitmap: 1n, newest: ts, floor: 0 });
+      this.#senders.set(key, { max: seq, bitmap: 1n, newest: ts, floor: 0 });
+      if (key !== kid) this.#instances.set(kid, (this.#instances.get(kid) ?? 0) + 1);
     } else if (seq > w.max) {
       const shift = seq - w.max;
       w.bitmap = shift > 63n ? 1n : ((w.bitmap << shift) | 1n) & MASK64;
@@ -288,10 +322,19 @@ export class ReplayWindow {
     } else {
       w.bitmap |= 1n << (w.max - seq);
     }
-    const n = this.#senders.get(kid) as SenderWindow;
+    const n = this.#senders.get(key) as SenderWindow;
     if (ts > n.newest) n.newest = ts;
     this.#version++;
     return verdict;
+  }
+
+  /** Throws TOO_MANY_SENDERS when the window `seq` needs cannot be made: refused as it opens, not after handling. */
+  #room(kid: string, seq: bigint): void {
+    let why: string | undefined;
+    if (this.#senders.size >= this.maxSenders) why = `already tracking ${this.maxSenders} senders (maxSenders)`;
+    else if (seq >> INSTANCE_SHIFT !== 0n && (this.#instances.get(kid) ?? 0) >= MAX_INSTANCES - 1)
+      why = `it numbers its messages for more than ${MAX_INSTANCES} instances`;
+    if (why !== undefined) throw new ReplayStateError('TOO_MANY_SENDERS', `refusing sender ${kid}: ${why}`, this.file);
   }
 
   /**
@@ -337,4 +380,9 @@ export class ReplayWindow {
       };
     return `${JSON.stringify({ format: 'heh-replay/1', senders })}\n`;
   }
+}
+
+function windowKey(kid: string, seq: bigint): string {
+  const instance = seq >> INSTANCE_SHIFT;
+  return instance === 0n ? kid : `${kid}:${(instance + 0x10000n).toString(16).slice(1)}`;
 }

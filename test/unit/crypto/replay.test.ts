@@ -5,6 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { instanceTag } from '../../../src/core/shard.js';
 import { ReplayStateError, ReplayWindow, SequenceReserver } from '../../../src/crypto/replay.js';
 
 async function inTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
@@ -261,14 +262,15 @@ win('a jump of 2^40 makes the old numbers too old; seq 0 and out-of-range seqs a
 );
 
 const T = Date.UTC(2026, 11, 4);
-const MAX = (1n << 64n) - 1n;
+/** The highest number of a sender that is one process (instance 0). */
+const MAX = (1n << 48n) - 1n;
 
-win('a seq behind the window but newer than all accepted starts it again: 2^64-1 locks a sender out no longer', () =>
+win('a seq behind the window but newer than all accepted starts it again: 2^48-1 locks a sender out no longer', () =>
   inTempDir(async (dir) => {
     const file = path.join(dir, 'w.json');
     const w = await ReplayWindow.open(file);
     for (let s = 1n; s <= 10n; s++) assert.is(w.accept(A, s, T + Number(s)), 'new');
-    // One authentic message numbered 2^64-1 (a foreign sender's bug, or a key held for a moment).
+    // One authentic message numbered 2^48-1, instance 0's last (a foreign sender's bug, or a key held for a moment).
     assert.is(w.accept(A, MAX, T + 20), 'new');
     assert.is(w.check(A, 11n, T + 20), 'too-old', 'not newer than everything accepted: the strict window');
     assert.is(w.check(A, 11n), 'too-old', 'without a timestamp: the strict window');
@@ -277,7 +279,7 @@ win('a seq behind the window but newer than all accepted starts it again: 2^64-1
     assert.is(w.accept(A, 12n, T + 22), 'new', 'the sender goes on from there');
     assert.is(w.check(A, 11n, T + 21), 'duplicate');
     // Every message accepted before the new start is refused, whatever its seq: each is at or before the floor.
-    assert.is(w.check(A, MAX, T + 20), 'too-old', 'the 2^64-1 message replayed');
+    assert.is(w.check(A, MAX, T + 20), 'too-old', 'the 2^48-1 message replayed');
     for (let s = 1n; s <= 10n; s++) assert.is(w.check(A, s, T + Number(s)), 'too-old', `#${s} replayed`);
     assert.is(w.check(A, 13n, T + 20), 'too-old', 'a new seq at the old newest time');
     await w.persist();
@@ -291,6 +293,62 @@ win('a seq behind the window but newer than all accepted starts it again: 2^64-1
       newest: T + 22,
       floor: T + 20,
     });
+  }),
+);
+
+win("instances: a window per instance number (a seq's top 16 bits), at most 64 a sender; each restarts alone", () =>
+  inTempDir(async (dir) => {
+    const file = path.join(dir, 'w.json');
+    const w = await ReplayWindow.open(file);
+    const of = (instance: number, n: number): bigint => (BigInt(instance) << 48n) + BigInt(n);
+    // Two instances of one party, counting from 1 each, interleaved: neither refuses the other's.
+    for (let n = 1; n <= 100; n++) {
+      assert.is(w.accept(A, of(0, n), T + 2 * n), 'new', `instance 0 #${n}`);
+      assert.is(w.accept(A, of(0x2a, n), T + 2 * n + 1), 'new', `instance 2a #${n}`);
+    }
+    assert.is(w.check(A, of(0x2a, 100)), 'duplicate');
+    assert.is(w.check(A, of(0x2a, 30), T + 59), 'too-old', 'instance 2a has its own window');
+    assert.is(w.check(A, of(0, 101), T + 300), 'new');
+    await w.persist();
+    assert.equal(Object.keys((onDisk(file) as { senders: object }).senders), [A, `${A}:002a`]);
+    const r = await ReplayWindow.open(file);
+    assert.is(r.check(A, of(0x2a, 100)), 'duplicate', 'after a reopen');
+    assert.is(r.check(A, of(0, 100)), 'duplicate');
+    // A peer's key cannot fill the state: 64 windows a sender (instance 0 and 63 others), refused as it opens.
+    for (let i = 2; i <= 63; i++) r.accept(A, of(i + 0x100, 1), T);
+    assert.is(r.size, 64);
+    try {
+      r.check(A, of(0xfff0, 1), T);
+      assert.unreachable('a 65th window was made');
+    } catch (err) {
+      assert.instance(err, ReplayStateError);
+      assert.is((err as ReplayStateError).code, 'TOO_MANY_SENDERS');
+      assert.match((err as Error).message, 'more than 64 instances');
+    }
+    assert.is(r.check(A, of(0x2a, 101), T + 300), 'new', 'the instances it has go on');
+    assert.is(r.check(B, of(0x2a, 1), T), 'new', 'other senders are not affected');
+  }),
+);
+
+win('SequenceReserver with an instance: its tag in the top 16 bits, a file of another tag not reused', () =>
+  inTempDir(async (dir) => {
+    const file = path.join(dir, 's.json');
+    const tag = BigInt(Number.parseInt(instanceTag('vpp-acme-2'), 16));
+    const s = await SequenceReserver.open(file, { instance: 'vpp-acme-2', block: 4 });
+    assert.is(await s.take(), (tag << 48n) + 1n);
+    assert.is(await s.take(), (tag << 48n) + 2n);
+    const again = await SequenceReserver.open(file, { instance: 'vpp-acme-2', block: 4 });
+    assert.is(await again.take(), (tag << 48n) + 5n, 'goes on after the block reserved');
+    const renamed = await SequenceReserver.open(file, { instance: 'vpp-acme-3', block: 4 });
+    const tag3 = BigInt(Number.parseInt(instanceTag('vpp-acme-3'), 16));
+    assert.is(await renamed.take(), (tag3 << 48n) + 1n, "another instance's numbers start afresh");
+    const plain = await SequenceReserver.open(path.join(dir, 'p.json'));
+    assert.is(await plain.take(), 1n, 'no instance: from 1, as before');
+    const refused = await SequenceReserver.open(file, { instance: '' }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    assert.instance(refused, RangeError, 'an empty instance name');
   }),
 );
 
@@ -331,13 +389,17 @@ win('persist and reopen give identical verdicts and the documented JSON', () =>
     assert.is(w.writeCount, 1, 'nothing changed, nothing written');
     const r = await ReplayWindow.open(file);
     assert.is(r.size, 3);
+    assert.equal(
+      Object.keys((onDisk(file) as { senders: object }).senders).sort(),
+      [A, B, 'ffffffffffffffff:ffff'].sort(),
+    );
     for (const kid of [A, B, 'ffffffffffffffff']) {
       for (let s = 1n; s <= 760n; s++) assert.is(r.check(kid, s), w.check(kid, s), `${kid} ${s}`);
       assert.is(r.check(kid, (1n << 64n) - 1n), w.check(kid, (1n << 64n) - 1n));
     }
     const json = onDisk(file) as { format: string; senders: Record<string, { max: string; bitmap: string }> };
     assert.is(json.format, 'heh-replay/1');
-    assert.equal(json.senders['ffffffffffffffff'], {
+    assert.equal(json.senders['ffffffffffffffff:ffff'], {
       max: '18446744073709551615',
       bitmap: '0000000000000001',
       newest: 0,
