@@ -306,8 +306,7 @@ export class AmqpTransport extends TypedEmitter<TransportEvents> implements Tran
 
   async start(onMessage: (message: Incoming<Message>) => Promise<void>, options: StartOptions = {}): Promise<void> {
     const o = this.options;
-    const conn = this.connection;
-    await conn.whenOpen();
+    await openOrRefused(this.connection);
     try {
       this.#pub = await this.#conn.createChannel({ confirm: true });
       this.#sub = await this.#conn.createChannel({ confirm: false });
@@ -720,6 +719,31 @@ async function guard<T>(fn: () => Promise<T>, what: string): Promise<T> {
     }
     throw err;
   }
+}
+
+/**
+ * Resolves when `conn` is open; rejects ACCESS_REFUSED when the broker refuses our credentials before it ever was
+ * (the connection goes on trying, slowly), or as whenOpen() does.
+ */
+function openOrRefused(conn: RecoveringConnection): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const refused = (err: Error, i: { authentication: boolean }): void => {
+      if (!i.authentication) return;
+      conn.off('failed', refused);
+      reject(new BusError('ACCESS_REFUSED', `the broker refused our credentials: ${err.message}`, { cause: err }));
+    };
+    conn.on('failed', refused);
+    conn.whenOpen().then(
+      () => {
+        conn.off('failed', refused);
+        resolve();
+      },
+      (err: unknown) => {
+        conn.off('failed', refused);
+        reject(err);
+      },
+    );
+  });
 }
 
 /** A Connector over AMQP, from the transport's options and the bus's in one object. */

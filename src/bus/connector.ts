@@ -168,7 +168,14 @@ export class Connector<T extends Transport = Transport> extends TypedEmitter<Con
     return this.#receiver.maxBodyBytes;
   }
 
+  /**
+   * Connects, declares and consumes. Waits while the broker cannot be reached (the transport's `failed` events tell
+   * each attempt; `initialAttempts` in the connection options ends the wait), and rejects ACCESS_REFUSED when the
+   * broker refuses our credentials before we were ever connected: a wrong password, not a broker that is away. The
+   * transport goes on trying, so start() may be called again.
+   */
   async start(): Promise<this> {
+    if (this.#closing !== undefined) throw new BusError('CLOSED', 'the connector was closed');
     if (this.#started) return this;
     this.#started = true;
     try {

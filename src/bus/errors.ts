@@ -7,6 +7,7 @@ import { EbadgeError } from '../core/errors.js';
 
 export type BusErrorCode =
   | 'CONFIG'
+  | 'ACCESS_REFUSED'
   | 'NOT_STARTED'
   | 'CLOSED'
   | 'UNKNOWN_PEER'

@@ -83,6 +83,11 @@ export class BrokerLink {
       } catch (err) {
         if (this.#closed) return;
         const delayMs = this.#delay(attempt);
+        // Said by the transport's `failed` event, with the fix (#follow); start() waits for the next attempt again.
+        if (err instanceof BusError && err.code === 'ACCESS_REFUSED') {
+          await this.#sleep(delayMs);
+          continue;
+        }
         const d = this.#diagnose(err);
         log[d.level](d.message, {
           attempt,

@@ -444,11 +444,16 @@ export class MqttTransport extends TypedEmitter<TransportEvents> implements Tran
         return;
       }
     }
-    this.emitSafe('failed', err, {
-      attempt: this.#attempt + 1,
-      endpoint: this.#endpoint,
-      authentication: typeof code === 'number' && AUTH_REFUSED.has(code),
-    });
+    const authentication = typeof code === 'number' && AUTH_REFUSED.has(code);
+    this.emitSafe('failed', err, { attempt: this.#attempt + 1, endpoint: this.#endpoint, authentication });
+    // Refused credentials before we were ever up: a wrong password, not a broker that is away. What waits for the
+    // first connection (start(), a send) is told; the attempts go on.
+    if (authentication && !this.#everUp) {
+      const refused = new BusError('ACCESS_REFUSED', `the broker refused our credentials: ${err.message}`, {
+        cause: err,
+      });
+      for (const w of this.#whenUp.splice(0)) w.reject(refused);
+    }
   }
 
   #onClose(): void {

@@ -6,9 +6,9 @@
 import { randomUUID } from 'node:crypto';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import type { Connector } from '../../src/bus/index.js';
+import { amqpBus, BusError, type Connector } from '../../src/bus/index.js';
 import { EbTime, type Message } from '../../src/codec/index.js';
-import { timed } from '../helpers/amqp.js';
+import { AMQP_URL, timed } from '../helpers/amqp.js';
 import {
   type BusFixture,
   barrier,
@@ -621,5 +621,47 @@ s(
     15_000,
   ),
 );
+
+s('start(): refused credentials reject ACCESS_REFUSED, not a wait without end; after close(), CLOSED', async () => {
+  await withBus(async (f) => {
+    const name = entity('vpp');
+    const v = amqpBus({
+      name,
+      peers: [entity('heh')],
+      url: AMQP_URL.replace(/\/\/[^@/]*@/, '//'),
+      connectOptions: { username: 'guest', password: 'not-the-password' },
+    });
+    try {
+      const failed: boolean[] = [];
+      v.transport.on('failed', (_e, i) => failed.push(i.authentication));
+      const err = await withDeadline(
+        v.start().then(
+          () => undefined,
+          (e: unknown) => e,
+        ),
+        NET_MS,
+        'start() with a wrong password',
+      );
+      assert.instance(err, BusError);
+      assert.is((err as BusError).code, 'ACCESS_REFUSED');
+      assert.match((err as Error).message, 'the broker refused our credentials');
+      assert.equal(failed, [true], 'the failed event says it too');
+    } finally {
+      await v.close();
+    }
+    const closed = await v.start().then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    assert.is((closed as BusError | undefined)?.code, 'CLOSED', 'start() after close()');
+    const ok = await f.connector({ name: entity('vpp'), peers: [entity('heh')] });
+    await ok.close();
+    const again = await ok.start().then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    assert.is((again as BusError | undefined)?.code, 'CLOSED', 'start() after close() of a started connector');
+  });
+});
 
 s.run();

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { BusError } from '../../src/bus/index.js';
 import { MqttTransport } from '../../src/mqtt/index.js';
 import { until, withDeadline } from '../helpers/deadline.js';
 import { listening, Mosquitto } from '../helpers/mosquitto.js';
@@ -48,7 +49,7 @@ s('the throw-away broker listens', async () => {
 });
 
 s(
-  'a refused password is failed with authentication, retried with the exponential backoff; the right one gets in',
+  'a refused password: start() rejects ACCESS_REFUSED; failed with authentication, retried with the exponential backoff; the right one gets in',
   async () => {
     const url = `mqtt://127.0.0.1:${port}`;
     const events: string[] = [];
@@ -64,9 +65,16 @@ s(
     });
     wrong.on('failed', (_e, info) => events.push(`failed ${info.attempt} auth=${info.authentication}`));
     wrong.on('reconnecting', (i) => delays.push(i.delayMs));
-    const started = wrong.start(async () => undefined);
-    started.catch(() => undefined);
+    const started = wrong
+      .start(async () => undefined)
+      .then(
+        () => undefined,
+        (e: unknown) => e,
+      );
     try {
+      const refused = await withDeadline(started, MS, 'start() with a wrong password');
+      assert.instance(refused, BusError, 'start() rejects at the first refusal, and does not wait without end');
+      assert.is((refused as BusError).code, 'ACCESS_REFUSED');
       await until(
         () => delays.length >= 4,
         () => `4 reconnect delays (${delays.join(', ')})`,
