@@ -17,7 +17,7 @@
  * The dead letters and refusals of every step go through one place, which also emits the 'dead-letter' event.
  */
 import { DecodeError, type DecodeLimits, decode, type Message } from '../codec/index.js';
-import { CryptoError, KEY_UPDATE, type Opened, type Sealer } from '../crypto/index.js';
+import { CryptoError, KEY_UPDATE, type Opened, ReplayStateError, type Sealer } from '../crypto/index.js';
 import { refusable, type SenderBudget } from './budget.js';
 import type { SeenIds } from './dedupe.js';
 import { dispatch, FailureCounts } from './dispatch.js';
@@ -120,7 +120,8 @@ export class Receiver<T extends Transport> {
         await this.#deadLetter(
           d,
           `refused: ${(err as Error).message}`,
-          err instanceof CryptoError ? err.code : 'CRYPTO',
+          // The replay state's refusals too (TOO_MANY_SENDERS: a peer using a 65th instance number).
+          err instanceof CryptoError || err instanceof ReplayStateError ? err.code : 'CRYPTO',
         );
         return;
       }

@@ -126,6 +126,7 @@ export function sealers(
   bSends: string[],
   now: () => number,
   bOptions: Pick<SealerOptions, 'onKeyLearned'> = {},
+  aOptions: Partial<Pick<SealerOptions, 'replay'>> = {},
 ): { a: Sealer; b: Sealer } {
   const x = generateIdentity(a, nodeBackend, now() - 60_000);
   const y = generateIdentity(b, nodeBackend, now() - 60_000);
@@ -142,7 +143,7 @@ export function sealers(
       backend: nodeBackend,
       now,
       sequence: { take: async () => ++seqA },
-      replay: memoryReplay(),
+      replay: aOptions.replay ?? memoryReplay(),
       keyring: new Keyring(nodeBackend, {
         keyring: { format: 'heh-keyring/1', peers: { [b]: entry(y.publicEntry, bSends, aSends) } },
         privateKey: x.privateKey,

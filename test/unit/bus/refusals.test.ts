@@ -10,7 +10,7 @@ import * as assert from 'uvu/assert';
 import { AmqpTransport, BusError, CONTENT_TYPE_SEALED, type MemoryTransport } from '../../../src/bus/index.js';
 import { identify } from '../../../src/bus/protocol.js';
 import { EbTime, EncodeError, encode, type Message } from '../../../src/codec/index.js';
-import type { Sealer } from '../../../src/crypto/index.js';
+import { type ReplayGuard, ReplayStateError, type Sealer } from '../../../src/crypto/index.js';
 import { deliver, HUB, json, pair, responses, sealers, until, uuid, VPP } from '../../helpers/memory-bus.js';
 
 const FROM = EbTime.parse('2026-01-01T00:00:00Z');
@@ -315,6 +315,30 @@ w(
     await hub.close();
   },
 );
+
+w("sealed: the replay state's refusal (a 65th instance number) is dead-lettered with its own code", async () => {
+  const full: ReplayGuard = {
+    check: () => {
+      throw new ReplayStateError('TOO_MANY_SENDERS', 'refusing sender x: it numbers its messages for more than 64');
+    },
+    accept: () => undefined,
+    persist: async () => undefined,
+  };
+  const keys = sealers(HUB, VPP, ['response', 'report'], ['activate', 'set_clock'], Date.now, {}, { replay: full });
+  const { hub } = pair({ hub: { sealer: keys.a }, vpp: { sealer: keys.b } });
+  hub.onActivate(() => undefined);
+  const dead: string[] = [];
+  hub.on('dead-letter', (_reason, code) => dead.push(code));
+  await hub.start();
+  const envelope = await keys.b.seal({ peer: HUB }, 'activate', encode(activateMessage(1)));
+  const settled = await sealedDelivery(hub.transport, envelope, {
+    routingKey: 'activate',
+    type: 'activate',
+    messageId: 'm',
+  });
+  assert.equal([settled.outcome, settled.code, dead], ['dead', 'TOO_MANY_SENDERS', ['TOO_MANY_SENDERS']]);
+  await hub.close();
+});
 
 w(
   'sealed: what the signer got wrong is answered sealed, once; what is not authenticated is never answered',
