@@ -44,6 +44,15 @@ process.on('unhandledRejection', (reason) => {
 process.on('uncaughtException', (err) => {
   fail(`uncaught exception: ${err.stack ?? String(err)}`);
 });
+// Node ends a run whose top-level await can never settle with 13 and a bare warning: a test awaits what nothing left
+// can bring about (a ManualClock that is not advanced, a handler never released). Said, or the log just stops.
+process.on('exit', (code) => {
+  if (code === 13 || process.exitCode === 13)
+    process.stderr.write(
+      '\nFAIL: a test in the file above awaits something nothing left can bring about (no timer, no socket): ' +
+        'the run stopped there (exit 13)\n',
+    );
+});
 setTimeout(() => {
   process.stderr.write(`\nthe test run exceeded its deadline of ${deadlineMs} ms\n`);
   process.exit(1);

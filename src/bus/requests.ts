@@ -40,6 +40,8 @@ export interface PendingRequest {
   done: boolean;
   /** It waits for a functional reply: a success `response` (the ack of its msg_id) does not settle it. */
   readonly functional: boolean;
+  /** What it asks, for a copy that would join it (sameAsk). */
+  readonly ask: string;
 }
 
 /** A request as it goes out: its ids filled in, and the promise of its reply. */
@@ -96,6 +98,15 @@ export class PendingRequests {
     // activation sent twice at once): one reply answers both, whichever copy the peer answers (it may drop the
     // other as a duplicate), so the copy joins the waiting request rather than replacing it under the shared key.
     const same = keys.map((k) => (SHARED.test(k) ? undefined : this.#pending.get(k))).find((q) => q !== undefined);
+    const ask = askOf(m);
+    // Another request under the same ids would get the first one's reply (a get_report at another resolution got
+    // the report of the first), and its own reply would go unmatched: refused before it is sent.
+    if (same !== undefined && same.ask !== ask)
+      throw new BusError(
+        'INVALID_MESSAGE',
+        `${type} to ${peer}: a request with the same ids (${keys[0] ?? 'msg_id'}) waits for its reply, and asks ` +
+          'something else: give this one its own request_id, id or msg_id',
+      );
     if (same !== undefined) {
       same.keys.push(cor);
       this.#pending.set(cor, same);
@@ -114,7 +125,7 @@ export class PendingRequests {
       type === 'activate' ||
       type === 'modify_activation' ||
       (REQUEST_REPLIES.has(type) && type !== 'get_periodic_report' && type !== 'balancing_unachievable');
-    const p: PendingRequest = { resolve, reject, keys, reply, timer: undefined, done: false, functional };
+    const p: PendingRequest = { resolve, reject, keys, reply, timer: undefined, done: false, functional, ask };
     p.timer = this.clock.setTimeout(
       () => this.settle(p, new BusError('TIMEOUT', `no reply to ${type} from ${peer} within ${timeoutMs} ms`)),
       timeoutMs,
@@ -218,4 +229,15 @@ export class PendingRequests {
 
 function v1Key(m: Record<string, unknown>): string {
   return [String(m['from']), String(m['to']), String(m['resolution']), String(m['device'] ?? null)].join('|');
+}
+
+/** A request's fields but its message id, in one order: two copies of one ask compare equal, whatever their order. */
+function askOf(m: Message): string {
+  const x = m as Record<string, unknown>;
+  return JSON.stringify(
+    Object.keys(x)
+      .filter((k) => k !== 'msg_id')
+      .sort()
+      .map((k) => [k, x[k]]),
+  );
 }

@@ -208,6 +208,49 @@ m('the same activation requested twice at once: both requests get the decision',
 });
 
 m(
+  'the same ids asking something else while the first waits: refused INVALID_MESSAGE, not given its reply',
+  async () => {
+    const { hub, vpp } = pair();
+    const held: (() => void)[] = [];
+    hub.onGetReport(async (q, ctx) => {
+      await new Promise<void>((resolve) => held.push(resolve));
+      await ctx.reply({ msg: 'report', from: q.from, to: q.to, resolution: q.resolution, values: { 'meter.p': [1] } });
+    });
+    hub.onActivate((a, ctx) => ctx.reply({ msg: 'accept_activation', id: a.id, modification_count: 0 }));
+    await hub.start();
+    await vpp.start();
+    const ask = { request_id: uuid(7), from: T0, to: T0.plusSeconds(60), signals: ['meter.p'] };
+    const first = vpp.request(HUB, { msg: 'get_report', ...ask, resolution: 60 });
+    await until(() => held.length === 1);
+    const other = await rejected(vpp.request(HUB, { msg: 'get_report', ...ask, resolution: 300 }));
+    assert.is(other.code, 'INVALID_MESSAGE');
+    assert.match(other.message, 'a request with the same ids (req:');
+    // The same ask with its fields in another order joins the first.
+    const { request_id, from, to, signals } = ask;
+    const retry = vpp.request(HUB, { resolution: 60, signals, to, from, request_id, msg: 'get_report' });
+    await settle(20);
+    (held[0] as () => void)();
+    const [a, b] = (await soon(Promise.all([first, retry]))) as Message<'report'>[];
+    assert.equal([a?.resolution, b?.resolution, a?.request_id], [60, 60, uuid(7)]);
+    // An activation with the same (id, modification_count) and another quantity.
+    const act = (quantity: number): Message<'activate'> => ({
+      msg: 'activate',
+      id: uuid(8),
+      modification_count: 0,
+      from: T0,
+      to: T0.plusSeconds(900),
+      quantity,
+      device: null,
+    });
+    const a1 = vpp.request(HUB, act(1));
+    assert.is((await rejected(vpp.request(HUB, act(2)))).code, 'INVALID_MESSAGE');
+    await soon(a1);
+    for (const release of held) release(); // the retry's copy, if the hub did not drop it as a duplicate
+    await Promise.all([hub.close(), vpp.close()]);
+  },
+);
+
+m(
   "set_clock with a msg_id: the connector's 200 resolves it; a handler's ctx.respond(451) rejects REJECTED",
   async () => {
     const { hub, vpp } = pair();
