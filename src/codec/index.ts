@@ -96,6 +96,7 @@ export function decode(body: Uint8Array | string, limits: DecodeLimits = {}): De
       throw new DecodeError(400, 'message.msg', `${shown(msg)} is not a message type name`);
     throw new DecodeError(453, msg, `message type ${shown(msg)} is not recognized`);
   }
+  if (bytes === undefined ? LONE_SURROGATE.test(text) : SURROGATE_ESCAPE.test(text)) refuseLoneSurrogate(obj, msg);
   const schema = SCHEMAS[msg as MessageType] as unknown as MessageSchema;
   const ctx: DecodeContext = {
     diagnostics: [],
@@ -113,6 +114,30 @@ export function decode(body: Uint8Array | string, limits: DecodeLimits = {}): De
   const violation = schema.check?.(out as never, false, (d) => ctx.diagnostics.push(d));
   if (violation !== undefined) throw new DecodeError(violation[0], violation[1], violation[2]);
   return { message: out as Message, diagnostics: ctx.diagnostics };
+}
+
+/** A surrogate not in a pair (a `u` regex reads a pair as one code point): what no UTF-8 can carry. */
+const LONE_SURROGATE = /[\uD800-\uDFFF]/u;
+/** A `\\uD800`-`\\uDFFF` escape, its backslash not itself escaped: the text may hold a lone surrogate. */
+const SURROGATE_ESCAPE = /(?:^|[^\\])(?:\\\\)*\\u[dD][89a-fA-F][0-9a-fA-F]{2}/;
+
+/**
+ * Refuses a string or key holding a lone surrogate: JSON may escape one (`"\\ud800"`), but it is not a character,
+ * UTF-8 cannot carry it (invalid UTF-8 is refused the same way), and peers in other languages drop, replace or refuse
+ * it (a routing key took it as U+FFFD). Only bodies whose text has such an escape are walked.
+ */
+function refuseLoneSurrogate(value: unknown, path: string): void {
+  if (typeof value === 'string') {
+    if (LONE_SURROGATE.test(value)) throw new DecodeError(400, path, 'a lone surrogate is not a character');
+  } else if (Array.isArray(value)) {
+    for (const [i, v] of value.entries()) refuseLoneSurrogate(v, `${path}[${i}]`);
+  } else if (value !== null && typeof value === 'object') {
+    for (const [k, v] of Object.entries(value)) {
+      if (LONE_SURROGATE.test(k))
+        throw new DecodeError(400, path, 'a key holds a lone surrogate, which is not a character');
+      refuseLoneSurrogate(v, `${path}.${k}`);
+    }
+  }
 }
 
 /** Refuses, before JSON.parse builds a tree, a body that nests deeper than `maxNesting` or holds too many values. */

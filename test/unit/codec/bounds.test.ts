@@ -83,6 +83,38 @@ utf8('invalidUtf8At agrees with a fatal TextDecoder on 20,000 random and mutated
   }
 });
 
+utf8(
+  'a lone surrogate, escaped or (in a string body) raw, is refused 400 with its path; pairs and \\u text pass',
+  () => {
+    const refused = (body: string | Buffer): DecodeError => {
+      try {
+        decode(body);
+      } catch (err) {
+        assert.instance(err, DecodeError);
+        return err as DecodeError;
+      }
+      throw new Error(`accepted: ${String(body)}`);
+    };
+    const bodies: [string, string][] = [
+      ['{"msg":"get_all_prices","ext_x":"\\ud800"}', 'get_all_prices.ext_x'],
+      ['{"msg":"get_all_prices","ext_x":{"a":["ok","x\\uDFFFy"]}}', 'get_all_prices.ext_x.a[1]'],
+      ['{"msg":"get_all_prices","ext_x":"\\ude00\\ud83d"}', 'get_all_prices.ext_x'],
+      ['{"msg":"get_all_prices","ext_x":{"k\\ud800":1}}', 'get_all_prices.ext_x'],
+      ['{"msg":"get_all_prices","\\\\":"\\\\\\ud800"}', 'get_all_prices.\\'],
+    ];
+    for (const [body, path] of bodies) {
+      const e = refused(Buffer.from(body));
+      assert.equal([e.code, e.path], [400, path], body);
+      assert.match(e.message, 'lone surrogate', body);
+    }
+    assert.equal(refused('{"msg":"get_all_prices","ext_x":"a\ud800"}').path, 'get_all_prices.ext_x', 'a string body');
+    const ok = (body: string): unknown => decode(Buffer.from(body)).message;
+    assert.equal(ok('{"msg":"get_all_prices","ext_x":"\\ud83d\\ude00"}'), { msg: 'get_all_prices', ext_x: '😀' });
+    assert.equal(ok('{"msg":"get_all_prices","ext_x":"\\\\ud800"}'), { msg: 'get_all_prices', ext_x: '\\ud800' });
+    assert.equal(ok('{"msg":"get_all_prices","ext_x":"\\\\\\\\ud800"}'), { msg: 'get_all_prices', ext_x: '\\\\ud800' });
+  },
+);
+
 utf8('the edges of table 3-7: overlong, surrogates, above U+10FFFF, cut short', () => {
   const cases: [number[], number][] = [
     [[0xc0, 0xaf], 0],
