@@ -57,6 +57,12 @@ const LONG_LIVED = [
   'reject_activation',
   'activation_capacity',
   'availability',
+  // The market's results and notices (data model §3.4): what happened, told once; stale after 5 minutes, they were
+  // dead-lettered unread when the party was away a little longer. A replay is still the sequence's to stop.
+  'bid_accepted',
+  'market_cleared',
+  'balancing_activated',
+  'balancing_unachievable',
   KEY_UPDATE,
 ];
 export const DEFAULT_FRESHNESS_MS = 5 * 60_000;

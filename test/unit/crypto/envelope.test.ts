@@ -61,11 +61,11 @@ function keyringOf(p: Party, backend: CryptoBackend): Keyring {
   const peers: Record<string, unknown> = {};
   const groups: Record<string, unknown> = {};
   if (p === hub || p === other) {
-    peers['vpp-acme'] = peerEntry(vpp, ['get_report', 'activate'], ['report', 'accept_activation']);
+    peers['vpp-acme'] = peerEntry(vpp, ['get_report', 'activate'], ['report', 'accept_activation', 'bid_accepted']);
     peers['dso-north'] = peerEntry(dso, ['load_price'], [], ['prices.north']);
     groups['prices.north'] = [{ key: GROUP_KEY, notBefore: new Date(T0 - 3_600_000).toISOString() }];
   } else if (p === vpp) {
-    peers['hub-1'] = peerEntry(hub, ['report', 'accept_activation'], ['get_report', 'activate']);
+    peers['hub-1'] = peerEntry(hub, ['report', 'accept_activation', 'bid_accepted'], ['get_report', 'activate']);
     peers['hub-2'] = peerEntry(other, ['report'], ['get_report']);
   } else {
     peers['hub-1'] = peerEntry(hub, [], ['load_price']);
@@ -293,8 +293,10 @@ for (const backend of [nodeBackend, nobleBackend]) {
       cryptoError(() => h.open(later[21] as Buffer), 'FROM_THE_FUTURE', 'a command 2 minutes ahead of our clock');
       w.now.t = T0;
       const report = await h.seal({ peer: 'vpp-acme' }, 'report', payload);
+      const result = await h.seal({ peer: 'vpp-acme' }, 'bid_accepted', payload);
       w.now.t = T0 + 3 * 3_600_000;
       assert.is(v.open(report).type, 'report', 'a report 3 hours old is still accepted');
+      assert.is(v.open(result).type, 'bid_accepted', "so is a market's result");
     } finally {
       rmSync(w.dir, { recursive: true, force: true });
     }
