@@ -202,7 +202,8 @@ export class Connector<T extends Transport = Transport> extends TypedEmitter<Con
 
   /**
    * Stops: no new messages are taken, the handlers at work finish (up to `drainMs`, default 10 s), pending
-   * requests fail with CLOSED, and the transport closes (anything still unsettled returns to the queue).
+   * requests fail with CLOSED, and the transport closes (anything still unsettled returns to the queue). From inside a
+   * handler it waits `drainMs` for that handler as well: call it after the handler returns.
    */
   close(drainMs = 10_000): Promise<void> {
     this.#closing ??= this.#close(drainMs);
