@@ -18,7 +18,7 @@ import { TypedEmitter } from '../core/emitter.js';
 import type { Channel, ConsumeOptions, ExchangeOptions, QueueDeclareOk, QueueOptions } from './channel.js';
 import type { Connection } from './connection.js';
 import { oversizedText } from './deliveries.js';
-import { AmqpError, PublishError } from './errors.js';
+import { AmqpError, ChannelError, PublishError } from './errors.js';
 import type { Consumer, Message, MessageHandler } from './message.js';
 import type { MessageProperties } from './properties.js';
 import { PublishBuffer } from './publish-buffer.js';
@@ -285,14 +285,40 @@ export class RecoveringChannel extends TypedEmitter<RecoveringChannelEvents> {
 
   /**
    * @internal consumes again; `redeclare` when only this channel was re-created: an auto-delete queue went with its
-   * last consumer, and connection recovery (which re-declares everything first) did not run.
+   * last consumer, and connection recovery (which re-declares everything first) did not run. Each queue is declared
+   * on a channel of its own (#redeclare): one the broker refuses no longer closes the channel of every other consumer.
    */
   async _resumeConsumers(redeclare = false): Promise<void> {
     const ch = this.channel;
     if (ch === null) return;
     for (const c of this.#consumers) {
-      if (redeclare) c.queue = await this.#rc._topology.redeclareQueue(ch, c.queue);
+      if (redeclare && !(await this.#redeclare(c))) {
+        void this.#reconsume(c, 1);
+        continue;
+      }
       await this.#consume(ch, c);
+    }
+  }
+
+  /**
+   * Declares `c`'s queue again on a scratch channel: a refused declaration (406: a queue of that name with other
+   * arguments, made by someone else) closes the channel it is made on, and made on ours it closed every consumer
+   * of this channel, again at each re-creation. True when it may be consumed: declared, or there with other
+   * arguments (then consumed as it is, and the refusal reported as a topology failure, with its reason).
+   */
+  async #redeclare(c: RecoveringConsumer): Promise<boolean> {
+    const conn = this.#rc.connection;
+    if (conn === null) return false;
+    const scratch = await conn.createChannel();
+    try {
+      c.queue = await this.#rc._topology.redeclareQueue(scratch, c.queue);
+      return true;
+    } catch (err) {
+      if (!conn.isOpen) throw err;
+      this.#rc._emit('topology-failed', err as Error, `queue ${c.queue}`);
+      return err instanceof ChannelError && err.replyCode === 406;
+    } finally {
+      if (scratch.isOpen) await scratch.close().catch(() => undefined);
     }
   }
 
@@ -338,7 +364,10 @@ export class RecoveringChannel extends TypedEmitter<RecoveringChannelEvents> {
     const ch = this.channel;
     if (ch === null || c.cancelled || this.#closed) return; // recovery will consume it again
     try {
-      c.queue = await this.#rc._topology.redeclareQueue(ch, c.queue);
+      if (!(await this.#redeclare(c))) {
+        void this.#reconsume(c, attempt + 1);
+        return;
+      }
       await this.#consume(ch, c);
     } catch (err) {
       // A refused consume closes the channel, and channel recovery re-consumes; otherwise try again later.
@@ -367,12 +396,32 @@ export class RecoveringChannel extends TypedEmitter<RecoveringChannelEvents> {
       await sleep(Math.min(this.#rc.options.maxReconnectDelay, 500 * 2 ** this.#reopenAttempts));
     if (this.#closed || !conn.isOpen || this.#ch !== null) return;
     try {
+      await this.#redeclareExchange(conn, err);
       await this._attach(conn);
       this.#rc._emit('channel-recovered', err);
       this.emitSafe('recovered');
     } catch (e) {
       this.#rc._report(e, 're-creating a channel');
       if (this.#ch === null && conn.isOpen) void this.#reopen(conn, err);
+    }
+  }
+
+  /**
+   * A publish found an exchange of ours deleted (404 no exchange): it is declared again, with its bindings, before the
+   * channel comes back. It waited for a whole reconnection, every publish to it closing the channel meanwhile.
+   */
+  async #redeclareExchange(conn: Connection, err: Error | undefined): Promise<void> {
+    const name =
+      err instanceof ChannelError && err.replyCode === 404 ? /no exchange '([^']*)'/.exec(err.replyText) : null;
+    if (name === null) return;
+    const scratch = await conn.createChannel();
+    try {
+      await this.#rc._topology.redeclareExchange(scratch, name[1] as string);
+    } catch (e) {
+      if (!conn.isOpen) throw e;
+      this.#rc._emit('topology-failed', e as Error, `exchange ${name[1] as string}`);
+    } finally {
+      if (scratch.isOpen) await scratch.close().catch(() => undefined);
     }
   }
 

@@ -78,6 +78,22 @@ export class Topology {
     return to;
   }
 
+  /**
+   * Re-declares a recorded exchange and the recorded bindings from and to it (a publish to it found it deleted);
+   * false when it is not one of ours to declare.
+   */
+  async redeclareExchange(ch: Channel, name: string): Promise<boolean> {
+    const x = this.#exchanges.get(name);
+    if (x === undefined) return false;
+    await ch.exchangeDeclare(name, x.type, x.options);
+    for (const b of this.#bindings.values()) {
+      if (b.source !== name && !(b.exchangeToExchange && b.destination === name)) continue;
+      if (b.exchangeToExchange) await ch.exchangeBind(b.destination, b.source, b.routingKey, b.args);
+      else await ch.queueBind(b.destination, b.source, b.routingKey, b.args);
+    }
+    return true;
+  }
+
   /** Declares everything recorded on `conn`; `failed` hears of each declaration the broker refused. */
   async restore(conn: Connection, failed: (err: Error, what: string) => void): Promise<void> {
     let ch = await conn.createChannel();

@@ -125,34 +125,44 @@ export class BrokerLink {
   }
 
   #diagnose(err: unknown): Diagnosis {
-    const { config, user } = this.#o;
-    const vhost = vhostOf(config.broker.url);
     if (err instanceof BusError && err.code === 'TOPOLOGY') {
       const code = (err.cause as { replyCode?: unknown } | undefined)?.replyCode;
-      if (code === 403)
-        return {
+      return (
+        this.#refused(code) ?? {
           level: 'error',
-          message: 'the broker refused a declaration (403 ACCESS_REFUSED); retrying',
-          fix: `give the broker user ${user} its permissions on the vhost ${vhost}: ${permissions(config, user)}`,
-        };
-      if (code === 404)
-        return {
-          level: 'error',
-          message: 'an exchange the hub only checks does not exist (404 NOT_FOUND); retrying',
-          fix:
-            'the peer that owns it has not declared it yet (declareExchanges is false): start the peer once, or ' +
-            'declare the exchange on the broker, or set declareExchanges to true if the hub may configure it',
-        };
-      if (code === 406)
-        return {
-          level: 'error',
-          message: 'a queue or exchange exists on the broker with other settings (406 PRECONDITION_FAILED); retrying',
-          fix: `delete it on the broker (rabbitmqctl delete_queue -p ${vhost} NAME) or align the settings (topology, queue type)`,
-        };
-      return { level: 'error', message: 'the broker refused the queues or exchanges of the hub; retrying' };
+          message: 'the broker refused the queues or exchanges of the hub; retrying',
+        }
+      );
     }
     // The connection went while declaring: the connection recovers by itself and the next attempt waits for it.
     return { level: 'warn', message: 'starting the bus failed; retrying' };
+  }
+
+  /** What a refused declaration (403, 404, 406) means and how to fix it; at the start and at each recovery alike. */
+  #refused(code: unknown): Diagnosis | undefined {
+    const { config, user } = this.#o;
+    const vhost = vhostOf(config.broker.url);
+    if (code === 403)
+      return {
+        level: 'error',
+        message: 'the broker refused a declaration (403 ACCESS_REFUSED); retrying',
+        fix: `give the broker user ${user} its permissions on the vhost ${vhost}: ${permissions(config, user)}`,
+      };
+    if (code === 404)
+      return {
+        level: 'error',
+        message: 'an exchange the hub only checks does not exist (404 NOT_FOUND); retrying',
+        fix:
+          'the peer that owns it has not declared it yet (declareExchanges is false): start the peer once, or ' +
+          'declare the exchange on the broker, or set declareExchanges to true if the hub may configure it',
+      };
+    if (code === 406)
+      return {
+        level: 'error',
+        message: 'a queue or exchange exists on the broker with other settings (406 PRECONDITION_FAILED); retrying',
+        fix: `delete it on the broker (rabbitmqctl delete_queue -p ${vhost} NAME) or align the settings (topology, queue type)`,
+      };
+    return undefined;
   }
 
   /** The transport's events in the log, with what to fix; losses and recoveries after the first start to the hub. */
@@ -193,7 +203,14 @@ export class BrokerLink {
     });
     t.on('blocked', (reason) => log.warn('the broker blocked publishing (resource alarm)', { reason }));
     t.on('unblocked', () => log.info('the broker unblocked publishing'));
-    t.on('restore-failed', (error, what) => log.error('re-declaring after recovery failed', { what, error }));
+    t.on('restore-failed', (error, what) => {
+      const d = this.#refused((error as { replyCode?: unknown }).replyCode);
+      log.error('re-declaring after recovery failed', {
+        what,
+        ...(d === undefined ? {} : { reason: d.message.replace(/; retrying$/, ''), fix: d.fix }),
+        error,
+      });
+    });
     // The broker closed a channel alone (a refused declaration, the consumer timeout): said, as it may repeat.
     t.on('resumed', (error) => log.warn('a channel the broker closed was reopened', { error }));
     t.on('source-cancelled', (queue, error) =>

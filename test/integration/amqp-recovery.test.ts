@@ -731,6 +731,65 @@ run(
   },
 );
 
+run(
+  'CON-5: a queue replaced by one with other arguments (406 at its re-declaration) is consumed as it is and reported; the channel and its other consumers carry on',
+  async () => {
+    const rc = recovering(null);
+    await rc.whenOpen();
+    const ch = await rc.createChannel();
+    const [a, b] = [name('conflict-a'), name('conflict-b')];
+    const got: string[] = [];
+    for (const q of [a, b]) {
+      await ch.queueDeclare(q, { durable: true, arguments: { ...QUEUE_ARGS, 'x-message-ttl': 900_000 } });
+      await ch.basicConsume(q, (m) => {
+        got.push(`${q === a ? 'a' : 'b'}:${m.text()}`);
+        m.ack();
+      });
+    }
+    const failed: string[] = [];
+    rc.on('topology-failed', (err, what) => failed.push(`${what}: ${(err as AmqpError).code}`));
+    let channelRecovered = 0;
+    rc.on('channel-recovered', () => channelRecovered++);
+    const conn = await direct();
+    const dch = await conn.createChannel();
+    // Someone else deletes b and declares it again without the TTL: our re-declaration is refused 406.
+    await dch.queueDelete(b);
+    await dch.queueDeclare(b, { durable: true, arguments: QUEUE_ARGS });
+    await until(() => failed.length > 0, 'the refused re-declaration reported', 10_000);
+    assert.match(failed[0] ?? '', `queue ${b}: PRECONDITION_FAILED`);
+    await dch.basicPublish('', a, '1');
+    await dch.basicPublish('', b, '2');
+    await until(() => got.length === 2, 'both queues consumed', 8000);
+    assert.equal(got.sort(), ['a:1', 'b:2']);
+    assert.is(channelRecovered, 0, 'the consuming channel was never closed');
+    await dch.queueDelete(a);
+    await dch.queueDelete(b);
+  },
+);
+
+run(
+  'a deleted exchange of ours that a publish finds missing (404) is declared again, with its bindings, before the channel comes back',
+  async () => {
+    const rc = recovering(null);
+    await rc.whenOpen();
+    const ch = await rc.createChannel({ confirm: true });
+    const [x, q] = [name('own-x'), name('own-q')];
+    await ch.exchangeDeclare(x, 'direct', { durable: false, autoDelete: false });
+    await ch.queueDeclare(q, { durable: true, arguments: QUEUE_ARGS });
+    await ch.queueBind(q, x, 'k');
+    const conn = await direct();
+    const dch = await conn.createChannel();
+    await dch.exchangeDelete(x);
+    const lost = await rejection(ch.basicPublish(x, 'k', 'into the void'));
+    assert.is((lost as PublishError).failure, 'refused', 'the publish that found it missing');
+    await withDeadline(ch.basicPublish(x, 'k', 'routed'), 10_000, 'a publish once the channel is back');
+    const m = await withDeadline(dch.basicGet(q, { noAck: true }), 5000, 'basic.get');
+    assert.is(m?.text(), 'routed', 'the exchange and its binding are back');
+    await dch.queueDelete(q);
+    await dch.exchangeDelete(x);
+  },
+);
+
 run("CON-6: a delivery left unsettled is reported before the broker's consumer timeout", async () => {
   const rc = recovering(null, { ackWarningAfter: 1000 });
   await rc.whenOpen();

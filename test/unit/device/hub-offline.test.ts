@@ -183,4 +183,36 @@ s(
   },
 );
 
+s('a declaration refused at a recovery (406, 403): said with what to fix, as at the start', async () => {
+  const r = await hubRig();
+  try {
+    // What the AMQP client reports: the ChannelError itself.
+    const closed = (code: number, text: string): ChannelError =>
+      new ChannelError(1, { replyCode: code, replyText: text, classId: 50, methodId: 10 });
+    r.bus.transport.simulate(
+      'restore-failed',
+      closed(406, "PRECONDITION_FAILED - inequivalent arg 'x-message-ttl' for queue 'private-heh-example-in:x'"),
+      `queue private-${HEH}-in:x`,
+    );
+    r.bus.transport.simulate('restore-failed', closed(403, 'ACCESS_REFUSED - access refused'), 'exchange x');
+    r.bus.transport.simulate('restore-failed', new Error('socket closed'), 'binding y');
+    const lines = r.logs.filter((l) => l.msg === 're-declaring after recovery failed');
+    assert.equal(
+      lines.map((l) => [l.fields['what'], l.fields['reason']]),
+      [
+        [
+          `queue private-${HEH}-in:x`,
+          'a queue or exchange exists on the broker with other settings (406 PRECONDITION_FAILED)',
+        ],
+        ['exchange x', 'the broker refused a declaration (403 ACCESS_REFUSED)'],
+        ['binding y', undefined],
+      ],
+    );
+    assert.match(String(lines[0]?.fields['fix']), 'rabbitmqctl delete_queue');
+    assert.match(String(lines[1]?.fields['fix']), `rabbitmqctl set_permissions -p '/' '${HEH}'`);
+  } finally {
+    await r.close();
+  }
+});
+
 s.run();
