@@ -105,11 +105,23 @@ export function run(): void {
     abort.abort();
     process.exit(0);
   });
-  process.once('SIGINT', () => abort.abort());
-  process.once('SIGTERM', () => abort.abort());
+  // Ends the process once what it printed is written: a socket still open (a broker that reads no more) must not
+  // keep it alive, and output still going into a pipe must not be cut.
+  const exit = (code: number): void => {
+    if (process.stdout.writableLength > 0) process.stdout.once('drain', () => exit(code));
+    else process.exit(code);
+  };
+  // A signal stops the command (listen ends its loop); whatever it still waits for gets two seconds.
+  const stop = (code: number): void => {
+    abort.abort();
+    setTimeout(() => exit(code), 2000).unref();
+  };
+  process.once('SIGINT', () => stop(130));
+  process.once('SIGTERM', () => stop(143));
   main(process.argv.slice(2), stdio, abort.signal).then(
     (code) => {
       process.exitCode = code;
+      setTimeout(() => exit(code), 500).unref();
     },
     (err: unknown) => {
       process.stderr.write(`fatal: ${String(err)}\n`);

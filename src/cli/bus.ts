@@ -298,6 +298,10 @@ async function connector(
   });
   failed.catch(() => undefined);
   if (mqtt) bus.transport.on('failed', unreachable);
+  // A broker in a resource alarm stops reading what we publish: said at once, not after the publish deadline.
+  bus.transport.on('blocked', (reason) =>
+    io.err(`warning: the broker blocks our publishing (${reason}); waiting for it, or for the timeout`),
+  );
   try {
     setup(bus);
     await Promise.race([bus.start(), failed]);
@@ -487,8 +491,29 @@ export async function send(args: string[], io: Io): Promise<number> {
     return 0;
   } finally {
     broker.stop();
-    await bus.close();
+    await settled(bus.close(CLOSE_MS));
   }
+}
+
+/**
+ * How long a command waits for its goodbyes (a basic.cancel, a connection.close): a broker in a resource alarm reads
+ * none of them, and the command, its answer printed, hung for minutes.
+ */
+const CLOSE_MS = 3000;
+
+/** `p` settled, or CLOSE_MS passed: what is left is the process's to end (run() exits). */
+function settled(p: Promise<unknown>): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  return Promise.race([
+    p.then(
+      () => undefined,
+      () => undefined,
+    ),
+    new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, CLOSE_MS);
+      timer.unref();
+    }),
+  ]).finally(() => clearTimeout(timer));
 }
 
 export async function request(args: string[], io: Io): Promise<number> {
@@ -514,8 +539,7 @@ export async function request(args: string[], io: Io): Promise<number> {
     throw err;
   } finally {
     broker.stop();
-    await held.giveBack(bus);
-    await bus.close();
+    await settled(held.giveBack(bus).then(() => bus.close(CLOSE_MS)));
     if (held.count > 0)
       io.err(`left ${held.count} other message(s) to ${bus.name} in the queue, unread (ebadge listen prints them)`);
   }

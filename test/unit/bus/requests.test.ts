@@ -521,6 +521,33 @@ t('a send that fails fails its request with that error, at once', async () => {
   await Promise.all([hub.close(), vpp.close()]);
 });
 
+t('a send held by the broker (no confirm: a resource alarm) does not hold the timeout: TIMEOUT on time', async () => {
+  const { hub, vpp, clock } = pair({ vpp: { requestTimeoutMs: 2000 } });
+  await hub.start();
+  await vpp.start();
+  let release!: () => void;
+  vpp.transport.sendHold = () =>
+    new Promise<void>((resolve) => {
+      release = resolve;
+    });
+  let outcome: unknown;
+  const p = vpp.request(HUB, { msg: 'get_capabilities', device: null }).then(
+    (r) => {
+      outcome = r;
+    },
+    (e: unknown) => {
+      outcome = e;
+    },
+  );
+  await until(() => release !== undefined);
+  await clock.advance(2000);
+  await soon(p);
+  assert.instance(outcome, BusError);
+  assert.is((outcome as BusError).code, 'TIMEOUT', 'the send still waits for its confirm');
+  release();
+  await Promise.all([hub.close(), vpp.close()]);
+});
+
 const z = suite('request: sealed end to end');
 
 z(
