@@ -570,13 +570,15 @@ export async function listen(args: string[], io: Io, signal?: AbortSignal): Prom
     b.on('dead-letter', (reason, code, d) =>
       io.err(`refused from ${d.from ?? 'an unknown sender'}: ${reason} [${code}]`),
     );
+    // A listener runs for long: the connection's losses and returns are said, not only seen as a silence.
+    b.transport.on('down', (err) => io.err(`warning: connection lost (${err?.message ?? 'closed'}); reconnecting`));
+    b.transport.on('recovered', (i) => io.err(`reconnected to ${i.endpoint} after ${i.downtimeMs} ms`));
   });
   signal?.addEventListener('abort', () => done(), { once: true });
   try {
     await finished;
     return 0;
   } finally {
-    await held.giveBack(bus);
-    await bus.close();
+    await settled(held.giveBack(bus).then(() => bus.close(CLOSE_MS)));
   }
 }

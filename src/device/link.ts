@@ -174,7 +174,9 @@ export class BrokerLink {
         log.error('the broker refused our credentials; retrying slowly', {
           user,
           endpoint: i.endpoint,
-          fix: `check the user ${user} and its password (broker.passwordFile) against the broker's users (rabbitmqctl list_users)`,
+          fix:
+            `check the user ${user} and its password (broker.passwordFile) against the broker's users (rabbitmqctl ` +
+            'list_users); the hub reads its password file when it starts: restart it after changing the password',
           error,
         });
         return;
@@ -188,6 +190,12 @@ export class BrokerLink {
           fix: `create the vhost or give ${user} access to it (rabbitmqctl add_vhost ${vhost}; rabbitmqctl set_permissions -p ${vhost} ${user} ...), or fix the vhost in broker.url`,
           error,
         });
+        return;
+      }
+      // Reached, but the broker refused what a recovery declares again (permissions revoked since the start).
+      const d = this.#refused((error as { replyCode?: unknown }).replyCode);
+      if (d !== undefined) {
+        log.error(d.message, { endpoint: i.endpoint, attempt: i.attempt, fix: d.fix, error });
         return;
       }
       log.warn('cannot reach the broker', { endpoint: i.endpoint, attempt: i.attempt, error });

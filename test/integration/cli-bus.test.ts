@@ -29,6 +29,7 @@ import {
 } from '../../src/crypto/index.js';
 import { AMQP_URL, timed } from '../helpers/amqp.js';
 import { BusFixture, entity, NET_MS, until, withBus } from '../helpers/bus.js';
+import { FaultProxy } from '../helpers/proxy.js';
 
 const run = `${process.pid}-${Date.now().toString(36)}`;
 const HUB = `heh-cli-${run}`;
@@ -409,5 +410,37 @@ s('dist/ebadge.js runs alone: no node_modules beside it', async () => {
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+s(
+  'listen says when its connection is lost and when it is back, and prints what comes after',
+  timed(async () => {
+    const [hub, ops] = [`heh-cli-lost-${run}`, `ops-cli-lost-${run}`];
+    const h = amqpBus({ name: hub, peers: [ops], url: AMQP_URL });
+    const f = new BusFixture();
+    const proxy = await FaultProxy.start();
+    try {
+      await h.start();
+      const io = capture();
+      const url = `amqp://guest@127.0.0.1:${proxy.port}`;
+      const listening = main(['listen', '--as', ops, '--peer', hub, '--url', url, '--count', '1'], io);
+      await until(async () => (await consumers(f, `private-${ops}-in`)) > 0, 'listen consuming');
+      proxy.cutAll();
+      await until(() => io.errors.some((e) => e.startsWith('reconnected to')), 'the reconnection said', 20_000);
+      assert.ok(
+        io.errors.some((e) => e.startsWith('warning: connection lost')),
+        io.errors.join('\n'),
+      );
+      await until(async () => (await consumers(f, `private-${ops}-in`)) > 0, 'listen consuming again');
+      await h.publish(ops, { msg: 'set_smart_mode', mode: 'off', reset: false } as Message);
+      assert.is(await listening, 0, io.errors.join('\n'));
+      assert.match(io.lines[0] ?? '', '"mode":"off"');
+    } finally {
+      await h.close();
+      await proxy.close();
+      await f.dispose();
+      await cleanup([hub, ops], [[hub, ops]]);
+    }
+  }, 40_000),
+);
 
 s.run();

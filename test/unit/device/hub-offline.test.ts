@@ -210,6 +210,24 @@ s('a declaration refused at a recovery (406, 403): said with what to fix, as at 
     );
     assert.match(String(lines[0]?.fields['fix']), 'rabbitmqctl delete_queue');
     assert.match(String(lines[1]?.fields['fix']), `rabbitmqctl set_permissions -p '/' '${HEH}'`);
+    // A reconnection that reached the broker and had a declaration refused is not "cannot reach the broker".
+    const at = { attempt: 2, endpoint: '127.0.0.1:5672', authentication: false };
+    r.bus.transport.simulate('failed', closed(403, 'ACCESS_REFUSED - access refused'), at);
+    r.bus.transport.simulate('failed', new Error('connect ECONNREFUSED'), at);
+    r.bus.transport.simulate('failed', new Error('403 ACCESS_REFUSED - Login was refused'), {
+      ...at,
+      authentication: true,
+    });
+    const after = r.logs.slice(-3);
+    assert.equal(
+      after.map((l) => l.msg),
+      [
+        'the broker refused a declaration (403 ACCESS_REFUSED); retrying',
+        'cannot reach the broker',
+        'the broker refused our credentials; retrying slowly',
+      ],
+    );
+    assert.match(String(after[2]?.fields['fix']), 'restart it after changing the password');
   } finally {
     await r.close();
   }
