@@ -45,6 +45,9 @@ interface Pending {
   reject(e: Error): void;
 }
 
+/** Nacks in a row after which the channel may be stuck in a refusal the broker no longer means (see stuck). */
+const STUCK_NACKS = 3;
+
 export class PublishBuffer {
   /** Incremented with every channel attached or lost. */
   #gen = 0;
@@ -56,6 +59,10 @@ export class PublishBuffer {
   readonly #options: BufferOptions;
   readonly #live: () => Channel | null;
   readonly #overflowed: (policy: 'reject-new' | 'drop-oldest') => void;
+  /** Nacks since the last confirm: `stuck` is told at STUCK_NACKS. */
+  #nacksInARow = 0;
+  /** Told when the broker has nacked STUCK_NACKS publishes in a row. */
+  stuck: (() => void) | undefined;
 
   /** `live`: the channel to write on now, or null; `overflowed`: a full buffer failed a publish. */
   constructor(
@@ -206,6 +213,7 @@ export class PublishBuffer {
       {
         resolve: () => {
           this.#inflight.delete(p);
+          this.#nacksInARow = 0;
           p.resolve();
         },
         reject: (err: Error) => this.#failed(p, gen, err),
@@ -223,6 +231,10 @@ export class PublishBuffer {
     // Lost with its channel: lost() puts it back in the buffer (this can run before or after it).
     if (p.gen !== gen || (err instanceof PublishError && err.failure === 'closed' && !this.#closed)) return;
     this.#inflight.delete(p);
+    if (err instanceof PublishError && err.failure === 'nacked' && ++this.#nacksInARow >= STUCK_NACKS) {
+      this.#nacksInARow = 0;
+      this.stuck?.();
+    }
     const delay = 250 * 2 ** p.nacks;
     if (
       err instanceof PublishError &&

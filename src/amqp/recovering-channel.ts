@@ -96,6 +96,7 @@ export class RecoveringChannel extends TypedEmitter<RecoveringChannelEvents> {
   #ackTimer: ReturnType<typeof setInterval> | null = null;
   #warnedAt = 0;
   #reopenAttempts = 0;
+  #unstuckAt = 0;
   #lastReopen = 0;
   readonly #consumers = new Set<RecoveringConsumer>();
   readonly #rc: RecoveringConnection;
@@ -110,6 +111,19 @@ export class RecoveringChannel extends TypedEmitter<RecoveringChannelEvents> {
       () => this.channel,
       (policy) => rc._emit('buffer-overflow', policy),
     );
+    this.#publishes.stuck = () => this.#unstick();
+  }
+
+  /**
+   * Nacks in a row: the channel is re-created, at most once in 30 s. A quorum queue that refused publishes
+   * (`overflow: reject-publish`) went on nacking every publish of that channel after it had room again (RabbitMQ
+   * 3.10: the state is per publisher), while a new channel's were taken; the hub's reports were refused for minutes.
+   */
+  #unstick(): void {
+    const ch = this.#ch;
+    if (ch === null || !ch.isOpen || Date.now() - this.#unstuckAt < 30_000) return;
+    this.#unstuckAt = Date.now();
+    void ch.close().catch(() => undefined);
   }
 
   /** The live channel underneath, or null while recovering. */

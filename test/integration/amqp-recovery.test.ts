@@ -5,6 +5,7 @@
  *
  * Recovery waits at least 2 s before reconnecting (EP-2), so these tests take a few seconds each.
  */
+import { execFileSync } from 'node:child_process';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
@@ -788,6 +789,53 @@ run(
     await dch.queueDelete(q);
     await dch.exchangeDelete(x);
   },
+);
+
+run(
+  "PUB-2: a quorum queue that refused publishes (reject-publish) and has room again takes ours again: the channel nacked in a row is re-created (RabbitMQ 3.10 kept refusing that channel's)",
+  async () => {
+    const rc = recovering(null, { nackRetries: 0 });
+    await rc.whenOpen();
+    const ch = await rc.createChannel({ confirm: true });
+    const q = name('qq-reject');
+    const policy = `pol-${q}`;
+    await ch.queueDeclare(q, { durable: true, arguments: { 'x-queue-type': 'quorum', 'x-expires': 120_000 } });
+    const ctl = (...args: string[]): void => {
+      execFileSync('rabbitmqctl', args, { stdio: 'ignore', timeout: 30_000 });
+    };
+    const outcome = (body: string): Promise<string> =>
+      ch.basicPublish('', q, body).then(
+        () => 'ack',
+        (e: PublishError) => e.failure,
+      );
+    try {
+      ctl('set_policy', '--apply-to', 'queues', policy, `^${q}$`, '{"max-length":3,"overflow":"reject-publish"}');
+      await until(async () => (await outcome('fill')) === 'nacked', 'the queue full, refusing', 15_000);
+      ctl('set_policy', '--apply-to', 'queues', policy, `^${q}$`, '{"max-length":3,"overflow":"drop-head"}');
+      ctl('clear_policy', policy);
+      await ch.queuePurge(q);
+      // Room again: within a few publishes (three nacks in a row re-create the channel) they are taken.
+      const seen: string[] = [];
+      await until(
+        async () => {
+          seen.push(await outcome('again'));
+          return seen.at(-1) === 'ack';
+        },
+        () => `a publish taken again (${seen.length} tried, the last: ${seen.slice(-3).join(', ')})`,
+        20_000,
+      );
+      assert.ok(seen.length <= 5, `taken after ${seen.join(', ')}`);
+    } finally {
+      try {
+        ctl('clear_policy', policy);
+      } catch {
+        // cleared above
+      }
+      const conn = await direct();
+      await (await conn.createChannel()).queueDelete(q);
+    }
+  },
+  60_000,
 );
 
 run("CON-6: a delivery left unsettled is reported before the broker's consumer timeout", async () => {
