@@ -184,15 +184,19 @@ export type Verdict = 'new' | 'duplicate' | 'too-old';
 interface SenderWindow {
   max: bigint;
   bitmap: bigint; // bit i set = seq (max - i) seen
-  /** The newest timestamp (ms) accepted from this sender: no message accepted so far is newer. */
-  newest: number;
+  /**
+   * The newest timestamp (ms) accepted from this sender: no message accepted so far is newer. null: unknown (a file
+   * written before timestamps were kept), and no restart until the window has taken a message (see accept()).
+   */
+  newest: number | null;
   /** Messages timestamped at or before this (ms) are refused: the newest of a window that was started again. */
   floor: number;
 }
 
 /**
- * What a state file written before timestamps were kept stands for: no timestamp accepted then can be newer than the
- * time it is loaded plus a day (the senders' clocks were at most maxClockSkewMs, 60 s by default, ahead).
+ * A window of a file written before timestamps were kept: its newest is taken as the first message it takes plus a
+ * day, not as the time the file is loaded (a Pi without a clock may load it days behind), so that no message it
+ * took before could start it again.
  */
 const UNKNOWN_NEWEST_MS = 86_400_000;
 
@@ -214,6 +218,11 @@ const UNKNOWN_NEWEST_MS = 86_400_000;
  */
 export class ReplayWindow {
   readonly #senders = new Map<string, SenderWindow>();
+  /**
+   * Per sender kid, the one window a file written before the instances' windows held, when its highest number was
+   * past 2^48: every number it refused stays refused, whatever the instance (checked before the instance's window).
+   */
+  readonly #legacy = new Map<string, SenderWindow>();
   /** Windows of instances other than 0, per sender kid. */
   readonly #instances = new Map<string, number>();
   #version = 0; // bumped by every state change
@@ -235,42 +244,36 @@ export class ReplayWindow {
     const state = await readState(file, 'heh-replay/1');
     if (state === undefined) return w;
     const senders = state['senders'];
+    const legacy = state['legacy'] ?? {};
     corruptIf(
       typeof senders !== 'object' || senders === null || Array.isArray(senders),
       file,
       'senders is not an object',
     );
+    corruptIf(typeof legacy !== 'object' || legacy === null || Array.isArray(legacy), file, 'legacy is not an object');
     // More senders than maxSenders (the limit was lowered) are all kept: dropping any would reopen replays.
     for (const [kid, v] of Object.entries(senders as object)) {
-      const e = (typeof v === 'object' && v !== null ? v : {}) as Record<string, unknown>;
-      const max = e['max'],
-        bitmap = e['bitmap'];
       corruptIf(
-        !WINDOW_KEY.test(kid),
+        !WINDOW_KEY.test(kid) || kid.endsWith(':0000'),
         file,
         `sender ${JSON.stringify(kid.slice(0, 40))} is not a kid of 16 hex digits, with :<4 hex digits> or not`,
       );
-      corruptIf(
-        typeof max !== 'string' || !DECIMAL.test(max) || BigInt(max) >= U64_END,
-        file,
-        `max of ${kid} is not a decimal in 1..2^64-1`,
-      );
-      corruptIf(
-        typeof bitmap !== 'string' || !HEX16.test(bitmap) || (BigInt(`0x${bitmap}`) & 1n) === 0n,
-        file,
-        `bitmap of ${kid} is not 16 hex digits with bit 0 set`,
-      );
-      const newest = e['newest'] ?? Date.now() + UNKNOWN_NEWEST_MS;
-      const floor = e['floor'] ?? 0;
-      corruptIf(!isMs(newest) || !isMs(floor), file, `newest or floor of ${kid} is not a time in ms`);
-      w.#senders.set(kid, {
-        max: BigInt(max as string),
-        bitmap: BigInt(`0x${bitmap as string}`),
-        newest: newest as number,
-        floor: floor as number,
-      });
+      const window = readWindow(file, kid, v);
+      // Before windows were kept per instance, one window held every number of a sender: one past 2^48 there
+      // refused all the lower ones, of every instance, and still must (they may be replays).
+      if (kid.length === 16 && window.max >> INSTANCE_SHIFT !== 0n) {
+        corruptIf(window.newest !== null, file, `max of ${kid} is past 2^48, in no instance's window`);
+        w.#legacy.set(kid, window);
+        continue;
+      }
+      corruptIf(windowKey(kid.slice(0, 16), window.max) !== kid, file, `max of ${kid} is not a number of it`);
+      w.#senders.set(kid, window);
       const sender = kid.slice(0, 16);
       if (kid !== sender) w.#instances.set(sender, (w.#instances.get(sender) ?? 0) + 1);
+    }
+    for (const [kid, v] of Object.entries(legacy as object)) {
+      corruptIf(!HEX16.test(kid), file, `legacy sender ${JSON.stringify(kid.slice(0, 40))} is not 16 hex digits`);
+      w.#legacy.set(kid, readWindow(file, kid, v));
     }
     return w;
   }
@@ -288,6 +291,12 @@ export class ReplayWindow {
     if (!HEX16.test(kid))
       throw new TypeError(`kid must be 16 lower-case hex digits, got ${JSON.stringify(kid.slice(0, 40))}`);
     if (seq < 1n || seq >= U64_END) return 'too-old'; // 0 is never sent, so it can only be forged or a reset sender
+    const legacy = this.#legacy.get(kid);
+    if (legacy !== undefined && seq <= legacy.max) {
+      const behind = legacy.max - seq;
+      if (behind > 63n) return 'too-old';
+      if ((legacy.bitmap >> behind) & 1n) return 'duplicate';
+    }
     const w = this.#senders.get(windowKey(kid, seq));
     if (w === undefined) {
       this.#room(kid, seq);
@@ -296,7 +305,7 @@ export class ReplayWindow {
     if (timestamp !== undefined && timestamp <= w.floor) return 'too-old';
     if (seq > w.max) return 'new';
     const behind = w.max - seq;
-    if (behind > 63n) return timestamp !== undefined && timestamp > w.newest ? 'new' : 'too-old';
+    if (behind > 63n) return timestamp !== undefined && w.newest !== null && timestamp > w.newest ? 'new' : 'too-old';
     return (w.bitmap >> behind) & 1n ? 'duplicate' : 'new';
   }
 
@@ -316,14 +325,15 @@ export class ReplayWindow {
       w.max = seq;
     } else if (w.max - seq > 63n) {
       // Newer than anything accepted (check()): the window starts again here, above a floor that refuses them all.
-      w.floor = w.newest;
+      w.floor = w.newest ?? w.floor;
       w.max = seq;
       w.bitmap = 1n;
     } else {
       w.bitmap |= 1n << (w.max - seq);
     }
     const n = this.#senders.get(key) as SenderWindow;
-    if (ts > n.newest) n.newest = ts;
+    if (n.newest === null) n.newest = ts + UNKNOWN_NEWEST_MS;
+    else if (ts > n.newest) n.newest = ts;
     this.#version++;
     return verdict;
   }
@@ -370,19 +380,44 @@ export class ReplayWindow {
   }
 
   #serialize(): string {
-    const senders: Record<string, { max: string; bitmap: string; newest: number; floor: number }> = {};
-    for (const [kid, w] of this.#senders)
-      senders[kid] = {
-        max: w.max.toString(),
-        bitmap: w.bitmap.toString(16).padStart(16, '0'),
-        newest: w.newest,
-        floor: w.floor,
-      };
-    return `${JSON.stringify({ format: 'heh-replay/1', senders })}\n`;
+    const out = (w: SenderWindow): Record<string, unknown> => ({
+      max: w.max.toString(),
+      bitmap: w.bitmap.toString(16).padStart(16, '0'),
+      ...(w.newest === null ? {} : { newest: w.newest, floor: w.floor }),
+    });
+    const senders = Object.fromEntries([...this.#senders].map(([kid, w]) => [kid, out(w)]));
+    const legacy = Object.fromEntries([...this.#legacy].map(([kid, w]) => [kid, out(w)]));
+    return `${JSON.stringify({ format: 'heh-replay/1', senders, ...(this.#legacy.size === 0 ? {} : { legacy }) })}\n`;
   }
 }
 
 function windowKey(kid: string, seq: bigint): string {
   const instance = seq >> INSTANCE_SHIFT;
   return instance === 0n ? kid : `${kid}:${(instance + 0x10000n).toString(16).slice(1)}`;
+}
+
+/** One window of the state file, checked: a corrupt one is refused, never reset. */
+function readWindow(file: string, kid: string, v: unknown): SenderWindow {
+  const e = (typeof v === 'object' && v !== null ? v : {}) as Record<string, unknown>;
+  const max = e['max'],
+    bitmap = e['bitmap'],
+    newest = e['newest'] ?? null,
+    floor = e['floor'] ?? 0;
+  corruptIf(
+    typeof max !== 'string' || !DECIMAL.test(max) || BigInt(max) >= U64_END,
+    file,
+    `max of ${kid} is not a decimal in 1..2^64-1`,
+  );
+  corruptIf(
+    typeof bitmap !== 'string' || !HEX16.test(bitmap) || (BigInt(`0x${bitmap}`) & 1n) === 0n,
+    file,
+    `bitmap of ${kid} is not 16 hex digits with bit 0 set`,
+  );
+  corruptIf((newest !== null && !isMs(newest)) || !isMs(floor), file, `newest or floor of ${kid} is not a time in ms`);
+  return {
+    max: BigInt(max as string),
+    bitmap: BigInt(`0x${bitmap as string}`),
+    newest: newest as number | null,
+    floor: floor as number,
+  };
 }

@@ -364,14 +364,57 @@ win('a sender whose sequence file was lost starts again at 1 with later timestam
   }),
 );
 
-win('a state file without timestamps: no restart before a day after it is loaded', () =>
+win('a state file without timestamps: no restart until a day after the first message taken, whatever the clock', () =>
   inTempDir(async (dir) => {
     const file = path.join(dir, 'w.json');
     fs.writeFileSync(file, `{"format":"heh-replay/1","senders":{"${A}":{"max":"70","bitmap":"8000000000000001"}}}`);
     const w = await ReplayWindow.open(file);
-    assert.is(w.check(A, 1n, Date.now() + 3_600_000), 'too-old', 'its messages may have had any time until now');
-    assert.is(w.check(A, 1n, Date.now() + 2 * 86_400_000), 'new');
-    assert.is(w.check(A, 71n, Date.now()), 'new', 'the window itself goes on');
+    // Its messages may have had any time: even one years ahead of ours does not start the window again.
+    assert.is(w.check(A, 1n, Date.now() + 3 * 365 * 86_400_000), 'too-old');
+    assert.is(w.accept(A, 71n, T), 'new', 'the window itself goes on');
+    assert.is(w.check(A, 2n, T + 86_400_000), 'too-old', 'a day after the first message taken, not yet');
+    assert.is(w.check(A, 2n, T + 86_400_001), 'new', 'then it may start again');
+    await w.persist();
+    const r = await ReplayWindow.open(file);
+    assert.is(r.check(A, 2n, T + 86_400_000), 'too-old', 'after a reopen too');
+  }),
+);
+
+win('a file from before the instances: a window past 2^48 still refuses every number it refused, of any instance', () =>
+  inTempDir(async (dir) => {
+    const file = path.join(dir, 'w.json');
+    const M = (1n << 64n) - 1n;
+    fs.writeFileSync(file, `{"format":"heh-replay/1","senders":{"${A}":{"max":"${M}","bitmap":"0000000000000005"}}}`);
+    const w = await ReplayWindow.open(file);
+    assert.is(w.check(A, M, T), 'duplicate', 'its highest, replayed');
+    assert.is(w.check(A, M - 2n, T), 'duplicate');
+    assert.is(w.check(A, M - 1n, T), 'new', 'a number of its window it never took');
+    for (const seq of [1n, 6n, (1n << 48n) + 3n, M - 64n])
+      assert.is(w.check(A, seq, T + 86_400_000), 'too-old', `${seq}, refused before, stays refused`);
+    assert.is(w.check(B, 6n, T), 'new', 'other senders are not affected');
+    assert.is(w.accept(A, M - 1n, T), 'new');
+    await w.persist();
+    const json = onDisk(file) as { senders: Record<string, unknown>; legacy: Record<string, unknown> };
+    assert.equal(json.legacy[A], { max: `${M}`, bitmap: '0000000000000005' });
+    const r = await ReplayWindow.open(file);
+    assert.is(r.check(A, 6n, T), 'too-old', 'after a reopen');
+    assert.is(r.check(A, M - 1n, T), 'duplicate');
+    for (const [what, text] of [
+      ['instance 0 named', `{"format":"heh-replay/1","senders":{"${A}:0000":{"max":"5","bitmap":"0000000000000001"}}}`],
+      [
+        'a max of another instance',
+        `{"format":"heh-replay/1","senders":{"${A}:0001":{"max":"5","bitmap":"0000000000000001"}}}`,
+      ],
+      [
+        'a new-format window past 2^48',
+        `{"format":"heh-replay/1","senders":{"${A}":{"max":"${M}","bitmap":"0000000000000001","newest":1,"floor":0}}}`,
+      ],
+    ] as const) {
+      fs.writeFileSync(file, text);
+      await rejects(ReplayWindow.open(file), 'CORRUPT_STATE', file).catch((e: Error) => {
+        throw new Error(`${what}: ${e.message}`);
+      });
+    }
   }),
 );
 
