@@ -108,13 +108,15 @@ export function run(): void {
   // Ends the process once what it printed is written: a socket still open (a broker that reads no more) must not
   // keep it alive, and output still going into a pipe must not be cut.
   const exit = (code: number): void => {
-    if (process.stdout.writableLength > 0) process.stdout.once('drain', () => exit(code));
+    const pending = [process.stdout, process.stderr].find((s) => s.writableLength > 0);
+    if (pending !== undefined) pending.once('drain', () => exit(code));
     else process.exit(code);
   };
-  // A signal stops the command (listen ends its loop); whatever it still waits for gets two seconds.
+  // A signal stops the command (listen ends its loop); whatever it still waits for gets four seconds, more than the
+  // three its goodbyes to the broker may take (cli/bus.ts, CLOSE_MS).
   const stop = (code: number): void => {
     abort.abort();
-    setTimeout(() => exit(code), 2000).unref();
+    setTimeout(() => exit(code), 4000).unref();
   };
   process.once('SIGINT', () => stop(130));
   process.once('SIGTERM', () => stop(143));

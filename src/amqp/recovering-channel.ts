@@ -36,7 +36,11 @@ export interface ChannelSetup {
 /** A consumer that survives recovery; its handler gets every delivery, from whichever channel it arrives on. */
 export class RecoveringConsumer {
   #current: Consumer | null = null;
+  /** The channel #current consumes on, or one a basic.consume for it is under way on. */
+  #on: Channel | null = null;
   #cancelled = false;
+  /** @internal a re-consume loop runs for it (one at a time: several made one consumer several on the broker). */
+  _retrying = false;
   constructor(
     public queue: string,
     readonly handler: MessageHandler,
@@ -63,8 +67,14 @@ export class RecoveringConsumer {
   }
 
   /** @internal */
-  _set(c: Consumer | null): void {
+  _set(c: Consumer | null, on: Channel | null = null): void {
     this.#current = c;
+    this.#on = on;
+  }
+
+  /** @internal consuming on `ch` already, or about to (a basic.consume under way there). */
+  _on(ch: Channel): boolean {
+    return this.#on === ch && (this.#current === null || !this.#current.cancelled);
   }
 }
 
@@ -307,7 +317,7 @@ export class RecoveringChannel extends TypedEmitter<RecoveringChannelEvents> {
     if (ch === null) return;
     for (const c of this.#consumers) {
       if (redeclare && !(await this.#redeclare(c))) {
-        void this.#reconsume(c, 1);
+        void this.#reconsume(c);
         continue;
       }
       await this.#consume(ch, c);
@@ -363,30 +373,52 @@ export class RecoveringChannel extends TypedEmitter<RecoveringChannelEvents> {
   }
 
   async #consume(ch: Channel, c: RecoveringConsumer): Promise<void> {
-    const consumer = await ch.basicConsume(c.queue, c.handler, c.options);
-    c._set(consumer);
+    // Once per channel, and never for a consumer cancelled meanwhile: the re-declarations now take round trips,
+    // during which the application may cancel it, or a re-consume loop and a channel recovery both get to it.
+    if (c.cancelled || this.#closed || c._on(ch)) return;
+    c._set(null, ch);
+    let consumer: Consumer;
+    try {
+      consumer = await ch.basicConsume(c.queue, c.handler, c.options);
+    } catch (err) {
+      c._set(null);
+      throw err;
+    }
+    if (c.cancelled || this.#closed) {
+      await consumer.cancel().catch(() => undefined);
+      return;
+    }
+    c._set(consumer, ch);
     consumer.onCancel((reason) => {
       if (!(reason instanceof AmqpError) || reason.code !== 'CONSUMER_CANCELLED' || c.cancelled || this.#closed) return;
       // The broker cancelled it (queue deleted, its node gone): re-declare what we know of the queue and consume again.
       this.#rc._emit('consumer-cancelled', c.queue, reason);
-      void this.#reconsume(c, 1);
+      void this.#reconsume(c);
     });
   }
 
-  async #reconsume(c: RecoveringConsumer, attempt: number): Promise<void> {
-    await sleep(Math.min(this.#rc.options.maxReconnectDelay, this.#rc.options.reconnectDelay * 2 ** (attempt - 1)));
-    const ch = this.channel;
-    if (ch === null || c.cancelled || this.#closed) return; // recovery will consume it again
+  /** Re-declares and consumes `c` again, with backoff, until it is consumed, cancelled, or its channel goes. */
+  async #reconsume(c: RecoveringConsumer): Promise<void> {
+    if (c._retrying) return;
+    c._retrying = true;
     try {
-      if (!(await this.#redeclare(c))) {
-        void this.#reconsume(c, attempt + 1);
-        return;
+      for (let attempt = 1; ; attempt++) {
+        await sleep(Math.min(this.#rc.options.maxReconnectDelay, this.#rc.options.reconnectDelay * 2 ** (attempt - 1)));
+        const ch = this.channel;
+        // Gone: the channel's recovery consumes it again. Consumed meanwhile (by that recovery): done.
+        if (ch === null || c.cancelled || this.#closed || c._on(ch)) return;
+        try {
+          if (!(await this.#redeclare(c))) continue;
+          await this.#consume(ch, c);
+          return;
+        } catch (err) {
+          this.#rc._report(err, `re-consuming ${c.queue}`);
+          // A refused consume closes the channel, and channel recovery re-consumes; otherwise try again later.
+          if (!ch.isOpen) return;
+        }
       }
-      await this.#consume(ch, c);
-    } catch (err) {
-      // A refused consume closes the channel, and channel recovery re-consumes; otherwise try again later.
-      if (ch.isOpen) void this.#reconsume(c, attempt + 1);
-      this.#rc._report(err, `re-consuming ${c.queue}`);
+    } finally {
+      c._retrying = false;
     }
   }
 

@@ -7,6 +7,7 @@
  * (§3.5 rule 3), and only when it carries one of those.
  */
 import type { Message } from '../codec/index.js';
+import { fieldText } from '../core/utf8.js';
 import type { Opened } from '../crypto/index.js';
 import type { SeenIds } from './dedupe.js';
 import type { ConnectorEvents, HandlerContext, StoredHandler } from './handler.js';
@@ -122,7 +123,7 @@ export async function dispatch<T extends Transport>(
     c.failures.delete(dedupeKey);
     await ctx.respond(
       500,
-      `${message.msg} failed ${failures} times: ${(err as Error)?.message ?? String(err)}`.slice(0, 1024),
+      fieldText(`${message.msg} failed ${failures} times: ${(err as Error)?.message ?? String(err)}`, 1024),
     );
     if (dedupeKey !== undefined) c.seen.add(dedupeKey);
     return;

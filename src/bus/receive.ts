@@ -17,6 +17,7 @@
  * The dead letters and refusals of every step go through one place, which also emits the 'dead-letter' event.
  */
 import { DecodeError, type DecodeLimits, decode, type Message } from '../codec/index.js';
+import { fieldText } from '../core/utf8.js';
 import { CryptoError, KEY_UPDATE, type Opened, ReplayStateError, type Sealer } from '../crypto/index.js';
 import { refusable, type SenderBudget } from './budget.js';
 import type { SeenIds } from './dedupe.js';
@@ -360,7 +361,7 @@ export class Receiver<T extends Transport> {
     await this.#d
       .publish(
         sender,
-        response(identity.msg_id ?? null, code, reason.slice(0, 1024), undefined, identity),
+        response(identity.msg_id ?? null, code, fieldText(reason, 1024), undefined, identity),
         d.messageId === undefined ? {} : { correlationId: d.messageId },
       )
       .catch((err: unknown) => this.#d.emit('handler-error', err, 'response', false));

@@ -98,7 +98,8 @@ export class PendingRequests {
     // activation sent twice at once): one reply answers both, whichever copy the peer answers (it may drop the
     // other as a duplicate), so the copy joins the waiting request rather than replacing it under the shared key.
     const same = keys.map((k) => (SHARED.test(k) ? undefined : this.#pending.get(k))).find((q) => q !== undefined);
-    const ask = askOf(m);
+    // What the caller asked, before the ids filled in here (a request_id made afresh for each copy of a retry).
+    const ask = askOf(message);
     // Another request under the same ids would get the first one's reply (a get_report at another resolution got
     // the report of the first), and its own reply would go unmatched: refused before it is sent.
     if (same !== undefined && same.ask !== ask)

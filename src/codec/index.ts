@@ -96,7 +96,8 @@ export function decode(body: Uint8Array | string, limits: DecodeLimits = {}): De
       throw new DecodeError(400, 'message.msg', `${shown(msg)} is not a message type name`);
     throw new DecodeError(453, msg, `message type ${shown(msg)} is not recognized`);
   }
-  if (bytes === undefined ? LONE_SURROGATE.test(text) : SURROGATE_ESCAPE.test(text)) refuseLoneSurrogate(obj, msg);
+  // A string body may hold a lone surrogate raw as well as escaped; a Buffer's text only escaped (raw is not UTF-8).
+  if (SURROGATE_ESCAPE.test(text) || (bytes === undefined && LONE_SURROGATE.test(text))) refuseLoneSurrogate(obj, msg);
   const schema = SCHEMAS[msg as MessageType] as unknown as MessageSchema;
   const ctx: DecodeContext = {
     diagnostics: [],

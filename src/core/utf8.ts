@@ -44,3 +44,14 @@ export function invalidUtf8At(b: Uint8Array): number {
   }
   return -1;
 }
+
+/**
+ * `s` cut to at most `max` UTF-16 units for a message field, never inside a surrogate pair, lone surrogates replaced
+ * by U+FFFD: a text of ours (an error, a reason) with half a pair is what peers' decoders refuse (ours with 400).
+ */
+export function fieldText(s: string, max: number): string {
+  const whole = s.replace(/[\uD800-\uDFFF]/gu, '\uFFFD');
+  if (whole.length <= max) return whole;
+  const end = max > 0 && (whole.charCodeAt(max - 1) & 0xfc00) === 0xd800 ? max - 1 : max;
+  return whole.slice(0, end);
+}

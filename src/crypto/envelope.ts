@@ -380,7 +380,7 @@ export class Sealer {
       // The keyring file's times: Date.parse took years like +099999, a key never in force that held a slot for ever.
       const time = (t: unknown): number | undefined => (typeof t === 'string' ? parseIsoTime(t) : undefined);
       const notBefore = time(v['notBefore']);
-      const notAfter = v['notAfter'] === undefined ? undefined : (time(v['notAfter']) ?? NaN);
+      const notAfter = v['notAfter'] === undefined || v['notAfter'] === null ? undefined : (time(v['notAfter']) ?? NaN);
       if (v['msg'] !== KEY_UPDATE || pub === undefined || notBefore === undefined || Number.isNaN(notAfter))
         throw new Error('fields');
       update = { x25519: new Uint8Array(pub), notBefore, notAfter };

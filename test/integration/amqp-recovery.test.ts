@@ -838,6 +838,56 @@ run(
   60_000,
 );
 
+run(
+  'CON-5: a consumer whose queue stays refused (405) through channel re-creations is consumed once when it comes back, and cancel() ends it',
+  async () => {
+    const rc = recovering(null, { maxReconnectDelay: 2000 });
+    await rc.whenOpen();
+    const ch = await rc.createChannel();
+    const q = name('locked');
+    await ch.queueDeclare(q, { durable: false, arguments: QUEUE_ARGS });
+    let got = 0;
+    const c = await ch.basicConsume(q, (m) => {
+      got++;
+      m.ack();
+    });
+    const other = await direct();
+    const och = await other.createChannel();
+    await och.queueDelete(q); // our consumer is cancelled by the broker
+    await och.queueDeclare(q, { exclusive: true }); // and the name is another connection's now: 405 RESOURCE_LOCKED
+    await sleep(1000);
+    // The channel alone is lost twice (a publish to a missing exchange) and re-created, the queue still refused.
+    for (let i = 0; i < 2; i++) {
+      await rejection(ch.basicPublish(name('nowhere'), 'k', 'x'));
+      await sleep(2500);
+    }
+    await other.close(); // the exclusive queue goes: what retries declares it again and consumes
+    const looker = await direct();
+    // Passive: a queue not declared again yet closes the channel asked (404), so a new one each time.
+    const consumers = async (): Promise<number> => {
+      const c2 = await looker.createChannel();
+      try {
+        return (await c2.queueDeclare(q, { passive: true })).consumerCount;
+      } catch {
+        return -1;
+      } finally {
+        if (c2.isOpen) await c2.close();
+      }
+    };
+    await until(async () => (await consumers()) > 0, 'consumed again', 10_000);
+    await sleep(3000); // every retry there was has had its turn
+    assert.is(await consumers(), 1, 'one consumer on the broker, not one per retry');
+    await c.cancel();
+    const obs = await looker.createChannel();
+    await obs.basicPublish('', q, 'after cancel');
+    await sleep(500);
+    assert.is(await consumers(), 0);
+    assert.is(got, 0, 'nothing reaches a cancelled consumer');
+    await obs.queueDelete(q);
+  },
+  45_000,
+);
+
 run("CON-6: a delivery left unsettled is reported before the broker's consumer timeout", async () => {
   const rc = recovering(null, { ackWarningAfter: 1000 });
   await rc.whenOpen();

@@ -228,10 +228,17 @@ m(
     // The same ask with its fields in another order joins the first.
     const { request_id, from, to, signals } = ask;
     const retry = vpp.request(HUB, { resolution: 60, signals, to, from, request_id, msg: 'get_report' });
+    // The same object sent twice, a msg_id of its own and no request_id: one made for each copy, and still a retry.
+    const once: Message<'get_report'> = { msg: 'get_report', msg_id: uuid(9), from, to, resolution: 60, signals };
+    const twice = [vpp.request(HUB, once), vpp.request(HUB, once)];
     await settle(20);
     (held[0] as () => void)();
     const [a, b] = (await soon(Promise.all([first, retry]))) as Message<'report'>[];
     assert.equal([a?.resolution, b?.resolution, a?.request_id], [60, 60, uuid(7)]);
+    await until(() => held.length >= 2);
+    for (const release of held) release();
+    const [c, d] = (await soon(Promise.all(twice))) as Message<'report'>[];
+    assert.equal([c?.msg, d?.msg], ['report', 'report']);
     // An activation with the same (id, modification_count) and another quantity.
     const act = (quantity: number): Message<'activate'> => ({
       msg: 'activate',

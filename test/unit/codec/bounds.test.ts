@@ -10,7 +10,7 @@ import * as assert from 'uvu/assert';
 import { MSG_ID_PREFIX, msgIdOf } from '../../../src/bus/protocol.js';
 import { DecodeError, decode } from '../../../src/codec/index.js';
 import { exceedsBounds, pathAt, withinBounds } from '../../../src/core/json-scan.js';
-import { invalidUtf8At } from '../../../src/core/utf8.js';
+import { fieldText, invalidUtf8At } from '../../../src/core/utf8.js';
 
 const ID = '938f2b97-314c-49e8-9860-f441df2284a1';
 const HEAD = `{"msg":"accept_activation","id":"${ID}","modification_count":0`;
@@ -108,6 +108,17 @@ utf8(
       assert.match(e.message, 'lone surrogate', body);
     }
     assert.equal(refused('{"msg":"get_all_prices","ext_x":"a\ud800"}').path, 'get_all_prices.ext_x', 'a string body');
+    assert.equal(
+      refused('{"msg":"get_all_prices","ext_x":"a\\ud800"}').path,
+      'get_all_prices.ext_x',
+      'a string body, the surrogate escaped',
+    );
+    // What our own texts are cut to before they go in a message: whole code points, nothing lone.
+    const long = `${'x'.repeat(9)}😀`;
+    assert.is(fieldText(long, 10), 'x'.repeat(9), 'not cut inside a pair');
+    assert.is(fieldText(long, 11), long);
+    assert.is(fieldText('a\udc00b\ud800', 10), 'a\ufffdb\ufffd');
+    assert.not.throws(() => decode(JSON.stringify({ msg: 'get_all_prices', ext_x: fieldText(long, 10) })));
     const ok = (body: string): unknown => decode(Buffer.from(body)).message;
     assert.equal(ok('{"msg":"get_all_prices","ext_x":"\\ud83d\\ude00"}'), { msg: 'get_all_prices', ext_x: '😀' });
     assert.equal(ok('{"msg":"get_all_prices","ext_x":"\\\\ud800"}'), { msg: 'get_all_prices', ext_x: '\\ud800' });

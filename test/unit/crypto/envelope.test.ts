@@ -465,6 +465,13 @@ for (const backend of [nodeBackend, nobleBackend]) {
           assert.match(e.message, message, what);
         }
         assert.equal(learned, [`hub-1@${T0 + 60_000}`], 'none of them learned');
+        // notAfter null, as other languages write a field without a value: no end, as when it is left out.
+        const open = await h.seal(
+          { peer: 'vpp-acme' },
+          'key_update',
+          Buffer.from(JSON.stringify({ ...honest, notAfter: null })),
+        );
+        assert.is(v2.open(open).keyUpdate?.learned, true);
       } finally {
         rmSync(w.dir, { recursive: true, force: true });
       }
