@@ -333,16 +333,15 @@ export class RecoveringChannel extends TypedEmitter<RecoveringChannelEvents> {
   async #redeclare(c: RecoveringConsumer): Promise<boolean> {
     const conn = this.#rc.connection;
     if (conn === null) return false;
-    const scratch = await conn.createChannel();
     try {
-      c.queue = await this.#rc._topology.redeclareQueue(scratch, c.queue);
+      c.queue = await this.#rc._topology.redeclareQueue(conn, c.queue, (e, what) =>
+        this.#rc._emit('topology-failed', e, what),
+      );
       return true;
     } catch (err) {
       if (!conn.isOpen) throw err;
       this.#rc._emit('topology-failed', err as Error, `queue ${c.queue}`);
       return err instanceof ChannelError && err.replyCode === 406;
-    } finally {
-      if (scratch.isOpen) await scratch.close().catch(() => undefined);
     }
   }
 
@@ -460,14 +459,13 @@ export class RecoveringChannel extends TypedEmitter<RecoveringChannelEvents> {
     const name =
       err instanceof ChannelError && err.replyCode === 404 ? /no exchange '([^']*)'/.exec(err.replyText) : null;
     if (name === null) return;
-    const scratch = await conn.createChannel();
     try {
-      await this.#rc._topology.redeclareExchange(scratch, name[1] as string);
+      await this.#rc._topology.redeclareExchange(conn, name[1] as string, (e, what) =>
+        this.#rc._emit('topology-failed', e, what),
+      );
     } catch (e) {
       if (!conn.isOpen) throw e;
       this.#rc._emit('topology-failed', e as Error, `exchange ${name[1] as string}`);
-    } finally {
-      if (scratch.isOpen) await scratch.close().catch(() => undefined);
     }
   }
 

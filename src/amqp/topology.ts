@@ -26,6 +26,9 @@ interface QueueRecord {
   options: QueueOptions;
 }
 
+/** Hears of a declaration the broker refused, and what it was. */
+type Failed = (err: Error, what: string) => void;
+
 export class Topology {
   readonly #exchanges = new Map<string, { type: string; options: ExchangeOptions }>();
   readonly #queues = new Map<string, QueueRecord>();
@@ -68,30 +71,55 @@ export class Topology {
     for (const [k, b] of this.#bindings) if (!b.exchangeToExchange && b.destination === name) this.#bindings.delete(k);
   }
 
-  /** Re-declares a recorded queue and its bindings (after the broker cancelled its consumer); its name now. */
-  async redeclareQueue(ch: Channel, name: string): Promise<string> {
+  /**
+   * Re-declares a recorded queue, then its bindings (its consumer was cancelled, or its channel re-created alone), on
+   * channels of their own; its name now. A refused queue throws; a refused binding (its source exchange gone) is told
+   * to `failed` and the others go on, so that the queue is still consumed.
+   */
+  async redeclareQueue(conn: Connection, name: string, failed: Failed): Promise<string> {
     const q = this.#queues.get(name);
     if (q === undefined) return name;
-    const to = await this.#declareQueue(ch, q);
-    for (const b of this.#bindings.values())
-      if (!b.exchangeToExchange && b.destination === to) await ch.queueBind(to, b.source, b.routingKey, b.args);
-    return to;
+    let ch = await conn.createChannel();
+    try {
+      const to = await this.#declareQueue(ch, q);
+      for (const b of [...this.#bindings.values()])
+        if (!b.exchangeToExchange && b.destination === to) ch = await this.#bind(conn, ch, b, failed);
+      return to;
+    } finally {
+      if (ch.isOpen) await ch.close().catch(() => undefined);
+    }
   }
 
   /**
-   * Re-declares a recorded exchange and the recorded bindings from and to it (a publish to it found it deleted);
-   * false when it is not one of ours to declare.
+   * Re-declares a recorded exchange and the recorded bindings from and to it (a publish to it found it deleted), as
+   * redeclareQueue does; false when it is not one of ours to declare.
    */
-  async redeclareExchange(ch: Channel, name: string): Promise<boolean> {
+  async redeclareExchange(conn: Connection, name: string, failed: Failed): Promise<boolean> {
     const x = this.#exchanges.get(name);
     if (x === undefined) return false;
-    await ch.exchangeDeclare(name, x.type, x.options);
-    for (const b of this.#bindings.values()) {
-      if (b.source !== name && !(b.exchangeToExchange && b.destination === name)) continue;
+    let ch = await conn.createChannel();
+    try {
+      await ch.exchangeDeclare(name, x.type, x.options);
+      for (const b of [...this.#bindings.values()])
+        if (b.source === name || (b.exchangeToExchange && b.destination === name))
+          ch = await this.#bind(conn, ch, b, failed);
+      return true;
+    } finally {
+      if (ch.isOpen) await ch.close().catch(() => undefined);
+    }
+  }
+
+  /** Binds again; a refusal closes `ch`: told to `failed`, and the next binding gets a fresh channel. */
+  async #bind(conn: Connection, ch: Channel, b: BindingRecord, failed: Failed): Promise<Channel> {
+    try {
       if (b.exchangeToExchange) await ch.exchangeBind(b.destination, b.source, b.routingKey, b.args);
       else await ch.queueBind(b.destination, b.source, b.routingKey, b.args);
+      return ch;
+    } catch (err) {
+      if (!conn.isOpen) throw err;
+      failed(err as Error, `binding ${b.source} -> ${b.destination} (${b.routingKey})`);
+      return ch.isOpen ? ch : await conn.createChannel();
     }
-    return true;
   }
 
   /** Declares everything recorded on `conn`; `failed` hears of each declaration the broker refused. */

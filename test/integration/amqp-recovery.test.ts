@@ -888,6 +888,44 @@ run(
   45_000,
 );
 
+run(
+  'CON-5: a queue declared again whose binding from a deleted exchange is refused (404) is consumed all the same, its other bindings back',
+  async () => {
+    const rc = recovering(null);
+    await rc.whenOpen();
+    const ch = await rc.createChannel();
+    const [q, kept, gone] = [name('bound'), name('kept-x'), name('gone-x')];
+    for (const x of [kept, gone]) await ch.exchangeDeclare(x, 'direct', { durable: false });
+    await ch.queueDeclare(q, { durable: true, arguments: QUEUE_ARGS });
+    await ch.queueBind(q, gone, 'k');
+    await ch.queueBind(q, kept, 'k');
+    const got: string[] = [];
+    await ch.basicConsume(q, (m) => {
+      got.push(m.text());
+      m.ack();
+    });
+    const failed: string[] = [];
+    rc.on('topology-failed', (err, what) => failed.push(`${what}: ${(err as AmqpError).code}`));
+    const conn = await direct();
+    const dch = await conn.createChannel();
+    await dch.exchangeDelete(gone); // someone else's doing, unknown to our records
+    await dch.queueDelete(q); // our consumer is cancelled: the queue and its bindings are declared again
+    await until(() => failed.length > 0, 'the refused binding reported', 10_000);
+    assert.match(failed[0] ?? '', `binding ${gone} -> ${q} (k): NOT_FOUND`);
+    await until(
+      async () => {
+        await dch.basicPublish(kept, 'k', 'through the kept binding');
+        return got.length > 0;
+      },
+      'consumed again, through the binding that is back',
+      10_000,
+    );
+    assert.is(got[0], 'through the kept binding');
+    await dch.queueDelete(q);
+    await dch.exchangeDelete(kept);
+  },
+);
+
 run("CON-6: a delivery left unsettled is reported before the broker's consumer timeout", async () => {
   const rc = recovering(null, { ackWarningAfter: 1000 });
   await rc.whenOpen();
