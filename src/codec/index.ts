@@ -11,7 +11,7 @@
  */
 import { type BodyWriter, MORE_ROOM } from '../core/body-writer.js';
 import { exceedsBounds, pathAt, withinBounds } from '../core/json-scan.js';
-import { invalidUtf8At } from '../core/utf8.js';
+import { invalidUtf8At, LONE_SURROGATE } from '../core/utf8.js';
 import { findDuplicateKey } from './duplicate-keys.js';
 import { DecodeError, EncodeError, shown } from './errors.js';
 import { JsonWriter } from './json-writer.js';
@@ -117,8 +117,6 @@ export function decode(body: Uint8Array | string, limits: DecodeLimits = {}): De
   return { message: out as Message, diagnostics: ctx.diagnostics };
 }
 
-/** A surrogate not in a pair (a `u` regex reads a pair as one code point): what no UTF-8 can carry. */
-const LONE_SURROGATE = /[\uD800-\uDFFF]/u;
 /** A `\\uD800`-`\\uDFFF` escape, its backslash not itself escaped: the text may hold a lone surrogate. */
 const SURROGATE_ESCAPE = /(?:^|[^\\])(?:\\\\)*\\u[dD][89a-fA-F][0-9a-fA-F]{2}/;
 

@@ -45,12 +45,15 @@ export function invalidUtf8At(b: Uint8Array): number {
   return -1;
 }
 
+/** A surrogate not in a pair (a `u` regex reads a pair as one code point): what no UTF-8 can carry. */
+export const LONE_SURROGATE = /[\uD800-\uDFFF]/u;
+
 /**
  * `s` cut to at most `max` UTF-16 units for a message field, never inside a surrogate pair, lone surrogates replaced
  * by U+FFFD: a text of ours (an error, a reason) with half a pair is what peers' decoders refuse (ours with 400).
  */
 export function fieldText(s: string, max: number): string {
-  const whole = s.replace(/[\uD800-\uDFFF]/gu, '\uFFFD');
+  const whole = LONE_SURROGATE.test(s) ? s.replace(new RegExp(LONE_SURROGATE.source, 'gu'), '\uFFFD') : s;
   if (whole.length <= max) return whole;
   const end = max > 0 && (whole.charCodeAt(max - 1) & 0xfc00) === 0xd800 ? max - 1 : max;
   return whole.slice(0, end);
