@@ -29,7 +29,7 @@ import {
   typeOfRoutingKey,
 } from './protocol.js';
 import { Receiver } from './receive.js';
-import { PendingRequests } from './requests.js';
+import { PendingRequests, type ReplyType } from './requests.js';
 import type { BodyWriter, Incoming, RawOf, Transport } from './transport.js';
 
 export interface ConnectorOptions<T extends Transport = Transport> {
@@ -324,14 +324,14 @@ export class Connector<T extends Transport = Transport> extends TypedEmitter<Con
 
   /**
    * Sends a request and resolves with its reply (data model §3.5; requests.ts says how replies are matched). A
-   * `response` with an error code for the request rejects with BusError REJECTED; no reply in time rejects with
-   * BusError TIMEOUT.
+   * `response` with an error code for the request rejects with BusError REJECTED, a message of a type that does not
+   * answer it (ReplyType) with UNEXPECTED_REPLY; no reply in time rejects with BusError TIMEOUT.
    */
   async request<K extends MessageType>(
     peer: string,
     message: Message<K>,
     options: { timeout?: number } = {},
-  ): Promise<Message> {
+  ): Promise<Message<ReplyType<K>>> {
     const timeout = options.timeout ?? this.#o.requestTimeoutMs ?? 5000;
     // A NaN or negative timeout would time the request out at once, as if the peer had not answered.
     if (!(timeout > 0))
@@ -341,7 +341,8 @@ export class Connector<T extends Transport = Transport> extends TypedEmitter<Con
     // Not awaited: the timeout is the request's, whatever the publish waits for (its confirm from a broker in a
     // resource alarm took a minute, the publish deadline, past a timeout of seconds). A failed send fails it.
     this.publish(peer, r.message, { messageId: r.messageId }).catch((err: unknown) => r.fail(err as Error));
-    return r.reply;
+    // requests.ts resolves only with a message of ReplyType<K> (PendingRequests.answer checks its type).
+    return r.reply as Promise<Message<ReplyType<K>>>;
   }
 
   #check(peer: string): void {

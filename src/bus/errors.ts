@@ -14,12 +14,16 @@ export type BusErrorCode =
   | 'TOPOLOGY'
   | 'TIMEOUT'
   | 'REJECTED'
+  | 'UNEXPECTED_REPLY'
   | 'NO_KEY'
   | 'INVALID_MESSAGE';
 
 export class BusError extends EbadgeError<BusErrorCode> {
   override name = 'BusError';
-  /** REJECTED: the peer's answer (a `response` with an error code; a `reject_activation` is a reply, not an error). */
+  /**
+   * REJECTED: the peer's answer (a `response` with an error code; a `reject_activation` is a reply, not an error).
+   * UNEXPECTED_REPLY: the message of another type that carried the request's ids.
+   */
   readonly reply: Message | undefined;
   constructor(code: BusErrorCode, message: string, options?: { cause?: unknown; reply?: Message }) {
     super(code, message, options);

@@ -38,6 +38,7 @@ export {
   mqttRoutingKey,
 } from './mqtt-peers.js';
 export { CONTENT_TYPE_JSON, CONTENT_TYPE_SEALED, DM_VERSION, routingKeyOf } from './protocol.js';
+export type { ReplyType } from './requests.js';
 export type {
   ConnectionFailure,
   Incoming,

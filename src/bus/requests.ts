@@ -14,7 +14,7 @@
  * asks for a transport-level ack, which a peer may send before the reply).
  */
 import { randomUUID } from 'node:crypto';
-import type { Message } from '../codec/index.js';
+import type { Message, MessageType } from '../codec/index.js';
 import type { Clock, Timer } from '../core/clock.js';
 import { BusError } from './errors.js';
 import { has } from './protocol.js';
@@ -30,6 +30,33 @@ const REQUEST_REPLIES = new Set([
   'balancing_unachievable',
 ]);
 
+const ACTIVATION_REPLIES = ['accept_activation', 'reject_activation', 'modify_activation'] as const;
+
+/**
+ * The types that answer a request (data model §3.3, §3.4), besides an error `response`, which rejects it; a type not
+ * listed is answered by a `response`. A message of another type that carries the request's ids is not its answer.
+ */
+const REPLIES = {
+  get_report: ['report'],
+  // Its msg_id's ack, or the first periodic report if that comes first.
+  get_periodic_report: ['response', 'report'],
+  get_energy_events: ['energy_events'],
+  get_activation_capacity: ['activation_capacity'],
+  get_all_prices: ['load_price', 'generation_price'],
+  get_status_report: ['status_report'],
+  get_capabilities: ['capabilities', 'device_capabilities'],
+  activate: ACTIVATION_REPLIES,
+  modify_activation: ACTIVATION_REPLIES,
+  get_load_report: ['load_report'],
+} as const satisfies Partial<Record<MessageType, readonly MessageType[]>>;
+
+/** The type of the message a request of type K resolves with (a `response` only for requests without a reply type). */
+export type ReplyType<K extends MessageType> = K extends keyof typeof REPLIES
+  ? (typeof REPLIES)[K][number]
+  : 'response';
+
+const RESPONSE_ONLY: readonly string[] = ['response'];
+
 /** One request waiting for its reply. */
 export interface PendingRequest {
   readonly keys: string[];
@@ -42,6 +69,9 @@ export interface PendingRequest {
   readonly functional: boolean;
   /** What it asks, for a copy that would join it (sameAsk). */
   readonly ask: string;
+  /** Its type, and the types that answer it (REPLIES). */
+  readonly type: string;
+  readonly replies: readonly string[];
 }
 
 /** A request as it goes out: its ids filled in, and the promise of its reply. */
@@ -126,7 +156,19 @@ export class PendingRequests {
       type === 'activate' ||
       type === 'modify_activation' ||
       (REQUEST_REPLIES.has(type) && type !== 'get_periodic_report' && type !== 'balancing_unachievable');
-    const p: PendingRequest = { resolve, reject, keys, reply, timer: undefined, done: false, functional, ask };
+    const replies = (REPLIES as Partial<Record<string, readonly string[]>>)[type] ?? RESPONSE_ONLY;
+    const p: PendingRequest = {
+      resolve,
+      reject,
+      keys,
+      reply,
+      timer: undefined,
+      done: false,
+      functional,
+      ask,
+      type,
+      replies,
+    };
     p.timer = this.clock.setTimeout(
       () => this.settle(p, new BusError('TIMEOUT', `no reply to ${type} from ${peer} within ${timeoutMs} ms`)),
       timeoutMs,
@@ -163,7 +205,7 @@ export class PendingRequests {
   find(sender: string, m: Message, correlationId: string | undefined): PendingRequest | undefined {
     const x = m as Record<string, unknown>;
     const tries: string[] = [];
-    if (m.msg === 'accept_activation' || m.msg === 'reject_activation')
+    if (m.msg === 'accept_activation' || m.msg === 'reject_activation' || m.msg === 'modify_activation')
       tries.push(`act:${sender}:${String(x['id'])}:${String(x['modification_count'])}`);
     if (typeof x['request_id'] === 'string') tries.push(`req:${sender}:${x['request_id']}`);
     if (m.msg === 'response' && typeof x['msg_id'] === 'string') tries.push(`msg:${sender}:${x['msg_id']}`);
@@ -181,13 +223,25 @@ export class PendingRequests {
 
   /**
    * Settles `p` with its reply: a `response` with an error code rejects with REJECTED, the reply attached. A success
-   * `response` to a request that waits for a functional reply is only the ack of its msg_id: it keeps waiting.
+   * `response` to a request that waits for a functional reply is only the ack of its msg_id: it keeps waiting. A
+   * message of a type that does not answer the request (a peer's bug: a status_report echoing a get_report's
+   * request_id) rejects with UNEXPECTED_REPLY, the message attached: resolving with it would hand the caller a
+   * message of another type than the one request() promises.
    */
   answer(p: PendingRequest, sender: string, message: Message): void {
     const x = message as { response_code?: number; response_desc?: string };
     const refused = message.msg === 'response' && typeof x.response_code === 'number' && x.response_code >= 400;
     if (message.msg === 'response' && !refused && p.functional) return;
-    if (refused) {
+    if (message.msg !== 'response' && !p.replies.includes(message.msg)) {
+      this.settle(
+        p,
+        new BusError(
+          'UNEXPECTED_REPLY',
+          `${sender} answered ${p.type} with ${message.msg}: expected ${p.replies.join(' or ')}`,
+          { reply: message },
+        ),
+      );
+    } else if (refused) {
       this.settle(
         p,
         new BusError('REJECTED', `${sender} answered ${x.response_code} ${x.response_desc ?? ''}`.trim(), {

@@ -534,8 +534,8 @@ export async function request(args: string[], io: Io): Promise<number> {
     io.out(JSON.stringify(reply));
     return 0;
   } catch (err) {
-    if (err instanceof BusError && err.code === 'REJECTED' && err.reply !== undefined)
-      io.out(JSON.stringify(err.reply));
+    // REJECTED's error response, or the message of another type UNEXPECTED_REPLY got: what the peer said.
+    if (err instanceof BusError && err.reply !== undefined) io.out(JSON.stringify(err.reply));
     throw err;
   } finally {
     broker.stop();

@@ -83,6 +83,10 @@ s(
         values: { 'total.p': [1.5, 2.5] },
       });
     });
+    // A peer's bug: a status report asked for, a report answered.
+    hub.onGetStatusReport(async (m, ctx) => {
+      await ctx.reply({ msg: 'report', from: m.from, to: m.to, resolution: 900, values: {} });
+    });
     await hub.start();
     try {
       const common = ['--as', OPS, '--to', HUB, '--url', AMQP_URL];
@@ -118,6 +122,18 @@ s(
       assert.is(await main(['send', '--as', OPS, 'set_clock', 'offset=1'], capture()), 2, '--to missing');
       assert.is(await main(['send', ...common, 'launch_rockets'], capture()), 2, 'unknown type');
       assert.is(await main(['request', ...common, 'get_report', '--timeout', 'soon'], capture()), 2);
+
+      // An answer of another type fails the request, and is printed: what the peer said.
+      const odd = capture();
+      const status = [
+        'get_status_report',
+        'from=2026-11-26T10:00:00Z',
+        'to=2026-11-26T10:30:00Z',
+        'severity_threshold=0',
+      ];
+      assert.is(await main(['request', ...common, ...status], odd), 1);
+      assert.is((JSON.parse(odd.lines[0] as string) as Record<string, unknown>)['msg'], 'report');
+      assert.match(odd.errors.join('\n'), `${HUB} answered get_status_report with report: expected status_report`);
 
       // listen: the hub sends to the operator, the CLI prints one JSON line and stops after --count 1.
       const listened = capture();

@@ -38,6 +38,37 @@ async function rejected(p: Promise<unknown>): Promise<BusError> {
   throw new Error('expected the request to fail');
 }
 
+/** An aggregator connector, and a hub that is not one of ours: it sends what it likes, with no correlation_id. */
+async function foreignHub(): Promise<{
+  network: MemoryNetwork;
+  vpp: Connector;
+  send: (m: Message) => Promise<void>;
+  unhandled: string[];
+}> {
+  const network = new MemoryNetwork();
+  const vpp = new Connector({ transport: network.transport({ name: VPP, peers: [HUB] }) });
+  const hubT = network.transport({ name: HUB, peers: [VPP] });
+  const unhandled: string[] = [];
+  vpp.on('unhandled', (x) => unhandled.push(x.msg));
+  await vpp.start();
+  let sent = 0;
+  const send = (m: Message): Promise<void> =>
+    hubT.send({
+      to: VPP,
+      routingKey: m.msg,
+      body: encode(m),
+      properties: {
+        messageId: `h${++sent}`,
+        type: m.msg,
+        contentType: 'application/json',
+        timestamp: new Date(),
+        appId: HUB,
+        headers: {},
+      },
+    });
+  return { network, vpp, send, unhandled };
+}
+
 const m = suite('request: matching the reply');
 
 m('get_report: by request_id, set when absent; two at once answered in reverse order', async () => {
@@ -317,27 +348,7 @@ m('correlation_id alone: a reply that carries no id of the request still settles
 m(
   'a peer that acks the msg_id before its functional reply: the 200 does not settle the request, the reply does',
   async () => {
-    const network = new MemoryNetwork();
-    const vpp = new Connector({ transport: network.transport({ name: VPP, peers: [HUB] }) });
-    const hubT = network.transport({ name: HUB, peers: [VPP] });
-    const unhandled: string[] = [];
-    vpp.on('unhandled', (x) => unhandled.push(x.msg));
-    await vpp.start();
-    let sent = 0;
-    const send = (m: Message): Promise<void> =>
-      hubT.send({
-        to: VPP,
-        routingKey: m.msg,
-        body: encode(m),
-        properties: {
-          messageId: `h${++sent}`,
-          type: m.msg,
-          contentType: 'application/json',
-          timestamp: new Date(),
-          appId: HUB,
-          headers: {},
-        },
-      });
+    const { network, vpp, send, unhandled } = await foreignHub();
     const ok = (msgId: string): Message => ({
       msg: 'response',
       msg_id: msgId,
@@ -406,6 +417,68 @@ m(
     await vpp.close();
   },
 );
+
+m('a foreign hub: modify_activation settles the activation by (id, count), without a correlation_id', async () => {
+  const { vpp, send, unhandled } = await foreignHub();
+  const decision = vpp.request(HUB, {
+    msg: 'activate',
+    id: uuid(47),
+    modification_count: 2,
+    from: T0,
+    to: T0.plusSeconds(900),
+    quantity: 3,
+    device: 'boiler',
+  });
+  await send({
+    msg: 'modify_activation',
+    id: uuid(47),
+    modification_count: 2,
+    from: T0,
+    to: T0.plusSeconds(900),
+    quantity: 1.5,
+    device: 'boiler',
+  });
+  const d = await soon(decision);
+  // Typed as the activation replies: no cast needed to read the modified quantity.
+  assert.equal([d.msg, d.msg === 'modify_activation' ? d.quantity : undefined], ['modify_activation', 1.5]);
+  assert.equal(unhandled, []);
+  await vpp.close();
+});
+
+m('a message of another type carrying the request_id: UNEXPECTED_REPLY with it attached, not a resolve', async () => {
+  const { vpp, send } = await foreignHub();
+  const report = vpp.request(HUB, {
+    msg: 'get_report',
+    from: T0,
+    to: T0.plusSeconds(60),
+    resolution: 60,
+    signals: ['total.p'],
+    request_id: uuid(48),
+  });
+  await send({ msg: 'status_report', status: 'ok', clock: T0, events: [], request_id: uuid(48) });
+  const err = await rejected(soon(report));
+  assert.equal([err.code, err.reply?.msg], ['UNEXPECTED_REPLY', 'status_report']);
+  assert.match(err.message, `${HUB} answered get_report with status_report: expected report`);
+  // The right type resolves, typed as a report.
+  const next = vpp.request(HUB, {
+    msg: 'get_report',
+    from: T0,
+    to: T0.plusSeconds(60),
+    resolution: 60,
+    signals: ['total.p'],
+    request_id: uuid(49),
+  });
+  await send({
+    msg: 'report',
+    from: T0,
+    to: T0.plusSeconds(60),
+    resolution: 60,
+    values: { 'total.p': [7] },
+    request_id: uuid(49),
+  });
+  assert.equal((await soon(next)).values, { 'total.p': [7] });
+  await vpp.close();
+});
 
 m('keys are per peer: the same request_id from another peer does not settle the request', async () => {
   const network = new MemoryNetwork();
