@@ -348,6 +348,9 @@ export class Receiver<T extends Transport> {
    * Dead-letters a message we refuse and, when it can be identified (a msg_id, a request_id or an id), answers it
    * with the code (§3.5 rule 3): to its msg_id, or with msg_id null and the ids echoed. The answer waits for the
    * dead letter: a delivery lost with its connection meanwhile comes again and is refused (and answered) then, once.
+   * A copy of a message refused already (its id, its body and the refusal's code: a peer's retry of the same mistake)
+   * is acked as the duplicate it is, neither dead-lettered nor answered again: one response per msg_id. A copy whose
+   * mistake was fixed (a routing key set right, the same body) is another message, handled or refused on its own.
    */
   async #refuse(
     d: Incoming<RawOf<T>>,
@@ -357,7 +360,19 @@ export class Receiver<T extends Transport> {
     deadCode: string,
     identity: Identity | undefined,
   ): Promise<void> {
-    if (!(await this.#deadLetter(d, reason, deadCode)) || identity === undefined) return;
+    const id = d.messageId ?? identity?.msg_id;
+    const copyKey = id === undefined ? undefined : `${sender}:${id}:${digest(d.body)}:${deadCode}`;
+    if (copyKey !== undefined && this.#d.seen.has(copyKey)) {
+      d.ack();
+      this.#d.emit('duplicate', id as string, sender);
+      return;
+    }
+    if (!(await this.#deadLetter(d, reason, deadCode))) return;
+    if (copyKey !== undefined) {
+      this.#d.seen.add(copyKey);
+      d.remember?.(copyKey);
+    }
+    if (identity === undefined) return;
     await this.#d
       .publish(
         sender,

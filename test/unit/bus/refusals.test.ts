@@ -118,6 +118,56 @@ r('codec refusals without a msg_id are answered with msg_id null and the id or r
   await hub.close();
 });
 
+r(
+  'a refused message sent again (its id, body and mistake): acked as a duplicate, one response per msg_id',
+  async () => {
+    const { hub } = pair();
+    const dead: string[] = [];
+    const duplicates: string[] = [];
+    hub.on('dead-letter', (_reason, code) => dead.push(code));
+    hub.on('duplicate', (id) => duplicates.push(id));
+    const handled: unknown[] = [];
+    hub.onSetClock((m) => {
+      handled.push(m.offset);
+    });
+    await hub.start();
+    const t = hub.transport;
+    const bad = { msg: 'set_clock', offset: 'x', msg_id: uuid(30) };
+    const before = t.sent.length;
+    for (let i = 0; i < 3; i++) {
+      const settled = await raw(t, bad, { messageId: 'copy-1' });
+      assert.is(settled.outcome, i === 0 ? 'dead' : 'ack', `copy ${i}`);
+    }
+    // The same mistake without a message_id property: its msg_id names the copies.
+    const noId = { msg: 'set_clock', offset: 'y', msg_id: uuid(31) };
+    for (let i = 0; i < 2; i++)
+      await t.inject({
+        body: JSON.stringify(noId),
+        routingKey: 'set_clock',
+        properties: { type: 'set_clock', contentType: 'application/json', headers: { 'x-ebadge-dm': '3.1' } },
+      });
+    // Another version (459), refused twice as well, answered once.
+    const v2 = { msg: 'set_clock', offset: 1, msg_id: uuid(32) };
+    for (let i = 0; i < 2; i++) await raw(t, v2, { messageId: 'copy-2', headers: { 'x-ebadge-dm': '4.0' } });
+    assert.equal(
+      sentSince(t, before).map((m) => [m['response_code'], m['msg_id']]),
+      [
+        [400, uuid(30)],
+        [400, uuid(31)],
+        [459, uuid(32)],
+      ],
+    );
+    assert.equal(dead, ['DECODE_400', 'DECODE_400', 'VERSION']);
+    assert.equal(duplicates, ['copy-1', 'copy-1', uuid(31), 'copy-2']);
+    // The same id and body with the mistake fixed (a routing key set right) is handled: another message, not a copy.
+    const smart = { msg: 'set_clock', offset: 2, msg_id: uuid(33) };
+    assert.is((await raw(t, smart, { messageId: 'copy-3', routingKey: 'report' })).outcome, 'dead');
+    assert.is((await raw(t, smart, { messageId: 'copy-3' })).outcome, 'ack');
+    assert.equal(handled, [2]);
+    await hub.close();
+  },
+);
+
 r('an unsupported data model version is answered 459 when identified, and only dead-lettered when not', async () => {
   const { hub } = pair();
   hub.onSetClock(() => undefined);
