@@ -126,20 +126,26 @@ export class BrokerLink {
 
   #diagnose(err: unknown): Diagnosis {
     if (err instanceof BusError && err.code === 'TOPOLOGY') {
-      const code = (err.cause as { replyCode?: unknown } | undefined)?.replyCode;
       return (
-        this.#refused(code) ?? {
+        this.#refused(err.cause) ?? {
           level: 'error',
           message: 'the broker refused the queues or exchanges of the hub; retrying',
         }
       );
     }
+    // The broker's refusal as it closed the channel (an inbox declared with other arguments: a ChannelError 406).
+    const refused = this.#refused(err);
+    if (refused !== undefined) return refused;
     // The connection went while declaring: the connection recovers by itself and the next attempt waits for it.
     return { level: 'warn', message: 'starting the bus failed; retrying' };
   }
 
-  /** What a refused declaration (403, 404, 406) means and how to fix it; at the start and at each recovery alike. */
-  #refused(code: unknown): Diagnosis | undefined {
+  /**
+   * What a refused declaration (403, 404, 406: the `replyCode` of `err`, a ChannelError) means and how to fix it; at
+   * the start and at each recovery alike.
+   */
+  #refused(err: unknown): Diagnosis | undefined {
+    const { replyCode: code, message } = (err ?? {}) as { replyCode?: unknown; message?: unknown };
     const { config, user } = this.#o;
     const vhost = vhostOf(config.broker.url);
     if (code === 403)
@@ -156,12 +162,20 @@ export class BrokerLink {
           'the peer that owns it has not declared it yet (declareExchanges is false): start the peer once, or ' +
           'declare the exchange on the broker, or set declareExchanges to true if the hub may configure it',
       };
-    if (code === 406)
+    if (code === 406) {
+      // RabbitMQ names it: "inequivalent arg 'x-message-ttl' for queue 'private-heh-1-in' in vhost '/'".
+      const [, kind, name = 'NAME'] = /for (queue|exchange) '([^']*)'/.exec(String(message)) ?? [];
       return {
         level: 'error',
         message: 'a queue or exchange exists on the broker with other settings (406 PRECONDITION_FAILED); retrying',
-        fix: `delete it on the broker (rabbitmqctl delete_queue -p ${vhost} NAME) or align the settings (topology, queue type)`,
+        fix:
+          kind === 'exchange'
+            ? `delete the exchange ${name} on the broker (rabbitmqadmin -V ${vhost} delete exchange name=${name}) ` +
+              'or align its settings (topology, exchange type)'
+            : `delete it on the broker (rabbitmqctl delete_queue -p ${vhost} ${name}, with the messages it holds) or ` +
+              'align the settings (topology, queue type)',
       };
+    }
     return undefined;
   }
 
@@ -193,7 +207,7 @@ export class BrokerLink {
         return;
       }
       // Reached, but the broker refused what a recovery declares again (permissions revoked since the start).
-      const d = this.#refused((error as { replyCode?: unknown }).replyCode);
+      const d = this.#refused(error);
       if (d !== undefined) {
         log.error(d.message, { endpoint: i.endpoint, attempt: i.attempt, fix: d.fix, error });
         return;
@@ -212,7 +226,7 @@ export class BrokerLink {
     t.on('blocked', (reason) => log.warn('the broker blocked publishing (resource alarm)', { reason }));
     t.on('unblocked', () => log.info('the broker unblocked publishing'));
     t.on('restore-failed', (error, what) => {
-      const d = this.#refused((error as { replyCode?: unknown }).replyCode);
+      const d = this.#refused(error);
       log.error('re-declaring after recovery failed', {
         what,
         ...(d === undefined ? {} : { reason: d.message.replace(/; retrying$/, ''), fix: d.fix }),

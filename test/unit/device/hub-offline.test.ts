@@ -135,13 +135,22 @@ const refusal = (code: number, text: string): BusError =>
   });
 
 s(
-  'a broker that refuses the declarations (403, then 404): errors that say what to fix, retried with backoff, never an exit',
+  'a broker that refuses the declarations (403, 404, then 406): errors that say what to fix, retried with backoff, never an exit',
   async () => {
     const r = await hubRig({ start: false, config: { broker: { url: 'amqp://127.0.0.1:5672/site' } } });
     try {
       const refusals = [
         refusal(403, "ACCESS_REFUSED - access to queue 'private-heh-example-in' in vhost 'site' refused"),
         refusal(404, "NOT_FOUND - no exchange 'vpp-example-to-heh-example' in vhost 'site'"),
+        // An inbox declared by hand with other arguments: the client's ChannelError itself, not wrapped.
+        new ChannelError(4, {
+          replyCode: 406,
+          replyText:
+            "PRECONDITION_FAILED - inequivalent arg 'x-message-ttl' for queue 'private-heh-example-in:vpp-example' " +
+            "in vhost 'site': received '900000' but current is none",
+          classId: 50,
+          methodId: 10,
+        }),
       ];
       const start = r.bus.transport.start.bind(r.bus.transport);
       let attempts = 0;
@@ -171,10 +180,21 @@ s(
       assert.is(second?.fields['retryInS'], 10, 'doubled');
       assert.match(String(second?.fields['fix']), 'the peer that owns it has not declared it yet');
       await r.clock.advance(10 * S);
+      await eventually(() => r.logs.filter((l) => l.level === 'error').length === 3, 'the third refusal');
+      const third = r.logs.filter((l) => l.level === 'error')[2];
+      assert.is(
+        third?.msg,
+        'a queue or exchange exists on the broker with other settings (406 PRECONDITION_FAILED); retrying',
+      );
+      assert.match(
+        String(third?.fields['fix']),
+        'rabbitmqctl delete_queue -p site private-heh-example-in:vpp-example, with the messages it holds',
+      );
+      await r.clock.advance(20 * S);
       await within(up, 5000, 'the link up after the refusals');
-      assert.is(attempts, 3);
+      assert.is(attempts, 4);
       assert.ok(r.link.up);
-      assert.ok(r.logs.some((l) => l.msg === 'hub running' && l.fields['attempts'] === 3));
+      assert.ok(r.logs.some((l) => l.msg === 'hub running' && l.fields['attempts'] === 4));
       await eventually(() => ofType(r.got, 'get_all_prices').length === 1, 'the registration');
       assert.ok(r.got.length >= 4);
     } finally {
@@ -195,6 +215,11 @@ s('a declaration refused at a recovery (406, 403): said with what to fix, as at 
       `queue private-${HEH}-in:x`,
     );
     r.bus.transport.simulate('restore-failed', closed(403, 'ACCESS_REFUSED - access refused'), 'exchange x');
+    r.bus.transport.simulate(
+      'restore-failed',
+      closed(406, "PRECONDITION_FAILED - inequivalent arg 'type' for exchange 'heh-example-to-x' in vhost '/'"),
+      'exchange heh-example-to-x',
+    );
     r.bus.transport.simulate('restore-failed', new Error('socket closed'), 'binding y');
     const lines = r.logs.filter((l) => l.msg === 're-declaring after recovery failed');
     assert.equal(
@@ -205,10 +230,15 @@ s('a declaration refused at a recovery (406, 403): said with what to fix, as at 
           'a queue or exchange exists on the broker with other settings (406 PRECONDITION_FAILED)',
         ],
         ['exchange x', 'the broker refused a declaration (403 ACCESS_REFUSED)'],
+        [
+          'exchange heh-example-to-x',
+          'a queue or exchange exists on the broker with other settings (406 PRECONDITION_FAILED)',
+        ],
         ['binding y', undefined],
       ],
     );
-    assert.match(String(lines[0]?.fields['fix']), 'rabbitmqctl delete_queue');
+    assert.match(String(lines[0]?.fields['fix']), 'rabbitmqctl delete_queue -p / private-heh-example-in:x');
+    assert.match(String(lines[2]?.fields['fix']), 'rabbitmqadmin -V / delete exchange name=heh-example-to-x');
     assert.match(String(lines[1]?.fields['fix']), `rabbitmqctl set_permissions -p '/' '${HEH}'`);
     // A reconnection that reached the broker and had a declaration refused is not "cannot reach the broker".
     const at = { attempt: 2, endpoint: '127.0.0.1:5672', authentication: false };
