@@ -55,8 +55,10 @@ export async function keygen(args: string[], io: Io): Promise<number> {
   const text = JSON.stringify({ [id]: { roles: [], ...entry, maySend: [], mayReceive: [] } }, null, 2);
   if (pub !== undefined) writeFileSync(pub, `${text}\n`);
   io.out(text);
+  // 0600, or the group read a replaced file had (writePrivateKeyFile): the mode the file has, not the one it was made with.
+  const mode = (statSync(out).mode & 0o777).toString(8).padStart(4, '0');
   io.err(
-    `wrote the private key of ${id} to ${out} (mode 0600); the JSON above goes into the peers of the other parties' keyrings`,
+    `wrote the private key of ${id} to ${out} (mode ${mode}); the JSON above goes into the peers of the other parties' keyrings`,
   );
   return 0;
 }

@@ -207,6 +207,12 @@ kg('refuses to overwrite an identity without --force (exit 2), replaces it with 
     assert.is.not(after.ed25519, (JSON.parse(before) as PrivateFile).ed25519, 'a new identity');
     assert.is(mode(file), 0o600, 'and the file is 0600 again');
     assert.is(again.entry.ed25519.length, 43);
+    assert.match(again.run.err.join('\n'), `to ${file} (mode 0600)`);
+    // A safe group read is kept (docs/operations.md): the line says so, not 0600.
+    fs.chmodSync(file, 0o640);
+    const kept = await keygen(dir, 'hub', '--force');
+    assert.is(mode(file), 0o640);
+    assert.match(kept.run.err.join('\n'), `to ${file} (mode 0640)`);
   }),
 );
 

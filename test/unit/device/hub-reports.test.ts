@@ -182,6 +182,19 @@ g('a failing meter gives nulls, meter_fault once and status degraded; meter_ok w
   }
 });
 
+g('status is shutting_down from the moment stop() begins (docs/hub.md)', async () => {
+  const r = await hubRig();
+  try {
+    assert.is(r.hub.status, 'ok');
+    const stopping = r.hub.stop();
+    assert.is(r.hub.status, 'shutting_down', 'before the stop has done anything it awaits');
+    await stopping;
+    assert.is(r.hub.status, 'shutting_down');
+  } finally {
+    await r.close();
+  }
+});
+
 g(
   'a meter that does not answer within half a resolution, or reads out of range, gives nulls and meter_fault; the others are recorded',
   async () => {
