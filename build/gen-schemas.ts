@@ -6,8 +6,8 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { objectSchema } from '../src/codec/json-schema.js';
 import { SCHEMAS } from '../src/codec/messages.js';
-import { objectSchema } from '../src/codec/schema.js';
 
 const out = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'dist', 'schemas');
 mkdirSync(out, { recursive: true });

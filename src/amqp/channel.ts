@@ -24,14 +24,14 @@
 
 import { TypedEmitter } from '../core/emitter.js';
 import { type Content, ContentAssembler } from './content.js';
-import { Deliveries, oversizedText } from './deliveries.js';
+import { Deliveries, messageOf, oversizedText } from './deliveries.js';
 import { AmqpError, ChannelError, type CloseReason, FrameError, PublishError } from './errors.js';
 import { FRAME_BODY, FRAME_HEADER, FRAME_METHOD } from './frame.js';
-import { Consumer, Message, type MessageHandler, type Settler } from './message.js';
+import { Consumer, type Message, type MessageHandler, type Settler } from './message.js';
 import { decodeMethod, encodeMethodFrame } from './methods.js';
 import type { ResolvedOptions } from './options.js';
 import type { Output } from './output.js';
-import type { DeliveredProperties, MessageProperties } from './properties.js';
+import type { MessageProperties } from './properties.js';
 import { type Body, Publisher, type PublishOptions, type PublishSink } from './publisher.js';
 import { type Rpc, RpcQueue } from './rpc.js';
 import {
@@ -528,18 +528,7 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
       const noAck = this.#rpcs.current?.args['noAck'] === true;
       return this.#rpcs.reply(this.#deliveries.got(c, noAck), 'basic.get-ok');
     }
-    const msg = new Message(
-      c.body as Buffer,
-      c.properties as DeliveredProperties,
-      c.exchange,
-      c.routingKey,
-      0,
-      false,
-      '',
-      null,
-      c.replyCode,
-      c.replyText,
-    );
+    const msg = messageOf(c, null);
     this.#pub.returned(c.exchange, c.routingKey, msg.properties.messageId, c.replyCode, c.replyText);
     this.emitSafe('return', msg);
   }

@@ -15,7 +15,7 @@ import type { TLSSocket } from 'node:tls';
 import { TypedEmitter } from '../core/emitter.js';
 import { saslResponse } from './auth.js';
 import { Channel, type ChannelHost } from './channel.js';
-import { AmqpError, AuthenticationError, ConnectionError, FrameError, replyCodeName } from './errors.js';
+import { AmqpError, AuthenticationError, BY_APP, ConnectionError, FrameError, replyCodeName } from './errors.js';
 import { FRAME_HEARTBEAT, FRAME_METHOD, FrameReader, HEARTBEAT_FRAME, PROTOCOL_HEADER } from './frame.js';
 import { checkStart, clientProperties, negotiate, openSocket } from './handshake.js';
 import { Heartbeat } from './heartbeat.js';
@@ -178,7 +178,7 @@ export class Connection extends TypedEmitter<ConnectionEvents> implements Channe
     if (this.#state === 'closed') return Promise.resolve();
     if (this.#state === 'closing') return this.closed.then(() => undefined);
     if (this.#state !== 'open') {
-      this.#fail(new ConnectionError('CLOSED', 'the connection was closed by the application during the handshake'));
+      this.#fail(new ConnectionError('CLOSED', `the connection ${BY_APP} during the handshake`));
       return this.closed.then(() => undefined);
     }
     this.#state = 'closing';
@@ -475,7 +475,7 @@ export class Connection extends TypedEmitter<ConnectionEvents> implements Channe
       else s.destroy();
       setTimeout(() => s.destroy(), 1000).unref();
     }
-    const cause = err ?? new ConnectionError('CLOSED', 'the connection was closed by the application');
+    const cause = err ?? new ConnectionError('CLOSED', `the connection ${BY_APP}`);
     for (const ch of [...this.#channels.values()]) ch._lost(cause);
     this.#channels.clear();
     this.#handshake?.reject(cause);

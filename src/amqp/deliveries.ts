@@ -25,6 +25,27 @@ import type { DeliveredProperties } from './properties.js';
 import { METHOD_BASIC_ACK, METHOD_BASIC_NACK, METHOD_BASIC_REJECT } from './spec.js';
 import { writeU64 } from './wire.js';
 
+/**
+ * The Message of complete content, settled through `settler` (null: nothing to settle). Each kind's Content holds
+ * what its Message says (content.ts, channel.ts): a get-ok's consumer tag is '', a return's delivery tag 0 and its
+ * message count 0, a delivery's reply code 0 and reply text ''.
+ */
+export function messageOf(c: Content, settler: Settler | null): Message {
+  return new Message(
+    c.body as Buffer,
+    c.properties as DeliveredProperties,
+    c.exchange,
+    c.routingKey,
+    c.deliveryTag,
+    c.redelivered,
+    c.consumerTag,
+    settler,
+    c.replyCode,
+    c.replyText,
+    c.messageCount,
+  );
+}
+
 /** What deliveries need of their channel: it settles them (Channel.settle checks its state, then calls settle here). */
 export interface DeliveringChannel extends Settler {
   readonly id: number;
@@ -84,16 +105,7 @@ export class Deliveries {
     if (inc.deliveryTag > this.#lastDeliveryTag) this.#lastDeliveryTag = inc.deliveryTag;
     const c = this.#consumerOf(inc);
     if (!c.noAck) this.#unacked.set(inc.deliveryTag, Date.now());
-    const msg = new Message(
-      inc.body as Buffer,
-      inc.properties as DeliveredProperties,
-      inc.exchange,
-      inc.routingKey,
-      inc.deliveryTag,
-      inc.redelivered,
-      inc.consumerTag,
-      c.noAck ? null : this.#channel,
-    );
+    const msg = messageOf(inc, c.noAck ? null : this.#channel);
     const handler = c.handler;
     if (handler === null) return c._push(msg);
     try {
@@ -110,19 +122,7 @@ export class Deliveries {
   got(inc: Content, noAck: boolean): Message {
     if (inc.deliveryTag > this.#lastDeliveryTag) this.#lastDeliveryTag = inc.deliveryTag;
     if (!noAck) this.#unacked.set(inc.deliveryTag, Date.now());
-    return new Message(
-      inc.body as Buffer,
-      inc.properties as DeliveredProperties,
-      inc.exchange,
-      inc.routingKey,
-      inc.deliveryTag,
-      inc.redelivered,
-      '',
-      noAck ? null : this.#channel,
-      0,
-      '',
-      inc.messageCount,
-    );
+    return messageOf(inc, noAck ? null : this.#channel);
   }
 
   /**
@@ -139,19 +139,7 @@ export class Deliveries {
     }
     if (inc.deliveryTag > this.#lastDeliveryTag) this.#lastDeliveryTag = inc.deliveryTag;
     if (!noAck) this.#write('reject', inc.deliveryTag, false, false);
-    return new Message(
-      inc.body as Buffer,
-      inc.properties as DeliveredProperties,
-      inc.exchange,
-      inc.routingKey,
-      inc.deliveryTag,
-      inc.redelivered,
-      inc.consumerTag,
-      null,
-      inc.replyCode,
-      inc.replyText,
-      inc.messageCount,
-    );
+    return messageOf(inc, null);
   }
 
   /**

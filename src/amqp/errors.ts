@@ -13,6 +13,12 @@
 import { EbadgeError } from '../core/errors.js';
 import { METHOD_BY_ID, REPLY_CODES } from './spec.js';
 
+/**
+ * The words of every refusal after our own close() (`the channel was closed by the application`, `the connection
+ * ...`), written once.
+ */
+export const BY_APP = 'was closed by the application';
+
 /** `code` is stable and machine-readable, e.g. `NOT_FOUND`, `FRAME_ERROR`, `HEARTBEAT_TIMEOUT`, `ALREADY_ACKED`. */
 export class AmqpError extends EbadgeError {
   override name = 'AmqpError';

@@ -16,7 +16,7 @@
  * once. After the application closed the channel nothing is sent, retried or buffered any more.
  */
 import type { Channel } from './channel.js';
-import { ChannelError, PublishError } from './errors.js';
+import { BY_APP, ChannelError, PublishError } from './errors.js';
 import type { MessageProperties } from './properties.js';
 import type { Body } from './publisher.js';
 
@@ -193,10 +193,7 @@ export class PublishBuffer {
   /** The application closed the connection or the channel: what waits fails, nothing is sent or retried any more. */
   shutdown(): void {
     this.#closed = true;
-    const err = new PublishError(
-      'closed',
-      'the connection was closed by the application before the publish was confirmed',
-    );
+    const err = new PublishError('closed', `the connection ${BY_APP} before the publish was confirmed`);
     for (const p of this.#buffer) p.reject(err);
     this.#buffer = [];
     this.#bufferBytes = 0;
@@ -337,7 +334,7 @@ export function refusedPublish(
 }
 
 function channelClosed(): PublishError {
-  return new PublishError('closed', 'the channel was closed by the application before the publish was confirmed');
+  return new PublishError('closed', `the channel ${BY_APP} before the publish was confirmed`);
 }
 
 function noop(): void {

@@ -18,7 +18,7 @@ import { TypedEmitter } from '../core/emitter.js';
 import type { Channel, ConsumeOptions, ExchangeOptions, QueueDeclareOk, QueueOptions } from './channel.js';
 import type { Connection } from './connection.js';
 import { oversizedText } from './deliveries.js';
-import { AmqpError, ChannelError, PublishError } from './errors.js';
+import { AmqpError, BY_APP, ChannelError, PublishError } from './errors.js';
 import type { Consumer, Message, MessageHandler } from './message.js';
 import type { MessageProperties } from './properties.js';
 import { PublishBuffer } from './publish-buffer.js';
@@ -165,12 +165,12 @@ export class RecoveringChannel extends TypedEmitter<RecoveringChannelEvents> {
 
   async exchangeBind(destination: string, source: string, routingKey = '', args: FieldTable = {}): Promise<void> {
     await this.#live().exchangeBind(destination, source, routingKey, args);
-    this.#rc._topology.recordBinding({ exchangeToExchange: true, destination, source, routingKey, args }, true);
+    this.#rc._topology.recordBinding(true, destination, source, routingKey, args, true);
   }
 
   async exchangeUnbind(destination: string, source: string, routingKey = '', args: FieldTable = {}): Promise<void> {
     await this.#live().exchangeUnbind(destination, source, routingKey, args);
-    this.#rc._topology.recordBinding({ exchangeToExchange: true, destination, source, routingKey, args }, false);
+    this.#rc._topology.recordBinding(true, destination, source, routingKey, args, false);
   }
 
   async queueDeclare(queue = '', options: QueueOptions = {}): Promise<QueueDeclareOk> {
@@ -187,18 +187,12 @@ export class RecoveringChannel extends TypedEmitter<RecoveringChannelEvents> {
 
   async queueBind(queue: string, exchange: string, routingKey = '', args: FieldTable = {}): Promise<void> {
     await this.#live().queueBind(queue, exchange, routingKey, args);
-    this.#rc._topology.recordBinding(
-      { exchangeToExchange: false, destination: queue, source: exchange, routingKey, args },
-      true,
-    );
+    this.#rc._topology.recordBinding(false, queue, exchange, routingKey, args, true);
   }
 
   async queueUnbind(queue: string, exchange: string, routingKey = '', args: FieldTable = {}): Promise<void> {
     await this.#live().queueUnbind(queue, exchange, routingKey, args);
-    this.#rc._topology.recordBinding(
-      { exchangeToExchange: false, destination: queue, source: exchange, routingKey, args },
-      false,
-    );
+    this.#rc._topology.recordBinding(false, queue, exchange, routingKey, args, false);
   }
 
   queuePurge(queue: string): Promise<number> {
@@ -243,8 +237,7 @@ export class RecoveringChannel extends TypedEmitter<RecoveringChannelEvents> {
     properties: MessageProperties = {},
     options: PublishOptions = {},
   ): Promise<void> {
-    if (this.#closed)
-      return Promise.reject(new PublishError('closed', 'cannot publish: the channel was closed by the application'));
+    if (this.#closed) return Promise.reject(new PublishError('closed', `cannot publish: the channel ${BY_APP}`));
     // PUB-7, as on a plain channel: the deadline counts from this call and is never shorter than the heartbeat timeout.
     const { floor, fallback } = this.#rc._deadlines();
     let timeout = fallback;
@@ -275,7 +268,7 @@ export class RecoveringChannel extends TypedEmitter<RecoveringChannelEvents> {
       throw new AmqpError(
         'RECOVERING',
         this.#closed
-          ? 'the channel was closed by the application'
+          ? `the channel ${BY_APP}`
           : 'the connection is recovering; try again after the next recovered event',
       );
     return ch;

@@ -27,7 +27,7 @@
  */
 import { TypedEmitter } from '../core/emitter.js';
 import { type Connection, startConnection } from './connection.js';
-import { AmqpError, AuthenticationError } from './errors.js';
+import { AmqpError, AuthenticationError, BY_APP } from './errors.js';
 import { type ConnectOptions, parseUrl, resolveOptions } from './options.js';
 import { type ChannelSetup, RecoveringChannel } from './recovering-channel.js';
 import { Topology } from './topology.js';
@@ -387,5 +387,5 @@ function parseEndpoint(e: string | Endpoint): Endpoint {
 }
 
 function closedError(): AmqpError {
-  return new AmqpError('CLOSED', 'the recovering connection was closed by the application');
+  return new AmqpError('CLOSED', `the recovering connection ${BY_APP}`);
 }

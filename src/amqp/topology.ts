@@ -55,7 +55,16 @@ export class Topology {
     this.#queues.set(ok.queue, { name: ok.queue, serverNamed: requested === '', options });
   }
 
-  recordBinding(b: BindingRecord, bind: boolean): void {
+  /** A binding made (`bind`) or removed: recorded from its parts, each caller's the same record. */
+  recordBinding(
+    exchangeToExchange: boolean,
+    destination: string,
+    source: string,
+    routingKey: string,
+    args: FieldTable,
+    bind: boolean,
+  ): void {
+    const b: BindingRecord = { exchangeToExchange, destination, source, routingKey, args };
     if (bind) this.#bindings.set(bindingKey(b), b);
     else this.#bindings.delete(bindingKey(b));
   }

@@ -6,6 +6,7 @@
  * own: one hub's flood spends nothing of another's.
  */
 import { BusError } from './errors.js';
+import { READ_REQUESTS } from './protocol.js';
 
 /** A steady `rate` per second, with up to `burst` at once. */
 export interface Bucket {
@@ -105,17 +106,7 @@ function check(name: string, b: Bucket, minBurst: number): Bucket {
 }
 
 /** Requests a sender may retry unchanged (reads, and activations, idempotent on their id and count, §3.5 rule 4). */
-const REQUESTS = new Set([
-  'get_report',
-  'get_periodic_report',
-  'get_energy_events',
-  'get_activation_capacity',
-  'get_all_prices',
-  'get_status_report',
-  'get_capabilities',
-  'activate',
-  'modify_activation',
-]);
+const REQUESTS = new Set([...READ_REQUESTS, 'activate', 'modify_activation']);
 
 /**
  * Whether a message over budget may be refused with 503: only a request its sender can retry and tell was refused.

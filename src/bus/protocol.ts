@@ -12,6 +12,20 @@ export const DM_VERSION = '3.1';
 /** The header that carries DM_VERSION. */
 export const DM_HEADER = 'x-ebadge-dm';
 
+/**
+ * The read requests (data model §3.3 and §3.4), each answered by a functional reply: the requests a sender may retry
+ * unchanged (budget.ts) and those a request() waits on for their reply (requests.ts) both start from them.
+ */
+export const READ_REQUESTS = [
+  'get_report',
+  'get_periodic_report',
+  'get_energy_events',
+  'get_activation_capacity',
+  'get_all_prices',
+  'get_status_report',
+  'get_capabilities',
+];
+
 /** Whether the schema of `type` has the field `field`. */
 export const has = (type: string, field: string): boolean =>
   Object.hasOwn((SCHEMAS as Record<string, { fields: object }>)[type]?.fields ?? {}, field);

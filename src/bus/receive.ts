@@ -17,6 +17,7 @@
  * The dead letters and refusals of every step go through one place, which also emits the 'dead-letter' event.
  */
 import { DecodeError, type DecodeLimits, decode, type Message } from '../codec/index.js';
+import { cut } from '../core/shown.js';
 import { fieldText } from '../core/utf8.js';
 import { CryptoError, KEY_UPDATE, type Opened, ReplayStateError, type Sealer } from '../crypto/index.js';
 import { refusable, type SenderBudget } from './budget.js';
@@ -163,8 +164,7 @@ export class Receiver<T extends Transport> {
     const dm = d.headers[DM_HEADER];
     if (typeof dm === 'string' && !dm.startsWith('3.')) {
       // The header is the sender's to fill: quoted short, as anything of theirs that goes into an answer.
-      const shown = dm.length > 32 ? `${dm.slice(0, 32)}...` : dm;
-      const reason = `data model version ${shown} is not supported (this is ${DM_VERSION})`;
+      const reason = `data model version ${cut(dm, 32)} is not supported (this is ${DM_VERSION})`;
       if (opened !== undefined) {
         // A header is not sealed: answering would let whoever set it make us tell the peer a lie.
         opened.release();

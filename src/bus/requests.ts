@@ -17,18 +17,9 @@ import { randomUUID } from 'node:crypto';
 import type { Message, MessageType } from '../codec/index.js';
 import type { Clock, Timer } from '../core/clock.js';
 import { BusError } from './errors.js';
-import { has } from './protocol.js';
+import { has, READ_REQUESTS } from './protocol.js';
 
-const REQUEST_REPLIES = new Set([
-  'get_report',
-  'get_periodic_report',
-  'get_energy_events',
-  'get_activation_capacity',
-  'get_all_prices',
-  'get_status_report',
-  'get_capabilities',
-  'balancing_unachievable',
-]);
+const REQUEST_REPLIES = new Set([...READ_REQUESTS, 'balancing_unachievable']);
 
 const ACTIVATION_REPLIES = ['accept_activation', 'reject_activation', 'modify_activation'] as const;
 

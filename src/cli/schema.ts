@@ -3,10 +3,12 @@
  * so what they print is what `send`, `request` and `validate` accept.
  */
 import { type MessageType, SCHEMAS } from '../codec/index.js';
+import { jsonSchemaOf } from '../codec/json-schema.js';
+import type { FieldType } from '../codec/schema.js';
 import { type Io, UsageError } from './common.js';
 
 interface FieldInfo {
-  type: { name: string; jsonSchema: Record<string, unknown> };
+  type: FieldType<unknown>;
   optional: boolean;
   nullable: boolean;
 }
@@ -33,7 +35,7 @@ export function fields(args: string[], io: Io): number {
   const entries = Object.entries(fieldsOf(type as MessageType));
   if (entries.length === 0) io.out(`${type} has no fields besides msg`);
   for (const [name, f] of entries) {
-    const s = f.type.jsonSchema;
+    const s = jsonSchemaOf(f.type);
     const notes = [
       f.optional ? 'optional' : 'required',
       ...(f.nullable ? ['null allowed'] : []),

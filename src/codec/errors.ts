@@ -38,7 +38,4 @@ export class EncodeError extends EbadgeError<'invalid' | 'capacity'> {
   }
 }
 
-/** A value shown inside an error message: quoted, and cut short so a 1 MB string cannot flood a log. */
-export function shown(value: string, max = 40): string {
-  return JSON.stringify(value.length > max ? `${value.slice(0, max)}...` : value);
-}
+export { shown } from '../core/shown.js';

@@ -11,6 +11,7 @@
  */
 import { type BodyWriter, MORE_ROOM } from '../core/body-writer.js';
 import { exceedsBounds, pathAt, withinBounds } from '../core/json-scan.js';
+import { cut } from '../core/shown.js';
 import { invalidUtf8At, LONE_SURROGATE } from '../core/utf8.js';
 import { findDuplicateKey } from './duplicate-keys.js';
 import { DecodeError, EncodeError, shown } from './errors.js';
@@ -19,6 +20,8 @@ import { type Message, type MessageSchema, type MessageType, SCHEMAS, type Viola
 import { colonsIn, type DecodeContext, decodeFields, encodeFields, isName } from './schema.js';
 
 export { DecodeError, EncodeError, type ResponseCode } from './errors.js';
+// The JSON Schema of a field type (SCHEMAS[type].fields[name].type) or a field table, for other languages.
+export { jsonSchemaOf, objectSchema } from './json-schema.js';
 export { JsonWriter } from './json-writer.js';
 export { type Message, type MessageType, SCHEMAS } from './messages.js';
 export { EbTime } from './time.js';
@@ -162,7 +165,7 @@ function placeOf(bytes: Buffer, at: number): string {
   if (at > 65_536) return 'message';
   const before = bytes.toString('utf8', 0, at);
   const path = pathAt(before, before.length, 'message');
-  return path.length > 256 ? `${path.slice(0, 256)}...` : path; // a key may be 64 KiB long
+  return cut(path, 256); // a key may be 64 KiB long
 }
 
 /** Encodes into a new Buffer (exactly the message's bytes). */

@@ -8,8 +8,9 @@
  * forbids; decoders accept the documented errata (a numeric string, comma-joined signal names) and record a
  * diagnostic, never silently.
  *
- * It stays one file (over 500 lines): the field types, the object type and the JSON Schema output are one small
- * language whose pieces call each other (path, limits, diagnostics), read together when a rule of §3.1 changes.
+ * It stays one file (over 500 lines): the field types and the object type are one small language whose pieces call
+ * each other (path, limits, diagnostics), read together when a rule of §3.1 changes. Their JSON Schema output is
+ * json-schema.ts's, read from what each type says it was made by (`by`, `arg`), so that the hub does not carry it.
  */
 import { DecodeError, EncodeError, type ResponseCode, shown } from './errors.js';
 import { JsonWriter } from './json-writer.js';
@@ -68,7 +69,13 @@ export type JsonSchema = { readonly [key: string]: unknown };
 export interface FieldType<T> {
   /** For messages: `string`, `time`, `uuid`, `number` ... */
   readonly name: string;
-  readonly jsonSchema: JsonSchema;
+  /**
+   * The factory below that made this type, and the argument it was given (its options, values, item or fields):
+   * what jsonSchemaOf() (json-schema.ts) writes its JSON Schema from. The hub, which never writes a schema, does
+   * not carry that code.
+   */
+  readonly by: (...args: never[]) => FieldType<unknown>;
+  readonly arg?: unknown;
   /** Decodes the value found at `parent` + `key`; the path string is only built for an error or a diagnostic. */
   decode(v: unknown, parent: string, key: string | number, ctx: DecodeContext): T;
   /** Writes `v`, the value at `parent` + `key`; the path string is only built for an error. */
@@ -119,9 +126,6 @@ function emitError(path: string, reason: string): EncodeError {
 
 // ---- field types ------------------------------------------------------------------------------------------------
 
-const NAME = /^[A-Za-z][A-Za-z0-9_]*$/;
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
-
 /** The UUID pattern checked by hand (a regular expression costs more than the rest of a field's decoding). */
 function isUuid(s: string): boolean {
   if (s.length !== 36) return false;
@@ -157,11 +161,8 @@ export function string(opts: { max?: number; pattern?: RegExp; what?: string } =
   };
   return {
     name: 'string',
-    jsonSchema: {
-      type: 'string',
-      maxLength: opts.max ?? 65_536,
-      ...(opts.pattern ? { pattern: opts.pattern.source } : {}),
-    },
+    by: string,
+    arg: opts,
     decode(v, parent, key, ctx) {
       if (typeof v !== 'string') throw typeError(at(parent, key), what, v);
       if (
@@ -191,7 +192,7 @@ export function string(opts: { max?: number; pattern?: RegExp; what?: string } =
 export function uuid(): FieldType<string> {
   return {
     name: 'uuid',
-    jsonSchema: { type: 'string', format: 'uuid', pattern: UUID.source },
+    by: uuid,
     decode(v, parent, key) {
       if (typeof v !== 'string') throw typeError(at(parent, key), 'a UUID string', v);
       if (isUuid(v)) return v;
@@ -212,7 +213,7 @@ export function name(): FieldType<string> {
   const what = 'a name ([A-Za-z][A-Za-z0-9_]*)';
   return {
     name: 'string',
-    jsonSchema: { type: 'string', maxLength: 255, pattern: NAME.source },
+    by: name,
     decode(v, parent, key) {
       if (typeof v !== 'string') throw typeError(at(parent, key), what, v);
       if (v.length > 255)
@@ -231,8 +232,7 @@ export function name(): FieldType<string> {
 export function time(): FieldType<EbTime> {
   return {
     name: 'time',
-    // date-time (RFC 3339) requires the offset, as the data model does.
-    jsonSchema: { type: 'string', format: 'date-time' },
+    by: time,
     decode(v, parent, key, ctx) {
       if (typeof v !== 'string') throw typeError(at(parent, key), 'an ISO 8601 time with an offset', v);
       try {
@@ -274,12 +274,8 @@ export function number(opts: NumberOpts = {}): FieldType<number> {
   };
   return {
     name: opts.integer === true ? 'integer' : 'number',
-    jsonSchema: {
-      type: opts.integer === true ? 'integer' : 'number',
-      ...(opts.what !== undefined ? { description: opts.what } : {}),
-      ...(opts.min !== undefined ? { minimum: opts.min } : {}),
-      ...(opts.max !== undefined ? { maximum: opts.max } : {}),
-    },
+    by: number,
+    arg: opts,
     decode(v, parent, key, ctx) {
       let n: number;
       if (typeof v === 'number') {
@@ -311,7 +307,7 @@ export const integer = (opts: Omit<NumberOpts, 'integer'> = {}): FieldType<numbe
 export function boolean(): FieldType<boolean> {
   return {
     name: 'boolean',
-    jsonSchema: { type: 'boolean' },
+    by: boolean,
     decode(v, parent, key) {
       if (typeof v !== 'boolean') throw typeError(at(parent, key), 'true or false', v);
       return v;
@@ -329,7 +325,8 @@ export function oneOf<const E extends string>(values: readonly E[], code: Respon
     throw new Error('oneOf: a colon in an enum value would upset the duplicate-key count');
   return {
     name: `enum(${values.join('|')})`,
-    jsonSchema: { type: 'string', enum: values },
+    by: oneOf,
+    arg: values,
     decode(v, parent, key) {
       if (typeof v !== 'string') throw typeError(at(parent, key), `one of ${values.join(', ')}`, v);
       if (!set.has(v)) throw new DecodeError(code, at(parent, key), `${shown(v)} is not one of ${values.join(', ')}`);
@@ -350,7 +347,8 @@ function checkArrayLength(v: unknown[], path: string, ctx: DecodeContext): void 
 export function arrayOf<T>(item: FieldType<T>): FieldType<T[]> {
   return {
     name: `${item.name}[]`,
-    jsonSchema: { type: 'array', items: item.jsonSchema },
+    by: arrayOf,
+    arg: item,
     decode(v, parent, key, ctx) {
       if (!Array.isArray(v)) throw typeError(at(parent, key), `an array of ${item.name}`, v);
       const path = at(parent, key);
@@ -373,7 +371,8 @@ export function arrayOf<T>(item: FieldType<T>): FieldType<T[]> {
 export function arrayOfNullable<T>(item: FieldType<T>): FieldType<(T | null)[]> {
   return {
     name: `(${item.name}|null)[]`,
-    jsonSchema: { type: 'array', items: { anyOf: [item.jsonSchema, { type: 'null' }] } },
+    by: arrayOfNullable,
+    arg: item,
     decode(v, parent, key, ctx) {
       if (!Array.isArray(v)) throw typeError(at(parent, key), `an array of ${item.name} or null`, v);
       const path = at(parent, key);
@@ -402,11 +401,8 @@ export function mapOf<T>(value: FieldType<T>): FieldType<Record<string, T>> {
   const badKeyReason = (k: string): string => `key ${shown(k)} is empty or longer than 255 characters`;
   return {
     name: `map<${value.name}>`,
-    jsonSchema: {
-      type: 'object',
-      additionalProperties: value.jsonSchema,
-      propertyNames: { minLength: 1, maxLength: 255 },
-    },
+    by: mapOf,
+    arg: value,
     decode(v, parent, key, ctx) {
       const path = at(parent, key);
       if (v === null || typeof v !== 'object' || Array.isArray(v)) throw typeError(path, 'an object', v);
@@ -515,22 +511,12 @@ export function encodedKeys(spec: Fields): Readonly<Record<string, Buffer>> {
 }
 
 /** A nested object with its own field table (e.g. a market `product`, an `energy_events` event). */
-/** JSON Schema of an object with a field table (nullable fields accept null; ext_ fields are allowed). */
-export function objectSchema(spec: Fields, extra: Record<string, JsonSchema> = {}): JsonSchema {
-  const properties: Record<string, JsonSchema> = { ...extra };
-  const requiredKeys = Object.keys(extra);
-  for (const [k, f] of Object.entries(spec)) {
-    properties[k] = f.nullable ? { anyOf: [f.type.jsonSchema, { type: 'null' }] } : f.type.jsonSchema;
-    if (!f.optional) requiredKeys.push(k);
-  }
-  return { type: 'object', properties, required: requiredKeys, patternProperties: { '^ext_': {} } };
-}
-
 export function object<F extends Fields>(spec: F): FieldType<Infer<F>> {
   const keys = encodedKeys(spec);
   return {
     name: 'object',
-    jsonSchema: objectSchema(spec),
+    by: object,
+    arg: spec,
     decode(v, parent, key, ctx) {
       const path = at(parent, key);
       if (v === null || typeof v !== 'object' || Array.isArray(v)) throw typeError(path, 'an object', v);

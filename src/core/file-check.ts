@@ -205,29 +205,28 @@ function unreachable(at: string, reader: FileReader | undefined): string {
   return `${at}, which ${who(reader)} may not reach (EACCES): give ${group(reader)} access to the folders on its path`;
 }
 
-/** A user's name from /etc/passwd (Node has no getpwuid), else its number. */
-function userName(uid: number): string {
+/**
+ * The name of user or group `id` from `file` (/etc/passwd or /etc/group: Node has no getpwuid or getgrgid), else
+ * its number (no such file: the number says it as well).
+ */
+function nameIn(file: string, id: number): string {
   try {
-    for (const line of readFileSync('/etc/passwd', 'utf8').split('\n')) {
-      const [name, , id] = line.split(':');
-      if (name !== undefined && name !== '' && Number(id) === uid) return name;
+    for (const line of readFileSync(file, 'utf8').split('\n')) {
+      const [name, , n] = line.split(':');
+      if (name !== undefined && name !== '' && Number(n) === id) return name;
     }
   } catch {
-    // no /etc/passwd: the number says it as well
+    // no such file: the number says it as well
   }
-  return String(uid);
+  return String(id);
 }
 
-/** A group's name from /etc/group (Node has no getgrgid), else its number. */
+/** A user's name from /etc/passwd, else its number. */
+function userName(uid: number): string {
+  return nameIn('/etc/passwd', uid);
+}
+
+/** A group's name from /etc/group, else its number. */
 export function groupName(gid: number | undefined): string {
-  if (gid === undefined) return "the hub's group";
-  try {
-    for (const line of readFileSync('/etc/group', 'utf8').split('\n')) {
-      const [name, , id] = line.split(':');
-      if (name !== undefined && name !== '' && Number(id) === gid) return name;
-    }
-  } catch {
-    // no /etc/group: the number says it as well
-  }
-  return String(gid);
+  return gid === undefined ? "the hub's group" : nameIn('/etc/group', gid);
 }

@@ -11,6 +11,7 @@
 import { createHash } from 'node:crypto';
 import * as ed from '@noble/ed25519';
 import { currentReader, type FileReader, fileProblem } from '../core/file-check.js';
+import { shown } from '../core/shown.js';
 import { JsonFileError, readJsonFile } from '../store/json-file.js';
 import type { CryptoBackend, DhPublic, DhSecret, SigningKey, VerifyKey } from './backend.js';
 import { CryptoError } from './errors.js';
@@ -145,7 +146,7 @@ class Reader {
 
   describe(v: unknown): string {
     if (this.secret) return v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v;
-    if (typeof v === 'string') return JSON.stringify(v.length > 60 ? `${v.slice(0, 60)}...` : v);
+    if (typeof v === 'string') return shown(v, 60);
     return v === null ? 'null' : Array.isArray(v) ? 'an array' : v === undefined ? 'nothing' : typeof v;
   }
 }

@@ -13,6 +13,7 @@
  */
 import * as path from 'node:path';
 import { EbadgeError } from '../core/errors.js';
+import { shown as quoted } from '../core/shown.js';
 import { writeFileDurably } from '../store/durable.js';
 import { storeFs } from '../store/fs.js';
 import type { StorageReporter } from '../store/health.js';
@@ -411,7 +412,7 @@ const EVENT: readonly Rule[] = [
 ];
 
 function shown(v: unknown): string {
-  if (typeof v === 'string') return JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}...` : v);
+  if (typeof v === 'string') return quoted(v);
   if (Array.isArray(v)) return 'a list';
   if (v === null || v === undefined) return String(v);
   return typeof v === 'object' ? 'an object' : String(v);

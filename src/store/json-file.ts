@@ -6,6 +6,7 @@
 import { EbadgeError } from '../core/errors.js';
 import { scanJson } from '../core/json-scan.js';
 import { MAX_INPUT_BYTES, readFileBounded } from '../core/read-bounded.js';
+import { shown } from '../core/shown.js';
 
 export type JsonFileFault =
   /** `errno` is the system's code: ENOENT, EISDIR, EACCES... */
@@ -43,8 +44,7 @@ function describe(fault: JsonFileFault): string {
       return fault.endsEarly ? `${where} (the text ends too early)` : where;
     }
     case 'DUPLICATE_KEY': {
-      const key = fault.key.length > 60 ? `${fault.key.slice(0, 60)}...` : fault.key;
-      return `${fault.path}: the key ${JSON.stringify(key)} a second time`;
+      return `${fault.path}: the key ${shown(fault.key, 60)} a second time`;
     }
   }
 }

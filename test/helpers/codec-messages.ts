@@ -3,6 +3,8 @@
  * a seeded PRNG, and repairs the cross-field rules the shapes cannot express (from < to, a period that is a multiple
  * of the resolution, one value per interval, ranges with min <= max).
  */
+
+import { jsonSchemaOf } from '../../src/codec/json-schema.js';
 import { type MessageType, SCHEMAS } from '../../src/codec/messages.js';
 import type { JsonSchema } from '../../src/codec/schema.js';
 import type { Random } from './random.js';
@@ -65,7 +67,7 @@ export function generate(type: MessageType, r: Random): Record<string, unknown> 
   const props: Record<string, JsonSchema> = {};
   const required: string[] = [];
   for (const [k, f] of Object.entries(s.fields)) {
-    props[k] = f.nullable ? { anyOf: [f.type.jsonSchema, { type: 'null' }] } : f.type.jsonSchema;
+    props[k] = f.nullable ? { anyOf: [jsonSchemaOf(f.type), { type: 'null' }] } : jsonSchemaOf(f.type);
     if (!f.optional) required.push(k);
   }
   const m = gen({ type: 'object', properties: props, required }, r, 0) as Record<string, unknown>;

@@ -2,6 +2,7 @@
  * Reading checked values out of parsed JSON, each with its JSON path, so that a message says where and what: the
  * value found is described (never a password), an unknown key gets the known key it was probably meant to be.
  */
+import { cut } from '../../core/shown.js';
 import { ConfigError } from './types.js';
 
 const IDENTIFIER = /^[A-Za-z_$][A-Za-z0-9_$]*$/;
@@ -75,10 +76,6 @@ export class Reader {
     return this.number(v, path, `an integer from ${min} to ${max}`, (n) => Number.isInteger(n) && n >= min && n <= max);
   }
 
-  positive(v: unknown, path: string): number {
-    return this.number(v, path, 'a number greater than 0', (n) => n > 0);
-  }
-
   /** A power in kW, above 0 and at most 100,000 (no home device comes near; 1e308 made capacities infinite). */
   power(v: unknown, path: string): number {
     return this.number(v, path, 'a power in kW, greater than 0 and at most 100000', (n) => n > 0 && n <= 100_000);
@@ -98,8 +95,7 @@ function keyPath(path: string, key: string): string {
 
 /** A string inside a message: quoted, cut short, and with any URL password replaced. */
 export function shown(s: string): string {
-  const cut = s.length > 60 ? `${s.slice(0, 60)}...` : s;
-  return JSON.stringify(cut.replace(URL_PASSWORD, '$1:***@'));
+  return JSON.stringify(cut(s, 60).replace(URL_PASSWORD, '$1:***@'));
 }
 
 /** What was found instead, for a message; the values of password* fields are never quoted. */

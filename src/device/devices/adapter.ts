@@ -50,9 +50,7 @@ export function errCode(err: unknown): string {
   return typeof code === 'string' ? code : err instanceof Error ? err.message : String(err);
 }
 
-export function shortText(text: string, max = 40): string {
-  return JSON.stringify(text.length > max ? `${text.slice(0, max)}...` : text);
-}
+export { shown as shortText } from '../../core/shown.js';
 
 /** A decimal number as a device writes it (a CSV cell, a sysfs value): no hex, no Infinity, no NaN. */
 export const NUMBER = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/;

@@ -3,6 +3,7 @@
  * killed as a group on timeout, and always waited for, so that no child is left behind unreaped.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
+import { cut } from '../../core/shown.js';
 import { DeviceError, errCode } from './adapter.js';
 
 /** More stdout than any meter line needs; beyond it the child is misbehaving and is killed. */
@@ -12,7 +13,7 @@ export const REAP_WAIT_MS = 2000;
 
 export function commandLabel(command: readonly string[]): string {
   const text = command.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : JSON.stringify(a))).join(' ');
-  return `command ${text.length > 200 ? `${text.slice(0, 200)}...` : text}`;
+  return `command ${cut(text, 200)}`;
 }
 
 export function spawnFailure(label: string, err: unknown): DeviceError {
@@ -49,7 +50,7 @@ export class StderrTail {
       .map((l) => l.trim())
       .filter((l) => l !== '');
     const last = lines[lines.length - 1];
-    return last === undefined ? '' : `: ${last.length > 200 ? `${last.slice(0, 200)}...` : last}`;
+    return last === undefined ? '' : `: ${cut(last, 200)}`;
   }
 }
 
