@@ -94,7 +94,7 @@ export async function dispatch<T extends Transport>(
     await opened?.commit();
     // Only to a msg_id: without one this may be a reply that came after its request gave up, and a reply is not
     // answered.
-    if (msgId !== undefined) await ctx.respond(453, `${message.msg} is not handled by ${c.name}`);
+    if (msgId !== undefined) await sendAnswer(c, () => ctx.respond(453, `${message.msg} is not handled by ${c.name}`));
     d.ack();
     return;
   }
@@ -121,9 +121,11 @@ export async function dispatch<T extends Transport>(
     );
     if (!kept) return;
     c.failures.delete(dedupeKey);
-    await ctx.respond(
-      500,
-      fieldText(`${message.msg} failed ${failures} times: ${(err as Error)?.message ?? String(err)}`, 1024),
+    await sendAnswer(c, () =>
+      ctx.respond(
+        500,
+        fieldText(`${message.msg} failed ${failures} times: ${(err as Error)?.message ?? String(err)}`, 1024),
+      ),
     );
     if (dedupeKey !== undefined) c.seen.add(dedupeKey);
     return;
@@ -131,12 +133,24 @@ export async function dispatch<T extends Transport>(
   c.failures.delete(dedupeKey);
   if (settled) return;
   await opened?.commit();
-  if (msgId !== undefined) await ctx.respond(200, 'OK');
+  // Handled, so acked and remembered whatever becomes of its 200: the handler must not run again for an answer the
+  // broker would not take (the peer's inbox unbound, NO_ROUTE; full, a nack). Thrown from here, it went back to the
+  // queue uncounted and ran again as fast as the broker redelivered (1,411 times in 5 s without a delivery limit).
+  if (msgId !== undefined) await sendAnswer(c, () => ctx.respond(200, 'OK'));
   if (dedupeKey !== undefined) {
     c.seen.add(dedupeKey);
     d.remember?.(dedupeKey);
   }
   d.ack();
+}
+
+/** Sends one of the connector's own answers; one the broker refuses is told ('handler-error'), not thrown. */
+async function sendAnswer<T extends Transport>(c: DispatchDeps<T>, send: () => Promise<void>): Promise<void> {
+  try {
+    await send();
+  } catch (err) {
+    c.emit('handler-error', err, 'response', false);
+  }
 }
 
 /**

@@ -280,6 +280,49 @@ f('a handler that throws twice then succeeds gets the message 3 times; acked and
   }
 });
 
+f(
+  'a handled message whose 200 the broker refuses (NO_ROUTE, a nack): acked, remembered, never handled again',
+  async () => {
+    for (const countDeliveries of [true, false]) {
+      const what = countDeliveries ? 'quorum queue' : 'classic queue';
+      const { hub } = pair({ countDeliveries });
+      let calls = 0;
+      hub.onSetClock(() => {
+        calls++;
+      });
+      const told: [string, string, boolean][] = [];
+      hub.on('handler-error', (e, type, final) => told.push([String((e as Error).message), type, final]));
+      await hub.start();
+      const t = hub.transport;
+      // The peer's inbox is unbound: every answer to it comes back.
+      t.sendFailure = () => new Error('312 NO_ROUTE');
+      await deliver(t, setClock(1), { messageId: 'm' });
+      await t.network.idle();
+      assert.equal(
+        t.settlements.map((x) => x.outcome),
+        ['ack'],
+        `${what}: acked once, not redelivered`,
+      );
+      assert.is(calls, 1, `${what}: the handler ran once`);
+      assert.equal(told, [['312 NO_ROUTE', 'response', false]], `${what}: the lost answer is told`);
+      // A copy is the duplicate it is: not handled again.
+      await deliver(t, setClock(1), { messageId: 'm' });
+      await t.network.idle();
+      assert.is(calls, 1, what);
+      // The same for the 453 of a type nobody handles here.
+      await deliver(t, { msg: 'set_smart_mode', mode: 'passive', reset: false, msg_id: uuid(9) }, { messageId: 'n' });
+      await t.network.idle();
+      assert.equal(
+        t.settlements.map((x) => x.outcome),
+        ['ack', 'ack', 'ack'],
+        what,
+      );
+      assert.equal(t.problems, [], what);
+      await hub.close();
+    }
+  },
+);
+
 f('a handler that always throws: dead-lettered after deliveryLimit with the error, one 500 response', async () => {
   for (const countDeliveries of [true, false]) {
     const what = countDeliveries ? 'quorum queue' : 'classic queue (the connector counts)';
