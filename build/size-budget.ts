@@ -44,7 +44,7 @@ export const SIZE_BUDGET: Record<string, number> = {
   // for a cancelled one, replay state files from before the instances' windows migrated, our own texts cut on whole
   // code points; and three nacks in a row re-creating the channel.
   // 323,884 B (+272): each binding declared again on its own, a refused one reported and the rest restored.
-  // 324,580 B (+696, 2026-12-04 night): request() typed and checked by its reply types (UNEXPECTED_REPLY), a
+  // 324,580 B (+696, 2026-12-04 night): request() typed and checked by its reply types (INVALID_REPLY), a
   // modify_activation matched to its activation by (id, count).
   // 325,131 B (+551): a refused message's copy acked as a duplicate, the inbox's 406 diagnosed with its queue's
   // name, keygen's mode line as the file has it.

@@ -325,7 +325,8 @@ export class Connector<T extends Transport = Transport> extends TypedEmitter<Con
   /**
    * Sends a request and resolves with its reply (data model §3.5; requests.ts says how replies are matched). A
    * `response` with an error code for the request rejects with BusError REJECTED, a message of a type that does not
-   * answer it (ReplyType) with UNEXPECTED_REPLY; no reply in time rejects with BusError TIMEOUT.
+   * answer it (ReplyType), or a reply we refused as invalid, with INVALID_REPLY; no reply in time rejects with
+   * BusError TIMEOUT.
    */
   async request<K extends MessageType>(
     peer: string,

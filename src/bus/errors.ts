@@ -14,7 +14,7 @@ export type BusErrorCode =
   | 'TOPOLOGY'
   | 'TIMEOUT'
   | 'REJECTED'
-  | 'UNEXPECTED_REPLY'
+  | 'INVALID_REPLY'
   | 'NO_KEY'
   | 'INVALID_MESSAGE';
 
@@ -22,7 +22,8 @@ export class BusError extends EbadgeError<BusErrorCode> {
   override name = 'BusError';
   /**
    * REJECTED: the peer's answer (a `response` with an error code; a `reject_activation` is a reply, not an error).
-   * UNEXPECTED_REPLY: the message of another type that carried the request's ids.
+   * INVALID_REPLY: the message of another type that carried the request's ids (none when the reply was refused as
+   * invalid: the error says why, and the peer got its error response).
    */
   readonly reply: Message | undefined;
   constructor(code: BusErrorCode, message: string, options?: { cause?: unknown; reply?: Message }) {

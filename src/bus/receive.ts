@@ -23,6 +23,7 @@ import { CryptoError, KEY_UPDATE, type Opened, ReplayStateError, type Sealer } f
 import { refusable, type SenderBudget } from './budget.js';
 import type { SeenIds } from './dedupe.js';
 import { dispatch, FailureCounts } from './dispatch.js';
+import { BusError } from './errors.js';
 import type { ConnectorEvents, StoredHandler } from './handler.js';
 import {
   CONTENT_TYPE_SEALED,
@@ -372,6 +373,17 @@ export class Receiver<T extends Transport> {
       this.#d.seen.add(copyKey);
       d.remember?.(copyKey);
     }
+    // A reply to one of our requests that we refused: the request fails now, with why, rather than time out.
+    const pending = this.#d.requests.find(
+      sender,
+      { ...identity, msg: identity?.msg ?? '' } as Message,
+      d.correlationId,
+    );
+    if (pending !== undefined)
+      this.#d.requests.settle(
+        pending,
+        new BusError('INVALID_REPLY', `${sender} answered ${pending.type} with a message we refused: ${reason}`),
+      );
     if (identity === undefined) return;
     await this.#d
       .publish(

@@ -216,7 +216,7 @@ export class PendingRequests {
    * Settles `p` with its reply: a `response` with an error code rejects with REJECTED, the reply attached. A success
    * `response` to a request that waits for a functional reply is only the ack of its msg_id: it keeps waiting. A
    * message of a type that does not answer the request (a peer's bug: a status_report echoing a get_report's
-   * request_id) rejects with UNEXPECTED_REPLY, the message attached: resolving with it would hand the caller a
+   * request_id) rejects with INVALID_REPLY, the message attached: resolving with it would hand the caller a
    * message of another type than the one request() promises.
    */
   answer(p: PendingRequest, sender: string, message: Message): void {
@@ -227,7 +227,7 @@ export class PendingRequests {
       this.settle(
         p,
         new BusError(
-          'UNEXPECTED_REPLY',
+          'INVALID_REPLY',
           `${sender} answered ${p.type} with ${message.msg}: expected ${p.replies.join(' or ')}`,
           { reply: message },
         ),

@@ -534,7 +534,7 @@ export async function request(args: string[], io: Io): Promise<number> {
     io.out(JSON.stringify(reply));
     return 0;
   } catch (err) {
-    // REJECTED's error response, or the message of another type UNEXPECTED_REPLY got: what the peer said.
+    // REJECTED's error response, or the message of another type INVALID_REPLY got: what the peer said.
     if (err instanceof BusError && err.reply !== undefined) io.out(JSON.stringify(err.reply));
     throw err;
   } finally {

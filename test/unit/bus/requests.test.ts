@@ -42,7 +42,7 @@ async function rejected(p: Promise<unknown>): Promise<BusError> {
 async function foreignHub(): Promise<{
   network: MemoryNetwork;
   vpp: Connector;
-  send: (m: Message) => Promise<void>;
+  send: (m: Message | string, type?: string) => Promise<void>;
   unhandled: string[];
 }> {
   const network = new MemoryNetwork();
@@ -52,14 +52,15 @@ async function foreignHub(): Promise<{
   vpp.on('unhandled', (x) => unhandled.push(x.msg));
   await vpp.start();
   let sent = 0;
-  const send = (m: Message): Promise<void> =>
+  // A message, or a raw body of the type given (what a foreign encoder wrote).
+  const send = (m: Message | string, type: string = typeof m === 'string' ? 'report' : m.msg): Promise<void> =>
     hubT.send({
       to: VPP,
-      routingKey: m.msg,
-      body: encode(m),
+      routingKey: type,
+      body: typeof m === 'string' ? Buffer.from(m) : encode(m),
       properties: {
         messageId: `h${++sent}`,
-        type: m.msg,
+        type,
         contentType: 'application/json',
         timestamp: new Date(),
         appId: HUB,
@@ -445,7 +446,7 @@ m('a foreign hub: modify_activation settles the activation by (id, count), witho
   await vpp.close();
 });
 
-m('a message of another type carrying the request_id: UNEXPECTED_REPLY with it attached, not a resolve', async () => {
+m('a message of another type carrying the request_id: INVALID_REPLY with it attached, not a resolve', async () => {
   const { vpp, send } = await foreignHub();
   const report = vpp.request(HUB, {
     msg: 'get_report',
@@ -457,7 +458,7 @@ m('a message of another type carrying the request_id: UNEXPECTED_REPLY with it a
   });
   await send({ msg: 'status_report', status: 'ok', clock: T0, events: [], request_id: uuid(48) });
   const err = await rejected(soon(report));
-  assert.equal([err.code, err.reply?.msg], ['UNEXPECTED_REPLY', 'status_report']);
+  assert.equal([err.code, err.reply?.msg], ['INVALID_REPLY', 'status_report']);
   assert.match(err.message, `${HUB} answered get_report with status_report: expected report`);
   // The right type resolves, typed as a report.
   const next = vpp.request(HUB, {
@@ -479,6 +480,49 @@ m('a message of another type carrying the request_id: UNEXPECTED_REPLY with it a
   assert.equal((await soon(next)).values, { 'total.p': [7] });
   await vpp.close();
 });
+
+m(
+  'a reply we refuse (NaN from a foreign encoder): the request fails at once with why, not at its timeout',
+  async () => {
+    const { vpp, send } = await foreignHub();
+    const dead: string[] = [];
+    vpp.on('dead-letter', (_reason, code) => dead.push(code));
+    const report = vpp.request(
+      HUB,
+      {
+        msg: 'get_report',
+        from: T0,
+        to: T0.plusSeconds(60),
+        resolution: 60,
+        signals: ['total.p'],
+        request_id: uuid(50),
+      },
+      { timeout: 60_000 },
+    );
+    // Python's json.dumps writes NaN; the reply echoes the request_id all the same.
+    await send(
+      `{"msg":"report","from":"2026-01-01T00:00:00Z","to":"2026-01-01T00:01:00Z","resolution":60,` +
+        `"values":{"total.p":[NaN]},"request_id":"${uuid(50)}"}`,
+    );
+    const err = await rejected(soon(report));
+    assert.is(err.code, 'INVALID_REPLY');
+    assert.match(err.message, `${HUB} answered get_report with a message we refused: `);
+    assert.equal(dead, ['DECODE_400'], 'dead-lettered as any refused message');
+    // Another peer's refused message, or one that names no request of ours, fails nothing.
+    const next = vpp.request(HUB, {
+      msg: 'get_status_report',
+      from: T0,
+      to: T0.plusSeconds(60),
+      severity_threshold: 0,
+      request_id: uuid(52),
+    });
+    await send(`{"msg":"report","values":NaN,"request_id":"${uuid(51)}"}`);
+    await send({ msg: 'status_report', status: 'ok', clock: T0, events: [], request_id: uuid(52) });
+    assert.is((await soon(next)).msg, 'status_report', 'still waiting, then answered');
+    assert.equal(dead, ['DECODE_400', 'DECODE_400']);
+    await vpp.close();
+  },
+);
 
 m('keys are per peer: the same request_id from another peer does not settle the request', async () => {
   const network = new MemoryNetwork();
