@@ -199,9 +199,10 @@ export class Receiver<T extends Transport> {
         return;
       }
     }
-    // 3. Duplicates.
-    // A response's msg_id names the message it answers (see Connector.publish), never the response itself.
-    const id = d.messageId ?? (message.msg === 'response' ? undefined : (message as { msg_id?: string }).msg_id);
+    // 3. Duplicates: by msg_id first (data model §3.5 rule 4: a peer's retry may carry a new message id property),
+    // else the message id property. A response's msg_id names the message it answers, never the response itself.
+    const msgId = message.msg === 'response' ? undefined : (message as { msg_id?: string }).msg_id;
+    const id = msgId ?? d.messageId;
     const flightKey = id === undefined ? undefined : `${sender}:${id}`;
     // A copy has the same body too: a peer that reuses message ids (a counter that starts again after a restart, a
     // constant) must not have its new messages dropped as copies of old ones. A copy of one in flight waits all the
@@ -215,7 +216,7 @@ export class Receiver<T extends Transport> {
     if (dedupeKey !== undefined && this.#d.seen.has(dedupeKey)) {
       opened?.release();
       d.ack();
-      this.#d.emit('duplicate', id as string, sender);
+      this.#d.emit('duplicate', d.messageId ?? (id as string), sender);
       return;
     }
     // 4. A reply we are waiting for.
@@ -361,11 +362,11 @@ export class Receiver<T extends Transport> {
     deadCode: string,
     identity: Identity | undefined,
   ): Promise<void> {
-    const id = d.messageId ?? identity?.msg_id;
+    const id = identity?.msg_id ?? d.messageId;
     const copyKey = id === undefined ? undefined : `${sender}:${id}:${digest(d.body)}:${deadCode}`;
     if (copyKey !== undefined && this.#d.seen.has(copyKey)) {
       d.ack();
-      this.#d.emit('duplicate', id as string, sender);
+      this.#d.emit('duplicate', d.messageId ?? (id as string), sender);
       return;
     }
     if (!(await this.#deadLetter(d, reason, deadCode))) return;

@@ -149,6 +149,16 @@ d(
     assert.is((await deliver(t, setClock(2))).outcome, 'ack');
     assert.is((await deliver(t, setClock(2))).outcome, 'ack');
     assert.is(calls, 2, 'the same msg_id without a message id: a duplicate too');
+    // A foreign peer's retry: the same msg_id and body under a new message id property (data model §3.5 rule 4).
+    assert.is((await deliver(t, setClock(3), { messageId: 'first' })).outcome, 'ack');
+    assert.is((await deliver(t, setClock(3), { messageId: 'retry' })).outcome, 'ack');
+    assert.is(calls, 3, 'the msg_id names the message, whatever message id property each copy has');
+    assert.equal(dups.at(-1), `retry from ${VPP}`);
+    assert.equal(responses(t), [
+      [200, uuid(1)],
+      [200, uuid(2)],
+      [200, uuid(3)],
+    ]);
     await hub.close();
   },
 );

@@ -276,12 +276,14 @@ w('clear text: a routing key or type property naming another type is answered 40
   hub.on('dead-letter', (reason, code) => dead.push(`${code}: ${reason}`));
   await hub.start();
   const t = hub.transport;
-  const smart = { msg: 'set_smart_mode', mode: 'passive', reset: false, msg_id: uuid(4) };
+  // Each its own msg_id: the same msg_id, body and mistake again would be a copy (acked, not answered twice).
+  const smartAs = (n: number) => ({ msg: 'set_smart_mode', mode: 'passive', reset: false, msg_id: uuid(n) });
+  const smart = smartAs(4);
   const cases: [string, Record<string, unknown>, Parameters<typeof raw>[2], string, unknown][] = [
     ['activate as load_price', activate(1), { routingKey: 'load_price' }, 'ROUTING_KEY_MISMATCH', null],
     ['set_smart_mode as report.heh-x', smart, { routingKey: 'report.heh-x' }, 'ROUTING_KEY_MISMATCH', uuid(4)],
-    ['an empty routing key', smart, { routingKey: '' }, 'ROUTING_KEY_MISMATCH', uuid(4)],
-    ['a prefix of the type', smart, { routingKey: 'set_smart' }, 'ROUTING_KEY_MISMATCH', uuid(4)],
+    ['an empty routing key', smartAs(5), { routingKey: '' }, 'ROUTING_KEY_MISMATCH', uuid(5)],
+    ['a prefix of the type', smartAs(6), { routingKey: 'set_smart' }, 'ROUTING_KEY_MISMATCH', uuid(6)],
     ['type property load_price', activate(1), { type: 'load_price' }, 'TYPE_MISMATCH', null],
   ];
   for (const [name, body, o, code, msgId] of cases) {
