@@ -159,7 +159,12 @@ export class Receiver<T extends Transport> {
       }
       body = opened.payload;
     } else if (sealer?.keyring.peers.has(sender)) {
-      await this.#deadLetter(d, `${sender} has keys in our keyring but sent in the clear`, 'NOT_SEALED');
+      // An envelope (HEH-E2E v1 begins with 0x01, JSON never does) under another content type: said as it is.
+      const reason =
+        d.body[0] === 0x01
+          ? `${sender} sent a sealed body without the content type ${CONTENT_TYPE_SEALED} (it had ${cut(d.contentType ?? 'none', 64)})`
+          : `${sender} has keys in our keyring but sent in the clear`;
+      await this.#deadLetter(d, reason, 'NOT_SEALED');
       return;
     }
     const dm = d.headers[DM_HEADER];

@@ -419,6 +419,19 @@ w(
     assert.is((await sealedDelivery(t, broken, { ...st, messageId: uuid(9) })).outcome, 'dead');
     const clear = await deliver(t, { msg: 'set_clock', offset: 1, msg_id: uuid(10) }, { messageId: uuid(10) });
     assert.equal([clear.outcome, clear.code], ['dead', 'NOT_SEALED']);
+    assert.match(t.deadLetters.at(-1)?.reason ?? '', `${VPP} has keys in our keyring but sent in the clear`);
+    // An envelope under another content type (a foreign client's octet-stream): refused, and said so.
+    const envelope = await keys.b.seal({ peer: HUB }, 'set_clock', encode({ msg: 'set_clock', offset: 2 }));
+    const mislabelled = await t.inject({
+      body: envelope,
+      routingKey: 'set_clock',
+      properties: { ...st, messageId: uuid(12), contentType: 'application/octet-stream', headers: {} },
+    });
+    assert.equal([mislabelled.outcome, mislabelled.code], ['dead', 'NOT_SEALED']);
+    assert.match(
+      t.deadLetters.at(-1)?.reason ?? '',
+      `${VPP} sent a sealed body without the content type ${CONTENT_TYPE_SEALED} (it had application/octet-stream)`,
+    );
     const v4 = await keys.b.seal(
       { peer: HUB },
       'set_clock',
