@@ -62,6 +62,8 @@ export interface ChannelHost {
   keepFrame?(): void;
   channelClosed(ch: Channel): void;
   handlerError(err: unknown, where: string): void;
+  /** The broker owed `what` an answer for longer than options.rpcTimeout: the connection cannot be trusted. */
+  unanswered?(channel: number, what: string, ms: number): void;
 }
 
 export interface ConsumeOptions {
@@ -129,6 +131,8 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
   readonly #pub: Publisher<Rpc>;
   readonly #content: ContentAssembler;
   readonly #deliveries: Deliveries;
+  /** The deadline of the answer the broker owes (a call in flight, or the close-ok): see ConnectionOptions.rpcTimeout. */
+  #deadline: ReturnType<typeof setTimeout> | undefined;
 
   constructor(
     readonly id: number,
@@ -136,7 +140,12 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
   ) {
     super();
     this.#host = host;
-    this.#rpcs = new RpcQueue(id, host.out, (rpc) => this.#pub.defer(rpc));
+    this.#rpcs = new RpcQueue(
+      id,
+      host.out,
+      (rpc) => this.#pub.defer(rpc),
+      (what) => this.#owed(what),
+    );
     this.#pub = new Publisher<Rpc>(this, host, (rpc) => {
       if (this.#state === 'open') this.#rpcs.writeDeferred(rpc);
     });
@@ -565,6 +574,17 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
     const cause = err ?? this.#closedError();
     this.#rpcs.failAll(cause);
     this.#pub.failWaiting(cause);
+    this.#owed('channel.close');
+  }
+
+  /** Starts the deadline of the answer the broker owes now (`what`), or ends it (undefined). */
+  #owed(what: string | undefined): void {
+    if (this.#deadline !== undefined) clearTimeout(this.#deadline);
+    this.#deadline = undefined;
+    const ms = this.#host.options.rpcTimeout;
+    if (what === undefined || this.#host.unanswered === undefined) return;
+    this.#deadline = setTimeout(() => this.#host.unanswered?.(this.id, what, ms), ms);
+    this.#deadline.unref?.();
   }
 
   /** @internal the connection is gone (or failed): everything fails with `err`, nothing is sent. */
@@ -575,6 +595,7 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
   #finish(err: Error | undefined): void {
     if (this.#state === 'closed') return;
     this.#state = 'closed';
+    this.#owed(undefined);
     this.#closeError = err;
     const cause = err ?? this.#closedError();
     this.#rpcs.failAll(cause);

@@ -202,6 +202,17 @@ export class Connection extends TypedEmitter<ConnectionEvents> implements Channe
     this.reportError(err, where, 'AmqpHandlerWarning');
   }
 
+  /** @internal a channel's call went unanswered past rpcTimeout (ChannelHost.unanswered). */
+  unanswered(channel: number, what: string, ms: number): void {
+    this.#fail(
+      new ConnectionError(
+        'RPC_TIMEOUT',
+        `the broker did not answer ${what} on channel ${channel} within ${ms} ms (rpcTimeout): a broker that ` +
+          'answers heartbeats but not a method is broken, so the connection is closed',
+      ),
+    );
+  }
+
   // ---- reading ----------------------------------------------------------------------------------------------------
 
   /** @internal the body frame being handed out is kept as it lies (content.ts): its chunk is not read into again. */
@@ -235,6 +246,7 @@ export class Connection extends TypedEmitter<ConnectionEvents> implements Channe
 
   #frame(type: number, channel: number, payload: Buffer): void {
     if (this.#state === 'closed') return;
+    if (this.#beat !== null) this.#beat.framed = true;
     if (type === FRAME_HEARTBEAT) {
       if (channel !== 0) throw new FrameError(`heartbeat frame on channel ${channel}`, 501);
       return;
@@ -317,11 +329,14 @@ export class Connection extends TypedEmitter<ConnectionEvents> implements Channe
     if (this.heartbeat > 0) {
       this.#beat = new Heartbeat(this.heartbeat, {
         send: () => this.out.write(HEARTBEAT_FRAME),
-        dead: (ms) =>
+        dead: (ms, partial) =>
           this.#fail(
             new ConnectionError(
               'HEARTBEAT_TIMEOUT',
-              `no bytes from the broker for ${ms} ms (heartbeat ${this.heartbeat} s): the peer is gone`,
+              partial
+                ? `bytes but no whole frame from the broker for ${ms} ms (heartbeat ${this.heartbeat} s): a frame ` +
+                    'trickling in holds no connection alive'
+                : `no bytes from the broker for ${ms} ms (heartbeat ${this.heartbeat} s): the peer is gone`,
             ),
           ),
         lag: (ms) => this.emitSafe('lag', ms),

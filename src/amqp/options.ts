@@ -54,6 +54,14 @@ export interface ConnectOptions {
   blockedTimeout?: number;
   /** Deadline for the close handshake in ms (default 5000); then the socket is destroyed. */
   closeTimeout?: number;
+  /**
+   * Deadline in ms for the broker's answer to a channel's synchronous call (declare, bind, consume, qos,
+   * confirm.select, channel.open, channel.close ...; default 60000), counted from when the call is written. Past it
+   * the connection is closed, `RPC_TIMEOUT`: a broker that answers heartbeats but not a method (a broken broker or
+   * proxy) would otherwise hold the call, and everything behind it, for ever. RabbitMQ answers within its own
+   * channel_operation_timeout (15 s).
+   */
+  rpcTimeout?: number;
 }
 
 export interface ResolvedOptions {
@@ -77,6 +85,7 @@ export interface ResolvedOptions {
   publishTimeout: number;
   blockedTimeout: number;
   closeTimeout: number;
+  rpcTimeout: number;
 }
 
 /** The shortest heartbeat timeout we accept or negotiate, in seconds. */
@@ -214,5 +223,6 @@ export function resolveOptions(o: ConnectOptions): ResolvedOptions {
     publishTimeout: Math.max(publishTimeout, heartbeat * 1000),
     blockedTimeout: intOption(o.blockedTimeout ?? 0, 'blockedTimeout', 0, 2 ** 31 - 1),
     closeTimeout: intOption(o.closeTimeout ?? 5000, 'closeTimeout', 1, 2 ** 31 - 1),
+    rpcTimeout: intOption(o.rpcTimeout ?? 60_000, 'rpcTimeout', 1, 2 ** 31 - 1),
   };
 }

@@ -16,6 +16,7 @@ import type { Output } from './output.js';
 import type { Method, MethodName } from './spec.js';
 
 export interface Rpc {
+  readonly name: MethodName;
   readonly frame: Buffer;
   readonly args: Record<string, unknown>;
   readonly expects: readonly MethodName[];
@@ -29,12 +30,22 @@ export class RpcQueue {
   readonly #id: number;
   readonly #out: Output;
   readonly #defer: (rpc: Rpc) => boolean;
+  readonly #watch: (waiting: MethodName | undefined) => void;
 
-  /** `defer` queues a call behind waiting publishes and says whether it did (else the call is written now). */
-  constructor(channelId: number, out: Output, defer: (rpc: Rpc) => boolean) {
+  /**
+   * `defer` queues a call behind waiting publishes and says whether it did (else the call is written now). `watch`
+   * is told the call the broker now owes an answer to, when one is written, and undefined when none is owed.
+   */
+  constructor(
+    channelId: number,
+    out: Output,
+    defer: (rpc: Rpc) => boolean,
+    watch: (waiting: MethodName | undefined) => void = () => undefined,
+  ) {
     this.#id = channelId;
     this.#out = out;
     this.#defer = defer;
+    this.#watch = watch;
   }
 
   /** The call in flight, if any. */
@@ -61,6 +72,7 @@ export class RpcQueue {
     }
     return new Promise<Method>((resolve, reject) => {
       const rpc: Rpc = {
+        name,
         frame,
         args,
         expects,
@@ -83,6 +95,7 @@ export class RpcQueue {
       );
     }
     this.#rpcs.shift();
+    this.#watch(undefined);
     const next = this.#rpcs[0];
     if (next !== undefined) this.#send(next);
     if (error === undefined) rpc.resolve(m);
@@ -98,6 +111,7 @@ export class RpcQueue {
   failAll(err: Error): void {
     const rpcs = this.#rpcs;
     this.#rpcs = [];
+    this.#watch(undefined);
     for (const r of rpcs) r.reject(err);
   }
 
@@ -107,6 +121,7 @@ export class RpcQueue {
 
   #write(rpc: Rpc): void {
     this.#out.write(rpc.frame);
+    this.#watch(rpc.name);
     rpc.onSend?.();
   }
 }

@@ -95,6 +95,33 @@ function run(title: string, fn: () => Promise<void>, ms = 30_000): void {
   });
 }
 
+run('a call the broker never answers (a queue.declare lost on the way): RPC_TIMEOUT, then recovery', async () => {
+  const p = await proxy();
+  const rc = recovering(p, { rpcTimeout: 1500 });
+  await withDeadline(rc.whenOpen(), 5000, 'first open');
+  const ch = await rc.createChannel({ confirm: true });
+  // The next queue.declare (a method frame of class 50, method 10) never reaches the broker, which goes on
+  // answering heartbeats: without a deadline the call, and everything behind it, waited for ever.
+  const declare = Buffer.from([0x00, 0x32, 0x00, 0x0a]);
+  let dropped = 0;
+  p.transform((chunk) => {
+    if (dropped > 0 || !chunk.includes(declare)) return chunk;
+    dropped++;
+    return Buffer.alloc(0);
+  }, 'c2s');
+  const lost = nextEvent(rc, 'disconnected', 10_000);
+  const recovered = nextEvent(rc, 'recovered', 15_000);
+  const first = await rejection(ch.queueDeclare('', { exclusive: true, arguments: QUEUE_ARGS }));
+  assert.is(dropped, 1);
+  assert.is((first as AmqpError).code, 'RPC_TIMEOUT');
+  const [err] = await lost;
+  assert.is((err as AmqpError | undefined)?.code, 'RPC_TIMEOUT');
+  assert.match(String(err?.message), 'the broker did not answer queue.declare on channel');
+  await recovered;
+  const { queue } = await ch.queueDeclare('', { exclusive: true, arguments: QUEUE_ARGS });
+  await withDeadline(ch.basicPublish('', queue, 'after'), 5000, 'a publish confirmed after the recovery');
+});
+
 run(
   'a publish to an exchange that does not exist fails at once as refused; the channel comes back, the others are confirmed',
   async () => {

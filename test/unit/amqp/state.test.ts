@@ -8,7 +8,7 @@ import * as assert from 'uvu/assert';
 import { Channel, type ChannelHost } from '../../../src/amqp/channel.js';
 import { ConfirmTracker } from '../../../src/amqp/confirms.js';
 import type { PublishError } from '../../../src/amqp/errors.js';
-import { type Clock, Heartbeat } from '../../../src/amqp/heartbeat.js';
+import { type Clock, frameDeadlineMs, Heartbeat } from '../../../src/amqp/heartbeat.js';
 import { decodeMethod, encodeMethodFrame } from '../../../src/amqp/methods.js';
 import { resolveOptions } from '../../../src/amqp/options.js';
 import { Output } from '../../../src/amqp/output.js';
@@ -117,6 +117,35 @@ channel('blocked host: publishes wait and time out; unblocking resumes the rest 
   await kept;
   assert.equal(sent(), ['basic.publish', 'header', 'body']);
 });
+
+channel(
+  'a call the broker leaves unanswered past rpcTimeout is told to the host (which closes the connection)',
+  async () => {
+    const { ch, host } = harness({ rpcTimeout: 30 });
+    const owed: string[] = [];
+    const h = host as ChannelHost;
+    h.unanswered = (channel, what, ms) => owed.push(`${channel} ${what} ${ms}`);
+    await open(ch, false);
+    // Answered in time: nothing owed.
+    const declared = ch.queueDeclare('q');
+    feed(ch, 'queue.declare-ok', { queue: 'q', messageCount: 0, consumerCount: 0 });
+    await declared;
+    const selecting = ch.confirmSelect();
+    selecting.catch(() => undefined);
+    const until = Date.now() + 2000;
+    while (owed.length === 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(owed, ['1 confirm.select 30']);
+    // The close-ok owed too.
+    const c2 = harness({ rpcTimeout: 30 });
+    const owed2: string[] = [];
+    (c2.host as ChannelHost).unanswered = (channel, what) => owed2.push(`${channel} ${what}`);
+    await open(c2.ch, false);
+    void c2.ch.close();
+    while (owed2.length === 0 && Date.now() < until + 2000) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(owed2, ['1 channel.close']);
+    assert.is(owed.length, 1, 'told once');
+  },
+);
 
 channel('a method the channel did not ask for is a protocol error (505)', async () => {
   const { ch } = harness();
@@ -336,6 +365,31 @@ heartbeat('HB-2: sends when idle, declares the peer dead between 1.5 and 2 timeo
   assert.equal(events, ['send', 'send', 'send', 'dead 15000']);
   clock.advance(20_000);
   assert.is(events.length, 4, 'stopped after declaring the peer dead');
+});
+
+heartbeat('bytes that never make a whole frame (a frame trickling in) end the connection after frameDeadlineMs', () => {
+  for (const wholeFrames of [false, true]) {
+    const clock = fakeClock();
+    const events: string[] = [];
+    const hb = new Heartbeat(
+      10,
+      {
+        send: () => undefined,
+        dead: (ms, partial) => events.push(`dead ${ms} ${partial}`),
+        lag: () => events.push('lag'),
+      },
+      clock,
+    );
+    // A byte before every tick, for 10 minutes: with a whole frame now and then (a live broker), or never.
+    for (let t = 0; t < 120; t++) {
+      hb.received = true;
+      if (wholeFrames) hb.framed = true;
+      clock.advance(5000);
+    }
+    assert.equal(events, wholeFrames ? [] : ['dead 60000 true'], `whole frames: ${wholeFrames}`);
+  }
+  assert.is(frameDeadlineMs(5), 60_000, 'never under a minute');
+  assert.is(frameDeadlineMs(60), 240_000, '4 timeouts');
 });
 
 heartbeat('HB-3: a tick that fires late (stalled event loop) counts as lag, not silence', () => {
