@@ -224,16 +224,28 @@ export class Connection extends TypedEmitter<ConnectionEvents> implements Channe
   #data(chunk: Buffer): boolean {
     if (this.#state === 'closed') return false;
     if (this.#beat !== null) this.#beat.received = true;
-    if (this.#state === 'handshake' && !this.#sentStartOk && chunk[0] === 0x41 && !this.#reader.pending) {
+    if (this.#state === 'handshake' && !this.#sentStartOk && !this.#reader.pending) {
       // The broker answered our protocol header with its own: it does not speak 0-9-1.
-      const version = chunk.length >= 8 ? [...chunk.subarray(4, 8)].join('-') : '?';
-      this.#fail(
-        new ConnectionError(
-          'PROTOCOL_MISMATCH',
-          `the broker does not support AMQP 0-9-1 (it offered protocol ${version})`,
-        ),
-      );
-      return false;
+      if (chunk[0] === 0x41) {
+        const version = chunk.length >= 8 ? [...chunk.subarray(4, 8)].join('-') : '?';
+        this.#fail(
+          new ConnectionError(
+            'PROTOCOL_MISMATCH',
+            `the broker does not support AMQP 0-9-1 (it offered protocol ${version})`,
+          ),
+        );
+        return false;
+      }
+      // Not a broker at all (read as a frame, "HTTP" was a frame of over a gigabyte).
+      if (chunk.toString('latin1', 0, 5) === 'HTTP/') {
+        this.#fail(
+          new ConnectionError(
+            'PROTOCOL_MISMATCH',
+            'the server answered in HTTP, not AMQP: is the port an HTTP one (the management UI is 15672, AMQP 5672)?',
+          ),
+        );
+        return false;
+      }
     }
     try {
       this.#reader.push(chunk);

@@ -78,9 +78,13 @@ export class Deliveries {
     this.#consumers.set(c.tag, c);
   }
 
-  /** The limit a consumer set for its bodies, if any. */
+  /**
+   * The limit a consumer set for its bodies, if any, read at the delivery's content header: a delivery for a consumer
+   * we do not have fails there, before its body is read (held whole under the connection's 64 MiB limit, it let a
+   * broker fill the hub's memory past the 1 MiB its consumer takes).
+   */
   limitOf(tag: string): number | undefined {
-    return this.#consumers.get(tag)?.maxMessageBytes;
+    return this.#consumerOf(tag).maxMessageBytes;
   }
 
   removeConsumer(tag: string): Consumer | undefined {
@@ -90,20 +94,17 @@ export class Deliveries {
   }
 
   /** The consumer a delivery is for; one the broker made up is a protocol error (the connection closes). */
-  #consumerOf(inc: Content): Consumer {
-    const c = this.#consumers.get(inc.consumerTag);
+  #consumerOf(tag: string): Consumer {
+    const c = this.#consumers.get(tag);
     if (c === undefined)
-      throw new FrameError(
-        `channel ${this.#id}: delivery for unknown consumer ${JSON.stringify(inc.consumerTag)}`,
-        505,
-      );
+      throw new FrameError(`channel ${this.#id}: delivery for unknown consumer ${JSON.stringify(tag)}`, 505);
     return c;
   }
 
   /** A complete basic.deliver: to its consumer's handler, or queued for its iterator. */
   deliver(inc: Content): void {
     if (inc.deliveryTag > this.#lastDeliveryTag) this.#lastDeliveryTag = inc.deliveryTag;
-    const c = this.#consumerOf(inc);
+    const c = this.#consumerOf(inc.consumerTag);
     if (!c.noAck) this.#unacked.set(inc.deliveryTag, Date.now());
     const msg = messageOf(inc, c.noAck ? null : this.#channel);
     const handler = c.handler;
@@ -133,7 +134,7 @@ export class Deliveries {
   refuse(inc: Content, getNoAck: boolean): Message {
     let noAck = true;
     if (inc.kind === 'deliver') {
-      noAck = this.#consumerOf(inc).noAck;
+      noAck = this.#consumerOf(inc.consumerTag).noAck;
     } else if (inc.kind === 'get') {
       noAck = getNoAck;
     }

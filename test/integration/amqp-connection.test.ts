@@ -1,5 +1,6 @@
 /** Connection life cycle against the local RabbitMQ: handshake, negotiation, auth failures, broker-initiated close. */
 import { createHmac } from 'node:crypto';
+import { type AddressInfo, createServer } from 'node:net';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import {
@@ -14,6 +15,42 @@ import {
 import { AMQP_URL, rejection, timed, unique, withConnection } from '../helpers/amqp.js';
 import { type BrokerNode, rabbitmqctl, startBrokerNode } from '../helpers/broker-node.js';
 import { until, withDeadline } from '../helpers/deadline.js';
+
+/** A local server that answers any connection with `reply` (not a broker), and its port; closed by the caller. */
+async function answering(reply: Buffer): Promise<{ port: number; close(): Promise<void> }> {
+  const server = createServer((s) => {
+    s.on('error', () => undefined);
+    s.once('data', () => s.end(reply));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as AddressInfo).port,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
+test('a server that answers another protocol: PROTOCOL_MISMATCH saying which, not a frame error', async () => {
+  const cases: [Buffer, string][] = [
+    [
+      Buffer.from([0x41, 0x4d, 0x51, 0x50, 0, 1, 0, 0]),
+      'the broker does not support AMQP 0-9-1 (it offered protocol 0-1-0-0)',
+    ],
+    [
+      Buffer.from('HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n'),
+      'the server answered in HTTP, not AMQP: is the port an HTTP one (the management UI is 15672, AMQP 5672)?',
+    ],
+  ];
+  for (const [reply, message] of cases) {
+    const server = await answering(reply);
+    try {
+      const err = await rejection(connect({ port: server.port, connectTimeout: 5000 }));
+      assert.instance(err, ConnectionError);
+      assert.equal([(err as AmqpError).code, err.message], ['PROTOCOL_MISMATCH', message]);
+    } finally {
+      await server.close();
+    }
+  }
+});
 
 test(
   'handshake: server properties, capabilities we rely on, negotiated limits',

@@ -176,6 +176,19 @@ s('a delivery for a consumer tag never registered is a protocol error naming the
   // Nothing is rejected for it: the tag may not even be this channel's delivery.
   assert.equal(rejects(second.sent()), []);
   assert.equal(rejects(sent()), []);
+  // Refused at its content header, before any body frame is read: a broker cannot have a 60 MB body held under the
+  // connection's limit by naming a consumer we do not have.
+  const third = harness({ maxMessageBytes: 64 << 20 });
+  await open(third.ch);
+  await consume(third.ch, 'c1', () => undefined, { maxMessageBytes: 1 << 20 });
+  feed(third.ch, 'basic.deliver', {
+    consumerTag: 'ghost',
+    deliveryTag: 1,
+    redelivered: false,
+    exchange: 'x',
+    routingKey: 'k',
+  });
+  assert.throws(() => header(third.ch, 60 << 20), unexpected);
 });
 
 s('a consumer limit applies to that consumer only, and never raises the connection limit', async () => {
