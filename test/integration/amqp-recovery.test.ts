@@ -95,6 +95,19 @@ function run(title: string, fn: () => Promise<void>, ms = 30_000): void {
   });
 }
 
+run('before the connection is open, a declaration rejects RECOVERING; after whenOpen() it is taken', async () => {
+  const p = await proxy();
+  p.blackhole(); // the broker is reached, and says nothing yet
+  const rc = recovering(p, { connectTimeout: 20_000 });
+  const ch = await rc.createChannel({ confirm: true });
+  const early = await rejection(ch.queueDeclare('', { exclusive: true, arguments: QUEUE_ARGS }));
+  assert.is((early as AmqpError).code, 'RECOVERING');
+  p.resume();
+  await withDeadline(rc.whenOpen(), 10_000, 'open once the broker speaks');
+  const { queue } = await ch.queueDeclare('', { exclusive: true, arguments: QUEUE_ARGS });
+  await withDeadline(ch.basicPublish('', queue, 'x'), 5000, 'a publish confirmed');
+});
+
 run('a call the broker never answers (a queue.declare lost on the way): RPC_TIMEOUT, then recovery', async () => {
   const p = await proxy();
   const rc = recovering(p, { rpcTimeout: 1500 });
