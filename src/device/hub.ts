@@ -342,7 +342,10 @@ export class Hub {
     if (this.#slot === undefined) this.#slot = current;
     // A clock stepped back (NTP correcting a fast clock) samples again from the slot that just ended, as after a
     // stall: waiting for the clock to come back to our slot left the history empty for as long as the step.
-    else if (current < this.#slot || current - this.#slot > 3 * res) this.#slot = current - res;
+    else if (current < this.#slot || current - this.#slot > 3 * res) {
+      if (current < this.#slot) this.#reports.clockSteppedBack();
+      this.#slot = current - res;
+    }
     const slot = this.#slot;
     this.#sampler = this.#clock.setTimeout(
       () => {

@@ -194,13 +194,35 @@ export class Reports {
     this.#periodic.delete(requester);
   }
 
+  /** The clock was stepped back (the hub's sampling saw it): each subscription is scheduled again (#schedulePeriodic). */
+  clockSteppedBack(): void {
+    for (const s of this.#h.store.state.subscriptions) this.#schedulePeriodic(s.requester);
+  }
+
   /** Sends each period once it is over (plus one sample's time for the last reading to land). */
   #schedulePeriodic(requester: string): void {
     const h = this.#h;
     this.#clearPeriodic(requester);
     const sub = h.store.state.subscriptions.find((s) => s.requester === requester);
     if (sub === undefined || h.stopping) return;
-    const due = sub.next + sub.interval * 1000 + h.config.resolutionS * 1000;
+    const step = sub.interval * 1000;
+    if (sub.next - h.now() > step) {
+      // The clock went back (NTP correcting a clock that ran ahead: a Pi that booted two years on): the next period
+      // lies more than an interval ahead, and waiting for the clock to come back to it was a silence of that long.
+      // It goes on from the period under way, on its own grid; what was sent for the periods ahead stays sent.
+      const next = sub.next - Math.ceil((sub.next - h.now()) / step) * step;
+      void h.store.update(
+        () => {
+          sub.next = next;
+        },
+        { lazy: true },
+      );
+      h.log.warn('the clock went back: periodic reports go on from the period under way', {
+        requester,
+        from: EbTime.fromEpochMs(next).toString(),
+      });
+    }
+    const due = sub.next + step + h.config.resolutionS * 1000;
     // A period already due is a catch-up: paced, so that a backlog does not go out in one burst.
     const wait = due > h.now() ? due - h.now() : CATCH_UP_MS;
     const t = h.clock.setTimeout(

@@ -307,6 +307,40 @@ const reportsFor = (r: HubRig, requestId: string): Message<'report'>[] =>
   ofType(r.got, 'report').filter((m) => m.request_id === requestId);
 
 p(
+  'a clock stepped back by more than an interval: reports go on from the period under way, and after a restart',
+  async () => {
+    const r = await hubRig();
+    try {
+      const R1 = uuid(11);
+      await subscribe(r, 120, R1);
+      await minutes(r, 7);
+      await eventually(() => reportsFor(r, R1).length === 3, 'three periods');
+      // NTP corrects a clock that ran a day ahead.
+      await r.clock.step(-24 * 60 * MIN);
+      // The next sample sees the step (a minute), the period under way ends (2 min), then the one after.
+      await minutes(r, 6);
+      await eventually(() => reportsFor(r, R1).length >= 5, 'reports again, within minutes of the step');
+      const after = reportsFor(r, R1).slice(3);
+      assert.ok(
+        after.every((m) => m.from.epochMs < T0),
+        'periods of the clock as it is now, not a day ahead',
+      );
+      assert.ok(r.logs.some((l) => l.msg === 'the clock went back: periodic reports go on from the period under way'));
+      // A hub restarted on the corrected clock, with a subscription saved while it ran ahead, does not wait either.
+      await r.store.update((s) => {
+        for (const sub of s.subscriptions) sub.next += 24 * 60 * MIN;
+      });
+      await r.restart();
+      const before = reportsFor(r, R1).length;
+      await minutes(r, 5);
+      await eventually(() => reportsFor(r, R1).length >= before + 2, 'reports after the restart');
+    } finally {
+      await r.close();
+    }
+  },
+);
+
+p(
   'each period once it is over, with an id derived from it; a new subscription replaces the old; -1 stops it',
   async () => {
     const r = await hubRig();
