@@ -6,4 +6,5 @@
 
 export { keygen } from '../cli/keys.js';
 export { runHubProcess } from '../device/main.js';
+export { mqttSettings } from '../device/mqtt-settings.js';
 export { mqttBus } from '../mqtt/index.js';

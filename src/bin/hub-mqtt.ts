@@ -10,8 +10,9 @@ if (process.argv[2] === '--version' || process.argv[2] === '-v') {
 } else {
   import('./hub-mqtt-loaded.js').then(
     (m) =>
-      m.runHubProcess({ keygen: m.keygen }, (s) =>
-        m.mqttBus({
+      m.runHubProcess({ keygen: m.keygen }, (config, sealer) => {
+        const s = m.mqttSettings(config, sealer);
+        return m.mqttBus({
           name: s.name,
           peers: s.peers,
           url: s.url,
@@ -24,8 +25,8 @@ if (process.argv[2] === '--version' || process.argv[2] === '-v') {
           maxReconnectDelay: s.maxReconnectDelay,
           ...(s.sealer === undefined ? {} : { sealer: s.sealer }),
           ...(s.budget === undefined ? {} : { budget: s.budget }),
-        }),
-      ),
+        });
+      }),
     (err: unknown) => {
       process.stderr.write(`fatal: ${String(err)}\n`);
       process.exitCode = 70;

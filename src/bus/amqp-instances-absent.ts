@@ -4,10 +4,10 @@
  * party (amqp-instances.ts, amqp-shards.ts, amqp-ledger.ts: 7.3 KiB minified) would be dead weight on the Pi.
  * Reaching it anyway says why.
  */
-import { BusError } from './errors.js';
+import { fail } from './errors.js';
 
 function absent(): never {
-  throw new BusError(
+  fail(
     'CONFIG',
     'several instances of one party (inboxes: { shards }) are for aggregators: the hub bundle leaves them out (a hub uses per-peer inboxes)',
   );

@@ -47,7 +47,7 @@ import type { Ledger } from './amqp-ledger.js';
 import { publishWithHeaders, routingKeyFor } from './amqp-republish.js';
 import type { ShardSet, ShardStatus } from './amqp-shards.js';
 import { busOver, type Connector, type ConnectorOptions } from './connector.js';
-import { BusError } from './errors.js';
+import { BusError, fail } from './errors.js';
 import type {
   Incoming,
   Loopback,
@@ -172,11 +172,11 @@ export class AmqpTransport extends TypedEmitter<TransportEvents> implements Tran
   constructor(options: AmqpTransportOptions) {
     super();
     for (const n of [options.name, ...options.peers]) {
-      if (!NAME.test(n)) throw new BusError('CONFIG', `"${n}" is not an entity name (letters, digits, ".", "_", "-")`);
+      if (!NAME.test(n)) fail('CONFIG', `"${n}" is not an entity name (letters, digits, ".", "_", "-")`);
     }
     const shards = typeof options.inboxes === 'object' ? options.inboxes.shards : 1;
     if (!Number.isInteger(shards) || shards < 1 || shards > 1024)
-      throw new BusError('CONFIG', `inboxes.shards must be an integer from 1 to 1024 (got ${shards})`);
+      fail('CONFIG', `inboxes.shards must be an integer from 1 to 1024 (got ${shards})`);
     this.options = options;
     this.topology = options.topology ?? 'exchanges';
     this.#peers = new Set(options.peers);
@@ -275,7 +275,7 @@ export class AmqpTransport extends TypedEmitter<TransportEvents> implements Tran
 
   /** The confirm channel messages are published on. */
   get channel(): RecoveringChannel {
-    if (this.#pub === undefined) throw new BusError('NOT_STARTED', 'the transport is not started');
+    if (this.#pub === undefined) fail('NOT_STARTED', 'the transport is not started');
     return this.#pub;
   }
 
@@ -359,8 +359,7 @@ export class AmqpTransport extends TypedEmitter<TransportEvents> implements Tran
   async send(m: Outgoing): Promise<void> {
     const ch = this.channel;
     const { to } = m;
-    if (!this.#peers.has(to))
-      throw new BusError('UNKNOWN_PEER', `"${to}" is not a configured peer of ${this.options.name}`);
+    if (!this.#peers.has(to)) fail('UNKNOWN_PEER', `"${to}" is not a configured peer of ${this.options.name}`);
     const [exchange, routingKey] =
       this.topology === 'exchanges'
         ? [`${this.options.name}-to-${to}`, m.routingKey]
@@ -438,7 +437,7 @@ export class AmqpTransport extends TypedEmitter<TransportEvents> implements Tran
   /** The connection of the moment, for what must not be recorded for recovery (a passive check). */
   #raw(): NonNullable<RecoveringConnection['connection']> {
     const c = this.connection.connection;
-    if (c === null) throw new BusError('NOT_STARTED', 'the connection to the broker is recovering');
+    if (c === null) fail('NOT_STARTED', 'the connection to the broker is recovering');
     return c;
   }
 
@@ -715,7 +714,7 @@ async function guard<T>(fn: () => Promise<T>, what: string): Promise<T> {
     return await fn();
   } catch (err) {
     if (err instanceof ChannelError) {
-      throw new BusError('TOPOLOGY', `${what}: the broker answered ${err.replyCode} ${err.replyText}`, { cause: err });
+      fail('TOPOLOGY', `${what}: the broker answered ${err.replyCode} ${err.replyText}`, { cause: err });
     }
     throw err;
   }

@@ -5,7 +5,7 @@
  * peer's flood costs the others no handler time. Per sender, so an aggregator's thousands of hubs each have their
  * own: one hub's flood spends nothing of another's.
  */
-import { BusError } from './errors.js';
+import { fail } from './errors.js';
 import { READ_REQUESTS } from './protocol.js';
 
 /** A steady `rate` per second, with up to `burst` at once. */
@@ -95,9 +95,9 @@ export class SenderBudget {
 
 function check(name: string, b: Bucket, minBurst: number): Bucket {
   const ok = (v: unknown): boolean => typeof v === 'number' && Number.isFinite(v) && v > 0;
-  if (!ok(b.rate)) throw new BusError('CONFIG', `budget.${name}.rate must be a number above 0, not ${String(b.rate)}`);
+  if (!ok(b.rate)) fail('CONFIG', `budget.${name}.rate must be a number above 0, not ${String(b.rate)}`);
   if (!ok(b.burst) || b.burst < Math.max(1, minBurst))
-    throw new BusError(
+    fail(
       'CONFIG',
       `budget.${name}.burst must be at least ${Math.max(1, minBurst)}` +
         `${minBurst > 1 ? ' (the largest body accepted, or such a body could never pass)' : ''}, not ${String(b.burst)}`,

@@ -18,7 +18,7 @@ import { TypedEmitter } from '../core/emitter.js';
 import { KEY_UPDATE, OVERHEAD, type Sealer } from '../crypto/index.js';
 import { type BudgetOptions, SenderBudget } from './budget.js';
 import { SeenIds } from './dedupe.js';
-import { BusError } from './errors.js';
+import { BusError, fail } from './errors.js';
 import type { ConnectorEvents, Handler, StoredHandler, TypedHandlerMethods } from './handler.js';
 import {
   CONTENT_TYPE_JSON,
@@ -86,7 +86,7 @@ function checkMessage(message: unknown): void {
     typeof message !== 'object' || message === null
       ? `${message === null ? 'null' : typeof message}`
       : `msg ${typeof msg === 'string' ? JSON.stringify(msg.slice(0, 64)) : String(msg)}`;
-  throw new BusError('INVALID_MESSAGE', `expected a message (an object whose msg is a message type), got ${got}`);
+  fail('INVALID_MESSAGE', `expected a message (an object whose msg is a message type), got ${got}`);
 }
 
 // biome-ignore lint/suspicious/noUnsafeDeclarationMerging: the merged interface only types the onX methods defined on the prototype below
@@ -109,7 +109,7 @@ export class Connector<T extends Transport = Transport> extends TypedEmitter<Con
     super();
     const { transport } = options;
     if ((transport as Transport | undefined) === undefined)
-      throw new BusError('CONFIG', 'a Connector needs a transport (amqpBus() builds one over AMQP)');
+      fail('CONFIG', 'a Connector needs a transport (amqpBus() builds one over AMQP)');
     this.#o = options;
     this.transport = transport;
     this.name = transport.entity;
@@ -148,9 +148,9 @@ export class Connector<T extends Transport = Transport> extends TypedEmitter<Con
    * later would silently miss (and lose) every message already waiting in the queue.
    */
   handle<K extends MessageType>(type: K, handler: Handler<K, T>): this {
-    if (!Object.hasOwn(SCHEMAS, type)) throw new BusError('CONFIG', `unknown message type "${type}"`);
+    if (!Object.hasOwn(SCHEMAS, type)) fail('CONFIG', `unknown message type "${type}"`);
     if (this.#started)
-      throw new BusError(
+      fail(
         'CONFIG',
         `${this.name}: the ${type} handler was registered after start(); handlers must be registered before start(), ` +
           'or the messages already waiting in the queue are answered 453 and acked without ever reaching them',
@@ -175,7 +175,7 @@ export class Connector<T extends Transport = Transport> extends TypedEmitter<Con
    * transport goes on trying, so start() may be called again.
    */
   async start(): Promise<this> {
-    if (this.#closing !== undefined) throw new BusError('CLOSED', 'the connector was closed');
+    if (this.#closing !== undefined) fail('CLOSED', 'the connector was closed');
     if (this.#started) return this;
     this.#started = true;
     try {
@@ -275,7 +275,7 @@ export class Connector<T extends Transport = Transport> extends TypedEmitter<Con
   ): Promise<void> {
     // A receiver refuses a message whose routing key names another type (receive.ts): refused here before it goes.
     if (typeOfRoutingKey(options.routingKey) !== type)
-      throw new BusError('INVALID_MESSAGE', `the routing key '${options.routingKey}' does not name ${type}`);
+      fail('INVALID_MESSAGE', `the routing key '${options.routingKey}' does not name ${type}`);
     // Sealed when we have keys for this peer: the envelope is written where the payload would have been.
     const sealer = this.#o.sealer?.keyring.peers.has(peer) ? this.#o.sealer : undefined;
     const body = sealer === undefined ? payload : await sealer.envelope({ peer }, type, payload);
@@ -335,8 +335,7 @@ export class Connector<T extends Transport = Transport> extends TypedEmitter<Con
   ): Promise<Message<ReplyType<K>>> {
     const timeout = options.timeout ?? this.#o.requestTimeoutMs ?? 5000;
     // A NaN or negative timeout would time the request out at once, as if the peer had not answered.
-    if (!(timeout > 0))
-      throw new BusError('CONFIG', `request timeout: expected a number of ms above 0, got ${timeout}`);
+    if (!(timeout > 0)) fail('CONFIG', `request timeout: expected a number of ms above 0, got ${timeout}`);
     checkMessage(message);
     const r = this.#requests.open(peer, message, timeout);
     // Not awaited: the timeout is the request's, whatever the publish waits for (its confirm from a broker in a
@@ -347,9 +346,8 @@ export class Connector<T extends Transport = Transport> extends TypedEmitter<Con
   }
 
   #check(peer: string): void {
-    if (this.#closed) throw new BusError('CLOSED', 'the connector was closed');
-    if (!this.#peers.has(peer))
-      throw new BusError('UNKNOWN_PEER', `"${peer}" is not a configured peer of ${this.name}`);
+    if (this.#closed) fail('CLOSED', 'the connector was closed');
+    if (!this.#peers.has(peer)) fail('UNKNOWN_PEER', `"${peer}" is not a configured peer of ${this.name}`);
   }
 
   protected listenerFailed(err: unknown, event: string): void {

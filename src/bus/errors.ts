@@ -31,3 +31,13 @@ export class BusError extends EbadgeError<BusErrorCode> {
     this.reply = options?.reply;
   }
 }
+
+/**
+ * Throws the BusError `code`: the check-and-throw of each refusal in src/bus, written once. The stack starts at the
+ * caller, as a `throw new BusError` there would.
+ */
+export function fail(code: BusErrorCode, message: string, options?: { cause?: unknown; reply?: Message }): never {
+  const err = new BusError(code, message, options);
+  Error.captureStackTrace(err, fail);
+  throw err;
+}

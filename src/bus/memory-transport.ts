@@ -23,7 +23,7 @@
 import { type Clock, settle, systemClock } from '../core/clock.js';
 import { TypedEmitter } from '../core/emitter.js';
 import { EbadgeError } from '../core/errors.js';
-import { BusError } from './errors.js';
+import { fail } from './errors.js';
 import {
   bodyBytes,
   type Incoming,
@@ -119,7 +119,7 @@ export class MemoryNetwork {
   transport(options: MemoryTransportOptions): MemoryTransport {
     const q = this.#queue(options.name);
     if (q.transport !== undefined && !q.transport.closed)
-      throw new BusError('CONFIG', `${options.name} already has an open memory transport`);
+      fail('CONFIG', `${options.name} already has an open memory transport`);
     q.transport = new MemoryTransport(this, options, q.messages);
     return q.transport;
   }
@@ -298,7 +298,7 @@ export class MemoryTransport extends TypedEmitter<TransportEvents> implements Tr
   }
 
   async start(onMessage: (m: Incoming<MemoryMessage>) => Promise<void>, options: StartOptions = {}): Promise<void> {
-    if (this.#closed) throw new BusError('CLOSED', 'the transport is closed');
+    if (this.#closed) fail('CLOSED', 'the transport is closed');
     await this.#gate;
     this.#onMessage = onMessage;
     this.#maxBodyBytes = options.maxBodyBytes ?? Number.POSITIVE_INFINITY;
@@ -307,9 +307,8 @@ export class MemoryTransport extends TypedEmitter<TransportEvents> implements Tr
   }
 
   async send(o: Outgoing): Promise<void> {
-    if (this.#closed) throw new BusError('CLOSED', 'the transport is closed');
-    if (!this.peers.includes(o.to))
-      throw new BusError('UNKNOWN_PEER', `"${o.to}" is not a configured peer of ${this.entity}`);
+    if (this.#closed) fail('CLOSED', 'the transport is closed');
+    if (!this.peers.includes(o.to)) fail('UNKNOWN_PEER', `"${o.to}" is not a configured peer of ${this.entity}`);
     // While disconnected a send waits, as the AMQP transport's publish buffer does.
     if (!this.#connected) await new Promise<void>((resolve) => this.#whenUp.push(resolve));
     // Written when it goes, as AMQP writes a body writer into the frame then.
@@ -378,7 +377,7 @@ export class MemoryTransport extends TypedEmitter<TransportEvents> implements Tr
     let open = true;
     return {
       send: async (body) => {
-        if (!open) throw new BusError('CLOSED', 'the loopback is closed');
+        if (!open) fail('CLOSED', 'the loopback is closed');
         const copy = Buffer.from(body);
         setImmediate(() => onMessage(copy));
       },

@@ -22,7 +22,7 @@
  */
 import { type AmqpBusOptions, AmqpTransport, type AmqpTransportOptions } from './amqp-transport.js';
 import { busOver, type Connector } from './connector.js';
-import { BusError } from './errors.js';
+import { fail } from './errors.js';
 import { CONTENT_TYPE_JSON, CONTENT_TYPE_SEALED } from './protocol.js';
 import type { Outgoing, StartOptions } from './transport.js';
 
@@ -52,15 +52,15 @@ export class AmqpMqttPeersTransport extends AmqpTransport {
   constructor(options: MqttPeersOptions) {
     super(options);
     for (const p of options.mqttPeers) {
-      if (!options.peers.includes(p)) throw new BusError('CONFIG', `the MQTT peer "${p}" is not one of the peers`);
+      if (!options.peers.includes(p)) fail('CONFIG', `the MQTT peer "${p}" is not one of the peers`);
       if (!LEVEL.test(p))
-        throw new BusError(
+        fail(
           'CONFIG',
           `the MQTT peer name "${p}" cannot be an MQTT topic level (1 to 64 letters, digits, "_" and "-")`,
         );
     }
     if (options.mqttPeers.length > 0 && !LEVEL.test(options.name))
-      throw new BusError(
+      fail(
         'CONFIG',
         `the entity name "${options.name}" cannot be an MQTT topic level, as its MQTT peers see it (1 to 64 letters, digits, "_" and "-")`,
       );

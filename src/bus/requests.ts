@@ -16,7 +16,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Message, MessageType } from '../codec/index.js';
 import type { Clock, Timer } from '../core/clock.js';
-import { BusError } from './errors.js';
+import { BusError, fail } from './errors.js';
 import { has, READ_REQUESTS } from './protocol.js';
 
 const REQUEST_REPLIES = new Set([...READ_REQUESTS, 'balancing_unachievable']);
@@ -124,7 +124,7 @@ export class PendingRequests {
     // Another request under the same ids would get the first one's reply (a get_report at another resolution got
     // the report of the first), and its own reply would go unmatched: refused before it is sent.
     if (same !== undefined && same.ask !== ask)
-      throw new BusError(
+      fail(
         'INVALID_MESSAGE',
         `${type} to ${peer}: a request with the same ids (${keys[0] ?? 'msg_id'}) waits for its reply, and asks ` +
           'something else: give this one its own request_id, id or msg_id',

@@ -24,6 +24,16 @@ export class DecodeError extends EbadgeError<ResponseCode> {
 }
 
 /**
+ * Throws the DecodeError of `path`: the check-and-throw of each refusal in the codec, written once. The stack starts
+ * at the caller, as a `throw new DecodeError` there would.
+ */
+export function refuse(code: ResponseCode, path: string, reason: string): never {
+  const err = new DecodeError(code, path, reason);
+  Error.captureStackTrace(err, refuse);
+  throw err;
+}
+
+/**
  * Refused on the way out: `invalid` when a value cannot be emitted (strict emit: NaN, a naive time, a missing
  * required field), `capacity` when the caller's buffer region is too small for the message.
  */

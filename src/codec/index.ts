@@ -14,7 +14,7 @@ import { exceedsBounds, pathAt, withinBounds } from '../core/json-scan.js';
 import { cut } from '../core/shown.js';
 import { invalidUtf8At, LONE_SURROGATE } from '../core/utf8.js';
 import { findDuplicateKey } from './duplicate-keys.js';
-import { DecodeError, EncodeError, shown } from './errors.js';
+import { EncodeError, refuse, shown } from './errors.js';
 import { JsonWriter } from './json-writer.js';
 import { type Message, type MessageSchema, type MessageType, SCHEMAS, type Violation } from './messages.js';
 import { colonsIn, type DecodeContext, decodeFields, encodeFields, isName } from './schema.js';
@@ -62,8 +62,7 @@ const BOUND_CHECK_FROM = 4096;
 export function decode(body: Uint8Array | string, limits: DecodeLimits = {}): Decoded {
   const maxBytes = limits.maxBytes ?? 1 << 20;
   const size = body.length;
-  if (size > maxBytes)
-    throw new DecodeError(400, 'message', `a body of ${size} bytes exceeds the limit of ${maxBytes}`);
+  if (size > maxBytes) refuse(400, 'message', `a body of ${size} bytes exceeds the limit of ${maxBytes}`);
   const bytes =
     typeof body === 'string'
       ? undefined
@@ -75,7 +74,7 @@ export function decode(body: Uint8Array | string, limits: DecodeLimits = {}): De
   if (bytes !== undefined && text.indexOf('\uFFFD') !== -1) {
     const bad = invalidUtf8At(bytes);
     if (bad !== -1)
-      throw new DecodeError(
+      refuse(
         400,
         placeOf(bytes, bad),
         `not valid UTF-8 at byte ${bad} (0x${(bytes[bad] as number).toString(16).padStart(2, '0')})`,
@@ -87,17 +86,16 @@ export function decode(body: Uint8Array | string, limits: DecodeLimits = {}): De
   try {
     value = JSON.parse(text);
   } catch (err) {
-    throw new DecodeError(400, 'message', `not valid JSON (${(err as Error).message})`);
+    refuse(400, 'message', `not valid JSON (${(err as Error).message})`);
   }
   if (value === null || typeof value !== 'object' || Array.isArray(value))
-    throw new DecodeError(400, 'message', 'the body is not a JSON object');
+    refuse(400, 'message', 'the body is not a JSON object');
   const obj = value as Record<string, unknown>;
   const msg = obj['msg'];
-  if (typeof msg !== 'string') throw new DecodeError(400, 'message.msg', 'the message type is missing');
+  if (typeof msg !== 'string') refuse(400, 'message.msg', 'the message type is missing');
   if (!Object.hasOwn(SCHEMAS, msg)) {
-    if (msg.length > 255 || !isName(msg))
-      throw new DecodeError(400, 'message.msg', `${shown(msg)} is not a message type name`);
-    throw new DecodeError(453, msg, `message type ${shown(msg)} is not recognized`);
+    if (msg.length > 255 || !isName(msg)) refuse(400, 'message.msg', `${shown(msg)} is not a message type name`);
+    refuse(453, msg, `message type ${shown(msg)} is not recognized`);
   }
   // A string body may hold a lone surrogate raw as well as escaped; a Buffer's text only escaped (raw is not UTF-8).
   if (SURROGATE_ESCAPE.test(text) || (bytes === undefined && LONE_SURROGATE.test(text))) refuseLoneSurrogate(obj, msg);
@@ -113,10 +111,10 @@ export function decode(body: Uint8Array | string, limits: DecodeLimits = {}): De
   decodeFields(schema.fields, obj, out, msg, ctx, 'msg');
   if (colonsIn(text) !== ctx.colons) {
     const path = findDuplicateKey(text, msg);
-    if (path !== null) throw new DecodeError(400, path, 'the key appears twice in one object');
+    if (path !== null) refuse(400, path, 'the key appears twice in one object');
   }
   const violation = schema.check?.(out as never, false, (d) => ctx.diagnostics.push(d));
-  if (violation !== undefined) throw new DecodeError(violation[0], violation[1], violation[2]);
+  if (violation !== undefined) refuse(violation[0], violation[1], violation[2]);
   return { message: out as Message, diagnostics: ctx.diagnostics };
 }
 
@@ -130,13 +128,12 @@ const SURROGATE_ESCAPE = /(?:^|[^\\])(?:\\\\)*\\u[dD][89a-fA-F][0-9a-fA-F]{2}/;
  */
 function refuseLoneSurrogate(value: unknown, path: string): void {
   if (typeof value === 'string') {
-    if (LONE_SURROGATE.test(value)) throw new DecodeError(400, path, 'a lone surrogate is not a character');
+    if (LONE_SURROGATE.test(value)) refuse(400, path, 'a lone surrogate is not a character');
   } else if (Array.isArray(value)) {
     for (const [i, v] of value.entries()) refuseLoneSurrogate(v, `${path}[${i}]`);
   } else if (value !== null && typeof value === 'object') {
     for (const [k, v] of Object.entries(value)) {
-      if (LONE_SURROGATE.test(k))
-        throw new DecodeError(400, path, 'a key holds a lone surrogate, which is not a character');
+      if (LONE_SURROGATE.test(k)) refuse(400, path, 'a key holds a lone surrogate, which is not a character');
       refuseLoneSurrogate(v, `${path}.${k}`);
     }
   }
@@ -147,7 +144,7 @@ function checkBounds(bytes: Buffer, maxNesting: number, maxValues: number): void
   if (withinBounds(bytes, maxNesting, maxValues)) return;
   const over = exceedsBounds(bytes, maxNesting, maxValues);
   if (over === undefined) return;
-  throw new DecodeError(
+  refuse(
     400,
     placeOf(bytes, over.at),
     over.bound === 'depth'

@@ -10,6 +10,7 @@
  * The writer either owns a growable buffer, or writes into a caller's buffer between `offset` and `limit`, where it
  * throws an EncodeError of kind `capacity` rather than write past the limit.
  */
+import { throwRangeError } from '../core/errors.js';
 import { EncodeError } from './errors.js';
 import type { EbTime } from './time.js';
 
@@ -41,7 +42,7 @@ export class JsonWriter {
       this.#growable = true;
     } else {
       if (offset < 0 || limit > target.length || offset > limit)
-        throw new RangeError(`JsonWriter: region [${offset}, ${limit}) is outside a buffer of ${target.length}`);
+        throwRangeError(`JsonWriter: region [${offset}, ${limit}) is outside a buffer of ${target.length}`);
       this.buf = target;
       this.#limit = limit;
       this.#growable = false;

@@ -50,7 +50,10 @@ function message<const M extends string, F extends Fields>(
   fields: F,
   check?: (m: Infer<F>, strict: boolean, note: (d: string) => void) => Violation | undefined,
 ): MessageSchema<M, F> {
-  return { msg, fields, keys: encodedKeys(fields), check };
+  // Every table with a required from and to (fromTo) has its period checked first, under its own name.
+  const timed: MessageSchema<M, F>['check'] =
+    fields['from'] === fromTo.from ? (m, strict, note) => period(m as never, msg) ?? check?.(m, strict, note) : check;
+  return { msg, fields, keys: encodedKeys(fields), check: timed };
 }
 
 // Fields every HEH-level message may carry (§3.2): heh_id addresses an HEH through its operator; request_id
@@ -69,18 +72,28 @@ const hehId = optionalNullable(
 const requestId = optional(uuid());
 const msgId = optional(uuid());
 
-const device = (): ReturnType<typeof string> => string({ max: 255 });
+/** The field types and fields several tables share (a field is a description: one object serves them all). */
+const text255 = string({ max: 255 });
+const text1024 = string({ max: 1024 });
+const device = text255;
+const fromTo = { from: required(time()), to: required(time()) };
+const activation = { id: required(uuid()), modification_count: required(integer({ min: 0 })) };
+const eurPerKWh = number({ what: 'a price in EUR/kWh' });
+const eurPerMWh = number({ what: 'a price in EUR/MWh' });
+const kWAtLeast0 = number({ min: 0, what: 'a power in kW' });
+const smartMode = oneOf(['normal', 'passive', 'off']);
+const statusCode = integer({ min: 100, max: 599 });
 /**
  * A resolution or an interval: whole seconds, at most 366 days. Nothing in the data model is sampled or reported
  * less often, and a larger one put the periods it makes past year 9999, where no time can be written (an answer
  * that failed 500, a subscription stored that no report could ever carry).
  */
 export const MAX_SPAN_S = 366 * 86_400;
-const span = (): ReturnType<typeof integer> => integer({ min: 1, max: MAX_SPAN_S });
+const span = integer({ min: 1, max: MAX_SPAN_S });
 const kW = (what = 'a power in kW'): ReturnType<typeof number> => number({ what });
 
 /** D3.1.3 §4: a signal is `device.signal`. The 2015 example joins several in one string: split, with a diagnostic. */
-const signals = required(arrayOf(string({ max: 255 })));
+const signals = required(arrayOf(text255));
 
 function period(m: { from: EbTime; to: EbTime }, type: string): Violation | undefined {
   if (m.from.epochMs >= m.to.epochMs)
@@ -91,30 +104,26 @@ function period(m: { from: EbTime; to: EbTime }, type: string): Violation | unde
 export const GetReport = message(
   'get_report',
   {
-    from: required(time()),
-    to: required(time()),
-    resolution: required(span()),
+    ...fromTo,
+    resolution: required(span),
     signals,
     heh_id: hehId,
     request_id: requestId,
     msg_id: msgId,
   },
-  (m, strict, note) => period(m, 'get_report') ?? splitSignals(m.signals, 'get_report.signals', strict, note),
+  (m, strict, note) => splitSignals(m.signals, 'get_report.signals', strict, note),
 );
 
 export const Report = message(
   'report',
   {
-    from: required(time()),
-    to: required(time()),
-    resolution: required(span()),
+    ...fromTo,
+    resolution: required(span),
     values: required(mapOf(arrayOfNullable(number()))),
     heh_id: hehId,
     request_id: requestId,
   },
   (m) => {
-    const bad = period(m, 'report');
-    if (bad !== undefined) return bad;
     // D3.1.3 §5.1.3: n = (to - from) / resolution. When a request's period is not a multiple of the resolution, the
     // hub extends the report's `to`, so a report's own period always is one.
     const periodS = (m.to.epochMs - m.from.epochMs) / 1000;
@@ -129,20 +138,14 @@ export const Report = message(
   },
 );
 
-export const Activate = message(
-  'activate',
-  {
-    id: required(uuid()),
-    modification_count: required(integer({ min: 0 })),
-    from: required(time()),
-    to: required(time()),
-    quantity: required(kW()),
-    device: nullable(device()),
-    heh_id: hehId,
-    msg_id: msgId,
-  },
-  (m) => period(m, 'activate'),
-);
+export const Activate = message('activate', {
+  ...activation,
+  ...fromTo,
+  quantity: required(kW()),
+  device: nullable(device),
+  heh_id: hehId,
+  msg_id: msgId,
+});
 
 export const AcceptActivation = message('accept_activation', {
   id: required(uuid()),
@@ -154,29 +157,23 @@ export const RejectActivation = message('reject_activation', {
   id: required(uuid()),
   modification_count: required(integer({ min: 0 })),
   heh_id: hehId,
-  reason: optional(string({ max: 1024 })),
-  code: optional(integer({ min: 100, max: 599 })),
+  reason: optional(text1024),
+  code: optional(statusCode),
 });
 
-export const ModifyActivation = message(
-  'modify_activation',
-  {
-    id: required(uuid()),
-    modification_count: required(integer({ min: 0 })),
-    from: required(time()),
-    to: required(time()),
-    quantity: required(number({ what: 'a power in kW' })),
-    device: nullable(string({ max: 255 })),
-    heh_id: hehId,
-  },
-  (m) => period(m, 'modify_activation'),
-);
+export const ModifyActivation = message('modify_activation', {
+  ...activation,
+  ...fromTo,
+  quantity: required(kW()),
+  device: nullable(text255),
+  heh_id: hehId,
+});
 
 export const Response = message('response', {
   msg_id: nullable(uuid()),
-  response_code: required(integer({ min: 100, max: 599 })),
+  response_code: required(statusCode),
   response_subcode: optional(integer()),
-  response_desc: required(string({ max: 1024 })),
+  response_desc: required(text1024),
   ref_msg: optional(name()),
   request_id: requestId,
   id: optional(uuid()),
@@ -189,7 +186,7 @@ export const GetPeriodicReport = message(
   {
     interval: required(integer({ min: -1, max: MAX_SPAN_S })),
     first_from: nullable(time()),
-    resolution: required(span()),
+    resolution: required(span),
     signals,
     heh_id: hehId,
     request_id: requestId,
@@ -201,18 +198,13 @@ export const GetPeriodicReport = message(
       : splitSignals(m.signals, 'get_periodic_report.signals', strict, note),
 );
 
-export const GetEnergyEvents = message(
-  'get_energy_events',
-  {
-    from: required(time()),
-    to: required(time()),
-    severity: required(severity),
-    heh_id: hehId,
-    request_id: requestId,
-    msg_id: msgId,
-  },
-  (m) => period(m, 'get_energy_events'),
-);
+export const GetEnergyEvents = message('get_energy_events', {
+  ...fromTo,
+  severity: required(severity),
+  heh_id: hehId,
+  request_id: requestId,
+  msg_id: msgId,
+});
 
 export const GetEnergyEventsRealtime = message('get_energy_events_realtime', {
   severity: required(severity),
@@ -237,31 +229,26 @@ export const EnergyEvents = message('energy_events', {
 });
 
 export const GetActivationCapacity = message('get_activation_capacity', {
-  device: optionalNullable(device()),
+  device: optionalNullable(device),
   heh_id: hehId,
   request_id: requestId,
   msg_id: msgId,
 });
 
 export const ActivationCapacity = message('activation_capacity', {
-  pos_capacity: required(number({ min: 0, what: 'a power in kW' })),
-  neg_capacity: required(number({ min: 0, what: 'a power in kW' })),
-  device: optionalNullable(device()),
+  pos_capacity: required(kWAtLeast0),
+  neg_capacity: required(kWAtLeast0),
+  device: optionalNullable(device),
   heh_id: hehId,
   request_id: requestId,
 });
 
-export const ContingencyActivate = message(
-  'contingency_activate',
-  {
-    id: required(uuid()),
-    from: required(time()),
-    to: required(time()),
-    max_quantity: nullable(number({ min: 0, what: 'a power in kW' })),
-    heh_id: hehId,
-  },
-  (m) => period(m, 'contingency_activate'),
-);
+export const ContingencyActivate = message('contingency_activate', {
+  id: required(uuid()),
+  ...fromTo,
+  max_quantity: nullable(kWAtLeast0),
+  heh_id: hehId,
+});
 
 export const ContingencyEnd = message('contingency_end', {
   id: required(uuid()),
@@ -269,53 +256,38 @@ export const ContingencyEnd = message('contingency_end', {
   heh_id: hehId,
 });
 
-export const LoadPrice = message(
-  'load_price',
-  {
-    from: required(time()),
-    to: required(time()),
-    price: required(number({ what: 'a price in EUR/kWh' })),
-    heh_id: hehId,
-    msg_id: msgId,
-  },
-  (m) => period(m, 'load_price'),
-);
+export const LoadPrice = message('load_price', {
+  ...fromTo,
+  price: required(eurPerKWh),
+  heh_id: hehId,
+  msg_id: msgId,
+});
 
-export const GenerationPrice = message(
-  'generation_price',
-  {
-    from: required(time()),
-    to: required(time()),
-    price: required(number({ what: 'a price in EUR/kWh' })),
-    device: required(device()),
-    heh_id: hehId,
-    msg_id: msgId,
-  },
-  (m) => period(m, 'generation_price'),
-);
+export const GenerationPrice = message('generation_price', {
+  ...fromTo,
+  price: required(eurPerKWh),
+  device: required(device),
+  heh_id: hehId,
+  msg_id: msgId,
+});
 
 export const GetAllPrices = message('get_all_prices', { heh_id: hehId, request_id: requestId });
 
-export const GetStatusReport = message(
-  'get_status_report',
-  {
-    from: required(time()),
-    to: required(time()),
-    severity_threshold: required(severity),
-    heh_id: hehId,
-    request_id: requestId,
-    msg_id: msgId,
-  },
-  (m) => period(m, 'get_status_report'),
-);
+export const GetStatusReport = message('get_status_report', {
+  ...fromTo,
+  severity_threshold: required(severity),
+  heh_id: hehId,
+  request_id: requestId,
+  msg_id: msgId,
+});
 
 export const StatusReport = message('status_report', {
   // D3.1.3 leaves status open ("not sure what we need here", example "OK"); §3.3 proposes ok, degraded, error,
   // shutting_down. Any short string is read, so 2015 peers interoperate.
-  status: required(string({ max: 255 })),
+  status: required(text255),
   clock: required(time()),
   events: required(arrayOf(object({ time: required(time()), severity: required(severity), type: required(name()) }))),
-  mode: optional(oneOf(['normal', 'passive', 'off'])),
+  mode: optional(smartMode),
   heh_id: hehId,
   request_id: requestId,
 });
@@ -327,26 +299,26 @@ export const SetClock = message('set_clock', {
 });
 
 export const SetSmartMode = message('set_smart_mode', {
-  mode: required(oneOf(['normal', 'passive', 'off'])),
+  mode: required(smartMode),
   reset: required(boolean()),
   heh_id: hehId,
   msg_id: msgId,
 });
 
 export const GetCapabilities = message('get_capabilities', {
-  device: nullable(device()),
+  device: nullable(device),
   heh_id: hehId,
   request_id: requestId,
   msg_id: msgId,
 });
 
 export const Capabilities = message('capabilities', {
-  device_name: required(string({ max: 255 })),
-  device_version: required(string({ max: 255 })),
-  devices: required(arrayOf(device())),
-  device_sn: optional(string({ max: 255 })),
-  device_ip: optional(string({ max: 255 })),
-  device_mac: optional(string({ max: 255 })),
+  device_name: required(text255),
+  device_version: required(text255),
+  devices: required(arrayOf(device)),
+  device_sn: optional(text255),
+  device_ip: optional(text255),
+  device_mac: optional(text255),
   dm_version: optional(string({ max: 16, pattern: /^\d+\.\d+$/, what: 'a MAJOR.MINOR version' })),
   supported_msgs: optional(arrayOf(name())),
   heh_id: hehId,
@@ -356,16 +328,16 @@ export const Capabilities = message('capabilities', {
 export const DeviceCapabilities = message(
   'device_capabilities',
   {
-    device: required(device()),
+    device: required(device),
     classes: required(arrayOf(oneOf(['consumer', 'generator', 'storage']))),
-    type: required(string({ max: 255 })),
-    device_name: required(string({ max: 255 })),
-    version: required(string({ max: 255 })),
+    type: required(text255),
+    device_name: required(text255),
+    version: required(text255),
     signals: required(
       arrayOf(
         object({
-          name: required(string({ max: 255 })),
-          desc: required(string({ max: 1024 })),
+          name: required(text255),
+          desc: required(text1024),
           unit: required(string({ max: 32 })),
           range: optional(arrayOf(number())),
         }),
@@ -387,18 +359,13 @@ export const DeviceCapabilities = message(
   },
 );
 
-export const Availability = message(
-  'availability',
-  {
-    from: required(time()),
-    to: required(time()),
-    available: required(boolean()),
-    device: optionalNullable(device()),
-    reason: optional(string({ max: 1024 })),
-    heh_id: hehId,
-  },
-  (m) => period(m, 'availability'),
-);
+export const Availability = message('availability', {
+  ...fromTo,
+  available: required(boolean()),
+  device: optionalNullable(device),
+  reason: optional(text1024),
+  heh_id: hehId,
+});
 
 /** The pilot's LED extension (D3.1.3 §4.2.5 example); optional to support. */
 export const ExtSiXlabLedSignal = message('ext_si_xlab_led_signal', {
@@ -409,9 +376,9 @@ export const ExtSiXlabLedSignal = message('ext_si_xlab_led_signal', {
 // ---- market level (§3.4): quantities in MW, prices in EUR/MWh ----------------------------------------------------
 
 const product = object({ positive: required(boolean()), start: required(time()), end: required(time()) });
-const bidId = required(string({ max: 255 }));
+const bidId = required(text255);
 const marketMsgId = required(uuid());
-const MW = (what = 'a power in MW'): ReturnType<typeof number> => number({ what });
+const MW = number({ what: 'a power in MW' });
 
 function productPeriod(p: { start: EbTime; end: EbTime }, path: string): Violation | undefined {
   return p.start.epochMs >= p.end.epochMs ? [454, `${path}.end`, 'the product ends before it starts'] : undefined;
@@ -425,13 +392,13 @@ export const BalancingReserveBid = message(
     product: required(product),
     quantity: required(number({ min: 0, what: 'a power in MW' })),
     divisible: optional(boolean()),
-    reserve_price: required(number({ what: 'a price in EUR/MWh' })),
-    energy_price: required(number({ what: 'a price in EUR/MWh' })),
+    reserve_price: required(eurPerMWh),
+    energy_price: required(eurPerMWh),
   },
   (m) => productPeriod(m.product, 'balancing_reserve_bid.product'),
 );
 
-export const BidAccepted = message('bid_accepted', { msg_id: marketMsgId, bid_id: bidId, quantity: required(MW()) });
+export const BidAccepted = message('bid_accepted', { msg_id: marketMsgId, bid_id: bidId, quantity: required(MW) });
 
 export const MarketCleared = message('market_cleared', { product: required(product) }, (m) =>
   productPeriod(m.product, 'market_cleared.product'),
@@ -445,7 +412,7 @@ export const BalancingEnergyBid = message(
     product: required(product),
     quantity: required(number({ min: 0, what: 'an energy in MWh' })),
     divisible: optional(boolean()),
-    energy_price: required(number({ what: 'a price in EUR/MWh' })),
+    energy_price: required(eurPerMWh),
   },
   (m) => productPeriod(m.product, 'balancing_energy_bid.product'),
 );
@@ -459,7 +426,7 @@ export const ActivateBid = message(
   {
     msg_id: marketMsgId,
     bid_id: bidId,
-    quantity: required(MW()),
+    quantity: required(MW),
     from: nullable(time()),
     to: nullable(time()),
   },
@@ -470,24 +437,19 @@ export const RequestBalancing = message(
   'request_balancing',
   {
     msg_id: marketMsgId,
-    quantity: required(MW()),
+    quantity: required(MW),
     from: nullable(time()),
     to: nullable(time()),
   },
   (m) => openPeriod(m, 'request_balancing'),
 );
 
-export const BalancingActivated = message(
-  'balancing_activated',
-  {
-    quantity: required(MW()),
-    from: required(time()),
-    to: required(time()),
-    originating_tso: required(string({ max: 255 })),
-    bid_id: nullable(string({ max: 255 })),
-  },
-  (m) => period(m, 'balancing_activated'),
-);
+export const BalancingActivated = message('balancing_activated', {
+  quantity: required(MW),
+  ...fromTo,
+  originating_tso: required(text255),
+  bid_id: nullable(text255),
+});
 
 export const BalancingUnachievable = message('balancing_unachievable', {
   msg_id: marketMsgId,
@@ -496,31 +458,23 @@ export const BalancingUnachievable = message('balancing_unachievable', {
 
 // ---- the first version (D3.2.1): answered in kind when a peer uses these names ------------------------------------
 
-export const GetLoadReport = message(
-  'get_load_report',
-  {
-    from: required(time()),
-    to: required(time()),
-    resolution: required(span()),
-    device: optionalNullable(device()),
-    heh_id: hehId,
-  },
-  (m) => period(m, 'get_load_report'),
-);
+export const GetLoadReport = message('get_load_report', {
+  ...fromTo,
+  resolution: required(span),
+  device: optionalNullable(device),
+  heh_id: hehId,
+});
 
 export const LoadReport = message(
   'load_report',
   {
-    from: required(time()),
-    to: required(time()),
-    resolution: required(span()),
-    device: optionalNullable(device()),
+    ...fromTo,
+    resolution: required(span),
+    device: optionalNullable(device),
     values: required(arrayOfNullable(number())),
     heh_id: hehId,
   },
   (m) => {
-    const bad = period(m, 'load_report');
-    if (bad !== undefined) return bad;
     const n = (m.to.epochMs - m.from.epochMs) / 1000 / m.resolution;
     if (!Number.isInteger(n)) return [454, 'load_report.to', 'the period is not a multiple of the resolution'];
     return m.values.length === n ? undefined : [454, 'load_report.values', `${m.values.length} values, expected ${n}`];

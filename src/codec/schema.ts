@@ -12,7 +12,7 @@
  * each other (path, limits, diagnostics), read together when a rule of §3.1 changes. Their JSON Schema output is
  * json-schema.ts's, read from what each type says it was made by (`by`, `arg`), so that the hub does not carry it.
  */
-import { DecodeError, EncodeError, type ResponseCode, shown } from './errors.js';
+import { DecodeError, EncodeError, type ResponseCode, refuse, shown } from './errors.js';
 import { JsonWriter } from './json-writer.js';
 import { EbTime } from './time.js';
 
@@ -51,7 +51,7 @@ export function walkOpaque(v: unknown, path: string, ctx: DecodeContext): void {
       continue;
     }
     if (x === null || typeof x !== 'object') continue;
-    if (d >= ctx.maxDepth) throw new DecodeError(400, path, `nested deeper than ${ctx.maxDepth}`);
+    if (d >= ctx.maxDepth) refuse(400, path, `nested deeper than ${ctx.maxDepth}`);
     if (Array.isArray(x)) {
       for (const y of x) stack.push(y, d + 1);
     } else {
@@ -197,7 +197,7 @@ export function uuid(): FieldType<string> {
       if (typeof v !== 'string') throw typeError(at(parent, key), 'a UUID string', v);
       if (isUuid(v)) return v;
       const s = v.length === 36 ? v.toLowerCase() : v;
-      if (!isUuid(s)) throw new DecodeError(454, at(parent, key), `${shown(v)} is not a UUID`);
+      if (!isUuid(s)) refuse(454, at(parent, key), `${shown(v)} is not a UUID`);
       return s;
     },
     encode(w, v, parent, key) {
@@ -216,9 +216,8 @@ export function name(): FieldType<string> {
     by: name,
     decode(v, parent, key) {
       if (typeof v !== 'string') throw typeError(at(parent, key), what, v);
-      if (v.length > 255)
-        throw new DecodeError(400, at(parent, key), `a string of ${v.length} characters exceeds the limit of 255`);
-      if (!isName(v)) throw new DecodeError(454, at(parent, key), `${shown(v)} is not ${what}`);
+      if (v.length > 255) refuse(400, at(parent, key), `a string of ${v.length} characters exceeds the limit of 255`);
+      if (!isName(v)) refuse(454, at(parent, key), `${shown(v)} is not ${what}`);
       return v; // a name holds no colon
     },
     encode(w, v, parent, key) {
@@ -287,8 +286,7 @@ export function number(opts: NumberOpts = {}): FieldType<number> {
       } else {
         throw typeError(at(parent, key), what, v);
       }
-      if (!Number.isFinite(n))
-        throw new DecodeError(454, at(parent, key), `${shown(String(v))} is not a finite number`);
+      if (!Number.isFinite(n)) refuse(454, at(parent, key), `${shown(String(v))} is not a finite number`);
       if (checked) range(n, at(parent, key), (p, r) => new DecodeError(454, p, r));
       return n;
     },
@@ -329,7 +327,7 @@ export function oneOf<const E extends string>(values: readonly E[], code: Respon
     arg: values,
     decode(v, parent, key) {
       if (typeof v !== 'string') throw typeError(at(parent, key), `one of ${values.join(', ')}`, v);
-      if (!set.has(v)) throw new DecodeError(code, at(parent, key), `${shown(v)} is not one of ${values.join(', ')}`);
+      if (!set.has(v)) refuse(code, at(parent, key), `${shown(v)} is not one of ${values.join(', ')}`);
       return v as E;
     },
     encode(w, v, parent, key) {
@@ -341,44 +339,31 @@ export function oneOf<const E extends string>(values: readonly E[], code: Respon
 
 function checkArrayLength(v: unknown[], path: string, ctx: DecodeContext): void {
   if (v.length > ctx.maxArrayLength)
-    throw new DecodeError(400, path, `an array of ${v.length} items exceeds the limit of ${ctx.maxArrayLength}`);
+    refuse(400, path, `an array of ${v.length} items exceeds the limit of ${ctx.maxArrayLength}`);
 }
 
 export function arrayOf<T>(item: FieldType<T>): FieldType<T[]> {
-  return {
-    name: `${item.name}[]`,
-    by: arrayOf,
-    arg: item,
-    decode(v, parent, key, ctx) {
-      if (!Array.isArray(v)) throw typeError(at(parent, key), `an array of ${item.name}`, v);
-      const path = at(parent, key);
-      checkArrayLength(v, path, ctx);
-      const out = new Array<T>(v.length);
-      for (let i = 0; i < v.length; i++) out[i] = item.decode(v[i], path, i, ctx);
-      return out;
-    },
-    encode(w, v, parent, key) {
-      if (!Array.isArray(v)) throw emitError(at(parent, key), 'expected an array');
-      const path = at(parent, key);
-      w.beginArray();
-      for (let i = 0; i < v.length; i++) item.encode(w, v[i] as T, path, i);
-      w.endArray();
-    },
-  };
+  return list(item, false, arrayOf);
 }
 
 /** An array whose items may be null (a missing sample in `report.values`, data model §3.2 "num"). */
 export function arrayOfNullable<T>(item: FieldType<T>): FieldType<(T | null)[]> {
+  return list<T | null>(item as FieldType<T | null>, true, arrayOfNullable);
+}
+
+/** arrayOf and arrayOfNullable: one walk, `nulls` telling whether an item may be null. */
+function list<T>(item: FieldType<T>, nulls: boolean, by: FieldType<T[]>['by']): FieldType<T[]> {
   return {
-    name: `(${item.name}|null)[]`,
-    by: arrayOfNullable,
+    name: nulls ? `(${item.name}|null)[]` : `${item.name}[]`,
+    by,
     arg: item,
     decode(v, parent, key, ctx) {
-      if (!Array.isArray(v)) throw typeError(at(parent, key), `an array of ${item.name} or null`, v);
+      if (!Array.isArray(v)) throw typeError(at(parent, key), `an array of ${item.name}${nulls ? ' or null' : ''}`, v);
       const path = at(parent, key);
       checkArrayLength(v, path, ctx);
-      const out = new Array<T | null>(v.length);
-      for (let i = 0; i < v.length; i++) out[i] = v[i] === null ? null : item.decode(v[i], path, i, ctx);
+      const out = new Array<T>(v.length);
+      for (let i = 0; i < v.length; i++)
+        out[i] = nulls && v[i] === null ? (null as T) : item.decode(v[i], path, i, ctx);
       return out;
     },
     encode(w, v, parent, key) {
@@ -387,8 +372,8 @@ export function arrayOfNullable<T>(item: FieldType<T>): FieldType<(T | null)[]> 
       w.beginArray();
       for (let i = 0; i < v.length; i++) {
         const x = v[i];
-        if (x === null || x === undefined) w.null();
-        else item.encode(w, x, path, i);
+        if (nulls && (x === null || x === undefined)) w.null();
+        else item.encode(w, x as T, path, i);
       }
       w.endArray();
     },
@@ -411,7 +396,7 @@ export function mapOf<T>(value: FieldType<T>): FieldType<Record<string, T>> {
       ctx.colons += keys.length;
       for (const k of keys) {
         if (k.indexOf(':') !== -1) ctx.colons += colonsIn(k);
-        if (badKey(k)) throw new DecodeError(454, path, badKeyReason(k));
+        if (badKey(k)) refuse(454, path, badKeyReason(k));
         const x = value.decode((v as Record<string, unknown>)[k], path, k, ctx);
         // A key named __proto__ must become an own property, never the object's prototype.
         if (k === '__proto__')
@@ -479,12 +464,12 @@ export function decodeFields(
     const x = v[k];
     if (x !== undefined) present++;
     if (x === undefined) {
-      if (!f.optional) throw new DecodeError(400, `${path}.${k}`, 'required field missing');
+      if (!f.optional) refuse(400, `${path}.${k}`, 'required field missing');
       continue;
     }
     if (x === null) {
       if (f.nullable) out[k] = null;
-      else if (!f.optional) throw new DecodeError(400, `${path}.${k}`, 'may not be null');
+      else if (!f.optional) refuse(400, `${path}.${k}`, 'may not be null');
       else ctx.diagnostics.push(`${path}.${k}: null read as absent`);
       continue;
     }

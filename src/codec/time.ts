@@ -12,7 +12,8 @@
  * are truncated. Refused: naive times, invalid dates (February 30), hour 24, leap second 60 (JavaScript time cannot
  * hold it), offsets beyond ±23:59.
  */
-import { DecodeError, shown } from './errors.js';
+import { throwRangeError } from '../core/errors.js';
+import { refuse, shown } from './errors.js';
 
 const PATTERN =
   /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?(?:([Zz])|([+-])(\d{2})(?::?(\d{2}))?)?$/;
@@ -34,9 +35,9 @@ export class EbTime {
       if (fast !== null) return fast;
     }
     const m = text.length > 40 ? null : PATTERN.exec(text);
-    if (m === null) throw new DecodeError(454, path, `not an ISO 8601 timestamp: ${shown(text)}`);
+    if (m === null) refuse(454, path, `not an ISO 8601 timestamp: ${shown(text)}`);
     const [, y, mo, d, h, mi, s, frac, z, sign, oh, om] = m;
-    if (z === undefined && sign === undefined) throw new DecodeError(454, path, `time zone missing in ${shown(text)}`);
+    if (z === undefined && sign === undefined) refuse(454, path, `time zone missing in ${shown(text)}`);
     const year = Number(y);
     const month = Number(mo);
     const day = Number(d);
@@ -45,15 +46,14 @@ export class EbTime {
     const second = s === undefined ? 0 : Number(s);
     const ms = frac === undefined ? 0 : Number(frac.slice(0, 3).padEnd(3, '0'));
     if (month < 1 || month > 12 || day < 1 || day > daysInMonth(year, month)) {
-      throw new DecodeError(454, path, `no such date in ${shown(text)}`);
+      refuse(454, path, `no such date in ${shown(text)}`);
     }
-    if (hour > 23 || minute > 59 || second > 59)
-      throw new DecodeError(454, path, `no such time of day in ${shown(text)}`);
+    if (hour > 23 || minute > 59 || second > 59) refuse(454, path, `no such time of day in ${shown(text)}`);
     let offset = 0;
     if (sign !== undefined) {
       const ohn = Number(oh);
       const omn = om === undefined ? 0 : Number(om);
-      if (ohn > 23 || omn > 59) throw new DecodeError(454, path, `invalid offset in ${shown(text)}`);
+      if (ohn > 23 || omn > 59) refuse(454, path, `invalid offset in ${shown(text)}`);
       offset = (sign === '-' ? -1 : 1) * (ohn * 60 + omn);
     }
     const local = daysFromCivil(year, month, day) * 86_400_000 + ((hour * 60 + minute) * 60 + second) * 1000 + ms;
@@ -68,11 +68,11 @@ export class EbTime {
   ): EbTime {
     if (checked) return new EbTime(epochMs, offsetMinutes);
     if (!Number.isFinite(epochMs) || !Number.isInteger(offsetMinutes) || Math.abs(offsetMinutes) > 23 * 60 + 59) {
-      throw new RangeError(`EbTime.fromEpochMs: invalid instant ${epochMs} or offset ${offsetMinutes}`);
+      throwRangeError(`EbTime.fromEpochMs: invalid instant ${epochMs} or offset ${offsetMinutes}`);
     }
     const t = new EbTime(Math.trunc(epochMs), offsetMinutes);
     const year = civilFromDays(Math.floor((t.epochMs + offsetMinutes * MS_PER_MINUTE) / 86_400_000))[0];
-    if (year < 0 || year > 9999) throw new RangeError(`EbTime.fromEpochMs: year ${year} is outside 0000-9999`);
+    if (year < 0 || year > 9999) throwRangeError(`EbTime.fromEpochMs: year ${year} is outside 0000-9999`);
     return t;
   }
 

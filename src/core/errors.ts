@@ -12,3 +12,19 @@ export class EbadgeError<Code extends string | number = string> extends Error {
     this.code = code;
   }
 }
+
+/**
+ * Throw a TypeError or a RangeError: the check-and-throw of a caller's bad argument, written once (a global's name
+ * is not minified, so each `throw new TypeError` costs its full length). The stack starts at the caller.
+ */
+export function throwTypeError(message: string): never {
+  const err = new TypeError(message);
+  Error.captureStackTrace(err, throwTypeError);
+  throw err;
+}
+
+export function throwRangeError(message: string): never {
+  const err = new RangeError(message);
+  Error.captureStackTrace(err, throwRangeError);
+  throw err;
+}

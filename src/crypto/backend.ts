@@ -7,6 +7,7 @@
  * more than the signature itself, so the keyring imports at load and the envelope only ever passes handles.
  * A handle belongs to the backend that made it.
  */
+import { throwRangeError, throwTypeError } from '../core/errors.js';
 
 export type BackendName = 'node' | 'noble';
 
@@ -67,14 +68,13 @@ export const SIGNATURE_BYTES = 64;
 
 /** Checks a handle's origin: a key imported by one backend cannot be used by the other. */
 export function own<K extends { readonly backend: BackendName }>(backend: BackendName, key: K, what: string): K {
-  if (key.backend !== backend)
-    throw new TypeError(`${what} was imported by the ${key.backend} backend, not ${backend}`);
+  if (key.backend !== backend) throwTypeError(`${what} was imported by the ${key.backend} backend, not ${backend}`);
   return key;
 }
 
 export function checkLength(bytes: Uint8Array, length: number, what: string): void {
   if (!(bytes instanceof Uint8Array) || bytes.length !== length) {
-    throw new RangeError(
+    throwRangeError(
       `${what} must be ${length} bytes, got ${bytes instanceof Uint8Array ? bytes.length : typeof bytes}`,
     );
   }

@@ -24,8 +24,9 @@
  */
 import { randomFillSync, timingSafeEqual } from 'node:crypto';
 import { type BodyWriter, checkedEnd, MORE_ROOM } from '../core/body-writer.js';
+import { throwRangeError, throwTypeError } from '../core/errors.js';
 import { type CryptoBackend, SIGNATURE_BYTES, type SigningKey, TAG_BYTES } from './backend.js';
-import { CryptoError } from './errors.js';
+import { refuse } from './errors.js';
 import { parseIsoTime } from './iso-time.js';
 import { type GroupKey, type Keyring, keyId, type OwnEpoch, type Peer, type PeerEpoch, topicId } from './keyring.js';
 import { KEY_UPDATE, typeCode, typeName } from './types.js';
@@ -142,7 +143,7 @@ export class Sealer {
 
   constructor(options: SealerOptions) {
     if (options.keyring.signing.backend !== options.backend.name) {
-      throw new TypeError(
+      throwTypeError(
         `the keyring was loaded with the ${options.keyring.signing.backend} backend, not ${options.backend.name}`,
       );
     }
@@ -181,25 +182,24 @@ export class Sealer {
     // before the key does (an answer to a request that waited in the queue and is handled ahead of the registration,
     // say), and a peer that was away for part of the grace learns it from a later announcement.
     const own = keyring.oldestOwn(now);
-    if (own === undefined) throw new CryptoError('NO_KEY_FOR_PEER', 'none of our X25519 keys is in force now');
+    if (own === undefined) refuse('NO_KEY_FOR_PEER', 'none of our X25519 keys is in force now');
     const code = typeCode(type);
     let mode: Mode;
     let recipient: string;
     let key: Uint8Array | undefined;
     if ('peer' in to) {
       const peer = keyring.peers.get(to.peer);
-      if (peer === undefined) throw new CryptoError('NO_KEY_FOR_PEER', `no keys for peer "${to.peer}" in the keyring`);
+      if (peer === undefined) refuse('NO_KEY_FOR_PEER', `no keys for peer "${to.peer}" in the keyring`);
       if (type !== KEY_UPDATE && !peer.mayReceive.has(type))
-        throw new CryptoError('TYPE_NOT_ALLOWED', `${peer.id} does not receive ${type} (its mayReceive)`);
+        refuse('TYPE_NOT_ALLOWED', `${peer.id} does not receive ${type} (its mayReceive)`);
       const theirs = keyring.currentPeer(peer, now);
-      if (theirs === undefined) throw new CryptoError('NO_KEY_FOR_PEER', `no X25519 key of ${peer.id} is in force now`);
+      if (theirs === undefined) refuse('NO_KEY_FOR_PEER', `no X25519 key of ${peer.id} is in force now`);
       mode = 'pair';
       recipient = theirs.kid;
       key = this.#pairKey(own, peer, theirs, 'send');
     } else if ('group' in to) {
       const group = keyring.currentGroup(to.group, now);
-      if (group === undefined)
-        throw new CryptoError('NO_KEY_FOR_PEER', `no key of group "${to.group}" is in force now`);
+      if (group === undefined) refuse('NO_KEY_FOR_PEER', `no key of group "${to.group}" is in force now`);
       mode = 'group';
       recipient = group.kid;
       key = group.key;
@@ -225,23 +225,19 @@ export class Sealer {
   open(body: Uint8Array): Opened {
     const { keyring, backend } = this.#o;
     if (body.length > this.#maxBytes)
-      throw new CryptoError('TOO_LARGE', `an envelope of ${body.length} bytes exceeds the limit of ${this.#maxBytes}`);
+      refuse('TOO_LARGE', `an envelope of ${body.length} bytes exceeds the limit of ${this.#maxBytes}`);
     if (body.length < OVERHEAD.signed)
-      throw new CryptoError(
-        'TOO_SHORT',
-        `an envelope of ${body.length} bytes is shorter than its header and signature`,
-      );
+      refuse('TOO_SHORT', `an envelope of ${body.length} bytes is shorter than its header and signature`);
     const b = Buffer.from(body.buffer, body.byteOffset, body.length);
-    if (b[0] !== VERSION)
-      throw new CryptoError('BAD_VERSION', `envelope version ${b[0] as number} (this is version ${VERSION})`);
+    if (b[0] !== VERSION) refuse('BAD_VERSION', `envelope version ${b[0] as number} (this is version ${VERSION})`);
     const mode = MODES[(b[1] as number) - 1];
-    if (mode === undefined) throw new CryptoError('BAD_MODE', `unknown envelope mode ${b[1] as number}`);
+    if (mode === undefined) refuse('BAD_MODE', `unknown envelope mode ${b[1] as number}`);
     if (body.length < OVERHEAD[mode])
-      throw new CryptoError('TOO_SHORT', `a ${mode} envelope of ${body.length} bytes is shorter than its overhead`);
+      refuse('TOO_SHORT', `a ${mode} envelope of ${body.length} bytes is shorter than its overhead`);
     const senderKid = b.toString('hex', 4, 12);
     const recipientKid = b.toString('hex', 12, 20);
     const from = keyring.peerByKid(senderKid);
-    if (from === undefined) throw new CryptoError('UNKNOWN_SENDER', `no peer has the key id ${senderKid}`);
+    if (from === undefined) refuse('UNKNOWN_SENDER', `no peer has the key id ${senderKid}`);
     const { peer } = from;
     const header = b.subarray(0, HEADER_BYTES);
     let topic: string | undefined;
@@ -252,52 +248,46 @@ export class Sealer {
     if (mode === 'signed') {
       topic = this.#topicsById.get(recipientKid);
       if (topic === undefined || !peer.topics.has(topic))
-        throw new CryptoError('NOT_FOR_US', `${peer.id} has no topic with the id ${recipientKid}`);
+        refuse('NOT_FOR_US', `${peer.id} has no topic with the id ${recipientKid}`);
       payload = b.subarray(HEADER_BYTES, b.length - SIGNATURE_BYTES);
       sig = b.subarray(b.length - SIGNATURE_BYTES);
     } else {
       let key: Uint8Array;
       if (mode === 'pair') {
         const own = keyring.ownByKid(recipientKid);
-        if (own === undefined)
-          throw new CryptoError('NOT_FOR_US', `the recipient key id ${recipientKid} is not one of ours`);
+        if (own === undefined) refuse('NOT_FOR_US', `the recipient key id ${recipientKid} is not one of ours`);
         sealedTo = own;
         key = this.#pairKey(own, peer, from.epoch, 'receive');
       } else {
         const group: GroupKey | undefined = keyring.groupByKid(recipientKid);
-        if (group === undefined)
-          throw new CryptoError('NOT_FOR_US', `the group key id ${recipientKid} is not one of ours`);
-        if (!peer.topics.has(group.topic))
-          throw new CryptoError('TYPE_NOT_ALLOWED', `${peer.id} may not send on ${group.topic}`);
+        if (group === undefined) refuse('NOT_FOR_US', `the group key id ${recipientKid} is not one of ours`);
+        if (!peer.topics.has(group.topic)) refuse('TYPE_NOT_ALLOWED', `${peer.id} may not send on ${group.topic}`);
         topic = group.topic;
         key = group.key;
       }
       const plain = backend.open(key, header.subarray(36, 60), header, b.subarray(HEADER_BYTES));
       if (plain === null)
-        throw new CryptoError(
-          'DECRYPT_FAILED',
-          `an envelope from ${peer.id} did not decrypt (tampered, or sealed for another key)`,
-        );
+        refuse('DECRYPT_FAILED', `an envelope from ${peer.id} did not decrypt (tampered, or sealed for another key)`);
       sig = plain.subarray(0, SIGNATURE_BYTES);
       payload = plain.subarray(SIGNATURE_BYTES);
     }
     if (!backend.verify(peer.ed25519, signedBytes(header, payload), sig)) {
-      throw new CryptoError('BAD_SIGNATURE', `the signature of an envelope from ${peer.id} does not verify`);
+      refuse('BAD_SIGNATURE', `the signature of an envelope from ${peer.id} does not verify`);
     }
     const code = b.readUInt16BE(2);
     const type = typeName(code);
-    if (type === undefined) throw new CryptoError('TYPE_NOT_ALLOWED', `${peer.id} sent an unknown type code ${code}`);
+    if (type === undefined) refuse('TYPE_NOT_ALLOWED', `${peer.id} sent an unknown type code ${code}`);
     if (type !== KEY_UPDATE && !peer.maySend.has(type))
-      throw new CryptoError('TYPE_NOT_ALLOWED', `${peer.id} may not send ${type} (its maySend)`);
+      refuse('TYPE_NOT_ALLOWED', `${peer.id} may not send ${type} (its maySend)`);
 
     const sequence = b.readBigUInt64BE(28);
     const timestamp = Number(b.readBigUInt64BE(20));
     const mark = `${peer.identity}:${sequence}`;
     const verdict = this.#o.replay.check(peer.identity, sequence, timestamp);
     if (verdict === 'duplicate' || this.#inFlight.has(mark))
-      throw new CryptoError('DUPLICATE', `${type} #${sequence} from ${peer.id} was seen already`);
+      refuse('DUPLICATE', `${type} #${sequence} from ${peer.id} was seen already`);
     if (verdict === 'too-old')
-      throw new CryptoError(
+      refuse(
         'REPLAYED',
         sequence === 0n
           ? `${type} from ${peer.id} has sequence 0, which is never sent (sequences start at 1)`
@@ -305,14 +295,11 @@ export class Sealer {
       );
     const now = this.#now();
     if (timestamp > now + (this.#o.maxClockSkewMs ?? 60_000)) {
-      throw new CryptoError(
-        'FROM_THE_FUTURE',
-        `${type} from ${peer.id} is timestamped ${timestamp - now} ms ahead of our clock`,
-      );
+      refuse('FROM_THE_FUTURE', `${type} from ${peer.id} is timestamped ${timestamp - now} ms ahead of our clock`);
     }
     const window = this.#o.freshness?.[type] ?? (LONG_LIVED.includes(type) ? LONG_FRESHNESS_MS : DEFAULT_FRESHNESS_MS);
     if (now - timestamp > window)
-      throw new CryptoError('STALE', `${type} from ${peer.id} is ${now - timestamp} ms old (window ${window} ms)`);
+      refuse('STALE', `${type} from ${peer.id} is ${now - timestamp} ms old (window ${window} ms)`);
 
     const learnt = type === KEY_UPDATE ? this.#learn(peer, payload, sealedTo) : undefined;
     this.#inFlight.add(mark);
@@ -350,7 +337,7 @@ export class Sealer {
     const { keyring, backend } = this.#o;
     const p = keyring.peers.get(peer);
     const theirs = p === undefined ? undefined : keyring.currentPeer(p, this.#now());
-    if (theirs === undefined) throw new CryptoError('NO_KEY_FOR_PEER', `no X25519 key of "${peer}" is in force now`);
+    if (theirs === undefined) refuse('NO_KEY_FOR_PEER', `no X25519 key of "${peer}" is in force now`);
     const pub = epoch.secret.publicKey;
     const proof = keyProof(backend, backend.dh(epoch.secret, theirs.key), keyring.signing.publicKey, pub);
     return Buffer.from(
@@ -387,15 +374,12 @@ export class Sealer {
       if (typeof v['proof'] === 'string' && /^[A-Za-z0-9_-]{43}$/.test(v['proof']))
         proof = Buffer.from(v['proof'], 'base64url');
     } catch {
-      throw new CryptoError('BAD_KEY', `a key_update from ${peer.id} is malformed`);
+      refuse('BAD_KEY', `a key_update from ${peer.id} is malformed`);
     }
     if (sealedTo === undefined)
-      throw new CryptoError(
-        'BAD_KEY',
-        `a key_update from ${peer.id} not sealed to us (PAIR): its key cannot be proven`,
-      );
+      refuse('BAD_KEY', `a key_update from ${peer.id} not sealed to us (PAIR): its key cannot be proven`);
     if (proof === undefined || !this.#proves(proof, sealedTo, peer, update.x25519))
-      throw new CryptoError('BAD_KEY', `a key_update from ${peer.id} does not prove it holds the key it announces`);
+      refuse('BAD_KEY', `a key_update from ${peer.id} does not prove it holds the key it announces`);
     const learned = this.#o.keyring.learn(peer, update.x25519, update.notBefore, update.notAfter, this.#now());
     const kid = keyId(update.x25519);
     // A key whose keeping failed is known in memory but not kept: the copy given back for it is kept again.
@@ -503,7 +487,7 @@ export class SealedBody implements BodyWriter {
     const payload = this.#payload;
     let stop: number;
     if (payload instanceof Uint8Array) {
-      if (at + payload.length > limit) throw new RangeError(`${end - offset} bytes is no room for the envelope`);
+      if (at + payload.length > limit) throwRangeError(`${end - offset} bytes is no room for the envelope`);
       target.set(payload, at); // the copy into where it is sent from: bytes given are never written anywhere else
       stop = at + payload.length;
     } else {

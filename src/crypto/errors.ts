@@ -34,3 +34,13 @@ export type CryptoErrorCode =
 export class CryptoError extends EbadgeError<CryptoErrorCode> {
   override name = 'CryptoError';
 }
+
+/**
+ * Throws the CryptoError `code`: the check-and-throw of each refusal in src/crypto, written once. The stack starts
+ * at the caller, as a `throw new CryptoError` there would.
+ */
+export function refuse(code: CryptoErrorCode, message: string): never {
+  const err = new CryptoError(code, message);
+  Error.captureStackTrace(err, refuse);
+  throw err;
+}

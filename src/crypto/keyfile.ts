@@ -17,7 +17,7 @@ import {
 } from 'node:fs';
 import { writeFileDurably } from '../store/durable.js';
 import type { CryptoBackend } from './backend.js';
-import { CryptoError } from './errors.js';
+import { refuse } from './errors.js';
 import { checkPrivateFileMode, keyId, PRIVATE_FORMAT } from './keyring.js';
 
 const b64 = (b: Uint8Array): string => Buffer.from(b).toString('base64url');
@@ -118,11 +118,11 @@ export function readPrivateKeyFile(file: string): PrivateKeyFile {
   try {
     v = JSON.parse(readFileSync(file, 'utf8'));
   } catch {
-    throw new CryptoError('KEYRING_INVALID', `${file}: not a readable JSON private key file`);
+    refuse('KEYRING_INVALID', `${file}: not a readable JSON private key file`);
   }
   const f = v as PrivateKeyFile;
   if (f === null || typeof f !== 'object' || f.format !== PRIVATE_FORMAT || !Array.isArray(f.x25519)) {
-    throw new CryptoError('KEYRING_INVALID', `${file}: not a ${PRIVATE_FORMAT} file`);
+    refuse('KEYRING_INVALID', `${file}: not a ${PRIVATE_FORMAT} file`);
   }
   return f;
 }

@@ -14,7 +14,7 @@ import { currentReader, type FileReader, fileProblem } from '../core/file-check.
 import { shown } from '../core/shown.js';
 import { JsonFileError, readJsonFile } from '../store/json-file.js';
 import type { CryptoBackend, DhPublic, DhSecret, SigningKey, VerifyKey } from './backend.js';
-import { CryptoError } from './errors.js';
+import { refuse } from './errors.js';
 import { parseIsoTime } from './iso-time.js';
 import { KNOWN_TYPES } from './types.js';
 
@@ -92,7 +92,7 @@ class Reader {
   ) {}
 
   fail(path: string, reason: string): never {
-    throw new CryptoError(this.code, `${this.file}: ${path}: ${reason}`);
+    refuse(this.code, `${this.file}: ${path}: ${reason}`);
   }
 
   object(v: unknown, path: string): Record<string, unknown> {
@@ -165,13 +165,13 @@ function checkEd25519(r: Reader, bytes: Uint8Array, path: string): void {
     return r.fail(path, 'not a valid Ed25519 public key');
   }
   if (point.isSmallOrder()) {
-    throw new CryptoError(
+    refuse(
       'SMALL_ORDER_KEY',
       `${r.file}: ${path}: an Ed25519 key of small order (any signature would verify under it)`,
     );
   }
   if (!point.isTorsionFree()) {
-    throw new CryptoError(
+    refuse(
       'SMALL_ORDER_KEY',
       `${r.file}: ${path}: an Ed25519 key with a small-order component (no honest key has one)`,
     );
@@ -181,7 +181,7 @@ function checkEd25519(r: Reader, bytes: Uint8Array, path: string): void {
 /** Refuses a low-order X25519 public key: a DH with it gives all zeros, which both backends refuse. */
 /** The same check for one key outside a keyring file (tests, tools): throws CryptoError BAD_KEY or SMALL_ORDER_KEY. */
 export function checkIdentityKey(publicKey: Uint8Array, where = 'Ed25519 key'): void {
-  if (publicKey.length !== 32) throw new CryptoError('BAD_KEY', `${where}: expected 32 bytes, got ${publicKey.length}`);
+  if (publicKey.length !== 32) refuse('BAD_KEY', `${where}: expected 32 bytes, got ${publicKey.length}`);
   checkEd25519(new Reader(where, false, 'BAD_KEY'), publicKey, '$');
 }
 
@@ -190,7 +190,7 @@ function checkX25519(r: Reader, backend: CryptoBackend, probe: DhSecret, bytes: 
   try {
     backend.dh(probe, key);
   } catch {
-    throw new CryptoError('LOW_ORDER_KEY', `${r.file}: ${path}: an X25519 key of low order`);
+    refuse('LOW_ORDER_KEY', `${r.file}: ${path}: an X25519 key of low order`);
   }
   return key;
 }
@@ -352,7 +352,7 @@ export class Keyring {
     const known = this.#peerKids.get(kid);
     if (known !== undefined) {
       if (known.peer !== peer)
-        throw new CryptoError('BAD_KEY', `key_update from ${peer.id}: the key id ${kid} belongs to ${known.peer.id}`);
+        refuse('BAD_KEY', `key_update from ${peer.id}: the key id ${kid} belongs to ${known.peer.id}`);
       // Its end, announced after a rotation, may only come sooner: a key given without one (the keyring file, an
       // earlier key_update) would otherwise never end here, and 15 rotations filled the peer's MAX_PEER_KEYS.
       const e = known.epoch;
@@ -364,7 +364,7 @@ export class Keyring {
       return true;
     }
     if (this.#ownKids.has(kid))
-      throw new CryptoError('BAD_KEY', `key_update from ${peer.id}: the key id ${kid} is one of our own keys`);
+      refuse('BAD_KEY', `key_update from ${peer.id}: the key id ${kid} is one of our own keys`);
     const r = new Reader(`key_update from ${peer.id}`, false, 'BAD_KEY');
     checkPeriod(r, notBefore, notAfter, '$');
     if (peer.epochs.length >= MAX_PEER_KEYS) {
@@ -376,7 +376,7 @@ export class Keyring {
         }
       }
       if (peer.epochs.length >= MAX_PEER_KEYS)
-        throw new CryptoError(
+        refuse(
           'BAD_KEY',
           `key_update from ${peer.id}: it has ${MAX_PEER_KEYS} X25519 keys already, none ended over a day ago`,
         );
@@ -438,7 +438,7 @@ export function checkPrivateFileMode(file: string, reader: FileReader | undefine
   const problem = fileProblem(file, 'secret', reader);
   if (problem === undefined) return;
   const code = problem.kind === 'MODE' ? 'KEY_FILE_PERMISSIONS' : 'KEYRING_INVALID';
-  throw new CryptoError(code, `the private key file: expected ${problem.expected}, found ${problem.found}`);
+  refuse(code, `the private key file: expected ${problem.expected}, found ${problem.found}`);
 }
 
 /** The shared reader never quotes the file's text, so its messages are safe for the private key file too. */
@@ -448,6 +448,6 @@ function readJson(file: string): unknown {
   } catch (err) {
     if (!(err instanceof JsonFileError)) throw err;
     const message = err.fault.code === 'UNREADABLE' ? `cannot read ${file}: ${err.fault.errno}` : err.message;
-    throw new CryptoError('KEYRING_INVALID', message);
+    refuse('KEYRING_INVALID', message);
   }
 }

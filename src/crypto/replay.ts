@@ -4,7 +4,7 @@
  * because a reset sender repeats numbers its peers will drop and a reset receiver accepts replays.
  */
 import { promises as fsp } from 'node:fs';
-import { EbadgeError } from '../core/errors.js';
+import { EbadgeError, throwRangeError, throwTypeError } from '../core/errors.js';
 import { shardOf } from '../core/shard.js';
 import { writeFileDurably } from '../store/durable.js';
 
@@ -109,10 +109,9 @@ export class SequenceReserver {
     opts: { block?: number; instance?: string | undefined } = {},
   ): Promise<SequenceReserver> {
     const block = opts.block ?? 1024;
-    if (!Number.isSafeInteger(block) || block < 1)
-      throw new RangeError(`block must be a positive integer, got ${block}`);
+    if (!Number.isSafeInteger(block) || block < 1) throwRangeError(`block must be a positive integer, got ${block}`);
     if (opts.instance !== undefined && (typeof opts.instance !== 'string' || opts.instance === ''))
-      throw new RangeError(`instance must be the instance's name, got ${JSON.stringify(opts.instance)}`);
+      throwRangeError(`instance must be the instance's name, got ${JSON.stringify(opts.instance)}`);
     const base = opts.instance === undefined ? 0n : BigInt(shardOf(opts.instance, 0x10000)) << INSTANCE_SHIFT;
     const state = await readState(file, 'heh-seq/1');
     let start = base + 1n;
@@ -154,7 +153,7 @@ export class SequenceReserver {
   /** Like tryTake(), but an exhausted block is a programming error here: the caller should have used take(). */
   next(): bigint {
     const n = this.tryTake();
-    if (n === undefined) throw new RangeError(`${this.file}: reserved sequence block exhausted; use take()`);
+    if (n === undefined) throwRangeError(`${this.file}: reserved sequence block exhausted; use take()`);
     return n;
   }
 
@@ -173,7 +172,7 @@ export class SequenceReserver {
   async #reserve(): Promise<void> {
     let upTo = this.#reservedUpTo + this.block;
     if (upTo > this.end) upTo = this.end;
-    if (upTo <= this.#reservedUpTo) throw new RangeError(`${this.file}: sequence space exhausted`);
+    if (upTo <= this.#reservedUpTo) throwRangeError(`${this.file}: sequence space exhausted`);
     this.#writes++;
     await writeDurably(this.file, `${JSON.stringify({ format: 'heh-seq/1', reservedUpTo: upTo.toString() })}\n`);
     this.#reservedUpTo = upTo; // only now may these numbers leave the process
@@ -239,7 +238,7 @@ export class ReplayWindow {
   static async open(file: string, opts: { maxSenders?: number } = {}): Promise<ReplayWindow> {
     const maxSenders = opts.maxSenders ?? 10_000;
     if (!Number.isSafeInteger(maxSenders) || maxSenders < 1)
-      throw new RangeError(`maxSenders must be a positive integer, got ${maxSenders}`);
+      throwRangeError(`maxSenders must be a positive integer, got ${maxSenders}`);
     const w = new ReplayWindow(file, maxSenders);
     const state = await readState(file, 'heh-replay/1');
     if (state === undefined) return w;
@@ -289,7 +288,7 @@ export class ReplayWindow {
   /** `timestamp`: the message's, in ms since the epoch (see the class comment); without it the strict window. */
   check(kid: string, seq: bigint, timestamp?: number): Verdict {
     if (!HEX16.test(kid))
-      throw new TypeError(`kid must be 16 lower-case hex digits, got ${JSON.stringify(kid.slice(0, 40))}`);
+      throwTypeError(`kid must be 16 lower-case hex digits, got ${JSON.stringify(kid.slice(0, 40))}`);
     if (seq < 1n || seq >= U64_END) return 'too-old'; // 0 is never sent, so it can only be forged or a reset sender
     const legacy = this.#legacy.get(kid);
     if (legacy !== undefined && seq <= legacy.max) {

@@ -3,7 +3,7 @@
  * or renumbered, so this list is written out rather than derived from the codec's tables (whose order may change).
  * The tests check that every codec message type has a code.
  */
-import { CryptoError } from './errors.js';
+import { refuse } from './errors.js';
 
 const EBADGE = [
   // HEH level (data model §3.3), in the order of D3.1.3 §5
@@ -57,7 +57,7 @@ const NAMES = new Map<number, string>([...CODES].map(([t, c]) => [c, t]));
 
 export function typeCode(type: string): number {
   const code = CODES.get(type);
-  if (code === undefined) throw new CryptoError('UNKNOWN_TYPE', `message type "${type}" has no envelope type code`);
+  if (code === undefined) refuse('UNKNOWN_TYPE', `message type "${type}" has no envelope type code`);
   return code;
 }
 

@@ -7,6 +7,7 @@
 import type { HandlerContext } from '../bus/index.js';
 import type { Message } from '../codec/index.js';
 import type { Timer } from '../core/clock.js';
+import type { Actuator, ActuatorCommand } from './devices/index.js';
 import type { HubContext } from './hub-context.js';
 import { hehOf, refuse } from './replies.js';
 import type { Activation } from './state.js';
@@ -138,12 +139,14 @@ export class Activations {
     const base = { id: m.id, modification_count: m.modification_count, ...hehOf(m) };
     const reject = (code: number, reason: string): Promise<() => Promise<void>> =>
       decide('rejected', { msg: 'reject_activation', ...base, code, reason });
+    const accept = (phase?: Activation['phase']): Promise<() => Promise<void>> =>
+      decide('accepted', { msg: 'accept_activation', ...base }, phase);
     const now = h.now();
     if (m.quantity === 0 && known !== undefined) {
       // A cancellation (the same id, a higher count, quantity 0) is accepted in any mode: stopping is always allowed.
       // It ends what runs, and nothing is left to start (it was kept as a 0 kW activation sent to the actuator at from).
       await this.end(m.id);
-      return decide('accepted', { msg: 'accept_activation', ...base }, 'ended');
+      return accept('ended');
     }
     if (known === undefined && h.store.state.activations.filter((x) => !stale(x, now)).length >= MAX_ACTIVATIONS) {
       // Not stored (there is no room): while the hub is full, the same (id, count) is refused the same way again.
@@ -161,7 +164,7 @@ export class Activations {
       return reject(454, 'the activation has expired or arrived too late');
     if (m.device !== null && !h.config.devices.some((d) => d.name === m.device))
       return reject(462, `no device "${m.device}"`);
-    if (m.quantity === 0) return decide('accepted', { msg: 'accept_activation', ...base }, 'ended'); // nothing to do
+    if (m.quantity === 0) return accept('ended'); // nothing to do
     // What is left between from and to once every other accepted activation overlapping it is counted (this one's
     // earlier version is not: it is replaced).
     const { free, capacity } = this.#free(m.device, m.from.epochMs, m.to.epochMs, m.id);
@@ -184,7 +187,7 @@ export class Activations {
         device: m.device,
       });
     }
-    return decide('accepted', { msg: 'accept_activation', ...base });
+    return accept();
   }
 
   /** The decision in the log with its figures: what the hub agreed to, and what it replaced. */
@@ -331,13 +334,8 @@ export class Activations {
     const shares = a.device === null ? this.#split(a) : new Map([[a.device, a.quantity]]);
     for (const [device, act] of h.actuators) {
       const quantity = shares.get(device);
-      if (quantity === undefined) continue;
-      try {
-        await act.apply({ action: 'activate', id, device, quantity, from: a.from, to: a.to });
-      } catch (err) {
-        h.log.error('actuator failed', { device, id, error: err });
-        await h.event('actuator_fault');
-      }
+      if (quantity !== undefined)
+        await this.#apply(act, { action: 'activate', id, device, quantity, from: a.from, to: a.to });
     }
     await h.store.update(() => {
       a.phase = 'running';
@@ -378,6 +376,16 @@ export class Activations {
   }
 
   /** Ends an activation: its timers, the actuators if it runs, its phase; `record`: an activation_end event. */
+  /** Has an actuator start or end its part of an activation; a failure is logged and an actuator_fault event. */
+  async #apply(act: Actuator, command: ActuatorCommand): Promise<void> {
+    try {
+      await act.apply(command);
+    } catch (err) {
+      this.#h.log.error('actuator failed', { device: command.device, id: command.id, error: err });
+      await this.#h.event('actuator_fault');
+    }
+  }
+
   async end(id: string, record = true): Promise<void> {
     const h = this.#h;
     this.#cancel(id);
@@ -387,13 +395,8 @@ export class Activations {
       for (const [device, act] of h.actuators) {
         if (a.device !== null && a.device !== device) continue;
         if (a.device === null && a.shares !== undefined && !Object.hasOwn(a.shares, device)) continue;
-        try {
-          await act.apply({ action: 'end', id, device });
-        } catch (err) {
-          // As a failed start: the device may still run what it was told (a relay stuck on).
-          h.log.error('actuator failed', { device, id, error: err });
-          await h.event('actuator_fault');
-        }
+        // As a failed start: the device may still run what it was told (a relay stuck on).
+        await this.#apply(act, { action: 'end', id, device });
       }
     }
     const ran = a.phase === 'running';

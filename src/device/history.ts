@@ -26,7 +26,7 @@
  */
 
 import { MAX_TIMEOUT_MS } from '../core/clock.js';
-import { EbadgeError } from '../core/errors.js';
+import { EbadgeError, throwRangeError } from '../core/errors.js';
 import type { StorageReporter } from '../store/health.js';
 import { type SegmentFile, SegmentLog, sealRecord } from '../store/segment-log.js';
 import { configBytes, encodeHeader, NAME_RE, segmentName, slotsPerSegment, tagOf } from './history-format.js';
@@ -112,17 +112,16 @@ export class History {
   private constructor(dir: string, o: HistoryOptions) {
     const { resolutionS: res, signals, retentionHours } = o;
     if (!Number.isInteger(res) || res < 1 || res > 86_400)
-      throw new RangeError('resolutionS must be a whole number of seconds from 1 to 86400');
-    if (!Number.isFinite(retentionHours) || retentionHours < 24)
-      throw new RangeError('retentionHours must be at least 24');
-    if (signals.length === 0 || signals.length > 0xffff) throw new RangeError('signals must list 1 to 65535 names');
-    if (new Set(signals).size !== signals.length) throw new RangeError('signals must be unique');
+      throwRangeError('resolutionS must be a whole number of seconds from 1 to 86400');
+    if (!Number.isFinite(retentionHours) || retentionHours < 24) throwRangeError('retentionHours must be at least 24');
+    if (signals.length === 0 || signals.length > 0xffff) throwRangeError('signals must list 1 to 65535 names');
+    if (new Set(signals).size !== signals.length) throwRangeError('signals must be unique');
     for (const s of signals) {
       const n = Buffer.byteLength(s, 'utf8');
-      if (n < 1 || n > 255) throw new RangeError(`signal name "${s}" must be 1 to 255 bytes of UTF-8`);
+      if (n < 1 || n > 255) throwRangeError(`signal name "${s}" must be 1 to 255 bytes of UTF-8`);
     }
     const interval = o.fsyncIntervalMs ?? 60_000;
-    if (!Number.isFinite(interval) || interval <= 0) throw new RangeError('fsyncIntervalMs must be positive');
+    if (!Number.isFinite(interval) || interval <= 0) throwRangeError('fsyncIntervalMs must be positive');
     this.#log = new SegmentLog(dir);
     this.#res = res;
     this.#resMs = res * 1000;
@@ -194,7 +193,7 @@ export class History {
    */
   query(from: number, to: number, resolutionS: number, signals: readonly string[]): HistoryQuery {
     if (!Number.isFinite(from) || !Number.isFinite(to))
-      throw new RangeError('from and to must be finite epoch milliseconds');
+      throwRangeError('from and to must be finite epoch milliseconds');
     if (!Number.isInteger(resolutionS) || resolutionS < this.#res || resolutionS % this.#res !== 0) {
       throw new HistoryError('RESOLUTION', `the resolution must be a multiple of ${this.#res} s, not ${resolutionS}`);
     }

@@ -57,24 +57,11 @@ export interface RunOptions {
   mqttBus?: MqttBusFactory;
 }
 
-/** What the hub's config gives an MQTT bus; the factory lives above the hub, so that dist/hub.js has no MQTT.js. */
-export interface MqttBusSettings {
-  name: string;
-  peers: string[];
-  url: string;
-  /** Absent with `broker.external`: the broker takes the identity from the client certificate. */
-  username?: string;
-  password?: string;
-  /** For mqtts:, from `broker.tls` (the files' contents): the CA to verify the broker with, our certificate. */
-  tls?: { ca?: Buffer; cert?: Buffer; key?: Buffer; servername?: string };
-  prefetch: number;
-  reconnectDelay: number;
-  maxReconnectDelay: number;
-  sealer?: Sealer;
-  /** Each peer's budget (hub.json `budget`); absent: the Connector's default. */
-  budget?: BudgetOptions | false;
-}
-export type MqttBusFactory = (settings: MqttBusSettings) => Connector;
+/**
+ * The bus for an mqtt:// or mqtts:// broker, from the config and the sealer: src/bin/hub-mqtt.ts builds it with
+ * mqttSettings() (mqtt-settings.ts), which dist/hub.js, without MQTT, does not carry.
+ */
+export type MqttBusFactory = (config: HubConfig, sealer: Sealer | undefined) => Connector;
 
 const isMqtt = (url: string): boolean => /^mqtts?:/.test(url);
 
@@ -186,7 +173,7 @@ async function benchBroker(io: Io, seconds: number, config: HubConfig): Promise<
  * The connection settings of the config that take precedence over its URL's: credentials (a password only from its
  * file), heartbeat, TLS files. The URL itself (host, port, vhost, its query) is given to the transport as it is.
  */
-function brokerSettings(c: HubConfig): AmqpConnectOptions & { username: string } {
+export function brokerSettings(c: HubConfig): AmqpConnectOptions & { username: string } {
   const b = c.broker;
   const tls =
     b.tls === undefined
@@ -283,7 +270,7 @@ async function run(config: HubConfig, stop: Promise<void>, log: Logger, mqttBus?
   const amqp = connectOptions(config);
   const bus =
     mqttBus !== undefined && isMqtt(config.broker.url)
-      ? mqttBus(mqttSettings(config, sealer))
+      ? mqttBus(config, sealer)
       : amqpBus({
           name: config.name,
           peers: config.peers.map((p) => p.name),
@@ -366,30 +353,8 @@ async function run(config: HubConfig, stop: Promise<void>, log: Logger, mqttBus?
   return EXIT.OK;
 }
 
-/** The MQTT bus's settings from the config: the same credentials (a password only from its file) and delays. */
-function mqttSettings(c: HubConfig, sealer: Sealer | undefined): MqttBusSettings {
-  const s = brokerSettings(c);
-  // MQTT has no SASL: with broker.external the broker takes our name from the certificate (Mosquitto's
-  // use_identity_as_username, RabbitMQ's mqtt.ssl_cert_login), and no username or password is sent.
-  const login = c.broker.external
-    ? {}
-    : { username: s.username, password: typeof s.password === 'string' ? s.password : '' };
-  return {
-    name: c.name,
-    peers: c.peers.map((p) => p.name),
-    url: c.broker.url,
-    ...login,
-    ...(typeof s.tls === 'object' ? { tls: s.tls as NonNullable<MqttBusSettings['tls']> } : {}),
-    prefetch: c.broker.prefetch,
-    reconnectDelay: Math.round(c.broker.reconnectDelayS * 1000),
-    maxReconnectDelay: Math.round(c.broker.maxReconnectDelayS * 1000),
-    ...(sealer === undefined ? {} : { sealer }),
-    ...budgetOf(c),
-  };
-}
-
 /** hub.json's `budget` as the Connector takes it (docs/bus.md, "Fairness"); nothing when absent. */
-function budgetOf(c: HubConfig): { budget?: BudgetOptions | false } {
+export function budgetOf(c: HubConfig): { budget?: BudgetOptions | false } {
   const b = c.budget;
   if (b === undefined) return {};
   if (b === false) return { budget: false };

@@ -17,6 +17,7 @@
 
 import { TextDecoder } from 'node:util';
 import { type BodyWriter, checkedEnd, firstRoom, MORE_ROOM, nextRoom } from '../core/body-writer.js';
+import { throwRangeError } from '../core/errors.js';
 import {
   type RecordFraming,
   type RecordScan,
@@ -197,8 +198,7 @@ export function encodeMessage(
 ): { buf: Buffer; body: Buffer } {
   const strings = [peer, meta.messageId, meta.type, meta.routingKey];
   const lengths = strings.map((s) => Buffer.byteLength(s));
-  if (lengths.some((n) => n > 255))
-    throw new RangeError('peer, messageId, type and routingKey are limited to 255 bytes');
+  if (lengths.some((n) => n > 255)) throwRangeError('peer, messageId, type and routingKey are limited to 255 bytes');
   const at = 4 + MIN_PAYLOAD + lengths.reduce((a, n) => a + 1 + n, 0);
   const most = MAX_PAYLOAD + 4 - at;
   let room: number | undefined = body instanceof Uint8Array ? body.length : Math.min(most, firstRoom(body));

@@ -41,7 +41,7 @@
 
 import type { BodyWriter } from '../core/body-writer.js';
 import { type Clock, systemClock, type Timer } from '../core/clock.js';
-import { EbadgeError } from '../core/errors.js';
+import { EbadgeError, throwRangeError } from '../core/errors.js';
 import type { StorageReporter } from '../store/health.js';
 import { SegmentLog } from '../store/segment-log.js';
 import {
@@ -149,11 +149,10 @@ export class Outbox {
     this.#reporter = o.reporter;
     this.#retryMs = o.retryMs ?? 1000;
     this.#retryDelay = this.#retryMs;
-    if (!Number.isFinite(this.#intervalMs) || this.#intervalMs < 0)
-      throw new RangeError('fsyncIntervalMs must be >= 0');
-    if (!(this.#segmentBytes >= 64)) throw new RangeError('segmentBytes must be at least 64');
+    if (!Number.isFinite(this.#intervalMs) || this.#intervalMs < 0) throwRangeError('fsyncIntervalMs must be >= 0');
+    if (!(this.#segmentBytes >= 64)) throwRangeError('segmentBytes must be at least 64');
     // Room for a full segment being retired next to the active one, or drop-oldest could never free anything.
-    if (!(this.#maxBytes >= 2 * this.#segmentBytes)) throw new RangeError('maxBytes must be at least 2 x segmentBytes');
+    if (!(this.#maxBytes >= 2 * this.#segmentBytes)) throwRangeError('maxBytes must be at least 2 x segmentBytes');
     this.#lastSync = this.#now();
   }
 

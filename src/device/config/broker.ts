@@ -79,10 +79,10 @@ export function parseBroker(r: Reader, v: unknown): BrokerConfig {
   if (b['tls'] !== undefined) {
     const t = r.object(b['tls'], '$.broker.tls', TLS_KEYS);
     const tls: { -readonly [K in keyof TlsConfig]: TlsConfig[K] } = {};
-    if (t['ca'] !== undefined) tls.ca = r.path(t['ca'], '$.broker.tls.ca');
-    if (t['cert'] !== undefined) tls.cert = r.path(t['cert'], '$.broker.tls.cert');
-    if (t['key'] !== undefined) tls.key = r.path(t['key'], '$.broker.tls.key');
-    if (t['servername'] !== undefined) tls.servername = r.string(t['servername'], '$.broker.tls.servername');
+    // ca, cert and key are files; servername is a name.
+    for (const k of TLS_KEYS) {
+      if (t[k] !== undefined) tls[k] = r[k === 'servername' ? 'string' : 'path'](t[k], `$.broker.tls.${k}`);
+    }
     // Over amqp:// these files would be silently unused: the operator believes the link is encrypted when it is not.
     if (!secure) r.fail('$.broker.url', `an ${mqttUrl ? 'mqtts' : 'amqps'}:// URL (broker.tls is given)`, shown(url));
     broker.tls = tls;
@@ -116,15 +116,15 @@ export function parseBroker(r: Reader, v: unknown): BrokerConfig {
 
 /** Checks the broker URL; returns the user it names, if any. A password in it is refused without being quoted. */
 function checkUrl(r: Reader, url: string): string | undefined {
-  if (!/^(amqps?|mqtts?):\/\//.test(url)) r.fail('$.broker.url', URL_WHAT, shown(url));
+  const bad = (expected: string, found = shown(url)): never => r.fail('$.broker.url', expected, found);
+  if (!/^(amqps?|mqtts?):\/\//.test(url)) bad(URL_WHAT);
   const what = url.startsWith('mqtt') ? 'an mqtt:// or mqtts:// URL' : 'an amqp:// or amqps:// URL';
   const authority = url.slice(url.indexOf('//') + 2).split(/[/?#]/, 1)[0] ?? '';
   const at = authority.lastIndexOf('@');
   const userinfo = at < 0 ? '' : authority.slice(0, at);
   // Checked before anything else looks at the URL, so that no later message can quote the password.
   if (userinfo.includes(':')) {
-    r.fail(
-      '$.broker.url',
+    bad(
       `${what} without a password (put the password in the file named by broker.passwordFile)`,
       'a password in the URL',
     );
@@ -133,28 +133,24 @@ function checkUrl(r: Reader, url: string): string | undefined {
   try {
     u = new URL(url);
   } catch {
-    return r.fail('$.broker.url', what, shown(url));
+    return bad(what);
   }
   // The connection's own settings (heartbeat, TLS files, mechanism) have their keys here; a second place to set them
   // in the query would let the two disagree.
   if (u.search !== '' || u.hash !== '' || url.includes('?') || url.includes('#')) {
-    r.fail(
-      '$.broker.url',
-      `${what} without a query or fragment (use broker.heartbeatS, broker.tls, broker.external)`,
-      shown(url),
-    );
+    bad(`${what} without a query or fragment (use broker.heartbeatS, broker.tls, broker.external)`);
   }
-  if (u.hostname === '') r.fail('$.broker.url', `${what} with a host`, shown(url));
-  if (u.port === '0') r.fail('$.broker.url', `${what} with a port from 1 to 65535`, shown(url));
+  if (u.hostname === '') bad(`${what} with a host`);
+  if (u.port === '0') bad(`${what} with a port from 1 to 65535`);
   try {
     decodeURIComponent(u.pathname);
   } catch {
-    r.fail('$.broker.url', `${what} with a vhost in valid percent-encoding`, shown(url));
+    bad(`${what} with a vhost in valid percent-encoding`);
   }
   if (userinfo === '') return undefined;
   try {
     return decodeURIComponent(u.username);
   } catch {
-    return r.fail('$.broker.url', `${what} with a user name in valid percent-encoding`, shown(url));
+    return bad(`${what} with a user name in valid percent-encoding`);
   }
 }

@@ -123,16 +123,21 @@ function parseBudget(r: Reader, v: unknown): BudgetConfig | false {
   };
 }
 
+/** Refuses the name of `list[i]` when an earlier element has it; `seen` keeps each name's index. */
+function once(r: Reader, seen: Map<string, number>, name: string, list: string, i: number): void {
+  const first = seen.get(name);
+  if (first !== undefined) r.fail(`${list}[${i}].name`, `a name not already used by ${list}[${first}]`, shown(name));
+  seen.set(name, i);
+}
+
 function parsePeers(r: Reader, v: unknown, self: string): PeerConfig[] {
   const seen = new Map<string, number>();
   return r.array(v, '$.peers', 'an array of at least one peer ({ "name": "vpp-acme" })', 1).map((e, i) => {
     const p = `$.peers[${i}]`;
     const o = r.object(e, p, ['name', 'role', 'clearText']);
     const name = r.pattern(o['name'], `${p}.name`, ENTITY_NAME, ENTITY_NAME_TEXT);
-    const first = seen.get(name);
-    if (first !== undefined) r.fail(`${p}.name`, `a name not already used by $.peers[${first}]`, shown(name));
+    once(r, seen, name, '$.peers', i);
     if (name === self) r.fail(`${p}.name`, "a name other than the hub's own ($.name)", shown(name));
-    seen.set(name, i);
     const role = r.oneOf<PeerRole>(o['role'] ?? 'aggregator', `${p}.role`, PEER_ROLES);
     const clearText = o['clearText'] === undefined ? false : r.boolean(o['clearText'], `${p}.clearText`);
     return { name, role, ...(clearText ? { clearText } : {}) };
@@ -147,9 +152,7 @@ function parseDevices(r: Reader, v: unknown): DeviceConfig[] {
     const p = `$.devices[${i}]`;
     const o = r.object(e, p, DEVICE_KEYS);
     const name = r.pattern(o['name'], `${p}.name`, LOCAL_NAME, LOCAL_NAME_TEXT);
-    const first = seen.get(name);
-    if (first !== undefined) r.fail(`${p}.name`, `a name not already used by $.devices[${first}]`, shown(name));
-    seen.set(name, i);
+    once(r, seen, name, '$.devices', i);
     const signals = parseSignals(r, o['signals'] ?? DEFAULT_SIGNALS, `${p}.signals`);
     const device: { -readonly [K in keyof DeviceConfig]: DeviceConfig[K] } = {
       name,
@@ -182,9 +185,7 @@ function parseSignals(r: Reader, v: unknown, path: string): SignalConfig[] {
     const p = `${path}[${i}]`;
     const o = r.object(e, p, SIGNAL_KEYS);
     const name = r.pattern(o['name'], `${p}.name`, LOCAL_NAME, LOCAL_NAME_TEXT);
-    const first = seen.get(name);
-    if (first !== undefined) r.fail(`${p}.name`, `a name not already used by ${path}[${first}]`, shown(name));
-    seen.set(name, i);
+    once(r, seen, name, path, i);
     const desc = o['desc'] ?? '';
     if (typeof desc !== 'string') r.fail(`${p}.desc`, 'a string', describe(desc, `${p}.desc`));
     const signal: { -readonly [K in keyof SignalConfig]: SignalConfig[K] } = {

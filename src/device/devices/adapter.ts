@@ -4,7 +4,7 @@
  */
 
 import { EbTime } from '../../codec/time.js';
-import { EbadgeError } from '../../core/errors.js';
+import { EbadgeError, throwTypeError } from '../../core/errors.js';
 
 /**
  * Exactly the meter's `signals` as keys; null means "no value for this signal at this time". Power is in kW: a
@@ -72,15 +72,15 @@ export class Serial {
 }
 
 export function checkCommandShape(cmd: ActuatorCommand): void {
-  if (typeof cmd !== 'object' || cmd === null) throw new TypeError('actuator command must be an object');
+  if (typeof cmd !== 'object' || cmd === null) throwTypeError('actuator command must be an object');
   if (typeof cmd.id !== 'string' || typeof cmd.device !== 'string')
-    throw new TypeError('actuator command id and device must be strings');
+    throwTypeError('actuator command id and device must be strings');
   if (cmd.action === 'activate') {
     if (typeof cmd.quantity !== 'number' || !Number.isFinite(cmd.quantity))
-      throw new TypeError('activate quantity must be a finite number');
+      throwTypeError('activate quantity must be a finite number');
     EbTime.fromEpochMs(cmd.from);
     EbTime.fromEpochMs(cmd.to);
   } else if (cmd.action !== 'end') {
-    throw new TypeError(`unknown actuator action ${JSON.stringify((cmd as { action?: unknown }).action)}`);
+    throwTypeError(`unknown actuator action ${JSON.stringify((cmd as { action?: unknown }).action)}`);
   }
 }

@@ -1,6 +1,7 @@
 /** A meter that replays a CSV file: a day profile, or a recording with absolute times. */
 import * as path from 'node:path';
 import { EbTime } from '../../codec/time.js';
+import { throwRangeError, throwTypeError } from '../../core/errors.js';
 import { readFileBounded } from '../../core/read-bounded.js';
 import type { CsvMeterConfig } from '../config/types.js';
 import { DeviceError, errCode, type Meter, NUMBER, type Reading, shortText } from './adapter.js';
@@ -52,8 +53,8 @@ export class CsvMeter implements Meter {
 
   static async open(config: CsvMeterConfig, wanted: readonly string[], cwd: string): Promise<CsvMeter> {
     if (typeof config.path !== 'string' || config.path === '')
-      throw new TypeError('csv meter path must be a non-empty string');
-    if (typeof config.loop !== 'boolean') throw new TypeError('csv meter loop must be true or false');
+      throwTypeError('csv meter path must be a non-empty string');
+    if (typeof config.loop !== 'boolean') throwTypeError('csv meter loop must be true or false');
     const file = path.resolve(cwd, config.path);
     let text: string;
     try {
@@ -151,7 +152,7 @@ export class CsvMeter implements Meter {
   }
 
   async read(t: number): Promise<Reading> {
-    if (typeof t !== 'number' || !Number.isFinite(t)) throw new RangeError(`csv meter: invalid time ${String(t)}`);
+    if (typeof t !== 'number' || !Number.isFinite(t)) throwRangeError(`csv meter: invalid time ${String(t)}`);
     const first = this.#times[0] ?? 0;
     let pos = this.#isoForm ? t / 1000 : (((t % DAY_MS) + DAY_MS) % DAY_MS) / 1000;
     if (this.#loop && Number.isFinite(this.#end)) {

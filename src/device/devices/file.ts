@@ -2,6 +2,7 @@
 import { constants } from 'node:fs';
 import { open, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
+import { throwTypeError } from '../../core/errors.js';
 import type { FileActuatorConfig, FileMeterConfig } from '../config/types.js';
 import {
   type Actuator,
@@ -58,14 +59,13 @@ export class FileMeter implements Meter {
 
   constructor(config: FileMeterConfig, signals: readonly string[], cwd: string) {
     if (typeof config.path !== 'string' || config.path === '')
-      throw new TypeError('file meter path must be a non-empty string');
+      throwTypeError('file meter path must be a non-empty string');
     if (typeof config.scale !== 'number' || !Number.isFinite(config.scale))
-      throw new TypeError('file meter scale must be a finite number');
+      throwTypeError('file meter scale must be a finite number');
     const signal = config.signal ?? 'p';
-    if (typeof signal !== 'string' || signal === '')
-      throw new TypeError('file meter signal must be a non-empty string');
+    if (typeof signal !== 'string' || signal === '') throwTypeError('file meter signal must be a non-empty string');
     if (signals.some((s) => s !== signal)) {
-      throw new TypeError(`a file meter gives one signal, ${JSON.stringify(signal)}; asked for ${signals.join(',')}`);
+      throwTypeError(`a file meter gives one signal, ${JSON.stringify(signal)}; asked for ${signals.join(',')}`);
     }
     this.signals = Object.freeze([signal]);
     this.#file = path.resolve(cwd, config.path);

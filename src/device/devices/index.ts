@@ -3,6 +3,7 @@
  * changing code. `createMeter` and `createActuator` take the JSON-shaped config and return the adapter. What every
  * adapter keeps to is in adapter.ts; each kind is described in its own file.
  */
+import { throwTypeError } from '../../core/errors.js';
 import type { ActuatorConfig, MeterConfig, SimulatedActuatorConfig } from '../config/types.js';
 import type { Actuator, Meter } from './adapter.js';
 import { CommandActuator, OneShotCommandMeter } from './command.js';
@@ -43,11 +44,11 @@ export async function createMeter(
   signals: readonly string[],
   options?: { cwd?: string },
 ): Promise<Meter> {
-  if (typeof config !== 'object' || config === null) throw new TypeError('meter config must be an object');
+  if (typeof config !== 'object' || config === null) throwTypeError('meter config must be an object');
   if (!Array.isArray(signals) || !signals.every((s) => typeof s === 'string' && s !== '')) {
-    throw new TypeError('meter signals must be non-empty strings');
+    throwTypeError('meter signals must be non-empty strings');
   }
-  if (new Set(signals).size !== signals.length) throw new TypeError(`meter signals repeat: ${signals.join(',')}`);
+  if (new Set(signals).size !== signals.length) throwTypeError(`meter signals repeat: ${signals.join(',')}`);
   const cwd = options?.cwd ?? process.cwd();
   switch (config.kind) {
     case 'simulated':
@@ -56,24 +57,24 @@ export async function createMeter(
       return CsvMeter.open(config, signals, cwd);
     case 'command': {
       checkCommand(config.command, config.timeoutMs, 'meter');
-      if (signals.length === 0) throw new TypeError('a command meter needs its signals listed');
+      if (signals.length === 0) throwTypeError('a command meter needs its signals listed');
       if (config.intervalS === undefined) return new OneShotCommandMeter(config, signals, cwd);
       if (!(typeof config.intervalS === 'number' && config.intervalS > 0 && Number.isFinite(config.intervalS))) {
-        throw new TypeError(`meter intervalS must be a positive number, not ${String(config.intervalS)}`);
+        throwTypeError(`meter intervalS must be a positive number, not ${String(config.intervalS)}`);
       }
       return new LongRunningCommandMeter(config, config.intervalS, signals, cwd);
     }
     case 'file':
       return new FileMeter(config, signals, cwd);
     default:
-      throw new TypeError(`unknown meter kind ${JSON.stringify((config as { kind?: unknown }).kind)}`);
+      throwTypeError(`unknown meter kind ${JSON.stringify((config as { kind?: unknown }).kind)}`);
   }
 }
 
 export async function createActuator(config: SimulatedActuatorConfig): Promise<SimulatedActuator>;
 export async function createActuator(config: ActuatorConfig): Promise<Actuator>;
 export async function createActuator(config: ActuatorConfig): Promise<Actuator> {
-  if (typeof config !== 'object' || config === null) throw new TypeError('actuator config must be an object');
+  if (typeof config !== 'object' || config === null) throwTypeError('actuator config must be an object');
   switch (config.kind) {
     case 'simulated':
       return new SimulatedActuator();
@@ -82,12 +83,12 @@ export async function createActuator(config: ActuatorConfig): Promise<Actuator> 
       return new CommandActuator(config);
     case 'file':
       if (typeof config.path !== 'string' || config.path === '')
-        throw new TypeError('actuator path must be a non-empty string');
+        throwTypeError('actuator path must be a non-empty string');
       if (typeof config.on !== 'string' || typeof config.off !== 'string')
-        throw new TypeError('actuator on and off must be strings');
+        throwTypeError('actuator on and off must be strings');
       return new FileActuator(config);
     default:
-      throw new TypeError(`unknown actuator kind ${JSON.stringify((config as { kind?: unknown }).kind)}`);
+      throwTypeError(`unknown actuator kind ${JSON.stringify((config as { kind?: unknown }).kind)}`);
   }
 }
 
@@ -98,9 +99,9 @@ function checkCommand(command: unknown, timeoutMs: unknown, what: string): void 
     !command.every((a) => typeof a === 'string') ||
     command[0] === ''
   ) {
-    throw new TypeError(`${what} command must be a non-empty array of strings (argv, no shell)`);
+    throwTypeError(`${what} command must be a non-empty array of strings (argv, no shell)`);
   }
   if (!(typeof timeoutMs === 'number' && timeoutMs > 0 && Number.isFinite(timeoutMs))) {
-    throw new TypeError(`${what} timeoutMs must be a positive number, not ${String(timeoutMs)}`);
+    throwTypeError(`${what} timeoutMs must be a positive number, not ${String(timeoutMs)}`);
   }
 }

@@ -2,6 +2,7 @@
  * Simulated devices, for an example hub and for tests: a meter whose value at t is a pure function of (seed, profile,
  * signal, t), and an actuator that records what it was told.
  */
+import { throwRangeError, throwTypeError } from '../../core/errors.js';
 import type { MeterProfile, SimulatedMeterConfig } from '../config/types.js';
 import {
   type Actuator,
@@ -28,14 +29,12 @@ export class SimulatedMeter implements Meter {
 
   constructor(config: SimulatedMeterConfig, signals: readonly string[]) {
     if (typeof config.seed !== 'number' || !Number.isFinite(config.seed))
-      throw new TypeError('simulated meter seed must be a finite number');
+      throwTypeError('simulated meter seed must be a finite number');
     if (config.profile !== 'household' && config.profile !== 'boiler' && config.profile !== 'pv') {
-      throw new TypeError(
-        `simulated meter profile must be household, boiler or pv, not ${JSON.stringify(config.profile)}`,
-      );
+      throwTypeError(`simulated meter profile must be household, boiler or pv, not ${JSON.stringify(config.profile)}`);
     }
     if (!(typeof config.peakKw === 'number' && config.peakKw >= 0 && Number.isFinite(config.peakKw))) {
-      throw new TypeError('simulated meter peakKw must be a non-negative number');
+      throwTypeError('simulated meter peakKw must be a non-negative number');
     }
     this.#config = { ...config };
     this.signals = Object.freeze(signals.length === 0 ? ['p'] : [...signals]);
@@ -46,8 +45,7 @@ export class SimulatedMeter implements Meter {
   }
 
   async read(t: number): Promise<Reading> {
-    if (typeof t !== 'number' || !Number.isFinite(t))
-      throw new RangeError(`simulated meter: invalid time ${String(t)}`);
+    if (typeof t !== 'number' || !Number.isFinite(t)) throwRangeError(`simulated meter: invalid time ${String(t)}`);
     const out: Reading = {};
     this.signals.forEach((signal, i) => {
       const rnd: Rnd = (slot, stream) => unitHash(this.#seed[0], this.#seed[1], this.#salts[i] ?? 0, stream, slot);
