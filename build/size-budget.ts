@@ -87,7 +87,9 @@ export const SIZE_BUDGET: Record<string, number> = {
   // 713,959 B (+696): the same.
   // 714,510 B (+551), then 712,387 B (-2,123): the same.
   // 714,423 B (+2,036), then 710,215 B (-4,208): the same (its MQTT settings stay in it).
-  'dist/hub-mqtt.js': 711_000,
+  // 712,719 B (+2,504): a send the broker refuses in its PUBACK (0x95 too large, which MQTT.js never called back)
+  // failing at once, a dead letter the broker refuses sent again without its body, ids over 255 B taken as absent.
+  'dist/hub-mqtt.js': 713_300,
   // 59,022 B at 1c14c49: connect, confirm channel, declare, publish, consume, close (bench/size/ours.ts).
   // 59,663 B after the session's first trim (-243); 60,867 B (+1,204): a channel call unanswered past rpcTimeout
   // closing the connection (RPC_TIMEOUT), the whole-frame deadline of the heartbeat, a delivery for an unknown

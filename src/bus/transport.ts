@@ -65,7 +65,8 @@ export interface Incoming<Raw = unknown> {
   readonly oversized?: number;
   /**
    * Set when the transport refused the message itself for what the protocol carried it with (an MQTT message kept
-   * retained by the broker, one sent at QoS 0) and settled it: why, and the code. Only told, as `oversized` is.
+   * retained by the broker, one sent at QoS 0) and settled it: why, and the code. Only told, as `oversized` is; the
+   * body is the one that came (its size is what a log tells).
    */
   readonly refused?: { readonly reason: string; readonly code: string };
   /** Handed over by another instance of our party (Transport.relay): never relayed again. */

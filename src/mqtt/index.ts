@@ -17,7 +17,7 @@ import { MqttTransport, type MqttTransportOptions } from './transport.js';
 
 export { type BackoffOptions, backoffDelay } from './backoff.js';
 export { checkPartyName, deadLetterTopic, inboxFilter, type ParsedTopic, parseTopic, topicOf } from './topics.js';
-export { type MqttMessage, MqttTransport, type MqttTransportOptions } from './transport.js';
+export { type MqttMessage, MqttTransport, type MqttTransportOptions, PubackError } from './transport.js';
 
 /** A Connector over MQTT, from the transport's options and the bus's in one object. */
 export interface MqttBusOptions extends MqttTransportOptions, Omit<ConnectorOptions<MqttTransport>, 'transport'> {}

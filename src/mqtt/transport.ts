@@ -19,6 +19,10 @@
  * - Reconnection with exponential backoff, a cap and jitter (backoff.ts): MQTT.js's fixed reconnectPeriod is off,
  *   and each attempt is MQTT.js's reconnect() with the same message stores, so QoS 1 sends not yet acknowledged are
  *   sent again (same packet, DUP) on the new connection.
+ * - A PUBACK with an error code fails the send at once, naming the code (PubackError), and MQTT.js forgets the
+ *   message: never sent again. Mosquitto's 0x95 (over its `message_size_limit`), which MQTT.js's parser cannot take,
+ *   is made one it takes first (acks.ts). A dead letter the broker refuses so is sent again without the body; if even
+ *   that is refused, the delivery is settled all the same and the loss told (`degraded`): nothing waits behind it.
  * - A bounded window: at most `inFlight` sends wait for their PUBACK at once; a further send waits for room.
  *   Deliveries to us are bounded by MQTT 5's receive maximum (`prefetch`); under 3.1.1 by the broker's own setting
  *   (Mosquitto's max_inflight_messages, 20 by default).
@@ -27,10 +31,18 @@
  * says the version is not supported): the eBADGE properties travel as content type, correlation data, message
  * expiry and user properties. Nothing the bus needs depends on them: the sender, the recipient and the message type
  * are topic levels, the message id is the body's `msg_id` (the Connector dedupes on it when no message id property
- * came), and a sealed body is told from JSON by its first byte (HEH-E2E v1 begins with 0x01, JSON with `{`).
+ * came), and a body without a content type property is told sealed or JSON by its first byte (HEH-E2E v1 begins
+ * with 0x01, JSON with `{`); one with the property is what the property says.
  */
 import { randomUUID } from 'node:crypto';
-import mqtt, { type IClientOptions, type IConnackPacket, type IPublishPacket, type MqttClient } from 'mqtt';
+import type { Duplex } from 'node:stream';
+import mqtt, {
+  type IClientOptions,
+  type IConnackPacket,
+  type IPublishPacket,
+  type MqttClient,
+  ReasonCodes,
+} from 'mqtt';
 import {
   BusError,
   bodyBytes,
@@ -45,6 +57,7 @@ import {
   type TransportEvents,
 } from '../bus/index.js';
 import { TypedEmitter } from '../core/emitter.js';
+import { AckFramer } from './acks.js';
 import { type BackoffOptions, backoffDelay } from './backoff.js';
 import { checkPartyName, deadLetterTopic, inboxFilter, parseTopic, topicOf } from './topics.js';
 
@@ -117,6 +130,69 @@ function printable(headers: Readonly<Record<string, string>>): Record<string, st
   return out;
 }
 
+/** A send the broker refused in its PUBACK (MQTT 5): `code` is the reason code (0x87 Not authorized, 0x95 ...). */
+export class PubackError extends Error {
+  override name = 'PubackError';
+  constructor(
+    message: string,
+    readonly code: number,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+/** What a PUBACK error code says of the message, as words that follow "refused the message". */
+const REFUSED_AS: Readonly<Record<number, string>> = {
+  128: 'with an unspecified error', // 0x80
+  131: 'with an error of its own', // 0x83
+  135: 'as not authorized', // 0x87
+  144: 'for its topic name', // 0x90
+  145: 'as its packet identifier is in use', // 0x91
+  149: 'as too large', // 0x95
+  151: 'as over a quota', // 0x97
+  153: 'for its payload format', // 0x99
+};
+
+/** The error of a send refused with PUBACK `code` (`cause`: MQTT.js's, which may name the code it was made into). */
+function refusal(code: number, endpoint: string, topic: string, bytes: number, cause: Error): PubackError {
+  const hex = `0x${code.toString(16).padStart(2, '0')}`;
+  const name = (ReasonCodes as Record<number, string | undefined>)[code] ?? 'an unknown reason code';
+  const size = code === 0x95 ? `; a body of ${bytes} bytes, over its message_size_limit` : '';
+  return new PubackError(
+    `the broker (${endpoint}) refused the message on ${topic} ${REFUSED_AS[code] ?? 'with an error'} (PUBACK ${hex}, ${name}${size})`,
+    code,
+    { cause },
+  );
+}
+
+/** A message id or correlation id over 255 bytes is taken as absent, as over AMQP: no answer could echo it. */
+const echoable = (id: string | undefined): string | undefined =>
+  id === undefined || Buffer.byteLength(id) <= 255 ? id : undefined;
+
+/**
+ * An MQTT.js client whose connections' incoming bytes go through an AckFramer (acks.ts) before its parser: created
+ * unconnected, its stream builder wrapped, then connected; reconnect() builds each stream through the same wrapper.
+ * `codes` gets the true reason code of a PUBACK the framer rewrote, by packet id.
+ */
+function framedClient(url: string, options: IClientOptions, codes: Map<number, number>): MqttClient {
+  const client = mqtt.connect(url, { ...options, manualConnect: true });
+  const raw = client as unknown as { streamBuilder: (c: MqttClient) => Duplex };
+  const build = raw.streamBuilder;
+  raw.streamBuilder = (c) => {
+    const stream = build(c);
+    const framer = new AckFramer((id, code) => codes.set(id, code));
+    // The first listener (MQTT.js pipes the stream into its parser right after): a chunk is framed, and rewritten
+    // in place, before the parser sees it.
+    stream.prependListener('data', (chunk: unknown) => {
+      if (chunk instanceof Uint8Array) framer.feed(chunk);
+    });
+    return stream;
+  };
+  client.connect();
+  return client;
+}
+
 interface Held {
   readonly packet: IPublishPacket;
   /** The connection it came on: a PUBACK goes back only on that one. */
@@ -165,6 +241,8 @@ export class MqttTransport extends TypedEmitter<TransportEvents> implements Tran
   #maxBody = DEFAULT_MAX_BODY;
   /** Packet ids of our sends whose PUBACK said no subscription matched (MQTT 5, 0x10), until their callback. */
   readonly #unmatched = new Set<number>();
+  /** The true reason code of a PUBACK rewritten for MQTT.js's parser (acks.ts), by packet id, until its callback. */
+  readonly #ackCodes = new Map<number, number>();
   #sending = 0;
   readonly #room: (() => void)[] = [];
   readonly #whenUp: { resolve: () => void; reject: (e: Error) => void }[] = [];
@@ -267,15 +345,25 @@ export class MqttTransport extends TypedEmitter<TransportEvents> implements Tran
    * A QoS 1 publish, resolved on its PUBACK. MQTT.js queues a publish made while it re-sends its store after a
    * reconnect, and fails that queue with "Connection closed" if the connection is lost again meanwhile: such a
    * publish was never stored nor sent, so it is made again once connected (mqtt-faults.test.ts, fault 1, lost 74
-   * sends so). Any other error rejects. Resolves false when the PUBACK said no subscription matched (0x10).
+   * sends so). A PUBACK error code rejects PubackError; any other error rejects as it is. Resolves false when the
+   * PUBACK said no subscription matched (0x10).
    */
   async #publish(client: MqttClient, topic: string, body: Buffer | string, options: PublishOptions): Promise<boolean> {
     for (;;) {
       try {
         return await new Promise<boolean>((resolve, reject) =>
           client.publish(topic, body, options, (err, packet) => {
-            if (err) return reject(err);
-            const id = (packet as { messageId?: number } | undefined)?.messageId;
+            const ack = packet as { cmd?: string; messageId?: number } | undefined;
+            const id = ack?.messageId;
+            const rewritten = id === undefined ? undefined : this.#ackCodes.get(id);
+            if (id !== undefined) this.#ackCodes.delete(id);
+            if (err) {
+              const code = rewritten ?? (err as { code?: unknown }).code;
+              // Refused in the PUBACK: MQTT.js removed it from its store, so it is never sent again.
+              if ((ack?.cmd === 'puback' || ack?.cmd === 'pubrec') && typeof code === 'number')
+                return reject(refusal(code, this.#endpoint, topic, Buffer.byteLength(body), err));
+              return reject(err);
+            }
             resolve(!(id !== undefined && this.#unmatched.delete(id)));
           }),
         );
@@ -308,10 +396,11 @@ export class MqttTransport extends TypedEmitter<TransportEvents> implements Tran
   /** A private topic of our own on a throw-away client (clean session): nobody else subscribes to it. */
   async loopback(onMessage: (body: Buffer) => void): Promise<Loopback> {
     const topic = `loopback-${randomUUID()}/${this.options.name}`;
-    const client = mqtt.connect(this.options.url ?? 'mqtt://127.0.0.1:1883', {
-      ...this.#clientOptions(`${this.options.name}-loopback-${randomUUID().slice(0, 8)}`, true),
-      reconnectPeriod: 0,
-    });
+    const client = framedClient(
+      this.options.url ?? 'mqtt://127.0.0.1:1883',
+      { ...this.#clientOptions(`${this.options.name}-loopback-${randomUUID().slice(0, 8)}`, true), reconnectPeriod: 0 },
+      new Map(),
+    );
     client.on('error', () => undefined);
     await new Promise<void>((resolve, reject) => {
       client.once('connect', () => {
@@ -373,9 +462,10 @@ export class MqttTransport extends TypedEmitter<TransportEvents> implements Tran
   #create(): void {
     const persistent = this.options.consume !== false;
     const clientId = persistent ? this.options.name : `${this.options.name}-send-${randomUUID().slice(0, 8)}`;
-    const client = mqtt.connect(
+    const client = framedClient(
       this.options.url ?? 'mqtt://127.0.0.1:1883',
       this.#clientOptions(clientId, !persistent),
+      this.#ackCodes,
     );
     this.#client = client;
     const raw = client as unknown as { _sendPacket: SendPacket };
@@ -563,7 +653,8 @@ export class MqttTransport extends TypedEmitter<TransportEvents> implements Tran
     onMessage({
       ...incoming,
       ...told,
-      body: Buffer.alloc(0),
+      // A retained or QoS 0 body came whole and is handed over as it is (its size is logged); an oversized one not.
+      ...(told.oversized === undefined ? {} : { body: Buffer.alloc(0) }),
       ack: () => undefined,
       retry: () => undefined,
       deadLetter: none,
@@ -610,8 +701,8 @@ export class MqttTransport extends TypedEmitter<TransportEvents> implements Tran
       from,
       body,
       routingKey: parsed?.routingKey ?? packet.topic,
-      messageId: one(P_MESSAGE_ID),
-      correlationId: props.correlationData?.toString('utf8'),
+      messageId: echoable(one(P_MESSAGE_ID)),
+      correlationId: echoable(props.correlationData?.toString('utf8')),
       contentType: props.contentType ?? (body[0] === 0x01 ? CONTENT_TYPE_SEALED : CONTENT_TYPE_JSON),
       type: one(P_TYPE) ?? parsed?.type,
       appId: one(P_APP_ID),
@@ -634,7 +725,12 @@ export class MqttTransport extends TypedEmitter<TransportEvents> implements Tran
     };
   }
 
-  /** The dead letter: a JSON record on dead-letter/<me>, QoS 1, resolved on its PUBACK. */
+  /**
+   * The dead letter: a JSON record on dead-letter/<me>, QoS 1, resolved on its PUBACK. One the broker refuses in its
+   * PUBACK (over its message_size_limit: the body goes as base64, 1.33 times its size; not authorized) is sent again
+   * without the body and the properties, with their size; if that is refused too, the loss is told (`degraded`) and
+   * it resolves all the same, so that the delivery is settled and nothing behind it waits. Any other failure rejects.
+   */
   async #publishDead(
     h: Held,
     reason: string,
@@ -643,20 +739,48 @@ export class MqttTransport extends TypedEmitter<TransportEvents> implements Tran
     /** For a body refused for its size: its first bytes, in place of the body. */
     prefix?: Buffer,
   ): Promise<void> {
-    const client = this.#client as MqttClient;
     const p = h.packet;
     const payload = typeof p.payload === 'string' ? Buffer.from(p.payload) : p.payload;
-    const record = {
+    const head = {
       dead_at: new Date().toISOString(),
       reason: reason.slice(0, 1000),
       code: code ?? null,
       from: from ?? null,
       topic: p.topic,
-      properties: p.properties ?? null,
-      ...(prefix === undefined
-        ? { body_base64: payload.toString('base64') }
-        : { body_prefix_base64: prefix.toString('base64') }),
     };
+    let refused: PubackError;
+    try {
+      await this.#sendDead(
+        {
+          ...head,
+          properties: p.properties ?? null,
+          ...(prefix === undefined
+            ? { body_base64: payload.toString('base64') }
+            : { body_prefix_base64: prefix.toString('base64') }),
+        },
+        code,
+      );
+      return;
+    } catch (err) {
+      if (!(err instanceof PubackError)) throw err;
+      refused = err;
+    }
+    const omitted = `the broker refused the dead letter with the body and the properties: ${refused.message}`;
+    try {
+      await this.#sendDead({ ...head, body_bytes: payload.length, body_omitted: omitted }, code);
+    } catch (err) {
+      if (!(err instanceof PubackError)) throw err;
+      this.emitSafe(
+        'degraded',
+        `a dead letter was lost (${code ?? 'no code'}: ${head.reason.slice(0, 200)}; from ${from ?? 'an unknown sender'} ` +
+          `on ${p.topic.slice(0, 200)}, ${payload.length} bytes): ${err.message}, even without its body; the message ` +
+          'is acknowledged all the same',
+        `let ${this.entity} publish to ${deadLetterTopic(this.entity)} (the broker's ACL) and raise its message_size_limit`,
+      );
+    }
+  }
+
+  async #sendDead(record: Record<string, unknown> & { reason: string }, code: string | undefined): Promise<void> {
     const options: PublishOptions = { qos: 1 };
     if (this.#version === 5)
       options.properties = {
@@ -668,7 +792,7 @@ export class MqttTransport extends TypedEmitter<TransportEvents> implements Tran
       };
     await this.#acquire();
     try {
-      await this.#publish(client, deadLetterTopic(this.entity), JSON.stringify(record), options);
+      await this.#publish(this.#client as MqttClient, deadLetterTopic(this.entity), JSON.stringify(record), options);
     } finally {
       this.#release();
     }
