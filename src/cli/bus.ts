@@ -8,7 +8,7 @@
  * from files or the environment, never given inline: `--password-file` (or EBADGE_PASSWORD_FILE, EBADGE_PASSWORD),
  * `--key`, `--private-key`. We log in as the entity, never as guest unless the URL names it (credentials.ts), and
  * say as whom on stderr. An mqtt:// or mqtts:// URL gives the same commands over MQTT (src/mqtt, handed in by the
- * binary: see useMqtt); `send` then uses a throw-away client id, so the entity's session is left alone.
+ * binary: see useMqtt); `send` then connects to the entity's own session and takes nothing from it (see send()).
  *
  * Config file: { "url": "amqps://broker:5671", "name": "ops", "peers": ["heh-b827ebea02c1"], "topology": "exchanges",
  *   "role": "controller", "declareExchanges": true, "passwordFile": "...", "external": false,
@@ -78,7 +78,6 @@ export interface MqttCliOptions extends BusOptions {
   username?: string;
   password?: string;
   tls?: { ca?: Buffer; cert?: Buffer; key?: Buffer };
-  consume?: boolean;
 }
 export type MqttBusFactory = (options: MqttCliOptions) => Connector;
 
@@ -268,7 +267,6 @@ async function connector(
       ...(url.password === undefined ? {} : { password: url.password }),
       ...(tls === undefined ? {} : { tls: pick(tls) }),
       ...(sealer === undefined ? {} : { sealer }),
-      ...(extra.consume === false ? { consume: false } : {}),
     });
   } else {
     bus = amqpBus({
@@ -304,7 +302,10 @@ async function connector(
   );
   try {
     setup(bus);
-    await Promise.race([bus.start(), failed]);
+    // A send over MQTT: the transport alone, its deliveries never handed to the connector (send() says why).
+    const started =
+      mqtt && extra.consume === false ? bus.transport.start(holdMqtt, { maxBodyBytes: bus.maxBodyBytes }) : bus.start();
+    await Promise.race([started, failed]);
     bus.transport.off('failed', unreachable);
   } catch (err) {
     // A connector left open would go on consuming, and reconnecting, after the command has failed.
@@ -312,6 +313,14 @@ async function connector(
     throw err;
   }
   return bus;
+}
+
+/**
+ * What a send over MQTT is given from the entity's session: never settled, so never acknowledged (the transport
+ * holds back its PUBACK), and the broker delivers it again to the entity's next connection.
+ */
+async function holdMqtt(): Promise<void> {
+  await new Promise<never>(() => undefined);
 }
 
 /**
@@ -479,6 +488,14 @@ function fieldValue(raw: string, typeName: string | undefined): unknown {
   }
 }
 
+/**
+ * Over MQTT, `send` connects as the entity itself (its client id, clean session off), not with a throw-away client id
+ * and a clean session: a broker that makes the client id the login name (Mosquitto's `use_username_as_clientid`,
+ * which `ebadge provision --mosquitto` sets so that no party can take another's session) gave that clean session the
+ * entity's own, and wiped it with what waited there (docs/SECURITY.md). What the session delivers meanwhile is never
+ * handed to the connector (which would refuse a message from a peer the command does not name), nor acknowledged: the
+ * entity gets it on its next connection.
+ */
 export async function send(args: string[], io: Io): Promise<number> {
   const { values, positionals } = parse(args);
   if (values.to === undefined) throw new UsageError('--to PEER is required');

@@ -24,13 +24,20 @@ import {
   parseParties,
   partySettings,
 } from '../provision/index.js';
-import { mosquittoAcl, mosquittoPasswords, mosquittoSettings, mosquittoUrl } from '../provision/mosquitto.js';
+import {
+  mosquittoAcl,
+  mosquittoConf,
+  mosquittoPasswords,
+  mosquittoSettings,
+  mosquittoUrl,
+} from '../provision/mosquitto.js';
 import { type MixedDefinitions, mqttDefinitions, mqttSettings } from '../provision/mqtt.js';
 import { type Io, UsageError } from './common.js';
 
 export const PROVISION_USAGE = `  provision PARTIES.json --out DIR [--apply [--rabbitmqctl PATH] [--node NODE]] [--mosquitto URL]
                                RabbitMQ definitions and each party's config and password (docs/provisioning.md);
-                               --mosquitto: Mosquitto's ACL and password file instead, configs for that broker`;
+                               --mosquitto: Mosquitto's ACL, password file and listener (ebadge.conf) instead,
+                               configs for that broker`;
 
 const OPTIONS = {
   out: { type: 'string' },
@@ -96,12 +103,19 @@ export async function provision(args: string[], io: Io): Promise<number> {
     privateDir(dir);
     writeSecret(path.join(dir, 'acl'), acl);
     writeSecret(path.join(dir, 'passwords'), mosquittoPasswords(plan, passwords));
+    // No secret in it: the listener, the files' paths and the settings, one file for the broker's config to include.
+    fs.writeFileSync(path.join(dir, 'ebadge.conf'), mosquittoConf(plan, mosquitto, path.resolve(dir)), { mode: 0o644 });
+    fs.chmodSync(path.join(dir, 'ebadge.conf'), 0o644);
     io.out(
-      `${dir}: acl and passwords for the Mosquitto at ${mosquitto}; in its mosquitto.conf: allow_anonymous false, ` +
-        `password_file <the passwords file>, acl_file <the acl file>` +
-        (plan.parties.some((p) => p.auth === 'external')
-          ? ', and on the TLS listener: require_certificate true, use_identity_as_username true'
-          : ''),
+      `${dir}: acl, passwords and ebadge.conf for the Mosquitto at ${mosquitto}; ebadge.conf is its listener ` +
+        '(allow_anonymous false, password_file, acl_file, use_username_as_clientid true' +
+        (mosquitto.startsWith('mqtts:')
+          ? `, cafile, certfile, keyfile in ${dir}` +
+            (plan.parties.some((p) => p.auth === 'external')
+              ? ', require_certificate true, use_identity_as_username true'
+              : '')
+          : '') +
+        "): put it in the broker's include_dir, with the paths changed if the broker reads copies of the files",
     );
     for (const line of said) io.out(line);
     return 0;

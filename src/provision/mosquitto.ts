@@ -13,6 +13,12 @@
  * in the PUBACK (0x87) under MQTT 5; a subscription it denies is granted nothing. Parties with a certificate
  * (`auth: external`) log in with the certificate's name (`use_identity_as_username true`) and have no password
  * line. An aggregator with 5,000 hubs has about 20 lines per hub; Mosquitto reads the file at start and on SIGHUP.
+ *
+ * The ACL binds topics to users, not client ids, and the bus uses the entity's name as its persistent session's
+ * client id: with Mosquitto's defaults any party, logged in with its own password, could connect under the hub's
+ * client id and take its session over (the hub kicked again and again, what waits for it delivered to the impostor,
+ * whose read ACL drops it). The listener `mosquittoConf` writes has `use_username_as_clientid true`, so a party's
+ * client id is always its own name (docs/SECURITY.md).
  */
 import { pbkdf2Sync, randomBytes } from 'node:crypto';
 import { ProvisionError } from './errors.js';
@@ -97,6 +103,55 @@ export function mosquittoUrl(plan: Plan, url: string): string {
         'Mosquitto every party is on MQTT: remove the marks',
     );
   return `${u.protocol}//${u.host}`;
+}
+
+/**
+ * `ebadge.conf`, the listener for the parties at `url` (checked by mosquittoUrl), to put in Mosquitto's `include_dir`
+ * (`/etc/mosquitto/conf.d` on Debian) or append to its mosquitto.conf: the listener on the URL's port; the password
+ * and ACL files at `dir` (where provision wrote them: change the paths if the broker reads copies elsewhere);
+ * `allow_anonymous false`; `use_username_as_clientid true`, so that no party can take another's session by using its
+ * client id; and with mqtts:, the broker's certificate, key and CA files in `dir`, put there by the operator, plus
+ * for certificate parties `require_certificate true` and `use_identity_as_username true` (the client id is then the
+ * certificate's name). Written after the listener line, so that it also holds with `per_listener_settings true`.
+ */
+export function mosquittoConf(plan: Plan, url: string, dir: string): string {
+  const u = new URL(url);
+  const tls = u.protocol === 'mqtts:';
+  const port = u.port === '' ? (tls ? 8883 : 1883) : Number(u.port);
+  const file = (name: string): string => `${dir.replace(/\/+$/, '')}/${name}`;
+  const external = plan.parties.some((p) => p.auth === 'external');
+  const lines = [
+    `# ebadge provision: the listener of the parties at ${url} (src/provision/mosquitto.ts, docs/provisioning.md).`,
+    '# Any other listener the parties can reach needs use_username_as_clientid true as well.',
+    `listener ${port}`,
+    'allow_anonymous false',
+    `password_file ${file('passwords')}`,
+    `acl_file ${file('acl')}`,
+    '# A client id is the login name: no party can connect under another',
+    "# party's client id and take its persistent session over.",
+    'use_username_as_clientid true',
+  ];
+  if (tls) {
+    lines.push(
+      "# The broker's certificate and key, and the CA of the parties' certificates: put them there.",
+      `cafile ${file('ca.pem')}`,
+      `certfile ${file('server.pem')}`,
+      `keyfile ${file('server.key')}`,
+    );
+    if (external) {
+      lines.push(
+        "# Certificate parties: the login name is the certificate's CN.",
+        'require_certificate true',
+        'use_identity_as_username true',
+      );
+      if (plan.parties.some((p) => p.auth === 'password'))
+        lines.push(
+          '# Password parties cannot log in on this listener (it requires a certificate): give them a listener',
+          '# of their own, with these lines but the last two, and their configs its URL.',
+        );
+    }
+  }
+  return `${lines.join('\n')}\n`;
 }
 
 /**

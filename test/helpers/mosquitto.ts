@@ -42,8 +42,13 @@ export interface MosquittoOptions {
   autosaveIntervalS?: number;
   /** `autosave_on_changes true`: autosave_interval counts changes to the in-memory database, not seconds. */
   autosaveOnChanges?: boolean;
-  /** More lines for mosquitto.conf (the listener, persistence and logging lines are written already), given its folder. */
+  /**
+   * More lines for mosquitto.conf (the persistence and logging lines are written already), given its folder. With a
+   * `listener` line of their own (on `port`), the helper writes none.
+   */
   config?: (dir: string) => string[];
+  /** The port (default a free one): for a config with its own listener line. */
+  port?: number;
   /** Files to write into the folder before the start (name to content), e.g. a password file. */
   files?: Record<string, string>;
 }
@@ -71,8 +76,10 @@ export class Mosquitto {
       writeFileSync(path.join(dir, name), content);
       chmodSync(path.join(dir, name), 0o644);
     }
-    const port = await freePort();
-    const lines = [`listener ${port} 127.0.0.1`, 'log_dest none'];
+    const port = options.port ?? (await freePort());
+    const extra = options.config?.(dir) ?? [];
+    const lines = extra.some((l) => l.startsWith('listener ')) ? [] : [`listener ${port} 127.0.0.1`];
+    lines.push('log_dest none');
     if (options.persistence === true) {
       lines.push('persistence true', `persistence_location ${dir}/`);
       if (options.autosaveIntervalS !== undefined) lines.push(`autosave_interval ${options.autosaveIntervalS}`);
@@ -80,7 +87,7 @@ export class Mosquitto {
     } else {
       lines.push('persistence false');
     }
-    lines.push(...(options.config?.(dir) ?? []));
+    lines.push(...extra);
     if (!lines.some((l) => l.startsWith('allow_anonymous'))) lines.push('allow_anonymous true');
     const configFile = path.join(dir, 'mosquitto.conf');
     writeFileSync(configFile, `${lines.join('\n')}\n`);

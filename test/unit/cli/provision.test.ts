@@ -115,13 +115,32 @@ test('an invalid parties file exits 1 naming the file and path, and writes nothi
   assert.match(noPw.err.join('\n'), 'the password file of ops');
 });
 
-test('--mosquitto: the ACL and the password file (0600), configs for that broker, no definitions; its mistakes', async () => {
+test('--mosquitto: the ACL and the password file (0600), the listener (ebadge.conf), configs for that broker, no definitions; its mistakes', async () => {
   writeFileSync(path.join(dir, 'ops.pw'), 'the operators own password\n', { mode: 0o600 });
   const out = path.join(dir, 'out');
   const r = await cli('provision', parties(PARTIES), '--out', out, '--mosquitto', 'mqtts://mqtt.example:8883');
   assert.is(r.code, 0, r.err.join('\n'));
   assert.throws(() => statSync(path.join(out, 'definitions.json')), /ENOENT/);
   for (const f of ['acl', 'passwords']) assert.is(mode(path.join(out, 'mosquitto', f)), 0o600, f);
+  // The listener, naming the files where provision wrote them (absolute), every client id the login name.
+  const conf = path.join(out, 'mosquitto', 'ebadge.conf');
+  assert.is(mode(conf), 0o644, 'no secret in it');
+  const lines = readFileSync(conf, 'utf8')
+    .split('\n')
+    .filter((l) => l !== '' && !l.startsWith('#'));
+  const files = path.resolve(out, 'mosquitto');
+  assert.equal(lines, [
+    'listener 8883',
+    'allow_anonymous false',
+    `password_file ${files}/passwords`,
+    `acl_file ${files}/acl`,
+    'use_username_as_clientid true',
+    `cafile ${files}/ca.pem`,
+    `certfile ${files}/server.pem`,
+    `keyfile ${files}/server.key`,
+    'require_certificate true',
+    'use_identity_as_username true',
+  ]);
   const acl = readFileSync(path.join(out, 'mosquitto', 'acl'), 'utf8');
   assert.match(acl, 'user vpp-acme\n');
   assert.match(acl, 'topic write activate/vpp-acme/heh-b827ebea02c2/#');
@@ -151,6 +170,10 @@ test('--mosquitto: the ACL and the password file (0600), configs for that broker
   const vpp = JSON.parse(readFileSync(path.join(out, 'vpp-acme', 'bus.json'), 'utf8'));
   assert.is(vpp.url, 'mqtts://mqtt.example:8883');
   assert.match(r.out.join('\n'), 'require_certificate true, use_identity_as_username true');
+  assert.match(
+    r.out.join('\n'),
+    'ebadge.conf is its listener (allow_anonymous false, password_file, acl_file, use_username_as_clientid true',
+  );
   // Its mistakes, each naming what is wrong; nothing written.
   const bad = async (url: string, what: string, list = PARTIES): Promise<void> => {
     const o = path.join(dir, `bad-${Math.random().toString(36).slice(2)}`);

@@ -1,14 +1,20 @@
 /**
  * Mosquitto's ACL and password file from a plan (src/provision/mosquitto.ts), without a broker: the hash is what
  * mosquitto_passwd writes (PBKDF2-SHA512, checked against a hash it made), each party writes only as itself, to its
- * peers, the types it may send; reads only what is addressed to it; names that cannot be a topic level are refused.
- * test/integration/mqtt-acl.test.ts loads the same files into a real Mosquitto.
+ * peers, the types it may send; reads only what is addressed to it; names that cannot be a topic level are refused;
+ * the listener (ebadge.conf) makes each client id its login name. test/integration/mqtt-acl.test.ts loads the same
+ * files into a real Mosquitto.
  */
 import { pbkdf2Sync } from 'node:crypto';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ProvisionError, parseParties } from '../../../src/provision/index.js';
-import { mosquittoAcl, mosquittoPasswordHash, mosquittoPasswords } from '../../../src/provision/mosquitto.js';
+import {
+  mosquittoAcl,
+  mosquittoConf,
+  mosquittoPasswordHash,
+  mosquittoPasswords,
+} from '../../../src/provision/mosquitto.js';
 
 const test = suite('mosquitto provisioning');
 
@@ -123,6 +129,47 @@ test('a name that cannot be an MQTT topic level is refused with its path', () =>
   assert.instance(err, ProvisionError);
   assert.is((err as ProvisionError).path, '$.parties[1].name');
   assert.match((err as Error).message, '"heh.1" cannot be an MQTT topic level');
+});
+
+/** The settings of a conf: its lines that are not comments. */
+const settings = (conf: string): string[] => conf.split('\n').filter((l) => l !== '' && !l.startsWith('#'));
+
+test('ebadge.conf: the listener on the URL port, no anonymous, the files, client id = login; TLS with mqtts://', () => {
+  const passwordsOnly = parseParties({
+    format: 'ebadge-parties/1',
+    url: 'amqp://127.0.0.1:5672',
+    parties: [
+      { name: 'vpp', role: 'aggregator', peers: ['heh-1'] },
+      { name: 'heh-1', role: 'hub' },
+    ],
+  });
+  const plain = mosquittoConf(passwordsOnly, 'mqtt://mqtt.example', '/etc/mosquitto/ebadge/');
+  assert.equal(settings(plain), [
+    'listener 1883',
+    'allow_anonymous false',
+    'password_file /etc/mosquitto/ebadge/passwords',
+    'acl_file /etc/mosquitto/ebadge/acl',
+    'use_username_as_clientid true',
+  ]);
+  assert.ok(plain.endsWith('\n'));
+  // Over TLS: the broker's files; password parties only, no client certificate required.
+  const tls = settings(mosquittoConf(passwordsOnly, 'mqtts://mqtt.example:8884', '/e'));
+  assert.equal(tls.slice(0, 1), ['listener 8884']);
+  assert.equal(tls.slice(4), [
+    'use_username_as_clientid true',
+    'cafile /e/ca.pem',
+    'certfile /e/server.pem',
+    'keyfile /e/server.key',
+  ]);
+  // A certificate party: the certificate required and its name the login (and so the client id).
+  const mixed = mosquittoConf(PLAN, 'mqtts://mqtt.example', '/e');
+  assert.equal(settings(mixed).slice(0, 1), ['listener 8883']);
+  assert.equal(settings(mixed).slice(-3), [
+    'keyfile /e/server.key',
+    'require_certificate true',
+    'use_identity_as_username true',
+  ]);
+  assert.match(mixed, 'Password parties cannot log in on this listener');
 });
 
 test.run();
