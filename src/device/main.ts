@@ -8,7 +8,7 @@
  *   hub.js bench [--config FILE] [--seconds N]   on-device figures: codec, sealing, broker round trips
  *
  * Exit codes (sysexits.h, so that systemd and scripts can tell them apart):
- *   0 stopped by SIGTERM / SIGINT after draining;  64 usage error;  78 configuration error (the hub's own: hub.json
+ *   0 stopped by SIGTERM / SIGINT / SIGHUP after draining;  64 usage error;  78 configuration error (the hub's own: hub.json
  *   and the files it names);  70 an internal error;  for `bench` only: 77 the broker refused our credentials, 69
  *   unreachable. `run` never exits because of the broker: the hub measures and executes from the start, and its
  *   link (link.ts) connects and retries, with backoff, whatever the broker refuses (403, 404, credentials, vhost).
@@ -374,6 +374,17 @@ export function runHubProcess(commands: Readonly<Record<string, HubCommand>> = {
   });
   process.once('SIGTERM', () => stopRequested());
   process.once('SIGINT', () => stopRequested());
+  // The terminal it was started from closed (a hub run from an SSH session): a stop like any other, drained.
+  process.once('SIGHUP', () => stopRequested());
+  // A log sink that fails (a pipe whose reader left: `hub.js | head`; a full disk under a log file) loses the logs
+  // from then on, not the hub: an 'error' event nobody listened to ended the process with a stack trace.
+  process.stdout.once('error', (err) => {
+    process.stderr.write(
+      `the log output failed (${String((err as { code?: unknown }).code ?? err)}); logs are lost from now on\n`,
+    );
+    process.stdout.on('error', () => undefined);
+  });
+  process.stderr.on('error', () => undefined);
   const io: Io = { out: (l) => process.stdout.write(`${l}\n`), err: (l) => process.stderr.write(`${l}\n`) };
   hubMain(process.argv.slice(2), { io, stop, commands, ...(mqttBus === undefined ? {} : { mqttBus }) }).then(
     (code) => {

@@ -935,6 +935,47 @@ s(
 // ---- 7. the broker -----------------------------------------------------------------------------------------------
 
 s(
+  'a log output that fails (its reader gone) costs the logs, not the hub; SIGHUP stops it drained, exit 0',
+  timed(async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'heh-hub-test-'));
+    const procs: HubProcess[] = [];
+    try {
+      for (const name of ['a', 'b'])
+        writeFileSync(
+          path.join(dir, `${name}.json`),
+          JSON.stringify({
+            ...hubConfig(dir, unique('heh'), 'vpp-none'),
+            stateDir: path.join(dir, name),
+            broker: { url: 'amqp://127.0.0.1:1', reconnectDelayS: 2 },
+          }),
+        );
+      const a = new HubProcess(['--config', path.join(dir, 'a.json')]);
+      const b = new HubProcess(['--config', path.join(dir, 'b.json')]);
+      procs.push(a, b);
+      await a.waitFor('cannot reach the broker', 15_000);
+      // `hub.js | head -3`: the reader of its stdout goes; the hub logs on (a retry every few seconds), then stops.
+      a.child.stdout?.destroy();
+      await sleep(5000);
+      assert.is(a.code, undefined, `still running:\n${a.err.join('\n')}`);
+      a.child.kill('SIGTERM');
+      assert.is(await a.exit, 0, a.err.join('\n'));
+      assert.match(a.err.join('\n'), 'the log output failed (EPIPE); logs are lost from now on');
+      assert.not.match(a.err.join('\n'), 'at ', 'no stack trace');
+      await b.waitFor('cannot reach the broker', 15_000);
+      b.child.kill('SIGHUP');
+      assert.is(await b.exit, 0, b.transcript());
+      assert.ok(
+        b.logs.some((l) => l.msg === 'stopped'),
+        b.transcript(),
+      );
+    } finally {
+      for (const p of procs) await p.kill();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 40_000),
+);
+
+s(
   'EP-2, EP-3: the hub never exits because of the broker: unreachable, it retries with backoff; refused credentials are logged as such and retried slowly; SIGTERM still stops it',
   timed(async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'heh-hub-test-'));
