@@ -34,7 +34,7 @@ import { type Io, UsageError } from '../core/io.js';
 import { CryptoError, Keyring, ReplayWindow, Sealer, SequenceReserver, selectBackend } from '../crypto/index.js';
 import { DEFAULT_CONFIG, HUB_VERSION, usage, versionLine } from './about.js';
 import { bench } from './bench.js';
-import { ConfigError, checkPeerKeys, type HubConfig, loadConfig } from './config/index.js';
+import { ConfigError, checkPeerKeys, type HubConfig, loadConfig, readPasswordFile } from './config/index.js';
 import { type Actuator, createActuator, createMeter, DeviceError, type Meter } from './devices/index.js';
 import { Hub } from './hub.js';
 import { BrokerLink } from './link.js';
@@ -188,7 +188,11 @@ export function brokerSettings(c: HubConfig): AmqpConnectOptions & { username: s
   const username = b.username ?? (url.username === '' ? 'guest' : decodeURIComponent(url.username));
   // The config holds no secret: a password comes from its file; guest's is guest (the local broker only).
   const password =
-    b.passwordFile === undefined ? (username === 'guest' ? 'guest' : '') : readFileSync(b.passwordFile, 'utf8').trim();
+    b.passwordFile === undefined
+      ? username === 'guest'
+        ? 'guest'
+        : ''
+      : readPasswordFile(b.passwordFile, 'the configuration');
   return {
     username,
     password,

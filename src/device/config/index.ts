@@ -15,6 +15,6 @@
  */
 export { exampleConfig } from './example.js';
 export { checkPeerKeys } from './keys.js';
-export { loadConfig } from './load.js';
+export { loadConfig, readPasswordFile } from './load.js';
 export { parseConfig } from './parse.js';
 export * from './types.js';

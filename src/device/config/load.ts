@@ -7,6 +7,7 @@
  */
 import * as path from 'node:path';
 import { currentReader, directoryProblem, type FileReader, type FileRole, fileProblem } from '../../core/file-check.js';
+import { readFileBounded } from '../../core/read-bounded.js';
 import { JsonFileError, readJsonFile } from '../../store/json-file.js';
 import { parseConfig } from './parse.js';
 import { shown } from './reader.js';
@@ -44,10 +45,31 @@ export function loadConfig(file: string, reader: FileReader | undefined = curren
     const problem = fileProblem(named, role, reader);
     if (problem !== undefined) throw new ConfigError(file, at, problem.expected, problem.found);
   }
+  if (config.broker.passwordFile !== undefined) readPasswordFile(config.broker.passwordFile, file);
   // The run creates the state directory if it is missing (0700): it must be able to, or to write in it.
   const state = directoryProblem(config.stateDir, reader);
   if (state !== undefined) throw new ConfigError(file, '$.stateDir', state.expected, state.found);
   return config;
+}
+
+/**
+ * The broker password in `passwordFile`: its one line, without the spaces and line end around it. An empty file (what
+ * `read -rsp` leaves when Enter is pressed) or several lines (another file named by mistake, sent whole to the broker
+ * as the password) is a ConfigError of `config`, never read past 4 KiB.
+ */
+export function readPasswordFile(passwordFile: string, config: string): string {
+  const at = '$.broker.passwordFile';
+  let text: string;
+  try {
+    text = readFileBounded(passwordFile, 4096).toString('utf8').trim();
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? 'error';
+    throw new ConfigError(config, at, 'a password file of at most 4 KiB', code === 'EFBIG' ? 'a larger one' : code);
+  }
+  if (text === '') throw new ConfigError(config, at, 'a password on one line', 'an empty file');
+  if (/[\r\n]/.test(text))
+    throw new ConfigError(config, at, 'a password on one line', `${text.split(/\r?\n/).length} lines`);
+  return text;
 }
 
 /** The files the run reads, with the JSON path that names each and what it must be; `$` is the config itself. */

@@ -11,7 +11,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { FileReader } from '../../../src/core/file-check.js';
 import { generateIdentity, nodeBackend, writePrivateKeyFile } from '../../../src/crypto/index.js';
-import { ConfigError, exampleConfig, loadConfig } from '../../../src/device/config/index.js';
+import { ConfigError, exampleConfig, loadConfig, readPasswordFile } from '../../../src/device/config/index.js';
 import { hubMain } from '../../../src/device/main.js';
 import { sleep } from '../../helpers/deadline.js';
 
@@ -148,6 +148,26 @@ test('a secret: 0600 and 0640 pass; open to others or writable by its group is r
         err.message,
         `${s.file}: $.broker.passwordFile: expected a secret file only its owner and the hub's group may read and only its owner may write, found ${pw} with mode 0${mode.toString(8)}, ${what} ${pw}`,
       );
+    }
+  }));
+
+test('a password file: one line, spaces and line ends around it dropped; empty or several lines refused', () =>
+  inSite((s) => {
+    const pw = s.put('broker.pw', '  s3cret \r\n', 0o600);
+    s.write({ broker: guestBroker('broker.pw') });
+    loadConfig(s.file);
+    assert.is(readPasswordFile(pw, s.file), 's3cret');
+    const cases: [string, string][] = [
+      ['', 'an empty file'],
+      ['\n', 'an empty file'],
+      ['root:$6$x:19000:0:99999:7:::\ndaemon:*:19000:0:99999:7:::\n', '2 lines'],
+      ['a'.repeat(5000), 'a larger one'],
+    ];
+    for (const [text, found] of cases) {
+      fs.writeFileSync(pw, text);
+      const err = refusal(() => loadConfig(s.file));
+      assert.equal([err.path, err.found], ['$.broker.passwordFile', found], JSON.stringify(text.slice(0, 20)));
+      assert.not.match(err.message, 'root:', 'what the file holds is never quoted');
     }
   }));
 
