@@ -2,7 +2,9 @@
  * One hub per state directory: `hub.lock` holds the running hub's process id and the boot it runs in. Two hubs on one
  * directory (a copied unit, a second config naming the same stateDir) appended to the same outbox and history and,
  * over MQTT, took each other's session every few seconds. A lock left by a hub that died (SIGKILL, a power cut) is
- * stale and taken over: its process is gone, or the machine booted since. A disk that refuses the lock file (full,
+ * stale and taken over: its process is gone, or the machine booted since, or its process id is another process's now
+ * (it started at another time). The lock sees the hubs of its own PID namespace only: two containers on one state
+ * volume are not told apart (docs/operations.md). A disk that refuses the lock file (full,
  * read-only) does not stop the hub, which must run on such a disk: it is told, and the hub goes on without a lock.
  */
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -22,6 +24,20 @@ const bootId = (): string => {
   }
 };
 
+/**
+ * When process `pid` started, in clock ticks since boot (/proc/PID/stat, field 22): a process id taken again by
+ * another process after the hub died (an OOM kill, a crash) has another start. Undefined when not known.
+ */
+function startOf(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The command name (field 2) is in parentheses and may hold spaces or parentheses: fields count from its end.
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+  } catch {
+    return undefined;
+  }
+}
+
 function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -34,14 +50,16 @@ function alive(pid: number): boolean {
 export function lockStateDir(dir: string, log: Logger): StateLock {
   const file = path.join(dir, 'hub.lock');
   const boot = bootId();
-  let held: { pid?: unknown; boot?: unknown } | undefined;
+  let held: { pid?: unknown; boot?: unknown; start?: unknown } | undefined;
   try {
-    held = JSON.parse(readFileSync(file, 'utf8')) as { pid?: unknown; boot?: unknown };
+    held = JSON.parse(readFileSync(file, 'utf8')) as { pid?: unknown; boot?: unknown; start?: unknown };
   } catch {
     held = undefined; // none, or unreadable: taken over
   }
   const pid = typeof held?.pid === 'number' ? held.pid : undefined;
-  if (pid !== undefined && pid !== process.pid && held?.boot === boot && alive(pid)) {
+  // A lock without a start (an older hub's) is held while its process id is alive, as before.
+  const same = (p: number): boolean => typeof held?.start !== 'string' || startOf(p) === held.start;
+  if (pid !== undefined && pid !== process.pid && held?.boot === boot && alive(pid) && same(pid)) {
     throw new ConfigError(
       dir,
       '$.stateDir',
@@ -50,7 +68,10 @@ export function lockStateDir(dir: string, log: Logger): StateLock {
     );
   }
   try {
-    writeFileSync(file, `${JSON.stringify({ pid: process.pid, boot })}\n`, { mode: 0o600 });
+    const start = startOf(process.pid);
+    writeFileSync(file, `${JSON.stringify({ pid: process.pid, boot, ...(start === undefined ? {} : { start }) })}\n`, {
+      mode: 0o600,
+    });
   } catch (err) {
     log.warn('cannot write the state directory lock; running without it', {
       file,

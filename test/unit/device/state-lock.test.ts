@@ -61,9 +61,35 @@ s(
     }
     // The same process id, now dead: stale, taken over.
     const lock = lockStateDir(dir, log);
-    assert.equal(JSON.parse(fs.readFileSync(path.join(dir, 'hub.lock'), 'utf8')), { pid: process.pid, boot: boot() });
+    const written = JSON.parse(fs.readFileSync(path.join(dir, 'hub.lock'), 'utf8')) as Record<string, unknown>;
+    assert.equal([written['pid'], written['boot']], [process.pid, boot()]);
+    assert.match(String(written['start']), /^\d+$/, 'when this process started, in ticks since boot');
     lock.release();
     assert.not.ok(fs.existsSync(path.join(dir, 'hub.lock')));
+  }),
+);
+
+s(
+  'a process id taken again by another process (another start): stale, taken over; the same start: held',
+  withDir(async (dir) => {
+    const other = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 30000)'], { stdio: 'ignore' });
+    try {
+      const stat = fs.readFileSync(`/proc/${other.pid}/stat`, 'utf8');
+      const start = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] as string;
+      const file = path.join(dir, 'hub.lock');
+      fs.writeFileSync(file, JSON.stringify({ pid: other.pid, boot: boot(), start }));
+      assert.throws(
+        () => lockStateDir(dir, log),
+        (e: Error) => e instanceof ConfigError,
+        'its own start: the writer',
+      );
+      // The hub that wrote it died (an OOM kill); its process id now belongs to this other process.
+      fs.writeFileSync(file, JSON.stringify({ pid: other.pid, boot: boot(), start: String(Number(start) - 1) }));
+      lockStateDir(dir, log).release();
+    } finally {
+      other.kill('SIGKILL');
+      await new Promise((resolve) => other.once('exit', resolve));
+    }
   }),
 );
 
