@@ -380,6 +380,13 @@ export function runHubProcess(commands: Readonly<Record<string, HubCommand>> = {
   process.once('SIGINT', () => stopRequested());
   // The terminal it was started from closed (a hub run from an SSH session): a stop like any other, drained.
   process.once('SIGHUP', () => stopRequested());
+  // What operators send to have logs reopened: the hub has no log file, so nothing to do. Unheard, SIGUSR1 opened
+  // Node's inspector on 127.0.0.1:9229, where any local user could run code as the hub and read its keys; SIGUSR2
+  // ended it. A listener of our own keeps both from happening (Node 18 and 20 alike).
+  for (const signal of ['SIGUSR1', 'SIGUSR2'] as const)
+    process.on(signal, () =>
+      process.stderr.write(`${signal} ignored: the hub logs to stdout, it has no file to reopen\n`),
+    );
   // A log sink that fails (a pipe whose reader left: `hub.js | head`; a full disk under a log file) loses the logs
   // from then on, not the hub: an 'error' event nobody listened to ended the process with a stack trace.
   process.stdout.once('error', (err) => {

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { suite } from 'uvu';
@@ -935,7 +936,7 @@ s(
 // ---- 7. the broker -----------------------------------------------------------------------------------------------
 
 s(
-  'a log output that fails (its reader gone) costs the logs, not the hub; SIGHUP stops it drained, exit 0',
+  'a log output that fails (its reader gone) costs the logs, not the hub; SIGUSR1/2 are ignored, SIGHUP stops it drained',
   timed(async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'heh-hub-test-'));
     const procs: HubProcess[] = [];
@@ -953,6 +954,24 @@ s(
       const b = new HubProcess(['--config', path.join(dir, 'b.json')]);
       procs.push(a, b);
       await a.waitFor('cannot reach the broker', 15_000);
+      // What operators send to reopen logs: ignored, and Node's inspector (any local user could run code as the
+      // hub and read its keys through it) stays closed.
+      a.child.kill('SIGUSR1');
+      a.child.kill('SIGUSR2');
+      await until(
+        () => a.err.join('\n').includes('SIGUSR2 ignored'),
+        () => a.err.join('\n'),
+        5000,
+      );
+      const inspector = await new Promise<string>((resolve) => {
+        const probe = connect(9229, '127.0.0.1', () => {
+          probe.destroy();
+          resolve('open');
+        });
+        probe.on('error', (err: NodeJS.ErrnoException) => resolve(String(err.code)));
+      });
+      assert.is(inspector, 'ECONNREFUSED', 'no inspector on 127.0.0.1:9229');
+      assert.is(a.code, undefined, 'still running');
       // `hub.js | head -3`: the reader of its stdout goes; the hub logs on (a retry every few seconds), then stops.
       a.child.stdout?.destroy();
       await sleep(5000);
