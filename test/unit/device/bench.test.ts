@@ -108,6 +108,29 @@ s(
   },
 );
 
+s(
+  'hub.js bench --config on an MQTT broker: a usage error saying the round trips are AMQP only, not a crash',
+  async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'heh-bench-'));
+    try {
+      const config = exampleConfig(path.join(dir, 'state')) as Record<string, unknown>;
+      writeFileSync(
+        path.join(dir, 'hub.json'),
+        JSON.stringify({ ...config, broker: { url: 'mqtt://127.0.0.1:1883' } }),
+      );
+      const err: string[] = [];
+      const code = await hubMain(['bench', '--seconds', '0.01', '--config', path.join(dir, 'hub.json')], {
+        io: { out: () => undefined, err: (l) => err.push(l) },
+        stop: never,
+      });
+      assert.is(code, 64, err.join('\n'));
+      assert.match(err.join('\n'), 'the broker round trips are measured over AMQP only, and broker.url is an MQTT one');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  },
+);
+
 const c = suite('hub.js commands given by the composition layer');
 
 c('a command handed in runs with the hub exit codes: its result, 64 and the hub usage for a usage error', async () => {
