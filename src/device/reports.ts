@@ -141,6 +141,7 @@ export class Reports {
         resolution: m.resolution,
         signals: m.signals,
         next: first,
+        ...(m.first_from !== null && first === asked ? { asked } : {}),
         ...(m.request_id === undefined ? {} : { requestId: m.request_id }),
         ...(m.heh_id === undefined ? {} : { hehId: m.heh_id }),
       });
@@ -206,14 +207,16 @@ export class Reports {
     const sub = h.store.state.subscriptions.find((s) => s.requester === requester);
     if (sub === undefined || h.stopping) return;
     const step = sub.interval * 1000;
-    if (sub.next - h.now() > step) {
-      // The clock went back (NTP correcting a clock that ran ahead: a Pi that booted two years on): the next period
-      // lies more than an interval ahead, and waiting for the clock to come back to it was a silence of that long.
-      // It goes on from the period under way, on its own grid; what was sent for the periods ahead stays sent.
+    if (sub.next - h.now() > step && sub.next !== sub.asked) {
+      // The clock went back (NTP correcting a clock that ran ahead: a Pi that booted two years on): the next period,
+      // one of our clock's (not a first_from the peer asked for), lies more than an interval ahead, and waiting for
+      // the clock to come back to it was a silence of that long. It goes on from the period under way, on its own
+      // grid; what was sent for the periods ahead stays sent.
       const next = sub.next - Math.ceil((sub.next - h.now()) / step) * step;
       void h.store.update(
         () => {
           sub.next = next;
+          delete sub.asked;
         },
         { lazy: true },
       );
@@ -272,7 +275,9 @@ export class Reports {
     // period, not at this one's progress.
     await h.store.update(
       (s) => {
-        if (s.subscriptions.includes(sub)) sub.next = next;
+        if (!s.subscriptions.includes(sub)) return;
+        sub.next = next;
+        delete sub.asked;
       },
       { lazy: true },
     );

@@ -27,6 +27,8 @@ export interface Subscription {
   signals: string[];
   /** The start of the next period to report (epoch ms). */
   next: number;
+  /** The first_from the peer asked, when `next` is still it: a time of the peer's clock, not of ours (reports.ts). */
+  asked?: number;
   requestId?: string;
   hehId?: string | null;
 }
@@ -362,6 +364,7 @@ const SUBSCRIPTION: readonly Rule[] = [
   ['resolution', 'whole seconds > 0', whole(1)],
   ['signals', 'a list of signal names', (v) => Array.isArray(v) && v.every(name)],
   ['next', TIME, finite],
+  ['asked', TIME, finite, true],
   ['requestId', 'a string', text, true],
   ['hehId', 'a string or null', textOrNull, true],
 ];
