@@ -234,6 +234,16 @@ export class Receiver<T extends Transport> {
       }
       d.ack();
       this.#d.requests.answer(pending, sender, message);
+      // A reply that asks for its ack too (a msg_id: §3.2, any HEH-level type) gets it, as any message would.
+      const ackId = message.msg === 'response' ? undefined : (message as { msg_id?: string }).msg_id;
+      if (ackId !== undefined)
+        await this.#d
+          .publish(
+            sender,
+            response(ackId, 200, 'OK', undefined, message),
+            d.messageId === undefined ? {} : { correlationId: d.messageId },
+          )
+          .catch((err: unknown) => this.#d.emit('handler-error', err, 'response', false));
       return;
     }
     // In flight from here, with nothing awaited since the checks above: a copy arriving meanwhile must find it so.

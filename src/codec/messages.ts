@@ -70,6 +70,8 @@ const hehId = optionalNullable(
   }),
 );
 const requestId = optional(uuid());
+// On every HEH-level type (§3.2), but contingency_activate, never acked (§3.5), and the first version's
+// get_load_report and load_report, which carry no ids.
 const msgId = optional(uuid());
 
 /** The field types and fields several tables share (a field is a description: one object serves them all). */
@@ -122,6 +124,7 @@ export const Report = message(
     values: required(mapOf(arrayOfNullable(number()))),
     heh_id: hehId,
     request_id: requestId,
+    msg_id: msgId,
   },
   (m) => {
     // D3.1.3 §5.1.3: n = (to - from) / resolution. When a request's period is not a multiple of the resolution, the
@@ -151,6 +154,7 @@ export const AcceptActivation = message('accept_activation', {
   id: required(uuid()),
   modification_count: required(integer({ min: 0 })),
   heh_id: hehId,
+  msg_id: msgId,
 });
 
 export const RejectActivation = message('reject_activation', {
@@ -159,6 +163,7 @@ export const RejectActivation = message('reject_activation', {
   heh_id: hehId,
   reason: optional(text1024),
   code: optional(statusCode),
+  msg_id: msgId,
 });
 
 export const ModifyActivation = message('modify_activation', {
@@ -167,6 +172,7 @@ export const ModifyActivation = message('modify_activation', {
   quantity: required(kW()),
   device: nullable(text255),
   heh_id: hehId,
+  msg_id: msgId,
 });
 
 export const Response = message('response', {
@@ -226,6 +232,7 @@ export const EnergyEvents = message('energy_events', {
   ),
   heh_id: hehId,
   request_id: requestId,
+  msg_id: msgId,
 });
 
 export const GetActivationCapacity = message('get_activation_capacity', {
@@ -241,6 +248,7 @@ export const ActivationCapacity = message('activation_capacity', {
   device: optionalNullable(device),
   heh_id: hehId,
   request_id: requestId,
+  msg_id: msgId,
 });
 
 export const ContingencyActivate = message('contingency_activate', {
@@ -254,6 +262,7 @@ export const ContingencyEnd = message('contingency_end', {
   id: required(uuid()),
   end: required(time()),
   heh_id: hehId,
+  msg_id: msgId,
 });
 
 export const LoadPrice = message('load_price', {
@@ -271,7 +280,7 @@ export const GenerationPrice = message('generation_price', {
   msg_id: msgId,
 });
 
-export const GetAllPrices = message('get_all_prices', { heh_id: hehId, request_id: requestId });
+export const GetAllPrices = message('get_all_prices', { heh_id: hehId, request_id: requestId, msg_id: msgId });
 
 export const GetStatusReport = message('get_status_report', {
   ...fromTo,
@@ -290,6 +299,7 @@ export const StatusReport = message('status_report', {
   mode: optional(smartMode),
   heh_id: hehId,
   request_id: requestId,
+  msg_id: msgId,
 });
 
 export const SetClock = message('set_clock', {
@@ -323,6 +333,7 @@ export const Capabilities = message('capabilities', {
   supported_msgs: optional(arrayOf(name())),
   heh_id: hehId,
   request_id: requestId,
+  msg_id: msgId,
 });
 
 export const DeviceCapabilities = message(
@@ -347,6 +358,7 @@ export const DeviceCapabilities = message(
     can_predict_curtailment_capacity: required(boolean()),
     heh_id: hehId,
     request_id: requestId,
+    msg_id: msgId,
   },
   (m) => {
     for (let i = 0; i < m.signals.length; i++) {
@@ -365,12 +377,14 @@ export const Availability = message('availability', {
   device: optionalNullable(device),
   reason: optional(text1024),
   heh_id: hehId,
+  msg_id: msgId,
 });
 
 /** The pilot's LED extension (D3.1.3 §4.2.5 example); optional to support. */
 export const ExtSiXlabLedSignal = message('ext_si_xlab_led_signal', {
   duration: required(integer({ min: 0 })),
   heh_id: hehId,
+  msg_id: msgId,
 });
 
 // ---- market level (§3.4): quantities in MW, prices in EUR/MWh ----------------------------------------------------

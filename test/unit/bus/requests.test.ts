@@ -446,6 +446,25 @@ m('a foreign hub: modify_activation settles the activation by (id, count), witho
   await vpp.close();
 });
 
+m(
+  'a reply that carries a msg_id of its own settles the request and gets its 200 (§3.2: any type may ask)',
+  async () => {
+    const { network, vpp, send } = await foreignHub();
+    const caps = vpp.request(HUB, { msg: 'get_capabilities', device: null, request_id: uuid(53) });
+    await send({ ...CAPS(['x']), request_id: uuid(53), msg_id: uuid(54) });
+    assert.equal((await soon(caps)).msg, 'capabilities');
+    const toHub = (): Record<string, unknown>[] =>
+      network.queued(HUB).map((q) => JSON.parse(Buffer.from(q.body).toString('utf8')) as Record<string, unknown>);
+    await until(() => toHub().some((m) => m['msg'] === 'response'));
+    const acks = toHub().filter((m) => m['msg'] === 'response');
+    assert.equal(
+      acks.map((a) => [a['msg'], a['msg_id'], a['response_code'], a['ref_msg']]),
+      [['response', uuid(54), 200, 'capabilities']],
+    );
+    await vpp.close();
+  },
+);
+
 m('a message of another type carrying the request_id: INVALID_REPLY with it attached, not a resolve', async () => {
   const { vpp, send } = await foreignHub();
   const report = vpp.request(HUB, {

@@ -732,6 +732,11 @@ x(
         [],
       );
       assert.ok(r.bus.transport.sent.every((o) => o.to === AGG));
+      // A contingency_end that asks for its ack (a msg_id, which §3.2 allows on every HEH-level type) gets it.
+      const ack = (await within(
+        r.vpp.request(HEH, { msg: 'contingency_end', id: C, end: ts(T0 + 30_000), msg_id: uuid(6) }),
+      )) as Message<'response'>;
+      assert.equal([ack.response_code, ack.msg_id, ack.ref_msg], [200, uuid(6), 'contingency_end']);
     } finally {
       await r.close();
     }
