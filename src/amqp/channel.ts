@@ -495,6 +495,8 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
         this.#content.begin('get', a.exchange, a.routingKey, a.deliveryTag, a.redelivered, '', 0, '', a.messageCount);
         if (this.#rpcs.current?.expects.includes('basic.get-ok') !== true)
           throw new FrameError(`channel ${this.id}: unexpected basic.get-ok`, 505);
+        // Answered: its body may take long on a slow link, which the heartbeat's whole-frame deadline watches.
+        this.#owed(undefined);
         return;
       }
       case 'basic.return': {
@@ -583,7 +585,12 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
     this.#deadline = undefined;
     const ms = this.#host.options.rpcTimeout;
     if (what === undefined || this.#host.unanswered === undefined) return;
-    this.#deadline = setTimeout(() => this.#host.unanswered?.(this.id, what, ms), ms);
+    this.#deadline = setTimeout(() => {
+      // A broker in a resource alarm reads nothing more from a connection that published (connection.blocked): a
+      // call waits as long as the alarm lasts, hours for a disk, and only blockedTimeout may end that wait.
+      if (this.#host.blocked) this.#owed(what);
+      else this.#host.unanswered?.(this.id, what, ms);
+    }, ms);
     this.#deadline.unref?.();
   }
 

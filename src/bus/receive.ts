@@ -248,13 +248,19 @@ export class Receiver<T extends Transport> {
     }
     // In flight from here, with nothing awaited since the checks above: a copy arriving meanwhile must find it so.
     let done: (() => void) | undefined;
-    if (flightKey !== undefined)
-      this.#inFlight.set(
-        flightKey,
-        new Promise<void>((resolve) => {
-          done = resolve;
-        }),
-      );
+    // Under its message id property too: a sealed copy is waited for by that before its envelope is opened (step 0),
+    // and a foreign peer's property need not be its msg_id (a copy acked as a duplicate of one in flight is lost if
+    // the first then fails).
+    const flightKeys = [
+      ...(flightKey === undefined ? [] : [flightKey]),
+      ...(d.messageId === undefined || `${sender}:${d.messageId}` === flightKey ? [] : [`${sender}:${d.messageId}`]),
+    ];
+    if (flightKeys.length > 0) {
+      const going = new Promise<void>((resolve) => {
+        done = resolve;
+      });
+      for (const k of flightKeys) this.#inFlight.set(k, going);
+    }
     try {
       // 4b. An answer to another instance of our party goes to it (awaited only once in flight, see above).
       if (await this.#relayed(d, message, opened)) return;
@@ -275,7 +281,7 @@ export class Receiver<T extends Transport> {
         dedupeKey,
       );
     } finally {
-      if (flightKey !== undefined) this.#inFlight.delete(flightKey);
+      for (const k of flightKeys) this.#inFlight.delete(k);
       done?.();
     }
   }
@@ -389,13 +395,12 @@ export class Receiver<T extends Transport> {
       this.#d.seen.add(copyKey);
       d.remember?.(copyKey);
     }
-    // A reply to one of our requests that we refused: the request fails now, with why, rather than time out.
-    const pending = this.#d.requests.find(
-      sender,
-      { ...identity, msg: identity?.msg ?? '' } as Message,
-      d.correlationId,
-    );
-    if (pending !== undefined)
+    // A reply to one of our requests that we refused: the request fails now, with why, rather than time out. Only a
+    // message of a type that answers it: a refused response may be the mere ack of its msg_id (§3.5 rule 2), which
+    // never settles a request waiting for its functional reply.
+    const pending =
+      identity === undefined ? undefined : this.#d.requests.find(sender, identity as Message, d.correlationId);
+    if (pending !== undefined && pending.replies.includes(identity?.msg ?? ''))
       this.#d.requests.settle(
         pending,
         new BusError('INVALID_REPLY', `${sender} answered ${pending.type} with a message we refused: ${reason}`),

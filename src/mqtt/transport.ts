@@ -393,7 +393,11 @@ export class MqttTransport extends TypedEmitter<TransportEvents> implements Tran
     await client.endAsync(!this.#connected || this.#sending > 0);
   }
 
-  /** A private topic of our own on a throw-away client (clean session): nobody else subscribes to it. */
+  /**
+   * A private topic of our own on a throw-away client (clean session): nobody else subscribes to it. Not for a broker
+   * that makes the client id the login (`use_username_as_clientid`, as `ebadge provision --mosquitto` sets it): there
+   * the throw-away client is the entity itself, and its clean session wipes the entity's (hub.js bench refuses MQTT).
+   */
   async loopback(onMessage: (body: Buffer) => void): Promise<Loopback> {
     const topic = `loopback-${randomUUID()}/${this.options.name}`;
     const client = framedClient(

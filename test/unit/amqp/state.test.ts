@@ -147,6 +147,44 @@ channel(
   },
 );
 
+channel(
+  'no rpcTimeout while the broker blocks the connection (an alarm may last hours), nor for a basic.get body',
+  async () => {
+    const { ch, host } = harness({ rpcTimeout: 30 });
+    const owed: string[] = [];
+    (host as ChannelHost).unanswered = (_channel, what) => owed.push(what);
+    await open(ch, false);
+    const pause = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+    // connection.blocked: RabbitMQ reads nothing more from a connection that published, its calls included.
+    host.blocked = true;
+    const declared = ch.queueDeclare('q');
+    declared.catch(() => undefined);
+    await pause(150);
+    assert.equal(owed, [], 'not while blocked');
+    host.blocked = false;
+    const until = Date.now() + 2000;
+    while (owed.length === 0 && Date.now() < until) await pause(10);
+    assert.equal(owed, ['queue.declare'], 'once unblocked, the deadline holds again');
+    // basic.get: answered by its get-ok; a large body on a slow link is the heartbeat's to watch, not this deadline's.
+    const g = harness({ rpcTimeout: 30 });
+    const owedGet: string[] = [];
+    (g.host as ChannelHost).unanswered = (_channel, what) => owedGet.push(what);
+    await open(g.ch, false);
+    const got = g.ch.basicGet('q');
+    got.catch(() => undefined);
+    feed(g.ch, 'basic.get-ok', { deliveryTag: 1, redelivered: false, exchange: '', routingKey: 'q', messageCount: 0 });
+    const header = Buffer.alloc(14);
+    header.writeUInt16BE(60, 0);
+    header.writeUInt32BE(1000, 8);
+    g.ch._frame(2, header);
+    g.ch._frame(3, Buffer.alloc(500));
+    await pause(150);
+    assert.equal(owedGet, [], 'its body half there after 5 deadlines: no RPC_TIMEOUT');
+    g.ch._frame(3, Buffer.alloc(500));
+    assert.is((await got)?.body.length, 1000);
+  },
+);
+
 channel('a method the channel did not ask for is a protocol error (505)', async () => {
   const { ch } = harness();
   await open(ch, false);

@@ -8,9 +8,9 @@
  */
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { settle } from '../../../src/bus/index.js';
-import type { Message } from '../../../src/codec/index.js';
-import { deliver, gate, HUB, json, pair, responses, until, uuid, VPP } from '../../helpers/memory-bus.js';
+import { CONTENT_TYPE_SEALED, settle } from '../../../src/bus/index.js';
+import { encode, type Message } from '../../../src/codec/index.js';
+import { deliver, gate, HUB, json, pair, responses, sealers, until, uuid, VPP } from '../../helpers/memory-bus.js';
 
 const setClock = (n: number, offset = 1): Message<'set_clock'> => ({ msg: 'set_clock', offset, msg_id: uuid(n) });
 
@@ -228,6 +228,53 @@ d(
     assert.is(calls, 1);
     assert.equal(responses(t), [[200, uuid(1)]], 'one response');
     await hub.close();
+  },
+);
+
+d(
+  'sealed, a message id property other than its msg_id: a copy redelivered while the first runs is handled after it fails',
+  async () => {
+    for (const messageId of [uuid(61), 'not-the-msg-id']) {
+      const keys = sealers(HUB, VPP, ['response'], ['set_clock'], Date.now);
+      const { hub } = pair({ hub: { sealer: keys.a }, vpp: { sealer: keys.b } });
+      const g = gate();
+      let calls = 0;
+      let succeeded = 0;
+      hub.onSetClock(async () => {
+        calls++;
+        if (calls === 1) {
+          await g.wait;
+          throw new Error('the first attempt fails');
+        }
+        succeeded++;
+      });
+      await hub.start();
+      const t = hub.transport;
+      const envelope = await keys.b.seal(
+        { peer: HUB },
+        'set_clock',
+        encode({ msg: 'set_clock', offset: 1, msg_id: uuid(61) } as Message),
+      );
+      void t.inject({
+        body: envelope,
+        routingKey: 'set_clock',
+        properties: {
+          messageId,
+          type: 'set_clock',
+          contentType: CONTENT_TYPE_SEALED,
+          headers: { 'x-ebadge-dm': '3.1' },
+        },
+      });
+      await until(() => calls === 1);
+      // The connection drops while the handler runs: the broker gives the delivery back, and delivers it again.
+      t.disconnect();
+      t.reconnect();
+      for (let i = 0; i < 100; i++) await new Promise((r) => setImmediate(r));
+      g.open();
+      await t.network.idle();
+      assert.is(succeeded, 1, `property ${messageId}: handled once its first attempt failed, not acked as a duplicate`);
+      await hub.close();
+    }
   },
 );
 

@@ -543,6 +543,54 @@ m(
   },
 );
 
+m('a refused ack of a functional request (a 200 without response_desc) does not fail it: its report does', async () => {
+  const { vpp } = pair();
+  await vpp.start();
+  const t = vpp.transport;
+  const report = vpp.request(
+    HUB,
+    {
+      msg: 'get_report',
+      from: T0,
+      to: T0.plusSeconds(900),
+      resolution: 900,
+      signals: ['total.p'],
+      msg_id: uuid(55),
+      request_id: uuid(56),
+    },
+    { timeout: 60_000 },
+  );
+  const properties = (type: string, id: string) => ({
+    messageId: id,
+    correlationId: uuid(55),
+    type,
+    contentType: 'application/json',
+    headers: { 'x-ebadge-dm': '3.1' },
+  });
+  const ack = await t.inject({
+    from: HUB,
+    routingKey: 'response',
+    body: JSON.stringify({ msg: 'response', msg_id: uuid(55), response_code: 200 }),
+    properties: properties('response', 'h1'),
+  });
+  assert.equal([ack.outcome, ack.code], ['dead', 'DECODE_400'], 'the ack itself is refused');
+  await t.inject({
+    from: HUB,
+    routingKey: 'report',
+    body: JSON.stringify({
+      msg: 'report',
+      from: '2026-01-01T00:00:00Z',
+      to: '2026-01-01T00:15:00Z',
+      resolution: 900,
+      values: { 'total.p': [1] },
+      request_id: uuid(56),
+    }),
+    properties: properties('report', 'h2'),
+  });
+  assert.equal((await soon(report)).values, { 'total.p': [1] });
+  await vpp.close();
+});
+
 m('keys are per peer: the same request_id from another peer does not settle the request', async () => {
   const network = new MemoryNetwork();
   const vpp = new Connector({ transport: network.transport({ name: VPP, peers: [HUB, 'heh-other'] }) });
