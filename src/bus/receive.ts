@@ -400,7 +400,7 @@ export class Receiver<T extends Transport> {
     // never settles a request waiting for its functional reply.
     const pending =
       identity === undefined ? undefined : this.#d.requests.find(sender, identity as Message, d.correlationId);
-    if (pending !== undefined && pending.replies.includes(identity?.msg ?? ''))
+    if (pending?.replies.includes(identity?.msg ?? ''))
       this.#d.requests.settle(
         pending,
         new BusError('INVALID_REPLY', `${sender} answered ${pending.type} with a message we refused: ${reason}`),
