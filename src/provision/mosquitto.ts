@@ -123,6 +123,8 @@ export function mosquittoConf(plan: Plan, url: string, dir: string): string {
   const lines = [
     `# ebadge provision: the listener of the parties at ${url} (src/provision/mosquitto.ts, docs/provisioning.md).`,
     '# Any other listener the parties can reach needs use_username_as_clientid true as well.',
+    '# The files below are named where provision wrote them (a folder only its owner may read): copy them where the',
+    "# broker's user can read them, and change the paths; bind the listener to an address if it must not take all.",
     `listener ${port}`,
     'allow_anonymous false',
     `password_file ${file('passwords')}`,
