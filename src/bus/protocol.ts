@@ -114,6 +114,15 @@ export const MSG_ID_PREFIX = 4096;
  * identityOf): a byte scan, never a second parse.
  */
 export function identify(body: Uint8Array): Identity | undefined {
+  const found = scanIds(body);
+  return answerable(found['msg'], found['msg_id'], found['request_id'], found['id']);
+}
+
+/**
+ * The top-level `msg`, `msg_id`, `request_id` and `id` strings of a refused body, as identify() reads them, of any
+ * type (a `response` too): what tells which of our requests a refused reply was meant for.
+ */
+export function scanIds(body: Uint8Array): Record<string, string | undefined> {
   const n = Math.min(body.length, MSG_ID_PREFIX);
   const text = (from: number, to: number): string =>
     Buffer.from(body.buffer, body.byteOffset, body.length).toString('latin1', from, to);
@@ -155,7 +164,7 @@ export function identify(body: Uint8Array): Identity | undefined {
     }
     i = end + 1;
   }
-  return answerable(found['msg'], found['msg_id'], found['request_id'], found['id']);
+  return found;
 }
 
 /** The msg_id of a refused body, as identify() reads it. */

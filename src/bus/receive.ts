@@ -33,6 +33,7 @@ import {
   identify,
   identityOf,
   response,
+  scanIds,
   typeOfRoutingKey,
 } from './protocol.js';
 import { PendingRequests } from './requests.js';
@@ -102,7 +103,11 @@ export class Receiver<T extends Transport> {
     // A copy of a message still being handled (a redelivery after a reconnect or a consumer timeout, whose first
     // copy's ack can no longer reach the broker) waits for that outcome: acked as a duplicate if the first copy
     // was handled, handled itself if the first one failed. Acking it at once would lose the message.
-    if (d.messageId !== undefined) await this.#afterInFlight(`${sender}:${d.messageId}`);
+    // A copy is the same bytes under the same message id: a peer whose message ids repeat (a constant) does not make
+    // its other messages wait (one of them may be the reply a handler at work is waiting for).
+    const raw = digest(d.body);
+    const copyOf = d.messageId === undefined ? undefined : `${sender}:${d.messageId}:${raw}`;
+    if (copyOf !== undefined) await this.#afterInFlight(copyOf);
     // 1. Sealing.
     let body: Uint8Array = d.body;
     let opened: Opened | undefined;
@@ -175,7 +180,7 @@ export class Receiver<T extends Transport> {
         // A header is not sealed: answering would let whoever set it make us tell the peer a lie.
         opened.release();
         await this.#deadLetter(d, reason, 'VERSION');
-      } else await this.#refuse(d, sender, 459, reason, 'VERSION', identify(body));
+      } else await this.#refuse(d, sender, 459, reason, 'VERSION', identify(body), scanIds(body));
       return;
     }
     // 2. The codec.
@@ -194,13 +199,13 @@ export class Receiver<T extends Transport> {
       // Sealed, the body is the signer's own: answered, and its sequence recorded, so that a replay is a duplicate
       // and cannot draw the answer again.
       await opened?.commit();
-      await this.#refuse(d, sender, err.code, err.message, `DECODE_${err.code}`, identity);
+      await this.#refuse(d, sender, err.code, err.message, `DECODE_${err.code}`, identity, scanIds(body));
       return;
     }
     if (opened === undefined) {
       const misnamed = this.#misnamed(d, message.msg, false);
       if (misnamed !== undefined) {
-        await this.#refuse(d, sender, 400, misnamed.reason, misnamed.code, identityOf(message));
+        await this.#refuse(d, sender, 400, misnamed.reason, misnamed.code, identityOf(message), message);
         return;
       }
     }
@@ -212,7 +217,7 @@ export class Receiver<T extends Transport> {
     // A copy has the same body too: a peer that reuses message ids (a counter that starts again after a restart, a
     // constant) must not have its new messages dropped as copies of old ones. A copy of one in flight waits all the
     // same (the check above, before a sealed body could be opened, knows only the id).
-    const dedupeKey = flightKey === undefined ? undefined : `${flightKey}:${digest(body)}`;
+    const dedupeKey = flightKey === undefined ? undefined : `${flightKey}:${body === d.body ? raw : digest(body)}`;
     if (flightKey !== undefined && this.#inFlight.has(flightKey)) {
       opened?.release();
       await this.#afterInFlight(flightKey);
@@ -224,9 +229,12 @@ export class Receiver<T extends Transport> {
       this.#d.emit('duplicate', d.messageId ?? (id as string), sender);
       return;
     }
-    // 4. A reply we are waiting for.
+    // 4. A reply we are waiting for. A message of another type that carries a request's ids fails that request
+    // (INVALID_REPLY) and is then handled as any message: taken for the reply, it was dropped unhandled.
     const pending = this.#d.requests.find(sender, message, d.correlationId);
-    if (pending !== undefined) {
+    if (pending !== undefined && message.msg !== 'response' && !pending.replies.includes(message.msg))
+      this.#d.requests.answer(pending, sender, message);
+    else if (pending !== undefined) {
       await opened?.commit();
       if (dedupeKey !== undefined) {
         this.#d.seen.add(dedupeKey);
@@ -248,13 +256,10 @@ export class Receiver<T extends Transport> {
     }
     // In flight from here, with nothing awaited since the checks above: a copy arriving meanwhile must find it so.
     let done: (() => void) | undefined;
-    // Under its message id property too: a sealed copy is waited for by that before its envelope is opened (step 0),
-    // and a foreign peer's property need not be its msg_id (a copy acked as a duplicate of one in flight is lost if
-    // the first then fails).
-    const flightKeys = [
-      ...(flightKey === undefined ? [] : [flightKey]),
-      ...(d.messageId === undefined || `${sender}:${d.messageId}` === flightKey ? [] : [`${sender}:${d.messageId}`]),
-    ];
+    // Under its message id property and bytes too (copyOf): a sealed copy is waited for by those before its envelope
+    // is opened (step 0), and a foreign peer's property need not be its msg_id (a copy acked as a duplicate of one
+    // in flight is lost if the first then fails).
+    const flightKeys = [...(flightKey === undefined ? [] : [flightKey]), ...(copyOf === undefined ? [] : [copyOf])];
     if (flightKeys.length > 0) {
       const going = new Promise<void>((resolve) => {
         done = resolve;
@@ -382,6 +387,8 @@ export class Receiver<T extends Transport> {
     reason: string,
     deadCode: string,
     identity: Identity | undefined,
+    /** The refused message's own top-level fields, as far as they can be read (scanIds, or the decoded message). */
+    own: { readonly msg?: unknown },
   ): Promise<void> {
     const id = identity?.msg_id ?? d.messageId;
     const copyKey = id === undefined ? undefined : `${sender}:${id}:${digest(d.body)}:${deadCode}`;
@@ -396,11 +403,14 @@ export class Receiver<T extends Transport> {
       d.remember?.(copyKey);
     }
     // A reply to one of our requests that we refused: the request fails now, with why, rather than time out. Only a
-    // message of a type that answers it: a refused response may be the mere ack of its msg_id (§3.5 rule 2), which
-    // never settles a request waiting for its functional reply.
-    const pending =
-      identity === undefined ? undefined : this.#d.requests.find(sender, identity as Message, d.correlationId);
-    if (pending?.replies.includes(identity?.msg ?? ''))
+    // message of a type that answers it, or a response to a request that a response answers: a refused response to
+    // one that waits for its functional reply may be the mere ack of its msg_id (§3.5 rule 2), which never settles it.
+    const type = typeof own.msg === 'string' ? own.msg : undefined;
+    const pending = type === undefined ? undefined : this.#d.requests.find(sender, own as Message, d.correlationId);
+    if (
+      pending !== undefined &&
+      (pending.replies.includes(type as string) || (type === 'response' && !pending.functional))
+    )
       this.#d.requests.settle(
         pending,
         new BusError('INVALID_REPLY', `${sender} answered ${pending.type} with a message we refused: ${reason}`),

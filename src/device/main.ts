@@ -8,7 +8,7 @@
  *   hub.js bench [--config FILE] [--seconds N]   on-device figures: codec, sealing, broker round trips
  *
  * Exit codes (sysexits.h, so that systemd and scripts can tell them apart):
- *   0 stopped by SIGTERM / SIGINT / SIGHUP after draining;  64 usage error;  78 configuration error (the hub's own: hub.json
+ *   0 stopped by SIGTERM / SIGINT after draining (SIGHUP drains too, then ends the process by that signal);  64 usage error;  78 configuration error (the hub's own: hub.json
  *   and the files it names);  70 an internal error;  for `bench` only: 77 the broker refused our credentials, 69
  *   unreachable. `run` never exits because of the broker: the hub measures and executes from the start, and its
  *   link (link.ts) connects and retries, with backoff, whatever the broker refuses (403, 404, credentials, vhost).
@@ -386,8 +386,14 @@ export function runHubProcess(commands: Readonly<Record<string, HubCommand>> = {
   });
   process.once('SIGTERM', () => stopRequested());
   process.once('SIGINT', () => stopRequested());
-  // The terminal it was started from closed (a hub run from an SSH session): a stop like any other, drained.
-  process.once('SIGHUP', () => stopRequested());
+  // The terminal it was started from closed (a hub run from an SSH session): a stop like any other, drained, then
+  // ended by that signal again (a normal exit makes Node restore the terminal, gone: it aborted). A second hang-up
+  // while draining (the shell forwards one, the kernel sends one) must not end the drain.
+  let hangup = false;
+  process.on('SIGHUP', () => {
+    hangup = true;
+    stopRequested();
+  });
   // What operators send to have logs reopened: the hub has no log file, so nothing to do. Unheard, SIGUSR1 opened
   // Node's inspector on 127.0.0.1:9229, where any local user could run code as the hub and read its keys; SIGUSR2
   // ended it. A listener of our own keeps both from happening (Node 18 and 20 alike).
@@ -407,6 +413,11 @@ export function runHubProcess(commands: Readonly<Record<string, HubCommand>> = {
   const io: Io = { out: (l) => process.stdout.write(`${l}\n`), err: (l) => process.stderr.write(`${l}\n`) };
   hubMain(process.argv.slice(2), { io, stop, commands, ...(mqttBus === undefined ? {} : { mqttBus }) }).then(
     (code) => {
+      if (hangup && code === EXIT.OK) {
+        process.removeAllListeners('SIGHUP');
+        process.kill(process.pid, 'SIGHUP');
+        return;
+      }
       process.exitCode = code;
       setTimeout(() => process.exit(code), 2000).unref();
     },

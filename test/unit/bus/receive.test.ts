@@ -9,7 +9,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { CONTENT_TYPE_SEALED, settle } from '../../../src/bus/index.js';
-import { encode, type Message } from '../../../src/codec/index.js';
+import { EbTime, encode, type Message } from '../../../src/codec/index.js';
 import { deliver, gate, HUB, json, pair, responses, sealers, until, uuid, VPP } from '../../helpers/memory-bus.js';
 
 const setClock = (n: number, offset = 1): Message<'set_clock'> => ({ msg: 'set_clock', offset, msg_id: uuid(n) });
@@ -275,6 +275,45 @@ d(
       assert.is(succeeded, 1, `property ${messageId}: handled once its first attempt failed, not acked as a duplicate`);
       await hub.close();
     }
+  },
+);
+
+d(
+  'a peer whose message id property never changes: its reply to a request made in a handler is not held back',
+  async () => {
+    const { vpp } = pair();
+    const T = EbTime.parse('2026-01-01T00:00:00Z');
+    let got: unknown;
+    vpp.onSetClock(async () => {
+      got = (
+        await vpp.request(
+          HUB,
+          { msg: 'get_status_report', from: T, to: T.plusSeconds(60), severity_threshold: 0, request_id: uuid(71) },
+          { timeout: 60_000 },
+        )
+      ).msg;
+    });
+    await vpp.start();
+    const t = vpp.transport;
+    const properties = (type: string) => ({ messageId: '1', type, contentType: 'application/json', headers: {} });
+    const first = t.inject({
+      from: HUB,
+      routingKey: 'set_clock',
+      body: Buffer.from(encode({ msg: 'set_clock', offset: 1, msg_id: uuid(70) } as Message)),
+      properties: properties('set_clock'),
+    });
+    await until(() => t.network.queued(HUB).length > 0);
+    void t.inject({
+      from: HUB,
+      routingKey: 'status_report',
+      body: Buffer.from(
+        encode({ msg: 'status_report', status: 'ok', clock: T, events: [], request_id: uuid(71) } as Message),
+      ),
+      properties: properties('status_report'),
+    });
+    assert.is((await first).outcome, 'ack', 'the handler got its reply and finished');
+    assert.is(got, 'status_report');
+    await vpp.close();
   },
 );
 

@@ -591,6 +591,67 @@ m('a refused ack of a functional request (a 200 without response_desc) does not 
   await vpp.close();
 });
 
+m('a refused response to a request a response answers (set_clock) fails it at once, INVALID_REPLY', async () => {
+  const { vpp } = pair();
+  await vpp.start();
+  const t = vpp.transport;
+  const clock = vpp.request(HUB, { msg: 'set_clock', offset: 1, msg_id: uuid(60) }, { timeout: 60_000 });
+  const refused = await t.inject({
+    from: HUB,
+    routingKey: 'response',
+    body: JSON.stringify({ msg: 'response', msg_id: uuid(60), response_code: 450 }),
+    properties: { messageId: 'h1', correlationId: uuid(60), type: 'response', contentType: 'application/json' },
+  });
+  assert.equal([refused.outcome, refused.code], ['dead', 'DECODE_400']);
+  const err = await rejected(soon(clock));
+  assert.is(err.code, 'INVALID_REPLY');
+  await vpp.close();
+});
+
+m("a message of another type with a request's ids fails the request and is handled as any message", async () => {
+  const network = new MemoryNetwork();
+  const vpp = new Connector({ transport: network.transport({ name: VPP, peers: [HUB] }) });
+  const hubT = network.transport({ name: HUB, peers: [VPP] });
+  const handled: string[] = [];
+  vpp.onStatusReport((m) => {
+    handled.push(m.msg);
+  });
+  await vpp.start();
+  const report = vpp.request(HUB, {
+    msg: 'get_report',
+    from: T0,
+    to: T0.plusSeconds(60),
+    resolution: 60,
+    signals: ['total.p'],
+    request_id: uuid(80),
+  });
+  // A foreign hub's status_report, asking for its ack, that echoes the request_id of the get_report.
+  await hubT.send({
+    to: VPP,
+    routingKey: 'status_report',
+    body: encode({ msg: 'status_report', status: 'ok', clock: T0, events: [], request_id: uuid(80), msg_id: uuid(81) }),
+    properties: {
+      messageId: 'h1',
+      type: 'status_report',
+      contentType: 'application/json',
+      timestamp: new Date(),
+      appId: HUB,
+      headers: {},
+    },
+  });
+  assert.is((await rejected(soon(report))).code, 'INVALID_REPLY');
+  await until(() => handled.length === 1);
+  const acks = (): unknown[][] =>
+    network
+      .queued(HUB)
+      .map((q) => JSON.parse(Buffer.from(q.body).toString('utf8')) as Record<string, unknown>)
+      .filter((x) => x['msg'] === 'response')
+      .map((a) => [a['msg_id'], a['response_code']]);
+  await until(() => acks().length === 1);
+  assert.equal(acks(), [[uuid(81), 200]], 'its 200 says it was handled, and it was');
+  await vpp.close();
+});
+
 m('keys are per peer: the same request_id from another peer does not settle the request', async () => {
   const network = new MemoryNetwork();
   const vpp = new Connector({ transport: network.transport({ name: VPP, peers: [HUB, 'heh-other'] }) });
