@@ -282,6 +282,9 @@ for d in ${OVERLAID.join(' ')}; do
   mkdir -p ${o.scratch}$d/upper ${o.scratch}$d/work
   mount -t overlay overlay -o lowerdir=$d,upperdir=${o.scratch}$d/upper,workdir=${o.scratch}$d/work $d
 done
+# A host that has a hub of its own (or left one by another test) starts from none, as a new Pi: removed in the
+# overlays only (whiteouts on the tmpfs), the host's copies untouched, which the test checks afterwards.
+rm -rf ${HOST_PATHS.join(' ')}
 export PATH=${o.shims}:$PATH
 cd ${o.pi}
 echo "@@deploy-test steps"
