@@ -119,6 +119,12 @@ export interface ChannelEvents {
    * process warning says it.
    */
   oversized: [message: Message, bodySize: number, limit: number];
+  /**
+   * Content whose properties cannot be read (a headers table nested deeper than the client takes): refused and
+   * reported like oversized content, with why; the connection and the channel go on. Without a listener, a process
+   * warning says it.
+   */
+  malformed: [message: Message, reason: string];
 }
 
 export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
@@ -551,8 +557,12 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
     return own !== undefined && own < max ? own : max;
   }
 
-  /** Content over its limit, skipped as it arrived (content.ts): settled without requeue, reported, never delivered. */
+  /**
+   * Content over its limit, or whose properties could not be read, skipped as it arrived (content.ts): settled without
+   * requeue, reported, never delivered.
+   */
   #oversized(c: Content): void {
+    if (c.unreadable !== null) return this.#malformed(c, c.unreadable);
     const limit = this.#limitOf(c);
     const msg = this.#deliveries.refuse(c, this.#rpcs.current?.args['noAck'] === true);
     if (c.kind === 'get') {
@@ -562,6 +572,17 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
     }
     if (this.listenerCount('oversized') > 0) this.emitSafe('oversized', msg, c.bodySize, limit);
     else process.emitWarning(oversizedText(msg, c.bodySize, limit), 'AmqpOversizedWarning');
+  }
+
+  #malformed(c: Content, reason: string): void {
+    const msg = this.#deliveries.refuse(c, this.#rpcs.current?.args['noAck'] === true);
+    const text =
+      `a message whose properties cannot be read (exchange '${c.exchange}', routing key '${c.routingKey}'): ` +
+      `${reason}; rejected without its body`;
+    if (c.kind === 'get') this.#rpcs.reply(null, 'basic.get-ok', new AmqpError('CONTENT_MALFORMED', text));
+    else if (c.kind === 'return') this.#pub.returned(c.exchange, c.routingKey, undefined, c.replyCode, c.replyText);
+    if (this.listenerCount('malformed') > 0) this.emitSafe('malformed', msg, reason);
+    else process.emitWarning(text, 'AmqpMalformedWarning');
   }
 
   // ---- closing ----------------------------------------------------------------------------------------------------

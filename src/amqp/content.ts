@@ -38,8 +38,10 @@ export interface Content {
   bodySize: number;
   body: Buffer | null;
   received: number;
-  /** The body was over its limit: its frames were dropped, `body` is empty. */
+  /** The body was over its limit, or its properties could not be read: its frames were dropped, `body` is empty. */
   oversized: boolean;
+  /** Why its properties could not be read (then `oversized` too), else null. */
+  unreadable: string | null;
 }
 
 const EMPTY = Buffer.alloc(0);
@@ -110,6 +112,7 @@ export class ContentAssembler {
       body: null,
       received: 0,
       oversized: false,
+      unreadable: null,
     };
   }
 
@@ -148,8 +151,13 @@ export class ContentAssembler {
       throw new FrameError(`content header for class ${h.classId}, expected basic (${CLASS.BASIC})`, 505);
     inc.properties = h.properties;
     inc.bodySize = h.bodySize;
+    // Properties we cannot read: the body is skipped as an oversized one is, and the message refused alone.
+    if (h.unreadable !== undefined) {
+      inc.unreadable = h.unreadable;
+      inc.oversized = true;
+    }
     // Over the limit the body is skipped, never assembled (a limit is at least 0, so the body is not empty).
-    if (h.bodySize > this.#limitOf(inc)) inc.oversized = true;
+    else if (h.bodySize > this.#limitOf(inc)) inc.oversized = true;
     return h.bodySize === 0 ? this.#complete(inc, EMPTY) : null;
   }
 
@@ -217,6 +225,7 @@ function content(
     body: null,
     received: 0,
     oversized: false,
+    unreadable: null,
   };
 }
 

@@ -118,6 +118,8 @@ export interface ContentHeader {
   classId: number;
   bodySize: number;
   properties: DeliveredProperties;
+  /** Why the properties could not be read (a table deeper than we take ...); then `properties` is empty. */
+  unreadable?: string;
 }
 
 /** Decodes a content header frame payload. */
@@ -131,13 +133,23 @@ export function readContentHeader(payload: Buffer): ContentHeader {
   const p: DeliveredProperties = {};
   if (flags !== 0) {
     const q = p as Record<string, unknown>;
-    for (let i = 0; i < NAMES.length; i++) {
-      if ((flags & (0x8000 >>> i)) === 0) continue;
-      const name = NAMES[i] as string;
-      if (i === HEADERS) q[name] = readTable(r);
-      else if (i === DELIVERY_MODE || i === PRIORITY) q[name] = r.u8(name);
-      else if (i === TIMESTAMP) q[name] = new Date(r.u64Lossy(name) * 1000);
-      else q[name] = r.shortstr(name);
+    // The frame is whole (its size held), so properties deeper than we read are the message's fault, not the stream's:
+    // the message is refused alone (a header table deeper than we take, sent by any peer that may publish to us, closed
+    // the connection at every redelivery, cutting off every other peer's messages until the broker gave up on it).
+    try {
+      for (let i = 0; i < NAMES.length; i++) {
+        if ((flags & (0x8000 >>> i)) === 0) continue;
+        const name = NAMES[i] as string;
+        if (i === HEADERS) q[name] = readTable(r);
+        else if (i === DELIVERY_MODE || i === PRIORITY) q[name] = r.u8(name);
+        else if (i === TIMESTAMP) q[name] = new Date(r.u64Lossy(name) * 1000);
+        else q[name] = r.shortstr(name);
+      }
+    } catch (err) {
+      // Only what the table decoder refuses by our own limit: a header cut short is the frame's own defect (a
+      // FrameError, as before), and told as such.
+      if (!(err instanceof FrameError) || !/nested deeper than/.test(err.message)) throw err;
+      return { classId, bodySize, properties: {}, unreadable: err.message };
     }
   }
   if (r.left !== 0) throw new FrameError(`content header: ${r.left} unexpected bytes after the properties`, 501);

@@ -91,6 +91,8 @@ export interface RecoveringChannelEvents {
    * requeue (Channel's `oversized`); without a listener, a process warning says it.
    */
   oversized: [message: Message, bodySize: number, limit: number];
+  /** A delivery whose properties could not be read, rejected without requeue (Channel's `malformed`). */
+  malformed: [message: Message, reason: string];
 }
 
 /**
@@ -287,6 +289,10 @@ export class RecoveringChannel extends TypedEmitter<RecoveringChannelEvents> {
     ch.on('oversized', (m, size, limit) => {
       if (this.listenerCount('oversized') > 0) this.emitSafe('oversized', m, size, limit);
       else process.emitWarning(oversizedText(m, size, limit), 'AmqpOversizedWarning');
+    });
+    ch.on('malformed', (m, reason) => {
+      if (this.listenerCount('malformed') > 0) this.emitSafe('malformed', m, reason);
+      else process.emitWarning(`a message whose properties cannot be read: ${reason}`, 'AmqpMalformedWarning');
     });
     ch.on('close', (err) => this.#lost(ch, err));
     this.#ackTimer ??= setInterval(

@@ -315,6 +315,7 @@ export class AmqpTransport extends TypedEmitter<TransportEvents> implements Tran
       if (o.consume === false) return;
       // Refused by the client at the content header (never assembled) and rejected without requeue: reported here.
       this.#sub.on('oversized', (m, size) => void onMessage(this.#refused(m, size)));
+      this.#sub.on('malformed', (m, reason) => void onMessage(this.#malformed(m, reason)));
       const max = options.maxBodyBytes;
       const consume = { prefetch: o.prefetch ?? 100, ...(max === undefined ? {} : { maxMessageBytes: max }) };
       this.#holding = false;
@@ -658,6 +659,18 @@ export class AmqpTransport extends TypedEmitter<TransportEvents> implements Tran
   #refused(m: Message, size: number): Incoming<Message> {
     const none = async (): Promise<undefined> => undefined;
     return { ...this.#incoming(m), oversized: size, ack: () => undefined, retry: () => undefined, deadLetter: none };
+  }
+
+  /** A delivery whose properties the client could not read (a header table too deep): refused already, told. */
+  #malformed(m: Message, reason: string): Incoming<Message> {
+    const none = async (): Promise<undefined> => undefined;
+    return {
+      ...this.#incoming(m),
+      refused: { reason: `its properties cannot be read: ${reason}`, code: 'MALFORMED' },
+      ack: () => undefined,
+      retry: () => undefined,
+      deadLetter: none,
+    };
   }
 
   #incoming(m: Message): Incoming<Message> {

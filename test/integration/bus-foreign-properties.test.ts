@@ -112,4 +112,44 @@ s(
   }, 60_000),
 );
 
+s(
+  'a message whose header table is nested deeper than we read: that message dead-lettered MALFORMED, the connection and the next one go on',
+  timed(async () => {
+    await withBus(async (f) => {
+      const me = entity('heh');
+      const peer = entity('vpp');
+      f.queues.add(`private-${me}-in`).add(`private-${me}-dead`);
+      f.exchanges.add(`private-${me}-dlx`).add(`${me}-to-${peer}`).add(`${peer}-to-${me}`);
+      const hub = amqpBus({ name: me, peers: [peer], url: 'amqp://guest:guest@127.0.0.1:5672', role: 'hub' });
+      f.connectors.push(hub);
+      const handled: string[] = [];
+      hub.onGetCapabilities((_m, ctx) => {
+        handled.push(ctx.sender);
+      });
+      const dead: string[] = [];
+      hub.on('dead-letter', (reason, code) => dead.push(`${code}: ${reason}`));
+      let downs = 0;
+      hub.transport.on('down', () => downs++);
+      await hub.start();
+      // Another client's message, as any peer that may publish to us could send: 40 tables deep in its headers.
+      let deep: Record<string, unknown> = {};
+      for (let i = 0; i < 40; i++) deep = { a: deep };
+      const ch: AmqplibChannel = await f.channel();
+      const caps = (): Buffer => Buffer.from(JSON.stringify({ msg: 'get_capabilities', device: null }));
+      ch.publish(`${peer}-to-${me}`, 'get_capabilities', caps(), {
+        messageId: randomUUID(),
+        headers: { 'x-ebadge-dm': '3.1', deep },
+      });
+      ch.publish(`${peer}-to-${me}`, 'get_capabilities', caps(), {
+        messageId: randomUUID(),
+        headers: { 'x-ebadge-dm': '3.1' },
+      });
+      await until(() => handled.length === 1, 'the next message handled', NET_MS);
+      assert.equal(dead, ['MALFORMED: its properties cannot be read: field table nested deeper than 32']);
+      assert.is(downs, 0, 'the connection never went down');
+      await until(async () => (await f.depth(`private-${me}-dead`)) === 1, 'its dead letter', NET_MS);
+    });
+  }, 60_000),
+);
+
 s.run();

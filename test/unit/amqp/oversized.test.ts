@@ -150,6 +150,64 @@ s(
   },
 );
 
+/** A content header whose headers table nests `depth` tables (each `{ a: {...} }`), as another client may send. */
+function deepHeader(bodySize: number, depth: number): Buffer {
+  let table = Buffer.alloc(4); // the innermost table: empty
+  for (let i = 0; i < depth; i++) {
+    const entry = Buffer.concat([Buffer.from([1, 0x61, 0x46]), table]); // shortstr "a", 'F', the nested table
+    const t = Buffer.alloc(4 + entry.length);
+    t.writeUInt32BE(entry.length, 0);
+    entry.copy(t, 4);
+    table = t;
+  }
+  const p = Buffer.alloc(14);
+  p.writeUInt16BE(60, 0);
+  p.writeUInt32BE(Math.floor(bodySize / 2 ** 32), 4);
+  p.writeUInt32BE(bodySize >>> 0, 8);
+  p.writeUInt16BE(0x2000, 12); // the headers property only
+  return Buffer.concat([p, table]);
+}
+
+s(
+  'properties it cannot read (a header table 40 deep): that message refused with why, the channel goes on',
+  async () => {
+    const { ch, sent } = harness();
+    await open(ch);
+    const got: number[] = [];
+    await consume(ch, 'c1', (m) => {
+      got.push(m.body.length);
+      m.ack();
+    });
+    const malformed: [string, string][] = [];
+    ch.on('malformed', (m, reason) => malformed.push([m.routingKey, reason]));
+    sent();
+    feed(ch, 'basic.deliver', {
+      consumerTag: 'c1',
+      deliveryTag: 1,
+      redelivered: false,
+      exchange: 'x',
+      routingKey: 'k',
+    });
+    ch._frame(FRAME_HEADER, deepHeader(10, 40));
+    ch._frame(FRAME_BODY, Buffer.alloc(10));
+    assert.equal(got, [], 'never handed to the consumer');
+    assert.equal(rejects(sent()), [[1, false]], 'rejected without requeue: dead-lettered, not redelivered');
+    assert.equal(malformed, [['k', 'field table nested deeper than 32']]);
+    assert.ok(ch.isOpen, 'the channel stays open');
+    // 32 deep is taken; the next delivery is delivered.
+    feed(ch, 'basic.deliver', {
+      consumerTag: 'c1',
+      deliveryTag: 2,
+      redelivered: false,
+      exchange: 'x',
+      routingKey: 'k',
+    });
+    ch._frame(FRAME_HEADER, deepHeader(10, 32));
+    ch._frame(FRAME_BODY, Buffer.alloc(10));
+    assert.equal(got, [10]);
+  },
+);
+
 s('body frames beyond the announced size are still a protocol error while skipping', async () => {
   const { ch } = harness({ maxMessageBytes: 10 });
   await open(ch);
