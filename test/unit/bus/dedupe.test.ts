@@ -36,4 +36,18 @@ s('1,000,000 adds with a capacity of 100,000: bounded, the newest remembered', (
   assert.ok(seen.size <= 100_000);
 });
 
+s("per sender: one peer's thousands of distinct ids never push another's out; all together stay bounded", () => {
+  const seen = new SeenIds(1000, 1e12);
+  seen.add('heh1:retry-me:abc');
+  // heh2 floods distinct ids (reports without a msg_id, which its budget does not refuse).
+  for (let i = 0; i < 12_000; i++) seen.add(`heh2:${i}:x`);
+  assert.ok(seen.has('heh1:retry-me:abc'), "heh1's id is still known: its retry is a duplicate");
+  assert.ok(seen.has('heh2:11999:x'));
+  assert.not.ok(seen.has('heh2:0:x'), "heh2's oldest are its own to lose");
+  // Many senders, each within its own capacity: the total is held to 8 x the capacity.
+  for (let p = 0; p < 30; p++) for (let i = 0; i < 900; i++) seen.add(`peer${p}:${i}:x`);
+  assert.ok(seen.size <= 8 * 1000, `${seen.size} ids held`);
+  assert.ok(seen.has('peer29:899:x'), 'the newest are kept');
+});
+
 s.run();
