@@ -331,16 +331,21 @@ async function holdMqtt(): Promise<void> {
  */
 class Held {
   count = 0;
+  /** A message the command printed (a reply of the wrong type, INVALID_REPLY): acked, not given back. */
+  printed: Message | undefined;
   #release!: () => void;
   readonly #released = new Promise<void>((resolve) => {
     this.#release = resolve;
   });
 
   /** The handler's body for a message we keep: it settles the message itself, so the connector does not ack it. */
-  async hold(ctx: HandlerContext): Promise<void> {
+  async hold(ctx: HandlerContext, message?: Message): Promise<void> {
     this.count++;
     await this.#released;
-    ctx.nack(true);
+    if (message !== undefined && message === this.printed) {
+      this.count--;
+      ctx.ack();
+    } else ctx.nack(true);
   }
 
   /** Stops consuming first, so that no message given back can reach us again, then gives back what we hold. */
@@ -543,7 +548,7 @@ export async function request(args: string[], io: Io): Promise<number> {
   // The reply settles the request before any handler sees it; whatever else waits in the inbox is not ours to take.
   const held = new Held();
   const bus = await connector(values, io, {}, (b) => {
-    for (const type of Object.keys(SCHEMAS) as MessageType[]) b.handle(type, (_m, ctx) => held.hold(ctx));
+    for (const type of Object.keys(SCHEMAS) as MessageType[]) b.handle(type, (m, ctx) => held.hold(ctx, m));
   });
   const broker = refusal(bus);
   try {
@@ -551,10 +556,16 @@ export async function request(args: string[], io: Io): Promise<number> {
     io.out(JSON.stringify(reply));
     return 0;
   } catch (err) {
-    // REJECTED's error response, or the message of another type INVALID_REPLY got: what the peer said.
-    if (err instanceof BusError && err.reply !== undefined) io.out(JSON.stringify(err.reply));
+    // REJECTED's error response, or the message of another type INVALID_REPLY got: what the peer said. The latter
+    // then reaches the handlers as any message: printed here, it is acked, not left for a listen to print again.
+    if (err instanceof BusError && err.reply !== undefined) {
+      io.out(JSON.stringify(err.reply));
+      held.printed = err.reply;
+    }
     throw err;
   } finally {
+    // A turn for the message that failed the request to reach its handler (the steps after the match are not I/O).
+    await new Promise((resolve) => setImmediate(resolve));
     broker.stop();
     await settled(held.giveBack(bus).then(() => bus.close(CLOSE_MS)));
     if (held.count > 0)
