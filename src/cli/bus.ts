@@ -1,5 +1,5 @@
 /**
- * Operator commands on the bus: send, request, listen (one file of about 580 lines: the three commands share the
+ * Operator commands on the bus: send, request, listen (one file of about 610 lines: the three commands share the
  * config file, the login and the connector, and each is short). They act as one entity (`--as`), which must be one of the
  * broker's users with its permissions; `listen` and `request` consume that entity's inbox, so use a dedicated
  * operator entity rather than a running VPP's. Neither acks a message it has not printed: what `request` takes that

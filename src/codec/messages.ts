@@ -151,15 +151,13 @@ export const Activate = message('activate', {
 });
 
 export const AcceptActivation = message('accept_activation', {
-  id: required(uuid()),
-  modification_count: required(integer({ min: 0 })),
+  ...activation,
   heh_id: hehId,
   msg_id: msgId,
 });
 
 export const RejectActivation = message('reject_activation', {
-  id: required(uuid()),
-  modification_count: required(integer({ min: 0 })),
+  ...activation,
   heh_id: hehId,
   reason: optional(text1024),
   code: optional(statusCode),
