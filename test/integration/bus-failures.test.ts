@@ -161,7 +161,13 @@ s(
         const answered = cases.filter((c) => c.msgId !== undefined);
         await until(
           () => responses.length >= answered.length + 1,
-          () => `${answered.length + 1} responses at the VPP (has ${responses.length})`,
+          () => {
+            const got = new Set(responses.map((g) => (g.message as Message<'response'>).msg_id));
+            const missing = [...answered.map((c) => [c.name, c.msgId]), ['good', good]].filter(
+              ([, m]) => !got.has(m ?? null),
+            );
+            return `${answered.length + 1} responses at the VPP (has ${responses.length}; missing: ${missing.map(([n]) => n).join(', ')}; hub dead letters: ${he.deadLetters.map(([, c]) => c).join(' ')}; handled: ${handled.length}; duplicates: ${he.duplicates.length}; handler errors: ${he.handlerErrors.map(([e, t]) => `${t}: ${String(e)}`).join('; ')})`;
+          },
           NET_MS, // a broker still busy after the suite's heavier files once took over the default 5 s (Node 18 pass)
         );
         const dead = `private-${hub}-dead`;
@@ -476,7 +482,8 @@ s(
         await ch.close();
         await until(
           () => he.duplicates.length === 2 && handled.length === 2,
-          () => `two handled, two duplicates (${handled.length} handled, ${he.duplicates.length} duplicates)`,
+          () =>
+            `two handled, two duplicates (handled ${handled.map((g) => g.message.msg).join(', ')}; duplicates ${he.duplicates.map(([d]) => (d === id ? 'set_clock' : d === rawId ? 'contingency_end' : d)).join(', ')}; handler errors ${he.handlerErrors.length})`,
         );
         // Nothing handled or answered a third time: barriers each way come after it.
         await barrier(h, v, responses);
