@@ -116,3 +116,28 @@ function senderOf(id: string): string {
   const colon = id.indexOf(':');
   return colon < 0 ? '' : id.slice(0, colon);
 }
+
+/**
+ * A Map that forgets its oldest entry past `capacity`: for what is kept per message but need not be kept long (the
+ * failures of a message a broker does not count, an answer owed to a message's next copy). Rare, so evicting one
+ * entry at a time from the front costs nothing here (see SeenIds for where it did).
+ */
+export class Recent<V> extends Map<string, V> {
+  constructor(readonly capacity: number) {
+    super();
+  }
+
+  /** Sets `key` as the newest entry. */
+  put(key: string, value: V): void {
+    this.delete(key);
+    this.set(key, value);
+    if (this.size > this.capacity) this.delete(this.keys().next().value as string);
+  }
+
+  /** The value of `key`, forgotten here. */
+  take(key: string): V | undefined {
+    const v = this.get(key);
+    this.delete(key);
+    return v;
+  }
+}

@@ -2,14 +2,15 @@
  * The handler's turn (the last step of receive.ts): the context it gets, and what its outcome leads to. The message is
  * acked only after the handler succeeded. A handler that throws gets the message again, until the delivery limit,
  * then it is dead-lettered with the error. A `msg_id` is answered exactly once: by the handler (ctx.respond, or a
- * `response` reply) or by the connector (200, 453 for a type nobody handles here, 500 after the last failed attempt).
+ * `response` reply) or by the connector (200, 453 for a type nobody handles here, 500 after the last failed attempt;
+ * one the broker refuses is owed to the message's next copy, receive.ts).
  * A message without one gets only an error (500, a handler's 4xx), with msg_id null and its request_id or id echoed
  * (§3.5 rule 3), and only when it carries one of those.
  */
 import type { Message } from '../codec/index.js';
 import { fieldText } from '../core/utf8.js';
 import type { Opened } from '../crypto/index.js';
-import type { SeenIds } from './dedupe.js';
+import { Recent, type SeenIds } from './dedupe.js';
 import type { ConnectorEvents, HandlerContext, StoredHandler } from './handler.js';
 import { has, identityOf, response } from './protocol.js';
 import type { Incoming, RawOf, Transport } from './transport.js';
@@ -24,6 +25,11 @@ export interface DispatchDeps<T extends Transport> {
   readonly seen: SeenIds;
   readonly failures: FailureCounts;
   publish(peer: string, message: Message, options: { correlationId?: string }): Promise<void>;
+  /**
+   * Sends one of the connector's own answers (200, 453, 500) to `d`: one the broker refuses is told, not thrown, and
+   * is owed to the next copy of the message `key` names (receive.ts).
+   */
+  answer(peer: string, answer: Message<'response'>, d: Incoming<RawOf<T>>, key: string | undefined): Promise<void>;
   emit<K extends keyof Events<T> & string>(event: K, ...args: Events<T>[K]): void;
   /** false: the delivery was lost with its connection and nothing was done (it comes again). */
   deadLetter(d: Incoming<RawOf<T>>, reason: string, code: string): Promise<boolean>;
@@ -45,6 +51,19 @@ export async function dispatch<T extends Transport>(
   const correlated = d.messageId === undefined ? {} : { correlationId: d.messageId };
   let settled = false;
   let responded = false;
+  /** This message's one response with `code`: undefined when it was answered already, or cannot be (§3.5 rule 3). */
+  const answerWith = (code: number, description: string, subcode?: number): Message<'response'> | undefined => {
+    // Without a msg_id only an error is answered (§3.5 rule 3), and only when the message can be identified.
+    const about = msgId === undefined && code >= 400 ? identityOf(message) : undefined;
+    if ((msgId === undefined && about === undefined) || responded) return undefined;
+    responded = true;
+    return response(msgId ?? null, code, description, subcode, about ?? message);
+  };
+  /** The connector's own answer; `key`: owed to the next copy if the broker refuses it. */
+  const own = async (code: number, description: string, key: string | undefined): Promise<void> => {
+    const r = answerWith(code, description);
+    if (r !== undefined) await c.answer(sender, r, d, key);
+  };
   const ctx: HandlerContext<T> = {
     sender,
     delivery: d,
@@ -64,15 +83,8 @@ export async function dispatch<T extends Transport>(
       await c.publish(sender, r, correlated);
     },
     respond: async (code, description, subcode) => {
-      // Without a msg_id only an error is answered (§3.5 rule 3), and only when the message can be identified.
-      const about = msgId === undefined && code >= 400 ? identityOf(message) : undefined;
-      if ((msgId === undefined && about === undefined) || responded) return;
-      responded = true;
-      await c.publish(
-        sender,
-        response(msgId ?? null, code, description ?? (code < 400 ? 'OK' : 'error'), subcode, about ?? message),
-        correlated,
-      );
+      const r = answerWith(code, description ?? (code < 400 ? 'OK' : 'error'), subcode);
+      if (r !== undefined) await c.publish(sender, r, correlated);
     },
     ack: () => {
       settled = true;
@@ -93,8 +105,8 @@ export async function dispatch<T extends Transport>(
     c.emit('unhandled', message, sender);
     await opened?.commit();
     // Only to a msg_id: without one this may be a reply that came after its request gave up, and a reply is not
-    // answered.
-    if (msgId !== undefined) await sendAnswer(c, () => ctx.respond(453, `${message.msg} is not handled by ${c.name}`));
+    // answered. Not remembered either: a copy is answered 453 again, nothing is owed.
+    if (msgId !== undefined) await own(453, `${message.msg} is not handled by ${c.name}`, undefined);
     d.ack();
     return;
   }
@@ -121,11 +133,10 @@ export async function dispatch<T extends Transport>(
     );
     if (!kept) return;
     c.failures.delete(dedupeKey);
-    await sendAnswer(c, () =>
-      ctx.respond(
-        500,
-        fieldText(`${message.msg} failed ${failures} times: ${(err as Error)?.message ?? String(err)}`, 1024),
-      ),
+    await own(
+      500,
+      fieldText(`${message.msg} failed ${failures} times: ${(err as Error)?.message ?? String(err)}`, 1024),
+      dedupeKey,
     );
     if (dedupeKey !== undefined) c.seen.add(dedupeKey);
     return;
@@ -136,7 +147,8 @@ export async function dispatch<T extends Transport>(
   // Handled, so acked and remembered whatever becomes of its 200: the handler must not run again for an answer the
   // broker would not take (the peer's inbox unbound, NO_ROUTE; full, a nack). Thrown from here, it went back to the
   // queue uncounted and ran again as fast as the broker redelivered (1,411 times in 5 s without a delivery limit).
-  if (msgId !== undefined) await sendAnswer(c, () => ctx.respond(200, 'OK'));
+  // The peer's retry of it then gets the 200 (c.answer).
+  if (msgId !== undefined) await own(200, 'OK', dedupeKey);
   if (dedupeKey !== undefined) {
     c.seen.add(dedupeKey);
     d.remember?.(dedupeKey);
@@ -144,28 +156,17 @@ export async function dispatch<T extends Transport>(
   d.ack();
 }
 
-/** Sends one of the connector's own answers; one the broker refuses is told ('handler-error'), not thrown. */
-async function sendAnswer<T extends Transport>(c: DispatchDeps<T>, send: () => Promise<void>): Promise<void> {
-  try {
-    await send();
-  } catch (err) {
-    c.emit('handler-error', err, 'response', false);
-  }
-}
-
 /**
  * Failed deliveries per message id, for transports whose broker does not count them (classic queues, MQTT). Bounded:
  * past 10,000 ids the oldest is forgotten.
  */
 export class FailureCounts {
-  readonly #counts = new Map<string, number>();
+  readonly #counts = new Recent<number>(10_000);
   get(key: string | undefined): number {
     return key === undefined ? 0 : (this.#counts.get(key) ?? 0);
   }
   add(key: string | undefined): void {
-    if (key === undefined) return;
-    this.#counts.set(key, this.get(key) + 1);
-    if (this.#counts.size > 10_000) this.#counts.delete(this.#counts.keys().next().value as string);
+    if (key !== undefined) this.#counts.put(key, this.get(key) + 1);
   }
   delete(key: string | undefined): void {
     if (key !== undefined) this.#counts.delete(key);

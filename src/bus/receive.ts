@@ -21,7 +21,7 @@ import { cut } from '../core/shown.js';
 import { fieldText } from '../core/utf8.js';
 import { CryptoError, KEY_UPDATE, type Opened, ReplayStateError, type Sealer } from '../crypto/index.js';
 import { refusable, type SenderBudget } from './budget.js';
-import type { SeenIds } from './dedupe.js';
+import { Recent, type SeenIds } from './dedupe.js';
 import { dispatch, FailureCounts } from './dispatch.js';
 import { BusError } from './errors.js';
 import type { ConnectorEvents, StoredHandler } from './handler.js';
@@ -65,6 +65,13 @@ export class Receiver<T extends Transport> {
   /** Messages being handled, by `<sender>:<id>`: a copy that arrives meanwhile waits for the first one's outcome. */
   readonly #inFlight = new Map<string, Promise<void>>();
   readonly #failures = new FailureCounts();
+  /**
+   * The connector's own answers (200, 500, a refusal's code) the broker would not take (the peer's inbox unbound or
+   * full), by the dedupe key of the message they answer. That message was acked and is remembered, so the peer's
+   * retry of it is a duplicate: it gets the answer then, and a retry still gets its one response. A small record
+   * each, never the message.
+   */
+  readonly #owed = new Recent<Message<'response'>>(1_000);
 
   constructor(deps: ReceiverDeps<T>) {
     this.#d = deps;
@@ -225,6 +232,7 @@ export class Receiver<T extends Transport> {
     }
     if (dedupeKey !== undefined && this.#d.seen.has(dedupeKey)) {
       opened?.release();
+      await this.#payOwed(dedupeKey, sender, d);
       d.ack();
       this.#d.emit('duplicate', d.messageId ?? (id as string), sender);
       return;
@@ -244,14 +252,7 @@ export class Receiver<T extends Transport> {
       this.#d.requests.answer(pending, sender, message);
       // A reply that asks for its ack too (a msg_id: §3.2, any HEH-level type) gets it, as any message would.
       const ackId = message.msg === 'response' ? undefined : (message as { msg_id?: string }).msg_id;
-      if (ackId !== undefined)
-        await this.#d
-          .publish(
-            sender,
-            response(ackId, 200, 'OK', undefined, message),
-            d.messageId === undefined ? {} : { correlationId: d.messageId },
-          )
-          .catch((err: unknown) => this.#d.emit('handler-error', err, 'response', false));
+      if (ackId !== undefined) await this.#answer(sender, response(ackId, 200, 'OK', undefined, message), d, dedupeKey);
       return;
     }
     // In flight from here, with nothing awaited since the checks above: a copy arriving meanwhile must find it so.
@@ -277,6 +278,7 @@ export class Receiver<T extends Transport> {
           ...this.#d,
           failures: this.#failures,
           deadLetter: (x, reason, code) => this.#deadLetter(x, reason, code),
+          answer: (peer, answer, x, key) => this.#answer(peer, answer, x, key),
         },
         d,
         sender,
@@ -393,6 +395,7 @@ export class Receiver<T extends Transport> {
     const id = identity?.msg_id ?? d.messageId;
     const copyKey = id === undefined ? undefined : `${sender}:${id}:${digest(d.body)}:${deadCode}`;
     if (copyKey !== undefined && this.#d.seen.has(copyKey)) {
+      await this.#payOwed(copyKey, sender, d);
       d.ack();
       this.#d.emit('duplicate', d.messageId ?? (id as string), sender);
       return;
@@ -416,13 +419,31 @@ export class Receiver<T extends Transport> {
         new BusError('INVALID_REPLY', `${sender} answered ${pending.type} with a message we refused: ${reason}`),
       );
     if (identity === undefined) return;
-    await this.#d
-      .publish(
-        sender,
-        response(identity.msg_id ?? null, code, fieldText(reason, 1024), undefined, identity),
-        d.messageId === undefined ? {} : { correlationId: d.messageId },
-      )
-      .catch((err: unknown) => this.#d.emit('handler-error', err, 'response', false));
+    await this.#answer(
+      sender,
+      response(identity.msg_id ?? null, code, fieldText(reason, 1024), undefined, identity),
+      d,
+      copyKey,
+    );
+  }
+
+  /**
+   * Sends one of the connector's own answers to `d`. One the broker refuses is told ('handler-error'), not thrown:
+   * what it answers is settled already. It is owed to the next copy of that message (`key`), which is a duplicate.
+   */
+  async #answer(peer: string, answer: Message<'response'>, d: Incoming<RawOf<T>>, key: string | undefined) {
+    try {
+      await this.#d.publish(peer, answer, d.messageId === undefined ? {} : { correlationId: d.messageId });
+    } catch (err) {
+      if (key !== undefined) this.#owed.put(key, answer);
+      this.#d.emit('handler-error', err, 'response', false);
+    }
+  }
+
+  /** A duplicate of a message whose answer the broker refused: that answer, now, correlated to this copy. */
+  async #payOwed(key: string, sender: string, d: Incoming<RawOf<T>>): Promise<void> {
+    const owed = this.#owed.take(key);
+    if (owed !== undefined) await this.#answer(sender, owed, d, key);
   }
 
   /** false: the delivery was lost with its connection and nothing was done (it comes again). */

@@ -401,10 +401,11 @@ f(
       );
       assert.is(calls, 1, `${what}: the handler ran once`);
       assert.equal(told, [['312 NO_ROUTE', 'response', false]], `${what}: the lost answer is told`);
-      // A copy is the duplicate it is: not handled again.
+      // A copy is the duplicate it is: not handled again. The 200 it is owed is tried again, and refused again.
       await deliver(t, setClock(1), { messageId: 'm' });
       await t.network.idle();
       assert.is(calls, 1, what);
+      assert.is(told.length, 2, `${what}: the owed 200 tried again with the copy`);
       // The same for the 453 of a type nobody handles here.
       await deliver(t, { msg: 'set_smart_mode', mode: 'passive', reset: false, msg_id: uuid(9) }, { messageId: 'n' });
       await t.network.idle();
@@ -413,6 +414,16 @@ f(
         ['ack', 'ack', 'ack'],
         what,
       );
+      assert.equal(responses(t), [], `${what}: nothing got through`);
+      // The peer's inbox is back. Its retry of the message (a new message id property, the same msg_id) is still
+      // a duplicate, never handled again, and it gets the 200 it is owed, correlated to the retry; once.
+      t.sendFailure = undefined;
+      await deliver(t, setClock(1), { messageId: 'retry-1' });
+      await deliver(t, setClock(1), { messageId: 'retry-2' });
+      await t.network.idle();
+      assert.is(calls, 1, what);
+      assert.equal(responses(t), [[200, uuid(1)]], `${what}: the owed 200, once`);
+      assert.is(t.sent[0]?.properties.correlationId, 'retry-1', what);
       assert.equal(t.problems, [], what);
       await hub.close();
     }

@@ -168,6 +168,29 @@ r(
   },
 );
 
+r('a refusal the broker would not take is owed: the refused message sent again gets it, once', async () => {
+  const { hub } = pair();
+  const told: string[] = [];
+  hub.on('handler-error', (err, type) => told.push(`${type}: ${(err as Error).message}`));
+  await hub.start();
+  const t = hub.transport;
+  const bad = { msg: 'set_clock', offset: 'x', msg_id: uuid(34) };
+  t.sendFailure = () => new Error('312 NO_ROUTE');
+  assert.is((await raw(t, bad, { messageId: 'first' })).outcome, 'dead');
+  assert.equal(told, ['response: 312 NO_ROUTE']);
+  t.sendFailure = undefined;
+  const before = t.sent.length;
+  for (const id of ['again-1', 'again-2']) assert.is((await raw(t, bad, { messageId: id })).outcome, 'ack', id);
+  assert.equal(
+    sentSince(t, before).map((m) => [m['response_code'], m['msg_id']]),
+    [[400, uuid(34)]],
+    'the 400, with the first copy sent again, and only then',
+  );
+  assert.is(t.sent[before]?.properties.correlationId, 'again-1');
+  assert.is(t.deadLetters.length, 1, 'dead-lettered once');
+  await hub.close();
+});
+
 r('an unsupported data model version is answered 459 when identified, and only dead-lettered when not', async () => {
   const { hub } = pair();
   hub.onSetClock(() => undefined);
