@@ -25,12 +25,14 @@ export function sleep(ms: number): Promise<void> {
 
 /**
  * Polls `pred` every `every` ms (10 by default; more for a predicate that asks the broker or the hub) until it holds;
- * fails with `what` (a function: evaluated then) after `ms`.
+ * fails with `what` (a function: evaluated then) after `ms`. The default is long enough for a broker round trip on a
+ * loaded 2-core CI machine (a broker still busy after the suite's heavier files once took over 5 s): it only costs
+ * time when the test fails.
  */
 export async function until(
   pred: () => boolean | Promise<boolean>,
   what: string | (() => string),
-  ms = 5_000,
+  ms = 10_000,
   every = 10,
 ): Promise<void> {
   const end = Date.now() + ms;

@@ -46,6 +46,8 @@ async function consumers(f: BusFixture, queue: string): Promise<number> {
   const ch = await f.channel();
   try {
     return (await ch.checkQueue(queue)).consumerCount;
+  } catch {
+    return 0; // not declared yet: listen declares its inbox once it is connected (the 404 closes this channel only)
   } finally {
     await ch.close().catch(() => undefined);
   }

@@ -315,18 +315,16 @@ ids('finds the top-level msg_id of a refused body, never a nested one or a respo
   assert.is(at(`{"msg":"activate","x":"a\\"b\\\\","msg_id":"${ID}","y":[`), ID, 'escapes, and the body cut');
 });
 
-ids('reads the first 4 KiB only: an id after it is not looked for, and a 64 MiB body costs no more', () => {
+// Not timed (a timed test fails on a loaded machine): that nothing past 4 KiB is read shows in the id not found.
+ids('reads the first 4 KiB only: an id after it is not looked for, and a 64 MiB body is never parsed', () => {
   const late = `{"msg":"activate","x":"${'y'.repeat(MSG_ID_PREFIX)}","msg_id":"${ID}"}`;
   assert.is(msgIdOf(Buffer.from(late)), undefined);
   const huge = Buffer.alloc(64 << 20, 0x5b); // 64 MiB of '[': JSON.parse would build 64 million arrays
   huge.write(`{"msg":"activate","msg_id":"${ID}","v":`);
-  const t0 = process.hrtime.bigint();
   assert.is(
     parses(() => assert.is(msgIdOf(huge), ID)),
     0,
   );
-  const ms = Number(process.hrtime.bigint() - t0) / 1e6;
-  assert.ok(ms < 50, `${ms} ms`);
 });
 
 utf8.run();

@@ -440,7 +440,7 @@ cmd('long-running: a process that exits is restarted no sooner than 5 s later; r
     );
     assert.is(err.code, 'EXIT');
     assert.match(err.message, 'exited with code 0; restarting in 5 s');
-    await waitFor(() => lines().length === 2, 7000, 'restart');
+    await waitFor(() => lines().length === 2, 12_000, 'restart'); // 5 s of backoff, then a node child's start
     const [t1 = 0, t2 = 0] = lines();
     assert.ok(t2 - t1 >= 5000, `restarted after ${t2 - t1} ms`);
     // A node child can take seconds to start on a loaded machine: the bound is generous, the loop ends early.
