@@ -7,10 +7,11 @@
  * A message without one gets only an error (500, a handler's 4xx), with msg_id null and its request_id or id echoed
  * (§3.5 rule 3), and only when it carries one of those.
  */
-import type { Message } from '../codec/index.js';
+import { EncodeError, type Message } from '../codec/index.js';
 import { fieldText } from '../core/utf8.js';
-import type { Opened } from '../crypto/index.js';
+import { CryptoError, type Opened } from '../crypto/index.js';
 import { Recent, type SeenIds } from './dedupe.js';
+import { BusError } from './errors.js';
 import type { ConnectorEvents, HandlerContext, StoredHandler } from './handler.js';
 import { has, identityOf, response } from './protocol.js';
 import type { Incoming, RawOf, Transport } from './transport.js';
@@ -30,6 +31,8 @@ export interface DispatchDeps<T extends Transport> {
    * is owed to the next copy of the message `key` names (receive.ts).
    */
   answer(peer: string, answer: Message<'response'>, d: Incoming<RawOf<T>>, key: string | undefined): Promise<void>;
+  /** Keeps `answer` for the next copy of the message `key` names (receive.ts sends it then). */
+  owe(key: string | undefined, answer: Message): void;
   emit<K extends keyof Events<T> & string>(event: K, ...args: Events<T>[K]): void;
   /** false: the delivery was lost with its connection and nothing was done (it comes again). */
   deadLetter(d: Incoming<RawOf<T>>, reason: string, code: string): Promise<boolean>;
@@ -59,6 +62,21 @@ export async function dispatch<T extends Transport>(
     responded = true;
     return response(msgId ?? null, code, description, subcode, about ?? message);
   };
+  /**
+   * The handler's own answer that could not be sent (the broker refused it, or the link went), and the error: the
+   * handler ran all the same. Only the first: a copy of the message is owed one answer.
+   */
+  let undelivered: { err: unknown; answer: Message } | undefined;
+  const send = async (r: Message): Promise<void> => {
+    try {
+      await c.publish(sender, r, correlated);
+    } catch (err) {
+      // An answer that is not a message, or cannot be encoded or sealed, is the handler's own failure.
+      const invalid = err instanceof BusError || err instanceof EncodeError || err instanceof CryptoError;
+      if (!invalid && !(err instanceof TypeError || err instanceof RangeError)) undelivered ??= { err, answer: r };
+      throw err;
+    }
+  };
   /** The connector's own answer; `key`: owed to the next copy if the broker refuses it. */
   const own = async (code: number, description: string, key: string | undefined): Promise<void> => {
     const r = answerWith(code, description);
@@ -80,11 +98,11 @@ export async function dispatch<T extends Transport>(
         if (responded) return;
         responded = true;
       }
-      await c.publish(sender, r, correlated);
+      await send(r);
     },
     respond: async (code, description, subcode) => {
       const r = answerWith(code, description ?? (code < 400 ? 'OK' : 'error'), subcode);
-      if (r !== undefined) await c.publish(sender, r, correlated);
+      if (r !== undefined) await send(r);
     },
     ack: () => {
       settled = true;
@@ -113,6 +131,14 @@ export async function dispatch<T extends Transport>(
   try {
     await handler(message, ctx);
   } catch (err) {
+    const lost = undelivered;
+    if (!settled && lost !== undefined && lost.err === err) {
+      // It failed only because its answer could not be sent: what it did is done, and running it again would do it
+      // again (a set_clock moved the clock by 5 times its offset when the peer's inbox was unbound). Handled, then,
+      // with the answer owed to the peer's retry.
+      await handled(c, d, opened, dedupeKey, lost);
+      return;
+    }
     const failures = Math.max(d.deliveryCount, c.failures.get(dedupeKey)) + 1;
     const final = failures >= c.deliveryLimit;
     c.emit('handler-error', err, message.msg, final);
@@ -141,14 +167,41 @@ export async function dispatch<T extends Transport>(
     if (dedupeKey !== undefined) c.seen.add(dedupeKey);
     return;
   }
+  if (settled) {
+    c.failures.delete(dedupeKey);
+    return;
+  }
+  if (undelivered !== undefined) {
+    // It went on after its answer failed: handled, with that answer owed all the same.
+    await handled(c, d, opened, dedupeKey, undelivered);
+    return;
+  }
   c.failures.delete(dedupeKey);
-  if (settled) return;
   await opened?.commit();
   // Handled, so acked and remembered whatever becomes of its 200: the handler must not run again for an answer the
   // broker would not take (the peer's inbox unbound, NO_ROUTE; full, a nack). Thrown from here, it went back to the
   // queue uncounted and ran again as fast as the broker redelivered (1,411 times in 5 s without a delivery limit).
   // The peer's retry of it then gets the 200 (c.answer).
   if (msgId !== undefined) await own(200, 'OK', dedupeKey);
+  if (dedupeKey !== undefined) {
+    c.seen.add(dedupeKey);
+    d.remember?.(dedupeKey);
+  }
+  d.ack();
+}
+
+/** A message its handler handled, whose answer could not be sent: acked and remembered, the answer owed and told. */
+async function handled<T extends Transport>(
+  c: DispatchDeps<T>,
+  d: Incoming<RawOf<T>>,
+  opened: Opened | undefined,
+  dedupeKey: string | undefined,
+  undelivered: { err: unknown; answer: Message },
+): Promise<void> {
+  c.failures.delete(dedupeKey);
+  await opened?.commit();
+  c.owe(dedupeKey, undelivered.answer);
+  c.emit('handler-error', undelivered.err, undelivered.answer.msg, false);
   if (dedupeKey !== undefined) {
     c.seen.add(dedupeKey);
     d.remember?.(dedupeKey);

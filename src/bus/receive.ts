@@ -66,12 +66,12 @@ export class Receiver<T extends Transport> {
   readonly #inFlight = new Map<string, Promise<void>>();
   readonly #failures = new FailureCounts();
   /**
-   * The connector's own answers (200, 500, a refusal's code) the broker would not take (the peer's inbox unbound or
-   * full), by the dedupe key of the message they answer. That message was acked and is remembered, so the peer's
-   * retry of it is a duplicate: it gets the answer then, and a retry still gets its one response. A small record
-   * each, never the message.
+   * Answers the broker would not take (the peer's inbox unbound or full): the connector's own (200, 500, a refusal's
+   * code) and a handler's, by the dedupe key of the message they answer. That message was acked and is remembered,
+   * so the peer's retry of it is a duplicate: it gets the answer then, and a retry still gets its one response. At
+   * most 1,000 answers of at most 4 KiB of JSON each (a large report is not kept: a request for it can be made again).
    */
-  readonly #owed = new Recent<Message<'response'>>(1_000);
+  readonly #owed = new Recent<Message>(1_000);
 
   constructor(deps: ReceiverDeps<T>) {
     this.#d = deps;
@@ -279,6 +279,9 @@ export class Receiver<T extends Transport> {
           failures: this.#failures,
           deadLetter: (x, reason, code) => this.#deadLetter(x, reason, code),
           answer: (peer, answer, x, key) => this.#answer(peer, answer, x, key),
+          owe: (key, answer) => {
+            if (key !== undefined && JSON.stringify(answer).length <= 4096) this.#owed.put(key, answer);
+          },
         },
         d,
         sender,
@@ -431,7 +434,7 @@ export class Receiver<T extends Transport> {
    * Sends one of the connector's own answers to `d`. One the broker refuses is told ('handler-error'), not thrown:
    * what it answers is settled already. It is owed to the next copy of that message (`key`), which is a duplicate.
    */
-  async #answer(peer: string, answer: Message<'response'>, d: Incoming<RawOf<T>>, key: string | undefined) {
+  async #answer(peer: string, answer: Message, d: Incoming<RawOf<T>>, key: string | undefined) {
     try {
       await this.#d.publish(peer, answer, d.messageId === undefined ? {} : { correlationId: d.messageId });
     } catch (err) {

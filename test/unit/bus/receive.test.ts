@@ -10,7 +10,19 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { CONTENT_TYPE_SEALED, settle } from '../../../src/bus/index.js';
 import { EbTime, encode, type Message } from '../../../src/codec/index.js';
-import { deliver, gate, HUB, json, pair, responses, sealers, until, uuid, VPP } from '../../helpers/memory-bus.js';
+import {
+  deliver,
+  gate,
+  HUB,
+  json,
+  pair,
+  responses,
+  sealers,
+  sentJson,
+  until,
+  uuid,
+  VPP,
+} from '../../helpers/memory-bus.js';
 
 const setClock = (n: number, offset = 1): Message<'set_clock'> => ({ msg: 'set_clock', offset, msg_id: uuid(n) });
 
@@ -427,6 +439,72 @@ f(
       assert.equal(t.problems, [], what);
       await hub.close();
     }
+  },
+);
+
+f(
+  "a handler whose own answer the broker refuses, thrown on: handled once (its effect is not done again), acked, the answer owed to the peer's retry",
+  async () => {
+    for (const countDeliveries of [true, false]) {
+      const what = countDeliveries ? 'quorum queue' : 'classic queue';
+      const { hub } = pair({ countDeliveries });
+      let offset = 0;
+      hub.onSetClock(async (m, ctx) => {
+        offset += m.offset ?? 0; // not idempotent, as the hub's own set_clock
+        await ctx.respond(200, `clock moved by ${m.offset}`);
+      });
+      const told: [string, string][] = [];
+      hub.on('handler-error', (e, type) => told.push([String((e as Error).message), type]));
+      await hub.start();
+      const t = hub.transport;
+      t.sendFailure = () => new Error('312 NO_ROUTE');
+      await deliver(t, setClock(1, 10), { messageId: 'm' });
+      await t.network.idle();
+      assert.equal(
+        t.settlements.map((x) => [x.outcome, x.code]),
+        [['ack', undefined]],
+        `${what}: acked, neither retried nor dead-lettered`,
+      );
+      assert.is(offset, 10, `${what}: the clock moved once`);
+      assert.equal(told, [['312 NO_ROUTE', 'response']], what);
+      t.sendFailure = undefined;
+      await deliver(t, setClock(1, 10), { messageId: 'retry' });
+      await deliver(t, setClock(1, 10), { messageId: 'retry-2' });
+      await t.network.idle();
+      assert.is(offset, 10, `${what}: a retry is a duplicate`);
+      assert.equal(
+        sentJson(t).map((m) => [m['response_code'], m['response_desc'], m['msg_id']]),
+        [[200, 'clock moved by 10', uuid(1)]],
+        `${what}: the handler's own answer, owed, sent once`,
+      );
+      await hub.close();
+    }
+  },
+);
+
+f(
+  'a handler whose answer is invalid, or that fails for its own reasons after an answer failed, is retried',
+  async () => {
+    const { hub } = pair({ hub: { deliveryLimit: 3 } });
+    let calls = 0;
+    hub.onSetClock(async (m, ctx) => {
+      calls++;
+      if (m.offset === 1) await ctx.reply({ msg: 'no_such_type' } as unknown as Message);
+      await ctx.respond(200).catch(() => undefined);
+      if (m.offset === 2) throw new Error('its own failure');
+    });
+    await hub.start();
+    const t = hub.transport;
+    t.sendFailure = () => new Error('312 NO_ROUTE');
+    await deliver(t, setClock(1, 1), { messageId: 'a' });
+    await deliver(t, setClock(2, 2), { messageId: 'b' });
+    await t.network.idle();
+    assert.is(calls, 6, 'each ran up to the delivery limit (3)');
+    assert.equal(
+      t.deadLetters.map((x) => x.code),
+      ['HANDLER_FAILED', 'HANDLER_FAILED'],
+    );
+    await hub.close();
   },
 );
 
