@@ -212,17 +212,23 @@ export class Connector<T extends Transport = Transport> extends TypedEmitter<Con
 
   async #close(drainMs: number): Promise<void> {
     if (this.#started) {
-      await this.transport.stopConsuming().catch(() => undefined);
+      // One deadline for both waits. A broker that blocks our connection (a resource alarm) reads nothing from it,
+      // so a consumer's cancel is not answered until the alarm ends: a stop waited for hours.
+      let timer: { cancel(): void } | undefined;
+      const deadline = new Promise<void>((resolve) => {
+        timer = this.#clock.setTimeout(resolve, drainMs);
+      });
+      await Promise.race([this.transport.stopConsuming().catch(() => undefined), deadline]);
       // Handlers still at work may reply: publishing stays open until they are done.
-      if (this.#active > 0) {
-        let timer: { cancel(): void } | undefined;
-        await new Promise<void>((resolve) => {
-          this.#idle = resolve;
-          timer = this.#clock.setTimeout(resolve, drainMs);
-        });
-        timer?.cancel();
-        this.#idle = undefined;
-      }
+      if (this.#active > 0)
+        await Promise.race([
+          new Promise<void>((resolve) => {
+            this.#idle = resolve;
+          }),
+          deadline,
+        ]);
+      timer?.cancel();
+      this.#idle = undefined;
     }
     this.#closed = true;
     this.#requests.failAll(new BusError('CLOSED', 'the connector was closed'));
