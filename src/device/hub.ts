@@ -461,10 +461,14 @@ export class Hub {
           454,
           `an offset of ${offset} s from the system clock in all; at most ${MAX_CLOCK_OFFSET_S} s (a year) either way`,
         );
-      await this.#d.store.update((s) => {
-        s.clockOffsetS = offset;
-      });
-      await this.event('clock_set');
+      // An offset of 0 (a peer's periodic sync) moves nothing: an event each time pushed the hub's outage history
+      // out of the 1,000 kept, and wrote the state file.
+      if (offset !== this.#d.store.state.clockOffsetS) {
+        await this.#d.store.update((s) => {
+          s.clockOffsetS = offset;
+        });
+        await this.event('clock_set');
+      }
       return ctx.respond(200, 'OK');
     });
     bus.onSetSmartMode(async (m, ctx) => {

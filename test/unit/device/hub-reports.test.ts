@@ -685,6 +685,14 @@ h('set_clock: refused 451 when not allowed; allowed, the hub time moves by the o
     assert.is(ok.response_code, 200);
     assert.is(y.hub.now(), y.clock.now() + 5000);
     assert.ok(y.store.state.events.some((e) => e.type === 'clock_set'));
+    // An offset of 0 (a peer's periodic sync) is answered 200 and moves nothing: no event, so the outage history
+    // stays among the 1,000 events kept.
+    const events = y.store.state.events.length;
+    for (let i = 0; i < 3; i++) {
+      const zero = (await ask(y, { msg: 'set_clock', offset: 0, msg_id: uuid(10 + i) })) as Message<'response'>;
+      assert.is(zero.response_code, 200);
+    }
+    assert.is(y.store.state.events.length, events, 'no clock_set for an offset of 0');
     // More than a year off the system clock in all: refused, nothing stored (1e300 was kept, and broke every
     // status report after it).
     for (const offset of [1e300, 366 * 86_400]) {
