@@ -78,10 +78,15 @@ export class ConfirmTracker {
     } else if (p.returned !== undefined) {
       const { replyCode, replyText } = p.returned;
       p.reject(
-        new PublishError('returned', `publish ${seq} was returned as unroutable: ${replyCode} ${replyText}`, {
-          replyCode,
-          replyText,
-        }),
+        // Named: "NO_ROUTE" alone does not say which exchange has no queue bound for which key.
+        new PublishError(
+          'returned',
+          `publish ${seq} to '${p.exchange}' with routing key '${p.routingKey}' was returned as unroutable: ${replyCode} ${replyText}`,
+          {
+            replyCode,
+            replyText,
+          },
+        ),
       );
     } else {
       p.resolve();

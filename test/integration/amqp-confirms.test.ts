@@ -57,6 +57,8 @@ test(
       assert.instance(err, PublishError);
       assert.is((err as PublishError).failure, 'returned');
       assert.is((err as PublishError).replyCode, 312);
+      // Which exchange has no queue for which key: what an operator needs to fix it.
+      assert.match((err as PublishError).message, `to '${ex}' with routing key 'nowhere' was returned as unroutable`);
       const m = await returned;
       assert.is(m.replyCode, 312);
       assert.is(m.replyText, 'NO_ROUTE');
