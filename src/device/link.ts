@@ -197,13 +197,8 @@ export class BrokerLink {
       }
       if ((error as { code?: unknown }).code === 'NOT_ALLOWED') {
         const vhost = vhostOf(config.broker.url);
-        log.error('the broker refused our virtual host; retrying', {
-          vhost,
-          user,
-          endpoint: i.endpoint,
-          fix: `create the vhost or give ${user} access to it (rabbitmqctl add_vhost ${vhost}; rabbitmqctl set_permissions -p ${vhost} ${user} ...), or fix the vhost in broker.url`,
-          error,
-        });
+        const d = notAllowed(error.message, vhost, user);
+        log.error(d.message, { vhost, user, endpoint: i.endpoint, fix: d.fix, error });
         return;
       }
       // Reached, but the broker refused what a recovery declares again (permissions revoked since the start).
@@ -269,6 +264,27 @@ export function permissions(config: HubConfig, user: string): string {
           `^(${own}|(${peers})-to-${me})$`,
         ];
   return `rabbitmqctl set_permissions -p '${vhost}' '${user}' '${configure}' '${write}' '${read}'`;
+}
+
+/**
+ * What a 530 NOT_ALLOWED as the connection opens means: RabbitMQ sends it for a missing vhost, for no access to it,
+ * and for a max-connections limit reached (of the vhost: "connection limit (0) is reached"; of the user: "user
+ * connection limit (0) is reached"), where creating the vhost or granting access would fix nothing.
+ */
+export function notAllowed(text: string, vhost: string, user: string): { message: string; fix: string } {
+  const limit = /(user )?connection limit/.exec(text);
+  if (limit === null)
+    return {
+      message: 'the broker refused our virtual host; retrying',
+      fix: `create the vhost or give ${user} access to it (rabbitmqctl add_vhost ${vhost}; rabbitmqctl set_permissions -p ${vhost} ${user} ...), or fix the vhost in broker.url`,
+    };
+  const u = limit[1] !== undefined;
+  const [what, k, of] = u ? ['user', 'user', user] : ['virtual host', 'vhost', `-p ${vhost}`];
+  return {
+    message: `the broker's connection limit for the ${what} is reached; retrying`,
+    // clear_vhost_limits takes no limit's name; clear_user_limits needs one.
+    fix: `close connections or raise the limit (rabbitmqctl set_${k}_limits ${of} '{"max-connections": N}', or rabbitmqctl clear_${k}_limits ${of}${u ? ' max-connections' : ''})`,
+  };
 }
 
 /** The virtual host a broker URL names (`/` when it names none), as the AMQP client reads it. */

@@ -7,7 +7,8 @@
  *  - a broker user without the permissions the hub needs (403), created with rabbitmqctl for the test and deleted
  *    after: an error naming the rabbitmqctl command that fixes it, retried; running the command lets the hub in;
  *  - exchanges its peer has not declared yet (declareExchanges false: 404): an error, retried until the peer starts;
- *  - a virtual host that does not exist: an error with the fix, retried until it is created.
+ *  - a virtual host that does not exist: an error with the fix, retried until it is created;
+ *  - a connection limit reached (of the vhost, of the user; a throw-away node): not told as a missing vhost.
  * None of them ends the hub; SIGTERM still stops it with 0. test/unit/device/hub-offline.test.ts covers the long span
  * (two minutes) on a manual clock.
  */
@@ -21,6 +22,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { EbTime, type Message } from '../../src/codec/index.js';
 import { timed } from '../helpers/amqp.js';
+import { startBrokerNode } from '../helpers/broker-node.js';
 import { ALL_TYPES, type BusFixture, entity, NET_MS, until, withBus } from '../helpers/bus.js';
 import { sleep } from '../helpers/deadline.js';
 import { HubProcess, hubConfig } from '../helpers/hub-process.js';
@@ -317,6 +319,56 @@ s(
       rmSync(dir, { recursive: true, force: true });
     }
   }, 60_000),
+);
+
+s(
+  'a connection limit of the vhost, then of the user (530 too): each named with its fix, not as a missing vhost',
+  timed(async () => {
+    if (!canCtl) return console.log('  (skipped: needs root and rabbitmqctl)');
+    // A throw-away node: a limit on the shared broker's guest would refuse every other test's connections.
+    const node = await startBrokerNode({ name: 'limits' });
+    const dir = mkdtempSync(path.join(tmpdir(), 'heh-offline-'));
+    const hubs: HubProcess[] = [];
+    try {
+      const c = hubConfig(dir, entity('heh'), 'vpp-none');
+      c['broker'] = { url: `amqp://127.0.0.1:${node.amqpPort}`, reconnectDelayS: 2, maxReconnectDelayS: 2 };
+      writeFileSync(path.join(dir, 'hub.json'), JSON.stringify(c));
+      const refusal = async (msg: string, fix: string): Promise<HubProcess> => {
+        const h = new HubProcess(['--config', path.join(dir, 'hub.json')]);
+        hubs.push(h);
+        await until(
+          () => h.logs.some((l) => l.msg === msg),
+          () => `${msg}:\n${h.transcript()}`,
+          20_000,
+        );
+        const line = h.logs.find((l) => l.msg === msg);
+        assert.is(line?.level, 'error');
+        assert.match(String(line?.['fix']), fix);
+        assert.not.ok(
+          h.logs.some((l) => l.msg === 'the broker refused our virtual host; retrying'),
+          h.transcript(),
+        );
+        return h;
+      };
+      await node.ctl(['set_vhost_limits', '-p', '/', '{"max-connections": 0}']);
+      const h = await refusal(
+        "the broker's connection limit for the virtual host is reached; retrying",
+        'clear_vhost_limits -p /',
+      );
+      await node.ctl(['clear_vhost_limits', '-p', '/']);
+      await h.waitFor('hub running', 15_000);
+      assert.is(await h.stop(), 0, h.transcript());
+      await node.ctl(['set_user_limits', 'guest', '{"max-connections": 0}']);
+      await refusal(
+        "the broker's connection limit for the user is reached; retrying",
+        'clear_user_limits guest max-connections',
+      );
+    } finally {
+      for (const h of hubs) await h.kill();
+      await node.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 90_000),
 );
 
 s.run();

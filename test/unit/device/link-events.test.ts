@@ -34,4 +34,54 @@ s('a reopened channel, a cancelled consumer and a missing inbox protection are e
   }
 });
 
+s(
+  "a 530 for a connection limit names the limit to raise, not the vhost to create (the broker's own texts)",
+  async () => {
+    const r = await hubRig();
+    try {
+      const t = r.bus.transport;
+      const vhost = '/'; // the example config's broker.url names none
+      // RabbitMQ 3.10's reasons for 530 NOT_ALLOWED as connection.open is answered, as the AMQP client reports them.
+      const refused = (reason: string): Error =>
+        Object.assign(
+          new Error(`the broker closed the connection: 530 NOT_ALLOWED - ${reason} (in reply to connection.open)`),
+          {
+            code: 'NOT_ALLOWED',
+          },
+        );
+      const before = r.logs.length;
+      for (const reason of [
+        `access to vhost '${vhost}' refused for user 'heh-example': connection limit (0) is reached`,
+        "connection refused for user 'heh-example': user connection limit (0) is reached",
+        `access to vhost '${vhost}' refused for user 'heh-example'`,
+        'vhost ebadge-none not found',
+      ])
+        t.simulate('failed', refused(reason), { attempt: 1, endpoint: 'memory', authentication: false });
+      const lines = r.logs.slice(before).map((l) => [l.level, l.msg, l.fields['vhost'], l.fields['fix']]);
+      assert.equal(lines, [
+        [
+          'error',
+          "the broker's connection limit for the virtual host is reached; retrying",
+          vhost,
+          `close connections or raise the limit (rabbitmqctl set_vhost_limits -p ${vhost} '{"max-connections": N}', or rabbitmqctl clear_vhost_limits -p ${vhost})`,
+        ],
+        [
+          'error',
+          "the broker's connection limit for the user is reached; retrying",
+          vhost,
+          `close connections or raise the limit (rabbitmqctl set_user_limits heh-example '{"max-connections": N}', or rabbitmqctl clear_user_limits heh-example max-connections)`,
+        ],
+        ...[1, 2].map(() => [
+          'error',
+          'the broker refused our virtual host; retrying',
+          vhost,
+          `create the vhost or give heh-example access to it (rabbitmqctl add_vhost ${vhost}; rabbitmqctl set_permissions -p ${vhost} heh-example ...), or fix the vhost in broker.url`,
+        ]),
+      ]);
+    } finally {
+      await r.close();
+    }
+  },
+);
+
 s.run();
