@@ -7,7 +7,8 @@
  * Secrets: a password is generated once (32 random bytes) and kept in DIR/<name>/broker.pw, so running provision
  * again (a party added) changes nobody's password; delete the file to change one. A `passwordFile` in the parties
  * file is used instead. Password files and definitions.json (password hashes) are written 0600 in 0700 folders,
- * and no password is ever printed or put on a command line.
+ * and no password is ever printed or put on a command line. A settings file already there (the operator's devices
+ * and crypto added to it) is never overwritten: this run's goes beside it as <file>.new when it differs.
  */
 
 import { spawn } from 'node:child_process';
@@ -94,8 +95,8 @@ export async function provision(args: string[], io: Io): Promise<number> {
       mosquitto === undefined
         ? mqttSettings(plan, p, partySettings(plan, p))
         : mosquittoSettings(mosquitto, p, partySettings(plan, p));
-    fs.writeFileSync(path.join(dir, s.file), `${JSON.stringify(s.config, null, 2)}\n`, { mode: 0o644 });
-    said.push(`${path.join(dir, s.file)}: ${p.role} ${p.name}, ${p.peers.length} peer(s); ${how}`);
+    const kept = writeSettings(path.join(dir, s.file), `${JSON.stringify(s.config, null, 2)}\n`);
+    said.push(`${path.join(dir, s.file)}: ${p.role} ${p.name}, ${p.peers.length} peer(s); ${how}${kept}`);
   }
   if (mosquitto !== undefined) {
     // Secrets too (password hashes): 0600 here; the operator copies them where the broker reads them.
@@ -229,6 +230,30 @@ function readPassword(file: string, party: string): string {
   if (password === '' || /[\r\n]/.test(password))
     throw new ProvisionError('PARTIES', `the password file of ${party}, ${file}: expected one line, the password`);
   return password;
+}
+
+/**
+ * A party's settings, unless the file is there already: the operator adds the devices and crypto to it
+ * (docs/operations.md), so a run never overwrites it, as a package manager treats an edited config file. What
+ * this run would have written goes beside it, `.new`, when it differs, and the line printed says so.
+ */
+function writeSettings(file: string, text: string): string {
+  const neu = `${file}.new`;
+  let old: string;
+  try {
+    old = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    fs.writeFileSync(file, text, { mode: 0o644 });
+    return '';
+  }
+  if (old === text) {
+    // Left from an earlier run whose differences the operator has merged (or undone) since.
+    fs.rmSync(neu, { force: true });
+    return '';
+  }
+  fs.writeFileSync(neu, text, { mode: 0o644 });
+  return `; ${path.basename(file)} kept as it is: this run's, which differs, is in ${neu} to merge`;
 }
 
 /** A folder only we can enter, made if missing. */

@@ -1,7 +1,8 @@
 /**
  * `ebadge provision` without a broker: what it writes (definitions 0600, a 0700 folder per party with its config
  * and, for a password party, broker.pw 0600), that no password reaches stdout or stderr, that a second run keeps
- * every password, that a passwordFile is used and an EXTERNAL party gets none; bad files exit 1 naming the path,
+ * every password and leaves an edited config as it is (this run's beside it, .new), that a passwordFile is used
+ * and an EXTERNAL party gets none; bad files exit 1 naming the path,
  * bad command lines exit 2. `--apply` runs against a throw-away broker in test/integration/provision.test.ts.
  */
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -98,6 +99,37 @@ test('a second run keeps every generated password; a party turned EXTERNAL loses
   const external = PARTIES.slice(0, 3).map((p) => (p.name === 'vpp-acme' ? { ...p, auth: 'external' } : p));
   assert.is((await cli('provision', parties(external), '--out', out)).code, 0);
   assert.throws(() => statSync(path.join(out, 'vpp-acme', 'broker.pw')), /ENOENT/);
+});
+
+test("a second run keeps the operator's hub.json byte for byte; what it would write goes to hub.json.new, said on its line", async () => {
+  const out = path.join(dir, 'out');
+  const hubJson = path.join(out, 'heh-b827ebea02c1', 'hub.json');
+  const two = [{ ...PARTIES[0], peers: ['heh-b827ebea02c1'] }, PARTIES[1] as Record<string, unknown>];
+  assert.is((await cli('provision', parties(two), '--out', out)).code, 0);
+  const generated = readFileSync(hubJson, 'utf8');
+  const edited = generated.replace('{\n', '{\n  "stateDir": "state",\n  "allowClockChange": true,\n');
+  writeFileSync(hubJson, edited);
+  // A peer added: the run has something new to say about this hub.
+  const more = [...two, { name: 'dso-1', role: 'dso', peers: ['heh-b827ebea02c1'] }];
+  const again = await cli('provision', parties(more), '--out', out);
+  assert.is(again.code, 0, again.err.join('\n'));
+  assert.is(readFileSync(hubJson, 'utf8'), edited);
+  const neu = JSON.parse(readFileSync(`${hubJson}.new`, 'utf8'));
+  assert.equal(neu.peers.map((p: { name: string }) => p.name).sort(), ['dso-1', 'vpp-acme']);
+  assert.is(mode(`${hubJson}.new`), 0o644);
+  assert.match(
+    again.out.join('\n'),
+    `heh-b827ebea02c1/hub.json: hub heh-b827ebea02c1, 2 peer(s); password kept in broker.pw; hub.json kept as it is: this run's, which differs, is in ${hubJson}.new to merge`,
+  );
+  // Untouched files are no news: the same run on an unedited bus.json says nothing of it and writes no .new.
+  assert.not.match(again.out.join('\n'), 'bus.json kept');
+  assert.throws(() => statSync(path.join(out, 'vpp-acme', 'bus.json.new')), /ENOENT/);
+  // Merged: the next run finds nothing to say and removes the stale .new.
+  writeFileSync(hubJson, readFileSync(`${hubJson}.new`));
+  const merged = await cli('provision', parties(more), '--out', out);
+  assert.is(merged.code, 0);
+  assert.not.match(merged.out.join('\n'), 'kept as it is');
+  assert.throws(() => statSync(`${hubJson}.new`), /ENOENT/);
 });
 
 test('an invalid parties file exits 1 naming the file and path, and writes nothing', async () => {
