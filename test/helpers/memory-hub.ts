@@ -205,8 +205,11 @@ export async function hubRig(options: RigOptions = {}): Promise<HubRig> {
   return rig;
 }
 
-/** `p`, which must settle within `ms` of real time (the hub's handlers write files). */
-export async function within<T>(p: Promise<T>, ms = 5000, what = 'the reply'): Promise<T> {
+/**
+ * `p`, which must settle within `ms` of real time (the hub's handlers write files, and fsync them: seconds on a
+ * disk that a CI run's broker keeps busy). Only a failing test waits that long.
+ */
+export async function within<T>(p: Promise<T>, ms = 15_000, what = 'the reply'): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const late = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new Error(`${what} did not come within ${ms} ms`)), ms);
