@@ -9,7 +9,7 @@
  */
 import { EncodeError, type Message } from '../codec/index.js';
 import { fieldText } from '../core/utf8.js';
-import { CryptoError, type Opened } from '../crypto/index.js';
+import type { Opened } from '../crypto/index.js';
 import { Recent, type SeenIds } from './dedupe.js';
 import { BusError } from './errors.js';
 import type { ConnectorEvents, HandlerContext, StoredHandler } from './handler.js';
@@ -31,8 +31,11 @@ export interface DispatchDeps<T extends Transport> {
    * is owed to the next copy of the message `key` names (receive.ts).
    */
   answer(peer: string, answer: Message<'response'>, d: Incoming<RawOf<T>>, key: string | undefined): Promise<void>;
-  /** Keeps `answer` for the next copy of the message `key` names (receive.ts sends it then). */
-  owe(key: string | undefined, answer: Message): void;
+  /**
+   * Keeps `answer` for the next copy of the message `key` names (receive.ts sends it then); false when it is too
+   * large to keep.
+   */
+  owe(key: string | undefined, answer: Message): boolean;
   emit<K extends keyof Events<T> & string>(event: K, ...args: Events<T>[K]): void;
   /** false: the delivery was lost with its connection and nothing was done (it comes again). */
   deadLetter(d: Incoming<RawOf<T>>, reason: string, code: string): Promise<boolean>;
@@ -71,9 +74,14 @@ export async function dispatch<T extends Transport>(
     try {
       await c.publish(sender, r, correlated);
     } catch (err) {
-      // An answer that is not a message, or cannot be encoded or sealed, is the handler's own failure.
-      const invalid = err instanceof BusError || err instanceof EncodeError || err instanceof CryptoError;
-      if (!invalid && !(err instanceof TypeError || err instanceof RangeError)) undelivered ??= { err, answer: r };
+      // An answer that is not a valid message is the handler's own failure. Anything else (the broker, the link, the
+      // connector closed, a keyring that will not seal it for this peer) is not mended by running the handler again.
+      const invalid =
+        (err instanceof BusError && err.code === 'INVALID_MESSAGE') ||
+        err instanceof EncodeError ||
+        err instanceof TypeError ||
+        err instanceof RangeError;
+      if (!invalid) undelivered ??= { err, answer: r };
       throw err;
     }
   };
@@ -132,7 +140,7 @@ export async function dispatch<T extends Transport>(
     await handler(message, ctx);
   } catch (err) {
     const lost = undelivered;
-    if (!settled && lost !== undefined && lost.err === err) {
+    if (!settled && lost !== undefined && causedBy(err, lost.err)) {
       // It failed only because its answer could not be sent: what it did is done, and running it again would do it
       // again (a set_clock moved the clock by 5 times its offset when the peer's inbox was unbound). Handled, then,
       // with the answer owed to the peer's retry.
@@ -200,13 +208,23 @@ async function handled<T extends Transport>(
 ): Promise<void> {
   c.failures.delete(dedupeKey);
   await opened?.commit();
-  c.owe(dedupeKey, undelivered.answer);
   c.emit('handler-error', undelivered.err, undelivered.answer.msg, false);
-  if (dedupeKey !== undefined) {
+  // An answer too large to keep (a day's report) is not owed: the message is then not remembered either, so the
+  // peer's retry runs the handler again and gets it, rather than being dropped as a duplicate with no answer.
+  if (c.owe(dedupeKey, undelivered.answer) && dedupeKey !== undefined) {
     c.seen.add(dedupeKey);
     d.remember?.(dedupeKey);
   }
   d.ack();
+}
+
+/** Whether `err` is `cause`, or wraps it (a handler that rethrows its answer's failure with a message of its own). */
+function causedBy(err: unknown, cause: unknown): boolean {
+  for (let e = err, depth = 0; e !== undefined && e !== null && depth < 8; depth++) {
+    if (e === cause) return true;
+    e = (e as { cause?: unknown }).cause;
+  }
+  return false;
 }
 
 /**

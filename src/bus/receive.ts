@@ -280,7 +280,13 @@ export class Receiver<T extends Transport> {
           deadLetter: (x, reason, code) => this.#deadLetter(x, reason, code),
           answer: (peer, answer, x, key) => this.#answer(peer, answer, x, key),
           owe: (key, answer) => {
-            if (key !== undefined && JSON.stringify(answer).length <= 4096) this.#owed.put(key, answer);
+            try {
+              if (key === undefined || JSON.stringify(answer).length > 4096) return false;
+            } catch {
+              return false;
+            }
+            this.#owed.put(key, answer);
+            return true;
           },
         },
         d,

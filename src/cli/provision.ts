@@ -244,7 +244,9 @@ function writeSettings(file: string, text: string): string {
     old = fs.readFileSync(file, 'utf8');
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    fs.writeFileSync(file, text, { mode: 0o644 });
+    // Whole or not at all: a file cut short by a crash would be kept as it is by every later run.
+    fs.writeFileSync(`${file}.tmp`, text, { mode: 0o644 });
+    fs.renameSync(`${file}.tmp`, file);
     return '';
   }
   if (old === text) {
