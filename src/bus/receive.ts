@@ -445,7 +445,7 @@ export class Receiver<T extends Transport> {
       await this.#d.publish(peer, answer, d.messageId === undefined ? {} : { correlationId: d.messageId });
     } catch (err) {
       if (key !== undefined) this.#owed.put(key, answer);
-      this.#d.emit('handler-error', err, 'response', false);
+      this.#d.emit('handler-error', err, answer.msg, false);
     }
   }
 

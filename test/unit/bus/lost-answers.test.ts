@@ -105,6 +105,45 @@ s("a large reply that could not be sent is not owed: the peer's retry runs the h
   await hub.close();
 });
 
+// An owed functional reply that the broker refuses again when the retry collects it: told as what it is (a report),
+// not as a `response`, so that an operator's log names the answer that is still owed.
+s('an owed reply refused again is told with its own type', async () => {
+  const { hub } = pair();
+  let calls = 0;
+  hub.onGetReport(async (q, ctx) => {
+    calls++;
+    await ctx.reply({ msg: 'report', from: q.from, to: q.to, resolution: q.resolution, values: { 'm.p': [1] } });
+  });
+  const told: string[] = [];
+  hub.on('handler-error', (_e, type) => told.push(type));
+  await hub.start();
+  const t = hub.transport;
+  const T0 = EbTime.parse('2026-12-03T10:00:00Z');
+  const ask = {
+    msg: 'get_report',
+    from: T0,
+    to: T0.plusSeconds(900),
+    resolution: 900,
+    signals: ['m.p'],
+    request_id: uuid(6),
+  } as unknown as Message;
+  t.sendFailure = () => new Error('312 NO_ROUTE');
+  await deliver(t, ask, { messageId: 'q1' });
+  await t.network.idle();
+  await deliver(t, ask, { messageId: 'q1' }); // the retry collects the owed report, and the broker refuses it again
+  await t.network.idle();
+  t.sendFailure = undefined;
+  await deliver(t, ask, { messageId: 'q1' }); // owed still: this copy gets it
+  await t.network.idle();
+  assert.is(calls, 1, 'the handler ran once');
+  assert.equal(told, ['report', 'report']);
+  assert.equal(
+    t.sent.map((x) => x.properties.type),
+    ['report'],
+  );
+  await hub.close();
+});
+
 // Held: a copy arriving while the first's answer is in flight waits; it gets the owed answer once, correlated to it.
 s('a copy during the in-flight answer: one handler run, one answer each outcome', async () => {
   for (const fails of [true, false]) {
