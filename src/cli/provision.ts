@@ -7,12 +7,13 @@
  * Secrets: a password is generated once (32 random bytes) and kept in DIR/<name>/broker.pw, so running provision
  * again (a party added) changes nobody's password; delete the file to change one. A `passwordFile` in the parties
  * file is used instead. Password files and definitions.json (password hashes) are written 0600 in 0700 folders,
- * and no password is ever printed or put on a command line. A settings file already there (the operator's devices
- * and crypto added to it) is never overwritten: this run's goes beside it as <file>.new when it differs.
+ * and no password is ever printed or put on a command line. A settings file edited since a run wrote it (the
+ * operator's devices and crypto added to it) is never overwritten: this run's goes beside it as <file>.new when it
+ * differs; one still as written is replaced.
  */
 
 import { spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -233,26 +234,46 @@ function readPassword(file: string, party: string): string {
 }
 
 /**
- * A party's settings, unless the file is there already: the operator adds the devices and crypto to it
- * (docs/operations.md), so a run never overwrites it, as a package manager treats an edited config file. What
- * this run would have written goes beside it, `.new`, when it differs, and the line printed says so.
+ * A party's settings, unless the operator has edited the file since a run wrote it: the operator adds the devices
+ * and crypto to it (docs/operations.md), so a run never overwrites an edited one, as a package manager treats an
+ * edited config file. What this run would have written then goes beside it, `.new`, when it differs, and the line
+ * printed says so. A file still as a run wrote it (its SHA-256 kept in `.<name>.sha256` beside it) is replaced.
  */
 function writeSettings(file: string, text: string): string {
   const neu = `${file}.new`;
+  const record = path.join(path.dirname(file), `.${path.basename(file)}.sha256`);
+  const sha = (t: string) => createHash('sha256').update(t).digest('hex');
+  // Whole or not at all: a file cut short by a crash would be kept as it is by every later run. The record comes
+  // after the file: a crash between them leaves the file taken for edited, never an edit taken for ours.
+  const write = () => {
+    fs.writeFileSync(`${file}.tmp`, text, { mode: 0o644 });
+    fs.renameSync(`${file}.tmp`, file);
+    fs.writeFileSync(`${record}.tmp`, `${sha(text)}\n`, { mode: 0o644 });
+    fs.renameSync(`${record}.tmp`, record);
+    fs.rmSync(neu, { force: true });
+  };
   let old: string;
   try {
     old = fs.readFileSync(file, 'utf8');
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    // Whole or not at all: a file cut short by a crash would be kept as it is by every later run.
-    fs.writeFileSync(`${file}.tmp`, text, { mode: 0o644 });
-    fs.renameSync(`${file}.tmp`, file);
+    write();
     return '';
   }
   if (old === text) {
-    // Left from an earlier run whose differences the operator has merged (or undone) since.
-    fs.rmSync(neu, { force: true });
+    // Left from an earlier run whose differences the operator has merged (or undone) since: ours from now on.
+    write();
     return '';
+  }
+  let ours = '';
+  try {
+    ours = fs.readFileSync(record, 'utf8').trim();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  if (ours === sha(old)) {
+    write();
+    return `; ${path.basename(file)} updated: nobody had edited it since the last run`;
   }
   fs.writeFileSync(neu, text, { mode: 0o644 });
   return `; ${path.basename(file)} kept as it is: this run's, which differs, is in ${neu} to merge`;

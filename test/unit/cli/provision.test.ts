@@ -132,6 +132,31 @@ test("a second run keeps the operator's hub.json byte for byte; what it would wr
   assert.throws(() => statSync(`${hubJson}.new`), /ENOENT/);
 });
 
+test('a hub.json nobody edited since the last run is updated in place: no .new, said on its line', async () => {
+  const out = path.join(dir, 'out');
+  const hubJson = path.join(out, 'heh-b827ebea02c1', 'hub.json');
+  const two = [{ ...PARTIES[0], peers: ['heh-b827ebea02c1'] }, PARTIES[1] as Record<string, unknown>];
+  assert.is((await cli('provision', parties(two), '--out', out)).code, 0);
+  const more = [...two, { name: 'dso-1', role: 'dso', peers: ['heh-b827ebea02c1'] }];
+  const again = await cli('provision', parties(more), '--out', out);
+  assert.is(again.code, 0, again.err.join('\n'));
+  const now = JSON.parse(readFileSync(hubJson, 'utf8'));
+  assert.equal(now.peers.map((p: { name: string }) => p.name).sort(), ['dso-1', 'vpp-acme']);
+  assert.throws(() => statSync(`${hubJson}.new`), /ENOENT/);
+  assert.match(again.out.join('\n'), 'hub.json updated: nobody had edited it since the last run');
+  // Edited after that update: kept, as any edited file.
+  writeFileSync(hubJson, readFileSync(hubJson, 'utf8').replace('{\n', '{\n  "stateDir": "state",\n'));
+  const edited = readFileSync(hubJson, 'utf8');
+  const third = await cli('provision', parties(two), '--out', out);
+  assert.is(third.code, 0);
+  assert.is(readFileSync(hubJson, 'utf8'), edited);
+  assert.match(third.out.join('\n'), 'hub.json kept as it is');
+  // A file with no record of ours (written by hand, or by a run before the record existed) is taken as edited.
+  rmSync(path.join(out, 'heh-b827ebea02c1', '.hub.json.sha256'));
+  writeFileSync(hubJson, readFileSync(`${hubJson}.new`, 'utf8').replace('"peers"', '"stateDir": "s",\n  "peers"'));
+  assert.match((await cli('provision', parties(more), '--out', out)).out.join('\n'), 'hub.json kept as it is');
+});
+
 test('an invalid parties file exits 1 naming the file and path, and writes nothing', async () => {
   const out = path.join(dir, 'out');
   const bad = await cli('provision', parties([{ name: 'heh to', role: 'hub' }]), '--out', out);
