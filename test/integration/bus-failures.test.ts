@@ -506,6 +506,47 @@ s(
 );
 
 s(
+  "a handler whose answer the broker cannot route (the peer's inbox unbound under it) runs once; the peer's retry gets the answer",
+  timed(
+    () =>
+      withBus(async (f) => {
+        const { hub, vpp, h, v, he, responses } = await pair(f);
+        const ch = await f.channel();
+        let calls = 0;
+        h.onSetClock(async (_m, ctx) => {
+          // An operator's slip, or a peer's inbox deleted and not yet declared again: our answer has nowhere to go.
+          if (++calls === 1) await ch.unbindQueue(`private-${vpp}-in`, `${hub}-to-${vpp}`, '#');
+          await ctx.respond(200, 'moved');
+        });
+        await f.start();
+        const m: Message<'set_clock'> = { msg: 'set_clock', offset: 5, msg_id: randomUUID() };
+        await withDeadline(v.publish(hub, m, { messageId: 'q' }), NET_MS, 'publish');
+        await until(
+          () => he.handlerErrors.length > 0,
+          () => `the lost answer told (calls ${calls}, dead letters ${he.deadLetters.length})`,
+        );
+        assert.match(String(he.handlerErrors[0]?.[0]), 'NO_ROUTE');
+        assert.is(he.handlerErrors[0]?.[1], 'response');
+        await ch.bindQueue(`private-${vpp}-in`, `${hub}-to-${vpp}`, '#');
+        await withDeadline(v.publish(hub, m, { messageId: 'q' }), NET_MS, "the peer's retry");
+        await until(
+          () => responses.length > 0,
+          () => `the owed answer at the VPP (calls ${calls}, duplicates ${he.duplicates.length})`,
+        );
+        await barrier(h, v, responses);
+        assert.is(calls, 1, 'the handler ran once: its effect (the clock moved) is not done again');
+        const answer = responses[0]?.message as Message<'response'> | undefined;
+        assert.equal([answer?.response_code, answer?.msg_id], [200, m.msg_id]);
+        assert.is(responses.length, 1);
+        assert.equal(he.deadLetters, []);
+        assert.is(await f.depth(`private-${hub}-in`), 0, 'acked');
+        await ch.close();
+      }),
+    20_000,
+  ),
+);
+
+s(
   'CON-2, PUB-4: a copy that arrives while the first is being handled waits for its outcome: it is handled when the first failed, acked as a duplicate when it succeeded',
   timed(
     () =>
