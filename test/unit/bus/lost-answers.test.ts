@@ -11,6 +11,12 @@ import { EbTime, encode, type Message } from '../../../src/codec/index.js';
 import { deliver, gate, HUB, pair, sealers, soon, until, uuid, VPP } from '../../helpers/memory-bus.js';
 
 const setClock = (n: number, offset = 1): Message<'set_clock'> => ({ msg: 'set_clock', offset, msg_id: uuid(n) });
+/** A get_report of `periods` quarter hours of one signal, from 2026-12-03T10:00Z. */
+const getReport = (n: number, periods: number, signal: string): Message => {
+  const from = EbTime.parse('2026-12-03T10:00:00Z');
+  const to = from.plusSeconds(periods * 900);
+  return { msg: 'get_report', from, to, resolution: 900, signals: [signal], request_id: uuid(n) } as unknown as Message;
+};
 const s = suite('a handler whose answer is lost');
 
 // The transport closed under a handler past drainMs: its answer fails with BusError('CLOSED') (memory and MQTT
@@ -81,15 +87,7 @@ s("a large reply that could not be sent is not owed: the peer's retry runs the h
   });
   await hub.start();
   const t = hub.transport;
-  const T0 = EbTime.parse('2026-12-03T10:00:00Z');
-  const ask = {
-    msg: 'get_report',
-    from: T0,
-    to: T0.plusSeconds(96 * 900),
-    resolution: 900,
-    signals: ['dev0.p'],
-    request_id: uuid(5),
-  } as unknown as Message;
+  const ask = getReport(5, 96, 'dev0.p');
   t.sendFailure = () => new Error('312 NO_ROUTE');
   await deliver(t, ask, { messageId: 'q1' });
   await t.network.idle();
@@ -118,15 +116,7 @@ s('an owed reply refused again is told with its own type', async () => {
   hub.on('handler-error', (_e, type) => told.push(type));
   await hub.start();
   const t = hub.transport;
-  const T0 = EbTime.parse('2026-12-03T10:00:00Z');
-  const ask = {
-    msg: 'get_report',
-    from: T0,
-    to: T0.plusSeconds(900),
-    resolution: 900,
-    signals: ['m.p'],
-    request_id: uuid(6),
-  } as unknown as Message;
+  const ask = getReport(6, 1, 'm.p');
   t.sendFailure = () => new Error('312 NO_ROUTE');
   await deliver(t, ask, { messageId: 'q1' });
   await t.network.idle();
