@@ -19,7 +19,7 @@ import { METHOD_BY_ID, REPLY_CODES } from './spec.js';
  */
 export const BY_APP = 'was closed by the application';
 
-/** `code` is stable and machine-readable, e.g. `NOT_FOUND`, `FRAME_ERROR`, `HEARTBEAT_TIMEOUT`, `ALREADY_ACKED`. */
+/** `code` is stable and machine-readable, e.g. `NOT_FOUND`, `FRAME_ERROR`, `HEARTBEAT_TIMEOUT`, `ALREADY_SETTLED`. */
 export class AmqpError extends EbadgeError {
   override name = 'AmqpError';
 }
