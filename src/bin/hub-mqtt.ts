@@ -21,6 +21,7 @@ if (process.argv[2] === '--version' || process.argv[2] === '-v') {
             : { username: s.username, password: s.password ?? '' }),
           ...(s.tls === undefined ? {} : { tls: s.tls }),
           prefetch: s.prefetch,
+          ...(s.keepaliveSeconds === undefined ? {} : { keepaliveSeconds: s.keepaliveSeconds }),
           reconnectDelay: s.reconnectDelay,
           maxReconnectDelay: s.maxReconnectDelay,
           ...(s.sealer === undefined ? {} : { sealer: s.sealer }),

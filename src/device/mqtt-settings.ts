@@ -18,6 +18,8 @@ export interface MqttBusSettings {
   /** For mqtts:, from `broker.tls` (the files' contents): the CA to verify the broker with, our certificate. */
   tls?: { ca?: Buffer; cert?: Buffer; key?: Buffer; servername?: string };
   prefetch: number;
+  /** MQTT keep-alive from `broker.heartbeatS`; absent (its 0, the broker's value under AMQP): the transport's 30 s. */
+  keepaliveSeconds?: number;
   reconnectDelay: number;
   maxReconnectDelay: number;
   sealer?: Sealer;
@@ -39,6 +41,7 @@ export function mqttSettings(c: HubConfig, sealer: Sealer | undefined): MqttBusS
     ...login,
     ...(typeof s.tls === 'object' ? { tls: s.tls as NonNullable<MqttBusSettings['tls']> } : {}),
     prefetch: c.broker.prefetch,
+    ...(c.broker.heartbeatS === 0 ? {} : { keepaliveSeconds: c.broker.heartbeatS }),
     reconnectDelay: Math.round(c.broker.reconnectDelayS * 1000),
     maxReconnectDelay: Math.round(c.broker.maxReconnectDelayS * 1000),
     ...(sealer === undefined ? {} : { sealer }),

@@ -94,7 +94,29 @@ export function parseConfig(value: unknown, file = 'hub.json'): HubConfig {
     };
   }
   if (o['budget'] !== undefined) config.budget = parseBudget(r, o['budget']);
+  if (/^mqtts?:/.test(broker.url)) refuseAmqpKeys(r, o);
   return config;
+}
+
+/**
+ * hub-mqtt.js connects to broker.url alone and has no exchanges or queues of its own: these keys, taken and left
+ * unused, would let an operator who moved a hub to MQTT count on a cluster's other nodes or a topology it no longer has.
+ */
+function refuseAmqpKeys(r: Reader, o: Record<string, unknown>): void {
+  const b = (o['broker'] ?? {}) as Record<string, unknown>;
+  const keys: [string, unknown][] = [
+    ['$.broker.endpoints', b['endpoints']],
+    ['$.broker.inboxes', b['inboxes']],
+    ['$.topology', o['topology']],
+    ['$.declareExchanges', o['declareExchanges']],
+  ];
+  for (const [at, v] of keys)
+    if (v !== undefined && !(Array.isArray(v) && v.length === 0))
+      r.fail(
+        at,
+        'no such key with an mqtt:// or mqtts:// broker.url (AMQP only: hub-mqtt.js has none)',
+        describe(v, at),
+      );
 }
 
 /** The largest body the hub accepts (1 MiB and a sealed envelope): a smaller byte burst could never let one through. */

@@ -589,6 +589,18 @@ mistakes('EXTERNAL without a client certificate, or without TLS', () => {
   );
   const c = parseConfig(patched(...mqtt('mqtts://b')));
   assert.equal([c.broker.external, c.broker.tls], [true, { cert: 'c.pem', key: 'k.pem' }]);
+  // AMQP's keys with an MQTT URL: hub-mqtt.js would take them and use none (no cluster failover, no topology).
+  const amqpOnly: [string, string, unknown, string][] = [
+    ['broker.endpoints', '$.broker.endpoints', ['10.0.0.2:5672'], 'an array'],
+    ['broker.inboxes', '$.broker.inboxes', 'shared', '"shared"'],
+    ['topology', '$.topology', 'queues', '"queues"'],
+    ['declareExchanges', '$.declareExchanges', false, 'false'],
+  ];
+  for (const [key, at, value, found] of amqpOnly) {
+    refused(patched(['broker.url', 'mqtt://b'], [key, value]), at, 'AMQP only: hub-mqtt.js has none', found);
+    parseConfig(patched([key, value])); // the AMQP hub's
+  }
+  parseConfig(patched(['broker.url', 'mqtt://b'], ['broker.endpoints', []]));
 });
 
 mistakes('crypto and log sections', () => {
