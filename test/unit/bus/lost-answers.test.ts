@@ -134,6 +134,28 @@ s('an owed reply refused again is told with its own type', async () => {
   await hub.close();
 });
 
+// docs/bus.md: at most 1,000 owed answers, the oldest forgotten first (receive.ts's #owed).
+s('at most 1,000 answers are owed: the 1,001st forgets the oldest', async () => {
+  const { hub } = pair({ hub: { budget: false } }); // a burst of 1,001 from one peer: the budget would refuse the last
+  hub.onSetClock(async (_m, ctx) => {
+    await ctx.respond(200, 'moved');
+  });
+  await hub.start();
+  const t = hub.transport;
+  t.sendFailure = () => new Error('312 NO_ROUTE');
+  for (let n = 1; n <= 1_001; n++) await deliver(t, setClock(n), { messageId: `m${n}` });
+  await t.network.idle();
+  t.sendFailure = undefined;
+  await deliver(t, setClock(1), { messageId: 'm1' }); // forgotten: a duplicate with nothing owed
+  await deliver(t, setClock(2), { messageId: 'm2' });
+  await t.network.idle();
+  assert.equal(
+    t.sent.map((x) => x.properties.correlationId),
+    ['m2'],
+  );
+  await hub.close();
+});
+
 // Held: a copy arriving while the first's answer is in flight waits; it gets the owed answer once, correlated to it.
 s('a copy during the in-flight answer: one handler run, one answer each outcome', async () => {
   for (const fails of [true, false]) {
