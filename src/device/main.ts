@@ -114,8 +114,9 @@ export async function hubMain(argv: string[], options: RunOptions): Promise<numb
         config.broker.url.split('://')[0] + '://...',
       );
     const warnings = checkPeerKeys(config, file);
-    await checkCsvMeters(config, file);
+    const csvMeters = await openCsvMeters(config, file);
     if (command === 'check-config') {
+      for (const m of csvMeters.values()) await m.close();
       for (const w of warnings) io.err(`warning: ${w}`);
       io.out(
         `${file}: OK (${config.name}, ${config.devices.length} device(s), peers ${config.peers.map((p) => p.name).join(', ')})`,
@@ -124,7 +125,7 @@ export async function hubMain(argv: string[], options: RunOptions): Promise<numb
     }
     const log = createLogger(config.log.level, io.out);
     for (const w of warnings) log.warn(`configuration warning: ${w}`);
-    return await run(config, options.stop, log, options.mqttBus);
+    return await run(config, options.stop, log, options.mqttBus, csvMeters);
   } catch (err) {
     if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') === true) {
       io.err(`error: ${(err as Error).message}\n${usage()}`);
@@ -227,28 +228,39 @@ function connectOptions(c: HubConfig): AmqpConnectOptions & { username: string }
 }
 
 /**
- * The CSV files of `csv` meters, parsed as the run parses them: one that is malformed or too large is a configuration
- * error naming its line (exit 78, which the unit does not restart), found by check-config too. It was a stack and
- * exit 70 at the run, restarted by systemd 20 times.
+ * The `csv` meters, opened before anything else: a file that is malformed or too large is a configuration error
+ * naming its line (exit 78, which the unit does not restart), found by check-config too. It was a stack and exit 70
+ * at the run, restarted by systemd 20 times. The run takes these meters as they are (a file of up to 8 MiB is not
+ * parsed twice on a Pi).
  */
-async function checkCsvMeters(config: HubConfig, file: string): Promise<void> {
+async function openCsvMeters(config: HubConfig, file: string): Promise<Map<string, Meter>> {
+  const meters = new Map<string, Meter>();
   for (const [i, d] of config.devices.entries()) {
     if (d.meter?.kind !== 'csv') continue;
     try {
-      await (
+      meters.set(
+        d.name,
         await createMeter(
           d.meter,
           d.signals.map((s) => s.name),
-        )
-      ).close();
+        ),
+      );
     } catch (err) {
+      for (const m of meters.values()) await m.close();
       if (!(err instanceof DeviceError)) throw err;
       throw new ConfigError(file, `$.devices[${i}].meter.path`, 'a CSV file the meter can replay', err.message);
     }
   }
+  return meters;
 }
 
-async function run(config: HubConfig, stop: Promise<void>, log: Logger, mqttBus?: MqttBusFactory): Promise<number> {
+async function run(
+  config: HubConfig,
+  stop: Promise<void>,
+  log: Logger,
+  mqttBus: MqttBusFactory | undefined,
+  csvMeters: Map<string, Meter>,
+): Promise<number> {
   // State, history and outbox; their disk faults and recovery warnings go to this log (src/device/storage.ts).
   const storage = await openStorage(config, log);
   const { history, store, outbox } = storage;
@@ -258,10 +270,11 @@ async function run(config: HubConfig, stop: Promise<void>, log: Logger, mqttBus?
     if (d.meter !== undefined)
       meters.set(
         d.name,
-        await createMeter(
-          d.meter,
-          d.signals.map((s) => s.name),
-        ),
+        csvMeters.get(d.name) ??
+          (await createMeter(
+            d.meter,
+            d.signals.map((s) => s.name),
+          )),
       );
     if (d.actuator !== undefined) actuators.set(d.name, await createActuator(d.actuator));
   }

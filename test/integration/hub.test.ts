@@ -958,6 +958,46 @@ s(
   ),
 );
 
+s(
+  'a csv meter: opened once, before the run, its values are what the hub reports',
+  timed(
+    () =>
+      withHub(
+        async (t) => {
+          const { v, hub } = t;
+          const h = await t.start();
+          let values: (number | null)[] = [];
+          await until(
+            async () => {
+              const now = wholeSecond(Date.now());
+              const report = (await v.request(hub, {
+                msg: 'get_report',
+                from: ts(now - 4_000),
+                to: ts(now),
+                resolution: 2,
+                signals: ['meter.p'],
+              })) as Message<'report'>;
+              values = report.values['meter.p'] ?? [];
+              return values.every((x) => x !== null);
+            },
+            () => `the csv's values in a report (last: ${JSON.stringify(values)})`,
+            15_000,
+            500,
+          );
+          assert.equal(values, [1.5, 1.5]);
+          assert.is(await h.stop(), 0, h.transcript());
+        },
+        (config, dir) => {
+          config['resolutionS'] = 2;
+          writeFileSync(path.join(dir, 'meter.csv'), 't,p\n0,1.5\n43200,1.5\n');
+          const devices = config['devices'] as Record<string, unknown>[];
+          devices[0] = { name: 'meter', meter: { kind: 'csv', path: path.join(dir, 'meter.csv') } };
+        },
+      ),
+    30_000,
+  ),
+);
+
 // ---- 7. the broker -----------------------------------------------------------------------------------------------
 
 s(
