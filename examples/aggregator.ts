@@ -11,10 +11,10 @@ import { EbTime } from '../src/codec/index.js';
 
 const [hub = 'heh-example', name = 'vpp-example', url = process.env['EBADGE_URL'] ?? 'amqp://127.0.0.1:5672'] =
   process.argv.slice(2);
-// We log in as ourselves with EBADGE_PASSWORD, unless the URL names a user (amqp://guest@127.0.0.1 for a test broker).
+// As ourselves with EBADGE_PASSWORD on a provisioned broker (it declared the exchanges), or as the URL's user (guest@).
 const login = new URL(url).username === '' ? { username: name, password: process.env['EBADGE_PASSWORD'] ?? '' } : {};
 console.error(`logging in as ${new URL(url).username || name}`); // stderr: stdout is the example's output
-const vpp = amqpBus({ name, peers: [hub], url, connectOptions: login });
+const vpp = amqpBus({ name, peers: [hub], url, connectOptions: login, declareExchanges: !('username' in login) });
 vpp.onStatusReport((status, ctx) => console.log(ctx.sender, status)); // handlers first, then start()
 await vpp.start();
 

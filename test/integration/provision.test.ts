@@ -6,9 +6,11 @@
  * reading, purging, deleting another's inbox, tapping its exchange, publishing as another party, publishing a type
  * the party may not send, declaring or deleting exchanges, using the default exchange; guest cannot log in at all.
  */
+import { spawnSync } from 'node:child_process';
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { type Channel, type Connection, connect, parseUrl } from '../../src/amqp/index.js';
@@ -387,6 +389,26 @@ s(
     assert.equal(degraded, []);
     const queues = await theNode().ctl(['list_queues', '-p', 'ebadge', '-q', 'name', 'type']);
     assert.match(queues, `private-${EVIL}-handled\tstream`);
+  }, 60_000),
+);
+
+s(
+  "the README's library example runs as the aggregator on its generated password (EBADGE_PASSWORD)",
+  timed(async () => {
+    // Last: the aggregator of the tests above would take the example's replies from the same inbox.
+    await Promise.all(buses.splice(0).map((b) => b.close()));
+    await startHub(HUB); // stopped by the attacks' test
+    const example = fileURLToPath(new URL('../../examples/aggregator.js', import.meta.url));
+    const url = `amqp://127.0.0.1:${theNode().amqpPort}/ebadge`;
+    const password = readFileSync(path.join(out, VPP, 'broker.pw'), 'utf8').trim();
+    const run = spawnSync(process.execPath, [example, HUB, VPP, url], {
+      env: { ...process.env, EBADGE_PASSWORD: password },
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
+    assert.is(run.status, 0, `${run.stdout}\n${run.stderr}`);
+    assert.match(run.stdout, / (accept|reject|modify)_activation\n$/);
+    assert.ok(run.stderr.startsWith(`logging in as ${VPP}`), run.stderr);
   }, 60_000),
 );
 
