@@ -58,7 +58,7 @@ export async function keygen(args: string[], io: Io): Promise<number> {
   // 0600, or the group read a replaced file had (writePrivateKeyFile): the mode the file has, not the one it was made with.
   const mode = (statSync(out).mode & 0o777).toString(8).padStart(4, '0');
   io.err(
-    `wrote the private key of ${id} to ${out} (mode ${mode}); the JSON above goes into the peers of the other parties' keyrings`,
+    `wrote the private key of ${id} to ${out} (mode ${mode}); the JSON above goes into the peers of the other parties' keyrings, with its roles, maySend and mayReceive filled in (left empty, every message to or from it is refused TYPE_NOT_ALLOWED: docs/crypto.md)`,
   );
   return 0;
 }

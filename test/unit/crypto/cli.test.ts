@@ -115,6 +115,8 @@ kg('writes a 0600 private file and prints a public entry that, with permissions 
     assert.is(hub.entry.x25519.length, 1);
     assert.match(hub.entry.x25519[0]!.kid, /^[0-9a-f]{16}$/);
     assert.ok(hub.run.err.join('\n').includes(hub.file), 'says where the private key went');
+    // Pasted as printed, the entry lets nothing through: it says what to fill in.
+    assert.ok(hub.run.err.join('\n').includes('roles, maySend and mayReceive filled in'), hub.run.err.join('\n'));
 
     // The VPP's keyring names the hub; the hub's names the VPP.
     const vppRing = path.join(dir, 'vpp-keyring.json');
