@@ -152,7 +152,7 @@ export class BrokerLink {
       return {
         level: 'error',
         message: 'the broker refused a declaration (403 ACCESS_REFUSED); retrying',
-        fix: `give the broker user ${user} its permissions on the vhost ${vhost}: ${permissions(config, user)}`,
+        fix: `${user === config.name ? '' : `the hub's name ${config.name} is not its broker user ${user}: if one is a typo, fix it in hub.json; else `}give the broker user ${user} its permissions on the vhost ${vhost}: ${permissions(config, user)}`,
       };
     if (code === 404)
       return {

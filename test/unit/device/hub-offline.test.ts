@@ -203,6 +203,27 @@ s(
   },
 );
 
+s('a 403 for a hub whose name is not its broker user: the fix names the mismatch before the permissions', async () => {
+  // A typo in hub.json's name (or broker.username): granting the user another hub's names is seldom the fix.
+  const r = await hubRig({ config: { name: 'heh-exampel' } });
+  try {
+    const refused = new ChannelError(1, {
+      replyCode: 403,
+      replyText: 'ACCESS_REFUSED - access refused',
+      classId: 40,
+      methodId: 10,
+    });
+    r.bus.transport.simulate('restore-failed', refused, 'exchange private-heh-exampel-dlx');
+    const line = r.logs.find((l) => l.msg === 're-declaring after recovery failed');
+    assert.match(
+      String(line?.fields['fix']),
+      `the hub's name heh-exampel is not its broker user ${HEH}: if one is a typo, fix it in hub.json; else give`,
+    );
+  } finally {
+    await r.close();
+  }
+});
+
 s('a declaration refused at a recovery (406, 403): said with what to fix, as at the start', async () => {
   const r = await hubRig();
   try {
