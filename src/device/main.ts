@@ -167,6 +167,15 @@ async function benchBroker(io: Io, seconds: number, config: HubConfig): Promise<
   try {
     return await bench(io, { seconds, broker: transport });
   } catch (err) {
+    if ((err as { code?: unknown }).code === 'ACCESS_REFUSED') {
+      // The loopback's server-named queue fed through the default exchange: a provisioned hub's user may use neither.
+      io.err(
+        `hub.js bench: the broker refused the loopback queue: ${(err as Error).message}; the round trips need a user ` +
+          'that may declare a server-named queue and publish to the default exchange (guest on a broker of your own), ' +
+          "which a provisioned hub's user may not",
+      );
+      return EXIT.AUTH;
+    }
     if (failure === undefined && !lost) throw err;
     const refused = failure?.authentication === true;
     io.err(

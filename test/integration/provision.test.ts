@@ -17,6 +17,7 @@ import { type Channel, type Connection, connect, parseUrl } from '../../src/amqp
 import { type AmqpTransport, amqpBus, type Connector } from '../../src/bus/index.js';
 import { type Io, main } from '../../src/cli.js';
 import { EbTime } from '../../src/codec/index.js';
+import { hubMain } from '../../src/device/main.js';
 import { rejection, timed } from '../helpers/amqp.js';
 import { type BrokerNode, issueClientCertificate, startBrokerNode, writeCtlScript } from '../helpers/broker-node.js';
 import { until } from '../helpers/deadline.js';
@@ -389,6 +390,21 @@ s(
     assert.equal(degraded, []);
     const queues = await theNode().ctl(['list_queues', '-p', 'ebadge', '-q', 'name', 'type']);
     assert.match(queues, `private-${EVIL}-handled\tstream`);
+  }, 60_000),
+);
+
+s(
+  'hub.js bench --config on the provisioned hub.json: its user may not have the loopback queue; the figures before it, then that said, exit 77',
+  timed(async () => {
+    const lines: string[] = [];
+    const errs: string[] = [];
+    const code = await hubMain(['bench', '--seconds', '0.01', '--config', path.join(out, HUB, 'hub.json')], {
+      io: { out: (l) => lines.push(l), err: (l) => errs.push(l) },
+      stop: new Promise<void>(() => undefined),
+    });
+    assert.is(code, 77, errs.join('\n'));
+    assert.match(errs.at(-1) ?? '', /^hub\.js bench: the broker refused the loopback queue: .*403 ACCESS_REFUSED/);
+    assert.match(lines.at(-1) ?? '', /round trip +not measured/);
   }, 60_000),
 );
 
