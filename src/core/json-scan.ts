@@ -12,6 +12,8 @@
 export interface JsonScan {
   /** The offset of the first character JSON.parse cannot accept, text.length when the text ends too early. */
   readonly errorAt: number | undefined;
+  /** What was expected at errorAt, in words (`a comma or }`), with the usual slip of a hand-edited file named. */
+  readonly expected: string | undefined;
   /** The first key written twice in one object before errorAt: its path (`$.devices[1].name`) and the key. */
   readonly duplicate: { readonly path: string; readonly key: string } | undefined;
 }
@@ -25,8 +27,22 @@ interface Frame {
 
 /** Scans `text`; paths start at `root` and go on with `.key` and `[index]`. */
 export function scanJson(text: string, root = '$'): JsonScan {
-  const { errorAt, duplicate } = scan(text, root);
-  return { errorAt, duplicate };
+  const { errorAt, expected, duplicate } = scan(text, root);
+  return { errorAt, expected, duplicate };
+}
+
+const VALUE = 'a value (a string in double quotes, a number, true, false, null, an object or an array)';
+const KEY = 'a key in double quotes';
+
+/** The slips JSON.parse refuses in a file written by hand, named after what was expected at `at`. */
+function slip(text: string, at: number, expected: string): string {
+  const c = text[at];
+  if (c === "'") return `${expected}: JSON takes double quotes, not single`;
+  if (c === '/' || c === '#') return `${expected}: JSON has no comments`;
+  const closes = expected === VALUE ? ']' : expected === KEY ? '}' : undefined;
+  if (c !== undefined && c === closes && /,\s*$/.test(text.slice(Math.max(0, at - 64), at)))
+    return `${expected}: no comma may come before a closing ${c}`;
+  return expected;
 }
 
 /**
@@ -117,9 +133,11 @@ function scan(text: string, root: string): JsonScan & { path: string } {
     return Math.min(i, n);
   };
   // After "{" or ",": a key and a colon.
+  let expected = VALUE;
   const member = (frame: Frame): number => {
     path = frame.path; // until the key is read, the place is the object itself
     ws();
+    expected = text[i] === '"' ? 'a valid string (no control character, a known escape)' : KEY;
     const e = string();
     if (e >= 0) return e;
     const key = stringEscaped ? (JSON.parse(text.slice(stringStart, i)) as string) : text.slice(stringStart + 1, i - 1);
@@ -127,16 +145,23 @@ function scan(text: string, root: string): JsonScan & { path: string } {
     if (frame.keys?.has(key)) duplicate ??= { path, key };
     frame.keys?.add(key);
     ws();
+    expected = 'a colon after the key';
     if (i >= n) return n;
     if (text[i] !== ':') return i;
     i++;
     return -1;
   };
-  const failAt = (errorAt: number): JsonScan & { path: string } => ({ errorAt, duplicate, path });
+  const failAt = (errorAt: number): JsonScan & { path: string } => ({
+    errorAt,
+    expected: slip(text, errorAt, expected),
+    duplicate,
+    path,
+  });
 
   for (;;) {
     // A value starts here.
     ws();
+    expected = VALUE;
     if (i >= n) return failAt(n);
     const c = text[i];
     if (c === '{' || c === '[') {
@@ -154,6 +179,7 @@ function scan(text: string, root: string): JsonScan & { path: string } {
       }
       i++;
     } else {
+      if (c === '"') expected = 'a valid string (no control character, a known escape)';
       const e = scalar();
       if (e >= 0) return failAt(e);
     }
@@ -161,7 +187,9 @@ function scan(text: string, root: string): JsonScan & { path: string } {
     for (;;) {
       ws();
       const top = stack[stack.length - 1];
-      if (top === undefined) return i < n ? failAt(i) : { errorAt: undefined, duplicate, path: root };
+      expected = top === undefined ? 'the end of the text' : `a comma or ${top.keys === null ? ']' : '}'}`;
+      if (top === undefined)
+        return i < n ? failAt(i) : { errorAt: undefined, expected: undefined, duplicate, path: root };
       if (i >= n) return failAt(n);
       const d = text[i];
       if (d === ',') {

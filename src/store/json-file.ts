@@ -14,7 +14,14 @@ export type JsonFileFault =
   /** More than `limit` bytes: read no further (/dev/zero, a log named by mistake). */
   | { readonly code: 'TOO_LARGE'; readonly limit: number }
   /** 1-based; `endsEarly` when the text stops before the document does (a truncated file). */
-  | { readonly code: 'SYNTAX'; readonly line: number; readonly column: number; readonly endsEarly: boolean }
+  | {
+      readonly code: 'SYNTAX';
+      readonly line: number;
+      readonly column: number;
+      readonly endsEarly: boolean;
+      /** What was expected there (`a comma or }`), the usual slip named; never the text itself. Not when it ends early. */
+      readonly expected?: string;
+    }
   /** `path` names the second occurrence, e.g. `$.devices[1].name`. */
   | { readonly code: 'DUPLICATE_KEY'; readonly path: string; readonly key: string };
 
@@ -41,7 +48,8 @@ function describe(fault: JsonFileFault): string {
       return `more than ${fault.limit >> 20} MiB, not read (a JSON file here is kilobytes)`;
     case 'SYNTAX': {
       const where = `invalid JSON at line ${fault.line} column ${fault.column}`;
-      return fault.endsEarly ? `${where} (the text ends too early)` : where;
+      if (fault.endsEarly) return `${where} (the text ends too early)`;
+      return fault.expected === undefined ? where : `${where}: expected ${fault.expected}`;
     }
     case 'DUPLICATE_KEY': {
       return `${fault.path}: the key ${shown(fault.key, 60)} a second time`;
@@ -69,7 +77,12 @@ export function readJsonFile(file: string): unknown {
   if (!parsed) {
     // The two grammars are the same; should they ever disagree, the error is still reported, at the end.
     const offset = scan.errorAt ?? text.length;
-    throw new JsonFileError(file, { code: 'SYNTAX', ...lineColumn(text, offset), endsEarly: offset >= text.length });
+    throw new JsonFileError(file, {
+      code: 'SYNTAX',
+      ...lineColumn(text, offset),
+      endsEarly: offset >= text.length,
+      ...(scan.expected === undefined || offset >= text.length ? {} : { expected: scan.expected }),
+    });
   }
   if (scan.duplicate !== undefined) throw new JsonFileError(file, { code: 'DUPLICATE_KEY', ...scan.duplicate });
   return value;

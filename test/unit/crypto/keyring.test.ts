@@ -854,7 +854,7 @@ for (const backend of [nodeBackend, nobleBackend]) {
       const { kr, pk } = writeFiles(dir, f);
       fs.writeFileSync(kr, '{\n  "format": "heh-keyring/1",\n  "peers": {,\n}');
       const err = cryptoError(() => Keyring.load(kr, pk, backend), 'KEYRING_INVALID');
-      assert.is(err.message, `${kr}: invalid JSON at line 3 column 13`);
+      assert.is(err.message, `${kr}: invalid JSON at line 3 column 13: expected a key in double quotes`);
     }),
   );
 

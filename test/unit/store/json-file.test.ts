@@ -13,6 +13,8 @@ import { scanJson } from '../../../src/core/json-scan.js';
 import { JsonFileError, MAX_JSON_FILE_BYTES, readJsonFile } from '../../../src/store/json-file.js';
 import { fuzzIterations, fuzzSeed, Random } from '../../helpers/random.js';
 
+const VALUE = 'a value (a string in double quotes, a number, true, false, null, an object or an array)';
+
 const scan = suite('scanJson');
 
 /** A random JSON text: nested objects and arrays, keys that repeat now and then, escapes, odd spacing. */
@@ -101,7 +103,11 @@ scan('the first key written twice, with its path; keys compared as JSON.parse de
   assert.equal(dup('{"report": {"p": 1, "p": 2}}', 'msg'), { path: 'msg.report.p', key: 'p' });
   assert.is(dup('{"a": {"a": {"a": 1}}, "b": [{"a": 1}, {"a": 2}]}'), undefined, 'the same key in other objects');
   assert.is(dup('{"a": 1, "A": 2, "a ": 3}'), undefined);
-  assert.equal(scanJson('{"a": 1, "a": 2, ]'), { errorAt: 17, duplicate: { path: '$.a', key: 'a' } });
+  assert.equal(scanJson('{"a": 1, "a": 2, ]'), {
+    errorAt: 17,
+    expected: 'a key in double quotes',
+    duplicate: { path: '$.a', key: 'a' },
+  });
 });
 
 scan('deep nesting does not overflow the stack', () => {
@@ -164,14 +170,33 @@ file('a file past 16 MiB, or one without an end: TOO_LARGE, read no further', ()
   }),
 );
 
+file(
+  "a hand-edited file's usual slips are named: a trailing comma, single quotes, a comment, a missing comma or colon",
+  () => {
+    const expected = (text: string) => scanJson(text).expected;
+    assert.is(expected('{"a": 1,\n}'), 'a key in double quotes: no comma may come before a closing }');
+    assert.is(expected('[1, 2, ]'), `${VALUE}: no comma may come before a closing ]`);
+    assert.is(expected("{'a': 1}"), 'a key in double quotes: JSON takes double quotes, not single');
+    assert.is(expected('{"a": \'x\'}'), `${VALUE}: JSON takes double quotes, not single`);
+    assert.is(expected('{\n  // the meter\n  "a": 1}'), 'a key in double quotes: JSON has no comments');
+    assert.is(expected('{"a": 1 # the meter\n}'), 'a comma or }: JSON has no comments');
+    assert.is(expected('{"a": 1\n "b": 2}'), 'a comma or }');
+    assert.is(expected('[1 2]'), 'a comma or ]');
+    assert.is(expected('{"a" 1}'), 'a colon after the key');
+    assert.is(expected('{"a": "x\u0001"}'), 'a valid string (no control character, a known escape)');
+    assert.is(expected('{"a": 1} x'), 'the end of the text');
+    assert.is(expected('{"a": [1, 2], "b": {}}'), undefined);
+  },
+);
+
 file('a syntax error: line and column, whether the text ends early, and nothing of the text', () =>
   inTempDir((dir) => {
     const f = path.join(dir, 'secret.json');
     fs.writeFileSync(f, '{\n  "seed": "SUPERSECRET",\n  "x": SUPERSECRET\n}');
     const e1 = refusal(() => readJsonFile(f));
-    assert.equal(e1.fault, { code: 'SYNTAX', line: 3, column: 8, endsEarly: false });
-    assert.is(e1.message, `${f}: invalid JSON at line 3 column 8`);
-    assert.is(e1.detail, 'invalid JSON at line 3 column 8');
+    assert.equal(e1.fault, { code: 'SYNTAX', line: 3, column: 8, endsEarly: false, expected: VALUE });
+    assert.is(e1.message, `${f}: invalid JSON at line 3 column 8: expected ${VALUE}`);
+    assert.is(e1.detail, `invalid JSON at line 3 column 8: expected ${VALUE}`);
     fs.writeFileSync(f, '{"seed": "SUPERSECRET');
     const e2 = refusal(() => readJsonFile(f));
     assert.equal(e2.fault, { code: 'SYNTAX', line: 1, column: 22, endsEarly: true });
