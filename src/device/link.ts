@@ -207,7 +207,13 @@ export class BrokerLink {
         log.error(d.message, { endpoint: i.endpoint, attempt: i.attempt, fix: d.fix, error });
         return;
       }
-      log.warn('cannot reach the broker', { endpoint: i.endpoint, attempt: i.attempt, error });
+      const fix = unreachable(String((error as Error | undefined)?.message), i.endpoint, config.broker.url);
+      log.warn('cannot reach the broker', {
+        endpoint: i.endpoint,
+        attempt: i.attempt,
+        ...(fix === undefined ? {} : { fix }),
+        error,
+      });
     });
     t.on('reconnecting', (i) => log.info('reconnecting', { inMs: i.delayMs, endpoint: i.endpoint }));
     t.on('down', (error) => {
@@ -285,6 +291,23 @@ export function notAllowed(text: string, vhost: string, user: string): { message
     // clear_vhost_limits takes no limit's name; clear_user_limits needs one.
     fix: `close connections or raise the limit (rabbitmqctl set_${k}_limits ${of} '{"max-connections": N}', or rabbitmqctl clear_${k}_limits ${of}${u ? ' max-connections' : ''})`,
   };
+}
+
+/**
+ * What to check when the broker cannot be reached, from the socket's or TLS's error text (the hub retries whatever
+ * it is; the usual causes are a broker not started, a port that is not AMQP's, and a URL's scheme that does not match).
+ */
+export function unreachable(text: string, endpoint: string, url: string): string | undefined {
+  if (text.includes('ECONNREFUSED'))
+    return `nothing listens at ${endpoint}: start the broker, or fix the port in broker.url (AMQP 5672, AMQPS 5671)`;
+  if (text.includes('ECONNRESET'))
+    return `${endpoint} closed the connection at the AMQP greeting: is it an AMQP port (5672, 5671 for amqps://)? An MQTT broker (1883) does this: hub-mqtt.js is the MQTT hub`;
+  if (/ENOTFOUND|EAI_AGAIN/.test(text)) return `the host name in broker.url does not resolve (a typo, or no DNS yet)`;
+  if (/wrong version number|packet length too long/.test(text) && url.startsWith('amqps:'))
+    return `${endpoint} does not speak TLS: use amqp:// for that port, or the broker's TLS port (5671)`;
+  if (/ETIMEDOUT|EHOSTUNREACH|ENETUNREACH/.test(text))
+    return `no answer from ${endpoint}: the network, a firewall, or the host is down`;
+  return undefined;
 }
 
 /** The virtual host a broker URL names (`/` when it names none), as the AMQP client reads it. */

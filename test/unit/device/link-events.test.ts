@@ -4,6 +4,7 @@
  */
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { unreachable } from '../../../src/device/link.js';
 import { hubRig } from '../../helpers/memory-hub.js';
 
 const s = suite('hub log: recovery events');
@@ -83,5 +84,42 @@ s(
     }
   },
 );
+
+s('a broker that cannot be reached: the log says what to check, from the error the AMQP client gave', async () => {
+  // The AMQP client's texts, captured from connect() on this machine (Node 20): a closed port, Mosquitto's 1883, a
+  // name that does not resolve, amqps:// to RabbitMQ's plain port.
+  const cases: [string, string, RegExp | undefined][] = [
+    [
+      'socket error: connect ECONNREFUSED 127.0.0.1:1',
+      'amqp://127.0.0.1:1',
+      /^nothing listens at .*: start the broker/,
+    ],
+    ['socket error: read ECONNRESET', 'amqp://127.0.0.1:1883', /is it an AMQP port .* hub-mqtt\.js is the MQTT hub$/],
+    ['socket error: getaddrinfo ENOTFOUND no-such-host.invalid', 'amqp://no-such-host.invalid', /does not resolve/],
+    [
+      'TLS error: 802C08634D7F0000:error:0A00010B:SSL routines:ssl3_get_record:wrong version number:../deps/openssl/openssl/ssl/record/ssl3_record.c:350:',
+      'amqps://127.0.0.1:5672',
+      /does not speak TLS: use amqp:\/\//,
+    ],
+    ['socket error: connect ETIMEDOUT 10.0.0.9:5672', 'amqp://10.0.0.9', /the network, a firewall/],
+    ['the broker closed the connection: 320 CONNECTION_FORCED', 'amqp://127.0.0.1', undefined],
+  ];
+  for (const [text, url, fix] of cases) {
+    const got = unreachable(text, 'E', url);
+    if (fix === undefined) assert.is(got, undefined, text);
+    else assert.match(got ?? '', fix, text);
+  }
+  const r = await hubRig();
+  try {
+    const before = r.logs.length;
+    const refused = new Error('socket error: connect ECONNREFUSED 127.0.0.1:1');
+    r.bus.transport.simulate('failed', refused, { attempt: 2, endpoint: '127.0.0.1:1', authentication: false });
+    const [line] = r.logs.slice(before);
+    assert.equal([line?.level, line?.msg, line?.fields['attempt']], ['warn', 'cannot reach the broker', 2]);
+    assert.match(String(line?.fields['fix']), 'nothing listens at 127.0.0.1:1');
+  } finally {
+    await r.close();
+  }
+});
 
 s.run();
