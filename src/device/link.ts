@@ -282,7 +282,11 @@ export function notAllowed(text: string, vhost: string, user: string): { message
   if (limit === null)
     return {
       message: 'the broker refused our virtual host; retrying',
-      fix: `create the vhost or give ${user} access to it (rabbitmqctl add_vhost ${vhost}; rabbitmqctl set_permissions -p ${vhost} ${user} ...), or fix the vhost in broker.url`,
+      // "/" is there on every broker: a URL that names no vhost, for a user provisioned on another, is the usual cause.
+      fix:
+        vhost === '/'
+          ? `name the vhost in broker.url (amqps://broker/ebadge for a provisioned broker: a URL without one means "/"), or give ${user} access to "/" (rabbitmqctl set_permissions -p / ${user} ...)`
+          : `create the vhost or give ${user} access to it (rabbitmqctl add_vhost ${vhost}; rabbitmqctl set_permissions -p ${vhost} ${user} ...), or fix the vhost in broker.url`,
     };
   const u = limit[1] !== undefined;
   const [what, k, of] = u ? ['user', 'user', user] : ['virtual host', 'vhost', `-p ${vhost}`];

@@ -76,7 +76,7 @@ s(
           'error',
           'the broker refused our virtual host; retrying',
           vhost,
-          `create the vhost or give heh-example access to it (rabbitmqctl add_vhost ${vhost}; rabbitmqctl set_permissions -p ${vhost} heh-example ...), or fix the vhost in broker.url`,
+          `name the vhost in broker.url (amqps://broker/ebadge for a provisioned broker: a URL without one means "/"), or give heh-example access to "/" (rabbitmqctl set_permissions -p / heh-example ...)`,
         ]),
       ]);
     } finally {
