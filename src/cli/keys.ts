@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { EbTime } from '../codec/time.js';
 import {
+  allowsNothing,
   generateIdentity,
   Keyring,
   publicEntry,
@@ -112,6 +113,11 @@ export function verify(args: string[], io: Io): number {
     );
     if (key === undefined) {
       io.err(`warning: no X25519 key of ${peer.id} is in force now: nothing can be sealed to it`);
+      warnings++;
+    }
+    const inert = allowsNothing(peer);
+    if (inert !== undefined) {
+      io.err(`warning: ${inert}`);
       warnings++;
     }
   }

@@ -33,6 +33,7 @@ export {
   writePrivateKeyFile,
 } from './keyfile.js';
 export {
+  allowsNothing,
   checkIdentityKey,
   type GroupKey,
   groupKeyId,

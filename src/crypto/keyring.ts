@@ -65,6 +65,16 @@ export interface GroupKey {
 }
 
 /** kid(X) = SHA-256(X25519 public key)[0..8], as 16 hex digits. Only for lookup: security rests on the full keys. */
+/**
+ * A peer whose entry lets nothing through (maySend, mayReceive and topics all empty), as `keygen`'s public entry is
+ * before it is filled in: every sealed message to or from it is refused TYPE_NOT_ALLOWED, while the keyring itself is
+ * valid. Said by `keyring verify` and the hub's `check-config` as a warning.
+ */
+export function allowsNothing(peer: Peer): string | undefined {
+  if (peer.maySend.size > 0 || peer.mayReceive.size > 0 || peer.topics.size > 0) return undefined;
+  return `the keyring lets ${peer.id} send and receive nothing: every sealed message to or from it is refused (TYPE_NOT_ALLOWED); fill in its maySend and mayReceive (docs/crypto.md)`;
+}
+
 export function keyId(x25519Public: Uint8Array): string {
   return createHash('sha256').update(x25519Public).digest('hex').slice(0, 16);
 }

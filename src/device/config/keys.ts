@@ -5,7 +5,7 @@
  * its sealing, so that is a configuration error unless the peer says `"clearText": true`. Keys for a peer hub.json
  * does not name are unused, a sign of a typo or a stale keyring: a warning, which check-config prints and the run logs.
  */
-import { Keyring, selectBackend } from '../../crypto/index.js';
+import { allowsNothing, Keyring, selectBackend } from '../../crypto/index.js';
 import { ConfigError, type HubConfig } from './types.js';
 
 /** Warnings for the operator; throws ConfigError for a peer without keys (and CryptoError for a keyring that is not one). */
@@ -22,9 +22,16 @@ export function checkPeerKeys(config: HubConfig, file: string): string[] {
       `no keys for ${p.name} in ${crypto.keyring}`,
     );
   });
+  const warnings: string[] = [];
+  for (const p of config.peers) {
+    const peer = keyring.peers.get(p.name);
+    const inert = peer === undefined ? undefined : allowsNothing(peer);
+    if (inert !== undefined) warnings.push(`${crypto.keyring}: ${inert}`);
+  }
   const unknown = [...keyring.peers.keys()].filter((name) => !config.peers.some((p) => p.name === name));
-  if (unknown.length === 0) return [];
-  return [
-    `${crypto.keyring} has keys for peer(s) hub.json does not name: ${unknown.join(', ')}; unused (add them to $.peers, or remove them from the keyring)`,
-  ];
+  if (unknown.length > 0)
+    warnings.push(
+      `${crypto.keyring} has keys for peer(s) hub.json does not name: ${unknown.join(', ')}; unused (add them to $.peers, or remove them from the keyring)`,
+    );
+  return warnings;
 }

@@ -297,7 +297,11 @@ ver('a peer with no key in force: a warning, and the summary says so', () =>
     const dso = await keygen(dir, 'dso');
     const ring = path.join(dir, 'keyring.json');
     writeRing(ring, {
-      vpp: { ...vpp.entry, x25519: [{ pub: vpp.entry.x25519[0]!.pub, notBefore: '2099-01-01T00:00:00Z' }] },
+      vpp: {
+        ...vpp.entry,
+        maySend: ['report'],
+        x25519: [{ pub: vpp.entry.x25519[0]!.pub, notBefore: '2099-01-01T00:00:00Z' }],
+      },
       dso: {
         ...dso.entry,
         x25519: [
@@ -321,6 +325,24 @@ ver('a peer with no key in force: a warning, and the summary says so', () =>
       r.out.join('\n'),
     );
   }),
+);
+
+ver(
+  'a peer entry pasted as keygen printed it (no maySend, mayReceive or topics): a warning, since it lets nothing through',
+  () =>
+    inTempDir(async (dir) => {
+      const hub = await keygen(dir, 'hub');
+      const vpp = await keygen(dir, 'vpp');
+      const ring = path.join(dir, 'keyring.json');
+      writeRing(ring, { vpp: vpp.entry });
+      const r = await cli('keyring', 'verify', '--keyring', ring, '--private-key', hub.file);
+      assert.is(r.code, 0);
+      assert.match(
+        r.err.join('\n'),
+        'warning: the keyring lets vpp send and receive nothing: every sealed message to or from it is refused (TYPE_NOT_ALLOWED); fill in its maySend and mayReceive (docs/crypto.md)',
+      );
+      assert.is(r.out[r.out.length - 1], 'keyring OK with 1 warning(s)');
+    }),
 );
 
 // -----------------------------------------------------------------------------------------------------------------
@@ -354,7 +376,7 @@ rot('adds an epoch: the private file then has 2 X25519 keys, the old one ending 
 
     // The rotated file still verifies, and its new key is the current one once in force (as the peers will see it).
     const ring = path.join(dir, 'keyring.json');
-    writeRing(ring, { vpp: vpp.entry });
+    writeRing(ring, { vpp: { ...vpp.entry, mayReceive: ['get_report'] } });
     const v = await cli('keyring', 'verify', '--keyring', ring, '--private-key', hub.file);
     assert.is(v.code, 0, v.err.join('\n'));
     assert.ok(v.out[0]!.startsWith(`identity hub: 2 X25519 key(s), in force: ${hub.entry.x25519[0]!.kid}`), v.out[0]);

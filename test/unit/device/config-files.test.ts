@@ -317,13 +317,13 @@ test('check-config and the run: a state directory that cannot be made is the sam
   }));
 
 /** An identity and a keyring naming `peers` (with keys of their own), written next to hub.json. */
-async function keys(s: Site, peers: string[]): Promise<Record<string, unknown>> {
+async function keys(s: Site, peers: string[], allow = ['report']): Promise<Record<string, unknown>> {
   const hub = generateIdentity('heh-example', nodeBackend);
   await writePrivateKeyFile(path.join(s.dir, 'hub.key'), hub.privateKey);
   const ring: Record<string, unknown> = {};
   for (const name of peers) {
     const e = generateIdentity(name, nodeBackend).publicEntry;
-    ring[name] = { ed25519: e.ed25519, x25519: e.x25519, maySend: ['report'], mayReceive: ['report'] };
+    ring[name] = { ed25519: e.ed25519, x25519: e.x25519, maySend: allow, mayReceive: allow };
   }
   s.put('keyring.json', JSON.stringify({ format: 'heh-keyring/1', peers: ring }), 0o644);
   return { keyring: 'keyring.json', privateKey: 'hub.key' };
@@ -363,7 +363,15 @@ test('crypto on: a peer without keys is refused (it would get clear text) unless
     // Keys for the peer: no warning about it, nothing refused.
     const both = await keys(s, ['vpp-example']);
     s.write({ crypto: both, stateDir: 'state', broker: nowhere });
-    assert.equal((await said(['check-config', '--config', s.file])).slice(0, 1), [0]);
+    assert.equal((await said(['check-config', '--config', s.file])).slice(0, 2), [
+      0,
+      [`${s.file}: OK (heh-example, 2 device(s), peers vpp-example)`],
+    ]);
+    // Its entry as keygen prints it, nothing allowed: every sealed message to or from it would be refused.
+    s.write({ crypto: await keys(s, ['vpp-example'], []), stateDir: 'state', broker: nowhere });
+    assert.equal((await said(['check-config', '--config', s.file]))[2], [
+      `warning: ${path.join(s.dir, 'keyring.json')}: the keyring lets vpp-example send and receive nothing: every sealed message to or from it is refused (TYPE_NOT_ALLOWED); fill in its maySend and mayReceive (docs/crypto.md)`,
+    ]);
   }));
 
 test.run();
