@@ -87,6 +87,14 @@ const lazyImport = (entry: string, loaded: string): Plugin => ({
   },
 });
 
+/**
+ * The lazy modules whose `_name` properties are renamed short (esbuild's mangleProps): each is the client's internals
+ * between its own classes (`_attach`, `_topology`, `_flush` ...), never a Node API's (no class of the hub is a
+ * stream) nor read by string or from JSON, which bundleCode() checks on the output. Not in hub-mqtt.js, where
+ * MQTT.js's streams define `_write`, `_transform` for Node to call and our transport wraps its `_sendPacket`.
+ */
+const MANGLED = new Set(['src/bin/hub-loaded.ts']);
+
 /** The bundles `--pack` packs: the hub goes to the Pi, sometimes over a slow link. */
 const PACKED = new Set(['dist/hub.js']);
 
@@ -147,9 +155,18 @@ export async function bundleCode(entry: string, outfile: string): Promise<{ code
     write: false,
     metafile: true,
   });
-  const inner = await build({ ...bundleOptions(loaded, outfile), banner: {}, write: false, metafile: true });
+  const inner = await build({
+    ...bundleOptions(loaded, outfile),
+    ...(MANGLED.has(loaded) ? { mangleCache: {} } : {}),
+    banner: {},
+    write: false,
+    metafile: true,
+  });
   const [o, i] = [outer.outputFiles[0]?.text, inner.outputFiles[0]?.text];
   if (o === undefined || i === undefined) throw new Error(`${entry}: esbuild wrote no output`);
+  // A renamed property still named anywhere in the output is read some other way (a string, a quoted key, JSON).
+  for (const name of Object.keys(inner.mangleCache ?? {}))
+    if (new RegExp(`\\b${name}\\b`).test(i)) throw new Error(`${loaded}: "${name}" is renamed but named in the output`);
   const code = `${o}function ${LAZY_LOADER}(){var module={exports:{}},exports=module.exports;${i}return module.exports}\n`;
   return { code, metafile: merged(outer.metafile, inner.metafile, Buffer.byteLength(code)) };
 }
@@ -188,6 +205,7 @@ export function bundleOptions(entry: string, outfile: string): BuildOptions {
     },
     // import.meta only serves the "run when executed directly" check of the unbundled sources.
     define: { 'import.meta.url': '""' },
+    ...(MANGLED.has(entry) ? { mangleProps: /^_[a-z]/ } : {}),
   };
 }
 
