@@ -73,6 +73,9 @@ const requestId = optional(uuid());
 // On every HEH-level type (§3.2), but contingency_activate, never acked (§3.5), and the first version's
 // get_load_report and load_report, which carry no ids.
 const msgId = optional(uuid());
+/** The ids as most types carry them, last: heh_id, request_id and msg_id, or heh_id and msg_id. */
+const hehMsg = { heh_id: hehId, msg_id: msgId };
+const hehRequestMsg = { heh_id: hehId, request_id: requestId, msg_id: msgId };
 
 /** The field types and fields several tables share (a field is a description: one object serves them all). */
 const text255 = string({ max: 255 });
@@ -109,9 +112,7 @@ export const GetReport = message(
     ...fromTo,
     resolution: required(span),
     signals,
-    heh_id: hehId,
-    request_id: requestId,
-    msg_id: msgId,
+    ...hehRequestMsg,
   },
   (m, strict, note) => splitSignals(m.signals, 'get_report.signals', strict, note),
 );
@@ -122,9 +123,7 @@ export const Report = message(
     ...fromTo,
     resolution: required(span),
     values: required(mapOf(arrayOfNullable(number()))),
-    heh_id: hehId,
-    request_id: requestId,
-    msg_id: msgId,
+    ...hehRequestMsg,
   },
   (m) => {
     // D3.1.3 §5.1.3: n = (to - from) / resolution. When a request's period is not a multiple of the resolution, the
@@ -146,14 +145,12 @@ export const Activate = message('activate', {
   ...fromTo,
   quantity: required(kW()),
   device: nullable(device),
-  heh_id: hehId,
-  msg_id: msgId,
+  ...hehMsg,
 });
 
 export const AcceptActivation = message('accept_activation', {
   ...activation,
-  heh_id: hehId,
-  msg_id: msgId,
+  ...hehMsg,
 });
 
 export const RejectActivation = message('reject_activation', {
@@ -169,8 +166,7 @@ export const ModifyActivation = message('modify_activation', {
   ...fromTo,
   quantity: required(kW()),
   device: nullable(text255),
-  heh_id: hehId,
-  msg_id: msgId,
+  ...hehMsg,
 });
 
 export const Response = message('response', {
@@ -192,9 +188,7 @@ export const GetPeriodicReport = message(
     first_from: nullable(time()),
     resolution: required(span),
     signals,
-    heh_id: hehId,
-    request_id: requestId,
-    msg_id: msgId,
+    ...hehRequestMsg,
   },
   (m, strict, note) =>
     m.interval === 0
@@ -205,15 +199,12 @@ export const GetPeriodicReport = message(
 export const GetEnergyEvents = message('get_energy_events', {
   ...fromTo,
   severity: required(severity),
-  heh_id: hehId,
-  request_id: requestId,
-  msg_id: msgId,
+  ...hehRequestMsg,
 });
 
 export const GetEnergyEventsRealtime = message('get_energy_events_realtime', {
   severity: required(severity),
-  heh_id: hehId,
-  msg_id: msgId,
+  ...hehMsg,
 });
 
 export const EnergyEvents = message('energy_events', {
@@ -228,25 +219,19 @@ export const EnergyEvents = message('energy_events', {
       }),
     ),
   ),
-  heh_id: hehId,
-  request_id: requestId,
-  msg_id: msgId,
+  ...hehRequestMsg,
 });
 
 export const GetActivationCapacity = message('get_activation_capacity', {
   device: optionalNullable(device),
-  heh_id: hehId,
-  request_id: requestId,
-  msg_id: msgId,
+  ...hehRequestMsg,
 });
 
 export const ActivationCapacity = message('activation_capacity', {
   pos_capacity: required(kWAtLeast0),
   neg_capacity: required(kWAtLeast0),
   device: optionalNullable(device),
-  heh_id: hehId,
-  request_id: requestId,
-  msg_id: msgId,
+  ...hehRequestMsg,
 });
 
 export const ContingencyActivate = message('contingency_activate', {
@@ -259,33 +244,28 @@ export const ContingencyActivate = message('contingency_activate', {
 export const ContingencyEnd = message('contingency_end', {
   id: required(uuid()),
   end: required(time()),
-  heh_id: hehId,
-  msg_id: msgId,
+  ...hehMsg,
 });
 
 export const LoadPrice = message('load_price', {
   ...fromTo,
   price: required(eurPerKWh),
-  heh_id: hehId,
-  msg_id: msgId,
+  ...hehMsg,
 });
 
 export const GenerationPrice = message('generation_price', {
   ...fromTo,
   price: required(eurPerKWh),
   device: required(device),
-  heh_id: hehId,
-  msg_id: msgId,
+  ...hehMsg,
 });
 
-export const GetAllPrices = message('get_all_prices', { heh_id: hehId, request_id: requestId, msg_id: msgId });
+export const GetAllPrices = message('get_all_prices', { ...hehRequestMsg });
 
 export const GetStatusReport = message('get_status_report', {
   ...fromTo,
   severity_threshold: required(severity),
-  heh_id: hehId,
-  request_id: requestId,
-  msg_id: msgId,
+  ...hehRequestMsg,
 });
 
 export const StatusReport = message('status_report', {
@@ -295,29 +275,23 @@ export const StatusReport = message('status_report', {
   clock: required(time()),
   events: required(arrayOf(object({ time: required(time()), severity: required(severity), type: required(name()) }))),
   mode: optional(smartMode),
-  heh_id: hehId,
-  request_id: requestId,
-  msg_id: msgId,
+  ...hehRequestMsg,
 });
 
 export const SetClock = message('set_clock', {
   offset: nullable(number({ what: 'seconds to add' })),
-  heh_id: hehId,
-  msg_id: msgId,
+  ...hehMsg,
 });
 
 export const SetSmartMode = message('set_smart_mode', {
   mode: required(smartMode),
   reset: required(boolean()),
-  heh_id: hehId,
-  msg_id: msgId,
+  ...hehMsg,
 });
 
 export const GetCapabilities = message('get_capabilities', {
   device: nullable(device),
-  heh_id: hehId,
-  request_id: requestId,
-  msg_id: msgId,
+  ...hehRequestMsg,
 });
 
 export const Capabilities = message('capabilities', {
@@ -329,9 +303,7 @@ export const Capabilities = message('capabilities', {
   device_mac: optional(text255),
   dm_version: optional(string({ max: 16, pattern: /^\d+\.\d+$/, what: 'a MAJOR.MINOR version' })),
   supported_msgs: optional(arrayOf(name())),
-  heh_id: hehId,
-  request_id: requestId,
-  msg_id: msgId,
+  ...hehRequestMsg,
 });
 
 export const DeviceCapabilities = message(
@@ -354,9 +326,7 @@ export const DeviceCapabilities = message(
     ),
     can_predict_profile: required(boolean()),
     can_predict_curtailment_capacity: required(boolean()),
-    heh_id: hehId,
-    request_id: requestId,
-    msg_id: msgId,
+    ...hehRequestMsg,
   },
   (m) => {
     for (let i = 0; i < m.signals.length; i++) {
@@ -374,15 +344,13 @@ export const Availability = message('availability', {
   available: required(boolean()),
   device: optionalNullable(device),
   reason: optional(text1024),
-  heh_id: hehId,
-  msg_id: msgId,
+  ...hehMsg,
 });
 
 /** The pilot's LED extension (D3.1.3 §4.2.5 example); optional to support. */
 export const ExtSiXlabLedSignal = message('ext_si_xlab_led_signal', {
   duration: required(integer({ min: 0 })),
-  heh_id: hehId,
-  msg_id: msgId,
+  ...hehMsg,
 });
 
 // ---- market level (§3.4): quantities in MW, prices in EUR/MWh ----------------------------------------------------
