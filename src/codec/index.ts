@@ -10,6 +10,7 @@
  * code, the JSON path and a sentence; nothing else is thrown.
  */
 import { type BodyWriter, MORE_ROOM } from '../core/body-writer.js';
+import { isObject } from '../core/is-object.js';
 import { exceedsBounds, pathAt, withinBounds } from '../core/json-scan.js';
 import { cut } from '../core/shown.js';
 import { invalidUtf8At, LONE_SURROGATE } from '../core/utf8.js';
@@ -88,8 +89,7 @@ export function decode(body: Uint8Array | string, limits: DecodeLimits = {}): De
   } catch (err) {
     refuse(400, 'message', `not valid JSON (${(err as Error).message})`);
   }
-  if (value === null || typeof value !== 'object' || Array.isArray(value))
-    refuse(400, 'message', 'the body is not a JSON object');
+  if (!isObject(value)) refuse(400, 'message', 'the body is not a JSON object');
   const obj = value as Record<string, unknown>;
   const msg = obj['msg'];
   if (typeof msg !== 'string') refuse(400, 'message.msg', 'the message type is missing');

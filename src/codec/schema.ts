@@ -12,6 +12,8 @@
  * each other (path, limits, diagnostics), read together when a rule of §3.1 changes. Their JSON Schema output is
  * json-schema.ts's, read from what each type says it was made by (`by`, `arg`), so that the hub does not carry it.
  */
+
+import { isObject } from '../core/is-object.js';
 import { DecodeError, EncodeError, type ResponseCode, refuse, shown } from './errors.js';
 import { JsonWriter } from './json-writer.js';
 import { EbTime } from './time.js';
@@ -390,7 +392,7 @@ export function mapOf<T>(value: FieldType<T>): FieldType<Record<string, T>> {
     arg: value,
     decode(v, parent, key, ctx) {
       const path = at(parent, key);
-      if (v === null || typeof v !== 'object' || Array.isArray(v)) throw typeError(path, 'an object', v);
+      if (!isObject(v)) throw typeError(path, 'an object', v);
       const out: Record<string, T> = {};
       const keys = Object.keys(v);
       ctx.colons += keys.length;
@@ -504,7 +506,7 @@ export function object<F extends Fields>(spec: F): FieldType<Infer<F>> {
     arg: spec,
     decode(v, parent, key, ctx) {
       const path = at(parent, key);
-      if (v === null || typeof v !== 'object' || Array.isArray(v)) throw typeError(path, 'an object', v);
+      if (!isObject(v)) throw typeError(path, 'an object', v);
       const out: Record<string, unknown> = {};
       decodeFields(spec, v as Record<string, unknown>, out, path, ctx);
       return out as Infer<F>;

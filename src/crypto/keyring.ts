@@ -11,6 +11,7 @@
 import { createHash } from 'node:crypto';
 import * as ed from '@noble/ed25519';
 import { currentReader, type FileReader, fileProblem } from '../core/file-check.js';
+import { isObject } from '../core/is-object.js';
 import { shown } from '../core/shown.js';
 import { JsonFileError, readJsonFile } from '../store/json-file.js';
 import type { CryptoBackend, DhPublic, DhSecret, SigningKey, VerifyKey } from './backend.js';
@@ -106,8 +107,7 @@ class Reader {
   }
 
   object(v: unknown, path: string): Record<string, unknown> {
-    if (v === null || typeof v !== 'object' || Array.isArray(v))
-      this.fail(path, `expected an object, found ${this.describe(v)}`);
+    if (!isObject(v)) this.fail(path, `expected an object, found ${this.describe(v)}`);
     return v as Record<string, unknown>;
   }
 

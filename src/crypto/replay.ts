@@ -5,6 +5,7 @@
  */
 import { promises as fsp } from 'node:fs';
 import { EbadgeError, throwRangeError, throwTypeError } from '../core/errors.js';
+import { isObject } from '../core/is-object.js';
 import { shardOf } from '../core/shard.js';
 import { writeFileDurably } from '../store/durable.js';
 
@@ -58,7 +59,7 @@ async function readState(file: string, format: string): Promise<Record<string, u
   } catch {
     throw corrupt('not JSON, perhaps truncated');
   }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw corrupt('not a JSON object');
+  if (!isObject(value)) throw corrupt('not a JSON object');
   const obj = value as Record<string, unknown>;
   if (obj['format'] !== format) throw corrupt(`format is not "${format}"`);
   return obj;
@@ -244,12 +245,8 @@ export class ReplayWindow {
     if (state === undefined) return w;
     const senders = state['senders'];
     const legacy = state['legacy'] ?? {};
-    corruptIf(
-      typeof senders !== 'object' || senders === null || Array.isArray(senders),
-      file,
-      'senders is not an object',
-    );
-    corruptIf(typeof legacy !== 'object' || legacy === null || Array.isArray(legacy), file, 'legacy is not an object');
+    corruptIf(!isObject(senders), file, 'senders is not an object');
+    corruptIf(!isObject(legacy), file, 'legacy is not an object');
     // More senders than maxSenders (the limit was lowered) are all kept: dropping any would reopen replays.
     for (const [kid, v] of Object.entries(senders as object)) {
       corruptIf(

@@ -13,6 +13,7 @@
  */
 import * as path from 'node:path';
 import { EbadgeError } from '../core/errors.js';
+import { isObject } from '../core/is-object.js';
 import { shown as quoted } from '../core/shown.js';
 import { writeFileDurably } from '../store/durable.js';
 import { storeFs } from '../store/fs.js';
@@ -337,8 +338,6 @@ function empty(): HubState {
 }
 
 // ---- load-time checks: a wrong-typed field is found once, here, and never reaches a timer ----------------------
-
-const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 type Test = (v: unknown) => boolean;
 /** [field, what it must be, its test, optional] */

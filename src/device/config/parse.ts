@@ -3,6 +3,7 @@
  * has its own file (broker.ts).
  */
 import { DEFAULT_BUDGET } from '../../bus/budget.js';
+import { isObject } from '../../core/is-object.js';
 import { OVERHEAD } from '../../crypto/index.js';
 import { parseBroker } from './broker.js';
 import { describe, Reader, shown } from './reader.js';
@@ -235,7 +236,7 @@ function kindOf<K extends string>(
   path: string,
   kinds: readonly K[],
 ): [K, Record<string, unknown>] {
-  if (v === null || typeof v !== 'object' || Array.isArray(v)) r.fail(path, 'an object', describe(v, path));
+  if (!isObject(v)) r.fail(path, 'an object', describe(v, path));
   return [r.oneOf((v as Record<string, unknown>)['kind'], `${path}.kind`, kinds), v as Record<string, unknown>];
 }
 

@@ -2,6 +2,8 @@
  * Reading checked values out of parsed JSON, each with its JSON path, so that a message says where and what: the
  * value found is described (never a password), an unknown key gets the known key it was probably meant to be.
  */
+
+import { isObject } from '../../core/is-object.js';
 import { cut } from '../../core/shown.js';
 import { ConfigError } from './types.js';
 
@@ -19,7 +21,7 @@ export class Reader {
 
   /** An object whose keys are all in `known`: an unknown one is reported before anything is read from it. */
   object(v: unknown, path: string, known: readonly string[]): Record<string, unknown> {
-    if (v === null || typeof v !== 'object' || Array.isArray(v)) this.fail(path, 'an object', describe(v, path));
+    if (!isObject(v)) this.fail(path, 'an object', describe(v, path));
     const o = v as Record<string, unknown>;
     for (const key of Object.keys(o)) {
       if (known.includes(key)) continue;

@@ -1,6 +1,7 @@
 /** A command run once per reading (meter) or per command (actuator). */
 import type { ChildProcess } from 'node:child_process';
 import { EbTime } from '../../codec/time.js';
+import { isObject } from '../../core/is-object.js';
 import type { CommandActuatorConfig, CommandMeterConfig } from '../config/types.js';
 import {
   type Actuator,
@@ -23,8 +24,7 @@ export function parseReadingLine(line: string, signals: readonly string[]): Read
   } catch {
     throw new Error(`not JSON: ${shortText(line)}`);
   }
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
-    throw new Error(`not a JSON object: ${shortText(line)}`);
+  if (!isObject(parsed)) throw new Error(`not a JSON object: ${shortText(line)}`);
   const record = parsed as Record<string, unknown>;
   const out: Reading = {};
   for (const s of signals) {
