@@ -395,34 +395,33 @@ function readValue(r: Reader, depth: number): FieldValue {
 
 /** Reads a table (length prefix included) from the cursor. */
 export function readTable(r: Reader, depth = 0): FieldTable {
-  if (depth > MAX_TABLE_DEPTH) throw new FrameError(`field table nested deeper than ${MAX_TABLE_DEPTH}`, 502);
-  const len = r.u32('table length');
-  r.need(len, 'table');
-  const end = r.pos + len;
-  const sub = new Reader(r.buf, r.pos, end);
   const t: FieldTable = {};
-  while (sub.pos < end) {
+  readNested(r, depth, 'table', (sub) => {
     const key = sub.shortstr('table key');
     const v = readValue(sub, depth);
     // A key named __proto__ must become an own property, never the object's prototype.
     if (key === '__proto__')
       Object.defineProperty(t, key, { value: v, enumerable: true, writable: true, configurable: true });
     else t[key] = v;
-  }
-  r.pos = end;
+  });
   return t;
 }
 
 function readArray(r: Reader, depth: number): FieldValue[] {
-  if (depth > MAX_TABLE_DEPTH) throw new FrameError(`field array nested deeper than ${MAX_TABLE_DEPTH}`, 502);
-  const len = r.u32('array length');
-  r.need(len, 'array');
+  const a: FieldValue[] = [];
+  readNested(r, depth, 'array', (sub) => a.push(readValue(sub, depth)));
+  return a;
+}
+
+/** A table's or an array's bytes (after its length) on a cursor of their own, `each` called until they are read. */
+function readNested(r: Reader, depth: number, what: 'table' | 'array', each: (sub: Reader) => void): void {
+  if (depth > MAX_TABLE_DEPTH) throw new FrameError(`field ${what} nested deeper than ${MAX_TABLE_DEPTH}`, 502);
+  const len = r.u32(`${what} length`);
+  r.need(len, what);
   const end = r.pos + len;
   const sub = new Reader(r.buf, r.pos, end);
-  const a: FieldValue[] = [];
-  while (sub.pos < end) a.push(readValue(sub, depth));
+  while (sub.pos < end) each(sub);
   r.pos = end;
-  return a;
 }
 
 /** Decodes a whole buffer holding one table (length prefix included). */
