@@ -25,7 +25,7 @@
 import { TypedEmitter } from '../core/emitter.js';
 import { type Content, ContentAssembler } from './content.js';
 import { Deliveries, messageOf, oversizedText } from './deliveries.js';
-import { AmqpError, ChannelError, type CloseReason, FrameError, PublishError } from './errors.js';
+import { AmqpError, ChannelError, type CloseReason, channelFrameError, PublishError } from './errors.js';
 import { FRAME_BODY, FRAME_HEADER, FRAME_METHOD } from './frame.js';
 import { Consumer, type Message, type MessageHandler, type Settler } from './message.js';
 import { decodeMethod, encodeMethodFrame } from './methods.js';
@@ -448,8 +448,7 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
     if (this.#state === 'closing') return this.#frameWhileClosing(type, payload);
     if (this.#state === 'closed') return;
     if (type === FRAME_METHOD) {
-      if (this.#content.incoming !== null)
-        throw new FrameError(`channel ${this.id}: method frame while content was expected`, 505);
+      if (this.#content.incoming !== null) throw channelFrameError(this.id, 'method frame while content was expected');
       const id = payload.length >= 4 ? payload.readUInt32BE(0) : 0;
       if (id === METHOD_BASIC_DELIVER) return this.#content.deliver(payload); // the hot path
       if (id === METHOD_BASIC_ACK || id === METHOD_BASIC_NACK)
@@ -467,7 +466,7 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
       if (c !== null) this.#complete(c);
       return;
     }
-    throw new FrameError(`channel ${this.id}: frame type ${type} is not allowed on a channel`, 501);
+    throw channelFrameError(this.id, `frame type ${type} is not allowed on a channel`, 501);
   }
 
   #frameWhileClosing(type: number, payload: Buffer): void {
@@ -486,7 +485,7 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
         return;
       }
       case 'channel.close-ok':
-        if (this.#state !== 'closing') throw new FrameError(`channel ${this.id}: close-ok without close`, 505);
+        if (this.#state !== 'closing') throw channelFrameError(this.id, 'close-ok without close');
         this.#finish(this.#closeError);
         return;
       case 'channel.flow': {
@@ -500,7 +499,7 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
         const a = m.args;
         this.#content.begin('get', a.exchange, a.routingKey, a.deliveryTag, a.redelivered, '', 0, '', a.messageCount);
         if (this.#rpcs.current?.expects.includes('basic.get-ok') !== true)
-          throw new FrameError(`channel ${this.id}: unexpected basic.get-ok`, 505);
+          throw channelFrameError(this.id, 'unexpected basic.get-ok');
         // Answered: its body may take long on a slow link, which the heartbeat's whole-frame deadline watches.
         this.#owed(undefined);
         return;

@@ -19,7 +19,7 @@
  * `oversized` with an empty body, for the channel to settle and report. The channel stays open: closing it would put
  * the message back at the head of its queue, to be delivered, and refused, again and again.
  */
-import { FrameError } from './errors.js';
+import { channelFrameError, FrameError } from './errors.js';
 import { type DeliveredProperties, readContentHeader } from './properties.js';
 import { CLASS } from './spec.js';
 
@@ -144,8 +144,7 @@ export class ContentAssembler {
   /** A content header frame; returns the content if it completed it (a body of 0 bytes), else null. */
   header(payload: Buffer): Content | null {
     const inc = this.incoming;
-    if (inc === null || inc.properties !== null)
-      throw new FrameError(`channel ${this.#id}: unexpected content header frame`, 505);
+    if (inc === null || inc.properties !== null) throw channelFrameError(this.#id, 'unexpected content header frame');
     const h = readContentHeader(payload);
     if (h.classId !== CLASS.BASIC)
       throw new FrameError(`content header for class ${h.classId}, expected basic (${CLASS.BASIC})`, 505);
@@ -164,11 +163,10 @@ export class ContentAssembler {
   /** A content body frame; returns the content if it completed it, else null. */
   body(payload: Buffer): Content | null {
     const inc = this.incoming;
-    if (inc === null || inc.properties === null)
-      throw new FrameError(`channel ${this.#id}: unexpected content body frame`, 505);
+    if (inc === null || inc.properties === null) throw channelFrameError(this.#id, 'unexpected content body frame');
     const total = inc.received + payload.length;
     if (total > inc.bodySize)
-      throw new FrameError(`channel ${this.#id}: body frames exceed the announced ${inc.bodySize} bytes`, 505);
+      throw channelFrameError(this.#id, `body frames exceed the announced ${inc.bodySize} bytes`);
     if (inc.oversized) {
       inc.received = total;
       return total === inc.bodySize ? this.#complete(inc, EMPTY) : null;

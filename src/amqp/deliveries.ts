@@ -18,7 +18,7 @@
  */
 import type { ChannelHost } from './channel.js';
 import type { Content } from './content.js';
-import { AmqpError, FrameError } from './errors.js';
+import { AmqpError, channelFrameError } from './errors.js';
 import { FRAME_END, FRAME_METHOD, writeFrameHeader } from './frame.js';
 import { type Consumer, Message, type Settler } from './message.js';
 import type { DeliveredProperties } from './properties.js';
@@ -96,8 +96,7 @@ export class Deliveries {
   /** The consumer a delivery is for; one the broker made up is a protocol error (the connection closes). */
   #consumerOf(tag: string): Consumer {
     const c = this.#consumers.get(tag);
-    if (c === undefined)
-      throw new FrameError(`channel ${this.#id}: delivery for unknown consumer ${JSON.stringify(tag)}`, 505);
+    if (c === undefined) throw channelFrameError(this.#id, `delivery for unknown consumer ${JSON.stringify(tag)}`);
     return c;
   }
 

@@ -39,6 +39,10 @@ export class FrameError extends AmqpError {
   }
 }
 
+/** A frame that has no place on channel `id` now: `channel <id>: <text>`, 505 UNEXPECTED_FRAME unless told otherwise. */
+export const channelFrameError = (id: number, text: string, replyCode = 505): FrameError =>
+  new FrameError(`channel ${id}: ${text}`, replyCode);
+
 /** Fields of a channel.close or connection.close: who failed, with which code, in reply to which method. */
 export interface CloseReason {
   replyCode: number;

@@ -18,7 +18,7 @@
 import { type BodyWriter, isBodyWriter } from '../core/body-writer.js';
 import type { ChannelHost } from './channel.js';
 import { ConfirmTracker, type PendingConfirm } from './confirms.js';
-import { FrameError, PublishError } from './errors.js';
+import { channelFrameError, FrameError, PublishError } from './errors.js';
 import { type MessageProperties, propertiesSize } from './properties.js';
 import { writeMessage } from './publish-frames.js';
 import { ArgumentError, checkInt, shortstrSize } from './wire.js';
@@ -238,7 +238,7 @@ export class Publisher<Call extends object> {
     const tag = hi * 0x100000000 + p.readUInt32BE(8);
     const multiple = ((p[12] as number) & 1) !== 0;
     if (this.#confirms === null)
-      throw new FrameError(`channel ${this.#id}: basic.${ack ? 'ack' : 'nack'} without confirm mode`, 505);
+      throw channelFrameError(this.#id, `basic.${ack ? 'ack' : 'nack'} without confirm mode`);
     if (ack) this.#confirms.ack(tag, multiple);
     else this.#confirms.nack(tag, multiple);
     if (this.#waitingHead < this.#waiting.length) this.resume();

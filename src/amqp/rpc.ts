@@ -9,7 +9,7 @@
  * A call made while publishes wait goes out behind them (the publish pipeline's defer()).
  */
 
-import { FrameError } from './errors.js';
+import { channelFrameError } from './errors.js';
 import type { Message } from './message.js';
 import { encodeMethodFrame } from './methods.js';
 import type { Output } from './output.js';
@@ -89,9 +89,9 @@ export class RpcQueue {
   reply(m: Method | Message | null, name: MethodName, error?: Error): void {
     const rpc = this.#rpcs[0];
     if (rpc === undefined || !rpc.expects.includes(name)) {
-      throw new FrameError(
-        `channel ${this.#id}: unexpected ${name}${rpc ? ` while waiting for ${rpc.expects.join(' or ')}` : ''}`,
-        505,
+      throw channelFrameError(
+        this.#id,
+        `unexpected ${name}${rpc ? ` while waiting for ${rpc.expects.join(' or ')}` : ''}`,
       );
     }
     this.#rpcs.shift();
