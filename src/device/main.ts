@@ -193,15 +193,17 @@ async function benchBroker(io: Io, seconds: number, config: HubConfig): Promise<
  */
 export function brokerSettings(c: HubConfig): AmqpConnectOptions & { username: string } {
   const b = c.broker;
+  const t = b.tls;
+  // The files given (ca, cert, key) read now, in that order; servername as it is.
   const tls =
-    b.tls === undefined
+    t === undefined
       ? undefined
-      : {
-          ...(b.tls.ca === undefined ? {} : { ca: readFileSync(b.tls.ca) }),
-          ...(b.tls.cert === undefined ? {} : { cert: readFileSync(b.tls.cert) }),
-          ...(b.tls.key === undefined ? {} : { key: readFileSync(b.tls.key) }),
-          ...(b.tls.servername === undefined ? {} : { servername: b.tls.servername }),
-        };
+      : (Object.fromEntries(
+          (['ca', 'cert', 'key', 'servername'] as const).flatMap((k) => {
+            const v = t[k];
+            return v === undefined ? [] : [[k, k === 'servername' ? v : readFileSync(v)]];
+          }),
+        ) as { ca?: Buffer; cert?: Buffer; key?: Buffer; servername?: string });
   const url = new URL(b.url);
   const username = b.username ?? (url.username === '' ? 'guest' : decodeURIComponent(url.username));
   // The config holds no secret: a password comes from its file; guest's is guest (the local broker only).

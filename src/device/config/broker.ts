@@ -29,7 +29,7 @@ export function parseBroker(r: Reader, v: unknown): BrokerConfig {
   const url = r.string(b['url'] ?? 'amqp://127.0.0.1:5672', '$.broker.url', URL_WHAT);
   const urlUser = checkUrl(r, url);
   const secure = url.startsWith('amqps://') || url.startsWith('mqtts://');
-  const mqttUrl = url.startsWith('mqtt');
+  const secureUrl = `an ${url.startsWith('mqtt') ? 'mqtts' : 'amqps'}:// URL`;
   const broker: { -readonly [K in keyof BrokerConfig]: BrokerConfig[K] } = {
     url,
     external: r.boolean(b['external'] ?? false, '$.broker.external'),
@@ -84,17 +84,12 @@ export function parseBroker(r: Reader, v: unknown): BrokerConfig {
       if (t[k] !== undefined) tls[k] = r[k === 'servername' ? 'string' : 'path'](t[k], `$.broker.tls.${k}`);
     }
     // Over amqp:// these files would be silently unused: the operator believes the link is encrypted when it is not.
-    if (!secure) r.fail('$.broker.url', `an ${mqttUrl ? 'mqtts' : 'amqps'}:// URL (broker.tls is given)`, shown(url));
+    if (!secure) r.fail('$.broker.url', `${secureUrl} (broker.tls is given)`, shown(url));
     broker.tls = tls;
   }
   if (broker.external) {
-    if (!secure)
-      r.fail(
-        '$.broker.url',
-        `an ${mqttUrl ? 'mqtts' : 'amqps'}:// URL (broker.external authenticates with the TLS client certificate)`,
-        shown(url),
-      );
     const why = '(broker.external authenticates with the TLS client certificate)';
+    if (!secure) r.fail('$.broker.url', `${secureUrl} ${why}`, shown(url));
     if (broker.tls === undefined) r.fail('$.broker.tls', `an object with cert and key ${why}`, 'nothing');
     if (broker.tls.cert === undefined) r.fail('$.broker.tls.cert', `the client certificate file ${why}`, 'nothing');
     if (broker.tls.key === undefined) r.fail('$.broker.tls.key', `the client certificate's key file ${why}`, 'nothing');
