@@ -657,19 +657,15 @@ export class AmqpTransport extends TypedEmitter<TransportEvents> implements Tran
 
   /** A delivery the client refused for its size: settled already (rejected, so dead-lettered), with no body. */
   #refused(m: Message, size: number): Incoming<Message> {
-    const none = async (): Promise<undefined> => undefined;
-    return { ...this.#incoming(m), oversized: size, ack: () => undefined, retry: () => undefined, deadLetter: none };
+    return { ...this.#incoming(m), oversized: size, ...SETTLED };
   }
 
   /** A delivery whose properties the client could not read (a header table too deep): refused already, told. */
   #malformed(m: Message, reason: string): Incoming<Message> {
-    const none = async (): Promise<undefined> => undefined;
     return {
       ...this.#incoming(m),
       refused: { reason: `its properties cannot be read: ${reason}`, code: 'MALFORMED' },
-      ack: () => undefined,
-      retry: () => undefined,
-      deadLetter: none,
+      ...SETTLED,
     };
   }
 
@@ -717,6 +713,9 @@ export class AmqpTransport extends TypedEmitter<TransportEvents> implements Tran
     };
   }
 }
+
+/** What settling a delivery the client refused does: nothing, it is settled already. */
+const SETTLED = { ack: () => undefined, retry: () => undefined, deadLetter: async (): Promise<undefined> => undefined };
 
 const echoable = (id: string | undefined): string | undefined =>
   id === undefined || Buffer.byteLength(id) <= 255 ? id : undefined;

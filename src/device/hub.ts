@@ -107,6 +107,11 @@ export const MAX_CLOCK_OFFSET_S = 366 * 86_400;
 
 export class Hub {
   readonly #d: HubDeps;
+  // The dependencies used most, at hand.
+  readonly #config: HubConfig;
+  readonly #bus: Connector;
+  readonly #store: StateStore;
+  readonly #log: Logger;
   readonly #clock: Clock;
   readonly #timers = new Set<Timer>();
   readonly #reports: Reports;
@@ -127,6 +132,10 @@ export class Hub {
 
   constructor(deps: HubDeps) {
     this.#d = deps;
+    this.#config = deps.config;
+    this.#bus = deps.bus;
+    this.#store = deps.store;
+    this.#log = deps.log;
     this.#clock = deps.clock ?? systemClock;
     const hub = this;
     const context: HubContext = {
@@ -151,7 +160,7 @@ export class Hub {
 
   /** Hub time: the clock plus the offset a set_clock allowed us to take. */
   now(): number {
-    return this.#clock.now() + this.#d.store.state.clockOffsetS * 1000;
+    return this.#clock.now() + this.#store.state.clockOffsetS * 1000;
   }
 
   /** From now on a storage fault makes the status `degraded` (storage.ts attach()). */
@@ -189,7 +198,7 @@ export class Hub {
   /** The bus is up for the first time: registration with every peer, then what the outbox kept meanwhile. */
   async connected(): Promise<void> {
     this.#online = true;
-    await Promise.all(this.#d.config.peers.map((peer) => this.#registerWith(peer.name, 0)));
+    await Promise.all(this.#config.peers.map((peer) => this.#registerWith(peer.name, 0)));
     await this.#resendOutbox();
   }
 
@@ -201,16 +210,16 @@ export class Hub {
   async #registerWith(peer: string, attempt: number): Promise<void> {
     try {
       // Our keys first (a no-op without sealing): a key we rotated to must reach the peer before we seal with it.
-      await this.#d.bus.announceKeys([peer]);
-      await this.#d.bus.publish(peer, capabilities(this.#d.config, undefined));
-      for (const device of this.#d.config.devices)
-        await this.#d.bus.publish(peer, deviceCapabilities(this.#d.config, device.name, undefined));
-      await this.#d.bus.publish(peer, { msg: 'get_all_prices' });
-      this.#d.log.info('registered', { peer });
+      await this.#bus.announceKeys([peer]);
+      await this.#bus.publish(peer, capabilities(this.#config, undefined));
+      for (const device of this.#config.devices)
+        await this.#bus.publish(peer, deviceCapabilities(this.#config, device.name, undefined));
+      await this.#bus.publish(peer, { msg: 'get_all_prices' });
+      this.#log.info('registered', { peer });
     } catch (err) {
       if (this.#stopping) return;
       const delay = Math.min(600_000, 15_000 * 2 ** attempt);
-      this.#d.log.warn('registration not delivered; retrying', { peer, inSeconds: delay / 1000, error: err });
+      this.#log.warn('registration not delivered; retrying', { peer, inSeconds: delay / 1000, error: err });
       this.#after(delay, () => this.#registerWith(peer, attempt + 1));
     }
   }
@@ -221,15 +230,13 @@ export class Hub {
    * key before the old one ends, when we start sealing with it.
    */
   async #announceRotation(): Promise<void> {
-    const sealer = this.#d.bus.sealer;
+    const sealer = this.#bus.sealer;
     if (!this.#online || sealer === undefined) return;
     const now = this.#clock.now();
     if (sealer.keyring.own.filter((e) => e.notAfter === undefined || e.notAfter > now).length < 2) return;
-    await this.#d.bus
+    await this.#bus
       .announceKeys()
-      .catch((err: unknown) =>
-        this.#d.log.warn('key announcement not delivered; again within the hour', { error: err }),
-      );
+      .catch((err: unknown) => this.#log.warn('key announcement not delivered; again within the hour', { error: err }));
   }
 
   /** Runs `fn` once after `ms`, unless the hub stops first. */
@@ -263,7 +270,7 @@ export class Hub {
     this.#reports.stop();
     this.#activations.stop();
     await this.event('stopping');
-    await this.#d.store.flush();
+    await this.#store.flush();
     // The `stopping` event just pushed, a report, a retry round: each send under way finishes before the connection
     // closes under it, or it would stay in the outbox and go again (a duplicate) at the next start. Bounded, since a
     // broker that does not confirm must not hold the stop; offline there is nothing to wait for.
@@ -301,7 +308,7 @@ export class Hub {
       await this.#announceRotation();
       await this.#resendOutbox();
     } catch (err) {
-      this.#d.log.warn('recording a connection event failed', { error: err });
+      this.#log.warn('recording a connection event failed', { error: err });
     }
   }
 
@@ -309,14 +316,14 @@ export class Hub {
   async event(type: EventType, end?: number | null): Promise<void> {
     const e: HubEvent = { time: this.now(), severity: EVENTS[type], type, ...(end === undefined ? {} : { end }) };
     // Information events need no fsync of their own; warnings and worse are written at once.
-    await this.#d.store.update(
+    await this.#store.update(
       (s) => {
         s.events.push(e);
       },
       { lazy: e.severity === 0 },
     );
-    this.#d.log.info('event', { type, severity: e.severity });
-    for (const r of this.#d.store.state.realtime) {
+    this.#log.info('event', { type, severity: e.severity });
+    for (const r of this.#store.state.realtime) {
       if (e.severity < r.severity) continue;
       void this.#send(r.requester, {
         msg: 'energy_events',
@@ -336,7 +343,7 @@ export class Hub {
    * than all get the reading of now. A clock set back samples the slots it lives again, over what was read there.
    */
   #scheduleSampling(): void {
-    const res = this.#d.config.resolutionS * 1000;
+    const res = this.#config.resolutionS * 1000;
     const now = this.now();
     const current = Math.floor(now / res) * res;
     if (this.#slot === undefined) this.#slot = current;
@@ -353,7 +360,7 @@ export class Hub {
         if (this.now() < slot + res) return this.#scheduleSampling();
         this.#slot = slot + res;
         void this.sample(slot)
-          .catch((err: unknown) => this.#d.log.error('sampling failed', { error: err }))
+          .catch((err: unknown) => this.#log.error('sampling failed', { error: err }))
           .finally(() => {
             if (!this.#stopping) this.#scheduleSampling();
           });
@@ -370,8 +377,8 @@ export class Hub {
    */
   async sample(t: number): Promise<void> {
     const values: Record<string, number | null> = {};
-    const limit = Math.min(10_000, (this.#d.config.resolutionS * 1000) / 2);
-    const reads = this.#d.config.devices.map(async (device) => {
+    const limit = Math.min(10_000, (this.#config.resolutionS * 1000) / 2);
+    const reads = this.#config.devices.map(async (device) => {
       const meter = this.#d.meters.get(device.name);
       if (meter === undefined) return;
       let timer: Timer | undefined;
@@ -391,7 +398,7 @@ export class Hub {
         for (const s of device.signals) values[`${device.name}.${s.name}`] = null;
         if (!this.#faulty.has(device.name)) {
           this.#faulty.add(device.name);
-          this.#d.log.warn('meter read failed', { device: device.name, error: err });
+          this.#log.warn('meter read failed', { device: device.name, error: err });
           await this.event('meter_fault');
         }
       } finally {
@@ -406,7 +413,7 @@ export class Hub {
 
   #register(): void {
     // Every handler registered here logs one line per request it handles (request-log.ts).
-    const bus = requestLogged(this.#d.bus, this.#d.log);
+    const bus = requestLogged(this.#bus, this.#log);
     const reports = this.#reports;
     const activations = this.#activations;
     bus.onGetReport((m, ctx) => reports.getReport(m, ctx));
@@ -420,7 +427,7 @@ export class Hub {
       }),
     );
     bus.onGetEnergyEventsRealtime((m, ctx) =>
-      this.#d.store.update((s) => {
+      this.#store.update((s) => {
         s.realtime = s.realtime.filter((r) => r.requester !== ctx.sender);
         s.realtime.push({
           requester: ctx.sender,
@@ -439,21 +446,20 @@ export class Hub {
           severity: e.severity,
           type: e.type,
         })),
-        mode: this.#d.store.state.mode,
+        mode: this.#store.state.mode,
         ...hehOf(m),
       }),
     );
     bus.onGetCapabilities((m, ctx) => {
-      if (m.device === null) return ctx.reply(capabilities(this.#d.config, m));
-      if (!this.#d.config.devices.some((d) => d.name === m.device))
-        return refuse(ctx, m, 462, `no device "${m.device}"`);
-      return ctx.reply(deviceCapabilities(this.#d.config, m.device, m));
+      if (m.device === null) return ctx.reply(capabilities(this.#config, m));
+      if (!this.#config.devices.some((d) => d.name === m.device)) return refuse(ctx, m, 462, `no device "${m.device}"`);
+      return ctx.reply(deviceCapabilities(this.#config, m.device, m));
     });
     bus.onSetClock(async (m, ctx) => {
       // Recorded only when the clock changes: a refused set_clock flooded the events (1,000 kept) and wrote the state.
-      if (!this.#d.config.allowClockChange)
+      if (!this.#config.allowClockChange)
         return refuse(ctx, m, 451, 'this hub does not change its clock (allowClockChange is false)');
-      const offset = this.#d.store.state.clockOffsetS + (m.offset ?? 0);
+      const offset = this.#store.state.clockOffsetS + (m.offset ?? 0);
       if (!(Math.abs(offset) <= MAX_CLOCK_OFFSET_S))
         return refuse(
           ctx,
@@ -463,8 +469,8 @@ export class Hub {
         );
       // An offset of 0 (a peer's periodic sync) moves nothing: an event each time pushed the hub's outage history
       // out of the 1,000 kept, and wrote the state file.
-      if (offset !== this.#d.store.state.clockOffsetS) {
-        await this.#d.store.update((s) => {
+      if (offset !== this.#store.state.clockOffsetS) {
+        await this.#store.update((s) => {
           s.clockOffsetS = offset;
         });
         await this.event('clock_set');
@@ -474,7 +480,7 @@ export class Hub {
     bus.onSetSmartMode(async (m, ctx) => {
       // No activation decided in the old mode may land after the change (activations.exclusive()).
       await activations.exclusive(async () => {
-        await this.#d.store.update((s) => {
+        await this.#store.update((s) => {
           s.mode = m.mode;
         });
         if (m.reset || m.mode === 'off') await activations.endAll();
@@ -486,7 +492,7 @@ export class Hub {
     bus.onGenerationPrice((m, ctx) => this.#price('generation', m.from, m.to, m.price, m.device, ctx));
     bus.onActivate((m, ctx) => activations.activate(m, ctx));
     bus.onGetActivationCapacity((m, ctx) => {
-      if (m.device != null && !this.#d.config.devices.some((d) => d.name === m.device))
+      if (m.device != null && !this.#config.devices.some((d) => d.name === m.device))
         return refuse(ctx, m, 462, `no device "${m.device}"`);
       const [pos, neg] = activations.capacity(m.device ?? null);
       return ctx.reply({
@@ -501,7 +507,7 @@ export class Hub {
     bus.onContingencyEnd((m) => activations.contingencyEnd(m));
     bus.onResponse((m, ctx) => {
       if (m.response_code >= 400)
-        this.#d.log.warn('a peer refused a message', {
+        this.#log.warn('a peer refused a message', {
           peer: ctx.sender,
           code: m.response_code,
           desc: m.response_desc,
@@ -531,9 +537,9 @@ export class Hub {
       );
     // Bounded like the activations: a peer sending prices for ever further periods (or devices) must not grow the
     // state file every change rewrites.
-    if (kept(this.#d.store.state.prices).length >= MAX_PRICES)
+    if (kept(this.#store.state.prices).length >= MAX_PRICES)
       return ctx.respond(469, `the hub keeps at most ${MAX_PRICES} prices to come; this one is not stored`);
-    await this.#d.store.update((s) => {
+    await this.#store.update((s) => {
       s.prices = kept(s.prices);
       s.prices.push({
         kind,
@@ -544,18 +550,18 @@ export class Hub {
         sender: ctx.sender,
       });
     });
-    this.#d.log.info('price stored', { kind, price, from: from.toString(), to: to.toString() });
+    this.#log.info('price stored', { kind, price, from: from.toString(), to: to.toString() });
   }
 
   /** The price in force at `t` (load, or generation for a device), for whoever drives loads by price. */
   priceAt(kind: 'load' | 'generation', t: number, device?: string): number | undefined {
-    return this.#d.store.state.prices.find(
+    return this.#store.state.prices.find(
       (p) => p.kind === kind && p.from <= t && t < p.to && (kind === 'load' || p.device === device),
     )?.price;
   }
 
   #events(from: number, to: number, minSeverity: number): HubEvent[] {
-    return this.#d.store.state.events.filter((e) => e.time >= from && e.time < to && e.severity >= minSeverity);
+    return this.#store.state.events.filter((e) => e.time >= from && e.time < to && e.severity >= minSeverity);
   }
 
   // ---- the hub's own messages --------------------------------------------------------------------------------------
@@ -570,10 +576,10 @@ export class Hub {
 
   async #sendNow(peer: string, message: Message, messageId: string): Promise<void> {
     const outbox = this.#d.outbox;
-    this.#d.log.debug('sending', { peer, type: message.msg, messageId, message });
+    this.#log.debug('sending', { peer, type: message.msg, messageId, message });
     try {
       if (outbox === undefined) {
-        await this.#d.bus.publish(peer, message, { messageId });
+        await this.#bus.publish(peer, message, { messageId });
         return;
       }
       const meta = { messageId, type: message.msg, routingKey: routingKeyOf(message) };
@@ -583,7 +589,7 @@ export class Hub {
       // Offline it waits in the outbox, sent by connected() or the reconnection: no failed publish per message.
       if (this.#online && record !== undefined) await this.#deliver(record);
     } catch (err) {
-      this.#d.log.warn('send failed', { peer, type: message.msg, error: err });
+      this.#log.warn('send failed', { peer, type: message.msg, error: err });
     }
   }
 
@@ -598,7 +604,7 @@ export class Hub {
     if (this.#sending.has(r.id)) return;
     this.#sending.add(r.id);
     try {
-      await this.#d.bus.publishEncoded(r.peer, r.type as MessageType, r.body, {
+      await this.#bus.publishEncoded(r.peer, r.type as MessageType, r.body, {
         routingKey: r.routingKey,
         messageId: r.messageId,
       });
@@ -611,7 +617,7 @@ export class Hub {
   async #resendOutbox(): Promise<void> {
     if (!this.#online) return;
     const pending = this.#d.outbox?.pending() ?? [];
-    if (pending.length > 0) this.#d.log.info('sending messages kept in the outbox', { count: pending.length });
+    if (pending.length > 0) this.#log.info('sending messages kept in the outbox', { count: pending.length });
     // A peer whose message failed now gets no more of this round (its order kept); the others go on.
     const later = new Set<string>();
     for (const r of pending) {
@@ -624,7 +630,7 @@ export class Hub {
         if (code !== undefined && NEVER_SENDABLE.has(code)) {
           // Kept, it would fail at every round for ever, and it used to stop the round before every message after it.
           this.#d.outbox?.ack(r.id);
-          this.#d.log.error('data lost: an outbox message that can never be sent was dropped', {
+          this.#log.error('data lost: an outbox message that can never be sent was dropped', {
             peer: r.peer,
             type: r.type,
             id: r.messageId,
@@ -633,7 +639,7 @@ export class Hub {
           });
           continue;
         }
-        this.#d.log.warn('outbox message not delivered; kept for later', { peer: r.peer, type: r.type, error: err });
+        this.#log.warn('outbox message not delivered; kept for later', { peer: r.peer, type: r.type, error: err });
         later.add(r.peer); // the broker or the peer is not there: its messages are tried later, in order
       }
     }
