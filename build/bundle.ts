@@ -40,7 +40,10 @@ const withoutInstances: Plugin = {
  * One require() per Node module in a hub: esbuild gives each of our modules that imports `node:fs` a require() of
  * its own (45 in dist/hub.js, 11 of them wrapped for `import * as`). Our imports of a `node:` module go to one
  * module that re-exports it, required once (-1 KB). Only our ES imports: a CommonJS package's require() keeps the
- * module itself (`export *` leaves out the default, which is what `require('node:events')` calls).
+ * module itself (the re-exports leave out the default, which is what `require('node:events')` calls).
+ * Each name is its own `export var`, marked pure, so that esbuild keeps the ones used, as plain variables read once
+ * when the hub's code loads: `readFileSync(f)` in the bundle, not `(0, fs.readFileSync)(f)` through an `export *`
+ * namespace of getters (-771 B). The names come from the Node that builds; a name it lacks fails the build.
  */
 const nodeOnce: Plugin = {
   name: 'node-once',
@@ -52,12 +55,23 @@ const nodeOnce: Plugin = {
           ? { path: args.path, external: true }
           : undefined,
     );
-    b.onLoad({ filter: /.*/, namespace: 'node-once' }, (args) => ({
-      contents: `export * from ${JSON.stringify(args.path)};`,
-      loader: 'js',
-    }));
+    b.onLoad({ filter: /.*/, namespace: 'node-once' }, async (args) => {
+      const names = Object.keys(await import(args.path)).filter((k) => k !== 'default' && isBindingName(k));
+      const exports = names.map((k) => `export var ${k} = /* @__PURE__ */ (() => m.${k})();`);
+      return { contents: `var m = require(${JSON.stringify(args.path)});\n${exports.join('\n')}`, loader: 'js' };
+    });
   },
 };
+
+/** A name `export var` can declare. */
+function isBindingName(k: string): boolean {
+  try {
+    new Function(`var ${k};`);
+    return /^[A-Za-z_$][\w$]*$/.test(k);
+  } catch {
+    return false;
+  }
+}
 
 /**
  * The hubs' entries answer `--version` without loading the hub: they import its code with import() from the module
