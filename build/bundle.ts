@@ -45,6 +45,7 @@ const withoutInstances: Plugin = {
  * when the hub's code loads: `readFileSync(f)` in the bundle, not `(0, fs.readFileSync)(f)` through an `export *`
  * namespace of getters (-771 B). The names come from the Node that builds; a name it lacks fails the build.
  */
+const NODE_REQUIRE = 'ebadgeRequire';
 const nodeOnce: Plugin = {
   name: 'node-once',
   setup(b) {
@@ -58,7 +59,10 @@ const nodeOnce: Plugin = {
     b.onLoad({ filter: /.*/, namespace: 'node-once' }, async (args) => {
       const names = Object.keys(await import(args.path)).filter((k) => k !== 'default' && isBindingName(k));
       const exports = names.map((k) => `export var ${k} = /* @__PURE__ */ (() => m.${k})();`);
-      return { contents: `var m = require(${JSON.stringify(args.path)});\n${exports.join('\n')}`, loader: 'js' };
+      return {
+        contents: `var m = ${NODE_REQUIRE}(${JSON.stringify(args.path)});\n${exports.join('\n')}`,
+        loader: 'js',
+      };
     });
   },
 };
@@ -150,8 +154,11 @@ export function pack(code: string): string {
 /**
  * The code of the bundle of `entry`, and esbuild's metafile for it (one output, `outfile`, whose inputs are every
  * source file in the bundle with the bytes it adds). A hub entry is two builds made one file: the entry itself, as an
- * IIFE so that its names cannot reach into the other, and its lazy module as CommonJS inside a function that its
- * import() calls on a later turn (a failure in it rejects the import()'s promise as before).
+ * IIFE so that its names cannot reach into the other, and its lazy module inside a function that its import()
+ * calls on a later turn (a failure in it rejects the import()'s promise as before). The lazy module is built as an ES
+ * module whose closing `export{...}` becomes the function's `return{...}`: no CommonJS export helpers (-488 B of
+ * dist/hub.js). Our `node:` modules are required through the file's own require() under another name
+ * (NODE_REQUIRE), which esbuild leaves alone; a require() it saw in ESM output would get its dynamic-require shim.
  */
 export async function bundleCode(entry: string, outfile: string): Promise<{ code: string; metafile: Metafile }> {
   const options = bundleOptions(entry, outfile);
@@ -171,17 +178,26 @@ export async function bundleCode(entry: string, outfile: string): Promise<{ code
   });
   const inner = await build({
     ...bundleOptions(loaded, outfile),
+    format: 'esm',
     ...(MANGLED.has(loaded) ? { mangleCache: {} } : {}),
     banner: {},
     write: false,
     metafile: true,
   });
-  const [o, i] = [outer.outputFiles[0]?.text, inner.outputFiles[0]?.text];
-  if (o === undefined || i === undefined) throw new Error(`${entry}: esbuild wrote no output`);
+  const [o, esm] = [outer.outputFiles[0]?.text, inner.outputFiles[0]?.text];
+  if (o === undefined || esm === undefined) throw new Error(`${entry}: esbuild wrote no output`);
+  const exported = /export\{([^}]*)\};?\s*$/.exec(esm);
+  if (exported === null || /(^|[;}])(export|import)[{ ]/.test(esm.slice(0, exported.index)))
+    throw new Error(`${loaded}: expected one export statement at the end`);
+  const names = (exported[1] ?? '')
+    .split(',')
+    .map((e) => e.split(' as '))
+    .map(([local, as]) => `${as ?? local}:${local}`);
+  const i = `var ${NODE_REQUIRE}=require;${esm.slice(0, exported.index)}return{${names.join(',')}}`;
   // A renamed property still named anywhere in the output is read some other way (a string, a quoted key, JSON).
   for (const name of Object.keys(inner.mangleCache ?? {}))
     if (new RegExp(`\\b${name}\\b`).test(i)) throw new Error(`${loaded}: "${name}" is renamed but named in the output`);
-  const code = `${o}function ${LAZY_LOADER}(){var module={exports:{}},exports=module.exports;${i}return module.exports}\n`;
+  const code = `${o}function ${LAZY_LOADER}(){${i}}\n`;
   return { code, metafile: merged(outer.metafile, inner.metafile, Buffer.byteLength(code)) };
 }
 
