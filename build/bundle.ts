@@ -9,7 +9,7 @@
 import { chmodSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { brotliCompressSync, constants } from 'node:zlib';
-import { type BuildOptions, build, type Metafile, type Plugin } from 'esbuild';
+import { type BuildOptions, build, type Metafile, type Plugin, transform } from 'esbuild';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -197,7 +197,16 @@ export async function bundleCode(entry: string, outfile: string): Promise<{ code
   // A renamed property still named anywhere in the output is read some other way (a string, a quoted key, JSON).
   for (const name of Object.keys(inner.mangleCache ?? {}))
     if (new RegExp(`\\b${name}\\b`).test(i)) throw new Error(`${loaded}: "${name}" is renamed but named in the output`);
-  const code = `${o}function ${LAZY_LOADER}(){${i}}\n`;
+  // Minified once more as one file: the modules' var statements joined and the names given by use across all of
+  // them (-520 B); esbuild leaves the top-level names (the loader's) as they are.
+  const joined = `${o}function ${LAZY_LOADER}(){${i}}\n`;
+  if (!joined.startsWith(SHEBANG)) throw new Error(`${entry}: the bundle does not start with ${SHEBANG}`);
+  const again = await transform(joined.slice(SHEBANG.length), {
+    minify: true,
+    target: 'node18',
+    legalComments: 'none',
+  });
+  const code = `${SHEBANG}${again.code}`;
   return { code, metafile: merged(outer.metafile, inner.metafile, Buffer.byteLength(code)) };
 }
 
