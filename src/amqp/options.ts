@@ -184,8 +184,27 @@ export function parseUrl(url: string | URL): ConnectOptions {
 }
 
 /** Applies defaults and checks every option. */
+/** The options that are integers, each checked by its name. */
+type IntegerOption =
+  | 'heartbeat'
+  | 'publishTimeout'
+  | 'port'
+  | 'frameMax'
+  | 'channelMax'
+  | 'connectTimeout'
+  | 'writeBufferBytes'
+  | 'maxMessageBytes'
+  | 'publishQueueBytes'
+  | 'maxUnconfirmed'
+  | 'blockedTimeout'
+  | 'closeTimeout'
+  | 'rpcTimeout';
+
 export function resolveOptions(o: ConnectOptions): ResolvedOptions {
-  const heartbeat = intOption(o.heartbeat ?? 20, 'heartbeat', 0, 65535);
+  /** Option `k` (`d` when absent): an integer from `min` to `max` (by default 2^31 - 1 ms, the longest timer). */
+  const int = (k: IntegerOption, d: number, min: number, max = 2 ** 31 - 1): number =>
+    intOption(o[k] ?? d, k, min, max);
+  const heartbeat = int('heartbeat', 20, 0, 65535);
   // https://www.rabbitmq.com/docs/heartbeats: below 5 s false positives are "fairly likely".
   if (heartbeat > 0 && heartbeat < MIN_HEARTBEAT)
     throw invalid(
@@ -199,30 +218,30 @@ export function resolveOptions(o: ConnectOptions): ResolvedOptions {
   else if (o.tls !== undefined && o.tls !== false) tls = o.tls;
   if (mechanism === 'EXTERNAL' && tls === undefined)
     throw invalid('mechanism', 'EXTERNAL needs TLS with a client certificate');
-  const publishTimeout = intOption(o.publishTimeout ?? 60_000, 'publishTimeout', 1, 2 ** 31 - 1);
+  const publishTimeout = int('publishTimeout', 60_000, 1);
   return {
     hostname: o.hostname ?? '127.0.0.1',
-    port: intOption(o.port ?? (tls ? 5671 : 5672), 'port', 1, 65535),
+    port: int('port', tls ? 5671 : 5672, 1, 65535),
     vhost: o.vhost ?? '/',
     username: o.username ?? 'guest',
     password: o.password ?? 'guest',
     mechanism,
     tls,
     heartbeat,
-    frameMax: intOption(o.frameMax ?? 131072, 'frameMax', 8192, 64 << 20),
-    channelMax: intOption(o.channelMax ?? 2047, 'channelMax', 1, 65535),
+    frameMax: int('frameMax', 131072, 8192, 64 << 20),
+    channelMax: int('channelMax', 2047, 1, 65535),
     connectionName: o.connectionName,
     clientProperties: o.clientProperties ?? {},
-    connectTimeout: intOption(o.connectTimeout ?? 20_000, 'connectTimeout', 1, 2 ** 31 - 1),
-    writeBufferBytes: intOption(o.writeBufferBytes ?? 1 << 20, 'writeBufferBytes', 1024, 2 ** 31 - 1),
-    maxMessageBytes: intOption(o.maxMessageBytes ?? 64 << 20, 'maxMessageBytes', 0, 2 ** 31 - 1),
-    publishQueueBytes: intOption(o.publishQueueBytes ?? 64 << 20, 'publishQueueBytes', 0, 2 ** 31 - 1),
-    maxUnconfirmed: intOption(o.maxUnconfirmed ?? 10_000, 'maxUnconfirmed', 1, 2 ** 31 - 1),
+    connectTimeout: int('connectTimeout', 20_000, 1),
+    writeBufferBytes: int('writeBufferBytes', 1 << 20, 1024),
+    maxMessageBytes: int('maxMessageBytes', 64 << 20, 0),
+    publishQueueBytes: int('publishQueueBytes', 64 << 20, 0),
+    maxUnconfirmed: int('maxUnconfirmed', 10_000, 1),
     // A deadline shorter than the heartbeat timeout would fail publishes that a live connection can still confirm.
     // Raised here to the heartbeat asked for; a channel raises it again to the negotiated one (0 takes the broker's).
     publishTimeout: Math.max(publishTimeout, heartbeat * 1000),
-    blockedTimeout: intOption(o.blockedTimeout ?? 0, 'blockedTimeout', 0, 2 ** 31 - 1),
-    closeTimeout: intOption(o.closeTimeout ?? 5000, 'closeTimeout', 1, 2 ** 31 - 1),
-    rpcTimeout: intOption(o.rpcTimeout ?? 60_000, 'rpcTimeout', 1, 2 ** 31 - 1),
+    blockedTimeout: int('blockedTimeout', 0, 0),
+    closeTimeout: int('closeTimeout', 5000, 1),
+    rpcTimeout: int('rpcTimeout', 60_000, 1),
   };
 }

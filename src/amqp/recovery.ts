@@ -115,6 +115,17 @@ type Resolved = Required<
   >
 >;
 
+/** The recovery options that are integers, each checked by its name. */
+type RecoveryIntegerOption =
+  | 'reconnectDelay'
+  | 'maxReconnectDelay'
+  | 'authFailureDelay'
+  | 'bufferMessages'
+  | 'bufferBytes'
+  | 'ackWarningAfter'
+  | 'nackRetries'
+  | 'initialAttempts';
+
 export class RecoveringConnection extends TypedEmitter<RecoveryEvents> {
   readonly options: Readonly<Resolved>;
   readonly #base: ConnectOptions;
@@ -142,28 +153,25 @@ export class RecoveringConnection extends TypedEmitter<RecoveryEvents> {
     super();
     const fromUrl = typeof url === 'string' || url instanceof URL ? parseUrl(url) : (url ?? {});
     const o: RecoveryOptions = { ...fromUrl, ...options };
-    const int = (v: number | undefined, d: number, min: number, what: string): number => {
+    /** Option `k` (`d` when absent): an integer of at least `min`. */
+    const int = (k: RecoveryIntegerOption, d: number, min: number): number => {
+      const v = o[k];
       const x = v ?? d;
       if (!Number.isSafeInteger(x) || x < min)
-        throw new AmqpError('OPTION_INVALID', `${what}: expected an integer >= ${min}, got ${String(v)}`);
+        throw new AmqpError('OPTION_INVALID', `${k}: expected an integer >= ${min}, got ${String(v)}`);
       return x;
     };
-    const reconnectDelay = int(o.reconnectDelay, 5000, 2000, 'reconnectDelay');
+    const reconnectDelay = int('reconnectDelay', 5000, 2000);
     this.options = {
       reconnectDelay,
-      maxReconnectDelay: int(
-        o.maxReconnectDelay,
-        Math.max(60_000, reconnectDelay),
-        reconnectDelay,
-        'maxReconnectDelay',
-      ),
-      authFailureDelay: int(o.authFailureDelay, Math.max(60_000, reconnectDelay), reconnectDelay, 'authFailureDelay'),
-      bufferMessages: int(o.bufferMessages, 10_000, 0, 'bufferMessages'),
-      bufferBytes: int(o.bufferBytes, 16 << 20, 0, 'bufferBytes'),
+      maxReconnectDelay: int('maxReconnectDelay', Math.max(60_000, reconnectDelay), reconnectDelay),
+      authFailureDelay: int('authFailureDelay', Math.max(60_000, reconnectDelay), reconnectDelay),
+      bufferMessages: int('bufferMessages', 10_000, 0),
+      bufferBytes: int('bufferBytes', 16 << 20, 0),
       overflow: o.overflow ?? 'reject-new',
-      ackWarningAfter: int(o.ackWarningAfter, 25 * 60_000, 1000, 'ackWarningAfter'),
-      nackRetries: int(o.nackRetries, 3, 0, 'nackRetries'),
-      initialAttempts: o.initialAttempts === undefined ? Infinity : int(o.initialAttempts, 1, 1, 'initialAttempts'),
+      ackWarningAfter: int('ackWarningAfter', 25 * 60_000, 1000),
+      nackRetries: int('nackRetries', 3, 0),
+      initialAttempts: o.initialAttempts === undefined ? Infinity : int('initialAttempts', 1, 1),
     };
     if (this.options.overflow !== 'reject-new' && this.options.overflow !== 'drop-oldest') {
       throw new AmqpError(
