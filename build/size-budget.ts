@@ -81,7 +81,8 @@ export const SIZE_BUDGET: Record<string, number> = {
   // 322,506 B (-488): the lazy module built as an ES module returned by its function (no CommonJS export helpers).
   // 321,986 B (-520): the assembled file minified once more as a whole.
   // 321,598 B (-388): the client's integer options checked by their name, each key written once.
-  'dist/hub.js': 322_400,
+  // 321,331 B (-267): hub.json's keys each written once (keysOf in config/reader.ts), not as a key and in a path.
+  'dist/hub.js': 322_100,
   // 706,321 B at 1c14c49: hub.js's code and MQTT.js; 707,075 B at 272133e (the same fixes).
   // 694,737 B with the same change (-12,465).
   // 690,778 B with the same build (-3,959).

@@ -3,7 +3,7 @@
  * or EXTERNAL with a TLS client certificate), heartbeats and reconnection delays. A password never appears in the
  * configuration itself, nor in a message about it.
  */
-import { type Reader, shown } from './reader.js';
+import { keysOf, type Reader, shown } from './reader.js';
 import type { BrokerConfig, TlsConfig } from './types.js';
 
 const BROKER_KEYS = [
@@ -26,13 +26,14 @@ const URL_WHAT = 'an amqp://, amqps://, mqtt:// or mqtts:// URL';
 
 export function parseBroker(r: Reader, v: unknown): BrokerConfig {
   const b = r.object(v ?? {}, '$.broker', BROKER_KEYS);
-  const url = r.string(b['url'] ?? 'amqp://127.0.0.1:5672', '$.broker.url', URL_WHAT);
+  const at = keysOf(b, '$.broker');
+  const url = r.string(...at('url', 'amqp://127.0.0.1:5672'), URL_WHAT);
   const urlUser = checkUrl(r, url);
   const secure = url.startsWith('amqps://') || url.startsWith('mqtts://');
   const secureUrl = `an ${url.startsWith('mqtt') ? 'mqtts' : 'amqps'}:// URL`;
   const broker: { -readonly [K in keyof BrokerConfig]: BrokerConfig[K] } = {
     url,
-    external: r.boolean(b['external'] ?? false, '$.broker.external'),
+    external: r.boolean(...at('external', false)),
     // Below 5 s heartbeats raise false alarms on a busy Pi (the client refuses them); 0 takes the broker's value.
     heartbeatS: r.number(
       b['heartbeatS'] ?? 20,
@@ -40,10 +41,10 @@ export function parseBroker(r: Reader, v: unknown): BrokerConfig {
       "an integer from 5 to 600, or 0 (the broker's value)",
       (n) => Number.isInteger(n) && (n === 0 || (n >= 5 && n <= 600)),
     ),
-    prefetch: r.integer(b['prefetch'] ?? 10, '$.broker.prefetch', 1, 1000),
+    prefetch: r.integer(...at('prefetch', 10), 1, 1000),
     // One inbox per peer by default: a peer that floods the hub then waits behind its own messages only.
-    inboxes: r.oneOf(b['inboxes'] ?? 'per-peer', '$.broker.inboxes', ['per-peer', 'shared'] as const),
-    endpoints: r.array(b['endpoints'] ?? [], '$.broker.endpoints', 'an array of "host:port" strings').map((e, i) => {
+    inboxes: r.oneOf(...at('inboxes', 'per-peer'), ['per-peer', 'shared'] as const),
+    endpoints: r.array(...at('endpoints', []), 'an array of "host:port" strings').map((e, i) => {
       const at = `$.broker.endpoints[${i}]`;
       const x = r.string(e, at, 'a "host:port" string');
       const m = /^\[?([^\]\s]+?)\]?:(\d{1,5})$/.exec(x);
@@ -66,7 +67,7 @@ export function parseBroker(r: Reader, v: unknown): BrokerConfig {
     (n) => n >= broker.reconnectDelayS && n <= 3600,
   );
   if (b['username'] !== undefined) {
-    broker.username = r.string(b['username'], '$.broker.username');
+    broker.username = r.string(...at('username'));
     if (urlUser !== undefined && urlUser !== broker.username) {
       r.fail(
         '$.broker.username',
@@ -75,9 +76,9 @@ export function parseBroker(r: Reader, v: unknown): BrokerConfig {
       );
     }
   }
-  if (b['passwordFile'] !== undefined) broker.passwordFile = r.path(b['passwordFile'], '$.broker.passwordFile');
+  if (b['passwordFile'] !== undefined) broker.passwordFile = r.path(...at('passwordFile'));
   if (b['tls'] !== undefined) {
-    const t = r.object(b['tls'], '$.broker.tls', TLS_KEYS);
+    const t = r.object(...at('tls'), TLS_KEYS);
     const tls: { -readonly [K in keyof TlsConfig]: TlsConfig[K] } = {};
     // ca, cert and key are files; servername is a name.
     for (const k of TLS_KEYS) {

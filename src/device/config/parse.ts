@@ -6,7 +6,7 @@ import { DEFAULT_BUDGET } from '../../bus/budget.js';
 import { isObject } from '../../core/is-object.js';
 import { OVERHEAD } from '../../crypto/index.js';
 import { parseBroker } from './broker.js';
-import { describe, Reader, shown } from './reader.js';
+import { describe, keysOf, Reader, shown } from './reader.js';
 import type {
   ActuatorConfig,
   BudgetConfig,
@@ -59,7 +59,8 @@ const TIMEOUT_MAX_MS = 600_000;
 export function parseConfig(value: unknown, file = 'hub.json'): HubConfig {
   const r = new Reader(file);
   const o = r.object(value, '$', TOP_KEYS);
-  const name = r.pattern(o['name'], '$.name', ENTITY_NAME, ENTITY_NAME_TEXT);
+  const at = keysOf(o, '$');
+  const name = r.pattern(...at('name'), ENTITY_NAME, ENTITY_NAME_TEXT);
   const broker = parseBroker(r, o['broker']);
   const peers = parsePeers(r, o['peers'], name);
   const resolutionS = r.number(
@@ -75,23 +76,23 @@ export function parseConfig(value: unknown, file = 'hub.json'): HubConfig {
     name,
     broker,
     peers,
-    topology: r.oneOf<Topology>(o['topology'] ?? 'exchanges', '$.topology', ['exchanges', 'queues']),
-    declareExchanges: r.boolean(o['declareExchanges'] ?? true, '$.declareExchanges'),
-    stateDir: r.path(o['stateDir'] ?? '/var/lib/ebadge', '$.stateDir', 'a directory path'),
+    topology: r.oneOf<Topology>(...at('topology', 'exchanges'), ['exchanges', 'queues']),
+    declareExchanges: r.boolean(...at('declareExchanges', true)),
+    stateDir: r.path(...at('stateDir', '/var/lib/ebadge'), 'a directory path'),
     resolutionS,
     // A day at least: a get_load_report for yesterday must be answerable from a hub that restarted this morning.
-    historyHours: r.integer(o['historyHours'] ?? 24, '$.historyHours', 24, HISTORY_MAX_HOURS),
-    fsyncIntervalS: r.integer(o['fsyncIntervalS'] ?? 60, '$.fsyncIntervalS', 1, 3600),
+    historyHours: r.integer(...at('historyHours', 24), 24, HISTORY_MAX_HOURS),
+    fsyncIntervalS: r.integer(...at('fsyncIntervalS', 60), 1, 3600),
     devices: parseDevices(r, o['devices']),
-    allowClockChange: r.boolean(o['allowClockChange'] ?? false, '$.allowClockChange'),
+    allowClockChange: r.boolean(...at('allowClockChange', false)),
     log: parseLog(r, o['log']),
   };
   if (o['crypto'] !== undefined) {
-    const c = r.object(o['crypto'], '$.crypto', ['keyring', 'privateKey', 'backend']);
+    const c = keysOf(r.object(...at('crypto'), ['keyring', 'privateKey', 'backend']), '$.crypto');
     config.crypto = {
-      keyring: r.path(c['keyring'], '$.crypto.keyring'),
-      privateKey: r.path(c['privateKey'], '$.crypto.privateKey'),
-      backend: r.oneOf<CryptoBackendChoice>(c['backend'] ?? 'auto', '$.crypto.backend', ['auto', 'node', 'noble']),
+      keyring: r.path(...c('keyring')),
+      privateKey: r.path(...c('privateKey')),
+      backend: r.oneOf<CryptoBackendChoice>(...c('backend', 'auto'), ['auto', 'node', 'noble']),
     };
   }
   if (o['budget'] !== undefined) config.budget = parseBudget(r, o['budget']);
@@ -158,11 +159,12 @@ function parsePeers(r: Reader, v: unknown, self: string): PeerConfig[] {
   return r.array(v, '$.peers', 'an array of at least one peer ({ "name": "vpp-acme" })', 1).map((e, i) => {
     const p = `$.peers[${i}]`;
     const o = r.object(e, p, ['name', 'role', 'clearText']);
-    const name = r.pattern(o['name'], `${p}.name`, ENTITY_NAME, ENTITY_NAME_TEXT);
+    const at = keysOf(o, p);
+    const name = r.pattern(...at('name'), ENTITY_NAME, ENTITY_NAME_TEXT);
     once(r, seen, name, '$.peers', i);
     if (name === self) r.fail(`${p}.name`, "a name other than the hub's own ($.name)", shown(name));
-    const role = r.oneOf<PeerRole>(o['role'] ?? 'aggregator', `${p}.role`, PEER_ROLES);
-    const clearText = o['clearText'] === undefined ? false : r.boolean(o['clearText'], `${p}.clearText`);
+    const role = r.oneOf<PeerRole>(...at('role', 'aggregator'), PEER_ROLES);
+    const clearText = o['clearText'] === undefined ? false : r.boolean(...at('clearText'));
     return { name, role, ...(clearText ? { clearText } : {}) };
   });
 }
@@ -174,19 +176,20 @@ function parseDevices(r: Reader, v: unknown): DeviceConfig[] {
   return r.array(v, '$.devices', 'an array of at least one device ({ "name": "meter" })', 1).map((e, i) => {
     const p = `$.devices[${i}]`;
     const o = r.object(e, p, DEVICE_KEYS);
-    const name = r.pattern(o['name'], `${p}.name`, LOCAL_NAME, LOCAL_NAME_TEXT);
+    const at = keysOf(o, p);
+    const name = r.pattern(...at('name'), LOCAL_NAME, LOCAL_NAME_TEXT);
     once(r, seen, name, '$.devices', i);
-    const signals = parseSignals(r, o['signals'] ?? DEFAULT_SIGNALS, `${p}.signals`);
+    const signals = parseSignals(r, ...at('signals', DEFAULT_SIGNALS));
     const device: { -readonly [K in keyof DeviceConfig]: DeviceConfig[K] } = {
       name,
-      classes: parseClasses(r, o['classes'] ?? ['consumer'], `${p}.classes`),
-      type: r.string(o['type'] ?? 'meter', `${p}.type`),
-      version: r.string(o['version'] ?? '1.0', `${p}.version`),
+      classes: parseClasses(r, ...at('classes', ['consumer'])),
+      type: r.string(...at('type', 'meter')),
+      version: r.string(...at('version', '1.0')),
       signals,
     };
-    if (o['meter'] !== undefined) device.meter = parseMeter(r, o['meter'], `${p}.meter`, signals);
-    if (o['actuator'] !== undefined) device.actuator = parseActuator(r, o['actuator'], `${p}.actuator`);
-    if (o['maxPowerKw'] !== undefined) device.maxPowerKw = r.power(o['maxPowerKw'], `${p}.maxPowerKw`);
+    if (o['meter'] !== undefined) device.meter = parseMeter(r, ...at('meter'), signals);
+    if (o['actuator'] !== undefined) device.actuator = parseActuator(r, ...at('actuator'));
+    if (o['maxPowerKw'] !== undefined) device.maxPowerKw = r.power(...at('maxPowerKw'));
     return device;
   });
 }
@@ -207,18 +210,19 @@ function parseSignals(r: Reader, v: unknown, path: string): SignalConfig[] {
   return r.array(v, path, 'a non-empty array of signals ({ "name": "p", "unit": "kW" })', 1).map((e, i) => {
     const p = `${path}[${i}]`;
     const o = r.object(e, p, SIGNAL_KEYS);
-    const name = r.pattern(o['name'], `${p}.name`, LOCAL_NAME, LOCAL_NAME_TEXT);
+    const at = keysOf(o, p);
+    const name = r.pattern(...at('name'), LOCAL_NAME, LOCAL_NAME_TEXT);
     once(r, seen, name, path, i);
     const desc = o['desc'] ?? '';
     if (typeof desc !== 'string') r.fail(`${p}.desc`, 'a string', describe(desc, `${p}.desc`));
     const signal: { -readonly [K in keyof SignalConfig]: SignalConfig[K] } = {
       name,
-      unit: r.string(o['unit'] ?? 'kW', `${p}.unit`),
+      unit: r.string(...at('unit', 'kW')),
       desc,
     };
     if (o['range'] !== undefined) {
       const what = 'a range [min, max] of two numbers';
-      const range = r.array(o['range'], `${p}.range`, what);
+      const range = r.array(...at('range'), what);
       if (range.length !== 2) r.fail(`${p}.range`, what, `an array of ${range.length}`);
       const min = r.number(range[0], `${p}.range[0]`, 'a number', () => true);
       const max = r.number(range[1], `${p}.range[1]`, 'a number', () => true);
@@ -245,39 +249,43 @@ function parseMeter(r: Reader, v: unknown, path: string, signals: readonly Signa
   switch (kind) {
     case 'simulated': {
       const o = r.object(v, path, ['kind', 'seed', 'profile', 'peakKw']);
+      const at = keysOf(o, path);
       return {
         kind,
         // A 32-bit PRNG seed: a larger one would be cut silently and two devices could get the same stream.
-        seed: r.integer(o['seed'] ?? 1, `${path}.seed`, 0, 0xffff_ffff),
-        profile: r.oneOf<MeterProfile>(o['profile'] ?? 'household', `${path}.profile`, ['household', 'boiler', 'pv']),
-        peakKw: r.power(o['peakKw'] ?? 3, `${path}.peakKw`),
+        seed: r.integer(...at('seed', 1), 0, 0xffff_ffff),
+        profile: r.oneOf<MeterProfile>(...at('profile', 'household'), ['household', 'boiler', 'pv']),
+        peakKw: r.power(...at('peakKw', 3)),
       };
     }
     case 'csv': {
       const o = r.object(v, path, ['kind', 'path', 'loop']);
-      return { kind, path: r.path(o['path'], `${path}.path`), loop: r.boolean(o['loop'] ?? true, `${path}.loop`) };
+      const at = keysOf(o, path);
+      return { kind, path: r.path(...at('path')), loop: r.boolean(...at('loop', true)) };
     }
     case 'command': {
       const o = r.object(v, path, ['kind', 'command', 'intervalS', 'timeoutMs']);
+      const at = keysOf(o, path);
       const meter: { -readonly [K in keyof CommandMeterConfig]: CommandMeterConfig[K] } = {
         kind,
-        command: r.argv(o['command'], `${path}.command`),
-        timeoutMs: r.integer(o['timeoutMs'] ?? 5000, `${path}.timeoutMs`, 1, TIMEOUT_MAX_MS),
+        command: r.argv(...at('command')),
+        timeoutMs: r.integer(...at('timeoutMs', 5000), 1, TIMEOUT_MAX_MS),
       };
-      if (o['intervalS'] !== undefined) meter.intervalS = r.integer(o['intervalS'], `${path}.intervalS`, 1, 3600);
+      if (o['intervalS'] !== undefined) meter.intervalS = r.integer(...at('intervalS'), 1, 3600);
       return meter;
     }
     case 'file': {
       const o = r.object(v, path, ['kind', 'path', 'scale', 'signal']);
+      const at = keysOf(o, path);
       const meter: { -readonly [K in keyof FileMeterConfig]: FileMeterConfig[K] } = {
         kind,
-        path: r.path(o['path'], `${path}.path`),
+        path: r.path(...at('path')),
         // 0 would report a constant 0 kW: a meter that looks alive and says nothing.
-        scale: r.number(o['scale'] ?? 1, `${path}.scale`, 'a number other than 0', (n) => n !== 0),
+        scale: r.number(...at('scale', 1), 'a number other than 0', (n) => n !== 0),
       };
       if (o['signal'] !== undefined) {
         const names = signals.map((s) => s.name);
-        meter.signal = r.oneOf(o['signal'], `${path}.signal`, names);
+        meter.signal = r.oneOf(...at('signal'), names);
       }
       return meter;
     }
@@ -292,18 +300,20 @@ function parseActuator(r: Reader, v: unknown, path: string): ActuatorConfig {
       return { kind };
     case 'command': {
       const o = r.object(v, path, ['kind', 'command', 'timeoutMs']);
+      const at = keysOf(o, path);
       return {
         kind,
-        command: r.argv(o['command'], `${path}.command`),
-        timeoutMs: r.integer(o['timeoutMs'] ?? 5000, `${path}.timeoutMs`, 1, TIMEOUT_MAX_MS),
+        command: r.argv(...at('command')),
+        timeoutMs: r.integer(...at('timeoutMs', 5000), 1, TIMEOUT_MAX_MS),
       };
     }
     case 'file': {
       const o = r.object(v, path, ['kind', 'path', 'on', 'off']);
-      const on = r.string(o['on'] ?? '1', `${path}.on`);
-      const off = r.string(o['off'] ?? '0', `${path}.off`);
+      const at = keysOf(o, path);
+      const on = r.string(...at('on', '1'));
+      const off = r.string(...at('off', '0'));
       if (on === off) r.fail(`${path}.off`, `a value other than on (${shown(on)})`, shown(off));
-      return { kind, path: r.path(o['path'], `${path}.path`), on, off };
+      return { kind, path: r.path(...at('path')), on, off };
     }
   }
 }

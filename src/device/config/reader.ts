@@ -11,6 +11,18 @@ const IDENTIFIER = /^[A-Za-z_$][A-Za-z0-9_$]*$/;
 /** userinfo with a password in any URL-like text: `//user:secret@`. */
 const URL_PASSWORD = /(\/\/[^/?#@:\s]*):[^/?#@\s]*@/g;
 
+/**
+ * Reads of the keys of `o`, found at `path`: `at('prefetch', 10)` is `[o.prefetch ?? 10, '<path>.prefetch']`, the
+ * value and the path that a Reader method takes first (`r.integer(...at('prefetch', 10), 1, 1000)`); without a
+ * default, the value as it is (null stays null). Each key is then written once, not as a property and in a path.
+ */
+export function keysOf(o: Record<string, unknown>, path: string) {
+  return (key: string, ...otherwise: [unknown?]): [unknown, string] => [
+    otherwise.length > 0 ? (o[key] ?? otherwise[0]) : o[key],
+    `${path}.${key}`,
+  ];
+}
+
 /** Reads JSON values with the path of each one, so that every error names what was wrong and where. */
 export class Reader {
   constructor(readonly file: string) {}
