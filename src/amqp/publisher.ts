@@ -150,7 +150,7 @@ export class Publisher<Call extends object> {
     }
     if (this.#confirms === null && this.#waitingHead === this.#waiting.length && this.#canPublish()) {
       try {
-        writeMessage(this.#host.out, this.#id, this.#host.frameMax, job);
+        this.#write(job);
       } catch (err) {
         return Promise.reject(err);
       }
@@ -263,11 +263,7 @@ export class Publisher<Call extends object> {
 
   /** The channel closed: every publish still waiting or unconfirmed fails, as `closed`. */
   end(cause: Error): void {
-    if (this.#timer !== null) {
-      clearInterval(this.#timer);
-      this.#timer = null;
-      this.#sweepEvery = Infinity;
-    }
+    this.#stopSweep();
     this.failWaiting(cause);
     this.#confirms?.failAll(cause);
   }
@@ -285,12 +281,23 @@ export class Publisher<Call extends object> {
   #dispatch(job: Job, wait: boolean): void {
     if (this.#waitingHead < this.#waiting.length || !this.#canPublish()) return this.#enqueue(job, wait);
     if (this.#confirms !== null) return this.#send(job);
+    if (this.#written(job)) job.resolve();
+  }
+
+  #write(job: Job): void {
+    writeMessage(this.#host.out, this.#id, this.#host.frameMax, job);
+  }
+
+  /** Writes a publish whose promise exists already; false, with the promise rejected, when that failed. */
+  #written(job: Job): boolean {
     try {
-      writeMessage(this.#host.out, this.#id, this.#host.frameMax, job);
+      this.#write(job);
+      return true;
     } catch (err) {
-      return job.reject(err as Error);
+      // Nothing was committed to the output: the broker never sees this message, and the sequence is unchanged.
+      job.reject(err as Error);
+      return false;
     }
-    job.resolve();
   }
 
   #prepare(
@@ -339,12 +346,7 @@ export class Publisher<Call extends object> {
 
   /** Writes a publish whose promise exists already; settles it now (no confirms) or hands it to the tracker. */
   #send(job: Job): void {
-    try {
-      writeMessage(this.#host.out, this.#id, this.#host.frameMax, job);
-    } catch (err) {
-      // Nothing was committed to the output: the broker never sees this message, and the sequence is unchanged.
-      return job.reject(err as Error);
-    }
+    if (!this.#written(job)) return;
     job.body = null;
     if (this.#confirms === null) return job.resolve();
     this.#confirms.add(this.#confirms.nextSeq++, job);
@@ -401,12 +403,15 @@ export class Publisher<Call extends object> {
       );
     }
     this.#waiting.length = this.#waitingHead + live;
-    if ((this.#confirms === null || this.#confirms.size === 0) && live === 0 && this.#timer !== null) {
-      clearInterval(this.#timer);
-      this.#timer = null;
-      this.#sweepEvery = Infinity;
-    }
+    if ((this.#confirms === null || this.#confirms.size === 0) && live === 0) this.#stopSweep();
     this.resume();
+  }
+
+  #stopSweep(): void {
+    if (this.#timer === null) return;
+    clearInterval(this.#timer);
+    this.#timer = null;
+    this.#sweepEvery = Infinity;
   }
 }
 
