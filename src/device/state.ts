@@ -356,36 +356,38 @@ const oneOf =
   (v) =>
     xs.includes(v);
 const TIME = 'a time (epoch ms)';
+// Rules several records share.
+const REQUESTER: Rule = ['requester', 'a name', name];
+const SEVERITY: Rule = ['severity', 'a severity 0..3', oneOf(0, 1, 2, 3)];
+const HEH_ID: Rule = ['hehId', 'a string or null', textOrNull, true];
+const FROM_TO: readonly Rule[] = [
+  ['from', TIME, finite],
+  ['to', TIME, finite],
+];
 
 const SUBSCRIPTION: readonly Rule[] = [
-  ['requester', 'a name', name],
+  REQUESTER,
   ['interval', 'whole seconds > 0', whole(1)],
   ['resolution', 'whole seconds > 0', whole(1)],
   ['signals', 'a list of signal names', (v) => Array.isArray(v) && v.every(name)],
   ['next', TIME, finite],
   ['asked', TIME, finite, true],
   ['requestId', 'a string', text, true],
-  ['hehId', 'a string or null', textOrNull, true],
+  HEH_ID,
 ];
-const REALTIME: readonly Rule[] = [
-  ['requester', 'a name', name],
-  ['severity', 'a severity 0..3', oneOf(0, 1, 2, 3)],
-  ['hehId', 'a string or null', textOrNull, true],
-];
+const REALTIME: readonly Rule[] = [REQUESTER, SEVERITY, HEH_ID];
 const PRICE: readonly Rule[] = [
   ['kind', '"load" or "generation"', oneOf('load', 'generation')],
-  ['from', TIME, finite],
-  ['to', TIME, finite],
+  ...FROM_TO,
   ['price', 'a number', finite],
   ['device', 'a device name', name, true],
   ['sender', 'a name', name],
 ];
 const ACTIVATION: readonly Rule[] = [
   ['id', 'an id', name],
-  ['requester', 'a name', name],
+  REQUESTER,
   ['modificationCount', 'a whole number >= 0', whole(0)],
-  ['from', TIME, finite],
-  ['to', TIME, finite],
+  ...FROM_TO,
   ['quantity', 'a power in kW', finite],
   ['device', 'a device name or null', (v) => v === null || name(v)],
   ['decision', '"accepted", "rejected" or "modified"', oneOf('accepted', 'rejected', 'modified')],
@@ -407,7 +409,7 @@ const PEER_KEY: readonly Rule[] = [
 ];
 const EVENT: readonly Rule[] = [
   ['time', TIME, finite],
-  ['severity', 'a severity 0..3', oneOf(0, 1, 2, 3)],
+  SEVERITY,
   ['type', 'an event type', name],
   ['end', `${TIME} or null`, (v) => v === null || finite(v), true],
   ['count', 'a whole number >= 0', whole(0), true],
