@@ -263,7 +263,7 @@ export function permissions(config: HubConfig, user: string): string {
   const vhost = vhostOf(config.broker.url);
   const [configure, write, read] =
     config.topology === 'queues'
-      ? [`^(${own}|${me}-up|${me}-down)$`, `^(${own}|${me}-up|${me}-down)$`, `^(${own}|${me}-up|${me}-down)$`]
+      ? Array<string>(3).fill(`^(${own}|${me}-up|${me}-down)$`) // the same for configure, write and read
       : [
           config.declareExchanges ? `^(${own}|${me}-to-(${peers})|(${peers})-to-${me})$` : `^${own}$`,
           `^(${own}|${me}-to-(${peers}))$`,
