@@ -9,6 +9,14 @@ import { rabbitmqctl } from './broker-node.js';
 import { withDeadline } from './deadline.js';
 
 export const AMQP_URL = process.env['AMQP_URL'] ?? 'amqp://guest:guest@127.0.0.1:5672';
+const parsed = new URL(AMQP_URL);
+/** AMQP_URL's host, port and login, for the tests that take them apart (a proxy's target, RecoveringConnection). */
+export const BROKER = {
+  hostname: parsed.hostname,
+  port: Number(parsed.port || 5672),
+  username: decodeURIComponent(parsed.username) || 'guest',
+  password: decodeURIComponent(parsed.password) || 'guest',
+} as const;
 
 let counter = 0;
 /** A queue or exchange name no other test (or earlier run) uses. */

@@ -111,16 +111,25 @@ export async function runToEnd(args: string[], ms = 10_000): Promise<HubProcess>
   return p;
 }
 
-/** A valid config: exampleConfig (household meter, switchable 2 kW boiler) on the test broker, with our names. */
-export function hubConfig(dir: string, hub: string, vpp: string): Record<string, unknown> {
+/**
+ * hub.json's broker section for the test broker (AMQP_URL): the URL without its credentials, which hub.json refuses,
+ * the user, and a password file in `dir` unless it is guest's.
+ */
+export function hubBroker(dir: string): Record<string, unknown> {
   const url = new URL(AMQP_URL);
   const user = decodeURIComponent(url.username) || 'guest';
   const password = decodeURIComponent(url.password) || 'guest';
-  const broker: Record<string, unknown> = { url: `${url.protocol}//${url.host}`, username: user };
+  const broker: Record<string, unknown> = { url: `${url.protocol}//${url.host}${url.pathname}`, username: user };
   if (!(user === 'guest' && password === 'guest')) {
     writeFileSync(path.join(dir, 'broker.pw'), password, { mode: 0o600 });
     broker['passwordFile'] = path.join(dir, 'broker.pw');
   }
+  return broker;
+}
+
+/** A valid config: exampleConfig (household meter, switchable 2 kW boiler) on the test broker, with our names. */
+export function hubConfig(dir: string, hub: string, vpp: string): Record<string, unknown> {
+  const broker = hubBroker(dir);
   return {
     ...(exampleConfig(path.join(dir, 'state')) as Record<string, unknown>),
     name: hub,

@@ -1,7 +1,7 @@
 /**
  * A fault-injecting TCP proxy for tests, built on node:net only.
  *
- *   client ──► 127.0.0.1:proxy.port ──► FaultProxy ──► target (default 127.0.0.1:5672)
+ *   client ──► 127.0.0.1:proxy.port ──► FaultProxy ──► target (default AMQP_URL's host and port)
  *
  *   const proxy = await FaultProxy.start();                       // random free port on 127.0.0.1
  *   const conn = await connect({ port: proxy.port, ... });
@@ -51,6 +51,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { type AddressInfo, createServer, type Server, Socket } from 'node:net';
+import { BROKER } from './amqp.js';
 
 export type Direction = 'c2s' | 's2c';
 export type DirectionArg = Direction | 'both';
@@ -124,7 +125,7 @@ export interface ProxiedConnection {
 }
 
 export interface ProxyOptions {
-  /** Default 127.0.0.1:5672. */
+  /** Default: AMQP_URL's host and port (127.0.0.1:5672). */
   target?: { host?: string; port?: number };
   /** Queued bytes per direction and connection above which the source is paused (default 4 MiB). */
   highWaterMark?: number;
@@ -448,7 +449,7 @@ export class FaultProxy extends EventEmitter {
     super();
     this.server = server;
     this.port = (server.address() as AddressInfo).port;
-    this.target = { host: options.target?.host ?? '127.0.0.1', port: options.target?.port ?? 5672 };
+    this.target = { host: options.target?.host ?? BROKER.hostname, port: options.target?.port ?? BROKER.port };
     this.highWaterMark = options.highWaterMark ?? 4 << 20;
     server.on('connection', (socket) => this.accept(socket));
     server.on('error', () => {

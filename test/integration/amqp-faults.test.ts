@@ -23,11 +23,11 @@ import {
   type MessageProperties,
   PublishError,
 } from '../../src/amqp/index.js';
+import { BROKER } from '../helpers/amqp.js';
 import { until } from '../helpers/bus.js';
 import { sleep, withDeadline } from '../helpers/deadline.js';
 import { FaultProxy, mulberry32, type ProxiedConnection, randomBytes, randomInt, slicers } from '../helpers/proxy.js';
 
-const BROKER = { hostname: '127.0.0.1', port: 5672, username: 'guest', password: 'guest' } as const;
 const RUN = `${process.pid}-${Date.now().toString(36)}`;
 /** Leaked queues (a failed cleanup) disappear on their own after this long unused. */
 const QUEUE_ARGS = { 'x-expires': 120_000 };

@@ -20,11 +20,10 @@ import {
   type RecoveryEvents,
   type RecoveryOptions,
 } from '../../src/amqp/index.js';
-import { rejection, withMemoryAlarm } from '../helpers/amqp.js';
+import { BROKER, rejection, withMemoryAlarm } from '../helpers/amqp.js';
 import { sleep, until, withDeadline } from '../helpers/deadline.js';
 import { FaultProxy, mulberry32, randomInt } from '../helpers/proxy.js';
 
-const BROKER = { hostname: '127.0.0.1', port: 5672, username: 'guest', password: 'guest' } as const;
 const RUN = `${process.pid}-${Date.now().toString(36)}`;
 const QUEUE_ARGS = { 'x-expires': 120_000 };
 let n = 0;
@@ -43,7 +42,7 @@ async function proxy(): Promise<FaultProxy> {
 function recovering(p: FaultProxy | null, options: RecoveryOptions = {}): RecoveringConnection {
   const rc = new RecoveringConnection({
     ...BROKER,
-    port: p?.port ?? 5672,
+    port: p?.port ?? BROKER.port,
     reconnectDelay: 2000,
     connectTimeout: 3000,
     heartbeat: 5,

@@ -14,6 +14,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { connect } from '../../src/amqp/index.js';
 import { AMQP_URL, timed } from '../helpers/amqp.js';
+import { hubBroker } from '../helpers/hub-process.js';
 import { repoRoot } from '../helpers/oracle.js';
 
 const example = (name: string): string => fileURLToPath(new URL(`../../examples/${name}.js`, import.meta.url));
@@ -124,10 +125,12 @@ s(
       name: string;
       peers: { name: string }[];
       stateDir: string;
+      broker: unknown;
     };
     config.name = hub;
     config.peers = config.peers.map((p) => ({ ...p, name: vppName }));
     config.stateDir = path.join(dir, 'state');
+    config.broker = hubBroker(dir);
     writeFileSync(path.join(dir, 'hub.json'), JSON.stringify(config));
     const heh = await start(hubJs, ['--config', path.join(dir, 'hub.json')], /"hub running"/);
     try {

@@ -12,7 +12,7 @@ import type { Channel as AmqplibChannel, ConsumeMessage } from 'amqplib';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { amqpBus } from '../../src/bus/index.js';
-import { timed } from '../helpers/amqp.js';
+import { AMQP_URL, timed } from '../helpers/amqp.js';
 import { entity, NET_MS, until, withBus } from '../helpers/bus.js';
 
 const run = promisify(execFile);
@@ -120,7 +120,7 @@ s(
       const peer = entity('vpp');
       f.queues.add(`private-${me}-in`).add(`private-${me}-dead`);
       f.exchanges.add(`private-${me}-dlx`).add(`${me}-to-${peer}`).add(`${peer}-to-${me}`);
-      const hub = amqpBus({ name: me, peers: [peer], url: 'amqp://guest:guest@127.0.0.1:5672', role: 'hub' });
+      const hub = amqpBus({ name: me, peers: [peer], url: AMQP_URL, role: 'hub' });
       f.connectors.push(hub);
       const handled: string[] = [];
       hub.onGetCapabilities((_m, ctx) => {

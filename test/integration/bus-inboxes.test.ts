@@ -14,7 +14,7 @@ import * as assert from 'uvu/assert';
 import { type AmqpTransport, type Connector, shardOf } from '../../src/bus/index.js';
 import { EbTime, type Message } from '../../src/codec/index.js';
 import { assignShards, instanceTag } from '../../src/core/shard.js';
-import { timed } from '../helpers/amqp.js';
+import { BROKER, timed } from '../helpers/amqp.js';
 import { rabbitmqctl } from '../helpers/broker-node.js';
 import { type BusFixture, entity, NET_MS, until, withBus } from '../helpers/bus.js';
 import { withDeadline } from '../helpers/deadline.js';
@@ -454,7 +454,7 @@ s(
             peers: [hubName],
             shards: 2,
             instance: 'vpp-a',
-            endpoints: ['127.0.0.1:5672'],
+            endpoints: [`${BROKER.hostname}:${BROKER.port}`],
             // B keeps hearing A for three intervals after the kill: its first delivery finds A still the owner.
             presenceMs: 1000,
           } satisfies InstanceSpec),

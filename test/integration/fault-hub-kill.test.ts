@@ -34,6 +34,7 @@ import { Outbox, type OutboxError, scanOutbox } from '../../src/device/outbox.js
 import { AMQP_URL, timed } from '../helpers/amqp.js';
 import { until } from '../helpers/bus.js';
 import { sleep, withDeadline } from '../helpers/deadline.js';
+import { hubBroker } from '../helpers/hub-process.js';
 import { Random } from '../helpers/random.js';
 
 const HUB_JS = fileURLToPath(new URL('../../src/bin/hub.js', import.meta.url));
@@ -173,7 +174,7 @@ s(
       config,
       JSON.stringify({
         name: hubName,
-        broker: { url: 'amqp://127.0.0.1:5672', username: 'guest' },
+        broker: hubBroker(work),
         peers: vppNames.map((name) => ({ name })),
         stateDir,
         resolutionS: 1,

@@ -18,6 +18,7 @@ import { Outbox } from '../../src/device/outbox.js';
 import { AMQP_URL, timed } from '../helpers/amqp.js';
 import { BusFixture, until } from '../helpers/bus.js';
 import { tmpfsDisk } from '../helpers/disk.js';
+import { hubBroker } from '../helpers/hub-process.js';
 
 const HUB_JS = fileURLToPath(new URL('../../src/bin/hub.js', import.meta.url));
 const FULL_MS = 20_000;
@@ -76,7 +77,7 @@ if (typeof probe === 'string') {
         config,
         JSON.stringify({
           name: hubName,
-          broker: { url: 'amqp://127.0.0.1:5672', username: 'guest' },
+          broker: hubBroker(disk.root),
           peers: [{ name: vppName }],
           stateDir,
           resolutionS: 1,

@@ -16,6 +16,7 @@ import type { Message } from '../../src/codec/index.js';
 import { Outbox } from '../../src/device/outbox.js';
 import { AMQP_URL, timed } from '../helpers/amqp.js';
 import { until } from '../helpers/bus.js';
+import { hubBroker } from '../helpers/hub-process.js';
 
 const HUB_JS = fileURLToPath(new URL('../../src/bin/hub.js', import.meta.url));
 
@@ -60,7 +61,7 @@ s(
       config,
       JSON.stringify({
         name: hubName,
-        broker: { url: 'amqp://127.0.0.1:5672', username: 'guest' },
+        broker: hubBroker(dir),
         peers: [{ name: vppName }],
         stateDir: path.join(dir, 'state'),
         resolutionS: 1,
