@@ -58,29 +58,29 @@ function recordingHub(
   return { hub, handled, ids };
 }
 
+s(
+  "docs/bus.md's defaults on the broker: the inbox consumed with a prefetch of 100, the dead letters capped at 100,000",
+  timed(() =>
+    withBus(async (f) => {
+      const name = entity('heh');
+      await f.connector({ name, peers: [entity('vpp')] });
+      const rows = async (args: string[]) =>
+        (await rabbitmqctl([...args, '-q', '--no-table-headers'])).split('\n').map((l) => l.split('\t'));
+      const consumer = (await rows(['list_consumers', 'queue_name', 'prefetch_count'])).find(
+        ([q]) => q === `private-${name}-in`,
+      );
+      assert.equal(consumer, [`private-${name}-in`, '100']);
+      const dead = (await rows(['list_queues', 'name', 'arguments'])).find(([q]) => q === `private-${name}-dead`);
+      assert.match(String(dead?.[1]), /\{"x-max-length",100000\}|x-max-length.{0,4}100000/);
+    }),
+  ),
+);
+
 const TITLES = {
   shared: "shared inbox: 300 messages of one peer waiting in the broker, then another peer's get_report",
   'per-peer': "per-peer inboxes: 300 messages of one peer waiting in the broker, then another peer's get_report",
 } as const;
 for (const inboxes of ['shared', 'per-peer'] as const) {
-  s(
-    "docs/bus.md's defaults on the broker: the inbox consumed with a prefetch of 100, the dead letters capped at 100,000",
-    timed(() =>
-      withBus(async (f) => {
-        const name = entity('heh');
-        await f.connector({ name, peers: [entity('vpp')] });
-        const rows = async (args: string[]) =>
-          (await rabbitmqctl([...args, '-q', '--no-table-headers'])).split('\n').map((l) => l.split('\t'));
-        const consumer = (await rows(['list_consumers', 'queue_name', 'prefetch_count'])).find(
-          ([q]) => q === `private-${name}-in`,
-        );
-        assert.equal(consumer, [`private-${name}-in`, '100']);
-        const dead = (await rows(['list_queues', 'name', 'arguments'])).find(([q]) => q === `private-${name}-dead`);
-        assert.match(String(dead?.[1]), /\{"x-max-length",100000\}|x-max-length.{0,4}100000/);
-      }),
-    ),
-  );
-
   s(
     TITLES[inboxes],
     timed(
