@@ -33,6 +33,7 @@ export function scanJson(text: string, root = '$'): JsonScan {
 
 const VALUE = 'a value (a string in double quotes, a number, true, false, null, an object or an array)';
 const KEY = 'a key in double quotes';
+const STRING = 'a valid string (no control character, a known escape)';
 
 /** The slips JSON.parse refuses in a file written by hand, named after what was expected at `at`. */
 function slip(text: string, at: number, expected: string): string {
@@ -137,7 +138,7 @@ function scan(text: string, root: string): JsonScan & { path: string } {
   const member = (frame: Frame): number => {
     path = frame.path; // until the key is read, the place is the object itself
     ws();
-    expected = text[i] === '"' ? 'a valid string (no control character, a known escape)' : KEY;
+    expected = text[i] === '"' ? STRING : KEY;
     const e = string();
     if (e >= 0) return e;
     const key = stringEscaped ? (JSON.parse(text.slice(stringStart, i)) as string) : text.slice(stringStart + 1, i - 1);
@@ -179,7 +180,7 @@ function scan(text: string, root: string): JsonScan & { path: string } {
       }
       i++;
     } else {
-      if (c === '"') expected = 'a valid string (no control character, a known escape)';
+      if (c === '"') expected = STRING;
       const e = scalar();
       if (e >= 0) return failAt(e);
     }
