@@ -89,7 +89,9 @@ export const SIZE_BUDGET: Record<string, number> = {
   // what was expected and naming the usual slips (+1,114); 'cannot reach the broker' saying what to check, a refused
   // "/" vhost, a hub name that is not its broker user, bench's 403 said; the MQTT hub refusing AMQP-only keys and
   // taking heartbeatS as its keep-alive; a keyring entry that lets nothing through warned of; csv meters opened once.
-  'dist/hub.js': 325_000,
+  // 325,187 B (+885, 2026-12-05 later): 'cannot reach the broker' saying what to check after a TLS failure (the CA,
+  // the certificate's name, its dates by the hub's clock, the client certificate refused).
+  'dist/hub.js': 326_000,
   // 706,321 B at 1c14c49: hub.js's code and MQTT.js; 707,075 B at 272133e (the same fixes).
   // 694,737 B with the same change (-12,465).
   // 690,778 B with the same build (-3,959).
@@ -128,7 +130,8 @@ export const SIZE_BUDGET: Record<string, number> = {
   // 715,671 B (-300): the same ES lazy module (MQTT.js's require()s through esbuild's shim).
   // 711,708 B (-3,963): the same second pass (MQTT.js's CommonJS modules gain the most).
   // 710,814 B (-894): the same source cuts. 714,214 B (+3,400): the same session's fixes.
-  'dist/hub-mqtt.js': 715_000,
+  // 715,052 B (+838): the same.
+  'dist/hub-mqtt.js': 716_000,
   // 59,022 B at 1c14c49: connect, confirm channel, declare, publish, consume, close (bench/size/ours.ts).
   // 59,663 B after the session's first trim (-243); 60,867 B (+1,204): a channel call unanswered past rpcTimeout
   // closing the connection (RPC_TIMEOUT), the whole-frame deadline of the heartbeat, a delivery for an unknown

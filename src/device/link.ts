@@ -311,6 +311,15 @@ export function unreachable(text: string, endpoint: string, url: string): string
     return `${endpoint} does not speak TLS: use amqp:// for that port, or the broker's TLS port (5671)`;
   if (/ETIMEDOUT|EHOSTUNREACH|ENETUNREACH/.test(text))
     return `no answer from ${endpoint}: the network, a firewall, or the host is down`;
+  // Node's texts for OpenSSL's verify errors (X509_V_ERR_*), and its own for a name not in the certificate.
+  if (/not yet valid|has expired/.test(text))
+    return `the broker's certificate is outside its dates by the hub's clock: check the clock (\`date\`; a Pi has no real-time clock, so is NTP synced?), then the certificate's dates (openssl x509 -noout -dates)`;
+  if (/self.signed|local issuer|verify the first certificate/.test(text))
+    return `the broker's certificate is not signed by a CA the hub trusts: set broker.tls.ca to the PEM file of the CA that signed it (verification stays on)`;
+  if (text.includes('does not match certificate'))
+    return `the host in broker.url is not a name in the broker's certificate: use a name the certificate carries, or set broker.tls.servername to it`;
+  if (/alert (unknown ca|bad certificate|certificate required|certificate unknown)/.test(text))
+    return `the broker refused the hub's client certificate: is broker.tls.cert signed by a CA in the broker's cacertfile, and within its dates?`;
   return undefined;
 }
 

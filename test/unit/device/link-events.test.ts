@@ -102,6 +102,23 @@ s('a broker that cannot be reached: the log says what to check, from the error t
       /does not speak TLS: use amqp:\/\//,
     ],
     ['socket error: connect ETIMEDOUT 10.0.0.9:5672', 'amqp://10.0.0.9', /the network, a firewall/],
+    // Node's texts for a certificate outside its dates; the untrusted CA, the wrong name and the refused client
+    // certificate are also checked with the texts of a real TLS broker (test/integration/amqp-tls.test.ts).
+    ['TLS error: certificate has expired', 'amqps://broker', /check the clock .* NTP synced/],
+    ['TLS error: certificate is not yet valid', 'amqps://broker', /check the clock/],
+    ['TLS error: self-signed certificate in certificate chain', 'amqps://broker', /set broker\.tls\.ca/],
+    ['TLS error: unable to get local issuer certificate', 'amqps://broker', /set broker\.tls\.ca/],
+    ['TLS error: unable to verify the first certificate', 'amqps://broker', /set broker\.tls\.ca/],
+    [
+      "TLS error: Hostname/IP does not match certificate's altnames: IP: 127.0.0.1 is not in the cert's list: ",
+      'amqps://127.0.0.1',
+      /broker\.tls\.servername/,
+    ],
+    [
+      'TLS error: C0F7B3B8:error:0A000418:SSL routines:ssl3_read_bytes:tlsv1 alert unknown ca:../deps/openssl/openssl/ssl/record/rec_layer_s3.c:1605:SSL alert number 48',
+      'amqps://broker',
+      /refused the hub's client certificate/,
+    ],
     ['the broker closed the connection: 320 CONNECTION_FORCED', 'amqp://127.0.0.1', undefined],
   ];
   for (const [text, url, fix] of cases) {
