@@ -138,6 +138,8 @@ export class Sealer {
   readonly #random: (nonce: Uint8Array) => void;
   readonly #maxBytes: number;
   readonly #topicsById = new Map<string, string>();
+  /** Per peer (of the keyring: bounded), how far ahead of our clock its last message from the future was, and when. */
+  readonly #ahead = new Map<string, [number, number]>();
   /** Key ids learned whose onKeyLearned failed (see #learn). */
   readonly #unkept = new Set<string>();
 
@@ -182,7 +184,9 @@ export class Sealer {
     // before the key does (an answer to a request that waited in the queue and is handled ahead of the registration,
     // say), and a peer that was away for part of the grace learns it from a later announcement.
     const own = keyring.oldestOwn(now);
-    if (own === undefined) refuse('NO_KEY_FOR_PEER', 'none of our X25519 keys is in force now');
+    // A Pi without a real-time clock may run on 1970, or on a time before its keys were made, until NTP steps it.
+    if (own === undefined)
+      refuse('NO_KEY_FOR_PEER', `none of our X25519 keys is in force at ${new Date(now).toISOString()} (our clock)`);
     const code = typeCode(type);
     let mode: Mode;
     let recipient: string;
@@ -294,8 +298,25 @@ export class Sealer {
           : `${type} #${sequence} from ${peer.id} is older than the replay window`,
       );
     const now = this.#now();
-    if (timestamp > now + (this.#o.maxClockSkewMs ?? 60_000)) {
-      refuse('FROM_THE_FUTURE', `${type} from ${peer.id} is timestamped ${timestamp - now} ms ahead of our clock`);
+    const ahead = timestamp - now;
+    if (ahead > (this.#o.maxClockSkewMs ?? 60_000)) {
+      // Authenticated, so the sender's clock said so: its clock is ahead or ours behind. Two peers ahead by about as
+      // much within an hour point at ours (a Pi without a real-time clock, booted on a stale time).
+      let also: string | undefined;
+      for (const [id, [ms, at]] of this.#ahead)
+        if (id !== peer.id && now - at < 3_600_000 && Math.abs(ms - ahead) < 60_000 + ahead / 10) {
+          also = id;
+          break;
+        }
+      this.#ahead.set(peer.id, [ahead, now]);
+      refuse(
+        'FROM_THE_FUTURE',
+        `${type} from ${peer.id} is timestamped ${ahead} ms ahead of our clock (${new Date(now).toISOString()}): ${
+          also === undefined
+            ? 'its clock is ahead, or ours is behind'
+            : `so was ${also}'s, by about as much: our clock looks behind (NTP?)`
+        }`,
+      );
     }
     const window = this.#o.freshness?.[type] ?? (LONG_LIVED.includes(type) ? LONG_FRESHNESS_MS : DEFAULT_FRESHNESS_MS);
     if (now - timestamp > window)
