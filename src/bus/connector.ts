@@ -116,16 +116,15 @@ export class Connector<T extends Transport = Transport> extends TypedEmitter<Con
     this.#peers = new Set(transport.peers);
     this.#clock = options.clock ?? systemClock;
     this.#requests = new PendingRequests(this.#clock, transport.instanceTag);
+    // Elapsed time, not the wall clock's: NTP stepping a Pi's clock forward must not forget the ids handled.
+    const elapsed = (): number => this.#clock.elapsed?.() ?? this.#clock.now();
     const seen = new SeenIds(
       options.dedupe?.capacity ?? 10_000,
       options.dedupe?.ttlMs ?? transport.messageTtlMs ?? 900_000,
-      () => this.#clock.now(),
+      elapsed,
     );
     const maxBodyBytes = (options.limits?.maxBytes ?? 1 << 20) + OVERHEAD.pair;
-    const budget =
-      options.budget === false
-        ? undefined
-        : new SenderBudget(options.budget ?? {}, () => this.#clock.now(), maxBodyBytes);
+    const budget = options.budget === false ? undefined : new SenderBudget(options.budget ?? {}, elapsed, maxBodyBytes);
     this.#receiver = new Receiver<T>({
       name: this.name,
       transport,

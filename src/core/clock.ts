@@ -24,6 +24,11 @@ export interface TimerOptions {
 
 export interface Clock {
   now(): number;
+  /**
+   * Milliseconds from an arbitrary origin that a step of the wall clock does not move (for how long ids are
+   * remembered, and budgets refill); without it, now() is used.
+   */
+  elapsed?(): number;
   /** Runs `fn` once after `ms` (see TimerOptions). */
   setTimeout(fn: () => void, ms: number, options?: TimerOptions): Timer;
 }
@@ -36,6 +41,7 @@ export const WALL_CHECK_MS = 10_000;
 
 export const systemClock: Clock = {
   now: () => Date.now(),
+  elapsed: () => performance.now(),
   setTimeout(fn, ms, options) {
     if (options?.wall === true) return wallTimer(fn, ms, options.unref === true);
     // A long request timeout, a backoff: past 24.8 days the timer is armed again for the rest, or it would run at once.
@@ -95,6 +101,8 @@ interface Pending {
  */
 export class ManualClock implements Clock {
   #now: number;
+  /** The sum of the steps: elapsed time is now() without them. */
+  #stepped = 0;
   #seq = 0;
   readonly #timers = new Map<number, Pending>();
 
@@ -104,6 +112,10 @@ export class ManualClock implements Clock {
 
   now(): number {
     return this.#now;
+  }
+
+  elapsed(): number {
+    return this.#now - this.#stepped;
   }
 
   setTimeout(fn: () => void, ms: number, options?: TimerOptions): Timer {
@@ -120,6 +132,7 @@ export class ManualClock implements Clock {
   async step(ms: number): Promise<void> {
     await settle();
     this.#now += ms;
+    this.#stepped += ms;
     for (const p of this.#timers.values()) if (!p.wall) p.at += ms;
     await this.advanceTo(this.#now);
   }
