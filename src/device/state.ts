@@ -375,7 +375,12 @@ const SUBSCRIPTION: readonly Rule[] = [
   ['requestId', 'a string', text, true],
   HEH_ID,
 ];
-const REALTIME: readonly Rule[] = [REQUESTER, SEVERITY, HEH_ID];
+// A threshold, not an event's severity: "set very high to disable" (data model §1.4).
+const REALTIME: readonly Rule[] = [
+  REQUESTER,
+  ['severity', 'a severity threshold (a whole number >= 0)', whole(0)],
+  HEH_ID,
+];
 const PRICE: readonly Rule[] = [
   ['kind', '"load" or "generation"', oneOf('load', 'generation')],
   ...FROM_TO,

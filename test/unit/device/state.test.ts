@@ -92,6 +92,40 @@ s('a good file loads as it is, no damage; a missing one is a fresh hub', () =>
   }),
 );
 
+s(
+  'a realtime subscription\'s severity is a threshold: "set very high to disable" (data model §1.4) loads as it was',
+  () =>
+    inTempDir(async (dir) => {
+      // Saved as get_energy_events_realtime took it; reported as damage at the next start, before (a false alarm).
+      const state = {
+        ...good(),
+        realtime: [
+          { requester: 'vpp', severity: 99 },
+          { requester: 'dso', severity: 2 ** 40 },
+        ],
+      };
+      fs.writeFileSync(file(dir), JSON.stringify(state));
+      const store = open(dir);
+      assert.is(store.damage, undefined);
+      assert.equal(store.state.realtime, state.realtime);
+      // An event's own severity stays 0..3, and a threshold is still a whole number >= 0.
+      fs.writeFileSync(
+        file(dir),
+        JSON.stringify({
+          ...good(),
+          realtime: [{ requester: 'vpp', severity: -1 }],
+          events: [{ time: NOW, severity: 4, type: 'x' }],
+        }),
+      );
+      const damaged = open(dir);
+      assert.equal(damaged.damage?.problems, [
+        '$.realtime[0].severity: expected a severity threshold (a whole number >= 0), found -1; the entry is dropped',
+        '$.events[0].severity: expected a severity 0..3, found 4; the entry is dropped',
+      ]);
+      await damaged.flush();
+    }),
+);
+
 s('text that is not JSON (a truncated file): named, kept as .corrupt-<time>, the hub starts afresh and says so', () =>
   inTempDir(async (dir) => {
     const text = JSON.stringify(good());
@@ -120,7 +154,7 @@ s('every field of every entry is checked at load: a wrong-typed one drops its en
       ['subscriptions', 'requestId', 5],
       ['subscriptions', 'hehId', 5],
       ['realtime', 'requester', null],
-      ['realtime', 'severity', 9],
+      ['realtime', 'severity', 1.5],
       ['prices', 'kind', 'water'],
       ['prices', 'from', null],
       ['prices', 'to', 'later'],
