@@ -13,7 +13,7 @@ import type { Opened } from '../crypto/index.js';
 import { Recent, type SeenIds } from './dedupe.js';
 import { BusError } from './errors.js';
 import type { ConnectorEvents, HandlerContext, StoredHandler } from './handler.js';
-import { has, identityOf, response } from './protocol.js';
+import { correlatedTo, has, identityOf, response } from './protocol.js';
 import type { Incoming, RawOf, Transport } from './transport.js';
 
 type Events<T extends Transport> = ConnectorEvents<RawOf<T>>;
@@ -54,7 +54,7 @@ export async function dispatch<T extends Transport>(
   const x = message as { msg_id?: string | null; request_id?: string; id?: string };
   // A `response` is never answered: its msg_id names the message it answers (answering it would ping-pong).
   const msgId = message.msg !== 'response' && typeof x.msg_id === 'string' ? x.msg_id : undefined;
-  const correlated = d.messageId === undefined ? {} : { correlationId: d.messageId };
+  const correlated = correlatedTo(d.messageId, { msg_id: msgId, request_id: x.request_id });
   let settled = false;
   let responded = false;
   /** This message's one response with `code`: undefined when it was answered already, or cannot be (§3.5 rule 3). */

@@ -171,3 +171,15 @@ export function scanIds(body: Uint8Array): Record<string, string | undefined> {
 export function msgIdOf(body: Uint8Array): string | undefined {
   return identify(body)?.msg_id;
 }
+
+/**
+ * The correlation_id of an answer: the message id property of what it answers, else (a peer that sets none) the
+ * msg_id or request_id it answers, as data model §3.8 has it.
+ */
+export function correlatedTo(
+  messageId: string | undefined,
+  answered: { msg_id?: unknown; request_id?: unknown },
+): { correlationId?: string } {
+  const id = messageId ?? answered.msg_id ?? answered.request_id;
+  return typeof id === 'string' ? { correlationId: id } : {};
+}

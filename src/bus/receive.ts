@@ -27,6 +27,7 @@ import { BusError } from './errors.js';
 import type { ConnectorEvents, StoredHandler } from './handler.js';
 import {
   CONTENT_TYPE_SEALED,
+  correlatedTo,
   DM_HEADER,
   DM_VERSION,
   type Identity,
@@ -221,10 +222,16 @@ export class Receiver<T extends Transport> {
     const msgId = message.msg === 'response' ? undefined : (message as { msg_id?: string }).msg_id;
     const id = msgId ?? d.messageId;
     const flightKey = id === undefined ? undefined : `${sender}:${id}`;
-    // A copy has the same body too: a peer that reuses message ids (a counter that starts again after a restart, a
-    // constant) must not have its new messages dropped as copies of old ones. A copy of one in flight waits all the
-    // same (the check above, before a sealed body could be opened, knows only the id).
-    const dedupeKey = flightKey === undefined ? undefined : `${flightKey}:${body === d.body ? raw : digest(body)}`;
+    // A copy says the same too: a peer that reuses message ids (a counter that starts again after a restart, a
+    // constant) must not have its new messages dropped as copies of old ones. Under a msg_id, what it says is the
+    // decoded message (fields in the schema's order, times and numbers as read, unknown fields left out), not its
+    // bytes: a retry serialised anew (another key order or spacing, 30.0 for 30, an offset for Z) is a copy, not a
+    // second order. Under the message id property alone (reports: §3.5 rule 2 keeps msg_id off them), the bytes,
+    // which cost nothing more to compare. A copy of one in flight waits all the same (the check above, before a
+    // sealed body could be opened, knows only the id).
+    const said = (): string =>
+      msgId !== undefined ? digest(JSON.stringify(message)) : body === d.body ? raw : digest(body);
+    const dedupeKey = flightKey === undefined ? undefined : `${flightKey}:${said()}`;
     if (flightKey !== undefined && this.#inFlight.has(flightKey)) {
       opened?.release();
       await this.#afterInFlight(flightKey);
@@ -344,7 +351,7 @@ export class Receiver<T extends Transport> {
       await this.#d.publish(
         sender,
         response(identity.msg_id ?? null, 503, `busy: ${reason}; retry in ${wait} s`, undefined, identity),
-        d.messageId === undefined ? {} : { correlationId: d.messageId },
+        correlatedTo(d.messageId, identity),
       );
     } catch (err) {
       // Unanswered, it must not be acked: the dead letters keep it where an operator can see it.
@@ -442,7 +449,13 @@ export class Receiver<T extends Transport> {
    */
   async #answer(peer: string, answer: Message, d: Incoming<RawOf<T>>, key: string | undefined) {
     try {
-      await this.#d.publish(peer, answer, d.messageId === undefined ? {} : { correlationId: d.messageId });
+      // A response's msg_id is the id it answers; another answer's (a reply owed) is its own.
+      const x = answer as { msg_id?: unknown; request_id?: unknown };
+      await this.#d.publish(
+        peer,
+        answer,
+        correlatedTo(d.messageId, answer.msg === 'response' ? x : { request_id: x.request_id }),
+      );
     } catch (err) {
       if (key !== undefined) this.#owed.put(key, answer);
       this.#d.emit('handler-error', err, answer.msg, false);
@@ -468,11 +481,11 @@ export class Receiver<T extends Transport> {
  * an aggregator spends about 28 µs a report in all): bodies under one id collide only when their own sender reuses
  * the id, so only a sender's own message is at stake, and only at about 1 in 2^64 for bodies not made to collide.
  */
-function digest(body: Uint8Array): string {
+function digest(body: Uint8Array | string): string {
   let a = 0x811c9dc5;
   let b = 0x2545f491;
   for (let i = 0; i < body.length; i++) {
-    const c = body[i] as number;
+    const c = typeof body === 'string' ? body.charCodeAt(i) : (body[i] as number);
     a = Math.imul(a ^ c, 0x01000193);
     b = Math.imul(b ^ c, 0x5bd1e995);
   }

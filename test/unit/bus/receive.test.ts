@@ -199,6 +199,64 @@ d('a peer that reuses a message id for another message: each is handled; only a 
   await hub.close();
 });
 
+d('a retry serialised anew is a copy, not a second order: what it says counts, not its bytes', async () => {
+  // A Python peer's retry: json.dumps again with other separators, sort_keys, 30.0 for 30, the UUID in upper case.
+  const { hub } = pair();
+  const offsets: (number | null)[] = [];
+  hub.onSetClock((m) => {
+    offsets.push(m.offset);
+  });
+  await hub.start();
+  const t = hub.transport;
+  const id = uuid(11);
+  const bodies = [
+    `{"msg": "set_clock", "offset": 30, "msg_id": "${id}"}`,
+    `{"msg":"set_clock","offset":30,"msg_id":"${id}"}`,
+    `{"msg_id": "${id}", "msg": "set_clock", "offset": 30.0}`,
+    `{ "msg" : "set_clock" , "offset" : 3e1 , "msg_id" : "${id.toUpperCase()}" , "x_note" : "retry" }`,
+  ];
+  for (const raw of bodies) {
+    assert.is((await deliver(t, { msg: 'set_clock' }, { raw, messageId: `m-${raw.length}` })).outcome, 'ack', raw);
+  }
+  assert.equal(offsets, [30], 'handled once');
+  assert.equal(responses(t), [[200, id]]);
+  // The same id saying something else is another message (a peer that reuses ids), handled.
+  await deliver(t, { msg: 'set_clock' }, { raw: `{"msg":"set_clock","offset":31,"msg_id":"${id}"}` });
+  assert.equal(offsets, [30, 31]);
+  await hub.close();
+});
+
+d(
+  "a peer that sets no message id property: the answers' correlation_id is the msg_id or request_id answered (§3.8)",
+  async () => {
+    const { hub } = pair();
+    hub.onSetClock(() => undefined);
+    hub.onGetStatusReport((_m, ctx) => ctx.respond(461, 'no such thing here'));
+    await hub.start();
+    const t = hub.transport;
+    const corr = () => t.sent.at(-1)?.properties.correlationId;
+    // Handled: the 200 for its msg_id.
+    await deliver(t, setClock(21));
+    assert.equal([responses(t).at(-1), corr()], [[200, uuid(21)], uuid(21)]);
+    // Refused before any handler (no such type here), and refused by a handler: the same.
+    await deliver(t, { msg: 'get_report', msg_id: uuid(22) }, { raw: `{"msg":"unknown_type","msg_id":"${uuid(22)}"}` });
+    assert.equal(corr(), uuid(22));
+    const window = { from: '2026-01-01T00:00:00Z', to: '2026-01-01T01:00:00Z', severity_threshold: 0 };
+    await deliver(
+      t,
+      { msg: 'get_status_report' },
+      {
+        raw: JSON.stringify({ msg: 'get_status_report', ...window, request_id: uuid(23) }),
+      },
+    );
+    assert.equal(corr(), uuid(23), 'only a request_id: that');
+    // A message id property, when there is one, is what the answer names (our peers set it to the msg_id).
+    await deliver(t, setClock(24), { messageId: 'prop-24' });
+    assert.equal(corr(), 'prop-24');
+    await hub.close();
+  },
+);
+
 d('duplicates are remembered for the dedupe TTL of the injected clock, then forgotten', async () => {
   const { hub, clock } = pair({ hub: { dedupe: { ttlMs: 60_000 } } });
   let calls = 0;
