@@ -18,10 +18,11 @@
  * About 500 lines, kept whole: the larger handlers already live apart, and what stays is the wiring they share.
  */
 import { randomUUID } from 'node:crypto';
-import { type Connector, type HandlerContext, routingKeyOf } from '../bus/index.js';
+import { type Connector, type Handler, type HandlerContext, routingKeyOf } from '../bus/index.js';
 import { bodyWriter, EbTime, type Message, type MessageType } from '../codec/index.js';
 import { type Clock, systemClock, type Timer } from '../core/clock.js';
 import { EbadgeError } from '../core/errors.js';
+import { shown } from '../core/shown.js';
 import { HUB_VERSION } from './about.js';
 import { Activations } from './activations.js';
 import { capabilities, deviceCapabilities } from './capabilities.js';
@@ -412,8 +413,9 @@ export class Hub {
   // ---- handlers ------------------------------------------------------------------------------------------------
 
   #register(): void {
-    // Every handler registered here logs one line per request it handles (request-log.ts).
-    const bus = requestLogged(this.#bus, this.#log);
+    // Every handler registered here logs one line per request it handles (request-log.ts), and never runs for a
+    // message addressed to another HEH.
+    const bus = ownHehOnly(requestLogged(this.#bus, this.#log));
     const reports = this.#reports;
     const activations = this.#activations;
     bus.onGetReport((m, ctx) => reports.getReport(m, ctx));
@@ -644,4 +646,24 @@ export class Hub {
       }
     }
   }
+}
+
+/**
+ * A message whose heh_id names another HEH (data model §3.2: it is for the entity that serves that HEH) is refused
+ * 452, unknown heh_id, before its handler runs: executed here, an activation meant for another home would run on
+ * this one's devices while the VPP books it on the other. Our heh_id is our broker name (the same table).
+ */
+function ownHehOnly<C extends Connector>(bus: C): C {
+  return new Proxy(bus, {
+    get(target, prop, receiver) {
+      if (prop !== 'handle') return Reflect.get(target, prop, receiver);
+      return (type: MessageType, handler: Handler<MessageType>) =>
+        target.handle(type, (m, ctx) => {
+          const heh = (m as { heh_id?: unknown }).heh_id;
+          return typeof heh === 'string' && heh !== target.name && m.msg !== 'response'
+            ? refuse(ctx, m, 452, `heh_id ${shown(heh)} is not this HEH's (${target.name}): sent to the wrong HEH`)
+            : handler(m, ctx);
+        });
+    },
+  });
 }

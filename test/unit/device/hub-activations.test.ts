@@ -63,6 +63,50 @@ const events = (r: HubRig): string[] => r.store.state.events.map((e) => e.type);
 
 const d = suite('hub activations: the decision');
 
+d("a heh_id that names another HEH is refused 452 and never executed; this hub's own name is its heh_id", async () => {
+  const r = await hubRig();
+  try {
+    const order = {
+      msg: 'activate' as const,
+      modification_count: 0,
+      from: ts(T0 + 60_000),
+      to: ts(T0 + 120_000),
+      quantity: 1,
+      device: null,
+    };
+    const wrong = await refused(within(r.vpp.request(HEH, { ...order, id: uuid(1), heh_id: 'heh-next-door' })));
+    assert.equal([wrong.response_code, wrong.ref_msg, wrong.id], [452, 'activate', uuid(1)]);
+    assert.match(wrong.response_desc, `heh_id "heh-next-door" is not this HEH's (${HEH})`);
+    const report = await refused(
+      within(
+        r.vpp.request(HEH, {
+          msg: 'get_report',
+          from: ts(T0 - 60_000),
+          to: ts(T0),
+          resolution: 60,
+          signals: ['meter.p'],
+          heh_id: 'heh-next-door',
+        }),
+      ),
+    );
+    assert.is(report.response_code, 452);
+    assert.equal(r.store.state.activations, [], 'nothing booked');
+    // Addressed to this HEH by name, or with no heh_id (null or absent): handled, the heh_id echoed.
+    const ours = await within(r.vpp.request(HEH, { ...order, id: uuid(2), heh_id: HEH }));
+    assert.equal(ours, { msg: 'accept_activation', id: uuid(2), modification_count: 0, heh_id: HEH });
+    const direct = await within(r.vpp.request(HEH, { ...order, id: uuid(3), heh_id: null }));
+    assert.is(direct.msg, 'accept_activation');
+    await r.clock.advance(70_000);
+    assert.is(r.commands.length, 1, 'one start: the two activations share the boiler, the refused one never runs');
+    assert.ok(
+      r.logs.some((l) => l.msg === 'request' && l.fields['code'] === 452),
+      'the refusal is logged as any answer',
+    );
+  } finally {
+    await r.close();
+  }
+});
+
 d('the same (id, count) gets the same decision again, after a restart too; a lower count is refused 450', async () => {
   const r = await hubRig();
   try {
