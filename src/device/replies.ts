@@ -7,10 +7,13 @@ import type { HandlerContext } from '../bus/index.js';
 import { EbTime, type Message } from '../codec/index.js';
 import type { HubEvent } from './state.js';
 
-/** A `response` with an error code: to the msg_id when there is one, else with msg_id null and the echoes (§3.5 rule 3). */
+/**
+ * A `response` with an error code: to the msg_id when there is one, else with msg_id null and the echoes (§3.5 rule
+ * 3); a message with none of them is not answered (ctx.respond sends nothing): nobody could tell what it is about.
+ */
 export async function refuse(ctx: HandlerContext, m: Message, code: number, desc: string): Promise<void> {
   const x = m as { msg_id?: string; request_id?: string; id?: string };
-  if (x.msg_id !== undefined) return ctx.respond(code, desc);
+  if (x.msg_id !== undefined || (x.request_id === undefined && x.id === undefined)) return ctx.respond(code, desc);
   await ctx.reply({
     msg: 'response',
     msg_id: null,

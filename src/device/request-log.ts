@@ -1,8 +1,8 @@
 /**
  * One log line per request the hub handles, so that an operator can follow what its peers asked and what it
  * answered: `request` at info with the type, the peer, the request's ids (request_id, msg_id, an activation's id and
- * count), the outcome (the code answered, 200 when the message was simply acked; the reply's type) and the time the
- * handler took. At debug the message and the reply are added, whole. A handler that throws is `request failed`
+ * count), the outcome (the code answered, 200 when the message was simply acked; the reply's type), what the codec
+ * read leniently (`diagnostics`) and the time the handler took. At debug the message and the reply are added, whole. A handler that throws is `request failed`
  * (the bus retries it, then answers 500).
  *
  * Installed by registering the hub's handlers through requestLogged(bus): every handler given to it, by handle() or
@@ -58,7 +58,10 @@ function logged<K extends MessageType>(type: K, handler: Handler<K>, log: Logger
       throw err;
     }
     const o = outcome ?? { code: 200 };
-    log.info('request', { type, peer: ctx.sender, ...ids, ...o, ms: elapsed(started) });
+    // What the codec read leniently (a number written as a string, a comma-joined signal list: codec.md), so that
+    // the peer's operator can be told what to fix.
+    const lenient = ctx.diagnostics.length > 0 ? { diagnostics: ctx.diagnostics } : {};
+    log.info('request', { type, peer: ctx.sender, ...ids, ...o, ...lenient, ms: elapsed(started) });
   };
 }
 

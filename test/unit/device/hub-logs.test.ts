@@ -9,7 +9,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { BusError } from '../../../src/bus/index.js';
 import { EbTime, type Message } from '../../../src/codec/index.js';
-import { uuid } from '../../helpers/memory-bus.js';
+import { deliver, uuid } from '../../helpers/memory-bus.js';
 import { AGG, HEH, type HubRig, hubRig, T0, within } from '../../helpers/memory-hub.js';
 
 const ts = (ms: number): EbTime => EbTime.fromEpochMs(ms);
@@ -35,6 +35,33 @@ const lines = (r: HubRig, msg: string): Record<string, unknown>[] =>
   r.logs.filter((l) => l.msg === msg).map((l) => ({ level: l.level, ...l.fields }));
 
 const s = suite('hub logs');
+
+s(
+  'what the codec read leniently is in the request line, for the peer to fix (a number written as a string)',
+  async () => {
+    const r = await hubRig({ logLevel: 'info' });
+    try {
+      const raw = JSON.stringify({
+        msg: 'get_report',
+        from: '2026-01-01T11:58:00Z',
+        to: '2026-01-01T12:00:00Z',
+        resolution: '60',
+        signals: ['meter.p'],
+        request_id: uuid(7),
+      });
+      await deliver(r.bus.transport, { msg: 'get_report' }, { raw });
+      await r.network.idle();
+      const [line] = lines(r, 'request');
+      assert.equal([line?.['code'], line?.['request_id']], [200, uuid(7)]);
+      assert.match(JSON.stringify(line?.['diagnostics']), 'resolution');
+      // A strict message adds nothing.
+      await ask(r, { msg: 'get_status_report', from: ts(T0 - 60_000), to: ts(T0), severity_threshold: 0 });
+      assert.not.ok('diagnostics' in (lines(r, 'request')[1] ?? {}));
+    } finally {
+      await r.close();
+    }
+  },
+);
 
 s('one info line per request handled: type, peer, ids, the code answered, the reply, the time', async () => {
   const r = await hubRig({ logLevel: 'info' });

@@ -11,7 +11,7 @@ import * as assert from 'uvu/assert';
 import { BusError } from '../../../src/bus/index.js';
 import { EbTime, type Message } from '../../../src/codec/index.js';
 import { derivedUuid, MAX_PRICES } from '../../../src/device/hub.js';
-import { uuid } from '../../helpers/memory-bus.js';
+import { deliver, uuid } from '../../helpers/memory-bus.js';
 import { AGG, HEH, type HubRig, hubRig, ofType, T0, within } from '../../helpers/memory-hub.js';
 
 const ts = (ms: number): EbTime => EbTime.fromEpochMs(ms);
@@ -291,6 +291,41 @@ g(
 );
 
 const p = suite('hub: periodic reports');
+
+p(
+  'a refusal of a message with no msg_id, request_id or id is not sent: nobody could tell what it is about',
+  async () => {
+    const r = await hubRig();
+    try {
+      const sent = (): number => r.bus.transport.sent.filter((o) => o.routingKey.startsWith('response')).length;
+      const before = sent();
+      const ask = (extra: Record<string, unknown>) =>
+        deliver(
+          r.bus.transport,
+          { msg: 'get_periodic_report' },
+          {
+            raw: JSON.stringify({
+              msg: 'get_periodic_report',
+              interval: 60,
+              first_from: null,
+              resolution: 60,
+              signals: ['toaster.p'],
+              ...extra,
+            }),
+          },
+        );
+      await ask({});
+      await r.network.idle();
+      assert.is(sent(), before, 'an unknown signal, and nothing to name the request by: no answer');
+      // With a request_id, the same refusal is sent, naming it (§3.5 rule 3).
+      await ask({ request_id: uuid(5) });
+      await r.network.idle();
+      assert.is(sent(), before + 1);
+    } finally {
+      await r.close();
+    }
+  },
+);
 
 const subscribe = (r: HubRig, interval: number, requestId: string, signals = ['boiler.p']): Promise<Message> =>
   ask(r, {
