@@ -32,7 +32,7 @@ export function replyCodeName(code: number): string {
 /** Malformed, truncated or oversized input from the peer. `replyCode` is what we send in connection.close. */
 export class FrameError extends AmqpError {
   override name = 'FrameError';
-  readonly replyCode: number;
+  declare readonly replyCode: number;
   constructor(message: string, replyCode = 501) {
     super(replyCodeName(replyCode), message);
     this.replyCode = replyCode;
@@ -54,11 +54,11 @@ export interface CloseReason {
 /** The broker closed a channel (soft error). Every pending call and unconfirmed publish of that channel fails with it. */
 export class ChannelError extends AmqpError {
   override name = 'ChannelError';
-  readonly replyCode: number;
-  readonly replyText: string;
-  readonly classId: number;
-  readonly methodId: number;
-  readonly channel: number;
+  declare readonly replyCode: number;
+  declare readonly replyText: string;
+  declare readonly classId: number;
+  declare readonly methodId: number;
+  declare readonly channel: number;
   constructor(channel: number, reason: CloseReason, code = replyCodeName(reason.replyCode)) {
     super(code, `channel ${channel} closed: ${reason.replyCode} ${reason.replyText}${failedMethod(reason)}`);
     this.replyCode = reason.replyCode;
@@ -72,10 +72,10 @@ export class ChannelError extends AmqpError {
 /** The connection is closed; `code` tells why (a reply-code name, or SOCKET_CLOSED, HEARTBEAT_TIMEOUT, CLOSED ...). */
 export class ConnectionError extends AmqpError {
   override name = 'ConnectionError';
-  readonly replyCode: number;
-  readonly replyText: string;
-  readonly classId: number;
-  readonly methodId: number;
+  declare readonly replyCode: number;
+  declare readonly replyText: string;
+  declare readonly classId: number;
+  declare readonly methodId: number;
   constructor(code: string, message: string, reason?: Partial<CloseReason>, options?: { cause?: unknown }) {
     super(code, message + failedMethod(reason), options);
     this.replyCode = reason?.replyCode ?? 0;
@@ -102,10 +102,10 @@ export type PublishFailure =
 /** A publish that did not end in the broker's custody. `code` is the failure kind in upper case. */
 export class PublishError extends AmqpError {
   override name = 'PublishError';
-  readonly failure: PublishFailure;
+  declare readonly failure: PublishFailure;
   /** For `returned`: the broker's reply code and text (312 NO_ROUTE ...). */
-  readonly replyCode: number;
-  readonly replyText: string;
+  declare readonly replyCode: number;
+  declare readonly replyText: string;
   constructor(
     failure: PublishFailure,
     message: string,

@@ -36,7 +36,7 @@ export type FrameHandler = (type: number, channel: number, payload: Buffer) => v
 
 export class FrameReader {
   /** Largest acceptable frame, header and frame-end included (the negotiated frame_max). */
-  frameMax: number;
+  declare frameMax: number;
   #head = Buffer.alloc(7);
   #headLen = 0;
   #partial: Buffer | null = null;

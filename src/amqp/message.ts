@@ -14,25 +14,45 @@ export interface Settler {
 }
 
 export class Message {
+  /** The body: a view of the received frame when it arrived in one piece (do not keep it longer than needed). */
+  declare readonly body: Buffer;
+  declare readonly properties: DeliveredProperties;
+  declare readonly exchange: string;
+  declare readonly routingKey: string;
+  /** 0 for a returned message. */
+  declare readonly deliveryTag: number;
+  declare readonly redelivered: boolean;
+  /** The consumer tag for a delivery; '' for basic.get and returns. */
+  declare readonly consumerTag: string;
+  /** For a basic.return: why the broker returned it (312 NO_ROUTE ...). */
+  declare readonly replyCode: number;
+  declare readonly replyText: string;
+  /** For basic.get: messages left in the queue. */
+  declare readonly messageCount: number;
   readonly #settler: Settler | null;
   constructor(
-    /** The body: a view of the received frame when it arrived in one piece (do not keep it longer than needed). */
-    readonly body: Buffer,
-    readonly properties: DeliveredProperties,
-    readonly exchange: string,
-    readonly routingKey: string,
-    /** 0 for a returned message. */
-    readonly deliveryTag: number,
-    readonly redelivered: boolean,
-    /** The consumer tag for a delivery; '' for basic.get and returns. */
-    readonly consumerTag: string,
+    body: Buffer,
+    properties: DeliveredProperties,
+    exchange: string,
+    routingKey: string,
+    deliveryTag: number,
+    redelivered: boolean,
+    consumerTag: string,
     settler: Settler | null,
-    /** For a basic.return: why the broker returned it (312 NO_ROUTE ...). */
-    readonly replyCode = 0,
-    readonly replyText = '',
-    /** For basic.get: messages left in the queue. */
-    readonly messageCount = 0,
+    replyCode = 0,
+    replyText = '',
+    messageCount = 0,
   ) {
+    this.body = body;
+    this.properties = properties;
+    this.exchange = exchange;
+    this.routingKey = routingKey;
+    this.deliveryTag = deliveryTag;
+    this.redelivered = redelivered;
+    this.consumerTag = consumerTag;
+    this.replyCode = replyCode;
+    this.replyText = replyText;
+    this.messageCount = messageCount;
     this.#settler = settler;
   }
 
@@ -85,17 +105,27 @@ export class Consumer implements AsyncIterable<Message> {
   #cancelListeners: ((reason: Error | undefined) => void)[] = [];
 
   readonly #doCancel: (c: Consumer) => Promise<void>;
+  declare readonly tag: string;
+  declare readonly queue: string;
+  declare readonly noAck: boolean;
+  declare readonly handler: MessageHandler | null;
+  /** Largest body this consumer takes (ConsumeOptions.maxMessageBytes); undefined: the connection's. */
+  declare readonly maxMessageBytes: number | undefined;
 
   constructor(
-    readonly tag: string,
-    readonly queue: string,
-    readonly noAck: boolean,
+    tag: string,
+    queue: string,
+    noAck: boolean,
     /** Cancels on the broker (basic.cancel). */
     doCancel: (c: Consumer) => Promise<void>,
-    readonly handler: MessageHandler | null,
-    /** Largest body this consumer takes (ConsumeOptions.maxMessageBytes); undefined: the connection's. */
-    readonly maxMessageBytes?: number,
+    handler: MessageHandler | null,
+    maxMessageBytes?: number,
   ) {
+    this.tag = tag;
+    this.queue = queue;
+    this.noAck = noAck;
+    this.handler = handler;
+    this.maxMessageBytes = maxMessageBytes;
     this.#doCancel = doCancel;
   }
 

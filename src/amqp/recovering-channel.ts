@@ -100,8 +100,8 @@ export interface RecoveringChannelEvents {
  * after the broker accepted them and replayed after recovery.
  */
 export class RecoveringChannel extends TypedEmitter<RecoveringChannelEvents> {
-  readonly confirm: boolean;
-  readonly prefetch: number | undefined;
+  declare readonly confirm: boolean;
+  declare readonly prefetch: number | undefined;
   #ch: Channel | null = null;
   #closed = false;
   readonly #publishes: PublishBuffer;

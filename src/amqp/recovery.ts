@@ -127,7 +127,7 @@ type RecoveryIntegerOption =
   | 'initialAttempts';
 
 export class RecoveringConnection extends TypedEmitter<RecoveryEvents> {
-  readonly options: Readonly<Resolved>;
+  declare readonly options: Readonly<Resolved>;
   readonly #base: ConnectOptions;
   readonly #random: () => number;
   /** publishTimeout and heartbeat (ms) as resolved from the options, for publishes made before any connection. */

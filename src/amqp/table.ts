@@ -33,18 +33,22 @@ export type FieldTag =
 
 /** An AMQP decimal: `value / 10^scale`, value an unsigned 32-bit integer (0-9-1 grammar: scale long-uint). */
 export class Decimal {
-  constructor(
-    readonly scale: number,
-    readonly value: number,
-  ) {}
+  declare readonly scale: number;
+  declare readonly value: number;
+  constructor(scale: number, value: number) {
+    this.scale = scale;
+    this.value = value;
+  }
 }
 
 /** A value with an explicit field-table tag, for brokers or peers that care about the exact type. */
 export class Field {
-  constructor(
-    readonly tag: FieldTag,
-    readonly value: FieldValue,
-  ) {}
+  declare readonly tag: FieldTag;
+  declare readonly value: FieldValue;
+  constructor(tag: FieldTag, value: FieldValue) {
+    this.tag = tag;
+    this.value = value;
+  }
 }
 
 export type FieldValue =

@@ -90,13 +90,11 @@ export function writeU64(buf: Buffer, off: number, v: number): number {
 
 /** A bounds-checked read cursor over one frame payload (a view: nothing is copied unless asked). */
 export class Reader {
-  pos: number;
-  readonly end: number;
-  constructor(
-    readonly buf: Buffer,
-    pos = 0,
-    end = buf.length,
-  ) {
+  declare readonly buf: Buffer;
+  declare pos: number;
+  declare readonly end: number;
+  constructor(buf: Buffer, pos = 0, end = buf.length) {
+    this.buf = buf;
     this.pos = pos;
     this.end = end;
   }

@@ -6,7 +6,7 @@
  */
 export class EbadgeError<Code extends string | number = string> extends Error {
   override name = 'EbadgeError';
-  readonly code: Code;
+  declare readonly code: Code;
   constructor(code: Code, message: string, options?: { cause?: unknown }) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;
