@@ -147,9 +147,9 @@ const FROM_CONNECTION = {
 
 export class AmqpTransport extends TypedEmitter<TransportEvents> implements Transport<Message> {
   readonly name = 'amqp';
-  readonly options: Readonly<AmqpTransportOptions>;
-  readonly topology: Topology;
-  readonly capabilities: TransportCapabilities;
+  declare readonly options: Readonly<AmqpTransportOptions>;
+  declare readonly topology: Topology;
+  declare readonly capabilities: TransportCapabilities;
   readonly #conn: RecoveringConnection;
   readonly #ownsConnection: boolean;
   #closed = false;

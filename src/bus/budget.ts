@@ -33,8 +33,8 @@ interface State {
 }
 
 export class SenderBudget {
-  readonly messages: Bucket;
-  readonly bytes: Bucket;
+  declare readonly messages: Bucket;
+  declare readonly bytes: Bucket;
   readonly #now: () => number;
   readonly #senders = new Map<string, State>();
 

@@ -91,8 +91,8 @@ function checkMessage(message: unknown): void {
 
 // biome-ignore lint/suspicious/noUnsafeDeclarationMerging: the merged interface only types the onX methods defined on the prototype below
 export class Connector<T extends Transport = Transport> extends TypedEmitter<ConnectorEvents<RawOf<T>>> {
-  readonly name: string;
-  readonly transport: T;
+  declare readonly name: string;
+  declare readonly transport: T;
   readonly #o: ConnectorOptions<T>;
   readonly #clock: Clock;
   readonly #handlers = new Map<string, StoredHandler<T>>();
@@ -111,8 +111,8 @@ export class Connector<T extends Transport = Transport> extends TypedEmitter<Con
     if ((transport as Transport | undefined) === undefined)
       fail('CONFIG', 'a Connector needs a transport (amqpBus() builds one over AMQP)');
     this.#o = options;
-    this.transport = transport;
     this.name = transport.entity;
+    this.transport = transport;
     this.#peers = new Set(transport.peers);
     this.#clock = options.clock ?? systemClock;
     this.#requests = new PendingRequests(this.#clock, transport.instanceTag);

@@ -17,11 +17,13 @@ class Generations {
   #previous = new Set<string>();
   #currentSince: number;
 
-  constructor(
-    readonly capacity = 10_000,
-    readonly ttlMs = 900_000,
-    readonly now: () => number = Date.now,
-  ) {
+  declare readonly capacity: number;
+  declare readonly ttlMs: number;
+  declare readonly now: () => number;
+  constructor(capacity = 10_000, ttlMs = 900_000, now: () => number = Date.now) {
+    this.capacity = capacity;
+    this.ttlMs = ttlMs;
+    this.now = now;
     this.#currentSince = now();
   }
 
@@ -67,11 +69,14 @@ export class SeenIds {
   readonly #by = new Map<string, Generations>();
   #total = 0;
 
-  constructor(
-    readonly capacity = 10_000,
-    readonly ttlMs = 900_000,
-    readonly now: () => number = Date.now,
-  ) {}
+  declare readonly capacity: number;
+  declare readonly ttlMs: number;
+  declare readonly now: () => number;
+  constructor(capacity = 10_000, ttlMs = 900_000, now: () => number = Date.now) {
+    this.capacity = capacity;
+    this.ttlMs = ttlMs;
+    this.now = now;
+  }
 
   has(id: string): boolean {
     return this.#by.get(senderOf(id))?.has(id) ?? false;
@@ -123,8 +128,10 @@ function senderOf(id: string): string {
  * entry at a time from the front costs nothing here (see SeenIds for where it did).
  */
 export class Recent<V> extends Map<string, V> {
-  constructor(readonly capacity: number) {
+  declare readonly capacity: number;
+  constructor(capacity: number) {
     super();
+    this.capacity = capacity;
   }
 
   /** Sets `key` as the newest entry. */

@@ -25,7 +25,7 @@ export class BusError extends EbadgeError<BusErrorCode> {
    * INVALID_REPLY: the message of another type that carried the request's ids (none when the reply was refused as
    * invalid: the error says why, and the peer got its error response).
    */
-  readonly reply: Message | undefined;
+  declare readonly reply: Message | undefined;
   constructor(code: BusErrorCode, message: string, options?: { cause?: unknown; reply?: Message }) {
     super(code, message, options);
     this.reply = options?.reply;

@@ -81,11 +81,13 @@ export class PendingRequests {
   readonly #pending = new Map<string, PendingRequest>();
   readonly #shared = new Map<string, PendingRequest[]>();
 
+  declare readonly clock: Clock;
+  declare readonly tag: string | undefined;
   /** `tag`: this instance's (Transport.instanceTag), written into the ids it makes (see tagOf). */
-  constructor(
-    readonly clock: Clock,
-    readonly tag?: string,
-  ) {}
+  constructor(clock: Clock, tag?: string) {
+    this.clock = clock;
+    this.tag = tag;
+  }
 
   /** A fresh UUID, whose last 4 hex digits are our instance tag when there is one (still a valid version 4 UUID). */
   #id(): string {

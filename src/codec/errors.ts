@@ -11,15 +11,19 @@ export type ResponseCode = 400 | 450 | 451 | 452 | 453 | 454 | 459 | 460 | 461 |
 
 export class DecodeError extends EbadgeError<ResponseCode> {
   override name = 'DecodeError';
+  /** JSON path of the field, e.g. `report.values[3]`; the message type alone for whole-message problems. */
+  declare readonly path: string;
+  /** What was wrong, as a sentence without the path. */
+  declare readonly reason: string;
   constructor(
     /** The eBADGE response code to answer with. */
     code: ResponseCode,
-    /** JSON path of the field, e.g. `report.values[3]`; the message type alone for whole-message problems. */
-    readonly path: string,
-    /** What was wrong, as a sentence without the path. */
-    readonly reason: string,
+    path: string,
+    reason: string,
   ) {
     super(code, `${path}: ${reason} (${code})`);
+    this.path = path;
+    this.reason = reason;
   }
 }
 
@@ -39,12 +43,14 @@ export function refuse(code: ResponseCode, path: string, reason: string): never 
  */
 export class EncodeError extends EbadgeError<'invalid' | 'capacity'> {
   override name = 'EncodeError';
-  constructor(
-    readonly kind: 'invalid' | 'capacity',
-    readonly path: string,
-    readonly reason: string,
-  ) {
+  declare readonly kind: 'invalid' | 'capacity';
+  declare readonly path: string;
+  declare readonly reason: string;
+  constructor(kind: 'invalid' | 'capacity', path: string, reason: string) {
     super(kind, `${path}: ${reason}`);
+    this.kind = kind;
+    this.path = path;
+    this.reason = reason;
   }
 }
 

@@ -200,7 +200,7 @@ export function bodyWriter(message: Message): BodyWriter {
 
 class MessageBody implements BodyWriter {
   readonly maxBytes = MAX_BODY_BYTES;
-  readonly sizeHint: number;
+  declare readonly sizeHint: number;
   readonly #message: Message;
 
   constructor(message: Message) {

@@ -25,9 +25,9 @@ const SHORT_ESCAPE: Readonly<Record<number, number>> = { 8: 0x62, 12: 0x66, 10: 
 const MAX_DEPTH = 31;
 
 export class JsonWriter {
-  buf: Buffer;
-  pos: number;
-  readonly start: number;
+  declare buf: Buffer;
+  declare pos: number;
+  declare readonly start: number;
   #limit: number;
   readonly #growable: boolean;
   /** One bit per open container: set while it has no element yet (so no comma is due). */

@@ -21,12 +21,14 @@ const MS_PER_MINUTE = 60_000;
 const DAYS_IN_MONTH = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
 
 export class EbTime {
-  private constructor(
-    /** Milliseconds since 1970-01-01T00:00:00Z. */
-    readonly epochMs: number,
-    /** The offset from UTC the time was written with, in minutes (east positive); 0 for `Z`. */
-    readonly offsetMinutes: number,
-  ) {}
+  /** Milliseconds since 1970-01-01T00:00:00Z. */
+  declare readonly epochMs: number;
+  /** The offset from UTC the time was written with, in minutes (east positive); 0 for `Z`. */
+  declare readonly offsetMinutes: number;
+  private constructor(epochMs: number, offsetMinutes: number) {
+    this.epochMs = epochMs;
+    this.offsetMinutes = offsetMinutes;
+  }
 
   /** Parses a timestamp; `path` names the field in the error (`activate.from`). */
   static parse(text: string, path = 'time'): EbTime {

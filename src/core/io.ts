@@ -15,7 +15,7 @@ export interface Io {
 /** A mistake on the command line: reported with the usage, or with `hint` when the mistake is not in how it was called. */
 export class UsageError extends EbadgeError<'USAGE'> {
   override name = 'UsageError';
-  readonly hint: string | undefined;
+  declare readonly hint: string | undefined;
   constructor(message: string, hint?: string) {
     super('USAGE', message);
     this.hint = hint;

@@ -95,12 +95,15 @@ const ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
 /** Reads JSON values with the path of each one, so that every error names what was wrong and where. */
 class Reader {
-  constructor(
-    readonly file: string,
-    readonly secret: boolean,
-    /** BAD_KEY for a key that came in a message, not from a file. */
-    readonly code: 'KEYRING_INVALID' | 'BAD_KEY' = 'KEYRING_INVALID',
-  ) {}
+  declare readonly file: string;
+  declare readonly secret: boolean;
+  /** BAD_KEY for a key that came in a message, not from a file. */
+  declare readonly code: 'KEYRING_INVALID' | 'BAD_KEY';
+  constructor(file: string, secret: boolean, code: 'KEYRING_INVALID' | 'BAD_KEY' = 'KEYRING_INVALID') {
+    this.file = file;
+    this.secret = secret;
+    this.code = code;
+  }
 
   fail(path: string, reason: string): never {
     refuse(this.code, `${this.file}: ${path}: ${reason}`);

@@ -13,13 +13,10 @@ export type ReplayErrorCode = 'CORRUPT_STATE' | 'TOO_MANY_SENDERS' | 'IO';
 
 export class ReplayStateError extends EbadgeError<ReplayErrorCode> {
   override name = 'ReplayStateError';
-  constructor(
-    code: ReplayErrorCode,
-    message: string,
-    readonly file?: string,
-    options?: { cause: unknown },
-  ) {
+  declare readonly file: string | undefined;
+  constructor(code: ReplayErrorCode, message: string, file?: string, options?: { cause: unknown }) {
     super(code, file === undefined ? message : `${file}: ${message}`, options);
+    this.file = file;
   }
 }
 
@@ -94,13 +91,14 @@ export class SequenceReserver {
   #reserving: Promise<void> | undefined;
   #writes = 0;
 
-  private constructor(
-    readonly file: string,
-    readonly block: bigint,
-    next: bigint,
-    /** One past the last number this sender may use: 2^64, or the end of its instance's numbers. */
-    readonly end: bigint,
-  ) {
+  declare readonly file: string;
+  declare readonly block: bigint;
+  /** One past the last number this sender may use: 2^64, or the end of its instance's numbers. */
+  declare readonly end: bigint;
+  private constructor(file: string, block: bigint, next: bigint, end: bigint) {
+    this.file = file;
+    this.block = block;
+    this.end = end;
     this.#next = next;
     this.#reservedUpTo = next;
   }
@@ -231,10 +229,12 @@ export class ReplayWindow {
   #queued: Promise<void> | undefined;
   #writes = 0;
 
-  private constructor(
-    readonly file: string,
-    readonly maxSenders: number,
-  ) {}
+  declare readonly file: string;
+  declare readonly maxSenders: number;
+  private constructor(file: string, maxSenders: number) {
+    this.file = file;
+    this.maxSenders = maxSenders;
+  }
 
   static async open(file: string, opts: { maxSenders?: number } = {}): Promise<ReplayWindow> {
     const maxSenders = opts.maxSenders ?? 10_000;

@@ -18,7 +18,7 @@ export class SlotRing {
   /** Ring: the slot held at index slot % cap, or -1. */
   readonly #tags: Float64Array;
   /** Ring values, cap x signals, NaN = null. */
-  readonly vals: Float64Array;
+  declare readonly vals: Float64Array;
 
   constructor(resolutionS: number, retentionHours: number, signals: number) {
     this.#resMs = resolutionS * 1000;

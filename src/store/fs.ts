@@ -40,7 +40,7 @@ const writes = (flags: OpenMode): boolean =>
 
 /** The FileHandle methods the stores use, each going through the injected fault first. */
 export class StoreHandle {
-  readonly path: string;
+  declare readonly path: string;
   readonly #fh: fsp.FileHandle;
 
   constructor(fh: fsp.FileHandle, file: string) {

@@ -28,14 +28,15 @@ export type JsonFileFault =
 export class JsonFileError extends EbadgeError<JsonFileFault['code']> {
   override name = 'JsonFileError';
   /** The message without the file name: `invalid JSON at line 3 column 1`. */
-  readonly detail: string;
+  declare readonly detail: string;
+  declare readonly file: string;
+  declare readonly fault: JsonFileFault;
 
-  constructor(
-    readonly file: string,
-    readonly fault: JsonFileFault,
-  ) {
+  constructor(file: string, fault: JsonFileFault) {
     const detail = describe(fault);
     super(fault.code, `${file}: ${detail}`);
+    this.file = file;
+    this.fault = fault;
     this.detail = detail;
   }
 }

@@ -130,7 +130,7 @@ const errno = (err: unknown): string | undefined => (err as NodeJS.ErrnoExceptio
 
 /** The segment files of one directory, and the syncs spent on them. */
 export class SegmentLog {
-  readonly dir: string;
+  declare readonly dir: string;
   /** Shared with the log's files: `created` says a file was created since the directory was last synced. */
   readonly #ledger = { syncs: 0, created: false };
 
@@ -244,8 +244,8 @@ export class SegmentLog {
 
 /** One segment file being appended to. */
 export class SegmentFile {
-  readonly name: string;
-  readonly path: string;
+  declare readonly name: string;
+  declare readonly path: string;
   readonly #ledger: { syncs: number; created: boolean };
   #size: number;
   #exists: boolean;
@@ -266,8 +266,8 @@ export class SegmentFile {
     torn: boolean,
   ) {
     this.#ledger = ledger;
-    this.path = file;
     this.name = name;
+    this.path = file;
     this.#size = size;
     this.#exists = exists;
     this.#fh = fh;

@@ -25,7 +25,10 @@ export function keysOf(o: Record<string, unknown>, path: string) {
 
 /** Reads JSON values with the path of each one, so that every error names what was wrong and where. */
 export class Reader {
-  constructor(readonly file: string) {}
+  declare readonly file: string;
+  constructor(file: string) {
+    this.file = file;
+  }
 
   fail(path: string, expected: string, found: string): never {
     throw new ConfigError(this.file, path, expected, found);

@@ -158,14 +158,17 @@ export interface HubConfig {
 /** `code` is always CONFIG: what was wrong is in `path`, `expected` and `found`. */
 export class ConfigError extends EbadgeError<'CONFIG'> {
   override name = 'ConfigError';
-  constructor(
-    /** The configuration file, as given (`hub.json` when a parsed value was checked). */
-    readonly file: string,
-    /** JSON path of the offending value, e.g. `$.devices[1].meter.kind`; `$` for the file as a whole. */
-    readonly path: string,
-    readonly expected: string,
-    readonly found: string,
-  ) {
+  /** The configuration file, as given (`hub.json` when a parsed value was checked). */
+  declare readonly file: string;
+  /** JSON path of the offending value, e.g. `$.devices[1].meter.kind`; `$` for the file as a whole. */
+  declare readonly path: string;
+  declare readonly expected: string;
+  declare readonly found: string;
+  constructor(file: string, path: string, expected: string, found: string) {
     super('CONFIG', `${file}: ${path}: expected ${expected}, found ${found}`);
+    this.file = file;
+    this.path = path;
+    this.expected = expected;
+    this.found = found;
   }
 }

@@ -42,7 +42,7 @@ export function parseReadingLine(line: string, signals: readonly string[]): Read
  * passed to read() is not given to the command: the command measures now.
  */
 export class OneShotCommandMeter implements Meter {
-  readonly signals: readonly string[];
+  declare readonly signals: readonly string[];
   readonly #command: readonly string[];
   readonly #label: string;
   readonly #timeoutMs: number;

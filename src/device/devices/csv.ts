@@ -26,7 +26,7 @@ const SECONDS = /^\d+(?:\.\d+)?$/;
 const MAX_CSV_BYTES = 8 << 20;
 
 export class CsvMeter implements Meter {
-  readonly signals: readonly string[];
+  declare readonly signals: readonly string[];
   /** Seconds of each row: since UTC midnight (seconds form) or since the epoch (ISO form). */
   readonly #times: Float64Array;
   /** Row-major values of the requested signals; NaN for an empty cell. */

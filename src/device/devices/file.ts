@@ -52,7 +52,7 @@ async function readValue(file: string): Promise<string> {
  * decimal number, times scale, for `signal` (default 'p').
  */
 export class FileMeter implements Meter {
-  readonly signals: readonly string[];
+  declare readonly signals: readonly string[];
   readonly #file: string;
   readonly #scale: number;
   #closed = false;

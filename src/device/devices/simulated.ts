@@ -22,7 +22,7 @@ const DAY_MS = 86_400_000;
  * hash of (seed, signal, slot). Each signal draws its own variation with the same shape. kW, 3 decimals.
  */
 export class SimulatedMeter implements Meter {
-  readonly signals: readonly string[];
+  declare readonly signals: readonly string[];
   readonly #config: SimulatedMeterConfig;
   readonly #seed: readonly [number, number];
   readonly #salts: readonly number[];

@@ -35,7 +35,7 @@ export function restartDelayMs(failures: number): number {
  * time passed to read() is not given to the command: the command measures now.
  */
 export class LongRunningCommandMeter implements Meter {
-  readonly signals: readonly string[];
+  declare readonly signals: readonly string[];
   readonly #command: readonly string[];
   readonly #label: string;
   readonly #cwd: string;
