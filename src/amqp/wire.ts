@@ -108,50 +108,44 @@ export class Reader {
       throw new FrameError(`truncated ${what}: needs ${n} bytes, ${this.end - this.pos} left`);
   }
 
+  /** Checks that `n` bytes are left, moves past them and gives where they start. */
+  #at(n: number, what: string): number {
+    this.need(n, what);
+    const at = this.pos;
+    this.pos = at + n;
+    return at;
+  }
+
   u8(what = 'octet'): number {
     this.need(1, what);
     return this.buf[this.pos++] as number;
   }
 
   i8(what = 'byte'): number {
-    this.need(1, what);
-    return this.buf.readInt8(this.pos++);
+    return this.buf.readInt8(this.#at(1, what));
   }
 
   u16(what = 'short'): number {
-    this.need(2, what);
-    const v = this.buf.readUInt16BE(this.pos);
-    this.pos += 2;
-    return v;
+    return this.buf.readUInt16BE(this.#at(2, what));
   }
 
   i16(what = 'short-int'): number {
-    this.need(2, what);
-    const v = this.buf.readInt16BE(this.pos);
-    this.pos += 2;
-    return v;
+    return this.buf.readInt16BE(this.#at(2, what));
   }
 
   u32(what = 'long'): number {
-    this.need(4, what);
-    const v = this.buf.readUInt32BE(this.pos);
-    this.pos += 4;
-    return v;
+    return this.buf.readUInt32BE(this.#at(4, what));
   }
 
   i32(what = 'long-int'): number {
-    this.need(4, what);
-    const v = this.buf.readInt32BE(this.pos);
-    this.pos += 4;
-    return v;
+    return this.buf.readInt32BE(this.#at(4, what));
   }
 
   /** Unsigned 64-bit as a number; a value past 2^53 is refused rather than silently rounded. */
   u64(what = 'longlong'): number {
-    this.need(8, what);
-    const hi = this.buf.readUInt32BE(this.pos);
-    const lo = this.buf.readUInt32BE(this.pos + 4);
-    this.pos += 8;
+    const at = this.#at(8, what);
+    const hi = this.buf.readUInt32BE(at);
+    const lo = this.buf.readUInt32BE(at + 4);
     if (hi > 0x1fffff) throw new FrameError(`${what}: ${BigInt(hi) * 0x100000000n + BigInt(lo)} is beyond 2^53`, 502);
     return hi * 0x100000000 + lo;
   }
@@ -161,47 +155,33 @@ export class Reader {
    * cost us the connection, so it is rounded instead of refused.
    */
   u64Lossy(what = 'longlong'): number {
-    this.need(8, what);
-    const v = this.buf.readUInt32BE(this.pos) * 0x100000000 + this.buf.readUInt32BE(this.pos + 4);
-    this.pos += 8;
-    return v;
+    const at = this.#at(8, what);
+    return this.buf.readUInt32BE(at) * 0x100000000 + this.buf.readUInt32BE(at + 4);
   }
 
   /** Signed 64-bit: a number when it is exact, a bigint otherwise. */
   i64(what = 'long-long-int'): number | bigint {
-    this.need(8, what);
-    const v = this.buf.readBigInt64BE(this.pos);
-    this.pos += 8;
+    const v = this.buf.readBigInt64BE(this.#at(8, what));
     return v >= -9007199254740991n && v <= 9007199254740991n ? Number(v) : v;
   }
 
   f32(what = 'float'): number {
-    this.need(4, what);
-    const v = this.buf.readFloatBE(this.pos);
-    this.pos += 4;
-    return v;
+    return this.buf.readFloatBE(this.#at(4, what));
   }
 
   f64(what = 'double'): number {
-    this.need(8, what);
-    const v = this.buf.readDoubleBE(this.pos);
-    this.pos += 8;
-    return v;
+    return this.buf.readDoubleBE(this.#at(8, what));
   }
 
   bytes(n: number, what: string): Buffer {
-    this.need(n, what);
-    const v = this.buf.subarray(this.pos, this.pos + n);
-    this.pos += n;
-    return v;
+    const at = this.#at(n, what);
+    return this.buf.subarray(at, at + n);
   }
 
   shortstr(what = 'shortstr'): string {
     const n = this.u8(what);
-    this.need(n, what);
-    const s = this.buf.toString('utf8', this.pos, this.pos + n);
-    this.pos += n;
-    return s;
+    const at = this.#at(n, what);
+    return this.buf.toString('utf8', at, at + n);
   }
 
   /** A longstr as a view of the frame (binary safe). */
