@@ -16,6 +16,7 @@ import { FrameError } from './errors.js';
 import { FRAME_END, FRAME_METHOD, writeFrameHeader } from './frame.js';
 import {
   type ArgSpec,
+  type ArgType,
   METHOD_BY_ID,
   METHOD_BY_NAME,
   type Method,
@@ -42,6 +43,41 @@ export function methodSpec(name: MethodName): MethodSpec {
   return m;
 }
 
+/**
+ * Each argument type but bit (whose octets are shared, below): its size after validating a value (the value and the
+ * text naming it), its writing (buffer, offset, value: the offset after it) and its reading.
+ */
+type Codec = readonly [
+  size: (v: unknown, what: string) => number,
+  write: (buf: Buffer, off: number, v: never) => number,
+  read: (r: Reader, what: string) => unknown,
+];
+const int =
+  (max: number, bytes: number) =>
+  (v: unknown, what: string): number => {
+    checkInt(v, 0, max, what);
+    return bytes;
+  };
+const u64: Codec = [int(Number.MAX_SAFE_INTEGER, 8), writeU64, (r, what) => r.u64(what)];
+const CODECS: Record<Exclude<ArgType, 'bit'>, Codec> = {
+  octet: [
+    int(0xff, 1),
+    (buf, off, v: number) => {
+      buf[off] = v;
+      return off + 1;
+    },
+    (r, what) => r.u8(what),
+  ],
+  short: [int(0xffff, 2), (buf, off, v: number) => buf.writeUInt16BE(v, off), (r, what) => r.u16(what)],
+  long: [int(0xffffffff, 4), (buf, off, v: number) => buf.writeUInt32BE(v, off), (r, what) => r.u32(what)],
+  longlong: u64,
+  timestamp: u64,
+  shortstr: [shortstrSize, writeShortstr, (r, what) => r.shortstr(what)],
+  // Copied: the frame's buffer is read into again once nothing keeps a view of it (frame.ts).
+  longstr: [longstrSize, writeLongstr, (r, what) => Buffer.from(r.longstr(what))],
+  table: [(v, what) => tableSize(v as FieldTable, what), writeTable, (r) => readTable(r)],
+};
+
 /** Arguments with every spec default filled in, validated. Missing arguments without a default are an error. */
 function argValue(m: MethodSpec, a: ArgSpec, args: Record<string, unknown>): unknown {
   const v = args[a.name];
@@ -67,34 +103,7 @@ export function methodSize<K extends MethodName>(name: K, args: Partial<MethodAr
       continue;
     }
     bits = 0;
-    switch (a.type) {
-      case 'octet':
-        checkInt(v, 0, 0xff, what);
-        n += 1;
-        break;
-      case 'short':
-        checkInt(v, 0, 0xffff, what);
-        n += 2;
-        break;
-      case 'long':
-        checkInt(v, 0, 0xffffffff, what);
-        n += 4;
-        break;
-      case 'longlong':
-      case 'timestamp':
-        checkInt(v, 0, Number.MAX_SAFE_INTEGER, what);
-        n += 8;
-        break;
-      case 'shortstr':
-        n += shortstrSize(v, what);
-        break;
-      case 'longstr':
-        n += longstrSize(v, what);
-        break;
-      case 'table':
-        n += tableSize(v as FieldTable, what);
-        break;
-    }
+    n += CODECS[a.type][0](v, what);
   }
   return n;
 }
@@ -125,30 +134,7 @@ export function writeMethod<K extends MethodName>(
       continue;
     }
     bitPos = 0;
-    switch (a.type) {
-      case 'octet':
-        buf[off++] = v as number;
-        break;
-      case 'short':
-        off = buf.writeUInt16BE(v as number, off);
-        break;
-      case 'long':
-        off = buf.writeUInt32BE(v as number, off);
-        break;
-      case 'longlong':
-      case 'timestamp':
-        off = writeU64(buf, off, v as number);
-        break;
-      case 'shortstr':
-        off = writeShortstr(buf, off, v as string);
-        break;
-      case 'longstr':
-        off = writeLongstr(buf, off, v as string | Uint8Array);
-        break;
-      case 'table':
-        off = writeTable(buf, off, v as FieldTable);
-        break;
-    }
+    off = CODECS[a.type][1](buf, off, v as never);
   }
   return off;
 }
@@ -172,31 +158,7 @@ export function decodeMethod(payload: Buffer): Method {
       continue;
     }
     bitPos = 0;
-    switch (a.type) {
-      case 'octet':
-        args[a.name] = r.u8(what);
-        break;
-      case 'short':
-        args[a.name] = r.u16(what);
-        break;
-      case 'long':
-        args[a.name] = r.u32(what);
-        break;
-      case 'longlong':
-      case 'timestamp':
-        args[a.name] = r.u64(what);
-        break;
-      case 'shortstr':
-        args[a.name] = r.shortstr(what);
-        break;
-      case 'longstr':
-        // Copied: the frame's buffer is read into again once nothing keeps a view of it (frame.ts).
-        args[a.name] = Buffer.from(r.longstr(what));
-        break;
-      case 'table':
-        args[a.name] = readTable(r);
-        break;
-    }
+    args[a.name] = CODECS[a.type][2](r, what);
   }
   if (r.left !== 0) throw new FrameError(`${m.name}: ${r.left} unexpected bytes after the arguments`, 501);
   return { name: m.name, classId, methodId, args } as Method;
