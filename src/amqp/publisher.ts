@@ -63,23 +63,45 @@ export interface PublishingChannel {
  * written: the tracker must not keep 20,000 bodies alive until their confirms.
  */
 class Job implements PendingConfirm {
-  resolve: () => void = noop;
-  reject: (e: Error) => void = noop;
-  returned: PendingConfirm['returned'] = undefined;
-  messageId: string | undefined;
-  cost = 0;
+  declare readonly exchange: string;
+  declare readonly routingKey: string;
+  declare body: Buffer | string | BodyWriter | null;
+  declare readonly bodyLen: number;
+  declare readonly properties: MessageProperties | undefined;
+  declare readonly propsSize: number;
+  declare readonly mandatory: boolean;
+  declare readonly timeout: number;
+  declare readonly deadline: number;
+  declare resolve: () => void;
+  declare reject: (e: Error) => void;
+  declare returned: PendingConfirm['returned'];
+  declare messageId: string | undefined;
+  declare cost: number;
   constructor(
-    readonly exchange: string,
-    readonly routingKey: string,
-    public body: Buffer | string | BodyWriter | null,
-    readonly bodyLen: number,
-    readonly properties: MessageProperties | undefined,
-    readonly propsSize: number,
-    readonly mandatory: boolean,
-    readonly timeout: number,
-    readonly deadline: number,
+    exchange: string,
+    routingKey: string,
+    body: Buffer | string | BodyWriter | null,
+    bodyLen: number,
+    properties: MessageProperties | undefined,
+    propsSize: number,
+    mandatory: boolean,
+    timeout: number,
+    deadline: number,
   ) {
+    this.exchange = exchange;
+    this.routingKey = routingKey;
+    this.body = body;
+    this.bodyLen = bodyLen;
+    this.properties = properties;
+    this.propsSize = propsSize;
+    this.mandatory = mandatory;
+    this.timeout = timeout;
+    this.deadline = deadline;
+    this.resolve = noop;
+    this.reject = noop;
+    this.returned = undefined;
     this.messageId = properties?.messageId;
+    this.cost = 0;
   }
 }
 
