@@ -195,25 +195,25 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
   }
 
   exchangeDeclare(exchange: string, type: string, options: ExchangeOptions = {}): Promise<void> {
-    return this.#call('exchange.declare', {
+    return this.#done('exchange.declare', {
       exchange,
       type,
       ...flags(options, ['passive', 'durable', 'autoDelete', 'internal']),
       arguments: options.arguments ?? {},
-    }).then(noop);
+    });
   }
 
   exchangeDelete(exchange: string, options: { ifUnused?: boolean } = {}): Promise<void> {
-    return this.#call('exchange.delete', { exchange, ifUnused: options.ifUnused ?? false }).then(noop);
+    return this.#done('exchange.delete', { exchange, ifUnused: options.ifUnused ?? false });
   }
 
   /** Routes messages from `source` to `destination` (RabbitMQ's exchange-to-exchange binding). */
   exchangeBind(destination: string, source: string, routingKey = '', args: FieldTable = {}): Promise<void> {
-    return this.#call('exchange.bind', { destination, source, routingKey, arguments: args }).then(noop);
+    return this.#done('exchange.bind', { destination, source, routingKey, arguments: args });
   }
 
   exchangeUnbind(destination: string, source: string, routingKey = '', args: FieldTable = {}): Promise<void> {
-    return this.#call('exchange.unbind', { destination, source, routingKey, arguments: args }).then(noop);
+    return this.#done('exchange.unbind', { destination, source, routingKey, arguments: args });
   }
 
   /** Declares a queue; an empty name asks the broker to name it (the name is in the result). */
@@ -228,11 +228,11 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
   }
 
   queueBind(queue: string, exchange: string, routingKey = '', args: FieldTable = {}): Promise<void> {
-    return this.#call('queue.bind', { queue, exchange, routingKey, arguments: args }).then(noop);
+    return this.#done('queue.bind', { queue, exchange, routingKey, arguments: args });
   }
 
   queueUnbind(queue: string, exchange: string, routingKey = '', args: FieldTable = {}): Promise<void> {
-    return this.#call('queue.unbind', { queue, exchange, routingKey, arguments: args }).then(noop);
+    return this.#done('queue.unbind', { queue, exchange, routingKey, arguments: args });
   }
 
   /** Removes every ready message; resolves with how many. */
@@ -253,11 +253,11 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
 
   /** Prefetch for consumers started after it on this channel (RabbitMQ: per consumer unless `global`). */
   basicQos(prefetchCount: number, options: { global?: boolean; prefetchSize?: number } = {}): Promise<void> {
-    return this.#call('basic.qos', {
+    return this.#done('basic.qos', {
       prefetchCount,
       prefetchSize: options.prefetchSize ?? 0,
       global: options.global ?? false,
-    }).then(noop);
+    });
   }
 
   /**
@@ -316,25 +316,25 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
 
   /** Redelivers every unacknowledged message of this channel (requeue true: possibly to other consumers). */
   basicRecover(requeue = true): Promise<void> {
-    return this.#call('basic.recover', { requeue }, () => this.#deliveries.forgetUnsettled()).then(noop);
+    return this.#done('basic.recover', { requeue }, () => this.#deliveries.forgetUnsettled());
   }
 
   /** Puts the channel in confirm mode: from now on every publish resolves only when the broker confirms it. */
   confirmSelect(): Promise<void> {
     if (this.#pub.confirming) return RESOLVED;
-    return this.#call('confirm.select', { nowait: false }, undefined, () => this.#pub.selectConfirms()).then(noop);
+    return this.#done('confirm.select', { nowait: false }, undefined, () => this.#pub.selectConfirms());
   }
 
   txSelect(): Promise<void> {
-    return this.#call('tx.select', {}).then(noop);
+    return this.#done('tx.select', {});
   }
 
   txCommit(): Promise<void> {
-    return this.#call('tx.commit', {}).then(noop);
+    return this.#done('tx.commit', {});
   }
 
   txRollback(): Promise<void> {
-    return this.#call('tx.rollback', {}).then(noop);
+    return this.#done('tx.rollback', {});
   }
 
   /** Closes the channel; unconfirmed publishes whose confirm has not arrived by the close-ok fail as `closed`. */
@@ -346,6 +346,16 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
     });
     this.#startClose({ replyCode: 200, replyText: 'Goodbye', classId: 0, methodId: 0 }, undefined);
     return this.#closing;
+  }
+
+  /** A synchronous call whose reply carries nothing the caller wants. */
+  #done(
+    name: MethodName,
+    args: Record<string, unknown>,
+    onReply?: (m: Method) => unknown,
+    onSend?: () => void,
+  ): Promise<void> {
+    return this.#call(name, args, onReply, onSend).then(noop);
   }
 
   /** A synchronous call; the reply expected is the method's "-ok" unless `expects` says otherwise (basic.get). */
