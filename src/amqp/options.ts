@@ -116,6 +116,18 @@ function unescaped(part: string, what: string): string {
   }
 }
 
+/** The URL's integer parameters: the option each one sets and its bounds. */
+const URL_INTS: Record<string, readonly [UrlIntOption, number, number]> = {
+  heartbeat: ['heartbeat', 0, 65535],
+  frame_max: ['frameMax', 8192, 64 << 20],
+  channel_max: ['channelMax', 1, 65535],
+  connection_timeout: ['connectTimeout', 1, 3600_000],
+};
+type UrlIntOption = 'heartbeat' | 'frameMax' | 'channelMax' | 'connectTimeout';
+
+/** The URL's TLS files: the TLS option each one is read into. */
+const URL_FILES = { cacertfile: 'ca', certfile: 'cert', keyfile: 'key' } as const;
+
 /** Parses a URL into options. Query parameters follow RabbitMQ's URI query parameter names. */
 export function parseUrl(url: string | URL): ConnectOptions {
   let u: URL;
@@ -138,34 +150,22 @@ export function parseUrl(url: string | URL): ConnectOptions {
   if (u.pathname.length > 1) o.vhost = unescaped(u.pathname.slice(1), 'the vhost');
   const tls: TlsOptions = {};
   for (const [key, value] of u.searchParams) {
+    if (Object.hasOwn(URL_INTS, key)) {
+      const [option, min, max] = URL_INTS[key] as (typeof URL_INTS)[string];
+      o[option] = intOption(value, key, min, max);
+      continue;
+    }
+    if (Object.hasOwn(URL_FILES, key)) {
+      tls[URL_FILES[key as keyof typeof URL_FILES]] = readFileSync(value);
+      continue;
+    }
     switch (key) {
-      case 'heartbeat':
-        o.heartbeat = intOption(value, 'heartbeat', 0, 65535);
-        break;
-      case 'frame_max':
-        o.frameMax = intOption(value, 'frame_max', 8192, 64 << 20);
-        break;
-      case 'channel_max':
-        o.channelMax = intOption(value, 'channel_max', 1, 65535);
-        break;
-      case 'connection_timeout':
-        o.connectTimeout = intOption(value, 'connection_timeout', 1, 3600_000);
-        break;
       case 'auth_mechanism': {
         const m = value.toUpperCase();
         if (!(MECHANISMS as readonly string[]).includes(m)) throw unknownMechanism('auth_mechanism', value);
         o.mechanism = m as Mechanism;
         break;
       }
-      case 'cacertfile':
-        tls.ca = readFileSync(value);
-        break;
-      case 'certfile':
-        tls.cert = readFileSync(value);
-        break;
-      case 'keyfile':
-        tls.key = readFileSync(value);
-        break;
       case 'server_name_indication':
         tls.servername = value;
         break;
