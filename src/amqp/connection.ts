@@ -176,15 +176,15 @@ export class Connection extends TypedEmitter<ConnectionEvents> implements Channe
   /** Closes cleanly: connection.close, then close-ok (or the closeTimeout) before the socket goes. */
   close(): Promise<void> {
     if (this.#state === 'closed') return Promise.resolve();
-    if (this.#state === 'closing') return this.closed.then(() => undefined);
-    if (this.#state !== 'open') {
+    if (this.#state === 'open') {
+      this.#state = 'closing';
+      this.#sendMethod('connection.close', { replyCode: 200, replyText: 'Goodbye', classId: 0, methodId: 0 });
+      this.out.flush();
+      this.#timers.push(setTimeout(() => this.#finish(undefined), this.options.closeTimeout));
+    } else if (this.#state !== 'closing') {
       this.#fail(new ConnectionError('CLOSED', `the connection ${BY_APP} during the handshake`));
-      return this.closed.then(() => undefined);
     }
-    this.#state = 'closing';
-    this.#sendMethod('connection.close', { replyCode: 200, replyText: 'Goodbye', classId: 0, methodId: 0 });
-    this.out.flush();
-    this.#timers.push(setTimeout(() => this.#finish(undefined), this.options.closeTimeout));
+    // Every way in (opening, open, already closing) waits for the same end.
     return this.closed.then(() => undefined);
   }
 
