@@ -571,27 +571,24 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
    * requeue, reported, never delivered.
    */
   #oversized(c: Content): void {
-    if (c.unreadable !== null) return this.#malformed(c, c.unreadable);
-    const limit = this.#limitOf(c);
+    // Too large for its limit, or with properties that cannot be read (then its properties are {}: no message id).
+    const reason = c.unreadable;
+    const limit = reason === null ? this.#limitOf(c) : 0;
     const msg = this.#deliveries.refuse(c, this.#rpcs.current?.args['noAck'] === true);
+    const text =
+      reason === null
+        ? oversizedText(msg, c.bodySize, limit)
+        : `a message whose properties cannot be read (exchange '${c.exchange}', routing key '${c.routingKey}'): ` +
+          `${reason}; rejected without its body`;
     if (c.kind === 'get') {
-      this.#rpcs.reply(null, 'basic.get-ok', new AmqpError('CONTENT_TOO_LARGE', oversizedText(msg, c.bodySize, limit)));
+      const code = reason === null ? 'CONTENT_TOO_LARGE' : 'CONTENT_MALFORMED';
+      this.#rpcs.reply(null, 'basic.get-ok', new AmqpError(code, text));
     } else if (c.kind === 'return') {
       this.#pub.returned(c.exchange, c.routingKey, msg.properties.messageId, c.replyCode, c.replyText);
     }
-    if (this.listenerCount('oversized') > 0) this.emitSafe('oversized', msg, c.bodySize, limit);
-    else process.emitWarning(oversizedText(msg, c.bodySize, limit), 'AmqpOversizedWarning');
-  }
-
-  #malformed(c: Content, reason: string): void {
-    const msg = this.#deliveries.refuse(c, this.#rpcs.current?.args['noAck'] === true);
-    const text =
-      `a message whose properties cannot be read (exchange '${c.exchange}', routing key '${c.routingKey}'): ` +
-      `${reason}; rejected without its body`;
-    if (c.kind === 'get') this.#rpcs.reply(null, 'basic.get-ok', new AmqpError('CONTENT_MALFORMED', text));
-    else if (c.kind === 'return') this.#pub.returned(c.exchange, c.routingKey, undefined, c.replyCode, c.replyText);
-    if (this.listenerCount('malformed') > 0) this.emitSafe('malformed', msg, reason);
-    else process.emitWarning(text, 'AmqpMalformedWarning');
+    if (reason === null && this.listenerCount('oversized') > 0) this.emitSafe('oversized', msg, c.bodySize, limit);
+    else if (reason !== null && this.listenerCount('malformed') > 0) this.emitSafe('malformed', msg, reason);
+    else process.emitWarning(text, reason === null ? 'AmqpOversizedWarning' : 'AmqpMalformedWarning');
   }
 
   // ---- closing ----------------------------------------------------------------------------------------------------

@@ -341,6 +341,55 @@ s('without an oversized listener the channel says it in a process warning', asyn
   ]);
 });
 
+s(
+  'properties it cannot read in a basic.get and a return, no listener: CONTENT_MALFORMED, returned, process warnings',
+  async () => {
+    const { ch, sent } = harness();
+    await open(ch);
+    sent();
+    const warnings: string[] = [];
+    const onWarning = (w: Error): void => {
+      if (w.name === 'AmqpMalformedWarning') warnings.push(w.message);
+    };
+    process.on('warning', onWarning);
+    const text = (where: string): string =>
+      `a message whose properties cannot be read (${where}): field table nested deeper than 32; ` +
+      'rejected without its body';
+    try {
+      const got = ch.basicGet('q').catch((e: AmqpError) => e);
+      feed(ch, 'basic.get-ok', {
+        deliveryTag: 7,
+        redelivered: false,
+        exchange: 'ex',
+        routingKey: 'q',
+        messageCount: 0,
+      });
+      ch._frame(FRAME_HEADER, deepHeader(10, 40));
+      ch._frame(FRAME_BODY, Buffer.alloc(10));
+      const e = (await got) as AmqpError;
+      assert.is(e.code, 'CONTENT_MALFORMED');
+      assert.is(e.message, text("exchange 'ex', routing key 'q'"));
+      assert.equal(rejects(sent()), [[7, false]]);
+
+      const confirming = ch.confirmSelect();
+      feed(ch, 'confirm.select-ok');
+      await confirming;
+      const p = ch.basicPublish('x', 'nowhere', Buffer.alloc(10), {}, { mandatory: true });
+      feed(ch, 'basic.return', { replyCode: 312, replyText: 'NO_ROUTE', exchange: 'x', routingKey: 'nowhere' });
+      ch._frame(FRAME_HEADER, deepHeader(10, 40));
+      ch._frame(FRAME_BODY, Buffer.alloc(10));
+      feed(ch, 'basic.ack', { deliveryTag: 1, multiple: false });
+      assert.is(await p.catch((x: PublishError) => x.failure), 'returned');
+      await new Promise((r) => setImmediate(r));
+      await new Promise((r) => setImmediate(r));
+    } finally {
+      process.off('warning', onWarning);
+    }
+    assert.equal(warnings, [text("exchange 'ex', routing key 'q'"), text("exchange 'x', routing key 'nowhere'")]);
+    assert.ok(ch.isOpen);
+  },
+);
+
 s.run();
 
 // ---- the reader's buffers ------------------------------------------------------------------------------------------
