@@ -455,15 +455,19 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
 
   /** @internal one frame for this channel. Throws FrameError for protocol violations (the connection closes). */
   _frame(type: number, payload: Buffer): void {
-    if (this.#state === 'closing') return this.#frameWhileClosing(type, payload);
-    if (this.#state === 'closed') return;
+    // Until close-ok, only the close handshake and confirms matter; deliveries will be requeued by the broker.
+    const closing = this.#state === 'closing';
+    if (this.#state === 'closed' || (closing && type !== FRAME_METHOD)) return;
     if (type === FRAME_METHOD) {
-      if (this.#content.incoming !== null) throw channelFrameError(this.id, 'method frame while content was expected');
+      if (!closing && this.#content.incoming !== null)
+        throw channelFrameError(this.id, 'method frame while content was expected');
       const id = payload.length >= 4 ? payload.readUInt32BE(0) : 0;
-      if (id === METHOD_BASIC_DELIVER) return this.#content.deliver(payload); // the hot path
+      if (id === METHOD_BASIC_DELIVER && !closing) return this.#content.deliver(payload); // the hot path
       if (id === METHOD_BASIC_ACK || id === METHOD_BASIC_NACK)
         return this.#pub.confirm(payload, id === METHOD_BASIC_ACK);
-      return this.#method(decodeMethod(payload));
+      if (!closing || id === METHOD_CHANNEL_CLOSE || id === METHOD_CHANNEL_CLOSE_OK)
+        this.#method(decodeMethod(payload));
+      return;
     }
     if (type === FRAME_BODY) {
       const c = this.#content.body(payload);
@@ -477,14 +481,6 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
       return;
     }
     throw channelFrameError(this.id, `frame type ${type} is not allowed on a channel`, 501);
-  }
-
-  #frameWhileClosing(type: number, payload: Buffer): void {
-    // Until close-ok, only the close handshake and confirms matter; deliveries will be requeued by the broker.
-    if (type !== FRAME_METHOD) return;
-    const id = payload.length >= 4 ? payload.readUInt32BE(0) : 0;
-    if (id === METHOD_BASIC_ACK || id === METHOD_BASIC_NACK) return this.#pub.confirm(payload, id === METHOD_BASIC_ACK);
-    if (id === METHOD_CHANNEL_CLOSE || id === METHOD_CHANNEL_CLOSE_OK) this.#method(decodeMethod(payload));
   }
 
   #method(m: Method): void {

@@ -202,6 +202,31 @@ channel('a method the channel did not ask for is a protocol error (505)', async 
   );
 });
 
+channel('while closing: confirms settle, close and close-ok are handled, every other frame is ignored', async () => {
+  const { ch, sent } = harness();
+  await open(ch, true);
+  sent();
+  const p = ch.basicPublish('x', 'k', 'a');
+  // A delivery begun before the close: its content never comes, and is not waited for once closing.
+  feed(ch, 'basic.deliver', { consumerTag: 'c', deliveryTag: 1, redelivered: false, exchange: 'x', routingKey: 'k' });
+  const closed = ch.close();
+  assert.equal(sent(), ['basic.publish', 'header', 'body', 'channel.close']);
+  // Another delivery, content and a reply nobody waits for: dropped, no protocol error (the broker requeues them).
+  feed(ch, 'basic.deliver', { consumerTag: 'c', deliveryTag: 2, redelivered: false, exchange: 'x', routingKey: 'k' });
+  ch._frame(2, Buffer.alloc(14));
+  ch._frame(3, Buffer.alloc(1));
+  feed(ch, 'basic.qos-ok');
+  feed(ch, 'basic.ack', { deliveryTag: 1, multiple: false });
+  await p;
+  assert.ok(!ch.isOpen);
+  feed(ch, 'channel.close-ok');
+  await closed;
+  assert.equal(sent(), [], 'nothing written in answer');
+  // Once closed, nothing is read at all.
+  feed(ch, 'basic.ack', { deliveryTag: 2, multiple: false });
+  ch._frame(9, Buffer.alloc(1));
+});
+
 channel(
   'basic.consume with a prefetch, the connection lost before qos-ok: one rejection to the caller, no unhandled one',
   () => {
