@@ -2,7 +2,7 @@
  * The bus over AMQP 0-9-1 (src/amqp), in the two topologies of the data model §3.8 / §3.9 decision 1.
  *
  * `exchanges` (D3.2.3, the default): we publish to the durable topic exchange `<me>-to-<peer>` with the routing
- * key `<msg>[.<heh_id>]`, never to the default exchange; we consume `private-<me>-in`, a durable quorum queue
+ * key `<msg>.<heh_id or our name>`, never to the default exchange; we consume `private-<me>-in`, a durable quorum queue
  * with `x-message-ttl` (15 minutes) whose dead letters go through `private-<me>-dlx` into `private-<me>-dead`,
  * bound to `<peer>-to-<me>` with `#` for every peer. The exchange a message came through names its sender: the
  * broker's permissions (write `<user>-to-.*` only) make that trustworthy, the JSON never says who sent it.
@@ -361,9 +361,14 @@ export class AmqpTransport extends TypedEmitter<TransportEvents> implements Tran
     const ch = this.channel;
     const { to } = m;
     if (!this.#peers.has(to)) fail('UNKNOWN_PEER', `"${to}" is not a configured peer of ${this.options.name}`);
+    // D3.2.3's key is `<msg>.<heh_id or sender>` (data model §3.8): a message without a heh_id names its sender
+    // second, so that the 2015 reference peers, which bind `*.*`, receive it; our own bindings are `#`.
     const [exchange, routingKey] =
       this.topology === 'exchanges'
-        ? [`${this.options.name}-to-${to}`, m.routingKey]
+        ? [
+            `${this.options.name}-to-${to}`,
+            m.routingKey.includes('.') ? m.routingKey : `${m.routingKey}.${this.options.name}`,
+          ]
         : ['', this.#role() === 'hub' ? `${this.options.name}-up` : `${to}-down`];
     await ch.basicPublish(exchange, routingKey, m.body, { ...m.properties, deliveryMode: 2 }, { mandatory: true });
   }

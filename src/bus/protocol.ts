@@ -30,7 +30,7 @@ export const READ_REQUESTS = [
 export const has = (type: string, field: string): boolean =>
   Object.hasOwn((SCHEMAS as Record<string, { fields: object }>)[type]?.fields ?? {}, field);
 
-/** `<msg>` or `<msg>.<heh_id>` (D3.2.3). */
+/** `<msg>` or `<msg>.<heh_id>` (D3.2.3); over AMQP the transport names the sender second when there is no heh_id. */
 export function routingKeyOf(message: Message): string {
   const h = (message as { heh_id?: unknown }).heh_id;
   return typeof h === 'string' && h !== '' ? `${message.msg}.${h}` : message.msg;
@@ -96,7 +96,7 @@ function answerable(msg: unknown, msgId: unknown, requestId: unknown, id: unknow
   };
 }
 
-/** The first word of a routing key, `<msg>` of D3.2.3's `<msg>[.<heh_id>]`. */
+/** The first word of a routing key, `<msg>` of D3.2.3's `<msg>.<heh_id or sender>`. */
 export function typeOfRoutingKey(routingKey: string): string {
   const dot = routingKey.indexOf('.');
   return dot < 0 ? routingKey : routingKey.slice(0, dot);

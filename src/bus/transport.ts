@@ -44,7 +44,7 @@ export interface Incoming<Raw = unknown> {
   /** The peer the transport vouches for (the exchange `<peer>-to-<me>`, the peer's queue or topic), or undefined. */
   readonly from: string | undefined;
   readonly body: Buffer;
-  /** As the transport saw it: `<msg>[.<heh_id>]`, or the queue's name in the first version's topology. */
+  /** As the transport saw it: `<msg>[.<heh_id or sender>]`, or the queue's name in the first version's topology. */
   readonly routingKey: string;
   readonly messageId: string | undefined;
   readonly correlationId: string | undefined;

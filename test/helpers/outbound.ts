@@ -237,8 +237,11 @@ export class OutboundRig {
   }
 }
 
-/** The frames of one basic.publish (method, content header, body frames) in what a socket wrote. */
-export function publishFrames(stream: Buffer, routingKey: string): Buffer | undefined {
+/**
+ * The frames of one basic.publish (method, content header, body frames) in what a socket wrote: the first whose
+ * routing key is `msg` or starts with `msg.` (the heh_id or the sender follows).
+ */
+export function publishFrames(stream: Buffer, msg: string): Buffer | undefined {
   let o = 0;
   while (o + 8 <= stream.length) {
     const type = stream[o] as number;
@@ -247,7 +250,8 @@ export function publishFrames(stream: Buffer, routingKey: string): Buffer | unde
     // basic.publish: class 60, method 40
     if (type === 1 && stream.readUInt32BE(o + 7) === (60 << 16) + 40) {
       const rk = stream.subarray(o + 14 + (stream[o + 13] as number), next);
-      if (rk.subarray(1, 1 + (rk[0] as number)).toString() === routingKey) {
+      const key = rk.subarray(1, 1 + (rk[0] as number)).toString();
+      if (key === msg || key.startsWith(`${msg}.`)) {
         const bodySize = Number(stream.readBigUInt64BE(next + 7 + 4));
         let end = next + 8 + stream.readUInt32BE(next + 3);
         for (let got = 0; got < bodySize; ) {

@@ -71,7 +71,8 @@ async function peerInbox(
   f.queues.add(q);
   const ch = await f.channel();
   await withDeadline(ch.assertQueue(q, { durable: true }), NET_MS, 'assertQueue');
-  await ch.bindQueue(q, `${me}-to-${peer}`, '#');
+  // As the reference code (comm.py) binds: two words, `<msg>.<heh_id or sender>`.
+  await ch.bindQueue(q, `${me}-to-${peer}`, '*.*');
   const got: ConsumeMessage[] = [];
   await ch.consume(
     q,
@@ -100,7 +101,8 @@ s(
         c.on('duplicate', (id) => problems.push(`duplicate ${id}`));
         const { ch, got: peerGot } = await peerInbox(f, me, peer);
         assert.is(EXAMPLES.length, 33);
-        for (const e of EXAMPLES) publishBare(ch, `${peer}-to-${me}`, e.msg, Buffer.from(e.json));
+        // With the reference code's routing key, `<msg>.<sender>`.
+        for (const e of EXAMPLES) publishBare(ch, `${peer}-to-${me}`, `${e.msg}.${peer}`, Buffer.from(e.json));
 
         await until(
           () => got.length >= EXAMPLES.length,
@@ -137,7 +139,7 @@ s(
           assert.is(hit.ctx.delivery.messageId, undefined, 'no message_id was sent');
           assert.is(hit.ctx.delivery.contentType, undefined, 'no content_type was sent');
           assert.is(rawOf(hit.ctx).properties.headers, undefined, 'no headers were sent');
-          assert.is(hit.ctx.delivery.routingKey, e.msg);
+          assert.is(hit.ctx.delivery.routingKey, `${e.msg}.${peer}`);
         }
         // The comma-joined signals of the get_report example are split.
         const gr = got.find((g) => g.message.msg === 'get_report')?.message as Message<'get_report'>;
@@ -159,7 +161,7 @@ s(
             ref_msg: e.msg,
             ...(requestId === undefined ? {} : { request_id: requestId }),
           });
-          assert.is(r[0]?.fields.routingKey, 'response');
+          assert.is(r[0]?.fields.routingKey, `response.${me}`);
           assert.is(r[0]?.fields.exchange, `${me}-to-${peer}`);
         }
         await ch.close();
@@ -169,7 +171,7 @@ s(
 );
 
 s(
-  'we publish to a 2015 peer: plain JSON on <me>-to-<peer>, routing key <msg> or <msg>.<heh_id>',
+  "we publish to a 2015 peer: plain JSON on <me>-to-<peer>, routing key <msg>.<heh_id or sender>, which its '*.*' binding takes",
   timed(
     () =>
       withBus(async (f) => {
@@ -198,7 +200,7 @@ s(
           const heh = (m as { heh_id?: unknown }).heh_id;
           assert.is(
             d.fields.routingKey,
-            typeof heh === 'string' && heh !== '' ? `${m.msg}.${heh}` : m.msg,
+            `${m.msg}.${typeof heh === 'string' && heh !== '' ? heh : me}`,
             `${m.msg}: routing key`,
           );
           assert.is(d.fields.exchange, `${me}-to-${peer}`);

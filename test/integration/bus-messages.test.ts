@@ -82,7 +82,8 @@ function checkDelivery(g: Received, sent: Message, from: string, to: string, top
     assert.is(raw.exchange, `${from}-to-${to}`, `${what}: exchange`);
     assert.is(
       d.routingKey,
-      typeof heh === 'string' && heh !== '' ? `${sent.msg}.${heh}` : sent.msg,
+      // D3.2.3's `<msg>.<heh_id or sender>` (data model §3.8), which the 2015 peers' `*.*` binding matches.
+      `${sent.msg}.${typeof heh === 'string' && heh !== '' ? heh : from}`,
       `${what}: routing key`,
     );
   } else {
@@ -432,7 +433,7 @@ s(
         assert.is(seen.length, 2, 'exactly one response per set_clock');
         for (const [i, m] of seen.entries()) {
           const msgId = i === 0 ? id : generated;
-          assert.is(m.fields.routingKey, 'response');
+          assert.is(m.fields.routingKey, `response.${hub}`);
           assert.is(m.properties.correlationId, msgId);
           assert.is(m.properties.type, 'response');
           assert.is(m.properties.appId, hub);

@@ -256,7 +256,10 @@ s(
     const bad = capture();
     const sent = await main(['send', '--config', cfg, '--to', HUB, 'get_all_prices'], bad);
     assert.is(sent, 1);
-    assert.match(bad.errors.join('\n'), /ACCESS_REFUSED - access to topic 'get_all_prices' in exchange 'ops-to-heh/);
+    assert.match(
+      bad.errors.join('\n'),
+      /ACCESS_REFUSED - access to topic 'get_all_prices\.ops' in exchange 'ops-to-heh/,
+    );
   }, 30_000),
 );
 
