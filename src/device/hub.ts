@@ -531,6 +531,9 @@ export class Hub {
     if (from.epochMs >= to.epochMs) {
       return ctx.respond(454, 'from is not before to');
     }
+    // A price for a device this hub does not have would only take one of the slots below.
+    if (device !== undefined && !this.#config.devices.some((d) => d.name === device))
+      return ctx.respond(462, `no device ${shown(device)}`);
     const now = this.now();
     // A new price replaces what it overlaps of the same kind and device; expired ones are dropped.
     const kept = (prices: readonly Price[]): Price[] =>

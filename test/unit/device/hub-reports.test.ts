@@ -805,6 +805,20 @@ h('prices: stored and answered 200, a newer one replaces what it overlaps, per k
     assert.is(gen.response_code, 200);
     assert.is(r.hub.priceAt('generation', T0, 'boiler'), 0.07);
     assert.is(r.hub.priceAt('generation', T0, 'meter'), undefined);
+    // A device this hub does not have: 462, and nothing stored (it would only take a slot).
+    const stored = r.store.state.prices.length;
+    const none = await refused(
+      ask(r, {
+        msg: 'generation_price',
+        from: ts(T0),
+        to: ts(T0 + 60 * MIN),
+        price: 0.07,
+        device: 'fridge',
+        msg_id: uuid(8),
+      }),
+    );
+    assert.equal([none.response_code, none.response_desc], [462, 'no device "fridge"']);
+    assert.is(r.store.state.prices.length, stored);
   } finally {
     await r.close();
   }
