@@ -30,6 +30,8 @@ const HASHING = 'rabbit_password_hashing_sha256';
 /** The bus's own values (src/bus/amqp-transport.ts): its inbox TTL and the length of its dead-letter queue. */
 export const INBOX_TTL_MS = 900_000;
 export const DEAD_LETTER_MAX = 100_000;
+/** The bytes a party's dead letters may hold on the broker (the policy ebadge-dead-letters-cap): 64 MiB. */
+export const DEAD_LETTER_BYTES = 64 << 20;
 
 export interface User {
   name: string;
@@ -155,6 +157,17 @@ export function definitions(plan: Plan, passwords: ReadonlyMap<string, string>):
         pattern: '^private-.+-(in|in:.+|shard:[0-9]+)$',
         'apply-to': 'queues',
         definition: { 'delivery-limit': plan.deliveryLimit },
+        priority: 0,
+      },
+      {
+        // The dead letters are kept for an operator to read, 100,000 at most (the bus's x-max-length); a party that
+        // sends garbage of the largest size would otherwise fill the broker's disk (100,000 x 1 MiB) and its disk
+        // alarm block every publisher of the bus. The oldest go first.
+        vhost,
+        name: 'ebadge-dead-letters-cap',
+        pattern: '^private-.+-dead$',
+        'apply-to': 'queues',
+        definition: { 'max-length-bytes': DEAD_LETTER_BYTES },
         priority: 0,
       },
     ],

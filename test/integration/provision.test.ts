@@ -183,6 +183,7 @@ s(
     const policies = await n.ctl(['list_queues', '-p', 'ebadge', '-q', 'name', 'policy']);
     assert.match(policies, `private-${HUB}-in\tebadge-inbox-delivery-limit`);
     assert.match(policies, `private-${HUB}-in:${VPP}\tebadge-inbox-delivery-limit`);
+    assert.match(policies, `private-${HUB}-dead\tebadge-dead-letters-cap`);
   }, 120_000),
 );
 

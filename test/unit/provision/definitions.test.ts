@@ -190,7 +190,19 @@ test('exchanges, inboxes with the bus arguments, dead letters, bindings and the 
       definition: { 'delivery-limit': 7 },
       priority: 0,
     },
+    {
+      vhost: 'ebadge',
+      name: 'ebadge-dead-letters-cap',
+      pattern: '^private-.+-dead$',
+      'apply-to': 'queues',
+      definition: { 'max-length-bytes': 64 * 1024 * 1024 },
+      priority: 0,
+    },
   ]);
+  // Each policy matches its own queues: RabbitMQ applies one policy to a queue.
+  const dead = new RegExp(D.policies[1]?.pattern ?? '');
+  assert.ok(dead.test('private-heh.1-dead') && dead.test('private-vpp-dead'));
+  assert.not.ok(D.queues.some((q) => dead.test(q.name) && new RegExp(D.policies[0]?.pattern ?? '').test(q.name)));
   assert.ok(new RegExp(D.policies[0]?.pattern ?? '').test('private-heh.1-in'));
   assert.ok(new RegExp(D.policies[0]?.pattern ?? '').test('private-heh.1-in:vpp'));
   assert.ok(new RegExp(D.policies[0]?.pattern ?? '').test('private-vpp-shard:12'), "an aggregator's shards");
