@@ -22,7 +22,7 @@ import { MIN_HEARTBEAT, type ResolvedOptions } from './options.js';
 import type { MethodArgs } from './spec.js';
 import type { FieldTable } from './table.js';
 
-export const CLIENT_VERSION = '0.1.0';
+export const CLIENT_VERSION = '0.2.0';
 
 /** Bytes a plain TCP socket reads at once (libuv's own read size). */
 const READ_BYTES = 65_536;

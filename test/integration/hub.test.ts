@@ -793,7 +793,7 @@ s(
       assert.is(check.code, 0, check.transcript());
       assert.equal(check.out, [`${goodFile}: OK (heh-config-test, 2 device(s), peers vpp-config-test)`]);
       assert.is(version.code, 0);
-      assert.equal(version.out, [`ebadge-hub 0.1.0 (node ${process.version}, ${process.arch})`]);
+      assert.equal(version.out, [`ebadge-hub 0.2.0 (node ${process.version}, ${process.arch})`]);
       assert.is(unknown.code, 64, unknown.transcript());
       assert.is(unknown.err[0], 'error: unknown command "frobnicate"');
       assert.ok(

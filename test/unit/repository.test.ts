@@ -76,6 +76,9 @@ test('src/core/version.ts holds the release of package.json (ebadge --version an
   const { VERSION } = await import('../../src/core/version.js');
   const pkg = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')) as { version: string };
   assert.is(VERSION, pkg.version);
+  // The AMQP client's `version` in connection.start-ok is the same release.
+  const { CLIENT_VERSION } = await import('../../src/amqp/handshake.js');
+  assert.is(CLIENT_VERSION, pkg.version);
 });
 
 test.run();
