@@ -24,21 +24,26 @@ const bootId = (): string => {
   }
 };
 
-/**
- * When process `pid` started, in clock ticks since boot (/proc/PID/stat, field 22): a process id taken again by
- * another process after the hub died (an OOM kill, a crash) has another start. Undefined when not known.
- */
-function startOf(pid: number): string | undefined {
+/** The fields of /proc/PID/stat from the third (the state) on; none when not known (not Linux, no such process). */
+function statOf(pid: number): string[] {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     // The command name (field 2) is in parentheses and may hold spaces or parentheses: fields count from its end.
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   } catch {
-    return undefined;
+    return [];
   }
 }
 
+/**
+ * When process `pid` started, in clock ticks since boot (field 22): a process id taken again by another process after
+ * the hub died (an OOM kill, a crash) has another start. Undefined when not known.
+ */
+const startOf = (pid: number): string | undefined => statOf(pid)[19];
+
 function alive(pid: number): boolean {
+  // A hub killed and not yet reaped by its parent (a zombie, Z) holds its process id but nothing else.
+  if (statOf(pid)[0] === 'Z') return false;
   try {
     process.kill(pid, 0);
     return true;

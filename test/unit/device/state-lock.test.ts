@@ -94,6 +94,30 @@ s(
 );
 
 s(
+  'a hub killed and not yet reaped (a zombie) holds no lock: its successor starts',
+  withDir(async (dir) => {
+    // sh forks a child that exits at once, then becomes a sleep that never waits for it: the child stays a zombie.
+    const parent = spawn('sh', ['-c', 'sleep 0 & echo $!; exec sleep 30'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    try {
+      const pid = Number(await new Promise<string>((resolve) => parent.stdout.once('data', (b) => resolve(String(b)))));
+      const state = (): string | undefined => {
+        const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+        return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0];
+      };
+      for (let i = 0; i < 200 && state() !== 'Z'; i++) await new Promise((r) => setTimeout(r, 10));
+      assert.is(state(), 'Z', 'the child is a zombie');
+      const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const start = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] as string;
+      fs.writeFileSync(path.join(dir, 'hub.lock'), JSON.stringify({ pid, boot: boot(), start }));
+      lockStateDir(dir, log).release();
+    } finally {
+      parent.kill('SIGKILL');
+      await new Promise((resolve) => parent.once('exit', resolve));
+    }
+  }),
+);
+
+s(
   "a lock of another boot is stale whatever its process id; an unreadable one too; release leaves another hub's lock alone",
   withDir((dir) => {
     const file = path.join(dir, 'hub.lock');
