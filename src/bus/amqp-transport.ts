@@ -361,8 +361,8 @@ export class AmqpTransport extends TypedEmitter<TransportEvents> implements Tran
     const ch = this.channel;
     const { to } = m;
     if (!this.#peers.has(to)) fail('UNKNOWN_PEER', `"${to}" is not a configured peer of ${this.options.name}`);
-    // D3.2.3's key is `<msg>.<heh_id or sender>` (data model §3.8): a message without a heh_id names its sender
-    // second, so that the 2015 reference peers, which bind `*.*`, receive it; our own bindings are `#`.
+    // The key is `<msg>.<heh_id or sender>` (data model §3.8, as the reference code sends it): without a heh_id the
+    // sender comes second, so that the 2015 reference peers, which bind `*.*`, receive it; our own bindings are `#`.
     const [exchange, routingKey] =
       this.topology === 'exchanges'
         ? [

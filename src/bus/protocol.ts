@@ -96,7 +96,7 @@ function answerable(msg: unknown, msgId: unknown, requestId: unknown, id: unknow
   };
 }
 
-/** The first word of a routing key, `<msg>` of D3.2.3's `<msg>.<heh_id or sender>`. */
+/** The first word of a routing key, `<msg>` of the data model's `<msg>.<heh_id or sender>` (§3.8). */
 export function typeOfRoutingKey(routingKey: string): string {
   const dot = routingKey.indexOf('.');
   return dot < 0 ? routingKey : routingKey.slice(0, dot);
