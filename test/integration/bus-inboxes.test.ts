@@ -197,6 +197,46 @@ s(
 );
 
 s(
+  'an instance announces itself every 2,000 ms by default, each presence expiring after three intervals (6,000 ms)',
+  timed(
+    () =>
+      withBus(async (f) => {
+        const vppName = entity('vpp');
+        const hubName = entity('heh');
+        const vpp = await f.connector({ name: vppName, peers: [hubName], inboxes: { shards: 2 }, instance: 'vpp-a' });
+        const spy = await f.channel();
+        const { queue } = await spy.assertQueue('', { exclusive: true });
+        await spy.bindQueue(queue, `private-${vppName}-relay`, 'presence');
+        const heard: { at: number; expiration: unknown; body: string }[] = [];
+        await spy.consume(
+          queue,
+          (m) => {
+            if (m !== null)
+              heard.push({ at: Date.now(), expiration: m.properties.expiration, body: m.content.toString() });
+          },
+          { noAck: true },
+        );
+        await until(() => heard.length >= 3, 'three presence messages', NET_MS);
+        const first = heard.slice(0, 3);
+        await vpp.close();
+        await spy.close();
+        assert.equal(
+          first.map((h) => h.expiration),
+          ['6000', '6000', '6000'],
+        );
+        assert.ok(
+          first.every((h) => h.body.includes('vpp-a')),
+          first[0]?.body,
+        );
+        // Between two announcements, one interval: well over the 500 ms a shorter default would give, under 3 s.
+        const gap = (first[2] as { at: number }).at - (first[1] as { at: number }).at;
+        assert.ok(gap > 1_000 && gap < 3_000, `${gap} ms between two announcements`);
+      }),
+    30_000,
+  ),
+);
+
+s(
   'sharded inboxes, two instances of one aggregator: one is active, the other takes over when it goes, in order',
   timed(
     () =>

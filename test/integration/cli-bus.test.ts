@@ -394,6 +394,51 @@ s(
   }, 30_000),
 );
 
+s(
+  "defaults: without --role the command is a controller (queues topology: it sends to the hub's -down queue); " +
+    'without --timeout a request waits 10,000 ms',
+  timed(
+    () =>
+      withBus(async (f) => {
+        const ops = entity('ops');
+        const hub = entity('heh');
+        const h = f.create({ name: hub, peers: [ops], topology: 'queues', role: 'hub' });
+        const got: (number | null)[] = [];
+        h.onSetClock((m) => {
+          got.push(m.offset);
+        });
+        // What the command declares as a controller of the queues topology: its own dead letters.
+        f.queues.add(`private-${ops}-dead`);
+        f.exchanges.add(`private-${ops}-dlx`);
+        await f.start();
+        const common = ['--as', ops, '--to', hub, '--url', AMQP_URL, '--topology', 'queues'];
+        const sent = capture();
+        assert.is(await main(['send', ...common, 'set_clock', 'offset=3'], sent), 0, sent.errors.join('\n'));
+        // As a hub (the library's default role), the command would have sent to its own `<ops>-up` instead.
+        await until(async () => got.length === 1, `the hub gets set_clock from ${hub}-down`, NET_MS);
+        assert.equal(got, [3]);
+
+        // Nobody answers once the hub is gone: the request ends at the default timeout, which its error names.
+        await h.close();
+        const asked = capture();
+        const code = await main(
+          [
+            'request',
+            ...common,
+            'get_status_report',
+            'from=2026-11-26T10:00:00Z',
+            'to=2026-11-26T10:15:00Z',
+            'severity_threshold=3',
+          ],
+          asked,
+        );
+        assert.is(code, 1, asked.errors.join('\n'));
+        assert.match(asked.errors.join('\n'), new RegExp(`no reply to get_status_report from ${hub} within 10000 ms`));
+      }),
+    40_000,
+  ),
+);
+
 s('validate: ok TYPE or error CODE PATH per line, exit 1 when any failed', async () => {
   const good = '{"msg":"response","msg_id":null,"response_code":200,"response_desc":"OK"}';
   const io = capture(`${good}\n\n{"msg":"activate"}\nnot json\n`);
