@@ -487,7 +487,12 @@ export class Channel extends TypedEmitter<ChannelEvents> implements Settler {
     switch (m.name) {
       case 'channel.close': {
         this.#writeFrame('channel.close-ok', {});
-        this.#finish(new ChannelError(this.id, m.args));
+        const err = new ChannelError(this.id, m.args);
+        // Closes crossed (a publish refused as we closed): the broker answers ours too, with a close-ok after this
+        // close (spec: "The response to receiving a Close after sending Close must be to send Close-Ok"). Finished now,
+        // the channel gave up its id, and that close-ok closed the whole connection (504, no such channel open).
+        if (this.#state === 'closing') this.#closeError ??= err;
+        else this.#finish(err);
         return;
       }
       case 'channel.close-ok':

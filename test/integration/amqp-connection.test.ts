@@ -327,4 +327,28 @@ test(
   }),
 );
 
+test(
+  'closes crossed: a channel closed as the broker closes it (a publish to a missing exchange) leaves the connection open',
+  timed(async () => {
+    // RabbitMQ sends its channel.close 404, then answers our channel.close with a close-ok: that close-ok closed the
+    // connection (504, a frame for a channel not open) when the channel gave up its id at the broker's close.
+    await withConnection(async (conn) => {
+      for (let i = 0; i < 3; i++) {
+        const ch = await conn.createConfirmChannel();
+        const published = rejection(ch.basicPublish(unique('no-such-exchange'), 'k', 'x'));
+        await ch.close();
+        assert.is(((await published) as PublishError).failure, 'closed');
+        // The broker's close-ok follows its close within a round trip: a queue.declare on a new channel is after it.
+        const probe = await conn.createChannel();
+        await probe.queueDeclare('', { exclusive: true });
+        await probe.close();
+        assert.ok(
+          conn.isOpen,
+          `round ${i}: the connection is still open (closed with ${String(await Promise.race([conn.closed, 'open']))})`,
+        );
+      }
+    });
+  }),
+);
+
 test.run();

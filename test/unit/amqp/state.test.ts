@@ -228,6 +228,44 @@ channel('while closing: confirms settle, close and close-ok are handled, every o
 });
 
 channel(
+  "closes crossed (ours and the broker's): close-ok answered, the id kept until the close-ok of ours comes",
+  async () => {
+    // RabbitMQ refuses a publish (404 no exchange) while our close is on its way: it sends its close, then answers
+    // ours with a close-ok. Released at the broker's close, the id made that close-ok a frame for a channel not open,
+    // and the connection closed with 504.
+    const { ch, sent, host } = harness();
+    const released: number[] = [];
+    host.channelClosed = (c) => released.push(c.id);
+    await open(ch, true);
+    sent();
+    const p = ch.basicPublish('no-such-exchange', 'k', 'a').catch((e: PublishError) => e);
+    let closeEvent: unknown = 'none';
+    ch.on('close', (e) => {
+      closeEvent = e;
+    });
+    const closed = ch.close();
+    assert.equal(sent(), ['basic.publish', 'header', 'body', 'channel.close']);
+    feed(ch, 'channel.close', {
+      replyCode: 404,
+      replyText: "NOT_FOUND - no exchange 'no-such-exchange'",
+      classId: 60,
+      methodId: 40,
+    });
+    assert.equal(sent(), ['channel.close-ok'], "the broker's close is answered");
+    assert.equal(released, [], 'the id is still taken: the close-ok of ours is owed');
+    assert.not.ok(ch.isOpen);
+    feed(ch, 'channel.close-ok');
+    await closed;
+    assert.equal(released, [1], 'released at the close-ok');
+    const err = (await p) as PublishError;
+    assert.is(err.failure, 'closed');
+    assert.is((err.cause as { replyCode?: number }).replyCode, 404, "the publish names the broker's reason");
+    assert.is((closeEvent as { replyCode?: number }).replyCode, 404);
+    assert.equal(sent(), [], 'nothing more written');
+  },
+);
+
+channel(
   'basic.consume with a prefetch, the connection lost before qos-ok: one rejection to the caller, no unhandled one',
   () => {
     // In a process of its own, as the hub runs: an unhandled rejection there ends the process (it did, when a link
