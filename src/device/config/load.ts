@@ -5,6 +5,7 @@
  * so that `check-config` refuses what the run would refuse, with the same sentence, and a hub started by systemd
  * (whose working directory is /) finds `"passwordFile": "broker.pw"` next to its hub.json.
  */
+import { createPrivateKey, type KeyObject, X509Certificate } from 'node:crypto';
 import * as path from 'node:path';
 import { currentReader, directoryProblem, type FileReader, type FileRole, fileProblem } from '../../core/file-check.js';
 import { readFileBounded } from '../../core/read-bounded.js';
@@ -46,6 +47,7 @@ export function loadConfig(file: string, reader: FileReader | undefined = curren
     if (problem !== undefined) throw new ConfigError(file, at, problem.expected, problem.found);
   }
   if (config.broker.passwordFile !== undefined) readPasswordFile(config.broker.passwordFile, file);
+  if (config.broker.tls !== undefined) checkTlsFiles(config.broker.tls, file);
   // The run creates the state directory if it is missing (0700): it must be able to, or to write in it.
   const state = directoryProblem(config.stateDir, reader);
   if (state !== undefined) throw new ConfigError(file, '$.stateDir', state.expected, state.found);
@@ -70,6 +72,74 @@ export function readPasswordFile(passwordFile: string, config: string): string {
   if (/[\r\n]/.test(text))
     throw new ConfigError(config, at, 'a password on one line', `${text.split(/\r?\n/).length} lines`);
   return text;
+}
+
+const PEM_CERT = /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g;
+
+/**
+ * The TLS files parsed as the run's TLS socket will take them. Node ignores a `ca` that holds no PEM certificate (DER,
+ * an empty file, a key) and then trusts nothing, and fails every connection on a bad `cert` or `key` with OpenSSL's
+ * text: the hub retried for ever, telling to set broker.tls.ca (it was set) or nothing at all, where the mistake is
+ * in a file of its own configuration (78).
+ */
+function checkTlsFiles(tls: { ca?: string; cert?: string; key?: string }, config: string): void {
+  const certs = (at: string, file: string, what: string): X509Certificate[] => {
+    const data = readFileBounded(file);
+    const blocks = data.toString('latin1').match(PEM_CERT) ?? [];
+    const parsed = blocks.map((b) => {
+      try {
+        return new X509Certificate(b);
+      } catch (err) {
+        throw new ConfigError(
+          config,
+          at,
+          what,
+          `${file}, whose PEM certificate does not parse (${(err as Error).message})`,
+        );
+      }
+    });
+    if (parsed.length === 0) throw new ConfigError(config, at, what, `${file}, ${notPem(data, 'certificate')}`);
+    return parsed;
+  };
+  if (tls.ca !== undefined)
+    certs('$.broker.tls.ca', tls.ca, "a PEM file of the CA certificate(s) that signed the broker's");
+  const cert =
+    tls.cert === undefined
+      ? undefined
+      : certs('$.broker.tls.cert', tls.cert, 'a PEM file of our client certificate')[0];
+  if (tls.key === undefined) return;
+  const keyAt = '$.broker.tls.key';
+  const data = readFileBounded(tls.key);
+  let key: KeyObject;
+  try {
+    key = createPrivateKey(data);
+  } catch {
+    // Never quote the key's text, nor OpenSSL's message about it.
+    const encrypted = data.includes('ENCRYPTED');
+    throw new ConfigError(
+      config,
+      keyAt,
+      'the PEM private key of broker.tls.cert, not encrypted',
+      `${tls.key}, ${encrypted ? 'an encrypted key: decrypt it (openssl pkey)' : notPem(data, 'key')}`,
+    );
+  }
+  if (cert !== undefined && !cert.checkPrivateKey(key))
+    throw new ConfigError(
+      config,
+      keyAt,
+      `the private key of broker.tls.cert (${tls.cert})`,
+      `${tls.key}, the key of another certificate`,
+    );
+}
+
+/** What a file that holds no PEM block is, as far as can be told without quoting it, and how to convert DER. */
+function notPem(data: Buffer, want: 'certificate' | 'key'): string {
+  if (data.length === 0) return 'an empty file';
+  if (data[0] === 0x30)
+    return `DER (binary) rather than PEM: convert it (openssl ${want === 'key' ? 'pkey' : 'x509'} -inform der -in FILE -out FILE.pem)`;
+  if (want === 'certificate' && data.includes('PRIVATE KEY-----')) return 'a private key, not a certificate';
+  if (want === 'key' && data.includes('CERTIFICATE-----')) return 'a certificate, not a private key';
+  return 'no PEM block in it';
 }
 
 /** The files the run reads, with the JSON path that names each and what it must be; `$` is the config itself. */

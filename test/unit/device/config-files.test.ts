@@ -4,6 +4,7 @@
  * readable by a group the hub is not in, a world-writable trusted file, a missing file: each refused with one sentence
  * naming the file, its mode and the command that fixes it, and `check-config` says exactly what the run says (78).
  */
+import { generateKeyPairSync, X509Certificate } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -16,6 +17,26 @@ import { hubMain } from '../../../src/device/main.js';
 import { sleep } from '../../helpers/deadline.js';
 
 const test = suite('config: the files it names');
+
+/** A self-signed client certificate (CN=heh-test, valid until 2126) and its key: the TLS files are parsed. */
+const CERT = `-----BEGIN CERTIFICATE-----
+MIIBfTCCASOgAwIBAgIUbKeU6Y6X4UkZdUJfiKuCKQYUXMkwCgYIKoZIzj0EAwIw
+EzERMA8GA1UEAwwIaGVoLXRlc3QwIBcNMjYxMjA1MTIxOTQ1WhgPMjEyNjExMTEx
+MjE5NDVaMBMxETAPBgNVBAMMCGhlaC10ZXN0MFkwEwYHKoZIzj0CAQYIKoZIzj0D
+AQcDQgAExYV9IG79TPAL8dFYmsUbqyQfi7OGdQIPzqbNnprucTBVu8+P1gqbcVFn
+AKLYyOva0j2XQbKp76C3QiIdRjHBPKNTMFEwHQYDVR0OBBYEFLZG8b4WvgDJ/bN2
+znVGsFich9KaMB8GA1UdIwQYMBaAFLZG8b4WvgDJ/bN2znVGsFich9KaMA8GA1Ud
+EwEB/wQFMAMBAf8wCgYIKoZIzj0EAwIDSAAwRQIgBfWayYPd7Dwuvy5iTUN/Gbpo
+CnYFeXe695SuOxpMSLACIQC25XQSfI7FwEMroLGWE2uj3s6nazVh7lzqOG0ZDrHj
+Ew==
+-----END CERTIFICATE-----
+`;
+const KEY = `-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgj9b9V8NjScQTGWNH
+IDuJ4Otwi79BMP0mPUbR/HIA2VehRANCAATFhX0gbv1M8Avx0ViaxRurJB+Ls4Z1
+Ag/Ops2emu5xMFW7z4/WCptxUWcAotjI69rSPZdBsqnvoLdCIh1GMcE8
+-----END PRIVATE KEY-----
+`;
 
 interface Site {
   dir: string;
@@ -100,9 +121,9 @@ test("every relative path resolves against hub.json's folder, not the working di
 
 test('TLS files resolve too; the key is a secret, the CA and certificate only must not be world-writable', () =>
   inSite((s) => {
-    s.put('tls/ca.pem', 'x', 0o644);
-    s.put('tls/cert.pem', 'x', 0o644);
-    const key = s.put('tls/key.pem', 'x', 0o600);
+    s.put('tls/ca.pem', CERT, 0o644);
+    s.put('tls/cert.pem', CERT, 0o644);
+    const key = s.put('tls/key.pem', KEY, 0o600);
     const broker = {
       url: 'amqps://broker.example',
       external: true,
@@ -125,6 +146,42 @@ test('TLS files resolve too; the key is a secret, the CA and certificate only mu
     const ca = refusal(() => loadConfig(s.file));
     assert.is(ca.path, '$.broker.tls.ca');
     assert.match(ca.found, / with mode 0666, writable by every user: run chmod o-w /);
+  }));
+
+test('TLS files that are not what they must be are refused at load (78), not retried at every connection', () =>
+  inSite((s) => {
+    const ca = s.put('ca.pem', CERT, 0o644);
+    const cert = s.put('cert.pem', CERT, 0o644);
+    const key = s.put('key.pem', KEY, 0o600);
+    s.write({ broker: { url: 'amqps://broker.example', external: true, tls: { ca, cert, key } } });
+    loadConfig(s.file);
+    // Node ignores a `ca` without a PEM certificate and trusts nothing: the log then said to set broker.tls.ca.
+    const der = new X509Certificate(CERT).raw;
+    const cases: [string, string | Buffer, string, RegExp][] = [
+      [ca, der, '$.broker.tls.ca', /, DER \(binary\) rather than PEM: convert it \(openssl x509 -inform der /],
+      [ca, '', '$.broker.tls.ca', /, an empty file$/],
+      [ca, KEY, '$.broker.tls.ca', /, a private key, not a certificate$/],
+      [ca, 'hello\n', '$.broker.tls.ca', /, no PEM block/],
+      [cert, der, '$.broker.tls.cert', /, DER \(binary\) rather than PEM/],
+      [key, 'garbage\n', '$.broker.tls.key', /, no PEM block/],
+      [key, CERT, '$.broker.tls.key', /, a certificate, not a private key$/],
+      [
+        key,
+        generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }),
+        '$.broker.tls.key',
+        /, the key of another certificate$/,
+      ],
+    ];
+    for (const [file, content, at, found] of cases) {
+      const was = fs.readFileSync(file);
+      fs.writeFileSync(file, content);
+      const err = refusal(() => loadConfig(s.file));
+      assert.is(err.path, at, `${at} ${String(found)}`);
+      assert.match(err.found, found);
+      assert.not.match(err.found, /MI[GI]|KEY-----/, 'the text of the file is not quoted');
+      fs.writeFileSync(file, was);
+    }
+    loadConfig(s.file);
   }));
 
 test('a secret: 0600 and 0640 pass; open to others or writable by its group is refused, with the fix', () =>
