@@ -19,6 +19,7 @@
  * connection through the transport's neutral events. Commands that belong to the operator's CLI (`keygen`) are
  * handed in by the composition layer (src/bin/hub.ts) and run here with the hub's exit codes.
  */
+import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -205,7 +206,11 @@ export function brokerSettings(c: HubConfig): AmqpConnectOptions & { username: s
           }),
         ) as { ca?: Buffer; cert?: Buffer; key?: Buffer; servername?: string });
   const url = new URL(b.url);
-  const username = b.username ?? (url.username === '' ? 'guest' : decodeURIComponent(url.username));
+  // EXTERNAL logs in as the certificate's CN (ssl_cert_login_from = common_name, docs/provisioning.md): the user the
+  // log and the fixes name. It was guest, and a refused vhost told the operator to give guest access to it.
+  const username = b.external
+    ? (cnOf(tls?.cert) ?? c.name)
+    : (b.username ?? (url.username === '' ? 'guest' : decodeURIComponent(url.username)));
   // The config holds no secret: a password comes from its file; guest's is guest (the local broker only).
   const password =
     b.passwordFile === undefined
@@ -221,6 +226,14 @@ export function brokerSettings(c: HubConfig): AmqpConnectOptions & { username: s
     ...(b.external ? { mechanism: 'EXTERNAL' as const } : {}),
     ...(tls === undefined ? (url.protocol === 'amqps:' ? { tls: true } : {}) : { tls }),
   };
+}
+
+function cnOf(cert: Buffer | undefined): string | undefined {
+  try {
+    return cert === undefined ? undefined : /^CN=(.*)$/m.exec(new X509Certificate(cert).subject)?.[1];
+  } catch {
+    return undefined; // not a certificate: loadConfig refuses it
+  }
 }
 
 /** The hub's own: the URL's broker first, then the other nodes of the cluster, and the reconnection delays. */

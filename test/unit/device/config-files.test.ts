@@ -13,7 +13,7 @@ import * as assert from 'uvu/assert';
 import type { FileReader } from '../../../src/core/file-check.js';
 import { generateIdentity, nodeBackend, writePrivateKeyFile } from '../../../src/crypto/index.js';
 import { ConfigError, exampleConfig, loadConfig, readPasswordFile } from '../../../src/device/config/index.js';
-import { hubMain } from '../../../src/device/main.js';
+import { brokerSettings, hubMain } from '../../../src/device/main.js';
 import { sleep } from '../../helpers/deadline.js';
 
 const test = suite('config: the files it names');
@@ -182,6 +182,15 @@ test('TLS files that are not what they must be are refused at load (78), not ret
       fs.writeFileSync(file, was);
     }
     loadConfig(s.file);
+  }));
+
+test("EXTERNAL: the broker user the log and the fixes name is the certificate's CN, not guest", () =>
+  inSite((s) => {
+    const cert = s.put('cert.pem', CERT, 0o644);
+    const key = s.put('key.pem', KEY, 0o600);
+    s.write({ broker: { url: 'amqps://broker.example/ebadge', external: true, tls: { cert, key } } });
+    // It said guest: a vhost refused told the operator to run rabbitmqctl set_permissions -p ebadge guest.
+    assert.is(brokerSettings(loadConfig(s.file)).username, 'heh-test');
   }));
 
 test('a secret: 0600 and 0640 pass; open to others or writable by its group is refused, with the fix', () =>
