@@ -421,8 +421,10 @@ export function runHubProcess(commands: Readonly<Record<string, HubCommand>> = {
   const stop = new Promise<void>((resolve) => {
     stopRequested = resolve;
   });
-  process.once('SIGTERM', () => stopRequested());
-  process.once('SIGINT', () => stopRequested());
+  // Kept, not once: a second signal while draining (`timeout` signals the hub and then its process group, a terminal's
+  // ^C reaches every process of its group) found Node's default action back and ended the drain, logging nothing.
+  process.on('SIGTERM', () => stopRequested());
+  process.on('SIGINT', () => stopRequested());
   // The terminal it was started from closed (a hub run from an SSH session): a stop like any other, drained, then
   // ended by that signal again (a normal exit makes Node restore the terminal, gone: it aborted). A second hang-up
   // while draining (the shell forwards one, the kernel sends one) must not end the drain.

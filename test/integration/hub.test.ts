@@ -1057,6 +1057,47 @@ s(
 );
 
 s(
+  'a second SIGTERM or SIGINT while the hub drains does not cut the drain: it still ends with stopped, exit 0',
+  timed(async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'heh-hub-test-'));
+    const procs: HubProcess[] = [];
+    try {
+      for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+        const file = path.join(dir, `${signal}.json`);
+        const config = hubConfig(dir, unique('heh'), 'vpp-none');
+        // A meter whose process ignores SIGTERM: closing it takes a second, the window for the second signal.
+        const meter = ['/bin/sh', '-c', `trap '' TERM; while :; do echo '{"p": 1}'; sleep 1; done`];
+        const devices = config['devices'] as Record<string, unknown>[];
+        devices[0] = { name: 'meter', meter: { kind: 'command', command: meter, intervalS: 1 } };
+        writeFileSync(
+          file,
+          JSON.stringify({
+            ...config,
+            stateDir: path.join(dir, signal),
+            broker: { url: 'amqp://127.0.0.1:1', reconnectDelayS: 2 },
+          }),
+        );
+        const p = new HubProcess(['--config', file]);
+        procs.push(p);
+        await p.waitFor('cannot reach the broker', 15_000);
+        // `timeout` signals the hub and then its process group; a terminal's ^C reaches every process of the group.
+        p.child.kill(signal);
+        await p.waitFor('stopping before the broker was reached', 5_000);
+        p.child.kill(signal);
+        assert.is(await withDeadline(p.exit, 15_000, 'the hub to exit'), 0, p.transcript());
+        assert.ok(
+          p.logs.some((l) => l.msg === 'stopped'),
+          p.transcript(),
+        );
+      }
+    } finally {
+      for (const p of procs) await p.kill();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000),
+);
+
+s(
   'EP-2, EP-3: the hub never exits because of the broker: unreachable, it retries with backoff; refused credentials are logged as such and retried slowly; SIGTERM still stops it',
   timed(async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'heh-hub-test-'));
