@@ -316,8 +316,9 @@ export function unreachable(text: string, endpoint: string, url: string): string
     return `the broker's certificate is outside its dates by the hub's clock: check the clock (\`date\`; a Pi has no real-time clock, so is NTP synced?), then the certificate's dates (openssl x509 -noout -dates)`;
   if (/self.signed|local issuer|verify the first certificate/.test(text))
     return `the broker's certificate is not signed by a CA the hub trusts: set broker.tls.ca to the PEM file of the CA that signed it (verification stays on)`;
+  // The name checked is broker.tls.servername when set: the fix blamed broker.url's host, which was not checked.
   if (text.includes('does not match certificate'))
-    return `the host in broker.url is not a name in the broker's certificate: use a name the certificate carries, or set broker.tls.servername to it`;
+    return `the name checked (broker.tls.servername, else the host in broker.url) is not in the broker's certificate: use one it carries (the error lists them)`;
   if (/alert (unknown ca|bad certificate|certificate required|certificate unknown)/.test(text))
     return `the broker refused the hub's client certificate: is broker.tls.cert signed by a CA in the broker's cacertfile, and within its dates?`;
   return undefined;
