@@ -104,6 +104,9 @@ export class PendingRequests {
       keys.push(`act:${peer}:${String(m['id'])}:${String(m['modification_count'])}`, `id:${peer}:${String(m['id'])}`);
     } else if (REQUEST_REPLIES.has(type) && has(type, 'request_id')) {
       if (typeof m['request_id'] !== 'string') m['request_id'] = this.#id();
+      // Its answer is the 200 (its reports come an interval later), which a peer sends only to a msg_id: without one,
+      // the request waited for the first period and timed out (the CLI's, the subscription taken all the same).
+      if (type === 'get_periodic_report' && typeof m['msg_id'] !== 'string') m['msg_id'] = this.#id();
       keys.push(`req:${peer}:${m['request_id'] as string}`);
     } else if (has(type, 'msg_id')) {
       if (typeof m['msg_id'] !== 'string') m['msg_id'] = this.#id();

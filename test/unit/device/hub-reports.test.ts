@@ -376,6 +376,23 @@ p(
 );
 
 p(
+  "request() of a subscription with no msg_id of its own (the CLI's) is answered by the 200, not the first period",
+  async () => {
+    const r = await hubRig();
+    try {
+      // A peer answers a 200 only to a msg_id: without one the request waited for the first report, a whole interval
+      // (`ebadge request ... get_periodic_report` ended TIMEOUT, exit 1, the subscription taken).
+      const m = { msg: 'get_periodic_report', interval: 900, first_from: null, resolution: 60, signals: ['boiler.p'] };
+      const ack = (await within(r.vpp.request(HEH, m as Message), 5000)) as Message<'response'>;
+      assert.equal([ack.msg, ack.response_code, ack.ref_msg], ['response', 200, 'get_periodic_report']);
+      assert.is(r.store.state.subscriptions.length, 1);
+    } finally {
+      await r.close();
+    }
+  },
+);
+
+p(
   'each period once it is over, with an id derived from it; a new subscription replaces the old; -1 stops it',
   async () => {
     const r = await hubRig();
