@@ -26,6 +26,10 @@ export const MAX_ACTIVATIONS = 1_000;
 const stale = (a: Activation, now: number): boolean =>
   (a.phase === 'ended' || a.decision === 'rejected') && a.to < now - KEEP_DECIDED_MS;
 
+const addKw = (used: Map<string, number>, device: string, q: number): void => {
+  used.set(device, (used.get(device) ?? 0) + Math.abs(q));
+};
+
 export class Activations {
   readonly #h: HubContext;
   readonly #timers = new Map<string, Timer[]>();
@@ -331,7 +335,8 @@ export class Activations {
       });
       return;
     }
-    const shares = a.device === null ? this.#split(a) : new Map([[a.device, a.quantity]]);
+    if (a.device !== null) await this.#reshare(a.device, a.quantity);
+    const shares = a.device === null ? this.#split(a, this.#running(a.id)) : new Map([[a.device, a.quantity]]);
     for (const [device, act] of h.actuators) {
       const quantity = shares.get(device);
       if (quantity !== undefined)
@@ -345,22 +350,24 @@ export class Activations {
     await h.event('activation_start');
   }
 
+  /** kW per device of what runs, but `except`: device activations on their device, whole-hub ones by their shares. */
+  #running(except: string): Map<string, number> {
+    const used = new Map<string, number>();
+    for (const x of this.#h.store.state.activations) {
+      if (x.phase !== 'running' || x.id === except) continue;
+      if (x.device !== null) addKw(used, x.device, x.quantity);
+      else for (const [device, q] of Object.entries(x.shares ?? {})) addKw(used, device, q);
+    }
+    return used;
+  }
+
   /**
    * A whole-hub activation's quantity shared out over the devices with an actuator, in the configuration's order, each
-   * up to its maxPowerKw less what runs on it already: every actuator was given the whole quantity, so 0.5 kW
-   * accepted ran 1.5 kW on two devices, and a 2 kW boiler was told to run 2.5 kW.
+   * up to its maxPowerKw less what `used` has on it: every actuator was given the whole quantity, so 0.5 kW accepted
+   * ran 1.5 kW on two devices, and a 2 kW boiler was told to run 2.5 kW.
    */
-  #split(a: Activation): Map<string, number> {
+  #split(a: Activation, used: Map<string, number>): Map<string, number> {
     const h = this.#h;
-    const used = new Map<string, number>();
-    const add = (device: string, q: number): void => {
-      used.set(device, (used.get(device) ?? 0) + Math.abs(q));
-    };
-    for (const x of h.store.state.activations) {
-      if (x.phase !== 'running' || x.id === a.id) continue;
-      if (x.device !== null) add(x.device, x.quantity);
-      else for (const [device, q] of Object.entries(x.shares ?? {})) add(device, q);
-    }
     const shares = new Map<string, number>();
     let left = Math.abs(a.quantity);
     for (const d of h.config.devices) {
@@ -373,6 +380,43 @@ export class Activations {
     if (left > 0.0005)
       h.log.warn('activation runs short: the devices have less room than accepted', { id: a.id, short: left });
     return shares;
+  }
+
+  /**
+   * A device's own activation about to start takes its room from the whole-hub activations that run: their shares are
+   * worked out again with it counted, and what changes is told to the actuators first, decreases before increases.
+   * Fixed at their start, a whole-hub activation's 2 kW on a 2 kW boiler stayed when the boiler's own 1.5 kW started
+   * (3.5 kW told to it), while the room the acceptance counted on was on another device.
+   */
+  async #reshare(device: string, quantity: number): Promise<void> {
+    const h = this.#h;
+    const hubWide = h.store.state.activations.filter((x) => x.phase === 'running' && x.device === null);
+    if (hubWide.length === 0) return;
+    const used = new Map<string, number>();
+    addKw(used, device, quantity);
+    for (const x of h.store.state.activations)
+      if (x.phase === 'running' && x.device !== null) addKw(used, x.device, x.quantity);
+    for (const x of hubWide) {
+      const before = x.shares ?? {};
+      const after = this.#split(x, used);
+      for (const [d, q] of after) addKw(used, d, q);
+      const changed = [...h.actuators.keys()].filter((d) => after.get(d) !== before[d]);
+      if (changed.length === 0) continue;
+      const less = (d: string): boolean => Math.abs(after.get(d) ?? 0) < Math.abs(before[d] ?? 0);
+      for (const d of [...changed.filter(less), ...changed.filter((d) => !less(d))]) {
+        const q = after.get(d);
+        await this.#apply(
+          h.actuators.get(d) as Actuator,
+          q === undefined
+            ? { action: 'end', id: x.id, device: d }
+            : { action: 'activate', id: x.id, device: d, quantity: q, from: x.from, to: x.to },
+        );
+      }
+      await h.store.update(() => {
+        x.shares = Object.fromEntries(after);
+      });
+      h.log.info('activation shared out again', { id: x.id, shares: x.shares, for: device });
+    }
   }
 
   /** Ends an activation: its timers, the actuators if it runs, its phase; `record`: an activation_end event. */

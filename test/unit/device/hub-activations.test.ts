@@ -689,6 +689,68 @@ x(
   },
 );
 
+x(
+  "a device's own activation starting under a whole-hub one takes its room from it: the shares move, no device is told more than its maxPowerKw",
+  async () => {
+    const device = (name: string, kw: number) => ({
+      name,
+      type: 'boiler',
+      maxPowerKw: kw,
+      meter: { kind: 'simulated' },
+      actuator: { kind: 'simulated' },
+    });
+    const r = await hubRig({
+      config: { devices: [{ name: 'meter', meter: { kind: 'simulated' } }, device('boiler', 2), device('relay', 1)] },
+    });
+    const max: Record<string, number> = { boiler: 2, relay: 1 };
+    // What each device is told, by activation: a later activate of the same id replaces its quantity.
+    const told = new Map<string, Map<string, number>>();
+    const over: string[] = [];
+    const seen = (n: number): void => {
+      for (const c of r.commands.slice(n)) {
+        const onIt = told.get(c.device) ?? new Map<string, number>();
+        told.set(c.device, onIt);
+        if (c.action === 'activate') onIt.set(c.id, c.quantity);
+        else onIt.delete(c.id);
+        const kw = [...onIt.values()].reduce((a, q) => a + Math.abs(q), 0);
+        if (kw > (max[c.device] as number) + 1e-9) over.push(`${c.device} told ${kw} kW`);
+      }
+    };
+    try {
+      // The hub's 3 kW: 2.5 for the hub from T0 + 1 min to T0 + 3 min, then 0.5 of the boiler's own from T0 + 2 min.
+      assert.is((await activate(r, uuid(1), 0, 2.5, T0 + 60_000, T0 + 180_000)).msg, 'accept_activation');
+      const own = await activate(r, uuid(2), 0, 0.5, T0 + 120_000, T0 + 180_000, 'boiler');
+      assert.is(own.msg, 'accept_activation');
+      await r.clock.advance(60_000);
+      await eventually(() => r.commands.length === 2, 'the whole-hub start');
+      assert.equal(r.store.state.activations[0]?.shares, { boiler: 2, relay: 0.5 });
+      await r.clock.advance(60_000);
+      await eventually(() => r.commands.length === 5, "the boiler's own start");
+      assert.equal(
+        r.commands.slice(2).map((c) => [c.id, c.device, c.action === 'activate' ? c.quantity : c.action]),
+        [
+          [uuid(1), 'boiler', 1.5],
+          [uuid(1), 'relay', 1],
+          [uuid(2), 'boiler', 0.5],
+        ],
+        'the whole-hub share moves off the boiler before its own starts, less first',
+      );
+      assert.equal(r.store.state.activations[0]?.shares, { boiler: 1.5, relay: 1 });
+      await r.clock.advance(60_000);
+      await eventually(() => r.commands.length === 8, 'the ends');
+      seen(0);
+      assert.equal(over, []);
+      assert.equal(
+        [...told.values()].map((m) => m.size),
+        [0, 0],
+        'each end reaches every device its activation was on',
+      );
+    } finally {
+      await r.close();
+    }
+  },
+);
+
 x('an activation whose whole window passed while the hub was stopped is not started at the next start', async () => {
   const r = await hubRig();
   try {
