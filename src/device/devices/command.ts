@@ -27,12 +27,20 @@ export function parseReadingLine(line: string, signals: readonly string[]): Read
   if (!isObject(parsed)) throw new Error(`not a JSON object: ${shortText(line)}`);
   const record = parsed as Record<string, unknown>;
   const out: Reading = {};
+  let named = false;
   for (const s of signals) {
+    named ||= Object.hasOwn(record, s);
     const v = Object.hasOwn(record, s) ? record[s] : null;
     if (v !== null && typeof v !== 'number')
       throw new Error(`signal ${shortText(s)} is not a number: ${shortText(JSON.stringify(v))}`);
     out[s] = v;
   }
+  // Keys, but none of ours: a name that differs (`power` for `p`) read as null for ever, without a word.
+  const keys = Object.keys(record);
+  if (!named && keys.length > 0)
+    throw new Error(
+      `none of the device's signals (${signals.join(', ')}) in ${shortText(line)}: print them by those names`,
+    );
   return out;
 }
 

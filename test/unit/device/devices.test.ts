@@ -10,6 +10,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { parseReadingLine } from '../../../src/device/devices/command.js';
 import {
   createActuator,
   createMeter,
@@ -372,6 +373,16 @@ cmd('one-shot failures: garbage and wrong types are BAD_OUTPUT, exit 1 is EXIT w
   assert.is(err.code, 'EXIT');
   assert.match(err.message, 'exited with code 1: sensor offline');
   assert.match(err.message, 'fake.mjs fail');
+});
+
+cmd('a line with keys but none of the signals is BAD_OUTPUT naming them; {} and a signal set to null are null', () => {
+  assert.throws(
+    () => parseReadingLine('{"power": 1.25}', ['p', 'q']),
+    (e: Error) => e.message === `none of the device's signals (p, q) in "{\\"power\\": 1.25}": print them by those names`,
+  );
+  assert.equal(parseReadingLine('{}', ['p']), { p: null });
+  assert.equal(parseReadingLine('{"p": null, "power": 1}', ['p']), { p: null });
+  assert.equal(parseReadingLine('{"q": 2, "power": 1}', ['p', 'q']), { p: null, q: 2 });
 });
 
 cmd('one-shot timeout: TIMEOUT, and the child is killed and reaped before read() rejects', async () => {
