@@ -470,7 +470,8 @@ export class Connection extends TypedEmitter<ConnectionEvents> implements Channe
         'the broker closed the connection after start-ok: the credentials were probably refused',
       );
     } else if (se !== null) {
-      const tlsFailure = this.options.tls !== undefined && this.#state === 'connecting';
+      // A TCP failure (ECONNREFUSED, ETIMEDOUT ..., which name their syscall) comes before TLS has said a word.
+      const tlsFailure = this.options.tls !== undefined && this.#state === 'connecting' && !('syscall' in se);
       err = new ConnectionError(
         tlsFailure ? 'TLS_ERROR' : 'SOCKET_ERROR',
         `${tlsFailure ? 'TLS' : 'socket'} error: ${se.message}`,

@@ -192,11 +192,14 @@ test('EXTERNAL without TLS and bad options are refused before connecting', async
 });
 
 test(
-  'connect to a port nobody listens on: ConnectionError SOCKET_ERROR, quickly',
+  'connect to a port nobody listens on: ConnectionError SOCKET_ERROR, quickly; with TLS too (nothing of TLS was said)',
   timed(async () => {
-    const err = await rejection(connect('amqp://127.0.0.1:1'));
-    assert.is(err.code, 'SOCKET_ERROR');
-    assert.is((err.cause as NodeJS.ErrnoException).code, 'ECONNREFUSED');
+    for (const url of ['amqp://127.0.0.1:1', 'amqps://127.0.0.1:1']) {
+      const err = await rejection(connect(url));
+      assert.is(err.code, 'SOCKET_ERROR', url);
+      assert.match(err.message, /^socket error: /, url);
+      assert.is((err.cause as NodeJS.ErrnoException).code, 'ECONNREFUSED', url);
+    }
   }),
 );
 
