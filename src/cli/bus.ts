@@ -245,8 +245,18 @@ async function connector(
     const dir = values['state-dir'] ?? cfg.stateDir ?? path.dirname(privateKey);
     // The sequence and replay files live there: made on first use (0700), as the hub makes its stateDir.
     mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const keyring = Keyring.load(keyringFile, privateKey, backend);
+    // The bus seals only to the peers its keyring has, and talks in clear to the rest; the hub refuses that unless its
+    // config says clearText, and so does the command: without --keyring it talks in clear, said by the command line.
+    const clear = peers.filter((p) => !keyring.peers.has(p));
+    if (clear.length > 0)
+      throw new UsageError(
+        `--keyring ${keyringFile} has no keys for ${clear.join(', ')}: sealed to the others, ` +
+          `${clear.length === 1 ? 'it' : 'they'} would get clear text; add ${clear.length === 1 ? 'its' : 'their'} ` +
+          'entry, or leave out --keyring to talk in clear',
+      );
     sealer = new Sealer({
-      keyring: Keyring.load(keyringFile, privateKey, backend),
+      keyring,
       backend,
       sequence: await SequenceReserver.open(path.join(dir, `${name}.seq.json`)),
       replay: await ReplayWindow.open(path.join(dir, `${name}.replay.json`)),

@@ -386,6 +386,16 @@ s(
       await until(() => got.length === 1, 'the sealed get_capabilities');
       assert.is((got[0] as Message<'get_capabilities'>).device, null, 'null, not the string "null"');
       assert.is(statSync(state).mode & 0o777, 0o700);
+      // A peer the keyring has no keys for would get clear text: refused before connecting, as the hub refuses it.
+      const stray = capture();
+      const strayArgs = [...args.slice(0, 4), `${hubName}-x`, ...args.slice(5)];
+      assert.is(await main(strayArgs, stray), 2, stray.errors.join('\n'));
+      assert.match(
+        stray.errors.join('\n'),
+        `--keyring ${ringFile} has no keys for ${hubName}-x: sealed to the others, it would get clear text; add its ` +
+          'entry, or leave out --keyring to talk in clear',
+      );
+      assert.is(got.length, 1);
     } finally {
       await hub.close();
       rmSync(dir, { recursive: true, force: true });
