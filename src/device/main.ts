@@ -36,6 +36,7 @@ import { CryptoError, Keyring, ReplayWindow, Sealer, SequenceReserver, selectBac
 import { DEFAULT_CONFIG, HUB_VERSION, usage, versionLine } from './about.js';
 import { bench } from './bench.js';
 import { ConfigError, checkPeerKeys, type HubConfig, loadConfig, readPasswordFile } from './config/index.js';
+import { suggest } from './config/reader.js';
 import { type Actuator, createActuator, createMeter, DeviceError, type Meter } from './devices/index.js';
 import { Hub } from './hub.js';
 import { BrokerLink } from './link.js';
@@ -65,6 +66,22 @@ export interface RunOptions {
 export type MqttBusFactory = (config: HubConfig, sealer: Sealer | undefined) => Connector;
 
 const isMqtt = (url: string): boolean => /^mqtts?:/.test(url);
+
+/**
+ * What parseArgs does not say of a mistyped option: `-config` is read as the short options -c -o -n ... ("Unknown
+ * option '-c'"), and `--conifg` is one letter away from an option.
+ */
+function optionHint(argv: readonly string[]): string {
+  for (const a of argv) {
+    const [, dashes, name = ''] = /^(--?)([^-=][^=]*)/.exec(a) ?? [];
+    const near = OPTIONS.includes(name) ? name : suggest(name, OPTIONS);
+    if (dashes === '-' && name.length > 1 && near !== undefined) return ` (options take two dashes: --${near})`;
+    if (dashes === '--' && near !== undefined && near !== name) return ` (did you mean "--${near}"?)`;
+  }
+  return '';
+}
+
+const OPTIONS = ['config', 'seconds', 'version', 'help'];
 
 export async function hubMain(argv: string[], options: RunOptions): Promise<number> {
   const { io } = options;
@@ -129,7 +146,9 @@ export async function hubMain(argv: string[], options: RunOptions): Promise<numb
     return await run(config, options.stop, log, options.mqttBus, csvMeters);
   } catch (err) {
     if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') === true) {
-      io.err(`error: ${(err as Error).message}\n${usage()}`);
+      // A command handed in (keygen) has options of its own: the hint is for the hub's.
+      const own = first === undefined || !Object.hasOwn(options.commands ?? {}, first);
+      io.err(`error: ${(err as Error).message}${own ? optionHint(argv) : ''}\n${usage()}`);
       return EXIT.USAGE;
     }
     if (err instanceof ConfigError) {

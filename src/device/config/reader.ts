@@ -129,7 +129,8 @@ export function describe(v: unknown, path: string): string {
 }
 
 /** The known key the unknown one was probably meant to be: same letters but for case, or one or two typos. */
-function suggest(key: string, known: readonly string[]): string | undefined {
+/** The one of `known` within two edits of `key` (a typo), if any. */
+export function suggest(key: string, known: readonly string[]): string | undefined {
   let best: string | undefined;
   let bestDistance = 3;
   for (const k of known) {

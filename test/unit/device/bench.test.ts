@@ -155,5 +155,23 @@ c('a command handed in runs with the hub exit codes: its result, 64 and the hub 
   assert.match(err.join('\n'), /unknown command "keygen"/);
 });
 
+c('a mistyped option is a usage error that says what was meant: one dash for two, a letter off', async () => {
+  const err: string[] = [];
+  const io = { out: () => undefined, err: (l: string) => err.push(l) };
+  for (const [args, said] of [
+    [['-config', 'hub.json'], '(options take two dashes: --config)'],
+    [['--conifg', 'hub.json'], '(did you mean "--config"?)'],
+    [['check-config', '--confg=hub.json'], '(did you mean "--config"?)'],
+    [['bench', '--second', '2'], '(did you mean "--seconds"?)'],
+  ] as const) {
+    err.length = 0;
+    assert.is(await hubMain([...args], { io, stop: never }), 64, args.join(' '));
+    assert.ok((err[0] ?? '').includes(said), `${args.join(' ')}: ${err[0]}`);
+  }
+  err.length = 0;
+  assert.is(await hubMain(['--frobnicate'], { io, stop: never }), 64);
+  assert.not.match(err[0] ?? '', /did you mean|two dashes/);
+});
+
 s.run();
 c.run();

@@ -378,7 +378,8 @@ cmd('one-shot failures: garbage and wrong types are BAD_OUTPUT, exit 1 is EXIT w
 cmd('a line with keys but none of the signals is BAD_OUTPUT naming them; {} and a signal set to null are null', () => {
   assert.throws(
     () => parseReadingLine('{"power": 1.25}', ['p', 'q']),
-    (e: Error) => e.message === `none of the device's signals (p, q) in "{\\"power\\": 1.25}": print them by those names`,
+    (e: Error) =>
+      e.message === `none of the device's signals (p, q) in "{\\"power\\": 1.25}": print them by those names`,
   );
   assert.equal(parseReadingLine('{}', ['p']), { p: null });
   assert.equal(parseReadingLine('{"p": null, "power": 1}', ['p']), { p: null });
