@@ -114,6 +114,14 @@ export class PendingRequests {
     } else if (type === 'get_load_report') {
       // The first version has no ids: its peers answer with the same period and device (data model §3.5 rule 1).
       keys.push(`v1:${peer}:${v1Key(m)}`);
+    } else {
+      // No id a reply could echo and no reply of its own (contingency_activate is never acked, §3.5; the others are
+      // notifications): a peer that takes it answers nothing, so the request could only time out once it was acted on.
+      fail(
+        'INVALID_MESSAGE',
+        `${type} to ${peer}: a ${type} is never answered (it carries no msg_id or request_id): send it with publish() ` +
+          "(the CLI: ebadge send), which resolves on the broker's confirm",
+      );
     }
     if (typeof m['msg_id'] === 'string' && !keys.includes(`msg:${peer}:${m['msg_id']}`))
       keys.push(`msg:${peer}:${m['msg_id']}`);

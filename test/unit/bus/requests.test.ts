@@ -308,6 +308,31 @@ m(
   },
 );
 
+m('a type that is never answered (contingency_activate): refused INVALID_MESSAGE before sending', async () => {
+  const { hub, vpp } = pair();
+  // The hub acts on it and acks nothing (§3.5): the request used to time out, "outcome unknown", after it ran.
+  const taken: string[] = [];
+  hub.onContingencyActivate((q) => {
+    taken.push(q.id);
+  });
+  await hub.start();
+  await vpp.start();
+  const contingency: Message<'contingency_activate'> = {
+    msg: 'contingency_activate',
+    id: uuid(1),
+    from: T0,
+    to: T0.plusSeconds(900),
+    max_quantity: 1,
+  };
+  const e = await soon(rejected(vpp.request(HUB, contingency)));
+  assert.is(e.code, 'INVALID_MESSAGE');
+  assert.match(e.message, /contingency_activate is never answered .*publish\(\)/);
+  assert.is(vpp.transport.sent.length, 0, 'nothing sent');
+  await soon(vpp.publish(HUB, contingency));
+  await until(() => taken.length === 1);
+  await Promise.all([hub.close(), vpp.close()]);
+});
+
 m('get_load_report (the first version, no ids): by period and device', async () => {
   const { hub, vpp } = pair();
   // The first version sets no correlation_id either: only the period and device can match.
