@@ -6,7 +6,7 @@
  * reading, purging, deleting another's inbox, tapping its exchange, publishing as another party, publishing a type
  * the party may not send, declaring or deleting exchanges, using the default exchange; guest cannot log in at all.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
@@ -28,6 +28,9 @@ const HUB_X = 'heh-b827ebea02c2'; // logs in with its certificate
 const VPP = 'vpp-acme';
 const EVIL = 'vpp-acme-2'; // a party of its own, whose name starts with another's
 const OPS = 'ops'; // the CLI, with its certificate
+// docs/operations.md's aggregator program (examples/aggregator-instance.ts) runs as these, sharded as the doc asks:
+const DOC = 'vpp-doc'; // with its password
+const DOC_X = 'vpp-doc-cert'; // with its certificate
 
 const s = suite('provisioned broker');
 const dir = mkdtempSync(path.join(tmpdir(), 'ebadge-provision-it-'));
@@ -159,6 +162,8 @@ s(
           { name: HUB, role: 'hub' },
           { name: HUB_X, role: 'hub', auth: 'external' },
           { name: OPS, role: 'operator', peers: [HUB], auth: 'external' },
+          { name: DOC, role: 'aggregator', peers: [HUB_X], shards: 2 },
+          { name: DOC_X, role: 'aggregator', peers: [HUB_X], shards: 2, auth: 'external' },
         ],
       }),
     );
@@ -169,8 +174,8 @@ s(
     assert.is(code, 0, io.errors.join('\n'));
     assert.match(io.lines.at(-1) as string, 'vhost "ebadge", guest deleted');
     // What the operator puts beside each config: the broker's CA, and a certificate for the EXTERNAL parties.
-    for (const p of [VPP, EVIL, HUB, HUB_X, OPS]) copyFileSync(n.tls.caFile, path.join(out, p, 'ca.pem'));
-    for (const p of [HUB_X, OPS]) {
+    for (const p of [VPP, EVIL, HUB, HUB_X, OPS, DOC, DOC_X]) copyFileSync(n.tls.caFile, path.join(out, p, 'ca.pem'));
+    for (const p of [HUB_X, OPS, DOC_X]) {
       const cert = await issueClientCertificate(n, p);
       copyFileSync(cert.certFile, path.join(out, p, 'client.pem'));
       copyFileSync(cert.keyFile, path.join(out, p, 'client.key'));
@@ -394,6 +399,33 @@ s(
     assert.equal(degraded, []);
     const queues = await theNode().ctl(['list_queues', '-p', 'ebadge', '-q', 'name', 'type']);
     assert.match(queues, `private-${EVIL}-handled\tstream`);
+  }, 60_000),
+);
+
+s(
+  "docs/operations.md's aggregator program runs on the generated amqps configs, with a password and with a certificate",
+  timed(async () => {
+    // It used to read broker.pw alone: over amqps it never connected (the broker's CA not given: start() waited for
+    // ever, in silence), and an `external` party's bus.json, which names no password file, made it throw.
+    const example = fileURLToPath(new URL('../../examples/aggregator-instance.js', import.meta.url));
+    for (const party of [DOC, DOC_X]) {
+      const child = spawn(process.execPath, [example, '--config', path.join(out, party, 'bus.json')], {
+        env: { ...process.env, EBADGE_INSTANCE: `${party}-1` },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let stderr = '';
+      child.stderr.on('data', (b: Buffer) => {
+        stderr += b.toString();
+      });
+      const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+      try {
+        await until(() => stderr.includes(`${party}/${party}-1 running`) || child.exitCode !== null, 'running', 20_000);
+        assert.is(stderr, `${party}/${party}-1 running\n`, `${party}: running, nothing failed on the way`);
+      } finally {
+        child.kill('SIGTERM');
+      }
+      assert.is(await exited, 0, `${party}: exit 0 on SIGTERM\n${stderr}`);
+    }
   }, 60_000),
 );
 
