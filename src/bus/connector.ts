@@ -194,6 +194,9 @@ export class Connector<T extends Transport = Transport> extends TypedEmitter<Con
       // The broker refused a declaration (a permission, an exchange the peer has not declared yet): the application
       // may start again later, once that is fixed.
       this.#started = false;
+      // Closed while it waited (a broker away): the application's own stop, told as a start() after close() is, so
+      // that one check of BusError CLOSED covers both (it was the AMQP client's error of the same code).
+      if (this.#closing !== undefined) fail('CLOSED', 'the connector was closed while it started', { cause: err });
       throw err;
     }
     return this;
