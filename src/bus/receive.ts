@@ -17,7 +17,7 @@
  * The dead letters and refusals of every step go through one place, which also emits the 'dead-letter' event.
  */
 import { DecodeError, type DecodeLimits, decode, type Message } from '../codec/index.js';
-import { cut } from '../core/shown.js';
+import { cut, shown } from '../core/shown.js';
 import { fieldText } from '../core/utf8.js';
 import { CryptoError, KEY_UPDATE, type Opened, ReplayStateError, type Sealer } from '../crypto/index.js';
 import { refusable, type SenderBudget } from './budget.js';
@@ -105,7 +105,13 @@ export class Receiver<T extends Transport> {
       return;
     }
     if (sender === undefined) {
-      await this.#deadLetter(d, 'the sender is not a configured peer', 'UNKNOWN_SENDER');
+      // Who it was is what an operator looks for (a hub left out of `peers`): what the message says of itself.
+      const said = d.appId === undefined ? '' : `, app_id ${shown(d.appId)}`;
+      await this.#deadLetter(
+        d,
+        `the sender is not a configured peer (routing key ${shown(d.routingKey, 80)}${said})`,
+        'UNKNOWN_SENDER',
+      );
       return;
     }
     // A copy of a message still being handled (a redelivery after a reconnect or a consumer timeout, whose first

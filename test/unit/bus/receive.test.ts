@@ -35,13 +35,19 @@ s('a delivery the transport vouches for no sender is dead-lettered UNKNOWN_SENDE
     handled.push(m);
   });
   const dead: string[] = [];
-  hub.on('dead-letter', (_reason, code) => dead.push(code));
+  const reasons: string[] = [];
+  hub.on('dead-letter', (reason, code) => {
+    dead.push(code);
+    reasons.push(reason);
+  });
   await hub.start();
   const t = hub.transport;
   const settled = await deliver(t, setClock(1), { from: undefined, messageId: 'x1' });
   assert.is(settled.outcome, 'dead');
   assert.is(settled.code, 'UNKNOWN_SENDER');
   assert.equal(dead, ['UNKNOWN_SENDER']);
+  // Who it was, as the message says of itself: what an operator needs to find a peer left out of `peers`.
+  assert.equal(reasons, ['the sender is not a configured peer (routing key "set_clock", app_id "vpp-unit")']);
   assert.equal(handled, []);
   assert.equal(t.sent, [], 'nobody to answer');
   await hub.close();
