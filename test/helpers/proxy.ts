@@ -37,6 +37,10 @@
  * - A blackholed direction forwards neither bytes nor a FIN or a close from its source: the peer learns nothing
  *   until resume() (which forwards a pending FIN / close). A socket the client closes during a blackhole therefore
  *   leaves its target socket open until close().
+ * - resume() on a connection that outlived its blackhole (shorter than the heartbeat timeout) continues a stream with
+ *   a hole in it, which real TCP never delivers (it retransmits, or the connection dies). AMQP then loses whole
+ *   frames silently: a publish the broker never saw, and publisher confirms counted one off, so the lost publish is
+ *   taken as confirmed by the next one's ack. To model a real outage, cutAll() before or right after resume().
  * - cutAll() stops all pipes at once. Without `reset` the sockets are destroyed (a FIN, or an RST if unread bytes
  *   remain in the kernel); with `reset` an RST is sent. Note that a peer busy writing when the RST arrives may
  *   still see a plain EOF (the write consumes the ECONNRESET), so tests should accept both outcomes of a cut.
@@ -496,7 +500,10 @@ export class FaultProxy extends EventEmitter {
     return this;
   }
 
-  /** Ends a blackhole: later bytes flow again (dropped ones are lost; a FIN seen meanwhile is forwarded now). */
+  /**
+   * Ends a blackhole: later bytes flow again (dropped ones are lost; a FIN seen meanwhile is forwarded now). A
+   * connection still open continues with a hole in its stream, which real TCP never delivers: cut it (top comment).
+   */
   resume(direction: DirectionArg = 'both'): this {
     for (const d of directions(direction)) this.config[d].blackholed = false;
     this.pumpAll();
