@@ -633,19 +633,24 @@ x('an activation running when the hub stops is resumed by the next start, and en
   }
 });
 
+/** A hub with a meter, a 2 kW boiler and a 1 kW relay, each with an actuator. */
+function boilerAndRelay(): Promise<HubRig> {
+  const device = (name: string, kw: number) => ({
+    name,
+    type: 'boiler',
+    maxPowerKw: kw,
+    meter: { kind: 'simulated' },
+    actuator: { kind: 'simulated' },
+  });
+  return hubRig({
+    config: { devices: [{ name: 'meter', meter: { kind: 'simulated' } }, device('boiler', 2), device('relay', 1)] },
+  });
+}
+
 x(
   'a whole-hub activation is shared out over the devices by their room, not given whole to each; each gets its end',
   async () => {
-    const device = (name: string, kw: number) => ({
-      name,
-      type: 'boiler',
-      maxPowerKw: kw,
-      meter: { kind: 'simulated' },
-      actuator: { kind: 'simulated' },
-    });
-    const r = await hubRig({
-      config: { devices: [{ name: 'meter', meter: { kind: 'simulated' } }, device('boiler', 2), device('relay', 1)] },
-    });
+    const r = await boilerAndRelay();
     try {
       // 2.5 kW over a 2 kW boiler and a 1 kW relay: the boiler 2, the relay 0.5 (it was 2.5 each, 5 kW in all).
       assert.is((await activate(r, uuid(1), 0, 2.5)).msg, 'accept_activation');
@@ -692,16 +697,7 @@ x(
 x(
   "a device's own activation starting under a whole-hub one takes its room from it: the shares move, no device is told more than its maxPowerKw",
   async () => {
-    const device = (name: string, kw: number) => ({
-      name,
-      type: 'boiler',
-      maxPowerKw: kw,
-      meter: { kind: 'simulated' },
-      actuator: { kind: 'simulated' },
-    });
-    const r = await hubRig({
-      config: { devices: [{ name: 'meter', meter: { kind: 'simulated' } }, device('boiler', 2), device('relay', 1)] },
-    });
+    const r = await boilerAndRelay();
     const max: Record<string, number> = { boiler: 2, relay: 1 };
     // What each device is told, by activation: a later activate of the same id replaces its quantity.
     const told = new Map<string, Map<string, number>>();
