@@ -29,15 +29,15 @@ export function parseReadingLine(line: string, signals: readonly string[]): Read
   const out: Reading = {};
   let named = false;
   for (const s of signals) {
-    named ||= Object.hasOwn(record, s);
-    const v = Object.hasOwn(record, s) ? record[s] : null;
+    const has = Object.hasOwn(record, s);
+    named ||= has;
+    const v = has ? record[s] : null;
     if (v !== null && typeof v !== 'number')
       throw new Error(`signal ${shortText(s)} is not a number: ${shortText(JSON.stringify(v))}`);
     out[s] = v;
   }
   // Keys, but none of ours: a name that differs (`power` for `p`) read as null for ever, without a word.
-  const keys = Object.keys(record);
-  if (!named && keys.length > 0)
+  if (!named && Object.keys(record).length > 0)
     throw new Error(
       `none of the device's signals (${signals.join(', ')}) in ${shortText(line)}: print them by those names`,
     );
